@@ -1,0 +1,112 @@
+"""One typed Settings object, built once from ``DISTRIBUTOR_*`` environment variables.
+
+Every component receives the Settings it needs; nothing reads the environment elsewhere.
+"""
+
+from __future__ import annotations
+
+import secrets
+from email.utils import parseaddr
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Configuration of one distributor installation (see README.md for each variable)."""
+
+    model_config = SettingsConfigDict(env_prefix="DISTRIBUTOR_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    broker_url: str | None = None
+    smtp_url: str | None = None
+    site_url: str = "http://localhost:8000"
+    secret_key: str | None = None
+    sender: str = "Press Office <press@example.org>"
+    send_rate: float = Field(default=0.0, ge=0)
+    dkim_key_file: Path | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    organisation: str = "Press Office"
+    languages: tuple[str, ...] = ("en", "fr")
+    templates_dir: Path = REPO_ROOT / "templates"
+    batch_size: int = Field(default=250, ge=1, le=10_000)
+    lease_seconds: int = Field(default=300, ge=5)
+    visibility_timeout: int = Field(default=3600, ge=60)
+    retry_base_seconds: float = Field(default=60.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    give_up_after_seconds: float = Field(default=2 * 86400.0, gt=0)
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    worker_concurrency: int = Field(default=2, ge=1)
+    feed_size: int = Field(default=50, ge=1)
+
+    @field_validator("site_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"DISTRIBUTOR_SITE_URL must be an absolute http(s) URL, not {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("sender")
+    @classmethod
+    def _check_sender(cls, value: str) -> str:
+        if "\r" in value or "\n" in value or "@" not in parseaddr(value)[1]:
+            raise ValueError(f"DISTRIBUTOR_SENDER must be 'Name <address>', not {value!r}")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL in use: the configured one, or SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir.resolve() / 'distributor.db'}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        """The Maildir written to when no SMTP URL is configured."""
+        return self.data_dir / "outbox"
+
+    @property
+    def public_dir(self) -> Path:
+        """Where generated feeds (and later the static site) are written."""
+        return self.data_dir / "public"
+
+    @property
+    def sender_address(self) -> str:
+        """The bare address part of ``sender``."""
+        return parseaddr(self.sender)[1]
+
+    @property
+    def sender_domain(self) -> str:
+        """The domain of the sender address (used for Message-ID and List-Id)."""
+        return self.sender_address.rpartition("@")[2]
+
+    @cached_property
+    def effective_secret_key(self) -> str:
+        """The signing key: the configured one, or one generated once and kept in the data dir.
+
+        ``DISTRIBUTOR_SECRET_KEY`` may hold several keys separated by spaces; the first signs,
+        all verify (key rotation).
+        """
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+        return key
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the Settings from the environment, with explicit ``overrides`` taking precedence."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,110 @@
+"""The database: one engine per Settings, sessions, and migrations (Alembic).
+
+SQLite (the default) runs in WAL mode with a busy timeout so a worker, the web app and the
+CLI can share it; PostgreSQL is used as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session, sessionmaker
+
+from .config import Settings
+from .errors import ConfigError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    """True when the engine or connection talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own handling defers it
+    # and cannot do BEGIN IMMEDIATE).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A claim needs the write lock from its first statement: BEGIN IMMEDIATE.
+    if conn.get_execution_options().get("sqlite_immediate"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except Exception as exc:  # bad URL or missing driver
+        raise ConfigError(f"DISTRIBUTOR_DATABASE_URL cannot be used: {exc}") from exc
+
+
+def get_engine(settings: Settings) -> Engine:
+    """The (shared, per-process) engine for the configured database."""
+    url = settings.effective_database_url
+    if url not in _ENGINES:
+        _ENGINES[url] = _make_engine(url)
+    return _ENGINES[url]
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection and forget the engines (after a fork, or in tests)."""
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
+
+
+def sessions(settings: Settings) -> sessionmaker[Session]:
+    """A session factory bound to the configured database (objects survive commit)."""
+    return sessionmaker(get_engine(settings), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(settings: Settings) -> Iterator[Session]:
+    """A session that commits when the block ends normally and rolls back otherwise."""
+    with sessions(settings).begin() as session:
+        yield session
+
+
+def alembic_config(settings: Settings) -> AlembicConfig:
+    """An Alembic config pointing at our migrations and the configured database."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", settings.effective_database_url.replace("%", "%%"))
+    cfg.attributes["settings"] = settings
+    return cfg
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    """Migrate the database to ``revision`` (creating it if needed)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(settings), revision)

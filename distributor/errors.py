@@ -1,0 +1,68 @@
+"""The one error tree of distributor. Domain code raises these; only ``web/`` and ``cli.py``
+turn them into HTTP statuses or exit codes.
+
+    DistributorError                 base of everything raised on purpose
+    ├── ConfigError                  the configuration cannot work (bad URL, missing key file)
+    ├── InputError                   user input rejected; says what and where
+    │   ├── ReleaseInputError        a release file or payload (front matter, field, body)
+    │   ├── SubscriberInputError     an address, name, language or topic list
+    │   └── ImportRejected           a CSV import with bad rows (carries every bad row)
+    ├── NotFound                     a release, topic or subscriber that does not exist
+    ├── Conflict                     the action does not fit the current state
+    └── ServiceError                 a service we depend on failed (broker, SMTP)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DistributorError(Exception):
+    """Base of every error distributor raises on purpose."""
+
+
+class ConfigError(DistributorError):
+    """The configuration cannot work."""
+
+
+class InputError(DistributorError):
+    """User input was rejected; the message says what and where."""
+
+
+class ReleaseInputError(InputError):
+    """A release (file or payload) was rejected; nothing was stored."""
+
+
+class SubscriberInputError(InputError):
+    """A subscriber's address, name, language or topics were rejected."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One rejected row of an import: its line number in the file, and why."""
+
+    line: int
+    reason: str
+    row: dict[str, str]
+
+
+class ImportRejected(InputError):
+    """A CSV import had bad rows; ``rows`` lists every one (nothing was imported)."""
+
+    def __init__(self, source: str, rows: list[RowError]) -> None:
+        self.source = source
+        self.rows = rows
+        lines = "\n".join(f"  {source}:{r.line}: {r.reason}" for r in rows)
+        super().__init__(f"{source}: {len(rows)} bad row(s), nothing imported:\n{lines}")
+
+
+class NotFound(DistributorError):
+    """The thing asked for does not exist."""
+
+
+class Conflict(DistributorError):
+    """The action does not fit the current state (e.g. publishing a withdrawn release)."""
+
+
+class ServiceError(DistributorError):
+    """A service we depend on (broker, SMTP relay, database) failed."""

@@ -1,0 +1,101 @@
+"""Shared fixtures: a private SQLite file or PostgreSQL database per test run, a private
+Redis database number, and a real SMTP server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from distributor.config import Settings, load_settings
+from distributor.db import dispose_engines, get_engine, upgrade
+from distributor.models import Base
+from tests.smtp_server import SMTPServer
+
+PG_ADMIN_URL = os.environ.get(
+    "DISTRIBUTOR_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_TEST_URL = os.environ.get("DISTRIBUTOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+for _name in list(os.environ):  # the developer's own configuration must not leak into tests
+    if _name.startswith("DISTRIBUTOR_") and not _name.startswith("DISTRIBUTOR_TEST_"):
+        del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis database number of our own, emptied before and after the run."""
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    client.flushdb()
+    yield REDIS_TEST_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database created for this test run and dropped after it."""
+    name = f"distributor_test_{os.getpid()}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(load_settings(database_url=url, data_dir=Path("/tmp")))
+    yield url
+    dispose_engines()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_pg(settings: Settings) -> None:
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with get_engine(settings).begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a migrated, empty database: once on SQLite, once on PostgreSQL."""
+    overrides: dict[str, object] = {
+        "data_dir": tmp_path / "var",
+        "site_url": "https://news.example.org",
+        "secret_key": "test-secret",
+        "sender": "Agency Press Office <press@example.org>",
+    }
+    if request.param == "postgresql":
+        overrides["database_url"] = request.getfixturevalue("pg_url")
+    s = load_settings(**overrides)
+    if request.param == "postgresql":
+        _truncate_pg(s)
+    else:
+        upgrade(s)
+    yield s
+    dispose_engines()
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a migrated, empty SQLite database (tests that need only one backend)."""
+    s = load_settings(
+        data_dir=tmp_path / "var",
+        site_url="https://news.example.org",
+        secret_key="test-secret",
+        sender="Agency Press Office <press@example.org>",
+    )
+    upgrade(s)
+    yield s
+    dispose_engines()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SMTPServer]:
+    """A real SMTP server (aiosmtpd) on loopback that records every message."""
+    server = SMTPServer().start()
+    yield server
+    server.stop()
