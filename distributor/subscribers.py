@@ -1,0 +1,293 @@
+"""Subscribers: validate, add, import and export (CSV), unsubscribe.
+
+Every address goes through email-validator; names and languages are checked so that no CR,
+LF or encoded-word trick can reach a mail header.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .errors import ImportRejected, NotFound, RowError, SubscriberInputError
+from .models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, Topic, utcnow
+
+CSV_COLUMNS = ("email", "name", "language", "topics")
+EXPORT_COLUMNS = (
+    "email", "name", "language", "topics", "status", "consent_source", "created_at",
+    "confirmed_at", "unsubscribed_at",
+)  # fmt: skip
+_BAD_NAME = re.compile(r"[\x00-\x1f\x7f]|=\?")
+
+
+def normalise_email(address: str) -> str:
+    """The address in canonical form (domain lowercased, IDN encoded); raises
+    SubscriberInputError saying why an address is not valid."""
+    if any(ch in address for ch in "\r\n\x00"):
+        raise SubscriberInputError("email: must not contain line breaks or NUL characters")
+    try:
+        checked = validate_email(address.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise SubscriberInputError(f"email {address!r}: {exc}") from exc
+    return checked.normalized.lower()
+
+
+def check_name(name: str) -> str:
+    """The display name, stripped; raises SubscriberInputError for control characters or
+    encoded words (header injection)."""
+    if _BAD_NAME.search(name):
+        raise SubscriberInputError(
+            "name: must not contain line breaks, control characters or '=?' (encoded words)"
+        )
+    if len(name) > 200:
+        raise SubscriberInputError("name: longer than 200 characters")
+    return name.strip()
+
+
+def check_language(settings: Settings, language: str) -> str:
+    """The language code if it is one we publish in; raises SubscriberInputError."""
+    lang = language.strip().lower()
+    if lang not in settings.languages:
+        raise SubscriberInputError(
+            f"language: {language!r} is not one of {', '.join(settings.languages)}"
+        )
+    return lang
+
+
+def resolve_topics(session: Session, slugs: Iterable[str]) -> list[Topic]:
+    """The Topic rows for ``slugs``; raises SubscriberInputError naming any unknown one."""
+    wanted = [s.strip() for s in slugs if s.strip()]
+    if not wanted:
+        raise SubscriberInputError("topics: at least one topic is required")
+    found = list(session.scalars(select(Topic).where(Topic.slug.in_(wanted))))
+    missing = sorted(set(wanted) - {t.slug for t in found})
+    if missing:
+        raise SubscriberInputError(f"topics: unknown topic(s) {', '.join(missing)}")
+    return found
+
+
+@dataclass
+class ImportReport:
+    """What an import did: rows added, rows updated, rows left alone (unsubscribed), rejects."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[RowError] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    email: str
+    name: str
+    language: str
+    topics: list[Topic]
+
+
+def _read_rows(
+    session: Session, settings: Settings, stream: IO[str], source: str
+) -> tuple[list[_Row], list[RowError]]:
+    reader = csv.DictReader(stream)
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in ("email", "language", "topics") if c not in header]
+    if missing:
+        raise SubscriberInputError(
+            f"{source}:1: missing column(s) {', '.join(missing)}; expected {','.join(CSV_COLUMNS)}"
+        )
+    reader.fieldnames = header
+    topics = {t.slug: t for t in session.scalars(select(Topic))}
+    good: list[_Row] = []
+    bad: list[RowError] = []
+    seen: dict[str, int] = {}
+    end_of_previous = reader.line_num
+    for record in reader:
+        line, end_of_previous = end_of_previous + 1, reader.line_num  # where the row starts
+        row = {k: (v or "") for k, v in record.items() if isinstance(k, str)}
+        if None in record:
+            bad.append(RowError(line, "more fields than columns", row))
+            continue
+        try:
+            email = normalise_email(row.get("email", ""))
+            name = check_name(row.get("name", ""))
+            language = check_language(settings, row.get("language", ""))
+            slugs = [s.strip() for s in row.get("topics", "").split(";") if s.strip()]
+            if not slugs:
+                raise SubscriberInputError("topics: at least one topic is required")
+            unknown = sorted(s for s in slugs if s not in topics)
+            if unknown:
+                raise SubscriberInputError(f"topics: unknown topic(s) {', '.join(unknown)}")
+            if email in seen:
+                raise SubscriberInputError(f"email: {email} already on line {seen[email]}")
+        except SubscriberInputError as exc:
+            bad.append(RowError(line, str(exc), row))
+            continue
+        seen[email] = line
+        good.append(_Row(line, email, name, language, [topics[s] for s in dict.fromkeys(slugs)]))
+    return good, bad
+
+
+def import_csv(
+    session: Session,
+    settings: Settings,
+    stream: IO[str],
+    source: str,
+    *,
+    confirmed: bool = False,
+    consent_source: str = "",
+    skip_invalid: bool = False,
+) -> ImportReport:
+    """Import subscribers from CSV (columns email,name,language,topics; topics split by ';').
+
+    With any bad row and ``skip_invalid`` false, raises ImportRejected listing every bad row
+    and stores nothing. New rows are ``pending`` unless ``confirmed`` (which needs a
+    ``consent_source``). Existing subscribers get the new name, language and topics; an
+    unsubscribed or bounced one is never re-subscribed by an import.
+    """
+    if confirmed and not consent_source.strip():
+        raise SubscriberInputError("--confirmed needs --consent-source (where consent was given)")
+    rows, bad = _read_rows(session, settings, stream, source)
+    if bad and not skip_invalid:
+        raise ImportRejected(source, bad)
+    report = ImportReport(rejected=bad)
+    existing = (
+        {
+            s.email: s
+            for s in session.scalars(
+                select(Subscriber).where(Subscriber.email.in_([r.email for r in rows]))
+            )
+        }
+        if len(rows) < 5000
+        else {s.email: s for s in session.scalars(select(Subscriber))}
+    )
+    now = utcnow()
+    for row in rows:
+        sub = existing.get(row.email)
+        if sub is None:
+            sub = Subscriber(
+                email=row.email,
+                name=row.name,
+                language=row.language,
+                status=SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING,
+                consent_source=consent_source.strip() if confirmed else f"import:{source}",
+                created_at=now,
+                confirmed_at=now if confirmed else None,
+                topics=row.topics,
+            )
+            session.add(sub)
+            report.added += 1
+        elif sub.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
+            report.unchanged += 1
+        else:
+            sub.name, sub.language = row.name or sub.name, row.language
+            sub.topics = list({t.id: t for t in [*sub.topics, *row.topics]}.values())
+            if confirmed and sub.status == SubscriberStatus.PENDING:
+                sub.status, sub.confirmed_at = SubscriberStatus.CONFIRMED, now
+                sub.consent_source = consent_source.strip()
+            report.updated += 1
+    session.flush()
+    return report
+
+
+def write_rejects(rows: list[RowError], path: Path) -> None:
+    """Write rejected rows to ``path`` as CSV: line, reason, then the original columns."""
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["line", "reason", *CSV_COLUMNS])
+        for r in rows:
+            writer.writerow([r.line, r.reason, *(r.row.get(c, "") for c in CSV_COLUMNS)])
+
+
+def export_rows(session: Session) -> Iterator[dict[str, str]]:
+    """Every subscriber as a dict of EXPORT_COLUMNS (strings), ordered by address."""
+    for sub in session.scalars(select(Subscriber).order_by(Subscriber.email)):
+        yield {
+            "email": sub.email,
+            "name": sub.name,
+            "language": sub.language,
+            "topics": ";".join(sorted(t.slug for t in sub.topics)),
+            "status": sub.status,
+            "consent_source": sub.consent_source,
+            "created_at": sub.created_at.isoformat(),
+            "confirmed_at": sub.confirmed_at.isoformat() if sub.confirmed_at else "",
+            "unsubscribed_at": sub.unsubscribed_at.isoformat() if sub.unsubscribed_at else "",
+        }
+
+
+def export_csv(session: Session, out: IO[str]) -> int:
+    """Write every subscriber to ``out`` as CSV (re-importable); return the row count."""
+    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    count = 0
+    for row in export_rows(session):
+        writer.writerow(row)
+        count += 1
+    return count
+
+
+def add_subscriber(
+    session: Session,
+    settings: Settings,
+    *,
+    email: str,
+    name: str,
+    language: str,
+    topics: Iterable[str],
+    confirmed: bool = False,
+    consent_source: str = "",
+) -> Subscriber:
+    """Add one subscriber (pending, or confirmed with a consent source); returns it."""
+    report = import_csv(
+        session,
+        settings,
+        io.StringIO(_one_row(email, name, language, topics)),
+        "subscriber",
+        confirmed=confirmed,
+        consent_source=consent_source,
+    )
+    del report
+    sub = session.scalar(select(Subscriber).where(Subscriber.email == normalise_email(email)))
+    assert sub is not None
+    return sub
+
+
+def _one_row(email: str, name: str, language: str, topics: Iterable[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerow([email, name, language, ";".join(topics)])
+    return buf.getvalue()
+
+
+def unsubscribe(session: Session, subscriber_id: int) -> Subscriber:
+    """Unsubscribe from everything and cancel every delivery not yet sent. Idempotent."""
+    sub = session.get(Subscriber, subscriber_id)
+    if sub is None:
+        raise NotFound(f"no subscriber with id {subscriber_id}")
+    if sub.status != SubscriberStatus.UNSUBSCRIBED:
+        sub.status = SubscriberStatus.UNSUBSCRIBED
+        sub.unsubscribed_at = utcnow()
+    cancel_pending(session, subscriber_id, "unsubscribed")
+    return sub
+
+
+def cancel_pending(session: Session, subscriber_id: int, reason: str) -> None:
+    """Cancel the subscriber's deliveries that were planned or deferred but not sent."""
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id == subscriber_id,
+            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]),
+        )
+        .values(status=DeliveryStatus.CANCELLED, last_error=reason, lease_token=None)
+    )

@@ -1,0 +1,67 @@
+"""Small builders shared by tests: topics, subscribers and release files."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+
+from distributor.config import Settings
+from distributor.db import session_scope
+from distributor.models import Release
+from distributor.releases import create_release, parse_release
+from distributor.subscribers import import_csv
+from distributor.topics import add_topic
+
+RELEASE_MD = textwrap.dedent(
+    """\
+    ---
+    title: {title}
+    lang: {lang}
+    topics: [{topics}]
+    date: 2026-11-20T09:00:00+01:00
+    dateline: PARIS
+    slug: {slug}
+    contacts:
+      - {{name: Jane Doe, role: Press officer, phone: "+33 1 00 00 00 00",
+         email: press@example.org}}
+    ---
+    The Agency today signed a cooperation agreement on climate monitoring.
+
+    A second paragraph with **details** and a [link](/releases/other).
+
+    > "A quoted statement," said the Director-General.
+    """
+)
+
+
+def release_text(
+    *, title: str = "Agency signs agreement", lang: str = "en", topics: str = "climate",
+    slug: str = "agency-signs-agreement",
+) -> str:  # fmt: skip
+    return RELEASE_MD.format(title=title, lang=lang, topics=topics, slug=slug)
+
+
+def add_topics(settings: Settings, *slugs: str) -> None:
+    with session_scope(settings) as session:
+        for slug in slugs:
+            add_topic(session, slug, {"en": slug.title(), "fr": slug.title() + " (fr)"})
+
+
+def add_subscribers(
+    settings: Settings, rows: list[tuple[str, str, str, str]], *, confirmed: bool = True
+) -> None:
+    """rows: (email, name, language, 'topic;topic')."""
+    buf = io.StringIO()
+    buf.write("email,name,language,topics\n")
+    for email, name, lang, topics in rows:
+        buf.write(f'{email},"{name}",{lang},{topics}\n')
+    buf.seek(0)
+    with session_scope(settings) as session:
+        import_csv(session, settings, buf, "test.csv", confirmed=confirmed,
+                   consent_source="test" if confirmed else "")  # fmt: skip
+
+
+def make_release(settings: Settings, **kwargs: str) -> Release:
+    draft = parse_release(release_text(**kwargs), "test.md", settings)
+    with session_scope(settings) as session:
+        return create_release(session, settings, draft)
