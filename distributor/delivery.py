@@ -1,0 +1,242 @@
+"""The delivery ledger: one row per (release, subscriber), the record of what was sent.
+
+plan → claim (with a lease) → record each outcome as soon as the SMTP server answers.
+A claimed row is invisible to other workers until its lease expires; a worker that dies
+leaves rows whose lease runs out and which the sweep hands to another worker. Every outcome
+is committed on its own, so nothing recorded as sent is ever sent again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import Engine, Integer, bindparam, func, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .db import is_sqlite
+from .models import (
+    Delivery,
+    DeliveryStatus,
+    Release,
+    Subscriber,
+    SubscriberStatus,
+    UTCDateTime,
+    utcnow,
+)
+
+Outcome = Literal["sent", "deferred", "failed"]
+OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A ledger row leased to this worker: who to send to, and how often it was tried."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A batch of rows leased under one token until ``lease_until``."""
+
+    release_id: int
+    token: str
+    lease_until: datetime
+    rows: list[Claimed]
+
+
+def plan(session: Session, release: Release) -> int:
+    """Add a pending row for every confirmed subscriber of the release's language who follows
+    one of its topics. Idempotent (existing rows are kept); returns the number of new rows."""
+    now = utcnow()
+    stmt = text(
+        """
+        INSERT INTO deliveries
+            (release_id, subscriber_id, status, attempts, next_attempt_at, last_error, created_at)
+        SELECT DISTINCT :release_id, s.id, 'pending', 0, :now, '', :now
+        FROM subscribers s JOIN subscriptions su ON su.subscriber_id = s.id
+        WHERE s.status = 'confirmed' AND s.language = :lang AND su.topic_id IN (
+            SELECT topic_id FROM release_topics WHERE release_id = :release_id)
+        ON CONFLICT (release_id, subscriber_id) DO NOTHING
+        """
+    ).bindparams(bindparam("now", type_=UTCDateTime))
+    result = session.execute(stmt, {"release_id": release.id, "now": now, "lang": release.language})
+    release.planned_at = now
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+_CLAIM = """
+UPDATE deliveries SET lease_until = :lease_until, lease_token = :token, attempts = attempts + 1
+WHERE id IN (
+    SELECT d.id FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+    WHERE d.release_id = :release_id AND d.status IN ('pending', 'deferred')
+      AND d.next_attempt_at <= :now AND (d.lease_until IS NULL OR d.lease_until < :now)
+      AND s.status = 'confirmed'
+    ORDER BY d.id LIMIT :limit {lock})
+RETURNING id, subscriber_id, attempts, created_at
+"""
+
+
+def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Claim:
+    """Lease up to ``limit`` due rows of the release to a new token, committed at once.
+
+    Rows of subscribers no longer confirmed are never claimed. On PostgreSQL concurrent
+    claimers skip each other's rows (FOR UPDATE SKIP LOCKED); on SQLite the claim runs in an
+    immediate transaction, which serialises claimers.
+    """
+    now = utcnow()
+    lease_until = now + timedelta(seconds=settings.lease_seconds)
+    token = uuid.uuid4().hex
+    lock = "" if is_sqlite(engine) else "FOR UPDATE OF d SKIP LOCKED"
+    stmt = (
+        text(_CLAIM.format(lock=lock))
+        .bindparams(
+            bindparam("now", type_=UTCDateTime), bindparam("lease_until", type_=UTCDateTime)
+        )
+        .columns(id=Integer, subscriber_id=Integer, attempts=Integer, created_at=UTCDateTime)
+    )
+    params = {
+        "now": now,
+        "lease_until": lease_until,
+        "token": token,
+        "release_id": release_id,
+        "limit": limit,
+    }
+    with engine.connect() as conn:
+        conn = conn.execution_options(sqlite_immediate=True)
+        with conn.begin():
+            leased = conn.execute(stmt, params).all()
+            people = {}
+            if leased:
+                ids = [r.subscriber_id for r in leased]
+                people = {
+                    r.id: (r.email, r.name)
+                    for r in conn.execute(
+                        select(Subscriber.id, Subscriber.email, Subscriber.name).where(
+                            Subscriber.id.in_(ids)
+                        )
+                    )
+                }
+    rows = [
+        Claimed(r.id, r.subscriber_id, *people[r.subscriber_id], r.attempts, r.created_at)
+        for r in sorted(leased, key=lambda r: r.id)
+    ]
+    return Claim(release_id, token, lease_until, rows)
+
+
+def backoff(settings: Settings, attempts: int) -> timedelta:
+    """How long to wait before attempt ``attempts + 1``: exponential, capped."""
+    seconds = settings.retry_base_seconds * (2 ** max(attempts - 1, 0))
+    return timedelta(seconds=min(seconds, settings.retry_max_seconds))
+
+
+def record(
+    conn: Connection,
+    settings: Settings,
+    claim_token: str,
+    row: Claimed,
+    outcome: Outcome,
+    code: int,
+    message: str,
+) -> bool:
+    """Commit the outcome of one attempt. Returns False if the row's lease had been lost
+    (another worker took it over), in which case nothing is changed.
+
+    sent → done; failed → done and the subscriber marked bounced; deferred → tried again
+    after the backoff, or failed once ``give_up_after_seconds`` have passed since planning.
+    """
+    now = utcnow()
+    values: dict[str, object] = {
+        "smtp_code": code,
+        "last_error": "" if outcome == "sent" else message[:1000],
+        "lease_until": None,
+        "lease_token": None,
+    }
+    if outcome == "sent":
+        values.update(status=DeliveryStatus.SENT, sent_at=now)
+    elif outcome == "deferred":
+        retry_at = now + backoff(settings, row.attempts)
+        if (retry_at - row.created_at).total_seconds() > settings.give_up_after_seconds:
+            values.update(status=DeliveryStatus.FAILED, last_error=f"gave up: {message}"[:1000])
+        else:
+            values.update(status=DeliveryStatus.DEFERRED, next_attempt_at=retry_at)
+    else:
+        values.update(status=DeliveryStatus.FAILED)
+    with conn.begin():
+        result = conn.execute(
+            update(Delivery)
+            .where(Delivery.id == row.delivery_id, Delivery.lease_token == claim_token)
+            .values(**values)
+        )
+        if outcome == "failed" and code >= 500:
+            conn.execute(
+                update(Subscriber)
+                .where(
+                    Subscriber.id == row.subscriber_id,
+                    Subscriber.status == SubscriberStatus.CONFIRMED,
+                )
+                .values(status=SubscriberStatus.BOUNCED)
+            )
+    return bool(result.rowcount)
+
+
+def release_leases(conn: Connection, claim_token: str, delivery_ids: Sequence[int]) -> None:
+    """Give back rows claimed but not attempted, so another worker may take them at once."""
+    if not delivery_ids:
+        return
+    with conn.begin():
+        conn.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(list(delivery_ids)), Delivery.lease_token == claim_token)
+            .values(lease_until=None, lease_token=None, attempts=Delivery.attempts - 1)
+        )
+
+
+def counts(session: Session, release_id: int) -> dict[str, int]:
+    """The number of ledger rows of the release in each status (every status present)."""
+    query = (
+        select(Delivery.status, func.count())
+        .where(Delivery.release_id == release_id)
+        .group_by(Delivery.status)
+    )
+    found = {str(status): int(n) for status, n in session.execute(query)}
+    return {status.value: found.get(status.value, 0) for status in DeliveryStatus}
+
+
+def due(session: Session) -> dict[int, int]:
+    """For each release with rows ready to be claimed now, how many there are."""
+    now = utcnow()
+    rows = session.execute(
+        select(Delivery.release_id, func.count())
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(
+            Delivery.status.in_(OPEN_STATUSES),
+            Delivery.next_attempt_at <= now,
+            (Delivery.lease_until.is_(None)) | (Delivery.lease_until < now),
+            Subscriber.status == SubscriberStatus.CONFIRMED,
+        )
+        .group_by(Delivery.release_id)
+    )
+    return {int(rid): int(n) for rid, n in rows}
+
+
+def cancel_unconfirmed(session: Session) -> int:
+    """Cancel open rows whose subscriber is no longer confirmed; returns how many."""
+    gone = select(Subscriber.id).where(Subscriber.status != SubscriberStatus.CONFIRMED)
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.status.in_(OPEN_STATUSES), Delivery.subscriber_id.in_(gone))
+        .values(status=DeliveryStatus.CANCELLED, last_error="subscriber no longer confirmed")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

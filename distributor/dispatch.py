@@ -1,0 +1,216 @@
+"""The pipeline the workers run: publish → distribute (plan the ledger, wake batches) →
+send_batch (claim, render, send, record) — and the sweep that repairs lost wake-ups.
+
+Each function takes ids, reads the database, and is safe to run twice or concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+
+from .config import Settings
+from .db import get_engine, session_scope
+from .delivery import (
+    Claimed,
+    Outcome,
+    cancel_unconfirmed,
+    claim,
+    due,
+    plan,
+    record,
+    release_leases,
+)
+from .errors import InputError
+from .feeds import write_feeds
+from .mail.compose import Recipient, RenderedRelease, render_release
+from .mail.dkim import load_signer
+from .mail.transport import SendResult, open_transport
+from .models import Release, ReleaseState
+from .queue import TaskQueue
+from .releases import get_release, mark_published, publish_due
+from .urls import preferences_url, unsubscribe_url
+
+log = logging.getLogger(__name__)
+
+
+def publish(
+    settings: Settings, queue: TaskQueue, release_id: int, at: datetime | None = None
+) -> Release:
+    """Publish (or schedule) a release, commit, and only then wake the workers."""
+    with session_scope(settings) as session:
+        release = mark_published(session, release_id, at)
+    if release.state == ReleaseState.PUBLISHED:
+        queue.send("distribute_release", release.id)
+        queue.send("regenerate_feeds")
+    return release
+
+
+def distribute_release(settings: Settings, queue: TaskQueue, release_id: int) -> int:
+    """Plan the ledger of a published release and enqueue enough batches to send it.
+
+    Returns the number of batches enqueued (0 for a release that is not published).
+    """
+    with session_scope(settings) as session:
+        release = get_release(session, release_id)
+        if release.state != ReleaseState.PUBLISHED:
+            return 0
+        plan(session, release)
+    with session_scope(settings) as session:
+        waiting = due(session).get(release_id, 0)
+    batches = math.ceil(waiting / settings.batch_size)
+    for _ in range(batches):
+        queue.send("send_batch", release_id)
+    return batches
+
+
+@dataclass
+class BatchReport:
+    """What one send_batch did."""
+
+    claimed: int = 0
+    outcomes: dict[str, int] = field(
+        default_factory=lambda: {"sent": 0, "deferred": 0, "failed": 0}
+    )
+    lost_leases: int = 0
+
+
+_rendered: dict[tuple[int, datetime], RenderedRelease] = {}
+
+
+def _render(settings: Settings, release: Release) -> RenderedRelease:
+    key = (release.id, release.updated_at)
+    if key not in _rendered:
+        if len(_rendered) > 16:
+            _rendered.clear()
+        _rendered[key] = render_release(release, settings)
+    return _rendered[key]
+
+
+class _Pacer:
+    """Spaces sends to at most ``rate`` per second in this process (0 = unlimited)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next = time.monotonic()
+
+    def wait(self) -> None:
+        if self.interval:
+            now = time.monotonic()
+            if self.next > now:
+                time.sleep(self.next - now)
+            self.next = max(self.next, now) + self.interval
+
+
+def send_batch(settings: Settings, release_id: int) -> BatchReport:
+    """Claim one batch of the release's due rows, send each message, record each outcome.
+
+    Rows that could not be attempted (an error before sending) are given back at once.
+    """
+    report = BatchReport()
+    with session_scope(settings) as session:
+        release = session.get(Release, release_id)
+        if release is None or release.state != ReleaseState.PUBLISHED:
+            return report
+        rendered = _render(settings, release)
+    engine = get_engine(settings)
+    batch = claim(engine, settings, release_id, settings.batch_size)
+    report.claimed = len(batch.rows)
+    if not batch.rows:
+        return report
+    signer = load_signer(settings)
+    pacer = _Pacer(settings.send_rate)
+    remaining: list[Claimed] = list(batch.rows)
+    try:
+        with engine.connect() as conn, open_transport(settings) as transport:
+            while remaining:
+                row = remaining[0]
+                try:
+                    rcpt = Recipient(
+                        subscriber_id=row.subscriber_id,
+                        email=row.email,
+                        name=row.name,
+                        unsubscribe_url=unsubscribe_url(settings, row.subscriber_id),
+                        preferences_url=preferences_url(settings, row.subscriber_id),
+                    )
+                except InputError as exc:  # stored before today's checks: never sendable
+                    result = SendResult(0, f"not sent: {exc}")
+                    outcome: Outcome = "failed"
+                else:
+                    message = rendered.message_for(rcpt)
+                    if signer is not None:
+                        message = signer.sign(message)
+                    pacer.wait()
+                    result = transport.send(rendered.envelope_from, row.email, message)
+                    outcome = result.outcome
+                remaining.pop(0)
+                if not record(
+                    conn, settings, batch.token, row, outcome, result.code, result.message
+                ):
+                    report.lost_leases += 1
+                    log.warning(
+                        "lease lost on delivery %s before its outcome was recorded", row.delivery_id
+                    )
+                report.outcomes[outcome] += 1
+    finally:
+        if remaining:
+            with engine.connect() as conn:
+                release_leases(conn, batch.token, [r.delivery_id for r in remaining])
+    return report
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did."""
+
+    published: list[int] = field(default_factory=list)
+    planned: list[int] = field(default_factory=list)
+    batches: int = 0
+    cancelled: int = 0
+
+
+def sweep(settings: Settings, queue: TaskQueue) -> SweepReport:
+    """Repair what lost wake-ups and dead workers left behind; run every 30 s by beat.
+
+    Publishes scheduled releases that are due, plans published releases never planned,
+    cancels rows of subscribers who left, and — when no task waits in the queue — enqueues
+    batches for every release with rows due (deferred retries, expired leases, lost tasks).
+    """
+    report = SweepReport()
+    with session_scope(settings) as session:
+        report.published = publish_due(session)
+        unplanned = session.scalars(
+            select(Release.id).where(
+                Release.state == ReleaseState.PUBLISHED, Release.planned_at.is_(None)
+            )
+        )
+        report.planned = list(unplanned)
+        report.cancelled = cancel_unconfirmed(session)
+    for release_id in report.planned:
+        distribute_release(settings, queue, release_id)
+    if report.published:
+        queue.send("regenerate_feeds")
+    try:
+        idle = queue.waiting() == 0
+    except Exception:
+        log.warning("sweep: broker unreachable; retrying at the next sweep")
+        return report
+    if idle:
+        with session_scope(settings) as session:
+            work = due(session)
+        for release_id, count in work.items():
+            for _ in range(math.ceil(count / settings.batch_size)):
+                queue.send("send_batch", release_id)
+                report.batches += 1
+    return report
+
+
+def regenerate_feeds(settings: Settings) -> int:
+    """Rewrite every feed whose content changed; returns the number of feed files."""
+    with session_scope(settings) as session:
+        return len(write_feeds(session, settings))

@@ -1,0 +1,81 @@
+"""Waking the workers: the Celery configuration both sides share, and a small client that
+sends tasks by name (``distributor`` never imports ``worker``).
+
+The broker only carries wake-up signals; the database is the record. A wake-up that cannot
+be sent is logged, not raised: the sweep finds the work within ``SWEEP_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from .broker import broker_url, redis_client
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+QUEUE = "distributor"
+SWEEP_SECONDS = 30.0
+TASK_PREFIX = "distributor."
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings for both the workers and the clients that enqueue."""
+    return {
+        "broker_url": broker_url(settings),
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": QUEUE,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0.1,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        "beat_schedule": {
+            "sweep": {"task": TASK_PREFIX + "sweep", "schedule": SWEEP_SECONDS},
+        },
+        "beat_schedule_filename": str((settings.data_dir / "celerybeat-schedule").resolve()),
+        "timezone": "UTC",
+    }
+
+
+class TaskQueue:
+    """Sends named tasks to the workers; never raises when the broker is down."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._app = Celery("distributor-client", set_as_current=False)
+        self._app.conf.update(celery_config(settings))
+
+    def send(self, task: str, *args: int) -> bool:
+        """Enqueue ``distributor.<task>(*args)``; False (and a warning) if the broker refused."""
+        try:
+            self._app.send_task(TASK_PREFIX + task, args=list(args), queue=QUEUE)
+        except (OperationalError, OSError) as exc:
+            log.warning("could not wake the workers (%s); the sweep will catch up: %s", task, exc)
+            return False
+        return True
+
+    def waiting(self) -> int:
+        """How many tasks wait in the queue (not counting those being run)."""
+        client = redis_client(self._app.conf.broker_url)
+        try:
+            return int(client.llen(QUEUE))
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        """Release the broker connections."""
+        self._app.close()

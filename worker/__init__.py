@@ -1,0 +1,1 @@
+"""The Celery side: the app and thin tasks (ids in, one call into distributor)."""
