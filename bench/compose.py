@@ -1,0 +1,196 @@
+"""Per-message cost of composing a release email: the naive path (render, inline CSS and build
+an ``email.message.EmailMessage`` for every recipient) against ``RenderedRelease.message_for``
+(render once, personalise per recipient), and the latter with a DKIM signature.
+
+Run: ``.venv/bin/python bench/compose.py [--messages N]``. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from distributor.config import Settings, load_settings
+from distributor.mail.compose import Recipient, render_release
+from distributor.mail.dkim import Signer
+from distributor.mail.render import render_bodies
+from distributor.models import Release, Topic
+from distributor.sanitize import markdown_to_html
+
+PARAGRAPHS = [
+    "L'Agence nationale d'observation du climat a signé ce jeudi à Paris un accord de "
+    "coopération avec sept agences européennes partenaires. L'accord organise, pour la "
+    "période 2027–2031, le partage des données satellitaires et des mesures au sol, la "
+    "mise en commun des moyens de calcul et la formation des équipes.",
+    "« Aucune agence ne peut, seule, suivre un système aussi complexe que le climat "
+    "européen », a déclaré la directrice générale, Mme Hélène Garnier, lors de la "
+    "cérémonie de signature. « Cet accord nous permet de croiser nos observations et de "
+    "publier plus tôt des indicateurs fiables pour les décideurs publics. »",
+    "Les partenaires s'engagent à publier leurs jeux de données sous licence ouverte dans "
+    "un délai de trois mois après leur validation, à harmoniser leurs méthodes de "
+    "contrôle qualité et à documenter les incertitudes de mesure selon un référentiel "
+    "commun. Un comité scientifique de douze membres veillera à la cohérence des travaux.",
+    "Le budget total du programme s'élève à 148 millions d'euros sur cinq ans, dont 41 "
+    "millions apportés par l'Agence. Il finance notamment la modernisation de 320 stations "
+    "de mesure, le déploiement de capteurs océaniques au large des côtes atlantiques et la "
+    "création d'un centre de calcul partagé à Toulouse.",
+    "Les premières données communes seront publiées au printemps 2027 sur le portail "
+    "ouvert de l'Agence. Les journalistes peuvent dès à présent consulter le dossier de "
+    "presse, les biographies des signataires et la carte interactive des stations sur "
+    "[l'espace presse](/presse/accord-climat-2026).",
+]
+BODY = "\n\n".join(
+    [
+        *PARAGRAPHS,
+        "## Les engagements de l'accord",
+        "- partage des données brutes et validées entre les huit agences partenaires ;\n"
+        "- calendrier commun de publication des indicateurs climatiques annuels ;\n"
+        "- programme d'échange de 40 ingénieurs et chercheurs par an ;\n"
+        "- audit indépendant des méthodes de mesure tous les deux ans.",
+        *PARAGRAPHS[1:4],
+        "## À propos de l'Agence",
+        *PARAGRAPHS[:3],
+    ]
+)
+PLACEHOLDER_URLS = ("https://news.example.org/unsubscribe/{}", "https://news.example.org/p/{}")
+
+
+def make_release() -> Release:
+    """A realistic French release: ~2,000 words of body, two images, two contacts."""
+    return Release(
+        id=1042,
+        slug="accord-cooperation-climat",
+        title="L'Agence signe un accord de coopération européen sur la surveillance du climat",
+        language="fr",
+        dateline="Paris",
+        lead="Huit agences européennes mettent en commun leurs données, leurs moyens de calcul "
+        "et leurs équipes pour publier plus tôt des indicateurs climatiques fiables.",
+        body_html=markdown_to_html(BODY),
+        body_text=BODY,
+        date=datetime(2026, 11, 20, 8, tzinfo=UTC),
+        contacts=[
+            {
+                "name": "Jeanne Dupont",
+                "role": "Attachée de presse",
+                "phone": "+33 1 00 00 00 00",
+                "email": "presse@example.org",
+            },
+            {
+                "name": "Karim Benali",
+                "role": "Responsable des relations médias",
+                "phone": "+33 6 00 00 00 00",
+                "email": "medias@example.org",
+            },
+        ],
+        images=[
+            {
+                "src": "/media/signature.jpg",
+                "alt": "Signature de l'accord à Paris",
+                "credit": "Agence / J. Martin",
+                "href": "/media/signature-hd.jpg",
+            },
+            {
+                "src": "/media/station.jpg",
+                "alt": "Une station de mesure",
+                "credit": "Agence",
+                "href": "/media/station-hd.jpg",
+            },
+        ],
+        topics=[
+            Topic(slug="climat", names={"fr": "Climat", "en": "Climate"}),
+            Topic(slug="international", names={"fr": "International"}),
+        ],
+    )
+
+
+def recipients(count: int) -> list[Recipient]:
+    unsubscribe, preferences = PLACEHOLDER_URLS
+    return [
+        Recipient(
+            i,
+            f"journaliste{i}@redaction.example.com",
+            f"Journaliste Numéro {i}",
+            unsubscribe.format(f"tok{i:08d}.AbCdEf-gh_IjKlMnOp"),
+            preferences.format(f"tok{i:08d}.QrStUv-wx_YzAbCdEf"),
+        )
+        for i in range(count)
+    ]
+
+
+def naive(release: Release, settings: Settings, rcpt: Recipient) -> bytes:
+    """What the design replaces: everything redone per recipient with the stdlib."""
+    text, html = render_bodies(release, settings, rcpt.unsubscribe_url, rcpt.preferences_url)
+    msg = EmailMessage()
+    msg["From"] = settings.sender
+    msg["To"] = f"{rcpt.name} <{rcpt.email}>"
+    msg["Subject"] = release.title
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = f"<release-{release.id}.{rcpt.subscriber_id}@{settings.sender_domain}>"
+    msg["List-Unsubscribe"] = f"<{rcpt.unsubscribe_url}>"
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg.set_content(text, cte="quoted-printable")
+    msg.add_alternative(html, subtype="html", cte="quoted-printable")
+    return msg.as_bytes(policy=policy.SMTP)
+
+
+def measure(label: str, fn: Callable[[Recipient], bytes], rcpts: list[Recipient]) -> float:
+    """Run ``fn`` over ``rcpts`` (after a warm-up) and print the per-message cost in ms."""
+    for rcpt in rcpts[:20]:
+        fn(rcpt)
+    start = time.perf_counter()
+    size = 0
+    for rcpt in rcpts:
+        size += len(fn(rcpt))
+    elapsed = time.perf_counter() - start
+    per = elapsed / len(rcpts) * 1000
+    print(
+        f"{label:<34} {per:8.3f} ms/message {len(rcpts) / elapsed:10,.0f} messages/s"
+        f"   ({size / len(rcpts) / 1024:.1f} KB/message)"
+    )
+    return per
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=3000)
+    args = parser.parse_args()
+    settings = load_settings(
+        site_url="https://news.example.org",
+        secret_key="bench",  # noqa: S106 - a throwaway key for links nobody follows
+        sender="Agence nationale d'observation du climat <presse@example.org>",
+        organisation="Agence nationale d'observation du climat",
+        data_dir=Path("/tmp/distributor-bench"),
+    )
+    release = make_release()
+    rcpts = recipients(args.messages)
+
+    for label in ("render_release, cold (compiles)", "render_release, warm"):
+        start = time.perf_counter()
+        rendered = render_release(release, settings)
+        print(f"{label:<34} {(time.perf_counter() - start) * 1000:8.3f} ms (once per release)")
+    naive_cost = measure(
+        "(a) naive: render + EmailMessage",
+        lambda r: naive(release, settings, r),
+        rcpts[: max(200, args.messages // 10)],
+    )
+    fast_cost = measure("(b) RenderedRelease.message_for", rendered.message_for, rcpts)
+    print(f"{'ratio (a)/(b)':<34} {naive_cost / fast_cost:8.1f}x")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signer = Signer(key, "bench", "example.org")
+    measure(
+        "(c) message_for + DKIM RSA-2048",
+        lambda r: signer.sign(rendered.message_for(r)),
+        rcpts[:1000],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Render once, personalise cheaply.
+
+:func:`render_release` renders a release's email once (Jinja2, CSS inlined, text part) and
+pre-builds the whole MIME message around it, already encoded. Per recipient,
+:meth:`RenderedRelease.message_for` only writes the To, Message-ID and List-Unsubscribe
+fields and encodes the few body lines that hold the recipient's own links: hundreds of times
+cheaper than building an ``email.message.EmailMessage`` per recipient (``bench/compose.py``).
+
+The bodies are quoted-printable: readable French text, lines of at most 76 octets, and since
+quoted-printable encodes each line on its own, the lines without personal links are encoded
+once, at render time.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parseaddr
+
+from ..config import Settings
+from ..errors import ConfigError, ReleaseInputError, SubscriberInputError
+from ..models import Release
+from . import headers
+from .labels import labels_for
+from .render import render_bodies
+
+MAX_NAME = 200  # as stored; it also keeps every header line far below 998 octets
+MAX_ADDRESS = 254  # RFC 5321's limit on a path, less the angle brackets
+MAX_URL = 900  # so that "List-Unsubscribe: <url>" stays below 998 octets
+# A dot-atom address with an ASCII domain: nothing that could end a header field or an
+# angle-addr. Internationalised addresses would need SMTPUTF8.
+_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")  # a BCP 47 tag, roughly
+# An http(s) URL of printable ASCII without space, quote or angle bracket.
+_URL = re.compile(r"https?://[!#-;=?-~]+")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One subscriber as an email needs them. Refused (:class:`SubscriberInputError`, naming
+    the field) when a value could not be written safely: a control character (CR, LF…) in
+    the name, a name over 200 characters, or an address or link that is not plain ASCII (or
+    too long for a header line)."""
+
+    subscriber_id: int
+    email: str
+    name: str
+    unsubscribe_url: str
+    preferences_url: str
+
+    def __post_init__(self) -> None:
+        if len(self.name) > MAX_NAME:
+            raise SubscriberInputError(
+                f"subscriber {self.subscriber_id}: name is longer than {MAX_NAME} characters"
+            )
+        if headers.has_controls(self.name):
+            raise SubscriberInputError(
+                f"subscriber {self.subscriber_id}: name contains a control character "
+                f"(line break?): {self.name!r}"
+            )
+        if len(self.email) > MAX_ADDRESS or not _ADDRESS.fullmatch(self.email):
+            raise SubscriberInputError(
+                f"subscriber {self.subscriber_id}: email {self.email!r} is not a plain ASCII "
+                "address (internationalised addresses need SMTPUTF8, not supported)"
+            )
+        for field in ("unsubscribe_url", "preferences_url"):
+            url = getattr(self, field)
+            if len(url) > MAX_URL or not _URL.fullmatch(url):
+                raise SubscriberInputError(
+                    f"subscriber {self.subscriber_id}: {field} is not an http(s) URL of "
+                    f"plain ASCII and at most {MAX_URL} characters: {url!r}"
+                )
+
+
+@dataclass(frozen=True)
+class _Body:
+    """A body part, quoted-printable, as chunks: ``bytes`` already encoded, ``str`` lines that
+    hold a placeholder and are substituted and encoded per recipient."""
+
+    chunks: tuple[bytes | str, ...]
+
+    @classmethod
+    def build(cls, text: str, placeholders: Sequence[str]) -> _Body:
+        """Split ``text`` (any newline convention) into CRLF lines and pre-encode every run of
+        lines without a placeholder."""
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        chunks: list[bytes | str] = []
+        static: list[str] = []
+        for line in lines:
+            if any(p in line for p in placeholders):
+                if static:
+                    chunks.append(_qp("\r\n".join(static) + "\r\n"))
+                    static = []
+                chunks.append(line + "\r\n")
+            else:
+                static.append(line)
+        if static:
+            chunks.append(_qp("\r\n".join(static) + "\r\n"))
+        return cls(tuple(chunks))
+
+    def encode_into(self, out: list[bytes], replacements: Sequence[tuple[str, str]]) -> None:
+        """Append the encoded body to ``out`` with each (placeholder, value) substituted."""
+        for chunk in self.chunks:
+            if isinstance(chunk, bytes):
+                out.append(chunk)
+            else:
+                for placeholder, value in replacements:
+                    chunk = chunk.replace(placeholder, value)
+                out.append(_qp(chunk))
+
+    def decoded(self, replacements: Sequence[tuple[str, str]]) -> str:
+        """The body as text (CRLF line ends), personalised: for previews and tests."""
+        out: list[bytes] = []
+        self.encode_into(out, replacements)
+        return binascii.a2b_qp(b"".join(out)).decode()
+
+
+def _qp(text: str) -> bytes:
+    """``text`` (CRLF lines, ending in CRLF) as quoted-printable UTF-8 with CRLF soft breaks.
+
+    ``b2a_qp`` uses CRLF for its soft breaks when the data's first line ends in CRLF, which
+    every chunk here does."""
+    return binascii.b2a_qp(text.encode(), istext=True)
+
+
+@dataclass(frozen=True)
+class _Placeholders:
+    """The strings rendered in place of one recipient's links (unique to each rendering)."""
+
+    unsubscribe: str
+    preferences: str
+
+    @classmethod
+    def new(cls) -> _Placeholders:
+        nonce = secrets.token_hex(8)
+        return cls(
+            f"https://x-unsubscribe-{nonce}.invalid/", f"https://x-preferences-{nonce}.invalid/"
+        )
+
+
+class RenderedRelease:
+    """A release's email, rendered once; :meth:`message_for` personalises it per recipient."""
+
+    def __init__(
+        self,
+        release: Release,
+        settings: Settings,
+        placeholders: _Placeholders,
+        text: _Body,
+        html_body: _Body,
+    ) -> None:
+        self.release_id = release.id
+        self.language = release.language
+        self.subject = " ".join(release.title.split())
+        self.envelope_from = settings.sender_address
+        self._domain = settings.sender_domain
+        self._placeholders = placeholders
+        self._text = text
+        self._html = html_body
+        boundary = f"=_release-{release.id}-{secrets.token_hex(8)}"  # "=_" never occurs in QP
+        sender_name, sender_address = parseaddr(settings.sender)
+        list_name = labels_for(release.language)["list_name"].format(
+            organisation=settings.organisation
+        )
+        self._head = (
+            headers.address("From", sender_name, sender_address)
+            + headers.unstructured("Subject", self.subject)
+            + f"Date: {format_datetime(datetime.now(UTC))}\r\n"
+        ).encode("ascii")
+        self._head_end = (
+            "MIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
+            f"Content-Language: {release.language}\r\n"
+            + headers.address("List-Id", list_name, f"releases.{self._domain}")
+            + "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            "\r\n"
+            f"--{boundary}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n"
+            "\r\n"
+        ).encode("ascii")
+        self._between = (
+            f"\r\n--{boundary}\r\n"
+            "Content-Type: text/html; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n"
+            "\r\n"
+        ).encode("ascii")
+        self._end = f"\r\n--{boundary}--\r\n".encode("ascii")
+
+    def message_id(self, subscriber_id: int) -> str:
+        """The Message-ID of this release's email to ``subscriber_id``: the same every time, so
+        a message sent twice is recognisably the same message."""
+        return f"<release-{self.release_id}.{subscriber_id}@{self._domain}>"
+
+    def message_for(self, rcpt: Recipient) -> bytes:
+        """The complete message for ``rcpt``, ready for SMTP DATA: ASCII, CRLF line ends, header
+        lines folded to 78 columns (longer only for a long link), body lines of at most 76."""
+        out = [
+            self._head,
+            headers.address("To", rcpt.name, rcpt.email).encode("ascii"),
+            f"Message-ID: {self.message_id(rcpt.subscriber_id)}\r\n".encode("ascii"),
+            f"List-Unsubscribe: <{rcpt.unsubscribe_url}>\r\n".encode("ascii"),
+            self._head_end,
+        ]
+        self._text.encode_into(out, self._replacements(rcpt, escape=False))
+        out.append(self._between)
+        self._html.encode_into(out, self._replacements(rcpt, escape=True))
+        out.append(self._end)
+        return b"".join(out)
+
+    def text_for(self, rcpt: Recipient) -> str:
+        """The text part ``rcpt`` receives, decoded (for previews)."""
+        return self._text.decoded(self._replacements(rcpt, escape=False))
+
+    def html_for(self, rcpt: Recipient) -> str:
+        """The HTML part ``rcpt`` receives, decoded (for previews)."""
+        return self._html.decoded(self._replacements(rcpt, escape=True))
+
+    def _replacements(self, rcpt: Recipient, *, escape: bool) -> tuple[tuple[str, str], ...]:
+        unsubscribe, preferences = rcpt.unsubscribe_url, rcpt.preferences_url
+        if escape:
+            unsubscribe, preferences = html.escape(unsubscribe), html.escape(preferences)
+        return (
+            (self._placeholders.unsubscribe, unsubscribe),
+            (self._placeholders.preferences, preferences),
+        )
+
+
+def render_release(release: Release, settings: Settings) -> RenderedRelease:
+    """Render ``release``'s email once (both parts, CSS inlined, relative links made absolute)
+    and pre-build its MIME message. Raises :class:`ReleaseInputError` for a release without id
+    or with a malformed language tag, and :class:`ConfigError` when a template lacks the
+    unsubscribe or preferences link (every email must carry both)."""
+    if release.id is None:
+        raise ReleaseInputError(f"release {release.slug!r} has no id yet: store it first")
+    if not _LANGUAGE.fullmatch(release.language or ""):
+        raise ReleaseInputError(f"release {release.slug!r}: bad language {release.language!r}")
+    marks = _Placeholders.new()
+    text, html_text = render_bodies(release, settings, marks.unsubscribe, marks.preferences)
+    for name, body in (("release.txt", text), ("release.html", html_text)):
+        for what, mark in (("unsubscribe", marks.unsubscribe), ("preferences", marks.preferences)):
+            if mark not in body:
+                raise ConfigError(
+                    f"{settings.templates_dir}/email/{name} has no {what} link "
+                    f"(it never uses {what}_url)"
+                )
+    both = (marks.unsubscribe, marks.preferences)
+    return RenderedRelease(
+        release, settings, marks, _Body.build(text, both), _Body.build(html_text, both)
+    )

@@ -1,0 +1,209 @@
+"""The release email's two bodies, rendered once: Jinja2 (templates/email/release.html and
+release.txt) with CSS inlined into the HTML by css-inline.
+
+The per-recipient links are rendered as the placeholder strings the caller passes; the
+caller substitutes them per recipient (see :mod:`distributor.mail.compose`).
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from ..config import Settings
+from ..models import Release
+from ..sanitize import absolute_urls
+from ..urls import release_url
+from .labels import format_date, labels_for
+
+TEXT_WIDTH = 76
+_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
+# A list item or quote line: wrapped under its own marker.
+_ITEM = re.compile(r"^(?:[-*+] |\d+[.)] |> ?)")
+# The spaces French puts before ; : ! ? » and after «, which a line must not break at.
+_FRENCH_SPACE = re.compile(r" +(?=[;:!?»])|(?<=«) +")
+_GLUE = "\x00"  # stands for such a space while wrapping
+# An inline Markdown link or image: [text](url) or ![alt](url "title").
+_MARKDOWN_LINK = re.compile(r"!?\[([^\]\n]*)\]\(<?([^()\s<>]+)>?(?:\s+\"[^\"\n]*\")?\)")
+# Lines that Markdown gives a meaning to: joining them with the next would change it.
+_STRUCTURAL = re.compile(r"^\s*(?:[-*+]\s|\d+[.)]\s|#|\||>|```|~~~| {4}|\t)|^\s*[-=*_]{3,}\s*$")
+
+
+@lru_cache(maxsize=8)
+def environment(templates_dir: Path) -> Environment:
+    """The Jinja2 environment for ``templates_dir`` (one per directory, built once):
+    autoescaping for HTML (and anything unknown), none for ``.txt``; undefined names fail."""
+    env = Environment(
+        loader=FileSystemLoader(templates_dir),
+        autoescape=select_autoescape(("html", "xml"), ("txt",), default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = wrap_text
+    return env
+
+
+def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
+    """Plain text (or Markdown source) with its prose paragraphs wrapped at ``width``.
+
+    Lines Markdown gives a meaning to are never joined: list items and quotes are wrapped
+    under their marker, tables, headings and code are kept as they are, and so are words longer
+    than ``width`` (URLs), so nothing is broken for copy and paste.
+    """
+    out: list[str] = []
+    paragraph: list[str] = []
+    fenced = False
+
+    def flush() -> None:
+        if paragraph:
+            out.append(_fill(" ".join(paragraph), width))
+            paragraph.clear()
+
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        stripped = line.strip()
+        fence = stripped.startswith(("```", "~~~"))
+        if fenced or fence or not stripped or _STRUCTURAL.match(line):
+            flush()
+            item = _ITEM.match(line)
+            if item and not fenced and not fence and len(line) > width:
+                out.append(_wrap_item(line, item.group(0), width))
+            else:
+                out.append(line.rstrip())
+            fenced ^= fence
+        elif line.endswith(("  ", "\\")):  # a Markdown hard line break ends the line here
+            paragraph.append(stripped)
+            flush()
+        else:
+            paragraph.append(stripped)
+    flush()
+    return "\n".join(out).strip("\n")
+
+
+def _fill(text: str, width: int, marker: str = "", indent: str = "") -> str:
+    """``text`` wrapped at ``width``, never inside a word or a URL, and never before French
+    high punctuation or inside guillemets ("partenaires ;" stays on one line)."""
+    glued = text
+    if _GLUE not in text:
+        glued = _FRENCH_SPACE.sub(lambda m: m.group(0).replace(" ", _GLUE), text)
+    wrapped = textwrap.fill(
+        glued,
+        width,
+        initial_indent=marker,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return wrapped.replace(_GLUE, " ")
+
+
+def _wrap_item(line: str, marker: str, width: int) -> str:
+    """A long list item or quote line wrapped under its own marker ("- ", "1. ", "> ")."""
+    indent = "> " if marker.lstrip().startswith(">") else " " * len(marker)
+    return _fill(line[len(marker) :], width, marker, indent)
+
+
+def _plain_links(markdown: str, base: str) -> str:
+    """Markdown source with inline links and images written out for a text part:
+    ``[text](/path)`` becomes ``text <https://site/path>`` (absolute, so it can be followed)."""
+
+    def plain(match: re.Match[str]) -> str:
+        text, url = match.group(1), match.group(2)
+        absolute = urljoin(base + "/", url)
+        return f"{text} <{absolute}>" if text else f"<{absolute}>"
+
+    return _MARKDOWN_LINK.sub(plain, markdown)
+
+
+def _web_url(url: str, base: str) -> str | None:
+    """``url`` made absolute against ``base``; None unless it is http(s)."""
+    absolute = urljoin(base + "/", url.strip())
+    return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+
+
+def _images(release: Release, base: str) -> list[dict[str, str]]:
+    """The release's images with absolute http(s) URLs; the full-size link defaults to src."""
+    images = []
+    for image in release.images or []:
+        src = _web_url(image["src"], base) if image.get("src") else None
+        if src is None:
+            continue
+        href = _web_url(image["href"], base) if image.get("href") else None
+        images.append(
+            {
+                "src": src,
+                "href": href or src,
+                "alt": image.get("alt") or "",
+                "credit": image.get("credit") or "",
+            }
+        )
+    return images
+
+
+def _contacts(release: Release) -> list[dict[str, str]]:
+    """The press contacts, every field a string, with ``tel`` the phone number for a link."""
+    contacts = []
+    for contact in release.contacts or []:
+        phone = contact.get("phone") or ""
+        contacts.append(
+            {
+                "name": contact.get("name") or "",
+                "role": contact.get("role") or "",
+                "phone": phone,
+                "tel": re.sub(r"[^\d+]", "", phone),
+                "email": contact.get("email") or "",
+            }
+        )
+    return contacts
+
+
+def context(
+    release: Release, settings: Settings, unsubscribe_url: str, preferences_url: str
+) -> dict[str, Any]:
+    """The variables both templates see (documented at the top of each template)."""
+    labels = labels_for(release.language)
+    topics = [topic.name(release.language) for topic in release.topics]
+    subscribed = (
+        labels["subscribed_to"].format(topics=", ".join(topics))
+        if topics
+        else labels["subscribed_any"].format(organisation=settings.organisation)
+    )
+    return {
+        "lang": release.language,
+        "labels": labels,
+        "organisation": settings.organisation,
+        "site_url": settings.site_url,
+        "title": " ".join(release.title.split()),
+        "dateline": release.dateline,
+        "date": format_date(release.date.date(), release.language),
+        "lead": release.lead,
+        "body_html": Markup(absolute_urls(release.body_html, settings.site_url)),  # noqa: S704 - sanitised on the way in
+        "body_text": _plain_links(release.body_text, settings.site_url),
+        "images": _images(release, settings.site_url),
+        "contacts": _contacts(release),
+        "topics": topics,
+        "subscribed_to": subscribed,
+        "release_url": release_url(settings, release.slug),
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+    }
+
+
+def render_bodies(
+    release: Release, settings: Settings, unsubscribe_url: str, preferences_url: str
+) -> tuple[str, str]:
+    """The text and HTML bodies of ``release`` (CSS inlined), with the given URLs as links."""
+    env = environment(settings.templates_dir)
+    values = context(release, settings, unsubscribe_url, preferences_url)
+    text = env.get_template("email/release.txt").render(values)
+    html = _INLINER.inline(env.get_template("email/release.html").render(values))
+    return text, html

@@ -1,0 +1,293 @@
+"""Getting a composed message out: over SMTP to a relay, or into a Maildir outbox.
+
+A transport never raises for what happens to a message: :meth:`Transport.send` returns a
+:class:`SendResult` (the SMTP reply, or code 0 with what went wrong on the network) and the
+caller records it in the ledger. Only :func:`open_transport` raises, for a configuration that
+cannot work.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Protocol, Self
+from urllib.parse import unquote, urlsplit
+
+from ..config import Settings
+from ..errors import ConfigError
+
+Outcome = Literal["sent", "deferred", "failed"]
+_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+# What an envelope address may hold: printable ASCII, no space or angle bracket.
+_ENVELOPE_ADDRESS = re.compile(r"[!-;=?-~]*")
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What became of one message: the server's reply ``code`` and text, or code 0 when no
+    reply was had (connection refused or lost, timeout) with ``message`` saying why."""
+
+    code: int
+    message: str
+
+    @property
+    def outcome(self) -> Outcome:
+        """``sent`` (2xx), ``failed`` (5xx: do not retry), else ``deferred`` (retry later)."""
+        if 200 <= self.code < 300:
+            return "sent"
+        if 500 <= self.code < 600:
+            return "failed"
+        return "deferred"
+
+
+class Transport(Protocol):
+    """Sends composed messages one recipient at a time; use as a context manager or close."""
+
+    def send(self, mail_from: str, rcpt: str, message: bytes) -> SendResult:
+        """Send ``message`` (complete, CRLF line ends) to ``rcpt``; never raises for a reply
+        or a network error."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection (if any); the transport may be used again afterwards."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class _Closing:
+    """Context-manager support for transports: ``with`` closes on the way out."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class MaildirTransport(_Closing):
+    """Writes each message as one file in a Maildir (``new/``, written via ``tmp/`` and
+    renamed, so a reader never sees half a message). The demo's outbox."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._maildir: mailbox.Maildir | None = None
+
+    def send(self, mail_from: str, rcpt: str, message: bytes) -> SendResult:
+        """Store ``message`` in the Maildir: 250 with the file's key, or 0 when it cannot be
+        written (disk full, permissions)."""
+        try:
+            if self._maildir is None:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._maildir = mailbox.Maildir(self.path, factory=None, create=True)
+            key = self._maildir.add(message)
+        except OSError as exc:
+            return SendResult(0, f"cannot write to the outbox {self.path}: {exc}")
+        return SendResult(250, f"stored in {self.path} as {key}")
+
+    def close(self) -> None:
+        self._maildir = None
+
+
+class SMTPTransport(_Closing):
+    """One SMTP connection, opened on the first send and reused for every message after it.
+
+    A connection that has dropped since the last message is reopened once; a refused sender,
+    recipient or message is followed by RSET so the connection stays usable.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        security: Literal["plain", "starttls", "tls"] = "plain",
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.host, self.port, self.security = host, port, security
+        self.username, self.password, self.timeout = username, password, timeout
+        self._smtp: smtplib.SMTP | None = None
+        #: How many connections this transport has opened (one, unless some dropped).
+        self.connections_opened = 0
+
+    def _connect(self) -> smtplib.SMTP:
+        """A new connection, greeted (EHLO), secured and authenticated as configured."""
+        self.connections_opened += 1
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if self.security == "tls":
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            smtp.ehlo()
+            if self.security == "starttls":
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if self.username is not None:
+                smtp.login(self.username, self.password or "")
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def send(self, mail_from: str, rcpt: str, message: bytes) -> SendResult:
+        """Send ``message`` to ``rcpt`` over the shared connection.
+
+        Returns the server's final reply (250 when it took the message), its refusal of the
+        sender, the recipient or the message, or code 0 when the server could not be reached
+        or the connection was lost. An old connection found closed before the message was
+        handed over is reopened once; after the data was sent, nothing is retried (the
+        server may have the message).
+        """
+        for name, address in (("sender", mail_from), ("recipient", rcpt)):
+            if not address.isascii() or not _ENVELOPE_ADDRESS.fullmatch(address):
+                return SendResult(553, f"{name} address {address!r} cannot be sent over SMTP")
+        reused = self._smtp is not None
+        try:
+            return self._transaction(mail_from, rcpt, message)
+        except _Dropped as dropped:
+            if not reused:
+                return SendResult(0, str(dropped))
+        try:
+            return self._transaction(mail_from, rcpt, message)
+        except _Dropped as dropped:
+            return SendResult(0, str(dropped))
+
+    def _transaction(self, mail_from: str, rcpt: str, message: bytes) -> SendResult:
+        """One mail transaction. Raises :class:`_Dropped` when the connection failed before
+        the message data went out (safe to try again)."""
+        stage = "connect"
+        try:
+            if self._smtp is None:
+                self._smtp = self._connect()
+            smtp = self._smtp
+            stage = "MAIL FROM"
+            code, reply = smtp.mail(mail_from)
+            if code != 250:
+                return self._refused(code, reply, "sender")
+            stage = "RCPT TO"
+            code, reply = smtp.rcpt(rcpt)
+            if code not in (250, 251):
+                return self._refused(code, reply, "recipient")
+            stage = "DATA"
+            code, reply = smtp.docmd("DATA")
+            if code != 354:
+                return self._refused(code, reply, "message")
+            stage = "message data"
+            smtp.send(_dot_stuffed(message))
+            code, reply = smtp.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            self.close()
+            error = f"{self.host}:{self.port}: {stage}: {_describe(exc)}"
+            if stage == "message data":
+                return SendResult(0, error)
+            raise _Dropped(error) from exc
+        if code == 421:  # the server is closing the connection
+            self.close()
+        return SendResult(code, _text(reply))
+
+    def _refused(self, code: int, reply: bytes, what: str) -> SendResult:
+        """The server refused the sender, the recipient or the data: reset the transaction
+        so the connection stays usable (or drop it if the server is closing it)."""
+        if code == 421:
+            self.close()
+        elif self._smtp is not None:
+            try:
+                self._smtp.rset()
+            except (smtplib.SMTPException, OSError):
+                self.close()
+        return SendResult(code, f"{what} refused: {_text(reply)}")
+
+    def close(self) -> None:
+        """QUIT and close the connection, if one is open; errors on the way out are ignored."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+
+
+class _Dropped(Exception):
+    """The connection failed before the message data was sent; the text says how."""
+
+
+def _dot_stuffed(message: bytes) -> bytes:
+    """``message`` as SMTP DATA: lines starting with "." doubled, CRLF at the end, then the
+    terminating ".". (``bytes.replace``: a third of the cost of smtplib's regex, ~30 µs
+    against ~85 µs for 20 KB; quoted-printable often starts a line with ".".)"""
+    if message.startswith(b"."):
+        message = b"." + message
+    message = message.replace(b"\r\n.", b"\r\n..")
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    return message + b".\r\n"
+
+
+def _text(reply: bytes) -> str:
+    return reply.decode("utf-8", "replace").replace("\n", " ")
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line account of a network or SMTP error, for the ledger."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        error = exc.smtp_error
+        text = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
+        return f"{exc.smtp_code} {text}".replace("\n", " ")
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def open_transport(settings: Settings) -> Transport:
+    """The transport ``settings`` asks for: SMTP when ``DISTRIBUTOR_SMTP_URL`` is set
+    (``smtp://``, ``smtp+starttls://``, ``smtps://``, optional ``user:password@``), else the
+    Maildir outbox in the data directory. Nothing is connected yet. Raises
+    :class:`ConfigError` for a URL that cannot work."""
+    if not settings.smtp_url:
+        return MaildirTransport(settings.outbox_dir)
+    url = urlsplit(settings.smtp_url)
+    if url.scheme not in _SCHEMES:
+        raise ConfigError(
+            f"DISTRIBUTOR_SMTP_URL: unknown scheme {url.scheme + '://' if url.scheme else '(none)'}"
+            "; use smtp://host:port, smtp+starttls://user:password@host:587 or smtps://host:465"
+        )
+    try:
+        port = url.port or _SCHEMES[url.scheme]
+    except ValueError as exc:
+        raise ConfigError(f"DISTRIBUTOR_SMTP_URL: bad port ({exc})") from None
+    if not url.hostname:
+        raise ConfigError("DISTRIBUTOR_SMTP_URL: no host name")
+    security: Literal["plain", "starttls", "tls"] = (
+        "starttls" if url.scheme == "smtp+starttls" else "tls" if url.scheme == "smtps" else "plain"
+    )
+    return SMTPTransport(
+        url.hostname,
+        port,
+        security=security,
+        username=unquote(url.username) if url.username is not None else None,
+        password=unquote(url.password) if url.password is not None else None,
+        timeout=settings.smtp_timeout,
+    )

@@ -1,0 +1,220 @@
+"""DKIM: messages signed by our signer verify with dkimpy's verifier, before and after a trip
+through a real SMTP server; a changed message does not."""
+
+from __future__ import annotations
+
+import email
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email import policy
+from pathlib import Path
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from distributor.config import Settings, load_settings
+from distributor.errors import ConfigError
+from distributor.mail.compose import Recipient, render_release
+from distributor.mail.dkim import Signer, load_signer
+from distributor.mail.transport import open_transport
+from distributor.models import Release, Topic
+from tests.smtp_server import SMTPServer
+
+REQUIRED = [
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+]
+
+
+def write_key(path: Path, fmt: serialization.PrivateFormat) -> rsa.RSAPrivateKey:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
+    )
+    return key
+
+
+def dkim_settings(tmp_path: Path, key_file: Path | None, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "var",
+        "site_url": "https://news.example.org",
+        "secret_key": "test-secret",
+        "sender": "Agence de presse <press@example.org>",
+        "dkim_key_file": key_file,
+        "dkim_selector": "press2026",
+        "dkim_domain": "example.org",
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+def signer(tmp_path: Path) -> Signer:
+    key_file = tmp_path / "dkim.pem"
+    write_key(key_file, serialization.PrivateFormat.TraditionalOpenSSL)
+    loaded = load_signer(dkim_settings(tmp_path, key_file))
+    assert loaded is not None
+    return loaded
+
+
+def dns_for(signer: Signer) -> Callable[..., bytes | None]:
+    """A DNS lookup that knows only the signer's public key record."""
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
+        if name.decode().rstrip(".") == signer.dns_name:
+            return signer.dns_record.encode()
+        return None
+
+    return lookup
+
+
+def composed(tmp_path: Path) -> bytes:
+    settings = dkim_settings(tmp_path, None, dkim_selector=None, dkim_domain=None)
+    release = Release(
+        id=3,
+        slug="sécheresse",
+        title="Sécheresse : l'état des nappes phréatiques au 1er novembre",
+        language="fr",
+        dateline="Orléans",
+        lead="Les niveaux sont inférieurs à la normale sur 62 % des points de mesure.",
+        body_html="<p>Le détail par département figure dans le rapport.</p>",
+        body_text="Le détail par département figure dans le rapport.",
+        date=datetime(2026, 11, 20, 8, tzinfo=UTC),
+        contacts=[{"name": "Jeanne Dupont", "phone": "+33 1 00 00 00 00"}],
+        images=[],
+        topics=[Topic(slug="eau", names={"fr": "Eau"})],
+    )
+    rcpt = Recipient(
+        5,
+        "reader@example.com",
+        "Jean-François Lefèvre",
+        "https://news.example.org/unsubscribe/abc",
+        "https://news.example.org/preferences/def",
+    )
+    return render_release(release, settings).message_for(rcpt)
+
+
+def test_signed_message_verifies(tmp_path: Path, signer: Signer) -> None:
+    message = composed(tmp_path)
+    signed = signer.sign(message)
+    assert signed.startswith(b"DKIM-Signature: ") and signed.endswith(message)
+    assert dkim.verify(signed, dnsfunc=dns_for(signer))
+
+    field = signed[: len(signed) - len(message)].decode()
+    tags = dict(
+        (tag.split("=", 1)[0].strip(), re.sub(r"\s+", "", tag.split("=", 1)[1]))
+        for tag in field.removeprefix("DKIM-Signature:").split(";")
+    )
+    assert (tags["a"], tags["c"], tags["d"], tags["s"]) == (
+        "rsa-sha256",
+        "relaxed/relaxed",
+        "example.org",
+        "press2026",
+    )
+    assert set(REQUIRED) <= set(tags["h"].split(":"))
+    assert all(len(line) <= 78 for line in field.split("\r\n"))
+    parsed = email.message_from_bytes(signed, policy=policy.default)
+    assert parsed["Subject"] == "Sécheresse : l'état des nappes phréatiques au 1er novembre"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b"Message-ID: <release-3.5@", b"Message-ID: <release-3.6@"),
+        (b"List-Unsubscribe: <https://news.example.org/unsubscribe/abc>", b"List-Unsubscribe: <https://evil.example/x>"),
+        (b"=C3=A9tail", b"=C3=A8tail"),
+    ],
+)  # fmt: skip
+def test_a_changed_message_fails_verification(
+    tmp_path: Path, signer: Signer, old: bytes, new: bytes
+) -> None:
+    signed = signer.sign(composed(tmp_path))
+    assert old in signed
+    assert not dkim.verify(signed.replace(old, new, 1), dnsfunc=dns_for(signer))
+
+
+def test_an_added_header_fails_verification(tmp_path: Path, signer: Signer) -> None:
+    signed = signer.sign(composed(tmp_path))
+    added = signed.replace(b"\r\nTo:", b"\r\nSubject: Free money\r\nTo:", 1)
+    assert not dkim.verify(added, dnsfunc=dns_for(signer))
+
+
+def test_signature_survives_smtp(tmp_path: Path, signer: Signer, smtp_server: SMTPServer) -> None:
+    signed = signer.sign(composed(tmp_path))
+    settings = load_settings(data_dir=tmp_path / "var", smtp_url=smtp_server.url, smtp_timeout=5)
+    with open_transport(settings) as transport:
+        assert transport.send("press@example.org", "reader@example.com", signed).outcome == "sent"
+    [received] = smtp_server.handler.messages
+    assert dkim.verify(received.data, dnsfunc=dns_for(signer))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"Tabs\tand  double  spaces, trailing spaces   \r\n\r\n  indented\r\n\r\n\r\n",
+        b" \t \r\n",
+        b"",
+        b"no final line break",
+    ],
+)
+@pytest.mark.parametrize("newline", [b"\r\n", b"\n"])
+def test_any_body_verifies(signer: Signer, body: bytes, newline: bytes) -> None:
+    message = (
+        b"From: Press <press@example.org>\r\nTo: a@example.com\r\nSubject:  spaced\t out \r\n"
+        b"List-Unsubscribe: <https://news.example.org/u/1>\r\n\r\n" + body
+    ).replace(b"\r\n", newline)
+    assert dkim.verify(signer.sign(message), dnsfunc=dns_for(signer))
+
+
+def test_pkcs8_keys_work_too(tmp_path: Path) -> None:
+    key_file = tmp_path / "pkcs8.pem"
+    write_key(key_file, serialization.PrivateFormat.PKCS8)
+    signer = load_signer(dkim_settings(tmp_path, key_file))
+    assert signer is not None
+    assert dkim.verify(signer.sign(composed(tmp_path)), dnsfunc=dns_for(signer))
+
+
+def test_no_dkim_settings_means_no_signer(tmp_path: Path) -> None:
+    assert load_signer(dkim_settings(tmp_path, None, dkim_selector=None, dkim_domain=None)) is None
+
+
+def test_half_configured_dkim_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="DISTRIBUTOR_DKIM_KEY_FILE"):
+        load_signer(dkim_settings(tmp_path, None))
+
+
+def test_missing_key_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"DISTRIBUTOR_DKIM_KEY_FILE.*cannot read"):
+        load_signer(dkim_settings(tmp_path, tmp_path / "nowhere.pem"))
+
+
+def test_a_file_that_is_not_a_key_is_an_error(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key\n")
+    with pytest.raises(ConfigError, match=r"DISTRIBUTOR_DKIM_KEY_FILE.*not an unencrypted PEM"):
+        load_signer(dkim_settings(tmp_path, garbage))
+
+
+def test_a_non_rsa_key_is_an_error(tmp_path: Path) -> None:
+    key_file = tmp_path / "ec.pem"
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(ConfigError, match="must be an RSA key"):
+        load_signer(dkim_settings(tmp_path, key_file))
