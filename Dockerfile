@@ -1,0 +1,13 @@
+# The image every service of docker-compose.yml runs: one `distributor` command each.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY distributor ./distributor
+COPY worker ./worker
+COPY templates ./templates
+RUN pip install --no-cache-dir -e . && useradd --create-home distributor \
+    && mkdir -p /data && chown distributor /data
+USER distributor
+ENV DISTRIBUTOR_DATA_DIR=/data
+EXPOSE 8000
+CMD ["distributor", "serve", "--host", "0.0.0.0"]

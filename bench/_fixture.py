@@ -1,0 +1,136 @@
+"""Data sets for bench/pipeline.py: a fresh SQLite data directory or PostgreSQL database per run,
+migrated, with two topics, N confirmed English subscribers of one of them, and the English
+sample release (a draft, ready to publish).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine, insert, text
+
+from distributor.config import Settings, load_settings
+from distributor.db import dispose_engines, get_engine, session_scope, upgrade
+from distributor.models import Subscriber, SubscriberStatus, utcnow
+from distributor.releases import create_release, parse_release
+from distributor.topics import add_topic
+
+BROKER_URL = "redis://127.0.0.1:6379/12"  # the benchmark's own Redis database: never another
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+PG_ADMIN_URL = PG_SERVER + "/postgres"  # the maintenance database, only to create/drop ours
+SAMPLE = Path(__file__).resolve().parent.parent / "distributor" / "samples" / "climate-agreement.en.md"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    settings: Settings
+    release_id: int
+    subscribers: int
+
+
+def settings_for(data_dir: Path, database_url: str | None, smtp_url: str) -> Settings:
+    return load_settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        broker_url=BROKER_URL,
+        smtp_url=smtp_url,
+        site_url="https://news.example.org",
+        secret_key="bench-secret-key",  # noqa: S106 - a throwaway key for links nobody follows
+        sender="Agency Press Office <press@example.org>",
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a subprocess the same Settings (the idea of
+    tests/processes.settings_env, copied: bench/ does not import tests/)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTRIBUTOR_")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, (tuple, list)):
+            value = ",".join(value) if name != "languages" else '["' + '","'.join(value) + '"]'
+        env[f"DISTRIBUTOR_{name.upper()}"] = str(value)
+    return env
+
+
+def _pg_admin(sql: str) -> None:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(sql))
+    finally:
+        admin.dispose()
+
+
+@contextmanager
+def fresh_database(backend: str, smtp_url: str, tag: str) -> Iterator[Settings]:
+    """Settings for a new, empty, migrated database (SQLite in a temp data dir, or a new
+    PostgreSQL database ``distributor_bench_<pid>_<tag>``), removed on the way out."""
+    data_dir = Path(tempfile.mkdtemp(prefix=f"distributor-bench-{tag}-"))
+    pg_name = f"distributor_bench_{os.getpid()}_{tag}" if backend == "postgresql" else None
+    try:
+        url = None
+        if pg_name:
+            _pg_admin(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            _pg_admin(f'CREATE DATABASE "{pg_name}"')
+            url = f"{PG_SERVER}/{pg_name}"
+        settings = settings_for(data_dir / "var", url, smtp_url)
+        upgrade(settings)
+        yield settings
+    finally:
+        dispose_engines()
+        if pg_name:
+            _pg_admin(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def populate(settings: Settings, subscribers: int) -> Dataset:
+    """Two topics, ``subscribers`` confirmed English followers of "climate", and the sample
+    release (filed under climate and international) as a draft."""
+    with session_scope(settings) as session:
+        add_topic(session, "climate", {"en": "Climate", "fr": "Climat"})
+        add_topic(session, "international", {"en": "International"})
+    # A bulk Core insert instead of distributor.subscribers.import_csv (which validates every
+    # address with email-validator and builds ORM objects: minutes for 100,000 rows). This is
+    # benchmark set-up only; the rows are what a confirmed CSV import would store.
+    now = utcnow()
+    engine = get_engine(settings)
+    chunk = 10_000
+    with engine.begin() as conn:
+        for start in range(0, subscribers, chunk):
+            conn.execute(
+                insert(Subscriber),
+                [
+                    {
+                        "email": f"journalist{i}@newsroom{i % 97}.example.com",
+                        # one name in ten is not ASCII: an RFC 2047 encoded-word in To
+                        "name": f"Jérôme Journalist {i}" if i % 10 == 0 else f"Journalist {i}",
+                        "language": "en",
+                        "status": SubscriberStatus.CONFIRMED.value,
+                        "consent_source": "bench",
+                        "created_at": now,
+                        "confirmed_at": now,
+                    }
+                    for i in range(start, min(start + chunk, subscribers))
+                ],
+            )
+        conn.execute(
+            text(
+                "INSERT INTO subscriptions (subscriber_id, topic_id) "
+                "SELECT s.id, t.id FROM subscribers s, topics t WHERE t.slug = 'climate'"
+            )
+        )
+    if engine.dialect.name == "postgresql":
+        # What autovacuum would have done by the time a real list reached this size.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE"))
+    draft = parse_release(SAMPLE.read_text(), str(SAMPLE), settings)
+    with session_scope(settings) as session:
+        release = create_release(session, settings, draft)
+    return Dataset(settings, release.id, subscribers)

@@ -1,0 +1,335 @@
+"""The ``distributor`` command. Turns domain errors into messages and exit codes:
+1 for rejected input or a state conflict, 69 when a service is unavailable, 78 for a
+configuration that cannot work."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import broker, db, dispatch
+from .config import Settings, load_settings
+from .errors import (
+    ConfigError,
+    DistributorError,
+    ImportRejected,
+    ReleaseInputError,
+    ServiceError,
+)
+from .logs import setup_logging
+from .queue import TaskQueue
+from .releases import create_release, parse_release
+from .status import ReleaseStatus, release_status
+from .subscribers import export_csv, import_csv, write_rejects
+from .topics import add_topic, list_topics, parse_names
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Publish press releases by email and feeds.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="The database.")
+topics_app = typer.Typer(no_args_is_help=True, help="Topics subscribers follow.")
+subs_app = typer.Typer(no_args_is_help=True, help="Subscribers: import, export.")
+releases_app = typer.Typer(no_args_is_help=True, help="Releases: create, publish, status.")
+feeds_app = typer.Typer(no_args_is_help=True, help="RSS and Atom feeds.")
+app.add_typer(db_app, name="db")
+app.add_typer(topics_app, name="topics")
+app.add_typer(subs_app, name="subscribers")
+app.add_typer(releases_app, name="releases")
+app.add_typer(feeds_app, name="feeds")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def settings() -> Settings:
+    """The Settings for this invocation (from the environment)."""
+    try:
+        return load_settings()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database to the latest schema."""
+    s = settings()
+    db.upgrade(s)
+    out.print(f"database is up to date ({s.effective_database_url.split('@')[-1]})")
+
+
+@topics_app.command("add")
+def topics_add(
+    slug: str,
+    name: Annotated[
+        list[str], typer.Option("--name", help="Name, or LANG:Name (repeat for each language)")
+    ],
+) -> None:
+    """Add a topic, e.g. `topics add climate --name Climate --name fr:Climat`."""
+    s = settings()
+    with db.session_scope(s) as session:
+        topic = add_topic(session, slug, parse_names(name, s.languages[0]))
+        out.print(f"topic {topic.slug} added ({', '.join(topic.names.values())})")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """List the topics."""
+    with db.session_scope(settings()) as session:
+        for topic in list_topics(session):
+            names = ", ".join(f"{k}: {v}" for k, v in sorted(topic.names.items()))
+            out.print(f"{topic.slug}\t{names}")
+
+
+@subs_app.command("import")
+def subscribers_import(
+    file: Path,
+    confirmed: Annotated[bool, typer.Option(help="Import as confirmed (needs consent)")] = False,
+    consent_source: Annotated[str, typer.Option(help="Where consent was given")] = "",
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Import the good rows; write the bad ones to --rejects")
+    ] = False,
+    rejects: Annotated[Path | None, typer.Option(help="Where bad rows go")] = None,
+) -> None:
+    """Import subscribers from CSV: email,name,language,topics (topics separated by ';')."""
+    s = settings()
+    try:
+        stream = file.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"{file}: {exc.strerror}") from exc
+    with stream, db.session_scope(s) as session:
+        report = import_csv(
+            session,
+            s,
+            stream,
+            str(file),
+            confirmed=confirmed,
+            consent_source=consent_source,
+            skip_invalid=skip_invalid,
+        )
+    out.print(
+        f"{report.added} added, {report.updated} updated, "
+        f"{report.unchanged} left unchanged (unsubscribed or bounced)"
+    )
+    if report.rejected:
+        target = rejects or file.with_suffix(".rejects.csv")
+        write_rejects(report.rejected, target)
+        err.print(f"{len(report.rejected)} bad row(s) skipped, written to {target}")
+
+
+@subs_app.command("export")
+def subscribers_export(
+    output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+) -> None:
+    """Export every subscriber as CSV (to stdout, or --output)."""
+    with db.session_scope(settings()) as session:
+        if output is None:
+            export_csv(session, sys.stdout)
+        else:
+            with output.open("w", newline="", encoding="utf-8") as stream:
+                n = export_csv(session, stream)
+            err.print(f"{n} subscribers written to {output}")
+
+
+def _create(s: Settings, file: Path) -> int:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot be read: {exc}") from exc
+    draft = parse_release(text, str(file), s)
+    with db.session_scope(s) as session:
+        return create_release(session, s, draft).id
+
+
+def _parse_at(at: str | None) -> datetime | None:
+    if at is None:
+        return None
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError as exc:
+        raise ReleaseInputError(f"--at {at!r}: not an ISO 8601 date-time") from exc
+    if when.tzinfo is None:
+        raise ReleaseInputError(f"--at {at!r}: has no time zone (e.g. 2026-11-20T09:00+01:00)")
+    return when
+
+
+@releases_app.command("create")
+def releases_create(file: Path) -> None:
+    """Create a draft release from Markdown with front matter; prints its id."""
+    out.print(_create(settings(), file))
+
+
+def _publish(s: Settings, release_id: int, at: str | None) -> None:
+    queue = TaskQueue(s)
+    try:
+        release = dispatch.publish(s, queue, release_id, _parse_at(at))
+    finally:
+        queue.close()
+    if release.state == "scheduled" and release.embargo_at:
+        out.print(f"release {release.id} scheduled for {release.embargo_at.isoformat()}")
+    else:
+        out.print(f"release {release.id} published; the workers are sending it")
+
+
+@releases_app.command("publish")
+def releases_publish(
+    release_id: int,
+    at: Annotated[str | None, typer.Option(help="ISO 8601 time to publish at")] = None,
+) -> None:
+    """Publish a release now (or at --at): emails go out and the feeds are regenerated."""
+    _publish(settings(), release_id, at)
+
+
+@app.command("publish")
+def publish_file(
+    file: Path,
+    at: Annotated[str | None, typer.Option(help="ISO 8601 time to publish at")] = None,
+) -> None:
+    """Create a release from FILE.md and publish it."""
+    s = settings()
+    release_id = _create(s, file)
+    out.print(f"release {release_id} created")
+    _publish(s, release_id, at)
+
+
+def _status_line(st: ReleaseStatus) -> str:
+    c = st.counts
+    line = (
+        f"planned {st.planned} · sent {c['sent']} · deferred {c['deferred']} · "
+        f"failed {c['failed']} · cancelled {c['cancelled']} · pending {c['pending']}"
+    )
+    return line
+
+
+def print_status(st: ReleaseStatus) -> None:
+    """Print a release's status as `releases status` shows it."""
+    out.print(f"[bold]{st.title}[/bold] (id {st.release_id}, {st.language}, {st.state})")
+    out.print(_status_line(st))
+    if st.first_sent_at and st.last_sent_at:
+        seconds = (st.last_sent_at - st.first_sent_at).total_seconds()
+        out.print(f"first sent {st.first_sent_at:%Y-%m-%d %H:%M:%S}Z, last {seconds:.1f} s later")
+    for lang, n in sorted(st.without_version.items()):
+        out.print(f"{n} subscriber(s) of these topics read {lang}: no {lang} version, none sent")
+
+
+def watch(s: Settings, release_ids: list[int], timeout: float = 3600) -> list[ReleaseStatus]:
+    """Show a progress bar per release until each has nothing left to send."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    deadline = time.monotonic() + timeout
+    with Progress(*columns, console=out) as progress:
+        bars = {rid: progress.add_task(f"release {rid}", total=None) for rid in release_ids}
+        while True:
+            with db.session_scope(s) as session:
+                states = [release_status(session, rid) for rid in release_ids]
+            for st in states:
+                progress.update(
+                    bars[st.release_id], total=st.planned or None, completed=st.done,
+                    description=f"{st.slug[:30]} ({st.language})",
+                )  # fmt: skip
+            finished = all(st.planned and not st.open for st in states)
+            if finished or time.monotonic() > deadline:
+                return states
+            time.sleep(0.5)
+
+
+@releases_app.command("status")
+def releases_status(
+    release_id: int,
+    watch_: Annotated[bool, typer.Option("--watch", help="Live progress until done")] = False,
+) -> None:
+    """Delivery counts of a release: planned, sent, deferred, failed."""
+    s = settings()
+    if watch_:
+        watch(s, [release_id])
+    with db.session_scope(s) as session:
+        print_status(release_status(session, release_id))
+
+
+@feeds_app.command("rebuild")
+def feeds_rebuild() -> None:
+    """Regenerate every feed now."""
+    s = settings()
+    n = dispatch.regenerate_feeds(s)
+    out.print(f"{n} feeds in {s.public_dir / 'feeds'}")
+
+
+def _celery(args: list[str]) -> None:
+    s = settings()
+    env = dict(os.environ, DISTRIBUTOR_BROKER_URL=broker.broker_url(s))
+    env["DISTRIBUTOR_DATA_DIR"] = str(s.data_dir.resolve())
+    os.execvpe(  # noqa: S606 - replaces this process with the Celery program
+        sys.executable, [sys.executable, "-m", "celery", "-A", "worker.app", *args], env
+    )
+
+
+@app.command("worker")
+def worker(
+    concurrency: Annotated[int | None, typer.Option("-c", "--concurrency")] = None,
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+) -> None:
+    """Run a Celery worker (prefork) on the distributor queue."""
+    n = concurrency or settings().worker_concurrency
+    _celery(["worker", "-Q", "distributor", "-c", str(n), "--loglevel", loglevel,
+             "--without-gossip", "--without-mingle", "-O", "fair"])  # fmt: skip
+
+
+@app.command("beat")
+def beat(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
+    """Run the scheduler that starts the sweep every 30 seconds."""
+    _celery(["beat", "--loglevel", loglevel])
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Serve the newsroom, the feeds and the subscription pages."""
+    import uvicorn
+
+    from .web import create_app
+
+    uvicorn.run(create_app(settings()), host=host, port=port, proxy_headers=False)
+
+
+@app.command("demo")
+def demo(
+    subscribers: Annotated[int, typer.Option(help="How many subscribers to generate")] = 1000,
+) -> None:
+    """Run the whole thing on one machine: data, 1,000 subscribers, two releases, a worker."""
+    from .demo import run_demo
+
+    run_demo(settings(), subscribers, out)
+
+
+def main() -> None:
+    """Entry point: run the CLI and map domain errors to messages and exit codes."""
+    setup_logging(os.environ.get("DISTRIBUTOR_LOG_LEVEL", "WARNING"))
+    try:
+        app()  # usage errors exit 2 from here; domain errors propagate to us
+    except ImportRejected as exc:
+        err.print(f"error: {exc.source}: {len(exc.rows)} bad row(s), nothing imported",
+                  markup=False, highlight=False)  # fmt: skip
+        for row in exc.rows:
+            err.print(f"  {exc.source}:{row.line}: {row.reason}", markup=False, highlight=False)
+        sys.exit(1)
+    except DistributorError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(78 if isinstance(exc, ConfigError) else 69 if isinstance(exc, ServiceError) else 1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Real processes for end-to-end tests: a `distributor worker` subprocess on the test Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from distributor.config import Settings
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that gives a subprocess the same Settings as ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTRIBUTOR_")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, (tuple, list)):
+            value = ",".join(value) if name != "languages" else '["' + '","'.join(value) + '"]'
+        env[f"DISTRIBUTOR_{name.upper()}"] = str(value)
+    env.update(extra)
+    return env
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def running_worker(
+    settings: Settings, log_dir: Path, concurrency: int = 2
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A `distributor worker` subprocess for ``settings`` (whose broker_url must be set);
+    the broker's database is emptied first so no task of another test is run."""
+    assert settings.broker_url
+    redis.Redis.from_url(settings.broker_url).flushdb()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "distributor.cli", "worker", "-c", str(concurrency)],
+        env=settings_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()

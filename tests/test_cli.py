@@ -1,0 +1,70 @@
+"""The `distributor` command as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distributor.config import Settings
+from tests.helpers import release_text
+from tests.processes import settings_env
+
+
+@pytest.fixture
+def run(sqlite_settings: Settings, redis_url: str):  # type: ignore[no-untyped-def]
+    env = settings_env(sqlite_settings, DISTRIBUTOR_BROKER_URL=redis_url)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "distributor.cli", *args],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    return run
+
+
+def test_a_release_from_file_to_published(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run("db", "upgrade").returncode == 0
+    added = run("topics", "add", "climate", "--name", "Climate", "--name", "fr:Climat")
+    assert added.returncode == 0, added.stderr
+    csv = tmp_path / "people.csv"
+    csv.write_text("email,name,language,topics\nann@example.com,Ann,en,climate\n")
+    imported = run("subscribers", "import", str(csv), "--confirmed", "--consent-source", "fair")
+    assert imported.returncode == 0 and "1 added" in imported.stdout
+    md = tmp_path / "release.md"
+    md.write_text(release_text())
+    created = run("releases", "create", str(md))
+    assert created.returncode == 0, created.stderr
+    release_id = created.stdout.strip()
+    assert release_id.isdigit()
+    published = run("releases", "publish", release_id)
+    assert published.returncode == 0 and "published" in published.stdout
+    status = run("releases", "status", release_id)
+    assert status.returncode == 0 and "Agency signs agreement" in status.stdout
+    exported = run("subscribers", "export")
+    assert "ann@example.com,Ann,en,climate,confirmed,fair" in exported.stdout
+
+
+def test_bad_input_exits_1_naming_file_line_and_field(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("topics", "add", "climate", "--name", "Climate")
+    csv = tmp_path / "people.csv"
+    csv.write_text("email,name,language,topics\nann@example.com,Ann,en,climate\nbad,B,en,climate\n")
+    result = run("subscribers", "import", str(csv))
+    assert result.returncode == 1
+    assert f"{csv}:3:" in result.stderr and "nothing imported" in result.stderr
+    assert run("subscribers", "export").stdout.count("\n") == 1  # the header only
+
+    md = tmp_path / "broken.md"
+    md.write_text(release_text().replace("+01:00", ""))
+    result = run("releases", "create", str(md))
+    assert result.returncode == 1
+    assert f"{md}: field 'date'" in result.stderr
+
+    missing = run("releases", "status", "999")
+    assert missing.returncode == 1 and "no release with id 999" in missing.stderr
+    bad_time = run("releases", "publish", "1", "--at", "tomorrow")
+    assert bad_time.returncode == 1 and "--at 'tomorrow'" in bad_time.stderr
+    assert run("releases", "publish", "not-a-number").returncode == 2  # usage error

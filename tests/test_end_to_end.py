@@ -1,0 +1,198 @@
+"""End to end on real components: a `distributor worker` subprocess (Celery, prefork) on the
+real Redis, a real SMTP server (aiosmtpd), SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import feedparser
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from distributor import dispatch
+from distributor.config import Settings
+from distributor.db import session_scope
+from distributor.models import Subscriber, SubscriberStatus
+from distributor.queue import TaskQueue
+from distributor.status import release_status
+from distributor.web import create_app
+from tests.helpers import add_subscribers, add_topics, make_release
+from tests.processes import running_worker, wait_until
+from tests.smtp_server import SMTPServer
+
+TOPICS = ("climate", "science", "space")
+
+
+def population(n: int, seed: int = 7) -> list[tuple[str, str, str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        topics = ";".join(rng.sample(TOPICS, rng.randint(1, 2)))
+        name = rng.choice(["Anne Martin", "Zoë Müller", "Ødegård, Kai", "Li Wei", ""])
+        rows.append((f"person{i}@example.com", name, rng.choice(["en", "fr"]), topics))
+    return rows
+
+
+def expected_recipients(settings: Settings, release_lang: str, topic: str) -> set[str]:
+    with session_scope(settings) as session:
+        return {
+            s.email
+            for s in session.scalars(select(Subscriber))
+            if s.status == SubscriberStatus.CONFIRMED
+            and s.language == release_lang
+            and topic in {t.slug for t in s.topics}
+        }
+
+
+@pytest.fixture
+def live(settings: Settings, smtp_server: SMTPServer, redis_url: str, tmp_path: Path) -> Settings:
+    """Settings wired to the test Redis and the test SMTP server, with short retries."""
+    return settings.model_copy(
+        update={
+            "broker_url": redis_url,
+            "smtp_url": smtp_server.url,
+            "retry_base_seconds": 1.0,
+            "batch_size": 100,
+        }
+    )
+
+
+def wait_sent(settings: Settings, release_id: int, timeout: float = 120) -> None:
+    def finished() -> bool:
+        with session_scope(settings) as session:
+            st = release_status(session, release_id)
+        return st.planned > 0 and st.open == 0
+
+    wait_until(finished, timeout, f"release {release_id} to be sent")
+
+
+def test_publish_reaches_every_matching_subscriber_exactly_once(
+    live: Settings, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    add_topics(live, *TOPICS)
+    people = population(1000)
+    add_subscribers(live, people[:900])
+    add_subscribers(live, people[900:], confirmed=False)  # pending: never mailed
+    release = make_release(live, topics="climate")
+    expected = expected_recipients(live, "en", "climate")
+    assert 150 < len(expected) < 400
+
+    queue = TaskQueue(live)
+    with running_worker(live, tmp_path / "logs"):
+        dispatch.publish(live, queue, release.id)
+        wait_sent(live, release.id)
+        feed = live.public_dir / "feeds" / "en" / "releases.atom"
+        wait_until(feed.exists, 30, "the Atom feed")
+
+    received = smtp_server.handler.by_rcpt()
+    assert set(received) == expected
+    assert all(len(copies) == 1 for copies in received.values())
+    with session_scope(live) as session:
+        st = release_status(session, release.id)
+    assert st.counts["sent"] == len(expected) and st.counts["failed"] == 0
+
+    message_ids = set()
+    for rcpt, (copy,) in received.items():
+        msg = copy.parsed()
+        assert msg["To"].addresses[0].addr_spec == rcpt
+        assert msg["Subject"] == "Agency signs agreement"
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        for header in ("From", "Date", "Message-ID", "List-Id", "List-Unsubscribe"):
+            assert msg[header], header
+        message_ids.add(msg["Message-ID"])
+        text = msg.get_body(("plain",))
+        html = msg.get_body(("html",))
+        assert text is not None and html is not None
+        assert "The Agency today signed" in text.get_content()
+        assert "Jane Doe" in html.get_content()
+    assert len(message_ids) == len(expected)
+
+    # The List-Unsubscribe URL of one message works with a bare one-click POST.
+    rcpt, (copy,) = next(iter(received.items()))
+    url = copy.parsed()["List-Unsubscribe"].strip("<>")
+    assert url.startswith("https://news.example.org/unsubscribe/")
+    client = TestClient(create_app(live))
+    response = client.post(urlsplit(url).path, data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    with session_scope(live) as session:
+        sub = session.scalar(select(Subscriber).where(Subscriber.email == rcpt))
+        assert sub is not None and sub.status == SubscriberStatus.UNSUBSCRIBED
+
+    parsed = feedparser.parse(feed.read_bytes())
+    assert parsed.bozo == 0
+    assert [e.title for e in parsed.entries] == ["Agency signs agreement"]
+
+
+def test_running_every_task_twice_sends_nothing_twice(
+    live: Settings, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    add_topics(live, *TOPICS)
+    add_subscribers(live, population(300))
+    release = make_release(live, topics="climate")
+    expected = expected_recipients(live, "en", "climate")
+    queue = TaskQueue(live)
+    with running_worker(live, tmp_path / "logs"):
+        dispatch.publish(live, queue, release.id)
+        queue.send("distribute_release", release.id)
+        for _ in range(4):
+            queue.send("send_batch", release.id)
+        wait_sent(live, release.id)
+        for _ in range(3):
+            queue.send("distribute_release", release.id)
+            queue.send("send_batch", release.id)
+            queue.send("sweep")
+        wait_until(lambda: queue.waiting() == 0, 30, "the queue to drain")
+        time.sleep(2)  # let the last tasks taken from the queue finish
+    received = smtp_server.handler.by_rcpt()
+    assert set(received) == expected
+    assert max(len(v) for v in received.values()) == 1
+
+
+def test_temporary_failures_are_retried_and_permanent_ones_never(
+    live: Settings, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    add_topics(live, *TOPICS)
+    add_subscribers(live, population(200))
+    release = make_release(live, topics="climate")
+    expected = sorted(expected_recipients(live, "en", "climate"))
+    greylisted, rejected = set(expected[:10]), set(expected[10:15])
+    attempts: dict[str, int] = {}
+
+    def reply(address: str) -> str | None:
+        attempts[address] = attempts.get(address, 0) + 1
+        if address in rejected:
+            return "550 5.1.1 No such user"
+        if address in greylisted and attempts[address] == 1:
+            return "451 4.7.1 Greylisted, try again later"
+        return None
+
+    smtp_server.handler.rcpt_reply = reply
+    queue = TaskQueue(live)
+    with running_worker(live, tmp_path / "logs"):
+        dispatch.publish(live, queue, release.id)
+
+        def all_done() -> bool:
+            queue.send("sweep")  # beat's job: re-enqueue deferred rows once they are due
+            with session_scope(live) as session:
+                st = release_status(session, release.id)
+            return st.planned > 0 and st.open == 0
+
+        wait_until(all_done, 60, "retries to finish")
+    received = smtp_server.handler.by_rcpt()
+    assert set(received) == set(expected) - rejected
+    assert all(len(v) == 1 for v in received.values())
+    assert all(attempts[a] == 2 for a in greylisted)
+    assert all(attempts[a] == 1 for a in rejected)
+    with session_scope(live) as session:
+        st = release_status(session, release.id)
+        bounced = set(
+            session.scalars(
+                select(Subscriber.email).where(Subscriber.status == SubscriberStatus.BOUNCED)
+            )
+        )
+    assert st.counts["failed"] == len(rejected)
+    assert bounced == rejected
