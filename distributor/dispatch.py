@@ -6,6 +6,7 @@ Each function takes ids, reads the database, and is safe to run twice or concurr
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import time
@@ -211,6 +212,13 @@ def sweep(settings: Settings, queue: TaskQueue) -> SweepReport:
 
 
 def regenerate_feeds(settings: Settings) -> int:
-    """Rewrite every feed whose content changed; returns the number of feed files."""
-    with session_scope(settings) as session:
-        return len(write_feeds(session, settings))
+    """Rewrite every feed whose content changed; returns the number of feed files.
+
+    Runs one at a time per data directory (a file lock), so a slower run that read older
+    data can never finish after a newer one and leave stale feeds behind.
+    """
+    settings.public_dir.mkdir(parents=True, exist_ok=True)
+    with (settings.public_dir / ".feeds.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with session_scope(settings) as session:
+            return len(write_feeds(session, settings))

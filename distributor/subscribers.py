@@ -31,15 +31,16 @@ _BAD_NAME = re.compile(r"[\x00-\x1f\x7f]|=\?")
 
 
 def normalise_email(address: str) -> str:
-    """The address in canonical form (domain lowercased, IDN encoded); raises
+    """The address in canonical ASCII form (lowercased, IDN domain punycoded); raises
     SubscriberInputError saying why an address is not valid."""
     if any(ch in address for ch in "\r\n\x00"):
         raise SubscriberInputError("email: must not contain line breaks or NUL characters")
     try:
-        checked = validate_email(address.strip(), check_deliverability=False)
+        # No SMTPUTF8: a non-ASCII local part could not be relayed everywhere.
+        checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise SubscriberInputError(f"email {address!r}: {exc}") from exc
-    return checked.normalized.lower()
+    return str(checked.ascii_email or checked.normalized).lower()
 
 
 def check_name(name: str) -> str:

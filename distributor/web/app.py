@@ -17,7 +17,7 @@ from ..models import Release, ReleaseState, Subscriber
 from ..sanitize import absolute_urls
 from ..subscribers import unsubscribe
 from ..tokens import Purpose, read_token
-from ..urls import FeedFormat, feed_relpath, feed_url, release_path
+from ..urls import FeedFormat, feed_relpath, feed_url, release_path, unsubscribe_url
 from .conditional import file_response
 
 FEED_TYPES = {
@@ -111,6 +111,25 @@ def create_app(settings: Settings) -> FastAPI:
         if list_unsubscribe == "One-Click":
             return PlainTextResponse("unsubscribed\n")
         return page("unsubscribe.html", token=token, email="", lang=lang, done=True)
+
+    @app.get("/preferences/{token}", response_class=HTMLResponse)
+    def preferences_page(token: str) -> HTMLResponse:
+        try:
+            subscriber_id = read_token(settings, Purpose.PREFERENCES, token)
+        except InputError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        with session_scope(settings) as session:
+            sub = session.get(Subscriber, subscriber_id)
+            if sub is None:
+                raise HTTPException(404, "this subscription no longer exists")
+            topics = sorted(t.name(sub.language) for t in sub.topics)
+            return page(
+                "preferences.html",
+                sub=sub,
+                topics=topics,
+                lang=sub.language,
+                unsubscribe_url=unsubscribe_url(settings, sub.id),
+            )
 
     @app.get("/healthz")
     def healthz() -> PlainTextResponse:
