@@ -34,6 +34,16 @@ class RecordingHandler:
     messages: list[Received] = field(default_factory=list)
     rcpt_reply: Callable[[str], str | None] = lambda _addr: None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    pipelining: bool = True  # advertise RFC 2920 PIPELINING, as Postfix does
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:  # fmt: skip
+        session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads commands in order, so it can pipeline
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any

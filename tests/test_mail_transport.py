@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import mailbox
+from collections.abc import Iterator
 from email import policy
 from pathlib import Path
 
@@ -20,6 +21,17 @@ from distributor.mail.transport import (
 from tests.smtp_server import SMTPServer, free_port
 
 SENDER = "press@example.org"
+
+
+@pytest.fixture(params=["pipelining", "one-command-at-a-time"])
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[SMTPServer]:
+    """The test SMTP server, once advertising RFC 2920 PIPELINING (the client then sends
+    MAIL, RCPT and DATA in one write) and once not."""
+    server = SMTPServer()
+    server.handler.pipelining = request.param == "pipelining"
+    server.start()
+    yield server
+    server.stop()
 
 
 def message(n: int, extra: str = "") -> bytes:

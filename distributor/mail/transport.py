@@ -8,6 +8,7 @@ cannot work.
 
 from __future__ import annotations
 
+import functools
 import mailbox
 import re
 import smtplib
@@ -135,16 +136,17 @@ class SMTPTransport(_Closing):
     def _connect(self) -> smtplib.SMTP:
         """A new connection, greeted (EHLO), secured and authenticated as configured."""
         self.connections_opened += 1
-        context = ssl.create_default_context()
         smtp: smtplib.SMTP
         if self.security == "tls":
-            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            smtp = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=_tls_context()
+            )
         else:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         try:
             smtp.ehlo()
             if self.security == "starttls":
-                smtp.starttls(context=context)
+                smtp.starttls(context=_tls_context())
                 smtp.ehlo()
             if self.username is not None:
                 smtp.login(self.username, self.password or "")
@@ -184,18 +186,13 @@ class SMTPTransport(_Closing):
             if self._smtp is None:
                 self._smtp = self._connect()
             smtp = self._smtp
-            stage = "MAIL FROM"
-            code, reply = smtp.mail(mail_from)
-            if code != 250:
-                return self._refused(code, reply, "sender")
-            stage = "RCPT TO"
-            code, reply = smtp.rcpt(rcpt)
-            if code not in (250, 251):
-                return self._refused(code, reply, "recipient")
-            stage = "DATA"
-            code, reply = smtp.docmd("DATA")
-            if code != 354:
-                return self._refused(code, reply, "message")
+            if smtp.has_extn("pipelining"):
+                stage = "MAIL FROM, RCPT TO, DATA"
+                refused = self._envelope_pipelined(smtp, mail_from, rcpt)
+            else:
+                refused = self._envelope(smtp, mail_from, rcpt)
+            if refused is not None:
+                return refused
             stage = "message data"
             smtp.send(_dot_stuffed(message))
             code, reply = smtp.getreply()
@@ -208,6 +205,41 @@ class SMTPTransport(_Closing):
         if code == 421:  # the server is closing the connection
             self.close()
         return SendResult(code, _text(reply))
+
+    def _envelope(self, smtp: smtplib.SMTP, mail_from: str, rcpt: str) -> SendResult | None:
+        """MAIL, RCPT and DATA one reply at a time; None once the server awaits the data."""
+        code, reply = smtp.mail(mail_from)
+        if code != 250:
+            return self._refused(code, reply, "sender")
+        code, reply = smtp.rcpt(rcpt)
+        if code not in (250, 251):
+            return self._refused(code, reply, "recipient")
+        code, reply = smtp.docmd("DATA")
+        if code != 354:
+            return self._refused(code, reply, "message")
+        return None
+
+    def _envelope_pipelined(
+        self, smtp: smtplib.SMTP, mail_from: str, rcpt: str
+    ) -> SendResult | None:
+        """MAIL, RCPT and DATA in one write (RFC 2920 PIPELINING), then their three replies:
+        one round trip instead of three. None once the server awaits the data."""
+        smtp.send(f"MAIL FROM:<{mail_from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode("ascii"))
+        (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = (
+            smtp.getreply(),
+            smtp.getreply(),
+            smtp.getreply(),
+        )
+        if mail_code == 250 and rcpt_code in (250, 251) and data_code == 354:
+            return None
+        if data_code == 354:  # a server that accepts DATA after a refusal: send nothing
+            smtp.send(b".\r\n")
+            smtp.getreply()
+        if mail_code != 250:
+            return self._refused(mail_code, mail_reply, "sender")
+        if rcpt_code not in (250, 251):
+            return self._refused(rcpt_code, rcpt_reply, "recipient")
+        return self._refused(data_code, data_reply, "message")
 
     def _refused(self, code: int, reply: bytes, what: str) -> SendResult:
         """The server refused the sender, the recipient or the data: reset the transaction
@@ -234,6 +266,13 @@ class SMTPTransport(_Closing):
 
 class _Dropped(Exception):
     """The connection failed before the message data was sent; the text says how."""
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS context for smtps:// and STARTTLS, made once: loading the system's CA
+    certificates costs ~19 ms, which per batch connection showed up in profiles."""
+    return ssl.create_default_context()
 
 
 def _dot_stuffed(message: bytes) -> bytes:
