@@ -1,0 +1,41 @@
+"""Signed link tokens: tampering is refused, purposes do not mix, rotated keys still verify."""
+
+from __future__ import annotations
+
+import pytest
+
+from distributor.config import load_settings
+from distributor.tokens import InvalidToken, Purpose, make_token, read_token
+
+SETTINGS = load_settings(secret_key="new-key old-key")
+
+
+def test_a_token_names_its_subscriber() -> None:
+    token = make_token(SETTINGS, Purpose.UNSUBSCRIBE, 42)
+    assert read_token(SETTINGS, Purpose.UNSUBSCRIBE, token) == 42
+    assert all(c.isalnum() or c in "-_." for c in token)  # safe in a URL path
+
+
+def test_a_flipped_character_is_refused() -> None:
+    token = make_token(SETTINGS, Purpose.UNSUBSCRIBE, 42)
+    for i in range(len(token)):
+        flipped = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+        with pytest.raises(InvalidToken):
+            read_token(SETTINGS, Purpose.UNSUBSCRIBE, flipped)
+
+
+def test_a_token_for_one_purpose_is_refused_for_another() -> None:
+    token = make_token(SETTINGS, Purpose.PREFERENCES, 42)
+    with pytest.raises(InvalidToken):
+        read_token(SETTINGS, Purpose.UNSUBSCRIBE, token)
+
+
+def test_the_first_key_signs_and_a_rotated_out_key_still_verifies() -> None:
+    old_only = load_settings(secret_key="old-key")
+    new_only = load_settings(secret_key="new-key")
+    sent_last_year = make_token(old_only, Purpose.UNSUBSCRIBE, 7)
+    assert read_token(SETTINGS, Purpose.UNSUBSCRIBE, sent_last_year) == 7
+    sent_today = make_token(SETTINGS, Purpose.UNSUBSCRIBE, 8)
+    assert read_token(new_only, Purpose.UNSUBSCRIBE, sent_today) == 8
+    with pytest.raises(InvalidToken):
+        read_token(old_only, Purpose.UNSUBSCRIBE, sent_today)
