@@ -83,7 +83,7 @@ WHERE id IN (
     WHERE d.release_id = :release_id AND d.status IN ('pending', 'deferred')
       AND d.next_attempt_at <= :now AND (d.lease_until IS NULL OR d.lease_until < :now)
       AND s.status = 'confirmed'
-    ORDER BY d.id LIMIT :limit {lock})
+    LIMIT :limit {lock})
 RETURNING id, subscriber_id, attempts, created_at
 """
 
