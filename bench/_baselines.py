@@ -123,8 +123,10 @@ def send_pipelined(port: int, messages: list[tuple[str, bytes]], count: int) -> 
     _replies(f, 1)
     sock.sendall(b"EHLO bench\r\n")
     _replies(f, 1)
-    envelope = [b"MAIL FROM:<press@example.org>\r\nRCPT TO:<%s>\r\nDATA\r\n" % r.encode()
-                for r, _ in messages]  # fmt: skip
+    envelope = [
+        b"MAIL FROM:<press@example.org>\r\nRCPT TO:<%s>\r\nDATA\r\n" % r.encode()
+        for r, _ in messages
+    ]
     sock.sendall(envelope[0])
     for i in range(count):
         expect = [250, 250, 354]

@@ -24,7 +24,9 @@ from distributor.topics import add_topic
 BROKER_URL = "redis://127.0.0.1:6379/12"  # the benchmark's own Redis database: never another
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 PG_ADMIN_URL = PG_SERVER + "/postgres"  # the maintenance database, only to create/drop ours
-SAMPLE = Path(__file__).resolve().parent.parent / "distributor" / "samples" / "climate-agreement.en.md"
+SAMPLE = (
+    Path(__file__).resolve().parent.parent / "distributor" / "samples" / "climate-agreement.en.md"
+)
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import psutil
 import redis
-from sqlalchemy import func, select
-
 from _fixture import BROKER_URL, Dataset, settings_env
 from _sinks import Sink
+from sqlalchemy import func, select
+
 from distributor import dispatch
 from distributor.db import session_scope
 from distributor.delivery import counts
@@ -55,6 +55,7 @@ class RunResult:
     redis_cpu_per_1k: float = 0.0
     bench_cpu_per_1k: float = 0.0
     machine_busy: float = 0.0  # fraction of all cores busy between publish and the last message
+    foreign: float = 0.0  # fraction of all cores busy with something else (other processes)
     peak_rss_mb: float = 0.0  # sum over the worker's processes
     peak_pss_mb: float = 0.0  # the same, shared pages divided among the sharers
     distribute_s: float = float("nan")  # the distribute_release task, from the worker's log
@@ -94,6 +95,23 @@ def _cpu(procs: Iterable[psutil.Process]) -> dict[int, float]:
 
 def _named(*names: str) -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith(names)]
+
+
+_PG_SHARED = ("walwriter", "checkpointer", "background writer", "autovacuum")
+
+
+def _postgres(database: str) -> list[psutil.Process]:
+    """The server processes working for ``database``: its backends (connections) and the
+    shared writers (WAL writer, checkpointer, background writer, autovacuum)."""
+    out = []
+    for p in _named("postgres"):
+        try:
+            title = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
+        if f" {database} " in title or any(w in title for w in _PG_SHARED):
+            out.append(p)
+    return out
 
 
 def _delta(before: dict[int, float], after: dict[int, float]) -> float:
@@ -157,22 +175,31 @@ def measure(
     settings = dataset.settings
     result = RunResult(label, dataset.subscribers)
     expected = dataset.subscribers
-    procs = worker.processes()
-    others = {
-        "db": [p for p in _named("postgres")] if settings.database_url else [],
-        "redis": _named("redis-server"),
-        "sink": _tree(sink.proc.pid),
-        "bench": [psutil.Process()],
-    }
+    database = settings.database_url.rsplit("/", 1)[1] if settings.database_url else None
+
+    def groups() -> dict[str, dict[int, float]]:
+        """CPU seconds so far of every process of each group, looked up afresh (PostgreSQL
+        starts a backend for every new connection)."""
+        return {
+            "worker": _cpu(worker.processes()),
+            "db": _cpu(_postgres(database)) if database else {},
+            "redis": _cpu(_named("redis-server")),
+            "sink": _cpu(_tree(sink.proc.pid)),
+            "bench": _cpu([psutil.Process()]),
+        }
+
+    sink.reset()
     base = sink.count()
     queue = TaskQueue(settings)
     spy = None
     if profiler:
-        spy = subprocess.Popen([*profiler, "--pid", str(worker.proc.pid)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        spy = subprocess.Popen(
+            [*profiler, "--pid", str(worker.proc.pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1.0)  # py-spy attaches to every process of the tree
-    cpu0 = _cpu(procs)
-    others0 = {k: _cpu(v) for k, v in others.items()}
+    cpu0 = groups()
     machine0 = psutil.cpu_times()
     published_at = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -203,8 +230,7 @@ def measure(
             result.notes.append(f"stalled: no message for {STALL_SECONDS:.0f} s")
             break
     elapsed = time.perf_counter() - t0
-    cpu1 = _cpu(worker.processes())
-    others1 = {k: _cpu(v) for k, v in others.items()}
+    cpu1 = groups()
     machine1 = psutil.cpu_times()
     if spy is not None:
         spy.send_signal(signal.SIGINT)
@@ -231,12 +257,17 @@ def measure(
         if last > first:
             result.steady_rate = (result.sent - 1) / (last - first).total_seconds()
     per_1k = 1000 / max(result.sent, 1)
-    result.worker_cpu_per_1k = _delta(cpu0, cpu1) * per_1k
-    result.db_cpu_per_1k = _delta(others0["db"], others1["db"]) * per_1k
-    result.sink_cpu_per_1k = _delta(others0["sink"], others1["sink"]) * per_1k
-    result.redis_cpu_per_1k = _delta(others0["redis"], others1["redis"]) * per_1k
-    result.bench_cpu_per_1k = _delta(others0["bench"], others1["bench"]) * per_1k
-    result.machine_busy = (_busy(machine1) - _busy(machine0)) / (elapsed * psutil.cpu_count())
+    used = {name: _delta(cpu0[name], cpu1[name]) for name in cpu0}
+    result.worker_cpu_per_1k = used["worker"] * per_1k
+    result.db_cpu_per_1k = used["db"] * per_1k
+    result.sink_cpu_per_1k = used["sink"] * per_1k
+    result.redis_cpu_per_1k = used["redis"] * per_1k
+    result.bench_cpu_per_1k = used["bench"] * per_1k
+    capacity = elapsed * (psutil.cpu_count() or 1)
+    busy = _busy(machine1) - _busy(machine0)
+    result.machine_busy = busy / capacity
+    # CPU used by processes that are not part of the run (the kernel's own work counts too).
+    result.foreign = max(0.0, busy - sum(used.values())) / capacity
     times = worker.task_times()
     if times.get("distribute_release"):
         result.distribute_s = times["distribute_release"][0]

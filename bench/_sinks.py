@@ -59,8 +59,12 @@ class Sink:
         raise NotImplementedError
 
     def duplicates(self) -> int | None:
-        """Messages beyond the first to the same recipient; None if the sink cannot tell."""
+        """Messages beyond the first to the same recipient since :meth:`reset`; None if the
+        sink cannot tell."""
         return None
+
+    def reset(self) -> None:
+        """Forget the recipients seen so far (the message count keeps running)."""
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -119,10 +123,10 @@ class AioSink(Sink):
         self._ask()  # answers once the server is started
         _wait_listening(self.port, self.proc, "aiosmtpd sink")
 
-    def _ask(self) -> dict[str, int]:
+    def _ask(self, command: str = "?") -> dict[str, int]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         with self._lock:
-            self.proc.stdin.write("?\n")
+            self.proc.stdin.write(command + "\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
         if not line:
@@ -134,6 +138,9 @@ class AioSink(Sink):
 
     def duplicates(self) -> int:
         return self._ask()["duplicates"]
+
+    def reset(self) -> None:
+        self._ask("reset")
 
     def stop(self) -> None:
         if self.proc.stdin is not None and self.proc.poll() is None:
@@ -147,13 +154,16 @@ class AioSink(Sink):
 def _serve_aiosmtpd(port: int) -> None:
     from aiosmtpd.controller import Controller
 
-    counts: collections.Counter[str] = collections.Counter()
+    counts: collections.Counter[str] = collections.Counter()  # per recipient, since reset
+    total = 0
     lock = threading.Lock()
 
     class Counting:
         async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+            nonlocal total
             with lock:
                 counts.update(envelope.rcpt_tos)
+                total += len(envelope.rcpt_tos)
             return "250 Message accepted"
 
     controller = Controller(
@@ -161,10 +171,12 @@ def _serve_aiosmtpd(port: int) -> None:
     )
     controller.start()
     try:
-        for _ in sys.stdin:
+        for command in sys.stdin:
             with lock:
-                messages = sum(counts.values())
-                duplicates = messages - len(counts)
+                if command.strip() == "reset":
+                    counts.clear()
+                duplicates = sum(counts.values()) - len(counts)
+                messages = total
             print(json.dumps({"messages": messages, "duplicates": duplicates}), flush=True)
     finally:
         controller.stop()
