@@ -130,6 +130,15 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Consent as given on the web form (GDPR): when, from where, on which form version.
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consent_ip: Mapped[str] = mapped_column(String(64), default="")
+    consent_user_agent: Mapped[str] = mapped_column(String(500), default="")
+    consent_form_version: Mapped[str] = mapped_column(String(32), default="")
+    # At most one confirmation email a day per address (subscription bombing).
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     topics: Mapped[list[Topic]] = relationship(secondary=subscriptions, lazy="selectin")
 
@@ -185,3 +194,31 @@ class Delivery(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A delivery status notification came back for this message: "hard" or "soft".
+    bounce: Mapped[str | None] = mapped_column(String(8))
+    bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Suppression(Base):
+    """An erased address, kept only as a hash so an import cannot silently re-add it."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(64), default="erased")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for the admin API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
