@@ -41,7 +41,7 @@ def ann_id(s: Settings) -> int:
 
 
 def test_newsroom_lists_published_releases_with_feed_autodiscovery(site) -> None:  # type: ignore[no-untyped-def]
-    s, client = site
+    _s, client = site
     html = client.get("/").text
     assert "Agency signs agreement" in html
     assert 'rel="alternate" type="application/atom+xml"' in html
