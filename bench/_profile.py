@@ -151,7 +151,7 @@ def breakdown(backend: str, smtp_url: str, subscribers: int, messages: int) -> s
     distributor/dispatch.py by hand; no DKIM, no pacing), each one timed. The data set has
     ``subscribers`` rows and ``messages`` of them are sent: the start of a big release."""
     from distributor.db import get_engine, session_scope
-    from distributor.delivery import claim, record
+    from distributor.delivery import OutcomeWriter, claim
     from distributor.mail.compose import Recipient, render_release
     from distributor.mail.transport import open_transport
     from distributor.models import Release
@@ -180,7 +180,7 @@ def breakdown(backend: str, smtp_url: str, subscribers: int, messages: int) -> s
             if not batch.rows:
                 break
             transport = open_transport(settings)
-            with engine.connect() as conn:
+            with OutcomeWriter(engine, settings) as ledger:
                 for i, row in enumerate(batch.rows):
                     with clock("links"):
                         unsubscribe = unsubscribe_url(settings, row.subscriber_id)
@@ -193,8 +193,7 @@ def breakdown(backend: str, smtp_url: str, subscribers: int, messages: int) -> s
                     with clock("connect" if i == 0 else "smtp"):
                         result = transport.send(rendered.envelope_from, row.email, message)
                     with clock("record"):
-                        record(conn, settings, batch.token, row, result.outcome, result.code,
-                               result.message)  # fmt: skip
+                        ledger.record(batch.token, row, result.outcome, result.code, result.message)
                     sent += 1
             with clock("quit"):
                 transport.close()

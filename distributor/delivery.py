@@ -8,10 +8,11 @@ is committed on its own, so nothing recorded as sent is ever sent again.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Engine, Integer, bindparam, func, select, text, update
@@ -143,60 +144,101 @@ def backoff(settings: Settings, attempts: int) -> timedelta:
 
 _DONE = "smtp_code = :code, lease_until = NULL, lease_token = NULL"
 _MINE = "WHERE id = :id AND lease_token = :token"
-# Prebuilt statements: building an ORM update per message cost twice as much (~320 µs).
 _RECORD_SQL = {
-    DeliveryStatus.SENT: text(
-        f"UPDATE deliveries SET status = 'sent', sent_at = :now, last_error = '', {_DONE} {_MINE}"
-    ).bindparams(bindparam("now", type_=UTCDateTime)),
-    DeliveryStatus.DEFERRED: text(
-        "UPDATE deliveries SET status = 'deferred', next_attempt_at = :retry_at, "
-        f"last_error = :error, {_DONE} {_MINE}"
-    ).bindparams(bindparam("retry_at", type_=UTCDateTime)),
-    DeliveryStatus.FAILED: text(
-        f"UPDATE deliveries SET status = 'failed', last_error = :error, {_DONE} {_MINE}"
-    ),
+    DeliveryStatus.SENT: "UPDATE deliveries SET status = 'sent', sent_at = :now, "
+    f"last_error = '', {_DONE} {_MINE}",
+    DeliveryStatus.DEFERRED: "UPDATE deliveries SET status = 'deferred', "
+    f"next_attempt_at = :retry_at, last_error = :error, {_DONE} {_MINE}",
+    DeliveryStatus.FAILED: "UPDATE deliveries SET status = 'failed', last_error = :error, "
+    f"{_DONE} {_MINE}",
 }
-_BOUNCE_SQL = text(
-    "UPDATE subscribers SET status = 'bounced' WHERE id = :id AND status = 'confirmed'"
+_BOUNCE_SQL = (
+    "UPDATE subscribers SET status = 'bounced', bounced_at = :now "
+    "WHERE id = :subscriber_id AND status = 'confirmed'"
 )
 
 
-def record(
-    conn: Connection,
-    settings: Settings,
-    claim_token: str,
-    row: Claimed,
-    outcome: Outcome,
-    code: int,
-    message: str,
-) -> bool:
-    """Commit the outcome of one attempt. Returns False if the row's lease had been lost
-    (another worker took it over), in which case nothing is changed.
+class OutcomeWriter:
+    """Records outcomes, each committed on its own the moment it is known.
 
-    sent → done; failed → done, and a 5xx reply marks the subscriber bounced; deferred →
-    tried again after the backoff, or failed once ``give_up_after_seconds`` have passed
-    since planning.
+    The hot path of a send: it holds one raw DBAPI connection in autocommit, so recording a
+    sent message is one statement and one round trip (through a SQLAlchemy transaction it
+    was BEGIN + UPDATE + COMMIT: 0.64 ms against 0.36 ms on PostgreSQL, bench/pipeline.py).
+    Only a refusal that bounces the subscriber needs two statements, in one transaction.
     """
-    now = utcnow()
-    params: dict[str, object] = {
-        "now": now,
-        "code": code,
-        "error": message[:1000],
-        "id": row.delivery_id,
-        "token": claim_token,
-    }
-    status = DeliveryStatus.SENT if outcome == "sent" else DeliveryStatus.FAILED
-    if outcome == "deferred":
-        retry_at = now + backoff(settings, row.attempts)
-        if (retry_at - row.created_at).total_seconds() > settings.give_up_after_seconds:
-            params["error"] = f"gave up: {message}"[:1000]
-        else:
-            status, params["retry_at"] = DeliveryStatus.DEFERRED, retry_at
-    with conn.begin():
-        changed = conn.execute(_RECORD_SQL[status], params).rowcount
-        if changed and outcome == "failed" and code >= 500:
-            conn.execute(_BOUNCE_SQL, {"id": row.subscriber_id})
-    return bool(changed)
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self._settings = settings
+        self._sqlite = is_sqlite(engine)
+        self._raw = engine.raw_connection()
+        if not self._sqlite:  # psycopg; SQLite connections already autocommit (db.py)
+            self._raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+        self._cursor = self._raw.cursor()
+        self._sql = {status: self._dialect(sql) for status, sql in _RECORD_SQL.items()}
+        self._bounce = self._dialect(_BOUNCE_SQL)
+
+    def _dialect(self, sql: str) -> str:
+        # sqlite3 takes :name as written; psycopg wants %(name)s.
+        return sql if self._sqlite else re.sub(r":(\w+)", r"%(\1)s", sql)
+
+    def _time(self, when: datetime) -> object:
+        naive = when.astimezone(UTC).replace(tzinfo=None)
+        # The text form SQLAlchemy stores on SQLite, so comparisons stay consistent.
+        return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if self._sqlite else naive
+
+    def record(
+        self, claim_token: str, row: Claimed, outcome: Outcome, code: int, message: str
+    ) -> bool:
+        """Commit the outcome of one attempt. Returns False if the row's lease had been lost
+        (another worker took it over), in which case nothing is changed.
+
+        sent → done; failed → done, and a 5xx reply marks the subscriber bounced; deferred
+        → tried again after the backoff, or failed once ``give_up_after_seconds`` have
+        passed since planning.
+        """
+        now = utcnow()
+        params: dict[str, object] = {
+            "now": self._time(now),
+            "code": code,
+            "error": message[:1000],
+            "id": row.delivery_id,
+            "token": claim_token,
+            "subscriber_id": row.subscriber_id,
+        }
+        status = DeliveryStatus.SENT if outcome == "sent" else DeliveryStatus.FAILED
+        if outcome == "deferred":
+            retry_at = now + backoff(self._settings, row.attempts)
+            if (retry_at - row.created_at).total_seconds() > self._settings.give_up_after_seconds:
+                params["error"] = f"gave up: {message}"[:1000]
+            else:
+                status, params["retry_at"] = DeliveryStatus.DEFERRED, self._time(retry_at)
+        if not (outcome == "failed" and code >= 500):
+            self._cursor.execute(self._sql[status], params)
+            return bool(self._cursor.rowcount)
+        self._cursor.execute("BEGIN")
+        try:
+            self._cursor.execute(self._sql[status], params)
+            changed = bool(self._cursor.rowcount)
+            if changed:
+                self._cursor.execute(self._bounce, params)
+            self._cursor.execute("COMMIT")
+        except BaseException:
+            self._cursor.execute("ROLLBACK")
+            raise
+        return changed
+
+    def close(self) -> None:
+        """Give the connection back to the pool as it was lent."""
+        self._cursor.close()
+        if not self._sqlite:
+            self._raw.driver_connection.autocommit = False  # type: ignore[union-attr]
+        self._raw.close()
+
+    def __enter__(self) -> OutcomeWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def release_leases(conn: Connection, claim_token: str, delivery_ids: Sequence[int]) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from distributor.config import Settings
 from distributor.db import get_engine, session_scope
-from distributor.delivery import claim, counts, due, plan, record
+from distributor.delivery import OutcomeWriter, claim, counts, due, plan
 from distributor.models import Delivery, Release, Subscriber, SubscriberStatus, utcnow
 from distributor.status import release_status
 from distributor.subscribers import unsubscribe
@@ -66,10 +66,10 @@ def test_outcomes_are_recorded_and_a_lost_lease_changes_nothing(settings: Settin
     engine = get_engine(settings)
     batch = claim(engine, settings, rid, 5)
     sent, failed = batch.rows
-    with engine.connect() as conn:
-        assert record(conn, settings, batch.token, sent, "sent", 250, "ok")
-        assert record(conn, settings, batch.token, failed, "failed", 550, "no such user")
-        assert not record(conn, settings, "stolen", sent, "failed", 550, "late")
+    with OutcomeWriter(engine, settings) as ledger:
+        assert ledger.record(batch.token, sent, "sent", 250, "ok")
+        assert ledger.record(batch.token, failed, "failed", 550, "no such user")
+        assert not ledger.record("stolen", sent, "failed", 550, "late")
     with session_scope(settings) as session:
         c = counts(session, rid)
         bounced = session.get(Subscriber, failed.subscriber_id)
@@ -81,9 +81,9 @@ def test_deferred_rows_wait_for_their_backoff(settings: Settings) -> None:
     rid = planned_release(settings)
     engine = get_engine(settings)
     batch = claim(engine, settings, rid, 5)
-    with engine.connect() as conn:
+    with OutcomeWriter(engine, settings) as ledger:
         for row in batch.rows:
-            record(conn, settings, batch.token, row, "deferred", 451, "try later")
+            ledger.record(batch.token, row, "deferred", 451, "try later")
     assert claim(engine, settings, rid, 5).rows == []  # not before the backoff
     with session_scope(settings) as session:
         session.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(seconds=1)))

@@ -14,6 +14,7 @@ from distributor.config import Settings, load_settings
 from distributor.errors import ConfigError
 from distributor.mail.transport import (
     MaildirTransport,
+    Outgoing,
     SendResult,
     SMTPTransport,
     open_transport,
@@ -237,3 +238,49 @@ def test_an_unwritable_outbox_defers(tmp_path: Path) -> None:
     result = MaildirTransport(str(blocker / "outbox")).send(SENDER, "a@example.com", message(1))
     assert (result.code, result.outcome) == (0, "deferred")
     assert "outbox" in result.message
+
+
+def test_a_stream_reports_every_message_once_and_delivers_only_the_accepted(
+    tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    smtp_server.handler.rcpt_reply = lambda addr: (
+        "550 5.1.1 No such user"
+        if addr.startswith("gone")
+        else "451 4.3.0 Try later"
+        if addr.startswith("busy")
+        else None
+    )
+    rcpts = [
+        "a@example.com", "gone1@example.com", "b@example.com", "busy@example.com",
+        "gone2@example.com", "gone3@example.com", "c@example.com", "bad address@x",
+        "d@example.com",
+    ]  # fmt: skip
+    items = [Outgoing(n, SENDER, rcpt, message(n)) for n, rcpt in enumerate(rcpts)]
+    with smtp(tmp_path, smtp_server) as transport:
+        results = list(transport.send_stream(iter(items)))
+        assert transport.connections_opened == 1
+    codes = {item.key: result.code for item, result in results}
+    assert len(results) == len(rcpts)
+    assert [codes[n] for n in range(len(rcpts))] == [250, 550, 250, 451, 550, 550, 250, 553, 250]
+    received = smtp_server.handler.by_rcpt()
+    assert sorted(received) == ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
+    for n, rcpt in enumerate(rcpts):
+        if rcpt in received:
+            [got] = received[rcpt]
+            assert got.data == message(n)  # nothing of a refused transaction leaked in
+
+
+def test_a_stream_pulls_messages_lazily(tmp_path: Path, smtp_server: SMTPServer) -> None:
+    pulled: list[int] = []
+
+    def produce() -> Iterator[Outgoing]:
+        for n in range(5):
+            pulled.append(n)
+            yield Outgoing(n, SENDER, f"reader{n}@example.com", message(n))
+
+    with smtp(tmp_path, smtp_server) as transport:
+        stream = transport.send_stream(produce())
+        first, result = next(stream)
+        assert first.key == 0 and result.code == 250
+        assert len(pulled) <= 2  # at most the next envelope is on its way
+        assert [item.key for item, _ in stream] == [1, 2, 3, 4]
