@@ -4,6 +4,7 @@ configuration that cannot work."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -16,6 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import broker, db, dispatch
+from .apitokens import SCOPES, create_token, list_tokens
+from .apitokens import revoke as revoke_token
+from .bounces import ingest, open_messages
 from .config import Settings, load_settings
 from .errors import (
     ConfigError,
@@ -25,6 +29,7 @@ from .errors import (
     ServiceError,
 )
 from .logs import setup_logging
+from .privacy import erase_person, export_person
 from .queue import TaskQueue
 from .releases import create_release, parse_release
 from .status import ReleaseStatus, release_status
@@ -39,14 +44,18 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="The database.")
 topics_app = typer.Typer(no_args_is_help=True, help="Topics subscribers follow.")
-subs_app = typer.Typer(no_args_is_help=True, help="Subscribers: import, export.")
+subs_app = typer.Typer(no_args_is_help=True, help="Subscribers: import, export, erase.")
 releases_app = typer.Typer(no_args_is_help=True, help="Releases: create, publish, status.")
 feeds_app = typer.Typer(no_args_is_help=True, help="RSS and Atom feeds.")
+tokens_app = typer.Typer(no_args_is_help=True, help="Bearer tokens for the admin API.")
+bounces_app = typer.Typer(no_args_is_help=True, help="Bounces: delivery status notifications.")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(subs_app, name="subscribers")
 app.add_typer(releases_app, name="releases")
 app.add_typer(feeds_app, name="feeds")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(bounces_app, name="bounces")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -121,6 +130,8 @@ def subscribers_import(
         f"{report.added} added, {report.updated} updated, "
         f"{report.unchanged} left unchanged (unsubscribed or bounced)"
     )
+    if report.suppressed:
+        out.print(f"{report.suppressed} not added: erased, on the suppression list")
     if report.rejected:
         target = rejects or file.with_suffix(".rejects.csv")
         write_rejects(report.rejected, target)
@@ -130,15 +141,97 @@ def subscribers_import(
 @subs_app.command("export")
 def subscribers_export(
     output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+    email: Annotated[
+        str | None, typer.Option(help="Print everything held on this one person, as JSON")
+    ] = None,
 ) -> None:
-    """Export every subscriber as CSV (to stdout, or --output)."""
+    """Export every subscriber as CSV (to stdout, or --output); with --email, everything
+    held on one person as JSON (GDPR access request)."""
     with db.session_scope(settings()) as session:
-        if output is None:
+        if email is not None:
+            text = json.dumps(export_person(session, email), indent=2, ensure_ascii=False)
+            if output is None:
+                print(text)
+            else:
+                output.write_text(text + "\n", encoding="utf-8")
+                err.print(f"everything held on {email} written to {output}")
+        elif output is None:
             export_csv(session, sys.stdout)
         else:
             with output.open("w", newline="", encoding="utf-8") as stream:
                 n = export_csv(session, stream)
             err.print(f"{n} subscribers written to {output}")
+
+
+@subs_app.command("erase")
+def subscribers_erase(
+    email: Annotated[str, typer.Option(help="The address of the person to erase")],
+) -> None:
+    """Erase one person (GDPR): their subscriber record, subscriptions and deliveries;
+    only a hash of the address is kept, so no import can add them again. Asks nothing."""
+    s = settings()
+    with db.session_scope(s) as session:
+        held = export_person(session, email)
+        erase_person(session, s, email)
+    out.print(
+        f"erased {held['email']}: subscriber {held['id']}, {len(held['topics'])} topic "
+        f"subscription(s), {len(held['deliveries'])} delivery record(s); "
+        "the address's hash is on the suppression list"
+    )
+
+
+@bounces_app.command("ingest")
+def bounces_ingest(
+    path: Annotated[
+        str, typer.Argument(help="A Maildir directory, an mbox file, or - for one message")
+    ],
+) -> None:
+    """Read bounces (RFC 3464 delivery status notifications) and stop mailing addresses
+    that fail: hard bounces at once, soft ones after DISTRIBUTOR_SOFT_BOUNCE_LIMIT."""
+    s = settings()
+    messages = open_messages(path)
+    with db.session_scope(s) as session:
+        report = ingest(session, s, messages)
+    out.print(
+        f"{report.messages} message(s): {report.hard} hard bounce(s), {report.soft} soft, "
+        f"{report.bounced} subscriber(s) now bounced, {report.ignored} ignored"
+        + (f", {report.duplicates} already recorded" if report.duplicates else "")
+    )
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: str,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help=f"Repeat for each: {', '.join(SCOPES)} (default: all)"),
+    ] = None,
+) -> None:
+    """Create an API token; prints it once (only its hash is stored)."""
+    with db.session_scope(settings()) as session:
+        token = create_token(session, name, scope or list(SCOPES))
+    out.print(token, markup=False, highlight=False)
+    err.print("Store this token now: it is shown only once and cannot be recovered.")
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """List the API tokens: name, scopes, created, last used, revoked."""
+    with db.session_scope(settings()) as session:
+        tokens = list_tokens(session)
+    typer.echo("name\tscopes\tcreated\tlast used\trevoked")  # tab-separated, for scripts too
+    for t in tokens:
+        when = [t.created_at, t.last_used_at, t.revoked_at]
+        cells = [t.name, ",".join(t.scopes), *(f"{w:%Y-%m-%d %H:%M}Z" if w else "-" for w in when)]
+        typer.echo("\t".join(cells))
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: str) -> None:
+    """Revoke an API token: it stops working at once."""
+    with db.session_scope(settings()) as session:
+        revoke_token(session, name)
+    out.print(f"token {name} revoked", markup=False, highlight=False)
 
 
 def _create(s: Settings, file: Path) -> int:
@@ -218,6 +311,7 @@ def print_status(st: ReleaseStatus) -> None:
     if st.first_sent_at and st.last_sent_at:
         seconds = (st.last_sent_at - st.first_sent_at).total_seconds()
         out.print(f"first sent {st.first_sent_at:%Y-%m-%d %H:%M:%S}Z, last {seconds:.1f} s later")
+    out.print(f"bounces: {st.hard_bounces} hard, {st.soft_bounces} soft")
     for lang, n in sorted(st.without_version.items()):
         out.print(f"{n} subscriber(s) of these topics read {lang}: no {lang} version, none sent")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import secrets
 from email.utils import parseaddr
-from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+_GENERATED_KEYS: dict[Path, str] = {}  # data dir key file → key, read once per process
 
 
 class Settings(BaseSettings):
@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=30.0, gt=0)
     worker_concurrency: int = Field(default=2, ge=1)
     feed_size: int = Field(default=50, ge=1)
+    confirm_max_age_days: int = Field(default=7, ge=1)
+    rate_limit_requests: int = Field(default=10, ge=1)
+    rate_limit_window_seconds: int = Field(default=600, ge=1)
+    soft_bounce_limit: int = Field(default=3, ge=1)
 
     @field_validator("site_url")
     @classmethod
@@ -88,7 +92,7 @@ class Settings(BaseSettings):
         """The domain of the sender address (used for Message-ID and List-Id)."""
         return self.sender_address.rpartition("@")[2]
 
-    @cached_property
+    @property
     def effective_secret_key(self) -> str:
         """The signing key: the configured one, or one generated once and kept in the data dir.
 
@@ -97,14 +101,14 @@ class Settings(BaseSettings):
         """
         if self.secret_key:
             return self.secret_key
-        path = self.data_dir / "secret_key"
-        if path.exists():
-            return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(32)
-        path.write_text(key + "\n")
-        path.chmod(0o600)
-        return key
+        path = (self.data_dir / "secret_key").resolve()
+        if path not in _GENERATED_KEYS:  # not cached on the object: copies must not share it
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(secrets.token_urlsafe(32) + "\n")
+                path.chmod(0o600)
+            _GENERATED_KEYS[path] = path.read_text().strip()
+        return _GENERATED_KEYS[path]
 
 
 def load_settings(**overrides: object) -> Settings:

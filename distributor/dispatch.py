@@ -10,6 +10,7 @@ import fcntl
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,22 +21,24 @@ from .db import get_engine, session_scope
 from .delivery import (
     Claimed,
     Outcome,
+    OutcomeWriter,
     cancel_unconfirmed,
     claim,
     due,
     plan,
-    record,
     release_leases,
 )
 from .errors import InputError
 from .feeds import write_feeds
 from .mail.compose import Recipient, RenderedRelease, render_release
+from .mail.confirmation import confirmation_message
 from .mail.dkim import load_signer
-from .mail.transport import SendResult, open_transport
-from .models import Release, ReleaseState
+from .mail.transport import Outgoing, SendResult, open_transport
+from .models import Release, ReleaseState, Subscriber, SubscriberStatus
 from .queue import TaskQueue
 from .releases import get_release, mark_published, publish_due
-from .urls import preferences_url, unsubscribe_url
+from .subscription import release_confirmation
+from .urls import confirm_url, preferences_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -126,42 +129,47 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
         return report
     signer = load_signer(settings)
     pacer = _Pacer(settings.send_rate)
-    remaining: list[Claimed] = list(batch.rows)
+    finished: set[int] = set()
+
+    def record(ledger: OutcomeWriter, row: Claimed, outcome: Outcome, result: SendResult) -> None:
+        finished.add(row.delivery_id)
+        report.outcomes[outcome] += 1
+        if not ledger.record(batch.token, row, outcome, result.code, result.message):
+            report.lost_leases += 1
+            log.warning("lease lost on delivery %s before its outcome was recorded",
+                        row.delivery_id)  # fmt: skip
+
+    def outgoing(ledger: OutcomeWriter) -> Iterator[Outgoing]:
+        # Built just in time: the transport pulls the next message while the server works.
+        for row in batch.rows:
+            try:
+                rcpt = Recipient(
+                    subscriber_id=row.subscriber_id,
+                    email=row.email,
+                    name=row.name,
+                    unsubscribe_url=unsubscribe_url(settings, row.subscriber_id),
+                    preferences_url=preferences_url(settings, row.subscriber_id),
+                    delivery_id=row.delivery_id,
+                )
+            except InputError as exc:  # stored before today's checks: never sendable
+                record(ledger, row, "failed", SendResult(0, f"not sent: {exc}"))
+                continue
+            message = rendered.message_for(rcpt)
+            if signer is not None:
+                message = signer.sign(message)
+            pacer.wait()
+            yield Outgoing(row, rendered.envelope_for(rcpt), row.email, message)
+
     try:
-        with engine.connect() as conn, open_transport(settings) as transport:
-            while remaining:
-                row = remaining[0]
-                try:
-                    rcpt = Recipient(
-                        subscriber_id=row.subscriber_id,
-                        email=row.email,
-                        name=row.name,
-                        unsubscribe_url=unsubscribe_url(settings, row.subscriber_id),
-                        preferences_url=preferences_url(settings, row.subscriber_id),
-                    )
-                except InputError as exc:  # stored before today's checks: never sendable
-                    result = SendResult(0, f"not sent: {exc}")
-                    outcome: Outcome = "failed"
-                else:
-                    message = rendered.message_for(rcpt)
-                    if signer is not None:
-                        message = signer.sign(message)
-                    pacer.wait()
-                    result = transport.send(rendered.envelope_from, row.email, message)
-                    outcome = result.outcome
-                remaining.pop(0)
-                if not record(
-                    conn, settings, batch.token, row, outcome, result.code, result.message
-                ):
-                    report.lost_leases += 1
-                    log.warning(
-                        "lease lost on delivery %s before its outcome was recorded", row.delivery_id
-                    )
-                report.outcomes[outcome] += 1
+        with OutcomeWriter(engine, settings) as ledger, open_transport(settings) as transport:
+            for item, result in transport.send_stream(outgoing(ledger)):
+                assert isinstance(item.key, Claimed)
+                record(ledger, item.key, result.outcome, result)
     finally:
+        remaining = [r.delivery_id for r in batch.rows if r.delivery_id not in finished]
         if remaining:
             with engine.connect() as conn:
-                release_leases(conn, batch.token, [r.delivery_id for r in remaining])
+                release_leases(conn, batch.token, remaining)
     return report
 
 
@@ -222,3 +230,26 @@ def regenerate_feeds(settings: Settings) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with session_scope(settings) as session:
             return len(write_feeds(session, settings))
+
+
+def send_confirmation(settings: Settings, subscriber_id: int) -> str:
+    """Send the double opt-in email to a pending subscriber; returns the outcome.
+
+    The web request that asked for it already took the once-a-day right
+    (``subscription.claim_confirmation``); if the email cannot go out, that right is given
+    back so the person can ask again at once.
+    """
+    with session_scope(settings) as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None or sub.status != SubscriberStatus.PENDING:
+            return "skipped"
+        message = confirmation_message(settings, sub, confirm_url(settings, sub.id))
+        email = sub.email
+    with open_transport(settings) as transport:
+        result = transport.send(settings.sender_address, email, message)
+    if result.outcome != "sent":
+        log.warning("confirmation to subscriber %s not sent: %s %s", subscriber_id,
+                    result.code, result.message)  # fmt: skip
+        with session_scope(settings) as session:
+            release_confirmation(session, subscriber_id)
+    return result.outcome

@@ -9,6 +9,8 @@ turn them into HTTP statuses or exit codes.
     │   └── ImportRejected           a CSV import with bad rows (carries every bad row)
     ├── NotFound                     a release, topic or subscriber that does not exist
     ├── Conflict                     the action does not fit the current state
+    ├── Unauthorized                 no credentials, or unknown or revoked ones (API token)
+    ├── Forbidden                    valid credentials that lack the scope the action needs
     └── ServiceError                 a service we depend on failed (broker, SMTP)
 """
 
@@ -62,6 +64,14 @@ class NotFound(DistributorError):
 
 class Conflict(DistributorError):
     """The action does not fit the current state (e.g. publishing a withdrawn release)."""
+
+
+class Unauthorized(DistributorError):
+    """No credentials were given, or they are unknown or revoked (HTTP 401)."""
+
+
+class Forbidden(DistributorError):
+    """The credentials are valid but lack the scope the action needs (HTTP 403)."""
 
 
 class ServiceError(DistributorError):

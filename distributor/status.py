@@ -26,6 +26,8 @@ class ReleaseStatus:
     first_sent_at: datetime | None
     last_sent_at: datetime | None
     without_version: dict[str, int]  # language → confirmed followers with no version in it
+    hard_bounces: int = 0  # deliveries a server reported as failed for good (5.x.x)
+    soft_bounces: int = 0  # deliveries a server reported as failed for now (4.x.x)
 
     @property
     def planned(self) -> int:
@@ -72,6 +74,14 @@ def release_status(session: Session, release_id: int) -> ReleaseStatus:
         .group_by(Subscriber.language)
     )
     missing = {str(lang): int(n) for lang, n in session.execute(query)}
+    bounces = {
+        str(kind): int(n)
+        for kind, n in session.execute(
+            select(Delivery.bounce, func.count())
+            .where(Delivery.release_id == release_id, Delivery.bounce.is_not(None))
+            .group_by(Delivery.bounce)
+        )
+    }
     return ReleaseStatus(
         release_id=release.id,
         slug=release.slug,
@@ -82,4 +92,6 @@ def release_status(session: Session, release_id: int) -> ReleaseStatus:
         first_sent_at=first,
         last_sent_at=last,
         without_version=missing,
+        hard_bounces=bounces.get("hard", 0),
+        soft_bounces=bounces.get("soft", 0),
     )

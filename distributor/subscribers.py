@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .config import Settings
-from .errors import ImportRejected, NotFound, RowError, SubscriberInputError
+from .errors import Conflict, ImportRejected, NotFound, RowError, SubscriberInputError
 from .models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, Topic, utcnow
 
 CSV_COLUMNS = ("email", "name", "language", "topics")
@@ -79,12 +79,14 @@ def resolve_topics(session: Session, slugs: Iterable[str]) -> list[Topic]:
 
 @dataclass
 class ImportReport:
-    """What an import did: rows added, rows updated, rows left alone (unsubscribed), rejects."""
+    """What an import did: rows added, rows updated, rows left alone (unsubscribed), rows
+    refused because the address was erased (on the suppression list), rejects."""
 
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     rejected: list[RowError] = field(default_factory=list)
+    suppressed: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,8 @@ def import_csv(
     With any bad row and ``skip_invalid`` false, raises ImportRejected listing every bad row
     and stores nothing. New rows are ``pending`` unless ``confirmed`` (which needs a
     ``consent_source``). Existing subscribers get the new name, language and topics; an
-    unsubscribed or bounced one is never re-subscribed by an import.
+    unsubscribed or bounced one is never re-subscribed by an import, and an erased address
+    (on the suppression list) is never added again: such rows count as ``suppressed``.
     """
     if confirmed and not consent_source.strip():
         raise SubscriberInputError("--confirmed needs --consent-source (where consent was given)")
@@ -161,6 +164,12 @@ def import_csv(
     if bad and not skip_invalid:
         raise ImportRejected(source, bad)
     report = ImportReport(rejected=bad)
+    from .privacy import suppressed_among  # here: privacy imports this module
+
+    erased = suppressed_among(session, (r.email for r in rows))
+    if erased:
+        report.suppressed = len(erased)
+        rows = [r for r in rows if r.email not in erased]
     existing = (
         {
             s.email: s
@@ -247,7 +256,8 @@ def add_subscriber(
     confirmed: bool = False,
     consent_source: str = "",
 ) -> Subscriber:
-    """Add one subscriber (pending, or confirmed with a consent source); returns it."""
+    """Add one subscriber (pending, or confirmed with a consent source); returns it.
+    Raises Conflict for an erased address (on the suppression list)."""
     report = import_csv(
         session,
         settings,
@@ -256,7 +266,8 @@ def add_subscriber(
         confirmed=confirmed,
         consent_source=consent_source,
     )
-    del report
+    if report.suppressed:
+        raise Conflict(f"{email}: this address was erased and is on the suppression list")
     sub = session.scalar(select(Subscriber).where(Subscriber.email == normalise_email(email)))
     assert sub is not None
     return sub

@@ -11,6 +11,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from .config import Settings
 from .errors import InputError
@@ -44,9 +45,16 @@ def _keys(settings: Settings) -> tuple[str, ...]:
     return tuple(settings.effective_secret_key.split())
 
 
-def make_token(settings: Settings, purpose: Purpose, subscriber_id: int) -> str:
-    """A URL-safe token naming ``subscriber_id`` for ``purpose``, signed with the newest key."""
-    return _signer(_keys(settings), purpose).sign(str(subscriber_id)).decode("ascii")
+def make_token(
+    settings: Settings, purpose: Purpose, subscriber_id: int, issued_at: int | None = None
+) -> str:
+    """A URL-safe token naming ``subscriber_id`` for ``purpose``, signed with the newest key,
+    stamped now (or at ``issued_at``, seconds since the epoch: an injectable clock)."""
+    signer = _signer(_keys(settings), purpose)
+    if issued_at is None:
+        return signer.sign(str(subscriber_id)).decode("ascii")
+    stamped = f"{subscriber_id}.".encode() + base64_encode(int_to_bytes(issued_at))
+    return (stamped + b"." + signer.get_signature(stamped)).decode("ascii")
 
 
 def read_token(settings: Settings, purpose: Purpose, token: str, max_age: int | None = None) -> int:

@@ -43,3 +43,9 @@ def preferences_url(settings: Settings, subscriber_id: int) -> str:
     """The personal preferences page URL."""
     token = make_token(settings, Purpose.PREFERENCES, subscriber_id)
     return f"{settings.site_url}/preferences/{token}"
+
+
+def confirm_url(settings: Settings, subscriber_id: int) -> str:
+    """The double opt-in link: a page with a button (a GET confirms nothing)."""
+    token = make_token(settings, Purpose.CONFIRM, subscriber_id)
+    return f"{settings.site_url}/confirm/{token}"

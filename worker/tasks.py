@@ -27,3 +27,8 @@ def regenerate_feeds() -> int:
 def sweep() -> dict[str, int]:
     report = dispatch.sweep(settings, queue)
     return {"published": len(report.published), "batches": report.batches}
+
+
+@app.task(name="distributor.send_confirmation")
+def send_confirmation(subscriber_id: int) -> str:
+    return dispatch.send_confirmation(settings, subscriber_id)

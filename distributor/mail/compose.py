@@ -28,6 +28,7 @@ from ..models import Release
 from . import headers
 from .labels import labels_for
 from .render import render_bodies
+from .verp import BounceAddresses
 
 MAX_NAME = 200  # as stored; it also keeps every header line far below 998 octets
 MAX_ADDRESS = 254  # RFC 5321's limit on a path, less the angle brackets
@@ -52,6 +53,7 @@ class Recipient:
     name: str
     unsubscribe_url: str
     preferences_url: str
+    delivery_id: int | None = None  # the ledger row: names the VERP envelope sender
 
     def __post_init__(self) -> None:
         if len(self.name) > MAX_NAME:
@@ -160,6 +162,7 @@ class RenderedRelease:
         self.language = release.language
         self.subject = " ".join(release.title.split())
         self.envelope_from = settings.sender_address
+        self._bounces = BounceAddresses(settings)
         self._domain = settings.sender_domain
         self._placeholders = placeholders
         self._text = text
@@ -198,6 +201,14 @@ class RenderedRelease:
         """The Message-ID of this release's email to ``subscriber_id``: the same every time, so
         a message sent twice is recognisably the same message."""
         return f"<release-{self.release_id}.{subscriber_id}@{self._domain}>"
+
+    def envelope_for(self, rcpt: Recipient) -> str:
+        """The envelope sender (Return-Path) of ``rcpt``'s message: the VERP address of its
+        delivery (``bounces+TOKEN@domain``, see :mod:`.verp`) so a bounce names the ledger
+        row, or the plain sender address when ``rcpt`` has no delivery id (tests, previews)."""
+        if rcpt.delivery_id is None:
+            return self.envelope_from
+        return self._bounces.address(rcpt.delivery_id)
 
     def message_for(self, rcpt: Recipient) -> bytes:
         """The complete message for ``rcpt``, ready for SMTP DATA: ASCII, CRLF line ends, header

@@ -1,7 +1,8 @@
-"""Every word the release email prints by itself, in English and French, in one place; and
-dates written the way each language writes them ("20 November 2026", "20 novembre 2026").
+"""Every word the release email prints by itself, named in one place (translated through
+the gettext catalogs); and dates written the way each language writes them
+("20 November 2026", "20 novembre 2026").
 
-An unknown language falls back to English, key by key.
+An unknown language falls back to English, label by label.
 """
 
 from __future__ import annotations
@@ -9,37 +10,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
+from ..i18n import gettext_for, primary
+
 NBSP = "\u00a0"  # French puts a no-break space before ":" so it never starts a line
 
-LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "press_release": "Press release",
-        "press_contacts": "Press contacts",
-        "unsubscribe": "Unsubscribe",
-        "preferences": "Manage your subscription",
-        "subscribed_to": "You receive this email because you subscribed to: {topics}.",
-        "subscribed_any": "You receive this email because you subscribed to the press "
-        "releases of {organisation}.",
-        "high_res": "High-resolution image",
-        "photo": "Photo:",
-        "colon": ":",
-        "read_online": "Read online",
-        "list_name": "{organisation} press releases",
-    },
-    "fr": {
-        "press_release": "Communiqué de presse",
-        "press_contacts": "Contacts presse",
-        "unsubscribe": "Se désabonner",
-        "preferences": "Gérer votre abonnement",
-        "subscribed_to": f"Vous recevez ce message car vous êtes abonné(e) à{NBSP}: {{topics}}.",
-        "subscribed_any": "Vous recevez ce message car vous êtes abonné(e) aux communiqués "
-        "de presse de {organisation}.",
-        "high_res": "Image haute définition",
-        "photo": f"Photo{NBSP}:",
-        "colon": f"{NBSP}:",
-        "read_online": "Lire en ligne",
-        "list_name": "Communiqués de presse – {organisation}",
-    },
+# The English text of each label is its msgid in the gettext catalogs (distributor/locale).
+LABELS: dict[str, str] = {
+    "press_release": "Press release",
+    "press_contacts": "Press contacts",
+    "unsubscribe": "Unsubscribe",
+    "preferences": "Manage your subscription",
+    "subscribed_to": "You receive this email because you subscribed to: {topics}.",
+    "subscribed_any": "You receive this email because you subscribed to the press releases "
+    "of {organisation}.",
+    "high_res": "High-resolution image",
+    "photo": "Photo:",
+    "colon": ":",
+    "read_online": "Read online",
+    "list_name": "{organisation} press releases",
 }
 
 MONTHS: dict[str, tuple[str, ...]] = {
@@ -54,14 +42,11 @@ MONTHS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-def _primary(lang: str) -> str:
-    """``fr-CA`` → ``fr``; the language subtag, lower case."""
-    return lang.split("-")[0].split("_")[0].lower()
-
-
 def labels_for(lang: str) -> Mapping[str, str]:
-    """The labels for ``lang`` (``fr``, ``fr-CA``, ``en``…); missing ones are in English."""
-    return {**LABELS["en"], **LABELS.get(_primary(lang), {})}
+    """The labels in ``lang`` (``fr``, ``fr-CA``, ``en``…), from its gettext catalog; a
+    label the catalog lacks stays in English."""
+    translate = gettext_for(lang)
+    return {key: translate(text) for key, text in LABELS.items()}
 
 
 def format_date(day: date, lang: str) -> str:
@@ -69,7 +54,7 @@ def format_date(day: date, lang: str) -> str:
 
     Unknown languages get the English form.
     """
-    code = _primary(lang)
+    code = primary(lang)
     month = MONTHS.get(code, MONTHS["en"])[day.month - 1]
     number = "1er" if code == "fr" and day.day == 1 else str(day.day)
     return f"{number} {month} {day.year}"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 
 from ..config import Settings
@@ -17,8 +18,11 @@ from ..models import Release, ReleaseState, Subscriber
 from ..sanitize import absolute_urls
 from ..subscribers import unsubscribe
 from ..tokens import Purpose, read_token
-from ..urls import FeedFormat, feed_relpath, feed_url, release_path, unsubscribe_url
+from ..urls import FeedFormat, feed_relpath
+from . import api, subscribe
 from .conditional import file_response
+from .pages import Pages
+from .queueing import LazyQueue
 
 FEED_TYPES = {
     ".rss": "application/rss+xml; charset=utf-8",
@@ -27,22 +31,26 @@ FEED_TYPES = {
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The web app for ``settings``: newsroom, release pages, feeds, unsubscribe."""
-    app = FastAPI(title="distributor", docs_url=None, redoc_url=None, openapi_url=None)
-    env = Environment(
-        loader=FileSystemLoader(settings.templates_dir / "pages"),
-        autoescape=select_autoescape(default=True),
-    )
-    env.globals.update(site_url=settings.site_url, organisation=settings.organisation,
-                       feed_url=feed_url, settings=settings, release_path=release_path)  # fmt: skip
+    """The web app for ``settings``: newsroom, release pages, feeds, unsubscribe, and the
+    admin API under ``/api`` (OpenAPI schema at ``/api/openapi.json``)."""
+    queue = LazyQueue(settings)
 
-    def page(name: str, status: int = 200, **context: object) -> HTMLResponse:
-        html = env.get_template(name).render(**context)
-        return HTMLResponse(html, status_code=status)
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            queue.close()
 
-    @app.get("/", response_class=HTMLResponse)
-    def index(lang: str = "en") -> HTMLResponse:
-        lang = lang if lang in settings.languages else settings.languages[0]
+    app = FastAPI(title="distributor", docs_url="/api/docs", redoc_url=None,
+                  openapi_url="/api/openapi.json", lifespan=lifespan)  # fmt: skip
+    app.include_router(api.router(settings, queue), prefix=api.PREFIX)
+    pages = Pages(settings)
+    app.include_router(subscribe.router(settings, pages, queue))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index(request: Request) -> HTMLResponse:
+        lang = pages.language(request)
         with session_scope(settings) as session:
             releases = list(
                 session.scalars(
@@ -52,9 +60,9 @@ def create_app(settings: Settings) -> FastAPI:
                     .limit(100)
                 )
             )
-        return page("index.html", releases=releases, lang=lang)
+        return pages.render("index.html", lang, releases=releases)
 
-    @app.get("/releases/{slug}", response_class=HTMLResponse)
+    @app.get("/releases/{slug}", response_class=HTMLResponse, include_in_schema=False)
     def release_page(slug: str) -> HTMLResponse:
         with session_scope(settings) as session:
             release = session.scalar(
@@ -63,9 +71,9 @@ def create_app(settings: Settings) -> FastAPI:
             if release is None:
                 raise HTTPException(404, "no such release")
             body = absolute_urls(release.body_html, settings.site_url)
-            return page("release.html", release=release, body=body, lang=release.language)
+            return pages.render("release.html", release.language, release=release, body=body)
 
-    @app.get("/feeds/{lang}/{name:path}")
+    @app.get("/feeds/{lang}/{name:path}", include_in_schema=False)
     def feed(request: Request, lang: str, name: str) -> Response:
         suffix = Path(name).suffix
         relpath = f"feeds/{lang}/{name}"
@@ -87,16 +95,16 @@ def create_app(settings: Settings) -> FastAPI:
         except InputError as exc:
             raise HTTPException(400, str(exc)) from exc
 
-    @app.get("/unsubscribe/{token}", response_class=HTMLResponse)
+    @app.get("/unsubscribe/{token}", response_class=HTMLResponse, include_in_schema=False)
     def unsubscribe_page(token: str) -> HTMLResponse:
         subscriber_id = _subscriber(token)
         with session_scope(settings) as session:
             sub = session.get(Subscriber, subscriber_id)
             lang = sub.language if sub else settings.languages[0]
             email = sub.email if sub else ""
-        return page("unsubscribe.html", token=token, email=email, lang=lang, done=False)
+        return pages.render("unsubscribe.html", lang, token=token, email=email, done=False)
 
-    @app.post("/unsubscribe/{token}")
+    @app.post("/unsubscribe/{token}", include_in_schema=False)
     def unsubscribe_post(
         token: str, list_unsubscribe: Annotated[str, Form(alias="List-Unsubscribe")] = ""
     ) -> Response:
@@ -110,29 +118,11 @@ def create_app(settings: Settings) -> FastAPI:
                 lang = settings.languages[0]  # erased already: nothing left to do
         if list_unsubscribe == "One-Click":
             return PlainTextResponse("unsubscribed\n")
-        return page("unsubscribe.html", token=token, email="", lang=lang, done=True)
+        return pages.render("unsubscribe.html", lang, token=token, email="", done=True)
 
-    @app.get("/preferences/{token}", response_class=HTMLResponse)
-    def preferences_page(token: str) -> HTMLResponse:
-        try:
-            subscriber_id = read_token(settings, Purpose.PREFERENCES, token)
-        except InputError as exc:
-            raise HTTPException(400, str(exc)) from exc
-        with session_scope(settings) as session:
-            sub = session.get(Subscriber, subscriber_id)
-            if sub is None:
-                raise HTTPException(404, "this subscription no longer exists")
-            topics = sorted(t.name(sub.language) for t in sub.topics)
-            return page(
-                "preferences.html",
-                sub=sub,
-                topics=topics,
-                lang=sub.language,
-                unsubscribe_url=unsubscribe_url(settings, sub.id),
-            )
-
-    @app.get("/healthz")
+    @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:
         return PlainTextResponse("ok\n")
 
+    api.add_error_handlers(app)  # last: it keeps the handlers added before it off /api
     return app

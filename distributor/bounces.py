@@ -1,0 +1,214 @@
+"""Bounces: read delivery status notifications and stop mailing addresses that fail.
+
+A report is tied to its ledger row by the VERP address it came back to (``mail/verp.py``):
+the token is signed, so a forged report cannot silence someone else. A report without a
+valid token is ignored, whatever addresses it names. What failed and how is read with
+flufl.bounce (RFC 3464 reports, and the odd formats of some servers), refined by the DSN
+``Status`` code: 5.x.x is a hard bounce, 4.x.x a soft one — even when the server has given
+up on it (Postfix after its queue lifetime reports ``Action: failed`` with a 4.x.x status).
+
+A hard bounce marks the subscriber bounced at once; soft bounces (at most one per
+delivery) do so once ``DISTRIBUTOR_SOFT_BOUNCE_LIMIT`` is reached. A bounced subscriber's
+deliveries not yet sent are cancelled and no later release is planned for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import mailbox
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from email import message_from_binary_file
+from email.iterators import typed_subpart_iterator
+from email.message import Message
+from email.utils import getaddresses
+from pathlib import Path
+from typing import IO, Literal
+
+from flufl.bounce import all_failures
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .errors import ConfigError, InputError
+from .mail.verp import BounceAddresses
+from .models import Delivery, Subscriber, SubscriberStatus, utcnow
+from .subscribers import cancel_pending
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["hard", "soft"]
+# Where a report may carry the address it was sent to (the VERP address).
+_TO_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
+
+
+@dataclass
+class BounceReport:
+    """What an ingest did, counted per message (hard, soft, duplicates, ignored) and per
+    subscriber (bounced)."""
+
+    messages: int = 0
+    hard: int = 0  # deliveries newly recorded as hard bounces
+    soft: int = 0  # deliveries newly recorded as soft bounces
+    bounced: int = 0  # subscribers marked bounced by this ingest
+    duplicates: int = 0  # bounces already recorded (the same report ingested again)
+    ignored: int = 0  # not a bounce, or not about a delivery we know
+
+
+def _dsn_fields(msg: Message) -> Iterator[Message]:
+    """The per-recipient field blocks of every message/delivery-status part."""
+    for part in typed_subpart_iterator(msg, "message", "delivery-status"):
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            yield from (block for block in payload if isinstance(block, Message))
+
+
+def _dsn_address(value: str) -> str:
+    """The address of a DSN recipient field (``rfc822; addr``), lower case."""
+    return value.rpartition(";")[2].strip().strip("<>").lower()
+
+
+def failures(msg: Message) -> dict[str, Kind]:
+    """The recipients a bounce reports as failed (lower case) and whether each failure is
+    hard or soft; empty when ``msg`` is no bounce (an auto-reply, a success notice)."""
+    try:
+        temporary, permanent = all_failures(msg)
+    except Exception:  # flufl's heuristic detectors on malformed mail: not a bounce to us
+        log.warning("bounce detection failed on a message; ignored", exc_info=True)
+        return {}
+    kinds: dict[str, Kind] = {a.decode("ascii").lower(): "soft" for a in temporary}
+    kinds.update({a.decode("ascii").lower(): "hard" for a in permanent})
+    for block in _dsn_fields(msg):
+        status = str(block.get("Status", "")).strip()
+        for field in ("Original-Recipient", "Final-Recipient"):
+            address = _dsn_address(str(block.get(field, "")))
+            if address in kinds and status[:2] in ("4.", "5."):
+                kinds[address] = "hard" if status.startswith("5.") else "soft"
+    return kinds
+
+
+def delivery_ids(msg: Message, addresses: BounceAddresses) -> set[int]:
+    """The deliveries named by valid VERP addresses in the report's recipient headers
+    (To, Delivered-To, X-Original-To, …) or its DSN recipient fields."""
+    candidates: list[str] = []
+    for header in _TO_HEADERS:
+        values = [str(v) for v in msg.get_all(header, [])]
+        candidates.extend(address for _name, address in getaddresses(values))
+    for block in _dsn_fields(msg):
+        for field in ("Original-Recipient", "Final-Recipient"):
+            candidates.append(_dsn_address(str(block.get(field, ""))))
+    return {found for c in candidates if c and (found := addresses.read(c)) is not None}
+
+
+def _bounce_subscriber(session: Session, sub: Subscriber, report: BounceReport) -> None:
+    sub.bounced_at = sub.bounced_at or utcnow()
+    if sub.status in (SubscriberStatus.CONFIRMED, SubscriberStatus.PENDING):
+        sub.status = SubscriberStatus.BOUNCED
+        report.bounced += 1
+    cancel_pending(session, sub.id, "bounced")
+
+
+def _record(
+    session: Session,
+    settings: Settings,
+    delivery_id: int,
+    kinds: dict[str, Kind],
+    report: BounceReport,
+) -> None:
+    delivery = session.scalar(select(Delivery).where(Delivery.id == delivery_id).with_for_update())
+    if delivery is None:  # erased since, or another database's token
+        report.ignored += 1
+        return
+    sub = session.scalar(
+        select(Subscriber).where(Subscriber.id == delivery.subscriber_id).with_for_update()
+    )
+    assert sub is not None  # the foreign key
+    # The subscriber's own line if the report has it; else (a forwarded address) the worst.
+    kind = kinds.get(sub.email) or ("hard" if "hard" in kinds.values() else "soft")
+    if delivery.bounce in (kind, "hard"):  # already recorded (a later soft adds nothing)
+        report.duplicates += 1
+        return
+    first = delivery.bounce is None  # else a soft bounce now turned hard (a delay, then a fail)
+    delivery.bounce, delivery.bounced_at = kind, utcnow()
+    if kind == "hard":
+        report.hard += 1
+        _bounce_subscriber(session, sub, report)
+        return
+    report.soft += 1
+    if first:
+        sub.soft_bounces += 1
+    if sub.soft_bounces >= settings.soft_bounce_limit:
+        _bounce_subscriber(session, sub, report)
+
+
+def ingest(session: Session, settings: Settings, messages: Iterable[Message]) -> BounceReport:
+    """Record every bounce among ``messages`` against the delivery its VERP address names.
+
+    Hard (5.x.x, permanent) → the delivery's bounce is "hard" and the subscriber is marked
+    bounced; soft (4.x.x) → "soft", and the subscriber's soft bounce count goes up, marking
+    them bounced at ``settings.soft_bounce_limit``. A bounced subscriber's pending and
+    deferred deliveries are cancelled. A message that is not a bounce, or names no delivery
+    of ours, is counted as ignored, never an error. Idempotent: a report ingested again is
+    counted as a duplicate and changes nothing. Nothing is committed here.
+    """
+    addresses = BounceAddresses(settings)
+    report = BounceReport()
+    for msg in messages:
+        report.messages += 1
+        kinds = failures(msg)
+        found = delivery_ids(msg, addresses) if kinds else set()
+        if not found:
+            report.ignored += 1
+            continue
+        for delivery_id in sorted(found):
+            _record(session, settings, delivery_id, kinds, report)
+    session.flush()
+    return report
+
+
+def open_messages(source: str, stdin: IO[bytes] | None = None) -> Iterator[Message]:
+    """The messages of ``source``: a Maildir directory, an mbox file, or ``-`` for one
+    message on ``stdin`` (standard input by default). Checked before anything is read:
+    raises InputError for a path that is neither a Maildir nor an mbox, and ConfigError for
+    one that cannot be read; both name the path."""
+    if source == "-":
+        return iter([message_from_binary_file(stdin or sys.stdin.buffer)])
+    path = Path(source)
+    try:
+        if path.is_dir():
+            if not all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
+                raise InputError(f"{path}: a directory, but not a Maildir (no cur/, new/, tmp/)")
+            return _maildir(path)
+        with path.open("rb") as stream:
+            head = stream.read(5)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    if head and head != b"From ":
+        raise InputError(
+            f"{path}: neither a Maildir nor an mbox (an mbox begins with a 'From ' line); "
+            "use '-' to read one message from standard input"
+        )
+    return _mbox(path)
+
+
+def _maildir(path: Path) -> Iterator[Message]:
+    box = mailbox.Maildir(path, factory=None, create=False)
+    try:
+        for key in sorted(box.iterkeys()):
+            try:
+                yield box.get_message(key)
+            except KeyError:  # removed while we read
+                continue
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+
+
+def _mbox(path: Path) -> Iterator[Message]:
+    box = mailbox.mbox(path, factory=None, create=False)
+    try:
+        yield from box
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    finally:
+        box.close()

@@ -1,0 +1,420 @@
+"""The admin API (mounted at ``/api``): the press office's subscriber operations.
+
+Every call needs ``Authorization: Bearer <token>`` with the ``subscribers`` scope (tokens
+come from ``distributor tokens create NAME``). Every error is JSON
+``{"error": message, "field": name or null}``: 400 a body that is not JSON, 401 (with
+``WWW-Authenticate: Bearer``) no token or an unknown or revoked one, 403 a token without the
+scope, 404 no such subscriber, 409 a state that refuses the action, 422 a value refused,
+503 a service down.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations, and
+# those refer to the dependency defined inside ``router()``.
+
+import io
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, or_, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..apitokens import authenticate
+from ..config import Settings
+from ..db import session_scope
+from ..errors import (
+    Conflict,
+    DistributorError,
+    Forbidden,
+    InputError,
+    NotFound,
+    ServiceError,
+    SubscriberInputError,
+    Unauthorized,
+)
+from ..models import Subscriber, SubscriberStatus, Topic
+from ..privacy import erase_person
+from ..subscribers import (
+    add_subscriber,
+    check_language,
+    check_name,
+    export_csv,
+    normalise_email,
+    resolve_topics,
+    unsubscribe,
+)
+from ..subscription import Consent, request_subscription, wake_confirmation
+from .queueing import LazyQueue
+
+PREFIX = "/api"
+SCOPE = "subscribers"
+MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # NUL cannot even reach PostgreSQL
+_FIELD = re.compile(r"^(email|name|language|topics|consent_source)\b")
+
+Printable = Annotated[str, Field(pattern=_PRINTABLE)]
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers: a message, and the field it is about (or null)."""
+
+    error: str
+    field: str | None
+
+
+class SubscriberOut(BaseModel):
+    """A subscriber as the press office sees it, with the consent record."""
+
+    id: int
+    email: str
+    name: str
+    language: str
+    status: SubscriberStatus
+    topics: list[str] = Field(description="Topic slugs, sorted")
+    created_at: datetime
+    confirmed_at: datetime | None
+    unsubscribed_at: datetime | None
+    bounced_at: datetime | None
+    consent_source: str = Field(description="Where consent was given (or the request came from)")
+    consent_at: datetime | None
+    consent_ip: str
+    consent_user_agent: str
+    consent_form_version: str
+
+
+class SubscriberPage(BaseModel):
+    """One page of a subscriber search: the number of matches, and this page of them."""
+
+    total: int
+    items: list[SubscriberOut]
+
+
+class SubscriberIn(BaseModel):
+    """A subscriber to add. Pending (``confirmed`` false) sends them a confirmation email;
+    confirmed needs ``consent_source``, where they gave their consent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[str, Field(max_length=320, pattern=_PRINTABLE)]
+    name: Annotated[str, Field(max_length=200, pattern=_PRINTABLE)] = ""
+    language: Annotated[str, Field(max_length=8, pattern=_PRINTABLE)]
+    topics: Annotated[list[Annotated[str, Field(max_length=64, pattern=_PRINTABLE)]],
+                      Field(min_length=1, max_length=100)]  # fmt: skip
+    confirmed: bool = False
+    consent_source: Annotated[
+        str | None,
+        Field(
+            max_length=200,
+            pattern=_PRINTABLE,
+            description="Required when confirmed is true; a pending subscriber's source is "
+            "recorded as api:<token name>",
+        ),
+    ] = None
+
+
+def _out(sub: Subscriber) -> SubscriberOut:
+    return SubscriberOut(
+        id=sub.id, email=sub.email, name=sub.name, language=sub.language,
+        status=SubscriberStatus(sub.status), topics=sorted(t.slug for t in sub.topics),
+        created_at=sub.created_at, confirmed_at=sub.confirmed_at,
+        unsubscribed_at=sub.unsubscribed_at, bounced_at=sub.bounced_at,
+        consent_source=sub.consent_source, consent_at=sub.consent_at, consent_ip=sub.consent_ip,
+        consent_user_agent=sub.consent_user_agent,
+        consent_form_version=sub.consent_form_version,
+    )  # fmt: skip
+
+
+class _Refused(Exception):
+    """An API answer decided in this module: a status, a message and the field."""
+
+    def __init__(self, status: int, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.status, self.field = status, field
+
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A token from `distributor tokens create NAME` with the subscribers scope",
+)
+SubscriberId = Annotated[int, Path(ge=1, le=MAX_ID)]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in [
+        (401, "No token, or an unknown or revoked one"),
+        (403, "The token lacks the subscribers scope"),
+        (422, "A value was refused; `field` names it"),
+    ]
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No such subscriber"}
+}
+
+
+def router(settings: Settings, queue: LazyQueue) -> APIRouter:
+    """The API's routes for ``settings``, enqueueing through the app's ``queue``; include
+    it with ``prefix=PREFIX`` and call :func:`add_error_handlers` on the app."""
+
+    def token_name(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> str:
+        """The name of the presented token, once it is known live and holds the scope."""
+        if credentials is None:
+            raise Unauthorized("an Authorization: Bearer token is required")
+        with session_scope(settings) as session:
+            return authenticate(session, credentials.credentials, SCOPE).name
+
+    TokenName = Annotated[str, Depends(token_name)]
+    # On the router, so no endpoint can forget it; endpoints that need the name ask again
+    # (FastAPI runs a dependency once per request).
+    api = APIRouter(tags=["subscribers"], responses=_ERRORS, dependencies=[Depends(token_name)])
+
+    @api.get("/subscribers", summary="Search subscribers")
+    def list_subscribers(
+        q: Annotated[
+            str, Query(max_length=320, pattern=_PRINTABLE, description="Part of address or name")
+        ] = "",
+        status: SubscriberStatus | None = None,
+        language: Annotated[str | None, Query(max_length=8, pattern=_PRINTABLE)] = None,
+        topic: Annotated[
+            str | None, Query(max_length=64, pattern=_PRINTABLE, description="A topic slug")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    ) -> SubscriberPage:
+        """Subscribers matching every filter given (``q``: case-insensitive part of the
+        address or name), ordered by address: the total and the page asked for."""
+        stmt = select(Subscriber)
+        if q:
+            stmt = stmt.where(
+                or_(
+                    Subscriber.email.icontains(q, autoescape=True),
+                    Subscriber.name.icontains(q, autoescape=True),
+                )
+            )
+        if status is not None:
+            stmt = stmt.where(Subscriber.status == status)
+        if language:
+            stmt = stmt.where(Subscriber.language == language.lower())
+        if topic:
+            stmt = stmt.where(Subscriber.topics.any(Topic.slug == topic))
+        with session_scope(settings) as session:
+            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            page = session.scalars(
+                stmt.order_by(Subscriber.email, Subscriber.id).limit(limit).offset(offset)
+            )
+            return SubscriberPage(total=total, items=[_out(s) for s in page])
+
+    # Before /subscribers/{subscriber_id}, as a reminder that this name is taken.
+    @api.get(
+        "/subscribers.csv",
+        summary="Export subscribers as CSV",
+        response_class=Response,
+        responses={200: {"description": "Every subscriber, ordered by address",
+                         "content": {"text/csv": {"schema": {"type": "string"}}}}},
+    )  # fmt: skip
+    def export_subscribers() -> Response:
+        """Every subscriber as CSV (the columns of `distributor subscribers export`;
+        re-importable)."""
+        buffer = io.StringIO()
+        with session_scope(settings) as session:
+            export_csv(session, buffer)
+        return Response(
+            buffer.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="subscribers.csv"'},
+        )
+
+    @api.get("/subscribers/{subscriber_id}", summary="One subscriber", responses=_NOT_FOUND)
+    def get_subscriber(subscriber_id: SubscriberId) -> SubscriberOut:
+        """The subscriber with its topics, status and consent record."""
+        with session_scope(settings) as session:
+            sub = session.get(Subscriber, subscriber_id)
+            if sub is None:
+                raise NotFound(f"no subscriber with id {subscriber_id}")
+            return _out(sub)
+
+    @api.post(
+        "/subscribers",
+        status_code=201,
+        summary="Add a subscriber",
+        responses={409: {"model": ErrorOut, "description": "The address left, bounced or "
+                         "was erased: only its owner can subscribe it again"}},
+    )  # fmt: skip
+    def add(body: SubscriberIn, request: Request, token: TokenName) -> SubscriberOut:
+        """Add a subscriber, or update one. Confirmed (with ``consent_source``): added or
+        updated as confirmed. Pending: recorded as a request from this API and sent one
+        confirmation email (at most one a day per address, however often it is posted);
+        a confirmed address is left as it is. Answers with the subscriber as stored."""
+        if body.confirmed:
+            return _add_confirmed(settings, body)
+        consent = Consent(
+            ip=request.client.host if request.client else "",
+            user_agent=request.headers.get("user-agent", ""),
+            form_version="api",
+            source=f"api:{token}",
+        )
+        with session_scope(settings) as session:
+            address = normalise_email(body.email)
+            subscriber_id = request_subscription(
+                session, settings, email=address, name=body.name, language=body.language,
+                topics=body.topics, consent=consent,
+            )  # fmt: skip
+        # Enqueue only after the request committed, and only if this call won the claim.
+        if subscriber_id is not None:
+            wake_confirmation(settings, queue.get(), subscriber_id)
+        return _by_address(settings, address)
+
+    @api.post(
+        "/subscribers/{subscriber_id}/unsubscribe",
+        summary="Unsubscribe from everything",
+        responses=_NOT_FOUND,
+    )
+    def unsubscribe_subscriber(subscriber_id: SubscriberId) -> SubscriberOut:
+        """Unsubscribe from every topic and cancel deliveries not yet sent (idempotent)."""
+        with session_scope(settings) as session:
+            return _out(unsubscribe(session, subscriber_id))
+
+    @api.delete(
+        "/subscribers/{subscriber_id}",
+        status_code=204,
+        summary="Erase a subscriber (GDPR)",
+        response_class=Response,
+        responses=_NOT_FOUND,
+    )
+    def erase_subscriber(subscriber_id: SubscriberId) -> Response:
+        """Delete everything held on the subscriber; only a hash of the address stays, on
+        the suppression list, so no import adds it again."""
+        with session_scope(settings) as session:
+            sub = session.get(Subscriber, subscriber_id)
+            if sub is None:
+                raise NotFound(f"no subscriber with id {subscriber_id}")
+            erase_person(session, settings, sub.email)
+        return Response(status_code=204)
+
+    return api
+
+
+def _add_confirmed(settings: Settings, body: SubscriberIn) -> SubscriberOut:
+    source = (body.consent_source or "").strip()
+    if not source:
+        raise _Refused(422, "consent_source: required when confirmed is true", "consent_source")
+    with session_scope(settings) as session:
+        # Checked here first so each refusal names its field (an import reports rows).
+        address = normalise_email(body.email)
+        name = check_name(body.name)
+        language = check_language(settings, body.language)
+        topics = [t.slug for t in resolve_topics(session, body.topics)]
+        existing = session.scalar(select(Subscriber).where(Subscriber.email == address))
+        if existing is not None and existing.status in (
+            SubscriberStatus.UNSUBSCRIBED,
+            SubscriberStatus.BOUNCED,
+        ):
+            raise _Refused(
+                409,
+                f"email: {address} is {existing.status}; only its owner can subscribe it "
+                "again (add it with confirmed false to send them a confirmation)",
+                "email",
+            )
+        try:
+            sub = add_subscriber(
+                session, settings, email=address, name=name, language=language,
+                topics=topics, confirmed=True, consent_source=source,
+            )  # fmt: skip
+        except Conflict as exc:  # erased: on the suppression list
+            raise _Refused(409, str(exc), "email") from exc
+        return _out(sub)
+
+
+def _by_address(settings: Settings, address: str) -> SubscriberOut:
+    with session_scope(settings) as session:
+        sub = session.scalar(select(Subscriber).where(Subscriber.email == address))
+        if sub is None:  # erased between the request and this read
+            raise NotFound(f"no subscriber with address {address}")
+        return _out(sub)
+
+
+# ---- errors: JSON for /api, whatever the app did before everywhere else ----------------
+
+_STATUS: Sequence[tuple[type[DistributorError], int]] = (
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (InputError, 422),
+    (ServiceError, 503),
+)
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+def _in_api(request: Request) -> bool:
+    path: str = request.scope.get("path", "")
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def _error(status: int, message: str, field: str | None, **headers: str) -> JSONResponse:
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse({"error": message, "field": field}, status, headers=headers or None)
+
+
+def _domain_error(exc: Exception) -> JSONResponse | None:
+    if isinstance(exc, _Refused):
+        return _error(exc.status, str(exc), exc.field)
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            message = str(exc)
+            match = _FIELD.match(message) if isinstance(exc, SubscriberInputError) else None
+            return _error(status, message, match.group(1) if match else None)
+    return None
+
+
+def _validation_error(exc: RequestValidationError) -> JSONResponse:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return _error(400, "the body is not valid JSON", None)
+    messages, fields = [], []
+    for e in errors:
+        loc = [str(part) for part in e.get("loc", ())][1:]  # drop "body", "query", "path"
+        text = e.get("msg", "invalid")
+        if e.get("type") == "string_pattern_mismatch":
+            text = "must not contain line breaks or control characters"
+        messages.append(f"{'.'.join(loc)}: {text}" if loc else text)
+        fields.append(loc[0] if loc else None)
+    return _error(422, "; ".join(messages) or "invalid request", fields[0] if fields else None)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer errors under ``/api`` as JSON ``{"error", "field"}`` (see the module
+    docstring for the statuses); elsewhere keep the handler the app had before (call this
+    after the app's own handlers are added), else FastAPI's default."""
+    before = dict(app.exception_handlers)
+
+    def chained(cls: type[Exception], api_answer: Callable[[Any], Response | None],
+                default: Handler | None) -> None:  # fmt: skip
+        previous: Handler | None = before.get(cls, default)
+
+        async def handle(request: Request, exc: Exception) -> Response:
+            answer = api_answer(exc) if _in_api(request) else None
+            if answer is not None:
+                return answer
+            if previous is None:
+                raise exc  # as if unhandled: a server error, logged
+            return await previous(request, exc)
+
+        app.add_exception_handler(cls, handle)
+
+    chained(DistributorError, _domain_error, None)
+    chained(_Refused, _domain_error, None)
+    chained(RequestValidationError, _validation_error, request_validation_exception_handler)
+    chained(
+        StarletteHTTPException,
+        lambda exc: _error(exc.status_code, str(exc.detail), None, **(exc.headers or {})),
+        http_exception_handler,
+    )

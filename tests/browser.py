@@ -1,0 +1,148 @@
+"""A real browser and a real web server for journey tests: Debian's headless Chromium driven
+by Playwright, and `distributor serve` as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.sync_api import BrowserContext, Page, sync_playwright
+
+from distributor.config import Settings
+from tests.processes import settings_env, wait_until
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `playwright install` needs internet
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {"width": 375, "height": 740}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+@contextmanager
+def chromium(**context_options: Any) -> Iterator[BrowserContext]:
+    """A headless Chromium with a fresh profile, sized like a phone unless told otherwise."""
+    options: dict[str, Any] = {"viewport": PHONE, "locale": "en-GB"}
+    options.update(context_options)
+    with (
+        tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile,
+        sync_playwright() as playwright,
+    ):
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, **options
+        )
+        try:
+            context.set_default_timeout(15_000)
+            yield context
+        finally:
+            context.close()
+
+
+@contextmanager
+def running_server(settings: Settings, port: int, log_dir: Path) -> Iterator[str]:
+    """`distributor serve --port PORT` for ``settings``; yields its base URL once it answers."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    base = f"http://127.0.0.1:{port}"
+    with (log_dir / "serve.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "distributor.cli", "serve", "--port", str(port)],
+            env=settings_env(settings, DISTRIBUTOR_LOG_LEVEL="INFO"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+
+            def up() -> bool:
+                assert proc.poll() is None, f"distributor serve exited; see {log.name}"
+                try:
+                    return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until(up, 30, "distributor serve to answer")
+            yield base
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+def link_in(text: str, base: str, path: str) -> str:
+    """The one absolute URL under ``base`` + ``path`` in ``text`` (an email's text part)."""
+    found = set(re.findall(re.escape(base + path) + r"[^\s<>\"]+", text))
+    assert len(found) == 1, f"expected one {path} link under {base}, found {found}"
+    return found.pop()
+
+
+# Every form control that a person fills (not hidden, not a button) must have a label:
+# <label for=id>, a wrapping <label>, aria-label or aria-labelledby.
+_UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
+  .filter(el => !['hidden', 'submit', 'button', 'reset', 'image'].includes(el.type))
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                && !el.getAttribute('aria-labelledby'))
+  .map(el => el.outerHTML)"""
+
+_UNNAMED_BUTTONS = """() => [...document.querySelectorAll('button, input[type=submit]')]
+  .filter(el => !(el.innerText || el.value || el.getAttribute('aria-label') || '').trim())
+  .map(el => el.outerHTML)"""
+
+
+def accessibility_problems(page: Page) -> list[str]:
+    """What a screen reader or a phone user would trip on: inputs without a label, buttons
+    without a name, no <html lang>, no <h1>, a page wider than the viewport."""
+    problems = [f"no label: {html}" for html in page.evaluate(_UNLABELLED)]
+    problems += [f"button without a name: {html}" for html in page.evaluate(_UNNAMED_BUTTONS)]
+    if not page.evaluate("() => document.documentElement.lang"):
+        problems.append("no lang on <html>")
+    if page.locator("h1").count() != 1:
+        problems.append(f"{page.locator('h1').count()} <h1> elements")
+    overflow = page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    if overflow > 0:
+        problems.append(f"{overflow} px wider than the {page.viewport_size} viewport")
+    return problems
+
+
+def focused(page: Page) -> dict[str, Any]:
+    """The element that has the keyboard focus (``where``: its name, ``name=value`` for a
+    radio button or checkbox) and whether its focus is visible (``outline``)."""
+    info: dict[str, Any] = page.evaluate(
+        """() => {
+          const el = document.activeElement;
+          const style = getComputedStyle(el);
+          return {tag: el.tagName.toLowerCase(), type: el.type || '', id: el.id,
+                  name: el.name || '', value: el.value || '', checked: !!el.checked,
+                  where: ['radio', 'checkbox'].includes(el.type) ? el.name + '=' + el.value
+                         : (el.name || el.id),
+                  outline: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0};
+        }"""
+    )
+    return info
+
+
+def visit(page: Page, url: str) -> None:
+    """Open ``url`` in ``page``; it must answer 200."""
+    response = page.goto(url)
+    assert response is not None and response.status == 200, (url, response)

@@ -1,0 +1,351 @@
+"""Bounces: every release email leaves with a VERP envelope sender naming its delivery;
+delivery status notifications sent back to it (as Postfix writes them) mark hard bounces at
+once and soft ones after the limit, stop further sending, and show in the release status."""
+
+from __future__ import annotations
+
+import email
+import mailbox
+import re
+import subprocess
+import sys
+from email.message import Message
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from distributor import dispatch
+from distributor.bounces import BounceReport, ingest
+from distributor.config import Settings, load_settings
+from distributor.db import session_scope
+from distributor.delivery import plan
+from distributor.mail.compose import Recipient, render_release
+from distributor.mail.verp import BounceAddresses
+from distributor.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from distributor.releases import mark_published
+from distributor.status import release_status
+from tests.helpers import add_subscribers, add_topics, make_release
+from tests.processes import settings_env
+from tests.smtp_server import SMTPServer
+
+VERP = re.compile(r"bounces\+d([0-9]+)-[0-9a-f]{16}@example\.org")
+PEOPLE = [("ann@example.com", "Ann", "en", "climate"), ("bob@example.com", "Bob", "en", "climate")]
+
+
+def postfix_dsn(
+    to: str, recipient: str, status: str, *, action: str | None = None, headers: bytes = b""
+) -> bytes:
+    """A delivery status notification as Postfix writes it: multipart/report with a text
+    part, a message/delivery-status part and the returned message's headers."""
+    action = action or ("failed" if status.startswith("5") else "delayed")
+    subject = "Undelivered Mail Returned to Sender" if action == "failed" else "Delayed Mail"
+    reply = "550 5.1.1 User unknown" if status.startswith("5") else "451 4.4.1 Try again later"
+    return (
+        f"""\
+Return-Path: <>
+Delivered-To: {to}
+Received: by mail.example.org (Postfix) id 3F2A1C0123; Fri, 20 Nov 2026 09:00:05 +0100 (CET)
+Date: Fri, 20 Nov 2026 09:00:05 +0100 (CET)
+From: MAILER-DAEMON@mail.example.org (Mail Delivery System)
+Subject: {subject}
+To: {to}
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+\tboundary="3F2A1C0123.1763625605/mail.example.org"
+Message-Id: <20261120080005.3F2A1C0123@mail.example.org>
+
+This is a MIME-encapsulated message.
+
+--3F2A1C0123.1763625605/mail.example.org
+Content-Description: Notification
+Content-Type: text/plain; charset=us-ascii
+
+This is the mail system at host mail.example.org.
+
+I'm sorry to have to inform you that your message could not
+be delivered to one or more recipients.
+
+<{recipient}>: host mx.example.com[192.0.2.25] said: {reply} (in reply to RCPT TO command)
+
+--3F2A1C0123.1763625605/mail.example.org
+Content-Description: Delivery report
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mail.example.org
+X-Postfix-Queue-ID: 3F2A1C0123
+X-Postfix-Sender: rfc822; {to}
+Arrival-Date: Fri, 20 Nov 2026 09:00:01 +0100 (CET)
+
+Final-Recipient: rfc822; {recipient}
+Original-Recipient: rfc822;{recipient}
+Action: {action}
+Status: {status}
+Remote-MTA: dns; mx.example.com
+Diagnostic-Code: smtp; {reply}
+
+--3F2A1C0123.1763625605/mail.example.org
+Content-Description: Undelivered Message Headers
+Content-Type: text/rfc822-headers
+
+""".replace("\n", "\r\n").encode()
+        + headers
+        + b"\r\n--3F2A1C0123.1763625605/mail.example.org--\r\n"
+    )
+
+
+def auto_reply(to: str) -> bytes:
+    return (
+        f"From: Ann <ann@example.com>\r\nTo: {to}\r\nSubject: Out of office\r\n"
+        "Auto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n"
+    ).encode()
+
+
+def parse(raw: bytes) -> Message:
+    return email.message_from_bytes(raw)
+
+
+@pytest.fixture
+def live(settings: Settings, smtp_server: SMTPServer) -> Settings:
+    add_topics(settings, "climate")
+    add_subscribers(settings, PEOPLE)
+    return settings.model_copy(update={"smtp_url": smtp_server.url})
+
+
+def publish(settings: Settings, n: int, *, send: bool = True) -> int:
+    """Publish release number ``n`` (planned through the ledger) and send it if ``send``."""
+    release = make_release(settings, slug=f"release-{n}", title=f"Release {n}")
+    with session_scope(settings) as session:
+        plan(session, mark_published(session, release.id))
+    if send:
+        dispatch.send_batch(settings, release.id)
+    return release.id
+
+
+def sent_to(smtp: SMTPServer, address: str, release_id: int) -> tuple[str, bytes]:
+    """The envelope sender and the header block of the message ``address`` got."""
+    for m in smtp.handler.messages:
+        if m.rcpt == address and f"<release-{release_id}." in m.data.decode():
+            return m.mail_from, m.data.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    raise AssertionError(f"no message of release {release_id} to {address}")
+
+
+def delivery(settings: Settings, address: str, release_id: int) -> Delivery | None:
+    with session_scope(settings) as session:
+        return session.scalar(
+            select(Delivery)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Subscriber.email == address, Delivery.release_id == release_id)
+        )
+
+
+def subscriber(settings: Settings, address: str) -> Subscriber:
+    with session_scope(settings) as session:
+        sub = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    assert sub is not None
+    return sub
+
+
+def run_ingest(settings: Settings, *raw: bytes) -> BounceReport:
+    with session_scope(settings) as session:
+        return ingest(session, settings, [parse(r) for r in raw])
+
+
+def test_each_message_leaves_with_a_verp_envelope_naming_its_delivery(
+    live: Settings, smtp_server: SMTPServer
+) -> None:
+    rid = publish(live, 1)
+    assert len(smtp_server.handler.messages) == 2
+    addresses = BounceAddresses(live)
+    for who, _name, _lang, _topics in PEOPLE:
+        mail_from, _headers = sent_to(smtp_server, who, rid)
+        match = VERP.fullmatch(mail_from)
+        assert match, mail_from
+        row = delivery(live, who, rid)
+        assert row is not None and row.status == DeliveryStatus.SENT
+        assert int(match.group(1)) == row.id
+        assert addresses.read(mail_from) == row.id
+        assert addresses.read(mail_from.upper()) == row.id  # a server folded its case
+
+
+def test_verp_tokens_cannot_be_forged_and_survive_key_rotation() -> None:
+    addresses = BounceAddresses(load_settings(secret_key="old-key"))
+    address = addresses.address(42)
+    local = address.partition("@")[0]
+    assert len(local) <= 64 and re.fullmatch(r"[a-z0-9+.-]+", local)
+    flipped = address.replace(local[-1], "0" if local[-1] != "0" else "1")
+    assert addresses.read(flipped) is None
+    assert addresses.read(address.replace("d42-", "d43-")) is None
+    assert addresses.read("press@example.org") is None
+    assert addresses.read("bounces@example.org") is None
+    rotated = BounceAddresses(load_settings(secret_key="new-key old-key"))
+    assert rotated.read(address) == 42  # signed with the old key, still read
+    assert rotated.address(42) != address  # the new key signs
+    other = BounceAddresses(load_settings(secret_key="someone-else"))
+    assert other.read(address) is None
+
+
+def test_envelope_is_plain_sender_without_a_delivery(sqlite_settings: Settings) -> None:
+    settings = sqlite_settings
+    add_topics(settings, "climate")
+    rendered = render_release(make_release(settings), settings)
+    base = {"subscriber_id": 7, "email": "ann@example.com", "name": "Ann",
+            "unsubscribe_url": "https://news.example.org/u/x",
+            "preferences_url": "https://news.example.org/p/x"}  # fmt: skip
+    assert rendered.envelope_for(Recipient(**base)) == "press@example.org"  # type: ignore[arg-type]
+    verp = rendered.envelope_for(Recipient(**base, delivery_id=9))  # type: ignore[arg-type]
+    assert BounceAddresses(settings).read(verp) == 9
+
+
+def test_hard_bounce_marks_bounced_cancels_and_stops_later_releases(
+    live: Settings, smtp_server: SMTPServer
+) -> None:
+    first = publish(live, 1)
+    waiting = publish(live, 2, send=False)  # planned, not yet sent
+    mail_from, headers = sent_to(smtp_server, "ann@example.com", first)
+    dsn = postfix_dsn(mail_from, "ann@example.com", "5.1.1", headers=headers)
+
+    report = run_ingest(live, dsn)
+    assert (report.hard, report.soft, report.bounced, report.ignored) == (1, 0, 1, 0)
+    ann = subscriber(live, "ann@example.com")
+    assert ann.status == SubscriberStatus.BOUNCED and ann.bounced_at is not None
+    row = delivery(live, "ann@example.com", first)
+    assert row is not None and row.bounce == "hard" and row.bounced_at is not None
+    pending = delivery(live, "ann@example.com", waiting)
+    assert pending is not None and pending.status == DeliveryStatus.CANCELLED
+    assert subscriber(live, "bob@example.com").status == SubscriberStatus.CONFIRMED
+
+    again = run_ingest(live, dsn)  # the same report twice counts once
+    assert (again.hard, again.bounced, again.duplicates) == (0, 0, 1)
+
+    later = publish(live, 3)
+    assert delivery(live, "ann@example.com", later) is None
+    assert delivery(live, "bob@example.com", later) is not None
+    with session_scope(live) as session:
+        status = release_status(session, first)
+    assert (status.hard_bounces, status.soft_bounces) == (1, 0)
+
+
+def test_soft_bounces_mark_bounced_at_the_limit(live: Settings, smtp_server: SMTPServer) -> None:
+    releases = [publish(live, n) for n in (1, 2, 3)]
+    reports = []
+    for n, rid in enumerate(releases):
+        mail_from, headers = sent_to(smtp_server, "bob@example.com", rid)
+        # The last one as Postfix reports giving up after its queue lifetime: failed, 4.x.x.
+        action = "failed" if n == 2 else "delayed"
+        dsn = postfix_dsn(mail_from, "bob@example.com", "4.4.1", action=action, headers=headers)
+        reports.append(run_ingest(live, dsn, dsn))  # twice: counted once
+        bob = subscriber(live, "bob@example.com")
+        assert bob.soft_bounces == n + 1
+        expected = SubscriberStatus.BOUNCED if n == 2 else SubscriberStatus.CONFIRMED
+        assert bob.status == expected
+    assert [(r.soft, r.duplicates, r.bounced) for r in reports] == [(1, 1, 0)] * 2 + [(1, 1, 1)]
+    with session_scope(live) as session:
+        status = release_status(session, releases[0])
+    assert (status.hard_bounces, status.soft_bounces) == (0, 1)
+    assert delivery(live, "bob@example.com", publish(live, 4)) is None
+
+
+def test_soft_then_hard_for_one_message_becomes_hard(
+    live: Settings, smtp_server: SMTPServer
+) -> None:
+    rid = publish(live, 1)
+    mail_from, headers = sent_to(smtp_server, "ann@example.com", rid)
+    delayed = run_ingest(live, postfix_dsn(mail_from, "ann@example.com", "4.2.2", headers=headers))
+    failed = run_ingest(live, postfix_dsn(mail_from, "ann@example.com", "5.2.2", headers=headers))
+    assert (delayed.soft, failed.hard, failed.bounced) == (1, 1, 1)
+    row = delivery(live, "ann@example.com", rid)
+    assert row is not None and row.bounce == "hard"
+    assert subscriber(live, "ann@example.com").soft_bounces == 1
+
+
+def test_what_is_not_a_bounce_of_ours_is_ignored(live: Settings, smtp_server: SMTPServer) -> None:
+    rid = publish(live, 1)
+    mail_from, headers = sent_to(smtp_server, "ann@example.com", rid)
+    token = VERP.fullmatch(mail_from)
+    assert token
+    forged = mail_from.replace(f"d{token.group(1)}-", f"d{int(token.group(1)) + 1}-")
+    delivered = postfix_dsn(mail_from, "ann@example.com", "2.0.0", action="delivered")
+    report = run_ingest(
+        live,
+        auto_reply(mail_from),  # an out-of-office reply to the VERP address
+        postfix_dsn("press@example.org", "ann@example.com", "5.1.1", headers=headers),  # no token
+        postfix_dsn(forged, "ann@example.com", "5.1.1"),  # a token that does not verify
+        delivered,  # a success notice
+        b"",  # an empty message
+    )
+    assert (report.messages, report.ignored, report.hard, report.soft) == (5, 5, 0, 0)
+    assert subscriber(live, "ann@example.com").status == SubscriberStatus.CONFIRMED
+
+
+@pytest.fixture
+def cli(sqlite_settings: Settings, smtp_server: SMTPServer):  # type: ignore[no-untyped-def]
+    live = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url})
+    add_topics(live, "climate")
+    add_subscribers(live, PEOPLE)
+    env = settings_env(live)
+
+    def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "distributor.cli", *args],
+            env=env, input=stdin, capture_output=True, timeout=60,
+        )  # fmt: skip
+        return subprocess.CompletedProcess(
+            result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
+        )
+
+    run.settings = live  # type: ignore[attr-defined]
+    return run
+
+
+def test_cli_ingests_a_maildir_an_mbox_and_stdin(  # type: ignore[no-untyped-def]
+    cli, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    live: Settings = cli.settings
+    rid = publish(live, 1)
+    ann_from, ann_headers = sent_to(smtp_server, "ann@example.com", rid)
+    bob_from, bob_headers = sent_to(smtp_server, "bob@example.com", rid)
+
+    maildir = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    maildir.add(postfix_dsn(ann_from, "ann@example.com", "5.1.1", headers=ann_headers))
+    maildir.add(auto_reply(ann_from))
+    result = cli("bounces", "ingest", str(tmp_path / "Maildir"))
+    assert result.returncode == 0, result.stderr
+    assert "2 message(s): 1 hard bounce(s), 0 soft, 1 subscriber(s) now bounced, 1 ignored" in (
+        result.stdout
+    )
+
+    box = mailbox.mbox(tmp_path / "bounces.mbox")
+    box.add(postfix_dsn(bob_from, "bob@example.com", "4.4.1", headers=bob_headers))
+    box.add(postfix_dsn(ann_from, "ann@example.com", "5.1.1", headers=ann_headers))
+    box.close()
+    result = cli("bounces", "ingest", str(tmp_path / "bounces.mbox"))
+    assert result.returncode == 0, result.stderr
+    assert "2 message(s): 0 hard bounce(s), 1 soft, 0 subscriber(s) now bounced" in result.stdout
+    assert "1 already recorded" in result.stdout
+
+    result = cli("bounces", "ingest", "-", stdin=auto_reply(bob_from))
+    assert (
+        result.returncode == 0 and "1 message(s)" in result.stdout and "1 ignored" in result.stdout
+    )
+
+    status = cli("releases", "status", str(rid))
+    assert status.returncode == 0 and "bounces: 1 hard, 1 soft" in status.stdout
+    assert subscriber(live, "ann@example.com").status == SubscriberStatus.BOUNCED
+    assert subscriber(live, "bob@example.com").soft_bounces == 1
+
+
+def test_cli_refuses_what_is_neither_maildir_nor_mbox(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    note = tmp_path / "notes.txt"
+    note.write_text("Dear press office,\n")
+    result = cli("bounces", "ingest", str(note))
+    assert result.returncode == 1 and f"{note}: neither a Maildir nor an mbox" in result.stderr
+    (tmp_path / "plain").mkdir()
+    result = cli("bounces", "ingest", str(tmp_path / "plain"))
+    assert result.returncode == 1 and f"{tmp_path / 'plain'}: a directory, but not a Maildir" in (
+        result.stderr
+    )
+    missing = tmp_path / "nowhere.mbox"
+    result = cli("bounces", "ingest", str(missing))
+    assert result.returncode == 78 and f"{missing}: cannot be read" in result.stderr
