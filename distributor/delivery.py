@@ -57,24 +57,40 @@ class Claim:
     rows: list[Claimed]
 
 
-def plan(session: Session, release: Release) -> int:
+PLAN_CHUNK = 20_000  # subscriber ids per planning statement
+
+
+def plan(session: Session, release: Release, ids: tuple[int, int] | None = None) -> int:
     """Add a pending row for every confirmed subscriber of the release's language who follows
-    one of its topics. Idempotent (existing rows are kept); returns the number of new rows."""
+    one of its topics (only those with ``ids[0] <= id < ids[1]`` when given). Idempotent:
+    existing rows are kept; returns the number of new rows. The caller marks the release
+    planned (``planned_at``) once every range is done."""
     now = utcnow()
+    low, high = ids if ids is not None else (0, 2**62)
     stmt = text(
         """
         INSERT INTO deliveries
             (release_id, subscriber_id, status, attempts, next_attempt_at, last_error, created_at)
         SELECT DISTINCT :release_id, s.id, 'pending', 0, :now, '', :now
         FROM subscribers s JOIN subscriptions su ON su.subscriber_id = s.id
-        WHERE s.status = 'confirmed' AND s.language = :lang AND su.topic_id IN (
-            SELECT topic_id FROM release_topics WHERE release_id = :release_id)
+        WHERE s.status = 'confirmed' AND s.language = :lang AND s.id >= :low AND s.id < :high
+          AND su.topic_id IN (SELECT topic_id FROM release_topics WHERE release_id = :release_id)
         ON CONFLICT (release_id, subscriber_id) DO NOTHING
         """
     ).bindparams(bindparam("now", type_=UTCDateTime))
-    result = session.execute(stmt, {"release_id": release.id, "now": now, "lang": release.language})
-    release.planned_at = now
+    params = {"release_id": release.id, "now": now, "lang": release.language}
+    result = session.execute(stmt, {**params, "low": low, "high": high})
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def subscriber_id_ranges(session: Session, size: int | None = None) -> list[tuple[int, int]]:
+    """Half-open ranges of ``size`` (default PLAN_CHUNK) subscriber ids covering every
+    subscriber."""
+    size = size or PLAN_CHUNK
+    low, high = session.execute(select(func.min(Subscriber.id), func.max(Subscriber.id))).one()
+    if low is None:
+        return []
+    return [(start, start + size) for start in range(int(low), int(high) + 1, size)]
 
 
 _CLAIM = """
@@ -290,3 +306,16 @@ def cancel_unconfirmed(session: Session) -> int:
         .values(status=DeliveryStatus.CANCELLED, last_error="subscriber no longer confirmed")
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def still_leased(conn: Connection, claim_token: str, delivery_ids: Sequence[int]) -> set[int]:
+    """Which of ``delivery_ids`` are still leased under ``claim_token``: a row the subscriber
+    cancelled by unsubscribing (or that a withdrawal cancelled) is no longer."""
+    if not delivery_ids:
+        return set()
+    query = select(Delivery.id).where(
+        Delivery.id.in_(list(delivery_ids)), Delivery.lease_token == claim_token
+    )
+    leased = {int(r[0]) for r in conn.execute(query)}
+    conn.rollback()  # end the read transaction at once: the next check must see new commits
+    return leased

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from .config import Settings
 from .db import get_engine, session_scope
@@ -27,6 +28,8 @@ from .delivery import (
     due,
     plan,
     release_leases,
+    still_leased,
+    subscriber_id_ranges,
 )
 from .errors import InputError
 from .feeds import write_feeds
@@ -34,13 +37,16 @@ from .mail.compose import Recipient, RenderedRelease, render_release
 from .mail.confirmation import confirmation_message
 from .mail.dkim import load_signer
 from .mail.transport import Outgoing, SendResult, open_transport
-from .models import Release, ReleaseState, Subscriber, SubscriberStatus
+from .models import Release, ReleaseState, Subscriber, SubscriberStatus, utcnow
 from .queue import TaskQueue
 from .releases import get_release, mark_published, publish_due
 from .subscription import release_confirmation
 from .urls import confirm_url, preferences_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
+# How stale a batch's view of its own rows may get: an unsubscribe is honoured by every
+# message that starts later than this after it.
+LEASE_CHECK_SECONDS = 0.05
 
 
 def publish(
@@ -58,18 +64,30 @@ def publish(
 def distribute_release(settings: Settings, queue: TaskQueue, release_id: int) -> int:
     """Plan the ledger of a published release and enqueue enough batches to send it.
 
-    Returns the number of batches enqueued (0 for a release that is not published).
+    Plans a range of subscriber ids at a time and wakes the workers after each, so the
+    first messages leave while the rest is being planned (planning 100,000 rows in one
+    statement took 1.3 s on PostgreSQL). Returns the number of batches enqueued (0 for a
+    release that is not published). Running it again plans nothing twice; rows left
+    unclaimed by a lost task are the sweep's.
     """
     with session_scope(settings) as session:
         release = get_release(session, release_id)
         if release.state != ReleaseState.PUBLISHED:
             return 0
-        plan(session, release)
+        ranges = subscriber_id_ranges(session)
+    batches, leftover = 0, 0
+    for ids in ranges:
+        with session_scope(settings) as session:
+            leftover += plan(session, session.get_one(Release, release_id), ids)
+        while leftover >= settings.batch_size or (leftover and ids == ranges[-1]):
+            queue.send("send_batch", release_id)
+            batches, leftover = batches + 1, max(0, leftover - settings.batch_size)
     with session_scope(settings) as session:
-        waiting = due(session).get(release_id, 0)
-    batches = math.ceil(waiting / settings.batch_size)
-    for _ in range(batches):
+        session.get_one(Release, release_id).planned_at = utcnow()
+        waiting = due(session).get(release_id, 0)  # left by an earlier, interrupted run
+    for _ in range(math.ceil(waiting / settings.batch_size) - batches):
         queue.send("send_batch", release_id)
+        batches += 1
     return batches
 
 
@@ -82,6 +100,7 @@ class BatchReport:
         default_factory=lambda: {"sent": 0, "deferred": 0, "failed": 0}
     )
     lost_leases: int = 0
+    skipped: int = 0  # cancelled while the batch was being sent (unsubscribed, withdrawn)
 
 
 _rendered: dict[tuple[int, datetime], RenderedRelease] = {}
@@ -139,9 +158,18 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
             log.warning("lease lost on delivery %s before its outcome was recorded",
                         row.delivery_id)  # fmt: skip
 
-    def outgoing(ledger: OutcomeWriter) -> Iterator[Outgoing]:
+    def outgoing(ledger: OutcomeWriter, conn: Connection) -> Iterator[Outgoing]:
         # Built just in time: the transport pulls the next message while the server works.
-        for row in batch.rows:
+        leased, checked = {r.delivery_id for r in batch.rows}, time.monotonic()
+        for position, row in enumerate(batch.rows):
+            if time.monotonic() - checked > LEASE_CHECK_SECONDS:
+                # Someone who unsubscribed mid-batch must not get the rest of it.
+                ahead = [r.delivery_id for r in batch.rows[position:]]
+                leased, checked = still_leased(conn, batch.token, ahead), time.monotonic()
+            if row.delivery_id not in leased:
+                finished.add(row.delivery_id)
+                report.skipped += 1
+                continue
             try:
                 rcpt = Recipient(
                     subscriber_id=row.subscriber_id,
@@ -161,8 +189,12 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
             yield Outgoing(row, rendered.envelope_for(rcpt), row.email, message)
 
     try:
-        with OutcomeWriter(engine, settings) as ledger, open_transport(settings) as transport:
-            for item, result in transport.send_stream(outgoing(ledger)):
+        with (
+            OutcomeWriter(engine, settings) as ledger,
+            engine.connect() as conn,
+            open_transport(settings) as transport,
+        ):
+            for item, result in transport.send_stream(outgoing(ledger, conn)):
                 assert isinstance(item.key, Claimed)
                 record(ledger, item.key, result.outcome, result)
     finally:
