@@ -41,11 +41,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    # A claim needs the write lock from its first statement: BEGIN IMMEDIATE.
-    if conn.get_execution_options().get("sqlite_immediate"):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
-        conn.exec_driver_sql("BEGIN")
+    # Every transaction takes the write lock at its start. A deferred one that reads and
+    # then writes fails at once with "database is locked" (SQLITE_BUSY_SNAPSHOT, which the
+    # busy timeout does not cover) whenever a worker committed in between — seen when the
+    # planning of a release ran alongside the workers sending it. Writers queue instead.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 _ENGINES: dict[str, Engine] = {}

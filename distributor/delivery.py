@@ -131,8 +131,7 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Cl
         "limit": limit,
     }
     with engine.connect() as conn:
-        conn = conn.execution_options(sqlite_immediate=True)
-        with conn.begin():
+        with conn.begin():  # BEGIN IMMEDIATE on SQLite (db.py)
             leased = conn.execute(stmt, params).all()
             people = {}
             if leased:

@@ -78,7 +78,7 @@ def distribute_release(settings: Settings, queue: TaskQueue, release_id: int) ->
     batches, leftover = 0, 0
     for ids in ranges:
         with session_scope(settings) as session:
-            leftover += plan(session, session.get_one(Release, release_id), ids)
+            leftover += plan(session, release, ids)
         while leftover >= settings.batch_size or (leftover and ids == ranges[-1]):
             queue.send("send_batch", release_id)
             batches, leftover = batches + 1, max(0, leftover - settings.batch_size)

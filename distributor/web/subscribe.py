@@ -194,11 +194,11 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
             return None
 
     def preferences_form(
-        lang: str, sub: Subscriber, token: str, saved: bool = False, error: str = "",
-        status: int = 200,
+        lang: str, sub: Subscriber, token: str, topics: list[Topic], saved: bool = False,
+        error: str = "", status: int = 200,
     ) -> HTMLResponse:  # fmt: skip
         return with_csrf(
-            "preferences.html", lang, status, sub=sub, token=token, topics=topics_list(),
+            "preferences.html", lang, status, sub=sub, token=token, topics=topics,
             chosen={t.slug for t in sub.topics}, saved=saved, error=error,
             unsubscribe_url=unsubscribe_url(settings, sub.id),
         )  # fmt: skip
@@ -206,11 +206,12 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
     @routes.get("/preferences/{token}", response_class=HTMLResponse)
     def preferences_page(request: Request, token: str) -> HTMLResponse:
         subscriber_id = preferences_target(token)
+        topics = topics_list()  # before the transaction: one at a time on SQLite
         with session_scope(settings) as session:
             sub = session.get(Subscriber, subscriber_id) if subscriber_id else None
             if sub is None:
                 return invalid_link(pages.language(request))
-            return preferences_form(sub.language, sub, token)
+            return preferences_form(sub.language, sub, token, topics)
 
     @routes.post("/preferences/{token}", response_class=HTMLResponse)
     def preferences_post(
@@ -221,20 +222,25 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
         csrf: Annotated[str, Form()] = "",
     ) -> Response:
         subscriber_id = preferences_target(token)
+        all_topics = topics_list()  # before the transaction: one at a time on SQLite
         with session_scope(settings) as session:
             sub = session.get(Subscriber, subscriber_id) if subscriber_id else None
             if sub is None:
                 return invalid_link(pages.language(request))
             if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
-                return preferences_form(sub.language, sub, token, status=400, error=EXPIRED_FORM)
+                return preferences_form(
+                    sub.language, sub, token, all_topics, status=400, error=EXPIRED_FORM
+                )
             if not topics:
-                return preferences_form(sub.language, sub, token, status=400,
+                return preferences_form(sub.language, sub, token, all_topics, status=400,
                                         error="Choose at least one topic.")  # fmt: skip
             try:  # checks everything before changing anything
                 save_preferences(session, settings, sub.id, language=language, topics=topics)
             except InputError as exc:
-                return preferences_form(sub.language, sub, token, status=400, error=str(exc))
+                return preferences_form(
+                    sub.language, sub, token, all_topics, status=400, error=str(exc)
+                )
             session.flush()
-            return preferences_form(sub.language, sub, token, saved=True)
+            return preferences_form(sub.language, sub, token, all_topics, saved=True)
 
     return routes
