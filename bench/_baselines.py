@@ -23,6 +23,7 @@ from pathlib import Path
 from distributor.config import Settings
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.render import render_bodies
+from distributor.mail.transport import dot_stuffed
 from distributor.models import Release, Topic
 from distributor.releases import parse_release
 from distributor.urls import preferences_url, unsubscribe_url
@@ -64,23 +65,13 @@ def recipient(settings: Settings, i: int) -> Recipient:
     )
 
 
-def stuffed(message: bytes) -> bytes:
-    """``message`` as SMTP DATA (dot-stuffed, CRLF, terminating dot)."""
-    if message.startswith(b"."):
-        message = b"." + message
-    message = message.replace(b"\r\n.", b"\r\n..")
-    if not message.endswith(b"\r\n"):
-        message += b"\r\n"
-    return message + b".\r\n"
-
-
 def prebuilt_messages(settings: Settings, count: int, body_copies: int) -> list[tuple[str, bytes]]:
     """``count`` distinct (recipient, DATA) pairs made by the real composer."""
     rendered = render_release(sample_release(settings, body_copies), settings)
     out = []
     for i in range(count):
         rcpt = recipient(settings, i)
-        out.append((rcpt.email, stuffed(rendered.message_for(rcpt))))
+        out.append((rcpt.email, dot_stuffed(rendered.message_for(rcpt))))
     return out
 
 

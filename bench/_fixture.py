@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, insert, text
 
-from distributor.config import Settings, load_settings
+from distributor.config import Settings, environment_for, load_settings
 from distributor.db import dispose_engines, get_engine, session_scope, upgrade
 from distributor.models import Subscriber, SubscriberStatus, utcnow
 from distributor.releases import create_release, parse_release
@@ -49,16 +49,8 @@ def settings_for(data_dir: Path, database_url: str | None, smtp_url: str) -> Set
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a subprocess the same Settings (the idea of
-    tests/processes.settings_env, copied: bench/ does not import tests/)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTRIBUTOR_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, (tuple, list)):
-            value = ",".join(value) if name != "languages" else '["' + '","'.join(value) + '"]'
-        env[f"DISTRIBUTOR_{name.upper()}"] = str(value)
-    return env
+    """The environment that gives a subprocess the same Settings."""
+    return environment_for(settings, os.environ)
 
 
 def _pg_admin(sql: str) -> None:

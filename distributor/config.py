@@ -5,7 +5,9 @@ Every component receives the Settings it needs; nothing reads the environment el
 
 from __future__ import annotations
 
+import json
 import secrets
+from collections.abc import Mapping
 from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -114,3 +116,15 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Build the Settings from the environment, with explicit ``overrides`` taking precedence."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def environment_for(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """An environment (``base`` without its DISTRIBUTOR_* variables, plus ours) that gives a
+    child process — a worker, a server — exactly these Settings."""
+    env = {k: v for k, v in (base or {}).items() if not k.startswith("DISTRIBUTOR_")}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        rendered = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+        env[f"DISTRIBUTOR_{name.upper()}"] = rendered
+    return env

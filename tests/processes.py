@@ -13,20 +13,12 @@ from pathlib import Path
 
 import redis
 
-from distributor.config import Settings
+from distributor.config import Settings, environment_for
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that gives a subprocess the same Settings as ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISTRIBUTOR_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, (tuple, list)):
-            value = ",".join(value) if name != "languages" else '["' + '","'.join(value) + '"]'
-        env[f"DISTRIBUTOR_{name.upper()}"] = str(value)
-    env.update(extra)
-    return env
+    return {**environment_for(settings, os.environ), **extra}
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

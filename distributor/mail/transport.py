@@ -219,7 +219,7 @@ class SMTPTransport(_Closing):
             if refused is not None:
                 return refused
             stage = "message data"
-            smtp.send(_dot_stuffed(message))
+            smtp.send(dot_stuffed(message))
             code, reply = smtp.getreply()
         except (smtplib.SMTPException, OSError) as exc:
             self.close()
@@ -282,7 +282,7 @@ class SMTPTransport(_Closing):
                         replies = [smtp.getreply() for _ in range(3)]
                         refused = _envelope_refusal(replies)
                         if refused is None:
-                            buffer += _dot_stuffed(item.message)
+                            buffer += dot_stuffed(item.message)
                             expected.append(("final", item))
                         else:
                             if replies[2][0] == 354:  # accepted DATA regardless: end it empty
@@ -402,7 +402,7 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _dot_stuffed(message: bytes) -> bytes:
+def dot_stuffed(message: bytes) -> bytes:
     """``message`` as SMTP DATA: lines starting with "." doubled, CRLF at the end, then the
     terminating ".". (``bytes.replace``: a third of the cost of smtplib's regex, ~30 µs
     against ~85 µs for 20 KB; quoted-printable often starts a line with ".".)"""
