@@ -103,8 +103,10 @@ class Settings(BaseSettings):
         """
         if self.secret_key:
             return self.secret_key
-        path = (self.data_dir / "secret_key").resolve()
-        if path not in _GENERATED_KEYS:  # not cached on the object: copies must not share it
+        # Asked twice per message sent: a dict lookup, no file system call. Not cached on
+        # the object itself, whose copies (model_copy) would share it.
+        path = self.data_dir / "secret_key"
+        if path not in _GENERATED_KEYS:
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(secrets.token_urlsafe(32) + "\n")
