@@ -21,6 +21,7 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     PREFERENCES = "preferences"
     CONFIRM = "confirm"
+    CSRF = "csrf"  # signs a random value, not a subscriber id (web/guards.py)
 
 
 class InvalidToken(InputError):
@@ -45,23 +46,28 @@ def _keys(settings: Settings) -> tuple[str, ...]:
     return tuple(settings.effective_secret_key.split())
 
 
+def signer(settings: Settings, purpose: Purpose) -> TimestampSigner:
+    """The (cached) signer for ``purpose``: the first key signs, every key verifies."""
+    return _signer(_keys(settings), purpose)
+
+
 def make_token(
     settings: Settings, purpose: Purpose, subscriber_id: int, issued_at: int | None = None
 ) -> str:
     """A URL-safe token naming ``subscriber_id`` for ``purpose``, signed with the newest key,
     stamped now (or at ``issued_at``, seconds since the epoch: an injectable clock)."""
-    signer = _signer(_keys(settings), purpose)
+    stamp = signer(settings, purpose)
     if issued_at is None:
-        return signer.sign(str(subscriber_id)).decode("ascii")
+        return stamp.sign(str(subscriber_id)).decode("ascii")
     stamped = f"{subscriber_id}.".encode() + base64_encode(int_to_bytes(issued_at))
-    return (stamped + b"." + signer.get_signature(stamped)).decode("ascii")
+    return (stamped + b"." + stamp.get_signature(stamped)).decode("ascii")
 
 
 def read_token(settings: Settings, purpose: Purpose, token: str, max_age: int | None = None) -> int:
     """The subscriber id in ``token``; raises InvalidToken (or ExpiredToken past ``max_age``
     seconds)."""
     try:
-        value = _signer(_keys(settings), purpose).unsign(token, max_age=max_age)
+        value = signer(settings, purpose).unsign(token, max_age=max_age)
     except SignatureExpired as exc:
         raise ExpiredToken(f"this {purpose} link has expired") from exc
     except BadSignature as exc:

@@ -13,23 +13,19 @@ import time
 from dataclasses import dataclass
 
 import redis
-from itsdangerous import BadSignature, TimestampSigner
+from itsdangerous import BadSignature
 
 from ..broker import broker_url, redis_client
 from ..config import Settings
+from ..tokens import Purpose, signer
 
 CSRF_COOKIE = "distributor_csrf"
 CSRF_MAX_AGE = 2 * 3600
 
 
-def _csrf_signer(settings: Settings) -> TimestampSigner:
-    keys = settings.effective_secret_key.split()
-    return TimestampSigner(list(reversed(keys)), salt="distributor.csrf")
-
-
 def new_csrf_token(settings: Settings) -> str:
     """A fresh signed CSRF value, for both the cookie and the form's hidden field."""
-    return _csrf_signer(settings).sign(secrets.token_urlsafe(16)).decode("ascii")
+    return signer(settings, Purpose.CSRF).sign(secrets.token_urlsafe(16)).decode("ascii")
 
 
 def csrf_ok(settings: Settings, cookie: str | None, form_value: str | None) -> bool:
@@ -37,7 +33,7 @@ def csrf_ok(settings: Settings, cookie: str | None, form_value: str | None) -> b
     if not cookie or not form_value or not secrets.compare_digest(cookie, form_value):
         return False
     try:
-        _csrf_signer(settings).unsign(form_value, max_age=CSRF_MAX_AGE)
+        signer(settings, Purpose.CSRF).unsign(form_value, max_age=CSRF_MAX_AGE)
     except BadSignature:
         return False
     return True
