@@ -118,22 +118,21 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
             send_confirmation(subscriber_id)
         return pages.render("subscribed.html", lang)
 
-    def confirm_target(token: str) -> tuple[int | None, bool]:
-        """(subscriber id, expired) for a confirmation token; (None, False) if invalid."""
+    def confirm_target(token: str, request: Request) -> tuple[int | None, bool, str, str]:
+        """(subscriber id, expired, page language, address) for a confirmation token, the
+        subscriber read once; the id is None for an invalid token or a vanished subscriber."""
         try:
-            return read_token(settings, Purpose.CONFIRM, token, max_age=confirm_max_age), False
+            subscriber_id = read_token(settings, Purpose.CONFIRM, token, max_age=confirm_max_age)
+            expired = False
         except ExpiredToken:
-            return read_token(settings, Purpose.CONFIRM, token), True
+            subscriber_id, expired = read_token(settings, Purpose.CONFIRM, token), True
         except InvalidToken:
-            return None, False
-
-    def subscriber_language(subscriber_id: int | None, request: Request) -> str:
-        if subscriber_id is not None:
-            with session_scope(settings) as session:
-                sub = session.get(Subscriber, subscriber_id)
-                if sub is not None:
-                    return sub.language
-        return pages.language(request)
+            return None, False, pages.language(request), ""
+        with session_scope(settings) as session:
+            sub = session.get(Subscriber, subscriber_id)
+            if sub is None:
+                return None, False, pages.language(request), ""
+            return subscriber_id, expired, sub.language, sub.email
 
     def invalid_link(lang: str) -> HTMLResponse:
         return pages.render("message.html", lang, 400, title="This link is not valid",
@@ -142,13 +141,9 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
 
     @routes.get("/confirm/{token}", response_class=HTMLResponse)
     def confirm_page(request: Request, token: str) -> HTMLResponse:
-        subscriber_id, expired = confirm_target(token)
-        lang = subscriber_language(subscriber_id, request)
+        subscriber_id, expired, lang, email = confirm_target(token, request)
         if subscriber_id is None:
             return invalid_link(lang)
-        with session_scope(settings) as session:
-            sub = session.get(Subscriber, subscriber_id)
-            email = sub.email if sub else ""
         return with_csrf("confirm.html", lang, token=token, email=email, expired=expired,
                          done=False)  # fmt: skip
 
@@ -156,12 +151,12 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
     def confirm_post(
         request: Request, token: str, csrf: Annotated[str, Form()] = ""
     ) -> HTMLResponse:
-        subscriber_id, expired = confirm_target(token)
-        lang = subscriber_language(subscriber_id, request)
-        if subscriber_id is None or expired:
-            return confirm_page(request, token)
-        if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
-            return confirm_page(request, token)
+        subscriber_id, expired, lang, email = confirm_target(token, request)
+        if subscriber_id is None:
+            return invalid_link(lang)
+        if expired or not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
+            return with_csrf("confirm.html", lang, token=token, email=email, expired=expired,
+                             done=False)  # fmt: skip
         try:
             with session_scope(settings) as session:
                 confirm(session, subscriber_id)
@@ -174,8 +169,7 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
     def confirm_resend(
         request: Request, token: str, csrf: Annotated[str, Form()] = ""
     ) -> HTMLResponse:
-        subscriber_id, _expired = confirm_target(token)
-        lang = subscriber_language(subscriber_id, request)
+        subscriber_id, _expired, lang, _email = confirm_target(token, request)
         if subscriber_id is None:
             return invalid_link(lang)
         blocked = limited(request, lang)
