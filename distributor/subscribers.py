@@ -170,16 +170,7 @@ def import_csv(
     if erased:
         report.suppressed = len(erased)
         rows = [r for r in rows if r.email not in erased]
-    existing = (
-        {
-            s.email: s
-            for s in session.scalars(
-                select(Subscriber).where(Subscriber.email.in_([r.email for r in rows]))
-            )
-        }
-        if len(rows) < 5000
-        else {s.email: s for s in session.scalars(select(Subscriber))}
-    )
+    existing = subscribers_by_email(session, [r.email for r in rows])
     now = utcnow()
     for row in rows:
         sub = existing.get(row.email)
@@ -207,6 +198,19 @@ def import_csv(
             report.updated += 1
     session.flush()
     return report
+
+
+def subscribers_by_email(session: Session, emails: list[str]) -> dict[str, Subscriber]:
+    """The stored subscribers among ``emails`` (normalised), by address; looked up in
+    chunks so that the IN list stays within SQLite's variable limit."""
+    found: dict[str, Subscriber] = {}
+    for start in range(0, len(emails), 1000):
+        chunk = emails[start : start + 1000]
+        found.update(
+            (s.email, s)
+            for s in session.scalars(select(Subscriber).where(Subscriber.email.in_(chunk)))
+        )
+    return found
 
 
 def write_rejects(rows: list[RowError], path: Path) -> None:
