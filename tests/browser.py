@@ -3,11 +3,7 @@ by Playwright, and `distributor serve` as a subprocess."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +14,7 @@ import httpx
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from distributor.config import Settings
-from tests.processes import settings_env, wait_until
+from tests.processes import running_command, settings_env, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `playwright install` needs internet
 CHROMIUM_ARGS = [
@@ -57,35 +53,20 @@ def chromium(**context_options: Any) -> Iterator[BrowserContext]:
 @contextmanager
 def running_server(settings: Settings, port: int, log_dir: Path) -> Iterator[str]:
     """`distributor serve --port PORT` for ``settings``; yields its base URL once it answers."""
-    log_dir.mkdir(parents=True, exist_ok=True)
     base = f"http://127.0.0.1:{port}"
-    with (log_dir / "serve.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "distributor.cli", "serve", "--port", str(port)],
-            env=settings_env(settings, DISTRIBUTOR_LOG_LEVEL="INFO"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
+    env = settings_env(settings, DISTRIBUTOR_LOG_LEVEL="INFO")
+    log_path = log_dir / "serve.log"
+    with running_command(["serve", "--port", str(port)], env, log_path, 10) as proc:
 
-            def up() -> bool:
-                assert proc.poll() is None, f"distributor serve exited; see {log.name}"
-                try:
-                    return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-                except httpx.TransportError:
-                    return False
+        def up() -> bool:
+            assert proc.poll() is None, f"distributor serve exited; see {log_path}"
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
 
-            wait_until(up, 30, "distributor serve to answer")
-            yield base
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+        wait_until(up, 30, "distributor serve to answer")
+        yield base
 
 
 def link_in(text: str, base: str, path: str) -> str:

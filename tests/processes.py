@@ -31,6 +31,33 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 @contextmanager
+def running_command(
+    args: list[str], env: dict[str, str], log_path: Path, stop_timeout: float = 20
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m distributor.cli ARGS`` in its own process group, output to ``log_path``;
+    stopped (SIGTERM, then SIGKILL) with all its children on the way out."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "distributor.cli", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=stop_timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+@contextmanager
 def running_worker(
     settings: Settings, log_dir: Path, concurrency: int = 2
 ) -> Iterator[subprocess.Popen[bytes]]:
@@ -38,23 +65,6 @@ def running_worker(
     the broker's database is emptied first so no task of another test is run."""
     assert settings.broker_url
     redis.Redis.from_url(settings.broker_url).flushdb()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = (log_dir / "worker.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "distributor.cli", "worker", "-c", str(concurrency)],
-        env=settings_env(settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    args = ["worker", "-c", str(concurrency)]
+    with running_command(args, settings_env(settings), log_dir / "worker.log") as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
