@@ -10,8 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
-from itsdangerous.encoding import base64_encode, int_to_bytes
+from itsdangerous import BadData, BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes
 
 from .config import Settings
 from .errors import InputError
@@ -65,7 +65,11 @@ def make_token(
 
 def read_token(settings: Settings, purpose: Purpose, token: str, max_age: int | None = None) -> int:
     """The subscriber id in ``token``; raises InvalidToken (or ExpiredToken past ``max_age``
-    seconds)."""
+    seconds). Only the exact spelling that was signed is accepted: base64 leaves a few
+    unused bits in the signature's last character, and a variant differing there is refused
+    like any other altered link."""
+    if not _canonical_signature(token):
+        raise InvalidToken(f"this {purpose} link is not valid")
     try:
         value = signer(settings, purpose).unsign(token, max_age=max_age)
     except SignatureExpired as exc:
@@ -75,3 +79,11 @@ def read_token(settings: Settings, purpose: Purpose, token: str, max_age: int | 
     if not value.isdigit():
         raise InvalidToken(f"this {purpose} link is not valid")
     return int(value)
+
+
+def _canonical_signature(token: str) -> bool:
+    _, _, signature = token.rpartition(".")
+    try:
+        return base64_encode(base64_decode(signature)).decode("ascii") == signature
+    except BadData:  # not base64 at all
+        return False
