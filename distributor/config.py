@@ -51,6 +51,20 @@ class Settings(BaseSettings):
     rate_limit_requests: int = Field(default=10, ge=1)
     rate_limit_window_seconds: int = Field(default=600, ge=1)
     soft_bounce_limit: int = Field(default=3, ge=1)
+    websub_hub: str | None = None
+    feed_rate_limit: int = Field(default=30, ge=0)
+
+    @field_validator("websub_hub")
+    @classmethod
+    def _check_hub(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"DISTRIBUTOR_WEBSUB_HUB must be an absolute http(s) URL, not {value!r}"
+            )
+        return value
 
     @field_validator("site_url")
     @classmethod
@@ -81,7 +95,7 @@ class Settings(BaseSettings):
 
     @property
     def public_dir(self) -> Path:
-        """Where generated feeds (and later the static site) are written."""
+        """Where the static site is written: newsroom pages and every feed."""
         return self.data_dir / "public"
 
     @property

@@ -157,7 +157,8 @@ class Release(Base):
     date: Mapped[datetime] = mapped_column(UTCDateTime)
     embargo_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     contacts: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
-    images: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    images: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     state: Mapped[str] = mapped_column(String(16), default=ReleaseState.DRAFT, index=True)
     translation_of_id: Mapped[int | None] = mapped_column(
         ForeignKey("releases.id", ondelete="SET NULL")

@@ -35,6 +35,12 @@ def _single_line(value: str) -> str:
     return value.strip()
 
 
+def _http_only(value: str) -> str:
+    if value and not re.match(r"^(https?://|/)", value):
+        raise ValueError("must be an http(s) URL or a site path starting with /")
+    return value
+
+
 class Contact(BaseModel):
     """A press contact printed on every release."""
 
@@ -55,15 +61,25 @@ class Image(BaseModel):
     alt: str = Field(min_length=1, max_length=500)
     credit: str = Field(default="", max_length=200)
     href: str = Field(default="", max_length=2000)
+    # For the feeds' enclosure; a site path's file under public/ is measured when absent.
+    type: str = Field(default="", max_length=100, pattern=r"^$|^image/[\w.+-]+$")
+    length: int = Field(default=0, ge=0)
 
     _lines = field_validator("src", "alt", "credit", "href")(_single_line)
+    _urls = field_validator("src", "href")(_http_only)
 
-    @field_validator("src", "href")
-    @classmethod
-    def _http_only(cls, value: str) -> str:
-        if value and not re.match(r"^(https?://|/)", value):
-            raise ValueError("must be an http(s) URL or a site path starting with /")
-        return value
+
+class Attachment(BaseModel):
+    """A document offered for download (a PDF backgrounder, a fact sheet)."""
+
+    model_config = ConfigDict(extra="forbid")
+    href: str = Field(min_length=1, max_length=2000)
+    title: str = Field(min_length=1, max_length=300)
+    type: str = Field(default="", max_length=100, pattern=r"^$|^[\w.+-]+/[\w.+-]+$")
+    length: int = Field(default=0, ge=0)
+
+    _lines = field_validator("href", "title")(_single_line)
+    _urls = field_validator("href")(_http_only)
 
 
 def _aware(value: Any) -> Any:
@@ -94,6 +110,7 @@ class FrontMatter(BaseModel):
     lead: str | None = Field(default=None, max_length=5000)
     contacts: list[Contact] = Field(default_factory=list)
     images: list[Image] = Field(default_factory=list)
+    attachments: list[Attachment] = Field(default_factory=list)
 
     _lines = field_validator("title", "lang", "dateline")(_single_line)
     _dates = field_validator("date", "embargo", mode="before")(_aware)
@@ -209,6 +226,7 @@ def create_release(session: Session, settings: Settings, draft: ReleaseDraft) ->
         embargo_at=meta.embargo,
         contacts=[c.model_dump() for c in meta.contacts],
         images=[i.model_dump() for i in meta.images],
+        attachments=[a.model_dump() for a in meta.attachments],
         state=ReleaseState.DRAFT,
         translation_of=translation_of,
         topics=topics,
