@@ -6,7 +6,6 @@ Each function takes ids, reads the database, and is safe to run twice or concurr
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import time
@@ -32,7 +31,6 @@ from .delivery import (
     subscriber_id_ranges,
 )
 from .errors import InputError
-from .feeds import write_feeds
 from .mail.compose import Recipient, RenderedRelease, render_release
 from .mail.confirmation import confirmation_message
 from .mail.dkim import load_signer
@@ -40,6 +38,7 @@ from .mail.transport import Outgoing, SendResult, open_transport
 from .models import Release, ReleaseState, Subscriber, SubscriberStatus, utcnow
 from .queue import TaskQueue
 from .releases import get_release, mark_published, publish_due
+from .site import BuildReport, Progress, build_site
 from .subscription import release_confirmation
 from .urls import confirm_url, preferences_url, unsubscribe_url
 
@@ -57,7 +56,7 @@ def publish(
         release = mark_published(session, release_id, at)
     if release.state == ReleaseState.PUBLISHED:
         queue.send("distribute_release", release.id)
-        queue.send("regenerate_feeds")
+        queue.send("regenerate_site")
     return release
 
 
@@ -235,7 +234,7 @@ def sweep(settings: Settings, queue: TaskQueue) -> SweepReport:
     for release_id in report.planned:
         distribute_release(settings, queue, release_id)
     if report.published:
-        queue.send("regenerate_feeds")
+        queue.send("regenerate_site")
     try:
         idle = queue.waiting() == 0
     except Exception:
@@ -251,17 +250,21 @@ def sweep(settings: Settings, queue: TaskQueue) -> SweepReport:
     return report
 
 
-def regenerate_feeds(settings: Settings) -> int:
-    """Rewrite every feed whose content changed; returns the number of feed files.
+def regenerate_site(
+    settings: Settings,
+    queue: TaskQueue | None = None,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Bring the static site (pages and feeds) up to date; see ``site.build_site``.
 
-    Runs one at a time per data directory (a file lock), so a slower run that read older
-    data can never finish after a newer one and leave stale feeds behind.
-    """
-    settings.public_dir.mkdir(parents=True, exist_ok=True)
-    with (settings.public_dir / ".feeds.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        with session_scope(settings) as session:
-            return len(write_feeds(session, settings))
+    When live feeds changed and a WebSub hub is configured, wakes a worker to ping it (a
+    task, so a hub that is down is retried without holding up the next regeneration)."""
+    report = build_site(settings, force=force, progress=progress)
+    if report.changed_feeds and settings.websub_hub and queue is not None:
+        queue.send("websub_publish", report.changed_feeds)
+    return report
 
 
 def send_confirmation(settings: Settings, subscriber_id: int) -> str:

@@ -1,45 +1,130 @@
-"""RSS 2.0 and Atom 1.0 feeds of published releases; the only module that imports feedgen.
+"""RSS 2.0, Atom 1.0 and JSON Feed 1.1 documents of releases; the only module that imports
+feedgen. It renders; ``site.py`` decides which feeds exist and writes them.
 
 Feeds are deterministic: the same releases give the same bytes (no ``now()``, no library
-version, a fixed order), so a file is rewritten, and its ETag changes, only when its content
-does. Every feed is written atomically (temporary file in the same directory, fsync, rename).
+version, a fixed order), so a file, and its ETag, change only when its content does.
+
+What every feed carries: a self link (``atom:link rel="self"`` in RSS too), the hub when
+``DISTRIBUTOR_WEBSUB_HUB`` is set, the language, and per item a ``tag:`` id that no edit
+changes, published and updated dates, a plain-text summary, the full HTML with absolute
+URLs (``content:encoded`` in RSS), the topics as categories, the lead image as an enclosure
+and ``hreflang`` alternates to the release's other language versions. Atom live feeds link
+to RFC 5005 archive pages (``prev-archive``); archive pages are marked ``fh:archive``.
+
+feedgen 1.0 writes an Atom entry's links without their ``rel``, ``type``, ``hreflang`` and
+``length`` (it reads them from the element it just created), so the entry links are written
+here by an entry extension (``_ItemExtension``) instead.
 """
 
 from __future__ import annotations
 
-import logging
-import os
+import json
+import mimetypes
 import re
-import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from feedgen.entry import FeedEntry
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.ext.dc import DcEntryExtension
 from feedgen.feed import FeedGenerator
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from lxml import etree
 
 from . import urls
 from .config import Settings
-from .models import Release, ReleaseState, Topic
+from .models import Release, Topic
 from .sanitize import absolute_urls, clean_html, strip_xml_invalid
-
-log = logging.getLogger(__name__)
 
 # The feed-level date of a feed without items: fixed, so an empty feed is stable too.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SUMMARY_CHARS = 300
-FORMATS: tuple[urls.FeedFormat, ...] = ("rss", "atom")
-_MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+_ATOM = "http://www.w3.org/2005/Atom"
+_HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005
+_MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml",
+                "json": "application/feed+json"}  # fmt: skip
 _SPACES = re.compile(r"\s+")
 
-# One FeedEntry per (release id, language), shared by every feed built in one pass.
-_EntryCache = dict[tuple[int, str], Any]
+
+@dataclass(frozen=True)
+class FeedPage:
+    """One feed document: a language (and maybe a topic), its releases, its archive links.
+
+    ``archive`` is None for the live feed, else this RFC 5005 archive page's number;
+    ``prev_archive`` is the next older archive page, ``next_archive`` the next newer one
+    (both Atom only)."""
+
+    lang: str
+    topic: Topic | None
+    releases: Sequence[Release]
+    archive: int | None = None
+    prev_archive: int | None = None
+    next_archive: int | None = None
+
+
+@dataclass
+class ItemCache:
+    """Per-item work shared by every feed rendered in one pass (sanitising the content is
+    the dear part). Valid for one state of the database only."""
+
+    items: dict[tuple[int, str], _Item] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Enclosure:
+    url: str
+    type: str
+    length: int
+
+
+@dataclass(frozen=True)
+class _Item:
+    id: str
+    title: str
+    url: str
+    lang: str
+    published: datetime
+    updated: datetime
+    summary: str
+    content_html: str
+    categories: tuple[tuple[str, str, str], ...]  # term, label, scheme (the topic page)
+    enclosure: Enclosure | None
+    alternates: tuple[tuple[str, str], ...]  # hreflang, url of another language version
+    attachments: tuple[tuple[str, str, str, int], ...]  # url, title, type, length
+    author: str
+
+
+def render_feed(
+    page: FeedPage,
+    fmt: urls.FeedFormat,
+    settings: Settings,
+    translations: Mapping[int, Sequence[Release]] | None = None,
+    cache: ItemCache | None = None,
+) -> bytes:
+    """The complete document (UTF-8 bytes) of ``page`` in ``fmt``.
+
+    ``page.releases`` may come in any order: the document holds them newest first (by date,
+    then id), at most ``settings.feed_size``. ``translations`` maps a release id to its
+    other published language versions (for ``hreflang`` alternates). The result depends only
+    on the arguments."""
+    newest = sorted(page.releases, key=lambda r: (r.date, r.id), reverse=True)
+    newest = newest[: settings.feed_size]
+    cache = cache if cache is not None else ItemCache()
+    items = []
+    for release in newest:
+        key = (release.id, page.lang)
+        if key not in cache.items:
+            others = (translations or {}).get(release.id, ())
+            cache.items[key] = _item(release, others, settings, page.lang)
+        items.append(cache.items[key])
+    if fmt == "json":
+        return _json_feed(page, items, settings)
+    return _xml_feed(page, fmt, items, settings)
 
 
 def build_feed(
@@ -47,118 +132,290 @@ def build_feed(
     settings: Settings,
     *,
     lang: str,
-    fmt: Literal["rss", "atom"],
+    fmt: urls.FeedFormat,
     topic: Topic | None = None,
 ) -> bytes:
-    """A complete RSS 2.0 or Atom 1.0 document (UTF-8 bytes) for ``releases``.
-
-    The caller filters (state, language, topic); this keeps the ``settings.feed_size`` newest
-    by date then id, newest first. The result depends only on the arguments: the same
-    releases, in any order, give the same bytes. Item ids are ``tag:`` URIs built from the
-    site host, the release's creation date and id, so edits never change them.
-    """
-    return _render(releases, settings, lang=lang, fmt=fmt, topic=topic, cache={})
+    """The live feed of ``releases`` (no archive links, no translations): a shorthand of
+    ``render_feed`` for callers that filtered the releases themselves."""
+    return render_feed(FeedPage(lang, topic, releases), fmt, settings)
 
 
-def write_feeds(session: Session, settings: Settings) -> list[Path]:
-    """Regenerate every feed under ``settings.public_dir``: for each configured language, the
-    releases feed and one feed per topic, each as RSS and Atom, of published releases.
-
-    A file is replaced atomically, and only when its bytes differ, so unchanged feeds keep
-    their mtime and inode. Returns every feed path, whether rewritten or already up to date.
-    Nothing else is removed (a deleted topic's old feed files stay). Topics whose slug cannot
-    name a file are skipped with a warning.
-    """
-    topics: list[Topic | None] = [None]
-    for row in session.scalars(select(Topic).order_by(Topic.slug)):
-        if _safe_segment(row.slug):
-            topics.append(row)
-        else:
-            log.warning("topic %r: slug cannot name a feed file; no feed written", row.slug)
-    cache: _EntryCache = {}
-    paths: list[Path] = []
-    for lang in settings.languages:
-        for topic in topics:
-            releases = _published(session, settings, lang, topic)
-            for fmt in FORMATS:
-                data = _render(releases, settings, lang=lang, fmt=fmt, topic=topic, cache=cache)
-                slug = topic.slug if topic else None
-                path = settings.public_dir / urls.feed_relpath(lang, fmt, slug)
-                _write_if_changed(path, data)
-                paths.append(path)
-    return paths
-
-
-def _published(
-    session: Session, settings: Settings, lang: str, topic: Topic | None
-) -> list[Release]:
-    stmt = select(Release).where(Release.state == ReleaseState.PUBLISHED, Release.language == lang)
-    if topic is not None:
-        stmt = stmt.where(Release.topics.any(Topic.id == topic.id))
-    stmt = stmt.order_by(Release.date.desc(), Release.id.desc()).limit(settings.feed_size)
-    return list(session.scalars(stmt))
-
-
-def _render(
-    releases: Sequence[Release],
-    settings: Settings,
-    *,
-    lang: str,
-    fmt: Literal["rss", "atom"],
-    topic: Topic | None,
-    cache: _EntryCache,
-) -> bytes:
-    newest = sorted(releases, key=lambda r: (r.date, r.id), reverse=True)[: settings.feed_size]
-    slug = topic.slug if topic else None
-    self_url = _text(urls.feed_url(settings, lang, fmt, slug))
+def feed_title(settings: Settings, lang: str, topic: Topic | None) -> str:
+    """A feed's title: the organisation, and the topic's name in ``lang`` if any."""
     title = _organisation(settings)
     if topic is not None:
         title = f"{title} — {_text(topic.name(lang)).strip() or _text(topic.slug)}"
+    return title
 
+
+# -- XML (feedgen) ---------------------------------------------------------------------------
+
+
+def _xml_feed(page: FeedPage, fmt: urls.FeedFormat, items: Sequence[_Item], s: Settings) -> bytes:
+    slug = page.topic.slug if page.topic else None
+    self_url = _text(urls.feed_url(s, page.lang, fmt, slug, page.archive))
+    title = feed_title(s, page.lang, page.topic)
+    if page.archive is not None:
+        title = f"{title} ({page.archive})"
     fg = FeedGenerator()
+    fg.register_extension("distributor", _FeedExtension, None, atom=True, rss=True)
+    extension: _FeedExtension = fg.distributor
+    extension.hub = s.websub_hub
+    extension.archive = page.archive is not None
     if fmt == "rss":
         fg.load_extension("dc", atom=False, rss=True)  # dc:creator: an author without email
     fg.id(self_url)
     fg.title(title)
     if fmt == "rss":
         fg.description(title)
-    fg.language(_text(lang))
-    fg.author(name=_organisation(settings))
+    fg.language(_text(page.lang))
+    fg.author(name=_organisation(s))
     fg.link(href=self_url, rel="self", type=_MEDIA_TYPES[fmt])
+    if fmt == "atom":
+        if s.websub_hub:
+            fg.link(href=_text(s.websub_hub), rel="hub")
+        if page.archive is not None:
+            fg.link(href=_text(urls.feed_url(s, page.lang, fmt, slug)), rel="current")
+        if page.prev_archive is not None:
+            prev = urls.feed_url(s, page.lang, fmt, slug, page.prev_archive)
+            fg.link(href=_text(prev), rel="prev-archive")
+        if page.next_archive is not None:
+            newer = urls.feed_url(s, page.lang, fmt, slug, page.next_archive)
+            fg.link(href=_text(newer), rel="next-archive")
     # Last, because feedgen takes the last link as the RSS channel <link>: the newsroom.
-    fg.link(href=_text(settings.site_url) + "/", rel="alternate", type="text/html")
+    home = urls.listing_url(s, page.lang, slug)
+    fg.link(href=_text(home), rel="alternate", type="text/html")
     # Fixed generator and update time: feedgen would otherwise put its version and now() in.
     fg.generator("distributor")
-    fg.updated(max((_updated(r) for r in newest), default=EPOCH))
-    for release in newest:
-        key = (release.id, lang)
-        if key not in cache:
-            cache[key] = _entry(release, settings, lang)
-        fg.add_entry(cache[key], order="append")
+    fg.updated(max((i.updated for i in items), default=EPOCH))
+    for item in items:
+        fg.add_entry(_feed_entry(item, fmt), order="append")
     data = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
     assert isinstance(data, bytes)
     return data
 
 
-def _entry(release: Release, settings: Settings, lang: str) -> Any:
-    """The feed item of ``release`` (usable in RSS and Atom feeds alike)."""
-    organisation = _organisation(settings)
+class _FeedExtension(BaseExtension):  # type: ignore[misc]
+    """Feed-level elements feedgen does not write: the hub in RSS and the RFC 5005 marker."""
+
+    hub: str | None = None
+    archive: bool = False
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": _HISTORY} if self.archive else {}
+
+    def extend_rss(self, feed: Any) -> Any:
+        if self.hub:
+            channel = feed[0]
+            etree.SubElement(channel, f"{{{_ATOM}}}link", href=_text(self.hub), rel="hub")
+        return feed
+
+    def extend_atom(self, feed: Any) -> Any:
+        if self.archive:
+            etree.SubElement(feed, f"{{{_HISTORY}}}archive")
+        return feed
+
+
+class _ItemExtension(BaseEntryExtension):  # type: ignore[misc]
+    """Writes an entry's links and categories (see the module docstring), and the updated
+    date of an RSS item (``atom:updated``; RSS itself only has the publication date)."""
+
+    item: _Item
+
+    def extend_atom(self, entry: Any) -> Any:
+        for old in entry.findall("link"):
+            entry.remove(old)
+        item = self.item
+        _sub(entry, "link", href=item.url, rel="alternate", type="text/html", hreflang=item.lang)
+        for lang, url in item.alternates:
+            _sub(entry, "link", href=url, rel="alternate", type="text/html", hreflang=lang)
+        if item.enclosure is not None:
+            enc = item.enclosure
+            _sub(entry, "link", href=enc.url, rel="enclosure", type=enc.type,
+                 length=str(enc.length))  # fmt: skip
+        for url, title, kind, length in item.attachments:
+            attrs = {"href": url, "rel": "related", "title": title}
+            if kind:
+                attrs["type"] = kind
+            if length:
+                attrs["length"] = str(length)
+            _sub(entry, "link", **attrs)
+        for term, label, scheme in item.categories:
+            _sub(entry, "category", term=term, label=label, scheme=scheme)
+        return entry
+
+    def extend_rss(self, entry: Any) -> Any:
+        item = self.item
+        for term, label, scheme in item.categories:
+            category = etree.SubElement(entry, "category", domain=scheme)
+            category.text = label or term
+        updated = etree.SubElement(entry, f"{{{_ATOM}}}updated")
+        updated.text = _rfc3339(item.updated)
+        for lang, url in item.alternates:
+            etree.SubElement(entry, f"{{{_ATOM}}}link", href=url, rel="alternate",
+                             type="text/html", hreflang=lang)  # fmt: skip
+        return entry
+
+
+def _sub(parent: Any, tag: str, **attrs: str) -> Any:
+    # feedgen writes Atom elements without a namespace (the root carries a literal xmlns).
+    return etree.SubElement(parent, tag, **attrs)
+
+
+def _feed_entry(item: _Item, fmt: urls.FeedFormat) -> FeedEntry:
+    # A fresh FeedEntry per document is cheap (the item's text is ready); sharing one across
+    # documents would share feedgen's extension registry between RSS and Atom feeds.
     fe = FeedEntry()
-    fe.register_extension("dc", DcEntryExtension, atom=False, rss=True)
-    fe.id(_tag_uri(release, settings))  # also the RSS guid, isPermaLink="false"
-    fe.title(_text(release.title).strip() or _text(release.slug))
-    fe.link(href=_text(urls.release_url(settings, release.slug)), rel="alternate")
-    fe.published(release.date)
-    fe.updated(_updated(release))
-    fe.author(name=organisation)
-    fe.dc.dc_creator(organisation)
-    fe.summary(_summary(release))  # plain text: Atom summary, RSS description
-    fe.content(_content_html(release, settings), type="html")  # RSS content:encoded
-    for topic in sorted(release.topics, key=lambda t: t.slug):
-        fe.category(
-            term=_text(topic.slug), label=_text(topic.name(lang)).strip() or _text(topic.slug)
-        )
+    fe.register_extension("distributor", _ItemExtension, atom=True, rss=True)
+    fe.distributor.item = item
+    if fmt == "rss":
+        fe.register_extension("dc", DcEntryExtension, atom=False, rss=True)
+        fe.dc.dc_creator(item.author)
+        if item.enclosure is not None:
+            enc = item.enclosure
+            fe.enclosure(url=enc.url, length=str(enc.length), type=enc.type)
+    fe.id(item.id)  # also the RSS guid, isPermaLink="false"
+    fe.title(item.title)
+    fe.link(href=item.url, rel="alternate")  # the RSS <link>; Atom's are the extension's
+    fe.published(item.published)
+    fe.updated(item.updated)
+    fe.author(name=item.author)
+    fe.summary(item.summary)  # plain text: Atom summary, RSS description
+    fe.content(item.content_html, type="html")  # RSS content:encoded
     return fe
+
+
+# -- JSON Feed -------------------------------------------------------------------------------
+
+
+def _json_feed(page: FeedPage, items: Sequence[_Item], s: Settings) -> bytes:
+    slug = page.topic.slug if page.topic else None
+    doc: dict[str, Any] = {
+        "version": JSON_FEED_VERSION,
+        "title": feed_title(s, page.lang, page.topic),
+        "home_page_url": urls.listing_url(s, page.lang, slug),
+        "feed_url": urls.feed_url(s, page.lang, "json", slug),
+        "language": page.lang,
+        "authors": [{"name": _organisation(s)}],
+    }
+    if s.websub_hub:
+        doc["hubs"] = [{"type": "WebSub", "url": s.websub_hub}]
+    doc["items"] = [_json_item(item) for item in items]
+    text = json.dumps(doc, ensure_ascii=False, indent=1)
+    return (text + "\n").encode("utf-8")
+
+
+def _json_item(item: _Item) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": item.id,
+        "url": item.url,
+        "title": item.title,
+        "content_html": item.content_html,
+        "summary": item.summary,
+        "date_published": _rfc3339(item.published),
+        "date_modified": _rfc3339(item.updated),
+        "language": item.lang,
+        "authors": [{"name": item.author}],
+        "tags": [label or term for term, label, _ in item.categories],
+    }
+    attachments = []
+    if item.enclosure is not None:
+        data["image"] = item.enclosure.url
+        enc = item.enclosure
+        attachments.append(_json_attachment(enc.url, "", enc.type, enc.length))
+    attachments.extend(_json_attachment(*a) for a in item.attachments)
+    if attachments:
+        data["attachments"] = attachments
+    return data
+
+
+def _json_attachment(url: str, title: str, kind: str, length: int) -> dict[str, Any]:
+    found: dict[str, Any] = {"url": url, "mime_type": kind or "application/octet-stream"}
+    if title:
+        found["title"] = title
+    if length:
+        found["size_in_bytes"] = length
+    return found
+
+
+# -- one item --------------------------------------------------------------------------------
+
+
+def _item(release: Release, others: Sequence[Release], s: Settings, lang: str) -> _Item:
+    organisation = _organisation(s)
+    categories = tuple(
+        (
+            _text(t.slug),
+            _text(t.name(lang)).strip() or _text(t.slug),
+            urls.listing_url(s, lang, t.slug),
+        )
+        for t in sorted(release.topics, key=lambda t: t.slug)
+    )
+    alternates = tuple(
+        (_text(o.language), _text(urls.release_url(s, o.slug)))
+        for o in sorted(others, key=lambda o: (o.language, o.id))
+        if o.language != release.language
+    )
+    attachments = tuple(
+        (
+            _absolute(str(a.get("href") or ""), s),
+            _text(str(a.get("title") or "")),
+            str(a.get("type") or _guess_type(str(a.get("href") or ""))),
+            _length(a, s),
+        )
+        for a in release.attachments or []
+        if a.get("href")
+    )
+    return _Item(
+        id=_tag_uri(release, s),
+        title=_text(release.title).strip() or _text(release.slug),
+        url=_text(urls.release_url(s, release.slug)),
+        lang=_text(release.language),
+        published=release.date,
+        updated=_updated(release),
+        summary=_summary(release),
+        content_html=_content_html(release, s),
+        categories=categories,
+        enclosure=_enclosure(release, s),
+        alternates=alternates,
+        attachments=attachments,
+        author=organisation,
+    )
+
+
+def _enclosure(release: Release, s: Settings) -> Enclosure | None:
+    """The lead (first) image: its high-resolution version when there is one."""
+    for image in release.images or []:
+        src = str(image.get("href") or image.get("src") or "")
+        if src:
+            kind = str(image.get("type") or _guess_type(src) or "image/jpeg")
+            return Enclosure(_absolute(src, s), kind, _length(image, s))
+    return None
+
+
+def _length(media: Mapping[str, Any], s: Settings) -> int:
+    """The declared length, else the size of a site file under public/, else 0 (unknown,
+    as RSS 2.0 allows)."""
+    declared = media.get("length")
+    if isinstance(declared, int) and declared > 0:
+        return declared
+    for key in ("href", "src"):
+        path = str(media.get(key) or "")
+        if path.startswith("/") and not path.startswith("//") and ".." not in path:
+            try:
+                return (s.public_dir / path.lstrip("/")).stat().st_size
+            except (OSError, ValueError):  # missing, or a name no file system takes
+                continue
+    return 0
+
+
+def _guess_type(url: str) -> str:
+    return mimetypes.guess_type(Path(urlsplit(url).path).name)[0] or ""
+
+
+def _absolute(url: str, s: Settings) -> str:
+    url = _text(url)
+    return s.site_url + url if url.startswith("/") and not url.startswith("//") else url
 
 
 def _tag_uri(release: Release, settings: Settings) -> str:
@@ -174,6 +431,10 @@ def _updated(release: Release) -> datetime:
     return max(release.updated_at, release.date)
 
 
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _summary(release: Release) -> str:
     lead = _SPACES.sub(" ", _text(release.lead)).strip()
     if lead:
@@ -185,18 +446,25 @@ def _summary(release: Release) -> str:
 
 
 def _content_html(release: Release, settings: Settings) -> str:
-    """The full text as HTML: the lead, the body, then the images with their credits, with
-    every URL absolute. Sanitised again here: feed readers do not all sanitise."""
+    """The full text as HTML: the lead, the body, the images with their credits, then the
+    attachments, with every URL absolute. Sanitised again here: not every reader does."""
     parts: list[str] = []
     lead = _text(release.lead).strip()
     if lead:
         parts.append(f"<p>{escape(lead)}</p>")
     parts.append(release.body_html or "")
     parts.extend(_figure(image) for image in release.images or [])
-    return absolute_urls(clean_html("".join(parts)), settings.site_url)
+    links = [
+        f'<li><a href="{escape(str(a["href"]))}">{escape(str(a.get("title") or ""))}</a></li>'
+        for a in release.attachments or []
+        if a.get("href")
+    ]
+    if links:
+        parts.append("<ul>" + "".join(links) + "</ul>")
+    return absolute_urls(clean_html(_text("".join(parts))), settings.site_url)
 
 
-def _figure(image: dict[str, Any]) -> str:
+def _figure(image: Mapping[str, Any]) -> str:
     src = str(image.get("src") or "")
     if not src:
         return ""
@@ -214,45 +482,3 @@ def _organisation(settings: Settings) -> str:
 
 def _text(value: str) -> str:
     return strip_xml_invalid(value)
-
-
-def _safe_segment(slug: str) -> bool:
-    return bool(slug) and slug not in (".", "..") and not any(c in slug for c in "/\\\x00")
-
-
-def _write_if_changed(path: Path, data: bytes) -> bool:
-    """Put ``data`` at ``path`` atomically unless it is already there; True if written."""
-    try:
-        if path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # 0o644 (less the umask), not mkstemp's 0o600: the web server must be able to read it.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return True
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform, hence best effort.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -59,7 +59,7 @@ class TaskQueue:
         self._app = Celery("distributor-client", set_as_current=False)
         self._app.conf.update(celery_config(settings))
 
-    def send(self, task: str, *args: int) -> bool:
+    def send(self, task: str, *args: int | str | list[str]) -> bool:
         """Enqueue ``distributor.<task>(*args)``; False (and a warning) if the broker refused."""
         try:
             self._app.send_task(TASK_PREFIX + task, args=list(args), queue=QUEUE)

@@ -1,8 +1,10 @@
 """Feeds as a feed reader sees them: releases stored through the ORM (SQLite and PostgreSQL),
-``write_feeds`` run, every file parsed with feedparser."""
+the site built, every RSS and Atom file parsed with feedparser (bozo 0), JSON Feed read as
+JSON and checked against the 1.1 spec's fields."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,8 +16,9 @@ from sqlalchemy import select
 from distributor import urls
 from distributor.config import Settings
 from distributor.db import session_scope
-from distributor.feeds import build_feed, write_feeds
+from distributor.feeds import build_feed
 from distributor.models import Release, Topic
+from distributor.site import build_site
 
 BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FORMATS: tuple[urls.FeedFormat, ...] = ("rss", "atom")
@@ -64,23 +67,45 @@ def add_release(
 
 
 def regenerate(settings: Settings) -> list[Path]:
-    with session_scope(settings) as session:
-        return write_feeds(session, settings)
+    """Build the site; every feed file there, sorted."""
+    build_site(settings)
+    return sorted(p for p in (settings.public_dir / "feeds").rglob("*") if p.is_file())
 
 
 def feed_path(
-    settings: Settings, lang: str, fmt: urls.FeedFormat, topic: str | None = None
+    settings: Settings,
+    lang: str,
+    fmt: urls.FeedFormat,
+    topic: str | None = None,
+    archive: int | None = None,
 ) -> Path:
-    return settings.public_dir / urls.feed_relpath(lang, fmt, topic)
+    return settings.public_dir / urls.feed_relpath(lang, fmt, topic, archive)
 
 
-def parse(settings: Settings, lang: str, fmt: urls.FeedFormat, topic: str | None = None) -> Any:
+def parse(
+    settings: Settings,
+    lang: str,
+    fmt: urls.FeedFormat,
+    topic: str | None = None,
+    archive: int | None = None,
+) -> Any:
     """The feed as feedparser reads it; fails unless it is well-formed."""
-    parsed = feedparser.parse(feed_path(settings, lang, fmt, topic).read_bytes())
+    parsed = feedparser.parse(feed_path(settings, lang, fmt, topic, archive).read_bytes())
     assert parsed.bozo == 0, parsed.get("bozo_exception")
     expected = "rss20" if fmt == "rss" else "atom10"
     assert parsed.version == expected
     return parsed
+
+
+def read_json(settings: Settings, lang: str, topic: str | None = None) -> Any:
+    """A JSON Feed, checked for what the 1.1 spec requires of every feed and item."""
+    doc = json.loads(feed_path(settings, lang, "json", topic).read_bytes())
+    assert doc["version"] == "https://jsonfeed.org/version/1.1"
+    assert isinstance(doc["title"], str) and isinstance(doc["items"], list)
+    for item in doc["items"]:
+        assert isinstance(item["id"], str) and item["id"]
+        assert isinstance(item.get("content_html") or item.get("content_text"), str)
+    return doc
 
 
 def titles(parsed: Any) -> list[str]:
@@ -96,11 +121,11 @@ def test_every_feed_is_written_and_describes_itself(settings: Settings) -> None:
         feed_path(settings, lang, fmt, topic)
         for lang in ("en", "fr")
         for topic in (None, "climate", "space")
-        for fmt in FORMATS
+        for fmt in ("rss", "atom", "json")
     }
+    # Exactly these (one release: no archive pages), and no temporary file left behind.
     assert set(paths) == expected and len(paths) == len(expected)
-    # Nothing else in public/: no temporary file left behind.
-    assert {p for p in settings.public_dir.rglob("*") if p.is_file()} == expected
+    assert not [p for p in settings.public_dir.rglob("*.tmp")]
     for lang, topic, title in [
         ("en", None, "Press Office"),
         ("en", "climate", "Press Office — Climate"),
@@ -112,7 +137,13 @@ def test_every_feed_is_written_and_describes_itself(settings: Settings) -> None:
             assert feed.language == lang
             self_links = [link.href for link in feed.links if link.rel == "self"]
             assert self_links == [urls.feed_url(settings, lang, fmt, topic)]
-            assert feed.link == "https://news.example.org/"
+            assert feed.link == urls.listing_url(settings, lang, topic)
+            assert not [link for link in feed.links if link.rel == "hub"]  # none configured
+        doc = read_json(settings, lang, topic)
+        assert doc["title"] == title and doc["language"] == lang
+        assert doc["feed_url"] == urls.feed_url(settings, lang, "json", topic)
+        assert doc["home_page_url"] == urls.listing_url(settings, lang, topic)
+        assert "hubs" not in doc
 
 
 def test_entries_carry_ids_links_dates_full_content_and_categories(settings: Settings) -> None:
@@ -125,6 +156,9 @@ def test_entries_carry_ids_links_dates_full_content_and_categories(settings: Set
         body_html='<p>Photo: <img src="/media/p.jpg" alt="P"></p>',
         images=[{"src": "/media/hd.jpg", "alt": "Launch", "credit": "© ESA", "href": ""}],
     )
+    media = settings.public_dir / "media" / "hd.jpg"  # a site file: its size is measured
+    media.parent.mkdir(parents=True)
+    media.write_bytes(b"\xff\xd8" + b"x" * 1234)
     regenerate(settings)
 
     for fmt in FORMATS:
@@ -134,8 +168,11 @@ def test_entries_carry_ids_links_dates_full_content_and_categories(settings: Set
         assert newest.id == f"tag:news.example.org,2026-11-19:release/{second}"
         assert newest.link == "https://news.example.org/releases/en-release-2"
         assert newest.published_parsed[:5] == (2026, 11, 20, 11, 0)
-        if fmt == "atom":  # RSS items carry pubDate only
-            assert newest.updated_parsed[:5] == (2026, 11, 20, 11, 0)
+        assert newest.updated_parsed[:5] == (2026, 11, 20, 11, 0)  # atom:updated in RSS
+        (enclosure,) = newest.enclosures  # the lead image, with type and length
+        assert enclosure.href == "https://news.example.org/media/hd.jpg"
+        assert (enclosure.type, enclosure.length) == ("image/jpeg", "1236")
+        assert oldest.get("enclosures") == []
         assert newest.summary == "Lead of release 2."
         assert newest.author == "Press Office"
         content = newest.content[0]
@@ -156,6 +193,32 @@ def test_entries_carry_ids_links_dates_full_content_and_categories(settings: Set
     french = parse(settings, "fr", "atom")
     assert french.entries == []
     assert french.feed.updated == "1970-01-01T00:00:00+00:00"
+    # Raw Atom: feedgen 1.0 drops these attributes on entry links; ours keeps them.
+    atom = feed_path(settings, "en", "atom").read_text()
+    assert (
+        '<link href="https://news.example.org/media/hd.jpg" rel="enclosure" type="image/jpeg" '
+        'length="1236"/>'
+    ) in atom
+    assert (
+        '<link href="https://news.example.org/releases/en-release-2" rel="alternate" '
+        'type="text/html" hreflang="en"/>'
+    ) in atom
+    rss = feed_path(settings, "en", "rss").read_text()
+    assert (
+        '<enclosure url="https://news.example.org/media/hd.jpg" length="1236" type="image/jpeg"/>'
+    ) in rss
+    doc = read_json(settings, "en")
+    item = doc["items"][0]
+    assert item["id"] == newest.id and item["url"] == newest.link
+    assert item["date_published"] == "2026-11-20T11:00:00Z"
+    assert item["date_modified"] == "2026-11-20T11:00:00Z"
+    assert item["summary"] == "Lead of release 2." and "© ESA" in item["content_html"]
+    assert item["image"] == "https://news.example.org/media/hd.jpg"
+    assert item["attachments"] == [
+        {"url": "https://news.example.org/media/hd.jpg", "mime_type": "image/jpeg",
+         "size_in_bytes": 1236}
+    ]  # fmt: skip
+    assert doc["items"][1]["tags"] == ["Climate", "Space"]
 
 
 def test_ids_survive_an_edit_while_the_updated_date_moves(settings: Settings) -> None:
@@ -180,11 +243,12 @@ def test_ids_survive_an_edit_while_the_updated_date_moves(settings: Settings) ->
         assert new.title == "Release 1 (corrected)"
         assert "Corrected body." in new.content[0].value
         assert new.published_parsed == old.published_parsed
-        if fmt == "atom":
-            assert new.updated_parsed[:3] == (2026, 11, 23) != old.updated_parsed[:3]
-            assert after.feed.updated_parsed[:3] == (2026, 11, 23)
-        else:
-            assert after.feed.updated_parsed[:3] == (2026, 11, 23)
+        assert new.updated_parsed[:3] == (2026, 11, 23) != old.updated_parsed[:3]
+        assert after.feed.updated_parsed[:3] == (2026, 11, 23)
+    item = read_json(settings, "en")["items"][1]
+    assert item["id"] == before["atom"].entries[1].id
+    assert item["date_modified"] == "2026-11-23T09:00:00Z"
+    assert item["date_published"] == "2026-11-20T10:00:00Z"
 
 
 def test_topic_feeds_hold_only_their_topic(settings: Settings) -> None:
@@ -238,6 +302,7 @@ def test_same_releases_same_bytes_and_untouched_files(settings: Settings) -> Non
     add_release(settings, 3, lang="fr")
     first = regenerate(settings)
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_ino) for p in first}
+    assert build_site(settings, force=True).written == []  # same data: not one file rewritten
 
     second = regenerate(settings)
     assert second == first
@@ -255,7 +320,9 @@ def test_same_releases_same_bytes_and_untouched_files(settings: Settings) -> Non
     regenerate(settings)
     changed = {p for p, (data, _, ino) in before.items() if p.stat().st_ino != ino}
     assert changed == {
-        feed_path(settings, "en", fmt, topic) for fmt in FORMATS for topic in (None, "climate")
+        feed_path(settings, "en", fmt, topic)
+        for fmt in ("rss", "atom", "json")
+        for topic in (None, "climate")
     }
     for path in changed:
         assert path.read_bytes() != before[path][0]
@@ -318,3 +385,116 @@ def test_characters_no_database_stores_are_stripped_too() -> None:
         assert (entry.title, entry.summary) == ("Title", "Lead")
         assert "<p>body</p>" in entry.content[0].value
         assert 'src="https://news.example.org/i.jpg"' in entry.content[0].value
+
+
+def test_older_releases_are_reachable_through_rfc5005_archive_pages(settings: Settings) -> None:
+    add_topics(settings)
+    for n in range(1, 121):
+        add_release(settings, n)
+    regenerate(settings)
+
+    live = parse(settings, "en", "atom")
+    assert titles(live) == [f"Release {n}" for n in range(120, 70, -1)]
+    rels = {link.rel: link.href for link in live.feed.links}
+    assert rels["prev-archive"] == urls.feed_url(settings, "en", "atom", archive=2)
+    assert "next-archive" not in rels
+    assert "fh:archive" not in feed_path(settings, "en", "atom").read_text()
+
+    # Follow prev-archive to the end, as a reader completing its history would.
+    seen = [e.id for e in live.entries]
+    page, href = 0, rels["prev-archive"]
+    while href:
+        page = int(href.rsplit("/", 1)[1].removesuffix(".atom"))
+        archived = parse(settings, "en", "atom", archive=page)
+        raw = feed_path(settings, "en", "atom", archive=page).read_text()
+        assert (
+            "<fh:archive/>" in raw and 'xmlns:fh="http://purl.org/syndication/history/1.0"' in raw
+        )
+        links = {link.rel: link.href for link in archived.feed.links}
+        assert links["current"] == urls.feed_url(settings, "en", "atom")
+        assert links["self"] == urls.feed_url(settings, "en", "atom", archive=page)
+        seen += [e.id for e in archived.entries]
+        href = links.get("prev-archive", "")
+    assert page == 1
+    assert titles(parse(settings, "en", "atom", archive=1)) == [
+        f"Release {n}" for n in range(50, 0, -1)
+    ]  # the oldest fifty, newest first
+    assert len(set(seen)) == 120  # every release, the overlap with the live feed aside
+    # The same chain per topic.
+    topic_live = parse(settings, "en", "atom", "climate")
+    assert {link.rel for link in topic_live.feed.links} >= {"prev-archive"}
+    assert feed_path(settings, "en", "atom", "climate", archive=2).is_file()
+    # RSS and JSON Feed hold the live fifty only.
+    assert len(parse(settings, "en", "rss").entries) == 50
+    assert len(read_json(settings, "en")["items"]) == 50
+
+    # A full archive page is never rewritten when newer releases arrive.
+    first = feed_path(settings, "en", "atom", archive=1)
+    stamp = (first.stat().st_ino, first.stat().st_mtime_ns)
+    for n in range(121, 131):
+        add_release(settings, n)
+    regenerate(settings)
+    assert (first.stat().st_ino, first.stat().st_mtime_ns) == stamp
+    newest_archive = {link.rel: link.href for link in parse(settings, "en", "atom").feed.links}
+    assert newest_archive["prev-archive"] == urls.feed_url(settings, "en", "atom", archive=2)
+    archive_2 = {
+        link.rel: link.href for link in parse(settings, "en", "atom", archive=2).feed.links
+    }
+    assert archive_2["prev-archive"].endswith("/archive/1.atom")
+
+
+def test_translations_link_each_other_with_hreflang(settings: Settings) -> None:
+    add_topics(settings)
+    original = add_release(settings, 1)
+    with session_scope(settings) as session:
+        source = session.get_one(Release, original)
+        translation = Release(
+            slug="fr-release-1", title="Communiqué 1", language="fr", lead="Chapeau.",
+            body_html="<p>Corps.</p>", body_text="Corps.", date=BASE, created_at=BASE,
+            updated_at=BASE, published_at=BASE, state="published", translation_of=source,
+            topics=list(source.topics),
+        )  # fmt: skip
+        session.add(translation)
+    regenerate(settings)
+
+    for lang, other, href in [
+        ("en", "fr", "https://news.example.org/releases/fr-release-1"),
+        ("fr", "en", "https://news.example.org/releases/en-release-1"),
+    ]:
+        for fmt in FORMATS:
+            (entry,) = parse(settings, lang, fmt).entries
+            alternates = [
+                (link.get("hreflang"), link.href)
+                for link in entry.links
+                if link.rel == "alternate" and link.get("hreflang") == other
+            ]
+            assert alternates == [(other, href)]
+
+
+def test_a_configured_hub_is_advertised_in_every_format(settings: Settings) -> None:
+    hub = "https://hub.example.net/"
+    with_hub = settings.model_copy(update={"websub_hub": hub})
+    add_topics(with_hub)
+    add_release(with_hub, 1)
+    regenerate(with_hub)
+    for fmt in FORMATS:
+        links = [link.href for link in parse(with_hub, "en", fmt).feed.links if link.rel == "hub"]
+        assert links == [hub]
+    assert read_json(with_hub, "en")["hubs"] == [{"type": "WebSub", "url": hub}]
+
+
+def test_a_one_megabyte_body_is_carried_whole(sqlite_settings: Settings) -> None:
+    settings = sqlite_settings
+    add_topics(settings)
+    paragraph = "<p>" + "Word & <b>bold</b> " * 40 + "</p>"
+    body = paragraph * (1_000_000 // len(paragraph))
+    add_release(settings, 1, body_html=body + "<script>x()</script>")
+    regenerate(settings)
+    for fmt in FORMATS:
+        # Well-formed and whole; feedparser's own sanitiser (seconds on 1 MB) is not the test.
+        data = feed_path(settings, "en", fmt).read_bytes()
+        parsed = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
+        assert parsed.bozo == 0, parsed.get("bozo_exception")
+        content = parsed.entries[0].content[0].value
+        assert len(content) > 900_000 and "script" not in content
+    assert len(read_json(settings, "en")["items"][0]["content_html"]) > 900_000

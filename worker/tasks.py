@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from distributor import dispatch
+from distributor.websub import HubUnavailable, ping_hub
 
 from .app import app, queue, settings
 
@@ -18,9 +19,24 @@ def send_batch(release_id: int) -> dict[str, int]:
     return {"claimed": report.claimed, **report.outcomes}
 
 
-@app.task(name="distributor.regenerate_feeds")
-def regenerate_feeds() -> int:
-    return dispatch.regenerate_feeds(settings)
+@app.task(name="distributor.regenerate_site")
+def regenerate_site() -> int:
+    return len(dispatch.regenerate_site(settings, queue).written)
+
+
+# The name releases before the static site enqueued; kept so their messages still run.
+app.task(name="distributor.regenerate_feeds")(regenerate_site.run)
+
+
+@app.task(
+    name="distributor.websub_publish",
+    autoretry_for=(HubUnavailable,),
+    retry_backoff=5,
+    retry_backoff_max=600,
+    max_retries=8,
+)
+def websub_publish(feed_urls: list[str]) -> bool:
+    return ping_hub(settings, feed_urls)
 
 
 @app.task(name="distributor.sweep")

@@ -1,0 +1,373 @@
+"""The static site: every newsroom page and every feed, written under ``public/``.
+
+``build_site`` is the one regeneration: after a publish, a correction, a withdrawal, or by
+``distributor site build``. It is incremental. A cheap catalogue of the published releases
+(ids, dates, topics, translations; no bodies) gives every output its fingerprint; an output
+is rendered only when its fingerprint differs from the one recorded in ``public/.manifest.json``
+(or its file is missing), and a file is replaced only when its bytes differ. So a publish
+among 10,000 releases renders a few pages and feeds, not the whole site.
+
+Files are replaced atomically (temporary file in the same directory, fsync, rename): a
+reader, nginx or the web app never sees a half-written file. Files the site no longer has
+(a withdrawn release's page, a deleted topic's feeds) are removed. One build runs at a time
+per data directory (a file lock), so a slower build that read older data cannot finish last
+and leave stale files behind.
+
+Listings and feeds are cut into pages of ``feed_size`` releases: the live page holds the
+newest; archive pages are numbered from the oldest, so a full archive page never changes
+when newer releases arrive (RFC 5005). Archive page k holds releases (k-1)·n … k·n-1 in
+oldest-first order; the pages kept are those holding a release the live page does not.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import secrets
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import urls
+from .config import Settings
+from .db import session_scope
+from .feeds import FeedPage, ItemCache, render_feed
+from .models import Release, ReleaseState, Topic, release_topics
+from .newsroom import Listing, Newsroom
+
+log = logging.getLogger(__name__)
+
+# Bump when the code that renders pages or feeds changes what it writes: every output's
+# fingerprint includes it (templates are fingerprinted by their content).
+RENDER_VERSION = "4"
+MANIFEST = ".manifest.json"
+LOAD_CHUNK = 500
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class _Row:
+    """What the plan needs to know of a published release (no bodies)."""
+
+    id: int
+    slug: str
+    lang: str
+    date: datetime
+    updated_at: datetime
+    group: int  # the translation group: the id of the release the others translate
+    topics: tuple[int, ...]
+
+
+@dataclass
+class BuildReport:
+    """What a build did: files written (site-relative paths), unchanged outputs, files
+    removed, and the URLs of the live feeds whose content changed (for WebSub)."""
+
+    written: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+    changed_feeds: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """How many files the site has."""
+        return len(self.written) + self.unchanged
+
+
+@dataclass(frozen=True)
+class _Output:
+    relpath: str
+    fingerprint: str
+    kind: str  # "listing", "release", "feed"
+    args: Any
+    release_ids: tuple[int, ...]
+    feed_url: str | None = None  # set for live feeds
+
+
+def build_site(
+    settings: Settings, *, force: bool = False, progress: Progress | None = None
+) -> BuildReport:
+    """Bring ``public/`` up to date with the database; see the module docstring.
+
+    ``force`` renders every output again (after a template or code change the fingerprints
+    catch anyway; useful after editing files by hand). ``progress(done, total)`` is called as
+    outputs are rendered."""
+    public = settings.public_dir
+    public.mkdir(parents=True, exist_ok=True)
+    with _locked(public / ".site.lock"):
+        with session_scope(settings) as session:
+            rows, topics = _catalogue(session)
+        outputs = _plan(rows, topics, settings)
+        manifest = {} if force else _read_manifest(public)
+        todo = [o for o in outputs if manifest.get(o.relpath) != o.fingerprint
+                or not (public / o.relpath).is_file()]  # fmt: skip
+        report = BuildReport(unchanged=len(outputs) - len(todo))
+        recorded = dict(manifest)
+        try:
+            _render_all(settings, todo, topics, rows, report, recorded, progress)
+        finally:
+            # What was written is recorded even if a later output failed.
+            wanted = {o.relpath for o in outputs}
+            for relpath in sorted(set(recorded) - wanted):
+                (public / relpath).unlink(missing_ok=True)
+                del recorded[relpath]
+                report.removed.append(relpath)
+            _write_if_changed(public / MANIFEST, _manifest_bytes(recorded))
+    return report
+
+
+# -- the catalogue and the plan --------------------------------------------------------------
+
+
+def _catalogue(session: Session) -> tuple[list[_Row], list[Topic]]:
+    published = Release.state == ReleaseState.PUBLISHED
+    topic_ids: dict[int, list[int]] = defaultdict(list)
+    links = select(release_topics.c.release_id, release_topics.c.topic_id).join(
+        Release, Release.id == release_topics.c.release_id
+    )
+    for release_id, topic_id in session.execute(links.where(published)):
+        topic_ids[release_id].append(topic_id)
+    columns = select(Release.id, Release.slug, Release.language, Release.date,
+                     Release.updated_at, Release.translation_of_id)  # fmt: skip
+    rows = [
+        _Row(rid, slug, lang, date, updated, origin or rid, tuple(sorted(topic_ids[rid])))
+        for rid, slug, lang, date, updated, origin in session.execute(columns.where(published))
+    ]
+    topics = list(session.scalars(select(Topic).order_by(Topic.slug)))
+    return rows, topics
+
+
+def _plan(rows: list[_Row], topics: list[Topic], settings: Settings) -> list[_Output]:
+    """Every file of the site, with the fingerprint of what it would contain."""
+    build = _build_fingerprint(settings, topics)
+    groups: dict[int, list[_Row]] = defaultdict(list)
+    for row in rows:
+        groups[row.group].append(row)
+    keys = {row.id: _release_key(row, groups[row.group]) for row in rows}
+    usable = [t for t in topics if _safe_segment(t.slug)]
+    for t in topics:
+        if t not in usable:
+            log.warning("topic %r: its slug cannot name a file; no page or feed", t.slug)
+
+    outputs = [
+        _Output(
+            urls.release_relpath(r.slug),
+            _hash(build, "release", keys[r.id]),
+            "release",
+            r.id,
+            (r.id, *(o.id for o in groups[r.group] if o.id != r.id)),
+        )
+        for r in rows
+        if _safe_segment(r.slug)
+    ]
+    size = settings.feed_size
+    for lang in settings.languages:
+        in_lang = sorted((r for r in rows if r.lang == lang), key=lambda r: (r.date, r.id))
+        for topic in [None, *usable]:
+            chosen = in_lang if topic is None else [r for r in in_lang if topic.id in r.topics]
+            outputs.extend(_listing_outputs(build, settings, lang, topic, chosen, keys, size))
+    return outputs
+
+
+def _listing_outputs(
+    build: str,
+    settings: Settings,
+    lang: str,
+    topic: Topic | None,
+    ascending: list[_Row],
+    keys: dict[int, str],
+    size: int,
+) -> Iterator[_Output]:
+    """The pages and feeds of one listing (a language, maybe a topic): live and archives."""
+    slug = topic.slug if topic else None
+    archives = (len(ascending) - 1) // size if ascending else 0
+    live = ascending[-size:][::-1]
+    pages: list[tuple[int | None, list[_Row], int | None, int | None]] = [
+        (None, live, archives or None, None)
+    ]
+    for k in range(1, archives + 1):
+        chunk = ascending[(k - 1) * size : k * size][::-1]
+        pages.append((k, chunk, k - 1 or None, k + 1 if k < archives else None))
+    for archive, chunk, older, newer in pages:
+        ids = tuple(r.id for r in chunk)
+        content = _hash(*(keys[i] for i in ids))
+        shape = f"{lang}|{slug}|{archive}|{older}|{newer}"
+        listing = (lang, topic, archive, older, newer)
+        fp = _hash(build, "listing", shape, content)
+        yield _Output(urls.listing_relpath(lang, slug, archive), fp, "listing", listing, ids)
+        if archive is None and topic is None and lang == settings.languages[0]:
+            root_fp = _hash(build, "root", shape, content)
+            yield _Output(urls.listing_relpath(None), root_fp, "root", listing, ids)
+        formats: Sequence[urls.FeedFormat] = urls.FEED_FORMATS if archive is None else ("atom",)
+        for fmt in formats:
+            feed = FeedPage(lang, topic, (), archive, older if fmt == "atom" else None, newer)
+            fp = _hash(build, "feed", fmt, shape, content)
+            url = urls.feed_url(settings, lang, fmt, slug) if archive is None else None
+            relpath = urls.feed_relpath(lang, fmt, slug, archive)
+            yield _Output(relpath, fp, "feed", (feed, fmt), ids, url)
+
+
+def _release_key(row: _Row, group: list[_Row]) -> str:
+    """Everything of a release its page or feed items depend on, short of the bodies: an
+    edit moves ``updated_at``; a translation's slug and language appear as alternates."""
+    others = sorted((o.lang, o.slug, o.id) for o in group if o.id != row.id)
+    return f"{row.id}|{row.slug}|{row.lang}|{row.date.isoformat()}|" \
+        f"{row.updated_at.isoformat()}|{row.topics}|{others}"  # fmt: skip
+
+
+def _build_fingerprint(settings: Settings, topics: Sequence[Topic]) -> str:
+    """What every output depends on: the code, the templates, the site settings, the topics."""
+    templates = sorted((settings.templates_dir / "pages").glob("*.html"))
+    parts = [RENDER_VERSION, settings.site_url, settings.organisation, str(settings.languages),
+             str(settings.feed_size), str(settings.websub_hub)]  # fmt: skip
+    parts += [hashlib.sha256(p.read_bytes()).hexdigest() for p in templates]
+    parts += [f"{t.id}|{t.slug}|{sorted(t.names.items())}" for t in topics]
+    return _hash(*parts)
+
+
+def _hash(*parts: str) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def _safe_segment(slug: str) -> bool:
+    return bool(slug) and not slug.startswith(".") and not any(c in slug for c in "/\\\x00")
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def _render_all(
+    settings: Settings,
+    todo: list[_Output],
+    topics: list[Topic],
+    rows: list[_Row],
+    report: BuildReport,
+    recorded: dict[str, str],
+    progress: Progress | None,
+) -> None:
+    if not todo:
+        return
+    newsroom = Newsroom(settings)
+    cache = ItemCache()
+    groups: dict[int, list[int]] = defaultdict(list)
+    for row in rows:
+        groups[row.group].append(row.id)
+    group_of = {row.id: row.group for row in rows}
+    needed = sorted({i for o in todo for i in o.release_ids})
+    releases = _load(settings, needed)
+    translations = {
+        rid: [releases[o] for o in groups[group_of[rid]] if o != rid and o in releases]
+        for rid in needed
+    }
+    for done, output in enumerate(todo, 1):
+        items = [releases[i] for i in output.release_ids if i in releases]
+        if output.kind == "release":
+            release = releases[output.args]
+            data = newsroom.release_page(release, translations[release.id]).encode()
+        elif output.kind in ("listing", "root"):
+            lang, topic, archive, older, newer = output.args
+            listing = Listing(lang, topic, topics, items, archive, older, newer,
+                              root=output.kind == "root")  # fmt: skip
+            data = newsroom.listing_page(listing).encode()
+        else:
+            page, fmt = output.args
+            page = FeedPage(page.lang, page.topic, items, page.archive, page.prev_archive,
+                            page.next_archive)  # fmt: skip
+            data = render_feed(page, fmt, settings, translations, cache)
+        if _write_if_changed(settings.public_dir / output.relpath, data):
+            report.written.append(output.relpath)
+            if output.feed_url:
+                report.changed_feeds.append(output.feed_url)
+        else:
+            report.unchanged += 1
+        recorded[output.relpath] = output.fingerprint
+        if progress is not None:
+            progress(done, len(todo))
+
+
+def _load(settings: Settings, ids: Sequence[int]) -> dict[int, Release]:
+    """The full releases, in short transactions (SQLite holds a write lock for each)."""
+    found: dict[int, Release] = {}
+    for start in range(0, len(ids), LOAD_CHUNK):
+        chunk = ids[start : start + LOAD_CHUNK]
+        with session_scope(settings) as session:
+            for release in session.scalars(select(Release).where(Release.id.in_(chunk))):
+                found[release.id] = release
+            session.expunge_all()
+    return found
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _read_manifest(public: Path) -> dict[str, str]:
+    try:
+        data = json.loads((public / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    files = data.get("files") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+
+def _manifest_bytes(files: dict[str, str]) -> bytes:
+    return json.dumps({"files": dict(sorted(files.items()))}, indent=0).encode() + b"\n"
+
+
+def _write_if_changed(path: Path, data: bytes) -> bool:
+    """Put ``data`` at ``path`` atomically unless it is already there; True if written."""
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # 0o644 (less the umask), not mkstemp's 0o600: the web server must be able to read it.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return True
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform, hence best effort.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,109 @@
+"""The static site builder: everything written once, then only what a change touches."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from distributor import urls
+from distributor.config import Settings
+from distributor.db import session_scope
+from distributor.models import Release, ReleaseState
+from distributor.site import build_site
+from tests.test_feeds import BASE, add_release, add_topics
+
+
+def site_files(settings: Settings) -> set[str]:
+    public = settings.public_dir
+    return {
+        str(p.relative_to(public))
+        for p in public.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+def test_the_first_build_writes_the_whole_site_and_the_next_nothing(settings: Settings) -> None:
+    add_topics(settings)
+    first = add_release(settings, 1, topics=("climate", "space"))
+    add_release(settings, 2, lang="fr")
+    report = build_site(settings)
+
+    files = site_files(settings)
+    assert set(report.written) == files
+    assert {"index.html", "en/index.html", "fr/index.html", "en/topics/climate/index.html",
+            "fr/topics/space/index.html", "releases/en-release-1.html",
+            "releases/fr-release-2.html", "feeds/en/releases.json",
+            "feeds/fr/topics/climate.atom"} <= files  # fmt: skip
+    assert len(report.changed_feeds) == 2 * 3 * 3  # languages × (all, 2 topics) × formats
+    assert "Release 1" in (settings.public_dir / "index.html").read_text()
+
+    again = build_site(settings)
+    assert again.written == [] and again.removed == [] and again.changed_feeds == []
+    assert again.unchanged == len(files)
+    assert first
+
+
+def test_a_publish_among_many_touches_only_its_pages_and_feeds(settings: Settings) -> None:
+    add_topics(settings)
+    for n in range(1, 121):
+        add_release(settings, n, topics=("climate",) if n % 2 else ("space",))
+    build_site(settings)
+    archive_page = settings.public_dir / urls.listing_relpath("en", archive=1)
+    stamp = archive_page.stat().st_mtime_ns
+
+    add_release(settings, 121, topics=("climate",))
+    report = build_site(settings)
+
+    assert set(report.written) == {
+        "releases/en-release-121.html", "index.html", "en/index.html",
+        "en/topics/climate/index.html",
+        *(urls.feed_relpath("en", fmt, topic) for fmt in urls.FEED_FORMATS
+          for topic in (None, "climate")),
+    }  # fmt: skip
+    assert archive_page.stat().st_mtime_ns == stamp  # a full archive page never changes
+    assert set(report.changed_feeds) == {
+        urls.feed_url(settings, "en", fmt, topic)
+        for fmt in urls.FEED_FORMATS
+        for topic in (None, "climate")
+    }
+
+
+def test_a_correction_rewrites_its_page_and_the_feeds_that_carry_it(settings: Settings) -> None:
+    add_topics(settings)
+    edited = add_release(settings, 1)
+    add_release(settings, 2, topics=("space",))
+    build_site(settings)
+    with session_scope(settings) as session:
+        release = session.get_one(Release, edited)
+        release.title = "Release 1, corrected"
+        release.updated_at = BASE + timedelta(days=2)
+    report = build_site(settings)
+    assert "releases/en-release-1.html" in report.written
+    assert "releases/en-release-2.html" not in report.written
+    page = (settings.public_dir / "releases/en-release-1.html").read_text()
+    assert "Release 1, corrected" in page
+    assert "feeds/en/topics/space.atom" not in report.written
+
+
+def test_a_withdrawn_release_leaves_the_site(settings: Settings) -> None:
+    add_topics(settings)
+    gone = add_release(settings, 1)
+    add_release(settings, 2)
+    build_site(settings)
+    with session_scope(settings) as session:
+        session.get_one(Release, gone).state = ReleaseState.WITHDRAWN
+    report = build_site(settings)
+    assert report.removed == ["releases/en-release-1.html"]
+    assert not (settings.public_dir / "releases/en-release-1.html").exists()
+    assert "Release 1" not in (settings.public_dir / "feeds/en/releases.rss").read_text()
+    assert "Release 1<" not in (settings.public_dir / "en/index.html").read_text()
+
+
+def test_a_file_lost_from_public_is_written_again(sqlite_settings: Settings) -> None:
+    add_topics(sqlite_settings)
+    add_release(sqlite_settings, 1)
+    build_site(sqlite_settings)
+    lost = sqlite_settings.public_dir / "feeds/en/releases.atom"
+    kept = lost.read_bytes()
+    lost.unlink()
+    assert build_site(sqlite_settings).written == ["feeds/en/releases.atom"]
+    assert lost.read_bytes() == kept
