@@ -1,5 +1,6 @@
-"""Rendering the public pages: Jinja2 templates in ``templates/pages`` with the page's
-language and its ``_`` (gettext) function."""
+"""Rendering the dynamic public pages (subscribe, confirm, preferences, unsubscribe,
+messages) with the newsroom's templates and Jinja2 environment (one environment, in
+:mod:`distributor.newsroom`), in the page's language."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..config import Settings
-from ..i18n import gettext_for, negotiate
-from ..urls import feed_url, release_path
+from ..i18n import negotiate
+from ..newsroom import Newsroom
 
-LANGUAGE_NAMES = {"en": "English", "fr": "Français"}
+# Reached by a personal link: they speak the subscriber's language (no switch), and no
+# search engine should keep them.
 PERSONAL_PAGES = {"confirm.html", "preferences.html", "unsubscribe.html"}
+UNINDEXED_PAGES = PERSONAL_PAGES | {"message.html", "subscribed.html"}
 
 
 class Pages:
@@ -22,18 +24,7 @@ class Pages:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.env = Environment(
-            loader=FileSystemLoader(settings.templates_dir / "pages"),
-            autoescape=select_autoescape(default=True),
-        )
-        self.env.globals.update(
-            site_url=settings.site_url,
-            organisation=settings.organisation,
-            feed_url=feed_url,
-            settings=settings,
-            release_path=release_path,
-            language_names=LANGUAGE_NAMES,
-        )
+        self.newsroom = Newsroom(settings)
 
     def language(self, request: Request) -> str:
         """The page language: ``?lang=`` if we have it, else the browser's preference."""
@@ -50,8 +41,15 @@ class Pages:
         self, name: str, lang: str, status: int = 200, headers: dict[str, str] | None = None,
         **context: Any,
     ) -> HTMLResponse:  # fmt: skip
-        """The page ``name`` in ``lang``."""
-        # Pages reached by a personal link speak the subscriber's language: no switch.
+        """The page ``name`` in ``lang``, with a switch to the same page in the other
+        languages (``?lang=``) unless it is a personal page."""
         context.setdefault("hide_language_switch", name in PERSONAL_PAGES)
-        html = self.env.get_template(name).render(lang=lang, _=gettext_for(lang), **context)
+        context.setdefault("noindex", name in UNINDEXED_PAGES)
+        # A query-only reference keeps the page's own path (the form, or the page a form
+        # answered with) whatever the Host; the path itself is not known here.
+        context.setdefault(
+            "language_links",
+            [(code, f"?lang={code}") for code in self.settings.languages if code != lang],
+        )
+        html = self.newsroom.render(name, lang, **context)
         return HTMLResponse(html, status_code=status, headers=headers)
