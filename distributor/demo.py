@@ -111,11 +111,12 @@ def run_demo(settings: Settings, subscribers: int, out: Console) -> None:
         print_status(st)
     outbox = settings.outbox_dir / "new"
     count = sum(1 for _ in outbox.iterdir()) if outbox.exists() else 0
-    feeds = settings.public_dir / "feeds"
+    public = settings.public_dir
     out.print(f"\n[bold]{count}[/bold] emails in the outbox: {outbox.resolve()}")
     out.print("  open one in a mail client, or: ls " + str(outbox) + " | head -1 | xargs -I{} "
               f"cat {outbox}/{{}}")  # fmt: skip
-    out.print(f"feeds: {feeds.resolve()}  (e.g. {feeds / 'en' / 'releases.atom'})")
+    out.print(f"static site: {public.resolve()}  (pages, and feeds such as "
+              f"{public / 'feeds' / 'en' / 'releases.atom'})")  # fmt: skip
     out.print("newsroom: run `distributor serve` and open http://localhost:8000/")
     out.print(f"worker log: {log_path}")
 

@@ -219,7 +219,8 @@ def sweep(settings: Settings, queue: TaskQueue) -> SweepReport:
 
     Publishes scheduled releases that are due, plans published releases never planned,
     cancels rows of subscribers who left, and — when no task waits in the queue — enqueues
-    batches for every release with rows due (deferred retries, expired leases, lost tasks).
+    batches for every release with rows due (deferred retries, expired leases, lost tasks)
+    and a site regeneration (which writes nothing if the site is current).
     """
     report = SweepReport()
     with session_scope(settings) as session:
@@ -241,6 +242,8 @@ def sweep(settings: Settings, queue: TaskQueue) -> SweepReport:
         log.warning("sweep: broker unreachable; retrying at the next sweep")
         return report
     if idle:
+        if not report.published:  # a lost regeneration; one catalogue query if none was
+            queue.send("regenerate_site")
         with session_scope(settings) as session:
             work = due(session)
         for release_id, count in work.items():
