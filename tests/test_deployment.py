@@ -67,3 +67,27 @@ def test_readme_documents_every_setting() -> None:
     documented = set(re.findall(r"`(DISTRIBUTOR_[A-Z_]+)`", readme))
     for name in Settings.model_fields:
         assert f"DISTRIBUTOR_{name.upper()}" in documented, name
+
+
+def test_compose_nginx_is_the_front_door_serving_the_data_volumes_public_folder() -> None:
+    from tests import nginx_conf
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    nginx, web = services["nginx"], services["web"]
+    assert nginx["image"].startswith("nginx:")
+    assert "web" in nginx["depends_on"]
+    assert nginx["ports"] and not web.get("ports")  # the app is reached through nginx only
+    # The same public folder the app writes (DISTRIBUTOR_DATA_DIR/public), read-only.
+    data_dir = web["environment"]["DISTRIBUTOR_DATA_DIR"]
+    assert f"data:{data_dir}:ro" in nginx["volumes"]
+    assert f"data:{data_dir}" in web["volumes"]
+    # Compose would blank any unescaped nginx variable ($uri…): compose_interpolate refuses.
+    text = nginx_conf.compose_interpolate(nginx_conf.template_text())
+    assert f"root {data_dir}/public;" in text
+    assert "${DISTRIBUTOR_SITE_URL}" in text
+    # nginx builds feed links from the same site URL and hub as the app, and the image's
+    # envsubst touches nothing but those.
+    for name in ("DISTRIBUTOR_SITE_URL", "DISTRIBUTOR_WEBSUB_HUB"):
+        assert nginx["environment"][name] == web["environment"][name], name
+    assert nginx["environment"]["NGINX_ENVSUBST_FILTER"] == "^DISTRIBUTOR_"

@@ -1,0 +1,453 @@
+"""The feeds benchmark: how long the static site (newsroom pages and feeds) takes to
+regenerate with 10,000 published releases, and how many feed polls a second
+``distributor serve`` answers against nginx serving the same file with the production config.
+
+Run: ``.venv/bin/python bench/feeds.py [--releases 10000] [--duration 10] [--skip-wrk]
+[--postgresql | --database-url URL]``. Prints figures; asserts nothing. About 3 minutes on 2 cores.
+
+(a) Regeneration: the releases are bulk-inserted into a fresh SQLite database in a temp data
+directory (``--postgresql``: a throwaway ``distributor_bench_*`` database on 127.0.0.1,
+trust auth for ``postgres``; ``--database-url``: an empty database of yours, left filled).
+Then: a full build (``site.build_site(force=True)``); the English sample published
+(``create_release`` + ``mark_published``) and the regeneration a worker runs after a publish
+(``dispatch.regenerate_site``, incremental); the same for its French translation; and one
+more regeneration with nothing new (the fixed cost of finding out there is nothing to do).
+
+(b) Polls a second: the live ``feeds/en/releases.atom`` of that site when it weighs
+150–300 KB (else a synthetic 200 KB Atom file), served by ``distributor serve`` (its feed poll
+limit off: ``DISTRIBUTOR_FEED_RATE_LIMIT=0``) and by ``/usr/sbin/nginx`` running the config
+of docker-compose.yml, adapted as tests/test_nginx.py adapts it, without its poll limit
+(one client polling as fast as it can is exactly what it refuses; a limit_req rate high
+enough never to refuse does not exist: nginx counts requests within one millisecond as
+simultaneous) and without an access log. ``wrk -t2 -c32`` for plain GETs (200) and for GETs
+with the ETag (304), one server at a time, on this same machine (wrk competes with the server
+for the cores).
+
+Goals (design): the incremental regeneration under 1 s; the app answers at least 25% of
+nginx's rate for 200 and 15% for 304.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+for _name in list(os.environ):  # the developer's own configuration must not leak in
+    if _name.startswith("DISTRIBUTOR_"):
+        del os.environ[_name]
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests.nginx_conf: the compose nginx config, run locally
+
+import httpx  # noqa: E402
+from _feeds_data import Populated, populate_releases  # noqa: E402
+from _fixture import SAMPLE, fresh_database, settings_for  # noqa: E402
+from pipeline import code_state  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from distributor.config import Settings, environment_for  # noqa: E402
+from distributor.db import dispose_engines, session_scope, upgrade  # noqa: E402
+from distributor.dispatch import regenerate_site  # noqa: E402
+from distributor.models import Release  # noqa: E402
+from distributor.releases import create_release, mark_published, parse_release  # noqa: E402
+from distributor.site import BuildReport, build_site  # noqa: E402
+from tests.nginx_conf import NGINX, free_port, running_nginx  # noqa: E402
+
+WRK = Path("/usr/bin/wrk")
+DISTRIBUTOR = Path(sys.executable).parent / "distributor"
+LIVE_FEED = "feeds/en/releases.atom"
+SYNTHETIC_FEED = "feeds/en/synthetic-200k.atom"
+SAMPLE_FR = SAMPLE.with_name("climate-agreement.fr.md")  # translates SAMPLE
+FEED_SIZE_RANGE = (150 * 1024, 300 * 1024)
+GOAL_INCREMENTAL_S = 1.0
+GOAL_200, GOAL_304 = 0.25, 0.15
+
+
+def _say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def _table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return indent + "  ".join([first, *rest]).rstrip()
+
+    rule = indent + "-" * (sum(widths) + 2 * len(widths) - 2)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+# --- (a) regeneration ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One timed regeneration: what preceded it, the call, seconds, and what it wrote."""
+
+    name: str
+    call: str
+    seconds: float
+    files: str
+    goal: str = "—"
+
+
+def _describe(report: BuildReport) -> str:
+    return (
+        f"{len(report.written):,} written, {report.unchanged:,} unchanged, "
+        f"{len(report.removed):,} removed"
+    )
+
+
+def _timed(name: str, call: str, build: Callable[[], BuildReport], goal: float = 0) -> Step:
+    started = time.perf_counter()
+    report = build()
+    seconds = time.perf_counter() - started
+    mark = f"< {goal:.0f} s {'✓' if seconds < goal else '✗'}" if goal else "—"
+    _say(f"{name}: {seconds:.2f} s ({_describe(report)})")
+    return Step(name, call, seconds, _describe(report), mark)
+
+
+def _publish(settings: Settings, sample: Path) -> None:
+    """Create and publish a sample release, as ``distributor publish FILE.md`` does (minus
+    waking the workers: the benchmark runs their regeneration itself)."""
+    draft = parse_release(sample.read_text(), str(sample), settings)
+    with session_scope(settings) as session:
+        release_id = create_release(session, settings, draft).id
+    with session_scope(settings) as session:
+        mark_published(session, release_id)
+
+
+def regeneration(settings: Settings, releases: int) -> tuple[Populated, float, list[Step]]:
+    """Fill the database with ``releases`` published releases, then time a full build, the
+    regeneration a worker runs after each of two publishes (the English sample, then its
+    French translation), and one with nothing new. Returns what was inserted, the seconds
+    inserting took, and the timed steps."""
+    with session_scope(settings) as session:
+        existing = session.scalar(select(func.count()).select_from(Release))
+    if existing:
+        raise SystemExit(f"the database already holds {existing:,} releases; give an empty one")
+    _say(f"inserting {releases:,} published releases")
+    started = time.perf_counter()
+    populated = populate_releases(settings, releases)
+    insert_s = time.perf_counter() - started
+    worker = "dispatch.regenerate_site"
+    steps = [
+        _timed("full build", "build_site(force=True)", lambda: build_site(settings, force=True))
+    ]
+    for sample in (SAMPLE, SAMPLE_FR):
+        _publish(settings, sample)
+        lang = "English" if sample is SAMPLE else "its French translation"
+        steps.append(
+            _timed(
+                f"after publishing {lang}",
+                worker,
+                lambda: regenerate_site(settings),
+                GOAL_INCREMENTAL_S,
+            )
+        )
+    steps.append(_timed("nothing new", worker, lambda: regenerate_site(settings)))
+    return populated, insert_s, steps
+
+
+def regeneration_table(
+    populated: Populated, insert_s: float, steps: list[Step], backend: str
+) -> str:
+    """The regeneration figures, with the goal for the incremental ones."""
+    p = populated
+    intro = (
+        f"{p.releases:,} published releases on {backend} ({p.by_language['en']:,} English, "
+        f"{p.by_language['fr']:,} French of which {p.translations:,} translations; body HTML "
+        f"{p.mean_body_bytes / 1024:.1f} KB on average), inserted in {insert_s:.1f} s"
+    )
+    rows = [[s.name, s.call, f"{s.seconds:.3f}", s.files, s.goal] for s in steps]
+    table = _table(["regeneration", "call", "seconds", "files", "goal"], rows)
+    full, publishes = steps[0].seconds, [s.seconds for s in steps[1:-1]]
+    ratios = ", ".join(f"{full / s:,.0f}×" for s in publishes)
+    return f"{intro}\n\n{table}\n\n  full build ÷ regeneration after one publish: {ratios}"
+
+
+# --- (b) polls a second ----------------------------------------------------------------------
+
+
+def feed_to_poll(settings: Settings) -> tuple[str, int, str]:
+    """(path below public/, size, what it is): the live English Atom feed if it weighs
+    150–300 KB, else a synthetic 200 KB Atom file written next to it."""
+    live = settings.public_dir / LIVE_FEED
+    if live.is_file() and FEED_SIZE_RANGE[0] <= live.stat().st_size <= FEED_SIZE_RANGE[1]:
+        return LIVE_FEED, live.stat().st_size, "the live feed"
+    entry = (
+        "<entry><id>tag:news.example.org,2026:{n}</id><title>Release {n}</title>"
+        '<updated>2026-11-20T09:00:00Z</updated><content type="html">{body}</content></entry>'
+    )
+    body = "&lt;p&gt;" + "Agency data climate record monitoring programme. " * 80 + "&lt;/p&gt;"
+    entries: list[str] = []
+    while sum(len(e) for e in entries) < 200 * 1024:
+        entries.append(entry.format(n=len(entries), body=body))
+    data = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
+        + "".join(entries)
+        + "</feed>\n"
+    ).encode()
+    path = settings.public_dir / SYNTHETIC_FEED
+    path.write_bytes(data)
+    why = "not built" if not live.is_file() else f"{live.stat().st_size / 1024:.0f} KB"
+    return SYNTHETIC_FEED, len(data), f"a synthetic Atom file (the live feed: {why})"
+
+
+def serve_options() -> set[str]:
+    """The long options ``distributor serve`` accepts today."""
+    out = subprocess.run(
+        [str(DISTRIBUTOR), "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    return set(re.findall(r"--[a-z][a-z-]+", out.stdout))
+
+
+@contextmanager
+def running_app(settings: Settings, log: Path, workers: int | None) -> Iterator[str]:
+    """``distributor serve`` on a free port (``--workers`` when given), its feed poll limit
+    off; yields its base URL once it answers."""
+    port = free_port()
+    env = {**environment_for(settings, os.environ), "DISTRIBUTOR_FEED_RATE_LIMIT": "0"}
+    args = [str(DISTRIBUTOR), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if workers is not None:
+        args += ["--workers", str(workers)]
+    base = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"distributor serve exited:\n{log.read_text()[-2000:]}")
+            try:
+                httpx.get(base + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("distributor serve did not answer within 60 s") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """One wrk run: requests a second, and what went wrong (if anything)."""
+
+    rate: float
+    latency: str
+    problems: str
+
+
+def run_wrk(url: str, duration: int, headers: dict[str, str]) -> WrkResult:
+    """``wrk -t2 -c32 -dDURATIONs`` on ``url`` with ``headers``."""
+    args = [str(WRK), "-t2", "-c32", f"-d{duration}s", "--latency"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    rate = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    latency = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
+    problems = [
+        f"{m.group(1)} non-2xx/3xx" for m in re.finditer(r"Non-2xx or 3xx responses: (\d+)", out)
+    ]
+    problems += [f"socket errors ({m.group(1)})" for m in re.finditer(r"Socket errors: (.*)", out)]
+    return WrkResult(
+        float(rate.group(1)) if rate else float("nan"),
+        latency.group(1) if latency else "?",
+        "; ".join(problems) or "none",
+    )
+
+
+@dataclass(frozen=True)
+class Served:
+    """What one server answered for the feed: its ETag and the rates for 200 and 304."""
+
+    name: str
+    etag: str
+    ok: WrkResult
+    not_modified: WrkResult
+
+
+def measure(name: str, url: str, size: int, duration: int) -> Served:
+    """Check that ``url`` answers the whole file and a 304 for its ETag, then run wrk for
+    plain GETs and for conditional ones."""
+    plain = httpx.get(url, headers={"Accept-Encoding": "identity"}, timeout=10)
+    if plain.status_code != 200 or len(plain.content) != size:
+        raise SystemExit(f"{name}: {plain.status_code}, {len(plain.content):,} bytes, not the feed")
+    etag = plain.headers["etag"]
+    again = httpx.get(url, headers={"If-None-Match": etag, "Accept-Encoding": "identity"})
+    if again.status_code != 304:
+        raise SystemExit(f"{name}: If-None-Match with its own ETag gave {again.status_code}")
+    _say(f"{name}: wrk 200 for {duration} s")
+    ok = run_wrk(url, duration, {})
+    _say(f"{name}: wrk 304 for {duration} s")
+    not_modified = run_wrk(url, duration, {"If-None-Match": etag})
+    _say(f"{name}: {ok.rate:,.0f}/s (200), {not_modified.rate:,.0f}/s (304)")
+    return Served(name, etag, ok, not_modified)
+
+
+def polls_table(app: Served, nginx: Served, feed: str, size: int, how: str) -> str:
+    """Requests a second for both servers and the app's share of nginx's rate."""
+    rows = [
+        [
+            s.name,
+            f"{s.ok.rate:,.0f}",
+            s.ok.latency,
+            f"{s.not_modified.rate:,.0f}",
+            s.not_modified.latency,
+            s.ok.problems
+            if s.ok.problems == s.not_modified.problems
+            else f"{s.ok.problems} / {s.not_modified.problems}",
+        ]
+        for s in (app, nginx)
+    ]
+    share_200 = app.ok.rate / nginx.ok.rate
+    share_304 = app.not_modified.rate / nginx.not_modified.rate
+    rows.append(
+        [
+            "app ÷ nginx",
+            f"{share_200:.2f} {'✓' if share_200 >= GOAL_200 else '✗'}",
+            "",
+            f"{share_304:.2f} {'✓' if share_304 >= GOAL_304 else '✗'}",
+            "",
+            "",
+        ]
+    )
+    rows.append(["goal", f"≥ {GOAL_200:.2f}", "", f"≥ {GOAL_304:.2f}", "", ""])
+    intro = f"/{feed}: {size / 1024:.0f} KB, {how}; wrk -t2 -c32, no Accept-Encoding"
+    headers = ["server", "200 req/s", "p50", "304 req/s", "p50", "errors"]
+    return f"{intro}\n\n{_table(headers, rows)}"
+
+
+def polls(settings: Settings, work: Path, duration: int, workers: int | None) -> str:
+    """Part (b): both servers on the same file, one after the other."""
+    feed, size, what = feed_to_poll(settings)
+    options = serve_options()
+    if "--workers" not in options:
+        workers = None
+    how = f"distributor serve --workers {workers}" if workers else "distributor serve (1 process)"
+    _say(f"polls: /{feed} ({size / 1024:.0f} KB, {what}); app: {how}")
+    with ExitStack() as stack:
+        app_base = stack.enter_context(running_app(settings, work / "serve.log", workers))
+        app = measure("distributor serve", f"{app_base}/{feed}", size, duration)
+        nginx_server = stack.enter_context(
+            running_nginx(
+                work / "nginx",
+                public_dir=settings.public_dir,
+                upstream=app_base.removeprefix("http://"),
+                site_url=settings.site_url,
+                poll_limit=False,
+            )
+        )
+        nginx = measure("nginx", f"{nginx_server.base_url}/{feed}", size, duration)
+    version = subprocess.run([str(NGINX), "-v"], capture_output=True, text=True).stderr.strip()
+    note = (
+        f"  app: {how}, DISTRIBUTOR_FEED_RATE_LIMIT=0; nginx: {version.split(': ')[-1]}, "
+        "the compose config (worker_processes auto) without its poll limit and access log"
+    )
+    return f"{polls_table(app, nginx, feed, size, what)}\n\n{note}"
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+@contextmanager
+def database(args: argparse.Namespace) -> Iterator[tuple[Settings, str]]:
+    """Settings for the database the run fills, and a name for it."""
+    if args.database_url:
+        work = Path(tempfile.mkdtemp(prefix="distributor-bench-feeds-"))
+        try:
+            settings = settings_for(work / "var", args.database_url, "smtp://127.0.0.1:2525")
+            upgrade(settings)
+            yield settings, args.database_url.split("://", 1)[0]
+        finally:
+            dispose_engines()
+            shutil.rmtree(work, ignore_errors=True)
+        return
+    backend = "postgresql" if args.postgresql else "sqlite"
+    with fresh_database(backend, "smtp://127.0.0.1:2525", "feeds") as settings:
+        yield settings, backend
+
+
+def _on_sigterm(_signo: int, _frame: object) -> NoReturn:
+    raise SystemExit(143)  # run the finally blocks: stop every process, drop the database
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--releases", type=int, default=10_000, help="published releases")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--skip-wrk", action="store_true", help="only time the regeneration")
+    parser.add_argument(
+        "--app-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="distributor serve --workers (default: one per core, like nginx's)",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--postgresql", action="store_true", help="a throwaway PostgreSQL db")
+    where.add_argument("--database-url", help="an empty database to fill (left filled)")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if not args.skip_wrk and not (WRK.exists() and NGINX.exists()):
+        parser.error(f"{WRK} and {NGINX} are needed (Debian: wrk, nginx-light); or --skip-wrk")
+
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    code_before = code_state()
+    out = []
+    with database(args) as (settings, backend):
+        populated, insert_s, steps = regeneration(settings, args.releases)
+        out += ["(a) regeneration", "", regeneration_table(populated, insert_s, steps, backend)]
+        if not args.skip_wrk:
+            work = Path(tempfile.mkdtemp(prefix="distributor-bench-feeds-run-"))
+            try:
+                out += [
+                    "",
+                    "(b) feed polls a second",
+                    "",
+                    polls(settings, work, args.duration, args.app_workers),
+                ]
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"distributor feeds benchmark — {os.cpu_count()} cores, "
+        f"{time.perf_counter() - started:.0f} s in all, load average {load_before:.1f} at the "
+        f"start and {os.getloadavg()[0]:.1f} at the end (other work on the machine skews both "
+        "servers' rates; the ratios hold better)"
+    )
+    print(f"code under test: {code_before}")
+    if code_state() != code_before:
+        print(f"WARNING: the code changed during the run; now {code_state()}")
+    print()
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
