@@ -46,7 +46,8 @@ db_app = typer.Typer(no_args_is_help=True, help="The database.")
 topics_app = typer.Typer(no_args_is_help=True, help="Topics subscribers follow.")
 subs_app = typer.Typer(no_args_is_help=True, help="Subscribers: import, export, erase.")
 releases_app = typer.Typer(no_args_is_help=True, help="Releases: create, publish, status.")
-feeds_app = typer.Typer(no_args_is_help=True, help="RSS and Atom feeds.")
+feeds_app = typer.Typer(no_args_is_help=True, help="Feeds (kept for scripts: see `site`).")
+site_app = typer.Typer(no_args_is_help=True, help="The static site: newsroom pages and feeds.")
 tokens_app = typer.Typer(no_args_is_help=True, help="Bearer tokens for the admin API.")
 bounces_app = typer.Typer(no_args_is_help=True, help="Bounces: delivery status notifications.")
 app.add_typer(db_app, name="db")
@@ -54,6 +55,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(subs_app, name="subscribers")
 app.add_typer(releases_app, name="releases")
 app.add_typer(feeds_app, name="feeds")
+app.add_typer(site_app, name="site")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(bounces_app, name="bounces")
 
@@ -350,12 +352,43 @@ def releases_status(
         print_status(release_status(session, release_id))
 
 
+@site_app.command("build")
+def site_build(
+    force: Annotated[
+        bool, typer.Option("--force", help="Render every page and feed, changed or not")
+    ] = False,
+) -> None:
+    """Write the newsroom and every feed to $DISTRIBUTOR_DATA_DIR/public (only what changed).
+
+    Any web server or CDN can serve that folder; `distributor serve` serves it too.
+    """
+    s = settings()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    started = time.monotonic()
+    queue = TaskQueue(s) if s.websub_hub else None
+    try:
+        with Progress(*columns, console=out, transient=True) as progress:
+            bar = progress.add_task("rendering", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(bar, completed=done, total=total)
+
+            report = dispatch.regenerate_site(s, queue, force=force, progress=advance)
+    finally:
+        if queue is not None:
+            queue.close()
+    seconds = time.monotonic() - started
+    out.print(
+        f"{report.total} files in {s.public_dir}: {len(report.written)} written, "
+        f"{report.unchanged} unchanged, {len(report.removed)} removed ({seconds:.2f} s)"
+    )
+
+
 @feeds_app.command("rebuild")
 def feeds_rebuild() -> None:
-    """Regenerate every feed now."""
-    s = settings()
-    n = dispatch.regenerate_feeds(s)
-    out.print(f"{n} feeds in {s.public_dir / 'feeds'}")
+    """Same as `distributor site build` (the feeds are part of the site)."""
+    site_build(force=False)
 
 
 def _celery(args: list[str]) -> None:
@@ -388,13 +421,46 @@ def beat(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes serving requests (each caches the site).")
+    ] = 1,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            help="Log every request. Off by default: on the feed path it costs a large "
+            "share of the throughput."
+        ),
+    ] = False,
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(
+            help="Take the client address from X-Forwarded-For (feed poll limit, form "
+            "limits): only behind a reverse proxy you trust, listed in --forwarded-allow-ips."
+        ),
+    ] = False,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated addresses of the trusted proxies (with --proxy-headers)."
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Serve the newsroom, the feeds and the subscription pages."""
     import uvicorn
 
-    from .web import create_app
-
-    uvicorn.run(create_app(settings()), host=host, port=port, proxy_headers=False)
+    settings()  # a configuration that cannot work fails here, with exit code 78
+    # By import string, so that every worker process builds its own app from the environment.
+    uvicorn.run(
+        "distributor.web.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips if proxy_headers else None,
+        server_header=False,  # no "server: uvicorn": nothing to learn, one header less
+    )
 
 
 @app.command("demo")

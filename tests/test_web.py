@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from distributor.config import Settings
 from distributor.db import session_scope
-from distributor.dispatch import regenerate_feeds
+from distributor.dispatch import regenerate_site
 from distributor.models import Subscriber, SubscriberStatus
 from distributor.releases import mark_published
 from distributor.urls import preferences_url, unsubscribe_url
@@ -23,7 +23,7 @@ def site(sqlite_settings: Settings) -> tuple[Settings, TestClient]:
     release = make_release(s)
     with session_scope(s) as session:
         mark_published(session, release.id)
-    regenerate_feeds(s)
+    regenerate_site(s)
     return s, TestClient(create_app_for(s))
 
 
@@ -52,15 +52,20 @@ def test_newsroom_lists_published_releases_with_feed_autodiscovery(site) -> None
 
 
 def test_feeds_answer_304_to_a_conditional_get(site) -> None:  # type: ignore[no-untyped-def]
+    # The generated file, served from memory by the app (tests/test_static_serving.py has
+    # the details, against a running `distributor serve`).
     _s, client = site
-    first = client.get("/feeds/en/releases.atom")
-    assert first.status_code == 200
-    assert first.headers["content-type"].startswith("application/atom+xml")
+    first = client.get("/feeds/en/releases.atom", headers={"Accept-Encoding": "gzip"})
+    assert first.status_code == 200 and first.headers["content-encoding"] == "gzip"
+    assert first.headers["content-type"] == "application/atom+xml; charset=utf-8"
+    assert b"Agency signs agreement" in first.content  # decoded by the client
+    assert first.headers["link"] == '<https://news.example.org/feeds/en/releases.atom>; rel="self"'
     etag, modified = first.headers["etag"], first.headers["last-modified"]
     assert client.get("/feeds/en/releases.atom", headers={"If-None-Match": etag}).status_code == 304
     again = client.get("/feeds/en/releases.atom", headers={"If-Modified-Since": modified})
     assert again.status_code == 304 and again.content == b""
-    assert client.get("/feeds/en/../../secret_key").status_code == 404
+    assert client.get("/feeds/en/nope.atom").status_code == 404
+    assert client.get("/.manifest.json").status_code == 404
 
 
 def test_unsubscribe_get_changes_nothing_and_one_click_post_unsubscribes(site) -> None:  # type: ignore[no-untyped-def]
