@@ -143,8 +143,14 @@ class Subscriber(Base):
     topics: Mapped[list[Topic]] = relationship(secondary=subscriptions, lazy="selectin")
 
 
+CATALOGUE_COLUMNS = ("state", "language", "date", "id", "updated_at", "slug", "translation_of_id")
+
+
 class Release(Base):
     __tablename__ = "releases"
+    # Covers the site builder's catalogue query, so it never reads the rows' bodies
+    # (on SQLite the columns after body_html sit behind its overflow pages: 4x slower).
+    __table_args__ = (Index("ix_releases_catalogue", *CATALOGUE_COLUMNS),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(200), unique=True)

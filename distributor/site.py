@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -170,17 +171,15 @@ def _plan(rows: list[_Row], topics: list[Topic], settings: Settings) -> list[_Ou
         if t not in usable:
             log.warning("topic %r: its slug cannot name a file; no page or feed", t.slug)
 
-    outputs = [
-        _Output(
-            urls.release_relpath(r.slug),
-            _hash(build, "release", keys[r.id]),
-            "release",
-            r.id,
-            (r.id, *(o.id for o in groups[r.group] if o.id != r.id)),
-        )
-        for r in rows
-        if _safe_segment(r.slug)
-    ]
+    members = {group: tuple(r.id for r in found) for group, found in groups.items()}
+    outputs = []
+    for r in rows:
+        if _safe_segment(r.slug):
+            ids = members[r.group]
+            shown = (r.id, *(i for i in ids if i != r.id)) if len(ids) > 1 else ids
+            relpath = urls.release_relpath(r.slug)
+            outputs.append(_Output(relpath, _hash(build, "release", keys[r.id]), "release",
+                                   r.id, shown))  # fmt: skip
     size = settings.feed_size
     for lang in settings.languages:
         in_lang = sorted((r for r in rows if r.lang == lang), key=lambda r: (r.date, r.id))
@@ -253,8 +252,11 @@ def _hash(*parts: str) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+_SEGMENT = re.compile(r"[^./\\\x00][^/\\\x00]*\Z")  # one path segment, not hidden
+
+
 def _safe_segment(slug: str) -> bool:
-    return bool(slug) and not slug.startswith(".") and not any(c in slug for c in "/\\\x00")
+    return _SEGMENT.match(slug) is not None
 
 
 # -- rendering -------------------------------------------------------------------------------
