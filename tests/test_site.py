@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from datetime import timedelta
 
 from distributor import urls
@@ -9,6 +12,7 @@ from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.models import Release, ReleaseState
 from distributor.site import build_site
+from tests.processes import settings_env
 from tests.test_feeds import BASE, add_release, add_topics
 
 
@@ -107,3 +111,23 @@ def test_a_file_lost_from_public_is_written_again(sqlite_settings: Settings) -> 
     lost.unlink()
     assert build_site(sqlite_settings).written == ["feeds/en/releases.atom"]
     assert lost.read_bytes() == kept
+
+
+def test_the_cli_builds_the_site_and_the_old_command_still_works(
+    sqlite_settings: Settings,
+) -> None:
+    add_topics(sqlite_settings)
+    add_release(sqlite_settings, 1)
+    env = settings_env(sqlite_settings)
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "distributor.cli", *args],
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        return done.stdout
+
+    first = run("site", "build")
+    assert re.search(r"\d+ files in .*public: \d+ written, 0 unchanged, 0 removed", first)
+    assert (sqlite_settings.public_dir / "releases/en-release-1.html").is_file()
+    assert re.search(r": 0 written, \d+ unchanged, 0 removed", run("feeds", "rebuild"))
