@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,20 @@ class Settings(BaseSettings):
     rate_limit_window_seconds: int = Field(default=600, ge=1)
     soft_bounce_limit: int = Field(default=3, ge=1)
     websub_hub: str | None = None
+    timezone: str = "Europe/Paris"
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"DISTRIBUTOR_TIMEZONE must be an IANA time zone such as Europe/Paris, "
+                f"not {value!r}"
+            ) from exc
+        return value
+
     feed_rate_limit: int = Field(default=30, ge=0)
 
     @field_validator("websub_hub")
@@ -80,6 +95,11 @@ class Settings(BaseSettings):
         if "\r" in value or "\n" in value or "@" not in parseaddr(value)[1]:
             raise ValueError(f"DISTRIBUTOR_SENDER must be 'Name <address>', not {value!r}")
         return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The press office's time zone: times are stored in UTC and shown in this one."""
+        return ZoneInfo(self.timezone)
 
     @property
     def effective_database_url(self) -> str:

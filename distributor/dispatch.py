@@ -214,7 +214,7 @@ class SweepReport:
     cancelled: int = 0
 
 
-def sweep(settings: Settings, queue: TaskQueue) -> SweepReport:
+def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> SweepReport:
     """Repair what lost wake-ups and dead workers left behind; run every 30 s by beat.
 
     Publishes scheduled releases that are due, plans published releases never planned,
@@ -224,7 +224,7 @@ def sweep(settings: Settings, queue: TaskQueue) -> SweepReport:
     """
     report = SweepReport()
     with session_scope(settings) as session:
-        report.published = publish_due(session)
+        report.published = publish_due(session, now)
         unplanned = session.scalars(
             select(Release.id).where(
                 Release.state == ReleaseState.PUBLISHED, Release.planned_at.is_(None)

@@ -161,7 +161,10 @@ class Release(Base):
     body_html: Mapped[str] = mapped_column(Text)
     body_text: Mapped[str] = mapped_column(Text)
     date: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The embargo from the front matter: never published before it.
     embargo_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a scheduled release goes out (the sweep publishes it); None unless scheduled.
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     contacts: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     images: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from functools import lru_cache, partial
 from pathlib import PurePosixPath
 from typing import Any
@@ -125,7 +125,7 @@ class Newsroom:
             feed_groups=self.feed_groups,
         )
         self.env.filters.update(
-            long_date=long_date,
+            long_date=partial(long_date, zone=settings.zone),
             absolute=self.absolute,
             tel=tel_href,
             file_details=file_details,
@@ -282,11 +282,12 @@ def _long_date(day: date, lang: str) -> str:
     return format_date(day, format="long", locale=_locale(lang))
 
 
-def long_date(moment: datetime, lang: str) -> str:
-    """The (UTC) day of ``moment`` written out in ``lang``: "November 20, 2026",
-    "20 novembre 2026"; an unknown language gets English."""
+def long_date(moment: datetime, lang: str, zone: tzinfo = UTC) -> str:
+    """The day of ``moment`` in ``zone`` (the press office's: a release at 00:30 in Paris
+    is dated that day, not the day before in UTC) written out in ``lang``: "November 20,
+    2026", "20 novembre 2026"; an unknown language gets English."""
     # Cached: a listing prints fifty dates, most of them on a handful of days.
-    return _long_date(moment.date(), lang)
+    return _long_date(moment.astimezone(zone).date(), lang)
 
 
 def tel_href(phone: str) -> str:

@@ -246,11 +246,17 @@ def get_release(session: Session, release_id: int) -> Release:
     return release
 
 
-def mark_published(session: Session, release_id: int, at: datetime | None = None) -> Release:
+def mark_published(
+    session: Session, release_id: int, at: datetime | None = None, now: datetime | None = None
+) -> Release:
     """Publish the release now, or schedule it for ``at`` (or its embargo) if that is later.
 
-    The caller commits, then wakes the workers (see ``dispatch.publish``). Publishing an
-    already published release changes nothing; a withdrawn one raises Conflict.
+    ``at`` earlier than the release's embargo is refused: the embargo, from its front
+    matter, is a promise to journalists. A scheduled release is rescheduled by publishing it
+    again with another ``at`` (earlier or later), or at once without one when its embargo
+    allows. The caller commits, then wakes the workers (see ``dispatch.publish``).
+    Publishing an already published release changes nothing; a withdrawn one raises
+    Conflict. ``now`` is an injectable clock (UTC, aware).
     """
     if at is not None and at.tzinfo is None:
         raise ReleaseInputError("publish time: has no time zone; write e.g. 2026-11-20T09:00+01:00")
@@ -258,26 +264,48 @@ def mark_published(session: Session, release_id: int, at: datetime | None = None
     if release.state == ReleaseState.WITHDRAWN:
         raise Conflict(f"release {release_id} was withdrawn; it cannot be published")
     if release.state == ReleaseState.PUBLISHED:
+        if at is not None:
+            raise Conflict(f"release {release_id} is already published; it cannot be scheduled")
         return release
-    now = utcnow()
+    now = now or utcnow()
+    if at is not None and release.embargo_at is not None and at < release.embargo_at:
+        raise ReleaseInputError(
+            f"publish time {at.isoformat()} is before the release's embargo "
+            f"{release.embargo_at.isoformat()}; choose a later time or change the embargo"
+        )
     when = max(d for d in (at, release.embargo_at, now) if d is not None)
     if when > now:
         release.state = ReleaseState.SCHEDULED
-        release.embargo_at = when
+        release.scheduled_at = when
     else:
         release.state = ReleaseState.PUBLISHED
         release.published_at = now
+        release.scheduled_at = None
     release.updated_at = now
     return release
 
 
-def publish_due(session: Session) -> list[int]:
-    """Publish every scheduled release whose time has come; return their ids."""
-    now = utcnow()
+def unschedule(session: Session, release_id: int, now: datetime | None = None) -> Release:
+    """Cancel a scheduled publication: the release goes back to draft, nothing was or will
+    be sent. Raises Conflict unless it is scheduled (a published release is withdrawn
+    instead)."""
+    release = get_release(session, release_id)
+    if release.state != ReleaseState.SCHEDULED:
+        raise Conflict(f"release {release_id} is {release.state}, not scheduled")
+    release.state = ReleaseState.DRAFT
+    release.scheduled_at = None
+    release.updated_at = now or utcnow()
+    return release
+
+
+def publish_due(session: Session, now: datetime | None = None) -> list[int]:
+    """Publish every scheduled release whose time has come (by ``now``, an injectable
+    clock); return their ids."""
+    now = now or utcnow()
     due = list(
         session.scalars(
             select(Release).where(
-                Release.state == ReleaseState.SCHEDULED, Release.embargo_at <= now
+                Release.state == ReleaseState.SCHEDULED, Release.scheduled_at <= now
             )
         )
     )
@@ -285,4 +313,5 @@ def publish_due(session: Session) -> list[int]:
         release.state = ReleaseState.PUBLISHED
         release.published_at = now
         release.updated_at = now
+        release.scheduled_at = None
     return [r.id for r in due]
