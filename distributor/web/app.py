@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
+from .. import metrics
 from ..config import Settings, load_settings
 from ..db import session_scope
 from ..errors import InputError, NotFound
@@ -115,6 +116,17 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:
         return PlainTextResponse("ok\n")
+
+    metrics_registry = metrics.registry(settings)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics(request: Request) -> Response:
+        # Not public data: served to this machine only, until a token scope (apitokens)
+        # or an allow-list setting replaces this guard. Computed from the shared record.
+        host = request.client.host if request.client else None
+        if not metrics.from_this_machine(host, request.headers):
+            return PlainTextResponse("forbidden\n", status_code=403)
+        return Response(metrics.exposition(metrics_registry), media_type=metrics.CONTENT_TYPE)
 
     api.add_error_handlers(app)  # last: it keeps the handlers added before it off /api
     return app
