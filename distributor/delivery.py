@@ -307,6 +307,19 @@ def cancel_unconfirmed(session: Session) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def cancel_release(session: Session, release_id: int, reason: str) -> int:
+    """Cancel the release's rows not sent yet (planned, deferred, or claimed by a worker:
+    its lease check drops them before their message starts); returns how many."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.release_id == release_id, Delivery.status.in_(OPEN_STATUSES))
+        .values(
+            status=DeliveryStatus.CANCELLED, last_error=reason, lease_token=None, lease_until=None
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def still_leased(conn: Connection, claim_token: str, delivery_ids: Sequence[int]) -> set[int]:
     """Which of ``delivery_ids`` are still leased under ``claim_token``: a row the subscriber
     cancelled by unsubscribing (or that a withdrawal cancelled) is no longer."""

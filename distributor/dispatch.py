@@ -22,6 +22,7 @@ from .delivery import (
     Claimed,
     Outcome,
     OutcomeWriter,
+    cancel_release,
     cancel_unconfirmed,
     claim,
     due,
@@ -38,6 +39,7 @@ from .mail.transport import Outgoing, SendResult, open_transport
 from .models import Release, ReleaseState, Subscriber, SubscriberStatus, utcnow
 from .queue import TaskQueue
 from .releases import get_release, mark_published, publish_due
+from .releases import withdraw as withdraw_release
 from .site import BuildReport, Progress, build_site
 from .subscription import release_confirmation
 from .urls import confirm_url, preferences_url, unsubscribe_url
@@ -58,6 +60,19 @@ def publish(
         queue.send("distribute_release", release.id)
         queue.send("regenerate_site")
     return release
+
+
+def withdraw(settings: Settings, queue: TaskQueue, release_id: int, by: str) -> int:
+    """Withdraw the release and cancel every delivery not sent yet, in one transaction;
+    then regenerate the site (its page becomes a 410 notice). Returns the number of
+    deliveries cancelled."""
+    with session_scope(settings) as session:
+        release = withdraw_release(session, release_id, by)
+        cancelled = cancel_release(
+            session, release_id, f"release withdrawn by {release.withdrawn_by}"
+        )
+    queue.send("regenerate_site")
+    return cancelled
 
 
 def distribute_release(settings: Settings, queue: TaskQueue, release_id: int) -> int:

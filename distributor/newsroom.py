@@ -184,6 +184,11 @@ class Newsroom:
             current="page" if live else "true",
         )
 
+    def gone_page(self, release: Release) -> str:
+        """The notice a withdrawn release's URL answers with (status 410): its title, when
+        it was withdrawn, and the way back to the newsroom; not its text."""
+        return self.render("gone.html", release.language, release=release, noindex=True)
+
     def release_page(self, release: Release, translations: Sequence[Release]) -> str:
         """The HTML of a release's permanent page; ``translations`` are its other published
         language versions (linked visibly, and as hreflang alternates both ways)."""

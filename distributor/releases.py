@@ -315,3 +315,32 @@ def publish_due(session: Session, now: datetime | None = None) -> list[int]:
         release.updated_at = now
         release.scheduled_at = None
     return [r.id for r in due]
+
+
+def withdraw(session: Session, release_id: int, by: str, now: datetime | None = None) -> Release:
+    """Withdraw a release, whatever its state: it leaves the pages and feeds (its permanent
+    page answers 410 Gone) and is never sent again; ``by`` records who did it. The caller
+    cancels its open deliveries in the same transaction (``delivery.cancel_release``) and
+    regenerates the site after the commit (``dispatch.withdraw``). Raises Conflict if it was
+    withdrawn already."""
+    release = get_release(session, release_id)
+    if release.state == ReleaseState.WITHDRAWN:
+        raise Conflict(f"release {release_id} was already withdrawn")
+    who = _single_line_or_error(by, "withdrawn by")
+    now = now or utcnow()
+    release.state = ReleaseState.WITHDRAWN
+    release.scheduled_at = None
+    release.withdrawn_at = now
+    release.withdrawn_by = who
+    release.updated_at = now
+    return release
+
+
+def _single_line_or_error(value: str, field: str) -> str:
+    try:
+        cleaned = _single_line(value)
+    except ValueError as exc:
+        raise ReleaseInputError(f"{field}: {exc}") from exc
+    if not cleaned:
+        raise ReleaseInputError(f"{field}: say who (a name)")
+    return cleaned[:200]

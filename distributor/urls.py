@@ -25,6 +25,7 @@ MEDIA_TYPES: dict[str, str] = {
 #   /en/topics/climate/                 en/topics/climate/index.html
 #   /en/archive/3/                      en/archive/3/index.html  (also per topic)
 #   /releases/SLUG                      releases/SLUG.html      a release's permanent page
+#                                       (releases/SLUG.gone.html once withdrawn: 410 Gone)
 #   /feeds/en/releases.rss|atom|json    the live feeds (also feeds/en/topics/SLUG.*)
 #   /feeds/en/archive/3.atom            RFC 5005 archive pages (also per topic)
 # Archive pages are numbered from the oldest (1 holds the oldest ``feed_size`` releases),
@@ -39,6 +40,12 @@ def release_path(slug: str) -> str:
 def release_relpath(slug: str) -> str:
     """The file of a release's permanent page below ``public/``."""
     return f"releases/{slug}.html"
+
+
+def gone_relpath(slug: str) -> str:
+    """The notice left below ``public/`` when a published release is withdrawn: served
+    at the release's own URL with 410 Gone (by the web app and by nginx)."""
+    return f"releases/{slug}.gone.html"
 
 
 def release_url(settings: Settings, slug: str) -> str:

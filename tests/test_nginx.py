@@ -34,6 +34,7 @@ FILES = {
     "index.html": b"<!doctype html><title>Newsroom</title>",
     "en/index.html": b"<!doctype html><title>Newsroom (en)</title>",
     "releases/climate-agreement.html": b"<!doctype html><title>Climate agreement</title>",
+    "releases/old-news.gone.html": b"<!doctype html><title>Release withdrawn</title>",
     "feeds/en/releases.atom": ATOM,
     "feeds/en/releases.rss": b'<?xml version="1.0"?><rss version="2.0"><channel/></rss>\n',
     "feeds/en/releases.json": b'{"version": "https://jsonfeed.org/version/1.1", "items": []}',
@@ -224,6 +225,9 @@ def test_what_is_not_a_file_reaches_the_app(client: httpx.Client, path: str) -> 
     assert seen["path"] == path
     assert seen["headers"]["host"] == "news.example.org"
     assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
+    # A client cannot choose the address the app trusts: nginx replaces the header.
+    spoofed = client.get(path, headers={"X-Forwarded-For": "10.9.8.7"}).json()
+    assert spoofed["headers"]["x-forwarded-for"] == "127.0.0.1"
     assert "cache-control" not in r.headers  # the app's pages are not made cacheable
 
 
@@ -261,3 +265,13 @@ def test_without_a_hub_only_the_self_link_is_sent(
     assert r.headers.get_list("link") == [
         '<https://press.example.com/feeds/en/releases.atom>; rel="self"'
     ]
+
+
+def test_a_withdrawn_release_answers_410_with_its_notice(client: httpx.Client) -> None:
+    r = client.get("/releases/old-news")
+    assert r.status_code == 410
+    assert r.content == FILES["releases/old-news.gone.html"]
+    assert r.headers["content-type"] == "text/html; charset=utf-8"
+    # The notice file is not a page of its own, and a live release is not affected.
+    assert client.get("/releases/old-news.gone.html").status_code == 404
+    assert client.get("/releases/climate-agreement").status_code == 200

@@ -46,6 +46,7 @@ BROTLI_QUALITY: Final = 9  # 200 KB: ~50 ms once per content; 10-11 take 4-10x l
 MAX_CACHED_BYTES: Final = 256 * 1024 * 1024  # bodies and compressed variants held in memory
 RECHECK_SECONDS: Final = 1.0  # how long a cached file is trusted without a stat
 FEED_SUFFIXES: Final = frozenset({".rss", ".atom", ".json"})
+GONE_SUFFIX: Final = ".gone.html"  # urls.gone_relpath: the notice of a withdrawn release
 _METHODS: Final = frozenset({"GET", "HEAD"})
 
 
@@ -301,6 +302,9 @@ class PublicFiles:
             if wait:
                 await self._too_many(send, wait)
                 return
+        if entry.relpath.endswith(GONE_SUFFIX):
+            await self._gone(scope, send, entry)
+            return
         inm = ims = accept = None
         for name, value in scope["headers"]:
             if name == b"if-none-match":
@@ -334,6 +338,14 @@ class PublicFiles:
             await send({"type": "http.response.body", "body": b""})
         else:
             await send({"type": "http.response.body", "body": variant.body})
+
+    async def _gone(self, scope: Scope, send: Send, entry: _Entry) -> None:
+        # No validators: a 304 would not say "gone"; the notice is small.
+        variant = entry.variants[IDENTITY]
+        headers = tuple((k, v) for k, v in variant.headers if k not in (b"etag", b"last-modified"))
+        await send({"type": "http.response.start", "status": 410, "headers": headers})
+        body = b"" if scope["method"] == "HEAD" else variant.body
+        await send({"type": "http.response.body", "body": body})
 
     def _coding(self, accept: bytes) -> str:
         if len(self._codings) > 256:  # headers are client-chosen: keep the memo small
@@ -441,6 +453,8 @@ def _candidates(path: str, lang: str | None) -> list[str]:
     rel = path[1:]
     if rel == "" or rel.endswith("/"):
         return [rel + "index.html"]
+    if rel.startswith("releases/"):  # a withdrawn release leaves a notice: 410 Gone
+        return [rel, rel + ".html", rel + GONE_SUFFIX]
     return [rel, rel + ".html", rel + "/index.html"]
 
 

@@ -1,0 +1,118 @@
+"""Withdrawing a release: nothing more is sent, it leaves the pages and feeds, its URL
+answers 410 Gone, and who did it is recorded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from distributor import dispatch
+from distributor.config import Settings
+from distributor.db import session_scope
+from distributor.errors import Conflict, ReleaseInputError
+from distributor.models import Delivery, DeliveryStatus, Release, ReleaseState
+from distributor.queue import TaskQueue
+from distributor.site import build_site
+from distributor.web import create_app
+from tests.helpers import add_subscribers, add_topics, make_release
+from tests.processes import settings_env
+from tests.smtp_server import SMTPServer
+
+PEOPLE = [(f"p{i}@example.com", f"P {i}", "en", "climate") for i in range(6)]
+PAGE = "releases/agency-signs-agreement.html"
+
+
+def statuses(settings: Settings, release_id: int) -> list[str]:
+    with session_scope(settings) as session:
+        rows = session.scalars(
+            select(Delivery.status).where(Delivery.release_id == release_id).order_by(Delivery.id)
+        )
+        return list(rows)
+
+
+def test_withdrawal_mid_send_cancels_what_is_not_sent_and_takes_the_page_down(
+    settings: Settings, smtp_server: SMTPServer, redis_url: str
+) -> None:
+    live = settings.model_copy(
+        update={"broker_url": redis_url, "smtp_url": smtp_server.url, "batch_size": 2}
+    )
+    add_topics(live, "climate")
+    add_subscribers(live, PEOPLE)
+    release = make_release(live)
+    queue = TaskQueue(live)
+    try:
+        dispatch.publish(live, queue, release.id)
+        dispatch.distribute_release(live, queue, release.id)
+        assert dispatch.send_batch(live, release.id).claimed == 2  # two sent, four to go
+        with session_scope(live) as session:  # one of them waiting for a retry
+            first_open = session.scalar(
+                select(Delivery.id).where(Delivery.status == DeliveryStatus.PENDING).limit(1)
+            )
+            session.execute(
+                update(Delivery).where(Delivery.id == first_open).values(status="deferred")
+            )
+        build_site(live)
+        assert (live.public_dir / PAGE).is_file()
+
+        assert dispatch.withdraw(live, queue, release.id, "Jane Doe") == 4
+        assert dispatch.send_batch(live, release.id).claimed == 0  # nothing sent after
+        assert sorted(statuses(live, release.id)) == ["cancelled"] * 4 + ["sent"] * 2
+        assert len(smtp_server.handler.messages) == 2
+        with session_scope(live) as session:
+            stored = session.get_one(Release, release.id)
+            assert stored.state == ReleaseState.WITHDRAWN
+            assert stored.withdrawn_by == "Jane Doe" and stored.withdrawn_at is not None
+        with pytest.raises(Conflict, match="already withdrawn"):
+            dispatch.withdraw(live, queue, release.id, "Jane Doe")
+    finally:
+        queue.close()
+        redis.Redis.from_url(redis_url).flushdb()
+
+    report = build_site(live)
+    assert PAGE in report.removed and not (live.public_dir / PAGE).exists()
+    assert "Agency signs agreement" not in (live.public_dir / "feeds/en/releases.atom").read_text()
+    assert "Agency signs agreement" not in (live.public_dir / "en/index.html").read_text()
+    with TestClient(create_app(live)) as client:
+        gone = client.get("/releases/agency-signs-agreement")
+        assert gone.status_code == 410
+        assert "Release withdrawn" in gone.text and "Agency signs agreement" in gone.text
+        assert "quoted statement" not in gone.text  # the notice, not the text
+        assert client.get("/releases/agency-signs-agreement.gone.html").status_code == 410
+
+
+def test_a_draft_withdrawn_leaves_no_notice_and_who_is_required(sqlite_settings: Settings) -> None:
+    add_topics(sqlite_settings, "climate")
+    release = make_release(sqlite_settings)
+    queue = TaskQueue(sqlite_settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"}))
+    try:
+        with pytest.raises(ReleaseInputError, match="withdrawn by"):
+            dispatch.withdraw(sqlite_settings, queue, release.id, "Jane\r\nBcc: x")
+        assert dispatch.withdraw(sqlite_settings, queue, release.id, "Jane") == 0
+    finally:
+        queue.close()
+    build_site(sqlite_settings)
+    assert not (sqlite_settings.public_dir / "releases").exists()
+
+
+def test_the_cli_withdraws_and_says_how_many_were_cancelled(
+    sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    add_topics(sqlite_settings, "climate")
+    release = make_release(sqlite_settings)
+    env = settings_env(sqlite_settings, DISTRIBUTOR_BROKER_URL="redis://127.0.0.1:1/0")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "distributor.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    done = run("releases", "withdraw", str(release.id), "--by", "Jane Doe")
+    assert done.returncode == 0, done.stderr
+    assert f"release {release.id} withdrawn; 0 deliveries" in done.stdout
+    again = run("releases", "withdraw", str(release.id))
+    assert again.returncode == 1 and "already withdrawn" in again.stderr
