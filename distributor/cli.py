@@ -4,11 +4,12 @@ configuration that cannot work."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -264,16 +265,71 @@ def releases_create(file: Path) -> None:
     out.print(_create(settings(), file))
 
 
+@releases_app.command("preview")
+def releases_preview(
+    release_id: int,
+    lang: Annotated[
+        str | None, typer.Option(help="The language of the version (default: the release's)")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write to")] = Path(),
+) -> None:
+    """Write the release's email to release-ID-LANG.html and .txt; prints their paths.
+
+    Exactly what a subscriber reading LANG gets (links to no real subscriber): open the files
+    in a browser or an editor. Sends nothing, changes nothing."""
+    from .preview import render_preview
+
+    preview = render_preview(settings(), release_id, lang)
+    paths = [out_dir / f"release-{release_id}-{preview.language}.{ext}" for ext in ("html", "txt")]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path, body in zip(paths, (preview.html, preview.text), strict=True):
+            path.write_text(body, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{out_dir}: cannot write the preview: {exc.strerror}") from exc
+    for path in paths:
+        typer.echo(path)
+
+
+@releases_app.command("test")
+def releases_test(
+    release_id: int,
+    to: Annotated[list[str], typer.Option("--to", help="Addresses, comma-separated (at most 20)")],
+) -> None:
+    """Send the release's email, marked [TEST], to a few addresses only.
+
+    Prints each address's outcome. Nothing is recorded and the release stays as it is. Exit
+    code 1 for a bad address (nothing sent) or one the server refused, 69 when the server
+    could not be reached."""
+    from .preview import send_test
+
+    addresses = [a.strip() for item in to for a in item.split(",") if a.strip()]
+    outcomes = send_test(settings(), release_id, addresses)
+    for outcome in outcomes:
+        typer.echo(outcome.describe())
+    if any(o.code == 0 for o in outcomes):
+        raise ServiceError("the mail server stopped answering; some addresses got nothing")
+    if not all(o.sent for o in outcomes):
+        raise typer.Exit(1)
+
+
 def _publish(s: Settings, release_id: int, at: str | None) -> None:
     queue = TaskQueue(s)
     try:
         release = dispatch.publish(s, queue, release_id, _parse_at(at))
     finally:
         queue.close()
-    if release.state == "scheduled" and release.embargo_at:
-        out.print(f"release {release.id} scheduled for {release.embargo_at.isoformat()}")
+    if release.state == "scheduled" and release.scheduled_at:
+        out.print(f"release {release.id} scheduled for {local_time(s, release.scheduled_at)}; "
+                  f"`distributor releases unschedule {release.id}` cancels")  # fmt: skip
     else:
         out.print(f"release {release.id} published; the workers are sending it")
+
+
+def local_time(s: Settings, moment: datetime) -> str:
+    """``moment`` in the press office's time zone, with the UTC time beside it."""
+    local = moment.astimezone(s.zone)
+    return f"{local:%Y-%m-%d %H:%M %Z} ({moment.astimezone(UTC):%H:%M} UTC)"
 
 
 @releases_app.command("publish")
@@ -281,8 +337,39 @@ def releases_publish(
     release_id: int,
     at: Annotated[str | None, typer.Option(help="ISO 8601 time to publish at")] = None,
 ) -> None:
-    """Publish a release now (or at --at): emails go out and the feeds are regenerated."""
+    """Publish a release now (or at --at): emails go out and the feeds are regenerated.
+
+    Never before the release's embargo. Publishing a scheduled release again with another
+    --at reschedules it."""
     _publish(settings(), release_id, at)
+
+
+@releases_app.command("withdraw")
+def releases_withdraw(
+    release_id: int,
+    by: Annotated[
+        str, typer.Option(help="Who withdraws it, for the record (default: your user name)")
+    ] = "",
+) -> None:
+    """Withdraw a release: it leaves the pages and feeds (its page answers 410 Gone) and
+    every delivery not sent yet is cancelled."""
+    s = settings()
+    queue = TaskQueue(s)
+    try:
+        cancelled = dispatch.withdraw(s, queue, release_id, by or getpass.getuser())
+    finally:
+        queue.close()
+    out.print(f"release {release_id} withdrawn; {cancelled} deliveries not sent were cancelled")
+
+
+@releases_app.command("unschedule")
+def releases_unschedule(release_id: int) -> None:
+    """Cancel a scheduled publication: the release goes back to draft; nothing is sent."""
+    from .releases import unschedule
+
+    with db.session_scope(settings()) as session:
+        unschedule(session, release_id)
+    out.print(f"release {release_id} is a draft again; nothing was sent")
 
 
 @app.command("publish")
@@ -350,6 +437,55 @@ def releases_status(
         watch(s, [release_id])
     with db.session_scope(s) as session:
         print_status(release_status(session, release_id))
+
+
+@releases_app.command("report")
+def releases_report(
+    release_id: int,
+    csv_: Annotated[
+        bool, typer.Option("--csv", help="One CSV row per delivery, to stdout or --out")
+    ] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the CSV to this file (implies --csv)")
+    ] = None,
+) -> None:
+    """Every delivery of a release: counts per status and time to send, or with --csv one
+    row each (email, language, status, attempts, SMTP code, last error, UTC times, bounce)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from .report import delivery_lines, iso_utc, write_csv
+
+    s = settings()
+    if not csv_ and out_file is None:
+        with db.session_scope(s) as session:
+            st = release_status(session, release_id)
+        title = Text(f"{st.title} (id {st.release_id}, {st.language}, {st.state})")
+        table = Table(title=title, box=box.SIMPLE)
+        table.add_column("status")
+        table.add_column("deliveries", justify="right")
+        for status, n in st.counts.items():
+            table.add_row(status, str(n))
+        table.add_row("total", str(st.planned))
+        out.print(table)
+        if st.first_sent_at and st.last_sent_at:
+            seconds = (st.last_sent_at - st.first_sent_at).total_seconds()
+            out.print(f"first sent {iso_utc(st.first_sent_at)}, last sent "
+                      f"{iso_utc(st.last_sent_at)} ({seconds:.1f} s)")  # fmt: skip
+        out.print(f"bounces: {st.hard_bounces} hard, {st.soft_bounces} soft")
+        return
+    lines = delivery_lines(s, release_id)  # an unknown release fails here, before any file
+    if out_file is None:
+        write_csv(lines, sys.stdout)
+        return
+    try:
+        stream = out_file.open("w", newline="", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{out_file}: {exc.strerror}") from exc
+    with stream:
+        n = write_csv(lines, stream)
+    err.print(f"{n} deliveries written to {out_file}", markup=False, highlight=False)
 
 
 @site_app.command("build")
