@@ -344,6 +344,24 @@ def releases_publish(
     _publish(settings(), release_id, at)
 
 
+@releases_app.command("correct")
+def releases_correct(release_id: int, file: Path) -> None:
+    """Correct a published release from FILE.md (same language and address): its page and
+    feed items change under the same ids, marked "Corrected on …". No email is sent."""
+    s = settings()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot be read: {exc}") from exc
+    draft = parse_release(text, str(file), s)
+    queue = TaskQueue(s)
+    try:
+        dispatch.correct(s, queue, release_id, draft)
+    finally:
+        queue.close()
+    out.print(f"release {release_id} corrected; the site is being regenerated (no email sent)")
+
+
 @releases_app.command("withdraw")
 def releases_withdraw(
     release_id: int,

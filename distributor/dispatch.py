@@ -38,7 +38,7 @@ from .mail.dkim import load_signer
 from .mail.transport import Outgoing, SendResult, open_transport
 from .models import Release, ReleaseState, Subscriber, SubscriberStatus, utcnow
 from .queue import TaskQueue
-from .releases import get_release, mark_published, publish_due
+from .releases import ReleaseDraft, correct_release, get_release, mark_published, publish_due
 from .releases import withdraw as withdraw_release
 from .site import BuildReport, Progress, build_site
 from .subscription import release_confirmation
@@ -59,6 +59,15 @@ def publish(
     if release.state == ReleaseState.PUBLISHED:
         queue.send("distribute_release", release.id)
         queue.send("regenerate_site")
+    return release
+
+
+def correct(settings: Settings, queue: TaskQueue, release_id: int, draft: ReleaseDraft) -> Release:
+    """Correct a published release (see ``releases.correct_release``), commit, then
+    regenerate the site: its page and feed items change, under the same ids. No email."""
+    with session_scope(settings) as session:
+        release = correct_release(session, release_id, draft)
+    queue.send("regenerate_site")
     return release
 
 

@@ -37,6 +37,7 @@ from lxml import etree
 
 from . import urls
 from .config import Settings
+from .i18n import gettext_for
 from .models import Release, Topic
 from .sanitize import absolute_urls, clean_html, strip_xml_invalid
 
@@ -449,6 +450,10 @@ def _content_html(release: Release, settings: Settings) -> str:
     """The full text as HTML: the lead, the body, the images with their credits, then the
     attachments, with every URL absolute. Sanitised again here: not every reader does."""
     parts: list[str] = []
+    if release.corrected_at is not None:
+        when = release.corrected_at.astimezone(settings.zone)
+        label = gettext_for(release.language)("Corrected on")
+        parts.append(f"<p><em>{escape(label)} {when:%Y-%m-%d %H:%M %Z}</em></p>")
     lead = _text(release.lead).strip()
     if lead:
         parts.append(f"<p>{escape(lead)}</p>")

@@ -165,6 +165,8 @@ class Release(Base):
     embargo_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When a scheduled release goes out (the sweep publishes it); None unless scheduled.
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by a correction of a published release (shown as "Corrected on …").
+    corrected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_by: Mapped[str] = mapped_column(String(200), default="")
     contacts: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)

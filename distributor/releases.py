@@ -344,3 +344,39 @@ def _single_line_or_error(value: str, field: str) -> str:
     if not cleaned:
         raise ReleaseInputError(f"{field}: say who (a name)")
     return cleaned[:200]
+
+
+def correct_release(
+    session: Session, release_id: int, draft: ReleaseDraft, now: datetime | None = None
+) -> Release:
+    """Replace a published release's text (title, lead, body, images, attachments,
+    contacts, dateline) with ``draft``'s and mark it corrected now. Its id, slug, language,
+    date and topics stay: feed readers keep the same item (a new updated date), and the
+    audience the email went to is not redrawn. Raises Conflict unless it is published,
+    ReleaseInputError if the draft's language or slug differ."""
+    release = get_release(session, release_id)
+    if release.state != ReleaseState.PUBLISHED:
+        raise Conflict(f"release {release_id} is {release.state}: only a published release is "
+                       "corrected (edit a draft by creating it again)")  # fmt: skip
+    meta = draft.meta
+    if meta.lang != release.language:
+        raise ReleaseInputError(
+            f"{draft.source}: field 'lang': a correction keeps the language "
+            f"({release.language}); publish a translation instead"
+        )
+    if meta.slug is not None and meta.slug != release.slug:
+        raise ReleaseInputError(
+            f"{draft.source}: field 'slug': a correction keeps the address ({release.slug})"
+        )
+    now = now or utcnow()
+    release.title = meta.title
+    release.dateline = meta.dateline
+    release.lead = draft.lead
+    release.body_html = draft.body_html
+    release.body_text = draft.body_text
+    release.contacts = [c.model_dump() for c in meta.contacts]
+    release.images = [i.model_dump() for i in meta.images]
+    release.attachments = [a.model_dump() for a in meta.attachments]
+    release.corrected_at = now
+    release.updated_at = now
+    return release
