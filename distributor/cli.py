@@ -4,7 +4,6 @@ configuration that cannot work."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
@@ -17,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import broker, db, dispatch
+from . import audit, broker, db, dispatch
 from .apitokens import SCOPES, create_token, list_tokens
 from .apitokens import revoke as revoke_token
 from .bounces import ingest, open_messages
@@ -30,7 +29,7 @@ from .errors import (
     ServiceError,
 )
 from .logs import setup_logging
-from .privacy import erase_person, export_person
+from .privacy import erase_person, export_person, suppression_hash
 from .queue import TaskQueue
 from .releases import create_release, parse_release
 from .status import ReleaseStatus, release_status
@@ -129,6 +128,8 @@ def subscribers_import(
             consent_source=consent_source,
             skip_invalid=skip_invalid,
         )
+        audit.record(session, audit.cli_actor(), "import", str(file), added=report.added,
+                     updated=report.updated, confirmed=confirmed)  # fmt: skip
     out.print(
         f"{report.added} added, {report.updated} updated, "
         f"{report.unchanged} left unchanged (unsubscribed or bounced)"
@@ -176,6 +177,8 @@ def subscribers_erase(
     with db.session_scope(s) as session:
         held = export_person(session, email)
         erase_person(session, s, email)
+        # The hash, not the address: the trail must not keep what the erasure removed.
+        audit.record(session, audit.cli_actor(), "erase", suppression_hash(email))
     out.print(
         f"erased {held['email']}: subscriber {held['id']}, {len(held['topics'])} topic "
         f"subscription(s), {len(held['deliveries'])} delivery record(s); "
@@ -316,7 +319,7 @@ def releases_test(
 def _publish(s: Settings, release_id: int, at: str | None) -> None:
     queue = TaskQueue(s)
     try:
-        release = dispatch.publish(s, queue, release_id, _parse_at(at))
+        release = dispatch.publish(s, queue, release_id, _parse_at(at), by=audit.cli_actor())
     finally:
         queue.close()
     if release.state == "scheduled" and release.scheduled_at:
@@ -356,7 +359,7 @@ def releases_correct(release_id: int, file: Path) -> None:
     draft = parse_release(text, str(file), s)
     queue = TaskQueue(s)
     try:
-        dispatch.correct(s, queue, release_id, draft)
+        dispatch.correct(s, queue, release_id, draft, by=audit.cli_actor())
     finally:
         queue.close()
     out.print(f"release {release_id} corrected; the site is being regenerated (no email sent)")
@@ -374,7 +377,7 @@ def releases_withdraw(
     s = settings()
     queue = TaskQueue(s)
     try:
-        cancelled = dispatch.withdraw(s, queue, release_id, by or getpass.getuser())
+        cancelled = dispatch.withdraw(s, queue, release_id, by or audit.cli_actor())
     finally:
         queue.close()
     out.print(f"release {release_id} withdrawn; {cancelled} deliveries not sent were cancelled")
@@ -387,6 +390,7 @@ def releases_unschedule(release_id: int) -> None:
 
     with db.session_scope(settings()) as session:
         unschedule(session, release_id)
+        audit.record(session, audit.cli_actor(), "unschedule", f"release {release_id}")
     out.print(f"release {release_id} is a draft again; nothing was sent")
 
 
@@ -504,6 +508,26 @@ def releases_report(
     with stream:
         n = write_csv(lines, stream)
     err.print(f"{n} deliveries written to {out_file}", markup=False, highlight=False)
+
+
+@app.command("audit")
+def audit_list(
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many events")] = 50,
+    action: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this action: publish, schedule, unschedule, correct, withdraw, import, erase"
+        ),
+    ] = None,
+) -> None:
+    """The audit trail, newest first: when (in DISTRIBUTOR_TIMEZONE), who, what, to what."""
+    s = settings()
+    with db.session_scope(s) as session:
+        for event in audit.recent(session, limit, action):
+            details = " ".join(f"{k}={v}" for k, v in sorted(event.details.items()))
+            line = f"{event.at.astimezone(s.zone):%Y-%m-%d %H:%M:%S %Z}  {event.actor}  " \
+                f"{event.action}  {event.subject}  {details}"  # fmt: skip
+            typer.echo(line.rstrip())
 
 
 @site_app.command("build")

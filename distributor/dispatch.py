@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from . import audit
 from .config import Settings
 from .db import get_engine, session_scope
 from .delivery import (
@@ -51,22 +52,36 @@ LEASE_CHECK_SECONDS = 0.05
 
 
 def publish(
-    settings: Settings, queue: TaskQueue, release_id: int, at: datetime | None = None
+    settings: Settings,
+    queue: TaskQueue,
+    release_id: int,
+    at: datetime | None = None,
+    by: str = "system",
 ) -> Release:
-    """Publish (or schedule) a release, commit, and only then wake the workers."""
+    """Publish (or schedule) a release, commit, and only then wake the workers. ``by`` is
+    recorded in the audit trail when the state changes."""
     with session_scope(settings) as session:
+        before = get_release(session, release_id).state
         release = mark_published(session, release_id, at)
+        if release.state != before or at is not None:
+            published = release.state == ReleaseState.PUBLISHED
+            when = release.scheduled_at.isoformat() if release.scheduled_at else None
+            action = "publish" if published else "schedule"
+            audit.record(session, by, action, f"release {release_id}", at=when)
     if release.state == ReleaseState.PUBLISHED:
         queue.send("distribute_release", release.id)
         queue.send("regenerate_site")
     return release
 
 
-def correct(settings: Settings, queue: TaskQueue, release_id: int, draft: ReleaseDraft) -> Release:
+def correct(
+    settings: Settings, queue: TaskQueue, release_id: int, draft: ReleaseDraft, by: str = "system"
+) -> Release:
     """Correct a published release (see ``releases.correct_release``), commit, then
     regenerate the site: its page and feed items change, under the same ids. No email."""
     with session_scope(settings) as session:
         release = correct_release(session, release_id, draft)
+        audit.record(session, by, "correct", f"release {release_id}", source=draft.source)
     queue.send("regenerate_site")
     return release
 
@@ -80,6 +95,8 @@ def withdraw(settings: Settings, queue: TaskQueue, release_id: int, by: str) -> 
         cancelled = cancel_release(
             session, release_id, f"release withdrawn by {release.withdrawn_by}"
         )
+        audit.record(session, release.withdrawn_by, "withdraw", f"release {release_id}",
+                     cancelled=cancelled)  # fmt: skip
     queue.send("regenerate_site")
     return cancelled
 
@@ -249,6 +266,8 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
     report = SweepReport()
     with session_scope(settings) as session:
         report.published = publish_due(session, now)
+        for release_id in report.published:
+            audit.record(session, audit.SCHEDULER, "publish", f"release {release_id}")
         unplanned = session.scalars(
             select(Release.id).where(
                 Release.state == ReleaseState.PUBLISHED, Release.planned_at.is_(None)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .. import audit
 from ..apitokens import authenticate
 from ..config import Settings
 from ..db import session_scope
@@ -40,7 +41,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..models import Subscriber, SubscriberStatus, Topic
-from ..privacy import erase_person
+from ..privacy import erase_person, suppression_hash
 from ..subscribers import (
     add_subscriber,
     check_language,
@@ -288,7 +289,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
         response_class=Response,
         responses=_NOT_FOUND,
     )
-    def erase_subscriber(subscriber_id: SubscriberId) -> Response:
+    def erase_subscriber(subscriber_id: SubscriberId, token: TokenName) -> Response:
         """Delete everything held on the subscriber; only a hash of the address stays, on
         the suppression list, so no import adds it again."""
         with session_scope(settings) as session:
@@ -296,6 +297,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
             if sub is None:
                 raise NotFound(f"no subscriber with id {subscriber_id}")
             erase_person(session, settings, sub.email)
+            audit.record(session, f"token:{token}", "erase", suppression_hash(sub.email))
         return Response(status_code=204)
 
     return api
