@@ -121,7 +121,9 @@ def test_rescheduling_and_cancelling(sqlite_settings: Settings) -> None:
 def test_the_cli_shows_times_in_the_press_office_zone(sqlite_settings: Settings) -> None:
     add_topics(sqlite_settings, "climate")
     release_id = embargoed_release(sqlite_settings)
-    env = settings_env(sqlite_settings)
+    # A broker nobody listens on: the CLI would otherwise start the embedded Redis and
+    # leave it running (as it does for users, to share with the worker).
+    env = settings_env(sqlite_settings, DISTRIBUTOR_BROKER_URL="redis://127.0.0.1:1/0")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "distributor.cli", *args], env=env,
