@@ -21,6 +21,26 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     return {**environment_for(settings, os.environ), **extra}
 
 
+# A broker nobody listens on. Without any broker URL, a command that enqueues starts the
+# embedded Redis and leaves it running (for users, to share with the worker): a test would
+# leave a redis-server behind.
+NO_BROKER = "redis://127.0.0.1:1/0"
+
+
+def run_cli(
+    settings: Settings, *args: str, cwd: Path | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m distributor.cli ARGS`` with ``settings`` (plus the ``DISTRIBUTOR_*``
+    variables in ``extra``), run to the end; stdout and stderr captured as text. Settings
+    without a broker get ``NO_BROKER``."""
+    env = settings_env(settings, **extra)
+    env.setdefault("DISTRIBUTOR_BROKER_URL", NO_BROKER)
+    return subprocess.run(
+        [sys.executable, "-m", "distributor.cli", *args],
+        env=env, capture_output=True, text=True, timeout=120, cwd=cwd,
+    )  # fmt: skip
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``check`` until it is true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

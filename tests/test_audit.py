@@ -3,8 +3,6 @@ recorded with the action itself; an erasure keeps the hash, never the address.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import timedelta
 
 from distributor import audit, dispatch
@@ -15,9 +13,7 @@ from distributor.privacy import suppression_hash
 from distributor.queue import TaskQueue
 from distributor.releases import parse_release
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
-from tests.processes import settings_env
-
-NOWHERE = "redis://127.0.0.1:1/0"
+from tests.processes import NO_BROKER, run_cli
 
 
 def trail(settings: Settings) -> list[tuple[str, str, str]]:
@@ -30,7 +26,7 @@ def test_each_action_on_a_release_is_recorded_with_who(sqlite_settings: Settings
     add_topics(s, "climate")
     first = make_release(s)
     second = make_release(s, slug="second", title="Second")
-    queue = TaskQueue(s.model_copy(update={"broker_url": NOWHERE}))
+    queue = TaskQueue(s.model_copy(update={"broker_url": NO_BROKER}))
     try:
         dispatch.publish(s, queue, first.id, by="token:desk")
         dispatch.publish(s, queue, first.id, by="token:desk")  # no change: not recorded
@@ -53,11 +49,10 @@ def test_each_action_on_a_release_is_recorded_with_who(sqlite_settings: Settings
 def test_the_cli_records_imports_and_erasures_and_lists_them(sqlite_settings: Settings) -> None:
     add_topics(sqlite_settings, "climate")
     add_subscribers(sqlite_settings, [("ann@example.com", "Ann", "en", "climate")])
-    env = settings_env(sqlite_settings)
 
     def run(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "distributor.cli", *args], env=env,
-                              capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+        done = run_cli(sqlite_settings, *args)
+        assert done.returncode == 0, done.stderr
         return done.stdout
 
     run("subscribers", "erase", "--email", "ann@example.com")

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from distributor.config import Settings
 from tests.helpers import release_text
-from tests.processes import settings_env
+from tests.processes import run_cli
 
 
 @pytest.fixture
 def run(sqlite_settings: Settings, redis_url: str):  # type: ignore[no-untyped-def]
-    env = settings_env(sqlite_settings, DISTRIBUTOR_BROKER_URL=redis_url)
-
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "distributor.cli", *args],
-            env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        return run_cli(sqlite_settings, *args, DISTRIBUTOR_BROKER_URL=redis_url)
 
     return run
 

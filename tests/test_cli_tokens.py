@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 from fastapi.testclient import TestClient
 
 from distributor.config import Settings
 from distributor.web import create_app
-from tests.processes import settings_env
+from tests.processes import run_cli
 
 
 def test_create_list_and_revoke_a_token(sqlite_settings: Settings, redis_url: str) -> None:
     s = sqlite_settings.model_copy(update={"broker_url": redis_url})
-    env = settings_env(s)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "distributor.cli", "tokens", *args],
-            env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        return run_cli(s, "tokens", *args)
 
     created = run("create", "press-desk")
     assert created.returncode == 0, created.stderr

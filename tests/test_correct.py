@@ -3,8 +3,6 @@ updated date in the feeds, and no email."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import feedparser
@@ -20,9 +18,7 @@ from distributor.queue import TaskQueue
 from distributor.releases import mark_published, parse_release
 from distributor.site import build_site
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
-from tests.processes import settings_env
-
-NOWHERE = "redis://127.0.0.1:1/0"  # no broker: the site is built by the test itself
+from tests.processes import NO_BROKER, run_cli
 
 
 def corrected_text(**kwargs: str) -> str:
@@ -43,7 +39,7 @@ def test_a_correction_changes_the_page_and_the_feed_item_but_sends_nothing(
     atom = settings.public_dir / "feeds/en/releases.atom"
     before = feedparser.parse(atom.read_bytes()).entries[0]
 
-    queue = TaskQueue(settings.model_copy(update={"broker_url": NOWHERE}))
+    queue = TaskQueue(settings.model_copy(update={"broker_url": NO_BROKER}))
     try:
         draft = parse_release(corrected_text(), "fix.md", settings)
         dispatch.correct(settings, queue, release.id, draft)
@@ -69,7 +65,7 @@ def test_what_a_correction_may_not_change(sqlite_settings: Settings) -> None:
     s = sqlite_settings
     add_topics(s, "climate")
     release = make_release(s)
-    queue = TaskQueue(s.model_copy(update={"broker_url": NOWHERE}))
+    queue = TaskQueue(s.model_copy(update={"broker_url": NO_BROKER}))
     try:
         draft = parse_release(corrected_text(), "fix.md", s)
         with pytest.raises(Conflict, match="only a published release"):
@@ -93,11 +89,7 @@ def test_the_cli_corrects_from_a_file(sqlite_settings: Settings, tmp_path: Path)
         mark_published(session, release.id)
     fix = tmp_path / "fix.md"
     fix.write_text(corrected_text(), encoding="utf-8")
-    env = settings_env(sqlite_settings, DISTRIBUTOR_BROKER_URL=NOWHERE)
-    done = subprocess.run(
-        [sys.executable, "-m", "distributor.cli", "releases", "correct", str(release.id), str(fix)],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    done = run_cli(sqlite_settings, "releases", "correct", str(release.id), str(fix))
     assert done.returncode == 0, done.stderr
     assert "corrected" in done.stdout and "no email" in done.stdout
     with session_scope(sqlite_settings) as session:

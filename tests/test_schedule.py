@@ -4,7 +4,6 @@ before the time; published by the first sweep after it (beat runs one every 30 s
 from __future__ import annotations
 
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,7 +19,7 @@ from distributor.queue import SWEEP_SECONDS, TaskQueue, celery_config
 from distributor.releases import create_release, mark_published, parse_release, unschedule
 from distributor.site import build_site
 from tests.helpers import add_subscribers, add_topics, release_text
-from tests.processes import settings_env
+from tests.processes import NO_BROKER, run_cli
 
 EMBARGO = datetime(2031, 3, 2, 8, 0, tzinfo=UTC)  # 09:00 in Paris
 
@@ -102,7 +101,7 @@ def test_rescheduling_and_cancelling(sqlite_settings: Settings) -> None:
     with session_scope(s) as session:
         with pytest.raises(Conflict, match="not scheduled"):
             unschedule(session, release_id, now=clock)
-    queue = TaskQueue(s.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"}))
+    queue = TaskQueue(s.model_copy(update={"broker_url": NO_BROKER}))
     try:  # a cancelled release is not published when its time comes
         assert dispatch.sweep(s, queue, now=EMBARGO + timedelta(days=1)).published == []
     finally:
@@ -121,13 +120,9 @@ def test_rescheduling_and_cancelling(sqlite_settings: Settings) -> None:
 def test_the_cli_shows_times_in_the_press_office_zone(sqlite_settings: Settings) -> None:
     add_topics(sqlite_settings, "climate")
     release_id = embargoed_release(sqlite_settings)
-    # A broker nobody listens on: the CLI would otherwise start the embedded Redis and
-    # leave it running (as it does for users, to share with the worker).
-    env = settings_env(sqlite_settings, DISTRIBUTOR_BROKER_URL="redis://127.0.0.1:1/0")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "distributor.cli", *args], env=env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        return run_cli(sqlite_settings, *args)
 
     scheduled = run("releases", "publish", str(release_id), "--at", "2031-03-02T10:30:00+01:00")
     assert scheduled.returncode == 0, scheduled.stderr

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from datetime import timedelta
 
 from distributor import urls
@@ -12,7 +10,7 @@ from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.models import Release, ReleaseState
 from distributor.site import build_site
-from tests.processes import settings_env
+from tests.processes import run_cli
 from tests.test_feeds import BASE, add_release, add_topics
 
 
@@ -118,13 +116,10 @@ def test_the_cli_builds_the_site_and_the_old_command_still_works(
 ) -> None:
     add_topics(sqlite_settings)
     add_release(sqlite_settings, 1)
-    env = settings_env(sqlite_settings)
 
     def run(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "distributor.cli", *args],
-            env=env, capture_output=True, text=True, timeout=120, check=True,
-        )  # fmt: skip
+        done = run_cli(sqlite_settings, *args)
+        assert done.returncode == 0, done.stderr
         return done.stdout
 
     first = run("site", "build")

@@ -11,6 +11,7 @@ from distributor.db import session_scope
 from distributor.queue import TaskQueue
 from distributor.releases import create_release, parse_release
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
+from tests.processes import NO_BROKER
 from tests.smtp_server import SMTPServer
 
 ENGLISH = [(f"en{i}@example.com", f"E {i}", "en", "climate") for i in range(4)]
@@ -30,7 +31,7 @@ def test_the_pair_sends_each_subscriber_one_email_in_their_language(
     )
     with session_scope(live) as session:
         french = create_release(session, live, parse_release(text, "fr.md", live))
-    queue = TaskQueue(live.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"}))
+    queue = TaskQueue(live.model_copy(update={"broker_url": NO_BROKER}))
     try:
         for release_id in (original.id, french.id):  # published together
             dispatch.publish(live, queue, release_id)

@@ -4,7 +4,6 @@ answers 410 Gone, and who did it is recorded."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from distributor.queue import TaskQueue
 from distributor.site import build_site
 from distributor.web import create_app
 from tests.helpers import add_subscribers, add_topics, make_release
-from tests.processes import settings_env
+from tests.processes import NO_BROKER, run_cli
 from tests.smtp_server import SMTPServer
 
 PEOPLE = [(f"p{i}@example.com", f"P {i}", "en", "climate") for i in range(6)]
@@ -89,7 +88,7 @@ def test_withdrawal_mid_send_cancels_what_is_not_sent_and_takes_the_page_down(
 def test_a_draft_withdrawn_leaves_no_notice_and_who_is_required(sqlite_settings: Settings) -> None:
     add_topics(sqlite_settings, "climate")
     release = make_release(sqlite_settings)
-    queue = TaskQueue(sqlite_settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"}))
+    queue = TaskQueue(sqlite_settings.model_copy(update={"broker_url": NO_BROKER}))
     try:
         with pytest.raises(ReleaseInputError, match="withdrawn by"):
             dispatch.withdraw(sqlite_settings, queue, release.id, "Jane\r\nBcc: x")
@@ -105,11 +104,9 @@ def test_the_cli_withdraws_and_says_how_many_were_cancelled(
 ) -> None:
     add_topics(sqlite_settings, "climate")
     release = make_release(sqlite_settings)
-    env = settings_env(sqlite_settings, DISTRIBUTOR_BROKER_URL="redis://127.0.0.1:1/0")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "distributor.cli", *args], env=env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        return run_cli(sqlite_settings, *args)
 
     done = run("releases", "withdraw", str(release.id), "--by", "Jane Doe")
     assert done.returncode == 0, done.stderr
