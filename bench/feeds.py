@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO))  # tests.nginx_conf: the compose nginx config, run
 import httpx  # noqa: E402
 from _feeds_data import Populated, populate_releases  # noqa: E402
 from _fixture import SAMPLE, fresh_database, settings_for  # noqa: E402
-from pipeline import code_state  # noqa: E402
+from _report import code_state, say, table  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from distributor.config import Settings, environment_for  # noqa: E402
@@ -73,22 +73,6 @@ SAMPLE_FR = SAMPLE.with_name("climate-agreement.fr.md")  # translates SAMPLE
 FEED_SIZE_RANGE = (150 * 1024, 300 * 1024)
 GOAL_INCREMENTAL_S = 1.0
 GOAL_200, GOAL_304 = 0.25, 0.15
-
-
-def _say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def _table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return indent + "  ".join([first, *rest]).rstrip()
-
-    rule = indent + "-" * (sum(widths) + 2 * len(widths) - 2)
-    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
 # --- (a) regeneration ----------------------------------------------------------------------
@@ -117,7 +101,7 @@ def _timed(name: str, call: str, build: Callable[[], BuildReport], goal: float =
     report = build()
     seconds = time.perf_counter() - started
     mark = f"< {goal:.0f} s {'✓' if seconds < goal else '✗'}" if goal else "—"
-    _say(f"{name}: {seconds:.2f} s ({_describe(report)})")
+    say(f"{name}: {seconds:.2f} s ({_describe(report)})")
     return Step(name, call, seconds, _describe(report), mark)
 
 
@@ -140,7 +124,7 @@ def regeneration(settings: Settings, releases: int) -> tuple[Populated, float, l
         existing = session.scalar(select(func.count()).select_from(Release))
     if existing:
         raise SystemExit(f"the database already holds {existing:,} releases; give an empty one")
-    _say(f"inserting {releases:,} published releases")
+    say(f"inserting {releases:,} published releases")
     started = time.perf_counter()
     populated = populate_releases(settings, releases)
     insert_s = time.perf_counter() - started
@@ -174,10 +158,10 @@ def regeneration_table(
         f"{p.mean_body_bytes / 1024:.1f} KB on average), inserted in {insert_s:.1f} s"
     )
     rows = [[s.name, s.call, f"{s.seconds:.3f}", s.files, s.goal] for s in steps]
-    table = _table(["regeneration", "call", "seconds", "files", "goal"], rows)
+    figures = table(["regeneration", "call", "seconds", "files", "goal"], rows)
     full, publishes = steps[0].seconds, [s.seconds for s in steps[1:-1]]
     ratios = ", ".join(f"{full / s:,.0f}×" for s in publishes)
-    return f"{intro}\n\n{table}\n\n  full build ÷ regeneration after one publish: {ratios}"
+    return f"{intro}\n\n{figures}\n\n  full build ÷ regeneration after one publish: {ratios}"
 
 
 # --- (b) polls a second ----------------------------------------------------------------------
@@ -305,11 +289,11 @@ def measure(name: str, url: str, size: int, duration: int) -> Served:
     again = httpx.get(url, headers={"If-None-Match": etag, "Accept-Encoding": "identity"})
     if again.status_code != 304:
         raise SystemExit(f"{name}: If-None-Match with its own ETag gave {again.status_code}")
-    _say(f"{name}: wrk 200 for {duration} s")
+    say(f"{name}: wrk 200 for {duration} s")
     ok = run_wrk(url, duration, {})
-    _say(f"{name}: wrk 304 for {duration} s")
+    say(f"{name}: wrk 304 for {duration} s")
     not_modified = run_wrk(url, duration, {"If-None-Match": etag})
-    _say(f"{name}: {ok.rate:,.0f}/s (200), {not_modified.rate:,.0f}/s (304)")
+    say(f"{name}: {ok.rate:,.0f}/s (200), {not_modified.rate:,.0f}/s (304)")
     return Served(name, etag, ok, not_modified)
 
 
@@ -343,7 +327,7 @@ def polls_table(app: Served, nginx: Served, feed: str, size: int, how: str) -> s
     rows.append(["goal", f"≥ {GOAL_200:.2f}", "", f"≥ {GOAL_304:.2f}", "", ""])
     intro = f"/{feed}: {size / 1024:.0f} KB, {how}; wrk -t2 -c32, no Accept-Encoding"
     headers = ["server", "200 req/s", "p50", "304 req/s", "p50", "errors"]
-    return f"{intro}\n\n{_table(headers, rows)}"
+    return f"{intro}\n\n{table(headers, rows)}"
 
 
 def polls(settings: Settings, work: Path, duration: int, workers: int | None) -> str:
@@ -353,7 +337,7 @@ def polls(settings: Settings, work: Path, duration: int, workers: int | None) ->
     if "--workers" not in options:
         workers = None
     how = f"distributor serve --workers {workers}" if workers else "distributor serve (1 process)"
-    _say(f"polls: /{feed} ({size / 1024:.0f} KB, {what}); app: {how}")
+    say(f"polls: /{feed} ({size / 1024:.0f} KB, {what}); app: {how}")
     with ExitStack() as stack:
         app_base = stack.enter_context(running_app(settings, work / "serve.log", workers))
         app = measure("distributor serve", f"{app_base}/{feed}", size, duration)

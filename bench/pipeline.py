@@ -20,12 +20,10 @@ ceiling, the first message within 2 s of publishing.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -41,6 +39,7 @@ import psutil  # noqa: E402
 import redis  # noqa: E402
 from _fixture import BROKER_URL, fresh_database, populate, settings_for  # noqa: E402
 from _profile import breakdown, cprofile_send_batch, read_pyspy_raw  # noqa: E402
+from _report import code_state, say, table  # noqa: E402
 from _run import RunResult, Worker, measure  # noqa: E402
 from _sinks import AioSink, Sink, SmtpSink  # noqa: E402
 
@@ -57,31 +56,10 @@ FULL_CONFIGS = [
 QUICK_CONFIGS = ["sqlite/2/smtp-sink", "postgresql/2/smtp-sink", "sqlite/2/aiosmtpd"]
 
 
-def _say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
 def _n(value: float, digits: int = 0) -> str:
     if value != value:  # NaN
         return "–"
     return f"{value:,.{digits}f}"
-
-
-def _table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return indent + "  ".join([first, *rest]).rstrip()
-
-    return "\n".join(
-        [
-            line(headers),
-            indent + "-" * (sum(widths) + 2 * len(widths) - 2),
-            *(line(r) for r in rows),
-        ]
-    )
 
 
 # --- (a) and (b): baselines -------------------------------------------------------------
@@ -114,7 +92,7 @@ def ceilings(
             continue
         sink = sinks[sink_name]
         n = aio_count if sink_name == "aiosmtpd" else count
-        _say(f"ceiling: {sink_name}, {how[sender]}, {procs} process(es), {trials} × {n:,}")
+        say(f"ceiling: {sink_name}, {how[sender]}, {procs} process(es), {trials} × {n:,}")
         before = sink.count()
         rates = sorted(
             _baselines.rate(sender, sink.port, messages, n, procs) for _ in range(trials)
@@ -136,17 +114,17 @@ def ceilings(
             ]
         )
     headers = ["sink", "message", "client", "procs", "arrived", "worst/s", "median/s", "best/s"]
-    return _table([*headers, "ms/msg (median)"], rows), best
+    return table([*headers, "ms/msg (median)"], rows), best
 
 
 def naive_baseline(sink: Sink, count: int) -> str:
     settings = settings_for(Path(tempfile.gettempdir()), None, sink.url)
-    _say(f"naive pipeline: {count:,} messages into {sink.name}")
+    say(f"naive pipeline: {count:,} messages into {sink.name}")
     _baselines.naive(settings, sink.port, 50)  # warm: compile the templates
     before = sink.count()
     r = _baselines.naive(settings, sink.port, count)
     arrived = sink.count() - before
-    return _table(
+    return table(
         ["pipeline", "messages", "arrived", "msgs/s", "compose ms/msg", "send ms/msg", "size"],
         [
             [
@@ -177,17 +155,17 @@ def real_run(
     tag = config.replace("/", "_").replace("-", "")
     started = time.perf_counter()
     with fresh_database(backend, sink.url, tag) as settings:
-        _say(f"{config}: {subscribers:,} subscribers: set-up")
+        say(f"{config}: {subscribers:,} subscribers: set-up")
         dataset = populate(settings, subscribers)
         worker = Worker(dataset, int(procs), log_dir / f"{tag}{'-pyspy' if profiler else ''}.log")
         setup = time.perf_counter() - started
-        _say(f"{config}: worker ready, publishing")
+        say(f"{config}: worker ready, publishing")
         try:
             result = measure(config, dataset, worker, sink, profiler)
         finally:
             worker.stop()
     result.setup_s = setup
-    _say(
+    say(
         f"{config}: {result.sent:,} sent in {result.last_s:.1f} s ({result.rate:,.0f}/s), "
         f"first after {result.first_s:.2f} s, {'complete' if result.complete else 'INCOMPLETE'}"
     )
@@ -210,7 +188,7 @@ def _check(r: RunResult) -> str:
 
 
 def results_tables(results: list[RunResult]) -> str:
-    timing = _table(
+    timing = table(
         [
             "ledger/procs/sink",
             "msgs",
@@ -245,7 +223,7 @@ def results_tables(results: list[RunResult]) -> str:
             for r in results
         ],
     )
-    cost = _table(
+    cost = table(
         [
             "ledger/procs/sink",
             "worker CPU s/1k",
@@ -294,7 +272,7 @@ def goals_table(results: list[RunResult], ceiling: dict[str, float]) -> str:
                 "yes" if r.complete and not r.duplicates else "NO",
             ]
         )
-    return _table(
+    return table(
         [
             "ledger/procs/sink",
             "msgs/s",
@@ -325,21 +303,6 @@ def pyspy_report(path: Path, label: str) -> str:
     lines += ["", "  distributor/worker functions, callees included:"]
     lines += [f"    {n / total:6.1%}  {name}" for name, n in inclusive]
     return "\n".join(lines)
-
-
-def code_state() -> str:
-    """A fingerprint of the code under test (distributor/, worker/, templates/): this tree is
-    edited while benchmarks run, so figures must say which state they measured."""
-    root = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
-    newest = (0.0, "")
-    for folder in ("distributor", "worker", "templates"):
-        for path in sorted((root / folder).rglob("*")):
-            if path.is_file() and path.suffix in (".py", ".html", ".txt"):
-                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-                newest = max(newest, (path.stat().st_mtime, str(path.relative_to(root))))
-    when = time.strftime("%H:%M:%S", time.localtime(newest[0]))
-    return f"sha256 {digest.hexdigest()[:12]}, newest file {newest[1]} ({when})"
 
 
 def _on_sigterm(_signo: int, _frame: object) -> NoReturn:
@@ -409,12 +372,12 @@ def main() -> None:
             sinks["aiosmtpd"] = AioSink()
             stack.callback(sinks["aiosmtpd"].stop)
 
-        table, best = ceilings(sinks, ceiling_count, min(ceiling_count, 3_000), trials=3)
+        ceiling_table, best = ceilings(sinks, ceiling_count, min(ceiling_count, 3_000), trials=3)
         out += [
             "(a) The sink's ceiling: pre-built messages made by the real composer (the sample "
             "release; the bigger one has its body three times), no queue, no database; "
             f"{ceiling_count:,} messages a trial, 3 trials",
-            table,
+            ceiling_table,
             "",
             "  ceiling used for the goal: the best smtplib figure above — "
             + ", ".join(f"{k} {v:,.0f}/s" for k, v in best.items()),
@@ -443,7 +406,7 @@ def main() -> None:
         out += ["Goals, as ratios measured in this run", goals_table(results, best), ""]
 
         for backend in ("sqlite", "postgresql"):
-            _say(
+            say(
                 f"step by step: send_batch in this process, {backend}, {breakdown_count:,} messages"
             )
             out += [
@@ -454,7 +417,7 @@ def main() -> None:
                 "",
             ]
         if args.cprofile:
-            _say(f"cProfile of send_batch in-process, {args.cprofile:,} subscribers")
+            say(f"cProfile of send_batch in-process, {args.cprofile:,} subscribers")
             out += [
                 "cProfile: dispatch.send_batch in this process, SQLite, smtp-sink",
                 cprofile_send_batch(sinks["smtp-sink"].url, args.cprofile),
@@ -475,7 +438,7 @@ def main() -> None:
             ]
             config = args.profile_config or configs[0]
             n = aio_subscribers if config.endswith("aiosmtpd") else subscribers
-            _say(f"py-spy: profiled extra run of {config} (not in the tables above)")
+            say(f"py-spy: profiled extra run of {config} (not in the tables above)")
             profiled = real_run(config, n, sinks, log_dir, cmd)
             out += [pyspy_report(raw, f"{config}, {profiled.rate:,.0f} msgs/s under the profiler")]
 
