@@ -369,7 +369,7 @@ def releases_correct(release_id: int, file: Path) -> None:
 def releases_withdraw(
     release_id: int,
     by: Annotated[
-        str, typer.Option(help="Who withdraws it, for the record (default: your user name)")
+        str, typer.Option(help="Who withdraws it, for the record (default: cli:YOUR-USER-NAME)")
     ] = "",
 ) -> None:
     """Withdraw a release: it leaves the pages and feeds (its page answers 410 Gone) and
