@@ -99,7 +99,7 @@ class BuildReport:
 class _Output:
     relpath: str
     fingerprint: str
-    kind: str  # "listing", "release", "feed"
+    kind: str  # "release", "gone", "listing", "root", "feed"
     args: Any
     release_ids: tuple[int, ...]
     feed_url: str | None = None  # set for live feeds
@@ -118,14 +118,7 @@ def build_site(
     with _locked(public / ".site.lock"):
         with session_scope(settings) as session:
             rows, topics, gone = _catalogue(session)
-        outputs = _plan(rows, topics, settings)
-        build = _build_fingerprint(settings, topics)
-        outputs += [
-            _Output(urls.gone_relpath(g.slug), _hash(build, "gone", str(g.id), g.slug,
-                                                      g.withdrawn_at), "gone", g.id, (g.id,))
-            for g in gone
-            if _safe_segment(g.slug)
-        ]  # fmt: skip
+        outputs = _plan(rows, topics, gone, settings)
         manifest = {} if force else _read_manifest(public)
         root = f"{public}{os.sep}"
         todo = [o for o in outputs if manifest.get(o.relpath) != o.fingerprint
@@ -180,7 +173,9 @@ def _catalogue(session: Session) -> tuple[list[_Row], list[Topic], list[_Gone]]:
     return rows, topics, gone
 
 
-def _plan(rows: list[_Row], topics: list[Topic], settings: Settings) -> list[_Output]:
+def _plan(
+    rows: list[_Row], topics: list[Topic], gone: list[_Gone], settings: Settings
+) -> list[_Output]:
     """Every file of the site, with the fingerprint of what it would contain."""
     build = _build_fingerprint(settings, topics)
     groups: dict[int, list[_Row]] = defaultdict(list)
@@ -201,6 +196,12 @@ def _plan(rows: list[_Row], topics: list[Topic], settings: Settings) -> list[_Ou
             relpath = urls.release_relpath(r.slug)
             outputs.append(_Output(relpath, _hash(build, "release", keys[r.id]), "release",
                                    r.id, shown))  # fmt: skip
+    outputs += [
+        _Output(urls.gone_relpath(g.slug), _hash(build, "gone", str(g.id), g.slug,
+                                                  g.withdrawn_at), "gone", g.id, (g.id,))
+        for g in gone
+        if _safe_segment(g.slug)
+    ]  # fmt: skip
     size = settings.feed_size
     for lang in settings.languages:
         in_lang = sorted((r for r in rows if r.lang == lang), key=lambda r: (r.date, r.id))
