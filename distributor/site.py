@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from . import urls
 from .config import Settings
 from .db import session_scope
+from .durable import fsync_dir
 from .feeds import FeedPage, ItemCache, render_feed
 from .models import Release, ReleaseState, Topic, release_topics
 from .newsroom import Listing, Newsroom
@@ -396,19 +397,5 @@ def _write_if_changed(path: Path, data: bytes, *, durable: bool = False) -> bool
         tmp.unlink(missing_ok=True)
         raise
     if durable:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return True
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform, hence best effort.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -30,7 +30,10 @@ ATOM = (
     + b"<entry><title>Agency signs cooperation agreement</title><content>" * 40
     + b"</feed>\n"
 )
+MEDIA = "media/" + "ab" * 32  # a stored image's directory (distributor.media)
+PHOTO = b"\xff\xd8\xff\xe0 the bytes of a JPEG"
 FILES = {
+    f"{MEDIA}/page.jpg": PHOTO,
     "index.html": b"<!doctype html><title>Newsroom</title>",
     "en/index.html": b"<!doctype html><title>Newsroom (en)</title>",
     "releases/climate-agreement.html": b"<!doctype html><title>Climate agreement</title>",
@@ -275,3 +278,22 @@ def test_a_withdrawn_release_answers_410_with_its_notice(client: httpx.Client) -
     # The notice file is not a page of its own, and a live release is not affected.
     assert client.get("/releases/old-news.gone.html").status_code == 404
     assert client.get("/releases/climate-agreement").status_code == 200
+
+
+def test_a_stored_image_is_cached_for_a_year_with_the_etag_the_app_gives(
+    client: httpx.Client,
+) -> None:
+    r = client.get(f"/{MEDIA}/page.jpg")
+    assert r.status_code == 200
+    assert r.content == PHOTO
+    assert r.headers["content-type"] == "image/jpeg"
+    assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    # The form distributor.web.static gives it too: either server's validator works.
+    assert r.headers["etag"] == f'"{int(MODIFIED.timestamp()):x}-{len(PHOTO):x}"'
+    assert client.get(f"/{MEDIA}/page.jpg", headers={"If-None-Match": r.headers["etag"]}
+                      ).status_code == 304  # fmt: skip
+    # An image not stored (yet) is no business of the app's: the files are the same.
+    missing = client.get(f"/{MEDIA}/email.jpg")
+    assert missing.status_code == 404
+    assert "path" not in missing.text

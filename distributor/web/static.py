@@ -12,6 +12,11 @@ URL path → file below ``public/`` (see ``distributor.urls``):
 ``/`` → ``index.html`` (``/?lang=fr`` → ``fr/index.html``); ``/en/`` → ``en/index.html``;
 ``/feeds/en/releases.atom`` → itself; ``/releases/SLUG`` → ``releases/SLUG.html``;
 ``/en`` → ``en/index.html``.
+
+Images stored by ``distributor.media`` (``/media/<sha256>/page.jpg`` and the like) are not
+held in memory: each answer streams the file from disk. Their URLs never change what they
+serve, so they are cached for a year (``immutable``); the ETag has nginx's form
+(mtime-size, in hex), so both servers give a client the same validator.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import brotli
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
+from ..media import MEDIA_PATH
+from ..media import MEDIA_TYPES as IMAGE_TYPES
 from ..urls import MEDIA_TYPES
 
 Headers = tuple[tuple[bytes, bytes], ...]
@@ -48,6 +55,8 @@ RECHECK_SECONDS: Final = 1.0  # how long a cached file is trusted without a stat
 FEED_SUFFIXES: Final = frozenset({".rss", ".atom", ".json"})
 GONE_SUFFIX: Final = ".gone.html"  # urls.gone_relpath: the notice of a withdrawn release
 _METHODS: Final = frozenset({"GET", "HEAD"})
+MEDIA_CACHE_CONTROL: Final = b"public, max-age=31536000, immutable"
+MEDIA_CHUNK: Final = 256 * 1024  # bytes read from disk (in a worker thread) at a time
 
 
 @dataclass(frozen=True)
@@ -292,6 +301,10 @@ class PublicFiles:
         if scope["type"] != "http" or scope["method"] not in _METHODS:
             await self.app(scope, receive, send)
             return
+        path: str = scope["path"]
+        if path.startswith("/media/") and MEDIA_PATH.match(path):
+            if await self._media(scope, send, path[1:]):
+                return
         entry = self._entry(scope)
         if entry is None:
             await self.app(scope, receive, send)
@@ -338,6 +351,56 @@ class PublicFiles:
             await send({"type": "http.response.body", "body": b""})
         else:
             await send({"type": "http.response.body", "body": variant.body})
+
+    async def _media(self, scope: Scope, send: Send, relpath: str) -> bool:
+        """Answer with the stored image at ``relpath`` below ``public/``, streamed from
+        disk (or 304); False, having sent nothing, when there is no such regular file
+        inside the public directory."""
+        path = os.path.join(self.root, relpath)
+        if not os.path.realpath(path).startswith(os.path.realpath(self.root) + os.sep):
+            return False
+        try:
+            fh = open(path, "rb")  # closed below (with), once streamed
+        except OSError:
+            return False
+        with fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            mtime = int(st.st_mtime)
+            etag = f'"{mtime:x}-{st.st_size:x}"'.encode("ascii")
+            last_modified = formatdate(mtime, usegmt=True).encode("ascii")
+            headers: Headers = (
+                (b"etag", etag),
+                (b"last-modified", last_modified),
+                (b"cache-control", MEDIA_CACHE_CONTROL),
+            )
+            inm = ims = None
+            for name, value in scope["headers"]:
+                if name == b"if-none-match":
+                    inm = value
+                elif name == b"if-modified-since":
+                    ims = value
+            if (
+                etag_matches(inm, frozenset((etag,)))
+                if inm is not None
+                else ims is not None and not_modified_since(ims, mtime, last_modified)
+            ):
+                await send({"type": "http.response.start", "status": 304, "headers": headers})
+                await send({"type": "http.response.body", "body": b""})
+                return True
+            media_type = IMAGE_TYPES[os.path.splitext(relpath)[1]].encode("ascii")
+            headers += (
+                (b"content-type", media_type),
+                (b"content-length", str(st.st_size).encode("ascii")),
+                (b"x-content-type-options", b"nosniff"),
+            )
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            if scope["method"] == "GET":
+                while chunk := await anyio.to_thread.run_sync(fh.read, MEDIA_CHUNK):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return True
 
     async def _gone(self, scope: Scope, send: Send, entry: _Entry) -> None:
         # No validators: a 304 would not say "gone"; the notice is small.
