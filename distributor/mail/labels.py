@@ -24,6 +24,7 @@ LABELS: dict[str, str] = {
     "subscribed_any": "You receive this email because you subscribed to the press releases "
     "of {organisation}.",
     "high_res": "High-resolution image",
+    "documents": "Documents",
     "photo": "Photo:",
     "colon": ":",
     "read_online": "Read online",

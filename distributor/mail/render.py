@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from ..config import Settings
 from ..models import Release
+from ..newsroom import file_details
 from ..sanitize import absolute_urls
 from ..urls import release_url
 from .labels import format_date, labels_for
@@ -138,15 +139,29 @@ def _images(release: Release, base: str) -> list[dict[str, str]]:
         if src is None:
             continue
         href = _web_url(image["href"], base) if image.get("href") else None
+        small = _web_url(image["email_src"], base) if image.get("email_src") else None
         images.append(
             {
                 "src": src,
+                "email_src": small or src,
                 "href": href or src,
                 "alt": image.get("alt") or "",
                 "credit": image.get("credit") or "",
             }
         )
     return images
+
+
+def _attachments(release: Release, base: str) -> list[dict[str, str]]:
+    """The release's documents as links (absolute http(s) URLs, title, "PDF, 1.2 MB"):
+    an email links its documents, it never carries them."""
+    documents = []
+    for item in release.attachments or []:
+        href = _web_url(item["href"], base) if item.get("href") else None
+        if href is not None:
+            details = file_details(item, release.language)
+            documents.append({"href": href, "title": item.get("title") or href, "details": details})
+    return documents
 
 
 def _contacts(release: Release) -> list[dict[str, str]]:
@@ -189,6 +204,7 @@ def context(
         "body_html": Markup(absolute_urls(release.body_html, settings.site_url)),  # noqa: S704 - sanitised on the way in
         "body_text": _plain_links(release.body_text, settings.site_url),
         "images": _images(release, settings.site_url),
+        "attachments": _attachments(release, settings.site_url),
         "contacts": _contacts(release),
         "topics": topics,
         "subscribed_to": subscribed,
