@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from . import audit
+from . import audit, notices
 from .config import Settings
 from .db import get_engine, session_scope
 from .delivery import (
@@ -75,26 +75,43 @@ def publish(
 
 
 def correct(
-    settings: Settings, queue: TaskQueue, release_id: int, draft: ReleaseDraft, by: str = "system"
+    settings: Settings,
+    queue: TaskQueue,
+    release_id: int,
+    draft: ReleaseDraft,
+    by: str = "system",
+    notify: bool = False,
 ) -> Release:
     """Correct a published release (see ``releases.correct_release``), commit, then
-    regenerate the site: its page and feed items change, under the same ids. No email."""
+    regenerate the site: its page and feed items change, under the same ids.
+
+    No email unless ``notify``: then a correction notice is planned, in the same
+    transaction, for everyone who received the release and is still confirmed
+    (``notices.plan``; count them with ``notices.planned``), and after the commit enough
+    ``send_correction_notices`` tasks are enqueued to send them."""
+    planned = 0
     with session_scope(settings) as session:
         release = correct_release(session, release_id, draft)
-        audit.record(session, by, "correct", f"release {release_id}", source=draft.source)
+        if notify:
+            planned = notices.plan(session, release)
+        audit.record(session, by, "correct", f"release {release_id}", source=draft.source,
+                     notify=notify, notices=planned)  # fmt: skip
     queue.send("regenerate_site")
+    for _ in range(math.ceil(planned / settings.batch_size)):
+        queue.send("send_correction_notices", release_id)
     return release
 
 
 def withdraw(settings: Settings, queue: TaskQueue, release_id: int, by: str) -> int:
-    """Withdraw the release and cancel every delivery not sent yet, in one transaction;
-    then regenerate the site (its page becomes a 410 notice). Returns the number of
-    deliveries cancelled."""
+    """Withdraw the release and cancel every delivery and correction notice not sent yet, in
+    one transaction; then regenerate the site (its page becomes a 410 notice). Returns the
+    number of deliveries cancelled."""
     with session_scope(settings) as session:
         release = withdraw_release(session, release_id, by)
         cancelled = cancel_release(
             session, release_id, f"release withdrawn by {release.withdrawn_by}"
         )
+        notices.cancel_unwanted(session, release_id)  # its correction notices too
         audit.record(session, release.withdrawn_by, "withdraw", f"release {release_id}",
                      cancelled=cancelled)  # fmt: skip
     queue.send("regenerate_site")
@@ -245,6 +262,82 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
     return report
 
 
+def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
+    """Claim one batch of the release's due correction notices, send each, record each
+    outcome (see :mod:`distributor.notices`). Safe to run twice or concurrently: a notice
+    recorded as sent is never claimed again.
+
+    Notices no longer wanted — the subscriber left or bounced, the release was withdrawn or
+    corrected again — are cancelled, even mid-batch (``skipped``); notices that could not be
+    attempted are given back at once."""
+    report = BatchReport()
+    with session_scope(settings) as session:
+        release = session.get(Release, release_id)
+    if release is None:
+        return report
+    engine = get_engine(settings)
+    batch = notices.claim(engine, settings, release_id, settings.batch_size)
+    report.claimed = len(batch.rows)
+    if not batch.rows:
+        return report
+    finished: set[int] = set()
+
+    def record(row: notices.ClaimedNotice, outcome: Outcome, result: SendResult) -> None:
+        finished.add(row.notice_id)
+        report.outcomes[outcome] += 1
+        if not notices.record(engine, settings, batch.token, row, outcome, result.code,
+                              result.message):  # fmt: skip
+            report.lost_leases += 1
+            log.warning("lease lost on correction notice %s before its outcome was recorded",
+                        row.notice_id)  # fmt: skip
+
+    def outgoing(conn: Connection) -> Iterator[Outgoing]:
+        rendered = {
+            when: notices.render_notice(release, settings, when)
+            for when in {row.corrected_at for row in batch.rows}
+        }
+        signer, pacer = load_signer(settings), _Pacer(settings.send_rate)
+        wanted, checked = {r.notice_id for r in batch.rows}, time.monotonic()
+        for position, row in enumerate(batch.rows):
+            if time.monotonic() - checked > LEASE_CHECK_SECONDS:
+                ahead = [r.notice_id for r in batch.rows[position:]]
+                wanted, checked = notices.still_wanted(conn, batch, ahead), time.monotonic()
+            if row.notice_id not in wanted:  # cancelled, or no longer to be sent
+                finished.add(row.notice_id)
+                report.skipped += 1
+                notices.record(engine, settings, batch.token, row, "cancelled", 0,
+                               notices.NOT_WANTED)  # fmt: skip
+                continue
+            try:
+                rcpt = Recipient(
+                    subscriber_id=row.subscriber_id,
+                    email=row.email,
+                    name=row.name,
+                    unsubscribe_url=unsubscribe_url(settings, row.subscriber_id),
+                    preferences_url=preferences_url(settings, row.subscriber_id),
+                    delivery_id=row.delivery_id,
+                )
+            except InputError as exc:  # stored before today's checks: never sendable
+                record(row, "failed", SendResult(0, f"not sent: {exc}"))
+                continue
+            notice = rendered[row.corrected_at]
+            message = notice.message_for(rcpt)
+            if signer is not None:
+                message = signer.sign(message)
+            pacer.wait()
+            yield Outgoing(row, notice.envelope_for(rcpt), row.email, message)
+
+    try:
+        with engine.connect() as conn, open_transport(settings) as transport:
+            for item, result in transport.send_stream(outgoing(conn)):
+                assert isinstance(item.key, notices.ClaimedNotice)
+                record(item.key, result.outcome, result)
+    finally:
+        remaining = [r.notice_id for r in batch.rows if r.notice_id not in finished]
+        notices.release_leases(engine, batch.token, remaining)
+    return report
+
+
 @dataclass
 class SweepReport:
     """What one sweep did."""
@@ -253,6 +346,7 @@ class SweepReport:
     planned: list[int] = field(default_factory=list)
     batches: int = 0
     cancelled: int = 0
+    notice_batches: int = 0
 
 
 def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> SweepReport:
@@ -260,8 +354,9 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
 
     Publishes scheduled releases that are due, plans published releases never planned,
     cancels rows of subscribers who left, and — when no task waits in the queue — enqueues
-    batches for every release with rows due (deferred retries, expired leases, lost tasks)
-    and a site regeneration (which writes nothing if the site is current).
+    batches for every release with rows or correction notices due (deferred retries,
+    expired leases, lost tasks) and a site regeneration (which writes nothing if the site is
+    current).
     """
     report = SweepReport()
     with session_scope(settings) as session:
@@ -289,10 +384,15 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
             queue.send("regenerate_site")
         with session_scope(settings) as session:
             work = due(session)
+            waiting_notices = notices.due(session)
         for release_id, count in work.items():
             for _ in range(math.ceil(count / settings.batch_size)):
                 queue.send("send_batch", release_id)
                 report.batches += 1
+        for release_id, count in waiting_notices.items():
+            for _ in range(math.ceil(count / settings.batch_size)):
+                queue.send("send_correction_notices", release_id)
+                report.notice_batches += 1
     return report
 
 

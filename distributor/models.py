@@ -213,6 +213,36 @@ class Delivery(Base):
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class CorrectionNotice(Base):
+    """The ledger of correction notices: one row per (release, subscriber, correction), so
+    nobody is told twice of the same correction. Statuses as for deliveries."""
+
+    __tablename__ = "correction_notices"
+    __table_args__ = (
+        UniqueConstraint(
+            "release_id", "subscriber_id", "corrected_at", name="uq_correction_notices_once"
+        ),
+        Index("ix_correction_notices_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    # The delivery of the original: its VERP address is the notice's envelope sender too.
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    # Which correction (the release's corrected_at when it was made).
+    corrected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class Suppression(Base):
     """An erased address, kept only as a hash so an import cannot silently re-add it."""
 

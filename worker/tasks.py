@@ -19,6 +19,12 @@ def send_batch(release_id: int) -> dict[str, int]:
     return {"claimed": report.claimed, **report.outcomes}
 
 
+@app.task(name="distributor.send_correction_notices")
+def send_correction_notices(release_id: int) -> dict[str, int]:
+    report = dispatch.send_correction_notices(settings, release_id)
+    return {"claimed": report.claimed, **report.outcomes}
+
+
 @app.task(name="distributor.regenerate_site")
 def regenerate_site() -> int:
     return len(dispatch.regenerate_site(settings, queue).written)
