@@ -1,0 +1,561 @@
+"""The press office's dashboard at ``/admin``: the releases and their delivery progress
+(live while a send runs), confirmed subscribers per topic and language, messages sent and
+failed per hour, and the actions on a release — preview, test, publish (now or at a time),
+unschedule, correct, withdraw.
+
+Log in with an API token that has the ``releases`` scope (``distributor tokens create NAME
+--scope releases``). The session is a signed cookie naming the token (HttpOnly, SameSite
+Strict, path ``/admin``, Secure on an https site) for ``SESSION_MAX_AGE``; every request
+checks again that the token exists, is not revoked and still has the scope, so revoking it
+ends the session at once. Every POST carries a CSRF token (signed double submit, as the
+public forms); every action is recorded in the audit trail as ``token:NAME``.
+
+Server-rendered (Jinja2, autoescaped, ``templates/admin/``); one small script polls
+``progress.json`` during a send. Every answer is ``Cache-Control: no-store`` with a
+Content-Security-Policy that allows no inline script or style.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations.
+
+import re
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from itsdangerous import BadSignature
+from jinja2 import Environment, FileSystemLoader
+from starlette.responses import Response
+
+from .. import audit, dispatch
+from ..apitokens import LAST_USED_RESOLUTION as LAST_USED
+from ..apitokens import authenticate
+from ..config import Settings
+from ..dashboard import (
+    HourCount,
+    Progress,
+    ReleaseProgress,
+    is_sending,
+    release_history,
+    release_progress,
+    releases_overview,
+    sends_over_time,
+    subscribers_by_topic_language,
+)
+from ..db import session_scope
+from ..errors import (
+    Conflict,
+    DistributorError,
+    Forbidden,
+    InputError,
+    NotFound,
+    ServiceError,
+    Unauthorized,
+)
+from ..models import ApiToken, ReleaseState, utcnow
+from ..preview import render_preview, send_test
+from ..releases import MAX_SOURCE_BYTES, get_release, parse_release, unschedule
+from ..status import release_status, translation_languages
+from ..tokens import Purpose, signer
+from .guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
+from .queueing import LazyQueue
+
+PREFIX = "/admin"
+SCOPE = "releases"
+SESSION_COOKIE = "distributor_admin"
+CSRF_COOKIE = "distributor_admin_csrf"  # not the public forms' cookie: its path is /admin
+SESSION_MAX_AGE = 12 * 3600
+CSRF_REUSE_AGE = CSRF_MAX_AGE - 1800  # a form rendered now stays valid at least 30 minutes
+MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
+RELEASES_SHOWN = 50
+CHART_HOURS = 24
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; frame-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+# An email's HTML: its own inline styles and remote images, no script, no form, no
+# navigation of the dashboard (sandbox), shown only in a frame of the dashboard.
+PREVIEW_CSP = (
+    "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
+    "font-src https: data:; base-uri 'none'; form-action 'none'; sandbox; "
+    "frame-ancestors 'self'"
+)
+EXPIRED_FORM = "This form has expired. Reload the page and try again."
+# What a redirect after an action may announce (?done=…): fixed texts, never a parameter.
+DONE = {
+    "published": "Published: the workers are sending it.",
+    "scheduled": "Scheduled.",
+    "unscheduled": "Unscheduled: the release is a draft again; nothing was sent.",
+    "corrected": "Corrected: the site is being regenerated (no email is sent).",
+    "corrected-notified": "Corrected: the site is being regenerated, and a short correction "
+    "notice is going to everyone who received the release.",
+    "withdrawn": "Withdrawn: the release is off the site and unsent messages are cancelled.",
+}
+STATUS_OF: dict[type[DistributorError], int] = {
+    InputError: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    ServiceError: 503,
+}
+
+
+@dataclass(frozen=True)
+class Admin:
+    """Who is logged in: the API token's id and name."""
+
+    token_id: int
+    name: str
+
+    @property
+    def actor(self) -> str:
+        """Who did it, for the audit trail."""
+        return f"token:{self.name}"
+
+
+class _Answer(Exception):
+    """Stops a request with ``response`` (login required, CSRF refused); see AdminRoute."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
+
+
+class AdminRoute(APIRoute):
+    """A route of the dashboard: answers an ``_Answer`` raised by a dependency with its
+    response, and gives every response the dashboard's headers (no caching, the CSP)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def dashboard_handler(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except _Answer as answer:
+                response = answer.response
+            headers = response.headers
+            headers["Cache-Control"] = "no-store"
+            headers.setdefault("Content-Security-Policy", PAGE_CSP)
+            headers.setdefault("X-Frame-Options", "DENY")
+            headers["X-Content-Type-Options"] = "nosniff"
+            headers["Referrer-Policy"] = "same-origin"
+            return response
+
+        return dashboard_handler
+
+
+def status_of(exc: DistributorError) -> int:
+    """The HTTP status for a domain error (500 for one not meant for users)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return 500
+
+
+def local_time(moment: datetime | None, zone: tzinfo) -> str:
+    """``moment`` in the press office's ``zone`` (``2026-11-20 09:00 CET``); ``—`` for none."""
+    if moment is None:
+        return "—"
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M %Z}"
+
+
+def parse_local(value: str, zone: tzinfo) -> datetime:
+    """A ``datetime-local`` form value (``2026-11-20T09:00``) read in the press office's
+    ``zone``; one with an offset keeps it. Raises InputError."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise InputError(f"publish time: {value!r} is not a date and time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def split_addresses(text: str) -> list[str]:
+    """The addresses of a test form: separated by commas, semicolons, spaces or lines."""
+    return [a for a in re.split(r"[\s,;]+", text) if a]
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar of the chart, in the SVG's user units."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Messages sent and failed per hour, laid out for an inline SVG."""
+
+    width: int
+    height: int
+    top: int
+    bottom: int
+    left: int
+    sent: list[Bar]
+    failed: list[Bar]
+    ticks: list[tuple[float, str]]  # x, hour label
+    scale: list[tuple[float, int]]  # y, value
+    rows: list[tuple[str, int, int]]  # hour label, sent, failed (the table version)
+    total_sent: int
+    total_failed: int
+
+
+def _ceiling(value: int) -> int:
+    """The smallest of 1, 2, 5 × 10ⁿ at least ``value`` (at least 1): the y axis's top."""
+    top = 1
+    while top < value:
+        magnitude = 10 ** (len(str(top)) - 1)
+        top = next(m * magnitude for m in (2, 5, 10) if m * magnitude > top)
+    return top
+
+
+def chart(hours: Sequence[HourCount], zone: tzinfo) -> Chart:
+    """The bars and labels of the chart of ``hours`` (oldest first), hours labelled in the
+    press office's ``zone``: per hour a sent bar and a failed bar side by side."""
+    width, height, top, bottom, left = 720, 220, 10, 30, 44
+    plot_w, plot_h = width - left - 6, height - top - bottom
+    peak = _ceiling(max([h.sent for h in hours] + [h.failed for h in hours] + [1]))
+    slot = plot_w / max(len(hours), 1)
+    bar_w = max(slot * 0.4, 1.0)
+    sent: list[Bar] = []
+    failed: list[Bar] = []
+    ticks: list[tuple[float, str]] = []
+    rows: list[tuple[str, int, int]] = []
+    for i, hour in enumerate(hours):
+        x = left + i * slot + slot * 0.1
+        local = hour.start.astimezone(zone)
+        label = f"{local:%H:%M}"
+        rows.append((f"{local:%Y-%m-%d %H:%M}", hour.sent, hour.failed))
+        for bars, value, dx in ((sent, hour.sent, 0.0), (failed, hour.failed, bar_w)):
+            h = plot_h * value / peak
+            what = "sent" if bars is sent else "failed"
+            bars.append(
+                Bar(round(x + dx, 1), round(top + plot_h - h, 1), round(bar_w, 1), round(h, 1),
+                    f"{label}: {value} {what}")
+            )  # fmt: skip
+        if i % 3 == 0:
+            ticks.append((round(left + i * slot + slot / 2, 1), label))
+    marks = sorted({0, peak // 2, peak})
+    scale = [(round(top + plot_h - plot_h * v / peak, 1), v) for v in marks]
+    return Chart(width, height, top, bottom, left, sent, failed, ticks, scale, rows,
+                 sum(h.sent for h in hours), sum(h.failed for h in hours))  # fmt: skip
+
+
+def router(settings: Settings, queue: LazyQueue) -> APIRouter:
+    """The routes of the dashboard, below ``PREFIX``."""
+    routes = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=AdminRoute)
+    secure = settings.site_url.startswith("https:")
+    zone = settings.zone
+    env = Environment(loader=FileSystemLoader(settings.templates_dir / "admin"), autoescape=True)
+    env.globals.update(organisation=settings.organisation, timezone=settings.timezone)
+    env.filters["local"] = lambda moment: local_time(moment, zone)
+    assets: dict[str, tuple[str, str]] = {}
+
+    # --- session and CSRF ---------------------------------------------------------------
+
+    def csrf_for(request: Request) -> str:
+        """The CSRF value for a form: the browser's own while it is fresh (so two tabs both
+        work), else a new one."""
+        current = request.cookies.get(CSRF_COOKIE, "")
+        try:
+            signer(settings, Purpose.CSRF).unsign(current, max_age=CSRF_REUSE_AGE)
+            return current
+        except BadSignature:
+            return new_csrf_token(settings)
+
+    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        token = csrf_for(request)
+        html = env.get_template(name).render(csrf=token, prefix=PREFIX, **context)
+        response = HTMLResponse(html, status_code=status)
+        response.set_cookie(CSRF_COOKIE, token, max_age=CSRF_MAX_AGE, path=PREFIX,
+                            httponly=True, samesite="strict", secure=secure)  # fmt: skip
+        return response
+
+    def session_token(request: Request) -> int | None:
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        try:
+            value = signer(settings, Purpose.ADMIN_SESSION).unsign(cookie, max_age=SESSION_MAX_AGE)
+        except BadSignature:
+            return None
+        return int(value) if value.isdigit() else None
+
+    def forget_session(response: Response) -> Response:
+        response.delete_cookie(SESSION_COOKIE, path=PREFIX, httponly=True, samesite="strict",
+                               secure=secure)  # fmt: skip
+        return response
+
+    def to_login(request: Request) -> Response:
+        ended = SESSION_COOKIE in request.cookies
+        if request.url.path.endswith(".json"):
+            response: Response = JSONResponse({"error": "log in again"}, status_code=401)
+        else:
+            target = f"{PREFIX}/login" + ("?ended=1" if ended else "")
+            response = RedirectResponse(target, status_code=303)
+        return forget_session(response) if ended else response
+
+    def current_admin(request: Request) -> Admin:
+        """The logged-in token, checked afresh; else the request ends at the login page."""
+        token_id = session_token(request)
+        if token_id is not None and token_id <= MAX_ID:
+            with session_scope(settings) as session:
+                token = session.get(ApiToken, token_id)
+                if token is not None and token.revoked_at is None and SCOPE in token.scopes:
+                    now = utcnow()  # as the API records a use: to the minute
+                    if token.last_used_at is None or now - token.last_used_at >= LAST_USED:
+                        token.last_used_at = now
+                    return Admin(token.id, token.name)
+        raise _Answer(to_login(request))
+
+    def check_csrf(request: Request, value: str) -> None:
+        if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), value):
+            raise _Answer(render(request, "message.html", 403, admin=None,
+                                 title="Form expired", text=EXPIRED_FORM))  # fmt: skip
+
+    LoggedIn = Annotated[Admin, Depends(current_admin)]
+    ReleaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
+    Csrf = Annotated[str, Form()]
+
+    # --- login ----------------------------------------------------------------------------
+
+    def login_form(request: Request, status: int = 200, error: str = "") -> HTMLResponse:
+        ended = request.query_params.get("ended") == "1" and not error
+        return render(request, "login.html", status, admin=None, error=error, ended=ended)
+
+    @routes.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request) -> Response:
+        if session_token(request) is not None:
+            try:
+                current_admin(request)
+                return RedirectResponse(PREFIX, status_code=303)
+            except _Answer:
+                return forget_session(login_form(request))
+        return login_form(request)
+
+    @routes.post("/login", response_class=HTMLResponse)
+    def login(request: Request, token: Annotated[str, Form()] = "", csrf: Csrf = "") -> Response:
+        if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
+            return login_form(request, 403, EXPIRED_FORM)
+        try:
+            with session_scope(settings) as session:
+                found = authenticate(session, token.strip(), SCOPE)
+                token_id = found.id
+        except (Unauthorized, Forbidden) as exc:
+            text = (
+                "This token does not have the releases scope."
+                if isinstance(exc, Forbidden)
+                else "This token is not valid: unknown, revoked or mistyped."
+            )
+            return login_form(request, status_of(exc), text)
+        response = RedirectResponse(PREFIX, status_code=303)
+        value = signer(settings, Purpose.ADMIN_SESSION).sign(str(token_id)).decode("ascii")
+        response.set_cookie(SESSION_COOKIE, value, max_age=SESSION_MAX_AGE, path=PREFIX,
+                            httponly=True, samesite="strict", secure=secure)  # fmt: skip
+        return response
+
+    @routes.post("/logout")
+    def logout(request: Request, csrf: Csrf = "") -> Response:
+        check_csrf(request, csrf)
+        return forget_session(RedirectResponse(f"{PREFIX}/login", status_code=303))
+
+    # --- the dashboard --------------------------------------------------------------------
+
+    @routes.get("", response_class=HTMLResponse)
+    def dashboard(request: Request, admin: LoggedIn) -> HTMLResponse:
+        with session_scope(settings) as session:
+            releases = releases_overview(session, RELEASES_SHOWN)
+            table = subscribers_by_topic_language(
+                session, settings.languages, settings.languages[0]
+            )
+            hours = sends_over_time(session, utcnow(), CHART_HOURS)
+        return render(request, "dashboard.html", admin=admin, releases=releases, table=table,
+                      chart=chart(hours, zone))  # fmt: skip
+
+    @routes.get("/releases/{release_id}/progress.json")
+    def progress_json(release_id: ReleaseId, admin: LoggedIn) -> JSONResponse:
+        with session_scope(settings) as session:
+            found = release_progress(session, release_id)
+        if found is None:
+            return JSONResponse({"error": f"no release with id {release_id}"}, status_code=404)
+        return JSONResponse(progress_out(found))
+
+    # --- one release ----------------------------------------------------------------------
+
+    def release_page(
+        request: Request, admin: Admin, release_id: int, status: int = 200, error: str = "",
+        **context: Any,
+    ) -> HTMLResponse:  # fmt: skip
+        """The release's page; ``error`` (with a 4xx ``status``) says why an action failed."""
+        try:
+            with session_scope(settings) as session:
+                release = get_release(session, release_id)
+                st = release_status(session, release_id)
+                languages = sorted(translation_languages(session, release))
+                history = release_history(session, release_id)
+                topics = [t.slug for t in release.topics]
+        except NotFound as exc:
+            return render(request, "message.html", 404, admin=admin, title="No such release",
+                          text=str(exc))  # fmt: skip
+        progress = Progress(st.counts)
+        done = DONE.get(request.query_params.get("done", ""), "") if not error else ""
+        return render(
+            request, "release.html", status, admin=admin, release=release, st=st,
+            progress=progress, sending=is_sending(release.state, release.planned_at, progress),
+            languages=languages, history=history, topics=topics, error=error, done=done,
+            states=ReleaseState, **context,
+        )  # fmt: skip
+
+    def failed(request: Request, admin: Admin, release_id: int, exc: DistributorError) -> Response:
+        return release_page(request, admin, release_id, status_of(exc), str(exc))
+
+    def after(release_id: int, done: str) -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}/releases/{release_id}?done={done}", status_code=303)
+
+    @routes.get("/releases/{release_id}", response_class=HTMLResponse)
+    def release_detail(request: Request, release_id: ReleaseId, admin: LoggedIn) -> Response:
+        return release_page(request, admin, release_id)
+
+    @routes.get("/releases/{release_id}/preview/{lang}.html")
+    def preview_html(release_id: ReleaseId, lang: str, admin: LoggedIn) -> Response:
+        try:
+            preview = render_preview(settings, release_id, lang)
+        except DistributorError as exc:
+            return PlainTextResponse(str(exc), status_code=status_of(exc))
+        return HTMLResponse(preview.html, headers={
+            "Content-Security-Policy": PREVIEW_CSP, "X-Frame-Options": "SAMEORIGIN"})  # fmt: skip
+
+    @routes.get("/releases/{release_id}/preview/{lang}.txt")
+    def preview_text(release_id: ReleaseId, lang: str, admin: LoggedIn) -> Response:
+        try:
+            preview = render_preview(settings, release_id, lang)
+        except DistributorError as exc:
+            return PlainTextResponse(str(exc), status_code=status_of(exc))
+        head = "".join(f"{name}: {value}\n" for name, value in preview.headers.items())
+        return PlainTextResponse(head + "\n" + preview.text,
+                                 headers={"Content-Security-Policy": PREVIEW_CSP})  # fmt: skip
+
+    @routes.post("/releases/{release_id}/test", response_class=HTMLResponse)
+    def test_send(
+        request: Request, release_id: ReleaseId, admin: LoggedIn,
+        addresses: Annotated[str, Form()] = "", csrf: Csrf = "",
+    ) -> Response:  # fmt: skip
+        check_csrf(request, csrf)
+        try:
+            outcomes = send_test(settings, release_id, split_addresses(addresses))
+        except DistributorError as exc:
+            return release_page(request, admin, release_id, status_of(exc), str(exc),
+                                addresses=addresses)  # fmt: skip
+        status = 200 if all(o.sent for o in outcomes) else 502
+        return release_page(request, admin, release_id, status, tested=outcomes)
+
+    @routes.post("/releases/{release_id}/publish", response_class=HTMLResponse)
+    def publish(
+        request: Request, release_id: ReleaseId, admin: LoggedIn,
+        at: Annotated[str, Form()] = "", csrf: Csrf = "",
+    ) -> Response:  # fmt: skip
+        check_csrf(request, csrf)
+        try:
+            when = parse_local(at, zone) if at.strip() else None
+            release = dispatch.publish(settings, queue.get(), release_id, when, by=admin.actor)
+        except DistributorError as exc:
+            return failed(request, admin, release_id, exc)
+        return after(release_id, "published" if release.state == "published" else "scheduled")
+
+    @routes.post("/releases/{release_id}/unschedule", response_class=HTMLResponse)
+    def unschedule_release(
+        request: Request, release_id: ReleaseId, admin: LoggedIn, csrf: Csrf = ""
+    ) -> Response:
+        check_csrf(request, csrf)
+        try:
+            with session_scope(settings) as session:
+                unschedule(session, release_id)
+                audit.record(session, admin.actor, "unschedule", f"release {release_id}")
+        except DistributorError as exc:
+            return failed(request, admin, release_id, exc)
+        return after(release_id, "unscheduled")
+
+    @routes.post("/releases/{release_id}/correct", response_class=HTMLResponse)
+    def correct(
+        request: Request, release_id: ReleaseId, admin: LoggedIn,
+        source: Annotated[str, Form()] = "", file: Annotated[UploadFile | None, File()] = None,
+        notify: Annotated[bool, Form()] = False, csrf: Csrf = "",
+    ) -> Response:  # fmt: skip
+        check_csrf(request, csrf)
+        name = f"release {release_id} correction"
+        try:
+            if file is not None and file.filename:  # a chosen file wins over the text box
+                name = file.filename
+                try:  # parse_release refuses what is longer than MAX_SOURCE_BYTES
+                    source = file.file.read(MAX_SOURCE_BYTES + 1).decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"{name}: not UTF-8 text") from exc
+            if not source.strip():
+                raise InputError("correction: paste the whole release (front matter and text) "
+                                 "or choose its file")  # fmt: skip
+            draft = parse_release(source.replace("\r\n", "\n"), name, settings)
+            dispatch.correct(settings, queue.get(), release_id, draft, by=admin.actor,
+                             notify=notify)  # fmt: skip
+        except DistributorError as exc:
+            return release_page(request, admin, release_id, status_of(exc), str(exc),
+                                source=source)  # fmt: skip
+        return after(release_id, "corrected-notified" if notify else "corrected")
+
+    @routes.get("/releases/{release_id}/withdraw", response_class=HTMLResponse)
+    def withdraw_page(request: Request, release_id: ReleaseId, admin: LoggedIn) -> Response:
+        try:
+            with session_scope(settings) as session:
+                release = get_release(session, release_id)
+                st = release_status(session, release_id)
+        except NotFound as exc:
+            return render(request, "message.html", 404, admin=admin, title="No such release",
+                          text=str(exc))  # fmt: skip
+        return render(request, "withdraw.html", admin=admin, release=release, st=st)
+
+    @routes.post("/releases/{release_id}/withdraw", response_class=HTMLResponse)
+    def withdraw(
+        request: Request, release_id: ReleaseId, admin: LoggedIn, csrf: Csrf = ""
+    ) -> Response:
+        check_csrf(request, csrf)
+        try:
+            dispatch.withdraw(settings, queue.get(), release_id, by=admin.actor)
+        except DistributorError as exc:
+            return failed(request, admin, release_id, exc)
+        return after(release_id, "withdrawn")
+
+    # --- the script and the style sheet ---------------------------------------------------
+
+    @routes.get("/static/{name}")
+    def asset(name: str) -> Response:
+        types = {"admin.js": "text/javascript", "admin.css": "text/css"}
+        if name not in types:
+            return PlainTextResponse("not found", status_code=404)
+        if name not in assets:
+            path = settings.templates_dir / "admin" / name
+            assets[name] = (path.read_text(encoding="utf-8"), types[name])
+        body, media_type = assets[name]
+        return Response(body, media_type=f"{media_type}; charset=utf-8")
+
+    return routes
+
+
+def progress_out(found: ReleaseProgress) -> dict[str, Any]:
+    """What ``progress.json`` answers: the state, each count, planned, done, percent, and
+    whether the release is still being sent."""
+    p = found.progress
+    return {
+        "release_id": found.release_id,
+        "state": found.state,
+        **p.counts,
+        "planned": p.planned,
+        "done": p.done,
+        "percent": p.percent,
+        "sending": found.sending,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,159 @@
+"""The press office's dashboard in a real browser (Debian's headless Chromium, Playwright)
+against the real app (`distributor serve`), a real worker on the test Redis and a real SMTP
+server: log in with an API token through the form, open a draft release, publish it, and
+watch its progress bar reach 100% without reloading the page (the dashboard's script polls
+progress.json); every subscriber gets exactly one message.
+
+Full-page screenshots are kept in tests/artifacts/admin/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import ConsoleMessage, Page, Response
+
+from distributor.apitokens import create_token
+from distributor.config import Settings
+from distributor.db import session_scope
+from distributor.models import AuditEvent
+from tests.browser import CHROMIUM, DESKTOP, PHONE, accessibility_problems, chromium, running_server
+from tests.helpers import add_subscribers, add_topics, make_release
+from tests.processes import running_worker, wait_until
+from tests.smtp_server import SMTPServer, free_port
+
+ARTIFACTS = Path(__file__).parent / "artifacts" / "admin"
+SUBSCRIBERS = 200
+TITLE = 'Agency signs <b>"cooperation"</b> agreement'
+SHARED_REDIS = " (unless another test run's worker on the same Redis database took the task)"
+# Records every percentage the page shows, from the moment it is called (no reload since).
+WATCH_PERCENT = """() => {
+  const el = document.querySelector('[data-progress-scope] [data-field=percent]');
+  window.seenPercents = [el.textContent];
+  new MutationObserver(() => window.seenPercents.push(el.textContent))
+    .observe(el, {childList: true, characterData: true, subtree: true});
+}"""
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    return ARTIFACTS
+
+
+@pytest.fixture
+def live(
+    sqlite_settings: Settings, redis_url: str, smtp_server: SMTPServer, tmp_path: Path
+) -> Iterator[tuple[Settings, str, str]]:
+    """A worker and `distributor serve`, 200 confirmed subscribers, a token with the
+    releases scope; yields (settings, base URL, token)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (Debian package `chromium`)")
+    port = free_port()
+    settings = sqlite_settings.model_copy(
+        update={
+            "broker_url": redis_url,
+            "smtp_url": smtp_server.url,
+            "site_url": f"http://127.0.0.1:{port}",
+            # Small batches at a measured pace: the send takes a few seconds, long enough
+            # for the page to show it moving.
+            "batch_size": 20,
+            "send_rate": 40,
+        }
+    )
+    add_topics(settings, "climate", "energy")
+    add_subscribers(
+        settings,
+        [(f"journalist{i:03}@example.com", f"Journalist {i}", "en", "climate")
+         for i in range(SUBSCRIBERS)],
+    )  # fmt: skip
+    with session_scope(settings) as session:
+        token = create_token(session, "press-office", ["releases"])
+    with (
+        running_worker(settings, tmp_path / "logs"),
+        running_server(settings, port, tmp_path / "logs") as base,
+    ):
+        yield settings, base, token
+
+
+def test_log_in_publish_and_watch_the_send_reach_100_percent(
+    live: tuple[Settings, str, str], smtp_server: SMTPServer, artifacts: Path
+) -> None:
+    settings, base, token = live
+    release = make_release(settings, title=TITLE, slug="cooperation")
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        # A script or style blocked by the Content-Security-Policy is reported here.
+        where = message.location.get("url", "")
+        if message.type == "error" and not where.endswith("/favicon.ico"):
+            problems.append(f"{message.text} ({where})")
+
+    def on_response(response: Response) -> None:
+        if response.status >= 400 and not response.url.endswith("/favicon.ico"):
+            problems.append(f"{response.status} {response.url}")
+
+    def shoot(page: Page, name: str) -> None:
+        page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+        assert accessibility_problems(page) == [], name
+
+    with chromium(viewport=DESKTOP) as browser:
+        page = browser.new_page()
+        page.on("console", on_console)
+        page.on("response", on_response)
+
+        page.goto(f"{base}/admin")
+        assert page.url == f"{base}/admin/login"
+        page.get_by_label("API token").fill(token)
+        shoot(page, "1-login")
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{base}/admin")
+        assert page.get_by_role("heading", level=1).inner_text() == "Dashboard"
+        assert page.get_by_text("press-office").is_visible()
+
+        page.get_by_role("link", name=TITLE).click()
+        page.wait_for_url(f"{base}/admin/releases/{release.id}")
+        assert page.get_by_role("heading", level=1).inner_text() == TITLE  # escaped, shown
+        shoot(page, "2-draft")
+
+        page.get_by_role("button", name="Publish now").click()
+        page.wait_for_url(f"{base}/admin/releases/{release.id}?done=published")
+        page.evaluate(WATCH_PERCENT)
+        bar = page.locator(f"#progress-{release.id}")
+        page.wait_for_function(
+            """([id, n]) => {
+                const bar = document.getElementById('progress-' + id);
+                const shown = document.querySelector('[data-progress-scope] [data-field=percent]');
+                return bar.max === n && bar.value === n && shown.textContent === '100%';
+            }""",
+            arg=[release.id, SUBSCRIBERS],
+            timeout=60_000,
+        )
+        seen: list[str] = page.evaluate("() => window.seenPercents")
+        print(f"percentages shown while sending: {seen}")
+        assert seen[0] != "100%" and seen[-1] == "100%"  # it moved on this page, no reload
+        assert bar.get_attribute("max") is not None
+        page.get_by_text("Finished.").wait_for()
+        shoot(page, "3-sent")
+
+        page.get_by_role("link", name="Dashboard").first.click()
+        page.wait_for_url(f"{base}/admin")
+        cell = page.locator("#subscribers td[data-topic=climate][data-lang=en]")
+        assert cell.inner_text() == str(SUBSCRIBERS)
+        shoot(page, "4-dashboard")
+        page.set_viewport_size(PHONE)
+        shoot(page, "5-dashboard-phone")
+
+    assert problems == []
+    wait_until(
+        lambda: len(smtp_server.handler.messages) >= SUBSCRIBERS, 30, "every message" + SHARED_REDIS
+    )
+    received = smtp_server.handler.by_rcpt()
+    assert len(received) == SUBSCRIBERS
+    assert all(len(messages) == 1 for messages in received.values())
+    with session_scope(settings) as session:
+        events = session.query(AuditEvent).filter_by(subject=f"release {release.id}").all()
+        assert [(e.action, e.actor) for e in events] == [("publish", "token:press-office")]
