@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from . import audit, notices
+from . import audit, idempotency, notices
 from .config import Settings
 from .db import get_engine, session_scope
 from .delivery import (
@@ -353,10 +353,10 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
     """Repair what lost wake-ups and dead workers left behind; run every 30 s by beat.
 
     Publishes scheduled releases that are due, plans published releases never planned,
-    cancels rows of subscribers who left, and — when no task waits in the queue — enqueues
-    batches for every release with rows or correction notices due (deferred retries,
-    expired leases, lost tasks) and a site regeneration (which writes nothing if the site is
-    current).
+    cancels rows of subscribers who left, forgets expired idempotency keys, and — when no
+    task waits in the queue — enqueues batches for every release with rows or correction
+    notices due (deferred retries, expired leases, lost tasks) and a site regeneration
+    (which writes nothing if the site is current).
     """
     report = SweepReport()
     with session_scope(settings) as session:
@@ -370,6 +370,7 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
         )
         report.planned = list(unplanned)
         report.cancelled = cancel_unconfirmed(session)
+        idempotency.purge(session, now)
     for release_id in report.planned:
         distribute_release(settings, queue, release_id)
     if report.published:

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -20,13 +21,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .config import Settings
-from .errors import Conflict, NotFound, ReleaseInputError
+from .errors import Conflict, InputError, NotFound, ReleaseInputError
+from .media import MAX_UPLOAD_BYTES, store_image
 from .models import Release, ReleaseState, Topic, utcnow
 from .sanitize import markdown_to_html, strip_xml_invalid
 
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
 _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.S)
 _NO_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# An image ``src`` that is a URL (any scheme) or a site path; anything else names a file.
+_NOT_A_FILE = re.compile(r"^\s*(?:/|[A-Za-z][A-Za-z0-9+.-]*:)")
 
 
 def _single_line(value: str) -> str:
@@ -54,19 +58,29 @@ class Contact(BaseModel):
 
 
 class Image(BaseModel):
-    """An image shown as a small preview, linking to its high-resolution version."""
+    """An image shown as a small preview, linking to its high-resolution version.
+
+    In a release file, ``src`` may also name a local image file (``photos/minister.jpg``,
+    relative to the release file): ``parse_release`` stores it (``distributor.media``) and
+    fills in ``src`` (the page version), ``email_src``, ``href`` (the full size, unless
+    given), ``type``, ``length``, ``width`` and ``height``."""
 
     model_config = ConfigDict(extra="forbid")
     src: str = Field(min_length=1, max_length=2000)
     alt: str = Field(min_length=1, max_length=500)
     credit: str = Field(default="", max_length=200)
     href: str = Field(default="", max_length=2000)
+    # A smaller version for the email's preview; ``src`` when empty.
+    email_src: str = Field(default="", max_length=2000)
     # For the feeds' enclosure; a site path's file under public/ is measured when absent.
     type: str = Field(default="", max_length=100, pattern=r"^$|^image/[\w.+-]+$")
     length: int = Field(default=0, ge=0)
+    # Of ``src``, in pixels: the page reserves the image's room before it loads.
+    width: int | None = Field(default=None, ge=1, le=100_000)
+    height: int | None = Field(default=None, ge=1, le=100_000)
 
-    _lines = field_validator("src", "alt", "credit", "href")(_single_line)
-    _urls = field_validator("src", "href")(_http_only)
+    _lines = field_validator("src", "alt", "credit", "href", "email_src")(_single_line)
+    _urls = field_validator("src", "href", "email_src")(_http_only)
 
 
 class Attachment(BaseModel):
@@ -141,8 +155,72 @@ def _split_lead(body: str) -> tuple[str, str]:
     return lead, parts[1] if len(parts) > 1 else ""
 
 
-def parse_release(text: str, source: str, settings: Settings) -> ReleaseDraft:
+def _local_images(data: dict[Any, Any]) -> dict[int, str]:
+    """The ``images`` entries of front matter ``data`` whose ``src`` names a local file,
+    by index. Their ``src`` is replaced in ``data`` by a site path, so that the rest of the
+    front matter is checked before any file is read."""
+    images = data.get("images")
+    found: dict[int, str] = {}
+    if not isinstance(images, list):
+        return found
+    for index, image in enumerate(images):
+        src = image.get("src") if isinstance(image, dict) else None
+        if isinstance(src, str) and src.strip() and not _NOT_A_FILE.match(src):
+            found[index] = src.strip()
+            image["src"] = "/"
+    return found
+
+
+def _store_local_images(
+    meta: FrontMatter, local: dict[int, str], source: str, settings: Settings,
+    base_dir: Path | None,
+) -> None:  # fmt: skip
+    """Store each local image file (``local``: index → path as written) and point its
+    ``images`` entry at the stored versions. Raises ReleaseInputError naming ``source``
+    and the entry when a file is missing, unreadable or not an image we take, or when
+    there is no ``base_dir`` to read files from."""
+    for index, written in local.items():
+        field = f"{source}: field 'images.{index}.src'"
+        if base_dir is None:
+            raise ReleaseInputError(
+                f"{field}: {written!r} names a local file, which only a release file read "
+                "from disk may do; give an http(s) URL or a site path starting with /, or "
+                "upload the image first (POST /api/media)"
+            )
+        path = base_dir / Path(written).expanduser()
+        try:
+            if not path.is_file():
+                raise ReleaseInputError(f"{field}: no image file {written!r} (looked for {path})")
+            if path.stat().st_size > MAX_UPLOAD_BYTES:
+                raise ReleaseInputError(
+                    f"{field}: {written!r} is larger than {MAX_UPLOAD_BYTES // 1_000_000} MB"
+                )
+            data = path.read_bytes()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ReleaseInputError(f"{field}: {written!r} cannot be read: {reason}") from exc
+        try:
+            stored = store_image(settings, data, written)
+        except InputError as exc:
+            raise ReleaseInputError(f"{field}: {exc}") from exc
+        image = meta.images[index]
+        fields = stored.image_fields()
+        if image.href:  # the writer's own high-resolution link, described by them
+            for key in ("href", "type", "length"):
+                del fields[key]
+        meta.images[index] = image.model_copy(update=fields)
+
+
+def parse_release(
+    text: str, source: str, settings: Settings, *, base_dir: Path | None = None
+) -> ReleaseDraft:
     """Read a release from Markdown with YAML front matter.
+
+    An image whose ``src`` is neither a URL nor a site path is a file: relative to
+    ``base_dir`` (the release file's directory), it is read and stored by
+    ``distributor.media.store_image`` once the rest of the release has been checked, and
+    its entry points at the stored versions. Without ``base_dir`` (Markdown sent over the
+    API) such a ``src`` is refused.
 
     Raises ReleaseInputError naming ``source`` and the field at fault.
     """
@@ -162,6 +240,7 @@ def parse_release(text: str, source: str, settings: Settings) -> ReleaseDraft:
         raise ReleaseInputError(f"{source}: front matter is not valid YAML{where}: {exc}") from exc
     if not isinstance(data, dict):
         raise ReleaseInputError(f"{source}: front matter must be a mapping of fields")
+    local = _local_images(data)
     try:
         meta = FrontMatter.model_validate(data)
     except ValidationError as exc:
@@ -171,15 +250,27 @@ def parse_release(text: str, source: str, settings: Settings) -> ReleaseDraft:
             for e in exc.errors()
         )
         raise ReleaseInputError(f"{source}: {problems}") from exc
+    draft = draft_from_fields(meta, match.group(2), source, settings)
+    _store_local_images(meta, local, source, settings, base_dir)
+    return draft
+
+
+def draft_from_fields(
+    meta: FrontMatter, body: str, source: str, settings: Settings
+) -> ReleaseDraft:
+    """A release from checked front matter and its Markdown ``body`` (a release file's
+    two parts, or the API's JSON): the lead (``meta.lead``, else the body's first
+    paragraph) and the sanitised HTML of the rest. Raises ReleaseInputError naming
+    ``source`` for a language not configured or a missing lead."""
     if meta.lang not in settings.languages:
         raise ReleaseInputError(
             f"{source}: field 'lang': {meta.lang!r} is not one of {', '.join(settings.languages)}"
         )
-    body = strip_xml_invalid(match.group(2)).strip()
+    text = strip_xml_invalid(body).strip()
     if meta.lead is not None:
-        lead, rest = strip_xml_invalid(meta.lead).strip(), body
+        lead, rest = strip_xml_invalid(meta.lead).strip(), text
     else:
-        lead, rest = _split_lead(body)
+        lead, rest = _split_lead(text)
     if not lead:
         raise ReleaseInputError(f"{source}: field 'lead': the release has no lead paragraph")
     return ReleaseDraft(meta, lead, markdown_to_html(rest), rest, source)
@@ -190,6 +281,45 @@ def create_release(session: Session, settings: Settings, draft: ReleaseDraft) ->
 
     Raises ReleaseInputError for an unknown topic or translation, Conflict for a taken slug.
     """
+    topics, translation_of = _references(session, draft)
+    slug = _free_slug(session, draft, None)
+    now = utcnow()
+    release = Release(
+        slug=slug, state=ReleaseState.DRAFT, topics=topics, translation_of=translation_of,
+        created_at=now,
+    )  # fmt: skip
+    _fill(release, draft, now)
+    session.add(release)
+    session.flush()
+    return release
+
+
+def update_draft(
+    session: Session, settings: Settings, release_id: int, draft: ReleaseDraft
+) -> Release:
+    """Replace every field of draft release ``release_id`` with ``draft``'s (its slug too,
+    when the draft gives one); returns it, flushed. Raises NotFound, Conflict unless it is
+    a draft (a scheduled one is unscheduled first, a published one corrected) or when the
+    new slug is taken, ReleaseInputError as ``create_release``."""
+    release = get_release(session, release_id)
+    if release.state != ReleaseState.DRAFT:
+        raise Conflict(
+            f"release {release_id} is {release.state}: only a draft is edited "
+            "(unschedule a scheduled release first; correct a published one)"
+        )
+    topics, translation_of = _references(session, draft)
+    if translation_of is not None and translation_of.id == release.id:
+        raise ReleaseInputError(f"{draft.source}: field 'translation_of': names this release")
+    release.slug = _free_slug(session, draft, release.id)
+    release.topics = topics
+    release.translation_of = translation_of
+    _fill(release, draft, utcnow())
+    session.flush()
+    return release
+
+
+def _references(session: Session, draft: ReleaseDraft) -> tuple[list[Topic], Release | None]:
+    """The draft's topics and the release it translates; ReleaseInputError for unknowns."""
     meta = draft.meta
     topics = list(session.scalars(select(Topic).where(Topic.slug.in_(meta.topics))))
     missing = sorted(set(meta.topics) - {t.slug for t in topics})
@@ -206,36 +336,43 @@ def create_release(session: Session, settings: Settings, draft: ReleaseDraft) ->
                 f"{draft.source}: field 'translation_of': no release with slug "
                 f"{meta.translation_of!r}"
             )
-    slug = meta.slug or slugify(meta.title)
+    return topics, translation_of
+
+
+def _free_slug(session: Session, draft: ReleaseDraft, own_id: int | None) -> str:
+    """The draft's slug (given, or made from its title); Conflict if another release has
+    it."""
+    slug = draft.meta.slug or slugify(draft.meta.title)
     existing = session.scalar(select(Release.id).where(Release.slug == slug))
-    if existing is not None:
+    if existing is not None and existing != own_id:
         raise Conflict(
             f"{draft.source}: a release with slug {slug!r} already exists (id {existing}); "
             "set another 'slug' in the front matter"
         )
-    now = utcnow()
-    release = Release(
-        slug=slug,
-        title=meta.title,
-        language=meta.lang,
-        dateline=meta.dateline,
-        lead=draft.lead,
-        body_html=draft.body_html,
-        body_text=draft.body_text,
-        date=meta.date,
-        embargo_at=meta.embargo,
-        contacts=[c.model_dump() for c in meta.contacts],
-        images=[i.model_dump() for i in meta.images],
-        attachments=[a.model_dump() for a in meta.attachments],
-        state=ReleaseState.DRAFT,
-        translation_of=translation_of,
-        topics=topics,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(release)
-    session.flush()
-    return release
+    return slug
+
+
+def _fill(release: Release, draft: ReleaseDraft, now: datetime) -> None:
+    """Copy the draft's language, dates and text onto ``release``."""
+    release.language = draft.meta.lang
+    release.date = draft.meta.date
+    release.embargo_at = draft.meta.embargo
+    _fill_text(release, draft, now)
+
+
+def _fill_text(release: Release, draft: ReleaseDraft, now: datetime) -> None:
+    """Copy the draft's text (title, dateline, lead, body, contacts, images, documents)
+    onto ``release``: what a correction may change."""
+    meta = draft.meta
+    release.title = meta.title
+    release.dateline = meta.dateline
+    release.lead = draft.lead
+    release.body_html = draft.body_html
+    release.body_text = draft.body_text
+    release.contacts = [c.model_dump() for c in meta.contacts]
+    release.images = [i.model_dump() for i in meta.images]
+    release.attachments = [a.model_dump() for a in meta.attachments]
+    release.updated_at = now
 
 
 def get_release(session: Session, release_id: int) -> Release:
@@ -369,14 +506,6 @@ def correct_release(
             f"{draft.source}: field 'slug': a correction keeps the address ({release.slug})"
         )
     now = now or utcnow()
-    release.title = meta.title
-    release.dateline = meta.dateline
-    release.lead = draft.lead
-    release.body_html = draft.body_html
-    release.body_text = draft.body_text
-    release.contacts = [c.model_dump() for c in meta.contacts]
-    release.images = [i.model_dump() for i in meta.images]
-    release.attachments = [a.model_dump() for a in meta.attachments]
+    _fill_text(release, draft, now)
     release.corrected_at = now
-    release.updated_at = now
     return release

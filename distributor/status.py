@@ -9,7 +9,15 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from .delivery import counts
-from .models import Delivery, Release, Subscriber, SubscriberStatus, release_topics, subscriptions
+from .models import (
+    Delivery,
+    DeliveryStatus,
+    Release,
+    Subscriber,
+    SubscriberStatus,
+    release_topics,
+    subscriptions,
+)
 from .releases import get_release
 
 
@@ -28,6 +36,9 @@ class ReleaseStatus:
     without_version: dict[str, int]  # language → confirmed followers with no version in it
     hard_bounces: int = 0  # deliveries a server reported as failed for good (5.x.x)
     soft_bounces: int = 0  # deliveries a server reported as failed for now (4.x.x)
+    # Recipients of this release who unsubscribed after it was sent to them.
+    unsubscribed_since: int = 0
+    published_at: datetime | None = None
 
     @property
     def planned(self) -> int:
@@ -37,6 +48,20 @@ class ReleaseStatus:
     def done(self) -> int:
         """Rows that reached an end: sent, failed or cancelled."""
         return self.counts["sent"] + self.counts["failed"] + self.counts["cancelled"]
+
+    @property
+    def bounced(self) -> int:
+        """Deliveries a bounce report came back for, hard or soft."""
+        return self.hard_bounces + self.soft_bounces
+
+    @property
+    def time_to_send(self) -> float | None:
+        """Seconds from publication to the last message sent, once nothing is left to send
+        (None before, or when nothing was sent)."""
+        if self.open or self.last_sent_at is None:
+            return None
+        start = self.published_at or self.first_sent_at or self.last_sent_at
+        return max(0.0, (self.last_sent_at - start).total_seconds())
 
     @property
     def open(self) -> int:
@@ -82,6 +107,17 @@ def release_status(session: Session, release_id: int) -> ReleaseStatus:
             .group_by(Delivery.bounce)
         )
     }
+    left = session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(
+            Delivery.release_id == release_id,
+            Delivery.status == DeliveryStatus.SENT,
+            Subscriber.unsubscribed_at.is_not(None),
+            Subscriber.unsubscribed_at >= Delivery.sent_at,
+        )
+    )
     return ReleaseStatus(
         release_id=release.id,
         slug=release.slug,
@@ -94,4 +130,6 @@ def release_status(session: Session, release_id: int) -> ReleaseStatus:
         without_version=missing,
         hard_bounces=bounces.get("hard", 0),
         soft_bounces=bounces.get("soft", 0),
+        unsubscribed_since=int(left or 0),
+        published_at=release.published_at,
     )

@@ -14,13 +14,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
+from sqlalchemy import func, select
 
 from distributor.apitokens import create_token
 from distributor.config import Settings
 from distributor.db import session_scope
+from distributor.models import Release, Subscriber
 from distributor.queue import QUEUE
 from distributor.web import create_app
-from tests.helpers import add_subscribers, add_topics
+from tests.helpers import add_subscribers, add_topics, make_release
 
 
 @pytest.fixture
@@ -30,9 +32,21 @@ def api_token(settings: Settings, redis_url: str) -> Iterator[tuple[Settings, st
     add_subscribers(s, [("ann@example.com", "Ann", "en", "climate"),
                         ("bob@example.org", "Bob", "fr", "climate;energy")])  # fmt: skip
     with session_scope(s) as session:
-        token = create_token(session, "schemathesis", ["subscribers"])
+        token = create_token(session, "schemathesis", ["subscribers", "releases"])
+    make_release(s)  # id 1, a draft: some generated ids find it
     yield s, token
     redis.Redis.from_url(redis_url).delete(QUEUE)  # the confirmations it asked for
+
+
+def accepted_release(case: Case) -> Case:
+    """The generated release with a language, topics and date the domain accepts, so the
+    generated title, slug, body, contacts and images reach the database."""
+    if isinstance(case.body, dict):
+        case.body = {**case.body, "lang": "en", "topics": ["climate"],
+                     "date": "2026-11-20T09:00:00+01:00"}  # fmt: skip
+        case.body.pop("translation_of", None)
+        case.body.pop("embargo", None)
+    return case
 
 
 def accepted_address(case: Case) -> Case:
@@ -44,20 +58,24 @@ def accepted_address(case: Case) -> Case:
     return case
 
 
-@pytest.mark.parametrize("mode", ["positive", "negative", "accepted-address"])
+ACCEPTED = {"POST /api/subscribers": accepted_address, "POST /api/releases": accepted_release,
+            "PUT /api/releases/{release_id}": accepted_release}  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative", "accepted"])
 def test_no_request_makes_a_server_error(api_token: tuple[Settings, str], mode: str) -> None:
     s, token = api_token
     app = create_app(s)
     with TestClient(app):  # runs the app's lifespan: the broker connection is closed after
         schema = schemathesis.openapi.from_asgi("/api/openapi.json", app)
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) == 6
+        assert len(operations) == 23  # every operation of the API is exercised
         for operation in operations:
-            if mode == "accepted-address":
-                if operation.label != "POST /api/subscribers":
+            if mode == "accepted":
+                if operation.label not in ACCEPTED:
                     continue
                 cases = operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
-                cases = cases.map(accepted_address)
+                cases = cases.map(ACCEPTED[operation.label])
             else:
                 cases = operation.as_strategy(generation_mode=GenerationMode(mode))
 
@@ -75,3 +93,7 @@ def test_no_request_makes_a_server_error(api_token: tuple[Settings, str], mode: 
                 )
 
             no_server_error()
+    if mode == "accepted":  # the generated values did reach the database, not only 422s
+        with session_scope(s) as session:
+            assert session.scalar(select(func.count()).select_from(Release)) > 1
+            assert session.scalar(select(func.count()).select_from(Subscriber)) > 2

@@ -1,45 +1,25 @@
-"""The admin API (mounted at ``/api``): the press office's subscriber operations.
+"""The admin API's subscriber operations (under ``/api``).
 
 Every call needs ``Authorization: Bearer <token>`` with the ``subscribers`` scope (tokens
-come from ``distributor tokens create NAME``). Every error is JSON
-``{"error": message, "field": name or null}``: 400 a body that is not JSON, 401 (with
-``WWW-Authenticate: Bearer``) no token or an unknown or revoked one, 403 a token without the
-scope, 404 no such subscriber, 409 a state that refuses the action, 422 a value refused,
-503 a service down.
+come from ``distributor tokens create NAME``); errors are JSON (see ``apibase``).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations, and
 # those refer to the dependency defined inside ``router()``.
 
 import io
-import re
-from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import audit
-from ..apitokens import authenticate
 from ..config import Settings
 from ..db import session_scope
-from ..errors import (
-    Conflict,
-    DistributorError,
-    Forbidden,
-    InputError,
-    NotFound,
-    ServiceError,
-    SubscriberInputError,
-    Unauthorized,
-)
+from ..errors import Conflict, NotFound
 from ..models import Subscriber, SubscriberStatus, Topic
 from ..privacy import erase_person, suppression_hash
 from ..subscribers import (
@@ -52,22 +32,12 @@ from ..subscribers import (
     unsubscribe,
 )
 from ..subscription import Consent, request_subscription, wake_confirmation
+from .apibase import MAX_ID, PRINTABLE, ErrorOut, Refused, error_responses, not_found
+from .apibase import token_dependency as _token_dependency
 from .queueing import LazyQueue
 
-PREFIX = "/api"
 SCOPE = "subscribers"
-MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
-_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # NUL cannot even reach PostgreSQL
-_FIELD = re.compile(r"^(email|name|language|topics|consent_source)\b")
-
-Printable = Annotated[str, Field(pattern=_PRINTABLE)]
-
-
-class ErrorOut(BaseModel):
-    """Every error the API answers: a message, and the field it is about (or null)."""
-
-    error: str
-    field: str | None
+_PRINTABLE = PRINTABLE
 
 
 class SubscriberOut(BaseModel):
@@ -132,49 +102,19 @@ def _out(sub: Subscriber) -> SubscriberOut:
     )  # fmt: skip
 
 
-class _Refused(Exception):
-    """An API answer decided in this module: a status, a message and the field."""
-
-    def __init__(self, status: int, message: str, field: str | None) -> None:
-        super().__init__(message)
-        self.status, self.field = status, field
-
-
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="A token from `distributor tokens create NAME` with the subscribers scope",
-)
 SubscriberId = Annotated[int, Path(ge=1, le=MAX_ID)]
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut, "description": text}
-    for code, text in [
-        (401, "No token, or an unknown or revoked one"),
-        (403, "The token lacks the subscribers scope"),
-        (422, "A value was refused; `field` names it"),
-    ]
-}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "No such subscriber"}
-}
+_NOT_FOUND = not_found("subscriber")
 
 
 def router(settings: Settings, queue: LazyQueue) -> APIRouter:
-    """The API's routes for ``settings``, enqueueing through the app's ``queue``; include
-    it with ``prefix=PREFIX`` and call :func:`add_error_handlers` on the app."""
+    """The subscriber routes for ``settings``, enqueueing through the app's ``queue``;
+    include it with ``prefix=apibase.PREFIX`` and call ``apibase.add_error_handlers``."""
 
-    def token_name(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> str:
-        """The name of the presented token, once it is known live and holds the scope."""
-        if credentials is None:
-            raise Unauthorized("an Authorization: Bearer token is required")
-        with session_scope(settings) as session:
-            return authenticate(session, credentials.credentials, SCOPE).name
-
+    token_name = _token_dependency(settings, SCOPE)
     TokenName = Annotated[str, Depends(token_name)]
-    # On the router, so no endpoint can forget it; endpoints that need the name ask again
-    # (FastAPI runs a dependency once per request).
-    api = APIRouter(tags=["subscribers"], responses=_ERRORS, dependencies=[Depends(token_name)])
+    api = APIRouter(
+        tags=["subscribers"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
+    )
 
     @api.get("/subscribers", summary="Search subscribers")
     def list_subscribers(
@@ -306,7 +246,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
 def _add_confirmed(settings: Settings, body: SubscriberIn) -> SubscriberOut:
     source = (body.consent_source or "").strip()
     if not source:
-        raise _Refused(422, "consent_source: required when confirmed is true", "consent_source")
+        raise Refused(422, "consent_source: required when confirmed is true", "consent_source")
     with session_scope(settings) as session:
         # Checked here first so each refusal names its field (an import reports rows).
         address = normalise_email(body.email)
@@ -318,7 +258,7 @@ def _add_confirmed(settings: Settings, body: SubscriberIn) -> SubscriberOut:
             SubscriberStatus.UNSUBSCRIBED,
             SubscriberStatus.BOUNCED,
         ):
-            raise _Refused(
+            raise Refused(
                 409,
                 f"email: {address} is {existing.status}; only its owner can subscribe it "
                 "again (add it with confirmed false to send them a confirmation)",
@@ -330,7 +270,7 @@ def _add_confirmed(settings: Settings, body: SubscriberIn) -> SubscriberOut:
                 topics=topics, confirmed=True, consent_source=source,
             )  # fmt: skip
         except Conflict as exc:  # erased: on the suppression list
-            raise _Refused(409, str(exc), "email") from exc
+            raise Refused(409, str(exc), "email") from exc
         return _out(sub)
 
 
@@ -340,83 +280,3 @@ def _by_address(settings: Settings, address: str) -> SubscriberOut:
         if sub is None:  # erased between the request and this read
             raise NotFound(f"no subscriber with address {address}")
         return _out(sub)
-
-
-# ---- errors: JSON for /api, whatever the app did before everywhere else ----------------
-
-_STATUS: Sequence[tuple[type[DistributorError], int]] = (
-    (Unauthorized, 401),
-    (Forbidden, 403),
-    (NotFound, 404),
-    (Conflict, 409),
-    (InputError, 422),
-    (ServiceError, 503),
-)
-Handler = Callable[[Request, Any], Awaitable[Response]]
-
-
-def _in_api(request: Request) -> bool:
-    path: str = request.scope.get("path", "")
-    return path == PREFIX or path.startswith(PREFIX + "/")
-
-
-def _error(status: int, message: str, field: str | None, **headers: str) -> JSONResponse:
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"error": message, "field": field}, status, headers=headers or None)
-
-
-def _domain_error(exc: Exception) -> JSONResponse | None:
-    if isinstance(exc, _Refused):
-        return _error(exc.status, str(exc), exc.field)
-    for cls, status in _STATUS:
-        if isinstance(exc, cls):
-            message = str(exc)
-            match = _FIELD.match(message) if isinstance(exc, SubscriberInputError) else None
-            return _error(status, message, match.group(1) if match else None)
-    return None
-
-
-def _validation_error(exc: RequestValidationError) -> JSONResponse:
-    errors = list(exc.errors())
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return _error(400, "the body is not valid JSON", None)
-    messages, fields = [], []
-    for e in errors:
-        loc = [str(part) for part in e.get("loc", ())][1:]  # drop "body", "query", "path"
-        text = e.get("msg", "invalid")
-        if e.get("type") == "string_pattern_mismatch":
-            text = "must not contain line breaks or control characters"
-        messages.append(f"{'.'.join(loc)}: {text}" if loc else text)
-        fields.append(loc[0] if loc else None)
-    return _error(422, "; ".join(messages) or "invalid request", fields[0] if fields else None)
-
-
-def add_error_handlers(app: FastAPI) -> None:
-    """Answer errors under ``/api`` as JSON ``{"error", "field"}`` (see the module
-    docstring for the statuses); elsewhere keep the handler the app had before (call this
-    after the app's own handlers are added), else FastAPI's default."""
-    before = dict(app.exception_handlers)
-
-    def chained(cls: type[Exception], api_answer: Callable[[Any], Response | None],
-                default: Handler | None) -> None:  # fmt: skip
-        previous: Handler | None = before.get(cls, default)
-
-        async def handle(request: Request, exc: Exception) -> Response:
-            answer = api_answer(exc) if _in_api(request) else None
-            if answer is not None:
-                return answer
-            if previous is None:
-                raise exc  # as if unhandled: a server error, logged
-            return await previous(request, exc)
-
-        app.add_exception_handler(cls, handle)
-
-    chained(DistributorError, _domain_error, None)
-    chained(_Refused, _domain_error, None)
-    chained(RequestValidationError, _validation_error, request_validation_exception_handler)
-    chained(
-        StarletteHTTPException,
-        lambda exc: _error(exc.status_code, str(exc.detail), None, **(exc.headers or {})),
-        http_exception_handler,
-    )

@@ -22,7 +22,7 @@ from ..models import Subscriber
 from ..site import build_site
 from ..subscribers import unsubscribe
 from ..tokens import Purpose, read_token
-from . import api, subscribe
+from . import admin, api, apibase, media_api, releases_api, subscribe, topics_api
 from .pages import Pages
 from .queueing import LazyQueue
 from .static import PublicFiles
@@ -69,7 +69,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = _SiteApp(settings, title="distributor", docs_url="/api/docs", redoc_url=None,
                    openapi_url="/api/openapi.json", lifespan=lifespan)  # fmt: skip
-    app.include_router(api.router(settings, queue), prefix=api.PREFIX)
+    app.include_router(api.router(settings, queue), prefix=apibase.PREFIX)
+    app.include_router(releases_api.router(settings, queue), prefix=apibase.PREFIX)
+    app.include_router(topics_api.router(settings, queue), prefix=apibase.PREFIX)
+    app.include_router(media_api.router(settings), prefix=apibase.PREFIX)
+    app.include_router(admin.router(settings, queue))
     pages = Pages(settings)
     app.include_router(subscribe.router(settings, pages, queue))
 
@@ -107,7 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def not_found_page(request: Request, exc: StarletteHTTPException) -> Response:
         # A reader who follows a dead link gets a page of the newsroom, not JSON.
-        if exc.status_code != 404 or request.url.path.startswith(api.PREFIX):
+        if exc.status_code != 404 or request.url.path.startswith(apibase.PREFIX):
             return await http_exception_handler(request, exc)
         lang = pages.language(request)
         text = "There is no page at this address."
@@ -128,7 +132,7 @@ def create_app(settings: Settings) -> FastAPI:
             return PlainTextResponse("forbidden\n", status_code=403)
         return Response(metrics.exposition(metrics_registry), media_type=metrics.CONTENT_TYPE)
 
-    api.add_error_handlers(app)  # last: it keeps the handlers added before it off /api
+    apibase.add_error_handlers(app)  # last: it keeps the handlers added before it off /api
     return app
 
 

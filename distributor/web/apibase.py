@@ -1,0 +1,204 @@
+"""What every router of the admin API (under ``/api``) shares: the JSON error shape, the
+bearer-token check for a scope, and the handlers that answer errors as JSON.
+
+Every error is ``{"error": message, "field": name or null}``: 400 a body that cannot be
+read (not JSON, not UTF-8), 401 (with ``WWW-Authenticate: Bearer``) no token or an unknown
+or revoked one, 403 a token without the scope, 404 no such thing, 409 a state that refuses
+the action, 413 a body too large, 415 a body type not accepted, 422 a value refused (the
+field names it), 503 a service down.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the dependency's annotations.
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..apitokens import authenticate
+from ..config import Settings
+from ..db import session_scope
+from ..errors import (
+    Conflict,
+    DistributorError,
+    Forbidden,
+    InputError,
+    NotFound,
+    ReleaseInputError,
+    ServiceError,
+    SubscriberInputError,
+    Unauthorized,
+)
+
+PREFIX = "/api"
+MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # NUL cannot even reach PostgreSQL
+Printable = Annotated[str, Field(pattern=PRINTABLE)]
+# Where a domain message names its field: "… field 'title': …" for releases (the source
+# comes first), else a leading "email: …", "names: …".
+_LEADING_FIELD = re.compile(r"^([a-z_][a-z0-9_]*):")
+_SUBSCRIBER_FIELD = re.compile(r"^(email|name|language|topics|consent_source)\b")
+_RELEASE_FIELD = re.compile(r"field '([A-Za-z_][\w.\[\]]*)'")
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers: a message, and the field it is about (or null)."""
+
+    error: str
+    field: str | None
+
+
+class Refused(Exception):
+    """An API answer decided by a router: a status, a message and the field."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.field = status, field
+
+
+def error_responses(scope: str) -> dict[int | str, dict[str, Any]]:
+    """The errors every route of a router needing ``scope`` may answer, for OpenAPI."""
+    return {
+        code: {"model": ErrorOut, "description": text}
+        for code, text in [
+            (401, "No token, or an unknown or revoked one"),
+            (403, f"The token lacks the {scope} scope"),
+            (422, "A value was refused; `field` names it"),
+        ]
+    }
+
+
+def not_found(what: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entry of a 404 for a route about one ``what``."""
+    return {404: {"model": ErrorOut, "description": f"No such {what}"}}
+
+
+def conflict(text: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entry of a 409 whose reason is ``text``."""
+    return {409: {"model": ErrorOut, "description": text}}
+
+
+def token_dependency(settings: Settings, scope: str) -> Callable[..., str]:
+    """A FastAPI dependency answering the name of the presented bearer token once it is
+    known live and holds ``scope`` (401/403 otherwise). Put it on the router, so no route
+    can forget it; a route that needs the name asks again (FastAPI runs it once)."""
+    bearer = HTTPBearer(
+        auto_error=False,
+        description=f"A token from `distributor tokens create NAME --scope {scope}`",
+        scheme_name=f"{scope}Token",
+    )
+
+    def token_name(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> str:
+        if credentials is None:
+            raise Unauthorized("an Authorization: Bearer token is required")
+        with session_scope(settings) as session:
+            return authenticate(session, credentials.credentials, scope).name
+
+    return token_name
+
+
+# ---- errors: JSON for /api, whatever the app did before everywhere else ----------------
+
+_STATUS: Sequence[tuple[type[DistributorError], int]] = (
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (InputError, 422),
+    (ServiceError, 503),
+)
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+def _in_api(request: Request) -> bool:
+    path: str = request.scope.get("path", "")
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def error(status: int, message: str, field: str | None = None, **headers: str) -> JSONResponse:
+    """The JSON error answer (with ``WWW-Authenticate`` on a 401)."""
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse({"error": message, "field": field}, status, headers=headers or None)
+
+
+def _field_of(exc: DistributorError) -> str | None:
+    if not isinstance(exc, InputError):
+        return None
+    message = str(exc)
+    if isinstance(exc, ReleaseInputError):
+        match = _RELEASE_FIELD.search(message)
+    elif isinstance(exc, SubscriberInputError):
+        match = _SUBSCRIBER_FIELD.match(message)
+    else:
+        match = _LEADING_FIELD.match(message)
+    return match.group(1) if match else None
+
+
+def _domain_error(exc: Exception) -> JSONResponse | None:
+    if isinstance(exc, Refused):
+        return error(exc.status, str(exc), exc.field)
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return error(status, str(exc), _field_of(exc))
+    return None
+
+
+def refusal(errors: Sequence[Any]) -> Refused:
+    """What to answer a request pydantic refused: 400 for a body that is not JSON, else
+    422 naming every value refused; ``field`` is the first one's path without its leading
+    "body"/"query"/"path" (``images.0.src``)."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return Refused(400, "the body is not valid JSON")
+    messages, fields = [], []
+    for e in errors:
+        loc = [str(part) for part in e.get("loc", ())][1:]
+        text = e.get("msg", "invalid")
+        if e.get("type") == "string_pattern_mismatch":
+            text = "must not contain line breaks or control characters"
+        messages.append(f"{'.'.join(loc)}: {text}" if loc else text)
+        fields.append(".".join(loc) if loc else None)
+    return Refused(422, "; ".join(messages) or "invalid request", fields[0] if fields else None)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer errors under ``/api`` as JSON ``{"error", "field"}`` (see the module
+    docstring for the statuses); elsewhere keep the handler the app had before (call this
+    after the app's own handlers are added), else FastAPI's default."""
+    before = dict(app.exception_handlers)
+
+    def chained(cls: type[Exception], api_answer: Callable[[Any], Response | None],
+                default: Handler | None) -> None:  # fmt: skip
+        previous: Handler | None = before.get(cls, default)
+
+        async def handle(request: Request, exc: Exception) -> Response:
+            answer = api_answer(exc) if _in_api(request) else None
+            if answer is not None:
+                return answer
+            if previous is None:
+                raise exc  # as if unhandled: a server error, logged
+            return await previous(request, exc)
+
+        app.add_exception_handler(cls, handle)
+
+    chained(DistributorError, _domain_error, None)
+    chained(Refused, _domain_error, None)
+    chained(
+        RequestValidationError,
+        lambda exc: _domain_error(refusal(list(exc.errors()))),
+        request_validation_exception_handler,
+    )
+    chained(
+        StarletteHTTPException,
+        lambda exc: error(exc.status_code, str(exc.detail), None, **(exc.headers or {})),
+        http_exception_handler,
+    )

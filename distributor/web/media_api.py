@@ -1,0 +1,110 @@
+"""The admin API's image upload (under ``/api``): ``POST /api/media`` stores an image in
+three sizes (``distributor.media``) and answers the ``images`` entry that shows it.
+
+Needs a bearer token with the ``releases`` scope.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations.
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from .. import audit
+from ..config import Settings
+from ..db import session_scope
+from ..errors import InputError
+from ..media import MAX_UPLOAD_BYTES, StoredImage, Variant, store_image
+from .apibase import ErrorOut, Refused, error_responses, token_dependency
+
+SCOPE = "releases"
+# The multipart framing around the file.
+_OVERHEAD = 64 * 1024
+
+
+class VariantOut(BaseModel):
+    """One stored size of the image."""
+
+    url: str
+    media_type: str
+    length: int
+    width: int
+    height: int
+
+
+class MediaOut(BaseModel):
+    """The stored image: its sizes, and the fields of a release's ``images`` entry that
+    show it (add ``alt`` and ``credit``)."""
+
+    digest: str = Field(description="SHA-256 of the uploaded bytes")
+    created: bool = Field(description="False when the same image had been uploaded before")
+    image: dict[str, Any] = Field(
+        description="src, email_src, href, type, length, width, height: paste into the "
+        "release's images entry"
+    )
+    full: VariantOut
+    page: VariantOut
+    email: VariantOut
+
+
+def _variant(v: Variant) -> VariantOut:
+    return VariantOut(url=v.url, media_type=v.media_type, length=v.length, width=v.width,
+                      height=v.height)  # fmt: skip
+
+
+def media_out(stored: StoredImage) -> MediaOut:
+    """The API's view of a stored image."""
+    return MediaOut(digest=stored.digest, created=stored.created, image=stored.image_fields(),
+                    full=_variant(stored.full), page=_variant(stored.page),
+                    email=_variant(stored.email))  # fmt: skip
+
+
+def router(settings: Settings) -> APIRouter:
+    """The upload route for ``settings``; include it with ``prefix=apibase.PREFIX``."""
+    token_name = token_dependency(settings, SCOPE)
+    api = APIRouter(
+        tags=["media"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
+    )
+
+    def small_enough(request: Request) -> None:
+        """413 before the body is read when its declared length is past the limit."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + _OVERHEAD:
+            raise Refused(413, f"the image is larger than {MAX_UPLOAD_BYTES // 1_048_576} MiB")
+
+    @api.post(
+        "/media",
+        status_code=201,
+        summary="Upload an image",
+        dependencies=[Depends(small_enough)],
+        responses={
+            201: {"model": MediaOut, "description": "Stored in three sizes"},
+            200: {"model": MediaOut, "description": "The same image was stored before"},
+            413: {"model": ErrorOut, "description": "The image is too large"},
+        },
+    )
+    def upload(
+        file: Annotated[UploadFile, File(description="A JPEG, PNG, WebP or GIF image")],
+        token: Annotated[str, Depends(token_name)],
+    ) -> JSONResponse:
+        """Store the image: upright, without its metadata (EXIF, GPS), at full size, page
+        width and email width, each at a URL that never changes. Reference it in a
+        release by the answer's ``image`` fields."""
+        data = file.file.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise Refused(413, f"the image is larger than {MAX_UPLOAD_BYTES // 1_048_576} MiB")
+        name = file.filename or "upload"
+        try:
+            stored = store_image(settings, data, name)
+        except InputError as exc:
+            raise Refused(422, str(exc), "file") from exc
+        if stored.created:
+            with session_scope(settings) as session:
+                audit.record(session, f"token:{token}", "upload", f"media {stored.digest[:16]}",
+                             filename=name[:200], length=len(data))  # fmt: skip
+        body = media_out(stored).model_dump(mode="json")
+        return JSONResponse(body, 201 if stored.created else 200)
+
+    return api

@@ -1,0 +1,584 @@
+"""The admin API's releases (under ``/api``): the whole life of a release — create (JSON or
+Markdown), read, update a draft, preview, test-send, publish (now or at a time),
+unschedule, correct, withdraw — and its delivery status and report.
+
+Every call needs a bearer token with the ``releases`` scope; what a call changes is
+recorded in the audit trail as ``token:NAME``. Creating and publishing honour an
+``Idempotency-Key`` header (see ``idempotency``): the same key twice makes one release and
+one distribution, and answers the same.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations.
+
+import io
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .. import audit, dispatch, idempotency
+from ..config import Settings
+from ..db import session_scope
+from ..models import Release, ReleaseState
+from ..preview import MAX_TEST_ADDRESSES, render_preview, send_test
+from ..releases import (
+    MAX_SOURCE_BYTES,
+    FrontMatter,
+    ReleaseDraft,
+    create_release,
+    draft_from_fields,
+    get_release,
+    parse_release,
+    unschedule,
+    update_draft,
+)
+from ..report import delivery_lines, write_csv
+from ..status import ReleaseStatus, release_status
+from ..urls import release_url
+from .apibase import (
+    MAX_ID,
+    PRINTABLE,
+    ErrorOut,
+    Refused,
+    conflict,
+    error_responses,
+    not_found,
+    refusal,
+    token_dependency,
+)
+from .queueing import LazyQueue
+
+SCOPE = "releases"
+MARKDOWN = "text/markdown"
+# JSON escapes and the other fields add to the Markdown's own limit.
+MAX_BODY_BYTES = 2 * MAX_SOURCE_BYTES
+ReleaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=idempotency.HEADER,
+        max_length=200,
+        description="Any unique string (a UUID): a repeat with the same key and request "
+        "is answered as the first was, and acts once",
+    ),
+]
+
+
+class ReleaseIn(FrontMatter):
+    """A release as JSON: the fields of a release file's front matter, and its Markdown
+    ``body`` (the first paragraph is the lead unless ``lead`` is given)."""
+
+    model_config = ConfigDict(extra="forbid")
+    body: Annotated[str, Field(max_length=MAX_SOURCE_BYTES)] = ""
+
+
+class Counts(BaseModel):
+    """Where a release's deliveries stand."""
+
+    planned: int = Field(description="Deliveries in the ledger, in any status")
+    pending: int
+    sent: int
+    deferred: int = Field(description="Refused for now; tried again later")
+    failed: int
+    cancelled: int = Field(description="Not sent: the person left, or the release was withdrawn")
+    bounced: int = Field(description="Sent, then reported back as undeliverable")
+    hard_bounces: int
+    soft_bounces: int
+    unsubscribed_since: int = Field(description="Recipients who unsubscribed after receiving it")
+    first_sent_at: datetime | None
+    last_sent_at: datetime | None
+    time_to_send: float | None = Field(
+        description="Seconds from publication to the last message, once nothing is left to send"
+    )
+    without_version: dict[str, int] = Field(
+        description="Per language: confirmed followers of its topics who read a language it "
+        "has no version in (they get nothing)"
+    )
+
+
+class ReleaseOut(BaseModel):
+    """A release, its state, and its delivery counts."""
+
+    id: int
+    slug: str
+    url: str = Field(description="Its permanent page (live once published)")
+    title: str
+    language: str
+    state: ReleaseState
+    topics: list[str]
+    translation_of: int | None = Field(description="The id of the release it translates")
+    translations: list[int] = Field(description="The ids of its other language versions")
+    date: datetime
+    dateline: str
+    lead: str
+    body_html: str
+    body_text: str
+    contacts: list[dict[str, Any]]
+    images: list[dict[str, Any]]
+    attachments: list[dict[str, Any]]
+    embargo_at: datetime | None
+    scheduled_at: datetime | None
+    published_at: datetime | None
+    corrected_at: datetime | None
+    withdrawn_at: datetime | None
+    withdrawn_by: str
+    created_at: datetime
+    updated_at: datetime
+    counts: Counts
+
+
+class ReleaseSummary(BaseModel):
+    """A release in a list."""
+
+    id: int
+    slug: str
+    title: str
+    language: str
+    state: ReleaseState
+    date: datetime
+    scheduled_at: datetime | None
+    published_at: datetime | None
+    updated_at: datetime
+
+
+class ReleasePage(BaseModel):
+    """One page of releases, newest first: the number of matches, and this page."""
+
+    total: int
+    items: list[ReleaseSummary]
+
+
+class PreviewOut(BaseModel):
+    """The email as a subscriber reading ``language`` receives it (for a stand-in
+    recipient: its links name nobody)."""
+
+    release_id: int = Field(description="The version rendered (a translation when asked)")
+    language: str
+    subject: str
+    headers: dict[str, str]
+    html: str
+    text: str
+
+
+class TestIn(BaseModel):
+    """Where to send a test: a few addresses, nobody else."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: Annotated[
+        list[Annotated[str, Field(max_length=320, pattern=PRINTABLE)]],
+        Field(min_length=1, max_length=MAX_TEST_ADDRESSES),
+    ]
+
+
+class TestResult(BaseModel):
+    """What the mail server answered for one test address (code 0: no answer)."""
+
+    __test__ = False
+    address: str
+    sent: bool
+    code: int
+    message: str
+
+
+class PublishIn(BaseModel):
+    """When to publish: now (``at`` absent or null), or at ``at`` (never before the
+    release's embargo)."""
+
+    model_config = ConfigDict(extra="forbid")
+    at: AwareDatetime | None = None
+
+
+class WithdrawIn(BaseModel):
+    """Who withdraws it, recorded with the token's name."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: Annotated[str, Field(max_length=150, pattern=PRINTABLE)] = ""
+
+
+def _counts(st: ReleaseStatus) -> Counts:
+    c = st.counts
+    return Counts(
+        planned=st.planned, pending=c["pending"], sent=c["sent"], deferred=c["deferred"],
+        failed=c["failed"], cancelled=c["cancelled"], bounced=st.bounced,
+        hard_bounces=st.hard_bounces, soft_bounces=st.soft_bounces,
+        unsubscribed_since=st.unsubscribed_since, first_sent_at=st.first_sent_at,
+        last_sent_at=st.last_sent_at, time_to_send=st.time_to_send,
+        without_version=st.without_version,
+    )  # fmt: skip
+
+
+def release_out(session: Session, settings: Settings, release: Release) -> ReleaseOut:
+    """The API's view of ``release`` (flushed), with its counts read now."""
+    root = release.translation_of_id or release.id
+    versions = session.scalars(
+        select(Release.id).where((Release.id == root) | (Release.translation_of_id == root))
+    )
+    return ReleaseOut(
+        id=release.id, slug=release.slug, url=release_url(settings, release.slug),
+        title=release.title, language=release.language, state=ReleaseState(release.state),
+        topics=sorted(t.slug for t in release.topics),
+        translation_of=release.translation_of_id,
+        translations=sorted(i for i in versions if i != release.id),
+        date=release.date, dateline=release.dateline, lead=release.lead,
+        body_html=release.body_html, body_text=release.body_text,
+        contacts=list(release.contacts), images=list(release.images),
+        attachments=list(release.attachments), embargo_at=release.embargo_at,
+        scheduled_at=release.scheduled_at, published_at=release.published_at,
+        corrected_at=release.corrected_at, withdrawn_at=release.withdrawn_at,
+        withdrawn_by=release.withdrawn_by, created_at=release.created_at,
+        updated_at=release.updated_at, counts=_counts(release_status(session, release.id)),
+    )  # fmt: skip
+
+
+# ---- the release body: JSON or Markdown ------------------------------------------------
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request's body, refused with 413 past ``MAX_BODY_BYTES`` (read no further)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise Refused(413, f"the body is larger than {MAX_BODY_BYTES // 1024} KiB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise Refused(413, f"the body is larger than {MAX_BODY_BYTES // 1024} KiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]
+
+
+def read_draft(settings: Settings, content_type: str, raw: bytes) -> ReleaseDraft:
+    """The release a request body holds: ``application/json`` (``ReleaseIn``) or
+    ``text/markdown`` (a release file: YAML front matter, then the body). Refused with
+    400 (unreadable), 415 (another type) or 422 (a field, named)."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == MARKDOWN:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Refused(400, f"the body is not UTF-8 (byte {exc.start})") from exc
+        return parse_release(text, "body", settings)
+    if media_type != "application/json":
+        raise Refused(415, f"send the release as application/json or {MARKDOWN}")
+    try:
+        data = ReleaseIn.model_validate_json(raw)
+    except ValidationError as exc:
+        raise refusal([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
+    meta = FrontMatter.model_validate(data.model_dump(exclude={"body"}))
+    return draft_from_fields(meta, data.body, "body", settings)
+
+
+_RELEASE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": None},  # filled in by _release_body_schema()
+            MARKDOWN: {
+                "schema": {"type": "string", "maxLength": MAX_SOURCE_BYTES},
+                "example": "---\ntitle: Agency signs agreement\nlang: en\ntopics: [climate]\n"
+                "date: 2026-11-20T09:00:00+01:00\n---\nThe lead paragraph.\n\nThe body.\n",
+            },
+        },
+    }
+}
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with every local ``$ref`` replaced by its definition (the models of a
+    release body are not recursive), so it stands alone in an operation."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(v, defs) for v in schema]
+    return schema
+
+
+def _release_body() -> dict[str, Any]:
+    schema = ReleaseIn.model_json_schema()
+    extra = {"requestBody": {**_RELEASE_BODY["requestBody"]}}
+    content = dict(extra["requestBody"]["content"])
+    content["application/json"] = {"schema": _inline(schema, schema.get("$defs", {}))}
+    extra["requestBody"]["content"] = content
+    return extra
+
+
+# ---- the routes --------------------------------------------------------------------------
+
+
+def router(settings: Settings, queue: LazyQueue) -> APIRouter:
+    """The release routes for ``settings``, enqueueing through the app's ``queue``;
+    include it with ``prefix=apibase.PREFIX``."""
+    token_name = token_dependency(settings, SCOPE)
+    TokenName = Annotated[str, Depends(token_name)]
+    api = APIRouter(
+        tags=["releases"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
+    )
+    body_doc = _release_body()
+    found = not_found("release")
+
+    def out(release_id: int) -> dict[str, Any]:
+        with session_scope(settings) as session:
+            release = get_release(session, release_id)
+            return release_out(session, settings, release).model_dump(mode="json")
+
+    def once(
+        token: str,
+        key: str | None,
+        request: Request,
+        body: bytes,
+        act: Callable[[], tuple[int, dict[str, Any]]],
+    ) -> JSONResponse:
+        """Run ``act`` (which commits on its own) at most once per idempotency key."""
+        if key is None:
+            status, answer = act()
+            return JSONResponse(answer, status)
+        request_id = idempotency.fingerprint(request.method, request.url.path, body)
+        with session_scope(settings) as session:
+            replay = idempotency.claim(session, token, key, request_id)
+        if replay is not None:
+            return _replayed(replay)
+        try:
+            status, answer = act()
+        except BaseException:
+            with session_scope(settings) as session:
+                idempotency.release(session, token, key)
+            raise
+        with session_scope(settings) as session:
+            idempotency.complete(session, token, key, status, answer)
+        return JSONResponse(answer, status)
+
+    @api.get("/releases", summary="List releases")
+    def list_releases(
+        state: ReleaseState | None = None,
+        language: Annotated[str | None, Query(max_length=8, pattern=PRINTABLE)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    ) -> ReleasePage:
+        """Releases in any state (drafts and scheduled ones included), newest first."""
+        stmt = select(Release)
+        if state is not None:
+            stmt = stmt.where(Release.state == state)
+        if language:
+            stmt = stmt.where(Release.language == language)
+        with session_scope(settings) as session:
+            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            rows = session.scalars(
+                stmt.order_by(Release.date.desc(), Release.id.desc()).limit(limit).offset(offset)
+            )
+            items = [
+                ReleaseSummary(
+                    id=r.id,
+                    slug=r.slug,
+                    title=r.title,
+                    language=r.language,
+                    state=ReleaseState(r.state),
+                    date=r.date,
+                    scheduled_at=r.scheduled_at,
+                    published_at=r.published_at,
+                    updated_at=r.updated_at,
+                )
+                for r in rows
+            ]
+            return ReleasePage(total=total, items=items)
+
+    @api.post(
+        "/releases",
+        status_code=201,
+        summary="Create a draft release",
+        openapi_extra=body_doc,
+        responses={
+            201: {"model": ReleaseOut, "description": "The draft, as stored"},
+            **conflict("The slug is taken, or the idempotency key is in use"),
+            413: {"model": ErrorOut, "description": "The body is too large"},
+            415: {"model": ErrorOut, "description": "Neither JSON nor Markdown"},
+        },
+    )
+    def create(
+        request: Request, raw: RawBody, token: TokenName, key: IdempotencyKey = None
+    ) -> JSONResponse:
+        """Create a draft from JSON (the front matter's fields and ``body``) or from a
+        release file (``Content-Type: text/markdown``). Nothing is sent or shown until it
+        is published. With an ``Idempotency-Key``, a repeat creates nothing and answers
+        as the first did."""
+        draft = read_draft(settings, request.headers.get("content-type", ""), raw)
+        request_id = idempotency.fingerprint(request.method, request.url.path, raw)
+        with session_scope(settings) as session:
+            if key is not None:
+                replay = idempotency.claim(session, token, key, request_id)
+                if replay is not None:
+                    return _replayed(replay)
+            release = create_release(session, settings, draft)
+            audit.record(session, f"token:{token}", "create", f"release {release.id}",
+                         slug=release.slug)  # fmt: skip
+            answer = release_out(session, settings, release).model_dump(mode="json")
+            if key is not None:  # in the same transaction: both stored, or neither
+                idempotency.complete(session, token, key, 201, answer)
+        return JSONResponse(answer, 201)
+
+    @api.get("/releases/{release_id}", summary="One release and its counts", responses=found)
+    def read(release_id: ReleaseId) -> ReleaseOut:
+        """The release in any state, with planned / sent / deferred / failed / bounced /
+        unsubscribed-since counts and the time to send."""
+        with session_scope(settings) as session:
+            return release_out(session, settings, get_release(session, release_id))
+
+    @api.put(
+        "/releases/{release_id}",
+        summary="Replace a draft",
+        openapi_extra=body_doc,
+        responses={
+            **found,
+            **conflict("It is not a draft (unschedule it first, or correct a published one)"),
+        },
+    )
+    def update(
+        request: Request, release_id: ReleaseId, raw: RawBody, token: TokenName
+    ) -> ReleaseOut:
+        """Replace a draft's every field with the body's (JSON or Markdown, as when
+        creating). Only a draft changes this way."""
+        draft = read_draft(settings, request.headers.get("content-type", ""), raw)
+        with session_scope(settings) as session:
+            release = update_draft(session, settings, release_id, draft)
+            audit.record(session, f"token:{token}", "update", f"release {release_id}")
+            return release_out(session, settings, release)
+
+    @api.get("/releases/{release_id}/preview", summary="Preview the email", responses=found)
+    def preview(
+        release_id: ReleaseId,
+        lang: Annotated[
+            str | None,
+            Query(
+                max_length=8,
+                pattern=PRINTABLE,
+                description="A language of its translations (default: its own)",
+            ),
+        ] = None,
+    ) -> PreviewOut:
+        """The email exactly as subscribers reading ``lang`` will get it: subject,
+        headers, HTML and text. Nothing is sent or recorded."""
+        p = render_preview(settings, release_id, lang)
+        return PreviewOut(release_id=p.release_id, language=p.language, subject=p.subject,
+                          headers=p.headers, html=p.html, text=p.text)  # fmt: skip
+
+    @api.post("/releases/{release_id}/test", summary="Send a test email", responses=found)
+    def test_send(release_id: ReleaseId, body: TestIn, token: TokenName) -> list[TestResult]:
+        """Send the email to these addresses only, marked as a test ("[TEST]" subject,
+        ``X-Distributor-Test``). The ledger, the feeds and the release's state are not
+        touched."""
+        outcomes = send_test(settings, release_id, body.to)
+        with session_scope(settings) as session:
+            audit.record(session, f"token:{token}", "test", f"release {release_id}",
+                         to=[o.address for o in outcomes])  # fmt: skip
+        return [TestResult(address=o.address, sent=o.sent, code=o.code, message=o.message)
+                for o in outcomes]  # fmt: skip
+
+    @api.post(
+        "/releases/{release_id}/publish",
+        summary="Publish now or at a time",
+        responses={200: {"model": ReleaseOut, "description": "Published or scheduled"},
+                   **found, **conflict("Withdrawn, or already published and `at` given")},
+    )  # fmt: skip
+    def publish(
+        request: Request,
+        release_id: ReleaseId,
+        token: TokenName,
+        key: IdempotencyKey = None,
+        body: PublishIn | None = None,
+    ) -> JSONResponse:
+        """Publish the release now (its embargo permitting), or schedule it for ``at``:
+        a scheduled release goes out within 30 seconds of its time. Publishing a
+        scheduled release again reschedules it. Publishing twice sends once; with an
+        ``Idempotency-Key`` a repeat also answers as the first did."""
+        at = body.at if body is not None else None
+
+        def act() -> tuple[int, dict[str, Any]]:
+            dispatch.publish(settings, queue.get(), release_id, at, by=f"token:{token}")
+            return 200, out(release_id)
+
+        canonical = (body or PublishIn()).model_dump_json().encode()
+        return once(token, key, request, canonical, act)
+
+    @api.post("/releases/{release_id}/unschedule", summary="Cancel a scheduled publication",
+              responses={**found, **conflict("It is not scheduled")})  # fmt: skip
+    def cancel_schedule(release_id: ReleaseId, token: TokenName) -> ReleaseOut:
+        """Back to draft: nothing was or will be sent. Publish again to reschedule."""
+        with session_scope(settings) as session:
+            release = unschedule(session, release_id)
+            audit.record(session, f"token:{token}", "unschedule", f"release {release_id}")
+            return release_out(session, settings, release)
+
+    @api.post(
+        "/releases/{release_id}/correct",
+        summary="Correct a published release",
+        openapi_extra=body_doc,
+        responses={**found, **conflict("It is not published")},
+    )
+    def correct(
+        request: Request,
+        release_id: ReleaseId,
+        raw: RawBody,
+        token: TokenName,
+        notify: Annotated[
+            bool,
+            Query(description="Also send a short correction email to those who received it"),
+        ] = False,
+    ) -> ReleaseOut:
+        """Replace the text of a published release (same id, address and feed item, a new
+        updated date and a "Corrected on …" note). No email unless ``notify``."""
+        draft = read_draft(settings, request.headers.get("content-type", ""), raw)
+        dispatch.correct(settings, queue.get(), release_id, draft, by=f"token:{token}",
+                         notify=notify)  # fmt: skip
+        with session_scope(settings) as session:
+            return release_out(session, settings, get_release(session, release_id))
+
+    @api.post(
+        "/releases/{release_id}/withdraw",
+        summary="Withdraw a release",
+        responses={**found, **conflict("It was withdrawn already")},
+    )
+    def withdraw(
+        release_id: ReleaseId, token: TokenName, body: WithdrawIn | None = None
+    ) -> ReleaseOut:
+        """Take it off the pages and feeds (its page answers 410 Gone) and cancel every
+        email not sent yet. Recorded as withdrawn by ``by`` and the token."""
+        who = f"token:{token}"
+        if body is not None and body.by.strip():
+            who = f"{body.by.strip()} ({who})"
+        dispatch.withdraw(settings, queue.get(), release_id, who)
+        with session_scope(settings) as session:
+            return release_out(session, settings, get_release(session, release_id))
+
+    @api.get(
+        "/releases/{release_id}/deliveries.csv",
+        summary="Every delivery, as CSV",
+        response_class=Response,
+        responses={200: {"description": "One row per delivery, by address",
+                         "content": {"text/csv": {"schema": {"type": "string"}}}}, **found},
+    )  # fmt: skip
+    def report(release_id: ReleaseId) -> Response:
+        """The columns of `distributor releases report ID --csv`."""
+        buffer = io.StringIO()
+        write_csv(delivery_lines(settings, release_id), buffer)
+        return Response(
+            buffer.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition":
+                     f'attachment; filename="release-{release_id}-deliveries.csv"'},
+        )  # fmt: skip
+
+    return api
+
+
+def _replayed(replay: idempotency.Replay) -> JSONResponse:
+    return JSONResponse(replay.body, replay.status, headers={"Idempotent-Replayed": "true"})

@@ -1,0 +1,136 @@
+"""The admin API's topics (under ``/api``): list, create, read, rename, delete.
+
+Every call needs a bearer token with the ``releases`` scope: topics are what releases are
+filed under, so they belong to the press office's release work.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations.
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from .. import audit
+from ..config import Settings
+from ..db import session_scope
+from ..models import Topic
+from ..topics import (
+    add_topic,
+    check_names,
+    delete_topic,
+    get_topic,
+    list_topics,
+    rename_topic,
+    topic_use,
+)
+from .apibase import PRINTABLE, conflict, error_responses, not_found, token_dependency
+from .queueing import LazyQueue
+
+SCOPE = "releases"
+Slug = Annotated[str, Path(max_length=64, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
+Names = Annotated[
+    dict[
+        Annotated[str, Field(max_length=8, pattern=r"^[a-z]{2,3}$")],
+        Annotated[str, Field(min_length=1, max_length=200, pattern=PRINTABLE)],
+    ],
+    Field(max_length=20, description='The topic\'s name per language, e.g. {"en": "Climate"}'),
+]
+
+
+class TopicOut(BaseModel):
+    """A topic, its names, and how much is filed under it."""
+
+    slug: str
+    names: dict[str, str]
+    confirmed_subscribers: int = Field(description="Confirmed subscribers following it")
+    subscribers: int = Field(description="Subscribers following it, in any status")
+    releases: int = Field(description="Releases filed under it, in any state")
+
+
+class TopicIn(BaseModel):
+    """A new topic: its slug (used in URLs and imports, never changed) and names."""
+
+    model_config = ConfigDict(extra="forbid")
+    slug: Annotated[str, Field(min_length=1, max_length=64)]
+    names: Names
+
+
+class TopicNames(BaseModel):
+    """A topic's new names (they replace the old ones)."""
+
+    model_config = ConfigDict(extra="forbid")
+    names: Names
+
+
+def _out(session: Session, topic: Topic) -> TopicOut:
+    use = topic_use(session, topic)
+    return TopicOut(slug=topic.slug, names=dict(topic.names),
+                    confirmed_subscribers=use.confirmed, subscribers=use.subscribers,
+                    releases=use.releases)  # fmt: skip
+
+
+def router(settings: Settings, queue: LazyQueue) -> APIRouter:
+    """The topic routes for ``settings``, enqueueing through the app's ``queue``; include
+    it with ``prefix=apibase.PREFIX``."""
+    token_name = token_dependency(settings, SCOPE)
+    TokenName = Annotated[str, Depends(token_name)]
+    api = APIRouter(
+        tags=["topics"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
+    )
+
+    @api.get("/topics", summary="List topics")
+    def topics() -> list[TopicOut]:
+        """Every topic, by slug, with its subscriber and release counts."""
+        with session_scope(settings) as session:
+            return [_out(session, t) for t in list_topics(session)]
+
+    @api.post("/topics", status_code=201, summary="Create a topic",
+              responses=conflict("A topic with this slug exists"))  # fmt: skip
+    def create(body: TopicIn, token: TokenName) -> TopicOut:
+        """Create a topic; its names must be in the configured languages."""
+        names = check_names(body.names, settings.languages)
+        with session_scope(settings) as session:
+            topic = add_topic(session, body.slug, names)
+            audit.record(session, f"token:{token}", "topic-add", f"topic {topic.slug}",
+                         names=names)  # fmt: skip
+            return _out(session, topic)
+
+    @api.get("/topics/{slug}", summary="One topic", responses=not_found("topic"))
+    def read(slug: Slug) -> TopicOut:
+        """The topic with its names and counts."""
+        with session_scope(settings) as session:
+            return _out(session, get_topic(session, slug))
+
+    @api.put("/topics/{slug}", summary="Rename a topic", responses=not_found("topic"))
+    def rename(slug: Slug, body: TopicNames, token: TokenName) -> TopicOut:
+        """Replace the topic's names; the slug stays (it is in URLs and imports). The
+        newsroom shows the new names from its next regeneration."""
+        names = check_names(body.names, settings.languages)
+        with session_scope(settings) as session:
+            topic = rename_topic(session, slug, names)
+            audit.record(session, f"token:{token}", "topic-rename", f"topic {slug}",
+                         names=names)  # fmt: skip
+            out = _out(session, topic)
+        queue.get().send("regenerate_site")
+        return out
+
+    @api.delete(
+        "/topics/{slug}",
+        status_code=204,
+        response_class=Response,
+        summary="Delete a topic",
+        responses={**not_found("topic"),
+                   **conflict("Subscribers follow it or releases are filed under it")},
+    )  # fmt: skip
+    def remove(slug: Slug, token: TokenName) -> Response:
+        """Delete a topic nothing refers to (409 otherwise: no subscription is dropped
+        silently)."""
+        with session_scope(settings) as session:
+            delete_topic(session, slug)
+            audit.record(session, f"token:{token}", "topic-delete", f"topic {slug}")
+        return Response(status_code=204)
+
+    return api
