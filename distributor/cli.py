@@ -14,9 +14,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import audit, broker, db, dispatch
+from . import audit, broker, db, dispatch, notices
 from .apitokens import SCOPES, create_token, list_tokens
 from .apitokens import revoke as revoke_token
 from .bounces import ingest, open_messages
@@ -31,7 +32,7 @@ from .errors import (
 from .logs import setup_logging
 from .privacy import erase_person, export_person, suppression_hash
 from .queue import TaskQueue
-from .releases import create_release, parse_release
+from .releases import ReleaseDraft, create_release, parse_release
 from .status import ReleaseStatus, release_status
 from .subscribers import export_csv, import_csv, write_rejects
 from .topics import add_topic, list_topics, parse_names
@@ -240,12 +241,19 @@ def tokens_revoke(name: str) -> None:
     out.print(f"token {name} revoked", markup=False, highlight=False)
 
 
-def _create(s: Settings, file: Path) -> int:
+def _read_release(s: Settings, file: Path) -> ReleaseDraft:
+    """The release in ``file``; its images given as local paths are read relative to the
+    file's directory (and stored, once the rest of the release has been checked)."""
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot be read: {exc}") from exc
-    draft = parse_release(text, str(file), s)
+    return parse_release(text, str(file), s, base_dir=file.absolute().parent)
+
+
+def _create(s: Settings, file: Path) -> int:
+    """Create a draft release from ``file`` (see ``_read_release``); returns its id."""
+    draft = _read_release(s, file)
     with db.session_scope(s) as session:
         return create_release(session, s, draft).id
 
@@ -348,21 +356,38 @@ def releases_publish(
 
 
 @releases_app.command("correct")
-def releases_correct(release_id: int, file: Path) -> None:
+def releases_correct(
+    release_id: int,
+    file: Path,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="Also email a short correction notice to those who received the release "
+            "and are still subscribed",
+        ),
+    ] = False,
+) -> None:
     """Correct a published release from FILE.md (same language and address): its page and
-    feed items change under the same ids, marked "Corrected on …". No email is sent."""
+    feed items change under the same ids, marked "Corrected on …". No email is sent unless
+    --notify."""
     s = settings()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot be read: {exc}") from exc
-    draft = parse_release(text, str(file), s)
+    draft = _read_release(s, file)
     queue = TaskQueue(s)
     try:
-        dispatch.correct(s, queue, release_id, draft, by=audit.cli_actor())
+        release = dispatch.correct(s, queue, release_id, draft, by=audit.cli_actor(), notify=notify)
     finally:
         queue.close()
-    out.print(f"release {release_id} corrected; the site is being regenerated (no email sent)")
+    if not notify or release.corrected_at is None:
+        out.print(f"release {release_id} corrected; the site is being regenerated (no email sent)")
+        return
+    with db.session_scope(s) as session:
+        planned = notices.planned(session, release_id, release.corrected_at)
+    out.print(
+        f"release {release_id} corrected; the site is being regenerated; "
+        f"{planned} correction notice{'' if planned == 1 else 's'} planned "
+        "(to those who received it and are still subscribed)"
+    )
 
 
 @releases_app.command("withdraw")
@@ -417,12 +442,14 @@ def _status_line(st: ReleaseStatus) -> str:
 
 def print_status(st: ReleaseStatus) -> None:
     """Print a release's status as `releases status` shows it."""
-    out.print(f"[bold]{st.title}[/bold] (id {st.release_id}, {st.language}, {st.state})")
+    out.print(f"[bold]{escape(st.title)}[/bold] (id {st.release_id}, {st.language}, {st.state})")
     out.print(_status_line(st))
     if st.first_sent_at and st.last_sent_at:
         seconds = (st.last_sent_at - st.first_sent_at).total_seconds()
         out.print(f"first sent {st.first_sent_at:%Y-%m-%d %H:%M:%S}Z, last {seconds:.1f} s later")
     out.print(f"bounces: {st.hard_bounces} hard, {st.soft_bounces} soft")
+    if st.unsubscribed_since:
+        out.print(f"{st.unsubscribed_since} recipient(s) unsubscribed since they received it")
     for lang, n in sorted(st.without_version.items()):
         out.print(f"{n} subscriber(s) of these topics read {lang}: no {lang} version, none sent")
 
@@ -496,6 +523,8 @@ def releases_report(
             out.print(f"first sent {iso_utc(st.first_sent_at)}, last sent "
                       f"{iso_utc(st.last_sent_at)} ({seconds:.1f} s)")  # fmt: skip
         out.print(f"bounces: {st.hard_bounces} hard, {st.soft_bounces} soft")
+        if st.unsubscribed_since:
+            out.print(f"{st.unsubscribed_since} recipient(s) unsubscribed since they received it")
         return
     lines = delivery_lines(s, release_id)  # an unknown release fails here, before any file
     if out_file is None:
