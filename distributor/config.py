@@ -10,14 +10,20 @@ import secrets
 from collections.abc import Mapping
 from email.utils import parseaddr
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .logs import MASK, redact
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _GENERATED_KEYS: dict[Path, str] = {}  # data dir key file → key, read once per process
+
+
+_URL_FIELDS = ("database_url", "broker_url", "smtp_url", "websub_hub")
 
 
 class Settings(BaseSettings):
@@ -33,6 +39,8 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     sender: str = "Press Office <press@example.org>"
     send_rate: float = Field(default=0.0, ge=0)
+    domain_rate: float = Field(default=0.0, ge=0)
+    domain_concurrency: int = Field(default=0, ge=0)
     dkim_key_file: Path | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None
@@ -54,6 +62,16 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(default=3, ge=1)
     websub_hub: str | None = None
     timezone: str = "Europe/Paris"
+
+    def __repr_args__(self) -> Any:
+        # Settings end up in tracebacks, debuggers and test output: show no secret there.
+        for name, value in super().__repr_args__():
+            if name == "secret_key" and value:
+                yield name, MASK
+            elif name in _URL_FIELDS and isinstance(value, str):
+                yield name, redact(value, [])
+            else:
+                yield name, value
 
     @field_validator("timezone")
     @classmethod

@@ -294,9 +294,9 @@ def _json_feed(page: FeedPage, items: Sequence[_Item], s: Settings) -> bytes:
     doc: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
         "title": feed_title(s, page.lang, page.topic),
-        "home_page_url": urls.listing_url(s, page.lang, slug),
-        "feed_url": urls.feed_url(s, page.lang, "json", slug),
-        "language": page.lang,
+        "home_page_url": _text(urls.listing_url(s, page.lang, slug)),
+        "feed_url": _text(urls.feed_url(s, page.lang, "json", slug)),
+        "language": _text(page.lang),
         "authors": [{"name": _organisation(s)}],
     }
     if s.websub_hub:
@@ -348,7 +348,7 @@ def _item(release: Release, others: Sequence[Release], s: Settings, lang: str) -
         (
             _text(t.slug),
             _text(t.name(lang)).strip() or _text(t.slug),
-            urls.listing_url(s, lang, t.slug),
+            _text(urls.listing_url(s, lang, t.slug)),
         )
         for t in sorted(release.topics, key=lambda t: t.slug)
     )
@@ -361,7 +361,7 @@ def _item(release: Release, others: Sequence[Release], s: Settings, lang: str) -
         (
             _absolute(str(a.get("href") or ""), s),
             _text(str(a.get("title") or "")),
-            str(a.get("type") or _guess_type(str(a.get("href") or ""))),
+            _text(str(a.get("type") or _guess_type(str(a.get("href") or "")))),
             _length(a, s),
         )
         for a in release.attachments or []
@@ -369,7 +369,7 @@ def _item(release: Release, others: Sequence[Release], s: Settings, lang: str) -
     )
     return _Item(
         id=_tag_uri(release, s),
-        title=_text(release.title).strip() or _text(release.slug),
+        title=_title(release),
         url=_text(urls.release_url(s, release.slug)),
         lang=_text(release.language),
         published=release.date,
@@ -389,7 +389,7 @@ def _enclosure(release: Release, s: Settings) -> Enclosure | None:
     for image in release.images or []:
         src = str(image.get("href") or image.get("src") or "")
         if src:
-            kind = str(image.get("type") or _guess_type(src) or "image/jpeg")
+            kind = _text(str(image.get("type") or _guess_type(src) or "image/jpeg"))
             return Enclosure(_absolute(src, s), kind, _length(image, s))
     return None
 
@@ -443,7 +443,12 @@ def _summary(release: Release) -> str:
     text = _SPACES.sub(" ", _text(release.body_text or "")).strip()
     if len(text) > SUMMARY_CHARS:
         text = text[:SUMMARY_CHARS].rsplit(" ", 1)[0] + "…"
-    return text or _text(release.title).strip() or _text(release.slug)
+    return text or _title(release)
+
+
+def _title(release: Release) -> str:
+    # Never empty: feedgen refuses an entry without a title ("Required fields not set").
+    return _text(release.title).strip() or _text(release.slug).strip() or f"#{release.id}"
 
 
 def _content_html(release: Release, settings: Settings) -> str:

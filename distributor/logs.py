@@ -4,11 +4,62 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from urllib.parse import unquote, urlsplit
+
+# The password of a URL (scheme://user:password@host), and API tokens (apitokens.PREFIX).
+_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]*@")
+_API_TOKEN = re.compile(r"dst_[A-Za-z0-9_-]{16,}")
+_URL_SETTINGS = ("DISTRIBUTOR_SMTP_URL", "DISTRIBUTOR_DATABASE_URL", "DISTRIBUTOR_BROKER_URL")
+MASK = "***"
+
+
+def secrets_from_environment(environ: dict[str, str] | None = None) -> list[str]:
+    """The secret values of the configuration: the signing keys and the passwords of the
+    SMTP, database and broker URLs (as written and decoded), longest first."""
+    env = dict(os.environ if environ is None else environ)
+    found = set(env.get("DISTRIBUTOR_SECRET_KEY", "").split())
+    for name in _URL_SETTINGS:
+        try:
+            password = urlsplit(env.get(name, "")).password
+        except ValueError:
+            continue
+        if password:
+            found |= {password, unquote(password)}
+    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """``text`` with URL passwords, API tokens and each of ``secrets`` masked."""
+    text = _USERINFO.sub(rf"\1{MASK}@", text)
+    text = _API_TOKEN.sub(f"dst_{MASK}", text)
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """A formatter whose output (message, arguments and traceback) never shows a secret."""
+
+    def __init__(self, fmt: str, secrets: list[str]) -> None:
+        super().__init__(fmt)
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self.secrets)
 
 
 def setup_logging(level: str | None = None) -> None:
-    """Log to stderr with times; the level comes from ``level`` or DISTRIBUTOR_LOG_LEVEL."""
+    """Log to stderr with times; the level comes from ``level`` or DISTRIBUTOR_LOG_LEVEL.
+    Secrets (the configuration's keys and passwords, any URL password, API tokens) are
+    masked in every line, tracebacks included."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        RedactingFormatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s", secrets_from_environment()
+        )
+    )
     logging.basicConfig(
         level=(level or os.environ.get("DISTRIBUTOR_LOG_LEVEL", "INFO")).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[handler],
     )

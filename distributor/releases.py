@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -27,8 +27,19 @@ from .models import Release, ReleaseState, Topic, utcnow
 from .sanitize import markdown_to_html, strip_xml_invalid
 
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
+# Front matter is a few fields: these bound the work YAML may cause (pure-Python PyYAML reads
+# ~50 KB/s of small values), whatever the file holds — nested collections, or anchors and
+# aliases that expand exponentially (a "billion laughs").
+MAX_FRONT_MATTER_BYTES = 256 * 1024
+MAX_YAML_VALUES = 5_000  # every key and value, each alias counted as what it stands for
+MAX_YAML_DEPTH = 20
+MAX_PROBLEMS_SHOWN = 10
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.S)
-_NO_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 controls and DEL; the other line breaks of str.splitlines() (NEL, the Unicode line and
+# paragraph separators); lone surrogates (not characters: no UTF-8 for them).
+_NO_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029\ud800-\udfff]")
 # An image ``src`` that is a URL (any scheme) or a site path; anything else names a file.
 _NOT_A_FILE = re.compile(r"^\s*(?:/|[A-Za-z][A-Za-z0-9+.-]*:)")
 
@@ -97,6 +108,8 @@ class Attachment(BaseModel):
 
 
 def _aware(value: Any) -> Any:
+    if value is None:
+        return value  # an optional date left out (``embargo: null``)
     if isinstance(value, date) and not isinstance(value, datetime):
         raise ValueError("needs a time and a time zone, e.g. 2026-11-20T09:00:00+01:00")
     if isinstance(value, str):
@@ -104,9 +117,117 @@ def _aware(value: Any) -> Any:
             value = datetime.fromisoformat(value)
         except ValueError as exc:
             raise ValueError("is not an ISO 8601 date-time") from exc
-    if isinstance(value, datetime) and value.tzinfo is None:
+    if not isinstance(value, datetime):  # a number would be taken for a Unix time
+        raise ValueError("is not an ISO 8601 date-time, e.g. 2026-11-20T09:00:00+01:00")
+    if value.utcoffset() is None:
         raise ValueError("has no time zone; write e.g. 2026-11-20T09:00:00+01:00")
+    try:  # 9999-12-31T23:00-05:00 has no UTC time; stored in UTC, shown in the office's zone
+        in_range = _EARLIEST <= value.astimezone(UTC) < _LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ValueError(f"is out of range: from {_EARLIEST.year} to {_LATEST.year - 1}")
     return value
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Front matter over one of the limits, or a value Python cannot hold (a problem and
+    its mark, no YAML context)."""
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with limits (see MAX_YAML_*): a node nested too deep, too many
+    values once aliases are expanded, an alias inside the value it names, a key given twice
+    or a scalar Python cannot hold (an integer of 5,000 digits, 2026-02-30) is a YAMLError
+    with the line, never another exception or unbounded work."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0
+        self._heights: dict[int, int] = {}  # id(node) -> levels, aliases followed
+        self._sizes: dict[int, int] = {}  # id(node) -> values, aliases expanded
+
+    def _refuse(self, problem: str, mark: Any) -> NoReturn:
+        raise _Refused(None, None, problem, mark)
+
+    def _count(self, values: int, mark: Any) -> None:
+        self._values += values
+        if self._values > MAX_YAML_VALUES:
+            self._refuse(
+                f"more than {MAX_YAML_VALUES} values (anchors and aliases counted as what "
+                "they repeat): front matter is a few fields",
+                mark,
+            )
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            height = self._heights.get(id(node))
+            if height is None:  # its anchor is still open: the value would contain itself
+                self._refuse("an alias inside the value it names (a recursive value)", mark)
+            self._count(self._sizes[id(node)], mark)
+            if self._depth + height > MAX_YAML_DEPTH:
+                self._refuse(f"values nested more than {MAX_YAML_DEPTH} levels deep", mark)
+            return node
+        if self._depth >= MAX_YAML_DEPTH:
+            self._refuse(f"values nested more than {MAX_YAML_DEPTH} levels deep", mark)
+        before = self._values
+        self._count(1, mark)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        children = _children(node)
+        self._heights[id(node)] = 1 + max((self._heights[id(c)] for c in children), default=0)
+        self._sizes[id(node)] = self._values - before
+        return node
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        node = super().compose_mapping_node(anchor)
+        seen: set[tuple[str, str]] = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, key.value) in seen:
+                    self._refuse(f"the key {key.value[:50]!r} is given twice", key.start_mark)
+                seen.add((key.tag, key.value))
+        return node
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        if node.tag in _NUMBERS and len(node.value) > 100:  # int("1:59:59:…") is quadratic
+            self._refuse("a number of more than 100 characters", node.start_mark)
+        try:
+            value = super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:  # 2026-02-30, 5,000 digits
+            raise _Refused(None, None, f"cannot read a value: {exc}", node.start_mark) from exc
+        if isinstance(value, int) and value.bit_length() > 64:
+            self._refuse("a number larger than 64 bits", node.start_mark)
+        if isinstance(value, str) and _SURROGATE.search(value):
+            self._refuse("a lone surrogate (\\ud800-\\udfff) is not a character", node.start_mark)
+        return value
+
+
+def _timestamp(loader: _FrontMatterLoader, node: Any) -> Any:
+    # PyYAML takes "!!timestamp '2026-11-20 09:00:00+02:00:16'" (as it writes a datetime
+    # with seconds in its offset), then fails to read it (AttributeError).
+    if not isinstance(node, yaml.ScalarNode) or not loader.timestamp_regexp.match(node.value):
+        loader._refuse("not a date-time YAML can read", node.start_mark)
+    return loader.construct_yaml_timestamp(node)
+
+
+_FrontMatterLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 class FrontMatter(BaseModel):
@@ -151,8 +272,12 @@ def slugify(text: str) -> str:
 def _split_lead(body: str) -> tuple[str, str]:
     """The first paragraph of a Markdown body (the lead) and the rest."""
     parts = re.split(r"\n[ \t]*\n", body.strip(), maxsplit=1)
-    lead = " ".join(line.strip() for line in parts[0].splitlines())
-    return lead, parts[1] if len(parts) > 1 else ""
+    return _one_line(parts[0]), parts[1] if len(parts) > 1 else ""
+
+
+def _one_line(text: str) -> str:
+    """``text``'s lines (any line break Python knows, U+2028 too) joined by spaces."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _local_images(data: dict[Any, Any]) -> dict[int, str]:
@@ -232,8 +357,19 @@ def parse_release(
             f"{source}: no front matter: the file must start with a line '---', "
             "the YAML fields, and a closing line '---'"
         )
+    front_matter = match.group(1)
+    if len(front_matter.encode("utf-8", "surrogatepass")) > MAX_FRONT_MATTER_BYTES:
+        raise ReleaseInputError(
+            f"{source}: front matter larger than {MAX_FRONT_MATTER_BYTES // 1024} KiB "
+            "(is the closing line '---' missing?)"
+        )
     try:
-        data = yaml.safe_load(match.group(1))
+        data = yaml.load(front_matter, Loader=_FrontMatterLoader)  # noqa: S506 (a SafeLoader)
+    except _Refused as exc:
+        line = exc.problem_mark.line + 2 if exc.problem_mark is not None else "?"
+        raise ReleaseInputError(
+            f"{source}: front matter refused (line {line}): {exc.problem}"
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 2})" if mark is not None else ""
@@ -244,15 +380,29 @@ def parse_release(
     try:
         meta = FrontMatter.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"field '{'.'.join(str(p) for p in e['loc']) or '?'}': "
-            + e["msg"].removeprefix("Value error, ")
-            for e in exc.errors()
-        )
-        raise ReleaseInputError(f"{source}: {problems}") from exc
+        raise ReleaseInputError(f"{source}: {_problems(exc)}") from exc
     draft = draft_from_fields(meta, match.group(2), source, settings)
     _store_local_images(meta, local, source, settings, base_dir)
     return draft
+
+
+def _problems(exc: ValidationError) -> str:
+    """The first few problems of ``exc``, one per field, each field named by its path."""
+    errors = exc.errors()
+    shown = []
+    for error in errors[:MAX_PROBLEMS_SHOWN]:
+        path = ".".join(_printable(str(part)) for part in error["loc"]) or "?"
+        shown.append(f"field '{path}': " + error["msg"].removeprefix("Value error, "))
+    if len(errors) > MAX_PROBLEMS_SHOWN:
+        shown.append(f"and {len(errors) - MAX_PROBLEMS_SHOWN} more problem(s)")
+    return "; ".join(shown)
+
+
+def _printable(name: str) -> str:
+    """A field name as the message shows it: control characters escaped, at most 60 chars."""
+    if _NO_CONTROL.search(name):
+        name = ascii(name)[1:-1]
+    return name if len(name) <= 60 else name[:59] + "…"
 
 
 def draft_from_fields(
@@ -268,12 +418,16 @@ def draft_from_fields(
         )
     text = strip_xml_invalid(body).strip()
     if meta.lead is not None:
-        lead, rest = strip_xml_invalid(meta.lead).strip(), text
+        lead, rest = _one_line(strip_xml_invalid(meta.lead)), text
     else:
         lead, rest = _split_lead(text)
     if not lead:
         raise ReleaseInputError(f"{source}: field 'lead': the release has no lead paragraph")
-    return ReleaseDraft(meta, lead, markdown_to_html(rest), rest, source)
+    try:
+        body_html = markdown_to_html(rest)
+    except InputError as exc:
+        raise ReleaseInputError(f"{source}: {exc}") from exc
+    return ReleaseDraft(meta, lead, body_html, rest, source)
 
 
 def create_release(session: Session, settings: Settings, draft: ReleaseDraft) -> Release:

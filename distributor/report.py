@@ -19,6 +19,7 @@ from .config import Settings
 from .db import session_scope
 from .models import Delivery, Subscriber
 from .releases import get_release
+from .spreadsheet import defuse
 
 # Ledger rows read per query and transaction. Each page sorts the release's rows anew:
 # 100,000 rows took 4.4 s with pages of 1,000 and 3.3 s with 5,000 (PostgreSQL).
@@ -36,10 +37,6 @@ CSV_COLUMNS: Final = (
     "bounce",
     "bounced_at",
 )
-
-# What a spreadsheet takes for the start of a formula (OWASP "CSV injection": = + - @,
-# and tab and carriage return, which some programs skip before looking for one).
-FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,20 +150,15 @@ def iso_utc(when: datetime) -> str:
 
 def csv_cell(value: object) -> str:
     """The text of one CSV cell: "" for None, ISO 8601 UTC for a time, else ``str(value)``
-    — with a ``'`` put before any text a spreadsheet would read as a formula.
-
-    Why: Excel, LibreOffice and Google Sheets run a cell that starts with ``=``, ``+``,
-    ``-`` or ``@`` as a formula, and a report holds text chosen by outsiders: the
-    subscriber's own address (``=HYPERLINK(...)@example.com`` is a valid one) and the
-    remote mail server's error reply. Opened by the press office, such a cell could send
-    the sheet's data to a web address (``HYPERLINK``, ``WEBSERVICE``) or start a program
-    (DDE). The apostrophe makes the spreadsheet show the text as text. Every cell of the
-    report passes through here, so no column can be forgotten.
+    — defused (see ``spreadsheet``): the subscriber's own address
+    (``=HYPERLINK(...)@example.com`` is a valid one) and the remote mail server's error
+    reply are outsiders' text. Every cell of the report passes through here, so no column
+    can be forgotten.
     """
     if value is None:
         return ""
     text = iso_utc(value) if isinstance(value, datetime) else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return defuse(text)
 
 
 def write_csv(lines: Iterable[DeliveryLine], stream: TextIO) -> int:

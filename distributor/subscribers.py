@@ -21,13 +21,15 @@ from sqlalchemy.orm import Session
 from .config import Settings
 from .errors import Conflict, ImportRejected, NotFound, RowError, SubscriberInputError
 from .models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, Topic, utcnow
+from .spreadsheet import defuse, restore
 
 CSV_COLUMNS = ("email", "name", "language", "topics")
 EXPORT_COLUMNS = (
     "email", "name", "language", "topics", "status", "consent_source", "created_at",
     "confirmed_at", "unsubscribed_at",
 )  # fmt: skip
-_BAD_NAME = re.compile(r"[\x00-\x1f\x7f]|=\?")
+# Control characters (C0 and C1), line separators and lone surrogates (no UTF-8 for them).
+_BAD_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]|=\\?")
 
 
 def normalise_email(address: str) -> str:
@@ -39,7 +41,8 @@ def normalise_email(address: str) -> str:
         # No SMTPUTF8: a non-ASCII local part could not be relayed everywhere.
         checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise SubscriberInputError(f"email {address!r}: {exc}") from exc
+        shown = address if len(address) <= 80 else address[:79] + "…"
+        raise SubscriberInputError(f"email {shown!r}: {exc}") from exc
     return str(checked.ascii_email or checked.normalized).lower()
 
 
@@ -102,7 +105,11 @@ def _read_rows(
     session: Session, settings: Settings, stream: IO[str], source: str
 ) -> tuple[list[_Row], list[RowError]]:
     reader = csv.DictReader(stream)
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    try:
+        fieldnames = reader.fieldnames
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise _unreadable(source, 1, exc) from exc
+    header = [h.strip().lower() for h in (fieldnames or [])]
     missing = [c for c in ("email", "language", "topics") if c not in header]
     if missing:
         raise SubscriberInputError(
@@ -114,9 +121,17 @@ def _read_rows(
     bad: list[RowError] = []
     seen: dict[str, int] = {}
     end_of_previous = reader.line_num
-    for record in reader:
-        line, end_of_previous = end_of_previous + 1, reader.line_num  # where the row starts
-        row = {k: (v or "") for k, v in record.items() if isinstance(k, str)}
+    while True:
+        line = end_of_previous + 1  # where the next row starts
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise _unreadable(source, line, exc) from exc
+        end_of_previous = reader.line_num
+        # Our own export defuses formula-like cells; their text is what was stored.
+        row = {k: restore(v or "") for k, v in record.items() if isinstance(k, str)}
         if None in record:
             bad.append(RowError(line, "more fields than columns", row))
             continue
@@ -138,6 +153,19 @@ def _read_rows(
         seen[email] = line
         good.append(_Row(line, email, name, language, [topics[s] for s in dict.fromkeys(slugs)]))
     return good, bad
+
+
+def _unreadable(source: str, line: int, exc: Exception) -> SubscriberInputError:
+    """The error for a file the csv module cannot read from ``line`` on: bytes that are not
+    UTF-8 (decoded ahead by blocks: the bad byte may be a few lines further) or a row it
+    refuses (a field over its 128 KiB limit)."""
+    if isinstance(exc, UnicodeDecodeError):
+        byte = exc.object[exc.start : exc.start + 1].hex().upper()
+        return SubscriberInputError(
+            f"{source}:{line}: not UTF-8 text (byte 0x{byte} on this line or a few after); "
+            "save the file as CSV UTF-8"
+        )
+    return SubscriberInputError(f"{source}:{line}: unreadable CSV: {exc}")
 
 
 def import_csv(
@@ -219,7 +247,8 @@ def write_rejects(rows: list[RowError], path: Path) -> None:
         writer = csv.writer(out)
         writer.writerow(["line", "reason", *CSV_COLUMNS])
         for r in rows:
-            writer.writerow([r.line, r.reason, *(r.row.get(c, "") for c in CSV_COLUMNS)])
+            cells = [r.reason, *(r.row.get(c, "") for c in CSV_COLUMNS)]
+            writer.writerow([r.line, *(defuse(cell) for cell in cells)])
 
 
 def export_rows(session: Session) -> Iterator[dict[str, str]]:
@@ -239,12 +268,14 @@ def export_rows(session: Session) -> Iterator[dict[str, str]]:
 
 
 def export_csv(session: Session, out: IO[str]) -> int:
-    """Write every subscriber to ``out`` as CSV (re-importable); return the row count."""
+    """Write every subscriber to ``out`` as CSV (re-importable); return the row count.
+    Cells a spreadsheet would run as a formula get a ``'`` first (a name is anyone's
+    choice on the public form); the import takes it off again."""
     writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     count = 0
     for row in export_rows(session):
-        writer.writerow(row)
+        writer.writerow({column: defuse(text) for column, text in row.items()})
         count += 1
     return count
 

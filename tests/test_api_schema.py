@@ -44,8 +44,9 @@ def accepted_release(case: Case) -> Case:
     if isinstance(case.body, dict):
         case.body = {**case.body, "lang": "en", "topics": ["climate"],
                      "date": "2026-11-20T09:00:00+01:00"}  # fmt: skip
-        case.body.pop("translation_of", None)
-        case.body.pop("embargo", None)
+        for field in ("translation_of", "embargo", "slug", "lead"):
+            case.body.pop(field, None)  # the slug from the generated title; the body's lead
+        case.body["body"] = "A lead paragraph.\n\n" + str(case.body.get("body", ""))
     return case
 
 

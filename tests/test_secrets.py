@@ -1,0 +1,216 @@
+"""Secrets never logged (issue 6): the real code paths that handle a secret run with logging
+at DEBUG captured — in this process (caplog) and in a `distributor` subprocess with
+DISTRIBUTOR_LOG_LEVEL=DEBUG — and no secret shows up in any log line: the SMTP password,
+the signing key, the database and broker passwords, API tokens (made, presented, refused),
+the DKIM private key, and the unsubscribe and preferences tokens (capabilities: whoever has
+one acts for the subscriber)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from distributor.apitokens import authenticate, create_token
+from distributor.config import Settings, load_settings
+from distributor.db import session_scope
+from distributor.errors import ConfigError, Unauthorized
+from distributor.logs import RedactingFormatter, redact, secrets_from_environment
+from distributor.mail.dkim import load_signer
+from distributor.mail.transport import open_transport
+from distributor.models import Subscriber
+from distributor.urls import preferences_url, unsubscribe_url
+from distributor.web import create_app
+from tests.helpers import add_subscribers, add_topics, release_text
+from tests.processes import NO_BROKER, run_cli
+from tests.smtp_server import SMTPServer
+
+SMTP_PASSWORD = "s3cret-smtp-Pw"
+SECRET_KEY = "s3cret-signing-key-0123456789"
+DB_PASSWORD = "s3cret-db-Pw"
+BROKER_PASSWORD = "s3cret-broker-Pw"
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    with caplog.at_level(logging.DEBUG):
+        yield caplog
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> str:
+    """Every captured record as a handler would write it (message, arguments, traceback),
+    but the test client's own (httpx logs each URL it requests: the client side)."""
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    return "\n".join(
+        formatter.format(record) for record in caplog.records if not record.name.startswith("httpx")
+    )
+
+
+def assert_absent(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in text, f"{secret!r} was logged"
+
+
+# -- the formatter masks what slips through -------------------------------------------------
+
+
+def test_every_log_line_masks_passwords_tokens_and_keys() -> None:
+    secrets = secrets_from_environment(
+        {
+            "DISTRIBUTOR_SECRET_KEY": f"{SECRET_KEY} old-key-kept-for-rotation",
+            "DISTRIBUTOR_SMTP_URL": f"smtp+starttls://user:{SMTP_PASSWORD}%21@mail.example:587",
+            "DISTRIBUTOR_DATABASE_URL": f"postgresql://app:{DB_PASSWORD}@db/app",
+            "DISTRIBUTOR_BROKER_URL": "redis://:@redis:6379/0",
+        }
+    )
+    assert set(secrets) >= {SECRET_KEY, "old-key-kept-for-rotation", SMTP_PASSWORD + "!"}
+    formatter = RedactingFormatter("%(message)s", secrets)
+    try:
+        raise RuntimeError(f"cannot log in as user:{SMTP_PASSWORD}! with key {SECRET_KEY}")
+    except RuntimeError:
+        record = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "connecting to %s with %s (token %s)",
+            (f"smtps://u:{SMTP_PASSWORD}@h", DB_PASSWORD, "dst_" + "A" * 43),
+            sys.exc_info(),
+        )  # fmt: skip
+    line = formatter.format(record)
+    assert "smtps://u:***@h" in line and "token dst_***" in line and "RuntimeError" in line
+    assert_absent(line, SMTP_PASSWORD, SECRET_KEY, DB_PASSWORD, "A" * 43)
+    assert redact("https://user@example.org/", []) == "https://user@example.org/"
+
+
+# -- in this process, at DEBUG -------------------------------------------------------------
+
+
+def test_smtp_login_failure_never_shows_the_password(
+    debug_logs: pytest.LogCaptureFixture, smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    url = f"smtp://press:{SMTP_PASSWORD}@127.0.0.1:{smtp_server.port}"
+    settings = load_settings(data_dir=tmp_path, smtp_url=url, secret_key=SECRET_KEY)
+    with open_transport(settings) as transport:
+        result = transport.send("press@example.org", "ann@example.com", b"Subject: x\r\n\r\nx\r\n")
+    assert result.code == 0  # the server offers no AUTH: the login fails
+    assert_absent(result.message, SMTP_PASSWORD)  # recorded in the ledger
+    assert_absent(logged(debug_logs), SMTP_PASSWORD)
+
+
+def test_api_tokens_are_never_logged(
+    debug_logs: pytest.LogCaptureFixture, sqlite_settings: Settings
+) -> None:
+    with session_scope(sqlite_settings) as session:
+        token = create_token(session, "desk", ["subscribers"])
+    with session_scope(sqlite_settings) as session:
+        authenticate(session, token, "subscribers")
+        for wrong in (token + "x", token[:-1], "dst_" + "B" * 43):
+            with pytest.raises(Unauthorized) as refused:
+                authenticate(session, wrong, "subscribers")
+            assert_absent(str(refused.value), wrong)
+    with TestClient(create_app(sqlite_settings)) as client:
+        assert client.get(
+            "/api/subscribers", headers={"Authorization": f"Bearer {token}"}
+        ).is_success
+        bad = client.get("/api/subscribers", headers={"Authorization": f"Bearer {token}x"})
+        assert bad.status_code == 401
+        assert_absent(bad.text, token)
+    assert_absent(logged(debug_logs), token, token[4:], "B" * 43)
+
+
+def test_unsubscribe_and_preferences_tokens_are_never_logged(
+    debug_logs: pytest.LogCaptureFixture, sqlite_settings: Settings
+) -> None:
+    s = sqlite_settings.model_copy(update={"broker_url": NO_BROKER})
+    add_topics(s, "climate")
+    add_subscribers(s, [("ann@example.com", "Ann", "en", "climate")])
+    with session_scope(s) as session:
+        ann = session.scalars(select(Subscriber)).one().id
+    unsubscribe, preferences = unsubscribe_url(s, ann), preferences_url(s, ann)
+    tokens = [unsubscribe.rsplit("/", 1)[1], preferences.rsplit("/", 1)[1]]
+    with TestClient(create_app(s)) as client:
+        assert client.get(preferences.removeprefix(s.site_url)).status_code == 200
+        one_click = client.post(
+            unsubscribe.removeprefix(s.site_url), data={"List-Unsubscribe": "One-Click"}
+        )
+        assert one_click.status_code == 200
+        client.post(
+            "/unsubscribe/" + tokens[0] + "tampered", data={"List-Unsubscribe": "One-Click"}
+        )
+    assert_absent(logged(debug_logs), *tokens)
+
+
+def test_dkim_key_contents_are_never_shown(
+    debug_logs: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    body_lines = [line for line in pem.decode().splitlines() if "-----" not in line]
+    broken = tmp_path / "broken.pem"
+    broken.write_bytes(pem.replace(b"\n", b"\n#", 3))  # not a key any more, still its bytes
+    base = {"data_dir": tmp_path, "dkim_selector": "s1", "dkim_domain": "example.org"}
+    with pytest.raises(ConfigError) as refused:
+        load_signer(load_settings(dkim_key_file=broken, **base))
+    assert_absent(str(refused.value), *body_lines)
+    good = tmp_path / "good.pem"
+    good.write_bytes(pem)
+    signer = load_signer(load_settings(dkim_key_file=good, **base))
+    assert signer is not None
+    assert_absent(logged(debug_logs), *body_lines)
+
+
+def test_the_settings_repr_shows_no_secret(tmp_path: Path) -> None:
+    settings = load_settings(
+        data_dir=tmp_path,
+        secret_key=SECRET_KEY,
+        smtp_url=f"smtp+starttls://press:{SMTP_PASSWORD}@mail.example.org:587",
+        database_url=f"postgresql://app:{DB_PASSWORD}@db.example.org/app",
+    )
+    assert_absent(repr(settings) + str(settings), SECRET_KEY, SMTP_PASSWORD, DB_PASSWORD)
+
+
+# -- a real `distributor` process at DEBUG --------------------------------------------------
+
+
+def test_the_cli_at_debug_logs_no_secret(pg_url: str, tmp_path: Path) -> None:
+    user, _, rest = pg_url.partition("://")[2].partition("@")
+    database_url = f"postgresql+psycopg://{user}:{DB_PASSWORD}@{rest}"  # trust: any password
+    settings = load_settings(
+        data_dir=tmp_path / "var",
+        database_url=database_url,
+        secret_key=SECRET_KEY,
+        smtp_url=f"smtp+starttls://press:{SMTP_PASSWORD}@127.0.0.1:1",
+        site_url="https://news.example.org",
+    )
+    env = {
+        "DISTRIBUTOR_LOG_LEVEL": "DEBUG",
+        # Nobody listens there: the publish logs that it could not wake the workers.
+        "DISTRIBUTOR_BROKER_URL": f"redis://:{BROKER_PASSWORD}@127.0.0.1:1/0",
+    }
+    md = tmp_path / "release.md"
+    md.write_text(release_text(topics="secrets"))
+    outputs: list[subprocess.CompletedProcess[str]] = []
+    for args in (
+        ("db", "upgrade"),
+        ("topics", "add", "secrets", "--name", "Secrets"),
+        ("publish", str(md)),
+        ("releases", "test", "1", "--to", "ann@example.com"),
+        ("tokens", "create", "desk", "--scope", "subscribers"),
+    ):
+        outputs.append(run_cli(settings, *args, **env))
+    assert outputs[0].returncode == 0, outputs[0].stderr
+    assert outputs[2].returncode == 0, outputs[2].stderr
+    assert "could not wake the workers" in outputs[2].stderr  # logged, and looked at
+    token = outputs[4].stdout.strip()
+    assert outputs[4].returncode == 0 and token.startswith("dst_"), outputs[4].stderr
+    everything = "\n".join(o.stderr for o in outputs) + outputs[0].stdout + outputs[2].stdout
+    assert_absent(everything, SECRET_KEY, SMTP_PASSWORD, DB_PASSWORD, BROKER_PASSWORD, token)
