@@ -43,6 +43,8 @@ class RunResult:
     statuses: dict[str, int] = field(default_factory=dict)
     at_sink: int = 0
     duplicates: int | None = None
+    signed: bool = False  # DKIM-signed by the worker
+    signatures: tuple[int, int] | None = None  # (verified, failed) at the sink, if it checks
     complete: bool = False
     first_s: float = float("nan")  # publish → first ledger row sent
     first_sink_s: float = float("nan")  # publish → first message seen at the sink (polled)
@@ -173,7 +175,7 @@ def measure(
     """Publish the data set's release and follow it to the last message; ``profiler``, if
     given, is a command (py-spy) started against the worker for the duration of the run."""
     settings = dataset.settings
-    result = RunResult(label, dataset.subscribers)
+    result = RunResult(label, dataset.subscribers, signed=settings.dkim_key_file is not None)
     expected = dataset.subscribers
     database = settings.database_url.rsplit("/", 1)[1] if settings.database_url else None
 
@@ -239,6 +241,7 @@ def measure(
     time.sleep(1.0)  # anything sent twice would arrive now
     result.at_sink = sink.count() - base
     result.duplicates = sink.duplicates()
+    result.signatures = sink.signatures()
     if result.duplicates is None and result.at_sink > expected:
         result.duplicates = result.at_sink - expected
     with session_scope(settings) as session:

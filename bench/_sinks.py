@@ -1,8 +1,11 @@
 """SMTP sinks for bench/pipeline.py: Postfix's ``smtp-sink`` and an aiosmtpd server, each run
 as a subprocess that counts what it accepted.
 
-Run as a script (``python bench/_sinks.py PORT``) it is the aiosmtpd sink: it answers one
-JSON line of counters for every line read on stdin, and stops at end of input.
+Run as a script (``python bench/_sinks.py PORT [DKIM-RECORD]``) it is the aiosmtpd sink: it
+answers one JSON line of counters for every line read on stdin, and stops at end of input.
+Given the TXT record of a DKIM key, it also checks the signature of every message it
+accepts with dkimpy's verifier (which slows it down: a run into it measures correctness,
+not speed).
 """
 
 from __future__ import annotations
@@ -66,6 +69,11 @@ class Sink:
     def reset(self) -> None:
         """Forget the recipients seen so far (the message count keeps running)."""
 
+    def signatures(self) -> tuple[int, int] | None:
+        """(verified, failed) DKIM signatures since :meth:`reset`; None if the sink does not
+        check them."""
+        return None
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -107,14 +115,15 @@ class SmtpSink(Sink):
 
 class AioSink(Sink):
     """aiosmtpd (this file run as a script): counts messages per recipient, so it can report
-    duplicates; much slower than smtp-sink."""
+    duplicates, and check DKIM signatures; much slower than smtp-sink."""
 
     name = "aiosmtpd"
 
-    def __init__(self) -> None:
+    def __init__(self, dkim_record: str | None = None) -> None:
         self.port = free_port()
+        self.checks_dkim = dkim_record is not None
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, str(self.port)],
+            [sys.executable, __file__, str(self.port), *([dkim_record] if dkim_record else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -142,6 +151,12 @@ class AioSink(Sink):
     def reset(self) -> None:
         self._ask("reset")
 
+    def signatures(self) -> tuple[int, int] | None:
+        if not self.checks_dkim:
+            return None
+        answer = self._ask()
+        return answer["dkim_verified"], answer["dkim_failed"]
+
     def stop(self) -> None:
         if self.proc.stdin is not None and self.proc.poll() is None:
             self.proc.stdin.close()
@@ -151,19 +166,27 @@ class AioSink(Sink):
             super().stop()
 
 
-def _serve_aiosmtpd(port: int) -> None:
+def _serve_aiosmtpd(port: int, dkim_record: str | None) -> None:
+    import dkim
     from aiosmtpd.controller import Controller
 
     counts: collections.Counter[str] = collections.Counter()  # per recipient, since reset
+    signatures: collections.Counter[str] = collections.Counter()  # since reset
     total = 0
     lock = threading.Lock()
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        return dkim_record.encode() if dkim_record else None
 
     class Counting:
         async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
             nonlocal total
+            verified = dkim_record is not None and dkim.verify(envelope.content, dnsfunc=dns)
             with lock:
                 counts.update(envelope.rcpt_tos)
                 total += len(envelope.rcpt_tos)
+                if dkim_record is not None:
+                    signatures["dkim_verified" if verified else "dkim_failed"] += 1
             return "250 Message accepted"
 
     controller = Controller(
@@ -175,12 +198,17 @@ def _serve_aiosmtpd(port: int) -> None:
             with lock:
                 if command.strip() == "reset":
                     counts.clear()
-                duplicates = sum(counts.values()) - len(counts)
-                messages = total
-            print(json.dumps({"messages": messages, "duplicates": duplicates}), flush=True)
+                    signatures.clear()
+                answer = {
+                    "messages": total,
+                    "duplicates": sum(counts.values()) - len(counts),
+                    "dkim_verified": signatures["dkim_verified"],
+                    "dkim_failed": signatures["dkim_failed"],
+                }
+            print(json.dumps(answer), flush=True)
     finally:
         controller.stop()
 
 
 if __name__ == "__main__":
-    _serve_aiosmtpd(int(sys.argv[1]))
+    _serve_aiosmtpd(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)

@@ -21,6 +21,8 @@ from distributor.mail.compose import Recipient, render_release
 from distributor.mail.dkim import Signer, load_signer
 from distributor.mail.transport import open_transport
 from distributor.models import Release, Topic
+from distributor.notices import render_notice
+from distributor.preview import as_test_message
 from tests.smtp_server import SMTPServer
 
 REQUIRED = [
@@ -34,6 +36,7 @@ REQUIRED = [
     "list-id",
     "list-unsubscribe",
     "list-unsubscribe-post",
+    "feedback-id",
 ]
 
 
@@ -81,7 +84,11 @@ def dns_for(signer: Signer) -> Callable[..., bytes | None]:
 
 def composed(tmp_path: Path) -> bytes:
     settings = dkim_settings(tmp_path, None, dkim_selector=None, dkim_domain=None)
-    release = Release(
+    return render_release(sample_release(), settings).message_for(reader())
+
+
+def sample_release() -> Release:
+    return Release(
         id=3,
         slug="sécheresse",
         title="Sécheresse : l'état des nappes phréatiques au 1er novembre",
@@ -95,14 +102,16 @@ def composed(tmp_path: Path) -> bytes:
         images=[],
         topics=[Topic(slug="eau", names={"fr": "Eau"})],
     )
-    rcpt = Recipient(
+
+
+def reader() -> Recipient:
+    return Recipient(
         5,
         "reader@example.com",
         "Jean-François Lefèvre",
         "https://news.example.org/unsubscribe/abc",
         "https://news.example.org/preferences/def",
     )
-    return render_release(release, settings).message_for(rcpt)
 
 
 def test_signed_message_verifies(tmp_path: Path, signer: Signer) -> None:
@@ -122,7 +131,9 @@ def test_signed_message_verifies(tmp_path: Path, signer: Signer) -> None:
         "example.org",
         "press2026",
     )
-    assert set(REQUIRED) <= set(tags["h"].split(":"))
+    signed_names = tags["h"].split(":")
+    assert set(REQUIRED) <= set(signed_names)
+    assert signed_names.count("from") == 2  # oversigned: a second From breaks the signature
     assert all(len(line) <= 78 for line in field.split("\r\n"))
     parsed = email.message_from_bytes(signed, policy=policy.default)
     assert parsed["Subject"] == "Sécheresse : l'état des nappes phréatiques au 1er novembre"
@@ -175,6 +186,54 @@ def test_any_body_verifies(signer: Signer, body: bytes, newline: bytes) -> None:
         b"List-Unsubscribe: <https://news.example.org/u/1>\r\n\r\n" + body
     ).replace(b"\r\n", newline)
     assert dkim.verify(signer.sign(message), dnsfunc=dns_for(signer))
+
+
+def test_test_emails_and_correction_notices_verify(tmp_path: Path, signer: Signer) -> None:
+    settings = dkim_settings(tmp_path, None, dkim_selector=None, dkim_domain=None)
+    rendered = render_release(sample_release(), settings)
+    test_email = signer.sign(as_test_message(settings, rendered, reader()))
+    assert email.message_from_bytes(test_email, policy=policy.default)["Subject"].startswith(
+        "[TEST] "
+    )
+    notice = render_notice(sample_release(), settings, datetime(2026, 11, 21, 9, tzinfo=UTC))
+    correction = signer.sign(notice.message_for(reader()))
+    assert b"\r\nIn-Reply-To: <release-3.5@example.org>\r\n" in correction
+    for message in (test_email, correction):
+        assert dkim.verify(message, dnsfunc=dns_for(signer))
+    # The threading of a notice is signed: it cannot be moved under another message.
+    moved = correction.replace(b"In-Reply-To: <release-3.5@", b"In-Reply-To: <release-4.5@")
+    assert not dkim.verify(moved, dnsfunc=dns_for(signer))
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # folded fields, tabs and runs of spaces in values, a name in another case
+        b"FROM: Press\r\n\t<press@example.org>\r\nTo:   a@example.com  \r\n"
+        b"Subject: one\r\n  two\t\tthree\r\n",
+        # two instances of a signed field: the last one is signed first (RFC 6376 5.4.2)
+        b"From: Press <press@example.org>\r\nReceived: x\r\nTo: a@example.com\r\n"
+        b"To: b@example.com\r\nSubject:\r\nReceived: y\r\n",
+        # something only dkimpy's parser takes: an mbox "From " line
+        b"From press@example.org Sat Nov 28 10:00:00 2026\r\nFrom: press@example.org\r\n",
+    ],
+)
+def test_any_header_verifies(signer: Signer, head: bytes) -> None:
+    signed = signer.sign(head + b"\r\nBody  text \r\n")
+    assert dkim.verify(signed, dnsfunc=dns_for(signer))
+
+
+def test_the_key_is_read_once_and_again_when_rotated(tmp_path: Path) -> None:
+    key_file = tmp_path / "dkim.pem"
+    write_key(key_file, serialization.PrivateFormat.PKCS8)
+    settings = dkim_settings(tmp_path, key_file)
+    first = load_signer(settings)
+    assert first is not None and load_signer(settings) is first  # not parsed again
+    write_key(key_file, serialization.PrivateFormat.PKCS8)
+    rotated = load_signer(settings)
+    assert rotated is not None and rotated is not first
+    assert rotated.dns_record != first.dns_record
+    assert dkim.verify(rotated.sign(composed(tmp_path)), dnsfunc=dns_for(rotated))
 
 
 def test_pkcs8_keys_work_too(tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
 """Render once, personalise cheaply.
 
 :func:`render_release` renders a release's email once (Jinja2, CSS inlined, text part) and
-pre-builds the whole MIME message around it, already encoded. Per recipient,
-:meth:`RenderedRelease.message_for` only writes the To, Message-ID and List-Unsubscribe
-fields and encodes the few body lines that hold the recipient's own links: hundreds of times
-cheaper than building an ``email.message.EmailMessage`` per recipient (``bench/compose.py``).
+pre-builds the whole MIME message around it, already encoded (List-Id, one-click
+List-Unsubscribe-Post, Feedback-ID…). Per recipient, :meth:`RenderedRelease.message_for`
+only writes the To, Message-ID and List-Unsubscribe fields and encodes the few body lines
+that hold the recipient's own links: hundreds of times cheaper than building an
+``email.message.EmailMessage`` per recipient (``bench/compose.py``).
 
 The bodies are quoted-printable: readable French text, lines of at most 76 octets, and since
 quoted-printable encodes each line on its own, the lines without personal links are encoded
@@ -164,6 +165,9 @@ class RenderedRelease:
         self.envelope_from = settings.sender_address
         self._bounces = BounceAddresses(settings)
         self._domain = settings.sender_domain
+        # Gmail's feedback loop (CampaignId:CustomerId:MailTypeId:SenderId): complaints are
+        # counted per release and language, for this sender. No field may hold a colon.
+        self.feedback_id = f"release-{release.id}:{release.language}:press:{self._domain}"
         self._placeholders = placeholders
         self._text = text
         self._html = html_body
@@ -183,6 +187,7 @@ class RenderedRelease:
             f"Content-Language: {release.language}\r\n"
             + headers.address("List-Id", list_name, f"releases.{self._domain}")
             + "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            f"Feedback-ID: {self.feedback_id}\r\n"
             "\r\n"
             f"--{boundary}\r\n"
             "Content-Type: text/plain; charset=utf-8\r\n"
