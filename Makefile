@@ -30,5 +30,11 @@ bench: $(BIN)/.installed
 bench-feeds: $(BIN)/.installed
 	$(BIN)/python bench/feeds.py
 
+bench-throttle: $(BIN)/.installed
+	$(BIN)/python bench/throttle.py
+
+bench-faults: $(BIN)/.installed
+	$(BIN)/python bench/faults.py
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

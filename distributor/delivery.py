@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -266,6 +266,26 @@ def release_leases(conn: Connection, claim_token: str, delivery_ids: Sequence[in
             .where(Delivery.id.in_(list(delivery_ids)), Delivery.lease_token == claim_token)
             .values(lease_until=None, lease_token=None, attempts=Delivery.attempts - 1)
         )
+
+
+def postpone(conn: Connection, claim_token: str, until: Mapping[int, datetime]) -> None:
+    """Give back rows claimed but held back before any attempt (a send limit was reached):
+    no attempt is counted, and each row may be claimed again from its time in ``until``
+    (delivery id → time). Rows whose lease was lost are left alone."""
+    if not until:
+        return
+    stmt = (
+        update(Delivery)
+        .where(Delivery.id == bindparam("row_id"), Delivery.lease_token == claim_token)
+        .values(
+            lease_until=None,
+            lease_token=None,
+            attempts=Delivery.attempts - 1,
+            next_attempt_at=bindparam("row_at", type_=UTCDateTime),
+        )
+    )
+    with conn.begin():
+        conn.execute(stmt, [{"row_id": k, "row_at": at} for k, at in until.items()])
 
 
 def counts(session: Session, release_id: int) -> dict[str, int]:

@@ -11,12 +11,12 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from . import audit, idempotency, notices
+from . import audit, failpoints, idempotency, notices, throttle
 from .config import Settings
 from .db import get_engine, session_scope
 from .delivery import (
@@ -28,6 +28,7 @@ from .delivery import (
     claim,
     due,
     plan,
+    postpone,
     release_leases,
     still_leased,
     subscriber_id_ranges,
@@ -158,6 +159,8 @@ class BatchReport:
     )
     lost_leases: int = 0
     skipped: int = 0  # cancelled while the batch was being sent (unsubscribed, withdrawn)
+    held: int = 0  # given back by a domain limit, to be tried again shortly
+    retry_in: float = 0.0  # seconds until the first of those is due again
 
 
 _rendered: dict[tuple[int, datetime], RenderedRelease] = {}
@@ -172,25 +175,12 @@ def _render(settings: Settings, release: Release) -> RenderedRelease:
     return _rendered[key]
 
 
-class _Pacer:
-    """Spaces sends to at most ``rate`` per second in this process (0 = unlimited)."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.next = time.monotonic()
-
-    def wait(self) -> None:
-        if self.interval:
-            now = time.monotonic()
-            if self.next > now:
-                time.sleep(self.next - now)
-            self.next = max(self.next, now) + self.interval
-
-
 def send_batch(settings: Settings, release_id: int) -> BatchReport:
     """Claim one batch of the release's due rows, send each message, record each outcome.
 
-    Rows that could not be attempted (an error before sending) are given back at once.
+    Rows that could not be attempted (an error before sending) are given back at once; rows
+    held back by a send limit (``throttle``: the recipient's domain is over its limit) are
+    given back for a little later, no attempt counted, while the others go on.
     """
     report = BatchReport()
     with session_scope(settings) as session:
@@ -204,8 +194,9 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
     if not batch.rows:
         return report
     signer = load_signer(settings)
-    pacer = _Pacer(settings.send_rate)
+    pacer = throttle.pacer(settings)
     finished: set[int] = set()
+    held: dict[int, datetime] = {}  # held back by a limit: delivery id → when to try again
 
     def record(ledger: OutcomeWriter, row: Claimed, outcome: Outcome, result: SendResult) -> None:
         finished.add(row.delivery_id)
@@ -239,10 +230,13 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
             except InputError as exc:  # stored before today's checks: never sendable
                 record(ledger, row, "failed", SendResult(0, f"not sent: {exc}"))
                 continue
+            if hold := pacer.admit(row.email):  # waits for the global rate; 0.0: go
+                held[row.delivery_id] = utcnow() + timedelta(seconds=hold)
+                finished.add(row.delivery_id)
+                continue
             message = rendered.message_for(rcpt)
             if signer is not None:
                 message = signer.sign(message)
-            pacer.wait()
             yield Outgoing(row, rendered.envelope_for(rcpt), row.email, message)
 
     try:
@@ -253,12 +247,20 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
         ):
             for item, result in transport.send_stream(outgoing(ledger, conn)):
                 assert isinstance(item.key, Claimed)
+                if result.outcome == "sent":
+                    failpoints.hit("after-accept")
                 record(ledger, item.key, result.outcome, result)
+                pacer.done(item.key.email)
     finally:
+        pacer.close()
         remaining = [r.delivery_id for r in batch.rows if r.delivery_id not in finished]
-        if remaining:
+        if remaining or held:
             with engine.connect() as conn:
                 release_leases(conn, batch.token, remaining)
+                postpone(conn, batch.token, held)
+        if held:
+            report.held = len(held)
+            report.retry_in = max(0.0, (min(held.values()) - utcnow()).total_seconds())
     return report
 
 
@@ -296,7 +298,7 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
             when: notices.render_notice(release, settings, when)
             for when in {row.corrected_at for row in batch.rows}
         }
-        signer, pacer = load_signer(settings), _Pacer(settings.send_rate)
+        signer, pacer = load_signer(settings), throttle.pacer(settings)
         wanted, checked = {r.notice_id for r in batch.rows}, time.monotonic()
         for position, row in enumerate(batch.rows):
             if time.monotonic() - checked > LEASE_CHECK_SECONDS:

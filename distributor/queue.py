@@ -59,10 +59,14 @@ class TaskQueue:
         self._app = Celery("distributor-client", set_as_current=False)
         self._app.conf.update(celery_config(settings))
 
-    def send(self, task: str, *args: int | str | list[str]) -> bool:
-        """Enqueue ``distributor.<task>(*args)``; False (and a warning) if the broker refused."""
+    def send(self, task: str, *args: int | str | list[str], countdown: float = 0.0) -> bool:
+        """Enqueue ``distributor.<task>(*args)``, to run no sooner than ``countdown`` seconds
+        from now (keep it to seconds: a worker holds such a task in memory until then);
+        False (and a warning) if the broker refused."""
         try:
-            self._app.send_task(TASK_PREFIX + task, args=list(args), queue=QUEUE)
+            self._app.send_task(
+                TASK_PREFIX + task, args=list(args), queue=QUEUE, countdown=countdown or None
+            )
         except (OperationalError, OSError) as exc:
             log.warning("could not wake the workers (%s); the sweep will catch up: %s", task, exc)
             return False

@@ -16,7 +16,9 @@ def distribute_release(release_id: int) -> int:
 @app.task(name="distributor.send_batch")
 def send_batch(release_id: int) -> dict[str, int]:
     report = dispatch.send_batch(settings, release_id)
-    return {"claimed": report.claimed, **report.outcomes}
+    if report.held:  # a domain over its limit: its rows are due again in a moment
+        queue.send("send_batch", release_id, countdown=min(max(report.retry_in, 0.2), 5.0))
+    return {"claimed": report.claimed, "held": report.held, **report.outcomes}
 
 
 @app.task(name="distributor.send_correction_notices")
