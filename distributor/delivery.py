@@ -8,7 +8,10 @@ is committed on its own, so nothing recorded as sent is ever sent again.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from typing import Literal
 
 from sqlalchemy import Engine, Integer, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from .config import Settings
@@ -30,6 +34,8 @@ from .models import (
     UTCDateTime,
     utcnow,
 )
+
+log = logging.getLogger(__name__)
 
 Outcome = Literal["sent", "deferred", "failed"]
 OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)
@@ -184,13 +190,18 @@ class OutcomeWriter:
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self._settings = settings
+        self._engine = engine
         self._sqlite = is_sqlite(engine)
-        self._raw = engine.raw_connection()
+        self._errors = _connection_errors(engine)
+        self._connect()
+        self._sql = {status: self._dialect(sql) for status, sql in _RECORD_SQL.items()}
+        self._bounce = self._dialect(_BOUNCE_SQL)
+
+    def _connect(self) -> None:
+        self._raw = self._engine.raw_connection()
         if not self._sqlite:  # psycopg; SQLite connections already autocommit (db.py)
             self._raw.driver_connection.autocommit = True  # type: ignore[union-attr]
         self._cursor = self._raw.cursor()
-        self._sql = {status: self._dialect(sql) for status, sql in _RECORD_SQL.items()}
-        self._bounce = self._dialect(_BOUNCE_SQL)
 
     def _dialect(self, sql: str) -> str:
         # sqlite3 takes :name as written; psycopg wants %(name)s.
@@ -210,7 +221,38 @@ class OutcomeWriter:
         sent → done; failed → done, and a 5xx reply marks the subscriber bounced; deferred
         → tried again after the backoff, or failed once ``give_up_after_seconds`` have
         passed since planning.
+
+        The server has answered already: if the database cannot be reached, the outcome is
+        kept and written again on a new connection (backing off to 5 s) for up to
+        ``lease_seconds`` — nobody can take the row over meanwhile — rather than lost,
+        which would send the message again once the lease expired. Then it raises.
         """
+        deadline, delay = time.monotonic() + self._settings.lease_seconds, 0.2
+        while True:
+            try:
+                return self._record(claim_token, row, outcome, code, message)
+            except self._errors as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("the database is unreachable; keeping the outcome of delivery "
+                            "%s to write it again in %.1f s: %s", row.delivery_id, delay,
+                            str(exc).splitlines()[0] if str(exc) else exc)  # fmt: skip
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._reopen()
+
+    def _reopen(self) -> None:
+        """Throw the broken connection away and take a new one, if the database answers."""
+        with contextlib.suppress(Exception):  # broken already: only a new one matters
+            self._raw.invalidate()
+        try:
+            self._connect()
+        except self._errors:
+            pass  # still down: the next attempt fails at once and waits again
+
+    def _record(
+        self, claim_token: str, row: Claimed, outcome: Outcome, code: int, message: str
+    ) -> bool:
         now = utcnow()
         params: dict[str, object] = {
             "now": self._time(now),
@@ -244,9 +286,10 @@ class OutcomeWriter:
 
     def close(self) -> None:
         """Give the connection back to the pool as it was lent."""
-        self._cursor.close()
-        if not self._sqlite:
-            self._raw.driver_connection.autocommit = False  # type: ignore[union-attr]
+        with contextlib.suppress(Exception):  # a connection the database dropped
+            self._cursor.close()
+            if not self._sqlite and self._raw.driver_connection is not None:
+                self._raw.driver_connection.autocommit = False
         self._raw.close()
 
     def __enter__(self) -> OutcomeWriter:
@@ -254,6 +297,29 @@ class OutcomeWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _connection_errors(engine: Engine) -> tuple[type[BaseException], ...]:
+    """The DBAPI errors of ``engine``'s driver that mean the connection or server failed
+    (worth a new connection and another try), and SQLAlchemy's wrapper of them."""
+    dbapi = engine.dialect.loaded_dbapi
+    return (dbapi.OperationalError, dbapi.InterfaceError, DBAPIError)
+
+
+def renew_leases(
+    conn: Connection, settings: Settings, claim_token: str, delivery_ids: Sequence[int]
+) -> None:
+    """Extend the lease of the rows of a batch still being sent, so that a batch slowed by
+    a send rate or a slow server is never taken over (and sent twice) while its worker
+    lives; a dead worker's rows are free again ``lease_seconds`` after its last renewal."""
+    if not delivery_ids:
+        return
+    with conn.begin():
+        conn.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(list(delivery_ids)), Delivery.lease_token == claim_token)
+            .values(lease_until=utcnow() + timedelta(seconds=settings.lease_seconds))
+        )
 
 
 def release_leases(conn: Connection, claim_token: str, delivery_ids: Sequence[int]) -> None:

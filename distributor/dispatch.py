@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from . import audit, failpoints, idempotency, notices, throttle
 from .config import Settings
@@ -30,6 +31,7 @@ from .delivery import (
     plan,
     postpone,
     release_leases,
+    renew_leases,
     still_leased,
     subscriber_id_ranges,
 )
@@ -175,6 +177,21 @@ def _render(settings: Settings, release: Release) -> RenderedRelease:
     return _rendered[key]
 
 
+def _recipient(
+    settings: Settings, subscriber_id: int, email: str, name: str, delivery_id: int
+) -> Recipient:
+    """Who a message goes to, with their signed links; InputError for a name or address
+    stored before today's checks."""
+    return Recipient(
+        subscriber_id=subscriber_id,
+        email=email,
+        name=name,
+        unsubscribe_url=unsubscribe_url(settings, subscriber_id),
+        preferences_url=preferences_url(settings, subscriber_id),
+        delivery_id=delivery_id,
+    )
+
+
 def send_batch(settings: Settings, release_id: int) -> BatchReport:
     """Claim one batch of the release's due rows, send each message, record each outcome.
 
@@ -209,24 +226,31 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
     def outgoing(ledger: OutcomeWriter, conn: Connection) -> Iterator[Outgoing]:
         # Built just in time: the transport pulls the next message while the server works.
         leased, checked = {r.delivery_id for r in batch.rows}, time.monotonic()
+        renewed = checked
         for position, row in enumerate(batch.rows):
             if time.monotonic() - checked > LEASE_CHECK_SECONDS:
                 # Someone who unsubscribed mid-batch must not get the rest of it.
                 ahead = [r.delivery_id for r in batch.rows[position:]]
-                leased, checked = still_leased(conn, batch.token, ahead), time.monotonic()
+                try:
+                    if time.monotonic() - renewed > settings.lease_seconds / 3:
+                        # A slow batch (a send rate, a slow server) keeps its rows while it
+                        # lives: taken over, a row on its way out would be sent twice.
+                        renew_leases(conn, settings, batch.token, ahead)
+                        renewed = time.monotonic()
+                    leased, checked = still_leased(conn, batch.token, ahead), time.monotonic()
+                except DBAPIError as exc:
+                    # Send nothing more, but let the transport collect the answers to the
+                    # messages in flight: they are recorded once the database is back.
+                    log.warning("database unreachable: batch stops taking rows (%s)",
+                                str(exc).splitlines()[0])  # fmt: skip
+                    return
             if row.delivery_id not in leased:
                 finished.add(row.delivery_id)
                 report.skipped += 1
                 continue
             try:
-                rcpt = Recipient(
-                    subscriber_id=row.subscriber_id,
-                    email=row.email,
-                    name=row.name,
-                    unsubscribe_url=unsubscribe_url(settings, row.subscriber_id),
-                    preferences_url=preferences_url(settings, row.subscriber_id),
-                    delivery_id=row.delivery_id,
-                )
+                rcpt = _recipient(settings, row.subscriber_id, row.email, row.name,
+                                  row.delivery_id)  # fmt: skip
             except InputError as exc:  # stored before today's checks: never sendable
                 record(ledger, row, "failed", SendResult(0, f"not sent: {exc}"))
                 continue
@@ -254,10 +278,14 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
     finally:
         pacer.close()
         remaining = [r.delivery_id for r in batch.rows if r.delivery_id not in finished]
-        if remaining or held:
-            with engine.connect() as conn:
-                release_leases(conn, batch.token, remaining)
-                postpone(conn, batch.token, held)
+        try:
+            if remaining or held:
+                with engine.connect() as conn:
+                    release_leases(conn, batch.token, remaining)
+                    postpone(conn, batch.token, held)
+        except DBAPIError as exc:  # never attempted: their leases expire, nothing is lost
+            log.warning("could not give back %d rows now (%s); their leases will expire",
+                        len(remaining) + len(held), str(exc).splitlines()[0])  # fmt: skip
         if held:
             report.held = len(held)
             report.retry_in = max(0.0, (min(held.values()) - utcnow()).total_seconds())
@@ -311,14 +339,8 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
                                notices.NOT_WANTED)  # fmt: skip
                 continue
             try:
-                rcpt = Recipient(
-                    subscriber_id=row.subscriber_id,
-                    email=row.email,
-                    name=row.name,
-                    unsubscribe_url=unsubscribe_url(settings, row.subscriber_id),
-                    preferences_url=preferences_url(settings, row.subscriber_id),
-                    delivery_id=row.delivery_id,
-                )
+                rcpt = _recipient(settings, row.subscriber_id, row.email, row.name,
+                                  row.delivery_id)  # fmt: skip
             except InputError as exc:  # stored before today's checks: never sendable
                 record(row, "failed", SendResult(0, f"not sent: {exc}"))
                 continue

@@ -53,7 +53,8 @@ def pg_url() -> Iterator[str]:
     admin.dispose()
 
 
-def _truncate_pg(settings: Settings) -> None:
+def truncate_pg(settings: Settings) -> None:
+    """Empty every table of the run's PostgreSQL database, ids restarting at 1."""
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with get_engine(settings).begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
@@ -72,7 +73,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
         overrides["database_url"] = request.getfixturevalue("pg_url")
     s = load_settings(**overrides)
     if request.param == "postgresql":
-        _truncate_pg(s)
+        truncate_pg(s)
     else:
         upgrade(s)
     yield s

@@ -29,6 +29,7 @@ from distributor.mail.transport import open_transport
 from distributor.models import Subscriber
 from distributor.urls import preferences_url, unsubscribe_url
 from distributor.web import create_app
+from tests.conftest import truncate_pg
 from tests.helpers import add_subscribers, add_topics, release_text
 from tests.processes import NO_BROKER, run_cli
 from tests.smtp_server import SMTPServer
@@ -191,6 +192,7 @@ def test_the_cli_at_debug_logs_no_secret(pg_url: str, tmp_path: Path) -> None:
         smtp_url=f"smtp+starttls://press:{SMTP_PASSWORD}@127.0.0.1:1",
         site_url="https://news.example.org",
     )
+    truncate_pg(settings)  # the run's database: other tests left their rows (ids, slugs)
     env = {
         "DISTRIBUTOR_LOG_LEVEL": "DEBUG",
         # Nobody listens there: the publish logs that it could not wake the workers.

@@ -1,0 +1,101 @@
+"""Two faults of bench/faults.py, as tests: a batch slower than its lease keeps its rows
+(nobody takes it over and sends them twice), and the database dropping out mid-batch
+loses no outcome of a message the server accepted (it is written once the database is
+back, not sent again)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from distributor import dispatch
+from distributor.config import Settings, load_settings
+from distributor.db import dispose_engines, get_engine, session_scope
+from distributor.delivery import claim, counts
+from distributor.releases import mark_published
+from tests.conftest import truncate_pg
+from tests.helpers import add_subscribers, add_topics, make_release
+from tests.smtp_server import SMTPServer
+from tests.test_send_batch import CountingQueue
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
+from _proxy import TcpProxy
+
+
+def published(s: Settings, n: int) -> int:
+    add_topics(s, "climate")
+    add_subscribers(s, [(f"p{i:02}@example.com", "P", "en", "climate") for i in range(n)])
+    release = make_release(s)
+    with session_scope(s) as session:
+        mark_published(session, release.id)
+    dispatch.distribute_release(s, CountingQueue(), release.id)  # type: ignore[arg-type]
+    return release.id
+
+
+def test_a_batch_slower_than_its_lease_is_not_taken_over(
+    settings: Settings, smtp_server: SMTPServer
+) -> None:
+    s = settings.model_copy(update={"smtp_url": smtp_server.url, "lease_seconds": 5})
+    release_id = published(s, 10)
+
+    def slow(_address: str) -> None:
+        time.sleep(0.8)  # ten recipients: 8 s, longer than the 5 s lease
+
+    smtp_server.handler.rcpt_reply = slow  # type: ignore[assignment]
+    taken: list[int] = []
+
+    def competitor() -> None:  # another worker, after the first lease would have expired
+        time.sleep(6.5)
+        taken.append(len(claim(get_engine(s), s, release_id, 100).rows))
+
+    thread = threading.Thread(target=competitor)
+    thread.start()
+    report = dispatch.send_batch(s, release_id)
+    thread.join()
+    assert taken == [0]
+    assert report.outcomes["sent"] == 10 and report.lost_leases == 0
+    received = smtp_server.handler.by_rcpt()
+    assert len(received) == 10 and all(len(copies) == 1 for copies in received.values())
+
+
+def test_the_database_dropping_out_mid_batch_loses_no_outcome(
+    pg_url: str, tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    direct = load_settings(data_dir=tmp_path / "var", database_url=pg_url,
+                           smtp_url=smtp_server.url, secret_key="test-secret")  # fmt: skip
+    truncate_pg(direct)
+    release_id = published(direct, 20)
+    upstream = urlsplit(pg_url)
+    proxy = TcpProxy((upstream.hostname or "127.0.0.1", upstream.port or 5432)).start()
+    netloc = upstream.netloc.rsplit(":", 1)[0] + f":{proxy.port}"
+    through = direct.model_copy(
+        update={"database_url": urlunsplit(upstream._replace(netloc=netloc))}
+    )
+    seen: list[str] = []
+
+    def outage(address: str) -> None:
+        seen.append(address)
+        if len(seen) == 5:  # the database goes away while messages are in flight
+            proxy.cut()
+            threading.Timer(2.0, proxy.restore).start()
+
+    smtp_server.handler.rcpt_reply = outage  # type: ignore[assignment]
+    try:
+        first = dispatch.send_batch(through, release_id)
+        time.sleep(0.5)
+        while dispatch.send_batch(through, release_id).claimed:  # what it left, if anything
+            pass
+    finally:
+        proxy.stop()
+        dispose_engines()
+    received = smtp_server.handler.by_rcpt()
+    assert first.outcomes["sent"] >= 5
+    assert all(len(copies) == 1 for copies in received.values()), received
+    with session_scope(direct) as session:
+        ledger = counts(session, release_id)
+    # Every accepted message is recorded as sent; the rest are still due (not lost) or sent.
+    assert ledger["sent"] == len(received)
+    assert ledger["sent"] + ledger["pending"] == 20
