@@ -165,9 +165,16 @@ def backoff(settings: Settings, attempts: int) -> timedelta:
 
 _DONE = "smtp_code = :code, lease_until = NULL, lease_token = NULL"
 _MINE = "WHERE id = :id AND lease_token = :token"
+# A row cancelled (unsubscribe, withdrawal) while its message was already on the wire
+# has lost its token; the server took the message, so the ledger says so: a cancelled row
+# is never claimed again, and a row taken over has another worker's token, not none.
+_MINE_OR_CANCELLED_IN_FLIGHT = (
+    "WHERE id = :id AND (lease_token = :token OR (status = 'cancelled' AND lease_token IS NULL"
+    " AND sent_at IS NULL))"
+)
 _RECORD_SQL = {
     DeliveryStatus.SENT: "UPDATE deliveries SET status = 'sent', sent_at = :now, "
-    f"last_error = '', {_DONE} {_MINE}",
+    f"last_error = '', {_DONE} {_MINE_OR_CANCELLED_IN_FLIGHT}",
     DeliveryStatus.DEFERRED: "UPDATE deliveries SET status = 'deferred', "
     f"next_attempt_at = :retry_at, last_error = :error, {_DONE} {_MINE}",
     DeliveryStatus.FAILED: "UPDATE deliveries SET status = 'failed', last_error = :error, "

@@ -99,3 +99,31 @@ def test_the_database_dropping_out_mid_batch_loses_no_outcome(
     # Every accepted message is recorded as sent; the rest are still due (not lost) or sent.
     assert ledger["sent"] == len(received)
     assert ledger["sent"] + ledger["pending"] == 20
+
+
+def test_an_unsubscribe_while_the_message_is_on_the_wire_is_recorded_as_sent(
+    settings: Settings, smtp_server: SMTPServer
+) -> None:
+    from sqlalchemy import select
+
+    from distributor.models import Delivery, Subscriber
+    from distributor.subscribers import unsubscribe
+
+    s = settings.model_copy(update={"smtp_url": smtp_server.url})
+    release_id = published(s, 3)
+
+    def leaves(address: str) -> None:  # they unsubscribe as the server takes their copy
+        if address == "p01@example.com":
+            with session_scope(s) as session:
+                sub = session.scalars(select(Subscriber).where(Subscriber.email == address)).one()
+                unsubscribe(session, sub.id)
+
+    smtp_server.handler.rcpt_reply = leaves  # type: ignore[assignment]
+    dispatch.send_batch(s, release_id)
+    assert sorted(smtp_server.handler.by_rcpt()) == [f"p0{i}@example.com" for i in range(3)]
+    with session_scope(s) as session:
+        query = select(Subscriber.email, Delivery.status).join(
+            Subscriber, Subscriber.id == Delivery.subscriber_id
+        )
+        statuses = {email: status for email, status in session.execute(query)}
+    assert statuses == {f"p0{i}@example.com": "sent" for i in range(3)}  # as the server has it
