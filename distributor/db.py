@@ -64,9 +64,23 @@ def _make_engine(url: str) -> Engine:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     try:
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, connect_args=_PG_CONNECT_ARGS)
     except Exception as exc:  # bad URL or missing driver
         raise ConfigError(f"DISTRIBUTOR_DATABASE_URL cannot be used: {exc}") from exc
+
+
+# A connection the network lost must not hold row locks for hours: the server ends a
+# transaction left idle (ours all last well under a second between statements) and both
+# ends probe a silent peer; connecting gives up after 10 s instead of waiting for ever.
+_PG_CONNECT_ARGS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "options": "-c idle_in_transaction_session_timeout=120s -c tcp_keepalives_idle=30"
+    " -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3",
+}
 
 
 def get_engine(settings: Settings) -> Engine:

@@ -163,6 +163,8 @@ def backoff(settings: Settings, attempts: int) -> timedelta:
     return timedelta(seconds=min(seconds, settings.retry_max_seconds))
 
 
+# How long an outcome the server gave is kept while the database is unreachable.
+OUTCOME_PATIENCE = 600.0
 _DONE = "smtp_code = :code, lease_until = NULL, lease_token = NULL"
 _MINE = "WHERE id = :id AND lease_token = :token"
 # A row cancelled (unsubscribe, withdrawal) while its message was already on the wire
@@ -230,11 +232,14 @@ class OutcomeWriter:
         passed since planning.
 
         The server has answered already: if the database cannot be reached, the outcome is
-        kept and written again on a new connection (backing off to 5 s) for up to
-        ``lease_seconds`` — nobody can take the row over meanwhile — rather than lost,
-        which would send the message again once the lease expired. Then it raises.
+        kept and written again on a new connection, every second, for up to
+        ``OUTCOME_PATIENCE`` (or the lease, if longer) — nobody can take the row over
+        while the database is down, and this write comes within a second of its return,
+        before a sweep can re-enqueue the row — rather than lost, which would send the
+        message again once the lease expired. Then it raises.
         """
-        deadline, delay = time.monotonic() + self._settings.lease_seconds, 0.2
+        patience = max(self._settings.lease_seconds, OUTCOME_PATIENCE)
+        deadline, delay = time.monotonic() + patience, 0.2
         while True:
             try:
                 return self._record(claim_token, row, outcome, code, message)
@@ -245,7 +250,7 @@ class OutcomeWriter:
                             "%s to write it again in %.1f s: %s", row.delivery_id, delay,
                             str(exc).splitlines()[0] if str(exc) else exc)  # fmt: skip
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 1.0)
                 self._reopen()
 
     def _reopen(self) -> None:
