@@ -20,9 +20,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime, parseaddr
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import css_inline
 from sqlalchemy import Engine, bindparam, func, select, text, update
@@ -32,10 +31,8 @@ from sqlalchemy.sql import ColumnElement
 
 from .config import Settings
 from .delivery import OPEN_STATUSES, Outcome, backoff
-from .errors import ConfigError
 from .i18n import gettext_for
-from .mail import headers
-from .mail.compose import Recipient, RenderedRelease, _Body, _Placeholders
+from .mail.compose import Recipient, RenderedRelease
 from .mail.labels import format_date
 from .mail.render import context, environment
 from .models import (
@@ -334,37 +331,19 @@ class RenderedNotice(RenderedRelease):
     email is personalised, with its own subject and Message-ID, threaded under the original
     release email."""
 
-    def __init__(
-        self,
-        release: Release,
-        settings: Settings,
-        corrected_at: datetime,
-        subject: str,
-        bodies: tuple[_Placeholders, _Body, _Body],
-    ) -> None:
-        super().__init__(release, settings, *bodies)
-        self.subject = subject
+    def __init__(self, *args: Any, corrected_at: datetime, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._stamp = int(corrected_at.timestamp())
-        sender_name, sender_address = parseaddr(settings.sender)
-        self._head = (
-            headers.address("From", sender_name, sender_address)
-            + headers.unstructured("Subject", subject)
-            + f"Date: {format_datetime(datetime.now(UTC))}\r\n"
-        ).encode("ascii")
 
     def message_id(self, subscriber_id: int) -> str:
         """The notice's Message-ID for ``subscriber_id``: one per correction and person, the
         same every time (never the original's: some providers drop a Message-ID seen twice)."""
         return f"<correction-{self.release_id}-{self._stamp}.{subscriber_id}@{self._domain}>"
 
-    def message_for(self, rcpt: Recipient) -> bytes:
-        """The complete message for ``rcpt`` (see :meth:`RenderedRelease.message_for`), with
-        In-Reply-To and References naming the original release email."""
-        message = super().message_for(rcpt)
+    def thread_headers(self, rcpt: Recipient) -> bytes:
+        """In-Reply-To and References naming the original release email to ``rcpt``."""
         original = super().message_id(rcpt.subscriber_id)
-        thread = f"In-Reply-To: {original}\r\nReferences: {original}\r\n"
-        # The first "\r\nMessage-ID: " is the header field: the head holds no other.
-        return message.replace(b"\r\nMessage-ID: ", b"\r\n" + thread.encode() + b"Message-ID: ", 1)
+        return f"In-Reply-To: {original}\r\nReferences: {original}\r\n".encode("ascii")
 
 
 def render_notice(release: Release, settings: Settings, corrected_at: datetime) -> RenderedNotice:
@@ -373,19 +352,19 @@ def render_notice(release: Release, settings: Settings, corrected_at: datetime) 
     zone, a link to the corrected page, the press contacts. Raises :class:`ConfigError`
     when a template lacks the unsubscribe or preferences link."""
     _ = gettext_for(release.language)
-    marks = _Placeholders.new()
-    values = context(release, settings, marks.unsubscribe, marks.preferences)
     day = corrected_at.astimezone(settings.zone).date()
-    subject = _("Correction: %(title)s") % {"title": values["title"]}
-    values.update({"_": _, "subject": subject, "corrected_on": format_date(day, release.language)})
-    env = environment(settings.templates_dir)
-    text_body = env.get_template("email/correction.txt").render(values)
-    html_body = _INLINER.inline(env.get_template("email/correction.html").render(values))
-    both = (marks.unsubscribe, marks.preferences)
-    for name, body in (("correction.txt", text_body), ("correction.html", html_body)):
-        if not all(mark in body for mark in both):
-            raise ConfigError(
-                f"{settings.templates_dir}/email/{name} lacks the unsubscribe or preferences link"
-            )
-    bodies = (marks, _Body.build(text_body, both), _Body.build(html_body, both))
-    return RenderedNotice(release, settings, corrected_at, subject, bodies)
+    subject = _("Correction: %(title)s") % {"title": " ".join(release.title.split())}
+
+    def render(unsubscribe: str, preferences: str) -> tuple[str, str]:
+        values = context(release, settings, unsubscribe, preferences)
+        values.update({"_": _, "subject": subject,
+                       "corrected_on": format_date(day, release.language)})  # fmt: skip
+        env = environment(settings.templates_dir)
+        text_body = env.get_template("email/correction.txt").render(values)
+        html_body = _INLINER.inline(env.get_template("email/correction.html").render(values))
+        return text_body, html_body
+
+    return RenderedNotice.from_templates(
+        release, settings, ("correction.txt", "correction.html"), render,
+        subject=subject, corrected_at=corrected_at,
+    )  # fmt: skip

@@ -18,10 +18,11 @@ import binascii
 import html
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
+from typing import Any, Self
 
 from ..config import Settings
 from ..errors import ConfigError, ReleaseInputError, SubscriberInputError
@@ -158,10 +159,12 @@ class RenderedRelease:
         placeholders: _Placeholders,
         text: _Body,
         html_body: _Body,
+        *,
+        subject: str | None = None,
     ) -> None:
         self.release_id = release.id
         self.language = release.language
-        self.subject = " ".join(release.title.split())
+        self.subject = " ".join((subject or release.title).split())
         self.envelope_from = settings.sender_address
         self._bounces = BounceAddresses(settings)
         self._domain = settings.sender_domain
@@ -215,12 +218,46 @@ class RenderedRelease:
             return self.envelope_from
         return self._bounces.address(rcpt.delivery_id)
 
+    @classmethod
+    def from_templates(
+        cls,
+        release: Release,
+        settings: Settings,
+        names: tuple[str, str],
+        render: Callable[[str, str], tuple[str, str]],
+        **options: Any,
+    ) -> Self:
+        """The email whose text and HTML parts ``render(unsubscribe_url, preferences_url)``
+        makes from the templates ``names`` (text, HTML), with placeholders for the links,
+        personalised later per recipient. ``options`` go to the constructor. Raises
+        :class:`ConfigError` when a part never uses one of the two links (every email must
+        carry both)."""
+        marks = _Placeholders.new()
+        parts = render(marks.unsubscribe, marks.preferences)
+        for name, body in zip(names, parts, strict=True):
+            for what, mark in (("unsubscribe", marks.unsubscribe),
+                               ("preferences", marks.preferences)):  # fmt: skip
+                if mark not in body:
+                    raise ConfigError(
+                        f"{settings.templates_dir}/email/{name} has no {what} link "
+                        f"(it never uses {what}_url)"
+                    )
+        both = (marks.unsubscribe, marks.preferences)
+        text, html_body = (_Body.build(body, both) for body in parts)
+        return cls(release, settings, marks, text, html_body, **options)
+
+    def thread_headers(self, rcpt: Recipient) -> bytes:
+        """Header fields placing ``rcpt``'s message in a conversation (In-Reply-To,
+        References): none for a release email."""
+        return b""
+
     def message_for(self, rcpt: Recipient) -> bytes:
         """The complete message for ``rcpt``, ready for SMTP DATA: ASCII, CRLF line ends, header
         lines folded to 78 columns (longer only for a long link), body lines of at most 76."""
         out = [
             self._head,
             headers.address("To", rcpt.name, rcpt.email).encode("ascii"),
+            self.thread_headers(rcpt),
             f"Message-ID: {self.message_id(rcpt.subscriber_id)}\r\n".encode("ascii"),
             f"List-Unsubscribe: <{rcpt.unsubscribe_url}>\r\n".encode("ascii"),
             self._head_end,
@@ -258,16 +295,7 @@ def render_release(release: Release, settings: Settings) -> RenderedRelease:
         raise ReleaseInputError(f"release {release.slug!r} has no id yet: store it first")
     if not _LANGUAGE.fullmatch(release.language or ""):
         raise ReleaseInputError(f"release {release.slug!r}: bad language {release.language!r}")
-    marks = _Placeholders.new()
-    text, html_text = render_bodies(release, settings, marks.unsubscribe, marks.preferences)
-    for name, body in (("release.txt", text), ("release.html", html_text)):
-        for what, mark in (("unsubscribe", marks.unsubscribe), ("preferences", marks.preferences)):
-            if mark not in body:
-                raise ConfigError(
-                    f"{settings.templates_dir}/email/{name} has no {what} link "
-                    f"(it never uses {what}_url)"
-                )
-    both = (marks.unsubscribe, marks.preferences)
-    return RenderedRelease(
-        release, settings, marks, _Body.build(text, both), _Body.build(html_text, both)
-    )
+    return RenderedRelease.from_templates(
+        release, settings, ("release.txt", "release.html"),
+        lambda unsubscribe, preferences: render_bodies(release, settings, unsubscribe, preferences),
+    )  # fmt: skip
