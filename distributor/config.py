@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     give_up_after_seconds: float = Field(default=2 * 86400.0, gt=0)
     smtp_timeout: float = Field(default=30.0, gt=0)
+    reconcile_log: Path | None = None
     worker_concurrency: int = Field(default=2, ge=1)
     feed_size: int = Field(default=50, ge=1)
     confirm_max_age_days: int = Field(default=7, ge=1)

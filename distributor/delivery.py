@@ -16,10 +16,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Engine, Integer, bindparam, func, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,7 @@ class Claimed:
     name: str
     attempts: int
     created_at: datetime
+    in_doubt: bool = False  # an earlier lease ran out with no outcome: maybe already sent
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,20 @@ def subscriber_id_ranges(session: Session, size: int | None = None) -> list[tupl
     return [(start, start + size) for start in range(int(low), int(high) + 1, size)]
 
 
-_CLAIM = """
+# Two statements in one transaction: which rows (and whether an earlier lease of theirs ran
+# out with no outcome written — the worker died: "in doubt"), then the lease. UPDATE …
+# RETURNING gives only the new values, and SQLite's cannot return a joined table's columns.
+_PICK = """
+SELECT d.id, d.lease_until IS NOT NULL AS in_doubt
+FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+WHERE d.release_id = :release_id AND d.status IN ('pending', 'deferred')
+  AND d.next_attempt_at <= :now AND (d.lease_until IS NULL OR d.lease_until < :now)
+  AND s.status = 'confirmed'
+LIMIT :limit {lock}
+"""
+_LEASE = """
 UPDATE deliveries SET lease_until = :lease_until, lease_token = :token, attempts = attempts + 1
-WHERE id IN (
-    SELECT d.id FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-    WHERE d.release_id = :release_id AND d.status IN ('pending', 'deferred')
-      AND d.next_attempt_at <= :now AND (d.lease_until IS NULL OR d.lease_until < :now)
-      AND s.status = 'confirmed'
-    LIMIT :limit {lock})
+WHERE id IN :ids
 RETURNING id, subscriber_id, attempts, created_at
 """
 
@@ -116,31 +123,31 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Cl
 
     Rows of subscribers no longer confirmed are never claimed. On PostgreSQL concurrent
     claimers skip each other's rows (FOR UPDATE SKIP LOCKED); on SQLite the claim runs in an
-    immediate transaction, which serialises claimers.
+    immediate transaction, which serialises claimers. A row whose earlier lease ran out with
+    no outcome is marked ``in_doubt`` (see :mod:`distributor.reconcile`).
     """
     now = utcnow()
     lease_until = now + timedelta(seconds=settings.lease_seconds)
     token = uuid.uuid4().hex
     lock = "" if is_sqlite(engine) else "FOR UPDATE OF d SKIP LOCKED"
-    stmt = (
-        text(_CLAIM.format(lock=lock))
-        .bindparams(
-            bindparam("now", type_=UTCDateTime), bindparam("lease_until", type_=UTCDateTime)
-        )
+    pick = text(_PICK.format(lock=lock)).bindparams(bindparam("now", type_=UTCDateTime))
+    lease = (
+        text(_LEASE)
+        .bindparams(bindparam("lease_until", type_=UTCDateTime), bindparam("ids", expanding=True))
         .columns(id=Integer, subscriber_id=Integer, attempts=Integer, created_at=UTCDateTime)
     )
-    params = {
-        "now": now,
-        "lease_until": lease_until,
-        "token": token,
-        "release_id": release_id,
-        "limit": limit,
-    }
     with engine.connect() as conn:
         with conn.begin():  # BEGIN IMMEDIATE on SQLite (db.py)
-            leased = conn.execute(stmt, params).all()
-            people = {}
-            if leased:
+            picked = {
+                int(r.id): bool(r.in_doubt)
+                for r in conn.execute(pick, {"now": now, "release_id": release_id, "limit": limit})
+            }
+            leased: Sequence[Row[Any]] = ()
+            people: dict[int, tuple[str, str]] = {}
+            if picked:
+                leased = conn.execute(
+                    lease, {"lease_until": lease_until, "token": token, "ids": list(picked)}
+                ).all()
                 ids = [r.subscriber_id for r in leased]
                 people = {
                     r.id: (r.email, r.name)
@@ -150,10 +157,12 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Cl
                         )
                     )
                 }
-    rows = [
-        Claimed(r.id, r.subscriber_id, *people[r.subscriber_id], r.attempts, r.created_at)
-        for r in sorted(leased, key=lambda r: r.id)
-    ]
+    rows = []
+    for r in sorted(leased, key=lambda r: r.id):
+        email, name = people[r.subscriber_id]
+        rows.append(
+            Claimed(r.id, r.subscriber_id, email, name, r.attempts, r.created_at, picked[r.id])
+        )
     return Claim(release_id, token, lease_until, rows)
 
 
@@ -163,6 +172,9 @@ def backoff(settings: Settings, attempts: int) -> timedelta:
     return timedelta(seconds=min(seconds, settings.retry_max_seconds))
 
 
+# The note a row in doubt gets when the relay's record shows its message accepted
+# (distributor/reconcile.py): sent, and not sent again.
+RECONCILED = "accepted before its worker died (found in the relay's record); not sent again"
 # How long an outcome the server gave is kept while the database is unreachable.
 OUTCOME_PATIENCE = 600.0
 _DONE = "smtp_code = :code, lease_until = NULL, lease_token = NULL"
@@ -176,7 +188,7 @@ _MINE_OR_CANCELLED_IN_FLIGHT = (
 )
 _RECORD_SQL = {
     DeliveryStatus.SENT: "UPDATE deliveries SET status = 'sent', sent_at = :now, "
-    f"last_error = '', {_DONE} {_MINE_OR_CANCELLED_IN_FLIGHT}",
+    f"last_error = :error, {_DONE} {_MINE_OR_CANCELLED_IN_FLIGHT}",
     DeliveryStatus.DEFERRED: "UPDATE deliveries SET status = 'deferred', "
     f"next_attempt_at = :retry_at, last_error = :error, {_DONE} {_MINE}",
     DeliveryStatus.FAILED: "UPDATE deliveries SET status = 'failed', last_error = :error, "
@@ -275,6 +287,8 @@ class OutcomeWriter:
             "subscriber_id": row.subscriber_id,
         }
         status = DeliveryStatus.SENT if outcome == "sent" else DeliveryStatus.FAILED
+        if outcome == "sent" and message != RECONCILED:
+            params["error"] = ""  # a sent row keeps no note, but for one found by reconciling
         if outcome == "deferred":
             retry_at = now + backoff(self._settings, row.attempts)
             if (retry_at - row.created_at).total_seconds() > self._settings.give_up_after_seconds:

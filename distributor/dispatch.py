@@ -17,10 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import audit, failpoints, idempotency, notices, throttle
+from . import audit, failpoints, idempotency, notices, reconcile, throttle
 from .config import Settings
 from .db import get_engine, session_scope
 from .delivery import (
+    RECONCILED,
     Claimed,
     Outcome,
     OutcomeWriter,
@@ -162,6 +163,7 @@ class BatchReport:
     lost_leases: int = 0
     skipped: int = 0  # cancelled while the batch was being sent (unsubscribed, withdrawn)
     held: int = 0  # given back by a domain limit, to be tried again shortly
+    reconciled: int = 0  # in doubt, found accepted by the relay: recorded as sent, not resent
     retry_in: float = 0.0  # seconds until the first of those is due again
 
 
@@ -197,7 +199,9 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
 
     Rows that could not be attempted (an error before sending) are given back at once; rows
     held back by a send limit (``throttle``: the recipient's domain is over its limit) are
-    given back for a little later, no attempt counted, while the others go on.
+    given back for a little later, no attempt counted, while the others go on. Rows in doubt
+    (a worker died holding them) whose message the relay's record shows accepted are recorded
+    as sent and not sent again (:mod:`distributor.reconcile`).
     """
     report = BatchReport()
     with session_scope(settings) as session:
@@ -212,6 +216,7 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
         return report
     signer = load_signer(settings)
     pacer = throttle.pacer(settings)
+    reconciler = reconcile.open_reconciler(settings)
     finished: set[int] = set()
     held: dict[int, datetime] = {}  # held back by a limit: delivery id → when to try again
 
@@ -222,6 +227,18 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
             report.lost_leases += 1
             log.warning("lease lost on delivery %s before its outcome was recorded",
                         row.delivery_id)  # fmt: skip
+
+    def reconciled(ledger: OutcomeWriter) -> None:
+        doubtful = {rendered.message_id(r.subscriber_id): r for r in batch.rows if r.in_doubt}
+        for message_id in reconcile.already_accepted(reconciler, doubtful):
+            row = doubtful[message_id]
+            finished.add(row.delivery_id)
+            report.reconciled += 1
+            if not ledger.record(batch.token, row, "sent", 250, RECONCILED):
+                report.lost_leases += 1
+        if report.reconciled:
+            log.info("release %s: %d message(s) in doubt were already accepted, not resent",
+                     release_id, report.reconciled)  # fmt: skip
 
     def outgoing(ledger: OutcomeWriter, conn: Connection) -> Iterator[Outgoing]:
         # Built just in time: the transport pulls the next message while the server works.
@@ -244,6 +261,8 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
                     log.warning("database unreachable: batch stops taking rows (%s)",
                                 str(exc).splitlines()[0])  # fmt: skip
                     return
+            if row.delivery_id in finished:  # reconciled
+                continue
             if row.delivery_id not in leased:
                 finished.add(row.delivery_id)
                 report.skipped += 1
@@ -269,6 +288,7 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
             engine.connect() as conn,
             open_transport(settings) as transport,
         ):
+            reconciled(ledger)
             for item, result in transport.send_stream(outgoing(ledger, conn)):
                 assert isinstance(item.key, Claimed)
                 if result.outcome == "sent":

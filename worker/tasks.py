@@ -18,7 +18,12 @@ def send_batch(release_id: int) -> dict[str, int]:
     report = dispatch.send_batch(settings, release_id)
     if report.held:  # a domain over its limit: its rows are due again in a moment
         queue.send("send_batch", release_id, countdown=min(max(report.retry_in, 0.2), 5.0))
-    return {"claimed": report.claimed, "held": report.held, **report.outcomes}
+    return {
+        "claimed": report.claimed,
+        "held": report.held,
+        "reconciled": report.reconciled,
+        **report.outcomes,
+    }
 
 
 @app.task(name="distributor.send_correction_notices")

@@ -8,11 +8,15 @@ cannot work.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import mailbox
+import itertools
+import os
 import re
 import smtplib
+import socket
 import ssl
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +26,13 @@ from urllib.parse import unquote, urlsplit
 
 from ..config import Settings
 from ..errors import ConfigError
+from ..reconcile import maildir_tag
 
 Outcome = Literal["sent", "deferred", "failed"]
 _SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 # What an envelope address may hold: printable ASCII, no space or angle bracket.
 _ENVELOPE_ADDRESS = re.compile(r"[!-;=?-~]*")
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.MULTILINE | re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -111,28 +117,60 @@ class _Closing:
         self.close()
 
 
+_stored = itertools.count(1)  # files stored by this process: part of each unique name
+
+
 class MaildirTransport(_Closing):
-    """Writes each message as one file in a Maildir (``new/``, written via ``tmp/`` and
-    renamed, so a reader never sees half a message). The demo's outbox."""
+    """Writes each message as one file in a Maildir (``new/``, written and synced in ``tmp/``
+    and then linked in, so a reader never sees half a message). The demo's outbox.
+
+    A file's name carries a digest of its Message-ID (:func:`~distributor.reconcile.maildir_tag`)
+    so that a message stored just before its worker died is recognised instead of being
+    stored again (:class:`~distributor.reconcile.MaildirReconciler`)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._maildir: mailbox.Maildir | None = None
+        self._ready = False
+        self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
     def send(self, mail_from: str, rcpt: str, message: bytes) -> SendResult:
-        """Store ``message`` in the Maildir: 250 with the file's key, or 0 when it cannot be
+        """Store ``message`` in the Maildir: 250 with the file's name, or 0 when it cannot be
         written (disk full, permissions)."""
         try:
-            if self._maildir is None:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                self._maildir = mailbox.Maildir(self.path, factory=None, create=True)
-            key = self._maildir.add(message)
+            if not self._ready:
+                for sub in ("tmp", "new", "cur"):
+                    Path(self.path, sub).mkdir(parents=True, exist_ok=True)
+                self._ready = True
+            key = self._store(message)
         except OSError as exc:
             return SendResult(0, f"cannot write to the outbox {self.path}: {exc}")
         return SendResult(250, f"stored in {self.path} as {key}")
 
+    def _store(self, message: bytes) -> str:
+        now = time.time()
+        header_end = message.find(b"\r\n\r\n")
+        found = _MESSAGE_ID.search(message, 0, len(message) if header_end < 0 else header_end)
+        tag = maildir_tag(found.group(1).decode("ascii", "replace")) if found else ""
+        key = (f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_stored)}{tag}"
+               f".{self._host}")  # fmt: skip
+        tmp = os.path.join(self.path, "tmp", key)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(message)
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                os.link(tmp, os.path.join(self.path, "new", key))  # never replaces a file
+            except PermissionError:  # a file system without hard links
+                os.rename(tmp, os.path.join(self.path, "new", key))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+        return key
+
     def close(self) -> None:
-        self._maildir = None
+        self._ready = False
 
 
 class SMTPTransport(_Closing):

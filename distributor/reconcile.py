@@ -1,0 +1,129 @@
+"""Reconcile before resending: did the relay already take the message of a row in doubt?
+
+A row is *in doubt* when a worker leased it and its lease ran out with no outcome written:
+the worker died somewhere between claiming the row and committing what the server said. If
+it died after the server's 250 and before the commit, the message went out; sending it again
+would be a duplicate. Every release email has a Message-ID fixed by (release, subscriber)
+(:meth:`distributor.mail.compose.RenderedRelease.message_id`), so a copy the relay took can
+be recognised — where the relay keeps a record that can be read:
+
+- the **Maildir outbox** (no SMTP URL): :class:`~distributor.mail.transport.MaildirTransport`
+  names each file after a digest of its Message-ID (:func:`maildir_tag`), in ``new/`` and,
+  once a mail program has read it, in ``cur/``;
+- a **Postfix relay** whose log the workers can read (``DISTRIBUTOR_RECONCILE_LOG``, the
+  ``maillog_file`` or the syslog file): a message is accepted when the log has its
+  ``cleanup`` line (``QUEUEID: message-id=<…>``) and its ``qmgr`` line (``QUEUEID:
+  from=<…>``: the message entered the queue — which Postfix does before its 250).
+
+Elsewhere (another relay, a log the workers cannot read) nothing can be reconciled and a row
+in doubt is sent again: at least once, never lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+TAG_PREFIX = "X"  # marks the Message-ID digest inside a Maildir file's unique part
+_TAG = re.compile(rf"{TAG_PREFIX}([0-9a-f]{{24}})(?:[.:_]|$)")
+# Postfix: "… postfix/cleanup[123]: 4Fh2x0abcz1: message-id=<…>" and
+#          "… postfix/qmgr[99]: 4Fh2x0abcz1: from=<…>, size=…, nrcpt=1 (queue active)";
+# a multi-instance relay names its service "postfix-out/cleanup".
+_POSTFIX = re.compile(rb"/(cleanup|qmgr)\[\d+\]: ([0-9A-Za-z]+): (?:message-id=(<[^>\s]*>)|from=<)")
+
+
+class Reconciler(Protocol):
+    """A record of what the relay accepted, looked up by Message-ID."""
+
+    def accepted(self, message_ids: Iterable[str]) -> set[str]:
+        """The ``message_ids`` (``<…>``, as in the header) the relay is known to have
+        accepted. Raises OSError when the record cannot be read."""
+        ...
+
+
+def maildir_tag(message_id: str) -> str:
+    """The tag a Maildir file of the message ``message_id`` carries in its name: ``X`` and
+    24 hex digits of the SHA-256 of the Message-ID (no ``/`` or ``:``, as Maildir needs)."""
+    return TAG_PREFIX + hashlib.sha256(message_id.encode("utf-8")).hexdigest()[:24]
+
+
+class MaildirReconciler:
+    """Reads the outbox's file names: a Message-ID is accepted when a file in ``new/`` or
+    ``cur/`` carries its tag (a file in ``tmp/`` was never delivered)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def accepted(self, message_ids: Iterable[str]) -> set[str]:
+        wanted = {maildir_tag(m)[len(TAG_PREFIX) :]: m for m in message_ids}
+        found: set[str] = set()
+        for sub in ("new", "cur"):
+            try:
+                names = os.listdir(self.path / sub)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                match = _TAG.search(name)
+                if match and match.group(1) in wanted:
+                    found.add(wanted[match.group(1)])
+        return found
+
+
+class PostfixLogReconciler:
+    """Reads a Postfix log: a Message-ID is accepted when its queue id also reached the queue
+    manager. Reads the whole file each time (only batches with rows in doubt ask): a rotated
+    log's older part is not read, so keep the log at least as long as a lease."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def accepted(self, message_ids: Iterable[str]) -> set[str]:
+        wanted = {m.encode("utf-8", "replace") for m in message_ids}
+        named: dict[bytes, bytes] = {}  # queue id → Message-ID, for the ones wanted
+        queued: set[bytes] = set()
+        with self.path.open("rb") as lines:
+            for line in lines:
+                match = _POSTFIX.search(line)
+                if match is None:
+                    continue
+                service, queue_id, message_id = match.groups()
+                if service == b"qmgr":
+                    queued.add(queue_id)
+                elif message_id in wanted:
+                    named[queue_id] = message_id
+        return {m.decode("utf-8") for q, m in named.items() if q in queued}
+
+
+def open_reconciler(settings: Settings) -> Reconciler | None:
+    """The record of accepted messages for this installation: the Postfix log when
+    ``DISTRIBUTOR_RECONCILE_LOG`` is set, the Maildir outbox when there is no SMTP URL, and
+    None (nothing to reconcile with) otherwise."""
+    if settings.reconcile_log is not None:
+        return PostfixLogReconciler(settings.reconcile_log)
+    if not settings.smtp_url:
+        return MaildirReconciler(settings.outbox_dir)
+    return None
+
+
+def already_accepted(reconciler: Reconciler | None, message_ids: Iterable[str]) -> set[str]:
+    """The ``message_ids`` the relay already has, by ``reconciler``; an empty set when there
+    is none or its record cannot be read (then they are sent again: a duplicate is possible,
+    a loss is not), with a warning that says why."""
+    wanted = list(message_ids)
+    if reconciler is None or not wanted:
+        return set()
+    try:
+        return reconciler.accepted(wanted)
+    except OSError as exc:
+        log.warning("cannot reconcile %d message(s) in doubt, sending them again: %s",
+                    len(wanted), exc)  # fmt: skip
+        return set()

@@ -1,0 +1,177 @@
+"""Reconcile before resending (distributor/reconcile.py): a worker killed between the relay's
+acceptance of a message and the ledger's commit leaves a row in doubt; the next worker asks
+the relay's record and sends it again only if the relay does not have it."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from collections import Counter
+from email import message_from_bytes
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from distributor import dispatch
+from distributor.config import Settings
+from distributor.db import session_scope
+from distributor.delivery import RECONCILED
+from distributor.models import Delivery, DeliveryStatus, Subscriber, utcnow
+from distributor.reconcile import MaildirReconciler, PostfixLogReconciler, maildir_tag
+from tests.processes import settings_env
+from tests.smtp_server import SMTPServer
+from tests.test_send_faults import published
+
+# What a crashed worker does: sends a batch in a process that SIGKILLs itself right after the
+# server accepted the third message, before the ledger records it.
+CRASH = "from distributor import dispatch; from distributor.config import load_settings; " \
+        "dispatch.send_batch(load_settings(), {release_id})"  # fmt: skip
+
+
+def crash_after_third_accept(s: Settings, release_id: int) -> None:
+    env = settings_env(s, DISTRIBUTOR_FAILPOINTS="after-accept@3")
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH.format(release_id=release_id)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def lease_runs_out(s: Settings) -> None:
+    """Time passes: the dead worker's leases expire (their rows keep what it left)."""
+    with session_scope(s) as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.lease_until.is_not(None))
+            .values(lease_until=utcnow().replace(year=2000))
+        )
+
+
+def ledger(s: Settings) -> dict[str, tuple[str, str]]:
+    with session_scope(s) as session:
+        rows = session.execute(
+            select(Subscriber.email, Delivery.status, Delivery.last_error).join(
+                Subscriber, Subscriber.id == Delivery.subscriber_id
+            )
+        )
+        return {email: (str(status), error) for email, status, error in rows}
+
+
+def outbox_recipients(s: Settings) -> Counter[str]:
+    files = [*(s.outbox_dir / "new").iterdir(), *(s.outbox_dir / "cur").iterdir()]
+    return Counter(str(message_from_bytes(f.read_bytes())["To"]) for f in files)
+
+
+def test_maildir_a_message_stored_before_the_crash_is_not_stored_again(
+    sqlite_settings: Settings,
+) -> None:
+    s = sqlite_settings.model_copy(update={"lease_seconds": 5})
+    release_id = published(s, 8)
+    crash_after_third_accept(s, release_id)
+    assert sum(outbox_recipients(s).values()) == 3  # stored, but only two recorded
+    assert Counter(v[0] for v in ledger(s).values())["sent"] == 2
+
+    lease_runs_out(s)
+    report = dispatch.send_batch(s, release_id)
+
+    copies = outbox_recipients(s)
+    assert len(copies) == 8 and set(copies.values()) == {1}, copies  # nobody got two
+    assert report.reconciled == 1 and report.outcomes["sent"] == 5
+    states = ledger(s)
+    assert all(status == DeliveryStatus.SENT for status, _ in states.values())
+    assert sum(error == RECONCILED for _, error in states.values()) == 1
+
+
+def test_maildir_reconciler_reads_new_and_cur_not_tmp(tmp_path: Path) -> None:
+    ids = ["<release-1.1@example.org>", "<release-1.2@example.org>", "<release-1.3@ex.org>"]
+    for sub in ("new", "cur", "tmp"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "new" / f"1.M1P1Q1{maildir_tag(ids[0])}.host").write_bytes(b"")
+    (tmp_path / "cur" / f"1.M1P1Q2{maildir_tag(ids[1])}.host:2,S").write_bytes(b"")  # read
+    (tmp_path / "tmp" / f"1.M1P1Q3{maildir_tag(ids[2])}.host").write_bytes(b"")  # half
+    assert MaildirReconciler(tmp_path).accepted(ids) == set(ids[:2])
+
+
+def postfix_log(path: Path, message_ids: list[str], queued: bool = True) -> None:
+    """Append what Postfix logs for each message it takes (``queued``) or drops before the
+    end of its data (a cleanup line, no queue manager line)."""
+    with path.open("a") as log:
+        for n, message_id in enumerate(message_ids):
+            qid = f"4Fh{n:04X}x{len(message_id):02X}z"
+            log.write(
+                f"Nov 29 00:12:01 relay postfix/smtpd[811]: {qid}: client=worker[10.0.0.5]\n"
+                f"Nov 29 00:12:01 relay postfix/cleanup[812]: {qid}: message-id={message_id}\n"
+            )
+            if queued:
+                log.write(
+                    f"Nov 29 00:12:01 relay postfix/qmgr[99]: {qid}: from=<bounces+x@example"
+                    f".org>, size=5120, nrcpt=1 (queue active)\n"
+                )
+
+
+def test_postfix_log_needs_the_queue_manager_line(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    postfix_log(log, ["<release-1.1@example.org>"])
+    postfix_log(log, ["<release-1.22@example.org>"], queued=False)  # cut before the dot
+    with log.open("a") as out:  # other instances and other lines
+        out.write(
+            "Nov 29 00:13:00 relay postfix-out/cleanup[9]: 4FhQQ: message-id=<release-1.3@"
+            "example.org>\nNov 29 00:13:00 relay postfix-out/qmgr[7]: 4FhQQ: from=<>, size=1,"
+            " nrcpt=1 (queue active)\nNov 29 00:13:01 relay postfix/cleanup[9]: 4FhRR: "
+            "resent-message-id=<release-1.4@example.org>\n"
+        )
+    wanted = [f"<release-1.{n}@example.org>" for n in (1, 22, 3, 4, 5)]
+    assert PostfixLogReconciler(log).accepted(wanted) == {
+        "<release-1.1@example.org>",
+        "<release-1.3@example.org>",
+    }
+
+
+@pytest.mark.parametrize("with_log", [False, True], ids=["without-log", "with-log"])
+def test_smtp_with_and_without_the_relay_log(
+    sqlite_settings: Settings, smtp_server: SMTPServer, tmp_path: Path, with_log: bool
+) -> None:
+    """Without a record of the relay, the copy in doubt goes out twice (at least once);
+    with the relay's log, it does not."""
+    log = tmp_path / "mail.log"
+    s = sqlite_settings.model_copy(
+        update={"smtp_url": smtp_server.url, "lease_seconds": 5,
+                "reconcile_log": log if with_log else None}
+    )  # fmt: skip
+    release_id = published(s, 6)
+    crash_after_third_accept(s, release_id)
+    postfix_log(log, [_message_id(m.data) for m in smtp_server.handler.messages])
+    lease_runs_out(s)
+    report = dispatch.send_batch(s, release_id)
+    copies = Counter(m.rcpt for m in smtp_server.handler.messages)
+    assert len(copies) == 6
+    if with_log:
+        assert set(copies.values()) == {1} and report.reconciled == 1
+    else:
+        assert sorted(copies.values()) == [1, 1, 1, 1, 1, 2]  # the one in the window
+        assert report.reconciled == 0
+
+
+def _message_id(data: bytes) -> str:
+    found = re.search(rb"^Message-ID: (<[^>]+>)", data, re.MULTILINE | re.IGNORECASE)
+    assert found
+    return found.group(1).decode()
+
+
+def test_an_unreadable_record_sends_again_and_says_why(
+    sqlite_settings: Settings, smtp_server: SMTPServer, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    s = sqlite_settings.model_copy(
+        update={"smtp_url": smtp_server.url, "reconcile_log": tmp_path / "missing.log"}
+    )
+    release_id = published(s, 4)
+    crash_after_third_accept(s, release_id)
+    lease_runs_out(s)
+    report = dispatch.send_batch(s, release_id)
+    assert report.outcomes["sent"] == 2 and report.reconciled == 0
+    assert "cannot reconcile 2 message(s) in doubt" in caplog.text
+    assert "missing.log" in caplog.text
