@@ -459,7 +459,8 @@ def regenerate_site(
 
 
 def send_confirmation(settings: Settings, subscriber_id: int) -> str:
-    """Send the double opt-in email to a pending subscriber; returns the outcome.
+    """Send the double opt-in email to a pending subscriber, DKIM-signed like every release
+    email when DKIM is configured; returns the outcome.
 
     The web request that asked for it already took the once-a-day right
     (``subscription.claim_confirmation``); if the email cannot go out, that right is given
@@ -471,6 +472,8 @@ def send_confirmation(settings: Settings, subscriber_id: int) -> str:
             return "skipped"
         message = confirmation_message(settings, sub, confirm_url(settings, sub.id))
         email = sub.email
+    if (signer := load_signer(settings)) is not None:  # unsigned, DMARC would reject it
+        message = signer.sign(message)
     with open_transport(settings) as transport:
         result = transport.send(settings.sender_address, email, message)
     if result.outcome != "sent":

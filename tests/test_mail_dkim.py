@@ -15,7 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from distributor import dispatch
 from distributor.config import Settings, load_settings
+from distributor.db import session_scope, upgrade
 from distributor.errors import ConfigError
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.dkim import Signer, load_signer
@@ -23,6 +25,8 @@ from distributor.mail.transport import open_transport
 from distributor.models import Release, Topic
 from distributor.notices import render_notice
 from distributor.preview import as_test_message
+from distributor.subscription import Consent, request_subscription
+from distributor.topics import add_topic
 from tests.smtp_server import SMTPServer
 
 REQUIRED = [
@@ -277,3 +281,25 @@ def test_a_non_rsa_key_is_an_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="must be an RSA key"):
         load_signer(dkim_settings(tmp_path, key_file))
+
+
+def test_the_confirmation_email_goes_out_signed(
+    tmp_path: Path, signer: Signer, smtp_server: SMTPServer
+) -> None:
+    """The double opt-in email is the first a subscriber's provider sees from us: it is
+    signed like every release email (unsigned, a DMARC policy would have it rejected)."""
+    settings = dkim_settings(tmp_path, tmp_path / "dkim.pem", smtp_url=smtp_server.url)
+    upgrade(settings)
+    with session_scope(settings) as session:
+        add_topic(session, "climate", {"en": "Climate", "fr": "Climat"})
+    with session_scope(settings) as session:
+        subscriber_id = request_subscription(
+            session, settings, email="reporter@example.com", name="Ana", language="en",
+            topics=["climate"], consent=Consent("192.0.2.1", "test"),
+        )  # fmt: skip
+    assert subscriber_id is not None
+    assert dispatch.send_confirmation(settings, subscriber_id) == "sent"
+    [received] = smtp_server.handler.messages
+    assert received.data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
+    assert dkim.verify(received.data, dnsfunc=dns_for(signer))
+    assert received.parsed()["Feedback-ID"] == "confirm:en:subscription:example.org"

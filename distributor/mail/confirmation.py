@@ -43,6 +43,8 @@ def confirmation_message(settings: Settings, sub: Subscriber, confirm_url: str) 
     msg["Date"] = format_datetime(utcnow())
     msg["Message-ID"] = make_msgid("confirm", domain=settings.sender_domain)
     msg["Auto-Submitted"] = "auto-generated"
+    # Gmail's feedback loop (CampaignId:CustomerId:MailTypeId:SenderId), as release emails.
+    msg["Feedback-ID"] = f"confirm:{sub.language}:subscription:{settings.sender_domain}"
     msg["Content-Language"] = sub.language
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
