@@ -10,6 +10,8 @@ from urllib.parse import unquote, urlsplit
 # The password of a URL (scheme://user:password@host), and API tokens (apitokens.PREFIX).
 _USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]*@")
 _API_TOKEN = re.compile(r"dst_[A-Za-z0-9_-]{16,}")
+# A subscriber's personal links (urls.py): whoever has one acts for the subscriber.
+_PERSONAL_LINK = re.compile(r"(/(?:unsubscribe|preferences|confirm)/)[^/\s?#\"']+")
 _URL_SETTINGS = ("DISTRIBUTOR_SMTP_URL", "DISTRIBUTOR_DATABASE_URL", "DISTRIBUTOR_BROKER_URL")
 MASK = "***"
 
@@ -30,9 +32,11 @@ def secrets_from_environment(environ: dict[str, str] | None = None) -> list[str]
 
 
 def redact(text: str, secrets: list[str]) -> str:
-    """``text`` with URL passwords, API tokens and each of ``secrets`` masked."""
+    """``text`` with URL passwords, API tokens, the tokens of personal links and each of
+    ``secrets`` masked."""
     text = _USERINFO.sub(rf"\1{MASK}@", text)
     text = _API_TOKEN.sub(f"dst_{MASK}", text)
+    text = _PERSONAL_LINK.sub(rf"\1{MASK}", text)
     for secret in secrets:
         text = text.replace(secret, MASK)
     return text
@@ -47,6 +51,30 @@ class RedactingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record), self.secrets)
+
+
+class _Redacted(logging.Formatter):
+    """Another library's formatter (uvicorn's, Celery's), its output redacted."""
+
+    def __init__(self, inner: logging.Formatter, secrets: list[str]) -> None:
+        super().__init__()
+        self.inner, self.secrets = inner, secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record), self.secrets)
+
+
+def redact_handlers(*loggers: logging.Logger | str) -> None:
+    """Mask secrets in what the handlers of ``loggers`` write, keeping their own format: for
+    the loggers uvicorn (the access log: personal links are in its paths) and Celery set up
+    themselves. Safe to call again."""
+    secrets = secrets_from_environment()
+    for logger in loggers:
+        if isinstance(logger, str):
+            logger = logging.getLogger(logger)
+        for handler in logger.handlers:
+            if not isinstance(handler.formatter, (_Redacted, RedactingFormatter)):
+                handler.setFormatter(_Redacted(handler.formatter or logging.Formatter(), secrets))
 
 
 def setup_logging(level: str | None = None) -> None:

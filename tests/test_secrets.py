@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -21,18 +22,19 @@ from sqlalchemy import select
 
 from distributor.apitokens import authenticate, create_token
 from distributor.config import Settings, load_settings
-from distributor.db import session_scope
+from distributor.db import session_scope, upgrade
 from distributor.errors import ConfigError, Unauthorized
 from distributor.logs import RedactingFormatter, redact, secrets_from_environment
 from distributor.mail.dkim import load_signer
 from distributor.mail.transport import open_transport
 from distributor.models import Subscriber
-from distributor.urls import preferences_url, unsubscribe_url
+from distributor.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
 from tests.conftest import truncate_pg
 from tests.helpers import add_subscribers, add_topics, release_text
-from tests.processes import NO_BROKER, run_cli
+from tests.processes import NO_BROKER, run_cli, running_command, settings_env, wait_until
 from tests.smtp_server import SMTPServer
+from tests.test_static_serving import free_port
 
 SMTP_PASSWORD = "s3cret-smtp-Pw"
 SECRET_KEY = "s3cret-signing-key-0123456789"
@@ -86,6 +88,9 @@ def test_every_log_line_masks_passwords_tokens_and_keys() -> None:
     assert "smtps://u:***@h" in line and "token dst_***" in line and "RuntimeError" in line
     assert_absent(line, SMTP_PASSWORD, SECRET_KEY, DB_PASSWORD, "A" * 43)
     assert redact("https://user@example.org/", []) == "https://user@example.org/"
+    assert redact('"GET /confirm/1.Y29uZmlybQ.AbCd?a=b HTTP/1.1"', []) == (
+        '"GET /confirm/***?a=b HTTP/1.1"'
+    )
 
 
 # -- in this process, at DEBUG -------------------------------------------------------------
@@ -216,3 +221,60 @@ def test_the_cli_at_debug_logs_no_secret(pg_url: str, tmp_path: Path) -> None:
     assert outputs[4].returncode == 0 and token.startswith("dst_"), outputs[4].stderr
     everything = "\n".join(o.stderr for o in outputs) + outputs[0].stdout + outputs[2].stdout
     assert_absent(everything, SECRET_KEY, SMTP_PASSWORD, DB_PASSWORD, BROKER_PASSWORD, token)
+
+
+def test_the_access_log_shows_no_personal_link(tmp_path: Path) -> None:
+    """`distributor serve --access-log` logs each request line as uvicorn formats it, with
+    the token of an unsubscribe, preferences or confirmation link masked."""
+    s = load_settings(data_dir=tmp_path / "var", secret_key=SECRET_KEY, broker_url=NO_BROKER,
+                      site_url="https://news.example.org")  # fmt: skip
+    upgrade(s)
+    add_topics(s, "climate")
+    add_subscribers(s, [("ann@example.com", "Ann", "en", "climate")])
+    with session_scope(s) as session:
+        ann = session.scalars(select(Subscriber)).one().id
+    links = [unsubscribe_url(s, ann), preferences_url(s, ann), confirm_url(s, ann)]
+    port, log = free_port(), tmp_path / "serve.log"
+    with (
+        running_command(["serve", "--port", str(port), "--access-log"], settings_env(s), log),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+    ):
+
+        def up() -> bool:
+            try:
+                return client.get("/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(up, 30, "distributor serve to answer")
+        for link in links:
+            assert client.get(link.removeprefix(s.site_url) + "?x=1").status_code == 200
+        wait_until(lambda: log.read_text().count("?x=1") == 3, 10, "three access log lines")
+    text = log.read_text()
+    assert '"GET /unsubscribe/***?x=1 HTTP/1.1" 200' in text, text
+    assert "GET /preferences/***?x=1" in text and "GET /confirm/***?x=1" in text
+    assert_absent(text, *(link.rsplit("/", 1)[1] for link in links))
+
+
+CELERY_LOGS = """
+import logging
+from worker.app import app
+app.log.setup(loglevel="INFO", colorize=False)  # what `distributor worker` does at start
+logging.getLogger("distributor.dispatch").warning("sent to %s with %s", {link!r}, {token!r})
+"""
+
+
+def test_the_worker_logs_through_celery_show_no_secret(tmp_path: Path) -> None:
+    """Celery replaces the root logger's handlers with its own: they mask secrets too."""
+    s = load_settings(data_dir=tmp_path / "var", secret_key=SECRET_KEY, broker_url=NO_BROKER)
+    link, token = unsubscribe_url(s, 7), "dst_" + "B" * 43
+    out = subprocess.run(
+        [sys.executable, "-c", CELERY_LOGS.format(link=link, token=token)],
+        env=settings_env(s), capture_output=True, text=True, timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "WARNING/MainProcess] sent to http://localhost:8000/unsubscribe/*** with dst_***" in (
+        out.stderr
+    ), out.stderr
+    assert_absent(out.stderr, link.rsplit("/", 1)[1], "B" * 43, SECRET_KEY)

@@ -18,6 +18,7 @@ from .. import metrics
 from ..config import Settings, load_settings
 from ..db import session_scope
 from ..errors import InputError, NotFound
+from ..logs import redact_handlers
 from ..models import Subscriber
 from ..site import build_site
 from ..subscribers import unsubscribe
@@ -139,4 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
 def app_from_environment() -> FastAPI:
     """The web app for the Settings of the environment: the factory ``distributor serve``
     gives uvicorn (by import string, so that ``--workers`` can start more processes)."""
+    # uvicorn has configured its loggers by now, in this process: the access log (with
+    # --access-log) would show the personal links' tokens, and an error a URL's password.
+    redact_handlers("uvicorn.access", "uvicorn.error", "uvicorn")
     return create_app(load_settings())
