@@ -8,16 +8,23 @@ every attempt and every accepted message, and injects the faults a relay really 
   their final dot, before any reply (the client cannot know whether the server has them);
 - ``data_delay``: every message's final reply comes that many seconds late (a slow relay).
 
+Like Postfix, it logs each message it takes — a ``cleanup`` line with its Message-ID and a
+``qmgr`` line once it is queued, both before its 250 — to ``log_path``, which the workers
+may read to reconcile (``DISTRIBUTOR_RECONCILE_LOG``, distributor/reconcile.py).
+
 Times are wall-clock (``time.time()``), comparable with what the bench records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from _sinks import free_port
@@ -93,8 +100,11 @@ class FaultySMTP:
     """The server: ``url`` for DISTRIBUTOR_SMTP_URL, ``faults`` to change its behaviour,
     ``copies()`` and ``attempts()`` for what it saw since the last ``reset()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_path: Path | None = None) -> None:
         self.port = free_port()
+        self.log_path = log_path or Path(tempfile.mkdtemp(prefix="faulty-smtp-")) / "mail.log"
+        self.log_path.write_text("")
+        self._queue_ids = itertools.count(0x10000)
         self.faults = Faults()
         self._lock = threading.Lock()
         self._copies: list[Copy] = []
@@ -124,6 +134,7 @@ class FaultySMTP:
         with self._lock:
             self.faults = Faults()
             self._copies, self._attempts, self._rcpt_at = [], {}, {}
+            self.log_path.write_text("")
 
     def rcpt_reply(self, rcpt: str) -> str:
         """The reply to RCPT TO ``rcpt`` under the current faults; the attempt is logged."""
@@ -162,6 +173,12 @@ class FaultySMTP:
     def accept(self, rcpt: str, message_id: str) -> None:
         with self._lock:
             rcpt_at = self._rcpt_at.get(rcpt, time.time())
+            qid, stamp = f"{next(self._queue_ids):X}", time.strftime("%b %d %H:%M:%S")
+            with self.log_path.open("a") as log:  # before the 250, as Postfix does
+                log.write(
+                    f"{stamp} relay postfix/cleanup[2]: {qid}: message-id={message_id}\n"
+                    f"{stamp} relay postfix/qmgr[1]: {qid}: from=<>, nrcpt=1 (queue active)\n"
+                )
             self._copies.append(Copy(rcpt, message_id, rcpt_at, time.time()))
 
     def count(self) -> int:
