@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from .config import Settings
 from .db import is_sqlite
 from .models import (
+    CorrectionNotice,
     Delivery,
     DeliveryStatus,
     Release,
@@ -332,18 +333,26 @@ def _connection_errors(engine: Engine) -> tuple[type[BaseException], ...]:
     return (dbapi.OperationalError, dbapi.InterfaceError, DBAPIError)
 
 
+# The two ledgers whose rows are leased the same way: release emails and correction notices.
+Leased = type[Delivery] | type[CorrectionNotice]
+
+
 def renew_leases(
-    conn: Connection, settings: Settings, claim_token: str, delivery_ids: Sequence[int]
+    conn: Connection,
+    settings: Settings,
+    claim_token: str,
+    row_ids: Sequence[int],
+    ledger: Leased = Delivery,
 ) -> None:
     """Extend the lease of the rows of a batch still being sent, so that a batch slowed by
     a send rate or a slow server is never taken over (and sent twice) while its worker
     lives; a dead worker's rows are free again ``lease_seconds`` after its last renewal."""
-    if not delivery_ids:
+    if not row_ids:
         return
     with conn.begin():
         conn.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(list(delivery_ids)), Delivery.lease_token == claim_token)
+            update(ledger)
+            .where(ledger.id.in_(list(row_ids)), ledger.lease_token == claim_token)
             .values(lease_until=utcnow() + timedelta(seconds=settings.lease_seconds))
         )
 
@@ -360,19 +369,24 @@ def release_leases(conn: Connection, claim_token: str, delivery_ids: Sequence[in
         )
 
 
-def postpone(conn: Connection, claim_token: str, until: Mapping[int, datetime]) -> None:
+def postpone(
+    conn: Connection,
+    claim_token: str,
+    until: Mapping[int, datetime],
+    ledger: Leased = Delivery,
+) -> None:
     """Give back rows claimed but held back before any attempt (a send limit was reached):
     no attempt is counted, and each row may be claimed again from its time in ``until``
-    (delivery id → time). Rows whose lease was lost are left alone."""
+    (row id → time). Rows whose lease was lost are left alone."""
     if not until:
         return
     stmt = (
-        update(Delivery)
-        .where(Delivery.id == bindparam("row_id"), Delivery.lease_token == claim_token)
+        update(ledger)
+        .where(ledger.id == bindparam("row_id"), ledger.lease_token == claim_token)
         .values(
             lease_until=None,
             lease_token=None,
-            attempts=Delivery.attempts - 1,
+            attempts=ledger.attempts - 1,
             next_attempt_at=bindparam("row_at", type_=UTCDateTime),
         )
     )

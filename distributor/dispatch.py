@@ -41,7 +41,14 @@ from .mail.compose import Recipient, RenderedRelease, render_release
 from .mail.confirmation import confirmation_message
 from .mail.dkim import load_signer
 from .mail.transport import Outgoing, SendResult, open_transport
-from .models import Release, ReleaseState, Subscriber, SubscriberStatus, utcnow
+from .models import (
+    CorrectionNotice,
+    Release,
+    ReleaseState,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
 from .queue import TaskQueue
 from .releases import ReleaseDraft, correct_release, get_release, mark_published, publish_due
 from .releases import withdraw as withdraw_release
@@ -319,7 +326,8 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
 
     Notices no longer wanted — the subscriber left or bounced, the release was withdrawn or
     corrected again — are cancelled, even mid-batch (``skipped``); notices that could not be
-    attempted are given back at once."""
+    attempted are given back at once. The send limits, lease renewal and held-back rows work
+    as in :func:`send_batch`."""
     report = BatchReport()
     with session_scope(settings) as session:
         release = session.get(Release, release_id)
@@ -346,8 +354,11 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
             when: notices.render_notice(release, settings, when)
             for when in {row.corrected_at for row in batch.rows}
         }
-        signer, pacer = load_signer(settings), throttle.pacer(settings)
+        signer = load_signer(settings)
         wanted, checked = {r.notice_id for r in batch.rows}, time.monotonic()
+    held: dict[int, datetime] = {}  # held back by a domain limit: notice id → when again
+    pacer = throttle.pacer(settings)
+
         for position, row in enumerate(batch.rows):
             if time.monotonic() - checked > LEASE_CHECK_SECONDS:
                 ahead = [r.notice_id for r in batch.rows[position:]]
@@ -355,9 +366,14 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
             if row.notice_id not in wanted:  # cancelled, or no longer to be sent
                 finished.add(row.notice_id)
                 report.skipped += 1
+        renewed = checked
                 notices.record(engine, settings, batch.token, row, "cancelled", 0,
                                notices.NOT_WANTED)  # fmt: skip
                 continue
+                if time.monotonic() - renewed > settings.lease_seconds / 3:
+                    # As for release emails: a slow batch keeps its rows while it lives.
+                    renew_leases(conn, settings, batch.token, ahead, CorrectionNotice)
+                    renewed = time.monotonic()
             try:
                 rcpt = _recipient(settings, row.subscriber_id, row.email, row.name,
                                   row.delivery_id)  # fmt: skip
@@ -368,9 +384,12 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
             message = notice.message_for(rcpt)
             if signer is not None:
                 message = signer.sign(message)
-            pacer.wait()
             yield Outgoing(row, notice.envelope_for(rcpt), row.email, message)
 
+            if hold := pacer.admit(row.email):  # the same limits as release emails
+                held[row.notice_id] = utcnow() + timedelta(seconds=hold)
+                finished.add(row.notice_id)
+                continue
     try:
         with engine.connect() as conn, open_transport(settings) as transport:
             for item, result in transport.send_stream(outgoing(conn)):
@@ -383,9 +402,16 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
 
 
 @dataclass
+                pacer.done(item.key.email)
 class SweepReport:
+        pacer.close()
     """What one sweep did."""
 
+        if held:
+            with engine.connect() as conn:
+                postpone(conn, batch.token, held, CorrectionNotice)
+            report.held = len(held)
+            report.retry_in = max(0.0, (min(held.values()) - utcnow()).total_seconds())
     published: list[int] = field(default_factory=list)
     planned: list[int] = field(default_factory=list)
     batches: int = 0

@@ -3,6 +3,8 @@ and are still subscribed — once each, in their language — and no email at al
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -271,3 +273,43 @@ def test_the_cli_flag_plans_and_reports_the_notices(
     assert {str(m.parsed()["Subject"]) for m in smtp_server.handler.messages} == {
         "Correction: Agency signs agreement (corrected)"
     }
+
+
+def test_notices_keep_the_domain_limits_and_a_slow_batch_keeps_its_lease(
+    sqlite_settings: Settings, smtp_server: SMTPServer, redis_url: str
+) -> None:
+    """Notices go out like release emails: a domain over its rate is held back (not
+    attempted, sent by a later batch), and a batch slower than its lease is not taken over
+    by another worker (which would send its notices twice)."""
+    s = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url, "lease_seconds": 5})
+    people(s)
+    release = make_release(s)
+    send_release(s, release.id)
+    fix = parse_release(corrected(), "fix.md", s)
+    dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
+    before = len(smtp_server.handler.messages)
+
+    limited = s.model_copy(update={"broker_url": redis_url, "domain_rate": 1.0})
+    first = dispatch.send_correction_notices(limited, release.id)
+    assert first.claimed == 6 and first.outcomes["sent"] == 1 and first.held == 5
+    assert dispatch.send_correction_notices(s, release.id).claimed == 0  # held: not due yet
+    with session_scope(s) as session:  # the hold runs out
+        session.execute(update(CorrectionNotice).values(next_attempt_at=utcnow()))
+
+    def slow(_address: str) -> None:
+        time.sleep(1.4)  # five notices: 7 s, longer than the 5 s lease
+
+    smtp_server.handler.rcpt_reply = slow  # type: ignore[assignment]
+    taken: list[int] = []
+
+    def competitor() -> None:  # another worker, after the first lease would have expired
+        time.sleep(6.0)
+        taken.append(len(notices.claim(get_engine(s), s, release.id, 100).rows))
+
+    thread = threading.Thread(target=competitor)
+    thread.start()
+    second = dispatch.send_correction_notices(s, release.id)
+    thread.join()
+    assert taken == [0] and second.outcomes["sent"] == 5
+    assert len(smtp_server.handler.messages) == before + 6
+    assert len(set(sent_to(smtp_server, before))) == 6

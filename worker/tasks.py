@@ -29,7 +29,11 @@ def send_batch(release_id: int) -> dict[str, int]:
 @app.task(name="distributor.send_correction_notices")
 def send_correction_notices(release_id: int) -> dict[str, int]:
     report = dispatch.send_correction_notices(settings, release_id)
-    return {"claimed": report.claimed, **report.outcomes}
+    if report.held:  # a domain over its limit: its notices are due again in a moment
+        queue.send(
+            "send_correction_notices", release_id, countdown=min(max(report.retry_in, 0.2), 5.0)
+        )
+    return {"claimed": report.claimed, "held": report.held, **report.outcomes}
 
 
 @app.task(name="distributor.regenerate_site")
