@@ -246,6 +246,13 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
         if report.reconciled:
             log.info("release %s: %d message(s) in doubt were already accepted, not resent",
                      release_id, report.reconciled)  # fmt: skip
+        if again := [r.delivery_id for r in batch.rows if r.in_doubt and r.delivery_id
+                     not in finished]:  # fmt: skip
+            # Who may get a second copy (if the dead worker's message had gone out): said, so
+            # an operator can tell them apart, and bench/faults.py can count them exactly.
+            log.warning("release %s: %d row(s) in doubt go out again (their worker died "
+                        "holding them: where it had sent one, a second copy): deliveries %s",
+                        release_id, len(again), ",".join(map(str, again)))  # fmt: skip
 
     def outgoing(ledger: OutcomeWriter, conn: Connection) -> Iterator[Outgoing]:
         # Built just in time: the transport pulls the next message while the server works.
@@ -349,6 +356,9 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
             log.warning("lease lost on correction notice %s before its outcome was recorded",
                         row.notice_id)  # fmt: skip
 
+    held: dict[int, datetime] = {}  # held back by a domain limit: notice id → when again
+    pacer = throttle.pacer(settings)
+
     def outgoing(conn: Connection) -> Iterator[Outgoing]:
         rendered = {
             when: notices.render_notice(release, settings, when)
@@ -356,29 +366,30 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
         }
         signer = load_signer(settings)
         wanted, checked = {r.notice_id for r in batch.rows}, time.monotonic()
-    held: dict[int, datetime] = {}  # held back by a domain limit: notice id → when again
-    pacer = throttle.pacer(settings)
-
+        renewed = checked
         for position, row in enumerate(batch.rows):
             if time.monotonic() - checked > LEASE_CHECK_SECONDS:
                 ahead = [r.notice_id for r in batch.rows[position:]]
-                wanted, checked = notices.still_wanted(conn, batch, ahead), time.monotonic()
-            if row.notice_id not in wanted:  # cancelled, or no longer to be sent
-                finished.add(row.notice_id)
-                report.skipped += 1
-        renewed = checked
-                notices.record(engine, settings, batch.token, row, "cancelled", 0,
-                               notices.NOT_WANTED)  # fmt: skip
-                continue
                 if time.monotonic() - renewed > settings.lease_seconds / 3:
                     # As for release emails: a slow batch keeps its rows while it lives.
                     renew_leases(conn, settings, batch.token, ahead, CorrectionNotice)
                     renewed = time.monotonic()
+                wanted, checked = notices.still_wanted(conn, batch, ahead), time.monotonic()
+            if row.notice_id not in wanted:  # cancelled, or no longer to be sent
+                finished.add(row.notice_id)
+                report.skipped += 1
+                notices.record(engine, settings, batch.token, row, "cancelled", 0,
+                               notices.NOT_WANTED)  # fmt: skip
+                continue
             try:
                 rcpt = _recipient(settings, row.subscriber_id, row.email, row.name,
                                   row.delivery_id)  # fmt: skip
             except InputError as exc:  # stored before today's checks: never sendable
                 record(row, "failed", SendResult(0, f"not sent: {exc}"))
+                continue
+            if hold := pacer.admit(row.email):  # the same limits as release emails
+                held[row.notice_id] = utcnow() + timedelta(seconds=hold)
+                finished.add(row.notice_id)
                 continue
             notice = rendered[row.corrected_at]
             message = notice.message_for(rcpt)
@@ -386,32 +397,28 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
                 message = signer.sign(message)
             yield Outgoing(row, notice.envelope_for(rcpt), row.email, message)
 
-            if hold := pacer.admit(row.email):  # the same limits as release emails
-                held[row.notice_id] = utcnow() + timedelta(seconds=hold)
-                finished.add(row.notice_id)
-                continue
     try:
         with engine.connect() as conn, open_transport(settings) as transport:
             for item, result in transport.send_stream(outgoing(conn)):
                 assert isinstance(item.key, notices.ClaimedNotice)
                 record(item.key, result.outcome, result)
+                pacer.done(item.key.email)
     finally:
+        pacer.close()
         remaining = [r.notice_id for r in batch.rows if r.notice_id not in finished]
         notices.release_leases(engine, batch.token, remaining)
-    return report
-
-
-@dataclass
-                pacer.done(item.key.email)
-class SweepReport:
-        pacer.close()
-    """What one sweep did."""
-
         if held:
             with engine.connect() as conn:
                 postpone(conn, batch.token, held, CorrectionNotice)
             report.held = len(held)
             report.retry_in = max(0.0, (min(held.values()) - utcnow()).total_seconds())
+    return report
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did."""
+
     published: list[int] = field(default_factory=list)
     planned: list[int] = field(default_factory=list)
     batches: int = 0

@@ -132,10 +132,11 @@ def test_postfix_log_needs_the_queue_manager_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("with_log", [False, True], ids=["without-log", "with-log"])
 def test_smtp_with_and_without_the_relay_log(
-    sqlite_settings: Settings, smtp_server: SMTPServer, tmp_path: Path, with_log: bool
-) -> None:
-    """Without a record of the relay, the copy in doubt goes out twice (at least once);
-    with the relay's log, it does not."""
+    sqlite_settings: Settings, smtp_server: SMTPServer, tmp_path: Path, with_log: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Without a record of the relay, the copy in doubt goes out twice (at least once), and
+    the log names the rows that may; with the relay's log, it does not."""
     log = tmp_path / "mail.log"
     s = sqlite_settings.model_copy(
         update={"smtp_url": smtp_server.url, "lease_seconds": 5,
@@ -148,11 +149,14 @@ def test_smtp_with_and_without_the_relay_log(
     report = dispatch.send_batch(s, release_id)
     copies = Counter(m.rcpt for m in smtp_server.handler.messages)
     assert len(copies) == 6
+    # The dead worker held four rows with no outcome: the one it had sent, three it had not.
     if with_log:
         assert set(copies.values()) == {1} and report.reconciled == 1
+        assert "3 row(s) in doubt go out again" in caplog.text
     else:
         assert sorted(copies.values()) == [1, 1, 1, 1, 1, 2]  # the one in the window
         assert report.reconciled == 0
+        assert "4 row(s) in doubt go out again" in caplog.text
 
 
 def _message_id(data: bytes) -> str:
