@@ -303,3 +303,15 @@ def test_the_confirmation_email_goes_out_signed(
     assert received.data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
     assert dkim.verify(received.data, dnsfunc=dns_for(signer))
     assert received.parsed()["Feedback-ID"] == "confirm:en:subscription:example.org"
+
+
+def test_a_signing_domain_dmarc_would_not_count_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key_file = tmp_path / "dkim.pem"
+    write_key(key_file, serialization.PrivateFormat.TraditionalOpenSSL)
+    assert load_signer(dkim_settings(tmp_path, key_file, dkim_domain="news.example.org"))
+    assert "DMARC" not in caplog.text  # a subdomain of the sender's: aligned
+    assert load_signer(dkim_settings(tmp_path, key_file, dkim_domain="mailer.example.net"))
+    assert "DISTRIBUTOR_DKIM_DOMAIN mailer.example.net is neither the sender's domain " \
+           "example.org" in caplog.text  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 import time
 
@@ -54,6 +55,7 @@ _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")  # printable ASCII but ":" (
 _WSP = re.compile(rb"[ \t]+")
 _SPACES = re.compile(rb"  +")
 # The signers loaded so far: (key file, selector, domain) → (the file's bytes, signer).
+log = logging.getLogger(__name__)
 _SIGNERS: dict[tuple[str, str, str], tuple[bytes, Signer]] = {}
 
 
@@ -265,5 +267,20 @@ def load_signer(settings: Settings) -> Signer | None:
             "(2048 recommended)"
         )
     signer = Signer(key, settings.dkim_selector, settings.dkim_domain)
+    if not aligned(settings.dkim_domain, settings.sender_domain):
+        log.warning(
+            "DISTRIBUTOR_DKIM_DOMAIN %s is neither the sender's domain %s nor a parent or "
+            "subdomain of it: unless both share an organisational domain, DMARC does not "
+            "count this signature, and a DMARC policy on %s may reject the mail",
+            settings.dkim_domain, settings.sender_domain, settings.sender_domain,
+        )  # fmt: skip
     _SIGNERS[known] = (pem, signer)
     return signer
+
+
+def aligned(dkim_domain: str, from_domain: str) -> bool:
+    """Whether a signature by ``dkim_domain`` is aligned with the From domain in DMARC's
+    relaxed mode, as far as can be told without the public suffix list: the same domain, or
+    one a subdomain of the other (``news.example.org`` and ``example.org``)."""
+    d, f = dkim_domain.lower().rstrip("."), from_domain.lower().rstrip(".")
+    return d == f or f.endswith("." + d) or d.endswith("." + f)
