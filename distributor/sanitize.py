@@ -4,10 +4,12 @@ that XML forbids removed, relative URLs made absolute."""
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urljoin
 
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from .errors import InputError
 
@@ -103,6 +105,14 @@ def html_depth(html: str, limit: int = MAX_HTML_DEPTH) -> int:
         if deepest > limit:
             break
     return deepest
+
+
+def parse_markdown(source: str) -> tuple[list[Token], dict[str, Any]]:
+    """The token stream of ``source`` as :func:`markdown_to_html` parses it, and the parse's
+    environment (``references``: each reference definition, by normalised label, with its
+    ``href`` and ``map``, the lines it spans)."""
+    env: dict[str, Any] = {}
+    return _markdown.parse(source, env), env
 
 
 def markdown_to_html(source: str) -> str:

@@ -219,3 +219,27 @@ def test_a_long_link_in_the_body_stays_whole_on_its_own_line(config: Settings) -
     for line in body.splitlines():
         assert len(line) <= 78 or re.fullmatch(r"\S*://\S*", line), line
     assert long_url in body.splitlines()
+
+
+def test_reference_links_and_raw_html_read_as_text(config: Settings) -> None:
+    """Markdown a press officer may write beyond inline links: reference-style links are
+    written out like the others (their definitions dropped); raw HTML blocks, tags and
+    comments, which the HTML part renders or sanitises, leave no markup in the text part."""
+    source = (
+        "The [agreement text][pdf] and the [Agency] site; brackets that are no link: [sic].\n\n"
+        '<div class="box">\n<p>A boxed note for the web page only.</p>\n</div>\n\n'
+        "A <b>bold</b> claim<!-- internal note -->, and <press@example.org> for questions.\n\n"
+        '[pdf]: /media/agreement.pdf "The agreement"\n'
+        "[Agency]: https://agency.example/\n\n"
+        "Last paragraph.\n"
+    )
+    release = sample_release(config, body_text=source, attachments=[])
+    body = render_release(release, config).text_for(reader())
+    prose = " ".join(body.split())
+    assert f"The agreement text <{SITE}/media/agreement.pdf> and the Agency " \
+           "<https://agency.example/> site; brackets that are no link: [sic]." in prose  # fmt: skip
+    assert "A bold claim, and <press@example.org> for questions." in prose
+    assert "Last paragraph." in prose
+    assert "boxed note" not in body and "internal note" not in body
+    assert not _HTML_TAG.search(body.replace("<press@example.org>", "")), body
+    assert "[pdf]" not in body and "]:" not in body

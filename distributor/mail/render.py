@@ -21,7 +21,7 @@ from markupsafe import Markup
 from ..config import Settings
 from ..models import Release
 from ..newsroom import file_details
-from ..sanitize import absolute_urls
+from ..sanitize import absolute_urls, parse_markdown
 from ..urls import release_url
 from .labels import format_date, labels_for
 
@@ -34,6 +34,11 @@ _FRENCH_SPACE = re.compile(r" +(?=[;:!?»])|(?<=«) +")
 _GLUE = "\x00"  # stands for such a space while wrapping
 # An inline Markdown link or image: [text](url) or ![alt](url "title").
 _MARKDOWN_LINK = re.compile(r"!?\[([^\]\n]*)\]\(<?([^()\s<>]+)>?(?:\s+\"[^\"\n]*\")?\)")
+# [text][label], [label][] and [label]: resolved against the reference definitions.
+_REFERENCE_LINK = re.compile(r"(!?)\[([^\]\n]+)\](?:\[([^\]\n]*)\])?")
+# An HTML tag or comment (not an autolink such as <https://…> or <press@example.org>).
+_INLINE_HTML = re.compile(r"<!--[^\n]*?-->|</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>\n]*)?/?>")
+_BLANK_LINES = re.compile(r"\n\s*\n(?:\s*\n)+")
 # Lines that Markdown gives a meaning to: joining them with the next would change it.
 _STRUCTURAL = re.compile(r"^\s*(?:[-*+]\s|\d+[.)]\s|#|\||>|```|~~~| {4}|\t)|^\s*[-=*_]{3,}\s*$")
 
@@ -111,6 +116,36 @@ def _wrap_item(line: str, marker: str, width: int) -> str:
     """A long list item or quote line wrapped under its own marker ("- ", "1. ", "> ")."""
     indent = "> " if marker.lstrip().startswith(">") else " " * len(marker)
     return _fill(line[len(marker) :], width, marker, indent)
+
+
+def _plain_markdown(markdown: str, base: str) -> str:
+    """Markdown source as a text part shows it: links written out (:func:`_plain_links`,
+    reference-style ones too, their definitions dropped), raw HTML blocks dropped and HTML
+    tags and comments removed from the text around them. Emphasis, headings and lists stay
+    as Markdown writes them: plain text conventions that read well."""
+    tokens, env = parse_markdown(markdown)
+    references: dict[str, dict[str, Any]] = env.get("references", {})
+    dropped: set[int] = set()
+    for spans in [r.get("map") for r in references.values()] + [
+        t.map for t in tokens if t.type == "html_block"
+    ]:
+        if spans:
+            dropped.update(range(*spans))
+    if dropped:
+        kept = (line for n, line in enumerate(markdown.split("\n")) if n not in dropped)
+        markdown = _BLANK_LINES.sub("\n\n", "\n".join(kept))
+    text = _plain_links(markdown, base)
+
+    def resolve(match: re.Match[str]) -> str:
+        shown, label = match.group(2), match.group(3) or match.group(2)
+        target = references.get(" ".join(label.split()).upper())
+        if target is None:  # brackets that are not a link
+            return match.group(0)
+        return f"{shown} <{urljoin(base + '/', target['href'])}>"
+
+    if references:
+        text = _REFERENCE_LINK.sub(resolve, text)
+    return _INLINE_HTML.sub("", text)
 
 
 def _plain_links(markdown: str, base: str) -> str:
@@ -202,7 +237,7 @@ def context(
         "date": format_date(release.date.date(), release.language),
         "lead": release.lead,
         "body_html": Markup(absolute_urls(release.body_html, settings.site_url)),  # noqa: S704 - sanitised on the way in
-        "body_text": _plain_links(release.body_text, settings.site_url),
+        "body_text": _plain_markdown(release.body_text, settings.site_url),
         "images": _images(release, settings.site_url),
         "attachments": _attachments(release, settings.site_url),
         "contacts": _contacts(release),
