@@ -243,3 +243,11 @@ def test_reference_links_and_raw_html_read_as_text(config: Settings) -> None:
     assert "boxed note" not in body and "internal note" not in body
     assert not _HTML_TAG.search(body.replace("<press@example.org>", "")), body
     assert "[pdf]" not in body and "]:" not in body
+
+
+def test_an_image_inside_a_link_reads_as_both_links(config: Settings) -> None:
+    release = sample_release(
+        config, body_text="Our logo: [![The Agency logo](/media/logo.png)](/about).", attachments=[]
+    )
+    prose = " ".join(render_release(release, config).text_for(reader()).split())
+    assert f"Our logo: The Agency logo <{SITE}/media/logo.png> <{SITE}/about>." in prose

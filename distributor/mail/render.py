@@ -33,9 +33,11 @@ _ITEM = re.compile(r"^(?:[-*+] |\d+[.)] |> ?)")
 _FRENCH_SPACE = re.compile(r" +(?=[;:!?»])|(?<=«) +")
 _GLUE = "\x00"  # stands for such a space while wrapping
 # An inline Markdown link or image: [text](url) or ![alt](url "title").
-_MARKDOWN_LINK = re.compile(r"!?\[([^\]\n]*)\]\(<?([^()\s<>]+)>?(?:\s+\"[^\"\n]*\")?\)")
+# The text never holds a bracket, so that each match attempt stops at the next one: linear
+# on hostile input ("![" repeated); an image inside a link is resolved first, then the link.
+_MARKDOWN_LINK = re.compile(r"!?\[([^\[\]\n]*)\]\(<?([^()\s<>]+)>?(?:\s+\"[^\"\n]*\")?\)")
 # [text][label], [label][] and [label]: resolved against the reference definitions.
-_REFERENCE_LINK = re.compile(r"(!?)\[([^\]\n]+)\](?:\[([^\]\n]*)\])?")
+_REFERENCE_LINK = re.compile(r"(!?)\[([^\[\]\n]+)\](?:\[([^\[\]\n]*)\])?")
 # An HTML tag or comment (not an autolink such as <https://…> or <press@example.org>).
 _INLINE_HTML = re.compile(r"<!--[^\n]*?-->|</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>\n]*)?/?>")
 _BLANK_LINES = re.compile(r"\n\s*\n(?:\s*\n)+")
@@ -157,7 +159,11 @@ def _plain_links(markdown: str, base: str) -> str:
         absolute = urljoin(base + "/", url)
         return f"{text} <{absolute}>" if text else f"<{absolute}>"
 
-    return _MARKDOWN_LINK.sub(plain, markdown)
+    for _ in range(3):  # [![alt](image)](link): the image, then the link around it
+        markdown, found = _MARKDOWN_LINK.subn(plain, markdown)
+        if not found:
+            break
+    return markdown
 
 
 def _web_url(url: str, base: str) -> str | None:
