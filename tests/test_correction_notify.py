@@ -192,15 +192,21 @@ def test_without_notify_no_email_is_planned_or_sent(
         assert event.details["notify"] is False
 
 
-def test_a_lost_wake_up_or_a_dead_worker_sends_each_notice_once(
-    sqlite_settings: Settings, smtp_server: SMTPServer
-) -> None:
-    s = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url})
+def sent_then_corrected(s: Settings) -> Release:
+    """The release sent to ``people``, then corrected with notify: its notices planned."""
     people(s)
     release = make_release(s)
     send_release(s, release.id)
     fix = parse_release(corrected(), "fix.md", s)
     dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
+    return release
+
+
+def test_a_lost_wake_up_or_a_dead_worker_sends_each_notice_once(
+    sqlite_settings: Settings, smtp_server: SMTPServer
+) -> None:
+    s = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url})
+    release = sent_then_corrected(s)
     before = len(smtp_server.handler.messages)
     # A worker claims the batch and dies before sending: its lease holds the rows…
     dead = notices.claim(get_engine(s), s, release.id, 100)
@@ -282,11 +288,7 @@ def test_notices_keep_the_domain_limits_and_a_slow_batch_keeps_its_lease(
     attempted, sent by a later batch), and a batch slower than its lease is not taken over
     by another worker (which would send its notices twice)."""
     s = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url, "lease_seconds": 5})
-    people(s)
-    release = make_release(s)
-    send_release(s, release.id)
-    fix = parse_release(corrected(), "fix.md", s)
-    dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
+    release = sent_then_corrected(s)
     before = len(smtp_server.handler.messages)
 
     limited = s.model_copy(update={"broker_url": redis_url, "domain_rate": 1.0})
