@@ -201,6 +201,23 @@ def _recipient(
     )
 
 
+def _settle_in_doubt(
+    reconciler: reconcile.Reconciler | None, release_id: int, kind: str, doubtful: dict[str, int]
+) -> set[str]:
+    """Of the rows in doubt (Message-ID → row id), the Message-IDs the relay already has
+    (:mod:`distributor.reconcile`). The others go out again: they are named in the log —
+    who may get a second copy — so an operator can tell, and bench/faults.py can count."""
+    found = reconcile.already_accepted(reconciler, doubtful)
+    if found:
+        log.info("release %s: %d message(s) in doubt were already accepted, not resent",
+                 release_id, len(found))  # fmt: skip
+    if again := sorted(row for message_id, row in doubtful.items() if message_id not in found):
+        log.warning("release %s: %d row(s) in doubt go out again (their worker died holding "
+                    "them: where it had sent one, a second copy): %s %s", release_id,
+                    len(again), kind, ",".join(map(str, again)))  # fmt: skip
+    return found
+
+
 def send_batch(settings: Settings, release_id: int) -> BatchReport:
     """Claim one batch of the release's due rows, send each message, record each outcome.
 
@@ -237,22 +254,13 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
 
     def reconciled(ledger: OutcomeWriter) -> None:
         doubtful = {rendered.message_id(r.subscriber_id): r for r in batch.rows if r.in_doubt}
-        for message_id in reconcile.already_accepted(reconciler, doubtful):
+        ids = {m: r.delivery_id for m, r in doubtful.items()}
+        for message_id in _settle_in_doubt(reconciler, release_id, "deliveries", ids):
             row = doubtful[message_id]
             finished.add(row.delivery_id)
             report.reconciled += 1
             if not ledger.record(batch.token, row, "sent", 250, RECONCILED):
                 report.lost_leases += 1
-        if report.reconciled:
-            log.info("release %s: %d message(s) in doubt were already accepted, not resent",
-                     release_id, report.reconciled)  # fmt: skip
-        if again := [r.delivery_id for r in batch.rows if r.in_doubt and r.delivery_id
-                     not in finished]:  # fmt: skip
-            # Who may get a second copy (if the dead worker's message had gone out): said, so
-            # an operator can tell them apart, and bench/faults.py can count them exactly.
-            log.warning("release %s: %d row(s) in doubt go out again (their worker died "
-                        "holding them: where it had sent one, a second copy): deliveries %s",
-                        release_id, len(again), ",".join(map(str, again)))  # fmt: skip
 
     def outgoing(ledger: OutcomeWriter, conn: Connection) -> Iterator[Outgoing]:
         # Built just in time: the transport pulls the next message while the server works.
@@ -358,16 +366,33 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
 
     held: dict[int, datetime] = {}  # held back by a domain limit: notice id → when again
     pacer = throttle.pacer(settings)
+    rendered = {
+        when: notices.render_notice(release, settings, when)
+        for when in {row.corrected_at for row in batch.rows}
+    }
+
+    def reconciled() -> None:  # as in send_batch
+        doubtful = {
+            rendered[r.corrected_at].message_id(r.subscriber_id): r
+            for r in batch.rows
+            if r.in_doubt
+        }
+        ids = {m: r.notice_id for m, r in doubtful.items()}
+        reconciler = reconcile.open_reconciler(settings)
+        for message_id in _settle_in_doubt(reconciler, release_id, "correction notices", ids):
+            row = doubtful[message_id]
+            finished.add(row.notice_id)
+            report.reconciled += 1
+            if not notices.record(engine, settings, batch.token, row, "sent", 250, RECONCILED):
+                report.lost_leases += 1
 
     def outgoing(conn: Connection) -> Iterator[Outgoing]:
-        rendered = {
-            when: notices.render_notice(release, settings, when)
-            for when in {row.corrected_at for row in batch.rows}
-        }
         signer = load_signer(settings)
         wanted, checked = {r.notice_id for r in batch.rows}, time.monotonic()
         renewed = checked
         for position, row in enumerate(batch.rows):
+            if row.notice_id in finished:  # reconciled
+                continue
             if time.monotonic() - checked > LEASE_CHECK_SECONDS:
                 ahead = [r.notice_id for r in batch.rows[position:]]
                 if time.monotonic() - renewed > settings.lease_seconds / 3:
@@ -399,8 +424,11 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
 
     try:
         with engine.connect() as conn, open_transport(settings) as transport:
+            reconciled()
             for item, result in transport.send_stream(outgoing(conn)):
                 assert isinstance(item.key, notices.ClaimedNotice)
+                if result.outcome == "sent":
+                    failpoints.hit("after-accept")
                 record(item.key, result.outcome, result)
                 pacer.done(item.key.email)
     finally:

@@ -25,12 +25,12 @@ from typing import Any, Literal
 
 import css_inline
 from sqlalchemy import Engine, bindparam, func, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from .config import Settings
-from .delivery import OPEN_STATUSES, Outcome, backoff
+from .delivery import OPEN_STATUSES, RECONCILED, Outcome, backoff
 from .i18n import gettext_for
 from .mail.compose import Recipient, RenderedRelease
 from .mail.labels import format_date
@@ -171,6 +171,7 @@ class ClaimedNotice:
     corrected_at: datetime
     attempts: int
     created_at: datetime
+    in_doubt: bool = False  # an earlier lease ran out with no outcome: maybe already sent
 
 
 @dataclass(frozen=True)
@@ -189,35 +190,38 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> No
     now = utcnow()
     token = uuid.uuid4().hex
     candidates = (
-        select(CorrectionNotice.id)
+        select(CorrectionNotice.id, CorrectionNotice.lease_until.is_not(None))
         .join(Subscriber, Subscriber.id == CorrectionNotice.subscriber_id)
         .join(Release, Release.id == CorrectionNotice.release_id)
         .where(CorrectionNotice.release_id == release_id, *_due_filter(now))
         .limit(limit)
         .with_for_update(of=CorrectionNotice, skip_locked=True)  # nothing on SQLite
     )
-    lease = (
-        update(CorrectionNotice)
-        .where(CorrectionNotice.id.in_(candidates.scalar_subquery()))
-        .values(
-            lease_until=now + timedelta(seconds=settings.lease_seconds),
-            lease_token=token,
-            attempts=CorrectionNotice.attempts + 1,
-        )
-        .returning(
-            CorrectionNotice.id,
-            CorrectionNotice.subscriber_id,
-            CorrectionNotice.delivery_id,
-            CorrectionNotice.corrected_at,
-            CorrectionNotice.attempts,
-            CorrectionNotice.created_at,
-        )
-    )
     with Session(engine) as session, session.begin():  # BEGIN IMMEDIATE on SQLite (db.py)
         cancel_unwanted(session, release_id)
-        leased = session.execute(lease).all()
-        people = {}
-        if leased:
+        # Which rows, and whether an earlier lease of theirs ran out with no outcome (its
+        # worker died: "in doubt", see distributor/reconcile.py); then the lease.
+        picked = {int(i): bool(doubt) for i, doubt in session.execute(candidates)}
+        leased: Sequence[Row[int, int, int, datetime, int, datetime]] = ()
+        people: dict[int, tuple[str, str]] = {}
+        if picked:
+            leased = session.execute(
+                update(CorrectionNotice)
+                .where(CorrectionNotice.id.in_(list(picked)))
+                .values(
+                    lease_until=now + timedelta(seconds=settings.lease_seconds),
+                    lease_token=token,
+                    attempts=CorrectionNotice.attempts + 1,
+                )
+                .returning(
+                    CorrectionNotice.id,
+                    CorrectionNotice.subscriber_id,
+                    CorrectionNotice.delivery_id,
+                    CorrectionNotice.corrected_at,
+                    CorrectionNotice.attempts,
+                    CorrectionNotice.created_at,
+                )
+            ).all()
             ids = [r.subscriber_id for r in leased]
             who = select(Subscriber.id, Subscriber.email, Subscriber.name)
             people = {
@@ -232,6 +236,7 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> No
             r.corrected_at,
             r.attempts,
             r.created_at,
+            picked[r.id],
         )
         for r in sorted(leased, key=lambda r: r.id)
     ]
@@ -281,8 +286,10 @@ def record(
         "lease_token": None,
         "last_error": message[:1000],
     }
-    if outcome == "sent":
-        values.update(status=DeliveryStatus.SENT, sent_at=now, last_error="")
+    if outcome == "sent":  # no note, but for one found by reconciling
+        values.update(status=DeliveryStatus.SENT, sent_at=now)
+        if message != RECONCILED:
+            values["last_error"] = ""
     elif outcome == "cancelled":
         values.update(status=DeliveryStatus.CANCELLED, attempts=CorrectionNotice.attempts - 1)
     elif outcome == "failed":

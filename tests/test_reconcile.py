@@ -19,22 +19,23 @@ from distributor import dispatch
 from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.delivery import RECONCILED
-from distributor.models import Delivery, DeliveryStatus, Subscriber, utcnow
+from distributor.models import CorrectionNotice, Delivery, DeliveryStatus, Subscriber, utcnow
 from distributor.reconcile import MaildirReconciler, PostfixLogReconciler, maildir_tag
 from tests.processes import settings_env
 from tests.smtp_server import SMTPServer
+from tests.test_correction_notify import sent_then_corrected
 from tests.test_send_faults import published
 
 # What a crashed worker does: sends a batch in a process that SIGKILLs itself right after the
 # server accepted the third message, before the ledger records it.
 CRASH = "from distributor import dispatch; from distributor.config import load_settings; " \
-        "dispatch.send_batch(load_settings(), {release_id})"  # fmt: skip
+        "dispatch.{task}(load_settings(), {release_id})"  # fmt: skip
 
 
-def crash_after_third_accept(s: Settings, release_id: int) -> None:
+def crash_after_third_accept(s: Settings, release_id: int, task: str = "send_batch") -> None:
     env = settings_env(s, DISTRIBUTOR_FAILPOINTS="after-accept@3")
     proc = subprocess.run(
-        [sys.executable, "-c", CRASH.format(release_id=release_id)],
+        [sys.executable, "-c", CRASH.format(task=task, release_id=release_id)],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == -signal.SIGKILL, proc.stderr
@@ -43,11 +44,12 @@ def crash_after_third_accept(s: Settings, release_id: int) -> None:
 def lease_runs_out(s: Settings) -> None:
     """Time passes: the dead worker's leases expire (their rows keep what it left)."""
     with session_scope(s) as session:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.lease_until.is_not(None))
-            .values(lease_until=utcnow().replace(year=2000))
-        )
+        for ledger in (Delivery, CorrectionNotice):
+            session.execute(
+                update(ledger)
+                .where(ledger.lease_until.is_not(None))
+                .values(lease_until=utcnow().replace(year=2000))
+            )
 
 
 def ledger(s: Settings) -> dict[str, tuple[str, str]]:
@@ -179,3 +181,21 @@ def test_an_unreadable_record_sends_again_and_says_why(
     assert report.outcomes["sent"] == 2 and report.reconciled == 0
     assert "cannot reconcile 2 message(s) in doubt" in caplog.text
     assert "missing.log" in caplog.text
+
+
+def test_maildir_a_correction_notice_stored_before_the_crash_is_not_stored_again(
+    sqlite_settings: Settings,
+) -> None:
+    s = sqlite_settings.model_copy(update={"lease_seconds": 5})
+    release = sent_then_corrected(s)
+    crash_after_third_accept(s, release.id, "send_correction_notices")
+    lease_runs_out(s)
+    report = dispatch.send_correction_notices(s, release.id)
+    assert report.reconciled == 1 and report.outcomes["sent"] == 3
+    notices = [
+        message_from_bytes(f.read_bytes())
+        for f in (s.outbox_dir / "new").iterdir()
+        if b"\nIn-Reply-To: " in f.read_bytes()
+    ]
+    assert len(notices) == 6
+    assert set(Counter(str(m["To"]) for m in notices).values()) == {1}  # nobody got two
