@@ -125,7 +125,8 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Cl
     Rows of subscribers no longer confirmed are never claimed. On PostgreSQL concurrent
     claimers skip each other's rows (FOR UPDATE SKIP LOCKED); on SQLite the claim runs in an
     immediate transaction, which serialises claimers. A row whose earlier lease ran out with
-    no outcome is marked ``in_doubt`` (see :mod:`distributor.reconcile`).
+    no outcome, or whose last attempt was uncertain, is marked ``in_doubt`` (see
+    :mod:`distributor.reconcile`).
     """
     now = utcnow()
     lease_until = now + timedelta(seconds=settings.lease_seconds)
@@ -190,8 +191,11 @@ _MINE_OR_CANCELLED_IN_FLIGHT = (
 _RECORD_SQL = {
     DeliveryStatus.SENT: "UPDATE deliveries SET status = 'sent', sent_at = :now, "
     f"last_error = :error, {_DONE} {_MINE_OR_CANCELLED_IN_FLIGHT}",
+    # A deferred row whose message may have reached the server (SendResult.uncertain) keeps
+    # a lease that ends with its backoff, held by nobody: claimed again, it is in doubt.
     DeliveryStatus.DEFERRED: "UPDATE deliveries SET status = 'deferred', "
-    f"next_attempt_at = :retry_at, last_error = :error, {_DONE} {_MINE}",
+    "next_attempt_at = :retry_at, last_error = :error, smtp_code = :code, "
+    f"lease_until = :doubt_until, lease_token = NULL {_MINE}",
     DeliveryStatus.FAILED: "UPDATE deliveries SET status = 'failed', last_error = :error, "
     f"{_DONE} {_MINE}",
 }
@@ -235,14 +239,21 @@ class OutcomeWriter:
         return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if self._sqlite else naive
 
     def record(
-        self, claim_token: str, row: Claimed, outcome: Outcome, code: int, message: str
+        self,
+        claim_token: str,
+        row: Claimed,
+        outcome: Outcome,
+        code: int,
+        message: str,
+        uncertain: bool = False,
     ) -> bool:
         """Commit the outcome of one attempt. Returns False if the row's lease had been lost
         (another worker took it over), in which case nothing is changed.
 
         sent → done; failed → done, and a 5xx reply marks the subscriber bounced; deferred
         → tried again after the backoff, or failed once ``give_up_after_seconds`` have
-        passed since planning.
+        passed since planning; ``uncertain`` (deferred with no reply after the data went
+        out): claimed again, the row is in doubt and reconciled first.
 
         The server has answered already: if the database cannot be reached, the outcome is
         kept and written again on a new connection, every second, for up to
@@ -255,7 +266,7 @@ class OutcomeWriter:
         deadline, delay = time.monotonic() + patience, 0.2
         while True:
             try:
-                return self._record(claim_token, row, outcome, code, message)
+                return self._record(claim_token, row, outcome, code, message, uncertain)
             except self._errors as exc:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -276,7 +287,13 @@ class OutcomeWriter:
             pass  # still down: the next attempt fails at once and waits again
 
     def _record(
-        self, claim_token: str, row: Claimed, outcome: Outcome, code: int, message: str
+        self,
+        claim_token: str,
+        row: Claimed,
+        outcome: Outcome,
+        code: int,
+        message: str,
+        uncertain: bool,
     ) -> bool:
         now = utcnow()
         params: dict[str, object] = {
@@ -296,6 +313,7 @@ class OutcomeWriter:
                 params["error"] = f"gave up: {message}"[:1000]
             else:
                 status, params["retry_at"] = DeliveryStatus.DEFERRED, self._time(retry_at)
+                params["doubt_until"] = self._time(retry_at) if uncertain else None
         if not (outcome == "failed" and code >= 500):
             self._cursor.execute(self._sql[status], params)
             return bool(self._cursor.rowcount)

@@ -272,6 +272,7 @@ def record(
     outcome: Outcome | Literal["cancelled"],
     code: int,
     message: str,
+    uncertain: bool = False,
 ) -> bool:
     """Commit the outcome of one notice. Returns False if its lease had been lost (nothing
     is changed then).
@@ -300,6 +301,8 @@ def record(
             values.update(status=DeliveryStatus.FAILED, last_error=f"gave up: {message}"[:1000])
         else:
             values.update(status=DeliveryStatus.DEFERRED, next_attempt_at=retry_at)
+            if uncertain:  # as for deliveries: claimed again, the notice is in doubt
+                values["lease_until"] = retry_at
     with engine.begin() as conn:
         changed = conn.execute(
             update(CorrectionNotice)

@@ -1,9 +1,11 @@
 """Reconcile before resending: did the relay already take the message of a row in doubt?
 
-A row is *in doubt* when a worker leased it and its lease ran out with no outcome written:
-the worker died somewhere between claiming the row and committing what the server said. If
-it died after the server's 250 and before the commit, the message went out; sending it again
-would be a duplicate. Every release email has a Message-ID fixed by (release, subscriber)
+A row is *in doubt* when a worker leased it and its lease ran out with no outcome written
+(the worker died somewhere between claiming the row and committing what the server said: if
+after the server's 250, the message went out), or when its last attempt ended with the
+connection broken after the message data went out (``SendResult.uncertain``: the relay may
+have kept it). Sending it again blindly could be a duplicate. Every release email has a
+Message-ID fixed by (release, subscriber)
 (:meth:`distributor.mail.compose.RenderedRelease.message_id`), so a copy the relay took can
 be recognised — where the relay keeps a record that can be read:
 

@@ -1,8 +1,10 @@
 """A real SMTP server for tests (aiosmtpd, in-process) that records every message and can
-answer chosen recipients with a chosen reply (451, 550, ...)."""
+answer chosen recipients with a chosen reply (451, 550, ...), or keep a message and cut the
+connection before its reply."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Callable
@@ -35,6 +37,8 @@ class RecordingHandler:
     rcpt_reply: Callable[[str], str | None] = lambda _addr: None
     lock: threading.Lock = field(default_factory=threading.Lock)
     pipelining: bool = True  # advertise RFC 2920 PIPELINING, as Postfix does
+    # Keep the message, then cut the connection before replying (the client cannot know).
+    cut_after_data: Callable[[str], bool] = lambda _addr: False
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
@@ -59,6 +63,10 @@ class RecordingHandler:
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 self.messages.append(Received(str(envelope.mail_from), rcpt, data))
+        if any(self.cut_after_data(rcpt) for rcpt in envelope.rcpt_tos):
+            assert isinstance(server.transport, asyncio.Transport)
+            server.transport.abort()
+            return "421 cut"  # never reaches the client
         return "250 Message accepted"
 
     def by_rcpt(self) -> dict[str, list[Received]]:

@@ -214,6 +214,27 @@ def test_a_bad_smtp_url_is_a_config_error(tmp_path: Path, url: str, complaint: s
     assert "secret" not in str(caught.value)
 
 
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_cut_after_the_data_is_uncertain_and_a_cut_before_it_is_not(
+    tmp_path: Path, smtp_server: SMTPServer, pipelining: bool
+) -> None:
+    """The server may have a message whose data went out before the connection broke (it
+    is "uncertain"); a message whose data never left is simply not sent."""
+    smtp_server.handler.pipelining = pipelining
+    smtp_server.handler.cut_after_data = lambda addr: addr == "cut@example.com"
+    items = [
+        Outgoing(n, SENDER, rcpt, message(n))
+        for n, rcpt in enumerate(["a@example.com", "cut@example.com", "b@example.com"])
+    ]
+    with smtp(tmp_path, smtp_server) as transport:
+        results = {item.rcpt: result for item, result in transport.send_stream(items)}
+    assert results["a@example.com"].outcome == "sent"
+    cut = results["cut@example.com"]
+    assert (cut.code, cut.outcome, cut.uncertain) == (0, "deferred", True)
+    # Behind it, b@ was either in flight (its envelope only) or sent on a new connection.
+    assert not results["b@example.com"].uncertain
+
+
 def test_maildir_outbox_gets_one_file_per_message(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path / "missing" / "var")
     with open_transport(settings) as transport:

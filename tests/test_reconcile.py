@@ -199,3 +199,33 @@ def test_maildir_a_correction_notice_stored_before_the_crash_is_not_stored_again
     ]
     assert len(notices) == 6
     assert set(Counter(str(m["To"]) for m in notices).values()) == {1}  # nobody got two
+
+
+@pytest.mark.parametrize("with_log", [False, True], ids=["without-log", "with-log"])
+def test_a_connection_cut_after_the_data_leaves_the_row_in_doubt(
+    sqlite_settings: Settings, smtp_server: SMTPServer, tmp_path: Path, with_log: bool
+) -> None:
+    """The relay keeps a message but the connection breaks before its 250: the row is
+    deferred, and at its retry it is in doubt — settled by the relay's log if there is one,
+    sent again (a second copy) if not."""
+    log = tmp_path / "mail.log"
+    s = sqlite_settings.model_copy(
+        update={"smtp_url": smtp_server.url, "reconcile_log": log if with_log else None}
+    )
+    release_id = published(s, 5)
+    cut = {"p02@example.com"}
+    smtp_server.handler.cut_after_data = lambda rcpt: rcpt in cut and not cut.discard(rcpt)
+    first = dispatch.send_batch(s, release_id)
+    # p02's data went out, p03's envelope was in flight behind it (pipelining): both
+    # deferred, only p02 in doubt.
+    assert first.outcomes == {"sent": 3, "deferred": 2, "failed": 0}
+    postfix_log(log, [_message_id(m.data) for m in smtp_server.handler.messages])
+    with session_scope(s) as session:  # their backoff runs out
+        session.execute(update(Delivery).values(next_attempt_at=utcnow()))
+    lease_runs_out(s)
+    second = dispatch.send_batch(s, release_id)
+    copies = Counter(m.rcpt for m in smtp_server.handler.messages)
+    assert second.claimed == 2 and second.reconciled == (1 if with_log else 0)
+    assert copies["p02@example.com"] == (1 if with_log else 2)
+    assert copies["p03@example.com"] == 1
+    assert Counter(v[0] for v in ledger(s).values())["sent"] == 5

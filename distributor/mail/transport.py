@@ -42,6 +42,9 @@ class SendResult:
 
     code: int
     message: str
+    # The message data went out and no reply came back: the server may have the message
+    # (a relay that took it before the connection broke). Recorded as in doubt.
+    uncertain: bool = False
 
     @property
     def outcome(self) -> Outcome:
@@ -263,7 +266,7 @@ class SMTPTransport(_Closing):
             self.close()
             error = f"{self.host}:{self.port}: {stage}: {_describe(exc)}"
             if stage == "message data":
-                return SendResult(0, error)
+                return SendResult(0, error, uncertain=True)
             raise _Dropped(error) from exc
         if code == 421:  # the server is closing the connection
             self.close()
@@ -301,6 +304,7 @@ class SMTPTransport(_Closing):
         buffer = _envelope_bytes(first)
         expected: list[tuple[str, Outgoing | None]] = [("envelope", first)]  # replies owed
         in_flight: list[Outgoing] = [first]
+        data_sent: set[int] = set()  # id() of the items in flight whose data went out
         try:
             while expected:
                 smtp.send(buffer)
@@ -322,6 +326,7 @@ class SMTPTransport(_Closing):
                         if refused is None:
                             buffer += dot_stuffed(item.message)
                             expected.append(("final", item))
+                            data_sent.add(id(item))
                         else:
                             if replies[2][0] == 354:  # accepted DATA regardless: end it empty
                                 buffer += b".\r\n"
@@ -344,7 +349,7 @@ class SMTPTransport(_Closing):
             self.close()
             error = f"{self.host}:{self.port}: pipelined send: {_describe(exc)}"
             for item in in_flight:
-                yield item, SendResult(0, error)
+                yield item, SendResult(0, error, uncertain=id(item) in data_sent)
             yield from _Closing.send_stream(self, rest)
 
     def _envelope(self, smtp: smtplib.SMTP, mail_from: str, rcpt: str) -> SendResult | None:
