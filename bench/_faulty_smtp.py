@@ -4,8 +4,9 @@ every attempt and every accepted message, and injects the faults a relay really 
 - ``closing_until``: every recipient answered ``421`` (service closing) until that time;
 - ``soft_once``: these recipients get ``451`` on their next attempt, once each;
 - ``refused``: these recipients always get ``550``;
-- ``drop_after_dot``: the next N messages are not kept, and the connection is cut after
-  their final dot, before any reply (the client cannot know whether the server has them);
+- ``drop_after_dot``: the connection is cut after the final dot of the next N messages,
+  before any reply (the client cannot know whether the server has them); they are not kept,
+  unless ``keep_dropped`` (a relay that queued them before the connection broke);
 - ``data_delay``: every message's final reply comes that many seconds late (a slow relay).
 
 Like Postfix, it logs each message it takes — a ``cleanup`` line with its Message-ID and a
@@ -54,6 +55,7 @@ class Faults:
     soft_once: set[str] = field(default_factory=set)
     refused: set[str] = field(default_factory=set)
     drop_after_dot: int = 0
+    keep_dropped: bool = False
     data_delay: float = 0.0  # seconds before answering each message's data (a slow relay)
 
 
@@ -83,14 +85,16 @@ class _Handler:
         data = envelope.original_content or b""
         if delay := self.server.faults.data_delay:
             await asyncio.sleep(delay)
+        found = _MESSAGE_ID.search(data[:20_000])
+        message_id = found.group(1).decode("ascii", "replace") if found else ""
         if self.server.take_drop():
             for rcpt in envelope.rcpt_tos:
                 self.server.log_attempt(rcpt, DROPPED, replace_last=True)
+                if self.server.faults.keep_dropped:
+                    self.server.accept(rcpt, message_id)
             assert isinstance(server.transport, asyncio.Transport)
             server.transport.abort()  # cut before the reply: the message is not kept
             return "421 dropped"
-        found = _MESSAGE_ID.search(data[:20_000])
-        message_id = found.group(1).decode("ascii", "replace") if found else ""
         for rcpt in envelope.rcpt_tos:
             self.server.accept(rcpt, message_id)
         return "250 2.0.0 Ok: queued"

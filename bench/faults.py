@@ -14,7 +14,8 @@ reconciling with the relay's log before resending), 6 100 unsubscribes mid-send,
 7 Redis visibility timeout 10 s with 30 s batches (7s: the same with a lease shorter than a
 batch), 2 kill between the server's 250 and the ledger commit (failpoint; 2r: the same, the
 workers reconciling with the relay's log before resending), 3 SMTP faults
-(421, 451, 550, cut after the final dot), 4 Redis restarted mid-send (4b: down when
+(421, 451, 550, cut after the final dot; 3r: the relay kept the messages it was cut from,
+and the workers reconcile), 4 Redis restarted mid-send (4b: down when
 publishing), 5 PostgreSQL unreachable mid-send (a TCP proxy cut; PostgreSQL only).
 
 Run: ``.venv/bin/python bench/faults.py [--quick] [--db sqlite|postgresql|both]
@@ -70,7 +71,7 @@ from distributor.models import Delivery, Release, Subscriber  # noqa: E402
 from distributor.queue import TaskQueue  # noqa: E402
 from distributor.subscribers import unsubscribe  # noqa: E402
 
-SCENARIOS = ["0", "1", "1r", "6", "7", "7s", "2", "2r", "3", "4", "4b", "5"]
+SCENARIOS = ["0", "1", "1r", "6", "7", "7s", "2", "2r", "3", "3r", "4", "4b", "5"]
 TITLES = {
     "0": "baseline, no fault",
     "1": "SIGKILL a worker 20× (pool process, or whole worker + restart)",
@@ -81,6 +82,7 @@ TITLES = {
     "2": "SIGKILL between the server's 250 and the ledger commit",
     "2r": "as 2, reconciling with the relay's log before resending",
     "3": "SMTP 421, then 451 to 30 %, 550 to 50, cut after the dot",
+    "3r": "as 3, the relay keeping what it was cut from; reconciling with its log",
     "4": "Redis restarted mid-send (queues lost)",
     "4b": "Redis down when publishing",
     "5": "PostgreSQL unreachable mid-send (proxy cut)",
@@ -465,7 +467,8 @@ def measure(live: Live, row: Row, retry_base: float, retry_max: float) -> None:
         )
     dropped = sum(1 for log in live.smtp.attempts().values() for _, c in log if c == DROPPED)
     if dropped:
-        row.notes.append(f"{dropped} cut after the dot (not kept by the server, resent)")
+        kept = "kept by the server" if live.smtp.faults.keep_dropped else "not kept, resent"
+        row.notes.append(f"{dropped} cut after the dot ({kept})")
 
 
 _IN_DOUBT = re.compile(r"row\(s\) in doubt go out again .*?: deliveries ([\d,]+)")
@@ -542,7 +545,7 @@ def run_scenario(
     elif scenario in ("2", "2r"):
         kills_wanted = 10 if options.quick else 15
         tuning.env = {"DISTRIBUTOR_FAILPOINTS": f"after-accept:{kills_wanted / n:.6f}"}
-    elif scenario == "3":
+    elif scenario in ("3", "3r"):
         quick = options.quick
         tuning.retry_base, tuning.retry_max = (2.0, 4.0) if quick else (5.0, 20.0)
         # Once per connection during the 421s, a batch outlives a short lease; another
@@ -563,6 +566,7 @@ def run_scenario(
     with running(backend, scenario.replace("s", "short"), tuning, smtp, redis, options) as live:
         say(f"{backend} {scenario}: workers ready, publishing")
         smtp.faults.data_delay = data_delay
+        smtp.faults.keep_dropped = scenario == "3r"
         act(live)
         row.drain_s = wait_drained(live)
         time.sleep(1.0 if options.quick else 2.0)  # a copy sent twice would arrive now
