@@ -173,6 +173,19 @@ class BatchReport:
     reconciled: int = 0  # in doubt, found accepted by the relay: recorded as sent, not resent
     retry_in: float = 0.0  # seconds until the first of those is due again
 
+    def summary(self) -> dict[str, int]:
+        """The counts, as a worker task returns them (Celery's result, the worker log)."""
+        return {"claimed": self.claimed, "held": self.held, "reconciled": self.reconciled,
+                "skipped": self.skipped, **self.outcomes}  # fmt: skip
+
+
+def wake_for_held(queue: TaskQueue, task: str, release_id: int, report: BatchReport) -> None:
+    """If the batch held rows back (a domain over its limit), enqueue ``task`` for the
+    release when the first of them is due — within seconds, so they do not wait for the
+    sweep (at least 0.2 s, at most 5 s: a worker keeps a countdown task in memory)."""
+    if report.held:
+        queue.send(task, release_id, countdown=min(max(report.retry_in, 0.2), 5.0))
+
 
 _rendered: dict[tuple[int, datetime], RenderedRelease] = {}
 

@@ -226,3 +226,22 @@ def test_send_batch_with_a_rate_and_no_redis_still_sends(
     )
     release_id = _published(s, [f"p{i}@example.com" for i in range(10)])
     assert dispatch.send_batch(s, release_id).outcomes["sent"] == 10
+
+
+def test_held_rows_wake_a_batch_within_seconds() -> None:
+    """The worker task enqueues the next batch for when the held rows are due (so they do
+    not wait for the sweep), never later than 5 s (a countdown task sits in a worker's
+    memory) and not at all when nothing was held."""
+    sent: list[tuple[str, tuple[object, ...], float]] = []
+
+    class Recorder:
+        def send(self, task: str, *args: object, countdown: float = 0.0) -> bool:
+            sent.append((task, args, countdown))
+            return True
+
+    queue = Recorder()
+    dispatch.wake_for_held(queue, "send_batch", 7, dispatch.BatchReport(held=3, retry_in=1.4))  # type: ignore[arg-type]
+    dispatch.wake_for_held(queue, "send_batch", 7, dispatch.BatchReport())  # type: ignore[arg-type]
+    held = dispatch.BatchReport(held=1, retry_in=60.0)
+    dispatch.wake_for_held(queue, "send_correction_notices", 8, held)  # type: ignore[arg-type]
+    assert sent == [("send_batch", (7,), 1.4), ("send_correction_notices", (8,), 5.0)]

@@ -16,24 +16,15 @@ def distribute_release(release_id: int) -> int:
 @app.task(name="distributor.send_batch")
 def send_batch(release_id: int) -> dict[str, int]:
     report = dispatch.send_batch(settings, release_id)
-    if report.held:  # a domain over its limit: its rows are due again in a moment
-        queue.send("send_batch", release_id, countdown=min(max(report.retry_in, 0.2), 5.0))
-    return {
-        "claimed": report.claimed,
-        "held": report.held,
-        "reconciled": report.reconciled,
-        **report.outcomes,
-    }
+    dispatch.wake_for_held(queue, "send_batch", release_id, report)
+    return report.summary()
 
 
 @app.task(name="distributor.send_correction_notices")
 def send_correction_notices(release_id: int) -> dict[str, int]:
     report = dispatch.send_correction_notices(settings, release_id)
-    if report.held:  # a domain over its limit: its notices are due again in a moment
-        queue.send(
-            "send_correction_notices", release_id, countdown=min(max(report.retry_in, 0.2), 5.0)
-        )
-    return {"claimed": report.claimed, "held": report.held, **report.outcomes}
+    dispatch.wake_for_held(queue, "send_correction_notices", release_id, report)
+    return report.summary()
 
 
 @app.task(name="distributor.regenerate_site")
