@@ -375,15 +375,17 @@ def renew_leases(
         )
 
 
-def release_leases(conn: Connection, claim_token: str, delivery_ids: Sequence[int]) -> None:
+def release_leases(
+    conn: Connection, claim_token: str, row_ids: Sequence[int], ledger: Leased = Delivery
+) -> None:
     """Give back rows claimed but not attempted, so another worker may take them at once."""
-    if not delivery_ids:
+    if not row_ids:
         return
     with conn.begin():
         conn.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(list(delivery_ids)), Delivery.lease_token == claim_token)
-            .values(lease_until=None, lease_token=None, attempts=Delivery.attempts - 1)
+            update(ledger)
+            .where(ledger.id.in_(list(row_ids)), ledger.lease_token == claim_token)
+            .values(lease_until=None, lease_token=None, attempts=ledger.attempts - 1)
         )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -23,6 +23,7 @@ from .db import get_engine, session_scope
 from .delivery import (
     RECONCILED,
     Claimed,
+    Leased,
     Outcome,
     OutcomeWriter,
     cancel_release,
@@ -43,6 +44,7 @@ from .mail.dkim import load_signer
 from .mail.transport import Outgoing, SendResult, open_transport
 from .models import (
     CorrectionNotice,
+    Delivery,
     Release,
     ReleaseState,
     Subscriber,
@@ -231,6 +233,29 @@ def _settle_in_doubt(
     return found
 
 
+def _give_back(
+    engine: Engine,
+    ledger: Leased,
+    token: str,
+    remaining: list[int],
+    held: dict[int, datetime],
+    report: BatchReport,
+) -> None:
+    """End a batch: rows never attempted go back at once, rows held by a limit from their
+    time in ``held`` (row id → when), and the report says when the first is due again."""
+    try:
+        if remaining or held:
+            with engine.connect() as conn:
+                release_leases(conn, token, remaining, ledger)
+                postpone(conn, token, held, ledger)
+    except DBAPIError as exc:  # never attempted: their leases expire, nothing is lost
+        log.warning("could not give back %d rows now (%s); their leases will expire",
+                    len(remaining) + len(held), str(exc).splitlines()[0])  # fmt: skip
+    if held:
+        report.held = len(held)
+        report.retry_in = max(0.0, (min(held.values()) - utcnow()).total_seconds())
+
+
 def send_batch(settings: Settings, release_id: int) -> BatchReport:
     """Claim one batch of the release's due rows, send each message, record each outcome.
 
@@ -335,17 +360,7 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
     finally:
         pacer.close()
         remaining = [r.delivery_id for r in batch.rows if r.delivery_id not in finished]
-        try:
-            if remaining or held:
-                with engine.connect() as conn:
-                    release_leases(conn, batch.token, remaining)
-                    postpone(conn, batch.token, held)
-        except DBAPIError as exc:  # never attempted: their leases expire, nothing is lost
-            log.warning("could not give back %d rows now (%s); their leases will expire",
-                        len(remaining) + len(held), str(exc).splitlines()[0])  # fmt: skip
-        if held:
-            report.held = len(held)
-            report.retry_in = max(0.0, (min(held.values()) - utcnow()).total_seconds())
+        _give_back(engine, Delivery, batch.token, remaining, held, report)
     return report
 
 
@@ -449,12 +464,7 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
     finally:
         pacer.close()
         remaining = [r.notice_id for r in batch.rows if r.notice_id not in finished]
-        notices.release_leases(engine, batch.token, remaining)
-        if held:
-            with engine.connect() as conn:
-                postpone(conn, batch.token, held, CorrectionNotice)
-            report.held = len(held)
-            report.retry_in = max(0.0, (min(held.values()) - utcnow()).total_seconds())
+        _give_back(engine, CorrectionNotice, batch.token, remaining, held, report)
     return report
 
 

@@ -321,18 +321,6 @@ def record(
     return bool(changed)
 
 
-def release_leases(engine: Engine, token: str, notice_ids: Sequence[int]) -> None:
-    """Give back notices claimed but not attempted, so another worker may take them."""
-    if not notice_ids:
-        return
-    with engine.begin() as conn:
-        conn.execute(
-            update(CorrectionNotice)
-            .where(CorrectionNotice.id.in_(list(notice_ids)), CorrectionNotice.lease_token == token)
-            .values(lease_until=None, lease_token=None, attempts=CorrectionNotice.attempts - 1)
-        )
-
-
 # The email ------------------------------------------------------------------------------
 
 
