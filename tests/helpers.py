@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import textwrap
 
+from distributor import dispatch
 from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.models import Release
-from distributor.releases import create_release, parse_release
+from distributor.releases import create_release, mark_published, parse_release
 from distributor.subscribers import import_csv
 from distributor.topics import add_topic
 
@@ -65,3 +66,28 @@ def make_release(settings: Settings, **kwargs: str) -> Release:
     draft = parse_release(release_text(**kwargs), "test.md", settings)
     with session_scope(settings) as session:
         return create_release(session, settings, draft)
+
+
+class CountingQueue:
+    """Stands in for the broker: counts the wake-ups instead of sending them."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple[int, ...]]] = []
+
+    def send(self, task: str, *args: int) -> bool:
+        self.sent.append((task, args))
+        return True
+
+
+def published(settings: Settings, emails: int | list[str]) -> int:
+    """A release on topic climate, published and planned (nothing sent yet) for confirmed
+    English subscribers: ``emails``, or that many numbered ones (p00@example.com, …)."""
+    if isinstance(emails, int):
+        emails = [f"p{i:02}@example.com" for i in range(emails)]
+    add_topics(settings, "climate")
+    add_subscribers(settings, [(e, "P", "en", "climate") for e in emails])
+    release = make_release(settings)
+    with session_scope(settings) as session:
+        mark_published(session, release.id)
+    dispatch.distribute_release(settings, CountingQueue(), release.id)  # type: ignore[arg-type]
+    return release.id

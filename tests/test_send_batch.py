@@ -14,19 +14,8 @@ from distributor.delivery import counts
 from distributor.models import Subscriber
 from distributor.releases import mark_published
 from distributor.subscribers import unsubscribe
-from tests.helpers import add_subscribers, add_topics, make_release
+from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release
 from tests.smtp_server import SMTPServer
-
-
-class CountingQueue:
-    """Stands in for the broker: counts the wake-ups instead of sending them."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, tuple[int, ...]]] = []
-
-    def send(self, task: str, *args: int) -> bool:
-        self.sent.append((task, args))
-        return True
 
 
 def test_planning_in_ranges_wakes_enough_batches_and_is_idempotent(settings: Settings) -> None:

@@ -15,24 +15,12 @@ from distributor import dispatch
 from distributor.config import Settings, load_settings
 from distributor.db import dispose_engines, get_engine, session_scope
 from distributor.delivery import claim, counts
-from distributor.releases import mark_published
 from tests.conftest import truncate_pg
-from tests.helpers import add_subscribers, add_topics, make_release
+from tests.helpers import published
 from tests.smtp_server import SMTPServer
-from tests.test_send_batch import CountingQueue
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
 from _proxy import TcpProxy
-
-
-def published(s: Settings, n: int) -> int:
-    add_topics(s, "climate")
-    add_subscribers(s, [(f"p{i:02}@example.com", "P", "en", "climate") for i in range(n)])
-    release = make_release(s)
-    with session_scope(s) as session:
-        mark_published(session, release.id)
-    dispatch.distribute_release(s, CountingQueue(), release.id)  # type: ignore[arg-type]
-    return release.id
 
 
 def test_a_batch_slower_than_its_lease_is_not_taken_over(

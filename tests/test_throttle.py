@@ -23,12 +23,10 @@ from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.delivery import counts
 from distributor.models import Delivery, Subscriber, utcnow
-from distributor.releases import mark_published
 from distributor.throttle import Limits, Throttle, TokenBucket
-from tests.helpers import add_subscribers, add_topics, make_release
+from tests.helpers import published
 from tests.processes import NO_BROKER
 from tests.smtp_server import SMTPServer
-from tests.test_send_batch import CountingQueue
 
 
 def _namespace() -> str:
@@ -145,16 +143,6 @@ class _Listener:
             n += 1
 
 
-def _published(settings: Settings, emails: list[str]) -> int:
-    add_topics(settings, "climate")
-    add_subscribers(settings, [(e, "P", "en", "climate") for e in emails])
-    release = make_release(settings)
-    with session_scope(settings) as session:
-        mark_published(session, release.id)
-    dispatch.distribute_release(settings, CountingQueue(), release.id)  # type: ignore[arg-type]
-    return release.id
-
-
 def test_without_limits_the_send_path_never_asks_redis(
     sqlite_settings: Settings, smtp_server: SMTPServer
 ) -> None:
@@ -162,7 +150,7 @@ def test_without_limits_the_send_path_never_asks_redis(
     s = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url,
                                            "broker_url": listener.url})  # fmt: skip
     assert throttle.pacer(s) is throttle.UNLIMITED
-    release_id = _published(s, [f"p{i}@example.com" for i in range(20)])
+    release_id = published(s, [f"p{i}@example.com" for i in range(20)])
     assert dispatch.send_batch(s, release_id).outcomes["sent"] == 20
     assert listener.connections() == 0
     listener.sock.close()
@@ -175,7 +163,7 @@ def test_rows_over_a_domain_limit_are_given_back_and_sent_later(
     s = settings.model_copy(
         update={"smtp_url": smtp_server.url, "broker_url": redis_url, "domain_rate": 1.0}
     )  # one message a second to each domain, one at once after an idle spell
-    release_id = _published(s, [f"one@{a}", *(f"p{i}@{b}" for i in range(4))])
+    release_id = published(s, [f"one@{a}", *(f"p{i}@{b}" for i in range(4))])
     before = utcnow()
     report = dispatch.send_batch(s, release_id)
     assert report.claimed == 5 and report.outcomes["sent"] == 2  # one for each domain
@@ -224,7 +212,7 @@ def test_send_batch_with_a_rate_and_no_redis_still_sends(
     s = sqlite_settings.model_copy(
         update={"smtp_url": smtp_server.url, "broker_url": NO_BROKER, "send_rate": 200.0}
     )
-    release_id = _published(s, [f"p{i}@example.com" for i in range(10)])
+    release_id = published(s, [f"p{i}@example.com" for i in range(10)])
     assert dispatch.send_batch(s, release_id).outcomes["sent"] == 10
 
 
