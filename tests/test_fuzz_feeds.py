@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import feedparser
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -20,15 +20,9 @@ from distributor.config import Settings, load_settings
 from distributor.errors import DistributorError
 from distributor.feeds import FeedPage, ItemCache, render_feed
 from distributor.models import Release, Topic
-from tests.test_fuzz_releases import assert_sanitised
+from tests.test_fuzz_releases import assert_sanitised, fuzz
 
-FUZZ = settings(
-    max_examples=200,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz(200)
 BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 HOSTILE = st.sampled_from(
     ["", " ", "\x00", "\x01", "\x08", "\x0b", "\x0c", "\x1b", "\x7f", "\x85", "\ud800", "\udfff",

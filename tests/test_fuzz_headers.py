@@ -15,22 +15,17 @@ from email.message import EmailMessage
 from email.parser import Parser
 
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from distributor.config import Settings, load_settings
 from distributor.errors import SubscriberInputError
 from distributor.mail import headers
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
+from tests.test_fuzz_releases import fuzz
 from tests.test_mail_compose import make_release
 
-FUZZ = settings(
-    max_examples=400,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz(400)
 HOSTILE = st.sampled_from(
     ["\r\n", "\r", "\n", "\r\nBcc: evil@example.net", "\nSubject: x", "\x00", "\t", "\x0b",
      "\x1b", "\x7f", "\x85", "\u2028", "\u00a0", "=?", "=?utf-8?b?QQ==?=", "?=", '"', "\\",
