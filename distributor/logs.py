@@ -43,25 +43,18 @@ def redact(text: str, secrets: list[str]) -> str:
 
 
 class RedactingFormatter(logging.Formatter):
-    """A formatter whose output (message, arguments and traceback) never shows a secret."""
+    """A formatter whose output (message, arguments and traceback) never shows a secret:
+    with a format of its own, or wrapping another library's formatter (uvicorn's, Celery's)
+    to keep that library's format."""
 
-    def __init__(self, fmt: str, secrets: list[str]) -> None:
-        super().__init__(fmt)
+    def __init__(self, fmt: str | logging.Formatter, secrets: list[str]) -> None:
+        super().__init__(fmt if isinstance(fmt, str) else None)
+        self.inner = None if isinstance(fmt, str) else fmt
         self.secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), self.secrets)
-
-
-class _Redacted(logging.Formatter):
-    """Another library's formatter (uvicorn's, Celery's), its output redacted."""
-
-    def __init__(self, inner: logging.Formatter, secrets: list[str]) -> None:
-        super().__init__()
-        self.inner, self.secrets = inner, secrets
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(self.inner.format(record), self.secrets)
+        text = self.inner.format(record) if self.inner else super().format(record)
+        return redact(text, self.secrets)
 
 
 def redact_handlers(*loggers: logging.Logger | str) -> None:
@@ -73,8 +66,9 @@ def redact_handlers(*loggers: logging.Logger | str) -> None:
         if isinstance(logger, str):
             logger = logging.getLogger(logger)
         for handler in logger.handlers:
-            if not isinstance(handler.formatter, (_Redacted, RedactingFormatter)):
-                handler.setFormatter(_Redacted(handler.formatter or logging.Formatter(), secrets))
+            if not isinstance(handler.formatter, RedactingFormatter):
+                inner = handler.formatter or logging.Formatter()
+                handler.setFormatter(RedactingFormatter(inner, secrets))
 
 
 def setup_logging(level: str | None = None) -> None:
