@@ -3,6 +3,10 @@ and the service becomes unreachable at will, without touching the shared server.
 
 ``cut()`` resets every open connection and stops listening (new connections are refused);
 ``restore()`` listens again on the same port.
+
+On Linux, closing a socket does not wake a thread blocked in ``accept``/``recv`` on it: the
+kernel socket lives on (still listening, still acknowledging data) until that call returns.
+So every socket is shut down first, which does wake them, and only then closed.
 """
 
 from __future__ import annotations
@@ -31,9 +35,13 @@ class TcpProxy:
     def restore(self) -> None:
         """Listen (again) and forward new connections."""
         listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(128)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(128)
+        except OSError:
+            listener.close()
+            raise
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
@@ -41,7 +49,7 @@ class TcpProxy:
         """Refuse new connections and reset the open ones."""
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.close()
+            _reset(listener)
         with self._lock:
             sockets, self._open = self._open, set()
         for sock in sockets:
@@ -85,11 +93,16 @@ class TcpProxy:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close ``sock`` at once (RST, not a polite FIN after the queued data)."""
+    """Close ``sock`` at once (RST, not a polite FIN after the queued data), waking any thread
+    blocked on it."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     except OSError:
         pass
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # not connected (any more), or already closed
     try:
         sock.close()
     except OSError:
