@@ -132,6 +132,29 @@ def test_postfix_log_needs_the_queue_manager_line(tmp_path: Path) -> None:
     }
 
 
+def test_postfix_log_with_a_queue_id_used_again_and_lines_across_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "mail.log"
+    # Postfix's short queue ids come round again: the earlier message under the same id
+    # was queued, but the one asked about was cut before its final dot.
+    postfix_log(log, ["<release-2.1@example.org>"])  # 4Fh0000x18z, queued
+    postfix_log(log, ["<release-2.2@example.org>"], queued=False)  # 4Fh0000x18z, cut
+    postfix_log(log, ["<release-2.3@example.org>"])  # 4Fh0000x18z again, queued
+    # A message asked about whose id is taken over by another before it is queued.
+    with log.open("a") as out:
+        out.write(
+            "Nov 29 00:14:00 relay postfix/cleanup[9]: 4FhSS: message-id=<release-2.4@"
+            "example.org>\nNov 29 00:14:01 relay postfix/cleanup[9]: 4FhSS: message-id=<other"
+            "@example.org>\nNov 29 00:14:01 relay postfix/qmgr[7]: 4FhSS: from=<>, size=1,"
+            " nrcpt=1 (queue active)\n"
+        )
+    wanted = ["<release-2.2@example.org>", "<release-2.3@example.org>", "<release-2.4@example.org>"]
+    for block in (1 << 20, 64, 7):  # one block; lines across blocks; lines longer than one
+        monkeypatch.setattr(PostfixLogReconciler, "BLOCK", block)
+        assert PostfixLogReconciler(log).accepted(wanted) == {"<release-2.3@example.org>"}
+
+
 @pytest.mark.parametrize("with_log", [False, True], ids=["without-log", "with-log"])
 def test_smtp_with_and_without_the_relay_log(
     sqlite_settings: Settings, smtp_server: SMTPServer, tmp_path: Path, with_log: bool,
