@@ -310,8 +310,23 @@ def test_a_signing_domain_dmarc_would_not_count_is_warned_about(
 ) -> None:
     key_file = tmp_path / "dkim.pem"
     write_key(key_file, serialization.PrivateFormat.TraditionalOpenSSL)
-    assert load_signer(dkim_settings(tmp_path, key_file, dkim_domain="news.example.org"))
-    assert "DMARC" not in caplog.text  # a subdomain of the sender's: aligned
-    assert load_signer(dkim_settings(tmp_path, key_file, dkim_domain="mailer.example.net"))
-    assert "DISTRIBUTOR_DKIM_DOMAIN mailer.example.net is neither the sender's domain " \
-           "example.org" in caplog.text  # fmt: skip
+    for dkim_domain, sender in [
+        ("news.example.org", "press@example.org"),  # a subdomain of the sender's
+        ("mail.example.org", "press@news.example.org"),  # a sibling: same organisation
+        ("mail.example.co.uk", "press@example.co.uk"),  # under a two-label public suffix
+    ]:
+        caplog.clear()
+        assert load_signer(dkim_settings(tmp_path, key_file, dkim_domain=dkim_domain,
+                                         sender=f"Press <{sender}>"))  # fmt: skip
+        assert "DMARC" not in caplog.text, (dkim_domain, sender)
+    for dkim_domain, sender in [
+        ("mailer.example.net", "press@example.org"),
+        ("other.co.uk", "press@example.co.uk"),  # co.uk is a public suffix, not an org
+        ("b.github.io", "press@a.github.io"),  # a private suffix of the list
+    ]:
+        caplog.clear()
+        assert load_signer(dkim_settings(tmp_path, key_file, dkim_domain=dkim_domain,
+                                         sender=f"Press <{sender}>"))  # fmt: skip
+        assert f"DISTRIBUTOR_DKIM_DOMAIN {dkim_domain} and the sender's domain " \
+               f"{sender.split('@')[1]} have different organisational domains" \
+               in caplog.text  # fmt: skip

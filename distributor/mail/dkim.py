@@ -12,6 +12,7 @@ dkimpy's verifier.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import re
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim import rfc822_parse
 from dkim.canonicalization import CanonicalizationPolicy
+from publicsuffixlist import PublicSuffixList
 
 from ..config import Settings
 from ..errors import ConfigError
@@ -269,9 +271,9 @@ def load_signer(settings: Settings) -> Signer | None:
     signer = Signer(key, settings.dkim_selector, settings.dkim_domain)
     if not aligned(settings.dkim_domain, settings.sender_domain):
         log.warning(
-            "DISTRIBUTOR_DKIM_DOMAIN %s is neither the sender's domain %s nor a parent or "
-            "subdomain of it: unless both share an organisational domain, DMARC does not "
-            "count this signature, and a DMARC policy on %s may reject the mail",
+            "DISTRIBUTOR_DKIM_DOMAIN %s and the sender's domain %s have different "
+            "organisational domains: DMARC does not count this signature, and a DMARC "
+            "policy on %s may reject the mail",
             settings.dkim_domain, settings.sender_domain, settings.sender_domain,
         )  # fmt: skip
     _SIGNERS[known] = (pem, signer)
@@ -280,7 +282,18 @@ def load_signer(settings: Settings) -> Signer | None:
 
 def aligned(dkim_domain: str, from_domain: str) -> bool:
     """Whether a signature by ``dkim_domain`` is aligned with the From domain in DMARC's
-    relaxed mode, as far as can be told without the public suffix list: the same domain, or
-    one a subdomain of the other (``news.example.org`` and ``example.org``)."""
-    d, f = dkim_domain.lower().rstrip("."), from_domain.lower().rstrip(".")
-    return d == f or f.endswith("." + d) or d.endswith("." + f)
+    relaxed mode (RFC 7489 3.1.1): both have the same organisational domain, the one just
+    under a public suffix by the public suffix list (``news.example.org`` and
+    ``mail.example.org``; not ``a.github.io`` and ``b.github.io``). A domain that is itself
+    a public suffix, or under none the list knows, is its own organisational domain."""
+    return _organisational(dkim_domain) == _organisational(from_domain)
+
+
+@functools.cache
+def _suffixes() -> PublicSuffixList:
+    return PublicSuffixList()  # parses the bundled list: once, and only when asked
+
+
+def _organisational(domain: str) -> str:
+    name = domain.lower().rstrip(".")
+    return _suffixes().privatesuffix(name) or name
