@@ -25,13 +25,14 @@ in doubt is sent again: at least once, never lost.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from .config import Settings
 
@@ -89,50 +90,59 @@ class PostfixLogReconciler:
     """Reads a Postfix log: a Message-ID is accepted when, after its ``cleanup`` line, the
     same queue id reached the queue manager. Only those lines are kept, so memory stays
     that of the Message-IDs asked about, and a short queue id Postfix used again later is
-    not mistaken for the earlier message's. Reads the whole file each time (only batches
+    not mistaken for the earlier message's. Reads the log whole each time (only batches
     with rows in doubt ask) in large blocks, and looks closer only at the blocks that name
-    a Message-ID asked about or follow one (``bench/reconcile.py``); a rotated log's older
-    part is not read, so keep the log at least as long as a lease."""
+    a Message-ID asked about or follow one (``bench/reconcile.py``). The log rotated last
+    (``NAME.1``, as logrotate and newsyslog name it) is read first when it is there, so a
+    rotation between a crash and its reconciliation hides nothing; older or compressed
+    ones are not read."""
 
     BLOCK = 8 << 20  # bytes read at once; lines are never split between blocks
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.rotated = self.path.with_name(self.path.name + ".1")
 
     def accepted(self, message_ids: Iterable[str]) -> set[str]:
         wanted = {m.encode("utf-8", "replace") for m in message_ids}
         named: dict[bytes, bytes] = {}  # queue id → Message-ID, for the ones wanted
         found: set[bytes] = set()
-        for block in _blocks(self.path, self.BLOCK):
-            if not named and wanted.isdisjoint(_MESSAGE_ID.findall(block)):
-                continue  # the common case: rows in doubt are recent, the log is long
-            for match in _POSTFIX.finditer(block):
-                service, queue_id, message_id = match.groups()
-                if service == b"cleanup":
-                    if message_id in wanted:
-                        named[queue_id] = message_id
-                    else:
-                        named.pop(queue_id, None)  # the queue id now names another message
-                elif queue_id in named:
-                    found.add(named.pop(queue_id))
+        with contextlib.ExitStack() as files:
+            # The current log first: rotated in between, it is read twice, never missed.
+            current = files.enter_context(self.path.open("rb"))
+            streams = [current]
+            with contextlib.suppress(FileNotFoundError):
+                streams.insert(0, files.enter_context(self.rotated.open("rb")))
+            for stream in streams:
+                for block in _blocks(stream, self.BLOCK):
+                    if not named and wanted.isdisjoint(_MESSAGE_ID.findall(block)):
+                        continue  # the common case: rows in doubt are recent, logs long
+                    for match in _POSTFIX.finditer(block):
+                        service, queue_id, message_id = match.groups()
+                        if service == b"cleanup":
+                            if message_id in wanted:
+                                named[queue_id] = message_id
+                            else:
+                                named.pop(queue_id, None)  # the id names another message
+                        elif queue_id in named:
+                            found.add(named.pop(queue_id))
         return {m.decode("utf-8") for m in found}
 
 
-def _blocks(path: Path, size: int) -> Iterator[bytes]:
-    """The file at ``path`` in blocks of about ``size`` bytes, each ending at a line's end
-    (but the last, which ends where the file does)."""
-    with path.open("rb") as stream:
-        rest = b""
-        while chunk := stream.read(size):
-            block = rest + chunk
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:  # no line end yet: a very long line, keep reading
-                rest = block
-                continue
-            rest = block[cut:]
-            yield block[:cut]
-        if rest:
-            yield rest
+def _blocks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    """What is left to read of ``stream`` in blocks of about ``size`` bytes, each ending at
+    a line's end (but the last, which ends where the file does)."""
+    rest = b""
+    while chunk := stream.read(size):
+        block = rest + chunk
+        cut = block.rfind(b"\n") + 1
+        if cut == 0:  # no line end yet: a very long line, keep reading
+            rest = block
+            continue
+        rest = block[cut:]
+        yield block[:cut]
+    if rest:
+        yield rest
 
 
 def open_reconciler(settings: Settings) -> Reconciler | None:

@@ -138,9 +138,9 @@ def test_postfix_log_with_a_queue_id_used_again_and_lines_across_blocks(
     log = tmp_path / "mail.log"
     # Postfix's short queue ids come round again: the earlier message under the same id
     # was queued, but the one asked about was cut before its final dot.
-    postfix_log(log, ["<release-2.1@example.org>"])  # 4Fh0000x18z, queued
-    postfix_log(log, ["<release-2.2@example.org>"], queued=False)  # 4Fh0000x18z, cut
-    postfix_log(log, ["<release-2.3@example.org>"])  # 4Fh0000x18z again, queued
+    postfix_log(log, ["<release-2.1@example.org>"])  # 4Fh0000x19z, queued
+    postfix_log(log, ["<release-2.2@example.org>"], queued=False)  # 4Fh0000x19z, cut
+    postfix_log(log, ["<release-2.3@example.org>"])  # 4Fh0000x19z again, queued
     # A message asked about whose id is taken over by another before it is queued.
     with log.open("a") as out:
         out.write(
@@ -153,6 +153,21 @@ def test_postfix_log_with_a_queue_id_used_again_and_lines_across_blocks(
     for block in (1 << 20, 64, 7):  # one block; lines across blocks; lines longer than one
         monkeypatch.setattr(PostfixLogReconciler, "BLOCK", block)
         assert PostfixLogReconciler(log).accepted(wanted) == {"<release-2.3@example.org>"}
+
+
+def test_postfix_log_rotated_between_the_crash_and_the_reconciliation(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    postfix_log(log, ["<release-3.1@example.org>"])
+    postfix_log(log, ["<release-3.2@example.org>"], queued=False)  # its qmgr line: after
+    log.rename(tmp_path / "mail.log.1")  # logrotate, at midnight
+    qid = f"4Fh0000x{len('<release-3.2@example.org>'):02X}z"  # as postfix_log names it
+    with log.open("a") as out:
+        out.write(
+            f"Nov 29 00:00:01 relay postfix/qmgr[99]: {qid}: from=<>, nrcpt=1 (queue active)\n"
+        )
+    (tmp_path / "mail.log.2.gz").write_bytes(b"\x1f\x8b not read")
+    wanted = ["<release-3.1@example.org>", "<release-3.2@example.org>", "<release-3.3@x>"]
+    assert PostfixLogReconciler(log).accepted(wanted) == set(wanted[:2])
 
 
 @pytest.mark.parametrize("with_log", [False, True], ids=["without-log", "with-log"])
