@@ -13,10 +13,10 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Engine, Integer, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection, Row
@@ -179,6 +179,7 @@ def backoff(settings: Settings, attempts: int) -> timedelta:
 RECONCILED = "accepted before its worker died (found in the relay's record); not sent again"
 # How long an outcome the server gave is kept while the database is unreachable.
 OUTCOME_PATIENCE = 600.0
+T = TypeVar("T")
 _DONE = "smtp_code = :code, lease_until = NULL, lease_token = NULL"
 _MINE = "WHERE id = :id AND lease_token = :token"
 # A row cancelled (unsubscribe, withdrawal) while its message was already on the wire
@@ -203,6 +204,37 @@ _BOUNCE_SQL = (
     "UPDATE subscribers SET status = 'bounced', bounced_at = :now "
     "WHERE id = :subscriber_id AND status = 'confirmed'"
 )
+
+
+def patiently(
+    write: Callable[[], T],
+    settings: Settings,
+    what: str,
+    errors: tuple[type[BaseException], ...],
+    reconnect: Callable[[], None] = lambda: None,
+) -> T:
+    """``write()``, done again every second or so (after ``reconnect()``) while it raises one
+    of ``errors`` — the database is unreachable — for up to ``OUTCOME_PATIENCE`` (or the
+    lease, if longer); then the error is raised.
+
+    For the outcome of a message the server has answered: kept rather than lost, which would
+    send the message again once the lease expired. Nobody can take the row over while the
+    database is down, and this write comes within a second of its return, before a sweep
+    can re-enqueue the row."""
+    patience = max(settings.lease_seconds, OUTCOME_PATIENCE)
+    deadline, delay = time.monotonic() + patience, 0.2
+    while True:
+        try:
+            return write()
+        except errors as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("the database is unreachable; keeping the outcome of %s to write it "
+                        "again in %.1f s: %s", what, delay,
+                        str(exc).splitlines()[0] if str(exc) else exc)  # fmt: skip
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            reconnect()
 
 
 class OutcomeWriter:
@@ -246,36 +278,30 @@ class OutcomeWriter:
         code: int,
         message: str,
         uncertain: bool = False,
+        answered_at: datetime | None = None,
     ) -> bool:
-        """Commit the outcome of one attempt. Returns False if the row's lease had been lost
-        (another worker took it over), in which case nothing is changed.
+        """Commit the outcome of one attempt, the server's answer at ``answered_at`` (now if
+        not given). Returns False if the row's lease had been lost (another worker took it
+        over), in which case nothing is changed.
 
         sent → done; failed → done, and a 5xx reply marks the subscriber bounced; deferred
         → tried again after the backoff, or failed once ``give_up_after_seconds`` have
         passed since planning; ``uncertain`` (deferred with no reply after the data went
         out): claimed again, the row is in doubt and reconciled first.
 
-        The server has answered already: if the database cannot be reached, the outcome is
-        kept and written again on a new connection, every second, for up to
-        ``OUTCOME_PATIENCE`` (or the lease, if longer) — nobody can take the row over
-        while the database is down, and this write comes within a second of its return,
-        before a sweep can re-enqueue the row — rather than lost, which would send the
-        message again once the lease expired. Then it raises.
-        """
-        patience = max(self._settings.lease_seconds, OUTCOME_PATIENCE)
-        deadline, delay = time.monotonic() + patience, 0.2
-        while True:
-            try:
-                return self._record(claim_token, row, outcome, code, message, uncertain)
-            except self._errors as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("the database is unreachable; keeping the outcome of delivery "
-                            "%s to write it again in %.1f s: %s", row.delivery_id, delay,
-                            str(exc).splitlines()[0] if str(exc) else exc)  # fmt: skip
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-                self._reopen()
+        If the database cannot be reached, the outcome is kept and written again on a new
+        connection (:func:`patiently`)."""
+        status, params = self._outcome(
+            claim_token, row, outcome, code, message, uncertain, answered_at or utcnow()
+        )
+        bounce = outcome == "failed" and code >= 500
+        return patiently(
+            lambda: self._write(status, params, bounce),
+            self._settings,
+            f"delivery {row.delivery_id}",
+            self._errors,
+            self._reopen,
+        )
 
     def _reopen(self) -> None:
         """Throw the broken connection away and take a new one, if the database answers."""
@@ -286,7 +312,7 @@ class OutcomeWriter:
         except self._errors:
             pass  # still down: the next attempt fails at once and waits again
 
-    def _record(
+    def _outcome(
         self,
         claim_token: str,
         row: Claimed,
@@ -294,8 +320,9 @@ class OutcomeWriter:
         code: int,
         message: str,
         uncertain: bool,
-    ) -> bool:
-        now = utcnow()
+        now: datetime,
+    ) -> tuple[DeliveryStatus, dict[str, object]]:
+        """The row's new status and the statement's parameters, for an answer at ``now``."""
         params: dict[str, object] = {
             "now": self._time(now),
             "code": code,
@@ -314,7 +341,12 @@ class OutcomeWriter:
             else:
                 status, params["retry_at"] = DeliveryStatus.DEFERRED, self._time(retry_at)
                 params["doubt_until"] = self._time(retry_at) if uncertain else None
-        if not (outcome == "failed" and code >= 500):
+        return status, params
+
+    def _write(self, status: DeliveryStatus, params: dict[str, object], bounce: bool) -> bool:
+        """One attempt at the write; with ``bounce``, the subscriber is marked bounced in the
+        same transaction."""
+        if not bounce:
             self._cursor.execute(self._sql[status], params)
             return bool(self._cursor.rowcount)
         self._cursor.execute("BEGIN")

@@ -286,7 +286,7 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
         finished.add(row.delivery_id)
         report.outcomes[outcome] += 1
         if not ledger.record(
-            batch.token, row, outcome, result.code, result.message, result.uncertain
+            batch.token, row, outcome, result.code, result.message, result.uncertain, result.at
         ):
             report.lost_leases += 1
             log.warning("lease lost on delivery %s before its outcome was recorded",
@@ -389,7 +389,7 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
         finished.add(row.notice_id)
         report.outcomes[outcome] += 1
         if not notices.record(engine, settings, batch.token, row, outcome, result.code,
-                              result.message, result.uncertain):  # fmt: skip
+                              result.message, result.uncertain, result.at):  # fmt: skip
             report.lost_leases += 1
             log.warning("lease lost on correction notice %s before its outcome was recorded",
                         row.notice_id)  # fmt: skip

@@ -26,11 +26,12 @@ from typing import Any, Literal
 import css_inline
 from sqlalchemy import Engine, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from .config import Settings
-from .delivery import OPEN_STATUSES, RECONCILED, Outcome, backoff
+from .delivery import OPEN_STATUSES, RECONCILED, Outcome, backoff, patiently
 from .i18n import gettext_for
 from .mail.compose import Recipient, RenderedRelease
 from .mail.labels import format_date
@@ -273,14 +274,16 @@ def record(
     code: int,
     message: str,
     uncertain: bool = False,
+    answered_at: datetime | None = None,
 ) -> bool:
-    """Commit the outcome of one notice. Returns False if its lease had been lost (nothing
-    is changed then).
+    """Commit the outcome of one notice, the server's answer at ``answered_at`` (now if not
+    given). Returns False if its lease had been lost (nothing is changed then).
 
     sent → done; cancelled → done, not sent; failed → done, and a 5xx reply marks the
     subscriber bounced; deferred → tried again after the deliveries' backoff, or failed
-    once ``give_up_after_seconds`` have passed since planning."""
-    now = utcnow()
+    once ``give_up_after_seconds`` have passed since planning. If the database cannot be
+    reached, the outcome is kept and written again (:func:`delivery.patiently`)."""
+    now = answered_at or utcnow()
     values: dict[str, object] = {
         "smtp_code": code or None,
         "lease_until": None,
@@ -303,22 +306,27 @@ def record(
             values.update(status=DeliveryStatus.DEFERRED, next_attempt_at=retry_at)
             if uncertain:  # as for deliveries: claimed again, the notice is in doubt
                 values["lease_until"] = retry_at
-    with engine.begin() as conn:
-        changed = conn.execute(
-            update(CorrectionNotice)
-            .where(CorrectionNotice.id == row.notice_id, CorrectionNotice.lease_token == token)
-            .values(**values)
-        ).rowcount
-        if changed and outcome == "failed" and code >= 500:
-            conn.execute(
-                update(Subscriber)
-                .where(
-                    Subscriber.id == row.subscriber_id,
-                    Subscriber.status == SubscriberStatus.CONFIRMED,
+
+    def write() -> bool:
+        with engine.begin() as conn:
+            changed = conn.execute(
+                update(CorrectionNotice)
+                .where(CorrectionNotice.id == row.notice_id, CorrectionNotice.lease_token == token)
+                .values(**values)
+            ).rowcount
+            if changed and outcome == "failed" and code >= 500:
+                conn.execute(
+                    update(Subscriber)
+                    .where(
+                        Subscriber.id == row.subscriber_id,
+                        Subscriber.status == SubscriberStatus.CONFIRMED,
+                    )
+                    .values(status=SubscriberStatus.BOUNCED, bounced_at=now)
                 )
-                .values(status=SubscriberStatus.BOUNCED, bounced_at=now)
-            )
-    return bool(changed)
+        return bool(changed)
+
+    unreachable = (OperationalError, InterfaceError)  # not a refused statement: the database
+    return patiently(write, settings, f"correction notice {row.notice_id}", unreachable)
 
 
 # The email ------------------------------------------------------------------------------

@@ -1,23 +1,31 @@
 """Two faults of bench/faults.py, as tests: a batch slower than its lease keeps its rows
 (nobody takes it over and sends them twice), and the database dropping out mid-batch
 loses no outcome of a message the server accepted (it is written once the database is
-back, not sent again)."""
+back, not sent again, with the time of the server's answer), for release emails and
+correction notices alike."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
 import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from distributor import dispatch
+import pytest
+from sqlalchemy import select
+
+from distributor import dispatch, notices
 from distributor.config import Settings, load_settings
 from distributor.db import dispose_engines, get_engine, session_scope
-from distributor.delivery import claim, counts
+from distributor.delivery import OutcomeWriter, claim, counts
+from distributor.models import CorrectionNotice, Delivery, Subscriber, utcnow
 from tests.conftest import truncate_pg
 from tests.helpers import published
 from tests.smtp_server import SMTPServer
+from tests.test_correction_notify import sent_then_corrected
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
 from _proxy import TcpProxy
@@ -49,6 +57,16 @@ def test_a_batch_slower_than_its_lease_is_not_taken_over(
     assert len(received) == 10 and all(len(copies) == 1 for copies in received.values())
 
 
+def behind_a_proxy(direct: Settings) -> tuple[TcpProxy, Settings]:
+    """A proxy in front of ``direct``'s PostgreSQL, and the settings that go through it."""
+    upstream = urlsplit(direct.database_url)
+    proxy = TcpProxy((upstream.hostname or "127.0.0.1", upstream.port or 5432)).start()
+    netloc = upstream.netloc.rsplit(":", 1)[0] + f":{proxy.port}"
+    return proxy, direct.model_copy(
+        update={"database_url": urlunsplit(upstream._replace(netloc=netloc))}
+    )
+
+
 def test_the_database_dropping_out_mid_batch_loses_no_outcome(
     pg_url: str, tmp_path: Path, smtp_server: SMTPServer
 ) -> None:
@@ -56,12 +74,7 @@ def test_the_database_dropping_out_mid_batch_loses_no_outcome(
                            smtp_url=smtp_server.url, secret_key="test-secret")  # fmt: skip
     truncate_pg(direct)
     release_id = published(direct, 20)
-    upstream = urlsplit(pg_url)
-    proxy = TcpProxy((upstream.hostname or "127.0.0.1", upstream.port or 5432)).start()
-    netloc = upstream.netloc.rsplit(":", 1)[0] + f":{proxy.port}"
-    through = direct.model_copy(
-        update={"database_url": urlunsplit(upstream._replace(netloc=netloc))}
-    )
+    proxy, through = behind_a_proxy(direct)
     seen: list[str] = []
 
     def outage(address: str) -> None:
@@ -89,12 +102,43 @@ def test_the_database_dropping_out_mid_batch_loses_no_outcome(
     assert ledger["sent"] + ledger["pending"] == 20
 
 
+@pytest.mark.parametrize("ledger", ["deliveries", "correction_notices"])
+def test_an_outcome_written_after_an_outage_keeps_the_time_of_the_answer(
+    pg_url: str, tmp_path: Path, smtp_server: SMTPServer, caplog: pytest.LogCaptureFixture,
+    ledger: str,
+) -> None:  # fmt: skip
+    direct = load_settings(data_dir=tmp_path / "var", database_url=pg_url,
+                           smtp_url=smtp_server.url, secret_key="test-secret")  # fmt: skip
+    truncate_pg(direct)
+    proxy, through = behind_a_proxy(direct)
+    engine = get_engine(through)
+    with contextlib.ExitStack() as stack:
+        stack.callback(dispose_engines)
+        stack.callback(proxy.stop)
+        if ledger == "deliveries":
+            batch = claim(engine, through, published(direct, 1), 10)
+            writer = stack.enter_context(OutcomeWriter(engine, through))
+            record = functools.partial(writer.record, batch.token, batch.rows[0])
+            table, row_id = Delivery, batch.rows[0].delivery_id
+        else:
+            notice_batch = notices.claim(engine, through, sent_then_corrected(direct).id, 100)
+            row = notice_batch.rows[0]
+            record = functools.partial(notices.record, engine, through, notice_batch.token, row)
+            table, row_id = CorrectionNotice, row.notice_id
+        answered = utcnow()
+        proxy.cut()  # the server has answered; the database is gone before the write
+        threading.Timer(1.5, proxy.restore).start()
+        assert record("sent", 250, "ok", answered_at=answered)
+    assert "the database is unreachable; keeping the outcome of" in caplog.text
+    with session_scope(direct) as session:
+        stored = session.get(table, row_id)
+        assert stored is not None
+        assert (stored.status, stored.sent_at) == ("sent", answered)  # not the write's time
+
+
 def test_an_unsubscribe_while_the_message_is_on_the_wire_is_recorded_as_sent(
     settings: Settings, smtp_server: SMTPServer
 ) -> None:
-    from sqlalchemy import select
-
-    from distributor.models import Delivery, Subscriber
     from distributor.subscribers import unsubscribe
 
     s = settings.model_copy(update={"smtp_url": smtp_server.url})

@@ -18,7 +18,8 @@ import socket
 import ssl
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Protocol, Self
@@ -45,6 +46,8 @@ class SendResult:
     # The message data went out and no reply came back: the server may have the message
     # (a relay that took it before the connection broke). Recorded as in doubt.
     uncertain: bool = False
+    # When the reply came: the ledger's time of the outcome, however late it is written.
+    at: datetime = field(default_factory=lambda: datetime.now(UTC), compare=False)
 
     @property
     def outcome(self) -> Outcome:
