@@ -15,8 +15,8 @@ lease), and times, in the same run:
 
 Each reader's answer is checked: the line-by-line one counted a message cut before its dot
 as taken whenever its (reused) queue id had been queued earlier in the log. Run:
-``.venv/bin/python bench/reconcile.py [--messages 500000]`` (about a minute). Prints
-figures; asserts nothing.
+``.venv/bin/python bench/reconcile.py [--messages 500000]`` (a 277 MB log, about 10 s).
+Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
