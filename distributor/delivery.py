@@ -291,38 +291,7 @@ class OutcomeWriter:
 
         If the database cannot be reached, the outcome is kept and written again on a new
         connection (:func:`patiently`)."""
-        status, params = self._outcome(
-            claim_token, row, outcome, code, message, uncertain, answered_at or utcnow()
-        )
-        bounce = outcome == "failed" and code >= 500
-        return patiently(
-            lambda: self._write(status, params, bounce),
-            self._settings,
-            f"delivery {row.delivery_id}",
-            self._errors,
-            self._reopen,
-        )
-
-    def _reopen(self) -> None:
-        """Throw the broken connection away and take a new one, if the database answers."""
-        with contextlib.suppress(Exception):  # broken already: only a new one matters
-            self._raw.invalidate()
-        try:
-            self._connect()
-        except self._errors:
-            pass  # still down: the next attempt fails at once and waits again
-
-    def _outcome(
-        self,
-        claim_token: str,
-        row: Claimed,
-        outcome: Outcome,
-        code: int,
-        message: str,
-        uncertain: bool,
-        now: datetime,
-    ) -> tuple[DeliveryStatus, dict[str, object]]:
-        """The row's new status and the statement's parameters, for an answer at ``now``."""
+        now = answered_at or utcnow()
         params: dict[str, object] = {
             "now": self._time(now),
             "code": code,
@@ -341,7 +310,23 @@ class OutcomeWriter:
             else:
                 status, params["retry_at"] = DeliveryStatus.DEFERRED, self._time(retry_at)
                 params["doubt_until"] = self._time(retry_at) if uncertain else None
-        return status, params
+        bounce = outcome == "failed" and code >= 500
+        return patiently(
+            lambda: self._write(status, params, bounce),
+            self._settings,
+            f"delivery {row.delivery_id}",
+            self._errors,
+            self._reopen,
+        )
+
+    def _reopen(self) -> None:
+        """Throw the broken connection away and take a new one, if the database answers."""
+        with contextlib.suppress(Exception):  # broken already: only a new one matters
+            self._raw.invalidate()
+        try:
+            self._connect()
+        except self._errors:
+            pass  # still down: the next attempt fails at once and waits again
 
     def _write(self, status: DeliveryStatus, params: dict[str, object], bounce: bool) -> bool:
         """One attempt at the write; with ``bounce``, the subscriber is marked bounced in the
