@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,9 +30,7 @@ from pathlib import Path
 
 from _report import code_state, say, table
 
-from distributor.reconcile import PostfixLogReconciler
-
-_LINE = re.compile(rb"/(cleanup|qmgr)\[\d+\]: ([0-9A-Za-z]+): (?:message-id=(<[^>\s]*>)|from=<)")
+from distributor.reconcile import _POSTFIX, PostfixLogReconciler
 
 
 def line_by_line(path: Path, message_ids: list[str]) -> set[str]:
@@ -43,7 +40,7 @@ def line_by_line(path: Path, message_ids: list[str]) -> set[str]:
     queued: set[bytes] = set()
     with path.open("rb") as lines:
         for line in lines:
-            match = _LINE.search(line)
+            match = _POSTFIX.search(line)
             if match is None:
                 continue
             service, queue_id, message_id = match.groups()

@@ -107,26 +107,29 @@ class PostfixLogReconciler:
         wanted = {m.encode("utf-8", "replace") for m in message_ids}
         named: dict[bytes, bytes] = {}  # queue id → Message-ID, for the ones wanted
         found: set[bytes] = set()
+        for block in self._blocks():
+            if not named and wanted.isdisjoint(_MESSAGE_ID.findall(block)):
+                continue  # the common case: rows in doubt are recent, the log is long
+            for match in _POSTFIX.finditer(block):
+                service, queue_id, message_id = match.groups()
+                if service == b"cleanup":
+                    if message_id in wanted:
+                        named[queue_id] = message_id
+                    else:
+                        named.pop(queue_id, None)  # the queue id now names another message
+                elif queue_id in named:
+                    found.add(named.pop(queue_id))
+        return {m.decode("utf-8") for m in found}
+
+    def _blocks(self) -> Iterator[bytes]:
+        """The log rotated last, if there, then the current one, in blocks."""
         with contextlib.ExitStack() as files:
             # The current log first: rotated in between, it is read twice, never missed.
-            current = files.enter_context(self.path.open("rb"))
-            streams = [current]
+            streams = [files.enter_context(self.path.open("rb"))]
             with contextlib.suppress(FileNotFoundError):
                 streams.insert(0, files.enter_context(self.rotated.open("rb")))
             for stream in streams:
-                for block in _blocks(stream, self.BLOCK):
-                    if not named and wanted.isdisjoint(_MESSAGE_ID.findall(block)):
-                        continue  # the common case: rows in doubt are recent, logs long
-                    for match in _POSTFIX.finditer(block):
-                        service, queue_id, message_id = match.groups()
-                        if service == b"cleanup":
-                            if message_id in wanted:
-                                named[queue_id] = message_id
-                            else:
-                                named.pop(queue_id, None)  # the id names another message
-                        elif queue_id in named:
-                            found.add(named.pop(queue_id))
-        return {m.decode("utf-8") for m in found}
+                yield from _blocks(stream, self.BLOCK)
 
 
 def _blocks(stream: BinaryIO, size: int) -> Iterator[bytes]:
