@@ -8,8 +8,8 @@ moved to the ``embedded`` extra). This asks pip to resolve the base dependencies
 stricter check) for each architecture, wheels only, without downloading them
 (``--dry-run --report``), and fails naming every dependency that has no such wheel.
 
-Run: ``.venv/bin/python .ci/wheels.py`` (exit 1 if some dependency has no wheel for some
-architecture, 2 if pip could not resolve at all).
+Run: ``.venv/bin/python .ci/wheels.py`` (exit 1, with pip's reason, when the dependencies
+cannot be installed that way on some architecture; it needs PyPI).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURES = ("x86_64", "aarch64")
-GLIBC_MINOR = 36  # Debian bookworm's glibc 2.36: the oldest base python:3.11-slim had lately
+GLIBC_MINOR = 36  # glibc 2.36, Debian bookworm's: python:3.11-slim is bookworm or newer
 
 
 def platforms(arch: str) -> list[str]:
