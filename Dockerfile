@@ -5,6 +5,9 @@ COPY pyproject.toml README.md ./
 COPY distributor ./distributor
 COPY worker ./worker
 COPY templates ./templates
+# The base dependencies only: every one has a wheel for x86-64 and arm64 (.ci/wheels.py
+# checks), so the slim image needs no compiler. The embedded Redis (the `embedded` extra) is
+# for one-machine installs; here DISTRIBUTOR_BROKER_URL names the Redis service.
 RUN pip install --no-cache-dir -e . && useradd --create-home distributor \
     && mkdir -p /data && chown distributor /data
 USER distributor

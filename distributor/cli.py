@@ -426,6 +426,7 @@ def publish_file(
 ) -> None:
     """Create a release from FILE.md and publish it."""
     s = settings()
+    broker.require(s)  # before the release is stored: a broker it cannot have stops it whole
     release_id = _create(s, file)
     out.print(f"release {release_id} created")
     _publish(s, release_id, at)
@@ -655,7 +656,9 @@ def serve(
     """Serve the newsroom, the feeds and the subscription pages."""
     import uvicorn
 
-    settings()  # a configuration that cannot work fails here, with exit code 78
+    # A configuration that cannot work fails here, with exit code 78: the forms and the
+    # publishing API need the broker.
+    broker.require(settings())
     # By import string, so that every worker process builds its own app from the environment.
     uvicorn.run(
         "distributor.web.app:app_from_environment",

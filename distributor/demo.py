@@ -60,6 +60,7 @@ def _drafts(settings: Settings, run: int) -> list[ReleaseDraft]:
 
 def run_demo(settings: Settings, subscribers: int, out: Console) -> None:
     """Set up data, publish the two sample releases, run a worker until they are sent."""
+    broker.require(settings)  # before any data is written: without a broker, nothing to show
     started_broker = (
         settings.broker_url is None
         and not (settings.data_dir / "redis" / broker.SOCKET_NAME).exists()
