@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the code that renders pages or feeds changes what it writes: every output's
 # fingerprint includes it (templates are fingerprinted by their content).
-RENDER_VERSION = "5"
+RENDER_VERSION = "6"
 MANIFEST = ".manifest.json"
 LOAD_CHUNK = 500
 

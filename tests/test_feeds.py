@@ -4,6 +4,7 @@ JSON and checked against the 1.1 spec's fields."""
 
 from __future__ import annotations
 
+import html
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from distributor.db import session_scope
 from distributor.feeds import build_feed
 from distributor.models import Release, Topic
 from distributor.site import build_site
+from tests.test_fuzz_feeds import assert_plain_text, assert_plain_xml, live_tags
 
 BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FORMATS: tuple[urls.FeedFormat, ...] = ("rss", "atom")
@@ -348,14 +350,65 @@ def test_hostile_content_still_parses(settings: Settings) -> None:
         parsed = parse(hostile, "en", fmt)
         assert parsed.feed.title == "Agency Office"
         (entry,) = parsed.entries
-        assert entry.title == "Bad title <b>&"
+        assert entry.title == "Bad title &"  # markup is not text a title carries (issue 11)
         content = entry.content[0].value
         assert "xyz" in content and "ok" in content and "end" in content
         assert "script" not in content and "alert" not in content and "onclick" not in content
         assert entry.summary == "Lead with ]]> and more"
         topic_feed = parse(hostile, "en", fmt, "odd")
         assert topic_feed.feed.title == "Agency Office — Odd topic"
-        assert titles(topic_feed) == ["Bad title <b>&"]
+        assert titles(topic_feed) == ["Bad title &"]
+
+
+def test_markup_in_titles_leads_and_names_reaches_no_reader_as_markup(settings: Settings) -> None:
+    # Issue 11, finding 3: the lead went into RSS <description> as escaped markup, which
+    # readers render as HTML: a live <a href> and <img> came back in feedparser.
+    add_topics(settings)
+    with session_scope(settings) as session:
+        session.add(Topic(slug="odd", names={"en": 'Energy <b onmouseover="alert(3)">hot</b> '
+                                                  "&amp;lt;i&amp;gt;"}))  # fmt: skip
+    add_release(
+        settings,
+        1,
+        topics=("odd",),
+        title='Deal <a href="https://evil.example/">signed</a> & "ratified" '
+        "<img src=x onerror=alert(1)> a < b",
+        lead="&lt;script&gt;alert(1)&lt;/script&gt; Lead <a href='https://evil.example/'>here"
+        "</a>: AT&T's \"quotes\", a < b &#60;img src=x onerror=alert(2)&#62; and "
+        "<img src=x onerror=alert(4)",
+        images=[{"src": "/media/a.jpg", "alt": "<img src=x onerror=alert(5)>Minister",
+                 "credit": "&lt;b&gt;Photo&lt;/b&gt; © ESA"}],
+        attachments=[{"href": "/files/r.pdf", "title": "<a href=//evil.example>Report</a>"}],
+    )  # fmt: skip
+    hostile = settings.model_copy(update={"organisation": "Agency <script>x()</script> & Co"})
+    regenerate(hostile)
+
+    title = 'Deal signed & "ratified" a < b'
+    lead = 'Lead here: AT&T\'s "quotes", a < b and img src=x onerror=alert(4)'
+    for fmt in FORMATS:
+        for topic in (None, "odd"):
+            parsed = parse(hostile, "en", fmt, topic)
+            assert_plain_text({"feed": parsed.feed, "entries": parsed.entries})
+            (entry,) = parsed.entries
+            # Ordinary text survives, readable (some fields come back as HTML: decoded).
+            assert html.unescape(entry.title) == title
+            assert html.unescape(entry.summary) == lead
+            assert html.unescape(parsed.feed.title).startswith("Agency & Co")
+            assert html.unescape(entry.author) == "Agency & Co"
+            labels = {t.get("label") or t.term for t in entry.tags}
+            assert labels == {"Energy hot"}
+            content = entry.content[0].value  # HTML on purpose: the lead in it as text
+            assert "onerror" not in content.replace("onerror=alert(4)", "")
+            assert live_tags(lead) == []
+        assert_plain_xml(feed_path(hostile, "en", fmt).read_bytes())
+    assert parse(hostile, "en", "atom").entries[0].summary_detail.type == "text/plain"
+    doc = read_json(hostile, "en")
+    assert_plain_text(doc)
+    (item,) = doc["items"]
+    assert (item["title"], item["summary"]) == (title, lead)
+    assert item["tags"] == ["Energy hot"] and doc["title"] == "Agency & Co"
+    assert item["attachments"][-1]["title"] == "Report"
+    assert 'alt="Minister"' in item["content_html"] and "Photo © ESA" in item["content_html"]
 
 
 def test_characters_no_database_stores_are_stripped_too() -> None:
