@@ -389,7 +389,9 @@ def _item(release: Release, others: Sequence[Release], s: Settings, lang: str) -
 def _enclosure(release: Release, s: Settings) -> Enclosure | None:
     """The lead (first) image: its high-resolution version when there is one."""
     for image in release.images or []:
-        url = _absolute(str(image.get("href") or image.get("src") or ""), s)
+        url = _absolute(str(image.get("href") or ""), s) or _absolute(
+            str(image.get("src") or ""), s
+        )
         if url:
             kind = _text(str(image.get("type") or _guess_type(url) or "image/jpeg"))
             return Enclosure(url, kind, _length(image, s))

@@ -146,20 +146,30 @@ def link_problem(url: str) -> str | None:
     document); None when it can. A link is an http(s) URL with a host and no user name, or
     a site path: one ``/`` followed by anything but another ``/`` or ``\\``, even once
     %-decoded. Browsers read ``//host``, ``/\\host`` and ``\\\\host`` as another host's
-    address, and servers that decode ``%2F`` before redirecting do too; so a site path never
-    becomes another host when ``absolute_link`` puts the site URL in front of it."""
+    address (and drop tabs and line breaks first), and servers that decode ``%2F`` before
+    redirecting do too; so a site path never becomes another host when ``absolute_link``
+    puts the site URL in front of it. A link has no white space at either end and none of
+    the characters a URL never holds as they are (``< > " { } | ^ `` ` ``)."""
     if not url:
         return "is empty"
-    if url != url.strip() or _URL_CONTROLS.search(url):
-        return "must not start or end with white space or hold control characters"
-    if "\\" in url:
-        return "must not hold a backslash (browsers read it as '/')"
+    if url != url.strip():
+        return "must not start or end with white space"
     if _URL_UNSAFE.search(url):
         return 'must not hold < > " { } | ^ or ` (write them %-encoded)'
+    return _leaves_site(url)
+
+
+def _leaves_site(url: str) -> str | None:
+    """Why ``url`` would lead elsewhere than where it seems to (another host, a script, a
+    scheme that is not the web's); None for an http(s) URL with a host or a site path."""
+    if _URL_CONTROLS.search(url):
+        return "must not hold control characters (browsers drop tabs and line breaks)"
+    if "\\" in url:
+        return "must not hold a backslash (browsers read it as '/')"
     if url.startswith("/"):
         decoded = url
         for _ in range(3):  # %252F is %2F once decoded, then /
-            decoded = unquote(decoded)
+            decoded = _URL_CONTROLS.sub("", unquote(decoded))
         if decoded.startswith(("//", "/\\")):
             return (
                 f"{url[:40]!r} is read as another host's address (a protocol-relative "
@@ -179,10 +189,11 @@ def link_problem(url: str) -> str | None:
 
 
 def absolute_link(site_url: str, url: str) -> str | None:
-    """``url`` (a link of a release, see ``link_problem``) as an absolute URL: a site path
-    under ``site_url``, an http(s) URL as it is; None for anything else (a link stored
-    before the checks, such as ``//host`` or ``javascript:``, never becomes a link)."""
-    if link_problem(url) is not None:
+    """``url`` (a link of a release) as an absolute URL: a site path under ``site_url``, an
+    http(s) URL as it is; None for anything that would lead elsewhere (see
+    ``link_problem``): a link stored before ingest checked it, such as ``//host``,
+    ``/\\host`` or ``javascript:``, never becomes a link."""
+    if _leaves_site(url) is not None:
         return None
     return site_url + url if url.startswith("/") else url
 
