@@ -48,8 +48,10 @@ from .i18n import gettext_for
 from .models import Release, Topic
 from .sanitize import absolute_urls, clean_html, plain_text, strip_xml_invalid
 
-# The feed-level date of a feed without items: fixed, so an empty feed is stable too.
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Atom's <updated> of a feed without items when the catalogue knows no date for it either
+# (a database without a topic, where nothing can be published yet): fixed, so the feed is
+# stable; after 1990, so validators do not call it implausible as they did 1970-01-01.
+NO_DATE = datetime(2000, 1, 1, tzinfo=UTC)
 SUMMARY_CHARS = 300
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 _ATOM = "http://www.w3.org/2005/Atom"
@@ -64,7 +66,9 @@ class FeedPage:
 
     ``archive`` is None for the live feed, else this RFC 5005 archive page's number;
     ``prev_archive`` is the next older archive page, ``next_archive`` the next newer one
-    (both Atom only)."""
+    (both Atom only). ``empty_date`` is the feed's date when it has no release: when it
+    last changed (``site.py`` gives the withdrawal that emptied it, else the creation of
+    its topic); never now(), so the same catalogue gives the same bytes."""
 
     lang: str
     topic: Topic | None
@@ -72,6 +76,7 @@ class FeedPage:
     archive: int | None = None
     prev_archive: int | None = None
     next_archive: int | None = None
+    empty_date: datetime | None = None
 
 
 @dataclass
@@ -169,6 +174,12 @@ def _xml_feed(page: FeedPage, fmt: urls.FeedFormat, items: Sequence[_Item], s: S
     extension: _FeedExtension = fg.distributor
     extension.hub = s.websub_hub
     extension.archive = page.archive is not None
+    # The feed's date: its newest item's; for a feed without items the date the catalogue
+    # gives (page.empty_date); without one, RSS leaves its optional lastBuildDate out and
+    # Atom, which requires <updated>, gets the fixed NO_DATE. Never now(): feeds are
+    # deterministic (feedgen would put now() in).
+    dated = max((i.updated for i in items), default=page.empty_date)
+    extension.undated = dated is None
     if fmt == "rss":
         fg.load_extension("dc", atom=False, rss=True)  # dc:creator: an author without email
     fg.id(self_url)
@@ -194,7 +205,7 @@ def _xml_feed(page: FeedPage, fmt: urls.FeedFormat, items: Sequence[_Item], s: S
     fg.link(href=_text(home), rel="alternate", type="text/html")
     # Fixed generator and update time: feedgen would otherwise put its version and now() in.
     fg.generator("distributor")
-    fg.updated(max((i.updated for i in items), default=EPOCH))
+    fg.updated(dated or NO_DATE)
     for item in items:
         fg.add_entry(_feed_entry(item, fmt), order="append")
     data = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
@@ -203,18 +214,23 @@ def _xml_feed(page: FeedPage, fmt: urls.FeedFormat, items: Sequence[_Item], s: S
 
 
 class _FeedExtension(BaseExtension):  # type: ignore[misc]
-    """Feed-level elements feedgen does not write: the hub in RSS and the RFC 5005 marker."""
+    """Feed-level elements feedgen does not write: the hub in RSS and the RFC 5005 marker;
+    and the RSS lastBuildDate of an undated feed taken out (feedgen always writes one)."""
 
     hub: str | None = None
     archive: bool = False
+    undated: bool = False
 
     def extend_ns(self) -> dict[str, str]:
         return {"fh": _HISTORY} if self.archive else {}
 
     def extend_rss(self, feed: Any) -> Any:
+        channel = feed[0]
         if self.hub:
-            channel = feed[0]
             etree.SubElement(channel, f"{{{_ATOM}}}link", href=_text(self.hub), rel="hub")
+        if self.undated:
+            for element in channel.findall("lastBuildDate"):
+                channel.remove(element)
         return feed
 
     def extend_atom(self, feed: Any) -> Any:

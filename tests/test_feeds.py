@@ -194,7 +194,9 @@ def test_entries_carry_ids_links_dates_full_content_and_categories(settings: Set
             ]
     french = parse(settings, "fr", "atom")
     assert french.entries == []
-    assert french.feed.updated == "1970-01-01T00:00:00+00:00"
+    with session_scope(settings) as session:  # an empty feed is as old as the first topic
+        first_topic = min(session.scalars(select(Topic.created_at)))
+    assert french.feed.updated_parsed[:6] == first_topic.utctimetuple()[:6]
     # Raw Atom: feedgen 1.0 drops these attributes on entry links; ours keeps them.
     atom = feed_path(settings, "en", "atom").read_text()
     assert (
@@ -328,6 +330,42 @@ def test_same_releases_same_bytes_and_untouched_files(settings: Settings) -> Non
     }
     for path in changed:
         assert path.read_bytes() != before[path][0]
+
+
+def test_an_empty_feed_is_dated_from_the_catalogue_not_1970_nor_now(settings: Settings) -> None:
+    # Issue 11: an empty feed was dated 1970-01-01, which the W3C validator calls implausible.
+    add_topics(settings)
+    with session_scope(settings) as session:
+        for topic in session.scalars(select(Topic)):
+            topic.created_at = {"climate": BASE - timedelta(days=30),
+                                "space": BASE - timedelta(days=20)}[topic.slug]  # fmt: skip
+    withdrawn_at = BASE + timedelta(days=5)
+    add_release(settings, 1, state="withdrawn", withdrawn_at=withdrawn_at)
+    regenerate(settings)
+
+    def dates(lang: str, topic: str | None = None) -> dict[str, Any]:
+        rss, atom = parse(settings, lang, "rss", topic), parse(settings, lang, "atom", topic)
+        assert rss.entries == atom.entries == []
+        return {"rss": rss.feed.get("updated_parsed"), "atom": atom.feed.updated_parsed}
+
+    def utc(moment: datetime) -> Any:
+        return moment.astimezone(UTC).utctimetuple()
+
+    # The withdrawal that emptied them: the English feed and the climate feed.
+    assert dates("en") == dates("en", "climate") == {"rss": utc(withdrawn_at),
+                                                      "atom": utc(withdrawn_at)}  # fmt: skip
+    # Never held a release: as old as its topic; a language's feed, as the first topic.
+    assert dates("en", "space")["atom"] == utc(BASE - timedelta(days=20))
+    assert dates("fr") == {"rss": utc(BASE - timedelta(days=30)),
+                           "atom": utc(BASE - timedelta(days=30))}  # fmt: skip
+    # Deterministic: building again writes nothing.
+    assert build_site(settings, force=True).written == []
+
+    # Without any topic nothing can be published: RSS leaves its optional date out, Atom
+    # has a fixed one; the same bytes each time, whatever the clock says.
+    lone = [build_feed([], settings, lang="en", fmt=fmt) for fmt in ("rss", "atom", "rss")]
+    assert lone[0] == lone[2] and b"lastBuildDate" not in lone[0]
+    assert feedparser.parse(lone[1]).feed.updated == "2000-01-01T00:00:00+00:00"
 
 
 def test_hostile_content_still_parses(settings: Settings) -> None:
