@@ -301,10 +301,29 @@ class ReleaseDraft:
 
 
 def slugify(text: str) -> str:
-    """A URL slug of ``text``: ASCII, lowercase, words joined by hyphens, at most 80 chars."""
+    """A URL slug of ``text``: ASCII, lowercase, words joined by hyphens, at most
+    SLUG_MAX characters, cut between two words (a single word longer than that is cut
+    inside); "release" when nothing of ``text`` is left."""
+    slug = _whole_slug(text)
+    if len(slug) > SLUG_MAX:
+        head = slug[: SLUG_MAX + 1]  # a hyphen right after the limit ends a whole word
+        cut = head.rfind("-")
+        slug = head[:cut] if cut > 0 else slug[:SLUG_MAX]
+    return slug.strip("-") or "release"
+
+
+def _whole_slug(text: str) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-    return slug[:80].rstrip("-") or "release"
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+
+
+def slug_cut_from(draft: ReleaseDraft) -> int | None:
+    """The length the slug made from ``draft``'s title had before ``slugify`` cut it to
+    SLUG_MAX characters; None when it was not cut, or when the draft gives its slug."""
+    if draft.meta.slug:
+        return None
+    length = len(_whole_slug(draft.meta.title))
+    return length if length > SLUG_MAX else None
 
 
 def _split_lead(body: str) -> tuple[str, str]:
