@@ -20,7 +20,7 @@ from distributor.mail import headers
 from distributor.mail.compose import render_release
 from distributor.models import Release, Topic
 from distributor.newsroom import Newsroom
-from distributor.releases import parse_release
+from distributor.releases import SLUG_MAX, parse_release, slugify
 from distributor.subscribers import check_name
 from distributor.topics import check_names, parse_names
 from tests.test_mail_compose import make_release, parse, parts, recipient
@@ -262,3 +262,22 @@ def test_links_and_contacts_stored_before_the_checks_never_leave_the_site(bare: 
         assert 'href="mailto:x@example.org%3Fcc%3Dspy@evil.example"' in doc
         assert 'href="tel:+442079460000;ext=12"' in doc
     assert json.loads(feeds[2])["items"][0]["image"] == "https://news.example.org/media/ok.jpg"
+
+
+# -- slugs ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("title", "slug"),
+    [
+        ("Agency signs agreement", "agency-signs-agreement"),
+        ("word " * 15 + "abcde", "word-" * 15 + "abcde"),  # 80 characters exactly: not cut
+        ("word " * 16 + "x" * 5, "-".join(["word"] * 16)),  # a hyphen right at the limit
+        ("word " * 16 + "longer", "-".join(["word"] * 16)),  # the last word does not fit
+        ("a" * 100, "a" * 80),  # one word longer than the limit: cut inside
+        ("Économie: l'État signe", "economie-l-etat-signe"),
+        ("!!!", "release"),
+    ],
+)
+def test_slugs_are_cut_between_words(title: str, slug: str) -> None:
+    assert slugify(title) == slug and len(slug) <= SLUG_MAX
