@@ -32,10 +32,11 @@ from .errors import (
 from .logs import setup_logging
 from .privacy import erase_person, export_person, suppression_hash
 from .queue import TaskQueue
-from .releases import ReleaseDraft, create_release, parse_release
+from .releases import SLUG_MAX, ReleaseDraft, create_release, parse_release, slug_cut_from
 from .status import ReleaseStatus, release_status
 from .subscribers import export_csv, import_csv, write_rejects
 from .topics import add_topic, list_topics, parse_names
+from .urls import release_path
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -251,11 +252,23 @@ def _read_release(s: Settings, file: Path) -> ReleaseDraft:
     return parse_release(text, str(file), s, base_dir=file.absolute().parent)
 
 
-def _create(s: Settings, file: Path) -> int:
-    """Create a draft release from ``file`` (see ``_read_release``); returns its id."""
+def _create(s: Settings, file: Path) -> tuple[int, str]:
+    """Create a draft release from ``file`` (see ``_read_release``); returns its id and its
+    page's site path. Says on stderr when the slug made from the title had to be cut."""
     draft = _read_release(s, file)
     with db.session_scope(s) as session:
-        return create_release(session, s, draft).id
+        release = create_release(session, s, draft)
+        release_id, slug = release.id, release.slug
+    cut_from = slug_cut_from(draft)
+    if cut_from is not None:
+        err.print(
+            f"warning: the title makes a slug of {cut_from} characters, longer than "
+            f"{SLUG_MAX}: it was cut between two words to {len(slug)} ({slug}); set 'slug' "
+            "in the front matter to choose it",
+            markup=False,
+            highlight=False,
+        )
+    return release_id, release_path(slug)
 
 
 def _parse_at(at: str | None) -> datetime | None:
@@ -272,8 +285,12 @@ def _parse_at(at: str | None) -> datetime | None:
 
 @releases_app.command("create")
 def releases_create(file: Path) -> None:
-    """Create a draft release from Markdown with front matter; prints its id."""
-    out.print(_create(settings(), file))
+    """Create a draft release from Markdown with front matter; prints its id (alone on
+    stdout, for scripts: ID=$(distributor releases create FILE.md)) and, on stderr, its
+    address."""
+    release_id, path = _create(settings(), file)
+    out.print(release_id)
+    err.print(f"release {release_id} created: {path}", markup=False, highlight=False)
 
 
 @releases_app.command("preview")
@@ -427,8 +444,8 @@ def publish_file(
     """Create a release from FILE.md and publish it."""
     s = settings()
     broker.require(s)  # before the release is stored: a broker it cannot have stops it whole
-    release_id = _create(s, file)
-    out.print(f"release {release_id} created")
+    release_id, path = _create(s, file)
+    out.print(f"release {release_id} created: {path}", markup=False, highlight=False)
     _publish(s, release_id, at)
 
 

@@ -8,7 +8,15 @@ What every feed carries: a self link (``atom:link rel="self"`` in RSS too), the 
 ``DISTRIBUTOR_WEBSUB_HUB`` is set, the language, and per item a ``tag:`` id that no edit
 changes, published and updated dates, a plain-text summary, the full HTML with absolute
 URLs (``content:encoded`` in RSS), the topics as categories, the lead image as an enclosure
-and ``hreflang`` alternates to the release's other language versions. Atom live feeds link
+and ``hreflang`` alternates to the release's other language versions.
+
+Every field but the full content is plain text (``sanitize.plain_text``: no tag, no
+character reference), escaped once by the writer: titles, the channel description, the
+summary (RSS ``description``, Atom ``summary type="text"``, JSON ``summary``), names,
+categories, document titles. Many readers render RSS titles and descriptions as HTML
+whatever the specification says, so markup in a title or a lead must not reach them as
+markup. The full content (``content:encoded``, Atom ``content``, JSON ``content_html``) is
+the sanitised HTML of the body. Atom live feeds link
 to RFC 5005 archive pages (``prev-archive``); archive pages are marked ``fh:archive``.
 
 feedgen 1.0 writes an Atom entry's links without their ``rel``, ``type``, ``hreflang`` and
@@ -20,7 +28,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,17 +46,18 @@ from . import urls
 from .config import Settings
 from .i18n import gettext_for
 from .models import Release, Topic
-from .sanitize import absolute_urls, clean_html, strip_xml_invalid
+from .sanitize import absolute_urls, clean_html, plain_text, strip_xml_invalid
 
-# The feed-level date of a feed without items: fixed, so an empty feed is stable too.
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Atom's <updated> of a feed without items when the catalogue knows no date for it either
+# (a database without a topic, where nothing can be published yet): fixed, so the feed is
+# stable; after 1990, so validators do not call it implausible as they did 1970-01-01.
+NO_DATE = datetime(2000, 1, 1, tzinfo=UTC)
 SUMMARY_CHARS = 300
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 _ATOM = "http://www.w3.org/2005/Atom"
 _HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005
 _MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml",
                 "json": "application/feed+json"}  # fmt: skip
-_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,9 @@ class FeedPage:
 
     ``archive`` is None for the live feed, else this RFC 5005 archive page's number;
     ``prev_archive`` is the next older archive page, ``next_archive`` the next newer one
-    (both Atom only)."""
+    (both Atom only). ``empty_date`` is the feed's date when it has no release: when it
+    last changed (``site.py`` gives the withdrawal that emptied it, else the creation of
+    its topic); never now(), so the same catalogue gives the same bytes."""
 
     lang: str
     topic: Topic | None
@@ -66,6 +76,7 @@ class FeedPage:
     archive: int | None = None
     prev_archive: int | None = None
     next_archive: int | None = None
+    empty_date: datetime | None = None
 
 
 @dataclass
@@ -145,7 +156,7 @@ def feed_title(settings: Settings, lang: str, topic: Topic | None) -> str:
     """A feed's title: the organisation, and the topic's name in ``lang`` if any."""
     title = _organisation(settings)
     if topic is not None:
-        title = f"{title} — {_text(topic.name(lang)).strip() or _text(topic.slug)}"
+        title = f"{title} — {_topic_label(topic, lang)}"
     return title
 
 
@@ -163,6 +174,12 @@ def _xml_feed(page: FeedPage, fmt: urls.FeedFormat, items: Sequence[_Item], s: S
     extension: _FeedExtension = fg.distributor
     extension.hub = s.websub_hub
     extension.archive = page.archive is not None
+    # The feed's date: its newest item's; for a feed without items the date the catalogue
+    # gives (page.empty_date); without one, RSS leaves its optional lastBuildDate out and
+    # Atom, which requires <updated>, gets the fixed NO_DATE. Never now(): feeds are
+    # deterministic (feedgen would put now() in).
+    dated = max((i.updated for i in items), default=page.empty_date)
+    extension.undated = dated is None
     if fmt == "rss":
         fg.load_extension("dc", atom=False, rss=True)  # dc:creator: an author without email
     fg.id(self_url)
@@ -188,7 +205,7 @@ def _xml_feed(page: FeedPage, fmt: urls.FeedFormat, items: Sequence[_Item], s: S
     fg.link(href=_text(home), rel="alternate", type="text/html")
     # Fixed generator and update time: feedgen would otherwise put its version and now() in.
     fg.generator("distributor")
-    fg.updated(max((i.updated for i in items), default=EPOCH))
+    fg.updated(dated or NO_DATE)
     for item in items:
         fg.add_entry(_feed_entry(item, fmt), order="append")
     data = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
@@ -197,18 +214,23 @@ def _xml_feed(page: FeedPage, fmt: urls.FeedFormat, items: Sequence[_Item], s: S
 
 
 class _FeedExtension(BaseExtension):  # type: ignore[misc]
-    """Feed-level elements feedgen does not write: the hub in RSS and the RFC 5005 marker."""
+    """Feed-level elements feedgen does not write: the hub in RSS and the RFC 5005 marker;
+    and the RSS lastBuildDate of an undated feed taken out (feedgen always writes one)."""
 
     hub: str | None = None
     archive: bool = False
+    undated: bool = False
 
     def extend_ns(self) -> dict[str, str]:
         return {"fh": _HISTORY} if self.archive else {}
 
     def extend_rss(self, feed: Any) -> Any:
+        channel = feed[0]
         if self.hub:
-            channel = feed[0]
             etree.SubElement(channel, f"{{{_ATOM}}}link", href=_text(self.hub), rel="hub")
+        if self.undated:
+            for element in channel.findall("lastBuildDate"):
+                channel.remove(element)
         return feed
 
     def extend_atom(self, feed: Any) -> Any:
@@ -247,9 +269,9 @@ class _ItemExtension(BaseEntryExtension):  # type: ignore[misc]
 
     def extend_rss(self, entry: Any) -> Any:
         item = self.item
-        for term, label, scheme in item.categories:
+        for _term, label, scheme in item.categories:
             category = etree.SubElement(entry, "category", domain=scheme)
-            category.text = label or term
+            category.text = label
         updated = etree.SubElement(entry, f"{{{_ATOM}}}updated")
         updated.text = _rfc3339(item.updated)
         for lang, url in item.alternates:
@@ -281,7 +303,7 @@ def _feed_entry(item: _Item, fmt: urls.FeedFormat) -> FeedEntry:
     fe.published(item.published)
     fe.updated(item.updated)
     fe.author(name=item.author)
-    fe.summary(item.summary)  # plain text: Atom summary, RSS description
+    fe.summary(item.summary, type="text")  # plain text: Atom summary, RSS description
     fe.content(item.content_html, type="html")  # RSS content:encoded
     return fe
 
@@ -317,7 +339,7 @@ def _json_item(item: _Item) -> dict[str, Any]:
         "date_modified": _rfc3339(item.updated),
         "language": item.lang,
         "authors": [{"name": item.author}],
-        "tags": [label or term for term, label, _ in item.categories],
+        "tags": [label for _, label, _ in item.categories],
     }
     attachments = []
     if item.enclosure is not None:
@@ -345,11 +367,7 @@ def _json_attachment(url: str, title: str, kind: str, length: int) -> dict[str, 
 def _item(release: Release, others: Sequence[Release], s: Settings, lang: str) -> _Item:
     organisation = _organisation(s)
     categories = tuple(
-        (
-            _text(t.slug),
-            _text(t.name(lang)).strip() or _text(t.slug),
-            _text(urls.listing_url(s, lang, t.slug)),
-        )
+        (plain_text(t.slug) or "-", _topic_label(t, lang), _text(urls.listing_url(s, lang, t.slug)))
         for t in sorted(release.topics, key=lambda t: t.slug)
     )
     alternates = tuple(
@@ -359,13 +377,13 @@ def _item(release: Release, others: Sequence[Release], s: Settings, lang: str) -
     )
     attachments = tuple(
         (
-            _absolute(str(a.get("href") or ""), s),
-            _text(str(a.get("title") or "")),
-            _text(str(a.get("type") or _guess_type(str(a.get("href") or "")))),
+            url,
+            plain_text(str(a.get("title") or "")),
+            _text(str(a.get("type") or _guess_type(url))),
             _length(a, s),
         )
         for a in release.attachments or []
-        if a.get("href")
+        if (url := _absolute(str(a.get("href") or ""), s))
     )
     return _Item(
         id=_tag_uri(release, s),
@@ -387,10 +405,12 @@ def _item(release: Release, others: Sequence[Release], s: Settings, lang: str) -
 def _enclosure(release: Release, s: Settings) -> Enclosure | None:
     """The lead (first) image: its high-resolution version when there is one."""
     for image in release.images or []:
-        src = str(image.get("href") or image.get("src") or "")
-        if src:
-            kind = _text(str(image.get("type") or _guess_type(src) or "image/jpeg"))
-            return Enclosure(_absolute(src, s), kind, _length(image, s))
+        url = _absolute(str(image.get("href") or ""), s) or _absolute(
+            str(image.get("src") or ""), s
+        )
+        if url:
+            kind = _text(str(image.get("type") or _guess_type(url) or "image/jpeg"))
+            return Enclosure(url, kind, _length(image, s))
     return None
 
 
@@ -402,7 +422,7 @@ def _length(media: Mapping[str, Any], s: Settings) -> int:
         return declared
     for key in ("href", "src"):
         path = str(media.get(key) or "")
-        if path.startswith("/") and not path.startswith("//") and ".." not in path:
+        if path.startswith("/") and urls.link_problem(path) is None and ".." not in path:
             try:
                 return (s.public_dir / path.lstrip("/")).stat().st_size
             except (OSError, ValueError):  # missing, or a name no file system takes
@@ -415,8 +435,9 @@ def _guess_type(url: str) -> str:
 
 
 def _absolute(url: str, s: Settings) -> str:
-    url = _text(url)
-    return s.site_url + url if url.startswith("/") and not url.startswith("//") else url
+    """A release's link made absolute (``urls.absolute_link``); "" for one that is not a
+    link, stored before the checks (``//host``, ``javascript:``): it is left out."""
+    return urls.absolute_link(s.site_url, _text(url)) or ""
 
 
 def _tag_uri(release: Release, settings: Settings) -> str:
@@ -437,10 +458,11 @@ def _rfc3339(moment: datetime) -> str:
 
 
 def _summary(release: Release) -> str:
-    lead = _SPACES.sub(" ", _text(release.lead)).strip()
+    lead = plain_text(release.lead)
     if lead:
         return lead
-    text = _SPACES.sub(" ", _text(release.body_text or "")).strip()
+    # The body's start only: plain_text reads what it is given, and the body may be 2 MB.
+    text = plain_text((release.body_text or "")[: SUMMARY_CHARS * 4])
     if len(text) > SUMMARY_CHARS:
         text = text[:SUMMARY_CHARS].rsplit(" ", 1)[0] + "…"
     return text or _title(release)
@@ -448,7 +470,7 @@ def _summary(release: Release) -> str:
 
 def _title(release: Release) -> str:
     # Never empty: feedgen refuses an entry without a title ("Required fields not set").
-    return _text(release.title).strip() or _text(release.slug).strip() or f"#{release.id}"
+    return plain_text(release.title) or plain_text(release.slug) or f"#{release.id}"
 
 
 def _content_html(release: Release, settings: Settings) -> str:
@@ -459,35 +481,42 @@ def _content_html(release: Release, settings: Settings) -> str:
         when = release.corrected_at.astimezone(settings.zone)
         label = gettext_for(release.language)("Corrected on")
         parts.append(f"<p><em>{escape(label)} {when:%Y-%m-%d %H:%M %Z}</em></p>")
-    lead = _text(release.lead).strip()
+    lead = plain_text(release.lead)  # the same text as the summary's
     if lead:
         parts.append(f"<p>{escape(lead)}</p>")
     parts.append(release.body_html or "")
-    parts.extend(_figure(image) for image in release.images or [])
+    parts.extend(_figure(image, settings) for image in release.images or [])
     links = [
-        f'<li><a href="{escape(str(a["href"]))}">{escape(str(a.get("title") or ""))}</a></li>'
+        f'<li><a href="{escape(href)}">{escape(plain_text(str(a.get("title") or "")))}</a></li>'
         for a in release.attachments or []
-        if a.get("href")
+        if (href := _absolute(str(a.get("href") or ""), settings))
     ]
     if links:
         parts.append("<ul>" + "".join(links) + "</ul>")
     return absolute_urls(clean_html(_text("".join(parts))), settings.site_url)
 
 
-def _figure(image: Mapping[str, Any]) -> str:
-    src = str(image.get("src") or "")
+def _figure(image: Mapping[str, Any], settings: Settings) -> str:
+    src = _absolute(str(image.get("src") or ""), settings)
     if not src:
         return ""
-    html = f'<img src="{escape(src)}" alt="{escape(str(image.get("alt") or ""))}">'
-    if image.get("href"):
-        html = f'<a href="{escape(str(image["href"]))}">{html}</a>'
-    if image.get("credit"):
-        html += f"<figcaption>{escape(str(image['credit']))}</figcaption>"
+    html = f'<img src="{escape(src)}" alt="{escape(plain_text(str(image.get("alt") or "")))}">'
+    href = _absolute(str(image.get("href") or ""), settings)
+    if href:
+        html = f'<a href="{escape(href)}">{html}</a>'
+    credit = plain_text(str(image.get("credit") or ""))
+    if credit:
+        html += f"<figcaption>{escape(credit)}</figcaption>"
     return f"<figure>{html}</figure>"
 
 
 def _organisation(settings: Settings) -> str:
-    return _text(settings.organisation).strip() or "Press releases"
+    return plain_text(settings.organisation) or "Press releases"
+
+
+def _topic_label(topic: Topic, lang: str) -> str:
+    """A topic's name in ``lang`` as plain text; its slug when the name has no text."""
+    return plain_text(topic.name(lang)) or plain_text(topic.slug) or "-"
 
 
 def _text(value: str) -> str:

@@ -28,7 +28,16 @@ from .config import Settings
 from .i18n import gettext_for, primary
 from .models import Release, Topic
 from .sanitize import absolute_urls, strip_xml_invalid
-from .urls import FEED_FORMATS, FeedFormat, feed_url, listing_url, release_url
+from .urls import (
+    FEED_FORMATS,
+    FeedFormat,
+    absolute_link,
+    feed_url,
+    listing_url,
+    mailto_href,
+    release_url,
+    tel_href,
+)
 
 # Each language named in itself, so a reader finds their own in the switch.
 LANGUAGE_NAMES: dict[str, str] = {"en": "English", "fr": "Français"}
@@ -58,7 +67,6 @@ FILE_KINDS: dict[str, str] = {
     "image/svg+xml": "SVG",
 }
 _SHORT_NAME = re.compile(r"^[A-Za-z0-9]{1,6}$")
-_NOT_DIALLED = re.compile(r"[^0-9+]")
 # Decimal (SI) units, as file managers and browsers show sizes; the catalog translates
 # them (French: o, ko, Mo, Go).
 _SIZE_UNITS = ("B", "kB", "MB", "GB")
@@ -128,6 +136,7 @@ class Newsroom:
             long_date=partial(long_date, zone=settings.zone),
             absolute=self.absolute,
             tel=tel_href,
+            mailto=mailto_href,
             file_details=file_details,
         )
 
@@ -254,11 +263,7 @@ class Newsroom:
         """``url`` (an http(s) URL or a site path such as ``/media/a.jpg``, as release files
         give them) made absolute under the site URL; "" for anything else, which ingest
         refuses anyway (a ``javascript:`` URL must not become a link even if it got in)."""
-        if url.startswith("/") and not url.startswith("//"):
-            return self.settings.site_url + url
-        if urlsplit(url).scheme.lower() in ("http", "https"):
-            return url
-        return ""
+        return absolute_link(self.settings.site_url, url) or ""
 
     def _site_lang(self, lang: str) -> str:
         return lang if lang in self.settings.languages else self.settings.languages[0]
@@ -293,12 +298,6 @@ def long_date(moment: datetime, lang: str, zone: tzinfo = UTC) -> str:
     2026", "20 novembre 2026"; an unknown language gets English."""
     # Cached: a listing prints fifty dates, most of them on a handful of days.
     return _long_date(moment.astimezone(zone).date(), lang)
-
-
-def tel_href(phone: str) -> str:
-    """A ``tel:`` URL for a phone number as people write it: "+33 1 00 00 00 00" →
-    ``tel:+33100000000``."""
-    return "tel:" + _NOT_DIALLED.sub("", phone)
 
 
 def human_size(length: int, lang: str) -> str:

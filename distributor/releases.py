@@ -4,6 +4,17 @@ Ingest is strict: a broken front matter, a missing title, an unknown topic or a 
 time zone is refused with a ReleaseInputError naming the source and the field, and nothing
 is stored. The body is Markdown rendered to sanitised HTML; the Markdown source is kept as
 the text part of the email.
+
+What a field refuses, in a release file and in the API's JSON alike (one model):
+- single-line text (title, dateline, lead, contact names and roles, alt texts, credits,
+  document titles): control characters, line breaks, bidi embeddings, overrides and
+  isolates, invisible format characters and noncharacters (``sanitize.line_problem``);
+- links (images ``src``, ``href``, ``email_src``; documents ``href``): anything but an
+  http(s) URL with a host or a site path that stays on the site (``urls.link_problem``:
+  no ``//host``, ``/\\host``, ``/%2F…``, ``javascript:``…);
+- contacts: an ``email`` that is not an address (email-validator, syntax only), a
+  ``phone`` that is not a phone number as people write it;
+- the body: the bidi overrides U+202D and U+202E (``sanitize.body_problem``).
 """
 
 from __future__ import annotations
@@ -16,15 +27,17 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
+from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import urls
 from .config import Settings
 from .errors import Conflict, InputError, NotFound, ReleaseInputError
 from .media import MAX_UPLOAD_BYTES, store_image
 from .models import Release, ReleaseState, Topic, utcnow
-from .sanitize import markdown_to_html, strip_xml_invalid
+from .sanitize import body_problem, line_problem, markdown_to_html, strip_xml_invalid
 
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
 # Front matter is a few fields: these bound the work YAML may cause (pure-Python PyYAML reads
@@ -34,25 +47,48 @@ MAX_FRONT_MATTER_BYTES = 256 * 1024
 MAX_YAML_VALUES = 5_000  # every key and value, each alias counted as what it stands for
 MAX_YAML_DEPTH = 20
 MAX_PROBLEMS_SHOWN = 10
+SLUG_MAX = 80
 _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.S)
 # C0 controls and DEL; the other line breaks of str.splitlines() (NEL, the Unicode line and
-# paragraph separators); lone surrogates (not characters: no UTF-8 for them).
+# paragraph separators); lone surrogates (not characters: no UTF-8 for them). For showing a
+# field's name in a message; a field's value goes through sanitize.line_problem.
 _NO_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029\ud800-\udfff]")
 # An image ``src`` that is a URL (any scheme) or a site path; anything else names a file.
 _NOT_A_FILE = re.compile(r"^\s*(?:/|[A-Za-z][A-Za-z0-9+.-]*:)")
 
 
 def _single_line(value: str) -> str:
-    if _NO_CONTROL.search(value):
-        raise ValueError("must be a single line without control characters")
+    problem = line_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value.strip()
 
 
-def _http_only(value: str) -> str:
-    if value and not re.match(r"^(https?://|/)", value):
-        raise ValueError("must be an http(s) URL or a site path starting with /")
+def _link(value: str) -> str:
+    problem = urls.link_problem(value) if value else None
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _email(value: str) -> str:
+    """An address to write to (syntax only: no DNS at ingest), as email-validator
+    normalises it; a ``mailto:`` link to it is %-encoded (``urls.mailto_href``)."""
+    if not value:
+        return value
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        shown = value if len(value) <= 80 else value[:79] + "…"
+        raise ValueError(f"{shown!r} is not an email address: {exc}") from exc
+
+
+def _phone(value: str) -> str:
+    problem = urls.phone_problem(value) if value else None
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -66,6 +102,8 @@ class Contact(BaseModel):
     email: str = Field(default="", max_length=320)
 
     _lines = field_validator("name", "role", "phone", "email")(_single_line)
+    _addresses = field_validator("email")(_email)
+    _phones = field_validator("phone")(_phone)
 
 
 class Image(BaseModel):
@@ -91,7 +129,7 @@ class Image(BaseModel):
     height: int | None = Field(default=None, ge=1, le=100_000)
 
     _lines = field_validator("src", "alt", "credit", "href", "email_src")(_single_line)
-    _urls = field_validator("src", "href", "email_src")(_http_only)
+    _urls = field_validator("src", "href", "email_src")(_link)
 
 
 class Attachment(BaseModel):
@@ -104,7 +142,7 @@ class Attachment(BaseModel):
     length: int = Field(default=0, ge=0)
 
     _lines = field_validator("href", "title")(_single_line)
-    _urls = field_validator("href")(_http_only)
+    _urls = field_validator("href")(_link)
 
 
 def _aware(value: Any) -> Any:
@@ -263,10 +301,29 @@ class ReleaseDraft:
 
 
 def slugify(text: str) -> str:
-    """A URL slug of ``text``: ASCII, lowercase, words joined by hyphens, at most 80 chars."""
+    """A URL slug of ``text``: ASCII, lowercase, words joined by hyphens, at most
+    SLUG_MAX characters, cut between two words (a single word longer than that is cut
+    inside); "release" when nothing of ``text`` is left."""
+    slug = _whole_slug(text)
+    if len(slug) > SLUG_MAX:
+        head = slug[: SLUG_MAX + 1]  # a hyphen right after the limit ends a whole word
+        cut = head.rfind("-")
+        slug = head[:cut] if cut > 0 else slug[:SLUG_MAX]
+    return slug.strip("-") or "release"
+
+
+def _whole_slug(text: str) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-    return slug[:80].rstrip("-") or "release"
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+
+
+def slug_cut_from(draft: ReleaseDraft) -> int | None:
+    """The length the slug made from ``draft``'s title had before ``slugify`` cut it to
+    SLUG_MAX characters; None when it was not cut, or when the draft gives its slug."""
+    if draft.meta.slug:
+        return None
+    length = len(_whole_slug(draft.meta.title))
+    return length if length > SLUG_MAX else None
 
 
 def _split_lead(body: str) -> tuple[str, str]:
@@ -276,8 +333,9 @@ def _split_lead(body: str) -> tuple[str, str]:
 
 
 def _one_line(text: str) -> str:
-    """``text``'s lines (any line break Python knows, U+2028 too) joined by spaces."""
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+    """``text``'s lines (any line break Python knows, U+2028 too) joined by spaces, tabs
+    made spaces."""
+    return " ".join(line.strip() for line in text.replace("\t", " ").splitlines() if line.strip())
 
 
 def _local_images(data: dict[Any, Any]) -> dict[int, str]:
@@ -411,7 +469,8 @@ def draft_from_fields(
     """A release from checked front matter and its Markdown ``body`` (a release file's
     two parts, or the API's JSON): the lead (``meta.lead``, else the body's first
     paragraph) and the sanitised HTML of the rest. Raises ReleaseInputError naming
-    ``source`` for a language not configured or a missing lead."""
+    ``source`` for a language not configured, a missing lead, a lead with a character a
+    single line refuses (``sanitize.line_problem``) or a body with a bidi override."""
     if meta.lang not in settings.languages:
         raise ReleaseInputError(
             f"{source}: field 'lang': {meta.lang!r} is not one of {', '.join(settings.languages)}"
@@ -423,6 +482,13 @@ def draft_from_fields(
         lead, rest = _split_lead(text)
     if not lead:
         raise ReleaseInputError(f"{source}: field 'lead': the release has no lead paragraph")
+    problem = line_problem(lead)
+    if problem is not None:
+        where = "field 'lead'" if meta.lead is not None else "field 'lead' (the first paragraph)"
+        raise ReleaseInputError(f"{source}: {where}: {problem}")
+    problem = body_problem(text)
+    if problem is not None:
+        raise ReleaseInputError(f"{source}: field 'body': {problem}")
     try:
         body_html = markdown_to_html(rest)
     except InputError as exc:

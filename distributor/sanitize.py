@@ -1,9 +1,12 @@
 """Untrusted text and HTML made safe: Markdown → HTML, HTML sanitised with nh3, characters
-that XML forbids removed, relative URLs made absolute."""
+that XML forbids removed, relative URLs made absolute; the one check of a single-line text
+field (a title, a name), and the plain text of a field that readers may take for HTML."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
 
@@ -50,6 +53,148 @@ _SIBLINGS = {tag: group for group in (("p",), ("li",), ("dt", "dd"), ("tr",), ("
 _URL_NOISE = re.compile(r"[\x00-\x20\x7f]")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _URL_ATTR = re.compile(r'(\s(?:href|src|cite)=")([^"]*)(")')
+
+
+# -- single-line text fields -----------------------------------------------------------------
+
+# What a single-line field (a title, a dateline, a name, an alt text) refuses:
+# - controls (C0, DEL, C1), the line and paragraph separators, lone surrogates;
+# - the bidi embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): in a subject
+#   line, a feed reader's list or a file name they reorder what follows them, past the
+#   field's end ("Trojan Source" spoofing). A single line of right-to-left text needs none
+#   of them: the marks U+200E, U+200F and U+061C, which stay allowed, do what it needs;
+# - invisible format characters nobody types on purpose: the deprecated ones (U+206A-U+206F),
+#   invisible maths operators (U+2061-U+2064), a byte order mark (U+FEFF) inside the text,
+#   interlinear annotations (U+FFF9-U+FFFB), the language tag (U+E0001);
+# - noncharacters (U+FDD0-U+FDEF and the last two code points of every plane).
+# Format characters that writing systems need stay allowed: ZWNJ and ZWJ (Persian, Indic
+# scripts, emoji sequences), ZWSP and WJ (line breaking in Thai, Khmer…), the soft hyphen,
+# the Arabic and Syriac number signs, and the tag characters of emoji flags.
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(17)
+)
+_INVISIBLE_CLASS = "\u202a-\u202e\u2066-\u206f\u2061-\u2064\ufeff\ufff9-\ufffb\U000e0001"
+_REFUSED_IN_LINE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff" + _INVISIBLE_CLASS + _NONCHARACTERS + "]"
+)
+_INVISIBLE = re.compile("[" + _INVISIBLE_CLASS + _NONCHARACTERS + "]")
+# What a body refuses: the overrides, which reverse the order of every letter after them.
+# The embeddings, isolates and marks that editors (Word) put into right-to-left text stay
+# allowed in a body, where the end of the paragraph ends their effect.
+_REFUSED_IN_BODY = re.compile("[\u202d\u202e]")
+
+
+def line_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a single-line text field (a title, a dateline, a name, an
+    alt text, a topic name), naming the first character at fault and where it is; None when
+    it can. See ``_REFUSED_IN_LINE`` for what is refused and why."""
+    match = _REFUSED_IN_LINE.search(value)
+    if match is None:
+        return None
+    char = match.group()
+    code = ord(char)
+    if code < 0x20 or 0x7F <= code <= 0x9F or char in "\u2028\u2029":
+        why = "a single line has no control characters or line breaks"
+    elif 0xD800 <= code <= 0xDFFF:
+        why = "a lone surrogate is not a character"
+    elif 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069:
+        why = (
+            "bidi embeddings, overrides and isolates reorder the text around the field; "
+            "use the marks U+200E or U+200F to set a direction"
+        )
+    elif unicodedata.category(char) == "Cf":
+        why = "an invisible format character"
+    else:
+        why = "a noncharacter is not for text"
+    return f"{_describe(char)} at character {match.start() + 1}: {why}"
+
+
+def body_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a release's body (a bidi override, U+202D or U+202E), naming
+    the character and its line; None when it can."""
+    match = _REFUSED_IN_BODY.search(value)
+    if match is None:
+        return None
+    line = value.count("\n", 0, match.start()) + 1
+    return (
+        f"{_describe(match.group())} on line {line} of the body: it reverses the order of "
+        "every letter after it; use the marks U+200E or U+200F to set a direction"
+    )
+
+
+def strip_invisible(text: str) -> str:
+    """``text`` without the bidi controls, invisible format characters and noncharacters a
+    single-line field refuses: for text that may have been stored before they were refused
+    (a mail header)."""
+    return _INVISIBLE.sub("", text)
+
+
+def _describe(char: str) -> str:
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" ({name})" if name else "")
+
+
+# -- plain text, for fields that readers may render as HTML ----------------------------------
+
+_PLAIN_PASSES = 4
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+_WHITE = re.compile(r"\s+")
+
+
+class _TextOnly(HTMLParser):
+    """The text of an HTML fragment: character references decoded; tags, comments and the
+    content of script and style elements dropped."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping = False
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        self._skipping = tag in self.CDATA_CONTENT_ELEMENTS
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skipping = False
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(data)
+
+
+def _text_of(html: str) -> str:
+    parser = _TextOnly()
+    parser.feed(html)
+    parser.close()
+    return strip_invisible(strip_xml_invalid("".join(parser.parts)))
+
+
+def plain_text(value: str) -> str:
+    """``value`` as one line of plain text, for a field that feed readers may render as
+    HTML (a title, a summary, a name, a category): tags, comments, characters XML forbids and
+    what ``strip_invisible`` removes taken out, character references decoded, white space
+    runs made one space.
+
+    What comes out holds no tag and no character reference, so it reads the same whether a
+    reader takes it for text or for HTML; whoever writes it escapes it once (the XML writer,
+    ``json``). Decoding repeats until nothing changes, so entity-encoded markup
+    (``&lt;script&gt;``, ``&amp;lt;…``) is removed as markup, not let through as text that
+    one more decoding would bring back to life; a ``<`` that could still open a tag (an
+    unclosed ``<img src=x onerror=…`` at the end) is dropped. Ordinary text survives:
+    ``a < b``, ``AT&T``, quotes."""
+    text = value
+    for _ in range(_PLAIN_PASSES):
+        cleaner = _plain_pass(text)
+        if cleaner == text:  # no markup left: drop what could still open a tag, if any
+            cleaner = _TAG_START.sub("", text)
+            if cleaner == text:
+                return text
+        text = cleaner
+    # Markup encoded more often than there are passes: nothing of it may stay markup.
+    return _plain_pass(text.replace("&", "").replace("<", ""))
+
+
+def _plain_pass(text: str) -> str:
+    return _WHITE.sub(" ", _text_of(text)).strip()
 
 
 def strip_xml_invalid(text: str) -> str:

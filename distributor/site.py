@@ -33,6 +33,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the code that renders pages or feeds changes what it writes: every output's
 # fingerprint includes it (templates are fingerprinted by their content).
-RENDER_VERSION = "5"
+RENDER_VERSION = "6"
 MANIFEST = ".manifest.json"
 LOAD_CHUNK = 500
 
@@ -73,11 +74,15 @@ class _Row:
 
 @dataclass(frozen=True)
 class _Gone:
-    """A release withdrawn after it was published: its page becomes a 410 notice."""
+    """A release withdrawn after it was published: its page becomes a 410 notice, and the
+    feeds it was in are dated by its withdrawal once they have nothing left."""
 
     id: int
     slug: str
     withdrawn_at: str
+    lang: str
+    topics: tuple[int, ...]
+    withdrawn: datetime | None
 
 
 @dataclass
@@ -153,12 +158,13 @@ def _catalogue(session: Session) -> tuple[list[_Row], list[Topic], list[_Gone]]:
     # Core, not ORM rows, and timestamps as text: 10,000 releases in ~50 ms instead of ~500.
     t = Release.__table__.c
     published = t.state == ReleaseState.PUBLISHED
+    gone_after_publication = (t.state == ReleaseState.WITHDRAWN) & t.published_at.is_not(None)
     conn = session.connection()
     topic_ids: dict[int, list[int]] = defaultdict(list)
     links = select(release_topics.c.release_id, release_topics.c.topic_id).join(
         Release.__table__, t.id == release_topics.c.release_id
     )
-    for release_id, topic_id in conn.execute(links.where(published)).all():
+    for release_id, topic_id in conn.execute(links.where(published | gone_after_publication)):
         topic_ids[release_id].append(topic_id)
     columns = select(t.id, t.slug, t.language, cast(t.date, String), cast(t.updated_at, String),
                      t.translation_of_id)  # fmt: skip
@@ -167,10 +173,13 @@ def _catalogue(session: Session) -> tuple[list[_Row], list[Topic], list[_Gone]]:
         for rid, slug, lang, date, updated, origin in conn.execute(columns.where(published)).all()
     ]
     topics = list(session.scalars(select(Topic).order_by(Topic.slug)))
-    withdrawn = select(t.id, t.slug, cast(t.withdrawn_at, String)).where(
-        t.state == ReleaseState.WITHDRAWN, t.published_at.is_not(None)
-    )
-    gone = [_Gone(rid, slug, str(when)) for rid, slug, when in conn.execute(withdrawn).all()]
+    withdrawn = select(
+        t.id, t.slug, cast(t.withdrawn_at, String), t.language, t.withdrawn_at
+    ).where(gone_after_publication)
+    gone = [
+        _Gone(rid, slug, str(text), lang, tuple(sorted(topic_ids[rid])), when)
+        for rid, slug, text, lang, when in conn.execute(withdrawn).all()
+    ]
     return rows, topics, gone
 
 
@@ -204,13 +213,38 @@ def _plan(
         if _safe_segment(g.slug)
     ]  # fmt: skip
     size = settings.feed_size
+    first_topic = min((t.created_at for t in topics), default=None)
     for lang in settings.languages:
         in_lang = sorted((r for r in rows if r.lang == lang), key=lambda r: (r.date, r.id))
         for topic in [None, *usable]:
             tid = topic.id if topic is not None else 0  # read once: an ORM attribute is slow
             chosen = in_lang if topic is None else [r for r in in_lang if tid in r.topics]
-            outputs.extend(_listing_outputs(build, settings, lang, topic, chosen, keys, size))
+            empty_date = None
+            if not chosen:
+                empty_date = _empty_date(gone, lang, topic, first_topic)
+            outputs.extend(
+                _listing_outputs(build, settings, lang, topic, chosen, keys, size, empty_date)
+            )
     return outputs
+
+
+def _empty_date(
+    gone: list[_Gone], lang: str, topic: Topic | None, first_topic: datetime | None
+) -> datetime | None:
+    """The date of a feed that has no release: when it last changed. That is the newest
+    withdrawal among the releases it held (all of them were withdrawn, or it would not be
+    empty); a feed that never held one is as old as its topic, and a language's feed as
+    the first topic (nothing is published before a topic exists). None for a database
+    without a topic. From the catalogue, never now(): the same data, the same bytes."""
+    tid = topic.id if topic is not None else None
+    withdrawals = [
+        g.withdrawn
+        for g in gone
+        if g.withdrawn is not None and g.lang == lang and (tid is None or tid in g.topics)
+    ]
+    if withdrawals:
+        return max(withdrawals)
+    return topic.created_at if topic is not None else first_topic
 
 
 def _listing_outputs(
@@ -221,8 +255,10 @@ def _listing_outputs(
     ascending: list[_Row],
     keys: dict[int, str],
     size: int,
+    empty_date: datetime | None = None,
 ) -> Iterator[_Output]:
-    """The pages and feeds of one listing (a language, maybe a topic): live and archives."""
+    """The pages and feeds of one listing (a language, maybe a topic): live and archives.
+    ``empty_date`` dates the live feeds when there is no release (see ``_empty_date``)."""
     slug = topic.slug if topic else None
     archives = (len(ascending) - 1) // size if ascending else 0
     live = ascending[-size:][::-1]
@@ -244,8 +280,9 @@ def _listing_outputs(
             yield _Output(urls.listing_relpath(None), root_fp, "root", listing, ids)
         formats: Sequence[urls.FeedFormat] = urls.FEED_FORMATS if archive is None else ("atom",)
         for fmt in formats:
-            feed = FeedPage(lang, topic, (), archive, older if fmt == "atom" else None, newer)
-            fp = _hash(build, "feed", fmt, shape, content)
+            feed = FeedPage(lang, topic, (), archive, older if fmt == "atom" else None, newer,
+                            empty_date)  # fmt: skip
+            fp = _hash(build, "feed", fmt, shape, content, str(empty_date))
             url = urls.feed_url(settings, lang, fmt, slug) if archive is None else None
             relpath = urls.feed_relpath(lang, fmt, slug, archive)
             yield _Output(relpath, fp, "feed", (feed, fmt), ids, url)
@@ -324,7 +361,7 @@ def _render_all(
         else:
             page, fmt = output.args
             page = FeedPage(page.lang, page.topic, items, page.archive, page.prev_archive,
-                            page.next_archive)  # fmt: skip
+                            page.next_archive, page.empty_date)  # fmt: skip
             data = render_feed(page, fmt, settings, translations, cache)
         if _write_if_changed(settings.public_dir / output.relpath, data):
             report.written.append(output.relpath)

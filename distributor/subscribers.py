@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from .config import Settings
 from .errors import Conflict, ImportRejected, NotFound, RowError, SubscriberInputError
 from .models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, Topic, utcnow
+from .sanitize import line_problem
 from .spreadsheet import defuse, restore
 
 CSV_COLUMNS = ("email", "name", "language", "topics")
@@ -48,13 +49,17 @@ def normalise_email(address: str) -> str:
 
 def check_name(name: str) -> str:
     """The display name, stripped; raises SubscriberInputError for control characters or
-    encoded words (header injection)."""
+    encoded words (header injection), and for what no single-line field takes: bidi
+    controls, invisible format characters, noncharacters (``sanitize.line_problem``)."""
     if _BAD_NAME.search(name):
         raise SubscriberInputError(
             "name: must not contain line breaks, control characters or '=?' (encoded words)"
         )
     if len(name) > 200:
         raise SubscriberInputError("name: longer than 200 characters")
+    problem = line_problem(name)
+    if problem is not None:
+        raise SubscriberInputError(f"name: {problem}")
     return name.strip()
 
 

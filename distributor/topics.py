@@ -11,34 +11,40 @@ from sqlalchemy.orm import Session
 
 from .errors import Conflict, InputError, NotFound
 from .models import Release, Subscriber, SubscriberStatus, Topic, release_topics, subscriptions
+from .sanitize import line_problem
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _LANG_PREFIX = re.compile(r"^([a-z]{2}):(.*)$", re.S)
 
 
 def parse_names(values: list[str], default_lang: str) -> dict[str, str]:
-    """``["Climate", "fr:Climat"]`` → ``{"en": "Climate", "fr": "Climat"}``."""
+    """``["Climate", "fr:Climat"]`` → ``{"en": "Climate", "fr": "Climat"}``; InputError
+    for an empty name or one a single line refuses (``sanitize.line_problem``)."""
     names: dict[str, str] = {}
     for value in values:
         match = _LANG_PREFIX.match(value)
         lang, name = (match.group(1), match.group(2)) if match else (default_lang, value)
-        name = name.strip()
-        if not name or any(ord(c) < 32 for c in name):
-            raise InputError(f"--name {value!r}: must be a non-empty single line")
-        names[lang] = name
+        problem = line_problem(name) if name.strip() else "must not be empty"
+        if problem is not None:
+            raise InputError(f"--name {value!a}: {problem}")
+        names[lang] = name.strip()
     return names
 
 
 def check_names(names: dict[str, str], languages: Sequence[str] | None = None) -> dict[str, str]:
     """``names`` with each name stripped; InputError (naming the language) for an empty or
-    multi-line name, or a language not among ``languages`` when they are given."""
+    too long name, one a single line refuses (``sanitize.line_problem``), or a language not
+    among ``languages`` when they are given."""
     checked: dict[str, str] = {}
     for lang, name in names.items():
         if languages is not None and lang not in languages:
             raise InputError(f"names: {lang!r} is not one of {', '.join(languages)}")
         cleaned = name.strip()
-        if not cleaned or len(cleaned) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        if not cleaned or len(cleaned) > 200:
             raise InputError(f"names: the {lang} name must be one line of 1-200 characters")
+        problem = line_problem(name)
+        if problem is not None:
+            raise InputError(f"names: the {lang} name: {problem}")
         checked[lang] = cleaned
     return checked
 

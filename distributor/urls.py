@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+from urllib.parse import quote, unquote, urlsplit
 
 from .config import Settings
 from .tokens import Purpose, make_token
@@ -118,3 +120,111 @@ def confirm_url(settings: Settings, subscriber_id: int) -> str:
     """The double opt-in link: a page with a button (a GET confirms nothing)."""
     token = make_token(settings, Purpose.CONFIRM, subscriber_id)
     return f"{settings.site_url}/confirm/{token}"
+
+
+# -- links a release carries (images, documents, contacts) -----------------------------------
+
+_HTTP = re.compile(r"^https?://", re.IGNORECASE)
+# An authority without user information: a host name (or an IP literal) and a port.
+_AUTHORITY = re.compile(r"^(?:[^\s@/\\?#:\[\]]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+_URL_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_URL_UNSAFE = re.compile(r'[<>"{}|^`]')
+_PHONE = re.compile(
+    r"^\+?[0-9 ().\-/\u00a0\u202f]*[0-9][0-9 ().\-/\u00a0\u202f]*"
+    r"(?:(?:ext\.?|x|#) ?([0-9]{1,6}))?$",
+    re.IGNORECASE,
+)
+_PHONE_EXTENSION = re.compile(r"(?:ext\.?|x|#) ?[0-9]{1,6}$", re.IGNORECASE)
+_NOT_DIALLED = re.compile(r"[^0-9+]")
+# RFC 6068: what may stay as it is in the address of a mailto: URL (the rest is %-encoded:
+# "?", "#", "%" and "&" above all, which would start header fields or a fragment).
+_MAILTO_SAFE = "@!$'()*+,;:"
+
+
+def link_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a link of a release (an image, its high-resolution version, a
+    document); None when it can. A link is an http(s) URL with a host and no user name, or
+    a site path: one ``/`` followed by anything but another ``/`` or ``\\``, even once
+    %-decoded. Browsers read ``//host``, ``/\\host`` and ``\\\\host`` as another host's
+    address (and drop tabs and line breaks first), and servers that decode ``%2F`` before
+    redirecting do too; so a site path never becomes another host when ``absolute_link``
+    puts the site URL in front of it. A link has no white space at either end and none of
+    the characters a URL never holds as they are (``< > " { } | ^ `` ` ``)."""
+    if not url:
+        return "is empty"
+    if url != url.strip():
+        return "must not start or end with white space"
+    if _URL_UNSAFE.search(url):
+        return 'must not hold < > " { } | ^ or ` (write them %-encoded)'
+    return _leaves_site(url)
+
+
+def _leaves_site(url: str) -> str | None:
+    """Why ``url`` would lead elsewhere than where it seems to (another host, a script, a
+    scheme that is not the web's); None for an http(s) URL with a host or a site path."""
+    if _URL_CONTROLS.search(url):
+        return "must not hold control characters (browsers drop tabs and line breaks)"
+    if "\\" in url:
+        return "must not hold a backslash (browsers read it as '/')"
+    if url.startswith("/"):
+        decoded = url
+        for _ in range(3):  # %252F is %2F once decoded, then /
+            decoded = _URL_CONTROLS.sub("", unquote(decoded))
+        if decoded.startswith(("//", "/\\")):
+            return (
+                f"{url[:40]!r} is read as another host's address (a protocol-relative "
+                "URL): give a site path starting with a single '/', or a full https:// URL"
+            )
+        return None
+    if not _HTTP.match(url):
+        return "must be an http(s) URL or a site path starting with /"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
+    except ValueError as exc:
+        return f"is not a URL: {exc}"
+    if not parts.netloc or not _AUTHORITY.match(parts.netloc):
+        return "needs a host name after '//', without a user name or '@'"
+    return None
+
+
+def absolute_link(site_url: str, url: str) -> str | None:
+    """``url`` (a link of a release) as an absolute URL: a site path under ``site_url``, an
+    http(s) URL as it is; None for anything that would lead elsewhere (see
+    ``link_problem``): a link stored before ingest checked it, such as ``//host``,
+    ``/\\host`` or ``javascript:``, never becomes a link."""
+    if _leaves_site(url) is not None:
+        return None
+    return site_url + url if url.startswith("/") else url
+
+
+def phone_problem(phone: str) -> str | None:
+    """Why ``phone`` is not a phone number as people write it (digits, spaces, a leading
+    ``+``, ``( ) - . /``, an extension "ext. 12"); None when it is."""
+    match = _PHONE.match(phone)
+    if match is None:
+        return "is not a phone number as people write it, e.g. +33 1 00 00 00 00"
+    digits = len(_NOT_DIALLED.sub("", _PHONE_EXTENSION.sub("", phone)).lstrip("+"))
+    if not 3 <= digits <= 20:
+        return f"has {digits} digits; a phone number has 3 to 20"
+    return None
+
+
+def tel_href(phone: str) -> str:
+    """A ``tel:`` URL (RFC 3966) for a phone number as people write it: "+33 1 00 00 00 00"
+    → ``tel:+33100000000``; the trunk prefix of "+44 (0)20…" is not dialled from abroad
+    and goes; an extension "ext. 12" becomes ``;ext=12``."""
+    extension = _PHONE_EXTENSION.search(phone)
+    number = phone[: extension.start()] if extension else phone
+    if number.lstrip().startswith("+"):
+        number = number.replace("(0)", "")
+    href = "tel:" + _NOT_DIALLED.sub("", number)
+    if extension:
+        href += ";ext=" + _NOT_DIALLED.sub("", extension.group()).lstrip("+")
+    return href
+
+
+def mailto_href(address: str) -> str:
+    """A ``mailto:`` URL (RFC 6068) for one address: whatever would start header fields
+    (``?cc=…``) or a fragment is %-encoded, so the link writes to that address only."""
+    return "mailto:" + quote(address, safe=_MAILTO_SAFE)

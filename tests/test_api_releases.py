@@ -396,3 +396,30 @@ def test_a_key_in_flight_is_refused_until_its_claim_is_abandoned(settings: Setti
         assert replay == idempotency.Replay(200, {"id": 7})
     with session_scope(settings) as session, pytest.raises(InputError, match="visible ASCII"):
         idempotency.claim(session, "desk", "bad key\n", "request-a", later)
+
+
+def test_links_names_and_contacts_that_deceive_are_refused_over_the_api(api: Api) -> None:
+    # Issue 11: the JSON payload goes through the same model as a release file.
+    def refused(**fields: Any) -> tuple[int, str | None, str]:
+        response = api.post("/api/releases", {**JSON_RELEASE, **fields})
+        return response.status_code, response.json()["field"], response.json()["error"]
+
+    image = {"src": "/media/a.jpg", "alt": "A"}
+    document = {"href": "/files/a.pdf", "title": "A"}
+    for link in ("//evil.example/a.jpg", "/\\evil.example/a.jpg", "/%2Fevil.example/a.jpg",
+                 " \t//evil.example/a.jpg", "javascript:alert(1)"):  # fmt: skip
+        assert refused(images=[image, {**image, "src": link}])[:2] == (422, "images.1.src")
+        assert refused(images=[{**image, "href": link}])[:2] == (422, "images.0.href")
+        status, field, _ = refused(attachments=[document, {**document, "href": link}])
+        assert (status, field) == (422, "attachments.1.href")
+    for title in ("Invoice \u202egpj.exe", "A\u2066B", "A\ufdd0", "A\x85B", "A\x9bB"):
+        assert refused(title=title)[:2] == (422, "title")
+    contact = {"name": "Jane"}
+    status, field, error = refused(contacts=[contact, {**contact, "email": "x@y.org?cc=z@w.org"}])
+    assert (status, field) == (422, "contacts.1.email") and "not an email address" in error
+    assert refused(contacts=[{**contact, "phone": "+33 1\x07"}])[:2] == (422, "contacts.0.phone")
+    assert refused(contacts=[{"name": "Jane\u202e"}])[:2] == (422, "contacts.0.name")
+    status, _, error = refused(body="The lead.\n\nReversed \u202etext.")
+    assert status == 422 and "U+202E" in error
+    with session_scope(api.settings) as session:
+        assert session.scalar(select(func.count()).select_from(Release)) == 0

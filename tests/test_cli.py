@@ -62,3 +62,41 @@ def test_bad_input_exits_1_naming_file_line_and_field(run, tmp_path: Path) -> No
     bad_time = run("releases", "publish", "1", "--at", "tomorrow")
     assert bad_time.returncode == 1 and "--at 'tomorrow'" in bad_time.stderr
     assert run("releases", "publish", "not-a-number").returncode == 2  # usage error
+
+
+LONG_TITLE = (
+    "Agency signs a cooperation agreement with eight European partners on the long-term "
+    "monitoring of sea level, ocean heat and coastal erosion"
+)
+
+
+def test_create_and_publish_print_the_id_and_the_address_and_say_when_a_slug_is_cut(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path
+) -> None:
+    # Issue 11: slugs were cut at 80 characters inside a word, and only the id was printed.
+    assert run("db", "upgrade").returncode == 0
+    assert run("topics", "add", "climate", "--name", "Climate").returncode == 0
+    short = tmp_path / "short.md"
+    short.write_text(release_text().replace("slug: agency-signs-agreement\n", ""))
+    created = run("releases", "create", str(short))
+    assert created.returncode == 0, created.stderr
+    release_id = created.stdout.strip()  # stdout is the id alone: ID=$(… releases create …)
+    assert release_id.isdigit()
+    assert (
+        created.stderr.strip() == f"release {release_id} created: /releases/agency-signs-agreement"
+    )
+
+    long = tmp_path / "long.md"
+    long.write_text(release_text(title=LONG_TITLE).replace("slug: agency-signs-agreement\n", ""))
+    published = run("publish", str(long))
+    assert published.returncode == 0, published.stderr
+    first = published.stdout.splitlines()[0]
+    number, path = first.removeprefix("release ").split(" created: ")
+    assert number.isdigit() and int(number) == int(release_id) + 1
+    slug = path.removeprefix("/releases/")
+    whole = LONG_TITLE.lower().replace(",", "").replace(" ", "-")
+    assert len(slug) <= 80 and whole.startswith(slug) and whole[len(slug)] == "-"  # a whole word
+    assert slug == "agency-signs-a-cooperation-agreement-with-eight-european-partners-on-the-long"
+    assert f"the title makes a slug of {len(whole)} characters" in published.stderr
+    assert f"cut between two words to {len(slug)} ({slug})" in published.stderr
+    assert "warning" not in created.stderr

@@ -4,6 +4,7 @@ JSON and checked against the 1.1 spec's fields."""
 
 from __future__ import annotations
 
+import html
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from distributor.db import session_scope
 from distributor.feeds import build_feed
 from distributor.models import Release, Topic
 from distributor.site import build_site
+from tests.test_fuzz_feeds import assert_plain_text, assert_plain_xml, live_tags
 
 BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FORMATS: tuple[urls.FeedFormat, ...] = ("rss", "atom")
@@ -192,7 +194,9 @@ def test_entries_carry_ids_links_dates_full_content_and_categories(settings: Set
             ]
     french = parse(settings, "fr", "atom")
     assert french.entries == []
-    assert french.feed.updated == "1970-01-01T00:00:00+00:00"
+    with session_scope(settings) as session:  # an empty feed is as old as the first topic
+        first_topic = min(session.scalars(select(Topic.created_at)))
+    assert french.feed.updated_parsed[:6] == first_topic.utctimetuple()[:6]
     # Raw Atom: feedgen 1.0 drops these attributes on entry links; ours keeps them.
     atom = feed_path(settings, "en", "atom").read_text()
     assert (
@@ -328,6 +332,42 @@ def test_same_releases_same_bytes_and_untouched_files(settings: Settings) -> Non
         assert path.read_bytes() != before[path][0]
 
 
+def test_an_empty_feed_is_dated_from_the_catalogue_not_1970_nor_now(settings: Settings) -> None:
+    # Issue 11: an empty feed was dated 1970-01-01, which the W3C validator calls implausible.
+    add_topics(settings)
+    with session_scope(settings) as session:
+        for topic in session.scalars(select(Topic)):
+            topic.created_at = {"climate": BASE - timedelta(days=30),
+                                "space": BASE - timedelta(days=20)}[topic.slug]  # fmt: skip
+    withdrawn_at = BASE + timedelta(days=5)
+    add_release(settings, 1, state="withdrawn", withdrawn_at=withdrawn_at)
+    regenerate(settings)
+
+    def dates(lang: str, topic: str | None = None) -> dict[str, Any]:
+        rss, atom = parse(settings, lang, "rss", topic), parse(settings, lang, "atom", topic)
+        assert rss.entries == atom.entries == []
+        return {"rss": rss.feed.get("updated_parsed"), "atom": atom.feed.updated_parsed}
+
+    def utc(moment: datetime) -> Any:
+        return moment.astimezone(UTC).utctimetuple()
+
+    # The withdrawal that emptied them: the English feed and the climate feed.
+    assert dates("en") == dates("en", "climate") == {"rss": utc(withdrawn_at),
+                                                      "atom": utc(withdrawn_at)}  # fmt: skip
+    # Never held a release: as old as its topic; a language's feed, as the first topic.
+    assert dates("en", "space")["atom"] == utc(BASE - timedelta(days=20))
+    assert dates("fr") == {"rss": utc(BASE - timedelta(days=30)),
+                           "atom": utc(BASE - timedelta(days=30))}  # fmt: skip
+    # Deterministic: building again writes nothing.
+    assert build_site(settings, force=True).written == []
+
+    # Without any topic nothing can be published: RSS leaves its optional date out, Atom
+    # has a fixed one; the same bytes each time, whatever the clock says.
+    lone = [build_feed([], settings, lang="en", fmt=fmt) for fmt in ("rss", "atom", "rss")]
+    assert lone[0] == lone[2] and b"lastBuildDate" not in lone[0]
+    assert feedparser.parse(lone[1]).feed.updated == "2000-01-01T00:00:00+00:00"
+
+
 def test_hostile_content_still_parses(settings: Settings) -> None:
     add_topics(settings)
     with session_scope(settings) as session:
@@ -348,14 +388,65 @@ def test_hostile_content_still_parses(settings: Settings) -> None:
         parsed = parse(hostile, "en", fmt)
         assert parsed.feed.title == "Agency Office"
         (entry,) = parsed.entries
-        assert entry.title == "Bad title <b>&"
+        assert entry.title == "Bad title &"  # markup is not text a title carries (issue 11)
         content = entry.content[0].value
         assert "xyz" in content and "ok" in content and "end" in content
         assert "script" not in content and "alert" not in content and "onclick" not in content
         assert entry.summary == "Lead with ]]> and more"
         topic_feed = parse(hostile, "en", fmt, "odd")
         assert topic_feed.feed.title == "Agency Office — Odd topic"
-        assert titles(topic_feed) == ["Bad title <b>&"]
+        assert titles(topic_feed) == ["Bad title &"]
+
+
+def test_markup_in_titles_leads_and_names_reaches_no_reader_as_markup(settings: Settings) -> None:
+    # Issue 11, finding 3: the lead went into RSS <description> as escaped markup, which
+    # readers render as HTML: a live <a href> and <img> came back in feedparser.
+    add_topics(settings)
+    with session_scope(settings) as session:
+        session.add(Topic(slug="odd", names={"en": 'Energy <b onmouseover="alert(3)">hot</b> '
+                                                  "&amp;lt;i&amp;gt;"}))  # fmt: skip
+    add_release(
+        settings,
+        1,
+        topics=("odd",),
+        title='Deal <a href="https://evil.example/">signed</a> & "ratified" '
+        "<img src=x onerror=alert(1)> a < b",
+        lead="&lt;script&gt;alert(1)&lt;/script&gt; Lead <a href='https://evil.example/'>here"
+        "</a>: AT&T's \"quotes\", a < b &#60;img src=x onerror=alert(2)&#62; and "
+        "<img src=x onerror=alert(4)",
+        images=[{"src": "/media/a.jpg", "alt": "<img src=x onerror=alert(5)>Minister",
+                 "credit": "&lt;b&gt;Photo&lt;/b&gt; © ESA"}],
+        attachments=[{"href": "/files/r.pdf", "title": "<a href=//evil.example>Report</a>"}],
+    )  # fmt: skip
+    hostile = settings.model_copy(update={"organisation": "Agency <script>x()</script> & Co"})
+    regenerate(hostile)
+
+    title = 'Deal signed & "ratified" a < b'
+    lead = 'Lead here: AT&T\'s "quotes", a < b and img src=x onerror=alert(4)'
+    for fmt in FORMATS:
+        for topic in (None, "odd"):
+            parsed = parse(hostile, "en", fmt, topic)
+            assert_plain_text({"feed": parsed.feed, "entries": parsed.entries})
+            (entry,) = parsed.entries
+            # Ordinary text survives, readable (some fields come back as HTML: decoded).
+            assert html.unescape(entry.title) == title
+            assert html.unescape(entry.summary) == lead
+            assert html.unescape(parsed.feed.title).startswith("Agency & Co")
+            assert html.unescape(entry.author) == "Agency & Co"
+            labels = {t.get("label") or t.term for t in entry.tags}
+            assert labels == {"Energy hot"}
+            content = entry.content[0].value  # HTML on purpose: the lead in it as text
+            assert "onerror" not in content.replace("onerror=alert(4)", "")
+            assert live_tags(lead) == []
+        assert_plain_xml(feed_path(hostile, "en", fmt).read_bytes())
+    assert parse(hostile, "en", "atom").entries[0].summary_detail.type == "text/plain"
+    doc = read_json(hostile, "en")
+    assert_plain_text(doc)
+    (item,) = doc["items"]
+    assert (item["title"], item["summary"]) == (title, lead)
+    assert item["tags"] == ["Energy hot"] and doc["title"] == "Agency & Co"
+    assert item["attachments"][-1]["title"] == "Report"
+    assert 'alt="Minister"' in item["content_html"] and "Photo © ESA" in item["content_html"]
 
 
 def test_characters_no_database_stores_are_stripped_too() -> None:

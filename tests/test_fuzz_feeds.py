@@ -1,13 +1,18 @@
 """Fuzzing feed generation (issue 6): whatever the releases hold — control characters,
 characters XML forbids, lone surrogates, ``]]>``, markup, odd URLs — ``render_feed`` writes
 RSS and Atom that a strict XML parser and feedparser (bozo 0) read, and JSON Feed that
-``json`` reads, with the content sanitised; or it raises one of our errors. Hypothesis runs
+``json`` reads, with the content sanitised and every other field plain text (issue 11: no
+tag in it, even decoded once more); or it raises one of our errors. Hypothesis runs
 derandomised, without an example database."""
 
 from __future__ import annotations
 
+import html
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from typing import Any
 
 import feedparser
 import pytest
@@ -30,7 +35,10 @@ HOSTILE = st.sampled_from(
      "&amp;", "&#0;", "&#xFFFE;", "'", '"', "\r\n", "\r", "\t", "<script>alert(1)</script>",
      "<img src=x onerror=alert(1)>", "<a href='javascript:alert(1)'>x</a>", "javascript:x",
      "<blockquote cite=javascript:x>q</blockquote>", "</content>", "</item>", "<!--", "-->",
-     "<?xml version='1.0'?>", "<!DOCTYPE x [<!ENTITY a 'b'>]>", "&a;", "é", "x" * 300]
+     "<?xml version='1.0'?>", "<!DOCTYPE x [<!ENTITY a 'b'>]>", "&a;", "é", "x" * 300,
+     "&lt;script&gt;", "&amp;lt;b&amp;gt;", "&#60;img src=x onerror=alert(1)&#62;", "&#x3C;",
+     "<img src=x onerror=alert(1)", '<a href="https://evil.example/">', "</a>", "a < b",
+     "\u202e", "\ufdd0"]
 )  # fmt: skip
 TEXT = st.one_of(
     st.lists(st.one_of(HOSTILE, st.text(max_size=6)), max_size=8).map("".join),
@@ -93,12 +101,66 @@ def feed_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     )
 
 
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        self.tags.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: Any) -> None:
+        self.tags.append(tag)
+
+
+def live_tags(value: str) -> list[str]:
+    """The elements an HTML parser finds in ``value``, and in ``value`` decoded once more
+    (a reader that unescapes twice); an unclosed ``<img …`` at the end counts too (a
+    reader that puts the text inside its own markup closes it)."""
+    found = []
+    for text in (value, html.unescape(value)):
+        parser = _Tags()
+        parser.feed(text + ">")
+        parser.close()
+        found += parser.tags
+    return found
+
+
+# Fields that are URLs, identifiers, types or dates, and the full content (HTML on purpose).
+NOT_TEXT = {"href", "link", "url", "id", "guid", "base", "image", "feed_url", "home_page_url",
+            "scheme", "type", "mime_type", "language", "rel", "hreflang", "length", "version",
+            "content", "content_html", "published", "updated", "date_published",
+            "date_modified", "size_in_bytes", "guidislink", "generator", "generator_detail",
+            "namespaces", "encoding", "bozo", "headers"}  # fmt: skip
+
+
+def text_fields(doc: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string of a parsed feed (feedparser's dictionaries, or JSON Feed) that readers
+    show as text — titles, summaries, names, categories — with its path."""
+    if isinstance(doc, str):
+        yield path, doc
+    elif isinstance(doc, dict):
+        for key, value in doc.items():
+            if key not in NOT_TEXT:
+                yield from text_fields(value, f"{path}.{key}")
+    elif isinstance(doc, list):
+        for index, value in enumerate(doc):
+            yield from text_fields(value, f"{path}.{index}")
+
+
+def assert_plain_text(doc: Any) -> None:
+    """No field of ``doc`` but the full content holds an element, however it is read."""
+    for path, value in text_fields(doc):
+        assert live_tags(value) == [], (path, value)
+
+
 def check_feed(data: bytes, fmt: urls.FeedFormat, releases: list[Release]) -> None:
     if fmt == "json":
         doc = json.loads(data.decode("utf-8"))
         assert len(doc["items"]) == len(releases)
         for item in doc["items"]:
             assert_sanitised(item["content_html"])
+        assert_plain_text(doc)
         return
     etree.fromstring(data, parser=etree.XMLParser(recover=False, resolve_entities=False))
     parsed = feedparser.parse(data)
@@ -107,6 +169,19 @@ def check_feed(data: bytes, fmt: urls.FeedFormat, releases: list[Release]) -> No
     for entry in parsed.entries:
         for content in entry.get("content", []):
             assert_sanitised(content.value)
+    assert_plain_text({"feed": parsed.feed, "entries": parsed.entries})
+    assert_plain_xml(data)
+
+
+def assert_plain_xml(data: bytes) -> None:
+    """Read raw too (feedparser sanitises what it takes for HTML): titles, descriptions,
+    summaries, names and categories as a reader that renders them as HTML gets them, after
+    one XML decoding, hold no element."""
+    tree = etree.fromstring(data, parser=etree.XMLParser(resolve_entities=False))
+    for element in tree.iter():
+        if etree.QName(element).localname in ("title", "description", "summary", "name",
+                                              "category", "creator") and element.text:  # fmt: skip
+            assert live_tags(element.text) == [], (element.tag, element.text)
 
 
 @FUZZ

@@ -22,6 +22,7 @@ from distributor.config import Settings, load_settings
 from distributor.errors import SubscriberInputError
 from distributor.mail import headers
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
+from distributor.sanitize import strip_invisible
 from tests.test_fuzz_releases import fuzz
 from tests.test_mail_compose import make_release
 
@@ -40,8 +41,9 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def expected(text: str) -> str:
-    """The value a reader should see: controls as spaces, white space runs collapsed."""
-    return " ".join(_CONTROLS.sub(" ", text).split())
+    """The value a reader should see: controls as spaces, white space runs collapsed, bidi
+    controls and noncharacters gone (issue 11)."""
+    return " ".join(_CONTROLS.sub(" ", strip_invisible(text)).split())
 
 
 def assert_one_clean_field(field: str, name: str) -> EmailMessage:
@@ -79,6 +81,7 @@ def assert_display_name(field: str, parsed: str, want: str) -> None:
 @example(value="x" * 200)
 @example(value="é" * 100)
 @example(value="a \u2028 b \x85 c")
+@example(value="Invoice \u202egpj.exe\u2066 \ufdd0x")  # issue 11: stored before refused
 def test_unstructured_fields_parse_back_to_the_value(value: str) -> None:
     field = headers.unstructured("Subject", value)
     msg = assert_one_clean_field(field, "Subject")
@@ -92,6 +95,7 @@ def test_unstructured_fields_parse_back_to_the_value(value: str) -> None:
 @example(display="Jean\r\nBcc: evil@example.net", local="jean")
 @example(display="=?utf-8?q?x?= Martin", local="m")
 @example(display="Élodie (presse) <fake@evil.example>", local="e")
+@example(display="Jane\u202e Doe \U0010ffff", local="jane")
 def test_address_fields_parse_back_to_the_name_and_address(display: str, local: str) -> None:
     addr = f"{local}@example.org"
     if local.startswith(".") or local.endswith(".") or ".." in local:

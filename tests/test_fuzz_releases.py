@@ -1,7 +1,9 @@
 """Fuzzing release ingest (issue 6): for any text, ``parse_release`` returns a draft whose
-HTML is sanitised and whose title and lead are single lines, or raises ReleaseInputError
-naming the file — never another exception, never a hang. Hypothesis runs derandomised (the
-same examples every run) and without an example database.
+HTML is sanitised, whose single-line fields hold nothing a single line refuses (issue 11:
+bidi controls, noncharacters…) and whose links stay on the site or are http(s) URLs, or
+raises ReleaseInputError naming the file — never another exception, never a hang.
+Hypothesis runs derandomised (the same examples every run) and without an example
+database.
 
 Front matter comes three ways: a valid release's fields with random values swapped in
 (through ``yaml.safe_dump``), YAML written from hostile fragments (anchors and aliases,
@@ -32,7 +34,14 @@ from distributor.releases import (
     ReleaseDraft,
     parse_release,
 )
-from distributor.sanitize import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, MAX_HTML_DEPTH, URL_SCHEMES
+from distributor.sanitize import (
+    ALLOWED_ATTRIBUTES,
+    ALLOWED_TAGS,
+    MAX_HTML_DEPTH,
+    URL_SCHEMES,
+    line_problem,
+)
+from distributor.urls import link_problem
 
 
 def fuzz(max_examples: int) -> settings:
@@ -111,6 +120,16 @@ def assert_valid_draft(draft: ReleaseDraft) -> None:
     for value in (draft.lead, draft.body_html, draft.body_text, meta.model_dump_json()):
         value.encode("utf-8")  # no lone surrogate: stored, sent and served as UTF-8
     assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]", draft.body_html)
+    assert "\u202e" not in draft.body_text and "\u202d" not in draft.body_text
+    lines = [meta.title, meta.dateline, draft.lead]
+    lines += [text for c in meta.contacts for text in (c.name, c.role, c.phone, c.email)]
+    lines += [text for i in meta.images for text in (i.alt, i.credit)]
+    lines += [a.title for a in meta.attachments]
+    for text in lines:
+        assert line_problem(text) is None, text
+    links = [link for i in meta.images for link in (i.src, i.href, i.email_src) if link]
+    for link in links + [a.href for a in meta.attachments]:
+        assert link_problem(link) is None, link
     assert meta.date.utcoffset() is not None
     meta.date.astimezone(UTC)  # representable in UTC (stored so)
 
@@ -139,7 +158,8 @@ HOSTILE_TEXT = st.sampled_from(
         "\u2029", "\ufeff", "\ufffe", "\uffff", "\ud800", "\udfff", "\U0001f600", "é", "=?utf-8?b?",
         "]]>", "<![CDATA[", "<script>alert(1)</script>", "javascript:alert(1)", "&", "&amp;",
         "'", '"', "\\", "{", "}", "[", "]", ":", "- ", "# ", "*", "&a", "!!binary", "%YAML",
-        "---", "...", "x" * 600, "9" * 5000,
+        "---", "...", "x" * 600, "9" * 5000, "\u202e", "\u2066", "\u202b", "\u200f",
+        "\ufdd0", "\U0010fffe", "\x9b", "//evil.example/a", "/\\evil", "/%2Fevil",
     ]
 )  # fmt: skip
 TEXT = st.one_of(
@@ -158,7 +178,8 @@ SCALAR = st.one_of(
     st.sampled_from(
         ["2026-11-20T09:00:00+01:00", "2026-11-20", "2026-11-20T09:00:00",
          "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "1", "climate", "en",
-         "fr", "http://x", "/a.png", "javascript:alert(1)", "photos/a.jpg",
+         "fr", "http://x", "/a.png", "javascript:alert(1)", "photos/a.jpg", "//evil/a.png",
+         "/\\evil/a.png", "/%2fevil/a.png", "https://user@evil/a.png", "x@y.org?cc=z@w.org",
          "../../etc/passwd", "~/.ssh/id_rsa"]
     ),
 )  # fmt: skip
@@ -371,8 +392,9 @@ def test_any_text_is_accepted_clean_or_refused(release_settings: Settings, text:
 def test_bodies_are_sanitised(release_settings: Settings, body: str) -> None:
     fields = yaml.safe_dump(VALID)
     draft = check(release(fields, "The lead.\n\n" + body), release_settings)
-    if draft is None:  # only a body nested too deep is refused
-        with pytest.raises(ReleaseInputError, match=f"nested more than {MAX_HTML_DEPTH} levels"):
+    if draft is None:  # only a body nested too deep, or with a bidi override, is refused
+        refusal = f"nested more than {MAX_HTML_DEPTH} levels|U\\+202[DE]"
+        with pytest.raises(ReleaseInputError, match=refusal):
             parse_release(release(fields, "The lead.\n\n" + body), SOURCE, release_settings)
 
 

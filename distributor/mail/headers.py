@@ -2,7 +2,9 @@
 quoted phrases, and folding to 78 columns with CRLF.
 
 Every function returns a complete field, ``"Name: value\\r\\n"``, as ``str`` (pure ASCII).
-Control characters in text become spaces; refuse them earlier where that matters (a
+Control characters in text become spaces, and bidi controls, invisible format characters and
+noncharacters are removed (``sanitize.strip_invisible``: ingest refuses them, but a title or
+a name may have been stored before it did); refuse them earlier where that matters (a
 subscriber's name: see :func:`has_controls`). Addresses must be plain ASCII.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import re
+
+from ..sanitize import strip_invisible
 
 CRLF = "\r\n"
 MAX_COLUMNS = 78  # RFC 5322 §2.1.1: SHOULD; the MUST (998) follows from it
@@ -82,7 +86,7 @@ def fold(name: str, tokens: list[str]) -> str:
 def unstructured(name: str, value: str) -> str:
     """An unstructured field (Subject…): control characters and white space runs made single
     spaces, encoded-words when needed."""
-    words = _CONTROLS.sub(" ", value).split()
+    words = _CONTROLS.sub(" ", strip_invisible(value)).split()
     if _needs_encoding(words):
         return fold(name, encoded_words(" ".join(words), MAX_COLUMNS - len(name) - 2))
     return fold(name, words)
@@ -99,7 +103,7 @@ def phrase_tokens(display: str, first_room: int) -> list[str]:
     the white space between encoded-words (Python's is lenient) read the same name unless a
     run of non-ASCII words needs several encoded-words. Control characters count as spaces.
     Empty for an empty name."""
-    words = _CONTROLS.sub(" ", display).split()
+    words = _CONTROLS.sub(" ", strip_invisible(display)).split()
     if all(word.isascii() and "=?" not in word for word in words):
         joined = " ".join(words)
         if _ATOM_SPECIALS.search(joined):

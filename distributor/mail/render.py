@@ -12,7 +12,7 @@ import textwrap
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -22,7 +22,7 @@ from ..config import Settings
 from ..models import Release
 from ..newsroom import file_details
 from ..sanitize import absolute_urls, parse_markdown
-from ..urls import release_url
+from ..urls import absolute_link, mailto_href, release_url, tel_href
 from .labels import format_date, labels_for
 
 TEXT_WIDTH = 76
@@ -167,9 +167,9 @@ def _plain_links(markdown: str, base: str) -> str:
 
 
 def _web_url(url: str, base: str) -> str | None:
-    """``url`` made absolute against ``base``; None unless it is http(s)."""
-    absolute = urljoin(base + "/", url.strip())
-    return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+    """A release's link (``urls.absolute_link``) made absolute against ``base``; None for
+    what is not one (``//host``, ``javascript:``, stored before the checks)."""
+    return absolute_link(base, url)
 
 
 def _images(release: Release, base: str) -> list[dict[str, str]]:
@@ -206,17 +206,20 @@ def _attachments(release: Release, base: str) -> list[dict[str, str]]:
 
 
 def _contacts(release: Release) -> list[dict[str, str]]:
-    """The press contacts, every field a string, with ``tel`` the phone number for a link."""
+    """The press contacts, every field a string, with ``tel`` and ``mailto`` the links to
+    the phone number and the address."""
     contacts = []
     for contact in release.contacts or []:
         phone = contact.get("phone") or ""
+        email = contact.get("email") or ""
         contacts.append(
             {
                 "name": contact.get("name") or "",
                 "role": contact.get("role") or "",
                 "phone": phone,
-                "tel": re.sub(r"[^\d+]", "", phone),
-                "email": contact.get("email") or "",
+                "tel": tel_href(phone),
+                "email": email,
+                "mailto": mailto_href(email),
             }
         )
     return contacts
