@@ -95,6 +95,8 @@ class SMTPServer:
     def __init__(self, *, smtputf8: bool = True) -> None:
         self.handler = RecordingHandler()
         self._port = free_port()
+        self._lock = threading.Lock()
+        self._running = False
         self.controller = Controller(
             self.handler,
             hostname="127.0.0.1",
@@ -106,10 +108,15 @@ class SMTPServer:
 
     def start(self) -> SMTPServer:
         self.controller.start()
+        self._running = True
         return self
 
     def stop(self) -> None:
-        self.controller.stop()
+        """Stop the server (again: nothing), from any thread but the server's own."""
+        with self._lock:
+            if self._running:
+                self._running = False
+                self.controller.stop()
 
     @property
     def port(self) -> int:
