@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import select, update
 
 from distributor import dispatch
@@ -25,7 +28,9 @@ from distributor.logs import RedactingFormatter, secrets_from_environment
 from distributor.mail.failover import PROCESS_HEALTH, FailoverTransport
 from distributor.mail.transport import SMTPTransport, open_transport
 from distributor.models import Delivery, Subscriber, utcnow
+from distributor.relay_health import KEY
 from tests.helpers import CountingQueue, add_subscribers, add_topics, published
+from tests.processes import settings_env
 from tests.smtp_server import BusyServer, Received, SMTPServer, free_port
 from tests.test_reconcile import lease_runs_out, postfix_log
 
@@ -36,6 +41,16 @@ def fresh_health() -> Iterator[None]:
     PROCESS_HEALTH.clear()
     yield
     PROCESS_HEALTH.clear()
+
+
+@pytest.fixture
+def base(sqlite_settings: Settings, redis_url: str) -> Iterator[Settings]:
+    """Settings with the test Redis as the broker, where no relay is in back-off."""
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(KEY + "*"):
+        client.delete(key)
+    yield sqlite_settings.model_copy(update={"broker_url": redis_url})
+    client.close()
 
 
 @pytest.fixture
@@ -105,10 +120,8 @@ def test_every_relays_password_is_masked(caplog: pytest.LogCaptureFixture) -> No
 # -- failing over --------------------------------------------------------------------------
 
 
-def test_a_relay_refusing_connections_is_skipped(
-    sqlite_settings: Settings, second: SMTPServer
-) -> None:
-    s = relays(sqlite_settings, f"smtp://127.0.0.1:{free_port()}", second.url)
+def test_a_relay_refusing_connections_is_skipped(base: Settings, second: SMTPServer) -> None:
+    s = relays(base, f"smtp://127.0.0.1:{free_port()}", second.url)
     release_id = published(s, 10)
     report = dispatch.send_batch(s, release_id)
     assert report.outcomes == {"sent": 10, "deferred": 0, "failed": 0}
@@ -116,9 +129,9 @@ def test_a_relay_refusing_connections_is_skipped(
 
 
 def test_a_relay_answering_421_is_not_tried_again_before_its_backoff(
-    sqlite_settings: Settings, busy: BusyServer, second: SMTPServer
+    base: Settings, busy: BusyServer, second: SMTPServer
 ) -> None:
-    s = relays(sqlite_settings, busy.url, second.url, relay_backoff_seconds=1.5)
+    s = relays(base, busy.url, second.url, relay_backoff_seconds=1.5)
     release_id = published(s, 10)
     first = dispatch.send_batch(s.model_copy(update={"batch_size": 5}), release_id)
     assert first.outcomes["sent"] == 5 and busy.connections == 1  # once, not per message
@@ -135,10 +148,10 @@ def test_a_relay_answering_421_is_not_tried_again_before_its_backoff(
 
 
 def test_when_every_relay_is_down_rows_are_deferred_and_the_relays_left_alone(
-    sqlite_settings: Settings, busy: BusyServer
+    base: Settings, busy: BusyServer
 ) -> None:
     closed = f"127.0.0.1:{free_port()}"
-    s = relays(sqlite_settings, f"smtp://{closed}", busy.url)
+    s = relays(base, f"smtp://{closed}", busy.url)
     release_id = published(s, 4)
     report = dispatch.send_batch(s, release_id)
     assert report.outcomes == {"sent": 0, "deferred": 4, "failed": 0}
@@ -159,7 +172,7 @@ def test_when_every_relay_is_down_rows_are_deferred_and_the_relays_left_alone(
 
 @pytest.mark.parametrize("logs", ["both", "second-only"])
 def test_a_relay_dying_mid_batch_loses_and_doubles_nothing(
-    sqlite_settings: Settings, second: SMTPServer, tmp_path: Path, logs: str
+    base: Settings, second: SMTPServer, tmp_path: Path, logs: str
 ) -> None:
     """The first relay keeps p03's message and dies before its 250: p03 is in doubt (not
     sent elsewhere), p04 whose envelope was in flight and the rest go to the second relay
@@ -168,7 +181,7 @@ def test_a_relay_dying_mid_batch_loses_and_doubles_nothing(
     first = SMTPServer().start()
     log1, log2 = tmp_path / "relay1.log", tmp_path / "relay2.log"
     listed = f"{log1},{log2}" if logs == "both" else str(log2)
-    s = relays(sqlite_settings, first.url, second.url, reconcile_log=Path(listed))
+    s = relays(base, first.url, second.url, reconcile_log=Path(listed))
     release_id = published(s, 10)
 
     def dies(rcpt: str) -> bool:
@@ -212,9 +225,9 @@ def test_a_relay_dying_mid_batch_loses_and_doubles_nothing(
 
 
 def test_a_confirmation_email_fails_over_too(
-    sqlite_settings: Settings, busy: BusyServer, second: SMTPServer
+    base: Settings, busy: BusyServer, second: SMTPServer
 ) -> None:
-    s = relays(sqlite_settings, busy.url, second.url)
+    s = relays(base, busy.url, second.url)
     add_topics(s, "climate")
     add_subscribers(s, [("new@example.com", "N", "en", "climate")], confirmed=False)
     with session_scope(s) as session:
@@ -223,3 +236,41 @@ def test_a_confirmation_email_fails_over_too(
     assert busy.connections == 1 and [m.rcpt for m in second.handler.messages] == [
         "new@example.com"
     ]
+
+
+# -- the back-off is shared by every worker ---------------------------------------------------
+
+OTHER_WORKER = (
+    "from distributor import dispatch; from distributor.config import load_settings; "
+    "print(dispatch.send_batch(load_settings(), {release_id}).outcomes)"
+)
+
+
+def test_a_relay_one_worker_found_down_is_skipped_by_the_others(
+    base: Settings, busy: BusyServer, second: SMTPServer
+) -> None:
+    s = relays(base, busy.url, second.url, batch_size=5)
+    release_id = published(s, 10)
+    assert dispatch.send_batch(s, release_id).outcomes["sent"] == 5
+    assert busy.connections == 1
+    # Another worker process, which never saw the relay fail itself: it asks Redis.
+    other = subprocess.run(
+        [sys.executable, "-c", OTHER_WORKER.format(release_id=release_id)],
+        env=settings_env(s), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    assert "'sent': 5" in other.stdout
+    assert busy.connections == 1  # not tried by the other worker
+    assert set(copies(second).values()) == {1} and len(copies(second)) == 10
+
+
+def test_without_redis_each_process_keeps_its_own_backoffs(
+    base: Settings, busy: BusyServer, second: SMTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    s = relays(base, busy.url, second.url, batch_size=5, broker_url=nowhere)
+    release_id = published(s, 10)
+    assert dispatch.send_batch(s, release_id).outcomes["sent"] == 5
+    assert dispatch.send_batch(s, release_id).outcomes["sent"] == 5
+    assert busy.connections == 1  # this process remembers
+    assert "relay back-offs: Redis unreachable" in caplog.text
