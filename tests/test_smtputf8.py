@@ -314,3 +314,31 @@ def test_an_idn_sender_domain_keeps_the_envelope_ascii(
     msg = parsed(copy)
     assert msg["From"].addresses[0].addr_spec == "presse@xn--bcher-kva.example"
     assert str(msg["Message-ID"]).endswith("@xn--bcher-kva.example>")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "escaped"),
+    [("delivery-status", False), ("global-delivery-status", False),
+     ("global-delivery-status", True)],
+)  # fmt: skip
+def test_a_bounce_for_an_internationalised_address_is_recorded(
+    sqlite_settings: Settings, smtp_server: SMTPServer, content_type: str, escaped: bool
+) -> None:
+    """A DSN naming the address in UTF-8 (as a relay with SMTPUTF8 writes it; RFC 6533's
+    message/global-delivery-status too) marks the subscriber bounced; it used to stop the
+    ingest with UnicodeDecodeError."""
+    from tests.test_bounces import postfix_dsn, run_ingest, sent_to
+
+    s = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url})
+    release_id = published(s, [JOSE, "plain@example.com"])
+    dispatch.send_batch(s, release_id)
+    mail_from, headers = sent_to(smtp_server, JOSE, release_id)
+    dsn = postfix_dsn(mail_from, JOSE, "5.1.1", headers=headers)
+    dsn = dsn.replace(b"message/delivery-status", f"message/{content_type}".encode())
+    if escaped:  # RFC 6533's utf-8-addr-xtext
+        dsn = dsn.replace(f"rfc822; {JOSE}".encode(), b"utf-8; jos\\x{E9}@example.org")
+        dsn = dsn.replace(f"rfc822;{JOSE}".encode(), b"utf-8;jos\\x{E9}@example.org")
+    report = run_ingest(s, dsn)
+    assert (report.hard, report.bounced, report.ignored) == (1, 1, 0)
+    rows = ledger(s)
+    assert rows[JOSE][2] == "bounced" and rows["plain@example.com"][2] == "confirmed"
