@@ -28,6 +28,7 @@ from distributor.logs import RedactingFormatter, secrets_from_environment
 from distributor.mail.failover import PROCESS_HEALTH, FailoverTransport
 from distributor.mail.transport import SMTPTransport, open_transport
 from distributor.models import Delivery, Subscriber, utcnow
+from distributor.reconcile import already_accepted, open_reconciler
 from distributor.relay_health import KEY
 from tests.helpers import CountingQueue, add_subscribers, add_topics, published
 from tests.processes import settings_env
@@ -274,3 +275,20 @@ def test_without_redis_each_process_keeps_its_own_backoffs(
     assert dispatch.send_batch(s, release_id).outcomes["sent"] == 5
     assert busy.connections == 1  # this process remembers
     assert "relay back-offs: Redis unreachable" in caplog.text
+
+
+def test_each_relays_log_settles_its_own_messages_and_an_unreadable_one_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = ["<release-1.1@example.org>", "<release-1.2@example.org>", "<release-1.3@example.org>"]
+    postfix_log(tmp_path / "relay1.log", ids[:1])
+    postfix_log(tmp_path / "relay2.log", ids[1:2])
+    both = load_settings(reconcile_log=Path(f"{tmp_path}/relay1.log,{tmp_path}/relay2.log"))
+    reconciler = open_reconciler(both)
+    assert reconciler is not None and reconciler.accepted(ids) == set(ids[:2])
+    gone = load_settings(reconcile_log=Path(f"{tmp_path}/gone.log,{tmp_path}/relay2.log"))
+    assert already_accepted(open_reconciler(gone), ids) == {ids[1]}
+    assert "cannot read 1 of the relays' logs" in caplog.text and "gone.log" in caplog.text
+    none = load_settings(reconcile_log=Path(f"{tmp_path}/gone.log,{tmp_path}/gone2.log"))
+    assert already_accepted(open_reconciler(none), ids) == set()
+    assert "cannot reconcile 3 message(s) in doubt" in caplog.text
