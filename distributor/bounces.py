@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import mailbox
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from email import message_from_binary_file
+from email import message_from_binary_file, message_from_string
 from email.iterators import typed_subpart_iterator
 from email.message import Message
 from email.utils import getaddresses
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 Kind = Literal["hard", "soft"]
 # Where a report may carry the address it was sent to (the VERP address).
 _TO_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
+_BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
+_UTF8_ESCAPE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")  # RFC 6533's utf-8-addr-xtext
 
 
 @dataclass
@@ -57,16 +60,38 @@ class BounceReport:
 
 
 def _dsn_fields(msg: Message) -> Iterator[Message]:
-    """The per-recipient field blocks of every message/delivery-status part."""
+    """The field blocks of every message/delivery-status part, and of every
+    message/global-delivery-status part (RFC 6533: the report on an SMTPUTF8 message),
+    which the standard library reads as one message: its first block as the headers, the
+    others as the body."""
     for part in typed_subpart_iterator(msg, "message", "delivery-status"):
         payload = part.get_payload()
         if isinstance(payload, list):
             yield from (block for block in payload if isinstance(block, Message))
+    for part in typed_subpart_iterator(msg, "message", "global-delivery-status"):
+        payload = part.get_payload()
+        for inner in payload if isinstance(payload, list) else []:
+            if isinstance(inner, Message):
+                yield inner
+                body = inner.get_payload()
+                if isinstance(body, str):
+                    blocks = _BLANK_LINE.split(body.strip())
+                    yield from (message_from_string(block) for block in blocks if block)
 
 
-def _dsn_address(value: str) -> str:
-    """The address of a DSN recipient field (``rfc822; addr``), lower case."""
-    return value.rpartition(";")[2].strip().strip("<>").lower()
+def _dsn_recipients(block: Message) -> list[str]:
+    """The addresses of a block's recipient fields (``Original-Recipient``,
+    ``Final-Recipient``: ``rfc822; addr`` or RFC 6533's ``utf-8; addr``), lower case, an
+    internationalised one decoded: raw UTF-8 (read from bytes, it comes surrogate-escaped)
+    or with RFC 6533's ``\\x{HHHH}`` escapes."""
+    found = []
+    for name, value in block.raw_items():
+        if name.lower() in ("original-recipient", "final-recipient"):
+            address = str(value).rpartition(";")[2].strip().strip("<>")
+            address = address.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            address = _UTF8_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), address)
+            found.append(address.lower())
+    return found
 
 
 def failures(msg: Message) -> dict[str, Kind]:
@@ -77,15 +102,21 @@ def failures(msg: Message) -> dict[str, Kind]:
     except Exception:  # flufl's heuristic detectors on malformed mail: not a bounce to us
         log.warning("bounce detection failed on a message; ignored", exc_info=True)
         return {}
-    kinds: dict[str, Kind] = {a.decode("ascii").lower(): "soft" for a in temporary}
-    kinds.update({a.decode("ascii").lower(): "hard" for a in permanent})
+    kinds: dict[str, Kind] = {_text(a).lower(): "soft" for a in temporary}
+    kinds.update({_text(a).lower(): "hard" for a in permanent})
     for block in _dsn_fields(msg):
         status = str(block.get("Status", "")).strip()
-        for field in ("Original-Recipient", "Final-Recipient"):
-            address = _dsn_address(str(block.get(field, "")))
-            if address in kinds and status[:2] in ("4.", "5."):
+        for address in _dsn_recipients(block):
+            # flufl.bounce finds no internationalised address: the DSN's own fields do.
+            unseen = address not in kinds and not address.isascii()
+            if (address in kinds or unseen) and status[:2] in ("4.", "5."):
                 kinds[address] = "hard" if status.startswith("5.") else "soft"
     return kinds
+
+
+def _text(address: bytes) -> str:
+    """An address flufl.bounce found, as text (UTF-8, whatever the report held)."""
+    return address.decode("utf-8", "replace")
 
 
 def delivery_ids(msg: Message, addresses: BounceAddresses) -> set[int]:
@@ -96,8 +127,7 @@ def delivery_ids(msg: Message, addresses: BounceAddresses) -> set[int]:
         values = [str(v) for v in msg.get_all(header, [])]
         candidates.extend(address for _name, address in getaddresses(values))
     for block in _dsn_fields(msg):
-        for field in ("Original-Recipient", "Final-Recipient"):
-            candidates.append(_dsn_address(str(block.get(field, ""))))
+        candidates.extend(_dsn_recipients(block))
     return {found for c in candidates if c and (found := addresses.read(c)) is not None}
 
 

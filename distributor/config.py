@@ -5,6 +5,7 @@ Every component receives the Settings it needs; nothing reads the environment el
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from collections.abc import Mapping
@@ -14,10 +15,11 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .logs import MASK, redact
+from .logs import MASK, redact, split_url_list
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _GENERATED_KEYS: dict[Path, str] = {}  # data dir key file → key, read once per process
@@ -54,7 +56,9 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     give_up_after_seconds: float = Field(default=2 * 86400.0, gt=0)
     smtp_timeout: float = Field(default=30.0, gt=0)
+    # One Postfix log, or one per relay separated by commas (see reconcile_logs).
     reconcile_log: Path | None = None
+    relay_backoff_seconds: float = Field(default=60.0, gt=0)
     worker_concurrency: int = Field(default=2, ge=1)
     feed_size: int = Field(default=50, ge=1)
     confirm_max_age_days: int = Field(default=7, ge=1)
@@ -113,6 +117,7 @@ class Settings(BaseSettings):
     def _check_sender(cls, value: str) -> str:
         if "\r" in value or "\n" in value or "@" not in parseaddr(value)[1]:
             raise ValueError(f"DISTRIBUTOR_SENDER must be 'Name <address>', not {value!r}")
+        _a_label_address(parseaddr(value)[1])  # an IDN domain must have an A-label
         return value
 
     @property
@@ -139,13 +144,31 @@ class Settings(BaseSettings):
 
     @property
     def sender_address(self) -> str:
-        """The bare address part of ``sender``."""
-        return parseaddr(self.sender)[1]
+        """The bare address part of ``sender``, an internationalised domain written as its
+        IDNA A-label (``presse@bücher.example`` → ``presse@xn--bcher-kva.example``), so that
+        the envelope sender, the VERP bounce addresses, Message-IDs and List-Id stay ASCII."""
+        return _a_label_address(parseaddr(self.sender)[1])
 
     @property
     def sender_domain(self) -> str:
-        """The domain of the sender address (used for Message-ID and List-Id)."""
+        """The domain of the sender address, ASCII (used for Message-ID, List-Id and the
+        VERP bounce addresses)."""
         return self.sender_address.rpartition("@")[2]
+
+    @property
+    def smtp_urls(self) -> list[str]:
+        """The relays of ``DISTRIBUTOR_SMTP_URL``, in order of preference: one URL, or
+        several separated by commas (a comma inside a password does not split: only one
+        followed by a scheme, ``smtp://``…). Empty when no SMTP URL is set."""
+        return split_url_list(self.smtp_url or "")
+
+    @property
+    def reconcile_logs(self) -> list[Path]:
+        """The Postfix logs of ``DISTRIBUTOR_RECONCILE_LOG``: one path, or one per relay
+        separated by commas. Empty when none is set."""
+        if self.reconcile_log is None:
+            return []
+        return [Path(part.strip()) for part in str(self.reconcile_log).split(",") if part.strip()]
 
     @property
     def effective_secret_key(self) -> str:
@@ -166,6 +189,23 @@ class Settings(BaseSettings):
                 path.chmod(0o600)
             _GENERATED_KEYS[path] = path.read_text().strip()
         return _GENERATED_KEYS[path]
+
+
+@functools.cache
+def _a_label_address(address: str) -> str:
+    """``address`` with its domain as an IDNA 2008 A-label, by email-validator as for
+    subscribers; unchanged when the domain is ASCII. Raises ValueError for a domain that
+    has no A-label."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        checked = validate_email(
+            address, check_deliverability=False, allow_smtputf8=True, globally_deliverable=False
+        )
+    except EmailNotValidError as exc:
+        raise ValueError(f"DISTRIBUTOR_SENDER: {address!r}: {exc}") from None
+    return f"{local}@{checked.ascii_domain}"
 
 
 def load_settings(**overrides: object) -> Settings:

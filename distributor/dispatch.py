@@ -52,6 +52,7 @@ from .models import (
     utcnow,
 )
 from .queue import TaskQueue
+from .relay_health import relay_health
 from .releases import ReleaseDraft, correct_release, get_release, mark_published, publish_due
 from .releases import withdraw as withdraw_release
 from .site import BuildReport, Progress, build_site
@@ -348,7 +349,7 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
         with (
             OutcomeWriter(engine, settings) as ledger,
             engine.connect() as conn,
-            open_transport(settings) as transport,
+            open_transport(settings, relay_health(settings)) as transport,
         ):
             reconciled(ledger)
             for item, result in transport.send_stream(outgoing(ledger, conn)):
@@ -453,7 +454,10 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
             yield Outgoing(row, notice.envelope_for(rcpt), row.email, message)
 
     try:
-        with engine.connect() as conn, open_transport(settings) as transport:
+        with (
+            engine.connect() as conn,
+            open_transport(settings, relay_health(settings)) as transport,
+        ):
             reconciled()
             for item, result in transport.send_stream(outgoing(conn)):
                 assert isinstance(item.key, notices.ClaimedNotice)
@@ -560,7 +564,7 @@ def send_confirmation(settings: Settings, subscriber_id: int) -> str:
         email = sub.email
     if (signer := load_signer(settings)) is not None:  # unsigned, DMARC would reject it
         message = signer.sign(message)
-    with open_transport(settings) as transport:
+    with open_transport(settings, relay_health(settings)) as transport:
         result = transport.send(settings.sender_address, email, message)
     if result.outcome != "sent":
         log.warning("confirmation to subscriber %s not sent: %s %s", subscriber_id,

@@ -8,7 +8,10 @@ import re
 from urllib.parse import unquote, urlsplit
 
 # The password of a URL (scheme://user:password@host), and API tokens (apitokens.PREFIX).
+# Found wherever it is, so every URL of a list (DISTRIBUTOR_SMTP_URL's relays) is covered.
 _USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]*@")
+# Between two URLs of a list: a comma (and spaces) before the next scheme.
+_URL_LIST = re.compile(r"\s*,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 _API_TOKEN = re.compile(r"dst_[A-Za-z0-9_-]{16,}")
 # A subscriber's personal links (urls.py): whoever has one acts for the subscriber.
 _PERSONAL_LINK = re.compile(r"(/(?:unsubscribe|preferences|confirm)/)[^/\s?#\"']+")
@@ -18,17 +21,25 @@ MASK = "***"
 
 def secrets_from_environment(environ: dict[str, str] | None = None) -> list[str]:
     """The secret values of the configuration: the signing keys and the passwords of the
-    SMTP, database and broker URLs (as written and decoded), longest first."""
+    SMTP, database and broker URLs (as written and decoded; every relay's of a list of SMTP
+    URLs), longest first."""
     env = dict(os.environ if environ is None else environ)
     found = set(env.get("DISTRIBUTOR_SECRET_KEY", "").split())
     for name in _URL_SETTINGS:
-        try:
-            password = urlsplit(env.get(name, "")).password
-        except ValueError:
-            continue
-        if password:
-            found |= {password, unquote(password)}
+        for url in split_url_list(env.get(name, "")):
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                continue
+            if password:
+                found |= {password, unquote(password)}
     return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
+
+def split_url_list(value: str) -> list[str]:
+    """The URLs of ``value``: one URL, or several separated by commas. A comma splits only
+    where a scheme (``smtp://``…) follows it, so a comma in a password does not."""
+    return [url.strip() for url in _URL_LIST.split(value) if url.strip()]
 
 
 def redact(text: str, secrets: list[str]) -> str:

@@ -34,7 +34,8 @@ def suppression_hash(email: str) -> str:
 
 
 def _digest(normalised: str) -> str:
-    return hashlib.sha256(normalised.encode("ascii")).hexdigest()
+    # UTF-8: the same bytes as ever for an ASCII address, and an internationalised one too.
+    return hashlib.sha256(normalised.encode()).hexdigest()
 
 
 def suppressed_among(session: Session, normalised: Iterable[str]) -> set[str]:

@@ -19,6 +19,11 @@ be recognised — where the relay keeps a record that can be read:
   before its final dot never does). A message Postfix took whose ``qmgr`` line is not
   written yet (a queue manager far behind) counts as not taken: sent again, not lost.
 
+With several relays (``DISTRIBUTOR_SMTP_URL`` lists them), ``DISTRIBUTOR_RECONCILE_LOG``
+names one log per relay, separated by commas: a message is accepted when any of them shows it
+accepted (a row in doubt may have reached any relay; a Message-ID names one message). A relay
+whose log is not listed, or cannot be read, settles nothing: its rows in doubt are sent again.
+
 Elsewhere (another relay, a log the workers cannot read) nothing can be reconciled and a row
 in doubt is sent again: at least once, never lost.
 """
@@ -132,6 +137,33 @@ class PostfixLogReconciler:
                 yield from _blocks(stream, self.BLOCK)
 
 
+class AnyLogReconciler:
+    """The logs of several relays: a Message-ID is accepted when any of them shows it
+    accepted. A log that cannot be read is passed over with a warning (its relay's rows in
+    doubt are sent again); OSError only when none can be read."""
+
+    def __init__(self, logs: Iterable[PostfixLogReconciler]) -> None:
+        self.logs = list(logs)
+
+    def accepted(self, message_ids: Iterable[str]) -> set[str]:
+        wanted = set(message_ids)
+        found: set[str] = set()
+        errors: list[OSError] = []
+        for relay_log in self.logs:
+            try:
+                found |= relay_log.accepted(wanted - found)
+            except OSError as exc:
+                errors.append(exc)
+            if found == wanted:
+                break
+        if errors and len(errors) == len(self.logs):
+            raise errors[0]
+        if errors and found != wanted:
+            log.warning("cannot read %d of the relays' logs; what their relays took is sent "
+                        "again: %s", len(errors), "; ".join(map(str, errors)))  # fmt: skip
+        return found
+
+
 def _blocks(stream: BinaryIO, size: int) -> Iterator[bytes]:
     """What is left to read of ``stream`` in blocks of about ``size`` bytes, each ending at
     a line's end (but the last, which ends where the file does)."""
@@ -150,10 +182,14 @@ def _blocks(stream: BinaryIO, size: int) -> Iterator[bytes]:
 
 def open_reconciler(settings: Settings) -> Reconciler | None:
     """The record of accepted messages for this installation: the Postfix log when
-    ``DISTRIBUTOR_RECONCILE_LOG`` is set, the Maildir outbox when there is no SMTP URL, and
-    None (nothing to reconcile with) otherwise."""
-    if settings.reconcile_log is not None:
-        return PostfixLogReconciler(settings.reconcile_log)
+    ``DISTRIBUTOR_RECONCILE_LOG`` is set (any of the logs, when it names one per relay),
+    the Maildir outbox when there is no SMTP URL, and None (nothing to reconcile with)
+    otherwise."""
+    logs = settings.reconcile_logs
+    if len(logs) > 1:
+        return AnyLogReconciler(PostfixLogReconciler(path) for path in logs)
+    if logs:
+        return PostfixLogReconciler(logs[0])
     if not settings.smtp_url:
         return MaildirReconciler(settings.outbox_dir)
     return None

@@ -1,6 +1,7 @@
 """A real SMTP server for tests (aiosmtpd, in-process) that records every message and can
 answer chosen recipients with a chosen reply (451, 550, ...), or keep a message and cut the
-connection before its reply."""
+connection before its reply; it offers SMTPUTF8 or not. And a relay that answers every
+connection 421 (:class:`BusyServer`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class Received:
     mail_from: str
     rcpt: str
     data: bytes
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM's parameters
 
     def parsed(self) -> EmailMessage:
         msg = message_from_bytes(self.data, policy=policy.default)
@@ -62,7 +64,9 @@ class RecordingHandler:
         data = envelope.original_content or b""
         with self.lock:
             for rcpt in envelope.rcpt_tos:
-                self.messages.append(Received(str(envelope.mail_from), rcpt, data))
+                self.messages.append(
+                    Received(str(envelope.mail_from), rcpt, data, list(envelope.mail_options))
+                )
         if any(self.cut_after_data(rcpt) for rcpt in envelope.rcpt_tos):
             assert isinstance(server.transport, asyncio.Transport)
             server.transport.abort()
@@ -85,26 +89,34 @@ def free_port() -> int:
 
 
 class SMTPServer:
-    """Starts aiosmtpd on a free loopback port; ``url`` is a DISTRIBUTOR_SMTP_URL for it."""
+    """Starts aiosmtpd on a free loopback port; ``url`` is a DISTRIBUTOR_SMTP_URL for it.
+    ``smtputf8``: whether it offers SMTPUTF8 (RFC 6531) in its EHLO reply."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, smtputf8: bool = True) -> None:
         self.handler = RecordingHandler()
         self._port = free_port()
+        self._lock = threading.Lock()
+        self._running = False
         self.controller = Controller(
             self.handler,
             hostname="127.0.0.1",
             port=self._port,
             decode_data=False,
-            enable_SMTPUTF8=True,
+            enable_SMTPUTF8=smtputf8,
             data_size_limit=64 * 1024 * 1024,
         )
 
     def start(self) -> SMTPServer:
         self.controller.start()
+        self._running = True
         return self
 
     def stop(self) -> None:
-        self.controller.stop()
+        """Stop the server (again: nothing), from any thread but the server's own."""
+        with self._lock:
+            if self._running:
+                self._running = False
+                self.controller.stop()
 
     @property
     def port(self) -> int:
@@ -113,3 +125,38 @@ class SMTPServer:
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
+
+
+class BusyServer:
+    """A relay that answers every connection ``421 4.3.2 Service not available`` and closes
+    it, as Postfix does when overloaded or shutting down; counts the connections."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self) -> BusyServer:
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            with conn:
+                conn.sendall(b"421 4.3.2 Service not available, closing transmission channel\r\n")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self._sock.getsockname()[1]}"

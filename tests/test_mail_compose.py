@@ -282,7 +282,9 @@ def test_a_line_break_in_a_name_is_refused(mail_settings: Settings, name: str) -
     [
         ("email", "eve@example.net\r\nBcc: victim@example.net"),
         ("email", "Eve <eve@example.net>"),
-        ("email", "rené@exemple.fr"),
+        ("email", "rene@exémple.fr"),  # a U-label: stored domains are A-labels
+        ("email", "re\x85ne@exemple.fr"),  # a C1 control character
+        ("email", "re\u2028ne@exemple.fr"),  # a line separator
         ("unsubscribe_url", "https://news.example.org/u/x>\r\nBcc: x"),
         ("preferences_url", "javascript:alert(1)"),
     ],

@@ -33,11 +33,16 @@ from .render import render_bodies
 from .verp import BounceAddresses
 
 MAX_NAME = 200  # as stored; it also keeps every header line far below 998 octets
-MAX_ADDRESS = 254  # RFC 5321's limit on a path, less the angle brackets
+MAX_ADDRESS = 254  # octets: RFC 5321's limit on a path, less the angle brackets
 MAX_URL = 900  # so that "List-Unsubscribe: <url>" stays below 998 octets
-# A dot-atom address with an ASCII domain: nothing that could end a header field or an
-# angle-addr. Internationalised addresses would need SMTPUTF8.
-_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+# A dot-atom address with an ASCII domain (IDN domains as A-labels: see
+# subscribers.normalise_email): nothing that could end a header field or an angle-addr.
+# The local part may hold non-ASCII characters (RFC 6531/6532: sent with SMTPUTF8), but no
+# control character (C0, C1), white space or lone surrogate.
+_ADDRESS = re.compile(
+    r"(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]|[^\x00-\x9f\s\ud800-\udfff])+"
+    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")  # a BCP 47 tag, roughly
 # An http(s) URL of printable ASCII without space, quote or angle bracket.
 _URL = re.compile(r"https?://[!#-;=?-~]+")
@@ -47,8 +52,9 @@ _URL = re.compile(r"https?://[!#-;=?-~]+")
 class Recipient:
     """One subscriber as an email needs them. Refused (:class:`SubscriberInputError`, naming
     the field) when a value could not be written safely: a control character (CR, LF…) in
-    the name, a name over 200 characters, or an address or link that is not plain ASCII (or
-    too long for a header line)."""
+    the name, a name over 200 characters, an address that is not a dot-atom with an ASCII
+    domain, or a link that is not plain ASCII (or too long for a header line). An address
+    with a non-ASCII local part is written as UTF-8 (RFC 6532) and needs SMTPUTF8."""
 
     subscriber_id: int
     email: str
@@ -67,10 +73,11 @@ class Recipient:
                 f"subscriber {self.subscriber_id}: name contains a control character "
                 f"(line break?): {self.name!r}"
             )
-        if len(self.email) > MAX_ADDRESS or not _ADDRESS.fullmatch(self.email):
+        if len(self.email.encode()) > MAX_ADDRESS or not _ADDRESS.fullmatch(self.email):
             raise SubscriberInputError(
-                f"subscriber {self.subscriber_id}: email {self.email!r} is not a plain ASCII "
-                "address (internationalised addresses need SMTPUTF8, not supported)"
+                f"subscriber {self.subscriber_id}: email {self.email!r} is not an address "
+                f"that can be sent to (a dot-atom local part, an ASCII or A-label domain, at "
+                f"most {MAX_ADDRESS} octets)"
             )
         for field in ("unsubscribe_url", "preferences_url"):
             url = getattr(self, field)
@@ -175,15 +182,16 @@ class RenderedRelease:
         self._text = text
         self._html = html_body
         boundary = f"=_release-{release.id}-{secrets.token_hex(8)}"  # "=_" never occurs in QP
-        sender_name, sender_address = parseaddr(settings.sender)
+        sender_name = parseaddr(settings.sender)[0]
         list_name = labels_for(release.language)["list_name"].format(
             organisation=settings.organisation
         )
         self._head = (
-            headers.address("From", sender_name, sender_address)
+            # The sender's domain as an A-label: UTF-8 only for a non-ASCII local part.
+            headers.address("From", sender_name, settings.sender_address)
             + headers.unstructured("Subject", self.subject)
             + f"Date: {format_datetime(datetime.now(UTC))}\r\n"
-        ).encode("ascii")
+        ).encode()
         self._head_end = (
             "MIME-Version: 1.0\r\n"
             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
@@ -252,11 +260,14 @@ class RenderedRelease:
         return b""
 
     def message_for(self, rcpt: Recipient) -> bytes:
-        """The complete message for ``rcpt``, ready for SMTP DATA: ASCII, CRLF line ends, header
-        lines folded to 78 columns (longer only for a long link), body lines of at most 76."""
+        """The complete message for ``rcpt``, ready for SMTP DATA: ASCII (but for an address
+        with a non-ASCII local part, in UTF-8 per RFC 6532, to be sent with SMTPUTF8), CRLF
+        line ends, header lines folded to 78 columns (longer only for a long link or
+        address), body lines of at most 76."""
         out = [
             self._head,
-            headers.address("To", rcpt.name, rcpt.email).encode("ascii"),
+            # UTF-8 only for an internationalised address (RFC 6532); else plain ASCII.
+            headers.address("To", rcpt.name, rcpt.email).encode(),
             self.thread_headers(rcpt),
             f"Message-ID: {self.message_id(rcpt.subscriber_id)}\r\n".encode("ascii"),
             f"List-Unsubscribe: <{rcpt.unsubscribe_url}>\r\n".encode("ascii"),

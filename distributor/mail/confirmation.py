@@ -1,14 +1,17 @@
 """The double opt-in email: one per request, in the subscriber's language.
 
 Low volume, so it is built with the standard library's ``EmailMessage`` (SMTP policy: CRLF,
-encoded headers) rather than the release fast path.
+encoded headers) rather than the release fast path. To an internationalised address it is
+written with the SMTPUTF8 policy (headers in UTF-8, RFC 6532): the SMTP policy would put
+the local part in an encoded-word, which is not an address.
 """
 
 from __future__ import annotations
 
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
+from email.policy import SMTP, SMTPUTF8
+from email.utils import format_datetime, make_msgid, parseaddr
 
 import css_inline
 
@@ -34,8 +37,12 @@ def confirmation_message(settings: Settings, sub: Subscriber, confirm_url: str) 
     }
     text = env.get_template("confirm.txt").render(context)
     html = _INLINER.inline(env.get_template("confirm.html").render(context))
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = settings.sender
+    name, address = parseaddr(settings.sender)
+    international = not (sub.email.isascii() and settings.sender_address.isascii())
+    msg = EmailMessage(policy=SMTPUTF8 if international else SMTP)
+    # An IDN sender domain as its A-label, so that only an address's local part needs UTF-8.
+    sender = settings.sender_address
+    msg["From"] = settings.sender if address == sender else Address(name, addr_spec=sender)
     msg["To"] = sub.email  # the address only: the name is not confirmed yet
     msg["Subject"] = _("Confirm your subscription to the press releases of %(organisation)s") % {
         "organisation": settings.organisation

@@ -1,11 +1,12 @@
 """Header fields written by hand, correctly: RFC 2047 encoded-words for non-ASCII text,
 quoted phrases, and folding to 78 columns with CRLF.
 
-Every function returns a complete field, ``"Name: value\\r\\n"``, as ``str`` (pure ASCII).
-Control characters in text become spaces, and bidi controls, invisible format characters and
-noncharacters are removed (``sanitize.strip_invisible``: ingest refuses them, but a title or
-a name may have been stored before it did); refuse them earlier where that matters (a
-subscriber's name: see :func:`has_controls`). Addresses must be plain ASCII.
+Every function returns a complete field, ``"Name: value\\r\\n"``, as ``str``: pure ASCII,
+but for an internationalised address (RFC 6532), which is written as it is, in UTF-8 once
+encoded. Control characters in text become spaces, and bidi controls, invisible format
+characters and noncharacters are removed (``sanitize.strip_invisible``: ingest refuses them,
+but a title or a name may have been stored before it did); refuse them earlier where that
+matters (a subscriber's name: see :func:`has_controls`; an address: ``compose.Recipient``).
 """
 
 from __future__ import annotations
@@ -125,7 +126,9 @@ def phrase_tokens(display: str, first_room: int) -> list[str]:
 
 def address(name: str, display: str, addr: str) -> str:
     """An address field with one mailbox (From, To): ``Display Name <addr>``, or ``addr``
-    alone when there is no display name. ``addr`` must be a plain ASCII address."""
+    alone when there is no display name. ``addr`` must be a checked address (ASCII, or
+    with a non-ASCII local part as RFC 6532 allows: the display name is still encoded-words,
+    so such a field differs from an ASCII one only in the address)."""
     tokens = phrase_tokens(display, MAX_COLUMNS - len(name) - 2)
     if not tokens:
         return f"{name}: {addr}{CRLF}"

@@ -22,17 +22,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Protocol, Self
+from typing import TYPE_CHECKING, Literal, Protocol, Self
 from urllib.parse import unquote, urlsplit
 
 from ..config import Settings
 from ..errors import ConfigError
 from ..reconcile import maildir_tag
 
+if TYPE_CHECKING:
+    from .failover import RelayHealth
+
 Outcome = Literal["sent", "deferred", "failed"]
 _SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
-# What an envelope address may hold: printable ASCII, no space or angle bracket.
-_ENVELOPE_ADDRESS = re.compile(r"[!-;=?-~]*")
+# What an envelope address may hold: printable ASCII but space and angle brackets, and
+# (sent with SMTPUTF8, RFC 6531) non-ASCII characters but C1 controls, white space and
+# lone surrogates. The ASCII pattern alone is the common case, and three times faster.
+_ASCII_ENVELOPE_ADDRESS = re.compile(r"[!-;=?-~]*")
+_ENVELOPE_ADDRESS = re.compile(r"(?:[!-;=?-~]|[^\x00-\x9f\s\ud800-\udfff])*")
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.MULTILINE | re.IGNORECASE)
 
 
@@ -48,6 +54,10 @@ class SendResult:
     uncertain: bool = False
     # When the reply came: the ledger's time of the outcome, however late it is written.
     at: datetime = field(default_factory=lambda: datetime.now(UTC), compare=False)
+    # The relay itself failed: it could not be reached, dropped the connection or answered
+    # 421 (closing). Unless ``uncertain``, it did not take the message, which another relay
+    # may take at once (:class:`~distributor.mail.failover.FailoverTransport`).
+    relay_failed: bool = field(default=False, compare=False)
 
     @property
     def outcome(self) -> Outcome:
@@ -213,7 +223,9 @@ class SMTPTransport(_Closing):
         else:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         try:
-            smtp.ehlo()
+            code, reply = smtp.ehlo()
+            if code == 421:  # busy or shutting down: closing the connection
+                raise smtplib.SMTPResponseException(code, reply)
             if self.security == "starttls":
                 smtp.starttls(context=_tls_context())
                 smtp.ehlo()
@@ -224,6 +236,11 @@ class SMTPTransport(_Closing):
             raise
         return smtp
 
+    @property
+    def name(self) -> str:
+        """``host:port``: how the logs and the ledger name this relay."""
+        return f"{self.host}:{self.port}"
+
     def send(self, mail_from: str, rcpt: str, message: bytes) -> SendResult:
         """Send ``message`` to ``rcpt`` over the shared connection.
 
@@ -231,21 +248,23 @@ class SMTPTransport(_Closing):
         sender, the recipient or the message, or code 0 when the server could not be reached
         or the connection was lost. An old connection found closed before the message was
         handed over is reopened once; after the data was sent, nothing is retried (the
-        server may have the message).
+        server may have the message). An internationalised address goes with SMTPUTF8; a
+        server that does not offer it gets nothing, and the result (code 0, deferred) says
+        so.
         """
         for name, address in (("sender", mail_from), ("recipient", rcpt)):
-            if not address.isascii() or not _ENVELOPE_ADDRESS.fullmatch(address):
+            if not _envelope_address(address):
                 return SendResult(553, f"{name} address {address!r} cannot be sent over SMTP")
         reused = self._smtp is not None
         try:
             return self._transaction(mail_from, rcpt, message)
         except _Dropped as dropped:
             if not reused:
-                return SendResult(0, str(dropped))
+                return SendResult(0, str(dropped), relay_failed=True)
         try:
             return self._transaction(mail_from, rcpt, message)
         except _Dropped as dropped:
-            return SendResult(0, str(dropped))
+            return SendResult(0, str(dropped), relay_failed=True)
 
     def _transaction(self, mail_from: str, rcpt: str, message: bytes) -> SendResult:
         """One mail transaction. Raises :class:`_Dropped` when the connection failed before
@@ -255,6 +274,8 @@ class SMTPTransport(_Closing):
             if self._smtp is None:
                 self._smtp = self._connect()
             smtp = self._smtp
+            if (missing := self._lacks_smtputf8(mail_from, rcpt)) is not None:
+                return missing
             if smtp.has_extn("pipelining"):
                 stage = "MAIL FROM, RCPT TO, DATA"
                 refused = self._envelope_pipelined(smtp, mail_from, rcpt)
@@ -269,11 +290,22 @@ class SMTPTransport(_Closing):
             self.close()
             error = f"{self.host}:{self.port}: {stage}: {_describe(exc)}"
             if stage == "message data":
-                return SendResult(0, error, uncertain=True)
+                return SendResult(0, error, uncertain=True, relay_failed=True)
             raise _Dropped(error) from exc
         if code == 421:  # the server is closing the connection
             self.close()
-        return SendResult(code, _text(reply))
+        return SendResult(code, _text(reply), relay_failed=code == 421)
+
+    def _lacks_smtputf8(self, mail_from: str, rcpt: str) -> SendResult | None:
+        """None when the connected server can carry these addresses; else the deferral of
+        an internationalised address by a server that does not offer SMTPUTF8."""
+        if mail_from.isascii() and rcpt.isascii():
+            return None
+        assert self._smtp is not None
+        if self._smtp.has_extn("smtputf8"):
+            return None
+        needs = rcpt if not rcpt.isascii() else mail_from
+        return SendResult(0, f"the relay {self.name} does not offer SMTPUTF8, which {needs} needs")
 
     def send_stream(self, items: Iterable[Outgoing]) -> Iterator[tuple[Outgoing, SendResult]]:
         """Like one :meth:`send` per item, but with a server that offers PIPELINING the end
@@ -291,11 +323,22 @@ class SMTPTransport(_Closing):
                 yield from _Closing.send_stream(self, iterator)  # a server that cannot
                 return
         first = next(iterator, None)
-        while first is not None and not _sendable(first):
-            yield first, _unsendable(first)
+        while first is not None and (refused := self._unsendable(first)) is not None:
+            yield first, refused
             first = next(iterator, None)
         if first is not None:
             yield from self._pipelined(first, iterator)
+
+    def _unsendable(self, item: Outgoing) -> SendResult | None:
+        """The answer, without a word to the server, for an item whose address SMTP cannot
+        carry (553) or that needs SMTPUTF8 the server does not offer (deferred); None for
+        an item to send."""
+        for address in (item.mail_from, item.rcpt):
+            if not _envelope_address(address):
+                return SendResult(
+                    553, f"address {item.rcpt!r} or {item.mail_from!r} cannot be sent over SMTP"
+                )
+        return self._lacks_smtputf8(item.mail_from, item.rcpt)
 
     def _pipelined(
         self, first: Outgoing, rest: Iterator[Outgoing]
@@ -304,7 +347,8 @@ class SMTPTransport(_Closing):
         accepted message's data, or RSET after a refusal) and the next envelope."""
         smtp = self._smtp
         assert smtp is not None
-        buffer = _envelope_bytes(first)
+        eight_bit = smtp.has_extn("8bitmime")
+        buffer = _envelope_bytes(first, eight_bit)
         expected: list[tuple[str, Outgoing | None]] = [("envelope", first)]  # replies owed
         in_flight: list[Outgoing] = [first]
         data_sent: set[int] = set()  # id() of the items in flight whose data went out
@@ -319,7 +363,7 @@ class SMTPTransport(_Closing):
                         assert item is not None
                         code, reply = smtp.getreply()
                         in_flight.remove(item)
-                        yield item, SendResult(code, _text(reply))
+                        yield item, SendResult(code, _text(reply), relay_failed=code == 421)
                         if code == 421:  # the server is closing the connection
                             raise OSError(f"421 {_text(reply)}")
                     else:  # the three replies to MAIL, RCPT, DATA of ``item``
@@ -341,23 +385,27 @@ class SMTPTransport(_Closing):
                             if refused.code == 421:
                                 raise OSError(f"421 {refused.message}")
                         following = next(rest, None)
-                        while following is not None and not _sendable(following):
-                            yield following, _unsendable(following)
+                        while (
+                            following is not None
+                            and (refusal := self._unsendable(following)) is not None
+                        ):
+                            yield following, refusal
                             following = next(rest, None)
                         if following is not None:
-                            buffer += _envelope_bytes(following)
+                            buffer += _envelope_bytes(following, eight_bit)
                             expected.append(("envelope", following))
                             in_flight.append(following)
         except (smtplib.SMTPException, OSError) as exc:
             self.close()
             error = f"{self.host}:{self.port}: pipelined send: {_describe(exc)}"
             for item in in_flight:
-                yield item, SendResult(0, error, uncertain=id(item) in data_sent)
+                uncertain = id(item) in data_sent
+                yield item, SendResult(0, error, uncertain=uncertain, relay_failed=True)
             yield from _Closing.send_stream(self, rest)
 
     def _envelope(self, smtp: smtplib.SMTP, mail_from: str, rcpt: str) -> SendResult | None:
         """MAIL, RCPT and DATA one reply at a time; None once the server awaits the data."""
-        code, reply = smtp.mail(mail_from)
+        code, reply = smtp.mail(mail_from, _mail_options(mail_from, rcpt, smtp))
         if code != 250:
             return self._refused(code, reply, "sender")
         code, reply = smtp.rcpt(rcpt)
@@ -373,7 +421,7 @@ class SMTPTransport(_Closing):
     ) -> SendResult | None:
         """MAIL, RCPT and DATA in one write (RFC 2920 PIPELINING), then their three replies:
         one round trip instead of three. None once the server awaits the data."""
-        smtp.send(f"MAIL FROM:<{mail_from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode("ascii"))
+        smtp.send(_envelope_bytes(Outgoing(None, mail_from, rcpt, b""), smtp.has_extn("8bitmime")))
         (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = (
             smtp.getreply(),
             smtp.getreply(),
@@ -400,7 +448,7 @@ class SMTPTransport(_Closing):
                 self._smtp.rset()
             except (smtplib.SMTPException, OSError):
                 self.close()
-        return SendResult(code, f"{what} refused: {_text(reply)}")
+        return SendResult(code, f"{what} refused: {_text(reply)}", relay_failed=code == 421)
 
     def close(self) -> None:
         """QUIT and close the connection, if one is open; errors on the way out are ignored."""
@@ -417,16 +465,30 @@ class _Dropped(Exception):
     """The connection failed before the message data was sent; the text says how."""
 
 
-def _sendable(item: Outgoing) -> bool:
-    return all(a.isascii() and _ENVELOPE_ADDRESS.fullmatch(a) for a in (item.mail_from, item.rcpt))
+def _envelope_address(address: str) -> bool:
+    """Whether ``address`` can go in MAIL FROM or RCPT TO (with SMTPUTF8 if not ASCII)."""
+    pattern = _ASCII_ENVELOPE_ADDRESS if address.isascii() else _ENVELOPE_ADDRESS
+    return pattern.fullmatch(address) is not None
 
 
-def _unsendable(item: Outgoing) -> SendResult:
-    return SendResult(553, f"address {item.rcpt!r} or {item.mail_from!r} cannot be sent over SMTP")
+def _mail_options(mail_from: str, rcpt: str, smtp: smtplib.SMTP) -> list[str]:
+    """The MAIL FROM parameters: none for ASCII addresses (as ever), else SMTPUTF8 (and
+    BODY=8BITMIME where offered: the header carries UTF-8, as smtplib's send_message does).
+    smtplib then writes the commands in UTF-8."""
+    if mail_from.isascii() and rcpt.isascii():
+        return []
+    return ["BODY=8BITMIME", "SMTPUTF8"] if smtp.has_extn("8bitmime") else ["SMTPUTF8"]
 
 
-def _envelope_bytes(item: Outgoing) -> bytes:
-    return f"MAIL FROM:<{item.mail_from}>\r\nRCPT TO:<{item.rcpt}>\r\nDATA\r\n".encode("ascii")
+def _envelope_bytes(item: Outgoing, eight_bit: bool) -> bytes:
+    """MAIL FROM, RCPT TO and DATA for ``item``, for a pipelined write: ASCII as ever, or
+    with SMTPUTF8 (and BODY=8BITMIME when the server offers it, ``eight_bit``) in UTF-8
+    for an internationalised address."""
+    if item.mail_from.isascii() and item.rcpt.isascii():
+        params = ""
+    else:
+        params = " BODY=8BITMIME SMTPUTF8" if eight_bit else " SMTPUTF8"
+    return f"MAIL FROM:<{item.mail_from}>{params}\r\nRCPT TO:<{item.rcpt}>\r\nDATA\r\n".encode()
 
 
 def _envelope_refusal(replies: list[tuple[int, bytes]]) -> SendResult | None:
@@ -473,25 +535,43 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def open_transport(settings: Settings) -> Transport:
+def open_transport(settings: Settings, health: RelayHealth | None = None) -> Transport:
     """The transport ``settings`` asks for: SMTP when ``DISTRIBUTOR_SMTP_URL`` is set
     (``smtp://``, ``smtp+starttls://``, ``smtps://``, optional ``user:password@``), else the
-    Maildir outbox in the data directory. Nothing is connected yet. Raises
+    Maildir outbox in the data directory. Several URLs separated by commas make a
+    :class:`~distributor.mail.failover.FailoverTransport` over those relays, in order, which
+    skips a failed relay for ``DISTRIBUTOR_RELAY_BACKOFF_SECONDS`` as ``health`` records it
+    (this process's record by default). Nothing is connected yet. Raises
     :class:`ConfigError` for a URL that cannot work."""
-    if not settings.smtp_url:
+    urls = settings.smtp_urls
+    if not urls:
         return MaildirTransport(settings.outbox_dir)
-    url = urlsplit(settings.smtp_url)
+    relays = [
+        _relay(settings, url, f" (relay {n} of {len(urls)})" if len(urls) > 1 else "")
+        for n, url in enumerate(urls, 1)
+    ]
+    if len(relays) == 1:
+        return relays[0]
+    from .failover import FailoverTransport  # which builds on this module
+
+    return FailoverTransport(relays, settings.relay_backoff_seconds, health)
+
+
+def _relay(settings: Settings, value: str, which: str) -> SMTPTransport:
+    """The transport for one relay URL; ``which`` names it in errors among several."""
+    url = urlsplit(value)
     if url.scheme not in _SCHEMES:
         raise ConfigError(
-            f"DISTRIBUTOR_SMTP_URL: unknown scheme {url.scheme + '://' if url.scheme else '(none)'}"
+            f"DISTRIBUTOR_SMTP_URL{which}: unknown scheme "
+            f"{url.scheme + '://' if url.scheme else '(none)'}"
             "; use smtp://host:port, smtp+starttls://user:password@host:587 or smtps://host:465"
         )
     try:
         port = url.port or _SCHEMES[url.scheme]
     except ValueError as exc:
-        raise ConfigError(f"DISTRIBUTOR_SMTP_URL: bad port ({exc})") from None
+        raise ConfigError(f"DISTRIBUTOR_SMTP_URL{which}: bad port ({exc})") from None
     if not url.hostname:
-        raise ConfigError("DISTRIBUTOR_SMTP_URL: no host name")
+        raise ConfigError(f"DISTRIBUTOR_SMTP_URL{which}: no host name")
     security: Literal["plain", "starttls", "tls"] = (
         "starttls" if url.scheme == "smtp+starttls" else "tls" if url.scheme == "smtps" else "plain"
     )
