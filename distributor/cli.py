@@ -21,7 +21,7 @@ from . import audit, broker, db, dispatch, notices
 from .apitokens import SCOPES, create_token, list_tokens
 from .apitokens import revoke as revoke_token
 from .bounces import ingest, open_messages
-from .config import Settings, load_settings
+from .config import Settings, check_secret_key, load_settings
 from .errors import (
     ConfigError,
     DistributorError,
@@ -598,8 +598,16 @@ def feeds_rebuild() -> None:
     site_build(force=False)
 
 
-def _celery(args: list[str]) -> None:
+def server_settings() -> Settings:
+    """The Settings for a long-running command (serve, worker, beat), refused (ConfigError,
+    exit 78) before anything starts when the secret key is weak or a placeholder."""
     s = settings()
+    check_secret_key(s)
+    return s
+
+
+def _celery(args: list[str]) -> None:
+    s = server_settings()  # checked here, before Celery replaces this process
     env = dict(os.environ, DISTRIBUTOR_BROKER_URL=broker.broker_url(s))
     env["DISTRIBUTOR_DATA_DIR"] = str(s.data_dir.resolve())
     os.execvpe(  # noqa: S606 - replaces this process with the Celery program
@@ -655,7 +663,7 @@ def serve(
     """Serve the newsroom, the feeds and the subscription pages."""
     import uvicorn
 
-    settings()  # a configuration that cannot work fails here, with exit code 78
+    server_settings()  # a configuration that cannot work fails here, with exit code 78
     # By import string, so that every worker process builds its own app from the environment.
     uvicorn.run(
         "distributor.web.app:app_from_environment",
@@ -677,7 +685,7 @@ def demo(
     """Run the whole thing on one machine: data, 1,000 subscribers, two releases, a worker."""
     from .demo import run_demo
 
-    run_demo(settings(), subscribers, out)
+    run_demo(server_settings(), subscribers, out)  # it starts a worker: the same check
 
 
 def main() -> None:

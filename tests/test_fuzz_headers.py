@@ -22,6 +22,7 @@ from distributor.config import Settings, load_settings
 from distributor.errors import SubscriberInputError
 from distributor.mail import headers
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
+from tests.helpers import TEST_SECRET_KEY
 from tests.test_fuzz_releases import fuzz
 from tests.test_mail_compose import make_release
 
@@ -113,7 +114,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Render
     settings = load_settings(
         data_dir=tmp_path_factory.mktemp("mail") / "var",
         site_url="https://news.example.org",
-        secret_key="test-secret",
+        secret_key=TEST_SECRET_KEY,
         sender="Agence <press@example.org>",
     )
     return settings, render_release(make_release(), settings)

@@ -27,6 +27,7 @@ from distributor.notices import render_notice
 from distributor.preview import as_test_message
 from distributor.subscription import Consent, request_subscription
 from distributor.topics import add_topic
+from tests.helpers import TEST_SECRET_KEY
 from tests.smtp_server import SMTPServer
 
 REQUIRED = [
@@ -56,7 +57,7 @@ def dkim_settings(tmp_path: Path, key_file: Path | None, **overrides: object) ->
     values: dict[str, object] = {
         "data_dir": tmp_path / "var",
         "site_url": "https://news.example.org",
-        "secret_key": "test-secret",
+        "secret_key": TEST_SECRET_KEY,
         "sender": "Agence de presse <press@example.org>",
         "dkim_key_file": key_file,
         "dkim_selector": "press2026",
