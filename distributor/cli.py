@@ -29,7 +29,9 @@ from .errors import (
     ReleaseInputError,
     ServiceError,
 )
+from .filemodes import open_private_text
 from .logs import setup_logging
+from .mail.dkim import load_signer
 from .privacy import erase_person, export_person, suppression_hash
 from .queue import TaskQueue
 from .releases import ReleaseDraft, create_release, parse_release
@@ -158,12 +160,13 @@ def subscribers_export(
             if output is None:
                 print(text)
             else:
-                output.write_text(text + "\n", encoding="utf-8")
+                with open_private_text(output) as stream:
+                    stream.write(text + "\n")
                 err.print(f"everything held on {email} written to {output}")
         elif output is None:
             export_csv(session, sys.stdout)
         else:
-            with output.open("w", newline="", encoding="utf-8") as stream:
+            with open_private_text(output, newline="") as stream:
                 n = export_csv(session, stream)
             err.print(f"{n} subscribers written to {output}")
 
@@ -531,7 +534,7 @@ def releases_report(
         write_csv(lines, sys.stdout)
         return
     try:
-        stream = out_file.open("w", newline="", encoding="utf-8")
+        stream = open_private_text(out_file, newline="")  # addresses and outcomes
     except OSError as exc:
         raise ConfigError(f"{out_file}: {exc.strerror}") from exc
     with stream:
@@ -600,9 +603,11 @@ def feeds_rebuild() -> None:
 
 def server_settings() -> Settings:
     """The Settings for a long-running command (serve, worker, beat), refused (ConfigError,
-    exit 78) before anything starts when the secret key is weak or a placeholder."""
+    exit 78) before anything starts when the secret key is weak or a placeholder, or the
+    DKIM key cannot be used (unreadable, readable by others, half configured)."""
     s = settings()
     check_secret_key(s)
+    load_signer(s)
     return s
 
 

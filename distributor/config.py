@@ -176,6 +176,7 @@ class Settings(BaseSettings):
         if path not in _GENERATED_KEYS:
             if not path.exists():
                 _generate_key(path)
+            filemodes.keep_private(path)  # made readable by an older version or by hand
             _GENERATED_KEYS[path] = path.read_text().strip()
         return _GENERATED_KEYS[path]
 

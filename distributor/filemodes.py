@@ -22,6 +22,7 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import TextIO
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,22 @@ def private_file(path: Path) -> Path:
     return path
 
 
+def keep_private(path: Path) -> None:
+    """Take group and world access away from ``path`` if it exists (a file SQLite or
+    another program made beside ours); nothing if it does not."""
+    _tighten(path, _PRIVATE_LOOSE)
+
+
 def open_private(path: Path | str, flags: int) -> int:
     """``os.open(path, flags)`` creating the file ``0600`` whatever the umask (a file that
     exists keeps its mode); returns the file descriptor."""
     return os.open(path, flags, PRIVATE_FILE_MODE)
+
+
+def open_private_text(path: Path, newline: str | None = None) -> TextIO:
+    """``path`` opened for writing UTF-8 text (emptied first), created ``0600``: for files
+    that hold personal data (subscriber exports, rejected rows, delivery reports)."""
+    return open(
+        open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w", encoding="utf-8",
+        newline=newline,
+    )  # fmt: skip

@@ -163,12 +163,14 @@ def test_dkim_key_contents_are_never_shown(
     body_lines = [line for line in pem.decode().splitlines() if "-----" not in line]
     broken = tmp_path / "broken.pem"
     broken.write_bytes(pem.replace(b"\n", b"\n#", 3))  # not a key any more, still its bytes
+    broken.chmod(0o600)
     base = {"data_dir": tmp_path, "dkim_selector": "s1", "dkim_domain": "example.org"}
     with pytest.raises(ConfigError) as refused:
         load_signer(load_settings(dkim_key_file=broken, **base))
     assert_absent(str(refused.value), *body_lines)
     good = tmp_path / "good.pem"
     good.write_bytes(pem)
+    good.chmod(0o600)
     signer = load_signer(load_settings(dkim_key_file=good, **base))
     assert signer is not None
     assert_absent(logged(debug_logs), *body_lines)
