@@ -19,7 +19,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from .apitokens import token_hash
@@ -66,11 +66,14 @@ def find_session(session: Session, value: str, now: datetime | None = None) -> A
     )
     if found is None:
         return None
+    # Plain statements, not the ORM's unit of work: a request of another tab may have
+    # ended this row meanwhile (logout), and then there is simply nothing to change.
+    this = AdminSession.id == found.id
     if now >= found.expires_at or now - found.last_seen_at >= SESSION_IDLE:
-        session.delete(found)
+        session.execute(delete(AdminSession).where(this))
         return None
     if now - found.last_seen_at >= SEEN_RESOLUTION:
-        found.last_seen_at = now
+        session.execute(update(AdminSession).where(this).values(last_seen_at=now))
     return found
 
 
