@@ -25,7 +25,7 @@ import pytest
 from distributor import dispatch
 from distributor.config import Settings, load_settings
 from distributor.db import dispose_engines, get_engine, upgrade
-from distributor.filemodes import private_dir, private_file
+from distributor.filemodes import private_dir
 from distributor.mail.transport import MaildirTransport
 from tests.helpers import TEST_SECRET_KEY, published
 from tests.nginx_conf import running_nginx
@@ -116,12 +116,6 @@ def test_exports_of_personal_data_are_the_owners_only(tmp_path: Path) -> None:
         assert mode(tmp_path / name) == 0o600, name
     assert "p00@example.com" in (tmp_path / "all.csv").read_text()
     dispose_engines()
-
-
-def test_the_demo_log_is_private(tmp_path: Path) -> None:
-    with umask(0o022):
-        log = private_file(tmp_path / "demo-worker.log")  # as run_demo makes it
-    assert mode(log) == 0o600
 
 
 def test_modes_an_older_version_left_are_tightened_with_a_warning(
