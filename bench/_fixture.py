@@ -6,6 +6,7 @@ sample release (a draft, ready to publish).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from distributor.topics import add_topic
 BROKER_URL = "redis://127.0.0.1:6379/12"  # the benchmark's own Redis database: never another
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 PG_ADMIN_URL = PG_SERVER + "/postgres"  # the maintenance database, only to create/drop ours
+# `distributor worker` and `serve` refuse a weak key: a strong one, new for each run.
+BENCH_SECRET_KEY = secrets.token_urlsafe(32)
 SAMPLE = (
     Path(__file__).resolve().parent.parent / "distributor" / "samples" / "climate-agreement.en.md"
 )
@@ -43,7 +46,7 @@ def settings_for(data_dir: Path, database_url: str | None, smtp_url: str) -> Set
         broker_url=BROKER_URL,
         smtp_url=smtp_url,
         site_url="https://news.example.org",
-        secret_key="bench-secret-key",  # noqa: S106 - a throwaway key for links nobody follows
+        secret_key=BENCH_SECRET_KEY,
         sender="Agency Press Office <press@example.org>",
     )
 

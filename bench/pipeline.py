@@ -388,6 +388,7 @@ def bench_key(directory: Path) -> tuple[Path, str]:
             serialization.NoEncryption(),
         )
     )
+    path.chmod(0o600)  # load_signer refuses a key others can read
     return path, Signer(key, DKIM_SELECTOR, DKIM_DOMAIN).dns_record
 
 

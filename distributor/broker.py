@@ -19,6 +19,7 @@ from pathlib import Path
 
 import redis
 
+from . import filemodes
 from .config import Settings
 from .errors import ConfigError, ServiceError
 
@@ -75,8 +76,10 @@ def ensure_embedded(settings: Settings) -> str:
             "use a shorter DISTRIBUTOR_DATA_DIR or set DISTRIBUTOR_BROKER_URL"
         )
     if not _alive(sock):
+        # Its dump holds every queued task: the Redis directory is the owner's only.
         executable = _embedded_executable()
-        root.mkdir(parents=True, exist_ok=True)
+        filemodes.data_dir(settings.data_dir)
+        filemodes.private_dir(root)
         sock.unlink(missing_ok=True)
         config = "\n".join(
             [

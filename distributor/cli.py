@@ -21,7 +21,7 @@ from . import audit, broker, db, dispatch, notices
 from .apitokens import SCOPES, create_token, list_tokens
 from .apitokens import revoke as revoke_token
 from .bounces import ingest, open_messages
-from .config import Settings, load_settings
+from .config import Settings, check_secret_key, load_settings
 from .errors import (
     ConfigError,
     DistributorError,
@@ -29,7 +29,9 @@ from .errors import (
     ReleaseInputError,
     ServiceError,
 )
+from .filemodes import open_private_text
 from .logs import setup_logging
+from .mail.dkim import load_signer
 from .privacy import erase_person, export_person, suppression_hash
 from .queue import TaskQueue
 from .releases import SLUG_MAX, ReleaseDraft, create_release, parse_release, slug_cut_from
@@ -159,12 +161,13 @@ def subscribers_export(
             if output is None:
                 print(text)
             else:
-                output.write_text(text + "\n", encoding="utf-8")
+                with open_private_text(output) as stream:
+                    stream.write(text + "\n")
                 err.print(f"everything held on {email} written to {output}")
         elif output is None:
             export_csv(session, sys.stdout)
         else:
-            with output.open("w", newline="", encoding="utf-8") as stream:
+            with open_private_text(output, newline="") as stream:
                 n = export_csv(session, stream)
             err.print(f"{n} subscribers written to {output}")
 
@@ -549,7 +552,7 @@ def releases_report(
         write_csv(lines, sys.stdout)
         return
     try:
-        stream = out_file.open("w", newline="", encoding="utf-8")
+        stream = open_private_text(out_file, newline="")  # addresses and outcomes
     except OSError as exc:
         raise ConfigError(f"{out_file}: {exc.strerror}") from exc
     with stream:
@@ -616,8 +619,18 @@ def feeds_rebuild() -> None:
     site_build(force=False)
 
 
-def _celery(args: list[str]) -> None:
+def server_settings() -> Settings:
+    """The Settings for a long-running command (serve, worker, beat), refused (ConfigError,
+    exit 78) before anything starts when the secret key is weak or a placeholder, or the
+    DKIM key cannot be used (unreadable, readable by others, half configured)."""
     s = settings()
+    check_secret_key(s)
+    load_signer(s)
+    return s
+
+
+def _celery(args: list[str]) -> None:
+    s = server_settings()  # checked here, before Celery replaces this process
     env = dict(os.environ, DISTRIBUTOR_BROKER_URL=broker.broker_url(s))
     env["DISTRIBUTOR_DATA_DIR"] = str(s.data_dir.resolve())
     os.execvpe(  # noqa: S606 - replaces this process with the Celery program
@@ -673,9 +686,9 @@ def serve(
     """Serve the newsroom, the feeds and the subscription pages."""
     import uvicorn
 
-    # A configuration that cannot work fails here, with exit code 78: the forms and the
-    # publishing API need the broker.
-    broker.require(settings())
+    # A configuration that cannot work fails here, with exit code 78: a weak secret key, an
+    # unusable DKIM key, or no broker (the forms and the publishing API need it).
+    broker.require(server_settings())
     # By import string, so that every worker process builds its own app from the environment.
     uvicorn.run(
         "distributor.web.app:app_from_environment",
@@ -697,7 +710,7 @@ def demo(
     """Run the whole thing on one machine: data, 1,000 subscribers, two releases, a worker."""
     from .demo import run_demo
 
-    run_demo(settings(), subscribers, out)
+    run_demo(server_settings(), subscribers, out)  # it starts a worker: the same check
 
 
 def main() -> None:

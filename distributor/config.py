@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import secrets
 from collections.abc import Mapping
 from email.utils import parseaddr
@@ -19,10 +20,23 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import filemodes
+from .errors import ConfigError
 from .logs import MASK, redact, split_url_list
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _GENERATED_KEYS: dict[Path, str] = {}  # data dir key file → key, read once per process
+
+# Every placeholder key distributor has ever shipped (docker-compose.yml, README): known to
+# anyone, so as good as no key. Add to this list, never remove from it.
+PLACEHOLDER_KEYS = frozenset({"change-me-to-a-long-random-string"})
+# Words a placeholder is made of. Six letters or more: a generated key contains one of them
+# by chance about once in three million.
+_PLACEHOLDER_WORDS = ("change", "replace", "example", "placeholder", "secret", "password",
+                      "default", "insecure")  # fmt: skip
+MIN_KEY_LENGTH = 32
+_MIN_DISTINCT = 8  # random keys of 32+ characters have 9 or more (hex) — 22 or more (base64)
+MAKE_A_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 _URL_FIELDS = ("database_url", "broker_url", "smtp_url", "websub_hub")
@@ -181,14 +195,80 @@ class Settings(BaseSettings):
             return self.secret_key
         # Asked twice per message sent: a dict lookup, no file system call. Not cached on
         # the object itself, whose copies (model_copy) would share it.
-        path = self.data_dir / "secret_key"
+        path = self.generated_key_file
         if path not in _GENERATED_KEYS:
             if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(secrets.token_urlsafe(32) + "\n")
-                path.chmod(0o600)
+                _generate_key(path)
+            filemodes.keep_private(path)  # made readable by an older version or by hand
             _GENERATED_KEYS[path] = path.read_text().strip()
         return _GENERATED_KEYS[path]
+
+    @property
+    def generated_key_file(self) -> Path:
+        """Where the key used when ``DISTRIBUTOR_SECRET_KEY`` is not set is kept."""
+        return self.data_dir / "secret_key"
+
+
+def _generate_key(path: Path) -> None:
+    """Write a new random key to ``path`` (``0600`` from its first byte), unless another
+    process has just done so: the file appears whole, and the first one written is kept."""
+    filemodes.data_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = filemodes.open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+        os.link(tmp, path)  # never replaces a key another process wrote meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def weak_key_reason(key: str) -> str | None:
+    """Why ``key`` cannot guard anything — a placeholder, too short, not random-looking —
+    or None when it can. The reason never quotes the key."""
+    if key.strip().lower() in PLACEHOLDER_KEYS:
+        return "it is the placeholder shipped in docker-compose.yml, known to anyone"
+    if len(key) < MIN_KEY_LENGTH:
+        length = f"{len(key)} character" + ("" if len(key) == 1 else "s")
+        return f"it is {length} long; at least {MIN_KEY_LENGTH} random characters are needed"
+    word = next((w for w in _PLACEHOLDER_WORDS if w in key.lower()), None)
+    if word is not None:
+        return f"it looks like a placeholder (it contains the word {word!r})"
+    if len(set(key)) < _MIN_DISTINCT or key in (key + key)[1:-1]:
+        return "it does not look random (too few different characters, or a repeated text)"
+    return None
+
+
+def check_secret_key(settings: Settings) -> None:
+    """Raise ConfigError unless every key that verifies signatures is strong: each key
+    listed in ``DISTRIBUTOR_SECRET_KEY`` (any of them verifies a forged link), or, when it
+    is not set, the key generated in the data directory. The servers and workers call this
+    before they start; the message names the variable and how to make a key."""
+    if settings.secret_key:
+        keys = settings.secret_key.split()
+        if not keys:
+            raise ConfigError(
+                f"DISTRIBUTOR_SECRET_KEY holds only spaces; set it to a random key: {MAKE_A_KEY}"
+            )
+        for number, key in enumerate(keys, 1):
+            reason = weak_key_reason(key)
+            if reason is not None:
+                which = f"key {number} of {len(keys)}" if len(keys) > 1 else "the key"
+                raise ConfigError(
+                    f"DISTRIBUTOR_SECRET_KEY: {which} is too weak: {reason}. Every key listed "
+                    "verifies links, forms and bounce addresses, so each must be random. "
+                    f"Make one with: {MAKE_A_KEY}"
+                )
+        return
+    reason = weak_key_reason(settings.effective_secret_key)
+    if reason is not None:
+        raise ConfigError(
+            f"the key in {settings.generated_key_file} is too weak: {reason}. Delete the file "
+            f"to have a new one generated, or set DISTRIBUTOR_SECRET_KEY (make one with: "
+            f"{MAKE_A_KEY}). Links signed with the old key stop working."
+        )
 
 
 @functools.cache

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import filemodes
 from .config import Settings
 from .errors import ConfigError
 
@@ -52,11 +53,32 @@ def _sqlite_begin(conn: Connection) -> None:
 _ENGINES: dict[str, Engine] = {}
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The database file a ``sqlite://`` URL names; None for another database or memory."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _prepare_sqlite(settings: Settings) -> None:
+    """Create the SQLite file private before SQLite opens it: SQLite would make it 0644 less
+    the umask, and gives its -wal and -shm files the database file's mode. An existing file
+    with looser modes, and its companions, are tightened. Nothing for PostgreSQL."""
+    path = _sqlite_file(settings.effective_database_url)
+    if path is None:
+        return
+    if settings.database_url:  # a place of the operator's choosing
+        path.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        filemodes.data_dir(settings.data_dir)
+    filemodes.private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        filemodes.keep_private(path.with_name(path.name + suffix))
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -87,6 +109,7 @@ def get_engine(settings: Settings) -> Engine:
     """The (shared, per-process) engine for the configured database."""
     url = settings.effective_database_url
     if url not in _ENGINES:
+        _prepare_sqlite(settings)
         _ENGINES[url] = _make_engine(url)
     return _ENGINES[url]
 
@@ -126,5 +149,6 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
     """Migrate the database to ``revision`` (creating it if needed)."""
     from alembic import command
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    filemodes.data_dir(settings.data_dir)
+    _prepare_sqlite(settings)  # Alembic opens the database with an engine of its own
     command.upgrade(alembic_config(settings), revision)

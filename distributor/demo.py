@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy import func, select
 
-from . import broker, db, dispatch
+from . import broker, db, dispatch, filemodes
 from .config import Settings
 from .models import Release, Subscriber, Topic
 from .queue import TaskQueue
@@ -87,7 +87,7 @@ def run_demo(settings: Settings, subscribers: int, out: Console) -> None:
     url = broker.broker_url(settings)
     env = dict(os.environ, DISTRIBUTOR_BROKER_URL=url,
                DISTRIBUTOR_DATA_DIR=str(settings.data_dir.resolve()))  # fmt: skip
-    log_path = settings.data_dir / "demo-worker.log"
+    log_path = filemodes.private_file(settings.data_dir / "demo-worker.log")  # addresses
     with log_path.open("ab") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "distributor.cli", "worker", "--loglevel", "WARNING"],

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import filemodes
 from .config import Settings
 from .durable import fsync_dir
 from .errors import InputError
@@ -248,6 +249,7 @@ def _write(settings: Settings, root: Path, digest: str, encoded: list[_Encoded])
     """Write the versions into a temporary directory and rename it to ``root/digest``: the
     directory appears whole. If another process stored the same image meanwhile, its
     directory is kept and described; one that is not whole is replaced."""
+    filemodes.data_dir(settings.data_dir)  # 0711: the web server passes through to public/
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{digest}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     tmp.mkdir(mode=0o755)

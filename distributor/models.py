@@ -281,6 +281,26 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class AdminSession(Base):
+    """A login to ``/admin`` (see admin_sessions.py): the browser holds a random value, the
+    database only its SHA-256, with who it belongs to and when it ends.
+
+    The owner is an API token today (``token_id``, nullable on purpose): named user accounts
+    (issue 14) add a ``user_id`` column beside it, one of the two set, without rebuilding
+    the table."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class IdempotencyKey(Base):
     """An ``Idempotency-Key`` a token used, the request it came with, and the answer given
     (null while the request runs); see idempotency.py."""

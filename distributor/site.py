@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
-from . import urls
+from . import filemodes, urls
 from .config import Settings
 from .db import session_scope
 from .durable import fsync_dir
@@ -120,7 +120,8 @@ def build_site(
     catch anyway; useful after editing files by hand). ``progress(done, total)`` is called as
     outputs are rendered."""
     public = settings.public_dir
-    public.mkdir(parents=True, exist_ok=True)
+    filemodes.data_dir(settings.data_dir)  # 0711: the web server passes through to public/
+    public.mkdir(exist_ok=True)
     with _locked(public / ".site.lock"):
         with session_scope(settings) as session:
             rows, topics, gone = _catalogue(session)

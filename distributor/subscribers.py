@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from .config import Settings
 from .errors import Conflict, ImportRejected, NotFound, RowError, SubscriberInputError
+from .filemodes import open_private_text
 from .models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, Topic, utcnow
 from .sanitize import line_problem
 from .spreadsheet import defuse, restore
@@ -266,7 +267,7 @@ def subscribers_by_email(session: Session, emails: list[str]) -> dict[str, Subsc
 
 def write_rejects(rows: list[RowError], path: Path) -> None:
     """Write rejected rows to ``path`` as CSV: line, reason, then the original columns."""
-    with path.open("w", newline="", encoding="utf-8") as out:
+    with open_private_text(path, newline="") as out:  # the rows hold personal data
         writer = csv.writer(out)
         writer.writerow(["line", "reason", *CSV_COLUMNS])
         for r in rows:

@@ -22,7 +22,6 @@ class Purpose(StrEnum):
     PREFERENCES = "preferences"
     CONFIRM = "confirm"
     CSRF = "csrf"  # signs a random value, not a subscriber id (web/guards.py)
-    ADMIN_SESSION = "admin-session"  # signs an API token id (web/admin.py)
 
 
 class InvalidToken(InputError):

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 from distributor.config import Settings, load_settings
 from distributor.db import dispose_engines, get_engine, upgrade
 from distributor.models import Base
+from tests.helpers import TEST_SECRET_KEY
 from tests.smtp_server import SMTPServer
 
 PG_ADMIN_URL = os.environ.get(
@@ -66,7 +67,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
     overrides: dict[str, object] = {
         "data_dir": tmp_path / "var",
         "site_url": "https://news.example.org",
-        "secret_key": "test-secret",
+        "secret_key": TEST_SECRET_KEY,
         "sender": "Agency Press Office <press@example.org>",
     }
     if request.param == "postgresql":
@@ -86,7 +87,7 @@ def sqlite_settings(tmp_path: Path) -> Iterator[Settings]:
     s = load_settings(
         data_dir=tmp_path / "var",
         site_url="https://news.example.org",
-        secret_key="test-secret",
+        secret_key=TEST_SECRET_KEY,
         sender="Agency Press Office <press@example.org>",
     )
     upgrade(s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import secrets
 import textwrap
 
 from distributor import dispatch
@@ -12,6 +13,11 @@ from distributor.models import Release
 from distributor.releases import create_release, mark_published, parse_release
 from distributor.subscribers import import_csv
 from distributor.topics import add_topic
+
+# The signing key of every test's Settings: strong, since `serve`, `worker` and `beat` refuse
+# a weak one, and drawn afresh for each run, so that no key written in this repository could
+# ever pass for a production key.
+TEST_SECRET_KEY = secrets.token_urlsafe(32)
 
 RELEASE_MD = textwrap.dedent(
     """\

@@ -118,11 +118,16 @@ def server_config(
     return text
 
 
-def main_config(server: str, run_dir: Path, *, access_log: bool = False) -> str:
+def main_config(
+    server: str, run_dir: Path, *, access_log: bool = False, user: str | None = None
+) -> str:
     """A complete nginx.conf in the shape of the official image's (its ``http`` block
     includes the template's output), running in the foreground with every path that nginx
-    writes below ``run_dir``."""
-    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
+    writes below ``run_dir``; its workers run as ``user`` (needs root), by default as the
+    user running the tests."""
+    if user is None and os.geteuid() == 0:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    user = f"user {user};" if user else ""
     log = f"access_log {run_dir}/access.log;" if access_log else "access_log off;"
     temp = "\n".join(
         f"    {kind}_temp_path {run_dir}/{kind};"
@@ -174,6 +179,7 @@ def running_nginx(
     websub_hub: str = "",
     poll_limit: bool = True,
     access_log: bool = False,
+    user: str | None = None,
 ) -> Iterator[RunningNginx]:
     """``/usr/sbin/nginx`` running the compose config (see :func:`server_config`) until the
     block ends; raises AssertionError, with nginx's own error, if it does not start."""
@@ -188,7 +194,7 @@ def running_nginx(
         poll_limit=poll_limit,
     )
     conf = run_dir / "nginx.conf"
-    conf.write_text(main_config(server, run_dir, access_log=access_log))
+    conf.write_text(main_config(server, run_dir, access_log=access_log, user=user))
     command = [str(NGINX), "-p", str(run_dir), "-c", str(conf)]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, f"nginx refused the config:\n{checked.stderr}"

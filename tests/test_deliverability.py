@@ -22,6 +22,7 @@ from distributor.mail.confirmation import confirmation_message
 from distributor.mail.dkim import Signer
 from distributor.models import Release, Subscriber, Topic
 from distributor.releases import parse_release
+from tests.helpers import TEST_SECRET_KEY
 
 SAMPLE = Path(__file__).resolve().parent.parent / "distributor/samples/climate-agreement.en.md"
 SITE = "https://news.example.org"
@@ -37,7 +38,7 @@ def config(tmp_path: Path) -> Settings:
     return load_settings(
         data_dir=tmp_path / "var",
         site_url=SITE,
-        secret_key="test-secret",
+        secret_key=TEST_SECRET_KEY,
         sender="Agency Press Office <press@example.org>",
         organisation="Agency Press Office",
     )

@@ -23,6 +23,7 @@ from distributor.errors import SubscriberInputError
 from distributor.mail import headers
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
 from distributor.sanitize import strip_invisible
+from tests.helpers import TEST_SECRET_KEY
 from tests.test_fuzz_releases import fuzz
 from tests.test_mail_compose import make_release
 
@@ -117,7 +118,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Render
     settings = load_settings(
         data_dir=tmp_path_factory.mktemp("mail") / "var",
         site_url="https://news.example.org",
-        secret_key="test-secret",
+        secret_key=TEST_SECRET_KEY,
         sender="Agence <press@example.org>",
     )
     return settings, render_release(make_release(), settings)

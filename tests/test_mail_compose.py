@@ -21,6 +21,7 @@ from distributor.mail.render import wrap_text
 from distributor.models import Release, Topic
 from distributor.sanitize import markdown_to_html
 from distributor.urls import preferences_url, unsubscribe_url
+from tests.helpers import TEST_SECRET_KEY
 
 BODY_MD = """Le ministre a déclaré que la coopération internationale était essentielle au suivi \
 du climat européen, et que l'Agence y prendrait toute sa part.
@@ -38,7 +39,7 @@ def mail_settings(tmp_path: Path) -> Settings:
     return load_settings(
         data_dir=tmp_path / "var",
         site_url="https://news.example.org",
-        secret_key="test-secret",
+        secret_key=TEST_SECRET_KEY,
         sender="Agence française de l'été <press@example.org>",
         organisation="Agence nationale du climat",
     )

@@ -27,6 +27,8 @@ from distributor.notices import render_notice
 from distributor.preview import as_test_message
 from distributor.subscription import Consent, request_subscription
 from distributor.topics import add_topic
+from tests.helpers import TEST_SECRET_KEY
+from tests.processes import run_cli
 from tests.smtp_server import SMTPServer
 
 REQUIRED = [
@@ -45,10 +47,12 @@ REQUIRED = [
 
 
 def write_key(path: Path, fmt: serialization.PrivateFormat) -> rsa.RSAPrivateKey:
+    """A new RSA key written to ``path``, readable by its owner only (as load_signer wants)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
     )
+    path.chmod(0o600)
     return key
 
 
@@ -56,7 +60,7 @@ def dkim_settings(tmp_path: Path, key_file: Path | None, **overrides: object) ->
     values: dict[str, object] = {
         "data_dir": tmp_path / "var",
         "site_url": "https://news.example.org",
-        "secret_key": "test-secret",
+        "secret_key": TEST_SECRET_KEY,
         "sender": "Agence de presse <press@example.org>",
         "dkim_key_file": key_file,
         "dkim_selector": "press2026",
@@ -262,9 +266,35 @@ def test_missing_key_file_is_an_error(tmp_path: Path) -> None:
         load_signer(dkim_settings(tmp_path, tmp_path / "nowhere.pem"))
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o660], ids=lambda m: f"{m:04o}")
+def test_a_key_other_users_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    """Whoever can read the key signs mail as the press office; one that others can change
+    is no better. The error names the file and the fix."""
+    key_file = tmp_path / "dkim.pem"
+    write_key(key_file, serialization.PrivateFormat.PKCS8)
+    key_file.chmod(mode)
+    with pytest.raises(ConfigError) as refused:
+        load_signer(dkim_settings(tmp_path, key_file))
+    message = str(refused.value)
+    assert "DISTRIBUTOR_DKIM_KEY_FILE" in message and f"chmod 600 {key_file}" in message
+    assert f"{mode:04o}" in message
+    key_file.chmod(0o400)  # read-only for its owner is fine too
+    assert load_signer(dkim_settings(tmp_path, key_file)) is not None
+
+
+def test_a_worker_with_a_readable_dkim_key_does_not_start(tmp_path: Path) -> None:
+    key_file = tmp_path / "dkim.pem"
+    write_key(key_file, serialization.PrivateFormat.PKCS8)
+    key_file.chmod(0o644)
+    result = run_cli(dkim_settings(tmp_path, key_file), "worker")
+    assert result.returncode == 78, result.stderr
+    assert f"chmod 600 {key_file}" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_file_that_is_not_a_key_is_an_error(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a key\n")
+    garbage.chmod(0o600)
     with pytest.raises(ConfigError, match=r"DISTRIBUTOR_DKIM_KEY_FILE.*not an unencrypted PEM"):
         load_signer(dkim_settings(tmp_path, garbage))
 
@@ -279,6 +309,7 @@ def test_a_non_rsa_key_is_an_error(tmp_path: Path) -> None:
             serialization.NoEncryption(),
         )
     )
+    key_file.chmod(0o600)
     with pytest.raises(ConfigError, match="must be an RSA key"):
         load_signer(dkim_settings(tmp_path, key_file))
 

@@ -29,7 +29,7 @@ from distributor.models import Release
 from distributor.releases import create_release, mark_published, parse_release
 from distributor.site import build_site
 from distributor.urls import preferences_url, release_url, unsubscribe_url
-from tests.helpers import add_topics
+from tests.helpers import TEST_SECRET_KEY, add_topics
 from tests.processes import run_cli
 
 SITE = "https://news.example.org"
@@ -40,7 +40,7 @@ SECRET = "Secret Photographer"
 @pytest.fixture
 def media_settings(tmp_path: Path) -> Settings:
     """Settings with a data directory and no database: storing an image needs none."""
-    return load_settings(data_dir=tmp_path / "var", site_url=SITE, secret_key="test-secret")
+    return load_settings(data_dir=tmp_path / "var", site_url=SITE, secret_key=TEST_SECRET_KEY)
 
 
 def photo(width: int, height: int, *, orientation: int = 1) -> bytes:

@@ -24,7 +24,7 @@ from distributor.models import Release, Topic
 from distributor.newsroom import Listing, Newsroom, file_details
 from distributor.sanitize import markdown_to_html
 from distributor.web.pages import Pages
-from tests.helpers import add_topics, make_release
+from tests.helpers import TEST_SECRET_KEY, add_topics, make_release
 
 SITE = "https://news.example.org"
 NBSP = "\u00a0"
@@ -35,7 +35,7 @@ VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "met
 @pytest.fixture
 def bare_settings(tmp_path: Path) -> Settings:
     """Settings without a database: rendering needs none."""
-    return load_settings(data_dir=tmp_path / "var", site_url=SITE, secret_key="test-secret")
+    return load_settings(data_dir=tmp_path / "var", site_url=SITE, secret_key=TEST_SECRET_KEY)
 
 
 @pytest.fixture

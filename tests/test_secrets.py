@@ -31,13 +31,13 @@ from distributor.models import Subscriber
 from distributor.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
 from tests.conftest import truncate_pg
-from tests.helpers import add_subscribers, add_topics, release_text
+from tests.helpers import TEST_SECRET_KEY, add_subscribers, add_topics, release_text
 from tests.processes import NO_BROKER, run_cli, running_command, settings_env, wait_until
 from tests.smtp_server import SMTPServer
 from tests.test_static_serving import free_port
 
 SMTP_PASSWORD = "s3cret-smtp-Pw"
-SECRET_KEY = "s3cret-signing-key-0123456789"
+SECRET_KEY = TEST_SECRET_KEY  # strong: `serve` refuses a weak key
 DB_PASSWORD = "s3cret-db-Pw"
 BROKER_PASSWORD = "s3cret-broker-Pw"
 
@@ -163,12 +163,14 @@ def test_dkim_key_contents_are_never_shown(
     body_lines = [line for line in pem.decode().splitlines() if "-----" not in line]
     broken = tmp_path / "broken.pem"
     broken.write_bytes(pem.replace(b"\n", b"\n#", 3))  # not a key any more, still its bytes
+    broken.chmod(0o600)
     base = {"data_dir": tmp_path, "dkim_selector": "s1", "dkim_domain": "example.org"}
     with pytest.raises(ConfigError) as refused:
         load_signer(load_settings(dkim_key_file=broken, **base))
     assert_absent(str(refused.value), *body_lines)
     good = tmp_path / "good.pem"
     good.write_bytes(pem)
+    good.chmod(0o600)
     signer = load_signer(load_settings(dkim_key_file=good, **base))
     assert signer is not None
     assert_absent(logged(debug_logs), *body_lines)

@@ -23,7 +23,7 @@ from distributor.db import dispose_engines, get_engine, session_scope
 from distributor.delivery import OutcomeWriter, claim, counts
 from distributor.models import CorrectionNotice, Delivery, Subscriber, utcnow
 from tests.conftest import truncate_pg
-from tests.helpers import published
+from tests.helpers import TEST_SECRET_KEY, published
 from tests.smtp_server import SMTPServer
 from tests.test_correction_notify import sent_then_corrected
 
@@ -71,7 +71,7 @@ def test_the_database_dropping_out_mid_batch_loses_no_outcome(
     pg_url: str, tmp_path: Path, smtp_server: SMTPServer
 ) -> None:
     direct = load_settings(data_dir=tmp_path / "var", database_url=pg_url,
-                           smtp_url=smtp_server.url, secret_key="test-secret")  # fmt: skip
+                           smtp_url=smtp_server.url, secret_key=TEST_SECRET_KEY)  # fmt: skip
     truncate_pg(direct)
     release_id = published(direct, 20)
     proxy, through = behind_a_proxy(direct)
@@ -108,7 +108,7 @@ def test_an_outcome_written_after_an_outage_keeps_the_time_of_the_answer(
     ledger: str,
 ) -> None:  # fmt: skip
     direct = load_settings(data_dir=tmp_path / "var", database_url=pg_url,
-                           smtp_url=smtp_server.url, secret_key="test-secret")  # fmt: skip
+                           smtp_url=smtp_server.url, secret_key=TEST_SECRET_KEY)  # fmt: skip
     truncate_pg(direct)
     proxy, through = behind_a_proxy(direct)
     engine = get_engine(through)

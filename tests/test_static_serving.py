@@ -22,7 +22,7 @@ from distributor.db import dispose_engines, session_scope, upgrade
 from distributor.dispatch import regenerate_site
 from distributor.releases import mark_published
 from distributor.web.static import RECHECK_SECONDS, PollLimit, choose_coding
-from tests.helpers import add_topics, make_release
+from tests.helpers import TEST_SECRET_KEY, add_topics, make_release
 from tests.processes import running_command, settings_env, wait_until
 
 SITE = "https://news.example.org"
@@ -70,7 +70,7 @@ def serving(factory: pytest.TempPathFactory, name: str, **overrides: object) -> 
     settings = load_settings(
         data_dir=base / "var",
         site_url=SITE,
-        secret_key="test-secret",
+        secret_key=TEST_SECRET_KEY,
         sender="Agency Press Office <press@example.org>",
         **overrides,
     )

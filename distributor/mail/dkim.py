@@ -15,7 +15,9 @@ import base64
 import functools
 import hashlib
 import logging
+import os
 import re
+import stat
 import time
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -234,7 +236,8 @@ def _append(out: list[bytes], column: int, tag: bytes, value: bytes) -> int:
 def load_signer(settings: Settings) -> Signer | None:
     """The signer ``settings`` configure, or None when none of the three DKIM variables is
     set. Raises :class:`ConfigError` naming the variable when only some are set, or when the
-    key file is missing, unreadable or not an RSA private key of at least 1,024 bits."""
+    key file is missing, unreadable, readable or writable by anyone but its owner, or not an
+    RSA private key of at least 1,024 bits."""
     values = {
         "DISTRIBUTOR_DKIM_KEY_FILE": settings.dkim_key_file,
         "DISTRIBUTOR_DKIM_SELECTOR": settings.dkim_selector,
@@ -248,9 +251,16 @@ def load_signer(settings: Settings) -> Signer | None:
     assert settings.dkim_key_file and settings.dkim_selector and settings.dkim_domain
     path = settings.dkim_key_file
     try:
-        pem = path.read_bytes()
+        with path.open("rb") as stream:
+            mode = stat.S_IMODE(os.fstat(stream.fileno()).st_mode)  # of the file read
+            pem = stream.read()
     except OSError as exc:
         raise ConfigError(f"DISTRIBUTOR_DKIM_KEY_FILE: cannot read {path}: {exc}") from None
+    if mode & 0o077:  # whoever reads the key signs mail as the press office
+        raise ConfigError(
+            f"DISTRIBUTOR_DKIM_KEY_FILE: {path} is mode {mode:04o}: other users can read or "
+            f"change the private key. Let only its owner read it: chmod 600 {path}"
+        )
     # Parsing and checking an RSA key costs ~45 ms, and every batch asks for the signer:
     # keep it while the file holds the same key (a rotated key is read at the next batch).
     known = (str(path), settings.dkim_selector, settings.dkim_domain)

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Protocol, Self
 from urllib.parse import unquote, urlsplit
 
+from .. import filemodes
 from ..config import Settings
 from ..errors import ConfigError
 from ..reconcile import maildir_tag
@@ -144,8 +145,10 @@ class MaildirTransport(_Closing):
     so that a message stored just before its worker died is recognised instead of being
     stored again (:class:`~distributor.reconcile.MaildirReconciler`)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, data_dir: Path | None = None) -> None:
+        """``data_dir``: the data directory the Maildir is in, made (or checked) as such."""
         self.path = str(path)
+        self._data_dir = data_dir
         self._ready = False
         self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
@@ -153,9 +156,12 @@ class MaildirTransport(_Closing):
         """Store ``message`` in the Maildir: 250 with the file's name, or 0 when it cannot be
         written (disk full, permissions)."""
         try:
-            if not self._ready:
+            if not self._ready:  # the messages carry personal links: the owner's only
+                if self._data_dir is not None:
+                    filemodes.data_dir(self._data_dir)
+                filemodes.private_dir(Path(self.path))
                 for sub in ("tmp", "new", "cur"):
-                    Path(self.path, sub).mkdir(parents=True, exist_ok=True)
+                    filemodes.private_dir(Path(self.path, sub))
                 self._ready = True
             key = self._store(message)
         except OSError as exc:
@@ -170,7 +176,7 @@ class MaildirTransport(_Closing):
         key = (f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_stored)}{tag}"
                f".{self._host}")  # fmt: skip
         tmp = os.path.join(self.path, "tmp", key)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        fd = filemodes.open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(message)
@@ -545,7 +551,7 @@ def open_transport(settings: Settings, health: RelayHealth | None = None) -> Tra
     :class:`ConfigError` for a URL that cannot work."""
     urls = settings.smtp_urls
     if not urls:
-        return MaildirTransport(settings.outbox_dir)
+        return MaildirTransport(settings.outbox_dir, data_dir=settings.data_dir)
     relays = [
         _relay(settings, url, f" (relay {n} of {len(urls)})" if len(urls) > 1 else "")
         for n, url in enumerate(urls, 1)

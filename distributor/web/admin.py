@@ -4,11 +4,12 @@ failed per hour, and the actions on a release — preview, test, publish (now or
 unschedule, correct, withdraw.
 
 Log in with an API token that has the ``releases`` scope (``distributor tokens create NAME
---scope releases``). The session is a signed cookie naming the token (HttpOnly, SameSite
-Strict, path ``/admin``, Secure on an https site) for ``SESSION_MAX_AGE``; every request
-checks again that the token exists, is not revoked and still has the scope, so revoking it
-ends the session at once. Every POST carries a CSRF token (signed double submit, as the
-public forms); every action is recorded in the audit trail as ``token:NAME``.
+--scope releases``). The session lives in the database (admin_sessions.py); the cookie holds
+only its random id (HttpOnly, SameSite Strict, path ``/admin``, Secure on an https site).
+It ends at logout, after ``SESSION_IDLE`` without use or ``SESSION_MAX_AGE`` after login;
+every request checks again that the token exists, is not revoked and still has the scope,
+so revoking it ends its sessions at once. Every POST carries a CSRF token (signed double
+submit, as the public forms); every action is recorded in the audit trail as ``token:NAME``.
 
 Server-rendered (Jinja2, autoescaped, ``templates/admin/``); one small script polls
 ``progress.json`` during a send. Every answer is ``Cache-Control: no-store`` with a
@@ -31,6 +32,13 @@ from jinja2 import Environment, FileSystemLoader
 from starlette.responses import Response
 
 from .. import audit, dispatch
+from ..admin_sessions import (
+    SESSION_MAX_AGE,
+    end_session,
+    end_token_sessions,
+    find_session,
+    start_session,
+)
 from ..apitokens import LAST_USED_RESOLUTION as LAST_USED
 from ..apitokens import authenticate
 from ..config import Settings
@@ -67,7 +75,7 @@ PREFIX = "/admin"
 SCOPE = "releases"
 SESSION_COOKIE = "distributor_admin"
 CSRF_COOKIE = "distributor_admin_csrf"  # not the public forms' cookie: its path is /admin
-SESSION_MAX_AGE = 12 * 3600
+COOKIE_MAX_AGE = int(SESSION_MAX_AGE.total_seconds())  # the browser forgets it with the row
 CSRF_REUSE_AGE = CSRF_MAX_AGE - 1800  # a form rendered now stays valid at least 30 minutes
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
 RELEASES_SHOWN = 50
@@ -279,14 +287,6 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
                             httponly=True, samesite="strict", secure=secure)  # fmt: skip
         return response
 
-    def session_token(request: Request) -> int | None:
-        cookie = request.cookies.get(SESSION_COOKIE, "")
-        try:
-            value = signer(settings, Purpose.ADMIN_SESSION).unsign(cookie, max_age=SESSION_MAX_AGE)
-        except BadSignature:
-            return None
-        return int(value) if value.isdigit() else None
-
     def forget_session(response: Response) -> Response:
         response.delete_cookie(SESSION_COOKIE, path=PREFIX, httponly=True, samesite="strict",
                                secure=secure)  # fmt: skip
@@ -303,15 +303,20 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
 
     def current_admin(request: Request) -> Admin:
         """The logged-in token, checked afresh; else the request ends at the login page."""
-        token_id = session_token(request)
-        if token_id is not None and token_id <= MAX_ID:
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        if cookie:
+            # The block commits what it finds ended (an expired row, a revoked token's
+            # sessions) before the request is turned away.
             with session_scope(settings) as session:
-                token = session.get(ApiToken, token_id)
+                found = find_session(session, cookie)
+                token = session.get(ApiToken, found.token_id) if found and found.token_id else None
                 if token is not None and token.revoked_at is None and SCOPE in token.scopes:
                     now = utcnow()  # as the API records a use: to the minute
                     if token.last_used_at is None or now - token.last_used_at >= LAST_USED:
                         token.last_used_at = now
                     return Admin(token.id, token.name)
+                if token is not None and token.revoked_at is not None:
+                    end_token_sessions(session, token.id)
         raise _Answer(to_login(request))
 
     def check_csrf(request: Request, value: str) -> None:
@@ -331,7 +336,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
 
     @routes.get("/login", response_class=HTMLResponse)
     def login_page(request: Request) -> Response:
-        if session_token(request) is not None:
+        if request.cookies.get(SESSION_COOKIE):
             try:
                 current_admin(request)
                 return RedirectResponse(PREFIX, status_code=303)
@@ -346,7 +351,9 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
         try:
             with session_scope(settings) as session:
                 found = authenticate(session, token.strip(), SCOPE)
-                token_id = found.id
+                # A new id at each login; the one the browser had, if any, ends.
+                end_session(session, request.cookies.get(SESSION_COOKIE, ""))
+                value = start_session(session, found.id)
         except (Unauthorized, Forbidden) as exc:
             text = (
                 "This token does not have the releases scope."
@@ -355,14 +362,15 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
             )
             return login_form(request, status_of(exc), text)
         response = RedirectResponse(PREFIX, status_code=303)
-        value = signer(settings, Purpose.ADMIN_SESSION).sign(str(token_id)).decode("ascii")
-        response.set_cookie(SESSION_COOKIE, value, max_age=SESSION_MAX_AGE, path=PREFIX,
+        response.set_cookie(SESSION_COOKIE, value, max_age=COOKIE_MAX_AGE, path=PREFIX,
                             httponly=True, samesite="strict", secure=secure)  # fmt: skip
         return response
 
     @routes.post("/logout")
     def logout(request: Request, csrf: Csrf = "") -> Response:
         check_csrf(request, csrf)
+        with session_scope(settings) as session:  # the cookie, if copied, opens nothing now
+            end_session(session, request.cookies.get(SESSION_COOKIE, ""))
         return forget_session(RedirectResponse(f"{PREFIX}/login", status_code=303))
 
     # --- the dashboard --------------------------------------------------------------------
