@@ -23,6 +23,7 @@ from distributor.newsroom import Newsroom
 from distributor.releases import SLUG_MAX, parse_release, slugify
 from distributor.subscribers import check_name
 from distributor.topics import check_names, parse_names
+from tests.helpers import TEST_SECRET_KEY
 from tests.test_mail_compose import make_release, parse, parts, recipient
 
 SITE = "https://news.example.org"
@@ -43,7 +44,7 @@ BODY = "The Agency today signed an agreement.\n\nA second paragraph.\n"
 @pytest.fixture
 def bare(tmp_path: Path) -> Settings:
     """Settings without a database: reading and rendering a release need none."""
-    return load_settings(data_dir=tmp_path / "var", site_url=SITE, secret_key="test-secret")
+    return load_settings(data_dir=tmp_path / "var", site_url=SITE, secret_key=TEST_SECRET_KEY)
 
 
 def release_file(body: str = BODY, **fields: Any) -> str:
