@@ -13,6 +13,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import smtplib
+import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,13 +31,14 @@ from distributor.models import Delivery, Subscriber
 from distributor.queue import TaskQueue
 from distributor.reconcile import PostfixLogReconciler
 from distributor.status import release_status
-from tests.helpers import add_subscribers, add_topics, make_release
-from tests.postfix import Postfix, running_postfix, unavailable
-from tests.postfix_samples import CUT, OUT, TAKEN
+from tests.helpers import add_subscribers, add_topics, make_release, published
+from tests.postfix import POSTFIX, Postfix, running_postfix, unavailable
+from tests.postfix_samples import CUT, OUT, SENDER, TAKEN, message, send_traffic
 from tests.processes import running_command, settings_env, wait_until
 from tests.smtp_server import SMTPServer
 from tests.test_reconcile import lease_runs_out
 
+ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(OUT.glob("*.log"))
 _REASON = unavailable()
 if _REASON and os.environ.get("DISTRIBUTOR_TEST_REQUIRE_POSTFIX"):
@@ -197,3 +201,49 @@ def test_a_private_postfix_leaves_nothing_behind(smtp_server: SMTPServer) -> Non
     assert not postfix.root.exists()
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # no process of the group is left
+
+
+def test_the_compose_relay_config_relays_and_logs_what_the_workers_read(
+    sqlite_settings: Settings, smtp_server: SMTPServer
+) -> None:
+    """deploy/postfix/main.cf, the compose relay's, run by the same Postfix (only its
+    directories, address and relay host replaced): it relays a release email, and its
+    maillog_file names the message as taken."""
+    if _REASON:
+        pytest.skip(_REASON)
+    base = (ROOT / "deploy" / "postfix" / "main.cf").read_text()
+    assert "maillog_file = /var/log/postfix/maillog\n" in base  # where compose's volume is
+    with running_postfix(("127.0.0.1", smtp_server.port), base=base) as postfix:
+        s = sqlite_settings.model_copy(update={"smtp_url": postfix.url})
+        release_id = published(s, 2)
+        assert dispatch.send_batch(s, release_id).outcomes["sent"] == 2
+        postfix.wait_delivered()
+        message_ids = [
+            _message_id_of(smtp_server, rcpt) for rcpt in ("p00@example.com", "p01@example.com")
+        ]
+        time.sleep(0.2)  # postlogd writes what it is sent a moment later
+        assert PostfixLogReconciler(postfix.log).accepted(message_ids) == set(message_ids)
+        assert (postfix.log.stat().st_mode & 0o044) == 0o044  # readable by another user
+
+
+def test_a_log_rotated_by_postfix_logrotate_is_still_read(smtp_server: SMTPServer) -> None:
+    """``postfix logrotate`` renames the maillog_file NAME.YYYYMMDD-HHMMSS and gzips it: the
+    messages taken before are still found there, and those taken after in the new log."""
+    if _REASON:
+        pytest.skip(_REASON)
+    with running_postfix(("127.0.0.1", smtp_server.port)) as postfix:
+        send_traffic(postfix)
+        rotate = [str(POSTFIX), "-c", str(postfix.config_dir), "logrotate"]
+        subprocess.run(rotate, check=True, capture_output=True, timeout=30)
+        # NAME is there again only if Postfix logged since (a reload's statistics, often).
+        [rotated] = [p for p in postfix.log.parent.iterdir() if p != postfix.log]
+        assert re.fullmatch(r"maillog\.\d{8}-\d{6}\.gz", rotated.name), rotated.name
+        reader = PostfixLogReconciler(postfix.log)
+        asked = [*TAKEN, CUT, "<release-7.5@news.example.org>"]
+        assert reader.accepted(asked) == set(TAKEN)
+
+        with smtplib.SMTP("127.0.0.1", postfix.port) as smtp:
+            smtp.sendmail(SENDER, ["p5@example.com"], message(asked[-1], "p5@example.com"))
+        postfix.wait_delivered()
+        wait_until(lambda: asked[-1] in postfix.log.read_text(errors="replace"), 10, "the log")
+        assert reader.accepted(asked) == {*TAKEN, asked[-1]}
