@@ -140,28 +140,58 @@ class Postfix:
             time.sleep(0.05)
 
 
-def main_cf(root: Path, relay: tuple[str, int], syslog: bool, settings: Mapping[str, str]) -> str:
-    """The instance's ``main.cf``: only what differs from Postfix's defaults."""
-    values = {
-        "compatibility_level": "3.6",
-        "queue_directory": str(root / "spool"),
-        "data_directory": str(root / "data"),
-        "maillog_file": "" if syslog else str(root / "log" / "maillog"),
-        "maillog_file_prefixes": str(root / "log"),
-        "myhostname": "relay.test",
-        "mydestination": "",
-        "local_transport": "error:5.1.1 no local delivery on this relay",
-        "alias_maps": "",
-        "alias_database": "",
-        "inet_interfaces": "127.0.0.1",
-        "inet_protocols": "ipv4",
-        "mynetworks": "127.0.0.0/8",
-        "smtpd_relay_restrictions": "permit_mynetworks, reject",
-        "relayhost": f"[{relay[0]}]:{relay[1]}",
-        "smtp_tls_security_level": "none",
-        "smtpd_banner": "$myhostname ESMTP",
-        **settings,
-    }
+# What a relay for the tests sets apart from Postfix's defaults (deploy/postfix/main.cf, the
+# compose relay's, can stand in for it: ``running_postfix(base=…)``).
+_RELAY = {
+    "compatibility_level": "3.6",
+    "myhostname": "relay.test",
+    "mydestination": "",
+    "local_transport": "error:5.1.1 no local delivery on this relay",
+    "alias_maps": "",
+    "alias_database": "",
+    "mynetworks": "127.0.0.0/8",
+    "smtpd_relay_restrictions": "permit_mynetworks, reject",
+    "smtp_tls_security_level": "none",
+    "smtpd_banner": "$myhostname ESMTP",
+}
+
+
+def parse_main_cf(text: str) -> dict[str, str]:
+    """The parameters of a ``main.cf`` text, in order (comments dropped, continuation
+    lines joined)."""
+    values: dict[str, str] = {}
+    name = ""
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0].isspace() and name:
+            values[name] += " " + line.strip()
+            continue
+        name, _, value = line.partition("=")
+        name = name.strip()
+        values[name] = value.strip()
+    return values
+
+
+def main_cf(
+    root: Path, relay: tuple[str, int], syslog: bool, settings: Mapping[str, str],
+    base: str | None = None,
+) -> str:  # fmt: skip
+    """The instance's ``main.cf``: ``base`` (a main.cf text; by default, a relay's few
+    settings) with this instance's directories, log, loopback address and relay host."""
+    values = parse_main_cf(base) if base is not None else dict(_RELAY)
+    values.update(
+        {
+            "queue_directory": str(root / "spool"),
+            "data_directory": str(root / "data"),
+            "maillog_file": "" if syslog else str(root / "log" / "maillog"),
+            "maillog_file_prefixes": str(root / "log"),
+            "inet_interfaces": "127.0.0.1",
+            "inet_protocols": "ipv4",
+            "relayhost": f"[{relay[0]}]:{relay[1]}",
+            **settings,
+        }
+    )
     return "".join(f"{name} = {value}\n" for name, value in values.items())
 
 
@@ -172,12 +202,14 @@ def running_postfix(
     long_queue_ids: bool = False,
     syslog: bool = False,
     settings: Mapping[str, str] | None = None,
+    base: str | None = None,
 ) -> Iterator[Postfix]:
     """A private Postfix relaying everything to ``relay`` (host, port) until the block ends,
     with ``enable_long_queue_ids`` if ``long_queue_ids``; its log in :attr:`Postfix.log`, or,
     if ``syslog``, sent by its smtpd, cleanup, qmgr and smtp to :attr:`Postfix.syslog_socket`
-    (whoever wants it listens there before sending mail). ``settings`` are more main.cf
-    parameters. Raises AssertionError, with Postfix's own words, if it does not start."""
+    (whoever wants it listens there before sending mail). ``base`` is the main.cf to start
+    from (by default, a relay's few settings), ``settings`` more main.cf parameters.
+    Raises AssertionError, with Postfix's own words, if it does not start."""
     reason = unavailable()
     assert reason is None, reason
     # Postfix's daemons run as `postfix`: every directory above theirs must be searchable,
@@ -194,7 +226,7 @@ def running_postfix(
     extra = dict(settings or {})
     if long_queue_ids:
         extra["enable_long_queue_ids"] = "yes"
-    (root / "etc" / "main.cf").write_text(main_cf(root, relay, syslog, extra))
+    (root / "etc" / "main.cf").write_text(main_cf(root, relay, syslog, extra, base))
     (root / "etc" / "master.cf").write_text(
         _MASTER_CF.format(listen=f"127.0.0.1:{port}", chroot="y" if syslog else "n")
     )
