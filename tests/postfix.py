@@ -1,7 +1,8 @@
 """A private Postfix (Debian's package) for tests and benchmarks: its own configuration,
 queue and log in a temporary directory, listening on a free loopback port, relaying
-everything to a sink on loopback; it never touches the system's ``/etc/postfix``
-configuration, its queue or port 25, and its processes are stopped on the way out.
+everything to a sink on loopback. It changes nothing of the system's Postfix (it reads the
+package's ``/etc/postfix/postfix-files``, writes nothing there, never uses the system's queue
+or port 25), and its processes are stopped on the way out.
 
 Used by tests/test_postfix.py and bench/faults.py (``--relay postfix``), so the bench and the
 tests run the same relay. The settings a private instance needs (notes/postfix.md):
@@ -39,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 POSTFIX = Path("/usr/sbin/postfix")
-SMTP_SINK = Path("/usr/sbin/smtp-sink")
 MAIL_OWNER = "postfix"
 # The queue's subdirectories where a message waits (not hold/, corrupt/: those never leave).
 _WAITING = ("maildrop", "incoming", "active", "deferred")
@@ -74,9 +74,8 @@ def unavailable() -> str | None:
     """Why a private Postfix cannot run on this machine, or None when it can."""
     if os.geteuid() != 0:
         return "a private Postfix must be started as root (its master runs as root)"
-    for program in (POSTFIX, SMTP_SINK):
-        if not program.exists():
-            return f"{program} is missing (Debian package `postfix`)"
+    if not POSTFIX.exists():
+        return f"{POSTFIX} is missing (Debian package `postfix`)"
     try:
         pwd.getpwnam(MAIL_OWNER)
     except KeyError:
