@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import smtplib
 import socket
@@ -114,6 +115,7 @@ def rsyslogd(unpacked: Path, socket_path: Path, traditional: Path, rfc3339: Path
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
