@@ -18,10 +18,18 @@ workers reconciling with the relay's log before resending), 3 SMTP faults
 and the workers reconcile), 4 Redis restarted mid-send (4b: down when
 publishing), 5 PostgreSQL unreachable mid-send (a TCP proxy cut; PostgreSQL only).
 
+With ``--relay postfix`` the workers send through a private instance of Debian's Postfix
+(tests/postfix.py, the tests' own: started per scenario on a loopback port, relaying to the
+recording server) and the reconciling scenarios read Postfix's real ``maillog_file``; only
+the scenarios whose faults are not the relay's own answers run there (0, 1, 1r, 2, 2r, 4,
+4b, 5, 6), and a scenario ends once Postfix's queue is empty too (root and Debian's
+postfix package needed).
+
 Run: ``.venv/bin/python bench/faults.py [--quick] [--db sqlite|postgresql|both]
-[--scenarios 0,1,6,…] [--subscribers N]``. Needs redis-server on the PATH (started on a free
-port; the shared Redis is never touched) and PostgreSQL at 127.0.0.1:5432 with trust auth
-for ``postgres`` (own ``distributor_bench_<pid>_faults_*`` databases, dropped after each run).
+[--scenarios 0,1,6,…] [--subscribers N] [--relay aiosmtpd|postfix]``. Needs redis-server on
+the PATH (started on a free port; the shared Redis is never touched) and PostgreSQL at
+127.0.0.1:5432 with trust auth for ``postgres`` (own ``distributor_bench_<pid>_faults_*``
+databases, dropped after each run).
 The sweep (beat's job, every 30 s in production) runs in the bench every few seconds, so
 recovery is bounded by the lease. Prints figures; asserts nothing; exits 1 if a target was
 missed: lost 0, and duplicated 0 except the copies a kill explains — a worker killed between
@@ -40,6 +48,7 @@ import random
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -63,6 +72,9 @@ from _redis import RedisServer  # noqa: E402
 from _report import code_state, say, table  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests.postfix: the tests' private Postfix, for --relay postfix
+
 from distributor import dispatch  # noqa: E402
 from distributor.config import Settings  # noqa: E402
 from distributor.db import session_scope  # noqa: E402
@@ -70,8 +82,13 @@ from distributor.delivery import RECONCILED  # noqa: E402
 from distributor.models import Delivery, Release, Subscriber  # noqa: E402
 from distributor.queue import TaskQueue  # noqa: E402
 from distributor.subscribers import unsubscribe  # noqa: E402
+from tests.postfix import Postfix, running_postfix, unavailable  # noqa: E402
 
 SCENARIOS = ["0", "1", "1r", "6", "7", "7s", "2", "2r", "3", "3r", "4", "4b", "5"]
+# Scenarios whose fault is not the relay's own answers (421, 451, 550, cuts, slowness): the
+# ones that run through a real Postfix, where the recording server's faults would only
+# reach Postfix, not the workers.
+THROUGH_POSTFIX = ["0", "1", "1r", "6", "2", "2r", "4", "4b", "5"]
 TITLES = {
     "0": "baseline, no fault",
     "1": "SIGKILL a worker 20× (pool process, or whole worker + restart)",
@@ -107,6 +124,7 @@ class Options:
     timeout_s: float  # per scenario, from publishing to drained
     procs: int  # pool processes per worker; two workers
     log_dir: Path
+    relay: str = "aiosmtpd"  # or "postfix": a private Postfix in front of the recording server
 
 
 @dataclass
@@ -256,13 +274,14 @@ def wait_drained(live: Live) -> float:
 @contextmanager
 def running(
     backend: str, tag: str, tuning: Tuning, smtp: FaultySMTP, redis: RedisServer,
-    options: Options,
+    options: Options, relay_url: str,
 ) -> Iterator[Live]:  # fmt: skip
-    """A fresh database with the data set, two workers and the sweep, for one scenario."""
+    """A fresh database with the data set, two workers sending to ``relay_url`` and the
+    sweep, for one scenario."""
     smtp.reset()
     redis.flush()
     with ExitStack() as stack:
-        base = stack.enter_context(fresh_database(backend, smtp.url, f"faults_{tag}"))
+        base = stack.enter_context(fresh_database(backend, relay_url, f"faults_{tag}"))
         direct = base.model_copy(
             update={
                 "broker_url": redis.url,
@@ -559,16 +578,30 @@ def run_scenario(
     elif scenario == "5":
         tuning.via_proxy = True
         act = act_pg_down
-    if scenario.endswith("r"):  # the relay's log, as Postfix writes it (bench/_faulty_smtp.py)
-        tuning.env["DISTRIBUTOR_RECONCILE_LOG"] = str(smtp.log_path)
     row = Row(backend, scenario, tuning.subscribers)
     say(f"{backend} {scenario} ({TITLES[scenario]}): {tuning.subscribers:,} subscribers")
-    with running(backend, scenario.replace("s", "short"), tuning, smtp, redis, options) as live:
+    with ExitStack() as stack:
+        postfix: Postfix | None = None
+        if options.relay == "postfix":  # a fresh one per scenario: its own queue and log
+            postfix = stack.enter_context(running_postfix(("127.0.0.1", smtp.port)))
+        if scenario.endswith("r"):  # the relay's log: Postfix's own, or the imitation's
+            log = postfix.log if postfix else smtp.log_path  # (bench/_faulty_smtp.py)
+            tuning.env["DISTRIBUTOR_RECONCILE_LOG"] = str(log)
+        tag = scenario.replace("s", "short")
+        relay_url = postfix.url if postfix else smtp.url
+        live = stack.enter_context(running(backend, tag, tuning, smtp, redis, options, relay_url))
         say(f"{backend} {scenario}: workers ready, publishing")
         smtp.faults.data_delay = data_delay
         smtp.faults.keep_dropped = scenario == "3r"
         act(live)
         row.drain_s = wait_drained(live)
+        if postfix:  # what Postfix accepted has yet to reach the recording server
+            try:
+                postfix.wait_delivered(live.options.timeout_s)
+                row.notes.append(f"Postfix's queue empty {time.time() - live.published_at:.1f}"
+                                 " s after publishing")  # fmt: skip
+            except AssertionError as exc:
+                row.notes.append(str(exc))
         time.sleep(1.0 if options.quick else 2.0)  # a copy sent twice would arrive now
         measure(live, row, tuning.retry_base, tuning.retry_max)
         explained = in_doubt_extras(live, live.smtp.copies())
@@ -634,6 +667,12 @@ def notes_text(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def postfix_version() -> str:
+    """The installed Postfix's name and version, e.g. "Postfix 3.7.11"."""
+    found = subprocess.run(["postconf", "-h", "mail_version"], capture_output=True, text=True)
+    return f"Postfix {found.stdout.strip() or '?'}"
+
+
 def _on_sigterm(_signo: int, _frame: object) -> NoReturn:
     raise SystemExit(143)  # run the finally blocks: stop every process, drop every database
 
@@ -649,10 +688,21 @@ def main() -> int:
     parser.add_argument("--pg-down", type=float, help="scenario 5: seconds (60; quick 10)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the worker logs")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the fault timing")
+    parser.add_argument(
+        "--relay", choices=["aiosmtpd", "postfix"], default="aiosmtpd",
+        help="send through a private Postfix in front of the recording server",
+    )  # fmt: skip
     args = parser.parse_args()
     scenarios = [s for s in args.scenarios.split(",") if s]
+    if args.relay == "postfix" and args.scenarios == every:
+        scenarios = THROUGH_POSTFIX
     if bad := [s for s in scenarios if s not in SCENARIOS]:
         parser.error(f"unknown scenario(s) {bad}; choose among {SCENARIOS}")
+    if args.relay == "postfix":
+        if bad := [s for s in scenarios if s not in THROUGH_POSTFIX]:
+            parser.error(f"scenario(s) {bad} inject the relay's own faults: not with Postfix")
+        if reason := unavailable():
+            parser.error(f"--relay postfix: {reason}")
     signal.signal(signal.SIGTERM, _on_sigterm)
     random.seed(args.seed)
     backends = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
@@ -669,6 +719,7 @@ def main() -> int:
         timeout_s=300.0 if args.quick else 600.0,
         procs=2,
         log_dir=work,
+        relay=args.relay,
     )
     code_before = code_state()
     started = time.perf_counter()
@@ -686,10 +737,12 @@ def main() -> int:
                     continue  # no network between the workers and SQLite
                 rows.append(run_scenario(backend, scenario, smtp, redis, options))
     elapsed = time.perf_counter() - started
+    relay = "aiosmtpd recording every copy"
+    if options.relay == "postfix":
+        relay = f"through {postfix_version()} to aiosmtpd recording every copy"
     print(
         f"Faults: lease {options.lease} s, sweep every {options.sweep_every:g} s, two "
-        f"`distributor worker -c {options.procs}`, aiosmtpd recording every copy; "
-        f"{elapsed / 60:.1f} min"
+        f"`distributor worker -c {options.procs}`, {relay}; {elapsed / 60:.1f} min"
     )
     batch_s = 15 if options.quick else 30
     print(

@@ -31,13 +31,14 @@ in doubt is sent again: at least once, never lost.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from .config import Settings
 
@@ -49,6 +50,12 @@ _TAG = re.compile(rf"{TAG_PREFIX}([0-9a-f]{{24}})(?:[.:_]|$)")
 #          "… postfix/qmgr[99]: 4Fh2x0abcz1: from=<…>, size=…, nrcpt=1 (queue active)";
 # a multi-instance relay names its service "postfix-out/cleanup".
 _POSTFIX = re.compile(rb"/(cleanup|qmgr)\[\d+\]: ([0-9A-Za-z]+): (?:message-id=(<[^>\s]*>)|from=<)")
+
+
+class _Readable(Protocol):
+    """A file open for reading bytes: a plain one or a gzip-compressed one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class Reconciler(Protocol):
@@ -98,15 +105,34 @@ class PostfixLogReconciler:
     not mistaken for the earlier message's. Reads the log whole each time (only batches
     with rows in doubt ask) in large blocks, and looks closer only at the blocks that name
     a Message-ID asked about or follow one (``bench/reconcile.py``). The log rotated last
-    (``NAME.1``, as logrotate and newsyslog name it) is read first when it is there, so a
-    rotation between a crash and its reconciliation hides nothing; older or compressed
-    ones are not read."""
+    is read first when it is there, so a rotation between a crash and its reconciliation
+    hides nothing: ``NAME.1`` as logrotate and newsyslog name it, or
+    ``NAME.YYYYMMDD-HHMMSS`` as ``postfix logrotate`` names a ``maillog_file``, either one
+    gzip-compressed (``.gz``) or not; older ones are not read. Until Postfix writes again
+    after ``postfix logrotate``, there is no current log: the rotated one is all there is."""
 
     BLOCK = 8 << 20  # bytes read at once; lines are never split between blocks
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.rotated = self.path.with_name(self.path.name + ".1")
+        self._rotated_name = re.compile(re.escape(self.path.name) + r"\.(?:1|\d{8}-\d{6})(?:\.gz)?")
+
+    def rotated(self) -> Path | None:
+        """The log rotated last (the newest of the rotated ones), or None."""
+        try:
+            names = set(os.listdir(self.path.parent))
+        except FileNotFoundError:
+            return None
+        newest: tuple[float, Path] | None = None
+        for name in filter(self._rotated_name.fullmatch, names):
+            if name.endswith(".gz") and name.removesuffix(".gz") in names:
+                continue  # NAME.x.gz beside NAME.x: still being compressed, NAME.x is whole
+            path = self.path.with_name(name)
+            with contextlib.suppress(FileNotFoundError):  # rotated away meanwhile
+                mtime = path.stat().st_mtime
+                if newest is None or mtime > newest[0]:
+                    newest = (mtime, path)
+        return newest[1] if newest else None
 
     def accepted(self, message_ids: Iterable[str]) -> set[str]:
         wanted = {m.encode("utf-8", "replace") for m in message_ids}
@@ -127,14 +153,28 @@ class PostfixLogReconciler:
         return {m.decode("utf-8") for m in found}
 
     def _blocks(self) -> Iterator[bytes]:
-        """The log rotated last, if there, then the current one, in blocks."""
+        """The log rotated last, if there, then the current one, in blocks. Raises
+        FileNotFoundError (naming the current log) when there is neither, OSError when a
+        compressed one is cut short."""
         with contextlib.ExitStack() as files:
+            streams: list[_Readable] = []
+            missing: FileNotFoundError | None = None
             # The current log first: rotated in between, it is read twice, never missed.
-            streams = [files.enter_context(self.path.open("rb"))]
-            with contextlib.suppress(FileNotFoundError):
-                streams.insert(0, files.enter_context(self.rotated.open("rb")))
+            try:
+                streams.append(files.enter_context(self.path.open("rb")))
+            except FileNotFoundError as exc:
+                missing = exc  # rotated by `postfix logrotate`, nothing written since
+            if (rotated := self.rotated()) is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    opened = gzip.open(rotated) if rotated.suffix == ".gz" else rotated.open("rb")
+                    streams.insert(0, files.enter_context(opened))
+            if not streams and missing is not None:
+                raise missing
             for stream in streams:
-                yield from _blocks(stream, self.BLOCK)
+                try:
+                    yield from _blocks(stream, self.BLOCK)
+                except EOFError as exc:  # a compressed file cut short
+                    raise OSError(f"{rotated}: {exc}") from exc
 
 
 class AnyLogReconciler:
@@ -164,7 +204,7 @@ class AnyLogReconciler:
         return found
 
 
-def _blocks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+def _blocks(stream: _Readable, size: int) -> Iterator[bytes]:
     """What is left to read of ``stream`` in blocks of about ``size`` bytes, each ending at
     a line's end (but the last, which ends where the file does)."""
     rest = b""

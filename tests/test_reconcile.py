@@ -4,6 +4,8 @@ the relay's record and sends it again only if the relay does not have it."""
 
 from __future__ import annotations
 
+import gzip
+import os
 import re
 import signal
 import subprocess
@@ -20,7 +22,12 @@ from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.delivery import RECONCILED
 from distributor.models import CorrectionNotice, Delivery, DeliveryStatus, Subscriber, utcnow
-from distributor.reconcile import MaildirReconciler, PostfixLogReconciler, maildir_tag
+from distributor.reconcile import (
+    MaildirReconciler,
+    PostfixLogReconciler,
+    already_accepted,
+    maildir_tag,
+)
 from tests.helpers import published
 from tests.processes import settings_env
 from tests.smtp_server import SMTPServer
@@ -168,6 +175,49 @@ def test_postfix_log_rotated_between_the_crash_and_the_reconciliation(tmp_path: 
     (tmp_path / "mail.log.2.gz").write_bytes(b"\x1f\x8b not read")
     wanted = ["<release-3.1@example.org>", "<release-3.2@example.org>", "<release-3.3@x>"]
     assert PostfixLogReconciler(log).accepted(wanted) == set(wanted[:2])
+
+
+@pytest.mark.parametrize(
+    "rotated_name", ["mail.log.20261129-000001.gz", "mail.log.20261129-000001", "mail.log.1.gz"]
+)
+def test_postfix_log_rotated_and_compressed(tmp_path: Path, rotated_name: str) -> None:
+    """``postfix logrotate`` (NAME.YYYYMMDD-HHMMSS, gzipped unless its compressor is off)
+    and logrotate's ``compress`` (NAME.1.gz); until Postfix writes again after ``postfix
+    logrotate`` there is no NAME at all. The newest rotated log is read, not older ones."""
+    log = tmp_path / "mail.log"
+    postfix_log(log, ["<release-4.0@example.org>"])
+    older = tmp_path / "mail.log.20261128-000001.gz"
+    older.write_bytes(gzip.compress(log.read_bytes()))
+    os.utime(older, (1, 1))  # rotated the day before
+    log.unlink()
+    postfix_log(log, ["<release-4.1@example.org>"])
+    rotated = log.rename(tmp_path / rotated_name.removesuffix(".gz"))
+    if rotated_name.endswith(".gz"):
+        rotated.with_name(rotated_name).write_bytes(gzip.compress(rotated.read_bytes()))
+        rotated.unlink()
+    wanted = [f"<release-4.{n}@example.org>" for n in range(3)]
+    assert PostfixLogReconciler(log).accepted(wanted) == {wanted[1]}  # no NAME yet
+    postfix_log(log, [wanted[2]])  # Postfix writes again
+    assert PostfixLogReconciler(log).accepted(wanted) == set(wanted[1:])
+
+
+def test_postfix_log_being_compressed_is_read_uncompressed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While gzip writes NAME.x.gz, NAME.x is still there and whole: that one is read. A
+    compressed log cut short is a record that cannot be read: sent again, with a warning."""
+    log = tmp_path / "mail.log"
+    postfix_log(log, ["<release-5.1@example.org>"])
+    whole = log.rename(tmp_path / "mail.log.20261129-000001")
+    half = gzip.compress(whole.read_bytes())[:40]
+    (tmp_path / "mail.log.20261129-000001.gz").write_bytes(half)
+    assert PostfixLogReconciler(log).accepted(["<release-5.1@example.org>"]) == {
+        "<release-5.1@example.org>"
+    }
+    whole.unlink()  # as if gzip had died: only the cut-short file
+    reconciler = PostfixLogReconciler(log)
+    assert already_accepted(reconciler, ["<release-5.1@example.org>"]) == set()
+    assert "cannot reconcile 1 message(s) in doubt" in caplog.text
 
 
 @pytest.mark.parametrize("with_log", [False, True], ids=["without-log", "with-log"])
