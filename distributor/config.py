@@ -106,6 +106,13 @@ class Settings(BaseSettings):
 
     feed_rate_limit: int = Field(default=30, ge=0)
 
+    @field_validator("reconcile_log", mode="before")
+    @classmethod
+    def _empty_log_is_none(cls, value: object) -> object:
+        # An empty variable (docker-compose passes `${DISTRIBUTOR_RECONCILE_LOG:-}`) means no
+        # log, not the current directory, which is what Path("") would make of it.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("websub_hub")
     @classmethod
     def _check_hub(cls, value: str | None) -> str | None:
