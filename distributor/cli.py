@@ -20,15 +20,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import audit, broker, db, dispatch, notices
 from .apitokens import SCOPES, create_token, list_tokens
 from .apitokens import revoke as revoke_token
-from .bounces import ingest, open_messages
+from .bounces import ingest_inbox
 from .config import Settings, load_settings
 from .errors import (
     ConfigError,
     DistributorError,
     ImportRejected,
+    InputError,
     ReleaseInputError,
     ServiceError,
 )
+from .inbox import Quarantine, open_inbox
 from .logs import setup_logging
 from .privacy import erase_person, export_person, suppression_hash
 from .queue import TaskQueue
@@ -194,16 +196,26 @@ def bounces_ingest(
     ],
 ) -> None:
     """Read bounces (RFC 3464 delivery status notifications) and stop mailing addresses
-    that fail: hard bounces at once, soft ones after DISTRIBUTOR_SOFT_BOUNCE_LIMIT."""
+    that fail: hard bounces at once, soft ones after DISTRIBUTOR_SOFT_BOUNCE_LIMIT.
+
+    Each message on its own: one processed is moved to the Maildir's cur/ (seen); one that
+    cannot be processed goes to $DISTRIBUTOR_DATA_DIR/quarantine/bounces/ with the reason
+    logged, and the run goes on. Exit code 1 when this run quarantined any."""
     s = settings()
-    messages = open_messages(path)
-    with db.session_scope(s) as session:
-        report = ingest(session, s, messages)
+    inbox = open_inbox(path)
+    quarantine = Quarantine(s.data_dir / "quarantine", "bounces")
+    report = ingest_inbox(s, inbox, quarantine)
     out.print(
         f"{report.messages} message(s): {report.hard} hard bounce(s), {report.soft} soft, "
         f"{report.bounced} subscriber(s) now bounced, {report.ignored} ignored"
         + (f", {report.duplicates} already recorded" if report.duplicates else "")
+        + (f", {report.in_quarantine} already in quarantine" if report.in_quarantine else "")
     )
+    if report.quarantined:
+        raise InputError(
+            f"{report.quarantined} message(s) quarantined in {quarantine.path}: see the log "
+            f"above and {quarantine.log}"
+        )
 
 
 @tokens_app.command("create")
