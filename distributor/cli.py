@@ -36,7 +36,7 @@ from .inbox import Quarantine, open_inbox
 from .logs import setup_logging
 from .privacy import erase_person, export_person, suppression_hash
 from .queue import TaskQueue
-from .releases import ReleaseDraft, create_release, parse_release
+from .releases import ReleaseDraft, check_publish_time, create_release, parse_release
 from .status import ReleaseStatus, release_status
 from .subscribers import export_csv, import_csv, write_rejects
 from .topics import add_topic, list_topics, parse_names
@@ -275,7 +275,8 @@ def _create(s: Settings, file: Path) -> int:
 
 
 def _parse_at(at: str | None) -> datetime | None:
-    if at is None:
+    """The time of ``--at``: None for none or ``now`` (publish at once)."""
+    if at is None or at.strip().lower() == "now":
         return None
     try:
         when = datetime.fromisoformat(at)
@@ -362,12 +363,14 @@ def local_time(s: Settings, moment: datetime) -> str:
 @releases_app.command("publish")
 def releases_publish(
     release_id: int,
-    at: Annotated[str | None, typer.Option(help="ISO 8601 time to publish at")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="ISO 8601 time to publish at (not in the past), or now")
+    ] = None,
 ) -> None:
     """Publish a release now (or at --at): emails go out and the feeds are regenerated.
 
-    Never before the release's embargo. Publishing a scheduled release again with another
-    --at reschedules it."""
+    Never before the release's embargo; a time in the past is refused (--at now publishes
+    at once). Publishing a scheduled release again with another --at reschedules it."""
     _publish(settings(), release_id, at)
 
 
@@ -438,10 +441,13 @@ def releases_unschedule(release_id: int) -> None:
 @app.command("publish")
 def publish_file(
     file: Path,
-    at: Annotated[str | None, typer.Option(help="ISO 8601 time to publish at")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="ISO 8601 time to publish at (not in the past), or now")
+    ] = None,
 ) -> None:
     """Create a release from FILE.md and publish it."""
     s = settings()
+    check_publish_time(str(file), _parse_at(at))  # refused before the draft exists
     release_id = _create(s, file)
     out.print(f"release {release_id} created")
     _publish(s, release_id, at)

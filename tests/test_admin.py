@@ -398,6 +398,10 @@ def test_refused_actions_say_why_on_the_page(dash: Dash) -> None:
     base = f"/admin/releases/{release.id}"
     response = dash.post(f"{base}/publish", at="not a date")
     assert response.status_code == 400 and "is not a date and time" in response.text
+    ago = (datetime.now(UTC) - timedelta(days=4)).astimezone(dash.settings.zone)
+    response = dash.post(f"{base}/publish", at=f"{ago:%Y-%m-%dT%H:%M}")  # a wrong day
+    assert response.status_code == 400 and "is in the past" in response.text
+    assert state_of(dash.settings, release.id) == "draft" and dash.tasks() == []
     response = dash.post(f"{base}/correct", source=release_text())
     assert response.status_code == 409 and "only a published release is corrected" in response.text
     response = dash.post(f"{base}/unschedule")
