@@ -12,8 +12,11 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .config import Settings
 from .errors import ConfigError, ServiceError
@@ -108,8 +111,22 @@ def broker_url(settings: Settings) -> str:
     return settings.broker_url or ensure_embedded(settings)
 
 
-def redis_client(url: str) -> redis.Redis:
-    """A redis-py client for a Celery broker URL (``redis://`` or ``redis+socket://``)."""
+def running_broker_url(settings: Settings) -> str | None:
+    """The broker URL when there is one to ask: ``DISTRIBUTOR_BROKER_URL``, or the embedded
+    Redis's if it runs (None if not: unlike ``broker_url``, this never starts it)."""
+    if settings.broker_url:
+        return settings.broker_url
+    _root, sock, _pidfile = _paths(settings)
+    return f"redis+socket://{sock}" if _alive(sock) else None
+
+
+def redis_client(url: str, timeout: float | None = None) -> redis.Redis:
+    """A redis-py client for a Celery broker URL (``redis://`` or ``redis+socket://``); with
+    ``timeout``, one that gives up after that many seconds, without retrying."""
+    options: dict[str, Any] = {}
+    if timeout is not None:
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                   "retry": Retry(NoBackoff(), 0)}  # fmt: skip
     if url.startswith("redis+socket://"):
-        return redis.Redis(unix_socket_path=url.removeprefix("redis+socket://"))
-    return redis.Redis.from_url(url)
+        return redis.Redis(unix_socket_path=url.removeprefix("redis+socket://"), **options)
+    return redis.Redis.from_url(url, **options)

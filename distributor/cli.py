@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import DBAPIError
 
-from . import audit, broker, db, dispatch, notices
+from . import audit, broker, db, dispatch, heartbeat, notices
 from .apitokens import SCOPES, create_token, list_tokens
 from .apitokens import revoke as revoke_token
 from .bounces import ingest_inbox
@@ -351,7 +351,18 @@ def _publish(s: Settings, release_id: int, at: str | None) -> None:
         out.print(f"release {release.id} scheduled for {local_time(s, release.scheduled_at)}; "
                   f"`distributor releases unschedule {release.id}` cancels")  # fmt: skip
     else:
-        out.print(f"release {release.id} published; the workers are sending it")
+        out.print(f"release {release.id} published{_sending(s)}")
+
+
+def _sending(s: Settings) -> str:
+    """What happens to a release just published: sent now, unless the sweep is not running
+    (or Redis cannot be reached), which the press office must hear about."""
+    found = heartbeat.health(s)
+    if found.alive:
+        return "; the workers are sending it"
+    if found.error is not None:
+        return f", but no worker could be woken: {found.describe()}; it goes out once they can"
+    return f", but {found.describe()}"
 
 
 def local_time(s: Settings, moment: datetime) -> str:
@@ -508,6 +519,7 @@ def releases_status(
         watch(s, [release_id])
     with db.session_scope(s) as session:
         print_status(release_status(session, release_id))
+    out.print(heartbeat.health(s).describe(), markup=False, highlight=False)
 
 
 @releases_app.command("report")
@@ -633,11 +645,20 @@ def _celery(args: list[str]) -> None:
 def worker(
     concurrency: Annotated[int | None, typer.Option("-c", "--concurrency")] = None,
     loglevel: Annotated[str, typer.Option()] = "INFO",
+    with_beat: Annotated[
+        bool,
+        typer.Option(
+            "--with-beat",
+            help="Also run beat (the sweep) in this worker: for a one-host install. Never "
+            "on more than one worker, nor beside a `distributor beat`.",
+        ),
+    ] = False,
 ) -> None:
     """Run a Celery worker (prefork) on the distributor queue."""
     n = concurrency or settings().worker_concurrency
     _celery(["worker", "-Q", "distributor", "-c", str(n), "--loglevel", loglevel,
-             "--without-gossip", "--without-mingle", "-O", "fair"])  # fmt: skip
+             "--without-gossip", "--without-mingle", "-O", "fair",
+             *(["-B"] if with_beat else [])])  # fmt: skip
 
 
 @app.command("beat")

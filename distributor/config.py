@@ -25,6 +25,8 @@ _GENERATED_KEYS: dict[Path, str] = {}  # data dir key file → key, read once pe
 
 _URL_FIELDS = ("database_url", "broker_url", "smtp_url", "websub_hub")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The sweep (beat's job) repairs what lost wake-ups and dead workers leave: this often.
+SWEEP_SECONDS = 30.0
 
 
 class Settings(BaseSettings):
@@ -49,12 +51,19 @@ class Settings(BaseSettings):
     languages: tuple[str, ...] = ("en", "fr")
     templates_dir: Path = REPO_ROOT / "templates"
     batch_size: int = Field(default=250, ge=1, le=10_000)
-    lease_seconds: int = Field(default=300, ge=5)
+    # How long a claimed batch stays with its worker: after a worker dies, its rows wait
+    # this long (plus up to a sweep) before another takes them. A press office counts in
+    # minutes, so one minute; a living batch renews its lease every third of it (one UPDATE
+    # a batch, ~20 s), and a renewal is never further apart than that plus one SMTP reply
+    # (DISTRIBUTOR_SMTP_TIMEOUT, 30 s): keep it above 1.5 × that timeout. It was 300 s, and
+    # recovery from a killed worker took 337 s.
+    lease_seconds: int = Field(default=60, ge=5)
     visibility_timeout: int = Field(default=3600, ge=60)
     retry_base_seconds: float = Field(default=60.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     give_up_after_seconds: float = Field(default=2 * 86400.0, gt=0)
     smtp_timeout: float = Field(default=30.0, gt=0)
+    sweep_seconds: float = Field(default=SWEEP_SECONDS, ge=1)
     reconcile_log: Path | None = None
     worker_concurrency: int = Field(default=2, ge=1)
     feed_size: int = Field(default=50, ge=1)

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import audit, failpoints, idempotency, notices, reconcile, throttle
+from . import audit, failpoints, heartbeat, idempotency, notices, reconcile, throttle
 from .config import Settings
 from .db import get_engine, session_scope
 from .delivery import (
@@ -273,6 +273,7 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
         rendered = _render(settings, release)
     engine = get_engine(settings)
     batch = claim(engine, settings, release_id, settings.batch_size)
+    claimed_at = time.monotonic()  # the lease runs from here, not from the first message
     report.claimed = len(batch.rows)
     if not batch.rows:
         return report
@@ -304,8 +305,10 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
 
     def outgoing(ledger: OutcomeWriter, conn: Connection) -> Iterator[Outgoing]:
         # Built just in time: the transport pulls the next message while the server works.
-        leased, checked = {r.delivery_id for r in batch.rows}, time.monotonic()
-        renewed = checked
+        # Checked and renewed before the first message if connecting took a while: a slow
+        # relay must not cost the lease of rows about to be sent.
+        leased, checked = {r.delivery_id for r in batch.rows}, claimed_at
+        renewed = claimed_at
         for position, row in enumerate(batch.rows):
             if time.monotonic() - checked > LEASE_CHECK_SECONDS:
                 # Someone who unsubscribed mid-batch must not get the rest of it.
@@ -380,6 +383,7 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
         return report
     engine = get_engine(settings)
     batch = notices.claim(engine, settings, release_id, settings.batch_size)
+    claimed_at = time.monotonic()  # as in send_batch
     report.claimed = len(batch.rows)
     if not batch.rows:
         return report
@@ -418,8 +422,8 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
 
     def outgoing(conn: Connection) -> Iterator[Outgoing]:
         signer = load_signer(settings)
-        wanted, checked = {r.notice_id for r in batch.rows}, time.monotonic()
-        renewed = checked
+        wanted, checked = {r.notice_id for r in batch.rows}, claimed_at
+        renewed = claimed_at
         for position, row in enumerate(batch.rows):
             if row.notice_id in finished:  # reconciled
                 continue
@@ -480,7 +484,8 @@ class SweepReport:
 
 
 def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> SweepReport:
-    """Repair what lost wake-ups and dead workers left behind; run every 30 s by beat.
+    """Repair what lost wake-ups and dead workers left behind; run by beat every
+    ``settings.sweep_seconds``, and says so (``heartbeat.record``).
 
     Publishes scheduled releases that are due, plans published releases never planned,
     cancels rows of subscribers who left, forgets expired idempotency keys, and — when no
@@ -488,6 +493,7 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
     notices due (deferred retries, expired leases, lost tasks) and a site regeneration
     (which writes nothing if the site is current).
     """
+    heartbeat.record(settings)  # a sweep runs: the workers, the status and publish see it
     report = SweepReport()
     with session_scope(settings) as session:
         report.published = publish_due(session, now)
