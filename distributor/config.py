@@ -53,10 +53,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=250, ge=1, le=10_000)
     # How long a claimed batch stays with its worker: after a worker dies, its rows wait
     # this long (plus up to a sweep) before another takes them. A press office counts in
-    # minutes, so one minute; a living batch renews its lease every third of it (one UPDATE
-    # a batch, ~20 s), and a renewal is never further apart than that plus one SMTP reply
-    # (DISTRIBUTOR_SMTP_TIMEOUT, 30 s): keep it above 1.5 × that timeout. It was 300 s, and
-    # recovery from a killed worker took 337 s.
+    # minutes: with 300 s, recovery from a killed worker took 327-337 s; with 60 s, 86 s
+    # (bench/recovery.py). A living batch renews its lease every third of it (one UPDATE a
+    # batch every 20 s), between two messages: renewals are never further apart than that
+    # plus one SMTP reply (DISTRIBUTOR_SMTP_TIMEOUT, 30 s), so keep it above 1.5 × that.
     lease_seconds: int = Field(default=60, ge=5)
     visibility_timeout: int = Field(default=3600, ge=60)
     retry_base_seconds: float = Field(default=60.0, gt=0)

@@ -273,7 +273,6 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
         rendered = _render(settings, release)
     engine = get_engine(settings)
     batch = claim(engine, settings, release_id, settings.batch_size)
-    claimed_at = time.monotonic()  # the lease runs from here, not from the first message
     report.claimed = len(batch.rows)
     if not batch.rows:
         return report
@@ -305,10 +304,8 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
 
     def outgoing(ledger: OutcomeWriter, conn: Connection) -> Iterator[Outgoing]:
         # Built just in time: the transport pulls the next message while the server works.
-        # Checked and renewed before the first message if connecting took a while: a slow
-        # relay must not cost the lease of rows about to be sent.
-        leased, checked = {r.delivery_id for r in batch.rows}, claimed_at
-        renewed = claimed_at
+        leased, checked = {r.delivery_id for r in batch.rows}, time.monotonic()
+        renewed = checked
         for position, row in enumerate(batch.rows):
             if time.monotonic() - checked > LEASE_CHECK_SECONDS:
                 # Someone who unsubscribed mid-batch must not get the rest of it.
@@ -383,7 +380,6 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
         return report
     engine = get_engine(settings)
     batch = notices.claim(engine, settings, release_id, settings.batch_size)
-    claimed_at = time.monotonic()  # as in send_batch
     report.claimed = len(batch.rows)
     if not batch.rows:
         return report
@@ -422,8 +418,8 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
 
     def outgoing(conn: Connection) -> Iterator[Outgoing]:
         signer = load_signer(settings)
-        wanted, checked = {r.notice_id for r in batch.rows}, claimed_at
-        renewed = claimed_at
+        wanted, checked = {r.notice_id for r in batch.rows}, time.monotonic()
+        renewed = checked
         for position, row in enumerate(batch.rows):
             if row.notice_id in finished:  # reconciled
                 continue

@@ -113,3 +113,14 @@ def test_worker_with_beat_runs_the_sweep_on_the_embedded_redis() -> None:
         broker.stop_embedded(s)
         dispose_engines()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_default_lease_and_sweep_recover_within_two_minutes() -> None:
+    """A killed worker's rows go out again after the lease plus at most one sweep: the
+    defaults keep that within minutes (bench/recovery.py: 86 s median; it was 327-337 s
+    with the old 300 s lease)."""
+    from distributor.config import load_settings
+
+    s = load_settings()
+    assert s.lease_seconds + s.sweep_seconds <= 120
+    assert s.lease_seconds >= 1.5 * s.smtp_timeout  # renewals between two messages suffice
