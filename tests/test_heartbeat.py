@@ -124,3 +124,18 @@ def test_the_default_lease_and_sweep_recover_within_two_minutes() -> None:
     s = load_settings()
     assert s.lease_seconds + s.sweep_seconds <= 120
     assert s.lease_seconds >= 1.5 * s.smtp_timeout  # renewals between two messages suffice
+
+
+def test_publish_with_redis_out_of_reach_says_where_and_still_records(fast: Settings) -> None:
+    from tests.processes import NO_BROKER
+
+    add_topics(fast, "climate")
+    release = make_release(fast, slug="offline")
+    result = run_cli(fast, "releases", "publish", str(release.id),
+                     DISTRIBUTOR_BROKER_URL=NO_BROKER)  # fmt: skip
+    assert result.returncode == 0, result.stderr  # published: the sweep sends it later
+    assert (
+        f"release {release.id} published, but no worker could be woken: Redis at "
+        f"{NO_BROKER} cannot be reached" in result.stdout
+    )
+    assert "it goes out once they can" in result.stdout and "Traceback" not in result.stderr
