@@ -10,29 +10,33 @@ up on it (Postfix after its queue lifetime reports ``Action: failed`` with a 4.x
 A hard bounce marks the subscriber bounced at once; soft bounces (at most one per
 delivery) do so once ``DISTRIBUTOR_SOFT_BOUNCE_LIMIT`` is reached. A bounced subscriber's
 deliveries not yet sent are cancelled and no later release is planned for them.
+
+Reports come from anyone: ``ingest_inbox`` reads, parses and classifies each message on its
+own, and one that fails in any way (``RecursionError`` on a MIME tree thousands of levels
+deep, a message over ``inbox.MAX_MESSAGE_BYTES``, whatever flufl.bounce trips on) goes to
+the quarantine (``inbox.Quarantine``) with its reason while the run goes on. Each
+message's records commit on their own.
 """
 
 from __future__ import annotations
 
 import logging
-import mailbox
 import re
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from email import message_from_binary_file, message_from_string
+from email import message_from_bytes, message_from_string
 from email.iterators import typed_subpart_iterator
 from email.message import Message
 from email.utils import getaddresses
-from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 from flufl.bounce import all_failures
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .config import Settings
-from .errors import ConfigError, InputError
+from .db import session_scope
+from .inbox import MAX_MESSAGE_BYTES, Inbox, Incoming, Quarantine
 from .mail.verp import BounceAddresses
 from .models import Delivery, Subscriber, SubscriberStatus, utcnow
 from .subscribers import cancel_pending
@@ -48,8 +52,8 @@ _UTF8_ESCAPE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")  # RFC 6533's utf-8-addr
 
 @dataclass
 class BounceReport:
-    """What an ingest did, counted per message (hard, soft, duplicates, ignored) and per
-    subscriber (bounced)."""
+    """What an ingest did, counted per message (hard, soft, duplicates, ignored,
+    quarantined) and per subscriber (bounced)."""
 
     messages: int = 0
     hard: int = 0  # deliveries newly recorded as hard bounces
@@ -57,6 +61,8 @@ class BounceReport:
     bounced: int = 0  # subscribers marked bounced by this ingest
     duplicates: int = 0  # bounces already recorded (the same report ingested again)
     ignored: int = 0  # not a bounce, or not about a delivery we know
+    quarantined: int = 0  # could not be processed: put in the quarantine by this ingest
+    in_quarantine: int = 0  # could not be processed, and already in the quarantine
 
 
 def _dsn_fields(msg: Message) -> Iterator[Message]:
@@ -96,12 +102,12 @@ def _dsn_recipients(block: Message) -> list[str]:
 
 def failures(msg: Message) -> dict[str, Kind]:
     """The recipients a bounce reports as failed (lower case) and whether each failure is
-    hard or soft; empty when ``msg`` is no bounce (an auto-reply, a success notice)."""
-    try:
-        temporary, permanent = all_failures(msg)
-    except Exception:  # flufl's heuristic detectors on malformed mail: not a bounce to us
-        log.warning("bounce detection failed on a message; ignored", exc_info=True)
+    hard or soft; empty when ``msg`` is no bounce (an auto-reply, a success notice).
+    Whatever flufl.bounce's detectors raise on malformed mail propagates: the caller
+    quarantines the message rather than take it for no bounce."""
+    if not msg.keys():  # nothing but a body, or nothing at all (an empty file): no report
         return {}
+    temporary, permanent = all_failures(msg)
     kinds: dict[str, Kind] = {_text(a).lower(): "soft" for a in temporary}
     kinds.update({_text(a).lower(): "hard" for a in permanent})
     for block in _dsn_fields(msg):
@@ -172,6 +178,27 @@ def _record(
         _bounce_subscriber(session, sub, report)
 
 
+def _classify(msg: Message, addresses: BounceAddresses) -> tuple[dict[str, Kind], set[int]]:
+    """How each failed recipient of ``msg`` failed, and the deliveries it is about (both
+    empty when it is no bounce of ours)."""
+    kinds = failures(msg)
+    return kinds, (delivery_ids(msg, addresses) if kinds else set())
+
+
+def _record_all(
+    session: Session,
+    settings: Settings,
+    kinds: dict[str, Kind],
+    found: set[int],
+    report: BounceReport,
+) -> None:
+    if not found:
+        report.ignored += 1
+        return
+    for delivery_id in sorted(found):
+        _record(session, settings, delivery_id, kinds, report)
+
+
 def ingest(session: Session, settings: Settings, messages: Iterable[Message]) -> BounceReport:
     """Record every bounce among ``messages`` against the delivery its VERP address names.
 
@@ -180,65 +207,61 @@ def ingest(session: Session, settings: Settings, messages: Iterable[Message]) ->
     them bounced at ``settings.soft_bounce_limit``. A bounced subscriber's pending and
     deferred deliveries are cancelled. A message that is not a bounce, or names no delivery
     of ours, is counted as ignored, never an error. Idempotent: a report ingested again is
-    counted as a duplicate and changes nothing. Nothing is committed here.
+    counted as a duplicate and changes nothing. Nothing is committed here, and a message
+    that cannot be classified raises: for mail from outside, use ``ingest_inbox``.
     """
     addresses = BounceAddresses(settings)
     report = BounceReport()
     for msg in messages:
         report.messages += 1
-        kinds = failures(msg)
-        found = delivery_ids(msg, addresses) if kinds else set()
-        if not found:
-            report.ignored += 1
-            continue
-        for delivery_id in sorted(found):
-            _record(session, settings, delivery_id, kinds, report)
+        _record_all(session, settings, *_classify(msg, addresses), report)
     session.flush()
     return report
 
 
-def open_messages(source: str, stdin: IO[bytes] | None = None) -> Iterator[Message]:
-    """The messages of ``source``: a Maildir directory, an mbox file, or ``-`` for one
-    message on ``stdin`` (standard input by default). Checked before anything is read:
-    raises InputError for a path that is neither a Maildir nor an mbox, and ConfigError for
-    one that cannot be read; both name the path."""
-    if source == "-":
-        return iter([message_from_binary_file(stdin or sys.stdin.buffer)])
-    path = Path(source)
-    try:
-        if path.is_dir():
-            if not all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
-                raise InputError(f"{path}: a directory, but not a Maildir (no cur/, new/, tmp/)")
-            return _maildir(path)
-        with path.open("rb") as stream:
-            head = stream.read(5)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
-    if head and head != b"From ":
-        raise InputError(
-            f"{path}: neither a Maildir nor an mbox (an mbox begins with a 'From ' line); "
-            "use '-' to read one message from standard input"
-        )
-    return _mbox(path)
+def _parse(item: Incoming, addresses: BounceAddresses) -> tuple[dict[str, Kind], set[int]]:
+    if item.too_large:
+        raise ValueError(f"larger than {MAX_MESSAGE_BYTES:,} bytes: no bounce report is; not read")
+    return _classify(message_from_bytes(item.head), addresses)
 
 
-def _maildir(path: Path) -> Iterator[Message]:
-    box = mailbox.Maildir(path, factory=None, create=False)
-    try:
-        for key in sorted(box.iterkeys()):
-            try:
-                yield box.get_message(key)
-            except KeyError:  # removed while we read
-                continue
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+def _reason(exc: BaseException) -> str:
+    """Why a message could not be processed, in one line."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to parse (RecursionError): a hostile or broken MIME structure"
+    text = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _mbox(path: Path) -> Iterator[Message]:
-    box = mailbox.mbox(path, factory=None, create=False)
-    try:
-        yield from box
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
-    finally:
-        box.close()
+def ingest_inbox(settings: Settings, inbox: Inbox, quarantine: Quarantine) -> BounceReport:
+    """Record the bounces among the messages of ``inbox`` (see ``ingest``), one message at
+    a time, each message's records committed on their own.
+
+    A message that cannot be read, parsed or classified — any exception, a RecursionError
+    included, or one over ``MAX_MESSAGE_BYTES`` — goes to ``quarantine`` with the reason
+    (logged as an error) and the run goes on; a processed one is marked so in its inbox
+    (Maildir: moved to ``cur/``, seen). A database error stops the run: what was recorded
+    before it stays recorded, and the message it stopped at is read again by the next run.
+    ConfigError when the inbox cannot be read or the quarantine written.
+    """
+    addresses = BounceAddresses(settings)
+    report = BounceReport()
+    for item in inbox.messages():
+        report.messages += 1
+        try:
+            kinds, found = _parse(item, addresses)
+        except Exception as exc:  # whatever one hostile message does stops it alone
+            reason = _reason(exc)
+            kept = quarantine.keep(item, reason)
+            inbox.quarantined(item)
+            if kept is None:
+                report.in_quarantine += 1
+                log.info("%s: already in the quarantine (%s); skipped", item.label, reason)
+            else:
+                report.quarantined += 1
+                log.error("%s: not processed, quarantined as %s: %s", item.label, kept, reason)
+            continue
+        with session_scope(settings) as session:
+            _record_all(session, settings, kinds, found, report)
+        inbox.processed(item)
+    return report

@@ -16,8 +16,11 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import filemodes
 from .config import Settings
@@ -78,8 +81,11 @@ def ensure_embedded(settings: Settings) -> str:
     if not _alive(sock):
         # Its dump holds every queued task: the Redis directory is the owner's only.
         executable = _embedded_executable()
-        filemodes.data_dir(settings.data_dir)
-        filemodes.private_dir(root)
+        try:
+            filemodes.data_dir(settings.data_dir)
+            filemodes.private_dir(root)
+        except OSError as exc:
+            raise ConfigError(f"{root} cannot be created: {exc.strerror or exc}") from exc
         sock.unlink(missing_ok=True)
         config = "\n".join(
             [
@@ -96,8 +102,14 @@ def ensure_embedded(settings: Settings) -> str:
                 "",
             ]
         )
-        (root / "redis.conf").write_text(config)
-        subprocess.run([executable, str(root / "redis.conf")], check=True, timeout=30)
+        try:
+            (root / "redis.conf").write_text(config)
+            subprocess.run([executable, str(root / "redis.conf")], check=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ServiceError(
+                f"the embedded Redis could not start in {root} ({exc}); see "
+                f"{root / 'redis.log'}, or set DISTRIBUTOR_BROKER_URL to a Redis of yours"
+            ) from exc
         deadline = time.monotonic() + 10
         while not _alive(sock):
             if time.monotonic() > deadline:
@@ -126,8 +138,22 @@ def broker_url(settings: Settings) -> str:
     return settings.broker_url or ensure_embedded(settings)
 
 
-def redis_client(url: str) -> redis.Redis:
-    """A redis-py client for a Celery broker URL (``redis://`` or ``redis+socket://``)."""
+def running_broker_url(settings: Settings) -> str | None:
+    """The broker URL when there is one to ask: ``DISTRIBUTOR_BROKER_URL``, or the embedded
+    Redis's if it runs (None if not: unlike ``broker_url``, this never starts it)."""
+    if settings.broker_url:
+        return settings.broker_url
+    _root, sock, _pidfile = _paths(settings)
+    return f"redis+socket://{sock}" if _alive(sock) else None
+
+
+def redis_client(url: str, timeout: float | None = None) -> redis.Redis:
+    """A redis-py client for a Celery broker URL (``redis://`` or ``redis+socket://``); with
+    ``timeout``, one that gives up after that many seconds, without retrying."""
+    options: dict[str, Any] = {}
+    if timeout is not None:
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                   "retry": Retry(NoBackoff(), 0)}  # fmt: skip
     if url.startswith("redis+socket://"):
-        return redis.Redis(unix_socket_path=url.removeprefix("redis+socket://"))
-    return redis.Redis.from_url(url)
+        return redis.Redis(unix_socket_path=url.removeprefix("redis+socket://"), **options)
+    return redis.Redis.from_url(url, **options)

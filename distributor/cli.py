@@ -13,28 +13,39 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import DBAPIError
 
-from . import audit, broker, db, dispatch, notices
+from . import audit, broker, db, dispatch, heartbeat, notices
 from .apitokens import SCOPES, create_token, list_tokens
 from .apitokens import revoke as revoke_token
-from .bounces import ingest, open_messages
-from .config import Settings, check_secret_key, load_settings
+from .bounces import ingest_inbox
+from .config import Settings, check_secret_key, describe, load_settings
 from .errors import (
     ConfigError,
     DistributorError,
     ImportRejected,
+    InputError,
     ReleaseInputError,
     ServiceError,
 )
 from .filemodes import open_private_text
+from .inbox import Quarantine, open_inbox
 from .logs import setup_logging
 from .mail.dkim import load_signer
 from .privacy import erase_person, export_person, suppression_hash
 from .queue import TaskQueue
-from .releases import SLUG_MAX, ReleaseDraft, create_release, parse_release, slug_cut_from
+from .releases import (
+    SLUG_MAX,
+    ReleaseDraft,
+    check_publish_time,
+    create_release,
+    parse_release,
+    slug_cut_from,
+)
 from .status import ReleaseStatus, release_status
 from .subscribers import export_csv, import_csv, write_rejects
 from .topics import add_topic, list_topics, parse_names
@@ -71,6 +82,8 @@ def settings() -> Settings:
     """The Settings for this invocation (from the environment)."""
     try:
         return load_settings()
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from exc
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -198,16 +211,26 @@ def bounces_ingest(
     ],
 ) -> None:
     """Read bounces (RFC 3464 delivery status notifications) and stop mailing addresses
-    that fail: hard bounces at once, soft ones after DISTRIBUTOR_SOFT_BOUNCE_LIMIT."""
+    that fail: hard bounces at once, soft ones after DISTRIBUTOR_SOFT_BOUNCE_LIMIT.
+
+    Each message on its own: one processed is moved to the Maildir's cur/ (seen); one that
+    cannot be processed goes to $DISTRIBUTOR_DATA_DIR/quarantine/bounces/ with the reason
+    logged, and the run goes on. Exit code 1 when this run quarantined any."""
     s = settings()
-    messages = open_messages(path)
-    with db.session_scope(s) as session:
-        report = ingest(session, s, messages)
+    inbox = open_inbox(path)
+    quarantine = Quarantine(s.data_dir / "quarantine", "bounces")
+    report = ingest_inbox(s, inbox, quarantine)
     out.print(
         f"{report.messages} message(s): {report.hard} hard bounce(s), {report.soft} soft, "
         f"{report.bounced} subscriber(s) now bounced, {report.ignored} ignored"
         + (f", {report.duplicates} already recorded" if report.duplicates else "")
+        + (f", {report.in_quarantine} already in quarantine" if report.in_quarantine else "")
     )
+    if report.quarantined:
+        raise InputError(
+            f"{report.quarantined} message(s) quarantined in {quarantine.path}: see the log "
+            f"above and {quarantine.log}"
+        )
 
 
 @tokens_app.command("create")
@@ -275,7 +298,8 @@ def _create(s: Settings, file: Path) -> tuple[int, str]:
 
 
 def _parse_at(at: str | None) -> datetime | None:
-    if at is None:
+    """The time of ``--at``: None for none or ``now`` (publish at once)."""
+    if at is None or at.strip().lower() == "now":
         return None
     try:
         when = datetime.fromisoformat(at)
@@ -354,7 +378,18 @@ def _publish(s: Settings, release_id: int, at: str | None) -> None:
         out.print(f"release {release.id} scheduled for {local_time(s, release.scheduled_at)}; "
                   f"`distributor releases unschedule {release.id}` cancels")  # fmt: skip
     else:
-        out.print(f"release {release.id} published; the workers are sending it")
+        out.print(f"release {release.id} published{_sending(s)}")
+
+
+def _sending(s: Settings) -> str:
+    """What happens to a release just published: sent now, unless the sweep is not running
+    (or Redis cannot be reached), which the press office must hear about."""
+    found = heartbeat.health(s)
+    if found.alive:
+        return "; the workers are sending it"
+    if found.error is not None:
+        return f", but no worker could be woken: {found.describe()}; it goes out once they can"
+    return f", but {found.describe()}"
 
 
 def local_time(s: Settings, moment: datetime) -> str:
@@ -366,12 +401,14 @@ def local_time(s: Settings, moment: datetime) -> str:
 @releases_app.command("publish")
 def releases_publish(
     release_id: int,
-    at: Annotated[str | None, typer.Option(help="ISO 8601 time to publish at")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="ISO 8601 time to publish at (not in the past), or now")
+    ] = None,
 ) -> None:
     """Publish a release now (or at --at): emails go out and the feeds are regenerated.
 
-    Never before the release's embargo. Publishing a scheduled release again with another
-    --at reschedules it."""
+    Never before the release's embargo; a time in the past is refused (--at now publishes
+    at once). Publishing a scheduled release again with another --at reschedules it."""
     _publish(settings(), release_id, at)
 
 
@@ -442,11 +479,14 @@ def releases_unschedule(release_id: int) -> None:
 @app.command("publish")
 def publish_file(
     file: Path,
-    at: Annotated[str | None, typer.Option(help="ISO 8601 time to publish at")] = None,
+    at: Annotated[
+        str | None, typer.Option(help="ISO 8601 time to publish at (not in the past), or now")
+    ] = None,
 ) -> None:
     """Create a release from FILE.md and publish it."""
     s = settings()
     broker.require(s)  # before the release is stored: a broker it cannot have stops it whole
+    check_publish_time(str(file), _parse_at(at))  # refused before the draft exists
     release_id, path = _create(s, file)
     out.print(f"release {release_id} created: {path}", markup=False, highlight=False)
     _publish(s, release_id, at)
@@ -507,6 +547,7 @@ def releases_status(
         watch(s, [release_id])
     with db.session_scope(s) as session:
         print_status(release_status(session, release_id))
+    out.print(heartbeat.health(s).describe(), markup=False, highlight=False)
 
 
 @releases_app.command("report")
@@ -642,11 +683,20 @@ def _celery(args: list[str]) -> None:
 def worker(
     concurrency: Annotated[int | None, typer.Option("-c", "--concurrency")] = None,
     loglevel: Annotated[str, typer.Option()] = "INFO",
+    with_beat: Annotated[
+        bool,
+        typer.Option(
+            "--with-beat",
+            help="Also run beat (the sweep) in this worker: for a one-host install. Never "
+            "on more than one worker, nor beside a `distributor beat`.",
+        ),
+    ] = False,
 ) -> None:
     """Run a Celery worker (prefork) on the distributor queue."""
     n = concurrency or settings().worker_concurrency
     _celery(["worker", "-Q", "distributor", "-c", str(n), "--loglevel", loglevel,
-             "--without-gossip", "--without-mingle", "-O", "fair"])  # fmt: skip
+             "--without-gossip", "--without-mingle", "-O", "fair",
+             *(["-B"] if with_beat else [])])  # fmt: skip
 
 
 @app.command("beat")
@@ -715,9 +765,19 @@ def demo(
 
 def main() -> None:
     """Entry point: run the CLI and map domain errors to messages and exit codes."""
-    setup_logging(os.environ.get("DISTRIBUTOR_LOG_LEVEL", "WARNING"))
     try:
-        app()  # usage errors exit 2 from here; domain errors propagate to us
+        level = load_settings().log_level
+    except ValueError:  # the command itself says what is wrong (exit 78)
+        level = None
+    setup_logging(level or "WARNING")
+    try:
+        try:
+            app()  # usage errors exit 2 from here; domain errors propagate to us
+        except DBAPIError as exc:  # a database that cannot be used at all: say so in a line
+            problem = db.explain(settings(), exc)
+            if problem is None:
+                raise
+            raise problem from exc
     except ImportRejected as exc:
         err.print(f"error: {exc.source}: {len(exc.rows)} bad row(s), nothing imported",
                   markup=False, highlight=False)  # fmt: skip

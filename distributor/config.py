@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import filemodes
@@ -40,6 +40,9 @@ MAKE_A_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 _URL_FIELDS = ("database_url", "broker_url", "smtp_url", "websub_hub")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The sweep (beat's job) repairs what lost wake-ups and dead workers leave: this often.
+SWEEP_SECONDS = 30.0
 
 
 class Settings(BaseSettings):
@@ -64,13 +67,20 @@ class Settings(BaseSettings):
     languages: tuple[str, ...] = ("en", "fr")
     templates_dir: Path = REPO_ROOT / "templates"
     batch_size: int = Field(default=250, ge=1, le=10_000)
-    lease_seconds: int = Field(default=300, ge=5)
+    # How long a claimed batch stays with its worker: after a worker dies, its rows wait
+    # this long (plus up to a sweep) before another takes them. A press office counts in
+    # minutes: with 300 s, recovery from a killed worker took 327-337 s; with 60 s, 86 s
+    # (bench/recovery.py). A living batch renews its lease every third of it (one UPDATE a
+    # batch every 20 s), between two messages: renewals are never further apart than that
+    # plus one SMTP reply (DISTRIBUTOR_SMTP_TIMEOUT, 30 s), so keep it above 1.5 × that.
+    lease_seconds: int = Field(default=60, ge=5)
     visibility_timeout: int = Field(default=3600, ge=60)
     retry_base_seconds: float = Field(default=60.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     give_up_after_seconds: float = Field(default=2 * 86400.0, gt=0)
     smtp_timeout: float = Field(default=30.0, gt=0)
     # One Postfix log, or one per relay separated by commas (see reconcile_logs).
+    sweep_seconds: float = Field(default=SWEEP_SECONDS, ge=1)
     reconcile_log: Path | None = None
     relay_backoff_seconds: float = Field(default=60.0, gt=0)
     worker_concurrency: int = Field(default=2, ge=1)
@@ -81,6 +91,8 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(default=3, ge=1)
     websub_hub: str | None = None
     timezone: str = "Europe/Paris"
+    # Unset: WARNING for the CLI's own commands, INFO for the processes that run (workers).
+    log_level: str | None = None
 
     def __repr_args__(self) -> Any:
         # Settings end up in tracebacks, debuggers and test output: show no secret there.
@@ -112,6 +124,17 @@ class Settings(BaseSettings):
         # An empty variable (docker-compose passes `${DISTRIBUTOR_RECONCILE_LOG:-}`) means no
         # log, not the current directory, which is what Path("") would make of it.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.upper() not in _LOG_LEVELS:
+            raise ValueError(
+                f"DISTRIBUTOR_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {value!r}"
+            )
+        return value.upper()
 
     @field_validator("websub_hub")
     @classmethod
@@ -293,6 +316,17 @@ def _a_label_address(address: str) -> str:
     except EmailNotValidError as exc:
         raise ValueError(f"DISTRIBUTOR_SENDER: {address!r}: {exc}") from None
     return f"{local}@{checked.ascii_domain}"
+
+
+def describe(exc: ValidationError) -> str:
+    """A ValidationError from building Settings in one line: each refused variable by its
+    name, with why."""
+    parts = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        name = "DISTRIBUTOR_" + "_".join(str(part) for part in error["loc"]).upper()
+        parts.append(message if name in message else f"{name}: {message}")
+    return "; ".join(parts) or str(exc)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import filemodes
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, DistributorError, ServiceError
+from .logs import redact
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -152,3 +154,50 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
     filemodes.data_dir(settings.data_dir)
     _prepare_sqlite(settings)  # Alembic opens the database with an engine of its own
     command.upgrade(alembic_config(settings), revision)
+
+
+# Where a driver says the schema is missing or older than the code (no table, no column).
+_NO_SCHEMA = ("no such table", "no such column", "does not exist")
+_UNDEFINED = ("42P01", "42703")  # PostgreSQL: undefined table, undefined column
+
+
+def explain(settings: Settings, exc: DBAPIError) -> DistributorError | None:
+    """What to tell a user when ``exc`` means the database cannot be used at all — one
+    line saying which database, where (its URL, password masked) and what to check:
+
+    - ServiceError (exit 69) when it cannot be reached: connecting failed (nothing listens
+      there, no such database, credentials refused, an SQLite file that cannot be opened)
+      or the connection was lost;
+    - ConfigError (exit 78) when it answers but has no tables, or an older schema: it
+      needs ``distributor db upgrade``.
+
+    None for any other database error (a bug, shown as it is)."""
+    url = settings.effective_database_url
+    sqlite = url.startswith("sqlite")
+    where = f"{'SQLite' if sqlite else 'PostgreSQL'} at {redact(url, [])}"
+    lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+    reason = " ".join(lines[0].split()).removeprefix("connection failed: ")
+    if isinstance(exc, OperationalError | InterfaceError) and (
+        exc.statement is None or exc.connection_invalidated
+    ):
+        if sqlite:
+            hint = "check that the file's directory exists and this user may write there"
+        elif "does not exist" in reason:
+            hint = "create it (createdb) or correct DISTRIBUTOR_DATABASE_URL"
+        elif "authentication" in reason or "password" in reason:
+            hint = "check the user name and password in DISTRIBUTOR_DATABASE_URL"
+        else:
+            hint = (
+                "check that the server runs and accepts connections there, "
+                "and DISTRIBUTOR_DATABASE_URL"
+            )
+        return ServiceError(f"the database cannot be reached ({where}): {reason}; {hint}")
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if exc.statement is not None and (
+        sqlstate in _UNDEFINED or (sqlite and reason.startswith(_NO_SCHEMA))
+    ):
+        return ConfigError(
+            f"the database ({where}) has no tables yet, or an older schema ({reason}): "
+            "run `distributor db upgrade`"
+        )
+    return None

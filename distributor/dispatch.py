@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from . import audit, failpoints, idempotency, notices, reconcile, throttle
+from . import audit, failpoints, heartbeat, idempotency, notices, reconcile, throttle
 from .config import Settings
 from .db import get_engine, session_scope
 from .delivery import (
@@ -484,7 +484,8 @@ class SweepReport:
 
 
 def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> SweepReport:
-    """Repair what lost wake-ups and dead workers left behind; run every 30 s by beat.
+    """Repair what lost wake-ups and dead workers left behind; run by beat every
+    ``settings.sweep_seconds``, and says so (``heartbeat.record``).
 
     Publishes scheduled releases that are due, plans published releases never planned,
     cancels rows of subscribers who left, forgets expired idempotency keys, and — when no
@@ -492,6 +493,7 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
     notices due (deferred retries, expired leases, lost tasks) and a site regeneration
     (which writes nothing if the site is current).
     """
+    heartbeat.record(settings)  # a sweep runs: the workers, the status and publish see it
     report = SweepReport()
     with session_scope(settings) as session:
         report.published = publish_due(session, now)

@@ -82,8 +82,8 @@ def redact_handlers(*loggers: logging.Logger | str) -> None:
                 handler.setFormatter(RedactingFormatter(inner, secrets))
 
 
-def setup_logging(level: str | None = None) -> None:
-    """Log to stderr with times; the level comes from ``level`` or DISTRIBUTOR_LOG_LEVEL.
+def setup_logging(level: str = "INFO") -> None:
+    """Log to stderr with times, at ``level`` (a level name: ``Settings.log_level``).
     Secrets (the configuration's keys and passwords, any URL password, API tokens) are
     masked in every line, tracebacks included."""
     handler = logging.StreamHandler()
@@ -93,6 +93,6 @@ def setup_logging(level: str | None = None) -> None:
         )
     )
     logging.basicConfig(
-        level=(level or os.environ.get("DISTRIBUTOR_LOG_LEVEL", "INFO")).upper(),
+        level=level.upper(),
         handlers=[handler],
     )

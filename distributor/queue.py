@@ -2,7 +2,7 @@
 sends tasks by name (``distributor`` never imports ``worker``).
 
 The broker only carries wake-up signals; the database is the record. A wake-up that cannot
-be sent is logged, not raised: the sweep finds the work within ``SWEEP_SECONDS``.
+be sent is logged, not raised: the sweep finds the work within ``settings.sweep_seconds``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from .broker import broker_url, redis_client
-from .config import Settings
+from .config import SWEEP_SECONDS, Settings
 
 log = logging.getLogger(__name__)
 
 QUEUE = "distributor"
-SWEEP_SECONDS = 30.0
+__all__ = ["QUEUE", "SWEEP_SECONDS", "TASK_PREFIX", "TaskQueue", "celery_config"]
 TASK_PREFIX = "distributor."
 
 
@@ -45,7 +45,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "interval_max": 0.5,
         },
         "beat_schedule": {
-            "sweep": {"task": TASK_PREFIX + "sweep", "schedule": SWEEP_SECONDS},
+            "sweep": {"task": TASK_PREFIX + "sweep", "schedule": settings.sweep_seconds},
         },
         "beat_schedule_filename": str((settings.data_dir / "celerybeat-schedule").resolve()),
         "timezone": "UTC",
@@ -71,6 +71,11 @@ class TaskQueue:
             log.warning("could not wake the workers (%s); the sweep will catch up: %s", task, exc)
             return False
         return True
+
+    @property
+    def broker_url(self) -> str:
+        """The broker's URL (the embedded Redis's, when none is configured)."""
+        return str(self._app.conf.broker_url)
 
     def waiting(self) -> int:
         """How many tasks wait in the queue (not counting those being run)."""

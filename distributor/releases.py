@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -40,6 +40,11 @@ from .models import Release, ReleaseState, Topic, utcnow
 from .sanitize import body_problem, line_problem, markdown_to_html, strip_xml_invalid
 
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
+# How far in the past a publish time may be and still mean "now": clocks of hosts kept by
+# NTP agree within this, and a client that computed "now" sends it a moment later. Only
+# that: a time further back is a typo (a wrong day, a wrong month), and sending a release
+# early cannot be undone — it is refused, and "now" must be said (--at now, null).
+PAST_TOLERANCE = timedelta(seconds=5)
 # Front matter is a few fields: these bound the work YAML may cause (pure-Python PyYAML reads
 # ~50 KB/s of small values), whatever the file holds — nested collections, or anchors and
 # aliases that expand exponentially (a "billion laughs").
@@ -603,6 +608,27 @@ def get_release(session: Session, release_id: int) -> Release:
     return release
 
 
+def check_publish_time(source: str, at: datetime | None, now: datetime | None = None) -> None:
+    """Refuse (ReleaseInputError naming ``source``, the release, and the field ``at``) a
+    publish time without a time zone or more than ``PAST_TOLERANCE`` before ``now`` (an
+    injectable clock, UTC): a time in the past would publish at once, which a scheduled time
+    never means. ``None`` is "now"."""
+    if at is None:
+        return
+    if at.tzinfo is None:
+        raise ReleaseInputError(
+            f"{source}: field 'at': {at.isoformat()} has no time zone; write e.g. "
+            "2026-11-20T09:00+01:00"
+        )
+    now = now or utcnow()
+    if at < now - PAST_TOLERANCE:
+        raise ReleaseInputError(
+            f"{source}: field 'at': {at.isoformat()} is in the past (it is "
+            f"{now.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC); nothing was published or "
+            "scheduled. Give a later time, or now to publish at once"
+        )
+
+
 def mark_published(
     session: Session, release_id: int, at: datetime | None = None, now: datetime | None = None
 ) -> Release:
@@ -613,10 +639,9 @@ def mark_published(
     again with another ``at`` (earlier or later), or at once without one when its embargo
     allows. The caller commits, then wakes the workers (see ``dispatch.publish``).
     Publishing an already published release changes nothing; a withdrawn one raises
-    Conflict. ``now`` is an injectable clock (UTC, aware).
+    Conflict. ``at`` in the past is refused (``check_publish_time``): publishing at once is
+    asked for with ``at=None``. ``now`` is an injectable clock (UTC, aware).
     """
-    if at is not None and at.tzinfo is None:
-        raise ReleaseInputError("publish time: has no time zone; write e.g. 2026-11-20T09:00+01:00")
     release = get_release(session, release_id)
     if release.state == ReleaseState.WITHDRAWN:
         raise Conflict(f"release {release_id} was withdrawn; it cannot be published")
@@ -625,6 +650,7 @@ def mark_published(
             raise Conflict(f"release {release_id} is already published; it cannot be scheduled")
         return release
     now = now or utcnow()
+    check_publish_time(f"release {release_id}", at, now)
     if at is not None and release.embargo_at is not None and at < release.embargo_at:
         raise ReleaseInputError(
             f"publish time {at.isoformat()} is before the release's embargo "

@@ -20,6 +20,7 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from distributor import heartbeat
 from distributor.apitokens import create_token, revoke
 from distributor.config import Settings
 from distributor.dashboard import (
@@ -225,6 +226,7 @@ def dash(settings: Settings, redis_url: str) -> Iterator[Dash]:
     s = settings.model_copy(update={"broker_url": redis_url})
     broker = redis.Redis.from_url(redis_url)
     broker.delete(QUEUE)
+    heartbeat.record(s, redis_url)  # beat runs (test_the_dashboard_warns_… removes it)
     add_topics(s, "climate", "energy")
     token = new_token(s, "press-desk", ["releases"])
     # The site is https: the cookies are Secure, so the client must speak https too.
@@ -399,6 +401,10 @@ def test_refused_actions_say_why_on_the_page(dash: Dash) -> None:
     base = f"/admin/releases/{release.id}"
     response = dash.post(f"{base}/publish", at="not a date")
     assert response.status_code == 400 and "is not a date and time" in response.text
+    ago = (datetime.now(UTC) - timedelta(days=4)).astimezone(dash.settings.zone)
+    response = dash.post(f"{base}/publish", at=f"{ago:%Y-%m-%dT%H:%M}")  # a wrong day
+    assert response.status_code == 400 and "is in the past" in response.text
+    assert state_of(dash.settings, release.id) == "draft" and dash.tasks() == []
     response = dash.post(f"{base}/correct", source=release_text())
     assert response.status_code == 409 and "only a published release is corrected" in response.text
     response = dash.post(f"{base}/unschedule")
@@ -532,3 +538,23 @@ def test_a_correction_with_notify_asks_for_the_notices(dash: Dash) -> None:
     with session_scope(dash.settings) as session:
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "correct")).one()
         assert event.details["notify"] is True
+
+
+def test_the_dashboard_warns_when_the_sweep_is_missing(dash: Dash) -> None:
+    """Without beat nothing recovers: every page says so, and publishing does not claim the
+    workers are sending."""
+    dash.broker.delete(heartbeat.KEY)
+    assert dash.login().status_code == 303
+    page = dash.client.get("/admin").text
+    assert 'id="sweep-missing"' in page and "`distributor beat` is not running" in page
+    release = make_release(dash.settings)
+    base = f"/admin/releases/{release.id}"
+    assert dash.post(f"{base}/publish").headers["location"] == f"{base}?done=published"
+    page = dash.client.get(f"{base}?done=published").text
+    assert "Published; see the warning above." in page and "sending it" not in page
+    assert 'id="sweep-missing"' in page
+
+    heartbeat.record(dash.settings, dash.settings.broker_url or "")  # beat is back
+    page = dash.client.get(f"{base}?done=published").text
+    assert "Published: the workers are sending it." in page and "sweep-missing" not in page
+    dash.broker.delete(heartbeat.KEY)

@@ -263,6 +263,13 @@ def test_scheduling_over_the_api(api: Api) -> None:
     assert tasks(api, "distribute_release") == []
     naive = api.post(f"/api/releases/{rid}/publish", {"at": "2031-05-04T07:30:00"})
     assert naive.status_code == 422 and naive.json()["field"] == "at"
+    # A time in the past (a wrong day) is refused, and changes nothing.
+    ago = (datetime.now(UTC) - timedelta(days=4)).isoformat()
+    past = api.post(f"/api/releases/{rid}/publish", {"at": ago})
+    assert past.status_code == 422 and past.json()["field"] == "at"
+    assert "is in the past" in past.json()["error"]
+    assert api.get(f"/api/releases/{rid}").json()["scheduled_at"].startswith("2031-05-04T07:30")
+    assert tasks(api, "distribute_release") == []
     # Invisible while scheduled: no page, not in the feed, no API read without a token.
     build_site(api.settings)
     assert api.client.get("/releases/agency-signs-agreement").status_code == 404
@@ -273,8 +280,12 @@ def test_scheduling_over_the_api(api: Api) -> None:
     back = api.post(f"/api/releases/{rid}/unschedule")
     assert back.status_code == 200 and back.json()["state"] == "draft"
     assert api.post(f"/api/releases/{rid}/unschedule").status_code == 409
+    assert api.post(f"/api/releases/{rid}/publish", {"at": ago}).status_code == 422
     listed = api.get("/api/releases", state="draft").json()
     assert listed["total"] == 1 and listed["items"][0]["id"] == rid
+    now = api.post(f"/api/releases/{rid}/publish", {"at": "now"})  # said explicitly: at once
+    assert now.status_code == 200 and now.json()["state"] == "published"
+    assert tasks(api, "distribute_release") == [[rid]]
 
 
 def test_tokens_missing_wrong_scope_and_revoked_are_refused(api: Api) -> None:

@@ -296,6 +296,7 @@ def cli(sqlite_settings: Settings, smtp_server: SMTPServer):  # type: ignore[no-
         )
 
     run.settings = live  # type: ignore[attr-defined]
+    run.smtp = smtp_server  # type: ignore[attr-defined]
     return run
 
 
@@ -349,3 +350,178 @@ def test_cli_refuses_what_is_neither_maildir_nor_mbox(cli, tmp_path: Path) -> No
     missing = tmp_path / "nowhere.mbox"
     result = cli("bounces", "ingest", str(missing))
     assert result.returncode == 78 and f"{missing}: cannot be read" in result.stderr
+
+
+# ---- hostile messages: each message on its own, the quarantine --------------------------
+
+
+def nested(depth: int, to: str = "bounces@example.org") -> bytes:
+    """A message whose MIME tree is ``depth`` multiparts deep (the stdlib parser recurses
+    once per level: RecursionError near 1,000)."""
+    head = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    tail = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(depth)))
+    return (
+        f"From: x@example.net\r\nTo: {to}\r\nSubject: hi\r\nMIME-Version: 1.0\r\n".encode()
+        + head
+        + b"Content-Type: text/plain\r\n\r\nhello"
+        + tail
+    )
+
+
+def quarantine_files(settings: Settings) -> list[Path]:
+    return sorted((settings.data_dir / "quarantine" / "bounces" / "new").glob("*"))
+
+
+def three_messages(cli) -> tuple[bytes, bytes, bytes]:  # type: ignore[no-untyped-def]
+    """A hard bounce for Ann, a message 3,000 levels deep, a soft bounce for Bob."""
+    live: Settings = cli.settings
+    rid = publish(live, 1)
+    ann_from, ann_headers = sent_to(cli.smtp, "ann@example.com", rid)
+    bob_from, bob_headers = sent_to(cli.smtp, "bob@example.com", rid)
+    return (
+        postfix_dsn(ann_from, "ann@example.com", "5.1.1", headers=ann_headers),
+        nested(3000, ann_from),
+        postfix_dsn(bob_from, "bob@example.com", "4.4.1", headers=bob_headers),
+    )
+
+
+def assert_both_recorded(live: Settings) -> None:
+    assert subscriber(live, "ann@example.com").status == SubscriberStatus.BOUNCED
+    bob = subscriber(live, "bob@example.com")
+    assert bob.soft_bounces == 1 and bob.status == SubscriberStatus.CONFIRMED
+
+
+def assert_quarantined(
+    live: Settings, result: subprocess.CompletedProcess[str], raw: bytes
+) -> None:
+    where = live.data_dir / "quarantine" / "bounces"
+    assert result.returncode == 1, result.stderr
+    assert f"1 message(s) quarantined in {where}: see the log" in result.stderr
+    assert "nested too deeply to parse (RecursionError)" in result.stderr
+    assert "Traceback" not in result.stderr
+    (kept,) = quarantine_files(live)
+    assert kept.read_bytes() == raw  # as it came, byte for byte
+    (line,) = (live.data_dir / "quarantine" / "bounces.log").read_text().splitlines()
+    assert kept.name in line and "nested too deeply to parse" in line
+    assert oct(kept.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_hostile_message_in_a_maildir_is_quarantined_and_the_run_goes_on(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    live: Settings = cli.settings
+    good, hostile, later = three_messages(cli)
+    maildir = tmp_path / "Maildir"
+    mailbox.Maildir(maildir, create=True)
+    for name, raw in (("1.ann", good), ("2.hostile", hostile), ("3.bob", later)):
+        (maildir / "new" / name).write_bytes(raw)
+
+    result = cli("bounces", "ingest", str(maildir))
+    assert_quarantined(live, result, hostile)
+    assert "3 message(s): 1 hard bounce(s), 1 soft, 1 subscriber(s) now bounced" in result.stdout
+    assert_both_recorded(live)
+    assert "2.hostile" in result.stderr  # where it came from
+    # Processed: moved to cur/, seen; the hostile one moved out into the quarantine.
+    assert sorted(p.name for p in (maildir / "new").iterdir()) == []
+    assert sorted(p.name for p in (maildir / "cur").iterdir()) == ["1.ann:2,S", "3.bob:2,S"]
+
+    again = cli("bounces", "ingest", str(maildir))  # nothing new, nothing to crash on
+    assert again.returncode == 0, again.stderr
+    assert "0 message(s)" in again.stdout and again.stderr == ""
+    assert_both_recorded(live)
+    assert len(quarantine_files(live)) == 1
+
+    # A message a mail client has seen is left alone; one in cur/ without the flag is read.
+    (maildir / "cur" / "4.bob:2,S").write_bytes(later)
+    (maildir / "cur" / "5.bob:2,R").write_bytes(later)
+    third = cli("bounces", "ingest", str(maildir))
+    assert third.returncode == 0 and "1 message(s)" in third.stdout
+    assert "1 already recorded" in third.stdout
+    assert (maildir / "cur" / "5.bob:2,RS").exists()
+
+
+def test_a_hostile_message_in_an_mbox_or_on_stdin_is_quarantined_once(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    live: Settings = cli.settings
+    good, hostile, later = three_messages(cli)
+    path = tmp_path / "bounces.mbox"
+    box = mailbox.mbox(path)
+    for raw in (good, hostile, later):
+        box.add(raw)
+    box.close()
+
+    result = cli("bounces", "ingest", str(path))
+    assert_quarantined(live, result, box_message(path, 1))
+    assert f"{path}, message 2" in result.stderr
+    assert_both_recorded(live)
+
+    # An mbox cannot be changed: read again, each bounce is recognised and the hostile
+    # message is found in the quarantine, where it is kept once.
+    again = cli("bounces", "ingest", str(path))
+    assert again.returncode == 0, again.stderr
+    assert "2 already recorded, 1 already in quarantine" in again.stdout
+    assert len(quarantine_files(live)) == 1
+    assert_both_recorded(live)
+
+    stdin = cli("bounces", "ingest", "-", stdin=nested(3000))
+    assert stdin.returncode == 1 and "1 message(s) quarantined" in stdin.stderr
+    assert "standard input" in stdin.stderr and "Traceback" not in stdin.stderr
+    assert len(quarantine_files(live)) == 2
+    repeat = cli("bounces", "ingest", "-", stdin=nested(3000))
+    assert repeat.returncode == 0 and "1 already in quarantine" in repeat.stdout
+    ok = cli("bounces", "ingest", "-", stdin=good)
+    assert ok.returncode == 0 and "1 already recorded" in ok.stdout
+
+
+def box_message(path: Path, index: int) -> bytes:
+    """The bytes of an mbox's message ``index`` (0-based) after its "From " line."""
+    box = mailbox.mbox(path)
+    try:
+        with box.get_file(box.keys()[index]) as stream:
+            return stream.read()
+    finally:
+        box.close()
+
+
+def test_a_message_too_large_is_quarantined_unparsed(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    live: Settings = cli.settings
+    good, _hostile, _later = three_messages(cli)
+    maildir = tmp_path / "Maildir"
+    mailbox.Maildir(maildir, create=True)
+    huge = good + b"x" * (10 * 1024 * 1024)
+    (maildir / "new" / "1.huge").write_bytes(huge)
+    result = cli("bounces", "ingest", str(maildir))
+    assert result.returncode == 1 and "1 message(s) quarantined" in result.stderr
+    assert "larger than 10,485,760 bytes" in result.stderr
+    (kept,) = quarantine_files(live)
+    assert kept.stat().st_size == len(huge)  # all of it, for whoever looks
+    assert subscriber(live, "ann@example.com").status == SubscriberStatus.CONFIRMED  # not read
+
+
+def test_each_message_commits_on_its_own(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The run stops when the quarantine cannot be written (exit 78); the bounce before
+    the hostile message stays recorded, the hostile one and those after it stay waiting."""
+    live: Settings = cli.settings
+    good, hostile, later = three_messages(cli)
+    maildir = tmp_path / "Maildir"
+    mailbox.Maildir(maildir, create=True)
+    for name, raw in (("1.ann", good), ("2.hostile", hostile), ("3.bob", later)):
+        (maildir / "new" / name).write_bytes(raw)
+    live.data_dir.mkdir(parents=True, exist_ok=True)
+    (live.data_dir / "quarantine").write_text("not a directory")
+    result = cli("bounces", "ingest", str(maildir))
+    assert result.returncode == 78 and "the quarantine cannot be written" in result.stderr
+    assert subscriber(live, "ann@example.com").status == SubscriberStatus.BOUNCED
+    assert subscriber(live, "bob@example.com").soft_bounces == 0
+    assert sorted(p.name for p in (maildir / "new").iterdir()) == ["2.hostile", "3.bob"]
+
+    (live.data_dir / "quarantine").unlink()
+    result = cli("bounces", "ingest", str(maildir))
+    assert result.returncode == 1 and "1 message(s) quarantined" in result.stderr
+    assert_both_recorded(live)

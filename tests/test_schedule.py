@@ -18,7 +18,7 @@ from distributor.models import Delivery, Release, ReleaseState
 from distributor.queue import SWEEP_SECONDS, TaskQueue, celery_config
 from distributor.releases import create_release, mark_published, parse_release, unschedule
 from distributor.site import build_site
-from tests.helpers import add_subscribers, add_topics, release_text
+from tests.helpers import add_subscribers, add_topics, make_release, release_text
 from tests.processes import NO_BROKER, run_cli
 
 EMBARGO = datetime(2031, 3, 2, 8, 0, tzinfo=UTC)  # 09:00 in Paris
@@ -147,3 +147,43 @@ def test_page_dates_are_the_press_office_day(sqlite_settings: Settings) -> None:
     assert "November 20, 2026" in page  # in UTC it is still the 19th
     with pytest.raises(ValueError, match="DISTRIBUTOR_TIMEZONE"):
         load_settings(timezone="Mars/Olympus")
+
+
+def test_a_time_in_the_past_is_refused_unless_now_is_said(sqlite_settings: Settings) -> None:
+    """A typo in a scheduled time (4 days ago: a wrong day) must never send a release early."""
+    s = sqlite_settings
+    add_topics(s, "climate")
+    clock = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    past = make_release(s, slug="first-release").id
+    with session_scope(s) as session:
+        with pytest.raises(ReleaseInputError, match=r"field 'at': .* is in the past"):
+            mark_published(session, past, clock - timedelta(days=4), now=clock)
+    assert state(s, past) == ReleaseState.DRAFT
+    with session_scope(s) as session:  # a clock a few seconds apart: that is now
+        assert mark_published(session, past, clock - timedelta(seconds=4), now=clock).state == (
+            ReleaseState.PUBLISHED
+        )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(s, *args)
+
+    release_id = make_release(s, slug="second-release").id
+    ago = (datetime.now(UTC) - timedelta(days=4)).astimezone(s.zone).isoformat(timespec="minutes")
+    refused = run("releases", "publish", str(release_id), "--at", ago)
+    assert refused.returncode == 1, refused.stderr
+    assert f"release {release_id}: field 'at': " in refused.stderr
+    assert "is in the past" in refused.stderr and "nothing was published" in refused.stderr
+    assert state(s, release_id) == ReleaseState.DRAFT
+    now = run("releases", "publish", str(release_id), "--at", "now")
+    assert now.returncode == 0, now.stderr
+    assert state(s, release_id) == ReleaseState.PUBLISHED
+
+    # Create-and-publish refuses before anything is stored: running it again works.
+    source = s.data_dir / "later.md"
+    source.write_text(release_text(slug="later-release"), encoding="utf-8")
+    with session_scope(s) as session:
+        before = session.scalar(select(func.count()).select_from(Release))
+    refused = run("publish", str(source), "--at", ago)
+    assert refused.returncode == 1 and f"{source}: field 'at': " in refused.stderr
+    with session_scope(s) as session:
+        assert session.scalar(select(func.count()).select_from(Release)) == before

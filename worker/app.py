@@ -5,15 +5,21 @@ Start it with ``distributor worker`` (or ``celery -A worker.app worker``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init
+from celery import Celery, bootsteps
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    after_task_publish,
+    worker_process_init,
+)
 
+from distributor import heartbeat
 from distributor.config import load_settings
 from distributor.db import dispose_engines
 from distributor.logs import redact_handlers, setup_logging
-from distributor.queue import TaskQueue, celery_config
+from distributor.queue import TASK_PREFIX, TaskQueue, celery_config
 
 settings = load_settings()
 app = Celery("distributor")
@@ -26,7 +32,7 @@ queue = TaskQueue(settings)
 def _after_fork(**_kwargs: Any) -> None:
     # Connections must never be shared between forked processes.
     dispose_engines()
-    setup_logging()
+    setup_logging(settings.log_level or "INFO")
 
 
 @after_setup_logger.connect
@@ -34,3 +40,28 @@ def _after_fork(**_kwargs: Any) -> None:
 def _redacted_logs(logger: Any, **_kwargs: Any) -> None:
     # Celery replaces the root logger's handlers with its own: keep its format, mask secrets.
     redact_handlers(logger)
+
+
+@after_task_publish.connect
+def _beat_heartbeat(sender: str | None = None, **_kwargs: Any) -> None:
+    # In beat: it just enqueued a sweep. Recorded here too, not only when a worker runs it,
+    # so a long send holding the sweep back in the queue is not taken for beat missing.
+    if sender == TASK_PREFIX + "sweep":
+        heartbeat.record(settings, queue.broker_url)
+
+
+class SweepWatch(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is untyped
+    """Each worker looks at the sweep's heartbeat once a sweep period (on its timer) and
+    logs an error when beat is not running (``distributor.heartbeat.SweepWatch``)."""
+
+    requires: ClassVar = {"celery.worker.components:Timer"}
+
+    def start(self, parent: Any) -> None:
+        watch = heartbeat.SweepWatch(settings, queue.broker_url)
+        self.timer = parent.timer.call_repeatedly(settings.sweep_seconds, watch.check)
+
+    def stop(self, parent: Any) -> None:
+        self.timer.cancel()
+
+
+app.steps["worker"].add(SweepWatch)

@@ -31,7 +31,7 @@ from itsdangerous import BadSignature
 from jinja2 import Environment, FileSystemLoader
 from starlette.responses import Response
 
-from .. import audit, dispatch
+from .. import audit, dispatch, heartbeat
 from ..admin_sessions import (
     SESSION_MAX_AGE,
     end_session,
@@ -384,7 +384,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
             )
             hours = sends_over_time(session, utcnow(), CHART_HOURS)
         return render(request, "dashboard.html", admin=admin, releases=releases, table=table,
-                      chart=chart(hours, zone))  # fmt: skip
+                      chart=chart(hours, zone), sweep=heartbeat.health(settings))  # fmt: skip
 
     @routes.get("/releases/{release_id}/progress.json")
     def progress_json(release_id: ReleaseId, admin: LoggedIn) -> JSONResponse:
@@ -413,11 +413,14 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
                           text=str(exc))  # fmt: skip
         progress = Progress(st.counts)
         done = DONE.get(request.query_params.get("done", ""), "") if not error else ""
+        sweep = heartbeat.health(settings)
+        if done and not sweep.alive and request.query_params.get("done") == "published":
+            done = "Published; see the warning above."  # not "the workers are sending it"
         return render(
             request, "release.html", status, admin=admin, release=release, st=st,
             progress=progress, sending=is_sending(release.state, release.planned_at, progress),
             languages=languages, history=history, topics=topics, error=error, done=done,
-            states=ReleaseState, **context,
+            states=ReleaseState, sweep=sweep, **context,
         )  # fmt: skip
 
     def failed(request: Request, admin: Admin, release_id: int, exc: DistributorError) -> Response:

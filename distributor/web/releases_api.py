@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -186,11 +186,18 @@ class TestResult(BaseModel):
 
 
 class PublishIn(BaseModel):
-    """When to publish: now (``at`` absent or null), or at ``at`` (never before the
-    release's embargo)."""
+    """When to publish: now (``at`` absent, null or ``"now"``), or at ``at`` (never before
+    the release's embargo; a time in the past is refused with 422, field ``at``)."""
 
     model_config = ConfigDict(extra="forbid")
-    at: AwareDatetime | None = None
+    at: AwareDatetime | None = Field(
+        default=None, description='A time with its zone; null or "now" to publish at once'
+    )
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _now(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() == "now" else value
 
 
 class WithdrawIn(BaseModel):
