@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from distributor.config import Settings, load_settings
+from tests.helpers import TEST_SECRET_KEY
 from tests.processes import run_cli
 
 PASSWORD = "hunter2-not-shown"
@@ -29,7 +30,7 @@ COMMANDS = [
 @pytest.fixture
 def bare(tmp_path: Path) -> Settings:
     """Settings whose database nobody prepared."""
-    return load_settings(data_dir=tmp_path / "var", secret_key="test-secret")
+    return load_settings(data_dir=tmp_path / "var", secret_key=TEST_SECRET_KEY)
 
 
 def closed_port() -> int:

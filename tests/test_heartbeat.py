@@ -16,7 +16,7 @@ import redis
 from distributor import broker, dispatch, heartbeat
 from distributor.config import Settings
 from distributor.queue import TaskQueue
-from tests.helpers import add_topics, make_release
+from tests.helpers import TEST_SECRET_KEY, add_topics, make_release
 from tests.processes import run_cli, running_command, settings_env, wait_until
 
 MISSING = "`distributor beat` is not running"
@@ -98,7 +98,7 @@ def test_worker_with_beat_runs_the_sweep_on_the_embedded_redis() -> None:
     from distributor.db import dispose_engines, upgrade
 
     root = Path(tempfile.mkdtemp(prefix="dst-", dir="/tmp"))  # a Unix socket path is short
-    s = load_settings(data_dir=root / "var", secret_key="test-secret", sweep_seconds=1.0)
+    s = load_settings(data_dir=root / "var", secret_key=TEST_SECRET_KEY, sweep_seconds=1.0)
     try:
         upgrade(s)
         log = root / "worker.log"
