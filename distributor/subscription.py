@@ -129,10 +129,10 @@ def take_confirmation(session: Session, request_id: int) -> SubscriptionRequest 
     """Decide whether the request's confirmation email goes out now: the request if it does
     (its ``confirmation_sent_at`` set: the caller sends it after committing), else None.
 
-    None — and the request deleted, as nothing can ever confirm it — when the address
-    belongs to a confirmed or bounced subscriber, or its mailbox was sent a confirmation in
-    the last ``CONFIRMATION_INTERVAL``; None, changing nothing, when the request is gone,
-    confirmed, or already decided (a task run twice)."""
+    None when the address belongs to a confirmed or bounced subscriber, or its mailbox was
+    sent a confirmation in the last ``CONFIRMATION_INTERVAL`` — and the request deleted if
+    no email was ever sent for it, as nothing can confirm it; None, changing nothing, when
+    the request is gone, confirmed, or already decided (a task run twice)."""
     now = utcnow()
     decided = session.execute(
         update(SubscriptionRequest)
@@ -155,7 +155,8 @@ def take_confirmation(session: Session, request_id: int) -> SubscriptionRequest 
              "cutoff": now - CONFIRMATION_INTERVAL},
         )  # fmt: skip
     if won is None:
-        session.delete(request)
+        if request.confirmation_sent_at is None:  # no link names it: nothing to keep
+            session.delete(request)
         return None
     request.confirmation_sent_at = now
     return request

@@ -305,8 +305,12 @@ def test_an_expired_confirmation_link_says_so_and_offers_a_new_one(web) -> None:
     refused = client.post(f"/confirm/{token}", data={"csrf": csrf_of(page.text)})
     assert "expired" in refused.text
     assert subscriber(settings) is None
+    too_soon = client.post(f"/confirm/{token}/resend", data={"csrf": csrf_of(refused.text)})
+    assert too_soon.status_code == 200 and run_confirmations(settings) == ["skipped"]
+    still = client.get(f"/confirm/{token}")
+    assert "/resend" in still.text  # its link may still ask
     a_day_later(settings)  # yesterday's email is more than a day old
-    again = client.post(f"/confirm/{token}/resend", data={"csrf": csrf_of(refused.text)})
+    again = client.post(f"/confirm/{token}/resend", data={"csrf": csrf_of(still.text)})
     assert again.status_code == 200
     assert queued_confirmations(settings) == [request.id]
     assert run_confirmations(settings) == ["sent"]  # the same request, a fresh link
