@@ -141,3 +141,14 @@ def test_confirming_brings_back_someone_who_left_with_the_new_choices(
             before.id, "confirmed", "Ann", "fr")  # fmt: skip
         assert [t.slug for t in sub.topics] == ["science"] and sub.unsubscribed_at is None
         assert sub.link_nonce == before.link_nonce  # her old links keep working
+
+
+def test_a_confirmation_that_could_not_go_out_gives_the_days_right_back(
+    settings: Settings,
+) -> None:
+    add_topics(settings, "climate")
+    down = settings.model_copy(update={"smtp_url": "smtp://127.0.0.1:1"})  # refused
+    assert dispatch.send_confirmation(down, ask(settings, "ann@example.com")) != "sent"
+    # Asking again at once works: the failed attempt did not use up the day.
+    assert dispatch.send_confirmation(settings, ask(settings, "a.nn@example.com")) == "sent"
+    assert dispatch.send_confirmation(settings, ask(settings, "ann@example.com")) == "skipped"
