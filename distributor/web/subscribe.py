@@ -146,11 +146,12 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
         except InvalidToken:
             return None
         with session_scope(settings) as session:
-            choices = legacy_choices(session, link) if link.nonce is None else None
-            if link.nonce is not None:
+            if link.nonce is None:  # sent before requests: it names a pending subscriber
+                choices = legacy_choices(session, link)
+            else:
                 request = session.get(SubscriptionRequest, link.id)
-                if request is not None and link.fits(request.nonce):
-                    choices = request_choices(session, link.id)
+                fits = request is not None and link.fits(request.nonce)
+                choices = request_choices(session, link.id) if fits else None
         if choices is None and not expired:
             return None
         return ConfirmTarget(link.id, link.nonce is None, expired, choices)
@@ -168,13 +169,14 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
                             text="The link may have been cut or altered. Please use the "
                             "whole link from the email.")  # fmt: skip
 
-    def confirm_page(
-        token: str, target: ConfirmTarget, lang: str, done: bool = False
-    ) -> HTMLResponse:
+    def confirm_page(token: str, target: ConfirmTarget, lang: str) -> HTMLResponse:
+        """The page of a confirmation link: what it will apply and its button; "expired"
+        with a new link (or the form) to ask for; or "confirmed" once it was."""
+        done = bool(target.choices and target.choices.done)
         return with_csrf("confirm.html", lang, token=token, choices=target.choices,
                          expired=target.expired and not done,
                          can_resend=not target.legacy and target.choices is not None,
-                         done=done or bool(target.choices and target.choices.done))  # fmt: skip
+                         done=done)  # fmt: skip
 
     def target_language(target: ConfirmTarget | None, request: Request) -> str:
         if target is not None and target.choices is not None:
