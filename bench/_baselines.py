@@ -58,8 +58,8 @@ def recipient(settings: Settings, i: int) -> Recipient:
         subscriber_id=i,
         email=f"journalist{i}@newsroom{i % 97}.example.com",
         name=f"Journalist {i}",
-        unsubscribe_url=unsubscribe_url(settings, i),
-        preferences_url=preferences_url(settings, i),
+        unsubscribe_url=unsubscribe_url(settings, i, "bench-link-nonce"),
+        preferences_url=preferences_url(settings, i, "bench-link-nonce"),
     )
 
 

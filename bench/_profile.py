@@ -183,8 +183,8 @@ def breakdown(backend: str, smtp_url: str, subscribers: int, messages: int) -> s
             with OutcomeWriter(engine, settings) as ledger:
                 for i, row in enumerate(batch.rows):
                     with clock("links"):
-                        unsubscribe = unsubscribe_url(settings, row.subscriber_id)
-                        preferences = preferences_url(settings, row.subscriber_id)
+                        unsubscribe = unsubscribe_url(settings, row.subscriber_id, row.link_nonce)
+                        preferences = preferences_url(settings, row.subscriber_id, row.link_nonce)
                     with clock("compose"):
                         rcpt = Recipient(
                             row.subscriber_id, row.email, row.name, unsubscribe, preferences

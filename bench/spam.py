@@ -29,7 +29,7 @@ from distributor.config import Settings, load_settings
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.confirmation import confirmation_message
 from distributor.mail.dkim import Signer
-from distributor.models import Release, Subscriber, Topic
+from distributor.models import Release, SubscriptionRequest, Topic
 from distributor.notices import render_notice
 from distributor.releases import parse_release
 
@@ -120,12 +120,10 @@ def messages(config: Settings) -> list[tuple[str, bytes]]:
     english = render_release(sample_release(config), config)
     french = render_release(make_release(), config)
     notice = render_notice(sample_release(config), config, datetime(2026, 11, 21, 10, tzinfo=UTC))
-    subscriber = Subscriber(
-        email=rcpt.email, language="en", topics=[Topic(slug="climate", names={"en": "Climate"})]
-    )
-    confirm = confirmation_message(
-        config, subscriber, f"{config.site_url}/confirm/4321.Y29uZmlybQ.AbCdEfGhIjKlMnOp"
-    )
+    request = SubscriptionRequest(email=rcpt.email, language="en")
+    topics = [Topic(slug="climate", names={"en": "Climate"})]
+    link = f"{config.site_url}/confirm/4321-kF3dQ0vX7pYcZ2aB.Y29uZmlybQ.AbCdEfGhIjKlMnOp"
+    confirm = confirmation_message(config, request, topics, link)
     return [
         ("release email (en, sample)", english.message_for(rcpt)),
         ("release email (fr, 2 images)", french.message_for(rcpt)),

@@ -50,6 +50,7 @@ class Claimed:
     subscriber_id: int
     email: str
     name: str
+    link_nonce: str | None  # the subscriber's, for the links in the message (tokens.py)
     attempts: int
     created_at: datetime
     in_doubt: bool = False  # an earlier lease ran out with no outcome: maybe already sent
@@ -145,26 +146,23 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Cl
                 for r in conn.execute(pick, {"now": now, "release_id": release_id, "limit": limit})
             }
             leased: Sequence[Row[Any]] = ()
-            people: dict[int, tuple[str, str]] = {}
+            people: dict[int, tuple[str, str, str | None]] = {}
             if picked:
                 leased = conn.execute(
                     lease, {"lease_until": lease_until, "token": token, "ids": list(picked)}
                 ).all()
                 ids = [r.subscriber_id for r in leased]
+                who = select(Subscriber.id, Subscriber.email, Subscriber.name,
+                             Subscriber.link_nonce)  # fmt: skip
                 people = {
-                    r.id: (r.email, r.name)
-                    for r in conn.execute(
-                        select(Subscriber.id, Subscriber.email, Subscriber.name).where(
-                            Subscriber.id.in_(ids)
-                        )
-                    )
+                    r.id: (r.email, r.name, r.link_nonce)
+                    for r in conn.execute(who.where(Subscriber.id.in_(ids)))
                 }
     rows = []
     for r in sorted(leased, key=lambda r: r.id):
-        email, name = people[r.subscriber_id]
-        rows.append(
-            Claimed(r.id, r.subscriber_id, email, name, r.attempts, r.created_at, picked[r.id])
-        )
+        email, name, nonce = people[r.subscriber_id]
+        row = (r.id, r.subscriber_id, email, name, nonce, r.attempts, r.created_at)
+        rows.append(Claimed(*row, in_doubt=picked[r.id]))
     return Claim(release_id, token, lease_until, rows)
 
 

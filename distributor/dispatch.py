@@ -47,8 +47,7 @@ from .models import (
     Delivery,
     Release,
     ReleaseState,
-    Subscriber,
-    SubscriberStatus,
+    Topic,
     utcnow,
 )
 from .queue import TaskQueue
@@ -56,7 +55,13 @@ from .relay_health import relay_health
 from .releases import ReleaseDraft, correct_release, get_release, mark_published, publish_due
 from .releases import withdraw as withdraw_release
 from .site import BuildReport, Progress, build_site
-from .subscription import release_confirmation
+from .subscription import (
+    CONFIRMATION_TASK,
+    give_back_confirmation,
+    purge_requests,
+    take_confirmation,
+    undecided_requests,
+)
 from .urls import confirm_url, preferences_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
@@ -202,18 +207,17 @@ def _render(settings: Settings, release: Release) -> RenderedRelease:
     return _rendered[key]
 
 
-def _recipient(
-    settings: Settings, subscriber_id: int, email: str, name: str, delivery_id: int
-) -> Recipient:
-    """Who a message goes to, with their signed links; InputError for a name or address
-    stored before today's checks."""
+def _recipient(settings: Settings, row: Claimed | notices.ClaimedNotice) -> Recipient:
+    """Who a claimed row's message goes to, with their signed links (naming the subscriber's
+    link nonce, fetched with the claim); InputError for a name or address stored before
+    today's checks."""
     return Recipient(
-        subscriber_id=subscriber_id,
-        email=email,
-        name=name,
-        unsubscribe_url=unsubscribe_url(settings, subscriber_id),
-        preferences_url=preferences_url(settings, subscriber_id),
-        delivery_id=delivery_id,
+        subscriber_id=row.subscriber_id,
+        email=row.email,
+        name=row.name,
+        unsubscribe_url=unsubscribe_url(settings, row.subscriber_id, row.link_nonce),
+        preferences_url=preferences_url(settings, row.subscriber_id, row.link_nonce),
+        delivery_id=row.delivery_id,
     )
 
 
@@ -331,8 +335,7 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
                 report.skipped += 1
                 continue
             try:
-                rcpt = _recipient(settings, row.subscriber_id, row.email, row.name,
-                                  row.delivery_id)  # fmt: skip
+                rcpt = _recipient(settings, row)
             except InputError as exc:  # stored before today's checks: never sendable
                 record(ledger, row, "failed", SendResult(0, f"not sent: {exc}"))
                 continue
@@ -438,8 +441,7 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
                                notices.NOT_WANTED)  # fmt: skip
                 continue
             try:
-                rcpt = _recipient(settings, row.subscriber_id, row.email, row.name,
-                                  row.delivery_id)  # fmt: skip
+                rcpt = _recipient(settings, row)
             except InputError as exc:  # stored before today's checks: never sendable
                 record(row, "failed", SendResult(0, f"not sent: {exc}"))
                 continue
@@ -481,6 +483,7 @@ class SweepReport:
     batches: int = 0
     cancelled: int = 0
     notice_batches: int = 0
+    confirmations: int = 0  # subscription requests whose lost wake-up was sent again
 
 
 def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> SweepReport:
@@ -488,7 +491,8 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
     ``settings.sweep_seconds``, and says so (``heartbeat.record``).
 
     Publishes scheduled releases that are due, plans published releases never planned,
-    cancels rows of subscribers who left, forgets expired idempotency keys, and — when no
+    cancels rows of subscribers who left, forgets expired idempotency keys and subscription
+    requests, wakes a worker for each request whose wake-up was lost, and — when no
     task waits in the queue — enqueues batches for every release with rows or correction
     notices due (deferred retries, expired leases, lost tasks) and a site regeneration
     (which writes nothing if the site is current).
@@ -507,6 +511,11 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
         report.planned = list(unplanned)
         report.cancelled = cancel_unconfirmed(session)
         idempotency.purge(session, now)
+        purge_requests(session, settings, now)
+        lost = undecided_requests(session, now)
+    for request_id in lost:
+        queue.send(CONFIRMATION_TASK, request_id)
+    report.confirmations = len(lost)
     for release_id in report.planned:
         distribute_release(settings, queue, release_id)
     if report.published:
@@ -550,27 +559,29 @@ def regenerate_site(
     return report
 
 
-def send_confirmation(settings: Settings, subscriber_id: int) -> str:
-    """Send the double opt-in email to a pending subscriber, DKIM-signed like every release
-    email when DKIM is configured; returns the outcome.
+def send_confirmation(settings: Settings, request_id: int) -> str:
+    """Decide on a subscription request's confirmation email and send it, DKIM-signed like
+    every release email when DKIM is configured; returns the outcome ("sent", "deferred",
+    "failed", or "skipped" when none goes out: see ``subscription.take_confirmation``).
 
-    The web request that asked for it already took the once-a-day right
-    (``subscription.claim_confirmation``); if the email cannot go out, that right is given
-    back so the person can ask again at once.
-    """
+    If the email cannot go out, the mailbox's once-a-day right is given back so the person
+    can ask again at once."""
     with session_scope(settings) as session:
-        sub = session.get(Subscriber, subscriber_id)
-        if sub is None or sub.status != SubscriberStatus.PENDING:
+        request = take_confirmation(session, request_id)
+        if request is None:
             return "skipped"
-        message = confirmation_message(settings, sub, confirm_url(settings, sub.id))
-        email = sub.email
+        topics = list(session.scalars(select(Topic).where(Topic.slug.in_(request.topics))))
+        link = confirm_url(settings, request.id, request.nonce)
+        message = confirmation_message(settings, request, topics, link)
+        email, sent_at = request.email, request.confirmation_sent_at
+    assert sent_at is not None
     if (signer := load_signer(settings)) is not None:  # unsigned, DMARC would reject it
         message = signer.sign(message)
     with open_transport(settings, relay_health(settings)) as transport:
         result = transport.send(settings.sender_address, email, message)
     if result.outcome != "sent":
-        log.warning("confirmation to subscriber %s not sent: %s %s", subscriber_id,
+        log.warning("confirmation of subscription request %s not sent: %s %s", request_id,
                     result.code, result.message)  # fmt: skip
         with session_scope(settings) as session:
-            release_confirmation(session, subscriber_id)
+            give_back_confirmation(session, request_id, sent_at)
     return result.outcome

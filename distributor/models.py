@@ -6,6 +6,7 @@ Times are stored as naive UTC (SQLite has no time zones) and always returned awa
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -65,6 +67,25 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+@event.listens_for(Table, "after_parent_attach")
+def _ids_never_reused(table: Table, parent: object) -> None:
+    """Every table of ours gets SQLite's AUTOINCREMENT, wherever it is declared.
+
+    Without it SQLite gives a new row the largest id + 1, so deleting the newest row (a GDPR
+    erasure) hands its id to the next one: links, bounces and audit records naming the old
+    id would then reach someone else. PostgreSQL sequences never go back. (SQLite applies
+    it only to a single INTEGER PRIMARY KEY; tables keyed otherwise are left as they are.)
+    A migration that creates a table must pass ``sqlite_autoincrement=True`` itself."""
+    if parent is Base.metadata:
+        table.dialect_options["sqlite"]["autoincrement"] = True
+
+
+def new_nonce() -> str:
+    """A random value (96 bits, URL-safe) stored with a row and carried in its links, so a
+    link names that row and no other that could ever take its id."""
+    return secrets.token_urlsafe(12)
 
 
 class SubscriberStatus(enum.StrEnum):
@@ -135,12 +156,53 @@ class Subscriber(Base):
     consent_ip: Mapped[str] = mapped_column(String(64), default="")
     consent_user_agent: Mapped[str] = mapped_column(String(500), default="")
     consent_form_version: Mapped[str] = mapped_column(String(32), default="")
-    # At most one confirmation email a day per address (subscription bombing).
-    confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Carried in this subscriber's links (tokens.py) and checked on use. None for rows from
+    # before links carried one ("legacy"): only their id-only links, sent before, are valid.
+    link_nonce: Mapped[str | None] = mapped_column(String(32), default=new_nonce)
 
     topics: Mapped[list[Topic]] = relationship(secondary=subscriptions, lazy="selectin")
+
+
+class SubscriptionRequest(Base):
+    """A request to subscribe (web form or API), kept apart from the subscriber until its
+    confirmation link is used: confirming applies exactly these choices and this consent
+    record (subscription.py), so nobody can change someone else's subscription by asking
+    in their name. Deleted ``DISTRIBUTOR_CONFIRM_MAX_AGE_DAYS`` after its last link went out."""
+
+    __tablename__ = "subscription_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The address as given (checked and normalised as every stored address): mail goes here.
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    # The mailbox it reaches (subscribers.mailbox_key): the once-a-day limit counts these.
+    mailbox: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    language: Mapped[str] = mapped_column(String(8))
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list)  # slugs
+    consent_source: Mapped[str] = mapped_column(String(200), default="")
+    consent_ip: Mapped[str] = mapped_column(String(64), default="")
+    consent_user_agent: Mapped[str] = mapped_column(String(500), default="")
+    consent_form_version: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # When a worker last decided whether to send its confirmation (None: not yet; the sweep
+    # wakes a worker for those whose wake-up was lost).
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    nonce: Mapped[str] = mapped_column(String(32), default=new_nonce)
+
+
+class ConfirmationLimit(Base):
+    """When a mailbox was last sent a confirmation email: at most one a day per mailbox
+    (subscription bombing), taken atomically (subscription.py). Keyed by a SHA-256 of the
+    mailbox key, so it names nobody; rows older than a day are purged."""
+
+    __tablename__ = "confirmation_limits"
+
+    mailbox_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 CATALOGUE_COLUMNS = ("state", "language", "date", "id", "updated_at", "slug", "translation_of_id")

@@ -169,6 +169,7 @@ class ClaimedNotice:
     delivery_id: int
     email: str
     name: str
+    link_nonce: str | None  # the subscriber's, for the links in the message (tokens.py)
     corrected_at: datetime
     attempts: int
     created_at: datetime
@@ -204,7 +205,7 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> No
         # worker died: "in doubt", see distributor/reconcile.py); then the lease.
         picked = {int(i): bool(doubt) for i, doubt in session.execute(candidates)}
         leased: Sequence[Row[int, int, int, datetime, int, datetime]] = ()
-        people: dict[int, tuple[str, str]] = {}
+        people: dict[int, tuple[str, str, str | None]] = {}
         if picked:
             leased = session.execute(
                 update(CorrectionNotice)
@@ -224,9 +225,10 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> No
                 )
             ).all()
             ids = [r.subscriber_id for r in leased]
-            who = select(Subscriber.id, Subscriber.email, Subscriber.name)
+            who = select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.link_nonce)
             people = {
-                r.id: (r.email, r.name) for r in session.execute(who.where(Subscriber.id.in_(ids)))
+                r.id: (r.email, r.name, r.link_nonce)
+                for r in session.execute(who.where(Subscriber.id.in_(ids)))
             }
     rows = [
         ClaimedNotice(

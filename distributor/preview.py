@@ -93,8 +93,8 @@ def placeholder(settings: Settings, email: str = PLACEHOLDER_EMAIL) -> Recipient
         subscriber_id=PLACEHOLDER_ID,
         email=email,
         name="",
-        unsubscribe_url=unsubscribe_url(settings, PLACEHOLDER_ID),
-        preferences_url=preferences_url(settings, PLACEHOLDER_ID),
+        unsubscribe_url=unsubscribe_url(settings, PLACEHOLDER_ID, None),
+        preferences_url=preferences_url(settings, PLACEHOLDER_ID, None),
     )
 
 

@@ -1,9 +1,9 @@
 """Privacy (GDPR): export everything held on one person, erase them, and keep erased
 addresses off the list for good.
 
-Erasing deletes the subscriber, their subscriptions and every ledger row about them, and
-keeps only a hash of the address on the suppression list, so that a later CSV import cannot
-silently add them again.
+Erasing deletes the subscriber, their subscriptions, every ledger row about them and every
+subscription request made in their address's name, and keeps only a hash of the address on
+the suppression list, so that a later CSV import cannot silently add them again.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from .config import Settings
 from .errors import NotFound
-from .models import Delivery, Release, Subscriber, Suppression, subscriptions
+from .models import (
+    Delivery,
+    Release,
+    Subscriber,
+    SubscriptionRequest,
+    Suppression,
+    subscriptions,
+)
 from .subscribers import normalise_email
 
 
@@ -78,16 +85,22 @@ def _not_found(session: Session, email: str) -> NotFound:
 
 
 def export_person(session: Session, email: str) -> dict[str, Any]:
-    """Everything held on the subscriber with address ``email``, as JSON-able data: their
-    fields, the consent record, their topics and every delivery of every release to them.
+    """Everything held on the person with address ``email``, as JSON-able data: the
+    subscriber's fields, the consent record, their topics and every delivery of every
+    release to them, and the subscription requests made in that address's name
+    (``subscription_requests``; with no subscriber, only ``email``, ``suppressed`` and those).
 
     Raises SubscriberInputError for an invalid address and NotFound (saying whether the
-    address is on the suppression list) when there is no such subscriber.
+    address is on the suppression list) when there is no such subscriber and no request.
     """
     address = normalise_email(email)
     sub = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    requests = [_request(r) for r in _requests(session, address)]
     if sub is None:
-        raise _not_found(session, address)
+        if not requests:
+            raise _not_found(session, address)
+        return {"email": address, "suppressed": is_suppressed(session, address),
+                "subscription_requests": requests}  # fmt: skip
     rows = session.execute(
         select(Delivery, Release.slug, Release.title, Release.language)
         .join(Release, Release.id == Delivery.release_id)
@@ -118,7 +131,6 @@ def export_person(session: Session, email: str) -> dict[str, Any]:
         "created_at": _iso(sub.created_at),
         "confirmed_at": _iso(sub.confirmed_at),
         "unsubscribed_at": _iso(sub.unsubscribed_at),
-        "confirmation_sent_at": _iso(sub.confirmation_sent_at),
         "consent": {
             "source": sub.consent_source,
             "at": _iso(sub.consent_at),
@@ -130,23 +142,59 @@ def export_person(session: Session, email: str) -> dict[str, Any]:
         "bounced_at": _iso(sub.bounced_at),
         "suppressed": is_suppressed(session, address),
         "deliveries": deliveries,
+        "subscription_requests": requests,
+    }
+
+
+def _requests(session: Session, address: str) -> list[SubscriptionRequest]:
+    return list(
+        session.scalars(
+            select(SubscriptionRequest)
+            .where(SubscriptionRequest.email == address)
+            .order_by(SubscriptionRequest.id)
+        )
+    )
+
+
+def _request(r: SubscriptionRequest) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "language": r.language,
+        "topics": r.topics,
+        "created_at": _iso(r.created_at),
+        "confirmation_sent_at": _iso(r.confirmation_sent_at),
+        "confirmed_at": _iso(r.confirmed_at),
+        "consent": {
+            "source": r.consent_source,
+            "ip": r.consent_ip,
+            "user_agent": r.consent_user_agent,
+            "form_version": r.consent_form_version,
+        },
     }
 
 
 def erase_person(session: Session, settings: Settings, email: str) -> None:
-    """Delete the subscriber with address ``email``, their subscriptions and every
-    delivery row about them, and put the address's hash on the suppression list
+    """Delete the subscriber with address ``email``, their subscriptions, every delivery
+    row about them and every subscription request in that address's name (so no link sent
+    for one works any more), and put the address's hash on the suppression list
     (:func:`suppression_hash`: a plain SHA-256, so the list survives key rotation).
-    Nothing else about them is kept.
+    Nothing else about them is kept. The ids freed are never given to another row
+    (models: AUTOINCREMENT), so nothing left naming them reaches anyone else.
 
     Raises SubscriberInputError for an invalid address and NotFound (saying whether the
-    address is already on the suppression list) when there is no such subscriber.
+    address is already on the suppression list) when there is no such subscriber or request.
     """
     del settings  # nothing to configure yet; in the signature so callers stay stable
     address = normalise_email(email)
     sub_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
+    asked = session.execute(delete(SubscriptionRequest).where(SubscriptionRequest.email == address))
     if sub_id is None:
-        raise _not_found(session, address)
+        if not getattr(asked, "rowcount", 0):
+            raise _not_found(session, address)
+        if not is_suppressed(session, address):
+            session.add(Suppression(email_hash=suppression_hash(address), reason="erased"))
+        session.flush()
+        return
     # Core deletes, and the ORM object forgotten: deleting it through the session as well
     # would try to delete its subscription rows a second time.
     session.execute(delete(Delivery).where(Delivery.subscriber_id == sub_id))

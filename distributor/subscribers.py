@@ -66,6 +66,24 @@ def normalise_email(address: str) -> str:
     return email
 
 
+# Domains that deliver to another's mailboxes (the same Gmail account).
+_SAME_MAILBOXES = {"googlemail.com": "gmail.com"}
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox an address most likely reaches, to count per person what must be limited
+    per person (the once-a-day confirmation email): the address normalised
+    (:func:`normalise_email`, which raises SubscriberInputError) and lower-cased, without a
+    ``+tag`` and without dots in its local part, so ``B.omb+1@Example.org`` and
+    ``bomb@example.org`` are one mailbox.
+
+    Many providers ignore neither dots nor tags; treating their addresses as one mailbox only
+    makes a limit stricter, which is harmless. Mail still goes to the address as given."""
+    local, _, domain = normalise_email(address).lower().rpartition("@")
+    local = local.split("+", 1)[0].replace(".", "")
+    return f"{local}@{_SAME_MAILBOXES.get(domain, domain)}"
+
+
 def check_name(name: str) -> str:
     """The display name, stripped; raises SubscriberInputError for control characters or
     encoded words (header injection), and for what no single-line field takes: bidi

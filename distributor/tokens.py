@@ -3,10 +3,18 @@
 Signed with ``DISTRIBUTOR_SECRET_KEY`` (itsdangerous, one salt per purpose). The key setting
 may list several keys separated by spaces: the first signs, every one verifies, so a key
 can be rotated without breaking the links already sent. Unsubscribe tokens never expire.
+
+A token names a row by its id and, for rows that have one, the random nonce stored with the
+row (``ID-NONCE``): a row that ever came to hold the same id has another nonce, so a link
+reaches the row it was made for and no other (:meth:`Link.fits`). Tokens made before rows had
+nonces carry the id alone; they are still accepted, for rows without a nonce only.
 """
 
 from __future__ import annotations
 
+import hmac
+import re
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
@@ -32,6 +40,26 @@ class ExpiredToken(InvalidToken):
     """The token is genuine but older than its purpose allows."""
 
 
+# What a token's signed value may be: an id, then (for rows with one) "-" and the nonce.
+_VALUE = re.compile(r"([0-9]{1,18})(?:-([A-Za-z0-9_-]{8,32}))?")
+
+
+@dataclass(frozen=True)
+class Link:
+    """What a genuine token names: a row id and the row's nonce (None in a token made
+    before rows had nonces)."""
+
+    id: int
+    nonce: str | None
+
+    def fits(self, stored_nonce: str | None) -> bool:
+        """True when this link was made for the row holding ``stored_nonce``: the same
+        nonce, or an id-only link for a row that has none (a row from before nonces)."""
+        if stored_nonce is None or self.nonce is None:
+            return stored_nonce is None and self.nonce is None
+        return hmac.compare_digest(self.nonce, stored_nonce)
+
+
 @lru_cache(maxsize=32)
 def _signer(keys: tuple[str, ...], purpose: str) -> TimestampSigner:
     # itsdangerous signs with the *last* key of the list and verifies with all of them.
@@ -52,22 +80,29 @@ def signer(settings: Settings, purpose: Purpose) -> TimestampSigner:
 
 
 def make_token(
-    settings: Settings, purpose: Purpose, subscriber_id: int, issued_at: int | None = None
+    settings: Settings,
+    purpose: Purpose,
+    row_id: int,
+    issued_at: int | None = None,
+    *,
+    nonce: str | None = None,
 ) -> str:
-    """A URL-safe token naming ``subscriber_id`` for ``purpose``, signed with the newest key,
-    stamped now (or at ``issued_at``, seconds since the epoch: an injectable clock)."""
+    """A URL-safe token naming ``row_id`` (and the row's ``nonce``, if it has one) for
+    ``purpose``, signed with the newest key, stamped now (or at ``issued_at``, seconds since
+    the epoch: an injectable clock)."""
     stamp = signer(settings, purpose)
+    value = f"{row_id}-{nonce}" if nonce else str(row_id)
     if issued_at is None:
-        return stamp.sign(str(subscriber_id)).decode("ascii")
-    stamped = f"{subscriber_id}.".encode() + base64_encode(int_to_bytes(issued_at))
+        return stamp.sign(value).decode("ascii")
+    stamped = f"{value}.".encode() + base64_encode(int_to_bytes(issued_at))
     return (stamped + b"." + stamp.get_signature(stamped)).decode("ascii")
 
 
-def read_token(settings: Settings, purpose: Purpose, token: str, max_age: int | None = None) -> int:
-    """The subscriber id in ``token``; raises InvalidToken (or ExpiredToken past ``max_age``
-    seconds). Only the exact spelling that was signed is accepted: base64 leaves a few
-    unused bits in the signature's last character, and a variant differing there is refused
-    like any other altered link."""
+def read_link(settings: Settings, purpose: Purpose, token: str, max_age: int | None = None) -> Link:
+    """The row ``token`` names (check :meth:`Link.fits` against the row before acting on it);
+    raises InvalidToken (or ExpiredToken past ``max_age`` seconds). Only the exact spelling
+    that was signed is accepted: base64 leaves a few unused bits in the signature's last
+    character, and a variant differing there is refused like any other altered link."""
     if not _canonical_signature(token):
         raise InvalidToken(f"this {purpose} link is not valid")
     try:
@@ -76,9 +111,19 @@ def read_token(settings: Settings, purpose: Purpose, token: str, max_age: int | 
         raise ExpiredToken(f"this {purpose} link has expired") from exc
     except BadSignature as exc:
         raise InvalidToken(f"this {purpose} link is not valid") from exc
-    if not value.isdigit():
+    match = _VALUE.fullmatch(value.decode("ascii", "replace"))
+    if match is None:
         raise InvalidToken(f"this {purpose} link is not valid")
-    return int(value)
+    return Link(int(match.group(1)), match.group(2))
+
+
+def read_token(settings: Settings, purpose: Purpose, token: str, max_age: int | None = None) -> int:
+    """The id in an id-only ``token`` (one made without a nonce); raises InvalidToken for
+    any other (see :func:`read_link`), or ExpiredToken past ``max_age`` seconds."""
+    link = read_link(settings, purpose, token, max_age)
+    if link.nonce is not None:
+        raise InvalidToken(f"this {purpose} link is not valid")
+    return link.id
 
 
 def _canonical_signature(token: str) -> bool:

@@ -104,21 +104,23 @@ def feed_url(
     return f"{settings.site_url}/{feed_relpath(lang, fmt, topic, archive)}"
 
 
-def unsubscribe_url(settings: Settings, subscriber_id: int) -> str:
-    """The personal one-click unsubscribe URL (RFC 8058 POST target, and a page on GET)."""
-    token = make_token(settings, Purpose.UNSUBSCRIBE, subscriber_id)
+def unsubscribe_url(settings: Settings, subscriber_id: int, nonce: str | None) -> str:
+    """The personal one-click unsubscribe URL (RFC 8058 POST target, and a page on GET) of
+    the subscriber with this id and link nonce (``Subscriber.link_nonce``)."""
+    token = make_token(settings, Purpose.UNSUBSCRIBE, subscriber_id, nonce=nonce)
     return f"{settings.site_url}/unsubscribe/{token}"
 
 
-def preferences_url(settings: Settings, subscriber_id: int) -> str:
-    """The personal preferences page URL."""
-    token = make_token(settings, Purpose.PREFERENCES, subscriber_id)
+def preferences_url(settings: Settings, subscriber_id: int, nonce: str | None) -> str:
+    """The personal preferences page URL of the subscriber with this id and link nonce."""
+    token = make_token(settings, Purpose.PREFERENCES, subscriber_id, nonce=nonce)
     return f"{settings.site_url}/preferences/{token}"
 
 
-def confirm_url(settings: Settings, subscriber_id: int) -> str:
-    """The double opt-in link: a page with a button (a GET confirms nothing)."""
-    token = make_token(settings, Purpose.CONFIRM, subscriber_id)
+def confirm_url(settings: Settings, request_id: int, nonce: str) -> str:
+    """The double opt-in link of a subscription request (its id and nonce): a page that
+    shows what will be applied, with a button (a GET confirms nothing)."""
+    token = make_token(settings, Purpose.CONFIRM, request_id, nonce=nonce)
     return f"{settings.site_url}/confirm/{token}"
 
 

@@ -15,6 +15,7 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from distributor import dispatch
 from distributor.apitokens import authenticate, create_token, list_tokens, revoke
 from distributor.config import Settings
 from distributor.db import session_scope
@@ -280,17 +281,28 @@ def test_refused_values_name_their_field(api: Api) -> None:
     assert api.get("/api/subscribers").json()["total"] == 0
 
 
+def run_confirmations(api: Api) -> list[str]:
+    """Run the waiting send_confirmation tasks as a worker would (into the outbox)."""
+    outcomes = [dispatch.send_confirmation(api.settings, m["args"][0]) for m in api.messages()
+                if m["task"] == "distributor.send_confirmation"]  # fmt: skip
+    api.broker.delete(QUEUE)
+    return outcomes
+
+
 def test_adding_pending_sends_one_confirmation_however_often_it_is_posted(api: Api) -> None:
     body = {"email": "hal@example.com", "name": "Hal", "language": "fr", "topics": ["energy"]}
     answers = [api.post("/api/subscribers", body) for _ in range(5)]
-    assert [a.status_code for a in answers] == [201] * 5
+    assert [a.status_code for a in answers] == [202] * 5  # a request, not yet a subscriber
     hal = answers[-1].json()
-    assert hal["status"] == "pending" and hal["language"] == "fr"
+    assert hal["email"] == "hal@example.com" and hal["language"] == "fr"
+    assert hal["topics"] == ["energy"] and hal["name"] == "Hal"
     assert hal["consent_source"] == "api:press-desk"
     assert hal["consent_form_version"] == "api"
-    assert hal["consent_user_agent"] == "api-test/1.0" and hal["consent_at"]
-    assert api.broker.llen(QUEUE) == 1
-    assert api.messages() == [{"task": "distributor.send_confirmation", "args": [hal["id"]]}]
+    assert hal["consent_user_agent"] == "api-test/1.0" and hal["created_at"]
+    queued = sorted(m["args"] for m in api.messages())
+    assert queued == [[a.json()["request_id"]] for a in answers]  # one wake-up per request
+    assert sorted(run_confirmations(api)) == ["sent"] + ["skipped"] * 4
+    assert api.get("/api/subscribers", q="hal").json()["total"] == 0  # until confirmed
 
 
 def test_a_confirmed_add_never_resubscribes_someone_who_left(api: Api) -> None:
@@ -304,8 +316,18 @@ def test_a_confirmed_add_never_resubscribes_someone_who_left(api: Api) -> None:
     assert api.get(f"/api/subscribers/{ann}").json()["status"] == "unsubscribed"
     # As pending, they are asked (double opt-in): only they can come back.
     pending = api.post("/api/subscribers", {**body, "confirmed": False})
-    assert pending.status_code == 201 and pending.json()["status"] == "pending"
-    assert len(api.messages()) == 1
+    assert pending.status_code == 202 and pending.json()["request_id"]
+    assert api.get(f"/api/subscribers/{ann}").json()["status"] == "unsubscribed"
+    assert run_confirmations(api) == ["sent"]
+
+
+def test_a_pending_add_changes_nothing_of_a_subscriber(api: Api) -> None:
+    add_people(api)
+    eve = api.get(f"/api/subscribers/{subscriber_id(api, 'eve@example.com')}").json()
+    body = {"email": "eve@example.com", "name": "Mallory", "language": "fr",
+            "topics": ["climate"]}  # fmt: skip
+    assert api.post("/api/subscribers", body).status_code == 202
+    assert api.get(f"/api/subscribers/{eve['id']}").json() == eve  # still as it was
 
 
 # ---- unsubscribe, erase, export ------------------------------------------------------

@@ -19,7 +19,7 @@ from distributor.models import CorrectionNotice, Delivery, Release, Subscriber, 
 from distributor.privacy import erase_person
 from distributor.releases import create_release, parse_release
 from distributor.subscribers import unsubscribe
-from distributor.tokens import Purpose, read_token
+from distributor.tokens import Purpose, read_link
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
 from tests.processes import run_cli
 from tests.smtp_server import Received, SMTPServer
@@ -160,7 +160,7 @@ def test_notify_tells_each_who_received_it_once_in_their_language(
         for field in ("List-Id", "List-Unsubscribe-Post"):
             assert parsed[field] == original[field], field
         token = str(parsed["List-Unsubscribe"]).strip("<>").rsplit("/unsubscribe/", 1)[1]
-        assert read_token(s, Purpose.UNSUBSCRIBE, token) == subscriber_ids[message.rcpt]
+        assert read_link(s, Purpose.UNSUBSCRIBE, token).id == subscriber_ids[message.rcpt]
         assert parsed["In-Reply-To"] == original["Message-ID"] != parsed["Message-ID"]
 
     with session_scope(s) as session:  # planning again adds nothing

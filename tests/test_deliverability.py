@@ -20,7 +20,7 @@ from distributor.config import Settings, load_settings
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.confirmation import confirmation_message
 from distributor.mail.dkim import Signer
-from distributor.models import Release, Subscriber, Topic
+from distributor.models import Release, SubscriptionRequest, Topic
 from distributor.releases import parse_release
 from tests.helpers import TEST_SECRET_KEY
 
@@ -142,12 +142,10 @@ def test_signed_release_and_confirmation_emails_score_clean(config: Settings) ->
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     signer = Signer(key, "s2026", "example.org")
     release = render_release(with_media(config), config).message_for(reader())
-    subscriber = Subscriber(
-        email="reporter@newsroom.example.com",
-        language="en",
-        topics=[Topic(slug="climate", names={"en": "Climate"})],
-    )
-    confirmation = confirmation_message(config, subscriber, f"{SITE}/confirm/1.Y29uZmlybQ.AbCd")
+    request = SubscriptionRequest(email="reporter@newsroom.example.com", language="en")
+    topics = [Topic(slug="climate", names={"en": "Climate"})]
+    link = f"{SITE}/confirm/1-kF3dQ0vX7pYcZ2aB.Y29uZmlybQ.AbCd"
+    confirmation = confirmation_message(config, request, topics, link)
     for message in (release, confirmation):
         signed = signer.sign(message)
         assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: signer.dns_record.encode())

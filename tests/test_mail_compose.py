@@ -87,8 +87,8 @@ def recipient(settings: Settings, subscriber_id: int, name: str = "Jean Martin")
         subscriber_id=subscriber_id,
         email=f"reader{subscriber_id}@example.com",
         name=name,
-        unsubscribe_url=unsubscribe_url(settings, subscriber_id),
-        preferences_url=preferences_url(settings, subscriber_id),
+        unsubscribe_url=unsubscribe_url(settings, subscriber_id, "a-link-nonce"),
+        preferences_url=preferences_url(settings, subscriber_id, "a-link-nonce"),
     )
 
 

@@ -25,7 +25,7 @@ from distributor.mail.transport import open_transport
 from distributor.models import Release, Topic
 from distributor.notices import render_notice
 from distributor.preview import as_test_message
-from distributor.subscription import Consent, request_subscription
+from distributor.subscription import Consent, record_request
 from distributor.topics import add_topic
 from tests.helpers import TEST_SECRET_KEY
 from tests.processes import run_cli
@@ -324,12 +324,11 @@ def test_the_confirmation_email_goes_out_signed(
     with session_scope(settings) as session:
         add_topic(session, "climate", {"en": "Climate", "fr": "Climat"})
     with session_scope(settings) as session:
-        subscriber_id = request_subscription(
+        request = record_request(
             session, settings, email="reporter@example.com", name="Ana", language="en",
             topics=["climate"], consent=Consent("192.0.2.1", "test"),
         )  # fmt: skip
-    assert subscriber_id is not None
-    assert dispatch.send_confirmation(settings, subscriber_id) == "sent"
+    assert dispatch.send_confirmation(settings, request.id) == "sent"
     [received] = smtp_server.handler.messages
     assert received.data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
     assert dkim.verify(received.data, dnsfunc=dns_for(signer))

@@ -220,8 +220,8 @@ def write_release(directory: Path, src: str = "photos/minister.jpg") -> Path:
 
 
 def reader(settings: Settings) -> Recipient:
-    return Recipient(1, "reader@example.com", "Reader", unsubscribe_url(settings, 1),
-                     preferences_url(settings, 1))  # fmt: skip
+    return Recipient(1, "reader@example.com", "Reader", unsubscribe_url(settings, 1, None),
+                     preferences_url(settings, 1, None))  # fmt: skip
 
 
 def test_a_local_image_reaches_page_email_and_web_app_by_absolute_url(

@@ -28,6 +28,7 @@ from distributor.logs import RedactingFormatter, redact, secrets_from_environmen
 from distributor.mail.dkim import load_signer
 from distributor.mail.transport import open_transport
 from distributor.models import Subscriber
+from distributor.subscription import Consent, record_request
 from distributor.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
 from tests.conftest import truncate_pg
@@ -136,8 +137,8 @@ def test_unsubscribe_and_preferences_tokens_are_never_logged(
     add_topics(s, "climate")
     add_subscribers(s, [("ann@example.com", "Ann", "en", "climate")])
     with session_scope(s) as session:
-        ann = session.scalars(select(Subscriber)).one().id
-    unsubscribe, preferences = unsubscribe_url(s, ann), preferences_url(s, ann)
+        ann, nonce = session.execute(select(Subscriber.id, Subscriber.link_nonce)).one()
+    unsubscribe, preferences = unsubscribe_url(s, ann, nonce), preferences_url(s, ann, nonce)
     tokens = [unsubscribe.rsplit("/", 1)[1], preferences.rsplit("/", 1)[1]]
     with TestClient(create_app(s)) as client:
         assert client.get(preferences.removeprefix(s.site_url)).status_code == 200
@@ -234,8 +235,12 @@ def test_the_access_log_shows_no_personal_link(tmp_path: Path) -> None:
     add_topics(s, "climate")
     add_subscribers(s, [("ann@example.com", "Ann", "en", "climate")])
     with session_scope(s) as session:
-        ann = session.scalars(select(Subscriber)).one().id
-    links = [unsubscribe_url(s, ann), preferences_url(s, ann), confirm_url(s, ann)]
+        ann, nonce = session.execute(select(Subscriber.id, Subscriber.link_nonce)).one()
+        consent = Consent("192.0.2.1", "test")
+        asked = record_request(session, s, email="bob@example.com", name="", language="en",
+                               topics=["climate"], consent=consent)  # fmt: skip
+    links = [unsubscribe_url(s, ann, nonce), preferences_url(s, ann, nonce),
+             confirm_url(s, asked.id, asked.nonce)]  # fmt: skip
     port, log = free_port(), tmp_path / "serve.log"
     with (
         running_command(["serve", "--port", str(port), "--access-log"], settings_env(s), log),
@@ -269,7 +274,7 @@ logging.getLogger("distributor.dispatch").warning("sent to %s with %s", {link!r}
 def test_the_worker_logs_through_celery_show_no_secret(tmp_path: Path) -> None:
     """Celery replaces the root logger's handlers with its own: they mask secrets too."""
     s = load_settings(data_dir=tmp_path / "var", secret_key=SECRET_KEY, broker_url=NO_BROKER)
-    link, token = unsubscribe_url(s, 7), "dst_" + "B" * 43
+    link, token = unsubscribe_url(s, 7, "some-link-nonce"), "dst_" + "B" * 43
     out = subprocess.run(
         [sys.executable, "-c", CELERY_LOGS.format(link=link, token=token)],
         env=settings_env(s), capture_output=True, text=True, timeout=60,

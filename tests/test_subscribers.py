@@ -13,7 +13,13 @@ from distributor.config import Settings
 from distributor.db import session_scope, upgrade
 from distributor.errors import ImportRejected, SubscriberInputError
 from distributor.models import Subscriber, SubscriberStatus
-from distributor.subscribers import add_subscriber, export_csv, import_csv, unsubscribe
+from distributor.subscribers import (
+    add_subscriber,
+    export_csv,
+    import_csv,
+    mailbox_key,
+    unsubscribe,
+)
 from tests.helpers import add_topics
 
 GOOD = (
@@ -133,3 +139,22 @@ def test_an_export_defuses_formulas_and_reads_back_the_same(
     with session_scope(other) as session:
         sub = session.scalars(select(Subscriber)).one()
         assert (sub.email, sub.name) == ("-dash@example.com", hostile)
+
+
+@pytest.mark.parametrize(
+    ("address", "mailbox"),
+    [
+        ("bomb@example.org", "bomb@example.org"),
+        ("B.omb+1@Example.ORG", "bomb@example.org"),
+        ("b.o.m.b+x.y+z@example.org", "bomb@example.org"),
+        ("  bomb+news@googlemail.com ", "bomb@gmail.com"),
+        ("jean-pierre.durand@example.fr", "jean-pierredurand@example.fr"),
+    ],
+)
+def test_the_mailbox_key_folds_case_tags_and_dots(address: str, mailbox: str) -> None:
+    assert mailbox_key(address) == mailbox
+
+
+def test_the_mailbox_key_refuses_what_is_not_an_address() -> None:
+    with pytest.raises(SubscriberInputError):
+        mailbox_key("not an address")

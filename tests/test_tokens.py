@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from distributor.config import load_settings
-from distributor.tokens import InvalidToken, Purpose, make_token, read_token
+from distributor.tokens import InvalidToken, Purpose, make_token, read_link, read_token
 
 SETTINGS = load_settings(secret_key="new-key old-key")
 
@@ -48,3 +48,30 @@ def test_the_first_key_signs_and_a_rotated_out_key_still_verifies() -> None:
     assert read_token(new_only, Purpose.UNSUBSCRIBE, sent_today) == 8
     with pytest.raises(InvalidToken):
         read_token(old_only, Purpose.UNSUBSCRIBE, sent_today)
+
+
+def test_a_token_with_a_nonce_fits_only_the_row_holding_that_nonce() -> None:
+    token = make_token(SETTINGS, Purpose.PREFERENCES, 42, nonce="kF3dQ0vX7pYcZ2aB")
+    link = read_link(SETTINGS, Purpose.PREFERENCES, token)
+    assert (link.id, link.nonce) == (42, "kF3dQ0vX7pYcZ2aB")
+    assert link.fits("kF3dQ0vX7pYcZ2aB")
+    assert not link.fits("another-rows-nonce") and not link.fits(None)
+    with pytest.raises(InvalidToken):  # the id-only reader takes no nonce token
+        read_token(SETTINGS, Purpose.PREFERENCES, token)
+    assert all(c.isalnum() or c in "-_." for c in token)  # safe in a URL path
+
+
+def test_an_id_only_token_fits_only_a_row_without_a_nonce() -> None:
+    """Links sent before rows had nonces keep working for those rows, and only those."""
+    link = read_link(SETTINGS, Purpose.UNSUBSCRIBE, make_token(SETTINGS, Purpose.UNSUBSCRIBE, 7))
+    assert (link.id, link.nonce) == (7, None)
+    assert link.fits(None) and not link.fits("kF3dQ0vX7pYcZ2aB")
+
+
+def test_the_nonce_is_signed_like_the_id() -> None:
+    token = make_token(SETTINGS, Purpose.UNSUBSCRIBE, 42, nonce="kF3dQ0vX7pYcZ2aB")
+    value, _, rest = token.partition(".")
+    for forged in ("42-AAAAAAAAAAAAAAAA", "42", "43-kF3dQ0vX7pYcZ2aB"):
+        with pytest.raises(InvalidToken):
+            read_link(SETTINGS, Purpose.UNSUBSCRIBE, f"{forged}.{rest}")
+    assert value == "42-kF3dQ0vX7pYcZ2aB"

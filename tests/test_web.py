@@ -40,6 +40,13 @@ def ann_id(s: Settings) -> int:
         return sub.id
 
 
+def ann_nonce(s: Settings) -> str | None:
+    with session_scope(s) as session:
+        return session.scalar(
+            select(Subscriber.link_nonce).where(Subscriber.email == "ann@example.com")
+        )
+
+
 def test_newsroom_lists_published_releases_with_feed_autodiscovery(site) -> None:  # type: ignore[no-untyped-def]
     _s, client = site
     html = client.get("/").text
@@ -70,7 +77,7 @@ def test_feeds_answer_304_to_a_conditional_get(site) -> None:  # type: ignore[no
 
 def test_unsubscribe_get_changes_nothing_and_one_click_post_unsubscribes(site) -> None:  # type: ignore[no-untyped-def]
     s, client = site
-    path = unsubscribe_url(s, ann_id(s)).removeprefix(s.site_url)
+    path = unsubscribe_url(s, ann_id(s), ann_nonce(s)).removeprefix(s.site_url)
     page = client.get(path)
     assert page.status_code == 200 and "ann@example.com" in page.text
     with session_scope(s) as session:
@@ -86,6 +93,6 @@ def test_unsubscribe_get_changes_nothing_and_one_click_post_unsubscribes(site) -
 
 def test_preferences_link_from_the_email_works(site) -> None:  # type: ignore[no-untyped-def]
     s, client = site
-    page = client.get(preferences_url(s, ann_id(s)).removeprefix(s.site_url))
+    page = client.get(preferences_url(s, ann_id(s), ann_nonce(s)).removeprefix(s.site_url))
     assert page.status_code == 200
     assert "ann@example.com" in page.text and "Climate" in page.text

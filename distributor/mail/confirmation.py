@@ -1,4 +1,8 @@
-"""The double opt-in email: one per request, in the subscriber's language.
+"""The double opt-in email: one per subscription request, in the language it asked for.
+
+It carries the confirm link and no preferences or unsubscribe link: until it is confirmed,
+there is no subscription to manage, and ignoring the email is all it takes to get nothing
+more.
 
 Low volume, so it is built with the standard library's ``EmailMessage`` (SMTP policy: CRLF,
 encoded headers) rather than the release fast path. To an internationalised address it is
@@ -17,33 +21,37 @@ import css_inline
 
 from ..config import Settings
 from ..i18n import gettext_for
-from ..models import Subscriber, utcnow
+from ..models import SubscriptionRequest, Topic, utcnow
 from .render import environment
 
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
 
 
-def confirmation_message(settings: Settings, sub: Subscriber, confirm_url: str) -> bytes:
-    """The confirmation email for ``sub`` (HTML + text), ready for SMTP DATA."""
-    _ = gettext_for(sub.language)
+def confirmation_message(
+    settings: Settings, request: SubscriptionRequest, topics: list[Topic], confirm_url: str
+) -> bytes:
+    """The confirmation email for ``request`` (HTML + text) naming its ``topics``, ready for
+    SMTP DATA; it goes to the address as given in the request."""
+    lang = request.language
+    _ = gettext_for(lang)
     env = environment(settings.templates_dir / "email")
-    topics = ", ".join(sorted(t.name(sub.language) for t in sub.topics))
     context = {
         "_": _,
-        "lang": sub.language,
+        "lang": lang,
         "organisation": settings.organisation,
         "confirm_url": confirm_url,
-        "topics": topics,
+        "topics": ", ".join(sorted(t.name(lang) for t in topics)),
+        "days": settings.confirm_max_age_days,
     }
     text = env.get_template("confirm.txt").render(context)
     html = _INLINER.inline(env.get_template("confirm.html").render(context))
     name, address = parseaddr(settings.sender)
-    international = not (sub.email.isascii() and settings.sender_address.isascii())
+    international = not (request.email.isascii() and settings.sender_address.isascii())
     msg = EmailMessage(policy=SMTPUTF8 if international else SMTP)
     # An IDN sender domain as its A-label, so that only an address's local part needs UTF-8.
     sender = settings.sender_address
     msg["From"] = settings.sender if address == sender else Address(name, addr_spec=sender)
-    msg["To"] = sub.email  # the address only: the name is not confirmed yet
+    msg["To"] = request.email  # the address only: the name is not confirmed yet
     msg["Subject"] = _("Confirm your subscription to the press releases of %(organisation)s") % {
         "organisation": settings.organisation
     }
@@ -51,8 +59,8 @@ def confirmation_message(settings: Settings, sub: Subscriber, confirm_url: str) 
     msg["Message-ID"] = make_msgid("confirm", domain=settings.sender_domain)
     msg["Auto-Submitted"] = "auto-generated"
     # Gmail's feedback loop (CampaignId:CustomerId:MailTypeId:SenderId), as release emails.
-    msg["Feedback-ID"] = f"confirm:{sub.language}:subscription:{settings.sender_domain}"
-    msg["Content-Language"] = sub.language
+    msg["Feedback-ID"] = f"confirm:{lang}:subscription:{settings.sender_domain}"
+    msg["Content-Language"] = lang
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     return msg.as_bytes()

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
 
@@ -31,7 +31,7 @@ from ..subscribers import (
     resolve_topics,
     unsubscribe,
 )
-from ..subscription import Consent, request_subscription, wake_confirmation
+from ..subscription import Consent, request_subscription
 from .apibase import MAX_ID, PRINTABLE, ErrorOut, Refused, error_responses, not_found
 from .apibase import token_dependency as _token_dependency
 from .queueing import LazyQueue
@@ -88,6 +88,22 @@ class SubscriberIn(BaseModel):
             "recorded as api:<token name>",
         ),
     ] = None
+
+
+class SubscriptionRequestOut(BaseModel):
+    """A request to subscribe, recorded and waiting for its owner's confirmation: nothing
+    of it applies to any subscriber until the link in the confirmation email is used."""
+
+    request_id: int
+    email: str
+    name: str
+    language: str
+    topics: list[str] = Field(description="Topic slugs, sorted")
+    created_at: datetime
+    consent_source: str
+    consent_ip: str
+    consent_user_agent: str
+    consent_form_version: str
 
 
 def _out(sub: Subscriber) -> SubscriberOut:
@@ -184,15 +200,22 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
     @api.post(
         "/subscribers",
         status_code=201,
-        summary="Add a subscriber",
-        responses={409: {"model": ErrorOut, "description": "The address left, bounced or "
-                         "was erased: only its owner can subscribe it again"}},
+        response_model=SubscriberOut,
+        summary="Add a subscriber, or ask someone to subscribe",
+        responses={
+            202: {"model": SubscriptionRequestOut,
+                  "description": "Pending: a request recorded; its owner is asked to confirm"},
+            409: {"model": ErrorOut, "description": "The address left, bounced or was erased: "
+                  "only its owner can subscribe it again"},
+        },
     )  # fmt: skip
-    def add(body: SubscriberIn, request: Request, token: TokenName) -> SubscriberOut:
-        """Add a subscriber, or update one. Confirmed (with ``consent_source``): added or
-        updated as confirmed. Pending: recorded as a request from this API and sent one
-        confirmation email (at most one a day per address, however often it is posted);
-        a confirmed address is left as it is. Answers with the subscriber as stored."""
+    def add(body: SubscriberIn, request: Request, token: TokenName) -> Response | SubscriberOut:
+        """Confirmed (with ``consent_source``): the subscriber is added or updated as
+        confirmed (201, the subscriber as stored). Pending (the default): a subscription
+        request is recorded from this API, as from the web form, and its owner is sent one
+        confirmation email (at most one a day per mailbox, however often it is posted; none
+        to a confirmed or bounced subscriber); nothing changes until they confirm, and then
+        exactly this request's choices apply (202, the request)."""
         if body.confirmed:
             return _add_confirmed(settings, body)
         consent = Consent(
@@ -201,16 +224,18 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
             form_version="api",
             source=f"api:{token}",
         )
-        with session_scope(settings) as session:
-            address = normalise_email(body.email)
-            subscriber_id = request_subscription(
-                session, settings, email=address, name=body.name, language=body.language,
-                topics=body.topics, consent=consent,
-            )  # fmt: skip
-        # Enqueue only after the request committed, and only if this call won the claim.
-        if subscriber_id is not None:
-            wake_confirmation(settings, queue.get(), subscriber_id)
-        return _by_address(settings, address)
+        asked = request_subscription(
+            settings, queue.get(), email=body.email, name=body.name, language=body.language,
+            topics=body.topics, consent=consent,
+        )  # fmt: skip
+        out = SubscriptionRequestOut(
+            request_id=asked.id, email=asked.email, name=asked.name, language=asked.language,
+            topics=asked.topics, created_at=asked.created_at,
+            consent_source=asked.consent_source, consent_ip=asked.consent_ip,
+            consent_user_agent=asked.consent_user_agent,
+            consent_form_version=asked.consent_form_version,
+        )  # fmt: skip
+        return JSONResponse(out.model_dump(mode="json"), status_code=202)
 
     @api.post(
         "/subscribers/{subscriber_id}/unsubscribe",
@@ -271,12 +296,4 @@ def _add_confirmed(settings: Settings, body: SubscriberIn) -> SubscriberOut:
             )  # fmt: skip
         except Conflict as exc:  # erased: on the suppression list
             raise Refused(409, str(exc), "email") from exc
-        return _out(sub)
-
-
-def _by_address(settings: Settings, address: str) -> SubscriberOut:
-    with session_scope(settings) as session:
-        sub = session.scalar(select(Subscriber).where(Subscriber.email == address))
-        if sub is None:  # erased between the request and this read
-            raise NotFound(f"no subscriber with address {address}")
         return _out(sub)

@@ -11,18 +11,19 @@ import anyio.to_thread
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from .. import metrics
 from ..config import Settings, load_settings
 from ..db import session_scope
-from ..errors import InputError, NotFound
+from ..errors import InputError
 from ..logs import redact_handlers
 from ..models import Subscriber
 from ..site import build_site
 from ..subscribers import unsubscribe
-from ..tokens import Purpose, read_token
+from ..tokens import Purpose, read_link
 from . import admin, api, apibase, media_api, releases_api, subscribe, topics_api
 from .pages import Pages
 from .queueing import LazyQueue
@@ -78,17 +79,20 @@ def create_app(settings: Settings) -> FastAPI:
     pages = Pages(settings)
     app.include_router(subscribe.router(settings, pages, queue))
 
-    def _subscriber(token: str) -> int:
+    def _subscriber(session: Session, token: str) -> Subscriber | None:
+        """The subscriber an unsubscribe ``token`` was made for; None when it is gone
+        (erased) or the id now names another row; HTTP 400 for a token not ours."""
         try:
-            return read_token(settings, Purpose.UNSUBSCRIBE, token)
+            link = read_link(settings, Purpose.UNSUBSCRIBE, token)
         except InputError as exc:
             raise HTTPException(400, str(exc)) from exc
+        sub = session.get(Subscriber, link.id)
+        return sub if sub is not None and link.fits(sub.link_nonce) else None
 
     @app.get("/unsubscribe/{token}", response_class=HTMLResponse, include_in_schema=False)
     def unsubscribe_page(token: str) -> HTMLResponse:
-        subscriber_id = _subscriber(token)
         with session_scope(settings) as session:
-            sub = session.get(Subscriber, subscriber_id)
+            sub = _subscriber(session, token)
             lang = sub.language if sub else settings.languages[0]
             email = sub.email if sub else ""
         return pages.render("unsubscribe.html", lang, token=token, email=email, done=False)
@@ -98,12 +102,12 @@ def create_app(settings: Settings) -> FastAPI:
         token: str, list_unsubscribe: Annotated[str, Form(alias="List-Unsubscribe")] = ""
     ) -> Response:
         # RFC 8058: no cookie, no CSRF token, no redirect; 200 every time.
-        subscriber_id = _subscriber(token)
         with session_scope(settings) as session:
-            try:
-                sub = unsubscribe(session, subscriber_id)
+            sub = _subscriber(session, token)
+            if sub is not None:
+                unsubscribe(session, sub.id)
                 lang = sub.language
-            except NotFound:
+            else:
                 lang = settings.languages[0]  # erased already: nothing left to do
         if list_unsubscribe == "One-Click":
             return PlainTextResponse("unsubscribed\n")

@@ -1,26 +1,39 @@
 """Journalists' self-service pages: subscribe, confirm (double opt-in), preferences.
 
-Every state of an address gets the same answer to a subscription request, so nobody can
-learn who is subscribed. A GET never changes anything (mail scanners follow links); every
+Every state of an address gets the same answer to a subscription request, after the same
+work (the request is recorded and a worker decides on the email), so nobody can learn who
+is subscribed, from the page or its timing. The confirm page shows what confirming will
+apply before its button. A GET never changes anything (mail scanners follow links); every
 POST but the RFC 8058 one-click carries a CSRF token; the subscribe form has a honeypot
 field and a per-IP rate limit.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..db import session_scope
-from ..errors import InputError, NotFound
-from ..models import Subscriber, Topic
-from ..subscription import Consent, confirm, request_subscription, wake_confirmation
+from ..errors import InputError, NotFound, SubscriberInputError
+from ..models import Subscriber, SubscriberStatus, SubscriptionRequest, Topic
+from ..subscription import (
+    CONFIRMATION_TASK,
+    Choices,
+    Consent,
+    confirm_legacy,
+    confirm_request,
+    reopen_request,
+    request_choices,
+    request_subscription,
+)
 from ..subscription import update_preferences as save_preferences
-from ..tokens import ExpiredToken, InvalidToken, Purpose, read_token
+from ..tokens import ExpiredToken, InvalidToken, Link, Purpose, read_link
 from ..urls import unsubscribe_url
 from .guards import CSRF_COOKIE, RateLimiter, csrf_ok, new_csrf_token
 from .pages import Pages
@@ -28,6 +41,19 @@ from .queueing import LazyQueue
 
 HONEYPOT = "website"
 EXPIRED_FORM = "This form has expired. Please submit it again."
+
+
+@dataclass(frozen=True)
+class ConfirmTarget:
+    """What a confirmation link names: a subscription request (``legacy`` False), or a
+    pending subscriber (a link sent before requests were kept apart); what confirming it
+    applies (None when the row is gone: purged after expiry, or erased); and whether the
+    link has expired."""
+
+    row_id: int
+    legacy: bool
+    expired: bool
+    choices: Choices | None
 
 
 def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
@@ -57,9 +83,6 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
         values.setdefault("topics", [])
         return with_csrf("subscribe.html", lang, status, topics=topics_list(), form=values,
                          error=error)  # fmt: skip
-
-    def send_confirmation(subscriber_id: int) -> None:
-        wake_confirmation(settings, queue.get(), subscriber_id)
 
     def limited(request: Request, lang: str) -> HTMLResponse | None:
         verdict = limiter.hit("forms", request.client.host if request.client else "unknown")
@@ -105,87 +128,121 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
             ip=request.client.host if request.client else "",
             user_agent=request.headers.get("user-agent", ""),
         )
-        try:
-            with session_scope(settings) as session:
-                subscriber_id = request_subscription(
-                    session, settings, email=email, name=name, language=lang,
-                    topics=chosen, consent=consent,
-                )  # fmt: skip
+        try:  # the same work whatever the address's state: a worker decides on the email
+            request_subscription(settings, queue.get(), email=email, name=name, language=lang,
+                                 topics=chosen, consent=consent)  # fmt: skip
         except InputError as exc:
             return form(lang, 400, str(exc), email=email, name=name, language=language,
                         topics=chosen)  # fmt: skip
-        if subscriber_id is not None:
-            send_confirmation(subscriber_id)
         return pages.render("subscribed.html", lang)
 
-    def confirm_target(token: str, request: Request) -> tuple[int | None, bool, str, str]:
-        """(subscriber id, expired, page language, address) for a confirmation token, the
-        subscriber read once; the id is None for an invalid token or a vanished subscriber."""
+    def confirm_target(token: str) -> ConfirmTarget | None:
+        """What ``token`` names, read once; None for a token that is not genuine, or names
+        a row that is gone (or another row than it was made for) while still valid."""
         try:
-            subscriber_id = read_token(settings, Purpose.CONFIRM, token, max_age=confirm_max_age)
-            expired = False
+            link, expired = read_link(settings, Purpose.CONFIRM, token, confirm_max_age), False
         except ExpiredToken:
-            subscriber_id, expired = read_token(settings, Purpose.CONFIRM, token), True
+            link, expired = read_link(settings, Purpose.CONFIRM, token), True
         except InvalidToken:
-            return None, False, pages.language(request), ""
+            return None
         with session_scope(settings) as session:
-            sub = session.get(Subscriber, subscriber_id)
-            if sub is None:
-                return None, False, pages.language(request), ""
-            return subscriber_id, expired, sub.language, sub.email
+            if link.nonce is None:  # sent before requests: it names a pending subscriber
+                choices = legacy_choices(session, link)
+            else:
+                request = session.get(SubscriptionRequest, link.id)
+                fits = request is not None and link.fits(request.nonce)
+                choices = request_choices(session, link.id) if fits else None
+        if choices is None and not expired:
+            return None
+        return ConfirmTarget(link.id, link.nonce is None, expired, choices)
+
+    def legacy_choices(session: Session, link: Link) -> Choices | None:
+        sub = session.get(Subscriber, link.id)
+        if sub is None or not link.fits(sub.link_nonce):
+            return None
+        topics = sorted(sub.topics, key=lambda t: t.slug)
+        return Choices(sub.email, sub.name, sub.language, topics,
+                       sub.status == SubscriberStatus.CONFIRMED)  # fmt: skip
 
     def invalid_link(lang: str) -> HTMLResponse:
         return pages.render("message.html", lang, 400, title="This link is not valid",
                             text="The link may have been cut or altered. Please use the "
                             "whole link from the email.")  # fmt: skip
 
+    def confirm_page(token: str, target: ConfirmTarget, lang: str) -> HTMLResponse:
+        """The page of a confirmation link: what it will apply and its button; "expired"
+        with a new link (or the form) to ask for; or "confirmed" once it was."""
+        done = bool(target.choices and target.choices.done)
+        return with_csrf("confirm.html", lang, token=token, choices=target.choices,
+                         expired=target.expired and not done,
+                         can_resend=not target.legacy and target.choices is not None,
+                         done=done)  # fmt: skip
+
+    def target_language(target: ConfirmTarget | None, request: Request) -> str:
+        if target is not None and target.choices is not None:
+            return target.choices.language
+        return pages.language(request)
+
     @routes.get("/confirm/{token}", response_class=HTMLResponse)
-    def confirm_page(request: Request, token: str) -> HTMLResponse:
-        subscriber_id, expired, lang, email = confirm_target(token, request)
-        if subscriber_id is None:
+    def confirm_get(request: Request, token: str) -> HTMLResponse:
+        target = confirm_target(token)
+        lang = target_language(target, request)
+        if target is None:
             return invalid_link(lang)
-        return with_csrf("confirm.html", lang, token=token, email=email, expired=expired,
-                         done=False)  # fmt: skip
+        return confirm_page(token, target, lang)
 
     @routes.post("/confirm/{token}", response_class=HTMLResponse)
     def confirm_post(
         request: Request, token: str, csrf: Annotated[str, Form()] = ""
     ) -> HTMLResponse:
-        subscriber_id, expired, lang, email = confirm_target(token, request)
-        if subscriber_id is None:
+        target = confirm_target(token)
+        lang = target_language(target, request)
+        if target is None:
             return invalid_link(lang)
-        if expired or not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
-            return with_csrf("confirm.html", lang, token=token, email=email, expired=expired,
-                             done=False)  # fmt: skip
+        if target.expired or not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
+            return confirm_page(token, target, lang)
         try:
             with session_scope(settings) as session:
-                confirm(session, subscriber_id)
-        except (NotFound, InputError):
+                if target.legacy:
+                    confirm_legacy(session, target.row_id)
+                else:
+                    confirm_request(session, target.row_id)
+        except NotFound:
             return invalid_link(lang)
-        return pages.render("confirm.html", lang, token=token, email="", expired=False,
-                            done=True)  # fmt: skip
+        except SubscriberInputError as exc:
+            return pages.render("message.html", lang, 400, title="This link is not valid",
+                                text=str(exc))  # fmt: skip
+        return pages.render("confirm.html", lang, token=token, choices=None, expired=False,
+                            can_resend=False, done=True)  # fmt: skip
 
     @routes.post("/confirm/{token}/resend", response_class=HTMLResponse)
     def confirm_resend(
         request: Request, token: str, csrf: Annotated[str, Form()] = ""
     ) -> HTMLResponse:
-        subscriber_id, _expired, lang, _email = confirm_target(token, request)
-        if subscriber_id is None:
+        target = confirm_target(token)
+        lang = target_language(target, request)
+        if target is None:
             return invalid_link(lang)
         blocked = limited(request, lang)
         if blocked is not None:
             return blocked
-        if csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
-            send_confirmation(subscriber_id)
+        if not target.legacy and csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
+            with session_scope(settings) as session:
+                reopened = reopen_request(session, target.row_id)
+            if reopened:  # the worker decides, as for a new request (once a day)
+                queue.get().send(CONFIRMATION_TASK, target.row_id)
         return pages.render("message.html", lang, title="Check your inbox",
                             text="If this address is still waiting for confirmation, a new "
                             "link is on its way.")  # fmt: skip
 
-    def preferences_target(token: str) -> int | None:
+    def preferences_target(session: Session, token: str) -> Subscriber | None:
+        """The subscriber ``token`` was made for, or None."""
         try:
-            return read_token(settings, Purpose.PREFERENCES, token)
+            link = read_link(settings, Purpose.PREFERENCES, token)
         except InvalidToken:
             return None
+        sub = session.get(Subscriber, link.id)
+        return sub if sub is not None and link.fits(sub.link_nonce) else None
 
     def preferences_form(
         lang: str, sub: Subscriber, token: str, topics: list[Topic], saved: bool = False,
@@ -194,15 +251,14 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
         return with_csrf(
             "preferences.html", lang, status, sub=sub, token=token, topics=topics,
             chosen={t.slug for t in sub.topics}, saved=saved, error=error,
-            unsubscribe_url=unsubscribe_url(settings, sub.id),
+            unsubscribe_url=unsubscribe_url(settings, sub.id, sub.link_nonce),
         )  # fmt: skip
 
     @routes.get("/preferences/{token}", response_class=HTMLResponse)
     def preferences_page(request: Request, token: str) -> HTMLResponse:
-        subscriber_id = preferences_target(token)
         topics = topics_list()  # before the transaction: one at a time on SQLite
         with session_scope(settings) as session:
-            sub = session.get(Subscriber, subscriber_id) if subscriber_id else None
+            sub = preferences_target(session, token)
             if sub is None:
                 return invalid_link(pages.language(request))
             return preferences_form(sub.language, sub, token, topics)
@@ -215,10 +271,9 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
         topics: Annotated[list[str] | None, Form()] = None,
         csrf: Annotated[str, Form()] = "",
     ) -> Response:
-        subscriber_id = preferences_target(token)
         all_topics = topics_list()  # before the transaction: one at a time on SQLite
         with session_scope(settings) as session:
-            sub = session.get(Subscriber, subscriber_id) if subscriber_id else None
+            sub = preferences_target(session, token)
             if sub is None:
                 return invalid_link(pages.language(request))
             if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):

@@ -27,7 +27,8 @@ def upgrade() -> None:
     sa.Column('expires_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['token_id'], ['api_tokens.id'], name=op.f('fk_admin_sessions_token_id_api_tokens'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_admin_sessions')),
-    sa.UniqueConstraint('session_hash', name=op.f('uq_admin_sessions_session_hash'))
+    sa.UniqueConstraint('session_hash', name=op.f('uq_admin_sessions_session_hash')),
+    sqlite_autoincrement=True,
     )
     op.create_index(op.f('ix_admin_sessions_token_id'), 'admin_sessions', ['token_id'], unique=False)
     op.create_index(op.f('ix_admin_sessions_expires_at'), 'admin_sessions', ['expires_at'], unique=False)
