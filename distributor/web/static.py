@@ -2,8 +2,9 @@
 
 ``PublicFiles`` is a pure ASGI middleware in front of the web app. For a GET or HEAD whose
 path names a file below ``settings.public_dir`` it answers by itself: from a per-file cache
-checked with ``os.stat`` at most every ``RECHECK_SECONDS`` (so a rewritten file is served
-within a second; the stat was a fifth of a 304's cost), with a strong ETag, Last-Modified,
+checked with one ``os.stat`` a request (so a rewritten file is served from the next request
+on: the builder renames a new file over the old one, which changes the inode), with a
+strong ETag, Last-Modified,
 conditional GET (RFC 9110 §13.2.2), gzip/br chosen from Accept-Encoding, a ``Link`` header
 on feeds (WebSub self and hub) and a per-client poll limit on feeds. Every other request (another
 method, a path with no file, a refused path) goes to the wrapped app unchanged.
@@ -51,7 +52,6 @@ IDENTITY, GZIP, BR = "identity", "gzip", "br"
 MIN_COMPRESS_SIZE: Final = 256  # below this, compression saves less than its headers cost
 BROTLI_QUALITY: Final = 9  # 200 KB: ~50 ms once per content; 10-11 take 4-10x longer for ~3%
 MAX_CACHED_BYTES: Final = 256 * 1024 * 1024  # bodies and compressed variants held in memory
-RECHECK_SECONDS: Final = 1.0  # how long a cached file is trusted without a stat
 FEED_SUFFIXES: Final = frozenset({".rss", ".atom", ".json"})
 GONE_SUFFIX: Final = ".gone.html"  # urls.gone_relpath: the notice of a withdrawn release
 _METHODS: Final = frozenset({"GET", "HEAD"})
@@ -89,7 +89,6 @@ class _Entry:
     media_type: bytes
     compressible: bool  # big enough for gzip and br variants
     counted: int = 0  # bytes of this entry in PublicFiles' memory budget
-    valid_until: float = 0.0  # monotonic time until which the file is not stat()ed again
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -446,14 +445,12 @@ class PublicFiles:
         if relpath is not None:
             entry = self._files.get(relpath)
             if entry is not None:
-                now = time.monotonic()
-                if now < entry.valid_until:
-                    return entry  # the hot path: no system call at all
+                # The hot path: one stat, nothing read. Trusting the cache for a while
+                # without it served a rewritten file stale for that while.
                 try:
                     st = os.stat(entry.path)
                     if entry.key == (st.st_mtime_ns, st.st_size, st.st_ino):
-                        entry.valid_until = now + RECHECK_SECONDS
-                        return entry  # one stat a second, nothing read
+                        return entry
                 except OSError:
                     pass
             # Changed, gone or evicted: resolve again (another candidate may answer now).
@@ -476,7 +473,6 @@ class PublicFiles:
             st = None
         if entry is not None:
             if st is not None and entry.key == (st.st_mtime_ns, st.st_size, st.st_ino):
-                entry.valid_until = time.monotonic() + RECHECK_SECONDS
                 return entry
             self._forget(relpath)
         if st is None or not stat.S_ISREG(st.st_mode):
@@ -485,7 +481,6 @@ class PublicFiles:
             return None
         entry = _load(path, relpath, self.settings)
         if entry is not None:
-            entry.valid_until = time.monotonic() + RECHECK_SECONDS
             self._files[relpath] = entry
             self._count(entry, len(entry.variants[IDENTITY].body))
         return entry
