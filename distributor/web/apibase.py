@@ -42,8 +42,8 @@ MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # NUL cannot even reach PostgreSQL
 Printable = Annotated[str, Field(pattern=PRINTABLE)]
 # Where a domain message names its field: "… field 'title': …" for releases (the source
-# comes first), else a leading "email: …", "names: …".
-_LEADING_FIELD = re.compile(r"^([a-z_][a-z0-9_]*):")
+# comes first), else a leading "email: …", "names: …", "Idempotency-Key: …" (a header).
+_LEADING_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*):")
 _SUBSCRIBER_FIELD = re.compile(r"^(email|name|language|topics|consent_source)\b")
 _RELEASE_FIELD = re.compile(r"field '([A-Za-z_][\w.\[\]]*)'")
 
