@@ -6,13 +6,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import anyio.to_thread
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Receive, Scope, Send
+from starlette.routing import Match, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import metrics
 from ..config import Settings, load_settings
@@ -45,6 +47,28 @@ class _SiteApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._public_files(scope, receive, send)
+
+
+def redirect_slashes(router: Router, site_url: str) -> None:
+    """Make ``router`` redirect ``/path/`` to ``/path`` (or the other way), when only the
+    other has a route, to ``site_url`` + that path. Starlette's own redirect builds its
+    Location from the Host header, which the client chooses: an open redirect, and behind a
+    caching proxy a poisoned cache."""
+    router.redirect_slashes = False
+    not_found: ASGIApp = router.default
+
+    async def default(scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if scope["type"] == "http" and path != "/":
+            other = {**scope, "path": path.rstrip("/") if path.endswith("/") else path + "/"}
+            if any(route.matches(other)[0] != Match.NONE for route in router.routes):
+                query = scope["query_string"].decode("latin-1")
+                target = site_url + quote(other["path"]) + (f"?{query}" if query else "")
+                await RedirectResponse(target)(scope, receive, send)
+                return
+        await not_found(scope, receive, send)
+
+    router.default = default
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -134,6 +158,7 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(metrics.exposition(metrics_registry), media_type=metrics.CONTENT_TYPE)
 
     apibase.add_error_handlers(app)  # last: it keeps the handlers added before it off /api
+    redirect_slashes(app.router, settings.site_url)
     return app
 
 
