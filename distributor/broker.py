@@ -99,8 +99,31 @@ def broker_url(settings: Settings) -> str:
     return settings.broker_url or ensure_embedded(settings)
 
 
-def redis_client(url: str) -> redis.Redis:
-    """A redis-py client for a Celery broker URL (``redis://`` or ``redis+socket://``)."""
+def redis_client(url: str, timeout: float | None = None) -> redis.Redis:
+    """A redis-py client for a Celery broker URL (``redis://`` or ``redis+socket://``);
+    with ``timeout``, connecting and each answer wait at most that many seconds."""
     if url.startswith("redis+socket://"):
-        return redis.Redis(unix_socket_path=url.removeprefix("redis+socket://"))
-    return redis.Redis.from_url(url)
+        return redis.Redis(
+            unix_socket_path=url.removeprefix("redis+socket://"),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def ping(settings: Settings, timeout: float) -> None:
+    """PING the broker, waiting at most ``timeout`` seconds to connect and as much for the
+    answer; raises redis.RedisError. The embedded Redis is not started for this: when it
+    does not run yet, the first command that needs it starts it, so nothing is wrong."""
+    if settings.broker_url:
+        url = settings.broker_url
+    else:
+        _root, sock, _pidfile = _paths(settings)
+        if not sock.exists():
+            return
+        url = f"redis+socket://{sock}"
+    client = redis_client(url, timeout)
+    try:
+        client.ping()
+    finally:
+        client.close()

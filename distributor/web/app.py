@@ -26,6 +26,7 @@ from ..site import build_site
 from ..subscribers import unsubscribe
 from ..tokens import Purpose, read_token
 from . import admin, api, apibase, media_api, releases_api, subscribe, topics_api
+from .health import Health
 from .pages import Pages
 from .queueing import LazyQueue
 from .static import PublicFiles
@@ -142,9 +143,11 @@ def create_app(settings: Settings) -> FastAPI:
         text = "There is no page at this address."
         return pages.render("message.html", lang, 404, title="Page not found", text=text)
 
+    health = Health(settings)
+
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> PlainTextResponse:
-        return PlainTextResponse("ok\n")
+    async def healthz() -> PlainTextResponse:
+        return await health.answer()
 
     metrics_registry = metrics.registry(settings)
 
