@@ -408,3 +408,36 @@ def test_a_reader_polls_the_running_app_across_a_publish(
         assert client.get("/releases/second-release").status_code == 200
         missing = client.get("/releases/no-such-release")
         assert missing.status_code == 404 and "Page not found" in missing.text
+
+
+def test_the_newsroom_root_follows_the_browser_language_and_lang_wins(server: Server) -> None:
+    server.write("index.html", b"<html>newsroom</html>")
+    server.write("en/index.html", b"<html>newsroom (en)</html>")
+    server.write("fr/index.html", b"<html>salle de presse</html>")
+
+    def root(accept: str | None, query: str = "") -> httpx.Response:
+        headers = {"Accept-Language": accept} if accept is not None else {}
+        return server.client.get("/" + query, headers={**headers, **IDENTITY})
+
+    french = root("fr-CA,fr;q=0.9,en;q=0.5")
+    assert french.content == b"<html>salle de presse</html>"
+    assert {v.strip() for v in french.headers["vary"].split(",")} == {
+        "Accept-Encoding",
+        "Accept-Language",
+    }
+    assert root("en-GB,en;q=0.9,fr;q=0.8").content == b"<html>newsroom</html>"
+    assert root("de, fr;q=0.1").content == b"<html>salle de presse</html>"
+    assert root("de").content == b"<html>newsroom</html>"  # none of ours: the first
+    assert root(None).content == b"<html>newsroom</html>"
+    assert root("fr;q=0").content == b"<html>newsroom</html>"
+    assert "Accept-Language" in root(None).headers["vary"]
+    # ?lang= wins over the browser; an unknown one leaves the choice to the browser.
+    assert root("fr", "?lang=en").content == b"<html>newsroom (en)</html>"
+    assert root("en", "?lang=fr").content == b"<html>salle de presse</html>"
+    assert root("fr", "?lang=xx").content == b"<html>salle de presse</html>"
+    # A conditional request is answered for the file the browser's language picks.
+    etag = french.headers["etag"]
+    again = server.client.get("/", headers={"Accept-Language": "fr", "If-None-Match": etag})
+    assert again.status_code == 304
+    english = server.client.get("/", headers={"Accept-Language": "en", "If-None-Match": etag})
+    assert english.status_code == 200

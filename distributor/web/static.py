@@ -10,7 +10,9 @@ on feeds (WebSub self and hub) and a per-client poll limit on feeds. Every other
 method, a path with no file, a refused path) goes to the wrapped app unchanged.
 
 URL path → file below ``public/`` (see ``distributor.urls``):
-``/`` → ``index.html`` (``/?lang=fr`` → ``fr/index.html``); ``/en/`` → ``en/index.html``;
+``/`` → ``index.html`` in the first language, else ``fr/index.html`` for ``/?lang=fr`` or, without
+``?lang=``, for a browser that prefers French (Accept-Language; the newsroom pages vary on
+it); ``/en/`` → ``en/index.html``;
 ``/feeds/en/releases.atom`` → itself; ``/releases/SLUG`` → ``releases/SLUG.html``;
 ``/en`` → ``en/index.html``.
 
@@ -41,6 +43,7 @@ import brotli
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
+from ..i18n import negotiate
 from ..media import MEDIA_PATH
 from ..media import MEDIA_TYPES as IMAGE_TYPES
 from ..urls import MEDIA_TYPES
@@ -118,10 +121,12 @@ def _load(path: str, relpath: str, settings: Settings) -> _Entry | None:
     mtime = int(st.st_mtime)
     last_modified = formatdate(mtime, usegmt=True).encode("ascii")
     feed = relpath.startswith("feeds/") and os.path.splitext(relpath)[1] in FEED_SUFFIXES
+    # What ``/`` may answer with: chosen by Accept-Language, so caches must know.
+    root = relpath == "index.html" or relpath in {f"{c}/index.html" for c in settings.languages}
     common: Headers = (
         (b"last-modified", last_modified),
         (b"cache-control", CACHE_CONTROL),
-        (b"vary", b"Accept-Encoding"),
+        (b"vary", b"Accept-Encoding, Accept-Language" if root else b"Accept-Encoding"),
         (b"x-content-type-options", b"nosniff"),
     )
     links: Headers = ()
@@ -290,11 +295,13 @@ class PublicFiles:
         self.settings = settings
         self.root = str(settings.public_dir.absolute())
         self.languages = frozenset(settings.languages)
+        self.first_language = settings.languages[0]
         self.limit = PollLimit(settings.feed_rate_limit) if settings.feed_rate_limit else None
         self._routes: dict[str, str] = {}  # route key (path, or "?lang=fr") → relpath
         self._files: dict[str, _Entry] = {}  # relpath → entry; oldest loaded first
         self._bytes = 0
         self._codings: dict[bytes, str] = {}  # Accept-Encoding value → coding (few distinct)
+        self._root_languages: dict[bytes, str] = {}  # Accept-Language value → language
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _METHODS:
@@ -435,12 +442,10 @@ class PublicFiles:
         if not path.startswith("/"):
             return None
         route, lang = path, None
-        if path == "/" and scope["query_string"]:
-            lang = dict(parse_qsl(scope["query_string"].decode("latin-1"))).get("lang")
-            if lang in self.languages:
+        if path == "/":
+            lang = self._root_language(scope)
+            if lang is not None:
                 route = "?lang=" + lang  # a key no path can be: paths start with "/"
-            else:
-                lang = None
         relpath = self._routes.get(route)
         if relpath is not None:
             entry = self._files.get(relpath)
@@ -460,6 +465,27 @@ class PublicFiles:
             if entry is not None:
                 self._routes[route] = relpath
                 return entry
+        return None
+
+    def _root_language(self, scope: Scope) -> str | None:
+        """The language ``/`` is asked in: ``?lang=`` when it names one of ours, else the
+        browser's choice (Accept-Language) when that is not the first language; None for
+        the first language's ``index.html``."""
+        query: bytes = scope["query_string"]
+        if query:
+            asked = dict(parse_qsl(query.decode("latin-1"))).get("lang")
+            if asked is not None and asked in self.languages:
+                return asked
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        for name, value in headers:
+            if name == b"accept-language":
+                lang = self._root_languages.get(value)
+                if lang is None:
+                    if len(self._root_languages) > 256:  # client-chosen: keep the memo small
+                        self._root_languages.clear()
+                    lang = negotiate(value.decode("latin-1"), self.languages, self.first_language)
+                    self._root_languages[value] = lang
+                return None if lang == self.first_language else lang
         return None
 
     def _fresh(self, relpath: str) -> _Entry | None:
