@@ -60,6 +60,7 @@ from ..preview import render_preview, send_test
 from ..releases import MAX_SOURCE_BYTES, get_release, parse_release, unschedule
 from ..status import release_status, translation_languages
 from ..tokens import Purpose, signer
+from .bodies import FORM, FORM_LIMIT, MULTIPART, takes
 from .guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
 from .queueing import LazyQueue
 
@@ -482,6 +483,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
         return after(release_id, "unscheduled")
 
     @routes.post("/releases/{release_id}/correct", response_class=HTMLResponse)
+    @takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, MULTIPART, FORM)  # URL-encoded: 3 bytes a byte
     def correct(
         request: Request, release_id: ReleaseId, admin: LoggedIn,
         source: Annotated[str, Form()] = "", file: Annotated[UploadFile | None, File()] = None,

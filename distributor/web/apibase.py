@@ -85,6 +85,16 @@ def conflict(text: str) -> dict[int | str, dict[str, Any]]:
     return {409: {"model": ErrorOut, "description": text}}
 
 
+TOKEN_REQUIRED = "an Authorization: Bearer token is required"  # noqa: S105 - a message
+_SCOPE_ATTRIBUTE = "__distributor_token_scope__"
+
+
+def token_scope(dependency: object) -> str | None:
+    """The scope a ``token_dependency`` checks, or None for any other callable."""
+    scope = getattr(dependency, _SCOPE_ATTRIBUTE, None)
+    return scope if isinstance(scope, str) else None
+
+
 def token_dependency(settings: Settings, scope: str) -> Callable[..., str]:
     """A FastAPI dependency answering the name of the presented bearer token once it is
     known live and holds ``scope`` (401/403 otherwise). Put it on the router, so no route
@@ -99,10 +109,11 @@ def token_dependency(settings: Settings, scope: str) -> Callable[..., str]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> str:
         if credentials is None:
-            raise Unauthorized("an Authorization: Bearer token is required")
+            raise Unauthorized(TOKEN_REQUIRED)
         with session_scope(settings) as session:
             return authenticate(session, credentials.credentials, scope).name
 
+    setattr(token_name, _SCOPE_ATTRIBUTE, scope)  # bodies.BodyGuard checks it before reading
     return token_name
 
 
