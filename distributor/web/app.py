@@ -27,6 +27,7 @@ from ..subscribers import unsubscribe
 from ..tokens import Purpose, read_token
 from . import admin, api, apibase, media_api, releases_api, subscribe, topics_api
 from .bodies import BodyGuard
+from .headers import SecurityHeaders
 from .health import Health
 from .pages import Pages
 from .queueing import LazyQueue
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 class _SiteApp(FastAPI):
     """A FastAPI app with ``PublicFiles`` in front of everything FastAPI does per request,
-    then ``BodyGuard`` (each route's body limit, types and token, before a byte is read).
+    then ``SecurityHeaders`` (each answer's policy) and ``BodyGuard`` (each route's body
+    limit, types and token, before a byte is read).
 
     Not ``add_middleware``: that places them inside FastAPI's own layers (telemetry checks
     that read the environment, error and body-limit middleware), which cost more per
@@ -48,7 +50,7 @@ class _SiteApp(FastAPI):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         guard = BodyGuard(super().__call__, settings, lambda: self.router.routes)
-        self._public_files = PublicFiles(guard, settings)
+        self._public_files = PublicFiles(SecurityHeaders(guard, settings.site_url), settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._public_files(scope, receive, send)

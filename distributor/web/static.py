@@ -47,6 +47,7 @@ from ..i18n import negotiate
 from ..media import MEDIA_PATH
 from ..media import MEDIA_TYPES as IMAGE_TYPES
 from ..urls import MEDIA_TYPES
+from .headers import static_page_headers
 
 Headers = tuple[tuple[bytes, bytes], ...]
 
@@ -129,6 +130,9 @@ def _load(path: str, relpath: str, settings: Settings) -> _Entry | None:
         (b"vary", b"Accept-Encoding, Accept-Language" if root else b"Accept-Encoding"),
         (b"x-content-type-options", b"nosniff"),
     )
+    media_type = _media_type(relpath)
+    if media_type.startswith(b"text/html"):
+        common += static_page_headers(settings.site_url)
     links: Headers = ()
     if feed:
         # From the configured site URL only: a forged Host header must not change it.
@@ -137,7 +141,6 @@ def _load(path: str, relpath: str, settings: Settings) -> _Entry | None:
             link += f', <{settings.websub_hub}>; rel="hub"'
         links = ((b"link", link.encode("latin-1")),)
     codings = (IDENTITY, GZIP, BR) if len(body) >= MIN_COMPRESS_SIZE else (IDENTITY,)
-    media_type = _media_type(relpath)
     entry = _Entry(
         path=path,
         relpath=relpath,
