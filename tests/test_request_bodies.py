@@ -10,6 +10,7 @@ multipart (and 64 KiB of framing), every form 16 KiB, any other route 1 KiB."""
 from __future__ import annotations
 
 import json
+import secrets
 import select
 import socket
 import time
@@ -53,7 +54,7 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     base = tmp_path_factory.mktemp("bodies")
     s = load_settings(data_dir=base / "var", site_url="https://news.example.org",
-                      secret_key="test-secret-" + "k" * 32, broker_url=NO_BROKER)  # fmt: skip
+                      secret_key=secrets.token_urlsafe(32), broker_url=NO_BROKER)  # fmt: skip
     upgrade(s)
     add_topics(s, "climate")
     with session_scope(s) as session:
