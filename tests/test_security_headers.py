@@ -23,7 +23,7 @@ from distributor.models import Subscriber
 from distributor.releases import mark_published
 from distributor.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
-from distributor.web.headers import page_csp
+from distributor.web.headers import DOCS_CSP, page_csp
 from tests.browser import CHROMIUM, chromium, running_server
 from tests.helpers import add_subscribers, add_topics, make_release
 from tests.processes import NO_BROKER
@@ -78,6 +78,10 @@ def test_newsroom_pages_and_forms_have_a_csp_and_cannot_be_framed(site) -> None:
         assert_page_headers(answer, path)
         assert answer.headers["referrer-policy"] == "strict-origin-when-cross-origin"
         assert answer.headers["cache-control"] == "no-store"  # a CSRF cookie, an error
+    # The API's docs load Swagger UI from its CDN; they cannot be framed either.
+    docs = client.get("/api/docs")
+    assert docs.headers["content-security-policy"] == DOCS_CSP
+    assert docs.headers["x-frame-options"] == "DENY"
     # The feeds are not pages: their answers stay as small as they were.
     feed = client.get("/feeds/en/releases.atom")
     assert "content-security-policy" not in feed.headers
