@@ -259,3 +259,20 @@ def test_every_route_with_a_body_has_a_limit(sqlite_settings: Settings) -> None:
     assert table["POST /api/releases/{release_id}/unschedule"].limit == NO_BODY_LIMIT
     with TestClient(app) as client:
         assert client.post("/api/subscribers", json={"x": "y" * JSON_LIMIT}).status_code == 413
+
+
+def test_a_dashboard_form_from_nobody_is_sent_to_the_login_before_it_is_read(
+    served: Served,
+) -> None:
+    boundary = "b0undary"
+    first = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+             'filename="release.md"\r\nContent-Type: text/markdown\r\n\r\n').encode()  # fmt: skip
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    answer = post(served, "/admin/releases/1/correct", headers, 50 * MB, chunked=True,
+                  first=first)  # fmt: skip
+    assert answer.status == 303 and answer.headers["location"] == "/admin/login", answer
+    assert answer.sent < 5 * MB  # the correction form takes 6 MiB from someone logged in
+    # A forged or expired session cookie likewise.
+    forged = {**headers, "Cookie": "distributor_admin=1.forged.signature"}
+    answer = post(served, "/admin/releases/1/correct", forged, 50 * MB, chunked=True)
+    assert answer.status == 303 and answer.sent < 5 * MB

@@ -60,7 +60,7 @@ from ..preview import render_preview, send_test
 from ..releases import MAX_SOURCE_BYTES, get_release, parse_release, unschedule
 from ..status import release_status, translation_languages
 from ..tokens import Purpose, signer
-from .bodies import FORM, FORM_LIMIT, MULTIPART, takes
+from .bodies import FORM, FORM_LIMIT, MULTIPART, check_first, takes
 from .guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
 from .headers import EMAIL_PREVIEW_CSP as PREVIEW_CSP
 from .queueing import LazyQueue
@@ -297,6 +297,15 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
                         token.last_used_at = now
                     return Admin(token.id, token.name)
         raise _Answer(to_login(request))
+
+    def logged_out(request: Request) -> Response | None:
+        try:
+            current_admin(request)
+        except _Answer as answer:
+            return answer.response
+        return None
+
+    check_first(current_admin, logged_out)  # a form from nobody is refused before it is read
 
     def check_csrf(request: Request, value: str) -> None:
         if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), value):

@@ -9,7 +9,8 @@ run (by path and method) and, in this order:
 2. a ``Content-Type`` the route does not take: 415;
 3. on an API route, the bearer token, checked as the route's own dependency checks it:
    401 or 403 before the body is read (the dependency checks it again: one more indexed
-   query, and no way for the two to disagree);
+   query, and no way for the two to disagree); on a route with a dependency marked by
+   ``check_first`` (the dashboard's session), that check, and its answer;
 4. a body sent without a length (chunked): read up to the limit, and 413 as soon as it is
    past it — the rest is never read, and the connection is closed; within the limit it is
    handed to the app as it came.
@@ -28,10 +29,10 @@ from __future__ import annotations
 import email.message
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar, cast
 
 import anyio.to_thread
-from fastapi import params
+from fastapi import Request, params
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
@@ -54,7 +55,18 @@ FORM_LIMIT: Final = 16 * 1024  # a public form, an admin form, an RFC 8058 one-c
 NO_BODY_LIMIT: Final = 1024  # a route that reads no body
 _ATTRIBUTE = "__distributor_body__"
 
+_CHECK_ATTRIBUTE = "__distributor_check_first__"
+
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+# Who may send a body, from the request's headers alone: None to go on, else the answer.
+FirstCheck = Callable[[Request], Response | None]
+
+
+def check_first(dependency: Callable[..., Any], check: FirstCheck) -> None:
+    """Have ``BodyGuard`` run ``check`` (in a worker thread: it may query the database)
+    before the body of any route depending on ``dependency`` is read — the session check
+    of the dashboard, say, which the route would otherwise run after reading its form."""
+    setattr(dependency, _CHECK_ATTRIBUTE, check)
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,15 @@ def scope_of(route: APIRoute) -> str | None:
     return None
 
 
+def first_check_of(route: APIRoute) -> FirstCheck | None:
+    """The ``check_first`` of one of ``route``'s dependencies, or None."""
+    for dependency in route.dependant.dependencies:
+        check = getattr(dependency.call, _CHECK_ATTRIBUTE, None)
+        if check is not None:
+            return cast(FirstCheck, check)
+    return None
+
+
 class _Matching(Protocol):
     def matches(self, scope: Scope) -> tuple[Match, Scope]: ...
 
@@ -140,12 +161,13 @@ class _Rule:
     route: _Matching
     body: Body
     token_scope: str | None
+    first_check: FirstCheck | None
 
 
 def _rule(matching: _Matching, route: BaseRoute) -> _Rule:
     if isinstance(route, APIRoute):
-        return _Rule(matching, body_of(route), scope_of(route))
-    return _Rule(matching, NO_BODY, None)
+        return _Rule(matching, body_of(route), scope_of(route), first_check_of(route))
+    return _Rule(matching, NO_BODY, None, None)
 
 
 class BodyGuard:
@@ -214,6 +236,12 @@ class BodyGuard:
             )
             if refused is not None:
                 await _refuse(scope, receive, send, api, *refused, close=True)
+                return
+        if rule is not None and rule.first_check is not None:
+            answer = await anyio.to_thread.run_sync(rule.first_check, Request(scope))
+            if answer is not None:
+                answer.headers["Connection"] = "close"
+                await answer(scope, receive, send)
                 return
         if chunked:
             read = await _read_within(receive, body.limit)
