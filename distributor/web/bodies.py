@@ -53,9 +53,8 @@ MARKDOWN: Final = "text/markdown"
 JSON_LIMIT: Final = 64 * 1024  # a subscriber, a topic, a test send, a publish time
 FORM_LIMIT: Final = 16 * 1024  # a public form, an admin form, an RFC 8058 one-click POST
 NO_BODY_LIMIT: Final = 1024  # a route that reads no body
-_ATTRIBUTE = "__distributor_body__"
-
-_CHECK_ATTRIBUTE = "__distributor_check_first__"
+_ATTRIBUTE = "__distributor_body__"  # on an endpoint: its @takes
+_CHECK_ATTRIBUTE = "__distributor_check_first__"  # on a dependency: its check_first
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 # Who may send a body, from the request's headers alone: None to go on, else the answer.
