@@ -12,15 +12,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
+from typing import Any
 
 import brotli
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from distributor.config import Settings, load_settings
 from distributor.db import dispose_engines, session_scope, upgrade
 from distributor.dispatch import regenerate_site
 from distributor.releases import mark_published
+from distributor.web import create_app, static
+from distributor.web.changes import Watcher
 from distributor.web.static import PollLimit, choose_coding
 from tests.helpers import add_topics, make_release
 from tests.processes import running_command, settings_env, wait_until
@@ -441,3 +446,77 @@ def test_the_newsroom_root_follows_the_browser_language_and_lang_wins(server: Se
     assert again.status_code == 304
     english = server.client.get("/", headers={"Accept-Language": "en", "If-None-Match": etag})
     assert english.status_code == 200
+
+
+def _site(tmp_path: Path) -> Settings:
+    s = load_settings(data_dir=tmp_path / "var", site_url=SITE, secret_key="k" * 40,
+                      feed_rate_limit=0)  # fmt: skip
+    s.public_dir.mkdir(parents=True)
+    return s
+
+
+def _replace(path: Path, body: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(body)
+    os.replace(tmp, path)
+
+
+@pytest.mark.parametrize("inotify", [True, False])
+def test_the_next_request_after_a_rewrite_gets_it_with_or_without_inotify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inotify: bool
+) -> None:
+    """With inotify, a cached file is served without a stat until the kernel says it
+    changed; without it (another OS, no watch left), with a stat a request. Either way the
+    request after a rewrite gets the new bytes."""
+    if not inotify:
+        monkeypatch.setattr(static, "Watcher", _no_inotify)
+    s = _site(tmp_path)
+    feed = s.public_dir / "feeds/en/releases.atom"
+    feed.parent.mkdir(parents=True)
+    feed.write_bytes(b"<feed>one</feed>")
+    stats: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if str(path) == str(feed.absolute()):
+            stats.append(str(path))
+        return real_stat(path, *args, **kwargs)
+
+    with TestClient(create_app(s)) as client:
+        assert client.get("/feeds/en/releases.atom").content == b"<feed>one</feed>"
+        monkeypatch.setattr(os, "stat", counting_stat)
+        for _ in range(20):
+            assert client.get("/feeds/en/releases.atom").content == b"<feed>one</feed>"
+        assert len(stats) == (0 if inotify else 20)
+        for body in (b"<feed>two</feed>", b"<feed>six</feed>", b"<feed>ten!</feed>"):
+            _replace(feed, body)
+            assert client.get("/feeds/en/releases.atom").content == body
+        feed.write_bytes(b"<feed>in place</feed>")  # not renamed: written where it is
+        assert client.get("/feeds/en/releases.atom").content == b"<feed>in place</feed>"
+        feed.unlink()
+        assert client.get("/feeds/en/releases.atom").status_code == 404
+
+
+def _no_inotify(root: str) -> None:
+    raise OSError("no inotify here")
+
+
+def test_the_watcher_names_what_changed(tmp_path: Path) -> None:
+    (tmp_path / "feeds" / "en").mkdir(parents=True)
+    watcher = Watcher(str(tmp_path))
+    try:
+        assert watcher.watch("feeds/en") and watcher.watch("")
+        assert not watcher.watch("no/such/dir")
+        assert watcher.changes() == set()
+        _replace(tmp_path / "feeds/en/releases.atom", b"x")
+        (tmp_path / "index.html").write_bytes(b"y")
+        changed = watcher.changes()
+        assert changed is not None
+        assert {"feeds/en/releases.atom", "index.html"} <= changed
+        # A watched directory that goes: anything below it may have changed.
+        for child in (tmp_path / "feeds/en").iterdir():
+            child.unlink()
+        (tmp_path / "feeds/en").rmdir()
+        assert watcher.changes() is None
+    finally:
+        watcher.close()

@@ -2,9 +2,10 @@
 
 ``PublicFiles`` is a pure ASGI middleware in front of the web app. For a GET or HEAD whose
 path names a file below ``settings.public_dir`` it answers by itself: from a per-file cache
-checked with one ``os.stat`` a request (so a rewritten file is served from the next request
-on: the builder renames a new file over the old one, which changes the inode), with a
-strong ETag, Last-Modified,
+that is served from the next request on after its file is rewritten — told by the kernel
+(inotify, ``changes.Watcher``: nothing to do per request; a ``stat`` a second per file as
+well, for a file system that reports nothing), else checked with one ``os.stat`` a
+request — with a strong ETag, Last-Modified,
 conditional GET (RFC 9110 §13.2.2), gzip/br chosen from Accept-Encoding, a ``Link`` header
 on feeds (WebSub self and hub) and a per-client poll limit on feeds. Every other request (another
 method, a path with no file, a refused path) goes to the wrapped app unchanged.
@@ -24,6 +25,7 @@ serve, so they are cached for a year (``immutable``); the ETag has nginx's form
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import math
@@ -47,6 +49,7 @@ from ..i18n import negotiate
 from ..media import MEDIA_PATH
 from ..media import MEDIA_TYPES as IMAGE_TYPES
 from ..urls import MEDIA_TYPES
+from .changes import Watcher
 from .headers import static_page_headers
 
 Headers = tuple[tuple[bytes, bytes], ...]
@@ -56,6 +59,9 @@ IDENTITY, GZIP, BR = "identity", "gzip", "br"
 MIN_COMPRESS_SIZE: Final = 256  # below this, compression saves less than its headers cost
 BROTLI_QUALITY: Final = 9  # 200 KB: ~50 ms once per content; 10-11 take 4-10x longer for ~3%
 MAX_CACHED_BYTES: Final = 256 * 1024 * 1024  # bodies and compressed variants held in memory
+# How long a file the kernel watches for us is trusted without a stat: a network file
+# system written by another host tells nothing, so a change there shows within this.
+RECHECK_SECONDS: Final = 1.0
 FEED_SUFFIXES: Final = frozenset({".rss", ".atom", ".json"})
 GONE_SUFFIX: Final = ".gone.html"  # urls.gone_relpath: the notice of a withdrawn release
 _METHODS: Final = frozenset({"GET", "HEAD"})
@@ -93,6 +99,8 @@ class _Entry:
     media_type: bytes
     compressible: bool  # big enough for gzip and br variants
     counted: int = 0  # bytes of this entry in PublicFiles' memory budget
+    watched: bool = False  # its directory is watched (changes.Watcher): trusted a while
+    valid_until: float = 0.0  # monotonic time until which it is served without a stat
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -304,6 +312,11 @@ class PublicFiles:
         self._files: dict[str, _Entry] = {}  # relpath → entry; oldest loaded first
         self._bytes = 0
         self._codings: dict[bytes, str] = {}  # Accept-Encoding value → coding (few distinct)
+        try:
+            self._watcher: Watcher | None = Watcher(self.root)
+        except OSError:  # not Linux, or no inotify instance left: a stat a request
+            self._watcher = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one reading the watcher
         self._root_languages: dict[bytes, str] = {}  # Accept-Language value → language
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -314,6 +327,8 @@ class PublicFiles:
         if path.startswith("/media/") and MEDIA_PATH.match(path):
             if await self._media(scope, send, path[1:]):
                 return
+        if self._watcher is not None and (self._loop is None or self._loop.is_closed()):
+            self._follow_changes()
         entry = self._entry(scope)
         if entry is None:
             await self.app(scope, receive, send)
@@ -419,6 +434,45 @@ class PublicFiles:
         body = b"" if scope["method"] == "HEAD" else variant.body
         await send({"type": "http.response.body", "body": body})
 
+    def _follow_changes(self) -> None:
+        """Read the watcher's changes on the running event loop (a server has one; tests
+        start several, one after the other: the changes queued meanwhile are read at once).
+        Until one reads them, nothing is trusted without a stat."""
+        assert self._watcher is not None
+        loop = asyncio.get_running_loop()
+        if self._loop is not None:
+            try:
+                self._loop.remove_reader(self._watcher.fd)
+            except (RuntimeError, ValueError, OSError):
+                pass  # that loop is closed
+        try:
+            loop.add_reader(self._watcher.fd, self._changed)
+        except (NotImplementedError, RuntimeError):
+            self._watcher.close()
+            self._watcher = self._loop = None
+            return
+        self._loop = loop
+        self._changed()
+
+    def _changed(self) -> None:
+        """Stop trusting the cached files the watcher says changed (all, if it cannot say):
+        their next request stats them."""
+        assert self._watcher is not None
+        changed = self._watcher.changes()
+        if changed is None:
+            for entry in self._files.values():
+                entry.valid_until = 0.0
+            return
+        for relpath in changed:
+            found = self._files.get(relpath)
+            if found is not None:
+                found.valid_until = 0.0
+
+    def _trust(self, entry: _Entry, now: float) -> None:
+        """Serve ``entry`` without a stat for a while, if the kernel tells us of changes."""
+        if entry.watched and self._loop is not None:
+            entry.valid_until = now + RECHECK_SECONDS
+
     def _coding(self, accept: bytes) -> str:
         if len(self._codings) > 256:  # headers are client-chosen: keep the memo small
             self._codings.clear()
@@ -453,11 +507,15 @@ class PublicFiles:
         if relpath is not None:
             entry = self._files.get(relpath)
             if entry is not None:
-                # The hot path: one stat, nothing read. Trusting the cache for a while
-                # without it served a rewritten file stale for that while.
+                # The hot path: a file the kernel has said nothing about since its last
+                # check, or else one stat; nothing read.
+                now = time.monotonic()
+                if now < entry.valid_until:
+                    return entry
                 try:
                     st = os.stat(entry.path)
                     if entry.key == (st.st_mtime_ns, st.st_size, st.st_ino):
+                        self._trust(entry, now)
                         return entry
                 except OSError:
                     pass
@@ -496,12 +554,18 @@ class PublicFiles:
         regular file there inside the public directory (a symbolic link may point out)."""
         path = os.path.join(self.root, relpath)
         entry = self._files.get(relpath)
+        # Watched before it is looked at, so no change can fall between the two.
+        watcher = self._watcher if self._loop is not None else None
+        watched = watcher is not None and watcher.watch(os.path.dirname(relpath))
         try:
             st = os.stat(path)
         except (OSError, ValueError):  # ValueError: a name the file system cannot encode
             st = None
+        now = time.monotonic()
         if entry is not None:
             if st is not None and entry.key == (st.st_mtime_ns, st.st_size, st.st_ino):
+                entry.watched = entry.watched or watched
+                self._trust(entry, now)
                 return entry
             self._forget(relpath)
         if st is None or not stat.S_ISREG(st.st_mode):
@@ -510,6 +574,8 @@ class PublicFiles:
             return None
         entry = _load(path, relpath, self.settings)
         if entry is not None:
+            entry.watched = watched
+            self._trust(entry, now)
             self._files[relpath] = entry
             self._count(entry, len(entry.variants[IDENTITY].body))
         return entry

@@ -1,0 +1,100 @@
+"""Being told when a file of the generated site changes (Linux inotify), so that
+``PublicFiles`` can trust its cache between changes instead of a ``stat`` a request.
+
+A ``stat`` costs 0.5–6 µs (6 on the development VM: three times what answering a 304 from
+memory costs in-process), and the kernel tells of a change as it happens: a rename over a
+file (how the builder writes), a write, a deletion. The event is queued before the writer's
+``rename`` returns, and the server's event loop reads it before it runs a request that
+arrived after it, so a rewritten file is still served from the next request on.
+
+Where inotify is not available (another OS, a watch limit reached) ``Watcher`` raises or
+``watch`` answers False, and the caller keeps its ``stat`` a request. A network file system
+written by another host reports nothing: the caller's periodic ``stat`` covers that.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import struct
+from typing import Final
+
+_IN_MODIFY: Final = 0x2
+_IN_ATTRIB: Final = 0x4
+_IN_CLOSE_WRITE: Final = 0x8
+_IN_MOVED_FROM: Final = 0x40
+_IN_MOVED_TO: Final = 0x80
+_IN_CREATE: Final = 0x100
+_IN_DELETE: Final = 0x200
+_IN_DELETE_SELF: Final = 0x400
+_IN_MOVE_SELF: Final = 0x800
+_IN_Q_OVERFLOW: Final = 0x4000
+_IN_IGNORED: Final = 0x8000
+_IN_NONBLOCK: Final = 0o4000
+_IN_CLOEXEC: Final = 0o2000000
+_MASK: Final = (
+    _IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE
+    | _IN_DELETE | _IN_DELETE_SELF | _IN_MOVE_SELF
+)  # fmt: skip
+_EVERYTHING: Final = _IN_Q_OVERFLOW | _IN_IGNORED | _IN_DELETE_SELF | _IN_MOVE_SELF
+_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then the name, NUL-padded
+
+
+class Watcher:
+    """An inotify instance watching directories below ``root``. ``fd`` becomes readable when
+    something changed; ``changes`` says what. Raises OSError where inotify is missing."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        name = ctypes.util.find_library("c")
+        try:
+            self._libc = ctypes.CDLL(name, use_errno=True)
+            init = self._libc.inotify_init1
+        except (OSError, AttributeError) as exc:
+            raise OSError("inotify is not available") from exc
+        fd = init(_IN_NONBLOCK | _IN_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self.fd: int = fd
+        self._dirs: dict[str, int] = {}  # directory below root ("" for root) → watch
+        self._by_wd: dict[int, str] = {}
+
+    def watch(self, directory: str) -> bool:
+        """Watch ``directory`` (relative to ``root``; "" for root itself) from now on; False
+        when it cannot be (gone, or the watch limit is reached)."""
+        if directory in self._dirs:
+            return True
+        path = os.path.join(self.root, directory).encode()
+        wd = self._libc.inotify_add_watch(self.fd, path, _MASK)
+        if wd < 0:
+            return False
+        self._dirs[directory] = wd
+        self._by_wd[wd] = directory
+        return True
+
+    def changes(self) -> set[str] | None:
+        """The files (relative to ``root``) changed since the last call; None when anything
+        may have changed (the kernel's queue overflowed, a watched directory went away)."""
+        changed: set[str] | None = set()
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return changed
+            offset = 0
+            while offset < len(data):
+                wd, mask, _cookie, size = _EVENT.unpack_from(data, offset)
+                name = data[offset + _EVENT.size : offset + _EVENT.size + size].rstrip(b"\0")
+                offset += _EVENT.size + size
+                if mask & _EVERYTHING:
+                    directory = self._by_wd.pop(wd, None)
+                    if directory is not None:
+                        self._dirs.pop(directory, None)
+                    changed = None
+                elif changed is not None and wd in self._by_wd:
+                    changed.add(os.path.join(self._by_wd[wd], os.fsdecode(name)))
+
+    def close(self) -> None:
+        """Stop watching."""
+        os.close(self.fd)
