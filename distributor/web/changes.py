@@ -96,5 +96,10 @@ class Watcher:
                     changed.add(os.path.join(self._by_wd[wd], os.fsdecode(name)))
 
     def close(self) -> None:
-        """Stop watching."""
-        os.close(self.fd)
+        """Stop watching (an inotify instance is a scarce resource: 128 a user by default)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.close()

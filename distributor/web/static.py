@@ -312,10 +312,8 @@ class PublicFiles:
         self._files: dict[str, _Entry] = {}  # relpath → entry; oldest loaded first
         self._bytes = 0
         self._codings: dict[bytes, str] = {}  # Accept-Encoding value → coding (few distinct)
-        try:
-            self._watcher: Watcher | None = Watcher(self.root)
-        except OSError:  # not Linux, or no inotify instance left: a stat a request
-            self._watcher = None
+        self._watcher: Watcher | None = None  # made on the first request for a file
+        self._watching = True  # until making one failed
         self._loop: asyncio.AbstractEventLoop | None = None  # the one reading the watcher
         self._root_languages: dict[bytes, str] = {}  # Accept-Language value → language
 
@@ -327,7 +325,7 @@ class PublicFiles:
         if path.startswith("/media/") and MEDIA_PATH.match(path):
             if await self._media(scope, send, path[1:]):
                 return
-        if self._watcher is not None and (self._loop is None or self._loop.is_closed()):
+        if self._watching and (self._loop is None or self._loop.is_closed()):
             self._follow_changes()
         entry = self._entry(scope)
         if entry is None:
@@ -438,18 +436,21 @@ class PublicFiles:
         """Read the watcher's changes on the running event loop (a server has one; tests
         start several, one after the other: the changes queued meanwhile are read at once).
         Until one reads them, nothing is trusted without a stat."""
-        assert self._watcher is not None
         loop = asyncio.get_running_loop()
-        if self._loop is not None:
-            try:
-                self._loop.remove_reader(self._watcher.fd)
-            except (RuntimeError, ValueError, OSError):
-                pass  # that loop is closed
         try:
+            if self._watcher is None:
+                self._watcher = Watcher(self.root)
+            elif self._loop is not None:
+                try:
+                    self._loop.remove_reader(self._watcher.fd)
+                except (RuntimeError, ValueError, OSError):
+                    pass  # that loop is closed
             loop.add_reader(self._watcher.fd, self._changed)
-        except (NotImplementedError, RuntimeError):
-            self._watcher.close()
-            self._watcher = self._loop = None
+        except (OSError, NotImplementedError, RuntimeError):
+            # Not Linux, no inotify instance left, a loop without readers: a stat a request.
+            if self._watcher is not None:
+                self._watcher.close()
+            self._watcher, self._loop, self._watching = None, None, False
             return
         self._loop = loop
         self._changed()
