@@ -493,6 +493,13 @@ def test_the_next_request_after_a_rewrite_gets_it_with_or_without_inotify(
             assert client.get("/feeds/en/releases.atom").content == body
         feed.write_bytes(b"<feed>in place</feed>")  # not renamed: written where it is
         assert client.get("/feeds/en/releases.atom").content == b"<feed>in place</feed>"
+        # A whole new folder put where the old one was (the watch followed the old one).
+        (s.public_dir / "feeds").rename(s.public_dir / "old-feeds")
+        feed.parent.mkdir(parents=True)
+        feed.write_bytes(b"<feed>new folder</feed>")
+        assert client.get("/feeds/en/releases.atom").content == b"<feed>new folder</feed>"
+        _replace(feed, b"<feed>and again</feed>")
+        assert client.get("/feeds/en/releases.atom").content == b"<feed>and again</feed>"
         feed.unlink()
         assert client.get("/feeds/en/releases.atom").status_code == 404
 
@@ -513,10 +520,13 @@ def test_the_watcher_names_what_changed(tmp_path: Path) -> None:
         changed = watcher.changes()
         assert changed is not None
         assert {"feeds/en/releases.atom", "index.html"} <= changed
-        # A watched directory that goes: anything below it may have changed.
-        for child in (tmp_path / "feeds/en").iterdir():
-            child.unlink()
-        (tmp_path / "feeds/en").rmdir()
+        # A watched directory that goes: anything below it may have changed, and the
+        # watches are made again on what is there now.
+        (tmp_path / "feeds").rename(tmp_path / "old-feeds")
+        (tmp_path / "feeds/en").mkdir(parents=True)
         assert watcher.changes() is None
+        assert watcher.watch("feeds/en")
+        (tmp_path / "feeds/en/releases.rss").write_bytes(b"z")
+        assert watcher.changes() == {"feeds/en/releases.rss"}
     finally:
         watcher.close()

@@ -31,13 +31,16 @@ _IN_DELETE_SELF: Final = 0x400
 _IN_MOVE_SELF: Final = 0x800
 _IN_Q_OVERFLOW: Final = 0x4000
 _IN_IGNORED: Final = 0x8000
+_IN_ISDIR: Final = 0x40000000
 _IN_NONBLOCK: Final = 0o4000
 _IN_CLOEXEC: Final = 0o2000000
 _MASK: Final = (
     _IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE
     | _IN_DELETE | _IN_DELETE_SELF | _IN_MOVE_SELF
 )  # fmt: skip
-_EVERYTHING: Final = _IN_Q_OVERFLOW | _IN_IGNORED | _IN_DELETE_SELF | _IN_MOVE_SELF
+# A directory made, moved or removed (a watched one, or one above a watched one) may have
+# changed where any watched path leads.
+_EVERYTHING: Final = _IN_Q_OVERFLOW | _IN_IGNORED | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_ISDIR
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then the name, NUL-padded
 
 
@@ -61,10 +64,13 @@ class Watcher:
         self._by_wd: dict[int, str] = {}
 
     def watch(self, directory: str) -> bool:
-        """Watch ``directory`` (relative to ``root``; "" for root itself) from now on; False
-        when it cannot be (gone, or the watch limit is reached)."""
+        """Watch ``directory`` (relative to ``root``; "" for root itself) from now on, and
+        the directories above it up to ``root`` (a folder moved or replaced there changes
+        where its path leads); False when it cannot be (gone, or the watch limit reached)."""
         if directory in self._dirs:
             return True
+        if directory and not self.watch(os.path.dirname(directory)):
+            return False
         path = os.path.join(self.root, directory).encode()
         wd = self._libc.inotify_add_watch(self.fd, path, _MASK)
         if wd < 0:
@@ -75,24 +81,32 @@ class Watcher:
 
     def changes(self) -> set[str] | None:
         """The files (relative to ``root``) changed since the last call; None when anything
-        may have changed (the kernel's queue overflowed, a watched directory went away)."""
+        may have changed (the kernel's queue overflowed, a directory was made, moved or
+        removed). Then every watch is dropped, to be made again on the directories as they
+        are now (a watch follows a directory that moves away)."""
         changed: set[str] | None = set()
         while True:
             try:
                 data = os.read(self.fd, 65536)
             except BlockingIOError:
+                if changed is None:
+                    for wd in self._by_wd:
+                        self._libc.inotify_rm_watch(self.fd, wd)
+                    self._dirs.clear()
+                    self._by_wd.clear()
                 return changed
             offset = 0
             while offset < len(data):
                 wd, mask, _cookie, size = _EVENT.unpack_from(data, offset)
                 name = data[offset + _EVENT.size : offset + _EVENT.size + size].rstrip(b"\0")
                 offset += _EVENT.size + size
-                if mask & _EVERYTHING:
-                    directory = self._by_wd.pop(wd, None)
-                    if directory is not None:
-                        self._dirs.pop(directory, None)
+                if mask & _IN_Q_OVERFLOW:
                     changed = None
-                elif changed is not None and wd in self._by_wd:
+                elif wd not in self._by_wd:
+                    continue  # a watch dropped already (its IN_IGNORED, say)
+                elif mask & _EVERYTHING:
+                    changed = None
+                elif changed is not None:
                     changed.add(os.path.join(self._by_wd[wd], os.fsdecode(name)))
 
     def close(self) -> None:
