@@ -157,3 +157,21 @@ def redis_client(url: str, timeout: float | None = None) -> redis.Redis:
     if url.startswith("redis+socket://"):
         return redis.Redis(unix_socket_path=url.removeprefix("redis+socket://"), **options)
     return redis.Redis.from_url(url, **options)
+
+
+def ping(settings: Settings, timeout: float) -> None:
+    """PING the broker, waiting at most ``timeout`` seconds to connect and as much for the
+    answer; raises redis.RedisError. The embedded Redis is not started for this: when it
+    does not run yet, the first command that needs it starts it, so nothing is wrong."""
+    if settings.broker_url:
+        url = settings.broker_url
+    else:
+        _root, sock, _pidfile = _paths(settings)
+        if not sock.exists():
+            return
+        url = f"redis+socket://{sock}"
+    client = redis_client(url, timeout)
+    try:
+        client.ping()
+    finally:
+        client.close()

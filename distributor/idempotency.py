@@ -59,7 +59,14 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 def check_key(key: str) -> str:
     """The key as given, or InputError if it is empty, too long or not visible ASCII."""
     if not _KEY.match(key):
-        raise InputError(f"{HEADER}: must be 1-200 visible ASCII characters")
+        if not key:
+            where = "it is empty"
+        elif len(key) > 200:
+            where = f"it has {len(key)}"
+        else:  # a header arrives decoded as Latin-1: the position is the byte's
+            bad = next(i for i, c in enumerate(key) if not "\x21" <= c <= "\x7e")
+            where = f"character {bad + 1} is not"
+        raise InputError(f"{HEADER}: must be 1-200 visible ASCII characters (a UUID, say): {where}")
     return key
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from urllib.parse import unquote, urlsplit
+from typing import Final
+from urllib.parse import quote, unquote, urlsplit
 
 # The password of a URL (scheme://user:password@host), and API tokens (apitokens.PREFIX).
 # Found wherever it is, so every URL of a list (DISTRIBUTOR_SMTP_URL's relays) is covered.
@@ -13,8 +14,18 @@ _USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]*@")
 # Between two URLs of a list: a comma (and spaces) before the next scheme.
 _URL_LIST = re.compile(r"\s*,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 _API_TOKEN = re.compile(r"dst_[A-Za-z0-9_-]{16,}")
-# A subscriber's personal links (urls.py): whoever has one acts for the subscriber.
-_PERSONAL_LINK = re.compile(r"(/(?:unsubscribe|preferences|confirm)/)[^/\s?#\"']+")
+# The paths of a subscriber's personal links (urls.py): whoever has one acts for the
+# subscriber, so their tokens are masked in logs, and their pages are never cached.
+PERSONAL_LINK_PATHS: Final = ("unsubscribe", "preferences", "confirm")
+# The token after such a path in any case, after any run of slashes, backslashes and dot
+# segments (spellings that still reach the page, or that a reader could retype into one).
+_PERSONAL_LINK = re.compile(
+    rf"(?i)([/\\](?:{'|'.join(PERSONAL_LINK_PATHS)})(?:[/\\]+\.{{1,2}}(?=[/\\]))*[/\\]+)"
+    r"[^/\\\s?#\"']+"
+)
+_WORDS = re.compile(r"([\s\"'<>]+)")  # what separates the URLs and paths of a log line
+_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
+_QUOTE_SAFE = "/?#[]@!$&()*+,;=:-._~"  # as a URL writes them; "%" and the rest escaped
 _URL_SETTINGS = ("DISTRIBUTOR_SMTP_URL", "DISTRIBUTOR_DATABASE_URL", "DISTRIBUTOR_BROKER_URL")
 MASK = "***"
 
@@ -47,10 +58,31 @@ def redact(text: str, secrets: list[str]) -> str:
     ``secrets`` masked."""
     text = _USERINFO.sub(rf"\1{MASK}@", text)
     text = _API_TOKEN.sub(f"dst_{MASK}", text)
+    if "%" in text:
+        text = "".join(_decoded_link(word) for word in _WORDS.split(text))
     text = _PERSONAL_LINK.sub(rf"\1{MASK}", text)
     for secret in secrets:
         text = text.replace(secret, MASK)
     return text
+
+
+def _decoded_link(word: str) -> str:
+    """``word`` (a percent-encoded path or URL, as an access log shows the request line)
+    decoded the way a server routes it, masked and encoded again if it then holds a
+    personal link (``/preferences%2fTOKEN``, ``/pr%65ferences/TOKEN``); else unchanged.
+    Decoded up to three times (a proxy may decode once more), and never written decoded: a
+    ``%0a`` must not become a line break in the log."""
+    if not _ENCODED.search(word):
+        return word
+    decoded = word
+    for _ in range(3):
+        once = unquote(decoded)
+        if once == decoded:
+            break
+        decoded = once
+    if not _PERSONAL_LINK.search(decoded):
+        return word
+    return quote(_PERSONAL_LINK.sub(rf"\1{MASK}", decoded), safe=_QUOTE_SAFE)
 
 
 class RedactingFormatter(logging.Formatter):

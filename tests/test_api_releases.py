@@ -220,7 +220,7 @@ def test_an_idempotency_key_makes_one_release_and_one_distribution(api: Api) -> 
         assert session.scalar(select(func.count()).select_from(Release)) == 1
     # The same key with another request is refused, and creates nothing.
     other = markdown(api.client, api.auth, release_text(slug="other-slug"), **key)
-    assert other.status_code == 422 and other.json()["field"] is None
+    assert other.status_code == 422 and other.json()["field"] == "Idempotency-Key"
     assert "another request" in other.json()["error"]
     # Another token has its own keys.
     second_token = new_token(api.settings, "second-desk", ["releases"])
@@ -251,6 +251,25 @@ def test_an_idempotency_key_makes_one_release_and_one_distribution(api: Api) -> 
     assert good.status_code == 201
     with session_scope(api.settings) as session:
         assert session.scalar(select(func.count()).select_from(Release)) == (gone or 0) + 1
+
+
+def test_a_key_that_is_not_visible_ascii_is_refused_naming_the_header(api: Api) -> None:
+    """The README once showed ``Idempotency-Key: 5f1c…``: curl sends the ellipsis as UTF-8,
+    which a key may not hold. The answer says which header, what a key may be, and where."""
+    rid = markdown(api.client, api.auth, release_text()).json()["id"]
+    for key, says in ((b"5f1c\xe2\x80\xa6", "visible ASCII characters (a UUID, say): "
+                       "character 5 is not"), (b"two words", "character 4 is not"),
+                      (b"k" * 201, "at most 200 characters")):  # fmt: skip
+        refused = api.client.post(
+            f"/api/releases/{rid}/publish", headers={**api.auth, "Idempotency-Key": key}
+        )
+        assert refused.status_code == 422, refused.text
+        body = refused.json()
+        assert body["field"] == "Idempotency-Key"
+        assert body["error"].startswith("Idempotency-Key: ") and says in body["error"], body
+    assert tasks(api, "distribute_release") == []  # nothing was published
+    good = {**api.auth, "Idempotency-Key": "3f6c1e9a-8d2b-4c1e-9b7a-2f4d6e8a0c11"}
+    assert api.client.post(f"/api/releases/{rid}/publish", headers=good).status_code == 200
 
 
 def test_scheduling_over_the_api(api: Api) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from distributor.web.headers import static_page_headers
 from tests.nginx_conf import NGINX, RunningNginx, running_nginx
 
 pytestmark = pytest.mark.skipif(
@@ -197,7 +198,6 @@ def test_gzip_when_asked_and_a_304_for_the_gzipped_etag(client: httpx.Client) ->
 @pytest.mark.parametrize(
     ("path", "file"),
     [
-        ("/", "index.html"),
         ("/en/", "en/index.html"),
         ("/releases/climate-agreement", "releases/climate-agreement.html"),
     ],
@@ -209,6 +209,32 @@ def test_newsroom_pages_are_the_files(client: httpx.Client, path: str, file: str
     assert r.headers["content-type"] == "text/html; charset=utf-8"
     assert r.headers["cache-control"] == "public, max-age=300"
     assert client.get(path, headers={"If-None-Match": r.headers["etag"]}).status_code == 304
+
+
+@pytest.mark.parametrize("path", ["/en/", "/releases/climate-agreement", "/releases/old-news"])
+def test_the_pages_nginx_serves_have_the_security_headers_the_app_sends(
+    client: httpx.Client, path: str
+) -> None:
+    r = client.get(path)
+    assert r.status_code in (200, 410)
+    expected = {k.decode(): v.decode() for k, v in static_page_headers(SITE_URL.rstrip("/"))}
+    assert {k: r.headers.get(k) for k in expected} == expected
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_feeds_and_images_get_no_page_policy(client: httpx.Client) -> None:
+    for path in ("/feeds/en/releases.rss", f"/{MEDIA}/page.jpg"):
+        r = client.get(path)
+        assert r.status_code == 200 and "content-security-policy" not in r.headers, path
+        assert (
+            "x-frame-options" not in r.headers and r.headers["x-content-type-options"] == "nosniff"
+        )
+
+
+def test_the_root_goes_to_the_app_with_the_browser_language(client: httpx.Client) -> None:
+    """The app picks the newsroom's language for / (Accept-Language, ?lang=)."""
+    seen = client.get("/", headers={"Accept-Language": "fr-CA,fr;q=0.9"}).json()
+    assert seen["path"] == "/" and seen["headers"]["accept-language"] == "fr-CA,fr;q=0.9"
 
 
 @pytest.mark.parametrize("path", ["/.manifest.json", "/feeds/en/.releases.atom.4242.0f0f0f0f.tmp"])

@@ -96,3 +96,24 @@ def test_preferences_link_from_the_email_works(site) -> None:  # type: ignore[no
     page = client.get(preferences_url(s, ann_id(s), ann_nonce(s)).removeprefix(s.site_url))
     assert page.status_code == 200
     assert "ann@example.com" in page.text and "Climate" in page.text
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ("/subscribe/", "/subscribe"),
+        ("/subscribe/?lang=fr", "/subscribe?lang=fr"),
+        ("/api/subscribers/", "/api/subscribers"),
+        ("/admin/login/", "/admin/login"),
+    ],
+)
+def test_the_trailing_slash_redirect_goes_to_the_site_url_whatever_the_host(
+    site, path: str, target: str
+) -> None:  # type: ignore[no-untyped-def]
+    s, client = site
+    for host in ("evil.example", "news.example.org:8443", "a\\b"):
+        answer = client.get(path, headers={"Host": host}, follow_redirects=False)
+        assert answer.status_code == 307
+        assert answer.headers["location"] == s.site_url + target, host
+    # A path the app does not know is not redirected anywhere.
+    assert client.get("/no-such-page/", follow_redirects=False).status_code == 404

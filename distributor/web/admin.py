@@ -13,7 +13,7 @@ submit, as the public forms); every action is recorded in the audit trail as ``t
 
 Server-rendered (Jinja2, autoescaped, ``templates/admin/``); one small script polls
 ``progress.json`` during a send. Every answer is ``Cache-Control: no-store`` with a
-Content-Security-Policy that allows no inline script or style.
+Content-Security-Policy that allows no inline script or style (``headers.ADMIN_CSP``).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations.
@@ -68,7 +68,9 @@ from ..preview import render_preview, send_test
 from ..releases import MAX_SOURCE_BYTES, get_release, parse_release, unschedule
 from ..status import release_status, translation_languages
 from ..tokens import Purpose, signer
+from .bodies import FORM, FORM_LIMIT, MULTIPART, check_first, takes
 from .guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
+from .headers import EMAIL_PREVIEW_CSP as PREVIEW_CSP
 from .queueing import LazyQueue
 
 PREFIX = "/admin"
@@ -80,18 +82,6 @@ CSRF_REUSE_AGE = CSRF_MAX_AGE - 1800  # a form rendered now stays valid at least
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
 RELEASES_SHOWN = 50
 CHART_HOURS = 24
-PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; frame-src 'self'; form-action 'self'; base-uri 'none'; "
-    "frame-ancestors 'none'"
-)
-# An email's HTML: its own inline styles and remote images, no script, no form, no
-# navigation of the dashboard (sandbox), shown only in a frame of the dashboard.
-PREVIEW_CSP = (
-    "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
-    "font-src https: data:; base-uri 'none'; form-action 'none'; sandbox; "
-    "frame-ancestors 'self'"
-)
 EXPIRED_FORM = "This form has expired. Reload the page and try again."
 # What a redirect after an action may announce (?done=…): fixed texts, never a parameter.
 DONE = {
@@ -136,23 +126,17 @@ class _Answer(Exception):
 
 class AdminRoute(APIRoute):
     """A route of the dashboard: answers an ``_Answer`` raised by a dependency with its
-    response, and gives every response the dashboard's headers (no caching, the CSP)."""
+    response. (Its headers — no caching, the CSP — are the ``/admin`` policy of
+    ``headers.SecurityHeaders``.)"""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def dashboard_handler(request: Request) -> Response:
             try:
-                response = await handler(request)
+                return await handler(request)
             except _Answer as answer:
-                response = answer.response
-            headers = response.headers
-            headers["Cache-Control"] = "no-store"
-            headers.setdefault("Content-Security-Policy", PAGE_CSP)
-            headers.setdefault("X-Frame-Options", "DENY")
-            headers["X-Content-Type-Options"] = "nosniff"
-            headers["Referrer-Policy"] = "same-origin"
-            return response
+                return answer.response
 
         return dashboard_handler
 
@@ -318,6 +302,15 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
                 if token is not None and token.revoked_at is not None:
                     end_token_sessions(session, token.id)
         raise _Answer(to_login(request))
+
+    def logged_out(request: Request) -> Response | None:
+        try:
+            current_admin(request)
+        except _Answer as answer:
+            return answer.response
+        return None
+
+    check_first(current_admin, logged_out)  # a form from nobody is refused before it is read
 
     def check_csrf(request: Request, value: str) -> None:
         if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), value):
@@ -493,6 +486,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
         return after(release_id, "unscheduled")
 
     @routes.post("/releases/{release_id}/correct", response_class=HTMLResponse)
+    @takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, MULTIPART, FORM)  # URL-encoded: 3 bytes a byte
     def correct(
         request: Request, release_id: ReleaseId, admin: LoggedIn,
         source: Annotated[str, Form()] = "", file: Annotated[UploadFile | None, File()] = None,

@@ -42,8 +42,8 @@ MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # NUL cannot even reach PostgreSQL
 Printable = Annotated[str, Field(pattern=PRINTABLE)]
 # Where a domain message names its field: "… field 'title': …" for releases (the source
-# comes first), else a leading "email: …", "names: …".
-_LEADING_FIELD = re.compile(r"^([a-z_][a-z0-9_]*):")
+# comes first), else a leading "email: …", "names: …", "Idempotency-Key: …" (a header).
+_LEADING_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*):")
 _SUBSCRIBER_FIELD = re.compile(r"^(email|name|language|topics|consent_source)\b")
 _RELEASE_FIELD = re.compile(r"field '([A-Za-z_][\w.\[\]]*)'")
 
@@ -85,6 +85,16 @@ def conflict(text: str) -> dict[int | str, dict[str, Any]]:
     return {409: {"model": ErrorOut, "description": text}}
 
 
+TOKEN_REQUIRED = "an Authorization: Bearer token is required"  # noqa: S105 - a message
+_SCOPE_ATTRIBUTE = "__distributor_token_scope__"
+
+
+def token_scope(dependency: object) -> str | None:
+    """The scope a ``token_dependency`` checks, or None for any other callable."""
+    scope = getattr(dependency, _SCOPE_ATTRIBUTE, None)
+    return scope if isinstance(scope, str) else None
+
+
 def token_dependency(settings: Settings, scope: str) -> Callable[..., str]:
     """A FastAPI dependency answering the name of the presented bearer token once it is
     known live and holds ``scope`` (401/403 otherwise). Put it on the router, so no route
@@ -99,10 +109,11 @@ def token_dependency(settings: Settings, scope: str) -> Callable[..., str]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> str:
         if credentials is None:
-            raise Unauthorized("an Authorization: Bearer token is required")
+            raise Unauthorized(TOKEN_REQUIRED)
         with session_scope(settings) as session:
             return authenticate(session, credentials.credentials, scope).name
 
+    setattr(token_name, _SCOPE_ATTRIBUTE, scope)  # bodies.BodyGuard checks it before reading
     return token_name
 
 

@@ -8,7 +8,7 @@ Needs a bearer token with the ``releases`` scope.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Depends, File, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -18,6 +18,7 @@ from ..db import session_scope
 from ..errors import InputError
 from ..media import MAX_UPLOAD_BYTES, StoredImage, Variant, store_image
 from .apibase import ErrorOut, Refused, error_responses, token_dependency
+from .bodies import MULTIPART, takes
 
 SCOPE = "releases"
 # The multipart framing around the file.
@@ -68,23 +69,18 @@ def router(settings: Settings) -> APIRouter:
         tags=["media"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
     )
 
-    def small_enough(request: Request) -> None:
-        """413 before the body is read when its declared length is past the limit."""
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + _OVERHEAD:
-            raise Refused(413, f"the image is larger than {MAX_UPLOAD_BYTES // 1_048_576} MiB")
-
     @api.post(
         "/media",
         status_code=201,
         summary="Upload an image",
-        dependencies=[Depends(small_enough)],
         responses={
             201: {"model": MediaOut, "description": "Stored in three sizes"},
             200: {"model": MediaOut, "description": "The same image was stored before"},
             413: {"model": ErrorOut, "description": "The image is too large"},
+            415: {"model": ErrorOut, "description": "Not multipart/form-data"},
         },
     )
+    @takes(MAX_UPLOAD_BYTES + _OVERHEAD, MULTIPART)  # refused before a byte is read
     def upload(
         file: Annotated[UploadFile, File(description="A JPEG, PNG, WebP or GIF image")],
         token: Annotated[str, Depends(token_name)],

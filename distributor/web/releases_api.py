@@ -51,10 +51,10 @@ from .apibase import (
     refusal,
     token_dependency,
 )
+from .bodies import JSON, MARKDOWN, takes
 from .queueing import LazyQueue
 
 SCOPE = "releases"
-MARKDOWN = "text/markdown"
 # JSON escapes and the other fields add to the Markdown's own limit.
 MAX_BODY_BYTES = 2 * MAX_SOURCE_BYTES
 ReleaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -246,20 +246,13 @@ def release_out(session: Session, settings: Settings, release: Release) -> Relea
 
 
 async def raw_body(request: Request) -> bytes:
-    """The request's body, refused with 413 past ``MAX_BODY_BYTES`` (read no further)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise Refused(413, f"the body is larger than {MAX_BODY_BYTES // 1024} KiB")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise Refused(413, f"the body is larger than {MAX_BODY_BYTES // 1024} KiB")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """The request's body: of at most ``MAX_BODY_BYTES``, JSON or Markdown, from a known
+    token (the routes that take it are declared with ``release_body``: ``BodyGuard``)."""
+    return await request.body()
 
 
 RawBody = Annotated[bytes, Depends(raw_body)]
+release_body = takes(MAX_BODY_BYTES, JSON, MARKDOWN)
 
 
 def read_draft(settings: Settings, content_type: str, raw: bytes) -> ReleaseDraft:
@@ -273,8 +266,8 @@ def read_draft(settings: Settings, content_type: str, raw: bytes) -> ReleaseDraf
         except UnicodeDecodeError as exc:
             raise Refused(400, f"the body is not UTF-8 (byte {exc.start})") from exc
         return parse_release(text, "body", settings)
-    if media_type != "application/json":
-        raise Refused(415, f"send the release as application/json or {MARKDOWN}")
+    if media_type != JSON:
+        raise Refused(415, f"send the release as {JSON} or {MARKDOWN}")
     try:
         data = ReleaseIn.model_validate_json(raw)
     except ValidationError as exc:
@@ -411,6 +404,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
             415: {"model": ErrorOut, "description": "Neither JSON nor Markdown"},
         },
     )
+    @release_body
     def create(
         request: Request, raw: RawBody, token: TokenName, key: IdempotencyKey = None
     ) -> JSONResponse:
@@ -449,6 +443,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
             **conflict("It is not a draft (unschedule it first, or correct a published one)"),
         },
     )
+    @release_body
     def update(
         request: Request, release_id: ReleaseId, raw: RawBody, token: TokenName
     ) -> ReleaseOut:
@@ -531,6 +526,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
         openapi_extra=body_doc,
         responses={**found, **conflict("It is not published")},
     )
+    @release_body
     def correct(
         request: Request,
         release_id: ReleaseId,

@@ -2,14 +2,18 @@
 
 ``PublicFiles`` is a pure ASGI middleware in front of the web app. For a GET or HEAD whose
 path names a file below ``settings.public_dir`` it answers by itself: from a per-file cache
-checked with ``os.stat`` at most every ``RECHECK_SECONDS`` (so a rewritten file is served
-within a second; the stat was a fifth of a 304's cost), with a strong ETag, Last-Modified,
+that is served from the next request on after its file is rewritten — told by the kernel
+(inotify, ``changes.Watcher``: nothing to do per request; a ``stat`` a second per file as
+well, for a file system that reports nothing), else checked with one ``os.stat`` a
+request — with a strong ETag, Last-Modified,
 conditional GET (RFC 9110 §13.2.2), gzip/br chosen from Accept-Encoding, a ``Link`` header
 on feeds (WebSub self and hub) and a per-client poll limit on feeds. Every other request (another
 method, a path with no file, a refused path) goes to the wrapped app unchanged.
 
 URL path → file below ``public/`` (see ``distributor.urls``):
-``/`` → ``index.html`` (``/?lang=fr`` → ``fr/index.html``); ``/en/`` → ``en/index.html``;
+``/`` → ``index.html`` in the first language, else ``fr/index.html`` for ``/?lang=fr`` or, without
+``?lang=``, for a browser that prefers French (Accept-Language; the newsroom pages vary on
+it); ``/en/`` → ``en/index.html``;
 ``/feeds/en/releases.atom`` → itself; ``/releases/SLUG`` → ``releases/SLUG.html``;
 ``/en`` → ``en/index.html``.
 
@@ -21,6 +25,7 @@ serve, so they are cached for a year (``immutable``); the ETag has nginx's form
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import math
@@ -40,9 +45,12 @@ import brotli
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
+from ..i18n import negotiate
 from ..media import MEDIA_PATH
 from ..media import MEDIA_TYPES as IMAGE_TYPES
 from ..urls import MEDIA_TYPES
+from .changes import Watcher
+from .headers import static_page_headers
 
 Headers = tuple[tuple[bytes, bytes], ...]
 
@@ -51,7 +59,9 @@ IDENTITY, GZIP, BR = "identity", "gzip", "br"
 MIN_COMPRESS_SIZE: Final = 256  # below this, compression saves less than its headers cost
 BROTLI_QUALITY: Final = 9  # 200 KB: ~50 ms once per content; 10-11 take 4-10x longer for ~3%
 MAX_CACHED_BYTES: Final = 256 * 1024 * 1024  # bodies and compressed variants held in memory
-RECHECK_SECONDS: Final = 1.0  # how long a cached file is trusted without a stat
+# How long a file the kernel watches for us is trusted without a stat: a network file
+# system written by another host tells nothing, so a change there shows within this.
+RECHECK_SECONDS: Final = 1.0
 FEED_SUFFIXES: Final = frozenset({".rss", ".atom", ".json"})
 GONE_SUFFIX: Final = ".gone.html"  # urls.gone_relpath: the notice of a withdrawn release
 _METHODS: Final = frozenset({"GET", "HEAD"})
@@ -89,7 +99,8 @@ class _Entry:
     media_type: bytes
     compressible: bool  # big enough for gzip and br variants
     counted: int = 0  # bytes of this entry in PublicFiles' memory budget
-    valid_until: float = 0.0  # monotonic time until which the file is not stat()ed again
+    watched: bool = False  # its directory is watched (changes.Watcher): trusted a while
+    valid_until: float = 0.0  # monotonic time until which it is served without a stat
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -119,12 +130,17 @@ def _load(path: str, relpath: str, settings: Settings) -> _Entry | None:
     mtime = int(st.st_mtime)
     last_modified = formatdate(mtime, usegmt=True).encode("ascii")
     feed = relpath.startswith("feeds/") and os.path.splitext(relpath)[1] in FEED_SUFFIXES
+    # What ``/`` may answer with: chosen by Accept-Language, so caches must know.
+    root = relpath == "index.html" or relpath in {f"{c}/index.html" for c in settings.languages}
     common: Headers = (
         (b"last-modified", last_modified),
         (b"cache-control", CACHE_CONTROL),
-        (b"vary", b"Accept-Encoding"),
+        (b"vary", b"Accept-Encoding, Accept-Language" if root else b"Accept-Encoding"),
         (b"x-content-type-options", b"nosniff"),
     )
+    media_type = _media_type(relpath)
+    if media_type.startswith(b"text/html"):
+        common += static_page_headers(settings.site_url)
     links: Headers = ()
     if feed:
         # From the configured site URL only: a forged Host header must not change it.
@@ -133,7 +149,6 @@ def _load(path: str, relpath: str, settings: Settings) -> _Entry | None:
             link += f', <{settings.websub_hub}>; rel="hub"'
         links = ((b"link", link.encode("latin-1")),)
     codings = (IDENTITY, GZIP, BR) if len(body) >= MIN_COMPRESS_SIZE else (IDENTITY,)
-    media_type = _media_type(relpath)
     entry = _Entry(
         path=path,
         relpath=relpath,
@@ -291,11 +306,16 @@ class PublicFiles:
         self.settings = settings
         self.root = str(settings.public_dir.absolute())
         self.languages = frozenset(settings.languages)
+        self.first_language = settings.languages[0]
         self.limit = PollLimit(settings.feed_rate_limit) if settings.feed_rate_limit else None
         self._routes: dict[str, str] = {}  # route key (path, or "?lang=fr") → relpath
         self._files: dict[str, _Entry] = {}  # relpath → entry; oldest loaded first
         self._bytes = 0
         self._codings: dict[bytes, str] = {}  # Accept-Encoding value → coding (few distinct)
+        self._watcher: Watcher | None = None  # made on the first request for a file
+        self._watching = True  # until making one failed
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one reading the watcher
+        self._root_languages: dict[bytes, str] = {}  # Accept-Language value → language
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _METHODS:
@@ -305,6 +325,8 @@ class PublicFiles:
         if path.startswith("/media/") and MEDIA_PATH.match(path):
             if await self._media(scope, send, path[1:]):
                 return
+        if self._watching and (self._loop is None or self._loop.is_closed()):
+            self._follow_changes()
         entry = self._entry(scope)
         if entry is None:
             await self.app(scope, receive, send)
@@ -410,6 +432,48 @@ class PublicFiles:
         body = b"" if scope["method"] == "HEAD" else variant.body
         await send({"type": "http.response.body", "body": body})
 
+    def _follow_changes(self) -> None:
+        """Read the watcher's changes on the running event loop (a server has one; tests
+        start several, one after the other: the changes queued meanwhile are read at once).
+        Until one reads them, nothing is trusted without a stat."""
+        loop = asyncio.get_running_loop()
+        try:
+            if self._watcher is None:
+                self._watcher = Watcher(self.root)
+            elif self._loop is not None:
+                try:
+                    self._loop.remove_reader(self._watcher.fd)
+                except (RuntimeError, ValueError, OSError):
+                    pass  # that loop is closed
+            loop.add_reader(self._watcher.fd, self._changed)
+        except (OSError, NotImplementedError, RuntimeError):
+            # Not Linux, no inotify instance left, a loop without readers: a stat a request.
+            if self._watcher is not None:
+                self._watcher.close()
+            self._watcher, self._loop, self._watching = None, None, False
+            return
+        self._loop = loop
+        self._changed()
+
+    def _changed(self) -> None:
+        """Stop trusting the cached files the watcher says changed (all, if it cannot say):
+        their next request stats them."""
+        assert self._watcher is not None
+        changed = self._watcher.changes()
+        if changed is None:
+            for entry in self._files.values():
+                entry.valid_until = 0.0
+            return
+        for relpath in changed:
+            found = self._files.get(relpath)
+            if found is not None:
+                found.valid_until = 0.0
+
+    def _trust(self, entry: _Entry, now: float) -> None:
+        """Serve ``entry`` without a stat for a while, if the kernel tells us of changes."""
+        if entry.watched and self._loop is not None:
+            entry.valid_until = now + RECHECK_SECONDS
+
     def _coding(self, accept: bytes) -> str:
         if len(self._codings) > 256:  # headers are client-chosen: keep the memo small
             self._codings.clear()
@@ -436,24 +500,24 @@ class PublicFiles:
         if not path.startswith("/"):
             return None
         route, lang = path, None
-        if path == "/" and scope["query_string"]:
-            lang = dict(parse_qsl(scope["query_string"].decode("latin-1"))).get("lang")
-            if lang in self.languages:
+        if path == "/":
+            lang = self._root_language(scope)
+            if lang is not None:
                 route = "?lang=" + lang  # a key no path can be: paths start with "/"
-            else:
-                lang = None
         relpath = self._routes.get(route)
         if relpath is not None:
             entry = self._files.get(relpath)
             if entry is not None:
+                # The hot path: a file the kernel has said nothing about since its last
+                # check, or else one stat; nothing read.
                 now = time.monotonic()
                 if now < entry.valid_until:
-                    return entry  # the hot path: no system call at all
+                    return entry
                 try:
                     st = os.stat(entry.path)
                     if entry.key == (st.st_mtime_ns, st.st_size, st.st_ino):
-                        entry.valid_until = now + RECHECK_SECONDS
-                        return entry  # one stat a second, nothing read
+                        self._trust(entry, now)
+                        return entry
                 except OSError:
                     pass
             # Changed, gone or evicted: resolve again (another candidate may answer now).
@@ -465,18 +529,44 @@ class PublicFiles:
                 return entry
         return None
 
+    def _root_language(self, scope: Scope) -> str | None:
+        """The language ``/`` is asked in: ``?lang=`` when it names one of ours, else the
+        browser's choice (Accept-Language) when that is not the first language; None for
+        the first language's ``index.html``."""
+        query: bytes = scope["query_string"]
+        if query:
+            asked = dict(parse_qsl(query.decode("latin-1"))).get("lang")
+            if asked is not None and asked in self.languages:
+                return asked
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        for name, value in headers:
+            if name == b"accept-language":
+                lang = self._root_languages.get(value)
+                if lang is None:
+                    if len(self._root_languages) > 256:  # client-chosen: keep the memo small
+                        self._root_languages.clear()
+                    lang = negotiate(value.decode("latin-1"), self.languages, self.first_language)
+                    self._root_languages[value] = lang
+                return None if lang == self.first_language else lang
+        return None
+
     def _fresh(self, relpath: str) -> _Entry | None:
         """The entry for ``relpath``, read again if the file changed; None if there is no
         regular file there inside the public directory (a symbolic link may point out)."""
         path = os.path.join(self.root, relpath)
         entry = self._files.get(relpath)
+        # Watched before it is looked at, so no change can fall between the two.
+        watcher = self._watcher if self._loop is not None else None
+        watched = watcher is not None and watcher.watch(os.path.dirname(relpath))
         try:
             st = os.stat(path)
         except (OSError, ValueError):  # ValueError: a name the file system cannot encode
             st = None
+        now = time.monotonic()
         if entry is not None:
             if st is not None and entry.key == (st.st_mtime_ns, st.st_size, st.st_ino):
-                entry.valid_until = time.monotonic() + RECHECK_SECONDS
+                entry.watched = entry.watched or watched
+                self._trust(entry, now)
                 return entry
             self._forget(relpath)
         if st is None or not stat.S_ISREG(st.st_mode):
@@ -485,7 +575,8 @@ class PublicFiles:
             return None
         entry = _load(path, relpath, self.settings)
         if entry is not None:
-            entry.valid_until = time.monotonic() + RECHECK_SECONDS
+            entry.watched = watched
+            self._trust(entry, now)
             self._files[relpath] = entry
             self._count(entry, len(entry.variants[IDENTITY].body))
         return entry

@@ -1,0 +1,184 @@
+"""The security headers of the public pages: every newsroom page and form (generated or
+dynamic) with a CSP that keeps it from being framed and allows no script, and the personal
+pages (their URLs carry a subscriber's token) never cached and never sending a Referer —
+checked on the answers, and in a real browser that the pages still look and work as they
+did under their CSP."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from distributor.config import Settings
+from distributor.db import session_scope
+from distributor.dispatch import regenerate_site
+from distributor.models import Subscriber
+from distributor.releases import mark_published
+from distributor.urls import confirm_url, preferences_url, unsubscribe_url
+from distributor.web import create_app
+from distributor.web.headers import DOCS_CSP, page_csp
+from tests.browser import CHROMIUM, chromium, running_server
+from tests.helpers import add_subscribers, add_topics, make_release
+from tests.processes import NO_BROKER
+from tests.test_static_serving import free_port
+
+
+def published_site(s: Settings) -> None:
+    add_topics(s, "climate")
+    add_subscribers(s, [("ann@example.com", "Ann", "en", "climate")])
+    release = make_release(s)
+    with session_scope(s) as session:
+        mark_published(session, release.id)
+    regenerate_site(s)
+
+
+@pytest.fixture
+def site(sqlite_settings: Settings) -> Iterator[tuple[Settings, TestClient]]:
+    s = sqlite_settings.model_copy(update={"broker_url": NO_BROKER})
+    published_site(s)
+    with TestClient(create_app(s)) as client:
+        yield s, client
+
+
+def personal_links(s: Settings) -> list[str]:
+    with session_scope(s) as session:
+        ann = session.scalars(select(Subscriber)).one().id
+    return [f(s, ann).removeprefix(s.site_url) for f in (confirm_url, preferences_url,
+                                                          unsubscribe_url)]  # fmt: skip
+
+
+def assert_page_headers(answer: httpx.Response, what: str) -> None:
+    csp = answer.headers.get("content-security-policy", "")
+    assert csp == page_csp("https://news.example.org"), (what, csp)
+    assert "frame-ancestors 'none'" in csp and "script-src" not in csp  # default-src 'none'
+    assert answer.headers.get("x-frame-options") == "DENY", what
+    assert answer.headers.get("x-content-type-options") == "nosniff", what
+
+
+def test_newsroom_pages_and_forms_have_a_csp_and_cannot_be_framed(site) -> None:  # type: ignore[no-untyped-def]
+    _s, client = site
+    for path in ("/", "/en/", "/?lang=fr", "/releases/agency-signs-agreement"):
+        answer = client.get(path)
+        assert answer.status_code == 200 and "text/html" in answer.headers["content-type"]
+        assert_page_headers(answer, path)
+        assert answer.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+        assert answer.headers["cache-control"] == "public, max-age=300"  # the newsroom is
+        etag = {"If-None-Match": answer.headers["etag"]}  # public; its 304 says so too
+        assert_page_headers(client.get(path, headers=etag), f"304 {path}")
+    for path, status in (("/subscribe", 200), ("/no-such-page", 404)):
+        answer = client.get(path)
+        assert answer.status_code == status
+        assert_page_headers(answer, path)
+        assert answer.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+        assert answer.headers["cache-control"] == "no-store"  # a CSRF cookie, an error
+    # The API's docs load Swagger UI from its CDN; they cannot be framed either.
+    docs = client.get("/api/docs")
+    assert docs.headers["content-security-policy"] == DOCS_CSP
+    assert docs.headers["x-frame-options"] == "DENY"
+    # The feeds are not pages: their answers stay as small as they were.
+    feed = client.get("/feeds/en/releases.atom")
+    assert "content-security-policy" not in feed.headers
+    assert feed.headers["x-content-type-options"] == "nosniff"
+
+
+def test_personal_pages_are_never_cached_and_send_no_referrer(site) -> None:  # type: ignore[no-untyped-def]
+    s, client = site
+    confirm, preferences, unsubscribe = personal_links(s)
+    answers = {
+        "confirm": client.get(confirm),
+        "preferences": client.get(preferences),
+        "unsubscribe": client.get(unsubscribe),
+        "one-click": client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}),
+        "bad link": client.get("/confirm/not-a-token"),
+        "bad unsubscribe": client.get("/unsubscribe/not-a-token"),
+        "another spelling": client.get(preferences.replace("/preferences/", "/Preferences/")),
+    }
+    assert answers["preferences"].status_code == 200 and "ann@example.com" in answers[
+        "preferences"].text  # fmt: skip
+    for what, answer in answers.items():
+        assert answer.headers["cache-control"] == "no-store", what
+        assert answer.headers["referrer-policy"] == "no-referrer", what
+        assert_page_headers(answer, what)
+
+
+def test_the_refusals_of_the_body_guard_carry_the_headers_too(site) -> None:  # type: ignore[no-untyped-def]
+    s, client = site
+    preferences = personal_links(s)[1]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    refused = client.post(preferences, content=b"x" * 100_000, headers=form)
+    assert refused.status_code == 413
+    assert refused.headers["cache-control"] == "no-store"
+    assert refused.headers["referrer-policy"] == "no-referrer"
+
+
+def test_the_pages_still_look_and_work_the_same_under_their_csp(
+    sqlite_settings: Settings,
+) -> None:
+    """In Chromium: no CSP violation on the newsroom, a release and the forms; the inline
+    style sheet applies; the subscribe form still posts (to DISTRIBUTOR_SITE_URL)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (Debian package `chromium`)")
+    port = free_port()
+    s = sqlite_settings.model_copy(update={"site_url": f"http://127.0.0.1:{port}"})
+    published_site(s)
+    links = personal_links(s)
+    with running_server(s, port, s.data_dir / "logs") as base, chromium() as browser:
+        page = browser.new_page()
+        violations: list[str] = []
+        page.on("console", lambda m: violations.append(m.text) if "Content Security" in m.text
+                else None)  # fmt: skip
+        for path in ("/", "/releases/agency-signs-agreement", "/subscribe", *links):
+            answer = page.goto(base + path)
+            assert answer is not None and answer.status == 200, path
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+            colour = page.evaluate(
+                "getComputedStyle(document.querySelector('header')).borderBottomColor"
+            )
+            assert colour == "rgb(18, 60, 105)", (path, colour)  # the inline <style> applies
+        page.goto(base + "/subscribe")
+        page.fill("#email", "journalist@example.com")
+        page.check("input[value=climate]")
+        with page.expect_navigation() as sent:
+            page.click("button[type=submit]")
+        assert sent.value is not None and sent.value.status == 200
+        assert violations == []
+        # Framed by a page of another origin: the browser refuses to show it.
+        with framing_page(base + "/subscribe") as outer:
+            page.goto(outer)
+            page.wait_for_timeout(1000)
+        framed = [f for f in page.frames if f is not page.main_frame]
+        assert [f.url for f in framed] == ["chrome-error://chromewebdata/"]
+
+
+@contextmanager
+def framing_page(target: str) -> Iterator[str]:
+    """The URL of a page (on a port of its own: another origin) that frames ``target``."""
+    body = f'<!doctype html><iframe src="{target}"></iframe>'.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
