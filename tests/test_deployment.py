@@ -225,8 +225,14 @@ def run_check(argv: list[str], env: dict[str, str]) -> int:
     return subprocess.run(argv, env=env, capture_output=True, timeout=60, cwd=ROOT).returncode
 
 
+def _listening(port: int) -> bool:
+    """Whether something accepts connections on loopback ``port``."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_web_healthcheck_is_healthy_only_while_healthz_answers(
-    sqlite_settings: Settings, tmp_path: Path
+    sqlite_settings: Settings, redis_url: str, tmp_path: Path
 ) -> None:
     check = compose_file.load()["services"]["web"]["healthcheck"]
     argv = shell_command(check["test"])
@@ -237,14 +243,20 @@ def test_web_healthcheck_is_healthy_only_while_healthz_answers(
     env = settings_env(sqlite_settings)
     assert run_check(argv, env) != 0  # nothing listening
     log = tmp_path / "serve.log"
-    with running_command(["serve", "--port", str(port)], {**env, "DISTRIBUTOR_BROKER_URL":
-                         "redis://127.0.0.1:1/0"}, log, 10) as proc:  # fmt: skip
+    # /healthz asks the database and Redis: healthy with both, not with Redis out of reach.
+    for broker, answers in ((redis_url, True), ("redis://127.0.0.1:1/0", False)):
+        served = {**env, "DISTRIBUTOR_BROKER_URL": broker}
+        with running_command(["serve", "--port", str(port)], served, log, 10) as proc:
 
-        def healthy() -> bool:
-            assert proc.poll() is None, log.read_text()
-            return run_check(argv, env) == 0
+            def up() -> bool:
+                assert proc.poll() is None, log.read_text()
+                return _listening(port)
 
-        wait_until(healthy, 30, "the web healthcheck to pass")
+            wait_until(up, 30, "distributor serve to listen")
+            if answers:
+                wait_until(lambda: run_check(argv, env) == 0, 30, "the web healthcheck to pass")
+            else:
+                assert run_check(argv, env) != 0, "healthy with its Redis out of reach"
 
 
 def test_worker_healthcheck_pings_this_containers_own_worker(

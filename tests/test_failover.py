@@ -30,6 +30,7 @@ from distributor.mail.transport import SMTPTransport, open_transport
 from distributor.models import Delivery, Subscriber, utcnow
 from distributor.reconcile import already_accepted, open_reconciler
 from distributor.relay_health import KEY
+from distributor.subscription import Consent, record_request
 from tests.helpers import CountingQueue, add_subscribers, add_topics, published
 from tests.processes import settings_env
 from tests.smtp_server import BusyServer, Received, SMTPServer, free_port
@@ -230,10 +231,12 @@ def test_a_confirmation_email_fails_over_too(
 ) -> None:
     s = relays(base, busy.url, second.url)
     add_topics(s, "climate")
-    add_subscribers(s, [("new@example.com", "N", "en", "climate")], confirmed=False)
     with session_scope(s) as session:
-        (sub_id,) = session.scalars(select(Subscriber.id))
-    assert dispatch.send_confirmation(s, sub_id) == "sent"
+        request = record_request(
+            session, s, email="new@example.com", name="N", language="en", topics=["climate"],
+            consent=Consent("192.0.2.7", "test"),
+        )  # fmt: skip
+    assert dispatch.send_confirmation(s, request.id) == "sent"
     assert busy.connections == 1 and [m.rcpt for m in second.handler.messages] == [
         "new@example.com"
     ]

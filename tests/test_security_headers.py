@@ -21,6 +21,7 @@ from distributor.db import session_scope
 from distributor.dispatch import regenerate_site
 from distributor.models import Subscriber
 from distributor.releases import mark_published
+from distributor.subscription import Consent, record_request
 from distributor.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
 from distributor.web.headers import DOCS_CSP, page_csp
@@ -48,10 +49,17 @@ def site(sqlite_settings: Settings) -> Iterator[tuple[Settings, TestClient]]:
 
 
 def personal_links(s: Settings) -> list[str]:
+    """A confirm link (of a new request), then Ann's preferences and unsubscribe links."""
     with session_scope(s) as session:
-        ann = session.scalars(select(Subscriber)).one().id
-    return [f(s, ann).removeprefix(s.site_url) for f in (confirm_url, preferences_url,
-                                                          unsubscribe_url)]  # fmt: skip
+        ann = session.scalars(select(Subscriber)).one()
+        request = record_request(
+            session, s, email="bob@example.com", name="", language="en", topics=["climate"],
+            consent=Consent("192.0.2.7", "test"),
+        )  # fmt: skip
+        links = [confirm_url(s, request.id, request.nonce),
+                 preferences_url(s, ann.id, ann.link_nonce),
+                 unsubscribe_url(s, ann.id, ann.link_nonce)]  # fmt: skip
+    return [link.removeprefix(s.site_url) for link in links]
 
 
 def assert_page_headers(answer: httpx.Response, what: str) -> None:

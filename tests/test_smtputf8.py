@@ -25,9 +25,10 @@ from distributor.db import session_scope
 from distributor.errors import SubscriberInputError
 from distributor.mail.compose import render_release
 from distributor.mail.dkim import load_signer
-from distributor.models import Delivery, Subscriber
+from distributor.models import Delivery, Subscriber, SubscriptionRequest
 from distributor.releases import parse_release
 from distributor.subscribers import import_csv, normalise_email
+from distributor.subscription import Consent, record_request
 from distributor.web import create_app
 from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release, published
 from tests.smtp_server import Received, SMTPServer
@@ -129,8 +130,8 @@ def test_the_subscribe_form_accepts_them(sqlite_settings: Settings, redis_url: s
         for address in (JOSE, CHINESE):
             answer = subscribe(client, email=address)
             assert answer.status_code == 200, answer.text  # type: ignore[attr-defined]
-    with session_scope(s) as session:
-        stored = set(session.scalars(select(Subscriber.email)))
+    with session_scope(s) as session:  # requests: subscribers once they confirm
+        stored = set(session.scalars(select(SubscriptionRequest.email)))
     assert stored == {JOSE, CHINESE_STORED}
     assert len(queued_confirmations(s)) == 2
 
@@ -252,10 +253,12 @@ def test_the_confirmation_email_takes_the_same_path(
 ) -> None:
     s = sqlite_settings.model_copy(update={"smtp_url": relay.url})
     add_topics(s, "climate")
-    add_subscribers(s, [(JOSE, "José", "en", "climate")], confirmed=False)
     with session_scope(s) as session:
-        (sub_id,) = session.scalars(select(Subscriber.id))
-    outcome = dispatch.send_confirmation(s, sub_id)
+        request = record_request(
+            session, s, email=JOSE, name="José", language="en", topics=["climate"],
+            consent=Consent("192.0.2.7", "test"),
+        )  # fmt: skip
+    outcome = dispatch.send_confirmation(s, request.id)
     if relay_offers(relay):
         assert outcome == "sent"
         (copy,) = relay.handler.messages

@@ -333,6 +333,7 @@ def test_a_client_polling_a_feed_too_often_gets_429_with_retry_after(
 
 def test_dynamic_routes_still_answer_behind_the_files(server: Server) -> None:
     assert server.client.get("/healthz").text == "ok\n"
+    add_topics(server.settings, "dynamic-routes")  # with no topic, a notice stands instead
     form = server.client.get("/subscribe")
     assert form.status_code == 200 and "<form" in form.text
     assert server.client.get("/api/subscribers").status_code == 401
