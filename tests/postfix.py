@@ -39,6 +39,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.smtp_server import free_port
+
 POSTFIX = Path("/usr/sbin/postfix")
 MAIL_OWNER = "postfix"
 # The queue's subdirectories where a message waits (not hold/, corrupt/: those never leave).
@@ -81,14 +83,6 @@ def unavailable() -> str | None:
     except KeyError:
         return f"no user {MAIL_OWNER!r} (Debian package `postfix` creates it)"
     return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

@@ -127,14 +127,18 @@ def test_the_refusals_of_the_body_guard_carry_the_headers_too(site) -> None:  # 
 
 
 def test_the_pages_still_look_and_work_the_same_under_their_csp(
-    sqlite_settings: Settings,
+    sqlite_settings: Settings, redis_url: str
 ) -> None:
     """In Chromium: no CSP violation on the newsroom, a release and the forms; the inline
     style sheet applies; the subscribe form still posts (to DISTRIBUTOR_SITE_URL)."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (Debian package `chromium`)")
     port = free_port()
-    s = sqlite_settings.model_copy(update={"site_url": f"http://127.0.0.1:{port}"})
+    # The test Redis: without a broker URL, the form's wake-up would start an embedded one
+    # that outlives the test.
+    s = sqlite_settings.model_copy(
+        update={"site_url": f"http://127.0.0.1:{port}", "broker_url": redis_url}
+    )
     published_site(s)
     links = personal_links(s)
     with running_server(s, port, s.data_dir / "logs") as base, chromium() as browser:

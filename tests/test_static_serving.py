@@ -29,6 +29,7 @@ from distributor.web.changes import Watcher
 from distributor.web.static import PollLimit, choose_coding
 from tests.helpers import TEST_SECRET_KEY, add_topics, make_release
 from tests.processes import running_command, settings_env, wait_until
+from tests.smtp_server import free_port
 
 SITE = "https://news.example.org"
 HUB = "https://hub.example.org/"
@@ -60,12 +61,6 @@ class Server:
             sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
             head = sock.recv(64)
         return int(head.split()[1])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
