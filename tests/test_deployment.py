@@ -226,7 +226,7 @@ def run_check(argv: list[str], env: dict[str, str]) -> int:
 
 
 def test_web_healthcheck_is_healthy_only_while_healthz_answers(
-    sqlite_settings: Settings, tmp_path: Path
+    sqlite_settings: Settings, redis_url: str, tmp_path: Path
 ) -> None:
     check = compose_file.load()["services"]["web"]["healthcheck"]
     argv = shell_command(check["test"])
@@ -237,8 +237,9 @@ def test_web_healthcheck_is_healthy_only_while_healthz_answers(
     env = settings_env(sqlite_settings)
     assert run_check(argv, env) != 0  # nothing listening
     log = tmp_path / "serve.log"
+    # /healthz answers 200 only while the database and Redis both answer: a real Redis.
     with running_command(["serve", "--port", str(port)], {**env, "DISTRIBUTOR_BROKER_URL":
-                         "redis://127.0.0.1:1/0"}, log, 10) as proc:  # fmt: skip
+                         redis_url}, log, 10) as proc:  # fmt: skip
 
         def healthy() -> bool:
             assert proc.poll() is None, log.read_text()
