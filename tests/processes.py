@@ -78,6 +78,37 @@ def running_command(
 
 
 @contextmanager
+def running_shell(
+    line: str, env: dict[str, str], cwd: Path, log_path: Path, stop_timeout: float = 20
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A shell command line (``distributor worker &  distributor beat &``, or one long-running
+    command) run by bash in the background in its own process group, output to ``log_path``.
+    On the way out bash passes SIGTERM on to what it started and waits for it (so nothing is
+    left unreaped); whatever is still in the group after ``stop_timeout`` gets SIGKILL."""
+    script = f"trap 'kill $(jobs -p) 2>/dev/null; wait' TERM\n{line.rstrip().rstrip('&')} &\nwait\n"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            ["bash", "-c", script], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=stop_timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+@contextmanager
 def running_worker(
     settings: Settings, log_dir: Path, concurrency: int = 2
 ) -> Iterator[subprocess.Popen[bytes]]:

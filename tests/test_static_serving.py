@@ -160,7 +160,7 @@ def test_a_replaced_file_is_served_with_a_new_etag(server: Server) -> None:
         assert server.client.get("/feeds/fr/releases.rss", headers=IDENTITY).content == old.content
     new_body = server.write("feeds/fr/releases.rss", feed_bytes(11), mtime=MTIME + 60)
 
-    # The very next request sees the rewritten file (the README: one stat a request).
+    # The very next request sees the rewritten file (the README: from the next request on).
     new = server.client.get(
         "/feeds/fr/releases.rss", headers={"If-None-Match": old.headers["etag"], **IDENTITY}
     )
