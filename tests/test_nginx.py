@@ -267,6 +267,17 @@ def test_a_one_click_unsubscribe_reaches_the_app_intact(client: httpx.Client) ->
     assert r.json()["body"] == "List-Unsubscribe=One-Click"
 
 
+def test_an_image_upload_reaches_the_app_the_app_sets_the_limits(client: httpx.Client) -> None:
+    """nginx's own default (1 MB) would refuse a photo before the app sees it: the app
+    checks each route's limit (20 MiB for an image), so nginx lets that much through."""
+    photo = b"x" * (15 * 1024 * 1024)
+    r = client.post("/api/media", files={"file": ("minister.jpg", photo, "image/jpeg")})
+    assert r.status_code == 200, r.status_code
+    assert len(r.json()["body"]) > len(photo)
+    too_big = client.post("/api/media", content=b"x" * (22 * 1024 * 1024))
+    assert too_big.status_code == 413  # beyond any route's limit: refused at the door
+
+
 def test_a_client_polling_one_feed_too_fast_gets_429_with_retry_after(
     client: httpx.Client,
 ) -> None:
