@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Protocol, cast
 
+from . import filemodes
 from .errors import ConfigError, InputError
 
 # Far above any bounce report (Postfix returns at most 50 KB of the original message, and a
@@ -202,8 +203,10 @@ class Quarantine:
         self.log = root / f"{name}.log"
 
     def _prepare(self) -> None:
+        for folder in (self.path.parent, self.path):
+            filemodes.private_dir(folder)
         for sub in ("tmp", "new", "cur"):
-            (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+            filemodes.private_dir(self.path / sub)
 
     def keep(self, item: Incoming, reason: str) -> Path | None:
         """Store ``item`` (all of it) with ``reason`` in the log; the path of its file, or
@@ -213,7 +216,7 @@ class Quarantine:
             self._prepare()
             digest = hashlib.sha256()
             temp = self.path / "tmp" / f"{os.getpid()}.{datetime.now(UTC):%Y%m%d%H%M%S%f}"
-            with open(temp, "xb", opener=_private) as stream:
+            with open(temp, "xb", opener=filemodes.open_private) as stream:
                 for chunk in item.chunks():
                     digest.update(chunk)
                     stream.write(chunk)
@@ -225,14 +228,10 @@ class Quarantine:
                 return None
             temp.rename(final)
             line = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\t{final.name}\t{item.label}\t{reason}"
-            with open(self.log, "a", encoding="utf-8", opener=_private) as log:
+            with open(self.log, "a", encoding="utf-8", opener=filemodes.open_private) as log:
                 log.write(line.replace("\n", " ") + "\n")
         except OSError as exc:
             raise ConfigError(
                 f"{self.path}: the quarantine cannot be written: {exc.strerror or exc}"
             ) from exc
         return final
-
-
-def _private(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)

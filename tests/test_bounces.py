@@ -407,6 +407,9 @@ def assert_quarantined(
     (line,) = (live.data_dir / "quarantine" / "bounces.log").read_text().splitlines()
     assert kept.name in line and "nested too deeply to parse" in line
     assert oct(kept.stat().st_mode & 0o777) == "0o600"
+    # A bounce names people: the folders holding them are the owner's only, whatever the umask.
+    for folder in (where.parent, where, where / "new"):
+        assert oct(folder.stat().st_mode & 0o777) == "0o700", folder
 
 
 def test_a_hostile_message_in_a_maildir_is_quarantined_and_the_run_goes_on(  # type: ignore[no-untyped-def]
