@@ -98,17 +98,20 @@ def test_worker_with_beat_runs_the_sweep_on_the_embedded_redis() -> None:
     from distributor.db import dispose_engines, upgrade
 
     root = Path(tempfile.mkdtemp(prefix="dst-", dir="/tmp"))  # a Unix socket path is short
-    s = load_settings(data_dir=root / "var", secret_key=TEST_SECRET_KEY, sweep_seconds=1.0)
+    # A sweep every 2 s (a heartbeat lasting 6 s): often enough to see several quickly, with
+    # slack for a loaded machine.
+    s = load_settings(data_dir=root / "var", secret_key=TEST_SECRET_KEY, sweep_seconds=2.0)
     try:
         upgrade(s)
         log = root / "worker.log"
         with running_command(["worker", "-c", "2", "--with-beat"], settings_env(s), log):
             wait_until(lambda: "distributor.sweep" in log.read_text() and heartbeat.health(s).alive,
                        60, "a sweep run by the worker's own beat")  # fmt: skip
-            wait_until(lambda: log.read_text().count("Task distributor.sweep") >= 8, 60,
+            wait_until(lambda: log.read_text().count("Task distributor.sweep") >= 5, 60,
                        "sweeps every period")  # fmt: skip
-        text = log.read_text()
-        assert MISSING not in text and "Traceback" not in text
+            # Read while it runs: stopping it may log the pool's own complaints.
+            text = log.read_text()
+        assert MISSING not in text and "Traceback" not in text, text
     finally:
         broker.stop_embedded(s)
         dispose_engines()
