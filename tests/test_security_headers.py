@@ -175,6 +175,8 @@ def framing_page(target: str) -> Iterator[str]:
     body = f'<!doctype html><iframe src="{target}"></iframe>'.encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = 2  # a connection Chromium opened ahead and never used is let go
+
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
@@ -185,7 +187,10 @@ def framing_page(target: str) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    # Threads: one connection waiting for its request must not hold up the others, nor the
+    # shutdown (which waited up to a minute for a preconnected socket of Chromium's).
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
