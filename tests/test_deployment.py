@@ -273,11 +273,12 @@ def test_worker_healthcheck_pings_this_containers_own_worker(
     assert run_check(quick, here) != 0  # no worker yet
     with running_worker(live, tmp_path, concurrency=1) as proc:
 
-        def healthy() -> bool:
+        def healthy() -> bool:  # polled with the short timeout: a worker starting is no answer
             assert proc.poll() is None, (tmp_path / "worker.log").read_text()
-            return run_check(argv, here) == 0
+            return run_check(quick, here) == 0
 
         wait_until(healthy, 60, "the worker healthcheck to pass")
+        assert run_check(argv, here) == 0  # and the command exactly as compose runs it
         # Another container's worker does not make this one healthy.
         assert run_check(quick, elsewhere) != 0
 
