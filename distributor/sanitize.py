@@ -126,6 +126,8 @@ def strip_invisible(text: str) -> str:
     """``text`` without the bidi controls, invisible format characters and noncharacters a
     single-line field refuses: for text that may have been stored before they were refused
     (a mail header)."""
+    if text.isascii():  # every one of them is outside ASCII; a name in a header, per message
+        return text
     return _INVISIBLE.sub("", text)
 
 
