@@ -43,11 +43,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
-from redis.retry import Retry
 
-from .broker import broker_url
+from .broker import broker_url, redis_client
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -133,14 +131,7 @@ def burst_for(rate: float) -> int:
 def connect(url: str) -> redis.Redis:
     """A client for a broker URL (``redis://`` or ``redis+socket://``) that fails fast:
     short timeouts, no retries (the caller falls back instead)."""
-    options = {
-        "socket_timeout": REDIS_TIMEOUT,
-        "socket_connect_timeout": REDIS_TIMEOUT,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    if url.startswith("redis+socket://"):
-        return redis.Redis(unix_socket_path=url.removeprefix("redis+socket://"), **options)  # type: ignore[arg-type]
-    return redis.Redis.from_url(url, **options)
+    return redis_client(url, REDIS_TIMEOUT)
 
 
 @dataclass(frozen=True)
