@@ -218,7 +218,7 @@ def bounces_ingest(
     logged, and the run goes on. Exit code 1 when this run quarantined any."""
     s = settings()
     inbox = open_inbox(path)
-    quarantine = Quarantine(s.data_dir / "quarantine", "bounces")
+    quarantine = Quarantine(s.quarantine_dir, "bounces")
     report = ingest_inbox(s, inbox, quarantine)
     out.print(
         f"{report.messages} message(s): {report.hard} hard bounce(s), {report.soft} soft, "

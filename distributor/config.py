@@ -182,6 +182,12 @@ class Settings(BaseSettings):
         return self.data_dir / "outbox"
 
     @property
+    def quarantine_dir(self) -> Path:
+        """Where incoming mail that could not be processed is kept (``bounces/``, and its
+        log ``bounces.log``)."""
+        return self.data_dir / "quarantine"
+
+    @property
     def public_dir(self) -> Path:
         """Where the static site is written: newsroom pages and every feed."""
         return self.data_dir / "public"
