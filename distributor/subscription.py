@@ -283,9 +283,7 @@ def confirm_request(session: Session, request_id: int) -> Subscriber:
     sub.consent_ip, sub.consent_user_agent = request.consent_ip, request.consent_user_agent
     sub.consent_form_version = request.consent_form_version
     request.confirmed_at = now
-    session.execute(
-        delete(Suppression).where(Suppression.email_hash == suppression_hash(request.email))
-    )
+    _welcome_back(session, request.email)
     session.flush()
     return sub
 
@@ -302,10 +300,14 @@ def confirm_legacy(session: Session, subscriber_id: int) -> Subscriber:
     if sub.status != SubscriberStatus.PENDING:
         raise SubscriberInputError(f"this address is {sub.status}; subscribe again to return")
     sub.status, sub.confirmed_at = SubscriberStatus.CONFIRMED, utcnow()
-    session.execute(
-        delete(Suppression).where(Suppression.email_hash == suppression_hash(sub.email))
-    )
+    _welcome_back(session, sub.email)
     return sub
+
+
+def _welcome_back(session: Session, email: str) -> None:
+    """Take ``email`` off the suppression list: someone erased who confirms themselves
+    through double opt-in is back."""
+    session.execute(delete(Suppression).where(Suppression.email_hash == suppression_hash(email)))
 
 
 def update_preferences(
