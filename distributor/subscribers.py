@@ -25,6 +25,7 @@ from .filemodes import open_private_text
 from .models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, Topic, utcnow
 from .sanitize import line_problem
 from .spreadsheet import defuse, restore
+from .tokens import Link
 
 CSV_COLUMNS = ("email", "name", "language", "topics")
 EXPORT_COLUMNS = (
@@ -268,6 +269,13 @@ def import_csv(
             report.updated += 1
     session.flush()
     return report
+
+
+def subscriber_for(session: Session, link: Link) -> Subscriber | None:
+    """The subscriber a personal link (unsubscribe, preferences) was made for; None when
+    the row is gone (erased) or its id now names another row (another nonce)."""
+    sub = session.get(Subscriber, link.id)
+    return sub if sub is not None and link.fits(sub.link_nonce) else None
 
 
 def subscribers_by_email(session: Session, emails: list[str]) -> dict[str, Subscriber]:

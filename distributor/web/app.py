@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..logs import redact_handlers
 from ..models import Subscriber
 from ..site import build_site
-from ..subscribers import unsubscribe
+from ..subscribers import subscriber_for, unsubscribe
 from ..tokens import Purpose, read_link
 from . import admin, api, apibase, media_api, releases_api, subscribe, topics_api
 from .bodies import BodyGuard
@@ -117,8 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
             link = read_link(settings, Purpose.UNSUBSCRIBE, token)
         except InputError as exc:
             raise HTTPException(400, str(exc)) from exc
-        sub = session.get(Subscriber, link.id)
-        return sub if sub is not None and link.fits(sub.link_nonce) else None
+        return subscriber_for(session, link)
 
     @app.get("/unsubscribe/{token}", response_class=HTMLResponse, include_in_schema=False)
     def unsubscribe_page(token: str) -> HTMLResponse:

@@ -22,6 +22,7 @@ from ..config import Settings
 from ..db import session_scope
 from ..errors import InputError, NotFound, SubscriberInputError
 from ..models import Subscriber, SubscriberStatus, SubscriptionRequest, Topic
+from ..subscribers import subscriber_for
 from ..subscription import (
     CONFIRMATION_TASK,
     Choices,
@@ -157,8 +158,8 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
         return ConfirmTarget(link.id, link.nonce is None, expired, choices)
 
     def legacy_choices(session: Session, link: Link) -> Choices | None:
-        sub = session.get(Subscriber, link.id)
-        if sub is None or not link.fits(sub.link_nonce):
+        sub = subscriber_for(session, link)
+        if sub is None:
             return None
         topics = sorted(sub.topics, key=lambda t: t.slug)
         return Choices(sub.email, sub.name, sub.language, topics,
@@ -241,8 +242,7 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
             link = read_link(settings, Purpose.PREFERENCES, token)
         except InvalidToken:
             return None
-        sub = session.get(Subscriber, link.id)
-        return sub if sub is not None and link.fits(sub.link_nonce) else None
+        return subscriber_for(session, link)
 
     def preferences_form(
         lang: str, sub: Subscriber, token: str, topics: list[Topic], saved: bool = False,
