@@ -95,6 +95,15 @@ def token_scope(dependency: object) -> str | None:
     return scope if isinstance(scope, str) else None
 
 
+def token_holder(settings: Settings, token: str | None, scope: str) -> str:
+    """The name of ``token`` (a bearer token as presented, or None) once it is known live
+    and holds ``scope``; Unauthorized or Forbidden otherwise."""
+    if not token:
+        raise Unauthorized(TOKEN_REQUIRED)
+    with session_scope(settings) as session:
+        return authenticate(session, token, scope).name
+
+
 def token_dependency(settings: Settings, scope: str) -> Callable[..., str]:
     """A FastAPI dependency answering the name of the presented bearer token once it is
     known live and holds ``scope`` (401/403 otherwise). Put it on the router, so no route
@@ -108,10 +117,7 @@ def token_dependency(settings: Settings, scope: str) -> Callable[..., str]:
     def token_name(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> str:
-        if credentials is None:
-            raise Unauthorized(TOKEN_REQUIRED)
-        with session_scope(settings) as session:
-            return authenticate(session, credentials.credentials, scope).name
+        return token_holder(settings, credentials.credentials if credentials else None, scope)
 
     setattr(token_name, _SCOPE_ATTRIBUTE, scope)  # bodies.BodyGuard checks it before reading
     return token_name
@@ -130,8 +136,8 @@ _STATUS: Sequence[tuple[type[DistributorError], int]] = (
 Handler = Callable[[Request, Any], Awaitable[Response]]
 
 
-def _in_api(request: Request) -> bool:
-    path: str = request.scope.get("path", "")
+def in_api(path: str) -> bool:
+    """Whether ``path`` is the API's (its errors are JSON ``{"error", "field"}``)."""
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
@@ -192,7 +198,7 @@ def add_error_handlers(app: FastAPI) -> None:
         previous: Handler | None = before.get(cls, default)
 
         async def handle(request: Request, exc: Exception) -> Response:
-            answer = api_answer(exc) if _in_api(request) else None
+            answer = api_answer(exc) if in_api(request.scope.get("path", "")) else None
             if answer is not None:
                 return answer
             if previous is None:

@@ -39,9 +39,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..apitokens import authenticate
 from ..config import Settings
-from ..db import session_scope
 from ..errors import Forbidden, Unauthorized
 from . import apibase
 
@@ -222,7 +220,7 @@ class BodyGuard:
             return
         rule = self.rule(scope)
         body = rule.body if rule is not None else NO_BODY
-        api = _in_api(scope["path"])
+        api = apibase.in_api(scope["path"])
         if length is not None and length > body.limit:
             await _refuse(scope, receive, send, api, 413, _too_large(body), close=True)
             return
@@ -254,18 +252,12 @@ class BodyGuard:
         """401 or 403 and why, for the Authorization header; None for a live token with
         ``token_scope`` (the check of ``apibase.token_dependency``)."""
         scheme, credentials = get_authorization_scheme_param(authorization)
+        token = credentials if scheme.lower() == "bearer" else None
         try:
-            if scheme.lower() != "bearer" or not credentials:
-                raise Unauthorized(apibase.TOKEN_REQUIRED)
-            with session_scope(self.settings) as session:
-                authenticate(session, credentials, token_scope)
+            apibase.token_holder(self.settings, token, token_scope)
         except (Unauthorized, Forbidden) as exc:
             return 401 if isinstance(exc, Unauthorized) else 403, str(exc)
         return None
-
-
-def _in_api(path: str) -> bool:
-    return path == apibase.PREFIX or path.startswith(apibase.PREFIX + "/")
 
 
 def _size(limit: int) -> str:
