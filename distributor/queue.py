@@ -14,12 +14,11 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from .broker import broker_url, redis_client
-from .config import SWEEP_SECONDS, Settings
+from .config import Settings
 
 log = logging.getLogger(__name__)
 
 QUEUE = "distributor"
-__all__ = ["QUEUE", "SWEEP_SECONDS", "TASK_PREFIX", "TaskQueue", "celery_config"]
 TASK_PREFIX = "distributor."
 
 

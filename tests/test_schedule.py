@@ -11,11 +11,11 @@ import redis
 from sqlalchemy import func, select
 
 from distributor import dispatch
-from distributor.config import Settings, load_settings
+from distributor.config import SWEEP_SECONDS, Settings, load_settings
 from distributor.db import session_scope
 from distributor.errors import Conflict, ReleaseInputError
 from distributor.models import Delivery, Release, ReleaseState
-from distributor.queue import SWEEP_SECONDS, TaskQueue, celery_config
+from distributor.queue import TaskQueue, celery_config
 from distributor.releases import create_release, mark_published, parse_release, unschedule
 from distributor.site import build_site
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
