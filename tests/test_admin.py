@@ -522,6 +522,10 @@ def test_the_dashboard_shows_counts_progress_and_the_chart(dash: Dash) -> None:
     assert '<td data-field="failed">1</td>' in detail
     # DeliveryStatus values are the keys of the JSON: the script relies on them.
     assert {s.value for s in DeliveryStatus} <= set(body)
+    # What scrolls sideways on a phone can be reached (and scrolled) by keyboard.
+    for html in (page, detail):
+        scrolling = re.findall(r'<div class="scroll"[^>]*>', html)
+        assert scrolling and all('tabindex="0"' in tag for tag in scrolling), scrolling
 
 
 def test_a_correction_with_notify_asks_for_the_notices(dash: Dash) -> None:
