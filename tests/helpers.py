@@ -85,6 +85,17 @@ class CountingQueue:
         return True
 
 
+def published_site(settings: Settings) -> None:
+    """Topic climate, Ann (a confirmed English subscriber), one release published, and the
+    site built: the newsroom, the release's page and the feeds are files."""
+    add_topics(settings, "climate")
+    add_subscribers(settings, [("ann@example.com", "Ann", "en", "climate")])
+    release = make_release(settings)
+    with session_scope(settings) as session:
+        mark_published(session, release.id)
+    dispatch.regenerate_site(settings)
+
+
 def published(settings: Settings, emails: int | list[str]) -> int:
     """A release on topic climate, published and planned (nothing sent yet) for confirmed
     English subscribers: ``emails``, or that many numbered ones (p00@example.com, …)."""

@@ -18,26 +18,15 @@ from sqlalchemy import select
 
 from distributor.config import Settings
 from distributor.db import session_scope
-from distributor.dispatch import regenerate_site
 from distributor.models import Subscriber
-from distributor.releases import mark_published
 from distributor.subscription import Consent, record_request
 from distributor.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
 from distributor.web.headers import DOCS_CSP, page_csp
 from tests.browser import CHROMIUM, chromium, running_server
-from tests.helpers import add_subscribers, add_topics, make_release
+from tests.helpers import published_site
 from tests.processes import NO_BROKER
 from tests.test_static_serving import free_port
-
-
-def published_site(s: Settings) -> None:
-    add_topics(s, "climate")
-    add_subscribers(s, [("ann@example.com", "Ann", "en", "climate")])
-    release = make_release(s)
-    with session_scope(s) as session:
-        mark_published(session, release.id)
-    regenerate_site(s)
 
 
 @pytest.fixture

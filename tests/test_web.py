@@ -8,22 +8,15 @@ from sqlalchemy import select
 
 from distributor.config import Settings
 from distributor.db import session_scope
-from distributor.dispatch import regenerate_site
 from distributor.models import Subscriber, SubscriberStatus
-from distributor.releases import mark_published
 from distributor.urls import preferences_url, unsubscribe_url
-from tests.helpers import add_subscribers, add_topics, make_release
+from tests.helpers import published_site
 
 
 @pytest.fixture
 def site(sqlite_settings: Settings) -> tuple[Settings, TestClient]:
     s = sqlite_settings
-    add_topics(s, "climate")
-    add_subscribers(s, [("ann@example.com", "Ann", "en", "climate")])
-    release = make_release(s)
-    with session_scope(s) as session:
-        mark_published(session, release.id)
-    regenerate_site(s)
+    published_site(s)
     return s, TestClient(create_app_for(s))
 
 
