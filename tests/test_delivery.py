@@ -166,8 +166,8 @@ def test_a_correction_notice_deferred_past_give_up_after_fails_with_its_reason(
     kept, dropped = claimed.rows
     last_chance = kept.created_at + timedelta(seconds=3600 - 60)
     too_late = dropped.created_at + timedelta(seconds=3600 - 60, milliseconds=1)
-    for row, answered in ((kept, last_chance), (dropped, too_late)):
-        assert notices.record(engine, s, claimed.token, row, "deferred", 451, "4.7.1 busy",
+    for notice, answered in ((kept, last_chance), (dropped, too_late)):
+        assert notices.record(engine, s, claimed.token, notice, "deferred", 451, "4.7.1 busy",
                               answered_at=answered)  # fmt: skip
     with session_scope(s) as session:
         rows = {r.id: r for r in session.scalars(select(CorrectionNotice))}

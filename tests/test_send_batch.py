@@ -84,7 +84,7 @@ def test_an_unsubscribe_mid_batch_stops_the_rest_of_the_batch_within_50_ms(
         answered.append((address, time.monotonic()))
         return None
 
-    smtp_server.handler.rcpt_reply = reply  # type: ignore[assignment]
+    smtp_server.handler.rcpt_reply = reply
     report = dispatch.send_batch(s, release.id)
     (unsubscribed_at,) = committed
     late = [
