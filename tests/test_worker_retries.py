@@ -64,6 +64,11 @@ class Attempts:
             self.seen.setdefault(address, []).append(time.time())
             return GREYLISTED if address in self.refused else None
 
+    def refuse(self, address: str) -> None:
+        """Answer ``address`` with a 451 from now on."""
+        with self._lock:
+            self.refused.add(address)
+
     def count(self, address: str) -> int:
         with self._lock:
             return len(self.seen.get(address, []))
@@ -113,13 +118,14 @@ def queue(live: Settings) -> Iterator[TaskQueue]:
 
 
 @pytest.fixture
-def waking(live: Settings, queue: TaskQueue) -> Iterator[list[int]]:
+def waking(live: Settings) -> Iterator[list[int]]:
     """Append a release id to wake a worker for it every 50 ms while the queue is empty: the
     sweep's retry wake-up, at a period beat cannot have (a sweep runs at most once a
     second), so that the gaps between attempts are the ledger's backoff and not the sweep's
     period."""
     releases: list[int] = []
     stop = threading.Event()
+    queue = TaskQueue(live)  # its own: the test's queue is used from the test's thread
 
     def wake() -> None:
         while not stop.wait(0.05):
@@ -131,6 +137,7 @@ def waking(live: Settings, queue: TaskQueue) -> Iterator[list[int]]:
     yield releases
     stop.set()
     thread.join()
+    queue.close()
 
 
 def test_deferred_again_and_again_backs_off_doubling_to_the_cap_then_gives_up(
@@ -155,7 +162,7 @@ def test_deferred_again_and_again_backs_off_doubling_to_the_cap_then_gives_up(
         waking.append(release.id)
         wait_until(lambda: settled(s, Delivery, ANN), 30, "Ann's copy")
         # Ann's server greylists her from now on; the release is corrected, with a notice.
-        attempts.refused.add(ANN)
+        attempts.refuse(ANN)
         draft = parse_release(release_text(title="Agency signs agreement (corrected)"),
                               "corrected.md", s)  # fmt: skip
         dispatch.correct(s, queue, release.id, draft, notify=True)
@@ -174,7 +181,7 @@ def test_deferred_again_and_again_backs_off_doubling_to_the_cap_then_gives_up(
     bob = delivery_of(s, BOB)
     assert (bob.status, bob.last_error) == ("failed", f"gave up: {reason}")
     assert bob.attempts == len(times)  # every attempt reached the server
-    assert delivery_of(s, ANN).status == "sent" and attempts.seen[ANN][0] < times[1]
+    assert delivery_of(s, ANN).status == "sent"
     notice = notice_of(s, ANN)
     assert (notice.status, notice.last_error) == ("failed", f"gave up: {reason}")
     assert notice.attempts >= 2 and attempts.count(ANN) == 1 + notice.attempts
