@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import redis
-
 from distributor.config import Settings, environment_for
+from tests.redis_db import empty
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -115,7 +114,7 @@ def running_worker(
     """A `distributor worker` subprocess for ``settings`` (whose broker_url must be set);
     the broker's database is emptied first so no task of another test is run."""
     assert settings.broker_url
-    redis.Redis.from_url(settings.broker_url).flushdb()
+    empty(settings.broker_url)
     args = ["worker", "-c", str(concurrency)]
     with running_command(args, settings_env(settings), log_dir / "worker.log") as proc:
         yield proc
