@@ -109,12 +109,14 @@ def running_shell(
 
 @contextmanager
 def running_worker(
-    settings: Settings, log_dir: Path, concurrency: int = 2
+    settings: Settings, log_dir: Path, concurrency: int = 2, *, keep_queue: bool = False
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A `distributor worker` subprocess for ``settings`` (whose broker_url must be set);
-    the broker's database is emptied first so no task of another test is run."""
+    the broker's database is emptied first so no task of another test is run, unless
+    ``keep_queue`` (the test enqueued what the worker is to find)."""
     assert settings.broker_url
-    empty(settings.broker_url)
+    if not keep_queue:
+        empty(settings.broker_url)
     args = ["worker", "-c", str(concurrency)]
     with running_command(args, settings_env(settings), log_dir / "worker.log") as proc:
         yield proc
