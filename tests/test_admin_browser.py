@@ -19,13 +19,14 @@ from distributor.apitokens import create_token
 from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.models import AuditEvent
-from tests.browser import CHROMIUM, DESKTOP, PHONE, accessibility_problems, chromium, running_server
+from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, running_server
 from tests.helpers import add_subscribers, add_topics, make_release
 from tests.processes import running_worker, wait_until
 from tests.redis_db import empty
 from tests.smtp_server import SMTPServer, free_port
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "admin"
+pytestmark = pytest.mark.needs("chromium")
 SUBSCRIBERS = 200
 TITLE = 'Agency signs <b>"cooperation"</b> agreement'
 # Records every percentage the page shows, from the moment it is called (no reload since).
@@ -52,8 +53,6 @@ def live(
     """`distributor serve` (no worker yet: the test starts it), 200 confirmed subscribers,
     a token with the releases scope, the run's Redis database emptied; yields (settings,
     base URL, token)."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (Debian package `chromium`)")
     port = free_port()
     settings = sqlite_settings.model_copy(
         update={

@@ -30,10 +30,10 @@ from distributor.releases import parse_release
 from distributor.subscribers import import_csv, normalise_email
 from distributor.subscription import Consent, record_request
 from distributor.web import create_app
+from tests.dkim_keys import dkim_settings, dns_for, write_key
 from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release, published
 from tests.smtp_server import Received, SMTPServer
 from tests.test_correction_notify import corrected, people, send_release
-from tests.test_mail_dkim import dkim_settings, dns_for, write_key
 from tests.test_subscribe_web import empty_queue_and_limits, queued_confirmations, subscribe
 
 JOSE = "josé@example.org"
