@@ -5,9 +5,12 @@ sample release (a draft, ready to publish).
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +25,9 @@ from distributor.models import Subscriber, SubscriberStatus, utcnow
 from distributor.releases import create_release, parse_release
 from distributor.topics import add_topic
 
-BROKER_URL = "redis://127.0.0.1:6379/12"  # the benchmark's own Redis database: never another
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.redis_db
+from tests.redis_db import claim_database
+
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 PG_ADMIN_URL = PG_SERVER + "/postgres"  # the maintenance database, only to create/drop ours
 # `distributor worker` and `serve` refuse a weak key: a strong one, new for each run.
@@ -30,6 +35,16 @@ BENCH_SECRET_KEY = secrets.token_urlsafe(32)
 SAMPLE = (
     Path(__file__).resolve().parent.parent / "distributor" / "samples" / "climate-agreement.en.md"
 )
+
+
+@functools.cache
+def broker_url() -> str:
+    """This run's own Redis database, claimed on first use and given back at exit (the
+    claim of tests/redis_db.py: a test run or another benchmark on this host never uses it,
+    and emptying it never touches theirs)."""
+    claim = claim_database()
+    atexit.register(claim.release)
+    return claim.url
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,7 @@ def settings_for(data_dir: Path, database_url: str | None, smtp_url: str) -> Set
     return load_settings(
         data_dir=data_dir,
         database_url=database_url,
-        broker_url=BROKER_URL,
+        broker_url=broker_url(),
         smtp_url=smtp_url,
         site_url="https://news.example.org",
         secret_key=BENCH_SECRET_KEY,

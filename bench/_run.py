@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
-import redis
-from _fixture import BROKER_URL, Dataset, settings_env
+from _fixture import Dataset, broker_url, settings_env
 from _sinks import Sink
 from sqlalchemy import func, select
 
@@ -28,6 +27,7 @@ from distributor.db import session_scope
 from distributor.delivery import counts
 from distributor.models import Delivery
 from distributor.queue import TaskQueue
+from tests.redis_db import empty
 
 DISTRIBUTOR = Path(sys.executable).parent / "distributor"
 REPO = Path(__file__).resolve().parent.parent
@@ -128,7 +128,7 @@ class Worker:
     """``distributor worker -c procs`` as a subprocess (its own process group)."""
 
     def __init__(self, dataset: Dataset, procs: int, log_path: Path) -> None:
-        redis.Redis.from_url(BROKER_URL).flushdb()
+        empty(broker_url())
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -166,7 +166,7 @@ class Worker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._log.close()
-        redis.Redis.from_url(BROKER_URL).flushdb()
+        empty(broker_url())
 
 
 def measure(

@@ -8,7 +8,8 @@ the default (100,000 subscribers, seven configurations) 8–12 minutes on 2 core
 ``--cprofile N`` (send_batch under cProfile, in-process) and ``--py-spy PATH`` (an extra,
 profiled run of one configuration; ``pip install --target /tmp/pyspy py-spy`` provides one).
 
-Needs Redis at 127.0.0.1:6379 (uses database 12 only, flushed before and after every run),
+Needs Redis at 127.0.0.1:6379 (a database of its own, claimed as the tests claim theirs:
+tests/redis_db.py; emptied before and after every run),
 PostgreSQL at 127.0.0.1:5432 with trust auth for ``postgres`` (creates and drops its own
 ``distributor_bench_*`` databases) and Postfix's ``/usr/sbin/smtp-sink``. Worker CPU and memory
 are read with psutil (installed in the project's .venv).
@@ -41,8 +42,7 @@ for _name in list(os.environ):  # the developer's own configuration must not lea
 
 import _baselines  # noqa: E402
 import psutil  # noqa: E402
-import redis  # noqa: E402
-from _fixture import BROKER_URL, fresh_database, populate, settings_for  # noqa: E402
+from _fixture import broker_url, fresh_database, populate, settings_for  # noqa: E402
 from _profile import breakdown, cprofile_send_batch, read_pyspy_raw  # noqa: E402
 from _report import code_state, say, table  # noqa: E402
 from _run import RunResult, Worker, measure  # noqa: E402
@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
 from distributor.config import Settings  # noqa: E402
 from distributor.mail.dkim import Signer  # noqa: E402
+from tests.redis_db import empty  # noqa: E402
 
 GOAL_RATE = 2000.0
 GOAL_SIGNED_RATE = 1000.0
@@ -472,7 +473,7 @@ def main() -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="distributor-bench-logs-"))
     out: list[str] = []
     with ExitStack() as stack:
-        stack.callback(lambda: redis.Redis.from_url(BROKER_URL).flushdb())
+        stack.callback(lambda: empty(broker_url()))
         if not args.keep_logs:
             stack.callback(shutil.rmtree, log_dir, ignore_errors=True)
         sinks: dict[str, Sink] = {"smtp-sink": SmtpSink()}

@@ -18,9 +18,9 @@ either "confirmed" or the other state from the second halves (each with probabil
 and guesses the one whose learned median is nearer to the ten's median. 50 % is a coin toss
 (nothing learned); 100 % tells them apart every time.
 
-Needs Redis at 127.0.0.1:6379 (uses database 11 only, flushed before and after: the tasks
-the form enqueues pile up there, no worker runs) and, for ``--db postgresql``, PostgreSQL
-at 127.0.0.1:5432 with trust auth for ``postgres``.
+Needs Redis at 127.0.0.1:6379 (a database of its own, claimed as the tests claim theirs,
+emptied before and after: the tasks the form enqueues pile up there, no worker runs) and,
+for ``--db postgresql``, PostgreSQL at 127.0.0.1:5432 with trust auth for ``postgres``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ for _name in list(os.environ):  # the developer's own configuration must not lea
         del os.environ[_name]
 
 import httpx  # noqa: E402
-import redis  # noqa: E402
 import uvicorn  # noqa: E402
+from _fixture import broker_url  # noqa: E402
 from _report import code_state, say, table  # noqa: E402
 from _sinks import free_port  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
@@ -53,8 +53,8 @@ from distributor.models import Subscriber, SubscriberStatus  # noqa: E402
 from distributor.subscribers import import_csv  # noqa: E402
 from distributor.topics import add_topic  # noqa: E402
 from distributor.web import create_app  # noqa: E402
+from tests.redis_db import empty  # noqa: E402
 
-BROKER_URL = "redis://127.0.0.1:6379/11"  # this benchmark's own Redis database
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 STATES = ("confirmed", "pending", "unknown", "unsubscribed", "bounced")
 GROUP = 10  # requests the attacker may send per guess
@@ -139,8 +139,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    broker = redis.Redis.from_url(BROKER_URL)
-    broker.flushdb()
+    broker = broker_url()  # this run's own Redis database (tests/redis_db.py)
+    empty(broker)
     data_dir = Path(tempfile.mkdtemp(prefix="distributor-bench-subscribe-"))
     pg_name = f"distributor_bench_{os.getpid()}_subscribe" if args.db == "postgresql" else None
     server = None
@@ -150,7 +150,7 @@ def main() -> None:
             _pg(f'CREATE DATABASE "{pg_name}"')
             url = f"{PG_SERVER}/{pg_name}"
         settings = load_settings(
-            data_dir=data_dir / "var", database_url=url, broker_url=BROKER_URL,
+            data_dir=data_dir / "var", database_url=url, broker_url=broker,
             site_url=f"http://127.0.0.1:{port}", sender="Press <press@example.org>",
             secret_key="bench-subscribe-timing-key-0123456789abcdef",  # noqa: S106
             rate_limit_requests=10**9,
@@ -206,7 +206,7 @@ def main() -> None:
             server.should_exit = True
             thread.join(10)
         dispose_engines()
-        broker.flushdb()
+        empty(broker)
         if pg_name:
             _pg(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -117,6 +117,32 @@ return '0'
 _ADMIT_SHA = hashlib.sha1(_ADMIT.encode()).hexdigest()  # noqa: S324 - Redis's script id
 
 
+class Clock(Protocol):
+    """Where the limits kept in this process read the time and wait: the real clock, or a
+    test's (the fallback's pacing is then exact, whatever the machine's load)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+
+    def sleep(self, seconds: float) -> None:
+        """Return after ``seconds``."""
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic`` and ``time.sleep``."""
+
+    def monotonic(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        """``time.sleep(seconds)``."""
+        time.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
 def domain_of(email: str) -> str:
     """The domain an address is limited under: what follows its last ``@``, lowercased."""
     return email.rpartition("@")[2].lower()
@@ -184,8 +210,9 @@ class TokenBucket:
 class LocalBucket:
     """The same bucket as :class:`TokenBucket`, kept in this process (the fallback)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self.interval, self.burst = 1.0 / rate, burst_for(rate)
+        self._clock = clock
         self._due = 0.0  # monotonic time the next token is due
 
     def _first_due(self, now: float) -> float:
@@ -193,7 +220,7 @@ class LocalBucket:
 
     def acquire(self, n: int = 1) -> float:
         """Reserve the next ``n`` tokens; seconds until the first is due (<= 0: now)."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         start = self._first_due(now)
         self._due = start + n * self.interval
         return start - now
@@ -201,7 +228,7 @@ class LocalBucket:
     def take_now(self) -> float:
         """Take one token if one is due: 0.0. Otherwise take nothing and return the seconds
         until one is."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         start = self._first_due(now)
         if start > now:
             return start - now
@@ -269,7 +296,8 @@ UNLIMITED = Unlimited()
 class Throttle:
     """The limits as one process (one thread) keeps them: Redis while it answers, buckets
     of its own while it does not. Kept between batches, so global tokens reserved and not
-    spent by one batch serve the next. Not shared between threads."""
+    spent by one batch serve the next. Not shared between threads. ``clock`` is where this
+    process reads the time and waits (Redis's scripts read Redis's own clock)."""
 
     def __init__(
         self,
@@ -278,8 +306,10 @@ class Throttle:
         *,
         namespace: str = NAMESPACE,
         slot_seconds: float = 120.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.limits, self.namespace, self.slot_seconds = limits, namespace, slot_seconds
+        self._clock = clock
         self._url = url
         self._client: redis.Redis | None = None
         self._bucket: TokenBucket | None = None
@@ -291,7 +321,7 @@ class Throttle:
             ahead = math.ceil(limits.rate * AHEAD_SECONDS)
             self._ahead = max(1, min(burst_for(limits.rate), ahead))
             self._stale = burst_for(limits.rate) / limits.rate
-            self._local = LocalBucket(limits.rate / share)
+            self._local = LocalBucket(limits.rate / share, clock)
         self._local_domains: dict[str, LocalBucket] = {}
         self._local_slots: collections.Counter[str] = collections.Counter()
         self._local_share = share
@@ -306,7 +336,7 @@ class Throttle:
     def _redis(self) -> redis.Redis | None:
         """The client, or None while Redis is considered down."""
         if self._client is None:
-            if time.monotonic() < self._retry_at:
+            if self._clock.monotonic() < self._retry_at:
                 return None
             try:
                 url = self._url()  # may start the embedded Redis (no broker URL set)
@@ -324,7 +354,7 @@ class Throttle:
         have passed; warn once per outage."""
         if self._client is not None:
             self._client.close()
-        self._client, self._retry_at = None, time.monotonic() + REDIS_RETRY_SECONDS
+        self._client, self._retry_at = None, self._clock.monotonic() + REDIS_RETRY_SECONDS
         if not self._down:
             self._down = True
             log.warning(
@@ -342,10 +372,10 @@ class Throttle:
 
     def _next_due(self) -> float:
         """When the next global token is due (monotonic), reserving more if none is left."""
-        due = self._reserved.next_due(time.monotonic(), self._stale)
+        due = self._reserved.next_due(self._clock.monotonic(), self._stale)
         if due is None:
             offset = self._reserve(self._ahead)
-            start = time.monotonic() + offset
+            start = self._clock.monotonic() + offset
             self._reserved.start, self._reserved.count, self._reserved.used = start, self._ahead, 0
             due = start
         return due
@@ -363,11 +393,11 @@ class Throttle:
 
     def _wait_due(self) -> None:
         due = self._next_due()
-        if self._finished and due - time.monotonic() > FREE_BEFORE_WAIT:
+        if self._finished and due - self._clock.monotonic() > FREE_BEFORE_WAIT:
             self._flush()  # free finished messages' slots now, not after the wait
-        delay = due - time.monotonic()
+        delay = due - self._clock.monotonic()
         if delay > 0:
-            time.sleep(delay)
+            self._clock.sleep(delay)
 
     def wait(self) -> None:
         """Return when the next message may go under the global rate (and spend a token)."""
@@ -390,7 +420,7 @@ class Throttle:
         return 0.0
 
     def _admit_domain(self, domain: str) -> float:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if self._blocked.get(domain, 0.0) > now:  # no token before then: do not ask
             return max(HOLD_SECONDS, self._blocked[domain] - now)
         client = self._redis()
@@ -456,7 +486,7 @@ class Throttle:
             if bucket is None:
                 if len(self._local_domains) > MAX_REMEMBERED:  # costs at most a burst each
                     self._local_domains.clear()
-                bucket = LocalBucket(self.limits.domain_rate / self._local_share)
+                bucket = LocalBucket(self.limits.domain_rate / self._local_share, self._clock)
                 self._local_domains[domain] = bucket
             wait = bucket.take_now()
             if wait:

@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import create_engine, text
 
 from distributor.config import Settings, load_settings
 from distributor.db import dispose_engines, get_engine, upgrade
 from distributor.models import Base
 from tests.helpers import TEST_SECRET_KEY
+from tests.redis_db import claim_database, empty
 from tests.smtp_server import SMTPServer
 
 PG_ADMIN_URL = os.environ.get(
@@ -26,7 +26,8 @@ PG_ADMIN_URL = os.environ.get(
 # pytester: tests/test_ci_skips.py runs small pytest sessions to show that rule.
 pytest_plugins = ["pytester", "tests.tools"]
 
-REDIS_TEST_URL = os.environ.get("DISTRIBUTOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Names one Redis database outright; without it each run claims one of its own (redis_db).
+REDIS_TEST_URL = os.environ.get("DISTRIBUTOR_TEST_REDIS_URL")
 
 for _name in list(os.environ):  # the developer's own configuration must not leak into tests
     if _name.startswith("DISTRIBUTOR_") and not _name.startswith("DISTRIBUTOR_TEST_"):
@@ -55,16 +56,26 @@ def no_embedded_redis_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A Redis database number of our own, emptied before and after the run."""
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    client.flushdb()
-    yield REDIS_TEST_URL
-    client.flushdb()
-    client.close()
+    """A Redis database number of this run's own, emptied before and after the run: the one
+    ``DISTRIBUTOR_TEST_REDIS_URL`` names, else one claimed for the run (tests/redis_db.py),
+    so that two runs on one host never empty each other's queues."""
+    if REDIS_TEST_URL:
+        empty(REDIS_TEST_URL)
+        yield REDIS_TEST_URL
+        empty(REDIS_TEST_URL)
+        return
+    claim = claim_database()
+    empty(claim.url)
+    try:
+        yield claim.url
+    finally:
+        empty(claim.url)
+        claim.release()
+    assert claim.lost_to is None, f"Redis db {claim.db} was taken over by {claim.lost_to}"
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A PostgreSQL database created for this test run and dropped after it."""
     name = f"distributor_test_{os.getpid()}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -72,7 +83,9 @@ def pg_url() -> Iterator[str]:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(load_settings(database_url=url, data_dir=Path("/tmp")))
+    # A data directory of the run's own: upgrade() tightens the data directory's modes, and
+    # given /tmp it took world write away from /tmp itself (1777 -> 1711) when run as root.
+    upgrade(load_settings(database_url=url, data_dir=tmp_path_factory.mktemp("pg-var")))
     yield url
     dispose_engines()
     with admin.connect() as conn:

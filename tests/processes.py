@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import redis
-
 from distributor.config import Settings, environment_for
+from tests.redis_db import empty
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -110,13 +109,20 @@ def running_shell(
 
 @contextmanager
 def running_worker(
-    settings: Settings, log_dir: Path, concurrency: int = 2, *, with_beat: bool = False
+    settings: Settings,
+    log_dir: Path,
+    concurrency: int = 2,
+    *,
+    with_beat: bool = False,
+    keep_queue: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A `distributor worker` subprocess for ``settings`` (whose broker_url must be set),
     running the sweep itself every ``settings.sweep_seconds`` when ``with_beat``; the
-    broker's database is emptied first so no task of another test is run."""
+    broker's database is emptied first so no task of another test is run, unless
+    ``keep_queue`` (the test enqueued what the worker is to find)."""
     assert settings.broker_url
-    redis.Redis.from_url(settings.broker_url).flushdb()
+    if not keep_queue:
+        empty(settings.broker_url)
     args = ["worker", "-c", str(concurrency), *(["--with-beat"] if with_beat else [])]
     with running_command(args, settings_env(settings), log_dir / "worker.log") as proc:
         yield proc

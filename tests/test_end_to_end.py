@@ -10,14 +10,15 @@ from urllib.parse import urlsplit
 
 import feedparser
 import pytest
+import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from distributor import dispatch
+from distributor import dispatch, heartbeat
 from distributor.config import Settings
 from distributor.db import session_scope
-from distributor.models import Subscriber, SubscriberStatus
-from distributor.queue import TaskQueue
+from distributor.models import Delivery, Subscriber, SubscriberStatus, utcnow
+from distributor.queue import QUEUE, TaskQueue
 from distributor.status import release_status
 from distributor.web import create_app
 from tests.helpers import add_subscribers, add_topics, make_release
@@ -68,6 +69,42 @@ def wait_sent(settings: Settings, release_id: int, timeout: float = 120) -> None
         return st.planned > 0 and st.open == 0
 
     wait_until(finished, timeout, f"release {release_id} to be sent")
+
+
+# Tasks are acknowledged late (task_acks_late): one a worker has taken stays in kombu's
+# ``unacked`` hash until it has run, so an empty queue and an empty hash mean nothing waits
+# and nothing runs.
+UNACKED = "unacked"
+
+
+def wait_idle(settings: Settings, what: str, timeout: float = 120) -> None:
+    """Wait until no task waits in the queue and none is being run, on two polls in a row
+    (a task moves from the queue to the hash in two steps)."""
+    client = redis.Redis.from_url(settings.broker_url or "")
+    quiet = [0]
+
+    def idle() -> bool:
+        busy = client.llen(QUEUE) or client.hlen(UNACKED)
+        quiet[0] = 0 if busy else quiet[0] + 1
+        return quiet[0] >= 2
+
+    try:
+        wait_until(idle, timeout, what)
+    finally:
+        client.close()
+
+
+def leased(settings: Settings, release_id: int) -> int:
+    """How many of the release's rows are under a lease not yet expired."""
+    with session_scope(settings) as session:
+        return (
+            session.scalar(
+                select(func.count()).where(
+                    Delivery.release_id == release_id, Delivery.lease_until >= utcnow()
+                )
+            )
+            or 0
+        )
 
 
 def test_publish_reaches_every_matching_subscriber_exactly_once(
@@ -145,8 +182,17 @@ def test_running_every_task_twice_sends_nothing_twice(
             queue.send("distribute_release", release.id)
             queue.send("send_batch", release.id)
             queue.send("sweep")
-        wait_until(lambda: queue.waiting() == 0, 30, "the queue to drain")
-        time.sleep(2)  # let the last tasks taken from the queue finish
+        # A duplicate could still come from a task being run, or from a row whose lease
+        # runs out and a sweep re-enqueues: count once none of that can happen any more.
+        wait_idle(live, "the queue to drain and the tasks taken from it to finish")
+        wait_until(lambda: leased(live, release.id) == 0, live.lease_seconds + 30,
+                   "every lease to end")  # fmt: skip
+        broker = redis.Redis.from_url(live.broker_url or "")
+        broker.delete(heartbeat.KEY)  # a sweep sets it: the sign that one has run
+        queue.send("sweep")
+        wait_until(lambda: bool(broker.exists(heartbeat.KEY)), 60, "a sweep to run")
+        broker.close()
+        wait_idle(live, "what the sweep enqueued to be run")
     received = smtp_server.handler.by_rcpt()
     assert set(received) == expected
     assert max(len(v) for v in received.values()) == 1

@@ -135,7 +135,7 @@ def assert_valid_draft(draft: ReleaseDraft) -> None:
 
 
 def check(text: str, settings: Settings) -> ReleaseDraft | None:
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: a loaded machine does not make it a hang
     try:
         draft = parse_release(text, SOURCE, settings)
     except ReleaseInputError as exc:
@@ -144,7 +144,7 @@ def check(text: str, settings: Settings) -> ReleaseDraft | None:
         event("refused")
         return None
     finally:
-        assert time.perf_counter() - started < 10, "no hang"
+        assert time.thread_time() - started < 10, "no hang"
     assert_valid_draft(draft)
     event("accepted")
     return draft
@@ -401,28 +401,55 @@ def test_bodies_are_sanitised(release_settings: Settings, body: str) -> None:
 # -- limits: billion laughs, oversized, deeply nested ----------------------------------------
 
 
+def cpu_seconds(text: str, settings: Settings) -> float:
+    """The CPU time this thread spends in ``parse_release(text)`` (refused or not)."""
+    started = time.thread_time()
+    try:
+        parse_release(text, SOURCE, settings)
+    except ReleaseInputError:
+        pass
+    return time.thread_time() - started
+
+
+@pytest.fixture(scope="module")
+def budget(release_settings: Settings) -> float:
+    """What a hostile release may cost: five times the CPU time of the largest ordinary
+    release the parser accepts (2 MiB of paragraphs), the least of three runs.
+
+    Not seconds on the wall: on a loaded machine those measure the other processes. CPU
+    time of this thread counts only the parser's own work, and is compared with the same
+    parser's work on an ordinary input, so a slower machine moves both. Every limit below
+    costs a fraction of this budget (the heaviest, ``*a `` and ``[`` 20,000 times, about
+    1.5 ordinary releases: a third of it); a parse quadratic in these inputs' length costs
+    tens to hundreds of times more (html_depth made quadratic: 10 s against 0.7), an
+    exponential one never ends."""
+    paragraph = "An ordinary sentence of a press release, and another one after it. " * 8
+    body = "\n\n".join([paragraph.strip()] * (MAX_SOURCE_BYTES // (len(paragraph) + 2) - 20))
+    ordinary = release(yaml.safe_dump(VALID), "The lead.\n\n" + body)
+    assert len(ordinary.encode()) <= MAX_SOURCE_BYTES
+    assert parse_release(ordinary, SOURCE, release_settings)  # accepted
+    return 5 * min(cpu_seconds(ordinary, release_settings) for _ in range(3))
+
+
 def timed(
     text: str, settings: Settings, *, memory: bool = False
 ) -> tuple[float, int, ReleaseInputError | None]:
-    """Seconds taken by ``parse_release(text)``, with ``memory`` the peak of bytes it
-    allocated (in a second run: tracemalloc slows allocation down many times), and its
-    error."""
-    results: list[tuple[float, int, ReleaseInputError | None]] = [(0.0, 0, None)]
-    for trace in (False, True) if memory else (False,):
-        if trace:
-            tracemalloc.start()
-        started = time.perf_counter()
-        error = None
-        try:
-            parse_release(text, SOURCE, settings)
-        except ReleaseInputError as exc:
-            error = exc
-        elapsed = time.perf_counter() - started
-        peak = tracemalloc.get_traced_memory()[1] if trace else 0
-        if trace:
-            tracemalloc.stop()
-        results.append((elapsed, peak, error))
-    return results[1][0], results[-1][1], results[1][2]
+    """CPU seconds taken by ``parse_release(text)`` (the least of two runs), with
+    ``memory`` the peak of bytes it allocated (in a third run: tracemalloc slows allocation
+    down many times), and its error."""
+    error = None
+    try:
+        parse_release(text, SOURCE, settings)
+    except ReleaseInputError as exc:
+        error = exc
+    seconds = min(cpu_seconds(text, settings) for _ in range(2))
+    peak = 0
+    if memory:
+        tracemalloc.start()
+        cpu_seconds(text, settings)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return seconds, peak, error
 
 
 def laughs(levels: int, width: int, key: str) -> str:
@@ -435,27 +462,29 @@ def laughs(levels: int, width: int, key: str) -> str:
 
 @pytest.mark.parametrize("key", ["topics", "title", "contacts", "extra"])
 def test_billion_laughs_are_refused_fast_in_bounded_memory(
-    release_settings: Settings, key: str
+    release_settings: Settings, budget: float, key: str
 ) -> None:
     text = release(f"lang: en\ndate: 2026-11-20T09:00:00Z\n{laughs(9, 10, key)}", "x")
     elapsed, peak, error = timed(text, release_settings, memory=True)
     assert error is not None and "front matter refused (line" in str(error)
     assert "values (anchors and aliases counted" in str(error)
-    assert elapsed < 1.0
+    assert elapsed < budget
     assert peak < 20_000_000
 
 
-def test_merge_key_laughs_are_refused(release_settings: Settings) -> None:
+def test_merge_key_laughs_are_refused(release_settings: Settings, budget: float) -> None:
     lines = ["a0: &a0 {k: v}"] + [
         f"a{i}: &a{i} {{<<: [{', '.join([f'*a{i - 1}'] * 10)}]}}" for i in range(1, 10)
     ]
     text = release("title: T\nlang: en\ntopics: [a]\n" + "\n".join(lines), "x")
     elapsed, peak, error = timed(text, release_settings, memory=True)
     assert error is not None and "front matter refused" in str(error)
-    assert elapsed < 1.0 and peak < 20_000_000
+    assert elapsed < budget and peak < 20_000_000
 
 
-def test_deep_front_matter_is_refused_with_its_line(release_settings: Settings) -> None:
+def test_deep_front_matter_is_refused_with_its_line(
+    release_settings: Settings, budget: float
+) -> None:
     deep = "x: " + "[" * 100_000 + "]" * 100_000
     text = release(f"title: T\nlang: en\ntopics: [a]\n{deep}", "x")
     elapsed, _, error = timed(text, release_settings)
@@ -464,18 +493,20 @@ def test_deep_front_matter_is_refused_with_its_line(release_settings: Settings) 
         f"{SOURCE}: front matter refused (line 5): values nested more than "
         f"{MAX_YAML_DEPTH} levels deep"
     )
-    assert elapsed < 1.0
+    assert elapsed < budget
 
 
-def test_oversized_file_and_front_matter_are_refused(release_settings: Settings) -> None:
+def test_oversized_file_and_front_matter_are_refused(
+    release_settings: Settings, budget: float
+) -> None:
     big = release(yaml.safe_dump(VALID), "The lead.\n\n" + "x" * MAX_SOURCE_BYTES)
     elapsed, _, error = timed(big, release_settings)
     assert error is not None and str(error) == f"{SOURCE}: larger than 2048 KiB"
-    assert elapsed < 1.0
+    assert elapsed < budget
     fat = release(yaml.safe_dump(VALID) + "lead: " + "x" * MAX_FRONT_MATTER_BYTES, "x")
     elapsed, _, error = timed(fat, release_settings)
     assert error is not None and "front matter larger than 256 KiB" in str(error)
-    assert elapsed < 1.0
+    assert elapsed < budget
     # Not a single multi-byte character more than the limit (bytes, not characters).
     assert len(("é" * (MAX_SOURCE_BYTES // 2 + 1)).encode()) > MAX_SOURCE_BYTES
     error = timed(
@@ -509,10 +540,12 @@ def test_oversized_file_and_front_matter_are_refused(release_settings: Settings)
         "brackets",
     ],
 )
-def test_deeply_nested_bodies_take_under_a_second(release_settings: Settings, body: str) -> None:
+def test_deeply_nested_bodies_stay_within_the_budget(
+    release_settings: Settings, budget: float, body: str
+) -> None:
     text = release(yaml.safe_dump(VALID), "The lead.\n\n" + body)
     elapsed, _, error = timed(text, release_settings)
-    assert elapsed < 1.0
+    assert elapsed < budget
     if error is not None:
         assert f"nested more than {MAX_HTML_DEPTH} levels deep" in str(error)
 

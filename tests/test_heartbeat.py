@@ -18,6 +18,7 @@ from distributor.config import Settings
 from distributor.queue import TaskQueue
 from tests.helpers import TEST_SECRET_KEY, add_topics, make_release
 from tests.processes import run_cli, running_command, settings_env, wait_until
+from tests.redis_db import empty
 
 MISSING = "`distributor beat` is not running"
 
@@ -25,11 +26,9 @@ MISSING = "`distributor beat` is not running"
 @pytest.fixture
 def fast(sqlite_settings: Settings, redis_url: str) -> Iterator[Settings]:
     """SQLite, the test Redis emptied, and a sweep period of 1 s (the heartbeat: 3 s)."""
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
+    empty(redis_url)
     yield sqlite_settings.model_copy(update={"broker_url": redis_url, "sweep_seconds": 1.0})
-    client.flushdb()
-    client.close()
+    empty(redis_url)
 
 
 def test_each_sweep_keeps_the_heartbeat_for_three_periods(fast: Settings) -> None:

@@ -42,7 +42,6 @@ ARTIFACTS = Path(__file__).parent / "artifacts" / "journey"
 pytestmark = pytest.mark.needs("chromium")
 ADDRESS = "marie.curie@example.com"
 CONTROL = "control@example.com"  # a confirmed French subscriber: proves releases went out
-SHARED_REDIS = " (unless another test run's worker on the same Redis database took the task)"
 fr = gettext_for("fr")
 
 
@@ -90,7 +89,7 @@ def mail_to(smtp: SMTPServer, rcpt: str) -> list[EmailMessage]:
 
 
 def wait_for_mail(smtp: SMTPServer, rcpt: str, count: int, what: str) -> EmailMessage:
-    wait_until(lambda: len(mail_to(smtp, rcpt)) >= count, 30, what + SHARED_REDIS)
+    wait_until(lambda: len(mail_to(smtp, rcpt)) >= count, 30, what)
     return mail_to(smtp, rcpt)[count - 1]
 
 
@@ -117,7 +116,7 @@ def wait_delivered(settings: Settings, release_id: int) -> None:
             st = release_status(session, release_id)
         return st.planned > 0 and st.open == 0
 
-    wait_until(done, 30, f"the ledger of release {release_id} to finish" + SHARED_REDIS)
+    wait_until(done, 30, f"the ledger of release {release_id} to finish")
 
 
 def test_subscribe_confirm_receive_and_leave_in_a_real_browser(

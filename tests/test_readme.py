@@ -48,6 +48,7 @@ from distributor.mail.verp import BounceAddresses
 from distributor.models import Delivery, Release, Subscriber
 from tests.helpers import make_release
 from tests.processes import running_shell, settings_env, wait_until
+from tests.redis_db import empty
 from tests.smtp_server import free_port
 from tests.test_bounces import postfix_dsn
 
@@ -558,7 +559,7 @@ def test_a_comment_is_cut_only_outside_quotes() -> None:
 
 @pytest.fixture
 def scene(tmp_path: Path, redis_url: str) -> Iterator[Scene]:
-    redis.Redis.from_url(redis_url).flushdb()
+    empty(redis_url)
     settings = load_settings(data_dir=tmp_path / "var", broker_url=redis_url, sweep_seconds=2)
     env = settings_env(settings)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # distributor, python3

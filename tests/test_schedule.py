@@ -7,7 +7,6 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 from sqlalchemy import func, select
 
 from distributor import dispatch
@@ -20,6 +19,7 @@ from distributor.releases import create_release, mark_published, parse_release, 
 from distributor.site import build_site
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
 from tests.processes import NO_BROKER, run_cli
+from tests.redis_db import empty
 
 EMBARGO = datetime(2031, 3, 2, 8, 0, tzinfo=UTC)  # 09:00 in Paris
 
@@ -76,7 +76,7 @@ def test_an_embargoed_release_stays_invisible_until_its_time(
         assert page.exists()
     finally:
         queue.close()
-        redis.Redis.from_url(redis_url).flushdb()
+        empty(redis_url)
     # "Within 30 seconds after": beat runs the sweep at least that often.
     schedule = celery_config(live)["beat_schedule"]["sweep"]["schedule"]
     assert schedule == SWEEP_SECONDS <= 30

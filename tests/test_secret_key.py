@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from distributor.config import (
     PLACEHOLDER_KEYS,
@@ -23,6 +22,7 @@ from distributor.config import (
 from distributor.errors import ConfigError
 from tests.helpers import TEST_SECRET_KEY
 from tests.processes import run_cli, running_command, settings_env, wait_until
+from tests.redis_db import empty
 from tests.test_static_serving import free_port
 
 PLACEHOLDER = "change-me-to-a-long-random-string"  # docker-compose.yml until issue 11
@@ -140,7 +140,7 @@ def test_serve_starts_with_a_strong_key(bare: Settings, tmp_path: Path) -> None:
 def test_worker_and_beat_start_with_a_strong_key(
     bare: Settings, redis_url: str, tmp_path: Path, command: str
 ) -> None:
-    redis.Redis.from_url(redis_url).flushdb()
+    empty(redis_url)
     log = tmp_path / f"{command}.log"
     env = settings_env(bare, DISTRIBUTOR_BROKER_URL=redis_url)
     started = "ready." if command == "worker" else "beat: Starting..."

@@ -25,100 +25,157 @@ from distributor.delivery import counts
 from distributor.models import Delivery, Subscriber, utcnow
 from distributor.throttle import Limits, Throttle, TokenBucket
 from tests.helpers import published
-from tests.processes import NO_BROKER
+from tests.processes import NO_BROKER, wait_until
 from tests.smtp_server import SMTPServer
+
+# Redis's clock (TIME, gettimeofday) against this process's (monotonic): both tick at the
+# same rate on one host, give or take NTP's slewing (at most 0.05 %) and microsecond rounding.
+SLACK = 0.005
 
 
 def _namespace() -> str:
     return f"test:throttle:{uuid.uuid4().hex[:8]}"
 
 
+class FakeClock:
+    """A clock that moves only when slept on: pacing by it is exact whatever the load."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_a_bucket_reserves_ahead_one_interval_apart(redis_url: str) -> None:
-    bucket = TokenBucket(redis.Redis.from_url(redis_url), _namespace(), rate=10)  # burst 1
+    """At 10/s (burst 1), five tokens taken at once are due 0.1 s apart, so the next is due
+    0.5 s after the first, less the time that passed meanwhile (measured here: a slow
+    machine makes the answer smaller, never wrong), and the two after it 0.1 s later."""
+    bucket = TokenBucket(redis.Redis.from_url(redis_url), _namespace(), rate=10)
+    started = time.monotonic()
     assert bucket.acquire(5) <= 0  # the first of five is due now, the fifth 0.4 s later
-    assert bucket.acquire() == pytest.approx(0.5, abs=0.05)  # so the next is due in 0.5 s
-    assert bucket.acquire(2) == pytest.approx(0.6, abs=0.05)
+    sixth = bucket.acquire()
+    passed = time.monotonic() - started
+    assert 0.5 - passed - SLACK <= sixth <= 0.5 + SLACK, (sixth, passed)
+    seventh = bucket.acquire(2)
+    passed = time.monotonic() - started
+    assert 0.6 - passed - SLACK <= seventh <= 0.6 + SLACK, (seventh, passed)
 
 
 def test_three_senders_share_one_global_rate(redis_url: str) -> None:
-    rate, seconds, namespace = 50.0, 1.5, _namespace()
-    sent = [0, 0, 0]
+    """Three senders in one 50/s rate send 25 messages each. All together, the k-th
+    message goes no earlier than (k - burst + 1) / 50 s after they start: the rate holds
+    across the three, all the way (a slow machine only makes them later). Every message
+    goes, and they interleave: when the first sender is done, the others are well on."""
+    rate, each, namespace = 50.0, 25, _namespace()
+    sent: list[tuple[float, int]] = []  # (when wait() let it go, sender)
+    ready = threading.Barrier(3)
 
     def sender(i: int) -> None:
         pacer = Throttle(Limits(rate=rate), lambda: redis_url, namespace=namespace)
-        end = time.monotonic() + seconds
-        while True:
+        ready.wait(timeout=60)
+        for _ in range(each):
             pacer.wait()
-            if time.monotonic() > end:
-                return
-            sent[i] += 1
+            sent.append((time.monotonic(), i))
 
+    started = time.monotonic()  # before any sender can ask
     threads = [threading.Thread(target=sender, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    total, expected = sum(sent), rate * seconds  # 75, plus a burst of 5 at most
-    assert 0.85 * expected <= total <= expected + throttle.burst_for(rate) + 2, sent
-    assert min(sent) >= total / 6, sent  # they interleave: no sender starves
+        t.join(timeout=120)
+    assert len(sent) == 3 * each  # none stopped
+    early = throttle.burst_for(rate) - 1  # due at once after an idle spell
+    for k, (at, _) in enumerate(sorted(sent)):
+        assert at - started >= (k - early) / rate - SLACK, (k, at - started)
+    so_far = [0, 0, 0]
+    for _, i in sorted(sent):
+        so_far[i] += 1
+        if so_far[i] == each:
+            break
+    assert min(so_far) >= each // 5, so_far  # no sender waited for another to finish
 
 
-def _hold_slots(url: str, namespace: str, seconds: float) -> tuple[int, int]:
-    """In a process of its own, once all three are ready: for ``seconds``, admit messages to
-    one domain, mark each in flight for 10 ms in a Redis counter (recording the count
-    seen), then finish it. Returns (admitted, held back)."""
+def _everyone(client: redis.Redis, key: str, processes: int = 3) -> None:
+    """Wait until all ``processes`` have reached the point named ``key``."""
+    client.incr(key)
+    deadline = time.monotonic() + 60
+    while int(client.get(key) or 0) < processes:
+        assert time.monotonic() < deadline, f"the other processes never reached {key}"
+        time.sleep(0.005)
+
+
+def _ask_in_rounds(url: str, namespace: str, rounds: int) -> list[float]:
+    """In a process of its own: each round, ask to send one message to one domain, wait
+    until all three processes have asked (none finishes before), then finish it and free
+    the slot. Returns the answers, one a round."""
     client = redis.Redis.from_url(url)
     pacer = Throttle(Limits(domain_concurrency=2), lambda: url, namespace=namespace)
-    admitted = held = 0
-    client.incr(f"{namespace}:ready")  # start together, however long each took to start
-    deadline = time.monotonic() + 20
-    while int(client.get(f"{namespace}:ready") or 0) < 3 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if pacer.admit("someone@Example.ORG"):
-            held += 1
-            time.sleep(0.002)
-            continue
-        admitted += 1
-        client.rpush(f"{namespace}:seen", client.incr(f"{namespace}:in-flight"))
-        time.sleep(0.01)
-        client.decr(f"{namespace}:in-flight")
-        pacer.done("someone@example.org")
-    pacer.close()
-    return admitted, held
+    answers = []
+    for n in range(rounds):
+        answers.append(pacer.admit("someone@Example.ORG"))
+        _everyone(client, f"{namespace}:{n}:asked")
+        if answers[-1] == 0.0:
+            pacer.done("someone@example.org")
+        pacer.close()  # frees the slot now (done() alone frees it with the next call)
+        _everyone(client, f"{namespace}:{n}:freed")
+    client.close()
+    return answers
 
 
 def test_domain_concurrency_holds_across_processes(redis_url: str) -> None:
+    """Three processes, a limit of two messages in flight to a domain: in every round
+    where all three ask while none has finished, exactly two are let through and the third
+    is held back — whatever order they ask in and however slow the machine is."""
     namespace = _namespace()
     with multiprocessing.get_context("spawn").Pool(3) as pool:
-        results = pool.starmap(_hold_slots, [(redis_url, namespace, 0.6)] * 3)
-    seen = [int(n) for n in redis.Redis.from_url(redis_url).lrange(f"{namespace}:seen", 0, -1)]
-    assert max(seen) == 2  # never more than two in flight, and the limit was reached
-    assert sum(admitted for admitted, _ in results) > 20, results
-    assert sum(held for _, held in results) > 0, results
+        results = pool.starmap(_ask_in_rounds, [(redis_url, namespace, 5)] * 3)
+    for answers in zip(*results, strict=True):
+        assert sorted(answers)[:2] == [0.0, 0.0], results  # the limit is reached
+        assert sorted(answers)[2] >= throttle.HOLD_SECONDS, results  # and holds
 
 
 def _admit_and_die(url: str, namespace: str) -> None:
-    pacer = Throttle(Limits(domain_concurrency=1), lambda: url, namespace=namespace,
-                     slot_seconds=0.5)  # fmt: skip
-    assert pacer.admit("a@dead.example") == 0.0
-    os._exit(0)  # dies holding its slot: no done(), no close()
+    limits = Limits(domain_concurrency=2)
+    short = Throttle(limits, lambda: url, namespace=namespace, slot_seconds=0.5)
+    long = Throttle(limits, lambda: url, namespace=namespace, slot_seconds=600)
+    assert short.admit("a@dead.example") == 0.0
+    assert long.admit("a@dead.example") == 0.0  # last: the slots' key now lives 600 s
+    os._exit(0)  # dies holding both slots: no done(), no close()
+
+
+def _redis_now(client: redis.Redis) -> float:
+    """Redis's clock, in the microseconds the slots' expiries are written in."""
+    seconds, microseconds = client.time()
+    return seconds * 1e6 + microseconds
 
 
 def test_a_dead_holders_slot_expires(redis_url: str) -> None:
+    """A process that dies holding slots keeps each for its lifetime and no longer: of the
+    two slots of a domain it held (0.5 s and 600 s), the first frees once Redis's clock has
+    passed its expiry and not before, while the second still holds the domain."""
     namespace = _namespace()
     holder = multiprocessing.get_context("spawn").Process(
         target=_admit_and_die, args=(redis_url, namespace)
     )
     holder.start()
-    holder.join(timeout=30)
-    died = time.monotonic()
-    pacer = Throttle(Limits(domain_concurrency=1), lambda: redis_url, namespace=namespace)
-    assert pacer.admit("b@dead.example") >= throttle.HOLD_SECONDS  # the dead one holds it
-    time.sleep(max(0.0, died + 0.6 - time.monotonic()))
-    assert pacer.admit("b@dead.example") == 0.0  # its slot expired
+    holder.join(timeout=60)
+    assert holder.exitcode == 0
+    client = redis.Redis.from_url(redis_url)
+    slots = client.zrange(f"{namespace}:domain:dead.example:slots", 0, -1, withscores=True)
+    expiry = min(score for _, score in slots)
+    pacer = Throttle(Limits(domain_concurrency=2), lambda: redis_url, namespace=namespace)
+    deadline = time.monotonic() + 30
+    while pacer.admit("b@dead.example") != 0.0:
+        assert time.monotonic() < deadline, "the dead holder's 0.5 s slot never expired"
+        time.sleep(0.05)
+    assert _redis_now(client) >= expiry  # not let through while the slot still lived
+    assert pacer.admit("c@dead.example") >= throttle.HOLD_SECONDS  # its 600 s slot holds
     pacer.close()
+    client.close()
 
 
 class _Listener:
@@ -160,15 +217,17 @@ def test_rows_over_a_domain_limit_are_given_back_and_sent_later(
     settings: Settings, smtp_server: SMTPServer, redis_url: str
 ) -> None:
     a, b = (f"{name}-{uuid.uuid4().hex[:8]}.example" for name in ("a", "b"))
+    interval = 4.0  # one message every 4 s to each domain, one at once after an idle spell:
+    # the batch takes far less than that to reach the second message to b, even slowed down
     s = settings.model_copy(
-        update={"smtp_url": smtp_server.url, "broker_url": redis_url, "domain_rate": 1.0}
-    )  # one message a second to each domain, one at once after an idle spell
+        update={"smtp_url": smtp_server.url, "broker_url": redis_url, "domain_rate": 1 / interval}
+    )
     release_id = published(s, [f"one@{a}", *(f"p{i}@{b}" for i in range(4))])
     before = utcnow()
     report = dispatch.send_batch(s, release_id)
     assert report.claimed == 5 and report.outcomes["sent"] == 2  # one for each domain
-    assert report.held == 3 and 0 < report.retry_in <= throttle.HOLD_SECONDS + 1  # the worker
-    # task enqueues the next batch for then, so the held rows do not wait for the sweep
+    assert report.held == 3 and 0 < report.retry_in <= interval + 1  # the worker task
+    # enqueues the next batch for then, so the held rows do not wait for the sweep
     with session_scope(s) as session:
         back = session.execute(
             select(Delivery.status, Delivery.attempts, Delivery.next_attempt_at,
@@ -180,7 +239,8 @@ def test_rows_over_a_domain_limit_are_given_back_and_sent_later(
         assert (status, attempts, lease) == ("pending", 0, None)  # not attempted, not leased
         assert next_attempt_at >= before + timedelta(seconds=throttle.HOLD_SECONDS)
     assert dispatch.send_batch(s, release_id).claimed == 0  # not due yet: nothing to claim
-    time.sleep(throttle.HOLD_SECONDS + 0.2)
+    due = max(next_attempt_at for *_, next_attempt_at, _ in back)
+    wait_until(lambda: utcnow() > due, interval + 30, "the held rows to be due")
     faster = s.model_copy(update={"domain_rate": 100.0})
     assert dispatch.send_batch(faster, release_id).outcomes["sent"] == 3  # a later batch
     with session_scope(s) as session:
@@ -190,18 +250,26 @@ def test_rows_over_a_domain_limit_are_given_back_and_sent_later(
 
 
 def test_redis_down_falls_back_to_per_process_pacing(caplog: pytest.LogCaptureFixture) -> None:
+    """With Redis unreachable, one of two processes keeps half of each limit by itself, on
+    its own clock (a test clock here, so the count is exact): 20 messages a second and a
+    burst of 2, neither stopped nor unthrottled; the domain's first message goes, the next
+    is held back; one warning."""
+    clock = FakeClock()
     pacer = Throttle(
-        Limits(rate=40.0, domain_rate=5.0, processes=2), lambda: NO_BROKER, namespace=_namespace()
-    )  # nobody listens on NO_BROKER: this process keeps 20/s, and 2.5/s per domain
+        Limits(rate=40.0, domain_rate=5.0, processes=2), lambda: NO_BROKER,
+        namespace=_namespace(), clock=clock,
+    )  # fmt: skip  # nobody listens on NO_BROKER: this process keeps 20/s, and 2.5/s per domain
     sent = 0
     with caplog.at_level(logging.WARNING, logger="distributor.throttle"):
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
+        end = clock.monotonic() + 1.0 + 0.025  # half an interval: no token due on the edge
+        while True:
             pacer.wait()
+            if clock.monotonic() > end:
+                break
             sent += 1
         domain = [pacer.admit("x@slow.example") for _ in range(3)]
-    assert 18 <= sent <= 20 + throttle.burst_for(20) + 2  # neither stopped nor unthrottled
-    assert domain[0] == 0.0 and domain[1] >= throttle.HOLD_SECONDS and domain[2] > 0
+    assert sent == 20 + throttle.burst_for(20)  # a second's worth and the burst, no more
+    assert domain == [0.0, throttle.HOLD_SECONDS, throttle.HOLD_SECONDS]
     warnings = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
     assert len(warnings) == 1  # once, not once a message
 

@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -21,6 +20,7 @@ from distributor.site import build_site
 from distributor.web import create_app
 from tests.helpers import add_subscribers, add_topics, make_release
 from tests.processes import NO_BROKER, run_cli
+from tests.redis_db import empty
 from tests.smtp_server import SMTPServer
 
 PEOPLE = [(f"p{i}@example.com", f"P {i}", "en", "climate") for i in range(6)]
@@ -71,7 +71,7 @@ def test_withdrawal_mid_send_cancels_what_is_not_sent_and_takes_the_page_down(
             dispatch.withdraw(live, queue, release.id, "Jane Doe")
     finally:
         queue.close()
-        redis.Redis.from_url(redis_url).flushdb()
+        empty(redis_url)
 
     report = build_site(live)
     assert PAGE in report.removed and not (live.public_dir / PAGE).exists()
