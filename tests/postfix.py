@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.smtp_server import free_port
+from tests.helpers import free_port
 
 POSTFIX = Path("/usr/sbin/postfix")
 MAIL_OWNER = "postfix"

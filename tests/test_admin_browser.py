@@ -19,9 +19,9 @@ from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.models import AuditEvent
 from tests.browser import CHROMIUM, DESKTOP, PHONE, accessibility_problems, chromium, running_server
-from tests.helpers import add_subscribers, add_topics, make_release
+from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import running_worker, wait_until
-from tests.smtp_server import SMTPServer, free_port
+from tests.smtp_server import SMTPServer
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "admin"
 SUBSCRIBERS = 200

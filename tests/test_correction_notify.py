@@ -20,58 +20,16 @@ from distributor.privacy import erase_person
 from distributor.releases import create_release, parse_release
 from distributor.subscribers import unsubscribe
 from distributor.tokens import Purpose, read_link
-from tests.helpers import add_subscribers, add_topics, make_release, release_text
+from tests.corrections import ENGLISH, corrected, people, send_release, sent_then_corrected
+from tests.helpers import CountingQueue, make_release, release_text
 from tests.processes import run_cli
 from tests.smtp_server import Received, SMTPServer
 
-ENGLISH = ["ann@example.com", "bob@example.com", "dan@example.com", "eve@example.com",
-           "fred@example.com", "gus@example.com"]  # fmt: skip
 DEFERRED, REFUSED = "dan@example.com", "fred@example.com"  # the original never reached them
 LEFT_BEFORE, LEFT_AFTER = "eve@example.com", "gus@example.com"  # unsubscribed after it did
 
 
 ZERO = {"pending": 0, "deferred": 0, "sent": 0, "failed": 0, "cancelled": 0}
-
-
-class CountingQueue:
-    """Stands in for the broker: records the wake-ups instead of sending them."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, tuple[object, ...]]] = []
-
-    def send(self, task: str, *args: object) -> bool:
-        self.sent.append((task, args))
-        return True
-
-    def waiting(self) -> int:
-        return 0
-
-    def tasks(self, name: str) -> list[tuple[object, ...]]:
-        return [args for task, args in self.sent if task == name]
-
-
-def corrected(**kwargs: str) -> str:
-    title = kwargs.pop("title", "Agency signs agreement (corrected)")
-    return release_text(title=title, **kwargs).replace("A second paragraph", "A fixed paragraph")
-
-
-def send_release(settings: Settings, release_id: int) -> None:
-    """Publish the release and send all of it, in this process."""
-    queue = CountingQueue()
-    dispatch.publish(settings, queue, release_id)  # type: ignore[arg-type]
-    dispatch.distribute_release(settings, queue, release_id)  # type: ignore[arg-type]
-    while dispatch.send_batch(settings, release_id).claimed:
-        pass
-
-
-def people(settings: Settings) -> None:
-    add_topics(settings, "climate", "energy")
-    rows = [(email, email.split("@")[0].title(), "en", "climate") for email in ENGLISH]
-    rows += [
-        ("fra@example.com", "Fra", "fr", "climate"),
-        ("zoe@example.com", "Zoe", "en", "energy"),
-    ]
-    add_subscribers(settings, rows)
 
 
 def subscriber_id(session: Session, email: str) -> int:
@@ -190,16 +148,6 @@ def test_without_notify_no_email_is_planned_or_sent(
         assert session.scalar(select(func.count()).select_from(CorrectionNotice)) == 0
         (event,) = audit.recent(session, action="correct")
         assert event.details["notify"] is False
-
-
-def sent_then_corrected(s: Settings) -> Release:
-    """The release sent to ``people``, then corrected with notify: its notices planned."""
-    people(s)
-    release = make_release(s)
-    send_release(s, release.id)
-    fix = parse_release(corrected(), "fix.md", s)
-    dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
-    return release
 
 
 def test_a_lost_wake_up_or_a_dead_worker_sends_each_notice_once(

@@ -28,9 +28,8 @@ from distributor.config import Settings, load_settings
 from distributor.db import dispose_engines, session_scope, upgrade
 from distributor.web import create_app
 from distributor.web.bodies import FORM_LIMIT, JSON_LIMIT, NO_BODY_LIMIT, body_of, routes_of
-from tests.helpers import add_topics
+from tests.helpers import add_topics, free_port
 from tests.processes import NO_BROKER, running_command, settings_env, wait_until
-from tests.test_static_serving import free_port
 
 MB = 1024 * 1024
 

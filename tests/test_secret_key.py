@@ -21,9 +21,8 @@ from distributor.config import (
     weak_key_reason,
 )
 from distributor.errors import ConfigError
-from tests.helpers import TEST_SECRET_KEY
+from tests.helpers import TEST_SECRET_KEY, free_port
 from tests.processes import run_cli, running_command, settings_env, wait_until
-from tests.test_static_serving import free_port
 
 PLACEHOLDER = "change-me-to-a-long-random-string"  # docker-compose.yml until issue 11
 GOOD = secrets.token_urlsafe(32)

@@ -32,10 +32,9 @@ from distributor.subscription import Consent, record_request
 from distributor.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
 from tests.conftest import truncate_pg
-from tests.helpers import TEST_SECRET_KEY, add_subscribers, add_topics, release_text
+from tests.helpers import TEST_SECRET_KEY, add_subscribers, add_topics, free_port, release_text
 from tests.processes import NO_BROKER, run_cli, running_command, settings_env, wait_until
 from tests.smtp_server import SMTPServer
-from tests.test_static_serving import free_port
 
 SMTP_PASSWORD = "s3cret-smtp-Pw"
 SECRET_KEY = TEST_SECRET_KEY  # strong: `serve` refuses a weak key

@@ -30,11 +30,20 @@ from distributor.releases import parse_release
 from distributor.subscribers import import_csv, normalise_email
 from distributor.subscription import Consent, record_request
 from distributor.web import create_app
-from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release, published
+from tests.corrections import corrected, people, send_release
+from tests.helpers import (
+    CountingQueue,
+    add_subscribers,
+    add_topics,
+    empty_queue_and_limits,
+    make_release,
+    new_token,
+    published,
+    queued_confirmations,
+    subscribe,
+)
 from tests.smtp_server import Received, SMTPServer
-from tests.test_correction_notify import corrected, people, send_release
 from tests.test_mail_dkim import dkim_settings, dns_for, write_key
-from tests.test_subscribe_web import empty_queue_and_limits, queued_confirmations, subscribe
 
 JOSE = "josé@example.org"
 CHINESE = "用户@例子.广告"
@@ -137,7 +146,6 @@ def test_the_subscribe_form_accepts_them(sqlite_settings: Settings, redis_url: s
 
 
 def test_the_api_accepts_them(sqlite_settings: Settings, redis_url: str) -> None:
-    from tests.test_api import new_token
 
     s = sqlite_settings.model_copy(update={"broker_url": redis_url})
     add_topics(s, "climate")

@@ -27,9 +27,8 @@ from distributor.releases import mark_published
 from distributor.web import create_app, static
 from distributor.web.changes import Watcher
 from distributor.web.static import PollLimit, choose_coding
-from tests.helpers import TEST_SECRET_KEY, add_topics, make_release
+from tests.helpers import TEST_SECRET_KEY, add_topics, free_port, make_release
 from tests.processes import running_command, settings_env, wait_until
-from tests.smtp_server import free_port
 
 SITE = "https://news.example.org"
 HUB = "https://hub.example.org/"

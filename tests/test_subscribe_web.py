@@ -5,8 +5,6 @@ limits, honeypot, CSRF, GET changes nothing, signed links, no header injection).
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -36,7 +34,14 @@ from distributor.subscribers import unsubscribe
 from distributor.tokens import Purpose, make_token
 from distributor.urls import preferences_url
 from distributor.web import create_app
-from tests.helpers import add_subscribers, add_topics
+from tests.helpers import (
+    add_subscribers,
+    add_topics,
+    csrf_of,
+    empty_queue_and_limits,
+    queued_confirmations,
+    subscribe,
+)
 from tests.smtp_server import SMTPServer
 
 
@@ -49,41 +54,6 @@ def web(sqlite_settings: Settings, redis_url: str) -> Iterator[tuple[Settings, T
     add_topics(settings, "climate", "science")
     with TestClient(create_app(settings), base_url="https://testserver") as client:
         yield settings, client
-
-
-def empty_queue_and_limits(url: str) -> None:
-    """Forget queued tasks and rate-limit counts, but keep kombu's queue bindings (a client
-    that declared the queue once does not declare it again)."""
-    client = redis.Redis.from_url(url)
-    client.delete(QUEUE)
-    for key in client.scan_iter("distributor:ratelimit:*"):
-        client.delete(key)
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, "the form has a CSRF field"
-    return match.group(1)
-
-
-def subscribe(client: TestClient, **fields: object) -> object:
-    page = client.get("/subscribe")
-    data = {"email": "ann@example.com", "name": "Ann", "language": "en", "topics": ["climate"]}
-    data.update(fields)  # type: ignore[arg-type]
-    data.setdefault("csrf", csrf_of(page.text))
-    return client.post("/subscribe", data=data)
-
-
-def queued_confirmations(settings: Settings) -> list[int]:
-    """The request ids of the send_confirmation tasks waiting in Redis."""
-    assert settings.broker_url
-    ids = []
-    for raw in redis.Redis.from_url(settings.broker_url).lrange(QUEUE, 0, -1):
-        message = json.loads(raw)
-        if message["headers"]["task"] == "distributor.send_confirmation":
-            args = json.loads(base64.b64decode(message["body"]))[0]
-            ids.append(args[0])
-    return ids
 
 
 def run_confirmations(settings: Settings, workers: int = 1) -> list[str]:
