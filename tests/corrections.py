@@ -13,7 +13,7 @@ ENGLISH = ["ann@example.com", "bob@example.com", "dan@example.com", "eve@example
            "fred@example.com", "gus@example.com"]  # fmt: skip
 
 
-def corrected(**kwargs: str) -> str:
+def corrected_text(**kwargs: str) -> str:
     """The test release's text (``release_text``) with its second paragraph fixed and
     "(corrected)" in its title, unless ``title`` says otherwise."""
     title = kwargs.pop("title", "Agency signs agreement (corrected)")
@@ -29,7 +29,7 @@ def send_release(settings: Settings, release_id: int) -> None:
         pass
 
 
-def people(settings: Settings) -> None:
+def add_readers(settings: Settings) -> None:
     """Topics climate and energy; ENGLISH on climate, Fra (French, climate) and Zoe
     (English, energy), all confirmed."""
     add_topics(settings, "climate", "energy")
@@ -42,10 +42,11 @@ def people(settings: Settings) -> None:
 
 
 def sent_then_corrected(s: Settings) -> Release:
-    """The release sent to ``people``, then corrected with notify: its notices planned."""
-    people(s)
+    """The release sent to the people of ``add_readers``, then corrected with notify: its
+    notices planned."""
+    add_readers(s)
     release = make_release(s)
     send_release(s, release.id)
-    fix = parse_release(corrected(), "fix.md", s)
+    fix = parse_release(corrected_text(), "fix.md", s)
     dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
     return release

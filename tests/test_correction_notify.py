@@ -20,7 +20,13 @@ from distributor.privacy import erase_person
 from distributor.releases import create_release, parse_release
 from distributor.subscribers import unsubscribe
 from distributor.tokens import Purpose, read_link
-from tests.corrections import ENGLISH, corrected, people, send_release, sent_then_corrected
+from tests.corrections import (
+    ENGLISH,
+    add_readers,
+    corrected_text,
+    send_release,
+    sent_then_corrected,
+)
 from tests.helpers import CountingQueue, make_release, release_text
 from tests.processes import run_cli
 from tests.smtp_server import Received, SMTPServer
@@ -50,7 +56,7 @@ def test_notify_tells_each_who_received_it_once_in_their_language(
     settings: Settings, smtp_server: SMTPServer
 ) -> None:
     s = settings.model_copy(update={"smtp_url": smtp_server.url, "batch_size": 3})
-    people(s)
+    add_readers(s)
     english = make_release(s)
     text = release_text(title="L'Agence signe un accord", lang="fr", slug="accord-agence")
     with session_scope(s) as session:
@@ -67,10 +73,10 @@ def test_notify_tells_each_who_received_it_once_in_their_language(
 
     queue = CountingQueue()
     before = len(smtp_server.handler.messages)
-    fix = parse_release(corrected(), "fix.md", s)
+    fix = parse_release(corrected_text(), "fix.md", s)
     dispatch.correct(s, queue, english.id, fix, by="cli:jane", notify=True)  # type: ignore[arg-type]
     fix_fr = parse_release(
-        corrected(title="L'Agence signe un accord (corrigé)", lang="fr", slug="accord-agence"),
+        corrected_text(title="L'Agence signe un accord (corrigé)", lang="fr", slug="accord-agence"),
         "fix-fr.md",
         s,
     )
@@ -131,12 +137,12 @@ def test_without_notify_no_email_is_planned_or_sent(
     settings: Settings, smtp_server: SMTPServer
 ) -> None:
     s = settings.model_copy(update={"smtp_url": smtp_server.url})
-    people(s)
+    add_readers(s)
     release = make_release(s)
     send_release(s, release.id)
     before = len(smtp_server.handler.messages)
     queue = CountingQueue()
-    fix = parse_release(corrected(), "fix.md", s)
+    fix = parse_release(corrected_text(), "fix.md", s)
     dispatch.correct(s, queue, release.id, fix)  # type: ignore[arg-type]
     assert [task for task, _ in queue.sent] == ["regenerate_site"]
     assert dispatch.send_correction_notices(s, release.id).claimed == 0
@@ -183,11 +189,11 @@ def test_later_corrections_erasures_and_withdrawals_cancel_unsent_notices(
     sqlite_settings: Settings,
 ) -> None:
     s = sqlite_settings
-    people(s)
+    add_readers(s)
     release = make_release(s)
     send_release(s, release.id)  # into the Maildir outbox
     for n in range(2):
-        fix = parse_release(corrected(title=f"Fixed {n}"), f"fix{n}.md", s)
+        fix = parse_release(corrected_text(title=f"Fixed {n}"), f"fix{n}.md", s)
         dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
     with session_scope(s) as session:
         statuses = session.execute(
@@ -210,11 +216,11 @@ def test_the_cli_flag_plans_and_reports_the_notices(
     sqlite_settings: Settings, smtp_server: SMTPServer, tmp_path: Path
 ) -> None:
     s = sqlite_settings
-    people(s)
+    add_readers(s)
     release = make_release(s)
     send_release(s, release.id)  # into the Maildir outbox
     fix = tmp_path / "fix.md"
-    fix.write_text(corrected(), encoding="utf-8")
+    fix.write_text(corrected_text(), encoding="utf-8")
     done = run_cli(s, "releases", "correct", str(release.id), str(fix), "--notify")
     assert done.returncode == 0, done.stderr
     assert "corrected" in done.stdout and "6 correction notices planned" in done.stdout

@@ -26,9 +26,9 @@ from distributor.models import Subscriber, SubscriberStatus
 from distributor.privacy import erase_person
 from distributor.queue import QUEUE
 from distributor.web import create_app
+from tests.bounce_mail import postfix_dsn, publish_numbered, run_ingest
 from tests.helpers import add_subscribers, add_topics, decode_task, subscribe
 from tests.smtp_server import SMTPServer
-from tests.test_bounces import postfix_dsn, publish, run_ingest
 
 ANN = ("ann@example.com", "Ann", "en", "climate")
 BOB = ("bob@example.com", "Bob", "en", "climate")
@@ -79,7 +79,7 @@ def test_an_erased_subscribers_id_goes_to_nobody_else(settings: Settings) -> Non
 def test_an_erased_persons_links_do_not_reach_the_next_subscriber(settings: Settings) -> None:
     add_topics(settings, "climate")
     add_subscribers(settings, [ANN, BOB])
-    publish(settings, 1)  # into the Maildir outbox
+    publish_numbered(settings, 1)  # into the Maildir outbox
     [bob_mail] = outbox(settings, BOB[0])
     preferences, unsubscribe = (
         link(bob_mail, settings, "/preferences/"),
@@ -103,11 +103,11 @@ def test_a_late_bounce_for_an_erased_person_does_not_bounce_the_next(
     live = settings.model_copy(update={"smtp_url": smtp_server.url})
     add_topics(live, "climate")
     add_subscribers(live, [ANN, BOB])
-    publish(live, 1)
+    publish_numbered(live, 1)
     [bob_envelope] = [m.mail_from for m in smtp_server.handler.messages if m.rcpt == BOB[0]]
     erase(live, BOB[0])  # bob's deliveries go with him; his was the newest row
     add_subscribers(live, [CY])
-    publish(live, 2)  # Cy's delivery is planned now
+    publish_numbered(live, 2)  # Cy's delivery is planned now
     report = run_ingest(live, postfix_dsn(bob_envelope, BOB[0], "5.1.1"))  # bob's, late
     assert report.bounced == 0
     cy = sub_of(live, CY[0])
