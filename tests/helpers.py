@@ -10,6 +10,8 @@ import re
 import secrets
 import socket
 import textwrap
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from typing import Any
 
 import httpx
@@ -199,3 +201,17 @@ def queued_confirmations(settings: Settings) -> list[int]:
     assert settings.broker_url
     waiting = queued_tasks(redis.Redis.from_url(settings.broker_url))
     return [args[0] for task, args in waiting if task == "distributor.send_confirmation"]
+
+
+def outbox(settings: Settings, rcpt: str | None = None) -> list[EmailMessage]:
+    """The messages in the Maildir outbox (to ``rcpt`` only, if given), oldest first."""
+    folder = settings.outbox_dir / "new"
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns):
+        msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        if rcpt is None or rcpt in str(msg["To"]):
+            found.append(msg)
+    return found

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import pytest
@@ -27,7 +26,7 @@ from distributor.privacy import erase_person
 from distributor.queue import QUEUE
 from distributor.web import create_app
 from tests.bounce_mail import postfix_dsn, publish_numbered, run_ingest
-from tests.helpers import add_subscribers, add_topics, decode_task, subscribe
+from tests.helpers import add_subscribers, add_topics, decode_task, outbox, subscribe
 from tests.smtp_server import SMTPServer
 
 ANN = ("ann@example.com", "Ann", "en", "climate")
@@ -43,17 +42,6 @@ def sub_of(settings: Settings, email: str) -> Subscriber | None:
 def erase(settings: Settings, email: str) -> None:
     with session_scope(settings) as session:
         erase_person(session, settings, email)
-
-
-def outbox(settings: Settings, rcpt: str) -> list[EmailMessage]:
-    """The messages to ``rcpt`` in the Maildir outbox, oldest first."""
-    found = []
-    for path in sorted((settings.outbox_dir / "new").iterdir(), key=lambda p: p.stat().st_mtime):
-        msg = message_from_bytes(path.read_bytes(), policy=policy.default)
-        assert isinstance(msg, EmailMessage)
-        if rcpt in str(msg["To"]):
-            found.append(msg)
-    return found
 
 
 def link(msg: EmailMessage, settings: Settings, kind: str) -> str:

@@ -39,6 +39,7 @@ from tests.helpers import (
     add_topics,
     csrf_of,
     empty_queue_and_limits,
+    outbox,
     queued_confirmations,
     subscribe,
 )
@@ -64,19 +65,6 @@ def run_confirmations(settings: Settings, workers: int = 1) -> list[str]:
     redis.Redis.from_url(settings.broker_url).delete(QUEUE)
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(lambda i: dispatch.send_confirmation(settings, i), ids))
-
-
-def outbox(settings: Settings) -> list[EmailMessage]:
-    """Every message in the Maildir outbox, oldest first."""
-    folder = settings.outbox_dir / "new"
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns):
-        msg = message_from_bytes(path.read_bytes(), policy=policy.default)
-        assert isinstance(msg, EmailMessage)
-        found.append(msg)
-    return found
 
 
 def confirm_path(settings: Settings, msg: EmailMessage) -> str:

@@ -29,7 +29,6 @@ UNRELATED_SAME_NAMES = {
     "ledger": "test_reconcile maps address to (status, error), test_smtputf8 adds the "
     "subscriber's status",
     "message": "postfix_samples builds one per Message-ID, test_mail_transport numbered ones",
-    "outbox": "test_ids_never_reused: one recipient's mail; test_subscribe_web: all of it",
     "parse": "a DSN (compat32, for the bounce parser), a feed (feedparser), and a message "
     "with policy.default in test_deliverability and test_readme (no defect check, unlike "
     "mail_samples.parse_email)",
