@@ -14,8 +14,8 @@ from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from distributor.config import Settings
 from tests.processes import running_serve, settings_env
+from tests.tools import CHROMIUM
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `playwright install` needs internet
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -32,7 +32,8 @@ DESKTOP = {"width": 1280, "height": 900}
 
 @contextmanager
 def chromium(**context_options: Any) -> Iterator[BrowserContext]:
-    """A headless Chromium with a fresh profile, sized like a phone unless told otherwise."""
+    """A headless Chromium with a fresh profile, sized like a phone unless told otherwise.
+    A test that uses it is marked ``@pytest.mark.needs("chromium")``."""
     options: dict[str, Any] = {"viewport": PHONE, "locale": "en-GB"}
     options.update(context_options)
     with (
@@ -40,7 +41,11 @@ def chromium(**context_options: Any) -> Iterator[BrowserContext]:
         sync_playwright() as playwright,
     ):
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, **options
+            profile,
+            executable_path=str(CHROMIUM.path),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            **options,
         )
         try:
             context.set_default_timeout(15_000)

@@ -22,6 +22,10 @@ from tests.smtp_server import SMTPServer
 PG_ADMIN_URL = os.environ.get(
     "DISTRIBUTOR_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+# tests.tools: the `needs` marker, and CI failing a test skipped for want of a program.
+# pytester: tests/test_ci_skips.py runs small pytest sessions to show that rule.
+pytest_plugins = ["pytester", "tests.tools"]
+
 REDIS_TEST_URL = os.environ.get("DISTRIBUTOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 for _name in list(os.environ):  # the developer's own configuration must not leak into tests

@@ -24,11 +24,12 @@ from typing import Any
 
 import yaml
 
+from tests import tools
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
-NGINX = Path("/usr/sbin/nginx")
+NGINX = tools.NGINX.path  # DISTRIBUTOR_TEST_NGINX, else Debian's
 MIME_TYPES = Path("/etc/nginx/mime.types")  # what the image's nginx.conf includes, too
 TEMPLATE_TARGET = "/etc/nginx/templates/default.conf.template"
 # The deployment-specific strings of the compose config, replaced for a local run.

@@ -39,10 +39,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import tools
 from tests.helpers import free_port
 
-POSTFIX = Path("/usr/sbin/postfix")
-MAIL_OWNER = "postfix"
+POSTFIX = tools.POSTFIX.path  # DISTRIBUTOR_TEST_POSTFIX, else Debian's
+MAIL_OWNER = tools.POSTFIX.user or "postfix"
 # The queue's subdirectories where a message waits (not hold/, corrupt/: those never leave).
 _WAITING = ("maildrop", "incoming", "active", "deferred")
 # The services a relay needs, as Debian's master.cf names them, chroot off; ``{chroot}``
@@ -74,15 +75,7 @@ postlog    unix-dgram n - n - 1 postlogd
 
 def unavailable() -> str | None:
     """Why a private Postfix cannot run on this machine, or None when it can."""
-    if os.geteuid() != 0:
-        return "a private Postfix must be started as root (its master runs as root)"
-    if not POSTFIX.exists():
-        return f"{POSTFIX} is missing (Debian package `postfix`)"
-    try:
-        pwd.getpwnam(MAIL_OWNER)
-    except KeyError:
-        return f"no user {MAIL_OWNER!r} (Debian package `postfix` creates it)"
-    return None
+    return tools.POSTFIX.missing()
 
 
 @dataclass(frozen=True)

@@ -111,13 +111,14 @@ def running_shell(
 
 @contextmanager
 def running_worker(
-    settings: Settings, log_dir: Path, concurrency: int = 2
+    settings: Settings, log_dir: Path, concurrency: int = 2, *, with_beat: bool = False
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A `distributor worker` subprocess for ``settings`` (whose broker_url must be set);
-    the broker's database is emptied first so no task of another test is run."""
+    """A `distributor worker` subprocess for ``settings`` (whose broker_url must be set),
+    running the sweep itself every ``settings.sweep_seconds`` when ``with_beat``; the
+    broker's database is emptied first so no task of another test is run."""
     assert settings.broker_url
     redis.Redis.from_url(settings.broker_url).flushdb()
-    args = ["worker", "-c", str(concurrency)]
+    args = ["worker", "-c", str(concurrency), *(["--with-beat"] if with_beat else [])]
     with running_command(args, settings_env(settings), log_dir / "worker.log") as proc:
         yield proc
 

@@ -18,12 +18,13 @@ from distributor.apitokens import create_token
 from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.models import AuditEvent
-from tests.browser import CHROMIUM, DESKTOP, PHONE, accessibility_problems, chromium, running_server
+from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, running_server
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import running_worker, wait_until
 from tests.smtp_server import SMTPServer
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "admin"
+pytestmark = pytest.mark.needs("chromium")
 SUBSCRIBERS = 200
 TITLE = 'Agency signs <b>"cooperation"</b> agreement'
 SHARED_REDIS = " (unless another test run's worker on the same Redis database took the task)"
@@ -50,8 +51,6 @@ def live(
 ) -> Iterator[tuple[Settings, str, str]]:
     """A worker and `distributor serve`, 200 confirmed subscribers, a token with the
     releases scope; yields (settings, base URL, token)."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (Debian package `chromium`)")
     port = free_port()
     settings = sqlite_settings.model_copy(
         update={

@@ -150,6 +150,11 @@ def test_the_whole_life_of_a_release(api: Api, smtp_server: SMTPServer) -> None:
     assert corrected.status_code == 200, corrected.text
     assert corrected.json()["corrected_at"] is not None
     assert "Breton coast" in corrected.json()["lead"]
+    # No email: the correction woke no sender, and what a woken (or sweeping) worker would
+    # run finds nothing to send, so the SMTP server receives nothing.
+    assert tasks(api, "send_correction_notices") == []
+    assert dispatch.send_correction_notices(api.settings, rid).claimed == 0
+    send_everything(api.settings, rid)
     assert len(smtp_server.handler.messages) == before
 
     # The report: every delivery, as CSV.

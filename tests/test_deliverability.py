@@ -6,7 +6,6 @@ well on its own, for the readers and filters that never look at the HTML."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -23,6 +22,7 @@ from distributor.mail.dkim import Signer
 from distributor.models import Release, SubscriptionRequest, Topic
 from distributor.releases import parse_release
 from tests.helpers import TEST_SECRET_KEY
+from tests.tools import SPAMASSASSIN
 
 SAMPLE = Path(__file__).resolve().parent.parent / "distributor/samples/climate-agreement.en.md"
 SITE = "https://news.example.org"
@@ -126,7 +126,7 @@ def spamassassin(message: bytes) -> tuple[float, str]:
     """SpamAssassin's score of ``message`` with local tests only and no Bayes, and the
     rules that fired."""
     out = subprocess.run(
-        ["spamassassin", "-L", "-t", "-x", "--cf=use_bayes 0", "--cf=bayes_auto_learn 0"],
+        [str(SPAMASSASSIN.path), "-L", "-t", "-x", "--cf=use_bayes 0", "--cf=bayes_auto_learn 0"],
         input=message,
         capture_output=True,
         check=True,
@@ -137,7 +137,7 @@ def spamassassin(message: bytes) -> tuple[float, str]:
     return float(status.group(1)), " ".join(status.group(2).split())
 
 
-@pytest.mark.skipif(shutil.which("spamassassin") is None, reason="spamassassin not installed")
+@pytest.mark.needs("spamassassin")
 def test_signed_release_and_confirmation_emails_score_clean(config: Settings) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     signer = Signer(key, "s2026", "example.org")

@@ -1,5 +1,6 @@
 """The ledger: planning is idempotent and matches language and topics; claims never
-overlap; outcomes are recorded once; leases expire; unsubscribing cancels."""
+overlap; outcomes are recorded once; deferred rows back off (doubling, capped) and give up;
+leases expire; unsubscribing cancels."""
 
 from __future__ import annotations
 
@@ -7,13 +8,22 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from distributor.config import Settings
+from distributor import dispatch, notices
+from distributor.config import Settings, load_settings
 from distributor.db import get_engine, session_scope
-from distributor.delivery import OutcomeWriter, claim, counts, due, plan
-from distributor.models import Delivery, Release, Subscriber, SubscriberStatus, utcnow
+from distributor.delivery import OutcomeWriter, backoff, claim, counts, due, plan
+from distributor.models import (
+    CorrectionNotice,
+    Delivery,
+    Release,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from distributor.releases import mark_published, parse_release
 from distributor.status import release_status
 from distributor.subscribers import unsubscribe
-from tests.helpers import add_subscribers, add_topics, make_release
+from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release, release_text
 
 PEOPLE = [
     ("en1@example.com", "En One", "en", "climate"),
@@ -77,18 +87,94 @@ def test_outcomes_are_recorded_and_a_lost_lease_changes_nothing(settings: Settin
     assert c["sent"] == 1 and c["failed"] == 1 and c["pending"] == 0
 
 
+def test_backoff_doubles_from_the_base_and_stops_at_the_cap() -> None:
+    """The wait before attempt n + 1 is base·2^(n-1), never more than the cap."""
+    s = load_settings(retry_base_seconds=60.0, retry_max_seconds=1000.0)
+    waits = [backoff(s, attempts).total_seconds() for attempts in range(1, 9)]
+    assert waits == [60, 120, 240, 480, 960, 1000, 1000, 1000]
+
+
 def test_deferred_rows_wait_for_their_backoff(settings: Settings) -> None:
-    rid = planned_release(settings)
-    engine = get_engine(settings)
-    batch = claim(engine, settings, rid, 5)
-    with OutcomeWriter(engine, settings) as ledger:
+    """Each deferral puts the row off by the doubling backoff, counted from the server's
+    answer (given to the ledger: an injected clock, nothing sleeps), up to the cap: 60,
+    120, 240, then 300 s; the row is not claimed before."""
+    s = settings.model_copy(update={"retry_base_seconds": 60.0, "retry_max_seconds": 300.0})
+    rid = planned_release(s)
+    engine = get_engine(s)
+    for attempt, wait in enumerate([60, 120, 240, 300, 300], start=1):
+        batch = claim(engine, s, rid, 5)
+        assert len(batch.rows) == 2 and all(r.attempts == attempt for r in batch.rows)
+        answered = utcnow()
+        with OutcomeWriter(engine, s) as ledger:
+            for row in batch.rows:
+                ledger.record(batch.token, row, "deferred", 451, "try later", answered_at=answered)
+        assert claim(engine, s, rid, 5).rows == []  # not before the backoff
+        with session_scope(s) as session:
+            due_at = set(session.scalars(select(Delivery.next_attempt_at)))
+            assert due_at == {answered + timedelta(seconds=wait)}, attempt
+            # The backoff has passed.
+            session.execute(
+                update(Delivery).values(next_attempt_at=utcnow() - timedelta(seconds=1))
+            )
+
+
+def test_a_row_deferred_past_give_up_after_fails_with_its_reason(settings: Settings) -> None:
+    """A deferral whose retry would come later than ``give_up_after_seconds`` after planning
+    ends the row ``failed``, "gave up: " and the server's reason; one whose retry comes at
+    that time exactly is still deferred. Times are the server's answers (injected)."""
+    s = settings.model_copy(
+        update={"retry_base_seconds": 60.0, "retry_max_seconds": 60.0,
+                "give_up_after_seconds": 3600.0}
+    )  # fmt: skip
+    rid = planned_release(s)
+    engine = get_engine(s)
+    batch = claim(engine, s, rid, 5)
+    kept, dropped = batch.rows
+    last_chance = kept.created_at + timedelta(seconds=3600 - 60)  # its retry: 1 h after
+    with OutcomeWriter(engine, s) as ledger:
+        ledger.record(batch.token, kept, "deferred", 451, "4.7.1 busy", answered_at=last_chance)
+        too_late = dropped.created_at + timedelta(seconds=3600 - 60, milliseconds=1)
+        ledger.record(batch.token, dropped, "deferred", 451, "4.7.1 busy", answered_at=too_late)
+    with session_scope(s) as session:
+        rows = {r.id: r for r in session.scalars(select(Delivery))}
+        assert rows[kept.delivery_id].status == "deferred"
+        gave_up = rows[dropped.delivery_id]
+        assert (gave_up.status, gave_up.last_error) == ("failed", "gave up: 4.7.1 busy")
+        assert gave_up.smtp_code == 451 and gave_up.lease_token is None
+        assert counts(session, rid)["failed"] == 1
+
+
+def test_a_correction_notice_deferred_past_give_up_after_fails_with_its_reason(
+    settings: Settings,
+) -> None:
+    """The same for correction notices, whose ledger records outcomes on its own."""
+    s = settings.model_copy(
+        update={"retry_base_seconds": 60.0, "retry_max_seconds": 60.0,
+                "give_up_after_seconds": 3600.0}
+    )  # fmt: skip
+    rid = planned_release(s)
+    engine = get_engine(s)
+    with session_scope(s) as session:
+        mark_published(session, rid)
+    batch = claim(engine, s, rid, 5)
+    with OutcomeWriter(engine, s) as ledger:
         for row in batch.rows:
-            ledger.record(batch.token, row, "deferred", 451, "try later")
-    assert claim(engine, settings, rid, 5).rows == []  # not before the backoff
-    with session_scope(settings) as session:
-        session.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
-    again = claim(engine, settings, rid, 5)
-    assert len(again.rows) == 2 and all(r.attempts == 2 for r in again.rows)
+            ledger.record(batch.token, row, "sent", 250, "ok")
+    draft = parse_release(release_text(title="Agency signs agreement (corrected)"), "c.md", s)
+    dispatch.correct(s, CountingQueue(), rid, draft, notify=True)  # type: ignore[arg-type]
+    claimed = notices.claim(engine, s, rid, 5)
+    kept, dropped = claimed.rows
+    last_chance = kept.created_at + timedelta(seconds=3600 - 60)
+    too_late = dropped.created_at + timedelta(seconds=3600 - 60, milliseconds=1)
+    for notice, answered in ((kept, last_chance), (dropped, too_late)):
+        assert notices.record(engine, s, claimed.token, notice, "deferred", 451, "4.7.1 busy",
+                              answered_at=answered)  # fmt: skip
+    with session_scope(s) as session:
+        rows = {r.id: r for r in session.scalars(select(CorrectionNotice))}
+        assert rows[kept.notice_id].status == "deferred"
+        gave_up = rows[dropped.notice_id]
+        assert (gave_up.status, gave_up.last_error) == ("failed", "gave up: 4.7.1 busy")
+        assert notices.counts(session, rid)["failed"] == 1
 
 
 def test_expired_lease_is_claimed_again(settings: Settings) -> None:

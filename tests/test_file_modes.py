@@ -172,6 +172,7 @@ def test_a_sqlite_file_elsewhere_is_private_too(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+@pytest.mark.needs("nginx")
 def test_another_user_serves_the_site_and_reads_nothing_else() -> None:
     """nginx's workers as `nobody` (as the compose file's nginx is another user than the
     app) serve the newsroom from the data directory distributor made; as `nobody`, the

@@ -25,7 +25,6 @@ from distributor.models import Subscriber, SubscriberStatus
 from distributor.queue import TaskQueue
 from distributor.status import release_status
 from tests.browser import (
-    CHROMIUM,
     DESKTOP,
     PHONE,
     accessibility_problems,
@@ -40,6 +39,7 @@ from tests.processes import running_worker, wait_until
 from tests.smtp_server import SMTPServer
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "journey"
+pytestmark = pytest.mark.needs("chromium")
 ADDRESS = "marie.curie@example.com"
 CONTROL = "control@example.com"  # a confirmed French subscriber: proves releases went out
 SHARED_REDIS = " (unless another test run's worker on the same Redis database took the task)"
@@ -60,8 +60,6 @@ def live(
 ) -> Iterator[tuple[Settings, str]]:
     """A worker and `distributor serve` on one settings, every email link pointing at the
     server; yields (settings, base URL)."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (Debian package `chromium`)")
     port = free_port()
     settings = sqlite_settings.model_copy(
         update={

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
@@ -13,10 +12,10 @@ from pathlib import Path
 import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from distributor import dispatch
-from distributor.config import Settings, load_settings
+from distributor.config import load_settings
 from distributor.db import session_scope, upgrade
 from distributor.errors import ConfigError
 from distributor.mail.compose import Recipient, render_release
@@ -27,7 +26,7 @@ from distributor.notices import render_notice
 from distributor.preview import as_test_message
 from distributor.subscription import Consent, record_request
 from distributor.topics import add_topic
-from tests.helpers import TEST_SECRET_KEY
+from tests.dkim_keys import dkim_settings, dns_for, write_key
 from tests.processes import run_cli
 from tests.smtp_server import SMTPServer
 
@@ -46,30 +45,6 @@ REQUIRED = [
 ]
 
 
-def write_key(path: Path, fmt: serialization.PrivateFormat) -> rsa.RSAPrivateKey:
-    """A new RSA key written to ``path``, readable by its owner only (as load_signer wants)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
-    )
-    path.chmod(0o600)
-    return key
-
-
-def dkim_settings(tmp_path: Path, key_file: Path | None, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "data_dir": tmp_path / "var",
-        "site_url": "https://news.example.org",
-        "secret_key": TEST_SECRET_KEY,
-        "sender": "Agence de presse <press@example.org>",
-        "dkim_key_file": key_file,
-        "dkim_selector": "press2026",
-        "dkim_domain": "example.org",
-    }
-    values.update(overrides)
-    return load_settings(**values)
-
-
 @pytest.fixture
 def signer(tmp_path: Path) -> Signer:
     key_file = tmp_path / "dkim.pem"
@@ -77,17 +52,6 @@ def signer(tmp_path: Path) -> Signer:
     loaded = load_signer(dkim_settings(tmp_path, key_file))
     assert loaded is not None
     return loaded
-
-
-def dns_for(signer: Signer) -> Callable[..., bytes | None]:
-    """A DNS lookup that knows only the signer's public key record."""
-
-    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
-        if name.decode().rstrip(".") == signer.dns_name:
-            return signer.dns_record.encode()
-        return None
-
-    return lookup
 
 
 def composed(tmp_path: Path) -> bytes:

@@ -17,11 +17,9 @@ import httpx
 import pytest
 
 from distributor.web.headers import static_page_headers
-from tests.nginx_conf import NGINX, RunningNginx, running_nginx
+from tests.nginx_conf import RunningNginx, running_nginx
 
-pytestmark = pytest.mark.skipif(
-    not NGINX.exists(), reason="nginx is not installed (Debian: apt-get install nginx-light)"
-)
+pytestmark = pytest.mark.needs("nginx")
 
 SITE_URL = "https://news.example.org/"  # as an operator may write it: with a trailing slash
 HUB = "https://hub.example.net/"

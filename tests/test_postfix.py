@@ -3,9 +3,10 @@ tests/postfix.py): a `distributor worker` killed between Postfix's 250 and the l
 commit, the row then settled from Postfix's own log; and every format a Postfix log comes
 in, as the real Postfix (and rsyslog) wrote it (tests/data/postfix/, tests/postfix_samples.py).
 
-Skipped where a private Postfix cannot run (not root, package missing), unless
-``DISTRIBUTOR_TEST_REQUIRE_POSTFIX`` is set, as ``.ci/run`` sets it: there, a missing Postfix
-fails the run instead of skipping these tests silently.
+The tests that start a Postfix are marked ``needs("postfix")`` (tests/tools.py): skipped
+where a private Postfix cannot run (not root, package missing), unless ``CI`` or
+``DISTRIBUTOR_TEST_REQUIRE_POSTFIX`` is set, as ``.ci/run`` sets them: there, a missing
+Postfix fails the run instead of skipping these tests silently.
 """
 
 from __future__ import annotations
@@ -32,16 +33,13 @@ from distributor.queue import TaskQueue
 from distributor.reconcile import PostfixLogReconciler
 from distributor.status import release_status
 from tests.helpers import add_subscribers, add_topics, lease_runs_out, make_release, published
-from tests.postfix import POSTFIX, Postfix, running_postfix, unavailable
+from tests.postfix import POSTFIX, Postfix, running_postfix
 from tests.postfix_samples import CUT, OUT, SENDER, TAKEN, message, send_traffic
 from tests.processes import running_command, settings_env, wait_until
 from tests.smtp_server import SMTPServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(OUT.glob("*.log"))
-_REASON = unavailable()
-if _REASON and os.environ.get("DISTRIBUTOR_TEST_REQUIRE_POSTFIX"):
-    raise RuntimeError(f"DISTRIBUTOR_TEST_REQUIRE_POSTFIX is set, but {_REASON}")
 
 
 # --- every format -------------------------------------------------------------------------
@@ -85,8 +83,6 @@ def test_every_postfix_log_format_is_read(
 @pytest.fixture
 def relay(smtp_server: SMTPServer) -> Iterator[Postfix]:
     """A private Postfix relaying to the test's SMTP server (which counts the copies)."""
-    if _REASON:
-        pytest.skip(_REASON)
     with running_postfix(("127.0.0.1", smtp_server.port)) as postfix:
         yield postfix
 
@@ -151,6 +147,7 @@ def _live(s: Settings, relay: Postfix, redis_url: str, log: Path | None) -> Sett
     )
 
 
+@pytest.mark.needs("postfix")
 def test_a_worker_killed_after_postfix_took_the_message_is_settled_from_its_log(
     settings: Settings, relay: Postfix, smtp_server: SMTPServer, redis_url: str,
     tmp_path: Path,
@@ -169,6 +166,7 @@ def test_a_worker_killed_after_postfix_took_the_message_is_settled_from_its_log(
     assert found and re.search(rf"postfix/qmgr\[\d+\]: {found.group(1)}: from=<", log)
 
 
+@pytest.mark.needs("postfix")
 def test_without_the_log_the_message_in_doubt_goes_twice(
     sqlite_settings: Settings, relay: Postfix, smtp_server: SMTPServer, redis_url: str,
     tmp_path: Path,
@@ -189,9 +187,8 @@ def _message_id_of(smtp_server: SMTPServer, rcpt: str) -> str:
     return found.group(1).decode()
 
 
+@pytest.mark.needs("postfix")
 def test_a_private_postfix_leaves_nothing_behind(smtp_server: SMTPServer) -> None:
-    if _REASON:
-        pytest.skip(_REASON)
     with running_postfix(("127.0.0.1", smtp_server.port)) as postfix:
         pid = int((postfix.queue_dir / "pid" / "master.pid").read_text().split()[0])
         assert os.getpgid(pid) == pid  # its daemons are in the master's process group
@@ -202,14 +199,13 @@ def test_a_private_postfix_leaves_nothing_behind(smtp_server: SMTPServer) -> Non
         os.killpg(pid, 0)  # no process of the group is left
 
 
+@pytest.mark.needs("postfix")
 def test_the_compose_relay_config_relays_and_logs_what_the_workers_read(
     sqlite_settings: Settings, smtp_server: SMTPServer
 ) -> None:
     """deploy/postfix/main.cf, the compose relay's, run by the same Postfix (only its
     directories, address and relay host replaced): it relays a release email, and its
     maillog_file names the message as taken."""
-    if _REASON:
-        pytest.skip(_REASON)
     base = (ROOT / "deploy" / "postfix" / "main.cf").read_text()
     assert "maillog_file = /var/log/postfix/maillog\n" in base  # where compose's volume is
     with running_postfix(("127.0.0.1", smtp_server.port), base=base) as postfix:
@@ -225,11 +221,10 @@ def test_the_compose_relay_config_relays_and_logs_what_the_workers_read(
         assert (postfix.log.stat().st_mode & 0o044) == 0o044  # readable by another user
 
 
+@pytest.mark.needs("postfix")
 def test_a_log_rotated_by_postfix_logrotate_is_still_read(smtp_server: SMTPServer) -> None:
     """``postfix logrotate`` renames the maillog_file NAME.YYYYMMDD-HHMMSS and gzips it: the
     messages taken before are still found there, and those taken after in the new log."""
-    if _REASON:
-        pytest.skip(_REASON)
     with running_postfix(("127.0.0.1", smtp_server.port)) as postfix:
         send_traffic(postfix)
         rotate = [str(POSTFIX), "-c", str(postfix.config_dir), "logrotate"]

@@ -18,10 +18,10 @@ from distributor.errors import Conflict, InputError, NotFound, ServiceError
 from distributor.mail.dkim import load_signer
 from distributor.models import Delivery, Release, ReleaseState
 from distributor.preview import render_preview, send_test
+from tests.dkim_keys import dns_for, write_key
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import run_cli
 from tests.smtp_server import SMTPServer
-from tests.test_mail_dkim import dns_for, write_key
 
 FRENCH_MD = """\
 ---

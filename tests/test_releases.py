@@ -4,14 +4,18 @@ and that nothing is stored on refusal."""
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from distributor.apitokens import create_token
 from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.errors import Conflict, ReleaseInputError
 from distributor.models import Release, ReleaseState
 from distributor.releases import create_release, mark_published, parse_release
+from distributor.web import create_app
 from tests.helpers import add_topics, make_release, release_text
+from tests.processes import NO_BROKER
 
 
 def release_count(settings: Settings) -> int:
@@ -63,12 +67,26 @@ def test_hostile_html_is_sanitised_and_control_characters_removed(settings: Sett
 def test_bad_release_files_are_refused_with_file_and_field(
     settings: Settings, text: str, message: str
 ) -> None:
+    """A bad release file is refused naming the file and the field, and posting it to the
+    API, the path that stores a release (parse, then create in one request), stores nothing:
+    the same path stores the good file, so the count would see a release stored."""
     add_topics(settings, "climate")
     with pytest.raises(ReleaseInputError) as info:
         parse_release(text, "hostile.md", settings)
     assert message in str(info.value)
     assert "hostile.md" in str(info.value)
-    assert release_count(settings) == 0
+    s = settings.model_copy(update={"broker_url": NO_BROKER})
+    with session_scope(s) as session:
+        token = create_token(session, "desk", ["releases"])
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/markdown"}
+    with TestClient(create_app(s)) as client:
+        refused = client.post("/api/releases", content=text.encode(), headers=headers)
+        assert refused.status_code == 422, refused.text
+        assert message.removeprefix("hostile.md: ") in refused.json()["error"]
+        assert release_count(s) == 0
+        stored = client.post("/api/releases", content=release_text().encode(), headers=headers)
+        assert stored.status_code == 201, stored.text
+        assert release_count(s) == 1
 
 
 def test_unknown_topic_is_refused_and_nothing_stored(settings: Settings) -> None:

@@ -23,7 +23,7 @@ from distributor.subscription import Consent, record_request
 from distributor.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
 from distributor.web.headers import DOCS_CSP, page_csp
-from tests.browser import CHROMIUM, chromium, running_server
+from tests.browser import chromium, running_server
 from tests.helpers import free_port, published_site
 from tests.processes import NO_BROKER
 
@@ -114,13 +114,12 @@ def test_the_refusals_of_the_body_guard_carry_the_headers_too(site) -> None:  # 
     assert refused.headers["referrer-policy"] == "no-referrer"
 
 
+@pytest.mark.needs("chromium")
 def test_the_pages_still_look_and_work_the_same_under_their_csp(
     sqlite_settings: Settings, redis_url: str
 ) -> None:
     """In Chromium: no CSP violation on the newsroom, a release and the forms; the inline
     style sheet applies; the subscribe form still posts (to DISTRIBUTOR_SITE_URL)."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (Debian package `chromium`)")
     port = free_port()
     # The test Redis: without a broker URL, the form's wake-up would start an embedded one
     # that outlives the test.

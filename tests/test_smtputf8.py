@@ -32,6 +32,7 @@ from distributor.subscription import Consent, record_request
 from distributor.web import create_app
 from tests.bounce_mail import envelope_and_headers, postfix_dsn, run_ingest
 from tests.corrections import add_readers, corrected_text, send_release
+from tests.dkim_keys import dkim_settings, dns_for, write_key
 from tests.helpers import (
     CountingQueue,
     add_subscribers,
@@ -44,7 +45,6 @@ from tests.helpers import (
     subscribe,
 )
 from tests.smtp_server import Received, SMTPServer
-from tests.test_mail_dkim import dkim_settings, dns_for, write_key
 
 JOSE = "josé@example.org"
 CHINESE = "用户@例子.广告"

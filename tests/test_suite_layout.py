@@ -13,14 +13,6 @@ from pathlib import Path
 
 TESTS = Path(__file__).parent
 
-# Imports of one test module by another that another branch removes: the DKIM helpers
-# (dkim_settings, dns_for, write_key) move to tests/dkim_keys.py with the "DKIM as sent"
-# work. Delete each entry once its import is gone; a stale entry fails the test below.
-PENDING_IMPORTS = {
-    ("test_preview", "test_mail_dkim"),
-    ("test_smtputf8", "test_mail_dkim"),
-}
-
 # Module-level functions and classes whose name more than one tests/ module uses for a
 # different thing; each is local to its modules, none is a copy of another. A new entry
 # needs a reason; a name found in fewer than two modules fails the test (stale entry).
@@ -35,6 +27,8 @@ UNRELATED_SAME_NAMES = {
     "parsed": "test_newsroom: an HTML page, checked; test_smtputf8: a received message",
     "reader": "three different Recipients (deliverability, DKIM and media samples)",
     "release": "test_fuzz_releases: release text; test_newsroom: a detached Release",
+    "Served": "test_request_bodies: a server's port and pid (its memory); "
+    "test_oversized_bodies: its URL, a poster and counters",
     "run_confirmations": "test_api: through Api's queue; test_subscribe_web: concurrently",
     "run_import": "test_fuzz_csv checks every outcome; test_subscribers returns the report",
     "sample_release": "three different samples (deliverability, deployment, DKIM)",
@@ -96,8 +90,7 @@ def test_no_test_module_imports_another() -> None:
         for other in _imported(tree) & test_modules
         if other != name
     }
-    assert found - PENDING_IMPORTS == set(), "move what they share into tests/helpers.py"
-    assert PENDING_IMPORTS <= found, f"stale PENDING_IMPORTS: {PENDING_IMPORTS - found}"
+    assert found == set(), "move what they share into tests/helpers.py"
 
 
 def test_each_helper_is_defined_once() -> None:
