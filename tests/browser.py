@@ -10,11 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from distributor.config import Settings
-from tests.processes import running_command, settings_env, wait_until
+from tests.processes import running_serve, settings_env
 from tests.tools import CHROMIUM
 
 CHROMIUM_ARGS = [
@@ -60,17 +59,7 @@ def running_server(settings: Settings, port: int, log_dir: Path) -> Iterator[str
     """`distributor serve --port PORT` for ``settings``; yields its base URL once it answers."""
     base = f"http://127.0.0.1:{port}"
     env = settings_env(settings, DISTRIBUTOR_LOG_LEVEL="INFO")
-    log_path = log_dir / "serve.log"
-    with running_command(["serve", "--port", str(port)], env, log_path, 10) as proc:
-
-        def up() -> bool:
-            assert proc.poll() is None, f"distributor serve exited; see {log_path}"
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(up, 30, "distributor serve to answer")
+    with running_serve(env, log_dir / "serve.log", port, stop_timeout=10):
         yield base
 
 

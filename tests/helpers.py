@@ -1,15 +1,30 @@
-"""Small builders shared by tests: topics, subscribers and release files."""
+"""Small builders and probes shared by tests: topics, subscribers and release files, a free
+port, a form's CSRF token, API tokens, the tasks waiting in the queue, leases run out."""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
+import re
 import secrets
+import socket
 import textwrap
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from distributor import dispatch
+from distributor.apitokens import create_token
 from distributor.config import Settings
 from distributor.db import session_scope
-from distributor.models import Release
+from distributor.models import CorrectionNotice, Delivery, Release, utcnow
+from distributor.queue import QUEUE
 from distributor.releases import create_release, mark_published, parse_release
 from distributor.subscribers import import_csv
 from distributor.topics import add_topic
@@ -75,14 +90,21 @@ def make_release(settings: Settings, **kwargs: str) -> Release:
 
 
 class CountingQueue:
-    """Stands in for the broker: counts the wake-ups instead of sending them."""
+    """Stands in for the broker: records the wake-ups instead of sending them."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, tuple[int, ...]]] = []
+        self.sent: list[tuple[str, tuple[object, ...]]] = []
 
-    def send(self, task: str, *args: int) -> bool:
+    def send(self, task: str, *args: object) -> bool:
         self.sent.append((task, args))
         return True
+
+    def waiting(self) -> int:
+        return 0
+
+    def tasks(self, name: str) -> list[tuple[object, ...]]:
+        """The arguments of each wake-up of task ``name``, in the order they were sent."""
+        return [args for task, args in self.sent if task == name]
 
 
 def published_site(settings: Settings) -> None:
@@ -108,3 +130,88 @@ def published(settings: Settings, emails: int | list[str]) -> int:
         mark_published(session, release.id)
     dispatch.distribute_release(settings, CountingQueue(), release.id)  # type: ignore[arg-type]
     return release.id
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the (first) form in ``html``."""
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "the page has a form with a CSRF field"
+    return match.group(1)
+
+
+def new_token(settings: Settings, name: str, scopes: list[str]) -> str:
+    """A new API token ``name`` with ``scopes``, stored; the secret a client presents."""
+    with session_scope(settings) as session:
+        return create_token(session, name, scopes)
+
+
+def lease_runs_out(s: Settings) -> None:
+    """Time passes: the dead worker's leases expire (their rows keep what it left)."""
+    with session_scope(s) as session:
+        for ledger in (Delivery, CorrectionNotice):
+            session.execute(
+                update(ledger)
+                .where(ledger.lease_until.is_not(None))
+                .values(lease_until=utcnow().replace(year=2000))
+            )
+
+
+def decode_task(raw: bytes) -> tuple[str, list[Any]]:
+    """A task message as Celery leaves it in the Redis queue (kombu's JSON envelope around
+    a base64 body): the task's name and its positional arguments."""
+    message = json.loads(raw)
+    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    return message["headers"]["task"], args
+
+
+def queued_tasks(broker: redis.Redis) -> list[tuple[str, list[Any]]]:
+    """The task messages waiting in the queue, newest first (kombu pushes on the left and
+    a worker takes from the right): each one's task name and arguments."""
+    return [decode_task(raw) for raw in broker.lrange(QUEUE, 0, -1)]
+
+
+def empty_queue_and_limits(url: str) -> None:
+    """Forget queued tasks and rate-limit counts, but keep kombu's queue bindings (a client
+    that declared the queue once does not declare it again)."""
+    client = redis.Redis.from_url(url)
+    client.delete(QUEUE)
+    for key in client.scan_iter("distributor:ratelimit:*"):
+        client.delete(key)
+
+
+def subscribe(client: TestClient, **fields: object) -> httpx.Response:
+    """Fill in and send the subscription form as a browser does (its CSRF token from the
+    page): Ann, English, topic climate, unless ``fields`` say otherwise."""
+    page = client.get("/subscribe")
+    data = {"email": "ann@example.com", "name": "Ann", "language": "en", "topics": ["climate"]}
+    data.update(fields)  # type: ignore[arg-type]
+    data.setdefault("csrf", csrf_of(page.text))
+    return client.post("/subscribe", data=data)
+
+
+def queued_confirmations(settings: Settings) -> list[int]:
+    """The request ids of the send_confirmation tasks waiting in Redis."""
+    assert settings.broker_url
+    waiting = queued_tasks(redis.Redis.from_url(settings.broker_url))
+    return [args[0] for task, args in waiting if task == "distributor.send_confirmation"]
+
+
+def outbox(settings: Settings, rcpt: str | None = None) -> list[EmailMessage]:
+    """The messages in the Maildir outbox (to ``rcpt`` only, if given), oldest first."""
+    folder = settings.outbox_dir / "new"
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns):
+        msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        if rcpt is None or rcpt in str(msg["To"]):
+            found.append(msg)
+    return found

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from tests import tools
-from tests.smtp_server import free_port
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests import tools
-from tests.smtp_server import free_port
+from tests.helpers import free_port
 
 POSTFIX = tools.POSTFIX.path  # DISTRIBUTOR_TEST_POSTFIX, else Debian's
 MAIL_OWNER = tools.POSTFIX.user or "postfix"

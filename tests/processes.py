@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from distributor.config import Settings, environment_for
 from tests.redis_db import empty
 
@@ -125,4 +127,26 @@ def running_worker(
         empty(settings.broker_url)
     args = ["worker", "-c", str(concurrency), *(["--with-beat"] if with_beat else [])]
     with running_command(args, settings_env(settings), log_dir / "worker.log") as proc:
+        yield proc
+
+
+@contextmanager
+def running_serve(
+    env: dict[str, str], log_path: Path, port: int, *options: str,
+    ready: Callable[[int], bool] = lambda status: status == 200, stop_timeout: float = 20,
+) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+    """`distributor serve --port PORT OPTIONS` (see ``running_command``), yielded once it
+    answers ``GET /healthz`` with a status that is ``ready`` (by default 200: database and
+    broker reachable); fails the test, with the server's log, if it exits first."""
+    args = ["serve", "--port", str(port), *options]
+    with running_command(args, env, log_path, stop_timeout) as proc:
+
+        def up() -> bool:
+            assert proc.poll() is None, f"distributor serve exited:\n{log_path.read_text()}"
+            try:
+                return ready(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code)
+            except httpx.TransportError:
+                return False
+
+        wait_until(up, 30, "distributor serve to answer")
         yield proc

@@ -17,6 +17,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from tests.helpers import free_port
+
 
 @dataclass
 class Received:
@@ -79,13 +81,6 @@ class RecordingHandler:
             for m in self.messages:
                 out.setdefault(m.rcpt, []).append(m)
         return out
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SMTPServer:

@@ -5,23 +5,18 @@ their audit trail as token:NAME, escaping, headers — on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from distributor import heartbeat
-from distributor.apitokens import create_token, revoke
+from distributor.apitokens import revoke
 from distributor.config import Settings
 from distributor.dashboard import (
     HourCount,
@@ -34,7 +29,6 @@ from distributor.dashboard import (
 from distributor.db import session_scope
 from distributor.errors import InputError
 from distributor.models import AuditEvent, Delivery, DeliveryStatus, Release, Subscriber
-from distributor.queue import QUEUE
 from distributor.web import create_app
 from distributor.web.admin import (
     CSRF_COOKIE,
@@ -44,9 +38,19 @@ from distributor.web.admin import (
     parse_local,
     split_addresses,
 )
-from tests.helpers import add_subscribers, add_topics, make_release, release_text
+from tests import clients
+from tests.clients import Dash
+from tests.helpers import (
+    add_subscribers,
+    add_topics,
+    csrf_of,
+    make_release,
+    new_token,
+    release_text,
+)
 from tests.smtp_server import SMTPServer
 
+dash = clients.dash  # the dashboard fixture: an app, a logged-out browser, a token
 HOSTILE = '<script>alert("x")</script> & <b>bold</b>'
 NOW = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
 
@@ -172,68 +176,11 @@ def test_chart_layout_and_helpers() -> None:
 # --- the pages ------------------------------------------------------------------------------
 
 
-@dataclass
-class Dash:
-    settings: Settings
-    client: TestClient
-    token: str
-    broker: redis.Redis
-
-    def login(self, token: str | None = None) -> httpx.Response:
-        page = self.client.get("/admin/login")
-        return self.client.post(
-            "/admin/login",
-            data={"token": token if token is not None else self.token, "csrf": csrf_of(page.text)},
-            follow_redirects=False,
-        )
-
-    def csrf(self, path: str = "/admin") -> str:
-        return csrf_of(self.client.get(path).text)
-
-    def post(self, path: str, **data: str) -> httpx.Response:
-        data.setdefault("csrf", self.csrf())
-        return self.client.post(path, data=data, follow_redirects=False)
-
-    def tasks(self) -> list[str]:
-        found = []
-        for raw in self.broker.lrange(QUEUE, 0, -1):
-            message = json.loads(raw)
-            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-            found.append(f"{message['headers']['task']}{args}")
-        return found
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, "the page has a form with a CSRF field"
-    return match.group(1)
-
-
 def session_cookies(response: httpx.Response) -> list[str]:
     """The Set-Cookie fields of the response that set or clear the session cookie."""
     return [
         c for c in response.headers.get_list("set-cookie") if c.startswith(f"{SESSION_COOKIE}=")
     ]
-
-
-def new_token(settings: Settings, name: str, scopes: list[str]) -> str:
-    with session_scope(settings) as session:
-        return create_token(session, name, scopes)
-
-
-@pytest.fixture
-def dash(settings: Settings, redis_url: str) -> Iterator[Dash]:
-    s = settings.model_copy(update={"broker_url": redis_url})
-    broker = redis.Redis.from_url(redis_url)
-    broker.delete(QUEUE)
-    heartbeat.record(s, redis_url)  # beat runs (test_the_dashboard_warns_… removes it)
-    add_topics(s, "climate", "energy")
-    token = new_token(s, "press-desk", ["releases"])
-    # The site is https: the cookies are Secure, so the client must speak https too.
-    with TestClient(create_app(s), base_url="https://testserver") as client:
-        yield Dash(s, client, token, broker)
-    broker.delete(QUEUE)
-    broker.close()
 
 
 def state_of(settings: Settings, release_id: int) -> str:

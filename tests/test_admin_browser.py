@@ -20,10 +20,10 @@ from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.models import AuditEvent
 from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, running_server
-from tests.helpers import add_subscribers, add_topics, make_release
+from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import running_worker, wait_until
 from tests.redis_db import empty
-from tests.smtp_server import SMTPServer, free_port
+from tests.smtp_server import SMTPServer
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "admin"
 pytestmark = pytest.mark.needs("chromium")

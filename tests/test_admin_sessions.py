@@ -25,10 +25,11 @@ from distributor.db import session_scope
 from distributor.models import AdminSession, ApiToken, utcnow
 from distributor.web import create_app
 from distributor.web.admin import SESSION_COOKIE
-from tests import test_admin
-from tests.test_admin import Dash, new_token
+from tests import clients
+from tests.clients import Dash
+from tests.helpers import new_token
 
-dash = test_admin.dash  # the dashboard fixture: an app, a logged-out browser, a token
+dash = clients.dash  # the dashboard fixture: an app, a logged-out browser, a token
 
 NOW = utcnow().replace(microsecond=0)
 

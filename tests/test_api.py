@@ -3,11 +3,8 @@ unsubscribe, erase and CSV export — on SQLite and PostgreSQL, enqueueing on re
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -23,39 +20,8 @@ from distributor.errors import Conflict, Forbidden, InputError, NotFound, Unauth
 from distributor.models import ApiToken, Base
 from distributor.queue import QUEUE
 from distributor.web import create_app
-from tests.helpers import add_subscribers, add_topics
-
-
-@dataclass
-class Api:
-    settings: Settings
-    client: TestClient
-    token: str
-    broker: redis.Redis
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def get(self, path: str, **params: Any) -> Any:
-        return self.client.get(path, params=params, headers=self.auth)
-
-    def post(self, path: str, body: Any = None) -> Any:
-        return self.client.post(path, json=body, headers=self.auth)
-
-    def messages(self) -> list[dict[str, Any]]:
-        """The task messages waiting in the queue: task name and arguments."""
-        found = []
-        for raw in self.broker.lrange(QUEUE, 0, -1):
-            message = json.loads(raw)
-            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-            found.append({"task": message["headers"]["task"], "args": args})
-        return found
-
-
-def new_token(settings: Settings, name: str, scopes: list[str]) -> str:
-    with session_scope(settings) as session:
-        return create_token(session, name, scopes)
+from tests.clients import Api
+from tests.helpers import add_subscribers, add_topics, new_token
 
 
 @pytest.fixture

@@ -25,10 +25,10 @@ from distributor.queue import QUEUE, TaskQueue
 from distributor.site import build_site
 from distributor.subscribers import unsubscribe
 from distributor.web import create_app
-from tests.helpers import add_subscribers, add_topics, release_text
+from tests.clients import Api
+from tests.helpers import add_subscribers, add_topics, new_token, release_text
 from tests.processes import NO_BROKER
 from tests.smtp_server import SMTPServer
-from tests.test_api import Api, new_token
 
 JSON_RELEASE: dict[str, Any] = {
     "title": "Agency opens a new monitoring station",

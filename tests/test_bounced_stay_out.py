@@ -20,10 +20,9 @@ from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.models import Subscriber, SubscriberStatus, SubscriptionRequest, utcnow
 from distributor.web import create_app
-from tests.helpers import add_subscribers, add_topics
+from tests.helpers import add_subscribers, add_topics, csrf_of
 from tests.processes import run_cli
 from tests.smtp_server import SMTPServer
-from tests.test_subscribe_web import csrf_of
 
 BOUNCED = "ann@example.com"
 

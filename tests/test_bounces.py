@@ -15,84 +15,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from distributor import dispatch
-from distributor.bounces import BounceReport, ingest
 from distributor.config import Settings, load_settings
 from distributor.db import session_scope
-from distributor.delivery import plan
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.verp import BounceAddresses
 from distributor.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
-from distributor.releases import mark_published
 from distributor.status import release_status
+from tests.bounce_mail import envelope_and_headers, postfix_dsn, publish_numbered, run_ingest
 from tests.helpers import add_subscribers, add_topics, make_release
 from tests.processes import settings_env
 from tests.smtp_server import SMTPServer
 
 VERP = re.compile(r"bounces\+d([0-9]+)-[0-9a-f]{16}@example\.org")
 PEOPLE = [("ann@example.com", "Ann", "en", "climate"), ("bob@example.com", "Bob", "en", "climate")]
-
-
-def postfix_dsn(
-    to: str, recipient: str, status: str, *, action: str | None = None, headers: bytes = b""
-) -> bytes:
-    """A delivery status notification as Postfix writes it: multipart/report with a text
-    part, a message/delivery-status part and the returned message's headers."""
-    action = action or ("failed" if status.startswith("5") else "delayed")
-    subject = "Undelivered Mail Returned to Sender" if action == "failed" else "Delayed Mail"
-    reply = "550 5.1.1 User unknown" if status.startswith("5") else "451 4.4.1 Try again later"
-    return (
-        f"""\
-Return-Path: <>
-Delivered-To: {to}
-Received: by mail.example.org (Postfix) id 3F2A1C0123; Fri, 20 Nov 2026 09:00:05 +0100 (CET)
-Date: Fri, 20 Nov 2026 09:00:05 +0100 (CET)
-From: MAILER-DAEMON@mail.example.org (Mail Delivery System)
-Subject: {subject}
-To: {to}
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status;
-\tboundary="3F2A1C0123.1763625605/mail.example.org"
-Message-Id: <20261120080005.3F2A1C0123@mail.example.org>
-
-This is a MIME-encapsulated message.
-
---3F2A1C0123.1763625605/mail.example.org
-Content-Description: Notification
-Content-Type: text/plain; charset=us-ascii
-
-This is the mail system at host mail.example.org.
-
-I'm sorry to have to inform you that your message could not
-be delivered to one or more recipients.
-
-<{recipient}>: host mx.example.com[192.0.2.25] said: {reply} (in reply to RCPT TO command)
-
---3F2A1C0123.1763625605/mail.example.org
-Content-Description: Delivery report
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mail.example.org
-X-Postfix-Queue-ID: 3F2A1C0123
-X-Postfix-Sender: rfc822; {to}
-Arrival-Date: Fri, 20 Nov 2026 09:00:01 +0100 (CET)
-
-Final-Recipient: rfc822; {recipient}
-Original-Recipient: rfc822;{recipient}
-Action: {action}
-Status: {status}
-Remote-MTA: dns; mx.example.com
-Diagnostic-Code: smtp; {reply}
-
---3F2A1C0123.1763625605/mail.example.org
-Content-Description: Undelivered Message Headers
-Content-Type: text/rfc822-headers
-
-""".replace("\n", "\r\n").encode()
-        + headers
-        + b"\r\n--3F2A1C0123.1763625605/mail.example.org--\r\n"
-    )
 
 
 def auto_reply(to: str) -> bytes:
@@ -113,24 +48,6 @@ def live(settings: Settings, smtp_server: SMTPServer) -> Settings:
     return settings.model_copy(update={"smtp_url": smtp_server.url})
 
 
-def publish(settings: Settings, n: int, *, send: bool = True) -> int:
-    """Publish release number ``n`` (planned through the ledger) and send it if ``send``."""
-    release = make_release(settings, slug=f"release-{n}", title=f"Release {n}")
-    with session_scope(settings) as session:
-        plan(session, mark_published(session, release.id))
-    if send:
-        dispatch.send_batch(settings, release.id)
-    return release.id
-
-
-def sent_to(smtp: SMTPServer, address: str, release_id: int) -> tuple[str, bytes]:
-    """The envelope sender and the header block of the message ``address`` got."""
-    for m in smtp.handler.messages:
-        if m.rcpt == address and f"<release-{release_id}." in m.data.decode():
-            return m.mail_from, m.data.split(b"\r\n\r\n", 1)[0] + b"\r\n"
-    raise AssertionError(f"no message of release {release_id} to {address}")
-
-
 def delivery(settings: Settings, address: str, release_id: int) -> Delivery | None:
     with session_scope(settings) as session:
         return session.scalar(
@@ -147,19 +64,14 @@ def subscriber(settings: Settings, address: str) -> Subscriber:
     return sub
 
 
-def run_ingest(settings: Settings, *raw: bytes) -> BounceReport:
-    with session_scope(settings) as session:
-        return ingest(session, settings, [parse(r) for r in raw])
-
-
 def test_each_message_leaves_with_a_verp_envelope_naming_its_delivery(
     live: Settings, smtp_server: SMTPServer
 ) -> None:
-    rid = publish(live, 1)
+    rid = publish_numbered(live, 1)
     assert len(smtp_server.handler.messages) == 2
     addresses = BounceAddresses(live)
     for who, _name, _lang, _topics in PEOPLE:
-        mail_from, _headers = sent_to(smtp_server, who, rid)
+        mail_from, _headers = envelope_and_headers(smtp_server, who, rid)
         match = VERP.fullmatch(mail_from)
         assert match, mail_from
         row = delivery(live, who, rid)
@@ -201,9 +113,9 @@ def test_envelope_is_plain_sender_without_a_delivery(sqlite_settings: Settings) 
 def test_hard_bounce_marks_bounced_cancels_and_stops_later_releases(
     live: Settings, smtp_server: SMTPServer
 ) -> None:
-    first = publish(live, 1)
-    waiting = publish(live, 2, send=False)  # planned, not yet sent
-    mail_from, headers = sent_to(smtp_server, "ann@example.com", first)
+    first = publish_numbered(live, 1)
+    waiting = publish_numbered(live, 2, send=False)  # planned, not yet sent
+    mail_from, headers = envelope_and_headers(smtp_server, "ann@example.com", first)
     dsn = postfix_dsn(mail_from, "ann@example.com", "5.1.1", headers=headers)
 
     report = run_ingest(live, dsn)
@@ -219,7 +131,7 @@ def test_hard_bounce_marks_bounced_cancels_and_stops_later_releases(
     again = run_ingest(live, dsn)  # the same report twice counts once
     assert (again.hard, again.bounced, again.duplicates) == (0, 0, 1)
 
-    later = publish(live, 3)
+    later = publish_numbered(live, 3)
     assert delivery(live, "ann@example.com", later) is None
     assert delivery(live, "bob@example.com", later) is not None
     with session_scope(live) as session:
@@ -228,10 +140,10 @@ def test_hard_bounce_marks_bounced_cancels_and_stops_later_releases(
 
 
 def test_soft_bounces_mark_bounced_at_the_limit(live: Settings, smtp_server: SMTPServer) -> None:
-    releases = [publish(live, n) for n in (1, 2, 3)]
+    releases = [publish_numbered(live, n) for n in (1, 2, 3)]
     reports = []
     for n, rid in enumerate(releases):
-        mail_from, headers = sent_to(smtp_server, "bob@example.com", rid)
+        mail_from, headers = envelope_and_headers(smtp_server, "bob@example.com", rid)
         # The last one as Postfix reports giving up after its queue lifetime: failed, 4.x.x.
         action = "failed" if n == 2 else "delayed"
         dsn = postfix_dsn(mail_from, "bob@example.com", "4.4.1", action=action, headers=headers)
@@ -244,14 +156,14 @@ def test_soft_bounces_mark_bounced_at_the_limit(live: Settings, smtp_server: SMT
     with session_scope(live) as session:
         status = release_status(session, releases[0])
     assert (status.hard_bounces, status.soft_bounces) == (0, 1)
-    assert delivery(live, "bob@example.com", publish(live, 4)) is None
+    assert delivery(live, "bob@example.com", publish_numbered(live, 4)) is None
 
 
 def test_soft_then_hard_for_one_message_becomes_hard(
     live: Settings, smtp_server: SMTPServer
 ) -> None:
-    rid = publish(live, 1)
-    mail_from, headers = sent_to(smtp_server, "ann@example.com", rid)
+    rid = publish_numbered(live, 1)
+    mail_from, headers = envelope_and_headers(smtp_server, "ann@example.com", rid)
     delayed = run_ingest(live, postfix_dsn(mail_from, "ann@example.com", "4.2.2", headers=headers))
     failed = run_ingest(live, postfix_dsn(mail_from, "ann@example.com", "5.2.2", headers=headers))
     assert (delayed.soft, failed.hard, failed.bounced) == (1, 1, 1)
@@ -261,8 +173,8 @@ def test_soft_then_hard_for_one_message_becomes_hard(
 
 
 def test_what_is_not_a_bounce_of_ours_is_ignored(live: Settings, smtp_server: SMTPServer) -> None:
-    rid = publish(live, 1)
-    mail_from, headers = sent_to(smtp_server, "ann@example.com", rid)
+    rid = publish_numbered(live, 1)
+    mail_from, headers = envelope_and_headers(smtp_server, "ann@example.com", rid)
     token = VERP.fullmatch(mail_from)
     assert token
     forged = mail_from.replace(f"d{token.group(1)}-", f"d{int(token.group(1)) + 1}-")
@@ -304,9 +216,9 @@ def test_cli_ingests_a_maildir_an_mbox_and_stdin(  # type: ignore[no-untyped-def
     cli, smtp_server: SMTPServer, tmp_path: Path
 ) -> None:
     live: Settings = cli.settings
-    rid = publish(live, 1)
-    ann_from, ann_headers = sent_to(smtp_server, "ann@example.com", rid)
-    bob_from, bob_headers = sent_to(smtp_server, "bob@example.com", rid)
+    rid = publish_numbered(live, 1)
+    ann_from, ann_headers = envelope_and_headers(smtp_server, "ann@example.com", rid)
+    bob_from, bob_headers = envelope_and_headers(smtp_server, "bob@example.com", rid)
 
     maildir = mailbox.Maildir(tmp_path / "Maildir", create=True)
     maildir.add(postfix_dsn(ann_from, "ann@example.com", "5.1.1", headers=ann_headers))
@@ -378,9 +290,9 @@ def quarantine_files(settings: Settings) -> list[Path]:
 def three_messages(cli) -> tuple[bytes, bytes, bytes]:  # type: ignore[no-untyped-def]
     """A hard bounce for Ann, a message 3,000 levels deep, a soft bounce for Bob."""
     live: Settings = cli.settings
-    rid = publish(live, 1)
-    ann_from, ann_headers = sent_to(cli.smtp, "ann@example.com", rid)
-    bob_from, bob_headers = sent_to(cli.smtp, "bob@example.com", rid)
+    rid = publish_numbered(live, 1)
+    ann_from, ann_headers = envelope_and_headers(cli.smtp, "ann@example.com", rid)
+    bob_from, bob_headers = envelope_and_headers(cli.smtp, "bob@example.com", rid)
     return (
         postfix_dsn(ann_from, "ann@example.com", "5.1.1", headers=ann_headers),
         nested(3000, ann_from),

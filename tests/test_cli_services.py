@@ -5,14 +5,13 @@ a traceback; DISTRIBUTOR_LOG_LEVEL is a setting like any other."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from distributor.config import Settings, load_settings
-from tests.helpers import TEST_SECRET_KEY
+from tests.helpers import TEST_SECRET_KEY, free_port
 from tests.processes import run_cli
 
 PASSWORD = "hunter2-not-shown"
@@ -33,12 +32,6 @@ def bare(tmp_path: Path) -> Settings:
     return load_settings(data_dir=tmp_path / "var", secret_key=TEST_SECRET_KEY)
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when we return: nothing listens
-
-
 def assert_one_line(result: subprocess.CompletedProcess[str], code: int, *parts: str) -> None:
     assert result.returncode == code, (result.returncode, result.stderr)
     lines = result.stderr.strip().splitlines()
@@ -50,7 +43,7 @@ def assert_one_line(result: subprocess.CompletedProcess[str], code: int, *parts:
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
 def test_a_closed_port_is_one_line_and_exit_69(bare: Settings, command: list[str]) -> None:
-    port = closed_port()
+    port = free_port()  # closed again once it is found: nothing listens
     url = f"postgresql://distributor:{PASSWORD}@127.0.0.1:{port}/distributor"
     result = run_cli(bare, *command, DISTRIBUTOR_DATABASE_URL=url)
     assert_one_line(

@@ -21,10 +21,9 @@ import pytest
 from distributor.config import Settings
 from distributor.subscription import FORM_VERSION
 from tests.browser import link_in, running_server
-from tests.helpers import add_topics
+from tests.helpers import add_topics, csrf_of, free_port
 from tests.processes import run_cli, running_worker, wait_until
-from tests.smtp_server import SMTPServer, free_port
-from tests.test_subscribe_web import csrf_of  # moving to tests/helpers (issue 12)
+from tests.smtp_server import SMTPServer
 
 # What the journalist's browser says it is; the confirmation is clicked from another device.
 FORM_AGENT = "Mozilla/5.0 (X11; Linux x86_64) ConsentProbe/3.1 form-7f3a"

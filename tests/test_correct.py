@@ -17,14 +17,9 @@ from distributor.models import Delivery, Release
 from distributor.queue import TaskQueue
 from distributor.releases import mark_published, parse_release
 from distributor.site import build_site
-from tests.helpers import add_subscribers, add_topics, make_release, release_text
+from tests.corrections import corrected_text
+from tests.helpers import add_subscribers, add_topics, make_release
 from tests.processes import NO_BROKER, run_cli
-
-
-def corrected_text(**kwargs: str) -> str:
-    return release_text(title="Agency signs agreement (corrected)", **kwargs).replace(
-        "A second paragraph", "A corrected second paragraph"
-    )
 
 
 def test_a_correction_changes_the_page_and_the_feed_item_but_sends_nothing(
@@ -50,7 +45,7 @@ def test_a_correction_changes_the_page_and_the_feed_item_but_sends_nothing(
     assert "releases/agency-signs-agreement.html" in report.written
     page = (settings.public_dir / "releases/agency-signs-agreement.html").read_text()
     assert "Agency signs agreement (corrected)" in page and "Corrected on" in page
-    assert "A corrected second paragraph" in page
+    assert "A fixed paragraph" in page
     after = feedparser.parse(atom.read_bytes()).entries[0]
     assert after.id == before.id and after.link == before.link
     assert after.published == before.published and after.updated != before.updated

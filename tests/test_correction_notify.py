@@ -20,58 +20,22 @@ from distributor.privacy import erase_person
 from distributor.releases import create_release, parse_release
 from distributor.subscribers import unsubscribe
 from distributor.tokens import Purpose, read_link
-from tests.helpers import add_subscribers, add_topics, make_release, release_text
+from tests.corrections import (
+    ENGLISH,
+    add_readers,
+    corrected_text,
+    send_release,
+    sent_then_corrected,
+)
+from tests.helpers import CountingQueue, make_release, release_text
 from tests.processes import run_cli
 from tests.smtp_server import Received, SMTPServer
 
-ENGLISH = ["ann@example.com", "bob@example.com", "dan@example.com", "eve@example.com",
-           "fred@example.com", "gus@example.com"]  # fmt: skip
 DEFERRED, REFUSED = "dan@example.com", "fred@example.com"  # the original never reached them
 LEFT_BEFORE, LEFT_AFTER = "eve@example.com", "gus@example.com"  # unsubscribed after it did
 
 
 ZERO = {"pending": 0, "deferred": 0, "sent": 0, "failed": 0, "cancelled": 0}
-
-
-class CountingQueue:
-    """Stands in for the broker: records the wake-ups instead of sending them."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, tuple[object, ...]]] = []
-
-    def send(self, task: str, *args: object) -> bool:
-        self.sent.append((task, args))
-        return True
-
-    def waiting(self) -> int:
-        return 0
-
-    def tasks(self, name: str) -> list[tuple[object, ...]]:
-        return [args for task, args in self.sent if task == name]
-
-
-def corrected(**kwargs: str) -> str:
-    title = kwargs.pop("title", "Agency signs agreement (corrected)")
-    return release_text(title=title, **kwargs).replace("A second paragraph", "A fixed paragraph")
-
-
-def send_release(settings: Settings, release_id: int) -> None:
-    """Publish the release and send all of it, in this process."""
-    queue = CountingQueue()
-    dispatch.publish(settings, queue, release_id)  # type: ignore[arg-type]
-    dispatch.distribute_release(settings, queue, release_id)  # type: ignore[arg-type]
-    while dispatch.send_batch(settings, release_id).claimed:
-        pass
-
-
-def people(settings: Settings) -> None:
-    add_topics(settings, "climate", "energy")
-    rows = [(email, email.split("@")[0].title(), "en", "climate") for email in ENGLISH]
-    rows += [
-        ("fra@example.com", "Fra", "fr", "climate"),
-        ("zoe@example.com", "Zoe", "en", "energy"),
-    ]
-    add_subscribers(settings, rows)
 
 
 def subscriber_id(session: Session, email: str) -> int:
@@ -92,7 +56,7 @@ def test_notify_tells_each_who_received_it_once_in_their_language(
     settings: Settings, smtp_server: SMTPServer
 ) -> None:
     s = settings.model_copy(update={"smtp_url": smtp_server.url, "batch_size": 3})
-    people(s)
+    add_readers(s)
     english = make_release(s)
     text = release_text(title="L'Agence signe un accord", lang="fr", slug="accord-agence")
     with session_scope(s) as session:
@@ -109,10 +73,10 @@ def test_notify_tells_each_who_received_it_once_in_their_language(
 
     queue = CountingQueue()
     before = len(smtp_server.handler.messages)
-    fix = parse_release(corrected(), "fix.md", s)
+    fix = parse_release(corrected_text(), "fix.md", s)
     dispatch.correct(s, queue, english.id, fix, by="cli:jane", notify=True)  # type: ignore[arg-type]
     fix_fr = parse_release(
-        corrected(title="L'Agence signe un accord (corrigé)", lang="fr", slug="accord-agence"),
+        corrected_text(title="L'Agence signe un accord (corrigé)", lang="fr", slug="accord-agence"),
         "fix-fr.md",
         s,
     )
@@ -173,12 +137,12 @@ def test_without_notify_no_email_is_planned_or_sent(
     settings: Settings, smtp_server: SMTPServer
 ) -> None:
     s = settings.model_copy(update={"smtp_url": smtp_server.url})
-    people(s)
+    add_readers(s)
     release = make_release(s)
     send_release(s, release.id)
     before = len(smtp_server.handler.messages)
     queue = CountingQueue()
-    fix = parse_release(corrected(), "fix.md", s)
+    fix = parse_release(corrected_text(), "fix.md", s)
     dispatch.correct(s, queue, release.id, fix)  # type: ignore[arg-type]
     assert [task for task, _ in queue.sent] == ["regenerate_site"]
     assert dispatch.send_correction_notices(s, release.id).claimed == 0
@@ -190,16 +154,6 @@ def test_without_notify_no_email_is_planned_or_sent(
         assert session.scalar(select(func.count()).select_from(CorrectionNotice)) == 0
         (event,) = audit.recent(session, action="correct")
         assert event.details["notify"] is False
-
-
-def sent_then_corrected(s: Settings) -> Release:
-    """The release sent to ``people``, then corrected with notify: its notices planned."""
-    people(s)
-    release = make_release(s)
-    send_release(s, release.id)
-    fix = parse_release(corrected(), "fix.md", s)
-    dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
-    return release
 
 
 def test_a_lost_wake_up_or_a_dead_worker_sends_each_notice_once(
@@ -235,11 +189,11 @@ def test_later_corrections_erasures_and_withdrawals_cancel_unsent_notices(
     sqlite_settings: Settings,
 ) -> None:
     s = sqlite_settings
-    people(s)
+    add_readers(s)
     release = make_release(s)
     send_release(s, release.id)  # into the Maildir outbox
     for n in range(2):
-        fix = parse_release(corrected(title=f"Fixed {n}"), f"fix{n}.md", s)
+        fix = parse_release(corrected_text(title=f"Fixed {n}"), f"fix{n}.md", s)
         dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
     with session_scope(s) as session:
         statuses = session.execute(
@@ -262,11 +216,11 @@ def test_the_cli_flag_plans_and_reports_the_notices(
     sqlite_settings: Settings, smtp_server: SMTPServer, tmp_path: Path
 ) -> None:
     s = sqlite_settings
-    people(s)
+    add_readers(s)
     release = make_release(s)
     send_release(s, release.id)  # into the Maildir outbox
     fix = tmp_path / "fix.md"
-    fix.write_text(corrected(), encoding="utf-8")
+    fix.write_text(corrected_text(), encoding="utf-8")
     done = run_cli(s, "releases", "correct", str(release.id), str(fix), "--notify")
     assert done.returncode == 0, done.stderr
     assert "corrected" in done.stdout and "6 correction notices planned" in done.stdout

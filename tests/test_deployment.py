@@ -28,8 +28,8 @@ from distributor.demo import TOPICS
 from distributor.models import Release
 from distributor.topics import add_topic
 from tests import compose_file
+from tests.helpers import free_port
 from tests.processes import running_command, running_worker, settings_env, wait_until
-from tests.smtp_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # The services that run the distributor image, and the one that builds it.

@@ -31,10 +31,17 @@ from distributor.models import Delivery, Subscriber, utcnow
 from distributor.reconcile import already_accepted, open_reconciler
 from distributor.relay_health import KEY
 from distributor.subscription import Consent, record_request
-from tests.helpers import CountingQueue, add_subscribers, add_topics, published
+from tests.helpers import (
+    CountingQueue,
+    add_subscribers,
+    add_topics,
+    free_port,
+    lease_runs_out,
+    published,
+)
+from tests.postfix_lines import postfix_log
 from tests.processes import settings_env
-from tests.smtp_server import BusyServer, Received, SMTPServer, free_port
-from tests.test_reconcile import lease_runs_out, postfix_log
+from tests.smtp_server import BusyServer, Received, SMTPServer
 
 
 @pytest.fixture(autouse=True)

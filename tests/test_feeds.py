@@ -20,52 +20,10 @@ from distributor.db import session_scope
 from distributor.feeds import build_feed
 from distributor.models import Release, Topic
 from distributor.site import build_site
-from tests.test_fuzz_feeds import assert_plain_text, assert_plain_xml, live_tags
+from tests.feed_samples import BASE, add_feed_topics, add_release
+from tests.fuzzing import assert_plain_text, assert_plain_xml, live_tags
 
-BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FORMATS: tuple[urls.FeedFormat, ...] = ("rss", "atom")
-
-
-def add_topics(settings: Settings) -> None:
-    with session_scope(settings) as session:
-        session.add_all(
-            [
-                Topic(slug="climate", names={"en": "Climate", "fr": "Climat"}),
-                Topic(slug="space", names={"en": "Space", "fr": "Espace"}),
-            ]
-        )
-
-
-def add_release(
-    settings: Settings,
-    n: int,
-    *,
-    lang: str = "en",
-    topics: tuple[str, ...] = ("climate",),
-    state: str = "published",
-    **fields: Any,
-) -> int:
-    """Store release number ``n`` (dated ``n`` hours after BASE); returns its id."""
-    with session_scope(settings) as session:
-        release = Release(
-            slug=f"{lang}-release-{n}",
-            title=f"Release {n}",
-            language=lang,
-            lead=f"Lead of release {n}.",
-            body_html=f'<p>Body {n}, see <a href="/files/r{n}.pdf">the report</a>.</p>',
-            body_text=f"Body {n}, see the report.",
-            date=BASE + timedelta(hours=n),
-            created_at=BASE - timedelta(days=1),
-            updated_at=BASE + timedelta(hours=n),
-            published_at=BASE + timedelta(hours=n),
-            state=state,
-            topics=list(session.scalars(select(Topic).where(Topic.slug.in_(topics)))),
-        )
-        for name, value in fields.items():
-            setattr(release, name, value)
-        session.add(release)
-        session.flush()
-        return release.id
 
 
 def regenerate(settings: Settings) -> list[Path]:
@@ -115,7 +73,7 @@ def titles(parsed: Any) -> list[str]:
 
 
 def test_every_feed_is_written_and_describes_itself(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     add_release(settings, 1)
     paths = regenerate(settings)
 
@@ -149,7 +107,7 @@ def test_every_feed_is_written_and_describes_itself(settings: Settings) -> None:
 
 
 def test_entries_carry_ids_links_dates_full_content_and_categories(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     add_release(settings, 1, topics=("climate", "space"))
     second = add_release(
         settings,
@@ -226,7 +184,7 @@ def test_entries_carry_ids_links_dates_full_content_and_categories(settings: Set
 
 
 def test_ids_survive_an_edit_while_the_updated_date_moves(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     edited = add_release(settings, 1)
     add_release(settings, 2)
     regenerate(settings)
@@ -256,7 +214,7 @@ def test_ids_survive_an_edit_while_the_updated_date_moves(settings: Settings) ->
 
 
 def test_topic_feeds_hold_only_their_topic(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     add_release(settings, 1, topics=("climate",))
     add_release(settings, 2, topics=("space",))
     add_release(settings, 3, topics=("climate", "space"))
@@ -270,7 +228,7 @@ def test_topic_feeds_hold_only_their_topic(settings: Settings) -> None:
 
 
 def test_only_published_releases_in_the_feeds_language(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     add_release(settings, 1)
     add_release(settings, 2, state="draft")
     add_release(settings, 3, state="withdrawn")
@@ -288,7 +246,7 @@ def test_only_published_releases_in_the_feeds_language(settings: Settings) -> No
 
 
 def test_a_feed_keeps_the_newest_fifty(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     for n in random.Random(7).sample(range(1, 61), 60):  # stored in no particular order
         add_release(settings, n)
     regenerate(settings)
@@ -300,7 +258,7 @@ def test_a_feed_keeps_the_newest_fifty(settings: Settings) -> None:
 
 
 def test_same_releases_same_bytes_and_untouched_files(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     add_release(settings, 1, topics=("climate", "space"))
     add_release(settings, 2, topics=("space",))
     add_release(settings, 3, lang="fr")
@@ -334,7 +292,7 @@ def test_same_releases_same_bytes_and_untouched_files(settings: Settings) -> Non
 
 def test_an_empty_feed_is_dated_from_the_catalogue_not_1970_nor_now(settings: Settings) -> None:
     # Issue 11: an empty feed was dated 1970-01-01, which the W3C validator calls implausible.
-    add_topics(settings)
+    add_feed_topics(settings)
     with session_scope(settings) as session:
         for topic in session.scalars(select(Topic)):
             topic.created_at = {"climate": BASE - timedelta(days=30),
@@ -369,7 +327,7 @@ def test_an_empty_feed_is_dated_from_the_catalogue_not_1970_nor_now(settings: Se
 
 
 def test_hostile_content_still_parses(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     with session_scope(settings) as session:
         session.add(Topic(slug="odd", names={"en": "Odd\x01 topic\x0b"}))
     add_release(
@@ -401,7 +359,7 @@ def test_hostile_content_still_parses(settings: Settings) -> None:
 def test_markup_in_titles_leads_and_names_reaches_no_reader_as_markup(settings: Settings) -> None:
     # Issue 11, finding 3: the lead went into RSS <description> as escaped markup, which
     # readers render as HTML: a live <a href> and <img> came back in feedparser.
-    add_topics(settings)
+    add_feed_topics(settings)
     with session_scope(settings) as session:
         session.add(Topic(slug="odd", names={"en": 'Energy <b onmouseover="alert(3)">hot</b> '
                                                   "&amp;lt;i&amp;gt;"}))  # fmt: skip
@@ -479,7 +437,7 @@ def test_characters_no_database_stores_are_stripped_too() -> None:
 
 
 def test_older_releases_are_reachable_through_rfc5005_archive_pages(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     for n in range(1, 121):
         add_release(settings, n)
     regenerate(settings)
@@ -535,7 +493,7 @@ def test_older_releases_are_reachable_through_rfc5005_archive_pages(settings: Se
 
 
 def test_translations_link_each_other_with_hreflang(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     original = add_release(settings, 1)
     with session_scope(settings) as session:
         source = session.get_one(Release, original)
@@ -565,7 +523,7 @@ def test_translations_link_each_other_with_hreflang(settings: Settings) -> None:
 def test_a_configured_hub_is_advertised_in_every_format(settings: Settings) -> None:
     hub = "https://hub.example.net/"
     with_hub = settings.model_copy(update={"websub_hub": hub})
-    add_topics(with_hub)
+    add_feed_topics(with_hub)
     add_release(with_hub, 1)
     regenerate(with_hub)
     for fmt in FORMATS:
@@ -576,7 +534,7 @@ def test_a_configured_hub_is_advertised_in_every_format(settings: Settings) -> N
 
 def test_a_one_megabyte_body_is_carried_whole(sqlite_settings: Settings) -> None:
     settings = sqlite_settings
-    add_topics(settings)
+    add_feed_topics(settings)
     paragraph = "<p>" + "Word & <b>bold</b> " * 40 + "</p>"
     body = paragraph * (1_000_000 // len(paragraph))
     add_release(settings, 1, body_html=body + "<script>x()</script>")

@@ -7,12 +7,8 @@ derandomised, without an example database."""
 
 from __future__ import annotations
 
-import html
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
-from typing import Any
 
 import feedparser
 import pytest
@@ -24,7 +20,7 @@ from distributor import urls
 from distributor.config import Settings, load_settings
 from distributor.feeds import FeedPage, ItemCache, render_feed
 from distributor.models import Release, Topic
-from tests.test_fuzz_releases import assert_sanitised, fuzz
+from tests.fuzzing import assert_plain_text, assert_plain_xml, assert_sanitised, fuzz
 
 FUZZ = fuzz(200)
 BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -100,59 +96,6 @@ def feed_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     )
 
 
-class _Tags(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        self.tags.append(tag)
-
-    def handle_startendtag(self, tag: str, attrs: Any) -> None:
-        self.tags.append(tag)
-
-
-def live_tags(value: str) -> list[str]:
-    """The elements an HTML parser finds in ``value``, and in ``value`` decoded once more
-    (a reader that unescapes twice); an unclosed ``<img …`` at the end counts too (a
-    reader that puts the text inside its own markup closes it)."""
-    found = []
-    for text in (value, html.unescape(value)):
-        parser = _Tags()
-        parser.feed(text + ">")
-        parser.close()
-        found += parser.tags
-    return found
-
-
-# Fields that are URLs, identifiers, types or dates, and the full content (HTML on purpose).
-NOT_TEXT = {"href", "link", "url", "id", "guid", "base", "image", "feed_url", "home_page_url",
-            "scheme", "type", "mime_type", "language", "rel", "hreflang", "length", "version",
-            "content", "content_html", "published", "updated", "date_published",
-            "date_modified", "size_in_bytes", "guidislink", "generator", "generator_detail",
-            "namespaces", "encoding", "bozo", "headers"}  # fmt: skip
-
-
-def text_fields(doc: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """Every string of a parsed feed (feedparser's dictionaries, or JSON Feed) that readers
-    show as text — titles, summaries, names, categories — with its path."""
-    if isinstance(doc, str):
-        yield path, doc
-    elif isinstance(doc, dict):
-        for key, value in doc.items():
-            if key not in NOT_TEXT:
-                yield from text_fields(value, f"{path}.{key}")
-    elif isinstance(doc, list):
-        for index, value in enumerate(doc):
-            yield from text_fields(value, f"{path}.{index}")
-
-
-def assert_plain_text(doc: Any) -> None:
-    """No field of ``doc`` but the full content holds an element, however it is read."""
-    for path, value in text_fields(doc):
-        assert live_tags(value) == [], (path, value)
-
-
 def check_feed(data: bytes, fmt: urls.FeedFormat, releases: list[Release]) -> None:
     if fmt == "json":
         doc = json.loads(data.decode("utf-8"))
@@ -170,17 +113,6 @@ def check_feed(data: bytes, fmt: urls.FeedFormat, releases: list[Release]) -> No
             assert_sanitised(content.value)
     assert_plain_text({"feed": parsed.feed, "entries": parsed.entries})
     assert_plain_xml(data)
-
-
-def assert_plain_xml(data: bytes) -> None:
-    """Read raw too (feedparser sanitises what it takes for HTML): titles, descriptions,
-    summaries, names and categories as a reader that renders them as HTML gets them, after
-    one XML decoding, hold no element."""
-    tree = etree.fromstring(data, parser=etree.XMLParser(resolve_entities=False))
-    for element in tree.iter():
-        if etree.QName(element).localname in ("title", "description", "summary", "name",
-                                              "category", "creator") and element.text:  # fmt: skip
-            assert live_tags(element.text) == [], (element.tag, element.text)
 
 
 @FUZZ

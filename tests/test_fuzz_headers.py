@@ -23,9 +23,9 @@ from distributor.errors import SubscriberInputError
 from distributor.mail import headers
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
 from distributor.sanitize import strip_invisible
+from tests.fuzzing import fuzz
 from tests.helpers import TEST_SECRET_KEY
-from tests.test_fuzz_releases import fuzz
-from tests.test_mail_compose import make_release
+from tests.mail_samples import french_release
 
 FUZZ = fuzz(400)
 HOSTILE = st.sampled_from(
@@ -121,7 +121,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Render
         secret_key=TEST_SECRET_KEY,
         sender="Agence <press@example.org>",
     )
-    return settings, render_release(make_release(), settings)
+    return settings, render_release(french_release(), settings)
 
 
 EMAIL = st.one_of(

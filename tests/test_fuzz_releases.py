@@ -16,13 +16,12 @@ import re
 import time
 import tracemalloc
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from distributor.config import Settings, load_settings
@@ -35,26 +34,11 @@ from distributor.releases import (
     parse_release,
 )
 from distributor.sanitize import (
-    ALLOWED_ATTRIBUTES,
-    ALLOWED_TAGS,
     MAX_HTML_DEPTH,
-    URL_SCHEMES,
     line_problem,
 )
 from distributor.urls import link_problem
-
-
-def fuzz(max_examples: int) -> settings:
-    """Deterministic (the same examples every run), no example database, no deadline (a
-    slow CI machine): hangs are caught by the timings below instead."""
-    return settings(
-        max_examples=max_examples,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
+from tests.fuzzing import assert_sanitised, fuzz
 
 SOURCE = "fuzz.md"
 VALID = {
@@ -74,39 +58,6 @@ def release_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 # -- checking a draft ----------------------------------------------------------------------
-
-
-class _Collect(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, attrs))
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, attrs))
-
-
-def assert_sanitised(html: str) -> None:
-    """No script, no event handler, no style, no URL of a scheme we do not allow — as an
-    HTML parser reads it (entities decoded), not as a substring."""
-    parser = _Collect()
-    parser.feed(html)
-    parser.close()
-    for tag, attrs in parser.tags:
-        assert tag in ALLOWED_TAGS, (tag, html)
-        for name, value in attrs:
-            assert not name.startswith("on"), (tag, name, html)
-            # nh3 keeps lang and title on every element (its generic attributes): harmless.
-            allowed = ALLOWED_ATTRIBUTES.get(tag, set()) | {"rel", "lang", "title"}
-            assert name in allowed, (tag, name, html)
-            if name in ("href", "src", "cite") and value:
-                url = re.sub(r"[\x00-\x20\x7f]", "", value).lower()
-                scheme = re.match(r"([a-z][a-z0-9+.-]*):", url)
-                if scheme:
-                    assert scheme.group(1) in URL_SCHEMES, (tag, name, value, html)
-    assert "<script" not in html.lower()  # not even as text: the parser saw every tag
 
 
 def assert_valid_draft(draft: ReleaseDraft) -> None:

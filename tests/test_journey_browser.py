@@ -34,9 +34,9 @@ from tests.browser import (
     running_server,
     visit,
 )
-from tests.helpers import add_subscribers, add_topics, make_release
+from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import running_worker, wait_until
-from tests.smtp_server import SMTPServer, free_port
+from tests.smtp_server import SMTPServer
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "journey"
 pytestmark = pytest.mark.needs("chromium")

@@ -3,11 +3,8 @@ with the standard library and checked for what a person would notice."""
 
 from __future__ import annotations
 
-import email
 import re
 from datetime import UTC, datetime
-from email import policy
-from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -18,20 +15,8 @@ from distributor.errors import ConfigError, ReleaseInputError, SubscriberInputEr
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
 from distributor.mail.labels import format_date
 from distributor.mail.render import wrap_text
-from distributor.models import Release, Topic
-from distributor.sanitize import markdown_to_html
-from distributor.urls import preferences_url, unsubscribe_url
 from tests.helpers import TEST_SECRET_KEY
-
-BODY_MD = """Le ministre a déclaré que la coopération internationale était essentielle au suivi \
-du climat européen, et que l'Agence y prendrait toute sa part.
-
-> « Nous devons agir ensemble », a déclaré la directrice générale.
-
-.Cette ligne commence par un point.
-
-Voir [le rapport complet](/rapports/2026-climat.pdf) et la [carte](https://example.net/carte).
-"""
+from tests.mail_samples import french_release, parse_email, parts, recipient
 
 
 @pytest.fixture
@@ -45,77 +30,15 @@ def mail_settings(tmp_path: Path) -> Settings:
     )
 
 
-def make_release(**overrides: object) -> Release:
-    values: dict[str, object] = {
-        "id": 7,
-        "slug": "accord-climat",
-        "title": "L'Agence signe un accord de coopération européen sur la surveillance du "
-        "climat et des océans",
-        "language": "fr",
-        "dateline": "Paris",
-        "lead": "Huit agences européennes mettent en commun leurs données.",
-        "body_html": markdown_to_html(BODY_MD),
-        "body_text": BODY_MD,
-        "date": datetime(2026, 11, 20, 8, tzinfo=UTC),
-        "contacts": [
-            {
-                "name": "Jeanne Dupont",
-                "role": "Attachée de presse",
-                "phone": "+33 1 00 00 00 00",
-                "email": "presse@example.org",
-            }
-        ],
-        "images": [
-            {
-                "src": "/media/signature.jpg",
-                "alt": "La signature à Paris",
-                "credit": "Agence / J. Martin",
-                "href": "/media/signature-hd.jpg",
-            }
-        ],
-        "topics": [
-            Topic(slug="climat", names={"fr": "Climat", "en": "Climate"}),
-            Topic(slug="international", names={"en": "International"}),
-        ],
-    }
-    values.update(overrides)
-    return Release(**values)
-
-
-def recipient(settings: Settings, subscriber_id: int, name: str = "Jean Martin") -> Recipient:
-    return Recipient(
-        subscriber_id=subscriber_id,
-        email=f"reader{subscriber_id}@example.com",
-        name=name,
-        unsubscribe_url=unsubscribe_url(settings, subscriber_id, "a-link-nonce"),
-        preferences_url=preferences_url(settings, subscriber_id, "a-link-nonce"),
-    )
-
-
-def parse(data: bytes) -> EmailMessage:
-    msg = email.message_from_bytes(data, policy=policy.default)
-    assert isinstance(msg, EmailMessage)
-    assert not msg.defects
-    return msg
-
-
-def parts(msg: EmailMessage) -> tuple[str, str]:
-    text = msg.get_body(("plain",))
-    html = msg.get_body(("html",))
-    assert isinstance(text, EmailMessage) and isinstance(html, EmailMessage)
-    # MIME's canonical line break is CRLF; compare text as a program reading it would
-    return text.get_content().replace("\r\n", "\n"), html.get_content().replace("\r\n", "\n")
-
-
 @pytest.fixture
 def rendered(mail_settings: Settings) -> RenderedRelease:
-    return render_release(make_release(), mail_settings)
+    return render_release(french_release(), mail_settings)
 
 
 def test_both_parts_carry_the_whole_release(
     rendered: RenderedRelease, mail_settings: Settings
 ) -> None:
-    msg = parse(rendered.message_for(recipient(mail_settings, 1)))
+    msg = parse_email(rendered.message_for(recipient(mail_settings, 1)))
     assert msg.get_content_type() == "multipart/alternative"
     subtypes = [part.get_content_type() for part in msg.iter_parts()]
     assert subtypes == ["text/plain", "text/html"]
@@ -142,7 +65,7 @@ def test_both_parts_carry_the_whole_release(
 def test_relative_links_and_images_are_made_absolute(
     rendered: RenderedRelease, mail_settings: Settings
 ) -> None:
-    _, html = parts(parse(rendered.message_for(recipient(mail_settings, 1))))
+    _, html = parts(parse_email(rendered.message_for(recipient(mail_settings, 1))))
     assert 'href="https://news.example.org/rapports/2026-climat.pdf"' in html
     assert 'href="https://example.net/carte"' in html
     assert 'src="https://news.example.org/media/signature.jpg"' in html
@@ -158,7 +81,7 @@ def test_each_recipient_gets_only_their_own_links(
 ) -> None:
     alice, bob = recipient(mail_settings, 1, "Alice"), recipient(mail_settings, 2, "Bob")
     for me, other in ((alice, bob), (bob, alice)):
-        msg = parse(rendered.message_for(me))
+        msg = parse_email(rendered.message_for(me))
         assert msg["List-Unsubscribe"] == f"<{me.unsubscribe_url}>"
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert msg["To"].addresses[0].addr_spec == me.email
@@ -175,7 +98,7 @@ def test_each_recipient_gets_only_their_own_links(
 
 def test_headers(rendered: RenderedRelease, mail_settings: Settings) -> None:
     before = datetime.now(UTC)
-    msg = parse(rendered.message_for(recipient(mail_settings, 42, "Jean Martin")))
+    msg = parse_email(rendered.message_for(recipient(mail_settings, 42, "Jean Martin")))
     assert msg["From"].addresses[0].display_name == "Agence française de l'été"
     assert msg["From"].addresses[0].addr_spec == "press@example.org"
     assert str(msg["To"]) == "Jean Martin <reader42@example.com>"
@@ -224,7 +147,7 @@ def test_wire_format_is_crlf_ascii_and_short_lines(
 )
 def test_names_round_trip(rendered: RenderedRelease, mail_settings: Settings, name: str) -> None:
     data = rendered.message_for(recipient(mail_settings, 3, name))
-    to = parse(data)["To"].addresses[0]
+    to = parse_email(data)["To"].addresses[0]
     assert to.display_name == name
     assert to.addr_spec == "reader3@example.com"
     head = data.split(b"\r\n\r\n", 1)[0]
@@ -235,7 +158,7 @@ def test_names_round_trip(rendered: RenderedRelease, mail_settings: Settings, na
 
 
 def test_empty_name_is_a_bare_address(rendered: RenderedRelease, mail_settings: Settings) -> None:
-    msg = parse(rendered.message_for(recipient(mail_settings, 4, "")))
+    msg = parse_email(rendered.message_for(recipient(mail_settings, 4, "")))
     assert str(msg["To"]) == "reader4@example.com"
 
 
@@ -244,9 +167,9 @@ def test_long_french_subject_is_folded_and_round_trips(mail_settings: Settings) 
         "Sécheresse : l'Agence publie l'état des nappes phréatiques au 1er novembre et "
         "recommande des mesures de restriction dans quarante-deux départements métropolitains"
     )
-    rendered = render_release(make_release(title=title), mail_settings)
+    rendered = render_release(french_release(title=title), mail_settings)
     data = rendered.message_for(recipient(mail_settings, 5))
-    assert parse(data)["Subject"] == title
+    assert parse_email(data)["Subject"] == title
     subject = re.search(rb"^Subject:.*?(?=\r\n\S)", data, re.S | re.M)
     assert subject is not None
     assert all(len(line) <= 78 for line in subject.group(0).split(b"\r\n"))
@@ -254,19 +177,19 @@ def test_long_french_subject_is_folded_and_round_trips(mail_settings: Settings) 
 
 def test_control_characters_in_a_title_become_spaces(mail_settings: Settings) -> None:
     rendered = render_release(
-        make_release(title="Line\r\nBcc: x@example.net\x01end"), mail_settings
+        french_release(title="Line\r\nBcc: x@example.net\x01end"), mail_settings
     )
     data = rendered.message_for(recipient(mail_settings, 1))
-    msg = parse(data)
+    msg = parse_email(data)
     assert msg["Subject"] == "Line Bcc: x@example.net end"
     assert msg.get_all("Bcc") is None
 
 
 def test_a_release_without_id_or_with_a_bad_language_is_refused(mail_settings: Settings) -> None:
     with pytest.raises(ReleaseInputError, match="no id"):
-        render_release(make_release(id=None), mail_settings)
+        render_release(french_release(id=None), mail_settings)
     with pytest.raises(ReleaseInputError, match="language"):
-        render_release(make_release(language="fr\r\nX-Evil: 1"), mail_settings)
+        render_release(french_release(language="fr\r\nX-Evil: 1"), mail_settings)
 
 
 @pytest.mark.parametrize(
@@ -306,17 +229,17 @@ def test_unsafe_address_or_link_is_refused(mail_settings: Settings, field: str, 
 def test_message_id_is_the_same_for_the_same_pair(
     rendered: RenderedRelease, mail_settings: Settings
 ) -> None:
-    first = parse(rendered.message_for(recipient(mail_settings, 9)))["Message-ID"]
-    again = parse(rendered.message_for(recipient(mail_settings, 9)))["Message-ID"]
-    rerendered = render_release(make_release(), mail_settings)
-    other_render = parse(rerendered.message_for(recipient(mail_settings, 9)))["Message-ID"]
-    other_subscriber = parse(rendered.message_for(recipient(mail_settings, 10)))["Message-ID"]
+    first = parse_email(rendered.message_for(recipient(mail_settings, 9)))["Message-ID"]
+    again = parse_email(rendered.message_for(recipient(mail_settings, 9)))["Message-ID"]
+    rerendered = render_release(french_release(), mail_settings)
+    other_render = parse_email(rerendered.message_for(recipient(mail_settings, 9)))["Message-ID"]
+    other_subscriber = parse_email(rendered.message_for(recipient(mail_settings, 10)))["Message-ID"]
     assert first == again == other_render == rendered.message_id(9)
     assert other_subscriber != first
 
 
 def test_html_is_escaped_but_the_sanitised_body_is_not(mail_settings: Settings) -> None:
-    release = make_release(
+    release = french_release(
         title="Fish & <chips>",
         lead='Lead with <b>tags</b> & "quotes"',
         body_html="<p>Body with <strong>bold</strong> &amp; more</p>",
@@ -326,7 +249,7 @@ def test_html_is_escaped_but_the_sanitised_body_is_not(mail_settings: Settings) 
         contacts=[{"name": "<Jane>", "email": "jane@example.org"}],
     )
     rendered = render_release(release, mail_settings)
-    text, html = parts(parse(rendered.message_for(recipient(mail_settings, 1))))
+    text, html = parts(parse_email(rendered.message_for(recipient(mail_settings, 1))))
     assert "Fish &amp; &lt;chips&gt;" in html and "<chips>" not in html
     assert "&lt;b&gt;tags&lt;/b&gt;" in html
     assert "&lt;Jane&gt;" in html
@@ -339,9 +262,9 @@ def test_html_is_escaped_but_the_sanitised_body_is_not(mail_settings: Settings) 
 
 
 def test_english_labels(mail_settings: Settings) -> None:
-    release = make_release(language="en", title="Agency signs agreement")
+    release = french_release(language="en", title="Agency signs agreement")
     rendered = render_release(release, mail_settings)
-    msg = parse(rendered.message_for(recipient(mail_settings, 1)))
+    msg = parse_email(rendered.message_for(recipient(mail_settings, 1)))
     text, html = parts(msg)
     assert msg["Content-Language"] == "en"
     assert msg["List-Id"] == "Agence nationale du climat press releases <releases.example.org>"
@@ -358,7 +281,7 @@ def test_text_part_is_wrapped_without_breaking_links(
     rendered: RenderedRelease, mail_settings: Settings
 ) -> None:
     me = recipient(mail_settings, 1)
-    text, _ = parts(parse(rendered.message_for(me)))
+    text, _ = parts(parse_email(rendered.message_for(me)))
     for line in text.splitlines():
         assert len(line) <= 76 or "://" in line or line.startswith("> "), line
     assert me.unsubscribe_url in text.splitlines()[-1]
@@ -402,4 +325,4 @@ def test_a_template_without_unsubscribe_link_is_refused(
     )
     settings = mail_settings.model_copy(update={"templates_dir": tmp_path / "templates"})
     with pytest.raises(ConfigError, match=r"release\.html has no unsubscribe link"):
-        render_release(make_release(), settings)
+        render_release(french_release(), settings)

@@ -19,7 +19,8 @@ from distributor.mail.transport import (
     SMTPTransport,
     open_transport,
 )
-from tests.smtp_server import SMTPServer, free_port
+from tests.helpers import free_port
+from tests.smtp_server import SMTPServer
 
 SENDER = "press@example.org"
 

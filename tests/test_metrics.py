@@ -14,7 +14,7 @@ from distributor.config import Settings
 from distributor.metrics import LATENCY_BUCKETS, from_this_machine
 from distributor.queue import QUEUE, TaskQueue
 from distributor.web import create_app
-from tests.test_report import build_ledger
+from tests.ledger_samples import build_ledger
 
 UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

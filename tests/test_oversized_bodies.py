@@ -26,8 +26,7 @@ from distributor.db import dispose_engines, session_scope, upgrade
 from distributor.media import media_root
 from distributor.models import Release, Subscriber
 from tests.browser import running_server
-from tests.helpers import TEST_SECRET_KEY, add_topics
-from tests.smtp_server import free_port
+from tests.helpers import TEST_SECRET_KEY, add_topics, free_port
 
 KIB, MIB = 1024, 1024 * 1024
 

@@ -32,12 +32,11 @@ from distributor.models import Delivery, Subscriber
 from distributor.queue import TaskQueue
 from distributor.reconcile import PostfixLogReconciler
 from distributor.status import release_status
-from tests.helpers import add_subscribers, add_topics, make_release, published
+from tests.helpers import add_subscribers, add_topics, lease_runs_out, make_release, published
 from tests.postfix import POSTFIX, Postfix, running_postfix
 from tests.postfix_samples import CUT, OUT, SENDER, TAKEN, message, send_traffic
 from tests.processes import running_command, settings_env, wait_until
 from tests.smtp_server import SMTPServer
-from tests.test_reconcile import lease_runs_out
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(OUT.glob("*.log"))

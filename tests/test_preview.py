@@ -19,9 +19,9 @@ from distributor.mail.dkim import load_signer
 from distributor.models import Delivery, Release, ReleaseState
 from distributor.preview import render_preview, send_test
 from tests.dkim_keys import dns_for, write_key
-from tests.helpers import add_subscribers, add_topics, make_release
+from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import run_cli
-from tests.smtp_server import SMTPServer, free_port
+from tests.smtp_server import SMTPServer
 
 FRENCH_MD = """\
 ---

@@ -46,11 +46,10 @@ from distributor.config import Settings, check_secret_key, load_settings
 from distributor.db import dispose_engines, session_scope
 from distributor.mail.verp import BounceAddresses
 from distributor.models import Delivery, Release, Subscriber
-from tests.helpers import make_release
+from tests.bounce_mail import postfix_dsn
+from tests.helpers import free_port, make_release
 from tests.processes import running_shell, settings_env, wait_until
 from tests.redis_db import empty
-from tests.smtp_server import free_port
-from tests.test_bounces import postfix_dsn
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

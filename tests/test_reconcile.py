@@ -21,17 +21,19 @@ from distributor import dispatch
 from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.delivery import RECONCILED
-from distributor.models import CorrectionNotice, Delivery, DeliveryStatus, Subscriber, utcnow
+from distributor.models import Delivery, DeliveryStatus, Subscriber, utcnow
 from distributor.reconcile import (
     MaildirReconciler,
     PostfixLogReconciler,
     already_accepted,
     maildir_tag,
 )
-from tests.helpers import published
+from tests.corrections import sent_then_corrected
+from tests.helpers import lease_runs_out, published
+from tests.postfix_lines import MAILLOG, SAMPLES, lines, postfix_log, queue_id
+from tests.postfix_samples import TAKEN
 from tests.processes import settings_env
 from tests.smtp_server import SMTPServer
-from tests.test_correction_notify import sent_then_corrected
 
 # What a crashed worker does: sends a batch in a process that SIGKILLs itself right after the
 # server accepted the third message, before the ledger records it.
@@ -46,17 +48,6 @@ def crash_after_third_accept(s: Settings, release_id: int, task: str = "send_bat
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-
-
-def lease_runs_out(s: Settings) -> None:
-    """Time passes: the dead worker's leases expire (their rows keep what it left)."""
-    with session_scope(s) as session:
-        for ledger in (Delivery, CorrectionNotice):
-            session.execute(
-                update(ledger)
-                .where(ledger.lease_until.is_not(None))
-                .values(lease_until=utcnow().replace(year=2000))
-            )
 
 
 def ledger(s: Settings) -> dict[str, tuple[str, str]]:
@@ -104,34 +95,32 @@ def test_maildir_reconciler_reads_new_and_cur_not_tmp(tmp_path: Path) -> None:
     assert MaildirReconciler(tmp_path).accepted(ids) == set(ids[:2])
 
 
-def postfix_log(path: Path, message_ids: list[str], queued: bool = True) -> None:
-    """Append what Postfix logs for each message it takes (``queued``) or drops before the
-    end of its data (a cleanup line, no queue manager line)."""
-    with path.open("a") as log:
-        for n, message_id in enumerate(message_ids):
-            qid = f"4Fh{n:04X}x{len(message_id):02X}z"
-            log.write(
-                f"Nov 29 00:12:01 relay postfix/smtpd[811]: {qid}: client=worker[10.0.0.5]\n"
-                f"Nov 29 00:12:01 relay postfix/cleanup[812]: {qid}: message-id={message_id}\n"
-            )
-            if queued:
-                log.write(
-                    f"Nov 29 00:12:01 relay postfix/qmgr[99]: {qid}: from=<bounces+x@example"
-                    f".org>, size=5120, nrcpt=1 (queue active)\n"
-                )
+def test_postfix_log_lines_are_the_real_ones() -> None:
+    """The lines these tests write are Postfix's own (tests/data/postfix/), only the queue
+    id and Message-ID replaced: the reconciler is checked against what Postfix writes."""
+    text = MAILLOG.read_text()
+    [real_qid] = re.findall(rf"cleanup\[\d+\]: (\w+): message-id={re.escape(TAKEN[0])}", text)
+    real = [line for line in text.splitlines() if f": {real_qid}: " in line]
+    qid = queue_id(1, "<release-1.1@example.org>")
+    written = lines("<release-1.1@example.org>", qid=qid)
+    assert re.fullmatch(r"[0-9A-F]{11}", qid) and qid != real_qid  # a short queue id
+    assert [line.replace(qid, real_qid).replace("<release-1.1@example.org>", TAKEN[0])
+            for line in written] == real[:3]  # fmt: skip
 
 
-def test_postfix_log_needs_the_queue_manager_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sample", SAMPLES, ids=[path.stem for path in SAMPLES])
+def test_postfix_log_needs_the_queue_manager_line(tmp_path: Path, sample: Path) -> None:
     log = tmp_path / "mail.log"
-    postfix_log(log, ["<release-1.1@example.org>"])
-    postfix_log(log, ["<release-1.22@example.org>"], queued=False)  # cut before the dot
-    with log.open("a") as out:  # other instances and other lines
-        out.write(
-            "Nov 29 00:13:00 relay postfix-out/cleanup[9]: 4FhQQ: message-id=<release-1.3@"
-            "example.org>\nNov 29 00:13:00 relay postfix-out/qmgr[7]: 4FhQQ: from=<>, size=1,"
-            " nrcpt=1 (queue active)\nNov 29 00:13:01 relay postfix/cleanup[9]: 4FhRR: "
-            "resent-message-id=<release-1.4@example.org>\n"
-        )
+    postfix_log(log, ["<release-1.1@example.org>"], sample=sample)
+    postfix_log(log, ["<release-1.22@example.org>"], queued=False, sample=sample)  # cut
+    qq, rr = queue_id(7, "other instance", sample), queue_id(8, "resent", sample)
+    with log.open("a") as out:  # another instance (its own syslog name), and other lines
+        out.writelines(f"{line}\n" for line in [
+            *lines("<release-1.3@example.org>", qid=qq, sample=sample, service="postfix-out",
+                   only=("cleanup", "qmgr")),
+            *(line.replace(": message-id=", ": resent-message-id=") for line in lines(
+                "<release-1.4@example.org>", qid=rr, sample=sample, only=("cleanup",))),
+        ])  # fmt: skip
     wanted = [f"<release-1.{n}@example.org>" for n in (1, 22, 3, 4, 5)]
     assert PostfixLogReconciler(log).accepted(wanted) == {
         "<release-1.1@example.org>",
@@ -139,23 +128,24 @@ def test_postfix_log_needs_the_queue_manager_line(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize("sample", SAMPLES, ids=[path.stem for path in SAMPLES])
 def test_postfix_log_with_a_queue_id_used_again_and_lines_across_blocks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample: Path
 ) -> None:
     log = tmp_path / "mail.log"
     # Postfix's short queue ids come round again: the earlier message under the same id
     # was queued, but the one asked about was cut before its final dot.
-    postfix_log(log, ["<release-2.1@example.org>"])  # 4Fh0000x19z, queued
-    postfix_log(log, ["<release-2.2@example.org>"], queued=False)  # 4Fh0000x19z, cut
-    postfix_log(log, ["<release-2.3@example.org>"])  # 4Fh0000x19z again, queued
+    postfix_log(log, ["<release-2.1@example.org>"], sample=sample)  # queue id Q, queued
+    postfix_log(log, ["<release-2.2@example.org>"], queued=False, sample=sample)  # Q, cut
+    postfix_log(log, ["<release-2.3@example.org>"], sample=sample)  # Q again, queued
+    assert len(set(re.findall(r"\]: (\w+): message-id=", log.read_text()))) == 1
     # A message asked about whose id is taken over by another before it is queued.
+    ss = queue_id(9, "taken over", sample)
     with log.open("a") as out:
-        out.write(
-            "Nov 29 00:14:00 relay postfix/cleanup[9]: 4FhSS: message-id=<release-2.4@"
-            "example.org>\nNov 29 00:14:01 relay postfix/cleanup[9]: 4FhSS: message-id=<other"
-            "@example.org>\nNov 29 00:14:01 relay postfix/qmgr[7]: 4FhSS: from=<>, size=1,"
-            " nrcpt=1 (queue active)\n"
-        )
+        out.writelines(f"{line}\n" for line in [
+            *lines("<release-2.4@example.org>", qid=ss, sample=sample, only=("cleanup",)),
+            *lines("<other@example.org>", qid=ss, sample=sample, only=("cleanup", "qmgr")),
+        ])  # fmt: skip
     wanted = ["<release-2.2@example.org>", "<release-2.3@example.org>", "<release-2.4@example.org>"]
     for block in (1 << 20, 64, 7):  # one block; lines across blocks; lines longer than one
         monkeypatch.setattr(PostfixLogReconciler, "BLOCK", block)
@@ -167,11 +157,10 @@ def test_postfix_log_rotated_between_the_crash_and_the_reconciliation(tmp_path: 
     postfix_log(log, ["<release-3.1@example.org>"])
     postfix_log(log, ["<release-3.2@example.org>"], queued=False)  # its qmgr line: after
     log.rename(tmp_path / "mail.log.1")  # logrotate, at midnight
-    qid = f"4Fh0000x{len('<release-3.2@example.org>'):02X}z"  # as postfix_log names it
+    qid = queue_id(0, "<release-3.2@example.org>")  # as postfix_log named it
     with log.open("a") as out:
-        out.write(
-            f"Nov 29 00:00:01 relay postfix/qmgr[99]: {qid}: from=<>, nrcpt=1 (queue active)\n"
-        )
+        [qmgr] = lines("<release-3.2@example.org>", qid=qid, only=("qmgr",))
+        out.write(f"{qmgr}\n")
     (tmp_path / "mail.log.2.gz").write_bytes(b"\x1f\x8b not read")
     wanted = ["<release-3.1@example.org>", "<release-3.2@example.org>", "<release-3.3@x>"]
     assert PostfixLogReconciler(log).accepted(wanted) == set(wanted[:2])

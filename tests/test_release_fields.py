@@ -24,7 +24,7 @@ from distributor.releases import SLUG_MAX, parse_release, slugify
 from distributor.subscribers import check_name
 from distributor.topics import check_names, parse_names
 from tests.helpers import TEST_SECRET_KEY
-from tests.test_mail_compose import make_release, parse, parts, recipient
+from tests.mail_samples import french_release, parse_email, parts, recipient
 
 SITE = "https://news.example.org"
 BASE: dict[str, Any] = {
@@ -181,10 +181,10 @@ def test_topic_and_subscriber_names_go_through_the_same_check() -> None:
 
 def test_a_subject_or_name_stored_before_the_check_loses_its_bidi_controls() -> None:
     field = headers.unstructured("Subject", "Invoice \u202egpj.exe\u2066 now")
-    decoded = parse(f"{field}To: a@example.org\r\n\r\nx".encode())["Subject"]
+    decoded = parse_email(f"{field}To: a@example.org\r\n\r\nx".encode())["Subject"]
     assert decoded == "Invoice gpj.exe now"
     name = headers.address("To", "Jane\u202e Doe\ufdd0", "jane@example.org")
-    assert parse(f"{name}\r\nx".encode())["To"] == "Jane Doe <jane@example.org>"
+    assert parse_email(f"{name}\r\nx".encode())["To"] == "Jane Doe <jane@example.org>"
 
 
 # -- contacts --------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def test_contacts_as_people_write_them_are_kept(bare: Settings) -> None:
 
 def stored_before(**fields: Any) -> Release:
     """A release as the database may hold it from before these checks."""
-    release = make_release(language="en", slug="old", **fields)
+    release = french_release(language="en", slug="old", **fields)
     release.topics = [Topic(id=1, slug="climate", names={"en": "Climate"})]
     release.created_at = release.updated_at = release.published_at = datetime(
         2026, 11, 1, tzinfo=UTC
@@ -249,7 +249,7 @@ def test_links_and_contacts_stored_before_the_checks_never_leave_the_site(bare: 
                    "phone": "+44 (0)20 7946 0000 ext. 12"}],
     )  # fmt: skip
     page = Newsroom(bare).release_page(old, [])
-    text, html = parts(parse(render_release(old, bare).message_for(recipient(bare, 1))))
+    text, html = parts(parse_email(render_release(old, bare).message_for(recipient(bare, 1))))
     feeds = [
         build_feed([old], bare, lang="en", fmt=fmt).decode() for fmt in ("rss", "atom", "json")
     ]

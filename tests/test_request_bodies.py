@@ -28,9 +28,8 @@ from distributor.config import Settings, load_settings
 from distributor.db import dispose_engines, session_scope, upgrade
 from distributor.web import create_app
 from distributor.web.bodies import FORM_LIMIT, JSON_LIMIT, NO_BODY_LIMIT, body_of, routes_of
-from tests.helpers import add_topics
-from tests.processes import NO_BROKER, running_command, settings_env, wait_until
-from tests.test_static_serving import free_port
+from tests.helpers import add_topics, free_port
+from tests.processes import NO_BROKER, running_serve, settings_env
 
 MB = 1024 * 1024
 
@@ -60,17 +59,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with session_scope(s) as session:
         token = create_token(session, "bodies", ["subscribers", "releases"])
     port = free_port()
-    args = ["serve", "--port", str(port)]
-    with running_command(args, settings_env(s), base / "serve.log") as proc:
-
-        def up() -> bool:
-            assert proc.poll() is None, (base / "serve.log").read_text()
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code > 0
-            except httpx.TransportError:
-                return False
-
-        wait_until(up, 30, "distributor serve to answer")
+    # No broker: /healthz answers 503, and any answer means the server is up.
+    with running_serve(settings_env(s), base / "serve.log", port, ready=lambda _: True) as proc:
         yield Served(s, port, proc.pid, token)
     dispose_engines()
 

@@ -9,7 +9,6 @@ import secrets
 import stat
 from pathlib import Path
 
-import httpx
 import pytest
 
 from distributor.config import (
@@ -20,10 +19,9 @@ from distributor.config import (
     weak_key_reason,
 )
 from distributor.errors import ConfigError
-from tests.helpers import TEST_SECRET_KEY
-from tests.processes import run_cli, running_command, settings_env, wait_until
+from tests.helpers import TEST_SECRET_KEY, free_port
+from tests.processes import run_cli, running_command, running_serve, settings_env, wait_until
 from tests.redis_db import empty
-from tests.test_static_serving import free_port
 
 PLACEHOLDER = "change-me-to-a-long-random-string"  # docker-compose.yml until issue 11
 GOOD = secrets.token_urlsafe(32)
@@ -121,19 +119,9 @@ def test_serve_starts_with_a_strong_key(bare: Settings, tmp_path: Path) -> None:
     port = free_port()
     env = settings_env(bare, DISTRIBUTOR_BROKER_URL="redis://127.0.0.1:1/0",
                        DISTRIBUTOR_SECRET_KEY=f"{GOOD} {TEST_SECRET_KEY}")  # fmt: skip
-    with (
-        running_command(["serve", "--port", str(port)], env, tmp_path / "serve.log") as proc,
-        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client,
-    ):
-
-        def up() -> bool:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                return client.get("/feeds/").status_code < 500
-            except httpx.TransportError:
-                return False
-
-        wait_until(up, 30, "distributor serve to answer")
+    # Its broker is out of reach (/healthz: 503); answering at all is what is asked here.
+    with running_serve(env, tmp_path / "serve.log", port, ready=lambda status: status < 600):
+        pass
 
 
 @pytest.mark.parametrize("command", ["worker", "beat"])

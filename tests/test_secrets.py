@@ -32,10 +32,15 @@ from distributor.subscription import Consent, record_request
 from distributor.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
 from tests.conftest import truncate_pg
-from tests.helpers import TEST_SECRET_KEY, add_subscribers, add_topics, release_text
-from tests.processes import NO_BROKER, run_cli, running_command, settings_env, wait_until
+from tests.helpers import TEST_SECRET_KEY, add_subscribers, add_topics, free_port, release_text
+from tests.processes import (
+    NO_BROKER,
+    run_cli,
+    running_serve,
+    settings_env,
+    wait_until,
+)
 from tests.smtp_server import SMTPServer
-from tests.test_static_serving import free_port
 
 SMTP_PASSWORD = "s3cret-smtp-Pw"
 SECRET_KEY = TEST_SECRET_KEY  # strong: `serve` refuses a weak key
@@ -284,17 +289,10 @@ def test_the_access_log_shows_no_personal_link(tmp_path: Path) -> None:
              confirm_url(s, asked.id, asked.nonce)]  # fmt: skip
     port, log = free_port(), tmp_path / "serve.log"
     with (
-        running_command(["serve", "--port", str(port), "--access-log"], settings_env(s), log),
+        running_serve(settings_env(s), log, port, "--access-log",
+                      ready=lambda status: status in (200, 503)),  # no broker: 503
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
-    ):
-
-        def up() -> bool:
-            try:
-                return client.get("/healthz").status_code in (200, 503)  # no broker: 503
-            except httpx.TransportError:
-                return False
-
-        wait_until(up, 30, "distributor serve to answer")
+    ):  # fmt: skip
         for link in links:
             assert client.get(link.removeprefix(s.site_url) + "?x=1").status_code == 200
         # The server decodes the path before routing it: an encoded slash reaches the page.

@@ -24,9 +24,8 @@ from distributor.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
 from distributor.web.headers import DOCS_CSP, page_csp
 from tests.browser import chromium, running_server
-from tests.helpers import published_site
+from tests.helpers import free_port, published_site
 from tests.processes import NO_BROKER
-from tests.test_static_serving import free_port
 
 
 @pytest.fixture

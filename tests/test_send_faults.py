@@ -23,9 +23,9 @@ from distributor.db import dispose_engines, get_engine, session_scope
 from distributor.delivery import OutcomeWriter, claim, counts
 from distributor.models import CorrectionNotice, Delivery, Subscriber, utcnow
 from tests.conftest import truncate_pg
+from tests.corrections import sent_then_corrected
 from tests.helpers import TEST_SECRET_KEY, published
 from tests.smtp_server import SMTPServer
-from tests.test_correction_notify import sent_then_corrected
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
 from _proxy import TcpProxy

@@ -10,8 +10,8 @@ from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.models import Release, ReleaseState
 from distributor.site import build_site
+from tests.feed_samples import BASE, add_feed_topics, add_release
 from tests.processes import run_cli
-from tests.test_feeds import BASE, add_release, add_topics
 
 
 def site_files(settings: Settings) -> set[str]:
@@ -24,7 +24,7 @@ def site_files(settings: Settings) -> set[str]:
 
 
 def test_the_first_build_writes_the_whole_site_and_the_next_nothing(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     first = add_release(settings, 1, topics=("climate", "space"))
     add_release(settings, 2, lang="fr")
     report = build_site(settings)
@@ -45,7 +45,7 @@ def test_the_first_build_writes_the_whole_site_and_the_next_nothing(settings: Se
 
 
 def test_a_publish_among_many_touches_only_its_pages_and_feeds(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     for n in range(1, 121):
         add_release(settings, n, topics=("climate",) if n % 2 else ("space",))
     build_site(settings)
@@ -70,7 +70,7 @@ def test_a_publish_among_many_touches_only_its_pages_and_feeds(settings: Setting
 
 
 def test_a_correction_rewrites_its_page_and_the_feeds_that_carry_it(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     edited = add_release(settings, 1)
     add_release(settings, 2, topics=("space",))
     build_site(settings)
@@ -87,7 +87,7 @@ def test_a_correction_rewrites_its_page_and_the_feeds_that_carry_it(settings: Se
 
 
 def test_a_withdrawn_release_leaves_the_site(settings: Settings) -> None:
-    add_topics(settings)
+    add_feed_topics(settings)
     gone = add_release(settings, 1)
     add_release(settings, 2)
     build_site(settings)
@@ -101,7 +101,7 @@ def test_a_withdrawn_release_leaves_the_site(settings: Settings) -> None:
 
 
 def test_a_file_lost_from_public_is_written_again(sqlite_settings: Settings) -> None:
-    add_topics(sqlite_settings)
+    add_feed_topics(sqlite_settings)
     add_release(sqlite_settings, 1)
     build_site(sqlite_settings)
     lost = sqlite_settings.public_dir / "feeds/en/releases.atom"
@@ -114,7 +114,7 @@ def test_a_file_lost_from_public_is_written_again(sqlite_settings: Settings) -> 
 def test_the_cli_builds_the_site_and_the_old_command_still_works(
     sqlite_settings: Settings,
 ) -> None:
-    add_topics(sqlite_settings)
+    add_feed_topics(sqlite_settings)
     add_release(sqlite_settings, 1)
 
     def run(*args: str) -> str:

@@ -30,11 +30,21 @@ from distributor.releases import parse_release
 from distributor.subscribers import import_csv, normalise_email
 from distributor.subscription import Consent, record_request
 from distributor.web import create_app
+from tests.bounce_mail import envelope_and_headers, postfix_dsn, run_ingest
+from tests.corrections import add_readers, corrected_text, send_release
 from tests.dkim_keys import dkim_settings, dns_for, write_key
-from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release, published
+from tests.helpers import (
+    CountingQueue,
+    add_subscribers,
+    add_topics,
+    empty_queue_and_limits,
+    make_release,
+    new_token,
+    published,
+    queued_confirmations,
+    subscribe,
+)
 from tests.smtp_server import Received, SMTPServer
-from tests.test_correction_notify import corrected, people, send_release
-from tests.test_subscribe_web import empty_queue_and_limits, queued_confirmations, subscribe
 
 JOSE = "josé@example.org"
 CHINESE = "用户@例子.广告"
@@ -137,7 +147,6 @@ def test_the_subscribe_form_accepts_them(sqlite_settings: Settings, redis_url: s
 
 
 def test_the_api_accepts_them(sqlite_settings: Settings, redis_url: str) -> None:
-    from tests.test_api import new_token
 
     s = sqlite_settings.model_copy(update={"broker_url": redis_url})
     add_topics(s, "climate")
@@ -274,11 +283,11 @@ def test_correction_notices_take_the_same_path(
     sqlite_settings: Settings, smtp_server: SMTPServer
 ) -> None:
     s = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url})
-    people(s)
+    add_readers(s)
     add_subscribers(s, [(JOSE, "José", "en", "climate")])
     release = make_release(s)
     send_release(s, release.id)
-    fix = parse_release(corrected(), "fix.md", s)
+    fix = parse_release(corrected_text(), "fix.md", s)
     dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
     report = dispatch.send_correction_notices(s, release.id)
     assert report.outcomes["failed"] == 0 and report.outcomes["deferred"] == 0
@@ -330,12 +339,10 @@ def test_a_bounce_for_an_internationalised_address_is_recorded(
     """A DSN naming the address in UTF-8 (as a relay with SMTPUTF8 writes it; RFC 6533's
     message/global-delivery-status too) marks the subscriber bounced; it used to stop the
     ingest with UnicodeDecodeError."""
-    from tests.test_bounces import postfix_dsn, run_ingest, sent_to
-
     s = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url})
     release_id = published(s, [JOSE, "plain@example.com"])
     dispatch.send_batch(s, release_id)
-    mail_from, headers = sent_to(smtp_server, JOSE, release_id)
+    mail_from, headers = envelope_and_headers(smtp_server, JOSE, release_id)
     dsn = postfix_dsn(mail_from, JOSE, "5.1.1", headers=headers)
     dsn = dsn.replace(b"message/delivery-status", f"message/{content_type}".encode())
     if escaped:  # RFC 6533's utf-8-addr-xtext

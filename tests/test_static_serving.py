@@ -27,9 +27,8 @@ from distributor.releases import mark_published
 from distributor.web import create_app, static
 from distributor.web.changes import Watcher
 from distributor.web.static import PollLimit, choose_coding
-from tests.helpers import TEST_SECRET_KEY, add_topics, make_release
-from tests.processes import running_command, settings_env, wait_until
-from tests.smtp_server import free_port
+from tests.helpers import TEST_SECRET_KEY, add_topics, free_port, make_release
+from tests.processes import running_serve, settings_env
 
 SITE = "https://news.example.org"
 HUB = "https://hub.example.org/"
@@ -78,20 +77,10 @@ def serving(factory: pytest.TempPathFactory, name: str, **overrides: object) -> 
     settings.public_dir.mkdir(parents=True)
     port = free_port()
     log = base / "serve.log"
-    args = ["serve", "--port", str(port)]
     with (
-        running_command(args, settings_env(settings), log) as proc,
+        running_serve(settings_env(settings), log, port),
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
     ):
-
-        def up() -> bool:
-            assert proc.poll() is None, log.read_text()
-            try:
-                return client.get("/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(up, 30, "distributor serve to answer")
         yield Server(settings, client, port)
 
 

@@ -5,8 +5,6 @@ limits, honeypot, CSRF, GET changes nothing, signed links, no header injection).
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -36,7 +34,15 @@ from distributor.subscribers import unsubscribe
 from distributor.tokens import Purpose, make_token
 from distributor.urls import preferences_url
 from distributor.web import create_app
-from tests.helpers import add_subscribers, add_topics
+from tests.helpers import (
+    add_subscribers,
+    add_topics,
+    csrf_of,
+    empty_queue_and_limits,
+    outbox,
+    queued_confirmations,
+    subscribe,
+)
 from tests.smtp_server import SMTPServer
 
 
@@ -51,41 +57,6 @@ def web(sqlite_settings: Settings, redis_url: str) -> Iterator[tuple[Settings, T
         yield settings, client
 
 
-def empty_queue_and_limits(url: str) -> None:
-    """Forget queued tasks and rate-limit counts, but keep kombu's queue bindings (a client
-    that declared the queue once does not declare it again)."""
-    client = redis.Redis.from_url(url)
-    client.delete(QUEUE)
-    for key in client.scan_iter("distributor:ratelimit:*"):
-        client.delete(key)
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert match, "the form has a CSRF field"
-    return match.group(1)
-
-
-def subscribe(client: TestClient, **fields: object) -> object:
-    page = client.get("/subscribe")
-    data = {"email": "ann@example.com", "name": "Ann", "language": "en", "topics": ["climate"]}
-    data.update(fields)  # type: ignore[arg-type]
-    data.setdefault("csrf", csrf_of(page.text))
-    return client.post("/subscribe", data=data)
-
-
-def queued_confirmations(settings: Settings) -> list[int]:
-    """The request ids of the send_confirmation tasks waiting in Redis."""
-    assert settings.broker_url
-    ids = []
-    for raw in redis.Redis.from_url(settings.broker_url).lrange(QUEUE, 0, -1):
-        message = json.loads(raw)
-        if message["headers"]["task"] == "distributor.send_confirmation":
-            args = json.loads(base64.b64decode(message["body"]))[0]
-            ids.append(args[0])
-    return ids
-
-
 def run_confirmations(settings: Settings, workers: int = 1) -> list[str]:
     """Take the waiting send_confirmation tasks off the queue and run them as ``workers``
     concurrent workers would (mail into the Maildir outbox); their outcomes, in order."""
@@ -94,19 +65,6 @@ def run_confirmations(settings: Settings, workers: int = 1) -> list[str]:
     redis.Redis.from_url(settings.broker_url).delete(QUEUE)
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(lambda i: dispatch.send_confirmation(settings, i), ids))
-
-
-def outbox(settings: Settings) -> list[EmailMessage]:
-    """Every message in the Maildir outbox, oldest first."""
-    folder = settings.outbox_dir / "new"
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns):
-        msg = message_from_bytes(path.read_bytes(), policy=policy.default)
-        assert isinstance(msg, EmailMessage)
-        found.append(msg)
-    return found
 
 
 def confirm_path(settings: Settings, msg: EmailMessage) -> str:

@@ -1,0 +1,52 @@
+"""A release sent, then corrected: its readers, the corrected text, and the send done in this
+process (tests of correction notices, their reconciliation, faults and SMTPUTF8)."""
+
+from __future__ import annotations
+
+from distributor import dispatch
+from distributor.config import Settings
+from distributor.models import Release
+from distributor.releases import parse_release
+from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release, release_text
+
+ENGLISH = ["ann@example.com", "bob@example.com", "dan@example.com", "eve@example.com",
+           "fred@example.com", "gus@example.com"]  # fmt: skip
+
+
+def corrected_text(**kwargs: str) -> str:
+    """The test release's text (``release_text``) with its second paragraph fixed and
+    "(corrected)" in its title, unless ``title`` says otherwise."""
+    title = kwargs.pop("title", "Agency signs agreement (corrected)")
+    return release_text(title=title, **kwargs).replace("A second paragraph", "A fixed paragraph")
+
+
+def send_release(settings: Settings, release_id: int) -> None:
+    """Publish the release and send all of it, in this process."""
+    queue = CountingQueue()
+    dispatch.publish(settings, queue, release_id)  # type: ignore[arg-type]
+    dispatch.distribute_release(settings, queue, release_id)  # type: ignore[arg-type]
+    while dispatch.send_batch(settings, release_id).claimed:
+        pass
+
+
+def add_readers(settings: Settings) -> None:
+    """Topics climate and energy; ENGLISH on climate, Fra (French, climate) and Zoe
+    (English, energy), all confirmed."""
+    add_topics(settings, "climate", "energy")
+    rows = [(email, email.split("@")[0].title(), "en", "climate") for email in ENGLISH]
+    rows += [
+        ("fra@example.com", "Fra", "fr", "climate"),
+        ("zoe@example.com", "Zoe", "en", "energy"),
+    ]
+    add_subscribers(settings, rows)
+
+
+def sent_then_corrected(s: Settings) -> Release:
+    """The release sent to the people of ``add_readers``, then corrected with notify: its
+    notices planned."""
+    add_readers(s)
+    release = make_release(s)
+    send_release(s, release.id)
+    fix = parse_release(corrected_text(), "fix.md", s)
+    dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
+    return release
