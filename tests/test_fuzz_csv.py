@@ -53,7 +53,7 @@ def stored(settings: Settings) -> int:
         return session.scalar(select(func.count()).select_from(Subscriber)) or 0
 
 
-def empty(settings: Settings) -> None:
+def forget_subscribers(settings: Settings) -> None:
     with sessions(settings).begin() as session:
         session.execute(delete(subscriptions))
         session.execute(delete(Subscriber))
@@ -61,7 +61,7 @@ def empty(settings: Settings) -> None:
 
 def run_import(settings: Settings, data: bytes, *, skip_invalid: bool = False) -> None:
     """Import ``data`` as the CLI does and check the outcome (see the module docstring)."""
-    empty(settings)
+    forget_subscribers(settings)
     stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
     report = None
     with sessions(settings)() as session:
