@@ -110,12 +110,14 @@ def running_shell(
 
 @contextmanager
 def running_worker(
-    settings: Settings, log_dir: Path, concurrency: int = 2
+    settings: Settings, log_dir: Path, concurrency: int = 2, **extra: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A `distributor worker` subprocess for ``settings`` (whose broker_url must be set);
-    the broker's database is emptied first so no task of another test is run."""
+    """A `distributor worker` subprocess for ``settings`` (whose broker_url must be set),
+    with the variables in ``extra`` added to its environment (``SSL_CERT_FILE=…``); the
+    broker's database is emptied first so no task of another test is run."""
     assert settings.broker_url
     redis.Redis.from_url(settings.broker_url).flushdb()
     args = ["worker", "-c", str(concurrency)]
-    with running_command(args, settings_env(settings), log_dir / "worker.log") as proc:
+    env = settings_env(settings, **extra)
+    with running_command(args, env, log_dir / "worker.log") as proc:
         yield proc
