@@ -188,6 +188,23 @@ def test_a_wrong_password_defers_the_rows_as_a_relay_error(
     assert AuthAttempt("press@example.org", "PLAIN", False) in auth_server.handler.auth_attempts
 
 
+def test_no_credentials_for_a_relay_that_requires_them_fails_no_one(
+    settings: Settings, auth_server: SMTPServer, trusting: Path
+) -> None:
+    """A URL without user:password for a relay that requires AUTH: the relay answers 530
+    (authentication required) to MAIL FROM. That is about us, not the recipients' addresses:
+    the rows are deferred with the reason, and nobody is failed or marked bounced."""
+    release_id, report = _sent(settings, auth_server.url)
+    assert auth_server.handler.messages == []
+    assert report.outcomes == {"sent": 0, "deferred": 3, "failed": 0}
+    rows = _rows(settings, release_id)
+    assert {r.status for r in rows} == {"deferred"}
+    assert {(r.smtp_code, r.last_error) for r in rows} == {
+        (530, "sender refused: 5.7.0 Authentication required")
+    }
+    assert _confirmed(settings) == set(PEOPLE)
+
+
 @pytest.mark.parametrize("security", ["starttls", "smtps"])
 def test_a_certificate_from_an_untrusted_ca_is_refused(
     sqlite_settings: Settings, trusting: Path, security: str

@@ -55,17 +55,20 @@ class SendResult:
     uncertain: bool = False
     # When the reply came: the ledger's time of the outcome, however late it is written.
     at: datetime = field(default_factory=lambda: datetime.now(UTC), compare=False)
-    # The relay itself failed: it could not be reached, dropped the connection or answered
-    # 421 (closing). Unless ``uncertain``, it did not take the message, which another relay
-    # may take at once (:class:`~distributor.mail.failover.FailoverTransport`).
+    # The relay itself failed: it could not be reached, dropped the connection, answered
+    # 421 (closing), or will take no mail from us as configured (530: log in or STARTTLS
+    # first). Unless ``uncertain``, it did not take the message, which another relay may
+    # take at once (:class:`~distributor.mail.failover.FailoverTransport`).
     relay_failed: bool = field(default=False, compare=False)
 
     @property
     def outcome(self) -> Outcome:
-        """``sent`` (2xx), ``failed`` (5xx: do not retry), else ``deferred`` (retry later)."""
+        """``sent`` (2xx), ``failed`` (5xx about the message or its recipient: do not retry),
+        else ``deferred`` (retry later) — a refusal of the relay's own (``relay_failed``,
+        530 included) says nothing of the recipient, so it fails no one."""
         if 200 <= self.code < 300:
             return "sent"
-        if 500 <= self.code < 600:
+        if 500 <= self.code < 600 and not self.relay_failed:
             return "failed"
         return "deferred"
 
@@ -300,7 +303,7 @@ class SMTPTransport(_Closing):
             raise _Dropped(error) from exc
         if code == 421:  # the server is closing the connection
             self.close()
-        return SendResult(code, _text(reply), relay_failed=code == 421)
+        return SendResult(code, _text(reply), relay_failed=_relay_refuses(code))
 
     def _lacks_smtputf8(self, mail_from: str, rcpt: str) -> SendResult | None:
         """None when the connected server can carry these addresses; else the deferral of
@@ -369,7 +372,10 @@ class SMTPTransport(_Closing):
                         assert item is not None
                         code, reply = smtp.getreply()
                         in_flight.remove(item)
-                        yield item, SendResult(code, _text(reply), relay_failed=code == 421)
+                        yield (
+                            item,
+                            SendResult(code, _text(reply), relay_failed=_relay_refuses(code)),
+                        )
                         if code == 421:  # the server is closing the connection
                             raise OSError(f"421 {_text(reply)}")
                     else:  # the three replies to MAIL, RCPT, DATA of ``item``
@@ -454,7 +460,9 @@ class SMTPTransport(_Closing):
                 self._smtp.rset()
             except (smtplib.SMTPException, OSError):
                 self.close()
-        return SendResult(code, f"{what} refused: {_text(reply)}", relay_failed=code == 421)
+        return SendResult(
+            code, f"{what} refused: {_text(reply)}", relay_failed=_relay_refuses(code)
+        )
 
     def close(self) -> None:
         """QUIT and close the connection, if one is open; errors on the way out are ignored."""
@@ -501,12 +509,25 @@ def _envelope_refusal(replies: list[tuple[int, bytes]]) -> SendResult | None:
     """None when MAIL, RCPT and DATA were all accepted, else the first refusal."""
     (mail, mail_text), (rcpt, rcpt_text), (data, data_text) = replies
     if mail != 250:
-        return SendResult(mail, f"sender refused: {_text(mail_text)}")
+        return SendResult(
+            mail, f"sender refused: {_text(mail_text)}", relay_failed=_relay_refuses(mail)
+        )
     if rcpt not in (250, 251):
-        return SendResult(rcpt, f"recipient refused: {_text(rcpt_text)}")
+        return SendResult(
+            rcpt, f"recipient refused: {_text(rcpt_text)}", relay_failed=_relay_refuses(rcpt)
+        )
     if data != 354:
-        return SendResult(data, f"message refused: {_text(data_text)}")
+        return SendResult(
+            data, f"message refused: {_text(data_text)}", relay_failed=_relay_refuses(data)
+        )
     return None
+
+
+def _relay_refuses(code: int) -> bool:
+    """Whether a reply is the relay failing us rather than judging the message: 421 (it is
+    closing the connection), 530 (authentication required, RFC 4954, or STARTTLS first, RFC
+    3207: the relay wants credentials or encryption this configuration does not give it)."""
+    return code in (421, 530)
 
 
 @functools.cache
