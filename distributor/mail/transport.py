@@ -220,6 +220,10 @@ class SMTPTransport(_Closing):
         self._smtp: smtplib.SMTP | None = None
         #: How many connections this transport has opened (one, unless some dropped).
         self.connections_opened = 0
+        # Why the relay refused this configuration (credentials, certificate, no STARTTLS),
+        # until close(): asking again per message would not change its mind, and a wrong
+        # password tried once per row gets accounts locked and addresses banned.
+        self._refusal: str | None = None
 
     def _connect(self) -> smtplib.SMTP:
         """A new connection, greeted (EHLO), secured and authenticated as configured."""
@@ -259,15 +263,20 @@ class SMTPTransport(_Closing):
         handed over is reopened once; after the data was sent, nothing is retried (the
         server may have the message). An internationalised address goes with SMTPUTF8; a
         server that does not offer it gets nothing, and the result (code 0, deferred) says
-        so.
+        so. A relay that refused the configuration itself (the login, its certificate, no
+        STARTTLS) is not asked again until :meth:`close`: the same answer is given at once.
         """
         for name, address in (("sender", mail_from), ("recipient", rcpt)):
             if not _envelope_address(address):
                 return SendResult(553, f"{name} address {address!r} cannot be sent over SMTP")
+        if self._refusal is not None:
+            return SendResult(0, self._refusal, relay_failed=True)
         reused = self._smtp is not None
         try:
             return self._transaction(mail_from, rcpt, message)
         except _Dropped as dropped:
+            if isinstance(dropped.__cause__, _CONFIGURATION_REFUSED):
+                self._refusal = str(dropped)
             if not reused:
                 return SendResult(0, str(dropped), relay_failed=True)
         try:
@@ -465,7 +474,9 @@ class SMTPTransport(_Closing):
         )
 
     def close(self) -> None:
-        """QUIT and close the connection, if one is open; errors on the way out are ignored."""
+        """QUIT and close the connection, if one is open; errors on the way out are ignored.
+        The next send connects afresh, even to a relay that refused the configuration."""
+        self._refusal = None
         smtp, self._smtp = self._smtp, None
         if smtp is None:
             return
@@ -477,6 +488,15 @@ class SMTPTransport(_Closing):
 
 class _Dropped(Exception):
     """The connection failed before the message data was sent; the text says how."""
+
+
+# Connection failures no retry within a batch can cure: the relay refused the credentials
+# (535) or does not offer AUTH, does not offer STARTTLS, or its certificate failed checks.
+_CONFIGURATION_REFUSED = (
+    smtplib.SMTPAuthenticationError,
+    smtplib.SMTPNotSupportedError,
+    ssl.SSLCertVerificationError,
+)
 
 
 def _envelope_address(address: str) -> bool:
