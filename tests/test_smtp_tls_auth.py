@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import trustme
 from sqlalchemy import select
 
@@ -24,8 +25,10 @@ from distributor import dispatch
 from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.mail import transport
+from distributor.mail.failover import PROCESS_HEALTH
 from distributor.models import Delivery, Subscriber, SubscriberStatus
 from distributor.queue import TaskQueue
+from distributor.relay_health import KEY, relay_health
 from distributor.status import release_status
 from tests.helpers import add_subscribers, add_topics, make_release, published
 from tests.processes import running_worker, wait_until
@@ -221,6 +224,51 @@ def test_no_credentials_for_a_relay_that_requires_them_fails_no_one(
         (530, "sender refused: 5.7.0 Authentication required")
     }
     assert _confirmed(settings) == set(PEOPLE)
+
+
+@pytest.mark.parametrize("refusal", ["wrong password", "no credentials", "untrusted certificate"])
+def test_a_relay_refusing_the_configuration_is_skipped_for_the_next(
+    sqlite_settings: Settings,
+    auth_server: SMTPServer,
+    smtp_server: SMTPServer,
+    trusting: Path,
+    redis_url: str,
+    refusal: str,
+) -> None:
+    """With several relays, a first relay that refuses our password (535), wants a login we
+    do not give (530) or shows a certificate no trusted CA signed is failed over at once:
+    the second relay takes every message, the first is in back-off with the reason, and
+    no row is failed."""
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(KEY + "*"):
+        client.delete(key)
+    PROCESS_HEALTH.clear()
+    stranger = SMTPServer(starttls=_server_context(trustme.CA())).start()
+    try:
+        first = {
+            "wrong password": auth_server.url_for("press@example.org", "not-the-password"),
+            "no credentials": auth_server.url,
+            "untrusted certificate": stranger.url,
+        }[refusal]
+        s = sqlite_settings.model_copy(
+            update={"broker_url": redis_url, "smtp_url": f"{first},{smtp_server.url}"}
+        )
+        release_id = published(s, PEOPLE)
+        report = dispatch.send_batch(s, release_id)
+    finally:
+        stranger.stop()
+        PROCESS_HEALTH.clear()
+    assert report.outcomes == {"sent": 3, "deferred": 0, "failed": 0}
+    assert sorted(m.rcpt for m in smtp_server.handler.messages) == PEOPLE
+    assert auth_server.handler.messages == [] and stranger.handler.messages == []
+    first_name = "127.0.0.1:" + first.rsplit(":", 1)[1]
+    health = relay_health(s)
+    assert health is not None
+    reason = health.down(first_name)
+    expected = {"wrong password": "535", "no credentials": "Authentication required",
+                "untrusted certificate": "CERTIFICATE_VERIFY_FAILED"}[refusal]  # fmt: skip
+    assert reason is not None and expected in reason, reason
+    client.close()
 
 
 @pytest.mark.parametrize("security", ["starttls", "smtps"])
