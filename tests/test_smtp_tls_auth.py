@@ -103,6 +103,7 @@ def _sent(settings: Settings, smtp_url: str) -> tuple[int, dispatch.BatchReport]
 
 
 def _rows(settings: Settings, release_id: int) -> list[Delivery]:
+    """The release's ledger rows, as the database has them now."""
     with session_scope(settings) as session:
         rows = list(session.scalars(select(Delivery).where(Delivery.release_id == release_id)))
         session.expunge_all()
@@ -110,6 +111,7 @@ def _rows(settings: Settings, release_id: int) -> list[Delivery]:
 
 
 def _confirmed(settings: Settings) -> set[str]:
+    """The addresses still confirmed (neither failed into a bounce nor otherwise dropped)."""
     with session_scope(settings) as session:
         return set(
             session.scalars(
@@ -152,9 +154,12 @@ def test_auth_with_the_right_password_delivers_as_that_user(
     one mechanism the server offers, after TLS; every message went in that user's session.
     The server refuses mail without AUTH (530), so a transport that skipped the login, or
     sent a wrong password, could not pass."""
-    context = {"starttls": tls} if security == "starttls" else {"implicit_tls": tls}
-    server = SMTPServer(users={"press@example.org": PASSWORD}, auth_mechanisms=(mechanism,),
-                        **context).start()  # type: ignore[arg-type]  # fmt: skip
+    server = SMTPServer(
+        starttls=tls if security == "starttls" else None,
+        implicit_tls=tls if security == "smtps" else None,
+        users={"press@example.org": PASSWORD},
+        auth_mechanisms=(mechanism,),
+    ).start()
     try:
         release_id, report = _sent(sqlite_settings, server.url_for("press@example.org", PASSWORD))
     finally:
@@ -279,8 +284,10 @@ def test_a_certificate_from_an_untrusted_ca_is_refused(
     nothing: no message, not even in clear after a failed STARTTLS; the rows are deferred
     with the verification failure in their error."""
     stranger = _server_context(trustme.CA())
-    context = {"starttls": stranger} if security == "starttls" else {"implicit_tls": stranger}
-    server = SMTPServer(**context).start()  # type: ignore[arg-type]
+    server = SMTPServer(
+        starttls=stranger if security == "starttls" else None,
+        implicit_tls=stranger if security == "smtps" else None,
+    ).start()
     try:
         release_id, report = _sent(sqlite_settings, server.url)
     finally:
