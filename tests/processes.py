@@ -117,16 +117,19 @@ def running_worker(
     *,
     with_beat: bool = False,
     keep_queue: bool = False,
+    **extra: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A `distributor worker` subprocess for ``settings`` (whose broker_url must be set),
-    running the sweep itself every ``settings.sweep_seconds`` when ``with_beat``; the
-    broker's database is emptied first so no task of another test is run, unless
-    ``keep_queue`` (the test enqueued what the worker is to find)."""
+    running the sweep itself every ``settings.sweep_seconds`` when ``with_beat``, with the
+    variables in ``extra`` added to its environment (``SSL_CERT_FILE=…``); the broker's
+    database is emptied first so no task of another test is run, unless ``keep_queue`` (the
+    test enqueued what the worker is to find)."""
     assert settings.broker_url
     if not keep_queue:
         empty(settings.broker_url)
     args = ["worker", "-c", str(concurrency), *(["--with-beat"] if with_beat else [])]
-    with running_command(args, settings_env(settings), log_dir / "worker.log") as proc:
+    env = settings_env(settings, **extra)
+    with running_command(args, env, log_dir / "worker.log") as proc:
         yield proc
 
 

@@ -55,17 +55,20 @@ class SendResult:
     uncertain: bool = False
     # When the reply came: the ledger's time of the outcome, however late it is written.
     at: datetime = field(default_factory=lambda: datetime.now(UTC), compare=False)
-    # The relay itself failed: it could not be reached, dropped the connection or answered
-    # 421 (closing). Unless ``uncertain``, it did not take the message, which another relay
-    # may take at once (:class:`~distributor.mail.failover.FailoverTransport`).
+    # The relay itself failed: it could not be reached, dropped the connection, answered
+    # 421 (closing), or will take no mail from us as configured (530: log in or STARTTLS
+    # first). Unless ``uncertain``, it did not take the message, which another relay may
+    # take at once (:class:`~distributor.mail.failover.FailoverTransport`).
     relay_failed: bool = field(default=False, compare=False)
 
     @property
     def outcome(self) -> Outcome:
-        """``sent`` (2xx), ``failed`` (5xx: do not retry), else ``deferred`` (retry later)."""
+        """``sent`` (2xx), ``failed`` (5xx about the message or its recipient: do not retry),
+        else ``deferred`` (retry later) — a refusal of the relay's own (``relay_failed``,
+        530 included) says nothing of the recipient, so it fails no one."""
         if 200 <= self.code < 300:
             return "sent"
-        if 500 <= self.code < 600:
+        if 500 <= self.code < 600 and not self.relay_failed:
             return "failed"
         return "deferred"
 
@@ -217,6 +220,10 @@ class SMTPTransport(_Closing):
         self._smtp: smtplib.SMTP | None = None
         #: How many connections this transport has opened (one, unless some dropped).
         self.connections_opened = 0
+        # Why the relay refused this configuration (credentials, certificate, no STARTTLS),
+        # until close(): asking again per message would not change its mind, and a wrong
+        # password tried once per row gets accounts locked and addresses banned.
+        self._refusal: str | None = None
 
     def _connect(self) -> smtplib.SMTP:
         """A new connection, greeted (EHLO), secured and authenticated as configured."""
@@ -256,15 +263,20 @@ class SMTPTransport(_Closing):
         handed over is reopened once; after the data was sent, nothing is retried (the
         server may have the message). An internationalised address goes with SMTPUTF8; a
         server that does not offer it gets nothing, and the result (code 0, deferred) says
-        so.
+        so. A relay that refused the configuration itself (the login, its certificate, no
+        STARTTLS) is not asked again until :meth:`close`: the same answer is given at once.
         """
         for name, address in (("sender", mail_from), ("recipient", rcpt)):
             if not _envelope_address(address):
                 return SendResult(553, f"{name} address {address!r} cannot be sent over SMTP")
+        if self._refusal is not None:
+            return SendResult(0, self._refusal, relay_failed=True)
         reused = self._smtp is not None
         try:
             return self._transaction(mail_from, rcpt, message)
         except _Dropped as dropped:
+            if isinstance(dropped.__cause__, _CONFIGURATION_REFUSED):
+                self._refusal = str(dropped)
             if not reused:
                 return SendResult(0, str(dropped), relay_failed=True)
         try:
@@ -300,7 +312,7 @@ class SMTPTransport(_Closing):
             raise _Dropped(error) from exc
         if code == 421:  # the server is closing the connection
             self.close()
-        return SendResult(code, _text(reply), relay_failed=code == 421)
+        return SendResult(code, _text(reply), relay_failed=_relay_refuses(code))
 
     def _lacks_smtputf8(self, mail_from: str, rcpt: str) -> SendResult | None:
         """None when the connected server can carry these addresses; else the deferral of
@@ -369,7 +381,10 @@ class SMTPTransport(_Closing):
                         assert item is not None
                         code, reply = smtp.getreply()
                         in_flight.remove(item)
-                        yield item, SendResult(code, _text(reply), relay_failed=code == 421)
+                        yield (
+                            item,
+                            SendResult(code, _text(reply), relay_failed=_relay_refuses(code)),
+                        )
                         if code == 421:  # the server is closing the connection
                             raise OSError(f"421 {_text(reply)}")
                     else:  # the three replies to MAIL, RCPT, DATA of ``item``
@@ -454,10 +469,14 @@ class SMTPTransport(_Closing):
                 self._smtp.rset()
             except (smtplib.SMTPException, OSError):
                 self.close()
-        return SendResult(code, f"{what} refused: {_text(reply)}", relay_failed=code == 421)
+        return SendResult(
+            code, f"{what} refused: {_text(reply)}", relay_failed=_relay_refuses(code)
+        )
 
     def close(self) -> None:
-        """QUIT and close the connection, if one is open; errors on the way out are ignored."""
+        """QUIT and close the connection, if one is open; errors on the way out are ignored.
+        The next send connects afresh, even to a relay that refused the configuration."""
+        self._refusal = None
         smtp, self._smtp = self._smtp, None
         if smtp is None:
             return
@@ -469,6 +488,15 @@ class SMTPTransport(_Closing):
 
 class _Dropped(Exception):
     """The connection failed before the message data was sent; the text says how."""
+
+
+# Connection failures no retry within a batch can cure: the relay refused the credentials
+# (535) or does not offer AUTH, does not offer STARTTLS, or its certificate failed checks.
+_CONFIGURATION_REFUSED = (
+    smtplib.SMTPAuthenticationError,
+    smtplib.SMTPNotSupportedError,
+    ssl.SSLCertVerificationError,
+)
 
 
 def _envelope_address(address: str) -> bool:
@@ -501,12 +529,25 @@ def _envelope_refusal(replies: list[tuple[int, bytes]]) -> SendResult | None:
     """None when MAIL, RCPT and DATA were all accepted, else the first refusal."""
     (mail, mail_text), (rcpt, rcpt_text), (data, data_text) = replies
     if mail != 250:
-        return SendResult(mail, f"sender refused: {_text(mail_text)}")
+        return SendResult(
+            mail, f"sender refused: {_text(mail_text)}", relay_failed=_relay_refuses(mail)
+        )
     if rcpt not in (250, 251):
-        return SendResult(rcpt, f"recipient refused: {_text(rcpt_text)}")
+        return SendResult(
+            rcpt, f"recipient refused: {_text(rcpt_text)}", relay_failed=_relay_refuses(rcpt)
+        )
     if data != 354:
-        return SendResult(data, f"message refused: {_text(data_text)}")
+        return SendResult(
+            data, f"message refused: {_text(data_text)}", relay_failed=_relay_refuses(data)
+        )
     return None
+
+
+def _relay_refuses(code: int) -> bool:
+    """Whether a reply is the relay failing us rather than judging the message: 421 (it is
+    closing the connection), 530 (authentication required, RFC 4954, or STARTTLS first, RFC
+    3207: the relay wants credentials or encryption this configuration does not give it)."""
+    return code in (421, 530)
 
 
 @functools.cache
