@@ -15,6 +15,7 @@ from distributor.config import Settings
 from distributor.db import session_scope
 from distributor.models import ConfirmationLimit, SubscriptionRequest, utcnow
 from distributor.subscription import (
+    FORM_VERSION,
     Consent,
     confirm_request,
     give_back_confirmation,
@@ -24,7 +25,7 @@ from distributor.subscription import (
     take_confirmation,
     undecided_requests,
 )
-from tests.helpers import CountingQueue, add_topics
+from tests.helpers import CountingQueue, add_subscribers, add_topics
 
 CONSENT = Consent("192.0.2.7", "Mozilla/5.0 (test)")
 
@@ -114,3 +115,29 @@ def test_giving_back_a_confirmation_frees_that_mailbox_at_that_time_only(
         assert len(session.scalars(select(ConfirmationLimit)).all()) == 2
         give_back_confirmation(session, ann, moment)
         assert len(session.scalars(select(ConfirmationLimit)).all()) == 1
+
+
+def test_the_consent_record_is_kept_whole_and_cut_to_its_columns(settings: Settings) -> None:
+    """The GDPR consent record of a request names the form's version; an overlong user
+    agent (or source, IP, version) is cut to its column instead of failing the request."""
+    add_topics(settings, "climate")
+    long = Consent(ip="1" * 100, user_agent="u" * 600, form_version="v" * 40, source="s" * 300)
+    with session_scope(settings) as session:
+        plain = record_request(session, settings, email="ann@example.com", name="",
+                               language="en", topics=["climate"], consent=CONSENT)  # fmt: skip
+        assert (plain.consent_ip, plain.consent_form_version) == ("192.0.2.7", FORM_VERSION)
+        cut = record_request(session, settings, email="bob@example.com", name="",
+                             language="en", topics=["climate"], consent=long)  # fmt: skip
+        lengths = (len(cut.consent_ip), len(cut.consent_user_agent),
+                   len(cut.consent_form_version), len(cut.consent_source))  # fmt: skip
+        assert lengths == (64, 500, 32, 200)
+
+
+def test_someone_else_being_subscribed_does_not_hold_back_a_confirmation(
+    settings: Settings,
+) -> None:
+    """The "already subscribed" check looks at this address only: a new address gets its
+    confirmation email while another address is confirmed."""
+    add_topics(settings, "climate")
+    add_subscribers(settings, [("cat@example.com", "Cat", "en", "climate")])
+    assert dispatch.send_confirmation(settings, new_request(settings, "new@example.com")) == "sent"
