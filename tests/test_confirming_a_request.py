@@ -9,14 +9,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
 
 from distributor.config import Settings
 from distributor.db import session_scope
-from distributor.errors import SubscriberInputError
-from distributor.models import SubscriberStatus, Topic, utcnow
-from distributor.subscription import Consent, confirm_request, record_request, request_choices
-from tests.helpers import add_topics
+from distributor.errors import NotFound, SubscriberInputError
+from distributor.models import Subscriber, SubscriberStatus, Topic, utcnow
+from distributor.subscription import (
+    Consent,
+    confirm_legacy,
+    confirm_request,
+    record_request,
+    request_choices,
+)
+from tests.helpers import add_subscribers, add_topics
 
 CONSENT = Consent("192.0.2.7", "Mozilla/5.0 (test)")
 
@@ -71,3 +77,23 @@ def test_confirming_after_the_topics_were_removed_says_to_subscribe_again(
     with session_scope(settings) as session, pytest.raises(SubscriberInputError) as refusal:
         confirm_request(session, request_id)
     assert "please subscribe again" in str(refusal.value)
+
+
+def test_a_link_from_before_requests_confirms_only_a_subscriber_from_before(
+    settings: Settings,
+) -> None:
+    """A confirm link that names a subscriber by id alone was sent before rows had nonces:
+    it cannot confirm a subscriber made since (who has one), and for a subscriber from
+    before who left, the page says how to come back."""
+    add_topics(settings, "climate")
+    add_subscribers(settings, [("ann@example.com", "Ann", "en", "climate")], confirmed=False)
+    with session_scope(settings) as session:
+        ann = session.scalars(select(Subscriber.id)).one()
+    with session_scope(settings) as session, pytest.raises(NotFound):
+        confirm_legacy(session, ann)  # Ann has a nonce: the link was not made for her
+    with session_scope(settings) as session:
+        left = {"link_nonce": None, "status": SubscriberStatus.UNSUBSCRIBED}
+        session.execute(update(Subscriber).values(**left))
+    with session_scope(settings) as session, pytest.raises(SubscriberInputError) as refusal:
+        confirm_legacy(session, ann)
+    assert str(refusal.value) == "this address is unsubscribed; subscribe again to return"
