@@ -70,3 +70,19 @@ def test_a_maildir_message_already_read_counts_when_new_is_gone(tmp_path: Path) 
     (tmp_path / "cur").mkdir()
     (tmp_path / "cur" / f"1700000000.{maildir_tag('<a@example.org>')}.host:2,S").touch()
     assert MaildirReconciler(tmp_path).accepted(["<a@example.org>"]) == {"<a@example.org>"}
+
+
+def test_a_log_being_compressed_never_hides_the_rotated_log(tmp_path: Path) -> None:
+    """``NAME.1.gz`` beside ``NAME.1`` (gzip still writing) is passed over, and ``NAME.1`` is
+    the rotated log read, whatever order the directory lists them in: twelve logs, twelve
+    orders (a directory's order is a set's here, so one log alone would catch a mistake
+    only half the time)."""
+    for i in range(12):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        name = f"maillog{i}"
+        (folder / f"{name}.1").write_text(accepted_lines("4Fh2x0abcz1", f"<m{i}@example.org>"))
+        (folder / f"{name}.1.gz").write_bytes(b"\x1f\x8b")  # the first bytes gzip writes
+        assert PostfixLogReconciler(folder / name).rotated() == folder / f"{name}.1"
+        accepted = PostfixLogReconciler(folder / name).accepted([f"<m{i}@example.org>"])
+        assert accepted == {f"<m{i}@example.org>"}
