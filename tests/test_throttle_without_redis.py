@@ -7,6 +7,8 @@ with every test green.)"""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from distributor import throttle
@@ -83,3 +85,41 @@ def test_an_idle_bucket_lets_a_tenth_of_a_second_go_at_once(clock: Clock) -> Non
     assert [other.take_now() for _ in range(10)] == [0.0] * 10
     assert other.take_now() == pytest.approx(0.01)
     assert other.take_now() == pytest.approx(0.01)  # nothing was taken
+
+
+def test_redis_is_asked_again_only_after_a_pause_and_the_outage_is_told_once(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While Redis is down a message does not wait for a connection attempt each time: it
+    is tried again after ``REDIS_RETRY_SECONDS``; one warning for the whole outage. A broker
+    URL that cannot even be had (the embedded Redis failing to start) is an outage too."""
+    asked: list[float] = []
+
+    def url() -> str:
+        asked.append(clock.now)
+        if len(asked) == 1:
+            raise RuntimeError("embedded Redis did not start")
+        return NO_BROKER
+
+    pacer = Throttle(Limits(domain_concurrency=100), url, namespace="distributor:test:down")
+    with caplog.at_level(logging.WARNING, logger="distributor.throttle"):
+        for _ in range(5):
+            assert pacer.admit("a@one.example") == 0.0
+        clock.now += throttle.REDIS_RETRY_SECONDS + 0.1
+        for _ in range(5):
+            assert pacer.admit("a@one.example") == 0.0
+    assert len(asked) == 2
+    assert len([r for r in caplog.records if "Redis unreachable" in r.getMessage()]) == 1
+
+
+def test_the_global_rate_holds_without_redis(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 messages a second, Redis down, one process: 200 messages take two seconds of the
+    (injected) clock, less the burst an idle bucket lets go at once."""
+    monkeypatch.setattr(
+        throttle.time, "sleep", lambda seconds: setattr(clock, "now", clock.now + seconds)
+    )
+    pacer = down(Limits(rate=100.0))
+    start = clock.now
+    for _ in range(200):
+        pacer.wait()
+    assert 1.85 <= clock.now - start <= 2.0
