@@ -38,7 +38,7 @@ bench-throttle: $(BIN)/.installed
 bench-faults: $(BIN)/.installed
 	$(BIN)/python bench/faults.py
 
-# Mutation testing, nightly-sized, not in CI (notes/mutate.md): `make mutate` for every module of
+# Mutation testing, nightly-sized, not in CI (README, "Testing"): `make mutate` for every module of
 # [tool.mutmut] only_mutate, `make mutate MODULE=tokens` for one. Results stay in mutants/ (a
 # rerun retests only what changed); `$(BIN)/mutmut results` / `show NAME` / `browse` read them.
 # PYTHONPATH: the workers and servers that tests start import the mutated copy too, and

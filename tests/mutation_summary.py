@@ -25,7 +25,7 @@ def summary(root: Path = Path("mutants")) -> dict[str, Counter[str]]:
 
 
 def main() -> None:
-    """Print the table (Markdown, as notes/mutate.md has it)."""
+    """Print the table (Markdown, as the README's "Testing" section has it)."""
     print("| module | mutants | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 2) + "|")
     for name, counts in summary().items():

@@ -5,7 +5,7 @@ package's ``/etc/postfix/postfix-files``, writes nothing there, never uses the s
 or port 25), and its processes are stopped on the way out.
 
 Used by tests/test_postfix.py and bench/faults.py (``--relay postfix``), so the bench and the
-tests run the same relay. The settings a private instance needs (notes/postfix.md):
+tests run the same relay. The settings a private instance needs (README, "Testing"):
 
 - ``maillog_file`` in the instance's directory, which ``maillog_file_prefixes`` must allow,
   written by the ``postlog`` service (``postlogd``) in ``master.cf``, chroot off;
