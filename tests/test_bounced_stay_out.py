@@ -18,11 +18,12 @@ from distributor import dispatch
 from distributor.apitokens import create_token
 from distributor.config import Settings
 from distributor.db import session_scope
-from distributor.models import Subscriber, SubscriberStatus, SubscriptionRequest, utcnow
+from distributor.models import Subscriber, SubscriberStatus, utcnow
 from distributor.web import create_app
 from tests.helpers import add_subscribers, add_topics, csrf_of
 from tests.processes import run_cli
 from tests.smtp_server import SMTPServer
+from tests.subscription_requests import request_ids
 
 BOUNCED = "ann@example.com"
 
@@ -54,11 +55,6 @@ def record(settings: Settings, email: str) -> Record | None:
         topics = sorted(t.slug for t in sub.topics)
         return Record(sub.status, sub.language, topics, sub.consent_source,
                       sub.bounced_at is not None)  # fmt: skip
-
-
-def request_ids(settings: Settings) -> list[int]:
-    with session_scope(settings) as session:
-        return list(session.scalars(select(SubscriptionRequest.id)))
 
 
 def run_workers(settings: Settings) -> list[str]:

@@ -16,23 +16,12 @@ from distributor.db import session_scope
 from distributor.errors import NotFound, SubscriberInputError
 from distributor.models import Subscriber, SubscriberStatus, Topic, utcnow
 from distributor.subscription import (
-    Consent,
     confirm_legacy,
     confirm_request,
-    record_request,
     request_choices,
 )
 from tests.helpers import add_subscribers, add_topics
-
-CONSENT = Consent("192.0.2.7", "Mozilla/5.0 (test)")
-
-
-def new_request(settings: Settings, email: str, name: str = "") -> int:
-    """A request for ``email`` (topic "climate", English); its id."""
-    with session_scope(settings) as session:
-        request = record_request(session, settings, email=email, name=name, language="en",
-                                 topics=["climate"], consent=CONSENT)  # fmt: skip
-        return request.id
+from tests.subscription_requests import new_request
 
 
 def test_confirming_creates_the_subscriber_and_marks_the_link_used(settings: Settings) -> None:
@@ -55,10 +44,10 @@ def test_a_second_request_of_a_confirmed_subscriber_is_marked_used(settings: Set
     """Someone already subscribed who asks again and clicks the new link: nothing changes,
     and that link too says it is done."""
     add_topics(settings, "climate")
-    first = new_request(settings, "ann@example.com", "Ann")
+    first = new_request(settings, "ann@example.com", name="Ann")
     with session_scope(settings) as session:
         confirm_request(session, first)
-    second = new_request(settings, "ann@example.com", "Someone Else")
+    second = new_request(settings, "ann@example.com", name="Someone Else")
     with session_scope(settings) as session:
         assert confirm_request(session, second).name == "Ann"
     with session_scope(settings) as session:

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from distributor import dispatch
 from distributor.config import Settings
 from distributor.db import session_scope
-from distributor.models import ConfirmationLimit, SubscriptionRequest, utcnow
+from distributor.models import ConfirmationLimit, utcnow
 from distributor.subscription import (
     FORM_VERSION,
     Consent,
@@ -26,23 +26,7 @@ from distributor.subscription import (
     undecided_requests,
 )
 from tests.helpers import CountingQueue, add_subscribers, add_topics
-
-CONSENT = Consent("192.0.2.7", "Mozilla/5.0 (test)")
-
-
-def new_request(settings: Settings, email: str, age: timedelta = timedelta(0)) -> int:
-    """A request for ``email`` (topic "climate"), made ``age`` ago; its id."""
-    with session_scope(settings) as session:
-        request = record_request(session, settings, email=email, name="", language="en",
-                                 topics=["climate"], consent=CONSENT)  # fmt: skip
-        request.created_at = utcnow() - age
-        return request.id
-
-
-def request_ids(settings: Settings) -> list[int]:
-    """The ids of the requests kept."""
-    with session_scope(settings) as session:
-        return list(session.scalars(select(SubscriptionRequest.id).order_by("id")))
+from tests.subscription_requests import CONSENT, new_request, request_ids
 
 
 def test_the_sweep_purges_a_request_no_email_was_ever_sent_for(settings: Settings) -> None:

@@ -18,6 +18,7 @@ TESTS = Path(__file__).parent
 # needs a reason; a name found in fewer than two modules fails the test (stale entry).
 UNRELATED_SAME_NAMES = {
     "_tail": "nginx_conf reads nginx's error log, postfix a Postfix instance's log",
+    "main": "the entry point of each script (mutation_summary, postfix_samples)",
     "ledger": "test_reconcile maps address to (status, error), test_smtputf8 adds the "
     "subscriber's status",
     "message": "postfix_samples builds one per Message-ID, test_mail_transport numbered ones",
