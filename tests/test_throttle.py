@@ -246,7 +246,18 @@ def test_rows_over_a_domain_limit_are_given_back_and_sent_later(
               sent_by + timedelta(seconds=interval))  # fmt: skip
     wait_until(lambda: utcnow() > due, interval + 30, "the held rows to be due")
     faster = s.model_copy(update={"domain_rate": 100.0})
-    assert dispatch.send_batch(faster, release_id).outcomes["sent"] == 3  # a later batch
+    # Later batches send them (on a loaded machine one may be held once more: a row held
+    # back is given back again, never sent early, never lost).
+    sent = 0
+    for _ in range(10):
+        report = dispatch.send_batch(faster, release_id)
+        assert report.outcomes.get("failed", 0) == 0 and report.outcomes.get("deferred", 0) == 0
+        sent += report.outcomes.get("sent", 0)
+        if sent == 3 or not report.held:
+            break
+        again = utcnow() + timedelta(seconds=report.retry_in)
+        wait_until(lambda: utcnow() > again, 30, "the held row's retry")  # noqa: B023
+    assert sent == 3
     with session_scope(s) as session:
         assert counts(session, release_id)["sent"] == 5
     received = smtp_server.handler.by_rcpt()
