@@ -323,8 +323,8 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
                         renewed = time.monotonic()
                     # Counted from the read, not its answer: an unsubscribe committed while a
                     # slow check finishes is seen by the next, within the bound of the commit.
-                    reading = time.monotonic()
-                    leased, checked = still_leased(conn, batch.token, ahead), reading
+                    checked = time.monotonic()
+                    leased = still_leased(conn, batch.token, ahead)
                 except DBAPIError as exc:
                     # Send nothing more, but let the transport collect the answers to the
                     # messages in flight: they are recorded once the database is back.
@@ -436,8 +436,8 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
                     # As for release emails: a slow batch keeps its rows while it lives.
                     renew_leases(conn, settings, batch.token, ahead, CorrectionNotice)
                     renewed = time.monotonic()
-                reading = time.monotonic()  # counted from the read, as in send_batch
-                wanted, checked = notices.still_wanted(conn, batch, ahead), reading
+                checked = time.monotonic()  # counted from the read, as in send_batch
+                wanted = notices.still_wanted(conn, batch, ahead)
             if row.notice_id not in wanted:  # cancelled, or no longer to be sent
                 finished.add(row.notice_id)
                 report.skipped += 1
