@@ -118,29 +118,14 @@ _ADMIT_SHA = hashlib.sha1(_ADMIT.encode()).hexdigest()  # noqa: S324 - Redis's s
 
 
 class Clock(Protocol):
-    """Where the limits kept in this process read the time and wait: the real clock, or a
-    test's (the fallback's pacing is then exact, whatever the machine's load)."""
+    """Where the limits kept in this process read the time and wait: the :mod:`time` module
+    itself, or a test's (the fallback's pacing is then exact, whatever the machine's load)."""
 
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back."""
 
     def sleep(self, seconds: float) -> None:
         """Return after ``seconds``."""
-
-
-class SystemClock:
-    """The real clock: ``time.monotonic`` and ``time.sleep``."""
-
-    def monotonic(self) -> float:
-        """``time.monotonic()``."""
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        """``time.sleep(seconds)``."""
-        time.sleep(seconds)
-
-
-SYSTEM_CLOCK = SystemClock()
 
 
 def domain_of(email: str) -> str:
@@ -210,7 +195,7 @@ class TokenBucket:
 class LocalBucket:
     """The same bucket as :class:`TokenBucket`, kept in this process (the fallback)."""
 
-    def __init__(self, rate: float, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, rate: float, clock: Clock = time) -> None:
         self.interval, self.burst = 1.0 / rate, burst_for(rate)
         self._clock = clock
         self._due = 0.0  # monotonic time the next token is due
@@ -306,7 +291,7 @@ class Throttle:
         *,
         namespace: str = NAMESPACE,
         slot_seconds: float = 120.0,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock = time,
     ) -> None:
         self.limits, self.namespace, self.slot_seconds = limits, namespace, slot_seconds
         self._clock = clock

@@ -215,3 +215,17 @@ def outbox(settings: Settings, rcpt: str | None = None) -> list[EmailMessage]:
         if rcpt is None or rcpt in str(msg["To"]):
             found.append(msg)
     return found
+
+
+class FakeClock:
+    """A clock for :class:`distributor.throttle.Throttle` (``clock=``) that moves only when
+    slept on or told (``now``): pacing by it is exact whatever the machine's load."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds

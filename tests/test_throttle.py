@@ -24,7 +24,7 @@ from distributor.db import session_scope
 from distributor.delivery import counts
 from distributor.models import Delivery, Subscriber, utcnow
 from distributor.throttle import Limits, Throttle, TokenBucket
-from tests.helpers import published
+from tests.helpers import FakeClock, published
 from tests.processes import NO_BROKER, wait_until
 from tests.smtp_server import SMTPServer
 
@@ -35,19 +35,6 @@ SLACK = 0.005
 
 def _namespace() -> str:
     return f"test:throttle:{uuid.uuid4().hex[:8]}"
-
-
-class FakeClock:
-    """A clock that moves only when slept on: pacing by it is exact whatever the load."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_a_bucket_reserves_ahead_one_interval_apart(redis_url: str) -> None:
