@@ -24,7 +24,7 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 
 # Two test processes (pytest-xdist), each file's tests kept together in one: most tests wait
-# on real servers and workers, so two keep both cores busy (13.4 -> 7.0 minutes here). Each
+# on real servers and workers, so two keep both cores busy (13:25 -> 6:56 here, one run each). Each
 # process is a run of its own (its own Redis database, PostgreSQL database and temp dirs).
 test: lint
 	$(BIN)/pytest -n 2 --dist loadfile
