@@ -22,6 +22,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports  # the house's plan: [tool.importlinter] in pyproject.toml
 
 # Two test processes (pytest-xdist), each file's tests kept together in one: most tests wait
 # on real servers and workers, so two keep both cores busy (13:25 -> 6:56 here, one run each). Each
@@ -42,7 +43,7 @@ bench-faults: $(BIN)/.installed
 	$(BIN)/python bench/faults.py
 
 # Mutation testing, nightly-sized, not in CI (README, "Testing"): `make mutate` for every module of
-# [tool.mutmut] only_mutate, `make mutate MODULE=tokens` for one. Results stay in mutants/ (a
+# [tool.mutmut] only_mutate, `make mutate MODULE=core.tokens` for one. Results stay in mutants/ (a
 # rerun retests only what changed); `$(BIN)/mutmut results` / `show NAME` / `browse` read them.
 # PYTHONPATH: the workers and servers that tests start import the mutated copy too, and
 # report what they reached (tests/mutation_site/sitecustomize.py). One child at a time: the

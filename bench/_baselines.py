@@ -19,12 +19,12 @@ from pathlib import Path
 
 from compose import naive as naive_message  # bench/compose.py: the naive path, timed there too
 
-from distributor.config import Settings
+from distributor.core.config import Settings
+from distributor.core.models import Release, Topic
+from distributor.core.urls import preferences_url, unsubscribe_url
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.transport import dot_stuffed
-from distributor.models import Release, Topic
-from distributor.releases import parse_release
-from distributor.urls import preferences_url, unsubscribe_url
+from distributor.releases.source import parse_release
 
 SAMPLE = (
     Path(__file__).resolve().parent.parent / "distributor" / "samples" / "climate-agreement.en.md"

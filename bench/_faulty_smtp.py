@@ -11,7 +11,7 @@ every attempt and every accepted message, and injects the faults a relay really 
 
 Like Postfix, it logs each message it takes — a ``cleanup`` line with its Message-ID and a
 ``qmgr`` line once it is queued, both before its 250 — to ``log_path``, which the workers
-may read to reconcile (``DISTRIBUTOR_RECONCILE_LOG``, distributor/reconcile.py).
+may read to reconcile (``DISTRIBUTOR_RECONCILE_LOG``, distributor/mail/reconcile.py).
 
 Times are wall-clock (``time.time()``), comparable with what the bench records.
 """

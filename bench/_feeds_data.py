@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from distributor.config import Settings
-from distributor.db import get_engine
-from distributor.models import Release, ReleaseState, Topic, release_topics
-from distributor.releases import Attachment, Contact, Image
+from distributor.core.config import Settings
+from distributor.core.db import get_engine
+from distributor.core.models import Release, ReleaseState, Topic, release_topics
+from distributor.releases.source import Attachment, Contact, Image
 
 TOPICS = {
     "climate": ("Climate", "Climat"),

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, insert, text
 
-from distributor.config import Settings, environment_for, load_settings
-from distributor.db import dispose_engines, get_engine, session_scope, upgrade
-from distributor.models import Subscriber, SubscriberStatus, utcnow
-from distributor.releases import create_release, parse_release
-from distributor.topics import add_topic
+from distributor.core.config import Settings, environment_for, load_settings
+from distributor.core.db import dispose_engines, get_engine, session_scope, upgrade
+from distributor.core.models import Subscriber, SubscriberStatus, utcnow
+from distributor.releases.lifecycle import create_release
+from distributor.releases.source import parse_release
+from distributor.releases.topics import add_topic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.redis_db
 from tests.redis_db import claim_database
@@ -108,7 +109,7 @@ def populate(settings: Settings, subscribers: int) -> Dataset:
     with session_scope(settings) as session:
         add_topic(session, "climate", {"en": "Climate", "fr": "Climat"})
         add_topic(session, "international", {"en": "International"})
-    # A bulk Core insert instead of distributor.subscribers.import_csv (which validates every
+    # A bulk Core insert instead of audience.subscribers.import_csv (which validates every
     # address with email-validator and builds ORM objects: minutes for 100,000 rows). This is
     # benchmark set-up only; the rows are what a confirmed CSV import would store.
     now = utcnow()

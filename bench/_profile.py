@@ -15,7 +15,7 @@ from pathlib import Path
 
 from _fixture import fresh_database, populate
 
-from distributor import dispatch
+from distributor.outbox import sending
 
 _REPO = str(Path(__file__).resolve().parent.parent) + "/"
 # A frame of ours: py-spy names files relative to sys.path unless given --full-filenames.
@@ -90,18 +90,18 @@ def cprofile_send_batch(smtp_url: str, subscribers: int) -> str:
     ``subscribers`` rows); returns the report."""
     with fresh_database("sqlite", smtp_url, "cprofile") as settings:
         dataset = populate(settings, subscribers)
-        from distributor.db import session_scope
-        from distributor.releases import mark_published
+        from distributor.core.db import session_scope
+        from distributor.releases.lifecycle import mark_published
 
         with session_scope(settings) as session:
             mark_published(session, dataset.release_id)
-        dispatch.distribute_release(settings, _NoQueue(), dataset.release_id)  # type: ignore[arg-type]
-        dispatch.send_batch(settings, dataset.release_id)  # warm: render, connect, compile
+        sending.distribute_release(settings, _NoQueue(), dataset.release_id)  # type: ignore[arg-type]
+        sending.send_batch(settings, dataset.release_id)  # warm: render, connect, compile
         profile = cProfile.Profile()
         sent = 0
         start = time.perf_counter()
         profile.enable()
-        while report := dispatch.send_batch(settings, dataset.release_id):
+        while report := sending.send_batch(settings, dataset.release_id):
             if not report.claimed:
                 break
             sent += report.claimed
@@ -148,15 +148,15 @@ class _Clock:
 def breakdown(backend: str, smtp_url: str, subscribers: int, messages: int) -> str:
     """Wall and CPU time of each step of ``dispatch.send_batch``, per message, in this
     process: the same calls in the same order as ``send_batch`` (kept in step with
-    distributor/dispatch.py by hand; no DKIM, no pacing), each one timed. The data set has
+    distributor/outbox/sending.py by hand; no DKIM, no pacing), each one timed. The data set has
     ``subscribers`` rows and ``messages`` of them are sent: the start of a big release."""
-    from distributor.db import get_engine, session_scope
-    from distributor.delivery import OutcomeWriter, claim
+    from distributor.core.db import get_engine, session_scope
+    from distributor.core.models import Release
+    from distributor.core.urls import preferences_url, unsubscribe_url
     from distributor.mail.compose import Recipient, render_release
-    from distributor.mail.transport import open_transport
-    from distributor.models import Release
-    from distributor.releases import mark_published
-    from distributor.urls import preferences_url, unsubscribe_url
+    from distributor.mail.relays import open_transport
+    from distributor.outbox.ledger import OutcomeWriter, claim
+    from distributor.releases.lifecycle import mark_published
 
     clock = _Clock()
     sent = 0
@@ -165,8 +165,8 @@ def breakdown(backend: str, smtp_url: str, subscribers: int, messages: int) -> s
         release_id = dataset.release_id
         with session_scope(settings) as session:
             mark_published(session, release_id)
-        dispatch.distribute_release(settings, _NoQueue(), release_id)  # type: ignore[arg-type]
-        dispatch.send_batch(settings, release_id)  # warm: connect, compile, caches
+        sending.distribute_release(settings, _NoQueue(), release_id)  # type: ignore[arg-type]
+        sending.send_batch(settings, release_id)  # warm: connect, compile, caches
         engine = get_engine(settings)
         with session_scope(settings) as session:
             release = session.get(Release, release_id)

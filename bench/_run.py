@@ -22,11 +22,11 @@ from _fixture import Dataset, broker_url, settings_env
 from _sinks import Sink
 from sqlalchemy import func, select
 
-from distributor import dispatch
-from distributor.db import session_scope
-from distributor.delivery import counts
-from distributor.models import Delivery
-from distributor.queue import TaskQueue
+from distributor import actions
+from distributor.core.db import session_scope
+from distributor.core.models import Delivery
+from distributor.core.queue import TaskQueue
+from distributor.outbox.ledger import counts
 from tests.redis_db import empty
 
 DISTRIBUTOR = Path(sys.executable).parent / "distributor"
@@ -205,7 +205,7 @@ def measure(
     machine0 = psutil.cpu_times()
     published_at = datetime.now(UTC)
     t0 = time.perf_counter()
-    dispatch.publish(settings, queue, dataset.release_id)
+    actions.publish(settings, queue, dataset.release_id)
     seen, last_change, next_memory = 0, t0, t0
     while True:
         time.sleep(0.05)

@@ -25,12 +25,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from distributor.config import Settings, load_settings
+from distributor.core.config import Settings, load_settings
+from distributor.core.models import Release, Topic
+from distributor.core.sanitize import markdown_to_html
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.dkim import SIGNED_HEADERS, Signer
 from distributor.mail.render import render_bodies
-from distributor.models import Release, Topic
-from distributor.sanitize import markdown_to_html
 
 PARAGRAPHS = [
     "L'Agence nationale d'observation du climat a signé ce jeudi à Paris un accord de "

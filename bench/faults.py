@@ -75,13 +75,14 @@ from sqlalchemy import func, select  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.postfix: the tests' private Postfix, for --relay postfix
 
-from distributor import dispatch  # noqa: E402
-from distributor.config import Settings  # noqa: E402
-from distributor.db import session_scope  # noqa: E402
-from distributor.delivery import RECONCILED  # noqa: E402
-from distributor.models import Delivery, Release, Subscriber  # noqa: E402
-from distributor.queue import TaskQueue  # noqa: E402
-from distributor.subscribers import unsubscribe  # noqa: E402
+from distributor import actions  # noqa: E402
+from distributor.audience.subscribers import unsubscribe  # noqa: E402
+from distributor.core.config import Settings  # noqa: E402
+from distributor.core.db import session_scope  # noqa: E402
+from distributor.core.models import Delivery, Release, Subscriber  # noqa: E402
+from distributor.core.queue import TaskQueue  # noqa: E402
+from distributor.outbox import sweep  # noqa: E402
+from distributor.outbox.ledger import RECONCILED  # noqa: E402
 from tests.postfix import Postfix, running_postfix, unavailable  # noqa: E402
 
 SCENARIOS = ["0", "1", "1r", "6", "7", "7s", "2", "2r", "3", "3r", "4", "4b", "5"]
@@ -161,7 +162,7 @@ class Live:
 
     def publish(self) -> None:
         self.published_at = time.time()
-        dispatch.publish(self.settings, self.queue, self.dataset.release_id)
+        actions.publish(self.settings, self.queue, self.dataset.release_id)
 
 
 @dataclass
@@ -214,7 +215,7 @@ class Sweeper:
         try:
             while not self._stop.wait(self.every):
                 try:
-                    dispatch.sweep(self.settings, queue)
+                    sweep.sweep(self.settings, queue)
                 except Exception:  # the database or Redis is down: the next sweep retries
                     self.failures += 1
         finally:

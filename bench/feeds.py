@@ -57,12 +57,12 @@ from _fixture import SAMPLE, fresh_database, settings_for  # noqa: E402
 from _report import code_state, say, table  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from distributor.config import Settings, environment_for  # noqa: E402
-from distributor.db import dispose_engines, session_scope, upgrade  # noqa: E402
-from distributor.dispatch import regenerate_site  # noqa: E402
-from distributor.models import Release  # noqa: E402
-from distributor.releases import create_release, mark_published, parse_release  # noqa: E402
-from distributor.site import BuildReport, build_site  # noqa: E402
+from distributor.core.config import Settings, environment_for  # noqa: E402
+from distributor.core.db import dispose_engines, session_scope, upgrade  # noqa: E402
+from distributor.core.models import Release  # noqa: E402
+from distributor.releases.lifecycle import create_release, mark_published  # noqa: E402
+from distributor.releases.source import parse_release  # noqa: E402
+from distributor.site.builder import BuildReport, build_site, regenerate_site  # noqa: E402
 from tests.nginx_conf import NGINX, free_port, running_nginx  # noqa: E402
 
 WRK = Path("/usr/bin/wrk")

@@ -24,12 +24,12 @@ from _fixture import fresh_database, populate  # noqa: E402
 from _report import code_state, say, table  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from distributor import dispatch  # noqa: E402
-from distributor.db import get_engine, session_scope  # noqa: E402
-from distributor.delivery import Claimed, claim, plan  # noqa: E402
-from distributor.models import Release  # noqa: E402
-from distributor.releases import mark_published  # noqa: E402
-from distributor.tokens import Purpose, make_token  # noqa: E402
+from distributor.core.db import get_engine, session_scope  # noqa: E402
+from distributor.core.models import Release  # noqa: E402
+from distributor.core.tokens import Purpose, make_token  # noqa: E402
+from distributor.outbox import sending  # noqa: E402
+from distributor.outbox.ledger import Claimed, claim, plan  # noqa: E402
+from distributor.releases.lifecycle import mark_published  # noqa: E402
 
 ROUNDS = 5
 BATCH = 500
@@ -38,7 +38,7 @@ BATCH = 500
 def recipients(settings: object, rows: list[Claimed]) -> None:
     """The send loop's per-message link work (dispatch._recipient for every row)."""
     for row in rows:
-        dispatch._recipient(settings, row)  # type: ignore[arg-type]
+        sending._recipient(settings, row)  # type: ignore[arg-type]
 
 
 def spread(samples: list[float], unit: float) -> list[str]:

@@ -50,7 +50,7 @@ from _sinks import AioSink, Sink, SmtpSink  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
-from distributor.config import Settings  # noqa: E402
+from distributor.core.config import Settings  # noqa: E402
 from distributor.mail.dkim import Signer  # noqa: E402
 from tests.redis_db import empty  # noqa: E402
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from _report import code_state, say, table
 
-from distributor.reconcile import _POSTFIX, PostfixLogReconciler
+from distributor.mail.reconcile import _POSTFIX, PostfixLogReconciler
 
 
 def line_by_line(path: Path, message_ids: list[str]) -> set[str]:

@@ -37,11 +37,11 @@ from _report import code_state, say, table  # noqa: E402
 from _sinks import AioSink  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from distributor import dispatch  # noqa: E402
-from distributor.config import Settings, load_settings  # noqa: E402
-from distributor.db import dispose_engines, session_scope, upgrade  # noqa: E402
-from distributor.models import Delivery, DeliveryStatus  # noqa: E402
-from distributor.queue import TaskQueue  # noqa: E402
+from distributor import actions  # noqa: E402
+from distributor.core.config import Settings, load_settings  # noqa: E402
+from distributor.core.db import dispose_engines, session_scope, upgrade  # noqa: E402
+from distributor.core.models import Delivery, DeliveryStatus  # noqa: E402
+from distributor.core.queue import TaskQueue  # noqa: E402
 
 KILL_AFTER = 300  # messages sent before the kill: both workers are then mid-batch
 
@@ -96,7 +96,7 @@ def one_run(n: int, subscribers: int, lease: int | None, rate: float, work: Path
         queue = TaskQueue(settings)
         stack.callback(queue.close)
         published = time.monotonic()
-        dispatch.publish(settings, queue, dataset.release_id)
+        actions.publish(settings, queue, dataset.release_id)
         while sent(settings)[0] < KILL_AFTER:
             if time.monotonic() - published > 120:
                 raise RuntimeError(f"nothing sent after 120 s; see {data}")

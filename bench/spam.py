@@ -25,13 +25,13 @@ import dkim
 from compose import make_release
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from distributor.config import Settings, load_settings
+from distributor.core.config import Settings, load_settings
+from distributor.core.models import Release, SubscriptionRequest, Topic
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.confirmation import confirmation_message
 from distributor.mail.dkim import Signer
-from distributor.models import Release, SubscriptionRequest, Topic
-from distributor.notices import render_notice
-from distributor.releases import parse_release
+from distributor.outbox.notices import render_notice
+from distributor.releases.source import parse_release
 
 SPAMASSASSIN = "spamassassin"
 GOAL = 1.0

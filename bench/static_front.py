@@ -28,7 +28,7 @@ for _name in list(os.environ):  # the developer's own configuration must not lea
 
 from _report import code_state  # noqa: E402
 
-from distributor.config import load_settings  # noqa: E402
+from distributor.core.config import load_settings  # noqa: E402
 from distributor.web import create_app  # noqa: E402
 
 FEED = "feeds/en/releases.atom"

@@ -47,11 +47,11 @@ from _report import code_state, say, table  # noqa: E402
 from _sinks import free_port  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from distributor.config import load_settings  # noqa: E402
-from distributor.db import dispose_engines, session_scope, upgrade  # noqa: E402
-from distributor.models import Subscriber, SubscriberStatus  # noqa: E402
-from distributor.subscribers import import_csv  # noqa: E402
-from distributor.topics import add_topic  # noqa: E402
+from distributor.audience.subscribers import import_csv  # noqa: E402
+from distributor.core.config import load_settings  # noqa: E402
+from distributor.core.db import dispose_engines, session_scope, upgrade  # noqa: E402
+from distributor.core.models import Subscriber, SubscriberStatus  # noqa: E402
+from distributor.releases.topics import add_topic  # noqa: E402
 from distributor.web import create_app  # noqa: E402
 from tests.redis_db import empty  # noqa: E402
 

@@ -40,11 +40,11 @@ from _run import Worker  # noqa: E402
 from _sinks import SmtpSink  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
-from distributor import dispatch  # noqa: E402
-from distributor.db import get_engine, session_scope  # noqa: E402
-from distributor.delivery import counts  # noqa: E402
-from distributor.models import Delivery, Subscriber, utcnow  # noqa: E402
-from distributor.queue import TaskQueue  # noqa: E402
+from distributor import actions  # noqa: E402
+from distributor.core.db import get_engine, session_scope  # noqa: E402
+from distributor.core.models import Delivery, Subscriber, utcnow  # noqa: E402
+from distributor.core.queue import TaskQueue  # noqa: E402
+from distributor.outbox.ledger import counts  # noqa: E402
 
 BIG = "bigmail.example"
 STALL_SECONDS = 3.0  # the sink got nothing new for this long: the rest waits for the sweep
@@ -104,7 +104,7 @@ def one_run(label: str, procs: int, subscribers: int, limits: dict[str, float],
             say(f"{label}: {subscribers:,} subscribers, {procs} processes, {limits or 'no limit'}")
             base, queue = sink.count(), TaskQueue(dataset.settings)
             published_at = utcnow()
-            dispatch.publish(dataset.settings, queue, dataset.release_id)
+            actions.publish(dataset.settings, queue, dataset.release_id)
             seen, changed = 0, time.monotonic()
             while seen < subscribers and time.monotonic() - changed < STALL_SECONDS:
                 time.sleep(0.1)

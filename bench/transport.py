@@ -27,10 +27,11 @@ for _name in list(os.environ):  # the developer's own configuration must not lea
 from _baselines import sample_release  # noqa: E402
 from _sinks import SmtpSink, free_port  # noqa: E402
 
-from distributor.config import load_settings  # noqa: E402
+from distributor.core.config import load_settings  # noqa: E402
+from distributor.core.urls import preferences_url, unsubscribe_url  # noqa: E402
 from distributor.mail.compose import Recipient, render_release  # noqa: E402
-from distributor.mail.transport import Outgoing, open_transport  # noqa: E402
-from distributor.urls import preferences_url, unsubscribe_url  # noqa: E402
+from distributor.mail.relays import open_transport  # noqa: E402
+from distributor.mail.transport import Outgoing  # noqa: E402
 
 
 def run(sink_port: int, count: int, relays: int) -> tuple[float, float]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import email
 
-from distributor import dispatch
-from distributor.bounces import BounceReport, ingest
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.delivery import plan
-from distributor.releases import mark_published
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.outbox import sending
+from distributor.outbox.bounces import BounceReport, ingest
+from distributor.outbox.ledger import plan
+from distributor.releases.lifecycle import mark_published
 from tests.helpers import make_release
 from tests.smtp_server import SMTPServer
 
@@ -84,7 +84,7 @@ def publish_numbered(settings: Settings, n: int, *, send: bool = True) -> int:
     with session_scope(settings) as session:
         plan(session, mark_published(session, release.id))
     if send:
-        dispatch.send_batch(settings, release.id)
+        sending.send_batch(settings, release.id)
     return release.id
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
-from distributor.config import Settings
+from distributor.core.config import Settings
 from tests.processes import running_serve, settings_env
 from tests.tools import CHROMIUM
 

@@ -13,9 +13,9 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from distributor import heartbeat
-from distributor.config import Settings
-from distributor.queue import QUEUE
+from distributor.core import heartbeat
+from distributor.core.config import Settings
+from distributor.core.queue import QUEUE
 from distributor.web import create_app
 from tests.helpers import add_topics, csrf_of, new_token, queued_tasks
 

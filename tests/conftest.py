@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from distributor.config import Settings, load_settings
-from distributor.db import dispose_engines, get_engine, upgrade
-from distributor.models import Base
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import dispose_engines, get_engine, upgrade
+from distributor.core.models import Base
 from tests.helpers import TEST_SECRET_KEY
 from tests.redis_db import claim_database, empty
 from tests.smtp_server import SMTPServer

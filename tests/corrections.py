@@ -3,10 +3,11 @@ process (tests of correction notices, their reconciliation, faults and SMTPUTF8)
 
 from __future__ import annotations
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.models import Release
-from distributor.releases import parse_release
+from distributor import actions
+from distributor.core.config import Settings
+from distributor.core.models import Release
+from distributor.outbox import sending
+from distributor.releases.source import parse_release
 from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release, release_text
 
 ENGLISH = ["ann@example.com", "bob@example.com", "dan@example.com", "eve@example.com",
@@ -23,9 +24,9 @@ def corrected_text(**kwargs: str) -> str:
 def send_release(settings: Settings, release_id: int) -> None:
     """Publish the release and send all of it, in this process."""
     queue = CountingQueue()
-    dispatch.publish(settings, queue, release_id)  # type: ignore[arg-type]
-    dispatch.distribute_release(settings, queue, release_id)  # type: ignore[arg-type]
-    while dispatch.send_batch(settings, release_id).claimed:
+    actions.publish(settings, queue, release_id)  # type: ignore[arg-type]
+    sending.distribute_release(settings, queue, release_id)  # type: ignore[arg-type]
+    while sending.send_batch(settings, release_id).claimed:
         pass
 
 
@@ -48,5 +49,5 @@ def sent_then_corrected(s: Settings) -> Release:
     release = make_release(s)
     send_release(s, release.id)
     fix = parse_release(corrected_text(), "fix.md", s)
-    dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
+    actions.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
     return release

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from distributor.config import Settings, load_settings
+from distributor.core.config import Settings, load_settings
 from distributor.mail.dkim import Signer
 from tests.helpers import TEST_SECRET_KEY
 

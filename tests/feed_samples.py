@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import Release, Topic
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Release, Topic
 
 BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from lxml import etree
 
-from distributor.sanitize import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, URL_SCHEMES
+from distributor.core.sanitize import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, URL_SCHEMES
 
 
 def fuzz(max_examples: int) -> settings:

@@ -19,15 +19,17 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from distributor import dispatch
-from distributor.apitokens import create_token
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import CorrectionNotice, Delivery, Release, utcnow
-from distributor.queue import QUEUE
-from distributor.releases import create_release, mark_published, parse_release
-from distributor.subscribers import import_csv
-from distributor.topics import add_topic
+from distributor.audience.subscribers import import_csv
+from distributor.core.apitokens import create_token
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import CorrectionNotice, Delivery, Release, utcnow
+from distributor.core.queue import QUEUE
+from distributor.outbox import sending
+from distributor.releases.lifecycle import create_release, mark_published
+from distributor.releases.source import parse_release
+from distributor.releases.topics import add_topic
+from distributor.site import builder
 
 # The signing key of every test's Settings: strong, since `serve`, `worker` and `beat` refuse
 # a weak one, and drawn afresh for each run, so that no key written in this repository could
@@ -115,7 +117,7 @@ def published_site(settings: Settings) -> None:
     release = make_release(settings)
     with session_scope(settings) as session:
         mark_published(session, release.id)
-    dispatch.regenerate_site(settings)
+    builder.regenerate_site(settings)
 
 
 def published(settings: Settings, emails: int | list[str]) -> int:
@@ -128,7 +130,7 @@ def published(settings: Settings, emails: int | list[str]) -> int:
     release = make_release(settings)
     with session_scope(settings) as session:
         mark_published(session, release.id)
-    dispatch.distribute_release(settings, CountingQueue(), release.id)  # type: ignore[arg-type]
+    sending.distribute_release(settings, CountingQueue(), release.id)  # type: ignore[arg-type]
     return release.id
 
 
@@ -218,7 +220,7 @@ def outbox(settings: Settings, rcpt: str | None = None) -> list[EmailMessage]:
 
 
 class FakeClock:
-    """A clock for :class:`distributor.throttle.Throttle` (``clock=``) that moves only when
+    """A clock for :class:`distributor.outbox.throttle.Throttle` (``clock=``) that moves only when
     slept on or told (``now``): pacing by it is exact whatever the machine's load."""
 
     def __init__(self) -> None:

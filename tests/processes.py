@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from distributor.config import Settings, environment_for
+from distributor.core.config import Settings, environment_for
 from tests.redis_db import empty
 
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import SubscriptionRequest, utcnow
-from distributor.subscription import Consent, record_request
+from distributor.audience.subscription import Consent, record_request
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import SubscriptionRequest, utcnow
 
 CONSENT = Consent("192.0.2.7", "Mozilla/5.0 (test)")
 

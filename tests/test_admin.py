@@ -1,4 +1,4 @@
-"""The press office's dashboard (/admin): its data queries (distributor.dashboard) and its
+"""The press office's dashboard (/admin): its data queries (distributor.reporting.dashboard) and its
 pages — login with an API token, sessions that end when the token is revoked, CSRF on every
 POST, the actions (publish, schedule, unschedule, correct, withdraw, test, preview) with
 their audit trail as token:NAME, escaping, headers — on SQLite and PostgreSQL."""
@@ -15,10 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from distributor import heartbeat
-from distributor.apitokens import revoke
-from distributor.config import Settings
-from distributor.dashboard import (
+from distributor.core import heartbeat
+from distributor.core.apitokens import revoke
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import InputError
+from distributor.core.models import AuditEvent, Delivery, DeliveryStatus, Release, Subscriber
+from distributor.reporting.dashboard import (
     HourCount,
     Progress,
     release_progress,
@@ -26,9 +29,6 @@ from distributor.dashboard import (
     sends_over_time,
     subscribers_by_topic_language,
 )
-from distributor.db import session_scope
-from distributor.errors import InputError
-from distributor.models import AuditEvent, Delivery, DeliveryStatus, Release, Subscriber
 from distributor.web import create_app
 from distributor.web.admin import (
     CSRF_COOKIE,

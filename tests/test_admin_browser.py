@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, Response
 
-from distributor.apitokens import create_token
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import AuditEvent
+from distributor.core.apitokens import create_token
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import AuditEvent
 from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, running_server
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import running_worker, wait_until

@@ -12,17 +12,17 @@ from fastapi.testclient import TestClient
 from itsdangerous import TimestampSigner
 from sqlalchemy import select, update
 
-from distributor.admin_sessions import (
+from distributor.core.admin_sessions import (
     SESSION_IDLE,
     SESSION_MAX_AGE,
     end_expired_sessions,
     find_session,
     start_session,
 )
-from distributor.apitokens import revoke, token_hash
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import AdminSession, ApiToken, utcnow
+from distributor.core.apitokens import revoke, token_hash
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import AdminSession, ApiToken, utcnow
 from distributor.web import create_app
 from distributor.web.admin import SESSION_COOKIE
 from tests import clients

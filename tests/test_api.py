@@ -12,13 +12,13 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from distributor import dispatch
-from distributor.apitokens import authenticate, create_token, list_tokens, revoke
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.errors import Conflict, Forbidden, InputError, NotFound, Unauthorized
-from distributor.models import ApiToken, Base
-from distributor.queue import QUEUE
+from distributor.core.apitokens import authenticate, create_token, list_tokens, revoke
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import Conflict, Forbidden, InputError, NotFound, Unauthorized
+from distributor.core.models import ApiToken, Base
+from distributor.core.queue import QUEUE
+from distributor.outbox import sending
 from distributor.web import create_app
 from tests.clients import Api
 from tests.helpers import add_subscribers, add_topics, new_token
@@ -249,7 +249,7 @@ def test_refused_values_name_their_field(api: Api) -> None:
 
 def run_confirmations(api: Api) -> list[str]:
     """Run the waiting send_confirmation tasks as a worker would (into the outbox)."""
-    outcomes = [dispatch.send_confirmation(api.settings, m["args"][0]) for m in api.messages()
+    outcomes = [sending.send_confirmation(api.settings, m["args"][0]) for m in api.messages()
                 if m["task"] == "distributor.send_confirmation"]  # fmt: skip
     api.broker.delete(QUEUE)
     return outcomes

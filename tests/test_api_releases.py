@@ -16,14 +16,14 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from distributor import dispatch
-from distributor.audit import recent
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import Delivery, Release
-from distributor.queue import QUEUE, TaskQueue
-from distributor.site import build_site
-from distributor.subscribers import unsubscribe
+from distributor.audience.subscribers import unsubscribe
+from distributor.core.audit import recent
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Delivery, Release
+from distributor.core.queue import QUEUE, TaskQueue
+from distributor.outbox import sending, sweep
+from distributor.site.builder import build_site
 from distributor.web import create_app
 from tests.clients import Api
 from tests.helpers import add_subscribers, add_topics, new_token, release_text
@@ -73,8 +73,8 @@ def send_everything(s: Settings, release_id: int) -> None:
     """What the workers do after a publish, in this process."""
     queue = TaskQueue(s.model_copy(update={"broker_url": NO_BROKER}))
     try:
-        dispatch.distribute_release(s, queue, release_id)
-        while dispatch.send_batch(s, release_id).claimed:
+        sending.distribute_release(s, queue, release_id)
+        while sending.send_batch(s, release_id).claimed:
             pass
     finally:
         queue.close()
@@ -153,7 +153,7 @@ def test_the_whole_life_of_a_release(api: Api, smtp_server: SMTPServer) -> None:
     # No email: the correction woke no sender, and what a woken (or sweeping) worker would
     # run finds nothing to send, so the SMTP server receives nothing.
     assert tasks(api, "send_correction_notices") == []
-    assert dispatch.send_correction_notices(api.settings, rid).claimed == 0
+    assert sending.send_correction_notices(api.settings, rid).claimed == 0
     send_everything(api.settings, rid)
     assert len(smtp_server.handler.messages) == before
 
@@ -313,7 +313,7 @@ def test_scheduling_over_the_api(api: Api) -> None:
 
 
 def test_tokens_missing_wrong_scope_and_revoked_are_refused(api: Api) -> None:
-    from distributor.apitokens import revoke
+    from distributor.core.apitokens import revoke
 
     rid = markdown(api.client, api.auth, release_text()).json()["id"]
     subscribers_only = new_token(api.settings, "list-desk", ["subscribers"])
@@ -394,17 +394,17 @@ def test_an_uploaded_image_is_referenced_by_a_release(api: Api) -> None:
 
 
 def test_keys_are_forgotten_after_a_day(api: Api) -> None:
-    from distributor import idempotency
-    from distributor.models import IdempotencyKey
+    from distributor.core import idempotency
+    from distributor.core.models import IdempotencyKey
 
     key = {"Idempotency-Key": "old-key"}
     assert markdown(api.client, api.auth, release_text(), **key).status_code == 201
     queue = TaskQueue(api.settings.model_copy(update={"broker_url": NO_BROKER}))
     try:
-        dispatch.sweep(api.settings, queue, now=datetime.now(UTC) + timedelta(hours=23))
+        sweep.sweep(api.settings, queue, now=datetime.now(UTC) + timedelta(hours=23))
         with session_scope(api.settings) as session:
             assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 1
-        dispatch.sweep(api.settings, queue, now=datetime.now(UTC) + idempotency.KEY_TTL)
+        sweep.sweep(api.settings, queue, now=datetime.now(UTC) + idempotency.KEY_TTL)
     finally:
         queue.close()
     with session_scope(api.settings) as session:
@@ -412,8 +412,8 @@ def test_keys_are_forgotten_after_a_day(api: Api) -> None:
 
 
 def test_a_key_in_flight_is_refused_until_its_claim_is_abandoned(settings: Settings) -> None:
-    from distributor import idempotency
-    from distributor.errors import Conflict, InputError
+    from distributor.core import idempotency
+    from distributor.core.errors import Conflict, InputError
 
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
     with session_scope(settings) as session:

@@ -16,11 +16,11 @@ from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from sqlalchemy import func, select
 
-from distributor.apitokens import create_token
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import Release, Subscriber
-from distributor.queue import QUEUE
+from distributor.core.apitokens import create_token
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Release, Subscriber
+from distributor.core.queue import QUEUE
 from distributor.web import create_app
 from tests.helpers import add_subscribers, add_topics, make_release
 

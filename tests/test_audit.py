@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from distributor import audit, dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import utcnow
-from distributor.privacy import suppression_hash
-from distributor.queue import TaskQueue
-from distributor.releases import parse_release
+from distributor import actions
+from distributor.audience.privacy import suppression_hash
+from distributor.core import audit
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import utcnow
+from distributor.core.queue import TaskQueue
+from distributor.outbox import sweep
+from distributor.releases.source import parse_release
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
 from tests.processes import NO_BROKER, run_cli
 
@@ -28,13 +30,13 @@ def test_each_action_on_a_release_is_recorded_with_who(sqlite_settings: Settings
     second = make_release(s, slug="second", title="Second")
     queue = TaskQueue(s.model_copy(update={"broker_url": NO_BROKER}))
     try:
-        dispatch.publish(s, queue, first.id, by="token:desk")
-        dispatch.publish(s, queue, first.id, by="token:desk")  # no change: not recorded
+        actions.publish(s, queue, first.id, by="token:desk")
+        actions.publish(s, queue, first.id, by="token:desk")  # no change: not recorded
         fix = parse_release(release_text(title="Fixed"), "fix.md", s)
-        dispatch.correct(s, queue, first.id, fix, by="cli:jane")
-        dispatch.publish(s, queue, second.id, utcnow() + timedelta(hours=1), by="cli:jane")
-        dispatch.sweep(s, queue, now=utcnow() + timedelta(hours=2))
-        dispatch.withdraw(s, queue, second.id, "Jane Doe")
+        actions.correct(s, queue, first.id, fix, by="cli:jane")
+        actions.publish(s, queue, second.id, utcnow() + timedelta(hours=1), by="cli:jane")
+        sweep.sweep(s, queue, now=utcnow() + timedelta(hours=2))
+        actions.withdraw(s, queue, second.id, "Jane Doe")
     finally:
         queue.close()
     assert trail(s) == [

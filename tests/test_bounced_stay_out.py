@@ -14,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from distributor import dispatch
-from distributor.apitokens import create_token
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import Subscriber, SubscriberStatus, utcnow
+from distributor.core.apitokens import create_token
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Subscriber, SubscriberStatus, utcnow
+from distributor.outbox import sending
 from distributor.web import create_app
 from tests.helpers import add_subscribers, add_topics, csrf_of
 from tests.processes import run_cli
@@ -59,7 +59,7 @@ def record(settings: Settings, email: str) -> Record | None:
 
 def run_workers(settings: Settings) -> list[str]:
     """What woken workers do with every stored subscription request: the outcome of each."""
-    return [dispatch.send_confirmation(settings, i) for i in request_ids(settings)]
+    return [sending.send_confirmation(settings, i) for i in request_ids(settings)]
 
 
 @pytest.fixture

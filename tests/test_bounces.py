@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from distributor.config import Settings, load_settings
-from distributor.db import session_scope
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import session_scope
+from distributor.core.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.verp import BounceAddresses
-from distributor.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
-from distributor.status import release_status
+from distributor.reporting.status import release_status
 from tests.bounce_mail import envelope_and_headers, postfix_dsn, publish_numbered, run_ingest
 from tests.helpers import add_subscribers, add_topics, make_release
 from tests.processes import settings_env

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from distributor.config import Settings
+from distributor.core.config import Settings
 from tests.helpers import release_text
 from tests.processes import run_cli
 

@@ -9,7 +9,7 @@ import csv
 import io
 from pathlib import Path
 
-from distributor.config import Settings
+from distributor.core.config import Settings
 from tests.helpers import release_text
 from tests.processes import run_cli, running_worker, wait_until
 from tests.smtp_server import SMTPServer

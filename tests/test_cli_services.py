@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from distributor.config import Settings, load_settings
+from distributor.core.config import Settings, load_settings
 from tests.helpers import TEST_SECRET_KEY, free_port
 from tests.processes import run_cli
 

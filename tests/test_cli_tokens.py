@@ -6,7 +6,7 @@ import subprocess
 
 from fastapi.testclient import TestClient
 
-from distributor.config import Settings
+from distributor.core.config import Settings
 from distributor.web import create_app
 from tests.processes import run_cli
 

@@ -11,15 +11,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select, update
 
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.errors import NotFound, SubscriberInputError
-from distributor.models import Subscriber, SubscriberStatus, Topic, utcnow
-from distributor.subscription import (
-    confirm_legacy,
-    confirm_request,
-    request_choices,
-)
+from distributor.audience.subscription import confirm_legacy, confirm_request, request_choices
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import NotFound, SubscriberInputError
+from distributor.core.models import Subscriber, SubscriberStatus, Topic, utcnow
 from tests.helpers import add_subscribers, add_topics
 from tests.subscription_requests import new_request
 

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from distributor.config import Settings
-from distributor.subscription import FORM_VERSION
+from distributor.audience.subscription import FORM_VERSION
+from distributor.core.config import Settings
 from tests.browser import link_in, running_server
 from tests.helpers import add_topics, csrf_of, free_port
 from tests.processes import run_cli, running_worker, wait_until

@@ -9,14 +9,15 @@ import feedparser
 import pytest
 from sqlalchemy import func, select
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.errors import Conflict, ReleaseInputError
-from distributor.models import Delivery, Release
-from distributor.queue import TaskQueue
-from distributor.releases import mark_published, parse_release
-from distributor.site import build_site
+from distributor import actions
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import Conflict, ReleaseInputError
+from distributor.core.models import Delivery, Release
+from distributor.core.queue import TaskQueue
+from distributor.releases.lifecycle import mark_published
+from distributor.releases.source import parse_release
+from distributor.site.builder import build_site
 from tests.corrections import corrected_text
 from tests.helpers import add_subscribers, add_topics, make_release
 from tests.processes import NO_BROKER, run_cli
@@ -37,7 +38,7 @@ def test_a_correction_changes_the_page_and_the_feed_item_but_sends_nothing(
     queue = TaskQueue(settings.model_copy(update={"broker_url": NO_BROKER}))
     try:
         draft = parse_release(corrected_text(), "fix.md", settings)
-        dispatch.correct(settings, queue, release.id, draft)
+        actions.correct(settings, queue, release.id, draft)
     finally:
         queue.close()
     report = build_site(settings)
@@ -64,15 +65,15 @@ def test_what_a_correction_may_not_change(sqlite_settings: Settings) -> None:
     try:
         draft = parse_release(corrected_text(), "fix.md", s)
         with pytest.raises(Conflict, match="only a published release"):
-            dispatch.correct(s, queue, release.id, draft)
+            actions.correct(s, queue, release.id, draft)
         with session_scope(s) as session:
             mark_published(session, release.id)
         french = parse_release(corrected_text(lang="fr"), "fr.md", s)
         with pytest.raises(ReleaseInputError, match="keeps the language"):
-            dispatch.correct(s, queue, release.id, french)
+            actions.correct(s, queue, release.id, french)
         moved = parse_release(corrected_text(slug="elsewhere"), "moved.md", s)
         with pytest.raises(ReleaseInputError, match="keeps the address"):
-            dispatch.correct(s, queue, release.id, moved)
+            actions.correct(s, queue, release.id, moved)
     finally:
         queue.close()
 

@@ -11,15 +11,19 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from distributor import audit, dispatch, notices
-from distributor.config import Settings
-from distributor.db import get_engine, session_scope
+from distributor import actions
+from distributor.audience.privacy import erase_person
+from distributor.audience.subscribers import unsubscribe
+from distributor.core import audit
+from distributor.core.config import Settings
+from distributor.core.db import get_engine, session_scope
+from distributor.core.models import CorrectionNotice, Delivery, Release, Subscriber, utcnow
+from distributor.core.tokens import Purpose, read_link
 from distributor.mail.labels import format_date
-from distributor.models import CorrectionNotice, Delivery, Release, Subscriber, utcnow
-from distributor.privacy import erase_person
-from distributor.releases import create_release, parse_release
-from distributor.subscribers import unsubscribe
-from distributor.tokens import Purpose, read_link
+from distributor.outbox import notices, sending
+from distributor.outbox import sweep as outbox_sweep
+from distributor.releases.lifecycle import create_release
+from distributor.releases.source import parse_release
 from tests.corrections import (
     ENGLISH,
     add_readers,
@@ -74,13 +78,13 @@ def test_notify_tells_each_who_received_it_once_in_their_language(
     queue = CountingQueue()
     before = len(smtp_server.handler.messages)
     fix = parse_release(corrected_text(), "fix.md", s)
-    dispatch.correct(s, queue, english.id, fix, by="cli:jane", notify=True)  # type: ignore[arg-type]
+    actions.correct(s, queue, english.id, fix, by="cli:jane", notify=True)  # type: ignore[arg-type]
     fix_fr = parse_release(
         corrected_text(title="L'Agence signe un accord (corrigé)", lang="fr", slug="accord-agence"),
         "fix-fr.md",
         s,
     )
-    dispatch.correct(s, queue, french.id, fix_fr, notify=True)  # type: ignore[arg-type]
+    actions.correct(s, queue, french.id, fix_fr, notify=True)  # type: ignore[arg-type]
     assert sent_to(smtp_server, before) == []  # nothing leaves before a worker sends it
     # ann, bob, gus: one batch of 3; fra: one batch
     assert queue.tasks("send_correction_notices") == [(english.id,), (french.id,)]
@@ -89,8 +93,8 @@ def test_notify_tells_each_who_received_it_once_in_their_language(
         (event, *_) = audit.recent(session, action="correct")
         assert event.details["notify"] is True
 
-    reports = [dispatch.send_correction_notices(s, english.id) for _ in range(2)]
-    reports += [dispatch.send_correction_notices(s, french.id) for _ in range(2)]
+    reports = [sending.send_correction_notices(s, english.id) for _ in range(2)]
+    reports += [sending.send_correction_notices(s, french.id) for _ in range(2)]
     notices_sent = smtp_server.handler.messages[before:]
     assert sent_to(smtp_server, before) == ["ann@example.com", "bob@example.com", "fra@example.com"]
     assert [r.outcomes["sent"] for r in reports] == [2, 0, 1, 0]
@@ -129,7 +133,7 @@ def test_notify_tells_each_who_received_it_once_in_their_language(
 
     with session_scope(s) as session:  # planning again adds nothing
         assert notices.plan(session, session.get_one(Release, english.id)) == 0
-    assert dispatch.send_correction_notices(s, english.id).claimed == 0
+    assert sending.send_correction_notices(s, english.id).claimed == 0
     assert len(smtp_server.handler.messages) == before + 3
 
 
@@ -143,11 +147,11 @@ def test_without_notify_no_email_is_planned_or_sent(
     before = len(smtp_server.handler.messages)
     queue = CountingQueue()
     fix = parse_release(corrected_text(), "fix.md", s)
-    dispatch.correct(s, queue, release.id, fix)  # type: ignore[arg-type]
+    actions.correct(s, queue, release.id, fix)  # type: ignore[arg-type]
     assert [task for task, _ in queue.sent] == ["regenerate_site"]
-    assert dispatch.send_correction_notices(s, release.id).claimed == 0
+    assert sending.send_correction_notices(s, release.id).claimed == 0
     sweep = CountingQueue()
-    dispatch.sweep(s, sweep)  # type: ignore[arg-type]
+    outbox_sweep.sweep(s, sweep)  # type: ignore[arg-type]
     assert sweep.tasks("send_correction_notices") == []
     assert len(smtp_server.handler.messages) == before
     with session_scope(s) as session:
@@ -165,21 +169,21 @@ def test_a_lost_wake_up_or_a_dead_worker_sends_each_notice_once(
     # A worker claims the batch and dies before sending: its lease holds the rows…
     dead = notices.claim(get_engine(s), s, release.id, 100)
     assert len(dead.rows) == 6
-    assert dispatch.send_correction_notices(s, release.id).claimed == 0
+    assert sending.send_correction_notices(s, release.id).claimed == 0
     # …until it runs out; then the sweep wakes a worker (the task itself was lost).
     with session_scope(s) as session:
         session.execute(
             update(CorrectionNotice).values(lease_until=utcnow() - timedelta(seconds=1))
         )
     sweep = CountingQueue()
-    dispatch.sweep(s, sweep)  # type: ignore[arg-type]
+    outbox_sweep.sweep(s, sweep)  # type: ignore[arg-type]
     assert sweep.tasks("send_correction_notices") == [(release.id,)]
-    assert dispatch.send_correction_notices(s, release.id).outcomes["sent"] == 6
+    assert sending.send_correction_notices(s, release.id).outcomes["sent"] == 6
     # The dead worker's outcome, were it to come back, changes nothing: its lease is gone.
     assert not notices.record(get_engine(s), s, dead.token, dead.rows[0], "sent", 250, "ok")
-    assert dispatch.send_correction_notices(s, release.id).claimed == 0
+    assert sending.send_correction_notices(s, release.id).claimed == 0
     again = CountingQueue()
-    dispatch.sweep(s, again)  # type: ignore[arg-type]
+    outbox_sweep.sweep(s, again)  # type: ignore[arg-type]
     assert again.tasks("send_correction_notices") == []
     assert len(smtp_server.handler.messages) == before + 6
     assert len(set(sent_to(smtp_server, before))) == 6
@@ -194,7 +198,7 @@ def test_later_corrections_erasures_and_withdrawals_cancel_unsent_notices(
     send_release(s, release.id)  # into the Maildir outbox
     for n in range(2):
         fix = parse_release(corrected_text(title=f"Fixed {n}"), f"fix{n}.md", s)
-        dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
+        actions.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
     with session_scope(s) as session:
         statuses = session.execute(
             select(CorrectionNotice.corrected_at, CorrectionNotice.status)
@@ -207,7 +211,7 @@ def test_later_corrections_erasures_and_withdrawals_cancel_unsent_notices(
         erase_person(session, s, "ann@example.com")
     with session_scope(s) as session:
         assert notices.counts(session, release.id) == {**ZERO, "pending": 5, "cancelled": 5}
-    dispatch.withdraw(s, CountingQueue(), release.id, "Jane Doe")  # type: ignore[arg-type]
+    actions.withdraw(s, CountingQueue(), release.id, "Jane Doe")  # type: ignore[arg-type]
     with session_scope(s) as session:
         assert notices.counts(session, release.id) == {**ZERO, "cancelled": 10}
 
@@ -228,7 +232,7 @@ def test_the_cli_flag_plans_and_reports_the_notices(
         assert session.scalar(select(func.count()).select_from(Delivery)) == 6
         assert notices.counts(session, release.id)["pending"] == 6
     live = s.model_copy(update={"smtp_url": smtp_server.url})
-    assert dispatch.send_correction_notices(live, release.id).outcomes["sent"] == 6
+    assert sending.send_correction_notices(live, release.id).outcomes["sent"] == 6
     assert len(smtp_server.handler.messages) == 6
     assert {str(m.parsed()["Subject"]) for m in smtp_server.handler.messages} == {
         "Correction: Agency signs agreement (corrected)"
@@ -246,9 +250,9 @@ def test_notices_keep_the_domain_limits_and_a_slow_batch_keeps_its_lease(
     before = len(smtp_server.handler.messages)
 
     limited = s.model_copy(update={"broker_url": redis_url, "domain_rate": 1.0})
-    first = dispatch.send_correction_notices(limited, release.id)
+    first = sending.send_correction_notices(limited, release.id)
     assert first.claimed == 6 and first.outcomes["sent"] == 1 and first.held == 5
-    assert dispatch.send_correction_notices(s, release.id).claimed == 0  # held: not due yet
+    assert sending.send_correction_notices(s, release.id).claimed == 0  # held: not due yet
     with session_scope(s) as session:  # the hold runs out
         session.execute(update(CorrectionNotice).values(next_attempt_at=utcnow()))
 
@@ -264,7 +268,7 @@ def test_notices_keep_the_domain_limits_and_a_slow_batch_keeps_its_lease(
 
     thread = threading.Thread(target=competitor)
     thread.start()
-    second = dispatch.send_correction_notices(s, release.id)
+    second = sending.send_correction_notices(s, release.id)
     thread.join()
     assert taken == [0] and second.outcomes["sent"] == 5
     assert len(smtp_server.handler.messages) == before + 6

@@ -1,7 +1,7 @@
 from sqlalchemy import inspect
 
-from distributor.config import Settings
-from distributor.db import get_engine
+from distributor.core.config import Settings
+from distributor.core.db import get_engine
 
 
 def test_migrations_create_every_table(settings: Settings) -> None:

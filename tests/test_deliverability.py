@@ -15,12 +15,12 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from distributor.config import Settings, load_settings
+from distributor.core.config import Settings, load_settings
+from distributor.core.models import Release, SubscriptionRequest, Topic
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.confirmation import confirmation_message
 from distributor.mail.dkim import Signer
-from distributor.models import Release, SubscriptionRequest, Topic
-from distributor.releases import parse_release
+from distributor.releases.source import parse_release
 from tests.helpers import TEST_SECRET_KEY
 from tests.tools import SPAMASSASSIN
 

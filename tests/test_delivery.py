@@ -8,11 +8,11 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from distributor import dispatch, notices
-from distributor.config import Settings, load_settings
-from distributor.db import get_engine, session_scope
-from distributor.delivery import OutcomeWriter, backoff, claim, counts, due, plan
-from distributor.models import (
+from distributor import actions
+from distributor.audience.subscribers import unsubscribe
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import get_engine, session_scope
+from distributor.core.models import (
     CorrectionNotice,
     Delivery,
     Release,
@@ -20,9 +20,11 @@ from distributor.models import (
     SubscriberStatus,
     utcnow,
 )
-from distributor.releases import mark_published, parse_release
-from distributor.status import release_status
-from distributor.subscribers import unsubscribe
+from distributor.outbox import notices
+from distributor.outbox.ledger import OutcomeWriter, backoff, claim, counts, due, plan
+from distributor.releases.lifecycle import mark_published
+from distributor.releases.source import parse_release
+from distributor.reporting.status import release_status
 from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release, release_text
 
 PEOPLE = [
@@ -161,7 +163,7 @@ def test_a_correction_notice_deferred_past_give_up_after_fails_with_its_reason(
         for row in batch.rows:
             ledger.record(batch.token, row, "sent", 250, "ok")
     draft = parse_release(release_text(title="Agency signs agreement (corrected)"), "c.md", s)
-    dispatch.correct(s, CountingQueue(), rid, draft, notify=True)  # type: ignore[arg-type]
+    actions.correct(s, CountingQueue(), rid, draft, notify=True)  # type: ignore[arg-type]
     claimed = notices.claim(engine, s, rid, 5)
     kept, dropped = claimed.rows
     last_chance = kept.created_at + timedelta(seconds=3600 - 60)

@@ -20,13 +20,13 @@ import typer.main
 import yaml
 from sqlalchemy import func, select
 
-from distributor import db
-from distributor.broker import NO_BROKER as NO_BROKER_MESSAGE
-from distributor.cli import app
-from distributor.config import Settings
-from distributor.demo import TOPICS
-from distributor.models import Release
-from distributor.topics import add_topic
+from distributor.cli.commands import app
+from distributor.cli.demo import TOPICS
+from distributor.core import db
+from distributor.core.broker import NO_BROKER as NO_BROKER_MESSAGE
+from distributor.core.config import Settings
+from distributor.core.models import Release
+from distributor.releases.topics import add_topic
 from tests import compose_file
 from tests.helpers import free_port
 from tests.processes import running_command, running_worker, settings_env, wait_until

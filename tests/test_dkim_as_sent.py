@@ -16,12 +16,13 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from distributor import dispatch
-from distributor.config import Settings
+from distributor import actions
+from distributor.audience.subscription import Consent, request_subscription
+from distributor.core.config import Settings
+from distributor.core.queue import TaskQueue
 from distributor.mail.dkim import Signer, load_signer
-from distributor.queue import TaskQueue
-from distributor.releases import parse_release
-from distributor.subscription import Consent, request_subscription
+from distributor.outbox import sending
+from distributor.releases.source import parse_release
 from tests.dkim_keys import dns_for, write_key
 from tests.helpers import CountingQueue, add_topics, make_release, published, release_text
 from tests.processes import run_cli, running_worker, wait_until
@@ -85,7 +86,7 @@ def assert_verifies(received: Received, signer: Signer) -> EmailMessage:
 
 def send_all(settings: Settings, release_id: int) -> None:
     """Send every due row of the release as workers do: ``send_batch`` until none is left."""
-    while dispatch.send_batch(settings, release_id).claimed:
+    while sending.send_batch(settings, release_id).claimed:
         pass
 
 
@@ -113,8 +114,8 @@ def test_correction_notices_as_sent_verify(signing: Settings, smtp_server: SMTPS
     fixed = release_text(title="Agency signs agreement (corrected)")
     draft = parse_release(fixed, "fixed.md", signing)
     queue = CountingQueue()
-    dispatch.correct(signing, queue, release_id, draft, notify=True)  # type: ignore[arg-type]
-    while dispatch.send_correction_notices(signing, release_id).claimed:
+    actions.correct(signing, queue, release_id, draft, notify=True)  # type: ignore[arg-type]
+    while sending.send_correction_notices(signing, release_id).claimed:
         pass
     notices = smtp_server.handler.messages[before:]
     assert sorted(m.rcpt for m in notices) == READERS

@@ -14,12 +14,13 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from distributor import dispatch, heartbeat
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import Delivery, Subscriber, SubscriberStatus, utcnow
-from distributor.queue import QUEUE, TaskQueue
-from distributor.status import release_status
+from distributor import actions
+from distributor.core import heartbeat
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Delivery, Subscriber, SubscriberStatus, utcnow
+from distributor.core.queue import QUEUE, TaskQueue
+from distributor.reporting.status import release_status
 from distributor.web import create_app
 from tests.helpers import add_subscribers, add_topics, make_release
 from tests.processes import running_worker, wait_until
@@ -120,7 +121,7 @@ def test_publish_reaches_every_matching_subscriber_exactly_once(
 
     queue = TaskQueue(live)
     with running_worker(live, tmp_path / "logs"):
-        dispatch.publish(live, queue, release.id)
+        actions.publish(live, queue, release.id)
         wait_sent(live, release.id)
         feed = live.public_dir / "feeds" / "en" / "releases.atom"
         wait_until(feed.exists, 30, "the Atom feed")
@@ -173,7 +174,7 @@ def test_running_every_task_twice_sends_nothing_twice(
     expected = expected_recipients(live, "en", "climate")
     queue = TaskQueue(live)
     with running_worker(live, tmp_path / "logs"):
-        dispatch.publish(live, queue, release.id)
+        actions.publish(live, queue, release.id)
         queue.send("distribute_release", release.id)
         for _ in range(4):
             queue.send("send_batch", release.id)
@@ -219,7 +220,7 @@ def test_temporary_failures_are_retried_and_permanent_ones_never(
     smtp_server.handler.rcpt_reply = reply
     queue = TaskQueue(live)
     with running_worker(live, tmp_path / "logs"):
-        dispatch.publish(live, queue, release.id)
+        actions.publish(live, queue, release.id)
 
         def all_done() -> bool:
             queue.send("sweep")  # beat's job: re-enqueue deferred rows once they are due
@@ -263,7 +264,7 @@ def test_a_worker_killed_mid_send_loses_nothing(
     smtp_server.handler.rcpt_reply = slow  # type: ignore[assignment]
     queue = TaskQueue(live)
     with running_worker(live, tmp_path / "first") as worker:
-        dispatch.publish(live, queue, release.id)
+        actions.publish(live, queue, release.id)
         wait_until(lambda: len(smtp_server.handler.messages) >= 40, 60, "sending to start")
         os.killpg(worker.pid, signal.SIGKILL)  # the whole worker: parent and children
         worker.wait()

@@ -19,18 +19,19 @@ import pytest
 import redis
 from sqlalchemy import select, update
 
-from distributor import dispatch
-from distributor.config import Settings, load_settings
-from distributor.db import session_scope
-from distributor.delivery import RECONCILED, counts
-from distributor.errors import ConfigError
-from distributor.logs import RedactingFormatter, secrets_from_environment
+from distributor.audience.subscription import Consent, record_request
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import session_scope
+from distributor.core.errors import ConfigError
+from distributor.core.logs import RedactingFormatter, secrets_from_environment
+from distributor.core.models import Delivery, Subscriber, utcnow
 from distributor.mail.failover import PROCESS_HEALTH, FailoverTransport
-from distributor.mail.transport import SMTPTransport, open_transport
-from distributor.models import Delivery, Subscriber, utcnow
-from distributor.reconcile import already_accepted, open_reconciler
-from distributor.relay_health import KEY
-from distributor.subscription import Consent, record_request
+from distributor.mail.reconcile import already_accepted, open_reconciler
+from distributor.mail.relays import open_transport
+from distributor.mail.transport import SMTPTransport
+from distributor.outbox import sending
+from distributor.outbox.ledger import RECONCILED, counts
+from distributor.outbox.relay_health import KEY
 from tests.helpers import (
     CountingQueue,
     add_subscribers,
@@ -132,7 +133,7 @@ def test_every_relays_password_is_masked(caplog: pytest.LogCaptureFixture) -> No
 def test_a_relay_refusing_connections_is_skipped(base: Settings, second: SMTPServer) -> None:
     s = relays(base, f"smtp://127.0.0.1:{free_port()}", second.url)
     release_id = published(s, 10)
-    report = dispatch.send_batch(s, release_id)
+    report = sending.send_batch(s, release_id)
     assert report.outcomes == {"sent": 10, "deferred": 0, "failed": 0}
     assert set(copies(second).values()) == {1} and len(copies(second)) == 10
 
@@ -142,15 +143,15 @@ def test_a_relay_answering_421_is_not_tried_again_before_its_backoff(
 ) -> None:
     s = relays(base, busy.url, second.url, relay_backoff_seconds=1.5)
     release_id = published(s, 10)
-    first = dispatch.send_batch(s.model_copy(update={"batch_size": 5}), release_id)
+    first = sending.send_batch(s.model_copy(update={"batch_size": 5}), release_id)
     assert first.outcomes["sent"] == 5 and busy.connections == 1  # once, not per message
-    later = dispatch.send_batch(s.model_copy(update={"batch_size": 5}), release_id)
+    later = sending.send_batch(s.model_copy(update={"batch_size": 5}), release_id)
     assert later.outcomes["sent"] == 5 and busy.connections == 1  # in back-off: not asked
     assert set(copies(second).values()) == {1} and len(copies(second)) == 10
     time.sleep(1.6)  # the back-off is over: the first relay is asked again
     add_subscribers(s, [("late@example.com", "L", "en", "climate")])
-    dispatch.distribute_release(s, CountingQueue(), release_id)  # type: ignore[arg-type]
-    assert dispatch.send_batch(s, release_id).outcomes["sent"] == 1
+    sending.distribute_release(s, CountingQueue(), release_id)  # type: ignore[arg-type]
+    assert sending.send_batch(s, release_id).outcomes["sent"] == 1
     assert busy.connections == 2
     with session_scope(s) as session:
         assert counts(session, release_id)["sent"] == 11
@@ -162,7 +163,7 @@ def test_when_every_relay_is_down_rows_are_deferred_and_the_relays_left_alone(
     closed = f"127.0.0.1:{free_port()}"
     s = relays(base, f"smtp://{closed}", busy.url)
     release_id = published(s, 4)
-    report = dispatch.send_batch(s, release_id)
+    report = sending.send_batch(s, release_id)
     assert report.outcomes == {"sent": 0, "deferred": 4, "failed": 0}
     assert busy.connections == 1
     with session_scope(s) as session:
@@ -175,7 +176,7 @@ def test_when_every_relay_is_down_rows_are_deferred_and_the_relays_left_alone(
     assert statuses == {"confirmed"}  # nobody bounced
     with session_scope(s) as session:  # their retry comes, both relays still in back-off
         session.execute(update(Delivery).values(next_attempt_at=utcnow()))
-    assert dispatch.send_batch(s, release_id).outcomes["deferred"] == 4
+    assert sending.send_batch(s, release_id).outcomes["deferred"] == 4
     assert busy.connections == 1
 
 
@@ -201,7 +202,7 @@ def test_a_relay_dying_mid_batch_loses_and_doubles_nothing(
 
     first.handler.cut_after_data = dies
     try:
-        report = dispatch.send_batch(s, release_id)
+        report = sending.send_batch(s, release_id)
     finally:
         first.stop()
     assert report.outcomes == {"sent": 9, "deferred": 1, "failed": 0}
@@ -218,7 +219,7 @@ def test_a_relay_dying_mid_batch_loses_and_doubles_nothing(
     with session_scope(s) as session:  # p03's retry is due
         session.execute(update(Delivery).values(next_attempt_at=utcnow()))
     lease_runs_out(s)
-    again = dispatch.send_batch(s, release_id)
+    again = sending.send_batch(s, release_id)
     assert again.claimed == 1
     got = copies(first, second)
     with session_scope(s) as session:
@@ -243,7 +244,7 @@ def test_a_confirmation_email_fails_over_too(
             session, s, email="new@example.com", name="N", language="en", topics=["climate"],
             consent=Consent("192.0.2.7", "test"),
         )  # fmt: skip
-    assert dispatch.send_confirmation(s, request.id) == "sent"
+    assert sending.send_confirmation(s, request.id) == "sent"
     assert busy.connections == 1 and [m.rcpt for m in second.handler.messages] == [
         "new@example.com"
     ]
@@ -252,8 +253,8 @@ def test_a_confirmation_email_fails_over_too(
 # -- the back-off is shared by every worker ---------------------------------------------------
 
 OTHER_WORKER = (
-    "from distributor import dispatch; from distributor.config import load_settings; "
-    "print(dispatch.send_batch(load_settings(), {release_id}).outcomes)"
+    "from distributor.outbox import sending; from distributor.core.config import load_settings; "
+    "print(sending.send_batch(load_settings(), {release_id}).outcomes)"
 )
 
 
@@ -262,7 +263,7 @@ def test_a_relay_one_worker_found_down_is_skipped_by_the_others(
 ) -> None:
     s = relays(base, busy.url, second.url, batch_size=5)
     release_id = published(s, 10)
-    assert dispatch.send_batch(s, release_id).outcomes["sent"] == 5
+    assert sending.send_batch(s, release_id).outcomes["sent"] == 5
     assert busy.connections == 1
     # Another worker process, which never saw the relay fail itself: it asks Redis.
     other = subprocess.run(
@@ -281,8 +282,8 @@ def test_without_redis_each_process_keeps_its_own_backoffs(
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
     s = relays(base, busy.url, second.url, batch_size=5, broker_url=nowhere)
     release_id = published(s, 10)
-    assert dispatch.send_batch(s, release_id).outcomes["sent"] == 5
-    assert dispatch.send_batch(s, release_id).outcomes["sent"] == 5
+    assert sending.send_batch(s, release_id).outcomes["sent"] == 5
+    assert sending.send_batch(s, release_id).outcomes["sent"] == 5
     assert busy.connections == 1  # this process remembers
     assert "relay back-offs: Redis unreachable" in caplog.text
 

@@ -1,4 +1,4 @@
-"""Failpoints (distributor/failpoints.py): a named point kills the process when armed, and is
+"""Failpoints (distributor/core/failpoints.py): a named point kills the process when armed, and is
 inert when DISTRIBUTOR_FAILPOINTS is unset or names another point."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from distributor import failpoints
+from distributor.core import failpoints
 
 # Calls the point five times, printing the call number before each.
 _SCRIPT = """
-from distributor import failpoints
+from distributor.core import failpoints
 for n in range(1, 6):
     print(n, flush=True)
     failpoints.hit("after-accept")

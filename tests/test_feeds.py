@@ -14,12 +14,12 @@ from typing import Any
 import feedparser
 from sqlalchemy import select
 
-from distributor import urls
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.feeds import build_feed
-from distributor.models import Release, Topic
-from distributor.site import build_site
+from distributor.core import urls
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Release, Topic
+from distributor.site.builder import build_site
+from distributor.site.feeds import build_feed
 from tests.feed_samples import BASE, add_feed_topics, add_release
 from tests.fuzzing import assert_plain_text, assert_plain_xml, live_tags
 

@@ -22,11 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distributor import dispatch
-from distributor.config import Settings, load_settings
-from distributor.db import dispose_engines, get_engine, upgrade
-from distributor.filemodes import private_dir
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import dispose_engines, get_engine, upgrade
+from distributor.core.filemodes import private_dir
 from distributor.mail.transport import MaildirTransport
+from distributor.outbox import sending
+from distributor.site import builder
 from tests.helpers import TEST_SECRET_KEY, published
 from tests.nginx_conf import running_nginx
 from tests.processes import run_cli
@@ -56,9 +57,9 @@ def install(data_dir: Path, **overrides: object) -> Settings:
     with umask(0o002):
         upgrade(s)
         release_id = published(s, 3)
-        report = dispatch.send_batch(s, release_id)
+        report = sending.send_batch(s, release_id)
         assert report.outcomes["sent"] == 3, report
-        dispatch.regenerate_site(s)
+        builder.regenerate_site(s)
         s.effective_secret_key  # noqa: B018 - generates the key file
     return s
 
@@ -139,7 +140,7 @@ def test_modes_an_older_version_left_are_tightened_with_a_warning(
              data / "secret_key", data / "outbox", data / "outbox/new"]  # fmt: skip
     assert all(mode(p) & 0o044 for p in loose)
     s = load_settings(data_dir=data)
-    with caplog.at_level(logging.WARNING, logger="distributor.filemodes"):
+    with caplog.at_level(logging.WARNING, logger="distributor.core.filemodes"):
         upgrade(s)
         assert s.effective_secret_key == TEST_SECRET_KEY
         MaildirTransport(s.outbox_dir, data_dir=s.data_dir).send(
@@ -154,7 +155,7 @@ def test_modes_an_older_version_left_are_tightened_with_a_warning(
     assert f"{data} was mode 0755: tightened to 0711" in text
     # Once tight, nothing more is said.
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="distributor.filemodes"):
+    with caplog.at_level(logging.WARNING, logger="distributor.core.filemodes"):
         dispose_engines()
         get_engine(s)
         private_dir(s.outbox_dir)

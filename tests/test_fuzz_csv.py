@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 
-from distributor.config import Settings
-from distributor.db import sessions
-from distributor.errors import ImportRejected, SubscriberInputError
-from distributor.models import Subscriber, subscriptions
-from distributor.subscribers import import_csv
+from distributor.audience.subscribers import import_csv
+from distributor.core.config import Settings
+from distributor.core.db import sessions
+from distributor.core.errors import ImportRejected, SubscriberInputError
+from distributor.core.models import Subscriber, subscriptions
 from tests.helpers import add_topics
 
 SOURCE = "people.csv"

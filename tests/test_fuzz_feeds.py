@@ -16,10 +16,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from lxml import etree
 
-from distributor import urls
-from distributor.config import Settings, load_settings
-from distributor.feeds import FeedPage, ItemCache, render_feed
-from distributor.models import Release, Topic
+from distributor.core import urls
+from distributor.core.config import Settings, load_settings
+from distributor.core.models import Release, Topic
+from distributor.site.feeds import FeedPage, ItemCache, render_feed
 from tests.fuzzing import assert_plain_text, assert_plain_xml, assert_sanitised, fuzz
 
 FUZZ = fuzz(200)

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from distributor.config import Settings, load_settings
-from distributor.errors import SubscriberInputError
+from distributor.core.config import Settings, load_settings
+from distributor.core.errors import SubscriberInputError
+from distributor.core.sanitize import strip_invisible
 from distributor.mail import headers
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
-from distributor.sanitize import strip_invisible
 from tests.fuzzing import fuzz
 from tests.helpers import TEST_SECRET_KEY
 from tests.mail_samples import french_release

@@ -24,20 +24,17 @@ import yaml
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from distributor.config import Settings, load_settings
-from distributor.errors import ReleaseInputError
-from distributor.releases import (
+from distributor.core.config import Settings, load_settings
+from distributor.core.errors import ReleaseInputError
+from distributor.core.sanitize import MAX_HTML_DEPTH, line_problem
+from distributor.core.urls import link_problem
+from distributor.releases.source import (
     MAX_FRONT_MATTER_BYTES,
     MAX_SOURCE_BYTES,
     MAX_YAML_DEPTH,
     ReleaseDraft,
     parse_release,
 )
-from distributor.sanitize import (
-    MAX_HTML_DEPTH,
-    line_problem,
-)
-from distributor.urls import link_problem
 from tests.fuzzing import assert_sanitised, fuzz
 
 SOURCE = "fuzz.md"

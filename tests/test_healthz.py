@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from distributor.config import Settings
+from distributor.core.config import Settings
 from distributor.web import create_app
 from tests.processes import NO_BROKER
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from distributor import broker, dispatch, heartbeat
-from distributor.config import Settings
-from distributor.queue import TaskQueue
+from distributor.core import broker, heartbeat
+from distributor.core.config import Settings
+from distributor.core.queue import TaskQueue
+from distributor.outbox import sweep
 from tests.helpers import TEST_SECRET_KEY, add_topics, make_release
 from tests.processes import run_cli, running_command, settings_env, wait_until
 from tests.redis_db import empty
@@ -37,7 +38,7 @@ def test_each_sweep_keeps_the_heartbeat_for_three_periods(fast: Settings) -> Non
     assert "deferred are never retried" in before.describe()
     queue = TaskQueue(fast)
     try:
-        dispatch.sweep(fast, queue)
+        sweep.sweep(fast, queue)
     finally:
         queue.close()
     after = heartbeat.health(fast)
@@ -93,8 +94,8 @@ def test_status_and_publish_say_the_sweep_is_missing(fast: Settings) -> None:
 def test_worker_with_beat_runs_the_sweep_on_the_embedded_redis() -> None:
     """One host: `worker --with-beat` on the embedded Redis (no broker URL) and the prefork
     pool: the sweep runs every period and no worker complains."""
-    from distributor.config import load_settings
-    from distributor.db import dispose_engines, upgrade
+    from distributor.core.config import load_settings
+    from distributor.core.db import dispose_engines, upgrade
 
     root = Path(tempfile.mkdtemp(prefix="dst-", dir="/tmp"))  # a Unix socket path is short
     # A sweep every 2 s (a heartbeat lasting 6 s): often enough to see several quickly, with
@@ -121,7 +122,7 @@ def test_the_default_lease_and_sweep_recover_within_two_minutes() -> None:
     """A killed worker's rows go out again after the lease plus at most one sweep: the
     defaults keep that within minutes (bench/recovery.py: 86 s median; it was 327-337 s
     with the old 300 s lease)."""
-    from distributor.config import load_settings
+    from distributor.core.config import load_settings
 
     s = load_settings()
     assert s.lease_seconds + s.sweep_seconds <= 120

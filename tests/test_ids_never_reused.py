@@ -18,12 +18,12 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import Subscriber, SubscriberStatus
-from distributor.privacy import erase_person
-from distributor.queue import QUEUE
+from distributor.audience.privacy import erase_person
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Subscriber, SubscriberStatus
+from distributor.core.queue import QUEUE
+from distributor.outbox import sending
 from distributor.web import create_app
 from tests.bounce_mail import postfix_dsn, publish_numbered, run_ingest
 from tests.helpers import add_subscribers, add_topics, decode_task, outbox, subscribe
@@ -124,7 +124,7 @@ def send_queued_confirmations(settings: Settings) -> None:
     while (raw := broker.rpop(QUEUE)) is not None:
         task, [arg] = decode_task(raw)
         if task == "distributor.send_confirmation":
-            dispatch.send_confirmation(settings, arg)
+            sending.send_confirmation(settings, arg)
 
 
 def test_an_erased_persons_confirm_link_does_not_confirm_the_next_person(web) -> None:  # type: ignore[no-untyped-def]

@@ -17,13 +17,13 @@ import pytest
 from playwright.sync_api import Page, Response
 from sqlalchemy import select
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.i18n import gettext_for
-from distributor.models import Subscriber, SubscriberStatus
-from distributor.queue import TaskQueue
-from distributor.status import release_status
+from distributor import actions
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.i18n import gettext_for
+from distributor.core.models import Subscriber, SubscriberStatus
+from distributor.core.queue import TaskQueue
+from distributor.reporting.status import release_status
 from tests.browser import (
     DESKTOP,
     PHONE,
@@ -104,7 +104,7 @@ def publish(settings: Settings, title: str, slug: str) -> int:
     release = make_release(settings, lang="fr", topics="climate", title=title, slug=slug)
     queue = TaskQueue(settings)
     try:
-        dispatch.publish(settings, queue, release.id)
+        actions.publish(settings, queue, release.id)
     finally:
         queue.close()
     return release.id

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from distributor.config import Settings, load_settings
-from distributor.errors import ConfigError, ReleaseInputError, SubscriberInputError
+from distributor.core.config import Settings, load_settings
+from distributor.core.errors import ConfigError, ReleaseInputError, SubscriberInputError
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
 from distributor.mail.labels import format_date
 from distributor.mail.render import wrap_text

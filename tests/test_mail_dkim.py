@@ -14,18 +14,18 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from distributor import dispatch
-from distributor.config import load_settings
-from distributor.db import session_scope, upgrade
-from distributor.errors import ConfigError
+from distributor.audience.subscription import Consent, record_request
+from distributor.core.config import load_settings
+from distributor.core.db import session_scope, upgrade
+from distributor.core.errors import ConfigError
+from distributor.core.models import Release, Topic
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.dkim import Signer, load_signer
-from distributor.mail.transport import open_transport
-from distributor.models import Release, Topic
-from distributor.notices import render_notice
-from distributor.preview import as_test_message
-from distributor.subscription import Consent, record_request
-from distributor.topics import add_topic
+from distributor.mail.preview import as_test_message
+from distributor.mail.relays import open_transport
+from distributor.outbox import sending
+from distributor.outbox.notices import render_notice
+from distributor.releases.topics import add_topic
 from tests.dkim_keys import dkim_settings, dns_for, write_key
 from tests.processes import run_cli
 from tests.smtp_server import SMTPServer
@@ -292,7 +292,7 @@ def test_the_confirmation_email_goes_out_signed(
             session, settings, email="reporter@example.com", name="Ana", language="en",
             topics=["climate"], consent=Consent("192.0.2.1", "test"),
         )  # fmt: skip
-    assert dispatch.send_confirmation(settings, request.id) == "sent"
+    assert sending.send_confirmation(settings, request.id) == "sent"
     [received] = smtp_server.handler.messages
     assert received.data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
     assert dkim.verify(received.data, dnsfunc=dns_for(signer))

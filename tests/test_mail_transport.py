@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from distributor.config import Settings, load_settings
-from distributor.errors import ConfigError
+from distributor.core.config import Settings, load_settings
+from distributor.core.errors import ConfigError
 from distributor.mail.transport import (
     MaildirTransport,
     Outgoing,

@@ -1,5 +1,5 @@
-"""Images stored under the data directory (distributor.media): checked, upright, stripped of
-their metadata, resized for the page and the email, stored once; named in a release file
+"""Images stored under the data directory (distributor.releases.media): checked, upright,
+stripped of their metadata, resized for the page and the email, stored once; named in a release file
 by local path, they reach the page, the email and the web app as absolute URLs."""
 
 from __future__ import annotations
@@ -18,17 +18,18 @@ from fastapi.testclient import TestClient
 from PIL import ExifTags, Image
 from sqlalchemy import func, select
 
-from distributor import media
-from distributor.config import Settings, load_settings
-from distributor.db import session_scope
-from distributor.errors import InputError, ReleaseInputError
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import session_scope
+from distributor.core.errors import InputError, ReleaseInputError
+from distributor.core.models import Release
+from distributor.core.urls import preferences_url, release_url, unsubscribe_url
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.render import context, environment
-from distributor.media import MEDIA_PATH, StoredImage, store_image
-from distributor.models import Release
-from distributor.releases import create_release, mark_published, parse_release
-from distributor.site import build_site
-from distributor.urls import preferences_url, release_url, unsubscribe_url
+from distributor.releases import media
+from distributor.releases.lifecycle import create_release, mark_published
+from distributor.releases.media import MEDIA_PATH, StoredImage, store_image
+from distributor.releases.source import parse_release
+from distributor.site.builder import build_site
 from tests.helpers import TEST_SECRET_KEY, add_topics
 from tests.processes import run_cli
 

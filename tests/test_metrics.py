@@ -10,9 +10,9 @@ import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from distributor.config import Settings
-from distributor.metrics import LATENCY_BUCKETS, from_this_machine
-from distributor.queue import QUEUE, TaskQueue
+from distributor.core.config import Settings
+from distributor.core.queue import QUEUE, TaskQueue
+from distributor.reporting.metrics import LATENCY_BUCKETS, from_this_machine
 from distributor.web import create_app
 from tests.ledger_samples import build_ledger
 

@@ -14,11 +14,11 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from distributor.config import Settings, load_settings
-from distributor.db import dispose_engines, get_engine, session_scope, upgrade
-from distributor.models import Base, Subscriber, SubscriberStatus
-from distributor.privacy import erase_person
-from distributor.tokens import Purpose, make_token
+from distributor.audience.privacy import erase_person
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import dispose_engines, get_engine, session_scope, upgrade
+from distributor.core.models import Base, Subscriber, SubscriberStatus
+from distributor.core.tokens import Purpose, make_token
 from distributor.web import create_app
 from tests.conftest import PG_ADMIN_URL
 from tests.helpers import add_subscribers

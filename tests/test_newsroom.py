@@ -16,13 +16,14 @@ import lxml.html
 import pytest
 from sqlalchemy import select
 
-from distributor import newsroom as newsroom_module
-from distributor.config import Settings, load_settings
-from distributor.db import session_scope
-from distributor.i18n import gettext_for
-from distributor.models import Release, Topic
-from distributor.newsroom import Listing, Newsroom, file_details
-from distributor.sanitize import markdown_to_html
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import session_scope
+from distributor.core.formats import file_details
+from distributor.core.i18n import gettext_for
+from distributor.core.models import Release, Topic
+from distributor.core.sanitize import markdown_to_html
+from distributor.site import newsroom as site_newsroom
+from distributor.site.newsroom import Listing, Newsroom
 from distributor.web.pages import Pages
 from tests.helpers import TEST_SECRET_KEY, add_topics, make_release
 
@@ -416,7 +417,7 @@ def test_a_release_from_the_database_renders(sqlite_settings: Settings) -> None:
 def test_every_label_of_the_pages_has_a_french_translation(bare_settings: Settings) -> None:
     fr = gettext_for("fr")
     sources = [*sorted((bare_settings.templates_dir / "pages").glob("*.html"))]
-    sources.append(Path(newsroom_module.__file__))
+    sources.append(Path(site_newsroom.__file__))
     labels = {"B", "kB", "MB", "GB"}
     for source in sources:
         labels |= set(re.findall(r'_\("([^"]+)"\)', source.read_text()))

@@ -29,7 +29,7 @@ ATOM = (
     + b"<entry><title>Agency signs cooperation agreement</title><content>" * 40
     + b"</feed>\n"
 )
-MEDIA = "media/" + "ab" * 32  # a stored image's directory (distributor.media)
+MEDIA = "media/" + "ab" * 32  # a stored image's directory (distributor.releases.media)
 PHOTO = b"\xff\xd8\xff\xe0 the bytes of a JPEG"
 FILES = {
     f"{MEDIA}/page.jpg": PHOTO,

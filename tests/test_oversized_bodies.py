@@ -19,12 +19,12 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from distributor.apitokens import create_token
-from distributor.audit import recent
-from distributor.config import Settings, load_settings
-from distributor.db import dispose_engines, session_scope, upgrade
-from distributor.media import media_root
-from distributor.models import Release, Subscriber
+from distributor.core.apitokens import create_token
+from distributor.core.audit import recent
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import dispose_engines, session_scope, upgrade
+from distributor.core.models import Release, Subscriber
+from distributor.releases.media import media_root
 from tests.browser import running_server
 from tests.helpers import TEST_SECRET_KEY, add_topics, free_port
 

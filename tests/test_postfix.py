@@ -24,14 +24,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.delivery import RECONCILED
-from distributor.models import Delivery, Subscriber
-from distributor.queue import TaskQueue
-from distributor.reconcile import PostfixLogReconciler
-from distributor.status import release_status
+from distributor import actions
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Delivery, Subscriber
+from distributor.core.queue import TaskQueue
+from distributor.mail.reconcile import PostfixLogReconciler
+from distributor.outbox import sending
+from distributor.outbox.ledger import RECONCILED
+from distributor.reporting.status import release_status
 from tests.helpers import add_subscribers, add_topics, lease_runs_out, make_release, published
 from tests.postfix import POSTFIX, Postfix, running_postfix
 from tests.postfix_samples import CUT, OUT, SENDER, TAKEN, message, send_traffic
@@ -118,7 +119,7 @@ def _killed_then_recovered(
     env = settings_env(s, DISTRIBUTOR_FAILPOINTS="after-accept@3")
     first_log = tmp_path / "first.log"
     with running_command(args, env, first_log, stop_timeout=1) as first:
-        dispatch.publish(s, queue, release.id)
+        actions.publish(s, queue, release.id)
         wait_until(lambda: "signal 9" in first_log.read_text(), 60, "the failpoint's kill")
         os.killpg(first.pid, signal.SIGKILL)  # nothing of it is needed any more
     relay.wait_delivered()
@@ -211,7 +212,7 @@ def test_the_compose_relay_config_relays_and_logs_what_the_workers_read(
     with running_postfix(("127.0.0.1", smtp_server.port), base=base) as postfix:
         s = sqlite_settings.model_copy(update={"smtp_url": postfix.url})
         release_id = published(s, 2)
-        assert dispatch.send_batch(s, release_id).outcomes["sent"] == 2
+        assert sending.send_batch(s, release_id).outcomes["sent"] == 2
         postfix.wait_delivered()
         message_ids = [
             _message_id_of(smtp_server, rcpt) for rcpt in ("p00@example.com", "p01@example.com")

@@ -12,12 +12,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.errors import Conflict, InputError, NotFound, ServiceError
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import Conflict, InputError, NotFound, ServiceError
+from distributor.core.models import Delivery, Release, ReleaseState
 from distributor.mail.dkim import load_signer
-from distributor.models import Delivery, Release, ReleaseState
-from distributor.preview import render_preview, send_test
+from distributor.mail.preview import render_preview, send_test
 from tests.dkim_keys import dns_for, write_key
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import run_cli
@@ -61,7 +61,8 @@ def _set_state(settings: Settings, release_id: int, state: ReleaseState) -> None
 
 
 def _french(settings: Settings) -> int:
-    from distributor.releases import create_release, parse_release
+    from distributor.releases.lifecycle import create_release
+    from distributor.releases.source import parse_release
 
     draft = parse_release(FRENCH_MD, "fr.md", settings)
     with session_scope(settings) as session:

@@ -13,15 +13,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.delivery import plan
-from distributor.errors import Conflict, NotFound
-from distributor.models import Base, Delivery, Subscriber, Suppression
-from distributor.privacy import erase_person, export_person, is_suppressed, suppression_hash
-from distributor.releases import mark_published
-from distributor.subscribers import add_subscriber, import_csv
+from distributor.audience.privacy import (
+    erase_person,
+    export_person,
+    is_suppressed,
+    suppression_hash,
+)
+from distributor.audience.subscribers import add_subscriber, import_csv
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import Conflict, NotFound
+from distributor.core.models import Base, Delivery, Subscriber, Suppression
+from distributor.outbox import sending
+from distributor.outbox.ledger import plan
+from distributor.releases.lifecycle import mark_published
 from tests.helpers import add_subscribers, add_topics, make_release
 from tests.processes import run_cli
 
@@ -44,7 +49,7 @@ def populate(settings: Settings) -> int:
     release = make_release(settings)
     with session_scope(settings) as session:
         plan(session, mark_published(session, release.id))
-    dispatch.send_batch(settings, release.id)  # into the Maildir outbox
+    sending.send_batch(settings, release.id)  # into the Maildir outbox
     return release.id
 
 

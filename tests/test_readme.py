@@ -41,11 +41,11 @@ import redis
 from PIL import Image
 from sqlalchemy import select
 
-from distributor import heartbeat
-from distributor.config import Settings, check_secret_key, load_settings
-from distributor.db import dispose_engines, session_scope
+from distributor.core import heartbeat
+from distributor.core.config import Settings, check_secret_key, load_settings
+from distributor.core.db import dispose_engines, session_scope
+from distributor.core.models import Delivery, Release, Subscriber
 from distributor.mail.verp import BounceAddresses
-from distributor.models import Delivery, Release, Subscriber
 from tests.bounce_mail import postfix_dsn
 from tests.helpers import free_port, make_release
 from tests.processes import running_shell, settings_env, wait_until

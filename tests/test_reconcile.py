@@ -1,4 +1,4 @@
-"""Reconcile before resending (distributor/reconcile.py): a worker killed between the relay's
+"""Reconcile before resending (distributor/mail/reconcile.py): a worker killed between the relay's
 acceptance of a message and the ledger's commit leaves a row in doubt; the next worker asks
 the relay's record and sends it again only if the relay does not have it."""
 
@@ -17,17 +17,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.delivery import RECONCILED
-from distributor.models import Delivery, DeliveryStatus, Subscriber, utcnow
-from distributor.reconcile import (
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Delivery, DeliveryStatus, Subscriber, utcnow
+from distributor.mail.reconcile import (
     MaildirReconciler,
     PostfixLogReconciler,
     already_accepted,
     maildir_tag,
 )
+from distributor.outbox import sending
+from distributor.outbox.ledger import RECONCILED
 from tests.corrections import sent_then_corrected
 from tests.helpers import lease_runs_out, published
 from tests.postfix_lines import MAILLOG, SAMPLES, lines, postfix_log, queue_id
@@ -37,8 +37,10 @@ from tests.smtp_server import SMTPServer
 
 # What a crashed worker does: sends a batch in a process that SIGKILLs itself right after the
 # server accepted the third message, before the ledger records it.
-CRASH = "from distributor import dispatch; from distributor.config import load_settings; " \
-        "dispatch.{task}(load_settings(), {release_id})"  # fmt: skip
+CRASH = (
+    "from distributor.outbox import sending; from distributor.core.config import load_settings; "
+    "sending.{task}(load_settings(), {release_id})"
+)
 
 
 def crash_after_third_accept(s: Settings, release_id: int, task: str = "send_batch") -> None:
@@ -75,7 +77,7 @@ def test_maildir_a_message_stored_before_the_crash_is_not_stored_again(
     assert Counter(v[0] for v in ledger(s).values())["sent"] == 2
 
     lease_runs_out(s)
-    report = dispatch.send_batch(s, release_id)
+    report = sending.send_batch(s, release_id)
 
     copies = outbox_recipients(s)
     assert len(copies) == 8 and set(copies.values()) == {1}, copies  # nobody got two
@@ -225,7 +227,7 @@ def test_smtp_with_and_without_the_relay_log(
     crash_after_third_accept(s, release_id)
     postfix_log(log, [_message_id(m.data) for m in smtp_server.handler.messages])
     lease_runs_out(s)
-    report = dispatch.send_batch(s, release_id)
+    report = sending.send_batch(s, release_id)
     copies = Counter(m.rcpt for m in smtp_server.handler.messages)
     assert len(copies) == 6
     # The dead worker held four rows with no outcome: the one it had sent, three it had not.
@@ -254,7 +256,7 @@ def test_an_unreadable_record_sends_again_and_says_why(
     release_id = published(s, 4)
     crash_after_third_accept(s, release_id)
     lease_runs_out(s)
-    report = dispatch.send_batch(s, release_id)
+    report = sending.send_batch(s, release_id)
     assert report.outcomes["sent"] == 2 and report.reconciled == 0
     assert "cannot reconcile 2 message(s) in doubt" in caplog.text
     assert "missing.log" in caplog.text
@@ -267,7 +269,7 @@ def test_maildir_a_correction_notice_stored_before_the_crash_is_not_stored_again
     release = sent_then_corrected(s)
     crash_after_third_accept(s, release.id, "send_correction_notices")
     lease_runs_out(s)
-    report = dispatch.send_correction_notices(s, release.id)
+    report = sending.send_correction_notices(s, release.id)
     assert report.reconciled == 1 and report.outcomes["sent"] == 3
     notices = [
         message_from_bytes(f.read_bytes())
@@ -299,7 +301,7 @@ def test_a_connection_cut_after_the_data_leaves_the_row_in_doubt(
         return True
 
     smtp_server.handler.cut_after_data = once
-    first = dispatch.send_batch(s, release_id)
+    first = sending.send_batch(s, release_id)
     # p02's data went out, p03's envelope was in flight behind it (pipelining): both
     # deferred, only p02 in doubt.
     assert first.outcomes == {"sent": 3, "deferred": 2, "failed": 0}
@@ -307,7 +309,7 @@ def test_a_connection_cut_after_the_data_leaves_the_row_in_doubt(
     with session_scope(s) as session:  # their backoff runs out
         session.execute(update(Delivery).values(next_attempt_at=utcnow()))
     lease_runs_out(s)
-    second = dispatch.send_batch(s, release_id)
+    second = sending.send_batch(s, release_id)
     copies = Counter(m.rcpt for m in smtp_server.handler.messages)
     assert second.claimed == 2 and second.reconciled == (1 if with_log else 0)
     assert copies["p02@example.com"] == (1 if with_log else 2)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from distributor.reconcile import (
+from distributor.mail.reconcile import (
     AnyLogReconciler,
     MaildirReconciler,
     PostfixLogReconciler,
@@ -54,12 +54,12 @@ def test_several_logs_warn_only_when_one_cannot_be_read(
     first.write_text(accepted_lines("4Fh2x0abcz1", "<a@example.org>"))
     second.write_text(accepted_lines("7Gq3y1bcda2", "<b@example.org>"))
     both = AnyLogReconciler([PostfixLogReconciler(first), PostfixLogReconciler(second)])
-    with caplog.at_level(logging.WARNING, logger="distributor.reconcile"):
+    with caplog.at_level(logging.WARNING, logger="distributor.mail.reconcile"):
         assert both.accepted(["<a@example.org>", "<c@example.org>"]) == {"<a@example.org>"}
     assert caplog.records == []
     one = AnyLogReconciler([PostfixLogReconciler(tmp_path / "gone.log"),
                             PostfixLogReconciler(second)])  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="distributor.reconcile"):
+    with caplog.at_level(logging.WARNING, logger="distributor.mail.reconcile"):
         assert one.accepted(["<b@example.org>", "<c@example.org>"]) == {"<b@example.org>"}
     assert "cannot read 1 of the relays' logs" in caplog.text
 

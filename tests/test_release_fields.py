@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 import yaml
 
-from distributor.config import Settings, load_settings
-from distributor.errors import InputError, ReleaseInputError, SubscriberInputError
-from distributor.feeds import build_feed
+from distributor.audience.subscribers import check_name
+from distributor.core.config import Settings, load_settings
+from distributor.core.errors import InputError, ReleaseInputError, SubscriberInputError
+from distributor.core.models import Release, Topic
 from distributor.mail import headers
 from distributor.mail.compose import render_release
-from distributor.models import Release, Topic
-from distributor.newsroom import Newsroom
-from distributor.releases import SLUG_MAX, parse_release, slugify
-from distributor.subscribers import check_name
-from distributor.topics import check_names, parse_names
+from distributor.releases.source import SLUG_MAX, parse_release, slugify
+from distributor.releases.topics import check_names, parse_names
+from distributor.site.feeds import build_feed
+from distributor.site.newsroom import Newsroom
 from tests.helpers import TEST_SECRET_KEY
 from tests.mail_samples import french_release, parse_email, parts, recipient
 

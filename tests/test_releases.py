@@ -7,12 +7,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from distributor.apitokens import create_token
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.errors import Conflict, ReleaseInputError
-from distributor.models import Release, ReleaseState
-from distributor.releases import create_release, mark_published, parse_release
+from distributor.core.apitokens import create_token
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import Conflict, ReleaseInputError
+from distributor.core.models import Release, ReleaseState
+from distributor.releases.lifecycle import create_release, mark_published
+from distributor.releases.source import parse_release
 from distributor.web import create_app
 from tests.helpers import add_topics, make_release, release_text
 from tests.processes import NO_BROKER
@@ -111,7 +112,7 @@ def test_duplicate_slug_is_a_conflict(settings: Settings) -> None:
 def test_publish_with_future_time_schedules(settings: Settings) -> None:
     from datetime import timedelta
 
-    from distributor.models import utcnow
+    from distributor.core.models import utcnow
 
     add_topics(settings, "climate")
     release = make_release(settings)

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from distributor.config import Settings
-from distributor.db import get_engine, is_sqlite, session_scope
-from distributor.errors import NotFound
-from distributor.models import Delivery, Subscriber
-from distributor.privacy import erase_person
-from distributor.report import CSV_COLUMNS, csv_cell, delivery_lines, iso_utc, write_csv
+from distributor.audience.privacy import erase_person
+from distributor.core.config import Settings
+from distributor.core.db import get_engine, is_sqlite, session_scope
+from distributor.core.errors import NotFound
+from distributor.core.models import Delivery, Subscriber
+from distributor.reporting.report import CSV_COLUMNS, csv_cell, delivery_lines, iso_utc, write_csv
 from tests.ledger_samples import HOSTILE_EMAIL, HOSTILE_ERROR, build_ledger
 from tests.processes import NO_BROKER, settings_env
 

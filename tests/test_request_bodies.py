@@ -23,9 +23,9 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from distributor.apitokens import create_token
-from distributor.config import Settings, load_settings
-from distributor.db import dispose_engines, session_scope, upgrade
+from distributor.core.apitokens import create_token
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import dispose_engines, session_scope, upgrade
 from distributor.web import create_app
 from distributor.web.bodies import FORM_LIMIT, JSON_LIMIT, NO_BODY_LIMIT, body_of, routes_of
 from tests.helpers import add_topics, free_port

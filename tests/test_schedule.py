@@ -9,14 +9,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from distributor import dispatch
-from distributor.config import SWEEP_SECONDS, Settings, load_settings
-from distributor.db import session_scope
-from distributor.errors import Conflict, ReleaseInputError
-from distributor.models import Delivery, Release, ReleaseState
-from distributor.queue import TaskQueue, celery_config
-from distributor.releases import create_release, mark_published, parse_release, unschedule
-from distributor.site import build_site
+from distributor import actions
+from distributor.core.config import SWEEP_SECONDS, Settings, load_settings
+from distributor.core.db import session_scope
+from distributor.core.errors import Conflict, ReleaseInputError
+from distributor.core.models import Delivery, Release, ReleaseState
+from distributor.core.queue import TaskQueue, celery_config
+from distributor.outbox import sending, sweep
+from distributor.releases.lifecycle import create_release, mark_published, unschedule
+from distributor.releases.source import parse_release
+from distributor.site.builder import build_site
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
 from tests.processes import NO_BROKER, run_cli
 from tests.redis_db import empty
@@ -52,12 +54,12 @@ def test_an_embargoed_release_stays_invisible_until_its_time(
     release_id = embargoed_release(live)
     queue = TaskQueue(live)
     try:
-        dispatch.publish(live, queue, release_id)  # asked now: held for the embargo
+        actions.publish(live, queue, release_id)  # asked now: held for the embargo
         assert state(live, release_id) == ReleaseState.SCHEDULED
 
-        before = dispatch.sweep(live, queue, now=EMBARGO - timedelta(seconds=1))
+        before = sweep.sweep(live, queue, now=EMBARGO - timedelta(seconds=1))
         assert before.published == [] and state(live, release_id) == ReleaseState.SCHEDULED
-        assert dispatch.distribute_release(live, queue, release_id) == 0  # nothing to plan
+        assert sending.distribute_release(live, queue, release_id) == 0  # nothing to plan
         build_site(live)
         page = live.public_dir / "releases/agency-signs-agreement.html"
         assert not page.exists()
@@ -66,7 +68,7 @@ def test_an_embargoed_release_stays_invisible_until_its_time(
         )
         assert deliveries(live) == 0
 
-        after = dispatch.sweep(live, queue, now=EMBARGO)
+        after = sweep.sweep(live, queue, now=EMBARGO)
         assert after.published == [release_id]
         assert state(live, release_id) == ReleaseState.PUBLISHED
         # The sweep plans it itself (nobody else will) and wakes the workers to send it.
@@ -103,7 +105,7 @@ def test_rescheduling_and_cancelling(sqlite_settings: Settings) -> None:
             unschedule(session, release_id, now=clock)
     queue = TaskQueue(s.model_copy(update={"broker_url": NO_BROKER}))
     try:  # a cancelled release is not published when its time comes
-        assert dispatch.sweep(s, queue, now=EMBARGO + timedelta(days=1)).published == []
+        assert sweep.sweep(s, queue, now=EMBARGO + timedelta(days=1)).published == []
     finally:
         queue.close()
     assert state(s, release_id) == ReleaseState.DRAFT

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from distributor.config import (
+from distributor.core.config import (
     PLACEHOLDER_KEYS,
     Settings,
     check_secret_key,
     load_settings,
     weak_key_reason,
 )
-from distributor.errors import ConfigError
+from distributor.core.errors import ConfigError
 from tests.helpers import TEST_SECRET_KEY, free_port
 from tests.processes import run_cli, running_command, running_serve, settings_env, wait_until
 from tests.redis_db import empty

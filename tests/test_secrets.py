@@ -20,16 +20,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from distributor.apitokens import authenticate, create_token
-from distributor.config import Settings, load_settings
-from distributor.db import session_scope, upgrade
-from distributor.errors import ConfigError, Unauthorized
-from distributor.logs import MASK, RedactingFormatter, redact, secrets_from_environment
+from distributor.audience.subscription import Consent, record_request
+from distributor.core.apitokens import authenticate, create_token
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import session_scope, upgrade
+from distributor.core.errors import ConfigError, Unauthorized
+from distributor.core.logs import MASK, RedactingFormatter, redact, secrets_from_environment
+from distributor.core.models import Subscriber
+from distributor.core.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.mail.dkim import load_signer
-from distributor.mail.transport import open_transport
-from distributor.models import Subscriber
-from distributor.subscription import Consent, record_request
-from distributor.urls import confirm_url, preferences_url, unsubscribe_url
+from distributor.mail.relays import open_transport
 from distributor.web import create_app
 from tests.conftest import truncate_pg
 from tests.helpers import TEST_SECRET_KEY, add_subscribers, add_topics, free_port, release_text
@@ -310,7 +310,7 @@ CELERY_LOGS = """
 import logging
 from worker.app import app
 app.log.setup(loglevel="INFO", colorize=False)  # what `distributor worker` does at start
-logging.getLogger("distributor.dispatch").warning("sent to %s with %s", {link!r}, {token!r})
+logging.getLogger("distributor.outbox.sending").warning("sent to %s with %s", {link!r}, {token!r})
 """
 
 

@@ -16,11 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import Subscriber
-from distributor.subscription import Consent, record_request
-from distributor.urls import confirm_url, preferences_url, unsubscribe_url
+from distributor.audience.subscription import Consent, record_request
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Subscriber
+from distributor.core.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
 from distributor.web.headers import DOCS_CSP, page_csp
 from tests.browser import chromium, running_server

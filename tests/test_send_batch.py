@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.delivery import counts, still_leased
-from distributor.models import Subscriber
-from distributor.releases import mark_published
-from distributor.subscribers import unsubscribe
+from distributor.audience.subscribers import unsubscribe
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Subscriber
+from distributor.outbox import sending
+from distributor.outbox.ledger import counts, still_leased
+from distributor.releases.lifecycle import mark_published
 from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release
 from tests.smtp_server import SMTPServer
 
@@ -30,14 +30,14 @@ def test_planning_in_ranges_wakes_enough_batches_and_is_idempotent(settings: Set
     with session_scope(s) as session:
         mark_published(session, release.id)
     queue = CountingQueue()
-    import distributor.delivery as delivery
+    import distributor.outbox.ledger as delivery
 
     original, delivery.PLAN_CHUNK = delivery.PLAN_CHUNK, 9  # several ranges of ids
     try:
         with session_scope(s) as session:
             assert len(delivery.subscriber_id_ranges(session)) == 6
-        assert dispatch.distribute_release(s, queue, release.id) == 8  # type: ignore[arg-type]
-        again = dispatch.distribute_release(s, queue, release.id)  # type: ignore[arg-type]
+        assert sending.distribute_release(s, queue, release.id) == 8  # type: ignore[arg-type]
+        again = sending.distribute_release(s, queue, release.id)  # type: ignore[arg-type]
     finally:
         delivery.PLAN_CHUNK = original
     with session_scope(s) as session:
@@ -58,7 +58,7 @@ def forty_planned(settings: Settings) -> int:
     release = make_release(settings)
     with session_scope(settings) as session:
         mark_published(session, release.id)
-    dispatch.distribute_release(settings, CountingQueue(), release.id)  # type: ignore[arg-type]
+    sending.distribute_release(settings, CountingQueue(), release.id)  # type: ignore[arg-type]
     return release.id
 
 
@@ -115,7 +115,7 @@ def test_an_unsubscribe_mid_batch_stops_the_rest_of_the_batch(
         return None
 
     smtp_server.handler.rcpt_reply = reply
-    report = dispatch.send_batch(s, release_id)
+    report = sending.send_batch(s, release_id)
     late = started_late(answered, leaving, *committed)
     assert late == [], f"started over {PROMISED_BOUND} s after the unsubscribe (s): {late}"
     received = smtp_server.handler.by_rcpt()
@@ -159,9 +159,9 @@ def test_a_slow_lease_check_does_not_stretch_the_50_ms(
         answered.append((address, time.monotonic()))
         return None
 
-    monkeypatch.setattr(dispatch, "still_leased", slow_check)
+    monkeypatch.setattr(sending, "still_leased", slow_check)
     smtp_server.handler.rcpt_reply = reply
-    report = dispatch.send_batch(s, release_id)
+    report = sending.send_batch(s, release_id)
     assert committed, "the batch never checked its leases"
     late = started_late(answered, leaving, *committed)
     assert late == [], f"started over {PROMISED_BOUND} s after the unsubscribe (s): {late}"

@@ -17,11 +17,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from sqlalchemy import select
 
-from distributor import dispatch, notices
-from distributor.config import Settings, load_settings
-from distributor.db import dispose_engines, get_engine, session_scope
-from distributor.delivery import OutcomeWriter, claim, counts
-from distributor.models import CorrectionNotice, Delivery, Subscriber, utcnow
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import dispose_engines, get_engine, session_scope
+from distributor.core.models import CorrectionNotice, Delivery, Subscriber, utcnow
+from distributor.outbox import notices, sending
+from distributor.outbox.ledger import OutcomeWriter, claim, counts
 from tests.conftest import truncate_pg
 from tests.corrections import sent_then_corrected
 from tests.helpers import TEST_SECRET_KEY, published
@@ -49,7 +49,7 @@ def test_a_batch_slower_than_its_lease_is_not_taken_over(
 
     thread = threading.Thread(target=competitor)
     thread.start()
-    report = dispatch.send_batch(s, release_id)
+    report = sending.send_batch(s, release_id)
     thread.join()
     assert taken == [0]
     assert report.outcomes["sent"] == 10 and report.lost_leases == 0
@@ -85,9 +85,9 @@ def test_the_database_dropping_out_mid_batch_loses_no_outcome(
 
     smtp_server.handler.rcpt_reply = outage  # type: ignore[assignment]
     try:
-        first = dispatch.send_batch(through, release_id)
+        first = sending.send_batch(through, release_id)
         time.sleep(0.5)
-        while dispatch.send_batch(through, release_id).claimed:  # what it left, if anything
+        while sending.send_batch(through, release_id).claimed:  # what it left, if anything
             pass
     finally:
         proxy.stop()
@@ -139,7 +139,7 @@ def test_an_outcome_written_after_an_outage_keeps_the_time_of_the_answer(
 def test_an_unsubscribe_while_the_message_is_on_the_wire_is_recorded_as_sent(
     settings: Settings, smtp_server: SMTPServer
 ) -> None:
-    from distributor.subscribers import unsubscribe
+    from distributor.audience.subscribers import unsubscribe
 
     s = settings.model_copy(update={"smtp_url": smtp_server.url})
     release_id = published(s, 3)
@@ -151,7 +151,7 @@ def test_an_unsubscribe_while_the_message_is_on_the_wire_is_recorded_as_sent(
                 unsubscribe(session, sub.id)
 
     smtp_server.handler.rcpt_reply = leaves  # type: ignore[assignment]
-    dispatch.send_batch(s, release_id)
+    sending.send_batch(s, release_id)
     assert sorted(smtp_server.handler.by_rcpt()) == [f"p0{i}@example.com" for i in range(3)]
     with session_scope(s) as session:
         query = select(Subscriber.email, Delivery.status).join(

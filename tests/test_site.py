@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from distributor import urls
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import Release, ReleaseState
-from distributor.site import build_site
+from distributor.core import urls
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Release, ReleaseState
+from distributor.site.builder import build_site
 from tests.feed_samples import BASE, add_feed_topics, add_release
 from tests.processes import run_cli
 

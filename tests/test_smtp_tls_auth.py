@@ -21,15 +21,16 @@ import redis
 import trustme
 from sqlalchemy import select
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
+from distributor import actions
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Delivery, Subscriber, SubscriberStatus
+from distributor.core.queue import TaskQueue
 from distributor.mail import transport
 from distributor.mail.failover import PROCESS_HEALTH
-from distributor.models import Delivery, Subscriber, SubscriberStatus
-from distributor.queue import TaskQueue
-from distributor.relay_health import KEY, relay_health
-from distributor.status import release_status
+from distributor.outbox import sending
+from distributor.outbox.relay_health import KEY, relay_health
+from distributor.reporting.status import release_status
 from tests.helpers import add_subscribers, add_topics, make_release, published
 from tests.processes import running_worker, wait_until
 from tests.smtp_server import AuthAttempt, Login, SMTPServer
@@ -95,11 +96,11 @@ def smtps_server(tls: ssl.SSLContext) -> Iterator[SMTPServer]:
     yield from _serving(SMTPServer(implicit_tls=tls))
 
 
-def _sent(settings: Settings, smtp_url: str) -> tuple[int, dispatch.BatchReport]:
+def _sent(settings: Settings, smtp_url: str) -> tuple[int, sending.BatchReport]:
     """Publish a release to PEOPLE and send its one batch through ``smtp_url``."""
     s = settings.model_copy(update={"smtp_url": smtp_url})
     release_id = published(s, PEOPLE)
-    return release_id, dispatch.send_batch(s, release_id)
+    return release_id, sending.send_batch(s, release_id)
 
 
 def _rows(settings: Settings, release_id: int) -> list[Delivery]:
@@ -207,7 +208,7 @@ def test_a_wrong_password_defers_the_rows_as_a_relay_error(
     )
 
     def all_sent() -> bool:
-        dispatch.send_batch(fixed, release_id)  # what the sweep does once the retry is due
+        sending.send_batch(fixed, release_id)  # what the sweep does once the retry is due
         return {r.status for r in _rows(fixed, release_id)} == {"sent"}
 
     wait_until(all_sent, 30, "the deferred rows to be sent with the right password")
@@ -259,7 +260,7 @@ def test_a_relay_refusing_the_configuration_is_skipped_for_the_next(
             update={"broker_url": redis_url, "smtp_url": f"{first},{smtp_server.url}"}
         )
         release_id = published(s, PEOPLE)
-        report = dispatch.send_batch(s, release_id)
+        report = sending.send_batch(s, release_id)
     finally:
         stranger.stop()
         PROCESS_HEALTH.clear()
@@ -330,7 +331,7 @@ def test_the_worker_sends_over_starttls_with_auth_trusting_ssl_cert_file(
     add_subscribers(live, [(e, "P", "en", "climate") for e in PEOPLE])
     release = make_release(live)
     with running_worker(live, tmp_path / "logs", SSL_CERT_FILE=str(ca_file)):
-        dispatch.publish(live, TaskQueue(live), release.id)
+        actions.publish(live, TaskQueue(live), release.id)
 
         def finished() -> bool:
             with session_scope(live) as session:

@@ -19,16 +19,19 @@ from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from distributor import dispatch, preview
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.errors import SubscriberInputError
+from distributor import actions
+from distributor.audience.addresses import normalise_email
+from distributor.audience.subscribers import import_csv
+from distributor.audience.subscription import Consent, record_request
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import SubscriberInputError
+from distributor.core.models import Delivery, Subscriber, SubscriptionRequest
+from distributor.mail import preview
 from distributor.mail.compose import render_release
 from distributor.mail.dkim import load_signer
-from distributor.models import Delivery, Subscriber, SubscriptionRequest
-from distributor.releases import parse_release
-from distributor.subscribers import import_csv, normalise_email
-from distributor.subscription import Consent, record_request
+from distributor.outbox import sending
+from distributor.releases.source import parse_release
 from distributor.web import create_app
 from tests.bounce_mail import envelope_and_headers, postfix_dsn, run_ingest
 from tests.corrections import add_readers, corrected_text, send_release
@@ -168,7 +171,7 @@ def test_a_release_goes_with_smtputf8_or_is_deferred_with_the_reason(
 ) -> None:
     s = sqlite_settings.model_copy(update={"smtp_url": relay.url})
     release_id = published(s, PEOPLE)
-    report = dispatch.send_batch(s, release_id)
+    report = sending.send_batch(s, release_id)
     received = relay.handler.by_rcpt()
     offers = relay_offers(relay)
     # The ASCII ones as ever: no SMTPUTF8, the IDN domain as its A-label.
@@ -207,7 +210,7 @@ def test_without_pipelining_too(
     smtp_server.handler.pipelining = pipelining
     s = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url})
     release_id = published(s, [JOSE, "plain@example.com", CHINESE])
-    assert dispatch.send_batch(s, release_id).outcomes["sent"] == 3
+    assert sending.send_batch(s, release_id).outcomes["sent"] == 3
     received = smtp_server.handler.by_rcpt()
     assert "SMTPUTF8" in received[JOSE][0].mail_options
     assert received["plain@example.com"][0].mail_options == []
@@ -216,7 +219,7 @@ def test_without_pipelining_too(
 
 def test_the_maildir_outbox_writes_them_as_they_are(sqlite_settings: Settings) -> None:
     release_id = published(sqlite_settings, [JOSE])
-    assert dispatch.send_batch(sqlite_settings, release_id).outcomes["sent"] == 1
+    assert sending.send_batch(sqlite_settings, release_id).outcomes["sent"] == 1
     (stored,) = (sqlite_settings.outbox_dir / "new").iterdir()
     data = stored.read_bytes()
     assert b"To: P <jos\xc3\xa9@example.org>\r\n" in data
@@ -230,7 +233,7 @@ def test_an_ascii_message_is_unchanged_by_a_utf8_address_beside_it(
     sqlite_settings: Settings,
 ) -> None:
     """The composer writes UTF-8 only into the To field of an internationalised address."""
-    from distributor.preview import placeholder
+    from distributor.mail.preview import placeholder
 
     add_topics(sqlite_settings, "climate")
     rendered = render_release(make_release(sqlite_settings), sqlite_settings)
@@ -267,7 +270,7 @@ def test_the_confirmation_email_takes_the_same_path(
             session, s, email=JOSE, name="José", language="en", topics=["climate"],
             consent=Consent("192.0.2.7", "test"),
         )  # fmt: skip
-    outcome = dispatch.send_confirmation(s, request.id)
+    outcome = sending.send_confirmation(s, request.id)
     if relay_offers(relay):
         assert outcome == "sent"
         (copy,) = relay.handler.messages
@@ -288,8 +291,8 @@ def test_correction_notices_take_the_same_path(
     release = make_release(s)
     send_release(s, release.id)
     fix = parse_release(corrected_text(), "fix.md", s)
-    dispatch.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
-    report = dispatch.send_correction_notices(s, release.id)
+    actions.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
+    report = sending.send_correction_notices(s, release.id)
     assert report.outcomes["failed"] == 0 and report.outcomes["deferred"] == 0
     copies = smtp_server.handler.by_rcpt()[JOSE]
     assert len(copies) == 2  # the release, then its correction notice
@@ -317,7 +320,7 @@ def test_an_idn_sender_domain_keeps_the_envelope_ascii(
         update={"smtp_url": smtp_server.url, "sender": "Presse <presse@bücher.example>"}
     )
     release_id = published(s, ["plain@example.com"])
-    assert dispatch.send_batch(s, release_id).outcomes["sent"] == 1
+    assert sending.send_batch(s, release_id).outcomes["sent"] == 1
     (copy,) = smtp_server.handler.messages
     assert copy.mail_from.startswith("bounces+d") and copy.mail_from.endswith(
         "@xn--bcher-kva.example"
@@ -341,7 +344,7 @@ def test_a_bounce_for_an_internationalised_address_is_recorded(
     ingest with UnicodeDecodeError."""
     s = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url})
     release_id = published(s, [JOSE, "plain@example.com"])
-    dispatch.send_batch(s, release_id)
+    sending.send_batch(s, release_id)
     mail_from, headers = envelope_and_headers(smtp_server, JOSE, release_id)
     dsn = postfix_dsn(mail_from, JOSE, "5.1.1", headers=headers)
     dsn = dsn.replace(b"message/delivery-status", f"message/{content_type}".encode())

@@ -20,10 +20,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from distributor.config import Settings, load_settings
-from distributor.db import dispose_engines, session_scope, upgrade
-from distributor.dispatch import regenerate_site
-from distributor.releases import mark_published
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import dispose_engines, session_scope, upgrade
+from distributor.releases.lifecycle import mark_published
+from distributor.site.builder import regenerate_site
 from distributor.web import create_app, static
 from distributor.web.changes import Watcher
 from distributor.web.static import PollLimit, choose_coding

@@ -18,21 +18,21 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select, update
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import get_engine, session_scope
-from distributor.models import (
+from distributor.audience.privacy import erase_person
+from distributor.audience.subscribers import unsubscribe
+from distributor.core.config import Settings
+from distributor.core.db import get_engine, session_scope
+from distributor.core.models import (
     ConfirmationLimit,
     Subscriber,
     SubscriberStatus,
     SubscriptionRequest,
     utcnow,
 )
-from distributor.privacy import erase_person
-from distributor.queue import QUEUE
-from distributor.subscribers import unsubscribe
-from distributor.tokens import Purpose, make_token
-from distributor.urls import preferences_url
+from distributor.core.queue import QUEUE
+from distributor.core.tokens import Purpose, make_token
+from distributor.core.urls import preferences_url
+from distributor.outbox import sending, sweep
 from distributor.web import create_app
 from tests.helpers import (
     add_subscribers,
@@ -65,7 +65,7 @@ def run_confirmations(settings: Settings, workers: int = 1) -> list[str]:
     assert settings.broker_url
     redis.Redis.from_url(settings.broker_url).delete(QUEUE)
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda i: dispatch.send_confirmation(settings, i), ids))
+        return list(pool.map(lambda i: sending.send_confirmation(settings, i), ids))
 
 
 def confirm_path(settings: Settings, msg: EmailMessage) -> str:
@@ -223,7 +223,7 @@ def test_the_confirmation_email_confirms_only_on_post(
     subscribe(client, language="fr", topics=["climate", "science"])
     [request_id] = queued_confirmations(settings)
     live = settings.model_copy(update={"smtp_url": smtp_server.url, "confirm_max_age_days": 3})
-    assert dispatch.send_confirmation(live, request_id) == "sent"
+    assert sending.send_confirmation(live, request_id) == "sent"
     [received] = smtp_server.handler.messages
     email = message_from_bytes(received.data, policy=policy.default)
     assert isinstance(email, EmailMessage)
@@ -292,9 +292,9 @@ def test_an_expired_link_whose_request_was_purged_offers_the_form(web) -> None: 
         session.execute(
             update(SubscriptionRequest).values(confirmation_sent_at=utcnow() - timedelta(days=8))
         )
-    queue = dispatch.TaskQueue(settings)
+    queue = sending.TaskQueue(settings)
     try:
-        dispatch.sweep(settings, queue)
+        sweep.sweep(settings, queue)
     finally:
         queue.close()
     assert requests_of(settings) == []

@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from distributor.config import Settings
-from distributor.db import session_scope, upgrade
-from distributor.errors import ImportRejected, SubscriberInputError
-from distributor.models import Subscriber, SubscriberStatus
-from distributor.subscribers import (
+from distributor.audience.subscribers import (
     add_subscriber,
     export_csv,
     import_csv,
     mailbox_key,
     unsubscribe,
 )
+from distributor.core.config import Settings
+from distributor.core.db import session_scope, upgrade
+from distributor.core.errors import ImportRejected, SubscriberInputError
+from distributor.core.models import Subscriber, SubscriberStatus
 from tests.helpers import add_topics
 
 GOOD = (

@@ -10,11 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import ConfirmationLimit, utcnow
-from distributor.subscription import (
+from distributor.audience.subscription import (
     FORM_VERSION,
     Consent,
     confirm_request,
@@ -25,6 +21,10 @@ from distributor.subscription import (
     take_confirmation,
     undecided_requests,
 )
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import ConfirmationLimit, utcnow
+from distributor.outbox import sending, sweep
 from tests.helpers import CountingQueue, add_subscribers, add_topics
 from tests.subscription_requests import CONSENT, new_request, request_ids
 
@@ -46,12 +46,12 @@ def test_the_sweep_keeps_todays_once_a_day_limit(settings: Settings) -> None:
     """After the sweep, a second request for a mailbox sent a confirmation an hour ago still
     gets no second email (only the limits older than a day go)."""
     add_topics(settings, "climate")
-    assert dispatch.send_confirmation(settings, new_request(settings, "ann@example.com")) == "sent"
+    assert sending.send_confirmation(settings, new_request(settings, "ann@example.com")) == "sent"
     with session_scope(settings) as session:
         purge_requests(session, settings, now=utcnow() + timedelta(hours=1))
         assert len(session.scalars(select(ConfirmationLimit)).all()) == 1
     again = new_request(settings, "ann@example.com")
-    assert dispatch.send_confirmation(settings, again) == "skipped"
+    assert sending.send_confirmation(settings, again) == "skipped"
 
 
 def test_a_lost_wake_up_is_retried_for_a_day_not_for_ever(settings: Settings) -> None:
@@ -61,7 +61,7 @@ def test_a_lost_wake_up_is_retried_for_a_day_not_for_ever(settings: Settings) ->
     stale = new_request(settings, "old@example.com", timedelta(days=2))
     lost = new_request(settings, "new@example.com", timedelta(minutes=5))
     queue = CountingQueue()
-    dispatch.sweep(settings, queue)  # type: ignore[arg-type]
+    sweep.sweep(settings, queue)  # type: ignore[arg-type]
     assert ("send_confirmation", (lost,)) in queue.sent
     assert ("send_confirmation", (stale,)) not in queue.sent
 
@@ -72,7 +72,7 @@ def test_reopening_one_request_leaves_the_others_decided(settings: Settings) -> 
     add_topics(settings, "climate")
     ann, bob = new_request(settings, "ann@example.com"), new_request(settings, "bob@example.com")
     for request_id in (ann, bob):
-        assert dispatch.send_confirmation(settings, request_id) == "sent"
+        assert sending.send_confirmation(settings, request_id) == "sent"
     with session_scope(settings) as session:
         assert reopen_request(session, ann)
     with session_scope(settings) as session:
@@ -124,4 +124,4 @@ def test_someone_else_being_subscribed_does_not_hold_back_a_confirmation(
     confirmation email while another address is confirmed."""
     add_topics(settings, "climate")
     add_subscribers(settings, [("cat@example.com", "Cat", "en", "climate")])
-    assert dispatch.send_confirmation(settings, new_request(settings, "new@example.com")) == "sent"
+    assert sending.send_confirmation(settings, new_request(settings, "new@example.com")) == "sent"

@@ -11,24 +11,24 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.errors import NotFound
-from distributor.models import (
+from distributor.audience.privacy import erase_person, export_person, is_suppressed
+from distributor.audience.subscription import (
+    Consent,
+    confirm_request,
+    record_request,
+    request_subscription,
+)
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import NotFound
+from distributor.core.models import (
     ConfirmationLimit,
     Subscriber,
     SubscriberStatus,
     SubscriptionRequest,
     utcnow,
 )
-from distributor.privacy import erase_person, export_person, is_suppressed
-from distributor.subscription import (
-    Consent,
-    confirm_request,
-    record_request,
-    request_subscription,
-)
+from distributor.outbox import sending, sweep
 from tests.helpers import CountingQueue, add_subscribers, add_topics
 
 CONSENT = Consent("192.0.2.7", "Mozilla/5.0 (test)")
@@ -51,7 +51,7 @@ def test_parallel_workers_send_one_email_per_mailbox(settings: Settings) -> None
     variants = ["bomb@example.org", "b.omb@example.org", "bomb+1@example.org", "BOMB@example.org"]
     ids = [ask(settings, variants[i % len(variants)]) for i in range(40)]
     with ThreadPoolExecutor(8) as pool:
-        outcomes = list(pool.map(lambda i: dispatch.send_confirmation(settings, i), ids))
+        outcomes = list(pool.map(lambda i: sending.send_confirmation(settings, i), ids))
     assert outcomes.count("sent") == 1 and len(sent(settings)) == 1
     with session_scope(settings) as session:  # only the request that was sent is kept
         assert len(session.scalars(select(SubscriptionRequest)).all()) == 1
@@ -65,7 +65,7 @@ def test_no_email_to_a_confirmed_or_bounced_subscriber(settings: Settings) -> No
         session.execute(update(Subscriber).where(Subscriber.email == "bad@example.com")
                         .values(status=SubscriberStatus.BOUNCED))  # fmt: skip
     for email in ("cat@example.com", "bad@example.com"):
-        assert dispatch.send_confirmation(settings, ask(settings, email)) == "skipped"
+        assert sending.send_confirmation(settings, ask(settings, email)) == "skipped"
     assert sent(settings) == []
 
 
@@ -76,28 +76,28 @@ def test_a_lost_wake_up_is_sent_again_by_the_sweep(settings: Settings) -> None:
                                    language="en", topics=["climate"], consent=CONSENT)  # fmt: skip
     assert queue.sent == [("send_confirmation", (request.id,))]
     queue.sent.clear()  # as if Redis had lost it
-    dispatch.sweep(settings, queue, now=utcnow())  # type: ignore[arg-type]
+    sweep.sweep(settings, queue, now=utcnow())  # type: ignore[arg-type]
     assert ("send_confirmation", (request.id,)) not in queue.sent  # too early to tell
-    dispatch.sweep(settings, queue, now=utcnow() + timedelta(minutes=2))  # type: ignore[arg-type]
+    sweep.sweep(settings, queue, now=utcnow() + timedelta(minutes=2))  # type: ignore[arg-type]
     assert ("send_confirmation", (request.id,)) in queue.sent
-    assert dispatch.send_confirmation(settings, request.id) == "sent"
+    assert sending.send_confirmation(settings, request.id) == "sent"
     queue.sent.clear()
-    dispatch.sweep(settings, queue, now=utcnow() + timedelta(minutes=4))  # type: ignore[arg-type]
+    sweep.sweep(settings, queue, now=utcnow() + timedelta(minutes=4))  # type: ignore[arg-type]
     assert ("send_confirmation", (request.id,)) not in queue.sent  # decided: not again
-    assert dispatch.send_confirmation(settings, request.id) == "skipped"  # a duplicate task
+    assert sending.send_confirmation(settings, request.id) == "skipped"  # a duplicate task
 
 
 def test_the_sweep_purges_requests_whose_links_expired(settings: Settings) -> None:
     add_topics(settings, "climate")
     old, fresh = ask(settings, "old@example.com"), ask(settings, "new@example.com")
     for request_id in (old, fresh):
-        dispatch.send_confirmation(settings, request_id)
+        sending.send_confirmation(settings, request_id)
     with session_scope(settings) as session:
         session.execute(update(SubscriptionRequest).where(SubscriptionRequest.id == old)
                         .values(confirmation_sent_at=utcnow() - timedelta(days=8)))  # fmt: skip
         session.execute(update(ConfirmationLimit)
                         .values(sent_at=utcnow() - timedelta(hours=25)))  # fmt: skip
-    dispatch.sweep(settings, CountingQueue())  # type: ignore[arg-type]
+    sweep.sweep(settings, CountingQueue())  # type: ignore[arg-type]
     with session_scope(settings) as session:
         assert list(session.scalars(select(SubscriptionRequest.id))) == [fresh]
         assert session.scalars(select(ConfirmationLimit)).all() == []
@@ -148,7 +148,7 @@ def test_a_confirmation_that_could_not_go_out_gives_the_days_right_back(
 ) -> None:
     add_topics(settings, "climate")
     down = settings.model_copy(update={"smtp_url": "smtp://127.0.0.1:1"})  # refused
-    assert dispatch.send_confirmation(down, ask(settings, "ann@example.com")) != "sent"
+    assert sending.send_confirmation(down, ask(settings, "ann@example.com")) != "sent"
     # Asking again at once works: the failed attempt did not use up the day.
-    assert dispatch.send_confirmation(settings, ask(settings, "a.nn@example.com")) == "sent"
-    assert dispatch.send_confirmation(settings, ask(settings, "ann@example.com")) == "skipped"
+    assert sending.send_confirmation(settings, ask(settings, "a.nn@example.com")) == "sent"
+    assert sending.send_confirmation(settings, ask(settings, "ann@example.com")) == "skipped"

@@ -1,4 +1,4 @@
-"""Send limits across workers (distributor/throttle.py) on the real test Redis: the global
+"""Send limits across workers (distributor/outbox/throttle.py) on the real test Redis: the global
 token bucket shared by several senders, the per-domain concurrency across processes, slots
 of a dead holder expiring, no Redis call without limits, send_batch giving back rows over a
 domain's limit, and per-process pacing while Redis is down."""
@@ -18,12 +18,12 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from distributor import dispatch, throttle
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.delivery import counts
-from distributor.models import Delivery, Subscriber, utcnow
-from distributor.throttle import Limits, Throttle, TokenBucket
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Delivery, Subscriber, utcnow
+from distributor.outbox import sending, throttle
+from distributor.outbox.ledger import counts
+from distributor.outbox.throttle import Limits, Throttle, TokenBucket
 from tests.helpers import FakeClock, published
 from tests.processes import NO_BROKER, wait_until
 from tests.smtp_server import SMTPServer
@@ -195,7 +195,7 @@ def test_without_limits_the_send_path_never_asks_redis(
                                            "broker_url": listener.url})  # fmt: skip
     assert throttle.pacer(s) is throttle.UNLIMITED
     release_id = published(s, [f"p{i}@example.com" for i in range(20)])
-    assert dispatch.send_batch(s, release_id).outcomes["sent"] == 20
+    assert sending.send_batch(s, release_id).outcomes["sent"] == 20
     assert listener.connections() == 0
     listener.sock.close()
 
@@ -211,7 +211,7 @@ def test_rows_over_a_domain_limit_are_given_back_and_sent_later(
     )
     release_id = published(s, [f"one@{a}", *(f"p{i}@{b}" for i in range(4))])
     before = utcnow()
-    report = dispatch.send_batch(s, release_id)
+    report = sending.send_batch(s, release_id)
     sent_by = utcnow()  # the first message to b went before this
     assert report.claimed == 5 and report.outcomes["sent"] == 2  # one for each domain
     assert report.held == 3 and 0 < report.retry_in <= interval + 1  # the worker task
@@ -226,7 +226,7 @@ def test_rows_over_a_domain_limit_are_given_back_and_sent_later(
     for status, attempts, next_attempt_at, lease in back:
         assert (status, attempts, lease) == ("pending", 0, None)  # not attempted, not leased
         assert next_attempt_at >= before + timedelta(seconds=throttle.HOLD_SECONDS)
-    assert dispatch.send_batch(s, release_id).claimed == 0  # not due yet: nothing to claim
+    assert sending.send_batch(s, release_id).claimed == 0  # not due yet: nothing to claim
     # Due, and b's rate in Redis (one every 4 s from its first message) free again: a
     # faster rate read later does not shorten a wait already counted in Redis.
     due = max(*(next_attempt_at for *_, next_attempt_at, _ in back),
@@ -237,7 +237,7 @@ def test_rows_over_a_domain_limit_are_given_back_and_sent_later(
     # back is given back again, never sent early, never lost).
     sent = 0
     for _ in range(10):
-        report = dispatch.send_batch(faster, release_id)
+        report = sending.send_batch(faster, release_id)
         assert report.outcomes.get("failed", 0) == 0 and report.outcomes.get("deferred", 0) == 0
         sent += report.outcomes.get("sent", 0)
         if sent == 3 or not report.held:
@@ -262,7 +262,7 @@ def test_redis_down_falls_back_to_per_process_pacing(caplog: pytest.LogCaptureFi
         namespace=_namespace(), clock=clock,
     )  # fmt: skip  # nobody listens on NO_BROKER: this process keeps 20/s, and 2.5/s per domain
     sent = 0
-    with caplog.at_level(logging.WARNING, logger="distributor.throttle"):
+    with caplog.at_level(logging.WARNING, logger="distributor.outbox.throttle"):
         end = clock.monotonic() + 1.0 + 0.025  # half an interval: no token due on the edge
         while True:
             pacer.wait()
@@ -283,7 +283,7 @@ def test_send_batch_with_a_rate_and_no_redis_still_sends(
         update={"smtp_url": smtp_server.url, "broker_url": NO_BROKER, "send_rate": 200.0}
     )
     release_id = published(s, [f"p{i}@example.com" for i in range(10)])
-    assert dispatch.send_batch(s, release_id).outcomes["sent"] == 10
+    assert sending.send_batch(s, release_id).outcomes["sent"] == 10
 
 
 def test_held_rows_wake_a_batch_within_seconds() -> None:
@@ -298,8 +298,8 @@ def test_held_rows_wake_a_batch_within_seconds() -> None:
             return True
 
     queue = Recorder()
-    dispatch.wake_for_held(queue, "send_batch", 7, dispatch.BatchReport(held=3, retry_in=1.4))  # type: ignore[arg-type]
-    dispatch.wake_for_held(queue, "send_batch", 7, dispatch.BatchReport())  # type: ignore[arg-type]
-    held = dispatch.BatchReport(held=1, retry_in=60.0)
-    dispatch.wake_for_held(queue, "send_correction_notices", 8, held)  # type: ignore[arg-type]
+    sending.wake_for_held(queue, "send_batch", 7, sending.BatchReport(held=3, retry_in=1.4))  # type: ignore[arg-type]
+    sending.wake_for_held(queue, "send_batch", 7, sending.BatchReport())  # type: ignore[arg-type]
+    held = sending.BatchReport(held=1, retry_in=60.0)
+    sending.wake_for_held(queue, "send_correction_notices", 8, held)  # type: ignore[arg-type]
     assert sent == [("send_batch", (7,), 1.4), ("send_correction_notices", (8,), 5.0)]

@@ -12,7 +12,7 @@ import uuid
 import pytest
 import redis
 
-from distributor.throttle import HOLD_SECONDS, Limits, Throttle
+from distributor.outbox.throttle import HOLD_SECONDS, Limits, Throttle
 
 
 def test_domain_slots_are_held_in_redis_and_freed_there(
@@ -22,7 +22,7 @@ def test_domain_slots_are_held_in_redis_and_freed_there(
     slots = f"{namespace}:domain:busy.example:slots"
     client = redis.Redis.from_url(redis_url)
     pacer = Throttle(Limits(domain_concurrency=2), lambda: redis_url, namespace=namespace)
-    with caplog.at_level(logging.INFO, logger="distributor.throttle"):
+    with caplog.at_level(logging.INFO, logger="distributor.outbox.throttle"):
         assert pacer.admit("a@busy.example") == 0.0
         assert pacer.admit("b@busy.example") == 0.0
         assert client.zcard(slots) == 2

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distributor import throttle
-from distributor.config import load_settings
-from distributor.throttle import Limits, Throttle
+from distributor.core.config import load_settings
+from distributor.outbox import throttle
+from distributor.outbox.throttle import Limits, Throttle
 from tests.processes import NO_BROKER
 
 

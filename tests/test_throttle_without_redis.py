@@ -11,8 +11,8 @@ import logging
 
 import pytest
 
-from distributor import throttle
-from distributor.throttle import HOLD_SECONDS, Limits, LocalBucket, Throttle
+from distributor.outbox import throttle
+from distributor.outbox.throttle import HOLD_SECONDS, Limits, LocalBucket, Throttle
 from tests.helpers import FakeClock
 from tests.processes import NO_BROKER
 
@@ -93,7 +93,7 @@ def test_redis_is_asked_again_only_after_a_pause_and_the_outage_is_told_once(
     pacer = Throttle(
         Limits(domain_concurrency=100), url, namespace="distributor:test:down", clock=clock
     )
-    with caplog.at_level(logging.WARNING, logger="distributor.throttle"):
+    with caplog.at_level(logging.WARNING, logger="distributor.outbox.throttle"):
         for _ in range(5):
             assert pacer.admit("a@one.example") == 0.0
         clock.now += throttle.REDIS_RETRY_SECONDS + 0.1

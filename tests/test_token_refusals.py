@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from distributor.config import Settings, load_settings
-from distributor.tokens import (
+from distributor.core.config import Settings, load_settings
+from distributor.core.tokens import (
     ExpiredToken,
     InvalidToken,
     Purpose,

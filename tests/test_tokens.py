@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from distributor.config import load_settings
-from distributor.tokens import InvalidToken, Purpose, make_token, read_link, read_token
+from distributor.core.config import load_settings
+from distributor.core.tokens import InvalidToken, Purpose, make_token, read_link, read_token
 
 SETTINGS = load_settings(secret_key="new-key old-key")
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.queue import TaskQueue
-from distributor.releases import create_release, parse_release
+from distributor import actions
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.queue import TaskQueue
+from distributor.outbox import sending
+from distributor.releases.lifecycle import create_release
+from distributor.releases.source import parse_release
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
 from tests.processes import NO_BROKER
 from tests.smtp_server import SMTPServer
@@ -34,10 +36,10 @@ def test_the_pair_sends_each_subscriber_one_email_in_their_language(
     queue = TaskQueue(live.model_copy(update={"broker_url": NO_BROKER}))
     try:
         for release_id in (original.id, french.id):  # published together
-            dispatch.publish(live, queue, release_id)
-            dispatch.distribute_release(live, queue, release_id)
+            actions.publish(live, queue, release_id)
+            sending.distribute_release(live, queue, release_id)
         for release_id in (original.id, french.id):
-            while dispatch.send_batch(live, release_id).claimed:
+            while sending.send_batch(live, release_id).claimed:
                 pass
     finally:
         queue.close()

@@ -6,10 +6,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import Subscriber, SubscriberStatus
-from distributor.urls import preferences_url, unsubscribe_url
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Subscriber, SubscriberStatus
+from distributor.core.urls import preferences_url, unsubscribe_url
 from tests.helpers import published_site
 
 

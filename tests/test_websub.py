@@ -11,10 +11,12 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from distributor import dispatch, urls
-from distributor.config import Settings
-from distributor.queue import TaskQueue
-from distributor.websub import HubUnavailable, ping_hub
+from distributor import actions
+from distributor.core import urls
+from distributor.core.config import Settings
+from distributor.core.queue import TaskQueue
+from distributor.site import builder
+from distributor.site.websub import HubUnavailable, ping_hub
 from tests.helpers import add_topics, make_release
 from tests.processes import running_worker, wait_until
 
@@ -66,18 +68,18 @@ def test_each_publish_pings_the_hub_once_with_the_changed_feeds(
     first = make_release(live, topics="climate")
     second = make_release(live, topics="space", slug="second-release", title="Second")
     third = make_release(live, topics="climate", slug="third-release", title="Third")
-    dispatch.regenerate_site(live)  # the empty site exists before the first publish
+    builder.regenerate_site(live)  # the empty site exists before the first publish
     queue = TaskQueue(live)
     try:
         with running_worker(live, tmp_path / "logs"):
-            dispatch.publish(live, queue, first.id)
+            actions.publish(live, queue, first.id)
             wait_until(lambda: len(hub.pings) >= 1, 60, "the first ping")
-            dispatch.publish(live, queue, second.id)
+            actions.publish(live, queue, second.id)
             wait_until(lambda: len(hub.pings) >= 2, 60, "the second ping")
-            dispatch.regenerate_site(live, queue)  # nothing changed: nothing to announce
-            dispatch.publish(live, queue, second.id)  # already published: no change either
+            builder.regenerate_site(live, queue)  # nothing changed: nothing to announce
+            actions.publish(live, queue, second.id)  # already published: no change either
             # A last publish, so the worker has run everything above when its ping arrives.
-            dispatch.publish(live, queue, third.id)
+            actions.publish(live, queue, third.id)
             wait_until(lambda: len(hub.pings) >= 3, 60, "the third ping")
     finally:
         queue.close()
@@ -103,7 +105,7 @@ def test_a_hub_that_is_down_is_tried_again(
         queue = TaskQueue(live)
         try:
             with running_worker(live, tmp_path / "logs"):
-                dispatch.publish(live, queue, release.id)
+                actions.publish(live, queue, release.id)
                 wait_until(lambda: len(flaky.pings) >= 2, 60, "the retried ping")
         finally:
             queue.close()

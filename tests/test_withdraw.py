@@ -10,13 +10,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.errors import Conflict, ReleaseInputError
-from distributor.models import Delivery, DeliveryStatus, Release, ReleaseState
-from distributor.queue import TaskQueue
-from distributor.site import build_site
+from distributor import actions
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import Conflict, ReleaseInputError
+from distributor.core.models import Delivery, DeliveryStatus, Release, ReleaseState
+from distributor.core.queue import TaskQueue
+from distributor.outbox import sending
+from distributor.site.builder import build_site
 from distributor.web import create_app
 from tests.helpers import add_subscribers, add_topics, make_release
 from tests.processes import NO_BROKER, run_cli
@@ -46,9 +47,9 @@ def test_withdrawal_mid_send_cancels_what_is_not_sent_and_takes_the_page_down(
     release = make_release(live)
     queue = TaskQueue(live)
     try:
-        dispatch.publish(live, queue, release.id)
-        dispatch.distribute_release(live, queue, release.id)
-        assert dispatch.send_batch(live, release.id).claimed == 2  # two sent, four to go
+        actions.publish(live, queue, release.id)
+        sending.distribute_release(live, queue, release.id)
+        assert sending.send_batch(live, release.id).claimed == 2  # two sent, four to go
         with session_scope(live) as session:  # one of them waiting for a retry
             first_open = session.scalar(
                 select(Delivery.id).where(Delivery.status == DeliveryStatus.PENDING).limit(1)
@@ -59,8 +60,8 @@ def test_withdrawal_mid_send_cancels_what_is_not_sent_and_takes_the_page_down(
         build_site(live)
         assert (live.public_dir / PAGE).is_file()
 
-        assert dispatch.withdraw(live, queue, release.id, "Jane Doe") == 4
-        assert dispatch.send_batch(live, release.id).claimed == 0  # nothing sent after
+        assert actions.withdraw(live, queue, release.id, "Jane Doe") == 4
+        assert sending.send_batch(live, release.id).claimed == 0  # nothing sent after
         assert sorted(statuses(live, release.id)) == ["cancelled"] * 4 + ["sent"] * 2
         assert len(smtp_server.handler.messages) == 2
         with session_scope(live) as session:
@@ -68,7 +69,7 @@ def test_withdrawal_mid_send_cancels_what_is_not_sent_and_takes_the_page_down(
             assert stored.state == ReleaseState.WITHDRAWN
             assert stored.withdrawn_by == "Jane Doe" and stored.withdrawn_at is not None
         with pytest.raises(Conflict, match="already withdrawn"):
-            dispatch.withdraw(live, queue, release.id, "Jane Doe")
+            actions.withdraw(live, queue, release.id, "Jane Doe")
     finally:
         queue.close()
         empty(redis_url)
@@ -91,8 +92,8 @@ def test_a_draft_withdrawn_leaves_no_notice_and_who_is_required(sqlite_settings:
     queue = TaskQueue(sqlite_settings.model_copy(update={"broker_url": NO_BROKER}))
     try:
         with pytest.raises(ReleaseInputError, match="withdrawn by"):
-            dispatch.withdraw(sqlite_settings, queue, release.id, "Jane\r\nBcc: x")
-        assert dispatch.withdraw(sqlite_settings, queue, release.id, "Jane") == 0
+            actions.withdraw(sqlite_settings, queue, release.id, "Jane\r\nBcc: x")
+        assert actions.withdraw(sqlite_settings, queue, release.id, "Jane") == 0
     finally:
         queue.close()
     build_site(sqlite_settings)

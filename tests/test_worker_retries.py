@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import session_scope
-from distributor.models import CorrectionNotice, Delivery, Release, Subscriber
-from distributor.queue import TaskQueue
-from distributor.releases import parse_release
+from distributor import actions
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import CorrectionNotice, Delivery, Release, Subscriber
+from distributor.core.queue import TaskQueue
+from distributor.releases.source import parse_release
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
 from tests.processes import NO_BROKER, run_cli, running_worker, wait_until
 from tests.redis_db import empty
@@ -158,14 +158,14 @@ def test_deferred_again_and_again_backs_off_doubling_to_the_cap_then_gives_up(
     attempts = Attempts(smtp_server, BOB)
     release = make_release(s)
     with running_worker(s, tmp_path / "logs", with_beat=True):
-        dispatch.publish(s, queue, release.id)
+        actions.publish(s, queue, release.id)
         waking.append(release.id)
         wait_until(lambda: settled(s, Delivery, ANN), 30, "Ann's copy")
         # Ann's server greylists her from now on; the release is corrected, with a notice.
         attempts.refuse(ANN)
         draft = parse_release(release_text(title="Agency signs agreement (corrected)"),
                               "corrected.md", s)  # fmt: skip
-        dispatch.correct(s, queue, release.id, draft, notify=True)
+        actions.correct(s, queue, release.id, draft, notify=True)
         wait_until(lambda: settled(s, Delivery, BOB), 30, "Bob's delivery to be given up")
         wait_until(lambda: settled(s, CorrectionNotice, ANN), 30, "Ann's notice to give up")
 

@@ -15,11 +15,11 @@ from celery.signals import (
     worker_process_init,
 )
 
-from distributor import heartbeat
-from distributor.config import load_settings
-from distributor.db import dispose_engines
-from distributor.logs import redact_handlers, setup_logging
-from distributor.queue import TASK_PREFIX, TaskQueue, celery_config
+from distributor.core import heartbeat
+from distributor.core.config import load_settings
+from distributor.core.db import dispose_engines
+from distributor.core.logs import redact_handlers, setup_logging
+from distributor.core.queue import TASK_PREFIX, TaskQueue, celery_config
 
 settings = load_settings()
 app = Celery("distributor")
@@ -52,7 +52,7 @@ def _beat_heartbeat(sender: str | None = None, **_kwargs: Any) -> None:
 
 class SweepWatch(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is untyped
     """Each worker looks at the sweep's heartbeat once a sweep period (on its timer) and
-    logs an error when beat is not running (``distributor.heartbeat.SweepWatch``)."""
+    logs an error when beat is not running (``distributor.core.heartbeat.SweepWatch``)."""
 
     requires: ClassVar = {"celery.worker.components:Timer"}
 

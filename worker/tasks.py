@@ -2,34 +2,36 @@
 
 from __future__ import annotations
 
-from distributor import dispatch
-from distributor.websub import HubUnavailable, ping_hub
+from distributor.outbox import sending
+from distributor.outbox import sweep as outbox_sweep
+from distributor.site import builder
+from distributor.site.websub import HubUnavailable, ping_hub
 
 from .app import app, queue, settings
 
 
 @app.task(name="distributor.distribute_release")
 def distribute_release(release_id: int) -> int:
-    return dispatch.distribute_release(settings, queue, release_id)
+    return sending.distribute_release(settings, queue, release_id)
 
 
 @app.task(name="distributor.send_batch")
 def send_batch(release_id: int) -> dict[str, int]:
-    report = dispatch.send_batch(settings, release_id)
-    dispatch.wake_for_held(queue, "send_batch", release_id, report)
+    report = sending.send_batch(settings, release_id)
+    sending.wake_for_held(queue, "send_batch", release_id, report)
     return report.summary()
 
 
 @app.task(name="distributor.send_correction_notices")
 def send_correction_notices(release_id: int) -> dict[str, int]:
-    report = dispatch.send_correction_notices(settings, release_id)
-    dispatch.wake_for_held(queue, "send_correction_notices", release_id, report)
+    report = sending.send_correction_notices(settings, release_id)
+    sending.wake_for_held(queue, "send_correction_notices", release_id, report)
     return report.summary()
 
 
 @app.task(name="distributor.regenerate_site")
 def regenerate_site() -> int:
-    return len(dispatch.regenerate_site(settings, queue).written)
+    return len(builder.regenerate_site(settings, queue).written)
 
 
 # The name releases before the static site enqueued; kept so their messages still run.
@@ -49,10 +51,10 @@ def websub_publish(feed_urls: list[str]) -> bool:
 
 @app.task(name="distributor.sweep")
 def sweep() -> dict[str, int]:
-    report = dispatch.sweep(settings, queue)
+    report = outbox_sweep.sweep(settings, queue)
     return {"published": len(report.published), "batches": report.batches}
 
 
 @app.task(name="distributor.send_confirmation")
 def send_confirmation(subscriber_id: int) -> str:
-    return dispatch.send_confirmation(settings, subscriber_id)
+    return sending.send_confirmation(settings, subscriber_id)

@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
 from typing import Any, Self
 
-from ..config import Settings
-from ..errors import ConfigError, ReleaseInputError, SubscriberInputError
-from ..models import Release
-from . import headers
-from .labels import labels_for
-from .render import render_bodies
-from .verp import BounceAddresses
+from distributor.core.config import Settings
+from distributor.core.errors import ConfigError, ReleaseInputError, SubscriberInputError
+from distributor.core.models import Release
+from distributor.mail import headers
+from distributor.mail.labels import labels_for
+from distributor.mail.render import render_bodies
+from distributor.mail.verp import BounceAddresses
 
 MAX_NAME = 200  # as stored; it also keeps every header line far below 998 octets
 MAX_ADDRESS = 254  # octets: RFC 5321's limit on a path, less the angle brackets

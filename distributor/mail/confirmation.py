@@ -19,10 +19,10 @@ from email.utils import format_datetime, make_msgid, parseaddr
 
 import css_inline
 
-from ..config import Settings
-from ..i18n import gettext_for
-from ..models import SubscriptionRequest, Topic, utcnow
-from .render import environment
+from distributor.core.config import Settings
+from distributor.core.i18n import gettext_for
+from distributor.core.models import SubscriptionRequest, Topic, utcnow
+from distributor.mail.render import environment
 
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
 

@@ -28,8 +28,8 @@ from dkim import rfc822_parse
 from dkim.canonicalization import CanonicalizationPolicy
 from publicsuffixlist import PublicSuffixList
 
-from ..config import Settings
-from ..errors import ConfigError
+from distributor.core.config import Settings
+from distributor.core.errors import ConfigError
 
 #: The header fields signed, each listed twice: the second mention signs the field's absence,
 #: so nobody can add a second From, Subject or List-Unsubscribe without breaking the signature

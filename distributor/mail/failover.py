@@ -11,7 +11,7 @@ take goes to the next relay at once. Nothing is lost or doubled on the way:
   out, or the relay answered it 421 — is sent to the next relay, in the same batch;
 - a message whose data went out with no reply (the connection cut mid-message) may be on
   the failed relay: it is *not* sent elsewhere, but recorded deferred and in doubt, exactly
-  as with one relay, and reconciled before it is sent again (:mod:`distributor.reconcile`,
+  as with one relay, and reconciled before it is sent again (:mod:`distributor.mail.reconcile`,
   with one Postfix log per relay);
 - when every relay is in back-off, the messages left are deferred (code 0, the reason of
   each relay in the ledger), as when the one relay is down.
@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
-from .transport import Outgoing, SendResult, SMTPTransport, _Closing
+from distributor.mail.transport import Outgoing, SendResult, SMTPTransport, _Closing
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import re
 
-from ..sanitize import strip_invisible
+from distributor.core.sanitize import strip_invisible
 
 CRLF = "\r\n"
 MAX_COLUMNS = 78  # RFC 5322 §2.1.1: SHOULD; the MUST (998) follows from it

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
-from ..i18n import gettext_for, primary
+from distributor.core.i18n import gettext_for, primary
 
 NBSP = "\u00a0"  # French puts a no-break space before ":" so it never starts a line
 

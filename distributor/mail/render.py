@@ -18,12 +18,12 @@ import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from ..config import Settings
-from ..models import Release
-from ..newsroom import file_details
-from ..sanitize import absolute_urls, parse_markdown
-from ..urls import absolute_link, mailto_href, release_url, tel_href
-from .labels import format_date, labels_for
+from distributor.core.config import Settings
+from distributor.core.formats import file_details
+from distributor.core.models import Release
+from distributor.core.sanitize import absolute_urls, parse_markdown
+from distributor.core.urls import absolute_link, mailto_href, release_url, tel_href
+from distributor.mail.labels import format_date, labels_for
 
 TEXT_WIDTH = 76
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)

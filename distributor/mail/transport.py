@@ -22,19 +22,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol, Self
-from urllib.parse import unquote, urlsplit
+from typing import Literal, Protocol, Self
 
-from .. import filemodes
-from ..config import Settings
-from ..errors import ConfigError
-from ..reconcile import maildir_tag
-
-if TYPE_CHECKING:
-    from .failover import RelayHealth
+from distributor.core import filemodes
+from distributor.mail.reconcile import maildir_tag
 
 Outcome = Literal["sent", "deferred", "failed"]
-_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 # What an envelope address may hold: printable ASCII but space and angle brackets, and
 # (sent with SMTPUTF8, RFC 6531) non-ASCII characters but C1 controls, white space and
 # lone surrogates. The ASCII pattern alone is the common case, and three times faster.
@@ -144,9 +137,10 @@ class MaildirTransport(_Closing):
     """Writes each message as one file in a Maildir (``new/``, written and synced in ``tmp/``
     and then linked in, so a reader never sees half a message). The demo's outbox.
 
-    A file's name carries a digest of its Message-ID (:func:`~distributor.reconcile.maildir_tag`)
-    so that a message stored just before its worker died is recognised instead of being
-    stored again (:class:`~distributor.reconcile.MaildirReconciler`)."""
+    A file's name carries a digest of its Message-ID
+    (:func:`~distributor.mail.reconcile.maildir_tag`) so that a message stored just before its
+    worker died is recognised instead of being stored again
+    (:class:`~distributor.mail.reconcile.MaildirReconciler`)."""
 
     def __init__(self, path: str | Path, *, data_dir: Path | None = None) -> None:
         """``data_dir``: the data directory the Maildir is in, made (or checked) as such."""
@@ -580,53 +574,3 @@ def _describe(exc: BaseException) -> str:
         text = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
         return f"{exc.smtp_code} {text}".replace("\n", " ")
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def open_transport(settings: Settings, health: RelayHealth | None = None) -> Transport:
-    """The transport ``settings`` asks for: SMTP when ``DISTRIBUTOR_SMTP_URL`` is set
-    (``smtp://``, ``smtp+starttls://``, ``smtps://``, optional ``user:password@``), else the
-    Maildir outbox in the data directory. Several URLs separated by commas make a
-    :class:`~distributor.mail.failover.FailoverTransport` over those relays, in order, which
-    skips a failed relay for ``DISTRIBUTOR_RELAY_BACKOFF_SECONDS`` as ``health`` records it
-    (this process's record by default). Nothing is connected yet. Raises
-    :class:`ConfigError` for a URL that cannot work."""
-    urls = settings.smtp_urls
-    if not urls:
-        return MaildirTransport(settings.outbox_dir, data_dir=settings.data_dir)
-    relays = [
-        _relay(settings, url, f" (relay {n} of {len(urls)})" if len(urls) > 1 else "")
-        for n, url in enumerate(urls, 1)
-    ]
-    if len(relays) == 1:
-        return relays[0]
-    from .failover import FailoverTransport  # which builds on this module
-
-    return FailoverTransport(relays, settings.relay_backoff_seconds, health)
-
-
-def _relay(settings: Settings, value: str, which: str) -> SMTPTransport:
-    """The transport for one relay URL; ``which`` names it in errors among several."""
-    url = urlsplit(value)
-    if url.scheme not in _SCHEMES:
-        raise ConfigError(
-            f"DISTRIBUTOR_SMTP_URL{which}: unknown scheme "
-            f"{url.scheme + '://' if url.scheme else '(none)'}"
-            "; use smtp://host:port, smtp+starttls://user:password@host:587 or smtps://host:465"
-        )
-    try:
-        port = url.port or _SCHEMES[url.scheme]
-    except ValueError as exc:
-        raise ConfigError(f"DISTRIBUTOR_SMTP_URL{which}: bad port ({exc})") from None
-    if not url.hostname:
-        raise ConfigError(f"DISTRIBUTOR_SMTP_URL{which}: no host name")
-    security: Literal["plain", "starttls", "tls"] = (
-        "starttls" if url.scheme == "smtp+starttls" else "tls" if url.scheme == "smtps" else "plain"
-    )
-    return SMTPTransport(
-        url.hostname,
-        port,
-        security=security,
-        username=unquote(url.username) if url.username is not None else None,
-        password=unquote(url.password) if url.password is not None else None,
-        timeout=settings.smtp_timeout,
-    )

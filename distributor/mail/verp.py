@@ -16,7 +16,7 @@ import re
 from functools import lru_cache
 from hashlib import sha256
 
-from ..config import Settings
+from distributor.core.config import Settings
 
 LOCAL_PART = "bounces"
 _PURPOSE = b"distributor.bounce:"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from distributor.models import Base
+from distributor.core.models import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or ""

@@ -5,6 +5,6 @@
 
 from __future__ import annotations
 
-from .app import create_app
+from distributor.web.app import create_app
 
 __all__ = ["create_app"]

@@ -31,18 +31,34 @@ from itsdangerous import BadSignature
 from jinja2 import Environment, FileSystemLoader
 from starlette.responses import Response
 
-from .. import audit, dispatch, heartbeat
-from ..admin_sessions import (
+from distributor import actions
+from distributor.core import audit, heartbeat
+from distributor.core.admin_sessions import (
     SESSION_MAX_AGE,
     end_session,
     end_token_sessions,
     find_session,
     start_session,
 )
-from ..apitokens import LAST_USED_RESOLUTION as LAST_USED
-from ..apitokens import authenticate
-from ..config import Settings
-from ..dashboard import (
+from distributor.core.apitokens import LAST_USED_RESOLUTION as LAST_USED
+from distributor.core.apitokens import authenticate
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import (
+    Conflict,
+    DistributorError,
+    Forbidden,
+    InputError,
+    NotFound,
+    ServiceError,
+    Unauthorized,
+)
+from distributor.core.models import ApiToken, ReleaseState, utcnow
+from distributor.core.tokens import Purpose, signer
+from distributor.mail.preview import render_preview, send_test
+from distributor.releases.lifecycle import get_release, unschedule
+from distributor.releases.source import MAX_SOURCE_BYTES, parse_release
+from distributor.reporting.dashboard import (
     HourCount,
     Progress,
     ReleaseProgress,
@@ -53,25 +69,11 @@ from ..dashboard import (
     sends_over_time,
     subscribers_by_topic_language,
 )
-from ..db import session_scope
-from ..errors import (
-    Conflict,
-    DistributorError,
-    Forbidden,
-    InputError,
-    NotFound,
-    ServiceError,
-    Unauthorized,
-)
-from ..models import ApiToken, ReleaseState, utcnow
-from ..preview import render_preview, send_test
-from ..releases import MAX_SOURCE_BYTES, get_release, parse_release, unschedule
-from ..status import release_status, translation_languages
-from ..tokens import Purpose, signer
-from .bodies import FORM, FORM_LIMIT, MULTIPART, check_first, takes
-from .guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
-from .headers import EMAIL_PREVIEW_CSP as PREVIEW_CSP
-from .queueing import LazyQueue
+from distributor.reporting.status import release_status, translation_languages
+from distributor.web.bodies import FORM, FORM_LIMIT, MULTIPART, check_first, takes
+from distributor.web.guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
+from distributor.web.headers import EMAIL_PREVIEW_CSP as PREVIEW_CSP
+from distributor.web.queueing import LazyQueue
 
 PREFIX = "/admin"
 SCOPE = "releases"
@@ -467,7 +469,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
         check_csrf(request, csrf)
         try:
             when = parse_local(at, zone) if at.strip() else None
-            release = dispatch.publish(settings, queue.get(), release_id, when, by=admin.actor)
+            release = actions.publish(settings, queue.get(), release_id, when, by=admin.actor)
         except DistributorError as exc:
             return failed(request, admin, release_id, exc)
         return after(release_id, "published" if release.state == "published" else "scheduled")
@@ -505,7 +507,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
                 raise InputError("correction: paste the whole release (front matter and text) "
                                  "or choose its file")  # fmt: skip
             draft = parse_release(source.replace("\r\n", "\n"), name, settings)
-            dispatch.correct(settings, queue.get(), release_id, draft, by=admin.actor,
+            actions.correct(settings, queue.get(), release_id, draft, by=admin.actor,
                              notify=notify)  # fmt: skip
         except DistributorError as exc:
             return release_page(request, admin, release_id, status_of(exc), str(exc),
@@ -529,7 +531,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
     ) -> Response:
         check_csrf(request, csrf)
         try:
-            dispatch.withdraw(settings, queue.get(), release_id, by=admin.actor)
+            actions.withdraw(settings, queue.get(), release_id, by=admin.actor)
         except DistributorError as exc:
             return failed(request, admin, release_id, exc)
         return after(release_id, "withdrawn")

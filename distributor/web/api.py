@@ -16,25 +16,25 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
 
-from .. import audit
-from ..config import Settings
-from ..db import session_scope
-from ..errors import Conflict, NotFound
-from ..models import Subscriber, SubscriberStatus, Topic
-from ..privacy import erase_person, suppression_hash
-from ..subscribers import (
+from distributor.audience.addresses import normalise_email
+from distributor.audience.privacy import erase_person, suppression_hash
+from distributor.audience.subscribers import (
     add_subscriber,
     check_language,
     check_name,
     export_csv,
-    normalise_email,
     resolve_topics,
     unsubscribe,
 )
-from ..subscription import Consent, request_subscription
-from .apibase import MAX_ID, PRINTABLE, ErrorOut, Refused, error_responses, not_found
-from .apibase import token_dependency as _token_dependency
-from .queueing import LazyQueue
+from distributor.audience.subscription import Consent, request_subscription
+from distributor.core import audit
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import Conflict, NotFound
+from distributor.core.models import Subscriber, SubscriberStatus, Topic
+from distributor.web.apibase import MAX_ID, PRINTABLE, ErrorOut, Refused, error_responses, not_found
+from distributor.web.apibase import token_dependency as _token_dependency
+from distributor.web.queueing import LazyQueue
 
 SCOPE = "subscribers"
 _PRINTABLE = PRINTABLE

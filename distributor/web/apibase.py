@@ -22,10 +22,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..apitokens import authenticate
-from ..config import Settings
-from ..db import session_scope
-from ..errors import (
+from distributor.core.apitokens import authenticate
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import (
     Conflict,
     DistributorError,
     Forbidden,

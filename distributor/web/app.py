@@ -17,22 +17,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import metrics
-from ..config import Settings, load_settings
-from ..db import session_scope
-from ..errors import InputError
-from ..logs import redact_handlers
-from ..models import Subscriber
-from ..site import build_site
-from ..subscribers import subscriber_for, unsubscribe
-from ..tokens import Purpose, read_link
-from . import admin, api, apibase, media_api, releases_api, subscribe, topics_api
-from .bodies import BodyGuard
-from .headers import SecurityHeaders
-from .health import Health
-from .pages import Pages
-from .queueing import LazyQueue
-from .static import PublicFiles
+from distributor.audience.subscribers import subscriber_for, unsubscribe
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import session_scope
+from distributor.core.errors import InputError
+from distributor.core.logs import redact_handlers
+from distributor.core.models import Subscriber
+from distributor.core.tokens import Purpose, read_link
+from distributor.reporting import metrics
+from distributor.site.builder import build_site
+from distributor.web import admin, api, apibase, media_api, releases_api, subscribe, topics_api
+from distributor.web.bodies import BodyGuard
+from distributor.web.headers import SecurityHeaders
+from distributor.web.health import Health
+from distributor.web.pages import Pages
+from distributor.web.queueing import LazyQueue
+from distributor.web.static import PublicFiles
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ from fastapi.security.utils import get_authorization_scheme_param
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..config import Settings
-from ..errors import Forbidden, Unauthorized
-from . import apibase
+from distributor.core.config import Settings
+from distributor.core.errors import Forbidden, Unauthorized
+from distributor.web import apibase
 
 JSON: Final = "application/json"
 FORM: Final = "application/x-www-form-urlencoded"

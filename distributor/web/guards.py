@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import redis
 from itsdangerous import BadSignature
 
-from ..broker import broker_url, redis_client
-from ..config import Settings
-from ..tokens import Purpose, signer
+from distributor.core.broker import broker_url, redis_client
+from distributor.core.config import Settings
+from distributor.core.tokens import Purpose, signer
 
 CSRF_COOKIE = "distributor_csrf"
 CSRF_MAX_AGE = 2 * 3600

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..logs import PERSONAL_LINK_PATHS
+from distributor.core.logs import PERSONAL_LINK_PATHS
 
 Headers = tuple[tuple[bytes, bytes], ...]
 

@@ -18,9 +18,9 @@ import anyio
 import anyio.to_thread
 from fastapi.responses import PlainTextResponse
 
-from ..broker import ping
-from ..config import Settings
-from ..db import get_engine
+from distributor.core.broker import ping
+from distributor.core.config import Settings
+from distributor.core.db import get_engine
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The admin API's image upload (under ``/api``): ``POST /api/media`` stores an image in
-three sizes (``distributor.media``) and answers the ``images`` entry that shows it.
+three sizes (``distributor.releases.media``) and answers the ``images`` entry that shows it.
 
 Needs a bearer token with the ``releases`` scope.
 """
@@ -12,13 +12,13 @@ from fastapi import APIRouter, Depends, File, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from .. import audit
-from ..config import Settings
-from ..db import session_scope
-from ..errors import InputError
-from ..media import MAX_UPLOAD_BYTES, StoredImage, Variant, store_image
-from .apibase import ErrorOut, Refused, error_responses, token_dependency
-from .bodies import MULTIPART, takes
+from distributor.core import audit
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import InputError
+from distributor.releases.media import MAX_UPLOAD_BYTES, StoredImage, Variant, store_image
+from distributor.web.apibase import ErrorOut, Refused, error_responses, token_dependency
+from distributor.web.bodies import MULTIPART, takes
 
 SCOPE = "releases"
 # The multipart framing around the file.

@@ -1,6 +1,6 @@
 """Rendering the dynamic public pages (subscribe, confirm, preferences, unsubscribe,
 messages) with the newsroom's templates and Jinja2 environment (one environment, in
-:mod:`distributor.newsroom`), in the page's language."""
+:mod:`distributor.site.newsroom`), in the page's language."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from ..config import Settings
-from ..i18n import negotiate
-from ..newsroom import Newsroom
+from distributor.core.config import Settings
+from distributor.core.i18n import negotiate
+from distributor.site.newsroom import Newsroom
 
 # Reached by a personal link: they speak the subscriber's language (no switch), and no
 # search engine should keep them.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from ..config import Settings
-from ..queue import TaskQueue
+from distributor.core.config import Settings
+from distributor.core.queue import TaskQueue
 
 
 class LazyQueue:

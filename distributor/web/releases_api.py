@@ -21,26 +21,24 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .. import audit, dispatch, idempotency
-from ..config import Settings
-from ..db import session_scope
-from ..models import Release, ReleaseState
-from ..preview import MAX_TEST_ADDRESSES, render_preview, send_test
-from ..releases import (
+from distributor import actions
+from distributor.core import audit, idempotency
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Release, ReleaseState
+from distributor.core.urls import release_url
+from distributor.mail.preview import MAX_TEST_ADDRESSES, render_preview, send_test
+from distributor.releases.lifecycle import create_release, get_release, unschedule, update_draft
+from distributor.releases.source import (
     MAX_SOURCE_BYTES,
     FrontMatter,
     ReleaseDraft,
-    create_release,
     draft_from_fields,
-    get_release,
     parse_release,
-    unschedule,
-    update_draft,
 )
-from ..report import delivery_lines, write_csv
-from ..status import ReleaseStatus, release_status
-from ..urls import release_url
-from .apibase import (
+from distributor.reporting.report import delivery_lines, write_csv
+from distributor.reporting.status import ReleaseStatus, release_status
+from distributor.web.apibase import (
     MAX_ID,
     PRINTABLE,
     ErrorOut,
@@ -51,8 +49,8 @@ from .apibase import (
     refusal,
     token_dependency,
 )
-from .bodies import JSON, MARKDOWN, takes
-from .queueing import LazyQueue
+from distributor.web.bodies import JSON, MARKDOWN, takes
+from distributor.web.queueing import LazyQueue
 
 SCOPE = "releases"
 # JSON escapes and the other fields add to the Markdown's own limit.
@@ -505,7 +503,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
         at = body.at if body is not None else None
 
         def act() -> tuple[int, dict[str, Any]]:
-            dispatch.publish(settings, queue.get(), release_id, at, by=f"token:{token}")
+            actions.publish(settings, queue.get(), release_id, at, by=f"token:{token}")
             return 200, out(release_id)
 
         canonical = (body or PublishIn()).model_dump_json().encode()
@@ -540,7 +538,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
         """Replace the text of a published release (same id, address and feed item, a new
         updated date and a "Corrected on …" note). No email unless ``notify``."""
         draft = read_draft(settings, request.headers.get("content-type", ""), raw)
-        dispatch.correct(settings, queue.get(), release_id, draft, by=f"token:{token}",
+        actions.correct(settings, queue.get(), release_id, draft, by=f"token:{token}",
                          notify=notify)  # fmt: skip
         with session_scope(settings) as session:
             return release_out(session, settings, get_release(session, release_id))
@@ -558,7 +556,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
         who = f"token:{token}"
         if body is not None and body.by.strip():
             who = f"{body.by.strip()} ({who})"
-        dispatch.withdraw(settings, queue.get(), release_id, who)
+        actions.withdraw(settings, queue.get(), release_id, who)
         with session_scope(settings) as session:
             return release_out(session, settings, get_release(session, release_id))
 

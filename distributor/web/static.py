@@ -10,14 +10,14 @@ conditional GET (RFC 9110 §13.2.2), gzip/br chosen from Accept-Encoding, a ``Li
 on feeds (WebSub self and hub) and a per-client poll limit on feeds. Every other request (another
 method, a path with no file, a refused path) goes to the wrapped app unchanged.
 
-URL path → file below ``public/`` (see ``distributor.urls``):
+URL path → file below ``public/`` (see ``distributor.core.urls``):
 ``/`` → ``index.html`` in the first language, else ``fr/index.html`` for ``/?lang=fr`` or, without
 ``?lang=``, for a browser that prefers French (Accept-Language; the newsroom pages vary on
 it); ``/en/`` → ``en/index.html``;
 ``/feeds/en/releases.atom`` → itself; ``/releases/SLUG`` → ``releases/SLUG.html``;
 ``/en`` → ``en/index.html``.
 
-Images stored by ``distributor.media`` (``/media/<sha256>/page.jpg`` and the like) are not
+Images stored by ``distributor.releases.media`` (``/media/<sha256>/page.jpg`` and the like) are not
 held in memory: each answer streams the file from disk. Their URLs never change what they
 serve, so they are cached for a year (``immutable``); the ETag has nginx's form
 (mtime-size, in hex), so both servers give a client the same validator.
@@ -44,13 +44,13 @@ import anyio.to_thread
 import brotli
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..config import Settings
-from ..i18n import negotiate
-from ..media import MEDIA_PATH
-from ..media import MEDIA_TYPES as IMAGE_TYPES
-from ..urls import MEDIA_TYPES
-from .changes import Watcher
-from .headers import static_page_headers
+from distributor.core.config import Settings
+from distributor.core.i18n import negotiate
+from distributor.core.urls import MEDIA_TYPES
+from distributor.releases.media import MEDIA_PATH
+from distributor.releases.media import MEDIA_TYPES as IMAGE_TYPES
+from distributor.web.changes import Watcher
+from distributor.web.headers import static_page_headers
 
 Headers = tuple[tuple[bytes, bytes], ...]
 

@@ -18,12 +18,8 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..config import Settings
-from ..db import session_scope
-from ..errors import InputError, NotFound, SubscriberInputError
-from ..models import Subscriber, SubscriberStatus, SubscriptionRequest, Topic
-from ..subscribers import subscriber_for
-from ..subscription import (
+from distributor.audience.subscribers import subscriber_for
+from distributor.audience.subscription import (
     CONFIRMATION_TASK,
     Choices,
     Consent,
@@ -33,12 +29,16 @@ from ..subscription import (
     request_choices,
     request_subscription,
 )
-from ..subscription import update_preferences as save_preferences
-from ..tokens import ExpiredToken, InvalidToken, Link, Purpose, read_link
-from ..urls import unsubscribe_url
-from .guards import CSRF_COOKIE, RateLimiter, csrf_ok, new_csrf_token
-from .pages import Pages
-from .queueing import LazyQueue
+from distributor.audience.subscription import update_preferences as save_preferences
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import InputError, NotFound, SubscriberInputError
+from distributor.core.models import Subscriber, SubscriberStatus, SubscriptionRequest, Topic
+from distributor.core.tokens import ExpiredToken, InvalidToken, Link, Purpose, read_link
+from distributor.core.urls import unsubscribe_url
+from distributor.web.guards import CSRF_COOKIE, RateLimiter, csrf_ok, new_csrf_token
+from distributor.web.pages import Pages
+from distributor.web.queueing import LazyQueue
 
 HONEYPOT = "website"
 EXPIRED_FORM = "This form has expired. Please submit it again."

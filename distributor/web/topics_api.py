@@ -13,11 +13,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from .. import audit
-from ..config import Settings
-from ..db import session_scope
-from ..models import Topic
-from ..topics import (
+from distributor.core import audit
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Topic
+from distributor.releases.topics import (
     add_topic,
     check_names,
     delete_topic,
@@ -26,8 +26,14 @@ from ..topics import (
     rename_topic,
     topic_use,
 )
-from .apibase import PRINTABLE, conflict, error_responses, not_found, token_dependency
-from .queueing import LazyQueue
+from distributor.web.apibase import (
+    PRINTABLE,
+    conflict,
+    error_responses,
+    not_found,
+    token_dependency,
+)
+from distributor.web.queueing import LazyQueue
 
 SCOPE = "releases"
 Slug = Annotated[str, Path(max_length=64, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]

@@ -1,0 +1,5 @@
+"""``python -m distributor.cli``: the same as the ``distributor`` command."""
+
+from distributor.cli.commands import main
+
+main()

@@ -1,0 +1,744 @@
+"""The ``distributor`` command. Turns domain errors into messages and exit codes:
+1 for rejected input or a state conflict, 69 when a service is unavailable, 78 for a
+configuration that cannot work."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import DBAPIError
+
+from distributor import actions
+from distributor.audience.privacy import erase_person, export_person, suppression_hash
+from distributor.audience.subscribers import export_csv, import_csv, write_rejects
+from distributor.cli.progress import err, out, print_status, watch
+from distributor.core import audit, broker, db, heartbeat
+from distributor.core.apitokens import SCOPES, create_token, list_tokens
+from distributor.core.apitokens import revoke as revoke_token
+from distributor.core.config import Settings, check_secret_key, describe, load_settings
+from distributor.core.errors import (
+    ConfigError,
+    DistributorError,
+    ImportRejected,
+    InputError,
+    ReleaseInputError,
+    ServiceError,
+)
+from distributor.core.filemodes import open_private_text
+from distributor.core.logs import setup_logging
+from distributor.core.queue import TaskQueue
+from distributor.core.urls import release_path
+from distributor.mail.dkim import load_signer
+from distributor.mail.inbox import Quarantine, open_inbox
+from distributor.outbox import notices
+from distributor.outbox.bounces import ingest_inbox
+from distributor.releases.lifecycle import check_publish_time, create_release
+from distributor.releases.source import SLUG_MAX, ReleaseDraft, parse_release, slug_cut_from
+from distributor.releases.topics import add_topic, list_topics, parse_names
+from distributor.reporting.status import release_status
+from distributor.site import builder
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Publish press releases by email and feeds.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="The database.")
+topics_app = typer.Typer(no_args_is_help=True, help="Topics subscribers follow.")
+subs_app = typer.Typer(no_args_is_help=True, help="Subscribers: import, export, erase.")
+releases_app = typer.Typer(no_args_is_help=True, help="Releases: create, publish, status.")
+feeds_app = typer.Typer(no_args_is_help=True, help="Feeds (kept for scripts: see `site`).")
+site_app = typer.Typer(no_args_is_help=True, help="The static site: newsroom pages and feeds.")
+tokens_app = typer.Typer(no_args_is_help=True, help="Bearer tokens for the admin API.")
+bounces_app = typer.Typer(no_args_is_help=True, help="Bounces: delivery status notifications.")
+app.add_typer(db_app, name="db")
+app.add_typer(topics_app, name="topics")
+app.add_typer(subs_app, name="subscribers")
+app.add_typer(releases_app, name="releases")
+app.add_typer(feeds_app, name="feeds")
+app.add_typer(site_app, name="site")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(bounces_app, name="bounces")
+
+
+def settings() -> Settings:
+    """The Settings for this invocation (from the environment)."""
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from exc
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database to the latest schema."""
+    s = settings()
+    db.upgrade(s)
+    out.print(f"database is up to date ({s.effective_database_url.split('@')[-1]})")
+
+
+@topics_app.command("add")
+def topics_add(
+    slug: str,
+    name: Annotated[
+        list[str], typer.Option("--name", help="Name, or LANG:Name (repeat for each language)")
+    ],
+) -> None:
+    """Add a topic, e.g. `topics add climate --name Climate --name fr:Climat`."""
+    s = settings()
+    with db.session_scope(s) as session:
+        topic = add_topic(session, slug, parse_names(name, s.languages[0]))
+        out.print(f"topic {topic.slug} added ({', '.join(topic.names.values())})")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """List the topics."""
+    with db.session_scope(settings()) as session:
+        for topic in list_topics(session):
+            names = ", ".join(f"{k}: {v}" for k, v in sorted(topic.names.items()))
+            out.print(f"{topic.slug}\t{names}")
+
+
+@subs_app.command("import")
+def subscribers_import(
+    file: Path,
+    confirmed: Annotated[bool, typer.Option(help="Import as confirmed (needs consent)")] = False,
+    consent_source: Annotated[str, typer.Option(help="Where consent was given")] = "",
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Import the good rows; write the bad ones to --rejects")
+    ] = False,
+    rejects: Annotated[Path | None, typer.Option(help="Where bad rows go")] = None,
+) -> None:
+    """Import subscribers from CSV: email,name,language,topics (topics separated by ';')."""
+    s = settings()
+    try:
+        stream = file.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"{file}: {exc.strerror}") from exc
+    with stream, db.session_scope(s) as session:
+        report = import_csv(
+            session,
+            s,
+            stream,
+            str(file),
+            confirmed=confirmed,
+            consent_source=consent_source,
+            skip_invalid=skip_invalid,
+        )
+        audit.record(session, audit.cli_actor(), "import", str(file), added=report.added,
+                     updated=report.updated, confirmed=confirmed)  # fmt: skip
+    out.print(
+        f"{report.added} added, {report.updated} updated, "
+        f"{report.unchanged} left unchanged (unsubscribed or bounced)"
+    )
+    if report.suppressed:
+        out.print(f"{report.suppressed} not added: erased, on the suppression list")
+    if report.rejected:
+        target = rejects or file.with_suffix(".rejects.csv")
+        write_rejects(report.rejected, target)
+        err.print(f"{len(report.rejected)} bad row(s) skipped, written to {target}")
+
+
+@subs_app.command("export")
+def subscribers_export(
+    output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+    email: Annotated[
+        str | None, typer.Option(help="Print everything held on this one person, as JSON")
+    ] = None,
+) -> None:
+    """Export every subscriber as CSV (to stdout, or --output); with --email, everything
+    held on one person as JSON (GDPR access request)."""
+    with db.session_scope(settings()) as session:
+        if email is not None:
+            text = json.dumps(export_person(session, email), indent=2, ensure_ascii=False)
+            if output is None:
+                print(text)
+            else:
+                with open_private_text(output) as stream:
+                    stream.write(text + "\n")
+                err.print(f"everything held on {email} written to {output}")
+        elif output is None:
+            export_csv(session, sys.stdout)
+        else:
+            with open_private_text(output, newline="") as stream:
+                n = export_csv(session, stream)
+            err.print(f"{n} subscribers written to {output}")
+
+
+@subs_app.command("erase")
+def subscribers_erase(
+    email: Annotated[str, typer.Option(help="The address of the person to erase")],
+) -> None:
+    """Erase one person (GDPR): their subscriber record, subscriptions and deliveries;
+    only a hash of the address is kept, so no import can add them again. Asks nothing."""
+    s = settings()
+    with db.session_scope(s) as session:
+        held = export_person(session, email)
+        erase_person(session, s, email)
+        # The hash, not the address: the trail must not keep what the erasure removed.
+        audit.record(session, audit.cli_actor(), "erase", suppression_hash(email))
+    out.print(
+        f"erased {held['email']}: subscriber {held['id']}, {len(held['topics'])} topic "
+        f"subscription(s), {len(held['deliveries'])} delivery record(s); "
+        "the address's hash is on the suppression list"
+    )
+
+
+@bounces_app.command("ingest")
+def bounces_ingest(
+    path: Annotated[
+        str, typer.Argument(help="A Maildir directory, an mbox file, or - for one message")
+    ],
+) -> None:
+    """Read bounces (RFC 3464 delivery status notifications) and stop mailing addresses
+    that fail: hard bounces at once, soft ones after DISTRIBUTOR_SOFT_BOUNCE_LIMIT.
+
+    Each message on its own: one processed is moved to the Maildir's cur/ (seen); one that
+    cannot be processed goes to $DISTRIBUTOR_DATA_DIR/quarantine/bounces/ with the reason
+    logged, and the run goes on. Exit code 1 when this run quarantined any."""
+    s = settings()
+    inbox = open_inbox(path)
+    quarantine = Quarantine(s.quarantine_dir, "bounces")
+    report = ingest_inbox(s, inbox, quarantine)
+    out.print(
+        f"{report.messages} message(s): {report.hard} hard bounce(s), {report.soft} soft, "
+        f"{report.bounced} subscriber(s) now bounced, {report.ignored} ignored"
+        + (f", {report.duplicates} already recorded" if report.duplicates else "")
+        + (f", {report.in_quarantine} already in quarantine" if report.in_quarantine else "")
+    )
+    if report.quarantined:
+        raise InputError(
+            f"{report.quarantined} message(s) quarantined in {quarantine.path}: see the log "
+            f"above and {quarantine.log}"
+        )
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: str,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help=f"Repeat for each: {', '.join(SCOPES)} (default: all)"),
+    ] = None,
+) -> None:
+    """Create an API token; prints it once (only its hash is stored)."""
+    with db.session_scope(settings()) as session:
+        token = create_token(session, name, scope or list(SCOPES))
+    out.print(token, markup=False, highlight=False)
+    err.print("Store this token now: it is shown only once and cannot be recovered.")
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """List the API tokens: name, scopes, created, last used, revoked."""
+    with db.session_scope(settings()) as session:
+        tokens = list_tokens(session)
+    typer.echo("name\tscopes\tcreated\tlast used\trevoked")  # tab-separated, for scripts too
+    for t in tokens:
+        when = [t.created_at, t.last_used_at, t.revoked_at]
+        cells = [t.name, ",".join(t.scopes), *(f"{w:%Y-%m-%d %H:%M}Z" if w else "-" for w in when)]
+        typer.echo("\t".join(cells))
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: str) -> None:
+    """Revoke an API token: it stops working at once."""
+    with db.session_scope(settings()) as session:
+        revoke_token(session, name)
+    out.print(f"token {name} revoked", markup=False, highlight=False)
+
+
+def _read_release(s: Settings, file: Path) -> ReleaseDraft:
+    """The release in ``file``; its images given as local paths are read relative to the
+    file's directory (and stored, once the rest of the release has been checked)."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot be read: {exc}") from exc
+    return parse_release(text, str(file), s, base_dir=file.absolute().parent)
+
+
+def _create(s: Settings, file: Path) -> tuple[int, str]:
+    """Create a draft release from ``file`` (see ``_read_release``); returns its id and its
+    page's site path. Says on stderr when the slug made from the title had to be cut."""
+    draft = _read_release(s, file)
+    with db.session_scope(s) as session:
+        release = create_release(session, s, draft)
+        release_id, slug = release.id, release.slug
+    cut_from = slug_cut_from(draft)
+    if cut_from is not None:
+        err.print(
+            f"warning: the title makes a slug of {cut_from} characters, longer than "
+            f"{SLUG_MAX}: it was cut between two words to {len(slug)} ({slug}); set 'slug' "
+            "in the front matter to choose it",
+            markup=False,
+            highlight=False,
+        )
+    return release_id, release_path(slug)
+
+
+def _parse_at(at: str | None) -> datetime | None:
+    """The time of ``--at``: None for none or ``now`` (publish at once)."""
+    if at is None or at.strip().lower() == "now":
+        return None
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError as exc:
+        raise ReleaseInputError(f"--at {at!r}: not an ISO 8601 date-time") from exc
+    if when.tzinfo is None:
+        raise ReleaseInputError(f"--at {at!r}: has no time zone (e.g. 2026-11-20T09:00+01:00)")
+    return when
+
+
+@releases_app.command("create")
+def releases_create(file: Path) -> None:
+    """Create a draft release from Markdown with front matter; prints its id (alone on
+    stdout, for scripts: ID=$(distributor releases create FILE.md)) and, on stderr, its
+    address."""
+    release_id, path = _create(settings(), file)
+    out.print(release_id)
+    err.print(f"release {release_id} created: {path}", markup=False, highlight=False)
+
+
+@releases_app.command("preview")
+def releases_preview(
+    release_id: int,
+    lang: Annotated[
+        str | None, typer.Option(help="The language of the version (default: the release's)")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write to")] = Path(),
+) -> None:
+    """Write the release's email to release-ID-LANG.html and .txt; prints their paths.
+
+    Exactly what a subscriber reading LANG gets (links to no real subscriber): open the files
+    in a browser or an editor. Sends nothing, changes nothing."""
+    from distributor.mail.preview import render_preview
+
+    preview = render_preview(settings(), release_id, lang)
+    paths = [out_dir / f"release-{release_id}-{preview.language}.{ext}" for ext in ("html", "txt")]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path, body in zip(paths, (preview.html, preview.text), strict=True):
+            path.write_text(body, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{out_dir}: cannot write the preview: {exc.strerror}") from exc
+    for path in paths:
+        typer.echo(path)
+
+
+@releases_app.command("test")
+def releases_test(
+    release_id: int,
+    to: Annotated[list[str], typer.Option("--to", help="Addresses, comma-separated (at most 20)")],
+) -> None:
+    """Send the release's email, marked [TEST], to a few addresses only.
+
+    Prints each address's outcome. Nothing is recorded and the release stays as it is. Exit
+    code 1 for a bad address (nothing sent) or one the server refused, 69 when the server
+    could not be reached."""
+    from distributor.mail.preview import send_test
+
+    addresses = [a.strip() for item in to for a in item.split(",") if a.strip()]
+    outcomes = send_test(settings(), release_id, addresses)
+    for outcome in outcomes:
+        typer.echo(outcome.describe())
+    if any(o.code == 0 for o in outcomes):
+        raise ServiceError("the mail server stopped answering; some addresses got nothing")
+    if not all(o.sent for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _publish(s: Settings, release_id: int, at: str | None) -> None:
+    queue = TaskQueue(s)
+    try:
+        release = actions.publish(s, queue, release_id, _parse_at(at), by=audit.cli_actor())
+    finally:
+        queue.close()
+    if release.state == "scheduled" and release.scheduled_at:
+        out.print(f"release {release.id} scheduled for {local_time(s, release.scheduled_at)}; "
+                  f"`distributor releases unschedule {release.id}` cancels")  # fmt: skip
+    else:
+        out.print(f"release {release.id} published{_sending(s)}")
+
+
+def _sending(s: Settings) -> str:
+    """What happens to a release just published: sent now, unless the sweep is not running
+    (or Redis cannot be reached), which the press office must hear about."""
+    found = heartbeat.health(s)
+    if found.alive:
+        return "; the workers are sending it"
+    if found.error is not None:
+        return f", but no worker could be woken: {found.describe()}; it goes out once they can"
+    return f", but {found.describe()}"
+
+
+def local_time(s: Settings, moment: datetime) -> str:
+    """``moment`` in the press office's time zone, with the UTC time beside it."""
+    local = moment.astimezone(s.zone)
+    return f"{local:%Y-%m-%d %H:%M %Z} ({moment.astimezone(UTC):%H:%M} UTC)"
+
+
+@releases_app.command("publish")
+def releases_publish(
+    release_id: int,
+    at: Annotated[
+        str | None, typer.Option(help="ISO 8601 time to publish at (not in the past), or now")
+    ] = None,
+) -> None:
+    """Publish a release now (or at --at): emails go out and the feeds are regenerated.
+
+    Never before the release's embargo; a time in the past is refused (--at now publishes
+    at once). Publishing a scheduled release again with another --at reschedules it."""
+    _publish(settings(), release_id, at)
+
+
+@releases_app.command("correct")
+def releases_correct(
+    release_id: int,
+    file: Path,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="Also email a short correction notice to those who received the release "
+            "and are still subscribed",
+        ),
+    ] = False,
+) -> None:
+    """Correct a published release from FILE.md (same language and address): its page and
+    feed items change under the same ids, marked "Corrected on …". No email is sent unless
+    --notify."""
+    s = settings()
+    draft = _read_release(s, file)
+    queue = TaskQueue(s)
+    try:
+        release = actions.correct(s, queue, release_id, draft, by=audit.cli_actor(), notify=notify)
+    finally:
+        queue.close()
+    if not notify or release.corrected_at is None:
+        out.print(f"release {release_id} corrected; the site is being regenerated (no email sent)")
+        return
+    with db.session_scope(s) as session:
+        planned = notices.planned(session, release_id, release.corrected_at)
+    out.print(
+        f"release {release_id} corrected; the site is being regenerated; "
+        f"{planned} correction notice{'' if planned == 1 else 's'} planned "
+        "(to those who received it and are still subscribed)"
+    )
+
+
+@releases_app.command("withdraw")
+def releases_withdraw(
+    release_id: int,
+    by: Annotated[
+        str, typer.Option(help="Who withdraws it, for the record (default: cli:YOUR-USER-NAME)")
+    ] = "",
+) -> None:
+    """Withdraw a release: it leaves the pages and feeds (its page answers 410 Gone) and
+    every delivery not sent yet is cancelled."""
+    s = settings()
+    queue = TaskQueue(s)
+    try:
+        cancelled = actions.withdraw(s, queue, release_id, by or audit.cli_actor())
+    finally:
+        queue.close()
+    out.print(f"release {release_id} withdrawn; {cancelled} deliveries not sent were cancelled")
+
+
+@releases_app.command("unschedule")
+def releases_unschedule(release_id: int) -> None:
+    """Cancel a scheduled publication: the release goes back to draft; nothing is sent."""
+    from distributor.releases.lifecycle import unschedule
+
+    with db.session_scope(settings()) as session:
+        unschedule(session, release_id)
+        audit.record(session, audit.cli_actor(), "unschedule", f"release {release_id}")
+    out.print(f"release {release_id} is a draft again; nothing was sent")
+
+
+@app.command("publish")
+def publish_file(
+    file: Path,
+    at: Annotated[
+        str | None, typer.Option(help="ISO 8601 time to publish at (not in the past), or now")
+    ] = None,
+) -> None:
+    """Create a release from FILE.md and publish it."""
+    s = settings()
+    broker.require(s)  # before the release is stored: a broker it cannot have stops it whole
+    check_publish_time(str(file), _parse_at(at))  # refused before the draft exists
+    release_id, path = _create(s, file)
+    out.print(f"release {release_id} created: {path}", markup=False, highlight=False)
+    _publish(s, release_id, at)
+
+
+@releases_app.command("status")
+def releases_status(
+    release_id: int,
+    watch_: Annotated[bool, typer.Option("--watch", help="Live progress until done")] = False,
+) -> None:
+    """Delivery counts of a release: planned, sent, deferred, failed."""
+    s = settings()
+    if watch_:
+        watch(s, [release_id])
+    with db.session_scope(s) as session:
+        print_status(release_status(session, release_id))
+    out.print(heartbeat.health(s).describe(), markup=False, highlight=False)
+
+
+@releases_app.command("report")
+def releases_report(
+    release_id: int,
+    csv_: Annotated[
+        bool, typer.Option("--csv", help="One CSV row per delivery, to stdout or --out")
+    ] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the CSV to this file (implies --csv)")
+    ] = None,
+) -> None:
+    """Every delivery of a release: counts per status and time to send, or with --csv one
+    row each (email, language, status, attempts, SMTP code, last error, UTC times, bounce)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from distributor.reporting.report import delivery_lines, iso_utc, write_csv
+
+    s = settings()
+    if not csv_ and out_file is None:
+        with db.session_scope(s) as session:
+            st = release_status(session, release_id)
+        title = Text(f"{st.title} (id {st.release_id}, {st.language}, {st.state})")
+        table = Table(title=title, box=box.SIMPLE)
+        table.add_column("status")
+        table.add_column("deliveries", justify="right")
+        for status, n in st.counts.items():
+            table.add_row(status, str(n))
+        table.add_row("total", str(st.planned))
+        out.print(table)
+        if st.first_sent_at and st.last_sent_at:
+            seconds = (st.last_sent_at - st.first_sent_at).total_seconds()
+            out.print(f"first sent {iso_utc(st.first_sent_at)}, last sent "
+                      f"{iso_utc(st.last_sent_at)} ({seconds:.1f} s)")  # fmt: skip
+        out.print(f"bounces: {st.hard_bounces} hard, {st.soft_bounces} soft")
+        if st.unsubscribed_since:
+            out.print(f"{st.unsubscribed_since} recipient(s) unsubscribed since they received it")
+        return
+    lines = delivery_lines(s, release_id)  # an unknown release fails here, before any file
+    if out_file is None:
+        write_csv(lines, sys.stdout)
+        return
+    try:
+        stream = open_private_text(out_file, newline="")  # addresses and outcomes
+    except OSError as exc:
+        raise ConfigError(f"{out_file}: {exc.strerror}") from exc
+    with stream:
+        n = write_csv(lines, stream)
+    err.print(f"{n} deliveries written to {out_file}", markup=False, highlight=False)
+
+
+@app.command("audit")
+def audit_list(
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many events")] = 50,
+    action: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this action: publish, schedule, unschedule, correct, withdraw, import, erase"
+        ),
+    ] = None,
+) -> None:
+    """The audit trail, newest first: when (in DISTRIBUTOR_TIMEZONE), who, what, to what."""
+    s = settings()
+    with db.session_scope(s) as session:
+        for event in audit.recent(session, limit, action):
+            details = " ".join(f"{k}={v}" for k, v in sorted(event.details.items()))
+            line = f"{event.at.astimezone(s.zone):%Y-%m-%d %H:%M:%S %Z}  {event.actor}  " \
+                f"{event.action}  {event.subject}  {details}"  # fmt: skip
+            typer.echo(line.rstrip())
+
+
+@site_app.command("build")
+def site_build(
+    force: Annotated[
+        bool, typer.Option("--force", help="Render every page and feed, changed or not")
+    ] = False,
+) -> None:
+    """Write the newsroom and every feed to $DISTRIBUTOR_DATA_DIR/public (only what changed).
+
+    Any web server or CDN can serve that folder; `distributor serve` serves it too.
+    """
+    s = settings()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    started = time.monotonic()
+    queue = TaskQueue(s) if s.websub_hub else None
+    try:
+        with Progress(*columns, console=out, transient=True) as progress:
+            bar = progress.add_task("rendering", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(bar, completed=done, total=total)
+
+            report = builder.regenerate_site(s, queue, force=force, progress=advance)
+    finally:
+        if queue is not None:
+            queue.close()
+    seconds = time.monotonic() - started
+    out.print(
+        f"{report.total} files in {s.public_dir}: {len(report.written)} written, "
+        f"{report.unchanged} unchanged, {len(report.removed)} removed ({seconds:.2f} s)"
+    )
+
+
+@feeds_app.command("rebuild")
+def feeds_rebuild() -> None:
+    """Same as `distributor site build` (the feeds are part of the site)."""
+    site_build(force=False)
+
+
+def server_settings() -> Settings:
+    """The Settings for a long-running command (serve, worker, beat), refused (ConfigError,
+    exit 78) before anything starts when the secret key is weak or a placeholder, or the
+    DKIM key cannot be used (unreadable, readable by others, half configured)."""
+    s = settings()
+    check_secret_key(s)
+    load_signer(s)
+    return s
+
+
+def _celery(args: list[str]) -> None:
+    s = server_settings()  # checked here, before Celery replaces this process
+    env = dict(os.environ, DISTRIBUTOR_BROKER_URL=broker.broker_url(s))
+    env["DISTRIBUTOR_DATA_DIR"] = str(s.data_dir.resolve())
+    os.execvpe(  # noqa: S606 - replaces this process with the Celery program
+        sys.executable, [sys.executable, "-m", "celery", "-A", "worker.app", *args], env
+    )
+
+
+@app.command("worker")
+def worker(
+    concurrency: Annotated[int | None, typer.Option("-c", "--concurrency")] = None,
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+    with_beat: Annotated[
+        bool,
+        typer.Option(
+            "--with-beat",
+            help="Also run beat (the sweep) in this worker: for a one-host install. Never "
+            "on more than one worker, nor beside a `distributor beat`.",
+        ),
+    ] = False,
+) -> None:
+    """Run a Celery worker (prefork) on the distributor queue."""
+    n = concurrency or settings().worker_concurrency
+    _celery(["worker", "-Q", "distributor", "-c", str(n), "--loglevel", loglevel,
+             "--without-gossip", "--without-mingle", "-O", "fair",
+             *(["-B"] if with_beat else [])])  # fmt: skip
+
+
+@app.command("beat")
+def beat(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
+    """Run the scheduler that starts the sweep every 30 seconds."""
+    _celery(["beat", "--loglevel", loglevel])
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes serving requests (each caches the site).")
+    ] = 1,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            help="Log every request. Off by default: on the feed path it costs a large "
+            "share of the throughput."
+        ),
+    ] = False,
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(
+            help="Take the client address from X-Forwarded-For (feed poll limit, form "
+            "limits): only behind a reverse proxy you trust, listed in --forwarded-allow-ips."
+        ),
+    ] = False,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated addresses of the trusted proxies (with --proxy-headers)."
+        ),
+    ] = "127.0.0.1",
+) -> None:
+    """Serve the newsroom, the feeds and the subscription pages."""
+    import uvicorn
+
+    # A configuration that cannot work fails here, with exit code 78: a weak secret key, an
+    # unusable DKIM key, or no broker (the forms and the publishing API need it).
+    broker.require(server_settings())
+    # By import string, so that every worker process builds its own app from the environment.
+    uvicorn.run(
+        "distributor.web.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips if proxy_headers else None,
+        server_header=False,  # no "server: uvicorn": nothing to learn, one header less
+    )
+
+
+@app.command("demo")
+def demo(
+    subscribers: Annotated[int, typer.Option(help="How many subscribers to generate")] = 1000,
+) -> None:
+    """Run the whole thing on one machine: data, 1,000 subscribers, two releases, a worker."""
+    from distributor.cli.demo import run_demo
+
+    run_demo(server_settings(), subscribers, out)  # it starts a worker: the same check
+
+
+def main() -> None:
+    """Entry point: run the CLI and map domain errors to messages and exit codes."""
+    try:
+        level = load_settings().log_level
+    except ValueError:  # the command itself says what is wrong (exit 78)
+        level = None
+    setup_logging(level or "WARNING")
+    try:
+        try:
+            app()  # usage errors exit 2 from here; domain errors propagate to us
+        except DBAPIError as exc:  # a database that cannot be used at all: say so in a line
+            problem = db.explain(settings(), exc)
+            if problem is None:
+                raise
+            raise problem from exc
+    except ImportRejected as exc:
+        err.print(f"error: {exc.source}: {len(exc.rows)} bad row(s), nothing imported",
+                  markup=False, highlight=False)  # fmt: skip
+        for row in exc.rows:
+            err.print(f"  {exc.source}:{row.line}: {row.reason}", markup=False, highlight=False)
+        sys.exit(1)
+    except DistributorError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(78 if isinstance(exc, ConfigError) else 69 if isinstance(exc, ServiceError) else 1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

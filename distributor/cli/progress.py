@@ -1,0 +1,62 @@
+"""The ``distributor`` command. Turns domain errors into messages and exit codes:
+1 for rejected input or a state conflict, 69 when a service is unavailable, 78 for a
+configuration that cannot work."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from distributor.core import db
+from distributor.core.config import Settings
+from distributor.reporting.status import ReleaseStatus, release_status
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _status_line(st: ReleaseStatus) -> str:
+    c = st.counts
+    line = (
+        f"planned {st.planned} · sent {c['sent']} · deferred {c['deferred']} · "
+        f"failed {c['failed']} · cancelled {c['cancelled']} · pending {c['pending']}"
+    )
+    return line
+
+
+def print_status(st: ReleaseStatus) -> None:
+    """Print a release's status as `releases status` shows it."""
+    out.print(f"[bold]{escape(st.title)}[/bold] (id {st.release_id}, {st.language}, {st.state})")
+    out.print(_status_line(st))
+    if st.first_sent_at and st.last_sent_at:
+        seconds = (st.last_sent_at - st.first_sent_at).total_seconds()
+        out.print(f"first sent {st.first_sent_at:%Y-%m-%d %H:%M:%S}Z, last {seconds:.1f} s later")
+    out.print(f"bounces: {st.hard_bounces} hard, {st.soft_bounces} soft")
+    if st.unsubscribed_since:
+        out.print(f"{st.unsubscribed_since} recipient(s) unsubscribed since they received it")
+    for lang, n in sorted(st.without_version.items()):
+        out.print(f"{n} subscriber(s) of these topics read {lang}: no {lang} version, none sent")
+
+
+def watch(s: Settings, release_ids: list[int], timeout: float = 3600) -> list[ReleaseStatus]:
+    """Show a progress bar per release until each has nothing left to send."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    deadline = time.monotonic() + timeout
+    with Progress(*columns, console=out) as progress:
+        bars = {rid: progress.add_task(f"release {rid}", total=None) for rid in release_ids}
+        while True:
+            with db.session_scope(s) as session:
+                states = [release_status(session, rid) for rid in release_ids]
+            for st in states:
+                progress.update(
+                    bars[st.release_id], total=st.planned or None, completed=st.done,
+                    description=f"{st.slug[:30]} ({st.language})",
+                )  # fmt: skip
+            finished = all(st.planned and not st.open for st in states)
+            if finished or time.monotonic() > deadline:
+                return states
+            time.sleep(0.5)

@@ -1,0 +1,100 @@
+"""The newsroom's pages, rendered to strings: the listings (``/``, ``/en/``, a topic, an
+archive page) and a release's permanent page, for the static site builder; and the one Jinja2
+environment of ``templates/pages`` that the dynamic pages (subscribe, confirm…) share.
+
+Rendering is deterministic — the same inputs give the same bytes (no clock, no randomness,
+topics sorted) — so the builder rewrites a file only when its content changed. Every URL is
+absolute, from ``settings.site_url``; never from a request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, tzinfo
+from functools import lru_cache
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_decimal
+
+from distributor.core.i18n import gettext_for, primary
+
+# What a journalist calls a file, by media type; other types show their subtype.
+FILE_KINDS: dict[str, str] = {
+    "application/pdf": "PDF",
+    "application/msword": "Word",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "Word",
+    "application/vnd.ms-excel": "Excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "Excel",
+    "application/vnd.ms-powerpoint": "PowerPoint",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "PowerPoint",
+    "application/vnd.oasis.opendocument.text": "ODT",
+    "application/vnd.oasis.opendocument.spreadsheet": "ODS",
+    "application/zip": "ZIP",
+    "text/csv": "CSV",
+    "text/plain": "TXT",
+    "image/jpeg": "JPEG",
+    "image/svg+xml": "SVG",
+}
+_SHORT_NAME = re.compile(r"^[A-Za-z0-9]{1,6}$")
+# Decimal (SI) units, as file managers and browsers show sizes; the catalog translates
+# them (French: o, ko, Mo, Go).
+_SIZE_UNITS = ("B", "kB", "MB", "GB")
+_NBSP = "\u00a0"  # between a number and its unit: never broken across lines
+
+
+@lru_cache(maxsize=64)
+def _locale(lang: str) -> Locale:
+    try:
+        return Locale.parse(primary(lang))
+    except (UnknownLocaleError, ValueError):
+        return Locale.parse("en")
+
+
+@lru_cache(maxsize=4096)
+def _long_date(day: date, lang: str) -> str:
+    return format_date(day, format="long", locale=_locale(lang))
+
+
+def long_date(moment: datetime, lang: str, zone: tzinfo = UTC) -> str:
+    """The day of ``moment`` in ``zone`` (the press office's: a release at 00:30 in Paris
+    is dated that day, not the day before in UTC) written out in ``lang``: "November 20,
+    2026", "20 novembre 2026"; an unknown language gets English."""
+    # Cached: a listing prints fifty dates, most of them on a handful of days.
+    return _long_date(moment.astimezone(zone).date(), lang)
+
+
+def human_size(length: int, lang: str) -> str:
+    """``length`` bytes as people read it, in ``lang``: "1.2 MB", "1,2 Mo", "850 B"."""
+    _ = gettext_for(lang)
+    size, unit = float(length), 0
+    while size >= 1000 and unit < len(_SIZE_UNITS) - 1:
+        size, unit = size / 1000, unit + 1
+    number = format_decimal(size, format="#,##0.#", locale=_locale(lang))
+    return f"{number}{_NBSP}{_(_SIZE_UNITS[unit])}"
+
+
+def file_kind(media_type: str, href: str = "") -> str:
+    """What kind of file this is, for a reader: "PDF", "Word", "JPEG"… from its media type,
+    else from its name's extension; "" when neither says."""
+    if media_type in FILE_KINDS:
+        return FILE_KINDS[media_type]
+    subtype = media_type.partition("/")[2].removeprefix("x-")
+    if _SHORT_NAME.match(subtype):
+        return subtype.upper()
+    extension = PurePosixPath(urlsplit(href).path).suffix.lstrip(".")
+    return extension.upper() if _SHORT_NAME.match(extension) else ""
+
+
+def file_details(item: Mapping[str, Any], lang: str) -> str:
+    """A file's kind and size for a link label, "PDF, 1.2 MB", from an attachment's or
+    image's ``type``, ``length`` and ``href`` (or ``src``); "" when nothing is known."""
+    length = item.get("length")
+    parts = [file_kind(str(item.get("type") or ""), str(item.get("href") or item.get("src") or ""))]
+    if isinstance(length, int) and length > 0:
+        parts.append(human_size(length, lang))
+    return ", ".join(part for part in parts if part)

@@ -1,0 +1,102 @@
+"""The pipeline the workers run: publish → distribute (plan the ledger, wake batches) →
+send_batch (claim, render, send, record) — and the sweep that repairs lost wake-ups.
+
+Each function takes ids, reads the database, and is safe to run twice or concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+
+from distributor.audience.subscription import (
+    CONFIRMATION_TASK,
+    purge_requests,
+    undecided_requests,
+)
+from distributor.core import audit, heartbeat, idempotency
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Release, ReleaseState
+from distributor.core.queue import TaskQueue
+from distributor.outbox import notices
+from distributor.outbox.ledger import (
+    cancel_unconfirmed,
+    due,
+)
+from distributor.outbox.sending import distribute_release
+from distributor.releases.lifecycle import publish_due
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did."""
+
+    published: list[int] = field(default_factory=list)
+    planned: list[int] = field(default_factory=list)
+    batches: int = 0
+    cancelled: int = 0
+    notice_batches: int = 0
+    confirmations: int = 0  # subscription requests whose lost wake-up was sent again
+
+
+def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> SweepReport:
+    """Repair what lost wake-ups and dead workers left behind; run by beat every
+    ``settings.sweep_seconds``, and says so (``heartbeat.record``).
+
+    Publishes scheduled releases that are due, plans published releases never planned,
+    cancels rows of subscribers who left, forgets expired idempotency keys and subscription
+    requests, wakes a worker for each request whose wake-up was lost, and — when no
+    task waits in the queue — enqueues batches for every release with rows or correction
+    notices due (deferred retries, expired leases, lost tasks) and a site regeneration
+    (which writes nothing if the site is current).
+    """
+    heartbeat.record(settings)  # a sweep runs: the workers, the status and publish see it
+    report = SweepReport()
+    with session_scope(settings) as session:
+        report.published = publish_due(session, now)
+        for release_id in report.published:
+            audit.record(session, audit.SCHEDULER, "publish", f"release {release_id}")
+        unplanned = session.scalars(
+            select(Release.id).where(
+                Release.state == ReleaseState.PUBLISHED, Release.planned_at.is_(None)
+            )
+        )
+        report.planned = list(unplanned)
+        report.cancelled = cancel_unconfirmed(session)
+        idempotency.purge(session, now)
+        purge_requests(session, settings, now)
+        lost = undecided_requests(session, now)
+    for request_id in lost:
+        queue.send(CONFIRMATION_TASK, request_id)
+    report.confirmations = len(lost)
+    for release_id in report.planned:
+        distribute_release(settings, queue, release_id)
+    if report.published:
+        queue.send("regenerate_site")
+    try:
+        idle = queue.waiting() == 0
+    except Exception:
+        log.warning("sweep: broker unreachable; retrying at the next sweep")
+        return report
+    if idle:
+        if not report.published:  # a lost regeneration; one catalogue query if none was
+            queue.send("regenerate_site")
+        with session_scope(settings) as session:
+            work = due(session)
+            waiting_notices = notices.due(session)
+        for release_id, count in work.items():
+            for _ in range(math.ceil(count / settings.batch_size)):
+                queue.send("send_batch", release_id)
+                report.batches += 1
+        for release_id, count in waiting_notices.items():
+            for _ in range(math.ceil(count / settings.batch_size)):
+                queue.send("send_correction_notices", release_id)
+                report.notice_batches += 1
+    return report

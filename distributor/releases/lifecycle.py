@@ -1,0 +1,292 @@
+"""Releases: read from Markdown with YAML front matter, create, publish (now or later).
+
+Ingest is strict: a broken front matter, a missing title, an unknown topic or a date without a
+time zone is refused with a ReleaseInputError naming the source and the field, and nothing
+is stored. The body is Markdown rendered to sanitised HTML; the Markdown source is kept as
+the text part of the email.
+
+What a field refuses, in a release file and in the API's JSON alike (one model):
+- single-line text (title, dateline, lead, contact names and roles, alt texts, credits,
+  document titles): control characters, line breaks, bidi embeddings, overrides and
+  isolates, invisible format characters and noncharacters (``sanitize.line_problem``);
+- links (images ``src``, ``href``, ``email_src``; documents ``href``): anything but an
+  http(s) URL with a host or a site path that stays on the site (``urls.link_problem``:
+  no ``//host``, ``/\\host``, ``/%2F…``, ``javascript:``…);
+- contacts: an ``email`` that is not an address (email-validator, syntax only), a
+  ``phone`` that is not a phone number as people write it;
+- the body: the bidi overrides U+202D and U+202E (``sanitize.body_problem``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from distributor.core.config import Settings
+from distributor.core.errors import Conflict, NotFound, ReleaseInputError
+from distributor.core.models import Release, ReleaseState, Topic, utcnow
+from distributor.releases.source import ReleaseDraft, single_line, slugify
+
+# How far in the past a publish time may be and still mean "now": clocks of hosts kept by
+# NTP agree within this, and a client that computed "now" sends it a moment later. Only
+# that: a time further back is a typo (a wrong day, a wrong month), and sending a release
+# early cannot be undone — it is refused, and "now" must be said (--at now, null).
+PAST_TOLERANCE = timedelta(seconds=5)
+
+
+def create_release(session: Session, settings: Settings, draft: ReleaseDraft) -> Release:
+    """Store ``draft`` as a draft release and return it (flushed, with its id).
+
+    Raises ReleaseInputError for an unknown topic or translation, Conflict for a taken slug.
+    """
+    topics, translation_of = _references(session, draft)
+    slug = _free_slug(session, draft, None)
+    now = utcnow()
+    release = Release(
+        slug=slug, state=ReleaseState.DRAFT, topics=topics, translation_of=translation_of,
+        created_at=now,
+    )  # fmt: skip
+    _fill(release, draft, now)
+    session.add(release)
+    session.flush()
+    return release
+
+
+def update_draft(
+    session: Session, settings: Settings, release_id: int, draft: ReleaseDraft
+) -> Release:
+    """Replace every field of draft release ``release_id`` with ``draft``'s (its slug too,
+    when the draft gives one); returns it, flushed. Raises NotFound, Conflict unless it is
+    a draft (a scheduled one is unscheduled first, a published one corrected) or when the
+    new slug is taken, ReleaseInputError as ``create_release``."""
+    release = get_release(session, release_id)
+    if release.state != ReleaseState.DRAFT:
+        raise Conflict(
+            f"release {release_id} is {release.state}: only a draft is edited "
+            "(unschedule a scheduled release first; correct a published one)"
+        )
+    topics, translation_of = _references(session, draft)
+    if translation_of is not None and translation_of.id == release.id:
+        raise ReleaseInputError(f"{draft.source}: field 'translation_of': names this release")
+    release.slug = _free_slug(session, draft, release.id)
+    release.topics = topics
+    release.translation_of = translation_of
+    _fill(release, draft, utcnow())
+    session.flush()
+    return release
+
+
+def _references(session: Session, draft: ReleaseDraft) -> tuple[list[Topic], Release | None]:
+    """The draft's topics and the release it translates; ReleaseInputError for unknowns."""
+    meta = draft.meta
+    topics = list(session.scalars(select(Topic).where(Topic.slug.in_(meta.topics))))
+    missing = sorted(set(meta.topics) - {t.slug for t in topics})
+    if missing:
+        raise ReleaseInputError(
+            f"{draft.source}: field 'topics': unknown topic(s) {', '.join(missing)} "
+            "(add them with `distributor topics add SLUG --name NAME`)"
+        )
+    translation_of = None
+    if meta.translation_of:
+        translation_of = session.scalar(select(Release).where(Release.slug == meta.translation_of))
+        if translation_of is None:
+            raise ReleaseInputError(
+                f"{draft.source}: field 'translation_of': no release with slug "
+                f"{meta.translation_of!r}"
+            )
+    return topics, translation_of
+
+
+def _free_slug(session: Session, draft: ReleaseDraft, own_id: int | None) -> str:
+    """The draft's slug (given, or made from its title); Conflict if another release has
+    it."""
+    slug = draft.meta.slug or slugify(draft.meta.title)
+    existing = session.scalar(select(Release.id).where(Release.slug == slug))
+    if existing is not None and existing != own_id:
+        raise Conflict(
+            f"{draft.source}: a release with slug {slug!r} already exists (id {existing}); "
+            "set another 'slug' in the front matter"
+        )
+    return slug
+
+
+def _fill(release: Release, draft: ReleaseDraft, now: datetime) -> None:
+    """Copy the draft's language, dates and text onto ``release``."""
+    release.language = draft.meta.lang
+    release.date = draft.meta.date
+    release.embargo_at = draft.meta.embargo
+    _fill_text(release, draft, now)
+
+
+def _fill_text(release: Release, draft: ReleaseDraft, now: datetime) -> None:
+    """Copy the draft's text (title, dateline, lead, body, contacts, images, documents)
+    onto ``release``: what a correction may change."""
+    meta = draft.meta
+    release.title = meta.title
+    release.dateline = meta.dateline
+    release.lead = draft.lead
+    release.body_html = draft.body_html
+    release.body_text = draft.body_text
+    release.contacts = [c.model_dump() for c in meta.contacts]
+    release.images = [i.model_dump() for i in meta.images]
+    release.attachments = [a.model_dump() for a in meta.attachments]
+    release.updated_at = now
+
+
+def get_release(session: Session, release_id: int) -> Release:
+    """The release with ``release_id``; raises NotFound."""
+    release = session.get(Release, release_id)
+    if release is None:
+        raise NotFound(f"no release with id {release_id}")
+    return release
+
+
+def check_publish_time(source: str, at: datetime | None, now: datetime | None = None) -> None:
+    """Refuse (ReleaseInputError naming ``source``, the release, and the field ``at``) a
+    publish time without a time zone or more than ``PAST_TOLERANCE`` before ``now`` (an
+    injectable clock, UTC): a time in the past would publish at once, which a scheduled time
+    never means. ``None`` is "now"."""
+    if at is None:
+        return
+    if at.tzinfo is None:
+        raise ReleaseInputError(
+            f"{source}: field 'at': {at.isoformat()} has no time zone; write e.g. "
+            "2026-11-20T09:00+01:00"
+        )
+    now = now or utcnow()
+    if at < now - PAST_TOLERANCE:
+        raise ReleaseInputError(
+            f"{source}: field 'at': {at.isoformat()} is in the past (it is "
+            f"{now.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC); nothing was published or "
+            "scheduled. Give a later time, or now to publish at once"
+        )
+
+
+def mark_published(
+    session: Session, release_id: int, at: datetime | None = None, now: datetime | None = None
+) -> Release:
+    """Publish the release now, or schedule it for ``at`` (or its embargo) if that is later.
+
+    ``at`` earlier than the release's embargo is refused: the embargo, from its front
+    matter, is a promise to journalists. A scheduled release is rescheduled by publishing it
+    again with another ``at`` (earlier or later), or at once without one when its embargo
+    allows. The caller commits, then wakes the workers (see ``dispatch.publish``).
+    Publishing an already published release changes nothing; a withdrawn one raises
+    Conflict. ``at`` in the past is refused (``check_publish_time``): publishing at once is
+    asked for with ``at=None``. ``now`` is an injectable clock (UTC, aware).
+    """
+    release = get_release(session, release_id)
+    if release.state == ReleaseState.WITHDRAWN:
+        raise Conflict(f"release {release_id} was withdrawn; it cannot be published")
+    if release.state == ReleaseState.PUBLISHED:
+        if at is not None:
+            raise Conflict(f"release {release_id} is already published; it cannot be scheduled")
+        return release
+    now = now or utcnow()
+    check_publish_time(f"release {release_id}", at, now)
+    if at is not None and release.embargo_at is not None and at < release.embargo_at:
+        raise ReleaseInputError(
+            f"publish time {at.isoformat()} is before the release's embargo "
+            f"{release.embargo_at.isoformat()}; choose a later time or change the embargo"
+        )
+    when = max(d for d in (at, release.embargo_at, now) if d is not None)
+    if when > now:
+        release.state = ReleaseState.SCHEDULED
+        release.scheduled_at = when
+    else:
+        release.state = ReleaseState.PUBLISHED
+        release.published_at = now
+        release.scheduled_at = None
+    release.updated_at = now
+    return release
+
+
+def unschedule(session: Session, release_id: int, now: datetime | None = None) -> Release:
+    """Cancel a scheduled publication: the release goes back to draft, nothing was or will
+    be sent. Raises Conflict unless it is scheduled (a published release is withdrawn
+    instead)."""
+    release = get_release(session, release_id)
+    if release.state != ReleaseState.SCHEDULED:
+        raise Conflict(f"release {release_id} is {release.state}, not scheduled")
+    release.state = ReleaseState.DRAFT
+    release.scheduled_at = None
+    release.updated_at = now or utcnow()
+    return release
+
+
+def publish_due(session: Session, now: datetime | None = None) -> list[int]:
+    """Publish every scheduled release whose time has come (by ``now``, an injectable
+    clock); return their ids."""
+    now = now or utcnow()
+    due = list(
+        session.scalars(
+            select(Release).where(
+                Release.state == ReleaseState.SCHEDULED, Release.scheduled_at <= now
+            )
+        )
+    )
+    for release in due:
+        release.state = ReleaseState.PUBLISHED
+        release.published_at = now
+        release.updated_at = now
+        release.scheduled_at = None
+    return [r.id for r in due]
+
+
+def withdraw(session: Session, release_id: int, by: str, now: datetime | None = None) -> Release:
+    """Withdraw a release, whatever its state: it leaves the pages and feeds (its permanent
+    page answers 410 Gone) and is never sent again; ``by`` records who did it. The caller
+    cancels its open deliveries in the same transaction (``delivery.cancel_release``) and
+    regenerates the site after the commit (``dispatch.withdraw``). Raises Conflict if it was
+    withdrawn already."""
+    release = get_release(session, release_id)
+    if release.state == ReleaseState.WITHDRAWN:
+        raise Conflict(f"release {release_id} was already withdrawn")
+    who = _single_line_or_error(by, "withdrawn by")
+    now = now or utcnow()
+    release.state = ReleaseState.WITHDRAWN
+    release.scheduled_at = None
+    release.withdrawn_at = now
+    release.withdrawn_by = who
+    release.updated_at = now
+    return release
+
+
+def _single_line_or_error(value: str, field: str) -> str:
+    try:
+        cleaned = single_line(value)
+    except ValueError as exc:
+        raise ReleaseInputError(f"{field}: {exc}") from exc
+    if not cleaned:
+        raise ReleaseInputError(f"{field}: say who (a name)")
+    return cleaned[:200]
+
+
+def correct_release(
+    session: Session, release_id: int, draft: ReleaseDraft, now: datetime | None = None
+) -> Release:
+    """Replace a published release's text (title, lead, body, images, attachments,
+    contacts, dateline) with ``draft``'s and mark it corrected now. Its id, slug, language,
+    date and topics stay: feed readers keep the same item (a new updated date), and the
+    audience the email went to is not redrawn. Raises Conflict unless it is published,
+    ReleaseInputError if the draft's language or slug differ."""
+    release = get_release(session, release_id)
+    if release.state != ReleaseState.PUBLISHED:
+        raise Conflict(f"release {release_id} is {release.state}: only a published release is "
+                       "corrected (edit a draft by creating it again)")  # fmt: skip
+    meta = draft.meta
+    if meta.lang != release.language:
+        raise ReleaseInputError(
+            f"{draft.source}: field 'lang': a correction keeps the language "
+            f"({release.language}); publish a translation instead"
+        )
+    if meta.slug is not None and meta.slug != release.slug:
+        raise ReleaseInputError(
+            f"{draft.source}: field 'slug': a correction keeps the address ({release.slug})"
+        )
+    now = now or utcnow()
+    _fill_text(release, draft, now)
+    release.corrected_at = now
+    return release

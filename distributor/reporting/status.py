@@ -1,0 +1,135 @@
+"""A release's delivery status: ledger counts, timing, and who gets no version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from distributor.core.models import (
+    Delivery,
+    DeliveryStatus,
+    Release,
+    Subscriber,
+    SubscriberStatus,
+    release_topics,
+    subscriptions,
+)
+from distributor.outbox.ledger import counts
+from distributor.releases.lifecycle import get_release
+
+
+@dataclass(frozen=True)
+class ReleaseStatus:
+    """Everything `distributor releases status` shows about one release."""
+
+    release_id: int
+    slug: str
+    title: str
+    language: str
+    state: str
+    counts: dict[str, int]
+    first_sent_at: datetime | None
+    last_sent_at: datetime | None
+    without_version: dict[str, int]  # language → confirmed followers with no version in it
+    hard_bounces: int = 0  # deliveries a server reported as failed for good (5.x.x)
+    soft_bounces: int = 0  # deliveries a server reported as failed for now (4.x.x)
+    # Recipients of this release who unsubscribed after it was sent to them.
+    unsubscribed_since: int = 0
+    published_at: datetime | None = None
+
+    @property
+    def planned(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def done(self) -> int:
+        """Rows that reached an end: sent, failed or cancelled."""
+        return self.counts["sent"] + self.counts["failed"] + self.counts["cancelled"]
+
+    @property
+    def bounced(self) -> int:
+        """Deliveries a bounce report came back for, hard or soft."""
+        return self.hard_bounces + self.soft_bounces
+
+    @property
+    def time_to_send(self) -> float | None:
+        """Seconds from publication to the last message sent, once nothing is left to send
+        (None before, or when nothing was sent)."""
+        if self.open or self.last_sent_at is None:
+            return None
+        start = self.published_at or self.first_sent_at or self.last_sent_at
+        return max(0.0, (self.last_sent_at - start).total_seconds())
+
+    @property
+    def open(self) -> int:
+        """Rows still to be sent (pending or deferred)."""
+        return self.counts["pending"] + self.counts["deferred"]
+
+
+def translation_languages(session: Session, release: Release) -> set[str]:
+    """The languages of the release and of every release linked to it as a translation."""
+    root = release.translation_of_id or release.id
+    langs = session.scalars(
+        select(Release.language).where(or_(Release.id == root, Release.translation_of_id == root))
+    )
+    return set(langs) | {release.language}
+
+
+def release_status(session: Session, release_id: int) -> ReleaseStatus:
+    """The delivery status of one release; raises NotFound."""
+    release = get_release(session, release_id)
+    first, last = session.execute(
+        select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
+            Delivery.release_id == release_id
+        )
+    ).one()
+    served = translation_languages(session, release)
+    topic_ids = select(release_topics.c.topic_id).where(release_topics.c.release_id == release_id)
+    followers = select(subscriptions.c.subscriber_id).where(subscriptions.c.topic_id.in_(topic_ids))
+    query = (
+        select(Subscriber.language, func.count())
+        .where(
+            Subscriber.status == SubscriberStatus.CONFIRMED,
+            Subscriber.language.not_in(served),
+            Subscriber.id.in_(followers),
+        )
+        .group_by(Subscriber.language)
+    )
+    missing = {str(lang): int(n) for lang, n in session.execute(query)}
+    bounces = {
+        str(kind): int(n)
+        for kind, n in session.execute(
+            select(Delivery.bounce, func.count())
+            .where(Delivery.release_id == release_id, Delivery.bounce.is_not(None))
+            .group_by(Delivery.bounce)
+        )
+    }
+    left = session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(
+            Delivery.release_id == release_id,
+            Delivery.status == DeliveryStatus.SENT,
+            Subscriber.unsubscribed_at.is_not(None),
+            Subscriber.unsubscribed_at >= Delivery.sent_at,
+        )
+    )
+    return ReleaseStatus(
+        release_id=release.id,
+        slug=release.slug,
+        title=release.title,
+        language=release.language,
+        state=release.state,
+        counts=counts(session, release_id),
+        first_sent_at=first,
+        last_sent_at=last,
+        without_version=missing,
+        hard_bounces=bounces.get("hard", 0),
+        soft_bounces=bounces.get("soft", 0),
+        unsubscribed_since=int(left or 0),
+        published_at=release.published_at,
+    )

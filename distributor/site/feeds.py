@@ -1,0 +1,523 @@
+"""RSS 2.0, Atom 1.0 and JSON Feed 1.1 documents of releases; the only module that imports
+feedgen. It renders; ``site.py`` decides which feeds exist and writes them.
+
+Feeds are deterministic: the same releases give the same bytes (no ``now()``, no library
+version, a fixed order), so a file, and its ETag, change only when its content does.
+
+What every feed carries: a self link (``atom:link rel="self"`` in RSS too), the hub when
+``DISTRIBUTOR_WEBSUB_HUB`` is set, the language, and per item a ``tag:`` id that no edit
+changes, published and updated dates, a plain-text summary, the full HTML with absolute
+URLs (``content:encoded`` in RSS), the topics as categories, the lead image as an enclosure
+and ``hreflang`` alternates to the release's other language versions.
+
+Every field but the full content is plain text (``sanitize.plain_text``: no tag, no
+character reference), escaped once by the writer: titles, the channel description, the
+summary (RSS ``description``, Atom ``summary type="text"``, JSON ``summary``), names,
+categories, document titles. Many readers render RSS titles and descriptions as HTML
+whatever the specification says, so markup in a title or a lead must not reach them as
+markup. The full content (``content:encoded``, Atom ``content``, JSON ``content_html``) is
+the sanitised HTML of the body. Atom live feeds link
+to RFC 5005 archive pages (``prev-archive``); archive pages are marked ``fh:archive``.
+
+feedgen 1.0 writes an Atom entry's links without their ``rel``, ``type``, ``hreflang`` and
+``length`` (it reads them from the element it just created), so the entry links are written
+here by an entry extension (``_ItemExtension``) instead.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from feedgen.entry import FeedEntry
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
+from feedgen.ext.dc import DcEntryExtension
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from distributor.core import urls
+from distributor.core.config import Settings
+from distributor.core.i18n import gettext_for
+from distributor.core.models import Release, Topic
+from distributor.core.sanitize import absolute_urls, clean_html, plain_text, strip_xml_invalid
+
+# Atom's <updated> of a feed without items when the catalogue knows no date for it either
+# (a database without a topic, where nothing can be published yet): fixed, so the feed is
+# stable; after 1990, so validators do not call it implausible as they did 1970-01-01.
+NO_DATE = datetime(2000, 1, 1, tzinfo=UTC)
+SUMMARY_CHARS = 300
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+_ATOM = "http://www.w3.org/2005/Atom"
+_HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005
+_MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml",
+                "json": "application/feed+json"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """One feed document: a language (and maybe a topic), its releases, its archive links.
+
+    ``archive`` is None for the live feed, else this RFC 5005 archive page's number;
+    ``prev_archive`` is the next older archive page, ``next_archive`` the next newer one
+    (both Atom only). ``empty_date`` is the feed's date when it has no release: when it
+    last changed (``site.py`` gives the withdrawal that emptied it, else the creation of
+    its topic); never now(), so the same catalogue gives the same bytes."""
+
+    lang: str
+    topic: Topic | None
+    releases: Sequence[Release]
+    archive: int | None = None
+    prev_archive: int | None = None
+    next_archive: int | None = None
+    empty_date: datetime | None = None
+
+
+@dataclass
+class ItemCache:
+    """Per-item work shared by every feed rendered in one pass (sanitising the content is
+    the dear part). Valid for one state of the database only."""
+
+    items: dict[tuple[int, str], _Item] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Enclosure:
+    url: str
+    type: str
+    length: int
+
+
+@dataclass(frozen=True)
+class _Item:
+    id: str
+    title: str
+    url: str
+    lang: str
+    published: datetime
+    updated: datetime
+    summary: str
+    content_html: str
+    categories: tuple[tuple[str, str, str], ...]  # term, label, scheme (the topic page)
+    enclosure: Enclosure | None
+    alternates: tuple[tuple[str, str], ...]  # hreflang, url of another language version
+    attachments: tuple[tuple[str, str, str, int], ...]  # url, title, type, length
+    author: str
+
+
+def render_feed(
+    page: FeedPage,
+    fmt: urls.FeedFormat,
+    settings: Settings,
+    translations: Mapping[int, Sequence[Release]] | None = None,
+    cache: ItemCache | None = None,
+) -> bytes:
+    """The complete document (UTF-8 bytes) of ``page`` in ``fmt``.
+
+    ``page.releases`` may come in any order: the document holds them newest first (by date,
+    then id), at most ``settings.feed_size``. ``translations`` maps a release id to its
+    other published language versions (for ``hreflang`` alternates). The result depends only
+    on the arguments."""
+    newest = sorted(page.releases, key=lambda r: (r.date, r.id), reverse=True)
+    newest = newest[: settings.feed_size]
+    cache = cache if cache is not None else ItemCache()
+    items = []
+    for release in newest:
+        key = (release.id, page.lang)
+        if key not in cache.items:
+            others = (translations or {}).get(release.id, ())
+            cache.items[key] = _item(release, others, settings, page.lang)
+        items.append(cache.items[key])
+    if fmt == "json":
+        return _json_feed(page, items, settings)
+    return _xml_feed(page, fmt, items, settings)
+
+
+def build_feed(
+    releases: Sequence[Release],
+    settings: Settings,
+    *,
+    lang: str,
+    fmt: urls.FeedFormat,
+    topic: Topic | None = None,
+) -> bytes:
+    """The live feed of ``releases`` (no archive links, no translations): a shorthand of
+    ``render_feed`` for callers that filtered the releases themselves."""
+    return render_feed(FeedPage(lang, topic, releases), fmt, settings)
+
+
+def feed_title(settings: Settings, lang: str, topic: Topic | None) -> str:
+    """A feed's title: the organisation, and the topic's name in ``lang`` if any."""
+    title = _organisation(settings)
+    if topic is not None:
+        title = f"{title} — {_topic_label(topic, lang)}"
+    return title
+
+
+# -- XML (feedgen) ---------------------------------------------------------------------------
+
+
+def _xml_feed(page: FeedPage, fmt: urls.FeedFormat, items: Sequence[_Item], s: Settings) -> bytes:
+    slug = page.topic.slug if page.topic else None
+    self_url = _text(urls.feed_url(s, page.lang, fmt, slug, page.archive))
+    title = feed_title(s, page.lang, page.topic)
+    if page.archive is not None:
+        title = f"{title} ({page.archive})"
+    fg = FeedGenerator()
+    fg.register_extension("distributor", _FeedExtension, None, atom=True, rss=True)
+    extension: _FeedExtension = fg.distributor
+    extension.hub = s.websub_hub
+    extension.archive = page.archive is not None
+    # The feed's date: its newest item's; for a feed without items the date the catalogue
+    # gives (page.empty_date); without one, RSS leaves its optional lastBuildDate out and
+    # Atom, which requires <updated>, gets the fixed NO_DATE. Never now(): feeds are
+    # deterministic (feedgen would put now() in).
+    dated = max((i.updated for i in items), default=page.empty_date)
+    extension.undated = dated is None
+    if fmt == "rss":
+        fg.load_extension("dc", atom=False, rss=True)  # dc:creator: an author without email
+    fg.id(self_url)
+    fg.title(title)
+    if fmt == "rss":
+        fg.description(title)
+    fg.language(_text(page.lang))
+    fg.author(name=_organisation(s))
+    fg.link(href=self_url, rel="self", type=_MEDIA_TYPES[fmt])
+    if fmt == "atom":
+        if s.websub_hub:
+            fg.link(href=_text(s.websub_hub), rel="hub")
+        if page.archive is not None:
+            fg.link(href=_text(urls.feed_url(s, page.lang, fmt, slug)), rel="current")
+        if page.prev_archive is not None:
+            prev = urls.feed_url(s, page.lang, fmt, slug, page.prev_archive)
+            fg.link(href=_text(prev), rel="prev-archive")
+        if page.next_archive is not None:
+            newer = urls.feed_url(s, page.lang, fmt, slug, page.next_archive)
+            fg.link(href=_text(newer), rel="next-archive")
+    # Last, because feedgen takes the last link as the RSS channel <link>: the newsroom.
+    home = urls.listing_url(s, page.lang, slug)
+    fg.link(href=_text(home), rel="alternate", type="text/html")
+    # Fixed generator and update time: feedgen would otherwise put its version and now() in.
+    fg.generator("distributor")
+    fg.updated(dated or NO_DATE)
+    for item in items:
+        fg.add_entry(_feed_entry(item, fmt), order="append")
+    data = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
+    assert isinstance(data, bytes)
+    return data
+
+
+class _FeedExtension(BaseExtension):  # type: ignore[misc]
+    """Feed-level elements feedgen does not write: the hub in RSS and the RFC 5005 marker;
+    and the RSS lastBuildDate of an undated feed taken out (feedgen always writes one)."""
+
+    hub: str | None = None
+    archive: bool = False
+    undated: bool = False
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": _HISTORY} if self.archive else {}
+
+    def extend_rss(self, feed: Any) -> Any:
+        channel = feed[0]
+        if self.hub:
+            etree.SubElement(channel, f"{{{_ATOM}}}link", href=_text(self.hub), rel="hub")
+        if self.undated:
+            for element in channel.findall("lastBuildDate"):
+                channel.remove(element)
+        return feed
+
+    def extend_atom(self, feed: Any) -> Any:
+        if self.archive:
+            etree.SubElement(feed, f"{{{_HISTORY}}}archive")
+        return feed
+
+
+class _ItemExtension(BaseEntryExtension):  # type: ignore[misc]
+    """Writes an entry's links and categories (see the module docstring), and the updated
+    date of an RSS item (``atom:updated``; RSS itself only has the publication date)."""
+
+    item: _Item
+
+    def extend_atom(self, entry: Any) -> Any:
+        for old in entry.findall("link"):
+            entry.remove(old)
+        item = self.item
+        _sub(entry, "link", href=item.url, rel="alternate", type="text/html", hreflang=item.lang)
+        for lang, url in item.alternates:
+            _sub(entry, "link", href=url, rel="alternate", type="text/html", hreflang=lang)
+        if item.enclosure is not None:
+            enc = item.enclosure
+            _sub(entry, "link", href=enc.url, rel="enclosure", type=enc.type,
+                 length=str(enc.length))  # fmt: skip
+        for url, title, kind, length in item.attachments:
+            attrs = {"href": url, "rel": "related", "title": title}
+            if kind:
+                attrs["type"] = kind
+            if length:
+                attrs["length"] = str(length)
+            _sub(entry, "link", **attrs)
+        for term, label, scheme in item.categories:
+            _sub(entry, "category", term=term, label=label, scheme=scheme)
+        return entry
+
+    def extend_rss(self, entry: Any) -> Any:
+        item = self.item
+        for _term, label, scheme in item.categories:
+            category = etree.SubElement(entry, "category", domain=scheme)
+            category.text = label
+        updated = etree.SubElement(entry, f"{{{_ATOM}}}updated")
+        updated.text = _rfc3339(item.updated)
+        for lang, url in item.alternates:
+            etree.SubElement(entry, f"{{{_ATOM}}}link", href=url, rel="alternate",
+                             type="text/html", hreflang=lang)  # fmt: skip
+        return entry
+
+
+def _sub(parent: Any, tag: str, **attrs: str) -> Any:
+    # feedgen writes Atom elements without a namespace (the root carries a literal xmlns).
+    return etree.SubElement(parent, tag, **attrs)
+
+
+def _feed_entry(item: _Item, fmt: urls.FeedFormat) -> FeedEntry:
+    # A fresh FeedEntry per document is cheap (the item's text is ready); sharing one across
+    # documents would share feedgen's extension registry between RSS and Atom feeds.
+    fe = FeedEntry()
+    fe.register_extension("distributor", _ItemExtension, atom=True, rss=True)
+    fe.distributor.item = item
+    if fmt == "rss":
+        fe.register_extension("dc", DcEntryExtension, atom=False, rss=True)
+        fe.dc.dc_creator(item.author)
+        if item.enclosure is not None:
+            enc = item.enclosure
+            fe.enclosure(url=enc.url, length=str(enc.length), type=enc.type)
+    fe.id(item.id)  # also the RSS guid, isPermaLink="false"
+    fe.title(item.title)
+    fe.link(href=item.url, rel="alternate")  # the RSS <link>; Atom's are the extension's
+    fe.published(item.published)
+    fe.updated(item.updated)
+    fe.author(name=item.author)
+    fe.summary(item.summary, type="text")  # plain text: Atom summary, RSS description
+    fe.content(item.content_html, type="html")  # RSS content:encoded
+    return fe
+
+
+# -- JSON Feed -------------------------------------------------------------------------------
+
+
+def _json_feed(page: FeedPage, items: Sequence[_Item], s: Settings) -> bytes:
+    slug = page.topic.slug if page.topic else None
+    doc: dict[str, Any] = {
+        "version": JSON_FEED_VERSION,
+        "title": feed_title(s, page.lang, page.topic),
+        "home_page_url": _text(urls.listing_url(s, page.lang, slug)),
+        "feed_url": _text(urls.feed_url(s, page.lang, "json", slug)),
+        "language": _text(page.lang),
+        "authors": [{"name": _organisation(s)}],
+    }
+    if s.websub_hub:
+        doc["hubs"] = [{"type": "WebSub", "url": s.websub_hub}]
+    doc["items"] = [_json_item(item) for item in items]
+    text = json.dumps(doc, ensure_ascii=False, indent=1)
+    return (text + "\n").encode("utf-8")
+
+
+def _json_item(item: _Item) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": item.id,
+        "url": item.url,
+        "title": item.title,
+        "content_html": item.content_html,
+        "summary": item.summary,
+        "date_published": _rfc3339(item.published),
+        "date_modified": _rfc3339(item.updated),
+        "language": item.lang,
+        "authors": [{"name": item.author}],
+        "tags": [label for _, label, _ in item.categories],
+    }
+    attachments = []
+    if item.enclosure is not None:
+        data["image"] = item.enclosure.url
+        enc = item.enclosure
+        attachments.append(_json_attachment(enc.url, "", enc.type, enc.length))
+    attachments.extend(_json_attachment(*a) for a in item.attachments)
+    if attachments:
+        data["attachments"] = attachments
+    return data
+
+
+def _json_attachment(url: str, title: str, kind: str, length: int) -> dict[str, Any]:
+    found: dict[str, Any] = {"url": url, "mime_type": kind or "application/octet-stream"}
+    if title:
+        found["title"] = title
+    if length:
+        found["size_in_bytes"] = length
+    return found
+
+
+# -- one item --------------------------------------------------------------------------------
+
+
+def _item(release: Release, others: Sequence[Release], s: Settings, lang: str) -> _Item:
+    organisation = _organisation(s)
+    categories = tuple(
+        (plain_text(t.slug) or "-", _topic_label(t, lang), _text(urls.listing_url(s, lang, t.slug)))
+        for t in sorted(release.topics, key=lambda t: t.slug)
+    )
+    alternates = tuple(
+        (_text(o.language), _text(urls.release_url(s, o.slug)))
+        for o in sorted(others, key=lambda o: (o.language, o.id))
+        if o.language != release.language
+    )
+    attachments = tuple(
+        (
+            url,
+            plain_text(str(a.get("title") or "")),
+            _text(str(a.get("type") or _guess_type(url))),
+            _length(a, s),
+        )
+        for a in release.attachments or []
+        if (url := _absolute(str(a.get("href") or ""), s))
+    )
+    return _Item(
+        id=_tag_uri(release, s),
+        title=_title(release),
+        url=_text(urls.release_url(s, release.slug)),
+        lang=_text(release.language),
+        published=release.date,
+        updated=_updated(release),
+        summary=_summary(release),
+        content_html=_content_html(release, s),
+        categories=categories,
+        enclosure=_enclosure(release, s),
+        alternates=alternates,
+        attachments=attachments,
+        author=organisation,
+    )
+
+
+def _enclosure(release: Release, s: Settings) -> Enclosure | None:
+    """The lead (first) image: its high-resolution version when there is one."""
+    for image in release.images or []:
+        url = _absolute(str(image.get("href") or ""), s) or _absolute(
+            str(image.get("src") or ""), s
+        )
+        if url:
+            kind = _text(str(image.get("type") or _guess_type(url) or "image/jpeg"))
+            return Enclosure(url, kind, _length(image, s))
+    return None
+
+
+def _length(media: Mapping[str, Any], s: Settings) -> int:
+    """The declared length, else the size of a site file under public/, else 0 (unknown,
+    as RSS 2.0 allows)."""
+    declared = media.get("length")
+    if isinstance(declared, int) and declared > 0:
+        return declared
+    for key in ("href", "src"):
+        path = str(media.get(key) or "")
+        if path.startswith("/") and urls.link_problem(path) is None and ".." not in path:
+            try:
+                return (s.public_dir / path.lstrip("/")).stat().st_size
+            except (OSError, ValueError):  # missing, or a name no file system takes
+                continue
+    return 0
+
+
+def _guess_type(url: str) -> str:
+    return mimetypes.guess_type(Path(urlsplit(url).path).name)[0] or ""
+
+
+def _absolute(url: str, s: Settings) -> str:
+    """A release's link made absolute (``urls.absolute_link``); "" for one that is not a
+    link, stored before the checks (``//host``, ``javascript:``): it is left out."""
+    return urls.absolute_link(s.site_url, _text(url)) or ""
+
+
+def _tag_uri(release: Release, settings: Settings) -> str:
+    # RFC 4151: the authority is the bare host name (no port); the date is when the release
+    # row was created, which no edit changes.
+    host = (urlsplit(settings.site_url).hostname or "localhost").lower()
+    return f"tag:{host},{release.created_at.astimezone(UTC):%Y-%m-%d}:release/{release.id}"
+
+
+def _updated(release: Release) -> datetime:
+    # A release dated after its last edit (announced ahead) must not look updated before
+    # it was published.
+    return max(release.updated_at, release.date)
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _summary(release: Release) -> str:
+    lead = plain_text(release.lead)
+    if lead:
+        return lead
+    # The body's start only: plain_text reads what it is given, and the body may be 2 MB.
+    text = plain_text((release.body_text or "")[: SUMMARY_CHARS * 4])
+    if len(text) > SUMMARY_CHARS:
+        text = text[:SUMMARY_CHARS].rsplit(" ", 1)[0] + "…"
+    return text or _title(release)
+
+
+def _title(release: Release) -> str:
+    # Never empty: feedgen refuses an entry without a title ("Required fields not set").
+    return plain_text(release.title) or plain_text(release.slug) or f"#{release.id}"
+
+
+def _content_html(release: Release, settings: Settings) -> str:
+    """The full text as HTML: the lead, the body, the images with their credits, then the
+    attachments, with every URL absolute. Sanitised again here: not every reader does."""
+    parts: list[str] = []
+    if release.corrected_at is not None:
+        when = release.corrected_at.astimezone(settings.zone)
+        label = gettext_for(release.language)("Corrected on")
+        parts.append(f"<p><em>{escape(label)} {when:%Y-%m-%d %H:%M %Z}</em></p>")
+    lead = plain_text(release.lead)  # the same text as the summary's
+    if lead:
+        parts.append(f"<p>{escape(lead)}</p>")
+    parts.append(release.body_html or "")
+    parts.extend(_figure(image, settings) for image in release.images or [])
+    links = [
+        f'<li><a href="{escape(href)}">{escape(plain_text(str(a.get("title") or "")))}</a></li>'
+        for a in release.attachments or []
+        if (href := _absolute(str(a.get("href") or ""), settings))
+    ]
+    if links:
+        parts.append("<ul>" + "".join(links) + "</ul>")
+    return absolute_urls(clean_html(_text("".join(parts))), settings.site_url)
+
+
+def _figure(image: Mapping[str, Any], settings: Settings) -> str:
+    src = _absolute(str(image.get("src") or ""), settings)
+    if not src:
+        return ""
+    html = f'<img src="{escape(src)}" alt="{escape(plain_text(str(image.get("alt") or "")))}">'
+    href = _absolute(str(image.get("href") or ""), settings)
+    if href:
+        html = f'<a href="{escape(href)}">{html}</a>'
+    credit = plain_text(str(image.get("credit") or ""))
+    if credit:
+        html += f"<figcaption>{escape(credit)}</figcaption>"
+    return f"<figure>{html}</figure>"
+
+
+def _organisation(settings: Settings) -> str:
+    return plain_text(settings.organisation) or "Press releases"
+
+
+def _topic_label(topic: Topic, lang: str) -> str:
+    """A topic's name in ``lang`` as plain text; its slug when the name has no text."""
+    return plain_text(topic.name(lang)) or plain_text(topic.slug) or "-"
+
+
+def _text(value: str) -> str:
+    return strip_xml_invalid(value)

@@ -1,0 +1,250 @@
+"""The newsroom's pages, rendered to strings: the listings (``/``, ``/en/``, a topic, an
+archive page) and a release's permanent page, for the static site builder; and the one Jinja2
+environment of ``templates/pages`` that the dynamic pages (subscribe, confirm…) share.
+
+Rendering is deterministic — the same inputs give the same bytes (no clock, no randomness,
+topics sorted) — so the builder rewrites a file only when its content changed. Every URL is
+absolute, from ``settings.site_url``; never from a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup
+
+from distributor.core.config import Settings
+from distributor.core.formats import file_details, long_date
+from distributor.core.i18n import gettext_for
+from distributor.core.models import Release, Topic
+from distributor.core.sanitize import absolute_urls, strip_xml_invalid
+from distributor.core.urls import (
+    FEED_FORMATS,
+    FeedFormat,
+    absolute_link,
+    feed_url,
+    listing_url,
+    mailto_href,
+    release_url,
+    tel_href,
+)
+
+# Each language named in itself, so a reader finds their own in the switch.
+LANGUAGE_NAMES: dict[str, str] = {"en": "English", "fr": "Français"}
+
+FEED_LABELS: dict[FeedFormat, str] = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
+FEED_MEDIA_TYPES: dict[FeedFormat, str] = {
+    "rss": "application/rss+xml",
+    "atom": "application/atom+xml",
+    "json": "application/feed+json",
+}
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One newsroom listing page."""
+
+    lang: str  # the page's language
+    topic: Topic | None  # None: all topics
+    topics: Sequence[Topic]  # every topic, for the topic filter (sorted by the caller)
+    releases: Sequence[Release]  # this page's releases, newest first (caller chunks)
+    archive: int | None  # this page's archive number; None for the live page
+    older: int | None  # archive number of the next older page, if any
+    # Archive number of the next newer archive page; when this is an archive page and
+    # newer is None, the newer page is the live one.
+    newer: int | None
+    # True for "/" (the first language's live listing; canonical → /LANG/).
+    root: bool = False
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One feed, as a page announces it in ``<head>`` and links to it in its footer."""
+
+    href: str
+    media_type: str
+    label: str  # "RSS", "Atom", "JSON Feed"
+    title: str  # for autodiscovery: "Press Office — Climate (RSS)"
+
+
+@dataclass(frozen=True)
+class FeedGroup:
+    """The three feeds of one scope: a topic, or every release of a language."""
+
+    name: str  # "Climate", "All press releases"
+    feeds: tuple[Feed, ...]
+
+
+class Newsroom:
+    """Renders the newsroom's pages for one Settings; build one and keep it (it holds the
+    compiled templates)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._language_feeds: dict[str, FeedGroup] = {}
+        # auto_reload off: templates ship with the code, and the builder renders thousands
+        # of pages, each of which would otherwise stat its template files again.
+        self.env = Environment(
+            loader=FileSystemLoader(settings.templates_dir / "pages"),
+            autoescape=True,
+            auto_reload=False,
+            finalize=_printable,
+        )
+        self.env.globals.update(
+            settings=settings,
+            site_url=settings.site_url,
+            organisation=settings.organisation,
+            language_names=LANGUAGE_NAMES,
+            listing_url=partial(listing_url, settings),
+            release_url=partial(release_url, settings),
+            feed_groups=self.feed_groups,
+        )
+        self.env.filters.update(
+            long_date=partial(long_date, zone=settings.zone),
+            absolute=self.absolute,
+            tel=tel_href,
+            mailto=mailto_href,
+            file_details=file_details,
+        )
+
+    def render(self, name: str, lang: str, **context: Any) -> str:
+        """The page template ``name`` rendered in ``lang`` (its labels through gettext).
+
+        ``site_lang`` — the language whose listing, feeds and form the page links to —
+        defaults to ``lang``, or the first configured language if ``lang`` has no newsroom.
+        """
+        context.setdefault("site_lang", self._site_lang(lang))
+        template = self.env.get_template(name)
+        return template.render(lang=lang, _=gettext_for(lang), **context)
+
+    def listing_page(self, listing: Listing) -> str:
+        """The HTML of a listing: its releases newest first, the topic filter, the language
+        switch, older/newer navigation, the feeds of its topic and language.
+
+        The root page ("/", ``listing.root``) is the first language's live listing, byte for
+        byte: its canonical URL is already ``/LANG/``, so search engines keep one of the two.
+        """
+        s, lang = self.settings, listing.lang
+        _ = gettext_for(lang)
+        topic = listing.topic.slug if listing.topic else None
+        live = listing.archive is None
+        parts = [_("Press releases")]
+        if listing.topic:
+            parts.append(listing.topic.name(lang))
+        if not live:
+            parts.append(_("Archive page %(number)s") % {"number": listing.archive})
+        newer: str | None = None
+        if not live:
+            newer = listing_url(s, lang, topic, listing.newer)  # None: the live page
+        older = listing_url(s, lang, topic, listing.older) if listing.older is not None else None
+        # Another language's archive numbers count other releases: switch to its live page.
+        others = [code for code in s.languages if code != lang]
+        alternates: list[tuple[str, str]] = []
+        if live:
+            alternates = [(code, listing_url(s, code, topic)) for code in s.languages]
+            if topic is None:
+                # The canonical URL of "/", which serves this same page to everyone.
+                alternates.append(("x-default", listing_url(s, s.languages[0])))
+        return self.render(
+            "listing.html",
+            lang,
+            listing=listing,
+            heading=" — ".join(parts),
+            canonical=listing_url(s, lang, topic, listing.archive),
+            alternates=alternates,
+            language_links=[(code, listing_url(s, code, topic)) for code in others],
+            feeds=self.feed_groups(lang, listing.topic),
+            newer_url=newer,
+            older_url=older,
+            # On an archive page, the topic's live page is where it belongs, not this page.
+            current="page" if live else "true",
+        )
+
+    def gone_page(self, release: Release) -> str:
+        """The notice a withdrawn release's URL answers with (status 410): its title, when
+        it was withdrawn, and the way back to the newsroom; not its text."""
+        return self.render("gone.html", release.language, release=release, noindex=True)
+
+    def release_page(self, release: Release, translations: Sequence[Release]) -> str:
+        """The HTML of a release's permanent page; ``translations`` are its other published
+        language versions (linked visibly, and as hreflang alternates both ways)."""
+        s, lang = self.settings, release.language
+        order = {code: index for index, code in enumerate(s.languages)}
+        versions = sorted(
+            (t for t in translations if t.slug != release.slug),
+            key=lambda t: (order.get(t.language, len(order)), t.language, t.slug),
+        )
+        # One version per language for the switch and the hreflang alternates (a language
+        # given twice would void them); the visible list shows every version.
+        by_lang: dict[str, Release] = {}
+        for version in versions:
+            if version.language != lang:
+                by_lang.setdefault(version.language, version)
+        alternates: list[tuple[str, str]] = []
+        if by_lang:
+            alternates = [(lang, release_url(s, release.slug))]
+            alternates += [(t.language, release_url(s, t.slug)) for t in by_lang.values()]
+        switch = [
+            (code, release_url(s, by_lang[code].slug) if code in by_lang else listing_url(s, code))
+            for code in s.languages
+            if code != lang
+        ]
+        return self.render(
+            "release.html",
+            lang,
+            release=release,
+            body=absolute_urls(release.body_html, s.site_url),
+            translations=versions,
+            topics=sorted(release.topics, key=lambda t: t.slug),
+            canonical=release_url(s, release.slug),
+            alternates=alternates,
+            language_links=switch,
+        )
+
+    def feed_groups(self, lang: str, topic: Topic | None = None) -> tuple[FeedGroup, ...]:
+        """The feeds a page in ``lang`` announces: the topic's first, then the language's."""
+        if lang not in self._language_feeds:
+            # Kept: every release page announces them; they depend on nothing but settings.
+            name = gettext_for(lang)("All press releases")
+            self._language_feeds[lang] = self._feed_group(lang, name, None)
+        if topic is None:
+            return (self._language_feeds[lang],)
+        return (self._feed_group(lang, topic.name(lang), topic.slug), self._language_feeds[lang])
+
+    def _feed_group(self, lang: str, name: str, topic: str | None) -> FeedGroup:
+        site_lang, organisation = self._site_lang(lang), self.settings.organisation
+        return FeedGroup(
+            name,
+            tuple(
+                Feed(
+                    href=feed_url(self.settings, site_lang, fmt, topic),
+                    media_type=FEED_MEDIA_TYPES[fmt],
+                    label=FEED_LABELS[fmt],
+                    title=f"{organisation} — {name} ({FEED_LABELS[fmt]})",
+                )
+                for fmt in FEED_FORMATS
+            ),
+        )
+
+    def absolute(self, url: str) -> str:
+        """``url`` (an http(s) URL or a site path such as ``/media/a.jpg``, as release files
+        give them) made absolute under the site URL; "" for anything else, which ingest
+        refuses anyway (a ``javascript:`` URL must not become a link even if it got in)."""
+        return absolute_link(self.settings.site_url, url) or ""
+
+    def _site_lang(self, lang: str) -> str:
+        return lang if lang in self.settings.languages else self.settings.languages[0]
+
+
+def _printable(value: Any) -> Any:
+    """Every ``{{ value }}`` printed, without the control characters XML forbids (a title
+    pasted from a word processor must not break the page); markup marked safe is ours or
+    was sanitised at ingest, and is left as it is."""
+    if isinstance(value, str) and not isinstance(value, Markup) and not value.isprintable():
+        # isprintable() is a fast C check that most values (URLs, names) pass.
+        return strip_xml_invalid(value)
+    return value
