@@ -12,12 +12,12 @@ import pytest
 
 from distributor.core.config import Settings, load_settings
 from distributor.core.errors import ConfigError
+from distributor.mail.relays import open_transport
 from distributor.mail.transport import (
     MaildirTransport,
     Outgoing,
     SendResult,
     SMTPTransport,
-    open_transport,
 )
 from tests.helpers import free_port
 from tests.smtp_server import SMTPServer
