@@ -18,7 +18,7 @@ DKIM signature; it threads under the original (In-Reply-To).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from distributor.core.config import Settings
+from distributor.core.db import session_scope
 from distributor.core.i18n import gettext_for
 from distributor.core.models import (
     CorrectionNotice,
@@ -45,7 +46,16 @@ from distributor.core.models import (
 from distributor.mail.compose import Recipient, RenderedRelease
 from distributor.mail.labels import format_date
 from distributor.mail.render import context, environment
-from distributor.outbox.ledger import OPEN_STATUSES, RECONCILED, Outcome, backoff, patiently
+from distributor.outbox.ledger import (
+    OPEN_STATUSES,
+    RECONCILED,
+    Batch,
+    Leased,
+    Outcome,
+    Recorder,
+    backoff,
+    patiently,
+)
 
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
 NOT_WANTED = "not sent: subscriber no longer confirmed, release withdrawn, or superseded"
@@ -175,6 +185,11 @@ class ClaimedNotice:
     created_at: datetime
     in_doubt: bool = False  # an earlier lease ran out with no outcome: maybe already sent
 
+    @property
+    def row_id(self) -> int:
+        """The ledger row (:class:`~distributor.outbox.ledger.ClaimedRow`): the notice."""
+        return self.notice_id
+
 
 @dataclass(frozen=True)
 class NoticeClaim:
@@ -246,7 +261,9 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> No
     return NoticeClaim(release_id, token, rows)
 
 
-def still_wanted(conn: Connection, claim: NoticeClaim, notice_ids: Sequence[int]) -> set[int]:
+def still_wanted(
+    conn: Connection, claim: Batch[ClaimedNotice], notice_ids: Sequence[int]
+) -> set[int]:
     """Which of ``notice_ids`` may still be sent: leased under the claim's token (not
     cancelled since), to a confirmed subscriber, about a published release."""
     if not notice_ids:
@@ -376,3 +393,78 @@ def render_notice(release: Release, settings: Settings, corrected_at: datetime) 
         release, settings, ("correction.txt", "correction.html"), render,
         subject=subject, corrected_at=corrected_at,
     )  # fmt: skip
+
+
+# The ledger as the send loop sees it ---------------------------------------------------------
+
+
+class _NoticeRecorder:
+    """Records notice outcomes (:func:`record`) for the send loop."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self._engine, self._settings = engine, settings
+
+    def record(
+        self,
+        claim_token: str,
+        row: ClaimedNotice,
+        outcome: Outcome,
+        code: int,
+        message: str,
+        uncertain: bool = False,
+        answered_at: datetime | None = None,
+    ) -> bool:
+        return record(self._engine, self._settings, claim_token, row, outcome, code, message,
+                      uncertain, answered_at)  # fmt: skip
+
+    def cancel(self, claim_token: str, row: ClaimedNotice) -> None:
+        record(self._engine, self._settings, claim_token, row, "cancelled", 0, NOT_WANTED)
+
+    def __enter__(self) -> _NoticeRecorder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
+class CorrectionNotices:
+    """The ledger of correction notices (:class:`~distributor.outbox.ledger.Ledger`): one row
+    per release, subscriber and correction."""
+
+    table: Leased = CorrectionNotice
+    what, one = "correction notices", "correction notice"
+
+    def subject(self, settings: Settings, release_id: int) -> Release | None:
+        """The release, whatever its state: its notices no longer wanted (withdrawn,
+        superseded) are cancelled by the claim."""
+        with session_scope(settings) as session:
+            return session.get(Release, release_id)
+
+    def claim(self, engine: Engine, settings: Settings, release_id: int, limit: int) -> NoticeClaim:
+        return claim(engine, settings, release_id, limit)
+
+    def still_wanted(
+        self, conn: Connection, batch: Batch[ClaimedNotice], row_ids: Sequence[int]
+    ) -> set[int]:
+        return still_wanted(conn, batch, row_ids)
+
+    def recorder(self, engine: Engine, settings: Settings) -> _NoticeRecorder:
+        return _NoticeRecorder(engine, settings)
+
+    def drop(self, recorder: Recorder[ClaimedNotice], claim_token: str, row: ClaimedNotice) -> None:
+        # Cancelled here: a notice is made unwanted by a state (the subscriber left, the
+        # release was withdrawn or corrected again), not by a cancelled row.
+        assert isinstance(recorder, _NoticeRecorder)
+        recorder.cancel(claim_token, row)
+
+    def compose(
+        self, settings: Settings, release: Release, rows: Sequence[ClaimedNotice]
+    ) -> Callable[[ClaimedNotice], RenderedRelease]:
+        # One rendering per correction the batch's rows are about.
+        rendered = {
+            when: render_notice(release, settings, when) for when in {r.corrected_at for r in rows}
+        }
+        return lambda row: rendered[row.corrected_at]
+
+
+CORRECTION_NOTICES = CorrectionNotices()
