@@ -10,9 +10,7 @@ a task run twice or a worker that dies mid-batch never resends a notice recorded
 Statuses, backoff and giving up are the deliveries' own.
 
 The email is rendered once per batch and personalised as release emails are
-(:mod:`distributor.mail.compose`): the same From, List-Id, List-Unsubscribe (one-click),
-VERP envelope sender (the original delivery's, so a bounce is recorded against it) and
-DKIM signature; it threads under the original (In-Reply-To).
+(:mod:`distributor.mail.correction`).
 """
 
 from __future__ import annotations
@@ -21,9 +19,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
-import css_inline
 from sqlalchemy import Engine, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -32,7 +29,6 @@ from sqlalchemy.sql import ColumnElement
 
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.i18n import gettext_for
 from distributor.core.models import (
     CorrectionNotice,
     DeliveryStatus,
@@ -43,9 +39,8 @@ from distributor.core.models import (
     UTCDateTime,
     utcnow,
 )
-from distributor.mail.compose import Recipient, RenderedRelease
-from distributor.mail.labels import format_date
-from distributor.mail.render import context, environment
+from distributor.mail.compose import RenderedRelease
+from distributor.mail.correction import render_notice
 from distributor.outbox.ledger import (
     OPEN_STATUSES,
     RECONCILED,
@@ -57,7 +52,6 @@ from distributor.outbox.ledger import (
     patiently,
 )
 
-_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
 NOT_WANTED = "not sent: subscriber no longer confirmed, release withdrawn, or superseded"
 
 
@@ -346,53 +340,6 @@ def record(
 
     unreachable = (OperationalError, InterfaceError)  # not a refused statement: the database
     return patiently(write, settings, f"correction notice {row.notice_id}", unreachable)
-
-
-# The email ------------------------------------------------------------------------------
-
-
-class RenderedNotice(RenderedRelease):
-    """A correction notice rendered once; :meth:`message_for` personalises it as a release
-    email is personalised, with its own subject and Message-ID, threaded under the original
-    release email."""
-
-    def __init__(self, *args: Any, corrected_at: datetime, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stamp = int(corrected_at.timestamp())
-
-    def message_id(self, subscriber_id: int) -> str:
-        """The notice's Message-ID for ``subscriber_id``: one per correction and person, the
-        same every time (never the original's: some providers drop a Message-ID seen twice)."""
-        return f"<correction-{self.release_id}-{self._stamp}.{subscriber_id}@{self._domain}>"
-
-    def thread_headers(self, rcpt: Recipient) -> bytes:
-        """In-Reply-To and References naming the original release email to ``rcpt``."""
-        original = super().message_id(rcpt.subscriber_id)
-        return f"In-Reply-To: {original}\r\nReferences: {original}\r\n".encode("ascii")
-
-
-def render_notice(release: Release, settings: Settings, corrected_at: datetime) -> RenderedNotice:
-    """The notice of the correction made at ``corrected_at``, in the release's language:
-    subject "Correction: <title>", the date of the correction in the press office's time
-    zone, a link to the corrected page, the press contacts. Raises :class:`ConfigError`
-    when a template lacks the unsubscribe or preferences link."""
-    _ = gettext_for(release.language)
-    day = corrected_at.astimezone(settings.zone).date()
-    subject = _("Correction: %(title)s") % {"title": " ".join(release.title.split())}
-
-    def render(unsubscribe: str, preferences: str) -> tuple[str, str]:
-        values = context(release, settings, unsubscribe, preferences)
-        values.update({"_": _, "subject": subject,
-                       "corrected_on": format_date(day, release.language)})  # fmt: skip
-        env = environment(settings.templates_dir)
-        text_body = env.get_template("email/correction.txt").render(values)
-        html_body = _INLINER.inline(env.get_template("email/correction.html").render(values))
-        return text_body, html_body
-
-    return RenderedNotice.from_templates(
-        release, settings, ("correction.txt", "correction.html"), render,
-        subject=subject, corrected_at=corrected_at,
-    )  # fmt: skip
 
 
 # The ledger as the send loop sees it ---------------------------------------------------------
