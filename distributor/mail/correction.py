@@ -50,11 +50,16 @@ def render_notice(release: Release, settings: Settings, corrected_at: datetime) 
 
     def render(unsubscribe: str, preferences: str) -> tuple[str, str]:
         values = context(release, settings, unsubscribe, preferences)
-        values.update({"_": _, "subject": subject,
-                       "corrected_on": format_date(day, release.language)})  # fmt: skip
+        values.update(
+            {"_": _, "subject": subject, "corrected_on": format_date(day, release.language)}
+        )
         return render_pair(settings, "correction", values)
 
     return RenderedNotice.from_templates(
-        release, settings, ("correction.txt", "correction.html"), render,
-        subject=subject, corrected_at=corrected_at,
-    )  # fmt: skip
+        release,
+        settings,
+        ("correction.txt", "correction.html"),
+        render,
+        subject=subject,
+        corrected_at=corrected_at,
+    )

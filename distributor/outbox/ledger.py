@@ -160,8 +160,9 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Cl
                     lease, {"lease_until": lease_until, "token": token, "ids": list(picked)}
                 ).all()
                 ids = [r.subscriber_id for r in leased]
-                who = select(Subscriber.id, Subscriber.email, Subscriber.name,
-                             Subscriber.link_nonce)  # fmt: skip
+                who = select(
+                    Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.link_nonce
+                )
                 people = {
                     r.id: (r.email, r.name, r.link_nonce)
                     for r in conn.execute(who.where(Subscriber.id.in_(ids)))
@@ -235,9 +236,13 @@ def patiently(
         except errors as exc:
             if time.monotonic() + delay > deadline:
                 raise
-            log.warning("the database is unreachable; keeping the outcome of %s to write it "
-                        "again in %.1f s: %s", what, delay,
-                        str(exc).splitlines()[0] if str(exc) else exc)  # fmt: skip
+            log.warning(
+                "the database is unreachable; keeping the outcome of %s to write it "
+                "again in %.1f s: %s",
+                what,
+                delay,
+                str(exc).splitlines()[0] if str(exc) else exc,
+            )
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
             reconnect()

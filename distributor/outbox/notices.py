@@ -361,8 +361,17 @@ class _NoticeRecorder:
         uncertain: bool = False,
         answered_at: datetime | None = None,
     ) -> bool:
-        return record(self._engine, self._settings, claim_token, row, outcome, code, message,
-                      uncertain, answered_at)  # fmt: skip
+        return record(
+            self._engine,
+            self._settings,
+            claim_token,
+            row,
+            outcome,
+            code,
+            message,
+            uncertain,
+            answered_at,
+        )
 
     def cancel(self, claim_token: str, row: ClaimedNotice) -> None:
         record(self._engine, self._settings, claim_token, row, "cancelled", 0, NOT_WANTED)

@@ -106,8 +106,13 @@ class BatchReport:
 
     def summary(self) -> dict[str, int]:
         """The counts, as a worker task returns them (Celery's result, the worker log)."""
-        return {"claimed": self.claimed, "held": self.held, "reconciled": self.reconciled,
-                "skipped": self.skipped, **self.outcomes}  # fmt: skip
+        return {
+            "claimed": self.claimed,
+            "held": self.held,
+            "reconciled": self.reconciled,
+            "skipped": self.skipped,
+            **self.outcomes,
+        }
 
 
 def wake_for_held(queue: TaskQueue, task: str, release_id: int, report: BatchReport) -> None:
@@ -140,12 +145,20 @@ def _settle_in_doubt(
     who may get a second copy — so an operator can tell, and bench/faults.py can count."""
     found = reconcile.already_accepted(reconciler, doubtful)
     if found:
-        log.info("release %s: %d message(s) in doubt were already accepted, not resent",
-                 release_id, len(found))  # fmt: skip
+        log.info(
+            "release %s: %d message(s) in doubt were already accepted, not resent",
+            release_id,
+            len(found),
+        )
     if again := sorted(row for message_id, row in doubtful.items() if message_id not in found):
-        log.warning("release %s: %d row(s) in doubt go out again (their worker died holding "
-                    "them: where it had sent one, a second copy): %s %s", release_id,
-                    len(again), kind, ",".join(map(str, again)))  # fmt: skip
+        log.warning(
+            "release %s: %d row(s) in doubt go out again (their worker died holding "
+            "them: where it had sent one, a second copy): %s %s",
+            release_id,
+            len(again),
+            kind,
+            ",".join(map(str, again)),
+        )
     return found
 
 
@@ -165,8 +178,11 @@ def _give_back(
                 release_leases(conn, token, remaining, ledger)
                 postpone(conn, token, held, ledger)
     except DBAPIError as exc:  # never attempted: their leases expire, nothing is lost
-        log.warning("could not give back %d rows now (%s); their leases will expire",
-                    len(remaining) + len(held), str(exc).splitlines()[0])  # fmt: skip
+        log.warning(
+            "could not give back %d rows now (%s); their leases will expire",
+            len(remaining) + len(held),
+            str(exc).splitlines()[0],
+        )
     if held:
         report.held = len(held)
         report.retry_in = max(0.0, (min(held.values()) - utcnow()).total_seconds())
@@ -225,15 +241,26 @@ def send(settings: Settings, ledger: Ledger[R], release_id: int) -> BatchReport:
             def record(row: R, outcome: Outcome, result: SendResult) -> None:
                 finished.add(row.row_id)
                 report.outcomes[outcome] += 1
-                if not recorder.record(batch.token, row, outcome, result.code, result.message,
-                                       result.uncertain, result.at):  # fmt: skip
+                if not recorder.record(
+                    batch.token,
+                    row,
+                    outcome,
+                    result.code,
+                    result.message,
+                    result.uncertain,
+                    result.at,
+                ):
                     report.lost_leases += 1
-                    log.warning("lease lost on %s %s before its outcome was recorded",
-                                ledger.one, row.row_id)  # fmt: skip
+                    log.warning(
+                        "lease lost on %s %s before its outcome was recorded",
+                        ledger.one,
+                        row.row_id,
+                    )
 
             def reconciled() -> None:
-                doubtful = {rendered(r).message_id(r.subscriber_id): r for r in batch.rows
-                            if r.in_doubt}  # fmt: skip
+                doubtful = {
+                    rendered(r).message_id(r.subscriber_id): r for r in batch.rows if r.in_doubt
+                }
                 ids = {m: r.row_id for m, r in doubtful.items()}
                 for message_id in _settle_in_doubt(reconciler, release_id, ledger.what, ids):
                     row = doubtful[message_id]
@@ -266,8 +293,10 @@ def send(settings: Settings, ledger: Ledger[R], release_id: int) -> BatchReport:
                         except DBAPIError as exc:
                             # Send nothing more, but let the transport collect the answers to
                             # the messages in flight: recorded once the database is back.
-                            log.warning("database unreachable: batch stops taking rows (%s)",
-                                        str(exc).splitlines()[0])  # fmt: skip
+                            log.warning(
+                                "database unreachable: batch stops taking rows (%s)",
+                                str(exc).splitlines()[0],
+                            )
                             return
                     if row.row_id in finished:  # reconciled
                         continue
@@ -326,8 +355,12 @@ def send_confirmation(settings: Settings, request_id: int) -> str:
     with open_transport(settings, relay_health(settings)) as transport:
         result = transport.send(settings.sender_address, email, message)
     if result.outcome != "sent":
-        log.warning("confirmation of subscription request %s not sent: %s %s", request_id,
-                    result.code, result.message)  # fmt: skip
+        log.warning(
+            "confirmation of subscription request %s not sent: %s %s",
+            request_id,
+            result.code,
+            result.message,
+        )
         with session_scope(settings) as session:
             give_back_confirmation(session, request_id, sent_at)
     return result.outcome
