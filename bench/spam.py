@@ -29,8 +29,8 @@ from distributor.core.config import Settings, load_settings
 from distributor.core.models import Release, SubscriptionRequest, Topic
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.confirmation import confirmation_message
+from distributor.mail.correction import render_notice
 from distributor.mail.dkim import Signer
-from distributor.outbox.notices import render_notice
 from distributor.releases.source import parse_release
 
 SPAMASSASSIN = "spamassassin"

@@ -20,11 +20,11 @@ from distributor.core.db import session_scope, upgrade
 from distributor.core.errors import ConfigError
 from distributor.core.models import Release, Topic
 from distributor.mail.compose import Recipient, render_release
+from distributor.mail.correction import render_notice
 from distributor.mail.dkim import Signer, load_signer
 from distributor.mail.preview import as_test_message
 from distributor.mail.relays import open_transport
 from distributor.outbox import sending
-from distributor.outbox.notices import render_notice
 from distributor.releases.topics import add_topic
 from tests.dkim_keys import dkim_settings, dns_for, write_key
 from tests.processes import run_cli

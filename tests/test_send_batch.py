@@ -15,7 +15,7 @@ from distributor.audience.subscribers import unsubscribe
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Subscriber
-from distributor.outbox import sending
+from distributor.outbox import ledger, sending
 from distributor.outbox.ledger import counts, still_leased
 from distributor.releases.lifecycle import mark_published
 from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release
@@ -159,7 +159,7 @@ def test_a_slow_lease_check_does_not_stretch_the_50_ms(
         answered.append((address, time.monotonic()))
         return None
 
-    monkeypatch.setattr(sending, "still_leased", slow_check)
+    monkeypatch.setattr(ledger, "still_leased", slow_check)
     smtp_server.handler.rcpt_reply = reply
     report = sending.send_batch(s, release_id)
     assert committed, "the batch never checked its leases"

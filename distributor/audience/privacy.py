@@ -99,8 +99,11 @@ def export_person(session: Session, email: str) -> dict[str, Any]:
     if sub is None:
         if not requests:
             raise _not_found(session, address)
-        return {"email": address, "suppressed": is_suppressed(session, address),
-                "subscription_requests": requests}  # fmt: skip
+        return {
+            "email": address,
+            "suppressed": is_suppressed(session, address),
+            "subscription_requests": requests,
+        }
     rows = session.execute(
         select(Delivery, Release.slug, Release.title, Release.language)
         .join(Release, Release.id == Delivery.release_id)

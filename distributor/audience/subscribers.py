@@ -42,9 +42,9 @@ from distributor.core.tokens import Link
 
 CSV_COLUMNS = ("email", "name", "language", "topics")
 EXPORT_COLUMNS = (
-    "email", "name", "language", "topics", "status", "consent_source", "created_at",
-    "confirmed_at", "unsubscribed_at",
-)  # fmt: skip
+    *CSV_COLUMNS,
+    *"status consent_source created_at confirmed_at unsubscribed_at".split(),
+)
 # Control characters (C0 and C1), line separators and lone surrogates (no UTF-8 for them).
 _BAD_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]|=\\?")
 

@@ -104,8 +104,15 @@ def request_subscription(
     """Record a request (:func:`record_request`), commit, then wake a worker to decide on
     its confirmation email — always, whatever the address's state. Returns the request."""
     with session_scope(settings) as session:
-        request = record_request(session, settings, email=email, name=name,
-                                 language=language, topics=topics, consent=consent)  # fmt: skip
+        request = record_request(
+            session,
+            settings,
+            email=email,
+            name=name,
+            language=language,
+            topics=topics,
+            consent=consent,
+        )
     queue.send(CONFIRMATION_TASK, request.id)  # lost: the sweep wakes one (LOST_WAKE_UP)
     return request
 
@@ -152,9 +159,12 @@ def take_confirmation(session: Session, request_id: int) -> SubscriptionRequest 
     if status not in (SubscriberStatus.CONFIRMED, SubscriberStatus.BOUNCED):
         won = session.scalar(
             _TAKE_LIMIT,
-            {"mailbox_hash": _mailbox_hash(request.mailbox), "now": now,
-             "cutoff": now - CONFIRMATION_INTERVAL},
-        )  # fmt: skip
+            {
+                "mailbox_hash": _mailbox_hash(request.mailbox),
+                "now": now,
+                "cutoff": now - CONFIRMATION_INTERVAL,
+            },
+        )
     if won is None:
         if request.confirmation_sent_at is None:  # no link names it: nothing to keep
             session.delete(request)
@@ -247,8 +257,9 @@ def request_choices(session: Session, request_id: int) -> Choices | None:
     topics = list(
         session.scalars(select(Topic).where(Topic.slug.in_(request.topics)).order_by(Topic.slug))
     )
-    return Choices(request.email, request.name, request.language, topics,
-                   request.confirmed_at is not None)  # fmt: skip
+    return Choices(
+        request.email, request.name, request.language, topics, request.confirmed_at is not None
+    )
 
 
 def confirm_request(session: Session, request_id: int) -> Subscriber:
@@ -272,8 +283,9 @@ def confirm_request(session: Session, request_id: int) -> Subscriber:
     if not topics:
         raise SubscriberInputError("the topics chosen no longer exist; please subscribe again")
     if sub is None:
-        sub = Subscriber(email=request.email, name=request.name, language=request.language,
-                         created_at=now)  # fmt: skip
+        sub = Subscriber(
+            email=request.email, name=request.name, language=request.language, created_at=now
+        )
         session.add(sub)
     sub.name = request.name or sub.name
     sub.language, sub.topics = request.language, topics

@@ -48,9 +48,14 @@ def start_session(session: Session, token_id: int, now: datetime | None = None) 
     end_expired_sessions(session, now)
     value = secrets.token_urlsafe(32)
     session.add(
-        AdminSession(session_hash=token_hash(value), token_id=token_id, created_at=now,
-                     last_seen_at=now, expires_at=now + SESSION_MAX_AGE)
-    )  # fmt: skip
+        AdminSession(
+            session_hash=token_hash(value),
+            token_id=token_id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + SESSION_MAX_AGE,
+        )
+    )
     session.flush()
     return value
 

@@ -21,8 +21,11 @@ SCHEDULER = "scheduler"
 
 def record(session: Session, actor: str, action: str, subject: str, **details: Any) -> None:
     """Add the event to the session (the caller commits it with the action)."""
-    session.add(AuditEvent(at=utcnow(), actor=actor[:200], action=action,
-                           subject=subject[:200], details=details))  # fmt: skip
+    session.add(
+        AuditEvent(
+            at=utcnow(), actor=actor[:200], action=action, subject=subject[:200], details=details
+        )
+    )
 
 
 def cli_actor() -> str:

@@ -152,8 +152,11 @@ def redis_client(url: str, timeout: float | None = None) -> redis.Redis:
     ``timeout``, one that gives up after that many seconds, without retrying."""
     options: dict[str, Any] = {}
     if timeout is not None:
-        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
-                   "retry": Retry(NoBackoff(), 0)}  # fmt: skip
+        options = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
     if url.startswith("redis+socket://"):
         return redis.Redis(unix_socket_path=url.removeprefix("redis+socket://"), **options)
     return redis.Redis.from_url(url, **options)

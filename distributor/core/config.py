@@ -32,8 +32,9 @@ _GENERATED_KEYS: dict[Path, str] = {}  # data dir key file → key, read once pe
 PLACEHOLDER_KEYS = frozenset({"change-me-to-a-long-random-string"})
 # Words a placeholder is made of. Six letters or more: a generated key contains one of them
 # by chance about once in three million.
-_PLACEHOLDER_WORDS = ("change", "replace", "example", "placeholder", "secret", "password",
-                      "default", "insecure")  # fmt: skip
+_PLACEHOLDER_WORDS = tuple(
+    "change replace example placeholder secret password default insecure".split()
+)
 MIN_KEY_LENGTH = 32
 _MIN_DISTINCT = 8  # random keys of 32+ characters have 9 or more (hex) — 22 or more (base64)
 MAKE_A_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"

@@ -52,11 +52,20 @@ def _tighten(path: Path, loose: int) -> None:
             _warned.add(path)
             log.warning(
                 "%s is mode %04o: other users can read it, and it cannot be tightened (%s); "
-                "run chmod %04o %s", path, mode, exc.strerror, tighter, path,
-            )  # fmt: skip
+                "run chmod %04o %s",
+                path,
+                mode,
+                exc.strerror,
+                tighter,
+                path,
+            )
         return
-    log.warning("%s was mode %04o: tightened to %04o so that other users cannot read it",
-                path, mode, tighter)  # fmt: skip
+    log.warning(
+        "%s was mode %04o: tightened to %04o so that other users cannot read it",
+        path,
+        mode,
+        tighter,
+    )
 
 
 def _make_dir(path: Path, mode: int, loose: int) -> Path:
@@ -107,6 +116,8 @@ def open_private_text(path: Path, newline: str | None = None) -> TextIO:
     """``path`` opened for writing UTF-8 text (emptied first), created ``0600``: for files
     that hold personal data (subscriber exports, rejected rows, delivery reports)."""
     return open(
-        open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w", encoding="utf-8",
+        open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+        "w",
+        encoding="utf-8",
         newline=newline,
-    )  # fmt: skip
+    )

@@ -19,12 +19,11 @@ from distributor.core.errors import InputError
 # Characters XML 1.0 does not allow (C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF).
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
-ALLOWED_TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "dd", "del", "dl", "dt",
-    "em", "figcaption", "figure", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "li", "ol",
-    "p", "pre", "q", "s", "small", "strong", "sub", "sup", "table", "tbody", "td", "tfoot",
-    "th", "thead", "tr", "u", "ul",
-}  # fmt: skip
+ALLOWED_TAGS = set(
+    """a abbr b blockquote br caption cite code dd del dl dt em figcaption figure h2 h3 h4 h5
+    h6 hr i img li ol p pre q s small strong sub sup table tbody td tfoot th thead tr u
+    ul""".split()
+)
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title", "hreflang"},
     "img": {"src", "alt", "title", "width", "height"},
@@ -43,12 +42,13 @@ _markdown.enable("strikethrough")
 # <div> take 30 s. A press release nests a few levels; Markdown itself stops at 20.
 MAX_HTML_DEPTH = 100
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)")
-_VOID = frozenset(
-    "area base br col embed hr img input link meta param source track wbr".split()
-)  # fmt: skip
+_VOID = frozenset("area base br col embed hr img input link meta param source track wbr".split())
 # Elements whose start tag closes an open one of the same group (HTML's optional end tags).
-_SIBLINGS = {tag: group for group in (("p",), ("li",), ("dt", "dd"), ("tr",), ("td", "th"),
-                                      ("option",)) for tag in group}  # fmt: skip
+_SIBLINGS = {
+    tag: group
+    for group in (("p",), ("li",), ("dt", "dd"), ("tr",), ("td", "th"), ("option",))
+    for tag in group
+}
 
 _URL_NOISE = re.compile(r"[\x00-\x20\x7f]")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")

@@ -243,8 +243,10 @@ class RenderedRelease:
         marks = _Placeholders.new()
         parts = render(marks.unsubscribe, marks.preferences)
         for name, body in zip(names, parts, strict=True):
-            for what, mark in (("unsubscribe", marks.unsubscribe),
-                               ("preferences", marks.preferences)):  # fmt: skip
+            for what, mark in (
+                ("unsubscribe", marks.unsubscribe),
+                ("preferences", marks.preferences),
+            ):
                 if mark not in body:
                     raise ConfigError(
                         f"{settings.templates_dir}/email/{name} has no {what} link "
@@ -307,6 +309,8 @@ def render_release(release: Release, settings: Settings) -> RenderedRelease:
     if not _LANGUAGE.fullmatch(release.language or ""):
         raise ReleaseInputError(f"release {release.slug!r}: bad language {release.language!r}")
     return RenderedRelease.from_templates(
-        release, settings, ("release.txt", "release.html"),
+        release,
+        settings,
+        ("release.txt", "release.html"),
         lambda unsubscribe, preferences: render_bodies(release, settings, unsubscribe, preferences),
-    )  # fmt: skip
+    )

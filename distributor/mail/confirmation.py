@@ -4,10 +4,11 @@ It carries the confirm link and no preferences or unsubscribe link: until it is 
 there is no subscription to manage, and ignoring the email is all it takes to get nothing
 more.
 
-Low volume, so it is built with the standard library's ``EmailMessage`` (SMTP policy: CRLF,
-encoded headers) rather than the release fast path. To an internationalised address it is
-written with the SMTPUTF8 policy (headers in UTF-8, RFC 6532): the SMTP policy would put
-the local part in an encoded-word, which is not an address.
+Rendered as every email is (``render.render_pair``). Low volume, so it is built with the
+standard library's ``EmailMessage`` (SMTP policy: CRLF, encoded headers) rather than the
+release fast path. To an internationalised address it is written with the SMTPUTF8 policy
+(headers in UTF-8, RFC 6532): the SMTP policy would put the local part in an encoded-word,
+which is not an address.
 """
 
 from __future__ import annotations
@@ -17,14 +18,10 @@ from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, make_msgid, parseaddr
 
-import css_inline
-
 from distributor.core.config import Settings
 from distributor.core.i18n import gettext_for
 from distributor.core.models import SubscriptionRequest, Topic, utcnow
-from distributor.mail.render import environment
-
-_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
+from distributor.mail.render import render_pair
 
 
 def confirmation_message(
@@ -34,7 +31,6 @@ def confirmation_message(
     SMTP DATA; it goes to the address as given in the request."""
     lang = request.language
     _ = gettext_for(lang)
-    env = environment(settings.templates_dir / "email")
     context = {
         "_": _,
         "lang": lang,
@@ -43,8 +39,7 @@ def confirmation_message(
         "topics": ", ".join(sorted(t.name(lang) for t in topics)),
         "days": settings.confirm_max_age_days,
     }
-    text = env.get_template("confirm.txt").render(context)
-    html = _INLINER.inline(env.get_template("confirm.html").render(context))
+    text, html = render_pair(settings, "confirm", context)
     name, address = parseaddr(settings.sender)
     international = not (request.email.isascii() and settings.sender_address.isascii())
     msg = EmailMessage(policy=SMTPUTF8 if international else SMTP)

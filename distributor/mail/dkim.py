@@ -284,8 +284,10 @@ def load_signer(settings: Settings) -> Signer | None:
             "DISTRIBUTOR_DKIM_DOMAIN %s and the sender's domain %s have different "
             "organisational domains: DMARC does not count this signature, and a DMARC "
             "policy on %s may reject the mail",
-            settings.dkim_domain, settings.sender_domain, settings.sender_domain,
-        )  # fmt: skip
+            settings.dkim_domain,
+            settings.sender_domain,
+            settings.sender_domain,
+        )
     _SIGNERS[known] = (pem, signer)
     return signer
 

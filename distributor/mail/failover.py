@@ -149,14 +149,21 @@ class FailoverTransport(_Closing):
     def _mark_down(self, relay: SMTPTransport, reason: str) -> None:
         self.health.mark_down(relay.name, self.backoff, reason)
         following = [r.name for r in self.relays if r is not relay]
-        log.warning("relay %s failed (%s); skipped for %.0f s, going on with %s", relay.name,
-                    reason, self.backoff, " or ".join(following))  # fmt: skip
+        log.warning(
+            "relay %s failed (%s); skipped for %.0f s, going on with %s",
+            relay.name,
+            reason,
+            self.backoff,
+            " or ".join(following),
+        )
 
     def _why_none(self) -> str:
         """The deferral reason when no relay can be used: each relay and what it did."""
         reasons = [f"{r.name}: {self.health.down(r.name) or 'failed'}" for r in self.relays]
-        return (f"no relay available (each is tried again after its back-off of "
-                f"{self.backoff:.0f} s): " + "; ".join(reasons))  # fmt: skip
+        return (
+            f"no relay available (each is tried again after its back-off of "
+            f"{self.backoff:.0f} s): " + "; ".join(reasons)
+        )
 
     def close(self) -> None:
         """Close every relay's connection."""

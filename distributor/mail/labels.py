@@ -32,15 +32,15 @@ LABELS: dict[str, str] = {
 }
 
 MONTHS: dict[str, tuple[str, ...]] = {
-    "en": (
-        "January", "February", "March", "April", "May", "June",
-        "July", "August", "September", "October", "November", "December",
+    "en": tuple(
+        """January February March April May June July August September October November
+        December""".split()
     ),
-    "fr": (
-        "janvier", "février", "mars", "avril", "mai", "juin",
-        "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+    "fr": tuple(
+        """janvier février mars avril mai juin juillet août septembre octobre novembre
+        décembre""".split()
     ),
-}  # fmt: skip
+}
 
 
 def labels_for(lang: str) -> Mapping[str, str]:

@@ -42,9 +42,15 @@ TEST_SUBJECT_PREFIX = "[TEST] "
 TEST_HEADER = "X-Distributor-Test: yes\r\n"
 # The header fields a preview shows, in this order.
 SHOWN_HEADERS = (
-    "From", "To", "Subject", "Message-ID", "Content-Language", "List-Id", "List-Unsubscribe",
+    "From",
+    "To",
+    "Subject",
+    "Message-ID",
+    "Content-Language",
+    "List-Id",
+    "List-Unsubscribe",
     "List-Unsubscribe-Post",
-)  # fmt: skip
+)
 # Replaced or dropped in a test message (lowercase field names).
 _TEST_DROPPED = {b"subject", b"message-id", b"list-unsubscribe", b"list-unsubscribe-post"}
 

@@ -199,8 +199,11 @@ class AnyLogReconciler:
         if errors and len(errors) == len(self.logs):
             raise errors[0]
         if errors and found != wanted:
-            log.warning("cannot read %d of the relays' logs; what their relays took is sent "
-                        "again: %s", len(errors), "; ".join(map(str, errors)))  # fmt: skip
+            log.warning(
+                "cannot read %d of the relays' logs; what their relays took is sent again: %s",
+                len(errors),
+                "; ".join(map(str, errors)),
+            )
         return found
 
 
@@ -245,6 +248,7 @@ def already_accepted(reconciler: Reconciler | None, message_ids: Iterable[str]) 
     try:
         return reconciler.accepted(wanted)
     except OSError as exc:
-        log.warning("cannot reconcile %d message(s) in doubt, sending them again: %s",
-                    len(wanted), exc)  # fmt: skip
+        log.warning(
+            "cannot reconcile %d message(s) in doubt, sending them again: %s", len(wanted), exc
+        )
         return set()

@@ -258,12 +258,20 @@ def context(
     }
 
 
+def render_pair(settings: Settings, name: str, values: dict[str, Any]) -> tuple[str, str]:
+    """The text and HTML bodies of the email kind ``name`` (``templates/email/NAME.txt`` and
+    ``NAME.html``) rendered with ``values``, the HTML's CSS inlined: the one place every kind
+    of email is rendered."""
+    env = environment(settings.templates_dir)
+    text = env.get_template(f"email/{name}.txt").render(values)
+    html = _INLINER.inline(env.get_template(f"email/{name}.html").render(values))
+    return text, html
+
+
 def render_bodies(
     release: Release, settings: Settings, unsubscribe_url: str, preferences_url: str
 ) -> tuple[str, str]:
     """The text and HTML bodies of ``release`` (CSS inlined), with the given URLs as links."""
-    env = environment(settings.templates_dir)
-    values = context(release, settings, unsubscribe_url, preferences_url)
-    text = env.get_template("email/release.txt").render(values)
-    html = _INLINER.inline(env.get_template("email/release.html").render(values))
-    return text, html
+    return render_pair(
+        settings, "release", context(release, settings, unsubscribe_url, preferences_url)
+    )

@@ -170,8 +170,7 @@ class MaildirTransport(_Closing):
         header_end = message.find(b"\r\n\r\n")
         found = _MESSAGE_ID.search(message, 0, len(message) if header_end < 0 else header_end)
         tag = maildir_tag(found.group(1).decode("ascii", "replace")) if found else ""
-        key = (f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_stored)}{tag}"
-               f".{self._host}")  # fmt: skip
+        key = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_stored)}{tag}.{self._host}"
         tmp = os.path.join(self.path, "tmp", key)
         fd = filemodes.open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:

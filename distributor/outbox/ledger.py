@@ -14,9 +14,10 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import Engine, Integer, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection, Row
@@ -24,17 +25,19 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from distributor.core.config import Settings
-from distributor.core.db import is_sqlite
+from distributor.core.db import is_sqlite, session_scope
 from distributor.core.models import (
     CorrectionNotice,
     Delivery,
     DeliveryStatus,
     Release,
+    ReleaseState,
     Subscriber,
     SubscriberStatus,
     UTCDateTime,
     utcnow,
 )
+from distributor.mail.compose import RenderedRelease, render_release
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,11 @@ class Claimed:
     attempts: int
     created_at: datetime
     in_doubt: bool = False  # an earlier lease ran out with no outcome: maybe already sent
+
+    @property
+    def row_id(self) -> int:
+        """The ledger row (:class:`ClaimedRow`): the delivery."""
+        return self.delivery_id
 
 
 @dataclass(frozen=True)
@@ -152,8 +160,9 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Cl
                     lease, {"lease_until": lease_until, "token": token, "ids": list(picked)}
                 ).all()
                 ids = [r.subscriber_id for r in leased]
-                who = select(Subscriber.id, Subscriber.email, Subscriber.name,
-                             Subscriber.link_nonce)  # fmt: skip
+                who = select(
+                    Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.link_nonce
+                )
                 people = {
                     r.id: (r.email, r.name, r.link_nonce)
                     for r in conn.execute(who.where(Subscriber.id.in_(ids)))
@@ -227,9 +236,13 @@ def patiently(
         except errors as exc:
             if time.monotonic() + delay > deadline:
                 raise
-            log.warning("the database is unreachable; keeping the outcome of %s to write it "
-                        "again in %.1f s: %s", what, delay,
-                        str(exc).splitlines()[0] if str(exc) else exc)  # fmt: skip
+            log.warning(
+                "the database is unreachable; keeping the outcome of %s to write it "
+                "again in %.1f s: %s",
+                what,
+                delay,
+                str(exc).splitlines()[0] if str(exc) else exc,
+            )
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
             reconnect()
@@ -492,3 +505,143 @@ def still_leased(conn: Connection, claim_token: str, delivery_ids: Sequence[int]
     leased = {int(r[0]) for r in conn.execute(query)}
     conn.rollback()  # end the read transaction at once: the next check must see new commits
     return leased
+
+
+# One protocol for every kind of email the outbox sends --------------------------------------
+# The send loop (outbox/sending.py) sees a ledger only through these: a kind whose rows live
+# in another table (correction notices: outbox/notices.py) implements them there, and gets
+# the same leases, limits, reconciliation, patience and failpoints by construction.
+
+
+class ClaimedRow(Protocol):
+    """A row of any ledger, leased to this worker: whom to send to, how often tried."""
+
+    @property
+    def row_id(self) -> int: ...
+    @property
+    def delivery_id(self) -> int: ...  # the release email's row: names the VERP sender
+    @property
+    def subscriber_id(self) -> int: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def link_nonce(self) -> str | None: ...
+    @property
+    def in_doubt(self) -> bool: ...
+
+
+R = TypeVar("R", bound=ClaimedRow)
+R_co = TypeVar("R_co", bound=ClaimedRow, covariant=True)
+R_contra = TypeVar("R_contra", bound=ClaimedRow, contravariant=True)
+
+
+class Batch(Protocol[R_co]):
+    """Rows leased under one token."""
+
+    @property
+    def token(self) -> str: ...
+    @property
+    def rows(self) -> Sequence[R_co]: ...
+
+
+class Recorder(Protocol[R_contra]):
+    """Commits the outcome of one attempt the moment it is known (see
+    :meth:`OutcomeWriter.record`); False when the row's lease was lost."""
+
+    def record(
+        self,
+        claim_token: str,
+        row: R_contra,
+        outcome: Outcome,
+        code: int,
+        message: str,
+        uncertain: bool = False,
+        answered_at: datetime | None = None,
+    ) -> bool: ...
+
+
+class Ledger(Protocol[R]):
+    """What the send loop needs of one kind of email's ledger."""
+
+    table: Leased  # whose leases renew_leases, release_leases and postpone work on
+    what: str  # its rows, in the log: "deliveries", "correction notices"
+    one: str  # one of them: "delivery", "correction notice"
+
+    def subject(self, settings: Settings, release_id: int) -> Release | None:
+        """The release this kind's rows are about, or None when none of them is to be sent
+        now (nothing is claimed then)."""
+        ...
+
+    def claim(self, engine: Engine, settings: Settings, release_id: int, limit: int) -> Batch[R]:
+        """Lease up to ``limit`` due rows to a new token, committed at once."""
+        ...
+
+    def still_wanted(self, conn: Connection, batch: Batch[R], row_ids: Sequence[int]) -> set[int]:
+        """Which of ``row_ids`` may still be sent (unsubscribed, withdrawn… since the claim:
+        not), read in a transaction that ends at once."""
+        ...
+
+    def recorder(self, engine: Engine, settings: Settings) -> ContextManager[Recorder[R]]:
+        """What records the batch's outcomes, open while it is sent."""
+        ...
+
+    def drop(self, recorder: Recorder[R], claim_token: str, row: R) -> None:
+        """Note a claimed row no longer wanted (it is not sent)."""
+        ...
+
+    def compose(
+        self, settings: Settings, release: Release, rows: Sequence[R]
+    ) -> Callable[[R], RenderedRelease]:
+        """The rendered email each row gets (rendered once, personalised per recipient)."""
+        ...
+
+
+_rendered: dict[tuple[int, datetime], RenderedRelease] = {}
+
+
+class ReleaseEmails:
+    """The ledger of release emails (:class:`Ledger`): ``deliveries``, one row per release
+    and subscriber."""
+
+    table: Leased = Delivery
+    what, one = "deliveries", "delivery"
+
+    def subject(self, settings: Settings, release_id: int) -> Release | None:
+        """The release while it is published."""
+        with session_scope(settings) as session:
+            release = session.get(Release, release_id)
+            if release is None or release.state != ReleaseState.PUBLISHED:
+                return None
+            return release
+
+    def claim(self, engine: Engine, settings: Settings, release_id: int, limit: int) -> Claim:
+        return claim(engine, settings, release_id, limit)
+
+    def still_wanted(
+        self, conn: Connection, batch: Batch[Claimed], row_ids: Sequence[int]
+    ) -> set[int]:
+        # A row the subscriber left, or a withdrawal cancelled, has lost its lease.
+        return still_leased(conn, batch.token, row_ids)
+
+    def recorder(self, engine: Engine, settings: Settings) -> OutcomeWriter:
+        return OutcomeWriter(engine, settings)
+
+    def drop(self, recorder: Recorder[Claimed], claim_token: str, row: Claimed) -> None:
+        pass  # cancelled already, by whoever made it unwanted
+
+    def compose(
+        self, settings: Settings, release: Release, rows: Sequence[Claimed]
+    ) -> Callable[[Claimed], RenderedRelease]:
+        # Kept between batches of the same release (until it changes): rendered once.
+        key = (release.id, release.updated_at)
+        if key not in _rendered:
+            if len(_rendered) > 16:
+                _rendered.clear()
+            _rendered[key] = render_release(release, settings)
+        rendered = _rendered[key]
+        return lambda row: rendered
+
+
+RELEASE_EMAILS = ReleaseEmails()

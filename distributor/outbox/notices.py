@@ -10,20 +10,17 @@ a task run twice or a worker that dies mid-batch never resends a notice recorded
 Statuses, backoff and giving up are the deliveries' own.
 
 The email is rendered once per batch and personalised as release emails are
-(:mod:`distributor.mail.compose`): the same From, List-Id, List-Unsubscribe (one-click),
-VERP envelope sender (the original delivery's, so a bounce is recorded against it) and
-DKIM signature; it threads under the original (In-Reply-To).
+(:mod:`distributor.mail.correction`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
-import css_inline
 from sqlalchemy import Engine, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -31,7 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from distributor.core.config import Settings
-from distributor.core.i18n import gettext_for
+from distributor.core.db import session_scope
 from distributor.core.models import (
     CorrectionNotice,
     DeliveryStatus,
@@ -42,12 +39,19 @@ from distributor.core.models import (
     UTCDateTime,
     utcnow,
 )
-from distributor.mail.compose import Recipient, RenderedRelease
-from distributor.mail.labels import format_date
-from distributor.mail.render import context, environment
-from distributor.outbox.ledger import OPEN_STATUSES, RECONCILED, Outcome, backoff, patiently
+from distributor.mail.compose import RenderedRelease
+from distributor.mail.correction import render_notice
+from distributor.outbox.ledger import (
+    OPEN_STATUSES,
+    RECONCILED,
+    Batch,
+    Leased,
+    Outcome,
+    Recorder,
+    backoff,
+    patiently,
+)
 
-_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
 NOT_WANTED = "not sent: subscriber no longer confirmed, release withdrawn, or superseded"
 
 
@@ -175,6 +179,11 @@ class ClaimedNotice:
     created_at: datetime
     in_doubt: bool = False  # an earlier lease ran out with no outcome: maybe already sent
 
+    @property
+    def row_id(self) -> int:
+        """The ledger row (:class:`~distributor.outbox.ledger.ClaimedRow`): the notice."""
+        return self.notice_id
+
 
 @dataclass(frozen=True)
 class NoticeClaim:
@@ -246,7 +255,9 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> No
     return NoticeClaim(release_id, token, rows)
 
 
-def still_wanted(conn: Connection, claim: NoticeClaim, notice_ids: Sequence[int]) -> set[int]:
+def still_wanted(
+    conn: Connection, claim: Batch[ClaimedNotice], notice_ids: Sequence[int]
+) -> set[int]:
     """Which of ``notice_ids`` may still be sent: leased under the claim's token (not
     cancelled since), to a confirmed subscriber, about a published release."""
     if not notice_ids:
@@ -331,48 +342,85 @@ def record(
     return patiently(write, settings, f"correction notice {row.notice_id}", unreachable)
 
 
-# The email ------------------------------------------------------------------------------
+# The ledger as the send loop sees it ---------------------------------------------------------
 
 
-class RenderedNotice(RenderedRelease):
-    """A correction notice rendered once; :meth:`message_for` personalises it as a release
-    email is personalised, with its own subject and Message-ID, threaded under the original
-    release email."""
+class _NoticeRecorder:
+    """Records notice outcomes (:func:`record`) for the send loop."""
 
-    def __init__(self, *args: Any, corrected_at: datetime, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stamp = int(corrected_at.timestamp())
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self._engine, self._settings = engine, settings
 
-    def message_id(self, subscriber_id: int) -> str:
-        """The notice's Message-ID for ``subscriber_id``: one per correction and person, the
-        same every time (never the original's: some providers drop a Message-ID seen twice)."""
-        return f"<correction-{self.release_id}-{self._stamp}.{subscriber_id}@{self._domain}>"
+    def record(
+        self,
+        claim_token: str,
+        row: ClaimedNotice,
+        outcome: Outcome,
+        code: int,
+        message: str,
+        uncertain: bool = False,
+        answered_at: datetime | None = None,
+    ) -> bool:
+        return record(
+            self._engine,
+            self._settings,
+            claim_token,
+            row,
+            outcome,
+            code,
+            message,
+            uncertain,
+            answered_at,
+        )
 
-    def thread_headers(self, rcpt: Recipient) -> bytes:
-        """In-Reply-To and References naming the original release email to ``rcpt``."""
-        original = super().message_id(rcpt.subscriber_id)
-        return f"In-Reply-To: {original}\r\nReferences: {original}\r\n".encode("ascii")
+    def cancel(self, claim_token: str, row: ClaimedNotice) -> None:
+        record(self._engine, self._settings, claim_token, row, "cancelled", 0, NOT_WANTED)
+
+    def __enter__(self) -> _NoticeRecorder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
 
 
-def render_notice(release: Release, settings: Settings, corrected_at: datetime) -> RenderedNotice:
-    """The notice of the correction made at ``corrected_at``, in the release's language:
-    subject "Correction: <title>", the date of the correction in the press office's time
-    zone, a link to the corrected page, the press contacts. Raises :class:`ConfigError`
-    when a template lacks the unsubscribe or preferences link."""
-    _ = gettext_for(release.language)
-    day = corrected_at.astimezone(settings.zone).date()
-    subject = _("Correction: %(title)s") % {"title": " ".join(release.title.split())}
+class CorrectionNotices:
+    """The ledger of correction notices (:class:`~distributor.outbox.ledger.Ledger`): one row
+    per release, subscriber and correction."""
 
-    def render(unsubscribe: str, preferences: str) -> tuple[str, str]:
-        values = context(release, settings, unsubscribe, preferences)
-        values.update({"_": _, "subject": subject,
-                       "corrected_on": format_date(day, release.language)})  # fmt: skip
-        env = environment(settings.templates_dir)
-        text_body = env.get_template("email/correction.txt").render(values)
-        html_body = _INLINER.inline(env.get_template("email/correction.html").render(values))
-        return text_body, html_body
+    table: Leased = CorrectionNotice
+    what, one = "correction notices", "correction notice"
 
-    return RenderedNotice.from_templates(
-        release, settings, ("correction.txt", "correction.html"), render,
-        subject=subject, corrected_at=corrected_at,
-    )  # fmt: skip
+    def subject(self, settings: Settings, release_id: int) -> Release | None:
+        """The release, whatever its state: its notices no longer wanted (withdrawn,
+        superseded) are cancelled by the claim."""
+        with session_scope(settings) as session:
+            return session.get(Release, release_id)
+
+    def claim(self, engine: Engine, settings: Settings, release_id: int, limit: int) -> NoticeClaim:
+        return claim(engine, settings, release_id, limit)
+
+    def still_wanted(
+        self, conn: Connection, batch: Batch[ClaimedNotice], row_ids: Sequence[int]
+    ) -> set[int]:
+        return still_wanted(conn, batch, row_ids)
+
+    def recorder(self, engine: Engine, settings: Settings) -> _NoticeRecorder:
+        return _NoticeRecorder(engine, settings)
+
+    def drop(self, recorder: Recorder[ClaimedNotice], claim_token: str, row: ClaimedNotice) -> None:
+        # Cancelled here: a notice is made unwanted by a state (the subscriber left, the
+        # release was withdrawn or corrected again), not by a cancelled row.
+        assert isinstance(recorder, _NoticeRecorder)
+        recorder.cancel(claim_token, row)
+
+    def compose(
+        self, settings: Settings, release: Release, rows: Sequence[ClaimedNotice]
+    ) -> Callable[[ClaimedNotice], RenderedRelease]:
+        # One rendering per correction the batch's rows are about.
+        rendered = {
+            when: render_notice(release, settings, when) for when in {r.corrected_at for r in rows}
+        }
+        return lambda row: rendered[row.corrected_at]
+
+
+CORRECTION_NOTICES = CorrectionNotices()

@@ -92,8 +92,11 @@ class SharedRelayHealth:
         self._client, self._retry_at = None, time.monotonic() + REDIS_RETRY_SECONDS
         if not self._down:
             self._down = True
-            log.warning("relay back-offs: Redis unreachable (%s); each process keeps its own "
-                        "until it answers again", exc)  # fmt: skip
+            log.warning(
+                "relay back-offs: Redis unreachable (%s); each process keeps its own "
+                "until it answers again",
+                exc,
+            )
 
     def _answered(self) -> None:
         if self._down:

@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 from sqlalchemy import Engine, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from distributor.audience.subscription import (
@@ -25,31 +25,32 @@ from distributor.core import failpoints
 from distributor.core.config import Settings
 from distributor.core.db import get_engine, session_scope
 from distributor.core.errors import InputError
-from distributor.core.models import CorrectionNotice, Delivery, Release, ReleaseState, Topic, utcnow
+from distributor.core.models import Release, ReleaseState, Topic, utcnow
 from distributor.core.queue import TaskQueue
 from distributor.core.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.mail import reconcile
-from distributor.mail.compose import Recipient, RenderedRelease, render_release
+from distributor.mail.compose import Recipient
 from distributor.mail.confirmation import confirmation_message
 from distributor.mail.dkim import load_signer
 from distributor.mail.relays import open_transport
 from distributor.mail.transport import Outgoing, SendResult
-from distributor.outbox import notices, throttle
+from distributor.outbox import throttle
 from distributor.outbox.ledger import (
     RECONCILED,
-    Claimed,
+    RELEASE_EMAILS,
+    ClaimedRow,
     Leased,
+    Ledger,
     Outcome,
-    OutcomeWriter,
-    claim,
+    R,
     due,
     plan,
     postpone,
     release_leases,
     renew_leases,
-    still_leased,
     subscriber_id_ranges,
 )
+from distributor.outbox.notices import CORRECTION_NOTICES
 from distributor.outbox.relay_health import relay_health
 from distributor.releases.lifecycle import get_release
 
@@ -105,8 +106,13 @@ class BatchReport:
 
     def summary(self) -> dict[str, int]:
         """The counts, as a worker task returns them (Celery's result, the worker log)."""
-        return {"claimed": self.claimed, "held": self.held, "reconciled": self.reconciled,
-                "skipped": self.skipped, **self.outcomes}  # fmt: skip
+        return {
+            "claimed": self.claimed,
+            "held": self.held,
+            "reconciled": self.reconciled,
+            "skipped": self.skipped,
+            **self.outcomes,
+        }
 
 
 def wake_for_held(queue: TaskQueue, task: str, release_id: int, report: BatchReport) -> None:
@@ -117,19 +123,7 @@ def wake_for_held(queue: TaskQueue, task: str, release_id: int, report: BatchRep
         queue.send(task, release_id, countdown=min(max(report.retry_in, 0.2), 5.0))
 
 
-_rendered: dict[tuple[int, datetime], RenderedRelease] = {}
-
-
-def _render(settings: Settings, release: Release) -> RenderedRelease:
-    key = (release.id, release.updated_at)
-    if key not in _rendered:
-        if len(_rendered) > 16:
-            _rendered.clear()
-        _rendered[key] = render_release(release, settings)
-    return _rendered[key]
-
-
-def _recipient(settings: Settings, row: Claimed | notices.ClaimedNotice) -> Recipient:
+def _recipient(settings: Settings, row: ClaimedRow) -> Recipient:
     """Who a claimed row's message goes to, with their signed links (naming the subscriber's
     link nonce, fetched with the claim); InputError for a name or address stored before
     today's checks."""
@@ -151,12 +145,20 @@ def _settle_in_doubt(
     who may get a second copy — so an operator can tell, and bench/faults.py can count."""
     found = reconcile.already_accepted(reconciler, doubtful)
     if found:
-        log.info("release %s: %d message(s) in doubt were already accepted, not resent",
-                 release_id, len(found))  # fmt: skip
+        log.info(
+            "release %s: %d message(s) in doubt were already accepted, not resent",
+            release_id,
+            len(found),
+        )
     if again := sorted(row for message_id, row in doubtful.items() if message_id not in found):
-        log.warning("release %s: %d row(s) in doubt go out again (their worker died holding "
-                    "them: where it had sent one, a second copy): %s %s", release_id,
-                    len(again), kind, ",".join(map(str, again)))  # fmt: skip
+        log.warning(
+            "release %s: %d row(s) in doubt go out again (their worker died holding "
+            "them: where it had sent one, a second copy): %s %s",
+            release_id,
+            len(again),
+            kind,
+            ",".join(map(str, again)),
+        )
     return found
 
 
@@ -176,227 +178,159 @@ def _give_back(
                 release_leases(conn, token, remaining, ledger)
                 postpone(conn, token, held, ledger)
     except DBAPIError as exc:  # never attempted: their leases expire, nothing is lost
-        log.warning("could not give back %d rows now (%s); their leases will expire",
-                    len(remaining) + len(held), str(exc).splitlines()[0])  # fmt: skip
+        log.warning(
+            "could not give back %d rows now (%s); their leases will expire",
+            len(remaining) + len(held),
+            str(exc).splitlines()[0],
+        )
     if held:
         report.held = len(held)
         report.retry_in = max(0.0, (min(held.values()) - utcnow()).total_seconds())
 
 
 def send_batch(settings: Settings, release_id: int) -> BatchReport:
-    """Claim one batch of the release's due rows, send each message, record each outcome.
-
-    Rows that could not be attempted (an error before sending) are given back at once; rows
-    held back by a send limit (``throttle``: the recipient's domain is over its limit) are
-    given back for a little later, no attempt counted, while the others go on. Rows in doubt
-    (a worker died holding them) whose message the relay's record shows accepted are recorded
-    as sent and not sent again (:mod:`distributor.mail.reconcile`).
-    """
-    report = BatchReport()
-    with session_scope(settings) as session:
-        release = session.get(Release, release_id)
-        if release is None or release.state != ReleaseState.PUBLISHED:
-            return report
-        rendered = _render(settings, release)
-    engine = get_engine(settings)
-    batch = claim(engine, settings, release_id, settings.batch_size)
-    report.claimed = len(batch.rows)
-    if not batch.rows:
-        return report
-    signer = load_signer(settings)
-    pacer = throttle.pacer(settings)
-    reconciler = reconcile.open_reconciler(settings)
-    finished: set[int] = set()
-    held: dict[int, datetime] = {}  # held back by a limit: delivery id → when to try again
-
-    def record(ledger: OutcomeWriter, row: Claimed, outcome: Outcome, result: SendResult) -> None:
-        finished.add(row.delivery_id)
-        report.outcomes[outcome] += 1
-        if not ledger.record(
-            batch.token, row, outcome, result.code, result.message, result.uncertain, result.at
-        ):
-            report.lost_leases += 1
-            log.warning("lease lost on delivery %s before its outcome was recorded",
-                        row.delivery_id)  # fmt: skip
-
-    def reconciled(ledger: OutcomeWriter) -> None:
-        doubtful = {rendered.message_id(r.subscriber_id): r for r in batch.rows if r.in_doubt}
-        ids = {m: r.delivery_id for m, r in doubtful.items()}
-        for message_id in _settle_in_doubt(reconciler, release_id, "deliveries", ids):
-            row = doubtful[message_id]
-            finished.add(row.delivery_id)
-            report.reconciled += 1
-            if not ledger.record(batch.token, row, "sent", 250, RECONCILED):
-                report.lost_leases += 1
-
-    def outgoing(ledger: OutcomeWriter, conn: Connection) -> Iterator[Outgoing]:
-        # Built just in time: the transport pulls the next message while the server works.
-        leased, checked = {r.delivery_id for r in batch.rows}, time.monotonic()
-        renewed = checked
-        for position, row in enumerate(batch.rows):
-            if time.monotonic() - checked > LEASE_CHECK_SECONDS:
-                # Someone who unsubscribed mid-batch must not get the rest of it.
-                ahead = [r.delivery_id for r in batch.rows[position:]]
-                try:
-                    if time.monotonic() - renewed > settings.lease_seconds / 3:
-                        # A slow batch (a send rate, a slow server) keeps its rows while it
-                        # lives: taken over, a row on its way out would be sent twice.
-                        renew_leases(conn, settings, batch.token, ahead)
-                        renewed = time.monotonic()
-                    # Counted from the read, not its answer: an unsubscribe committed while a
-                    # slow check finishes is seen by the next, within the bound of the commit.
-                    checked = time.monotonic()
-                    leased = still_leased(conn, batch.token, ahead)
-                except DBAPIError as exc:
-                    # Send nothing more, but let the transport collect the answers to the
-                    # messages in flight: they are recorded once the database is back.
-                    log.warning("database unreachable: batch stops taking rows (%s)",
-                                str(exc).splitlines()[0])  # fmt: skip
-                    return
-            if row.delivery_id in finished:  # reconciled
-                continue
-            if row.delivery_id not in leased:
-                finished.add(row.delivery_id)
-                report.skipped += 1
-                continue
-            try:
-                rcpt = _recipient(settings, row)
-            except InputError as exc:  # stored before today's checks: never sendable
-                record(ledger, row, "failed", SendResult(0, f"not sent: {exc}"))
-                continue
-            if hold := pacer.admit(row.email):  # waits for the global rate; 0.0: go
-                held[row.delivery_id] = utcnow() + timedelta(seconds=hold)
-                finished.add(row.delivery_id)
-                continue
-            message = rendered.message_for(rcpt)
-            if signer is not None:
-                message = signer.sign(message)
-            yield Outgoing(row, rendered.envelope_for(rcpt), row.email, message)
-
-    try:
-        with (
-            OutcomeWriter(engine, settings) as ledger,
-            engine.connect() as conn,
-            open_transport(settings, relay_health(settings)) as transport,
-        ):
-            reconciled(ledger)
-            for item, result in transport.send_stream(outgoing(ledger, conn)):
-                assert isinstance(item.key, Claimed)
-                if result.outcome == "sent":
-                    failpoints.hit("after-accept")
-                record(ledger, item.key, result.outcome, result)
-                pacer.done(item.key.email)
-    finally:
-        pacer.close()
-        remaining = [r.delivery_id for r in batch.rows if r.delivery_id not in finished]
-        _give_back(engine, Delivery, batch.token, remaining, held, report)
-    return report
+    """Claim one batch of the release's due emails, send each, record each outcome: the
+    outbox's loop (:func:`send`) over the ledger of release emails."""
+    return send(settings, RELEASE_EMAILS, release_id)
 
 
 def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
     """Claim one batch of the release's due correction notices, send each, record each
-    outcome (see :mod:`distributor.outbox.notices`). Safe to run twice or concurrently: a notice
-    recorded as sent is never claimed again.
+    outcome: the outbox's loop (:func:`send`) over the ledger of correction notices (see
+    :mod:`distributor.outbox.notices`). Notices no longer wanted — the subscriber left or
+    bounced, the release was withdrawn or corrected again — are cancelled, even mid-batch."""
+    return send(settings, CORRECTION_NOTICES, release_id)
 
-    Notices no longer wanted — the subscriber left or bounced, the release was withdrawn or
-    corrected again — are cancelled, even mid-batch (``skipped``); notices that could not be
-    attempted are given back at once. The send limits, lease renewal and held-back rows work
-    as in :func:`send_batch`."""
+
+def send(settings: Settings, ledger: Ledger[R], release_id: int) -> BatchReport:
+    """Claim one batch of ``ledger``'s due rows about the release, send each message, record
+    each outcome. The one send loop: every kind of email goes through it.
+
+    Safe to run twice or concurrently: a row recorded as sent is never claimed again. Rows
+    no longer wanted (an unsubscribe, a withdrawal…) are dropped even mid-batch (``skipped``):
+    none starts later than ``LEASE_CHECK_SECONDS`` after the change was committed. Rows that
+    could not be attempted (an error before sending) are given back at once; rows held back
+    by a send limit (``throttle``: the recipient's domain is over its limit) are given back
+    for a little later, no attempt counted, while the others go on. Rows in doubt (a worker
+    died holding them) whose message the relay's record shows accepted are recorded as sent
+    and not sent again (:mod:`distributor.mail.reconcile`). A slow batch renews its leases
+    while it lives.
+    """
     report = BatchReport()
-    with session_scope(settings) as session:
-        release = session.get(Release, release_id)
+    release = ledger.subject(settings, release_id)
     if release is None:
         return report
     engine = get_engine(settings)
-    batch = notices.claim(engine, settings, release_id, settings.batch_size)
+    batch = ledger.claim(engine, settings, release_id, settings.batch_size)
     report.claimed = len(batch.rows)
     if not batch.rows:
         return report
     finished: set[int] = set()
-
-    def record(row: notices.ClaimedNotice, outcome: Outcome, result: SendResult) -> None:
-        finished.add(row.notice_id)
-        report.outcomes[outcome] += 1
-        if not notices.record(engine, settings, batch.token, row, outcome, result.code,
-                              result.message, result.uncertain, result.at):  # fmt: skip
-            report.lost_leases += 1
-            log.warning("lease lost on correction notice %s before its outcome was recorded",
-                        row.notice_id)  # fmt: skip
-
-    held: dict[int, datetime] = {}  # held back by a domain limit: notice id → when again
+    held: dict[int, datetime] = {}  # held back by a limit: row id → when to try again
     pacer = throttle.pacer(settings)
-    rendered = {
-        when: notices.render_notice(release, settings, when)
-        for when in {row.corrected_at for row in batch.rows}
-    }
-
-    def reconciled() -> None:  # as in send_batch
-        doubtful = {
-            rendered[r.corrected_at].message_id(r.subscriber_id): r
-            for r in batch.rows
-            if r.in_doubt
-        }
-        ids = {m: r.notice_id for m, r in doubtful.items()}
-        reconciler = reconcile.open_reconciler(settings)
-        for message_id in _settle_in_doubt(reconciler, release_id, "correction notices", ids):
-            row = doubtful[message_id]
-            finished.add(row.notice_id)
-            report.reconciled += 1
-            if not notices.record(engine, settings, batch.token, row, "sent", 250, RECONCILED):
-                report.lost_leases += 1
-
-    def outgoing(conn: Connection) -> Iterator[Outgoing]:
-        signer = load_signer(settings)
-        wanted, checked = {r.notice_id for r in batch.rows}, time.monotonic()
-        renewed = checked
-        for position, row in enumerate(batch.rows):
-            if row.notice_id in finished:  # reconciled
-                continue
-            if time.monotonic() - checked > LEASE_CHECK_SECONDS:
-                ahead = [r.notice_id for r in batch.rows[position:]]
-                if time.monotonic() - renewed > settings.lease_seconds / 3:
-                    # As for release emails: a slow batch keeps its rows while it lives.
-                    renew_leases(conn, settings, batch.token, ahead, CorrectionNotice)
-                    renewed = time.monotonic()
-                checked = time.monotonic()  # counted from the read, as in send_batch
-                wanted = notices.still_wanted(conn, batch, ahead)
-            if row.notice_id not in wanted:  # cancelled, or no longer to be sent
-                finished.add(row.notice_id)
-                report.skipped += 1
-                notices.record(engine, settings, batch.token, row, "cancelled", 0,
-                               notices.NOT_WANTED)  # fmt: skip
-                continue
-            try:
-                rcpt = _recipient(settings, row)
-            except InputError as exc:  # stored before today's checks: never sendable
-                record(row, "failed", SendResult(0, f"not sent: {exc}"))
-                continue
-            if hold := pacer.admit(row.email):  # the same limits as release emails
-                held[row.notice_id] = utcnow() + timedelta(seconds=hold)
-                finished.add(row.notice_id)
-                continue
-            notice = rendered[row.corrected_at]
-            message = notice.message_for(rcpt)
-            if signer is not None:
-                message = signer.sign(message)
-            yield Outgoing(row, notice.envelope_for(rcpt), row.email, message)
-
     try:
+        rendered = ledger.compose(settings, release, batch.rows)
+        signer = load_signer(settings)
+        reconciler = reconcile.open_reconciler(settings)
         with (
+            ledger.recorder(engine, settings) as recorder,
             engine.connect() as conn,
             open_transport(settings, relay_health(settings)) as transport,
         ):
+
+            def record(row: R, outcome: Outcome, result: SendResult) -> None:
+                finished.add(row.row_id)
+                report.outcomes[outcome] += 1
+                if not recorder.record(
+                    batch.token,
+                    row,
+                    outcome,
+                    result.code,
+                    result.message,
+                    result.uncertain,
+                    result.at,
+                ):
+                    report.lost_leases += 1
+                    log.warning(
+                        "lease lost on %s %s before its outcome was recorded",
+                        ledger.one,
+                        row.row_id,
+                    )
+
+            def reconciled() -> None:
+                doubtful = {
+                    rendered(r).message_id(r.subscriber_id): r for r in batch.rows if r.in_doubt
+                }
+                ids = {m: r.row_id for m, r in doubtful.items()}
+                for message_id in _settle_in_doubt(reconciler, release_id, ledger.what, ids):
+                    row = doubtful[message_id]
+                    finished.add(row.row_id)
+                    report.reconciled += 1
+                    if not recorder.record(batch.token, row, "sent", 250, RECONCILED):
+                        report.lost_leases += 1
+
+            def outgoing() -> Iterator[Outgoing]:
+                # Built just in time: the transport pulls the next message while the server
+                # works.
+                wanted, checked = {r.row_id for r in batch.rows}, time.monotonic()
+                renewed = checked
+                for position, row in enumerate(batch.rows):
+                    if time.monotonic() - checked > LEASE_CHECK_SECONDS:
+                        # Someone who unsubscribed mid-batch must not get the rest of it.
+                        ahead = [r.row_id for r in batch.rows[position:]]
+                        try:
+                            if time.monotonic() - renewed > settings.lease_seconds / 3:
+                                # A slow batch (a send rate, a slow server) keeps its rows
+                                # while it lives: taken over, a row on its way out would be
+                                # sent twice.
+                                renew_leases(conn, settings, batch.token, ahead, ledger.table)
+                                renewed = time.monotonic()
+                            # Counted from the read, not its answer: an unsubscribe committed
+                            # while a slow check finishes is seen by the next, within the
+                            # bound of the commit.
+                            checked = time.monotonic()
+                            wanted = ledger.still_wanted(conn, batch, ahead)
+                        except DBAPIError as exc:
+                            # Send nothing more, but let the transport collect the answers to
+                            # the messages in flight: recorded once the database is back.
+                            log.warning(
+                                "database unreachable: batch stops taking rows (%s)",
+                                str(exc).splitlines()[0],
+                            )
+                            return
+                    if row.row_id in finished:  # reconciled
+                        continue
+                    if row.row_id not in wanted:
+                        finished.add(row.row_id)
+                        report.skipped += 1
+                        ledger.drop(recorder, batch.token, row)
+                        continue
+                    try:
+                        rcpt = _recipient(settings, row)
+                    except InputError as exc:  # stored before today's checks: never sendable
+                        record(row, "failed", SendResult(0, f"not sent: {exc}"))
+                        continue
+                    if hold := pacer.admit(row.email):  # waits for the global rate; 0.0: go
+                        held[row.row_id] = utcnow() + timedelta(seconds=hold)
+                        finished.add(row.row_id)
+                        continue
+                    email = rendered(row)
+                    message = email.message_for(rcpt)
+                    if signer is not None:
+                        message = signer.sign(message)
+                    yield Outgoing(row, email.envelope_for(rcpt), row.email, message)
+
             reconciled()
-            for item, result in transport.send_stream(outgoing(conn)):
-                assert isinstance(item.key, notices.ClaimedNotice)
+            for item, result in transport.send_stream(outgoing()):
+                row = cast(R, item.key)
                 if result.outcome == "sent":
                     failpoints.hit("after-accept")
-                record(item.key, result.outcome, result)
-                pacer.done(item.key.email)
+                record(row, result.outcome, result)
+                pacer.done(row.email)
     finally:
         pacer.close()
-        remaining = [r.notice_id for r in batch.rows if r.notice_id not in finished]
-        _give_back(engine, CorrectionNotice, batch.token, remaining, held, report)
+        remaining = [r.row_id for r in batch.rows if r.row_id not in finished]
+        _give_back(engine, ledger.table, batch.token, remaining, held, report)
     return report
 
 
@@ -421,8 +355,12 @@ def send_confirmation(settings: Settings, request_id: int) -> str:
     with open_transport(settings, relay_health(settings)) as transport:
         result = transport.send(settings.sender_address, email, message)
     if result.outcome != "sent":
-        log.warning("confirmation of subscription request %s not sent: %s %s", request_id,
-                    result.code, result.message)  # fmt: skip
+        log.warning(
+            "confirmation of subscription request %s not sent: %s %s",
+            request_id,
+            result.code,
+            result.message,
+        )
         with session_scope(settings) as session:
             give_back_confirmation(session, request_id, sent_at)
     return result.outcome

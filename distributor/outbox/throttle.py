@@ -345,8 +345,10 @@ class Throttle:
             log.warning(
                 "throttle: Redis unreachable (%s); keeping the send limits per process "
                 "(÷ %d) and trying Redis again every %.0f s",
-                exc, self._local_share, REDIS_RETRY_SECONDS,
-            )  # fmt: skip
+                exc,
+                self._local_share,
+                REDIS_RETRY_SECONDS,
+            )
 
     def _answered(self) -> None:
         if self._down:

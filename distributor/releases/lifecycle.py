@@ -45,9 +45,12 @@ def create_release(session: Session, settings: Settings, draft: ReleaseDraft) ->
     slug = _free_slug(session, draft, None)
     now = utcnow()
     release = Release(
-        slug=slug, state=ReleaseState.DRAFT, topics=topics, translation_of=translation_of,
+        slug=slug,
+        state=ReleaseState.DRAFT,
+        topics=topics,
+        translation_of=translation_of,
         created_at=now,
-    )  # fmt: skip
+    )
     _fill(release, draft, now)
     session.add(release)
     session.flush()
@@ -274,8 +277,10 @@ def correct_release(
     ReleaseInputError if the draft's language or slug differ."""
     release = get_release(session, release_id)
     if release.state != ReleaseState.PUBLISHED:
-        raise Conflict(f"release {release_id} is {release.state}: only a published release is "
-                       "corrected (edit a draft by creating it again)")  # fmt: skip
+        raise Conflict(
+            f"release {release_id} is {release.state}: only a published release is "
+            "corrected (edit a draft by creating it again)"
+        )
     meta = draft.meta
     if meta.lang != release.language:
         raise ReleaseInputError(

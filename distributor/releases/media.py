@@ -48,8 +48,12 @@ VARIANTS: Final = ("full", "page", "email")
 
 MEDIA_DIR: Final = "media"  # below public/, and the first segment of every media URL
 # The formats accepted, by Pillow's name, with the media type an upload of each has.
-ACCEPTED: Final = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
-                   "GIF": "image/gif"}  # fmt: skip
+ACCEPTED: Final = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+}
 MEDIA_TYPES: Final = {".jpg": "image/jpeg", ".png": "image/png"}  # what we write
 # A stored file's URL path; its groups are the digest, the variant and the suffix.
 MEDIA_PATH: Final = re.compile(r"\A/media/([0-9a-f]{64})/(full|page|email)(\.jpg|\.png)\Z")
@@ -236,8 +240,9 @@ def _encode(image: Image.Image, name: str, as_png: bool, icc: bytes | None) -> _
     if as_png:
         image.save(out, "PNG", optimize=name != "full", **options)  # full size: too slow
     else:
-        image.save(out, "JPEG", quality=JPEG_QUALITY[name], optimize=True, progressive=True,
-                   **options)  # fmt: skip
+        image.save(
+            out, "JPEG", quality=JPEG_QUALITY[name], optimize=True, progressive=True, **options
+        )
     suffix = ".png" if as_png else ".jpg"
     return _Encoded(name, suffix, out.getvalue(), image.width, image.height)
 
@@ -313,9 +318,15 @@ def _variant(
     settings: Settings, digest: str, filename: str, length: int, width: int, height: int
 ) -> Variant:
     name, suffix = os.path.splitext(filename)
-    return Variant(name=name, path=media_path(digest, filename),
-                   url=media_url(settings, digest, filename), media_type=MEDIA_TYPES[suffix],
-                   length=length, width=width, height=height)  # fmt: skip
+    return Variant(
+        name=name,
+        path=media_path(digest, filename),
+        url=media_url(settings, digest, filename),
+        media_type=MEDIA_TYPES[suffix],
+        length=length,
+        width=width,
+        height=height,
+    )
 
 
 def _display_name(filename: str) -> str:

@@ -357,9 +357,12 @@ def _local_images(data: dict[Any, Any]) -> dict[int, str]:
 
 
 def _store_local_images(
-    meta: FrontMatter, local: dict[int, str], source: str, settings: Settings,
+    meta: FrontMatter,
+    local: dict[int, str],
+    source: str,
+    settings: Settings,
     base_dir: Path | None,
-) -> None:  # fmt: skip
+) -> None:
     """Store each local image file (``local``: index → path as written) and point its
     ``images`` entry at the stored versions. Raises ReleaseInputError naming ``source``
     and the entry when a file is missing, unreadable or not an image we take, or when

@@ -98,10 +98,18 @@ def releases_overview(session: Session, limit: int = 50) -> list[ReleaseRow]:
     index)."""
     releases = session.execute(
         select(
-            Release.id, Release.title, Release.language, Release.state, Release.scheduled_at,
-            Release.published_at, Release.withdrawn_at, Release.planned_at,
-        ).order_by(Release.id.desc()).limit(limit)
-    ).all()  # fmt: skip
+            Release.id,
+            Release.title,
+            Release.language,
+            Release.state,
+            Release.scheduled_at,
+            Release.published_at,
+            Release.withdrawn_at,
+            Release.planned_at,
+        )
+        .order_by(Release.id.desc())
+        .limit(limit)
+    ).all()
     counts: dict[int, dict[str, int]] = {r.id: empty_counts() for r in releases}
     if counts:
         rows = session.execute(
@@ -113,12 +121,18 @@ def releases_overview(session: Session, limit: int = 50) -> list[ReleaseRow]:
             counts[int(release_id)][str(status)] = int(n)
     return [
         ReleaseRow(
-            id=r.id, title=r.title, language=r.language, state=r.state,
-            scheduled_at=r.scheduled_at, published_at=r.published_at,
-            withdrawn_at=r.withdrawn_at, planned_at=r.planned_at, progress=Progress(counts[r.id]),
+            id=r.id,
+            title=r.title,
+            language=r.language,
+            state=r.state,
+            scheduled_at=r.scheduled_at,
+            published_at=r.published_at,
+            withdrawn_at=r.withdrawn_at,
+            planned_at=r.planned_at,
+            progress=Progress(counts[r.id]),
         )
         for r in releases
-    ]  # fmt: skip
+    ]
 
 
 @dataclass(frozen=True)

@@ -127,10 +127,11 @@ def _release_latency(
     # Each bucket compares sent_at with a constant: 4x faster on SQLite than comparing a
     # latency computed per row (which SQLite recomputes in every CASE).
     within = [
-        func.coalesce(func.sum(case((Delivery.sent_at <= published + timedelta(seconds=le), 1),
-                                    else_=0)), 0)
+        func.coalesce(
+            func.sum(case((Delivery.sent_at <= published + timedelta(seconds=le), 1), else_=0)), 0
+        )
         for le in LATENCY_BUCKETS
-    ]  # fmt: skip
+    ]
     seconds = func.coalesce(func.sum(_seconds_after(session, published)), 0.0)
     query = select(func.count(), seconds, *within).where(
         Delivery.release_id == release_id, Delivery.status == DeliveryStatus.SENT
@@ -183,9 +184,10 @@ def subscribers(session: Session, languages: Sequence[str]) -> GaugeMetricFamily
         for lang in languages:
             found.setdefault((known.value, lang), 0)
     family = GaugeMetricFamily(
-        "distributor_subscribers", "Subscribers, by status and language.",
+        "distributor_subscribers",
+        "Subscribers, by status and language.",
         labels=["status", "language"],
-    )  # fmt: skip
+    )
     for (status, lang), n in sorted(found.items()):
         family.add_metric([status, lang], n)
     return family
@@ -198,9 +200,11 @@ def queue_depth(settings: Settings) -> int | None:
     try:
         url = broker_url(settings)
         if url.startswith("redis+socket://"):
-            client = redis.Redis(unix_socket_path=url.removeprefix("redis+socket://"),
-                                 socket_timeout=BROKER_TIMEOUT,
-                                 socket_connect_timeout=BROKER_TIMEOUT)  # fmt: skip
+            client = redis.Redis(
+                unix_socket_path=url.removeprefix("redis+socket://"),
+                socket_timeout=BROKER_TIMEOUT,
+                socket_connect_timeout=BROKER_TIMEOUT,
+            )
         else:
             client = redis.Redis.from_url(
                 url, socket_timeout=BROKER_TIMEOUT, socket_connect_timeout=BROKER_TIMEOUT

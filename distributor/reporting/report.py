@@ -56,9 +56,18 @@ class DeliveryLine:
 
     def cells(self) -> tuple[object, ...]:
         """The values in the order of ``CSV_COLUMNS``."""
-        return (self.email, self.language, self.status, self.attempts, self.smtp_code,
-                self.last_error, self.created_at, self.sent_at, self.bounce,
-                self.bounced_at)  # fmt: skip
+        return (
+            self.email,
+            self.language,
+            self.status,
+            self.attempts,
+            self.smtp_code,
+            self.last_error,
+            self.created_at,
+            self.sent_at,
+            self.bounce,
+            self.bounced_at,
+        )
 
 
 _COLUMNS = (
@@ -139,8 +148,18 @@ def _without_subscriber(settings: Settings, release_id: int, page: int) -> Itera
 def _line(email: str, language: str, values: Sequence[Any]) -> DeliveryLine:
     # By position: a Row's attribute access costs more than the rest of the line.
     _id, status, attempts, code, error, created, sent, bounce, bounced = values
-    return DeliveryLine(email, language, status, attempts, code, " ".join((error or "").split()),
-                        created, sent, bounce, bounced)  # fmt: skip
+    return DeliveryLine(
+        email,
+        language,
+        status,
+        attempts,
+        code,
+        " ".join((error or "").split()),
+        created,
+        sent,
+        bounce,
+        bounced,
+    )
 
 
 def iso_utc(when: datetime) -> str:

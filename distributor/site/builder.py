@@ -129,8 +129,11 @@ def build_site(
         outputs = _plan(rows, topics, gone, settings)
         manifest = {} if force else _read_manifest(public)
         root = f"{public}{os.sep}"
-        todo = [o for o in outputs if manifest.get(o.relpath) != o.fingerprint
-                or not os.path.isfile(root + o.relpath)]  # fmt: skip
+        todo = [
+            o
+            for o in outputs
+            if manifest.get(o.relpath) != o.fingerprint or not os.path.isfile(root + o.relpath)
+        ]
         report = BuildReport(unchanged=len(outputs) - len(todo))
         recorded = dict(manifest)
         try:
@@ -168,8 +171,14 @@ def _catalogue(session: Session) -> tuple[list[_Row], list[Topic], list[_Gone]]:
     )
     for release_id, topic_id in conn.execute(links.where(published | gone_after_publication)):
         topic_ids[release_id].append(topic_id)
-    columns = select(t.id, t.slug, t.language, cast(t.date, String), cast(t.updated_at, String),
-                     t.translation_of_id)  # fmt: skip
+    columns = select(
+        t.id,
+        t.slug,
+        t.language,
+        cast(t.date, String),
+        cast(t.updated_at, String),
+        t.translation_of_id,
+    )
     rows = [
         _Row(rid, slug, lang, date, updated, origin or rid, tuple(sorted(topic_ids[rid])))
         for rid, slug, lang, date, updated, origin in conn.execute(columns.where(published)).all()
@@ -206,14 +215,20 @@ def _plan(
             ids = members[r.group]
             shown = (r.id, *(i for i in ids if i != r.id)) if len(ids) > 1 else ids
             relpath = urls.release_relpath(r.slug)
-            outputs.append(_Output(relpath, _hash(build, "release", keys[r.id]), "release",
-                                   r.id, shown))  # fmt: skip
+            outputs.append(
+                _Output(relpath, _hash(build, "release", keys[r.id]), "release", r.id, shown)
+            )
     outputs += [
-        _Output(urls.gone_relpath(g.slug), _hash(build, "gone", str(g.id), g.slug,
-                                                  g.withdrawn_at), "gone", g.id, (g.id,))
+        _Output(
+            urls.gone_relpath(g.slug),
+            _hash(build, "gone", str(g.id), g.slug, g.withdrawn_at),
+            "gone",
+            g.id,
+            (g.id,),
+        )
         for g in gone
         if _safe_segment(g.slug)
-    ]  # fmt: skip
+    ]
     size = settings.feed_size
     first_topic = min((t.created_at for t in topics), default=None)
     for lang in settings.languages:
@@ -282,8 +297,9 @@ def _listing_outputs(
             yield _Output(urls.listing_relpath(None), root_fp, "root", listing, ids)
         formats: Sequence[urls.FeedFormat] = urls.FEED_FORMATS if archive is None else ("atom",)
         for fmt in formats:
-            feed = FeedPage(lang, topic, (), archive, older if fmt == "atom" else None, newer,
-                            empty_date)  # fmt: skip
+            feed = FeedPage(
+                lang, topic, (), archive, older if fmt == "atom" else None, newer, empty_date
+            )
             fp = _hash(build, "feed", fmt, shape, content, str(empty_date))
             url = urls.feed_url(settings, lang, fmt, slug) if archive is None else None
             relpath = urls.feed_relpath(lang, fmt, slug, archive)
@@ -302,8 +318,14 @@ def _release_key(row: _Row, group: list[_Row]) -> str:
 def _build_fingerprint(settings: Settings, topics: Sequence[Topic]) -> str:
     """What every output depends on: the code, the templates, the site settings, the topics."""
     templates = sorted((settings.templates_dir / "pages").glob("*.html"))
-    parts = [RENDER_VERSION, settings.site_url, settings.organisation, str(settings.languages),
-             str(settings.feed_size), str(settings.websub_hub)]  # fmt: skip
+    parts = [
+        RENDER_VERSION,
+        settings.site_url,
+        settings.organisation,
+        str(settings.languages),
+        str(settings.feed_size),
+        str(settings.websub_hub),
+    ]
     parts += [hashlib.sha256(p.read_bytes()).hexdigest() for p in templates]
     parts += [f"{t.id}|{t.slug}|{sorted(t.names.items())}" for t in topics]
     return _hash(*parts)
@@ -357,13 +379,21 @@ def _render_all(
             data = newsroom.release_page(release, translations[release.id]).encode()
         elif output.kind in ("listing", "root"):
             lang, topic, archive, older, newer = output.args
-            listing = Listing(lang, topic, topics, items, archive, older, newer,
-                              root=output.kind == "root")  # fmt: skip
+            listing = Listing(
+                lang, topic, topics, items, archive, older, newer, root=output.kind == "root"
+            )
             data = newsroom.listing_page(listing).encode()
         else:
             page, fmt = output.args
-            page = FeedPage(page.lang, page.topic, items, page.archive, page.prev_archive,
-                            page.next_archive, page.empty_date)  # fmt: skip
+            page = FeedPage(
+                page.lang,
+                page.topic,
+                items,
+                page.archive,
+                page.prev_archive,
+                page.next_archive,
+                page.empty_date,
+            )
             data = render_feed(page, fmt, settings, translations, cache)
         if _write_if_changed(settings.public_dir / output.relpath, data):
             report.written.append(output.relpath)

@@ -56,8 +56,11 @@ SUMMARY_CHARS = 300
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 _ATOM = "http://www.w3.org/2005/Atom"
 _HISTORY = "http://purl.org/syndication/history/1.0"  # RFC 5005
-_MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml",
-                "json": "application/feed+json"}  # fmt: skip
+_MEDIA_TYPES = {
+    "rss": "application/rss+xml",
+    "atom": "application/atom+xml",
+    "json": "application/feed+json",
+}
 
 
 @dataclass(frozen=True)
@@ -254,8 +257,9 @@ class _ItemExtension(BaseEntryExtension):  # type: ignore[misc]
             _sub(entry, "link", href=url, rel="alternate", type="text/html", hreflang=lang)
         if item.enclosure is not None:
             enc = item.enclosure
-            _sub(entry, "link", href=enc.url, rel="enclosure", type=enc.type,
-                 length=str(enc.length))  # fmt: skip
+            _sub(
+                entry, "link", href=enc.url, rel="enclosure", type=enc.type, length=str(enc.length)
+            )
         for url, title, kind, length in item.attachments:
             attrs = {"href": url, "rel": "related", "title": title}
             if kind:
@@ -275,8 +279,14 @@ class _ItemExtension(BaseEntryExtension):  # type: ignore[misc]
         updated = etree.SubElement(entry, f"{{{_ATOM}}}updated")
         updated.text = _rfc3339(item.updated)
         for lang, url in item.alternates:
-            etree.SubElement(entry, f"{{{_ATOM}}}link", href=url, rel="alternate",
-                             type="text/html", hreflang=lang)  # fmt: skip
+            etree.SubElement(
+                entry,
+                f"{{{_ATOM}}}link",
+                href=url,
+                rel="alternate",
+                type="text/html",
+                hreflang=lang,
+            )
         return entry
 
 
