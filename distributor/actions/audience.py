@@ -33,10 +33,17 @@ def import_subscribers(
     and updated; returns what the import did. Raises as ``import_csv`` does, storing
     nothing."""
     with session_scope(settings) as session:
-        report = import_csv(session, settings, stream, source, confirmed=confirmed,
-                            consent_source=consent_source, skip_invalid=skip_invalid)  # fmt: skip
-        audit.record(session, by, "import", source, added=report.added,
-                     updated=report.updated, confirmed=confirmed)  # fmt: skip
+        report = import_csv(
+            session,
+            settings,
+            stream,
+            source,
+            confirmed=confirmed,
+            consent_source=consent_source,
+            skip_invalid=skip_invalid,
+        )
+        details = {"added": report.added, "updated": report.updated, "confirmed": confirmed}
+        audit.record(session, by, "import", source, **details)
     return report
 
 

@@ -17,6 +17,6 @@ def upload_image(settings: Settings, data: bytes, filename: str, by: str) -> Sto
     stored = store_image(settings, data, filename)
     if stored.created:
         with session_scope(settings) as session:
-            audit.record(session, by, "upload", f"media {stored.digest[:16]}",
-                         filename=filename[:200], length=len(data))  # fmt: skip
+            details = {"filename": filename[:200], "length": len(data)}
+            audit.record(session, by, "upload", f"media {stored.digest[:16]}", **details)
     return stored

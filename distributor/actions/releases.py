@@ -7,7 +7,6 @@ after the commit, wakes the workers: a worker never sees work that might still r
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ from distributor.outbox import notices
 from distributor.outbox.ledger import cancel_release
 from distributor.releases import lifecycle
 from distributor.releases.source import ReleaseDraft
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,8 +81,7 @@ def send_test(
     distinct address. The ledger, the feeds and the release's state are not touched."""
     outcomes = preview.send_test(settings, release_id, addresses)
     with session_scope(settings) as session:
-        audit.record(session, by, "test", f"release {release_id}",
-                     to=[o.address for o in outcomes])  # fmt: skip
+        audit.record(session, by, "test", f"release {release_id}", to=[o.address for o in outcomes])
     return outcomes
 
 
@@ -142,8 +138,8 @@ def correct(
         release = lifecycle.correct_release(session, release_id, draft)
         if notify:
             planned = notices.plan(session, release)
-        audit.record(session, by, "correct", f"release {release_id}", source=draft.source,
-                     notify=notify, notices=planned)  # fmt: skip
+        details = {"source": draft.source, "notify": notify, "notices": planned}
+        audit.record(session, by, "correct", f"release {release_id}", **details)
     queue.send("regenerate_site")
     for _ in range(math.ceil(planned / settings.batch_size)):
         queue.send("send_correction_notices", release_id)
@@ -160,7 +156,8 @@ def withdraw(settings: Settings, queue: TaskQueue, release_id: int, by: str) -> 
             session, release_id, f"release withdrawn by {release.withdrawn_by}"
         )
         notices.cancel_unwanted(session, release_id)  # its correction notices too
-        audit.record(session, release.withdrawn_by, "withdraw", f"release {release_id}",
-                     cancelled=cancelled)  # fmt: skip
+        audit.record(
+            session, release.withdrawn_by, "withdraw", f"release {release_id}", cancelled=cancelled
+        )
     queue.send("regenerate_site")
     return cancelled
