@@ -18,8 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.exc import DBAPIError
 
 from distributor import actions
-from distributor.audience.privacy import erase_person, export_person, suppression_hash
-from distributor.audience.subscribers import export_csv, import_csv, write_rejects
+from distributor.audience.privacy import export_person
+from distributor.audience.subscribers import export_csv, write_rejects
 from distributor.cli.progress import err, out, print_status, watch
 from distributor.core import audit, broker, db, heartbeat
 from distributor.core.apitokens import SCOPES, create_token, list_tokens
@@ -128,18 +128,16 @@ def subscribers_import(
         stream = file.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigError(f"{file}: {exc.strerror}") from exc
-    with stream, db.session_scope(s) as session:
-        report = import_csv(
-            session,
+    with stream:
+        report = actions.import_subscribers(
             s,
             stream,
             str(file),
+            audit.cli_actor(),
             confirmed=confirmed,
             consent_source=consent_source,
             skip_invalid=skip_invalid,
         )
-        audit.record(session, audit.cli_actor(), "import", str(file), added=report.added,
-                     updated=report.updated, confirmed=confirmed)  # fmt: skip
     out.print(
         f"{report.added} added, {report.updated} updated, "
         f"{report.unchanged} left unchanged (unsubscribed or bounced)"
@@ -184,12 +182,7 @@ def subscribers_erase(
 ) -> None:
     """Erase one person (GDPR): their subscriber record, subscriptions and deliveries;
     only a hash of the address is kept, so no import can add them again. Asks nothing."""
-    s = settings()
-    with db.session_scope(s) as session:
-        held = export_person(session, email)
-        erase_person(session, s, email)
-        # The hash, not the address: the trail must not keep what the erasure removed.
-        audit.record(session, audit.cli_actor(), "erase", suppression_hash(email))
+    held = actions.erase(settings(), email, audit.cli_actor())
     out.print(
         f"erased {held['email']}: subscriber {held['id']}, {len(held['topics'])} topic "
         f"subscription(s), {len(held['deliveries'])} delivery record(s); "
@@ -461,11 +454,7 @@ def releases_withdraw(
 @releases_app.command("unschedule")
 def releases_unschedule(release_id: int) -> None:
     """Cancel a scheduled publication: the release goes back to draft; nothing is sent."""
-    from distributor.releases.lifecycle import unschedule
-
-    with db.session_scope(settings()) as session:
-        unschedule(session, release_id)
-        audit.record(session, audit.cli_actor(), "unschedule", f"release {release_id}")
+    actions.unschedule(settings(), release_id, audit.cli_actor())
     out.print(f"release {release_id} is a draft again; nothing was sent")
 
 

@@ -32,7 +32,7 @@ from jinja2 import Environment, FileSystemLoader
 from starlette.responses import Response
 
 from distributor import actions
-from distributor.core import audit, heartbeat
+from distributor.core import heartbeat
 from distributor.core.admin_sessions import (
     SESSION_MAX_AGE,
     end_session,
@@ -56,7 +56,7 @@ from distributor.core.errors import (
 from distributor.core.models import ApiToken, ReleaseState, utcnow
 from distributor.core.tokens import Purpose, signer
 from distributor.mail.preview import render_preview, send_test
-from distributor.releases.lifecycle import get_release, unschedule
+from distributor.releases.lifecycle import get_release
 from distributor.releases.source import MAX_SOURCE_BYTES, parse_release
 from distributor.reporting.dashboard import (
     HourCount,
@@ -480,9 +480,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
     ) -> Response:
         check_csrf(request, csrf)
         try:
-            with session_scope(settings) as session:
-                unschedule(session, release_id)
-                audit.record(session, admin.actor, "unschedule", f"release {release_id}")
+            actions.unschedule(settings, release_id, admin.actor)
         except DistributorError as exc:
             return failed(request, admin, release_id, exc)
         return after(release_id, "unscheduled")

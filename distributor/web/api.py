@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
 
+from distributor import actions
 from distributor.audience.addresses import normalise_email
-from distributor.audience.privacy import erase_person, suppression_hash
 from distributor.audience.subscribers import (
     add_subscriber,
     check_language,
@@ -27,7 +27,6 @@ from distributor.audience.subscribers import (
     unsubscribe,
 )
 from distributor.audience.subscription import Consent, request_subscription
-from distributor.core import audit
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import Conflict, NotFound
@@ -257,12 +256,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
     def erase_subscriber(subscriber_id: SubscriberId, token: TokenName) -> Response:
         """Delete everything held on the subscriber; only a hash of the address stays, on
         the suppression list, so no import adds it again."""
-        with session_scope(settings) as session:
-            sub = session.get(Subscriber, subscriber_id)
-            if sub is None:
-                raise NotFound(f"no subscriber with id {subscriber_id}")
-            erase_person(session, settings, sub.email)
-            audit.record(session, f"token:{token}", "erase", suppression_hash(sub.email))
+        actions.erase_subscriber(settings, subscriber_id, f"token:{token}")
         return Response(status_code=204)
 
     return api

@@ -12,11 +12,10 @@ from fastapi import APIRouter, Depends, File, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from distributor.core import audit
+from distributor import actions
 from distributor.core.config import Settings
-from distributor.core.db import session_scope
 from distributor.core.errors import InputError
-from distributor.releases.media import MAX_UPLOAD_BYTES, StoredImage, Variant, store_image
+from distributor.releases.media import MAX_UPLOAD_BYTES, StoredImage, Variant
 from distributor.web.apibase import ErrorOut, Refused, error_responses, token_dependency
 from distributor.web.bodies import MULTIPART, takes
 
@@ -93,13 +92,9 @@ def router(settings: Settings) -> APIRouter:
             raise Refused(413, f"the image is larger than {MAX_UPLOAD_BYTES // 1_048_576} MiB")
         name = file.filename or "upload"
         try:
-            stored = store_image(settings, data, name)
+            stored = actions.upload_image(settings, data, name, f"token:{token}")
         except InputError as exc:
             raise Refused(422, str(exc), "file") from exc
-        if stored.created:
-            with session_scope(settings) as session:
-                audit.record(session, f"token:{token}", "upload", f"media {stored.digest[:16]}",
-                             filename=name[:200], length=len(data))  # fmt: skip
         body = media_out(stored).model_dump(mode="json")
         return JSONResponse(body, 201 if stored.created else 200)
 

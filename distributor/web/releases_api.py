@@ -22,13 +22,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from distributor import actions
-from distributor.core import audit, idempotency
+from distributor.core import idempotency
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Release, ReleaseState
 from distributor.core.urls import release_url
-from distributor.mail.preview import MAX_TEST_ADDRESSES, render_preview, send_test
-from distributor.releases.lifecycle import create_release, get_release, unschedule, update_draft
+from distributor.mail.preview import MAX_TEST_ADDRESSES, render_preview
+from distributor.releases.lifecycle import get_release
 from distributor.releases.source import (
     MAX_SOURCE_BYTES,
     FrontMatter,
@@ -412,18 +412,15 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
         as the first did."""
         draft = read_draft(settings, request.headers.get("content-type", ""), raw)
         request_id = idempotency.fingerprint(request.method, request.url.path, raw)
-        with session_scope(settings) as session:
-            if key is not None:
-                replay = idempotency.claim(session, token, key, request_id)
-                if replay is not None:
-                    return _replayed(replay)
-            release = create_release(session, settings, draft)
-            audit.record(session, f"token:{token}", "create", f"release {release.id}",
-                         slug=release.slug)  # fmt: skip
-            answer = release_out(session, settings, release).model_dump(mode="json")
-            if key is not None:  # in the same transaction: both stored, or neither
-                idempotency.complete(session, token, key, 201, answer)
-        return JSONResponse(answer, 201)
+        claim = None if key is None else actions.KeyClaim(token, key, request_id)
+
+        def answer(session: Session, release: Release) -> dict[str, Any]:
+            return release_out(session, settings, release).model_dump(mode="json")
+
+        created = actions.create_release(settings, draft, f"token:{token}", answer, claim)
+        if isinstance(created, idempotency.Replay):
+            return _replayed(created)
+        return JSONResponse(created, 201)
 
     @api.get("/releases/{release_id}", summary="One release and its counts", responses=found)
     def read(release_id: ReleaseId) -> ReleaseOut:
@@ -448,10 +445,9 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
         """Replace a draft's every field with the body's (JSON or Markdown, as when
         creating). Only a draft changes this way."""
         draft = read_draft(settings, request.headers.get("content-type", ""), raw)
+        actions.update_draft(settings, release_id, draft, f"token:{token}")
         with session_scope(settings) as session:
-            release = update_draft(session, settings, release_id, draft)
-            audit.record(session, f"token:{token}", "update", f"release {release_id}")
-            return release_out(session, settings, release)
+            return release_out(session, settings, get_release(session, release_id))
 
     @api.get("/releases/{release_id}/preview", summary="Preview the email", responses=found)
     def preview(
@@ -476,10 +472,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
         """Send the email to these addresses only, marked as a test ("[TEST]" subject,
         ``X-Distributor-Test``). The ledger, the feeds and the release's state are not
         touched."""
-        outcomes = send_test(settings, release_id, body.to)
-        with session_scope(settings) as session:
-            audit.record(session, f"token:{token}", "test", f"release {release_id}",
-                         to=[o.address for o in outcomes])  # fmt: skip
+        outcomes = actions.send_test(settings, release_id, body.to, f"token:{token}")
         return [TestResult(address=o.address, sent=o.sent, code=o.code, message=o.message)
                 for o in outcomes]  # fmt: skip
 
@@ -513,10 +506,9 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
               responses={**found, **conflict("It is not scheduled")})  # fmt: skip
     def cancel_schedule(release_id: ReleaseId, token: TokenName) -> ReleaseOut:
         """Back to draft: nothing was or will be sent. Publish again to reschedule."""
+        actions.unschedule(settings, release_id, f"token:{token}")
         with session_scope(settings) as session:
-            release = unschedule(session, release_id)
-            audit.record(session, f"token:{token}", "unschedule", f"release {release_id}")
-            return release_out(session, settings, release)
+            return release_out(session, settings, get_release(session, release_id))
 
     @api.post(
         "/releases/{release_id}/correct",

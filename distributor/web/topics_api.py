@@ -13,19 +13,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from distributor.core import audit
+from distributor import actions
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Topic
-from distributor.releases.topics import (
-    add_topic,
-    check_names,
-    delete_topic,
-    get_topic,
-    list_topics,
-    rename_topic,
-    topic_use,
-)
+from distributor.releases.topics import get_topic, list_topics, topic_use
 from distributor.web.apibase import (
     PRINTABLE,
     conflict,
@@ -97,11 +89,8 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
               responses=conflict("A topic with this slug exists"))  # fmt: skip
     def create(body: TopicIn, token: TokenName) -> TopicOut:
         """Create a topic; its names must be in the configured languages."""
-        names = check_names(body.names, settings.languages)
+        topic = actions.add_topic(settings, body.slug, body.names, f"token:{token}")
         with session_scope(settings) as session:
-            topic = add_topic(session, body.slug, names)
-            audit.record(session, f"token:{token}", "topic-add", f"topic {topic.slug}",
-                         names=names)  # fmt: skip
             return _out(session, topic)
 
     @api.get("/topics/{slug}", summary="One topic", responses=not_found("topic"))
@@ -114,14 +103,9 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
     def rename(slug: Slug, body: TopicNames, token: TokenName) -> TopicOut:
         """Replace the topic's names; the slug stays (it is in URLs and imports). The
         newsroom shows the new names from its next regeneration."""
-        names = check_names(body.names, settings.languages)
+        topic = actions.rename_topic(settings, queue.get(), slug, body.names, f"token:{token}")
         with session_scope(settings) as session:
-            topic = rename_topic(session, slug, names)
-            audit.record(session, f"token:{token}", "topic-rename", f"topic {slug}",
-                         names=names)  # fmt: skip
-            out = _out(session, topic)
-        queue.get().send("regenerate_site")
-        return out
+            return _out(session, topic)
 
     @api.delete(
         "/topics/{slug}",
@@ -134,9 +118,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
     def remove(slug: Slug, token: TokenName) -> Response:
         """Delete a topic nothing refers to (409 otherwise: no subscription is dropped
         silently)."""
-        with session_scope(settings) as session:
-            delete_topic(session, slug)
-            audit.record(session, f"token:{token}", "topic-delete", f"topic {slug}")
+        actions.delete_topic(settings, slug, f"token:{token}")
         return Response(status_code=204)
 
     return api

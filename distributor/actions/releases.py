@@ -1,0 +1,163 @@
+"""What the press office does to a release: create, update a draft, send a test, publish
+(or schedule), unschedule, correct, withdraw. Each action opens its transaction, does the
+work, adds its audit record in the same transaction (both commit, or neither) and, only
+after the commit, wakes the workers: a worker never sees work that might still roll back.
+``by`` is who acts, as the trail names them (``cli:USER``, ``token:NAME``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from distributor.core import audit, idempotency
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import Release, ReleaseState
+from distributor.core.queue import TaskQueue
+from distributor.mail import preview
+from distributor.outbox import notices
+from distributor.outbox.ledger import cancel_release
+from distributor.releases import lifecycle
+from distributor.releases.source import ReleaseDraft
+
+
+@dataclass(frozen=True)
+class KeyClaim:
+    """An ``Idempotency-Key`` to claim in the action's own transaction, so the key, the
+    work and the answer are stored together or not at all (``core.idempotency``):
+    ``token`` and ``key`` name it, ``request`` is the request's ``idempotency.fingerprint``."""
+
+    token: str
+    key: str
+    request: str
+
+
+def create_release(
+    settings: Settings,
+    draft: ReleaseDraft,
+    by: str,
+    answer: Callable[[Session, Release], dict[str, Any]],
+    claim: KeyClaim | None = None,
+) -> dict[str, Any] | idempotency.Replay:
+    """Store ``draft`` as a draft release created by ``by``, and return ``answer`` for it
+    (computed in the same transaction, and recorded with status 201 as ``claim``'s answer).
+    When ``claim``'s key was used for this very request before, creates nothing and
+    returns the Replay recorded for it. Raises as ``lifecycle.create_release`` and
+    ``idempotency.claim`` do."""
+    with session_scope(settings) as session:
+        if claim is not None:
+            replay = idempotency.claim(session, claim.token, claim.key, claim.request)
+            if replay is not None:
+                return replay
+        release = lifecycle.create_release(session, settings, draft)
+        audit.record(session, by, "create", f"release {release.id}", slug=release.slug)
+        body = answer(session, release)
+        if claim is not None:
+            idempotency.complete(session, claim.token, claim.key, 201, body)
+    return body
+
+
+def update_draft(settings: Settings, release_id: int, draft: ReleaseDraft, by: str) -> Release:
+    """Replace draft ``release_id``'s fields with ``draft``'s, recorded as updated by
+    ``by``; returns it. Raises as ``lifecycle.update_draft`` does (Conflict unless a
+    draft)."""
+    with session_scope(settings) as session:
+        release = lifecycle.update_draft(session, settings, release_id, draft)
+        audit.record(session, by, "update", f"release {release_id}")
+    return release
+
+
+def send_test(
+    settings: Settings, release_id: int, addresses: Sequence[str], by: str
+) -> list[preview.TestOutcome]:
+    """Send the release's email as a test to ``addresses`` only (``preview.send_test``),
+    then record that ``by`` sent it, and to which addresses; returns one outcome per
+    distinct address. The ledger, the feeds and the release's state are not touched."""
+    outcomes = preview.send_test(settings, release_id, addresses)
+    with session_scope(settings) as session:
+        audit.record(session, by, "test", f"release {release_id}", to=[o.address for o in outcomes])
+    return outcomes
+
+
+def publish(
+    settings: Settings,
+    queue: TaskQueue,
+    release_id: int,
+    at: datetime | None = None,
+    by: str = "system",
+) -> Release:
+    """Publish (or schedule) a release, commit, and only then wake the workers. ``by`` is
+    recorded in the audit trail when the state changes."""
+    with session_scope(settings) as session:
+        before = lifecycle.get_release(session, release_id).state
+        release = lifecycle.mark_published(session, release_id, at)
+        if release.state != before or at is not None:
+            published = release.state == ReleaseState.PUBLISHED
+            when = release.scheduled_at.isoformat() if release.scheduled_at else None
+            action = "publish" if published else "schedule"
+            audit.record(session, by, action, f"release {release_id}", at=when)
+    if release.state == ReleaseState.PUBLISHED:
+        queue.send("distribute_release", release.id)
+        queue.send("regenerate_site")
+    return release
+
+
+def unschedule(settings: Settings, release_id: int, by: str) -> Release:
+    """Cancel a scheduled publication, recorded as done by ``by``: the release is a draft
+    again, nothing was or will be sent. Returns it; raises Conflict unless it was
+    scheduled (``lifecycle.unschedule``)."""
+    with session_scope(settings) as session:
+        release = lifecycle.unschedule(session, release_id)
+        audit.record(session, by, "unschedule", f"release {release_id}")
+    return release
+
+
+def correct(
+    settings: Settings,
+    queue: TaskQueue,
+    release_id: int,
+    draft: ReleaseDraft,
+    by: str = "system",
+    notify: bool = False,
+) -> Release:
+    """Correct a published release (see ``releases.correct_release``), commit, then
+    regenerate the site: its page and feed items change, under the same ids.
+
+    No email unless ``notify``: then a correction notice is planned, in the same
+    transaction, for everyone who received the release and is still confirmed
+    (``notices.plan``; count them with ``notices.planned``), and after the commit enough
+    ``send_correction_notices`` tasks are enqueued to send them."""
+    planned = 0
+    with session_scope(settings) as session:
+        release = lifecycle.correct_release(session, release_id, draft)
+        if notify:
+            planned = notices.plan(session, release)
+        details = {"source": draft.source, "notify": notify, "notices": planned}
+        audit.record(session, by, "correct", f"release {release_id}", **details)
+    queue.send("regenerate_site")
+    for _ in range(math.ceil(planned / settings.batch_size)):
+        queue.send("send_correction_notices", release_id)
+    return release
+
+
+def withdraw(settings: Settings, queue: TaskQueue, release_id: int, by: str) -> int:
+    """Withdraw the release and cancel every delivery and correction notice not sent yet, in
+    one transaction; then regenerate the site (its page becomes a 410 notice). Returns the
+    number of deliveries cancelled."""
+    with session_scope(settings) as session:
+        release = lifecycle.withdraw(session, release_id, by)
+        cancelled = cancel_release(
+            session, release_id, f"release withdrawn by {release.withdrawn_by}"
+        )
+        notices.cancel_unwanted(session, release_id)  # its correction notices too
+        audit.record(
+            session, release.withdrawn_by, "withdraw", f"release {release_id}", cancelled=cancelled
+        )
+    queue.send("regenerate_site")
+    return cancelled
