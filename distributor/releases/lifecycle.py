@@ -175,7 +175,7 @@ def mark_published(
     ``at`` earlier than the release's embargo is refused: the embargo, from its front
     matter, is a promise to journalists. A scheduled release is rescheduled by publishing it
     again with another ``at`` (earlier or later), or at once without one when its embargo
-    allows. The caller commits, then wakes the workers (see ``dispatch.publish``).
+    allows. The caller commits, then wakes the workers (see ``actions.publish``).
     Publishing an already published release changes nothing; a withdrawn one raises
     Conflict. ``at`` in the past is refused (``check_publish_time``): publishing at once is
     asked for with ``at=None``. ``now`` is an injectable clock (UTC, aware).
@@ -242,7 +242,7 @@ def withdraw(session: Session, release_id: int, by: str, now: datetime | None = 
     """Withdraw a release, whatever its state: it leaves the pages and feeds (its permanent
     page answers 410 Gone) and is never sent again; ``by`` records who did it. The caller
     cancels its open deliveries in the same transaction (``delivery.cancel_release``) and
-    regenerates the site after the commit (``dispatch.withdraw``). Raises Conflict if it was
+    regenerates the site after the commit (``actions.withdraw``). Raises Conflict if it was
     withdrawn already."""
     release = get_release(session, release_id)
     if release.state == ReleaseState.WITHDRAWN:
