@@ -231,6 +231,8 @@ class Release(Base):
     corrected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_by: Mapped[str] = mapped_column(String(200), default="")
+    # Why, in a line, shown on the page that answers 410 (empty: no reason given).
+    withdrawn_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
     contacts: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     images: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
