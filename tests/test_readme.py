@@ -481,12 +481,12 @@ RUN: dict[str, Step] = {
         has(r"planned 2 · sent 2 · deferred 0 · failed 0", r"^the sweep runs \(last \d+ s ago\)$")
     ),
     "distributor releases correct 1 fixed.md": Step(corrected),
-    'distributor releases withdraw 1 --by "Jane Doe"': Step(
+    'distributor releases withdraw 1 --by "Jane Doe" --reason "Figures were wrong"': Step(
         has(r"^release 1 withdrawn; 0 deliveries not sent were cancelled$")
     ),
     "distributor releases report 1 --csv --out deliveries.csv": Step(report_written),
     "distributor audit --action withdraw": Step(
-        has(r"^\S+ \S+ \S+  Jane Doe  withdraw  release 1  cancelled=0$")
+        has(r"^\S+ \S+ \S+  Jane Doe  withdraw  release 1  cancelled=0 reason=Figures were wrong$")
     ),
     "distributor serve": Step(ready=newsroom_served),
     "distributor site build": Step(has(r"^\d+ files in \S+/var/public: \d+ written")),

@@ -7,16 +7,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from distributor import actions
 from distributor.core.config import Settings
-from distributor.core.db import session_scope
+from distributor.core.db import alembic_config, dispose_engines, session_scope, upgrade
 from distributor.core.errors import Conflict, ReleaseInputError
-from distributor.core.models import Delivery, DeliveryStatus, Release, ReleaseState
+from distributor.core.models import AuditEvent, Delivery, DeliveryStatus, Release, ReleaseState
 from distributor.core.queue import TaskQueue
 from distributor.outbox import sending
+from distributor.releases.lifecycle import mark_published
 from distributor.site.builder import build_site
 from distributor.web import create_app
 from tests.helpers import add_subscribers, add_topics, make_release
@@ -114,3 +116,91 @@ def test_the_cli_withdraws_and_says_how_many_were_cancelled(
     assert f"release {release.id} withdrawn; 0 deliveries" in done.stdout
     again = run("releases", "withdraw", str(release.id))
     assert again.returncode == 1 and "already withdrawn" in again.stderr
+
+
+def test_a_reason_given_on_the_command_line_is_shown_on_the_410_page(
+    sqlite_settings: Settings,
+) -> None:
+    add_topics(sqlite_settings, "climate")
+    english = make_release(sqlite_settings)
+    french = make_release(sqlite_settings, lang="fr", slug="accord-signe", title="Accord signé")
+    reasons = [
+        (english, "Figures were wrong; a new release follows."),
+        (french, "Chiffres erronés ; un nouveau communiqué suit."),
+    ]
+    for release, reason in reasons:
+        with session_scope(sqlite_settings) as session:
+            mark_published(session, release.id)
+        done = run_cli(sqlite_settings, "releases", "withdraw", str(release.id), "--reason", reason)
+        assert done.returncode == 0, done.stderr
+    build_site(sqlite_settings)
+    with TestClient(create_app(sqlite_settings)) as client:
+        gone = client.get("/releases/agency-signs-agreement")
+        assert gone.status_code == 410
+        assert "Reason: Figures were wrong; a new release follows." in gone.text
+        gone_fr = client.get("/releases/accord-signe")
+        assert gone_fr.status_code == 410
+        assert "Motif\u00a0: Chiffres erronés ; un nouveau communiqué suit." in gone_fr.text
+    with session_scope(sqlite_settings) as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "withdraw")).first()
+        assert event is not None
+        assert event.details["reason"] == "Figures were wrong; a new release follows."
+
+
+def test_without_a_reason_the_410_page_says_none(sqlite_settings: Settings) -> None:
+    add_topics(sqlite_settings, "climate")
+    release = make_release(sqlite_settings)
+    with session_scope(sqlite_settings) as session:
+        mark_published(session, release.id)
+    queue = TaskQueue(sqlite_settings.model_copy(update={"broker_url": NO_BROKER}))
+    try:
+        actions.withdraw(sqlite_settings, queue, release.id, "Jane")
+    finally:
+        queue.close()
+    build_site(sqlite_settings)
+    page = (sqlite_settings.public_dir / "releases/agency-signs-agreement.gone.html").read_text()
+    assert "Release withdrawn" in page and "Reason" not in page
+
+
+@pytest.mark.parametrize(
+    ("reason", "problem"),
+    [("Wrong figures\nBcc: someone@example.org", "reason:"), ("x" * 501, "at most 500")],
+)
+def test_a_reason_of_several_lines_or_too_long_is_refused_and_nothing_changes(
+    sqlite_settings: Settings, reason: str, problem: str
+) -> None:
+    add_topics(sqlite_settings, "climate")
+    release = make_release(sqlite_settings)
+    with session_scope(sqlite_settings) as session:
+        mark_published(session, release.id)
+    queue = TaskQueue(sqlite_settings.model_copy(update={"broker_url": NO_BROKER}))
+    try:
+        with pytest.raises(ReleaseInputError, match=problem):
+            actions.withdraw(sqlite_settings, queue, release.id, "Jane", reason)
+    finally:
+        queue.close()
+    with session_scope(sqlite_settings) as session:
+        stored = session.get_one(Release, release.id)
+        assert stored.state == ReleaseState.PUBLISHED and stored.withdrawn_reason == ""
+
+
+def test_releases_withdrawn_before_0013_keep_their_page_without_a_reason(
+    sqlite_settings: Settings,
+) -> None:
+    """Migration 0013 adds the reason: a release withdrawn before it has none, and its page
+    is the one it had."""
+    add_topics(sqlite_settings, "climate")
+    release = make_release(sqlite_settings)
+    queue = TaskQueue(sqlite_settings.model_copy(update={"broker_url": NO_BROKER}))
+    try:
+        actions.withdraw(sqlite_settings, queue, release.id, "Jane")
+    finally:
+        queue.close()
+    dispose_engines()
+    command.downgrade(alembic_config(sqlite_settings), "0012")  # back to before the reason…
+    dispose_engines()
+    upgrade(sqlite_settings)  # …and up again
+    with session_scope(sqlite_settings) as session:
+        stored = session.get_one(Release, release.id)
+        assert stored.state == ReleaseState.WITHDRAWN and stored.withdrawn_by == "Jane"
+        assert stored.withdrawn_reason == ""

@@ -146,18 +146,21 @@ def correct(
     return release
 
 
-def withdraw(settings: Settings, queue: TaskQueue, release_id: int, by: str) -> int:
+def withdraw(
+    settings: Settings, queue: TaskQueue, release_id: int, by: str, reason: str = ""
+) -> int:
     """Withdraw the release and cancel every delivery and correction notice not sent yet, in
-    one transaction; then regenerate the site (its page becomes a 410 notice). Returns the
-    number of deliveries cancelled."""
+    one transaction; then regenerate the site (its page becomes a 410 notice, with
+    ``reason`` when one is given). Returns the number of deliveries cancelled."""
     with session_scope(settings) as session:
-        release = lifecycle.withdraw(session, release_id, by)
+        release = lifecycle.withdraw(session, release_id, by, reason=reason)
         cancelled = cancel_release(
             session, release_id, f"release withdrawn by {release.withdrawn_by}"
         )
         notices.cancel_unwanted(session, release_id)  # its correction notices too
-        audit.record(
-            session, release.withdrawn_by, "withdraw", f"release {release_id}", cancelled=cancelled
-        )
+        details: dict[str, object] = {"cancelled": cancelled}
+        if release.withdrawn_reason:
+            details["reason"] = release.withdrawn_reason
+        audit.record(session, release.withdrawn_by, "withdraw", f"release {release_id}", **details)
     queue.send("regenerate_site")
     return cancelled

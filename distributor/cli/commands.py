@@ -439,13 +439,16 @@ def releases_withdraw(
     by: Annotated[
         str, typer.Option(help="Who withdraws it, for the record (default: cli:YOUR-USER-NAME)")
     ] = "",
+    reason: Annotated[
+        str, typer.Option(help="Why, in a line: shown on the page that answers 410 Gone")
+    ] = "",
 ) -> None:
-    """Withdraw a release: it leaves the pages and feeds (its page answers 410 Gone) and
-    every delivery not sent yet is cancelled."""
+    """Withdraw a release: it leaves the pages and feeds (its page answers 410 Gone, with
+    the reason if given) and every delivery not sent yet is cancelled."""
     s = settings()
     queue = TaskQueue(s)
     try:
-        cancelled = actions.withdraw(s, queue, release_id, by or audit.cli_actor())
+        cancelled = actions.withdraw(s, queue, release_id, by or audit.cli_actor(), reason)
     finally:
         queue.close()
     out.print(f"release {release_id} withdrawn; {cancelled} deliveries not sent were cancelled")

@@ -1,4 +1,4 @@
-"""The one error tree of distributor. Domain code raises these; only ``web/`` and ``cli.py``
+"""The one error tree of distributor. Domain code raises these; only ``web/`` and ``cli/``
 turn them into HTTP statuses or exit codes.
 
     DistributorError                 base of everything raised on purpose

@@ -8,7 +8,7 @@ docker-compose.yml mounts the data volume read-only). So:
 - the data directory is ``0711``: other users may pass through it to ``public/`` but may
   not list it;
 - every private file is ``0600`` and every private directory ``0700``, whatever the umask;
-- ``public/`` and its files keep ``0755`` / ``0644`` (less the umask), see site.py and
+- ``public/`` and its files keep ``0755`` / ``0644`` (less the umask), see site/builder.py and
   media.py.
 
 What exists already with looser modes (made by an older version, or by hand) is tightened

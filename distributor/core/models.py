@@ -158,7 +158,7 @@ class Subscriber(Base):
     consent_form_version: Mapped[str] = mapped_column(String(32), default="")
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Carried in this subscriber's links (tokens.py) and checked on use. None for rows from
+    # Carried in this subscriber's links (core/tokens.py) and checked on use. None for rows from
     # before links carried one ("legacy"): only their id-only links, sent before, are valid.
     link_nonce: Mapped[str | None] = mapped_column(String(32), default=new_nonce)
 
@@ -168,7 +168,7 @@ class Subscriber(Base):
 class SubscriptionRequest(Base):
     """A request to subscribe (web form or API), kept apart from the subscriber until its
     confirmation link is used: confirming applies exactly these choices and this consent
-    record (subscription.py), so nobody can change someone else's subscription by asking
+    record (audience/subscription.py), so nobody can change someone else's subscription by asking
     in their name. Deleted ``DISTRIBUTOR_CONFIRM_MAX_AGE_DAYS`` after its last link went out."""
 
     __tablename__ = "subscription_requests"
@@ -196,7 +196,7 @@ class SubscriptionRequest(Base):
 
 class ConfirmationLimit(Base):
     """When a mailbox was last sent a confirmation email: at most one a day per mailbox
-    (subscription bombing), taken atomically (subscription.py). Keyed by a SHA-256 of the
+    (subscription bombing), taken atomically (audience/subscription.py). Keyed by a SHA-256 of the
     mailbox key, so it names nobody; rows older than a day are purged."""
 
     __tablename__ = "confirmation_limits"
@@ -231,6 +231,8 @@ class Release(Base):
     corrected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_by: Mapped[str] = mapped_column(String(200), default="")
+    # Why, in a line, shown on the page that answers 410 (empty: no reason given).
+    withdrawn_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
     contacts: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     images: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

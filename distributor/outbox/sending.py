@@ -12,9 +12,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Generic, cast
 
 from sqlalchemy import Engine, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from distributor.audience.subscription import (
@@ -38,6 +39,7 @@ from distributor.outbox import throttle
 from distributor.outbox.ledger import (
     RECONCILED,
     RELEASE_EMAILS,
+    Batch,
     ClaimedRow,
     Leased,
     Ledger,
@@ -223,115 +225,134 @@ def send(settings: Settings, ledger: Ledger[R], release_id: int) -> BatchReport:
     engine = get_engine(settings)
     batch = ledger.claim(engine, settings, release_id, settings.batch_size)
     report.claimed = len(batch.rows)
-    if not batch.rows:
-        return report
-    finished: set[int] = set()
-    held: dict[int, datetime] = {}  # held back by a limit: row id → when to try again
-    pacer = throttle.pacer(settings)
-    try:
-        rendered = ledger.compose(settings, release, batch.rows)
-        signer = load_signer(settings)
-        reconciler = reconcile.open_reconciler(settings)
-        with (
-            ledger.recorder(engine, settings) as recorder,
-            engine.connect() as conn,
-            open_transport(settings, relay_health(settings)) as transport,
-        ):
-
-            def record(row: R, outcome: Outcome, result: SendResult) -> None:
-                finished.add(row.row_id)
-                report.outcomes[outcome] += 1
-                if not recorder.record(
-                    batch.token,
-                    row,
-                    outcome,
-                    result.code,
-                    result.message,
-                    result.uncertain,
-                    result.at,
-                ):
-                    report.lost_leases += 1
-                    log.warning(
-                        "lease lost on %s %s before its outcome was recorded",
-                        ledger.one,
-                        row.row_id,
-                    )
-
-            def reconciled() -> None:
-                doubtful = {
-                    rendered(r).message_id(r.subscriber_id): r for r in batch.rows if r.in_doubt
-                }
-                ids = {m: r.row_id for m, r in doubtful.items()}
-                for message_id in _settle_in_doubt(reconciler, release_id, ledger.what, ids):
-                    row = doubtful[message_id]
-                    finished.add(row.row_id)
-                    report.reconciled += 1
-                    if not recorder.record(batch.token, row, "sent", 250, RECONCILED):
-                        report.lost_leases += 1
-
-            def outgoing() -> Iterator[Outgoing]:
-                # Built just in time: the transport pulls the next message while the server
-                # works.
-                wanted, checked = {r.row_id for r in batch.rows}, time.monotonic()
-                renewed = checked
-                for position, row in enumerate(batch.rows):
-                    if time.monotonic() - checked > LEASE_CHECK_SECONDS:
-                        # Someone who unsubscribed mid-batch must not get the rest of it.
-                        ahead = [r.row_id for r in batch.rows[position:]]
-                        try:
-                            if time.monotonic() - renewed > settings.lease_seconds / 3:
-                                # A slow batch (a send rate, a slow server) keeps its rows
-                                # while it lives: taken over, a row on its way out would be
-                                # sent twice.
-                                renew_leases(conn, settings, batch.token, ahead, ledger.table)
-                                renewed = time.monotonic()
-                            # Counted from the read, not its answer: an unsubscribe committed
-                            # while a slow check finishes is seen by the next, within the
-                            # bound of the commit.
-                            checked = time.monotonic()
-                            wanted = ledger.still_wanted(conn, batch, ahead)
-                        except DBAPIError as exc:
-                            # Send nothing more, but let the transport collect the answers to
-                            # the messages in flight: recorded once the database is back.
-                            log.warning(
-                                "database unreachable: batch stops taking rows (%s)",
-                                str(exc).splitlines()[0],
-                            )
-                            return
-                    if row.row_id in finished:  # reconciled
-                        continue
-                    if row.row_id not in wanted:
-                        finished.add(row.row_id)
-                        report.skipped += 1
-                        ledger.drop(recorder, batch.token, row)
-                        continue
-                    try:
-                        rcpt = _recipient(settings, row)
-                    except InputError as exc:  # stored before today's checks: never sendable
-                        record(row, "failed", SendResult(0, f"not sent: {exc}"))
-                        continue
-                    if hold := pacer.admit(row.email):  # waits for the global rate; 0.0: go
-                        held[row.row_id] = utcnow() + timedelta(seconds=hold)
-                        finished.add(row.row_id)
-                        continue
-                    email = rendered(row)
-                    message = email.message_for(rcpt)
-                    if signer is not None:
-                        message = signer.sign(message)
-                    yield Outgoing(row, email.envelope_for(rcpt), row.email, message)
-
-            reconciled()
-            for item, result in transport.send_stream(outgoing()):
-                row = cast(R, item.key)
-                if result.outcome == "sent":
-                    failpoints.hit("after-accept")
-                record(row, result.outcome, result)
-                pacer.done(row.email)
-    finally:
-        pacer.close()
-        remaining = [r.row_id for r in batch.rows if r.row_id not in finished]
-        _give_back(engine, ledger.table, batch.token, remaining, held, report)
+    if batch.rows:
+        _Batch(settings, ledger, engine, release, batch, report).run()
     return report
+
+
+class _Batch(Generic[R]):
+    """One claimed batch on its way out (see :func:`send`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger[R],
+        engine: Engine,
+        release: Release,
+        batch: Batch[R],
+        report: BatchReport,
+    ) -> None:
+        self.settings, self.ledger, self.engine = settings, ledger, engine
+        self.release, self.batch, self.report = release, batch, report
+        self.finished: set[int] = set()  # row ids done with: sent, failed, skipped, held…
+        self.held: dict[int, datetime] = {}  # held back by a limit: row id → when again
+
+    def run(self) -> None:
+        """Send the batch; whatever happens, give back the rows it did not get to."""
+        pacer = throttle.pacer(self.settings)
+        try:
+            self.rendered = self.ledger.compose(self.settings, self.release, self.batch.rows)
+            self.signer = load_signer(self.settings)
+            with (
+                self.ledger.recorder(self.engine, self.settings) as self.recorder,
+                self.engine.connect() as conn,
+                open_transport(self.settings, relay_health(self.settings)) as transport,
+            ):
+                self.settle_in_doubt()
+                for item, result in transport.send_stream(self.outgoing(conn, pacer)):
+                    row = cast(R, item.key)
+                    if result.outcome == "sent":
+                        failpoints.hit("after-accept")
+                    self.record(row, result.outcome, result)
+                    pacer.done(row.email)
+        finally:
+            pacer.close()
+            remaining = [r.row_id for r in self.batch.rows if r.row_id not in self.finished]
+            token = self.batch.token
+            _give_back(self.engine, self.ledger.table, token, remaining, self.held, self.report)
+
+    def record(self, row: R, outcome: Outcome, result: SendResult) -> None:
+        """Record the server's answer for ``row`` (a lost lease is counted and logged)."""
+        self.finished.add(row.row_id)
+        self.report.outcomes[outcome] += 1
+        answer = (result.code, result.message, result.uncertain, result.at)
+        if not self.recorder.record(self.batch.token, row, outcome, *answer):
+            self.report.lost_leases += 1
+            log.warning(
+                "lease lost on %s %s before its outcome was recorded", self.ledger.one, row.row_id
+            )
+
+    def settle_in_doubt(self) -> None:
+        """Record as sent, without sending, the rows in doubt the relay already accepted."""
+        doubtful = {
+            self.rendered(r).message_id(r.subscriber_id): r for r in self.batch.rows if r.in_doubt
+        }
+        ids = {message_id: r.row_id for message_id, r in doubtful.items()}
+        reconciler = reconcile.open_reconciler(self.settings)
+        for message_id in _settle_in_doubt(reconciler, self.release.id, self.ledger.what, ids):
+            row = doubtful[message_id]
+            self.finished.add(row.row_id)
+            self.report.reconciled += 1
+            if not self.recorder.record(self.batch.token, row, "sent", 250, RECONCILED):
+                self.report.lost_leases += 1
+
+    def outgoing(self, conn: Connection, pacer: throttle.Pacer) -> Iterator[Outgoing]:
+        """The batch's messages, each built just in time (the transport pulls the next while
+        the server works), with the rows no longer wanted dropped on the way."""
+        rows = self.batch.rows
+        wanted, checked = {r.row_id for r in rows}, time.monotonic()
+        renewed = checked
+        for position, row in enumerate(rows):
+            if time.monotonic() - checked > LEASE_CHECK_SECONDS:
+                # Someone who unsubscribed mid-batch must not get the rest of it.
+                ahead = [r.row_id for r in rows[position:]]
+                try:
+                    if time.monotonic() - renewed > self.settings.lease_seconds / 3:
+                        # A slow batch (a send rate, a slow server) keeps its rows while it
+                        # lives: taken over, a row on its way out would be sent twice.
+                        renew_leases(
+                            conn, self.settings, self.batch.token, ahead, self.ledger.table
+                        )
+                        renewed = time.monotonic()
+                    # Counted from the read, not its answer: an unsubscribe committed while a
+                    # slow check finishes is seen by the next, within the bound of the commit.
+                    checked = time.monotonic()
+                    wanted = self.ledger.still_wanted(conn, self.batch, ahead)
+                except DBAPIError as exc:
+                    # Send nothing more, but let the transport collect the answers to the
+                    # messages in flight: they are recorded once the database is back.
+                    log.warning(
+                        "database unreachable: batch stops taking rows (%s)",
+                        str(exc).splitlines()[0],
+                    )
+                    return
+            if (message := self.message(row, wanted, pacer)) is not None:
+                yield message
+
+    def message(self, row: R, wanted: set[int], pacer: throttle.Pacer) -> Outgoing | None:
+        """``row``'s message, or None when it is not to be sent now (done already, no longer
+        wanted, never sendable, or held back by a send limit: each noted on the way)."""
+        if row.row_id in self.finished:  # reconciled
+            return None
+        if row.row_id not in wanted:
+            self.finished.add(row.row_id)
+            self.report.skipped += 1
+            self.ledger.drop(self.recorder, self.batch.token, row)
+            return None
+        try:
+            rcpt = _recipient(self.settings, row)
+        except InputError as exc:  # stored before today's checks: never sendable
+            self.record(row, "failed", SendResult(0, f"not sent: {exc}"))
+            return None
+        if hold := pacer.admit(row.email):  # waits for the global rate; 0.0: go
+            self.held[row.row_id] = utcnow() + timedelta(seconds=hold)
+            self.finished.add(row.row_id)
+            return None
+        email = self.rendered(row)
+        message = email.message_for(rcpt)
+        if self.signer is not None:
+            message = self.signer.sign(message)
+        return Outgoing(row, email.envelope_for(rcpt), row.email, message)
 
 
 def send_confirmation(settings: Settings, request_id: int) -> str:

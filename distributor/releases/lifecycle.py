@@ -175,7 +175,7 @@ def mark_published(
     ``at`` earlier than the release's embargo is refused: the embargo, from its front
     matter, is a promise to journalists. A scheduled release is rescheduled by publishing it
     again with another ``at`` (earlier or later), or at once without one when its embargo
-    allows. The caller commits, then wakes the workers (see ``dispatch.publish``).
+    allows. The caller commits, then wakes the workers (see ``actions.publish``).
     Publishing an already published release changes nothing; a withdrawn one raises
     Conflict. ``at`` in the past is refused (``check_publish_time``): publishing at once is
     asked for with ``at=None``. ``now`` is an injectable clock (UTC, aware).
@@ -238,23 +238,45 @@ def publish_due(session: Session, now: datetime | None = None) -> list[int]:
     return [r.id for r in due]
 
 
-def withdraw(session: Session, release_id: int, by: str, now: datetime | None = None) -> Release:
+MAX_REASON = 500  # characters of a withdrawal's reason: a line on the 410 page
+
+
+def withdraw(
+    session: Session, release_id: int, by: str, now: datetime | None = None, reason: str = ""
+) -> Release:
     """Withdraw a release, whatever its state: it leaves the pages and feeds (its permanent
-    page answers 410 Gone) and is never sent again; ``by`` records who did it. The caller
+    page answers 410 Gone, with ``reason`` when one is given) and is never sent again; ``by``
+    records who did it. Raises ReleaseInputError for a reason of several lines or more than
+    ``MAX_REASON`` characters (nothing is changed). The caller
     cancels its open deliveries in the same transaction (``delivery.cancel_release``) and
-    regenerates the site after the commit (``dispatch.withdraw``). Raises Conflict if it was
+    regenerates the site after the commit (``actions.withdraw``). Raises Conflict if it was
     withdrawn already."""
     release = get_release(session, release_id)
     if release.state == ReleaseState.WITHDRAWN:
         raise Conflict(f"release {release_id} was already withdrawn")
     who = _single_line_or_error(by, "withdrawn by")
+    why = _reason(reason)
     now = now or utcnow()
     release.state = ReleaseState.WITHDRAWN
     release.scheduled_at = None
     release.withdrawn_at = now
     release.withdrawn_by = who
+    release.withdrawn_reason = why
     release.updated_at = now
     return release
+
+
+def _reason(value: str) -> str:
+    """A withdrawal's reason as stored: one line, at most ``MAX_REASON`` characters."""
+    try:
+        cleaned = single_line(value)
+    except ValueError as exc:
+        raise ReleaseInputError(f"reason: {exc}") from exc
+    if len(cleaned) > MAX_REASON:
+        raise ReleaseInputError(
+            f"reason: {len(cleaned)} characters, at most {MAX_REASON} (a line on the page)"
+        )
+    return cleaned
 
 
 def _single_line_or_error(value: str, field: str) -> str:

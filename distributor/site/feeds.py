@@ -1,5 +1,5 @@
 """RSS 2.0, Atom 1.0 and JSON Feed 1.1 documents of releases; the only module that imports
-feedgen. It renders; ``site.py`` decides which feeds exist and writes them.
+feedgen. It renders; ``builder.py`` decides which feeds exist and writes them.
 
 Feeds are deterministic: the same releases give the same bytes (no ``now()``, no library
 version, a fixed order), so a file, and its ETag, change only when its content does.
@@ -70,7 +70,7 @@ class FeedPage:
     ``archive`` is None for the live feed, else this RFC 5005 archive page's number;
     ``prev_archive`` is the next older archive page, ``next_archive`` the next newer one
     (both Atom only). ``empty_date`` is the feed's date when it has no release: when it
-    last changed (``site.py`` gives the withdrawal that emptied it, else the creation of
+    last changed (``builder.py`` gives the withdrawal that emptied it, else the creation of
     its topic); never now(), so the same catalogue gives the same bytes."""
 
     lang: str
