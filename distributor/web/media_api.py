@@ -19,6 +19,7 @@ from distributor.core.errors import InputError
 from distributor.releases.media import MAX_UPLOAD_BYTES, StoredImage, Variant, store_image
 from distributor.web.apibase import ErrorOut, Refused, error_responses, token_dependency
 from distributor.web.bodies import MULTIPART, takes
+from distributor.web.errors import status_of
 
 SCOPE = "releases"
 # The multipart framing around the file.
@@ -95,7 +96,7 @@ def router(settings: Settings) -> APIRouter:
         try:
             stored = store_image(settings, data, name)
         except InputError as exc:
-            raise Refused(422, str(exc), "file") from exc
+            raise Refused(status_of(exc), str(exc), "file") from exc
         if stored.created:
             with session_scope(settings) as session:
                 audit.record(session, f"token:{token}", "upload", f"media {stored.digest[:16]}",
