@@ -347,10 +347,10 @@ def test_refused_actions_say_why_on_the_page(dash: Dash) -> None:
     assert dash.login().status_code == 303
     base = f"/admin/releases/{release.id}"
     response = dash.post(f"{base}/publish", at="not a date")
-    assert response.status_code == 400 and "is not a date and time" in response.text
+    assert response.status_code == 422 and "is not a date and time" in response.text
     ago = (datetime.now(UTC) - timedelta(days=4)).astimezone(dash.settings.zone)
     response = dash.post(f"{base}/publish", at=f"{ago:%Y-%m-%dT%H:%M}")  # a wrong day
-    assert response.status_code == 400 and "is in the past" in response.text
+    assert response.status_code == 422 and "is in the past" in response.text
     assert state_of(dash.settings, release.id) == "draft" and dash.tasks() == []
     response = dash.post(f"{base}/correct", source=release_text())
     assert response.status_code == 409 and "only a published release is corrected" in response.text
@@ -374,12 +374,12 @@ def test_a_bad_correction_keeps_the_text_and_names_the_field(dash: Dash) -> None
     assert dash.post(f"{base}/publish").status_code == 303
     broken = "---\ntitle: [unclosed\n---\nText."
     response = dash.post(f"{base}/correct", source=broken)
-    assert response.status_code == 400 and "not valid YAML" in response.text
+    assert response.status_code == 422 and "not valid YAML" in response.text
     assert "title: [unclosed" in response.text  # kept in the text box
     response = dash.post(f"{base}/correct", source=release_text(lang="fr"))
-    assert response.status_code == 400 and "keeps the language" in response.text
+    assert response.status_code == 422 and "keeps the language" in response.text
     response = dash.post(f"{base}/correct", source="  ")
-    assert response.status_code == 400 and "paste the whole release" in response.text
+    assert response.status_code == 422 and "paste the whole release" in response.text
     assert audit_of(dash.settings, release.id) == [("publish", "token:press-desk")]
 
 
@@ -432,7 +432,7 @@ def test_preview_is_sandboxed_and_test_send_reaches_only_the_addresses(
         assert sorted(received) == ["ann@example.org", "bob@example.org"]
         assert received["ann@example.org"][0].parsed()["Subject"].startswith("[TEST] ")
         response = dash.post(f"{base}/test", addresses="not-an-address")
-        assert response.status_code == 400 and "nothing sent" in response.text
+        assert response.status_code == 422 and "nothing sent" in response.text
         assert "not-an-address" in response.text  # kept in the form
         assert state_of(settings, release.id) == "draft"
 

@@ -54,7 +54,7 @@ def test_a_second_request_of_a_confirmed_subscriber_is_marked_used(settings: Set
 def test_confirming_after_the_topics_were_removed_says_to_subscribe_again(
     settings: Settings,
 ) -> None:
-    """The confirm page shows this message (HTTP 400): it must say what to do."""
+    """The confirm page shows this message (HTTP 422): it must say what to do."""
     add_topics(settings, "climate")
     request_id = new_request(settings, "ann@example.com")
     with session_scope(settings) as session:

@@ -210,7 +210,7 @@ def test_a_post_without_the_csrf_token_changes_nothing(web) -> None:  # type: ig
 def test_header_injection_in_the_name_is_refused(web, name: str) -> None:  # type: ignore[no-untyped-def]
     settings, client = web
     answer = subscribe(client, name=name)
-    assert answer.status_code == 400  # type: ignore[attr-defined]
+    assert answer.status_code == 422  # type: ignore[attr-defined]
     assert "line breaks" in answer.text or "encoded words" in answer.text  # type: ignore[attr-defined]
     assert requests_of(settings) == []
 

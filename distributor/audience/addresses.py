@@ -29,19 +29,22 @@ def normalise_email(address: str) -> str:
     an address whose local part is ASCII then stays ASCII and needs no SMTPUTF8 to be sent.
     """
     if any(ch in address for ch in "\r\n\x00"):
-        raise SubscriberInputError("email: must not contain line breaks or NUL characters")
+        raise SubscriberInputError(
+            "email: must not contain line breaks or NUL characters", field="email"
+        )
     shown = address if len(address) <= 80 else address[:79] + "…"
     try:
         # Syntax only (no DNS); SMTPUTF8 allowed: a relay that cannot carry it defers them.
         checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
-        raise SubscriberInputError(f"email {shown!r}: {exc}") from exc
+        raise SubscriberInputError(f"email {shown!r}: {exc}", field="email") from exc
     local = unicodedata.normalize("NFC", checked.local_part.lower())
     email = f"{local}@{checked.ascii_domain.lower()}"
     # RFC 5321's limits count octets, and a UTF-8 character takes up to four.
     if len(local.encode()) > MAX_LOCAL_OCTETS or len(email.encode()) > MAX_ADDRESS_OCTETS:
         raise SubscriberInputError(
             f"email {shown!r}: longer than SMTP allows ({MAX_LOCAL_OCTETS} octets before the @, "
-            f"{MAX_ADDRESS_OCTETS} in all, a non-ASCII character counting for 2 to 4)"
+            f"{MAX_ADDRESS_OCTETS} in all, a non-ASCII character counting for 2 to 4)",
+            field="email",
         )
     return email

@@ -73,13 +73,14 @@ def check_name(name: str) -> str:
     controls, invisible format characters, noncharacters (``sanitize.line_problem``)."""
     if _BAD_NAME.search(name):
         raise SubscriberInputError(
-            "name: must not contain line breaks, control characters or '=?' (encoded words)"
+            "name: must not contain line breaks, control characters or '=?' (encoded words)",
+            field="name",
         )
     if len(name) > 200:
-        raise SubscriberInputError("name: longer than 200 characters")
+        raise SubscriberInputError("name: longer than 200 characters", field="name")
     problem = line_problem(name)
     if problem is not None:
-        raise SubscriberInputError(f"name: {problem}")
+        raise SubscriberInputError(f"name: {problem}", field="name")
     return name.strip()
 
 
@@ -88,7 +89,8 @@ def check_language(settings: Settings, language: str) -> str:
     lang = language.strip().lower()
     if lang not in settings.languages:
         raise SubscriberInputError(
-            f"language: {language!r} is not one of {', '.join(settings.languages)}"
+            f"language: {language!r} is not one of {', '.join(settings.languages)}",
+            field="language",
         )
     return lang
 
@@ -97,11 +99,11 @@ def resolve_topics(session: Session, slugs: Iterable[str]) -> list[Topic]:
     """The Topic rows for ``slugs``; raises SubscriberInputError naming any unknown one."""
     wanted = [s.strip() for s in slugs if s.strip()]
     if not wanted:
-        raise SubscriberInputError("topics: at least one topic is required")
+        raise SubscriberInputError("topics: at least one topic is required", field="topics")
     found = list(session.scalars(select(Topic).where(Topic.slug.in_(wanted))))
     missing = sorted(set(wanted) - {t.slug for t in found})
     if missing:
-        raise SubscriberInputError(f"topics: unknown topic(s) {', '.join(missing)}")
+        raise SubscriberInputError(f"topics: unknown topic(s) {', '.join(missing)}", field="topics")
     return found
 
 
@@ -166,12 +168,16 @@ def _read_rows(
             language = check_language(settings, row.get("language", ""))
             slugs = [s.strip() for s in row.get("topics", "").split(";") if s.strip()]
             if not slugs:
-                raise SubscriberInputError("topics: at least one topic is required")
+                raise SubscriberInputError("topics: at least one topic is required", field="topics")
             unknown = sorted(s for s in slugs if s not in topics)
             if unknown:
-                raise SubscriberInputError(f"topics: unknown topic(s) {', '.join(unknown)}")
+                raise SubscriberInputError(
+                    f"topics: unknown topic(s) {', '.join(unknown)}", field="topics"
+                )
             if email in seen:
-                raise SubscriberInputError(f"email: {email} already on line {seen[email]}")
+                raise SubscriberInputError(
+                    f"email: {email} already on line {seen[email]}", field="email"
+                )
         except SubscriberInputError as exc:
             bad.append(RowError(line, str(exc), row))
             continue

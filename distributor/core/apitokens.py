@@ -39,11 +39,12 @@ def check_scopes(scopes: Iterable[str]) -> list[str]:
     """The scopes, deduplicated and sorted; raises InputError for none or an unknown one."""
     chosen = sorted({s.strip() for s in scopes})
     if not chosen:
-        raise InputError(f"scopes: at least one of {', '.join(SCOPES)} is required")
+        raise InputError(f"scopes: at least one of {', '.join(SCOPES)} is required", field="scopes")
     unknown = [s for s in chosen if s not in SCOPES]
     if unknown:
         raise InputError(
-            f"scopes: unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}"
+            f"scopes: unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}",
+            field="scopes",
         )
     return chosen
 
@@ -59,7 +60,8 @@ def create_token(session: Session, name: str, scopes: list[str]) -> str:
     if not _NAME.fullmatch(name):
         raise InputError(
             f"name: {name!r} must be 1-100 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            "starting with a letter or digit",
+            field="name",
         )
     chosen = check_scopes(scopes)
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:

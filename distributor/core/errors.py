@@ -1,9 +1,9 @@
 """The one error tree of distributor. Domain code raises these; only ``web/`` and ``cli/``
-turn them into HTTP statuses or exit codes.
+turn them into HTTP statuses (one table: ``web/errors.py``) or exit codes.
 
     DistributorError                 base of everything raised on purpose
     ├── ConfigError                  the configuration cannot work (bad URL, missing key file)
-    ├── InputError                   user input rejected; says what and where
+    ├── InputError                   user input rejected; says what, and names its field
     │   ├── ReleaseInputError        a release file or payload (front matter, field, body)
     │   ├── SubscriberInputError     an address, name, language or topic list
     │   └── ImportRejected           a CSV import with bad rows (carries every bad row)
@@ -28,7 +28,13 @@ class ConfigError(DistributorError):
 
 
 class InputError(DistributorError):
-    """User input was rejected; the message says what and where."""
+    """User input was rejected; the message says what and where, and ``field`` names the
+    field (a front matter or JSON field, a form field, a header) when it is about one, for
+    faces that answer it as data (the API's ``{"error", "field"}``); None when it is not."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ReleaseInputError(InputError):

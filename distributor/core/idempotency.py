@@ -66,7 +66,10 @@ def check_key(key: str) -> str:
         else:  # a header arrives decoded as Latin-1: the position is the byte's
             bad = next(i for i, c in enumerate(key) if not "\x21" <= c <= "\x7e")
             where = f"character {bad + 1} is not"
-        raise InputError(f"{HEADER}: must be 1-200 visible ASCII characters (a UUID, say): {where}")
+        raise InputError(
+            f"{HEADER}: must be 1-200 visible ASCII characters (a UUID, say): {where}",
+            field=HEADER,
+        )
     return key
 
 
@@ -101,7 +104,8 @@ def claim(
                 raise KeyInFlight(f"{HEADER}: a request with this key is being processed") from None
     if existing.request_hash != request:
         raise KeyReused(
-            f"{HEADER}: this key was used with another request; use a new key for a new request"
+            f"{HEADER}: this key was used with another request; use a new key for a new request",
+            field=HEADER,
         )
     if existing.status_code is None:
         raise KeyInFlight(f"{HEADER}: a request with this key is still being processed; retry")

@@ -268,7 +268,8 @@ def markdown_to_html(source: str) -> str:
     html = _markdown.render(strip_xml_invalid(source))
     if html_depth(html) > MAX_HTML_DEPTH:
         raise InputError(
-            f"body: HTML elements nested more than {MAX_HTML_DEPTH} levels deep (unclosed tags?)"
+            f"body: HTML elements nested more than {MAX_HTML_DEPTH} levels deep (unclosed tags?)",
+            field="body",
         )
     return clean_html(html)
 

@@ -157,10 +157,11 @@ def check_test_addresses(settings: Settings, addresses: Sequence[str]) -> list[R
     """The stand-in recipients for ``addresses`` (normalised, duplicates dropped), or
     InputError naming every address refused, or saying there are none or more than 20."""
     if not addresses:
-        raise InputError("test: no address given")
+        raise InputError("test: no address given", field="test")
     if len(addresses) > MAX_TEST_ADDRESSES:
         raise InputError(
-            f"test: {len(addresses)} addresses; at most {MAX_TEST_ADDRESSES} (nothing sent)"
+            f"test: {len(addresses)} addresses; at most {MAX_TEST_ADDRESSES} (nothing sent)",
+            field="test",
         )
     recipients: dict[str, Recipient] = {}
     refused: list[str] = []
@@ -171,7 +172,9 @@ def check_test_addresses(settings: Settings, addresses: Sequence[str]) -> list[R
         except InputError as exc:
             refused.append(str(exc))  # names the address
     if refused:
-        raise InputError("test: address(es) refused, nothing sent: " + "; ".join(refused))
+        raise InputError(
+            "test: address(es) refused, nothing sent: " + "; ".join(refused), field="test"
+        )
     return list(recipients.values())
 
 

@@ -72,7 +72,9 @@ def update_draft(
         )
     topics, translation_of = _references(session, draft)
     if translation_of is not None and translation_of.id == release.id:
-        raise ReleaseInputError(f"{draft.source}: field 'translation_of': names this release")
+        raise ReleaseInputError(
+            f"{draft.source}: field 'translation_of': names this release", field="translation_of"
+        )
     release.slug = _free_slug(session, draft, release.id)
     release.topics = topics
     release.translation_of = translation_of
@@ -89,7 +91,8 @@ def _references(session: Session, draft: ReleaseDraft) -> tuple[list[Topic], Rel
     if missing:
         raise ReleaseInputError(
             f"{draft.source}: field 'topics': unknown topic(s) {', '.join(missing)} "
-            "(add them with `distributor topics add SLUG --name NAME`)"
+            "(add them with `distributor topics add SLUG --name NAME`)",
+            field="topics",
         )
     translation_of = None
     if meta.translation_of:
@@ -97,7 +100,8 @@ def _references(session: Session, draft: ReleaseDraft) -> tuple[list[Topic], Rel
         if translation_of is None:
             raise ReleaseInputError(
                 f"{draft.source}: field 'translation_of': no release with slug "
-                f"{meta.translation_of!r}"
+                f"{meta.translation_of!r}",
+                field="translation_of",
             )
     return topics, translation_of
 
@@ -156,14 +160,16 @@ def check_publish_time(source: str, at: datetime | None, now: datetime | None = 
     if at.tzinfo is None:
         raise ReleaseInputError(
             f"{source}: field 'at': {at.isoformat()} has no time zone; write e.g. "
-            "2026-11-20T09:00+01:00"
+            "2026-11-20T09:00+01:00",
+            field="at",
         )
     now = now or utcnow()
     if at < now - PAST_TOLERANCE:
         raise ReleaseInputError(
             f"{source}: field 'at': {at.isoformat()} is in the past (it is "
             f"{now.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC); nothing was published or "
-            "scheduled. Give a later time, or now to publish at once"
+            "scheduled. Give a later time, or now to publish at once",
+            field="at",
         )
 
 
@@ -307,11 +313,13 @@ def correct_release(
     if meta.lang != release.language:
         raise ReleaseInputError(
             f"{draft.source}: field 'lang': a correction keeps the language "
-            f"({release.language}); publish a translation instead"
+            f"({release.language}); publish a translation instead",
+            field="lang",
         )
     if meta.slug is not None and meta.slug != release.slug:
         raise ReleaseInputError(
-            f"{draft.source}: field 'slug': a correction keeps the address ({release.slug})"
+            f"{draft.source}: field 'slug': a correction keeps the address ({release.slug})",
+            field="slug",
         )
     now = now or utcnow()
     _fill_text(release, draft, now)

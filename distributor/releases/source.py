@@ -368,29 +368,36 @@ def _store_local_images(
     and the entry when a file is missing, unreadable or not an image we take, or when
     there is no ``base_dir`` to read files from."""
     for index, written in local.items():
-        field = f"{source}: field 'images.{index}.src'"
+        name = f"images.{index}.src"
+        field = f"{source}: field '{name}'"
         if base_dir is None:
             raise ReleaseInputError(
                 f"{field}: {written!r} names a local file, which only a release file read "
                 "from disk may do; give an http(s) URL or a site path starting with /, or "
-                "upload the image first (POST /api/media)"
+                "upload the image first (POST /api/media)",
+                field=name,
             )
         path = base_dir / Path(written).expanduser()
         try:
             if not path.is_file():
-                raise ReleaseInputError(f"{field}: no image file {written!r} (looked for {path})")
+                raise ReleaseInputError(
+                    f"{field}: no image file {written!r} (looked for {path})", field=name
+                )
             if path.stat().st_size > MAX_UPLOAD_BYTES:
                 raise ReleaseInputError(
-                    f"{field}: {written!r} is larger than {MAX_UPLOAD_BYTES // 1_000_000} MB"
+                    f"{field}: {written!r} is larger than {MAX_UPLOAD_BYTES // 1_000_000} MB",
+                    field=name,
                 )
             data = path.read_bytes()
         except OSError as exc:
             reason = exc.strerror or str(exc)
-            raise ReleaseInputError(f"{field}: {written!r} cannot be read: {reason}") from exc
+            raise ReleaseInputError(
+                f"{field}: {written!r} cannot be read: {reason}", field=name
+            ) from exc
         try:
             stored = store_image(settings, data, written)
         except InputError as exc:
-            raise ReleaseInputError(f"{field}: {exc}") from exc
+            raise ReleaseInputError(f"{field}: {exc}", field=name) from exc
         image = meta.images[index]
         fields = stored.image_fields()
         if image.href:  # the writer's own high-resolution link, described by them
@@ -443,7 +450,7 @@ def parse_release(
     try:
         meta = FrontMatter.model_validate(data)
     except ValidationError as exc:
-        raise ReleaseInputError(f"{source}: {_problems(exc)}") from exc
+        raise ReleaseInputError(f"{source}: {_problems(exc)}", field=_first_field(exc)) from exc
     draft = draft_from_fields(meta, match.group(2), source, settings)
     _store_local_images(meta, local, source, settings, base_dir)
     return draft
@@ -454,11 +461,23 @@ def _problems(exc: ValidationError) -> str:
     errors = exc.errors()
     shown = []
     for error in errors[:MAX_PROBLEMS_SHOWN]:
-        path = ".".join(_printable(str(part)) for part in error["loc"]) or "?"
+        path = _path(error["loc"]) or "?"
         shown.append(f"field '{path}': " + error["msg"].removeprefix("Value error, "))
     if len(errors) > MAX_PROBLEMS_SHOWN:
         shown.append(f"and {len(errors) - MAX_PROBLEMS_SHOWN} more problem(s)")
     return "; ".join(shown)
+
+
+def _first_field(exc: ValidationError) -> str | None:
+    """The field the first problem of ``exc`` is about, as ``_problems`` names it; None
+    for a problem with the whole front matter."""
+    errors = exc.errors()
+    return (_path(errors[0]["loc"]) or None) if errors else None
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """A field's path as a message shows it (``images.0.src``)."""
+    return ".".join(_printable(str(part)) for part in loc)
 
 
 def _printable(name: str) -> str:
@@ -478,7 +497,8 @@ def draft_from_fields(
     single line refuses (``sanitize.line_problem``) or a body with a bidi override."""
     if meta.lang not in settings.languages:
         raise ReleaseInputError(
-            f"{source}: field 'lang': {meta.lang!r} is not one of {', '.join(settings.languages)}"
+            f"{source}: field 'lang': {meta.lang!r} is not one of {', '.join(settings.languages)}",
+            field="lang",
         )
     text = strip_xml_invalid(body).strip()
     if meta.lead is not None:
@@ -486,14 +506,16 @@ def draft_from_fields(
     else:
         lead, rest = _split_lead(text)
     if not lead:
-        raise ReleaseInputError(f"{source}: field 'lead': the release has no lead paragraph")
+        raise ReleaseInputError(
+            f"{source}: field 'lead': the release has no lead paragraph", field="lead"
+        )
     problem = line_problem(lead)
     if problem is not None:
         where = "field 'lead'" if meta.lead is not None else "field 'lead' (the first paragraph)"
-        raise ReleaseInputError(f"{source}: {where}: {problem}")
+        raise ReleaseInputError(f"{source}: {where}: {problem}", field="lead")
     problem = body_problem(text)
     if problem is not None:
-        raise ReleaseInputError(f"{source}: field 'body': {problem}")
+        raise ReleaseInputError(f"{source}: field 'body': {problem}", field="body")
     try:
         body_html = markdown_to_html(rest)
     except InputError as exc:

@@ -45,13 +45,15 @@ def check_names(names: dict[str, str], languages: Sequence[str] | None = None) -
     checked: dict[str, str] = {}
     for lang, name in names.items():
         if languages is not None and lang not in languages:
-            raise InputError(f"names: {lang!r} is not one of {', '.join(languages)}")
+            raise InputError(f"names: {lang!r} is not one of {', '.join(languages)}", field="names")
         cleaned = name.strip()
         if not cleaned or len(cleaned) > 200:
-            raise InputError(f"names: the {lang} name must be one line of 1-200 characters")
+            raise InputError(
+                f"names: the {lang} name must be one line of 1-200 characters", field="names"
+            )
         problem = line_problem(name)
         if problem is not None:
-            raise InputError(f"names: the {lang} name: {problem}")
+            raise InputError(f"names: the {lang} name: {problem}", field="names")
         checked[lang] = cleaned
     return checked
 
@@ -59,7 +61,9 @@ def check_names(names: dict[str, str], languages: Sequence[str] | None = None) -
 def add_topic(session: Session, slug: str, names: dict[str, str]) -> Topic:
     """Create a topic; raises InputError for a bad slug, Conflict if it exists."""
     if not _SLUG.match(slug) or len(slug) > 64:
-        raise InputError(f"slug: topic slug {slug!r}: use lowercase letters, digits and hyphens")
+        raise InputError(
+            f"slug: topic slug {slug!r}: use lowercase letters, digits and hyphens", field="slug"
+        )
     if session.scalar(select(Topic.id).where(Topic.slug == slug)) is not None:
         raise Conflict(f"topic {slug!r} already exists")
     topic = Topic(slug=slug, names=names or {"en": slug})

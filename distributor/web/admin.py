@@ -44,15 +44,7 @@ from distributor.core.apitokens import LAST_USED_RESOLUTION as LAST_USED
 from distributor.core.apitokens import authenticate
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.errors import (
-    Conflict,
-    DistributorError,
-    Forbidden,
-    InputError,
-    NotFound,
-    ServiceError,
-    Unauthorized,
-)
+from distributor.core.errors import DistributorError, Forbidden, InputError, NotFound, Unauthorized
 from distributor.core.models import ApiToken, ReleaseState, utcnow
 from distributor.core.tokens import Purpose, signer
 from distributor.mail.preview import render_preview, send_test
@@ -71,6 +63,7 @@ from distributor.reporting.dashboard import (
 )
 from distributor.reporting.status import release_status, translation_languages
 from distributor.web.bodies import FORM, FORM_LIMIT, MULTIPART, check_first, takes
+from distributor.web.errors import status_of
 from distributor.web.guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
 from distributor.web.headers import EMAIL_PREVIEW_CSP as PREVIEW_CSP
 from distributor.web.queueing import LazyQueue
@@ -94,14 +87,6 @@ DONE = {
     "corrected-notified": "Corrected: the site is being regenerated, and a short correction "
     "notice is going to everyone who received the release.",
     "withdrawn": "Withdrawn: the release is off the site and unsent messages are cancelled.",
-}
-STATUS_OF: dict[type[DistributorError], int] = {
-    InputError: 400,
-    Unauthorized: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    Conflict: 409,
-    ServiceError: 503,
 }
 
 
@@ -141,14 +126,6 @@ class AdminRoute(APIRoute):
                 return answer.response
 
         return dashboard_handler
-
-
-def status_of(exc: DistributorError) -> int:
-    """The HTTP status for a domain error (500 for one not meant for users)."""
-    for cls in type(exc).__mro__:
-        if cls in STATUS_OF:
-            return STATUS_OF[cls]
-    return 500
 
 
 def local_time(moment: datetime | None, zone: tzinfo) -> str:
@@ -404,8 +381,8 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
                 history = release_history(session, release_id)
                 topics = [t.slug for t in release.topics]
         except NotFound as exc:
-            return render(request, "message.html", 404, admin=admin, title="No such release",
-                          text=str(exc))  # fmt: skip
+            return render(request, "message.html", status_of(exc), admin=admin,
+                          title="No such release", text=str(exc))  # fmt: skip
         progress = Progress(st.counts)
         done = DONE.get(request.query_params.get("done", ""), "") if not error else ""
         sweep = heartbeat.health(settings)
@@ -519,8 +496,8 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
                 release = get_release(session, release_id)
                 st = release_status(session, release_id)
         except NotFound as exc:
-            return render(request, "message.html", 404, admin=admin, title="No such release",
-                          text=str(exc))  # fmt: skip
+            return render(request, "message.html", status_of(exc), admin=admin,
+                          title="No such release", text=str(exc))  # fmt: skip
         return render(request, "withdraw.html", admin=admin, release=release, st=st)
 
     @routes.post("/releases/{release_id}/withdraw", response_class=HTMLResponse)

@@ -29,10 +29,11 @@ from distributor.audience.subscribers import (
 from distributor.audience.subscription import Consent, request_subscription
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.errors import Conflict, NotFound
+from distributor.core.errors import Conflict, NotFound, SubscriberInputError
 from distributor.core.models import Subscriber, SubscriberStatus, Topic
 from distributor.web.apibase import MAX_ID, PRINTABLE, ErrorOut, Refused, error_responses, not_found
 from distributor.web.apibase import token_dependency as _token_dependency
+from distributor.web.errors import status_of
 from distributor.web.queueing import LazyQueue
 
 SCOPE = "subscribers"
@@ -265,7 +266,9 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
 def _add_confirmed(settings: Settings, body: SubscriberIn) -> SubscriberOut:
     source = (body.consent_source or "").strip()
     if not source:
-        raise Refused(422, "consent_source: required when confirmed is true", "consent_source")
+        raise SubscriberInputError(
+            "consent_source: required when confirmed is true", field="consent_source"
+        )
     with session_scope(settings) as session:
         # Checked here first so each refusal names its field (an import reports rows).
         address = normalise_email(body.email)
@@ -289,5 +292,5 @@ def _add_confirmed(settings: Settings, body: SubscriberIn) -> SubscriberOut:
                 topics=topics, confirmed=True, consent_source=source,
             )  # fmt: skip
         except Conflict as exc:  # erased: on the suppression list
-            raise Refused(409, str(exc), "email") from exc
+            raise Refused(status_of(exc), str(exc), "email") from exc
         return _out(sub)

@@ -5,12 +5,12 @@ Every error is ``{"error": message, "field": name or null}``: 400 a body that ca
 read (not JSON, not UTF-8), 401 (with ``WWW-Authenticate: Bearer``) no token or an unknown
 or revoked one, 403 a token without the scope, 404 no such thing, 409 a state that refuses
 the action, 413 a body too large, 415 a body type not accepted, 422 a value refused (the
-field names it), 503 a service down.
+field names it), 503 a service down. A domain error answers the status of the one table
+(``web/errors.py``) and, for an InputError, the field it carries.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the dependency's annotations.
 
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
@@ -25,27 +25,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from distributor.core.apitokens import authenticate
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.errors import (
-    Conflict,
-    DistributorError,
-    Forbidden,
-    InputError,
-    NotFound,
-    ReleaseInputError,
-    ServiceError,
-    SubscriberInputError,
-    Unauthorized,
-)
+from distributor.core.errors import DistributorError, InputError, Unauthorized
+from distributor.web.errors import DEFAULT_STATUS, status_of
 
 PREFIX = "/api"
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # NUL cannot even reach PostgreSQL
 Printable = Annotated[str, Field(pattern=PRINTABLE)]
-# Where a domain message names its field: "… field 'title': …" for releases (the source
-# comes first), else a leading "email: …", "names: …", "Idempotency-Key: …" (a header).
-_LEADING_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*):")
-_SUBSCRIBER_FIELD = re.compile(r"^(email|name|language|topics|consent_source)\b")
-_RELEASE_FIELD = re.compile(r"field '([A-Za-z_][\w.\[\]]*)'")
 
 
 class ErrorOut(BaseModel):
@@ -125,14 +111,6 @@ def token_dependency(settings: Settings, scope: str) -> Callable[..., str]:
 
 # ---- errors: JSON for /api, whatever the app did before everywhere else ----------------
 
-_STATUS: Sequence[tuple[type[DistributorError], int]] = (
-    (Unauthorized, 401),
-    (Forbidden, 403),
-    (NotFound, 404),
-    (Conflict, 409),
-    (InputError, 422),
-    (ServiceError, 503),
-)
 Handler = Callable[[Request, Any], Awaitable[Response]]
 
 
@@ -148,26 +126,13 @@ def error(status: int, message: str, field: str | None = None, **headers: str) -
     return JSONResponse({"error": message, "field": field}, status, headers=headers or None)
 
 
-def _field_of(exc: DistributorError) -> str | None:
-    if not isinstance(exc, InputError):
-        return None
-    message = str(exc)
-    if isinstance(exc, ReleaseInputError):
-        match = _RELEASE_FIELD.search(message)
-    elif isinstance(exc, SubscriberInputError):
-        match = _SUBSCRIBER_FIELD.match(message)
-    else:
-        match = _LEADING_FIELD.match(message)
-    return match.group(1) if match else None
-
-
 def _domain_error(exc: Exception) -> JSONResponse | None:
     if isinstance(exc, Refused):
         return error(exc.status, str(exc), exc.field)
-    for cls, status in _STATUS:
-        if isinstance(exc, cls):
-            return error(status, str(exc), _field_of(exc))
-    return None
+    if not isinstance(exc, DistributorError) or status_of(exc) == DEFAULT_STATUS:
+        return None  # not meant for users: a server error, logged
+    field = exc.field if isinstance(exc, InputError) else None
+    return error(status_of(exc), str(exc), field)
 
 
 def refusal(errors: Sequence[Any]) -> Refused:

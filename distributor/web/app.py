@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from distributor.audience.subscribers import subscriber_for, unsubscribe
 from distributor.core.config import Settings, load_settings
 from distributor.core.db import session_scope
-from distributor.core.errors import InputError
+from distributor.core.errors import DistributorError, InputError
 from distributor.core.logs import redact_handlers
 from distributor.core.models import Subscriber
 from distributor.core.tokens import Purpose, read_link
@@ -28,6 +29,7 @@ from distributor.reporting import metrics
 from distributor.site.builder import build_site
 from distributor.web import admin, api, apibase, media_api, releases_api, subscribe, topics_api
 from distributor.web.bodies import BodyGuard
+from distributor.web.errors import DEFAULT_STATUS, status_of
 from distributor.web.headers import SecurityHeaders
 from distributor.web.health import Health
 from distributor.web.pages import Pages
@@ -116,7 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             link = read_link(settings, Purpose.UNSUBSCRIBE, token)
         except InputError as exc:
-            raise HTTPException(400, str(exc)) from exc
+            raise HTTPException(status_of(exc), str(exc)) from exc
         return subscriber_for(session, link)
 
     @app.get("/unsubscribe/{token}", response_class=HTMLResponse, include_in_schema=False)
@@ -151,6 +153,17 @@ def create_app(settings: Settings) -> FastAPI:
         lang = pages.language(request)
         text = "There is no page at this address."
         return pages.render("message.html", lang, 404, title="Page not found", text=text)
+
+    @app.exception_handler(DistributorError)
+    async def refused_page(request: Request, exc: DistributorError) -> Response:
+        # A domain error no route answered itself: the one table's status, on a page of
+        # the newsroom (apibase keeps this handler off /api, which answers JSON).
+        status = status_of(exc)
+        if status == DEFAULT_STATUS:
+            raise exc  # not meant for users: a server error, logged
+        text = str(exc) if status < 500 else "Please try again in a few minutes."
+        title = HTTPStatus(status).phrase
+        return pages.render("message.html", pages.language(request), status, title=title, text=text)
 
     health = Health(settings)
 

@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from distributor.core.config import Settings
 from distributor.core.errors import Forbidden, Unauthorized
 from distributor.web import apibase
+from distributor.web.errors import status_of
 
 JSON: Final = "application/json"
 FORM: Final = "application/x-www-form-urlencoded"
@@ -256,7 +257,7 @@ class BodyGuard:
         try:
             apibase.token_holder(self.settings, token, token_scope)
         except (Unauthorized, Forbidden) as exc:
-            return 401 if isinstance(exc, Unauthorized) else 403, str(exc)
+            return status_of(exc), str(exc)
         return None
 
 

@@ -18,6 +18,7 @@ from distributor.core.errors import InputError
 from distributor.releases.media import MAX_UPLOAD_BYTES, StoredImage, Variant
 from distributor.web.apibase import ErrorOut, Refused, error_responses, token_dependency
 from distributor.web.bodies import MULTIPART, takes
+from distributor.web.errors import status_of
 
 SCOPE = "releases"
 # The multipart framing around the file.
@@ -94,7 +95,7 @@ def router(settings: Settings) -> APIRouter:
         try:
             stored = actions.upload_image(settings, data, name, f"token:{token}")
         except InputError as exc:
-            raise Refused(422, str(exc), "file") from exc
+            raise Refused(status_of(exc), str(exc), "file") from exc
         body = media_out(stored).model_dump(mode="json")
         return JSONResponse(body, 201 if stored.created else 200)
 

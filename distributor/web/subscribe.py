@@ -36,6 +36,7 @@ from distributor.core.errors import InputError, NotFound, SubscriberInputError
 from distributor.core.models import Subscriber, SubscriberStatus, SubscriptionRequest, Topic
 from distributor.core.tokens import ExpiredToken, InvalidToken, Link, Purpose, read_link
 from distributor.core.urls import unsubscribe_url
+from distributor.web.errors import status_of
 from distributor.web.guards import CSRF_COOKIE, RateLimiter, csrf_ok, new_csrf_token
 from distributor.web.pages import Pages
 from distributor.web.queueing import LazyQueue
@@ -133,8 +134,8 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
             request_subscription(settings, queue.get(), email=email, name=name, language=lang,
                                  topics=chosen, consent=consent)  # fmt: skip
         except InputError as exc:
-            return form(lang, 400, str(exc), email=email, name=name, language=language,
-                        topics=chosen)  # fmt: skip
+            return form(lang, status_of(exc), str(exc), email=email, name=name,
+                        language=language, topics=chosen)  # fmt: skip
         return pages.render("subscribed.html", lang)
 
     def confirm_target(token: str) -> ConfirmTarget | None:
@@ -211,8 +212,8 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
         except NotFound:
             return invalid_link(lang)
         except SubscriberInputError as exc:
-            return pages.render("message.html", lang, 400, title="This link is not valid",
-                                text=str(exc))  # fmt: skip
+            return pages.render("message.html", lang, status_of(exc),
+                                title="This link is not valid", text=str(exc))  # fmt: skip
         return pages.render("confirm.html", lang, token=token, choices=None, expired=False,
                             can_resend=False, done=True)  # fmt: skip
 
@@ -287,7 +288,7 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
                 save_preferences(session, settings, sub.id, language=language, topics=topics)
             except InputError as exc:
                 return preferences_form(
-                    sub.language, sub, token, all_topics, status=400, error=str(exc)
+                    sub.language, sub, token, all_topics, status=status_of(exc), error=str(exc)
                 )
             session.flush()
             return preferences_form(sub.language, sub, token, all_topics, saved=True)
