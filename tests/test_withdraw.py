@@ -21,7 +21,9 @@ from distributor.outbox import sending
 from distributor.releases.lifecycle import mark_published
 from distributor.site.builder import build_site
 from distributor.web import create_app
-from tests.helpers import add_subscribers, add_topics, make_release
+from tests import clients
+from tests.clients import Dash
+from tests.helpers import add_subscribers, add_topics, make_release, new_token
 from tests.processes import NO_BROKER, run_cli
 from tests.redis_db import empty
 from tests.smtp_server import SMTPServer
@@ -204,3 +206,27 @@ def test_releases_withdrawn_before_0013_keep_their_page_without_a_reason(
         stored = session.get_one(Release, release.id)
         assert stored.state == ReleaseState.WITHDRAWN and stored.withdrawn_by == "Jane"
         assert stored.withdrawn_reason == ""
+
+
+dash = clients.dash  # the dashboard fixture: an app, a logged-out browser, a token
+
+
+def test_the_dashboard_and_the_api_take_a_reason_too(dash: Dash) -> None:
+    first = make_release(dash.settings)
+    second = make_release(dash.settings, slug="second-release", title="Second release")
+    assert dash.login().status_code == 303
+    form = dash.client.get(f"/admin/releases/{first.id}/withdraw")
+    assert 'name="reason"' in form.text and 'maxlength="500"' in form.text
+    response = dash.post(f"/admin/releases/{first.id}/withdraw", reason="Sent by mistake")
+    assert response.status_code == 303, response.text
+
+    auth = {"Authorization": f"Bearer {new_token(dash.settings, 'press-office', ['releases'])}"}
+    path = f"/api/releases/{second.id}/withdraw"
+    too_long = dash.client.post(path, json={"reason": "x" * 501}, headers=auth)
+    assert too_long.status_code == 422 and too_long.json()["field"] == "reason"
+    done = dash.client.post(path, json={"reason": "Embargo broken"}, headers=auth)
+    assert done.status_code == 200, done.text
+    assert done.json()["withdrawn_reason"] == "Embargo broken"
+    with session_scope(dash.settings) as session:
+        assert session.get_one(Release, first.id).withdrawn_reason == "Sent by mistake"
+        assert session.get_one(Release, second.id).withdrawn_reason == "Embargo broken"

@@ -502,11 +502,15 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
 
     @routes.post("/releases/{release_id}/withdraw", response_class=HTMLResponse)
     def withdraw(
-        request: Request, release_id: ReleaseId, admin: LoggedIn, csrf: Csrf = ""
+        request: Request,
+        release_id: ReleaseId,
+        admin: LoggedIn,
+        reason: Annotated[str, Form()] = "",
+        csrf: Csrf = "",
     ) -> Response:
         check_csrf(request, csrf)
         try:
-            actions.withdraw(settings, queue.get(), release_id, by=admin.actor)
+            actions.withdraw(settings, queue.get(), release_id, by=admin.actor, reason=reason)
         except DistributorError as exc:
             return failed(request, admin, release_id, exc)
         return after(release_id, "withdrawn")

@@ -28,7 +28,7 @@ from distributor.core.db import session_scope
 from distributor.core.models import Release, ReleaseState
 from distributor.core.urls import release_url
 from distributor.mail.preview import MAX_TEST_ADDRESSES, render_preview
-from distributor.releases.lifecycle import get_release
+from distributor.releases.lifecycle import MAX_REASON, get_release
 from distributor.releases.source import (
     MAX_SOURCE_BYTES,
     FrontMatter,
@@ -125,6 +125,7 @@ class ReleaseOut(BaseModel):
     corrected_at: datetime | None
     withdrawn_at: datetime | None
     withdrawn_by: str
+    withdrawn_reason: str
     created_at: datetime
     updated_at: datetime
     counts: Counts
@@ -199,10 +200,11 @@ class PublishIn(BaseModel):
 
 
 class WithdrawIn(BaseModel):
-    """Who withdraws it, recorded with the token's name."""
+    """Who withdraws it, recorded with the token's name; why, shown on its 410 page."""
 
     model_config = ConfigDict(extra="forbid")
     by: Annotated[str, Field(max_length=150, pattern=PRINTABLE)] = ""
+    reason: Annotated[str, Field(max_length=MAX_REASON, pattern=PRINTABLE)] = ""
 
 
 def _counts(st: ReleaseStatus) -> Counts:
@@ -235,7 +237,8 @@ def release_out(session: Session, settings: Settings, release: Release) -> Relea
         attachments=list(release.attachments), embargo_at=release.embargo_at,
         scheduled_at=release.scheduled_at, published_at=release.published_at,
         corrected_at=release.corrected_at, withdrawn_at=release.withdrawn_at,
-        withdrawn_by=release.withdrawn_by, created_at=release.created_at,
+        withdrawn_by=release.withdrawn_by, withdrawn_reason=release.withdrawn_reason,
+        created_at=release.created_at,
         updated_at=release.updated_at, counts=_counts(release_status(session, release.id)),
     )  # fmt: skip
 
@@ -543,12 +546,14 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
     def withdraw(
         release_id: ReleaseId, token: TokenName, body: WithdrawIn | None = None
     ) -> ReleaseOut:
-        """Take it off the pages and feeds (its page answers 410 Gone) and cancel every
-        email not sent yet. Recorded as withdrawn by ``by`` and the token."""
+        """Take it off the pages and feeds (its page answers 410 Gone, with ``reason`` when
+        one is given) and cancel every email not sent yet. Recorded as withdrawn by ``by``
+        and the token."""
         who = f"token:{token}"
         if body is not None and body.by.strip():
             who = f"{body.by.strip()} ({who})"
-        actions.withdraw(settings, queue.get(), release_id, who)
+        reason = body.reason if body is not None else ""
+        actions.withdraw(settings, queue.get(), release_id, who, reason)
         with session_scope(settings) as session:
             return release_out(session, settings, get_release(session, release_id))
 
