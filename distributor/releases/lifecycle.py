@@ -277,10 +277,11 @@ def _reason(value: str) -> str:
     try:
         cleaned = single_line(value)
     except ValueError as exc:
-        raise ReleaseInputError(f"reason: {exc}") from exc
+        raise ReleaseInputError(f"reason: {exc}", field="reason") from exc
     if len(cleaned) > MAX_REASON:
         raise ReleaseInputError(
-            f"reason: {len(cleaned)} characters, at most {MAX_REASON} (a line on the page)"
+            f"reason: {len(cleaned)} characters, at most {MAX_REASON} (a line on the page)",
+            field="reason",
         )
     return cleaned
 
