@@ -57,4 +57,4 @@ mutate: $(BIN)/.installed
 	$(BIN)/python -m tests.mutation_summary
 
 clean:
-	rm -rf $(VENV) var mutants .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var mutants .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
