@@ -27,8 +27,9 @@ lint: $(BIN)/.installed
 # Two test processes (pytest-xdist), each file's tests kept together in one: most tests wait
 # on real servers and workers, so two keep both cores busy (13:25 -> 6:56 here, one run each). Each
 # process is a run of its own (its own Redis database, PostgreSQL database and temp dirs).
+# --cov: the coverage gate, [tool.coverage] in pyproject.toml (the figure: notes/habits.md).
 test: lint
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/pipeline.py
@@ -56,4 +57,4 @@ mutate: $(BIN)/.installed
 	$(BIN)/python -m tests.mutation_summary
 
 clean:
-	rm -rf $(VENV) var mutants .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var mutants .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

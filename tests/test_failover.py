@@ -20,10 +20,10 @@ import redis
 from sqlalchemy import select, update
 
 from distributor.audience.subscription import Consent, record_request
-from distributor.core.config import Settings, load_settings
+from distributor.core.config import Settings, configured_secrets, load_settings
 from distributor.core.db import session_scope
 from distributor.core.errors import ConfigError
-from distributor.core.logs import RedactingFormatter, secrets_from_environment
+from distributor.core.logs import RedactingFormatter
 from distributor.core.models import Delivery, Subscriber, utcnow
 from distributor.mail.failover import PROCESS_HEALTH, FailoverTransport
 from distributor.mail.reconcile import already_accepted, open_reconciler
@@ -118,7 +118,7 @@ def test_every_relays_password_is_masked(caplog: pytest.LogCaptureFixture) -> No
     shown = repr(settings)
     assert "first-secret" not in shown and "second%2Fsecret" not in shown
     assert "ann:***@a.example.org" in shown and "bob:***@b" in shown
-    found = secrets_from_environment({"DISTRIBUTOR_SMTP_URL": url})
+    found = configured_secrets(settings)
     assert {"first-secret", "second%2Fsecret", "second/secret"} <= set(found)
     formatter = RedactingFormatter("%(message)s", found)
     record = logging.LogRecord("x", logging.WARNING, "", 0, "relay %s said no: %s", None, None)

@@ -22,10 +22,10 @@ from sqlalchemy import select
 
 from distributor.audience.subscription import Consent, record_request
 from distributor.core.apitokens import authenticate, create_token
-from distributor.core.config import Settings, load_settings
+from distributor.core.config import Settings, configured_secrets, load_settings
 from distributor.core.db import session_scope, upgrade
 from distributor.core.errors import ConfigError, Unauthorized
-from distributor.core.logs import MASK, RedactingFormatter, redact, secrets_from_environment
+from distributor.core.logs import MASK, RedactingFormatter, redact
 from distributor.core.models import Subscriber
 from distributor.core.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.mail.dkim import load_signer
@@ -72,13 +72,13 @@ def assert_absent(text: str, *secrets: str) -> None:
 
 
 def test_every_log_line_masks_passwords_tokens_and_keys() -> None:
-    secrets = secrets_from_environment(
-        {
-            "DISTRIBUTOR_SECRET_KEY": f"{SECRET_KEY} old-key-kept-for-rotation",
-            "DISTRIBUTOR_SMTP_URL": f"smtp+starttls://user:{SMTP_PASSWORD}%21@mail.example:587",
-            "DISTRIBUTOR_DATABASE_URL": f"postgresql://app:{DB_PASSWORD}@db/app",
-            "DISTRIBUTOR_BROKER_URL": "redis://:@redis:6379/0",
-        }
+    secrets = configured_secrets(
+        load_settings(
+            secret_key=f"{SECRET_KEY} old-key-kept-for-rotation",
+            smtp_url=f"smtp+starttls://user:{SMTP_PASSWORD}%21@mail.example:587",
+            database_url=f"postgresql://app:{DB_PASSWORD}@db/app",
+            broker_url="redis://:@redis:6379/0",
+        )
     )
     assert set(secrets) >= {SECRET_KEY, "old-key-kept-for-rotation", SMTP_PASSWORD + "!"}
     formatter = RedactingFormatter("%(message)s", secrets)

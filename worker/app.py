@@ -16,7 +16,7 @@ from celery.signals import (
 )
 
 from distributor.core import heartbeat
-from distributor.core.config import load_settings
+from distributor.core.config import configured_secrets, load_settings
 from distributor.core.db import dispose_engines
 from distributor.core.logs import redact_handlers, setup_logging
 from distributor.core.queue import TASK_PREFIX, TaskQueue, celery_config
@@ -26,20 +26,21 @@ app = Celery("distributor")
 app.conf.update(celery_config(settings))
 app.conf.include = ["worker.tasks"]
 queue = TaskQueue(settings)
+secrets = configured_secrets(settings)  # what every log line of the worker masks
 
 
 @worker_process_init.connect
 def _after_fork(**_kwargs: Any) -> None:
     # Connections must never be shared between forked processes.
     dispose_engines()
-    setup_logging(settings.log_level or "INFO")
+    setup_logging(settings.log_level or "INFO", secrets)
 
 
 @after_setup_logger.connect
 @after_setup_task_logger.connect
 def _redacted_logs(logger: Any, **_kwargs: Any) -> None:
     # Celery replaces the root logger's handlers with its own: keep its format, mask secrets.
-    redact_handlers(logger)
+    redact_handlers(logger, secrets=secrets)
 
 
 @after_task_publish.connect

@@ -24,7 +24,14 @@ from distributor.cli.progress import err, out, print_status, watch
 from distributor.core import audit, broker, db, heartbeat
 from distributor.core.apitokens import SCOPES, create_token, list_tokens
 from distributor.core.apitokens import revoke as revoke_token
-from distributor.core.config import Settings, check_secret_key, describe, load_settings
+from distributor.core.config import (
+    Settings,
+    check_secret_key,
+    configured_secrets,
+    describe,
+    inherited_environment,
+    load_settings,
+)
 from distributor.core.errors import (
     ConfigError,
     DistributorError,
@@ -613,8 +620,9 @@ def server_settings() -> Settings:
 
 def _celery(args: list[str]) -> None:
     s = server_settings()  # checked here, before Celery replaces this process
-    env = dict(os.environ, DISTRIBUTOR_BROKER_URL=broker.broker_url(s))
-    env["DISTRIBUTOR_DATA_DIR"] = str(s.data_dir.resolve())
+    env = inherited_environment(
+        DISTRIBUTOR_BROKER_URL=broker.broker_url(s), DISTRIBUTOR_DATA_DIR=str(s.data_dir.resolve())
+    )
     os.execvpe(  # noqa: S606 - replaces this process with the Celery program
         sys.executable, [sys.executable, "-m", "celery", "-A", "worker.app", *args], env
     )
@@ -707,10 +715,11 @@ def demo(
 def main() -> None:
     """Entry point: run the CLI and map domain errors to messages and exit codes."""
     try:
-        level = load_settings().log_level
+        configured = load_settings()
+        level, secrets = configured.log_level, configured_secrets(configured)
     except ValueError:  # the command itself says what is wrong (exit 78)
-        level = None
-    setup_logging(level or "WARNING")
+        level, secrets = None, []
+    setup_logging(level or "WARNING", secrets)
     try:
         try:
             app()  # usage errors exit 2 from here; domain errors propagate to us

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import random
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from sqlalchemy import func, select
 from distributor import actions
 from distributor.audience.subscribers import import_csv
 from distributor.core import broker, db, filemodes
-from distributor.core.config import Settings
+from distributor.core.config import Settings, inherited_environment
 from distributor.core.models import Release, Subscriber, Topic
 from distributor.core.queue import TaskQueue
 from distributor.releases.lifecycle import create_release
@@ -87,8 +86,9 @@ def run_demo(settings: Settings, subscribers: int, out: Console) -> None:
     out.print(f"[bold]3.[/bold] releases {ids[0]} (en) and {ids[1]} (fr, its translation) created")
 
     url = broker.broker_url(settings)
-    env = dict(os.environ, DISTRIBUTOR_BROKER_URL=url,
-               DISTRIBUTOR_DATA_DIR=str(settings.data_dir.resolve()))  # fmt: skip
+    env = inherited_environment(
+        DISTRIBUTOR_BROKER_URL=url, DISTRIBUTOR_DATA_DIR=str(settings.data_dir.resolve())
+    )
     log_path = filemodes.private_file(settings.data_dir / "demo-worker.log")  # addresses
     with log_path.open("ab") as log:
         worker = subprocess.Popen(

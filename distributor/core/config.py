@@ -1,6 +1,9 @@
 """One typed Settings object, built once from ``DISTRIBUTOR_*`` environment variables.
 
-Every component receives the Settings it needs; nothing reads the environment elsewhere.
+Every component receives the Settings it needs; nothing reads the environment elsewhere
+(tests/test_environment_reader.py checks it): what another module needs from it — the
+secrets its logs mask, the failpoints armed, the environment a child process inherits —
+comes from a function here.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Mapping
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
@@ -42,6 +45,7 @@ MAKE_A_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 _URL_FIELDS = ("database_url", "broker_url", "smtp_url", "websub_hub")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FAILPOINTS_ENV = "DISTRIBUTOR_FAILPOINTS"
 # The sweep (beat's job) repairs what lost wake-ups and dead workers leave: this often.
 SWEEP_SECONDS = 30.0
 
@@ -339,6 +343,39 @@ def describe(exc: ValidationError) -> str:
 def load_settings(**overrides: object) -> Settings:
     """Build the Settings from the environment, with explicit ``overrides`` taking precedence."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def configured_secrets(settings: Settings) -> list[str]:
+    """The secret values of ``settings``, longest first, for the log redactor to mask
+    (``logs.RedactingFormatter``): the signing keys and the passwords of the SMTP URLs (every
+    relay's), the database URL and the broker URL, each as written and decoded. Values
+    shorter than four characters are left out: masking them would garble ordinary words."""
+    found = set((settings.secret_key or "").split())
+    for value in (settings.smtp_url, settings.database_url, settings.broker_url):
+        for url in split_url_list(value or ""):
+            try:
+                password = urlsplit(url).password
+            except ValueError:  # a malformed URL: Settings users say what is wrong with it
+                continue
+            if password:
+                found |= {password, unquote(password)}
+    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
+
+def failpoint_spec() -> str:
+    """The failpoints armed in this process (core/failpoints.py): the value of
+    ``DISTRIBUTOR_FAILPOINTS``, or an empty string when it is unset."""
+    # Not a Settings field: a fault-injection knob of bench/faults.py and the tests that kill
+    # a worker, set by nobody in production, so neither documented nor passed on by
+    # environment_for like the installation's configuration.
+    return os.environ.get(FAILPOINTS_ENV, "")
+
+
+def inherited_environment(**changes: str) -> dict[str, str]:
+    """This process's environment with ``changes`` applied: for a child process (the Celery
+    program that ``distributor worker`` becomes, the demo's worker) that is configured like
+    this one, but for the few variables it is given."""
+    return {**os.environ, **changes}
 
 
 def environment_for(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:

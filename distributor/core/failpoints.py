@@ -7,8 +7,8 @@ does). The variable holds comma-separated rules:
 - ``after-accept:0.002`` — at each call, with probability 0.002;
 - ``after-accept@150`` — at the 150th call in this process (1-based).
 
-The environment is read once per process, so an unset variable costs one dict lookup a
-call. ``bench/faults.py`` uses it; nothing in production sets it.
+The variable is read once per process (``config.failpoint_spec``), so an unset variable
+costs one dict lookup a call. ``bench/faults.py`` uses it; nothing in production sets it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import random
 import signal
 from dataclasses import dataclass
 
-ENV = "DISTRIBUTOR_FAILPOINTS"
+from distributor.core.config import FAILPOINTS_ENV as ENV
+from distributor.core.config import failpoint_spec
 
 
 @dataclass
@@ -58,7 +59,7 @@ def hit(name: str) -> None:
     """Kill this process with SIGKILL if the failpoint ``name`` is armed and fires now."""
     global _rules
     if _rules is None:
-        _rules = parse(os.environ.get(ENV, ""))
+        _rules = parse(failpoint_spec())
     if not _rules:
         return
     rule = _rules.get(name)

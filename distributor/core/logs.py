@@ -1,12 +1,15 @@
-"""Logging set-up shared by the CLI and the workers."""
+"""Logging set-up shared by the CLI and the workers, and the masking of secrets in logs.
+
+The secrets to mask are passed in (``config.configured_secrets(settings)``): this module
+never reads the configuration itself."""
 
 from __future__ import annotations
 
 import logging
-import os
 import re
+from collections.abc import Sequence
 from typing import Final
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 # The password of a URL (scheme://user:password@host), and API tokens (apitokens.PREFIX).
 # Found wherever it is, so every URL of a list (DISTRIBUTOR_SMTP_URL's relays) is covered.
@@ -26,25 +29,7 @@ _PERSONAL_LINK = re.compile(
 _WORDS = re.compile(r"([\s\"'<>]+)")  # what separates the URLs and paths of a log line
 _ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 _QUOTE_SAFE = "/?#[]@!$&()*+,;=:-._~"  # as a URL writes them; "%" and the rest escaped
-_URL_SETTINGS = ("DISTRIBUTOR_SMTP_URL", "DISTRIBUTOR_DATABASE_URL", "DISTRIBUTOR_BROKER_URL")
 MASK = "***"
-
-
-def secrets_from_environment(environ: dict[str, str] | None = None) -> list[str]:
-    """The secret values of the configuration: the signing keys and the passwords of the
-    SMTP, database and broker URLs (as written and decoded; every relay's of a list of SMTP
-    URLs), longest first."""
-    env = dict(os.environ if environ is None else environ)
-    found = set(env.get("DISTRIBUTOR_SECRET_KEY", "").split())
-    for name in _URL_SETTINGS:
-        for url in split_url_list(env.get(name, "")):
-            try:
-                password = urlsplit(url).password
-            except ValueError:
-                continue
-            if password:
-                found |= {password, unquote(password)}
-    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
 
 
 def split_url_list(value: str) -> list[str]:
@@ -100,29 +85,34 @@ class RedactingFormatter(logging.Formatter):
         return redact(text, self.secrets)
 
 
-def redact_handlers(*loggers: logging.Logger | str) -> None:
+# The secrets given to setup_logging in this process: what redact_handlers masks when it is
+# not given any (the web app's factory wraps uvicorn's handlers without Settings at hand).
+_process_secrets: list[str] = []
+
+
+def redact_handlers(*loggers: logging.Logger | str, secrets: Sequence[str] | None = None) -> None:
     """Mask secrets in what the handlers of ``loggers`` write, keeping their own format: for
     the loggers uvicorn (the access log: personal links are in its paths) and Celery set up
-    themselves. Safe to call again."""
-    secrets = secrets_from_environment()
+    themselves. ``secrets``: the values to mask besides what ``redact`` finds by itself;
+    by default, those given to ``setup_logging`` in this process. Safe to call again."""
+    masked = list(_process_secrets if secrets is None else secrets)
     for logger in loggers:
         if isinstance(logger, str):
             logger = logging.getLogger(logger)
         for handler in logger.handlers:
             if not isinstance(handler.formatter, RedactingFormatter):
                 inner = handler.formatter or logging.Formatter()
-                handler.setFormatter(RedactingFormatter(inner, secrets))
+                handler.setFormatter(RedactingFormatter(inner, masked))
 
 
-def setup_logging(level: str = "INFO") -> None:
+def setup_logging(level: str = "INFO", secrets: Sequence[str] = ()) -> None:
     """Log to stderr with times, at ``level`` (a level name: ``Settings.log_level``).
-    Secrets (the configuration's keys and passwords, any URL password, API tokens) are
-    masked in every line, tracebacks included."""
+    Secrets — each of ``secrets`` (``config.configured_secrets``), any URL password, API
+    tokens, the tokens of personal links — are masked in every line, tracebacks included."""
+    _process_secrets[:] = secrets
     handler = logging.StreamHandler()
     handler.setFormatter(
-        RedactingFormatter(
-            "%(asctime)s %(levelname)s %(name)s: %(message)s", secrets_from_environment()
-        )
+        RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", list(secrets))
     )
     logging.basicConfig(
         level=level.upper(),
