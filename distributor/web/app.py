@@ -19,7 +19,7 @@ from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from distributor.audience.subscribers import subscriber_for, unsubscribe
-from distributor.core.config import Settings, load_settings
+from distributor.core.config import Settings, configured_secrets, load_settings
 from distributor.core.db import session_scope
 from distributor.core.errors import DistributorError, InputError
 from distributor.core.logs import redact_handlers
@@ -192,5 +192,7 @@ def app_from_environment() -> FastAPI:
     gives uvicorn (by import string, so that ``--workers`` can start more processes)."""
     # uvicorn has configured its loggers by now, in this process: the access log (with
     # --access-log) would show the personal links' tokens, and an error a URL's password.
-    redact_handlers("uvicorn.access", "uvicorn.error", "uvicorn")
-    return create_app(load_settings())
+    settings = load_settings()
+    secrets = configured_secrets(settings)  # a `serve --workers N` child ran no main()
+    redact_handlers("uvicorn.access", "uvicorn.error", "uvicorn", secrets=secrets)
+    return create_app(settings)
