@@ -311,7 +311,29 @@ import logging
 from worker.app import app
 app.log.setup(loglevel="INFO", colorize=False)  # what `distributor worker` does at start
 logging.getLogger("distributor.outbox.sending").warning("sent to %s with %s", {link!r}, {token!r})
+logging.getLogger("distributor.outbox.sending").warning("signed with %s", {key!r})
 """
+
+# A command that logs the signing key, run by the CLI's own entry point (its logging set-up).
+CLI_LOGS = """
+import logging
+from distributor.cli import commands
+commands.app = lambda: logging.getLogger("distributor.cli").warning("signed with %s", {key!r})
+commands.main()
+"""
+
+
+def test_the_cli_masks_the_configured_secrets_in_what_it_logs(tmp_path: Path) -> None:
+    """The signing key has no shape a pattern could find: the CLI masks it because it was
+    handed the Settings' secrets."""
+    s = load_settings(data_dir=tmp_path / "var", secret_key=SECRET_KEY, broker_url=NO_BROKER)
+    out = subprocess.run(
+        [sys.executable, "-c", CLI_LOGS.format(key=SECRET_KEY)],
+        env=settings_env(s), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "distributor.cli: signed with ***" in out.stderr, out.stderr
+    assert_absent(out.stderr, SECRET_KEY)
 
 
 def test_the_worker_logs_through_celery_show_no_secret(tmp_path: Path) -> None:
@@ -319,7 +341,7 @@ def test_the_worker_logs_through_celery_show_no_secret(tmp_path: Path) -> None:
     s = load_settings(data_dir=tmp_path / "var", secret_key=SECRET_KEY, broker_url=NO_BROKER)
     link, token = unsubscribe_url(s, 7, "some-link-nonce"), "dst_" + "B" * 43
     out = subprocess.run(
-        [sys.executable, "-c", CELERY_LOGS.format(link=link, token=token)],
+        [sys.executable, "-c", CELERY_LOGS.format(link=link, token=token, key=SECRET_KEY)],
         env=settings_env(s), capture_output=True, text=True, timeout=60,
         cwd=Path(__file__).parent.parent,
     )  # fmt: skip
@@ -327,4 +349,5 @@ def test_the_worker_logs_through_celery_show_no_secret(tmp_path: Path) -> None:
     assert "WARNING/MainProcess] sent to http://localhost:8000/unsubscribe/*** with dst_***" in (
         out.stderr
     ), out.stderr
+    assert "WARNING/MainProcess] signed with ***" in out.stderr, out.stderr
     assert_absent(out.stderr, link.rsplit("/", 1)[1], "B" * 43, SECRET_KEY)
