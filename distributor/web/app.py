@@ -27,7 +27,16 @@ from distributor.core.models import Subscriber
 from distributor.core.tokens import Purpose, read_link
 from distributor.reporting import metrics
 from distributor.site.builder import build_site
-from distributor.web import admin, api, apibase, media_api, releases_api, subscribe, topics_api
+from distributor.web import (
+    admin,
+    api,
+    apibase,
+    deps,
+    media_api,
+    releases_api,
+    subscribe,
+    topics_api,
+)
 from distributor.web.bodies import BodyGuard
 from distributor.web.errors import DEFAULT_STATUS, status_of
 from distributor.web.headers import SecurityHeaders
@@ -56,6 +65,9 @@ class _SiteApp(FastAPI):
         self._public_files = PublicFiles(SecurityHeaders(guard, settings.site_url), settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # As Starlette does once inside: the layers in front see the app too (the
+        # dashboard's session check, run by BodyGuard, reads its settings from it).
+        scope["app"] = self
         await self._public_files(scope, receive, send)
 
 
@@ -104,11 +116,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = _SiteApp(settings, title="distributor", docs_url="/api/docs", redoc_url=None,
                    openapi_url="/api/openapi.json", lifespan=lifespan)  # fmt: skip
+    deps.install(app.state, settings, queue)
+    app.state.dashboard = admin.Dashboard(settings)
     app.include_router(api.router(settings, queue), prefix=apibase.PREFIX)
     app.include_router(releases_api.router(settings, queue), prefix=apibase.PREFIX)
     app.include_router(topics_api.router(settings, queue), prefix=apibase.PREFIX)
     app.include_router(media_api.router(settings), prefix=apibase.PREFIX)
-    app.include_router(admin.router(settings, queue))
+    app.include_router(admin.router)
     pages = Pages(settings)
     app.include_router(subscribe.router(settings, pages, queue))
 
