@@ -126,7 +126,7 @@ def router(settings: Settings, queue: LazyQueue) -> APIRouter:
     """The subscriber routes for ``settings``, enqueueing through the app's ``queue``;
     include it with ``prefix=apibase.PREFIX`` and call ``apibase.add_error_handlers``."""
 
-    token_name = _token_dependency(settings, SCOPE)
+    token_name = _token_dependency(SCOPE)
     TokenName = Annotated[str, Depends(token_name)]
     api = APIRouter(
         tags=["subscribers"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]

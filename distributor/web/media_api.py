@@ -64,7 +64,7 @@ def media_out(stored: StoredImage) -> MediaOut:
 
 def router(settings: Settings) -> APIRouter:
     """The upload route for ``settings``; include it with ``prefix=apibase.PREFIX``."""
-    token_name = token_dependency(settings, SCOPE)
+    token_name = token_dependency(SCOPE)
     api = APIRouter(
         tags=["media"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
     )

@@ -73,7 +73,7 @@ def _out(session: Session, topic: Topic) -> TopicOut:
 def router(settings: Settings, queue: LazyQueue) -> APIRouter:
     """The topic routes for ``settings``, enqueueing through the app's ``queue``; include
     it with ``prefix=apibase.PREFIX``."""
-    token_name = token_dependency(settings, SCOPE)
+    token_name = token_dependency(SCOPE)
     TokenName = Annotated[str, Depends(token_name)]
     api = APIRouter(
         tags=["topics"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
