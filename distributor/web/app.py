@@ -124,7 +124,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(media_api.router(settings), prefix=apibase.PREFIX)
     app.include_router(admin.router)
     pages = Pages(settings)
-    app.include_router(subscribe.router(settings, pages, queue))
+    app.state.forms = subscribe.PublicForms(settings, pages)
+    app.include_router(subscribe.router)
 
     def _subscriber(session: Session, token: str) -> Subscriber | None:
         """The subscriber an unsubscribe ``token`` was made for; None when it is gone
