@@ -118,7 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
                    openapi_url="/api/openapi.json", lifespan=lifespan)  # fmt: skip
     deps.install(app.state, settings, queue)
     app.state.dashboard = admin.Dashboard(settings)
-    app.include_router(api.router(settings, queue), prefix=apibase.PREFIX)
+    app.include_router(api.router, prefix=apibase.PREFIX)
     app.include_router(releases_api.router, prefix=apibase.PREFIX)
     app.include_router(topics_api.router(settings, queue), prefix=apibase.PREFIX)
     app.include_router(media_api.router(settings), prefix=apibase.PREFIX)
