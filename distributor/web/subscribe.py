@@ -1,4 +1,5 @@
-"""Journalists' self-service pages: subscribe, confirm (double opt-in), preferences.
+"""Journalists' self-service pages: subscribe, confirm (double opt-in), preferences,
+unsubscribe (in one click too, RFC 8058).
 
 Every state of an address gets the same answer to a subscription request, after the same
 work (the request is recorded and a worker decides on the email), so nobody can learn who
@@ -13,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, cast
 
-from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from distributor.audience.subscribers import subscriber_for
+from distributor.audience.subscribers import subscriber_for, unsubscribe
 from distributor.audience.subscription import (
     CONFIRMATION_TASK,
     Choices,
@@ -168,6 +169,15 @@ class PublicForms:
             chosen={t.slug for t in sub.topics}, saved=saved, error=error,
             unsubscribe_url=unsubscribe_url(self.settings, sub.id, sub.link_nonce),
         )  # fmt: skip
+
+    def unsubscribe_target(self, session: Session, token: str) -> Subscriber | None:
+        """The subscriber an unsubscribe ``token`` was made for; None when it is gone
+        (erased) or the id now names another row; HTTP 400 for a token not ours."""
+        try:
+            link = read_link(self.settings, Purpose.UNSUBSCRIBE, token)
+        except InputError as exc:
+            raise HTTPException(status_of(exc), str(exc)) from exc
+        return subscriber_for(session, link)
 
 
 def legacy_choices(session: Session, link: Link) -> Choices | None:
@@ -342,3 +352,36 @@ def preferences_post(
             )
         session.flush()
         return forms.preferences_form(sub.language, sub, token, all_topics, saved=True)
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+def unsubscribe_page(token: str, forms: Forms) -> HTMLResponse:
+    """The unsubscribe page of the link's subscriber and its button (a GET changes
+    nothing); the same page for one erased since; 400 for a link not ours."""
+    with session_scope(forms.settings) as session:
+        sub = forms.unsubscribe_target(session, token)
+        lang = sub.language if sub else forms.settings.languages[0]
+        email = sub.email if sub else ""
+    return forms.pages.render("unsubscribe.html", lang, token=token, email=email, done=False)
+
+
+@router.post("/unsubscribe/{token}")
+def unsubscribe_post(
+    token: str,
+    forms: Forms,
+    list_unsubscribe: Annotated[str, Form(alias="List-Unsubscribe")] = "",
+) -> Response:
+    """Unsubscribe the link's subscriber from everything: the page saying so, or, for an
+    RFC 8058 one-click POST, a line of text. 200 every time (erased already: nothing left
+    to do); 400 for a link not ours."""
+    # RFC 8058: no cookie, no CSRF token, no redirect; 200 every time.
+    with session_scope(forms.settings) as session:
+        sub = forms.unsubscribe_target(session, token)
+        if sub is not None:
+            unsubscribe(session, sub.id)
+            lang = sub.language
+        else:
+            lang = forms.settings.languages[0]  # erased already: nothing left to do
+    if list_unsubscribe == "One-Click":
+        return PlainTextResponse("unsubscribed\n")
+    return forms.pages.render("unsubscribe.html", lang, token=token, email="", done=True)
