@@ -577,9 +577,14 @@ def withdraw_page(request: Request, release_id: ReleaseId, admin: LoggedIn, dash
 
 @router.post("/releases/{release_id}/withdraw", response_class=HTMLResponse)
 def withdraw(
-    request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash, queue: AppQueue,
-    reason: Annotated[str, Form()] = "", csrf: Csrf = "",
-) -> Response:  # fmt: skip
+    request: Request,
+    release_id: ReleaseId,
+    admin: LoggedIn,
+    dash: Dash,
+    queue: AppQueue,
+    reason: Annotated[str, Form()] = "",
+    csrf: Csrf = "",
+) -> Response:
     """Withdraw the release (off the site, unsent messages cancelled); back to its page."""
     dash.check_csrf(request, csrf)
     try:
