@@ -22,13 +22,14 @@ import re
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from itsdangerous import BadSignature
 from jinja2 import Environment, FileSystemLoader
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from distributor import actions
@@ -63,10 +64,10 @@ from distributor.reporting.dashboard import (
 )
 from distributor.reporting.status import release_status, translation_languages
 from distributor.web.bodies import FORM, FORM_LIMIT, MULTIPART, check_first, takes
+from distributor.web.deps import AppQueue
 from distributor.web.errors import status_of
 from distributor.web.guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
 from distributor.web.headers import EMAIL_PREVIEW_CSP as PREVIEW_CSP
-from distributor.web.queueing import LazyQueue
 
 PREFIX = "/admin"
 SCOPE = "releases"
@@ -220,315 +221,393 @@ def chart(hours: Sequence[HourCount], zone: tzinfo) -> Chart:
                  sum(h.sent for h in hours), sum(h.failed for h in hours))  # fmt: skip
 
 
-def router(settings: Settings, queue: LazyQueue) -> APIRouter:
-    """The routes of the dashboard, below ``PREFIX``."""
-    routes = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=AdminRoute)
-    secure = settings.site_url.startswith("https:")
-    zone = settings.zone
-    env = Environment(loader=FileSystemLoader(settings.templates_dir / "admin"), autoescape=True)
-    env.globals.update(organisation=settings.organisation, timezone=settings.timezone)
-    env.filters["local"] = lambda moment: local_time(moment, zone)
-    assets: dict[str, tuple[str, str]] = {}
+class Dashboard:
+    """What the dashboard's routes share in one app: its settings, the templates (with the
+    press office's name and time zone), the script and style sheet once read."""
 
-    # --- session and CSRF ---------------------------------------------------------------
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.secure = settings.site_url.startswith("https:")
+        self.zone = settings.zone
+        loader = FileSystemLoader(settings.templates_dir / "admin")
+        self.env = Environment(loader=loader, autoescape=True)
+        self.env.globals.update(organisation=settings.organisation, timezone=settings.timezone)
+        self.env.filters["local"] = lambda moment: local_time(moment, self.zone)
+        self.assets: dict[str, tuple[str, str]] = {}
 
-    def csrf_for(request: Request) -> str:
+    def csrf_for(self, request: Request) -> str:
         """The CSRF value for a form: the browser's own while it is fresh (so two tabs both
         work), else a new one."""
         current = request.cookies.get(CSRF_COOKIE, "")
         try:
-            signer(settings, Purpose.CSRF).unsign(current, max_age=CSRF_REUSE_AGE)
+            signer(self.settings, Purpose.CSRF).unsign(current, max_age=CSRF_REUSE_AGE)
             return current
         except BadSignature:
-            return new_csrf_token(settings)
+            return new_csrf_token(self.settings)
 
-    def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        token = csrf_for(request)
-        html = env.get_template(name).render(csrf=token, prefix=PREFIX, **context)
+    def render(
+        self, request: Request, name: str, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        """The template ``name`` with ``context``, a CSRF value in its forms and its cookie."""
+        token = self.csrf_for(request)
+        html = self.env.get_template(name).render(csrf=token, prefix=PREFIX, **context)
         response = HTMLResponse(html, status_code=status)
         response.set_cookie(CSRF_COOKIE, token, max_age=CSRF_MAX_AGE, path=PREFIX,
-                            httponly=True, samesite="strict", secure=secure)  # fmt: skip
+                            httponly=True, samesite="strict", secure=self.secure)  # fmt: skip
         return response
 
-    def forget_session(response: Response) -> Response:
+    def forget_session(self, response: Response) -> Response:
+        """``response``, telling the browser to drop its session cookie."""
         response.delete_cookie(SESSION_COOKIE, path=PREFIX, httponly=True, samesite="strict",
-                               secure=secure)  # fmt: skip
+                               secure=self.secure)  # fmt: skip
         return response
 
-    def to_login(request: Request) -> Response:
+    def to_login(self, request: Request) -> Response:
+        """The answer to a request without a live session: 401 for ``progress.json``, else
+        the login page (saying the session ended, when the browser had one)."""
         ended = SESSION_COOKIE in request.cookies
         if request.url.path.endswith(".json"):
             response: Response = JSONResponse({"error": "log in again"}, status_code=401)
         else:
             target = f"{PREFIX}/login" + ("?ended=1" if ended else "")
             response = RedirectResponse(target, status_code=303)
-        return forget_session(response) if ended else response
+        return self.forget_session(response) if ended else response
 
-    def current_admin(request: Request) -> Admin:
-        """The logged-in token, checked afresh; else the request ends at the login page."""
-        cookie = request.cookies.get(SESSION_COOKIE, "")
-        if cookie:
-            # The block commits what it finds ended (an expired row, a revoked token's
-            # sessions) before the request is turned away.
-            with session_scope(settings) as session:
-                found = find_session(session, cookie)
-                token = session.get(ApiToken, found.token_id) if found and found.token_id else None
-                if token is not None and token.revoked_at is None and SCOPE in token.scopes:
-                    now = utcnow()  # as the API records a use: to the minute
-                    if token.last_used_at is None or now - token.last_used_at >= LAST_USED:
-                        token.last_used_at = now
-                    return Admin(token.id, token.name)
-                if token is not None and token.revoked_at is not None:
-                    end_token_sessions(session, token.id)
-        raise _Answer(to_login(request))
+    def check_csrf(self, request: Request, value: str) -> None:
+        """Stop the request at a "form expired" page unless ``value`` is the CSRF cookie's."""
+        if not csrf_ok(self.settings, request.cookies.get(CSRF_COOKIE), value):
+            raise _Answer(self.render(request, "message.html", 403, admin=None,
+                                      title="Form expired", text=EXPIRED_FORM))  # fmt: skip
 
-    def logged_out(request: Request) -> Response | None:
-        try:
-            current_admin(request)
-        except _Answer as answer:
-            return answer.response
-        return None
-
-    check_first(current_admin, logged_out)  # a form from nobody is refused before it is read
-
-    def check_csrf(request: Request, value: str) -> None:
-        if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), value):
-            raise _Answer(render(request, "message.html", 403, admin=None,
-                                 title="Form expired", text=EXPIRED_FORM))  # fmt: skip
-
-    LoggedIn = Annotated[Admin, Depends(current_admin)]
-    ReleaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
-    Csrf = Annotated[str, Form()]
-
-    # --- login ----------------------------------------------------------------------------
-
-    def login_form(request: Request, status: int = 200, error: str = "") -> HTMLResponse:
+    def login_form(self, request: Request, status: int = 200, error: str = "") -> HTMLResponse:
+        """The login page; ``error`` (with a 4xx ``status``) says why the login failed."""
         ended = request.query_params.get("ended") == "1" and not error
-        return render(request, "login.html", status, admin=None, error=error, ended=ended)
-
-    @routes.get("/login", response_class=HTMLResponse)
-    def login_page(request: Request) -> Response:
-        if request.cookies.get(SESSION_COOKIE):
-            try:
-                current_admin(request)
-                return RedirectResponse(PREFIX, status_code=303)
-            except _Answer:
-                return forget_session(login_form(request))
-        return login_form(request)
-
-    @routes.post("/login", response_class=HTMLResponse)
-    def login(request: Request, token: Annotated[str, Form()] = "", csrf: Csrf = "") -> Response:
-        if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
-            return login_form(request, 403, EXPIRED_FORM)
-        try:
-            with session_scope(settings) as session:
-                found = authenticate(session, token.strip(), SCOPE)
-                # A new id at each login; the one the browser had, if any, ends.
-                end_session(session, request.cookies.get(SESSION_COOKIE, ""))
-                value = start_session(session, found.id)
-        except (Unauthorized, Forbidden) as exc:
-            text = (
-                "This token does not have the releases scope."
-                if isinstance(exc, Forbidden)
-                else "This token is not valid: unknown, revoked or mistyped."
-            )
-            return login_form(request, status_of(exc), text)
-        response = RedirectResponse(PREFIX, status_code=303)
-        response.set_cookie(SESSION_COOKIE, value, max_age=COOKIE_MAX_AGE, path=PREFIX,
-                            httponly=True, samesite="strict", secure=secure)  # fmt: skip
-        return response
-
-    @routes.post("/logout")
-    def logout(request: Request, csrf: Csrf = "") -> Response:
-        check_csrf(request, csrf)
-        with session_scope(settings) as session:  # the cookie, if copied, opens nothing now
-            end_session(session, request.cookies.get(SESSION_COOKIE, ""))
-        return forget_session(RedirectResponse(f"{PREFIX}/login", status_code=303))
-
-    # --- the dashboard --------------------------------------------------------------------
-
-    @routes.get("", response_class=HTMLResponse)
-    def dashboard(request: Request, admin: LoggedIn) -> HTMLResponse:
-        with session_scope(settings) as session:
-            releases = releases_overview(session, RELEASES_SHOWN)
-            table = subscribers_by_topic_language(
-                session, settings.languages, settings.languages[0]
-            )
-            hours = sends_over_time(session, utcnow(), CHART_HOURS)
-        return render(request, "dashboard.html", admin=admin, releases=releases, table=table,
-                      chart=chart(hours, zone), sweep=heartbeat.health(settings))  # fmt: skip
-
-    @routes.get("/releases/{release_id}/progress.json")
-    def progress_json(release_id: ReleaseId, admin: LoggedIn) -> JSONResponse:
-        with session_scope(settings) as session:
-            found = release_progress(session, release_id)
-        if found is None:
-            return JSONResponse({"error": f"no release with id {release_id}"}, status_code=404)
-        return JSONResponse(progress_out(found))
-
-    # --- one release ----------------------------------------------------------------------
+        return self.render(request, "login.html", status, admin=None, error=error, ended=ended)
 
     def release_page(
-        request: Request, admin: Admin, release_id: int, status: int = 200, error: str = "",
-        **context: Any,
+        self, request: Request, admin: Admin, release_id: int, status: int = 200,
+        error: str = "", **context: Any,
     ) -> HTMLResponse:  # fmt: skip
         """The release's page; ``error`` (with a 4xx ``status``) says why an action failed."""
         try:
-            with session_scope(settings) as session:
+            with session_scope(self.settings) as session:
                 release = get_release(session, release_id)
                 st = release_status(session, release_id)
                 languages = sorted(translation_languages(session, release))
                 history = release_history(session, release_id)
                 topics = [t.slug for t in release.topics]
         except NotFound as exc:
-            return render(request, "message.html", status_of(exc), admin=admin,
-                          title="No such release", text=str(exc))  # fmt: skip
+            return self.render(request, "message.html", status_of(exc), admin=admin,
+                               title="No such release", text=str(exc))  # fmt: skip
         progress = Progress(st.counts)
         done = DONE.get(request.query_params.get("done", ""), "") if not error else ""
-        sweep = heartbeat.health(settings)
+        sweep = heartbeat.health(self.settings)
         if done and not sweep.alive and request.query_params.get("done") == "published":
             done = "Published; see the warning above."  # not "the workers are sending it"
-        return render(
+        return self.render(
             request, "release.html", status, admin=admin, release=release, st=st,
             progress=progress, sending=is_sending(release.state, release.planned_at, progress),
             languages=languages, history=history, topics=topics, error=error, done=done,
             states=ReleaseState, sweep=sweep, **context,
         )  # fmt: skip
 
-    def failed(request: Request, admin: Admin, release_id: int, exc: DistributorError) -> Response:
-        return release_page(request, admin, release_id, status_of(exc), str(exc))
-
-    def after(release_id: int, done: str) -> RedirectResponse:
-        return RedirectResponse(f"{PREFIX}/releases/{release_id}?done={done}", status_code=303)
-
-    @routes.get("/releases/{release_id}", response_class=HTMLResponse)
-    def release_detail(request: Request, release_id: ReleaseId, admin: LoggedIn) -> Response:
-        return release_page(request, admin, release_id)
-
-    @routes.get("/releases/{release_id}/preview/{lang}.html")
-    def preview_html(release_id: ReleaseId, lang: str, admin: LoggedIn) -> Response:
-        try:
-            preview = render_preview(settings, release_id, lang)
-        except DistributorError as exc:
-            return PlainTextResponse(str(exc), status_code=status_of(exc))
-        return HTMLResponse(preview.html, headers={
-            "Content-Security-Policy": PREVIEW_CSP, "X-Frame-Options": "SAMEORIGIN"})  # fmt: skip
-
-    @routes.get("/releases/{release_id}/preview/{lang}.txt")
-    def preview_text(release_id: ReleaseId, lang: str, admin: LoggedIn) -> Response:
-        try:
-            preview = render_preview(settings, release_id, lang)
-        except DistributorError as exc:
-            return PlainTextResponse(str(exc), status_code=status_of(exc))
-        head = "".join(f"{name}: {value}\n" for name, value in preview.headers.items())
-        return PlainTextResponse(head + "\n" + preview.text,
-                                 headers={"Content-Security-Policy": PREVIEW_CSP})  # fmt: skip
-
-    @routes.post("/releases/{release_id}/test", response_class=HTMLResponse)
-    def test_send(
-        request: Request, release_id: ReleaseId, admin: LoggedIn,
-        addresses: Annotated[str, Form()] = "", csrf: Csrf = "",
-    ) -> Response:  # fmt: skip
-        check_csrf(request, csrf)
-        try:
-            outcomes = send_test(settings, release_id, split_addresses(addresses))
-        except DistributorError as exc:
-            return release_page(request, admin, release_id, status_of(exc), str(exc),
-                                addresses=addresses)  # fmt: skip
-        status = 200 if all(o.sent for o in outcomes) else 502
-        return release_page(request, admin, release_id, status, tested=outcomes)
-
-    @routes.post("/releases/{release_id}/publish", response_class=HTMLResponse)
-    def publish(
-        request: Request, release_id: ReleaseId, admin: LoggedIn,
-        at: Annotated[str, Form()] = "", csrf: Csrf = "",
-    ) -> Response:  # fmt: skip
-        check_csrf(request, csrf)
-        try:
-            when = parse_local(at, zone) if at.strip() else None
-            release = actions.publish(settings, queue.get(), release_id, when, by=admin.actor)
-        except DistributorError as exc:
-            return failed(request, admin, release_id, exc)
-        return after(release_id, "published" if release.state == "published" else "scheduled")
-
-    @routes.post("/releases/{release_id}/unschedule", response_class=HTMLResponse)
-    def unschedule_release(
-        request: Request, release_id: ReleaseId, admin: LoggedIn, csrf: Csrf = ""
+    def failed(
+        self, request: Request, admin: Admin, release_id: int, exc: DistributorError
     ) -> Response:
-        check_csrf(request, csrf)
+        """The release's page saying why an action on it was refused, with the error's status."""
+        return self.release_page(request, admin, release_id, status_of(exc), str(exc))
+
+
+def dashboard_of(connection: HTTPConnection) -> Dashboard:
+    """The Dashboard of the app serving ``connection`` (``create_app`` made it)."""
+    return cast(Dashboard, connection.app.state.dashboard)
+
+
+async def app_dashboard(request: Request) -> Dashboard:
+    """The Dashboard of the app serving the request (async: no worker thread for it)."""
+    return dashboard_of(request)
+
+
+Dash = Annotated[Dashboard, Depends(app_dashboard)]
+
+
+def current_admin(request: Request, dash: Dash) -> Admin:
+    """The logged-in token, checked afresh; else the request ends at the login page."""
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    if cookie:
+        # The block commits what it finds ended (an expired row, a revoked token's
+        # sessions) before the request is turned away.
+        with session_scope(dash.settings) as session:
+            found = find_session(session, cookie)
+            token = session.get(ApiToken, found.token_id) if found and found.token_id else None
+            if token is not None and token.revoked_at is None and SCOPE in token.scopes:
+                now = utcnow()  # as the API records a use: to the minute
+                if token.last_used_at is None or now - token.last_used_at >= LAST_USED:
+                    token.last_used_at = now
+                return Admin(token.id, token.name)
+            if token is not None and token.revoked_at is not None:
+                end_token_sessions(session, token.id)
+    raise _Answer(dash.to_login(request))
+
+
+def logged_out(request: Request) -> Response | None:
+    """The login answer for a request without a live session; None for a logged-in one."""
+    try:
+        current_admin(request, dashboard_of(request))
+    except _Answer as answer:
+        return answer.response
+    return None
+
+
+check_first(current_admin, logged_out)  # a form from nobody is refused before it is read
+
+LoggedIn = Annotated[Admin, Depends(current_admin)]
+ReleaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
+Csrf = Annotated[str, Form()]
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=AdminRoute)
+
+
+def after(release_id: int, done: str) -> RedirectResponse:
+    """Back to the release's page, announcing what was ``done`` (a key of ``DONE``)."""
+    return RedirectResponse(f"{PREFIX}/releases/{release_id}?done={done}", status_code=303)
+
+
+# --- login ------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, dash: Dash) -> Response:
+    """The login form; the dashboard for a browser already logged in."""
+    if request.cookies.get(SESSION_COOKIE):
         try:
-            actions.unschedule(settings, release_id, admin.actor)
-        except DistributorError as exc:
-            return failed(request, admin, release_id, exc)
-        return after(release_id, "unscheduled")
+            current_admin(request, dash)
+            return RedirectResponse(PREFIX, status_code=303)
+        except _Answer:
+            return dash.forget_session(dash.login_form(request))
+    return dash.login_form(request)
 
-    @routes.post("/releases/{release_id}/correct", response_class=HTMLResponse)
-    @takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, MULTIPART, FORM)  # URL-encoded: 3 bytes a byte
-    def correct(
-        request: Request, release_id: ReleaseId, admin: LoggedIn,
-        source: Annotated[str, Form()] = "", file: Annotated[UploadFile | None, File()] = None,
-        notify: Annotated[bool, Form()] = False, csrf: Csrf = "",
-    ) -> Response:  # fmt: skip
-        check_csrf(request, csrf)
-        name = f"release {release_id} correction"
-        try:
-            if file is not None and file.filename:  # a chosen file wins over the text box
-                name = file.filename
-                try:  # parse_release refuses what is longer than MAX_SOURCE_BYTES
-                    source = file.file.read(MAX_SOURCE_BYTES + 1).decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InputError(f"{name}: not UTF-8 text") from exc
-            if not source.strip():
-                raise InputError("correction: paste the whole release (front matter and text) "
-                                 "or choose its file")  # fmt: skip
-            draft = parse_release(source.replace("\r\n", "\n"), name, settings)
-            actions.correct(settings, queue.get(), release_id, draft, by=admin.actor,
-                             notify=notify)  # fmt: skip
-        except DistributorError as exc:
-            return release_page(request, admin, release_id, status_of(exc), str(exc),
-                                source=source)  # fmt: skip
-        return after(release_id, "corrected-notified" if notify else "corrected")
 
-    @routes.get("/releases/{release_id}/withdraw", response_class=HTMLResponse)
-    def withdraw_page(request: Request, release_id: ReleaseId, admin: LoggedIn) -> Response:
-        try:
-            with session_scope(settings) as session:
-                release = get_release(session, release_id)
-                st = release_status(session, release_id)
-        except NotFound as exc:
-            return render(request, "message.html", status_of(exc), admin=admin,
-                          title="No such release", text=str(exc))  # fmt: skip
-        return render(request, "withdraw.html", admin=admin, release=release, st=st)
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request, dash: Dash, token: Annotated[str, Form()] = "", csrf: Csrf = ""
+) -> Response:
+    """A new session for a token with the releases scope, then the dashboard; the login
+    form again, saying why, for any other token or an expired form."""
+    if not csrf_ok(dash.settings, request.cookies.get(CSRF_COOKIE), csrf):
+        return dash.login_form(request, 403, EXPIRED_FORM)
+    try:
+        with session_scope(dash.settings) as session:
+            found = authenticate(session, token.strip(), SCOPE)
+            # A new id at each login; the one the browser had, if any, ends.
+            end_session(session, request.cookies.get(SESSION_COOKIE, ""))
+            value = start_session(session, found.id)
+    except (Unauthorized, Forbidden) as exc:
+        text = (
+            "This token does not have the releases scope."
+            if isinstance(exc, Forbidden)
+            else "This token is not valid: unknown, revoked or mistyped."
+        )
+        return dash.login_form(request, status_of(exc), text)
+    response = RedirectResponse(PREFIX, status_code=303)
+    response.set_cookie(SESSION_COOKIE, value, max_age=COOKIE_MAX_AGE, path=PREFIX,
+                        httponly=True, samesite="strict", secure=dash.secure)  # fmt: skip
+    return response
 
-    @routes.post("/releases/{release_id}/withdraw", response_class=HTMLResponse)
-    def withdraw(
-        request: Request,
-        release_id: ReleaseId,
-        admin: LoggedIn,
-        reason: Annotated[str, Form()] = "",
-        csrf: Csrf = "",
-    ) -> Response:
-        check_csrf(request, csrf)
-        try:
-            actions.withdraw(settings, queue.get(), release_id, by=admin.actor, reason=reason)
-        except DistributorError as exc:
-            return failed(request, admin, release_id, exc)
-        return after(release_id, "withdrawn")
 
-    # --- the script and the style sheet ---------------------------------------------------
+@router.post("/logout")
+def logout(request: Request, dash: Dash, csrf: Csrf = "") -> Response:
+    """End the session (its cookie, if copied, opens nothing now); then the login page."""
+    dash.check_csrf(request, csrf)
+    with session_scope(dash.settings) as session:
+        end_session(session, request.cookies.get(SESSION_COOKIE, ""))
+    return dash.forget_session(RedirectResponse(f"{PREFIX}/login", status_code=303))
 
-    @routes.get("/static/{name}")
-    def asset(name: str) -> Response:
-        types = {"admin.js": "text/javascript", "admin.css": "text/css"}
-        if name not in types:
-            return PlainTextResponse("not found", status_code=404)
-        if name not in assets:
-            path = settings.templates_dir / "admin" / name
-            assets[name] = (path.read_text(encoding="utf-8"), types[name])
-        body, media_type = assets[name]
-        return Response(body, media_type=f"{media_type}; charset=utf-8")
 
-    return routes
+# --- the dashboard ----------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+def dashboard(request: Request, admin: LoggedIn, dash: Dash) -> HTMLResponse:
+    """The releases with their progress, subscribers per topic and language, the chart of
+    messages sent and failed per hour, and whether the sweep is alive."""
+    settings = dash.settings
+    with session_scope(settings) as session:
+        releases = releases_overview(session, RELEASES_SHOWN)
+        table = subscribers_by_topic_language(session, settings.languages, settings.languages[0])
+        hours = sends_over_time(session, utcnow(), CHART_HOURS)
+    return dash.render(request, "dashboard.html", admin=admin, releases=releases, table=table,
+                       chart=chart(hours, dash.zone), sweep=heartbeat.health(settings))  # fmt: skip
+
+
+@router.get("/releases/{release_id}/progress.json")
+def progress_json(release_id: ReleaseId, admin: LoggedIn, dash: Dash) -> JSONResponse:
+    """A release's delivery progress (``progress_out``), polled during a send; 404 JSON
+    for no such release."""
+    with session_scope(dash.settings) as session:
+        found = release_progress(session, release_id)
+    if found is None:
+        return JSONResponse({"error": f"no release with id {release_id}"}, status_code=404)
+    return JSONResponse(progress_out(found))
+
+
+# --- one release ------------------------------------------------------------------------
+
+
+@router.get("/releases/{release_id}", response_class=HTMLResponse)
+def release_detail(
+    request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash
+) -> Response:
+    """The release's page: its state, delivery, history and the actions on it."""
+    return dash.release_page(request, admin, release_id)
+
+
+@router.get("/releases/{release_id}/preview/{lang}.html")
+def preview_html(release_id: ReleaseId, lang: str, admin: LoggedIn, dash: Dash) -> Response:
+    """The release's email in ``lang`` as HTML, under the email preview's CSP; the error
+    as text with its status when it cannot be rendered."""
+    try:
+        preview = render_preview(dash.settings, release_id, lang)
+    except DistributorError as exc:
+        return PlainTextResponse(str(exc), status_code=status_of(exc))
+    return HTMLResponse(preview.html, headers={
+        "Content-Security-Policy": PREVIEW_CSP, "X-Frame-Options": "SAMEORIGIN"})  # fmt: skip
+
+
+@router.get("/releases/{release_id}/preview/{lang}.txt")
+def preview_text(release_id: ReleaseId, lang: str, admin: LoggedIn, dash: Dash) -> Response:
+    """The release's email in ``lang`` as its headers and plain-text part; the error as
+    text with its status when it cannot be rendered."""
+    try:
+        preview = render_preview(dash.settings, release_id, lang)
+    except DistributorError as exc:
+        return PlainTextResponse(str(exc), status_code=status_of(exc))
+    head = "".join(f"{name}: {value}\n" for name, value in preview.headers.items())
+    return PlainTextResponse(head + "\n" + preview.text,
+                             headers={"Content-Security-Policy": PREVIEW_CSP})  # fmt: skip
+
+
+@router.post("/releases/{release_id}/test", response_class=HTMLResponse)
+def test_send(
+    request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash,
+    addresses: Annotated[str, Form()] = "", csrf: Csrf = "",
+) -> Response:  # fmt: skip
+    """Send the release to the form's test addresses; its page with each outcome (502
+    when one failed), or with the error."""
+    dash.check_csrf(request, csrf)
+    try:
+        outcomes = send_test(dash.settings, release_id, split_addresses(addresses))
+    except DistributorError as exc:
+        return dash.release_page(request, admin, release_id, status_of(exc), str(exc),
+                                 addresses=addresses)  # fmt: skip
+    status = 200 if all(o.sent for o in outcomes) else 502
+    return dash.release_page(request, admin, release_id, status, tested=outcomes)
+
+
+@router.post("/releases/{release_id}/publish", response_class=HTMLResponse)
+def publish(
+    request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash, queue: AppQueue,
+    at: Annotated[str, Form()] = "", csrf: Csrf = "",
+) -> Response:  # fmt: skip
+    """Publish the release now, or schedule it at the form's local time; back to its page."""
+    dash.check_csrf(request, csrf)
+    try:
+        when = parse_local(at, dash.zone) if at.strip() else None
+        release = actions.publish(dash.settings, queue.get(), release_id, when, by=admin.actor)
+    except DistributorError as exc:
+        return dash.failed(request, admin, release_id, exc)
+    return after(release_id, "published" if release.state == "published" else "scheduled")
+
+
+@router.post("/releases/{release_id}/unschedule", response_class=HTMLResponse)
+def unschedule_release(
+    request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash, csrf: Csrf = ""
+) -> Response:
+    """Make a scheduled release a draft again (nothing was sent); back to its page."""
+    dash.check_csrf(request, csrf)
+    try:
+        actions.unschedule(dash.settings, release_id, admin.actor)
+    except DistributorError as exc:
+        return dash.failed(request, admin, release_id, exc)
+    return after(release_id, "unscheduled")
+
+
+@router.post("/releases/{release_id}/correct", response_class=HTMLResponse)
+@takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, MULTIPART, FORM)  # URL-encoded: 3 bytes a byte
+def correct(
+    request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash, queue: AppQueue,
+    source: Annotated[str, Form()] = "", file: Annotated[UploadFile | None, File()] = None,
+    notify: Annotated[bool, Form()] = False, csrf: Csrf = "",
+) -> Response:  # fmt: skip
+    """Correct the release with the whole new source (pasted, or a file, which wins),
+    notifying its recipients when asked; its page with the error and the source kept."""
+    dash.check_csrf(request, csrf)
+    name = f"release {release_id} correction"
+    try:
+        if file is not None and file.filename:  # a chosen file wins over the text box
+            name = file.filename
+            try:  # parse_release refuses what is longer than MAX_SOURCE_BYTES
+                source = file.file.read(MAX_SOURCE_BYTES + 1).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{name}: not UTF-8 text") from exc
+        if not source.strip():
+            raise InputError("correction: paste the whole release (front matter and text) "
+                             "or choose its file")  # fmt: skip
+        draft = parse_release(source.replace("\r\n", "\n"), name, dash.settings)
+        actions.correct(dash.settings, queue.get(), release_id, draft, by=admin.actor,
+                        notify=notify)  # fmt: skip
+    except DistributorError as exc:
+        return dash.release_page(request, admin, release_id, status_of(exc), str(exc),
+                                 source=source)  # fmt: skip
+    return after(release_id, "corrected-notified" if notify else "corrected")
+
+
+@router.get("/releases/{release_id}/withdraw", response_class=HTMLResponse)
+def withdraw_page(request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash) -> Response:
+    """The form that withdraws the release (with a reason), after saying what it does."""
+    try:
+        with session_scope(dash.settings) as session:
+            release = get_release(session, release_id)
+            st = release_status(session, release_id)
+    except NotFound as exc:
+        return dash.render(request, "message.html", status_of(exc), admin=admin,
+                           title="No such release", text=str(exc))  # fmt: skip
+    return dash.render(request, "withdraw.html", admin=admin, release=release, st=st)
+
+
+@router.post("/releases/{release_id}/withdraw", response_class=HTMLResponse)
+def withdraw(
+    request: Request,
+    release_id: ReleaseId,
+    admin: LoggedIn,
+    dash: Dash,
+    queue: AppQueue,
+    reason: Annotated[str, Form()] = "",
+    csrf: Csrf = "",
+) -> Response:
+    """Withdraw the release (off the site, unsent messages cancelled); back to its page."""
+    dash.check_csrf(request, csrf)
+    try:
+        actions.withdraw(dash.settings, queue.get(), release_id, by=admin.actor, reason=reason)
+    except DistributorError as exc:
+        return dash.failed(request, admin, release_id, exc)
+    return after(release_id, "withdrawn")
+
+
+# --- the script and the style sheet -----------------------------------------------------
+
+
+@router.get("/static/{name}")
+def asset(name: str, dash: Dash) -> Response:
+    """The dashboard's script or style sheet (read once per app); 404 for any other name."""
+    types = {"admin.js": "text/javascript", "admin.css": "text/css"}
+    if name not in types:
+        return PlainTextResponse("not found", status_code=404)
+    if name not in dash.assets:
+        path = dash.settings.templates_dir / "admin" / name
+        dash.assets[name] = (path.read_text(encoding="utf-8"), types[name])
+    body, media_type = dash.assets[name]
+    return Response(body, media_type=f"{media_type}; charset=utf-8")
 
 
 def progress_out(found: ReleaseProgress) -> dict[str, Any]:

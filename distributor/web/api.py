@@ -4,8 +4,7 @@ Every call needs ``Authorization: Bearer <token>`` with the ``subscribers`` scop
 come from ``distributor tokens create NAME``); errors are JSON (see ``apibase``).
 """
 
-# No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations, and
-# those refer to the dependency defined inside ``router()``.
+# No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations.
 
 import io
 from datetime import datetime
@@ -33,8 +32,8 @@ from distributor.core.errors import Conflict, NotFound, SubscriberInputError
 from distributor.core.models import Subscriber, SubscriberStatus, Topic
 from distributor.web.apibase import MAX_ID, PRINTABLE, ErrorOut, Refused, error_responses, not_found
 from distributor.web.apibase import token_dependency as _token_dependency
+from distributor.web.deps import AppQueue, AppSettings
 from distributor.web.errors import status_of
-from distributor.web.queueing import LazyQueue
 
 SCOPE = "subscribers"
 _PRINTABLE = PRINTABLE
@@ -122,145 +121,150 @@ SubscriberId = Annotated[int, Path(ge=1, le=MAX_ID)]
 _NOT_FOUND = not_found("subscriber")
 
 
-def router(settings: Settings, queue: LazyQueue) -> APIRouter:
-    """The subscriber routes for ``settings``, enqueueing through the app's ``queue``;
-    include it with ``prefix=apibase.PREFIX`` and call ``apibase.add_error_handlers``."""
+token_name = _token_dependency(SCOPE)
+TokenName = Annotated[str, Depends(token_name)]
+router = APIRouter(
+    tags=["subscribers"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
+)
 
-    token_name = _token_dependency(settings, SCOPE)
-    TokenName = Annotated[str, Depends(token_name)]
-    api = APIRouter(
-        tags=["subscribers"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
-    )
 
-    @api.get("/subscribers", summary="Search subscribers")
-    def list_subscribers(
-        q: Annotated[
-            str, Query(max_length=320, pattern=_PRINTABLE, description="Part of address or name")
-        ] = "",
-        status: SubscriberStatus | None = None,
-        language: Annotated[str | None, Query(max_length=8, pattern=_PRINTABLE)] = None,
-        topic: Annotated[
-            str | None, Query(max_length=64, pattern=_PRINTABLE, description="A topic slug")
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-    ) -> SubscriberPage:
-        """Subscribers matching every filter given (``q``: case-insensitive part of the
-        address or name), ordered by address: the total and the page asked for."""
-        stmt = select(Subscriber)
-        if q:
-            stmt = stmt.where(
-                or_(
-                    Subscriber.email.icontains(q, autoescape=True),
-                    Subscriber.name.icontains(q, autoescape=True),
-                )
+@router.get("/subscribers", summary="Search subscribers")
+def list_subscribers(
+    settings: AppSettings,
+    q: Annotated[
+        str, Query(max_length=320, pattern=_PRINTABLE, description="Part of address or name")
+    ] = "",
+    status: SubscriberStatus | None = None,
+    language: Annotated[str | None, Query(max_length=8, pattern=_PRINTABLE)] = None,
+    topic: Annotated[
+        str | None, Query(max_length=64, pattern=_PRINTABLE, description="A topic slug")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> SubscriberPage:
+    """Subscribers matching every filter given (``q``: case-insensitive part of the
+    address or name), ordered by address: the total and the page asked for."""
+    stmt = select(Subscriber)
+    if q:
+        stmt = stmt.where(
+            or_(
+                Subscriber.email.icontains(q, autoescape=True),
+                Subscriber.name.icontains(q, autoescape=True),
             )
-        if status is not None:
-            stmt = stmt.where(Subscriber.status == status)
-        if language:
-            stmt = stmt.where(Subscriber.language == language.lower())
-        if topic:
-            stmt = stmt.where(Subscriber.topics.any(Topic.slug == topic))
-        with session_scope(settings) as session:
-            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            page = session.scalars(
-                stmt.order_by(Subscriber.email, Subscriber.id).limit(limit).offset(offset)
-            )
-            return SubscriberPage(total=total, items=[_out(s) for s in page])
-
-    # Before /subscribers/{subscriber_id}, as a reminder that this name is taken.
-    @api.get(
-        "/subscribers.csv",
-        summary="Export subscribers as CSV",
-        response_class=Response,
-        responses={200: {"description": "Every subscriber, ordered by address",
-                         "content": {"text/csv": {"schema": {"type": "string"}}}}},
-    )  # fmt: skip
-    def export_subscribers() -> Response:
-        """Every subscriber as CSV (the columns of `distributor subscribers export`;
-        re-importable)."""
-        buffer = io.StringIO()
-        with session_scope(settings) as session:
-            export_csv(session, buffer)
-        return Response(
-            buffer.getvalue(),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="subscribers.csv"'},
         )
-
-    @api.get("/subscribers/{subscriber_id}", summary="One subscriber", responses=_NOT_FOUND)
-    def get_subscriber(subscriber_id: SubscriberId) -> SubscriberOut:
-        """The subscriber with its topics, status and consent record."""
-        with session_scope(settings) as session:
-            sub = session.get(Subscriber, subscriber_id)
-            if sub is None:
-                raise NotFound(f"no subscriber with id {subscriber_id}")
-            return _out(sub)
-
-    @api.post(
-        "/subscribers",
-        status_code=201,
-        response_model=SubscriberOut,
-        summary="Add a subscriber, or ask someone to subscribe",
-        responses={
-            202: {"model": SubscriptionRequestOut,
-                  "description": "Pending: a request recorded; its owner is asked to confirm"},
-            409: {"model": ErrorOut, "description": "The address left, bounced or was erased: "
-                  "only its owner can subscribe it again"},
-        },
-    )  # fmt: skip
-    def add(body: SubscriberIn, request: Request, token: TokenName) -> Response | SubscriberOut:
-        """Confirmed (with ``consent_source``): the subscriber is added or updated as
-        confirmed (201, the subscriber as stored). Pending (the default): a subscription
-        request is recorded from this API, as from the web form, and its owner is sent one
-        confirmation email (at most one a day per mailbox, however often it is posted; none
-        to a confirmed or bounced subscriber); nothing changes until they confirm, and then
-        exactly this request's choices apply (202, the request)."""
-        if body.confirmed:
-            return _add_confirmed(settings, body)
-        consent = Consent(
-            ip=request.client.host if request.client else "",
-            user_agent=request.headers.get("user-agent", ""),
-            form_version="api",
-            source=f"api:{token}",
+    if status is not None:
+        stmt = stmt.where(Subscriber.status == status)
+    if language:
+        stmt = stmt.where(Subscriber.language == language.lower())
+    if topic:
+        stmt = stmt.where(Subscriber.topics.any(Topic.slug == topic))
+    with session_scope(settings) as session:
+        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        page = session.scalars(
+            stmt.order_by(Subscriber.email, Subscriber.id).limit(limit).offset(offset)
         )
-        asked = request_subscription(
-            settings, queue.get(), email=body.email, name=body.name, language=body.language,
-            topics=body.topics, consent=consent,
-        )  # fmt: skip
-        out = SubscriptionRequestOut(
-            request_id=asked.id, email=asked.email, name=asked.name, language=asked.language,
-            topics=asked.topics, created_at=asked.created_at,
-            consent_source=asked.consent_source, consent_ip=asked.consent_ip,
-            consent_user_agent=asked.consent_user_agent,
-            consent_form_version=asked.consent_form_version,
-        )  # fmt: skip
-        return JSONResponse(out.model_dump(mode="json"), status_code=202)
+        return SubscriberPage(total=total, items=[_out(s) for s in page])
 
-    @api.post(
-        "/subscribers/{subscriber_id}/unsubscribe",
-        summary="Unsubscribe from everything",
-        responses=_NOT_FOUND,
+
+# Before /subscribers/{subscriber_id}, as a reminder that this name is taken.
+@router.get(
+    "/subscribers.csv",
+    summary="Export subscribers as CSV",
+    response_class=Response,
+    responses={200: {"description": "Every subscriber, ordered by address",
+                     "content": {"text/csv": {"schema": {"type": "string"}}}}},
+)  # fmt: skip
+def export_subscribers(settings: AppSettings) -> Response:
+    """Every subscriber as CSV (the columns of `distributor subscribers export`;
+    re-importable)."""
+    buffer = io.StringIO()
+    with session_scope(settings) as session:
+        export_csv(session, buffer)
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="subscribers.csv"'},
     )
-    def unsubscribe_subscriber(subscriber_id: SubscriberId) -> SubscriberOut:
-        """Unsubscribe from every topic and cancel deliveries not yet sent (idempotent)."""
-        with session_scope(settings) as session:
-            return _out(unsubscribe(session, subscriber_id))
 
-    @api.delete(
-        "/subscribers/{subscriber_id}",
-        status_code=204,
-        summary="Erase a subscriber (GDPR)",
-        response_class=Response,
-        responses=_NOT_FOUND,
+
+@router.get("/subscribers/{subscriber_id}", summary="One subscriber", responses=_NOT_FOUND)
+def get_subscriber(subscriber_id: SubscriberId, settings: AppSettings) -> SubscriberOut:
+    """The subscriber with its topics, status and consent record."""
+    with session_scope(settings) as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None:
+            raise NotFound(f"no subscriber with id {subscriber_id}")
+        return _out(sub)
+
+
+@router.post(
+    "/subscribers",
+    status_code=201,
+    response_model=SubscriberOut,
+    summary="Add a subscriber, or ask someone to subscribe",
+    responses={
+        202: {"model": SubscriptionRequestOut,
+              "description": "Pending: a request recorded; its owner is asked to confirm"},
+        409: {"model": ErrorOut, "description": "The address left, bounced or was erased: "
+              "only its owner can subscribe it again"},
+    },
+)  # fmt: skip
+def add(
+    body: SubscriberIn, request: Request, token: TokenName, settings: AppSettings, queue: AppQueue
+) -> Response | SubscriberOut:
+    """Confirmed (with ``consent_source``): the subscriber is added or updated as
+    confirmed (201, the subscriber as stored). Pending (the default): a subscription
+    request is recorded from this API, as from the web form, and its owner is sent one
+    confirmation email (at most one a day per mailbox, however often it is posted; none
+    to a confirmed or bounced subscriber); nothing changes until they confirm, and then
+    exactly this request's choices apply (202, the request)."""
+    if body.confirmed:
+        return _add_confirmed(settings, body)
+    consent = Consent(
+        ip=request.client.host if request.client else "",
+        user_agent=request.headers.get("user-agent", ""),
+        form_version="api",
+        source=f"api:{token}",
     )
-    def erase_subscriber(subscriber_id: SubscriberId, token: TokenName) -> Response:
-        """Delete everything held on the subscriber; only a hash of the address stays, on
-        the suppression list, so no import adds it again."""
-        actions.erase_subscriber(settings, subscriber_id, f"token:{token}")
-        return Response(status_code=204)
+    asked = request_subscription(
+        settings, queue.get(), email=body.email, name=body.name, language=body.language,
+        topics=body.topics, consent=consent,
+    )  # fmt: skip
+    out = SubscriptionRequestOut(
+        request_id=asked.id, email=asked.email, name=asked.name, language=asked.language,
+        topics=asked.topics, created_at=asked.created_at,
+        consent_source=asked.consent_source, consent_ip=asked.consent_ip,
+        consent_user_agent=asked.consent_user_agent,
+        consent_form_version=asked.consent_form_version,
+    )  # fmt: skip
+    return JSONResponse(out.model_dump(mode="json"), status_code=202)
 
-    return api
+
+@router.post(
+    "/subscribers/{subscriber_id}/unsubscribe",
+    summary="Unsubscribe from everything",
+    responses=_NOT_FOUND,
+)
+def unsubscribe_subscriber(subscriber_id: SubscriberId, settings: AppSettings) -> SubscriberOut:
+    """Unsubscribe from every topic and cancel deliveries not yet sent (idempotent)."""
+    with session_scope(settings) as session:
+        return _out(unsubscribe(session, subscriber_id))
+
+
+@router.delete(
+    "/subscribers/{subscriber_id}",
+    status_code=204,
+    summary="Erase a subscriber (GDPR)",
+    response_class=Response,
+    responses=_NOT_FOUND,
+)
+def erase_subscriber(
+    subscriber_id: SubscriberId, token: TokenName, settings: AppSettings
+) -> Response:
+    """Delete everything held on the subscriber; only a hash of the address stays, on
+    the suppression list, so no import adds it again."""
+    actions.erase_subscriber(settings, subscriber_id, f"token:{token}")
+    return Response(status_code=204)
 
 
 def _add_confirmed(settings: Settings, body: SubscriberIn) -> SubscriberOut:

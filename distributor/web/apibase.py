@@ -26,6 +26,7 @@ from distributor.core.apitokens import authenticate
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import DistributorError, InputError, Unauthorized
+from distributor.web.deps import AppSettings
 from distributor.web.errors import DEFAULT_STATUS, status_of
 
 PREFIX = "/api"
@@ -90,10 +91,11 @@ def token_holder(settings: Settings, token: str | None, scope: str) -> str:
         return authenticate(session, token, scope).name
 
 
-def token_dependency(settings: Settings, scope: str) -> Callable[..., str]:
+def token_dependency(scope: str) -> Callable[..., str]:
     """A FastAPI dependency answering the name of the presented bearer token once it is
-    known live and holds ``scope`` (401/403 otherwise). Put it on the router, so no route
-    can forget it; a route that needs the name asks again (FastAPI runs it once)."""
+    known live and holds ``scope`` (401/403 otherwise), in the database of the app's
+    Settings. Put it on the router, so no route can forget it; a route that needs the name
+    asks again (FastAPI runs it once)."""
     bearer = HTTPBearer(
         auto_error=False,
         description=f"A token from `distributor tokens create NAME --scope {scope}`",
@@ -102,6 +104,7 @@ def token_dependency(settings: Settings, scope: str) -> Callable[..., str]:
 
     def token_name(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        settings: AppSettings,
     ) -> str:
         return token_holder(settings, credentials.credentials if credentials else None, scope)
 

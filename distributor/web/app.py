@@ -6,28 +6,32 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
 import anyio.to_thread
-from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from sqlalchemy.orm import Session
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from distributor.audience.subscribers import subscriber_for, unsubscribe
 from distributor.core.config import Settings, configured_secrets, load_settings
-from distributor.core.db import session_scope
-from distributor.core.errors import DistributorError, InputError
+from distributor.core.errors import DistributorError
 from distributor.core.logs import redact_handlers
-from distributor.core.models import Subscriber
-from distributor.core.tokens import Purpose, read_link
 from distributor.reporting import metrics
 from distributor.site.builder import build_site
-from distributor.web import admin, api, apibase, media_api, releases_api, subscribe, topics_api
+from distributor.web import (
+    admin,
+    api,
+    apibase,
+    deps,
+    media_api,
+    releases_api,
+    subscribe,
+    topics_api,
+)
 from distributor.web.bodies import BodyGuard
 from distributor.web.errors import DEFAULT_STATUS, status_of
 from distributor.web.headers import SecurityHeaders
@@ -56,6 +60,9 @@ class _SiteApp(FastAPI):
         self._public_files = PublicFiles(SecurityHeaders(guard, settings.site_url), settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # As Starlette does once inside: the layers in front see the app too (the
+        # dashboard's session check, run by BodyGuard, reads its settings from it).
+        scope["app"] = self
         await self._public_files(scope, receive, send)
 
 
@@ -81,107 +88,95 @@ def redirect_slashes(router: Router, site_url: str) -> None:
     router.default = default
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Bring the site up to date at start; close the app's task queue at shutdown."""
+    settings: Settings = app.state.settings
+    queue: LazyQueue = app.state.queue
+    # The pages and feeds are files the workers keep current; bring them up to date
+    # once at start (after a deploy changed the templates, say). Incremental: a
+    # current site costs one catalogue query.
+    try:
+        await anyio.to_thread.run_sync(build_site, settings)
+    except Exception:
+        log.exception("the site could not be built at start; serving what is there")
+    try:
+        yield
+    finally:
+        queue.close()
+
+
+async def not_found_page(request: Request, exc: StarletteHTTPException) -> Response:
+    """A 404 outside the API as a page of the newsroom (a reader who follows a dead link
+    gets a page, not JSON); any other HTTP error as FastAPI answers it."""
+    if exc.status_code != 404 or request.url.path.startswith(apibase.PREFIX):
+        return await http_exception_handler(request, exc)
+    pages: Pages = request.app.state.pages
+    lang = pages.language(request)
+    text = "There is no page at this address."
+    return pages.render("message.html", lang, 404, title="Page not found", text=text)
+
+
+async def refused_page(request: Request, exc: DistributorError) -> Response:
+    """A domain error no route answered itself: the one table's status, on a page of the
+    newsroom (apibase keeps this handler off /api, which answers JSON). An error not meant
+    for users is raised again: a server error, logged."""
+    status = status_of(exc)
+    if status == DEFAULT_STATUS:
+        raise exc
+    text = str(exc) if status < 500 else "Please try again in a few minutes."
+    title = HTTPStatus(status).phrase
+    pages: Pages = request.app.state.pages
+    return pages.render("message.html", pages.language(request), status, title=title, text=text)
+
+
+# What the machine asks: health and metrics.
+machine = APIRouter(include_in_schema=False)
+
+
+@machine.get("/healthz")
+async def healthz(request: Request) -> PlainTextResponse:
+    """Whether this process reaches the database and Redis (see ``health``)."""
+    health: Health = request.app.state.health
+    return await health.answer()
+
+
+@machine.get("/metrics")
+def prometheus_metrics(request: Request) -> Response:
+    """The Prometheus metrics, computed from the shared record; 403 unless the request
+    comes straight from this machine."""
+    # Not public data: served to this machine only, until a token scope (apitokens)
+    # or an allow-list setting replaces this guard.
+    host = request.client.host if request.client else None
+    if not metrics.from_this_machine(host, request.headers):
+        return PlainTextResponse("forbidden\n", status_code=403)
+    registry = request.app.state.metrics_registry
+    return Response(metrics.exposition(registry), media_type=metrics.CONTENT_TYPE)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The web app for ``settings``: the generated site below ``settings.public_dir``
     (newsroom pages, release pages, feeds) served from memory by ``PublicFiles``, then the
     subscription and unsubscribe pages, and the admin API under ``/api`` (OpenAPI schema at
     ``/api/openapi.json``)."""
-    queue = LazyQueue(settings)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # The pages and feeds are files the workers keep current; bring them up to date
-        # once at start (after a deploy changed the templates, say). Incremental: a
-        # current site costs one catalogue query.
-        try:
-            await anyio.to_thread.run_sync(build_site, settings)
-        except Exception:
-            log.exception("the site could not be built at start; serving what is there")
-        try:
-            yield
-        finally:
-            queue.close()
-
     app = _SiteApp(settings, title="distributor", docs_url="/api/docs", redoc_url=None,
                    openapi_url="/api/openapi.json", lifespan=lifespan)  # fmt: skip
-    app.include_router(api.router(settings, queue), prefix=apibase.PREFIX)
-    app.include_router(releases_api.router(settings, queue), prefix=apibase.PREFIX)
-    app.include_router(topics_api.router(settings, queue), prefix=apibase.PREFIX)
-    app.include_router(media_api.router(settings), prefix=apibase.PREFIX)
-    app.include_router(admin.router(settings, queue))
-    pages = Pages(settings)
-    app.include_router(subscribe.router(settings, pages, queue))
-
-    def _subscriber(session: Session, token: str) -> Subscriber | None:
-        """The subscriber an unsubscribe ``token`` was made for; None when it is gone
-        (erased) or the id now names another row; HTTP 400 for a token not ours."""
-        try:
-            link = read_link(settings, Purpose.UNSUBSCRIBE, token)
-        except InputError as exc:
-            raise HTTPException(status_of(exc), str(exc)) from exc
-        return subscriber_for(session, link)
-
-    @app.get("/unsubscribe/{token}", response_class=HTMLResponse, include_in_schema=False)
-    def unsubscribe_page(token: str) -> HTMLResponse:
-        with session_scope(settings) as session:
-            sub = _subscriber(session, token)
-            lang = sub.language if sub else settings.languages[0]
-            email = sub.email if sub else ""
-        return pages.render("unsubscribe.html", lang, token=token, email=email, done=False)
-
-    @app.post("/unsubscribe/{token}", include_in_schema=False)
-    def unsubscribe_post(
-        token: str, list_unsubscribe: Annotated[str, Form(alias="List-Unsubscribe")] = ""
-    ) -> Response:
-        # RFC 8058: no cookie, no CSRF token, no redirect; 200 every time.
-        with session_scope(settings) as session:
-            sub = _subscriber(session, token)
-            if sub is not None:
-                unsubscribe(session, sub.id)
-                lang = sub.language
-            else:
-                lang = settings.languages[0]  # erased already: nothing left to do
-        if list_unsubscribe == "One-Click":
-            return PlainTextResponse("unsubscribed\n")
-        return pages.render("unsubscribe.html", lang, token=token, email="", done=True)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def not_found_page(request: Request, exc: StarletteHTTPException) -> Response:
-        # A reader who follows a dead link gets a page of the newsroom, not JSON.
-        if exc.status_code != 404 or request.url.path.startswith(apibase.PREFIX):
-            return await http_exception_handler(request, exc)
-        lang = pages.language(request)
-        text = "There is no page at this address."
-        return pages.render("message.html", lang, 404, title="Page not found", text=text)
-
-    @app.exception_handler(DistributorError)
-    async def refused_page(request: Request, exc: DistributorError) -> Response:
-        # A domain error no route answered itself: the one table's status, on a page of
-        # the newsroom (apibase keeps this handler off /api, which answers JSON).
-        status = status_of(exc)
-        if status == DEFAULT_STATUS:
-            raise exc  # not meant for users: a server error, logged
-        text = str(exc) if status < 500 else "Please try again in a few minutes."
-        title = HTTPStatus(status).phrase
-        return pages.render("message.html", pages.language(request), status, title=title, text=text)
-
-    health = Health(settings)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> PlainTextResponse:
-        return await health.answer()
-
-    metrics_registry = metrics.registry(settings)
-
-    @app.get("/metrics", include_in_schema=False)
-    def prometheus_metrics(request: Request) -> Response:
-        # Not public data: served to this machine only, until a token scope (apitokens)
-        # or an allow-list setting replaces this guard. Computed from the shared record.
-        host = request.client.host if request.client else None
-        if not metrics.from_this_machine(host, request.headers):
-            return PlainTextResponse("forbidden\n", status_code=403)
-        return Response(metrics.exposition(metrics_registry), media_type=metrics.CONTENT_TYPE)
-
+    # What the module-level routers read, per app (web/deps.py).
+    deps.install(app.state, settings, LazyQueue(settings))
+    app.state.dashboard = admin.Dashboard(settings)
+    app.state.pages = Pages(settings)
+    app.state.forms = subscribe.PublicForms(settings, app.state.pages)
+    app.state.health = Health(settings)
+    app.state.metrics_registry = metrics.registry(settings)
+    app.include_router(api.router, prefix=apibase.PREFIX)
+    app.include_router(releases_api.router, prefix=apibase.PREFIX)
+    app.include_router(topics_api.router, prefix=apibase.PREFIX)
+    app.include_router(media_api.router, prefix=apibase.PREFIX)
+    app.include_router(admin.router)
+    app.include_router(subscribe.router)
+    app.include_router(machine)
+    app.add_exception_handler(StarletteHTTPException, not_found_page)  # type: ignore[arg-type]
+    app.add_exception_handler(DistributorError, refused_page)  # type: ignore[arg-type]
     apibase.add_error_handlers(app)  # last: it keeps the handlers added before it off /api
     redirect_slashes(app.router, settings.site_url)
     return app

@@ -13,11 +13,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from distributor import actions
-from distributor.core.config import Settings
 from distributor.core.errors import InputError
 from distributor.releases.media import MAX_UPLOAD_BYTES, StoredImage, Variant
 from distributor.web.apibase import ErrorOut, Refused, error_responses, token_dependency
 from distributor.web.bodies import MULTIPART, takes
+from distributor.web.deps import AppSettings
 from distributor.web.errors import status_of
 
 SCOPE = "releases"
@@ -62,41 +62,39 @@ def media_out(stored: StoredImage) -> MediaOut:
                     email=_variant(stored.email))  # fmt: skip
 
 
-def router(settings: Settings) -> APIRouter:
-    """The upload route for ``settings``; include it with ``prefix=apibase.PREFIX``."""
-    token_name = token_dependency(settings, SCOPE)
-    api = APIRouter(
-        tags=["media"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
-    )
+token_name = token_dependency(SCOPE)
+router = APIRouter(
+    tags=["media"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
+)
 
-    @api.post(
-        "/media",
-        status_code=201,
-        summary="Upload an image",
-        responses={
-            201: {"model": MediaOut, "description": "Stored in three sizes"},
-            200: {"model": MediaOut, "description": "The same image was stored before"},
-            413: {"model": ErrorOut, "description": "The image is too large"},
-            415: {"model": ErrorOut, "description": "Not multipart/form-data"},
-        },
-    )
-    @takes(MAX_UPLOAD_BYTES + _OVERHEAD, MULTIPART)  # refused before a byte is read
-    def upload(
-        file: Annotated[UploadFile, File(description="A JPEG, PNG, WebP or GIF image")],
-        token: Annotated[str, Depends(token_name)],
-    ) -> JSONResponse:
-        """Store the image: upright, without its metadata (EXIF, GPS), at full size, page
-        width and email width, each at a URL that never changes. Reference it in a
-        release by the answer's ``image`` fields."""
-        data = file.file.read(MAX_UPLOAD_BYTES + 1)
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise Refused(413, f"the image is larger than {MAX_UPLOAD_BYTES // 1_048_576} MiB")
-        name = file.filename or "upload"
-        try:
-            stored = actions.upload_image(settings, data, name, f"token:{token}")
-        except InputError as exc:
-            raise Refused(status_of(exc), str(exc), "file") from exc
-        body = media_out(stored).model_dump(mode="json")
-        return JSONResponse(body, 201 if stored.created else 200)
 
-    return api
+@router.post(
+    "/media",
+    status_code=201,
+    summary="Upload an image",
+    responses={
+        201: {"model": MediaOut, "description": "Stored in three sizes"},
+        200: {"model": MediaOut, "description": "The same image was stored before"},
+        413: {"model": ErrorOut, "description": "The image is too large"},
+        415: {"model": ErrorOut, "description": "Not multipart/form-data"},
+    },
+)
+@takes(MAX_UPLOAD_BYTES + _OVERHEAD, MULTIPART)  # refused before a byte is read
+def upload(
+    file: Annotated[UploadFile, File(description="A JPEG, PNG, WebP or GIF image")],
+    token: Annotated[str, Depends(token_name)],
+    settings: AppSettings,
+) -> JSONResponse:
+    """Store the image: upright, without its metadata (EXIF, GPS), at full size, page
+    width and email width, each at a URL that never changes. Reference it in a
+    release by the answer's ``image`` fields."""
+    data = file.file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise Refused(413, f"the image is larger than {MAX_UPLOAD_BYTES // 1_048_576} MiB")
+    name = file.filename or "upload"
+    try:
+        stored = actions.upload_image(settings, data, name, f"token:{token}")
+    except InputError as exc:
+        raise Refused(status_of(exc), str(exc), "file") from exc
+    body = media_out(stored).model_dump(mode="json")
+    return JSONResponse(body, 201 if stored.created else 200)

@@ -50,7 +50,7 @@ from distributor.web.apibase import (
     token_dependency,
 )
 from distributor.web.bodies import JSON, MARKDOWN, takes
-from distributor.web.queueing import LazyQueue
+from distributor.web.deps import AppQueue, AppSettings
 
 SCOPE = "releases"
 # JSON escapes and the other fields add to the Markdown's own limit.
@@ -317,265 +317,292 @@ def _release_body() -> dict[str, Any]:
 # ---- the routes --------------------------------------------------------------------------
 
 
-def router(settings: Settings, queue: LazyQueue) -> APIRouter:
-    """The release routes for ``settings``, enqueueing through the app's ``queue``;
-    include it with ``prefix=apibase.PREFIX``."""
-    token_name = token_dependency(settings, SCOPE)
-    TokenName = Annotated[str, Depends(token_name)]
-    api = APIRouter(
-        tags=["releases"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
-    )
-    body_doc = _release_body()
-    found = not_found("release")
+token_name = token_dependency(SCOPE)
+TokenName = Annotated[str, Depends(token_name)]
+router = APIRouter(
+    tags=["releases"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
+)
+BODY_DOC = _release_body()
+FOUND = not_found("release")
 
-    def out(release_id: int) -> dict[str, Any]:
-        with session_scope(settings) as session:
-            release = get_release(session, release_id)
-            return release_out(session, settings, release).model_dump(mode="json")
 
-    def once(
-        token: str,
-        key: str | None,
-        request: Request,
-        body: bytes,
-        act: Callable[[], tuple[int, dict[str, Any]]],
-    ) -> JSONResponse:
-        """Run ``act`` (which commits on its own) at most once per idempotency key."""
-        if key is None:
-            status, answer = act()
-            return JSONResponse(answer, status)
-        request_id = idempotency.fingerprint(request.method, request.url.path, body)
-        with session_scope(settings) as session:
-            replay = idempotency.claim(session, token, key, request_id)
-        if replay is not None:
-            return _replayed(replay)
-        try:
-            status, answer = act()
-        except BaseException:
-            with session_scope(settings) as session:
-                idempotency.release(session, token, key)
-            raise
-        with session_scope(settings) as session:
-            idempotency.complete(session, token, key, status, answer)
+def out(settings: Settings, release_id: int) -> dict[str, Any]:
+    """The release ``release_id`` as the API answers it, as JSON data."""
+    with session_scope(settings) as session:
+        release = get_release(session, release_id)
+        return release_out(session, settings, release).model_dump(mode="json")
+
+
+def current(settings: Settings, release_id: int) -> ReleaseOut:
+    """The release ``release_id`` as the API answers it, read now (after an action)."""
+    with session_scope(settings) as session:
+        return release_out(session, settings, get_release(session, release_id))
+
+
+def once(
+    settings: Settings,
+    token: str,
+    key: str | None,
+    request: Request,
+    body: bytes,
+    act: Callable[[], tuple[int, dict[str, Any]]],
+) -> JSONResponse:
+    """Run ``act`` (which commits on its own) at most once per idempotency key."""
+    if key is None:
+        status, answer = act()
         return JSONResponse(answer, status)
-
-    @api.get("/releases", summary="List releases")
-    def list_releases(
-        state: ReleaseState | None = None,
-        language: Annotated[str | None, Query(max_length=8, pattern=PRINTABLE)] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-    ) -> ReleasePage:
-        """Releases in any state (drafts and scheduled ones included), newest first."""
-        stmt = select(Release)
-        if state is not None:
-            stmt = stmt.where(Release.state == state)
-        if language:
-            stmt = stmt.where(Release.language == language)
+    request_id = idempotency.fingerprint(request.method, request.url.path, body)
+    with session_scope(settings) as session:
+        replay = idempotency.claim(session, token, key, request_id)
+    if replay is not None:
+        return _replayed(replay)
+    try:
+        status, answer = act()
+    except BaseException:
         with session_scope(settings) as session:
-            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            rows = session.scalars(
-                stmt.order_by(Release.date.desc(), Release.id.desc()).limit(limit).offset(offset)
+            idempotency.release(session, token, key)
+        raise
+    with session_scope(settings) as session:
+        idempotency.complete(session, token, key, status, answer)
+    return JSONResponse(answer, status)
+
+
+@router.get("/releases", summary="List releases")
+def list_releases(
+    settings: AppSettings,
+    state: ReleaseState | None = None,
+    language: Annotated[str | None, Query(max_length=8, pattern=PRINTABLE)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> ReleasePage:
+    """Releases in any state (drafts and scheduled ones included), newest first."""
+    stmt = select(Release)
+    if state is not None:
+        stmt = stmt.where(Release.state == state)
+    if language:
+        stmt = stmt.where(Release.language == language)
+    with session_scope(settings) as session:
+        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        rows = session.scalars(
+            stmt.order_by(Release.date.desc(), Release.id.desc()).limit(limit).offset(offset)
+        )
+        items = [
+            ReleaseSummary(
+                id=r.id,
+                slug=r.slug,
+                title=r.title,
+                language=r.language,
+                state=ReleaseState(r.state),
+                date=r.date,
+                scheduled_at=r.scheduled_at,
+                published_at=r.published_at,
+                updated_at=r.updated_at,
             )
-            items = [
-                ReleaseSummary(
-                    id=r.id,
-                    slug=r.slug,
-                    title=r.title,
-                    language=r.language,
-                    state=ReleaseState(r.state),
-                    date=r.date,
-                    scheduled_at=r.scheduled_at,
-                    published_at=r.published_at,
-                    updated_at=r.updated_at,
-                )
-                for r in rows
-            ]
-            return ReleasePage(total=total, items=items)
+            for r in rows
+        ]
+        return ReleasePage(total=total, items=items)
 
-    @api.post(
-        "/releases",
-        status_code=201,
-        summary="Create a draft release",
-        openapi_extra=body_doc,
-        responses={
-            201: {"model": ReleaseOut, "description": "The draft, as stored"},
-            **conflict("The slug is taken, or the idempotency key is in use"),
-            413: {"model": ErrorOut, "description": "The body is too large"},
-            415: {"model": ErrorOut, "description": "Neither JSON nor Markdown"},
-        },
-    )
-    @release_body
-    def create(
-        request: Request, raw: RawBody, token: TokenName, key: IdempotencyKey = None
-    ) -> JSONResponse:
-        """Create a draft from JSON (the front matter's fields and ``body``) or from a
-        release file (``Content-Type: text/markdown``). Nothing is sent or shown until it
-        is published. With an ``Idempotency-Key``, a repeat creates nothing and answers
-        as the first did."""
-        draft = read_draft(settings, request.headers.get("content-type", ""), raw)
-        request_id = idempotency.fingerprint(request.method, request.url.path, raw)
-        claim = None if key is None else actions.KeyClaim(token, key, request_id)
 
-        def answer(session: Session, release: Release) -> dict[str, Any]:
-            return release_out(session, settings, release).model_dump(mode="json")
+@router.post(
+    "/releases",
+    status_code=201,
+    summary="Create a draft release",
+    openapi_extra=BODY_DOC,
+    responses={
+        201: {"model": ReleaseOut, "description": "The draft, as stored"},
+        **conflict("The slug is taken, or the idempotency key is in use"),
+        413: {"model": ErrorOut, "description": "The body is too large"},
+        415: {"model": ErrorOut, "description": "Neither JSON nor Markdown"},
+    },
+)
+@release_body
+def create(
+    request: Request,
+    raw: RawBody,
+    token: TokenName,
+    settings: AppSettings,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Create a draft from JSON (the front matter's fields and ``body``) or from a
+    release file (``Content-Type: text/markdown``). Nothing is sent or shown until it
+    is published. With an ``Idempotency-Key``, a repeat creates nothing and answers
+    as the first did."""
+    draft = read_draft(settings, request.headers.get("content-type", ""), raw)
+    request_id = idempotency.fingerprint(request.method, request.url.path, raw)
+    claim = None if key is None else actions.KeyClaim(token, key, request_id)
 
-        created = actions.create_release(settings, draft, f"token:{token}", answer, claim)
-        if isinstance(created, idempotency.Replay):
-            return _replayed(created)
-        return JSONResponse(created, 201)
+    def answer(session: Session, release: Release) -> dict[str, Any]:
+        return release_out(session, settings, release).model_dump(mode="json")
 
-    @api.get("/releases/{release_id}", summary="One release and its counts", responses=found)
-    def read(release_id: ReleaseId) -> ReleaseOut:
-        """The release in any state, with planned / sent / deferred / failed / bounced /
-        unsubscribed-since counts and the time to send."""
-        with session_scope(settings) as session:
-            return release_out(session, settings, get_release(session, release_id))
+    created = actions.create_release(settings, draft, f"token:{token}", answer, claim)
+    if isinstance(created, idempotency.Replay):
+        return _replayed(created)
+    return JSONResponse(created, 201)
 
-    @api.put(
-        "/releases/{release_id}",
-        summary="Replace a draft",
-        openapi_extra=body_doc,
-        responses={
-            **found,
-            **conflict("It is not a draft (unschedule it first, or correct a published one)"),
-        },
-    )
-    @release_body
-    def update(
-        request: Request, release_id: ReleaseId, raw: RawBody, token: TokenName
-    ) -> ReleaseOut:
-        """Replace a draft's every field with the body's (JSON or Markdown, as when
-        creating). Only a draft changes this way."""
-        draft = read_draft(settings, request.headers.get("content-type", ""), raw)
-        actions.update_draft(settings, release_id, draft, f"token:{token}")
-        with session_scope(settings) as session:
-            return release_out(session, settings, get_release(session, release_id))
 
-    @api.get("/releases/{release_id}/preview", summary="Preview the email", responses=found)
-    def preview(
-        release_id: ReleaseId,
-        lang: Annotated[
-            str | None,
-            Query(
-                max_length=8,
-                pattern=PRINTABLE,
-                description="A language of its translations (default: its own)",
-            ),
-        ] = None,
-    ) -> PreviewOut:
-        """The email exactly as subscribers reading ``lang`` will get it: subject,
-        headers, HTML and text. Nothing is sent or recorded."""
-        p = render_preview(settings, release_id, lang)
-        return PreviewOut(release_id=p.release_id, language=p.language, subject=p.subject,
-                          headers=p.headers, html=p.html, text=p.text)  # fmt: skip
+@router.get("/releases/{release_id}", summary="One release and its counts", responses=FOUND)
+def read(release_id: ReleaseId, settings: AppSettings) -> ReleaseOut:
+    """The release in any state, with planned / sent / deferred / failed / bounced /
+    unsubscribed-since counts and the time to send."""
+    return current(settings, release_id)
 
-    @api.post("/releases/{release_id}/test", summary="Send a test email", responses=found)
-    def test_send(release_id: ReleaseId, body: TestIn, token: TokenName) -> list[TestResult]:
-        """Send the email to these addresses only, marked as a test ("[TEST]" subject,
-        ``X-Distributor-Test``). The ledger, the feeds and the release's state are not
-        touched."""
-        outcomes = actions.send_test(settings, release_id, body.to, f"token:{token}")
-        return [TestResult(address=o.address, sent=o.sent, code=o.code, message=o.message)
-                for o in outcomes]  # fmt: skip
 
-    @api.post(
-        "/releases/{release_id}/publish",
-        summary="Publish now or at a time",
-        responses={200: {"model": ReleaseOut, "description": "Published or scheduled"},
-                   **found, **conflict("Withdrawn, or already published and `at` given")},
+@router.put(
+    "/releases/{release_id}",
+    summary="Replace a draft",
+    openapi_extra=BODY_DOC,
+    responses={
+        **FOUND,
+        **conflict("It is not a draft (unschedule it first, or correct a published one)"),
+    },
+)
+@release_body
+def update(
+    request: Request, release_id: ReleaseId, raw: RawBody, token: TokenName, settings: AppSettings
+) -> ReleaseOut:
+    """Replace a draft's every field with the body's (JSON or Markdown, as when
+    creating). Only a draft changes this way."""
+    draft = read_draft(settings, request.headers.get("content-type", ""), raw)
+    actions.update_draft(settings, release_id, draft, f"token:{token}")
+    return current(settings, release_id)
+
+
+@router.get("/releases/{release_id}/preview", summary="Preview the email", responses=FOUND)
+def preview(
+    release_id: ReleaseId,
+    settings: AppSettings,
+    lang: Annotated[
+        str | None,
+        Query(
+            max_length=8,
+            pattern=PRINTABLE,
+            description="A language of its translations (default: its own)",
+        ),
+    ] = None,
+) -> PreviewOut:
+    """The email exactly as subscribers reading ``lang`` will get it: subject,
+    headers, HTML and text. Nothing is sent or recorded."""
+    p = render_preview(settings, release_id, lang)
+    return PreviewOut(release_id=p.release_id, language=p.language, subject=p.subject,
+                      headers=p.headers, html=p.html, text=p.text)  # fmt: skip
+
+
+@router.post("/releases/{release_id}/test", summary="Send a test email", responses=FOUND)
+def test_send(
+    release_id: ReleaseId, body: TestIn, token: TokenName, settings: AppSettings
+) -> list[TestResult]:
+    """Send the email to these addresses only, marked as a test ("[TEST]" subject,
+    ``X-Distributor-Test``). The ledger, the feeds and the release's state are not
+    touched."""
+    outcomes = actions.send_test(settings, release_id, body.to, f"token:{token}")
+    return [TestResult(address=o.address, sent=o.sent, code=o.code, message=o.message)
+            for o in outcomes]  # fmt: skip
+
+
+@router.post(
+    "/releases/{release_id}/publish",
+    summary="Publish now or at a time",
+    responses={200: {"model": ReleaseOut, "description": "Published or scheduled"},
+               **FOUND, **conflict("Withdrawn, or already published and `at` given")},
+)  # fmt: skip
+def publish(
+    request: Request,
+    release_id: ReleaseId,
+    token: TokenName,
+    settings: AppSettings,
+    queue: AppQueue,
+    key: IdempotencyKey = None,
+    body: PublishIn | None = None,
+) -> JSONResponse:
+    """Publish the release now (its embargo permitting), or schedule it for ``at``:
+    a scheduled release goes out within 30 seconds of its time. Publishing a
+    scheduled release again reschedules it. Publishing twice sends once; with an
+    ``Idempotency-Key`` a repeat also answers as the first did."""
+    at = body.at if body is not None else None
+
+    def act() -> tuple[int, dict[str, Any]]:
+        actions.publish(settings, queue.get(), release_id, at, by=f"token:{token}")
+        return 200, out(settings, release_id)
+
+    canonical = (body or PublishIn()).model_dump_json().encode()
+    return once(settings, token, key, request, canonical, act)
+
+
+@router.post("/releases/{release_id}/unschedule", summary="Cancel a scheduled publication",
+             responses={**FOUND, **conflict("It is not scheduled")})  # fmt: skip
+def cancel_schedule(release_id: ReleaseId, token: TokenName, settings: AppSettings) -> ReleaseOut:
+    """Back to draft: nothing was or will be sent. Publish again to reschedule."""
+    actions.unschedule(settings, release_id, f"token:{token}")
+    return current(settings, release_id)
+
+
+@router.post(
+    "/releases/{release_id}/correct",
+    summary="Correct a published release",
+    openapi_extra=BODY_DOC,
+    responses={**FOUND, **conflict("It is not published")},
+)
+@release_body
+def correct(
+    request: Request,
+    release_id: ReleaseId,
+    raw: RawBody,
+    token: TokenName,
+    settings: AppSettings,
+    queue: AppQueue,
+    notify: Annotated[
+        bool,
+        Query(description="Also send a short correction email to those who received it"),
+    ] = False,
+) -> ReleaseOut:
+    """Replace the text of a published release (same id, address and feed item, a new
+    updated date and a "Corrected on …" note). No email unless ``notify``."""
+    draft = read_draft(settings, request.headers.get("content-type", ""), raw)
+    actions.correct(settings, queue.get(), release_id, draft, by=f"token:{token}",
+                    notify=notify)  # fmt: skip
+    return current(settings, release_id)
+
+
+@router.post(
+    "/releases/{release_id}/withdraw",
+    summary="Withdraw a release",
+    responses={**FOUND, **conflict("It was withdrawn already")},
+)
+def withdraw(
+    release_id: ReleaseId,
+    token: TokenName,
+    settings: AppSettings,
+    queue: AppQueue,
+    body: WithdrawIn | None = None,
+) -> ReleaseOut:
+    """Take it off the pages and feeds (its page answers 410 Gone, with ``reason`` when
+    one is given) and cancel every email not sent yet. Recorded as withdrawn by ``by``
+    and the token."""
+    who = f"token:{token}"
+    if body is not None and body.by.strip():
+        who = f"{body.by.strip()} ({who})"
+    reason = body.reason if body is not None else ""
+    actions.withdraw(settings, queue.get(), release_id, who, reason)
+    return current(settings, release_id)
+
+
+@router.get(
+    "/releases/{release_id}/deliveries.csv",
+    summary="Every delivery, as CSV",
+    response_class=Response,
+    responses={200: {"description": "One row per delivery, by address",
+                     "content": {"text/csv": {"schema": {"type": "string"}}}}, **FOUND},
+)  # fmt: skip
+def report(release_id: ReleaseId, settings: AppSettings) -> Response:
+    """The columns of `distributor releases report ID --csv`."""
+    buffer = io.StringIO()
+    write_csv(delivery_lines(settings, release_id), buffer)
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition":
+                 f'attachment; filename="release-{release_id}-deliveries.csv"'},
     )  # fmt: skip
-    def publish(
-        request: Request,
-        release_id: ReleaseId,
-        token: TokenName,
-        key: IdempotencyKey = None,
-        body: PublishIn | None = None,
-    ) -> JSONResponse:
-        """Publish the release now (its embargo permitting), or schedule it for ``at``:
-        a scheduled release goes out within 30 seconds of its time. Publishing a
-        scheduled release again reschedules it. Publishing twice sends once; with an
-        ``Idempotency-Key`` a repeat also answers as the first did."""
-        at = body.at if body is not None else None
-
-        def act() -> tuple[int, dict[str, Any]]:
-            actions.publish(settings, queue.get(), release_id, at, by=f"token:{token}")
-            return 200, out(release_id)
-
-        canonical = (body or PublishIn()).model_dump_json().encode()
-        return once(token, key, request, canonical, act)
-
-    @api.post("/releases/{release_id}/unschedule", summary="Cancel a scheduled publication",
-              responses={**found, **conflict("It is not scheduled")})  # fmt: skip
-    def cancel_schedule(release_id: ReleaseId, token: TokenName) -> ReleaseOut:
-        """Back to draft: nothing was or will be sent. Publish again to reschedule."""
-        actions.unschedule(settings, release_id, f"token:{token}")
-        with session_scope(settings) as session:
-            return release_out(session, settings, get_release(session, release_id))
-
-    @api.post(
-        "/releases/{release_id}/correct",
-        summary="Correct a published release",
-        openapi_extra=body_doc,
-        responses={**found, **conflict("It is not published")},
-    )
-    @release_body
-    def correct(
-        request: Request,
-        release_id: ReleaseId,
-        raw: RawBody,
-        token: TokenName,
-        notify: Annotated[
-            bool,
-            Query(description="Also send a short correction email to those who received it"),
-        ] = False,
-    ) -> ReleaseOut:
-        """Replace the text of a published release (same id, address and feed item, a new
-        updated date and a "Corrected on …" note). No email unless ``notify``."""
-        draft = read_draft(settings, request.headers.get("content-type", ""), raw)
-        actions.correct(settings, queue.get(), release_id, draft, by=f"token:{token}",
-                         notify=notify)  # fmt: skip
-        with session_scope(settings) as session:
-            return release_out(session, settings, get_release(session, release_id))
-
-    @api.post(
-        "/releases/{release_id}/withdraw",
-        summary="Withdraw a release",
-        responses={**found, **conflict("It was withdrawn already")},
-    )
-    def withdraw(
-        release_id: ReleaseId, token: TokenName, body: WithdrawIn | None = None
-    ) -> ReleaseOut:
-        """Take it off the pages and feeds (its page answers 410 Gone, with ``reason`` when
-        one is given) and cancel every email not sent yet. Recorded as withdrawn by ``by``
-        and the token."""
-        who = f"token:{token}"
-        if body is not None and body.by.strip():
-            who = f"{body.by.strip()} ({who})"
-        reason = body.reason if body is not None else ""
-        actions.withdraw(settings, queue.get(), release_id, who, reason)
-        with session_scope(settings) as session:
-            return release_out(session, settings, get_release(session, release_id))
-
-    @api.get(
-        "/releases/{release_id}/deliveries.csv",
-        summary="Every delivery, as CSV",
-        response_class=Response,
-        responses={200: {"description": "One row per delivery, by address",
-                         "content": {"text/csv": {"schema": {"type": "string"}}}}, **found},
-    )  # fmt: skip
-    def report(release_id: ReleaseId) -> Response:
-        """The columns of `distributor releases report ID --csv`."""
-        buffer = io.StringIO()
-        write_csv(delivery_lines(settings, release_id), buffer)
-        return Response(
-            buffer.getvalue(),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition":
-                     f'attachment; filename="release-{release_id}-deliveries.csv"'},
-        )  # fmt: skip
-
-    return api
 
 
 def _replayed(replay: idempotency.Replay) -> JSONResponse:

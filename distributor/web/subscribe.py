@@ -1,4 +1,5 @@
-"""Journalists' self-service pages: subscribe, confirm (double opt-in), preferences.
+"""Journalists' self-service pages: subscribe, confirm (double opt-in), preferences,
+unsubscribe (in one click too, RFC 8058).
 
 Every state of an address gets the same answer to a subscription request, after the same
 work (the request is recorded and a worker decides on the email), so nobody can learn who
@@ -11,14 +12,14 @@ field and a per-IP rate limit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, cast
 
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from distributor.audience.subscribers import subscriber_for
+from distributor.audience.subscribers import subscriber_for, unsubscribe
 from distributor.audience.subscription import (
     CONFIRMATION_TASK,
     Choices,
@@ -36,10 +37,10 @@ from distributor.core.errors import InputError, NotFound, SubscriberInputError
 from distributor.core.models import Subscriber, SubscriberStatus, SubscriptionRequest, Topic
 from distributor.core.tokens import ExpiredToken, InvalidToken, Link, Purpose, read_link
 from distributor.core.urls import unsubscribe_url
+from distributor.web.deps import AppQueue
 from distributor.web.errors import status_of
 from distributor.web.guards import CSRF_COOKIE, RateLimiter, csrf_ok, new_csrf_token
 from distributor.web.pages import Pages
-from distributor.web.queueing import LazyQueue
 
 HONEYPOT = "website"
 EXPIRED_FORM = "This form has expired. Please submit it again."
@@ -58,39 +59,48 @@ class ConfirmTarget:
     choices: Choices | None
 
 
-def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
-    """The routes of the subscription pages."""
-    routes = APIRouter(include_in_schema=False)
-    limiter = RateLimiter(settings)
-    confirm_max_age = settings.confirm_max_age_days * 86400
+class PublicForms:
+    """What the subscription pages share in one app: its settings and pages, the forms'
+    rate limiter, and how long a confirmation link lives."""
 
-    def topics_list() -> list[Topic]:
-        with session_scope(settings) as session:
+    def __init__(self, settings: Settings, pages: Pages) -> None:
+        self.settings = settings
+        self.pages = pages
+        self.limiter = RateLimiter(settings)
+        self.confirm_max_age = settings.confirm_max_age_days * 86400
+
+    def topics_list(self) -> list[Topic]:
+        """Every topic, by slug."""
+        with session_scope(self.settings) as session:
             return list(session.scalars(select(Topic).order_by(Topic.slug)))
 
     def with_csrf(
-        name: str, lang: str, status: int = 200, headers: dict[str, str] | None = None,
+        self, name: str, lang: str, status: int = 200, headers: dict[str, str] | None = None,
         **context: object,
     ) -> HTMLResponse:  # fmt: skip
-        token = new_csrf_token(settings)
-        response = pages.render(name, lang, status, headers, csrf=token, **context)
+        """The page ``name`` with a new CSRF value in its form and its cookie."""
+        token = new_csrf_token(self.settings)
+        response = self.pages.render(name, lang, status, headers, csrf=token, **context)
         response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict",
-                            secure=settings.site_url.startswith("https:"))  # fmt: skip
+                            secure=self.settings.site_url.startswith("https:"))  # fmt: skip
         return response
 
-    def form(lang: str, status: int = 200, error: str = "", **values: object) -> HTMLResponse:
+    def form(self, lang: str, status: int = 200, error: str = "", **values: object) -> HTMLResponse:
+        """The subscribe form, filled in with ``values``; ``error`` says what to fix."""
         values.setdefault("email", "")
         values.setdefault("name", "")
         values.setdefault("language", lang)
         values.setdefault("topics", [])
-        return with_csrf("subscribe.html", lang, status, topics=topics_list(), form=values,
-                         error=error)  # fmt: skip
+        return self.with_csrf("subscribe.html", lang, status, topics=self.topics_list(),
+                              form=values, error=error)  # fmt: skip
 
-    def limited(request: Request, lang: str) -> HTMLResponse | None:
-        verdict = limiter.hit("forms", request.client.host if request.client else "unknown")
+    def limited(self, request: Request, lang: str) -> HTMLResponse | None:
+        """Count the request against its IP's limit: None while within it, else the 429."""
+        host = request.client.host if request.client else "unknown"
+        verdict = self.limiter.hit("forms", host)
         if verdict.allowed:
             return None
-        return pages.render(
+        return self.pages.render(
             "message.html",
             lang,
             429,
@@ -99,50 +109,12 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
             text="Too many requests from your network. Please try again later.",
         )
 
-    @routes.get("/subscribe", response_class=HTMLResponse)
-    def subscribe_page(request: Request) -> HTMLResponse:
-        return form(pages.language(request))
-
-    @routes.post("/subscribe", response_class=HTMLResponse)
-    def subscribe(
-        request: Request,
-        email: Annotated[str, Form()] = "",
-        name: Annotated[str, Form()] = "",
-        language: Annotated[str, Form()] = "",
-        topics: Annotated[list[str] | None, Form()] = None,
-        csrf: Annotated[str, Form()] = "",
-        website: Annotated[str, Form(alias=HONEYPOT)] = "",
-    ) -> HTMLResponse:
-        lang = language if language in settings.languages else pages.language(request)
-        blocked = limited(request, lang)
-        if blocked is not None:
-            return blocked
-        chosen = topics or []
-        if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
-            return form(lang, 400, EXPIRED_FORM,
-                        email=email, name=name, language=language, topics=chosen)  # fmt: skip
-        if website:  # a bot filled the hidden field: answer as to anyone, do nothing
-            return pages.render("subscribed.html", lang)
-        if not chosen:
-            return form(lang, 400, "Choose at least one topic.", email=email, name=name,
-                        language=language, topics=chosen)  # fmt: skip
-        consent = Consent(
-            ip=request.client.host if request.client else "",
-            user_agent=request.headers.get("user-agent", ""),
-        )
-        try:  # the same work whatever the address's state: a worker decides on the email
-            request_subscription(settings, queue.get(), email=email, name=name, language=lang,
-                                 topics=chosen, consent=consent)  # fmt: skip
-        except InputError as exc:
-            return form(lang, status_of(exc), str(exc), email=email, name=name,
-                        language=language, topics=chosen)  # fmt: skip
-        return pages.render("subscribed.html", lang)
-
-    def confirm_target(token: str) -> ConfirmTarget | None:
+    def confirm_target(self, token: str) -> ConfirmTarget | None:
         """What ``token`` names, read once; None for a token that is not genuine, or names
         a row that is gone (or another row than it was made for) while still valid."""
+        settings = self.settings
         try:
-            link, expired = read_link(settings, Purpose.CONFIRM, token, confirm_max_age), False
+            link, expired = read_link(settings, Purpose.CONFIRM, token, self.confirm_max_age), False
         except ExpiredToken:
             link, expired = read_link(settings, Purpose.CONFIRM, token), True
         except InvalidToken:
@@ -158,139 +130,258 @@ def router(settings: Settings, pages: Pages, queue: LazyQueue) -> APIRouter:
             return None
         return ConfirmTarget(link.id, link.nonce is None, expired, choices)
 
-    def legacy_choices(session: Session, link: Link) -> Choices | None:
-        sub = subscriber_for(session, link)
-        if sub is None:
-            return None
-        topics = sorted(sub.topics, key=lambda t: t.slug)
-        return Choices(sub.email, sub.name, sub.language, topics,
-                       sub.status == SubscriberStatus.CONFIRMED)  # fmt: skip
+    def invalid_link(self, lang: str) -> HTMLResponse:
+        """The 400 page of a personal link that is not ours, or names nobody now."""
+        return self.pages.render("message.html", lang, 400, title="This link is not valid",
+                                 text="The link may have been cut or altered. Please use the "
+                                 "whole link from the email.")  # fmt: skip
 
-    def invalid_link(lang: str) -> HTMLResponse:
-        return pages.render("message.html", lang, 400, title="This link is not valid",
-                            text="The link may have been cut or altered. Please use the "
-                            "whole link from the email.")  # fmt: skip
-
-    def confirm_page(token: str, target: ConfirmTarget, lang: str) -> HTMLResponse:
+    def confirm_page(self, token: str, target: ConfirmTarget, lang: str) -> HTMLResponse:
         """The page of a confirmation link: what it will apply and its button; "expired"
         with a new link (or the form) to ask for; or "confirmed" once it was."""
         done = bool(target.choices and target.choices.done)
-        return with_csrf("confirm.html", lang, token=token, choices=target.choices,
-                         expired=target.expired and not done,
-                         can_resend=not target.legacy and target.choices is not None,
-                         done=done)  # fmt: skip
+        return self.with_csrf("confirm.html", lang, token=token, choices=target.choices,
+                              expired=target.expired and not done,
+                              can_resend=not target.legacy and target.choices is not None,
+                              done=done)  # fmt: skip
 
-    def target_language(target: ConfirmTarget | None, request: Request) -> str:
+    def target_language(self, target: ConfirmTarget | None, request: Request) -> str:
+        """The language of the link's request or subscriber, else the browser's."""
         if target is not None and target.choices is not None:
             return target.choices.language
-        return pages.language(request)
+        return self.pages.language(request)
 
-    @routes.get("/confirm/{token}", response_class=HTMLResponse)
-    def confirm_get(request: Request, token: str) -> HTMLResponse:
-        target = confirm_target(token)
-        lang = target_language(target, request)
-        if target is None:
-            return invalid_link(lang)
-        return confirm_page(token, target, lang)
-
-    @routes.post("/confirm/{token}", response_class=HTMLResponse)
-    def confirm_post(
-        request: Request, token: str, csrf: Annotated[str, Form()] = ""
-    ) -> HTMLResponse:
-        target = confirm_target(token)
-        lang = target_language(target, request)
-        if target is None:
-            return invalid_link(lang)
-        if target.expired or not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
-            return confirm_page(token, target, lang)
-        try:
-            with session_scope(settings) as session:
-                if target.legacy:
-                    confirm_legacy(session, target.row_id)
-                else:
-                    confirm_request(session, target.row_id)
-        except NotFound:
-            return invalid_link(lang)
-        except SubscriberInputError as exc:
-            return pages.render("message.html", lang, status_of(exc),
-                                title="This link is not valid", text=str(exc))  # fmt: skip
-        return pages.render("confirm.html", lang, token=token, choices=None, expired=False,
-                            can_resend=False, done=True)  # fmt: skip
-
-    @routes.post("/confirm/{token}/resend", response_class=HTMLResponse)
-    def confirm_resend(
-        request: Request, token: str, csrf: Annotated[str, Form()] = ""
-    ) -> HTMLResponse:
-        target = confirm_target(token)
-        lang = target_language(target, request)
-        if target is None:
-            return invalid_link(lang)
-        blocked = limited(request, lang)
-        if blocked is not None:
-            return blocked
-        if not target.legacy and csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
-            with session_scope(settings) as session:
-                reopened = reopen_request(session, target.row_id)
-            if reopened:  # the worker decides, as for a new request (once a day)
-                queue.get().send(CONFIRMATION_TASK, target.row_id)
-        return pages.render("message.html", lang, title="Check your inbox",
-                            text="If this address is still waiting for confirmation, a new "
-                            "link is on its way.")  # fmt: skip
-
-    def preferences_target(session: Session, token: str) -> Subscriber | None:
+    def preferences_target(self, session: Session, token: str) -> Subscriber | None:
         """The subscriber ``token`` was made for, or None."""
         try:
-            link = read_link(settings, Purpose.PREFERENCES, token)
+            link = read_link(self.settings, Purpose.PREFERENCES, token)
         except InvalidToken:
             return None
         return subscriber_for(session, link)
 
     def preferences_form(
-        lang: str, sub: Subscriber, token: str, topics: list[Topic], saved: bool = False,
+        self, lang: str, sub: Subscriber, token: str, topics: list[Topic], saved: bool = False,
         error: str = "", status: int = 200,
     ) -> HTMLResponse:  # fmt: skip
-        return with_csrf(
+        """The subscriber's preferences form; ``saved`` or ``error`` says how a change went."""
+        return self.with_csrf(
             "preferences.html", lang, status, sub=sub, token=token, topics=topics,
             chosen={t.slug for t in sub.topics}, saved=saved, error=error,
-            unsubscribe_url=unsubscribe_url(settings, sub.id, sub.link_nonce),
+            unsubscribe_url=unsubscribe_url(self.settings, sub.id, sub.link_nonce),
         )  # fmt: skip
 
-    @routes.get("/preferences/{token}", response_class=HTMLResponse)
-    def preferences_page(request: Request, token: str) -> HTMLResponse:
-        topics = topics_list()  # before the transaction: one at a time on SQLite
-        with session_scope(settings) as session:
-            sub = preferences_target(session, token)
-            if sub is None:
-                return invalid_link(pages.language(request))
-            return preferences_form(sub.language, sub, token, topics)
+    def unsubscribe_target(self, session: Session, token: str) -> Subscriber | None:
+        """The subscriber an unsubscribe ``token`` was made for; None when it is gone
+        (erased) or the id now names another row; HTTP 400 for a token not ours."""
+        try:
+            link = read_link(self.settings, Purpose.UNSUBSCRIBE, token)
+        except InputError as exc:
+            raise HTTPException(status_of(exc), str(exc)) from exc
+        return subscriber_for(session, link)
 
-    @routes.post("/preferences/{token}", response_class=HTMLResponse)
-    def preferences_post(
-        request: Request,
-        token: str,
-        language: Annotated[str, Form()] = "",
-        topics: Annotated[list[str] | None, Form()] = None,
-        csrf: Annotated[str, Form()] = "",
-    ) -> Response:
-        all_topics = topics_list()  # before the transaction: one at a time on SQLite
-        with session_scope(settings) as session:
-            sub = preferences_target(session, token)
-            if sub is None:
-                return invalid_link(pages.language(request))
-            if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
-                return preferences_form(
-                    sub.language, sub, token, all_topics, status=400, error=EXPIRED_FORM
-                )
-            if not topics:
-                return preferences_form(sub.language, sub, token, all_topics, status=400,
-                                        error="Choose at least one topic.")  # fmt: skip
-            try:  # checks everything before changing anything
-                save_preferences(session, settings, sub.id, language=language, topics=topics)
-            except InputError as exc:
-                return preferences_form(
-                    sub.language, sub, token, all_topics, status=status_of(exc), error=str(exc)
-                )
-            session.flush()
-            return preferences_form(sub.language, sub, token, all_topics, saved=True)
 
-    return routes
+def legacy_choices(session: Session, link: Link) -> Choices | None:
+    """What confirming a pending subscriber's link (sent before requests were kept apart)
+    applies; None when the subscriber is gone."""
+    sub = subscriber_for(session, link)
+    if sub is None:
+        return None
+    topics = sorted(sub.topics, key=lambda t: t.slug)
+    return Choices(sub.email, sub.name, sub.language, topics,
+                   sub.status == SubscriberStatus.CONFIRMED)  # fmt: skip
+
+
+async def app_forms(request: Request) -> PublicForms:
+    """The PublicForms of the app serving the request (``create_app`` made them)."""
+    return cast(PublicForms, request.app.state.forms)
+
+
+Forms = Annotated[PublicForms, Depends(app_forms)]
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/subscribe", response_class=HTMLResponse)
+def subscribe_page(request: Request, forms: Forms) -> HTMLResponse:
+    """The subscribe form, in the browser's language."""
+    return forms.form(forms.pages.language(request))
+
+
+@router.post("/subscribe", response_class=HTMLResponse)
+def subscribe(
+    request: Request,
+    forms: Forms,
+    queue: AppQueue,
+    email: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    language: Annotated[str, Form()] = "",
+    topics: Annotated[list[str] | None, Form()] = None,
+    csrf: Annotated[str, Form()] = "",
+    website: Annotated[str, Form(alias=HONEYPOT)] = "",
+) -> HTMLResponse:
+    """Record a subscription request (a worker decides on the confirmation email); the
+    same page whatever the address's state. The form again to fix a field, an expired
+    form or no topic; 429 past the rate limit; a bot filling the honeypot is told the
+    same as anyone and nothing happens."""
+    settings = forms.settings
+    lang = language if language in settings.languages else forms.pages.language(request)
+    blocked = forms.limited(request, lang)
+    if blocked is not None:
+        return blocked
+    chosen = topics or []
+    if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
+        return forms.form(lang, 400, EXPIRED_FORM,
+                          email=email, name=name, language=language, topics=chosen)  # fmt: skip
+    if website:  # a bot filled the hidden field: answer as to anyone, do nothing
+        return forms.pages.render("subscribed.html", lang)
+    if not chosen:
+        return forms.form(lang, 400, "Choose at least one topic.", email=email, name=name,
+                          language=language, topics=chosen)  # fmt: skip
+    consent = Consent(
+        ip=request.client.host if request.client else "",
+        user_agent=request.headers.get("user-agent", ""),
+    )
+    try:  # the same work whatever the address's state: a worker decides on the email
+        request_subscription(settings, queue.get(), email=email, name=name, language=lang,
+                             topics=chosen, consent=consent)  # fmt: skip
+    except InputError as exc:
+        return forms.form(lang, status_of(exc), str(exc), email=email, name=name,
+                          language=language, topics=chosen)  # fmt: skip
+    return forms.pages.render("subscribed.html", lang)
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse)
+def confirm_get(request: Request, token: str, forms: Forms) -> HTMLResponse:
+    """What confirming the link will apply, and its button (a GET changes nothing: mail
+    scanners follow links); 400 for a link that is not valid."""
+    target = forms.confirm_target(token)
+    lang = forms.target_language(target, request)
+    if target is None:
+        return forms.invalid_link(lang)
+    return forms.confirm_page(token, target, lang)
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse)
+def confirm_post(
+    request: Request, token: str, forms: Forms, csrf: Annotated[str, Form()] = ""
+) -> HTMLResponse:
+    """Confirm the link's request (or pending subscriber): "confirmed"; the confirm page
+    again for an expired link or form; 400 for a link that is not valid."""
+    target = forms.confirm_target(token)
+    lang = forms.target_language(target, request)
+    if target is None:
+        return forms.invalid_link(lang)
+    if target.expired or not csrf_ok(forms.settings, request.cookies.get(CSRF_COOKIE), csrf):
+        return forms.confirm_page(token, target, lang)
+    try:
+        with session_scope(forms.settings) as session:
+            if target.legacy:
+                confirm_legacy(session, target.row_id)
+            else:
+                confirm_request(session, target.row_id)
+    except NotFound:
+        return forms.invalid_link(lang)
+    except SubscriberInputError as exc:
+        return forms.pages.render("message.html", lang, status_of(exc),
+                                  title="This link is not valid", text=str(exc))  # fmt: skip
+    return forms.pages.render("confirm.html", lang, token=token, choices=None, expired=False,
+                              can_resend=False, done=True)  # fmt: skip
+
+
+@router.post("/confirm/{token}/resend", response_class=HTMLResponse)
+def confirm_resend(
+    request: Request, token: str, forms: Forms, queue: AppQueue, csrf: Annotated[str, Form()] = ""
+) -> HTMLResponse:
+    """Reopen the link's request so a worker sends a new link (once a day at most); the
+    same "check your inbox" page whatever was done; 429 past the rate limit."""
+    target = forms.confirm_target(token)
+    lang = forms.target_language(target, request)
+    if target is None:
+        return forms.invalid_link(lang)
+    blocked = forms.limited(request, lang)
+    if blocked is not None:
+        return blocked
+    if not target.legacy and csrf_ok(forms.settings, request.cookies.get(CSRF_COOKIE), csrf):
+        with session_scope(forms.settings) as session:
+            reopened = reopen_request(session, target.row_id)
+        if reopened:  # the worker decides, as for a new request (once a day)
+            queue.get().send(CONFIRMATION_TASK, target.row_id)
+    return forms.pages.render("message.html", lang, title="Check your inbox",
+                              text="If this address is still waiting for confirmation, a new "
+                              "link is on its way.")  # fmt: skip
+
+
+@router.get("/preferences/{token}", response_class=HTMLResponse)
+def preferences_page(request: Request, token: str, forms: Forms) -> HTMLResponse:
+    """The preferences form of the link's subscriber; 400 for a link that is not valid."""
+    topics = forms.topics_list()  # before the transaction: one at a time on SQLite
+    with session_scope(forms.settings) as session:
+        sub = forms.preferences_target(session, token)
+        if sub is None:
+            return forms.invalid_link(forms.pages.language(request))
+        return forms.preferences_form(sub.language, sub, token, topics)
+
+
+@router.post("/preferences/{token}", response_class=HTMLResponse)
+def preferences_post(
+    request: Request,
+    token: str,
+    forms: Forms,
+    language: Annotated[str, Form()] = "",
+    topics: Annotated[list[str] | None, Form()] = None,
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Save the subscriber's language and topics (all checked before any is changed):
+    the form, saying so; the form with a 400 (or the error's status) saying what to fix."""
+    all_topics = forms.topics_list()  # before the transaction: one at a time on SQLite
+    with session_scope(forms.settings) as session:
+        sub = forms.preferences_target(session, token)
+        if sub is None:
+            return forms.invalid_link(forms.pages.language(request))
+        if not csrf_ok(forms.settings, request.cookies.get(CSRF_COOKIE), csrf):
+            return forms.preferences_form(
+                sub.language, sub, token, all_topics, status=400, error=EXPIRED_FORM
+            )
+        if not topics:
+            return forms.preferences_form(sub.language, sub, token, all_topics, status=400,
+                                          error="Choose at least one topic.")  # fmt: skip
+        try:  # checks everything before changing anything
+            save_preferences(session, forms.settings, sub.id, language=language, topics=topics)
+        except InputError as exc:
+            return forms.preferences_form(
+                sub.language, sub, token, all_topics, status=status_of(exc), error=str(exc)
+            )
+        session.flush()
+        return forms.preferences_form(sub.language, sub, token, all_topics, saved=True)
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+def unsubscribe_page(token: str, forms: Forms) -> HTMLResponse:
+    """The unsubscribe page of the link's subscriber and its button (a GET changes
+    nothing); the same page for one erased since; 400 for a link not ours."""
+    with session_scope(forms.settings) as session:
+        sub = forms.unsubscribe_target(session, token)
+        lang = sub.language if sub else forms.settings.languages[0]
+        email = sub.email if sub else ""
+    return forms.pages.render("unsubscribe.html", lang, token=token, email=email, done=False)
+
+
+@router.post("/unsubscribe/{token}")
+def unsubscribe_post(
+    token: str,
+    forms: Forms,
+    list_unsubscribe: Annotated[str, Form(alias="List-Unsubscribe")] = "",
+) -> Response:
+    """Unsubscribe the link's subscriber from everything: the page saying so, or, for an
+    RFC 8058 one-click POST, a line of text. 200 every time (erased already: nothing left
+    to do); 400 for a link not ours."""
+    # RFC 8058: no cookie, no CSRF token, no redirect; 200 every time.
+    with session_scope(forms.settings) as session:
+        sub = forms.unsubscribe_target(session, token)
+        if sub is not None:
+            unsubscribe(session, sub.id)
+            lang = sub.language
+        else:
+            lang = forms.settings.languages[0]  # erased already: nothing left to do
+    if list_unsubscribe == "One-Click":
+        return PlainTextResponse("unsubscribed\n")
+    return forms.pages.render("unsubscribe.html", lang, token=token, email="", done=True)

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from distributor import actions
-from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Topic
 from distributor.releases.topics import get_topic, list_topics, topic_use
@@ -25,7 +24,7 @@ from distributor.web.apibase import (
     not_found,
     token_dependency,
 )
-from distributor.web.queueing import LazyQueue
+from distributor.web.deps import AppQueue, AppSettings
 
 SCOPE = "releases"
 Slug = Annotated[str, Path(max_length=64, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
@@ -70,55 +69,57 @@ def _out(session: Session, topic: Topic) -> TopicOut:
                     releases=use.releases)  # fmt: skip
 
 
-def router(settings: Settings, queue: LazyQueue) -> APIRouter:
-    """The topic routes for ``settings``, enqueueing through the app's ``queue``; include
-    it with ``prefix=apibase.PREFIX``."""
-    token_name = token_dependency(settings, SCOPE)
-    TokenName = Annotated[str, Depends(token_name)]
-    api = APIRouter(
-        tags=["topics"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
-    )
+token_name = token_dependency(SCOPE)
+TokenName = Annotated[str, Depends(token_name)]
+router = APIRouter(
+    tags=["topics"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
+)
 
-    @api.get("/topics", summary="List topics")
-    def topics() -> list[TopicOut]:
-        """Every topic, by slug, with its subscriber and release counts."""
-        with session_scope(settings) as session:
-            return [_out(session, t) for t in list_topics(session)]
 
-    @api.post("/topics", status_code=201, summary="Create a topic",
-              responses=conflict("A topic with this slug exists"))  # fmt: skip
-    def create(body: TopicIn, token: TokenName) -> TopicOut:
-        """Create a topic; its names must be in the configured languages."""
-        topic = actions.add_topic(settings, body.slug, body.names, f"token:{token}")
-        with session_scope(settings) as session:
-            return _out(session, topic)
+@router.get("/topics", summary="List topics")
+def topics(settings: AppSettings) -> list[TopicOut]:
+    """Every topic, by slug, with its subscriber and release counts."""
+    with session_scope(settings) as session:
+        return [_out(session, t) for t in list_topics(session)]
 
-    @api.get("/topics/{slug}", summary="One topic", responses=not_found("topic"))
-    def read(slug: Slug) -> TopicOut:
-        """The topic with its names and counts."""
-        with session_scope(settings) as session:
-            return _out(session, get_topic(session, slug))
 
-    @api.put("/topics/{slug}", summary="Rename a topic", responses=not_found("topic"))
-    def rename(slug: Slug, body: TopicNames, token: TokenName) -> TopicOut:
-        """Replace the topic's names; the slug stays (it is in URLs and imports). The
-        newsroom shows the new names from its next regeneration."""
-        topic = actions.rename_topic(settings, queue.get(), slug, body.names, f"token:{token}")
-        with session_scope(settings) as session:
-            return _out(session, topic)
+@router.post("/topics", status_code=201, summary="Create a topic",
+          responses=conflict("A topic with this slug exists"))  # fmt: skip
+def create(body: TopicIn, token: TokenName, settings: AppSettings) -> TopicOut:
+    """Create a topic; its names must be in the configured languages."""
+    topic = actions.add_topic(settings, body.slug, body.names, f"token:{token}")
+    with session_scope(settings) as session:
+        return _out(session, topic)
 
-    @api.delete(
-        "/topics/{slug}",
-        status_code=204,
-        response_class=Response,
-        summary="Delete a topic",
-        responses={**not_found("topic"),
-                   **conflict("Subscribers follow it or releases are filed under it")},
-    )  # fmt: skip
-    def remove(slug: Slug, token: TokenName) -> Response:
-        """Delete a topic nothing refers to (409 otherwise: no subscription is dropped
-        silently)."""
-        actions.delete_topic(settings, slug, f"token:{token}")
-        return Response(status_code=204)
 
-    return api
+@router.get("/topics/{slug}", summary="One topic", responses=not_found("topic"))
+def read(slug: Slug, settings: AppSettings) -> TopicOut:
+    """The topic with its names and counts."""
+    with session_scope(settings) as session:
+        return _out(session, get_topic(session, slug))
+
+
+@router.put("/topics/{slug}", summary="Rename a topic", responses=not_found("topic"))
+def rename(
+    slug: Slug, body: TopicNames, token: TokenName, settings: AppSettings, queue: AppQueue
+) -> TopicOut:
+    """Replace the topic's names; the slug stays (it is in URLs and imports). The
+    newsroom shows the new names from its next regeneration."""
+    topic = actions.rename_topic(settings, queue.get(), slug, body.names, f"token:{token}")
+    with session_scope(settings) as session:
+        return _out(session, topic)
+
+
+@router.delete(
+    "/topics/{slug}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a topic",
+    responses={**not_found("topic"),
+               **conflict("Subscribers follow it or releases are filed under it")},
+)  # fmt: skip
+def remove(slug: Slug, token: TokenName, settings: AppSettings) -> Response:
+    """Delete a topic nothing refers to (409 otherwise: no subscription is dropped
+    silently)."""
+    actions.delete_topic(settings, slug, f"token:{token}")
+    return Response(status_code=204)
