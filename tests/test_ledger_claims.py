@@ -1,0 +1,107 @@
+"""A batch's rows go back to the ledger as the ledger promises: rows claimed but never
+attempted are free again at once, rows held back by a send limit from their own time, in
+either case with no attempt counted (so neither backoff nor give-up moves) and only the
+batch's own rows: another batch's, or a row whose lease was lost, are left alone. A
+withdrawal cancels what is not sent yet, in flight too, and nothing of another release."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from distributor import dispatch
+from distributor.config import Settings
+from distributor.db import get_engine, session_scope
+from distributor.delivery import (
+    OutcomeWriter,
+    claim,
+    counts,
+    plan,
+    postpone,
+    release_leases,
+    still_leased,
+)
+from distributor.models import Delivery, Release, utcnow
+from tests.helpers import CountingQueue, make_release, published
+
+
+def test_rows_given_back_unattempted_are_claimed_again_at_once_as_first_attempts(
+    settings: Settings,
+) -> None:
+    """A batch that stops before reaching two of its rows gives back those two, and only
+    them: the next claim takes them at once as first attempts, while the batch keeps its
+    other row and another batch keeps its own."""
+    release_id = published(settings, 4)
+    engine = get_engine(settings)
+    stopped = claim(engine, settings, release_id, 3)
+    other = claim(engine, settings, release_id, 3)
+    assert len(stopped.rows) == 3 and len(other.rows) == 1
+    kept, *unattempted = (r.delivery_id for r in stopped.rows)
+    theirs = other.rows[0].delivery_id
+    with engine.connect() as conn:
+        release_leases(conn, stopped.token, unattempted)
+        release_leases(conn, stopped.token, [theirs])  # not this batch's: left alone
+        release_leases(conn, stopped.token, [])
+        assert still_leased(conn, stopped.token, [kept, *unattempted]) == {kept}
+        assert still_leased(conn, other.token, [theirs]) == {theirs}
+    again = claim(engine, settings, release_id, 10)
+    assert sorted(r.delivery_id for r in again.rows) == sorted(unattempted)
+    assert [(r.attempts, r.in_doubt) for r in again.rows] == [(1, False), (1, False)]
+
+
+def test_rows_held_back_by_a_limit_wait_for_their_time_uncounted(settings: Settings) -> None:
+    """A row held back by a domain limit goes back for the time given, no attempt counted;
+    the batch's other rows stay leased to it, and a row whose lease went to another batch
+    is not postponed."""
+    release_id = published(settings, 3)
+    engine = get_engine(settings)
+    batch = claim(engine, settings, release_id, 2)
+    other = claim(engine, settings, release_id, 2)
+    held, kept = (r.delivery_id for r in batch.rows)
+    theirs = other.rows[0].delivery_id
+    later = utcnow() + timedelta(hours=1)
+    with engine.connect() as conn:
+        postpone(conn, batch.token, {held: later})
+        postpone(conn, batch.token, {theirs: later})  # another batch's: left alone
+        postpone(conn, batch.token, {})
+        assert still_leased(conn, batch.token, [held, kept]) == {kept}
+        assert still_leased(conn, other.token, [theirs]) == {theirs}
+    with session_scope(settings) as session:
+        rows = {r.id: r for r in session.scalars(select(Delivery))}
+    assert (rows[held].attempts, rows[held].lease_until, rows[held].lease_token) == (0, None, None)
+    assert rows[held].next_attempt_at == later
+    assert rows[theirs].next_attempt_at < later and rows[theirs].attempts == 1
+    assert claim(engine, settings, release_id, 10).rows == []  # nothing due before then
+
+
+def test_a_withdrawal_cancels_the_release_s_open_rows_and_no_other(settings: Settings) -> None:
+    """Withdrawing cancels every row of the release not sent yet — planned, deferred, and
+    claimed by a running batch, whose lease check then drops it — with who withdrew it;
+    the rows already sent and another release's rows are left as they were."""
+    release_id = published(settings, 4)
+    other_id = make_release(settings, slug="another", title="Another release").id
+    with session_scope(settings) as session:  # the same subscribers, another release
+        plan(session, session.get_one(Release, other_id))
+    engine = get_engine(settings)
+    sent = claim(engine, settings, release_id, 1)
+    with OutcomeWriter(engine, settings) as ledger:
+        assert ledger.record(sent.token, sent.rows[0], "sent", 250, "ok")
+    deferred = claim(engine, settings, release_id, 1)
+    with OutcomeWriter(engine, settings) as ledger:
+        assert ledger.record(deferred.token, deferred.rows[0], "deferred", 451, "busy")
+    running = claim(engine, settings, release_id, 1)
+    in_flight = running.rows[0].delivery_id
+    assert dispatch.withdraw(settings, CountingQueue(), release_id, "Jane Doe") == 3  # type: ignore[arg-type]
+    with engine.connect() as conn:
+        assert still_leased(conn, running.token, [in_flight]) == set()
+    with session_scope(settings) as session:
+        rows = session.execute(
+            select(Delivery.release_id, Delivery.status, Delivery.last_error,
+                   Delivery.lease_token, Delivery.lease_until)
+        ).all()  # fmt: skip
+        assert counts(session, other_id)["pending"] == 4
+    withdrawn = sorted((tuple(r[1:]) for r in rows if r.release_id == release_id), key=str)
+    cancelled = ("cancelled", "release withdrawn by Jane Doe", None, None)
+    assert withdrawn == [cancelled] * 3 + [("sent", "", None, None)]
+    assert claim(engine, settings, release_id, 10).rows == []
