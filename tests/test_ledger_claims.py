@@ -20,10 +20,11 @@ from distributor.delivery import (
     plan,
     postpone,
     release_leases,
+    renew_leases,
     still_leased,
 )
 from distributor.models import Delivery, Release, utcnow
-from tests.helpers import CountingQueue, make_release, published
+from tests.helpers import CountingQueue, lease_runs_out, make_release, published
 
 
 def test_rows_given_back_unattempted_are_claimed_again_at_once_as_first_attempts(
@@ -105,3 +106,22 @@ def test_a_withdrawal_cancels_the_release_s_open_rows_and_no_other(settings: Set
     cancelled = ("cancelled", "release withdrawn by Jane Doe", None, None)
     assert withdrawn == [cancelled] * 3 + [("sent", "", None, None)]
     assert claim(engine, settings, release_id, 10).rows == []
+
+
+def test_a_renewal_keeps_no_lease_the_batch_lost(settings: Settings) -> None:
+    """A slow batch renews the leases it holds, never one another batch took over from it:
+    if that batch's worker dies, its row is free again after the lease, not kept for as
+    long as the first batch lives."""
+    release_id = published(settings, 1)
+    engine = get_engine(settings)
+    slow = claim(engine, settings, release_id, 1)
+    row = slow.rows[0].delivery_id
+    lease_runs_out(settings)
+    dead = claim(engine, settings, release_id, 1)  # took the row over, then died
+    assert [r.delivery_id for r in dead.rows] == [row]
+    with session_scope(settings) as session:
+        taken_until = session.get_one(Delivery, row).lease_until
+    with engine.connect() as conn:
+        renew_leases(conn, settings, slow.token, [row])
+    with session_scope(settings) as session:
+        assert session.get_one(Delivery, row).lease_until == taken_until
