@@ -2,7 +2,8 @@
 attempted are free again at once, rows held back by a send limit from their own time, in
 either case with no attempt counted (so neither backoff nor give-up moves) and only the
 batch's own rows: another batch's, or a row whose lease was lost, are left alone. A
-withdrawal cancels what is not sent yet, in flight too, and nothing of another release."""
+withdrawal cancels what is not sent yet, in flight too, and nothing of another release;
+the sweep cancels the open rows of a subscriber who is no longer confirmed."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from distributor.delivery import (
     still_leased,
 )
 from distributor.models import Delivery, Release, utcnow
+from distributor.releases import mark_published
 from tests.helpers import CountingQueue, lease_runs_out, make_release, published
 
 
@@ -125,3 +127,33 @@ def test_a_renewal_keeps_no_lease_the_batch_lost(settings: Settings) -> None:
         renew_leases(conn, settings, slow.token, [row])
     with session_scope(settings) as session:
         assert session.get_one(Delivery, row).lease_until == taken_until
+
+
+def test_the_sweep_cancels_the_open_rows_of_a_subscriber_the_relay_refused(
+    settings: Settings,
+) -> None:
+    """A 5xx refusal marks the subscriber bounced but leaves their rows of other releases
+    open (never claimed again); the sweep cancels those, saying why, and nobody else's, so
+    the release's progress does not show them pending for ever."""
+    first = published(settings, 2)
+    second = make_release(settings, slug="another", title="Another release").id
+    with session_scope(settings) as session:
+        mark_published(session, second)
+        plan(session, session.get_one(Release, second))
+    engine = get_engine(settings)
+    batch = claim(engine, settings, first, 1)
+    with OutcomeWriter(engine, settings) as ledger:
+        assert ledger.record(batch.token, batch.rows[0], "failed", 550, "5.1.1 no such user")
+    refused = batch.rows[0].subscriber_id
+    assert dispatch.sweep(settings, CountingQueue()).cancelled == 1  # type: ignore[arg-type]
+    with session_scope(settings) as session:
+        rows = session.execute(
+            select(Delivery.release_id, Delivery.subscriber_id, Delivery.status,
+                   Delivery.last_error)
+        ).all()  # fmt: skip
+    assert sorted(tuple(r) for r in rows if r.subscriber_id == refused) == [
+        (first, refused, "failed", "5.1.1 no such user"),
+        (second, refused, "cancelled", "subscriber no longer confirmed"),
+    ]
+    assert [r.status for r in rows if r.subscriber_id != refused] == ["pending", "pending"]
+    assert dispatch.sweep(settings, CountingQueue()).cancelled == 0  # type: ignore[arg-type]
