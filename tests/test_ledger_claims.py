@@ -80,8 +80,9 @@ def test_rows_held_back_by_a_limit_wait_for_their_time_uncounted(settings: Setti
 
 def test_a_withdrawal_cancels_the_release_s_open_rows_and_no_other(settings: Settings) -> None:
     """Withdrawing cancels every row of the release not sent yet — planned, deferred, and
-    claimed by a running batch, whose lease check then drops it — with who withdrew it;
-    the rows already sent and another release's rows are left as they were."""
+    claimed by a running batch, whose lease check then drops it — with who withdrew it,
+    and says how many (none for a release never planned); the rows already sent and
+    another release's rows are left as they were."""
     release_id = published(settings, 4)
     other_id = make_release(settings, slug="another", title="Another release").id
     with session_scope(settings) as session:  # the same subscribers, another release
@@ -108,6 +109,8 @@ def test_a_withdrawal_cancels_the_release_s_open_rows_and_no_other(settings: Set
     cancelled = ("cancelled", "release withdrawn by Jane Doe", None, None)
     assert withdrawn == [cancelled] * 3 + [("sent", "", None, None)]
     assert claim(engine, settings, release_id, 10).rows == []
+    unplanned = make_release(settings, slug="draft", title="A draft").id  # no rows at all
+    assert dispatch.withdraw(settings, CountingQueue(), unplanned, "Jane Doe") == 0  # type: ignore[arg-type]
 
 
 def test_a_renewal_keeps_no_lease_the_batch_lost(settings: Settings) -> None:
