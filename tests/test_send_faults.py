@@ -129,7 +129,9 @@ def test_an_outcome_written_after_an_outage_keeps_the_time_of_the_answer(
         proxy.cut()  # the server has answered; the database is gone before the write
         threading.Timer(1.5, proxy.restore).start()
         assert record("sent", 250, "ok", answered_at=answered)
-    assert "the database is unreachable; keeping the outcome of" in caplog.text
+    what = "delivery" if ledger == "deliveries" else "correction notice"
+    warning = f"the database is unreachable; keeping the outcome of {what} {row_id} to write it"
+    assert f"{warning} again in " in caplog.text
     with session_scope(direct) as session:
         stored = session.get(table, row_id)
         assert stored is not None

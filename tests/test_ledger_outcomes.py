@@ -1,0 +1,100 @@
+"""What each answer of the relay leaves in the ledger, as the press office reads it: who is
+marked bounced (a 5xx about the recipient, 500 included; never the relay's own refusal),
+the note a row keeps (the server's reason, none for a message sent, the reconciler's for
+one found accepted), and which deferred rows come back in doubt."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from distributor.config import Settings
+from distributor.db import get_engine, session_scope
+from distributor.delivery import RECONCILED, OutcomeWriter, claim
+from distributor.models import Delivery, Subscriber
+from tests.helpers import lease_runs_out, published
+
+
+def _subscribers(settings: Settings) -> dict[str, str]:
+    with session_scope(settings) as session:
+        return {
+            email: status
+            for email, status in session.execute(select(Subscriber.email, Subscriber.status))
+        }
+
+
+def _rows(settings: Settings) -> dict[str, tuple[str, str, int | None]]:
+    """Each recipient's row: status, note, SMTP code."""
+    with session_scope(settings) as session:
+        query = select(Subscriber.email, Delivery.status, Delivery.last_error,
+                       Delivery.smtp_code).join(Subscriber)  # fmt: skip
+        return {email: (status, note, code) for email, status, note, code in session.execute(query)}
+
+
+def test_only_a_refusal_of_the_recipient_marks_them_bounced(settings: Settings) -> None:
+    """A 5xx refusal of the message (500 to 599) fails the row and marks its subscriber
+    bounced; a refusal of the relay's own (530, deferred: it says nothing of the recipient)
+    and a message never sent (code 0) mark no one."""
+    release_id = published(settings, 4)
+    engine = get_engine(settings)
+    batch = claim(engine, settings, release_id, 4)
+    answers = [
+        ("failed", 500, "5.5.2 syntax error"),
+        ("deferred", 530, "5.7.0 log in first"),
+        ("failed", 0, "not sent: bad address"),
+        ("failed", 554, "5.7.1 rejected"),
+    ]
+    with OutcomeWriter(engine, settings) as ledger:
+        for row, (outcome, code, message) in zip(batch.rows, answers, strict=True):
+            assert ledger.record(batch.token, row, outcome, code, message)  # type: ignore[arg-type]
+    assert _subscribers(settings) == {
+        "p00@example.com": "bounced",
+        "p01@example.com": "confirmed",
+        "p02@example.com": "confirmed",
+        "p03@example.com": "bounced",
+    }
+    assert _rows(settings) == {
+        "p00@example.com": ("failed", "5.5.2 syntax error", 500),
+        "p01@example.com": ("deferred", "5.7.0 log in first", 530),
+        "p02@example.com": ("failed", "not sent: bad address", 0),
+        "p03@example.com": ("failed", "5.7.1 rejected", 554),
+    }
+
+
+def test_a_sent_row_keeps_no_note_but_the_reconciler_s(settings: Settings) -> None:
+    """A message the server accepted leaves no note on its row, whatever the server said;
+    one found accepted in the relay's record says so; a refusal keeps the server's reason."""
+    release_id = published(settings, 3)
+    engine = get_engine(settings)
+    batch = claim(engine, settings, release_id, 3)
+    sent, reconciled, refused = batch.rows
+    with OutcomeWriter(engine, settings) as ledger:
+        assert ledger.record(batch.token, sent, "sent", 250, "2.0.0 Ok: queued as 4Xy")
+        assert ledger.record(batch.token, reconciled, "sent", 250, RECONCILED)
+        assert ledger.record(batch.token, refused, "failed", 550, "5.1.1 user unknown")
+    assert _rows(settings) == {
+        "p00@example.com": ("sent", "", 250),
+        "p01@example.com": ("sent", RECONCILED, 250),
+        "p02@example.com": ("failed", "5.1.1 user unknown", 550),
+    }
+
+
+def test_only_a_deferral_with_no_answer_to_the_data_comes_back_in_doubt(
+    settings: Settings,
+) -> None:
+    """A deferral whose message may have reached the server (no answer after the data went
+    out) is claimed again in doubt, to be looked up in the relay's record before it is sent
+    again; a plain deferral (a 4xx) is simply sent again."""
+    s = settings.model_copy(update={"retry_base_seconds": 0.0, "retry_max_seconds": 0.0})
+    release_id = published(s, 2)
+    engine = get_engine(s)
+    batch = claim(engine, s, release_id, 2)
+    plain, cut = batch.rows
+    with OutcomeWriter(engine, s) as ledger:
+        assert ledger.record(batch.token, plain, "deferred", 451, "4.3.0 try later")
+        assert ledger.record(batch.token, cut, "deferred", 0, "connection lost", uncertain=True)
+    lease_runs_out(s)
+    again = claim(engine, s, release_id, 2)
+    assert {r.email: r.in_doubt for r in again.rows} == {
+        "p00@example.com": False,
+        "p01@example.com": True,
+    }
