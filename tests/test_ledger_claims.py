@@ -11,10 +11,12 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from distributor import dispatch
-from distributor.config import Settings
-from distributor.db import get_engine, session_scope
-from distributor.delivery import (
+from distributor import actions
+from distributor.core.config import Settings
+from distributor.core.db import get_engine, session_scope
+from distributor.core.models import Delivery, Release, utcnow
+from distributor.outbox import sweep
+from distributor.outbox.ledger import (
     OutcomeWriter,
     claim,
     counts,
@@ -24,8 +26,7 @@ from distributor.delivery import (
     renew_leases,
     still_leased,
 )
-from distributor.models import Delivery, Release, utcnow
-from distributor.releases import mark_published
+from distributor.releases.lifecycle import mark_published
 from tests.helpers import CountingQueue, lease_runs_out, make_release, published
 
 
@@ -96,7 +97,7 @@ def test_a_withdrawal_cancels_the_release_s_open_rows_and_no_other(settings: Set
         assert ledger.record(deferred.token, deferred.rows[0], "deferred", 451, "busy")
     running = claim(engine, settings, release_id, 1)
     in_flight = running.rows[0].delivery_id
-    assert dispatch.withdraw(settings, CountingQueue(), release_id, "Jane Doe") == 3  # type: ignore[arg-type]
+    assert actions.withdraw(settings, CountingQueue(), release_id, "Jane Doe") == 3  # type: ignore[arg-type]
     with engine.connect() as conn:
         assert still_leased(conn, running.token, [in_flight]) == set()
     with session_scope(settings) as session:
@@ -110,7 +111,7 @@ def test_a_withdrawal_cancels_the_release_s_open_rows_and_no_other(settings: Set
     assert withdrawn == [cancelled] * 3 + [("sent", "", None, None)]
     assert claim(engine, settings, release_id, 10).rows == []
     unplanned = make_release(settings, slug="draft", title="A draft").id  # no rows at all
-    assert dispatch.withdraw(settings, CountingQueue(), unplanned, "Jane Doe") == 0  # type: ignore[arg-type]
+    assert actions.withdraw(settings, CountingQueue(), unplanned, "Jane Doe") == 0  # type: ignore[arg-type]
 
 
 def test_a_renewal_keeps_no_lease_the_batch_lost(settings: Settings) -> None:
@@ -148,7 +149,7 @@ def test_the_sweep_cancels_the_open_rows_of_a_subscriber_the_relay_refused(
     with OutcomeWriter(engine, settings) as ledger:
         assert ledger.record(batch.token, batch.rows[0], "failed", 550, "5.1.1 no such user")
     refused = batch.rows[0].subscriber_id
-    assert dispatch.sweep(settings, CountingQueue()).cancelled == 1  # type: ignore[arg-type]
+    assert sweep.sweep(settings, CountingQueue()).cancelled == 1  # type: ignore[arg-type]
     with session_scope(settings) as session:
         rows = session.execute(
             select(Delivery.release_id, Delivery.subscriber_id, Delivery.status,
@@ -159,4 +160,4 @@ def test_the_sweep_cancels_the_open_rows_of_a_subscriber_the_relay_refused(
         (second, refused, "cancelled", "subscriber no longer confirmed"),
     ]
     assert [r.status for r in rows if r.subscriber_id != refused] == ["pending", "pending"]
-    assert dispatch.sweep(settings, CountingQueue()).cancelled == 0  # type: ignore[arg-type]
+    assert sweep.sweep(settings, CountingQueue()).cancelled == 0  # type: ignore[arg-type]

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from distributor.config import Settings
-from distributor.db import get_engine, session_scope
-from distributor.delivery import RECONCILED, OutcomeWriter, claim
-from distributor.models import Delivery, Subscriber
+from distributor.core.config import Settings
+from distributor.core.db import get_engine, session_scope
+from distributor.core.models import Delivery, Subscriber
+from distributor.outbox.ledger import RECONCILED, OutcomeWriter, claim
 from tests.helpers import lease_runs_out, published
 
 
@@ -22,7 +22,7 @@ def _subscribers(settings: Settings) -> dict[str, str]:
         }
 
 
-def _rows(settings: Settings) -> dict[str, tuple[str, str, int | None]]:
+def _row_by_recipient(settings: Settings) -> dict[str, tuple[str, str, int | None]]:
     """Each recipient's row: status, note, SMTP code."""
     with session_scope(settings) as session:
         query = select(Subscriber.email, Delivery.status, Delivery.last_error,
@@ -52,7 +52,7 @@ def test_only_a_refusal_of_the_recipient_marks_them_bounced(settings: Settings) 
         "p02@example.com": "confirmed",
         "p03@example.com": "bounced",
     }
-    assert _rows(settings) == {
+    assert _row_by_recipient(settings) == {
         "p00@example.com": ("failed", "5.5.2 syntax error", 500),
         "p01@example.com": ("deferred", "5.7.0 log in first", 530),
         "p02@example.com": ("failed", "not sent: bad address", 0),
@@ -71,7 +71,7 @@ def test_a_sent_row_keeps_no_note_but_the_reconciler_s(settings: Settings) -> No
         assert ledger.record(batch.token, sent, "sent", 250, "2.0.0 Ok: queued as 4Xy")
         assert ledger.record(batch.token, reconciled, "sent", 250, RECONCILED)
         assert ledger.record(batch.token, refused, "failed", 550, "5.1.1 user unknown")
-    assert _rows(settings) == {
+    assert _row_by_recipient(settings) == {
         "p00@example.com": ("sent", "", 250),
         "p01@example.com": ("sent", RECONCILED, 250),
         "p02@example.com": ("failed", "5.1.1 user unknown", 550),
