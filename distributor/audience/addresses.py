@@ -1,8 +1,6 @@
-"""Subscribers: validate, add, import and export (CSV), unsubscribe.
-
-Every address goes through email-validator; names and languages are checked so that no CR,
-LF or encoded-word trick can reach a mail header.
-"""
+"""An email address as stored and compared (:func:`normalise_email`): checked by
+email-validator (syntax only), its domain as an IDNA A-label, its local part in Unicode NFC,
+within SMTP's limits. Every address that comes in goes through here."""
 
 from __future__ import annotations
 

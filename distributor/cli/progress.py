@@ -1,6 +1,5 @@
-"""The ``distributor`` command. Turns domain errors into messages and exit codes:
-1 for rejected input or a state conflict, 69 when a service is unavailable, 78 for a
-configuration that cannot work."""
+"""What the ``distributor`` command prints besides its own lines: the two consoles (stdout,
+stderr), a release's status, and the live progress bars of ``--watch`` and the demo."""
 
 from __future__ import annotations
 

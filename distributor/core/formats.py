@@ -1,11 +1,5 @@
-"""The newsroom's pages, rendered to strings: the listings (``/``, ``/en/``, a topic, an
-archive page) and a release's permanent page, for the static site builder; and the one Jinja2
-environment of ``templates/pages`` that the dynamic pages (subscribe, confirm…) share.
-
-Rendering is deterministic — the same inputs give the same bytes (no clock, no randomness,
-topics sorted) — so the builder rewrites a file only when its content changed. Every URL is
-absolute, from ``settings.site_url``; never from a request.
-"""
+"""How dates, sizes and file kinds are written for a reader, in their language: "20
+novembre 2026", "1,2 Mo", "PDF". Shared by the newsroom's pages and the emails."""
 
 from __future__ import annotations
 

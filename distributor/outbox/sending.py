@@ -1,8 +1,8 @@
-"""The pipeline the workers run: publish → distribute (plan the ledger, wake batches) →
-send_batch (claim, render, send, record) — and the sweep that repairs lost wake-ups.
+"""What the workers run to send: distribute a published release (plan its ledger, wake the
+batches), then the one send loop (:func:`send`) every kind of email goes through — claim a
+batch with a lease, render, send, record each outcome — and the confirmation email.
 
-Each function takes ids, reads the database, and is safe to run twice or concurrently.
-"""
+Each function takes ids, reads the database, and is safe to run twice or concurrently."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""The pipeline the workers run: publish → distribute (plan the ledger, wake batches) →
-send_batch (claim, render, send, record) — and the sweep that repairs lost wake-ups.
-
-Each function takes ids, reads the database, and is safe to run twice or concurrently.
-"""
+"""The periodic sweep (beat, every ``DISTRIBUTOR_SWEEP_SECONDS``): it publishes the scheduled
+releases that are due and repairs every lost wake-up — releases not planned, rows whose
+retry is due or whose lease ran out, subscription requests still undecided — from what the
+database records. Safe to run twice or concurrently."""
 
 from __future__ import annotations
 

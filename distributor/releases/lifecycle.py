@@ -1,21 +1,7 @@
-"""Releases: read from Markdown with YAML front matter, create, publish (now or later).
-
-Ingest is strict: a broken front matter, a missing title, an unknown topic or a date without a
-time zone is refused with a ReleaseInputError naming the source and the field, and nothing
-is stored. The body is Markdown rendered to sanitised HTML; the Markdown source is kept as
-the text part of the email.
-
-What a field refuses, in a release file and in the API's JSON alike (one model):
-- single-line text (title, dateline, lead, contact names and roles, alt texts, credits,
-  document titles): control characters, line breaks, bidi embeddings, overrides and
-  isolates, invisible format characters and noncharacters (``sanitize.line_problem``);
-- links (images ``src``, ``href``, ``email_src``; documents ``href``): anything but an
-  http(s) URL with a host or a site path that stays on the site (``urls.link_problem``:
-  no ``//host``, ``/\\host``, ``/%2F…``, ``javascript:``…);
-- contacts: an ``email`` that is not an address (email-validator, syntax only), a
-  ``phone`` that is not a phone number as people write it;
-- the body: the bidi overrides U+202D and U+202E (``sanitize.body_problem``).
-"""
+"""A release's life in the database: created from a checked draft (``source.py``), updated
+while a draft, published now or scheduled (never before its embargo, never in the past),
+unscheduled, corrected (same id and address), withdrawn. Each function changes the session
+it is given; the caller commits and only then wakes the workers (``actions``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Releases: read from Markdown with YAML front matter, create, publish (now or later).
+"""A release's source, read and checked into a draft: Markdown with YAML front matter (a
+file, the dashboard, the API's Markdown), or the API's JSON fields.
 
 Ingest is strict: a broken front matter, a missing title, an unknown topic or a date without a
 time zone is refused with a ReleaseInputError naming the source and the field, and nothing
