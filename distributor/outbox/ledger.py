@@ -357,6 +357,10 @@ class OutcomeWriter:
             raise
         return changed
 
+    def drop(self, claim_token: str, row: Claimed) -> None:
+        """Nothing to note: a delivery is made unwanted by cancelling its row (an
+        unsubscribe, a withdrawal), which is how the batch saw it."""
+
     def close(self) -> None:
         """Give the connection back to the pool as it was lent."""
         with contextlib.suppress(Exception):  # a connection the database dropped
@@ -561,6 +565,10 @@ class Recorder(Protocol[R_contra]):
         answered_at: datetime | None = None,
     ) -> bool: ...
 
+    def drop(self, claim_token: str, row: R_contra) -> None:
+        """Note a claimed row no longer wanted: it is not sent."""
+        ...
+
 
 class Ledger(Protocol[R]):
     """What the send loop needs of one kind of email's ledger."""
@@ -585,10 +593,6 @@ class Ledger(Protocol[R]):
 
     def recorder(self, engine: Engine, settings: Settings) -> ContextManager[Recorder[R]]:
         """What records the batch's outcomes, open while it is sent."""
-        ...
-
-    def drop(self, recorder: Recorder[R], claim_token: str, row: R) -> None:
-        """Note a claimed row no longer wanted (it is not sent)."""
         ...
 
     def compose(
@@ -627,9 +631,6 @@ class ReleaseEmails:
 
     def recorder(self, engine: Engine, settings: Settings) -> OutcomeWriter:
         return OutcomeWriter(engine, settings)
-
-    def drop(self, recorder: Recorder[Claimed], claim_token: str, row: Claimed) -> None:
-        pass  # cancelled already, by whoever made it unwanted
 
     def compose(
         self, settings: Settings, release: Release, rows: Sequence[Claimed]

@@ -47,7 +47,6 @@ from distributor.outbox.ledger import (
     Batch,
     Leased,
     Outcome,
-    Recorder,
     backoff,
     patiently,
 )
@@ -373,7 +372,9 @@ class _NoticeRecorder:
             answered_at,
         )
 
-    def cancel(self, claim_token: str, row: ClaimedNotice) -> None:
+    def drop(self, claim_token: str, row: ClaimedNotice) -> None:
+        """Cancel the notice: it is made unwanted by a state (the subscriber left, the
+        release was withdrawn or corrected again), not by a cancelled row."""
         record(self._engine, self._settings, claim_token, row, "cancelled", 0, NOT_WANTED)
 
     def __enter__(self) -> _NoticeRecorder:
@@ -406,12 +407,6 @@ class CorrectionNotices:
 
     def recorder(self, engine: Engine, settings: Settings) -> _NoticeRecorder:
         return _NoticeRecorder(engine, settings)
-
-    def drop(self, recorder: Recorder[ClaimedNotice], claim_token: str, row: ClaimedNotice) -> None:
-        # Cancelled here: a notice is made unwanted by a state (the subscriber left, the
-        # release was withdrawn or corrected again), not by a cancelled row.
-        assert isinstance(recorder, _NoticeRecorder)
-        recorder.cancel(claim_token, row)
 
     def compose(
         self, settings: Settings, release: Release, rows: Sequence[ClaimedNotice]

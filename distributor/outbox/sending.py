@@ -337,7 +337,7 @@ class _Batch(Generic[R]):
         if row.row_id not in wanted:
             self.finished.add(row.row_id)
             self.report.skipped += 1
-            self.ledger.drop(self.recorder, self.batch.token, row)
+            self.recorder.drop(self.batch.token, row)
             return None
         try:
             rcpt = _recipient(self.settings, row)
