@@ -19,6 +19,8 @@ from distributor.core.apitokens import create_token
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import AuditEvent
+from distributor.releases.lifecycle import mark_published
+from distributor.site.builder import build_site
 from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, running_server
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import running_worker, wait_until
@@ -159,3 +161,52 @@ def test_log_in_publish_and_watch_the_send_reach_100_percent(
     with session_scope(settings) as session:
         events = session.query(AuditEvent).filter_by(subject=f"release {release.id}").all()
         assert [(e.action, e.actor) for e in events] == [("publish", "token:press-office")]
+
+
+def test_withdraw_with_a_reason_and_read_it_on_the_410_page(
+    live: tuple[Settings, str, str], artifacts: Path
+) -> None:
+    """The reason typed in the dashboard's withdraw form is what a reader of the release's
+    address sees, in the release's language, on a phone and on a desktop."""
+    settings, base, token = live
+    english = make_release(settings)
+    french = make_release(settings, lang="fr", slug="accord-signe", title="Accord signé")
+    with session_scope(settings) as session:
+        for release in (english, french):
+            mark_published(session, release.id)
+    reasons = [
+        (english, "Figures were wrong; a new release follows."),
+        (french, "Chiffres erronés ; un nouveau communiqué suit."),
+    ]
+    with chromium(viewport=DESKTOP) as browser:
+        page = browser.new_page()
+        page.goto(f"{base}/admin/login")
+        page.get_by_label("API token").fill(token)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{base}/admin")
+        for release, reason in reasons:
+            page.goto(f"{base}/admin/releases/{release.id}/withdraw")
+            assert accessibility_problems(page) == []
+            page.get_by_label("Reason (optional, one line, shown on its page)").fill(reason)
+            page.get_by_role("button", name=f"Yes, withdraw release {release.id}").click()
+            page.wait_for_url(f"{base}/admin/releases/{release.id}?done=withdrawn")
+    build_site(settings)  # what the worker's regenerate_site does (no worker here)
+    shown = [
+        ("/releases/agency-signs-agreement", "Reason: Figures were wrong; a new release follows."),
+        ("/releases/accord-signe", "Motif\u00a0: Chiffres erronés ; un nouveau communiqué suit."),
+    ]
+    for viewport in (PHONE, {"width": 390, "height": 844}, DESKTOP):
+        with chromium(viewport=viewport) as browser:
+            page = browser.new_page()
+            for path, text in shown:
+                url = f"{base}{path}"
+                # The server picks the rebuilt files up by inotify: within moments.
+                wait_until(
+                    lambda tab=page, url=url: getattr(tab.goto(url), "status", 0) == 410,
+                    10,
+                    f"{path} answering 410",
+                )
+                assert text in page.locator("main").inner_text()
+                assert accessibility_problems(page) == [], (path, viewport)
+                name = f"gone-{path.rsplit('/', 1)[1]}-{viewport['width']}"
+                page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
