@@ -56,5 +56,7 @@ def sweep() -> dict[str, int]:
 
 
 @app.task(name="distributor.send_confirmation")
-def send_confirmation(subscriber_id: int) -> str:
-    return sending.send_confirmation(settings, subscriber_id)
+def send_confirmation(request_id: int) -> str:
+    report = sending.send_confirmations(settings, request_id)
+    sending.wake_for_held(queue, "send_confirmation", request_id, report)
+    return sending.outcome(report)

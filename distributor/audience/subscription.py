@@ -29,6 +29,7 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import NotFound, SubscriberInputError
 from distributor.core.models import (
+    ConfirmationEmail,
     ConfirmationLimit,
     Subscriber,
     SubscriberStatus,
@@ -135,7 +136,8 @@ _TAKE_LIMIT = text(
 
 def take_confirmation(session: Session, request_id: int) -> SubscriptionRequest | None:
     """Decide whether the request's confirmation email goes out now: the request if it does
-    (its ``confirmation_sent_at`` set: the caller sends it after committing), else None.
+    (its ``confirmation_sent_at`` set, and a row for the email added to the outbox's ledger
+    of confirmations: sent once committed), else None.
 
     None when the address belongs to a confirmed or bounced subscriber, or its mailbox was
     sent a confirmation in the last ``CONFIRMATION_INTERVAL`` — and the request deleted if
@@ -170,6 +172,7 @@ def take_confirmation(session: Session, request_id: int) -> SubscriptionRequest 
             session.delete(request)
         return None
     request.confirmation_sent_at = now
+    session.add(ConfirmationEmail(request_id=request.id, created_at=now, next_attempt_at=now))
     return request
 
 

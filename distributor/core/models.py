@@ -250,7 +250,23 @@ class Release(Base):
     translation_of: Mapped[Release | None] = relationship(remote_side=[id])
 
 
-class Delivery(Base):
+class OutboxRow:
+    """The columns every ledger of the outbox shares (outbox/ledger.py): a status, the
+    attempts and when the next is due, the lease a worker holds on the row while it sends,
+    and the server's last answer."""
+
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Delivery(OutboxRow, Base):
     """The ledger: one row per (release, subscriber); the record of what was sent."""
 
     __tablename__ = "deliveries"
@@ -263,28 +279,30 @@ class Delivery(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    lease_token: Mapped[str | None] = mapped_column(String(32))
-    smtp_code: Mapped[int | None] = mapped_column(Integer)
-    last_error: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A delivery status notification came back for this message: "hard" or "soft".
     bounce: Mapped[str | None] = mapped_column(String(8))
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class CorrectionNotice(Base):
-    """The ledger of correction notices: one row per (release, subscriber, correction), so
-    nobody is told twice of the same correction. Statuses as for deliveries."""
+class NoticeKind(enum.StrEnum):
+    CORRECTION = "correction"  # the release was corrected (releases correct --notify)
+    WITHDRAWAL = "withdrawal"  # the release was withdrawn (releases withdraw --notify)
+
+
+class CorrectionNotice(OutboxRow, Base):
+    """The ledger of notices about a release sent earlier — its correction or its
+    withdrawal (``kind``): one row per (release, subscriber, kind, event), so nobody is told
+    twice of the same change. Statuses as for deliveries. (The name and table predate the
+    withdrawal notice.)"""
 
     __tablename__ = "correction_notices"
     __table_args__ = (
         UniqueConstraint(
-            "release_id", "subscriber_id", "corrected_at", name="uq_correction_notices_once"
+            "release_id",
+            "subscriber_id",
+            "kind",
+            "corrected_at",
+            name="uq_correction_notices_once",
         ),
         Index("ix_correction_notices_due", "status", "next_attempt_at"),
     )
@@ -294,17 +312,26 @@ class CorrectionNotice(Base):
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     # The delivery of the original: its VERP address is the notice's envelope sender too.
     delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
-    # Which correction (the release's corrected_at when it was made).
+    kind: Mapped[str] = mapped_column(
+        String(16), default=NoticeKind.CORRECTION, server_default=NoticeKind.CORRECTION.value
+    )
+    # Which change: the release's corrected_at when a correction was made, its
+    # withdrawn_at for a withdrawal.
     corrected_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    lease_token: Mapped[str | None] = mapped_column(String(32))
-    smtp_code: Mapped[int | None] = mapped_column(Integer)
-    last_error: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConfirmationEmail(OutboxRow, Base):
+    """The ledger of confirmation emails: one row per confirmation a worker decided to send
+    for a subscription request (audience/subscription.py), sent by the outbox with its
+    retries, limits and recorded outcome. Goes with its request."""
+
+    __tablename__ = "confirmation_emails"
+    __table_args__ = (Index("ix_confirmation_emails_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("subscription_requests.id", ondelete="CASCADE"), index=True
+    )
 
 
 class Suppression(Base):

@@ -25,10 +25,15 @@ from distributor.mail.render import render_pair
 
 
 def confirmation_message(
-    settings: Settings, request: SubscriptionRequest, topics: list[Topic], confirm_url: str
+    settings: Settings,
+    request: SubscriptionRequest,
+    topics: list[Topic],
+    confirm_url: str,
+    message_id: str | None = None,
 ) -> bytes:
     """The confirmation email for ``request`` (HTML + text) naming its ``topics``, ready for
-    SMTP DATA; it goes to the address as given in the request."""
+    SMTP DATA; it goes to the address as given in the request. ``message_id`` (a new one if
+    not given) is the same every time the outbox builds the same row's email."""
     lang = request.language
     _ = gettext_for(lang)
     context = {
@@ -51,7 +56,7 @@ def confirmation_message(
         "organisation": settings.organisation
     }
     msg["Date"] = format_datetime(utcnow())
-    msg["Message-ID"] = make_msgid("confirm", domain=settings.sender_domain)
+    msg["Message-ID"] = message_id or make_msgid("confirm", domain=settings.sender_domain)
     msg["Auto-Submitted"] = "auto-generated"
     # Gmail's feedback loop (CampaignId:CustomerId:MailTypeId:SenderId), as release emails.
     msg["Feedback-ID"] = f"confirm:{lang}:subscription:{settings.sender_domain}"

@@ -20,18 +20,19 @@ from distributor.mail.render import context, render_pair
 
 
 class RenderedNotice(RenderedRelease):
-    """A correction notice rendered once; :meth:`message_for` personalises it as a release
-    email is personalised, with its own subject and Message-ID, threaded under the original
-    release email."""
+    """A notice about a release sent earlier (its correction, its withdrawal: ``kind``),
+    rendered once; :meth:`message_for` personalises it as a release email is personalised,
+    with its own subject and Message-ID, threaded under the original release email."""
 
-    def __init__(self, *args: Any, corrected_at: datetime, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, kind: str, at: datetime, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._stamp = int(corrected_at.timestamp())
+        self._kind, self._stamp = kind, int(at.timestamp())
 
     def message_id(self, subscriber_id: int) -> str:
-        """The notice's Message-ID for ``subscriber_id``: one per correction and person, the
+        """The notice's Message-ID for ``subscriber_id``: one per change and person, the
         same every time (never the original's: some providers drop a Message-ID seen twice)."""
-        return f"<correction-{self.release_id}-{self._stamp}.{subscriber_id}@{self._domain}>"
+        ids = f"{self.release_id}-{self._stamp}.{subscriber_id}"
+        return f"<{self._kind}-{ids}@{self._domain}>"
 
     def thread_headers(self, rcpt: Recipient) -> bytes:
         """In-Reply-To and References naming the original release email to ``rcpt``."""
@@ -61,5 +62,6 @@ def render_notice(release: Release, settings: Settings, corrected_at: datetime) 
         ("correction.txt", "correction.html"),
         render,
         subject=subject,
-        corrected_at=corrected_at,
+        kind="correction",
+        at=corrected_at,
     )

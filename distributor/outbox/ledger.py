@@ -17,16 +17,17 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from sqlalchemy import Engine, Integer, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from distributor.core.config import Settings
 from distributor.core.db import is_sqlite, session_scope
 from distributor.core.models import (
+    ConfirmationEmail,
     CorrectionNotice,
     Delivery,
     DeliveryStatus,
@@ -37,7 +38,8 @@ from distributor.core.models import (
     UTCDateTime,
     utcnow,
 )
-from distributor.mail.compose import RenderedRelease, render_release
+from distributor.core.urls import preferences_url, unsubscribe_url
+from distributor.mail.compose import Recipient, RenderedRelease, render_release
 
 log = logging.getLogger(__name__)
 
@@ -383,8 +385,8 @@ def _connection_errors(engine: Engine) -> tuple[type[BaseException], ...]:
     return (dbapi.OperationalError, dbapi.InterfaceError, DBAPIError)
 
 
-# The two ledgers whose rows are leased the same way: release emails and correction notices.
-Leased = type[Delivery] | type[CorrectionNotice]
+# The ledgers whose rows are leased the same way: release emails, notices, confirmations.
+Leased = type[Delivery] | type[CorrectionNotice] | type[ConfirmationEmail]
 
 
 def renew_leases(
@@ -513,8 +515,9 @@ def still_leased(conn: Connection, claim_token: str, delivery_ids: Sequence[int]
 
 # One protocol for every kind of email the outbox sends --------------------------------------
 # The send loop (outbox/sending.py) sees a ledger only through these: a kind whose rows live
-# in another table (correction notices: outbox/notices.py) implements them there, and gets
-# the same leases, limits, reconciliation, patience and failpoints by construction.
+# in another table (notices: outbox/notices.py; confirmations: outbox/confirmations.py)
+# implements them there, and gets the same leases, limits, reconciliation, patience and
+# failpoints by construction.
 
 
 class ClaimedRow(Protocol):
@@ -523,15 +526,11 @@ class ClaimedRow(Protocol):
     @property
     def row_id(self) -> int: ...
     @property
-    def delivery_id(self) -> int: ...  # the release email's row: names the VERP sender
-    @property
-    def subscriber_id(self) -> int: ...
-    @property
     def email(self) -> str: ...
     @property
-    def name(self) -> str: ...
+    def attempts(self) -> int: ...
     @property
-    def link_nonce(self) -> str | None: ...
+    def created_at(self) -> datetime: ...
     @property
     def in_doubt(self) -> bool: ...
 
@@ -539,6 +538,7 @@ class ClaimedRow(Protocol):
 R = TypeVar("R", bound=ClaimedRow)
 R_co = TypeVar("R_co", bound=ClaimedRow, covariant=True)
 R_contra = TypeVar("R_contra", bound=ClaimedRow, contravariant=True)
+S = TypeVar("S")  # what a kind's rows are about: a release, a subscription request
 
 
 class Batch(Protocol[R_co]):
@@ -570,20 +570,35 @@ class Recorder(Protocol[R_contra]):
         ...
 
 
-class Ledger(Protocol[R]):
+class Messages(Protocol[R_contra]):
+    """The messages of a batch's rows: rendered once, personalised per row."""
+
+    def message_id(self, row: R_contra) -> str:
+        """The Message-ID ``row``'s message carries, the same every time it is built (the
+        relay's record is searched for it: :mod:`distributor.mail.reconcile`)."""
+        ...
+
+    def message(self, row: R_contra) -> tuple[str, bytes]:
+        """The envelope sender and the complete message for ``row``, ready for SMTP DATA;
+        InputError when the row can never be sent (a value stored before today's checks)."""
+        ...
+
+
+class Ledger(Protocol[R, S]):
     """What the send loop needs of one kind of email's ledger."""
 
     table: Leased  # whose leases renew_leases, release_leases and postpone work on
-    what: str  # its rows, in the log: "deliveries", "correction notices"
-    one: str  # one of them: "delivery", "correction notice"
+    what: str  # its rows, in the log: "deliveries", "notices"
+    one: str  # one of them: "delivery", "notice"
+    about: str  # what the rows of one batch are about, in the log: "release"
 
-    def subject(self, settings: Settings, release_id: int) -> Release | None:
-        """The release this kind's rows are about, or None when none of them is to be sent
-        now (nothing is claimed then)."""
+    def subject(self, settings: Settings, subject_id: int) -> S | None:
+        """What this kind's rows are about (a release…), or None when none of them is to be
+        sent now (nothing is claimed then)."""
         ...
 
-    def claim(self, engine: Engine, settings: Settings, release_id: int, limit: int) -> Batch[R]:
-        """Lease up to ``limit`` due rows to a new token, committed at once."""
+    def claim(self, engine: Engine, settings: Settings, subject_id: int, limit: int) -> Batch[R]:
+        """Lease up to ``limit`` due rows about the subject to a new token, committed."""
         ...
 
     def still_wanted(self, conn: Connection, batch: Batch[R], row_ids: Sequence[int]) -> set[int]:
@@ -595,11 +610,157 @@ class Ledger(Protocol[R]):
         """What records the batch's outcomes, open while it is sent."""
         ...
 
-    def compose(
-        self, settings: Settings, release: Release, rows: Sequence[R]
-    ) -> Callable[[R], RenderedRelease]:
-        """The rendered email each row gets (rendered once, personalised per recipient)."""
+    def compose(self, settings: Settings, subject: S, rows: Sequence[R]) -> Messages[R]:
+        """The messages of ``rows`` (rendered once, personalised per recipient)."""
         ...
+
+
+class SubscriberRow(ClaimedRow, Protocol):
+    """A row sent to a subscriber about a release: their links and the VERP sender."""
+
+    @property
+    def subscriber_id(self) -> int: ...
+    @property
+    def delivery_id(self) -> int: ...  # the release email's row: names the VERP sender
+    @property
+    def name(self) -> str: ...
+    @property
+    def link_nonce(self) -> str | None: ...
+
+
+SR_contra = TypeVar("SR_contra", bound=SubscriberRow, contravariant=True)
+
+
+def recipient(settings: Settings, row: SubscriberRow) -> Recipient:
+    """Who a claimed row's message goes to, with their signed links (naming the subscriber's
+    link nonce, fetched with the claim); InputError for a name or address stored before
+    today's checks."""
+    return Recipient(
+        subscriber_id=row.subscriber_id,
+        email=row.email,
+        name=row.name,
+        unsubscribe_url=unsubscribe_url(settings, row.subscriber_id, row.link_nonce),
+        preferences_url=preferences_url(settings, row.subscriber_id, row.link_nonce),
+        delivery_id=row.delivery_id,
+    )
+
+
+class ToSubscribers(Generic[SR_contra]):
+    """:class:`Messages` of emails about a release, rendered once (``pick`` says which
+    rendering a row gets) and personalised per subscriber."""
+
+    def __init__(self, settings: Settings, pick: Callable[[SR_contra], RenderedRelease]) -> None:
+        self._settings, self._pick = settings, pick
+
+    def message_id(self, row: SR_contra) -> str:
+        return self._pick(row).message_id(row.subscriber_id)
+
+    def message(self, row: SR_contra) -> tuple[str, bytes]:
+        rcpt = recipient(self._settings, row)
+        email = self._pick(row)
+        return email.envelope_for(rcpt), email.message_for(rcpt)
+
+
+class RowRecorder:
+    """Records the outcomes of a ledger kept through the ORM (:data:`Leased`), each in its
+    own transaction (:class:`Recorder`): the statuses, backoff and giving up of
+    :meth:`OutcomeWriter.record`, kept through a database outage (:func:`patiently`).
+
+    ``also(conn, row, outcome, code, now)`` runs in the same transaction when the outcome
+    was written: what else the outcome means to the kind (a 5xx refusal bounces the
+    subscriber; a confirmation that did not go out gives its mailbox's day back).
+    ``one(row)`` names one row in the log ("correction notice")."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        table: Leased,
+        also: Callable[[Connection, Any, str, int, datetime], None] | None = None,
+        not_wanted: str = "not sent: no longer wanted",
+        one: Callable[[Any], str] = lambda row: "row",
+    ) -> None:
+        self._engine, self._settings, self._table = engine, settings, table
+        self._also, self._not_wanted, self._one = also, not_wanted, one
+
+    def record(
+        self,
+        claim_token: str,
+        row: ClaimedRow,
+        outcome: Outcome | Literal["cancelled"],
+        code: int,
+        message: str,
+        uncertain: bool = False,
+        answered_at: datetime | None = None,
+    ) -> bool:
+        """Commit the outcome of one attempt, the server's answer at ``answered_at`` (now if
+        not given). Returns False if the row's lease had been lost (nothing is changed then).
+
+        sent → done; cancelled → done, not sent; failed → done; deferred → tried again after
+        the backoff, or failed once ``give_up_after_seconds`` have passed since planning."""
+        table, now = self._table, answered_at or utcnow()
+        values: dict[str, object] = {
+            "smtp_code": code or None,
+            "lease_until": None,
+            "lease_token": None,
+            "last_error": message[:1000],
+        }
+        status = outcome
+        if outcome == "sent":  # no note, but for one found by reconciling
+            values["sent_at"] = now
+            if message != RECONCILED:
+                values["last_error"] = ""
+        elif outcome == "cancelled":
+            values["attempts"] = table.attempts - 1
+        elif outcome == "deferred":
+            retry_at = now + backoff(self._settings, row.attempts)
+            if (retry_at - row.created_at).total_seconds() > self._settings.give_up_after_seconds:
+                status, values["last_error"] = "failed", f"gave up: {message}"[:1000]
+            else:
+                values["next_attempt_at"] = retry_at
+                if uncertain:  # as for deliveries: claimed again, the row is in doubt
+                    values["lease_until"] = retry_at
+        values["status"] = DeliveryStatus(status)
+
+        def write() -> bool:
+            with self._engine.begin() as conn:
+                changed = conn.execute(
+                    update(table)
+                    .where(table.id == row.row_id, table.lease_token == claim_token)
+                    .values(**values)
+                ).rowcount
+                if changed and self._also is not None:
+                    self._also(conn, row, str(status), code, now)
+            return bool(changed)
+
+        unreachable = (OperationalError, InterfaceError)  # not a refused statement
+        what = f"{self._one(row)} {row.row_id}"  # "correction notice 12"
+        return patiently(write, self._settings, what, unreachable)
+
+    def drop(self, claim_token: str, row: ClaimedRow) -> None:
+        """Cancel the row: made unwanted by a state (the subscriber left, the release was
+        withdrawn…), not by a cancelled row."""
+        self.record(claim_token, row, "cancelled", 0, self._not_wanted)
+
+    def __enter__(self) -> RowRecorder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
+def bounce_on_refusal(conn: Connection, row: Any, status: str, code: int, now: datetime) -> None:
+    """A row refused for good with a 5xx reply marks its subscriber bounced (as
+    :meth:`OutcomeWriter.record` does for release emails)."""
+    if status == DeliveryStatus.FAILED and code >= 500:
+        conn.execute(
+            update(Subscriber)
+            .where(
+                Subscriber.id == row.subscriber_id,
+                Subscriber.status == SubscriberStatus.CONFIRMED,
+            )
+            .values(status=SubscriberStatus.BOUNCED, bounced_at=now)
+        )
 
 
 _rendered: dict[tuple[int, datetime], RenderedRelease] = {}
@@ -610,18 +771,18 @@ class ReleaseEmails:
     and subscriber."""
 
     table: Leased = Delivery
-    what, one = "deliveries", "delivery"
+    what, one, about = "deliveries", "delivery", "release"
 
-    def subject(self, settings: Settings, release_id: int) -> Release | None:
+    def subject(self, settings: Settings, subject_id: int) -> Release | None:
         """The release while it is published."""
         with session_scope(settings) as session:
-            release = session.get(Release, release_id)
+            release = session.get(Release, subject_id)
             if release is None or release.state != ReleaseState.PUBLISHED:
                 return None
             return release
 
-    def claim(self, engine: Engine, settings: Settings, release_id: int, limit: int) -> Claim:
-        return claim(engine, settings, release_id, limit)
+    def claim(self, engine: Engine, settings: Settings, subject_id: int, limit: int) -> Claim:
+        return claim(engine, settings, subject_id, limit)
 
     def still_wanted(
         self, conn: Connection, batch: Batch[Claimed], row_ids: Sequence[int]
@@ -633,16 +794,16 @@ class ReleaseEmails:
         return OutcomeWriter(engine, settings)
 
     def compose(
-        self, settings: Settings, release: Release, rows: Sequence[Claimed]
-    ) -> Callable[[Claimed], RenderedRelease]:
+        self, settings: Settings, subject: Release, rows: Sequence[Claimed]
+    ) -> ToSubscribers[Claimed]:
         # Kept between batches of the same release (until it changes): rendered once.
-        key = (release.id, release.updated_at)
+        key = (subject.id, subject.updated_at)
         if key not in _rendered:
             if len(_rendered) > 16:
                 _rendered.clear()
-            _rendered[key] = render_release(release, settings)
+            _rendered[key] = render_release(subject, settings)
         rendered = _rendered[key]
-        return lambda row: rendered
+        return ToSubscribers(settings, lambda row: rendered)
 
 
 RELEASE_EMAILS = ReleaseEmails()

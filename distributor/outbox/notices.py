@@ -1,16 +1,18 @@
-"""Correction notices: a short email telling those who received a release that it was
-corrected, with a link to the corrected page. Sent only when asked (``releases correct
---notify``), and only to subscribers whose delivery of the release was sent and who are
-still confirmed.
+"""Notices about a release sent earlier: a short email telling those who received it that
+it was corrected (``releases correct --notify``) or withdrawn (``releases withdraw
+--notify``), with a link to its page. Sent only when asked, and only to subscribers whose
+delivery of the release was sent and who are still confirmed.
 
 The ledger works as the delivery ledger does (:mod:`distributor.outbox.ledger`): one row per
-(release, subscriber, correction), unique, so planning twice plans nothing twice; workers
+(release, subscriber, kind, change), unique, so planning twice plans nothing twice; workers
 claim rows with a lease in a transaction and record each outcome as the server answers, so
 a task run twice or a worker that dies mid-batch never resends a notice recorded as sent.
 Statuses, backoff and giving up are the deliveries' own.
 
-The email is rendered once per batch and personalised as release emails are
-(:mod:`distributor.mail.correction`).
+Each kind is one entry of :data:`KINDS`: the state the release must be in for its notices
+to go out, which change a notice is about, and its email (rendered once per batch and
+personalised as release emails are: :mod:`distributor.mail.correction`,
+:mod:`distributor.mail.withdrawal`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine, bindparam, func, select, text, update
+from sqlalchemy import Engine, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -32,6 +33,7 @@ from distributor.core.db import session_scope
 from distributor.core.models import (
     CorrectionNotice,
     DeliveryStatus,
+    NoticeKind,
     Release,
     ReleaseState,
     Subscriber,
@@ -41,35 +43,67 @@ from distributor.core.models import (
 )
 from distributor.mail.compose import RenderedRelease
 from distributor.mail.correction import render_notice
+from distributor.mail.withdrawal import render_withdrawal
 from distributor.outbox.ledger import (
     OPEN_STATUSES,
-    RECONCILED,
     Batch,
     Leased,
     Outcome,
-    backoff,
-    patiently,
+    RowRecorder,
+    ToSubscribers,
+    bounce_on_refusal,
 )
 
-NOT_WANTED = "not sent: subscriber no longer confirmed, release withdrawn, or superseded"
+NOT_WANTED = "not sent: subscriber no longer confirmed, release changed state, or superseded"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of notice: its notices go out while the release is in ``state``; ``change``
+    is the time of the change a notice is about (None: there was none); ``render`` its
+    email, for the change made at a time."""
+
+    state: ReleaseState
+    change: Callable[[Release], datetime | None]
+    render: Callable[[Release, Settings, datetime], RenderedRelease]
+
+
+KINDS: dict[str, Kind] = {
+    NoticeKind.CORRECTION: Kind(ReleaseState.PUBLISHED, lambda r: r.corrected_at, render_notice),
+    NoticeKind.WITHDRAWAL: Kind(
+        ReleaseState.WITHDRAWN, lambda r: r.withdrawn_at, render_withdrawal
+    ),
+}
+
+
+def _release_as_kind_wants() -> ColumnElement[bool]:
+    # A notice may go out only while its release is in its kind's state.
+    return or_(
+        *(
+            and_(CorrectionNotice.kind == name, Release.state == kind.state)
+            for name, kind in KINDS.items()
+        )
+    )
 
 
 # The ledger -----------------------------------------------------------------------------
 
 
-def plan(session: Session, release: Release) -> int:
-    """Add a pending notice of the release's latest correction for every subscriber whose
-    delivery of it was sent and who is still confirmed; returns how many were added.
+def plan(session: Session, release: Release, kind: str = NoticeKind.CORRECTION) -> int:
+    """Add a pending notice of the release's latest change of ``kind`` (its latest
+    correction, its withdrawal) for every subscriber whose delivery of it was sent and who
+    is still confirmed; returns how many were added.
 
-    Idempotent (existing rows are kept). Notices of earlier corrections not sent yet are
-    cancelled: people are told once, of the latest text. The caller commits."""
-    if release.corrected_at is None:
+    Idempotent (existing rows are kept). Notices of earlier changes of the kind not sent
+    yet are cancelled: people are told once, of the latest text. The caller commits."""
+    corrected_at = KINDS[kind].change(release)
+    if corrected_at is None:
         return 0
-    corrected_at = release.corrected_at
     session.execute(
         update(CorrectionNotice)
         .where(
             CorrectionNotice.release_id == release.id,
+            CorrectionNotice.kind == kind,
             CorrectionNotice.corrected_at < corrected_at,
             CorrectionNotice.status.in_(OPEN_STATUSES),
         )
@@ -83,25 +117,30 @@ def plan(session: Session, release: Release) -> int:
     stmt = text(
         """
         INSERT INTO correction_notices
-            (release_id, subscriber_id, delivery_id, corrected_at, status, attempts,
+            (release_id, subscriber_id, delivery_id, kind, corrected_at, status, attempts,
              next_attempt_at, last_error, created_at)
-        SELECT d.release_id, d.subscriber_id, d.id, :corrected_at, 'pending', 0, :now, '', :now
+        SELECT d.release_id, d.subscriber_id, d.id, :kind, :corrected_at, 'pending', 0, :now,
+               '', :now
         FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
         WHERE d.release_id = :release_id AND d.status = 'sent' AND s.status = 'confirmed'
-        ON CONFLICT (release_id, subscriber_id, corrected_at) DO NOTHING
+        ON CONFLICT (release_id, subscriber_id, kind, corrected_at) DO NOTHING
         """
     ).bindparams(bindparam("now", type_=UTCDateTime), bindparam("corrected_at", type_=UTCDateTime))
-    params = {"release_id": release.id, "corrected_at": corrected_at, "now": utcnow()}
+    params = {"release_id": release.id, "kind": str(kind), "corrected_at": corrected_at}
+    params["now"] = utcnow()
     result = session.execute(stmt, params)
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def planned(session: Session, release_id: int, corrected_at: datetime) -> int:
-    """How many notices of the correction made at ``corrected_at`` the ledger holds."""
+def planned(
+    session: Session, release_id: int, corrected_at: datetime, kind: str = NoticeKind.CORRECTION
+) -> int:
+    """How many notices of the change of ``kind`` made at ``corrected_at`` the ledger holds."""
     return int(
         session.scalar(
             select(func.count()).where(
                 CorrectionNotice.release_id == release_id,
+                CorrectionNotice.kind == kind,
                 CorrectionNotice.corrected_at == corrected_at,
             )
         )
@@ -122,13 +161,13 @@ def counts(session: Session, release_id: int) -> dict[str, int]:
 
 def _due_filter(now: datetime) -> tuple[ColumnElement[bool], ...]:
     # The rows a worker may claim now: open, due, not leased, to someone still confirmed,
-    # about a release still published.
+    # about a release in the state its kind wants.
     return (
         CorrectionNotice.status.in_(OPEN_STATUSES),
         CorrectionNotice.next_attempt_at <= now,
         (CorrectionNotice.lease_until.is_(None)) | (CorrectionNotice.lease_until < now),
         Subscriber.status == SubscriberStatus.CONFIRMED,
-        Release.state == ReleaseState.PUBLISHED,
+        _release_as_kind_wants(),
     )
 
 
@@ -146,21 +185,26 @@ def due(session: Session) -> dict[int, int]:
 
 def cancel_unwanted(session: Session, release_id: int) -> int:
     """Cancel the release's open notices that must not go out any more: to subscribers no
-    longer confirmed, or of a release no longer published. Returns how many."""
+    longer confirmed, or of a kind whose release is no longer in the state it wants (a
+    correction of a withdrawn release). Returns how many."""
     release_state = session.scalar(select(Release.state).where(Release.id == release_id))
-    query = update(CorrectionNotice).where(
-        CorrectionNotice.release_id == release_id,
-        CorrectionNotice.status.in_(OPEN_STATUSES),
-    )
-    reason = f"release {release_state}"
-    if release_state == ReleaseState.PUBLISHED:
-        gone = select(Subscriber.id).where(Subscriber.status != SubscriberStatus.CONFIRMED)
-        query = query.where(CorrectionNotice.subscriber_id.in_(gone))
-        reason = "subscriber no longer confirmed"
-    result = session.execute(
-        query.values(status=DeliveryStatus.CANCELLED, last_error=reason, lease_token=None)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    cancelled = 0
+    gone = select(Subscriber.id).where(Subscriber.status != SubscriberStatus.CONFIRMED)
+    for name, kind in KINDS.items():
+        query = update(CorrectionNotice).where(
+            CorrectionNotice.release_id == release_id,
+            CorrectionNotice.kind == name,
+            CorrectionNotice.status.in_(OPEN_STATUSES),
+        )
+        reason = f"release {release_state}"
+        if release_state == kind.state:
+            query = query.where(CorrectionNotice.subscriber_id.in_(gone))
+            reason = "subscriber no longer confirmed"
+        result = session.execute(
+            query.values(status=DeliveryStatus.CANCELLED, last_error=reason, lease_token=None)
+        )
+        cancelled += int(getattr(result, "rowcount", 0) or 0)
+    return cancelled
 
 
 @dataclass(frozen=True)
@@ -173,10 +217,11 @@ class ClaimedNotice:
     email: str
     name: str
     link_nonce: str | None  # the subscriber's, for the links in the message (tokens.py)
-    corrected_at: datetime
+    corrected_at: datetime  # the change it is about (see CorrectionNotice)
     attempts: int
     created_at: datetime
     in_doubt: bool = False  # an earlier lease ran out with no outcome: maybe already sent
+    kind: str = NoticeKind.CORRECTION
 
     @property
     def row_id(self) -> int:
@@ -212,7 +257,7 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> No
         # Which rows, and whether an earlier lease of theirs ran out with no outcome (its
         # worker died: "in doubt", see distributor/mail/reconcile.py); then the lease.
         picked = {int(i): bool(doubt) for i, doubt in session.execute(candidates)}
-        leased: Sequence[Row[int, int, int, datetime, int, datetime]] = ()
+        leased: Sequence[Row[int, int, int, datetime, int, datetime, str]] = ()
         people: dict[int, tuple[str, str, str | None]] = {}
         if picked:
             leased = session.execute(
@@ -230,6 +275,7 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> No
                     CorrectionNotice.corrected_at,
                     CorrectionNotice.attempts,
                     CorrectionNotice.created_at,
+                    CorrectionNotice.kind,
                 )
             ).all()
             ids = [r.subscriber_id for r in leased]
@@ -248,6 +294,7 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> No
             r.attempts,
             r.created_at,
             picked[r.id],
+            r.kind,
         )
         for r in sorted(leased, key=lambda r: r.id)
     ]
@@ -258,7 +305,7 @@ def still_wanted(
     conn: Connection, claim: Batch[ClaimedNotice], notice_ids: Sequence[int]
 ) -> set[int]:
     """Which of ``notice_ids`` may still be sent: leased under the claim's token (not
-    cancelled since), to a confirmed subscriber, about a published release."""
+    cancelled since), to a confirmed subscriber, about a release in its kind's state."""
     if not notice_ids:
         return set()
     query = (
@@ -269,12 +316,25 @@ def still_wanted(
             CorrectionNotice.id.in_(list(notice_ids)),
             CorrectionNotice.lease_token == claim.token,
             Subscriber.status == SubscriberStatus.CONFIRMED,
-            Release.state == ReleaseState.PUBLISHED,
+            _release_as_kind_wants(),
         )
     )
     wanted = {int(r[0]) for r in conn.execute(query)}
     conn.rollback()  # end the read transaction: the next check must see new commits
     return wanted
+
+
+def recorder(engine: Engine, settings: Settings) -> RowRecorder:
+    """What records notice outcomes: a 5xx refusal marks the subscriber bounced, as a
+    release email's does."""
+    return RowRecorder(
+        engine,
+        settings,
+        CorrectionNotice,
+        bounce_on_refusal,
+        NOT_WANTED,
+        lambda row: f"{row.kind} notice",
+    )
 
 
 def record(
@@ -288,134 +348,48 @@ def record(
     uncertain: bool = False,
     answered_at: datetime | None = None,
 ) -> bool:
-    """Commit the outcome of one notice, the server's answer at ``answered_at`` (now if not
-    given). Returns False if its lease had been lost (nothing is changed then).
-
-    sent → done; cancelled → done, not sent; failed → done, and a 5xx reply marks the
-    subscriber bounced; deferred → tried again after the deliveries' backoff, or failed
-    once ``give_up_after_seconds`` have passed since planning. If the database cannot be
-    reached, the outcome is kept and written again (:func:`delivery.patiently`)."""
-    now = answered_at or utcnow()
-    values: dict[str, object] = {
-        "smtp_code": code or None,
-        "lease_until": None,
-        "lease_token": None,
-        "last_error": message[:1000],
-    }
-    if outcome == "sent":  # no note, but for one found by reconciling
-        values.update(status=DeliveryStatus.SENT, sent_at=now)
-        if message != RECONCILED:
-            values["last_error"] = ""
-    elif outcome == "cancelled":
-        values.update(status=DeliveryStatus.CANCELLED, attempts=CorrectionNotice.attempts - 1)
-    elif outcome == "failed":
-        values.update(status=DeliveryStatus.FAILED)
-    else:
-        retry_at = now + backoff(settings, row.attempts)
-        if (retry_at - row.created_at).total_seconds() > settings.give_up_after_seconds:
-            values.update(status=DeliveryStatus.FAILED, last_error=f"gave up: {message}"[:1000])
-        else:
-            values.update(status=DeliveryStatus.DEFERRED, next_attempt_at=retry_at)
-            if uncertain:  # as for deliveries: claimed again, the notice is in doubt
-                values["lease_until"] = retry_at
-
-    def write() -> bool:
-        with engine.begin() as conn:
-            changed = conn.execute(
-                update(CorrectionNotice)
-                .where(CorrectionNotice.id == row.notice_id, CorrectionNotice.lease_token == token)
-                .values(**values)
-            ).rowcount
-            if changed and outcome == "failed" and code >= 500:
-                conn.execute(
-                    update(Subscriber)
-                    .where(
-                        Subscriber.id == row.subscriber_id,
-                        Subscriber.status == SubscriberStatus.CONFIRMED,
-                    )
-                    .values(status=SubscriberStatus.BOUNCED, bounced_at=now)
-                )
-        return bool(changed)
-
-    unreachable = (OperationalError, InterfaceError)  # not a refused statement: the database
-    return patiently(write, settings, f"correction notice {row.notice_id}", unreachable)
+    """Commit the outcome of one notice (:meth:`RowRecorder.record`); False if its lease
+    had been lost."""
+    return recorder(engine, settings).record(
+        token, row, outcome, code, message, uncertain, answered_at
+    )
 
 
 # The ledger as the send loop sees it ---------------------------------------------------------
 
 
-class _NoticeRecorder:
-    """Records notice outcomes (:func:`record`) for the send loop."""
-
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        self._engine, self._settings = engine, settings
-
-    def record(
-        self,
-        claim_token: str,
-        row: ClaimedNotice,
-        outcome: Outcome,
-        code: int,
-        message: str,
-        uncertain: bool = False,
-        answered_at: datetime | None = None,
-    ) -> bool:
-        return record(
-            self._engine,
-            self._settings,
-            claim_token,
-            row,
-            outcome,
-            code,
-            message,
-            uncertain,
-            answered_at,
-        )
-
-    def drop(self, claim_token: str, row: ClaimedNotice) -> None:
-        """Cancel the notice: it is made unwanted by a state (the subscriber left, the
-        release was withdrawn or corrected again), not by a cancelled row."""
-        record(self._engine, self._settings, claim_token, row, "cancelled", 0, NOT_WANTED)
-
-    def __enter__(self) -> _NoticeRecorder:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
-
-
-class CorrectionNotices:
-    """The ledger of correction notices (:class:`~distributor.outbox.ledger.Ledger`): one row
-    per release, subscriber and correction."""
+class Notices:
+    """The ledger of notices (:class:`~distributor.outbox.ledger.Ledger`): one row per
+    release, subscriber, kind and change."""
 
     table: Leased = CorrectionNotice
-    what, one = "correction notices", "correction notice"
+    what, one, about = "notices", "notice", "release"
 
-    def subject(self, settings: Settings, release_id: int) -> Release | None:
-        """The release, whatever its state: its notices no longer wanted (withdrawn,
-        superseded) are cancelled by the claim."""
+    def subject(self, settings: Settings, subject_id: int) -> Release | None:
+        """The release, whatever its state: its notices no longer wanted (superseded, of a
+        kind its state no longer wants) are cancelled by the claim."""
         with session_scope(settings) as session:
-            return session.get(Release, release_id)
+            return session.get(Release, subject_id)
 
-    def claim(self, engine: Engine, settings: Settings, release_id: int, limit: int) -> NoticeClaim:
-        return claim(engine, settings, release_id, limit)
+    def claim(self, engine: Engine, settings: Settings, subject_id: int, limit: int) -> NoticeClaim:
+        return claim(engine, settings, subject_id, limit)
 
     def still_wanted(
         self, conn: Connection, batch: Batch[ClaimedNotice], row_ids: Sequence[int]
     ) -> set[int]:
         return still_wanted(conn, batch, row_ids)
 
-    def recorder(self, engine: Engine, settings: Settings) -> _NoticeRecorder:
-        return _NoticeRecorder(engine, settings)
+    def recorder(self, engine: Engine, settings: Settings) -> RowRecorder:
+        return recorder(engine, settings)
 
     def compose(
-        self, settings: Settings, release: Release, rows: Sequence[ClaimedNotice]
-    ) -> Callable[[ClaimedNotice], RenderedRelease]:
-        # One rendering per correction the batch's rows are about.
-        rendered = {
-            when: render_notice(release, settings, when) for when in {r.corrected_at for r in rows}
-        }
-        return lambda row: rendered[row.corrected_at]
+        self, settings: Settings, subject: Release, rows: Sequence[ClaimedNotice]
+    ) -> ToSubscribers[ClaimedNotice]:
+        # One rendering per kind and change the batch's rows are about.
+        changes = {(r.kind, r.corrected_at) for r in rows}
+        rendered = {(k, at): KINDS[k].render(subject, settings, at) for k, at in changes}
+        return ToSubscribers(settings, lambda row: rendered[(row.kind, row.corrected_at)])
 
 
-CORRECTION_NOTICES = CorrectionNotices()
+NOTICES = Notices()
+CORRECTION_NOTICES = NOTICES  # the name before the withdrawal notice joined

@@ -14,37 +14,32 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from distributor.audience.subscription import (
-    give_back_confirmation,
-    take_confirmation,
-)
+from distributor.audience.subscription import take_confirmation
 from distributor.core import failpoints
 from distributor.core.config import Settings
 from distributor.core.db import get_engine, session_scope
 from distributor.core.errors import InputError
-from distributor.core.models import Release, ReleaseState, Topic, utcnow
+from distributor.core.models import Release, ReleaseState, utcnow
 from distributor.core.queue import TaskQueue
-from distributor.core.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.mail import reconcile
-from distributor.mail.compose import Recipient
-from distributor.mail.confirmation import confirmation_message
 from distributor.mail.dkim import load_signer
 from distributor.mail.relays import open_transport
 from distributor.mail.transport import Outgoing, SendResult
 from distributor.outbox import throttle
+from distributor.outbox.confirmations import CONFIRMATIONS
 from distributor.outbox.ledger import (
     RECONCILED,
     RELEASE_EMAILS,
     Batch,
-    ClaimedRow,
     Leased,
     Ledger,
     Outcome,
     R,
+    S,
     due,
     plan,
     postpone,
@@ -52,7 +47,7 @@ from distributor.outbox.ledger import (
     renew_leases,
     subscriber_id_ranges,
 )
-from distributor.outbox.notices import CORRECTION_NOTICES
+from distributor.outbox.notices import NOTICES
 from distributor.outbox.relay_health import relay_health
 from distributor.releases.lifecycle import get_release
 
@@ -125,22 +120,8 @@ def wake_for_held(queue: TaskQueue, task: str, release_id: int, report: BatchRep
         queue.send(task, release_id, countdown=min(max(report.retry_in, 0.2), 5.0))
 
 
-def _recipient(settings: Settings, row: ClaimedRow) -> Recipient:
-    """Who a claimed row's message goes to, with their signed links (naming the subscriber's
-    link nonce, fetched with the claim); InputError for a name or address stored before
-    today's checks."""
-    return Recipient(
-        subscriber_id=row.subscriber_id,
-        email=row.email,
-        name=row.name,
-        unsubscribe_url=unsubscribe_url(settings, row.subscriber_id, row.link_nonce),
-        preferences_url=preferences_url(settings, row.subscriber_id, row.link_nonce),
-        delivery_id=row.delivery_id,
-    )
-
-
 def _settle_in_doubt(
-    reconciler: reconcile.Reconciler | None, release_id: int, kind: str, doubtful: dict[str, int]
+    reconciler: reconcile.Reconciler | None, about: str, kind: str, doubtful: dict[str, int]
 ) -> set[str]:
     """Of the rows in doubt (Message-ID → row id), the Message-IDs the relay already has
     (:mod:`distributor.mail.reconcile`). The others go out again: they are named in the log —
@@ -148,15 +129,15 @@ def _settle_in_doubt(
     found = reconcile.already_accepted(reconciler, doubtful)
     if found:
         log.info(
-            "release %s: %d message(s) in doubt were already accepted, not resent",
-            release_id,
+            "%s: %d message(s) in doubt were already accepted, not resent",
+            about,
             len(found),
         )
     if again := sorted(row for message_id, row in doubtful.items() if message_id not in found):
         log.warning(
-            "release %s: %d row(s) in doubt go out again (their worker died holding "
+            "%s: %d row(s) in doubt go out again (their worker died holding "
             "them: where it had sent one, a second copy): %s %s",
-            release_id,
+            about,
             len(again),
             kind,
             ",".join(map(str, again)),
@@ -201,12 +182,13 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
     outcome: the outbox's loop (:func:`send`) over the ledger of correction notices (see
     :mod:`distributor.outbox.notices`). Notices no longer wanted — the subscriber left or
     bounced, the release was withdrawn or corrected again — are cancelled, even mid-batch."""
-    return send(settings, CORRECTION_NOTICES, release_id)
+    return send(settings, NOTICES, release_id)
 
 
-def send(settings: Settings, ledger: Ledger[R], release_id: int) -> BatchReport:
-    """Claim one batch of ``ledger``'s due rows about the release, send each message, record
-    each outcome. The one send loop: every kind of email goes through it.
+def send(settings: Settings, ledger: Ledger[R, S], subject_id: int) -> BatchReport:
+    """Claim one batch of ``ledger``'s due rows about one subject (a release, a subscription
+    request), send each message, record each outcome. The one send loop: every kind of email
+    goes through it.
 
     Safe to run twice or concurrently: a row recorded as sent is never claimed again. Rows
     no longer wanted (an unsubscribe, a withdrawal…) are dropped even mid-batch (``skipped``):
@@ -219,31 +201,33 @@ def send(settings: Settings, ledger: Ledger[R], release_id: int) -> BatchReport:
     while it lives.
     """
     report = BatchReport()
-    release = ledger.subject(settings, release_id)
-    if release is None:
+    subject = ledger.subject(settings, subject_id)
+    if subject is None:
         return report
     engine = get_engine(settings)
-    batch = ledger.claim(engine, settings, release_id, settings.batch_size)
+    batch = ledger.claim(engine, settings, subject_id, settings.batch_size)
     report.claimed = len(batch.rows)
     if batch.rows:
-        _Batch(settings, ledger, engine, release, batch, report).run()
+        about = f"{ledger.about} {subject_id}"
+        _Batch(settings, ledger, engine, subject, about, batch, report).run()
     return report
 
 
-class _Batch(Generic[R]):
+class _Batch(Generic[R, S]):
     """One claimed batch on its way out (see :func:`send`)."""
 
     def __init__(
         self,
         settings: Settings,
-        ledger: Ledger[R],
+        ledger: Ledger[R, S],
         engine: Engine,
-        release: Release,
+        subject: S,
+        about: str,
         batch: Batch[R],
         report: BatchReport,
     ) -> None:
         self.settings, self.ledger, self.engine = settings, ledger, engine
-        self.release, self.batch, self.report = release, batch, report
+        self.subject, self.about, self.batch, self.report = subject, about, batch, report
         self.finished: set[int] = set()  # row ids done with: sent, failed, skipped, held…
         self.held: dict[int, datetime] = {}  # held back by a limit: row id → when again
 
@@ -251,7 +235,7 @@ class _Batch(Generic[R]):
         """Send the batch; whatever happens, give back the rows it did not get to."""
         pacer = throttle.pacer(self.settings)
         try:
-            self.rendered = self.ledger.compose(self.settings, self.release, self.batch.rows)
+            self.messages = self.ledger.compose(self.settings, self.subject, self.batch.rows)
             self.signer = load_signer(self.settings)
             with (
                 self.ledger.recorder(self.engine, self.settings) as self.recorder,
@@ -284,12 +268,10 @@ class _Batch(Generic[R]):
 
     def settle_in_doubt(self) -> None:
         """Record as sent, without sending, the rows in doubt the relay already accepted."""
-        doubtful = {
-            self.rendered(r).message_id(r.subscriber_id): r for r in self.batch.rows if r.in_doubt
-        }
+        doubtful = {self.messages.message_id(r): r for r in self.batch.rows if r.in_doubt}
         ids = {message_id: r.row_id for message_id, r in doubtful.items()}
         reconciler = reconcile.open_reconciler(self.settings)
-        for message_id in _settle_in_doubt(reconciler, self.release.id, self.ledger.what, ids):
+        for message_id in _settle_in_doubt(reconciler, self.about, self.ledger.what, ids):
             row = doubtful[message_id]
             self.finished.add(row.row_id)
             self.report.reconciled += 1
@@ -340,7 +322,7 @@ class _Batch(Generic[R]):
             self.recorder.drop(self.batch.token, row)
             return None
         try:
-            rcpt = _recipient(self.settings, row)
+            envelope, message = self.messages.message(row)
         except InputError as exc:  # stored before today's checks: never sendable
             self.record(row, "failed", SendResult(0, f"not sent: {exc}"))
             return None
@@ -348,40 +330,36 @@ class _Batch(Generic[R]):
             self.held[row.row_id] = utcnow() + timedelta(seconds=hold)
             self.finished.add(row.row_id)
             return None
-        email = self.rendered(row)
-        message = email.message_for(rcpt)
         if self.signer is not None:
             message = self.signer.sign(message)
-        return Outgoing(row, email.envelope_for(rcpt), row.email, message)
+        return Outgoing(row, envelope, row.email, message)
+
+
+def send_confirmations(settings: Settings, request_id: int) -> BatchReport:
+    """Decide on a subscription request's confirmation email (``take_confirmation``: one
+    per mailbox a day, none to a confirmed or bounced subscriber), then send the request's
+    due confirmation emails: the outbox's loop (:func:`send`) over the ledger of
+    confirmations (:mod:`distributor.outbox.confirmations`), DKIM-signed like every email
+    when DKIM is configured. Safe to run twice: a request is decided once, an email recorded
+    as sent is never sent again."""
+    with session_scope(settings) as session:
+        take_confirmation(session, request_id)
+    return send(settings, CONFIRMATIONS, request_id)
 
 
 def send_confirmation(settings: Settings, request_id: int) -> str:
-    """Decide on a subscription request's confirmation email and send it, DKIM-signed like
-    every release email when DKIM is configured; returns the outcome ("sent", "deferred",
-    "failed", or "skipped" when none goes out: see ``subscription.take_confirmation``).
+    """:func:`send_confirmations`, as one :func:`outcome`."""
+    return outcome(send_confirmations(settings, request_id))
 
-    If the email cannot go out, the mailbox's once-a-day right is given back so the person
-    can ask again at once."""
-    with session_scope(settings) as session:
-        request = take_confirmation(session, request_id)
-        if request is None:
-            return "skipped"
-        topics = list(session.scalars(select(Topic).where(Topic.slug.in_(request.topics))))
-        link = confirm_url(settings, request.id, request.nonce)
-        message = confirmation_message(settings, request, topics, link)
-        email, sent_at = request.email, request.confirmation_sent_at
-    assert sent_at is not None
-    if (signer := load_signer(settings)) is not None:  # unsigned, DMARC would reject it
-        message = signer.sign(message)
-    with open_transport(settings, relay_health(settings)) as transport:
-        result = transport.send(settings.sender_address, email, message)
-    if result.outcome != "sent":
-        log.warning(
-            "confirmation of subscription request %s not sent: %s %s",
-            request_id,
-            result.code,
-            result.message,
-        )
-        with session_scope(settings) as session:
-            give_back_confirmation(session, request_id, sent_at)
-    return result.outcome
+
+def outcome(report: BatchReport) -> str:
+    """A batch of one email as one outcome: "sent", "deferred" (to be tried again, or held
+    back by a send limit), "failed", or "skipped" when none went out nor was tried (none
+    due, or sent already)."""
+    if report.outcomes["sent"] or report.reconciled:
+        return "sent"
+    if report.outcomes["failed"]:
+        return "failed"
+    if report.outcomes["deferred"] or report.held:
+        return "deferred"
+    return "skipped"

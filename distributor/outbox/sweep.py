@@ -22,7 +22,7 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Release, ReleaseState
 from distributor.core.queue import TaskQueue
-from distributor.outbox import notices
+from distributor.outbox import confirmations, notices
 from distributor.outbox.ledger import (
     cancel_unconfirmed,
     due,
@@ -43,6 +43,7 @@ class SweepReport:
     cancelled: int = 0
     notice_batches: int = 0
     confirmations: int = 0  # subscription requests whose lost wake-up was sent again
+    confirmation_retries: int = 0  # requests with confirmation emails due again
 
 
 def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> SweepReport:
@@ -52,9 +53,9 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
     Publishes scheduled releases that are due, plans published releases never planned,
     cancels rows of subscribers who left, forgets expired idempotency keys and subscription
     requests, wakes a worker for each request whose wake-up was lost, and — when no
-    task waits in the queue — enqueues batches for every release with rows or correction
-    notices due (deferred retries, expired leases, lost tasks) and a site regeneration
-    (which writes nothing if the site is current).
+    task waits in the queue — enqueues batches for every release with rows or notices due,
+    and for every request with a confirmation email due (deferred retries, expired leases,
+    lost tasks), and a site regeneration (which writes nothing if the site is current).
     """
     heartbeat.record(settings)  # a sweep runs: the workers, the status and publish see it
     report = SweepReport()
@@ -90,6 +91,7 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
         with session_scope(settings) as session:
             work = due(session)
             waiting_notices = notices.due(session)
+            waiting_confirmations = confirmations.due(session)
         for release_id, count in work.items():
             for _ in range(math.ceil(count / settings.batch_size)):
                 queue.send("send_batch", release_id)
@@ -98,4 +100,7 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
             for _ in range(math.ceil(count / settings.batch_size)):
                 queue.send("send_correction_notices", release_id)
                 report.notice_batches += 1
+        for request_id in waiting_confirmations:  # a retry due, a lease run out
+            queue.send(CONFIRMATION_TASK, request_id)
+            report.confirmation_retries += 1
     return report
