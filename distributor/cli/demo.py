@@ -53,8 +53,13 @@ def _drafts(settings: Settings, run: int) -> list[ReleaseDraft]:
             update: dict[str, object] = {"slug": f"{meta.slug}-{run}"}
             if meta.translation_of:
                 update["translation_of"] = f"{meta.translation_of}-{run}"
-            draft = ReleaseDraft(draft.meta.model_copy(update=update), draft.lead,
-                                 draft.body_html, draft.body_text, draft.source)  # fmt: skip
+            draft = ReleaseDraft(
+                draft.meta.model_copy(update=update),
+                draft.lead,
+                draft.body_html,
+                draft.body_text,
+                draft.source,
+            )
         drafts.append(draft)
     return drafts
 
@@ -74,8 +79,14 @@ def run_demo(settings: Settings, subscribers: int, out: Console) -> None:
                 add_topic(session, slug, names)
         have = session.scalar(select(func.count()).select_from(Subscriber)) or 0
         if have < subscribers:
-            import_csv(session, settings, io.StringIO(_subscribers_csv(subscribers - have, have)),
-                       "demo", confirmed=True, consent_source="demo data")  # fmt: skip
+            import_csv(
+                session,
+                settings,
+                io.StringIO(_subscribers_csv(subscribers - have, have)),
+                "demo",
+                confirmed=True,
+                consent_source="demo data",
+            )
         total = session.scalar(select(func.count()).select_from(Subscriber))
         run = 1 + (session.scalar(select(func.count()).select_from(Release)) or 0) // 2
     out.print(f"[bold]2.[/bold] {len(TOPICS)} topics, {total} subscribers (English and French)")
@@ -93,8 +104,10 @@ def run_demo(settings: Settings, subscribers: int, out: Console) -> None:
     with log_path.open("ab") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "distributor.cli", "worker", "--loglevel", "WARNING"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         queue = TaskQueue(settings.model_copy(update={"broker_url": url}))
         for rid in ids:
@@ -116,10 +129,14 @@ def run_demo(settings: Settings, subscribers: int, out: Console) -> None:
     count = sum(1 for _ in outbox.iterdir()) if outbox.exists() else 0
     public = settings.public_dir
     out.print(f"\n[bold]{count}[/bold] emails in the outbox: {outbox.resolve()}")
-    out.print("  open one in a mail client, or: ls " + str(outbox) + " | head -1 | xargs -I{} "
-              f"cat {outbox}/{{}}")  # fmt: skip
-    out.print(f"static site: {public.resolve()}  (pages, and feeds such as "
-              f"{public / 'feeds' / 'en' / 'releases.atom'})")  # fmt: skip
+    out.print(
+        "  open one in a mail client, or: ls " + str(outbox) + " | head -1 | xargs -I{} "
+        f"cat {outbox}/{{}}"
+    )
+    out.print(
+        f"static site: {public.resolve()}  (pages, and feeds such as "
+        f"{public / 'feeds' / 'en' / 'releases.atom'})"
+    )
     out.print("newsroom: run `distributor serve` and open http://localhost:8000/")
     out.print(f"worker log: {log_path}")
 

@@ -42,8 +42,12 @@ def print_status(st: ReleaseStatus) -> None:
 
 def watch(s: Settings, release_ids: list[int], timeout: float = 3600) -> list[ReleaseStatus]:
     """Show a progress bar per release until each has nothing left to send."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())  # fmt: skip
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     deadline = time.monotonic() + timeout
     with Progress(*columns, console=out) as progress:
         bars = {rid: progress.add_task(f"release {rid}", total=None) for rid in release_ids}
@@ -52,9 +56,11 @@ def watch(s: Settings, release_ids: list[int], timeout: float = 3600) -> list[Re
                 states = [release_status(session, rid) for rid in release_ids]
             for st in states:
                 progress.update(
-                    bars[st.release_id], total=st.planned or None, completed=st.done,
+                    bars[st.release_id],
+                    total=st.planned or None,
+                    completed=st.done,
                     description=f"{st.slug[:30]} ({st.language})",
-                )  # fmt: skip
+                )
             finished = all(st.planned and not st.open for st in states)
             if finished or time.monotonic() > deadline:
                 return states

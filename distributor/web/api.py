@@ -75,8 +75,10 @@ class SubscriberIn(BaseModel):
     email: Annotated[str, Field(max_length=320, pattern=_PRINTABLE)]
     name: Annotated[str, Field(max_length=200, pattern=_PRINTABLE)] = ""
     language: Annotated[str, Field(max_length=8, pattern=_PRINTABLE)]
-    topics: Annotated[list[Annotated[str, Field(max_length=64, pattern=_PRINTABLE)]],
-                      Field(min_length=1, max_length=100)]  # fmt: skip
+    topics: Annotated[
+        list[Annotated[str, Field(max_length=64, pattern=_PRINTABLE)]],
+        Field(min_length=1, max_length=100),
+    ]
     confirmed: bool = False
     consent_source: Annotated[
         str | None,
@@ -107,14 +109,22 @@ class SubscriptionRequestOut(BaseModel):
 
 def _out(sub: Subscriber) -> SubscriberOut:
     return SubscriberOut(
-        id=sub.id, email=sub.email, name=sub.name, language=sub.language,
-        status=SubscriberStatus(sub.status), topics=sorted(t.slug for t in sub.topics),
-        created_at=sub.created_at, confirmed_at=sub.confirmed_at,
-        unsubscribed_at=sub.unsubscribed_at, bounced_at=sub.bounced_at,
-        consent_source=sub.consent_source, consent_at=sub.consent_at, consent_ip=sub.consent_ip,
+        id=sub.id,
+        email=sub.email,
+        name=sub.name,
+        language=sub.language,
+        status=SubscriberStatus(sub.status),
+        topics=sorted(t.slug for t in sub.topics),
+        created_at=sub.created_at,
+        confirmed_at=sub.confirmed_at,
+        unsubscribed_at=sub.unsubscribed_at,
+        bounced_at=sub.bounced_at,
+        consent_source=sub.consent_source,
+        consent_at=sub.consent_at,
+        consent_ip=sub.consent_ip,
         consent_user_agent=sub.consent_user_agent,
         consent_form_version=sub.consent_form_version,
-    )  # fmt: skip
+    )
 
 
 SubscriberId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -171,9 +181,13 @@ def list_subscribers(
     "/subscribers.csv",
     summary="Export subscribers as CSV",
     response_class=Response,
-    responses={200: {"description": "Every subscriber, ordered by address",
-                     "content": {"text/csv": {"schema": {"type": "string"}}}}},
-)  # fmt: skip
+    responses={
+        200: {
+            "description": "Every subscriber, ordered by address",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def export_subscribers(settings: AppSettings) -> Response:
     """Every subscriber as CSV (the columns of `distributor subscribers export`;
     re-importable)."""
@@ -203,12 +217,17 @@ def get_subscriber(subscriber_id: SubscriberId, settings: AppSettings) -> Subscr
     response_model=SubscriberOut,
     summary="Add a subscriber, or ask someone to subscribe",
     responses={
-        202: {"model": SubscriptionRequestOut,
-              "description": "Pending: a request recorded; its owner is asked to confirm"},
-        409: {"model": ErrorOut, "description": "The address left, bounced or was erased: "
-              "only its owner can subscribe it again"},
+        202: {
+            "model": SubscriptionRequestOut,
+            "description": "Pending: a request recorded; its owner is asked to confirm",
+        },
+        409: {
+            "model": ErrorOut,
+            "description": "The address left, bounced or was erased: "
+            "only its owner can subscribe it again",
+        },
     },
-)  # fmt: skip
+)
 def add(
     body: SubscriberIn, request: Request, token: TokenName, settings: AppSettings, queue: AppQueue
 ) -> Response | SubscriberOut:
@@ -227,16 +246,26 @@ def add(
         source=f"api:{token}",
     )
     asked = request_subscription(
-        settings, queue.get(), email=body.email, name=body.name, language=body.language,
-        topics=body.topics, consent=consent,
-    )  # fmt: skip
+        settings,
+        queue.get(),
+        email=body.email,
+        name=body.name,
+        language=body.language,
+        topics=body.topics,
+        consent=consent,
+    )
     out = SubscriptionRequestOut(
-        request_id=asked.id, email=asked.email, name=asked.name, language=asked.language,
-        topics=asked.topics, created_at=asked.created_at,
-        consent_source=asked.consent_source, consent_ip=asked.consent_ip,
+        request_id=asked.id,
+        email=asked.email,
+        name=asked.name,
+        language=asked.language,
+        topics=asked.topics,
+        created_at=asked.created_at,
+        consent_source=asked.consent_source,
+        consent_ip=asked.consent_ip,
         consent_user_agent=asked.consent_user_agent,
         consent_form_version=asked.consent_form_version,
-    )  # fmt: skip
+    )
     return JSONResponse(out.model_dump(mode="json"), status_code=202)
 
 
@@ -292,9 +321,15 @@ def _add_confirmed(settings: Settings, body: SubscriberIn) -> SubscriberOut:
             )
         try:
             sub = add_subscriber(
-                session, settings, email=address, name=name, language=language,
-                topics=topics, confirmed=True, consent_source=source,
-            )  # fmt: skip
+                session,
+                settings,
+                email=address,
+                name=name,
+                language=language,
+                topics=topics,
+                confirmed=True,
+                consent_source=source,
+            )
         except Conflict as exc:  # erased: on the suppression list
             raise Refused(status_of(exc), str(exc), "email") from exc
         return _out(sub)

@@ -161,8 +161,9 @@ def add_error_handlers(app: FastAPI) -> None:
     after the app's own handlers are added), else FastAPI's default."""
     before = dict(app.exception_handlers)
 
-    def chained(cls: type[Exception], api_answer: Callable[[Any], Response | None],
-                default: Handler | None) -> None:  # fmt: skip
+    def chained(
+        cls: type[Exception], api_answer: Callable[[Any], Response | None], default: Handler | None
+    ) -> None:
         previous: Handler | None = before.get(cls, default)
 
         async def handle(request: Request, exc: Exception) -> Response:

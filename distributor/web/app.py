@@ -159,8 +159,14 @@ def create_app(settings: Settings) -> FastAPI:
     (newsroom pages, release pages, feeds) served from memory by ``PublicFiles``, then the
     subscription and unsubscribe pages, and the admin API under ``/api`` (OpenAPI schema at
     ``/api/openapi.json``)."""
-    app = _SiteApp(settings, title="distributor", docs_url="/api/docs", redoc_url=None,
-                   openapi_url="/api/openapi.json", lifespan=lifespan)  # fmt: skip
+    app = _SiteApp(
+        settings,
+        title="distributor",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
     # What the module-level routers read, per app (web/deps.py).
     deps.install(app.state, settings, LazyQueue(settings))
     app.state.dashboard = admin.Dashboard(settings)

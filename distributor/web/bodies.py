@@ -276,9 +276,14 @@ def _not_taken(body: Body) -> str:
 
 
 async def _refuse(
-    scope: Scope, receive: Receive, send: Send, api: bool, status: int, message: str,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    api: bool,
+    status: int,
+    message: str,
     close: bool,
-) -> None:  # fmt: skip
+) -> None:
     """Answer ``status`` without reading the body; ``close``: and end the connection (the
     rest of the body is not read, so it cannot carry another request)."""
     headers = {"Connection": "close"} if close else {}

@@ -105,10 +105,14 @@ def policies(site_url: str) -> dict[str, _Policy]:
         ("cache-control", "no-store"),
     )
     admin = tuple(
-        (name, {"content-security-policy": ADMIN_CSP, "referrer-policy": "same-origin"}.get(
-            name, value))
+        (
+            name,
+            {"content-security-policy": ADMIN_CSP, "referrer-policy": "same-origin"}.get(
+                name, value
+            ),
+        )
         for name, value in public
-    )  # fmt: skip
+    )
     docs = tuple(
         (name, DOCS_CSP if name == "content-security-policy" else value) for name, value in public
     )

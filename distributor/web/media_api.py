@@ -51,15 +51,21 @@ class MediaOut(BaseModel):
 
 
 def _variant(v: Variant) -> VariantOut:
-    return VariantOut(url=v.url, media_type=v.media_type, length=v.length, width=v.width,
-                      height=v.height)  # fmt: skip
+    return VariantOut(
+        url=v.url, media_type=v.media_type, length=v.length, width=v.width, height=v.height
+    )
 
 
 def media_out(stored: StoredImage) -> MediaOut:
     """The API's view of a stored image."""
-    return MediaOut(digest=stored.digest, created=stored.created, image=stored.image_fields(),
-                    full=_variant(stored.full), page=_variant(stored.page),
-                    email=_variant(stored.email))  # fmt: skip
+    return MediaOut(
+        digest=stored.digest,
+        created=stored.created,
+        image=stored.image_fields(),
+        full=_variant(stored.full),
+        page=_variant(stored.page),
+        email=_variant(stored.email),
+    )
 
 
 token_name = token_dependency(SCOPE)

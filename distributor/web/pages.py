@@ -38,9 +38,13 @@ class Pages:
         )
 
     def render(
-        self, name: str, lang: str, status: int = 200, headers: dict[str, str] | None = None,
+        self,
+        name: str,
+        lang: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
         **context: Any,
-    ) -> HTMLResponse:  # fmt: skip
+    ) -> HTMLResponse:
         """The page ``name`` in ``lang``, with a switch to the same page in the other
         languages (``?lang=``) unless it is a personal page."""
         context.setdefault("hide_language_switch", name in PERSONAL_PAGES)

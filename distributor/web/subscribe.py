@@ -75,14 +75,23 @@ class PublicForms:
             return list(session.scalars(select(Topic).order_by(Topic.slug)))
 
     def with_csrf(
-        self, name: str, lang: str, status: int = 200, headers: dict[str, str] | None = None,
+        self,
+        name: str,
+        lang: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
         **context: object,
-    ) -> HTMLResponse:  # fmt: skip
+    ) -> HTMLResponse:
         """The page ``name`` with a new CSRF value in its form and its cookie."""
         token = new_csrf_token(self.settings)
         response = self.pages.render(name, lang, status, headers, csrf=token, **context)
-        response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict",
-                            secure=self.settings.site_url.startswith("https:"))  # fmt: skip
+        response.set_cookie(
+            CSRF_COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=self.settings.site_url.startswith("https:"),
+        )
         return response
 
     def form(self, lang: str, status: int = 200, error: str = "", **values: object) -> HTMLResponse:
@@ -91,8 +100,9 @@ class PublicForms:
         values.setdefault("name", "")
         values.setdefault("language", lang)
         values.setdefault("topics", [])
-        return self.with_csrf("subscribe.html", lang, status, topics=self.topics_list(),
-                              form=values, error=error)  # fmt: skip
+        return self.with_csrf(
+            "subscribe.html", lang, status, topics=self.topics_list(), form=values, error=error
+        )
 
     def limited(self, request: Request, lang: str) -> HTMLResponse | None:
         """Count the request against its IP's limit: None while within it, else the 429."""
@@ -132,18 +142,27 @@ class PublicForms:
 
     def invalid_link(self, lang: str) -> HTMLResponse:
         """The 400 page of a personal link that is not ours, or names nobody now."""
-        return self.pages.render("message.html", lang, 400, title="This link is not valid",
-                                 text="The link may have been cut or altered. Please use the "
-                                 "whole link from the email.")  # fmt: skip
+        return self.pages.render(
+            "message.html",
+            lang,
+            400,
+            title="This link is not valid",
+            text="The link may have been cut or altered. Please use the whole link from the email.",
+        )
 
     def confirm_page(self, token: str, target: ConfirmTarget, lang: str) -> HTMLResponse:
         """The page of a confirmation link: what it will apply and its button; "expired"
         with a new link (or the form) to ask for; or "confirmed" once it was."""
         done = bool(target.choices and target.choices.done)
-        return self.with_csrf("confirm.html", lang, token=token, choices=target.choices,
-                              expired=target.expired and not done,
-                              can_resend=not target.legacy and target.choices is not None,
-                              done=done)  # fmt: skip
+        return self.with_csrf(
+            "confirm.html",
+            lang,
+            token=token,
+            choices=target.choices,
+            expired=target.expired and not done,
+            can_resend=not target.legacy and target.choices is not None,
+            done=done,
+        )
 
     def target_language(self, target: ConfirmTarget | None, request: Request) -> str:
         """The language of the link's request or subscriber, else the browser's."""
@@ -160,15 +179,28 @@ class PublicForms:
         return subscriber_for(session, link)
 
     def preferences_form(
-        self, lang: str, sub: Subscriber, token: str, topics: list[Topic], saved: bool = False,
-        error: str = "", status: int = 200,
-    ) -> HTMLResponse:  # fmt: skip
+        self,
+        lang: str,
+        sub: Subscriber,
+        token: str,
+        topics: list[Topic],
+        saved: bool = False,
+        error: str = "",
+        status: int = 200,
+    ) -> HTMLResponse:
         """The subscriber's preferences form; ``saved`` or ``error`` says how a change went."""
         return self.with_csrf(
-            "preferences.html", lang, status, sub=sub, token=token, topics=topics,
-            chosen={t.slug for t in sub.topics}, saved=saved, error=error,
+            "preferences.html",
+            lang,
+            status,
+            sub=sub,
+            token=token,
+            topics=topics,
+            chosen={t.slug for t in sub.topics},
+            saved=saved,
+            error=error,
             unsubscribe_url=unsubscribe_url(self.settings, sub.id, sub.link_nonce),
-        )  # fmt: skip
+        )
 
     def unsubscribe_target(self, session: Session, token: str) -> Subscriber | None:
         """The subscriber an unsubscribe ``token`` was made for; None when it is gone
@@ -187,8 +219,9 @@ def legacy_choices(session: Session, link: Link) -> Choices | None:
     if sub is None:
         return None
     topics = sorted(sub.topics, key=lambda t: t.slug)
-    return Choices(sub.email, sub.name, sub.language, topics,
-                   sub.status == SubscriberStatus.CONFIRMED)  # fmt: skip
+    return Choices(
+        sub.email, sub.name, sub.language, topics, sub.status == SubscriberStatus.CONFIRMED
+    )
 
 
 async def app_forms(request: Request) -> PublicForms:
@@ -229,23 +262,39 @@ def subscribe(
         return blocked
     chosen = topics or []
     if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
-        return forms.form(lang, 400, EXPIRED_FORM,
-                          email=email, name=name, language=language, topics=chosen)  # fmt: skip
+        return forms.form(
+            lang, 400, EXPIRED_FORM, email=email, name=name, language=language, topics=chosen
+        )
     if website:  # a bot filled the hidden field: answer as to anyone, do nothing
         return forms.pages.render("subscribed.html", lang)
     if not chosen:
-        return forms.form(lang, 400, "Choose at least one topic.", email=email, name=name,
-                          language=language, topics=chosen)  # fmt: skip
+        return forms.form(
+            lang,
+            400,
+            "Choose at least one topic.",
+            email=email,
+            name=name,
+            language=language,
+            topics=chosen,
+        )
     consent = Consent(
         ip=request.client.host if request.client else "",
         user_agent=request.headers.get("user-agent", ""),
     )
     try:  # the same work whatever the address's state: a worker decides on the email
-        request_subscription(settings, queue.get(), email=email, name=name, language=lang,
-                             topics=chosen, consent=consent)  # fmt: skip
+        request_subscription(
+            settings,
+            queue.get(),
+            email=email,
+            name=name,
+            language=lang,
+            topics=chosen,
+            consent=consent,
+        )
     except InputError as exc:
-        return forms.form(lang, status_of(exc), str(exc), email=email, name=name,
-                          language=language, topics=chosen)  # fmt: skip
+        return forms.form(
+            lang, status_of(exc), str(exc), email=email, name=name, language=language, topics=chosen
+        )
     return forms.pages.render("subscribed.html", lang)
 
 
@@ -281,10 +330,12 @@ def confirm_post(
     except NotFound:
         return forms.invalid_link(lang)
     except SubscriberInputError as exc:
-        return forms.pages.render("message.html", lang, status_of(exc),
-                                  title="This link is not valid", text=str(exc))  # fmt: skip
-    return forms.pages.render("confirm.html", lang, token=token, choices=None, expired=False,
-                              can_resend=False, done=True)  # fmt: skip
+        return forms.pages.render(
+            "message.html", lang, status_of(exc), title="This link is not valid", text=str(exc)
+        )
+    return forms.pages.render(
+        "confirm.html", lang, token=token, choices=None, expired=False, can_resend=False, done=True
+    )
 
 
 @router.post("/confirm/{token}/resend", response_class=HTMLResponse)
@@ -305,9 +356,12 @@ def confirm_resend(
             reopened = reopen_request(session, target.row_id)
         if reopened:  # the worker decides, as for a new request (once a day)
             queue.get().send(CONFIRMATION_TASK, target.row_id)
-    return forms.pages.render("message.html", lang, title="Check your inbox",
-                              text="If this address is still waiting for confirmation, a new "
-                              "link is on its way.")  # fmt: skip
+    return forms.pages.render(
+        "message.html",
+        lang,
+        title="Check your inbox",
+        text="If this address is still waiting for confirmation, a new link is on its way.",
+    )
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
@@ -342,8 +396,9 @@ def preferences_post(
                 sub.language, sub, token, all_topics, status=400, error=EXPIRED_FORM
             )
         if not topics:
-            return forms.preferences_form(sub.language, sub, token, all_topics, status=400,
-                                          error="Choose at least one topic.")  # fmt: skip
+            return forms.preferences_form(
+                sub.language, sub, token, all_topics, status=400, error="Choose at least one topic."
+            )
         try:  # checks everything before changing anything
             save_preferences(session, forms.settings, sub.id, language=language, topics=topics)
         except InputError as exc:

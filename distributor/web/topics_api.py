@@ -64,9 +64,13 @@ class TopicNames(BaseModel):
 
 def _out(session: Session, topic: Topic) -> TopicOut:
     use = topic_use(session, topic)
-    return TopicOut(slug=topic.slug, names=dict(topic.names),
-                    confirmed_subscribers=use.confirmed, subscribers=use.subscribers,
-                    releases=use.releases)  # fmt: skip
+    return TopicOut(
+        slug=topic.slug,
+        names=dict(topic.names),
+        confirmed_subscribers=use.confirmed,
+        subscribers=use.subscribers,
+        releases=use.releases,
+    )
 
 
 token_name = token_dependency(SCOPE)
@@ -83,8 +87,12 @@ def topics(settings: AppSettings) -> list[TopicOut]:
         return [_out(session, t) for t in list_topics(session)]
 
 
-@router.post("/topics", status_code=201, summary="Create a topic",
-          responses=conflict("A topic with this slug exists"))  # fmt: skip
+@router.post(
+    "/topics",
+    status_code=201,
+    summary="Create a topic",
+    responses=conflict("A topic with this slug exists"),
+)
 def create(body: TopicIn, token: TokenName, settings: AppSettings) -> TopicOut:
     """Create a topic; its names must be in the configured languages."""
     topic = actions.add_topic(settings, body.slug, body.names, f"token:{token}")
@@ -115,9 +123,11 @@ def rename(
     status_code=204,
     response_class=Response,
     summary="Delete a topic",
-    responses={**not_found("topic"),
-               **conflict("Subscribers follow it or releases are filed under it")},
-)  # fmt: skip
+    responses={
+        **not_found("topic"),
+        **conflict("Subscribers follow it or releases are filed under it"),
+    },
+)
 def remove(slug: Slug, token: TokenName, settings: AppSettings) -> Response:
     """Delete a topic nothing refers to (409 otherwise: no subscription is dropped
     silently)."""
