@@ -273,3 +273,31 @@ def test_notices_keep_the_domain_limits_and_a_slow_batch_keeps_its_lease(
     assert taken == [0] and second.outcomes["sent"] == 5
     assert len(smtp_server.handler.messages) == before + 6
     assert len(set(sent_to(smtp_server, before))) == 6
+
+
+def test_someone_who_leaves_mid_batch_gets_no_notice_and_theirs_is_cancelled_at_once(
+    sqlite_settings: Settings, smtp_server: SMTPServer
+) -> None:
+    """A reader who unsubscribes while the notices are going out is not sent theirs, and the
+    batch records it as cancelled then and there (not left pending for a later claim)."""
+    s = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url})
+    release = sent_then_corrected(s)
+    before = len(smtp_server.handler.messages)
+    leaver = "gus@example.com"  # the last of ENGLISH to be sent one
+
+    def reply(_address: str) -> None:
+        if len(smtp_server.handler.messages) == before + 1:  # after the first notice
+            with session_scope(s) as session:
+                unsubscribe(session, subscriber_id(session, leaver))
+            time.sleep(0.1)  # past the batch's 50 ms view of its own rows
+
+    smtp_server.handler.rcpt_reply = reply  # type: ignore[assignment]
+    report = sending.send_correction_notices(s, release.id)
+    assert report.skipped == 1 and leaver not in sent_to(smtp_server, before)
+    with session_scope(s) as session:
+        theirs = session.scalars(
+            select(CorrectionNotice.status).where(
+                CorrectionNotice.subscriber_id == subscriber_id(session, leaver)
+            )
+        ).one()
+    assert theirs == "cancelled"
