@@ -15,10 +15,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,7 @@ from distributor.core.models import (
 )
 from distributor.core.urls import confirm_url
 from distributor.mail.confirmation import confirmation_message
-from distributor.outbox.ledger import OPEN_STATUSES, Batch, Leased, RowRecorder
+from distributor.outbox.ledger import OPEN_STATUSES, Batch, Leased, RowRecorder, lease
 
 
 @dataclass(frozen=True)
@@ -106,18 +106,9 @@ def claim(engine: Engine, settings: Settings, request_id: int, limit: int) -> Co
         leased: Sequence[Any] = ()
         address = ""
         if picked:
-            leased = session.execute(
-                update(ConfirmationEmail)
-                .where(ConfirmationEmail.id.in_(list(picked)))
-                .values(
-                    lease_until=now + timedelta(seconds=settings.lease_seconds),
-                    lease_token=token,
-                    attempts=ConfirmationEmail.attempts + 1,
-                )
-                .returning(
-                    ConfirmationEmail.id, ConfirmationEmail.attempts, ConfirmationEmail.created_at
-                )
-            ).all()
+            row = ConfirmationEmail  # its id, attempts and created_at
+            returning = (row.id, row.attempts, row.created_at)
+            leased = lease(session, settings, row, list(picked), token, *returning)
             address = session.get_one(SubscriptionRequest, request_id).email
     rows = [
         ClaimedConfirmation(r.id, request_id, address, r.attempts, r.created_at, picked[r.id])

@@ -389,6 +389,26 @@ def _connection_errors(engine: Engine) -> tuple[type[BaseException], ...]:
 Leased = type[Delivery] | type[CorrectionNotice] | type[ConfirmationEmail]
 
 
+def lease(
+    session: Session,
+    settings: Settings,
+    table: Leased,
+    row_ids: Sequence[int],
+    token: str,
+    *returning: Any,
+) -> Sequence[Row[Any]]:
+    """Lease the rows ``row_ids`` of ``table`` (picked in the caller's claim transaction)
+    to ``token`` for ``lease_seconds`` and count an attempt; returns the ``returning``
+    columns of each."""
+    until = utcnow() + timedelta(seconds=settings.lease_seconds)
+    return session.execute(
+        update(table)
+        .where(table.id.in_(list(row_ids)))
+        .values(lease_until=until, lease_token=token, attempts=table.attempts + 1)
+        .returning(*returning)
+    ).all()
+
+
 def renew_leases(
     conn: Connection,
     settings: Settings,

@@ -20,8 +20,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.engine import Connection, Row
@@ -48,10 +48,10 @@ from distributor.outbox.ledger import (
     OPEN_STATUSES,
     Batch,
     Leased,
-    Outcome,
     RowRecorder,
     ToSubscribers,
     bounce_on_refusal,
+    lease,
 )
 
 NOT_WANTED = "not sent: subscriber no longer confirmed, release changed state, or superseded"
@@ -257,27 +257,23 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> No
         # Which rows, and whether an earlier lease of theirs ran out with no outcome (its
         # worker died: "in doubt", see distributor/mail/reconcile.py); then the lease.
         picked = {int(i): bool(doubt) for i, doubt in session.execute(candidates)}
-        leased: Sequence[Row[int, int, int, datetime, int, datetime, str]] = ()
+        leased: Sequence[Row[Any]] = ()
         people: dict[int, tuple[str, str, str | None]] = {}
         if picked:
-            leased = session.execute(
-                update(CorrectionNotice)
-                .where(CorrectionNotice.id.in_(list(picked)))
-                .values(
-                    lease_until=now + timedelta(seconds=settings.lease_seconds),
-                    lease_token=token,
-                    attempts=CorrectionNotice.attempts + 1,
-                )
-                .returning(
-                    CorrectionNotice.id,
-                    CorrectionNotice.subscriber_id,
-                    CorrectionNotice.delivery_id,
-                    CorrectionNotice.corrected_at,
-                    CorrectionNotice.attempts,
-                    CorrectionNotice.created_at,
-                    CorrectionNotice.kind,
-                )
-            ).all()
+            leased = lease(
+                session,
+                settings,
+                CorrectionNotice,
+                list(picked),
+                token,
+                CorrectionNotice.id,
+                CorrectionNotice.subscriber_id,
+                CorrectionNotice.delivery_id,
+                CorrectionNotice.corrected_at,
+                CorrectionNotice.attempts,
+                CorrectionNotice.created_at,
+                CorrectionNotice.kind,
+            )
             ids = [r.subscriber_id for r in leased]
             who = select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.link_nonce)
             people = {
@@ -338,21 +334,11 @@ def recorder(engine: Engine, settings: Settings) -> RowRecorder:
 
 
 def record(
-    engine: Engine,
-    settings: Settings,
-    token: str,
-    row: ClaimedNotice,
-    outcome: Outcome | Literal["cancelled"],
-    code: int,
-    message: str,
-    uncertain: bool = False,
-    answered_at: datetime | None = None,
+    engine: Engine, settings: Settings, token: str, row: ClaimedNotice, *answer: Any, **more: Any
 ) -> bool:
-    """Commit the outcome of one notice (:meth:`RowRecorder.record`); False if its lease
-    had been lost."""
-    return recorder(engine, settings).record(
-        token, row, outcome, code, message, uncertain, answered_at
-    )
+    """Commit the outcome of one notice: :meth:`RowRecorder.record`'s ``(outcome, code,
+    message, uncertain, answered_at)``; False if its lease had been lost."""
+    return recorder(engine, settings).record(token, row, *answer, **more)
 
 
 # The ledger as the send loop sees it ---------------------------------------------------------
