@@ -156,6 +156,65 @@ class _Placeholders:
         )
 
 
+def _frame(
+    settings: Settings, subject: str, language: str, tag: str, fields: str
+) -> tuple[bytes, bytes, bytes, bytes]:
+    """What every message of one email is made in, already encoded: the head (From, Subject,
+    Date), the end of the header (MIME, Content-Language, then ``fields``) up to the text
+    part's, the boundary between the parts, and the end. A message is ``head``, its own
+    fields (To, Message-ID…), ``head_end``, the text part, ``between``, the HTML part, ``end``.
+    ``tag`` starts the MIME boundary."""
+    boundary = f"=_{tag}-{secrets.token_hex(8)}"  # "=_" never occurs in quoted-printable
+    sender_name = parseaddr(settings.sender)[0]
+    head = (
+        # The sender's domain as an A-label: UTF-8 only for a non-ASCII local part.
+        headers.address("From", sender_name, settings.sender_address)
+        + headers.unstructured("Subject", subject)
+        + f"Date: {format_datetime(datetime.now(UTC))}\r\n"
+    ).encode()
+    head_end = (
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
+        f"Content-Language: {language}\r\n" + fields + "\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n"
+        "\r\n"
+    ).encode()
+    between = (
+        f"\r\n--{boundary}\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n"
+        "\r\n"
+    ).encode("ascii")
+    return head, head_end, between, f"\r\n--{boundary}--\r\n".encode("ascii")
+
+
+def one_message(
+    settings: Settings,
+    *,
+    to: str,
+    subject: str,
+    language: str,
+    message_id: str,
+    text: str,
+    html_body: str,
+    fields: str = "",
+) -> bytes:
+    """A message rendered for one recipient only (the confirmation email), built as every
+    release email is: the same From, Subject, Date and MIME layout, quoted-printable parts,
+    the address alone in To (UTF-8 only for a non-ASCII local part: RFC 6532), then
+    ``message_id`` and ``fields`` (complete header lines)."""
+    head, head_end, between, end = _frame(settings, subject, language, "one", fields)
+    out = [head, headers.address("To", "", to).encode(), f"Message-ID: {message_id}\r\n".encode()]
+    out.append(head_end)
+    _Body.build(text, ()).encode_into(out, ())
+    out.append(between)
+    _Body.build(html_body, ()).encode_into(out, ())
+    out.append(end)
+    return b"".join(out)
+
+
 class RenderedRelease:
     """A release's email, rendered once; :meth:`message_for` personalises it per recipient."""
 
@@ -181,37 +240,18 @@ class RenderedRelease:
         self._placeholders = placeholders
         self._text = text
         self._html = html_body
-        boundary = f"=_release-{release.id}-{secrets.token_hex(8)}"  # "=_" never occurs in QP
-        sender_name = parseaddr(settings.sender)[0]
         list_name = labels_for(release.language)["list_name"].format(
             organisation=settings.organisation
         )
-        self._head = (
-            # The sender's domain as an A-label: UTF-8 only for a non-ASCII local part.
-            headers.address("From", sender_name, settings.sender_address)
-            + headers.unstructured("Subject", self.subject)
-            + f"Date: {format_datetime(datetime.now(UTC))}\r\n"
-        ).encode()
-        self._head_end = (
-            "MIME-Version: 1.0\r\n"
-            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
-            f"Content-Language: {release.language}\r\n"
-            + headers.address("List-Id", list_name, f"releases.{self._domain}")
+        self._head, self._head_end, self._between, self._end = _frame(
+            settings,
+            self.subject,
+            release.language,
+            f"release-{release.id}",
+            headers.address("List-Id", list_name, f"releases.{self._domain}")
             + "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-            f"Feedback-ID: {self.feedback_id}\r\n"
-            "\r\n"
-            f"--{boundary}\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\n"
-            "Content-Transfer-Encoding: quoted-printable\r\n"
-            "\r\n"
-        ).encode("ascii")
-        self._between = (
-            f"\r\n--{boundary}\r\n"
-            "Content-Type: text/html; charset=utf-8\r\n"
-            "Content-Transfer-Encoding: quoted-printable\r\n"
-            "\r\n"
-        ).encode("ascii")
-        self._end = f"\r\n--{boundary}--\r\n".encode("ascii")
+            f"Feedback-ID: {self.feedback_id}\r\n",
+        )
 
     def message_id(self, subscriber_id: int) -> str:
         """The Message-ID of this release's email to ``subscriber_id``: the same every time, so
