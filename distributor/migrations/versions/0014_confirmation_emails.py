@@ -29,7 +29,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('sent_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['request_id'], ['subscription_requests.id'], name=op.f('fk_confirmation_emails_request_id_subscription_requests'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_confirmation_emails'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_confirmation_emails')),
+    sqlite_autoincrement=True,  # an id is never used twice (see 0012)
     )
     op.create_index('ix_confirmation_emails_due', 'confirmation_emails', ['status', 'next_attempt_at'], unique=False)
     op.create_index(op.f('ix_confirmation_emails_request_id'), 'confirmation_emails', ['request_id'], unique=False)
