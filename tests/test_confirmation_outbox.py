@@ -161,6 +161,48 @@ def test_a_deferred_confirmation_is_retried_after_its_backoff_and_sent_once(
     assert len(smtp_server.handler.messages) == 1  # sent is never sent again
 
 
+def test_a_confirmation_sent_at_its_retry_still_counts_for_the_day(
+    settings: Settings, smtp_server: SMTPServer
+) -> None:
+    """The first attempt, greylisted, gave the mailbox's day back; the retry that then goes
+    out takes the day again: another request for the mailbox (however spelt) within the day
+    sends nothing more."""
+    s = settings.model_copy(update={"smtp_url": smtp_server.url, "retry_base_seconds": 1.0})
+    add_topics(s, "climate")
+    first = ask(s, "ann@example.com")
+    smtp_server.handler.rcpt_reply = once_for({"ann@example.com"}, GREYLISTED)
+    assert sending.send_confirmation(s, first) == "deferred"
+    (row,) = emails_of(s, first)
+    wait_until(lambda: utcnow() > row.next_attempt_at, 30, "the backoff to run out")
+    assert sending.send_confirmation(s, first) == "sent"
+    assert sending.send_confirmation(s, ask(s, "A.nn@example.com")) == "skipped"
+    assert [m.rcpt for m in smtp_server.handler.messages] == ["ann@example.com"]
+
+
+def test_a_retry_is_not_sent_when_another_confirmation_went_meanwhile(
+    settings: Settings, smtp_server: SMTPServer
+) -> None:
+    """The first request's email is greylisted and gives the day back; the person asks again
+    and that email goes at once. When the first one's retry comes due it is not sent — the
+    mailbox had its confirmation today — but cancelled, saying why, and never woken again."""
+    s = settings.model_copy(update={"smtp_url": smtp_server.url, "retry_base_seconds": 1.0})
+    add_topics(s, "climate")
+    first = ask(s, "bob@example.com")
+    smtp_server.handler.rcpt_reply = once_for({"bob@example.com"}, GREYLISTED)
+    assert sending.send_confirmation(s, first) == "deferred"
+    again = ask(s, "b.ob@example.com")
+    assert sending.send_confirmation(s, again) == "sent"  # the day given back: at once
+    (row,) = emails_of(s, first)
+    wait_until(lambda: utcnow() > row.next_attempt_at, 30, "the backoff to run out")
+    assert swept(s) == [first]
+    assert sending.send_confirmation(s, first) == "skipped"
+    assert [m.rcpt for m in smtp_server.handler.messages] == ["b.ob@example.com"]
+    (row,) = emails_of(s, first)
+    assert (row.status, row.attempts, row.lease_token) == ("cancelled", 1, None)
+    assert row.last_error == confirmations.NOT_AGAIN
+    assert swept(s) == []
+
+
 # 2. A permanent refusal ---------------------------------------------------------------------
 
 
