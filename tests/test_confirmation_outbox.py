@@ -8,7 +8,6 @@ DKIM-signed."""
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
@@ -20,11 +19,12 @@ from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 
+import dkim
 import pytest
+from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from distributor.audience.subscription import Consent, record_request
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import (
@@ -34,9 +34,11 @@ from distributor.core.models import (
     SubscriptionRequest,
     utcnow,
 )
+from distributor.mail.dkim import load_signer
 from distributor.outbox import confirmations, sending, sweep, throttle
 from distributor.outbox.ledger import RECONCILED
 from distributor.web import create_app
+from tests.dkim_keys import dns_for, write_key
 from tests.helpers import (
     CountingQueue,
     add_subscribers,
@@ -46,27 +48,10 @@ from tests.helpers import (
 from tests.postfix_lines import postfix_log
 from tests.processes import running_worker, settings_env, wait_until
 from tests.smtp_server import SMTPServer
-from tests.test_dkim_as_sent import assert_verifies, signer_of, signing_with_a_new_key
+from tests.subscription_requests import new_request
 
-CONSENT = Consent("192.0.2.7", "Mozilla/5.0 (test)")
 GREYLISTED = "451 4.7.1 Greylisted, please try again later"
 NO_SUCH_USER = "550 5.1.1 No such user here"
-
-
-def ask(settings: Settings, email: str) -> int:
-    """A subscription request for ``email`` (English, topic climate), as the form records
-    it; its id. Nothing is decided or sent yet: that is the worker's."""
-    with session_scope(settings) as session:
-        request = record_request(
-            session,
-            settings,
-            email=email,
-            name="",
-            language="en",
-            topics=["climate"],
-            consent=CONSENT,
-        )
-        return request.id
 
 
 def emails_of(settings: Settings, request_id: int) -> list[ConfirmationEmail]:
@@ -98,12 +83,6 @@ def confirmation_leases_run_out(settings: Settings) -> None:
         )
 
 
-def message_id(data: bytes) -> str:
-    found = re.search(rb"^Message-ID: (<[^>]+>)", data, re.MULTILINE | re.IGNORECASE)
-    assert found
-    return found.group(1).decode()
-
-
 def once_for(addresses: set[str], reply: str) -> Callable[[str], str | None]:
     """A ``rcpt_reply`` that answers ``reply`` to the first attempt to each of ``addresses``
     and takes every later one (a greylisting relay)."""
@@ -129,7 +108,7 @@ def test_a_deferred_confirmation_is_retried_after_its_backoff_and_sent_once(
     it before then and does after; the retry sends it, once, and the request says when."""
     s = settings.model_copy(update={"smtp_url": smtp_server.url, "retry_base_seconds": 2.0})
     add_topics(s, "climate")
-    request_id = ask(s, "ann@example.com")
+    request_id = new_request(s, "ann@example.com")
     smtp_server.handler.rcpt_reply = once_for({"ann@example.com"}, GREYLISTED)
 
     before = utcnow()
@@ -156,7 +135,7 @@ def test_a_deferred_confirmation_is_retried_after_its_backoff_and_sent_once(
     assert (row.status, row.attempts, row.smtp_code, row.last_error) == ("sent", 2, 250, "")
     assert row.sent_at is not None and row.sent_at > due
     assert request_of(s, request_id).confirmation_sent_at == row.sent_at
-    assert message_id(received.data) == f"<confirm-{row.id}@example.org>"
+    assert received.parsed()["Message-ID"] == f"<confirm-{row.id}@example.org>"
     assert swept(s) == [] and sending.send_confirmation(s, request_id) == "skipped"
     assert len(smtp_server.handler.messages) == 1  # sent is never sent again
 
@@ -169,13 +148,13 @@ def test_a_confirmation_sent_at_its_retry_still_counts_for_the_day(
     sends nothing more."""
     s = settings.model_copy(update={"smtp_url": smtp_server.url, "retry_base_seconds": 1.0})
     add_topics(s, "climate")
-    first = ask(s, "ann@example.com")
+    first = new_request(s, "ann@example.com")
     smtp_server.handler.rcpt_reply = once_for({"ann@example.com"}, GREYLISTED)
     assert sending.send_confirmation(s, first) == "deferred"
     (row,) = emails_of(s, first)
     wait_until(lambda: utcnow() > row.next_attempt_at, 30, "the backoff to run out")
     assert sending.send_confirmation(s, first) == "sent"
-    assert sending.send_confirmation(s, ask(s, "A.nn@example.com")) == "skipped"
+    assert sending.send_confirmation(s, new_request(s, "A.nn@example.com")) == "skipped"
     assert [m.rcpt for m in smtp_server.handler.messages] == ["ann@example.com"]
 
 
@@ -187,10 +166,10 @@ def test_a_retry_is_not_sent_when_another_confirmation_went_meanwhile(
     mailbox had its confirmation today — but cancelled, saying why, and never woken again."""
     s = settings.model_copy(update={"smtp_url": smtp_server.url, "retry_base_seconds": 1.0})
     add_topics(s, "climate")
-    first = ask(s, "bob@example.com")
+    first = new_request(s, "bob@example.com")
     smtp_server.handler.rcpt_reply = once_for({"bob@example.com"}, GREYLISTED)
     assert sending.send_confirmation(s, first) == "deferred"
-    again = ask(s, "b.ob@example.com")
+    again = new_request(s, "b.ob@example.com")
     assert sending.send_confirmation(s, again) == "sent"  # the day given back: at once
     (row,) = emails_of(s, first)
     wait_until(lambda: utcnow() > row.next_attempt_at, 30, "the backoff to run out")
@@ -222,7 +201,7 @@ def test_a_refused_confirmation_fails_bounces_nobody_and_gives_the_day_back(
                 status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=utcnow()
             )
         )
-    request_id = ask(s, "ann@example.com")
+    request_id = new_request(s, "ann@example.com")
     smtp_server.handler.rcpt_reply = once_for({"ann@example.com"}, NO_SUCH_USER)
 
     assert sending.send_confirmation(s, request_id) == "failed"
@@ -236,7 +215,7 @@ def test_a_refused_confirmation_fails_bounces_nobody_and_gives_the_day_back(
 
     time.sleep(1.2)  # past any backoff: a failed row is not retried
     assert swept(s) == [] and sending.send_confirmation(s, request_id) == "skipped"
-    again = ask(s, "ann@example.com")
+    again = new_request(s, "ann@example.com")
     assert sending.send_confirmation(s, again) == "sent"  # the same day
     assert [m.rcpt for m in smtp_server.handler.messages] == ["ann@example.com"]
 
@@ -268,7 +247,7 @@ def test_confirmations_over_a_domains_rate_are_held_and_go_out_later(
     )
     add_topics(s, "climate")
     seen = arrivals(smtp_server)
-    ids = [ask(s, f"{name}@{domain}") for name in ("ann", "bob", "cat")]
+    ids = [new_request(s, f"{name}@{domain}") for name in ("ann", "bob", "cat")]
     before = utcnow()
     reports = [sending.send_confirmations(s, i) for i in ids]
     assert [sending.outcome(r) for r in reports] == ["sent", "deferred", "deferred"]
@@ -323,7 +302,7 @@ def test_confirmations_keep_to_the_global_send_rate(
     )
     add_topics(s, "climate")
     seen = arrivals(smtp_server)
-    ids = [ask(s, f"p{i}@d{i}-{uuid.uuid4().hex[:6]}.example") for i in range(5)]
+    ids = [new_request(s, f"p{i}@d{i}-{uuid.uuid4().hex[:6]}.example") for i in range(5)]
     assert [sending.send_confirmation(s, i) for i in ids] == ["sent"] * 5
     times = [at for at, _ in seen]
     early = throttle.burst_for(rate) - 1  # let go at once after an idle spell
@@ -366,13 +345,13 @@ def test_a_worker_killed_after_the_relay_accepted_does_not_send_it_twice(
         update={"smtp_url": smtp_server.url, "lease_seconds": 5, "reconcile_log": log}
     )
     add_topics(s, "climate")
-    request_id = ask(s, "ann@example.com")
+    request_id = new_request(s, "ann@example.com")
     killed_after_accept(s, request_id)
     (received,) = smtp_server.handler.messages
     (row,) = emails_of(s, request_id)
     assert (row.status, row.attempts, row.sent_at) == ("pending", 1, None)
     assert row.lease_token is not None  # the dead worker's
-    postfix_log(log, [message_id(received.data)])  # what the relay wrote as it took it
+    postfix_log(log, [received.parsed()["Message-ID"]])  # what the relay wrote as it took it
 
     assert swept(s) == []  # the lease still runs: nobody else may take it
     confirmation_leases_run_out(s)
@@ -394,7 +373,7 @@ def test_without_the_relays_record_the_one_in_doubt_goes_again_and_is_named(
     least once, never lost), and the log names the row that may be a second copy."""
     s = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url, "lease_seconds": 5})
     add_topics(s, "climate")
-    request_id = ask(s, "ann@example.com")
+    request_id = new_request(s, "ann@example.com")
     killed_after_accept(s, request_id)
     confirmation_leases_run_out(s)
     assert sending.send_confirmation(s, request_id) == "sent"
@@ -414,8 +393,18 @@ def test_the_form_answers_at_once_and_a_worker_sends_the_signed_email_behind_it(
     """The subscribe form, sent with a real `distributor worker` running over Redis and a
     relay that takes 2 s to answer: the page comes back in well under a second, before the
     relay has anything; then the worker's email arrives, DKIM-signed, and its row says sent."""
-    signing = signing_with_a_new_key(sqlite_settings, smtp_server, tmp_path / "dkim.pem")
-    live = signing.model_copy(update={"broker_url": redis_url, "rate_limit_requests": 1000})
+    key_file = tmp_path / "dkim.pem"
+    write_key(key_file, serialization.PrivateFormat.PKCS8)
+    live = sqlite_settings.model_copy(
+        update={
+            "broker_url": redis_url,
+            "smtp_url": smtp_server.url,
+            "rate_limit_requests": 1000,
+            "dkim_key_file": key_file,
+            "dkim_selector": "press2026",
+            "dkim_domain": "example.org",
+        }
+    )
     add_topics(live, "climate")
 
     def slow(_rcpt: str) -> None:
@@ -448,6 +437,7 @@ def test_the_form_answers_at_once_and_a_worker_sends_the_signed_email_behind_it(
         wait_until(recorded, 60, "the worker to send the confirmation and record it")
     (message,) = smtp_server.handler.messages
     assert message.rcpt == "reporter@example.com"
-    assert_verifies(message, signer_of(live))
+    signer = load_signer(live)
+    assert signer is not None and dkim.verify(message.data, dnsfunc=dns_for(signer))
     (row,) = emails_of(live, request_id)
     assert request_of(live, request_id).confirmation_sent_at == row.sent_at
