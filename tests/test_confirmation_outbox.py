@@ -1,7 +1,8 @@
 """Confirmation emails through the outbox (distributor/outbox/confirmations.py): the double
 opt-in email gets what every email of the outbox gets — a relay's 451 is retried after its
-backoff and the sweep wakes the retry; a 550 fails it for good without bouncing anyone and
-gives the mailbox's day back; the send limits hold it back rather than exceed them; a worker
+backoff and the sweep wakes the retry, which still keeps to one confirmation a day per
+mailbox; a 550 fails it for good without bouncing anyone and gives the mailbox's day back;
+the send limits hold it back rather than exceed them; a worker
 killed after the relay took it does not send it twice when the relay's record says so; and
 through a real Celery worker the form answers at once while the email goes out behind it,
 DKIM-signed."""
