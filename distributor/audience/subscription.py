@@ -156,18 +156,7 @@ def take_confirmation(session: Session, request_id: int) -> SubscriptionRequest 
     if not getattr(decided, "rowcount", 0):
         return None
     request = session.get_one(SubscriptionRequest, request_id)
-    status = session.scalar(select(Subscriber.status).where(Subscriber.email == request.email))
-    won = None
-    if status not in (SubscriberStatus.CONFIRMED, SubscriberStatus.BOUNCED):
-        won = session.scalar(
-            _TAKE_LIMIT,
-            {
-                "mailbox_hash": _mailbox_hash(request.mailbox),
-                "now": now,
-                "cutoff": now - CONFIRMATION_INTERVAL,
-            },
-        )
-    if won is None:
+    if not _take_day(session, request, now):
         if request.confirmation_sent_at is None:  # no link names it: nothing to keep
             session.delete(request)
         return None
@@ -176,10 +165,47 @@ def take_confirmation(session: Session, request_id: int) -> SubscriptionRequest 
     return request
 
 
+def _take_day(session: Session, request: SubscriptionRequest, now: datetime) -> bool:
+    """Whether a confirmation email for ``request`` may go out at ``now``: True, with its
+    mailbox's once-a-day limit taken (atomically, see ``_TAKE_LIMIT``), unless the address
+    is a confirmed or bounced subscriber's or the mailbox was sent one in the last
+    ``CONFIRMATION_INTERVAL``."""
+    status = session.scalar(select(Subscriber.status).where(Subscriber.email == request.email))
+    if status in (SubscriberStatus.CONFIRMED, SubscriberStatus.BOUNCED):
+        return False
+    won = session.scalar(
+        _TAKE_LIMIT,
+        {
+            "mailbox_hash": _mailbox_hash(request.mailbox),
+            "now": now,
+            "cutoff": now - CONFIRMATION_INTERVAL,
+        },
+    )
+    return won is not None
+
+
+def retake_confirmation(session: Session, request_id: int) -> bool:
+    """Before a confirmation email whose day was given back (:func:`give_back_confirmation`)
+    is tried again: take the mailbox's day again, as :func:`take_confirmation` does. True if
+    it may go out (the request's ``confirmation_sent_at`` set again); False if not — the
+    mailbox was sent another confirmation meanwhile, the address is now a confirmed or
+    bounced subscriber's, or the request is gone — so that retries never make more than one
+    confirmation a day per mailbox."""
+    request = session.get(SubscriptionRequest, request_id)
+    if request is None:
+        return False
+    now = utcnow()
+    if not _take_day(session, request, now):
+        return False
+    request.confirmation_sent_at = now
+    return True
+
+
 def give_back_confirmation(session: Session, request_id: int, sent_at: datetime) -> None:
-    """The confirmation taken by :func:`take_confirmation` at ``sent_at`` did not go out:
-    give the mailbox's right back, so the person can ask again at once rather than a day
-    later."""
+    """The confirmation taken by :func:`take_confirmation` (or :func:`retake_confirmation`)
+    at ``sent_at`` did not go out: give the mailbox's right back, so the person can ask
+    again at once rather than a day later. An email still to be retried takes it again
+    first."""
     request = session.get(SubscriptionRequest, request_id)
     if request is None:
         return

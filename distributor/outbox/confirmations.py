@@ -6,8 +6,9 @@ outcome recorded.
 
 An email that does not go out at the first attempt (deferred, or refused) gives the
 mailbox's once-a-day right back at once, so the person may ask again without waiting a day;
-a deferred one is still tried again after its backoff. When it is sent, the request records
-when its link went out.
+a deferred one is still tried again after its backoff, taking the day again first: if the
+mailbox was sent another confirmation meanwhile, it is cancelled instead (``NOT_AGAIN``), so
+retries never make two a day. When it is sent, the request records when its link went out.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from distributor.audience.subscription import give_back_confirmation
+from distributor.audience.subscription import give_back_confirmation, retake_confirmation
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import (
@@ -35,6 +36,9 @@ from distributor.core.models import (
 from distributor.core.urls import confirm_url
 from distributor.mail.confirmation import confirmation_message
 from distributor.outbox.ledger import OPEN_STATUSES, Batch, Leased, RowRecorder, lease
+
+# The note of a confirmation email cancelled at its retry (see claim).
+NOT_AGAIN = "not sent: its mailbox was sent another confirmation since, or is subscribed"
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,9 @@ def claim(engine: Engine, settings: Settings, request_id: int, limit: int) -> Co
     """Lease up to ``limit`` due confirmation emails of the request to a new token, in one
     committed transaction (concurrent claimers skip each other's rows on PostgreSQL; on
     SQLite the transaction is immediate, which serialises them). A row whose earlier lease
-    ran out with no outcome is in doubt (:mod:`distributor.mail.reconcile`)."""
+    ran out with no outcome is in doubt (:mod:`distributor.mail.reconcile`). Rows whose
+    request gave its mailbox's day back and cannot take it again are cancelled, not
+    leased."""
     now = utcnow()
     token = uuid.uuid4().hex
     candidates = (
@@ -105,6 +111,21 @@ def claim(engine: Engine, settings: Settings, request_id: int, limit: int) -> Co
         picked = {int(i): bool(doubt) for i, doubt in session.execute(candidates)}
         leased: Sequence[Any] = ()
         address = ""
+        if picked and not _day_held(session, request_id):
+            # An earlier attempt gave the mailbox's day back and another confirmation has
+            # gone to it since (or the address is subscribed now): this one stays unsent,
+            # or retries would make more than one a day.
+            session.execute(
+                update(ConfirmationEmail)
+                .where(ConfirmationEmail.id.in_(list(picked)))
+                .values(
+                    status=DeliveryStatus.CANCELLED,
+                    last_error=NOT_AGAIN,
+                    lease_until=None,
+                    lease_token=None,
+                )
+            )
+            picked = {}
         if picked:
             row = ConfirmationEmail  # its id, attempts and created_at
             returning = (row.id, row.attempts, row.created_at)
@@ -115,6 +136,15 @@ def claim(engine: Engine, settings: Settings, request_id: int, limit: int) -> Co
         for r in sorted(leased, key=lambda r: r.id)
     ]
     return ConfirmationClaim(token, rows)
+
+
+def _day_held(session: Session, request_id: int) -> bool:
+    """Whether the request holds its mailbox's day, taking it again if an attempt that did
+    not go out gave it back (``confirmation_sent_at`` cleared); False if it cannot."""
+    request = session.get_one(SubscriptionRequest, request_id)
+    if request.confirmation_sent_at is not None:
+        return True
+    return retake_confirmation(session, request_id)
 
 
 def _after_outcome(conn: Connection, row: Any, status: str, code: int, now: datetime) -> None:
