@@ -22,6 +22,7 @@ from distributor.core.models import AuditEvent
 from distributor.releases.lifecycle import mark_published
 from distributor.site.builder import build_site
 from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, running_server
+from tests.corrections import send_release
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import running_worker, wait_until
 from tests.redis_db import empty
@@ -210,3 +211,45 @@ def test_withdraw_with_a_reason_and_read_it_on_the_410_page(
                 assert accessibility_problems(page) == [], (path, viewport)
                 name = f"gone-{path.rsplit('/', 1)[1]}-{viewport['width']}"
                 page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+
+
+def test_withdraw_and_tell_those_who_received_it(
+    live: tuple[Settings, str, str], smtp_server: SMTPServer, tmp_path: Path
+) -> None:
+    """The withdraw form's box, off by default: ticked, the page after says how many
+    withdrawal notices were planned, and a worker sends each reader one, with the reason."""
+    settings, base, token = live
+    readers = [f"reader{i}@example.com" for i in range(3)]
+    add_subscribers(settings, [(email, "Reader", "en", "energy") for email in readers])
+    release = make_release(settings, topics="energy", slug="grid", title="Grid upgrade")
+    send_release(settings, release.id)  # the three readers of energy
+    assert sorted(m.rcpt for m in smtp_server.handler.messages) == readers
+    reason = "Figures were wrong; a new release follows."
+    box = "Tell those who received it (send a withdrawal notice)"
+    with chromium(viewport=DESKTOP) as browser:
+        page = browser.new_page()
+        page.goto(f"{base}/admin/login")
+        page.get_by_label("API token").fill(token)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{base}/admin")
+        page.goto(f"{base}/admin/releases/{release.id}/withdraw")
+        assert accessibility_problems(page) == []
+        assert not page.get_by_label(box).is_checked()  # no email unless asked
+        page.get_by_label("Reason (optional, one line, shown on its page)").fill(reason)
+        page.get_by_label(box).check()
+        page.get_by_role("button", name=f"Yes, withdraw release {release.id}").click()
+        page.wait_for_url(f"{base}/admin/releases/{release.id}?done=withdrawn-notified")
+        said = page.get_by_text("3 withdrawal notices planned")
+        assert said.is_visible(), page.locator("main").inner_text()
+        assert accessibility_problems(page) == []
+    with running_worker(settings, tmp_path / "logs", keep_queue=True):  # what the form enqueued
+
+        def told() -> list[str]:
+            subjects = {m.rcpt: str(m.parsed()["Subject"]) for m in smtp_server.handler.messages}
+            return sorted(r for r, s in subjects.items() if s == "Withdrawn: Grid upgrade")
+
+        wait_until(lambda: told() == readers, 60, "a withdrawal notice to each reader")
+    received = smtp_server.handler.by_rcpt()
+    assert all(len(received[r]) == 2 for r in readers)  # the release, then its notice
+    notice = received[readers[0]][1].parsed().get_body(preferencelist=("plain",))
+    assert notice is not None and f"Reason: {reason}" in str(notice.get_content())

@@ -97,7 +97,7 @@ def test_a_withdrawal_cancels_the_release_s_open_rows_and_no_other(settings: Set
         assert ledger.record(deferred.token, deferred.rows[0], "deferred", 451, "busy")
     running = claim(engine, settings, release_id, 1)
     in_flight = running.rows[0].delivery_id
-    assert actions.withdraw(settings, CountingQueue(), release_id, "Jane Doe") == 3  # type: ignore[arg-type]
+    assert actions.withdraw(settings, CountingQueue(), release_id, "Jane Doe").cancelled == 3  # type: ignore[arg-type]
     with engine.connect() as conn:
         assert still_leased(conn, running.token, [in_flight]) == set()
     with session_scope(settings) as session:
@@ -111,7 +111,7 @@ def test_a_withdrawal_cancels_the_release_s_open_rows_and_no_other(settings: Set
     assert withdrawn == [cancelled] * 3 + [("sent", "", None, None)]
     assert claim(engine, settings, release_id, 10).rows == []
     unplanned = make_release(settings, slug="draft", title="A draft").id  # no rows at all
-    assert actions.withdraw(settings, CountingQueue(), unplanned, "Jane Doe") == 0  # type: ignore[arg-type]
+    assert actions.withdraw(settings, CountingQueue(), unplanned, "Jane Doe").cancelled == 0  # type: ignore[arg-type]
 
 
 def test_a_renewal_keeps_no_lease_the_batch_lost(settings: Settings) -> None:

@@ -64,7 +64,7 @@ def test_withdrawal_mid_send_cancels_what_is_not_sent_and_takes_the_page_down(
         build_site(live)
         assert (live.public_dir / PAGE).is_file()
 
-        assert actions.withdraw(live, queue, release.id, "Jane Doe") == 4
+        assert actions.withdraw(live, queue, release.id, "Jane Doe").cancelled == 4
         assert sending.send_batch(live, release.id).claimed == 0  # nothing sent after
         assert sorted(statuses(live, release.id)) == ["cancelled"] * 4 + ["sent"] * 2
         assert len(smtp_server.handler.messages) == 2
@@ -97,7 +97,7 @@ def test_a_draft_withdrawn_leaves_no_notice_and_who_is_required(sqlite_settings:
     try:
         with pytest.raises(ReleaseInputError, match="withdrawn by"):
             actions.withdraw(sqlite_settings, queue, release.id, "Jane\r\nBcc: x")
-        assert actions.withdraw(sqlite_settings, queue, release.id, "Jane") == 0
+        assert actions.withdraw(sqlite_settings, queue, release.id, "Jane").cancelled == 0
     finally:
         queue.close()
     build_site(sqlite_settings)

@@ -15,6 +15,7 @@ from distributor.actions.audience import erase, erase_subscriber, import_subscri
 from distributor.actions.media import upload_image
 from distributor.actions.releases import (
     KeyClaim,
+    Withdrawal,
     correct,
     create_release,
     publish,
@@ -27,6 +28,7 @@ from distributor.actions.topics import add_topic, delete_topic, rename_topic
 
 __all__ = [
     "KeyClaim",
+    "Withdrawal",
     "add_topic",
     "correct",
     "create_release",

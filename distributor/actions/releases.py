@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from distributor.core import audit, idempotency
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.models import Release, ReleaseState
+from distributor.core.models import NoticeKind, Release, ReleaseState
 from distributor.core.queue import TaskQueue
 from distributor.mail import preview
 from distributor.outbox import notices
@@ -146,21 +146,46 @@ def correct(
     return release
 
 
+@dataclass(frozen=True)
+class Withdrawal:
+    """What a withdrawal did: ``cancelled`` deliveries not sent yet, and ``notices``
+    withdrawal notices planned (0 unless asked to notify)."""
+
+    cancelled: int
+    notices: int
+
+
 def withdraw(
-    settings: Settings, queue: TaskQueue, release_id: int, by: str, reason: str = ""
-) -> int:
+    settings: Settings,
+    queue: TaskQueue,
+    release_id: int,
+    by: str,
+    reason: str = "",
+    notify: bool = False,
+) -> Withdrawal:
     """Withdraw the release and cancel every delivery and correction notice not sent yet, in
     one transaction; then regenerate the site (its page becomes a 410 notice, with
-    ``reason`` when one is given). Returns the number of deliveries cancelled."""
+    ``reason`` when one is given).
+
+    With ``notify``, a withdrawal notice (carrying the reason) is planned in the same
+    transaction for everyone who received the release and is still confirmed
+    (``notices.plan``), and after the commit enough ``send_correction_notices`` tasks are
+    enqueued to send them. Returns how many deliveries were cancelled and notices planned."""
+    planned = 0
     with session_scope(settings) as session:
         release = lifecycle.withdraw(session, release_id, by, reason=reason)
         cancelled = cancel_release(
             session, release_id, f"release withdrawn by {release.withdrawn_by}"
         )
         notices.cancel_unwanted(session, release_id)  # its correction notices too
-        details: dict[str, object] = {"cancelled": cancelled}
+        if notify:
+            planned = notices.plan(session, release, kind=NoticeKind.WITHDRAWAL)
+        details: dict[str, object] = {"cancelled": cancelled, "notify": notify, "notices": planned}
         if release.withdrawn_reason:
             details["reason"] = release.withdrawn_reason
         audit.record(session, release.withdrawn_by, "withdraw", f"release {release_id}", **details)
     queue.send("regenerate_site")
-    return cancelled
+    # The correction notices' task sends every kind of notice (outbox/notices.py).
+    for _ in range(math.ceil(planned / settings.batch_size)):
+        queue.send("send_correction_notices", release_id)
+    return Withdrawal(cancelled, planned)

@@ -447,18 +447,39 @@ def releases_withdraw(
         str, typer.Option(help="Who withdraws it, for the record (default: cli:YOUR-USER-NAME)")
     ] = "",
     reason: Annotated[
-        str, typer.Option(help="Why, in a line: shown on the page that answers 410 Gone")
+        str,
+        typer.Option(
+            help="Why, in a line: shown on the page that answers 410 Gone (and in the notice)"
+        ),
     ] = "",
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="Also email a short withdrawal notice, with the reason, to those who "
+            "received the release and are still subscribed",
+        ),
+    ] = False,
 ) -> None:
     """Withdraw a release: it leaves the pages and feeds (its page answers 410 Gone, with
-    the reason if given) and every delivery not sent yet is cancelled."""
+    the reason if given) and every delivery not sent yet is cancelled. No email is sent
+    unless --notify."""
     s = settings()
     queue = TaskQueue(s)
     try:
-        cancelled = actions.withdraw(s, queue, release_id, by or audit.cli_actor(), reason)
+        done = actions.withdraw(
+            s, queue, release_id, by or audit.cli_actor(), reason, notify=notify
+        )
     finally:
         queue.close()
-    out.print(f"release {release_id} withdrawn; {cancelled} deliveries not sent were cancelled")
+    said = f"release {release_id} withdrawn; {done.cancelled} deliveries not sent were cancelled"
+    if notify:
+        n = done.notices
+        said += (
+            f"; {n} withdrawal notice{'' if n == 1 else 's'} planned "
+            "(to those who received it and are still subscribed)"
+        )
+    out.print(said)
 
 
 @releases_app.command("unschedule")

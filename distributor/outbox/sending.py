@@ -178,10 +178,11 @@ def send_batch(settings: Settings, release_id: int) -> BatchReport:
 
 
 def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
-    """Claim one batch of the release's due correction notices, send each, record each
-    outcome: the outbox's loop (:func:`send`) over the ledger of correction notices (see
-    :mod:`distributor.outbox.notices`). Notices no longer wanted — the subscriber left or
-    bounced, the release was withdrawn or corrected again — are cancelled, even mid-batch."""
+    """Claim one batch of the release's due notices (of its correction or its withdrawal),
+    send each, record each outcome: the outbox's loop (:func:`send`) over the ledger of
+    notices (see :mod:`distributor.outbox.notices`). Notices no longer wanted — the
+    subscriber left or bounced, the release was withdrawn or corrected again — are
+    cancelled, even mid-batch."""
     return send(settings, NOTICES, release_id)
 
 

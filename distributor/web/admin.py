@@ -46,9 +46,10 @@ from distributor.core.apitokens import authenticate
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import DistributorError, Forbidden, InputError, NotFound, Unauthorized
-from distributor.core.models import ApiToken, ReleaseState, utcnow
+from distributor.core.models import ApiToken, NoticeKind, ReleaseState, utcnow
 from distributor.core.tokens import Purpose, signer
 from distributor.mail.preview import render_preview, send_test
+from distributor.outbox import notices
 from distributor.releases.lifecycle import get_release
 from distributor.releases.source import MAX_SOURCE_BYTES, parse_release
 from distributor.reporting.dashboard import (
@@ -88,6 +89,9 @@ DONE = {
     "corrected-notified": "Corrected: the site is being regenerated, and a short correction "
     "notice is going to everyone who received the release.",
     "withdrawn": "Withdrawn: the release is off the site and unsent messages are cancelled.",
+    # {notices}: read from the ledger when the page is shown (notices.planned), not the URL.
+    "withdrawn-notified": "Withdrawn: the release is off the site and unsent messages are "
+    "cancelled; {notices} planned (to those who received it and are still subscribed).",
 }
 
 
@@ -289,6 +293,7 @@ class Dashboard:
         error: str = "", **context: Any,
     ) -> HTMLResponse:  # fmt: skip
         """The release's page; ``error`` (with a 4xx ``status``) says why an action failed."""
+        done = DONE.get(request.query_params.get("done", ""), "") if not error else ""
         try:
             with session_scope(self.settings) as session:
                 release = get_release(session, release_id)
@@ -296,11 +301,16 @@ class Dashboard:
                 languages = sorted(translation_languages(session, release))
                 history = release_history(session, release_id)
                 topics = [t.slug for t in release.topics]
+                told = 0
+                if release.withdrawn_at is not None and "{notices}" in done:
+                    told = notices.planned(
+                        session, release_id, release.withdrawn_at, NoticeKind.WITHDRAWAL
+                    )
         except NotFound as exc:
             return self.render(request, "message.html", status_of(exc), admin=admin,
                                title="No such release", text=str(exc))  # fmt: skip
         progress = Progress(st.counts)
-        done = DONE.get(request.query_params.get("done", ""), "") if not error else ""
+        done = done.format(notices=f"{told} withdrawal notice{'' if told == 1 else 's'}")
         sweep = heartbeat.health(self.settings)
         if done and not sweep.alive and request.query_params.get("done") == "published":
             done = "Published; see the warning above."  # not "the workers are sending it"
@@ -583,15 +593,17 @@ def withdraw(
     dash: Dash,
     queue: AppQueue,
     reason: Annotated[str, Form()] = "",
+    notify: Annotated[bool, Form()] = False,
     csrf: Csrf = "",
 ) -> Response:
-    """Withdraw the release (off the site, unsent messages cancelled); back to its page."""
+    """Withdraw the release (off the site, unsent messages cancelled), sending a withdrawal
+    notice to those who received it when the box is ticked; back to its page."""
     dash.check_csrf(request, csrf)
     try:
-        actions.withdraw(dash.settings, queue.get(), release_id, by=admin.actor, reason=reason)
+        actions.withdraw(dash.settings, queue.get(), release_id, admin.actor, reason, notify=notify)
     except DistributorError as exc:
         return dash.failed(request, admin, release_id, exc)
-    return after(release_id, "withdrawn")
+    return after(release_id, "withdrawn-notified" if notify else "withdrawn")
 
 
 # --- the script and the style sheet -----------------------------------------------------

@@ -131,6 +131,15 @@ class ReleaseOut(BaseModel):
     counts: Counts
 
 
+class WithdrawnOut(ReleaseOut):
+    """A release just withdrawn, and how many withdrawal notices that planned."""
+
+    notices_planned: int = Field(
+        description="Withdrawal notices planned: one for each who received it and is still "
+        "subscribed when ``notify`` was true, else 0"
+    )
+
+
 class ReleaseSummary(BaseModel):
     """A release in a list."""
 
@@ -205,6 +214,11 @@ class WithdrawIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     by: Annotated[str, Field(max_length=150, pattern=PRINTABLE)] = ""
     reason: Annotated[str, Field(max_length=MAX_REASON, pattern=PRINTABLE)] = ""
+    notify: bool = Field(
+        default=False,
+        description="Also email a short withdrawal notice, with the reason, to those who "
+        "received it and are still subscribed",
+    )
 
 
 def _counts(st: ReleaseStatus) -> Counts:
@@ -574,16 +588,18 @@ def withdraw(
     settings: AppSettings,
     queue: AppQueue,
     body: WithdrawIn | None = None,
-) -> ReleaseOut:
+) -> WithdrawnOut:
     """Take it off the pages and feeds (its page answers 410 Gone, with ``reason`` when
     one is given) and cancel every email not sent yet. Recorded as withdrawn by ``by``
-    and the token."""
+    and the token. No email unless ``notify``: then a withdrawal notice goes to those who
+    received it (``notices_planned`` says how many)."""
+    body = body or WithdrawIn()
     who = f"token:{token}"
-    if body is not None and body.by.strip():
+    if body.by.strip():
         who = f"{body.by.strip()} ({who})"
-    reason = body.reason if body is not None else ""
-    actions.withdraw(settings, queue.get(), release_id, who, reason)
-    return current(settings, release_id)
+    done = actions.withdraw(settings, queue.get(), release_id, who, body.reason, body.notify)
+    release = current(settings, release_id)
+    return WithdrawnOut(**release.model_dump(), notices_planned=done.notices)
 
 
 @router.get(
