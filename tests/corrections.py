@@ -3,12 +3,15 @@ process (tests of correction notices, their reconciliation, faults and SMTPUTF8)
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+
 from distributor import actions
 from distributor.core.config import Settings
 from distributor.core.models import Release
 from distributor.outbox import sending
 from distributor.releases.source import parse_release
 from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release, release_text
+from tests.smtp_server import Received, SMTPServer
 
 ENGLISH = ["ann@example.com", "bob@example.com", "dan@example.com", "eve@example.com",
            "fred@example.com", "gus@example.com"]  # fmt: skip
@@ -51,3 +54,16 @@ def sent_then_corrected(s: Settings) -> Release:
     fix = parse_release(corrected_text(), "fix.md", s)
     actions.correct(s, CountingQueue(), release.id, fix, notify=True)  # type: ignore[arg-type]
     return release
+
+
+def sent_to(server: SMTPServer, since: int = 0) -> list[str]:
+    """The recipients of the messages ``server`` received after the first ``since``."""
+    return sorted(m.rcpt for m in server.handler.messages[since:])
+
+
+def text_part(message: Received | EmailMessage) -> str:
+    """The plain-text part of a message received (or already parsed)."""
+    parsed = message.parsed() if isinstance(message, Received) else message
+    body = parsed.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())

@@ -30,10 +30,12 @@ from tests.corrections import (
     corrected_text,
     send_release,
     sent_then_corrected,
+    sent_to,
+    text_part,
 )
 from tests.helpers import CountingQueue, make_release, release_text
 from tests.processes import run_cli
-from tests.smtp_server import Received, SMTPServer
+from tests.smtp_server import SMTPServer
 
 DEFERRED, REFUSED = "dan@example.com", "fred@example.com"  # the original never reached them
 LEFT_BEFORE, LEFT_AFTER = "eve@example.com", "gus@example.com"  # unsubscribed after it did
@@ -44,16 +46,6 @@ ZERO = {"pending": 0, "deferred": 0, "sent": 0, "failed": 0, "cancelled": 0}
 
 def subscriber_id(session: Session, email: str) -> int:
     return session.scalars(select(Subscriber.id).filter_by(email=email)).one()
-
-
-def sent_to(server: SMTPServer, since: int = 0) -> list[str]:
-    return sorted(m.rcpt for m in server.handler.messages[since:])
-
-
-def text_part(message: Received) -> str:
-    body = message.parsed().get_body(preferencelist=("plain",))
-    assert body is not None
-    return str(body.get_content())
 
 
 def test_notify_tells_each_who_received_it_once_in_their_language(

@@ -29,7 +29,14 @@ from distributor.outbox import sweep as outbox_sweep
 from distributor.releases.lifecycle import create_release
 from distributor.releases.source import parse_release
 from distributor.web import create_app
-from tests.corrections import ENGLISH, add_readers, send_release, sent_then_corrected
+from tests.corrections import (
+    ENGLISH,
+    add_readers,
+    send_release,
+    sent_then_corrected,
+    sent_to,
+    text_part,
+)
 from tests.helpers import CountingQueue, make_release, new_token, outbox, queued_tasks, release_text
 from tests.processes import NO_BROKER, run_cli, settings_env, wait_until
 from tests.smtp_server import Received, SMTPServer
@@ -41,20 +48,10 @@ REASON_FR = "Chiffres erronés ; un nouveau communiqué suit."
 SUBJECT = "Withdrawn: Agency signs agreement"
 
 
-def text_part(message: EmailMessage) -> str:
-    body = message.get_body(preferencelist=("plain",))
-    assert body is not None
-    return str(body.get_content())
-
-
 def html_part(message: EmailMessage) -> str:
     body = message.get_body(preferencelist=("html",))
     assert body is not None
     return str(body.get_content())
-
-
-def sent_to(server: SMTPServer, since: int = 0) -> list[str]:
-    return sorted(m.rcpt for m in server.handler.messages[since:])
 
 
 def send_all_notices(s: Settings, release_id: int) -> None:
