@@ -368,8 +368,10 @@ def _publish(s: Settings, release_id: int, at: str | None) -> None:
     finally:
         queue.close()
     if release.state == "scheduled" and release.scheduled_at:
-        out.print(f"release {release.id} scheduled for {local_time(s, release.scheduled_at)}; "
-                  f"`distributor releases unschedule {release.id}` cancels")  # fmt: skip
+        out.print(
+            f"release {release.id} scheduled for {local_time(s, release.scheduled_at)}; "
+            f"`distributor releases unschedule {release.id}` cancels"
+        )
     else:
         out.print(f"release {release.id} published{_sending(s)}")
 
@@ -551,8 +553,10 @@ def releases_report(
         out.print(table)
         if st.first_sent_at and st.last_sent_at:
             seconds = (st.last_sent_at - st.first_sent_at).total_seconds()
-            out.print(f"first sent {iso_utc(st.first_sent_at)}, last sent "
-                      f"{iso_utc(st.last_sent_at)} ({seconds:.1f} s)")  # fmt: skip
+            out.print(
+                f"first sent {iso_utc(st.first_sent_at)}, last sent "
+                f"{iso_utc(st.last_sent_at)} ({seconds:.1f} s)"
+            )
         out.print(f"bounces: {st.hard_bounces} hard, {st.soft_bounces} soft")
         if st.unsubscribed_since:
             out.print(f"{st.unsubscribed_since} recipient(s) unsubscribed since they received it")
@@ -585,8 +589,10 @@ def audit_list(
     with db.session_scope(s) as session:
         for event in audit.recent(session, limit, action):
             details = " ".join(f"{k}={v}" for k, v in sorted(event.details.items()))
-            line = f"{event.at.astimezone(s.zone):%Y-%m-%d %H:%M:%S %Z}  {event.actor}  " \
-                f"{event.action}  {event.subject}  {details}"  # fmt: skip
+            line = (
+                f"{event.at.astimezone(s.zone):%Y-%m-%d %H:%M:%S %Z}  {event.actor}  "
+                f"{event.action}  {event.subject}  {details}"
+            )
             typer.echo(line.rstrip())
 
 
@@ -601,8 +607,12 @@ def site_build(
     Any web server or CDN can serve that folder; `distributor serve` serves it too.
     """
     s = settings()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())  # fmt: skip
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     started = time.monotonic()
     queue = TaskQueue(s) if s.websub_hub else None
     try:
@@ -664,9 +674,22 @@ def worker(
 ) -> None:
     """Run a Celery worker (prefork) on the distributor queue."""
     n = concurrency or settings().worker_concurrency
-    _celery(["worker", "-Q", "distributor", "-c", str(n), "--loglevel", loglevel,
-             "--without-gossip", "--without-mingle", "-O", "fair",
-             *(["-B"] if with_beat else [])])  # fmt: skip
+    _celery(
+        [
+            "worker",
+            "-Q",
+            "distributor",
+            "-c",
+            str(n),
+            "--loglevel",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+            "-O",
+            "fair",
+            *(["-B"] if with_beat else []),
+        ]
+    )
 
 
 @app.command("beat")
@@ -750,8 +773,11 @@ def main() -> None:
                 raise
             raise problem from exc
     except ImportRejected as exc:
-        err.print(f"error: {exc.source}: {len(exc.rows)} bad row(s), nothing imported",
-                  markup=False, highlight=False)  # fmt: skip
+        err.print(
+            f"error: {exc.source}: {len(exc.rows)} bad row(s), nothing imported",
+            markup=False,
+            highlight=False,
+        )
         for row in exc.rows:
             err.print(f"  {exc.source}:{row.line}: {row.reason}", markup=False, highlight=False)
         sys.exit(1)

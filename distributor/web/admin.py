@@ -214,15 +214,32 @@ def chart(hours: Sequence[HourCount], zone: tzinfo) -> Chart:
             h = plot_h * value / peak
             what = "sent" if bars is sent else "failed"
             bars.append(
-                Bar(round(x + dx, 1), round(top + plot_h - h, 1), round(bar_w, 1), round(h, 1),
-                    f"{label}: {value} {what}")
-            )  # fmt: skip
+                Bar(
+                    round(x + dx, 1),
+                    round(top + plot_h - h, 1),
+                    round(bar_w, 1),
+                    round(h, 1),
+                    f"{label}: {value} {what}",
+                )
+            )
         if i % 3 == 0:
             ticks.append((round(left + i * slot + slot / 2, 1), label))
     marks = sorted({0, peak // 2, peak})
     scale = [(round(top + plot_h - plot_h * v / peak, 1), v) for v in marks]
-    return Chart(width, height, top, bottom, left, sent, failed, ticks, scale, rows,
-                 sum(h.sent for h in hours), sum(h.failed for h in hours))  # fmt: skip
+    return Chart(
+        width,
+        height,
+        top,
+        bottom,
+        left,
+        sent,
+        failed,
+        ticks,
+        scale,
+        rows,
+        sum(h.sent for h in hours),
+        sum(h.failed for h in hours),
+    )
 
 
 class Dashboard:
@@ -256,14 +273,22 @@ class Dashboard:
         token = self.csrf_for(request)
         html = self.env.get_template(name).render(csrf=token, prefix=PREFIX, **context)
         response = HTMLResponse(html, status_code=status)
-        response.set_cookie(CSRF_COOKIE, token, max_age=CSRF_MAX_AGE, path=PREFIX,
-                            httponly=True, samesite="strict", secure=self.secure)  # fmt: skip
+        response.set_cookie(
+            CSRF_COOKIE,
+            token,
+            max_age=CSRF_MAX_AGE,
+            path=PREFIX,
+            httponly=True,
+            samesite="strict",
+            secure=self.secure,
+        )
         return response
 
     def forget_session(self, response: Response) -> Response:
         """``response``, telling the browser to drop its session cookie."""
-        response.delete_cookie(SESSION_COOKIE, path=PREFIX, httponly=True, samesite="strict",
-                               secure=self.secure)  # fmt: skip
+        response.delete_cookie(
+            SESSION_COOKIE, path=PREFIX, httponly=True, samesite="strict", secure=self.secure
+        )
         return response
 
     def to_login(self, request: Request) -> Response:
@@ -280,8 +305,16 @@ class Dashboard:
     def check_csrf(self, request: Request, value: str) -> None:
         """Stop the request at a "form expired" page unless ``value`` is the CSRF cookie's."""
         if not csrf_ok(self.settings, request.cookies.get(CSRF_COOKIE), value):
-            raise _Answer(self.render(request, "message.html", 403, admin=None,
-                                      title="Form expired", text=EXPIRED_FORM))  # fmt: skip
+            raise _Answer(
+                self.render(
+                    request,
+                    "message.html",
+                    403,
+                    admin=None,
+                    title="Form expired",
+                    text=EXPIRED_FORM,
+                )
+            )
 
     def login_form(self, request: Request, status: int = 200, error: str = "") -> HTMLResponse:
         """The login page; ``error`` (with a 4xx ``status``) says why the login failed."""
@@ -289,9 +322,14 @@ class Dashboard:
         return self.render(request, "login.html", status, admin=None, error=error, ended=ended)
 
     def release_page(
-        self, request: Request, admin: Admin, release_id: int, status: int = 200,
-        error: str = "", **context: Any,
-    ) -> HTMLResponse:  # fmt: skip
+        self,
+        request: Request,
+        admin: Admin,
+        release_id: int,
+        status: int = 200,
+        error: str = "",
+        **context: Any,
+    ) -> HTMLResponse:
         """The release's page; ``error`` (with a 4xx ``status``) says why an action failed."""
         done = DONE.get(request.query_params.get("done", ""), "") if not error else ""
         try:
@@ -307,19 +345,37 @@ class Dashboard:
                         session, release_id, release.withdrawn_at, NoticeKind.WITHDRAWAL
                     )
         except NotFound as exc:
-            return self.render(request, "message.html", status_of(exc), admin=admin,
-                               title="No such release", text=str(exc))  # fmt: skip
+            return self.render(
+                request,
+                "message.html",
+                status_of(exc),
+                admin=admin,
+                title="No such release",
+                text=str(exc),
+            )
         progress = Progress(st.counts)
         done = done.format(notices=f"{told} withdrawal notice{'' if told == 1 else 's'}")
         sweep = heartbeat.health(self.settings)
         if done and not sweep.alive and request.query_params.get("done") == "published":
             done = "Published; see the warning above."  # not "the workers are sending it"
         return self.render(
-            request, "release.html", status, admin=admin, release=release, st=st,
-            progress=progress, sending=is_sending(release.state, release.planned_at, progress),
-            languages=languages, history=history, topics=topics, error=error, done=done,
-            states=ReleaseState, sweep=sweep, **context,
-        )  # fmt: skip
+            request,
+            "release.html",
+            status,
+            admin=admin,
+            release=release,
+            st=st,
+            progress=progress,
+            sending=is_sending(release.state, release.planned_at, progress),
+            languages=languages,
+            history=history,
+            topics=topics,
+            error=error,
+            done=done,
+            states=ReleaseState,
+            sweep=sweep,
+            **context,
+        )
 
     def failed(
         self, request: Request, admin: Admin, release_id: int, exc: DistributorError
@@ -420,8 +476,15 @@ def login(
         )
         return dash.login_form(request, status_of(exc), text)
     response = RedirectResponse(PREFIX, status_code=303)
-    response.set_cookie(SESSION_COOKIE, value, max_age=COOKIE_MAX_AGE, path=PREFIX,
-                        httponly=True, samesite="strict", secure=dash.secure)  # fmt: skip
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age=COOKIE_MAX_AGE,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=dash.secure,
+    )
     return response
 
 
@@ -446,8 +509,15 @@ def dashboard(request: Request, admin: LoggedIn, dash: Dash) -> HTMLResponse:
         releases = releases_overview(session, RELEASES_SHOWN)
         table = subscribers_by_topic_language(session, settings.languages, settings.languages[0])
         hours = sends_over_time(session, utcnow(), CHART_HOURS)
-    return dash.render(request, "dashboard.html", admin=admin, releases=releases, table=table,
-                       chart=chart(hours, dash.zone), sweep=heartbeat.health(settings))  # fmt: skip
+    return dash.render(
+        request,
+        "dashboard.html",
+        admin=admin,
+        releases=releases,
+        table=table,
+        chart=chart(hours, dash.zone),
+        sweep=heartbeat.health(settings),
+    )
 
 
 @router.get("/releases/{release_id}/progress.json")
@@ -480,8 +550,10 @@ def preview_html(release_id: ReleaseId, lang: str, admin: LoggedIn, dash: Dash) 
         preview = render_preview(dash.settings, release_id, lang)
     except DistributorError as exc:
         return PlainTextResponse(str(exc), status_code=status_of(exc))
-    return HTMLResponse(preview.html, headers={
-        "Content-Security-Policy": PREVIEW_CSP, "X-Frame-Options": "SAMEORIGIN"})  # fmt: skip
+    return HTMLResponse(
+        preview.html,
+        headers={"Content-Security-Policy": PREVIEW_CSP, "X-Frame-Options": "SAMEORIGIN"},
+    )
 
 
 @router.get("/releases/{release_id}/preview/{lang}.txt")
@@ -493,32 +565,43 @@ def preview_text(release_id: ReleaseId, lang: str, admin: LoggedIn, dash: Dash) 
     except DistributorError as exc:
         return PlainTextResponse(str(exc), status_code=status_of(exc))
     head = "".join(f"{name}: {value}\n" for name, value in preview.headers.items())
-    return PlainTextResponse(head + "\n" + preview.text,
-                             headers={"Content-Security-Policy": PREVIEW_CSP})  # fmt: skip
+    return PlainTextResponse(
+        head + "\n" + preview.text, headers={"Content-Security-Policy": PREVIEW_CSP}
+    )
 
 
 @router.post("/releases/{release_id}/test", response_class=HTMLResponse)
 def test_send(
-    request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash,
-    addresses: Annotated[str, Form()] = "", csrf: Csrf = "",
-) -> Response:  # fmt: skip
+    request: Request,
+    release_id: ReleaseId,
+    admin: LoggedIn,
+    dash: Dash,
+    addresses: Annotated[str, Form()] = "",
+    csrf: Csrf = "",
+) -> Response:
     """Send the release to the form's test addresses; its page with each outcome (502
     when one failed), or with the error."""
     dash.check_csrf(request, csrf)
     try:
         outcomes = send_test(dash.settings, release_id, split_addresses(addresses))
     except DistributorError as exc:
-        return dash.release_page(request, admin, release_id, status_of(exc), str(exc),
-                                 addresses=addresses)  # fmt: skip
+        return dash.release_page(
+            request, admin, release_id, status_of(exc), str(exc), addresses=addresses
+        )
     status = 200 if all(o.sent for o in outcomes) else 502
     return dash.release_page(request, admin, release_id, status, tested=outcomes)
 
 
 @router.post("/releases/{release_id}/publish", response_class=HTMLResponse)
 def publish(
-    request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash, queue: AppQueue,
-    at: Annotated[str, Form()] = "", csrf: Csrf = "",
-) -> Response:  # fmt: skip
+    request: Request,
+    release_id: ReleaseId,
+    admin: LoggedIn,
+    dash: Dash,
+    queue: AppQueue,
+    at: Annotated[str, Form()] = "",
+    csrf: Csrf = "",
+) -> Response:
     """Publish the release now, or schedule it at the form's local time; back to its page."""
     dash.check_csrf(request, csrf)
     try:
@@ -545,10 +628,16 @@ def unschedule_release(
 @router.post("/releases/{release_id}/correct", response_class=HTMLResponse)
 @takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, MULTIPART, FORM)  # URL-encoded: 3 bytes a byte
 def correct(
-    request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash, queue: AppQueue,
-    source: Annotated[str, Form()] = "", file: Annotated[UploadFile | None, File()] = None,
-    notify: Annotated[bool, Form()] = False, csrf: Csrf = "",
-) -> Response:  # fmt: skip
+    request: Request,
+    release_id: ReleaseId,
+    admin: LoggedIn,
+    dash: Dash,
+    queue: AppQueue,
+    source: Annotated[str, Form()] = "",
+    file: Annotated[UploadFile | None, File()] = None,
+    notify: Annotated[bool, Form()] = False,
+    csrf: Csrf = "",
+) -> Response:
     """Correct the release with the whole new source (pasted, or a file, which wins),
     notifying its recipients when asked; its page with the error and the source kept."""
     dash.check_csrf(request, csrf)
@@ -561,14 +650,17 @@ def correct(
             except UnicodeDecodeError as exc:
                 raise InputError(f"{name}: not UTF-8 text") from exc
         if not source.strip():
-            raise InputError("correction: paste the whole release (front matter and text) "
-                             "or choose its file")  # fmt: skip
+            raise InputError(
+                "correction: paste the whole release (front matter and text) or choose its file"
+            )
         draft = parse_release(source.replace("\r\n", "\n"), name, dash.settings)
-        actions.correct(dash.settings, queue.get(), release_id, draft, by=admin.actor,
-                        notify=notify)  # fmt: skip
+        actions.correct(
+            dash.settings, queue.get(), release_id, draft, by=admin.actor, notify=notify
+        )
     except DistributorError as exc:
-        return dash.release_page(request, admin, release_id, status_of(exc), str(exc),
-                                 source=source)  # fmt: skip
+        return dash.release_page(
+            request, admin, release_id, status_of(exc), str(exc), source=source
+        )
     return after(release_id, "corrected-notified" if notify else "corrected")
 
 
@@ -580,8 +672,14 @@ def withdraw_page(request: Request, release_id: ReleaseId, admin: LoggedIn, dash
             release = get_release(session, release_id)
             st = release_status(session, release_id)
     except NotFound as exc:
-        return dash.render(request, "message.html", status_of(exc), admin=admin,
-                           title="No such release", text=str(exc))  # fmt: skip
+        return dash.render(
+            request,
+            "message.html",
+            status_of(exc),
+            admin=admin,
+            title="No such release",
+            text=str(exc),
+        )
     return dash.render(request, "withdraw.html", admin=admin, release=release, st=st)
 
 

@@ -224,13 +224,21 @@ class WithdrawIn(BaseModel):
 def _counts(st: ReleaseStatus) -> Counts:
     c = st.counts
     return Counts(
-        planned=st.planned, pending=c["pending"], sent=c["sent"], deferred=c["deferred"],
-        failed=c["failed"], cancelled=c["cancelled"], bounced=st.bounced,
-        hard_bounces=st.hard_bounces, soft_bounces=st.soft_bounces,
-        unsubscribed_since=st.unsubscribed_since, first_sent_at=st.first_sent_at,
-        last_sent_at=st.last_sent_at, time_to_send=st.time_to_send,
+        planned=st.planned,
+        pending=c["pending"],
+        sent=c["sent"],
+        deferred=c["deferred"],
+        failed=c["failed"],
+        cancelled=c["cancelled"],
+        bounced=st.bounced,
+        hard_bounces=st.hard_bounces,
+        soft_bounces=st.soft_bounces,
+        unsubscribed_since=st.unsubscribed_since,
+        first_sent_at=st.first_sent_at,
+        last_sent_at=st.last_sent_at,
+        time_to_send=st.time_to_send,
         without_version=st.without_version,
-    )  # fmt: skip
+    )
 
 
 def release_out(session: Session, settings: Settings, release: Release) -> ReleaseOut:
@@ -240,21 +248,34 @@ def release_out(session: Session, settings: Settings, release: Release) -> Relea
         select(Release.id).where((Release.id == root) | (Release.translation_of_id == root))
     )
     return ReleaseOut(
-        id=release.id, slug=release.slug, url=release_url(settings, release.slug),
-        title=release.title, language=release.language, state=ReleaseState(release.state),
+        id=release.id,
+        slug=release.slug,
+        url=release_url(settings, release.slug),
+        title=release.title,
+        language=release.language,
+        state=ReleaseState(release.state),
         topics=sorted(t.slug for t in release.topics),
         translation_of=release.translation_of_id,
         translations=sorted(i for i in versions if i != release.id),
-        date=release.date, dateline=release.dateline, lead=release.lead,
-        body_html=release.body_html, body_text=release.body_text,
-        contacts=list(release.contacts), images=list(release.images),
-        attachments=list(release.attachments), embargo_at=release.embargo_at,
-        scheduled_at=release.scheduled_at, published_at=release.published_at,
-        corrected_at=release.corrected_at, withdrawn_at=release.withdrawn_at,
-        withdrawn_by=release.withdrawn_by, withdrawn_reason=release.withdrawn_reason,
+        date=release.date,
+        dateline=release.dateline,
+        lead=release.lead,
+        body_html=release.body_html,
+        body_text=release.body_text,
+        contacts=list(release.contacts),
+        images=list(release.images),
+        attachments=list(release.attachments),
+        embargo_at=release.embargo_at,
+        scheduled_at=release.scheduled_at,
+        published_at=release.published_at,
+        corrected_at=release.corrected_at,
+        withdrawn_at=release.withdrawn_at,
+        withdrawn_by=release.withdrawn_by,
+        withdrawn_reason=release.withdrawn_reason,
         created_at=release.created_at,
-        updated_at=release.updated_at, counts=_counts(release_status(session, release.id)),
-    )  # fmt: skip
+        updated_at=release.updated_at,
+        counts=_counts(release_status(session, release.id)),
+    )
 
 
 # ---- the release body: JSON or Markdown ------------------------------------------------
@@ -497,8 +518,14 @@ def preview(
     """The email exactly as subscribers reading ``lang`` will get it: subject,
     headers, HTML and text. Nothing is sent or recorded."""
     p = render_preview(settings, release_id, lang)
-    return PreviewOut(release_id=p.release_id, language=p.language, subject=p.subject,
-                      headers=p.headers, html=p.html, text=p.text)  # fmt: skip
+    return PreviewOut(
+        release_id=p.release_id,
+        language=p.language,
+        subject=p.subject,
+        headers=p.headers,
+        html=p.html,
+        text=p.text,
+    )
 
 
 @router.post("/releases/{release_id}/test", summary="Send a test email", responses=FOUND)
@@ -509,16 +536,20 @@ def test_send(
     ``X-Distributor-Test``). The ledger, the feeds and the release's state are not
     touched."""
     outcomes = actions.send_test(settings, release_id, body.to, f"token:{token}")
-    return [TestResult(address=o.address, sent=o.sent, code=o.code, message=o.message)
-            for o in outcomes]  # fmt: skip
+    return [
+        TestResult(address=o.address, sent=o.sent, code=o.code, message=o.message) for o in outcomes
+    ]
 
 
 @router.post(
     "/releases/{release_id}/publish",
     summary="Publish now or at a time",
-    responses={200: {"model": ReleaseOut, "description": "Published or scheduled"},
-               **FOUND, **conflict("Withdrawn, or already published and `at` given")},
-)  # fmt: skip
+    responses={
+        200: {"model": ReleaseOut, "description": "Published or scheduled"},
+        **FOUND,
+        **conflict("Withdrawn, or already published and `at` given"),
+    },
+)
 def publish(
     request: Request,
     release_id: ReleaseId,
@@ -542,8 +573,11 @@ def publish(
     return once(settings, token, key, request, canonical, act)
 
 
-@router.post("/releases/{release_id}/unschedule", summary="Cancel a scheduled publication",
-             responses={**FOUND, **conflict("It is not scheduled")})  # fmt: skip
+@router.post(
+    "/releases/{release_id}/unschedule",
+    summary="Cancel a scheduled publication",
+    responses={**FOUND, **conflict("It is not scheduled")},
+)
 def cancel_schedule(release_id: ReleaseId, token: TokenName, settings: AppSettings) -> ReleaseOut:
     """Back to draft: nothing was or will be sent. Publish again to reschedule."""
     actions.unschedule(settings, release_id, f"token:{token}")
@@ -572,8 +606,7 @@ def correct(
     """Replace the text of a published release (same id, address and feed item, a new
     updated date and a "Corrected on …" note). No email unless ``notify``."""
     draft = read_draft(settings, request.headers.get("content-type", ""), raw)
-    actions.correct(settings, queue.get(), release_id, draft, by=f"token:{token}",
-                    notify=notify)  # fmt: skip
+    actions.correct(settings, queue.get(), release_id, draft, by=f"token:{token}", notify=notify)
     return current(settings, release_id)
 
 
@@ -606,9 +639,14 @@ def withdraw(
     "/releases/{release_id}/deliveries.csv",
     summary="Every delivery, as CSV",
     response_class=Response,
-    responses={200: {"description": "One row per delivery, by address",
-                     "content": {"text/csv": {"schema": {"type": "string"}}}}, **FOUND},
-)  # fmt: skip
+    responses={
+        200: {
+            "description": "One row per delivery, by address",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+        **FOUND,
+    },
+)
 def report(release_id: ReleaseId, settings: AppSettings) -> Response:
     """The columns of `distributor releases report ID --csv`."""
     buffer = io.StringIO()
@@ -616,9 +654,10 @@ def report(release_id: ReleaseId, settings: AppSettings) -> Response:
     return Response(
         buffer.getvalue(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition":
-                 f'attachment; filename="release-{release_id}-deliveries.csv"'},
-    )  # fmt: skip
+        headers={
+            "Content-Disposition": f'attachment; filename="release-{release_id}-deliveries.csv"'
+        },
+    )
 
 
 def _replayed(replay: idempotency.Replay) -> JSONResponse:
