@@ -1,4 +1,4 @@
-"""Where the worker's time goes, for bench/pipeline.py: cProfile of ``dispatch.send_batch``
+"""Where the worker's time goes, for bench/pipeline.py: cProfile of ``sending.send_batch``
 in-process, and the reading of a py-spy raw profile of a real worker."""
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class _NoQueue:
 
 
 def cprofile_send_batch(smtp_url: str, subscribers: int) -> str:
-    """cProfile of dispatch.send_batch run in this process until the release is sent (SQLite,
+    """cProfile of sending.send_batch run in this process until the release is sent (SQLite,
     ``subscribers`` rows); returns the report."""
     with fresh_database("sqlite", smtp_url, "cprofile") as settings:
         dataset = populate(settings, subscribers)
@@ -146,7 +146,7 @@ class _Clock:
 
 
 def breakdown(backend: str, smtp_url: str, subscribers: int, messages: int) -> str:
-    """Wall and CPU time of each step of ``dispatch.send_batch``, per message, in this
+    """Wall and CPU time of each step of ``sending.send_batch``, per message, in this
     process: the same calls in the same order as ``send_batch`` (kept in step with
     distributor/outbox/sending.py by hand; no DKIM, no pacing), each one timed. The data set has
     ``subscribers`` rows and ``messages`` of them are sent: the start of a big release."""

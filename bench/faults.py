@@ -202,7 +202,7 @@ class Row:
 
 
 class Sweeper:
-    """dispatch.sweep every ``every`` seconds in a thread (what beat does every 30 s)."""
+    """sweep.sweep every ``every`` seconds in a thread (what beat does every 30 s)."""
 
     def __init__(self, settings: Settings, every: float) -> None:
         self.settings, self.every = settings, every
@@ -496,7 +496,7 @@ _IN_DOUBT = re.compile(r"row\(s\) in doubt go out again .*?: deliveries ([\d,]+)
 
 def in_doubt_extras(live: Live, copies: list[Copy]) -> int:
     """Extra copies to subscribers whose row a worker took over from a dead one and sent
-    again unreconciled (dispatch.send_batch logs their delivery ids): the copies a kill
+    again unreconciled (sending.send_batch logs their delivery ids): the copies a kill
     between the server's acceptance and the ledger's commit explains, exactly."""
     ids = {int(i) for w in live.workers for m in _IN_DOUBT.findall(w.log()) for i in m.split(",")}
     if not ids:

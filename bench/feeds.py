@@ -8,9 +8,9 @@ Run: ``.venv/bin/python bench/feeds.py [--releases 10000] [--duration 10] [--ski
 (a) Regeneration: the releases are bulk-inserted into a fresh SQLite database in a temp data
 directory (``--postgresql``: a throwaway ``distributor_bench_*`` database on 127.0.0.1,
 trust auth for ``postgres``; ``--database-url``: an empty database of yours, left filled).
-Then: a full build (``site.build_site(force=True)``); the English sample published
+Then: a full build (``site.builder.build_site(force=True)``); the English sample published
 (``create_release`` + ``mark_published``) and the regeneration a worker runs after a publish
-(``dispatch.regenerate_site``, incremental); the same for its French translation; and one
+(``site.builder.regenerate_site``, incremental); the same for its French translation; and one
 more regeneration with nothing new (the fixed cost of finding out there is nothing to do).
 
 (b) Polls a second: the live ``feeds/en/releases.atom`` of that site when it weighs
@@ -128,7 +128,7 @@ def regeneration(settings: Settings, releases: int) -> tuple[Populated, float, l
     started = time.perf_counter()
     populated = populate_releases(settings, releases)
     insert_s = time.perf_counter() - started
-    worker = "dispatch.regenerate_site"
+    worker = "builder.regenerate_site"
     steps = [
         _timed("full build", "build_site(force=True)", lambda: build_site(settings, force=True))
     ]

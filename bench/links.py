@@ -27,8 +27,7 @@ from sqlalchemy import text  # noqa: E402
 from distributor.core.db import get_engine, session_scope  # noqa: E402
 from distributor.core.models import Release  # noqa: E402
 from distributor.core.tokens import Purpose, make_token  # noqa: E402
-from distributor.outbox import sending  # noqa: E402
-from distributor.outbox.ledger import Claimed, claim, plan  # noqa: E402
+from distributor.outbox.ledger import Claimed, claim, plan, recipient  # noqa: E402
 from distributor.releases.lifecycle import mark_published  # noqa: E402
 
 ROUNDS = 5
@@ -36,9 +35,9 @@ BATCH = 500
 
 
 def recipients(settings: object, rows: list[Claimed]) -> None:
-    """The send loop's per-message link work (dispatch._recipient for every row)."""
+    """The send loop's per-message link work (ledger.recipient for every row)."""
     for row in rows:
-        sending._recipient(settings, row)  # type: ignore[arg-type]
+        recipient(settings, row)  # type: ignore[arg-type]
 
 
 def spread(samples: list[float], unit: float) -> list[str]:

@@ -546,7 +546,7 @@ def main() -> None:
         if args.cprofile:
             say(f"cProfile of send_batch in-process, {args.cprofile:,} subscribers")
             out += [
-                "cProfile: dispatch.send_batch in this process, SQLite, smtp-sink",
+                "cProfile: sending.send_batch in this process, SQLite, smtp-sink",
                 cprofile_send_batch(sinks["smtp-sink"].url, args.cprofile),
             ]
         if args.py_spy:

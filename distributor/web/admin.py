@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
@@ -65,7 +65,7 @@ from distributor.reporting.dashboard import (
 )
 from distributor.reporting.status import release_status, translation_languages
 from distributor.web.bodies import FORM, FORM_LIMIT, MULTIPART, check_first, takes
-from distributor.web.deps import AppQueue
+from distributor.web.deps import AppQueue, part
 from distributor.web.errors import status_of
 from distributor.web.guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
 from distributor.web.headers import EMAIL_PREVIEW_CSP as PREVIEW_CSP
@@ -386,7 +386,7 @@ class Dashboard:
 
 def dashboard_of(connection: HTTPConnection) -> Dashboard:
     """The Dashboard of the app serving ``connection`` (``create_app`` made it)."""
-    return cast(Dashboard, connection.app.state.dashboard)
+    return part(connection, Dashboard)
 
 
 async def app_dashboard(request: Request) -> Dashboard:

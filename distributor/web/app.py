@@ -13,6 +13,7 @@ import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
+from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -91,7 +92,7 @@ def redirect_slashes(router: Router, site_url: str) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Bring the site up to date at start; close the app's task queue at shutdown."""
-    settings: Settings = app.state.settings
+    settings: Settings = app.state.settings  # deps.install's
     queue: LazyQueue = app.state.queue
     # The pages and feeds are files the workers keep current; bring them up to date
     # once at start (after a deploy changed the templates, say). Incremental: a
@@ -111,7 +112,7 @@ async def not_found_page(request: Request, exc: StarletteHTTPException) -> Respo
     gets a page, not JSON); any other HTTP error as FastAPI answers it."""
     if exc.status_code != 404 or request.url.path.startswith(apibase.PREFIX):
         return await http_exception_handler(request, exc)
-    pages: Pages = request.app.state.pages
+    pages = deps.part(request, Pages)
     lang = pages.language(request)
     text = "There is no page at this address."
     return pages.render("message.html", lang, 404, title="Page not found", text=text)
@@ -126,7 +127,7 @@ async def refused_page(request: Request, exc: DistributorError) -> Response:
         raise exc
     text = str(exc) if status < 500 else "Please try again in a few minutes."
     title = HTTPStatus(status).phrase
-    pages: Pages = request.app.state.pages
+    pages = deps.part(request, Pages)
     return pages.render("message.html", pages.language(request), status, title=title, text=text)
 
 
@@ -137,8 +138,7 @@ machine = APIRouter(include_in_schema=False)
 @machine.get("/healthz")
 async def healthz(request: Request) -> PlainTextResponse:
     """Whether this process reaches the database and Redis (see ``health``)."""
-    health: Health = request.app.state.health
-    return await health.answer()
+    return await deps.part(request, Health).answer()
 
 
 @machine.get("/metrics")
@@ -150,7 +150,7 @@ def prometheus_metrics(request: Request) -> Response:
     host = request.client.host if request.client else None
     if not metrics.from_this_machine(host, request.headers):
         return PlainTextResponse("forbidden\n", status_code=403)
-    registry = request.app.state.metrics_registry
+    registry = deps.part(request, CollectorRegistry)
     return Response(metrics.exposition(registry), media_type=metrics.CONTENT_TYPE)
 
 
@@ -168,12 +168,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     # What the module-level routers read, per app (web/deps.py).
-    deps.install(app.state, settings, LazyQueue(settings))
-    app.state.dashboard = admin.Dashboard(settings)
-    app.state.pages = Pages(settings)
-    app.state.forms = subscribe.PublicForms(settings, app.state.pages)
-    app.state.health = Health(settings)
-    app.state.metrics_registry = metrics.registry(settings)
+    pages = Pages(settings)
+    forms = subscribe.PublicForms(settings, pages)
+    parts = (admin.Dashboard(settings), pages, forms, Health(settings), metrics.registry(settings))
+    deps.install(app.state, settings, LazyQueue(settings), *parts)
     app.include_router(api.router, prefix=apibase.PREFIX)
     app.include_router(releases_api.router, prefix=apibase.PREFIX)
     app.include_router(topics_api.router, prefix=apibase.PREFIX)

@@ -12,7 +12,7 @@ field and a per-IP rate limit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
@@ -37,7 +37,7 @@ from distributor.core.errors import InputError, NotFound, SubscriberInputError
 from distributor.core.models import Subscriber, SubscriberStatus, SubscriptionRequest, Topic
 from distributor.core.tokens import ExpiredToken, InvalidToken, Link, Purpose, read_link
 from distributor.core.urls import unsubscribe_url
-from distributor.web.deps import AppQueue
+from distributor.web.deps import AppQueue, part
 from distributor.web.errors import status_of
 from distributor.web.guards import CSRF_COOKIE, RateLimiter, csrf_ok, new_csrf_token
 from distributor.web.pages import Pages
@@ -226,7 +226,7 @@ def legacy_choices(session: Session, link: Link) -> Choices | None:
 
 async def app_forms(request: Request) -> PublicForms:
     """The PublicForms of the app serving the request (``create_app`` made them)."""
-    return cast(PublicForms, request.app.state.forms)
+    return part(request, PublicForms)
 
 
 Forms = Annotated[PublicForms, Depends(app_forms)]
