@@ -180,7 +180,9 @@ def withdraw(
         notices.cancel_unwanted(session, release_id)  # its correction notices too
         if notify:
             planned = notices.plan(session, release, kind=NoticeKind.WITHDRAWAL)
-        details: dict[str, object] = {"cancelled": cancelled, "notify": notify, "notices": planned}
+        details: dict[str, object] = {"cancelled": cancelled}
+        if notify:  # as before the withdrawal notice when not asked for one
+            details.update(notify=True, notices=planned)
         if release.withdrawn_reason:
             details["reason"] = release.withdrawn_reason
         audit.record(session, release.withdrawn_by, "withdraw", f"release {release_id}", **details)
