@@ -95,7 +95,7 @@ def send_smtplib(port: int, messages: list[tuple[str, bytes]], count: int) -> No
 
 def _replies(f: socket.SocketIO | object, n: int) -> list[int]:
     codes = []
-    read = f.readline  # type: ignore[attr-defined]
+    read = f.readline  # type: ignore[union-attr]
     for _ in range(n):
         line = read()
         while line[3:4] == b"-":
@@ -173,7 +173,7 @@ def rate(
         if child.exitcode:
             raise RuntimeError(f"a sending process failed (exit {child.exitcode})")
     elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
-    return (total // procs) * procs / elapsed
+    return float((total // procs) * procs / elapsed)
 
 
 @dataclass

@@ -45,7 +45,7 @@ def broker_url() -> str:
     and emptying it never touches theirs)."""
     claim = claim_database()
     atexit.register(claim.release)
-    return claim.url
+    return str(claim.url)
 
 
 @dataclass(frozen=True)

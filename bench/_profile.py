@@ -134,8 +134,8 @@ class _Clock:
     """Adds up wall and CPU time per step: ``with clock("step"): ...``."""
 
     def __init__(self) -> None:
-        self.wall: collections.Counter[str] = collections.Counter()
-        self.cpu: collections.Counter[str] = collections.Counter()
+        self.wall: collections.defaultdict[str, float] = collections.defaultdict(float)
+        self.cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
 
     @contextmanager
     def __call__(self, step: str) -> Iterator[None]:

@@ -120,7 +120,7 @@ def _delta(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
-def _busy(t: psutil._common.scputimes) -> float:  # type: ignore[name-defined]
+def _busy(t: psutil._common.scputimes) -> float:
     return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 

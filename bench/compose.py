@@ -210,7 +210,7 @@ def main() -> None:
             canonicalize=(b"relaxed", b"relaxed"),
             include_headers=names,
         )
-        return signature + message
+        return bytes(signature) + message
 
     signed: list[bytes] = []
 

@@ -120,7 +120,8 @@ def ceilings(
         ("smtp-sink", big, piped, 2),
         ("aiosmtpd", real, lean, 1),
     ]
-    rows, best = [], {}
+    rows: list[list[str]] = []
+    best: dict[str, float] = {}
     for sink_name, messages, sender, procs in plan:
         if sink_name not in sinks:
             continue

@@ -89,7 +89,8 @@ def one_run(n: int, subscribers: int, lease: int | None, rate: float, work: Path
                 [str(DISTRIBUTOR), "beat"], env=env, cwd=REPO, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-        stack.callback(lambda: (beat.terminate(), beat.wait()))
+        stack.callback(beat.wait)  # callbacks run last in, first out: terminate, then wait
+        stack.callback(beat.terminate)
         for w in workers:
             w.wait_ready()
         say(f"run {n}: lease {settings.lease_seconds} s, {subscribers} subscribers, publishing")

@@ -124,7 +124,7 @@ def one_run(label: str, procs: int, subscribers: int, limits: dict[str, float],
             retried = session.scalar(
                 select(func.count()).where(Delivery.status != "sent", Delivery.attempts > 0)
             )
-    sent = [(at, email.rpartition("@")[2]) for at, email in rows]
+    sent = [(at, email.rpartition("@")[2]) for at, email in rows if at is not None]
     return Run(label, procs, subscribers, sent, sink.count() - base,
                left["pending"] + left["deferred"], int(retried or 0), published_at)  # fmt: skip
 

@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 for _name in list(os.environ):  # the developer's own configuration must not leak in
@@ -49,12 +50,17 @@ def run(sink_port: int, count: int, relays: int) -> tuple[float, float]:
     )
     rendered = render_release(sample_release(settings), settings)
     recipients = [
-        Recipient(i, f"journalist{i}@newsroom{i % 97}.example.com", f"Journalist {i}",
-                  unsubscribe_url(settings, i), preferences_url(settings, i))
+        Recipient(
+            i,
+            f"journalist{i}@newsroom{i % 97}.example.com",
+            f"Journalist {i}",
+            unsubscribe_url(settings, i, None),  # None: a subscriber without a link nonce
+            preferences_url(settings, i, None),
+        )
         for i in range(count)
-    ]  # fmt: skip
+    ]
 
-    def items():  # type: ignore[no-untyped-def]
+    def items() -> Iterator[Outgoing]:
         for rcpt in recipients:
             yield Outgoing(rcpt, rendered.envelope_from, rcpt.email, rendered.message_for(rcpt))
 
