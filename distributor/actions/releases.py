@@ -141,8 +141,7 @@ def correct(
         details = {"source": draft.source, "notify": notify, "notices": planned}
         audit.record(session, by, "correct", f"release {release_id}", **details)
     queue.send("regenerate_site")
-    for _ in range(math.ceil(planned / settings.batch_size)):
-        queue.send("send_correction_notices", release_id)
+    _wake_notices(settings, queue, release_id, planned)
     return release
 
 
@@ -187,7 +186,13 @@ def withdraw(
             details["reason"] = release.withdrawn_reason
         audit.record(session, release.withdrawn_by, "withdraw", f"release {release_id}", **details)
     queue.send("regenerate_site")
-    # The correction notices' task sends every kind of notice (outbox/notices.py).
+    _wake_notices(settings, queue, release_id, planned)
+    return Withdrawal(cancelled, planned)
+
+
+def _wake_notices(settings: Settings, queue: TaskQueue, release_id: int, planned: int) -> None:
+    """Enqueue enough batches to send the ``planned`` notices of the release, after the
+    commit that planned them. The task keeps its first name: it sends every kind of notice
+    (outbox/notices.py)."""
     for _ in range(math.ceil(planned / settings.batch_size)):
         queue.send("send_correction_notices", release_id)
-    return Withdrawal(cancelled, planned)

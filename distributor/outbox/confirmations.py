@@ -35,7 +35,14 @@ from distributor.core.models import (
 )
 from distributor.core.urls import confirm_url
 from distributor.mail.confirmation import confirmation_message
-from distributor.outbox.ledger import OPEN_STATUSES, Batch, Leased, RowRecorder, lease
+from distributor.outbox.ledger import (
+    OPEN_STATUSES,
+    Batch,
+    Leased,
+    RowRecorder,
+    lease,
+    still_leased,
+)
 
 # The note of a confirmation email cancelled at its retry (see claim).
 NOT_AGAIN = "not sent: its mailbox was sent another confirmation since, or is subscribed"
@@ -186,14 +193,7 @@ class Confirmations:
     def still_wanted(
         self, conn: Connection, batch: Batch[ClaimedConfirmation], row_ids: Sequence[int]
     ) -> set[int]:
-        if not row_ids:
-            return set()
-        query = select(ConfirmationEmail.id).where(
-            ConfirmationEmail.id.in_(list(row_ids)), ConfirmationEmail.lease_token == batch.token
-        )
-        wanted = {int(r[0]) for r in conn.execute(query)}
-        conn.rollback()  # end the read transaction: the next check must see new commits
-        return wanted
+        return still_leased(conn, batch.token, row_ids, ConfirmationEmail)
 
     def recorder(self, engine: Engine, settings: Settings) -> RowRecorder:
         return RowRecorder(

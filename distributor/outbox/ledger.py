@@ -520,13 +520,16 @@ def cancel_release(session: Session, release_id: int, reason: str) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def still_leased(conn: Connection, claim_token: str, delivery_ids: Sequence[int]) -> set[int]:
-    """Which of ``delivery_ids`` are still leased under ``claim_token``: a row the subscriber
-    cancelled by unsubscribing (or that a withdrawal cancelled) is no longer."""
+def still_leased(
+    conn: Connection, claim_token: str, delivery_ids: Sequence[int], ledger: Leased = Delivery
+) -> set[int]:
+    """Which of ``delivery_ids`` (rows of ``ledger``) are still leased under ``claim_token``:
+    a row the subscriber cancelled by unsubscribing (or that a withdrawal cancelled) is no
+    longer."""
     if not delivery_ids:
         return set()
-    query = select(Delivery.id).where(
-        Delivery.id.in_(list(delivery_ids)), Delivery.lease_token == claim_token
+    query = select(ledger.id).where(
+        ledger.id.in_(list(delivery_ids)), ledger.lease_token == claim_token
     )
     leased = {int(r[0]) for r in conn.execute(query)}
     conn.rollback()  # end the read transaction at once: the next check must see new commits
