@@ -226,6 +226,16 @@ def test_withdraw_and_tell_those_who_received_it(
     assert sorted(m.rcpt for m in smtp_server.handler.messages) == readers
     reason = "Figures were wrong; a new release follows."
     box = "Tell those who received it (send a withdrawal notice)"
+    with chromium(viewport={"width": 390, "height": 844}) as browser:  # the form on a phone
+        page = browser.new_page()
+        page.goto(f"{base}/admin/login")
+        page.get_by_label("API token").fill(token)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{base}/admin")
+        page.goto(f"{base}/admin/releases/{release.id}/withdraw")
+        assert page.get_by_label(box).is_visible()
+        assert accessibility_problems(page) == []
+        page.screenshot(path=str(tmp_path / "withdraw-form-390.png"), full_page=True)
     with chromium(viewport=DESKTOP) as browser:
         page = browser.new_page()
         page.goto(f"{base}/admin/login")
