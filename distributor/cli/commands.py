@@ -14,12 +14,9 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import DBAPIError
 
 from distributor import actions
-from distributor.audience.privacy import export_person
-from distributor.audience.subscribers import export_csv, write_rejects
 from distributor.cli.progress import err, out, print_status, watch
 from distributor.core import audit, broker, db, heartbeat
 from distributor.core.apitokens import SCOPES, create_token, list_tokens
@@ -45,14 +42,15 @@ from distributor.core.logs import setup_logging
 from distributor.core.queue import TaskQueue
 from distributor.core.urls import release_path
 from distributor.mail.dkim import load_signer
-from distributor.mail.inbox import Quarantine, open_inbox
 from distributor.outbox import notices
-from distributor.outbox.bounces import ingest_inbox
 from distributor.releases.lifecycle import check_publish_time, create_release
 from distributor.releases.source import SLUG_MAX, ReleaseDraft, parse_release, slug_cut_from
 from distributor.releases.topics import add_topic, list_topics, parse_names
 from distributor.reporting.status import release_status
-from distributor.site import builder
+
+# Modules only one command needs (bounces, the site builder, exports, reports) are imported
+# in that command: every invocation pays for what is imported here, and the tests run
+# hundreds.
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -130,6 +128,8 @@ def subscribers_import(
     rejects: Annotated[Path | None, typer.Option(help="Where bad rows go")] = None,
 ) -> None:
     """Import subscribers from CSV: email,name,language,topics (topics separated by ';')."""
+    from distributor.audience.subscribers import write_rejects
+
     s = settings()
     try:
         stream = file.open(newline="", encoding="utf-8-sig")
@@ -166,6 +166,9 @@ def subscribers_export(
 ) -> None:
     """Export every subscriber as CSV (to stdout, or --output); with --email, everything
     held on one person as JSON (GDPR access request)."""
+    from distributor.audience.privacy import export_person
+    from distributor.audience.subscribers import export_csv
+
     with db.session_scope(settings()) as session:
         if email is not None:
             text = json.dumps(export_person(session, email), indent=2, ensure_ascii=False)
@@ -209,6 +212,9 @@ def bounces_ingest(
     Each message on its own: one processed is moved to the Maildir's cur/ (seen); one that
     cannot be processed goes to $DISTRIBUTOR_DATA_DIR/quarantine/bounces/ with the reason
     logged, and the run goes on. Exit code 1 when this run quarantined any."""
+    from distributor.mail.inbox import Quarantine, open_inbox
+    from distributor.outbox.bounces import ingest_inbox
+
     s = settings()
     inbox = open_inbox(path)
     quarantine = Quarantine(s.quarantine_dir, "bounces")
@@ -606,6 +612,10 @@ def site_build(
 
     Any web server or CDN can serve that folder; `distributor serve` serves it too.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from distributor.site import builder
+
     s = settings()
     columns = (
         TextColumn("{task.description}"),

@@ -7,7 +7,6 @@ import time
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from distributor.core import db
 from distributor.core.config import Settings
@@ -42,6 +41,9 @@ def print_status(st: ReleaseStatus) -> None:
 
 def watch(s: Settings, release_ids: list[int], timeout: float = 3600) -> list[ReleaseStatus]:
     """Show a progress bar per release until each has nothing left to send."""
+    # Imported here: only --watch draws bars, and every command pays for its imports.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

@@ -13,9 +13,6 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
 
 
@@ -31,6 +28,10 @@ def translations(lang: str) -> gettext.NullTranslations:
     po = LOCALE_DIR / primary(lang) / "LC_MESSAGES" / "messages.po"
     if not po.is_file():
         return gettext.NullTranslations()
+    # Imported here: Babel's catalog reader costs every command's start-up 60 ms otherwise.
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
     with po.open("rb") as source:
         catalog = read_po(source, locale=primary(lang))
     compiled = io.BytesIO()

@@ -10,9 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Celery
-from kombu.exceptions import OperationalError
-
 from distributor.core.broker import broker_url, redis_client
 from distributor.core.config import Settings
 
@@ -55,6 +52,10 @@ class TaskQueue:
     """Sends named tasks to the workers; never raises when the broker is down."""
 
     def __init__(self, settings: Settings) -> None:
+        # Imported here: Celery costs every command's start-up 0.1 s, most of which never
+        # wake a worker.
+        from celery import Celery
+
         self._app = Celery("distributor-client", set_as_current=False)
         self._app.conf.update(celery_config(settings))
 
@@ -62,6 +63,8 @@ class TaskQueue:
         """Enqueue ``distributor.<task>(*args)``, to run no sooner than ``countdown`` seconds
         from now (keep it to seconds: a worker holds such a task in memory until then);
         False (and a warning) if the broker refused."""
+        from kombu.exceptions import OperationalError
+
         try:
             self._app.send_task(
                 TASK_PREFIX + task, args=list(args), queue=QUEUE, countdown=countdown or None

@@ -19,17 +19,18 @@ import os
 import re
 import stat
 import time
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from dkim import rfc822_parse
-from dkim.canonicalization import CanonicalizationPolicy
-from publicsuffixlist import PublicSuffixList
 
 from distributor.core.config import Settings
 from distributor.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
 
 #: The header fields signed, each listed twice: the second mention signs the field's absence,
 #: so nobody can add a second From, Subject or List-Unsubscribe without breaking the signature
@@ -51,7 +52,6 @@ SIGNED_HEADERS = (
     b"in-reply-to",
     b"references",
 )
-_POLICY = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _WIDTH = 76
 # A header field ends at a CRLF not followed by white space (a folded line continues it).
 _FIELD_END = re.compile(rb"\r\n(?![ \t])")
@@ -110,7 +110,7 @@ class Signer:
         else:
             headers, body = _parse_any(message)
             digest = hashlib.sha256()
-            for name, value in _select(_POLICY.canonicalize_headers(headers), self._names):
+            for name, value in _select(headers, self._names):
                 digest.update(name + b":" + value)
         body_hash = base64.b64encode(hashlib.sha256(body).digest())
         field = [self._fixed]
@@ -166,9 +166,15 @@ def _parse_crlf(message: bytes) -> tuple[dict[bytes, list[bytes]], bytes] | None
 
 
 def _parse_any(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """Any message, through dkimpy: its header fields and its relaxed-canonical body."""
+    """Any message, through dkimpy: its relaxed-canonical header fields and body."""
+    # Imported here, for the rare message the fast path declines: dkimpy brings dnspython,
+    # which costs every command's start-up 50 ms otherwise.
+    from dkim import rfc822_parse
+    from dkim.canonicalization import CanonicalizationPolicy
+
+    policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
     headers, body = rfc822_parse(message)
-    return headers, _POLICY.canonicalize_body(body)
+    return policy.canonicalize_headers(headers), policy.canonicalize_body(body)
 
 
 def _select(
@@ -303,7 +309,9 @@ def aligned(dkim_domain: str, from_domain: str) -> bool:
 
 @functools.cache
 def _suffixes() -> PublicSuffixList:
-    return PublicSuffixList()  # parses the bundled list: once, and only when asked
+    from publicsuffixlist import PublicSuffixList  # only when asked: it is a large module
+
+    return PublicSuffixList()  # parses the bundled list: once
 
 
 def _organisational(domain: str) -> str:
