@@ -121,3 +121,9 @@ def visit(page: Page, url: str) -> None:
     """Open ``url`` in ``page``; it must answer 200."""
     response = page.goto(url)
     assert response is not None and response.status == 200, (url, response)
+
+
+def fill_login(page: Page, email: str, password: str) -> None:
+    """Type an account's address and password into the workspace's login form."""
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(password)

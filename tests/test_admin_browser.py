@@ -1,6 +1,6 @@
 """The press office's dashboard in a real browser (Debian's headless Chromium, Playwright)
 against the real app (`distributor serve`), a real worker on the test Redis and a real SMTP
-server: log in with an API token through the form, open a draft release, publish it, and
+server: log in as a named publisher through the form, open a draft release, publish it, and
 watch its progress bar reach 100% without reloading the page (the dashboard's script polls
 progress.json); every subscriber gets exactly one message.
 
@@ -15,13 +15,20 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, Response
 
-from distributor.core.apitokens import create_token
+from distributor.office.accounts import create_user
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import AuditEvent
 from distributor.releases.lifecycle import mark_published
 from distributor.site.builder import build_site
-from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, running_server
+from tests.browser import (
+    DESKTOP,
+    PHONE,
+    accessibility_problems,
+    chromium,
+    fill_login,
+    running_server,
+)
 from tests.corrections import send_release
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import running_worker, wait_until
@@ -31,6 +38,8 @@ from tests.smtp_server import SMTPServer
 ARTIFACTS = Path(__file__).parent / "artifacts" / "admin"
 pytestmark = pytest.mark.needs("chromium")
 SUBSCRIBERS = 200
+PUBLISHER = "camille.martin@example.org"
+PASSWORD = "correct horse battery staple"
 TITLE = 'Agency signs <b>"cooperation"</b> agreement'
 # Records every percentage the page shows, from the moment it is called (no reload since).
 WATCH_PERCENT = """() => {
@@ -54,8 +63,8 @@ def live(
     sqlite_settings: Settings, redis_url: str, smtp_server: SMTPServer, tmp_path: Path
 ) -> Iterator[tuple[Settings, str, str]]:
     """`distributor serve` (no worker yet: the test starts it), 200 confirmed subscribers,
-    a token with the releases scope, the run's Redis database emptied; yields (settings,
-    base URL, token)."""
+    a publisher's account, the run's Redis database emptied; yields (settings, base URL,
+    the account's address)."""
     port = free_port()
     settings = sqlite_settings.model_copy(
         update={
@@ -75,10 +84,10 @@ def live(
          for i in range(SUBSCRIBERS)],
     )  # fmt: skip
     with session_scope(settings) as session:
-        token = create_token(session, "press-office", ["releases"])
+        create_user(session, PUBLISHER, "publisher", PASSWORD, name="Camille Martin")
     empty(redis_url)  # no task of an earlier test
     with running_server(settings, port, tmp_path / "logs") as base:
-        yield settings, base, token
+        yield settings, base, PUBLISHER
 
 
 def test_log_in_publish_and_watch_the_send_reach_100_percent(
@@ -87,7 +96,7 @@ def test_log_in_publish_and_watch_the_send_reach_100_percent(
     """The progress shown moves to 100% on the page itself, no reload. The worker starts
     only once the page is watched, so the page cannot have been shown the end already (it
     used to race the worker for what the page showed first)."""
-    settings, base, token = live
+    settings, base, email = live
     release = make_release(settings, title=TITLE, slug="cooperation")
     problems: list[str] = []
 
@@ -112,12 +121,12 @@ def test_log_in_publish_and_watch_the_send_reach_100_percent(
 
         page.goto(f"{base}/admin")
         assert page.url == f"{base}/admin/login"
-        page.get_by_label("API token").fill(token)
+        fill_login(page, email, PASSWORD)
         shoot(page, "1-login")
-        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("button", name="Log in", exact=True).click()
         page.wait_for_url(f"{base}/admin")
         assert page.get_by_role("heading", level=1).inner_text() == "Dashboard"
-        assert page.get_by_text("press-office").is_visible()
+        assert page.get_by_text("Camille Martin").is_visible()
 
         page.get_by_role("link", name=TITLE).click()
         page.wait_for_url(f"{base}/admin/releases/{release.id}")
@@ -161,7 +170,7 @@ def test_log_in_publish_and_watch_the_send_reach_100_percent(
     assert all(len(messages) == 1 for messages in received.values())
     with session_scope(settings) as session:
         events = session.query(AuditEvent).filter_by(subject=f"release {release.id}").all()
-        assert [(e.action, e.actor) for e in events] == [("publish", "token:press-office")]
+        assert [(e.action, e.actor) for e in events] == [("publish", f"user:{PUBLISHER}")]
 
 
 def test_withdraw_with_a_reason_and_read_it_on_the_410_page(
@@ -169,7 +178,7 @@ def test_withdraw_with_a_reason_and_read_it_on_the_410_page(
 ) -> None:
     """The reason typed in the dashboard's withdraw form is what a reader of the release's
     address sees, in the release's language, on a phone and on a desktop."""
-    settings, base, token = live
+    settings, base, email = live
     english = make_release(settings)
     french = make_release(settings, lang="fr", slug="accord-signe", title="Accord signé")
     with session_scope(settings) as session:
@@ -182,8 +191,8 @@ def test_withdraw_with_a_reason_and_read_it_on_the_410_page(
     with chromium(viewport=DESKTOP) as browser:
         page = browser.new_page()
         page.goto(f"{base}/admin/login")
-        page.get_by_label("API token").fill(token)
-        page.get_by_role("button", name="Log in").click()
+        fill_login(page, email, PASSWORD)
+        page.get_by_role("button", name="Log in", exact=True).click()
         page.wait_for_url(f"{base}/admin")
         for release, reason in reasons:
             page.goto(f"{base}/admin/releases/{release.id}/withdraw")
@@ -218,7 +227,7 @@ def test_withdraw_and_tell_those_who_received_it(
 ) -> None:
     """The withdraw form's box, off by default: ticked, the page after says how many
     withdrawal notices were planned, and a worker sends each reader one, with the reason."""
-    settings, base, token = live
+    settings, base, email = live
     readers = [f"reader{i}@example.com" for i in range(3)]
     add_subscribers(settings, [(email, "Reader", "en", "energy") for email in readers])
     release = make_release(settings, topics="energy", slug="grid", title="Grid upgrade")
@@ -229,8 +238,8 @@ def test_withdraw_and_tell_those_who_received_it(
     with chromium(viewport={"width": 390, "height": 844}) as browser:  # the form on a phone
         page = browser.new_page()
         page.goto(f"{base}/admin/login")
-        page.get_by_label("API token").fill(token)
-        page.get_by_role("button", name="Log in").click()
+        fill_login(page, email, PASSWORD)
+        page.get_by_role("button", name="Log in", exact=True).click()
         page.wait_for_url(f"{base}/admin")
         page.goto(f"{base}/admin/releases/{release.id}/withdraw")
         assert page.get_by_label(box).is_visible()
@@ -239,8 +248,8 @@ def test_withdraw_and_tell_those_who_received_it(
     with chromium(viewport=DESKTOP) as browser:
         page = browser.new_page()
         page.goto(f"{base}/admin/login")
-        page.get_by_label("API token").fill(token)
-        page.get_by_role("button", name="Log in").click()
+        fill_login(page, email, PASSWORD)
+        page.get_by_role("button", name="Log in", exact=True).click()
         page.wait_for_url(f"{base}/admin")
         page.goto(f"{base}/admin/releases/{release.id}/withdraw")
         assert accessibility_problems(page) == []

@@ -8,7 +8,8 @@ trail themselves (tests/test_audit_faces.py).
   correct, withdraw;
 - audience: import subscribers, erase a person;
 - topics: add, rename, delete;
-- media: upload an image.
+- media: upload an image;
+- accounts: create, change a role or a password, disable, enable; log in.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from distributor.actions.accounts import (
+        create_user,
+        disable_user,
+        enable_user,
+        log_in,
+        set_user_password,
+        set_user_role,
+    )
     from distributor.actions.audience import erase, erase_subscriber, import_subscribers
     from distributor.actions.media import upload_image
     from distributor.actions.releases import (
@@ -36,6 +45,12 @@ if TYPE_CHECKING:
 #: (PEP 562): a command that only erases someone does not load the release machinery, and
 #: every command starts sooner.
 _HOME = {
+    "create_user": "accounts",
+    "disable_user": "accounts",
+    "enable_user": "accounts",
+    "log_in": "accounts",
+    "set_user_password": "accounts",
+    "set_user_role": "accounts",
     "erase": "audience",
     "erase_subscriber": "audience",
     "import_subscribers": "audience",
@@ -70,13 +85,19 @@ __all__ = [
     "add_topic",
     "correct",
     "create_release",
+    "create_user",
     "delete_topic",
+    "disable_user",
+    "enable_user",
     "erase",
     "erase_subscriber",
     "import_subscribers",
+    "log_in",
     "publish",
     "rename_topic",
     "send_test",
+    "set_user_password",
+    "set_user_role",
     "unschedule",
     "update_draft",
     "upload_image",

@@ -66,6 +66,9 @@ feeds_app = typer.Typer(no_args_is_help=True, help="Feeds (kept for scripts: see
 site_app = typer.Typer(no_args_is_help=True, help="The static site: newsroom pages and feeds.")
 tokens_app = typer.Typer(no_args_is_help=True, help="Bearer tokens for the admin API.")
 bounces_app = typer.Typer(no_args_is_help=True, help="Bounces: delivery status notifications.")
+users_app = typer.Typer(
+    no_args_is_help=True, help="The press office's accounts: writer, publisher, admin."
+)
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(subs_app, name="subscribers")
@@ -74,6 +77,7 @@ app.add_typer(feeds_app, name="feeds")
 app.add_typer(site_app, name="site")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(bounces_app, name="bounces")
+app.add_typer(users_app, name="users")
 
 
 def settings() -> Settings:
@@ -239,10 +243,21 @@ def tokens_create(
         list[str] | None,
         typer.Option("--scope", help=f"Repeat for each: {', '.join(SCOPES)} (default: all)"),
     ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user",
+            help="The account it belongs to: it can do no more than the account's role, and "
+            "stops when the account is disabled",
+        ),
+    ] = None,
 ) -> None:
     """Create an API token; prints it once (only its hash is stored)."""
+    from distributor.office.accounts import find_user
+
     with db.session_scope(settings()) as session:
-        token = create_token(session, name, scope or list(SCOPES))
+        owner = find_user(session, user).id if user is not None else None
+        token = create_token(session, name, scope or list(SCOPES), owner)
     out.print(token, markup=False, highlight=False)
     err.print("Store this token now: it is shown only once and cannot be recovered.")
 
@@ -265,6 +280,79 @@ def tokens_revoke(name: str) -> None:
     with db.session_scope(settings()) as session:
         revoke_token(session, name)
     out.print(f"token {name} revoked", markup=False, highlight=False)
+
+
+def _new_password(email: str) -> str:
+    """The password for ``email``'s account: asked twice on a terminal, else one line read
+    from standard input (``printf '%s\\n' "$PASSWORD" | distributor users create …``)."""
+    if sys.stdin.isatty():
+        return str(typer.prompt(f"Password for {email}", hide_input=True, confirmation_prompt=True))
+    line = sys.stdin.readline()
+    if not line:
+        raise InputError("password: none given (type it, or give it on standard input)")
+    return line.rstrip("\r\n")
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    role: Annotated[str, typer.Option(help="writer, publisher or admin")],
+    name: Annotated[str, typer.Option(help="The name the workspace shows")] = "",
+) -> None:
+    """Create an account (the first admin is made here). Asks for its password twice on a
+    terminal, or reads one line from standard input; at least 12 characters."""
+    s = settings()
+    password = _new_password(email)
+    user = actions.create_user(s, email, role, password, audit.cli_actor(), name=name)
+    out.print(f"{user.role} {user.email} created", markup=False, highlight=False)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Every account: address, role, name, last login, disabled."""
+    from distributor.office.accounts import list_users
+
+    s = settings()
+    with db.session_scope(s) as session:
+        users = list_users(session)
+    typer.echo("email\trole\tname\tlast login\tdisabled")  # tab-separated, for scripts too
+    for u in users:
+        when = [u.last_login_at, u.disabled_at]
+        cells = [u.email, u.role, u.name or "-"]
+        cells += [f"{w.astimezone(s.zone):%Y-%m-%d %H:%M %Z}" if w else "-" for w in when]
+        typer.echo("\t".join(cells))
+
+
+@users_app.command("role")
+def users_role(
+    email: str, role: Annotated[str, typer.Argument(help="writer, publisher or admin")]
+) -> None:
+    """Change an account's role; it applies from its next request."""
+    user = actions.set_user_role(settings(), email, role, audit.cli_actor())
+    out.print(f"{user.email} is now {user.role}", markup=False, highlight=False)
+
+
+@users_app.command("password")
+def users_password(email: str) -> None:
+    """Set a new password (asked as for `users create`); the account's sessions end."""
+    s = settings()
+    password = _new_password(email)
+    user = actions.set_user_password(s, email, password, audit.cli_actor())
+    out.print(f"password of {user.email} changed; its sessions have ended", markup=False)
+
+
+@users_app.command("disable")
+def users_disable(email: str) -> None:
+    """Disable an account: its sessions end and its tokens stop working, at once."""
+    user = actions.disable_user(settings(), email, audit.cli_actor())
+    out.print(f"{user.email} disabled; its sessions have ended", markup=False, highlight=False)
+
+
+@users_app.command("enable")
+def users_enable(email: str) -> None:
+    """Let a disabled account log in again."""
+    user = actions.enable_user(settings(), email, audit.cli_actor())
+    out.print(f"{user.email} enabled", markup=False, highlight=False)
 
 
 def _read_release(s: Settings, file: Path) -> ReleaseDraft:

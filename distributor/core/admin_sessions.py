@@ -5,7 +5,8 @@ SHA-256 (as for API tokens: a copy of the table opens no session), with the API 
 session belongs to, when it began, was last used and ends. Nothing about a session is
 derived from the secret key, so knowing the key forges none; logging out deletes the row,
 so a copied cookie is worth nothing afterwards; a revoked token's sessions end at their
-next request (web/admin.py checks the token every time and deletes them).
+next request (web/admin.py checks the token every time and deletes them), and a disabled
+account's, or one whose password changed, at once (office/accounts.py).
 
 A session ends ``SESSION_MAX_AGE`` after login whatever happens, or ``SESSION_IDLE`` after
 its last use. Rows past either limit are deleted when they are next presented, and all of
@@ -41,9 +42,18 @@ def _expired(now: datetime) -> ColumnElement[bool]:
     return or_(AdminSession.expires_at <= now, AdminSession.last_seen_at <= now - SESSION_IDLE)
 
 
-def start_session(session: Session, token_id: int, now: datetime | None = None) -> str:
-    """Open a session for API token ``token_id``; returns the cookie value (shown only to
-    the browser; the database keeps its hash). Deletes every expired session first."""
+def start_session(
+    session: Session,
+    token_id: int | None = None,
+    now: datetime | None = None,
+    *,
+    user_id: int | None = None,
+) -> str:
+    """Open a session for the user ``user_id`` or the API token ``token_id`` (one of the
+    two); returns the cookie value (shown only to the browser; the database keeps its
+    hash). Deletes every expired session first."""
+    if (token_id is None) == (user_id is None):
+        raise ValueError("a session belongs to a user or to a token")
     now = now or utcnow()
     end_expired_sessions(session, now)
     value = secrets.token_urlsafe(32)
@@ -51,6 +61,7 @@ def start_session(session: Session, token_id: int, now: datetime | None = None) 
         AdminSession(
             session_hash=token_hash(value),
             token_id=token_id,
+            user_id=user_id,
             created_at=now,
             last_seen_at=now,
             expires_at=now + SESSION_MAX_AGE,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from distributor.core.errors import Conflict, Forbidden, InputError, NotFound, Unauthorized
 from distributor.core.models import ApiToken, utcnow
+from distributor.core.roles import Caller, token_caller
 
 SCOPES = ("subscribers", "releases")
 PREFIX = "dst_"
@@ -49,9 +50,10 @@ def check_scopes(scopes: Iterable[str]) -> list[str]:
     return chosen
 
 
-def create_token(session: Session, name: str, scopes: list[str]) -> str:
-    """Create a token called ``name`` with ``scopes`` and return its plaintext — the only
-    time it exists outside the client; only its hash is stored.
+def create_token(session: Session, name: str, scopes: list[str], user_id: int | None = None) -> str:
+    """Create a token called ``name`` with ``scopes`` (for the user ``user_id``, if given:
+    it then does at most what their role allows, and stops with their account) and return
+    its plaintext — the only time it exists outside the client; only its hash is stored.
 
     Raises InputError for a bad name (1–100 of letters, digits, ``.``, ``_``, ``-``,
     starting with a letter or digit) or an unknown scope, Conflict if the name is taken
@@ -71,7 +73,11 @@ def create_token(session: Session, name: str, scopes: list[str]) -> str:
         with session.begin_nested():  # a concurrent create of the same name loses here
             session.add(
                 ApiToken(
-                    name=name, token_hash=token_hash(plaintext), scopes=chosen, created_at=utcnow()
+                    name=name,
+                    token_hash=token_hash(plaintext),
+                    scopes=chosen,
+                    created_at=utcnow(),
+                    user_id=user_id,
                 )
             )
     except IntegrityError as exc:
@@ -82,9 +88,9 @@ def create_token(session: Session, name: str, scopes: list[str]) -> str:
 def authenticate(session: Session, plaintext: str, scope: str) -> ApiToken:
     """The live token whose plaintext is ``plaintext``, if it grants ``scope``.
 
-    Raises Unauthorized when the token is missing, unknown or revoked, and Forbidden when
-    it is valid but lacks ``scope``. Records the time of use in ``last_used_at`` (to the
-    minute; the caller's transaction commits it).
+    Raises Unauthorized when the token is missing, unknown or revoked, or its user's
+    account is disabled, and Forbidden when it is valid but lacks ``scope``. Records the
+    time of use in ``last_used_at`` (to the minute; the caller's transaction commits it).
     """
     if not plaintext or len(plaintext) > _MAX_TOKEN_LENGTH:
         raise Unauthorized("a valid bearer token is required")
@@ -94,12 +100,23 @@ def authenticate(session: Session, plaintext: str, scope: str) -> ApiToken:
         raise Unauthorized("unknown token")
     if token.revoked_at is not None:
         raise Unauthorized("this token has been revoked")
+    if token.user is not None and token.user.disabled_at is not None:
+        raise Unauthorized("the account this token belongs to is disabled")
     if scope not in token.scopes:
         raise Forbidden(f"this token does not have the {scope!r} scope")
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
         token.last_used_at = now
     return token
+
+
+def caller(token: ApiToken) -> Caller:
+    """Who calls with ``token`` and what they may do: its scopes, narrowed by its user's
+    role if it has a user."""
+    user = token.user
+    if user is None:
+        return token_caller(token.name, token.scopes, None, None)
+    return token_caller(token.name, token.scopes, user.email, user.role)
 
 
 def revoke(session: Session, name: str) -> ApiToken:

@@ -10,7 +10,8 @@ turn them into HTTP statuses (one table: ``web/errors.py``) or exit codes.
     ├── NotFound                     a release, topic or subscriber that does not exist
     ├── Conflict                     the action does not fit the current state
     ├── Unauthorized                 no credentials, or unknown or revoked ones (API token)
-    ├── Forbidden                    valid credentials that lack the scope the action needs
+    │   └── TooManyAttempts          logins refused for a while after failures (throttled)
+    ├── Forbidden                    valid credentials whose scope or role lacks the action
     └── ServiceError                 a service we depend on failed (broker, SMTP)
 """
 
@@ -76,8 +77,17 @@ class Unauthorized(DistributorError):
     """No credentials were given, or they are unknown or revoked (HTTP 401)."""
 
 
+class TooManyAttempts(Unauthorized):
+    """Too many failed logins for this account or from this address: none is tried for
+    ``retry_after`` seconds (HTTP 429)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Forbidden(DistributorError):
-    """The credentials are valid but lack the scope the action needs (HTTP 403)."""
+    """The credentials are valid but their scope or role lacks the action (HTTP 403)."""
 
 
 class ServiceError(DistributorError):

@@ -358,27 +358,63 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class User(Base):
+    """A named account of the press office's workspace (see accounts.py): its role says what
+    it may do (roles.py); only an argon2id hash of its password is stored. A disabled
+    account keeps its row (the audit trail names it) but opens nothing."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginFailures(Base):
+    """Failed logins counted per key (an account's address hash, or a client address; see
+    logins.py), so guessing is throttled across processes and restarts. Keyed by a SHA-256:
+    the table names no one."""
+
+    __tablename__ = "login_failures"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
 class ApiToken(Base):
-    """A bearer token for the admin API; only its SHA-256 is stored."""
+    """A bearer token for the admin API; only its SHA-256 is stored. A token made for a user
+    (``user_id``) can do at most what the user's role can, and stops with the account; one
+    made before accounts existed has only its scopes."""
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(100), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user: Mapped[User | None] = relationship(lazy="joined")
 
 
 class AdminSession(Base):
     """A login to ``/admin`` (see admin_sessions.py): the browser holds a random value, the
     database only its SHA-256, with who it belongs to and when it ends.
 
-    The owner is an API token today (``token_id``, nullable on purpose): named user accounts
-    (issue 14) add a ``user_id`` column beside it, one of the two set, without rebuilding
-    the table."""
+    Its owner is a user who logged in with a password (``user_id``), or an API token given
+    at the login form (``token_id``): one of the two is set."""
 
     __tablename__ = "admin_sessions"
 
@@ -386,6 +422,9 @@ class AdminSession(Base):
     session_hash: Mapped[str] = mapped_column(String(64), unique=True)
     token_id: Mapped[int | None] = mapped_column(
         ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -3,13 +3,17 @@
 failed per hour, and the actions on a release — preview, test, publish (now or at a time),
 unschedule, correct, withdraw.
 
-Log in with an API token that has the ``releases`` scope (``distributor tokens create NAME
---scope releases``). The session lives in the database (admin_sessions.py); the cookie holds
-only its random id (HttpOnly, SameSite Strict, path ``/admin``, Secure on an https site).
-It ends at logout, after ``SESSION_IDLE`` without use or ``SESSION_MAX_AGE`` after login;
-every request checks again that the token exists, is not revoked and still has the scope,
-so revoking it ends its sessions at once. Every POST carries a CSRF token (signed double
-submit, as the public forms); every action is recorded in the audit trail as ``token:NAME``.
+Log in with a named account's address and password (``distributor users create EMAIL
+--role …``; office/accounts.py), or with an API token that has the ``releases`` scope.
+Failed password logins are throttled per account and per client address (office/logins.py).
+The session lives in the database (admin_sessions.py); the cookie holds only its random id
+(HttpOnly, SameSite Lax, path ``/admin``, Secure on an https site). It ends at logout, after
+``SESSION_IDLE`` without use or ``SESSION_MAX_AGE`` after login, and at once when the
+account is disabled or its password changed; every request checks the account (or token)
+again, so a role changed applies from the next request. Each route names the right it
+needs (``rights.declare``; a writer sees and tests, a publisher also publishes, corrects and
+withdraws). Every POST carries a CSRF token (signed double submit, as the public forms);
+every action is recorded in the audit trail as ``user:EMAIL`` (or ``token:NAME``).
 
 Server-rendered (Jinja2, autoescaped, ``templates/admin/``); one small script polls
 ``progress.json`` during a send. Every answer is ``Cache-Control: no-store`` with a
@@ -29,6 +33,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from fastapi.routing import APIRoute
 from itsdangerous import BadSignature
 from jinja2 import Environment, FileSystemLoader
+from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
@@ -43,12 +48,22 @@ from distributor.core.admin_sessions import (
 )
 from distributor.core.apitokens import LAST_USED_RESOLUTION as LAST_USED
 from distributor.core.apitokens import authenticate
+from distributor.core.apitokens import caller as token_caller_of
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.errors import DistributorError, Forbidden, InputError, NotFound, Unauthorized
-from distributor.core.models import ApiToken, NoticeKind, ReleaseState, utcnow
+from distributor.core.errors import (
+    DistributorError,
+    Forbidden,
+    InputError,
+    NotFound,
+    TooManyAttempts,
+    Unauthorized,
+)
+from distributor.core.models import AdminSession, ApiToken, NoticeKind, ReleaseState, User, utcnow
+from distributor.core.roles import Caller, Can, user_caller
 from distributor.core.tokens import Purpose, signer
 from distributor.mail.preview import render_preview, send_test
+from distributor.office.accounts import MAX_PASSWORD
 from distributor.outbox import notices
 from distributor.releases.lifecycle import get_release
 from distributor.releases.source import MAX_SOURCE_BYTES, parse_release
@@ -69,6 +84,7 @@ from distributor.web.deps import AppQueue, part
 from distributor.web.errors import status_of
 from distributor.web.guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
 from distributor.web.headers import EMAIL_PREVIEW_CSP as PREVIEW_CSP
+from distributor.web.rights import declare
 
 PREFIX = "/admin"
 SCOPE = "releases"
@@ -97,15 +113,20 @@ DONE = {
 
 @dataclass(frozen=True)
 class Admin:
-    """Who is logged in: the API token's id and name."""
+    """Who is logged in: the name the pages show, and who they are to the audit trail and
+    the rights (``caller``)."""
 
-    token_id: int
     name: str
+    caller: Caller
 
     @property
     def actor(self) -> str:
         """Who did it, for the audit trail."""
-        return f"token:{self.name}"
+        return self.caller.actor
+
+    def may(self, need: str) -> bool:
+        """Whether this person may do ``need`` (a ``Can`` value): the pages offer only that."""
+        return Can(need) in self.caller.can
 
 
 class _Answer(Exception):
@@ -287,7 +308,7 @@ class Dashboard:
     def forget_session(self, response: Response) -> Response:
         """``response``, telling the browser to drop its session cookie."""
         response.delete_cookie(
-            SESSION_COOKIE, path=PREFIX, httponly=True, samesite="strict", secure=self.secure
+            SESSION_COOKIE, path=PREFIX, httponly=True, samesite="lax", secure=self.secure
         )
         return response
 
@@ -397,22 +418,40 @@ async def app_dashboard(request: Request) -> Dashboard:
 Dash = Annotated[Dashboard, Depends(app_dashboard)]
 
 
+def _session_owner(session: Session, found: AdminSession) -> Admin | None:
+    """Who the live session ``found`` belongs to, checked afresh: an enabled account, or a
+    token neither revoked, nor without the scope, nor of a disabled account. None (and
+    the token's sessions ended, when it was revoked) otherwise."""
+    if found.user_id is not None:
+        user = session.get(User, found.user_id)
+        if user is None or user.disabled_at is not None:
+            return None
+        return Admin(user.name or user.email, user_caller(user.email, user.role))
+    token = session.get(ApiToken, found.token_id) if found.token_id else None
+    if token is None:
+        return None
+    if token.revoked_at is not None:
+        end_token_sessions(session, token.id)
+        return None
+    if SCOPE not in token.scopes or (token.user and token.user.disabled_at is not None):
+        return None
+    now = utcnow()  # as the API records a use: to the minute
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED:
+        token.last_used_at = now
+    return Admin(token.name, token_caller_of(token))
+
+
 def current_admin(request: Request, dash: Dash) -> Admin:
-    """The logged-in token, checked afresh; else the request ends at the login page."""
+    """Who is logged in, checked afresh; else the request ends at the login page."""
     cookie = request.cookies.get(SESSION_COOKIE, "")
     if cookie:
         # The block commits what it finds ended (an expired row, a revoked token's
         # sessions) before the request is turned away.
         with session_scope(dash.settings) as session:
             found = find_session(session, cookie)
-            token = session.get(ApiToken, found.token_id) if found and found.token_id else None
-            if token is not None and token.revoked_at is None and SCOPE in token.scopes:
-                now = utcnow()  # as the API records a use: to the minute
-                if token.last_used_at is None or now - token.last_used_at >= LAST_USED:
-                    token.last_used_at = now
-                return Admin(token.id, token.name)
-            if token is not None and token.revoked_at is not None:
-                end_token_sessions(session, token.id)
+            admin = _session_owner(session, found) if found is not None else None
+            if admin is not None:
+                return admin
     raise _Answer(dash.to_login(request))
 
 
@@ -428,6 +467,28 @@ def logged_out(request: Request) -> Response | None:
 check_first(current_admin, logged_out)  # a form from nobody is refused before it is read
 
 LoggedIn = Annotated[Admin, Depends(current_admin)]
+
+
+def allowed(need: Can) -> Callable[..., Admin]:
+    """A dependency answering who is logged in once it is known they may do ``need``; a
+    page saying what they cannot do (403) otherwise."""
+
+    def check(request: Request, admin: LoggedIn, dash: Dash) -> Admin:
+        try:
+            admin.caller.require(need)
+        except Forbidden as exc:
+            raise _Answer(
+                dash.render(
+                    request, "message.html", 403, admin=admin, title="Not allowed", text=str(exc)
+                )
+            ) from exc
+        return admin
+
+    return declare(check, need)
+
+
+Writer = Annotated[Admin, Depends(allowed(Can.DRAFT))]
+Publisher = Annotated[Admin, Depends(allowed(Can.PUBLISH))]
 ReleaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Csrf = Annotated[str, Form()]
 
@@ -456,25 +517,30 @@ def login_page(request: Request, dash: Dash) -> Response:
 
 @router.post("/login", response_class=HTMLResponse)
 def login(
-    request: Request, dash: Dash, token: Annotated[str, Form()] = "", csrf: Csrf = ""
+    request: Request,
+    dash: Dash,
+    email: Annotated[str, Form(max_length=400)] = "",
+    password: Annotated[str, Form(max_length=MAX_PASSWORD)] = "",
+    token: Annotated[str, Form()] = "",
+    csrf: Csrf = "",
 ) -> Response:
-    """A new session for a token with the releases scope, then the dashboard; the login
-    form again, saying why, for any other token or an expired form."""
+    """A new session for an account's address and password (or for a token with the
+    releases scope), then the dashboard; the login form again, saying why, otherwise —
+    the same words whether or not the address has an account."""
     if not csrf_ok(dash.settings, request.cookies.get(CSRF_COOKIE), csrf):
         return dash.login_form(request, 403, EXPIRED_FORM)
+    ended = request.cookies.get(SESSION_COOKIE, "")  # a new id at each login: this one ends
     try:
-        with session_scope(dash.settings) as session:
-            found = authenticate(session, token.strip(), SCOPE)
-            # A new id at each login; the one the browser had, if any, ends.
-            end_session(session, request.cookies.get(SESSION_COOKIE, ""))
-            value = start_session(session, found.id)
+        if token.strip() and not email.strip():
+            value = _token_login(dash.settings, token.strip(), ended)
+        else:
+            address = request.client.host if request.client else ""
+            value = actions.log_in(dash.settings, email, password, address, ended)
     except (Unauthorized, Forbidden) as exc:
-        text = (
-            "This token does not have the releases scope."
-            if isinstance(exc, Forbidden)
-            else "This token is not valid: unknown, revoked or mistyped."
-        )
-        return dash.login_form(request, status_of(exc), text)
+        refused = dash.login_form(request, status_of(exc), _login_refusal(exc, bool(token)))
+        if isinstance(exc, TooManyAttempts):
+            refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
     response = RedirectResponse(PREFIX, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -482,10 +548,30 @@ def login(
         max_age=COOKIE_MAX_AGE,
         path=PREFIX,
         httponly=True,
-        samesite="strict",
+        samesite="lax",  # a link to the workspace from an email opens it logged in
         secure=dash.secure,
     )
     return response
+
+
+def _token_login(settings: Settings, token: str, ended: str) -> str:
+    """A new session for ``token`` (it must have the releases scope); its cookie value."""
+    with session_scope(settings) as session:
+        found = authenticate(session, token, SCOPE)
+        end_session(session, ended)
+        return start_session(session, found.id)
+
+
+def _login_refusal(exc: DistributorError, with_token: bool) -> str:
+    """What the login form says when a login is refused."""
+    if isinstance(exc, TooManyAttempts):
+        said = str(exc)
+        return said[:1].upper() + said[1:] + "."
+    if with_token:
+        if isinstance(exc, Forbidden):
+            return "This token does not have the releases scope."
+        return "This token is not valid: unknown, revoked or mistyped."
+    return "Wrong email address or password."
 
 
 @router.post("/logout")
@@ -501,7 +587,7 @@ def logout(request: Request, dash: Dash, csrf: Csrf = "") -> Response:
 
 
 @router.get("", response_class=HTMLResponse)
-def dashboard(request: Request, admin: LoggedIn, dash: Dash) -> HTMLResponse:
+def dashboard(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
     """The releases with their progress, subscribers per topic and language, the chart of
     messages sent and failed per hour, and whether the sweep is alive."""
     settings = dash.settings
@@ -521,7 +607,7 @@ def dashboard(request: Request, admin: LoggedIn, dash: Dash) -> HTMLResponse:
 
 
 @router.get("/releases/{release_id}/progress.json")
-def progress_json(release_id: ReleaseId, admin: LoggedIn, dash: Dash) -> JSONResponse:
+def progress_json(release_id: ReleaseId, admin: Writer, dash: Dash) -> JSONResponse:
     """A release's delivery progress (``progress_out``), polled during a send; 404 JSON
     for no such release."""
     with session_scope(dash.settings) as session:
@@ -535,15 +621,13 @@ def progress_json(release_id: ReleaseId, admin: LoggedIn, dash: Dash) -> JSONRes
 
 
 @router.get("/releases/{release_id}", response_class=HTMLResponse)
-def release_detail(
-    request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash
-) -> Response:
+def release_detail(request: Request, release_id: ReleaseId, admin: Writer, dash: Dash) -> Response:
     """The release's page: its state, delivery, history and the actions on it."""
     return dash.release_page(request, admin, release_id)
 
 
 @router.get("/releases/{release_id}/preview/{lang}.html")
-def preview_html(release_id: ReleaseId, lang: str, admin: LoggedIn, dash: Dash) -> Response:
+def preview_html(release_id: ReleaseId, lang: str, admin: Writer, dash: Dash) -> Response:
     """The release's email in ``lang`` as HTML, under the email preview's CSP; the error
     as text with its status when it cannot be rendered."""
     try:
@@ -557,7 +641,7 @@ def preview_html(release_id: ReleaseId, lang: str, admin: LoggedIn, dash: Dash) 
 
 
 @router.get("/releases/{release_id}/preview/{lang}.txt")
-def preview_text(release_id: ReleaseId, lang: str, admin: LoggedIn, dash: Dash) -> Response:
+def preview_text(release_id: ReleaseId, lang: str, admin: Writer, dash: Dash) -> Response:
     """The release's email in ``lang`` as its headers and plain-text part; the error as
     text with its status when it cannot be rendered."""
     try:
@@ -574,7 +658,7 @@ def preview_text(release_id: ReleaseId, lang: str, admin: LoggedIn, dash: Dash) 
 def test_send(
     request: Request,
     release_id: ReleaseId,
-    admin: LoggedIn,
+    admin: Writer,
     dash: Dash,
     addresses: Annotated[str, Form()] = "",
     csrf: Csrf = "",
@@ -596,7 +680,7 @@ def test_send(
 def publish(
     request: Request,
     release_id: ReleaseId,
-    admin: LoggedIn,
+    admin: Publisher,
     dash: Dash,
     queue: AppQueue,
     at: Annotated[str, Form()] = "",
@@ -614,7 +698,7 @@ def publish(
 
 @router.post("/releases/{release_id}/unschedule", response_class=HTMLResponse)
 def unschedule_release(
-    request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash, csrf: Csrf = ""
+    request: Request, release_id: ReleaseId, admin: Publisher, dash: Dash, csrf: Csrf = ""
 ) -> Response:
     """Make a scheduled release a draft again (nothing was sent); back to its page."""
     dash.check_csrf(request, csrf)
@@ -630,7 +714,7 @@ def unschedule_release(
 def correct(
     request: Request,
     release_id: ReleaseId,
-    admin: LoggedIn,
+    admin: Publisher,
     dash: Dash,
     queue: AppQueue,
     source: Annotated[str, Form()] = "",
@@ -665,7 +749,9 @@ def correct(
 
 
 @router.get("/releases/{release_id}/withdraw", response_class=HTMLResponse)
-def withdraw_page(request: Request, release_id: ReleaseId, admin: LoggedIn, dash: Dash) -> Response:
+def withdraw_page(
+    request: Request, release_id: ReleaseId, admin: Publisher, dash: Dash
+) -> Response:
     """The form that withdraws the release (with a reason), after saying what it does."""
     try:
         with session_scope(dash.settings) as session:
@@ -687,7 +773,7 @@ def withdraw_page(request: Request, release_id: ReleaseId, admin: LoggedIn, dash
 def withdraw(
     request: Request,
     release_id: ReleaseId,
-    admin: LoggedIn,
+    admin: Publisher,
     dash: Dash,
     queue: AppQueue,
     reason: Annotated[str, Form()] = "",

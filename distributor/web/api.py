@@ -30,10 +30,19 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import Conflict, NotFound, SubscriberInputError
 from distributor.core.models import Subscriber, SubscriberStatus, Topic
-from distributor.web.apibase import MAX_ID, PRINTABLE, ErrorOut, Refused, error_responses, not_found
+from distributor.core.roles import Caller, Can
+from distributor.web.apibase import (
+    MAX_ID,
+    PRINTABLE,
+    ErrorOut,
+    Refused,
+    error_responses,
+    not_found,
+)
 from distributor.web.apibase import token_dependency as _token_dependency
 from distributor.web.deps import AppQueue, AppSettings
 from distributor.web.errors import status_of
+from distributor.web.rights import requiring
 
 SCOPE = "subscribers"
 _PRINTABLE = PRINTABLE
@@ -131,10 +140,14 @@ SubscriberId = Annotated[int, Path(ge=1, le=MAX_ID)]
 _NOT_FOUND = not_found("subscriber")
 
 
-token_name = _token_dependency(SCOPE)
-TokenName = Annotated[str, Depends(token_name)]
+token_caller = _token_dependency(SCOPE)
+# Every route manages subscribers: the right is checked for the whole router.
+manager = requiring(token_caller, Can.AUDIENCE)
+Manager = Annotated[Caller, Depends(manager)]
 router = APIRouter(
-    tags=["subscribers"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
+    tags=["subscribers"],
+    responses=error_responses(SCOPE),
+    dependencies=[Depends(token_caller), Depends(manager)],
 )
 
 
@@ -229,7 +242,7 @@ def get_subscriber(subscriber_id: SubscriberId, settings: AppSettings) -> Subscr
     },
 )
 def add(
-    body: SubscriberIn, request: Request, token: TokenName, settings: AppSettings, queue: AppQueue
+    body: SubscriberIn, request: Request, who: Manager, settings: AppSettings, queue: AppQueue
 ) -> Response | SubscriberOut:
     """Confirmed (with ``consent_source``): the subscriber is added or updated as
     confirmed (201, the subscriber as stored). Pending (the default): a subscription
@@ -243,7 +256,7 @@ def add(
         ip=request.client.host if request.client else "",
         user_agent=request.headers.get("user-agent", ""),
         form_version="api",
-        source=f"api:{token}",
+        source=f"api:{who.token}",
     )
     asked = request_subscription(
         settings,
@@ -287,12 +300,10 @@ def unsubscribe_subscriber(subscriber_id: SubscriberId, settings: AppSettings) -
     response_class=Response,
     responses=_NOT_FOUND,
 )
-def erase_subscriber(
-    subscriber_id: SubscriberId, token: TokenName, settings: AppSettings
-) -> Response:
+def erase_subscriber(subscriber_id: SubscriberId, who: Manager, settings: AppSettings) -> Response:
     """Delete everything held on the subscriber; only a hash of the address stays, on
     the suppression list, so no import adds it again."""
-    actions.erase_subscriber(settings, subscriber_id, f"token:{token}")
+    actions.erase_subscriber(settings, subscriber_id, who.actor)
     return Response(status_code=204)
 
 

@@ -22,10 +22,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from distributor.core.apitokens import authenticate
+from distributor.core.apitokens import authenticate, caller
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import DistributorError, InputError, Unauthorized
+from distributor.core.roles import Caller
 from distributor.web.deps import AppSettings
 from distributor.web.errors import DEFAULT_STATUS, status_of
 
@@ -82,34 +83,41 @@ def token_scope(dependency: object) -> str | None:
     return scope if isinstance(scope, str) else None
 
 
-def token_holder(settings: Settings, token: str | None, scope: str) -> str:
-    """The name of ``token`` (a bearer token as presented, or None) once it is known live
-    and holds ``scope``; Unauthorized or Forbidden otherwise."""
+def token_holder(settings: Settings, token: str | None, scope: str) -> Caller:
+    """Who calls with ``token`` (a bearer token as presented, or None) once it is known
+    live and holds ``scope``; Unauthorized or Forbidden otherwise."""
     if not token:
         raise Unauthorized(TOKEN_REQUIRED)
     with session_scope(settings) as session:
-        return authenticate(session, token, scope).name
+        return caller(authenticate(session, token, scope))
 
 
-def token_dependency(scope: str) -> Callable[..., str]:
-    """A FastAPI dependency answering the name of the presented bearer token once it is
+def token_dependency(scope: str) -> Callable[..., Caller]:
+    """A FastAPI dependency answering who calls with the presented bearer token once it is
     known live and holds ``scope`` (401/403 otherwise), in the database of the app's
-    Settings. Put it on the router, so no route can forget it; a route that needs the name
-    asks again (FastAPI runs it once)."""
+    Settings. Put it on the router, so no route can forget it; each route then names what
+    it needs with ``requiring`` (FastAPI runs the check once per request)."""
     bearer = HTTPBearer(
         auto_error=False,
         description=f"A token from `distributor tokens create NAME --scope {scope}`",
         scheme_name=f"{scope}Token",
     )
 
-    def token_name(
+    def token_caller(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         settings: AppSettings,
-    ) -> str:
+    ) -> Caller:
         return token_holder(settings, credentials.credentials if credentials else None, scope)
 
-    setattr(token_name, _SCOPE_ATTRIBUTE, scope)  # bodies.BodyGuard checks it before reading
-    return token_name
+    setattr(token_caller, _SCOPE_ATTRIBUTE, scope)  # bodies.BodyGuard checks it before reading
+    return token_caller
+
+
+def token_of(who: Caller) -> str:
+    """The name of the token ``who`` calls with (what idempotency keys belong to)."""
+    if who.token is None:
+        raise Unauthorized(TOKEN_REQUIRED)
+    return who.token
 
 
 # ---- errors: JSON for /api, whatever the app did before everywhere else ----------------

@@ -131,11 +131,15 @@ def scope_of(route: APIRoute) -> str | None:
 
 
 def first_check_of(route: APIRoute) -> FirstCheck | None:
-    """The ``check_first`` of one of ``route``'s dependencies, or None."""
-    for dependency in route.dependant.dependencies:
+    """The ``check_first`` of one of ``route``'s dependencies, or of theirs (the rights
+    check of a dashboard route depends on the session check), or None."""
+    waiting = list(route.dependant.dependencies)
+    while waiting:
+        dependency = waiting.pop(0)
         check = getattr(dependency.call, _CHECK_ATTRIBUTE, None)
         if check is not None:
             return cast(FirstCheck, check)
+        waiting.extend(dependency.dependencies)
     return None
 
 

@@ -5,7 +5,8 @@ pages answer a domain error with the status this table gives its class.
     InvalidToken     400  a link (confirm, preferences, unsubscribe) that is not ours
     InputError       422  a value refused (the error's ``field`` names it)
     Unauthorized     401  no credentials, or unknown or revoked ones
-    Forbidden        403  valid credentials without the scope
+    TooManyAttempts  429  logins refused for a while after failures
+    Forbidden        403  valid credentials whose scope or role lacks the action
     NotFound         404  no such thing
     Conflict         409  a state that refuses the action
     ServiceError     503  a service we depend on is down
@@ -26,6 +27,7 @@ from distributor.core.errors import (
     InputError,
     NotFound,
     ServiceError,
+    TooManyAttempts,
     Unauthorized,
 )
 from distributor.core.tokens import InvalidToken
@@ -34,6 +36,7 @@ STATUS: Mapping[type[DistributorError], int] = {
     InvalidToken: 400,
     InputError: 422,
     Unauthorized: 401,
+    TooManyAttempts: 429,
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,

@@ -14,11 +14,13 @@ from pydantic import BaseModel, Field
 
 from distributor import actions
 from distributor.core.errors import InputError
+from distributor.core.roles import Caller, Can
 from distributor.releases.media import MAX_UPLOAD_BYTES, StoredImage, Variant
 from distributor.web.apibase import ErrorOut, Refused, error_responses, token_dependency
 from distributor.web.bodies import MULTIPART, takes
 from distributor.web.deps import AppSettings
 from distributor.web.errors import status_of
+from distributor.web.rights import requiring
 
 SCOPE = "releases"
 # The multipart framing around the file.
@@ -68,9 +70,12 @@ def media_out(stored: StoredImage) -> MediaOut:
     )
 
 
-token_name = token_dependency(SCOPE)
+token_caller = token_dependency(SCOPE)
+writer = requiring(token_caller, Can.DRAFT)  # images are part of writing a release
 router = APIRouter(
-    tags=["media"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
+    tags=["media"],
+    responses=error_responses(SCOPE),
+    dependencies=[Depends(token_caller), Depends(writer)],
 )
 
 
@@ -88,7 +93,7 @@ router = APIRouter(
 @takes(MAX_UPLOAD_BYTES + _OVERHEAD, MULTIPART)  # refused before a byte is read
 def upload(
     file: Annotated[UploadFile, File(description="A JPEG, PNG, WebP or GIF image")],
-    token: Annotated[str, Depends(token_name)],
+    who: Annotated[Caller, Depends(writer)],
     settings: AppSettings,
 ) -> JSONResponse:
     """Store the image: upright, without its metadata (EXIF, GPS), at full size, page
@@ -99,7 +104,7 @@ def upload(
         raise Refused(413, f"the image is larger than {MAX_UPLOAD_BYTES // 1_048_576} MiB")
     name = file.filename or "upload"
     try:
-        stored = actions.upload_image(settings, data, name, f"token:{token}")
+        stored = actions.upload_image(settings, data, name, who.actor)
     except InputError as exc:
         raise Refused(status_of(exc), str(exc), "file") from exc
     body = media_out(stored).model_dump(mode="json")

@@ -2,8 +2,11 @@
 Markdown), read, update a draft, preview, test-send, publish (now or at a time),
 unschedule, correct, withdraw — and its delivery status and report.
 
-Every call needs a bearer token with the ``releases`` scope; what a call changes is
-recorded in the audit trail as ``token:NAME``. Creating and publishing honour an
+Every call needs a bearer token with the ``releases`` scope; a token made for a user can
+also do no more than the user's role: a writer's reads, writes, previews and tests drafts,
+a publisher's also publishes, schedules, corrects and withdraws (``core/roles.py``). What
+a call changes is recorded in the audit trail as ``token:NAME``, or ``user:EMAIL
+(token:NAME)`` for a user's token. Creating and publishing honour an
 ``Idempotency-Key`` header (see ``idempotency``): the same key twice makes one release and
 one distribution, and answers the same.
 """
@@ -26,6 +29,7 @@ from distributor.core import idempotency
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Release, ReleaseState
+from distributor.core.roles import Caller, Can
 from distributor.core.urls import release_url
 from distributor.mail.preview import MAX_TEST_ADDRESSES, render_preview
 from distributor.releases.lifecycle import MAX_REASON, get_release
@@ -48,9 +52,11 @@ from distributor.web.apibase import (
     not_found,
     refusal,
     token_dependency,
+    token_of,
 )
 from distributor.web.bodies import JSON, MARKDOWN, takes
 from distributor.web.deps import AppQueue, AppSettings
+from distributor.web.rights import requiring
 
 SCOPE = "releases"
 # JSON escapes and the other fields add to the Markdown's own limit.
@@ -352,10 +358,14 @@ def _release_body() -> dict[str, Any]:
 # ---- the routes --------------------------------------------------------------------------
 
 
-token_name = token_dependency(SCOPE)
-TokenName = Annotated[str, Depends(token_name)]
+token_caller = token_dependency(SCOPE)
+writer = requiring(token_caller, Can.DRAFT)  # read, write, preview and test drafts
+publisher = requiring(token_caller, Can.PUBLISH)  # publish, schedule, correct, withdraw
+Writer = Annotated[Caller, Depends(writer)]
+Publisher = Annotated[Caller, Depends(publisher)]
+READS = [Depends(writer)]
 router = APIRouter(
-    tags=["releases"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
+    tags=["releases"], responses=error_responses(SCOPE), dependencies=[Depends(token_caller)]
 )
 BODY_DOC = _release_body()
 FOUND = not_found("release")
@@ -402,7 +412,7 @@ def once(
     return JSONResponse(answer, status)
 
 
-@router.get("/releases", summary="List releases")
+@router.get("/releases", summary="List releases", dependencies=READS)
 def list_releases(
     settings: AppSettings,
     state: ReleaseState | None = None,
@@ -454,7 +464,7 @@ def list_releases(
 def create(
     request: Request,
     raw: RawBody,
-    token: TokenName,
+    who: Writer,
     settings: AppSettings,
     key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -464,18 +474,23 @@ def create(
     as the first did."""
     draft = read_draft(settings, request.headers.get("content-type", ""), raw)
     request_id = idempotency.fingerprint(request.method, request.url.path, raw)
-    claim = None if key is None else actions.KeyClaim(token, key, request_id)
+    claim = None if key is None else actions.KeyClaim(token_of(who), key, request_id)
 
     def answer(session: Session, release: Release) -> dict[str, Any]:
         return release_out(session, settings, release).model_dump(mode="json")
 
-    created = actions.create_release(settings, draft, f"token:{token}", answer, claim)
+    created = actions.create_release(settings, draft, who.actor, answer, claim)
     if isinstance(created, idempotency.Replay):
         return _replayed(created)
     return JSONResponse(created, 201)
 
 
-@router.get("/releases/{release_id}", summary="One release and its counts", responses=FOUND)
+@router.get(
+    "/releases/{release_id}",
+    summary="One release and its counts",
+    responses=FOUND,
+    dependencies=READS,
+)
 def read(release_id: ReleaseId, settings: AppSettings) -> ReleaseOut:
     """The release in any state, with planned / sent / deferred / failed / bounced /
     unsubscribed-since counts and the time to send."""
@@ -493,16 +508,21 @@ def read(release_id: ReleaseId, settings: AppSettings) -> ReleaseOut:
 )
 @release_body
 def update(
-    request: Request, release_id: ReleaseId, raw: RawBody, token: TokenName, settings: AppSettings
+    request: Request, release_id: ReleaseId, raw: RawBody, who: Writer, settings: AppSettings
 ) -> ReleaseOut:
     """Replace a draft's every field with the body's (JSON or Markdown, as when
     creating). Only a draft changes this way."""
     draft = read_draft(settings, request.headers.get("content-type", ""), raw)
-    actions.update_draft(settings, release_id, draft, f"token:{token}")
+    actions.update_draft(settings, release_id, draft, who.actor)
     return current(settings, release_id)
 
 
-@router.get("/releases/{release_id}/preview", summary="Preview the email", responses=FOUND)
+@router.get(
+    "/releases/{release_id}/preview",
+    summary="Preview the email",
+    responses=FOUND,
+    dependencies=READS,
+)
 def preview(
     release_id: ReleaseId,
     settings: AppSettings,
@@ -530,12 +550,12 @@ def preview(
 
 @router.post("/releases/{release_id}/test", summary="Send a test email", responses=FOUND)
 def test_send(
-    release_id: ReleaseId, body: TestIn, token: TokenName, settings: AppSettings
+    release_id: ReleaseId, body: TestIn, who: Writer, settings: AppSettings
 ) -> list[TestResult]:
     """Send the email to these addresses only, marked as a test ("[TEST]" subject,
     ``X-Distributor-Test``). The ledger, the feeds and the release's state are not
     touched."""
-    outcomes = actions.send_test(settings, release_id, body.to, f"token:{token}")
+    outcomes = actions.send_test(settings, release_id, body.to, who.actor)
     return [
         TestResult(address=o.address, sent=o.sent, code=o.code, message=o.message) for o in outcomes
     ]
@@ -553,7 +573,7 @@ def test_send(
 def publish(
     request: Request,
     release_id: ReleaseId,
-    token: TokenName,
+    who: Publisher,
     settings: AppSettings,
     queue: AppQueue,
     key: IdempotencyKey = None,
@@ -566,11 +586,11 @@ def publish(
     at = body.at if body is not None else None
 
     def act() -> tuple[int, dict[str, Any]]:
-        actions.publish(settings, queue.get(), release_id, at, by=f"token:{token}")
+        actions.publish(settings, queue.get(), release_id, at, by=who.actor)
         return 200, out(settings, release_id)
 
     canonical = (body or PublishIn()).model_dump_json().encode()
-    return once(settings, token, key, request, canonical, act)
+    return once(settings, token_of(who), key, request, canonical, act)
 
 
 @router.post(
@@ -578,9 +598,9 @@ def publish(
     summary="Cancel a scheduled publication",
     responses={**FOUND, **conflict("It is not scheduled")},
 )
-def cancel_schedule(release_id: ReleaseId, token: TokenName, settings: AppSettings) -> ReleaseOut:
+def cancel_schedule(release_id: ReleaseId, who: Publisher, settings: AppSettings) -> ReleaseOut:
     """Back to draft: nothing was or will be sent. Publish again to reschedule."""
-    actions.unschedule(settings, release_id, f"token:{token}")
+    actions.unschedule(settings, release_id, who.actor)
     return current(settings, release_id)
 
 
@@ -595,7 +615,7 @@ def correct(
     request: Request,
     release_id: ReleaseId,
     raw: RawBody,
-    token: TokenName,
+    who: Publisher,
     settings: AppSettings,
     queue: AppQueue,
     notify: Annotated[
@@ -606,7 +626,7 @@ def correct(
     """Replace the text of a published release (same id, address and feed item, a new
     updated date and a "Corrected on …" note). No email unless ``notify``."""
     draft = read_draft(settings, request.headers.get("content-type", ""), raw)
-    actions.correct(settings, queue.get(), release_id, draft, by=f"token:{token}", notify=notify)
+    actions.correct(settings, queue.get(), release_id, draft, by=who.actor, notify=notify)
     return current(settings, release_id)
 
 
@@ -617,7 +637,7 @@ def correct(
 )
 def withdraw(
     release_id: ReleaseId,
-    token: TokenName,
+    caller: Publisher,
     settings: AppSettings,
     queue: AppQueue,
     body: WithdrawIn | None = None,
@@ -627,7 +647,7 @@ def withdraw(
     and the token. No email unless ``notify``: then a withdrawal notice goes to those who
     received it (``notices_planned`` says how many)."""
     body = body or WithdrawIn()
-    who = f"token:{token}"
+    who = caller.actor
     if body.by.strip():
         who = f"{body.by.strip()} ({who})"
     done = actions.withdraw(settings, queue.get(), release_id, who, body.reason, body.notify)
@@ -646,6 +666,7 @@ def withdraw(
         },
         **FOUND,
     },
+    dependencies=READS,
 )
 def report(release_id: ReleaseId, settings: AppSettings) -> Response:
     """The columns of `distributor releases report ID --csv`."""

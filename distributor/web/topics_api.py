@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from distributor import actions
 from distributor.core.db import session_scope
 from distributor.core.models import Topic
+from distributor.core.roles import Caller, Can
 from distributor.releases.topics import get_topic, list_topics, topic_use
 from distributor.web.apibase import (
     PRINTABLE,
@@ -25,6 +26,7 @@ from distributor.web.apibase import (
     token_dependency,
 )
 from distributor.web.deps import AppQueue, AppSettings
+from distributor.web.rights import requiring
 
 SCOPE = "releases"
 Slug = Annotated[str, Path(max_length=64, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")]
@@ -73,14 +75,16 @@ def _out(session: Session, topic: Topic) -> TopicOut:
     )
 
 
-token_name = token_dependency(SCOPE)
-TokenName = Annotated[str, Depends(token_name)]
+token_caller = token_dependency(SCOPE)
+reader = requiring(token_caller, Can.DRAFT)  # a writer files a release under topics
+editor = requiring(token_caller, Can.TOPICS)
+Editor = Annotated[Caller, Depends(editor)]
 router = APIRouter(
-    tags=["topics"], responses=error_responses(SCOPE), dependencies=[Depends(token_name)]
+    tags=["topics"], responses=error_responses(SCOPE), dependencies=[Depends(token_caller)]
 )
 
 
-@router.get("/topics", summary="List topics")
+@router.get("/topics", summary="List topics", dependencies=[Depends(reader)])
 def topics(settings: AppSettings) -> list[TopicOut]:
     """Every topic, by slug, with its subscriber and release counts."""
     with session_scope(settings) as session:
@@ -93,14 +97,19 @@ def topics(settings: AppSettings) -> list[TopicOut]:
     summary="Create a topic",
     responses=conflict("A topic with this slug exists"),
 )
-def create(body: TopicIn, token: TokenName, settings: AppSettings) -> TopicOut:
+def create(body: TopicIn, who: Editor, settings: AppSettings) -> TopicOut:
     """Create a topic; its names must be in the configured languages."""
-    topic = actions.add_topic(settings, body.slug, body.names, f"token:{token}")
+    topic = actions.add_topic(settings, body.slug, body.names, who.actor)
     with session_scope(settings) as session:
         return _out(session, topic)
 
 
-@router.get("/topics/{slug}", summary="One topic", responses=not_found("topic"))
+@router.get(
+    "/topics/{slug}",
+    summary="One topic",
+    responses=not_found("topic"),
+    dependencies=[Depends(reader)],
+)
 def read(slug: Slug, settings: AppSettings) -> TopicOut:
     """The topic with its names and counts."""
     with session_scope(settings) as session:
@@ -109,11 +118,11 @@ def read(slug: Slug, settings: AppSettings) -> TopicOut:
 
 @router.put("/topics/{slug}", summary="Rename a topic", responses=not_found("topic"))
 def rename(
-    slug: Slug, body: TopicNames, token: TokenName, settings: AppSettings, queue: AppQueue
+    slug: Slug, body: TopicNames, who: Editor, settings: AppSettings, queue: AppQueue
 ) -> TopicOut:
     """Replace the topic's names; the slug stays (it is in URLs and imports). The
     newsroom shows the new names from its next regeneration."""
-    topic = actions.rename_topic(settings, queue.get(), slug, body.names, f"token:{token}")
+    topic = actions.rename_topic(settings, queue.get(), slug, body.names, who.actor)
     with session_scope(settings) as session:
         return _out(session, topic)
 
@@ -128,8 +137,8 @@ def rename(
         **conflict("Subscribers follow it or releases are filed under it"),
     },
 )
-def remove(slug: Slug, token: TokenName, settings: AppSettings) -> Response:
+def remove(slug: Slug, who: Editor, settings: AppSettings) -> Response:
     """Delete a topic nothing refers to (409 otherwise: no subscription is dropped
     silently)."""
-    actions.delete_topic(settings, slug, f"token:{token}")
+    actions.delete_topic(settings, slug, who.actor)
     return Response(status_code=204)

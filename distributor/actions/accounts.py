@@ -1,0 +1,88 @@
+"""What is done to the press office's accounts — create, change a role or a password,
+disable, enable — each with its audit record in the same transaction; and logging in, with
+its throttle (office/logins.py).
+
+A login is not recorded in the audit trail (the trail is what was done to releases,
+subscribers and accounts), but each refused one is counted against the address typed and
+the client's address, in a transaction of its own so that it stays counted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from distributor.core import audit
+from distributor.core.admin_sessions import end_session, start_session
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.errors import Unauthorized
+from distributor.core.models import User
+from distributor.office import accounts, logins
+
+log = logging.getLogger(__name__)
+
+
+def create_user(
+    settings: Settings, email: str, role: str, password: str, by: str, name: str = ""
+) -> User:
+    """A new account (see ``accounts.create_user`` for what is refused), recorded as made
+    by ``by``."""
+    with session_scope(settings) as session:
+        user = accounts.create_user(session, email, role, password, name)
+        audit.record(session, by, "user-create", f"user {user.email}", role=user.role)
+    return user
+
+
+def set_user_role(settings: Settings, email: str, role: str, by: str) -> User:
+    """Give ``email``'s account ``role`` (from its next request), recorded."""
+    with session_scope(settings) as session:
+        before = accounts.find_user(session, email).role
+        user = accounts.set_role(session, email, role)
+        audit.record(session, by, "user-role", f"user {user.email}", role=user.role, was=before)
+    return user
+
+
+def set_user_password(settings: Settings, email: str, password: str, by: str) -> User:
+    """Replace ``email``'s password (its sessions end), recorded (never the password)."""
+    with session_scope(settings) as session:
+        user = accounts.set_password(session, email, password)
+        audit.record(session, by, "user-password", f"user {user.email}")
+    return user
+
+
+def disable_user(settings: Settings, email: str, by: str) -> User:
+    """Disable ``email``'s account (its sessions end, its tokens stop), recorded."""
+    with session_scope(settings) as session:
+        user = accounts.disable(session, email)
+        audit.record(session, by, "user-disable", f"user {user.email}")
+    return user
+
+
+def enable_user(settings: Settings, email: str, by: str) -> User:
+    """Let ``email``'s account log in again, recorded."""
+    with session_scope(settings) as session:
+        user = accounts.enable(session, email)
+        audit.record(session, by, "user-enable", f"user {user.email}")
+    return user
+
+
+def log_in(settings: Settings, email: str, password: str, address: str, ended: str = "") -> str:
+    """A new dashboard session for the account of ``email`` if ``password`` is its
+    password; returns the cookie value, and ends the session ``ended`` (the browser's old
+    one, if any). Raises TooManyAttempts while the address typed or the client ``address``
+    is throttled (the password is not checked then), and Unauthorized, with the same
+    words whether the account exists or not, for a wrong one."""
+    with session_scope(settings) as session:
+        logins.check_allowed(session, email, address)
+    try:
+        with session_scope(settings) as session:
+            user = accounts.check_login(session, email, password)
+            logins.record_success(session, email)
+            end_session(session, ended)
+            value = start_session(session, user_id=user.id)
+    except Unauthorized:
+        with session_scope(settings) as session:
+            logins.record_failure(session, email, address)
+        log.warning("a login to the workspace failed (from %s)", address or "an unknown address")
+        raise
+    return value
