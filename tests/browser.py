@@ -78,8 +78,10 @@ _UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
                 && !el.getAttribute('aria-labelledby'))
   .map(el => el.outerHTML)"""
 
+# textContent, not innerText: a button in a closed <details> is not rendered, yet it has its
+# name when it is shown.
 _UNNAMED_BUTTONS = """() => [...document.querySelectorAll('button, input[type=submit]')]
-  .filter(el => !(el.innerText || el.value || el.getAttribute('aria-label') || '').trim())
+  .filter(el => !(el.textContent || el.value || el.getAttribute('aria-label') || '').trim())
   .map(el => el.outerHTML)"""
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, Response
 
-from distributor.office.accounts import create_user
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import AuditEvent
+from distributor.office.accounts import create_user
 from distributor.releases.lifecycle import mark_published
 from distributor.site.builder import build_site
 from tests.browser import (

