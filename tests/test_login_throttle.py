@@ -166,6 +166,22 @@ def test_failures_a_day_old_are_forgotten(settings: Settings) -> None:
     assert wait_for(settings, "camille@example.org", "198.51.100.7", next_day) is not None
 
 
+def test_another_spelling_of_the_address_counts_against_the_same_account(
+    settings: Settings,
+) -> None:
+    """check_login accepts the account's address in any case, with a Unicode (here
+    full-width) spelling of its domain: each spelling must not get its own free guesses."""
+    create(settings, "camille@example.org")
+    spellings = ["camille@example.org", "CAMILLE@Example.org", "camille@ｅｘａｍｐｌｅ.org"]
+    with session_scope(settings) as session:
+        for spelling in spellings:  # all of them are the account's address
+            assert accounts.check_login(session, spelling, PASSWORD).email == "camille@example.org"
+    for n in range(5):
+        fail(settings, spellings[n % 3], f"198.51.100.{n}", T0)
+    for spelling in spellings:
+        assert wait_for(settings, spelling, "203.0.113.1", T0) is not None, spelling
+
+
 # --- through the dashboard ----------------------------------------------------------------
 
 
