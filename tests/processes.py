@@ -29,16 +29,17 @@ NO_BROKER = "redis://127.0.0.1:1/0"
 
 
 def run_cli(
-    settings: Settings, *args: str, cwd: Path | None = None, **extra: str
-) -> subprocess.CompletedProcess[str]:
+    settings: Settings, *args: str, cwd: Path | None = None, input: str | None = None,
+    **extra: str,
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """``python -m distributor.cli ARGS`` with ``settings`` (plus the ``DISTRIBUTOR_*``
-    variables in ``extra``), run to the end; stdout and stderr captured as text. Settings
-    without a broker get ``NO_BROKER``."""
+    variables in ``extra``), run to the end, ``input`` (if given) on its standard input;
+    stdout and stderr captured as text. Settings without a broker get ``NO_BROKER``."""
     env = settings_env(settings, **extra)
     env.setdefault("DISTRIBUTOR_BROKER_URL", NO_BROKER)
     return subprocess.run(
         [sys.executable, "-m", "distributor.cli", *args],
-        env=env, capture_output=True, text=True, timeout=120, cwd=cwd,
+        env=env, capture_output=True, text=True, timeout=120, cwd=cwd, input=input,
     )  # fmt: skip
 
 

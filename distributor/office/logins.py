@@ -19,7 +19,8 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from distributor.core.errors import TooManyAttempts
+from distributor.audience.addresses import normalise_email
+from distributor.core.errors import InputError, TooManyAttempts
 from distributor.core.models import LoginFailures, utcnow
 
 
@@ -37,8 +38,17 @@ ADDRESS = Limit(free=19, first=timedelta(minutes=1), most=timedelta(hours=1))
 FORGET_AFTER = timedelta(days=1)
 
 
+def _account(email: str) -> str:
+    """The account typed, as check_login finds it (``CAMILLE@ｅｘａｍｐｌｅ.org`` is
+    ``camille@example.org``): each spelling must not get free guesses of its own."""
+    try:
+        return normalise_email(email)
+    except InputError:  # no account can have it: still counted, as typed
+        return email.strip().lower()
+
+
 def _keys(email: str, address: str) -> list[tuple[str, Limit]]:
-    account = "account:" + email.strip().lower()
+    account = "account:" + _account(email)
     found = [(hashlib.sha256(account.encode("utf-8", "surrogatepass")).hexdigest(), ACCOUNT)]
     if address:
         found.append((hashlib.sha256(f"address:{address}".encode()).hexdigest(), ADDRESS))
