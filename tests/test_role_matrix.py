@@ -192,8 +192,7 @@ def test_a_refusal_says_who_cannot_do_what(people: dict[Role, Person]) -> None:
     answer = writer.api.post("/api/releases/999999/publish", json={})
     assert answer.status_code == 403
     assert answer.json()["error"] == (
-        "this token's scopes and its user's role cannot publish, schedule, correct or "
-        "withdraw releases"
+        "a writer's token cannot publish, schedule, correct or withdraw releases"
     )
     csrf = csrf_of(writer.dashboard.get("/admin").text)
     page = writer.dashboard.post("/admin/releases/999999/publish", data={"csrf": csrf})

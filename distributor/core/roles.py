@@ -102,7 +102,10 @@ def user_caller(email: str, role: str) -> Caller:
 
 def token_caller(name: str, scopes: Iterable[str], email: str | None, role: str | None) -> Caller:
     """A call made with the token ``name``, of the user ``email`` (with ``role``) if any."""
-    by = "this token's scopes" if email is None else "this token's scopes and its user's role"
+    if email is None or role is None:
+        by = "this token's scopes"
+    else:  # the role, not the scopes, is what a user can change by asking an admin
+        by = f"{'an' if role[:1] in 'aeiou' else 'a'} {role}'s token"
     return Caller(token_actor(name, email), capabilities(role, list(scopes)), by, name)
 
 

@@ -5,8 +5,8 @@ per client address, in the database, so every web process and every restart sees
 Past a number of failures free of charge, each further failure blocks that key for a
 doubling time (1 minute after the 5th failure on an account, 2 after the 6th, … at most an
 hour; for a client address from the 20th). A good login clears its account's count; a
-count with no failure for a day starts again from zero. While any key of an attempt is
-blocked, the password is not even checked.
+count is forgotten a day after its first failure, unless it is blocking. While any key of
+an attempt is blocked, the password is not even checked.
 """
 
 from __future__ import annotations
