@@ -43,12 +43,12 @@ def refusal(settings: Settings, email: str, password: str) -> str:
     return str(caught.value)
 
 
-def events(settings: Settings) -> list[AuditEvent]:
+def audit_events(settings: Settings) -> list[AuditEvent]:
     with session_scope(settings) as session:
         return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
 
 
-def stored(settings: Settings, email: str) -> User:
+def account_of(settings: Settings, email: str) -> User:
     with session_scope(settings) as session:
         return accounts.find_user(session, email)
 
@@ -82,14 +82,14 @@ def test_an_unknown_role_or_a_bad_password_is_refused_naming_the_field(
     assert caught.value.field == field and field in str(caught.value)
     with session_scope(settings) as session:
         assert accounts.list_users(session) == []
-    assert events(settings) == []
+    assert audit_events(settings) == []
 
 
 def test_the_right_password_logs_in_and_records_when(settings: Settings) -> None:
     make(settings, "camille@example.org")
-    assert stored(settings, "camille@example.org").last_login_at is None
+    assert account_of(settings, "camille@example.org").last_login_at is None
     assert login(settings, "camille@example.org").email == "camille@example.org"
-    assert stored(settings, "camille@example.org").last_login_at is not None
+    assert account_of(settings, "camille@example.org").last_login_at is not None
 
 
 def test_every_wrong_login_gets_the_same_answer(settings: Settings) -> None:
@@ -116,9 +116,9 @@ def test_a_hash_made_with_weaker_parameters_is_replaced_at_the_next_good_login(
         accounts.find_user(session, "camille@example.org").password_hash = weak
     with pytest.raises(Unauthorized):  # a wrong password changes nothing
         login(settings, "camille@example.org", OTHER_PASSWORD)
-    assert stored(settings, "camille@example.org").password_hash == weak
+    assert account_of(settings, "camille@example.org").password_hash == weak
     login(settings, "camille@example.org")
-    renewed = stored(settings, "camille@example.org").password_hash
+    renewed = account_of(settings, "camille@example.org").password_hash
     assert renewed != weak
     params, default = argon2.extract_parameters(renewed), argon2.PasswordHasher()
     assert (params.time_cost, params.memory_cost) == (default.time_cost, default.memory_cost)
@@ -189,9 +189,9 @@ def test_the_last_enabled_admin_can_be_neither_disabled_nor_demoted(settings: Se
         actions.disable_user(settings, "ada@example.org", by=BY)
     with pytest.raises(Conflict, match="last enabled admin"):
         actions.set_user_role(settings, "ada@example.org", "publisher", by=BY)
-    assert stored(settings, "ada@example.org").role == "admin"
-    assert stored(settings, "ada@example.org").disabled_at is None
-    assert [e.action for e in events(settings)] == ["user-create", "user-create"]
+    assert account_of(settings, "ada@example.org").role == "admin"
+    assert account_of(settings, "ada@example.org").disabled_at is None
+    assert [e.action for e in audit_events(settings)] == ["user-create", "user-create"]
 
     actions.set_user_role(settings, "camille@example.org", "admin", by=BY)
     actions.set_user_role(settings, "ada@example.org", "writer", by=BY)  # now allowed
@@ -221,17 +221,17 @@ def test_each_change_to_an_account_adds_one_audit_event_without_the_password(
             settings, "camille@example.org", by="user:ada@example.org")),
     ]  # fmt: skip
     for action, step in steps:
-        before = len(events(settings))
+        before = len(audit_events(settings))
         step()
-        after = events(settings)
+        after = audit_events(settings)
         assert len(after) == before + 1, action
         event = after[-1]
         assert (event.action, event.actor, event.subject) == (
             action, "user:ada@example.org", "user camille@example.org",
         )  # fmt: skip
-    [role] = [e for e in events(settings) if e.action == "user-role"]
+    [role] = [e for e in audit_events(settings) if e.action == "user-role"]
     assert role.details == {"role": "publisher", "was": "writer"}
-    for event in events(settings):
+    for event in audit_events(settings):
         text = f"{event.subject} {event.details}"
         assert PASSWORD not in text and OTHER_PASSWORD not in text
         assert "$argon2" not in text  # nor its hash

@@ -63,6 +63,12 @@ NEEDS: dict[str, Can] = {
     "POST /admin/releases/{release_id}/correct": Can.PUBLISH,
     "GET /admin/releases/{release_id}/withdraw": Can.PUBLISH,
     "POST /admin/releases/{release_id}/withdraw": Can.PUBLISH,
+    "GET /admin/accounts": Can.ACCOUNTS,
+    "POST /admin/accounts/invite": Can.ACCOUNTS,
+    "POST /admin/accounts/role": Can.ACCOUNTS,
+    "POST /admin/accounts/disable": Can.ACCOUNTS,
+    "POST /admin/accounts/enable": Can.ACCOUNTS,
+    "POST /admin/accounts/invitations/{invitation_id}/cancel": Can.ACCOUNTS,
 }
 # What each role may do, as the issue and the README say it (not read from the code).
 MAY = {
@@ -71,12 +77,14 @@ MAY = {
     Role.ADMIN: {Can.DRAFT, Can.PUBLISH, Can.TOPICS, Can.AUDIENCE, Can.ACCOUNTS},
 }
 # Routes of /admin and /api anyone may reach: logging in and out, the dashboard's script
-# and style sheet, the API's documentation.
+# and style sheet, accepting an invitation.
 OPEN = {
     "GET /admin/login",
     "POST /admin/login",
     "POST /admin/logout",
     "GET /admin/static/{name}",
+    "GET /admin/invitation/{token}",  # the link is the credential
+    "POST /admin/invitation/{token}",
 }
 # Stand-ins for path parameters: nothing has these ids, so an allowed call changes nothing.
 PARAMETERS = {
@@ -85,6 +93,8 @@ PARAMETERS = {
     "slug": "no-such-topic",
     "lang": "en",
     "name": "admin.css",
+    "invitation_id": "999999",
+    "token": "not-a-token",
 }
 
 

@@ -60,3 +60,10 @@ def send_confirmation(request_id: int) -> str:
     report = sending.send_confirmations(settings, request_id)
     sending.wake_for_held(queue, "send_confirmation", request_id, report)
     return sending.outcome(report)
+
+
+@app.task(name="distributor.send_invitation")
+def send_invitation(invitation_id: int) -> str:
+    report = sending.send_invitation(settings, invitation_id)
+    sending.wake_for_held(queue, "send_invitation", invitation_id, report)
+    return sending.outcome(report)

@@ -9,7 +9,7 @@ trail themselves (tests/test_audit_faces.py).
 - audience: import subscribers, erase a person;
 - topics: add, rename, delete;
 - media: upload an image;
-- accounts: create, change a role or a password, disable, enable; log in.
+- accounts: invite, create, change a role or a password, disable, enable; log in.
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from distributor.actions.accounts import (
+        accept_invitation,
+        cancel_invitation,
         create_user,
         disable_user,
         enable_user,
+        invite,
         log_in,
         set_user_password,
         set_user_role,
@@ -45,6 +48,9 @@ if TYPE_CHECKING:
 #: (PEP 562): a command that only erases someone does not load the release machinery, and
 #: every command starts sooner.
 _HOME = {
+    "accept_invitation": "accounts",
+    "cancel_invitation": "accounts",
+    "invite": "accounts",
     "create_user": "accounts",
     "disable_user": "accounts",
     "enable_user": "accounts",
@@ -82,7 +88,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "KeyClaim",
     "Withdrawal",
+    "accept_invitation",
     "add_topic",
+    "cancel_invitation",
     "correct",
     "create_release",
     "create_user",
@@ -92,6 +100,7 @@ __all__ = [
     "erase",
     "erase_subscriber",
     "import_subscribers",
+    "invite",
     "log_in",
     "publish",
     "rename_topic",

@@ -16,8 +16,9 @@ from distributor.core.admin_sessions import end_session, start_session
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import Unauthorized
-from distributor.core.models import User
-from distributor.office import accounts, logins
+from distributor.core.models import Invitation, User
+from distributor.core.queue import TaskQueue
+from distributor.office import accounts, invitations, logins
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,38 @@ def enable_user(settings: Settings, email: str, by: str) -> User:
         user = accounts.enable(session, email)
         audit.record(session, by, "user-enable", f"user {user.email}")
     return user
+
+
+def invite(
+    settings: Settings, queue: TaskQueue, email: str, role: str, by: str, name: str = ""
+) -> Invitation:
+    """Invite ``email`` to the workspace with ``role`` (``invitations.invite``: a pending
+    invitation of the address is replaced), recorded; after the commit, wake a worker to
+    send its email (the sweep does, if the wake-up is lost)."""
+    with session_scope(settings) as session:
+        invitation = invitations.invite(session, email, role, by, name)
+        audit.record(session, by, "user-invite", f"user {invitation.email}", role=invitation.role)
+    queue.send("send_invitation", invitation.id)
+    return invitation
+
+
+def cancel_invitation(settings: Settings, invitation_id: int, by: str) -> Invitation:
+    """Cancel a pending invitation (its link stops working), recorded."""
+    with session_scope(settings) as session:
+        invitation = invitations.cancel_invitation(session, invitation_id)
+        audit.record(session, by, "user-uninvite", f"user {invitation.email}")
+    return invitation
+
+
+def accept_invitation(settings: Settings, token: str, password: str) -> str:
+    """Make the account the invitation ``token`` names with ``password``, recorded as made
+    by the invitation, and open its first session; returns the cookie value."""
+    with session_scope(settings) as session:
+        user = invitations.accept_invitation(session, settings, token, password)
+        audit.record(
+            session, f"invitation:{user.email}", "user-create", f"user {user.email}", role=user.role
+        )
+        return start_session(session, user_id=user.id)
 
 
 def log_in(settings: Settings, email: str, password: str, address: str, ended: str = "") -> str:

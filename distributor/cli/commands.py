@@ -307,6 +307,27 @@ def users_create(
     out.print(f"{user.role} {user.email} created", markup=False, highlight=False)
 
 
+@users_app.command("invite")
+def users_invite(
+    email: str,
+    role: Annotated[str, typer.Option(help="writer, publisher or admin")],
+    name: Annotated[str, typer.Option(help="The name the workspace shows")] = "",
+) -> None:
+    """Invite someone: they get an email with a link (valid 7 days) to choose their
+    password, which makes their account. Inviting an address again replaces the link."""
+    s = settings()
+    queue = TaskQueue(s)
+    try:
+        invitation = actions.invite(s, queue, email, role, audit.cli_actor(), name=name)
+    finally:
+        queue.close()
+    out.print(
+        f"{invitation.email} invited as {invitation.role}: the link goes by email, valid 7 days",
+        markup=False,
+        highlight=False,
+    )
+
+
 @users_app.command("list")
 def users_list() -> None:
     """Every account: address, role, name, last login, disabled."""

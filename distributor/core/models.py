@@ -376,6 +376,38 @@ class User(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class Invitation(Base):
+    """An admin's invitation to join the workspace with a role: its link (signed, with the
+    nonce; office/invitations.py) lets the person choose a password, which makes the account.
+    One pending invitation per address: a new one replaces it."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    nonce: Mapped[str] = mapped_column(String(24), default=new_nonce)
+    invited_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InvitationEmail(OutboxRow, Base):
+    """The ledger of invitation emails: one row per invitation, sent by the outbox with its
+    retries, limits and recorded outcome. Goes with its invitation."""
+
+    __tablename__ = "invitation_emails"
+    __table_args__ = (Index("ix_invitation_emails_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invitation_id: Mapped[int] = mapped_column(
+        ForeignKey("invitations.id", ondelete="CASCADE"), index=True
+    )
+
+
 class LoginFailures(Base):
     """Failed logins counted per key (an account's address hash, or a client address; see
     logins.py), so guessing is throttled across processes and restarts. Keyed by a SHA-256:

@@ -29,6 +29,7 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     PREFERENCES = "preferences"
     CONFIRM = "confirm"
+    INVITE = "invite"  # an invitation to the press office's workspace (office/invitations.py)
     CSRF = "csrf"  # signs a random value, not a subscriber id (web/guards.py)
 
 

@@ -124,6 +124,13 @@ def confirm_url(settings: Settings, request_id: int, nonce: str) -> str:
     return f"{settings.site_url}/confirm/{token}"
 
 
+def invitation_url(settings: Settings, invitation_id: int, nonce: str) -> str:
+    """The link of an invitation to the workspace: a page where the person chooses a
+    password, which makes their account."""
+    token = make_token(settings, Purpose.INVITE, invitation_id, nonce=nonce)
+    return f"{settings.site_url}/admin/invitation/{token}"
+
+
 # -- links a release carries (images, documents, contacts) -----------------------------------
 
 _HTTP = re.compile(r"^https?://", re.IGNORECASE)

@@ -49,7 +49,7 @@ def _decoy() -> str:
     return _hasher().hash("not a password of anyone")
 
 
-def _email(value: str) -> str:
+def normalised(value: str) -> str:
     """The address as stored: the subscribers' rules (one place), the field named ``email``."""
     try:
         return normalise_email(value)
@@ -70,7 +70,7 @@ def check_password_rules(password: str) -> None:
 
 def find_user(session: Session, email: str) -> User:
     """The account of ``email``; NotFound otherwise."""
-    user = session.scalar(select(User).where(User.email == _email(email)))
+    user = session.scalar(select(User).where(User.email == normalised(email)))
     if user is None:
         raise NotFound(f"no account for {email!r}")
     return user
@@ -79,7 +79,7 @@ def find_user(session: Session, email: str) -> User:
 def create_user(session: Session, email: str, role: str, password: str, name: str = "") -> User:
     """A new account. InputError for a bad address, role or password; Conflict when the
     address already has one."""
-    address = _email(email)
+    address = normalised(email)
     try:
         chosen = parse_role(role)
     except ValueError as exc:
@@ -157,7 +157,7 @@ def check_login(session: Session, email: str, password: str) -> User:
     from argon2.exceptions import VerificationError
 
     try:
-        address = _email(email)
+        address = normalised(email)
     except InputError:
         address = None
     user = (

@@ -31,6 +31,7 @@ from distributor.core.models import (
     CorrectionNotice,
     Delivery,
     DeliveryStatus,
+    InvitationEmail,
     Release,
     ReleaseState,
     Subscriber,
@@ -386,7 +387,7 @@ def _connection_errors(engine: Engine) -> tuple[type[BaseException], ...]:
 
 
 # The ledgers whose rows are leased the same way: release emails, notices, confirmations.
-Leased = type[Delivery] | type[CorrectionNotice] | type[ConfirmationEmail]
+Leased = type[Delivery] | type[CorrectionNotice] | type[ConfirmationEmail] | type[InvitationEmail]
 
 
 def lease(

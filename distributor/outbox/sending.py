@@ -31,6 +31,7 @@ from distributor.mail.relays import open_transport
 from distributor.mail.transport import Outgoing, SendResult
 from distributor.outbox import throttle
 from distributor.outbox.confirmations import CONFIRMATIONS
+from distributor.outbox.invitations import INVITATIONS
 from distributor.outbox.ledger import (
     RECONCILED,
     RELEASE_EMAILS,
@@ -351,6 +352,13 @@ def send_confirmations(settings: Settings, request_id: int) -> BatchReport:
 def send_confirmation(settings: Settings, request_id: int) -> str:
     """:func:`send_confirmations`, as one :func:`outcome`."""
     return outcome(send_confirmations(settings, request_id))
+
+
+def send_invitation(settings: Settings, invitation_id: int) -> BatchReport:
+    """Send an invitation's email to the workspace (``office.invitations``): the outbox's
+    loop (:func:`send`) over the ledger of invitations (:mod:`distributor.outbox.invitations`).
+    Safe to run twice: an email recorded as sent is never sent again."""
+    return send(settings, INVITATIONS, invitation_id)
 
 
 def outcome(report: BatchReport) -> str:

@@ -22,7 +22,7 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Release, ReleaseState
 from distributor.core.queue import TaskQueue
-from distributor.outbox import confirmations, notices
+from distributor.outbox import confirmations, invitations, notices
 from distributor.outbox.ledger import (
     cancel_unconfirmed,
     due,
@@ -44,6 +44,7 @@ class SweepReport:
     notice_batches: int = 0
     confirmations: int = 0  # subscription requests whose lost wake-up was sent again
     confirmation_retries: int = 0  # requests with confirmation emails due again
+    invitation_retries: int = 0  # invitations with their email due (again)
 
 
 def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> SweepReport:
@@ -55,7 +56,8 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
     requests, wakes a worker for each request whose wake-up was lost, and — when no
     task waits in the queue — enqueues batches for every release with rows or notices due,
     and for every request with a confirmation email due (deferred retries, expired leases,
-    lost tasks), and a site regeneration (which writes nothing if the site is current).
+    lost tasks) and every invitation with its email due, and a site regeneration (which
+    writes nothing if the site is current).
     """
     heartbeat.record(settings)  # a sweep runs: the workers, the status and publish see it
     report = SweepReport()
@@ -92,6 +94,7 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
             work = due(session)
             waiting_notices = notices.due(session)
             waiting_confirmations = confirmations.due(session)
+            waiting_invitations = invitations.due(session)
         for release_id, count in work.items():
             for _ in range(math.ceil(count / settings.batch_size)):
                 queue.send("send_batch", release_id)
@@ -103,4 +106,7 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
         for request_id in waiting_confirmations:  # a retry due, a lease run out
             queue.send(CONFIRMATION_TASK, request_id)
             report.confirmation_retries += 1
+        for invitation_id in waiting_invitations:  # a lost wake-up, a retry due
+            queue.send("send_invitation", invitation_id)
+            report.invitation_retries += 1
     return report

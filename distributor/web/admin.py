@@ -305,6 +305,20 @@ class Dashboard:
         )
         return response
 
+    def logged_in(self, value: str) -> RedirectResponse:
+        """To the dashboard, with the session cookie of a new session (its ``value``)."""
+        response = RedirectResponse(PREFIX, status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            value,
+            max_age=COOKIE_MAX_AGE,
+            path=PREFIX,
+            httponly=True,
+            samesite="lax",  # a link to the workspace from an email opens it logged in
+            secure=self.secure,
+        )
+        return response
+
     def forget_session(self, response: Response) -> Response:
         """``response``, telling the browser to drop its session cookie."""
         response.delete_cookie(
@@ -541,17 +555,7 @@ def login(
         if isinstance(exc, TooManyAttempts):
             refused.headers["Retry-After"] = str(exc.retry_after)
         return refused
-    response = RedirectResponse(PREFIX, status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        value,
-        max_age=COOKIE_MAX_AGE,
-        path=PREFIX,
-        httponly=True,
-        samesite="lax",  # a link to the workspace from an email opens it logged in
-        secure=dash.secure,
-    )
-    return response
+    return dash.logged_in(value)
 
 
 def _token_login(settings: Settings, token: str, ended: str) -> str:

@@ -24,6 +24,7 @@ from distributor.core.logs import redact_handlers
 from distributor.reporting import metrics
 from distributor.site.builder import build_site
 from distributor.web import (
+    accounts,
     admin,
     api,
     apibase,
@@ -177,6 +178,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(topics_api.router, prefix=apibase.PREFIX)
     app.include_router(media_api.router, prefix=apibase.PREFIX)
     app.include_router(admin.router)
+    app.include_router(accounts.router)
     app.include_router(subscribe.router)
     app.include_router(machine)
     app.add_exception_handler(StarletteHTTPException, not_found_page)  # type: ignore[arg-type]

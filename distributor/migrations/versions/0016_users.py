@@ -1,5 +1,5 @@
-"""named accounts with roles; tokens and dashboard sessions can belong to one; failed
-logins counted
+"""named accounts with roles, and invitations (with their emails' ledger); tokens and
+dashboard sessions can belong to an account; failed logins counted
 
 Revision ID: 0016
 Revises: 0015
@@ -40,6 +40,39 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('key_hash', name=op.f('pk_login_failures')),
     )
     op.create_index(op.f('ix_login_failures_blocked_until'), 'login_failures', ['blocked_until'], unique=False)
+    op.create_table('invitations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('email', sa.String(length=254), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('nonce', sa.String(length=24), nullable=False),
+    sa.Column('invited_by', sa.String(length=200), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.Column('accepted_at', sa.DateTime(), nullable=True),
+    sa.Column('cancelled_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_invitations')),
+    sqlite_autoincrement=True,
+    )
+    op.create_index(op.f('ix_invitations_email'), 'invitations', ['email'], unique=False)
+    op.create_table('invitation_emails',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('invitation_id', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(), nullable=False),
+    sa.Column('lease_until', sa.DateTime(), nullable=True),
+    sa.Column('lease_token', sa.String(length=32), nullable=True),
+    sa.Column('smtp_code', sa.Integer(), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('sent_at', sa.DateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['invitation_id'], ['invitations.id'], name=op.f('fk_invitation_emails_invitation_id_invitations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_invitation_emails')),
+    sqlite_autoincrement=True,
+    )
+    op.create_index('ix_invitation_emails_due', 'invitation_emails', ['status', 'next_attempt_at'], unique=False)
+    op.create_index(op.f('ix_invitation_emails_invitation_id'), 'invitation_emails', ['invitation_id'], unique=False)
     # Tokens and sessions made before accounts existed belong to no user: a token keeps
     # what its scopes allow. SQLite recreates both tables: ids stay never reused.
     for table in ('api_tokens', 'admin_sessions'):
@@ -60,6 +93,8 @@ def downgrade() -> None:
             batch.drop_index(op.f(f'ix_{table}_user_id'))
             batch.drop_constraint(op.f(f'fk_{table}_user_id_users'), type_='foreignkey')
             batch.drop_column('user_id')
+    op.drop_table('invitation_emails')
+    op.drop_table('invitations')
     op.drop_index(op.f('ix_login_failures_blocked_until'), table_name='login_failures')
     op.drop_table('login_failures')
     op.drop_table('users')
