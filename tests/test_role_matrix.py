@@ -69,6 +69,9 @@ NEEDS: dict[str, Can] = {
     "POST /admin/accounts/disable": Can.ACCOUNTS,
     "POST /admin/accounts/enable": Can.ACCOUNTS,
     "POST /admin/accounts/invitations/{invitation_id}/cancel": Can.ACCOUNTS,
+    "GET /admin/account/2fa": Can.DRAFT,  # every role sets up its own
+    "POST /admin/account/2fa/start": Can.DRAFT,
+    "POST /admin/account/2fa": Can.DRAFT,
 }
 # What each role may do, as the issue and the README say it (not read from the code).
 MAY = {
@@ -83,6 +86,8 @@ OPEN = {
     "POST /admin/login",
     "POST /admin/logout",
     "GET /admin/static/{name}",
+    "GET /admin/login/code",  # the password's step is the credential
+    "POST /admin/login/code",
     "GET /admin/invitation/{token}",  # the link is the credential
     "POST /admin/invitation/{token}",
 }

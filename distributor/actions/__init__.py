@@ -19,15 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from distributor.actions.accounts import (
+        Login,
         accept_invitation,
         cancel_invitation,
+        confirm_totp,
         create_user,
         disable_user,
         enable_user,
         invite,
         log_in,
+        log_in_with_code,
+        reset_totp,
         set_user_password,
         set_user_role,
+        start_totp,
     )
     from distributor.actions.audience import erase, erase_subscriber, import_subscribers
     from distributor.actions.media import upload_image
@@ -48,6 +53,11 @@ if TYPE_CHECKING:
 #: (PEP 562): a command that only erases someone does not load the release machinery, and
 #: every command starts sooner.
 _HOME = {
+    "Login": "accounts",
+    "reset_totp": "accounts",
+    "confirm_totp": "accounts",
+    "start_totp": "accounts",
+    "log_in_with_code": "accounts",
     "accept_invitation": "accounts",
     "cancel_invitation": "accounts",
     "invite": "accounts",
@@ -87,10 +97,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "KeyClaim",
+    "Login",
     "Withdrawal",
     "accept_invitation",
     "add_topic",
     "cancel_invitation",
+    "confirm_totp",
     "correct",
     "create_release",
     "create_user",
@@ -102,11 +114,14 @@ __all__ = [
     "import_subscribers",
     "invite",
     "log_in",
+    "log_in_with_code",
     "publish",
     "rename_topic",
+    "reset_totp",
     "send_test",
     "set_user_password",
     "set_user_role",
+    "start_totp",
     "unschedule",
     "update_draft",
     "upload_image",

@@ -10,6 +10,7 @@ the client's address, in a transaction of its own so that it stays counted.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from distributor.core import audit
 from distributor.core.admin_sessions import end_session, start_session
@@ -18,9 +19,11 @@ from distributor.core.db import session_scope
 from distributor.core.errors import Unauthorized
 from distributor.core.models import Invitation, User
 from distributor.core.queue import TaskQueue
-from distributor.office import accounts, invitations, logins
+from distributor.core.tokens import InvalidToken, Purpose, make_token, read_link
+from distributor.office import accounts, invitations, logins, totp
 
 log = logging.getLogger(__name__)
+CODE_STEP_SECONDS = 300  # from a good password to its code
 
 
 def create_user(
@@ -99,23 +102,106 @@ def accept_invitation(settings: Settings, token: str, password: str) -> str:
         return start_session(session, user_id=user.id)
 
 
-def log_in(settings: Settings, email: str, password: str, address: str, ended: str = "") -> str:
+@dataclass(frozen=True)
+class Login:
+    """What a good password opens: a session (``session``, its cookie value), or, for an
+    account with two-factor login, the step that asks for its code (``code_step``: a signed
+    value naming the account, for five minutes)."""
+
+    session: str | None = None
+    code_step: str | None = None
+
+
+def log_in(settings: Settings, email: str, password: str, address: str, ended: str = "") -> Login:
     """A new dashboard session for the account of ``email`` if ``password`` is its
-    password; returns the cookie value, and ends the session ``ended`` (the browser's old
-    one, if any). Raises TooManyAttempts while the address typed or the client ``address``
-    is throttled (the password is not checked then), and Unauthorized, with the same
-    words whether the account exists or not, for a wrong one."""
+    password (ending the session ``ended``, the browser's old one, if any) — or, when the
+    account logs in with a one-time code, the code step (:func:`log_in_with_code`). Raises
+    TooManyAttempts while the address typed or the client ``address`` is throttled (the
+    password is not checked then), and Unauthorized, with the same words whether the
+    account exists or not, for a wrong one."""
     with session_scope(settings) as session:
         logins.check_allowed(session, email, address)
     try:
         with session_scope(settings) as session:
             user = accounts.check_login(session, email, password)
             logins.record_success(session, email)
+            if user.totp_enabled_at is not None:
+                step = make_token(settings, Purpose.LOGIN_CODE, user.id, nonce=_code_nonce(user))
+                return Login(code_step=step)
             end_session(session, ended)
-            value = start_session(session, user_id=user.id)
+            return Login(session=start_session(session, user_id=user.id))
     except Unauthorized:
-        with session_scope(settings) as session:
-            logins.record_failure(session, email, address)
-        log.warning("a login to the workspace failed (from %s)", address or "an unknown address")
+        _failed(settings, email, address)
         raise
-    return value
+
+
+def log_in_with_code(
+    settings: Settings, code_step: str, code: str, address: str, ended: str = ""
+) -> str:
+    """The session of the account whose password opened ``code_step`` (five minutes ago at
+    most), once ``code`` is a one-time code of its app not used before; its cookie value.
+    Failed codes count against the account and the address as failed passwords do."""
+    try:
+        link = read_link(settings, Purpose.LOGIN_CODE, code_step, CODE_STEP_SECONDS)
+    except InvalidToken as exc:
+        raise Unauthorized("the login took too long: type your password again") from exc
+    with session_scope(settings) as session:
+        user = session.get(User, link.id)
+        if user is None or user.disabled_at is not None:
+            raise Unauthorized(accounts.WRONG_LOGIN)
+        email = user.email
+        if not link.fits(_code_nonce(user)):
+            raise Unauthorized("the login took too long: type your password again")
+        logins.check_allowed(session, email, address)
+    try:
+        with session_scope(settings) as session:
+            user = session.get_one(User, link.id)
+            totp.check_code(user, code)
+            logins.record_success(session, email)
+            end_session(session, ended)
+            return start_session(session, user_id=user.id)
+    except Unauthorized:
+        _failed(settings, email, address)
+        raise
+
+
+def _code_nonce(user: User) -> str:
+    """What ties a code step to the account as it was: a new password, or two-factor login
+    taken off, makes earlier steps worthless."""
+    changed = int(user.password_changed_at.timestamp())
+    enabled = int(user.totp_enabled_at.timestamp()) if user.totp_enabled_at else 0
+    return f"{changed:x}{enabled:x}"
+
+
+def _failed(settings: Settings, email: str, address: str) -> None:
+    with session_scope(settings) as session:
+        logins.record_failure(session, email, address)
+    log.warning("a login to the workspace failed (from %s)", address or "an unknown address")
+
+
+def start_totp(settings: Settings, user_id: int) -> str:
+    """Start (or start again) the two-factor enrolment of the user ``user_id``: a new
+    secret; returns the ``otpauth://`` address for their app."""
+    with session_scope(settings) as session:
+        user = session.get_one(User, user_id)
+        totp.start_enrolment(user)
+        return totp.provisioning_uri(settings, user)
+
+
+def confirm_totp(settings: Settings, user_id: int, code: str) -> None:
+    """Switch two-factor login on for ``user_id`` once ``code`` comes from the new secret,
+    recorded in the audit trail."""
+    with session_scope(settings) as session:
+        user = session.get_one(User, user_id)
+        totp.confirm_enrolment(user, code)
+        audit.record(session, f"user:{user.email}", "user-2fa-on", f"user {user.email}")
+
+
+def reset_totp(settings: Settings, email: str, by: str) -> User:
+    """Take two-factor login off ``email``'s account (a lost phone); its sessions end."""
+    with session_scope(settings) as session:
+        user = accounts.find_user(session, email)
+        totp.reset(user)
+        accounts.end_user_sessions(session, user.id)
+        audit.record(session, by, "user-2fa-reset", f"user {user.email}")
+    return user

@@ -369,6 +369,14 @@ def users_disable(email: str) -> None:
     out.print(f"{user.email} disabled; its sessions have ended", markup=False, highlight=False)
 
 
+@users_app.command("reset-2fa")
+def users_reset_2fa(email: str) -> None:
+    """Take two-factor login off an account (a lost phone); its sessions end. If its role
+    requires it, it sets it up again at its next login."""
+    user = actions.reset_totp(settings(), email, audit.cli_actor())
+    out.print(f"two-factor login of {user.email} is off", markup=False, highlight=False)
+
+
 @users_app.command("enable")
 def users_enable(email: str) -> None:
     """Let a disabled account log in again."""

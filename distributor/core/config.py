@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=2, ge=1)
     feed_size: int = Field(default=50, ge=1)
     confirm_max_age_days: int = Field(default=7, ge=1)
+    # Publishers and admins must use a one-time code (TOTP) at login (office/totp.py).
+    require_totp: bool = False
     rate_limit_requests: int = Field(default=10, ge=1)
     rate_limit_window_seconds: int = Field(default=600, ge=1)
     soft_bounce_limit: int = Field(default=3, ge=1)

@@ -30,6 +30,7 @@ class Purpose(StrEnum):
     PREFERENCES = "preferences"
     CONFIRM = "confirm"
     INVITE = "invite"  # an invitation to the press office's workspace (office/invitations.py)
+    LOGIN_CODE = "login-code"  # a password checked, the one-time code still to come (totp.py)
     CSRF = "csrf"  # signs a random value, not a subscriber id (web/guards.py)
 
 

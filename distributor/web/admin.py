@@ -38,6 +38,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from distributor import actions
+from distributor.actions.accounts import CODE_STEP_SECONDS
 from distributor.core import heartbeat
 from distributor.core.admin_sessions import (
     SESSION_MAX_AGE,
@@ -64,6 +65,7 @@ from distributor.core.roles import Caller, Can, user_caller
 from distributor.core.tokens import Purpose, signer
 from distributor.mail.preview import render_preview, send_test
 from distributor.office.accounts import MAX_PASSWORD
+from distributor.office.totp import must_enrol
 from distributor.outbox import notices
 from distributor.releases.lifecycle import get_release
 from distributor.releases.source import MAX_SOURCE_BYTES, parse_release
@@ -89,6 +91,7 @@ from distributor.web.rights import declare
 PREFIX = "/admin"
 SCOPE = "releases"
 SESSION_COOKIE = "distributor_admin"
+CODE_COOKIE = "distributor_admin_code"  # a password checked, its one-time code to come
 CSRF_COOKIE = "distributor_admin_csrf"  # not the public forms' cookie: its path is /admin
 COOKIE_MAX_AGE = int(SESSION_MAX_AGE.total_seconds())  # the browser forgets it with the row
 CSRF_REUSE_AGE = CSRF_MAX_AGE - 1800  # a form rendered now stays valid at least 30 minutes
@@ -118,6 +121,9 @@ class Admin:
 
     name: str
     caller: Caller
+    user_id: int | None = None  # None: logged in with a token
+    must_enrol: bool = False  # two-factor login required and not set up yet (totp.py)
+    totp_on: bool = False
 
     @property
     def actor(self) -> str:
@@ -319,6 +325,20 @@ class Dashboard:
         )
         return response
 
+    def code_step(self, step: str) -> RedirectResponse:
+        """To the page that asks for the one-time code, holding the password's step."""
+        response = RedirectResponse(f"{PREFIX}/login/code", status_code=303)
+        response.set_cookie(
+            CODE_COOKIE,
+            step,
+            max_age=CODE_STEP_SECONDS,
+            path=PREFIX,
+            httponly=True,
+            samesite="strict",
+            secure=self.secure,
+        )
+        return response
+
     def forget_session(self, response: Response) -> Response:
         """``response``, telling the browser to drop its session cookie."""
         response.delete_cookie(
@@ -432,7 +452,7 @@ async def app_dashboard(request: Request) -> Dashboard:
 Dash = Annotated[Dashboard, Depends(app_dashboard)]
 
 
-def _session_owner(session: Session, found: AdminSession) -> Admin | None:
+def _session_owner(session: Session, found: AdminSession, settings: Settings) -> Admin | None:
     """Who the live session ``found`` belongs to, checked afresh: an enabled account, or a
     token neither revoked, nor without the scope, nor of a disabled account. None (and
     the token's sessions ended, when it was revoked) otherwise."""
@@ -440,7 +460,13 @@ def _session_owner(session: Session, found: AdminSession) -> Admin | None:
         user = session.get(User, found.user_id)
         if user is None or user.disabled_at is not None:
             return None
-        return Admin(user.name or user.email, user_caller(user.email, user.role))
+        return Admin(
+            user.name or user.email,
+            user_caller(user.email, user.role),
+            user.id,
+            must_enrol(settings, user),
+            user.totp_enabled_at is not None,
+        )
     token = session.get(ApiToken, found.token_id) if found.token_id else None
     if token is None:
         return None
@@ -463,7 +489,7 @@ def current_admin(request: Request, dash: Dash) -> Admin:
         # sessions) before the request is turned away.
         with session_scope(dash.settings) as session:
             found = find_session(session, cookie)
-            admin = _session_owner(session, found) if found is not None else None
+            admin = _session_owner(session, found, dash.settings) if found else None
             if admin is not None:
                 return admin
     raise _Answer(dash.to_login(request))
@@ -488,6 +514,8 @@ def allowed(need: Can) -> Callable[..., Admin]:
     page saying what they cannot do (403) otherwise."""
 
     def check(request: Request, admin: LoggedIn, dash: Dash) -> Admin:
+        if admin.must_enrol:  # nothing else until two-factor login is set up
+            raise _Answer(RedirectResponse(f"{PREFIX}/account/2fa", status_code=303))
         try:
             admin.caller.require(need)
         except Forbidden as exc:
@@ -549,7 +577,10 @@ def login(
             value = _token_login(dash.settings, token.strip(), ended)
         else:
             address = request.client.host if request.client else ""
-            value = actions.log_in(dash.settings, email, password, address, ended)
+            done = actions.log_in(dash.settings, email, password, address, ended)
+            if done.code_step is not None:
+                return dash.code_step(done.code_step)
+            value = done.session or ""
     except (Unauthorized, Forbidden) as exc:
         refused = dash.login_form(request, status_of(exc), _login_refusal(exc, bool(token)))
         if isinstance(exc, TooManyAttempts):

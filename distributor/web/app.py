@@ -33,6 +33,7 @@ from distributor.web import (
     releases_api,
     subscribe,
     topics_api,
+    twofactor,
 )
 from distributor.web.bodies import BodyGuard
 from distributor.web.errors import DEFAULT_STATUS, status_of
@@ -179,6 +180,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(media_api.router, prefix=apibase.PREFIX)
     app.include_router(admin.router)
     app.include_router(accounts.router)
+    app.include_router(twofactor.router)
     app.include_router(subscribe.router)
     app.include_router(machine)
     app.add_exception_handler(StarletteHTTPException, not_found_page)  # type: ignore[arg-type]
