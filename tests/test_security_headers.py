@@ -74,7 +74,7 @@ def test_newsroom_pages_and_forms_have_a_csp_and_cannot_be_framed(site) -> None:
         assert_page_headers(answer, path)
         assert answer.headers["referrer-policy"] == "strict-origin-when-cross-origin"
         assert answer.headers["cache-control"] == "no-store"  # a CSRF cookie, an error
-    # The API's docs load Swagger UI from its CDN; they cannot be framed either.
+    # The API's docs load Swagger UI from this site only; they cannot be framed either.
     docs = client.get("/api/docs")
     assert docs.headers["content-security-policy"] == DOCS_CSP
     assert docs.headers["x-frame-options"] == "DENY"

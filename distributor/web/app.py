@@ -28,10 +28,12 @@ from distributor.web import (
     admin,
     api,
     apibase,
+    apidocs,
     deps,
     media_api,
     releases_api,
     subscribe,
+    swagger,
     topics_api,
     twofactor,
 )
@@ -164,9 +166,9 @@ def create_app(settings: Settings) -> FastAPI:
     app = _SiteApp(
         settings,
         title="distributor",
-        docs_url="/api/docs",
+        docs_url=None,  # apidocs: Swagger UI from this site, not a CDN
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=swagger.OPENAPI_URL,
         lifespan=lifespan,
     )
     # What the module-level routers read, per app (web/deps.py).
@@ -178,6 +180,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(releases_api.router, prefix=apibase.PREFIX)
     app.include_router(topics_api.router, prefix=apibase.PREFIX)
     app.include_router(media_api.router, prefix=apibase.PREFIX)
+    app.include_router(apidocs.router, prefix=apibase.PREFIX)
     app.include_router(admin.router)
     app.include_router(accounts.router)
     app.include_router(twofactor.router)

@@ -14,7 +14,8 @@ what each policy says.
   site's logs keep the token.
 - The dashboard (``/admin``): ``ADMIN_CSP`` (its script and style sheet, from itself only),
   ``Referrer-Policy: same-origin``; its email previews set their own (``EMAIL_PREVIEW_CSP``).
-- ``/api/docs``: ``DOCS_CSP`` (Swagger UI's script and style from its CDN).
+- ``/api/docs``: ``DOCS_CSP`` (Swagger UI's script and style sheet from this site only, and
+  the page's one inline script by its hash: ``swagger.py``).
 - Every dynamic answer: ``Cache-Control: no-store`` unless the route chose otherwise (they
   carry a CSRF cookie, a subscriber's data, or an error).
 
@@ -32,11 +33,11 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from distributor.core.logs import PERSONAL_LINK_PATHS
+from distributor.web.swagger import DOCS_PATH, SCRIPT_SOURCE
 
 Headers = tuple[tuple[bytes, bytes], ...]
 
 ADMIN_PREFIX: Final = "/admin"
-DOCS_PATH: Final = "/api/docs"
 ADMIN_CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; frame-src 'self'; form-action 'self'; base-uri 'none'; "
@@ -49,10 +50,12 @@ EMAIL_PREVIEW_CSP: Final = (
     "font-src https: data:; base-uri 'none'; form-action 'none'; sandbox; "
     "frame-ancestors 'self'"
 )
+# Swagger UI: its script, style sheet and icon from this site (/api/docs/…), the inline
+# script that starts it by its hash, the icons of its style sheet (data: URLs), the schema
+# and "Try it out" requests to this site.
 DOCS_CSP: Final = (
-    "default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
-    "style-src https://cdn.jsdelivr.net 'unsafe-inline'; "
-    "img-src 'self' https://fastapi.tiangolo.com data:; connect-src 'self'; "
+    f"default-src 'none'; script-src 'self' {SCRIPT_SOURCE}; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 PUBLIC_REFERRER: Final = "strict-origin-when-cross-origin"
