@@ -541,6 +541,12 @@ RUN: dict[str, Step] = {
         has(r"^jo@example.org disabled; its sessions have ended$")
     ),
     "distributor users enable jo@example.org": Step(has(r"^jo@example.org enabled$")),
+    'distributor users invite sam@example.org --role writer --name "Sam Lee"': Step(
+        has(r"^sam@example.org invited as writer: the link goes by email, valid 7 days$")
+    ),
+    "distributor users reset-2fa jo@example.org": Step(
+        has(r"^two-factor login of jo@example.org is off$")
+    ),
     # Production
     "cp .env.example .env": Step(env_copied),
     'python3 -c "import secrets; print(secrets.token_urlsafe(32))"': Step(key_is_strong),
