@@ -5,6 +5,7 @@ free for the next release, the trail records who deleted what; a published relea
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -59,7 +60,12 @@ def test_a_published_release_is_withdrawn_not_deleted(
     client, auth = desk
     rid = create(desk, release_text())
     with session_scope(settings) as session:
-        mark_published(session, rid)
+        mark_published(session, rid, at=datetime.now(UTC) + timedelta(days=1))
+    scheduled = client.delete(f"/api/releases/{rid}", headers=auth)
+    assert scheduled.status_code == 409
+    assert "only a draft is deleted (unschedule it first)" in scheduled.json()["error"]
+    with session_scope(settings) as session:
+        mark_published(session, rid)  # now, after all
     refused = client.delete(f"/api/releases/{rid}", headers=auth)
     assert refused.status_code == 409
     assert "withdraw a published release instead" in refused.json()["error"]

@@ -81,7 +81,7 @@ def delete_draft(session: Session, release_id: int) -> tuple[Release, list[int]]
         advice = {
             ReleaseState.SCHEDULED: "unschedule it first",
             ReleaseState.PUBLISHED: "withdraw a published release instead",
-        }.get(ReleaseState(release.state), "what was published stays on record")
+        }.get(ReleaseState(release.state), "a withdrawn release stays on record")
         raise Conflict(
             f"release {release_id} is {release.state}: only a draft is deleted ({advice})"
         )
