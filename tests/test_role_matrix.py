@@ -39,6 +39,7 @@ NEEDS: dict[str, Can] = {
     "POST /api/releases": Can.DRAFT,
     "GET /api/releases/{release_id}": Can.DRAFT,
     "PUT /api/releases/{release_id}": Can.DRAFT,
+    "DELETE /api/releases/{release_id}": Can.DRAFT,
     "GET /api/releases/{release_id}/preview": Can.DRAFT,
     "POST /api/releases/{release_id}/test": Can.DRAFT,
     "POST /api/releases/{release_id}/publish": Can.PUBLISH,

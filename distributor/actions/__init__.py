@@ -4,7 +4,7 @@ packages, records who did it (``by``) in the same transaction, commits, and only
 wakes the workers. The faces (``cli``, ``web``) call these; they never write the audit
 trail themselves (tests/test_audit_faces.py).
 
-- releases: create, update a draft, send a test, publish or schedule, unschedule,
+- releases: create, update or delete a draft, send a test, publish or schedule, unschedule,
   correct, withdraw;
 - audience: import subscribers, erase a person;
 - topics: add, rename, delete;
@@ -37,10 +37,12 @@ if TYPE_CHECKING:
     from distributor.actions.audience import erase, erase_subscriber, import_subscribers
     from distributor.actions.media import upload_image
     from distributor.actions.releases import (
+        Deletion,
         KeyClaim,
         Withdrawal,
         correct,
         create_release,
+        delete_draft,
         publish,
         send_test,
         unschedule,
@@ -71,10 +73,12 @@ _HOME = {
     "erase_subscriber": "audience",
     "import_subscribers": "audience",
     "upload_image": "media",
+    "Deletion": "releases",
     "KeyClaim": "releases",
     "Withdrawal": "releases",
     "correct": "releases",
     "create_release": "releases",
+    "delete_draft": "releases",
     "publish": "releases",
     "send_test": "releases",
     "unschedule": "releases",
@@ -96,6 +100,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Deletion",
     "KeyClaim",
     "Login",
     "Withdrawal",
@@ -106,6 +111,7 @@ __all__ = [
     "correct",
     "create_release",
     "create_user",
+    "delete_draft",
     "delete_topic",
     "disable_user",
     "enable_user",

@@ -1,5 +1,5 @@
-"""What the press office does to a release: create, update a draft, send a test, publish
-(or schedule), unschedule, correct, withdraw. Each action opens its transaction, does the
+"""What the press office does to a release: create, update or delete a draft, send a test,
+publish (or schedule), unschedule, correct, withdraw. Each action opens its transaction, does the
 work, adds its audit record in the same transaction (both commit, or neither) and, only
 after the commit, wakes the workers: a worker never sees work that might still roll back.
 ``by`` is who acts, as the trail names them (``cli:USER``, ``token:NAME``).
@@ -71,6 +71,32 @@ def update_draft(settings: Settings, release_id: int, draft: ReleaseDraft, by: s
         release = lifecycle.update_draft(session, settings, release_id, draft)
         audit.record(session, by, "update", f"release {release_id}")
     return release
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What deleting a draft did: the ``slug`` now free, and the ``unlinked`` ids of its
+    translations (each now its own original)."""
+
+    release_id: int
+    title: str
+    slug: str
+    unlinked: list[int]
+
+
+def delete_draft(settings: Settings, release_id: int, by: str) -> Deletion:
+    """Delete draft ``release_id`` (``lifecycle.delete_draft``), recorded as deleted by
+    ``by`` with its title and slug (the trail keeps them: the row is gone). Nothing is on
+    the site or in the outbox for a draft: there is nothing to regenerate or cancel. Raises
+    NotFound, or Conflict unless it is a draft."""
+    with session_scope(settings) as session:
+        release, unlinked = lifecycle.delete_draft(session, release_id)
+        details: dict[str, object] = {"title": release.title, "slug": release.slug}
+        if unlinked:
+            details["unlinked"] = unlinked
+        audit.record(session, by, "delete", f"release {release_id}", **details)
+        done = Deletion(release_id, release.title, release.slug, unlinked)
+    return done
 
 
 def send_test(

@@ -39,6 +39,7 @@ from distributor.core.errors import (
 )
 from distributor.core.filemodes import open_private_text
 from distributor.core.logs import setup_logging
+from distributor.core.models import ReleaseState
 from distributor.core.queue import TaskQueue
 from distributor.core.urls import release_path
 from distributor.mail.dkim import load_signer
@@ -61,7 +62,9 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="The database.")
 topics_app = typer.Typer(no_args_is_help=True, help="Topics subscribers follow.")
 subs_app = typer.Typer(no_args_is_help=True, help="Subscribers: import, export, erase.")
-releases_app = typer.Typer(no_args_is_help=True, help="Releases: create, publish, status.")
+releases_app = typer.Typer(
+    no_args_is_help=True, help="Releases: list, show, create, update, delete, publish, status."
+)
 feeds_app = typer.Typer(no_args_is_help=True, help="Feeds (kept for scripts: see `site`).")
 site_app = typer.Typer(no_args_is_help=True, help="The static site: newsroom pages and feeds.")
 tokens_app = typer.Typer(no_args_is_help=True, help="Bearer tokens for the admin API.")
@@ -401,6 +404,12 @@ def _create(s: Settings, file: Path) -> tuple[int, str]:
     with db.session_scope(s) as session:
         release = create_release(session, s, draft)
         release_id, slug = release.id, release.slug
+    _warn_if_cut(draft, slug)
+    return release_id, release_path(slug)
+
+
+def _warn_if_cut(draft: ReleaseDraft, slug: str) -> None:
+    """Say on stderr when the slug made from the draft's title had to be cut."""
     cut_from = slug_cut_from(draft)
     if cut_from is not None:
         err.print(
@@ -410,20 +419,29 @@ def _create(s: Settings, file: Path) -> tuple[int, str]:
             markup=False,
             highlight=False,
         )
-    return release_id, release_path(slug)
 
 
-def _parse_at(at: str | None) -> datetime | None:
-    """The time of ``--at``: None for none or ``now`` (publish at once)."""
+def _parse_at(s: Settings, at: str | None) -> datetime | None:
+    """The time of ``--at``: None for none or ``now`` (publish at once). A time without an
+    offset is read in DISTRIBUTOR_TIMEZONE; one that does not exist there (the hour the
+    clocks skip) or happens twice (the hour they repeat) is refused: say the offset."""
     if at is None or at.strip().lower() == "now":
         return None
     try:
         when = datetime.fromisoformat(at)
     except ValueError as exc:
         raise ReleaseInputError(f"--at {at!r}: not an ISO 8601 date-time") from exc
-    if when.tzinfo is None:
-        raise ReleaseInputError(f"--at {at!r}: has no time zone (e.g. 2026-11-20T09:00+01:00)")
-    return when
+    if when.tzinfo is not None:
+        return when
+    first, second = when.replace(tzinfo=s.zone, fold=0), when.replace(tzinfo=s.zone, fold=1)
+    if first.utcoffset() != second.utcoffset():
+        back = first.astimezone(UTC).astimezone(s.zone).replace(tzinfo=None)
+        how = "does not exist" if back != when else "happens twice"
+        raise ReleaseInputError(
+            f"--at {at!r}: {how} in {s.timezone} (a clock change); give the offset, "
+            f"e.g. {first.isoformat(timespec='minutes')}"
+        )
+    return first
 
 
 @releases_app.command("create")
@@ -434,6 +452,117 @@ def releases_create(file: Path) -> None:
     release_id, path = _create(settings(), file)
     out.print(release_id)
     err.print(f"release {release_id} created: {path}", markup=False, highlight=False)
+
+
+@releases_app.command("list")
+def releases_list(
+    state: Annotated[ReleaseState | None, typer.Option(help="Only releases in this state")] = None,
+    lang: Annotated[str | None, typer.Option(help="Only releases in this language")] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="A JSON array, with the fields of GET /api/releases")
+    ] = False,
+) -> None:
+    """Every release, newest first: id, state, language, date (in DISTRIBUTOR_TIMEZONE),
+    slug and title, tab-separated (for scripts too); or with --json a JSON array."""
+    from distributor.reporting.releases import find_releases
+
+    s = settings()
+    with db.session_scope(s) as session:
+        page = find_releases(session, state, lang)
+    if json_:
+        items = [item.model_dump(mode="json") for item in page.items]
+        typer.echo(json.dumps(items, indent=2, ensure_ascii=False))
+        return
+    typer.echo("id\tstate\tlanguage\tdate\tslug\ttitle")
+    for r in page.items:
+        when = f"{r.date.astimezone(s.zone):%Y-%m-%d %H:%M %Z}"
+        typer.echo("\t".join([str(r.id), r.state, r.language, when, r.slug, r.title]))
+
+
+@releases_app.command("show")
+def releases_show(
+    release_id: int,
+    json_: Annotated[
+        bool, typer.Option("--json", help="The JSON that GET /api/releases/ID answers")
+    ] = False,
+) -> None:
+    """One release: its fields (times in DISTRIBUTOR_TIMEZONE) and its delivery counts."""
+    from distributor.releases.lifecycle import get_release
+    from distributor.reporting.releases import release_out
+
+    s = settings()
+    with db.session_scope(s) as session:
+        release = release_out(session, s, get_release(session, release_id))
+    if json_:
+        typer.echo(json.dumps(release.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        return
+
+    def when(moment: datetime | None) -> str:
+        return "-" if moment is None else local_time(s, moment)
+
+    c = release.counts
+    withdrawn = when(release.withdrawn_at)
+    if release.withdrawn_at is not None:
+        withdrawn += f" by {release.withdrawn_by}"
+        withdrawn += f": {release.withdrawn_reason}" if release.withdrawn_reason else ""
+    rows = [
+        ("id", str(release.id)),
+        ("state", release.state),
+        ("title", release.title),
+        ("language", release.language),
+        ("slug", release.slug),
+        ("url", release.url),
+        ("topics", ", ".join(release.topics) or "-"),
+        ("translation of", str(release.translation_of or "-")),
+        ("translations", ", ".join(map(str, release.translations)) or "-"),
+        ("date", when(release.date)),
+        ("dateline", release.dateline or "-"),
+        ("embargo", when(release.embargo_at)),
+        ("scheduled", when(release.scheduled_at)),
+        ("published", when(release.published_at)),
+        ("corrected", when(release.corrected_at)),
+        ("withdrawn", withdrawn),
+        ("created", when(release.created_at)),
+        ("updated", when(release.updated_at)),
+        (
+            "deliveries",
+            f"planned {c.planned} · pending {c.pending} · sent {c.sent} · deferred "
+            f"{c.deferred} · failed {c.failed} · cancelled {c.cancelled}",
+        ),
+        ("bounces", f"{c.hard_bounces} hard, {c.soft_bounces} soft"),
+        ("unsubscribed since", str(c.unsubscribed_since)),
+        ("time to send", "-" if c.time_to_send is None else f"{c.time_to_send:.1f} s"),
+    ]
+    rows += [(f"no version in {lang}", f"{n} follower(s)") for lang, n in c.without_version.items()]
+    for label, value in rows:
+        typer.echo(f"{label + ':':<20}{value}")
+
+
+@releases_app.command("update")
+def releases_update(release_id: int, file: Path) -> None:
+    """Replace a draft with FILE.md (every field; its slug too when the file sets one).
+    Only a draft: unschedule a scheduled release first, correct a published one."""
+    s = settings()
+    draft = _read_release(s, file)
+    release = actions.update_draft(s, release_id, draft, audit.cli_actor())
+    _warn_if_cut(draft, release.slug)
+    out.print(
+        f"release {release_id} updated: {release_path(release.slug)}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@releases_app.command("delete")
+def releases_delete(release_id: int) -> None:
+    """Delete a draft: its slug is free again (its id is never reused). Only a draft: a
+    published release is withdrawn instead. Images it used stay stored."""
+    done = actions.delete_draft(settings(), release_id, audit.cli_actor())
+    said = f"release {release_id} deleted ({done.title}); its slug {done.slug} is free"
+    if done.unlinked:
+        ids = ", ".join(map(str, done.unlinked))
+        said += f"; release(s) {ids} no longer translate it"
+    out.print(said, markup=False, highlight=False)
 
 
 @releases_app.command("preview")
@@ -487,7 +616,7 @@ def releases_test(
 def _publish(s: Settings, release_id: int, at: str | None) -> None:
     queue = TaskQueue(s)
     try:
-        release = actions.publish(s, queue, release_id, _parse_at(at), by=audit.cli_actor())
+        release = actions.publish(s, queue, release_id, _parse_at(s, at), by=audit.cli_actor())
     finally:
         queue.close()
     if release.state == "scheduled" and release.scheduled_at:
@@ -520,7 +649,11 @@ def local_time(s: Settings, moment: datetime) -> str:
 def releases_publish(
     release_id: int,
     at: Annotated[
-        str | None, typer.Option(help="ISO 8601 time to publish at (not in the past), or now")
+        str | None,
+        typer.Option(
+            help="ISO 8601 time to publish at (not in the past; without an offset, in "
+            "DISTRIBUTOR_TIMEZONE), or now"
+        ),
     ] = None,
 ) -> None:
     """Publish a release now (or at --at): emails go out and the feeds are regenerated.
@@ -618,13 +751,17 @@ def releases_unschedule(release_id: int) -> None:
 def publish_file(
     file: Path,
     at: Annotated[
-        str | None, typer.Option(help="ISO 8601 time to publish at (not in the past), or now")
+        str | None,
+        typer.Option(
+            help="ISO 8601 time to publish at (not in the past; without an offset, in "
+            "DISTRIBUTOR_TIMEZONE), or now"
+        ),
     ] = None,
 ) -> None:
     """Create a release from FILE.md and publish it."""
     s = settings()
     broker.require(s)  # before the release is stored: a broker it cannot have stops it whole
-    check_publish_time(str(file), _parse_at(at))  # refused before the draft exists
+    check_publish_time(str(file), _parse_at(s, at))  # refused before the draft exists
     release_id, path = _create(s, file)
     out.print(f"release {release_id} created: {path}", markup=False, highlight=False)
     _publish(s, release_id, at)

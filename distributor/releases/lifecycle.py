@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from distributor.core.config import Settings
@@ -67,6 +67,38 @@ def update_draft(
     _fill(release, draft, utcnow())
     session.flush()
     return release
+
+
+def delete_draft(session: Session, release_id: int) -> tuple[Release, list[int]]:
+    """Delete draft ``release_id``: its row and what hangs on it (its topics' links; a draft
+    has no deliveries or notices). Its slug is free again; its id is never given again
+    (the table counts on). Releases that were its translations stay, unlinked: each is its
+    own original from now on. Returns the release as it was (detached) and the ids of the
+    translations unlinked. Raises NotFound, Conflict unless it is a draft (a scheduled one
+    is unscheduled first, a published one withdrawn: what was sent stays on record)."""
+    release = get_release(session, release_id)
+    if release.state != ReleaseState.DRAFT:
+        advice = {
+            ReleaseState.SCHEDULED: "unschedule it first",
+            ReleaseState.PUBLISHED: "withdraw a published release instead",
+        }.get(ReleaseState(release.state), "a withdrawn release stays on record")
+        raise Conflict(
+            f"release {release_id} is {release.state}: only a draft is deleted ({advice})"
+        )
+    unlinked = list(
+        session.scalars(
+            select(Release.id).where(Release.translation_of_id == release_id).order_by(Release.id)
+        )
+    )
+    if unlinked:
+        session.execute(
+            update(Release)
+            .where(Release.translation_of_id == release_id)
+            .values(translation_of_id=None)
+        )
+    session.delete(release)
+    session.flush()
+    return release, unlinked
 
 
 def _references(session: Session, draft: ReleaseDraft) -> tuple[list[Topic], Release | None]:

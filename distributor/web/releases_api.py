@@ -1,5 +1,5 @@
 """The admin API's releases (under ``/api``): the whole life of a release — create (JSON or
-Markdown), read, update a draft, preview, test-send, publish (now or at a time),
+Markdown), read, update or delete a draft, preview, test-send, publish (now or at a time),
 unschedule, correct, withdraw — and its delivery status and report.
 
 Every call needs a bearer token with the ``releases`` scope; a token made for a user can
@@ -15,13 +15,11 @@ one distribution, and answers the same.
 
 import io
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from distributor import actions
@@ -30,7 +28,6 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Release, ReleaseState
 from distributor.core.roles import Caller, Can
-from distributor.core.urls import release_url
 from distributor.mail.preview import MAX_TEST_ADDRESSES, render_preview
 from distributor.releases.lifecycle import MAX_REASON, get_release
 from distributor.releases.source import (
@@ -40,8 +37,13 @@ from distributor.releases.source import (
     draft_from_fields,
     parse_release,
 )
+from distributor.reporting.releases import (
+    ReleaseOut,
+    ReleasePage,
+    find_releases,
+    release_out,
+)
 from distributor.reporting.report import delivery_lines, write_csv
-from distributor.reporting.status import ReleaseStatus, release_status
 from distributor.web.apibase import (
     MAX_ID,
     PRINTABLE,
@@ -81,62 +83,6 @@ class ReleaseIn(FrontMatter):
     body: Annotated[str, Field(max_length=MAX_SOURCE_BYTES)] = ""
 
 
-class Counts(BaseModel):
-    """Where a release's deliveries stand."""
-
-    planned: int = Field(description="Deliveries in the ledger, in any status")
-    pending: int
-    sent: int
-    deferred: int = Field(description="Refused for now; tried again later")
-    failed: int
-    cancelled: int = Field(description="Not sent: the person left, or the release was withdrawn")
-    bounced: int = Field(description="Sent, then reported back as undeliverable")
-    hard_bounces: int
-    soft_bounces: int
-    unsubscribed_since: int = Field(description="Recipients who unsubscribed after receiving it")
-    first_sent_at: datetime | None
-    last_sent_at: datetime | None
-    time_to_send: float | None = Field(
-        description="Seconds from publication to the last message, once nothing is left to send"
-    )
-    without_version: dict[str, int] = Field(
-        description="Per language: confirmed followers of its topics who read a language it "
-        "has no version in (they get nothing)"
-    )
-
-
-class ReleaseOut(BaseModel):
-    """A release, its state, and its delivery counts."""
-
-    id: int
-    slug: str
-    url: str = Field(description="Its permanent page (live once published)")
-    title: str
-    language: str
-    state: ReleaseState
-    topics: list[str]
-    translation_of: int | None = Field(description="The id of the release it translates")
-    translations: list[int] = Field(description="The ids of its other language versions")
-    date: datetime
-    dateline: str
-    lead: str
-    body_html: str
-    body_text: str
-    contacts: list[dict[str, Any]]
-    images: list[dict[str, Any]]
-    attachments: list[dict[str, Any]]
-    embargo_at: datetime | None
-    scheduled_at: datetime | None
-    published_at: datetime | None
-    corrected_at: datetime | None
-    withdrawn_at: datetime | None
-    withdrawn_by: str
-    withdrawn_reason: str
-    created_at: datetime
-    updated_at: datetime
-    counts: Counts
-
-
 class WithdrawnOut(ReleaseOut):
     """A release just withdrawn, and how many withdrawal notices that planned."""
 
@@ -144,27 +90,6 @@ class WithdrawnOut(ReleaseOut):
         description="Withdrawal notices planned: one for each who received it and is still "
         "subscribed when ``notify`` was true, else 0"
     )
-
-
-class ReleaseSummary(BaseModel):
-    """A release in a list."""
-
-    id: int
-    slug: str
-    title: str
-    language: str
-    state: ReleaseState
-    date: datetime
-    scheduled_at: datetime | None
-    published_at: datetime | None
-    updated_at: datetime
-
-
-class ReleasePage(BaseModel):
-    """One page of releases, newest first: the number of matches, and this page."""
-
-    total: int
-    items: list[ReleaseSummary]
 
 
 class PreviewOut(BaseModel):
@@ -224,63 +149,6 @@ class WithdrawIn(BaseModel):
         default=False,
         description="Also email a short withdrawal notice, with the reason, to those who "
         "received it and are still subscribed",
-    )
-
-
-def _counts(st: ReleaseStatus) -> Counts:
-    c = st.counts
-    return Counts(
-        planned=st.planned,
-        pending=c["pending"],
-        sent=c["sent"],
-        deferred=c["deferred"],
-        failed=c["failed"],
-        cancelled=c["cancelled"],
-        bounced=st.bounced,
-        hard_bounces=st.hard_bounces,
-        soft_bounces=st.soft_bounces,
-        unsubscribed_since=st.unsubscribed_since,
-        first_sent_at=st.first_sent_at,
-        last_sent_at=st.last_sent_at,
-        time_to_send=st.time_to_send,
-        without_version=st.without_version,
-    )
-
-
-def release_out(session: Session, settings: Settings, release: Release) -> ReleaseOut:
-    """The API's view of ``release`` (flushed), with its counts read now."""
-    root = release.translation_of_id or release.id
-    versions = session.scalars(
-        select(Release.id).where((Release.id == root) | (Release.translation_of_id == root))
-    )
-    return ReleaseOut(
-        id=release.id,
-        slug=release.slug,
-        url=release_url(settings, release.slug),
-        title=release.title,
-        language=release.language,
-        state=ReleaseState(release.state),
-        topics=sorted(t.slug for t in release.topics),
-        translation_of=release.translation_of_id,
-        translations=sorted(i for i in versions if i != release.id),
-        date=release.date,
-        dateline=release.dateline,
-        lead=release.lead,
-        body_html=release.body_html,
-        body_text=release.body_text,
-        contacts=list(release.contacts),
-        images=list(release.images),
-        attachments=list(release.attachments),
-        embargo_at=release.embargo_at,
-        scheduled_at=release.scheduled_at,
-        published_at=release.published_at,
-        corrected_at=release.corrected_at,
-        withdrawn_at=release.withdrawn_at,
-        withdrawn_by=release.withdrawn_by,
-        withdrawn_reason=release.withdrawn_reason,
-        created_at=release.created_at,
-        updated_at=release.updated_at,
-        counts=_counts(release_status(session, release.id)),
     )
 
 
@@ -421,31 +289,8 @@ def list_releases(
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> ReleasePage:
     """Releases in any state (drafts and scheduled ones included), newest first."""
-    stmt = select(Release)
-    if state is not None:
-        stmt = stmt.where(Release.state == state)
-    if language:
-        stmt = stmt.where(Release.language == language)
     with session_scope(settings) as session:
-        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        rows = session.scalars(
-            stmt.order_by(Release.date.desc(), Release.id.desc()).limit(limit).offset(offset)
-        )
-        items = [
-            ReleaseSummary(
-                id=r.id,
-                slug=r.slug,
-                title=r.title,
-                language=r.language,
-                state=ReleaseState(r.state),
-                date=r.date,
-                scheduled_at=r.scheduled_at,
-                published_at=r.published_at,
-                updated_at=r.updated_at,
-            )
-            for r in rows
-        ]
-        return ReleasePage(total=total, items=items)
+        return find_releases(session, state, language, limit, offset)
 
 
 @router.post(
@@ -515,6 +360,24 @@ def update(
     draft = read_draft(settings, request.headers.get("content-type", ""), raw)
     actions.update_draft(settings, release_id, draft, who.actor)
     return current(settings, release_id)
+
+
+@router.delete(
+    "/releases/{release_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a draft",
+    responses={
+        **FOUND,
+        **conflict("It is not a draft (unschedule it first; withdraw a published one)"),
+    },
+)
+def delete(release_id: ReleaseId, who: Writer, settings: AppSettings) -> Response:
+    """Delete a draft: its slug is free again, its id is never reused, and releases that
+    translated it stay as their own originals. Only a draft is deleted: a published
+    release is withdrawn instead (what was sent stays on record). Stored images stay."""
+    actions.delete_draft(settings, release_id, who.actor)
+    return Response(status_code=204)
 
 
 @router.get(

@@ -1,0 +1,189 @@
+"""The press office's view of its releases, one place for every face: the list (any state,
+newest first, filtered by state and language) and one release with its delivery counts.
+``GET /api/releases[/ID]`` answers these models, and ``distributor releases list|show``
+prints them (``--json``: the same fields)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from distributor.core.config import Settings
+from distributor.core.models import Release, ReleaseState
+from distributor.core.urls import release_url
+from distributor.reporting.status import ReleaseStatus, release_status
+
+
+class Counts(BaseModel):
+    """Where a release's deliveries stand."""
+
+    planned: int = Field(description="Deliveries in the ledger, in any status")
+    pending: int
+    sent: int
+    deferred: int = Field(description="Refused for now; tried again later")
+    failed: int
+    cancelled: int = Field(description="Not sent: the person left, or the release was withdrawn")
+    bounced: int = Field(description="Sent, then reported back as undeliverable")
+    hard_bounces: int
+    soft_bounces: int
+    unsubscribed_since: int = Field(description="Recipients who unsubscribed after receiving it")
+    first_sent_at: datetime | None
+    last_sent_at: datetime | None
+    time_to_send: float | None = Field(
+        description="Seconds from publication to the last message, once nothing is left to send"
+    )
+    without_version: dict[str, int] = Field(
+        description="Per language: confirmed followers of its topics who read a language it "
+        "has no version in (they get nothing)"
+    )
+
+
+class ReleaseOut(BaseModel):
+    """A release, its state, and its delivery counts."""
+
+    id: int
+    slug: str
+    url: str = Field(description="Its permanent page (live once published)")
+    title: str
+    language: str
+    state: ReleaseState
+    topics: list[str]
+    translation_of: int | None = Field(description="The id of the release it translates")
+    translations: list[int] = Field(description="The ids of its other language versions")
+    date: datetime
+    dateline: str
+    lead: str
+    body_html: str
+    body_text: str
+    contacts: list[dict[str, Any]]
+    images: list[dict[str, Any]]
+    attachments: list[dict[str, Any]]
+    embargo_at: datetime | None
+    scheduled_at: datetime | None
+    published_at: datetime | None
+    corrected_at: datetime | None
+    withdrawn_at: datetime | None
+    withdrawn_by: str
+    withdrawn_reason: str
+    created_at: datetime
+    updated_at: datetime
+    counts: Counts
+
+
+class ReleaseSummary(BaseModel):
+    """A release in a list."""
+
+    id: int
+    slug: str
+    title: str
+    language: str
+    state: ReleaseState
+    date: datetime
+    scheduled_at: datetime | None
+    published_at: datetime | None
+    updated_at: datetime
+
+
+class ReleasePage(BaseModel):
+    """One page of releases, newest first: the number of matches, and this page."""
+
+    total: int
+    items: list[ReleaseSummary]
+
+
+def _counts(st: ReleaseStatus) -> Counts:
+    c = st.counts
+    return Counts(
+        planned=st.planned,
+        pending=c["pending"],
+        sent=c["sent"],
+        deferred=c["deferred"],
+        failed=c["failed"],
+        cancelled=c["cancelled"],
+        bounced=st.bounced,
+        hard_bounces=st.hard_bounces,
+        soft_bounces=st.soft_bounces,
+        unsubscribed_since=st.unsubscribed_since,
+        first_sent_at=st.first_sent_at,
+        last_sent_at=st.last_sent_at,
+        time_to_send=st.time_to_send,
+        without_version=st.without_version,
+    )
+
+
+def release_out(session: Session, settings: Settings, release: Release) -> ReleaseOut:
+    """``release`` (flushed) as the API answers it and `releases show` prints it, with its
+    counts read now."""
+    root = release.translation_of_id or release.id
+    versions = session.scalars(
+        select(Release.id).where((Release.id == root) | (Release.translation_of_id == root))
+    )
+    return ReleaseOut(
+        id=release.id,
+        slug=release.slug,
+        url=release_url(settings, release.slug),
+        title=release.title,
+        language=release.language,
+        state=ReleaseState(release.state),
+        topics=sorted(t.slug for t in release.topics),
+        translation_of=release.translation_of_id,
+        translations=sorted(i for i in versions if i != release.id),
+        date=release.date,
+        dateline=release.dateline,
+        lead=release.lead,
+        body_html=release.body_html,
+        body_text=release.body_text,
+        contacts=list(release.contacts),
+        images=list(release.images),
+        attachments=list(release.attachments),
+        embargo_at=release.embargo_at,
+        scheduled_at=release.scheduled_at,
+        published_at=release.published_at,
+        corrected_at=release.corrected_at,
+        withdrawn_at=release.withdrawn_at,
+        withdrawn_by=release.withdrawn_by,
+        withdrawn_reason=release.withdrawn_reason,
+        created_at=release.created_at,
+        updated_at=release.updated_at,
+        counts=_counts(release_status(session, release.id)),
+    )
+
+
+def find_releases(
+    session: Session,
+    state: ReleaseState | None = None,
+    language: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> ReleasePage:
+    """The releases in ``state`` and ``language`` (any, when None), newest first (by date,
+    then id): the number of matches and ``limit`` of them (all when None) after
+    ``offset``."""
+    stmt = select(Release)
+    if state is not None:
+        stmt = stmt.where(Release.state == state)
+    if language:
+        stmt = stmt.where(Release.language == language)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(
+        stmt.order_by(Release.date.desc(), Release.id.desc()).limit(limit).offset(offset)
+    )
+    items = [
+        ReleaseSummary(
+            id=r.id,
+            slug=r.slug,
+            title=r.title,
+            language=r.language,
+            state=ReleaseState(r.state),
+            date=r.date,
+            scheduled_at=r.scheduled_at,
+            published_at=r.published_at,
+            updated_at=r.updated_at,
+        )
+        for r in rows
+    ]
+    return ReleasePage(total=total, items=items)
