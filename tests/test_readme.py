@@ -478,6 +478,23 @@ RUN: dict[str, Step] = {
     "distributor worker --with-beat": Step(before=forget_heartbeat, ready=one_host_ready),
     "distributor publish release.md": Step(published_and_sent),
     "distributor releases create fr.md": Step(draft_made),
+    "distributor releases list --state draft": Step(
+        has(
+            r"^id\tstate\tlanguage\tdate\tslug\ttitle$",
+            r"^2\tdraft\tfr\t2026-11-20 09:00 CET\taccord-climat\tL'Agence signe un accord",
+        )
+    ),
+    "distributor releases show 2": Step(
+        has(
+            r"^state: +draft$",
+            r"^slug: +accord-climat$",
+            r"^translation of: +1$",
+            r"^deliveries: +planned 0 · pending 0 · sent 0",
+        )
+    ),
+    "distributor releases update 2 fr.md": Step(
+        has(r"^release 2 updated: /releases/accord-climat$")
+    ),
     "distributor releases preview 2 --out preview": Step(preview_written),
     "distributor releases test 2 --to a@example.org,b@example.org": Step(sent_as_tests),
     f"distributor releases publish 2 --at {SCHEDULED}": Step(scheduled),
