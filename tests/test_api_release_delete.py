@@ -29,7 +29,7 @@ def desk(settings: Settings) -> Iterator[tuple[TestClient, dict[str, str]]]:
         yield client, {"Authorization": f"Bearer {token}"}
 
 
-def create(desk: tuple[TestClient, dict[str, str]], text: str) -> int:
+def created_release(desk: tuple[TestClient, dict[str, str]], text: str) -> int:
     client, auth = desk
     made = client.post("/api/releases", content=text.encode(), headers={**auth, **MARKDOWN})
     assert made.status_code == 201, made.text
@@ -40,13 +40,13 @@ def test_a_draft_is_deleted_and_its_slug_free(
     settings: Settings, desk: tuple[TestClient, dict[str, str]]
 ) -> None:
     client, auth = desk
-    draft = create(desk, release_text(title="Draft to drop"))
+    draft = created_release(desk, release_text(title="Draft to drop"))
     gone = client.delete(f"/api/releases/{draft}", headers=auth)
     assert (gone.status_code, gone.content) == (204, b"")
     assert client.get(f"/api/releases/{draft}", headers=auth).status_code == 404
     assert client.delete(f"/api/releases/{draft}", headers=auth).status_code == 404
 
-    again = create(desk, release_text())  # the same slug
+    again = created_release(desk, release_text())  # the same slug
     assert again > draft
     with session_scope(settings) as session:
         (event,) = recent(session, 10, "delete")
@@ -58,7 +58,7 @@ def test_a_published_release_is_withdrawn_not_deleted(
     settings: Settings, desk: tuple[TestClient, dict[str, str]]
 ) -> None:
     client, auth = desk
-    rid = create(desk, release_text())
+    rid = created_release(desk, release_text())
     with session_scope(settings) as session:
         mark_published(session, rid, at=datetime.now(UTC) + timedelta(days=1))
     scheduled = client.delete(f"/api/releases/{rid}", headers=auth)
@@ -78,8 +78,8 @@ def test_a_translation_of_the_deleted_draft_stays_on_its_own(
     settings: Settings, desk: tuple[TestClient, dict[str, str]]
 ) -> None:
     client, auth = desk
-    original = create(desk, release_text())
-    french = create(
+    original = created_release(desk, release_text())
+    french = created_release(
         desk,
         release_text(lang="fr", slug="accord").replace(
             "slug: accord", "slug: accord\ntranslation_of: agency-signs-agreement"

@@ -25,12 +25,12 @@ from tests.processes import run_cli
 HEADER = ["id", "state", "language", "date", "slug", "title"]
 
 
-def cli(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+def releases_cli(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     return run_cli(settings, "releases", *args, **extra)
 
 
 def ok(settings: Settings, *args: str, **extra: str) -> str:
-    done = cli(settings, *args, **extra)
+    done = releases_cli(settings, *args, **extra)
     assert done.returncode == 0, (args, done.stdout, done.stderr)
     return done.stdout
 
@@ -43,7 +43,7 @@ def dated(settings: Settings, date: str, **kwargs: str) -> int:
     return int(ok(settings, "create", str(path)).strip())
 
 
-def stored(settings: Settings, release_id: int) -> Release | None:
+def release_row(settings: Settings, release_id: int) -> Release | None:
     with session_scope(settings) as session:
         return session.get(Release, release_id)
 
@@ -77,7 +77,7 @@ def test_list_is_newest_first_filters_and_its_json_is_the_apis(sqlite_settings: 
     # The date in the press office's zone, whichever it is.
     in_utc = ok(s, "list", "--lang", "fr", DISTRIBUTOR_TIMEZONE="UTC")
     assert "\t2026-11-22 08:00 UTC\t" in in_utc
-    assert cli(s, "list", "--state", "lost").returncode == 2  # not a state: a usage error
+    assert releases_cli(s, "list", "--state", "lost").returncode == 2  # not a state: a usage error
 
     listed = json.loads(ok(s, "list", "--json"))
     token = new_token(s, "desk", ["releases"])
@@ -106,7 +106,7 @@ def test_show_prints_the_fields_and_counts_and_its_json_is_the_apis(
         api = client.get(f"/api/releases/{rid}", headers={"Authorization": f"Bearer {token}"})
     assert json.loads(ok(s, "show", str(rid), "--json")) == api.json()
 
-    missing = cli(s, "show", "999")
+    missing = releases_cli(s, "show", "999")
     assert missing.returncode == 1
     assert missing.stderr.strip() == "error: no release with id 999"
 
@@ -121,11 +121,11 @@ def test_update_replaces_a_draft_only(sqlite_settings: Settings, tmp_path: Path)
     assert "title:              A new title\n" in ok(s, "show", str(draft))
 
     other = file_with(tmp_path, "other.md", title="Not this way")
-    refused = cli(s, "update", str(done), str(other))
+    refused = releases_cli(s, "update", str(done), str(other))
     assert refused.returncode == 1
     assert f"error: release {done} is published: only a draft is edited" in refused.stderr
     assert "correct a published one" in refused.stderr
-    assert stored(s, done).title == "Agency signs agreement"  # type: ignore[union-attr]
+    assert release_row(s, done).title == "Agency signs agreement"  # type: ignore[union-attr]
 
     trail = run_cli(s, "audit", "--action", "update").stdout.splitlines()
     assert len(trail) == 1 and f"  update  release {draft}" in trail[0]
@@ -141,13 +141,13 @@ def test_deleting_a_draft_frees_its_slug_and_is_recorded(
     assert said.strip() == (
         f"release {draft} deleted (Draft to drop); its slug agency-signs-agreement is free"
     )
-    assert stored(s, draft) is None
-    assert cli(s, "show", str(draft)).returncode == 1
+    assert release_row(s, draft) is None
+    assert releases_cli(s, "show", str(draft)).returncode == 1
 
     # Its slug is free for a new release, which gets a new id (ids are never reused).
     again = int(ok(s, "create", str(file_with(tmp_path, "again.md"))).strip())
     assert again > draft
-    assert stored(s, again).slug == "agency-signs-agreement"  # type: ignore[union-attr]
+    assert release_row(s, again).slug == "agency-signs-agreement"  # type: ignore[union-attr]
 
     (event,) = run_cli(s, "audit", "--action", "delete").stdout.splitlines()
     assert event.endswith(
@@ -158,14 +158,14 @@ def test_deleting_a_draft_frees_its_slug_and_is_recorded(
     # A published release is not deleted: it is withdrawn (what was sent stays on record).
     with session_scope(s) as session:
         mark_published(session, again)
-    refused = cli(s, "delete", str(again))
+    refused = releases_cli(s, "delete", str(again))
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
         f"error: release {again} is published: only a draft is deleted "
         "(withdraw a published release instead)"
     )
-    assert stored(s, again) is not None
-    assert cli(s, "delete", "999").stderr.strip() == "error: no release with id 999"
+    assert release_row(s, again) is not None
+    assert releases_cli(s, "delete", "999").stderr.strip() == "error: no release with id 999"
 
 
 def test_deleting_an_original_leaves_its_translation_on_its_own(
@@ -179,11 +179,11 @@ def test_deleting_an_original_leaves_its_translation_on_its_own(
     )
     (s.data_dir / "fr.md").write_text(text)
     french = int(ok(s, "create", str(s.data_dir / "fr.md")).strip())
-    assert stored(s, french).translation_of_id == original  # type: ignore[union-attr]
+    assert release_row(s, french).translation_of_id == original  # type: ignore[union-attr]
 
     said = ok(s, "delete", str(original))
     assert f"; release(s) {french} no longer translate it" in said
-    kept = stored(s, french)
+    kept = release_row(s, french)
     assert kept is not None and kept.translation_of_id is None
     assert "translation of:     -\n" in ok(s, "show", str(french))
     (event,) = run_cli(s, "audit", "--action", "delete").stdout.splitlines()
@@ -191,7 +191,7 @@ def test_deleting_an_original_leaves_its_translation_on_its_own(
 
 
 def scheduled_at(settings: Settings, release_id: int) -> datetime | None:
-    release = stored(settings, release_id)
+    release = release_row(settings, release_id)
     assert release is not None
     return release.scheduled_at
 
@@ -214,7 +214,7 @@ def test_at_without_an_offset_is_read_in_the_press_offices_zone(
     assert scheduled_at(s, rid) == datetime(2031, 1, 14, 9, 0, tzinfo=UTC)
 
     # The hour the clocks skip does not exist there: refused, the offset asked for.
-    skipped = cli(s, "publish", str(rid), "--at", "2031-03-30T02:30", **paris)
+    skipped = releases_cli(s, "publish", str(rid), "--at", "2031-03-30T02:30", **paris)
     assert skipped.returncode == 1
     assert "does not exist in Europe/Paris" in skipped.stderr
     assert scheduled_at(s, rid) == datetime(2031, 1, 14, 9, 0, tzinfo=UTC)  # unchanged

@@ -47,7 +47,7 @@ def wait_for(settings: Settings, email: str, address: str, now: datetime) -> int
     return None
 
 
-def create(settings: Settings, email: str, role: str = "writer") -> None:
+def make_account(settings: Settings, email: str, role: str = "writer") -> None:
     with session_scope(settings) as session:
         accounts.create_user(session, email, role, PASSWORD)
 
@@ -69,7 +69,7 @@ def timeline(settings: Settings, email: str, address: str) -> list[int | None]:
 def test_the_fifth_failure_blocks_the_account_for_a_minute_and_the_next_doubles_it(
     settings: Settings,
 ) -> None:
-    create(settings, "camille@example.org")
+    make_account(settings, "camille@example.org")
     email, address = "camille@example.org", "198.51.100.7"
     for n in range(4):
         fail(settings, email, address, T0 + timedelta(seconds=n))
@@ -109,7 +109,7 @@ def test_an_address_without_an_account_is_throttled_exactly_like_one_with(
     settings: Settings,
 ) -> None:
     """Otherwise an attacker would learn which addresses have accounts from the throttle."""
-    create(settings, "camille@example.org")
+    make_account(settings, "camille@example.org")
     real = timeline(settings, "camille@example.org", "198.51.100.7")
     nobody = timeline(settings, "nobody@example.org", "198.51.100.8")
     assert real == nobody
@@ -171,7 +171,7 @@ def test_another_spelling_of_the_address_counts_against_the_same_account(
 ) -> None:
     """check_login accepts the account's address in any case, with a Unicode (here
     full-width) spelling of its domain: each spelling must not get its own free guesses."""
-    create(settings, "camille@example.org")
+    make_account(settings, "camille@example.org")
     spellings = ["camille@example.org", "CAMILLE@Example.org", "camille@ｅｘａｍｐｌｅ.org"]
     with session_scope(settings) as session:
         for spelling in spellings:  # all of them are the account's address
@@ -200,7 +200,7 @@ def words(response: httpx.Response) -> str:
 
 
 def test_the_dashboard_logs_in_with_the_right_password(dash: Dash) -> None:
-    create(dash.settings, "camille@example.org")
+    make_account(dash.settings, "camille@example.org")
     response = log_in(dash.client, "Camille@Example.org", PASSWORD)
     assert (response.status_code, response.headers["location"]) == (303, "/admin")
     assert dash.client.cookies.get(SESSION_COOKIE)
@@ -208,7 +208,7 @@ def test_the_dashboard_logs_in_with_the_right_password(dash: Dash) -> None:
 
 
 def test_a_wrong_password_and_an_unknown_address_get_the_same_answer(dash: Dash) -> None:
-    create(dash.settings, "camille@example.org")
+    make_account(dash.settings, "camille@example.org")
     wrong = log_in(dash.client, "camille@example.org", WRONG)
     unknown = log_in(dash.client, "nobody@example.org", WRONG)
     assert wrong.status_code == unknown.status_code == 401
@@ -218,7 +218,7 @@ def test_a_wrong_password_and_an_unknown_address_get_the_same_answer(dash: Dash)
 
 
 def test_after_five_wrong_passwords_even_the_right_one_must_wait(dash: Dash) -> None:
-    create(dash.settings, "camille@example.org")
+    make_account(dash.settings, "camille@example.org")
     for _ in range(5):
         assert log_in(dash.client, "camille@example.org", WRONG).status_code == 401
     blocked = log_in(dash.client, "camille@example.org", PASSWORD)
@@ -241,7 +241,7 @@ def replayed(dash: Dash, value: str) -> httpx.Response:
 
 
 def test_logging_out_ends_the_session_for_every_copy_of_the_cookie(dash: Dash) -> None:
-    create(dash.settings, "camille@example.org")
+    make_account(dash.settings, "camille@example.org")
     assert log_in(dash.client, "camille@example.org", PASSWORD).status_code == 303
     copy = dash.client.cookies.get(SESSION_COOKIE)
     assert copy and replayed(dash, copy).status_code == 200
@@ -254,7 +254,7 @@ def test_logging_out_ends_the_session_for_every_copy_of_the_cookie(dash: Dash) -
 def test_disabling_or_a_new_password_ends_a_logged_in_browsers_session(
     dash: Dash, change: str
 ) -> None:
-    create(dash.settings, "camille@example.org")
+    make_account(dash.settings, "camille@example.org")
     assert log_in(dash.client, "camille@example.org", PASSWORD).status_code == 303
     assert dash.client.get("/admin", follow_redirects=False).status_code == 200
     if change == "disable":
