@@ -63,12 +63,18 @@ def create_release(
     return body
 
 
-def update_draft(settings: Settings, release_id: int, draft: ReleaseDraft, by: str) -> Release:
+def update_draft(
+    settings: Settings,
+    release_id: int,
+    draft: ReleaseDraft,
+    by: str,
+    seen: datetime | None = None,
+) -> Release:
     """Replace draft ``release_id``'s fields with ``draft``'s, recorded as updated by
     ``by``; returns it. Raises as ``lifecycle.update_draft`` does (Conflict unless a
-    draft)."""
+    draft; StaleEdit when ``seen`` is given and it was saved since)."""
     with session_scope(settings) as session:
-        release = lifecycle.update_draft(session, settings, release_id, draft)
+        release = lifecycle.update_draft(session, settings, release_id, draft, seen)
         audit.record(session, by, "update", f"release {release_id}")
     return release
 

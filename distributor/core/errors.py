@@ -9,6 +9,7 @@ turn them into HTTP statuses (one table: ``web/errors.py``) or exit codes.
     │   └── ImportRejected           a CSV import with bad rows (carries every bad row)
     ├── NotFound                     a release, topic or subscriber that does not exist
     ├── Conflict                     the action does not fit the current state
+    │   └── StaleEdit                a draft saved by someone else since it was opened
     ├── Unauthorized                 no credentials, or unknown or revoked ones (API token)
     │   └── TooManyAttempts          logins refused for a while after failures (throttled)
     ├── Forbidden                    valid credentials whose scope or role lacks the action
@@ -71,6 +72,10 @@ class NotFound(DistributorError):
 
 class Conflict(DistributorError):
     """The action does not fit the current state (e.g. publishing a withdrawn release)."""
+
+
+class StaleEdit(Conflict):
+    """A draft was saved by someone else since this edit began: nothing was overwritten."""
 
 
 class Unauthorized(DistributorError):

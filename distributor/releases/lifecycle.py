@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from distributor.core.config import Settings
-from distributor.core.errors import Conflict, NotFound, ReleaseInputError
+from distributor.core.errors import Conflict, NotFound, ReleaseInputError, StaleEdit
 from distributor.core.models import Release, ReleaseState, Topic, utcnow
 from distributor.releases.source import ReleaseDraft, single_line, slugify
 
@@ -44,13 +44,24 @@ def create_release(session: Session, settings: Settings, draft: ReleaseDraft) ->
 
 
 def update_draft(
-    session: Session, settings: Settings, release_id: int, draft: ReleaseDraft
+    session: Session,
+    settings: Settings,
+    release_id: int,
+    draft: ReleaseDraft,
+    seen: datetime | None = None,
 ) -> Release:
     """Replace every field of draft release ``release_id`` with ``draft``'s (its slug too,
-    when the draft gives one); returns it, flushed. Raises NotFound, Conflict unless it is
-    a draft (a scheduled one is unscheduled first, a published one corrected) or when the
-    new slug is taken, ReleaseInputError as ``create_release``."""
-    release = get_release(session, release_id)
+    when the draft gives one); returns it, flushed. With ``seen`` (its ``updated_at`` when
+    the edit began), raises StaleEdit if it was saved since, changing nothing. Raises
+    NotFound, Conflict unless it is a draft (a scheduled one is unscheduled first, a
+    published one corrected) or when the new slug is taken, ReleaseInputError as
+    ``create_release``."""
+    release = get_release(session, release_id, for_update=seen is not None)
+    if seen is not None and release.updated_at != seen:
+        raise StaleEdit(
+            f"release {release_id} was saved by someone else since you opened it "
+            f"(at {release.updated_at:%Y-%m-%d %H:%M:%S} UTC): nothing was overwritten"
+        )
     if release.state != ReleaseState.DRAFT:
         raise Conflict(
             f"release {release_id} is {release.state}: only a draft is edited "
@@ -160,9 +171,11 @@ def _fill_text(release: Release, draft: ReleaseDraft, now: datetime) -> None:
     release.updated_at = now
 
 
-def get_release(session: Session, release_id: int) -> Release:
-    """The release with ``release_id``; raises NotFound."""
-    release = session.get(Release, release_id)
+def get_release(session: Session, release_id: int, for_update: bool = False) -> Release:
+    """The release with ``release_id`` (its row locked until the transaction ends, with
+    ``for_update``, on PostgreSQL; SQLite's writing transactions are serial already);
+    raises NotFound."""
+    release = session.get(Release, release_id, with_for_update=for_update or None)
     if release is None:
         raise NotFound(f"no release with id {release_id}")
     return release

@@ -457,6 +457,19 @@ def parse_release(
     return draft
 
 
+def draft_from_mapping(
+    data: dict[str, Any], body: str, source: str, settings: Settings
+) -> ReleaseDraft:
+    """A release from its fields given one by one (the workspace's form: the front matter's
+    names, values already typed) and its Markdown ``body``; refused as a release file's
+    front matter is (ReleaseInputError naming ``source`` and the field)."""
+    try:
+        meta = FrontMatter.model_validate(data)
+    except ValidationError as exc:
+        raise ReleaseInputError(f"{source}: {_problems(exc)}", field=_first_field(exc)) from exc
+    return draft_from_fields(meta, body, source, settings)
+
+
 def _problems(exc: ValidationError) -> str:
     """The first few problems of ``exc``, one per field, each field named by its path."""
     errors = exc.errors()

@@ -101,6 +101,9 @@ CHART_HOURS = 24
 EXPIRED_FORM = "This form has expired. Reload the page and try again."
 # What a redirect after an action may announce (?done=…): fixed texts, never a parameter.
 DONE = {
+    "created": "Draft created: nothing is sent or shown until it is published.",
+    "saved": "Draft saved.",
+    "deleted": "Draft deleted: its address (slug) is free again.",
     "published": "Published: the workers are sending it.",
     "scheduled": "Scheduled.",
     "unscheduled": "Unscheduled: the release is a draft again; nothing was sent.",
@@ -167,13 +170,13 @@ def local_time(moment: datetime | None, zone: tzinfo) -> str:
     return f"{moment.astimezone(zone):%Y-%m-%d %H:%M %Z}"
 
 
-def parse_local(value: str, zone: tzinfo) -> datetime:
+def parse_local(value: str, zone: tzinfo, what: str = "publish time") -> datetime:
     """A ``datetime-local`` form value (``2026-11-20T09:00``) read in the press office's
-    ``zone``; one with an offset keeps it. Raises InputError."""
+    ``zone``; one with an offset keeps it. Raises InputError naming ``what``."""
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError as exc:
-        raise InputError(f"publish time: {value!r} is not a date and time") from exc
+        raise InputError(f"{what}: {value!r} is not a date and time", field=what) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
 
@@ -638,6 +641,7 @@ def dashboard(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
         table=table,
         chart=chart(hours, dash.zone),
         sweep=heartbeat.health(settings),
+        done=DONE.get(request.query_params.get("done", ""), ""),
     )
 
 

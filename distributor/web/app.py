@@ -30,6 +30,7 @@ from distributor.web import (
     apibase,
     apidocs,
     deps,
+    editor,
     media_api,
     releases_api,
     subscribe,
@@ -181,6 +182,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(topics_api.router, prefix=apibase.PREFIX)
     app.include_router(media_api.router, prefix=apibase.PREFIX)
     app.include_router(apidocs.router, prefix=apibase.PREFIX)
+    app.include_router(editor.router)  # before admin's /releases/{release_id}
     app.include_router(admin.router)
     app.include_router(accounts.router)
     app.include_router(twofactor.router)

@@ -1,0 +1,274 @@
+"""The workspace's editor (``/admin/releases/new``, ``/admin/releases/ID/edit``): a release
+written in a form — title, language, date, dateline, lead, body in Markdown, topics, press
+contacts, embargo — with no YAML to learn; and deleting a draft, which frees its slug.
+
+The form's fields are checked as a release file's front matter is
+(``source.draft_from_mapping``), and a refusal comes back on the form with everything typed
+kept, saying what and where. A draft opened by two people is never silently overwritten:
+the form carries the draft's ``updated_at`` as it was when opened, and a save finding
+another one since answers 409 with both texts side by side (``StaleEdit``).
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations.
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.responses import Response
+
+from distributor import actions
+from distributor.core.db import session_scope
+from distributor.core.errors import DistributorError, InputError, StaleEdit
+from distributor.core.models import Release, ReleaseState
+from distributor.core.roles import Can
+from distributor.releases.lifecycle import get_release
+from distributor.releases.source import MAX_SOURCE_BYTES, draft_from_mapping
+from distributor.releases.topics import list_topics
+from distributor.web.admin import (
+    MAX_ID,
+    PREFIX,
+    Admin,
+    AdminRoute,
+    Csrf,
+    Dash,
+    Dashboard,
+    allowed,
+    parse_local,
+)
+from distributor.web.bodies import FORM, FORM_LIMIT, takes
+from distributor.web.errors import status_of
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=AdminRoute)
+Writer = Annotated[Admin, Depends(allowed(Can.DRAFT))]
+ReleaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
+Text = Annotated[str, Form(max_length=MAX_SOURCE_BYTES)]
+Line = Annotated[str, Form(max_length=600)]
+FIELDS = ("title", "lang", "date", "dateline", "lead", "body", "contacts", "embargo")
+
+
+def contacts_text(contacts: list[dict[str, str]]) -> str:
+    """Press contacts as the form shows them: one a line, ``Name; Role; Phone; Email``."""
+    keys = ("name", "role", "phone", "email")
+    return "\n".join("; ".join(c.get(k, "") for k in keys).rstrip("; ") for c in contacts)
+
+
+def _contacts(text: str) -> list[dict[str, str]]:
+    keys = ("name", "role", "phone", "email")
+    found = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(";")]
+        if any(parts):
+            if len(parts) > len(keys):
+                raise InputError(
+                    f"contacts: {line.strip()!r} has more than four parts "
+                    "(Name; Role; Phone; Email)",
+                    field="contacts",
+                )
+            found.append({k: v for k, v in zip(keys, parts, strict=False) if v})
+    return found
+
+
+def _values(release: Release, dash: Dashboard) -> dict[str, Any]:
+    """The form's values for a stored draft."""
+    zone = dash.zone
+    return {
+        "title": release.title,
+        "lang": release.language,
+        "date": f"{release.date.astimezone(zone):%Y-%m-%dT%H:%M}",
+        "dateline": release.dateline,
+        "lead": release.lead,
+        "body": release.body_text,
+        "contacts": contacts_text(release.contacts),
+        "embargo": f"{release.embargo_at.astimezone(zone):%Y-%m-%dT%H:%M}"
+        if release.embargo_at
+        else "",
+        "topics": [t.slug for t in release.topics],
+        "version": release.updated_at.isoformat(),
+    }
+
+
+def _kept(release: Release) -> dict[str, Any]:
+    """What the form does not show of a stored draft, which a save keeps as it is (read
+    while its database session is open)."""
+    kept: dict[str, Any] = {
+        "slug": release.slug,
+        "images": release.images,
+        "attachments": release.attachments,
+    }
+    if release.translation_of is not None:
+        kept["translation_of"] = release.translation_of.slug
+    return kept
+
+
+def _draft(dash: Dashboard, form: dict[str, Any], kept: dict[str, Any]) -> Any:
+    """The release the form describes (and ``kept``: see ``_kept``), checked
+    (ReleaseInputError naming the field)."""
+    zone = dash.zone
+    data: dict[str, Any] = {
+        "title": form["title"],
+        "lang": form["lang"],
+        "topics": form["topics"],
+        "date": parse_local(form["date"], zone, "date") if form["date"].strip() else None,
+        "embargo": parse_local(form["embargo"], zone, "embargo")
+        if form["embargo"].strip()
+        else None,
+        "dateline": form["dateline"],
+        "lead": form["lead"] or None,
+        "contacts": _contacts(form["contacts"]),
+        **kept,
+    }
+    return draft_from_mapping(data, form["body"], "release", dash.settings)
+
+
+def _page(
+    request: Request,
+    dash: Dashboard,
+    admin: Admin,
+    values: dict[str, Any],
+    release: Release | None = None,
+    status: int = 200,
+    error: str = "",
+    field: str | None = None,
+    theirs: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    with session_scope(dash.settings) as session:
+        topics = [(t.slug, t.name("en")) for t in list_topics(session)]
+    return dash.render(
+        request,
+        "editor.html",
+        status,
+        admin=admin,
+        release=release,
+        values=values,
+        topics=topics,
+        languages=dash.settings.languages,
+        error=error,
+        field=field,
+        theirs=theirs,
+    )
+
+
+def _form(*values: str, topics: list[str]) -> dict[str, Any]:
+    """The form's fields by name (``FIELDS``, in that order), and its topics."""
+    return {**dict(zip(FIELDS, values, strict=True)), "topics": topics}
+
+
+def _seen(version: str) -> datetime | None:
+    """The draft's ``updated_at`` when the form was opened (None: a form from before)."""
+    try:
+        return datetime.fromisoformat(version) if version else None
+    except ValueError as exc:
+        raise InputError("the form is damaged: open the draft again") from exc
+
+
+@router.get("/releases/new", response_class=HTMLResponse)
+def new_page(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
+    """An empty release form (the date: now, in the press office's time zone)."""
+    now = datetime.now(UTC).astimezone(dash.zone)
+    values = {"lang": dash.settings.languages[0], "date": f"{now:%Y-%m-%dT%H:%M}", "topics": []}
+    return _page(request, dash, admin, values)
+
+
+@router.post("/releases/new", response_class=HTMLResponse)
+@takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, FORM)  # URL-encoded: up to 3 bytes a byte
+def create(
+    request: Request,
+    admin: Writer,
+    dash: Dash,
+    title: Line = "",
+    lang: Line = "",
+    date: Line = "",
+    dateline: Line = "",
+    lead: Text = "",
+    body: Text = "",
+    contacts: Text = "",
+    embargo: Line = "",
+    topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies it
+    csrf: Csrf = "",
+) -> Response:
+    """Store the form as a new draft; its page. The form again, with the reason and what
+    was typed, if refused."""
+    dash.check_csrf(request, csrf)
+    form = _form(title, lang, date, dateline, lead, body, contacts, embargo, topics=topics)
+    try:
+        draft = _draft(dash, form, {})
+        made = actions.create_release(dash.settings, draft, admin.actor, lambda s, r: {"id": r.id})
+    except DistributorError as exc:
+        field = getattr(exc, "field", None)
+        return _page(request, dash, admin, form, None, status_of(exc), str(exc), field)
+    release_id = made["id"] if isinstance(made, dict) else 0
+    return RedirectResponse(f"{PREFIX}/releases/{release_id}?done=created", status_code=303)
+
+
+@router.get("/releases/{release_id}/edit", response_class=HTMLResponse)
+def edit_page(request: Request, release_id: ReleaseId, admin: Writer, dash: Dash) -> Response:
+    """The form of a draft, filled in; a message for a release that is not a draft."""
+    try:
+        with session_scope(dash.settings) as session:
+            release = get_release(session, release_id)
+            values = _values(release, dash)
+    except DistributorError as exc:
+        return dash.failed(request, admin, release_id, exc)
+    if release.state != ReleaseState.DRAFT:
+        return RedirectResponse(f"{PREFIX}/releases/{release_id}", status_code=303)
+    return _page(request, dash, admin, values, release)
+
+
+@router.post("/releases/{release_id}/edit", response_class=HTMLResponse)
+@takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, FORM)
+def save(
+    request: Request,
+    release_id: ReleaseId,
+    admin: Writer,
+    dash: Dash,
+    title: Line = "",
+    lang: Line = "",
+    date: Line = "",
+    dateline: Line = "",
+    lead: Text = "",
+    body: Text = "",
+    contacts: Text = "",
+    embargo: Line = "",
+    topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies it
+    version: Line = "",
+    csrf: Csrf = "",
+) -> Response:
+    """Save the draft, unless someone saved it since it was opened: then both texts, side
+    by side (409), and nothing overwritten. The form again with the reason if refused."""
+    dash.check_csrf(request, csrf)
+    form = _form(title, lang, date, dateline, lead, body, contacts, embargo, topics=topics)
+    form["version"] = version
+    try:
+        with session_scope(dash.settings) as session:
+            release = get_release(session, release_id)
+            kept = _kept(release)
+    except DistributorError as exc:
+        return dash.failed(request, admin, release_id, exc)
+    try:
+        draft = _draft(dash, form, kept)
+        actions.update_draft(dash.settings, release_id, draft, admin.actor, _seen(version))
+    except StaleEdit as exc:
+        with session_scope(dash.settings) as session:
+            release = get_release(session, release_id)
+            theirs = _values(release, dash)
+        form["version"] = theirs["version"]  # saving again overwrites, knowingly
+        return _page(request, dash, admin, form, release, 409, str(exc), None, theirs)
+    except DistributorError as exc:
+        field = getattr(exc, "field", None)
+        return _page(request, dash, admin, form, release, status_of(exc), str(exc), field)
+    return RedirectResponse(f"{PREFIX}/releases/{release_id}?done=saved", status_code=303)
+
+
+@router.post("/releases/{release_id}/delete", response_class=HTMLResponse)
+def delete(
+    request: Request, release_id: ReleaseId, admin: Writer, dash: Dash, csrf: Csrf = ""
+) -> Response:
+    """Delete a draft (its slug is free again); the dashboard, saying so."""
+    dash.check_csrf(request, csrf)
+    try:
+        actions.delete_draft(dash.settings, release_id, admin.actor)
+    except DistributorError as exc:
+        return dash.failed(request, admin, release_id, exc)
+    return RedirectResponse(f"{PREFIX}?done=deleted", status_code=303)
