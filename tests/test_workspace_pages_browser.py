@@ -89,7 +89,7 @@ def workspace(
         yield base, paths
 
 
-def check(page: Page, name: str, width: int) -> None:
+def check_page(page: Page, name: str, width: int) -> None:
     """The page as it is: no accessibility problem (axe's included), no sideways scroll;
     saved for the README if it is one of SHOWN. Then the same with every <details> open
     (the figures per hour, the token login): axe checks only what is shown."""
@@ -128,7 +128,7 @@ def test_every_workspace_page_passes_axe_at_phone_and_desktop_width(
                 preview = page.frame_locator("iframe.preview")
                 preview.get_by_role("heading", level=1).wait_for()
                 page.evaluate("() => window.scrollTo(0, 0)")
-            check(page, name, width)
+            check_page(page, name, width)
             visited.append(name)
 
         # Not logged in: the invitation's page, then the login form, filled in.
@@ -138,7 +138,7 @@ def test_every_workspace_page_passes_axe_at_phone_and_desktop_width(
         fill_login(page, ADMIN, PASSWORD)
         page.get_by_role("button", name="Log in", exact=True).click()
         page.wait_for_url(base + paths["dashboard"])
-        check(page, "dashboard", width)
+        check_page(page, "dashboard", width)
         visited.append("dashboard")
         for name in ("release", "withdraw", "accounts"):
             visit(name)
