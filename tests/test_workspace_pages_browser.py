@@ -37,7 +37,7 @@ SCREENSHOTS = Path(
 ADMIN = "ines.garcia@example.org"
 PASSWORD = "correct horse battery staple"
 WIDTHS = {390: {"width": 390, "height": 844}, 1280: {"width": 1280, "height": 800}}
-SHOWN = ("login", "dashboard", "release", "accounts")  # the screenshots the README shows
+SHOWN = ("login", "dashboard", "release", "editor", "accounts")  # the screenshots the README shows
 OPEN_DETAILS = """() => {
   const closed = [...document.querySelectorAll('details:not([open])')];
   closed.forEach(d => { d.open = true; });
@@ -70,7 +70,7 @@ def workspace(
         settings, title="Agency signs a cooperation agreement on coastal flood defences"
     )
     send_release(settings, sent.id)
-    make_release(settings, slug="grid", title="Grid upgrade", topics="energy")
+    draft = make_release(settings, slug="grid", title="Grid upgrade", topics="energy")
     with session_scope(settings) as session:
         create_user(session, ADMIN, "admin", PASSWORD, name="Inès García")
         create_user(session, "tom.writer@example.org", "writer", PASSWORD, name="Tom Writer")
@@ -82,6 +82,9 @@ def workspace(
         "release": f"/admin/releases/{sent.id}",
         "withdraw": f"/admin/releases/{sent.id}/withdraw",
         "accounts": "/admin/accounts",
+        "editor": "/admin/releases/new",
+        "edit": f"/admin/releases/{draft.id}/edit",
+        "twofactor": "/admin/account/2fa",
         "invitation": link.removeprefix(settings.site_url),
     }
     heartbeat.record(settings, redis_url)  # as a running `distributor beat` keeps it
@@ -143,4 +146,6 @@ def test_every_workspace_page_passes_axe_at_phone_and_desktop_width(
         for name in ("release", "withdraw", "accounts"):
             visit(name)
         assert page.get_by_text("new.colleague@example.org", exact=True).is_visible()  # pending
+        for name in ("editor", "edit", "twofactor"):
+            visit(name)
         assert sorted(visited) == sorted(paths)
