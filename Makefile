@@ -71,7 +71,7 @@ bench-faults: $(BIN)/.installed
 MODULE ?=
 mutate: $(BIN)/.installed
 	mkdir -p mutants  # on PYTHONPATH: Python forgets a folder that is missing when it starts
-	PYTHONPATH=$(CURDIR)/mutants:$(CURDIR)/tests/mutation_site nice -n 10 \
+	PYTHONPATH=$(CURDIR)/mutants:$(CURDIR)/tests/mutation_site DISTRIBUTOR_MUTATE_MODULE=$(MODULE) nice -n 10 \
 		$(BIN)/mutmut run --max-children 1 $(if $(MODULE),'distributor.$(MODULE).*')
 	$(BIN)/python -m tests.mutation_summary
 

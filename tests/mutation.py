@@ -1,6 +1,8 @@
 """A pytest plugin for ``make mutate`` only (``-p tests.mutation`` in ``[tool.mutmut]``).
 
-- Test files: only those ``[tool.distributor.mutation-tests]`` lists run; the others are
+- Test files: only those ``[tool.distributor.mutation-tests]`` lists run (with
+  ``DISTRIBUTOR_MUTATE_MODULE``, which ``make mutate MODULE=x`` sets, only x's: its clean run
+  and stats take minutes, not the half hour of every listed file); the others are
   deselected (mutmut's test selection is all of ``tests/``, so a new file listed there gets
   its stats without invalidating the others' results).
 - While mutmut collects its stats (which test reaches which mutated function), a module's
@@ -43,7 +45,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Deselect the files no module lists; against a mutant, order the rest quickest first
     (by the durations of mutmut's stats): with ``-x`` the first failure ends the run, so a
     mutant a unit test kills does not wait for the end-to-end tests."""
-    listed = frozenset().union(*files_by_module().values())
+    only = os.environ.get("DISTRIBUTOR_MUTATE_MODULE")  # make mutate MODULE=x: its files only
+    listed = files_by_module()[only] if only else frozenset().union(*files_by_module().values())
     dropped = [item for item in items if item.nodeid.split("::")[0] not in listed]
     if dropped:
         config.hook.pytest_deselected(items=dropped)

@@ -9,12 +9,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from distributor import actions
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, utcnow
 from distributor.core.queue import TaskQueue
-from distributor.outbox import sweep
+from distributor.outbox import sending, sweep
 from distributor.releases.lifecycle import mark_published
+from distributor.releases.source import parse_release
 from tests.helpers import (
     CountingQueue,
     add_subscribers,
@@ -22,7 +24,9 @@ from tests.helpers import (
     free_port,
     make_release,
     published,
+    release_text,
 )
+from tests.subscription_requests import new_request
 
 
 @pytest.fixture
@@ -48,18 +52,21 @@ def test_a_lost_plan_is_made_for_a_published_release_only(s: Settings) -> None:
     draft = make_release(s, slug="draft", title="Draft")
     scheduled = make_release(s, slug="later", title="Later")
     lost = make_release(s, slug="lost", title="Lost")
+    done = make_release(s, slug="done", title="Planned already")
     with session_scope(s) as session:
         mark_published(session, scheduled.id, at=utcnow() + timedelta(days=1))
         mark_published(session, lost.id)  # published, its plan never made (a lost wake-up)
+        mark_published(session, done.id)
+    sending.distribute_release(s, CountingQueue(), done.id)  # type: ignore[arg-type]
     queue = CountingQueue()
     report = sweep.sweep(s, queue)  # type: ignore[arg-type]
-    assert report.planned == [lost.id]
+    assert report.planned == [lost.id]  # not the one planned already
     assert (planned_rows(s, lost.id), planned_rows(s, draft.id), planned_rows(s, scheduled.id)) == (
         1,
         0,
         0,
     )
-    assert set(queue.tasks("send_batch")) == {(lost.id,)}  # woken for it, and for no other
+    assert set(queue.tasks("send_batch")) == {(lost.id,), (done.id,)}  # both have rows due
 
 
 def test_the_report_counts_the_rows_it_cancelled(s: Settings) -> None:
@@ -121,3 +128,30 @@ def test_a_broker_out_of_reach_is_said_and_the_next_sweep_retries(
     retry = CountingQueue()
     assert sweep.sweep(s, retry).batches == 1  # type: ignore[arg-type]
     assert retry.tasks("send_batch") == [(release_id,)]
+
+
+def test_a_lost_wake_up_of_a_request_is_sent_again_and_counted(s: Settings) -> None:
+    """A subscription request still undecided a few minutes after it was made (its task
+    was lost) gets its worker woken; one made seconds ago is left to its own task."""
+    add_topics(s, "climate")
+    lost = new_request(s, "ann@example.com", age=timedelta(minutes=5))
+    new_request(s, "bob@example.com")  # just made: its own wake-up is on its way
+    queue = CountingQueue()
+    report = sweep.sweep(s, queue)  # type: ignore[arg-type]
+    assert report.confirmations == 1
+    assert queue.tasks("send_confirmation") == [(lost,)]
+
+
+def test_correction_notices_due_are_woken_in_batches_and_counted(s: Settings) -> None:
+    """Notices planned by a correction with --notify, whose wake-up was lost, get one
+    send_correction_notices per batch of them."""
+    release_id = published(s, 3)
+    with session_scope(s) as session:
+        session.execute(update(Delivery).values(status=DeliveryStatus.SENT, sent_at=utcnow()))
+    fix = parse_release(release_text(title="Fixed title"), "fix.md", s)
+    actions.correct(s, CountingQueue(), release_id, fix, by="cli:test", notify=True)  # type: ignore[arg-type]
+    small = s.model_copy(update={"batch_size": 2})
+    queue = CountingQueue()
+    report = sweep.sweep(small, queue)  # type: ignore[arg-type]
+    assert report.notice_batches == 2  # 3 notices, 2 a batch
+    assert queue.tasks("send_correction_notices") == [(release_id,), (release_id,)]
