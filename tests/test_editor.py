@@ -70,7 +70,7 @@ def submit(client: TestClient, path: str, **changes: object) -> object:
     return client.post(path.replace("/edit", "/edit"), data=data, follow_redirects=False)
 
 
-def stored(s: Settings) -> Release:
+def the_release(s: Settings) -> Release:
     with session_scope(s) as session:
         return session.scalars(select(Release)).one()
 
@@ -78,7 +78,7 @@ def stored(s: Settings) -> Release:
 def test_a_draft_written_in_the_form_is_stored_as_typed(s: Settings, jo: TestClient) -> None:
     made = submit(jo, "/admin/releases/new")
     assert made.status_code == 303  # type: ignore[attr-defined]
-    release = stored(s)
+    release = the_release(s)
     assert made.headers["location"] == f"/admin/releases/{release.id}?done=created"  # type: ignore[attr-defined]
     assert (release.title, release.language, release.state) == (FORM["title"], "fr", "draft")
     assert release.date == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)  # 09:00 in Paris
@@ -114,7 +114,7 @@ def test_two_people_saving_one_draft_see_both_texts_and_nothing_is_lost(
     s: Settings, jo: TestClient
 ) -> None:
     submit(jo, "/admin/releases/new")
-    release_id = stored(s).id
+    release_id = the_release(s).id
     edit = f"/admin/releases/{release_id}/edit"
     sam = writer(s, "sam@example.org")
     sams_page = sam.get(edit)  # Sam opens it before Jo saves
@@ -125,10 +125,10 @@ def test_two_people_saving_one_draft_see_both_texts_and_nothing_is_lost(
     text = clash.text  # type: ignore[attr-defined]
     assert "Someone else saved this draft" in text
     assert "Jo&#39;s title" in text and 'value="Sam&#39;s title"' in text  # both
-    assert stored(s).title == "Jo's title"  # nothing overwritten
+    assert the_release(s).title == "Jo's title"  # nothing overwritten
     new_version = text.split('name="version" value="', 1)[1].split('"', 1)[0]
     again = submit(sam, edit, title="Sam's title", version=new_version)  # knowingly
-    assert again.status_code == 303 and stored(s).title == "Sam's title"  # type: ignore[attr-defined]
+    assert again.status_code == 303 and the_release(s).title == "Sam's title"  # type: ignore[attr-defined]
     sam.close()
 
 
@@ -136,14 +136,14 @@ def test_a_deleted_draft_frees_its_address_and_a_published_release_is_not_delete
     s: Settings, jo: TestClient
 ) -> None:
     submit(jo, "/admin/releases/new")
-    release = stored(s)
+    release = the_release(s)
     page = jo.get(f"/admin/releases/{release.id}")
     gone = jo.post(f"/admin/releases/{release.id}/delete", data={"csrf": csrf_of(page.text)},
                    follow_redirects=False)  # fmt: skip
     assert (gone.status_code, gone.headers["location"]) == (303, "/admin?done=deleted")
     assert "Draft deleted" in jo.get("/admin?done=deleted").text
     assert submit(jo, "/admin/releases/new").status_code == 303  # type: ignore[attr-defined]
-    again = stored(s)
+    again = the_release(s)
     assert again.slug == release.slug and again.id > release.id
     with session_scope(s) as session:
         session.get_one(Release, again.id).state = "published"
