@@ -40,10 +40,12 @@ if TYPE_CHECKING:
         Deletion,
         KeyClaim,
         Withdrawal,
+        approve,
         correct,
         create_release,
         delete_draft,
         publish,
+        request_approval,
         send_test,
         unschedule,
         update_draft,
@@ -55,6 +57,8 @@ if TYPE_CHECKING:
 #: (PEP 562): a command that only erases someone does not load the release machinery, and
 #: every command starts sooner.
 _HOME = {
+    "request_approval": "releases",
+    "approve": "releases",
     "Login": "accounts",
     "reset_totp": "accounts",
     "confirm_totp": "accounts",
@@ -106,6 +110,7 @@ __all__ = [
     "Withdrawal",
     "accept_invitation",
     "add_topic",
+    "approve",
     "cancel_invitation",
     "confirm_totp",
     "correct",
@@ -123,6 +128,7 @@ __all__ = [
     "log_in_with_code",
     "publish",
     "rename_topic",
+    "request_approval",
     "reset_totp",
     "send_test",
     "set_user_password",

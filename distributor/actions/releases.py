@@ -23,7 +23,7 @@ from distributor.core.queue import TaskQueue
 from distributor.mail import preview
 from distributor.outbox import notices
 from distributor.outbox.ledger import cancel_release
-from distributor.releases import lifecycle
+from distributor.releases import approval, lifecycle
 from distributor.releases.source import ReleaseDraft
 
 
@@ -56,6 +56,7 @@ def create_release(
             if replay is not None:
                 return replay
         release = lifecycle.create_release(session, settings, draft)
+        approval.edited(release, by)
         audit.record(session, by, "create", f"release {release.id}", slug=release.slug)
         body = answer(session, release)
         if claim is not None:
@@ -75,6 +76,7 @@ def update_draft(
     draft; StaleEdit when ``seen`` is given and it was saved since)."""
     with session_scope(settings) as session:
         release = lifecycle.update_draft(session, settings, release_id, draft, seen)
+        approval.edited(release, by)
         audit.record(session, by, "update", f"release {release_id}")
     return release
 
@@ -127,7 +129,10 @@ def publish(
     """Publish (or schedule) a release, commit, and only then wake the workers. ``by`` is
     recorded in the audit trail when the state changes."""
     with session_scope(settings) as session:
-        before = lifecycle.get_release(session, release_id).state
+        current = lifecycle.get_release(session, release_id)
+        before = current.state
+        if before in (ReleaseState.DRAFT, ReleaseState.SCHEDULED):
+            approval.check_publishable(settings, current)
         release = lifecycle.mark_published(session, release_id, at)
         if release.state != before or at is not None:
             published = release.state == ReleaseState.PUBLISHED
@@ -137,6 +142,25 @@ def publish(
     if release.state == ReleaseState.PUBLISHED:
         queue.send("distribute_release", release.id)
         queue.send("regenerate_site")
+    return release
+
+
+def request_approval(settings: Settings, release_id: int, by: str) -> Release:
+    """``by`` asks for draft ``release_id``'s approval (the two-person rule), recorded."""
+    with session_scope(settings) as session:
+        release = lifecycle.get_release(session, release_id)
+        approval.ask(release, by)
+        audit.record(session, by, "approval-request", f"release {release_id}")
+    return release
+
+
+def approve(settings: Settings, release_id: int, by: str) -> Release:
+    """``by`` approves release ``release_id`` as it is now, recorded. Conflict for its last
+    editor (``approval.approve``)."""
+    with session_scope(settings) as session:
+        release = lifecycle.get_release(session, release_id)
+        approval.approve(release, by)
+        audit.record(session, by, "approve", f"release {release_id}", editor=release.last_edited_by)
     return release
 
 
@@ -168,6 +192,7 @@ def correct(
     planned = 0
     with session_scope(settings) as session:
         release = lifecycle.correct_release(session, release_id, draft)
+        approval.edited(release, by)
         if notify:
             planned = notices.plan(session, release)
         details = {"source": draft.source, "notify": notify, "notices": planned}

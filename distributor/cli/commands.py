@@ -740,6 +740,22 @@ def releases_withdraw(
     out.print(said)
 
 
+@releases_app.command("request-approval")
+def releases_request_approval(release_id: int) -> None:
+    """Ask for a draft's approval (DISTRIBUTOR_REQUIRE_APPROVAL: someone other than its
+    last editor approves it before it is published or scheduled)."""
+    actions.request_approval(settings(), release_id, audit.cli_actor())
+    out.print(f"approval of release {release_id} asked for", markup=False, highlight=False)
+
+
+@releases_app.command("approve")
+def releases_approve(release_id: int) -> None:
+    """Approve a release as it is now (refused to its last editor); a later change of its
+    text withdraws the approval."""
+    actions.approve(settings(), release_id, audit.cli_actor())
+    out.print(f"release {release_id} approved", markup=False, highlight=False)
+
+
 @releases_app.command("unschedule")
 def releases_unschedule(release_id: int) -> None:
     """Cancel a scheduled publication: the release goes back to draft; nothing is sent."""

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     confirm_max_age_days: int = Field(default=7, ge=1)
     # Publishers and admins must use a one-time code (TOTP) at login (office/totp.py).
     require_totp: bool = False
+    # A release is published only once someone other than its last editor approved it.
+    require_approval: bool = False
     rate_limit_requests: int = Field(default=10, ge=1)
     rate_limit_window_seconds: int = Field(default=600, ge=1)
     soft_bounce_limit: int = Field(default=3, ge=1)

@@ -245,6 +245,12 @@ class Release(Base):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set once the delivery ledger has been planned; the sweep plans releases missing it.
     planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The two-person rule (releases/approval.py): who last changed its text, and who
+    # approved it since (empty: not approved); asked for by ``approval_requested_by``.
+    last_edited_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    approval_requested_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    approved_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     topics: Mapped[list[Topic]] = relationship(secondary=release_topics, lazy="selectin")
     translation_of: Mapped[Release | None] = relationship(remote_side=[id])

@@ -69,6 +69,10 @@ class ReleaseOut(BaseModel):
     withdrawn_at: datetime | None
     withdrawn_by: str
     withdrawn_reason: str
+    last_edited_by: str
+    approval_requested_by: str
+    approved_by: str
+    approved_at: datetime | None
     created_at: datetime
     updated_at: datetime
     counts: Counts
@@ -147,6 +151,10 @@ def release_out(session: Session, settings: Settings, release: Release) -> Relea
         withdrawn_at=release.withdrawn_at,
         withdrawn_by=release.withdrawn_by,
         withdrawn_reason=release.withdrawn_reason,
+        last_edited_by=release.last_edited_by,
+        approval_requested_by=release.approval_requested_by,
+        approved_by=release.approved_by,
+        approved_at=release.approved_at,
         created_at=release.created_at,
         updated_at=release.updated_at,
         counts=_counts(release_status(session, release.id)),

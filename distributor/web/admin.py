@@ -104,6 +104,9 @@ DONE = {
     "created": "Draft created: nothing is sent or shown until it is published.",
     "saved": "Draft saved.",
     "deleted": "Draft deleted: its address (slug) is free again.",
+    "approval-requested": "Approval asked for: a publisher or an admin other than its last "
+    "editor approves it.",
+    "approved": "Approved: it may be published or scheduled.",
     "published": "Published: the workers are sending it.",
     "scheduled": "Scheduled.",
     "unscheduled": "Unscheduled: the release is a draft again; nothing was sent.",
@@ -282,7 +285,11 @@ class Dashboard:
         self.zone = settings.zone
         loader = FileSystemLoader(settings.templates_dir / "admin")
         self.env = Environment(loader=loader, autoescape=True)
-        self.env.globals.update(organisation=settings.organisation, timezone=settings.timezone)
+        self.env.globals.update(
+            organisation=settings.organisation,
+            timezone=settings.timezone,
+            require_approval=settings.require_approval,
+        )
         self.env.filters["local"] = lambda moment: local_time(moment, self.zone)
         self.assets: dict[str, tuple[str, str]] = {}
 
@@ -733,6 +740,32 @@ def publish(
     except DistributorError as exc:
         return dash.failed(request, admin, release_id, exc)
     return after(release_id, "published" if release.state == "published" else "scheduled")
+
+
+@router.post("/releases/{release_id}/approval-request", response_class=HTMLResponse)
+def ask_approval(
+    request: Request, release_id: ReleaseId, admin: Writer, dash: Dash, csrf: Csrf = ""
+) -> Response:
+    """Ask for the draft's approval (the two-person rule); back to its page."""
+    dash.check_csrf(request, csrf)
+    try:
+        actions.request_approval(dash.settings, release_id, admin.actor)
+    except DistributorError as exc:
+        return dash.failed(request, admin, release_id, exc)
+    return after(release_id, "approval-requested")
+
+
+@router.post("/releases/{release_id}/approve", response_class=HTMLResponse)
+def approve(
+    request: Request, release_id: ReleaseId, admin: Publisher, dash: Dash, csrf: Csrf = ""
+) -> Response:
+    """Approve the release as it is now (not its last editor); back to its page."""
+    dash.check_csrf(request, csrf)
+    try:
+        actions.approve(dash.settings, release_id, admin.actor)
+    except DistributorError as exc:
+        return dash.failed(request, admin, release_id, exc)
+    return after(release_id, "approved")
 
 
 @router.post("/releases/{release_id}/unschedule", response_class=HTMLResponse)

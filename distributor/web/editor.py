@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from distributor import actions
@@ -43,9 +44,26 @@ from distributor.web.errors import status_of
 router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=AdminRoute)
 Writer = Annotated[Admin, Depends(allowed(Can.DRAFT))]
 ReleaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
-Text = Annotated[str, Form(max_length=MAX_SOURCE_BYTES)]
-Line = Annotated[str, Form(max_length=600)]
-FIELDS = ("title", "lang", "date", "dateline", "lead", "body", "contacts", "embargo")
+TEXT, LINE = MAX_SOURCE_BYTES, 600  # the longest value a field takes, in characters
+
+
+class ReleaseForm(BaseModel):
+    """The release form's fields, as posted (checked afterwards, with the release's rules)."""
+
+    title: str = Field(default="", max_length=LINE)
+    lang: str = Field(default="", max_length=LINE)
+    date: str = Field(default="", max_length=LINE)
+    dateline: str = Field(default="", max_length=LINE)
+    lead: str = Field(default="", max_length=TEXT)
+    body: str = Field(default="", max_length=TEXT)
+    contacts: str = Field(default="", max_length=TEXT)
+    embargo: str = Field(default="", max_length=LINE)
+    topics: list[str] = Field(default_factory=list)
+    version: str = Field(default="", max_length=LINE)
+    csrf: str = Field(default="", max_length=LINE)
+
+
+Posted = Annotated[ReleaseForm, Form()]
 
 
 def contacts_text(contacts: list[dict[str, str]]) -> str:
@@ -150,11 +168,6 @@ def _page(
     )
 
 
-def _form(*values: str, topics: list[str]) -> dict[str, Any]:
-    """The form's fields by name (``FIELDS``, in that order), and its topics."""
-    return {**dict(zip(FIELDS, values, strict=True)), "topics": topics}
-
-
 def _seen(version: str) -> datetime | None:
     """The draft's ``updated_at`` when the form was opened (None: a form from before)."""
     try:
@@ -173,25 +186,11 @@ def new_page(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
 
 @router.post("/releases/new", response_class=HTMLResponse)
 @takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, FORM)  # URL-encoded: up to 3 bytes a byte
-def create(
-    request: Request,
-    admin: Writer,
-    dash: Dash,
-    title: Line = "",
-    lang: Line = "",
-    date: Line = "",
-    dateline: Line = "",
-    lead: Text = "",
-    body: Text = "",
-    contacts: Text = "",
-    embargo: Line = "",
-    topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies it
-    csrf: Csrf = "",
-) -> Response:
+def create(request: Request, admin: Writer, dash: Dash, posted: Posted) -> Response:
     """Store the form as a new draft; its page. The form again, with the reason and what
     was typed, if refused."""
-    dash.check_csrf(request, csrf)
-    form = _form(title, lang, date, dateline, lead, body, contacts, embargo, topics=topics)
+    dash.check_csrf(request, posted.csrf)
+    form = posted.model_dump(exclude={"csrf", "version"})
     try:
         draft = _draft(dash, form, {})
         made = actions.create_release(dash.settings, draft, admin.actor, lambda s, r: {"id": r.id})
@@ -219,27 +218,13 @@ def edit_page(request: Request, release_id: ReleaseId, admin: Writer, dash: Dash
 @router.post("/releases/{release_id}/edit", response_class=HTMLResponse)
 @takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, FORM)
 def save(
-    request: Request,
-    release_id: ReleaseId,
-    admin: Writer,
-    dash: Dash,
-    title: Line = "",
-    lang: Line = "",
-    date: Line = "",
-    dateline: Line = "",
-    lead: Text = "",
-    body: Text = "",
-    contacts: Text = "",
-    embargo: Line = "",
-    topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies it
-    version: Line = "",
-    csrf: Csrf = "",
+    request: Request, release_id: ReleaseId, admin: Writer, dash: Dash, posted: Posted
 ) -> Response:
     """Save the draft, unless someone saved it since it was opened: then both texts, side
     by side (409), and nothing overwritten. The form again with the reason if refused."""
-    dash.check_csrf(request, csrf)
-    form = _form(title, lang, date, dateline, lead, body, contacts, embargo, topics=topics)
-    form["version"] = version
+    dash.check_csrf(request, posted.csrf)
+    form = posted.model_dump(exclude={"csrf"})
+    version = posted.version
     try:
         with session_scope(dash.settings) as session:
             release = get_release(session, release_id)

@@ -457,6 +457,30 @@ def publish(
 
 
 @router.post(
+    "/releases/{release_id}/approval-request",
+    summary="Ask for approval (two-person rule)",
+    responses={**FOUND, **conflict("It is not a draft")},
+)
+def ask_approval(release_id: ReleaseId, who: Writer, settings: AppSettings) -> ReleaseOut:
+    """Record that its approval is asked for (``DISTRIBUTOR_REQUIRE_APPROVAL``: a release
+    is published or scheduled only once someone other than its last editor approved it)."""
+    actions.request_approval(settings, release_id, who.actor)
+    return current(settings, release_id)
+
+
+@router.post(
+    "/releases/{release_id}/approve",
+    summary="Approve (two-person rule)",
+    responses={**FOUND, **conflict("You are its last editor, or it is not a draft or scheduled")},
+)
+def approve(release_id: ReleaseId, who: Publisher, settings: AppSettings) -> ReleaseOut:
+    """Approve the release as it is now; refused to its last editor. A later change of
+    its text withdraws the approval."""
+    actions.approve(settings, release_id, who.actor)
+    return current(settings, release_id)
+
+
+@router.post(
     "/releases/{release_id}/unschedule",
     summary="Cancel a scheduled publication",
     responses={**FOUND, **conflict("It is not scheduled")},
