@@ -1,7 +1,8 @@
 """Every kind of email we send carries a DKIM signature that verifies as a receiving server
-gets it: release emails, correction notices, test sends and confirmation emails, each sent
-by its real send path (the ledger's claim → send → record loop, the CLI, the worker) to a
-real SMTP server, and the bytes that server received checked with dkimpy's verifier.
+gets it: release emails, correction notices, test sends, confirmation emails and
+invitations, each sent by its real send path (the ledger's claim → send → record loop, the
+CLI, the worker) to a real SMTP server, and the bytes that server received checked with
+dkimpy's verifier.
 
 The signer itself is tested in test_mail_dkim.py; these tests fail when a send path stops
 calling it (unsigned, a DMARC ``p=reject`` policy at the reader's provider drops the mail).
@@ -164,3 +165,25 @@ def test_the_confirmation_a_worker_sends_verifies(
     assert message.rcpt == "reporter@example.com"
     parsed = assert_verifies(message, signer_of(live))
     assert parsed["Feedback-ID"] == "confirm:en:subscription:example.org"
+
+
+def test_the_invitation_a_worker_sends_verifies(
+    sqlite_settings: Settings, smtp_server: SMTPServer, redis_url: str, tmp_path: Path
+) -> None:
+    """An admin's invitation to the workspace wakes a real `distributor worker`
+    (``send_invitation``); the email it sends, with the link to choose a password, is
+    signed. SQLite only, as for the confirmation."""
+    signing = signing_with_a_new_key(sqlite_settings, smtp_server, tmp_path / "dkim.pem")
+    live = signing.model_copy(update={"broker_url": redis_url})
+    with running_worker(live, tmp_path / "logs", concurrency=1):
+        queue = TaskQueue(live)
+        try:
+            actions.invite(live, queue, "sam@example.org", "writer", "user:ines@example.org")
+        finally:
+            queue.close()
+        wait_until(lambda: bool(smtp_server.handler.messages), 60, "the invitation email")
+    (message,) = smtp_server.handler.messages
+    assert message.rcpt == "sam@example.org"
+    parsed = assert_verifies(message, signer_of(live))
+    assert parsed["Feedback-ID"] == "invite:en:workspace:example.org"
+    assert "/admin/invitation/" in message.data.decode()
