@@ -10,10 +10,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from distributor import actions
+from distributor.audience.subscription import take_confirmation
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, utcnow
 from distributor.core.queue import TaskQueue
+from distributor.office.invitations import invite
 from distributor.outbox import sending, sweep
 from distributor.releases.lifecycle import mark_published
 from distributor.releases.source import parse_release
@@ -155,3 +157,23 @@ def test_correction_notices_due_are_woken_in_batches_and_counted(s: Settings) ->
     report = sweep.sweep(small, queue)  # type: ignore[arg-type]
     assert report.notice_batches == 2  # 3 notices, 2 a batch
     assert queue.tasks("send_correction_notices") == [(release_id,), (release_id,)]
+
+
+def test_every_kind_due_is_woken_and_counted(s: Settings) -> None:
+    """An idle sweep wakes a batch per ``batch_size`` rows due of a release, a worker per
+    request whose confirmation email is due, and one per invitation whose email is due,
+    and its report counts each."""
+    small = s.model_copy(update={"batch_size": 2})
+    release_id = published(small, 3)
+    requests = [new_request(small, f"{who}@example.com") for who in ("ann", "bob")]
+    with session_scope(small) as session:
+        for request_id in requests:
+            take_confirmation(session, request_id)
+        invited = [invite(session, f"{who}@example.org", "writer", "cli:root").id
+                   for who in ("jo", "sam")]  # fmt: skip
+    queue = CountingQueue()
+    report = sweep.sweep(small, queue)  # type: ignore[arg-type]
+    assert (report.batches, report.confirmation_retries, report.invitation_retries) == (2, 2, 2)
+    assert queue.tasks("send_batch") == [(release_id,), (release_id,)]
+    assert sorted(queue.tasks("send_confirmation")) == [(r,) for r in requests]
+    assert sorted(queue.tasks("send_invitation")) == [(i,) for i in invited]
