@@ -27,8 +27,11 @@ EMAIL, PASSWORD = "camille@example.org", "a long enough password"
 
 
 @pytest.fixture
-def s(settings: Settings, redis_url: str) -> Settings:
-    return settings.model_copy(update={"broker_url": redis_url})
+def s(sqlite_settings: Settings, redis_url: str) -> Settings:
+    # SQLite only: the codes, the steps and the pages do not depend on the database (the
+    # accounts and throttle beneath them are tested on both, in test_accounts.py and
+    # test_login_throttle.py), and each login hashes with argon2.
+    return sqlite_settings.model_copy(update={"broker_url": redis_url})
 
 
 def browser(s: Settings) -> TestClient:
