@@ -61,7 +61,7 @@ from distributor.core.errors import (
     Unauthorized,
 )
 from distributor.core.models import AdminSession, ApiToken, NoticeKind, ReleaseState, User, utcnow
-from distributor.core.roles import Caller, Can, user_caller
+from distributor.core.roles import Caller, Can, person, user_caller
 from distributor.core.tokens import Purpose, signer
 from distributor.mail.preview import render_preview, send_test
 from distributor.office.accounts import MAX_PASSWORD
@@ -291,6 +291,7 @@ class Dashboard:
             require_approval=settings.require_approval,
         )
         self.env.filters["local"] = lambda moment: local_time(moment, self.zone)
+        self.env.filters["person"] = person
         self.assets: dict[str, tuple[str, str]] = {}
 
     def csrf_for(self, request: Request) -> str:
@@ -441,6 +442,27 @@ class Dashboard:
             sweep=sweep,
             **context,
         )
+
+    def act(
+        self,
+        request: Request,
+        admin: Admin,
+        release_id: int,
+        csrf: str,
+        action: Callable[..., object],
+        done: str,
+    ) -> Response:
+        """Run ``action(settings, release_id, admin.actor)`` once the form's CSRF value is
+        checked; then ``done`` (a redirect, or a key of ``DONE`` on the release's page), or
+        the release's page saying why it was refused."""
+        self.check_csrf(request, csrf)
+        try:
+            action(self.settings, release_id, admin.actor)
+        except DistributorError as exc:
+            return self.failed(request, admin, release_id, exc)
+        if done.startswith("/"):
+            return RedirectResponse(done, status_code=303)
+        return after(release_id, done)
 
     def failed(
         self, request: Request, admin: Admin, release_id: int, exc: DistributorError
@@ -747,12 +769,9 @@ def ask_approval(
     request: Request, release_id: ReleaseId, admin: Writer, dash: Dash, csrf: Csrf = ""
 ) -> Response:
     """Ask for the draft's approval (the two-person rule); back to its page."""
-    dash.check_csrf(request, csrf)
-    try:
-        actions.request_approval(dash.settings, release_id, admin.actor)
-    except DistributorError as exc:
-        return dash.failed(request, admin, release_id, exc)
-    return after(release_id, "approval-requested")
+    return dash.act(
+        request, admin, release_id, csrf, actions.request_approval, "approval-requested"
+    )
 
 
 @router.post("/releases/{release_id}/approve", response_class=HTMLResponse)
@@ -760,12 +779,7 @@ def approve(
     request: Request, release_id: ReleaseId, admin: Publisher, dash: Dash, csrf: Csrf = ""
 ) -> Response:
     """Approve the release as it is now (not its last editor); back to its page."""
-    dash.check_csrf(request, csrf)
-    try:
-        actions.approve(dash.settings, release_id, admin.actor)
-    except DistributorError as exc:
-        return dash.failed(request, admin, release_id, exc)
-    return after(release_id, "approved")
+    return dash.act(request, admin, release_id, csrf, actions.approve, "approved")
 
 
 @router.post("/releases/{release_id}/unschedule", response_class=HTMLResponse)
@@ -773,12 +787,7 @@ def unschedule_release(
     request: Request, release_id: ReleaseId, admin: Publisher, dash: Dash, csrf: Csrf = ""
 ) -> Response:
     """Make a scheduled release a draft again (nothing was sent); back to its page."""
-    dash.check_csrf(request, csrf)
-    try:
-        actions.unschedule(dash.settings, release_id, admin.actor)
-    except DistributorError as exc:
-        return dash.failed(request, admin, release_id, exc)
-    return after(release_id, "unscheduled")
+    return dash.act(request, admin, release_id, csrf, actions.unschedule, "unscheduled")
 
 
 @router.post("/releases/{release_id}/correct", response_class=HTMLResponse)

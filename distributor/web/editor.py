@@ -251,9 +251,6 @@ def delete(
     request: Request, release_id: ReleaseId, admin: Writer, dash: Dash, csrf: Csrf = ""
 ) -> Response:
     """Delete a draft (its slug is free again); the dashboard, saying so."""
-    dash.check_csrf(request, csrf)
-    try:
-        actions.delete_draft(dash.settings, release_id, admin.actor)
-    except DistributorError as exc:
-        return dash.failed(request, admin, release_id, exc)
-    return RedirectResponse(f"{PREFIX}?done=deleted", status_code=303)
+    return dash.act(
+        request, admin, release_id, csrf, actions.delete_draft, f"{PREFIX}?done=deleted"
+    )
