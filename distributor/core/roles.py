@@ -117,3 +117,9 @@ def user_actor(email: str) -> str:
 def token_actor(token_name: str, email: str | None) -> str:
     """How the audit trail names a call made with a token, and the token's user if any."""
     return f"token:{token_name}" if email is None else f"user:{email} (token:{token_name})"
+
+
+def person(actor: str) -> str:
+    """The person an audit name stands for: ``user:EMAIL (token:NAME)`` (``token_actor``)
+    is ``user:EMAIL``; any other name is itself."""
+    return actor.split(" (token:", 1)[0].strip()

@@ -55,6 +55,15 @@ def _live(now: datetime) -> tuple[Any, ...]:
     )
 
 
+def _is_live(invitation: Invitation, now: datetime) -> bool:
+    """:func:`_live` for an invitation already read."""
+    return (
+        invitation.accepted_at is None
+        and invitation.cancelled_at is None
+        and invitation.expires_at > now
+    )
+
+
 def _due(now: datetime) -> tuple[Any, ...]:
     return (
         InvitationEmail.status.in_(OPEN_STATUSES),
@@ -89,9 +98,7 @@ def claim(engine: Engine, settings: Settings, invitation_id: int, limit: int) ->
     with Session(engine) as session, session.begin():  # BEGIN IMMEDIATE on SQLite (db.py)
         picked = {int(i): bool(doubt) for i, doubt in session.execute(candidates)}
         invitation = session.get(Invitation, invitation_id)
-        live = invitation is not None and session.scalar(
-            select(Invitation.id).where(Invitation.id == invitation_id, *_live(now))
-        )
+        live = invitation is not None and _is_live(invitation, now)
         leased: Sequence[Any] = ()
         if picked and not live:
             session.execute(
@@ -119,12 +126,12 @@ class Invitations:
     what, one, about = "invitation emails", "invitation email", "invitation"
 
     def subject(self, settings: Settings, subject_id: int) -> Invitation | None:
-        """The invitation, unless it is gone or no longer live."""
+        """The invitation, unless it is gone, replaced, cancelled or accepted."""
         with session_scope(settings) as session:
             invitation = session.get(Invitation, subject_id)
             if invitation is None or invitation.accepted_at or invitation.cancelled_at:
                 return None
-            return invitation
+            return invitation  # one expired since: its rows are cancelled at their claim
 
     def claim(
         self, engine: Engine, settings: Settings, subject_id: int, limit: int

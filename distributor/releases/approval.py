@@ -13,11 +13,7 @@ from __future__ import annotations
 from distributor.core.config import Settings
 from distributor.core.errors import Conflict
 from distributor.core.models import Release, ReleaseState, utcnow
-
-
-def person(actor: str) -> str:
-    """The person an audit name stands for: ``user:EMAIL (token:NAME)`` is ``user:EMAIL``."""
-    return actor.split(" (token:", 1)[0].strip()
+from distributor.core.roles import person
 
 
 def edited(release: Release, by: str) -> None:
