@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from distributor.core import filemodes
 from distributor.core.config import Settings, load_settings
 from distributor.core.db import dispose_engines, get_engine, upgrade
 from distributor.core.models import Base
@@ -94,10 +96,44 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def truncate_pg(settings: Settings) -> None:
-    """Empty every table of the run's PostgreSQL database, ids restarting at 1."""
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    """Empty every table of the run's PostgreSQL database, ids restarting at 1. DELETE, the
+    referring tables first, takes a fifth of TRUNCATE's time on tables this small (TRUNCATE
+    makes new files for each): 0.02 s, not 0.14 s, before each of hundreds of tests."""
     with get_engine(settings).begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+        sequences = conn.execute(text(
+            "SELECT sequence_name FROM information_schema.sequences"
+            " WHERE sequence_schema = current_schema()"
+        )).scalars().all()  # fmt: skip
+        for name in sequences:
+            conn.execute(text(f'ALTER SEQUENCE "{name}" RESTART'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to head once for the run (once per xdist worker): a
+    test's database starts as a copy of it. Migrating costs about half a second a test,
+    copying a millisecond; the tests of the migrations themselves still run them."""
+    s = load_settings(data_dir=tmp_path_factory.mktemp("sqlite-template") / "var")
+    upgrade(s)
+    dispose_engines()
+    path = s.data_dir / "distributor.db"
+    with sqlite3.connect(path) as conn:  # everything in the file itself, none in its -wal
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path
+
+
+def migrated_sqlite(settings: Settings, template: Path) -> Settings:
+    """``settings``' SQLite database (in its data directory) as ``upgrade`` leaves it: the
+    directory made as the application makes it, the file a private copy of ``template``."""
+    filemodes.data_dir(settings.data_dir)
+    target = settings.data_dir / "distributor.db"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(template.read_bytes())
+    return settings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -115,13 +151,13 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
     if request.param == "postgresql":
         truncate_pg(s)
     else:
-        upgrade(s)
+        migrated_sqlite(s, request.getfixturevalue("sqlite_template"))
     yield s
     dispose_engines()
 
 
 @pytest.fixture
-def sqlite_settings(tmp_path: Path) -> Iterator[Settings]:
+def sqlite_settings(tmp_path: Path, sqlite_template: Path) -> Iterator[Settings]:
     """Settings for a migrated, empty SQLite database (tests that need only one backend)."""
     s = load_settings(
         data_dir=tmp_path / "var",
@@ -129,7 +165,7 @@ def sqlite_settings(tmp_path: Path) -> Iterator[Settings]:
         secret_key=TEST_SECRET_KEY,
         sender="Agency Press Office <press@example.org>",
     )
-    upgrade(s)
+    migrated_sqlite(s, sqlite_template)
     yield s
     dispose_engines()
 

@@ -15,7 +15,7 @@ from distributor.core.queue import TaskQueue
 from distributor.outbox import sweep
 from distributor.releases.source import parse_release
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
-from tests.processes import NO_BROKER, run_cli
+from tests.processes import NO_BROKER, invoke_cli
 
 
 def trail(settings: Settings) -> list[tuple[str, str, str]]:
@@ -53,7 +53,7 @@ def test_the_cli_records_imports_and_erasures_and_lists_them(sqlite_settings: Se
     add_subscribers(sqlite_settings, [("ann@example.com", "Ann", "en", "climate")])
 
     def run(*args: str) -> str:
-        done = run_cli(sqlite_settings, *args)
+        done = invoke_cli(sqlite_settings, *args)
         assert done.returncode == 0, done.stderr
         return done.stdout
 

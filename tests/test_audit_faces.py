@@ -29,7 +29,7 @@ from distributor.core.queue import QUEUE, TaskQueue
 from distributor.web import create_app
 from tests.clients import Api, Dash
 from tests.helpers import add_subscribers, add_topics, make_release, new_token, release_text
-from tests.processes import NO_BROKER, run_cli
+from tests.processes import NO_BROKER, invoke_cli
 from tests.smtp_server import SMTPServer
 
 PACKAGE = Path(audit.__file__).parents[1]  # distributor/
@@ -39,7 +39,7 @@ DESK = "token:press-desk"
 @dataclass
 class Faces:
     """The admin API and the dashboard of one app (one client), with a token that has both
-    scopes; the command line is ``run_cli`` on the same settings."""
+    scopes; the command line is ``invoke_cli`` on the same settings."""
 
     settings: Settings
     api: Api
@@ -69,7 +69,7 @@ def events(settings: Settings) -> list[tuple[str, str, str, dict[str, Any]]]:
 
 
 def cli(settings: Settings, *args: str) -> str:
-    done = run_cli(settings, *args)
+    done = invoke_cli(settings, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -101,7 +101,7 @@ def test_unschedule_leaves_the_same_record_from_the_cli_the_dashboard_and_the_ap
         (DESK, "unschedule", f"release {api_id}", {}),
     ]
     # A draft cannot be unscheduled: each face refuses, and nothing more is recorded.
-    assert run_cli(s, "releases", "unschedule", str(cli_id)).returncode == 1
+    assert invoke_cli(s, "releases", "unschedule", str(cli_id)).returncode == 1
     assert faces.dash.post(f"/admin/releases/{dash_id}/unschedule").status_code == 409
     assert faces.api.post(f"/api/releases/{api_id}/unschedule").status_code == 409
     assert len(events(s)) == start + 3
@@ -194,7 +194,7 @@ def test_imports_and_erasures_are_recorded_from_the_cli_and_the_api(
     bob = api.get("/api/subscribers", q="bob@example.org").json()["items"][0]["id"]
     assert api.client.delete(f"/api/subscribers/{bob}", headers=api.auth).status_code == 204
     # Refused: nobody left to erase. Nothing recorded.
-    assert run_cli(s, "subscribers", "erase", "--email", "ann@example.com").returncode == 1
+    assert invoke_cli(s, "subscribers", "erase", "--email", "ann@example.com").returncode == 1
     assert api.client.delete(f"/api/subscribers/{bob}", headers=api.auth).status_code == 404
 
     who = audit.cli_actor()

@@ -21,7 +21,7 @@ from distributor.core.models import Subscriber, SubscriberStatus, utcnow
 from distributor.outbox import sending
 from distributor.web import create_app
 from tests.helpers import add_subscribers, add_topics, csrf_of
-from tests.processes import run_cli
+from tests.processes import invoke_cli
 from tests.smtp_server import SMTPServer
 from tests.subscription_requests import request_ids
 
@@ -95,7 +95,7 @@ def test_a_confirmed_import_leaves_a_bounced_address_alone_and_says_so(
     runs = [(["--confirmed", "--consent-source", "fair 2026"], "1 added, 0 updated"),
             ([], "0 added, 1 updated")]  # fmt: skip
     for extra, counts in runs:
-        done = run_cli(desk.settings, "subscribers", "import", str(people), *extra)
+        done = invoke_cli(desk.settings, "subscribers", "import", str(people), *extra)
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[0] == (
             f"{counts}, 1 left unchanged (unsubscribed or bounced)"

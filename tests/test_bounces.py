@@ -8,7 +8,6 @@ import email
 import mailbox
 import re
 import subprocess
-import sys
 from email.message import Message
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from distributor.mail.verp import BounceAddresses
 from distributor.reporting.status import release_status
 from tests.bounce_mail import envelope_and_headers, postfix_dsn, publish_numbered, run_ingest
 from tests.helpers import add_subscribers, add_topics, make_release
-from tests.processes import settings_env
+from tests.processes import invoke_cli
 from tests.smtp_server import SMTPServer
 
 VERP = re.compile(r"bounces\+d([0-9]+)-[0-9a-f]{16}@example\.org")
@@ -196,16 +195,9 @@ def cli(sqlite_settings: Settings, smtp_server: SMTPServer):  # type: ignore[no-
     live = sqlite_settings.model_copy(update={"smtp_url": smtp_server.url})
     add_topics(live, "climate")
     add_subscribers(live, PEOPLE)
-    env = settings_env(live)
 
     def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "distributor.cli", *args],
-            env=env, input=stdin, capture_output=True, timeout=60,
-        )  # fmt: skip
-        return subprocess.CompletedProcess(
-            result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
-        )
+        return invoke_cli(live, *args, input=stdin)
 
     run.settings = live  # type: ignore[attr-defined]
     run.smtp = smtp_server  # type: ignore[attr-defined]

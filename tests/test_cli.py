@@ -1,4 +1,5 @@
-"""The `distributor` command as a user runs it (a real subprocess)."""
+"""The `distributor` command as a user runs it: once whole in real subprocesses, then what it
+says and refuses through its main() in this process (tests/processes.py: ``invoke_cli``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from distributor.core.config import Settings
 from tests.helpers import release_text
-from tests.processes import run_cli
+from tests.processes import invoke_cli, run_cli
 
 
 @pytest.fixture
@@ -19,6 +20,14 @@ def run(sqlite_settings: Settings, redis_url: str):  # type: ignore[no-untyped-d
         return run_cli(sqlite_settings, *args, DISTRIBUTOR_BROKER_URL=redis_url)
 
     return run
+
+
+@pytest.fixture
+def invoke(sqlite_settings: Settings, redis_url: str):  # type: ignore[no-untyped-def]
+    def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+        return invoke_cli(sqlite_settings, *args, DISTRIBUTOR_BROKER_URL=redis_url)
+
+    return invoke
 
 
 def test_a_release_from_file_to_published(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -43,7 +52,8 @@ def test_a_release_from_file_to_published(run, tmp_path: Path) -> None:  # type:
     assert "ann@example.com,Ann,en,climate,confirmed,fair" in exported.stdout
 
 
-def test_bad_input_exits_1_naming_file_line_and_field(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_exits_1_naming_file_line_and_field(invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run = invoke
     run("topics", "add", "climate", "--name", "Climate")
     csv = tmp_path / "people.csv"
     csv.write_text("email,name,language,topics\nann@example.com,Ann,en,climate\nbad,B,en,climate\n")
@@ -72,8 +82,9 @@ LONG_TITLE = (
 
 
 def test_create_and_publish_print_the_id_and_the_address_and_say_when_a_slug_is_cut(  # type: ignore[no-untyped-def]
-    run, tmp_path: Path
+    invoke, tmp_path: Path
 ) -> None:
+    run = invoke
     # Issue 11: slugs were cut at 80 characters inside a word, and only the id was printed.
     assert run("db", "upgrade").returncode == 0
     assert run("topics", "add", "climate", "--name", "Climate").returncode == 0

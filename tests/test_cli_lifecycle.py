@@ -1,6 +1,6 @@
-"""The whole life of one release through the `distributor` command, as a press officer
-runs it: create, preview, test, schedule, unschedule, publish, watch it go out through a
-real worker into a real SMTP server, correct with a notice, report, withdraw, and read the
+"""The whole life of one release through the `distributor` command, as a press officer runs it (its
+main(), in this process): create, preview, test, schedule, unschedule, publish, watch it go out
+through a real worker into a real SMTP server, correct with a notice, report, withdraw, and read the
 audit trail."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from distributor.core.config import Settings
 from tests.helpers import release_text
-from tests.processes import run_cli, running_worker, wait_until
+from tests.processes import invoke_cli, running_worker, wait_until
 from tests.smtp_server import SMTPServer
 
 PEOPLE = ["ann@example.com", "bob@example.org", "cat@example.net"]
@@ -23,7 +23,7 @@ def test_a_release_from_draft_to_withdrawal_through_the_cli(
     live = sqlite_settings.model_copy(update={"broker_url": redis_url, "smtp_url": smtp_server.url})
 
     def run(*args: str) -> str:
-        done = run_cli(live, *args)
+        done = invoke_cli(live, *args)
         assert done.returncode == 0, (args, done.stdout, done.stderr)
         return done.stdout
 

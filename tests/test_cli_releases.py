@@ -1,8 +1,8 @@
-"""`distributor releases list|show|update|delete` and `--at` in local time, as a press officer
-or a script runs them (a real subprocess): the list is newest first and filters as asked,
-its --json and `show --json` are what the API answers, a draft is replaced or deleted (its
-slug free again) and nothing else is, each change is in the audit trail, and `--at` without
-an offset is read in DISTRIBUTOR_TIMEZONE. The API's DELETE is tested in
+"""`distributor releases list|show|update|delete` and `--at` in local time, as a press officer or a
+script runs them (the command's main(), in this process): the list is newest first and filters as
+asked, its --json and `show --json` are what the API answers, a draft is replaced or deleted (its
+slug free again) and nothing else is, each change is in the audit trail, and `--at` without an
+offset is read in DISTRIBUTOR_TIMEZONE. The API's DELETE is tested in
 tests/test_api_release_delete.py."""
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from distributor.core.models import Release
 from distributor.releases.lifecycle import mark_published
 from distributor.web import create_app
 from tests.helpers import add_topics, make_release, new_token, published, release_text
-from tests.processes import run_cli
+from tests.processes import invoke_cli
 
 HEADER = ["id", "state", "language", "date", "slug", "title"]
 
 
 def releases_cli(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(settings, "releases", *args, **extra)
+    return invoke_cli(settings, "releases", *args, **extra)
 
 
 def ok(settings: Settings, *args: str, **extra: str) -> str:
@@ -127,7 +127,7 @@ def test_update_replaces_a_draft_only(sqlite_settings: Settings, tmp_path: Path)
     assert "correct a published one" in refused.stderr
     assert release_row(s, done).title == "Agency signs agreement"  # type: ignore[union-attr]
 
-    trail = run_cli(s, "audit", "--action", "update").stdout.splitlines()
+    trail = invoke_cli(s, "audit", "--action", "update").stdout.splitlines()
     assert len(trail) == 1 and f"  update  release {draft}" in trail[0]
 
 
@@ -149,7 +149,7 @@ def test_deleting_a_draft_frees_its_slug_and_is_recorded(
     assert again > draft
     assert release_row(s, again).slug == "agency-signs-agreement"  # type: ignore[union-attr]
 
-    (event,) = run_cli(s, "audit", "--action", "delete").stdout.splitlines()
+    (event,) = invoke_cli(s, "audit", "--action", "delete").stdout.splitlines()
     assert event.endswith(
         f"  delete  release {draft}  slug=agency-signs-agreement title=Draft to drop"
     )
@@ -186,7 +186,7 @@ def test_deleting_an_original_leaves_its_translation_on_its_own(
     kept = release_row(s, french)
     assert kept is not None and kept.translation_of_id is None
     assert "translation of:     -\n" in ok(s, "show", str(french))
-    (event,) = run_cli(s, "audit", "--action", "delete").stdout.splitlines()
+    (event,) = invoke_cli(s, "audit", "--action", "delete").stdout.splitlines()
     assert f"unlinked=[{french}]" in event
 
 
@@ -221,7 +221,7 @@ def test_at_without_an_offset_is_read_in_the_press_offices_zone(
 
     # `publish FILE.md --at` too, in another zone.
     path = file_with(tmp_path, "other.md", slug="other")
-    new_york = run_cli(
+    new_york = invoke_cli(
         s, "publish", str(path), "--at", "2031-01-14T09:00", DISTRIBUTOR_TIMEZONE="America/New_York"
     )
     assert new_york.returncode == 0, new_york.stderr
@@ -229,7 +229,7 @@ def test_at_without_an_offset_is_read_in_the_press_offices_zone(
         other = session.query(Release).filter_by(slug="other").one()
         assert other.scheduled_at == datetime(2031, 1, 14, 14, 0, tzinfo=UTC)
     # A local time in the past is still refused, before the draft is stored.
-    past = run_cli(s, "publish", str(file_with(tmp_path, "p.md", slug="p")), "--at",
+    past = invoke_cli(s, "publish", str(file_with(tmp_path, "p.md", slug="p")), "--at",
                    "2026-01-14T09:00")  # fmt: skip
     assert past.returncode == 1 and "is in the past" in past.stderr
     with session_scope(s) as session:

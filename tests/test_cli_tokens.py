@@ -1,4 +1,5 @@
-"""`distributor tokens create / list / revoke` as a user runs them (a real subprocess)."""
+"""`distributor tokens create / list / revoke` as a user runs them (the command's
+main(), in this process)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from fastapi.testclient import TestClient
 
 from distributor.core.config import Settings
 from distributor.web import create_app
-from tests.processes import run_cli
+from tests.processes import invoke_cli
 
 
 def test_create_list_and_revoke_a_token(sqlite_settings: Settings, redis_url: str) -> None:
     s = sqlite_settings.model_copy(update={"broker_url": redis_url})
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_cli(s, "tokens", *args)
+        return invoke_cli(s, "tokens", *args)
 
     created = run("create", "press-desk")
     assert created.returncode == 0, created.stderr

@@ -1,7 +1,7 @@
-"""`distributor users …` and `tokens create --user` as an operator runs them (a real
-subprocess, the password given on standard input as a script would): the accounts it makes
-log in, what `users list` shows follows each change, the last admin stays, and a token
-made for a writer can do no more than a writer."""
+"""`distributor users …` and `tokens create --user` as an operator runs them (the command's main()
+in this process, the password given on standard input as a script would): the accounts it makes log
+in, what `users list` shows follows each change, the last admin stays, and a token made for a writer
+can do no more than a writer."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from distributor.core.db import session_scope
 from distributor.core.errors import Unauthorized
 from distributor.office import accounts
 from distributor.web import create_app
-from tests.processes import run_cli
+from tests.processes import invoke_cli
 
 PASSWORD = "correct horse battery staple"
 
@@ -23,7 +23,7 @@ PASSWORD = "correct horse battery staple"
 def users(
     settings: Settings, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return run_cli(settings, "users", *args, input=stdin)
+    return invoke_cli(settings, "users", *args, input=stdin)
 
 
 def listed(settings: Settings) -> dict[str, list[str]]:
@@ -131,7 +131,7 @@ def test_a_token_made_for_a_writer_can_do_what_a_writer_can(sqlite_settings: Set
     s = sqlite_settings
     made = users(s, "create", "camille@example.org", "--role", "writer", stdin=PASSWORD + "\n")
     assert made.returncode == 0, made.stderr
-    created = run_cli(s, "tokens", "create", "camille-bot", "--scope", "releases",
+    created = invoke_cli(s, "tokens", "create", "camille-bot", "--scope", "releases",
                       "--user", "Camille@example.org")  # fmt: skip
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
@@ -145,6 +145,6 @@ def test_a_token_made_for_a_writer_can_do_what_a_writer_can(sqlite_settings: Set
         assert disabled.returncode == 0, disabled.stderr
         assert client.get("/api/releases", headers=auth).status_code == 401
 
-    nobody = run_cli(s, "tokens", "create", "ghost-bot", "--user", "nobody@example.org")
+    nobody = invoke_cli(s, "tokens", "create", "ghost-bot", "--user", "nobody@example.org")
     assert nobody.returncode == 1 and "no account" in nobody.stderr
     assert "dst_" not in nobody.stdout

@@ -22,7 +22,7 @@ from distributor.audience.subscription import FORM_VERSION
 from distributor.core.config import Settings
 from tests.browser import link_in, running_server
 from tests.helpers import add_topics, csrf_of, free_port
-from tests.processes import run_cli, running_worker, wait_until
+from tests.processes import invoke_cli, running_worker, wait_until
 from tests.smtp_server import SMTPServer
 
 # What the journalist's browser says it is; the confirmation is clicked from another device.
@@ -59,7 +59,7 @@ def live(
 
 def export(settings: Settings, email: str) -> dict[str, Any]:
     """Everything held on ``email``, as `subscribers export --email` prints it."""
-    done = run_cli(settings, "subscribers", "export", "--email", email)
+    done = invoke_cli(settings, "subscribers", "export", "--email", email)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert isinstance(data, dict)

@@ -20,7 +20,7 @@ from distributor.releases.source import parse_release
 from distributor.site.builder import build_site
 from tests.corrections import corrected_text
 from tests.helpers import add_subscribers, add_topics, make_release
-from tests.processes import NO_BROKER, run_cli
+from tests.processes import NO_BROKER, invoke_cli
 
 
 def test_a_correction_changes_the_page_and_the_feed_item_but_sends_nothing(
@@ -85,7 +85,7 @@ def test_the_cli_corrects_from_a_file(sqlite_settings: Settings, tmp_path: Path)
         mark_published(session, release.id)
     fix = tmp_path / "fix.md"
     fix.write_text(corrected_text(), encoding="utf-8")
-    done = run_cli(sqlite_settings, "releases", "correct", str(release.id), str(fix))
+    done = invoke_cli(sqlite_settings, "releases", "correct", str(release.id), str(fix))
     assert done.returncode == 0, done.stderr
     assert "corrected" in done.stdout and "no email" in done.stdout
     with session_scope(sqlite_settings) as session:

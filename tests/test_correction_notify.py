@@ -34,7 +34,7 @@ from tests.corrections import (
     text_part,
 )
 from tests.helpers import CountingQueue, make_release, release_text
-from tests.processes import run_cli
+from tests.processes import invoke_cli
 from tests.smtp_server import SMTPServer
 
 DEFERRED, REFUSED = "dan@example.com", "fred@example.com"  # the original never reached them
@@ -217,7 +217,7 @@ def test_the_cli_flag_plans_and_reports_the_notices(
     send_release(s, release.id)  # into the Maildir outbox
     fix = tmp_path / "fix.md"
     fix.write_text(corrected_text(), encoding="utf-8")
-    done = run_cli(s, "releases", "correct", str(release.id), str(fix), "--notify")
+    done = invoke_cli(s, "releases", "correct", str(release.id), str(fix), "--notify")
     assert done.returncode == 0, done.stderr
     assert "corrected" in done.stdout and "6 correction notices planned" in done.stdout
     with session_scope(s) as session:

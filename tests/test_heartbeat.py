@@ -18,7 +18,7 @@ from distributor.core.config import Settings
 from distributor.core.queue import TaskQueue
 from distributor.outbox import sweep
 from tests.helpers import TEST_SECRET_KEY, add_topics, make_release
-from tests.processes import run_cli, running_command, settings_env, wait_until
+from tests.processes import invoke_cli, running_command, settings_env, wait_until
 from tests.redis_db import empty
 
 MISSING = "`distributor beat` is not running"
@@ -77,17 +77,17 @@ def test_status_and_publish_say_the_sweep_is_missing(fast: Settings) -> None:
     fast = fast.model_copy(update={"sweep_seconds": 30.0})  # outlives a few CLI runs
     add_topics(fast, "climate")
     release = make_release(fast, slug="first")
-    published = run_cli(fast, "releases", "publish", str(release.id))
+    published = invoke_cli(fast, "releases", "publish", str(release.id))
     assert published.returncode == 0, published.stderr
     assert f"release {release.id} published, but no sweep for over 90 s" in published.stdout
     assert "the workers are sending it" not in published.stdout
-    status = run_cli(fast, "releases", "status", str(release.id))
+    status = invoke_cli(fast, "releases", "status", str(release.id))
     assert status.returncode == 0 and MISSING in status.stdout
     heartbeat.record(fast, fast.broker_url or "")  # a sweep just ran
     other = make_release(fast, slug="second")
-    published = run_cli(fast, "releases", "publish", str(other.id))
+    published = invoke_cli(fast, "releases", "publish", str(other.id))
     assert f"release {other.id} published; the workers are sending it" in published.stdout
-    status = run_cli(fast, "releases", "status", str(other.id))
+    status = invoke_cli(fast, "releases", "status", str(other.id))
     assert "the sweep runs (last" in status.stdout and MISSING not in status.stdout
 
 
@@ -134,7 +134,7 @@ def test_publish_with_redis_out_of_reach_says_where_and_still_records(fast: Sett
 
     add_topics(fast, "climate")
     release = make_release(fast, slug="offline")
-    result = run_cli(fast, "releases", "publish", str(release.id),
+    result = invoke_cli(fast, "releases", "publish", str(release.id),
                      DISTRIBUTOR_BROKER_URL=NO_BROKER)  # fmt: skip
     assert result.returncode == 0, result.stderr  # published: the sweep sends it later
     assert (

@@ -31,7 +31,7 @@ from distributor.releases.media import MEDIA_PATH, StoredImage, store_image
 from distributor.releases.source import parse_release
 from distributor.site.builder import build_site
 from tests.helpers import TEST_SECRET_KEY, add_topics
-from tests.processes import run_cli
+from tests.processes import invoke_cli
 
 SITE = "https://news.example.org"
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -344,7 +344,7 @@ def test_the_command_reads_images_next_to_the_release_file(
     md = write_release(press)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    created = run_cli(sqlite_settings, "releases", "create", str(md), cwd=elsewhere)
+    created = invoke_cli(sqlite_settings, "releases", "create", str(md), cwd=elsewhere)
     assert created.returncode == 0, created.stderr
     with session_scope(sqlite_settings) as session:
         release = session.get(Release, int(created.stdout.strip()))
@@ -353,7 +353,7 @@ def test_the_command_reads_images_next_to_the_release_file(
     assert MEDIA_PATH.match(src) and stored_file(sqlite_settings, src).is_file()
 
     missing = write_release(tmp_path / "other", src="photos/minister.jpg")
-    failed = run_cli(sqlite_settings, "releases", "create", str(missing), cwd=press)
+    failed = invoke_cli(sqlite_settings, "releases", "create", str(missing), cwd=press)
     assert failed.returncode == 1
     assert f"{missing}: field 'images.0.src': no image file" in failed.stderr
     with session_scope(sqlite_settings) as session:

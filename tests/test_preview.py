@@ -20,7 +20,7 @@ from distributor.mail.dkim import load_signer
 from distributor.mail.preview import render_preview, send_test
 from tests.dkim_keys import dns_for, write_key
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
-from tests.processes import run_cli
+from tests.processes import invoke_cli
 from tests.smtp_server import SMTPServer
 
 FRENCH_MD = """\
@@ -231,7 +231,7 @@ def test_the_commands_end_to_end(
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         smtp = {"DISTRIBUTOR_SMTP_URL": smtp_server.url, **extra}
-        return run_cli(sqlite_settings, *args, cwd=tmp_path, **smtp)
+        return invoke_cli(sqlite_settings, *args, cwd=tmp_path, **smtp)
 
     previewed = run("releases", "preview", release_id, "--out", "out")  # relative to the cwd
     assert previewed.returncode == 0, previewed.stderr

@@ -28,7 +28,7 @@ from distributor.outbox import sending
 from distributor.outbox.ledger import plan
 from distributor.releases.lifecycle import mark_published
 from tests.helpers import add_subscribers, add_topics, make_release
-from tests.processes import run_cli
+from tests.processes import invoke_cli
 
 PEOPLE = [
     ("ann@example.com", "Ann Martin", "en", "climate;science"),
@@ -147,7 +147,7 @@ def test_an_erased_address_is_never_imported_again(settings: Settings, confirmed
 @pytest.fixture
 def run(sqlite_settings: Settings):  # type: ignore[no-untyped-def]
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_cli(sqlite_settings, *args)
+        return invoke_cli(sqlite_settings, *args)
 
     return run
 

@@ -20,7 +20,7 @@ from distributor.releases.lifecycle import create_release, mark_published, unsch
 from distributor.releases.source import parse_release
 from distributor.site.builder import build_site
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
-from tests.processes import NO_BROKER, run_cli
+from tests.processes import NO_BROKER, invoke_cli
 from tests.redis_db import empty
 
 EMBARGO = datetime(2031, 3, 2, 8, 0, tzinfo=UTC)  # 09:00 in Paris
@@ -124,7 +124,7 @@ def test_the_cli_shows_times_in_the_press_office_zone(sqlite_settings: Settings)
     release_id = embargoed_release(sqlite_settings)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_cli(sqlite_settings, *args)
+        return invoke_cli(sqlite_settings, *args)
 
     scheduled = run("releases", "publish", str(release_id), "--at", "2031-03-02T10:30:00+01:00")
     assert scheduled.returncode == 0, scheduled.stderr
@@ -167,7 +167,7 @@ def test_a_time_in_the_past_is_refused_unless_now_is_said(sqlite_settings: Setti
         )
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_cli(s, *args)
+        return invoke_cli(s, *args)
 
     release_id = make_release(s, slug="second-release").id
     ago = (datetime.now(UTC) - timedelta(days=4)).astimezone(s.zone).isoformat(timespec="minutes")

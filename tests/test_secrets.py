@@ -35,7 +35,7 @@ from tests.conftest import truncate_pg
 from tests.helpers import TEST_SECRET_KEY, add_subscribers, add_topics, free_port, release_text
 from tests.processes import (
     NO_BROKER,
-    run_cli,
+    invoke_cli,
     running_serve,
     settings_env,
     wait_until,
@@ -233,7 +233,7 @@ def test_the_settings_repr_shows_no_secret(tmp_path: Path) -> None:
     assert_absent(repr(settings) + str(settings), SECRET_KEY, SMTP_PASSWORD, DB_PASSWORD)
 
 
-# -- a real `distributor` process at DEBUG --------------------------------------------------
+# -- the `distributor` command at DEBUG (its main(), in this process) ------------------------
 
 
 def test_the_cli_at_debug_logs_no_secret(pg_url: str, tmp_path: Path) -> None:
@@ -262,7 +262,7 @@ def test_the_cli_at_debug_logs_no_secret(pg_url: str, tmp_path: Path) -> None:
         ("releases", "test", "1", "--to", "ann@example.com"),
         ("tokens", "create", "desk", "--scope", "subscribers"),
     ):
-        outputs.append(run_cli(settings, *args, **env))
+        outputs.append(invoke_cli(settings, *args, **env))
     assert outputs[0].returncode == 0, outputs[0].stderr
     assert outputs[2].returncode == 0, outputs[2].stderr
     assert "could not wake the workers" in outputs[2].stderr  # logged, and looked at

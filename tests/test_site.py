@@ -11,7 +11,7 @@ from distributor.core.db import session_scope
 from distributor.core.models import Release, ReleaseState
 from distributor.site.builder import build_site
 from tests.feed_samples import BASE, add_feed_topics, add_release
-from tests.processes import run_cli
+from tests.processes import invoke_cli
 
 
 def site_files(settings: Settings) -> set[str]:
@@ -118,7 +118,7 @@ def test_the_cli_builds_the_site_and_the_old_command_still_works(
     add_release(sqlite_settings, 1)
 
     def run(*args: str) -> str:
-        done = run_cli(sqlite_settings, *args)
+        done = invoke_cli(sqlite_settings, *args)
         assert done.returncode == 0, done.stderr
         return done.stdout
 

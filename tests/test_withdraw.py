@@ -24,7 +24,7 @@ from distributor.web import create_app
 from tests import clients
 from tests.clients import Dash
 from tests.helpers import add_subscribers, add_topics, make_release, new_token
-from tests.processes import NO_BROKER, run_cli
+from tests.processes import NO_BROKER, invoke_cli
 from tests.redis_db import empty
 from tests.smtp_server import SMTPServer
 
@@ -111,7 +111,7 @@ def test_the_cli_withdraws_and_says_how_many_were_cancelled(
     release = make_release(sqlite_settings)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_cli(sqlite_settings, *args)
+        return invoke_cli(sqlite_settings, *args)
 
     done = run("releases", "withdraw", str(release.id), "--by", "Jane Doe")
     assert done.returncode == 0, done.stderr
@@ -133,7 +133,9 @@ def test_a_reason_given_on_the_command_line_is_shown_on_the_410_page(
     for release, reason in reasons:
         with session_scope(sqlite_settings) as session:
             mark_published(session, release.id)
-        done = run_cli(sqlite_settings, "releases", "withdraw", str(release.id), "--reason", reason)
+        done = invoke_cli(
+            sqlite_settings, "releases", "withdraw", str(release.id), "--reason", reason
+        )
         assert done.returncode == 0, done.stderr
     build_site(sqlite_settings)
     with TestClient(create_app(sqlite_settings)) as client:

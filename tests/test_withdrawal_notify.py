@@ -38,7 +38,7 @@ from tests.corrections import (
     text_part,
 )
 from tests.helpers import CountingQueue, make_release, new_token, outbox, queued_tasks, release_text
-from tests.processes import NO_BROKER, run_cli, settings_env, wait_until
+from tests.processes import NO_BROKER, invoke_cli, settings_env, wait_until
 from tests.smtp_server import Received, SMTPServer
 
 DEFERRED, REFUSED = "dan@example.com", "fred@example.com"  # the original never reached them
@@ -90,12 +90,12 @@ def test_notify_tells_each_who_received_it_once_in_their_language_with_the_reaso
         unsubscribe(session, left.id)
 
     before = len(smtp_server.handler.messages)
-    done = run_cli(s, "releases", "withdraw", str(english.id), "--notify", "--reason", REASON_EN)
+    done = invoke_cli(s, "releases", "withdraw", str(english.id), "--notify", "--reason", REASON_EN)
     assert done.returncode == 0, done.stderr
     # Dan's delivery was waiting for a retry: cancelled, so he is told nothing either.
     assert "1 deliveries not sent were cancelled" in done.stdout
     assert "3 withdrawal notices planned" in done.stdout  # ann, bob, gus
-    done = run_cli(s, "releases", "withdraw", str(french.id), "--notify", "--reason", REASON_FR)
+    done = invoke_cli(s, "releases", "withdraw", str(french.id), "--notify", "--reason", REASON_FR)
     assert done.returncode == 0, done.stderr
     assert "1 withdrawal notice planned" in done.stdout  # fra
     assert sent_to(smtp_server, before) == []  # nothing leaves before a worker sends it
@@ -146,7 +146,7 @@ def test_without_notify_no_notice_is_planned_or_sent(
     release = make_release(s)
     send_release(s, release.id)
     before = len(smtp_server.handler.messages)
-    done = run_cli(s, "releases", "withdraw", str(release.id), "--reason", REASON_EN)
+    done = invoke_cli(s, "releases", "withdraw", str(release.id), "--reason", REASON_EN)
     assert done.returncode == 0, done.stderr
     assert "withdrawn" in done.stdout and "notice" not in done.stdout
     assert sending.send_correction_notices(s, release.id).claimed == 0

@@ -29,7 +29,7 @@ from distributor.core.models import CorrectionNotice, Delivery, Release, Subscri
 from distributor.core.queue import TaskQueue
 from distributor.releases.source import parse_release
 from tests.helpers import add_subscribers, add_topics, make_release, release_text
-from tests.processes import NO_BROKER, run_cli, running_worker, wait_until
+from tests.processes import NO_BROKER, invoke_cli, running_worker, wait_until
 from tests.redis_db import empty
 from tests.smtp_server import SMTPServer
 
@@ -186,7 +186,7 @@ def test_deferred_again_and_again_backs_off_doubling_to_the_cap_then_gives_up(
     assert (notice.status, notice.last_error) == ("failed", f"gave up: {reason}")
     assert notice.attempts >= 2 and attempts.count(ANN) == 1 + notice.attempts
 
-    report = run_cli(s, "releases", "report", str(release.id), "--csv")
+    report = invoke_cli(s, "releases", "report", str(release.id), "--csv")
     assert report.returncode == 0, report.stderr
     lines = {line["email"]: line for line in csv.DictReader(io.StringIO(report.stdout))}
     assert lines[BOB]["status"] == "failed" and lines[BOB]["smtp_code"] == "451"
@@ -202,7 +202,7 @@ def test_a_release_whose_wake_up_was_lost_is_sent_by_the_sweep_alone(
     person once, with no test calling distribute_release."""
     attempts = Attempts(smtp_server)
     release = make_release(live)
-    published = run_cli(live, "releases", "publish", str(release.id),
+    published = invoke_cli(live, "releases", "publish", str(release.id),
                         DISTRIBUTOR_BROKER_URL=NO_BROKER)  # fmt: skip
     assert published.returncode == 0, published.stderr
     assert "no worker could be woken" in published.stdout
