@@ -63,14 +63,29 @@ ACCEPTED = {"POST /api/subscribers": accepted_address, "POST /api/releases": acc
             "PUT /api/releases/{release_id}": accepted_release}  # fmt: skip
 
 
-@pytest.mark.parametrize("mode", ["positive", "negative", "accepted"])
+@pytest.mark.parametrize("mode", ["positive", "accepted"])
 def test_no_request_makes_a_server_error(api_token: tuple[Settings, str], mode: str) -> None:
+    exercise(api_token, mode)
+
+
+# What the schema refuses is refused by the request's validation, before any query: once,
+# on SQLite (the database's own limits — PostgreSQL's lengths and types — are what positive
+# and accepted requests reach, on both).
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_no_refused_request_makes_a_server_error(api_token: tuple[Settings, str]) -> None:
+    exercise(api_token, "negative")
+
+
+def exercise(api_token: tuple[Settings, str], mode: str) -> None:
+    """Every operation of the API, with requests schemathesis generates in ``mode``
+    (``positive``, ``negative``, or ``accepted``: positive ones the domain takes); none is
+    answered with a 5xx."""
     s, token = api_token
     app = create_app(s)
     with TestClient(app):  # runs the app's lifespan: the broker connection is closed after
         schema = schemathesis.openapi.from_asgi("/api/openapi.json", app)
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) == 26  # every operation of the API is exercised
+        assert len(operations) == 27  # every operation of the API is exercised
         for operation in operations:
             if mode == "accepted":
                 if operation.label not in ACCEPTED:

@@ -484,6 +484,12 @@ RUN: dict[str, Step] = {
             r"^2\tdraft\tfr\t2026-11-20 09:00 CET\taccord-climat\tL'Agence signe un accord",
         )
     ),
+    'distributor releases list --search "climate agreement" --topic climate': Step(
+        has(r"^id\tstate\tlanguage\tdate\tslug\ttitle$", r"^1\tpublished\ten\t")
+    ),
+    "distributor releases duplicate 1": Step(
+        has(r"^3$", r"^release 3 created from release 1: /releases/climate-agreement-copy$")
+    ),
     "distributor releases show 2": Step(
         has(
             r"^state: +draft$",

@@ -1,13 +1,15 @@
 """Every page of the press workspace in a real browser (Debian's headless Chromium,
 Playwright) against the real app (`distributor serve`), at a phone's width (390 px) and a
-desktop's (1280 px): the login form, the dashboard, a release, its withdraw form, the
-accounts page and an invitation's page. On each, axe-core finds no serious or critical
-violation, every control is labelled, and nothing is wider than the screen (issue 14).
+desktop's (1280 px): the login form, the dashboard, the list of releases, a release, its
+withdraw form, the editor, the accounts page and an invitation's page. On each, axe-core
+finds no serious or critical violation, every control is labelled, and nothing is wider
+than the screen (issue 14).
 
-The login, dashboard, release and accounts pages are saved, full page, as PAGE-WIDTH.png in
-tests/artifacts/workspace/, or in the folder DISTRIBUTOR_TEST_SCREENSHOTS names: `make
-screenshots` renews docs/screenshots/, which the README shows. (Not on every run: the pages
-show times, so each run's images differ, and a test run would leave the work tree changed.)"""
+The login, dashboard, releases, release, editor and accounts pages are saved, full page, as
+PAGE-WIDTH.png in tests/artifacts/workspace/, or in the folder DISTRIBUTOR_TEST_SCREENSHOTS
+names: `make screenshots` renews docs/screenshots/, which the README shows. (Not on every
+run: the pages show times, so each run's images differ, and a test run would leave the work
+tree changed.)"""
 
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ SCREENSHOTS = Path(
 ADMIN = "ines.garcia@example.org"
 PASSWORD = "correct horse battery staple"
 WIDTHS = {390: {"width": 390, "height": 844}, 1280: {"width": 1280, "height": 800}}
-SHOWN = ("login", "dashboard", "release", "editor", "accounts")  # the screenshots the README shows
+# The screenshots the README shows.
+SHOWN = ("login", "dashboard", "releases", "release", "editor", "accounts")
 OPEN_DETAILS = """() => {
   const closed = [...document.querySelectorAll('details:not([open])')];
   closed.forEach(d => { d.open = true; });
@@ -82,6 +85,7 @@ def workspace(
         "release": f"/admin/releases/{sent.id}",
         "withdraw": f"/admin/releases/{sent.id}/withdraw",
         "accounts": "/admin/accounts",
+        "releases": "/admin/releases",
         "editor": "/admin/releases/new",
         "edit": f"/admin/releases/{draft.id}/edit",
         "twofactor": "/admin/account/2fa",
@@ -146,6 +150,11 @@ def test_every_workspace_page_passes_axe_at_phone_and_desktop_width(
         for name in ("release", "withdraw", "accounts"):
             visit(name)
         assert page.get_by_text("new.colleague@example.org", exact=True).is_visible()  # pending
+        visit("releases")  # a card a release on a phone, a table row on a desktop
+        row = page.locator("tr[data-id]").first
+        shown_as = row.evaluate("row => getComputedStyle(row).display")
+        assert shown_as == ("table-row" if width > 600 else "block"), (width, shown_as)
+        assert row.get_by_role("button", name="Duplicate").is_visible()
         for name in ("editor", "edit", "twofactor"):
             visit(name)
         assert sorted(visited) == sorted(paths)

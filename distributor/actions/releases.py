@@ -1,8 +1,8 @@
-"""What the press office does to a release: create, update or delete a draft, send a test,
-publish (or schedule), unschedule, correct, withdraw. Each action opens its transaction, does the
-work, adds its audit record in the same transaction (both commit, or neither) and, only
-after the commit, wakes the workers: a worker never sees work that might still roll back.
-``by`` is who acts, as the trail names them (``cli:USER``, ``token:NAME``).
+"""What the press office does to a release: create, duplicate, update or delete a draft, send
+a test, publish (or schedule), unschedule, correct, withdraw. Each action opens its
+transaction, does the work, adds its audit record in the same transaction (both commit, or
+neither) and, only after the commit, wakes the workers: a worker never sees work that might
+still roll back. ``by`` is who acts, as the trail names them (``cli:USER``, ``token:NAME``).
 """
 
 from __future__ import annotations
@@ -79,6 +79,17 @@ def update_draft(
         approval.edited(release, by)
         audit.record(session, by, "update", f"release {release_id}")
     return release
+
+
+def duplicate(settings: Settings, release_id: int, by: str) -> Release:
+    """A new draft copied from release ``release_id`` (``lifecycle.duplicate``), recorded
+    as created by ``by`` from that release; returns it. Raises NotFound."""
+    with session_scope(settings) as session:
+        copy = lifecycle.duplicate(session, release_id)
+        approval.edited(copy, by)
+        audit.record(session, by, "duplicate", f"release {copy.id}", source=release_id,
+                     slug=copy.slug)  # fmt: skip
+    return copy
 
 
 @dataclass(frozen=True)

@@ -454,10 +454,25 @@ def releases_create(file: Path) -> None:
     err.print(f"release {release_id} created: {path}", markup=False, highlight=False)
 
 
+@releases_app.command("duplicate")
+def releases_duplicate(release_id: int) -> None:
+    """Start a new draft from a release (any state): its text, language, topics, contacts,
+    images and documents, dated now, under the slug SLUG-copy; prints the new id (alone on
+    stdout) and, on stderr, its address."""
+    copy = actions.duplicate(settings(), release_id, audit.cli_actor())
+    out.print(copy.id)
+    err.print(f"release {copy.id} created from release {release_id}: /releases/{copy.slug}",
+              markup=False, highlight=False)  # fmt: skip
+
+
 @releases_app.command("list")
 def releases_list(
     state: Annotated[ReleaseState | None, typer.Option(help="Only releases in this state")] = None,
     lang: Annotated[str | None, typer.Option(help="Only releases in this language")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only releases on this topic (slug)")] = None,
+    search: Annotated[
+        str | None, typer.Option(help="Only releases with all these words in the title")
+    ] = None,
     json_: Annotated[
         bool, typer.Option("--json", help="A JSON array, with the fields of GET /api/releases")
     ] = False,
@@ -468,7 +483,7 @@ def releases_list(
 
     s = settings()
     with db.session_scope(s) as session:
-        page = find_releases(session, state, lang)
+        page = find_releases(session, state, lang, topic=topic, search=search)
     if json_:
         items = [item.model_dump(mode="json") for item in page.items]
         typer.echo(json.dumps(items, indent=2, ensure_ascii=False))

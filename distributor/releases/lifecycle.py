@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from distributor.core.config import Settings
 from distributor.core.errors import Conflict, NotFound, ReleaseInputError, StaleEdit
 from distributor.core.models import Release, ReleaseState, Topic, utcnow
-from distributor.releases.source import ReleaseDraft, single_line, slugify
+from distributor.releases.source import SLUG_MAX, ReleaseDraft, single_line, slugify
 
 # How far in the past a publish time may be and still mean "now": clocks of hosts kept by
 # NTP agree within this, and a client that computed "now" sends it a moment later. Only
@@ -78,6 +78,48 @@ def update_draft(
     _fill(release, draft, utcnow())
     session.flush()
     return release
+
+
+def duplicate(session: Session, release_id: int) -> Release:
+    """A new draft with release ``release_id``'s text, language, topics, contacts, images
+    and documents (whatever its state: a withdrawn or sent release is a starting point
+    too), dated now, with no embargo, not a translation of anything, under the first free
+    slug of ``SLUG-copy``, ``SLUG-copy-2``, …; returns it, flushed. Raises NotFound."""
+    original = get_release(session, release_id)
+    now = utcnow()
+    copy = Release(
+        slug=_copy_slug(session, original.slug),
+        state=ReleaseState.DRAFT,
+        topics=list(original.topics),
+        title=original.title,
+        language=original.language,
+        dateline=original.dateline,
+        lead=original.lead,
+        body_html=original.body_html,
+        body_text=original.body_text,
+        contacts=[dict(c) for c in original.contacts],
+        images=[dict(i) for i in original.images],
+        attachments=[dict(a) for a in original.attachments],
+        date=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(copy)
+    session.flush()
+    return copy
+
+
+def _copy_slug(session: Session, slug: str) -> str:
+    """The first of ``SLUG-copy``, ``SLUG-copy-2``, … no release has (``slug`` cut to leave
+    room for the suffix within SLUG_MAX)."""
+    taken = set(session.scalars(select(Release.slug).where(Release.slug.startswith(slug[:40]))))
+    number = 1
+    while True:
+        suffix = "-copy" if number == 1 else f"-copy-{number}"
+        candidate = slug[: SLUG_MAX - len(suffix)].rstrip("-") + suffix
+        if candidate not in taken:
+            return candidate
+        number += 1
 
 
 def delete_draft(session: Session, release_id: int) -> tuple[Release, list[int]]:

@@ -1,5 +1,6 @@
 """The press office's view of its releases, one place for every face: the list (any state,
-newest first, filtered by state and language) and one release with its delivery counts.
+newest first, filtered by state, language, topic and words of the title, with counts per
+state) and one release with its delivery counts.
 ``GET /api/releases[/ID]`` answers these models, and ``distributor releases list|show``
 prints them (``--json``: the same fields)."""
 
@@ -9,11 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, load_only, selectinload
 
 from distributor.core.config import Settings
-from distributor.core.models import Release, ReleaseState
+from distributor.core.db import is_sqlite
+from distributor.core.models import Release, ReleaseState, Topic
 from distributor.core.urls import release_url
 from distributor.reporting.status import ReleaseStatus, release_status
 
@@ -86,6 +88,7 @@ class ReleaseSummary(BaseModel):
     title: str
     language: str
     state: ReleaseState
+    topics: list[str]
     date: datetime
     scheduled_at: datetime | None
     published_at: datetime | None
@@ -161,24 +164,50 @@ def release_out(session: Session, settings: Settings, release: Release) -> Relea
     )
 
 
+def _matching(
+    session: Session,
+    language: str | None,
+    topic: str | None,
+    search: str | None,
+) -> Select[Any]:
+    """The releases in ``language``, on ``topic``, with ``search`` in their title (any,
+    where None or empty); the search ignores case, accents' case too (SQLite's own lower()
+    knows only ASCII: its connections have ``casefold``, core.db)."""
+    stmt = select(Release)
+    if language:
+        stmt = stmt.where(Release.language == language)
+    if topic:
+        stmt = stmt.where(Release.topics.any(Topic.slug == topic))
+    words = (search or "").split()
+    if words:
+        fold = func.casefold if is_sqlite(session.get_bind()) else func.lower
+        for word in words:  # every word, anywhere in the title
+            stmt = stmt.where(fold(Release.title).contains(word.casefold(), autoescape=True))
+    return stmt
+
+
 def find_releases(
     session: Session,
     state: ReleaseState | None = None,
     language: str | None = None,
     limit: int | None = None,
     offset: int = 0,
+    topic: str | None = None,
+    search: str | None = None,
 ) -> ReleasePage:
-    """The releases in ``state`` and ``language`` (any, when None), newest first (by date,
-    then id): the number of matches and ``limit`` of them (all when None) after
-    ``offset``."""
-    stmt = select(Release)
+    """The releases in ``state``, ``language``, on ``topic`` and with every word of
+    ``search`` in their title (any, when None), newest first (by date, then id): the number
+    of matches and ``limit`` of them (all when None) after ``offset``. Reads only the
+    columns a summary shows (not the bodies)."""
+    stmt = _matching(session, language, topic, search)
     if state is not None:
         stmt = stmt.where(Release.state == state)
-    if language:
-        stmt = stmt.where(Release.language == language)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = session.scalars(
-        stmt.order_by(Release.date.desc(), Release.id.desc()).limit(limit).offset(offset)
+        stmt.options(load_only(*_SUMMARY_COLUMNS), selectinload(Release.topics))
+        .order_by(Release.date.desc(), Release.id.desc())
+        .limit(limit)
+        .offset(offset)
     )
     items = [
         ReleaseSummary(
@@ -187,6 +216,7 @@ def find_releases(
             title=r.title,
             language=r.language,
             state=ReleaseState(r.state),
+            topics=sorted(t.slug for t in r.topics),
             date=r.date,
             scheduled_at=r.scheduled_at,
             published_at=r.published_at,
@@ -195,3 +225,30 @@ def find_releases(
         for r in rows
     ]
     return ReleasePage(total=total, items=items)
+
+
+_SUMMARY_COLUMNS = (
+    Release.id,
+    Release.slug,
+    Release.title,
+    Release.language,
+    Release.state,
+    Release.date,
+    Release.scheduled_at,
+    Release.published_at,
+    Release.updated_at,
+)
+
+
+def count_by_state(
+    session: Session,
+    language: str | None = None,
+    topic: str | None = None,
+    search: str | None = None,
+) -> dict[ReleaseState, int]:
+    """How many of the releases ``find_releases`` would find with these filters are in
+    each state (every state named, 0 included)."""
+    matching = _matching(session, language, topic, search).subquery()
+    rows = session.execute(select(matching.c.state, func.count()).group_by(matching.c.state))
+    found: dict[str, int] = {state: count for state, count in rows}
+    return {state: found.get(state.value, 0) for state in ReleaseState}

@@ -104,6 +104,7 @@ DONE = {
     "created": "Draft created: nothing is sent or shown until it is published.",
     "saved": "Draft saved.",
     "deleted": "Draft deleted: its address (slug) is free again.",
+    "duplicated": "A copy, saved as a new draft: change what differs, then save.",
     "approval-requested": "Approval asked for: a publisher or an admin other than its last "
     "editor approves it.",
     "approved": "Approved: it may be published or scheduled.",

@@ -32,6 +32,7 @@ from distributor.web import (
     deps,
     editor,
     media_api,
+    release_list,
     releases_api,
     subscribe,
     swagger,
@@ -183,6 +184,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(media_api.router, prefix=apibase.PREFIX)
     app.include_router(apidocs.router, prefix=apibase.PREFIX)
     app.include_router(editor.router)  # before admin's /releases/{release_id}
+    app.include_router(release_list.router)
     app.include_router(admin.router)
     app.include_router(accounts.router)
     app.include_router(twofactor.router)

@@ -28,6 +28,7 @@ from distributor.releases.lifecycle import get_release
 from distributor.releases.source import MAX_SOURCE_BYTES, draft_from_mapping
 from distributor.releases.topics import list_topics
 from distributor.web.admin import (
+    DONE,
     MAX_ID,
     PREFIX,
     Admin,
@@ -150,6 +151,7 @@ def _page(
     error: str = "",
     field: str | None = None,
     theirs: dict[str, Any] | None = None,
+    done: str = "",
 ) -> HTMLResponse:
     with session_scope(dash.settings) as session:
         topics = [(t.slug, t.name("en")) for t in list_topics(session)]
@@ -165,6 +167,7 @@ def _page(
         error=error,
         field=field,
         theirs=theirs,
+        done=done,
     )
 
 
@@ -212,7 +215,8 @@ def edit_page(request: Request, release_id: ReleaseId, admin: Writer, dash: Dash
         return dash.failed(request, admin, release_id, exc)
     if release.state != ReleaseState.DRAFT:
         return RedirectResponse(f"{PREFIX}/releases/{release_id}", status_code=303)
-    return _page(request, dash, admin, values, release)
+    done = DONE.get(request.query_params.get("done", ""), "")
+    return _page(request, dash, admin, values, release, done=done)
 
 
 @router.post("/releases/{release_id}/edit", response_class=HTMLResponse)

@@ -287,10 +287,15 @@ def list_releases(
     language: Annotated[str | None, Query(max_length=8, pattern=PRINTABLE)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    topic: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE)] = None,
+    search: Annotated[
+        str | None,
+        Query(max_length=200, description="Words that must all be in the title (any case)"),
+    ] = None,
 ) -> ReleasePage:
     """Releases in any state (drafts and scheduled ones included), newest first."""
     with session_scope(settings) as session:
-        return find_releases(session, state, language, limit, offset)
+        return find_releases(session, state, language, limit, offset, topic, search)
 
 
 @router.post(
@@ -378,6 +383,20 @@ def delete(release_id: ReleaseId, who: Writer, settings: AppSettings) -> Respons
     release is withdrawn instead (what was sent stays on record). Stored images stay."""
     actions.delete_draft(settings, release_id, who.actor)
     return Response(status_code=204)
+
+
+@router.post(
+    "/releases/{release_id}/duplicate",
+    status_code=201,
+    summary="Start a new draft from a release",
+    responses=FOUND,
+)
+def duplicate(release_id: ReleaseId, who: Writer, settings: AppSettings) -> ReleaseOut:
+    """A new draft with the release's text, language, topics, contacts, images and
+    documents (from a release in any state), dated now, without embargo, under the first
+    free slug of ``SLUG-copy``, ``SLUG-copy-2``, …; the new draft."""
+    copy = actions.duplicate(settings, release_id, who.actor)
+    return current(settings, copy.id)
 
 
 @router.get(

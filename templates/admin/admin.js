@@ -1,5 +1,5 @@
 // The dashboard's one script: while a release is being sent, poll its progress.json and
-// update its <progress> bar and counts. The page works without it (it shows the figures
+// update its <progress> bar and counts; ask before a button marked data-confirm acts. The page works without it (it shows the figures
 // at the time it was rendered). Served from /admin/static/admin.js (CSP: script-src 'self').
 "use strict";
 
@@ -68,6 +68,16 @@
 
     window.setTimeout(poll, FAST);
   }
+
+  // A button with data-confirm asks first (deleting a draft); without script it acts at
+  // once, as the release page's own Delete does.
+  document.addEventListener("submit", function (event) {
+    var button = event.submitter;
+    var question = button && button.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+    }
+  });
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-progress-url][data-live]").forEach(watch);
