@@ -490,6 +490,9 @@ RUN: dict[str, Step] = {
     "distributor releases duplicate 1": Step(
         has(r"^3$", r"^release 3 created from release 1: /releases/climate-agreement-copy$")
     ),
+    "distributor releases translate 3 --lang fr": Step(
+        has(r"^4$", r"^release 4 \(fr\) created from release 3: /releases/climate-agreement-co")
+    ),
     "distributor releases show 2": Step(
         has(
             r"^state: +draft$",

@@ -20,8 +20,10 @@ from distributor.core.db import session_scope
 from distributor.core.models import AuditEvent, Release, ReleaseState
 from distributor.office.accounts import create_user
 from distributor.web import create_app, release_list
-from tests.helpers import add_topics, csrf_of, make_release, new_token
+from tests.corrections import send_release
+from tests.helpers import add_subscribers, add_topics, csrf_of, make_release, new_token
 from tests.processes import invoke_cli
+from tests.smtp_server import SMTPServer
 
 WRITER, PASSWORD = "jo@example.org", "a long enough password"
 IMAGE = {"src": "/media/ab12cd34ef56.png", "alt": "The signing", "credit": "Agency"}
@@ -255,3 +257,101 @@ def test_the_command_line_and_the_api_search_and_duplicate_alike(
             select(AuditEvent.actor).where(AuditEvent.action == "duplicate").order_by(AuditEvent.id)
         ).all()
     assert actors[0].startswith("cli:") and actors[1] == "token:desk"
+
+
+def test_add_french_version_makes_the_linked_draft_to_translate(
+    s: Settings, jo: TestClient
+) -> None:
+    original = release(s, "flood", "Coastal flood defences agreed", topics="climate, energy")
+    with session_scope(s) as session:
+        row = session.get(Release, original)
+        assert row is not None
+        row.embargo_at = datetime(2026, 11, 1, 8, tzinfo=UTC)
+    page = jo.get(f"/admin/releases/{original}").text
+    assert "Add French version" in page and "Add English version" not in page
+    asked = {"language": "fr", "csrf": csrf_of(page)}
+    made = jo.post(f"/admin/releases/{original}/translate", data=asked, follow_redirects=False)
+    assert made.status_code == 303
+    french_id = int(made.headers["location"].split("/releases/")[1].split("/")[0])
+    assert made.headers["location"] == f"/admin/releases/{french_id}/edit?done=translated"
+    assert "translate it, then save" in jo.get(made.headers["location"]).text
+    with session_scope(s) as session:
+        first, french = session.get(Release, original), session.get(Release, french_id)
+        assert first is not None and french is not None
+        assert (french.language, french.slug, french.state) == ("fr", "flood-fr", "draft")
+        assert french.translation_of_id == original
+        assert (french.date, french.embargo_at) == (first.date, first.embargo_at)
+        assert (french.title, french.body_text) == (first.title, first.body_text)
+        assert sorted(t.slug for t in french.topics) == ["climate", "energy"]
+        (event,) = session.scalars(select(AuditEvent).where(AuditEvent.action == "translate"))
+        assert event.details == {"source": original, "slug": "flood-fr"}
+    # Both versions' pages now offer no other language; asking again says which exists.
+    for rid in (original, french_id):
+        assert "Add French version" not in jo.get(f"/admin/releases/{rid}").text
+    again = jo.post(f"/admin/releases/{french_id}/translate",
+                    data={"language": "fr", "csrf": csrf_of(page)})  # fmt: skip
+    assert again.status_code == 409
+    assert f"has a version in fr already: release {french_id} (flood-fr)" in again.text
+
+
+def test_a_version_is_refused_for_a_withdrawn_release_or_a_language_not_the_sites(
+    s: Settings,
+) -> None:
+    from distributor import actions
+    from distributor.core.errors import Conflict, InputError
+
+    gone = release(s, "gone", "Withdrawn one", state=ReleaseState.WITHDRAWN)
+    with pytest.raises(Conflict, match="withdrawn: it has no new version"):
+        actions.duplicate(s, gone, "cli:test", "fr")
+    kept = release(s, "kept", "Kept one")
+    with pytest.raises(InputError, match="'de' is not one of the site's languages"):
+        actions.duplicate(s, kept, "cli:test", "de")
+    with pytest.raises(Conflict, match="has a version in en already"):
+        actions.duplicate(s, kept, "cli:test", "en")
+    with session_scope(s) as session:
+        assert session.scalars(select(Release.slug).order_by(Release.id)).all() == ["gone", "kept"]
+
+
+def test_the_pair_goes_out_once_to_each_subscriber_in_their_language(
+    s: Settings, smtp_server: SMTPServer
+) -> None:
+    from distributor import actions
+
+    live = s.model_copy(update={"smtp_url": smtp_server.url})
+    add_subscribers(live, [("ann@example.com", "Ann", "en", "climate"),
+                           ("fra@example.com", "Fra", "fr", "climate")])  # fmt: skip
+    english = release(live, "flood", "Coastal flood defences agreed")
+    french = actions.duplicate(live, english, "cli:test", "fr")
+    with session_scope(live) as session:
+        row = session.get(Release, french.id)
+        assert row is not None
+        row.title = "Accord sur la défense côtière"
+    send_release(live, english)
+    send_release(live, french.id)
+    got = sorted((m.rcpt, str(m.parsed()["Subject"])) for m in smtp_server.handler.messages)
+    assert got == [("ann@example.com", "Coastal flood defences agreed"),
+                   ("fra@example.com", "Accord sur la défense côtière")]  # fmt: skip
+
+
+def test_the_command_line_and_the_api_add_a_version(s: Settings) -> None:
+    original = release(s, "flood", "Coastal flood defences agreed")
+    made = invoke_cli(s, "releases", "translate", str(original), "--lang", "fr")
+    assert made.returncode == 0, made.stderr
+    assert f"created from release {original}: /releases/flood-fr" in made.stderr
+    refused = invoke_cli(s, "releases", "translate", str(original), "--lang", "fr")
+    assert refused.returncode == 1 and "has a version in fr already" in refused.stderr
+
+    other = release(s, "grid", "Grid upgrade")
+    token = new_token(s, "desk", ["releases"])
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(s), base_url="https://testserver") as api:
+        answer = api.post(f"/api/releases/{other}/translations", json={"language": "fr"},
+                          headers=auth)  # fmt: skip
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["translation_of"] == other and answer.json()["slug"] == "grid-fr"
+        again = api.post(f"/api/releases/{other}/translations", json={"language": "fr"},
+                         headers=auth)  # fmt: skip
+        assert again.status_code == 409 and "version in fr already" in again.json()["error"]
+        odd = api.post(f"/api/releases/{other}/translations", json={"language": "de"},
+                       headers=auth)  # fmt: skip
+        assert odd.status_code == 422 and odd.json()["field"] == "language"

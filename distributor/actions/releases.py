@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from distributor.core import audit, idempotency
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
+from distributor.core.errors import InputError
 from distributor.core.models import NoticeKind, Release, ReleaseState
 from distributor.core.queue import TaskQueue
 from distributor.mail import preview
@@ -81,13 +82,23 @@ def update_draft(
     return release
 
 
-def duplicate(settings: Settings, release_id: int, by: str) -> Release:
-    """A new draft copied from release ``release_id`` (``lifecycle.duplicate``), recorded
-    as created by ``by`` from that release; returns it. Raises NotFound."""
+def duplicate(settings: Settings, release_id: int, by: str, language: str | None = None) -> Release:
+    """A new draft from release ``release_id`` (``lifecycle.duplicate``): a copy, recorded
+    as ``duplicate``, or with ``language`` (one of the site's languages) its version in
+    that language, recorded as ``translate``; by ``by``, naming the source. Returns it.
+    Raises NotFound, Conflict as ``lifecycle.duplicate``, InputError for a language the
+    site does not publish in."""
+    if language is not None and language not in settings.languages:
+        raise InputError(
+            f"language {language!r} is not one of the site's languages "
+            f"({', '.join(settings.languages)}: DISTRIBUTOR_LANGUAGES)",
+            field="language",
+        )
     with session_scope(settings) as session:
-        copy = lifecycle.duplicate(session, release_id)
+        copy = lifecycle.duplicate(session, release_id, language)
         approval.edited(copy, by)
-        audit.record(session, by, "duplicate", f"release {copy.id}", source=release_id,
+        action = "duplicate" if language is None else "translate"
+        audit.record(session, by, action, f"release {copy.id}", source=release_id,
                      slug=copy.slug)  # fmt: skip
     return copy
 

@@ -465,6 +465,21 @@ def releases_duplicate(release_id: int) -> None:
               markup=False, highlight=False)  # fmt: skip
 
 
+@releases_app.command("translate")
+def releases_translate(
+    release_id: int,
+    lang: Annotated[str, typer.Option(help="The new version's language (DISTRIBUTOR_LANGUAGES)")],
+) -> None:
+    """Start a release's version in another language: a draft with its text to translate,
+    linked to it, with its date and embargo, under SLUG-LANG; prints the new id (alone on
+    stdout) and, on stderr, its address. Then `releases update ID FILE.md` with the
+    translated text, or edit it in the workspace."""
+    made = actions.duplicate(settings(), release_id, audit.cli_actor(), lang)
+    err.print(f"release {made.id} ({lang}) created from release {release_id}: "
+              f"/releases/{made.slug}", markup=False, highlight=False)  # fmt: skip
+    out.print(made.id)
+
+
 @releases_app.command("list")
 def releases_list(
     state: Annotated[ReleaseState | None, typer.Option(help="Only releases in this state")] = None,

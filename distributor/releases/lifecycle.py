@@ -80,27 +80,56 @@ def update_draft(
     return release
 
 
-def duplicate(session: Session, release_id: int) -> Release:
-    """A new draft with release ``release_id``'s text, language, topics, contacts, images
-    and documents (whatever its state: a withdrawn or sent release is a starting point
-    too), dated now, with no embargo, not a translation of anything, under the first free
-    slug of ``SLUG-copy``, ``SLUG-copy-2``, …; returns it, flushed. Raises NotFound."""
-    original = get_release(session, release_id)
+def duplicate(session: Session, release_id: int, language: str | None = None) -> Release:
+    """A new draft with release ``release_id``'s text, topics, contacts, images and
+    documents; returns it, flushed. Raises NotFound.
+
+    Without ``language``: a copy to start the next release from (from a release in any
+    state), in its language, dated now, with no embargo, not a translation of anything,
+    under the first free slug of ``SLUG-copy``, ``SLUG-copy-2``, ….
+
+    With ``language`` ("Add French version"): its version in that language, to be
+    translated, linked to the release's original (``translation_of``: the release itself,
+    or the one it translates) and keeping the original's date and embargo, so that both go
+    out together; under the first free of ``SLUG-LANG``, ``SLUG-LANG-2``, … (SLUG the
+    original's). Conflict when the release is withdrawn, or when one of its versions is in
+    that language already."""
+    source = get_release(session, release_id)
     now = utcnow()
+    original, date, embargo = None, now, None
+    if language is not None:
+        original = source.translation_of or source
+        if source.state == ReleaseState.WITHDRAWN:
+            raise Conflict(f"release {release_id} is withdrawn: it has no new version")
+        versions = session.scalars(
+            select(Release).where(
+                (Release.id == original.id) | (Release.translation_of_id == original.id)
+            )
+        )
+        taken = next((v for v in versions if v.language == language), None)
+        if taken is not None:
+            raise Conflict(
+                f"release {release_id} has a version in {language} already: "
+                f"release {taken.id} ({taken.slug})"
+            )
+        date, embargo = original.date, original.embargo_at
+    base = original.slug if original is not None else source.slug
     copy = Release(
-        slug=_copy_slug(session, original.slug),
+        slug=_free_variant(session, base, language or "copy"),
         state=ReleaseState.DRAFT,
-        topics=list(original.topics),
-        title=original.title,
-        language=original.language,
-        dateline=original.dateline,
-        lead=original.lead,
-        body_html=original.body_html,
-        body_text=original.body_text,
-        contacts=[dict(c) for c in original.contacts],
-        images=[dict(i) for i in original.images],
-        attachments=[dict(a) for a in original.attachments],
-        date=now,
+        topics=list(source.topics),
+        translation_of=original,
+        title=source.title,
+        language=language or source.language,
+        dateline=source.dateline,
+        lead=source.lead,
+        body_html=source.body_html,
+        body_text=source.body_text,
+        contacts=[dict(c) for c in source.contacts],
+        images=[dict(i) for i in source.images],
+        attachments=[dict(a) for a in source.attachments],
+        date=date,
+        embargo_at=embargo,
         created_at=now,
         updated_at=now,
     )
@@ -109,13 +138,13 @@ def duplicate(session: Session, release_id: int) -> Release:
     return copy
 
 
-def _copy_slug(session: Session, slug: str) -> str:
-    """The first of ``SLUG-copy``, ``SLUG-copy-2``, … no release has (``slug`` cut to leave
-    room for the suffix within SLUG_MAX)."""
+def _free_variant(session: Session, slug: str, word: str) -> str:
+    """The first of ``SLUG-WORD``, ``SLUG-WORD-2``, … no release has (``slug`` cut to
+    leave room for the suffix within SLUG_MAX)."""
     taken = set(session.scalars(select(Release.slug).where(Release.slug.startswith(slug[:40]))))
     number = 1
     while True:
-        suffix = "-copy" if number == 1 else f"-copy-{number}"
+        suffix = f"-{word}" if number == 1 else f"-{word}-{number}"
         candidate = slug[: SLUG_MAX - len(suffix)].rstrip("-") + suffix
         if candidate not in taken:
             return candidate

@@ -105,6 +105,8 @@ DONE = {
     "saved": "Draft saved.",
     "deleted": "Draft deleted: its address (slug) is free again.",
     "duplicated": "A copy, saved as a new draft: change what differs, then save.",
+    "translated": "A new version, saved as a draft with the original's text: translate it, "
+    "then save. Both go out together when published at the same time.",
     "approval-requested": "Approval asked for: a publisher or an admin other than its last "
     "editor approves it.",
     "approved": "Approved: it may be published or scheduled.",
@@ -165,6 +167,17 @@ class AdminRoute(APIRoute):
                 return answer.response
 
         return dashboard_handler
+
+
+def language_name(code: str) -> str:
+    """The language's name in English ("French" for ``fr``); the code when Babel does not
+    know it."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        return str(Locale.parse(code).get_display_name("en"))
+    except (ValueError, UnknownLocaleError):
+        return code
 
 
 def local_time(moment: datetime | None, zone: tzinfo) -> str:
@@ -421,6 +434,7 @@ class Dashboard:
                 text=str(exc),
             )
         progress = Progress(st.counts)
+        missing = [lang for lang in self.settings.languages if lang not in languages]
         done = done.format(notices=f"{told} withdrawal notice{'' if told == 1 else 's'}")
         sweep = heartbeat.health(self.settings)
         if done and not sweep.alive and request.query_params.get("done") == "published":
@@ -435,6 +449,7 @@ class Dashboard:
             progress=progress,
             sending=is_sending(release.state, release.planned_at, progress),
             languages=languages,
+            missing=[(lang, language_name(lang)) for lang in missing],
             history=history,
             topics=topics,
             error=error,

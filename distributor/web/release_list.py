@@ -1,6 +1,7 @@
 """The workspace's list of releases (``/admin/releases``): every release, newest first,
 searched by words of the title and filtered by state, language and topic, with how many are
-in each state; and "Duplicate", which starts a new draft from any release.
+in each state; "Duplicate", which starts a new draft from any release, and "Add French
+version", which starts its version in another language.
 
 The filters are a plain GET form (a search is a link one can keep or send); "Duplicate"
 and "Delete" are POST forms with the CSRF value, as every action is.
@@ -10,7 +11,7 @@ and "Delete" are POST forms with the CSRF value, as every action is.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.responses import Response
 
@@ -21,7 +22,16 @@ from distributor.core.models import ReleaseState
 from distributor.core.roles import Can
 from distributor.releases.topics import list_topics
 from distributor.reporting.releases import count_by_state, find_releases
-from distributor.web.admin import MAX_ID, PREFIX, Admin, AdminRoute, Csrf, Dash, allowed
+from distributor.web.admin import (
+    MAX_ID,
+    PREFIX,
+    Admin,
+    AdminRoute,
+    Csrf,
+    Dash,
+    Dashboard,
+    allowed,
+)
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=AdminRoute)
 Writer = Annotated[Admin, Depends(allowed(Can.DRAFT))]
@@ -81,9 +91,33 @@ def duplicate(
 ) -> Response:
     """A new draft copied from the release (``actions.duplicate``); the copy's form, to
     change what differs. The release's page saying why when it cannot be copied."""
+    return _new_draft(request, release_id, admin, dash, csrf, None)
+
+
+@router.post("/releases/{release_id}/translate", response_class=HTMLResponse)
+def translate(
+    request: Request,
+    release_id: ReleaseId,
+    admin: Writer,
+    dash: Dash,
+    language: Annotated[str, Form(max_length=20)] = "",
+    csrf: Csrf = "",
+) -> Response:
+    """ "Add French version": the release's version in ``language``, a draft prefilled with
+    its text to translate, linked to it (``actions.duplicate`` with a language); that
+    draft's form. The release's page saying why when it cannot be made (a version in that
+    language exists, the release is withdrawn, the language is not the site's)."""
+    return _new_draft(request, release_id, admin, dash, csrf, language)
+
+
+def _new_draft(
+    request: Request, release_id: int, admin: Admin, dash: Dashboard, csrf: str,
+    language: str | None,
+) -> Response:  # fmt: skip
     dash.check_csrf(request, csrf)
     try:
-        copy = actions.duplicate(dash.settings, release_id, admin.actor)
+        made = actions.duplicate(dash.settings, release_id, admin.actor, language)
     except DistributorError as exc:
         return dash.failed(request, admin, release_id, exc)
-    return RedirectResponse(f"{PREFIX}/releases/{copy.id}/edit?done=duplicated", status_code=303)
+    done = "duplicated" if language is None else "translated"
+    return RedirectResponse(f"{PREFIX}/releases/{made.id}/edit?done={done}", status_code=303)

@@ -114,6 +114,13 @@ class TestIn(BaseModel):
     ]
 
 
+class TranslationIn(BaseModel):
+    """The language of a release's new version."""
+
+    model_config = ConfigDict(extra="forbid")
+    language: Annotated[str, Field(min_length=2, max_length=8, pattern=PRINTABLE)]
+
+
 class TestResult(BaseModel):
     """What the mail server answered for one test address (code 0: no answer)."""
 
@@ -397,6 +404,26 @@ def duplicate(release_id: ReleaseId, who: Writer, settings: AppSettings) -> Rele
     free slug of ``SLUG-copy``, ``SLUG-copy-2``, …; the new draft."""
     copy = actions.duplicate(settings, release_id, who.actor)
     return current(settings, copy.id)
+
+
+@router.post(
+    "/releases/{release_id}/translations",
+    status_code=201,
+    summary="Start the release's version in another language",
+    responses={
+        **FOUND,
+        **conflict("It has a version in that language already, or it is withdrawn"),
+    },
+)
+def translate(
+    release_id: ReleaseId, body: TranslationIn, who: Writer, settings: AppSettings
+) -> ReleaseOut:
+    """A new draft in ``language`` (one of the site's languages) with the release's text to
+    translate, its topics, contacts, images and documents, linked to the release's original
+    (``translation_of``) with the original's date and embargo, under the first free slug of
+    ``SLUG-LANG``, ``SLUG-LANG-2``, …; the new draft."""
+    made = actions.duplicate(settings, release_id, who.actor, body.language)
+    return current(settings, made.id)
 
 
 @router.get(
