@@ -133,7 +133,14 @@ def test_log_in_publish_and_watch_the_send_reach_100_percent(
         assert page.get_by_role("heading", level=1).inner_text() == TITLE  # escaped, shown
         shoot(page, "2-draft")
 
-        page.get_by_role("button", name="Publish now").click()
+        page.get_by_role("link", name="Publish now…").click()  # the step that says to whom
+        page.wait_for_url(f"{base}/admin/releases/{release.id}/publish")
+        count = SUBSCRIBERS
+        assert page.get_by_role("heading", level=1).inner_text() == (
+            f"Send “{TITLE}” now to {count} people?"
+        )
+        shoot(page, "2b-publish-step")
+        page.get_by_role("button", name=f"Yes, publish and send to {count} people").click()
         page.wait_for_url(f"{base}/admin/releases/{release.id}?done=published")
         page.evaluate(WATCH_PERCENT)
         assert set(page.evaluate("() => window.seenPercents")) == {"0%"}  # none sent yet

@@ -66,6 +66,7 @@ NEEDS: dict[str, Can] = {
     "POST /admin/releases/{release_id}/approval-request": Can.DRAFT,
     "POST /admin/releases/{release_id}/approve": Can.PUBLISH,
     "POST /admin/releases/{release_id}/publish": Can.PUBLISH,
+    "GET /admin/releases/{release_id}/publish": Can.PUBLISH,
     "POST /admin/releases/{release_id}/unschedule": Can.PUBLISH,
     "POST /admin/releases/{release_id}/correct": Can.PUBLISH,
     "GET /admin/releases/{release_id}/withdraw": Can.PUBLISH,

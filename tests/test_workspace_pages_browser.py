@@ -1,9 +1,9 @@
 """Every page of the press workspace in a real browser (Debian's headless Chromium,
 Playwright) against the real app (`distributor serve`), at a phone's width (390 px) and a
 desktop's (1280 px): the login form, the dashboard, the list of releases, a release, its
-withdraw form, the editor, the accounts page and an invitation's page. On each, axe-core
-finds no serious or critical violation, every control is labelled, and nothing is wider
-than the screen (issue 14).
+withdraw form, the editor, the publish step, the accounts page and an invitation's page. On
+each, axe-core finds no serious or critical violation, every control is labelled, and
+nothing is wider than the screen (issue 14).
 
 The login, dashboard, releases, release, editor and accounts pages are saved, full page, as
 PAGE-WIDTH.png in tests/artifacts/workspace/, or in the folder DISTRIBUTOR_TEST_SCREENSHOTS
@@ -88,6 +88,7 @@ def workspace(
         "releases": "/admin/releases",
         "editor": "/admin/releases/new",
         "edit": f"/admin/releases/{draft.id}/edit",
+        "publish": f"/admin/releases/{draft.id}/publish",
         "twofactor": "/admin/account/2fa",
         "invitation": link.removeprefix(settings.site_url),
     }
@@ -155,6 +156,6 @@ def test_every_workspace_page_passes_axe_at_phone_and_desktop_width(
         shown_as = row.evaluate("row => getComputedStyle(row).display")
         assert shown_as == ("table-row" if width > 600 else "block"), (width, shown_as)
         assert row.get_by_role("button", name="Duplicate").is_visible()
-        for name in ("editor", "edit", "twofactor"):
+        for name in ("editor", "edit", "publish", "twofactor"):
             visit(name)
         assert sorted(visited) == sorted(paths)

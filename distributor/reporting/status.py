@@ -13,12 +13,10 @@ from distributor.core.models import (
     DeliveryStatus,
     Release,
     Subscriber,
-    SubscriberStatus,
-    release_topics,
-    subscriptions,
 )
 from distributor.outbox.ledger import counts
 from distributor.releases.lifecycle import get_release
+from distributor.reporting.audience import without_version
 
 
 @dataclass(frozen=True)
@@ -86,19 +84,7 @@ def release_status(session: Session, release_id: int) -> ReleaseStatus:
             Delivery.release_id == release_id
         )
     ).one()
-    served = translation_languages(session, release)
-    topic_ids = select(release_topics.c.topic_id).where(release_topics.c.release_id == release_id)
-    followers = select(subscriptions.c.subscriber_id).where(subscriptions.c.topic_id.in_(topic_ids))
-    query = (
-        select(Subscriber.language, func.count())
-        .where(
-            Subscriber.status == SubscriberStatus.CONFIRMED,
-            Subscriber.language.not_in(served),
-            Subscriber.id.in_(followers),
-        )
-        .group_by(Subscriber.language)
-    )
-    missing = {str(lang): int(n) for lang, n in session.execute(query)}
+    missing = without_version(session, release, translation_languages(session, release))
     bounces = {
         str(kind): int(n)
         for kind, n in session.execute(

@@ -69,6 +69,7 @@ from distributor.office.totp import must_enrol
 from distributor.outbox import notices
 from distributor.releases.lifecycle import get_release
 from distributor.releases.source import MAX_SOURCE_BYTES, parse_release
+from distributor.reporting.audience import reach
 from distributor.reporting.dashboard import (
     HourCount,
     Progress,
@@ -419,6 +420,7 @@ class Dashboard:
                 languages = sorted(translation_languages(session, release))
                 history = release_history(session, release_id)
                 topics = [t.slug for t in release.topics]
+                audience = reach(session, release)
                 told = 0
                 if release.withdrawn_at is not None and "{notices}" in done:
                     told = notices.planned(
@@ -450,6 +452,7 @@ class Dashboard:
             sending=is_sending(release.state, release.planned_at, progress),
             languages=languages,
             missing=[(lang, language_name(lang)) for lang in missing],
+            reach=audience,
             history=history,
             topics=topics,
             error=error,
@@ -758,6 +761,19 @@ def test_send(
         )
     status = 200 if all(o.sent for o in outcomes) else 502
     return dash.release_page(request, admin, release_id, status, tested=outcomes)
+
+
+@router.get("/releases/{release_id}/publish", response_class=HTMLResponse)
+def publish_page(request: Request, release_id: ReleaseId, admin: Publisher, dash: Dash) -> Response:
+    """The step before publishing now: how many people it goes to (per language version
+    and topic), and the button that sends it."""
+    try:
+        with session_scope(dash.settings) as session:
+            release = get_release(session, release_id)
+            audience = reach(session, release)
+    except DistributorError as exc:
+        return dash.failed(request, admin, release_id, exc)
+    return dash.render(request, "publish.html", admin=admin, release=release, reach=audience)
 
 
 @router.post("/releases/{release_id}/publish", response_class=HTMLResponse)
