@@ -58,6 +58,9 @@ def test_a_draft_is_published_only_once_someone_else_approved_it(s: Settings) ->
     assert approval_trail(s) == [
         (JO, "create"), (JO, "approval-request"), (SAM, "approve"), (SAM, "publish"),
     ]  # fmt: skip
+    with session_scope(s) as session:  # the approval names whose text it approved
+        approval = session.scalars(select(AuditEvent).where(AuditEvent.action == "approve")).one()
+    assert approval.details == {"editor": JO}
 
 
 def test_changing_the_text_withdraws_the_approval(s: Settings) -> None:

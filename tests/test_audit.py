@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from distributor import actions
 from distributor.audience.privacy import suppression_hash
 from distributor.core import audit
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.models import utcnow
+from distributor.core.models import AuditEvent, utcnow
 from distributor.core.queue import TaskQueue
 from distributor.outbox import sweep
 from distributor.releases.source import parse_release
@@ -46,6 +48,9 @@ def test_each_action_on_a_release_is_recorded_with_who(sqlite_settings: Settings
         ("scheduler", "publish", f"release {second.id}"),
         ("Jane Doe", "withdraw", f"release {second.id}"),
     ]
+    with session_scope(s) as session:  # a correction names its file and what it planned
+        correction = session.scalars(select(AuditEvent).where(AuditEvent.action == "correct"))
+        assert correction.one().details == {"source": "fix.md", "notify": False, "notices": 0}
 
 
 def test_the_cli_records_imports_and_erasures_and_lists_them(sqlite_settings: Settings) -> None:

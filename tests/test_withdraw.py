@@ -232,3 +232,47 @@ def test_the_dashboard_and_the_api_take_a_reason_too(dash: Dash) -> None:
     with session_scope(dash.settings) as session:
         assert session.get_one(Release, first.id).withdrawn_reason == "Sent by mistake"
         assert session.get_one(Release, second.id).withdrawn_reason == "Embargo broken"
+
+
+def test_a_withdrawal_wakes_the_site_and_only_the_notices_it_planned(
+    settings: Settings, smtp_server: SMTPServer
+) -> None:
+    """What ``actions.withdraw`` does after its transaction, and what it records: the site
+    regenerated once; notice batches woken only when notices were asked for and planned
+    (one per batch_size); the audit trail says what was cancelled and planned."""
+    from tests.corrections import ENGLISH, add_readers, send_release
+    from tests.helpers import CountingQueue
+
+    s = settings.model_copy(update={"smtp_url": smtp_server.url, "batch_size": 2})
+    add_readers(s)
+    quiet, told = make_release(s, slug="quiet"), make_release(s, slug="told")
+    send_release(s, quiet.id)
+    send_release(s, told.id)
+    queue = CountingQueue()
+    done = actions.withdraw(s, queue, quiet.id, "cli:jane")  # type: ignore[arg-type]
+    assert (done.cancelled, done.notices) == (0, 0)
+    assert queue.tasks("regenerate_site") == [()] and queue.tasks("send_correction_notices") == []
+
+    queue = CountingQueue()
+    done = actions.withdraw(
+        s,
+        queue,
+        told.id,
+        "cli:jane",
+        reason="Wrong figures",
+        notify=True,  # type: ignore[arg-type]
+    )
+    readers = len(ENGLISH)  # those who received it: the English readers of climate
+    assert done.notices == readers
+    assert queue.tasks("regenerate_site") == [()]
+    assert queue.tasks("send_correction_notices") == [(told.id,)] * -(-readers // 2)
+    with session_scope(s) as session:
+        trail = {
+            event.subject: event.details
+            for event in session.scalars(select(AuditEvent).where(AuditEvent.action == "withdraw"))
+        }
+    assert trail == {
+        f"release {quiet.id}": {"cancelled": 0},
+        f"release {told.id}": {"cancelled": 0, "notify": True, "notices": readers,
+                               "reason": "Wrong figures"},
+    }  # fmt: skip

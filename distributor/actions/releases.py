@@ -108,7 +108,6 @@ class Deletion:
     """What deleting a draft did: the ``slug`` now free, and the ``unlinked`` ids of its
     translations (each now its own original)."""
 
-    release_id: int
     title: str
     slug: str
     unlinked: list[int]
@@ -125,7 +124,7 @@ def delete_draft(settings: Settings, release_id: int, by: str) -> Deletion:
         if unlinked:
             details["unlinked"] = unlinked
         audit.record(session, by, "delete", f"release {release_id}", **details)
-        done = Deletion(release_id, release.title, release.slug, unlinked)
+        done = Deletion(release.title, release.slug, unlinked)
     return done
 
 
