@@ -3,7 +3,7 @@ recorded with the action itself; an erasure keeps the hash, never the address.""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -36,7 +36,8 @@ def test_each_action_on_a_release_is_recorded_with_who(sqlite_settings: Settings
         actions.publish(s, queue, first.id, by="token:desk")  # no change: not recorded
         fix = parse_release(release_text(title="Fixed"), "fix.md", s)
         actions.correct(s, queue, first.id, fix, by="cli:jane")
-        actions.publish(s, queue, second.id, utcnow() + timedelta(hours=1), by="cli:jane")
+        at = utcnow().replace(microsecond=0) + timedelta(hours=1)
+        actions.publish(s, queue, second.id, at, by="cli:jane")
         sweep.sweep(s, queue, now=utcnow() + timedelta(hours=2))
         actions.withdraw(s, queue, second.id, "Jane Doe")
     finally:
@@ -51,6 +52,8 @@ def test_each_action_on_a_release_is_recorded_with_who(sqlite_settings: Settings
     with session_scope(s) as session:  # a correction names its file and what it planned
         correction = session.scalars(select(AuditEvent).where(AuditEvent.action == "correct"))
         assert correction.one().details == {"source": "fix.md", "notify": False, "notices": 0}
+        schedule = session.scalars(select(AuditEvent).where(AuditEvent.action == "schedule"))
+        assert datetime.fromisoformat(schedule.one().details["at"]) == at  # when it was for
 
 
 def test_the_cli_records_imports_and_erasures_and_lists_them(sqlite_settings: Settings) -> None:
