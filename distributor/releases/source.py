@@ -21,7 +21,6 @@ What a field refuses, in a release file and in the API's JSON alike (one model):
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -40,6 +39,7 @@ from distributor.core.sanitize import (
     markdown_to_html,
     strip_xml_invalid,
 )
+from distributor.core.slugs import SLUG_MAX, whole_slug
 from distributor.releases.media import MAX_UPLOAD_BYTES, store_image
 
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
@@ -50,7 +50,6 @@ MAX_FRONT_MATTER_BYTES = 256 * 1024
 MAX_YAML_VALUES = 5_000  # every key and value, each alias counted as what it stands for
 MAX_YAML_DEPTH = 20
 MAX_PROBLEMS_SHOWN = 10
-SLUG_MAX = 80
 _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.S)
@@ -303,29 +302,12 @@ class ReleaseDraft:
     source: str
 
 
-def slugify(text: str) -> str:
-    """A URL slug of ``text``: ASCII, lowercase, words joined by hyphens, at most
-    SLUG_MAX characters, cut between two words (a single word longer than that is cut
-    inside); "release" when nothing of ``text`` is left."""
-    slug = _whole_slug(text)
-    if len(slug) > SLUG_MAX:
-        head = slug[: SLUG_MAX + 1]  # a hyphen right after the limit ends a whole word
-        cut = head.rfind("-")
-        slug = head[:cut] if cut > 0 else slug[:SLUG_MAX]
-    return slug.strip("-") or "release"
-
-
-def _whole_slug(text: str) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-
-
 def slug_cut_from(draft: ReleaseDraft) -> int | None:
     """The length the slug made from ``draft``'s title had before ``slugify`` cut it to
     SLUG_MAX characters; None when it was not cut, or when the draft gives its slug."""
     if draft.meta.slug:
         return None
-    length = len(_whole_slug(draft.meta.title))
+    length = len(whole_slug(draft.meta.title))
     return length if length > SLUG_MAX else None
 
 
