@@ -221,9 +221,9 @@ def _zip_suffix(data: bytes) -> str | None:
 
 def _zip_entry_count(data: bytes) -> int | None:
     """The number of entries the end of central directory record of ``data`` declares,
-    before zipfile lists them; None when there is no such record. A ZIP64 archive
-    declares 0xFFFF here: more than MAX_ZIP_ENTRIES, so refused (an office file of at
-    most MAX_DOCUMENT_BYTES is never one)."""
+    before zipfile lists them; None when there is no such record. An archive of 65,535
+    entries or more declares 0xFFFF here (its count is in a ZIP64 record): more than
+    MAX_ZIP_ENTRIES, so refused."""
     end = data.rfind(_ZIP_END, max(0, len(data) - _ZIP_END_SIZE - 0xFFFF))
     if end < 0 or len(data) - end < _ZIP_END_SIZE:
         return None
