@@ -31,8 +31,12 @@ ATOM = (
 )
 MEDIA = "media/" + "ab" * 32  # a stored image's directory (distributor.releases.media)
 PHOTO = b"\xff\xd8\xff\xe0 the bytes of a JPEG"
+PDF = b"%PDF-1.4 the bytes of a PDF"  # a stored document (distributor.releases.documents)
+DOCX = b"PK\x03\x04 the bytes of a Word file"
 FILES = {
     f"{MEDIA}/page.jpg": PHOTO,
+    f"{MEDIA}/backgrounder.pdf": PDF,
+    f"{MEDIA}/annual-report-2026.docx": DOCX,
     "index.html": b"<!doctype html><title>Newsroom</title>",
     "en/index.html": b"<!doctype html><title>Newsroom (en)</title>",
     "releases/climate-agreement.html": b"<!doctype html><title>Climate agreement</title>",
@@ -265,14 +269,18 @@ def test_a_one_click_unsubscribe_reaches_the_app_intact(client: httpx.Client) ->
     assert r.json()["body"] == "List-Unsubscribe=One-Click"
 
 
-def test_an_image_upload_reaches_the_app_the_app_sets_the_limits(client: httpx.Client) -> None:
+def test_an_upload_reaches_the_app_the_app_sets_the_limits(client: httpx.Client) -> None:
     """nginx's own default (1 MB) would refuse a photo before the app sees it: the app
-    checks each route's limit (20 MiB for an image), so nginx lets that much through."""
+    checks each route's limit (20 MiB for an image, 50 MiB for a document), so nginx lets
+    the largest through and refuses only what no route takes."""
     photo = b"x" * (15 * 1024 * 1024)
     r = client.post("/api/media", files={"file": ("minister.jpg", photo, "image/jpeg")})
     assert r.status_code == 200, r.status_code
     assert len(r.json()["body"]) > len(photo)
-    too_big = client.post("/api/media", content=b"x" * (22 * 1024 * 1024))
+    report = b"%PDF-" + b"x" * (50 * 1024 * 1024 - 5)
+    r = client.post("/api/documents", files={"file": ("report.pdf", report, "application/pdf")})
+    assert r.status_code == 200, r.status_code
+    too_big = client.post("/api/documents", content=b"x" * (52 * 1024 * 1024))
     assert too_big.status_code == 413  # beyond any route's limit: refused at the door
 
 
@@ -332,3 +340,23 @@ def test_a_stored_image_is_cached_for_a_year_with_the_etag_the_app_gives(
     missing = client.get(f"/{MEDIA}/email.jpg")
     assert missing.status_code == 404
     assert "path" not in missing.text
+
+
+def test_a_stored_document_is_served_as_the_app_serves_it(client: httpx.Client) -> None:
+    """The headers distributor.web.static gives a document: its type, cached for a year,
+    and an office file as a download under its stored name."""
+    for name, data, media_type, disposition in (
+        ("backgrounder.pdf", PDF, "application/pdf", None),
+        ("annual-report-2026.docx", DOCX,
+         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+         'attachment; filename="annual-report-2026.docx"'),
+    ):  # fmt: skip
+        r = client.get(f"/{MEDIA}/{name}")
+        assert r.status_code == 200 and r.content == data, name
+        assert r.headers["content-type"] == media_type
+        assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers.get("content-disposition") == disposition
+        assert r.headers["etag"] == f'"{int(MODIFIED.timestamp()):x}-{len(data):x}"'
+    missing = client.get(f"/{MEDIA}/other.pdf")
+    assert missing.status_code == 404 and "path" not in missing.text

@@ -160,3 +160,27 @@ def test_an_image_of_20_mib_is_stored_and_one_byte_more_is_refused(served: Serve
     assert taken.status_code == 201, taken.text
     events, files = served.uploads()
     assert events == 1 and files
+
+
+def test_a_document_of_50_mib_is_stored_and_one_byte_more_is_refused(served: Served) -> None:
+    """As for images: a file one byte over 50 MiB answers 413 naming the document; a body
+    past 50 MiB + 64 KiB is refused before it is read; neither stores or records anything.
+    A PDF of 50 MiB (sent as photo.png: the content decides) is stored."""
+    before = served.uploads()
+    pdf_of = b"%PDF-1.4\n".ljust
+    body, content_type = multipart(pdf_of(50 * MIB + 1, b"\n"))
+    for chunked in (False, True):
+        answer = served.post("/api/documents", body, content_type, chunked)
+        assert answer.status_code == 413, answer.text
+        assert answer.json() == {"error": "the document is larger than 50 MiB", "field": None}
+    body, content_type = multipart(pdf_of(50 * MIB, b"\n"), padding=64 * KIB + 1)
+    for chunked in (False, True):
+        too_large(served.post("/api/documents", body, content_type, chunked), "50 MiB")
+    assert served.uploads() == before
+
+    body, content_type = multipart(pdf_of(50 * MIB, b"\n"))
+    taken = served.post("/api/documents", body, content_type, chunked=False)
+    assert taken.status_code == 201, taken.text
+    assert taken.json()["attachment"]["href"].endswith("/photo.pdf")
+    events, files = served.uploads()
+    assert events == before[0] + 1 and len(files) == len(before[1]) + 1

@@ -17,9 +17,10 @@ from distributor.audience.subscribers import check_name
 from distributor.core.config import Settings, load_settings
 from distributor.core.errors import InputError, ReleaseInputError, SubscriberInputError
 from distributor.core.models import Release, Topic
+from distributor.core.slugs import SLUG_MAX, slugify
 from distributor.mail import headers
 from distributor.mail.compose import render_release
-from distributor.releases.source import SLUG_MAX, parse_release, slugify
+from distributor.releases.source import parse_release
 from distributor.releases.topics import check_names, parse_names
 from distributor.site.feeds import build_feed
 from distributor.site.newsroom import Newsroom

@@ -57,6 +57,7 @@ NEEDS: dict[str, Can] = {
     "PUT /api/topics/{slug}": Can.TOPICS,
     "DELETE /api/topics/{slug}": Can.TOPICS,
     "POST /api/media": Can.DRAFT,
+    "POST /api/documents": Can.DRAFT,
     "GET /admin": Can.DRAFT,
     "GET /admin/releases/{release_id}/progress.json": Can.DRAFT,
     "GET /admin/releases/{release_id}": Can.DRAFT,

@@ -8,7 +8,7 @@ trail themselves (tests/test_audit_faces.py).
   correct, withdraw;
 - audience: import subscribers, erase a person;
 - topics: add, rename, delete;
-- media: upload an image;
+- media: upload an image or a document;
 - accounts: invite, create, change a role or a password, disable, enable; log in.
 """
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         start_totp,
     )
     from distributor.actions.audience import erase, erase_subscriber, import_subscribers
-    from distributor.actions.media import upload_image
+    from distributor.actions.media import upload_document, upload_image
     from distributor.actions.releases import (
         Deletion,
         KeyClaim,
@@ -77,6 +77,7 @@ _HOME = {
     "erase": "audience",
     "erase_subscriber": "audience",
     "import_subscribers": "audience",
+    "upload_document": "media",
     "upload_image": "media",
     "Deletion": "releases",
     "KeyClaim": "releases",
@@ -139,6 +140,7 @@ __all__ = [
     "start_totp",
     "unschedule",
     "update_draft",
+    "upload_document",
     "upload_image",
     "withdraw",
 ]

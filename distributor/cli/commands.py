@@ -41,11 +41,12 @@ from distributor.core.filemodes import open_private_text
 from distributor.core.logs import setup_logging
 from distributor.core.models import ReleaseState
 from distributor.core.queue import TaskQueue
+from distributor.core.slugs import SLUG_MAX
 from distributor.core.urls import release_path
 from distributor.mail.dkim import load_signer
 from distributor.outbox import notices
 from distributor.releases.lifecycle import check_publish_time, create_release
-from distributor.releases.source import SLUG_MAX, ReleaseDraft, parse_release, slug_cut_from
+from distributor.releases.source import ReleaseDraft, parse_release, slug_cut_from
 from distributor.releases.topics import add_topic, list_topics, parse_names
 from distributor.reporting.status import release_status
 

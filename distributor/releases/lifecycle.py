@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from distributor.core.config import Settings
 from distributor.core.errors import Conflict, NotFound, ReleaseInputError, StaleEdit
 from distributor.core.models import Release, ReleaseState, Topic, utcnow
-from distributor.releases.source import SLUG_MAX, ReleaseDraft, single_line, slugify
+from distributor.core.slugs import SLUG_MAX, slugify
+from distributor.releases.source import ReleaseDraft, single_line
 
 # How far in the past a publish time may be and still mean "now": clocks of hosts kept by
 # NTP agree within this, and a client that computed "now" sends it a moment later. Only

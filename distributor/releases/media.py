@@ -26,9 +26,10 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -55,9 +56,14 @@ ACCEPTED: Final = {
     "GIF": "image/gif",
 }
 MEDIA_TYPES: Final = {".jpg": "image/jpeg", ".png": "image/png"}  # what we write
-# A stored file's URL path; its groups are the digest, the variant and the suffix.
-MEDIA_PATH: Final = re.compile(r"\A/media/([0-9a-f]{64})/(full|page|email)(\.jpg|\.png)\Z")
+# A stored file's URL path, an image's or a document's (distributor.releases.documents):
+# its groups are the digest, the name (a slug: an image's variant, a document's name) and
+# the suffix, which says what the file is. The web app serves the suffixes it knows.
+MEDIA_PATH: Final = re.compile(
+    r"\A/media/([0-9a-f]{64})/([a-z0-9]+(?:-[a-z0-9]+)*)(\.[a-z]{3,4})\Z"
+)
 _NO_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+Stored = TypeVar("Stored")  # what a stored directory is described as (write_directory)
 
 
 @dataclass(frozen=True)
@@ -124,13 +130,13 @@ def store_image(settings: Settings, data: bytes, filename: str) -> StoredImage:
     Raises InputError, naming ``filename`` and why, for anything but a whole JPEG, PNG, WebP
     or GIF image of at most MAX_UPLOAD_BYTES bytes and MAX_PIXELS pixels (an animated GIF or
     WebP keeps its first frame)."""
-    name = _display_name(filename)
+    name = display_name(filename, "the image")
     if not data:
         raise InputError(f"{name}: the file is empty")
     if len(data) > MAX_UPLOAD_BYTES:
         raise InputError(
-            f"{name}: {_megabytes(len(data))} is more than the "
-            f"{_megabytes(MAX_UPLOAD_BYTES)} an image may have"
+            f"{name}: {megabytes(len(data))} is more than the "
+            f"{megabytes(MAX_UPLOAD_BYTES)} an image may have"
         )
     digest = hashlib.sha256(data).hexdigest()
     root = media_root(settings)
@@ -139,7 +145,7 @@ def store_image(settings: Settings, data: bytes, filename: str) -> StoredImage:
         return found
     image, source_format = _decode(data, name)
     encoded = _encode_variants(image, lossless=source_format in ("PNG", "GIF"))
-    return _write(settings, root, digest, encoded)
+    return _write(settings, digest, encoded)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -250,22 +256,46 @@ def _encode(image: Image.Image, name: str, as_png: bool, icc: bytes | None) -> _
 # -- the files -------------------------------------------------------------------------------
 
 
-def _write(settings: Settings, root: Path, digest: str, encoded: list[_Encoded]) -> StoredImage:
-    """Write the versions into a temporary directory and rename it to ``root/digest``: the
-    directory appears whole. If another process stored the same image meanwhile, its
-    directory is kept and described; one that is not whole is replaced."""
+def _write(settings: Settings, digest: str, encoded: list[_Encoded]) -> StoredImage:
+    """Store the versions as ``public/media/<digest>/`` (``write_directory``) and describe them; if
+    another process stored the same image meanwhile, its directory is described."""
+    files = {e.name + e.suffix: e.data for e in encoded}
+    found = write_directory(
+        settings, digest, files, lambda directory: _existing(settings, directory, digest)
+    )
+    if found is not None:
+        return found
+    variants = {
+        e.name: _variant(settings, digest, e.name + e.suffix, len(e.data), e.width, e.height)
+        for e in encoded
+    }
+    return StoredImage(digest, variants["full"], variants["page"], variants["email"], True)
+
+
+def write_directory(
+    settings: Settings,
+    digest: str,
+    files: Mapping[str, bytes],
+    existing: Callable[[Path], Stored | None],
+) -> Stored | None:
+    """Write ``files`` (name → bytes) as the directory ``public/media/<digest>/``: into a
+    temporary directory, then renamed, so that it appears whole or not at all. Returns
+    None once written; if another process stored the same content meanwhile, what
+    ``existing`` makes of its directory (which is kept) — unless that is None (the
+    directory is not whole: a file deleted by hand), and it is replaced."""
+    root = media_root(settings)
     filemodes.data_dir(settings.data_dir)  # 0711: the web server passes through to public/
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{digest}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     tmp.mkdir(mode=0o755)
     try:
-        for item in encoded:
-            _write_file(tmp / (item.name + item.suffix), item.data)
+        for name, data in files.items():
+            write_file(tmp / name, data)
         fsync_dir(tmp)
         try:
             tmp.rename(root / digest)
         except OSError:
-            found = _existing(settings, root / digest, digest)
+            found = existing(root / digest)
             if found is not None:
                 return found
             # Not whole (a file deleted by hand): replaced by the one just made.
@@ -276,14 +306,12 @@ def _write(settings: Settings, root: Path, digest: str, encoded: list[_Encoded])
         fsync_dir(root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    variants = {
-        e.name: _variant(settings, digest, e.name + e.suffix, len(e.data), e.width, e.height)
-        for e in encoded
-    }
-    return StoredImage(digest, variants["full"], variants["page"], variants["email"], True)
+    return None
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` as the new file ``path`` (never an existing one), on disk when this
+    returns."""
     # 0o644 (less the umask): nginx, another user, must be able to read it.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     with os.fdopen(fd, "wb") as f:
@@ -329,11 +357,13 @@ def _variant(
     )
 
 
-def _display_name(filename: str) -> str:
-    """``filename`` fit for a message: one line, at most 200 characters."""
+def display_name(filename: str, unnamed: str = "the file") -> str:
+    """``filename`` fit for a message: one line, at most 200 characters; ``unnamed`` when
+    it is empty."""
     cleaned = _NO_CONTROL.sub("?", filename).strip()
-    return (cleaned[:197] + "...") if len(cleaned) > 200 else cleaned or "the image"
+    return (cleaned[:197] + "...") if len(cleaned) > 200 else cleaned or unnamed
 
 
-def _megabytes(size: int) -> str:
+def megabytes(size: int) -> str:
+    """``size`` bytes as a message shows them: ``20.1 MB``."""
     return f"{size / 1_000_000:.1f} MB"

@@ -21,7 +21,7 @@ What a field refuses, in a release file and in the API's JSON alike (one model):
 from __future__ import annotations
 
 import re
-import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -40,7 +40,9 @@ from distributor.core.sanitize import (
     markdown_to_html,
     strip_xml_invalid,
 )
-from distributor.releases.media import MAX_UPLOAD_BYTES, store_image
+from distributor.core.slugs import SLUG_MAX, whole_slug
+from distributor.releases.documents import MAX_DOCUMENT_BYTES, StoredDocument, store_document
+from distributor.releases.media import MAX_UPLOAD_BYTES, StoredImage, store_image
 
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
 # Front matter is a few fields: these bound the work YAML may cause (pure-Python PyYAML reads
@@ -50,7 +52,6 @@ MAX_FRONT_MATTER_BYTES = 256 * 1024
 MAX_YAML_VALUES = 5_000  # every key and value, each alias counted as what it stands for
 MAX_YAML_DEPTH = 20
 MAX_PROBLEMS_SHOWN = 10
-SLUG_MAX = 80
 _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.S)
@@ -58,7 +59,8 @@ _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|
 # paragraph separators); lone surrogates (not characters: no UTF-8 for them). For showing a
 # field's name in a message; a field's value goes through sanitize.line_problem.
 _NO_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029\ud800-\udfff]")
-# An image ``src`` that is a URL (any scheme) or a site path; anything else names a file.
+# An image's ``src`` or an attachment's ``href`` that is a URL (any scheme) or a site
+# path; anything else names a file.
 _NOT_A_FILE = re.compile(r"^\s*(?:/|[A-Za-z][A-Za-z0-9+.-]*:)")
 
 
@@ -136,7 +138,12 @@ class Image(BaseModel):
 
 
 class Attachment(BaseModel):
-    """A document offered for download (a PDF backgrounder, a fact sheet)."""
+    """A document offered for download (a PDF backgrounder, a fact sheet).
+
+    In a release file, ``href`` may also name a local PDF, Office or OpenDocument file
+    (``files/backgrounder.pdf``, relative to the release file): ``parse_release`` stores it
+    (``distributor.releases.documents``) and sets ``href`` to the stored file's site path,
+    ``type`` and ``length`` to what it is (by its content)."""
 
     model_config = ConfigDict(extra="forbid")
     href: str = Field(min_length=1, max_length=2000)
@@ -303,29 +310,12 @@ class ReleaseDraft:
     source: str
 
 
-def slugify(text: str) -> str:
-    """A URL slug of ``text``: ASCII, lowercase, words joined by hyphens, at most
-    SLUG_MAX characters, cut between two words (a single word longer than that is cut
-    inside); "release" when nothing of ``text`` is left."""
-    slug = _whole_slug(text)
-    if len(slug) > SLUG_MAX:
-        head = slug[: SLUG_MAX + 1]  # a hyphen right after the limit ends a whole word
-        cut = head.rfind("-")
-        slug = head[:cut] if cut > 0 else slug[:SLUG_MAX]
-    return slug.strip("-") or "release"
-
-
-def _whole_slug(text: str) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-
-
 def slug_cut_from(draft: ReleaseDraft) -> int | None:
     """The length the slug made from ``draft``'s title had before ``slugify`` cut it to
     SLUG_MAX characters; None when it was not cut, or when the draft gives its slug."""
     if draft.meta.slug:
         return None
-    length = len(_whole_slug(draft.meta.title))
+    length = len(whole_slug(draft.meta.title))
     return length if length > SLUG_MAX else None
 
 
@@ -341,52 +331,98 @@ def _one_line(text: str) -> str:
     return " ".join(line.strip() for line in text.replace("\t", " ").splitlines() if line.strip())
 
 
-def _local_images(data: dict[Any, Any]) -> dict[int, str]:
-    """The ``images`` entries of front matter ``data`` whose ``src`` names a local file,
-    by index. Their ``src`` is replaced in ``data`` by a site path, so that the rest of the
-    front matter is checked before any file is read."""
-    images = data.get("images")
-    found: dict[int, str] = {}
-    if not isinstance(images, list):
-        return found
-    for index, image in enumerate(images):
-        src = image.get("src") if isinstance(image, dict) else None
-        if isinstance(src, str) and src.strip() and not _NOT_A_FILE.match(src):
-            found[index] = src.strip()
-            image["src"] = "/"
+def _store_image(meta: FrontMatter, index: int, stored: StoredImage) -> None:
+    image = meta.images[index]
+    fields = stored.image_fields()
+    if image.href:  # the writer's own high-resolution link, described by them
+        for key in ("href", "type", "length"):
+            del fields[key]
+    meta.images[index] = image.model_copy(update=fields)
+
+
+def _store_attachment(meta: FrontMatter, index: int, stored: StoredDocument) -> None:
+    attachment = meta.attachments[index]
+    fields = stored.attachment_fields(attachment.title)
+    meta.attachments[index] = attachment.model_copy(update=fields)
+
+
+@dataclass(frozen=True)
+class _LocalFiles:
+    """A front matter list whose entries may name a local file in their ``link`` field,
+    stored by ``store`` and described in the entry by ``use``."""
+
+    link: str  # the field: "src", "href"
+    what: str  # for messages: "image", "document"
+    upload: str  # the API's route that stores one, for a release not read from disk
+    limit: int  # bytes
+    store: Callable[[Settings, bytes, str], Any]
+    use: Callable[[FrontMatter, int, Any], None]
+
+
+_LOCAL: dict[str, _LocalFiles] = {
+    "images": _LocalFiles(
+        "src", "image", "POST /api/media", MAX_UPLOAD_BYTES, store_image, _store_image
+    ),
+    "attachments": _LocalFiles(
+        "href",
+        "document",
+        "POST /api/documents",
+        MAX_DOCUMENT_BYTES,
+        store_document,
+        _store_attachment,
+    ),
+}
+
+
+def _local_files(data: dict[Any, Any]) -> dict[tuple[str, int], str]:
+    """The ``images`` and ``attachments`` entries of front matter ``data`` whose link
+    (``src``, ``href``) names a local file, by list and index. Their link is replaced in
+    ``data`` by a site path, so that the rest of the front matter is checked before any
+    file is read."""
+    found: dict[tuple[str, int], str] = {}
+    for key, kind in _LOCAL.items():
+        entries = data.get(key)
+        if not isinstance(entries, list):
+            continue
+        for index, entry in enumerate(entries):
+            link = entry.get(kind.link) if isinstance(entry, dict) else None
+            if isinstance(link, str) and link.strip() and not _NOT_A_FILE.match(link):
+                found[key, index] = link.strip()
+                entry[kind.link] = "/"
     return found
 
 
-def _store_local_images(
+def _store_local_files(
     meta: FrontMatter,
-    local: dict[int, str],
+    local: dict[tuple[str, int], str],
     source: str,
     settings: Settings,
     base_dir: Path | None,
 ) -> None:
-    """Store each local image file (``local``: index → path as written) and point its
-    ``images`` entry at the stored versions. Raises ReleaseInputError naming ``source``
-    and the entry when a file is missing, unreadable or not an image we take, or when
-    there is no ``base_dir`` to read files from."""
-    for index, written in local.items():
-        name = f"images.{index}.src"
+    """Store each local file (``local``: list and index → path as written) and point its
+    entry at what is stored. Raises ReleaseInputError naming ``source`` and the entry when
+    a file is missing, unreadable or not an image or document we take, or when there is
+    no ``base_dir`` to read files from."""
+    for (key, index), written in local.items():
+        kind = _LOCAL[key]
+        name = f"{key}.{index}.{kind.link}"
         field = f"{source}: field '{name}'"
         if base_dir is None:
             raise ReleaseInputError(
                 f"{field}: {written!r} names a local file, which only a release file read "
                 "from disk may do; give an http(s) URL or a site path starting with /, or "
-                "upload the image first (POST /api/media)",
+                f"upload the {kind.what} first ({kind.upload})",
                 field=name,
             )
         path = base_dir / Path(written).expanduser()
         try:
             if not path.is_file():
                 raise ReleaseInputError(
-                    f"{field}: no image file {written!r} (looked for {path})", field=name
+                    f"{field}: no {kind.what} file {written!r} (looked for {path})", field=name
                 )
-            if path.stat().st_size > MAX_UPLOAD_BYTES:
+            if path.stat().st_size > kind.limit:
                 raise ReleaseInputError(
-                    f"{field}: {written!r} is larger than {MAX_UPLOAD_BYTES // 1_000_000} MB",
+                    f"{field}: {written!r} is larger than {kind.limit // 1_000_000} MB",
                     field=name,
                 )
             data = path.read_bytes()
@@ -396,15 +432,10 @@ def _store_local_images(
                 f"{field}: {written!r} cannot be read: {reason}", field=name
             ) from exc
         try:
-            stored = store_image(settings, data, written)
+            stored = kind.store(settings, data, written)
         except InputError as exc:
             raise ReleaseInputError(f"{field}: {exc}", field=name) from exc
-        image = meta.images[index]
-        fields = stored.image_fields()
-        if image.href:  # the writer's own high-resolution link, described by them
-            for key in ("href", "type", "length"):
-                del fields[key]
-        meta.images[index] = image.model_copy(update=fields)
+        kind.use(meta, index, stored)
 
 
 def parse_release(
@@ -412,11 +443,12 @@ def parse_release(
 ) -> ReleaseDraft:
     """Read a release from Markdown with YAML front matter.
 
-    An image whose ``src`` is neither a URL nor a site path is a file: relative to
-    ``base_dir`` (the release file's directory), it is read and stored by
-    ``distributor.releases.media.store_image`` once the rest of the release has been checked, and
-    its entry points at the stored versions. Without ``base_dir`` (Markdown sent over the
-    API) such a ``src`` is refused.
+    An image whose ``src``, or an attachment whose ``href``, is neither a URL nor a site
+    path is a file: relative to ``base_dir`` (the release file's directory), it is read and
+    stored (``distributor.releases.media.store_image``,
+    ``distributor.releases.documents.store_document``) once the rest of the release has been
+    checked, and its entry points at what is stored. Without ``base_dir`` (Markdown sent
+    over the API) such a link is refused.
 
     Raises ReleaseInputError naming ``source`` and the field at fault.
     """
@@ -447,13 +479,13 @@ def parse_release(
         raise ReleaseInputError(f"{source}: front matter is not valid YAML{where}: {exc}") from exc
     if not isinstance(data, dict):
         raise ReleaseInputError(f"{source}: front matter must be a mapping of fields")
-    local = _local_images(data)
+    local = _local_files(data)
     try:
         meta = FrontMatter.model_validate(data)
     except ValidationError as exc:
         raise ReleaseInputError(f"{source}: {_problems(exc)}", field=_first_field(exc)) from exc
     draft = draft_from_fields(meta, match.group(2), source, settings)
-    _store_local_images(meta, local, source, settings, base_dir)
+    _store_local_files(meta, local, source, settings, base_dir)
     return draft
 
 

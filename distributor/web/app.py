@@ -30,6 +30,7 @@ from distributor.web import (
     apibase,
     apidocs,
     deps,
+    documents_api,
     editor,
     media_api,
     release_list,
@@ -182,6 +183,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(releases_api.router, prefix=apibase.PREFIX)
     app.include_router(topics_api.router, prefix=apibase.PREFIX)
     app.include_router(media_api.router, prefix=apibase.PREFIX)
+    app.include_router(documents_api.router, prefix=apibase.PREFIX)
     app.include_router(apidocs.router, prefix=apibase.PREFIX)
     app.include_router(editor.router)  # before admin's /releases/{release_id}
     app.include_router(release_list.router)

@@ -17,10 +17,12 @@ it); ``/en/`` → ``en/index.html``;
 ``/feeds/en/releases.atom`` → itself; ``/releases/SLUG`` → ``releases/SLUG.html``;
 ``/en`` → ``en/index.html``.
 
-Images stored by ``distributor.releases.media`` (``/media/<sha256>/page.jpg`` and the like) are not
-held in memory: each answer streams the file from disk. Their URLs never change what they
-serve, so they are cached for a year (``immutable``); the ETag has nginx's form
-(mtime-size, in hex), so both servers give a client the same validator.
+Images stored by ``distributor.releases.media`` (``/media/<sha256>/page.jpg`` and the like) and
+documents stored by ``distributor.releases.documents`` (``/media/<sha256>/backgrounder.pdf``)
+are not held in memory: each answer streams the file from disk, with the media type its
+suffix says (an office document as a download: ``Content-Disposition: attachment``). Their
+URLs never change what they serve, so they are cached for a year (``immutable``); the ETag
+has nginx's form (mtime-size, in hex), so both servers give a client the same validator.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from distributor.core.config import Settings
 from distributor.core.i18n import negotiate
 from distributor.core.urls import MEDIA_TYPES
+from distributor.releases.documents import DOCUMENT_TYPES, DOWNLOADS
 from distributor.releases.media import MEDIA_PATH
 from distributor.releases.media import MEDIA_TYPES as IMAGE_TYPES
 from distributor.web.changes import Watcher
@@ -67,6 +70,11 @@ GONE_SUFFIX: Final = ".gone.html"  # urls.gone_relpath: the notice of a withdraw
 _METHODS: Final = frozenset({"GET", "HEAD"})
 MEDIA_CACHE_CONTROL: Final = b"public, max-age=31536000, immutable"
 MEDIA_CHUNK: Final = 256 * 1024  # bytes read from disk (in a worker thread) at a time
+# What a stored file below /media/ is served as, by its suffix (MEDIA_PATH's third group).
+STORED_TYPES: Final = {
+    suffix: media_type.encode("ascii")
+    for suffix, media_type in (IMAGE_TYPES | DOCUMENT_TYPES).items()
+}
 
 
 @dataclass(frozen=True)
@@ -322,9 +330,11 @@ class PublicFiles:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if path.startswith("/media/") and MEDIA_PATH.match(path):
-            if await self._media(scope, send, path[1:]):
-                return
+        if path.startswith("/media/"):
+            stored = MEDIA_PATH.match(path)
+            if stored is not None and stored.group(3) in STORED_TYPES:
+                if await self._media(scope, send, path[1:], stored.group(3)):
+                    return
         if self._watching and (self._loop is None or self._loop.is_closed()):
             self._follow_changes()
         entry = self._entry(scope)
@@ -374,10 +384,11 @@ class PublicFiles:
         else:
             await send({"type": "http.response.body", "body": variant.body})
 
-    async def _media(self, scope: Scope, send: Send, relpath: str) -> bool:
-        """Answer with the stored image at ``relpath`` below ``public/``, streamed from
-        disk (or 304); False, having sent nothing, when there is no such regular file
-        inside the public directory."""
+    async def _media(self, scope: Scope, send: Send, relpath: str, suffix: str) -> bool:
+        """Answer with the stored image or document at ``relpath`` below ``public/`` (a
+        file whose name ends in ``suffix``, a key of STORED_TYPES), streamed from disk
+        (or 304); False, having sent nothing, when there is no such regular file inside
+        the public directory."""
         path = os.path.join(self.root, relpath)
         if not os.path.realpath(path).startswith(os.path.realpath(self.root) + os.sep):
             return False
@@ -411,12 +422,16 @@ class PublicFiles:
                 await send({"type": "http.response.start", "status": 304, "headers": headers})
                 await send({"type": "http.response.body", "body": b""})
                 return True
-            media_type = IMAGE_TYPES[os.path.splitext(relpath)[1]].encode("ascii")
             headers += (
-                (b"content-type", media_type),
+                (b"content-type", STORED_TYPES[suffix]),
                 (b"content-length", str(st.st_size).encode("ascii")),
                 (b"x-content-type-options", b"nosniff"),
             )
+            if suffix in DOWNLOADS:
+                # The name is MEDIA_PATH's slug and suffix: ASCII, nothing to quote.
+                filename = relpath.rsplit("/", 1)[1]
+                disposition = f'attachment; filename="{filename}"'.encode("ascii")
+                headers += ((b"content-disposition", disposition),)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             if scope["method"] == "GET":
                 while chunk := await anyio.to_thread.run_sync(fh.read, MEDIA_CHUNK):
