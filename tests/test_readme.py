@@ -295,6 +295,10 @@ def make_files(scene: Scene) -> None:
     for src in re.findall(r"src: ([^,\s]+\.(?:jpe?g|png))", text):
         if "://" not in src and not src.startswith("/"):
             image(d / src)
+    for href in re.findall(r"href: ([^,\s]+\.pdf)", text):  # a document next to the release
+        if "://" not in href and not href.startswith("/"):
+            (d / href).parent.mkdir(parents=True, exist_ok=True)
+            (d / href).write_bytes(b"%PDF-1.4\n% the README's backgrounder\n%%EOF\n")
     (d / "fr.md").write_text(variant(
         text, title="L'Agence signe un accord de coopération sur la surveillance du climat",
         lang="fr", slug="accord-climat", translation_of="climate-agreement",
@@ -427,6 +431,7 @@ def api_release(scene: Scene) -> None:
     text = variant(scene.release_text, title="Agency opens its climate data", slug="climate-data")
     text, n = re.subn(r"^  - \{src: (?!\"?https?:)[^\n]*$", f"  - {entry}", text, flags=re.M)
     assert n == 1, "the README's release example has no local image"
+    text = re.sub(r"\{href: (?!/|\"?https?:)", "{href: /", text)  # its document: a site path
     (scene.dir / "release.md").write_text(text)
 
 
