@@ -5,6 +5,7 @@ fixture: an app, a logged-out browser and a token)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,9 @@ from fastapi.testclient import TestClient
 
 from distributor.core import heartbeat
 from distributor.core.config import Settings
+from distributor.core.db import session_scope
 from distributor.core.queue import QUEUE
+from distributor.office.accounts import create_user
 from distributor.web import create_app
 from tests.helpers import add_topics, csrf_of, new_token, queued_tasks
 
@@ -88,3 +91,16 @@ def dash(settings: Settings, redis_url: str) -> Iterator[Dash]:
         yield Dash(s, client, token, broker)
     broker.delete(QUEUE)
     broker.close()
+
+
+@contextmanager
+def logged_in_as(settings: Settings, email: str, role: str) -> Iterator[TestClient]:
+    """A browser on the workspace, logged in with a new account of ``role``."""
+    password = "a long enough password"  # a test account's
+    with session_scope(settings) as session:
+        create_user(session, email, role, password, name=email.split("@")[0].title())
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        page = client.get("/admin/login")
+        client.post("/admin/login", data={"email": email, "password": password,
+                                          "csrf": csrf_of(page.text)})  # fmt: skip
+        yield client

@@ -15,12 +15,11 @@ from distributor import actions
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Release
-from distributor.office.accounts import create_user
 from distributor.reporting.audience import reach
-from distributor.web import create_app
+from tests.clients import logged_in_as
 from tests.helpers import add_subscribers, add_topics, csrf_of, make_release
 
-PUBLISHER, PASSWORD = "cam@example.org", "a long enough password"
+PUBLISHER = "cam@example.org"
 
 
 @pytest.fixture
@@ -40,12 +39,8 @@ def s(settings: Settings, redis_url: str) -> Settings:
 
 @pytest.fixture
 def cam(s: Settings) -> Iterator[TestClient]:
-    with session_scope(s) as session:
-        create_user(session, PUBLISHER, "publisher", PASSWORD, name="Cam")
-    with TestClient(create_app(s), base_url="https://testserver") as client:
-        page = client.get("/admin/login")
-        client.post("/admin/login", data={"email": PUBLISHER, "password": PASSWORD,
-                                          "csrf": csrf_of(page.text)})  # fmt: skip
+    """A publisher logged in to the workspace."""
+    with logged_in_as(s, PUBLISHER, "publisher") as client:
         yield client
 
 

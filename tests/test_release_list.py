@@ -18,14 +18,14 @@ from sqlalchemy import select
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import AuditEvent, Release, ReleaseState
-from distributor.office.accounts import create_user
 from distributor.web import create_app, release_list
+from tests.clients import logged_in_as
 from tests.corrections import send_release
 from tests.helpers import add_subscribers, add_topics, csrf_of, make_release, new_token
 from tests.processes import invoke_cli
 from tests.smtp_server import SMTPServer
 
-WRITER, PASSWORD = "jo@example.org", "a long enough password"
+WRITER = "jo@example.org"
 IMAGE = {"src": "/media/ab12cd34ef56.png", "alt": "The signing", "credit": "Agency"}
 DOCUMENT = {"src": "/media/0123456789ab.pdf", "title": "The agreement", "type": "application/pdf",
             "length": 12345}  # fmt: skip
@@ -41,12 +41,7 @@ def s(settings: Settings) -> Settings:
 @pytest.fixture
 def jo(s: Settings) -> Iterator[TestClient]:
     """A writer logged in to the workspace."""
-    with session_scope(s) as session:
-        create_user(session, WRITER, "writer", PASSWORD, name="Jo")
-    with TestClient(create_app(s), base_url="https://testserver") as client:
-        page = client.get("/admin/login")
-        client.post("/admin/login", data={"email": WRITER, "password": PASSWORD,
-                                          "csrf": csrf_of(page.text)})  # fmt: skip
+    with logged_in_as(s, WRITER, "writer") as client:
         yield client
 
 
