@@ -29,6 +29,14 @@ def _email(value: str) -> str:
         raise ValueError(f"{shown!r} is not an email address: {exc}") from exc
 
 
+def _named(value: str) -> str:
+    # min_length counts the spaces single_line then strips: "  " would print a nameless
+    # contact.
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
 def _phone(value: str) -> str:
     problem = urls.phone_problem(value) if value else None
     if problem is not None:
@@ -46,6 +54,7 @@ class Contact(BaseModel):
     email: str = Field(default="", max_length=320)
 
     _lines = field_validator("name", "role", "phone", "email")(single_line)
+    _names = field_validator("name")(_named)
     _addresses = field_validator("email")(_email)
     _phones = field_validator("phone")(_phone)
 
