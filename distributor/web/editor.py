@@ -118,7 +118,8 @@ def _split_contacts(
     ticked: list[str] = []
     typed = []
     for contact in contacts:
-        match = next((i for i, f in entries if f == contact and i not in ticked), None)
+        given = {key: value for key, value in contact.items() if value}  # "" is no value
+        match = next((i for i, f in entries if f == given and i not in ticked), None)
         if match is None:
             typed.append(contact)
         else:
