@@ -21,7 +21,8 @@ from sqlalchemy import insert
 from distributor.core.config import Settings
 from distributor.core.db import get_engine
 from distributor.core.models import Release, ReleaseState, Topic, release_topics
-from distributor.releases.source import Attachment, Contact, Image
+from distributor.releases.contact import Contact
+from distributor.releases.source import Attachment, Image
 
 TOPICS = {
     "climate": ("Climate", "Climat"),

@@ -56,6 +56,11 @@ NEEDS: dict[str, Can] = {
     "GET /api/topics/{slug}": Can.DRAFT,
     "PUT /api/topics/{slug}": Can.TOPICS,
     "DELETE /api/topics/{slug}": Can.TOPICS,
+    "GET /api/contacts": Can.DRAFT,  # the press office keeps its address book together
+    "POST /api/contacts": Can.DRAFT,
+    "GET /api/contacts/{contact_id}": Can.DRAFT,
+    "PUT /api/contacts/{contact_id}": Can.DRAFT,
+    "DELETE /api/contacts/{contact_id}": Can.DRAFT,
     "POST /api/media": Can.DRAFT,
     "POST /api/documents": Can.DRAFT,
     "GET /admin": Can.DRAFT,
@@ -80,6 +85,11 @@ NEEDS: dict[str, Can] = {
     "GET /admin/releases": Can.DRAFT,
     "POST /admin/releases/{release_id}/duplicate": Can.DRAFT,
     "POST /admin/releases/{release_id}/translate": Can.DRAFT,
+    "GET /admin/contacts": Can.DRAFT,
+    "POST /admin/contacts": Can.DRAFT,
+    "GET /admin/contacts/{contact_id}": Can.DRAFT,
+    "POST /admin/contacts/{contact_id}": Can.DRAFT,
+    "POST /admin/contacts/{contact_id}/delete": Can.DRAFT,
     "GET /admin/accounts": Can.ACCOUNTS,
     "POST /admin/accounts/invite": Can.ACCOUNTS,
     "POST /admin/accounts/role": Can.ACCOUNTS,
@@ -118,6 +128,7 @@ PARAMETERS = {
     "lang": "en",
     "name": "admin.css",
     "invitation_id": "999999",
+    "contact_id": "999999",
     "token": "not-a-token",
 }
 

@@ -1,7 +1,8 @@
 """Every page of the press workspace in a real browser (Debian's headless Chromium,
 Playwright) against the real app (`distributor serve`), at a phone's width (390 px) and a
 desktop's (1280 px): the login form, the dashboard, the list of releases, a release, its
-withdraw form, the editor, the publish step, the accounts page and an invitation's page. On
+withdraw form, the editor, the publish step, the accounts page, the address book of press
+contacts (and one entry's form) and an invitation's page. On
 each, axe-core finds no serious or critical violation, every control is labelled, and
 nothing is wider than the screen (issue 14).
 
@@ -25,6 +26,7 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.urls import invitation_url
 from distributor.office.accounts import create_user
+from distributor.office.contacts import add_contact
 from distributor.office.invitations import invite
 from tests.browser import accessibility_problems, chromium, fill_login, running_server
 from tests.corrections import send_release
@@ -79,6 +81,10 @@ def workspace(
         create_user(session, "tom.writer@example.org", "writer", PASSWORD, name="Tom Writer")
         invitation = invite(session, "new.colleague@example.org", "publisher", by=ADMIN)
         link = invitation_url(settings, invitation.id, invitation.nonce)
+        press = add_contact(session, {"name": "Inès García", "role": "Head of press",
+                                      "phone": "+33 1 23 45 67 89",
+                                      "email": "ines.garcia@example.org"})  # fmt: skip
+        add_contact(session, {"name": "Press desk (night)", "phone": "+33 6 00 00 00 00"})
     paths = {
         "login": "/admin/login",
         "dashboard": "/admin",
@@ -90,6 +96,8 @@ def workspace(
         "edit": f"/admin/releases/{draft.id}/edit",
         "publish": f"/admin/releases/{draft.id}/publish",
         "twofactor": "/admin/account/2fa",
+        "contacts": "/admin/contacts",
+        "contact": f"/admin/contacts/{press.id}",
         "invitation": link.removeprefix(settings.site_url),
     }
     heartbeat.record(settings, redis_url)  # as a running `distributor beat` keeps it
@@ -156,6 +164,15 @@ def test_every_workspace_page_passes_axe_at_phone_and_desktop_width(
         shown_as = row.evaluate("row => getComputedStyle(row).display")
         assert shown_as == ("table-row" if width > 600 else "block"), (width, shown_as)
         assert row.get_by_role("button", name="Duplicate").is_visible()
-        for name in ("editor", "edit", "publish", "twofactor"):
+        visit("editor")  # the address book's contacts, each a labelled checkbox
+        book = "Inès García — Head of press — ines.garcia@example.org"
+        assert page.get_by_role("checkbox", name=book).is_visible()
+        for name in ("edit", "publish", "twofactor"):
             visit(name)
+        visit("contacts")  # the address book: a card an entry on a phone, as releases
+        entry = page.locator("tr[data-id]").first
+        shown_as = entry.evaluate("row => getComputedStyle(row).display")
+        assert shown_as == ("table-row" if width > 600 else "block"), (width, shown_as)
+        assert entry.get_by_role("button", name="Delete Inès García").is_visible()
+        visit("contact")
         assert sorted(visited) == sorted(paths)

@@ -8,6 +8,7 @@ trail themselves (tests/test_audit_faces.py).
   correct, withdraw;
 - audience: import subscribers, erase a person;
 - topics: add, rename, delete;
+- contacts: add, change or delete an entry of the address book of press contacts;
 - media: upload an image or a document;
 - accounts: invite, create, change a role or a password, disable, enable; log in.
 """
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
         start_totp,
     )
     from distributor.actions.audience import erase, erase_subscriber, import_subscribers
+    from distributor.actions.contacts import add_contact, delete_contact, update_contact
     from distributor.actions.media import upload_document, upload_image
     from distributor.actions.releases import (
         Deletion,
@@ -91,6 +93,9 @@ _HOME = {
     "unschedule": "releases",
     "update_draft": "releases",
     "withdraw": "releases",
+    "add_contact": "contacts",
+    "delete_contact": "contacts",
+    "update_contact": "contacts",
     "add_topic": "topics",
     "delete_topic": "topics",
     "rename_topic": "topics",
@@ -112,6 +117,7 @@ __all__ = [
     "Login",
     "Withdrawal",
     "accept_invitation",
+    "add_contact",
     "add_topic",
     "approve",
     "cancel_invitation",
@@ -119,6 +125,7 @@ __all__ = [
     "correct",
     "create_release",
     "create_user",
+    "delete_contact",
     "delete_draft",
     "delete_topic",
     "disable_user",
@@ -139,6 +146,7 @@ __all__ = [
     "set_user_role",
     "start_totp",
     "unschedule",
+    "update_contact",
     "update_draft",
     "upload_document",
     "upload_image",

@@ -62,6 +62,9 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="The database.")
 topics_app = typer.Typer(no_args_is_help=True, help="Topics subscribers follow.")
+contacts_app = typer.Typer(
+    no_args_is_help=True, help="The address book of press contacts releases print."
+)
 subs_app = typer.Typer(no_args_is_help=True, help="Subscribers: import, export, erase.")
 releases_app = typer.Typer(
     no_args_is_help=True, help="Releases: list, show, create, update, delete, publish, status."
@@ -75,6 +78,7 @@ users_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
+app.add_typer(contacts_app, name="contacts")
 app.add_typer(subs_app, name="subscribers")
 app.add_typer(releases_app, name="releases")
 app.add_typer(feeds_app, name="feeds")
@@ -123,6 +127,70 @@ def topics_list() -> None:
         for topic in list_topics(session):
             names = ", ".join(f"{k}: {v}" for k, v in sorted(topic.names.items()))
             out.print(f"{topic.slug}\t{names}")
+
+
+ContactOption = Annotated[str | None, typer.Option(help="Empty to clear it")]
+
+
+@contacts_app.command("list")
+def contacts_list(
+    json_: Annotated[
+        bool, typer.Option("--json", help="A JSON array, with the fields of GET /api/contacts")
+    ] = False,
+) -> None:
+    """The address book, by name: id, name, role, phone, email, tab-separated (for scripts
+    too); or with --json a JSON array."""
+    from distributor.office.contacts import list_contacts
+
+    with db.session_scope(settings()) as session:
+        found = [(c.id, c.name, c.role, c.phone, c.email or "") for c in list_contacts(session)]
+    keys = ("id", "name", "role", "phone", "email")
+    if json_:
+        items = [dict(zip(keys, row, strict=True)) for row in found]
+        typer.echo(json.dumps(items, indent=2, ensure_ascii=False))
+        return
+    typer.echo("\t".join(keys))
+    for row in found:
+        typer.echo("\t".join(str(cell) for cell in row))
+
+
+@contacts_app.command("add")
+def contacts_add(
+    name: str,
+    role: Annotated[str, typer.Option(help="e.g. Head of press")] = "",
+    phone: Annotated[str, typer.Option(help="As people write it, e.g. +33 1 00 00 00 00")] = "",
+    email: Annotated[str, typer.Option(help="At most one entry per address")] = "",
+) -> None:
+    """Add a press contact to the address book, e.g. `contacts add "Ann Lee" --role
+    Spokesperson --email ann.lee@example.org`; prints its id."""
+    fields = {"name": name, "role": role, "phone": phone, "email": email}
+    contact = actions.add_contact(settings(), fields, audit.cli_actor())
+    out.print(f"press contact {contact.id} added ({contact.name})", markup=False, highlight=False)
+
+
+@contacts_app.command("update")
+def contacts_update(
+    contact_id: int,
+    name: Annotated[str | None, typer.Option()] = None,
+    role: ContactOption = None,
+    phone: ContactOption = None,
+    email: ContactOption = None,
+) -> None:
+    """Change a press contact: the options given replace its fields, the others stay.
+    Releases already written keep the contact as they printed it."""
+    given = {"name": name, "role": role, "phone": phone, "email": email}
+    changes = {key: value for key, value in given.items() if value is not None}
+    if not changes:
+        raise InputError("give at least one of --name, --role, --phone, --email")
+    contact = actions.update_contact(settings(), contact_id, changes, audit.cli_actor())
+    out.print(f"press contact {contact.id} changed", markup=False, highlight=False)
+
+
+@contacts_app.command("delete")
+def contacts_delete(contact_id: int) -> None:
+    """Remove a press contact from the address book (releases keep their copy)."""
+    actions.delete_contact(settings(), contact_id, audit.cli_actor())
+    out.print(f"press contact {contact_id} deleted", markup=False, highlight=False)
 
 
 @subs_app.command("import")

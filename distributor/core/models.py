@@ -25,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -489,3 +490,33 @@ class IdempotencyKey(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[Any] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class PressContact(Base):
+    """An entry of the press office's address book (office/contacts.py): a press contact a
+    writer ticks in the release form, whose fields are copied into the release (a release
+    keeps the contact as it was printed, whatever the book says later). Its fields are
+    checked as a release's front matter checks a contact (releases/contact.py)."""
+
+    __tablename__ = "press_contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(50), default="")
+    # None when the contact has none: NULLs never collide in the unique index below.
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def fields(self) -> dict[str, str]:
+        """The contact as a release stores it: the fields it has, none empty."""
+        values = {"name": self.name, "role": self.role, "phone": self.phone}
+        values["email"] = self.email or ""
+        return {key: value for key, value in values.items() if value}
+
+
+# One entry per mailbox, whatever the case of its address: two entries for one address
+# would offer the writer two ways to print one person. Names may repeat (two people can
+# share one, a desk may be listed per department).
+Index("uq_press_contacts_email", func.lower(PressContact.email), unique=True)

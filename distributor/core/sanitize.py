@@ -109,6 +109,15 @@ def line_problem(value: str) -> str | None:
     return f"{_describe(char)} at character {match.start() + 1}: {why}"
 
 
+def single_line(value: str) -> str:
+    """``value`` stripped, when it can be a single-line text field; ValueError saying why
+    not otherwise (``line_problem``): the form a pydantic field validator takes."""
+    problem = line_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value.strip()
+
+
 def body_problem(value: str) -> str | None:
     """Why ``value`` cannot be a release's body (a bidi override, U+202D or U+202E), naming
     the character and its line; None when it can."""

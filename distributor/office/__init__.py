@@ -1,2 +1,2 @@
-"""The press office itself: its people's accounts and their logins (and, next, its address
-book of press contacts and its identity: name, logo, address)."""
+"""The press office itself: its people's accounts and their logins, its address book of
+press contacts (and, next, its identity: name, logo, address)."""

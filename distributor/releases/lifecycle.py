@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 from distributor.core.config import Settings
 from distributor.core.errors import Conflict, NotFound, ReleaseInputError, StaleEdit
 from distributor.core.models import Release, ReleaseState, Topic, utcnow
+from distributor.core.sanitize import single_line
 from distributor.core.slugs import SLUG_MAX, slugify
-from distributor.releases.source import ReleaseDraft, single_line
+from distributor.releases.source import ReleaseDraft
 
 # How far in the past a publish time may be and still mean "now": clocks of hosts kept by
 # NTP agree within this, and a client that computed "now" sends it a moment later. Only

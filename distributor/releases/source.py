@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
-from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from distributor.core import urls
@@ -38,9 +37,11 @@ from distributor.core.sanitize import (
     body_problem,
     line_problem,
     markdown_to_html,
+    single_line,
     strip_xml_invalid,
 )
 from distributor.core.slugs import SLUG_MAX, whole_slug
+from distributor.releases.contact import Contact
 from distributor.releases.documents import MAX_DOCUMENT_BYTES, StoredDocument, store_document
 from distributor.releases.media import MAX_UPLOAD_BYTES, StoredImage, store_image
 
@@ -64,51 +65,11 @@ _NO_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029\ud800-\udfff]")
 _NOT_A_FILE = re.compile(r"^\s*(?:/|[A-Za-z][A-Za-z0-9+.-]*:)")
 
 
-def single_line(value: str) -> str:
-    problem = line_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
-    return value.strip()
-
-
 def _link(value: str) -> str:
     problem = urls.link_problem(value) if value else None
     if problem is not None:
         raise ValueError(problem)
     return value
-
-
-def _email(value: str) -> str:
-    """An address to write to (syntax only: no DNS at ingest), as email-validator
-    normalises it; a ``mailto:`` link to it is %-encoded (``urls.mailto_href``)."""
-    if not value:
-        return value
-    try:
-        return validate_email(value, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        shown = value if len(value) <= 80 else value[:79] + "…"
-        raise ValueError(f"{shown!r} is not an email address: {exc}") from exc
-
-
-def _phone(value: str) -> str:
-    problem = urls.phone_problem(value) if value else None
-    if problem is not None:
-        raise ValueError(problem)
-    return value
-
-
-class Contact(BaseModel):
-    """A press contact printed on every release."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    role: str = Field(default="", max_length=200)
-    phone: str = Field(default="", max_length=50)
-    email: str = Field(default="", max_length=320)
-
-    _lines = field_validator("name", "role", "phone", "email")(single_line)
-    _addresses = field_validator("email")(_email)
-    _phones = field_validator("phone")(_phone)
 
 
 class Image(BaseModel):

@@ -29,6 +29,8 @@ from distributor.web import (
     api,
     apibase,
     apidocs,
+    contacts_api,
+    contacts_page,
     deps,
     documents_api,
     editor,
@@ -182,11 +184,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api.router, prefix=apibase.PREFIX)
     app.include_router(releases_api.router, prefix=apibase.PREFIX)
     app.include_router(topics_api.router, prefix=apibase.PREFIX)
+    app.include_router(contacts_api.router, prefix=apibase.PREFIX)
     app.include_router(media_api.router, prefix=apibase.PREFIX)
     app.include_router(documents_api.router, prefix=apibase.PREFIX)
     app.include_router(apidocs.router, prefix=apibase.PREFIX)
     app.include_router(editor.router)  # before admin's /releases/{release_id}
     app.include_router(release_list.router)
+    app.include_router(contacts_page.router)
     app.include_router(admin.router)
     app.include_router(accounts.router)
     app.include_router(twofactor.router)

@@ -2,6 +2,10 @@
 written in a form — title, language, date, dateline, lead, body in Markdown, topics, press
 contacts, embargo — with no YAML to learn; and deleting a draft, which frees its slug.
 
+Press contacts are ticked in the office's address book (``office.contacts``) or typed, one
+a line, for a one-off; the release stores a copy of each (the book may change later). A
+draft's contacts that are, field for field, entries of the book show ticked.
+
 The form's fields are checked as a release file's front matter is
 (``source.draft_from_mapping``), and a refusal comes back on the form with everything typed
 kept, saying what and where. A draft opened by two people is never silently overwritten:
@@ -22,8 +26,9 @@ from starlette.responses import Response
 from distributor import actions
 from distributor.core.db import session_scope
 from distributor.core.errors import DistributorError, InputError, StaleEdit
-from distributor.core.models import Release, ReleaseState
+from distributor.core.models import PressContact, Release, ReleaseState
 from distributor.core.roles import Can
+from distributor.office.contacts import chosen_contacts, list_contacts
 from distributor.releases.lifecycle import get_release
 from distributor.releases.source import MAX_SOURCE_BYTES, draft_from_mapping
 from distributor.releases.topics import list_topics
@@ -60,6 +65,9 @@ class ReleaseForm(BaseModel):
     contacts: str = Field(default="", max_length=TEXT)
     embargo: str = Field(default="", max_length=LINE)
     topics: list[str] = Field(default_factory=list)
+    # The ids of the address book's entries ticked (strings: a forged one is refused by
+    # ``_book_ids``, naming the field, not by the parsing).
+    book: list[Annotated[str, Field(max_length=LINE)]] = Field(default_factory=list)
     version: str = Field(default="", max_length=LINE)
     csrf: str = Field(default="", max_length=LINE)
 
@@ -89,9 +97,40 @@ def _contacts(text: str) -> list[dict[str, str]]:
     return found
 
 
-def _values(release: Release, dash: Dashboard) -> dict[str, Any]:
-    """The form's values for a stored draft."""
+def _book_ids(values: list[str]) -> list[int]:
+    """The address book's ids ticked in the form, each once, in the order given;
+    InputError (field ``book``) for one that is not an id."""
+    ids: list[int] = []
+    for value in values:
+        if not value.isdigit() or not 1 <= int(value) <= MAX_ID:
+            raise InputError(f"book: {value[:20]!r} is not a press contact's id", field="book")
+        if int(value) not in ids:
+            ids.append(int(value))
+    return ids
+
+
+def _split_contacts(
+    contacts: list[dict[str, str]], book: list[PressContact]
+) -> tuple[list[str], list[dict[str, str]]]:
+    """A draft's ``contacts`` as the form shows them: the ids of the book's entries among
+    them (each ticked once), and the others (typed lines)."""
+    entries = [(str(entry.id), entry.fields()) for entry in book]
+    ticked: list[str] = []
+    typed = []
+    for contact in contacts:
+        given = {key: value for key, value in contact.items() if value}  # "" is no value
+        match = next((i for i, f in entries if f == given and i not in ticked), None)
+        if match is None:
+            typed.append(contact)
+        else:
+            ticked.append(match)
+    return ticked, typed
+
+
+def _values(release: Release, dash: Dashboard, book: list[PressContact]) -> dict[str, Any]:
+    """The form's values for a stored draft (``book``: the address book's entries)."""
     zone = dash.zone
+    ticked, typed = _split_contacts(release.contacts, book)
     return {
         "title": release.title,
         "lang": release.language,
@@ -99,7 +138,8 @@ def _values(release: Release, dash: Dashboard) -> dict[str, Any]:
         "dateline": release.dateline,
         "lead": release.lead,
         "body": release.body_text,
-        "contacts": contacts_text(release.contacts),
+        "contacts": contacts_text(typed),
+        "book": ticked,
         "embargo": f"{release.embargo_at.astimezone(zone):%Y-%m-%dT%H:%M}"
         if release.embargo_at
         else "",
@@ -125,6 +165,9 @@ def _draft(dash: Dashboard, form: dict[str, Any], kept: dict[str, Any]) -> Any:
     """The release the form describes (and ``kept``: see ``_kept``), checked
     (ReleaseInputError naming the field)."""
     zone = dash.zone
+    ids = _book_ids(form["book"])
+    with session_scope(dash.settings) as session:
+        chosen = chosen_contacts(session, ids) if ids else []
     data: dict[str, Any] = {
         "title": form["title"],
         "lang": form["lang"],
@@ -135,10 +178,16 @@ def _draft(dash: Dashboard, form: dict[str, Any], kept: dict[str, Any]) -> Any:
         else None,
         "dateline": form["dateline"],
         "lead": form["lead"] or None,
-        "contacts": _contacts(form["contacts"]),
+        "contacts": chosen + _contacts(form["contacts"]),
         **kept,
     }
     return draft_from_mapping(data, form["body"], "release", dash.settings)
+
+
+def _label(contact: PressContact) -> str:
+    """How the form names an entry of the address book: its name and role, and how to
+    reach them (two people may share a name)."""
+    return " — ".join(filter(None, (contact.name, contact.role, contact.email or contact.phone)))
 
 
 def _page(
@@ -155,6 +204,7 @@ def _page(
 ) -> HTMLResponse:
     with session_scope(dash.settings) as session:
         topics = [(t.slug, t.name("en")) for t in list_topics(session)]
+        book = [(str(c.id), _label(c)) for c in list_contacts(session)]
     return dash.render(
         request,
         "editor.html",
@@ -163,6 +213,7 @@ def _page(
         release=release,
         values=values,
         topics=topics,
+        book=book,
         languages=dash.settings.languages,
         error=error,
         field=field,
@@ -183,7 +234,12 @@ def _seen(version: str) -> datetime | None:
 def new_page(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
     """An empty release form (the date: now, in the press office's time zone)."""
     now = datetime.now(UTC).astimezone(dash.zone)
-    values = {"lang": dash.settings.languages[0], "date": f"{now:%Y-%m-%dT%H:%M}", "topics": []}
+    values = {
+        "lang": dash.settings.languages[0],
+        "date": f"{now:%Y-%m-%dT%H:%M}",
+        "topics": [],
+        "book": [],
+    }
     return _page(request, dash, admin, values)
 
 
@@ -210,7 +266,7 @@ def edit_page(request: Request, release_id: ReleaseId, admin: Writer, dash: Dash
     try:
         with session_scope(dash.settings) as session:
             release = get_release(session, release_id)
-            values = _values(release, dash)
+            values = _values(release, dash, list_contacts(session))
     except DistributorError as exc:
         return dash.failed(request, admin, release_id, exc)
     if release.state != ReleaseState.DRAFT:
@@ -241,7 +297,7 @@ def save(
     except StaleEdit as exc:
         with session_scope(dash.settings) as session:
             release = get_release(session, release_id)
-            theirs = _values(release, dash)
+            theirs = _values(release, dash, list_contacts(session))
         form["version"] = theirs["version"]  # saving again overwrites, knowingly
         return _page(request, dash, admin, form, release, 409, str(exc), None, theirs)
     except DistributorError as exc:
