@@ -578,6 +578,14 @@ RUN: dict[str, Step] = {
     "distributor users reset-2fa jo@example.org": Step(
         has(r"^two-factor login of jo@example.org is off$")
     ),
+    'distributor contacts add "Ann Lee" --role Spokesperson --phone "+33 1 23 45 67 89" '
+    "--email ann.lee@example.org": Step(has(r"^press contact 1 added \(Ann Lee\)$")),
+    "distributor contacts list": Step(
+        has(
+            r"^id\tname\trole\tphone\temail$",
+            r"^1\tAnn Lee\tSpokesperson\t\+33 1 23 45 67 89\tann.lee@example.org$",
+        )
+    ),
     # Production
     "cp .env.example .env": Step(env_copied),
     'python3 -c "import secrets; print(secrets.token_urlsafe(32))"': Step(key_is_strong),

@@ -241,6 +241,7 @@ def test_every_route_with_a_body_has_a_limit(sqlite_settings: Settings) -> None:
         "PUT /api/releases/{release_id}": 4 * MB,
         "POST /api/releases/{release_id}/correct": 4 * MB,
         "POST /api/media": 20 * MB + 64 * 1024,
+        "POST /api/documents": 50 * MB + 64 * 1024,
         "POST /admin/releases/{release_id}/correct": 6 * MB + FORM_LIMIT,
         "POST /admin/releases/new": 6 * MB + FORM_LIMIT,  # the editor's form
         "POST /admin/releases/{release_id}/edit": 6 * MB + FORM_LIMIT,
