@@ -167,3 +167,31 @@ def test_a_slow_lease_check_does_not_stretch_the_50_ms(
     assert late == [], f"started over {PROMISED_BOUND} s after the unsubscribe (s): {late}"
     assert set(smtp_server.handler.by_rcpt()) == {"p000@example.com", "p001@example.com"}
     assert report.skipped == 38
+
+
+def test_a_batch_reports_its_counts_as_the_worker_task_returns_them(
+    settings: Settings, smtp_server: SMTPServer
+) -> None:
+    """What a worker logs for each batch (the task's result) is the batch's own counts; a
+    one-email batch (a confirmation, an invitation) is named by its one outcome."""
+    live = settings.model_copy(update={"smtp_url": smtp_server.url})
+    add_topics(live, "climate")
+    add_subscribers(live, [(f"r{i}@example.com", "R", "en", "climate") for i in range(3)])
+    release = make_release(live)
+    with session_scope(live) as session:
+        mark_published(session, release.id)
+    sending.distribute_release(live, CountingQueue(), release.id)  # type: ignore[arg-type]
+    report = sending.send_batch(live, release.id)
+    assert report.summary() == {"claimed": 3, "held": 0, "reconciled": 0, "skipped": 0,
+                                "sent": 3, "deferred": 0, "failed": 0}  # fmt: skip
+    assert sending.send_batch(live, release.id).summary()["claimed"] == 0  # nothing left
+
+    def one(**counts: int) -> str:
+        outcomes = {"sent": 0, "deferred": 0, "failed": 0}
+        extra = {k: counts.pop(k) for k in ("held", "reconciled") if k in counts}
+        return sending.outcome(sending.BatchReport(outcomes={**outcomes, **counts}, **extra))
+
+    assert one(sent=1) == "sent" and one(reconciled=1) == "sent"
+    assert one(failed=1) == "failed"
+    assert one(deferred=1) == "deferred" and one(held=1) == "deferred"
+    assert one() == "skipped"
