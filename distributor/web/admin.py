@@ -420,7 +420,10 @@ class Dashboard:
                 languages = sorted(translation_languages(session, release))
                 history = release_history(session, release_id)
                 topics = [t.slug for t in release.topics]
-                audience = reach(session, release)
+                # Counting the audience reads every subscription of its topics: only for a
+                # release not sent yet, the one page that shows it.
+                unsent = release.state in (ReleaseState.DRAFT, ReleaseState.SCHEDULED)
+                audience = reach(session, release) if unsent else None
                 told = 0
                 if release.withdrawn_at is not None and "{notices}" in done:
                     told = notices.planned(
