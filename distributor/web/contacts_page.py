@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from distributor import actions
@@ -30,7 +31,20 @@ Writer = Annotated[Admin, Depends(allowed(Can.DRAFT))]
 ContactId = Annotated[int, Path(ge=1, le=MAX_ID)]
 # Longer than the model takes, so that too long a value is refused by the model, saying so
 # on the page, and not by the form's parsing (a bare 422).
-Value = Annotated[str, Form(max_length=600)]
+VALUE_MAX = 600  # characters a field takes, more than any contact's rules allow
+
+
+class ContactForm(BaseModel):
+    """The entry form's fields, as posted (checked afterwards by the contact rules)."""
+
+    name: str = Field(default="", max_length=VALUE_MAX)
+    role: str = Field(default="", max_length=VALUE_MAX)
+    phone: str = Field(default="", max_length=VALUE_MAX)
+    email: str = Field(default="", max_length=VALUE_MAX)
+    csrf: str = Field(default="", max_length=VALUE_MAX)
+
+
+Posted = Annotated[ContactForm, Form()]
 # What a redirect after an action may announce (?done=…): fixed texts, never a parameter.
 DONE = {
     "added": "Press contact added.",
@@ -84,19 +98,10 @@ def contacts_page(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
 
 
 @router.post("/contacts", response_class=HTMLResponse)
-def add(
-    request: Request,
-    admin: Writer,
-    dash: Dash,
-    name: Value = "",
-    role: Value = "",
-    phone: Value = "",
-    email: Value = "",
-    csrf: Csrf = "",
-) -> Response:
+def add(request: Request, admin: Writer, dash: Dash, posted: Posted) -> Response:
     """Add the entry; the page again with the reason and what was typed if refused."""
-    dash.check_csrf(request, csrf)
-    form = {"name": name, "role": role, "phone": phone, "email": email}
+    dash.check_csrf(request, posted.csrf)
+    form = posted.model_dump(exclude={"csrf"})
     try:
         actions.add_contact(dash.settings, form, admin.actor)
     except DistributorError as exc:
@@ -122,15 +127,11 @@ def save(
     contact_id: ContactId,
     admin: Writer,
     dash: Dash,
-    name: Value = "",
-    role: Value = "",
-    phone: Value = "",
-    email: Value = "",
-    csrf: Csrf = "",
+    posted: Posted,
 ) -> Response:
     """Replace the entry's fields; its form again with the reason if refused."""
-    dash.check_csrf(request, csrf)
-    form = {"name": name, "role": role, "phone": phone, "email": email}
+    dash.check_csrf(request, posted.csrf)
+    form = posted.model_dump(exclude={"csrf"})
     try:
         actions.update_contact(dash.settings, contact_id, form, admin.actor)
     except DistributorError as exc:
