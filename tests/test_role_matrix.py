@@ -85,6 +85,7 @@ NEEDS: dict[str, Can] = {
     "GET /admin/releases": Can.DRAFT,
     "POST /admin/releases/{release_id}/duplicate": Can.DRAFT,
     "POST /admin/releases/{release_id}/translate": Can.DRAFT,
+    "POST /admin/uploads": Can.DRAFT,  # a file dropped on the release form
     "GET /admin/contacts": Can.DRAFT,
     "POST /admin/contacts": Can.DRAFT,
     "GET /admin/contacts/{contact_id}": Can.DRAFT,

@@ -9,7 +9,7 @@ trail themselves (tests/test_audit_faces.py).
 - audience: import subscribers, erase a person;
 - topics: add, rename, delete;
 - contacts: add, change or delete an entry of the address book of press contacts;
-- media: upload an image or a document;
+- media: upload an image or a document (or a file of either kind);
 - accounts: invite, create, change a role or a password, disable, enable; log in.
 """
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     )
     from distributor.actions.audience import erase, erase_subscriber, import_subscribers
     from distributor.actions.contacts import add_contact, delete_contact, update_contact
-    from distributor.actions.media import upload_document, upload_image
+    from distributor.actions.media import upload_document, upload_file, upload_image
     from distributor.actions.releases import (
         Deletion,
         KeyClaim,
@@ -80,6 +80,7 @@ _HOME = {
     "erase_subscriber": "audience",
     "import_subscribers": "audience",
     "upload_document": "media",
+    "upload_file": "media",
     "upload_image": "media",
     "Deletion": "releases",
     "KeyClaim": "releases",
@@ -149,6 +150,7 @@ __all__ = [
     "update_contact",
     "update_draft",
     "upload_document",
+    "upload_file",
     "upload_image",
     "withdraw",
 ]
