@@ -301,3 +301,26 @@ def test_a_dropped_file_is_stored_at_once_and_answered_as_its_row(
     assert program.json() == {"error": refusal, "field": "file"}
     forged = jo.post("/admin/uploads", data={"csrf": "forged"}, files={"file": ("a.pdf", PDF)})
     assert forged.status_code == 403 and "expired" in forged.json()["error"]
+
+
+def test_rows_show_what_a_draft_holds_escaped_and_the_script_is_a_file(
+    s: Settings, jo: TestClient
+) -> None:
+    hostile = '"><script>alert(1)</script>'
+    made = send(jo, "/admin/releases/new", filled_in(jo.get("/admin/releases/new").text, **TEXT))
+    assert made.status_code == 303, made.text
+    with session_scope(s) as session:
+        release = session.scalars(select(Release)).one()
+        release.images = [{"src": "https://photos.example.org/a.jpg", "alt": hostile,
+                           "credit": hostile}]  # fmt: skip
+        release.attachments = [{"href": "/media/x/notes.pdf", "title": hostile}]
+        release_id = release.id
+    page = jo.get(f"/admin/releases/{release_id}/edit")
+    assert "<script>" not in page.text and re.search(r"\son[a-z]+=", page.text) is None
+    assert page.text.count("&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;") == 3
+    assert 'class="thumbnail"' not in page.text  # a remote image: the CSP shows none
+    assert '<script src="/admin/static/uploads.js" defer></script>' in page.text
+    script = jo.get("/admin/static/uploads.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith(
+        "text/javascript"
+    )
