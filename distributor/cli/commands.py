@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from distributor import actions
 from distributor.cli.progress import err, out, print_status, watch
 from distributor.core import audit, broker, db, heartbeat
-from distributor.core.apitokens import SCOPES, create_token, list_tokens
+from distributor.core.apitokens import DEFAULT_SCOPES, SCOPES, create_token, list_tokens
 from distributor.core.apitokens import revoke as revoke_token
 from distributor.core.config import (
     Settings,
@@ -313,7 +313,11 @@ def tokens_create(
     name: str,
     scope: Annotated[
         list[str] | None,
-        typer.Option("--scope", help=f"Repeat for each: {', '.join(SCOPES)} (default: all)"),
+        typer.Option(
+            "--scope",
+            help=f"Repeat for each: {', '.join(SCOPES)} (default: {' and '.join(DEFAULT_SCOPES)};"
+            " users, to manage accounts, only for an admin's token: --user)",
+        ),
     ] = None,
     user: Annotated[
         str | None,
@@ -329,7 +333,7 @@ def tokens_create(
 
     with db.session_scope(settings()) as session:
         owner = find_user(session, user).id if user is not None else None
-        token = create_token(session, name, scope or list(SCOPES), owner)
+        token = create_token(session, name, scope or list(DEFAULT_SCOPES), owner)
     out.print(token, markup=False, highlight=False)
     err.print("Store this token now: it is shown only once and cannot be recovered.")
 
