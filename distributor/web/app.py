@@ -42,6 +42,7 @@ from distributor.web import (
     swagger,
     topics_api,
     twofactor,
+    users_api,
 )
 from distributor.web.bodies import BodyGuard
 from distributor.web.errors import DEFAULT_STATUS, status_of
@@ -188,6 +189,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(contacts_api.router, prefix=apibase.PREFIX)
     app.include_router(media_api.router, prefix=apibase.PREFIX)
     app.include_router(documents_api.router, prefix=apibase.PREFIX)
+    app.include_router(users_api.router, prefix=apibase.PREFIX)
     app.include_router(apidocs.router, prefix=apibase.PREFIX)
     app.include_router(editor.router)  # before admin's /releases/{release_id}
     app.include_router(editor_media.router)
