@@ -1,8 +1,8 @@
 """Every page of the press workspace in a real browser (Debian's headless Chromium,
 Playwright) against the real app (`distributor serve`), at a phone's width (390 px) and a
 desktop's (1280 px): the login form, the dashboard, the list of releases, a release, its
-withdraw form and correction form, the editor, the publish step, the accounts page, the address book of press
-contacts (and one entry's form) and an invitation's page. On
+withdraw form and correction form, the editor, the publish step, the accounts page, the
+address book of press contacts (and one entry's form) and an invitation's page. On
 each, axe-core finds no serious or critical violation, every control is labelled, and
 nothing is wider than the screen (issue 14).
 
