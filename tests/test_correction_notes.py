@@ -192,6 +192,8 @@ def test_the_workspace_form_is_the_editor_prefilled_and_requires_a_note(
         assert 'value="Agency signs agreement"' in form.text  # the published title
         assert "A second paragraph with **details**" in form.text  # the body, as Markdown
         assert 'name="note"' in form.text and 'name="notify"' in form.text
+        assert "<dd>2026-11-20 09:00 CET</dd>" in form.text  # kept, in the office's zone
+        assert 'name="lang"' not in form.text and 'name="topics"' not in form.text
         typed = {"csrf": csrf_of(form.text), "title": "Agency signs the agreement",
                  "dateline": "LYON", "lead": "The Agency signed it at 17:40.",
                  "body": "A fixed paragraph.", "contacts": "Jane Doe; Press officer",

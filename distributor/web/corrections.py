@@ -37,6 +37,7 @@ from distributor.web.admin import (
     ReleaseId,
     after,
     language_name,
+    local_time,
 )
 from distributor.web.bodies import FORM, FORM_LIMIT, MULTIPART, takes
 from distributor.web.deps import AppQueue
@@ -64,11 +65,12 @@ class CorrectionForm(ReleaseForm):
 Posted = Annotated[CorrectionForm, Form()]
 
 
-def _fixed(release: Release) -> list[tuple[str, str]]:
-    """What a correction keeps, as the form shows it (read while its session is open)."""
+def _fixed(release: Release, dash: Dashboard) -> list[tuple[str, str]]:
+    """What a correction keeps, as the form shows it (read while its session is open; the
+    date in the press office's time zone)."""
     return [
         ("Language", language_name(release.language)),
-        ("Date", f"{release.date:%Y-%m-%d %H:%M %Z}"),
+        ("Date", local_time(release.date, dash.zone)),
         ("Topics", ", ".join(t.slug for t in release.topics)),
         ("Address", release.slug),
     ]
@@ -93,7 +95,7 @@ def _page(
             release = get_release(session, release_id)
             book = list_contacts(session)
             published = _values(release, dash, book)
-            fixed = _fixed(release)
+            fixed = _fixed(release, dash)
     except DistributorError as exc:
         return dash.failed(request, admin, release_id, exc)
     if release.state != ReleaseState.PUBLISHED:  # nothing to correct: its page says why
