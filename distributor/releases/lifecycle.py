@@ -37,6 +37,7 @@ def create_release(session: Session, settings: Settings, draft: ReleaseDraft) ->
         state=ReleaseState.DRAFT,
         topics=topics,
         translation_of=translation_of,
+        corrections=[],  # none yet: known without asking the database, once detached too
         created_at=now,
     )
     _fill(release, draft, now)
@@ -132,6 +133,7 @@ def duplicate(session: Session, release_id: int, language: str | None = None) ->
         attachments=[dict(a) for a in source.attachments],
         date=date,
         embargo_at=embargo,
+        corrections=[],  # a copy is not corrected: its source's corrections stay its own
         created_at=now,
         updated_at=now,
     )
