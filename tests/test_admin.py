@@ -291,12 +291,12 @@ def test_publish_then_correct_then_withdraw_from_the_dashboard(dash: Dash) -> No
     assert 'data-live="1"' in page.text  # not planned yet: the script polls
 
     corrected = release_text(title="Agency signs the agreement (corrected)")
-    response = dash.post(f"{base}/correct", source=corrected)
+    response = dash.post(f"{base}/correct", source=corrected, note="the title was wrong")
     assert (response.status_code, response.headers["location"]) == (303, f"{base}?done=corrected")
     # ... or from a file, which wins over the text box.
     again = release_text(title="Corrected from a file")
     response = dash.client.post(
-        f"{base}/correct", data={"csrf": dash.csrf(), "source": ""},
+        f"{base}/correct", data={"csrf": dash.csrf(), "source": "", "note": "the title"},
         files={"file": ("fixed.md", again.encode(), "text/markdown")}, follow_redirects=False,
     )  # fmt: skip
     assert response.status_code == 303
@@ -352,7 +352,7 @@ def test_refused_actions_say_why_on_the_page(dash: Dash) -> None:
     response = dash.post(f"{base}/publish", at=f"{ago:%Y-%m-%dT%H:%M}")  # a wrong day
     assert response.status_code == 422 and "is in the past" in response.text
     assert state_of(dash.settings, release.id) == "draft" and dash.tasks() == []
-    response = dash.post(f"{base}/correct", source=release_text())
+    response = dash.post(f"{base}/correct", source=release_text(), note="a fix")
     assert response.status_code == 409 and "only a published release is corrected" in response.text
     response = dash.post(f"{base}/unschedule")
     assert response.status_code == 409 and "not scheduled" in response.text
@@ -373,13 +373,13 @@ def test_a_bad_correction_keeps_the_text_and_names_the_field(dash: Dash) -> None
     base = f"/admin/releases/{release.id}"
     assert dash.post(f"{base}/publish").status_code == 303
     broken = "---\ntitle: [unclosed\n---\nText."
-    response = dash.post(f"{base}/correct", source=broken)
+    response = dash.post(f"{base}/correct", source=broken, note="a fix")
     assert response.status_code == 422 and "not valid YAML" in response.text
     assert "title: [unclosed" in response.text  # kept in the text box
-    response = dash.post(f"{base}/correct", source=release_text(lang="fr"))
+    response = dash.post(f"{base}/correct", source=release_text(lang="fr"), note="a fix")
     assert response.status_code == 422 and "keeps the language" in response.text
-    response = dash.post(f"{base}/correct", source="  ")
-    assert response.status_code == 422 and "paste the whole release" in response.text
+    response = dash.post(f"{base}/correct", source="  ", note="a fix")  # the fields, empty
+    assert response.status_code == 422 and "field &#39;title&#39;" in response.text
     assert audit_of(dash.settings, release.id) == [("publish", "token:press-desk")]
 
 
@@ -481,7 +481,7 @@ def test_a_correction_with_notify_asks_for_the_notices(dash: Dash) -> None:
     base = f"/admin/releases/{release.id}"
     assert dash.post(f"{base}/publish").status_code == 303
     corrected = release_text(title="Agency signs the agreement (corrected)")
-    response = dash.post(f"{base}/correct", source=corrected, notify="true")
+    response = dash.post(f"{base}/correct", source=corrected, notify="true", note="the title")
     assert response.headers["location"] == f"{base}?done=corrected-notified"
     assert (
         "a short correction notice is going" in dash.client.get(response.headers["location"]).text

@@ -85,6 +85,7 @@ NEEDS: dict[str, Can] = {
     "POST /admin/releases/{release_id}/publish": Can.PUBLISH,
     "GET /admin/releases/{release_id}/publish": Can.PUBLISH,
     "POST /admin/releases/{release_id}/unschedule": Can.PUBLISH,
+    "GET /admin/releases/{release_id}/correct": Can.PUBLISH,
     "POST /admin/releases/{release_id}/correct": Can.PUBLISH,
     "GET /admin/releases/{release_id}/withdraw": Can.PUBLISH,
     "POST /admin/releases/{release_id}/withdraw": Can.PUBLISH,

@@ -1,8 +1,8 @@
 """Every page of the press workspace in a real browser (Debian's headless Chromium,
 Playwright) against the real app (`distributor serve`), at a phone's width (390 px) and a
 desktop's (1280 px): the login form, the dashboard, the list of releases, a release, its
-withdraw form, the editor, the publish step, the accounts page, the address book of press
-contacts (and one entry's form) and an invitation's page. On
+withdraw form and correction form, the editor, the publish step, the accounts page, the
+address book of press contacts (and one entry's form) and an invitation's page. On
 each, axe-core finds no serious or critical violation, every control is labelled, and
 nothing is wider than the screen (issue 14).
 
@@ -90,6 +90,7 @@ def workspace(
         "dashboard": "/admin",
         "release": f"/admin/releases/{sent.id}",
         "withdraw": f"/admin/releases/{sent.id}/withdraw",
+        "correct": f"/admin/releases/{sent.id}/correct",
         "accounts": "/admin/accounts",
         "releases": "/admin/releases",
         "editor": "/admin/releases/new",
@@ -167,7 +168,7 @@ def test_every_workspace_page_passes_axe_at_phone_and_desktop_width(
         visit("editor")  # the address book's contacts, each a labelled checkbox
         book = "Inès García — Head of press — ines.garcia@example.org"
         assert page.get_by_role("checkbox", name=book).is_visible()
-        for name in ("edit", "publish", "twofactor"):
+        for name in ("edit", "correct", "publish", "twofactor"):
             visit(name)
         visit("contacts")  # the address book: a card an entry on a phone, as releases
         entry = page.locator("tr[data-id]").first

@@ -190,9 +190,12 @@ def correct(
     draft: ReleaseDraft,
     by: str = "system",
     notify: bool = False,
+    note: str = "",
 ) -> Release:
-    """Correct a published release (see ``releases.correct_release``), commit, then
-    regenerate the site: its page and feed items change, under the same ids.
+    """Correct a published release (see ``releases.correct_release``), recording ``note``
+    (what changed: on the page, in the feed item and in the notice; "" for none) with the
+    correction and in the audit record, commit, then regenerate the site: its page and feed
+    items change, under the same ids.
 
     No email unless ``notify``: then a correction notice is planned, in the same
     transaction, for everyone who received the release and is still confirmed
@@ -200,11 +203,13 @@ def correct(
     ``send_correction_notices`` tasks are enqueued to send them."""
     planned = 0
     with session_scope(settings) as session:
-        release = lifecycle.correct_release(session, release_id, draft)
+        release = lifecycle.correct_release(session, release_id, draft, note=note, by=by)
         approval.edited(release, by)
         if notify:
             planned = notices.plan(session, release)
         details = {"source": draft.source, "notify": notify, "notices": planned}
+        if release.corrections[-1].note:
+            details["note"] = release.corrections[-1].note
         audit.record(session, by, "correct", f"release {release_id}", **details)
     queue.send("regenerate_site")
     _wake_notices(settings, queue, release_id, planned)

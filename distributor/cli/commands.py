@@ -821,15 +821,24 @@ def releases_correct(
             "and are still subscribed",
         ),
     ] = False,
+    note: Annotated[
+        str,
+        typer.Option(
+            help="What changed, in a line (e.g. 'time of the launch was 17:42, now 17:40'): "
+            "shown on the page, in the feed item and in the notice",
+        ),
+    ] = "",
 ) -> None:
     """Correct a published release from FILE.md (same language and address): its page and
-    feed items change under the same ids, marked "Corrected on …". No email is sent unless
-    --notify."""
+    feed items change under the same ids, marked "Corrected on …" with the --note. No
+    email is sent unless --notify."""
     s = settings()
     draft = _read_release(s, file)
     queue = TaskQueue(s)
     try:
-        release = actions.correct(s, queue, release_id, draft, by=audit.cli_actor(), notify=notify)
+        release = actions.correct(
+            s, queue, release_id, draft, by=audit.cli_actor(), notify=notify, note=note
+        )
     finally:
         queue.close()
     if not notify or release.corrected_at is None:

@@ -255,6 +255,35 @@ class Release(Base):
 
     topics: Mapped[list[Topic]] = relationship(secondary=release_topics, lazy="selectin")
     translation_of: Mapped[Release | None] = relationship(remote_side=[id])
+    # Every correction with its "what changed" note, oldest first: loaded with the release
+    # (one query for a page of them), as its page and feed item show them all.
+    corrections: Mapped[list[Correction]] = relationship(
+        lazy="selectin",
+        order_by="Correction.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+MAX_NOTE = 500  # characters of a correction's note: a line on the page and in the feed
+
+
+class Correction(Base):
+    """One correction of a published release (releases/lifecycle.py ``correct_release``):
+    when (the release's ``corrected_at`` then: the notice of that correction finds its note
+    by it), who made it, and the note saying what changed — one line, shown on the page,
+    in the feed item and in the correction notice. Empty for a correction made before notes
+    existed, or through the CLI or API without one."""
+
+    __tablename__ = "release_corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
+    corrected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    corrected_by: Mapped[str] = mapped_column(String(200), default="")
+    note: Mapped[str] = mapped_column(String(MAX_NOTE), default="")
 
 
 class OutboxRow:

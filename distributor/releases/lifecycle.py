@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from distributor.core.config import Settings
 from distributor.core.errors import Conflict, NotFound, ReleaseInputError, StaleEdit
-from distributor.core.models import Release, ReleaseState, Topic, utcnow
+from distributor.core.models import MAX_NOTE, Correction, Release, ReleaseState, Topic, utcnow
 from distributor.core.sanitize import single_line
 from distributor.core.slugs import SLUG_MAX, slugify
 from distributor.releases.source import ReleaseDraft
@@ -37,6 +37,7 @@ def create_release(session: Session, settings: Settings, draft: ReleaseDraft) ->
         state=ReleaseState.DRAFT,
         topics=topics,
         translation_of=translation_of,
+        corrections=[],  # none yet: known without asking the database, once detached too
         created_at=now,
     )
     _fill(release, draft, now)
@@ -132,6 +133,7 @@ def duplicate(session: Session, release_id: int, language: str | None = None) ->
         attachments=[dict(a) for a in source.attachments],
         date=date,
         embargo_at=embargo,
+        corrections=[],  # a copy is not corrected: its source's corrections stay its own
         created_at=now,
         updated_at=now,
     )
@@ -401,13 +403,21 @@ def _single_line_or_error(value: str, field: str) -> str:
 
 
 def correct_release(
-    session: Session, release_id: int, draft: ReleaseDraft, now: datetime | None = None
+    session: Session,
+    release_id: int,
+    draft: ReleaseDraft,
+    now: datetime | None = None,
+    note: str = "",
+    by: str = "",
 ) -> Release:
     """Replace a published release's text (title, lead, body, images, attachments,
-    contacts, dateline) with ``draft``'s and mark it corrected now. Its id, slug, language,
-    date and topics stay: feed readers keep the same item (a new updated date), and the
-    audience the email went to is not redrawn. Raises Conflict unless it is published,
-    ReleaseInputError if the draft's language or slug differ."""
+    contacts, dateline) with ``draft``'s and mark it corrected now, recording the
+    correction — when, ``by`` whom, and ``note``, what changed (one line, at most
+    ``MAX_NOTE`` characters; may be empty: the CLI and the API keep working without one).
+    Its id, slug, language, date and topics stay: feed readers keep the same item (a new
+    updated date), and the audience the email went to is not redrawn. Raises Conflict
+    unless it is published, ReleaseInputError if the draft's language or slug differ or the
+    note is not one line (nothing is changed)."""
     release = get_release(session, release_id)
     if release.state != ReleaseState.PUBLISHED:
         raise Conflict(
@@ -426,7 +436,25 @@ def correct_release(
             f"{draft.source}: field 'slug': a correction keeps the address ({release.slug})",
             field="slug",
         )
+    what = correction_note(note)
     now = now or utcnow()
     _fill_text(release, draft, now)
     release.corrected_at = now
+    release.corrections.append(Correction(corrected_at=now, corrected_by=by[:200], note=what))
     return release
+
+
+def correction_note(value: str) -> str:
+    """A correction's note as stored: one line (``single_line``: no control character, no
+    line break, no bidi override), at most ``MAX_NOTE`` characters; "" for none.
+    ReleaseInputError (field ``note``) saying what is wrong otherwise."""
+    try:
+        cleaned = single_line(value)
+    except ValueError as exc:
+        raise ReleaseInputError(f"note: {exc}", field="note") from exc
+    if len(cleaned) > MAX_NOTE:
+        raise ReleaseInputError(
+            f"note: {len(cleaned)} characters, at most {MAX_NOTE} (a line on the page)",
+            field="note",
+        )
+    return cleaned

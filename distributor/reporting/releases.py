@@ -44,6 +44,14 @@ class Counts(BaseModel):
     )
 
 
+class CorrectionOut(BaseModel):
+    """One correction of a published release."""
+
+    corrected_at: datetime
+    corrected_by: str = Field(description="Who made it (empty: before this was recorded)")
+    note: str = Field(description="What changed, in a line (empty: none given)")
+
+
 class ReleaseOut(BaseModel):
     """A release, its state, and its delivery counts."""
 
@@ -68,6 +76,9 @@ class ReleaseOut(BaseModel):
     scheduled_at: datetime | None
     published_at: datetime | None
     corrected_at: datetime | None
+    corrections: list[CorrectionOut] = Field(
+        description="Every correction, oldest first, with what changed"
+    )
     withdrawn_at: datetime | None
     withdrawn_by: str
     withdrawn_reason: str
@@ -151,6 +162,10 @@ def release_out(session: Session, settings: Settings, release: Release) -> Relea
         scheduled_at=release.scheduled_at,
         published_at=release.published_at,
         corrected_at=release.corrected_at,
+        corrections=[
+            CorrectionOut(corrected_at=c.corrected_at, corrected_by=c.corrected_by, note=c.note)
+            for c in release.corrections
+        ],
         withdrawn_at=release.withdrawn_at,
         withdrawn_by=release.withdrawn_by,
         withdrawn_reason=release.withdrawn_reason,

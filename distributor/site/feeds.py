@@ -486,11 +486,7 @@ def _title(release: Release) -> str:
 def _content_html(release: Release, settings: Settings) -> str:
     """The full text as HTML: the lead, the body, the images with their credits, then the
     attachments, with every URL absolute. Sanitised again here: not every reader does."""
-    parts: list[str] = []
-    if release.corrected_at is not None:
-        when = release.corrected_at.astimezone(settings.zone)
-        label = gettext_for(release.language)("Corrected on")
-        parts.append(f"<p><em>{escape(label)} {when:%Y-%m-%d %H:%M %Z}</em></p>")
+    parts = _corrections(release, settings)
     lead = plain_text(release.lead)  # the same text as the summary's
     if lead:
         parts.append(f"<p>{escape(lead)}</p>")
@@ -504,6 +500,24 @@ def _content_html(release: Release, settings: Settings) -> str:
     if links:
         parts.append("<ul>" + "".join(links) + "</ul>")
     return absolute_urls(clean_html(_text("".join(parts))), settings.site_url)
+
+
+def _corrections(release: Release, settings: Settings) -> list[str]:
+    """A paragraph per correction, oldest first: "Corrected on DATE TIME: what changed"
+    (the note, when one was given), in the release's language; the one "Corrected on"
+    of a release corrected before notes were recorded."""
+    _ = gettext_for(release.language)
+    made = [(c.corrected_at, _text(c.note)) for c in release.corrections]
+    if not made and release.corrected_at is not None:
+        made = [(release.corrected_at, "")]
+    lines = []
+    for at, note in made:
+        when = f"{at.astimezone(settings.zone):%Y-%m-%d %H:%M %Z}"
+        said = f"{escape(_('Corrected on'))} {when}"
+        if note:
+            said += f"{escape(_(':'))} {escape(note)}"
+        lines.append(f"<p><em>{said}</em></p>")
+    return lines
 
 
 def _figure(image: Mapping[str, Any], settings: Settings) -> str:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from itsdangerous import BadSignature
@@ -68,7 +68,6 @@ from distributor.office.accounts import MAX_PASSWORD
 from distributor.office.totp import must_enrol
 from distributor.outbox import notices
 from distributor.releases.lifecycle import get_release
-from distributor.releases.source import MAX_SOURCE_BYTES, parse_release
 from distributor.reporting.audience import reach
 from distributor.reporting.dashboard import (
     HourCount,
@@ -82,7 +81,7 @@ from distributor.reporting.dashboard import (
     subscribers_by_topic_language,
 )
 from distributor.reporting.status import release_status, translation_languages
-from distributor.web.bodies import FORM, FORM_LIMIT, MULTIPART, check_first, takes
+from distributor.web.bodies import check_first
 from distributor.web.deps import AppQueue, part
 from distributor.web.errors import status_of
 from distributor.web.guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
@@ -823,45 +822,6 @@ def unschedule_release(
 ) -> Response:
     """Make a scheduled release a draft again (nothing was sent); back to its page."""
     return dash.act(request, admin, release_id, csrf, actions.unschedule, "unscheduled")
-
-
-@router.post("/releases/{release_id}/correct", response_class=HTMLResponse)
-@takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, MULTIPART, FORM)  # URL-encoded: 3 bytes a byte
-def correct(
-    request: Request,
-    release_id: ReleaseId,
-    admin: Publisher,
-    dash: Dash,
-    queue: AppQueue,
-    source: Annotated[str, Form()] = "",
-    file: Annotated[UploadFile | None, File()] = None,
-    notify: Annotated[bool, Form()] = False,
-    csrf: Csrf = "",
-) -> Response:
-    """Correct the release with the whole new source (pasted, or a file, which wins),
-    notifying its recipients when asked; its page with the error and the source kept."""
-    dash.check_csrf(request, csrf)
-    name = f"release {release_id} correction"
-    try:
-        if file is not None and file.filename:  # a chosen file wins over the text box
-            name = file.filename
-            try:  # parse_release refuses what is longer than MAX_SOURCE_BYTES
-                source = file.file.read(MAX_SOURCE_BYTES + 1).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{name}: not UTF-8 text") from exc
-        if not source.strip():
-            raise InputError(
-                "correction: paste the whole release (front matter and text) or choose its file"
-            )
-        draft = parse_release(source.replace("\r\n", "\n"), name, dash.settings)
-        actions.correct(
-            dash.settings, queue.get(), release_id, draft, by=admin.actor, notify=notify
-        )
-    except DistributorError as exc:
-        return dash.release_page(
-            request, admin, release_id, status_of(exc), str(exc), source=source
-        )
-    return after(release_id, "corrected-notified" if notify else "corrected")
 
 
 @router.get("/releases/{release_id}/withdraw", response_class=HTMLResponse)

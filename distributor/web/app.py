@@ -31,6 +31,7 @@ from distributor.web import (
     apidocs,
     contacts_api,
     contacts_page,
+    corrections,
     deps,
     documents_api,
     editor,
@@ -193,6 +194,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(apidocs.router, prefix=apibase.PREFIX)
     app.include_router(editor.router)  # before admin's /releases/{release_id}
     app.include_router(editor_media.router)
+    app.include_router(corrections.router)
     app.include_router(release_list.router)
     app.include_router(contacts_page.router)
     app.include_router(admin.router)

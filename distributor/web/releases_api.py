@@ -26,7 +26,7 @@ from distributor import actions
 from distributor.core import idempotency
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.models import Release, ReleaseState
+from distributor.core.models import MAX_NOTE, Release, ReleaseState
 from distributor.core.roles import Caller, Can
 from distributor.mail.preview import MAX_TEST_ADDRESSES, render_preview
 from distributor.releases.lifecycle import MAX_REASON, get_release
@@ -548,11 +548,23 @@ def correct(
         bool,
         Query(description="Also send a short correction email to those who received it"),
     ] = False,
+    note: Annotated[
+        str,
+        Query(
+            max_length=MAX_NOTE,
+            description="What changed, in one line (e.g. `time of the launch was 17:42, now "
+            '17:40`): shown after "Corrected on …" on the page, in the feed item and in the '
+            "correction email. Optional here (the workspace's form requires it)",
+        ),
+    ] = "",
 ) -> ReleaseOut:
     """Replace the text of a published release (same id, address and feed item, a new
-    updated date and a "Corrected on …" note). No email unless ``notify``."""
+    updated date and a "Corrected on …" line, with ``note`` saying what changed). No email
+    unless ``notify``."""
     draft = read_draft(settings, request.headers.get("content-type", ""), raw)
-    actions.correct(settings, queue.get(), release_id, draft, by=who.actor, notify=notify)
+    actions.correct(
+        settings, queue.get(), release_id, draft, by=who.actor, notify=notify, note=note
+    )
     return current(settings, release_id)
 
 
