@@ -38,6 +38,8 @@ from tests.processes import invoke_cli
 from tests.smtp_server import SMTPServer
 
 NOTE = "time of the launch was 17:42, now 17:40"
+PHOTO = {"src": "https://cdn.example.org/harbour.jpg", "alt": "The harbour at dawn",
+         "credit": "Photo: Agency"}  # fmt: skip
 HOSTILE_NOTE = 'time was <b>17:42</b> & "17:40" now'  # markup that must stay text
 
 
@@ -183,6 +185,8 @@ def test_the_workspace_form_is_the_editor_prefilled_and_requires_a_note(
     settings = on_redis
     add_readers(settings)
     release = make_release(settings)
+    with session_scope(settings) as session:  # an image, which the form does not show
+        session.get_one(Release, release.id).images = [PHOTO]
     send_release(settings, release.id)
     base = f"/admin/releases/{release.id}"
     with logged_in_as(settings, "pia@example.org", "publisher") as browser:
@@ -216,6 +220,7 @@ def test_the_workspace_form_is_the_editor_prefilled_and_requires_a_note(
         assert (fixed.title, fixed.dateline, fixed.language) == (
             "Agency signs the agreement", "LYON", "en")  # fmt: skip
         assert [t.slug for t in fixed.topics] == ["climate"]  # kept
+        assert [(i["src"], i["alt"]) for i in fixed.images] == [(PHOTO["src"], PHOTO["alt"])]
         assert [(c.corrected_by, c.note) for c in fixed.corrections] == [
             ("user:pia@example.org", NOTE)
         ]
