@@ -4,13 +4,16 @@ stderr), a release's status, and the live progress bars of ``--watch`` and the d
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
 from distributor.core import db
 from distributor.core.config import Settings
-from distributor.reporting.status import ReleaseStatus, release_status
+
+if TYPE_CHECKING:  # the status's module loads the ledger: only commands showing one need it
+    from distributor.reporting.status import ReleaseStatus
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -43,6 +46,8 @@ def watch(s: Settings, release_ids: list[int], timeout: float = 3600) -> list[Re
     """Show a progress bar per release until each has nothing left to send."""
     # Imported here: only --watch draws bars, and every command pays for its imports.
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from distributor.reporting.status import release_status
 
     columns = (
         TextColumn("{task.description}"),
