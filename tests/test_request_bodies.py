@@ -245,6 +245,13 @@ def test_every_route_with_a_body_has_a_limit(sqlite_settings: Settings) -> None:
         "POST /admin/releases/{release_id}/correct": 6 * MB + FORM_LIMIT,
         "POST /admin/releases/new": 6 * MB + FORM_LIMIT,  # the editor's form
         "POST /admin/releases/{release_id}/edit": 6 * MB + FORM_LIMIT,
+        # The editor's form again: previewed and autosaved as typed (editor_live.py).
+        "POST /admin/releases/new/preview": 6 * MB + FORM_LIMIT,
+        "POST /admin/releases/new/preview.json": 6 * MB + FORM_LIMIT,
+        "POST /admin/releases/new/autosave.json": 6 * MB + FORM_LIMIT,
+        "POST /admin/releases/{release_id}/preview": 6 * MB + FORM_LIMIT,
+        "POST /admin/releases/{release_id}/preview.json": 6 * MB + FORM_LIMIT,
+        "POST /admin/releases/{release_id}/autosave.json": 6 * MB + FORM_LIMIT,
     }
     assert table["POST /api/subscribers"].limit == JSON_LIMIT
     assert table["POST /subscribe"].limit == FORM_LIMIT

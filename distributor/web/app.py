@@ -34,6 +34,7 @@ from distributor.web import (
     deps,
     documents_api,
     editor,
+    editor_live,
     media_api,
     release_list,
     releases_api,
@@ -189,6 +190,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(documents_api.router, prefix=apibase.PREFIX)
     app.include_router(apidocs.router, prefix=apibase.PREFIX)
     app.include_router(editor.router)  # before admin's /releases/{release_id}
+    app.include_router(editor_live.router)
     app.include_router(release_list.router)
     app.include_router(contacts_page.router)
     app.include_router(admin.router)
