@@ -289,19 +289,20 @@
     next.removeAttribute("id");
     next.name = "preview-frame-" + frames;
     next.hidden = true;
-    next.addEventListener("load", function () {
+    current.parentNode.appendChild(next); // (its blank page's load event comes now: not ours)
+    next.addEventListener("load", function swap() {
+      next.removeEventListener("load", swap);
       if (next.name !== "preview-frame-" + frames) {
         next.remove(); // a later preview was asked for meanwhile
         return;
       }
       var shown = document.getElementById("preview-frame");
-      if (shown) {
+      if (shown && shown !== next) {
         shown.remove();
       }
       next.id = "preview-frame";
       next.hidden = false;
     });
-    current.parentNode.appendChild(next);
     previewButton.setAttribute("formtarget", next.name);
     form.requestSubmit(previewButton);
   }
@@ -360,5 +361,7 @@
   });
   offerRestore();
   window.setInterval(tick, 500);
-  schedulePreview(0);
+  if (!/\/new$/.test(base)) {
+    schedulePreview(0); // a draft is shown at once; a new release once something is typed
+  }
 })();
