@@ -4,6 +4,7 @@ derandomized, so the same requests are made on every run."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -16,11 +17,12 @@ from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from sqlalchemy import func, select
 
-from distributor.core.apitokens import create_token
+from distributor.core.apitokens import SCOPES, create_token
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.models import Release, Subscriber
+from distributor.core.models import Invitation, Release, Subscriber, User
 from distributor.core.queue import QUEUE
+from distributor.office.accounts import create_user
 from distributor.web import create_app
 from tests.helpers import add_subscribers, add_topics, make_release
 
@@ -31,8 +33,9 @@ def api_token(settings: Settings, redis_url: str) -> Iterator[tuple[Settings, st
     add_topics(s, "climate", "energy")
     add_subscribers(s, [("ann@example.com", "Ann", "en", "climate"),
                         ("bob@example.org", "Bob", "fr", "climate;energy")])  # fmt: skip
-    with session_scope(s) as session:
-        token = create_token(session, "schemathesis", ["subscribers", "releases"])
+    with session_scope(s) as session:  # an admin's token: every operation is reached
+        admin = create_user(session, "ada@example.org", "admin", "a long enough password")
+        token = create_token(session, "schemathesis", list(SCOPES), admin.id)
     make_release(s)  # id 1, a draft: some generated ids find it
     yield s, token
     redis.Redis.from_url(redis_url).delete(QUEUE)  # the confirmations it asked for
@@ -59,8 +62,22 @@ def accepted_address(case: Case) -> Case:
     return case
 
 
+def accepted_account(case: Case) -> Case:
+    """The generated account or invitation with an address (a new one each time) and,
+    for an account, a password the domain accepts, so the generated name and role reach
+    the database."""
+    if isinstance(case.body, dict):
+        case.body = {**case.body, "email": f"probe{next(PROBES)}@example.com"}
+        if case.operation.label == "POST /api/users":
+            case.body["password"] = "long enough: " + str(case.body.get("password") or "")
+    return case
+
+
+PROBES = itertools.count(1)
 ACCEPTED = {"POST /api/subscribers": accepted_address, "POST /api/releases": accepted_release,
-            "PUT /api/releases/{release_id}": accepted_release}  # fmt: skip
+            "PUT /api/releases/{release_id}": accepted_release,
+            "POST /api/users": accepted_account,
+            "POST /api/users/invitations": accepted_account}  # fmt: skip
 
 
 @pytest.mark.parametrize("mode", ["positive", "accepted"])
@@ -85,7 +102,7 @@ def exercise(api_token: tuple[Settings, str], mode: str) -> None:
     with TestClient(app):  # runs the app's lifespan: the broker connection is closed after
         schema = schemathesis.openapi.from_asgi("/api/openapi.json", app)
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) == 34  # every operation of the API is exercised
+        assert len(operations) == 45  # every operation of the API is exercised
         for operation in operations:
             if mode == "accepted":
                 if operation.label not in ACCEPTED:
@@ -113,3 +130,5 @@ def exercise(api_token: tuple[Settings, str], mode: str) -> None:
         with session_scope(s) as session:
             assert session.scalar(select(func.count()).select_from(Release)) > 1
             assert session.scalar(select(func.count()).select_from(Subscriber)) > 2
+            assert session.scalar(select(func.count()).select_from(User)) > 1
+            assert session.scalar(select(func.count()).select_from(Invitation)) > 0

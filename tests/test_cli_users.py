@@ -5,14 +5,17 @@ can do no more than a writer."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import Unauthorized
+from distributor.core.queue import QUEUE
 from distributor.office import accounts
 from distributor.web import create_app
 from tests.processes import invoke_cli
@@ -148,3 +151,34 @@ def test_a_token_made_for_a_writer_can_do_what_a_writer_can(sqlite_settings: Set
     nobody = invoke_cli(s, "tokens", "create", "ghost-bot", "--user", "nobody@example.org")
     assert nobody.returncode == 1 and "no account" in nobody.stderr
     assert "dst_" not in nobody.stdout
+
+
+def test_the_cli_shows_what_the_api_shows_and_an_admin_s_users_token_comes_from_it(
+    sqlite_settings: Settings, redis_url: str
+) -> None:
+    s = sqlite_settings.model_copy(update={"broker_url": redis_url})
+    made = users(s, "create", "ada@example.org", "--role", "admin", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    ghost = invoke_cli(s, "tokens", "create", "ghost-admin", "--scope", "users")
+    assert ghost.returncode == 1 and "users scope is for a token of an admin" in ghost.stderr
+    created = invoke_cli(s, "tokens", "create", "ada-admin", "--scope", "users",
+                         "--user", "ada@example.org")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    auth = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    invited = users(s, "invite", "sam@example.org", "--role", "publisher", "--name", "Sam Lee")
+    assert invited.returncode == 0, invited.stderr
+    with TestClient(create_app(s)) as client:
+        for command, path in (("list", "/api/users"), ("invitations", "/api/users/invitations")):
+            shown = users(s, command, "--json")
+            assert shown.returncode == 0, shown.stderr
+            answer = client.get(path, headers=auth)
+            assert answer.status_code == 200 and json.loads(shown.stdout) == answer.json()
+        [sam] = client.get("/api/users/invitations", headers=auth).json()
+        table = users(s, "invitations").stdout.splitlines()
+        assert table[0] == "id\temail\trole\tname\tinvited by\tvalid until"
+        assert table[1].split("\t")[:5] == [str(sam["id"]), "sam@example.org", "publisher",
+                                            "Sam Lee", sam["invited_by"]]  # fmt: skip
+        cancelled = users(s, "uninvite", str(sam["id"]))
+        assert cancelled.returncode == 0 and "sam@example.org cancelled" in cancelled.stdout
+        assert client.get("/api/users/invitations", headers=auth).json() == []
+    redis.Redis.from_url(redis_url).delete(QUEUE)  # the invitation's wake-up

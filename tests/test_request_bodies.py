@@ -5,7 +5,8 @@ has most of its body to send, and the server's memory does not grow with the bod
 
 Each route's limit and types (one table, printed by ``test_every_route_with_a_body_has_a_
 limit``): JSON API bodies 64 KiB, a release 4 MiB of JSON or Markdown, an image 20 MiB of
-multipart (and 64 KiB of framing), every form 16 KiB, any other route 1 KiB."""
+multipart (and 64 KiB of framing), a document 50 MiB, the release form 56 MiB (its text and
+its files), every other form 16 KiB, any other route 1 KiB."""
 
 from __future__ import annotations
 
@@ -170,6 +171,8 @@ def test_a_declared_length_over_the_limit_is_refused_at_once(served: Served) -> 
         ("/api/releases", {**auth(served), "Content-Type": "text/markdown"}),
         ("/subscribe", {"Content-Type": "application/x-www-form-urlencoded"}),
         ("/admin/login", {"Content-Type": "application/x-www-form-urlencoded"}),
+        ("/admin/releases/new", {"Content-Type": "multipart/form-data; boundary=x"}),
+        ("/admin/uploads", {"Content-Type": "multipart/form-data; boundary=x"}),
         ("/unsubscribe/anything", {"Content-Type": "application/x-www-form-urlencoded"}),
     ]:
         started = time.monotonic()
@@ -243,9 +246,11 @@ def test_every_route_with_a_body_has_a_limit(sqlite_settings: Settings) -> None:
         "POST /api/media": 20 * MB + 64 * 1024,
         "POST /api/documents": 50 * MB + 64 * 1024,
         "POST /admin/releases/{release_id}/correct": 6 * MB + FORM_LIMIT,
-        "POST /admin/releases/new": 6 * MB + FORM_LIMIT,  # the editor's form
-        "POST /admin/releases/{release_id}/edit": 6 * MB + FORM_LIMIT,
-        # The editor's form again: previewed and autosaved as typed (editor_live.py).
+        # The editor's form: its text, and files up to the largest document (and framing).
+        "POST /admin/releases/new": 56 * MB + FORM_LIMIT + 64 * 1024,
+        "POST /admin/releases/{release_id}/edit": 56 * MB + FORM_LIMIT + 64 * 1024,
+        "POST /admin/uploads": 50 * MB + 64 * 1024,  # a file dropped on the form
+        # The editor's form again, its text only: previewed and autosaved as typed.
         "POST /admin/releases/new/preview": 6 * MB + FORM_LIMIT,
         "POST /admin/releases/new/preview.json": 6 * MB + FORM_LIMIT,
         "POST /admin/releases/new/autosave.json": 6 * MB + FORM_LIMIT,

@@ -63,6 +63,17 @@ NEEDS: dict[str, Can] = {
     "DELETE /api/contacts/{contact_id}": Can.DRAFT,
     "POST /api/media": Can.DRAFT,
     "POST /api/documents": Can.DRAFT,
+    "GET /api/users": Can.ACCOUNTS,
+    "POST /api/users": Can.ACCOUNTS,
+    "GET /api/users/invitations": Can.ACCOUNTS,
+    "POST /api/users/invitations": Can.ACCOUNTS,
+    "DELETE /api/users/invitations/{invitation_id}": Can.ACCOUNTS,
+    "GET /api/users/{user_id}": Can.ACCOUNTS,
+    "POST /api/users/{user_id}/role": Can.ACCOUNTS,
+    "POST /api/users/{user_id}/password": Can.ACCOUNTS,
+    "POST /api/users/{user_id}/disable": Can.ACCOUNTS,
+    "POST /api/users/{user_id}/enable": Can.ACCOUNTS,
+    "POST /api/users/{user_id}/reset-2fa": Can.ACCOUNTS,
     "GET /admin": Can.DRAFT,
     "GET /admin/releases/{release_id}/progress.json": Can.DRAFT,
     "GET /admin/releases/{release_id}": Can.DRAFT,
@@ -91,6 +102,7 @@ NEEDS: dict[str, Can] = {
     "GET /admin/releases": Can.DRAFT,
     "POST /admin/releases/{release_id}/duplicate": Can.DRAFT,
     "POST /admin/releases/{release_id}/translate": Can.DRAFT,
+    "POST /admin/uploads": Can.DRAFT,  # a file dropped on the release form
     "GET /admin/contacts": Can.DRAFT,
     "POST /admin/contacts": Can.DRAFT,
     "GET /admin/contacts/{contact_id}": Can.DRAFT,
@@ -135,6 +147,7 @@ PARAMETERS = {
     "name": "admin.css",
     "invitation_id": "999999",
     "contact_id": "999999",
+    "user_id": "999999",
     "token": "not-a-token",
 }
 

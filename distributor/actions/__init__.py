@@ -9,7 +9,7 @@ trail themselves (tests/test_audit_faces.py).
 - audience: import subscribers, erase a person;
 - topics: add, rename, delete;
 - contacts: add, change or delete an entry of the address book of press contacts;
-- media: upload an image or a document;
+- media: upload an image or a document (or a file of either kind);
 - accounts: invite, create, change a role or a password, disable, enable; log in.
 """
 
@@ -25,9 +25,11 @@ if TYPE_CHECKING:
         cancel_invitation,
         confirm_totp,
         create_user,
+        create_user_once,
         disable_user,
         enable_user,
         invite,
+        invite_once,
         log_in,
         log_in_with_code,
         reset_totp,
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     )
     from distributor.actions.audience import erase, erase_subscriber, import_subscribers
     from distributor.actions.contacts import add_contact, delete_contact, update_contact
-    from distributor.actions.media import upload_document, upload_image
+    from distributor.actions.media import upload_document, upload_file, upload_image
     from distributor.actions.releases import (
         Deletion,
         KeyClaim,
@@ -70,6 +72,8 @@ _HOME = {
     "accept_invitation": "accounts",
     "cancel_invitation": "accounts",
     "invite": "accounts",
+    "invite_once": "accounts",
+    "create_user_once": "accounts",
     "create_user": "accounts",
     "disable_user": "accounts",
     "enable_user": "accounts",
@@ -80,6 +84,7 @@ _HOME = {
     "erase_subscriber": "audience",
     "import_subscribers": "audience",
     "upload_document": "media",
+    "upload_file": "media",
     "upload_image": "media",
     "Deletion": "releases",
     "KeyClaim": "releases",
@@ -125,6 +130,7 @@ __all__ = [
     "correct",
     "create_release",
     "create_user",
+    "create_user_once",
     "delete_contact",
     "delete_draft",
     "delete_topic",
@@ -135,6 +141,7 @@ __all__ = [
     "erase_subscriber",
     "import_subscribers",
     "invite",
+    "invite_once",
     "log_in",
     "log_in_with_code",
     "publish",
@@ -149,6 +156,7 @@ __all__ = [
     "update_contact",
     "update_draft",
     "upload_document",
+    "upload_file",
     "upload_image",
     "withdraw",
 ]

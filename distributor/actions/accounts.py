@@ -1,6 +1,6 @@
-"""What is done to the press office's accounts — create, change a role or a password,
-disable, enable — each with its audit record in the same transaction; and logging in, with
-its throttle (office/logins.py).
+"""What is done to the press office's accounts — create, invite, change a role or a
+password, disable, enable, take two-factor login off — each with its audit record in the
+same transaction; and logging in, with its throttle (office/logins.py).
 
 A login is not recorded in the audit trail (the trail is what was done to releases,
 subscribers and accounts), but each refused one is counted against the address typed and
@@ -10,9 +10,13 @@ the client's address, in a transaction of its own so that it stays counted.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from distributor.core import audit
+from sqlalchemy.orm import Session
+
+from distributor.core import audit, idempotency
 from distributor.core.admin_sessions import end_session, start_session
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
@@ -32,8 +36,36 @@ def create_user(
     """A new account (see ``accounts.create_user`` for what is refused), recorded as made
     by ``by``."""
     with session_scope(settings) as session:
-        user = accounts.create_user(session, email, role, password, name)
-        audit.record(session, by, "user-create", f"user {user.email}", role=user.role)
+        return _create_user(session, email, role, password, by, name)
+
+
+def create_user_once(
+    settings: Settings,
+    email: str,
+    role: str,
+    password: str,
+    by: str,
+    answer: Callable[[User], dict[str, Any]],
+    claim: idempotency.KeyClaim | None,
+    name: str = "",
+) -> dict[str, Any] | idempotency.Replay:
+    """As ``create_user``, answering ``answer`` of the new account — at most once per
+    ``claim``'s key: the key, the account, its audit record and the answer (status 201)
+    commit together; a repeat of the request gets the Replay and makes nothing."""
+
+    def act() -> dict[str, Any]:
+        return answer(_create_user(session, email, role, password, by, name))
+
+    with session_scope(settings) as session:
+        done: dict[str, Any] | idempotency.Replay = idempotency.once(session, claim, 201, act)
+    return done
+
+
+def _create_user(
+    session: Session, email: str, role: str, password: str, by: str, name: str
+) -> User:
+    user = accounts.create_user(session, email, role, password, name)
+    audit.record(session, by, "user-create", f"user {user.email}", role=user.role)
     return user
 
 
@@ -77,9 +109,41 @@ def invite(
     invitation of the address is replaced), recorded; after the commit, wake a worker to
     send its email (the sweep does, if the wake-up is lost)."""
     with session_scope(settings) as session:
-        invitation = invitations.invite(session, email, role, by, name)
-        audit.record(session, by, "user-invite", f"user {invitation.email}", role=invitation.role)
+        invitation = _invite(session, email, role, by, name)
     queue.send("send_invitation", invitation.id)
+    return invitation
+
+
+def invite_once(
+    settings: Settings,
+    queue: TaskQueue,
+    email: str,
+    role: str,
+    by: str,
+    answer: Callable[[Invitation], dict[str, Any]],
+    claim: idempotency.KeyClaim | None,
+    name: str = "",
+) -> dict[str, Any] | idempotency.Replay:
+    """As ``invite``, answering ``answer`` of the invitation — at most once per
+    ``claim``'s key: a repeat of the request gets the Replay, and neither replaces the
+    invitation (its link would stop working) nor sends a second email."""
+    made: list[int] = []
+
+    def act() -> dict[str, Any]:
+        invitation = _invite(session, email, role, by, name)
+        made.append(invitation.id)
+        return answer(invitation)
+
+    with session_scope(settings) as session:
+        done: dict[str, Any] | idempotency.Replay = idempotency.once(session, claim, 201, act)
+    for invitation_id in made:  # after the commit: a worker never sees an uncommitted one
+        queue.send("send_invitation", invitation_id)
+    return done
+
+
+def _invite(session: Session, email: str, role: str, by: str, name: str) -> Invitation:
+    invitation = invitations.invite(session, email, role, by, name)
+    audit.record(session, by, "user-invite", f"user {invitation.email}", role=invitation.role)
     return invitation
 
 

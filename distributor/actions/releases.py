@@ -19,6 +19,7 @@ from distributor.core import audit, idempotency
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import InputError
+from distributor.core.idempotency import KeyClaim as KeyClaim  # where actions finds it
 from distributor.core.models import NoticeKind, Release, ReleaseState
 from distributor.core.queue import TaskQueue
 from distributor.mail import preview
@@ -26,17 +27,6 @@ from distributor.outbox import notices
 from distributor.outbox.ledger import cancel_release
 from distributor.releases import approval, lifecycle
 from distributor.releases.source import ReleaseDraft
-
-
-@dataclass(frozen=True)
-class KeyClaim:
-    """An ``Idempotency-Key`` to claim in the action's own transaction, so the key, the
-    work and the answer are stored together or not at all (``core.idempotency``):
-    ``token`` and ``key`` name it, ``request`` is the request's ``idempotency.fingerprint``."""
-
-    token: str
-    key: str
-    request: str
 
 
 def create_release(
@@ -51,18 +41,16 @@ def create_release(
     When ``claim``'s key was used for this very request before, creates nothing and
     returns the Replay recorded for it. Raises as ``lifecycle.create_release`` and
     ``idempotency.claim`` do."""
-    with session_scope(settings) as session:
-        if claim is not None:
-            replay = idempotency.claim(session, claim.token, claim.key, claim.request)
-            if replay is not None:
-                return replay
+
+    def act() -> dict[str, Any]:
         release = lifecycle.create_release(session, settings, draft)
         approval.edited(release, by)
         audit.record(session, by, "create", f"release {release.id}", slug=release.slug)
-        body = answer(session, release)
-        if claim is not None:
-            idempotency.complete(session, claim.token, claim.key, 201, body)
-    return body
+        return answer(session, release)
+
+    with session_scope(settings) as session:
+        done: dict[str, Any] | idempotency.Replay = idempotency.once(session, claim, 201, act)
+    return done
 
 
 def update_draft(

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from distributor import actions
 from distributor.cli.progress import err, out, print_status, watch
 from distributor.core import audit, broker, db, heartbeat
-from distributor.core.apitokens import SCOPES, create_token, list_tokens
+from distributor.core.apitokens import DEFAULT_SCOPES, SCOPES, create_token, list_tokens
 from distributor.core.apitokens import revoke as revoke_token
 from distributor.core.config import (
     Settings,
@@ -313,7 +313,11 @@ def tokens_create(
     name: str,
     scope: Annotated[
         list[str] | None,
-        typer.Option("--scope", help=f"Repeat for each: {', '.join(SCOPES)} (default: all)"),
+        typer.Option(
+            "--scope",
+            help=f"Repeat for each: {', '.join(SCOPES)} (default: {' and '.join(DEFAULT_SCOPES)};"
+            " users, to manage accounts, only for an admin's token: --user)",
+        ),
     ] = None,
     user: Annotated[
         str | None,
@@ -329,7 +333,7 @@ def tokens_create(
 
     with db.session_scope(settings()) as session:
         owner = find_user(session, user).id if user is not None else None
-        token = create_token(session, name, scope or list(SCOPES), owner)
+        token = create_token(session, name, scope or list(DEFAULT_SCOPES), owner)
     out.print(token, markup=False, highlight=False)
     err.print("Store this token now: it is shown only once and cannot be recovered.")
 
@@ -401,19 +405,62 @@ def users_invite(
 
 
 @users_app.command("list")
-def users_list() -> None:
-    """Every account: address, role, name, last login, disabled."""
+def users_list(
+    json_: Annotated[
+        bool, typer.Option("--json", help="A JSON array, with the fields of GET /api/users")
+    ] = False,
+) -> None:
+    """Every account: address, role, name, last login, disabled; or with --json a JSON
+    array."""
+    from distributor.office.account_views import user_out
     from distributor.office.accounts import list_users
 
     s = settings()
     with db.session_scope(s) as session:
         users = list_users(session)
+    if json_:
+        items = [user_out(u).model_dump(mode="json") for u in users]
+        typer.echo(json.dumps(items, indent=2, ensure_ascii=False))
+        return
     typer.echo("email\trole\tname\tlast login\tdisabled")  # tab-separated, for scripts too
     for u in users:
         when = [u.last_login_at, u.disabled_at]
         cells = [u.email, u.role, u.name or "-"]
         cells += [f"{w.astimezone(s.zone):%Y-%m-%d %H:%M %Z}" if w else "-" for w in when]
         typer.echo("\t".join(cells))
+
+
+@users_app.command("invitations")
+def users_invitations(
+    json_: Annotated[
+        bool,
+        typer.Option("--json", help="A JSON array, with the fields of GET /api/users/invitations"),
+    ] = False,
+) -> None:
+    """The invitations not yet accepted, newest first: id, address, role, name, invited
+    by, valid until; or with --json a JSON array. (`users uninvite ID` cancels one.)"""
+    from distributor.office.account_views import invitation_out
+    from distributor.office.invitations import pending_invitations
+
+    s = settings()
+    with db.session_scope(s) as session:
+        pending = [invitation_out(i) for i in pending_invitations(session)]
+    if json_:
+        items = [i.model_dump(mode="json") for i in pending]
+        typer.echo(json.dumps(items, indent=2, ensure_ascii=False))
+        return
+    typer.echo("id\temail\trole\tname\tinvited by\tvalid until")
+    for i in pending:
+        until = local_time(s, i.expires_at)
+        cells = [str(i.id), i.email, i.role, i.name or "-", i.invited_by, until]
+        typer.echo("\t".join(cells))
+
+
+@users_app.command("uninvite")
+def users_uninvite(invitation_id: int) -> None:
+    """Cancel a pending invitation (see `users invitations`): its link stops working."""
+    invitation = actions.cancel_invitation(settings(), invitation_id, audit.cli_actor())
+    out.print(f"invitation of {invitation.email} cancelled", markup=False, highlight=False)
 
 
 @users_app.command("role")

@@ -23,7 +23,11 @@ from distributor.core.errors import Conflict, Forbidden, InputError, NotFound, U
 from distributor.core.models import ApiToken, utcnow
 from distributor.core.roles import Caller, token_caller
 
-SCOPES = ("subscribers", "releases")
+SCOPES = ("subscribers", "releases", "users")
+# What a token gets when none is named: managing accounts (``users``) is asked for by name.
+DEFAULT_SCOPES = ("subscribers", "releases")
+# The scopes only a user's token may have (core/roles.py: ROLE_ONLY).
+USER_SCOPES = frozenset({"users"})
 PREFIX = "dst_"
 # Recording every use would make each read-only API call take the database's write lock.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -56,8 +60,9 @@ def create_token(session: Session, name: str, scopes: list[str], user_id: int | 
     its plaintext — the only time it exists outside the client; only its hash is stored.
 
     Raises InputError for a bad name (1–100 of letters, digits, ``.``, ``_``, ``-``,
-    starting with a letter or digit) or an unknown scope, Conflict if the name is taken
-    (a revoked token keeps its name: names stay unique in the audit trail).
+    starting with a letter or digit), an unknown scope, or the ``users`` scope without a
+    user (it would allow nothing: only a person's role manages accounts), Conflict if the
+    name is taken (a revoked token keeps its name: names stay unique in the audit trail).
     """
     if not _NAME.fullmatch(name):
         raise InputError(
@@ -66,6 +71,12 @@ def create_token(session: Session, name: str, scopes: list[str], user_id: int | 
             field="name",
         )
     chosen = check_scopes(scopes)
+    if user_id is None and USER_SCOPES.intersection(chosen):
+        raise InputError(
+            "scopes: the users scope is for a token of an admin's account (--user EMAIL): "
+            "only a person's role manages accounts",
+            field="scopes",
+        )
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
         raise Conflict(f"a token named {name!r} already exists")
     plaintext = PREFIX + secrets.token_urlsafe(32)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,6 +48,32 @@ class Replay:
 
     status: int
     body: Any
+
+
+@dataclass(frozen=True)
+class KeyClaim:
+    """A key to claim in an action's own transaction, so the key, the work and the answer
+    are stored together or not at all: ``token`` and ``key`` name it, ``request`` is the
+    request's ``fingerprint``."""
+
+    token: str
+    key: str
+    request: str
+
+
+def once(session: Session, key: KeyClaim | None, status: int, act: Callable[[], Any]) -> Any:
+    """``act()``'s answer, recorded with ``status`` as ``key``'s in the session's
+    transaction; or, when ``key`` was used for this very request before, the ``Replay``
+    recorded for it, ``act`` not called. Without a key, ``act()``. Raises as ``claim``
+    does."""
+    if key is None:
+        return act()
+    replay = claim(session, key.token, key.key, key.request)
+    if replay is not None:
+        return replay
+    body = act()
+    complete(session, key.token, key.key, status, body)
+    return body
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:

@@ -7,7 +7,8 @@ the one capability it needs (tests/test_role_matrix.py walks them all).
 - admin: also topics, subscribers (import, export, erase), and accounts.
 
 A token made for a user can do what both its scopes and the user's role allow; a token
-made before accounts existed (no user) keeps exactly what its scopes allowed.
+made before accounts existed (no user) keeps exactly what its scopes allowed. Managing
+accounts (the ``users`` scope) is a person's right only: a token of no user never has it.
 """
 
 from __future__ import annotations
@@ -41,11 +42,16 @@ ROLE_CAN: dict[Role, frozenset[Can]] = {
     Role.ADMIN: frozenset(Can),
 }
 
-# What a token's scopes allowed before roles existed, unchanged for tokens without a user.
+# What a token's scopes allow: for a token without a user, what they allowed before roles
+# existed (unchanged); for a user's token, the most its user's role is narrowed to.
 SCOPE_CAN: dict[str, frozenset[Can]] = {
     "releases": frozenset({Can.DRAFT, Can.PUBLISH, Can.TOPICS}),
     "subscribers": frozenset({Can.AUDIENCE}),
+    "users": frozenset({Can.ACCOUNTS}),
 }
+# What only a person's role grants: an account is managed by someone the trail can name and
+# whose own account can be disabled, never by a token that belongs to nobody.
+ROLE_ONLY = frozenset({Can.ACCOUNTS})
 
 
 def parse_role(value: str) -> Role:
@@ -59,13 +65,14 @@ def parse_role(value: str) -> Role:
 
 def capabilities(role: str | None, scopes: Iterable[str] | None = None) -> frozenset[Can]:
     """What a caller may do: a user's ``role``, narrowed to what a token's ``scopes`` allow
-    when the call comes with a token; a token of no user (``role`` None) has its scopes'.
-    An unknown role or scope allows nothing."""
+    when the call comes with a token; a token of no user (``role`` None) has its scopes',
+    except what only a role grants (``ROLE_ONLY``). An unknown role or scope allows
+    nothing."""
     by_role = ROLE_CAN.get(Role(role), frozenset()) if role in set(Role) else frozenset()
     if scopes is None:
         return by_role
     by_scopes = frozenset(c for s in scopes for c in SCOPE_CAN.get(s, frozenset()))
-    return by_scopes if role is None else by_role & by_scopes
+    return by_scopes - ROLE_ONLY if role is None else by_role & by_scopes
 
 
 WHAT_IT_DOES: dict[Can, str] = {

@@ -76,6 +76,14 @@ def find_user(session: Session, email: str) -> User:
     return user
 
 
+def get_user(session: Session, user_id: int) -> User:
+    """The account with id ``user_id``; NotFound otherwise."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no account with id {user_id}")
+    return user
+
+
 def create_user(session: Session, email: str, role: str, password: str, name: str = "") -> User:
     """A new account. InputError for a bad address, role or password; Conflict when the
     address already has one."""

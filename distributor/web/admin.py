@@ -911,8 +911,13 @@ def withdraw(
 
 @router.get("/static/{name}")
 def asset(name: str, dash: Dash) -> Response:
-    """The dashboard's script or style sheet (read once per app); 404 for any other name."""
-    types = {"admin.js": "text/javascript", "editor.js": "text/javascript", "admin.css": "text/css"}
+    """The dashboard's scripts or style sheet (read once per app); 404 for any other name."""
+    types = {
+        "admin.js": "text/javascript",
+        "uploads.js": "text/javascript",
+        "editor.js": "text/javascript",
+        "admin.css": "text/css",
+    }
     if name not in types:
         return PlainTextResponse("not found", status_code=404)
     if name not in dash.assets:

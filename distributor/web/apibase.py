@@ -14,7 +14,7 @@ field names it), 503 a service down. A domain error answers the status of the on
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -22,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from distributor.core import idempotency
 from distributor.core.apitokens import authenticate, caller
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
@@ -34,6 +35,22 @@ PREFIX = "/api"
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # NUL cannot even reach PostgreSQL
 Printable = Annotated[str, Field(pattern=PRINTABLE)]
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=idempotency.HEADER,
+        max_length=200,
+        description="Any unique string (a UUID): a repeat with the same key and request "
+        "is answered as the first was, and acts once",
+    ),
+]
+
+
+def replayed(replay: idempotency.Replay) -> JSONResponse:
+    """The answer recorded for an idempotency key, sent again (``Idempotent-Replayed``)."""
+    return JSONResponse(replay.body, replay.status, headers={"Idempotent-Replayed": "true"})
 
 
 class ErrorOut(BaseModel):

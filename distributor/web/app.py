@@ -35,6 +35,7 @@ from distributor.web import (
     documents_api,
     editor,
     editor_live,
+    editor_media,
     media_api,
     release_list,
     releases_api,
@@ -42,6 +43,7 @@ from distributor.web import (
     swagger,
     topics_api,
     twofactor,
+    users_api,
 )
 from distributor.web.bodies import BodyGuard
 from distributor.web.errors import DEFAULT_STATUS, status_of
@@ -188,9 +190,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(contacts_api.router, prefix=apibase.PREFIX)
     app.include_router(media_api.router, prefix=apibase.PREFIX)
     app.include_router(documents_api.router, prefix=apibase.PREFIX)
+    app.include_router(users_api.router, prefix=apibase.PREFIX)
     app.include_router(apidocs.router, prefix=apibase.PREFIX)
     app.include_router(editor.router)  # before admin's /releases/{release_id}
     app.include_router(editor_live.router)
+    app.include_router(editor_media.router)
     app.include_router(release_list.router)
     app.include_router(contacts_page.router)
     app.include_router(admin.router)

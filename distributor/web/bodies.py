@@ -75,6 +75,7 @@ class Body:
     limit: int
     types: frozenset[str] = frozenset()
     bare: bool = True
+    too_large: str = ""  # what a 413 says, when the route has better words than the rule's
 
     def takes(self, content_type: str | None) -> bool:
         """Whether a body of ``content_type`` (the header's value, or None) is taken."""
@@ -95,12 +96,14 @@ FORM_BODY: Final = Body(FORM_LIMIT, frozenset({FORM, MULTIPART}))
 FILE_BODY: Final = Body(FORM_LIMIT, frozenset({MULTIPART}), bare=False)
 
 
-def takes(limit: int, *types: str) -> Callable[[Endpoint], Endpoint]:
+def takes(limit: int, *types: str, too_large: str = "") -> Callable[[Endpoint], Endpoint]:
     """Declare what an endpoint's body may be: at most ``limit`` bytes of one of ``types``
-    (no Content-Type at all is refused too). Put it below the route decorator."""
+    (no Content-Type at all is refused too); ``too_large``: what its 413 says instead of
+    the size alone (a form's files: which ones, and what to do). Put it below the route
+    decorator."""
 
     def declare(endpoint: Endpoint) -> Endpoint:
-        setattr(endpoint, _ATTRIBUTE, Body(limit, frozenset(types), bare=False))
+        setattr(endpoint, _ATTRIBUTE, Body(limit, frozenset(types), False, too_large))
         return endpoint
 
     return declare
@@ -270,6 +273,8 @@ def _size(limit: int) -> str:
 
 
 def _too_large(body: Body) -> str:
+    if body.too_large:
+        return body.too_large
     if body.limit == NO_BODY_LIMIT and not body.types:
         return f"this address takes no body (at most {_size(body.limit)})"
     return f"the body is larger than {_size(body.limit)}, the most this address takes"

@@ -1,6 +1,11 @@
 """The workspace's editor (``/admin/releases/new``, ``/admin/releases/ID/edit``): a release
 written in a form — title, language, date, dateline, lead, body in Markdown, topics, press
-contacts, embargo — with no YAML to learn; and deleting a draft, which frees its slug.
+contacts, embargo, images and documents — with no YAML to learn; and deleting a draft,
+which frees its slug.
+
+The form is multipart: its file field uploads images and documents as it is saved (the
+rows, alt texts, credits and titles: ``editor_media``). Files that are stored stay on the
+form even when the save is refused, so nothing uploaded is lost either.
 
 Press contacts are ticked in the office's address book (``office.contacts``) or typed, one
 a line, for a one-off; the release stores a copy of each (the book may change later). A
@@ -18,9 +23,9 @@ another one since answers 409 with both texts side by side (``StaleEdit``).
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi import APIRouter, Depends, Form, Path, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.responses import Response
 
 from distributor import actions
@@ -29,6 +34,7 @@ from distributor.core.errors import DistributorError, InputError, StaleEdit
 from distributor.core.models import PressContact, Release, ReleaseState
 from distributor.core.roles import Can
 from distributor.office.contacts import chosen_contacts, list_contacts
+from distributor.releases.documents import MAX_DOCUMENT_BYTES
 from distributor.releases.lifecycle import get_release
 from distributor.releases.source import MAX_SOURCE_BYTES, draft_from_mapping
 from distributor.releases.topics import list_topics
@@ -44,17 +50,46 @@ from distributor.web.admin import (
     allowed,
     parse_local,
 )
-from distributor.web.bodies import FORM, FORM_LIMIT, takes
+from distributor.web.bodies import FORM, FORM_LIMIT, MULTIPART, takes
+from distributor.web.editor_media import (
+    ACCEPT,
+    UPLOAD_OVERHEAD,
+    Files,
+    Media,
+    MediaFields,
+    check_described,
+    check_files,
+    document_row,
+    for_release,
+    image_row,
+    posted_media,
+    store_files,
+)
 from distributor.web.errors import status_of
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=AdminRoute)
 Writer = Annotated[Admin, Depends(allowed(Can.DRAFT))]
 ReleaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
 TEXT, LINE = MAX_SOURCE_BYTES, 600  # the longest value a field takes, in characters
+# The form: its text (URL-encoded, up to 3 bytes a character), and files up to the largest
+# document. A set of files larger than that is refused before it is read (413).
+FORM_MAX = 3 * MAX_SOURCE_BYTES + FORM_LIMIT + MAX_DOCUMENT_BYTES + UPLOAD_OVERHEAD
+TOO_LARGE = (
+    f"the files chosen are larger than {MAX_DOCUMENT_BYTES // 1_048_576} MiB in all, the most "
+    "the release form takes at once: nothing was saved or uploaded. Go back (the form still "
+    "has what you typed) and choose fewer files, or drop them on the form one at a time."
+)
+# A text field of the form may hold the whole body (starlette's default is 1 MiB).
+FORM_LIMITS: Any = {"max_part_size": 3 * MAX_SOURCE_BYTES}
+TEXT_FIELDS = (
+    *("title", "lang", "date", "dateline", "lead", "body", "contacts", "embargo"),
+    *("topics", "book", "version"),
+)
 
 
-class ReleaseForm(BaseModel):
-    """The release form's fields, as posted (checked afterwards, with the release's rules)."""
+class ReleaseForm(MediaFields):
+    """The release form's fields, as posted (checked afterwards, with the release's rules);
+    its images and documents: ``MediaFields``."""
 
     title: str = Field(default="", max_length=LINE)
     lang: str = Field(default="", max_length=LINE)
@@ -145,17 +180,18 @@ def _values(release: Release, dash: Dashboard, book: list[PressContact]) -> dict
         else "",
         "topics": [t.slug for t in release.topics],
         "version": release.updated_at.isoformat(),
+        "images": [dict(image) for image in release.images or []],
+        "attachments": [dict(attachment) for attachment in release.attachments or []],
     }
 
 
-def _kept(release: Release) -> dict[str, Any]:
+def _kept(release: Release, with_media: bool) -> dict[str, Any]:
     """What the form does not show of a stored draft, which a save keeps as it is (read
-    while its database session is open)."""
-    kept: dict[str, Any] = {
-        "slug": release.slug,
-        "images": release.images,
-        "attachments": release.attachments,
-    }
+    while its database session is open); its images and documents too for a form
+    without them (``with_media`` False: rendered before the form had them)."""
+    kept: dict[str, Any] = {"slug": release.slug}
+    if not with_media:
+        kept.update(images=release.images, attachments=release.attachments)
     if release.translation_of is not None:
         kept["translation_of"] = release.translation_of.slug
     return kept
@@ -179,6 +215,8 @@ def _draft(dash: Dashboard, form: dict[str, Any], kept: dict[str, Any]) -> Any:
         "dateline": form["dateline"],
         "lead": form["lead"] or None,
         "contacts": chosen + _contacts(form["contacts"]),
+        "images": for_release(form["images"]),
+        "attachments": for_release(form["attachments"]),
         **kept,
     }
     return draft_from_mapping(data, form["body"], "release", dash.settings)
@@ -201,6 +239,7 @@ def _page(
     field: str | None = None,
     theirs: dict[str, Any] | None = None,
     done: str = "",
+    uploaded: list[str] | None = None,
 ) -> HTMLResponse:
     with session_scope(dash.settings) as session:
         topics = [(t.slug, t.name("en")) for t in list_topics(session)]
@@ -219,6 +258,11 @@ def _page(
         field=field,
         theirs=theirs,
         done=done,
+        image_rows=[image_row(i, image) for i, image in enumerate(values.get("images", []))],
+        document_rows=[document_row(i, a) for i, a in enumerate(values.get("attachments", []))],
+        uploaded=uploaded or [],
+        accept=ACCEPT,
+        max_bytes=MAX_DOCUMENT_BYTES,
     )
 
 
@@ -230,6 +274,32 @@ def _seen(version: str) -> datetime | None:
         raise InputError("the form is damaged: open the draft again") from exc
 
 
+def _posted(
+    dash: Dashboard, admin: Admin, posted: ReleaseForm, files: list[UploadFile | str] | None
+) -> tuple[dict[str, Any], Media, InputError | None]:
+    """The form's values as posted, its images and documents with the files chosen stored
+    (``editor_media.store_files``), and why its rows cannot be read, if they cannot (the
+    files are stored all the same: nothing uploaded is lost)."""
+    form = posted.model_dump(include=set(TEXT_FIELDS))
+    damaged = None
+    try:
+        media = posted_media(posted)
+    except InputError as exc:
+        media, damaged = Media(), exc
+    store_files(dash.settings, files, admin.actor, media)
+    form.update(images=media.images, attachments=media.attachments)
+    return form, media, damaged
+
+
+def _check_media(media: Media, damaged: InputError | None) -> None:
+    """InputError for rows that cannot be read, a file refused, or an image without its
+    alt text or credit."""
+    if damaged is not None:
+        raise damaged
+    check_files(media)
+    check_described(media.images)
+
+
 @router.get("/releases/new", response_class=HTMLResponse)
 def new_page(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
     """An empty release form (the date: now, in the press office's time zone)."""
@@ -239,23 +309,31 @@ def new_page(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
         "date": f"{now:%Y-%m-%dT%H:%M}",
         "topics": [],
         "book": [],
+        "images": [],
+        "attachments": [],
     }
     return _page(request, dash, admin, values)
 
 
-@router.post("/releases/new", response_class=HTMLResponse)
-@takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, FORM)  # URL-encoded: up to 3 bytes a byte
-def create(request: Request, admin: Writer, dash: Dash, posted: Posted) -> Response:
-    """Store the form as a new draft; its page. The form again, with the reason and what
-    was typed, if refused."""
+@router.post("/releases/new", response_class=HTMLResponse, form_limits=FORM_LIMITS)
+@takes(FORM_MAX, MULTIPART, FORM, too_large=TOO_LARGE)
+def create(
+    request: Request, admin: Writer, dash: Dash, posted: Posted, files: Files = None
+) -> Response:
+    """Store the form as a new draft, with the files chosen; its page. The form again,
+    with the reason, what was typed and the files stored, if refused."""
     dash.check_csrf(request, posted.csrf)
-    form = posted.model_dump(exclude={"csrf", "version"})
+    form, media, damaged = _posted(dash, admin, posted, files)
     try:
+        _check_media(media, damaged)
         draft = _draft(dash, form, {})
         made = actions.create_release(dash.settings, draft, admin.actor, lambda s, r: {"id": r.id})
     except DistributorError as exc:
         field = getattr(exc, "field", None)
-        return _page(request, dash, admin, form, None, status_of(exc), str(exc), field)
+        return _page(
+            request, dash, admin, form, None, status_of(exc), str(exc), field,
+            uploaded=media.uploaded,
+        )  # fmt: skip
     release_id = made["id"] if isinstance(made, dict) else 0
     return RedirectResponse(f"{PREFIX}/releases/{release_id}?done=created", status_code=303)
 
@@ -275,23 +353,30 @@ def edit_page(request: Request, release_id: ReleaseId, admin: Writer, dash: Dash
     return _page(request, dash, admin, values, release, done=done)
 
 
-@router.post("/releases/{release_id}/edit", response_class=HTMLResponse)
-@takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, FORM)
+@router.post("/releases/{release_id}/edit", response_class=HTMLResponse, form_limits=FORM_LIMITS)
+@takes(FORM_MAX, MULTIPART, FORM, too_large=TOO_LARGE)
 def save(
-    request: Request, release_id: ReleaseId, admin: Writer, dash: Dash, posted: Posted
+    request: Request,
+    release_id: ReleaseId,
+    admin: Writer,
+    dash: Dash,
+    posted: Posted,
+    files: Files = None,
 ) -> Response:
-    """Save the draft, unless someone saved it since it was opened: then both texts, side
-    by side (409), and nothing overwritten. The form again with the reason if refused."""
+    """Save the draft, with the files chosen, unless someone saved it since it was
+    opened: then both texts, side by side (409), and nothing overwritten. The form again
+    with the reason (and the files stored) if refused."""
     dash.check_csrf(request, posted.csrf)
-    form = posted.model_dump(exclude={"csrf"})
     version = posted.version
     try:
         with session_scope(dash.settings) as session:
             release = get_release(session, release_id)
-            kept = _kept(release)
+            kept = _kept(release, posted.media == "1")
     except DistributorError as exc:
         return dash.failed(request, admin, release_id, exc)
+    form, media, damaged = _posted(dash, admin, posted, files)
     try:
+        _check_media(media, damaged)
         draft = _draft(dash, form, kept)
         actions.update_draft(dash.settings, release_id, draft, admin.actor, _seen(version))
     except StaleEdit as exc:
@@ -299,10 +384,16 @@ def save(
             release = get_release(session, release_id)
             theirs = _values(release, dash, list_contacts(session))
         form["version"] = theirs["version"]  # saving again overwrites, knowingly
-        return _page(request, dash, admin, form, release, 409, str(exc), None, theirs)
+        return _page(
+            request, dash, admin, form, release, 409, str(exc), None, theirs,
+            uploaded=media.uploaded,
+        )  # fmt: skip
     except DistributorError as exc:
         field = getattr(exc, "field", None)
-        return _page(request, dash, admin, form, release, status_of(exc), str(exc), field)
+        return _page(
+            request, dash, admin, form, release, status_of(exc), str(exc), field,
+            uploaded=media.uploaded,
+        )  # fmt: skip
     return RedirectResponse(f"{PREFIX}/releases/{release_id}?done=saved", status_code=303)
 
 

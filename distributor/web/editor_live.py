@@ -38,11 +38,21 @@ from distributor.core.models import Release
 from distributor.core.slugs import slugify
 from distributor.office.contacts import list_contacts
 from distributor.releases.lifecycle import get_release
-from distributor.releases.source import MAX_SOURCE_BYTES
-from distributor.web.admin import CSRF_COOKIE, PREFIX, AdminRoute, Dash, Dashboard
+from distributor.releases.source import MAX_SOURCE_BYTES, ReleaseDraft
+from distributor.web.admin import CSRF_COOKIE, PREFIX, Admin, AdminRoute, Dash, Dashboard
 from distributor.web.bodies import FORM, FORM_LIMIT, takes
 from distributor.web.deps import part
-from distributor.web.editor import ReleaseForm, ReleaseId, Writer, _draft, _kept, _seen, _values
+from distributor.web.editor import (
+    ReleaseForm,
+    ReleaseId,
+    Writer,
+    _check_media,
+    _draft,
+    _kept,
+    _posted,
+    _seen,
+    _values,
+)
 from distributor.web.errors import status_of
 from distributor.web.guards import csrf_ok
 from distributor.web.headers import EMAIL_PREVIEW_CSP
@@ -65,28 +75,37 @@ Live = Annotated[LiveForm, Form()]
 Posted = Annotated[ReleaseForm, Form()]
 
 
-def _form(posted: ReleaseForm) -> dict[str, Any]:
-    """The release's fields of the posted form (what ``editor._draft`` reads)."""
-    return posted.model_dump(include=set(ReleaseForm.model_fields) - {"csrf", "version"})
+def _checked(
+    dash: Dashboard, admin: Admin, posted: ReleaseForm, kept: dict[str, Any]
+) -> ReleaseDraft:
+    """The release the posted form describes, with its images and documents (those stored
+    already: a file is uploaded by Save or the drop zone, never here), checked as Save
+    checks it (``kept``: ``editor._kept``). Raises InputError saying what and where."""
+    form, media, damaged = _posted(dash, admin, posted, None)
+    _check_media(media, damaged)
+    draft: ReleaseDraft = _draft(dash, form, kept)
+    return draft
 
 
 def _previewed(
-    request: Request, dash: Dashboard, posted: ReleaseForm, release_id: int | None
+    request: Request, dash: Dashboard, admin: Admin, posted: ReleaseForm, release_id: int | None
 ) -> DraftPreview:
     """The posted form previewed (as draft ``release_id``'s new text, or a new release);
     raises what saving it would."""
     kept: dict[str, Any] = {}
     if release_id is not None:
         with session_scope(dash.settings) as session:
-            kept = _kept(get_release(session, release_id))
-    draft = _draft(dash, _form(posted), kept)
+            kept = _kept(get_release(session, release_id), posted.media == "1")
+    draft = _checked(dash, admin, posted, kept)
     return preview_draft(dash.settings, part(request, Pages).newsroom, draft, release_id)
 
 
-def _frame(request: Request, dash: Dashboard, posted: LiveForm, release_id: int | None) -> Response:
+def _frame(
+    request: Request, dash: Dashboard, admin: Admin, posted: LiveForm, release_id: int | None
+) -> Response:
     dash.check_csrf(request, posted.csrf)
     try:
-        shown = _previewed(request, dash, posted, release_id)
+        shown = _previewed(request, dash, admin, posted, release_id)
     except DistributorError as exc:
         html = dash.env.get_template("preview_error.html").render(error=str(exc))
         return HTMLResponse(html, status_of(exc), headers=FRAME_HEADERS)
@@ -110,13 +129,13 @@ def _error(exc: DistributorError, **more: Any) -> JSONResponse:
 
 
 def _summary(
-    request: Request, dash: Dashboard, posted: ReleaseForm, release_id: int | None
+    request: Request, dash: Dashboard, admin: Admin, posted: ReleaseForm, release_id: int | None
 ) -> JSONResponse:
     refused = _refused(request, dash, posted.csrf)
     if refused is not None:
         return refused
     try:
-        shown = _previewed(request, dash, posted, release_id)
+        shown = _previewed(request, dash, admin, posted, release_id)
     except DistributorError as exc:
         return _error(exc)
     reach = shown.reach
@@ -148,14 +167,14 @@ def _saved(release: Release, zone: tzinfo) -> dict[str, Any]:
 @takes(LIMIT, FORM)
 def preview_new(request: Request, admin: Writer, dash: Dash, posted: Live) -> Response:
     """The form of a release not created yet, as its newsroom page or its email."""
-    return _frame(request, dash, posted, None)
+    return _frame(request, dash, admin, posted, None)
 
 
 @router.post("/releases/new/preview.json")
 @takes(LIMIT, FORM)
 def reach_new(request: Request, admin: Writer, dash: Dash, posted: Posted) -> JSONResponse:
     """Who a release not created yet would reach with the form's language and topics."""
-    return _summary(request, dash, posted, None)
+    return _summary(request, dash, admin, posted, None)
 
 
 @router.post("/releases/new/autosave.json")
@@ -167,7 +186,7 @@ def autosave_new(request: Request, admin: Writer, dash: Dash, posted: Posted) ->
     if refused is not None:
         return refused
     try:
-        draft = _draft(dash, _form(posted), {})
+        draft = _checked(dash, admin, posted, {})
         made = actions.create_release(
             dash.settings, draft, admin.actor, lambda s, r: _saved(r, dash.zone)
         )
@@ -182,7 +201,7 @@ def preview_edit(
     request: Request, release_id: ReleaseId, admin: Writer, dash: Dash, posted: Live
 ) -> Response:
     """Draft ``release_id`` with the form's text, not saved, as its page or its email."""
-    return _frame(request, dash, posted, release_id)
+    return _frame(request, dash, admin, posted, release_id)
 
 
 @router.post("/releases/{release_id}/preview.json")
@@ -192,7 +211,7 @@ def reach_edit(
 ) -> JSONResponse:
     """Who draft ``release_id`` (and its other versions) would reach with the form's
     language and topics."""
-    return _summary(request, dash, posted, release_id)
+    return _summary(request, dash, admin, posted, release_id)
 
 
 @router.post("/releases/{release_id}/autosave.json")
@@ -209,12 +228,12 @@ def autosave_edit(
     try:
         with session_scope(dash.settings) as session:
             stored = get_release(session, release_id)
-            kept = _kept(stored)
+            kept = _kept(stored, posted.media == "1")
             # A slug made from the title follows the title while autosave stores it half
             # typed: the draft's address is its finished title's, as when Create was pressed.
             if stored.slug == slugify(stored.title):
                 del kept["slug"]
-        draft = _draft(dash, _form(posted), kept)
+        draft = _checked(dash, admin, posted, kept)
         release = actions.update_draft(
             dash.settings, release_id, draft, admin.actor, _seen(posted.version)
         )

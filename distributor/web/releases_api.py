@@ -17,7 +17,7 @@ import io
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.orm import Session
@@ -48,11 +48,13 @@ from distributor.web.apibase import (
     MAX_ID,
     PRINTABLE,
     ErrorOut,
+    IdempotencyKey,
     Refused,
     conflict,
     error_responses,
     not_found,
     refusal,
+    replayed,
     token_dependency,
     token_of,
 )
@@ -64,15 +66,6 @@ SCOPE = "releases"
 # JSON escapes and the other fields add to the Markdown's own limit.
 MAX_BODY_BYTES = 2 * MAX_SOURCE_BYTES
 ReleaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias=idempotency.HEADER,
-        max_length=200,
-        description="Any unique string (a UUID): a repeat with the same key and request "
-        "is answered as the first was, and acts once",
-    ),
-]
 
 
 class ReleaseIn(FrontMatter):
@@ -275,7 +268,7 @@ def once(
     with session_scope(settings) as session:
         replay = idempotency.claim(session, token, key, request_id)
     if replay is not None:
-        return _replayed(replay)
+        return replayed(replay)
     try:
         status, answer = act()
     except BaseException:
@@ -331,14 +324,14 @@ def create(
     as the first did."""
     draft = read_draft(settings, request.headers.get("content-type", ""), raw)
     request_id = idempotency.fingerprint(request.method, request.url.path, raw)
-    claim = None if key is None else actions.KeyClaim(token_of(who), key, request_id)
+    claim = None if key is None else idempotency.KeyClaim(token_of(who), key, request_id)
 
     def answer(session: Session, release: Release) -> dict[str, Any]:
         return release_out(session, settings, release).model_dump(mode="json")
 
     created = actions.create_release(settings, draft, who.actor, answer, claim)
     if isinstance(created, idempotency.Replay):
-        return _replayed(created)
+        return replayed(created)
     return JSONResponse(created, 201)
 
 
@@ -612,7 +605,3 @@ def report(release_id: ReleaseId, settings: AppSettings) -> Response:
             "Content-Disposition": f'attachment; filename="release-{release_id}-deliveries.csv"'
         },
     )
-
-
-def _replayed(replay: idempotency.Replay) -> JSONResponse:
-    return JSONResponse(replay.body, replay.status, headers={"Idempotent-Replayed": "true"})

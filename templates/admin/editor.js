@@ -359,6 +359,16 @@
     dirty = false;
     paused = true;
   });
+  // A file dropped on the form (uploads.js) adds its row: a change like typing.
+  if (window.MutationObserver) {
+    var rows = new MutationObserver(function () { changed(); });
+    ["image-rows", "document-rows"].forEach(function (id) {
+      var list = document.getElementById(id);
+      if (list) {
+        rows.observe(list, { childList: true });
+      }
+    });
+  }
   offerRestore();
   window.setInterval(tick, 500);
   if (!/\/new$/.test(base)) {
