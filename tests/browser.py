@@ -56,6 +56,26 @@ def chromium(**context_options: Any) -> Iterator[BrowserContext]:
 
 
 @contextmanager
+def chromium_people(count: int, **context_options: Any) -> Iterator[list[BrowserContext]]:
+    """One headless Chromium with ``count`` contexts, each with cookies and storage of its
+    own: ``count`` people at their own computers (sized like a phone unless told
+    otherwise). A test that uses it is marked ``@pytest.mark.needs("chromium")``."""
+    options: dict[str, Any] = {"viewport": PHONE, "locale": "en-GB"}
+    options.update(context_options)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM.path), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            contexts = [browser.new_context(**options) for _ in range(count)]
+            for context in contexts:
+                context.set_default_timeout(15_000)
+            yield contexts
+        finally:
+            browser.close()
+
+
+@contextmanager
 def running_server(settings: Settings, port: int, log_dir: Path) -> Iterator[str]:
     """`distributor serve --port PORT` for ``settings``; yields its base URL once it answers."""
     base = f"http://127.0.0.1:{port}"

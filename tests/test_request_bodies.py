@@ -250,6 +250,13 @@ def test_every_route_with_a_body_has_a_limit(sqlite_settings: Settings) -> None:
         "POST /admin/releases/new": 56 * MB + FORM_LIMIT + 64 * 1024,
         "POST /admin/releases/{release_id}/edit": 56 * MB + FORM_LIMIT + 64 * 1024,
         "POST /admin/uploads": 50 * MB + 64 * 1024,  # a file dropped on the form
+        # The editor's form again, its text only: previewed and autosaved as typed.
+        "POST /admin/releases/new/preview": 6 * MB + FORM_LIMIT,
+        "POST /admin/releases/new/preview.json": 6 * MB + FORM_LIMIT,
+        "POST /admin/releases/new/autosave.json": 6 * MB + FORM_LIMIT,
+        "POST /admin/releases/{release_id}/preview": 6 * MB + FORM_LIMIT,
+        "POST /admin/releases/{release_id}/preview.json": 6 * MB + FORM_LIMIT,
+        "POST /admin/releases/{release_id}/autosave.json": 6 * MB + FORM_LIMIT,
     }
     assert table["POST /api/subscribers"].limit == JSON_LIMIT
     assert table["POST /subscribe"].limit == FORM_LIMIT

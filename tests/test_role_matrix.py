@@ -94,6 +94,12 @@ NEEDS: dict[str, Can] = {
     "GET /admin/releases/{release_id}/edit": Can.DRAFT,
     "POST /admin/releases/{release_id}/edit": Can.DRAFT,
     "POST /admin/releases/{release_id}/delete": Can.DRAFT,
+    "POST /admin/releases/new/preview": Can.DRAFT,  # the editor's live preview and autosave
+    "POST /admin/releases/new/preview.json": Can.DRAFT,
+    "POST /admin/releases/new/autosave.json": Can.DRAFT,
+    "POST /admin/releases/{release_id}/preview": Can.DRAFT,
+    "POST /admin/releases/{release_id}/preview.json": Can.DRAFT,
+    "POST /admin/releases/{release_id}/autosave.json": Can.DRAFT,
     "GET /admin/releases": Can.DRAFT,
     "POST /admin/releases/{release_id}/duplicate": Can.DRAFT,
     "POST /admin/releases/{release_id}/translate": Can.DRAFT,

@@ -137,7 +137,12 @@ def render_preview(settings: Settings, release_id: int, lang: str | None = None)
     subscriber reading ``lang`` (default: the release's language) would receive it, for the
     stand-in recipient (see the module docstring). Raises NotFound for an unknown id or no
     version in ``lang``, Conflict for a withdrawn release."""
-    rendered = _render(settings, release_id, lang)
+    return preview_of(settings, _render(settings, release_id, lang))
+
+
+def preview_of(settings: Settings, rendered: RenderedRelease) -> Preview:
+    """``rendered`` (``compose.render_release``'s output: of a stored release, or of one
+    not saved yet) as the stand-in recipient receives it: see :class:`Preview`."""
     rcpt = placeholder(settings)
     message = rendered.message_for(rcpt)
     parsed = BytesHeaderParser(policy=policy.default).parsebytes(message)

@@ -83,6 +83,35 @@ def update_draft(
     return release
 
 
+def unsaved(session: Session, draft: ReleaseDraft, release_id: int | None = None) -> Release:
+    """The release ``draft`` would be once stored — as a new draft (``release_id`` None; its
+    id 0, which no row has), or as draft ``release_id``'s new text — for a preview of what
+    is typed before it is saved. It is not added to the session: nothing is written, and
+    it is gone with the request. Raises as ``create_release`` / ``update_draft`` would
+    (ReleaseInputError for an unknown topic or translation, Conflict for a taken slug or a
+    release that is no longer a draft, NotFound), so a preview tells what a save would."""
+    topics, translation_of = _references(session, draft)
+    now = utcnow()
+    release = Release(
+        id=release_id or 0,
+        slug=_free_slug(session, draft, release_id),
+        state=ReleaseState.DRAFT,
+        topics=topics,
+        translation_of=translation_of,
+        # Set by hand: a transient object's foreign key follows its relationship only at a
+        # flush, which never comes (the audience count reads it).
+        translation_of_id=translation_of.id if translation_of is not None else None,
+        created_at=now,
+    )
+    if release_id is not None:
+        stored = get_release(session, release_id)
+        if stored.state != ReleaseState.DRAFT:
+            raise Conflict(f"release {release_id} is {stored.state}: only a draft is edited")
+        release.created_at = stored.created_at
+    _fill(release, draft, now)
+    return release
+
+
 def duplicate(session: Session, release_id: int, language: str | None = None) -> Release:
     """A new draft with release ``release_id``'s text, topics, contacts, images and
     documents; returns it, flushed. Raises NotFound.

@@ -16,7 +16,6 @@ from distributor.core.models import (
     Subscriber,
     SubscriberStatus,
     Topic,
-    release_topics,
     subscriptions,
 )
 
@@ -52,17 +51,20 @@ class Reach:
 
 def reach(session: Session, release: Release) -> Reach:
     """Who ``release`` and its other language versions (its original and that one's
-    translations) would reach now. Counts only: no address is read."""
+    translations) would reach now. Counts only: no address is read.
+
+    ``release`` may be one not saved yet (``lifecycle.unsaved``: the editor's preview): its
+    language and topics are read from the object, and it stands in for the stored row of
+    the same id, if any."""
     root = release.translation_of_id or release.id
-    versions = session.scalars(
+    stored = session.scalars(
         select(Release).where(or_(Release.id == root, Release.translation_of_id == root))
     ).all()
+    versions = [v for v in stored if v.id != release.id] + [release]
     confirmed = Subscriber.status == SubscriberStatus.CONFIRMED
     found = []
     for version in sorted(versions, key=lambda v: (v.id != root, v.language)):
-        topic_ids = select(release_topics.c.topic_id).where(
-            release_topics.c.release_id == version.id
-        )
+        topic_ids = [t.id for t in version.topics]
         following = (
             select(subscriptions.c.subscriber_id, subscriptions.c.topic_id)
             .join(Subscriber, Subscriber.id == subscriptions.c.subscriber_id)
@@ -95,7 +97,7 @@ def reach(session: Session, release: Release) -> Reach:
 def without_version(session: Session, release: Release, served: set[str]) -> dict[str, int]:
     """Per language not in ``served``: the confirmed followers of ``release``'s topics who
     read it (no version of the release is in their language: they get nothing)."""
-    topic_ids = select(release_topics.c.topic_id).where(release_topics.c.release_id == release.id)
+    topic_ids = [t.id for t in release.topics]
     followers = select(subscriptions.c.subscriber_id).where(subscriptions.c.topic_id.in_(topic_ids))
     rows = session.execute(
         select(Subscriber.language, func.count())

@@ -875,6 +875,7 @@ def asset(name: str, dash: Dash) -> Response:
     types = {
         "admin.js": "text/javascript",
         "uploads.js": "text/javascript",
+        "editor.js": "text/javascript",
         "admin.css": "text/css",
     }
     if name not in types:

@@ -35,6 +35,7 @@ from distributor.web import (
     deps,
     documents_api,
     editor,
+    editor_live,
     editor_media,
     media_api,
     release_list,
@@ -193,6 +194,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(users_api.router, prefix=apibase.PREFIX)
     app.include_router(apidocs.router, prefix=apibase.PREFIX)
     app.include_router(editor.router)  # before admin's /releases/{release_id}
+    app.include_router(editor_live.router)
     app.include_router(editor_media.router)
     app.include_router(corrections.router)
     app.include_router(release_list.router)
