@@ -33,7 +33,7 @@ from distributor.core.urls import preferences_url, unsubscribe_url  # noqa: E402
 from distributor.mail.compose import Recipient, render_release  # noqa: E402
 from distributor.mail.relays import open_transport  # noqa: E402
 from distributor.mail.transport import Outgoing  # noqa: E402
-from distributor.office.identity import environment_identity
+from distributor.office.identity import environment_identity  # noqa: E402
 
 
 def run(sink_port: int, count: int, relays: int) -> tuple[float, float]:

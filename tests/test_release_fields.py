@@ -250,7 +250,7 @@ def test_links_and_contacts_stored_before_the_checks_never_leave_the_site(bare: 
         contacts=[{"name": "Jane", "email": "x@example.org?cc=spy@evil.example",
                    "phone": "+44 (0)20 7946 0000 ext. 12"}],
     )  # fmt: skip
-    page = Newsroom(bare).release_page(old, [])
+    page = Newsroom(bare, environment_identity(bare)).release_page(old, [])
     text, html = parts(
         parse_email(
             render_release(old, bare, environment_identity(bare)).message_for(recipient(bare, 1))
