@@ -33,6 +33,7 @@ class Can(enum.StrEnum):
     TOPICS = "topics"  # add, rename, delete topics
     AUDIENCE = "audience"  # subscribers: import, export, erase, change
     ACCOUNTS = "accounts"  # users: create, disable, change roles
+    SETTINGS = "settings"  # the office's identity: name, logo, colour, address, sender
 
 
 ROLE_CAN: dict[Role, frozenset[Can]] = {

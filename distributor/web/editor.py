@@ -29,6 +29,7 @@ from distributor.core.errors import DistributorError, InputError, StaleEdit
 from distributor.core.models import PressContact, Release, ReleaseState
 from distributor.core.roles import Can
 from distributor.office.contacts import chosen_contacts, list_contacts
+from distributor.office.identity import identity
 from distributor.releases.lifecycle import get_release
 from distributor.releases.source import MAX_SOURCE_BYTES, draft_from_mapping
 from distributor.releases.topics import list_topics
@@ -232,13 +233,16 @@ def _seen(version: str) -> datetime | None:
 
 @router.get("/releases/new", response_class=HTMLResponse)
 def new_page(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
-    """An empty release form (the date: now, in the press office's time zone)."""
+    """An empty release form (the date: now, in the press office's time zone), with the
+    office's default press contacts (the settings page's) ticked."""
     now = datetime.now(UTC).astimezone(dash.zone)
+    with session_scope(dash.settings) as session:
+        defaults = identity(session, dash.settings).press_contacts
     values = {
         "lang": dash.settings.languages[0],
         "date": f"{now:%Y-%m-%dT%H:%M}",
         "topics": [],
-        "book": [],
+        "book": [str(i) for i in defaults],
     }
     return _page(request, dash, admin, values)
 
