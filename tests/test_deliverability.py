@@ -14,6 +14,7 @@ from pathlib import Path
 import dkim
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from PIL import Image
 
 from distributor.core.config import Settings, load_settings
 from distributor.core.models import Release, SubscriptionRequest, Topic
@@ -159,6 +160,35 @@ def test_signed_release_and_confirmation_emails_score_clean(config: Settings) ->
         assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: signer.dns_record.encode())
         score, rules = spamassassin(signed)
         assert score < SPAM_GOAL, f"score {score}: {rules}"
+
+
+@pytest.mark.needs("spamassassin")
+def test_the_email_still_scores_zero_with_a_logo_an_address_and_a_reply_to(
+    config: Settings,
+) -> None:
+    """The identity's additions (a logo in the masthead, an accent colour, the postal
+    address and privacy link in the footer, a Reply-To) cost nothing with SpamAssassin."""
+    logo = config.data_dir.parent / "logo.png"
+    logo.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (240, 60), (11, 83, 148)).save(logo, "PNG")
+    branded = config.model_copy(
+        update={
+            "logo_file": logo,
+            "accent_colour": "#0b5394",
+            "postal_address": "Agency Press Office\n12 rue de l'Observatoire\n75014 Paris",
+            "privacy_url": f"{SITE}/privacy",
+            "reply_to": "Press desk <desk@example.org>",
+        }
+    )
+    sender = environment_identity(branded)
+    assert sender.logo is not None and sender.reply_to
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signer = Signer(key, "s2026", "example.org")
+    message = render_release(with_media(branded), branded, sender).message_for(reader())
+    assert b"Reply-To: Press desk <desk@example.org>" in message
+    assert sender.logo.url.encode() in message.replace(b"=\r\n", b"")
+    score, rules = spamassassin(signer.sign(message))
+    assert score == 0.0, f"score {score}: {rules}"
 
 
 # The text part ----------------------------------------------------------------------------

@@ -48,6 +48,13 @@ SCOPE_CAN: dict[str, frozenset[Can]] = {
     "subscribers": frozenset({Can.AUDIENCE}),
 }
 
+# A person's token: the releases scope also covers the office's identity (which only an
+# admin's role allows); a token of no user keeps exactly what SCOPE_CAN gave it.
+USER_SCOPE_CAN: dict[str, frozenset[Can]] = {
+    **SCOPE_CAN,
+    "releases": SCOPE_CAN["releases"] | {Can.SETTINGS},
+}
+
 
 def parse_role(value: str) -> Role:
     """The role called ``value`` (any case); ValueError naming the roles otherwise."""
@@ -65,8 +72,9 @@ def capabilities(role: str | None, scopes: Iterable[str] | None = None) -> froze
     by_role = ROLE_CAN.get(Role(role), frozenset()) if role in set(Role) else frozenset()
     if scopes is None:
         return by_role
-    by_scopes = frozenset(c for s in scopes for c in SCOPE_CAN.get(s, frozenset()))
-    return by_scopes if role is None else by_role & by_scopes
+    if role is None:
+        return frozenset(c for s in scopes for c in SCOPE_CAN.get(s, frozenset()))
+    return by_role & frozenset(c for s in scopes for c in USER_SCOPE_CAN.get(s, frozenset()))
 
 
 WHAT_IT_DOES: dict[Can, str] = {
@@ -75,6 +83,7 @@ WHAT_IT_DOES: dict[Can, str] = {
     Can.TOPICS: "change topics",
     Can.AUDIENCE: "manage subscribers",
     Can.ACCOUNTS: "manage accounts",
+    Can.SETTINGS: "change the office's settings",
 }
 
 

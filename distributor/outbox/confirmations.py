@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from distributor.audience.subscription import give_back_confirmation, retake_confirmation
 from distributor.core.config import Settings
-from distributor.core.db import session_scope
+from distributor.core.db import read_scope, session_scope
 from distributor.core.models import (
     ConfirmationEmail,
     DeliveryStatus,
@@ -213,7 +213,7 @@ class ConfirmationMessages:
 
     def __init__(self, settings: Settings, subject: Request) -> None:
         self._settings, self._subject = settings, subject
-        with session_scope(settings) as session:
+        with read_scope(settings) as session:
             self._identity = identity(session, settings)  # once a batch
         request = subject.request
         self._link = confirm_url(settings, request.id, request.nonce)

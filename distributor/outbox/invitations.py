@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from distributor.core.config import Settings
-from distributor.core.db import session_scope
+from distributor.core.db import read_scope, session_scope
 from distributor.core.models import DeliveryStatus, Invitation, InvitationEmail, utcnow
 from distributor.core.urls import invitation_url
 from distributor.mail.invitation import invitation_message
@@ -159,7 +159,7 @@ class InvitationMessages:
 
     def __init__(self, settings: Settings, invitation: Invitation) -> None:
         self._settings, self._invitation = settings, invitation
-        with session_scope(settings) as session:
+        with read_scope(settings) as session:
             self._identity = identity(session, settings)  # once a batch
         self._link = invitation_url(settings, invitation.id, invitation.nonce)
 

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from distributor.core.config import Settings
-from distributor.core.db import is_sqlite, session_scope
+from distributor.core.db import is_sqlite, read_scope, session_scope
 from distributor.core.identity import Identity
 from distributor.core.models import (
     ConfirmationEmail,
@@ -824,7 +824,7 @@ class ReleaseEmails:
     ) -> ToSubscribers[Claimed]:
         # Kept between batches of the same release (until it or the identity changes):
         # rendered once. The identity is read once a batch, never per recipient.
-        with session_scope(settings) as session:
+        with read_scope(settings) as session:
             sender = identity(session, settings)
         key = (subject.id, subject.updated_at, sender)
         if key not in _rendered:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from distributor.core.config import Settings
-from distributor.core.db import session_scope
+from distributor.core.db import read_scope, session_scope
 from distributor.core.identity import Identity
 from distributor.core.models import (
     CorrectionNotice,
@@ -375,7 +375,7 @@ class Notices:
     ) -> ToSubscribers[ClaimedNotice]:
         # One rendering per kind and change the batch's rows are about.
         changes = {(r.kind, r.corrected_at) for r in rows}
-        with session_scope(settings) as session:
+        with read_scope(settings) as session:
             sender = identity(session, settings)
         rendered = {(k, at): KINDS[k].render(subject, settings, sender, at) for k, at in changes}
         return ToSubscribers(settings, lambda row: rendered[(row.kind, row.corrected_at)])

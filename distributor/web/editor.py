@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from distributor import actions
-from distributor.core.db import session_scope
+from distributor.core.db import read_scope, session_scope
 from distributor.core.errors import DistributorError, InputError, StaleEdit
 from distributor.core.models import PressContact, Release, ReleaseState
 from distributor.core.roles import Can
@@ -236,7 +236,7 @@ def new_page(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
     """An empty release form (the date: now, in the press office's time zone), with the
     office's default press contacts (the settings page's) ticked."""
     now = datetime.now(UTC).astimezone(dash.zone)
-    with session_scope(dash.settings) as session:
+    with read_scope(dash.settings) as session:
         defaults = identity(session, dash.settings).press_contacts
     values = {
         "lang": dash.settings.languages[0],

@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from distributor.core.config import Settings
-from distributor.core.db import session_scope
+from distributor.core.db import read_scope
 from distributor.core.i18n import negotiate
 from distributor.office.identity import environment_identity, identity
 from distributor.site.newsroom import Newsroom
@@ -57,7 +57,8 @@ class Pages:
             "language_links",
             [(code, f"?lang={code}") for code in self.settings.languages if code != lang],
         )
-        with session_scope(self.settings) as session:
+        # Read only: a page is often rendered inside its route's transaction.
+        with read_scope(self.settings) as session:
             current = identity(session, self.settings)  # as set now on the settings page
         html = self.newsroom.render(name, lang, current, **context)
         return HTMLResponse(html, status_code=status, headers=headers)

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response
 
 from distributor import actions
@@ -31,6 +31,7 @@ from distributor.web.admin import PREFIX, Admin, AdminRoute, Dash, allowed
 from distributor.web.bodies import FORM, FORM_LIMIT, MULTIPART, takes
 from distributor.web.deps import AppQueue
 from distributor.web.errors import status_of
+from distributor.web.queueing import LazyQueue
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=AdminRoute)
 Administrator = Annotated[Admin, Depends(allowed(Can.SETTINGS))]
@@ -82,7 +83,13 @@ async def save_settings(
 ) -> Response:
     """Save the form's fields (those not set in the environment) and the logo chosen; the
     page again with the reason, the field marked and what was typed if one is refused."""
-    form = await request.form()
+    async with request.form() as form:  # closes the upload's temporary file
+        return await _save(request, admin, dash, queue, form)
+
+
+async def _save(
+    request: Request, admin: Admin, dash: Dash, queue: LazyQueue, form: FormData
+) -> Response:
     dash.check_csrf(request, str(form.get("csrf", "")))
     with session_scope(dash.settings) as session:
         editable = [f.key for f in describe(session, dash.settings) if f.set_by is None]
