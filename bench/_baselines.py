@@ -24,6 +24,7 @@ from distributor.core.models import Release, Topic
 from distributor.core.urls import preferences_url, unsubscribe_url
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.transport import dot_stuffed
+from distributor.office.identity import environment_identity
 from distributor.releases.source import parse_release
 
 SAMPLE = (
@@ -65,7 +66,9 @@ def recipient(settings: Settings, i: int) -> Recipient:
 
 def prebuilt_messages(settings: Settings, count: int, body_copies: int) -> list[tuple[str, bytes]]:
     """``count`` distinct (recipient, DATA) pairs made by the real composer."""
-    rendered = render_release(sample_release(settings, body_copies), settings)
+    rendered = render_release(
+        sample_release(settings, body_copies), settings, environment_identity(settings)
+    )
     out = []
     for i in range(count):
         rcpt = recipient(settings, i)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from _fixture import fresh_database, populate
 
+from distributor.office.identity import environment_identity
 from distributor.outbox import sending
 
 _REPO = str(Path(__file__).resolve().parent.parent) + "/"
@@ -171,7 +172,7 @@ def breakdown(backend: str, smtp_url: str, subscribers: int, messages: int) -> s
         with session_scope(settings) as session:
             release = session.get(Release, release_id)
             assert release is not None
-            rendered = render_release(release, settings)
+            rendered = render_release(release, settings, environment_identity(settings))
         while sent < messages:
             with clock("release"), session_scope(settings) as session:
                 session.get(Release, release_id)

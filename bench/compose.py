@@ -31,6 +31,7 @@ from distributor.core.sanitize import markdown_to_html
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.dkim import SIGNED_HEADERS, Signer
 from distributor.mail.render import render_bodies
+from distributor.office.identity import environment_identity
 
 PARAGRAPHS = [
     "L'Agence nationale d'observation du climat a signé ce jeudi à Paris un accord de "
@@ -135,7 +136,13 @@ def recipients(count: int) -> list[Recipient]:
 
 def naive(release: Release, settings: Settings, rcpt: Recipient) -> bytes:
     """What the design replaces: everything redone per recipient with the stdlib."""
-    text, html = render_bodies(release, settings, rcpt.unsubscribe_url, rcpt.preferences_url)
+    text, html = render_bodies(
+        release,
+        settings,
+        environment_identity(settings),
+        rcpt.unsubscribe_url,
+        rcpt.preferences_url,
+    )
     msg = EmailMessage()
     msg["From"] = settings.sender
     msg["To"] = f"{rcpt.name} <{rcpt.email}>"
@@ -183,7 +190,7 @@ def main() -> None:
 
     for label in ("render_release, cold (compiles)", "render_release, warm"):
         start = time.perf_counter()
-        rendered = render_release(release, settings)
+        rendered = render_release(release, settings, environment_identity(settings))
         print(f"{label:<34} {(time.perf_counter() - start) * 1000:8.3f} ms (once per release)")
     naive_cost = measure(
         "(a) naive: render + EmailMessage",

@@ -31,6 +31,7 @@ from distributor.mail.compose import Recipient, render_release
 from distributor.mail.confirmation import confirmation_message
 from distributor.mail.correction import render_notice
 from distributor.mail.dkim import Signer
+from distributor.office.identity import environment_identity
 from distributor.releases.source import parse_release
 
 SPAMASSASSIN = "spamassassin"
@@ -117,13 +118,18 @@ def recipient(config: Settings) -> Recipient:
 def messages(config: Settings) -> list[tuple[str, bytes]]:
     """(label, unsigned message) of each email scored."""
     rcpt = recipient(config)
-    english = render_release(sample_release(config), config)
-    french = render_release(make_release(), config)
-    notice = render_notice(sample_release(config), config, datetime(2026, 11, 21, 10, tzinfo=UTC))
+    english = render_release(sample_release(config), config, environment_identity(config))
+    french = render_release(make_release(), config, environment_identity(config))
+    notice = render_notice(
+        sample_release(config),
+        config,
+        environment_identity(config),
+        datetime(2026, 11, 21, 10, tzinfo=UTC),
+    )
     request = SubscriptionRequest(email=rcpt.email, language="en")
     topics = [Topic(slug="climate", names={"en": "Climate"})]
     link = f"{config.site_url}/confirm/4321-kF3dQ0vX7pYcZ2aB.Y29uZmlybQ.AbCdEfGhIjKlMnOp"
-    confirm = confirmation_message(config, request, topics, link)
+    confirm = confirmation_message(config, environment_identity(config), request, topics, link)
     return [
         ("release email (en, sample)", english.message_for(rcpt)),
         ("release email (fr, 2 images)", french.message_for(rcpt)),

@@ -33,6 +33,7 @@ from distributor.core.urls import preferences_url, unsubscribe_url  # noqa: E402
 from distributor.mail.compose import Recipient, render_release  # noqa: E402
 from distributor.mail.relays import open_transport  # noqa: E402
 from distributor.mail.transport import Outgoing  # noqa: E402
+from distributor.office.identity import environment_identity  # noqa: E402
 
 
 def run(sink_port: int, count: int, relays: int) -> tuple[float, float]:
@@ -48,7 +49,7 @@ def run(sink_port: int, count: int, relays: int) -> tuple[float, float]:
         secret_key="bench-secret-key",  # noqa: S106 - a throwaway key
         sender="Agency Press Office <press@example.org>",
     )
-    rendered = render_release(sample_release(settings), settings)
+    rendered = render_release(sample_release(settings), settings, environment_identity(settings))
     recipients = [
         Recipient(
             i,

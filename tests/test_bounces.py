@@ -19,6 +19,7 @@ from distributor.core.db import session_scope
 from distributor.core.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.verp import BounceAddresses
+from distributor.office.identity import environment_identity
 from distributor.reporting.status import release_status
 from tests.bounce_mail import envelope_and_headers, postfix_dsn, publish_numbered, run_ingest
 from tests.helpers import add_subscribers, add_topics, make_release
@@ -100,7 +101,7 @@ def test_verp_tokens_cannot_be_forged_and_survive_key_rotation() -> None:
 def test_envelope_is_plain_sender_without_a_delivery(sqlite_settings: Settings) -> None:
     settings = sqlite_settings
     add_topics(settings, "climate")
-    rendered = render_release(make_release(settings), settings)
+    rendered = render_release(make_release(settings), settings, environment_identity(settings))
     base = {"subscriber_id": 7, "email": "ann@example.com", "name": "Ann",
             "unsubscribe_url": "https://news.example.org/u/x",
             "preferences_url": "https://news.example.org/p/x"}  # fmt: skip

@@ -14,12 +14,14 @@ from pathlib import Path
 import dkim
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from PIL import Image
 
 from distributor.core.config import Settings, load_settings
 from distributor.core.models import Release, SubscriptionRequest, Topic
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.confirmation import confirmation_message
 from distributor.mail.dkim import Signer
+from distributor.office.identity import environment_identity
 from distributor.releases.source import parse_release
 from tests.helpers import TEST_SECRET_KEY
 from tests.tools import SPAMASSASSIN
@@ -106,7 +108,10 @@ def parse(message: bytes) -> EmailMessage:
 
 def test_release_emails_carry_a_feedback_id(config: Settings) -> None:
     release = sample_release(config)
-    first, second = render_release(release, config), render_release(release, config)
+    first, second = (
+        render_release(release, config, environment_identity(config)),
+        render_release(release, config, environment_identity(config)),
+    )
     ids = {
         parse(rendered.message_for(reader(n)))["Feedback-ID"]
         for rendered in (first, second)
@@ -115,7 +120,9 @@ def test_release_emails_carry_a_feedback_id(config: Settings) -> None:
     # Gmail's format, CampaignId:CustomerId:MailTypeId:SenderId, the same for every
     # recipient and every rendering of the release.
     assert ids == {"release-7:en:press:example.org"}
-    french = render_release(sample_release(config, id=8, language="fr"), config)
+    french = render_release(
+        sample_release(config, id=8, language="fr"), config, environment_identity(config)
+    )
     assert french.feedback_id == "release-8:fr:press:example.org"
 
 
@@ -141,16 +148,47 @@ def spamassassin(message: bytes) -> tuple[float, str]:
 def test_signed_release_and_confirmation_emails_score_clean(config: Settings) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     signer = Signer(key, "s2026", "example.org")
-    release = render_release(with_media(config), config).message_for(reader())
+    release = render_release(with_media(config), config, environment_identity(config)).message_for(
+        reader()
+    )
     request = SubscriptionRequest(email="reporter@newsroom.example.com", language="en")
     topics = [Topic(slug="climate", names={"en": "Climate"})]
     link = f"{SITE}/confirm/1-kF3dQ0vX7pYcZ2aB.Y29uZmlybQ.AbCd"
-    confirmation = confirmation_message(config, request, topics, link)
+    confirmation = confirmation_message(config, environment_identity(config), request, topics, link)
     for message in (release, confirmation):
         signed = signer.sign(message)
         assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: signer.dns_record.encode())
         score, rules = spamassassin(signed)
         assert score < SPAM_GOAL, f"score {score}: {rules}"
+
+
+@pytest.mark.needs("spamassassin")
+def test_the_email_still_scores_zero_with_a_logo_an_address_and_a_reply_to(
+    config: Settings,
+) -> None:
+    """The identity's additions (a logo in the masthead, an accent colour, the postal
+    address and privacy link in the footer, a Reply-To) cost nothing with SpamAssassin."""
+    logo = config.data_dir.parent / "logo.png"
+    logo.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (240, 60), (11, 83, 148)).save(logo, "PNG")
+    branded = config.model_copy(
+        update={
+            "logo_file": logo,
+            "accent_colour": "#0b5394",
+            "postal_address": "Agency Press Office\n12 rue de l'Observatoire\n75014 Paris",
+            "privacy_url": f"{SITE}/privacy",
+            "reply_to": "Press desk <desk@example.org>",
+        }
+    )
+    sender = environment_identity(branded)
+    assert sender.logo is not None and sender.reply_to
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signer = Signer(key, "s2026", "example.org")
+    message = render_release(with_media(branded), branded, sender).message_for(reader())
+    assert b"Reply-To: Press desk <desk@example.org>" in message
+    assert sender.logo.url.encode() in message.replace(b"=\r\n", b"")
+    score, rules = spamassassin(signer.sign(message))
+    assert score == 0.0, f"score {score}: {rules}"
 
 
 # The text part ----------------------------------------------------------------------------
@@ -159,7 +197,9 @@ def test_signed_release_and_confirmation_emails_score_clean(config: Settings) ->
 def test_the_text_part_reads_well_on_its_own(config: Settings) -> None:
     release = with_media(config)
     rcpt = reader()
-    text = parse(render_release(release, config).message_for(rcpt)).get_body(("plain",))
+    text = parse(
+        render_release(release, config, environment_identity(config)).message_for(rcpt)
+    ).get_body(("plain",))
     assert text is not None
     body = text.get_content()
     lines = body.splitlines()
@@ -196,10 +236,12 @@ def test_the_text_part_reads_well_on_its_own(config: Settings) -> None:
     assert f"High-resolution image: {SITE}/media/s-hd.jpg" in lines
     assert f"The agreement (PDF, 1.2\N{NO-BREAK SPACE}MB): {SITE}/media/agreement.pdf" in lines
     assert f"Read online: {SITE}/releases/climate-monitoring-agreement" in lines
-    # The signature block: why they get it, then their own links, each on a line of its own.
+    # The signature block: why they get it, who sends it, then their own links, each on a
+    # line of its own.
     assert lines[lines.index("-- ") :] == [
         "-- ",
         "You receive this email because you subscribed to: Climate.",
+        config.organisation,
         "Manage your subscription:",
         rcpt.preferences_url,
         "Unsubscribe:",
@@ -214,7 +256,7 @@ def test_a_long_link_in_the_body_stays_whole_on_its_own_line(config: Settings) -
         body_text="A corrected figure: 2,400 stations. Details: " + long_url + " — thanks.",
         attachments=[],
     )
-    body = render_release(release, config).text_for(reader())
+    body = render_release(release, config, environment_identity(config)).text_for(reader())
     for line in body.splitlines():
         assert len(line) <= 78 or re.fullmatch(r"\S*://\S*", line), line
     assert long_url in body.splitlines()
@@ -233,7 +275,7 @@ def test_reference_links_and_raw_html_read_as_text(config: Settings) -> None:
         "Last paragraph.\n"
     )
     release = sample_release(config, body_text=source, attachments=[])
-    body = render_release(release, config).text_for(reader())
+    body = render_release(release, config, environment_identity(config)).text_for(reader())
     prose = " ".join(body.split())
     assert f"The agreement text <{SITE}/media/agreement.pdf> and the Agency " \
            "<https://agency.example/> site; brackets that are no link: [sic]." in prose  # fmt: skip
@@ -248,5 +290,7 @@ def test_an_image_inside_a_link_reads_as_both_links(config: Settings) -> None:
     release = sample_release(
         config, body_text="Our logo: [![The Agency logo](/media/logo.png)](/about).", attachments=[]
     )
-    prose = " ".join(render_release(release, config).text_for(reader()).split())
+    prose = " ".join(
+        render_release(release, config, environment_identity(config)).text_for(reader()).split()
+    )
     assert f"Our logo: The Agency logo <{SITE}/media/logo.png> <{SITE}/about>." in prose

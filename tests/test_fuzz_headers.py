@@ -23,6 +23,7 @@ from distributor.core.errors import SubscriberInputError
 from distributor.core.sanitize import strip_invisible
 from distributor.mail import headers
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
+from distributor.office.identity import environment_identity
 from tests.fuzzing import fuzz
 from tests.helpers import TEST_SECRET_KEY
 from tests.mail_samples import french_release
@@ -121,7 +122,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Render
         secret_key=TEST_SECRET_KEY,
         sender="Agence <press@example.org>",
     )
-    return settings, render_release(french_release(), settings)
+    return settings, render_release(french_release(), settings, environment_identity(settings))
 
 
 EMAIL = st.one_of(

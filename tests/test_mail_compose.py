@@ -15,6 +15,7 @@ from distributor.core.errors import ConfigError, ReleaseInputError, SubscriberIn
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
 from distributor.mail.labels import format_date
 from distributor.mail.render import wrap_text
+from distributor.office.identity import environment_identity
 from tests.helpers import TEST_SECRET_KEY
 from tests.mail_samples import french_release, parse_email, parts, recipient
 
@@ -32,7 +33,7 @@ def mail_settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def rendered(mail_settings: Settings) -> RenderedRelease:
-    return render_release(french_release(), mail_settings)
+    return render_release(french_release(), mail_settings, environment_identity(mail_settings))
 
 
 def test_both_parts_carry_the_whole_release(
@@ -167,7 +168,9 @@ def test_long_french_subject_is_folded_and_round_trips(mail_settings: Settings) 
         "Sécheresse : l'Agence publie l'état des nappes phréatiques au 1er novembre et "
         "recommande des mesures de restriction dans quarante-deux départements métropolitains"
     )
-    rendered = render_release(french_release(title=title), mail_settings)
+    rendered = render_release(
+        french_release(title=title), mail_settings, environment_identity(mail_settings)
+    )
     data = rendered.message_for(recipient(mail_settings, 5))
     assert parse_email(data)["Subject"] == title
     subject = re.search(rb"^Subject:.*?(?=\r\n\S)", data, re.S | re.M)
@@ -177,7 +180,9 @@ def test_long_french_subject_is_folded_and_round_trips(mail_settings: Settings) 
 
 def test_control_characters_in_a_title_become_spaces(mail_settings: Settings) -> None:
     rendered = render_release(
-        french_release(title="Line\r\nBcc: x@example.net\x01end"), mail_settings
+        french_release(title="Line\r\nBcc: x@example.net\x01end"),
+        mail_settings,
+        environment_identity(mail_settings),
     )
     data = rendered.message_for(recipient(mail_settings, 1))
     msg = parse_email(data)
@@ -187,9 +192,13 @@ def test_control_characters_in_a_title_become_spaces(mail_settings: Settings) ->
 
 def test_a_release_without_id_or_with_a_bad_language_is_refused(mail_settings: Settings) -> None:
     with pytest.raises(ReleaseInputError, match="no id"):
-        render_release(french_release(id=None), mail_settings)
+        render_release(french_release(id=None), mail_settings, environment_identity(mail_settings))
     with pytest.raises(ReleaseInputError, match="language"):
-        render_release(french_release(language="fr\r\nX-Evil: 1"), mail_settings)
+        render_release(
+            french_release(language="fr\r\nX-Evil: 1"),
+            mail_settings,
+            environment_identity(mail_settings),
+        )
 
 
 @pytest.mark.parametrize(
@@ -231,7 +240,9 @@ def test_message_id_is_the_same_for_the_same_pair(
 ) -> None:
     first = parse_email(rendered.message_for(recipient(mail_settings, 9)))["Message-ID"]
     again = parse_email(rendered.message_for(recipient(mail_settings, 9)))["Message-ID"]
-    rerendered = render_release(french_release(), mail_settings)
+    rerendered = render_release(
+        french_release(), mail_settings, environment_identity(mail_settings)
+    )
     other_render = parse_email(rerendered.message_for(recipient(mail_settings, 9)))["Message-ID"]
     other_subscriber = parse_email(rendered.message_for(recipient(mail_settings, 10)))["Message-ID"]
     assert first == again == other_render == rendered.message_id(9)
@@ -248,7 +259,7 @@ def test_html_is_escaped_but_the_sanitised_body_is_not(mail_settings: Settings) 
         topics=[],
         contacts=[{"name": "<Jane>", "email": "jane@example.org"}],
     )
-    rendered = render_release(release, mail_settings)
+    rendered = render_release(release, mail_settings, environment_identity(mail_settings))
     text, html = parts(parse_email(rendered.message_for(recipient(mail_settings, 1))))
     assert "Fish &amp; &lt;chips&gt;" in html and "<chips>" not in html
     assert "&lt;b&gt;tags&lt;/b&gt;" in html
@@ -263,7 +274,7 @@ def test_html_is_escaped_but_the_sanitised_body_is_not(mail_settings: Settings) 
 
 def test_english_labels(mail_settings: Settings) -> None:
     release = french_release(language="en", title="Agency signs agreement")
-    rendered = render_release(release, mail_settings)
+    rendered = render_release(release, mail_settings, environment_identity(mail_settings))
     msg = parse_email(rendered.message_for(recipient(mail_settings, 1)))
     text, html = parts(msg)
     assert msg["Content-Language"] == "en"
@@ -317,12 +328,13 @@ def test_a_template_without_unsubscribe_link_is_refused(
 ) -> None:
     (tmp_path / "templates" / "email").mkdir(parents=True)
     source = Path(mail_settings.templates_dir) / "email"
-    (tmp_path / "templates/email/release.txt").write_text(
-        (source / "release.txt").read_text(encoding="utf-8"), encoding="utf-8"
-    )
+    for name in ("release.txt", "_footer.txt"):
+        (tmp_path / "templates/email" / name).write_text(
+            (source / name).read_text(encoding="utf-8"), encoding="utf-8"
+        )
     (tmp_path / "templates/email/release.html").write_text(
         '<p>{{ title }}</p><a href="{{ preferences_url }}">prefs</a>', encoding="utf-8"
     )
     settings = mail_settings.model_copy(update={"templates_dir": tmp_path / "templates"})
     with pytest.raises(ConfigError, match=r"release\.html has no unsubscribe link"):
-        render_release(french_release(), settings)
+        render_release(french_release(), settings, environment_identity(settings))

@@ -24,6 +24,7 @@ from distributor.mail.correction import render_notice
 from distributor.mail.dkim import Signer, load_signer
 from distributor.mail.preview import as_test_message
 from distributor.mail.relays import open_transport
+from distributor.office.identity import environment_identity
 from distributor.outbox import sending
 from distributor.releases.topics import add_topic
 from tests.dkim_keys import dkim_settings, dns_for, write_key
@@ -56,7 +57,9 @@ def signer(tmp_path: Path) -> Signer:
 
 def composed(tmp_path: Path) -> bytes:
     settings = dkim_settings(tmp_path, None, dkim_selector=None, dkim_domain=None)
-    return render_release(sample_release(), settings).message_for(reader())
+    return render_release(sample_release(), settings, environment_identity(settings)).message_for(
+        reader()
+    )
 
 
 def sample_release() -> Release:
@@ -162,12 +165,17 @@ def test_any_body_verifies(signer: Signer, body: bytes, newline: bytes) -> None:
 
 def test_test_emails_and_correction_notices_verify(tmp_path: Path, signer: Signer) -> None:
     settings = dkim_settings(tmp_path, None, dkim_selector=None, dkim_domain=None)
-    rendered = render_release(sample_release(), settings)
+    rendered = render_release(sample_release(), settings, environment_identity(settings))
     test_email = signer.sign(as_test_message(settings, rendered, reader()))
     assert email.message_from_bytes(test_email, policy=policy.default)["Subject"].startswith(
         "[TEST] "
     )
-    notice = render_notice(sample_release(), settings, datetime(2026, 11, 21, 9, tzinfo=UTC))
+    notice = render_notice(
+        sample_release(),
+        settings,
+        environment_identity(settings),
+        datetime(2026, 11, 21, 9, tzinfo=UTC),
+    )
     correction = signer.sign(notice.message_for(reader()))
     assert b"\r\nIn-Reply-To: <release-3.5@example.org>\r\n" in correction
     for message in (test_email, correction):

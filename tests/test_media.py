@@ -25,6 +25,7 @@ from distributor.core.models import Release
 from distributor.core.urls import preferences_url, release_url, unsubscribe_url
 from distributor.mail.compose import Recipient, render_release
 from distributor.mail.render import context, environment
+from distributor.office.identity import environment_identity
 from distributor.releases import media
 from distributor.releases.lifecycle import create_release, mark_published
 from distributor.releases.media import MEDIA_PATH, StoredImage, store_image
@@ -257,8 +258,8 @@ def test_a_local_image_reaches_page_email_and_web_app_by_absolute_url(
     with session_scope(settings) as session:
         release = session.get(Release, release_id)
         assert release is not None
-        rendered = render_release(release, settings)
-        values = context(release, settings, "U", "P")
+        rendered = render_release(release, settings, environment_identity(settings))
+        values = context(release, settings, environment_identity(settings), "U", "P")
     html = rendered.html_for(reader(settings))
     text = rendered.text_for(reader(settings))
     # The preview: the email version once distributor.mail.render passes email_src on (the
@@ -297,7 +298,9 @@ def test_a_pdf_is_linked_never_attached(settings: Settings, tmp_path: Path) -> N
     with session_scope(settings) as session:
         release = create_release(session, settings, draft)
         mark_published(session, release.id)
-        message = render_release(release, settings).message_for(reader(settings))
+        message = render_release(release, settings, environment_identity(settings)).message_for(
+            reader(settings)
+        )
     msg = email.message_from_bytes(message, policy=policy.default)
     assert isinstance(msg, EmailMessage)
     types = [part.get_content_type() for part in msg.walk()]

@@ -22,6 +22,7 @@ from distributor.core.formats import file_details
 from distributor.core.i18n import gettext_for
 from distributor.core.models import Release, Topic
 from distributor.core.sanitize import markdown_to_html
+from distributor.office.identity import environment_identity
 from distributor.site import newsroom as site_newsroom
 from distributor.site.newsroom import Listing, Newsroom
 from distributor.web.pages import Pages
@@ -41,7 +42,7 @@ def bare_settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def newsroom(bare_settings: Settings) -> Newsroom:
-    return Newsroom(bare_settings)
+    return Newsroom(bare_settings, environment_identity(bare_settings))
 
 
 CLIMATE = Topic(slug="climate", names={"en": "Climate", "fr": "Climat"})
@@ -364,11 +365,15 @@ def test_rendering_is_deterministic(bare_settings: Settings) -> None:
             newsroom.listing_page(listing(topic=CLIMATE, archive=2, older=1)),
         ]
 
-    first = pages(Newsroom(bare_settings), TOPICS)
+    first = pages(Newsroom(bare_settings, environment_identity(bare_settings)), TOPICS)
     shuffled = TOPICS[::-1]
     random.Random(1).shuffle(shuffled)
-    assert pages(Newsroom(bare_settings), shuffled) == first  # a release's topics come in any order
-    assert pages(Newsroom(bare_settings), TOPICS[::-1]) == first
+    assert (
+        pages(Newsroom(bare_settings, environment_identity(bare_settings)), shuffled) == first
+    )  # a release's topics come in any order
+    assert (
+        pages(Newsroom(bare_settings, environment_identity(bare_settings)), TOPICS[::-1]) == first
+    )
 
 
 def test_file_details_say_kind_and_size() -> None:
@@ -381,8 +386,9 @@ def test_file_details_say_kind_and_size() -> None:
     assert file_details({"length": 12_000}, "xx") == f"12{NBSP}kB"  # unknown language: English
 
 
-def test_the_dynamic_pages_share_the_layout_with_a_lang_switch(bare_settings: Settings) -> None:
-    pages = Pages(bare_settings)
+def test_the_dynamic_pages_share_the_layout_with_a_lang_switch(sqlite_settings: Settings) -> None:
+    # A dynamic page reads the office's identity as set now: it needs the database.
+    pages = Pages(sqlite_settings.model_copy(update={"site_url": SITE}))
     assert pages.newsroom.env.get_template("base.html") is not None
     response = pages.render(
         "message.html", "fr", 400, title="This link is not valid", text="Check the link."
@@ -405,7 +411,7 @@ def test_a_release_from_the_database_renders(sqlite_settings: Settings) -> None:
     fr = make_release(sqlite_settings, lang="fr", slug="accord", title="Accord signé")
     with session_scope(sqlite_settings) as session:
         topics = list(session.scalars(select(Topic).order_by(Topic.slug)))
-    newsroom = Newsroom(sqlite_settings)
+    newsroom = Newsroom(sqlite_settings, environment_identity(sqlite_settings))
     doc = parsed(newsroom.release_page(en, [fr]))
     assert "Jane Doe" in doc.text_content()
     assert alternates(doc)["fr"] == f"{SITE}/releases/accord"

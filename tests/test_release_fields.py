@@ -20,6 +20,7 @@ from distributor.core.models import Release, Topic
 from distributor.core.slugs import SLUG_MAX, slugify
 from distributor.mail import headers
 from distributor.mail.compose import render_release
+from distributor.office.identity import environment_identity
 from distributor.releases.source import parse_release
 from distributor.releases.topics import check_names, parse_names
 from distributor.site.feeds import build_feed
@@ -249,8 +250,12 @@ def test_links_and_contacts_stored_before_the_checks_never_leave_the_site(bare: 
         contacts=[{"name": "Jane", "email": "x@example.org?cc=spy@evil.example",
                    "phone": "+44 (0)20 7946 0000 ext. 12"}],
     )  # fmt: skip
-    page = Newsroom(bare).release_page(old, [])
-    text, html = parts(parse_email(render_release(old, bare).message_for(recipient(bare, 1))))
+    page = Newsroom(bare, environment_identity(bare)).release_page(old, [])
+    text, html = parts(
+        parse_email(
+            render_release(old, bare, environment_identity(bare)).message_for(recipient(bare, 1))
+        )
+    )
     feeds = [
         build_feed([old], bare, lang="en", fmt=fmt).decode() for fmt in ("rss", "atom", "json")
     ]

@@ -118,12 +118,16 @@ NEEDS: dict[str, Can] = {
     "GET /admin/account/2fa": Can.DRAFT,  # every role sets up its own
     "POST /admin/account/2fa/start": Can.DRAFT,
     "POST /admin/account/2fa": Can.DRAFT,
+    "GET /admin/settings": Can.SETTINGS,  # the office's identity: admins only
+    "POST /admin/settings": Can.SETTINGS,
+    "GET /api/settings": Can.SETTINGS,
+    "PUT /api/settings": Can.SETTINGS,
 }
 # What each role may do, as the issue and the README say it (not read from the code).
 MAY = {
     Role.WRITER: {Can.DRAFT},
     Role.PUBLISHER: {Can.DRAFT, Can.PUBLISH},
-    Role.ADMIN: {Can.DRAFT, Can.PUBLISH, Can.TOPICS, Can.AUDIENCE, Can.ACCOUNTS},
+    Role.ADMIN: {Can.DRAFT, Can.PUBLISH, Can.TOPICS, Can.AUDIENCE, Can.ACCOUNTS, Can.SETTINGS},
 }
 # Routes of /admin and /api anyone may reach: logging in and out, the dashboard's script
 # and style sheet, accepting an invitation.

@@ -140,7 +140,9 @@ def test_the_pages_still_look_and_work_the_same_under_their_csp(
             colour = page.evaluate(
                 "getComputedStyle(document.querySelector('header')).borderBottomColor"
             )
-            assert colour == "rgb(18, 60, 105)", (path, colour)  # the inline <style> applies
+            # The inline <style> applies: the header's rule in the office's accent colour
+            # (the default, #1c3d6e, as the emails').
+            assert colour == "rgb(28, 61, 110)", (path, colour)
         page.goto(base + "/subscribe")
         page.fill("#email", "journalist@example.com")
         page.check("input[value=climate]")

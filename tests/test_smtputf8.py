@@ -30,6 +30,7 @@ from distributor.core.models import Delivery, Subscriber, SubscriptionRequest
 from distributor.mail import preview
 from distributor.mail.compose import render_release
 from distributor.mail.dkim import load_signer
+from distributor.office.identity import environment_identity
 from distributor.outbox import sending
 from distributor.releases.source import parse_release
 from distributor.web import create_app
@@ -236,7 +237,9 @@ def test_an_ascii_message_is_unchanged_by_a_utf8_address_beside_it(
     from distributor.mail.preview import placeholder
 
     add_topics(sqlite_settings, "climate")
-    rendered = render_release(make_release(sqlite_settings), sqlite_settings)
+    rendered = render_release(
+        make_release(sqlite_settings), sqlite_settings, environment_identity(sqlite_settings)
+    )
     ascii_one = rendered.message_for(placeholder(sqlite_settings, "jose@example.org"))
     utf8_one = rendered.message_for(placeholder(sqlite_settings, JOSE))
     assert ascii_one.isascii()
@@ -250,7 +253,9 @@ def test_dkim_signs_a_utf8_message_that_dkimpy_verifies(
     signer = load_signer(dkim_settings(tmp_path, tmp_path / "dkim.pem"))
     assert signer is not None
     add_topics(sqlite_settings, "climate")
-    rendered = render_release(make_release(sqlite_settings), sqlite_settings)
+    rendered = render_release(
+        make_release(sqlite_settings), sqlite_settings, environment_identity(sqlite_settings)
+    )
     for address in (JOSE, CHINESE_STORED):
         message = rendered.message_for(preview.placeholder(sqlite_settings, address))
         signed = signer.sign(message)

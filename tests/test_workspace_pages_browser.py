@@ -2,7 +2,8 @@
 Playwright) against the real app (`distributor serve`), at a phone's width (390 px) and a
 desktop's (1280 px): the login form, the dashboard, the list of releases, a release, its
 withdraw form and correction form, the editor, the publish step, the accounts page, the
-address book of press contacts (and one entry's form) and an invitation's page. On
+address book of press contacts (and one entry's form), the office's settings and an
+invitation's page. On
 each, axe-core finds no serious or critical violation, every control is labelled, and
 nothing is wider than the screen (issue 14).
 
@@ -27,6 +28,7 @@ from distributor.core.db import session_scope
 from distributor.core.urls import invitation_url
 from distributor.office.accounts import create_user
 from distributor.office.contacts import add_contact
+from distributor.office.identity import update_identity
 from distributor.office.invitations import invite
 from tests.browser import accessibility_problems, chromium, fill_login, running_server
 from tests.corrections import send_release
@@ -40,6 +42,7 @@ SCREENSHOTS = Path(
 )
 ADMIN = "ines.garcia@example.org"
 PASSWORD = "correct horse battery staple"
+LOGO = b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 120 40"><rect width="120"/></svg>'
 WIDTHS = {390: {"width": 390, "height": 844}, 1280: {"width": 1280, "height": 800}}
 # The screenshots the README shows.
 SHOWN = ("login", "dashboard", "releases", "release", "editor", "accounts")
@@ -85,6 +88,10 @@ def workspace(
                                       "phone": "+33 1 23 45 67 89",
                                       "email": "ines.garcia@example.org"})  # fmt: skip
         add_contact(session, {"name": "Press desk (night)", "phone": "+33 6 00 00 00 00"})
+        # The settings page with a logo, an address and a default press contact.
+        address = "12 rue de l'Observatoire\n75014 Paris"
+        changes = {"postal_address": address, "press_contacts": [press.id]}
+        update_identity(session, settings, changes, ("logo.svg", LOGO))
     paths = {
         "login": "/admin/login",
         "dashboard": "/admin",
@@ -100,6 +107,7 @@ def workspace(
         "contacts": "/admin/contacts",
         "contact": f"/admin/contacts/{press.id}",
         "invitation": link.removeprefix(settings.site_url),
+        "settings": "/admin/settings",
     }
     heartbeat.record(settings, redis_url)  # as a running `distributor beat` keeps it
     with running_server(settings, port, tmp_path / "logs") as base:
@@ -167,7 +175,7 @@ def test_every_workspace_page_passes_axe_at_phone_and_desktop_width(
         assert row.get_by_role("button", name="Duplicate").is_visible()
         visit("editor")  # the address book's contacts, each a labelled checkbox
         book = "Inès García — Head of press — ines.garcia@example.org"
-        assert page.get_by_role("checkbox", name=book).is_visible()
+        assert page.get_by_role("checkbox", name=book).is_checked()  # a default contact
         for name in ("edit", "correct", "publish", "twofactor"):
             visit(name)
         visit("contacts")  # the address book: a card an entry on a phone, as releases
@@ -176,4 +184,7 @@ def test_every_workspace_page_passes_axe_at_phone_and_desktop_width(
         assert shown_as == ("table-row" if width > 600 else "block"), (width, shown_as)
         assert entry.get_by_role("button", name="Delete Inès García").is_visible()
         visit("contact")
+        visit("settings")  # the office's identity, its logo shown, a textarea, checkboxes
+        assert page.get_by_role("img", name="The current logo").is_visible()
+        assert page.get_by_label("Postal address (a few lines)").input_value().endswith("Paris")
         assert sorted(visited) == sorted(paths)

@@ -9,6 +9,7 @@ trail themselves (tests/test_audit_faces.py).
 - audience: import subscribers, erase a person;
 - topics: add, rename, delete;
 - contacts: add, change or delete an entry of the address book of press contacts;
+- identity: change the office's identity (name, logo, colour, address, sender…);
 - media: upload an image or a document (or a file of either kind);
 - accounts: invite, create, change a role or a password, disable, enable; log in.
 """
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     )
     from distributor.actions.audience import erase, erase_subscriber, import_subscribers
     from distributor.actions.contacts import add_contact, delete_contact, update_contact
+    from distributor.actions.identity import update_identity
     from distributor.actions.media import upload_document, upload_file, upload_image
     from distributor.actions.releases import (
         Deletion,
@@ -101,6 +103,7 @@ _HOME = {
     "add_contact": "contacts",
     "delete_contact": "contacts",
     "update_contact": "contacts",
+    "update_identity": "identity",
     "add_topic": "topics",
     "delete_topic": "topics",
     "rename_topic": "topics",
@@ -155,6 +158,7 @@ __all__ = [
     "unschedule",
     "update_contact",
     "update_draft",
+    "update_identity",
     "upload_document",
     "upload_file",
     "upload_image",

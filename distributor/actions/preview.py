@@ -19,6 +19,7 @@ from distributor.core.db import session_scope
 from distributor.core.models import Release, ReleaseState
 from distributor.mail.compose import render_release
 from distributor.mail.preview import Preview, preview_of
+from distributor.office.identity import identity
 from distributor.releases import lifecycle
 from distributor.releases.source import ReleaseDraft
 from distributor.reporting.audience import Reach, reach
@@ -51,7 +52,8 @@ def preview_draft(
             .where(or_(Release.id == root, Release.translation_of_id == root))
             .where(Release.state == ReleaseState.PUBLISHED, Release.id != release.id)
         ).all()
-        page = newsroom.release_page(release, published)
-        email = preview_of(settings, render_release(release, settings))
+        current = identity(session, settings)  # as set now on the settings page
+        page = newsroom.release_page(release, published, current)
+        email = preview_of(settings, render_release(release, settings, current))
         audience = reach(session, release)
     return DraftPreview(page, email, audience)

@@ -71,6 +71,9 @@ feeds_app = typer.Typer(no_args_is_help=True, help="Feeds (kept for scripts: see
 site_app = typer.Typer(no_args_is_help=True, help="The static site: newsroom pages and feeds.")
 tokens_app = typer.Typer(no_args_is_help=True, help="Bearer tokens for the admin API.")
 bounces_app = typer.Typer(no_args_is_help=True, help="Bounces: delivery status notifications.")
+settings_app = typer.Typer(
+    no_args_is_help=True, help="The office's identity: name, logo, colour, address, sender."
+)
 users_app = typer.Typer(
     no_args_is_help=True, help="The press office's accounts: writer, publisher, admin."
 )
@@ -84,6 +87,7 @@ app.add_typer(site_app, name="site")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(bounces_app, name="bounces")
 app.add_typer(users_app, name="users")
+app.add_typer(settings_app, name="settings")
 
 
 def settings() -> Settings:
@@ -193,6 +197,53 @@ def contacts_delete(contact_id: int) -> None:
     """Remove a press contact from the address book (releases keep their copy)."""
     actions.delete_contact(settings(), contact_id, audit.cli_actor())
     out.print(f"press contact {contact_id} deleted", markup=False, highlight=False)
+
+
+@settings_app.command("show")
+def settings_show(
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON, as GET /api/settings")] = False,
+) -> None:
+    """The identity in effect, a field a line: key, value, and the variable setting it."""
+    from distributor.office.identity import describe as describe_identity
+
+    s = settings()
+    with db.session_scope(s) as session:
+        states = describe_identity(session, s)
+    if as_json:
+        fields = [{"key": f.key, "label": f.label, "value": f.value, "set_by": f.set_by}
+                  for f in states]  # fmt: skip
+        out.print_json(json.dumps(fields))
+        return
+    for f in states:
+        value = f.value if isinstance(f.value, str) else ",".join(map(str, f.value))
+        value = value.replace("\n", " / ")
+        where = f"set by {f.set_by}" if f.set_by else ""
+        out.print(f"{f.key}\t{value}\t{where}".rstrip(), markup=False, highlight=False)
+
+
+@settings_app.command("set")
+def settings_set(key: str, value: str) -> None:
+    """Set a field of the identity (`settings show` lists them): `settings set
+    accent_colour '#0b5394'`; "" puts it back to its default; `logo FILE` (PNG or SVG);
+    `press_contacts 1,3` (address book ids). Use "\\n" for a line break of the address."""
+    s = settings()
+    upload = None
+    changes: dict[str, object] = {}
+    if key == "logo" and value:
+        path = Path(value)
+        try:
+            upload = (path.name, path.read_bytes()[: 1024 * 1024 + 1])
+        except OSError as exc:
+            raise InputError(f"logo: cannot read {value}: {exc.strerror}", field="logo") from exc
+    else:
+        changes[key] = value.replace("\\n", "\n") if key == "postal_address" else value
+    queue = TaskQueue(s)
+    try:
+        changed = actions.update_identity(s, queue, changes, audit.cli_actor(), upload)
+    finally:
+        queue.close()
+    what = ", ".join(sorted(changed)) if changed else "nothing (the value was already so)"
+    out.print(f"settings changed: {what}", markup=False, highlight=False)
 
 
 @subs_app.command("import")
@@ -318,7 +369,8 @@ def tokens_create(
         typer.Option(
             "--scope",
             help=f"Repeat for each: {', '.join(SCOPES)} (default: {' and '.join(DEFAULT_SCOPES)};"
-            " users, to manage accounts, only for an admin's token: --user)",
+            " users, to manage accounts, and settings, the office's identity, only for an"
+            " admin's token: --user)",
         ),
     ] = None,
     user: Annotated[

@@ -23,11 +23,12 @@ from distributor.core.errors import Conflict, Forbidden, InputError, NotFound, U
 from distributor.core.models import ApiToken, utcnow
 from distributor.core.roles import Caller, token_caller
 
-SCOPES = ("subscribers", "releases", "users")
-# What a token gets when none is named: managing accounts (``users``) is asked for by name.
+SCOPES = ("subscribers", "releases", "users", "settings")
+# What a token gets when none is named: managing accounts (``users``) and the office's
+# identity (``settings``) are asked for by name.
 DEFAULT_SCOPES = ("subscribers", "releases")
 # The scopes only a user's token may have (core/roles.py: ROLE_ONLY).
-USER_SCOPES = frozenset({"users"})
+USER_SCOPES = frozenset({"users", "settings"})
 PREFIX = "dst_"
 # Recording every use would make each read-only API call take the database's write lock.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -60,8 +61,9 @@ def create_token(session: Session, name: str, scopes: list[str], user_id: int | 
     its plaintext — the only time it exists outside the client; only its hash is stored.
 
     Raises InputError for a bad name (1–100 of letters, digits, ``.``, ``_``, ``-``,
-    starting with a letter or digit), an unknown scope, or the ``users`` scope without a
-    user (it would allow nothing: only a person's role manages accounts), Conflict if the
+    starting with a letter or digit), an unknown scope, or the ``users`` or ``settings`` scope
+    without a user (it would allow nothing: only a person's role manages accounts and the
+    office's identity), Conflict if the
     name is taken (a revoked token keeps its name: names stay unique in the audit trail).
     """
     if not _NAME.fullmatch(name):
@@ -73,8 +75,9 @@ def create_token(session: Session, name: str, scopes: list[str], user_id: int | 
     chosen = check_scopes(scopes)
     if user_id is None and USER_SCOPES.intersection(chosen):
         raise InputError(
-            "scopes: the users scope is for a token of an admin's account (--user EMAIL): "
-            "only a person's role manages accounts",
+            f"scopes: the {' and '.join(sorted(USER_SCOPES.intersection(chosen)))} scope is "
+            "for a token of an admin's account (--user EMAIL): only a person's role manages "
+            "accounts and the office's identity",
             field="scopes",
         )
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:

@@ -23,8 +23,8 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from distributor.core import filemodes
-from distributor.core.errors import ConfigError
+from distributor.core import filemodes, identity
+from distributor.core.errors import ConfigError, InputError
 from distributor.core.logs import MASK, redact, split_url_list
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,16 @@ class Settings(BaseSettings):
     dkim_key_file: Path | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None
+    # The office's identity (core/identity.py): a value set here wins over the settings
+    # page's (office/identity.py), which shows it read-only. ORGANISATION is the name in the
+    # default (first) language; ORGANISATION_NAMES a JSON object of the others' names.
     organisation: str = "Press Office"
+    organisation_names: dict[str, str] = Field(default_factory=dict)
+    logo_file: Path | None = None
+    accent_colour: str | None = None
+    postal_address: str | None = None
+    privacy_url: str | None = None
+    reply_to: str | None = None
     languages: tuple[str, ...] = ("en", "fr")
     templates_dir: Path = REPO_ROOT / "templates"
     batch_size: int = Field(default=250, ge=1, le=10_000)
@@ -172,6 +181,47 @@ class Settings(BaseSettings):
             raise ValueError(f"DISTRIBUTOR_SENDER must be 'Name <address>', not {value!r}")
         _a_label_address(parseaddr(value)[1])  # an IDN domain must have an A-label
         return value
+
+    @field_validator("organisation")
+    @classmethod
+    def _check_organisation(cls, value: str) -> str:
+        return str(_identity_value(identity.check_name, value, "organisation", required=True))
+
+    @field_validator("organisation_names")
+    @classmethod
+    def _check_names(cls, value: dict[str, str]) -> dict[str, str]:
+        return {
+            lang: _identity_value(identity.check_name, name, "organisation_names", required=False)
+            for lang, name in value.items()
+        }
+
+    @field_validator("accent_colour")
+    @classmethod
+    def _check_accent(cls, value: str | None) -> str | None:
+        return _identity_value(identity.check_colour, value, "accent_colour") if value else None
+
+    @field_validator("postal_address")
+    @classmethod
+    def _check_postal(cls, value: str | None) -> str | None:
+        # "\\n" in a .env value (one line) stands for a line break of the address.
+        value = value.replace("\\n", "\n") if value else value
+        return _identity_value(identity.check_postal_address, value, "postal_address") or None
+
+    @field_validator("privacy_url")
+    @classmethod
+    def _check_privacy(cls, value: str | None) -> str | None:
+        return _identity_value(identity.check_url, value, "privacy_url") or None
+
+    @field_validator("reply_to")
+    @classmethod
+    def _check_reply_to(cls, value: str | None) -> str | None:
+        checked = _identity_value(identity.check_mailbox, value, "reply_to", required=False)
+        return checked or None
+
+    @field_validator("logo_file", mode="before")
+    @classmethod
+    def _empty_logo_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def zone(self) -> ZoneInfo:
@@ -316,6 +366,23 @@ def check_secret_key(settings: Settings) -> None:
         )
 
 
+def _identity_value(check: Any, value: str | None, name: str, **options: Any) -> Any:
+    """``value`` as ``check`` (a check of core/identity.py) returns it; its InputError as the
+    ValueError pydantic expects, naming the variable. None and "" pass as they are."""
+    if not value:
+        return value
+    try:
+        return check(value, f"DISTRIBUTOR_{name.upper()}", **options)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def a_label_address(address: str) -> str:
+    """``address`` with its domain as an IDNA A-label (``presse@bücher.example`` →
+    ``presse@xn--bcher-kva.example``); unchanged when the domain is ASCII."""
+    return _a_label_address(address)
+
+
 @functools.cache
 def _a_label_address(address: str) -> str:
     """``address`` with its domain as an IDNA 2008 A-label, by email-validator as for
@@ -386,9 +453,11 @@ def environment_for(settings: Settings, base: Mapping[str, str] | None = None) -
     """An environment (``base`` without its DISTRIBUTOR_* variables, plus ours) that gives a
     child process — a worker, a server — exactly these Settings."""
     env = {k: v for k, v in (base or {}).items() if not k.startswith("DISTRIBUTOR_")}
-    for name, value in settings.model_dump(mode="json").items():
+    # Only what was set: a default passed on would look set in the child (and the settings
+    # page shows a value set in the environment as read-only).
+    for name, value in settings.model_dump(mode="json", exclude_unset=True).items():
         if value is None:
             continue
-        rendered = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+        rendered = json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
         env[f"DISTRIBUTOR_{name.upper()}"] = rendered
     return env

@@ -55,10 +55,13 @@ def _sqlite_begin(conn: Connection) -> None:
     # then writes fails at once with "database is locked" (SQLITE_BUSY_SNAPSHOT, which the
     # busy timeout does not cover) whenever a worker committed in between — seen when the
     # planning of a release ran alongside the workers sending it. Writers queue instead.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read_scope reads only: deferred, it never waits for the lock (WAL: readers do not).
+    deferred = conn.get_execution_options().get(_READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 _ENGINES: dict[str, Engine] = {}
+_READ_ONLY = "distributor_read_only"  # the execution option of a read_scope's connection
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -139,6 +142,17 @@ def session_scope(settings: Settings) -> Iterator[Session]:
     """A session that commits when the block ends normally and rolls back otherwise."""
     with sessions(settings).begin() as session:
         yield session
+
+
+@contextmanager
+def read_scope(settings: Settings) -> Iterator[Session]:
+    """A session for reading only, rolled back at the end. On SQLite its transaction is
+    deferred: it neither takes nor waits for the write lock, so it may be opened while this
+    thread holds a session_scope (a page rendered inside a route's transaction)."""
+    with get_engine(settings).connect() as conn:
+        conn.execution_options(**{_READ_ONLY: True})
+        with Session(bind=conn, expire_on_commit=False) as session:
+            yield session  # closing it rolls back what it began
 
 
 def alembic_config(settings: Settings) -> AlembicConfig:

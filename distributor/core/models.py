@@ -549,3 +549,16 @@ class PressContact(Base):
 # would offer the writer two ways to print one person. Names may repeat (two people can
 # share one, a desk may be listed per department).
 Index("uq_press_contacts_email", func.lower(PressContact.email), unique=True)
+
+
+class IdentitySetting(Base):
+    """One value of the office's identity as set on the settings page (office/identity.py):
+    ``key`` is the field's name (``organisation``, ``organisation_fr``, ``accent_colour``,
+    ``logo``…), ``value`` its text (JSON for the logo and the press contacts). A field with
+    no row has its environment value or its default."""
+
+    __tablename__ = "identity_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

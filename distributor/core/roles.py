@@ -34,6 +34,7 @@ class Can(enum.StrEnum):
     TOPICS = "topics"  # add, rename, delete topics
     AUDIENCE = "audience"  # subscribers: import, export, erase, change
     ACCOUNTS = "accounts"  # users: create, disable, change roles
+    SETTINGS = "settings"  # the office's identity: name, logo, colour, address, sender
 
 
 ROLE_CAN: dict[Role, frozenset[Can]] = {
@@ -48,10 +49,11 @@ SCOPE_CAN: dict[str, frozenset[Can]] = {
     "releases": frozenset({Can.DRAFT, Can.PUBLISH, Can.TOPICS}),
     "subscribers": frozenset({Can.AUDIENCE}),
     "users": frozenset({Can.ACCOUNTS}),
+    "settings": frozenset({Can.SETTINGS}),
 }
-# What only a person's role grants: an account is managed by someone the trail can name and
-# whose own account can be disabled, never by a token that belongs to nobody.
-ROLE_ONLY = frozenset({Can.ACCOUNTS})
+# What only a person's role grants: accounts and the office's identity are managed by someone
+# the trail can name and whose own account can be disabled, never by a token of nobody.
+ROLE_ONLY = frozenset({Can.ACCOUNTS, Can.SETTINGS})
 
 
 def parse_role(value: str) -> Role:
@@ -81,6 +83,7 @@ WHAT_IT_DOES: dict[Can, str] = {
     Can.TOPICS: "change topics",
     Can.AUDIENCE: "manage subscribers",
     Can.ACCOUNTS: "manage accounts",
+    Can.SETTINGS: "change the office's settings",
 }
 
 

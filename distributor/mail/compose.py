@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
 from typing import Any, Self
 
-from distributor.core.config import Settings
+from distributor.core.config import Settings, a_label_address
 from distributor.core.errors import ConfigError, ReleaseInputError, SubscriberInputError
+from distributor.core.identity import Identity
 from distributor.core.models import Release
 from distributor.mail import headers
 from distributor.mail.labels import labels_for
@@ -157,18 +158,22 @@ class _Placeholders:
 
 
 def _frame(
-    settings: Settings, subject: str, language: str, tag: str, fields: str
+    identity: Identity, subject: str, language: str, tag: str, fields: str
 ) -> tuple[bytes, bytes, bytes, bytes]:
-    """What every message of one email is made in, already encoded: the head (From, Subject,
-    Date), the end of the header (MIME, Content-Language, then ``fields``) up to the text
-    part's, the boundary between the parts, and the end. A message is ``head``, its own
-    fields (To, Message-ID…), ``head_end``, the text part, ``between``, the HTML part, ``end``.
-    ``tag`` starts the MIME boundary."""
+    """What every message of one email is made in, already encoded: the head (From and
+    Reply-To, the identity's; Subject, Date), the end of the header (MIME,
+    Content-Language, then ``fields``) up to the text part's, the boundary between the parts, and
+    the end. A message is ``head``, its own fields (To, Message-ID…), ``head_end``, the text part,
+    ``between``, the HTML part, ``end``. ``tag`` starts the MIME boundary."""
     boundary = f"=_{tag}-{secrets.token_hex(8)}"  # "=_" never occurs in quoted-printable
-    sender_name = parseaddr(settings.sender)[0]
+    sender_name, sender_address = parseaddr(identity.sender)
+    reply_to = ""
+    if identity.reply_to:
+        reply_to = headers.address("Reply-To", *parseaddr(identity.reply_to))
     head = (
         # The sender's domain as an A-label: UTF-8 only for a non-ASCII local part.
-        headers.address("From", sender_name, settings.sender_address)
+        headers.address("From", sender_name, a_label_address(sender_address))
+        + reply_to
         + headers.unstructured("Subject", subject)
         + f"Date: {format_datetime(datetime.now(UTC))}\r\n"
     ).encode()
@@ -191,7 +196,7 @@ def _frame(
 
 
 def one_message(
-    settings: Settings,
+    identity: Identity,
     *,
     to: str,
     subject: str,
@@ -201,11 +206,11 @@ def one_message(
     html_body: str,
     fields: str = "",
 ) -> bytes:
-    """A message rendered for one recipient only (the confirmation email), built as every
-    release email is: the same From, Subject, Date and MIME layout, quoted-printable parts,
-    the address alone in To (UTF-8 only for a non-ASCII local part: RFC 6532), then
-    ``message_id`` and ``fields`` (complete header lines)."""
-    head, head_end, between, end = _frame(settings, subject, language, "one", fields)
+    """A message rendered for one recipient only (the confirmation email), built as every release
+    email is: the same From and Reply-To (``identity``'s), Subject, Date and MIME layout,
+    quoted-printable parts, the address alone in To (UTF-8 only for a non-ASCII local part: RFC
+    6532), then ``message_id`` and ``fields`` (complete header lines)."""
+    head, head_end, between, end = _frame(identity, subject, language, "one", fields)
     out = [head, headers.address("To", "", to).encode(), f"Message-ID: {message_id}\r\n".encode()]
     out.append(head_end)
     _Body.build(text, ()).encode_into(out, ())
@@ -222,6 +227,7 @@ class RenderedRelease:
         self,
         release: Release,
         settings: Settings,
+        identity: Identity,
         placeholders: _Placeholders,
         text: _Body,
         html_body: _Body,
@@ -241,10 +247,10 @@ class RenderedRelease:
         self._text = text
         self._html = html_body
         list_name = labels_for(release.language)["list_name"].format(
-            organisation=settings.organisation
+            organisation=identity.name(release.language)
         )
         self._head, self._head_end, self._between, self._end = _frame(
-            settings,
+            identity,
             self.subject,
             release.language,
             f"release-{release.id}",
@@ -271,6 +277,7 @@ class RenderedRelease:
         cls,
         release: Release,
         settings: Settings,
+        identity: Identity,
         names: tuple[str, str],
         render: Callable[[str, str], tuple[str, str]],
         **options: Any,
@@ -294,7 +301,7 @@ class RenderedRelease:
                     )
         both = (marks.unsubscribe, marks.preferences)
         text, html_body = (_Body.build(body, both) for body in parts)
-        return cls(release, settings, marks, text, html_body, **options)
+        return cls(release, settings, identity, marks, text, html_body, **options)
 
     def thread_headers(self, rcpt: Recipient) -> bytes:
         """Header fields placing ``rcpt``'s message in a conversation (In-Reply-To,
@@ -339,11 +346,11 @@ class RenderedRelease:
         )
 
 
-def render_release(release: Release, settings: Settings) -> RenderedRelease:
-    """Render ``release``'s email once (both parts, CSS inlined, relative links made absolute)
-    and pre-build its MIME message. Raises :class:`ReleaseInputError` for a release without id
-    or with a malformed language tag, and :class:`ConfigError` when a template lacks the
-    unsubscribe or preferences link (every email must carry both)."""
+def render_release(release: Release, settings: Settings, identity: Identity) -> RenderedRelease:
+    """Render ``release``'s email as from ``identity``, once (both parts, CSS inlined,
+    relative links made absolute) and pre-build its MIME message. Raises :class:`ReleaseInputError`
+    for a release without id or with a malformed language tag, and :class:`ConfigError` when a
+    template lacks the unsubscribe or preferences link (every email must carry both)."""
     if release.id is None:
         raise ReleaseInputError(f"release {release.slug!r} has no id yet: store it first")
     if not _LANGUAGE.fullmatch(release.language or ""):
@@ -351,6 +358,9 @@ def render_release(release: Release, settings: Settings) -> RenderedRelease:
     return RenderedRelease.from_templates(
         release,
         settings,
+        identity,
         ("release.txt", "release.html"),
-        lambda unsubscribe, preferences: render_bodies(release, settings, unsubscribe, preferences),
+        lambda unsubscribe, preferences: render_bodies(
+            release, settings, identity, unsubscribe, preferences
+        ),
     )

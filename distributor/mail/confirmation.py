@@ -15,6 +15,7 @@ from email.utils import make_msgid
 
 from distributor.core.config import Settings
 from distributor.core.i18n import gettext_for
+from distributor.core.identity import Identity
 from distributor.core.models import SubscriptionRequest, Topic
 from distributor.mail.compose import one_message
 from distributor.mail.render import render_pair
@@ -22,12 +23,14 @@ from distributor.mail.render import render_pair
 
 def confirmation_message(
     settings: Settings,
+    identity: Identity,
     request: SubscriptionRequest,
     topics: list[Topic],
     confirm_url: str,
     message_id: str | None = None,
 ) -> bytes:
-    """The confirmation email for ``request`` (HTML + text) naming its ``topics``, ready for
+    """The confirmation email for ``request`` (HTML + text) from ``identity`` naming its
+    ``topics``, ready for
     SMTP DATA; it goes to the address as given in the request (the address only: the name
     is not confirmed yet). ``message_id`` (a new one if not given) is the same every time
     the outbox builds the same row's email."""
@@ -36,7 +39,7 @@ def confirmation_message(
     values = {
         "_": _,
         "lang": lang,
-        "organisation": settings.organisation,
+        **identity.brand(lang),
         "confirm_url": confirm_url,
         "topics": ", ".join(sorted(t.name(lang) for t in topics)),
         "days": settings.confirm_max_age_days,
@@ -47,9 +50,9 @@ def confirmation_message(
     # Gmail's feedback loop (CampaignId:CustomerId:MailTypeId:SenderId), as release emails.
     feedback = f"Feedback-ID: confirm:{lang}:subscription:{domain}\r\n"
     return one_message(
-        settings,
+        identity,
         to=request.email,
-        subject=subject % {"organisation": settings.organisation},
+        subject=subject % {"organisation": identity.name(lang)},
         language=lang,
         message_id=message_id or make_msgid("confirm", domain=domain),
         text=text,

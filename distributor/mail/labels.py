@@ -28,6 +28,7 @@ LABELS: dict[str, str] = {
     "photo": "Photo:",
     "colon": ":",
     "read_online": "Read online",
+    "privacy": "Privacy policy",
     "list_name": "{organisation} press releases",
 }
 

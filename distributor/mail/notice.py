@@ -12,6 +12,7 @@ from typing import Any
 
 from distributor.core.config import Settings
 from distributor.core.i18n import gettext_for
+from distributor.core.identity import Identity
 from distributor.core.models import Release
 from distributor.mail.compose import Recipient, RenderedRelease
 from distributor.mail.labels import format_date
@@ -42,12 +43,14 @@ class RenderedNotice(RenderedRelease):
 def render_notice_email(
     release: Release,
     settings: Settings,
+    identity: Identity,
     kind: str,
     at: datetime,
     subject: str,
     values: dict[str, Any],
 ) -> RenderedNotice:
-    """The notice of ``kind`` about the change made to ``release`` at ``at``, from the
+    """The notice of ``kind`` about the change made to ``release`` at ``at``, as from
+    ``identity``, from the
     templates ``email/KIND.txt`` and ``email/KIND.html``: they get the release email's
     values, ``_`` in the release's language, ``subject``, ``on`` (the day of the change in
     the press office's time zone, written out) and ``values``. Raises
@@ -55,11 +58,11 @@ def render_notice_email(
     day = format_date(at.astimezone(settings.zone).date(), release.language)
 
     def render(unsubscribe: str, preferences: str) -> tuple[str, str]:
-        every = context(release, settings, unsubscribe, preferences)
+        every = context(release, settings, identity, unsubscribe, preferences)
         every.update({"_": gettext_for(release.language), "subject": subject, "on": day})
         return render_pair(settings, kind, {**every, **values})
 
     names = (f"{kind}.txt", f"{kind}.html")
     return RenderedNotice.from_templates(
-        release, settings, names, render, subject=subject, kind=kind, at=at
+        release, settings, identity, names, render, subject=subject, kind=kind, at=at
     )

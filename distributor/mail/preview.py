@@ -33,6 +33,7 @@ from distributor.mail.compose import Recipient, RenderedRelease, render_release
 from distributor.mail.dkim import load_signer
 from distributor.mail.relays import open_transport
 from distributor.mail.transport import Outgoing
+from distributor.office.identity import identity
 from distributor.releases.lifecycle import get_release
 
 PLACEHOLDER_ID = 0  # the subscriber id of the stand-in recipient: no subscriber has it
@@ -129,7 +130,8 @@ def _previewable(session: Session, release_id: int, lang: str | None) -> Release
 
 def _render(settings: Settings, release_id: int, lang: str | None) -> RenderedRelease:
     with session_scope(settings) as session:
-        return render_release(_previewable(session, release_id, lang), settings)
+        release = _previewable(session, release_id, lang)
+        return render_release(release, settings, identity(session, settings))
 
 
 def render_preview(settings: Settings, release_id: int, lang: str | None = None) -> Preview:

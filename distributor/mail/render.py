@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from distributor.core.config import Settings
 from distributor.core.formats import file_details
+from distributor.core.identity import Identity
 from distributor.core.models import Release
 from distributor.core.sanitize import absolute_urls, parse_markdown
 from distributor.core.urls import absolute_link, mailto_href, release_url, tel_href
@@ -226,20 +227,26 @@ def _contacts(release: Release) -> list[dict[str, str]]:
 
 
 def context(
-    release: Release, settings: Settings, unsubscribe_url: str, preferences_url: str
+    release: Release,
+    settings: Settings,
+    identity: Identity,
+    unsubscribe_url: str,
+    preferences_url: str,
 ) -> dict[str, Any]:
-    """The variables both templates see (documented at the top of each template)."""
+    """The variables both templates see (documented at the top of each template), the
+    identity's (``Identity.brand``) in the release's language among them."""
     labels = labels_for(release.language)
     topics = [topic.name(release.language) for topic in release.topics]
+    brand = identity.brand(release.language)
     subscribed = (
         labels["subscribed_to"].format(topics=", ".join(topics))
         if topics
-        else labels["subscribed_any"].format(organisation=settings.organisation)
+        else labels["subscribed_any"].format(organisation=brand["organisation"])
     )
     return {
+        **brand,
         "lang": release.language,
         "labels": labels,
-        "organisation": settings.organisation,
         "site_url": settings.site_url,
         "title": " ".join(release.title.split()),
         "dateline": release.dateline,
@@ -269,9 +276,13 @@ def render_pair(settings: Settings, name: str, values: dict[str, Any]) -> tuple[
 
 
 def render_bodies(
-    release: Release, settings: Settings, unsubscribe_url: str, preferences_url: str
+    release: Release,
+    settings: Settings,
+    identity: Identity,
+    unsubscribe_url: str,
+    preferences_url: str,
 ) -> tuple[str, str]:
-    """The text and HTML bodies of ``release`` (CSS inlined), with the given URLs as links."""
-    return render_pair(
-        settings, "release", context(release, settings, unsubscribe_url, preferences_url)
-    )
+    """The text and HTML bodies of ``release`` (CSS inlined) as from ``identity``, with the
+    given URLs as links."""
+    values = context(release, settings, identity, unsubscribe_url, preferences_url)
+    return render_pair(settings, "release", values)

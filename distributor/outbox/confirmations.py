@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from distributor.audience.subscription import give_back_confirmation, retake_confirmation
 from distributor.core.config import Settings
-from distributor.core.db import session_scope
+from distributor.core.db import read_scope, session_scope
 from distributor.core.models import (
     ConfirmationEmail,
     DeliveryStatus,
@@ -35,6 +35,7 @@ from distributor.core.models import (
 )
 from distributor.core.urls import confirm_url
 from distributor.mail.confirmation import confirmation_message
+from distributor.office.identity import identity
 from distributor.outbox.ledger import (
     OPEN_STATUSES,
     Batch,
@@ -212,6 +213,8 @@ class ConfirmationMessages:
 
     def __init__(self, settings: Settings, subject: Request) -> None:
         self._settings, self._subject = settings, subject
+        with read_scope(settings) as session:
+            self._identity = identity(session, settings)  # once a batch
         request = subject.request
         self._link = confirm_url(settings, request.id, request.nonce)
 
@@ -221,7 +224,7 @@ class ConfirmationMessages:
     def message(self, row: ClaimedConfirmation) -> tuple[str, bytes]:
         request, topics = self._subject.request, self._subject.topics
         message = confirmation_message(
-            self._settings, request, topics, self._link, self.message_id(row)
+            self._settings, self._identity, request, topics, self._link, self.message_id(row)
         )
         return self._settings.sender_address, message
 

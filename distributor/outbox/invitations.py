@@ -17,10 +17,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from distributor.core.config import Settings
-from distributor.core.db import session_scope
+from distributor.core.db import read_scope, session_scope
 from distributor.core.models import DeliveryStatus, Invitation, InvitationEmail, utcnow
 from distributor.core.urls import invitation_url
 from distributor.mail.invitation import invitation_message
+from distributor.office.identity import identity
 from distributor.office.invitations import VALID_FOR
 from distributor.outbox.ledger import OPEN_STATUSES, Batch, Leased, RowRecorder, lease, still_leased
 
@@ -158,6 +159,8 @@ class InvitationMessages:
 
     def __init__(self, settings: Settings, invitation: Invitation) -> None:
         self._settings, self._invitation = settings, invitation
+        with read_scope(settings) as session:
+            self._identity = identity(session, settings)  # once a batch
         self._link = invitation_url(settings, invitation.id, invitation.nonce)
 
     def message_id(self, row: ClaimedInvitation) -> str:
@@ -166,7 +169,12 @@ class InvitationMessages:
     def message(self, row: ClaimedInvitation) -> tuple[str, bytes]:
         days = VALID_FOR.days
         body = invitation_message(
-            self._settings, self._invitation, self._link, days, self.message_id(row)
+            self._settings,
+            self._identity,
+            self._invitation,
+            self._link,
+            days,
+            self.message_id(row),
         )
         return self._settings.sender_address, body
 

@@ -25,7 +25,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from distributor.core.config import Settings
-from distributor.core.db import is_sqlite, session_scope
+from distributor.core.db import is_sqlite, read_scope, session_scope
+from distributor.core.identity import Identity
 from distributor.core.models import (
     ConfirmationEmail,
     CorrectionNotice,
@@ -41,6 +42,7 @@ from distributor.core.models import (
 )
 from distributor.core.urls import preferences_url, unsubscribe_url
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
+from distributor.office.identity import identity
 
 log = logging.getLogger(__name__)
 
@@ -787,7 +789,7 @@ def bounce_on_refusal(conn: Connection, row: Any, status: str, code: int, now: d
         )
 
 
-_rendered: dict[tuple[int, datetime], RenderedRelease] = {}
+_rendered: dict[tuple[int, datetime, Identity], RenderedRelease] = {}
 
 
 class ReleaseEmails:
@@ -820,12 +822,15 @@ class ReleaseEmails:
     def compose(
         self, settings: Settings, subject: Release, rows: Sequence[Claimed]
     ) -> ToSubscribers[Claimed]:
-        # Kept between batches of the same release (until it changes): rendered once.
-        key = (subject.id, subject.updated_at)
+        # Kept between batches of the same release (until it or the identity changes):
+        # rendered once. The identity is read once a batch, never per recipient.
+        with read_scope(settings) as session:
+            sender = identity(session, settings)
+        key = (subject.id, subject.updated_at, sender)
         if key not in _rendered:
             if len(_rendered) > 16:
                 _rendered.clear()
-            _rendered[key] = render_release(subject, settings)
+            _rendered[key] = render_release(subject, settings, sender)
         rendered = _rendered[key]
         return ToSubscribers(settings, lambda row: rendered)
 

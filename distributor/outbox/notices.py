@@ -29,7 +29,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from distributor.core.config import Settings
-from distributor.core.db import session_scope
+from distributor.core.db import read_scope, session_scope
+from distributor.core.identity import Identity
 from distributor.core.models import (
     CorrectionNotice,
     DeliveryStatus,
@@ -44,6 +45,7 @@ from distributor.core.models import (
 from distributor.mail.compose import RenderedRelease
 from distributor.mail.correction import render_notice
 from distributor.mail.withdrawal import render_withdrawal
+from distributor.office.identity import identity
 from distributor.outbox.ledger import (
     OPEN_STATUSES,
     Batch,
@@ -65,7 +67,7 @@ class Kind:
 
     state: ReleaseState
     change: Callable[[Release], datetime | None]
-    render: Callable[[Release, Settings, datetime], RenderedRelease]
+    render: Callable[[Release, Settings, Identity, datetime], RenderedRelease]
 
 
 KINDS: dict[str, Kind] = {
@@ -373,7 +375,9 @@ class Notices:
     ) -> ToSubscribers[ClaimedNotice]:
         # One rendering per kind and change the batch's rows are about.
         changes = {(r.kind, r.corrected_at) for r in rows}
-        rendered = {(k, at): KINDS[k].render(subject, settings, at) for k, at in changes}
+        with read_scope(settings) as session:
+            sender = identity(session, settings)
+        rendered = {(k, at): KINDS[k].render(subject, settings, sender, at) for k, at in changes}
         return ToSubscribers(settings, lambda row: rendered[(row.kind, row.corrected_at)])
 
 

@@ -44,8 +44,10 @@ from distributor.core import filemodes, urls
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.durable import fsync_dir
+from distributor.core.identity import Identity
 from distributor.core.models import Release, ReleaseState, Topic, release_topics
 from distributor.core.queue import TaskQueue
+from distributor.office.identity import identity
 from distributor.site.feeds import FeedPage, ItemCache, render_feed
 from distributor.site.newsroom import Listing, Newsroom
 
@@ -126,7 +128,8 @@ def build_site(
     with _locked(public / ".site.lock"):
         with session_scope(settings) as session:
             rows, topics, gone = _catalogue(session)
-        outputs = _plan(rows, topics, gone, settings)
+            sender = identity(session, settings)
+        outputs = _plan(rows, topics, gone, settings, sender)
         manifest = {} if force else _read_manifest(public)
         root = f"{public}{os.sep}"
         todo = [
@@ -137,7 +140,7 @@ def build_site(
         report = BuildReport(unchanged=len(outputs) - len(todo))
         recorded = dict(manifest)
         try:
-            _render_all(settings, todo, topics, rows, report, recorded, progress)
+            _render_all(settings, sender, todo, topics, rows, report, recorded, progress)
         finally:
             # What was written is recorded even if a later output failed.
             wanted = {o.relpath for o in outputs}
@@ -195,10 +198,14 @@ def _catalogue(session: Session) -> tuple[list[_Row], list[Topic], list[_Gone]]:
 
 
 def _plan(
-    rows: list[_Row], topics: list[Topic], gone: list[_Gone], settings: Settings
+    rows: list[_Row],
+    topics: list[Topic],
+    gone: list[_Gone],
+    settings: Settings,
+    sender: Identity,
 ) -> list[_Output]:
     """Every file of the site, with the fingerprint of what it would contain."""
-    build = _build_fingerprint(settings, topics)
+    build = _build_fingerprint(settings, topics, sender)
     groups: dict[int, list[_Row]] = defaultdict(list)
     for row in rows:
         groups[row.group].append(row)
@@ -315,13 +322,14 @@ def _release_key(row: _Row, group: list[_Row]) -> str:
     return f"{row.id}|{row.slug}|{row.lang}|{row.date}|{row.updated_at}|{row.topics}|{others}"
 
 
-def _build_fingerprint(settings: Settings, topics: Sequence[Topic]) -> str:
-    """What every output depends on: the code, the templates, the site settings, the topics."""
+def _build_fingerprint(settings: Settings, topics: Sequence[Topic], sender: Identity) -> str:
+    """What every output depends on: the code, the templates, the site settings, the
+    office's identity, the topics."""
     templates = sorted((settings.templates_dir / "pages").glob("*.html"))
     parts = [
         RENDER_VERSION,
         settings.site_url,
-        settings.organisation,
+        repr(sender),
         str(settings.languages),
         str(settings.feed_size),
         str(settings.websub_hub),
@@ -348,6 +356,7 @@ def _safe_segment(slug: str) -> bool:
 
 def _render_all(
     settings: Settings,
+    sender: Identity,
     todo: list[_Output],
     topics: list[Topic],
     rows: list[_Row],
@@ -357,7 +366,7 @@ def _render_all(
 ) -> None:
     if not todo:
         return
-    newsroom = Newsroom(settings)
+    newsroom = Newsroom(settings, sender)
     cache = ItemCache()
     groups: dict[int, list[int]] = defaultdict(list)
     for row in rows:
@@ -393,6 +402,7 @@ def _render_all(
                 page.prev_archive,
                 page.next_archive,
                 page.empty_date,
+                sender.name(page.lang),
             )
             data = render_feed(page, fmt, settings, translations, cache)
         if _write_if_changed(settings.public_dir / output.relpath, data):

@@ -80,6 +80,8 @@ class FeedPage:
     prev_archive: int | None = None
     next_archive: int | None = None
     empty_date: datetime | None = None
+    # The organisation's name in ``lang`` (the identity's); "" for DISTRIBUTOR_ORGANISATION.
+    organisation: str = ""
 
 
 @dataclass
@@ -135,7 +137,7 @@ def render_feed(
         key = (release.id, page.lang)
         if key not in cache.items:
             others = (translations or {}).get(release.id, ())
-            cache.items[key] = _item(release, others, settings, page.lang)
+            cache.items[key] = _item(release, others, settings, page)
         items.append(cache.items[key])
     if fmt == "json":
         return _json_feed(page, items, settings)
@@ -155,9 +157,10 @@ def build_feed(
     return render_feed(FeedPage(lang, topic, releases), fmt, settings)
 
 
-def feed_title(settings: Settings, lang: str, topic: Topic | None) -> str:
-    """A feed's title: the organisation, and the topic's name in ``lang`` if any."""
-    title = _organisation(settings)
+def feed_title(settings: Settings, lang: str, topic: Topic | None, organisation: str = "") -> str:
+    """A feed's title: the organisation (``organisation``, else DISTRIBUTOR_ORGANISATION),
+    and the topic's name in ``lang`` if any."""
+    title = _organisation(settings, organisation)
     if topic is not None:
         title = f"{title} — {_topic_label(topic, lang)}"
     return title
@@ -169,7 +172,7 @@ def feed_title(settings: Settings, lang: str, topic: Topic | None) -> str:
 def _xml_feed(page: FeedPage, fmt: urls.FeedFormat, items: Sequence[_Item], s: Settings) -> bytes:
     slug = page.topic.slug if page.topic else None
     self_url = _text(urls.feed_url(s, page.lang, fmt, slug, page.archive))
-    title = feed_title(s, page.lang, page.topic)
+    title = feed_title(s, page.lang, page.topic, page.organisation)
     if page.archive is not None:
         title = f"{title} ({page.archive})"
     fg = FeedGenerator()
@@ -190,7 +193,7 @@ def _xml_feed(page: FeedPage, fmt: urls.FeedFormat, items: Sequence[_Item], s: S
     if fmt == "rss":
         fg.description(title)
     fg.language(_text(page.lang))
-    fg.author(name=_organisation(s))
+    fg.author(name=_organisation(s, page.organisation))
     fg.link(href=self_url, rel="self", type=_MEDIA_TYPES[fmt])
     if fmt == "atom":
         if s.websub_hub:
@@ -325,11 +328,11 @@ def _json_feed(page: FeedPage, items: Sequence[_Item], s: Settings) -> bytes:
     slug = page.topic.slug if page.topic else None
     doc: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
-        "title": feed_title(s, page.lang, page.topic),
+        "title": feed_title(s, page.lang, page.topic, page.organisation),
         "home_page_url": _text(urls.listing_url(s, page.lang, slug)),
         "feed_url": _text(urls.feed_url(s, page.lang, "json", slug)),
         "language": _text(page.lang),
-        "authors": [{"name": _organisation(s)}],
+        "authors": [{"name": _organisation(s, page.organisation)}],
     }
     if s.websub_hub:
         doc["hubs"] = [{"type": "WebSub", "url": s.websub_hub}]
@@ -374,8 +377,9 @@ def _json_attachment(url: str, title: str, kind: str, length: int) -> dict[str, 
 # -- one item --------------------------------------------------------------------------------
 
 
-def _item(release: Release, others: Sequence[Release], s: Settings, lang: str) -> _Item:
-    organisation = _organisation(s)
+def _item(release: Release, others: Sequence[Release], s: Settings, page: FeedPage) -> _Item:
+    lang = page.lang
+    organisation = _organisation(s, page.organisation)
     categories = tuple(
         (plain_text(t.slug) or "-", _topic_label(t, lang), _text(urls.listing_url(s, lang, t.slug)))
         for t in sorted(release.topics, key=lambda t: t.slug)
@@ -534,8 +538,8 @@ def _figure(image: Mapping[str, Any], settings: Settings) -> str:
     return f"<figure>{html}</figure>"
 
 
-def _organisation(settings: Settings) -> str:
-    return plain_text(settings.organisation) or "Press releases"
+def _organisation(settings: Settings, name: str = "") -> str:
+    return plain_text(name or settings.organisation) or "Press releases"
 
 
 def _topic_label(topic: Topic, lang: str) -> str:

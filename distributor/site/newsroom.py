@@ -20,6 +20,7 @@ from markupsafe import Markup
 from distributor.core.config import Settings
 from distributor.core.formats import file_details, long_date
 from distributor.core.i18n import gettext_for
+from distributor.core.identity import Identity
 from distributor.core.models import Release, Topic
 from distributor.core.sanitize import absolute_urls, strip_xml_invalid
 from distributor.core.urls import (
@@ -80,11 +81,12 @@ class FeedGroup:
 
 
 class Newsroom:
-    """Renders the newsroom's pages for one Settings; build one and keep it (it holds the
-    compiled templates)."""
+    """Renders the newsroom's pages for one Settings, as from ``identity`` (unless a render
+    is given another); build one and keep it (it holds the compiled templates)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, identity: Identity) -> None:
         self.settings = settings
+        self.identity = identity
         self._language_feeds: dict[str, FeedGroup] = {}
         # auto_reload off: templates ship with the code, and the builder renders thousands
         # of pages, each of which would otherwise stat its template files again.
@@ -97,7 +99,6 @@ class Newsroom:
         self.env.globals.update(
             settings=settings,
             site_url=settings.site_url,
-            organisation=settings.organisation,
             language_names=LANGUAGE_NAMES,
             listing_url=partial(listing_url, settings),
             release_url=partial(release_url, settings),
@@ -111,15 +112,18 @@ class Newsroom:
             file_details=file_details,
         )
 
-    def render(self, name: str, lang: str, **context: Any) -> str:
-        """The page template ``name`` rendered in ``lang`` (its labels through gettext).
+    def render(self, name: str, lang: str, identity: Identity | None = None, **context: Any) -> str:
+        """The page template ``name`` rendered in ``lang`` (its labels through gettext), as
+        from ``identity`` (default: the newsroom's): its name in ``lang``, logo, postal
+        address and privacy link (``Identity.brand``).
 
         ``site_lang`` — the language whose listing, feeds and form the page links to —
         defaults to ``lang``, or the first configured language if ``lang`` has no newsroom.
         """
         context.setdefault("site_lang", self._site_lang(lang))
         template = self.env.get_template(name)
-        return template.render(lang=lang, _=gettext_for(lang), **context)
+        brand = (identity or self.identity).brand(lang)
+        return template.render(lang=lang, _=gettext_for(lang), **brand, **context)
 
     def listing_page(self, listing: Listing) -> str:
         """The HTML of a listing: its releases newest first, the topic filter, the language
@@ -169,9 +173,12 @@ class Newsroom:
         it was withdrawn, and the way back to the newsroom; not its text."""
         return self.render("gone.html", release.language, release=release, noindex=True)
 
-    def release_page(self, release: Release, translations: Sequence[Release]) -> str:
+    def release_page(
+        self, release: Release, translations: Sequence[Release], identity: Identity | None = None
+    ) -> str:
         """The HTML of a release's permanent page; ``translations`` are its other published
-        language versions (linked visibly, and as hreflang alternates both ways)."""
+        language versions (linked visibly, and as hreflang alternates both ways); from
+        ``identity`` (default: the newsroom's)."""
         s, lang = self.settings, release.language
         order = {code: index for index, code in enumerate(s.languages)}
         versions = sorted(
@@ -196,6 +203,7 @@ class Newsroom:
         return self.render(
             "release.html",
             lang,
+            identity,
             release=release,
             body=absolute_urls(release.body_html, s.site_url),
             translations=versions,
@@ -216,7 +224,7 @@ class Newsroom:
         return (self._feed_group(lang, topic.name(lang), topic.slug), self._language_feeds[lang])
 
     def _feed_group(self, lang: str, name: str, topic: str | None) -> FeedGroup:
-        site_lang, organisation = self._site_lang(lang), self.settings.organisation
+        site_lang, organisation = self._site_lang(lang), self.identity.name(lang)
         return FeedGroup(
             name,
             tuple(

@@ -40,6 +40,8 @@ from distributor.web import (
     media_api,
     release_list,
     releases_api,
+    settings_api,
+    settings_page,
     subscribe,
     swagger,
     topics_api,
@@ -189,6 +191,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(releases_api.router, prefix=apibase.PREFIX)
     app.include_router(topics_api.router, prefix=apibase.PREFIX)
     app.include_router(contacts_api.router, prefix=apibase.PREFIX)
+    app.include_router(settings_api.router, prefix=apibase.PREFIX)
     app.include_router(media_api.router, prefix=apibase.PREFIX)
     app.include_router(documents_api.router, prefix=apibase.PREFIX)
     app.include_router(users_api.router, prefix=apibase.PREFIX)
@@ -199,6 +202,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(corrections.router)
     app.include_router(release_list.router)
     app.include_router(contacts_page.router)
+    app.include_router(settings_page.router)
     app.include_router(admin.router)
     app.include_router(accounts.router)
     app.include_router(twofactor.router)

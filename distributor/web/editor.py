@@ -29,11 +29,12 @@ from pydantic import Field
 from starlette.responses import Response
 
 from distributor import actions
-from distributor.core.db import session_scope
+from distributor.core.db import read_scope, session_scope
 from distributor.core.errors import DistributorError, InputError, StaleEdit
 from distributor.core.models import PressContact, Release, ReleaseState
 from distributor.core.roles import Can
 from distributor.office.contacts import chosen_contacts, list_contacts
+from distributor.office.identity import identity
 from distributor.releases.documents import MAX_DOCUMENT_BYTES
 from distributor.releases.lifecycle import get_release
 from distributor.releases.source import MAX_SOURCE_BYTES, draft_from_mapping
@@ -302,13 +303,16 @@ def _check_media(media: Media, damaged: InputError | None) -> None:
 
 @router.get("/releases/new", response_class=HTMLResponse)
 def new_page(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
-    """An empty release form (the date: now, in the press office's time zone)."""
+    """An empty release form (the date: now, in the press office's time zone), with the
+    office's default press contacts (the settings page's) ticked."""
     now = datetime.now(UTC).astimezone(dash.zone)
+    with read_scope(dash.settings) as session:
+        defaults = identity(session, dash.settings).press_contacts
     values = {
         "lang": dash.settings.languages[0],
         "date": f"{now:%Y-%m-%dT%H:%M}",
         "topics": [],
-        "book": [],
+        "book": [str(i) for i in defaults],
         "images": [],
         "attachments": [],
     }

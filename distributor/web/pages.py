@@ -10,7 +10,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from distributor.core.config import Settings
+from distributor.core.db import read_scope
 from distributor.core.i18n import negotiate
+from distributor.office.identity import environment_identity, identity
 from distributor.site.newsroom import Newsroom
 
 # Reached by a personal link: they speak the subscriber's language (no switch), and no
@@ -24,7 +26,7 @@ class Pages:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.newsroom = Newsroom(settings)
+        self.newsroom = Newsroom(settings, environment_identity(settings))
 
     def language(self, request: Request) -> str:
         """The page language: ``?lang=`` if we have it, else the browser's preference."""
@@ -55,5 +57,8 @@ class Pages:
             "language_links",
             [(code, f"?lang={code}") for code in self.settings.languages if code != lang],
         )
-        html = self.newsroom.render(name, lang, **context)
+        # Read only: a page is often rendered inside its route's transaction.
+        with read_scope(self.settings) as session:
+            current = identity(session, self.settings)  # as set now on the settings page
+        html = self.newsroom.render(name, lang, current, **context)
         return HTMLResponse(html, status_code=status, headers=headers)

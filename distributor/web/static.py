@@ -49,6 +49,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from distributor.core.config import Settings
 from distributor.core.i18n import negotiate
 from distributor.core.urls import MEDIA_TYPES
+from distributor.office.logo import LOGO_TYPES
 from distributor.releases.documents import DOCUMENT_TYPES, DOWNLOADS
 from distributor.releases.media import MEDIA_PATH
 from distributor.releases.media import MEDIA_TYPES as IMAGE_TYPES
@@ -73,8 +74,11 @@ MEDIA_CHUNK: Final = 256 * 1024  # bytes read from disk (in a worker thread) at 
 # What a stored file below /media/ is served as, by its suffix (MEDIA_PATH's third group).
 STORED_TYPES: Final = {
     suffix: media_type.encode("ascii")
-    for suffix, media_type in (IMAGE_TYPES | DOCUMENT_TYPES).items()
+    for suffix, media_type in (IMAGE_TYPES | DOCUMENT_TYPES | LOGO_TYPES).items()
 }
+# An SVG (the office's logo) opened on its own is a document: even though a stored one has
+# no script (office/logo.py refuses them), it may run nothing and load nothing.
+SVG_CSP: Final = b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
 
 @dataclass(frozen=True)
@@ -427,6 +431,8 @@ class PublicFiles:
                 (b"content-length", str(st.st_size).encode("ascii")),
                 (b"x-content-type-options", b"nosniff"),
             )
+            if suffix == ".svg":
+                headers += ((b"content-security-policy", SVG_CSP),)
             if suffix in DOWNLOADS:
                 # The name is MEDIA_PATH's slug and suffix: ASCII, nothing to quote.
                 filename = relpath.rsplit("/", 1)[1]
