@@ -279,7 +279,7 @@ def test_the_command_line_and_the_api_read_and_change_the_identity(s: Settings) 
 def test_the_migration_adds_and_removes_the_identity_table(settings: Settings) -> None:
     config = alembic_config(settings)
     try:
-        command.downgrade(config, "0018")
+        command.downgrade(config, "0019")
         assert "identity_settings" not in inspect(get_engine(settings)).get_table_names()
     finally:
         upgrade(settings)
