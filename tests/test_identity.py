@@ -258,6 +258,8 @@ def test_the_command_line_and_the_api_read_and_change_the_identity(s: Settings) 
         writer = create_user(session, "tom@example.org", "writer", "a long enough password")
         admin_key = create_token(session, "admin-desk", ["settings"], admin.id)
         writer_key = create_token(session, "writer-desk", ["releases", "settings"], writer.id)
+        with pytest.raises(InputError, match="the settings scope is for a token of an admin"):
+            create_token(session, "nobody-bot", ["settings"])  # a token of nobody: never
     with TestClient(create_app(s)) as api:
         auth = {"Authorization": f"Bearer {admin_key}"}
         put = api.put("/api/settings", json={"accent_colour": "#0b5394"}, headers=auth)

@@ -4,7 +4,8 @@ does; ``PUT /api/settings`` changes the fields it names (the others stay). The l
 uploaded on the settings page or with ``distributor settings set logo FILE``; here it can
 only be removed (``"logo": ""``).
 
-A token with the ``releases`` scope whose person is an admin (``Can.SETTINGS``).
+A token with the ``settings`` scope, which only a person's token has, whose person is an admin
+(``Can.SETTINGS``).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations.
@@ -22,7 +23,7 @@ from distributor.web.apibase import error_responses, token_dependency
 from distributor.web.deps import AppQueue, AppSettings
 from distributor.web.rights import requiring
 
-SCOPE = "releases"
+SCOPE = "settings"
 Value = str | list[int]
 
 
