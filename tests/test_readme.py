@@ -586,6 +586,10 @@ RUN: dict[str, Step] = {
             r"^1\tAnn Lee\tSpokesperson\t\+33 1 23 45 67 89\tann.lee@example.org$",
         )
     ),
+    'distributor settings set postal_address "1 rue de la Paix, 75002 Paris"': Step(
+        has(r"^settings changed: postal_address$")
+    ),
+    "distributor settings show": Step(has(r"^postal_address\t1 rue de la Paix, 75002 Paris$")),
     # Production
     "cp .env.example .env": Step(env_copied),
     'python3 -c "import secrets; print(secrets.token_urlsafe(32))"': Step(key_is_strong),
