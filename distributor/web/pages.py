@@ -4,16 +4,21 @@ messages) with the newsroom's templates and Jinja2 environment (one environment,
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from distributor.core.config import Settings
 from distributor.core.db import read_scope
 from distributor.core.i18n import negotiate
+from distributor.core.identity import Identity
 from distributor.office.identity import environment_identity, identity
 from distributor.site.newsroom import Newsroom
+
+log = logging.getLogger(__name__)
 
 # Reached by a personal link: they speak the subscriber's language (no switch), and no
 # search engine should keep them.
@@ -27,6 +32,18 @@ class Pages:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.newsroom = Newsroom(settings, environment_identity(settings))
+
+    def _identity(self) -> Identity:
+        """The office's identity as set now on the settings page; the environment's when
+        the database cannot say (down, or not migrated yet): a 404 or an error page must
+        not need the database."""
+        try:
+            # Read only: a page is often rendered inside its route's transaction.
+            with read_scope(self.settings) as session:
+                return identity(session, self.settings)
+        except SQLAlchemyError:
+            log.warning("the office's identity could not be read: the environment's is shown")
+            return self.newsroom.identity
 
     def language(self, request: Request) -> str:
         """The page language: ``?lang=`` if we have it, else the browser's preference."""
@@ -57,8 +74,5 @@ class Pages:
             "language_links",
             [(code, f"?lang={code}") for code in self.settings.languages if code != lang],
         )
-        # Read only: a page is often rendered inside its route's transaction.
-        with read_scope(self.settings) as session:
-            current = identity(session, self.settings)  # as set now on the settings page
-        html = self.newsroom.render(name, lang, current, **context)
+        html = self.newsroom.render(name, lang, self._identity(), **context)
         return HTMLResponse(html, status_code=status, headers=headers)
