@@ -67,3 +67,10 @@ def text_part(message: Received | EmailMessage) -> str:
     body = parsed.get_body(preferencelist=("plain",))
     assert body is not None
     return str(body.get_content())
+
+
+def html_part(message: EmailMessage) -> str:
+    """The HTML part of a parsed message."""
+    body = message.get_body(preferencelist=("html",))
+    assert body is not None
+    return str(body.get_content())

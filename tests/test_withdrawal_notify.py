@@ -9,7 +9,6 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from email.message import EmailMessage
 
 import pytest
 import redis
@@ -32,6 +31,7 @@ from distributor.web import create_app
 from tests.corrections import (
     ENGLISH,
     add_readers,
+    html_part,
     send_release,
     sent_then_corrected,
     sent_to,
@@ -46,12 +46,6 @@ LEFT_BEFORE = "eve@example.com"  # received it, then unsubscribed before the wit
 REASON_EN = "Figures were wrong; a corrected release follows."
 REASON_FR = "Chiffres erronés ; un nouveau communiqué suit."
 SUBJECT = "Withdrawn: Agency signs agreement"
-
-
-def html_part(message: EmailMessage) -> str:
-    body = message.get_body(preferencelist=("html",))
-    assert body is not None
-    return str(body.get_content())
 
 
 def send_all_notices(s: Settings, release_id: int) -> None:
