@@ -589,7 +589,7 @@ RUN: dict[str, Step] = {
     'distributor settings set postal_address "1 rue de la Paix, 75002 Paris"': Step(
         has(r"^settings changed: postal_address$")
     ),
-    "distributor settings show": Step(has(r"^postal_address\t1 rue de la Paix, 75002 Paris$")),
+    "distributor settings show": Step(has(r"^postal_address\s+1 rue de la Paix, 75002 Paris$")),
     # Production
     "cp .env.example .env": Step(env_copied),
     'python3 -c "import secrets; print(secrets.token_urlsafe(32))"': Step(key_is_strong),
