@@ -99,8 +99,18 @@ def logged_in_as(settings: Settings, email: str, role: str) -> Iterator[TestClie
     password = "a long enough password"  # a test account's
     with session_scope(settings) as session:
         create_user(session, email, role, password, name=email.split("@")[0].title())
-    with TestClient(create_app(settings), base_url="https://testserver") as client:
-        page = client.get("/admin/login")
-        client.post("/admin/login", data={"email": email, "password": password,
-                                          "csrf": csrf_of(page.text)})  # fmt: skip
+    with browser_logged_in(settings, email, password) as client:
         yield client
+
+
+def browser_logged_in(settings: Settings, email: str, password: str) -> TestClient:
+    """A browser on the workspace (a client of a new app), logged in as the account
+    ``email``, which exists."""
+    client = TestClient(create_app(settings), base_url="https://testserver")
+    page = client.get("/admin/login")
+    client.post(
+        "/admin/login",
+        data={"email": email, "password": password, "csrf": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    return client

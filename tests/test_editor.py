@@ -16,7 +16,7 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import AuditEvent, Release
 from distributor.office.accounts import create_user
-from distributor.web import create_app
+from tests.clients import browser_logged_in
 from tests.helpers import add_topics, csrf_of
 
 WRITER, PASSWORD = "jo@example.org", "a long enough password"
@@ -39,14 +39,7 @@ def s(settings: Settings, redis_url: str) -> Settings:
 
 
 def writer(s: Settings, email: str = WRITER) -> TestClient:
-    client = TestClient(create_app(s), base_url="https://testserver")
-    page = client.get("/admin/login")
-    client.post(
-        "/admin/login",
-        data={"email": email, "password": PASSWORD, "csrf": csrf_of(page.text)},
-        follow_redirects=False,
-    )
-    return client
+    return browser_logged_in(s, email, PASSWORD)
 
 
 @pytest.fixture

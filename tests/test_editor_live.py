@@ -16,6 +16,7 @@ from distributor.core.db import session_scope
 from distributor.core.models import AuditEvent, Release
 from distributor.office.accounts import create_user
 from distributor.web import create_app
+from tests.clients import browser_logged_in
 from tests.helpers import add_subscribers, add_topics, csrf_of, make_release
 
 PASSWORD = "a long enough password"
@@ -51,14 +52,7 @@ def live_settings(settings: Settings, redis_url: str) -> Settings:
 def login_client(s: Settings, email: str, role: str = "writer") -> TestClient:
     with session_scope(s) as session:
         create_user(session, email, role, PASSWORD, name=email.split("@")[0])
-    client = TestClient(create_app(s), base_url="https://testserver")
-    page = client.get("/admin/login")
-    client.post(
-        "/admin/login",
-        data={"email": email, "password": PASSWORD, "csrf": csrf_of(page.text)},
-        follow_redirects=False,
-    )
-    return client
+    return browser_logged_in(s, email, PASSWORD)
 
 
 @pytest.fixture

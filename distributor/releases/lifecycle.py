@@ -409,14 +409,21 @@ def withdraw(
 
 def _reason(value: str) -> str:
     """A withdrawal's reason as stored: one line, at most ``MAX_REASON`` characters."""
+    return _line_of_the_page(value, "reason", MAX_REASON)
+
+
+def _line_of_the_page(value: str, field: str, limit: int) -> str:
+    """``value`` as one line a page shows (``single_line``: no control character, no line
+    break, no bidi override) of at most ``limit`` characters; ReleaseInputError naming
+    ``field`` otherwise."""
     try:
         cleaned = single_line(value)
     except ValueError as exc:
-        raise ReleaseInputError(f"reason: {exc}", field="reason") from exc
-    if len(cleaned) > MAX_REASON:
+        raise ReleaseInputError(f"{field}: {exc}", field=field) from exc
+    if len(cleaned) > limit:
         raise ReleaseInputError(
-            f"reason: {len(cleaned)} characters, at most {MAX_REASON} (a line on the page)",
-            field="reason",
+            f"{field}: {len(cleaned)} characters, at most {limit} (a line on the page)",
+            field=field,
         )
     return cleaned
 
@@ -477,13 +484,4 @@ def correction_note(value: str) -> str:
     """A correction's note as stored: one line (``single_line``: no control character, no
     line break, no bidi override), at most ``MAX_NOTE`` characters; "" for none.
     ReleaseInputError (field ``note``) saying what is wrong otherwise."""
-    try:
-        cleaned = single_line(value)
-    except ValueError as exc:
-        raise ReleaseInputError(f"note: {exc}", field="note") from exc
-    if len(cleaned) > MAX_NOTE:
-        raise ReleaseInputError(
-            f"note: {len(cleaned)} characters, at most {MAX_NOTE} (a line on the page)",
-            field="note",
-        )
-    return cleaned
+    return _line_of_the_page(value, "note", MAX_NOTE)
