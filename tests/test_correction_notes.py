@@ -302,3 +302,21 @@ def test_0019_keeps_each_earlier_correction_and_goes_back(settings: Settings) ->
     build_site(settings)
     page = (settings.public_dir / "releases/agency-signs-agreement.html").read_text()
     assert page.count("Corrected on") == 1 and NOTE not in page
+
+
+def test_the_correction_form_takes_a_body_over_a_mebibyte(on_redis: Settings) -> None:
+    """A corrected body may be as long as a release's (2 MB): the form parser's default of
+    1 MiB a field does not refuse it."""
+    settings = on_redis
+    add_readers(settings)
+    release = make_release(settings)
+    send_release(settings, release.id)
+    base = f"/admin/releases/{release.id}"
+    long_body = "\n\n".join(["A corrected paragraph of the annex."] * 40_000)
+    assert len(long_body) > 1024 * 1024
+    with logged_in_as(settings, "pia@example.org", "publisher") as browser:
+        form = browser.get(f"{base}/correct")
+        typed = {"csrf": csrf_of(form.text), "title": "Agency signs agreement",
+                 "lead": "The Agency signed it.", "body": long_body, "note": NOTE}  # fmt: skip
+        done = browser.post(f"{base}/correct", data=typed, follow_redirects=False)
+        assert done.status_code == 303, done.text[:300]

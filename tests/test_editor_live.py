@@ -234,3 +234,19 @@ def test_a_release_no_longer_a_draft_is_neither_previewed_as_one_nor_autosaved(
     assert frame.status_code == 409 and "only a draft is edited" in frame.text
     missing = ann.post("/admin/releases/999999/autosave.json", data=data)
     assert missing.status_code == 404 and "no release with id 999999" in missing.json()["error"]
+
+
+def test_a_body_over_a_mebibyte_is_autosaved_and_previewed(
+    live_settings: Settings, ann: TestClient
+) -> None:
+    """A release's body may be 2 MB (a release file's limit): the live routes take a field
+    that long, as Save does (the form parser's default is 1 MiB a field)."""
+    long_body = "\n\n".join(["A paragraph of the annex, with its figures."] * 36_000)
+    assert 1024 * 1024 < len(long_body) < 2 * 1000 * 1000
+    data = {**posted(ann, "/admin/releases/new", title="Agency opens"), "body": long_body}
+    made = ann.post("/admin/releases/new/autosave.json", data=data)
+    assert made.status_code == 201, made.text[:300]
+    draft = made.json()
+    shown = ann.post(f"/admin/releases/{draft['id']}/preview",
+                     data={**data, "version": draft["version"], "view": "page"})  # fmt: skip
+    assert shown.status_code == 200 and "A paragraph of the annex" in shown.text

@@ -43,6 +43,7 @@ from distributor.web.admin import CSRF_COOKIE, PREFIX, Admin, AdminRoute, Dash, 
 from distributor.web.bodies import FORM, FORM_LIMIT, takes
 from distributor.web.deps import part
 from distributor.web.editor import (
+    FORM_LIMITS,
     ReleaseForm,
     ReleaseId,
     Writer,
@@ -163,21 +164,21 @@ def _saved(release: Release, zone: tzinfo) -> dict[str, Any]:
     }
 
 
-@router.post("/releases/new/preview", response_class=HTMLResponse)
+@router.post("/releases/new/preview", response_class=HTMLResponse, form_limits=FORM_LIMITS)
 @takes(LIMIT, FORM)
 def preview_new(request: Request, admin: Writer, dash: Dash, posted: Live) -> Response:
     """The form of a release not created yet, as its newsroom page or its email."""
     return _frame(request, dash, admin, posted, None)
 
 
-@router.post("/releases/new/preview.json")
+@router.post("/releases/new/preview.json", form_limits=FORM_LIMITS)
 @takes(LIMIT, FORM)
 def reach_new(request: Request, admin: Writer, dash: Dash, posted: Posted) -> JSONResponse:
     """Who a release not created yet would reach with the form's language and topics."""
     return _summary(request, dash, admin, posted, None)
 
 
-@router.post("/releases/new/autosave.json")
+@router.post("/releases/new/autosave.json", form_limits=FORM_LIMITS)
 @takes(LIMIT, FORM)
 def autosave_new(request: Request, admin: Writer, dash: Dash, posted: Posted) -> JSONResponse:
     """Create the draft the form describes (its first autosave): 201 with its id, version
@@ -195,7 +196,7 @@ def autosave_new(request: Request, admin: Writer, dash: Dash, posted: Posted) ->
     return JSONResponse(made, status_code=201)
 
 
-@router.post("/releases/{release_id}/preview", response_class=HTMLResponse)
+@router.post("/releases/{release_id}/preview", response_class=HTMLResponse, form_limits=FORM_LIMITS)
 @takes(LIMIT, FORM)
 def preview_edit(
     request: Request, release_id: ReleaseId, admin: Writer, dash: Dash, posted: Live
@@ -204,7 +205,7 @@ def preview_edit(
     return _frame(request, dash, admin, posted, release_id)
 
 
-@router.post("/releases/{release_id}/preview.json")
+@router.post("/releases/{release_id}/preview.json", form_limits=FORM_LIMITS)
 @takes(LIMIT, FORM)
 def reach_edit(
     request: Request, release_id: ReleaseId, admin: Writer, dash: Dash, posted: Posted
@@ -214,7 +215,7 @@ def reach_edit(
     return _summary(request, dash, admin, posted, release_id)
 
 
-@router.post("/releases/{release_id}/autosave.json")
+@router.post("/releases/{release_id}/autosave.json", form_limits=FORM_LIMITS)
 @takes(LIMIT, FORM)
 def autosave_edit(
     request: Request, release_id: ReleaseId, admin: Writer, dash: Dash, posted: Posted
