@@ -130,7 +130,7 @@ MAY = {
     Role.ADMIN: {Can.DRAFT, Can.PUBLISH, Can.TOPICS, Can.AUDIENCE, Can.ACCOUNTS, Can.SETTINGS},
 }
 # Routes of /admin and /api anyone may reach: logging in and out, the dashboard's script
-# and style sheet, accepting an invitation.
+# and style sheet, the language switch, accepting an invitation.
 OPEN = {
     "GET /admin/login",
     "POST /admin/login",
@@ -138,6 +138,7 @@ OPEN = {
     "GET /admin/static/{name}",
     "GET /admin/login/code",  # the password's step is the credential
     "POST /admin/login/code",
+    "GET /admin/language/{lang}",  # the language switch: the login page has it too
     "GET /admin/invitation/{token}",  # the link is the credential
     "POST /admin/invitation/{token}",
     "GET /api/docs",

@@ -188,3 +188,43 @@ def test_every_workspace_page_passes_axe_at_phone_and_desktop_width(
         assert page.get_by_role("img", name="The current logo").is_visible()
         assert page.get_by_label("Postal address (a few lines)").input_value().endswith("Paris")
         assert sorted(visited) == sorted(paths)
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
+def test_the_workspace_in_french_passes_axe_without_sideways_scroll(
+    workspace: tuple[str, dict[str, str]], width: int
+) -> None:
+    """A browser set to French gets the workspace in French (its longer words too must fit
+    a phone): the login form, the dashboard, the list, the editor, a release and the other
+    pages a press officer opens every day, each checked as in English."""
+    base, paths = workspace
+    with chromium(viewport=WIDTHS[width], locale="fr-FR") as browser:
+        page = browser.new_page()
+
+        def visit(name: str) -> None:
+            response = page.goto(base + paths[name])
+            assert response is not None and response.status == 200, (name, response)
+            assert page.locator("html").get_attribute("lang") == "fr", name
+            check_page(page, f"{name}-fr", width)
+
+        visit("login")
+        assert page.get_by_role("heading", level=1).inner_text() == "Se connecter"
+        page.get_by_label("Adresse e-mail").fill(ADMIN)
+        page.get_by_label("Mot de passe").fill(PASSWORD)
+        page.get_by_role("button", name="Se connecter", exact=True).click()
+        page.wait_for_url(base + paths["dashboard"])
+        assert page.get_by_role("heading", level=1).inner_text() == "Tableau de bord"
+        check_page(page, "dashboard-fr", width)
+        visit("releases")
+        row = page.locator("tr[data-id]").first
+        assert row.get_by_role("button", name="Dupliquer").is_visible()
+        visit("editor")
+        assert page.get_by_role("button", name="Créer le brouillon").is_visible()
+        for name in ("release", "publish", "withdraw", "edit", "accounts", "contacts", "settings"):
+            visit(name)
+        # The switch: back to English, on the same page.
+        page.get_by_role("link", name="English").click()
+        page.wait_for_url(base + paths["settings"])
+        assert page.locator("html").get_attribute("lang") == "en"
+        heading = page.get_by_role("heading", level=1).inner_text()
+        assert heading == "Settings: the office's identity"

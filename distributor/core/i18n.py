@@ -45,6 +45,12 @@ def gettext_for(lang: str) -> Callable[[str], str]:
     return translations(lang).gettext
 
 
+def ngettext_for(lang: str) -> Callable[[str, str, int], str]:
+    """The ``ngettext`` function for ``lang``: the singular or plural message for a count,
+    by the language's plural rule (French: 0 and 1 are singular)."""
+    return translations(lang).ngettext
+
+
 def negotiate(accept_language: str | None, available: Iterable[str], default: str) -> str:
     """The best of ``available`` for an Accept-Language header (q-values honoured), or
     ``default``."""

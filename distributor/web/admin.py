@@ -27,15 +27,18 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from itsdangerous import BadSignature
-from jinja2 import Environment, FileSystemLoader
+from jinja2 import Environment, FileSystemLoader, pass_context
+from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.routing import Match
 
 from distributor import actions
 from distributor.actions.accounts import CODE_STEP_SECONDS
@@ -87,6 +90,12 @@ from distributor.web.errors import status_of
 from distributor.web.guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
 from distributor.web.headers import EMAIL_PREVIEW_CSP as PREVIEW_CSP
 from distributor.web.rights import declare
+from distributor.web.workspace_i18n import (
+    WORKSPACE_LANGUAGES,
+    Translator,
+    translator,
+    workspace_language,
+)
 
 PREFIX = "/admin"
 SCOPE = "releases"
@@ -169,22 +178,29 @@ class AdminRoute(APIRoute):
         return dashboard_handler
 
 
-def language_name(code: str) -> str:
-    """The language's name in English ("French" for ``fr``); the code when Babel does not
-    know it."""
+def language_name(code: str, in_lang: str = "en") -> str:
+    """The language's name in ``in_lang`` ("French" for ``fr`` in English, "anglais" for
+    ``en`` in French); the code when Babel does not know it."""
     from babel import Locale, UnknownLocaleError
 
     try:
-        return str(Locale.parse(code).get_display_name("en"))
+        return str(Locale.parse(code).get_display_name(in_lang))
     except (ValueError, UnknownLocaleError):
         return code
 
 
-def local_time(moment: datetime | None, zone: tzinfo) -> str:
-    """``moment`` in the press office's ``zone`` (``2026-11-20 09:00 CET``); ``—`` for none."""
+def local_time(moment: datetime | None, zone: tzinfo, lang: str = "en") -> str:
+    """``moment`` in the press office's ``zone``, as ``lang`` writes it: ``2026-11-20 09:00
+    CET`` in English (the workspace's format since the start), ``20 nov. 2026 09:00 CET`` in
+    French (Babel's medium date); ``—`` for none."""
     if moment is None:
         return "—"
-    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M %Z}"
+    local = moment.astimezone(zone)
+    if lang == "en":
+        return f"{local:%Y-%m-%d %H:%M %Z}"
+    from babel.dates import format_date
+
+    return f"{format_date(local.date(), 'medium', locale=lang)} {local:%H:%M %Z}"
 
 
 def parse_local(value: str, zone: tzinfo, what: str = "publish time") -> datetime:
@@ -240,9 +256,10 @@ def _ceiling(value: int) -> int:
     return top
 
 
-def chart(hours: Sequence[HourCount], zone: tzinfo) -> Chart:
+def chart(hours: Sequence[HourCount], zone: tzinfo, say: Callable[[str], str] = str) -> Chart:
     """The bars and labels of the chart of ``hours`` (oldest first), hours labelled in the
-    press office's ``zone``: per hour a sent bar and a failed bar side by side."""
+    press office's ``zone``: per hour a sent bar and a failed bar side by side, each bar's
+    label in the page's language (``say``: its gettext)."""
     width, height, top, bottom, left = 720, 220, 10, 30, 44
     plot_w, plot_h = width - left - 6, height - top - bottom
     peak = _ceiling(max([h.sent for h in hours] + [h.failed for h in hours] + [1]))
@@ -259,14 +276,14 @@ def chart(hours: Sequence[HourCount], zone: tzinfo) -> Chart:
         rows.append((f"{local:%Y-%m-%d %H:%M}", hour.sent, hour.failed))
         for bars, value, dx in ((sent, hour.sent, 0.0), (failed, hour.failed, bar_w)):
             h = plot_h * value / peak
-            what = "sent" if bars is sent else "failed"
+            what = say("{hour}: {count} sent" if bars is sent else "{hour}: {count} failed")
             bars.append(
                 Bar(
                     round(x + dx, 1),
                     round(top + plot_h - h, 1),
                     round(bar_w, 1),
                     round(h, 1),
-                    f"{label}: {value} {what}",
+                    what.format(hour=label, count=value),
                 )
             )
         if i % 3 == 0:
@@ -289,6 +306,28 @@ def chart(hours: Sequence[HourCount], zone: tzinfo) -> Chart:
     )
 
 
+def fill(text: str, **values: object) -> Markup:
+    """A translated label's ``{name}`` places filled with ``values``, escaped — except a
+    value marked safe, the template's own markup (``<code>…</code>``): so a translation
+    moves the markup with the words, and a title typed by someone stays text."""
+    return escape(text).format(**values)
+
+
+def return_address(request: Request) -> str:
+    """Where the language switch brings the browser back: this page's address for a GET;
+    for the answer to a form, the nearest page above it that a GET opens (a refused test
+    send answers at ``/admin/releases/3/test``: back at ``/admin/releases/3``)."""
+    path = request.url.path
+    if request.method == "GET":
+        return path + (f"?{request.url.query}" if request.url.query else "")
+    while path.startswith(PREFIX + "/"):
+        scope = {"type": "http", "path": path, "root_path": "", "method": "GET"}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.routes):
+            return path
+        path = path.rsplit("/", 1)[0]
+    return PREFIX
+
+
 class Dashboard:
     """What the dashboard's routes share in one app: its settings, the templates (with the
     press office's name and time zone), the script and style sheet once read."""
@@ -304,8 +343,11 @@ class Dashboard:
             timezone=settings.timezone,
             require_approval=settings.require_approval,
         )
-        self.env.filters["local"] = lambda moment: local_time(moment, self.zone)
+        self.env.filters["local"] = pass_context(
+            lambda context, moment: local_time(moment, self.zone, context.get("lang", "en"))
+        )
         self.env.filters["person"] = person
+        self.env.filters["fill"] = fill
         self.assets: dict[str, tuple[str, str]] = {}
 
     def csrf_for(self, request: Request) -> str:
@@ -318,12 +360,50 @@ class Dashboard:
         except BadSignature:
             return new_csrf_token(self.settings)
 
+    def translator(self, request: HTTPConnection) -> Translator:
+        """The workspace in the language ``request`` is answered in (workspace_i18n)."""
+        return translator(workspace_language(request))
+
+    def fragment(self, request: Request, name: str, **context: Any) -> str:
+        """The template ``name`` (a page or a piece of one) rendered with ``context`` in
+        the request's language: ``lang``, ``_`` and ``ngettext`` for its labels, ``say``
+        for a message made in Python."""
+        words = self.translator(request)
+        return self.env.get_template(name).render(
+            prefix=PREFIX,
+            lang=words.lang,
+            _=words.gettext,
+            ngettext=words.ngettext,
+            say=words.say,
+            **context,
+        )
+
     def render(
         self, request: Request, name: str, status: int = 200, **context: Any
     ) -> HTMLResponse:
-        """The template ``name`` with ``context``, a CSRF value in its forms and its cookie."""
+        """The template ``name`` with ``context``, in the request's language — its
+        messages from Python (``error``, ``done``, ``title``, ``text``) translated as
+        ``Translator.say`` can, the switch to the other languages in its header, its
+        scripts' strings —, a CSRF value in its forms and its cookie."""
         token = self.csrf_for(request)
-        html = self.env.get_template(name).render(csrf=token, prefix=PREFIX, **context)
+        words = self.translator(request)
+        for key in ("error", "done", "title", "text"):
+            if isinstance(context.get(key), str):
+                context[key] = words.say(context[key])
+        here = quote(return_address(request), safe="/")
+        switch = [
+            (code, label, f"{PREFIX}/language/{code}?next={here}")
+            for code, label in WORKSPACE_LANGUAGES.items()
+            if code != words.lang
+        ]
+        html = self.fragment(
+            request,
+            name,
+            csrf=token,
+            language_links=switch,
+            script_strings=words.script_strings(),
+            **context,
+        )
         response = HTMLResponse(html, status_code=status)
         response.set_cookie(
             CSRF_COOKIE,
@@ -439,7 +519,12 @@ class Dashboard:
             )
         progress = Progress(st.counts)
         missing = [lang for lang in self.settings.languages if lang not in languages]
-        done = done.format(notices=f"{told} withdrawal notice{'' if told == 1 else 's'}")
+        words = self.translator(request)
+        notices_planned = words.ngettext(
+            "{count} withdrawal notice", "{count} withdrawal notices", told
+        )
+        if done:  # (gettext("") is the catalogue's header)
+            done = words.gettext(done).format(notices=notices_planned.format(count=told))
         sweep = heartbeat.health(self.settings)
         if done and not sweep.alive and request.query_params.get("done") == "published":
             done = "Published; see the warning above."  # not "the workers are sending it"
@@ -453,7 +538,7 @@ class Dashboard:
             progress=progress,
             sending=is_sending(release.state, release.planned_at, progress),
             languages=languages,
-            missing=[(lang, language_name(lang)) for lang in missing],
+            missing=[(lang, language_name(lang, words.lang)) for lang in missing],
             reach=audience,
             history=history,
             topics=topics,
@@ -689,7 +774,7 @@ def dashboard(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
         admin=admin,
         releases=releases,
         table=table,
-        chart=chart(hours, dash.zone),
+        chart=chart(hours, dash.zone, dash.translator(request).gettext),
         sweep=heartbeat.health(settings),
         done=DONE.get(request.query_params.get("done", ""), ""),
     )

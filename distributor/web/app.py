@@ -37,6 +37,7 @@ from distributor.web import (
     editor,
     editor_live,
     editor_media,
+    language_switch,
     media_api,
     release_list,
     releases_api,
@@ -206,6 +207,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(accounts.router)
     app.include_router(twofactor.router)
+    app.include_router(language_switch.router)
     app.include_router(subscribe.router)
     app.include_router(machine)
     app.add_exception_handler(StarletteHTTPException, not_found_page)  # type: ignore[arg-type]

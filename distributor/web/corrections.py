@@ -65,12 +65,13 @@ class CorrectionForm(ReleaseForm):
 Posted = Annotated[CorrectionForm, Form()]
 
 
-def _fixed(release: Release, dash: Dashboard) -> list[tuple[str, str]]:
-    """What a correction keeps, as the form shows it (read while its session is open; the
-    date in the press office's time zone)."""
+def _fixed(release: Release, dash: Dashboard, lang: str) -> list[tuple[str, str]]:
+    """What a correction keeps, as the form shows it in the page's ``lang`` (its labels
+    are msgids the template translates; read while its session is open; the date in the
+    press office's time zone)."""
     return [
-        ("Language", language_name(release.language)),
-        ("Date", local_time(release.date, dash.zone)),
+        ("Language", language_name(release.language, lang)),
+        ("Date", local_time(release.date, dash.zone, lang)),
         ("Topics", ", ".join(t.slug for t in release.topics)),
         ("Address", release.slug),
     ]
@@ -95,7 +96,7 @@ def _page(
             release = get_release(session, release_id)
             book = list_contacts(session)
             published = _values(release, dash, book)
-            fixed = _fixed(release, dash)
+            fixed = _fixed(release, dash, dash.translator(request).lang)
     except DistributorError as exc:
         return dash.failed(request, admin, release_id, exc)
     if release.state != ReleaseState.PUBLISHED:  # nothing to correct: its page says why

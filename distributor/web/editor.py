@@ -243,7 +243,8 @@ def _page(
     uploaded: list[str] | None = None,
 ) -> HTMLResponse:
     with session_scope(dash.settings) as session:
-        topics = [(t.slug, t.name("en")) for t in list_topics(session)]
+        shown_in = dash.translator(request).lang  # topics named in the page's language
+        topics = [(t.slug, t.name(shown_in)) for t in list_topics(session)]
         book = [(str(c.id), _label(c)) for c in list_contacts(session)]
     return dash.render(
         request,

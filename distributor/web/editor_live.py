@@ -39,7 +39,15 @@ from distributor.core.slugs import slugify
 from distributor.office.contacts import list_contacts
 from distributor.releases.lifecycle import get_release
 from distributor.releases.source import MAX_SOURCE_BYTES, ReleaseDraft
-from distributor.web.admin import CSRF_COOKIE, PREFIX, Admin, AdminRoute, Dash, Dashboard
+from distributor.web.admin import (
+    CSRF_COOKIE,
+    PREFIX,
+    Admin,
+    AdminRoute,
+    Dash,
+    Dashboard,
+    dashboard_of,
+)
 from distributor.web.bodies import FORM, FORM_LIMIT, takes
 from distributor.web.deps import part
 from distributor.web.editor import (
@@ -108,7 +116,8 @@ def _frame(
     try:
         shown = _previewed(request, dash, admin, posted, release_id)
     except DistributorError as exc:
-        html = dash.env.get_template("preview_error.html").render(error=str(exc))
+        said = dash.translator(request).say(str(exc))
+        html = dash.fragment(request, "preview_error.html", error=said)
         return HTMLResponse(html, status_of(exc), headers=FRAME_HEADERS)
     html = shown.email.html if posted.view == "email" else shown.page
     return HTMLResponse(html, headers=FRAME_HEADERS)
@@ -118,13 +127,16 @@ def _refused(request: Request, dash: Dashboard, csrf: str) -> JSONResponse | Non
     """A JSON 403 when ``csrf`` is not the browser's CSRF value; None when it is."""
     if csrf_ok(dash.settings, request.cookies.get(CSRF_COOKIE), csrf):
         return None
-    return JSONResponse({"error": "This form has expired: reload the page."}, status_code=403)
+    said = dash.translator(request).gettext("This form has expired: reload the page.")
+    return JSONResponse({"error": said}, status_code=403)
 
 
-def _error(exc: DistributorError, **more: Any) -> JSONResponse:
-    """``exc`` as the JSON answer of a live route: what and where, with its status."""
+def _error(request: Request, exc: DistributorError, **more: Any) -> JSONResponse:
+    """``exc`` as the JSON answer of a live route: what and where, with its status; what,
+    in the workspace's language as far as it translates (editor.js shows it)."""
+    said = dashboard_of(request).translator(request).say(str(exc))
     return JSONResponse(
-        {"error": str(exc), "field": getattr(exc, "field", None), **more},
+        {"error": said, "field": getattr(exc, "field", None), **more},
         status_code=status_of(exc),
     )
 
@@ -138,11 +150,9 @@ def _summary(
     try:
         shown = _previewed(request, dash, admin, posted, release_id)
     except DistributorError as exc:
-        return _error(exc)
+        return _error(request, exc)
     reach = shown.reach
-    html = dash.env.get_template("_reach.html").render(
-        reach=reach, release={"id": release_id or 0}, prefix=PREFIX
-    )
+    html = dash.fragment(request, "_reach.html", reach=reach, release={"id": release_id or 0})
     return JSONResponse(
         {
             "subject": shown.email.subject,
@@ -192,7 +202,7 @@ def autosave_new(request: Request, admin: Writer, dash: Dash, posted: Posted) ->
             dash.settings, draft, admin.actor, lambda s, r: _saved(r, dash.zone)
         )
     except DistributorError as exc:
-        return _error(exc)
+        return _error(request, exc)
     return JSONResponse(made, status_code=201)
 
 
@@ -242,7 +252,7 @@ def autosave_edit(
         with session_scope(dash.settings) as session:
             theirs = _values(get_release(session, release_id), dash, list_contacts(session))
         shown = {key: theirs[key] for key in ("title", "lead", "body")}
-        return _error(exc, theirs=shown, version=theirs["version"])
+        return _error(request, exc, theirs=shown, version=theirs["version"])
     except DistributorError as exc:
-        return _error(exc)
+        return _error(request, exc)
     return JSONResponse(_saved(release, dash.zone))

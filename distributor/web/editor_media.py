@@ -41,6 +41,7 @@ from distributor.web.admin import (
     AdminRoute,
     Dash,
     allowed,
+    dashboard_of,
 )
 from distributor.web.bodies import MULTIPART, takes
 from distributor.web.guards import csrf_ok
@@ -262,8 +263,9 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=AdminRout
 Writer = Annotated[Admin, Depends(allowed(Can.DRAFT))]  # a file is part of writing a release
 
 
-def _refused(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "field": "file"}, status)
+def _refused(request: Request, status: int, message: str) -> JSONResponse:
+    said = dashboard_of(request).translator(request).say(message)  # uploads.js shows it
+    return JSONResponse({"error": said, "field": "file"}, status)
 
 
 @router.post("/uploads")
@@ -285,16 +287,16 @@ def upload(
     add to the form; 422 ``{"error", "field"}`` naming the file when it is refused (not
     what its name says, too large, empty), 403 when the form has expired."""
     if not csrf_ok(dash.settings, request.cookies.get(CSRF_COOKIE), csrf):
-        return _refused(403, EXPIRED_FORM)
+        return _refused(request, 403, EXPIRED_FORM)
     if isinstance(file, str) or not file.filename:
-        return _refused(422, "file: no file was sent")
+        return _refused(request, 422, "file: no file was sent")
     media = Media()
     store_files(dash.settings, [file], admin.actor, media)
     if media.problems:
-        return _refused(422, media.problems[0])
+        return _refused(request, 422, media.problems[0])
     if media.images:
         kind, row = "image", image_row(0, media.images[0])
     else:
         kind, row = "document", document_row(0, media.attachments[0])
-    html = dash.env.get_template("_media_row.html").render(kind=kind, row=row, lead=False)
+    html = dash.fragment(request, "_media_row.html", kind=kind, row=row, lead=False)
     return JSONResponse({"kind": kind, "name": row.name, "key": row.key, "html": html}, 201)

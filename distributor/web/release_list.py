@@ -23,6 +23,7 @@ from distributor.core.roles import Can
 from distributor.releases.topics import list_topics
 from distributor.reporting.releases import count_by_state, find_releases
 from distributor.web.admin import (
+    DONE,
     MAX_ID,
     PREFIX,
     Admin,
@@ -56,7 +57,8 @@ def release_list(
     form does not offer (an old link) is ignored and shown as "any"."""
     settings = dash.settings
     with session_scope(settings) as session:
-        topics = [(t.slug, t.name("en")) for t in list_topics(session)]
+        shown_in = dash.translator(request).lang  # topics named in the page's language
+        topics = [(t.slug, t.name(shown_in)) for t in list_topics(session)]
         chosen_state = ReleaseState(state) if state in set(ReleaseState) else None
         chosen_lang = lang if lang in settings.languages else ""
         chosen_topic = topic if topic in {slug for slug, _ in topics} else ""
@@ -81,7 +83,7 @@ def release_list(
         states=list(ReleaseState),
         page=min(page, pages),
         pages=pages,
-        done=request.query_params.get("done", ""),
+        done=DONE.get(request.query_params.get("done", ""), ""),  # fixed texts only
     )
 
 

@@ -1,9 +1,31 @@
 // The dashboard's one script: while a release is being sent, poll its progress.json and
 // update its <progress> bar and counts; ask before a button marked data-confirm acts. The page works without it (it shows the figures
 // at the time it was rendered). Served from /admin/static/admin.js (CSP: script-src 'self').
+// It also gives every script of the workspace its words: distributorText (below).
 "use strict";
 
+// A script's message in the page's language: the English text (a msgid of the catalogue,
+// listed in web/workspace_i18n.py SCRIPT_MESSAGES) looked up in the words the page gives
+// (<body data-strings>, rendered by the server: CSP allows no inline script), then its
+// {name} places filled from values. English, or a message the page lacks, stays as written.
+window.distributorText = function (message, values) {
+  var words = window.distributorText.words;
+  if (!words) {
+    try {
+      words = JSON.parse(document.body.getAttribute("data-strings") || "{}");
+    } catch (e) {
+      words = {};
+    }
+    window.distributorText.words = words;
+  }
+  var said = Object.prototype.hasOwnProperty.call(words, message) ? words[message] : message;
+  return said.replace(/\{(\w+)\}/g, function (all, name) {
+    return values && Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : all;
+  });
+};
+
 (function () {
+  var text = window.distributorText;
   var FAST = 1000; // ms between polls while the figures move
   var SLOW = 5000; // ... once they have not moved for a while (deferred retries)
   var STILL_POLLS = 10;
@@ -21,7 +43,7 @@
       if (name === "percent") {
         el.textContent = data.percent + "%";
       } else if (name === "status") {
-        el.textContent = data.sending ? "Sending…" : (data.planned ? "Finished." : "");
+        el.textContent = data.sending ? text("Sending…") : (data.planned ? text("Finished.") : "");
       } else if (Object.prototype.hasOwnProperty.call(data, name)) {
         el.textContent = String(data[name]);
       }
@@ -38,7 +60,7 @@
         .then(function (response) {
           if (response.status === 401) {
             box.removeAttribute("data-live");
-            box.querySelector("[data-field=status]").textContent = "Logged out: reload the page.";
+            box.querySelector("[data-field=status]").textContent = text("Logged out: reload the page.");
             return null;
           }
           if (!response.ok) {

@@ -12,6 +12,7 @@
   var SAVE_EVERY = 5000; // ... or at most this long between two while typing goes on
   var RETRY = 5000; // ms before trying again after the server did not answer
   var SKIPPED = { csrf: true, version: true, view: true }; // not the release's text
+  var text = window.distributorText; // the page's words (admin.js, loaded first)
 
   var form = document.getElementById("editor-form");
   if (!form) {
@@ -119,8 +120,9 @@
     }
     var offer = document.getElementById("restore-offer");
     document.getElementById("restore-text").textContent =
-      "What you typed at " + clock(kept.at, false) + " was not saved: it is kept in this browser.";
-    document.getElementById("restore-yes").textContent = "Restore what you typed at " + clock(kept.at, false);
+      text("What you typed at {time} was not saved: it is kept in this browser.", { time: clock(kept.at, false) });
+    document.getElementById("restore-yes").textContent =
+      text("Restore what you typed at {time}", { time: clock(kept.at, false) });
     offer.hidden = false;
     document.getElementById("restore-yes").addEventListener("click", function () {
       apply(kept.fields);
@@ -176,16 +178,16 @@
     box.setAttribute("aria-labelledby", "live-conflict-title");
     var title = document.createElement("h2");
     title.id = "live-conflict-title";
-    title.textContent = "Someone else saved this draft";
+    title.textContent = text("Someone else saved this draft");
     var said = document.createElement("p");
-    said.textContent = answer.error + ". Their version is below; yours is in the form. " +
+    said.textContent = text("{error}. Their version is below; yours is in the form. " +
       "Autosave is paused: copy what you need from theirs into yours, then press Save, " +
-      "which replaces theirs.";
+      "which replaces theirs.", { error: answer.error });
     var list = document.createElement("dl");
     list.className = "theirs";
     [["Title", "title"], ["Lead", "lead"], ["Body", "body"]].forEach(function (pair) {
       var dt = document.createElement("dt");
-      dt.textContent = pair[0];
+      dt.textContent = text(pair[0]);
       var dd = document.createElement("dd");
       var pre = document.createElement("pre");
       pre.textContent = answer.theirs[pair[1]] || "";
@@ -229,32 +231,32 @@
           } else {
             keepLocally();
           }
-          say("Saved at " + data.saved_at, false);
+          say(text("Saved at {time}", { time: data.saved_at }), false);
         } else if (answer.status === 409 && data.theirs) {
           paused = true;
           version.value = data.version; // Save now replaces theirs, knowingly
           showConflict(data);
-          say("Not saved: " + data.error + ". Autosave is paused.", true);
+          say(text("Not saved: {error}. Autosave is paused.", { error: data.error }), true);
         } else if (answer.status === 401) {
           dirty = true;
           retryAt = Date.now() + RETRY;
-          say("Not saved: you are logged out. Log in again in another tab; what you typed " +
-            "is kept in this browser.", true);
+          say(text("Not saved: you are logged out. Log in again in another tab; what you typed " +
+            "is kept in this browser."), true);
         } else if (data.error && answer.status < 500) {
           // Input that cannot be stored as a release: kept here until it is corrected.
-          say("Not saved: " + data.error + " (what you typed is kept in this browser)", true);
+          say(text("Not saved: {error} (what you typed is kept in this browser)", { error: data.error }), true);
         } else {
           dirty = true;
           retryAt = Date.now() + RETRY;
-          say("Not saved: the server failed (HTTP " + answer.status + "); what you typed is " +
-            "kept in this browser, and saving is tried again.", true);
+          say(text("Not saved: the server failed (HTTP {status}); what you typed is " +
+            "kept in this browser, and saving is tried again.", { status: answer.status }), true);
         }
       })
       .catch(function () {
         dirty = true;
         retryAt = Date.now() + RETRY;
-        say("Not saved: the server does not answer; what you typed is kept in this browser, " +
-          "and saving is tried again.", true);
+        say(text("Not saved: the server does not answer; what you typed is kept in this browser, " +
+          "and saving is tried again."), true);
       })
       .then(function () {
         inFlight = null;
@@ -327,12 +329,12 @@
           var p = document.createElement("p");
           p.className = "error";
           p.id = "preview-problem";
-          p.textContent = "Cannot preview yet: " + (data.error || "HTTP " + answer.status);
+          p.textContent = text("Cannot preview yet: {error}", { error: data.error || "HTTP " + answer.status });
           reachBox.appendChild(p);
         }
       })
       .catch(function () {
-        reachBox.textContent = "The preview is not available: the server does not answer.";
+        reachBox.textContent = text("The preview is not available: the server does not answer.");
       });
   }
 

@@ -8,6 +8,7 @@
 
 (function () {
   var MIB = 1048576;
+  var say = window.distributorText; // the page's words (admin.js, loaded first)
 
   function shownFor(list, name) {
     var item = document.createElement("li");
@@ -16,9 +17,9 @@
     var bar = document.createElement("progress");
     bar.max = 100;
     bar.value = 0;
-    bar.setAttribute("aria-label", "Uploading " + name);
+    bar.setAttribute("aria-label", say("Uploading {name}", { name: name }));
     var text = document.createElement("span");
-    text.textContent = " uploading…";
+    text.textContent = say(" uploading…");
     item.appendChild(label);
     item.appendChild(bar);
     item.appendChild(text);
@@ -30,7 +31,7 @@
     shown.item.classList.add("failed");
     shown.bar.remove();
     shown.label.textContent = "";
-    shown.text.textContent = "Refused: " + message;
+    shown.text.textContent = say("Refused: {error}", { error: message });
   }
 
   // The row of an uploaded file, unless the form has it already (the same file twice).
@@ -51,7 +52,7 @@
     var shown = shownFor(list, file.name);
     var most = Number(zone.getAttribute("data-max-bytes"));
     if (most && file.size > most) {
-      fail(shown, file.name + ": larger than " + Math.floor(most / MIB) + " MiB, the most a file may have");
+      fail(shown, say("{name}: larger than {size} MiB, the most a file may have", { name: file.name, size: Math.floor(most / MIB) }));
       return;
     }
     var data = new FormData();
@@ -76,20 +77,20 @@
         shown.bar.value = 100;
         shown.item.classList.add("done");
         if (!addRow(form, answer)) {
-          shown.text.textContent = " already in the form.";
+          shown.text.textContent = say(" already in the form.");
         } else if (answer.kind === "image") {
-          shown.text.textContent = " added below: give it its alt text and credit, then save.";
+          shown.text.textContent = say(" added below: give it its alt text and credit, then save.");
         } else {
-          shown.text.textContent = " added below; save the form to keep it.";
+          shown.text.textContent = say(" added below; save the form to keep it.");
         }
       } else if (answer && answer.error) {
         fail(shown, answer.error);
       } else {
-        fail(shown, request.responseText.trim() || "the server answered " + request.status);
+        fail(shown, request.responseText.trim() || say("the server answered {status}", { status: request.status }));
       }
     });
     request.addEventListener("error", function () {
-      fail(shown, file.name + ": the upload did not get through; check the connection and drop it again.");
+      fail(shown, say("{name}: the upload did not get through; check the connection and drop it again.", { name: file.name }));
     });
     request.send(data);
   }
