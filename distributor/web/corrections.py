@@ -41,7 +41,16 @@ from distributor.web.admin import (
 )
 from distributor.web.bodies import FORM, FORM_LIMIT, MULTIPART, takes
 from distributor.web.deps import AppQueue
-from distributor.web.editor import LINE, TEXT, ReleaseForm, _draft, _kept, _label, _values
+from distributor.web.editor import (
+    FORM_LIMITS,
+    LINE,
+    TEXT,
+    ReleaseForm,
+    _draft,
+    _kept,
+    _label,
+    _values,
+)
 from distributor.web.errors import status_of
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=AdminRoute)
@@ -158,7 +167,7 @@ def _corrected(
     return draft
 
 
-@router.post("/releases/{release_id}/correct", response_class=HTMLResponse)
+@router.post("/releases/{release_id}/correct", response_class=HTMLResponse, form_limits=FORM_LIMITS)
 @takes(3 * MAX_SOURCE_BYTES + FORM_LIMIT, MULTIPART, FORM)  # URL-encoded: 3 bytes a byte
 def correct(
     request: Request,
