@@ -77,3 +77,12 @@ def test_the_draft_page_and_the_publish_step_name_the_count(s: Settings, cam: Te
     gone = cam.get(f"/admin/releases/{english.id}/publish")
     assert "This release is published: it cannot be published now." in gone.text
     assert cam.get("/admin/releases/999/publish").status_code == 404
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)  # a page's field, no query
+def test_a_test_send_goes_to_yourself_unless_changed(s: Settings, cam: TestClient) -> None:
+    """The release page's test form is filled with the logged-in person's address."""
+    release = make_release(s)
+    page = cam.get(f"/admin/releases/{release.id}").text
+    field = re.search(r'<textarea id="addresses"[^>]*>([^<]*)</textarea>', page)
+    assert field is not None and field.group(1) == PUBLISHER

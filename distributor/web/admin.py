@@ -142,6 +142,7 @@ class Admin:
     user_id: int | None = None  # None: logged in with a token
     must_enrol: bool = False  # two-factor login required and not set up yet (totp.py)
     totp_on: bool = False
+    email: str = ""  # the person's address ("" when logged in with a token of nobody)
 
     @property
     def actor(self) -> str:
@@ -528,6 +529,7 @@ class Dashboard:
         sweep = heartbeat.health(self.settings)
         if done and not sweep.alive and request.query_params.get("done") == "published":
             done = "Published; see the warning above."  # not "the workers are sending it"
+        context.setdefault("addresses", admin.email)  # a test goes to yourself, unless changed
         return self.render(
             request,
             "release.html",
@@ -604,6 +606,7 @@ def _session_owner(session: Session, found: AdminSession, settings: Settings) ->
             user.id,
             must_enrol(settings, user),
             user.totp_enabled_at is not None,
+            user.email,
         )
     token = session.get(ApiToken, found.token_id) if found.token_id else None
     if token is None:
