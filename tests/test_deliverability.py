@@ -5,6 +5,7 @@ well on its own, for the readers and filters that never look at the HTML."""
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 from email import message_from_bytes, policy
@@ -22,6 +23,7 @@ from distributor.mail.compose import Recipient, render_release
 from distributor.mail.confirmation import confirmation_message
 from distributor.mail.dkim import Signer
 from distributor.office.identity import environment_identity
+from distributor.releases.media import store_image
 from distributor.releases.source import parse_release
 from tests.helpers import TEST_SECRET_KEY
 from tests.tools import SPAMASSASSIN
@@ -69,11 +71,16 @@ def sample_release(config: Settings, **overrides: object) -> Release:
 
 
 def with_media(config: Settings) -> Release:
-    """The sample with two images, two documents (one with a long address) and a
-    Markdown image in its body."""
+    """The sample with three images (the first uploaded, stored as the API and the form
+    store it: its real addresses), two documents (one with a long address) and a Markdown
+    image in its body."""
     release = sample_release(config)
     release.body_text += '\n\n![The signing ceremony](/media/ceremony.jpg "At the Agency")\n'
+    photo = io.BytesIO()
+    Image.new("RGB", (1600, 1000), (40, 90, 140)).save(photo, "JPEG")
+    uploaded = store_image(config, photo.getvalue(), "minister.jpg").image_fields()
     release.images = [
+        {**uploaded, "alt": "The minister signs", "credit": "Agency / J. Martin"},
         {"src": "/media/s.jpg", "alt": "The signing", "credit": "Agency / J. Martin",
          "href": "/media/s-hd.jpg"},
         {"src": "/media/station.jpg", "alt": "", "credit": "", "href": ""},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import io
+import re
 import struct
 import textwrap
 import zlib
@@ -28,7 +29,7 @@ from distributor.mail.render import context, environment
 from distributor.office.identity import environment_identity
 from distributor.releases import media
 from distributor.releases.lifecycle import create_release, mark_published
-from distributor.releases.media import MEDIA_PATH, StoredImage, store_image
+from distributor.releases.media import FILE_STEMS, MEDIA_PATH, StoredImage, store_image
 from distributor.releases.source import parse_release
 from distributor.site.builder import build_site
 from tests.helpers import TEST_SECRET_KEY, add_topics
@@ -99,7 +100,7 @@ def test_a_photo_is_stored_upright_resized_and_without_metadata(media_settings: 
     assert sizes == {"full": (2000, 3000), "page": (1200, 1800), "email": (600, 900)}
     for variant in (stored.full, stored.page, stored.email):
         match = MEDIA_PATH.match(variant.path)
-        assert match and match.groups() == (stored.digest, variant.name, ".jpg")
+        assert match and match.groups() == (stored.digest, FILE_STEMS[variant.name], ".jpg")
         assert variant.url == SITE + variant.path
         assert variant.media_type == "image/jpeg"
         raw = stored_file(media_settings, variant.path).read_bytes()
@@ -140,6 +141,30 @@ def test_the_same_upload_is_stored_once(media_settings: Settings) -> None:
     assert media_entries(media_settings) == [first.digest]  # no temporary left behind
 
 
+def test_no_stored_image_address_looks_like_a_web_bug_and_older_ones_are_kept(
+    media_settings: Settings,
+) -> None:
+    """SpamAssassin's LONG_IMG_URI scores an image address ending in 45+ letters or digits
+    and a name of word characters only (``<sha256>/email.jpg`` did); an image stored under
+    those names before is found as it is (its addresses are in releases and sent emails)."""
+    web_bug = re.compile(r"/[0-9a-z]{45,}/\w+\.(?:png|gif|jpe?g)$", re.I)  # its rule
+    data = photo(800, 600)
+    stored = store_image(media_settings, data, "a.jpg")
+    for variant in (stored.full, stored.page, stored.email):
+        assert not web_bug.search(variant.path), variant.path
+    # The directory as stored before: its files under the versions' own names.
+    for variant in (stored.full, stored.page, stored.email):
+        old = stored_file(media_settings, variant.path)
+        old.rename(old.with_name(variant.name + ".jpg"))
+    again = store_image(media_settings, data, "a.jpg")
+    assert not again.created
+    assert [v.path.rsplit("/", 1)[1] for v in (again.full, again.page, again.email)] == [
+        "full.jpg",
+        "page.jpg",
+        "email.jpg",
+    ]
+
+
 @pytest.mark.parametrize(
     ("data", "suffix", "media_type"),
     [
@@ -149,7 +174,7 @@ def test_the_same_upload_is_stored_once(media_settings: Settings) -> None:
 )
 def test_png_stays_png(media_settings: Settings, data: bytes, suffix: str, media_type: str) -> None:
     stored = store_image(media_settings, data, "logo.png")
-    assert stored.full.path.endswith("/full" + suffix)
+    assert stored.full.path.endswith("/full-size" + suffix)
     assert {stored.full.media_type, stored.page.media_type, stored.email.media_type} == {media_type}
     assert stored.page.width == min(1200, stored.full.width)
 
@@ -288,7 +313,7 @@ def test_a_local_image_reaches_page_email_and_web_app_by_absolute_url(
     head = client.head(stored.full.path)
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == str(stored.full.length)
-    assert client.get(path.replace("/page.jpg", "/page.png")).status_code == 404
+    assert client.get(path.replace("/for-pages.jpg", "/for-pages.png")).status_code == 404
 
 
 def test_a_pdf_is_linked_never_attached(settings: Settings, tmp_path: Path) -> None:

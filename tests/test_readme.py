@@ -418,7 +418,7 @@ def api_directory(scene: Scene) -> None:
 
 
 def media_stored(scene: Scene, result: subprocess.CompletedProcess[str]) -> None:
-    http(201, r'"src": ?"/media/[0-9a-f]{64}/page.jpg"')(scene, result)
+    http(201, r'"src": ?"/media/[0-9a-f]{64}/for-pages.jpg"')(scene, result)
     scene.answers["media"] = json_body(result)
 
 

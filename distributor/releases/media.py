@@ -4,13 +4,17 @@
 named in a release's front matter) and keeps three versions of it below
 ``public/media/``, one directory per image, named by the SHA-256 of the uploaded bytes::
 
-    public/media/<sha256>/full.jpg    full size, for the "high-resolution image" link
-    public/media/<sha256>/page.jpg    at most PAGE_WIDTH px wide: release pages and feeds
-    public/media/<sha256>/email.jpg   at most EMAIL_WIDTH px wide: the email's preview
+    public/media/<sha256>/full-size.jpg   full size, for the "high-resolution image" link
+    public/media/<sha256>/for-pages.jpg   at most PAGE_WIDTH px wide: release pages and feeds
+    public/media/<sha256>/for-email.jpg   at most EMAIL_WIDTH px wide: the email's preview
 
-served at ``/media/<sha256>/full.jpg`` and so on (``.png`` instead of ``.jpg`` for PNG and
-GIF uploads and for images with transparency). The URL of a file never changes what it
-serves, so the web app and nginx send it with ``Cache-Control: immutable``.
+served at ``/media/<sha256>/full-size.jpg`` and so on (``.png`` instead of ``.jpg`` for PNG
+and GIF uploads and for images with transparency). Each name has a hyphen: SpamAssassin's
+LONG_IMG_URI ("web bug?", 1.0) scores an image whose address ends in a directory of 45
+letters or digits and a name of only letters, digits and ``_`` — as ``<sha256>/email.jpg``,
+the names of images stored before 2026-12-06, which are still found and served. The URL of
+a file never changes what it serves, so the web app and nginx send it with
+``Cache-Control: immutable``.
 
 Every version is decoded and encoded again, so none carries the upload's metadata (EXIF,
 GPS position, XMP, comments); the EXIF orientation is applied to the pixels first, and the
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import re
 import secrets
@@ -46,6 +51,8 @@ PAGE_WIDTH: Final = 1200  # release pages show images up to ~600 CSS px: 2x for 
 EMAIL_WIDTH: Final = 600  # the email shows 280 CSS px; 600 stays sharp at 2x on any client
 JPEG_QUALITY: Final = {"full": 92, "page": 85, "email": 82}
 VARIANTS: Final = ("full", "page", "email")
+# Each version's file name (without suffix); before 2026-12-06, the version's own name.
+FILE_STEMS: Final = {"full": "full-size", "page": "for-pages", "email": "for-email"}
 
 MEDIA_DIR: Final = "media"  # below public/, and the first segment of every media URL
 # The formats accepted, by Pillow's name, with the media type an upload of each has.
@@ -71,7 +78,7 @@ class Variant:
     """One stored version of an image: where it is served and what it is."""
 
     name: str  # "full", "page" or "email"
-    path: str  # the site path, e.g. /media/<sha256>/page.jpg
+    path: str  # the site path, e.g. /media/<sha256>/for-pages.jpg
     url: str  # the absolute URL (settings.site_url + path)
     media_type: str  # image/jpeg or image/png
     length: int  # bytes
@@ -259,14 +266,16 @@ def _encode(image: Image.Image, name: str, as_png: bool, icc: bytes | None) -> _
 def _write(settings: Settings, digest: str, encoded: list[_Encoded]) -> StoredImage:
     """Store the versions as ``public/media/<digest>/`` (``write_directory``) and describe them; if
     another process stored the same image meanwhile, its directory is described."""
-    files = {e.name + e.suffix: e.data for e in encoded}
+    files = {FILE_STEMS[e.name] + e.suffix: e.data for e in encoded}
     found = write_directory(
         settings, digest, files, lambda directory: _existing(settings, directory, digest)
     )
     if found is not None:
         return found
     variants = {
-        e.name: _variant(settings, digest, e.name + e.suffix, len(e.data), e.width, e.height)
+        e.name: _variant(
+            settings, digest, e.name, FILE_STEMS[e.name] + e.suffix, len(e.data), e.width, e.height
+        )
         for e in encoded
     }
     return StoredImage(digest, variants["full"], variants["page"], variants["email"], True)
@@ -327,15 +336,17 @@ def _existing(settings: Settings, directory: Path, digest: str) -> StoredImage |
         return None
     variants: dict[str, Variant] = {}
     for name in VARIANTS:
-        for suffix in MEDIA_TYPES:
-            path = directory / (name + suffix)
+        # Today's file names, then the names an image stored before had (its URLs are in
+        # releases and in emails sent: they keep working).
+        for stem, suffix in itertools.product((FILE_STEMS[name], name), MEDIA_TYPES):
+            path = directory / (stem + suffix)
             try:
                 length = path.stat().st_size
                 with Image.open(path) as image:  # reads the header only
                     width, height = image.size
             except (OSError, SyntaxError, ValueError):
                 continue
-            variants[name] = _variant(settings, digest, name + suffix, length, width, height)
+            variants[name] = _variant(settings, digest, name, stem + suffix, length, width, height)
             break
         else:
             return None
@@ -343,9 +354,15 @@ def _existing(settings: Settings, directory: Path, digest: str) -> StoredImage |
 
 
 def _variant(
-    settings: Settings, digest: str, filename: str, length: int, width: int, height: int
+    settings: Settings,
+    digest: str,
+    name: str,
+    filename: str,
+    length: int,
+    width: int,
+    height: int,
 ) -> Variant:
-    name, suffix = os.path.splitext(filename)
+    suffix = os.path.splitext(filename)[1]
     return Variant(
         name=name,
         path=media_path(digest, filename),
