@@ -17,7 +17,7 @@ it); ``/en/`` → ``en/index.html``;
 ``/feeds/en/releases.atom`` → itself; ``/releases/SLUG`` → ``releases/SLUG.html``;
 ``/en`` → ``en/index.html``.
 
-Images stored by ``distributor.releases.media`` (``/media/<sha256>/page.jpg`` and the like) and
+Images stored by ``distributor.releases.media`` (``/media/<sha256>/for-pages.jpg`` and the like) and
 documents stored by ``distributor.releases.documents`` (``/media/<sha256>/backgrounder.pdf``)
 are not held in memory: each answer streams the file from disk, with the media type its
 suffix says (an office document as a download: ``Content-Disposition: attachment``). Their
