@@ -253,6 +253,9 @@ def test_the_cli_takes_a_note(sqlite_settings: Settings, tmp_path: Any) -> None:
     with session_scope(s) as session:
         made = session.get_one(Release, release.id).corrections
         assert [c.note for c in made] == [NOTE, ""]
+    shown = invoke_cli(s, "releases", "show", str(release.id)).stdout
+    notes = [line.split(": ", 1)[1] for line in shown.splitlines() if "correction:" in line]
+    assert [n.split(": ", 1)[1] for n in notes] == [NOTE, "(no note)"]
 
 
 def test_the_api_takes_a_note_and_answers_every_correction(

@@ -727,6 +727,10 @@ def releases_show(
         ("scheduled", when(release.scheduled_at)),
         ("published", when(release.published_at)),
         ("corrected", when(release.corrected_at)),
+        *(  # each correction, with what changed
+            ("  correction", f"{when(c.corrected_at)}: {c.note or '(no note)'}")
+            for c in release.corrections
+        ),
         ("withdrawn", withdrawn),
         ("created", when(release.created_at)),
         ("updated", when(release.updated_at)),
