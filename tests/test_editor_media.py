@@ -161,7 +161,8 @@ def test_a_writer_adds_images_and_a_pdf_without_javascript_and_they_show_everywh
     assert "images.0.alt: image 1 (harbour.jpg) has no alt text" in page
     assert "Uploaded: harbour.jpg, tide-chart.png, Backgrounder 2026.pdf" in page
     assert 'value="Agency opens a flood research station"' in page  # what was typed
-    thumbnails = re.findall(r'<img class="thumbnail" src="(/media/[0-9a-f]{64}/for-email\.\w+)"', page)
+    thumbnail = r'<img class="thumbnail" src="(/media/[0-9a-f]{64}/for-email\.\w+)"'
+    thumbnails = re.findall(thumbnail, page)
     assert len(thumbnails) == 2
     assert jo.get(thumbnails[0]).headers["content-type"] == "image/jpeg"
     assert "Backgrounder 2026.pdf" in page and DETAILS in page  # its name, kind and size
