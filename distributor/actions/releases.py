@@ -8,7 +8,7 @@ still roll back. ``by`` is who acts, as the trail names them (``cli:USER``, ``to
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from distributor.core import audit, idempotency
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.errors import InputError
+from distributor.core.errors import DistributorError, InputError, ReleaseInputError
 from distributor.core.idempotency import KeyClaim as KeyClaim  # where actions finds it
-from distributor.core.models import NoticeKind, Release, ReleaseState
+from distributor.core.models import NoticeKind, Release, ReleaseState, utcnow
 from distributor.core.queue import TaskQueue
 from distributor.mail import preview
 from distributor.outbox import notices
@@ -134,24 +134,90 @@ def publish(
     release_id: int,
     at: datetime | None = None,
     by: str = "system",
+    with_versions: bool | Collection[int] = False,
 ) -> Release:
     """Publish (or schedule) a release, commit, and only then wake the workers. ``by`` is
-    recorded in the audit trail when the state changes."""
+    recorded in the audit trail when the state changes. Returns the release.
+
+    ``with_versions`` (True for all, or the ids of some) publishes or schedules its unsent
+    language versions (``lifecycle.unsent_versions``) with it, in the same transaction and
+    at the same time — the release's own, its embargo included — so that every subscriber
+    gets it in their language at once. Each version passes the checks it would pass on its
+    own (the two-person rule) and one whose embargo is later than that time is refused;
+    a refusal names the version, and then nothing at all has changed. Each version's
+    change is audited by ``by`` as its own "publish" or "schedule"."""
+    now = utcnow()
     with session_scope(settings) as session:
-        current = lifecycle.get_release(session, release_id)
-        before = current.state
-        if before in (ReleaseState.DRAFT, ReleaseState.SCHEDULED):
-            approval.check_publishable(settings, current)
-        release = lifecycle.mark_published(session, release_id, at)
-        if release.state != before or at is not None:
-            published = release.state == ReleaseState.PUBLISHED
-            when = release.scheduled_at.isoformat() if release.scheduled_at else None
-            action = "publish" if published else "schedule"
-            audit.record(session, by, action, f"release {release_id}", at=when)
-    if release.state == ReleaseState.PUBLISHED:
-        queue.send("distribute_release", release.id)
+        release = _publish_one(session, settings, release_id, at, by, now)
+        changed = [release]
+        if with_versions is not False:
+            together = release.scheduled_at if release.state == ReleaseState.SCHEDULED else None
+            for version in _chosen(session, release, with_versions):
+                try:
+                    _check_embargo(version, together or now)
+                    changed.append(_publish_one(session, settings, version.id, together, by, now))
+                except DistributorError as exc:
+                    # Same error, same field, the version named: "release 7 (fr): …"
+                    exc.args = (f"release {version.id} ({version.language}): {exc}",)
+                    raise
+    published = [r.id for r in changed if r.state == ReleaseState.PUBLISHED]
+    for published_id in published:
+        queue.send("distribute_release", published_id)
+    if published:
         queue.send("regenerate_site")
     return release
+
+
+def _publish_one(
+    session: Session,
+    settings: Settings,
+    release_id: int,
+    at: datetime | None,
+    by: str,
+    now: datetime,
+) -> Release:
+    """Publish or schedule one release in ``session`` (``lifecycle.mark_published``) after
+    the two-person rule's check, audited when it changes; returns it."""
+    current = lifecycle.get_release(session, release_id)
+    before = current.state
+    if before in (ReleaseState.DRAFT, ReleaseState.SCHEDULED):
+        approval.check_publishable(settings, current)
+    release = lifecycle.mark_published(session, release_id, at, now)
+    if release.state != before or at is not None:
+        published = release.state == ReleaseState.PUBLISHED
+        when = release.scheduled_at.isoformat() if release.scheduled_at else None
+        action = "publish" if published else "schedule"
+        audit.record(session, by, action, f"release {release_id}", at=when)
+    return release
+
+
+def _chosen(session: Session, release: Release, chosen: bool | Collection[int]) -> list[Release]:
+    """The unsent versions of ``release`` to publish with it: all (``True``) or those whose
+    ids are ``chosen``; InputError naming an id that is not one of them."""
+    versions = lifecycle.unsent_versions(session, release)
+    if chosen is True:
+        return versions
+    ids = set(chosen) if not isinstance(chosen, bool) else set()
+    unknown = sorted(ids - {v.id for v in versions})
+    if unknown:
+        raise InputError(
+            f"release {unknown[0]} is not an unsent version (draft or scheduled) of "
+            f"release {release.id}: nothing was published or scheduled",
+            field="with_versions",
+        )
+    return [v for v in versions if v.id in ids]
+
+
+def _check_embargo(version: Release, time: datetime) -> None:
+    """Refuse (ReleaseInputError) a version whose embargo is later than ``time``, the time
+    its release goes out: it may not go with it."""
+    if version.embargo_at is not None and version.embargo_at > time:
+        raise ReleaseInputError(
+            f"its embargo ({version.embargo_at.isoformat()}) is later than "
+            f"{time.isoformat()}, when the release goes out: nothing was published or "
+            "scheduled; publish it on its own, or change its embargo",
+            field="embargo",
+        )
 
 
 def request_approval(settings: Settings, release_id: int, by: str) -> Release:

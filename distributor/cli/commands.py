@@ -823,10 +823,13 @@ def releases_test(
         raise typer.Exit(1)
 
 
-def _publish(s: Settings, release_id: int, at: str | None) -> None:
+def _publish(s: Settings, release_id: int, at: str | None, with_versions: bool = False) -> None:
     queue = TaskQueue(s)
     try:
-        release = actions.publish(s, queue, release_id, _parse_at(s, at), by=audit.cli_actor())
+        release = actions.publish(
+            s, queue, release_id, _parse_at(s, at), by=audit.cli_actor(),
+            with_versions=with_versions,
+        )  # fmt: skip
     finally:
         queue.close()
     if release.state == "scheduled" and release.scheduled_at:
@@ -867,12 +870,21 @@ def releases_publish(
             "DISTRIBUTOR_TIMEZONE), or now"
         ),
     ] = None,
+    with_versions: Annotated[
+        bool,
+        typer.Option(
+            "--with-versions",
+            help="Also its other language versions not sent yet (drafts, scheduled), at the "
+            "same time, in one go: all or none",
+        ),
+    ] = False,
 ) -> None:
     """Publish a release now (or at --at): emails go out and the feeds are regenerated.
 
     Never before the release's embargo; a time in the past is refused (--at now publishes
-    at once). Publishing a scheduled release again with another --at reschedules it."""
-    _publish(settings(), release_id, at)
+    at once). Publishing a scheduled release again with another --at reschedules it.
+    --with-versions publishes or schedules its unsent translations (or original) with it."""
+    _publish(settings(), release_id, at, with_versions)
 
 
 @releases_app.command("correct")

@@ -347,6 +347,24 @@ def mark_published(
     return release
 
 
+def unsent_versions(session: Session, release: Release) -> list[Release]:
+    """The other language versions of ``release`` (its original and the original's
+    translations, never itself) that are not sent yet: drafts and scheduled ones, by id.
+    They are what publishing "with its versions" publishes or schedules along."""
+    root = release.translation_of_id or release.id
+    return list(
+        session.scalars(
+            select(Release)
+            .where(
+                (Release.id == root) | (Release.translation_of_id == root),
+                Release.id != release.id,
+                Release.state.in_((ReleaseState.DRAFT, ReleaseState.SCHEDULED)),
+            )
+            .order_by(Release.id)
+        )
+    )
+
+
 def unschedule(session: Session, release_id: int, now: datetime | None = None) -> Release:
     """Cancel a scheduled publication: the release goes back to draft, nothing was or will
     be sent. Raises Conflict unless it is scheduled (a published release is withdrawn

@@ -63,14 +63,22 @@ from distributor.core.errors import (
     TooManyAttempts,
     Unauthorized,
 )
-from distributor.core.models import AdminSession, ApiToken, NoticeKind, ReleaseState, User, utcnow
+from distributor.core.models import (
+    AdminSession,
+    ApiToken,
+    NoticeKind,
+    Release,
+    ReleaseState,
+    User,
+    utcnow,
+)
 from distributor.core.roles import Caller, Can, person, user_caller
 from distributor.core.tokens import Purpose, signer
 from distributor.mail.preview import render_preview, send_test
 from distributor.office.accounts import MAX_PASSWORD
 from distributor.office.totp import must_enrol
 from distributor.outbox import notices
-from distributor.releases.lifecycle import get_release
+from distributor.releases.lifecycle import get_release, unsent_versions
 from distributor.reporting.audience import reach
 from distributor.reporting.dashboard import (
     HourCount,
@@ -188,6 +196,38 @@ def language_name(code: str, in_lang: str = "en") -> str:
         return str(Locale.parse(code).get_display_name(in_lang))
     except (ValueError, UnknownLocaleError):
         return code
+
+
+@dataclass(frozen=True)
+class UnsentVersion:
+    """A language version of the release on the page that is not sent yet: what its
+    "Also the French version" checkbox and its warning say. ``together``: it is scheduled
+    for the same time as the page's release (nothing to warn about)."""
+
+    id: int
+    language: str
+    name: str  # the language's name in the workspace's language
+    state: str
+    approved: bool
+    together: bool
+
+
+def unsent_versions_of(session: Session, release: Release, in_lang: str) -> list[UnsentVersion]:
+    """The unsent versions of ``release`` (``lifecycle.unsent_versions``) as the release
+    page and the publish step show them, languages named in ``in_lang``."""
+    return [
+        UnsentVersion(
+            id=v.id,
+            language=v.language,
+            name=language_name(v.language, in_lang),
+            state=v.state,
+            approved=bool(v.approved_by),
+            together=v.state == ReleaseState.SCHEDULED
+            and release.state == ReleaseState.SCHEDULED
+            and v.scheduled_at == release.scheduled_at,
+        )
+        for v in unsent_versions(session, release)
+    ]
 
 
 def local_time(moment: datetime | None, zone: tzinfo, lang: str = "en") -> str:
@@ -504,6 +544,7 @@ class Dashboard:
                 # release not sent yet, the one page that shows it.
                 unsent = release.state in (ReleaseState.DRAFT, ReleaseState.SCHEDULED)
                 audience = reach(session, release) if unsent else None
+                versions = unsent_versions_of(session, release, self.translator(request).lang)
                 told = 0
                 if release.withdrawn_at is not None and "{notices}" in done:
                     told = notices.planned(
@@ -542,6 +583,7 @@ class Dashboard:
             languages=languages,
             missing=[(lang, language_name(lang, words.lang)) for lang in missing],
             reach=audience,
+            versions=versions if unsent else [],
             history=history,
             topics=topics,
             error=error,
@@ -861,9 +903,12 @@ def publish_page(request: Request, release_id: ReleaseId, admin: Publisher, dash
         with session_scope(dash.settings) as session:
             release = get_release(session, release_id)
             audience = reach(session, release)
+            versions = unsent_versions_of(session, release, dash.translator(request).lang)
     except DistributorError as exc:
         return dash.failed(request, admin, release_id, exc)
-    return dash.render(request, "publish.html", admin=admin, release=release, reach=audience)
+    return dash.render(
+        request, "publish.html", admin=admin, release=release, reach=audience, versions=versions
+    )
 
 
 @router.post("/releases/{release_id}/publish", response_class=HTMLResponse)
@@ -874,13 +919,17 @@ def publish(
     dash: Dash,
     queue: AppQueue,
     at: Annotated[str, Form()] = "",
+    version: Annotated[list[int], Form()] = [],  # noqa: B006 (FastAPI copies a default)
     csrf: Csrf = "",
 ) -> Response:
-    """Publish the release now, or schedule it at the form's local time; back to its page."""
+    """Publish the release now, or schedule it at the form's local time, with the unsent
+    language versions ticked (``version``: their ids); back to its page."""
     dash.check_csrf(request, csrf)
     try:
         when = parse_local(at, dash.zone) if at.strip() else None
-        release = actions.publish(dash.settings, queue.get(), release_id, when, by=admin.actor)
+        release = actions.publish(
+            dash.settings, queue.get(), release_id, when, by=admin.actor, with_versions=version
+        )
     except DistributorError as exc:
         return dash.failed(request, admin, release_id, exc)
     return after(release_id, "published" if release.state == "published" else "scheduled")

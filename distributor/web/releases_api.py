@@ -132,6 +132,13 @@ class PublishIn(BaseModel):
     at: AwareDatetime | None = Field(
         default=None, description='A time with its zone; null or "now" to publish at once'
     )
+    with_versions: bool = Field(
+        default=False,
+        description="Also publish or schedule, at the same time and in one transaction, "
+        "its other language versions not sent yet (drafts and scheduled ones): each must "
+        "pass the same checks, and one that may not (not approved, a later embargo) refuses "
+        "the whole, naming it",
+    )
 
     @field_validator("at", mode="before")
     @classmethod
@@ -488,10 +495,13 @@ def publish(
     at = body.at if body is not None else None
 
     def act() -> tuple[int, dict[str, Any]]:
-        actions.publish(settings, queue.get(), release_id, at, by=who.actor)
+        actions.publish(settings, queue.get(), release_id, at, by=who.actor, with_versions=along)
         return 200, out(settings, release_id)
 
-    canonical = (body or PublishIn()).model_dump_json().encode()
+    along = body.with_versions if body is not None else False
+    # Without with_versions, the same bytes as before it existed: keys recorded then still match.
+    left_out = None if along else {"with_versions"}
+    canonical = (body or PublishIn()).model_dump_json(exclude=left_out).encode()
     return once(settings, token_of(who), key, request, canonical, act)
 
 
