@@ -30,6 +30,7 @@ from distributor.office.accounts import create_user
 from distributor.office.contacts import add_contact
 from distributor.office.identity import update_identity
 from distributor.office.invitations import invite
+from distributor.releases.lifecycle import duplicate
 from tests.browser import accessibility_problems, chromium, fill_login, running_server
 from tests.corrections import send_release
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
@@ -80,6 +81,8 @@ def workspace(
     send_release(settings, sent.id)
     draft = make_release(settings, slug="grid", title="Grid upgrade", topics="energy")
     with session_scope(settings) as session:
+        # Its French version, a draft: the publish step and the schedule form offer it.
+        duplicate(session, draft.id, language="fr")
         create_user(session, ADMIN, "admin", PASSWORD, name="Inès García")
         create_user(session, "tom.writer@example.org", "writer", PASSWORD, name="Tom Writer")
         invitation = invite(session, "new.colleague@example.org", "publisher", by=ADMIN)
@@ -103,6 +106,7 @@ def workspace(
         "editor": "/admin/releases/new",
         "edit": f"/admin/releases/{draft.id}/edit",
         "publish": f"/admin/releases/{draft.id}/publish",
+        "draft": f"/admin/releases/{draft.id}",
         "twofactor": "/admin/account/2fa",
         "contacts": "/admin/contacts",
         "contact": f"/admin/contacts/{press.id}",
@@ -179,7 +183,7 @@ def test_every_workspace_page_passes_axe_at_phone_and_desktop_width(
         visit("editor")  # the address book's contacts, each a labelled checkbox
         book = "Inès García — Head of press — ines.garcia@example.org"
         assert page.get_by_role("checkbox", name=book).is_checked()  # a default contact
-        for name in ("edit", "correct", "publish", "twofactor"):
+        for name in ("edit", "correct", "publish", "draft", "twofactor"):
             visit(name)
         visit("contacts")  # the address book: a card an entry on a phone, as releases
         entry = page.locator("tr[data-id]").first
