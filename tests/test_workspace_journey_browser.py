@@ -373,18 +373,20 @@ def test_invite_write_approve_schedule_send_correct_and_withdraw(
         assert writer.get_by_role("button", name="Approve").count() == 0  # not hers to give
         no_access_problem(writer, "a release asked for approval")
 
-        # 3. The publisher, on a phone, approves both and schedules them two minutes ahead.
+        # 3. The publisher, on a phone, approves both, then schedules them together two
+        # minutes ahead from the English one (its French version's box is ticked).
         zone = settings.zone
         when = datetime.now(UTC).astimezone(zone).replace(second=0, microsecond=0)
         when += timedelta(minutes=2)
-        for release_id in (english, french):
+        for release_id in (french, english):
             publisher.goto(f"{base}/admin/releases/{release_id}")
             publisher.get_by_role("button", name="Approve").click()
             expect(publisher.locator("#approval")).to_contain_text(f"Approved by user:{PUBLISHER}")
-            publisher.get_by_label("Publish at").fill(f"{when:%Y-%m-%dT%H:%M}")
-            publisher.get_by_role("button", name="Schedule").click()
-            publisher.wait_for_url(f"{base}/admin/releases/{release_id}?done=scheduled")
-            expect(publisher.locator("[data-field=state]")).to_have_text("scheduled")
+        publisher.get_by_label("Publish at").fill(f"{when:%Y-%m-%dT%H:%M}")
+        assert publisher.get_by_role("checkbox", name=re.compile("French version")).is_checked()
+        publisher.get_by_role("button", name="Schedule").click()
+        publisher.wait_for_url(f"{base}/admin/releases/{english}?done=scheduled")
+        expect(publisher.locator("[data-field=state]")).to_have_text("scheduled")
         no_access_problem(publisher, "a scheduled release at 390 px")
         with session_scope(settings) as session:
             found = session.scalars(select(Release).where(Release.id.in_([english, french])))
