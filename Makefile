@@ -42,7 +42,7 @@ lint: $(BIN)/.installed
 # --cov: the coverage gate, [tool.coverage] in pyproject.toml (the figure: notes/habits.md).
 # axe-core comes along where npm is there.
 test: lint $(if $(shell command -v npm),$(AXE))
-	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report= --durations=25  # the slowest, for the budget
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder --cov --cov-report= --durations=25  # the slowest, for the budget
 
 # The README's screenshots (docs/screenshots/): the workspace's pages at 390 and 1280 px, taken
 # by tests/test_workspace_pages_browser.py, which checks them with axe-core as it goes.

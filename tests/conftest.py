@@ -26,7 +26,8 @@ PG_ADMIN_URL = os.environ.get(
 )
 # tests.tools: the `needs` marker, and CI failing a test skipped for want of a program.
 # pytester: tests/test_ci_skips.py runs small pytest sessions to show that rule.
-pytest_plugins = ["pytester", "tests.tools"]
+# tests.ordering: the longest files first, for xdist (make test).
+pytest_plugins = ["pytester", "tests.tools", "tests.ordering"]
 
 # Names one Redis database outright; without it each run claims one of its own (redis_db).
 REDIS_TEST_URL = os.environ.get("DISTRIBUTOR_TEST_REDIS_URL")

@@ -59,13 +59,21 @@ def invoke_cli(
     this is for tests of what a command does and prints. A test of the process itself — its start-up
     and imports, signals, the modes of files made under its umask, a long-running command — uses
     ``run_cli`` or ``running_command``."""
+    env = settings_env(settings, **extra)
+    env.setdefault("DISTRIBUTOR_BROKER_URL", NO_BROKER)
+    return invoke_main(env, *args, cwd=cwd, input=input)
+
+
+def invoke_main(
+    env: dict[str, str], *args: str, cwd: Path | None = None, input: str | bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``distributor ARGS`` run in this process with exactly the environment ``env``, as
+    ``invoke_cli`` describes."""
     from click.testing import CliRunner
 
     from distributor.cli import main
     from distributor.core.db import dispose_engines
 
-    env = settings_env(settings, **extra)
-    env.setdefault("DISTRIBUTOR_BROKER_URL", NO_BROKER)
     if env.get(FAILPOINTS_ENV):
         raise ValueError(f"{FAILPOINTS_ENV} kills the process it is hit in: use run_cli")
     overrides: dict[str, str | None] = {name: None for name in os.environ if name not in env}

@@ -12,7 +12,11 @@ What the test changes in a line before running it, and nothing else (``SUBSTITUT
 ``localhost:8000`` is the port of the test's own ``distributor serve``, which is started with
 ``--port``; ``/var/mail/bounces`` is a Maildir the test fills; ``$TOKEN`` is a token it
 creates, ``$PASSWORD`` a password it chooses. ``curl`` is wrapped to add ``-sS`` and print
-the status after the body. The files the examples name (release.md, fr.md, fixed.md,
+the status after the body. A plain ``distributor …`` line (nothing for a shell to do but
+split its words: ``IN_PROCESS``) runs its ``main()`` in this process, with the same
+environment and directory (``tests/processes.py: invoke_main``), except the first, which
+runs through bash like the rest: a process costs 1.2-2 s to start and there are dozens of
+them. The files the examples name (release.md, fr.md, fixed.md,
 people.csv, minister.jpg, photos/…) are made from the README's own release example where
 there is one. ``DISTRIBUTOR_SWEEP_SECONDS`` is 2 so that beat's first sweep comes within
 seconds, not 30.
@@ -24,6 +28,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -49,7 +54,7 @@ from distributor.core.models import Delivery, Release, Subscriber
 from distributor.mail.verp import BounceAddresses
 from tests.bounce_mail import postfix_dsn
 from tests.helpers import free_port, make_release
-from tests.processes import running_shell, settings_env, wait_until
+from tests.processes import invoke_main, running_shell, settings_env, wait_until
 from tests.redis_db import empty
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +93,9 @@ SUBSTITUTIONS = (
     (r"^distributor serve$", "distributor serve --port {port}"),
     (r"/var/mail/bounces", "{home}/bounces"),
 )
+# A line with nothing for a shell to do but split words: no variable, pipe, redirection,
+# list, background job, substitution or glob.
+IN_PROCESS = re.compile(r"^distributor (?!serve|worker|beat)[^$|<>;&`*?()\\]*$")
 CURL = "curl() { command curl -sS -w '\\n%{http_code}\\n' \"$@\"; }"
 
 
@@ -174,6 +182,7 @@ class Scene:
     dir: Path = Path()  # the current block's directory: home, unless a block needs its own
     answers: dict[str, dict[str, object]] = field(default_factory=dict)  # for later lines
     assignments: list[str] = field(default_factory=list)  # shell variables set by a line
+    shown_as_process: bool = False  # a `distributor` line has run as a real process
 
     def line(self, command: str) -> str:
         for pattern, new in SUBSTITUTIONS:
@@ -181,7 +190,15 @@ class Scene:
         return command
 
     def run(self, command: str) -> subprocess.CompletedProcess[str]:
-        script = "\n".join([CURL, *self.assignments, self.line(command)])
+        line = self.line(command)
+        if IN_PROCESS.match(line) and self.shown_as_process:
+            # A plain `distributor …` line, nothing for the shell to do but split it: its
+            # main() in this process, with this environment and directory (a process costs
+            # 1.2-2 s to start, and the README has dozens of these). The first one ran as a
+            # real process through bash, as a user's shell runs them all.
+            return invoke_main(self.env, *shlex.split(line)[1:], cwd=self.dir)
+        self.shown_as_process = self.shown_as_process or line.startswith("distributor ")
+        script = "\n".join([CURL, *self.assignments, line])
         return subprocess.run(
             ["bash", "-c", script], env=self.env, cwd=self.dir, capture_output=True,
             text=True, timeout=120,

@@ -68,14 +68,14 @@ def _is_fixture(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
 
 
 def _helpers(tree: ast.Module) -> set[str]:
-    """The module-level functions and classes of ``tree`` that are neither tests nor
-    fixtures (a fixture is looked up by name per module: the same name is how pytest
-    overrides one)."""
+    """The module-level functions and classes of ``tree`` that are neither tests, fixtures
+    nor pytest hooks (a fixture or a hook is looked up by name, per module or plugin: the
+    same name is how pytest finds each)."""
     names = set()
     for node in tree.body:
         if isinstance(node, ast.ClassDef) or (
             isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-            and not node.name.startswith("test_")
+            and not node.name.startswith(("test_", "pytest_"))
             and not _is_fixture(node)
         ):
             names.add(node.name)

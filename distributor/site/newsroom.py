@@ -23,6 +23,7 @@ from distributor.core.i18n import gettext_for
 from distributor.core.identity import Identity
 from distributor.core.models import Release, Topic
 from distributor.core.sanitize import absolute_urls, strip_xml_invalid
+from distributor.core.templating import CompiledTemplates
 from distributor.core.urls import (
     FEED_FORMATS,
     FeedFormat,
@@ -80,6 +81,10 @@ class FeedGroup:
     feeds: tuple[Feed, ...]
 
 
+# Every newsroom's environment is configured alike: they share compiled templates.
+_COMPILED = CompiledTemplates()
+
+
 class Newsroom:
     """Renders the newsroom's pages for one Settings, as from ``identity`` (unless a render
     is given another); build one and keep it (it holds the compiled templates)."""
@@ -95,6 +100,7 @@ class Newsroom:
             autoescape=True,
             auto_reload=False,
             finalize=_printable,
+            bytecode_cache=_COMPILED,
         )
         self.env.globals.update(
             settings=settings,
