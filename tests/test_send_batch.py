@@ -10,11 +10,12 @@ from itertools import pairwise
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 from distributor.audience.subscribers import unsubscribe
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.models import Subscriber
+from distributor.core.models import Release, Subscriber
 from distributor.outbox import ledger, sending
 from distributor.outbox.ledger import counts, still_leased
 from distributor.releases.lifecycle import mark_published
@@ -44,6 +45,38 @@ def test_planning_in_ranges_wakes_enough_batches_and_is_idempotent(settings: Set
         assert counts(session, release.id)["pending"] == 50
     assert again == 8  # nothing new planned; the unclaimed rows get their batches again
     assert {task for task, _ in queue.sent} == {"send_batch"}
+
+
+def test_planning_wakes_each_batch_as_soon_as_its_rows_are_planned(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a release is planned range by range, a batch is woken for every full batch's
+    worth of rows as soon as they are planned (the first messages leave while the rest is
+    being planned), never ahead of them; the last range's few rows get the last batch, and
+    a release whose rows fill exactly 7 batches gets 7 wake-ups, not an empty 8th."""
+    s = settings.model_copy(update={"batch_size": 7})
+    add_topics(s, "climate")
+    add_subscribers(s, [(f"p{i}@example.com", "P", "en", "climate") for i in range(49)])
+    release = make_release(s)
+    with session_scope(s) as session:
+        mark_published(session, release.id)
+    queue = CountingQueue()
+    planned: list[int] = []  # the new rows of each range, in order
+    before: list[tuple[int, int]] = []  # before each range: rows planned, batches woken
+    plan = sending.plan
+
+    def plan_one_range(session: Session, release: Release, ids: tuple[int, int]) -> int:
+        before.append((sum(planned), len(queue.sent)))
+        planned.append(plan(session, release, ids))
+        return planned[-1]
+
+    monkeypatch.setattr(sending, "plan", plan_one_range)
+    monkeypatch.setattr(ledger, "PLAN_CHUNK", 9)  # 49 ids: six ranges, the last of 4 rows
+    assert sending.distribute_release(s, queue, release.id) == 7  # type: ignore[arg-type]
+    assert planned == [9, 9, 9, 9, 9, 4]
+    assert queue.sent == [("send_batch", (release.id,))] * 7
+    unwoken = [rows - woken * 7 for rows, woken in before]  # rows planned without a batch
+    assert all(0 <= n < 7 for n in unwoken), f"rows waiting for a batch, by range: {unwoken}"
 
 
 # The README's promise (Guarantees): "an unsubscribe stops a running batch within 50 ms",
