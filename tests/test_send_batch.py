@@ -52,11 +52,12 @@ def test_planning_wakes_each_batch_as_soon_as_its_rows_are_planned(
 ) -> None:
     """While a release is planned range by range, a batch is woken for every full batch's
     worth of rows as soon as they are planned (the first messages leave while the rest is
-    being planned), never ahead of them; the last range's few rows get the last batch, and
-    a release whose rows fill exactly 7 batches gets 7 wake-ups, not an empty 8th."""
+    being planned), never ahead of them, and a range that leaves exactly a batch's worth
+    wakes it then; the last range's few rows get the last batch; rows that fill exactly 10
+    batches get 10 wake-ups, not an empty 11th."""
     s = settings.model_copy(update={"batch_size": 7})
     add_topics(s, "climate")
-    add_subscribers(s, [(f"p{i}@example.com", "P", "en", "climate") for i in range(49)])
+    add_subscribers(s, [(f"p{i}@example.com", "P", "en", "climate") for i in range(70)])
     release = make_release(s)
     with session_scope(s) as session:
         mark_published(session, release.id)
@@ -71,10 +72,10 @@ def test_planning_wakes_each_batch_as_soon_as_its_rows_are_planned(
         return planned[-1]
 
     monkeypatch.setattr(sending, "plan", plan_one_range)
-    monkeypatch.setattr(ledger, "PLAN_CHUNK", 9)  # 49 ids: six ranges, the last of 4 rows
-    assert sending.distribute_release(s, queue, release.id) == 7  # type: ignore[arg-type]
-    assert planned == [9, 9, 9, 9, 9, 4]
-    assert queue.sent == [("send_batch", (release.id,))] * 7
+    monkeypatch.setattr(ledger, "PLAN_CHUNK", 9)  # 70 ids: eight ranges, the 7th leaves 7
+    assert sending.distribute_release(s, queue, release.id) == 10  # type: ignore[arg-type]
+    assert planned == [9, 9, 9, 9, 9, 9, 9, 7]
+    assert queue.sent == [("send_batch", (release.id,))] * 10
     unwoken = [rows - woken * 7 for rows, woken in before]  # rows planned without a batch
     assert all(0 <= n < 7 for n in unwoken), f"rows waiting for a batch, by range: {unwoken}"
 
