@@ -80,6 +80,22 @@ def test_planning_wakes_each_batch_as_soon_as_its_rows_are_planned(
     assert all(0 <= n < 7 for n in unwoken), f"rows waiting for a batch, by range: {unwoken}"
 
 
+def test_a_release_nobody_follows_is_planned_once_with_no_wake_up(settings: Settings) -> None:
+    """Published on a topic no subscriber follows: planned (the sweep does not plan it again),
+    no row, no batch woken (the task that plans it does not fail)."""
+    add_topics(settings, "climate", "energy")
+    add_subscribers(settings, [("ann@example.com", "Ann", "en", "energy")])
+    release = make_release(settings)  # on climate
+    with session_scope(settings) as session:
+        mark_published(session, release.id)
+    queue = CountingQueue()
+    assert sending.distribute_release(settings, queue, release.id) == 0  # type: ignore[arg-type]
+    assert queue.sent == []
+    with session_scope(settings) as session:
+        assert counts(session, release.id) == dict.fromkeys(counts(session, release.id), 0)
+        assert session.get_one(Release, release.id).planned_at is not None
+
+
 # The README's promise (Guarantees): "an unsubscribe stops a running batch within 50 ms",
 # stated here as a figure, not as the setting that is meant to keep it.
 PROMISED_BOUND = 0.05
