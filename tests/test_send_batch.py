@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from distributor.audience.subscribers import unsubscribe
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.models import Release, Subscriber
+from distributor.core.models import Delivery, Release, Subscriber
 from distributor.outbox import ledger, sending
 from distributor.outbox.ledger import counts, still_leased
 from distributor.releases.lifecycle import mark_published
@@ -94,6 +94,36 @@ def test_a_release_nobody_follows_is_planned_once_with_no_wake_up(settings: Sett
     with session_scope(settings) as session:
         assert counts(session, release.id) == dict.fromkeys(counts(session, release.id), 0)
         assert session.get_one(Release, release.id).planned_at is not None
+
+
+def test_a_row_stored_before_todays_checks_fails_with_its_reason_and_the_batch_goes_on(
+    settings: Settings, smtp_server: SMTPServer
+) -> None:
+    """A subscriber whose name was stored before the checks that refuse a line break in it
+    cannot be written to safely: their row fails at once with the reason, no SMTP code, no
+    bounce (the address may be fine), nothing reaches the server for them, and the rest of
+    the batch goes out."""
+    s = settings.model_copy(update={"smtp_url": smtp_server.url})
+    add_topics(s, "climate")
+    add_subscribers(s, [(f"p{i}@example.com", "P", "en", "climate") for i in range(3)])
+    release = make_release(s)
+    with session_scope(s) as session:
+        mark_published(session, release.id)
+        old = session.scalars(select(Subscriber).where(Subscriber.email == "p1@example.com")).one()
+        old.name = "Jean\r\nBcc: evil@example.net"  # as an older import let it in
+        old_id = old.id
+    sending.distribute_release(s, CountingQueue(), release.id)  # type: ignore[arg-type]
+    report = sending.send_batch(s, release.id)
+    assert report.outcomes == {"sent": 2, "deferred": 0, "failed": 1}
+    assert sorted(smtp_server.handler.by_rcpt()) == ["p0@example.com", "p2@example.com"]
+    with session_scope(s) as session:
+        row = session.scalars(select(Delivery).where(Delivery.subscriber_id == old_id)).one()
+        assert (row.status, row.smtp_code) == ("failed", 0)
+        assert row.last_error == (
+            f"not sent: subscriber {old_id}: name contains a control character (line break?): "
+            "'Jean\\r\\nBcc: evil@example.net'"
+        )
+        assert session.get_one(Subscriber, old_id).status == "confirmed"
 
 
 # The README's promise (Guarantees): "an unsubscribe stops a running batch within 50 ms",
