@@ -10,6 +10,7 @@ from itertools import pairwise
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from distributor.audience.subscribers import unsubscribe
@@ -275,3 +276,65 @@ def test_a_batch_reports_its_counts_as_the_worker_task_returns_them(
     assert one(failed=1) == "failed"
     assert one(deferred=1) == "deferred" and one(held=1) == "deferred"
     assert one() == "skipped"
+
+
+def unreachable(*args: object) -> set[int]:
+    """A read or write of the ledger while the database is gone (psycopg's words)."""
+    raise OperationalError("SELECT …", {}, Exception("server closed the connection\nat once"))
+
+
+def test_a_lease_check_without_the_database_stops_the_batch_and_gives_back_the_rest(
+    settings: Settings, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """When a lease check cannot read the ledger, the batch sends nothing more (it cannot
+    know who left) and says why; the rows it did not get to go back at once, no attempt
+    counted, for the next batch."""
+    s = settings.model_copy(update={"smtp_url": smtp_server.url, "batch_size": 100})
+    release_id = forty_planned(s)
+
+    def reply(address: str) -> None:  # the batch checks its leases before the next message
+        wait_past(time.monotonic() + 2 * sending.LEASE_CHECK_SECONDS)
+
+    monkeypatch.setattr(ledger, "still_leased", unreachable)
+    smtp_server.handler.rcpt_reply = reply
+    report = sending.send_batch(s, release_id)
+    assert report.claimed == 40 and report.outcomes["sent"] == 1
+    assert list(smtp_server.handler.by_rcpt()) == ["p000@example.com"]
+    stopped = [m for m in caplog.messages if m.startswith("database")]
+    assert stopped == [
+        "database unreachable: batch stops taking rows "
+        "((builtins.Exception) server closed the connection)"
+    ]
+    with session_scope(s) as session:
+        rows = session.scalars(select(Delivery).where(Delivery.status == "pending")).all()
+        assert len(rows) == 39
+        assert {(r.lease_token, r.lease_until, r.attempts) for r in rows} == {(None, None, 0)}
+    assert sending.send_batch(s, release_id).claimed == 39
+
+
+def test_rows_that_cannot_be_given_back_keep_their_lease_until_it_expires(
+    settings: Settings, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """If the database is gone when the batch gives back the rows it did not get to, it says
+    how many; their leases stay and expire (nothing is lost, nothing sent twice)."""
+    s = settings.model_copy(update={"smtp_url": smtp_server.url, "batch_size": 100})
+    release_id = forty_planned(s)
+
+    def reply(address: str) -> None:  # the batch checks its leases before the next message
+        wait_past(time.monotonic() + 2 * sending.LEASE_CHECK_SECONDS)
+
+    monkeypatch.setattr(ledger, "still_leased", unreachable)
+    monkeypatch.setattr(sending, "release_leases", unreachable)
+    smtp_server.handler.rcpt_reply = reply
+    sending.send_batch(s, release_id)
+    given = [m for m in caplog.messages if m.startswith("could not give back")]
+    assert given == [
+        "could not give back 39 rows now ((builtins.Exception) server closed the connection); "
+        "their leases will expire"
+    ]
+    with session_scope(s) as session:
+        rows = session.scalars(select(Delivery).where(Delivery.status == "pending")).all()
+        assert len(rows) == 39 and all(r.lease_token and r.attempts == 1 for r in rows)
+    assert sending.send_batch(s, release_id).claimed == 0  # leased still
