@@ -5,13 +5,15 @@ leases expire; unsubscribing cancels."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import select, text, update
 
 from distributor import actions
 from distributor.audience.subscribers import unsubscribe
 from distributor.core.config import Settings, load_settings
-from distributor.core.db import get_engine, session_scope
+from distributor.core.db import dispose_engines, get_engine, session_scope
 from distributor.core.models import (
     CorrectionNotice,
     Delivery,
@@ -25,7 +27,16 @@ from distributor.outbox.ledger import OutcomeWriter, backoff, claim, counts, due
 from distributor.releases.lifecycle import mark_published
 from distributor.releases.source import parse_release
 from distributor.reporting.status import release_status
-from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release, release_text
+from tests.conftest import truncate_pg
+from tests.helpers import (
+    TEST_SECRET_KEY,
+    CountingQueue,
+    add_subscribers,
+    add_topics,
+    make_release,
+    published,
+    release_text,
+)
 
 PEOPLE = [
     ("en1@example.com", "En One", "en", "climate"),
@@ -201,3 +212,27 @@ def test_unsubscribing_cancels_planned_deliveries(settings: Settings) -> None:
         assert counts(session, rid)["cancelled"] == 1
     batch = claim(get_engine(settings), settings, rid, 5)
     assert [r.email for r in batch.rows] == ["en2@example.com"]
+
+
+def test_the_ledger_keeps_utc_on_a_database_server_set_to_local_time(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL server set to local time (Debian's initdb takes the system's zone) does
+    not shift the ledger's times: rows planned now read back as now, are due at once and are
+    claimed (a time bound as timestamptz would be stored as Tokyo's wall clock, 9 h ahead)."""
+    s = load_settings(data_dir=tmp_path / "var", secret_key=TEST_SECRET_KEY, database_url=pg_url)
+    truncate_pg(s)
+    dispose_engines()
+    monkeypatch.setenv("PGTZ", "Asia/Tokyo")  # libpq: each new session's TimeZone
+    try:
+        before = utcnow()
+        release_id = published(s, 3)
+        with session_scope(s) as session:
+            assert session.execute(text("SHOW TimeZone")).scalar() == "Asia/Tokyo"
+            rows = session.scalars(select(Delivery)).all()
+            assert due(session) == {release_id: 3}
+        now = utcnow()
+        assert all(before <= r.created_at <= r.next_attempt_at <= now for r in rows)
+        assert len(claim(get_engine(s), s, release_id, 10).rows) == 3
+    finally:
+        dispose_engines()
