@@ -17,6 +17,7 @@ from distributor.core.db import dispose_engines, get_engine, session_scope
 from distributor.core.models import (
     CorrectionNotice,
     Delivery,
+    DeliveryStatus,
     Release,
     Subscriber,
     SubscriberStatus,
@@ -236,3 +237,35 @@ def test_the_ledger_keeps_utc_on_a_database_server_set_to_local_time(
         assert len(claim(get_engine(s), s, release_id, 10).rows) == 3
     finally:
         dispose_engines()
+
+
+def test_due_counts_only_the_rows_a_claim_would_take_now(settings: Settings) -> None:
+    """What the sweep and planning wake batches for: rows open, due, unleased, of confirmed
+    subscribers. A sent row, a deferral not due yet and a subscriber who left count for
+    nothing (each would wake an empty batch at every sweep)."""
+    add_topics(settings, "climate")
+    emails = [f"d{i}@example.com" for i in range(5)]
+    add_subscribers(settings, [(e, "D", "en", "climate") for e in emails])
+    release = make_release(settings)
+    with session_scope(settings) as session:
+        plan(session, session.get_one(Release, release.id))
+        rows = {
+            email: delivery
+            for delivery, email in session.execute(
+                select(Delivery, Subscriber.email).join(
+                    Subscriber, Subscriber.id == Delivery.subscriber_id
+                )
+            )
+        }
+        rows["d0@example.com"].status = DeliveryStatus.SENT
+        rows["d1@example.com"].status = DeliveryStatus.DEFERRED
+        rows["d1@example.com"].next_attempt_at = utcnow() + timedelta(minutes=5)
+        rows["d2@example.com"].lease_until = utcnow() + timedelta(minutes=5)  # being sent
+        session.get_one(
+            Subscriber, rows["d3@example.com"].subscriber_id
+        ).status = SubscriberStatus.BOUNCED
+    with session_scope(settings) as session:
+        assert due(session) == {release.id: 1}  # d4
+    assert [r.email for r in claim(get_engine(settings), settings, release.id, 10).rows] == [
+        "d4@example.com"
+    ]
