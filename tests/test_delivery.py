@@ -5,16 +5,19 @@ leases expire; unsubscribing cancels."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import select, text, update
 
 from distributor import actions
 from distributor.audience.subscribers import unsubscribe
 from distributor.core.config import Settings, load_settings
-from distributor.core.db import get_engine, session_scope
+from distributor.core.db import dispose_engines, get_engine, session_scope
 from distributor.core.models import (
     CorrectionNotice,
     Delivery,
+    DeliveryStatus,
     Release,
     Subscriber,
     SubscriberStatus,
@@ -25,7 +28,16 @@ from distributor.outbox.ledger import OutcomeWriter, backoff, claim, counts, due
 from distributor.releases.lifecycle import mark_published
 from distributor.releases.source import parse_release
 from distributor.reporting.status import release_status
-from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release, release_text
+from tests.conftest import truncate_pg
+from tests.helpers import (
+    TEST_SECRET_KEY,
+    CountingQueue,
+    add_subscribers,
+    add_topics,
+    make_release,
+    published,
+    release_text,
+)
 
 PEOPLE = [
     ("en1@example.com", "En One", "en", "climate"),
@@ -201,3 +213,59 @@ def test_unsubscribing_cancels_planned_deliveries(settings: Settings) -> None:
         assert counts(session, rid)["cancelled"] == 1
     batch = claim(get_engine(settings), settings, rid, 5)
     assert [r.email for r in batch.rows] == ["en2@example.com"]
+
+
+def test_the_ledger_keeps_utc_on_a_database_server_set_to_local_time(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL server set to local time (Debian's initdb takes the system's zone) does
+    not shift the ledger's times: rows planned now read back as now, are due at once and are
+    claimed (a time bound as timestamptz would be stored as Tokyo's wall clock, 9 h ahead)."""
+    s = load_settings(data_dir=tmp_path / "var", secret_key=TEST_SECRET_KEY, database_url=pg_url)
+    truncate_pg(s)
+    dispose_engines()
+    monkeypatch.setenv("PGTZ", "Asia/Tokyo")  # libpq: each new session's TimeZone
+    try:
+        before = utcnow()
+        release_id = published(s, 3)
+        with session_scope(s) as session:
+            assert session.execute(text("SHOW TimeZone")).scalar() == "Asia/Tokyo"
+            rows = session.scalars(select(Delivery)).all()
+            assert due(session) == {release_id: 3}
+        now = utcnow()
+        assert all(before <= r.created_at <= r.next_attempt_at <= now for r in rows)
+        assert len(claim(get_engine(s), s, release_id, 10).rows) == 3
+    finally:
+        dispose_engines()
+
+
+def test_due_counts_only_the_rows_a_claim_would_take_now(settings: Settings) -> None:
+    """What the sweep and planning wake batches for: rows open, due, unleased, of confirmed
+    subscribers. A sent row, a deferral not due yet and a subscriber who left count for
+    nothing (each would wake an empty batch at every sweep)."""
+    add_topics(settings, "climate")
+    emails = [f"d{i}@example.com" for i in range(5)]
+    add_subscribers(settings, [(e, "D", "en", "climate") for e in emails])
+    release = make_release(settings)
+    with session_scope(settings) as session:
+        plan(session, session.get_one(Release, release.id))
+        rows = {
+            email: delivery
+            for delivery, email in session.execute(
+                select(Delivery, Subscriber.email).join(
+                    Subscriber, Subscriber.id == Delivery.subscriber_id
+                )
+            )
+        }
+        rows["d0@example.com"].status = DeliveryStatus.SENT
+        rows["d1@example.com"].status = DeliveryStatus.DEFERRED
+        rows["d1@example.com"].next_attempt_at = utcnow() + timedelta(minutes=5)
+        rows["d2@example.com"].lease_until = utcnow() + timedelta(minutes=5)  # being sent
+        session.get_one(
+            Subscriber, rows["d3@example.com"].subscriber_id
+        ).status = SubscriberStatus.BOUNCED
+    with session_scope(settings) as session:
+        assert due(session) == {release.id: 1}  # d4
+    assert [r.email for r in claim(get_engine(settings), settings, release.id, 10).rows] == [
+        "d4@example.com"
+    ]

@@ -5,6 +5,7 @@ the relay's record and sends it again only if the relay does not have it."""
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import re
 import signal
@@ -217,7 +218,9 @@ def test_smtp_with_and_without_the_relay_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     """Without a record of the relay, the copy in doubt goes out twice (at least once), and
-    the log names the rows that may; with the relay's log, it does not."""
+    the log names the rows that may (each id, as bench/faults.py reads them); with the
+    relay's log, it does not, and the log counts those found accepted."""
+    caplog.set_level(logging.INFO, logger="distributor.outbox.sending")
     log = tmp_path / "mail.log"
     s = sqlite_settings.model_copy(
         update={"smtp_url": smtp_server.url, "lease_seconds": 5,
@@ -227,17 +230,45 @@ def test_smtp_with_and_without_the_relay_log(
     crash_after_third_accept(s, release_id)
     postfix_log(log, [_message_id(m.data) for m in smtp_server.handler.messages])
     lease_runs_out(s)
+    in_doubt = rows_in_doubt(s)
     report = sending.send_batch(s, release_id)
     copies = Counter(m.rcpt for m in smtp_server.handler.messages)
     assert len(copies) == 6
     # The dead worker held four rows with no outcome: the one it had sent, three it had not.
+    assert len(in_doubt) == 4
+    with session_scope(s) as session:
+        reconciled = select(Delivery.id, Delivery.status, Delivery.smtp_code).where(
+            Delivery.last_error == RECONCILED
+        )
+        found = {
+            row_id for row_id, *outcome in session.execute(reconciled) if outcome == ["sent", 250]
+        }
+    again = ",".join(map(str, sorted(set(in_doubt) - found)))
     if with_log:
-        assert set(copies.values()) == {1} and report.reconciled == 1
-        assert "3 row(s) in doubt go out again" in caplog.text
+        assert set(copies.values()) == {1} and report.reconciled == 1 and len(found) == 1
+        accepted = f"release {release_id}: 1 message(s) in doubt were already accepted, not resent"
+        assert accepted in caplog.messages
+        assert f"release {release_id}: 3 row(s) in doubt go out again" in caplog.text
     else:
         assert sorted(copies.values()) == [1, 1, 1, 1, 1, 2]  # the one in the window
-        assert report.reconciled == 0
-        assert "4 row(s) in doubt go out again" in caplog.text
+        assert report.reconciled == 0 and not found
+        assert "already accepted" not in caplog.text
+        assert f"release {release_id}: 4 row(s) in doubt go out again" in caplog.text
+    (named,) = [m for m in caplog.messages if "go out again" in m]
+    assert named.startswith(f"release {release_id}: ") and named.endswith(f"deliveries {again}")
+
+
+def rows_in_doubt(s: Settings) -> list[int]:
+    """The deliveries whose lease ran out with no outcome written (claimed again: in doubt)."""
+    with session_scope(s) as session:
+        return list(
+            session.scalars(
+                select(Delivery.id).where(
+                    Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]),
+                    Delivery.lease_until.is_not(None),
+                )
+            )
+        )
 
 
 def _message_id(data: bytes) -> str:

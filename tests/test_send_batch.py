@@ -10,11 +10,13 @@ from itertools import pairwise
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from distributor.audience.subscribers import unsubscribe
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.models import Subscriber
+from distributor.core.models import Delivery, Release, Subscriber
 from distributor.outbox import ledger, sending
 from distributor.outbox.ledger import counts, still_leased
 from distributor.releases.lifecycle import mark_published
@@ -43,7 +45,86 @@ def test_planning_in_ranges_wakes_enough_batches_and_is_idempotent(settings: Set
     with session_scope(s) as session:
         assert counts(session, release.id)["pending"] == 50
     assert again == 8  # nothing new planned; the unclaimed rows get their batches again
-    assert {task for task, _ in queue.sent} == {"send_batch"}
+    assert queue.sent == [("send_batch", (release.id,))] * 16
+
+
+def test_planning_wakes_each_batch_as_soon_as_its_rows_are_planned(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a release is planned range by range, a batch is woken for every full batch's
+    worth of rows as soon as they are planned (the first messages leave while the rest is
+    being planned), never ahead of them, and a range that leaves exactly a batch's worth
+    wakes it then; the last range's few rows get the last batch; rows that fill exactly 10
+    batches get 10 wake-ups, not an empty 11th."""
+    s = settings.model_copy(update={"batch_size": 7})
+    add_topics(s, "climate")
+    add_subscribers(s, [(f"p{i}@example.com", "P", "en", "climate") for i in range(70)])
+    release = make_release(s)
+    with session_scope(s) as session:
+        mark_published(session, release.id)
+    queue = CountingQueue()
+    planned: list[int] = []  # the new rows of each range, in order
+    before: list[tuple[int, int]] = []  # before each range: rows planned, batches woken
+    plan = sending.plan
+
+    def plan_one_range(session: Session, release: Release, ids: tuple[int, int]) -> int:
+        before.append((sum(planned), len(queue.sent)))
+        planned.append(plan(session, release, ids))
+        return planned[-1]
+
+    monkeypatch.setattr(sending, "plan", plan_one_range)
+    monkeypatch.setattr(ledger, "PLAN_CHUNK", 9)  # 70 ids: eight ranges, the 7th leaves 7
+    assert sending.distribute_release(s, queue, release.id) == 10  # type: ignore[arg-type]
+    assert planned == [9, 9, 9, 9, 9, 9, 9, 7]
+    assert queue.sent == [("send_batch", (release.id,))] * 10
+    unwoken = [rows - woken * 7 for rows, woken in before]  # rows planned without a batch
+    assert all(0 <= n < 7 for n in unwoken), f"rows waiting for a batch, by range: {unwoken}"
+
+
+def test_a_release_nobody_follows_is_planned_once_with_no_wake_up(settings: Settings) -> None:
+    """Published on a topic no subscriber follows: planned (the sweep does not plan it again),
+    no row, no batch woken (the task that plans it does not fail)."""
+    add_topics(settings, "climate", "energy")
+    add_subscribers(settings, [("ann@example.com", "Ann", "en", "energy")])
+    release = make_release(settings)  # on climate
+    with session_scope(settings) as session:
+        mark_published(session, release.id)
+    queue = CountingQueue()
+    assert sending.distribute_release(settings, queue, release.id) == 0  # type: ignore[arg-type]
+    assert queue.sent == []
+    with session_scope(settings) as session:
+        assert counts(session, release.id) == dict.fromkeys(counts(session, release.id), 0)
+        assert session.get_one(Release, release.id).planned_at is not None
+
+
+def test_a_row_stored_before_todays_checks_fails_with_its_reason_and_the_batch_goes_on(
+    settings: Settings, smtp_server: SMTPServer
+) -> None:
+    """A subscriber whose name was stored before the checks that refuse a line break in it
+    cannot be written to safely: their row fails at once with the reason, no SMTP code, no
+    bounce (the address may be fine), nothing reaches the server for them, and the rest of
+    the batch goes out."""
+    s = settings.model_copy(update={"smtp_url": smtp_server.url})
+    add_topics(s, "climate")
+    add_subscribers(s, [(f"p{i}@example.com", "P", "en", "climate") for i in range(3)])
+    release = make_release(s)
+    with session_scope(s) as session:
+        mark_published(session, release.id)
+        old = session.scalars(select(Subscriber).where(Subscriber.email == "p1@example.com")).one()
+        old.name = "Jean\r\nBcc: evil@example.net"  # as an older import let it in
+        old_id = old.id
+    sending.distribute_release(s, CountingQueue(), release.id)  # type: ignore[arg-type]
+    report = sending.send_batch(s, release.id)
+    assert report.outcomes == {"sent": 2, "deferred": 0, "failed": 1}
+    assert sorted(smtp_server.handler.by_rcpt()) == ["p0@example.com", "p2@example.com"]
+    with session_scope(s) as session:
+        row = session.scalars(select(Delivery).where(Delivery.subscriber_id == old_id)).one()
+        assert (row.status, row.smtp_code) == ("failed", 0)
+        assert row.last_error == (
+            f"not sent: subscriber {old_id}: name contains a control character (line break?): "
+            "'Jean\\r\\nBcc: evil@example.net'"
+        )
+        assert session.get_one(Subscriber, old_id).status == "confirmed"
 
 
 # The README's promise (Guarantees): "an unsubscribe stops a running batch within 50 ms",
@@ -195,3 +276,65 @@ def test_a_batch_reports_its_counts_as_the_worker_task_returns_them(
     assert one(failed=1) == "failed"
     assert one(deferred=1) == "deferred" and one(held=1) == "deferred"
     assert one() == "skipped"
+
+
+def unreachable(*args: object) -> set[int]:
+    """A read or write of the ledger while the database is gone (psycopg's words)."""
+    raise OperationalError("SELECT …", {}, Exception("server closed the connection\nat once"))
+
+
+def test_a_lease_check_without_the_database_stops_the_batch_and_gives_back_the_rest(
+    settings: Settings, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """When a lease check cannot read the ledger, the batch sends nothing more (it cannot
+    know who left) and says why; the rows it did not get to go back at once, no attempt
+    counted, for the next batch."""
+    s = settings.model_copy(update={"smtp_url": smtp_server.url, "batch_size": 100})
+    release_id = forty_planned(s)
+
+    def reply(address: str) -> None:  # the batch checks its leases before the next message
+        wait_past(time.monotonic() + 2 * sending.LEASE_CHECK_SECONDS)
+
+    monkeypatch.setattr(ledger, "still_leased", unreachable)
+    smtp_server.handler.rcpt_reply = reply
+    report = sending.send_batch(s, release_id)
+    assert report.claimed == 40 and report.outcomes["sent"] == 1
+    assert list(smtp_server.handler.by_rcpt()) == ["p000@example.com"]
+    stopped = [m for m in caplog.messages if m.startswith("database")]
+    assert stopped == [
+        "database unreachable: batch stops taking rows "
+        "((builtins.Exception) server closed the connection)"
+    ]
+    with session_scope(s) as session:
+        rows = session.scalars(select(Delivery).where(Delivery.status == "pending")).all()
+        assert len(rows) == 39
+        assert {(r.lease_token, r.lease_until, r.attempts) for r in rows} == {(None, None, 0)}
+    assert sending.send_batch(s, release_id).claimed == 39
+
+
+def test_rows_that_cannot_be_given_back_keep_their_lease_until_it_expires(
+    settings: Settings, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """If the database is gone when the batch gives back the rows it did not get to, it says
+    how many; their leases stay and expire (nothing is lost, nothing sent twice)."""
+    s = settings.model_copy(update={"smtp_url": smtp_server.url, "batch_size": 100})
+    release_id = forty_planned(s)
+
+    def reply(address: str) -> None:  # the batch checks its leases before the next message
+        wait_past(time.monotonic() + 2 * sending.LEASE_CHECK_SECONDS)
+
+    monkeypatch.setattr(ledger, "still_leased", unreachable)
+    monkeypatch.setattr(sending, "release_leases", unreachable)
+    smtp_server.handler.rcpt_reply = reply
+    sending.send_batch(s, release_id)
+    given = [m for m in caplog.messages if m.startswith("could not give back")]
+    assert given == [
+        "could not give back 39 rows now ((builtins.Exception) server closed the connection); "
+        "their leases will expire"
+    ]
+    with session_scope(s) as session:
+        rows = session.scalars(select(Delivery).where(Delivery.status == "pending")).all()
+        assert len(rows) == 39 and all(r.lease_token and r.attempts == 1 for r in rows)
+    assert sending.send_batch(s, release_id).claimed == 0  # leased still

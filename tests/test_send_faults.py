@@ -161,3 +161,44 @@ def test_an_unsubscribe_while_the_message_is_on_the_wire_is_recorded_as_sent(
         )
         statuses = {email: status for email, status in session.execute(query)}
     assert statuses == {f"p0{i}@example.com": "sent" for i in range(3)}  # as the server has it
+
+
+def test_a_row_taken_over_while_on_the_wire_keeps_its_new_owner_and_is_counted(
+    settings: Settings, smtp_server: SMTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row another worker took over while its message was on the wire (this worker had
+    stalled past its lease) is the new owner's: this batch's outcome is not written over
+    it, the report counts it, and the log names it (bench/faults.py counts those lines)."""
+    s = settings.model_copy(update={"smtp_url": smtp_server.url})
+    release_id = published(s, 4)
+    with session_scope(s) as session:
+        query = select(Subscriber.email, Delivery.id).join(
+            Subscriber, Subscriber.id == Delivery.subscriber_id
+        )
+        delivery_of = {email: row_id for email, row_id in session.execute(query)}
+    taken = ["p01@example.com", "p02@example.com"]
+
+    def taken_over(address: str) -> None:  # as the server takes their copy
+        if address in taken:
+            with session_scope(s) as session:
+                row = session.get_one(Delivery, delivery_of[address])
+                row.lease_token = "another-worker"
+
+    smtp_server.handler.rcpt_reply = taken_over  # type: ignore[assignment]
+    report = sending.send_batch(s, release_id)
+    assert report.outcomes["sent"] == 4 and report.lost_leases == 2
+    with session_scope(s) as session:
+        query = select(Subscriber.email, Delivery.status, Delivery.lease_token).join(
+            Subscriber, Subscriber.id == Delivery.subscriber_id
+        )
+        rows = {email: (status, token) for email, status, token in session.execute(query)}
+    assert rows == {
+        "p00@example.com": ("sent", None),
+        "p01@example.com": ("pending", "another-worker"),
+        "p02@example.com": ("pending", "another-worker"),
+        "p03@example.com": ("sent", None),
+    }
+    lost = [m for m in caplog.messages if m.startswith("lease lost")]
+    assert lost == [
+        f"lease lost on delivery {delivery_of[a]} before its outcome was recorded" for a in taken
+    ]

@@ -302,4 +302,13 @@ def test_held_rows_wake_a_batch_within_seconds() -> None:
     sending.wake_for_held(queue, "send_batch", 7, sending.BatchReport())  # type: ignore[arg-type]
     held = sending.BatchReport(held=1, retry_in=60.0)
     sending.wake_for_held(queue, "send_correction_notices", 8, held)  # type: ignore[arg-type]
-    assert sent == [("send_batch", (7,), 1.4), ("send_correction_notices", (8,), 5.0)]
+    # Due within the batch's last moments, or already: woken at once (0.2 s), not later.
+    for retry_in in (0.5, 0.0):
+        soon = sending.BatchReport(held=1, retry_in=retry_in)
+        sending.wake_for_held(queue, "send_batch", 9, soon)  # type: ignore[arg-type]
+    assert sent == [
+        ("send_batch", (7,), 1.4),
+        ("send_correction_notices", (8,), 5.0),
+        ("send_batch", (9,), 0.5),
+        ("send_batch", (9,), 0.2),
+    ]
