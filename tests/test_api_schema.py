@@ -2,8 +2,9 @@
 (and many it does not), the server never answers with a 5xx. Deterministic: Hypothesis is
 derandomized, so the same requests are made on every run.
 
-``EXAMPLES`` requests per operation, allowed and refused: 10 in ``make test`` (generating them is most
-of this file's time, and derandomized, more of them find nothing new on the next run); set
+``EXAMPLES`` requests per operation, allowed and refused: 10 in ``make test`` (generating
+them is most of this file's time, and derandomized, more of them find nothing new on the
+next run); set
 ``DISTRIBUTOR_TEST_API_EXAMPLES`` higher for a deeper search, as before a release:
 ``DISTRIBUTOR_TEST_API_EXAMPLES=200 .venv/bin/pytest tests/test_api_schema.py``. The accepted
 ones stay at 20 (at least): fewer, and none of the subscribers' might reach the table."""
