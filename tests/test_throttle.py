@@ -118,8 +118,15 @@ def test_domain_concurrency_holds_across_processes(redis_url: str) -> None:
     where all three ask while none has finished, exactly two are let through and the third
     is held back — whatever order they ask in and however slow the machine is."""
     namespace = _namespace()
-    with multiprocessing.get_context("spawn").Pool(3) as pool:
+    pool = multiprocessing.get_context("spawn").Pool(3)
+    try:
         results = pool.starmap(_ask_in_rounds, [(redis_url, namespace, 5)] * 3)
+    finally:
+        # Workers told to end, not terminated: `with Pool` ends in terminate(), whose SIGTERM
+        # met coverage's SIGTERM handler in a worker waiting on the task queue, and the
+        # worker never ended (CI on 2026-12-06 hung here until the 300 s timeout).
+        pool.close()
+        pool.join()
     for answers in zip(*results, strict=True):
         assert sorted(answers)[:2] == [0.0, 0.0], results  # the limit is reached
         assert sorted(answers)[2] >= throttle.HOLD_SECONDS, results  # and holds
