@@ -120,9 +120,9 @@ def published_site(settings: Settings) -> None:
     builder.regenerate_site(settings)
 
 
-def published(settings: Settings, emails: int | list[str]) -> int:
-    """A release on topic climate, published and planned (nothing sent yet) for confirmed
-    English subscribers: ``emails``, or that many numbered ones (p00@example.com, …)."""
+def published_unplanned(settings: Settings, emails: int | list[str]) -> int:
+    """A release on topic climate, published for confirmed English subscribers but not yet
+    planned (no row): ``emails``, or that many numbered ones (p00@example.com, …)."""
     if isinstance(emails, int):
         emails = [f"p{i:02}@example.com" for i in range(emails)]
     add_topics(settings, "climate")
@@ -130,8 +130,14 @@ def published(settings: Settings, emails: int | list[str]) -> int:
     release = make_release(settings)
     with session_scope(settings) as session:
         mark_published(session, release.id)
-    sending.distribute_release(settings, CountingQueue(), release.id)  # type: ignore[arg-type]
     return release.id
+
+
+def published(settings: Settings, emails: int | list[str]) -> int:
+    """``published_unplanned``'s release, planned (nothing sent yet)."""
+    release_id = published_unplanned(settings, emails)
+    sending.distribute_release(settings, CountingQueue(), release_id)  # type: ignore[arg-type]
+    return release_id
 
 
 def free_port() -> int:

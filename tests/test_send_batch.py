@@ -20,17 +20,19 @@ from distributor.core.models import Delivery, Release, Subscriber
 from distributor.outbox import ledger, sending
 from distributor.outbox.ledger import counts, still_leased
 from distributor.releases.lifecycle import mark_published
-from tests.helpers import CountingQueue, add_subscribers, add_topics, make_release
+from tests.helpers import (
+    CountingQueue,
+    add_subscribers,
+    add_topics,
+    make_release,
+    published_unplanned,
+)
 from tests.smtp_server import SMTPServer
 
 
 def test_planning_in_ranges_wakes_enough_batches_and_is_idempotent(settings: Settings) -> None:
     s = settings.model_copy(update={"batch_size": 7})
-    add_topics(s, "climate")
-    add_subscribers(s, [(f"p{i}@example.com", "P", "en", "climate") for i in range(50)])
-    release = make_release(s)
-    with session_scope(s) as session:
-        mark_published(session, release.id)
+    release_id = published_unplanned(s, 50)
     queue = CountingQueue()
     import distributor.outbox.ledger as delivery
 
@@ -38,14 +40,14 @@ def test_planning_in_ranges_wakes_enough_batches_and_is_idempotent(settings: Set
     try:
         with session_scope(s) as session:
             assert len(delivery.subscriber_id_ranges(session)) == 6
-        assert sending.distribute_release(s, queue, release.id) == 8  # type: ignore[arg-type]
-        again = sending.distribute_release(s, queue, release.id)  # type: ignore[arg-type]
+        assert sending.distribute_release(s, queue, release_id) == 8  # type: ignore[arg-type]
+        again = sending.distribute_release(s, queue, release_id)  # type: ignore[arg-type]
     finally:
         delivery.PLAN_CHUNK = original
     with session_scope(s) as session:
-        assert counts(session, release.id)["pending"] == 50
+        assert counts(session, release_id)["pending"] == 50
     assert again == 8  # nothing new planned; the unclaimed rows get their batches again
-    assert queue.sent == [("send_batch", (release.id,))] * 16
+    assert queue.sent == [("send_batch", (release_id,))] * 16
 
 
 def test_planning_wakes_each_batch_as_soon_as_its_rows_are_planned(
@@ -57,11 +59,7 @@ def test_planning_wakes_each_batch_as_soon_as_its_rows_are_planned(
     wakes it then; the last range's few rows get the last batch; rows that fill exactly 10
     batches get 10 wake-ups, not an empty 11th."""
     s = settings.model_copy(update={"batch_size": 7})
-    add_topics(s, "climate")
-    add_subscribers(s, [(f"p{i}@example.com", "P", "en", "climate") for i in range(70)])
-    release = make_release(s)
-    with session_scope(s) as session:
-        mark_published(session, release.id)
+    release_id = published_unplanned(s, 70)
     queue = CountingQueue()
     planned: list[int] = []  # the new rows of each range, in order
     before: list[tuple[int, int]] = []  # before each range: rows planned, batches woken
@@ -74,9 +72,9 @@ def test_planning_wakes_each_batch_as_soon_as_its_rows_are_planned(
 
     monkeypatch.setattr(sending, "plan", plan_one_range)
     monkeypatch.setattr(ledger, "PLAN_CHUNK", 9)  # 70 ids: eight ranges, the 7th leaves 7
-    assert sending.distribute_release(s, queue, release.id) == 10  # type: ignore[arg-type]
+    assert sending.distribute_release(s, queue, release_id) == 10  # type: ignore[arg-type]
     assert planned == [9, 9, 9, 9, 9, 9, 9, 7]
-    assert queue.sent == [("send_batch", (release.id,))] * 10
+    assert queue.sent == [("send_batch", (release_id,))] * 10
     unwoken = [rows - woken * 7 for rows, woken in before]  # rows planned without a batch
     assert all(0 <= n < 7 for n in unwoken), f"rows waiting for a batch, by range: {unwoken}"
 
@@ -105,16 +103,13 @@ def test_a_row_stored_before_todays_checks_fails_with_its_reason_and_the_batch_g
     bounce (the address may be fine), nothing reaches the server for them, and the rest of
     the batch goes out."""
     s = settings.model_copy(update={"smtp_url": smtp_server.url})
-    add_topics(s, "climate")
-    add_subscribers(s, [(f"p{i}@example.com", "P", "en", "climate") for i in range(3)])
-    release = make_release(s)
+    release_id = published_unplanned(s, [f"p{i}@example.com" for i in range(3)])
     with session_scope(s) as session:
-        mark_published(session, release.id)
         old = session.scalars(select(Subscriber).where(Subscriber.email == "p1@example.com")).one()
         old.name = "Jean\r\nBcc: evil@example.net"  # as an older import let it in
         old_id = old.id
-    sending.distribute_release(s, CountingQueue(), release.id)  # type: ignore[arg-type]
-    report = sending.send_batch(s, release.id)
+    sending.distribute_release(s, CountingQueue(), release_id)  # type: ignore[arg-type]
+    report = sending.send_batch(s, release_id)
     assert report.outcomes == {"sent": 2, "deferred": 0, "failed": 1}
     assert sorted(smtp_server.handler.by_rcpt()) == ["p0@example.com", "p2@example.com"]
     with session_scope(s) as session:
