@@ -278,6 +278,17 @@ def unreachable(*args: object) -> set[int]:
     raise OperationalError("SELECT …", {}, Exception("server closed the connection\nat once"))
 
 
+def lease_check_unreachable(monkeypatch: pytest.MonkeyPatch, smtp_server: SMTPServer) -> None:
+    """The batch's next lease check finds the database gone; each recipient is answered
+    only once a lease check is due, so the batch makes that check after its first message."""
+
+    def reply(address: str) -> None:
+        wait_past(time.monotonic() + 2 * sending.LEASE_CHECK_SECONDS)
+
+    monkeypatch.setattr(ledger, "still_leased", unreachable)
+    smtp_server.handler.rcpt_reply = reply
+
+
 def test_a_lease_check_without_the_database_stops_the_batch_and_gives_back_the_rest(
     settings: Settings, smtp_server: SMTPServer, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -287,12 +298,7 @@ def test_a_lease_check_without_the_database_stops_the_batch_and_gives_back_the_r
     counted, for the next batch."""
     s = settings.model_copy(update={"smtp_url": smtp_server.url, "batch_size": 100})
     release_id = forty_planned(s)
-
-    def reply(address: str) -> None:  # the batch checks its leases before the next message
-        wait_past(time.monotonic() + 2 * sending.LEASE_CHECK_SECONDS)
-
-    monkeypatch.setattr(ledger, "still_leased", unreachable)
-    smtp_server.handler.rcpt_reply = reply
+    lease_check_unreachable(monkeypatch, smtp_server)
     report = sending.send_batch(s, release_id)
     assert report.claimed == 40 and report.outcomes["sent"] == 1
     assert list(smtp_server.handler.by_rcpt()) == ["p000@example.com"]
@@ -316,13 +322,8 @@ def test_rows_that_cannot_be_given_back_keep_their_lease_until_it_expires(
     how many; their leases stay and expire (nothing is lost, nothing sent twice)."""
     s = settings.model_copy(update={"smtp_url": smtp_server.url, "batch_size": 100})
     release_id = forty_planned(s)
-
-    def reply(address: str) -> None:  # the batch checks its leases before the next message
-        wait_past(time.monotonic() + 2 * sending.LEASE_CHECK_SECONDS)
-
-    monkeypatch.setattr(ledger, "still_leased", unreachable)
+    lease_check_unreachable(monkeypatch, smtp_server)
     monkeypatch.setattr(sending, "release_leases", unreachable)
-    smtp_server.handler.rcpt_reply = reply
     sending.send_batch(s, release_id)
     given = [m for m in caplog.messages if m.startswith("could not give back")]
     assert given == [
