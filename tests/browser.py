@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Locator, Page, sync_playwright
 
 from distributor.core.config import Settings
 from tests.processes import running_serve, settings_env
@@ -192,6 +192,18 @@ def focused(page: Page) -> dict[str, Any]:
         }"""
     )
     return info
+
+
+def loaded_width(image: Locator) -> int:
+    """The natural width of the ``<img>`` once the browser has loaded it (0 if it could
+    not): an image just put in the page may still be on its way, so it is waited for."""
+    width: int = image.evaluate(
+        """img => img.complete ? img.naturalWidth : new Promise(done => {
+             img.addEventListener('load', () => done(img.naturalWidth), {once: true});
+             img.addEventListener('error', () => done(0), {once: true});
+           })"""
+    )
+    return width
 
 
 def visit(page: Page, url: str) -> None:

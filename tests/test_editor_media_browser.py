@@ -21,7 +21,13 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Release
 from distributor.office.accounts import create_user
-from tests.browser import accessibility_problems, chromium, fill_login, running_server
+from tests.browser import (
+    accessibility_problems,
+    chromium,
+    fill_login,
+    loaded_width,
+    running_server,
+)
 from tests.helpers import add_topics, free_port
 
 pytestmark = pytest.mark.needs("chromium", "axe")
@@ -94,7 +100,7 @@ def test_a_dropped_image_is_uploaded_at_once_shown_and_saved(
         row = page.locator("#image-rows li")
         assert row.count() == 1
         thumbnail = row.locator("img.thumbnail")
-        assert thumbnail.evaluate("img => img.complete && img.naturalWidth") == 600
+        assert loaded_width(thumbnail) == 600
         shown = thumbnail.get_attribute("src")
         assert page.get_by_role("radio", name="Lead image (shown first)").is_checked()
         page.get_by_label("Alt text (required)").fill("Sea grass under clear water")

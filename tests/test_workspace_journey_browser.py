@@ -55,7 +55,13 @@ from distributor.core.models import Release
 from distributor.core.queue import TaskQueue
 from distributor.office.accounts import create_user
 from distributor.outbox.sweep import sweep
-from tests.browser import accessibility_problems, chromium_people, fill_login, link_in
+from tests.browser import (
+    accessibility_problems,
+    chromium_people,
+    fill_login,
+    link_in,
+    loaded_width,
+)
 from tests.corrections import html_part, text_part
 from tests.helpers import add_subscribers, add_topics, free_port
 from tests.processes import running_serve, running_worker, settings_env, wait_until
@@ -436,7 +442,7 @@ def test_invite_write_approve_schedule_send_correct_and_withdraw(
         assert CREDIT in shown and DOCUMENT in shown and "Zoë Åkesson" in shown
         call = reader.get_by_role("link", name="+33 (0)1 23 45 67 89")
         assert call.get_attribute("href") == "tel:+33123456789"
-        assert reader.get_by_role("img", name=ALT).evaluate("i => i.complete && i.naturalWidth")
+        assert loaded_width(reader.get_by_role("img", name=ALT)) > 0
         no_access_problem(reader, "the public release page at 390 px")
         reader.goto(page_fr)
         assert "Porte-parole (Bruxelles)" in reader.locator("main").inner_text()
