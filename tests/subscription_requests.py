@@ -3,14 +3,21 @@ them, for the tests of what happens to a request afterwards."""
 
 from __future__ import annotations
 
+import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from email.message import EmailMessage
 
+import redis
 from sqlalchemy import select
 
 from distributor.audience.subscription import Consent, record_request
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import SubscriptionRequest, utcnow
+from distributor.core.queue import QUEUE
+from distributor.outbox import sending
+from tests.helpers import queued_confirmations
 
 CONSENT = Consent("192.0.2.7", "Mozilla/5.0 (test)")
 
@@ -31,3 +38,22 @@ def request_ids(settings: Settings) -> list[int]:
     """The ids of the requests kept, oldest first."""
     with session_scope(settings) as session:
         return list(session.scalars(select(SubscriptionRequest.id).order_by("id")))
+
+
+def run_confirmations(settings: Settings, workers: int = 1) -> list[str]:
+    """Take the waiting send_confirmation tasks off the queue and run them as ``workers``
+    concurrent workers would (mail into the Maildir outbox); their outcomes, in order."""
+    ids = list(reversed(queued_confirmations(settings)))  # the queue's head is its end
+    assert settings.broker_url
+    redis.Redis.from_url(settings.broker_url).delete(QUEUE)
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda i: sending.send_confirmation(settings, i), ids))
+
+
+def confirm_path(settings: Settings, msg: EmailMessage) -> str:
+    """The path of the confirmation link in ``msg``'s text (after the site URL)."""
+    text = msg.get_body(("plain",))
+    assert text is not None
+    link = re.search(r"https://news\.example\.org/confirm/\S+", text.get_content())
+    assert link, "no confirm link"
+    return link.group(0).removeprefix(settings.site_url)

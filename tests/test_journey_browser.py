@@ -159,6 +159,7 @@ def test_subscribe_confirm_receive_and_leave_in_a_real_browser(
             ("email", lambda: page.keyboard.type(ADDRESS)),
             ("name", lambda: page.keyboard.type("Marie Curie")),
             ("language=en", lambda: page.keyboard.press("ArrowDown")),  # moves to French
+            ("topics=*", lambda: None),  # "All topics", left unticked
             ("topics=climate", lambda: page.keyboard.press("Space")),
             ("topics=science", lambda: page.keyboard.press("Space")),
             ("topics=space", lambda: None),  # left unticked

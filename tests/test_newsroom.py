@@ -19,7 +19,7 @@ from sqlalchemy import select
 from distributor.core.config import Settings, load_settings
 from distributor.core.db import session_scope
 from distributor.core.formats import file_details
-from distributor.core.i18n import gettext_for
+from distributor.core.i18n import LOCALE_DIR, gettext_for
 from distributor.core.models import Release, Topic
 from distributor.core.sanitize import markdown_to_html
 from distributor.office.identity import environment_identity
@@ -429,3 +429,23 @@ def test_every_label_of_the_pages_has_a_french_translation(bare_settings: Settin
         labels |= set(re.findall(r'_\("([^"]+)"\)', source.read_text()))
     same_in_french = {"Documents"}
     assert sorted(label for label in labels if fr(label) == label) == sorted(same_in_french)
+
+
+def test_french_punctuation_keeps_its_no_break_spaces() -> None:
+    """French puts a no-break space before : (U+00A0) and a narrow one before ; ! ? and
+    inside « » (U+202F): never an ordinary space, where a line could break, nor none."""
+    from babel.messages.pofile import read_po
+
+    with (LOCALE_DIR / "fr" / "LC_MESSAGES" / "messages.po").open("rb") as source:
+        catalogue = read_po(source, locale="fr")
+    wrong = []
+    for message in catalogue:
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        for text in strings:
+            if message.id and (
+                re.search(r" [:;!?»]|« ", text)  # an ordinary space
+                or re.search(r"[^\s\u00a0\u202f][;!?»]|«[^\s\u00a0\u202f]", text)  # none
+                or re.search(r"[^\s\u00a0\u202f/:]:(?!//)(?=\s|$)", text)  # "mot: "
+            ):
+                wrong.append(text)
+    assert wrong == ["Nom; Fonction; Téléphone; E-mail"]  # a format to type, not prose

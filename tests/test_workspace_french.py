@@ -179,10 +179,12 @@ def test_the_release_form_says_what_is_wrong_in_french_keeping_what_was_typed(
              "lead": "Le chapeau.", "body": "", "contacts": "", "embargo": "",
              "csrf": csrf_of(form.text)}  # fmt: skip
     cases = {
-        "no topic": ({}, "communiqué : champ « Thèmes » : choisissez-en au moins un"),
-        "no title": ({"title": "", "topics": "climate"}, "champ « Titre » : ne doit pas être vide"),
+        "no topic": ({}, "communiqué\u00a0: champ «\u202fThèmes\u202f»\u00a0: "
+                         "choisissez-en au moins un"),
+        "no title": ({"title": "", "topics": "climate"},
+                     "champ «\u202fTitre\u202f»\u00a0: ne doit pas être vide"),
         "bad date": ({"date": "2026-13-40T09:00", "topics": "climate"},
-                     "date : '2026-13-40T09:00' n'est pas une date et une heure"),
+                     "date\u00a0: '2026-13-40T09:00' n'est pas une date et une heure"),
         "bad phone": ({"topics": "climate", "contacts": "Jo; Chef; abc; jo@example.org"},
                       "n'est pas un numéro de téléphone"),
     }  # fmt: skip
@@ -287,15 +289,15 @@ def test_a_message_made_in_python_is_translated_in_one_place() -> None:
     say = translator("fr").say
     assert say("Draft saved.") == "Brouillon enregistré."
     assert say("release: field 'lead': the release has no lead paragraph") == (
-        "communiqué : champ « Chapeau » : le communiqué n'a pas de chapeau"
+        "communiqué\u00a0: champ «\u202fChapeau\u202f»\u00a0: le communiqué n'a pas de chapeau"
     )
     assert say("release: field 'title': String should have at most 500 characters") == (
-        "communiqué : champ « Titre » : 500 caractères au plus"
+        "communiqué\u00a0: champ «\u202fTitre\u202f»\u00a0: 500 caractères au plus"
     )
     assert say(
         "images.0.alt: image 1 (photo.jpg) has no alt text: say what it shows, for those "
         "who cannot see it"
-    ).startswith("images.0.alt : l'image 1 (photo.jpg) n'a pas de texte alternatif")
+    ).startswith("images.0.alt\u00a0: l'image 1 (photo.jpg) n'a pas de texte alternatif")
     assert say("a publisher cannot manage accounts") == "un éditeur ne peut pas gérer les comptes"
     unknown = "queue: something nobody translated"
     assert say(unknown) == unknown

@@ -346,6 +346,36 @@ def confirm_legacy(session: Session, subscriber_id: int) -> Subscriber:
     return sub
 
 
+def resubscribe(session: Session, subscriber_id: int, consent: Consent) -> Subscriber:
+    """Subscribe again a subscriber who left (or never confirmed), with the language and
+    topics their row keeps, from their own preferences link: that link reached their
+    mailbox, which is what a confirmation email would prove, so none is sent. The consent
+    record is this request's. Idempotent for a confirmed subscriber.
+
+    Raises NotFound when the subscriber is gone, SubscriberInputError when the address
+    bounced (the press office's mail no longer reaches it: never subscribed again from a
+    link) or none of its topics exists any more."""
+    sub = session.get(Subscriber, subscriber_id)
+    if sub is None:
+        raise NotFound("this subscription no longer exists")
+    if sub.status == SubscriberStatus.CONFIRMED:
+        return sub
+    if sub.status == SubscriberStatus.BOUNCED:
+        raise SubscriberInputError(
+            "Our emails to this address could not be delivered, "
+            "so we cannot subscribe it again from here."
+        )
+    if not sub.topics:
+        raise SubscriberInputError("Choose at least one topic.")
+    now = utcnow()
+    sub.status, sub.confirmed_at, sub.unsubscribed_at = SubscriberStatus.CONFIRMED, now, None
+    sub.consent_source, sub.consent_at = consent.source, now
+    sub.consent_ip, sub.consent_user_agent = consent.ip, consent.user_agent
+    sub.consent_form_version = consent.form_version
+    _welcome_back(session, sub.email)
+    return sub
+
+
 def _welcome_back(session: Session, email: str) -> None:
     """Take ``email`` off the suppression list: someone erased who confirms themselves
     through double opt-in is back."""

@@ -29,6 +29,7 @@ from distributor.audience.subscription import (
     reopen_request,
     request_choices,
     request_subscription,
+    resubscribe,
 )
 from distributor.audience.subscription import update_preferences as save_preferences
 from distributor.core.config import Settings
@@ -36,7 +37,7 @@ from distributor.core.db import session_scope
 from distributor.core.errors import InputError, NotFound, SubscriberInputError
 from distributor.core.models import Subscriber, SubscriberStatus, SubscriptionRequest, Topic
 from distributor.core.tokens import ExpiredToken, InvalidToken, Link, Purpose, read_link
-from distributor.core.urls import unsubscribe_url
+from distributor.core.urls import listing_url, preferences_url, unsubscribe_url
 from distributor.web.deps import AppQueue, part
 from distributor.web.errors import status_of
 from distributor.web.guards import CSRF_COOKIE, RateLimiter, csrf_ok, new_csrf_token
@@ -44,6 +45,35 @@ from distributor.web.pages import Pages
 
 HONEYPOT = "website"
 EXPIRED_FORM = "This form has expired. Please submit it again."
+NO_TOPIC = "Choose at least one topic."
+# The subscribe form's box that stands for every topic there is when the form is sent.
+ALL_TOPICS = "*"
+# What the preferences form says after a POST, by outcome.
+SAVED, UNCHANGED, BACK = "saved", "unchanged", "back"
+
+
+# Short, human words for a form field's refusal (the domain's messages name the field and
+# the value, for the CLI and the API); translated by the page like every label.
+FIELD_ERRORS = {
+    "email": "Enter a whole email address, like name@example.org.",
+    "name": "The name is too long (200 characters at most) or holds characters we cannot keep.",
+    "language": "Choose one of the languages offered.",
+    "topics": "Choose topics from the list.",
+}
+
+
+def form_error(exc: InputError) -> str:
+    """What a form says of ``exc``: the field's short message, else the error's own."""
+    return FIELD_ERRORS.get(exc.field or "", str(exc))
+
+
+def consent_of(request: Request, source: str = "web form") -> Consent:
+    """The consent record of a request made in a browser: its peer address and agent."""
+    return Consent(
+        ip=request.client.host if request.client else "",
+        user_agent=request.headers.get("user-agent", ""),
+        source=source,
+    )
 
 
 @dataclass(frozen=True)
@@ -152,8 +182,16 @@ class PublicForms:
 
     def confirm_page(self, token: str, target: ConfirmTarget, lang: str) -> HTMLResponse:
         """The page of a confirmation link: what it will apply and its button; "expired"
-        with a new link (or the form) to ask for; or "confirmed" once it was."""
+        with a new link (or the form) to ask for; or "already confirmed" once it was."""
         done = bool(target.choices and target.choices.done)
+        if done and target.choices is not None:
+            with session_scope(self.settings) as session:
+                sub = session.scalar(
+                    select(Subscriber).where(Subscriber.email == target.choices.email)
+                )
+                if sub is not None:
+                    session.expunge(sub)
+            return self.confirmed_page(lang, sub, already=True)
         return self.with_csrf(
             "confirm.html",
             lang,
@@ -184,11 +222,13 @@ class PublicForms:
         sub: Subscriber,
         token: str,
         topics: list[Topic],
-        saved: bool = False,
+        done: str = "",
         error: str = "",
         status: int = 200,
     ) -> HTMLResponse:
-        """The subscriber's preferences form; ``saved`` or ``error`` says how a change went."""
+        """The subscriber's preferences form, saying whether they receive anything now (and
+        offering to subscribe again if not); ``done`` (SAVED, UNCHANGED, BACK) or ``error``
+        says how a change went."""
         return self.with_csrf(
             "preferences.html",
             lang,
@@ -197,9 +237,24 @@ class PublicForms:
             token=token,
             topics=topics,
             chosen={t.slug for t in sub.topics},
-            saved=saved,
+            done=done,
             error=error,
             unsubscribe_url=unsubscribe_url(self.settings, sub.id, sub.link_nonce),
+        )
+
+    def confirmed_page(self, lang: str, sub: Subscriber | None, already: bool) -> HTMLResponse:
+        """The page of a confirmed subscription (``already``: the link was used before),
+        linking to the subscriber's preferences and to the newsroom."""
+        return self.pages.render(
+            "confirm.html",
+            lang,
+            choices=None,
+            expired=False,
+            can_resend=False,
+            done=True,
+            already=already,
+            preferences=preferences_url(self.settings, sub.id, sub.link_nonce) if sub else "",
+            newsroom=listing_url(self.settings, lang),
         )
 
     def unsubscribe_target(self, session: Session, token: str) -> Subscriber | None:
@@ -234,9 +289,10 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/subscribe", response_class=HTMLResponse)
-def subscribe_page(request: Request, forms: Forms) -> HTMLResponse:
-    """The subscribe form, in the browser's language."""
-    return forms.form(forms.pages.language(request))
+def subscribe_page(request: Request, forms: Forms, topic: str = "") -> HTMLResponse:
+    """The subscribe form, in the browser's language; ``?topic=SLUG`` (a topic page's
+    link) ticks that topic."""
+    return forms.form(forms.pages.language(request), topics=[topic] if topic else [])
 
 
 @router.post("/subscribe", response_class=HTMLResponse)
@@ -261,6 +317,8 @@ def subscribe(
     if blocked is not None:
         return blocked
     chosen = topics or []
+    if ALL_TOPICS in chosen:  # "all topics": every topic there is now
+        chosen = [t.slug for t in forms.topics_list()]
     if not csrf_ok(settings, request.cookies.get(CSRF_COOKIE), csrf):
         return forms.form(
             lang, 400, EXPIRED_FORM, email=email, name=name, language=language, topics=chosen
@@ -271,16 +329,13 @@ def subscribe(
         return forms.form(
             lang,
             400,
-            "Choose at least one topic.",
+            NO_TOPIC,
             email=email,
             name=name,
             language=language,
             topics=chosen,
         )
-    consent = Consent(
-        ip=request.client.host if request.client else "",
-        user_agent=request.headers.get("user-agent", ""),
-    )
+    consent = consent_of(request)
     try:  # the same work whatever the address's state: a worker decides on the email
         request_subscription(
             settings,
@@ -293,7 +348,13 @@ def subscribe(
         )
     except InputError as exc:
         return forms.form(
-            lang, status_of(exc), str(exc), email=email, name=name, language=language, topics=chosen
+            lang,
+            status_of(exc),
+            form_error(exc),
+            email=email,
+            name=name,
+            language=language,
+            topics=chosen,
         )
     return forms.pages.render("subscribed.html", lang)
 
@@ -321,21 +382,22 @@ def confirm_post(
         return forms.invalid_link(lang)
     if target.expired or not csrf_ok(forms.settings, request.cookies.get(CSRF_COOKIE), csrf):
         return forms.confirm_page(token, target, lang)
+    already = bool(target.choices and target.choices.done)  # a second click
     try:
         with session_scope(forms.settings) as session:
             if target.legacy:
-                confirm_legacy(session, target.row_id)
+                sub = confirm_legacy(session, target.row_id)
             else:
-                confirm_request(session, target.row_id)
+                sub = confirm_request(session, target.row_id)
+            session.flush()
+            session.expunge(sub)
     except NotFound:
         return forms.invalid_link(lang)
     except SubscriberInputError as exc:
         return forms.pages.render(
             "message.html", lang, status_of(exc), title="This link is not valid", text=str(exc)
         )
-    return forms.pages.render(
-        "confirm.html", lang, token=token, choices=None, expired=False, can_resend=False, done=True
-    )
+    return forms.confirmed_page(lang, sub, already=already)
 
 
 @router.post("/confirm/{token}/resend", response_class=HTMLResponse)
@@ -397,16 +459,44 @@ def preferences_post(
             )
         if not topics:
             return forms.preferences_form(
-                sub.language, sub, token, all_topics, status=400, error="Choose at least one topic."
+                sub.language, sub, token, all_topics, status=400, error=NO_TOPIC
             )
+        before = (sub.language, {t.slug for t in sub.topics})
         try:  # checks everything before changing anything
             save_preferences(session, forms.settings, sub.id, language=language, topics=topics)
         except InputError as exc:
             return forms.preferences_form(
-                sub.language, sub, token, all_topics, status=status_of(exc), error=str(exc)
+                sub.language, sub, token, all_topics, status=status_of(exc), error=form_error(exc)
             )
         session.flush()
-        return forms.preferences_form(sub.language, sub, token, all_topics, saved=True)
+        done = SAVED if (sub.language, {t.slug for t in sub.topics}) != before else UNCHANGED
+        return forms.preferences_form(sub.language, sub, token, all_topics, done=done)
+
+
+@router.post("/preferences/{token}/subscribe", response_class=HTMLResponse)
+def preferences_subscribe(
+    request: Request, token: str, forms: Forms, csrf: Annotated[str, Form()] = ""
+) -> HTMLResponse:
+    """Subscribe the link's subscriber again, who left, with the language and topics the
+    form shows (:func:`resubscribe`: their own link is the proof a confirmation email would
+    give); the form, saying so, or saying why not; 400 for a link that is not valid."""
+    all_topics = forms.topics_list()  # before the transaction: one at a time on SQLite
+    with session_scope(forms.settings) as session:
+        sub = forms.preferences_target(session, token)
+        if sub is None:
+            return forms.invalid_link(forms.pages.language(request))
+        if not csrf_ok(forms.settings, request.cookies.get(CSRF_COOKIE), csrf):
+            return forms.preferences_form(
+                sub.language, sub, token, all_topics, status=400, error=EXPIRED_FORM
+            )
+        try:
+            resubscribe(session, sub.id, consent_of(request, "preferences page"))
+        except InputError as exc:
+            return forms.preferences_form(
+                sub.language, sub, token, all_topics, status=status_of(exc), error=form_error(exc)
+            )
+        session.flush()
+        return forms.preferences_form(sub.language, sub, token, all_topics, done=BACK)
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
@@ -430,13 +520,17 @@ def unsubscribe_post(
     RFC 8058 one-click POST, a line of text. 200 every time (erased already: nothing left
     to do); 400 for a link not ours."""
     # RFC 8058: no cookie, no CSRF token, no redirect; 200 every time.
+    back = ""  # where to subscribe again: the subscriber's preferences
     with session_scope(forms.settings) as session:
         sub = forms.unsubscribe_target(session, token)
         if sub is not None:
             unsubscribe(session, sub.id)
             lang = sub.language
+            back = preferences_url(forms.settings, sub.id, sub.link_nonce)
         else:
             lang = forms.settings.languages[0]  # erased already: nothing left to do
     if list_unsubscribe == "One-Click":
         return PlainTextResponse("unsubscribed\n")
-    return forms.pages.render("unsubscribe.html", lang, token=token, email="", done=True)
+    return forms.pages.render(
+        "unsubscribe.html", lang, token=token, email="", done=True, preferences=back
+    )

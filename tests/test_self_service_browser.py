@@ -1,0 +1,118 @@
+"""Leaving and coming back, in a real browser (Debian's Chromium) against `distributor
+serve`, in English and in French, at phone and desktop widths, each page checked with axe:
+the page after one-click unsubscribe leads back, the preferences page says nothing is sent
+and subscribes again with one button, "Save" says when nothing changed, a topic's link
+ticks that topic, and a refused address is said in the page's language."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page
+from sqlalchemy import select
+
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.i18n import gettext_for
+from distributor.core.models import Subscriber, SubscriberStatus
+from distributor.core.urls import unsubscribe_url
+from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, running_server, visit
+from tests.helpers import add_subscribers, add_topics, free_port
+
+pytestmark = pytest.mark.needs("chromium", "axe")
+PEOPLE = {"en": "ann@example.com", "fr": "zoe@example.com"}
+
+
+@pytest.fixture
+def served(
+    sqlite_settings: Settings, redis_url: str, tmp_path: Path
+) -> Iterator[tuple[Settings, str]]:
+    """`distributor serve` over SQLite, three topics, Ann (English) and Zoé (French)
+    subscribed to climate."""
+    port = free_port()
+    settings = sqlite_settings.model_copy(
+        update={
+            "site_url": f"http://127.0.0.1:{port}",
+            "broker_url": redis_url,
+            "rate_limit_requests": 1000,  # other runs on this Redis share the IP 127.0.0.1
+        }
+    )
+    add_topics(settings, "climate", "science", "space")
+    add_subscribers(settings, [(email, "", lang, "climate") for lang, email in PEOPLE.items()])
+    with running_server(settings, port, tmp_path / "logs") as base:
+        yield settings, base
+
+
+def subscriber_row(settings: Settings, email: str) -> Subscriber:
+    with session_scope(settings) as session:
+        sub = session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
+        session.expunge(sub)
+        return sub
+
+
+def checked_at_both_widths(page: Page, what: str) -> None:
+    """No accessibility problem and no sideways scroll, on a phone and on a desktop."""
+    for size in (DESKTOP, PHONE):
+        page.set_viewport_size(size)
+        assert accessibility_problems(page) == [], (what, size["width"])
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_leave_and_come_back_in_a_real_browser(served: tuple[Settings, str], lang: str) -> None:
+    settings, base = served
+    _ = gettext_for(lang)
+    sub = subscriber_row(settings, PEOPLE[lang])
+    with chromium(locale="fr-FR" if lang == "fr" else "en-GB") as browser:
+        page = browser.new_page()
+        # Leave from the email's link, then follow the page's way back.
+        visit(page, unsubscribe_url(settings, sub.id, sub.link_nonce))
+        page.get_by_role("button", name=_("Unsubscribe")).click()
+        page.get_by_role("heading", name=_("You are unsubscribed")).wait_for()
+        assert page.title() == f"{_('You are unsubscribed')} — Press Office"
+        checked_at_both_widths(page, "unsubscribed")
+        assert subscriber_row(settings, PEOPLE[lang]).status == SubscriberStatus.UNSUBSCRIBED
+        page.get_by_role("link", name=_("Subscribe again")).click()
+        page.get_by_role("heading", name=_("Your subscription")).wait_for()
+        notice = page.locator("#not-subscribed")
+        assert _("You are unsubscribed: we send you nothing.") in notice.inner_text()
+        checked_at_both_widths(page, "preferences, unsubscribed")
+
+        # One button, and they are back, with the topics the page showed.
+        notice.get_by_role("button", name=_("Subscribe again")).click()
+        page.get_by_role("status").wait_for()
+        back = _(
+            "You are subscribed again: you will receive our press releases on the topics below."
+        )
+        assert page.get_by_role("status").inner_text() == back
+        assert page.locator("#not-subscribed").count() == 0
+        assert subscriber_row(settings, PEOPLE[lang]).status == SubscriberStatus.CONFIRMED
+        checked_at_both_widths(page, "preferences, subscribed again")
+
+        # "Save" with nothing changed says so; a change is saved.
+        page.get_by_role("button", name=_("Save"), exact=True).click()
+        page.get_by_role("status").wait_for()
+        assert page.get_by_role("status").inner_text() == _(
+            "Nothing changed: these were already your preferences."
+        )
+        page.get_by_role("checkbox", name="Space" + (" (fr)" if lang == "fr" else "")).check()
+        page.get_by_role("button", name=_("Save"), exact=True).click()
+        page.get_by_role("status").wait_for()
+        assert page.get_by_role("status").inner_text() == _("Your preferences are saved.")
+
+        # The subscribe form from a topic's link, and a refused address in the page's words.
+        visit(page, f"{base}/subscribe?topic=science&lang={lang}")
+        assert page.get_by_role("checkbox", name="Science" + (" (fr)" if lang == "fr" else ""))
+        assert page.locator("input[value=science]").is_checked()
+        assert not page.locator("input[value=climate]").is_checked()
+        page.get_by_label(_("Email address")).fill("someone@")
+        page.evaluate("document.querySelector('form[action$=\"/subscribe\"]').noValidate = true")
+        page.get_by_role("button", name=_("Subscribe"), exact=True).click()
+        alert = page.get_by_role("alert")
+        alert.wait_for()
+        assert alert.inner_text() == _("Please check the form: %(error)s") % {
+            "error": _("Enter a whole email address, like name@example.org.")
+        }
+        assert page.locator("input[value=science]").is_checked()  # nothing typed is lost
+        checked_at_both_widths(page, "the form, refused")
