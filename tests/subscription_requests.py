@@ -54,6 +54,6 @@ def confirm_path(settings: Settings, msg: EmailMessage) -> str:
     """The path of the confirmation link in ``msg``'s text (after the site URL)."""
     text = msg.get_body(("plain",))
     assert text is not None
-    link = re.search(r"https://news\.example\.org/confirm/\S+", text.get_content())
+    link = re.search(re.escape(settings.site_url) + r"/confirm/\S+", text.get_content())
     assert link, "no confirm link"
     return link.group(0).removeprefix(settings.site_url)

@@ -19,7 +19,9 @@ from distributor.core.i18n import gettext_for
 from distributor.core.models import Subscriber, SubscriberStatus
 from distributor.core.urls import unsubscribe_url
 from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, running_server, visit
-from tests.helpers import add_subscribers, add_topics, free_port
+from tests.corrections import html_part
+from tests.helpers import add_subscribers, add_topics, free_port, outbox
+from tests.subscription_requests import confirm_path, run_confirmations
 
 pytestmark = pytest.mark.needs("chromium", "axe")
 PEOPLE = {"en": "ann@example.com", "fr": "zoe@example.com"}
@@ -116,3 +118,32 @@ def test_leave_and_come_back_in_a_real_browser(served: tuple[Settings, str], lan
         }
         assert page.locator("input[value=science]").is_checked()  # nothing typed is lost
         checked_at_both_widths(page, "the form, refused")
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_confirmation_email_fits_a_phone_with_a_title_and_a_button(
+    served: tuple[Settings, str], lang: str
+) -> None:
+    settings, base = served
+    _ = gettext_for(lang)
+    address = f"a.rather.long.name.{lang}@newsroom-of-a-long-domain.example.org"
+    with chromium(viewport={"width": 390, "height": 844}) as browser:
+        page = browser.new_page()
+        visit(page, f"{base}/subscribe?topic=climate&lang={lang}")
+        page.get_by_label(_("Email address")).fill(address)
+        page.get_by_role("button", name=_("Subscribe"), exact=True).click()
+        page.get_by_role("heading", name=_("Check your inbox")).wait_for()
+        assert run_confirmations(settings) == ["sent"]
+        [email] = outbox(settings, address)
+        link = settings.site_url + confirm_path(settings, email)
+        page.set_content(html_part(email))
+        assert page.title() == f"{_('Confirm your subscription')} — Press Office"
+        sideways = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert sideways <= 0, f"the email scrolls sideways by {sideways} px at 390 px"
+        button = page.get_by_role("link", name=_("Confirm my subscription"))
+        assert button.get_attribute("href") == link
+        box = button.bounding_box()
+        assert box is not None and box["height"] >= 40  # a button to tap, not a line of text
+        assert accessibility_problems(page) == []
