@@ -99,8 +99,9 @@ def test_personal_pages_are_never_cached_and_send_no_referrer(site) -> None:  # 
     assert answers["preferences"].status_code == 200 and "ann@example.com" in answers[
         "preferences"].text  # fmt: skip
     for what, answer in answers.items():
-        assert answer.headers["cache-control"] == "no-store", what
+        assert answer.headers["cache-control"] == "private, no-store", what
         assert answer.headers["referrer-policy"] == "no-referrer", what
+        assert answer.headers["x-robots-tag"] == "noindex", what
         assert_page_headers(answer, what)
 
 
@@ -110,7 +111,7 @@ def test_the_refusals_of_the_body_guard_carry_the_headers_too(site) -> None:  # 
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     refused = client.post(preferences, content=b"x" * 100_000, headers=form)
     assert refused.status_code == 413
-    assert refused.headers["cache-control"] == "no-store"
+    assert refused.headers["cache-control"] == "private, no-store"
     assert refused.headers["referrer-policy"] == "no-referrer"
 
 

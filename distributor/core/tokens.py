@@ -32,6 +32,7 @@ class Purpose(StrEnum):
     INVITE = "invite"  # an invitation to the press office's workspace (office/invitations.py)
     LOGIN_CODE = "login-code"  # a password checked, the one-time code still to come (totp.py)
     CSRF = "csrf"  # signs a random value, not a subscriber id (web/guards.py)
+    PREVIEW = "preview"  # a release not public yet, for those sent its link (web/preview_page.py)
 
 
 class InvalidToken(InputError):

@@ -117,6 +117,17 @@ def preferences_url(settings: Settings, subscriber_id: int, nonce: str | None) -
     return f"{settings.site_url}/preferences/{token}"
 
 
+PREVIEW_MAX_AGE_DAYS = 30  # how long a test email's link to a release not public yet opens
+
+
+def preview_url(settings: Settings, release_id: int) -> str:
+    """The signed link to release ``release_id``'s page before it is public (a test email's
+    "read online"): it opens for :data:`PREVIEW_MAX_AGE_DAYS`, to whoever holds it, and
+    search engines are told to keep nothing."""
+    token = make_token(settings, Purpose.PREVIEW, release_id)
+    return f"{settings.site_url}/preview/{token}"
+
+
 def confirm_url(settings: Settings, request_id: int, nonce: str) -> str:
     """The double opt-in link of a subscription request (its id and nonce): a page that
     shows what will be applied, with a button (a GET confirms nothing)."""

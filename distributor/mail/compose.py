@@ -346,9 +346,12 @@ class RenderedRelease:
         )
 
 
-def render_release(release: Release, settings: Settings, identity: Identity) -> RenderedRelease:
+def render_release(
+    release: Release, settings: Settings, identity: Identity, page_url: str | None = None
+) -> RenderedRelease:
     """Render ``release``'s email as from ``identity``, once (both parts, CSS inlined,
-    relative links made absolute) and pre-build its MIME message. Raises :class:`ReleaseInputError`
+    relative links made absolute; "read online" at ``page_url``, default its public page)
+    and pre-build its MIME message. Raises :class:`ReleaseInputError`
     for a release without id or with a malformed language tag, and :class:`ConfigError` when a
     template lacks the unsubscribe or preferences link (every email must carry both)."""
     if release.id is None:
@@ -361,6 +364,6 @@ def render_release(release: Release, settings: Settings, identity: Identity) -> 
         identity,
         ("release.txt", "release.html"),
         lambda unsubscribe, preferences: render_bodies(
-            release, settings, identity, unsubscribe, preferences
+            release, settings, identity, unsubscribe, preferences, page_url
         ),
     )

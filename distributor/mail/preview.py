@@ -4,8 +4,10 @@ it (:func:`render_preview`), and the same email sent to a few colleagues (:func:
 Both render through :func:`distributor.mail.compose.render_release`, the code path of the
 real sends, for a stand-in recipient: subscriber id 0, which no row ever has (ids start at
 1). Its unsubscribe and preferences links are real signed links of the same shape as a
-subscriber's, but they name nobody: the unsubscribe page shows no address and its button
-(or a one-click POST) unsubscribes nobody; the preferences page says the link is not valid.
+subscriber's, but they name nobody: both pages say the link comes from a test email and
+what it does in a subscriber's copy, and a one-click POST unsubscribes nobody. A test email
+of a release not public yet says "read online" at its signed preview page
+(``core.urls.preview_url``), not at its public address, a 404 until it is published.
 
 Neither function writes anything: no ledger row, no site regeneration, no change of the
 release's state.
@@ -27,7 +29,7 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import Conflict, InputError, NotFound, ServiceError
 from distributor.core.models import Release, ReleaseState
-from distributor.core.urls import preferences_url, unsubscribe_url
+from distributor.core.urls import preferences_url, preview_url, unsubscribe_url
 from distributor.mail import headers
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
 from distributor.mail.dkim import load_signer
@@ -128,10 +130,18 @@ def _previewable(session: Session, release_id: int, lang: str | None) -> Release
     return release
 
 
-def _render(settings: Settings, release_id: int, lang: str | None) -> RenderedRelease:
+def _render(
+    settings: Settings, release_id: int, lang: str | None, *, test: bool = False
+) -> RenderedRelease:
+    """The email of the release (its version in ``lang``); for a ``test`` send of one not
+    public yet, its "read online" link is the signed preview page (its public page would be
+    a 404 until then)."""
     with session_scope(settings) as session:
         release = _previewable(session, release_id, lang)
-        return render_release(release, settings, identity(session, settings))
+        page = None
+        if test and release.state != ReleaseState.PUBLISHED:
+            page = preview_url(settings, release.id)
+        return render_release(release, settings, identity(session, settings), page)
 
 
 def render_preview(settings: Settings, release_id: int, lang: str | None = None) -> Preview:
@@ -218,7 +228,7 @@ def send_test(settings: Settings, release_id: int, addresses: Sequence[str]) -> 
     message reached the server (unreachable, or the outbox cannot be written).
     """
     recipients = check_test_addresses(settings, addresses)
-    rendered = _render(settings, release_id, None)
+    rendered = _render(settings, release_id, None, test=True)
     signer = load_signer(settings)
     items = []
     for rcpt in recipients:

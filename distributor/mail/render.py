@@ -232,9 +232,11 @@ def context(
     identity: Identity,
     unsubscribe_url: str,
     preferences_url: str,
+    page_url: str | None = None,
 ) -> dict[str, Any]:
     """The variables both templates see (documented at the top of each template), the
-    identity's (``Identity.brand``) in the release's language among them."""
+    identity's (``Identity.brand``) in the release's language among them; ``page_url`` is
+    where the email says the release can be read (default: its public page)."""
     labels = labels_for(release.language)
     topics = [topic.name(release.language) for topic in release.topics]
     brand = identity.brand(release.language)
@@ -259,7 +261,7 @@ def context(
         "contacts": _contacts(release),
         "topics": topics,
         "subscribed_to": subscribed,
-        "release_url": release_url(settings, release.slug),
+        "release_url": page_url or release_url(settings, release.slug),
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,
     }
@@ -281,8 +283,9 @@ def render_bodies(
     identity: Identity,
     unsubscribe_url: str,
     preferences_url: str,
+    page_url: str | None = None,
 ) -> tuple[str, str]:
     """The text and HTML bodies of ``release`` (CSS inlined) as from ``identity``, with the
-    given URLs as links."""
-    values = context(release, settings, identity, unsubscribe_url, preferences_url)
+    given URLs as links (``page_url``: see :func:`context`)."""
+    values = context(release, settings, identity, unsubscribe_url, preferences_url, page_url)
     return render_pair(settings, "release", values)

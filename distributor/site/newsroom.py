@@ -180,11 +180,18 @@ class Newsroom:
         return self.render("gone.html", release.language, release=release, noindex=True)
 
     def release_page(
-        self, release: Release, translations: Sequence[Release], identity: Identity | None = None
+        self,
+        release: Release,
+        translations: Sequence[Release],
+        identity: Identity | None = None,
+        *,
+        preview: bool = False,
     ) -> str:
         """The HTML of a release's permanent page; ``translations`` are its other published
         language versions (linked visibly, and as hreflang alternates both ways); from
-        ``identity`` (default: the newsroom's)."""
+        ``identity`` (default: the newsroom's). A ``preview`` (the page of a release not
+        public yet) says so at the top and names no canonical address, alternate or feed:
+        nothing in it leads a crawler or a feed reader anywhere."""
         s, lang = self.settings, release.language
         order = {code: index for index, code in enumerate(s.languages)}
         versions = sorted(
@@ -214,9 +221,11 @@ class Newsroom:
             body=absolute_urls(release.body_html, s.site_url),
             translations=versions,
             topics=sorted(release.topics, key=lambda t: t.slug),
-            canonical=release_url(s, release.slug),
-            alternates=alternates,
-            language_links=switch,
+            canonical="" if preview else release_url(s, release.slug),
+            alternates=[] if preview else alternates,
+            language_links=[] if preview else switch,
+            preview=preview,
+            noindex=preview,
         )
 
     def feed_groups(self, lang: str, topic: Topic | None = None) -> tuple[FeedGroup, ...]:

@@ -40,6 +40,7 @@ from distributor.web import (
     editor_media,
     language_switch,
     media_api,
+    preview_page,
     release_list,
     releases_api,
     settings_api,
@@ -200,6 +201,7 @@ def _routes() -> tuple[BaseRoute, ...]:
         twofactor.router,
         language_switch.router,
         subscribe.router,
+        preview_page.router,
         machine,
     ):
         table.include_router(router)

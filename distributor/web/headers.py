@@ -8,10 +8,10 @@ what each policy says.
   release may show a remote one), forms posting only to this site, never framed; with
   ``X-Frame-Options: DENY`` for older browsers, ``nosniff`` and
   ``Referrer-Policy: strict-origin-when-cross-origin``.
-- A personal page (``/confirm/…``, ``/preferences/…``, ``/unsubscribe/…``: the URL carries
-  the subscriber's token) besides: ``Cache-Control: no-store`` and
-  ``Referrer-Policy: no-referrer``, whatever the route said, so neither a cache nor another
-  site's logs keep the token.
+- A personal page (``/confirm/…``, ``/preferences/…``, ``/unsubscribe/…``, ``/preview/…``:
+  the URL carries a token) besides: ``Cache-Control: private, no-store``,
+  ``Referrer-Policy: no-referrer`` and ``X-Robots-Tag: noindex``, whatever the route said, so
+  neither a cache, another site's logs nor a search engine keeps the token or the page.
 - The dashboard (``/admin``): ``ADMIN_CSP`` (its script and style sheet, from itself only),
   ``Referrer-Policy: same-origin``; its email previews set their own (``EMAIL_PREVIEW_CSP``).
 - ``/api/docs``: ``DOCS_CSP`` (Swagger UI's script and style sheet from this site only, and
@@ -121,7 +121,14 @@ def policies(site_url: str) -> dict[str, _Policy]:
     )
     return {
         "public": (public, ()),
-        "personal": (public, (("cache-control", "no-store"), ("referrer-policy", "no-referrer"))),
+        "personal": (
+            public,
+            (
+                ("cache-control", "private, no-store"),
+                ("referrer-policy", "no-referrer"),
+                ("x-robots-tag", "noindex"),
+            ),
+        ),
         "admin": (admin, (("cache-control", "no-store"),)),
         "docs": (docs, ()),
     }

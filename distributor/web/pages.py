@@ -15,13 +15,14 @@ from distributor.core.config import Settings
 from distributor.core.db import read_scope
 from distributor.core.i18n import negotiate
 from distributor.core.identity import Identity
+from distributor.core.models import Release
 from distributor.office.identity import environment_identity, identity
 from distributor.site.newsroom import Newsroom
 
 log = logging.getLogger(__name__)
 
 # Reached by a personal link: they speak the subscriber's language (no switch), and no
-# search engine should keep them.
+# search engine should keep them (the preview of a release says so itself).
 PERSONAL_PAGES = {"confirm.html", "preferences.html", "unsubscribe.html"}
 UNINDEXED_PAGES = PERSONAL_PAGES | {"message.html", "subscribed.html"}
 
@@ -76,3 +77,9 @@ class Pages:
         )
         html = self.newsroom.render(name, lang, self._identity(), **context)
         return HTMLResponse(html, status_code=status, headers=headers)
+
+    def release_preview(self, release: Release) -> HTMLResponse:
+        """The page of ``release``, not public yet, as it will read once published, marked
+        as a preview (``Newsroom.release_page``)."""
+        html = self.newsroom.release_page(release, [], self._identity(), preview=True)
+        return HTMLResponse(html)

@@ -38,6 +38,7 @@ from distributor.core.errors import InputError, NotFound, SubscriberInputError
 from distributor.core.models import Subscriber, SubscriberStatus, SubscriptionRequest, Topic
 from distributor.core.tokens import ExpiredToken, InvalidToken, Link, Purpose, read_link
 from distributor.core.urls import listing_url, preferences_url, unsubscribe_url
+from distributor.mail.preview import PLACEHOLDER_ID
 from distributor.web.deps import AppQueue, part
 from distributor.web.errors import status_of
 from distributor.web.guards import CSRF_COOKIE, RateLimiter, csrf_ok, new_csrf_token
@@ -207,6 +208,24 @@ class PublicForms:
         if target is not None and target.choices is not None:
             return target.choices.language
         return self.pages.language(request)
+
+    def from_a_test_email(self, purpose: Purpose, token: str) -> bool:
+        """Whether ``token`` is the personal link of a test email's stand-in recipient
+        (``mail.preview``): genuine, naming nobody."""
+        try:
+            return read_link(self.settings, purpose, token).id == PLACEHOLDER_ID
+        except InvalidToken:
+            return False
+
+    def test_email_page(self, lang: str) -> HTMLResponse:
+        """What a test email's personal link opens: what it does in a subscriber's copy."""
+        return self.pages.render(
+            "message.html",
+            lang,
+            title="This link comes from a test email",
+            text="In a subscriber's copy of this email, it opens their own subscription: "
+            "their topics, their language, and a button to leave.",
+        )
 
     def preferences_target(self, session: Session, token: str) -> Subscriber | None:
         """The subscriber ``token`` was made for, or None."""
@@ -429,6 +448,8 @@ def confirm_resend(
 @router.get("/preferences/{token}", response_class=HTMLResponse)
 def preferences_page(request: Request, token: str, forms: Forms) -> HTMLResponse:
     """The preferences form of the link's subscriber; 400 for a link that is not valid."""
+    if forms.from_a_test_email(Purpose.PREFERENCES, token):
+        return forms.test_email_page(forms.pages.language(request))
     topics = forms.topics_list()  # before the transaction: one at a time on SQLite
     with session_scope(forms.settings) as session:
         sub = forms.preferences_target(session, token)
@@ -500,9 +521,12 @@ def preferences_subscribe(
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe_page(token: str, forms: Forms) -> HTMLResponse:
+def unsubscribe_page(request: Request, token: str, forms: Forms) -> HTMLResponse:
     """The unsubscribe page of the link's subscriber and its button (a GET changes
-    nothing); the same page for one erased since; 400 for a link not ours."""
+    nothing); the same page for one erased since; what the link does, for a test email's;
+    400 for a link not ours."""
+    if forms.from_a_test_email(Purpose.UNSUBSCRIBE, token):
+        return forms.test_email_page(forms.pages.language(request))
     with session_scope(forms.settings) as session:
         sub = forms.unsubscribe_target(session, token)
         lang = sub.language if sub else forms.settings.languages[0]
