@@ -449,3 +449,20 @@ def test_french_punctuation_keeps_its_no_break_spaces() -> None:
             ):
                 wrong.append(text)
     assert wrong == ["Nom; Fonction; Téléphone; E-mail"]  # a format to type, not prose
+
+
+def test_a_topic_page_subscribes_to_that_topic(newsroom: Newsroom) -> None:
+    """A topic's listing links to the form with the topic ticked (``?topic=``); the other
+    listings to the plain form."""
+    links = {}
+    for topic in (CLIMATE, None):
+        page = parsed(newsroom.listing_page(Listing("fr", topic, TOPICS, [], None, None, None)))
+        [link] = [a for a in page.xpath("//main//a") if "/subscribe" in a.get("href")]
+        links[topic.slug if topic else "all"] = (link.get("href"), link.text_content())
+    assert links == {
+        "climate": (
+            f"{SITE}/subscribe?lang=fr&topic=climate",
+            "Abonnez-vous à «\u202fClimat\u202f» par e-mail",
+        ),
+        "all": (f"{SITE}/subscribe?lang=fr", "Abonnez-vous à nos communiqués de presse"),
+    }
