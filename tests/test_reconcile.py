@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Delivery, DeliveryStatus, Subscriber, utcnow
+from distributor.mail import reconcile
 from distributor.mail.reconcile import (
     MaildirReconciler,
     PostfixLogReconciler,
@@ -86,6 +87,61 @@ def test_maildir_a_message_stored_before_the_crash_is_not_stored_again(
     states = ledger(s)
     assert all(status == DeliveryStatus.SENT for status, _ in states.values())
     assert sum(error == RECONCILED for _, error in states.values()) == 1
+
+
+def test_every_row_in_doubt_found_accepted_is_counted_once_and_recorded_as_ours(
+    sqlite_settings: Settings,
+) -> None:
+    """Two workers killed on two batches leave two messages accepted and not recorded: the
+    next batch records both as sent without sending them, counts two reconciled rows, and
+    no lost lease (the rows were its own)."""
+    s = sqlite_settings.model_copy(update={"lease_seconds": 5, "batch_size": 4})
+    release_id = published(s, 8)
+    crash_after_third_accept(s, release_id)  # the first batch of 4
+    crash_after_third_accept(s, release_id)  # the next 4 (the first are still leased)
+    assert sum(outbox_recipients(s).values()) == 6
+    lease_runs_out(s)
+    report = sending.send_batch(s, release_id)
+    assert (report.claimed, report.reconciled, report.lost_leases) == (4, 2, 0)
+    assert report.outcomes["sent"] == 2  # the two that were never accepted
+    copies = outbox_recipients(s)
+    assert len(copies) == 8 and set(copies.values()) == {1}, copies
+    assert sum(error == RECONCILED for _, error in ledger(s).values()) == 2
+
+
+def test_rows_in_doubt_taken_over_while_they_are_settled_keep_their_new_owner(
+    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows in doubt that another worker takes over while this one asks the relay's record
+    are the other's: "sent (reconciled)" is not written over their lease, and the report
+    counts each as a lost lease."""
+    s = sqlite_settings.model_copy(update={"lease_seconds": 5, "batch_size": 4})
+    release_id = published(s, 8)
+    crash_after_third_accept(s, release_id)  # each leaves its third row accepted, its fourth not
+    crash_after_third_accept(s, release_id)
+    lease_runs_out(s)
+    opened = reconcile.open_reconciler
+
+    def taken_over_while_asked(settings: Settings) -> reconcile.Reconciler | None:
+        with session_scope(s) as session:  # another worker's claim, while this one asks
+            left = session.scalars(
+                select(Delivery).where(Delivery.status != DeliveryStatus.SENT).order_by("id")
+            ).all()
+            for row in left[::2]:  # each crashed batch's third row: accepted, not recorded
+                row.lease_token = "another-worker"
+        return opened(settings)
+
+    monkeypatch.setattr(reconcile, "open_reconciler", taken_over_while_asked)
+    report = sending.send_batch(s, release_id)
+    assert (report.reconciled, report.lost_leases, report.outcomes["sent"]) == (2, 2, 2)
+    with session_scope(s) as session:
+        left = session.execute(
+            select(Delivery.status, Delivery.lease_token).where(
+                Delivery.status != DeliveryStatus.SENT
+            )
+        ).all()
+    assert left == [(DeliveryStatus.PENDING, "another-worker")] * 2  # the other's to record
+    assert sum(outbox_recipients(s).values()) == 8  # nobody's copy sent twice
 
 
 def test_maildir_reconciler_reads_new_and_cur_not_tmp(tmp_path: Path) -> None:
