@@ -258,6 +258,23 @@ def test_rows_over_a_domain_limit_are_given_back_and_sent_later(
     assert len(received) == 5 and all(len(m) == 1 for m in received.values())
 
 
+def test_a_batch_frees_each_domain_slot_it_took(
+    settings: Settings, smtp_server: SMTPServer, redis_url: str
+) -> None:
+    """One message at a time to a domain: the batch sends, holds back the rest for later,
+    and leaves no slot taken in Redis (each message's slot freed as its answer comes)."""
+    domain = f"one-{uuid.uuid4().hex[:8]}.example"
+    s = settings.model_copy(
+        update={"smtp_url": smtp_server.url, "broker_url": redis_url, "domain_concurrency": 1}
+    )
+    release_id = published(s, [f"p{i}@{domain}" for i in range(3)])
+    report = sending.send_batch(s, release_id)
+    assert report.claimed == 3 and report.outcomes["sent"] >= 1
+    assert report.outcomes["sent"] + report.held == 3
+    slots = f"{throttle.NAMESPACE}:domain:{domain}:slots"
+    assert redis.Redis.from_url(redis_url).zcard(slots) == 0
+
+
 def test_redis_down_falls_back_to_per_process_pacing(caplog: pytest.LogCaptureFixture) -> None:
     """With Redis unreachable, one of two processes keeps half of each limit by itself, on
     its own clock (a test clock here, so the count is exact): 20 messages a second and a

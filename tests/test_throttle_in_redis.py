@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import redis
 
+from distributor.outbox import throttle
 from distributor.outbox.throttle import HOLD_SECONDS, Limits, Throttle
 
 
@@ -34,3 +36,83 @@ def test_domain_slots_are_held_in_redis_and_freed_there(
         assert client.zcard(slots) == 0
     assert caplog.records == []  # never "Redis unreachable"
     client.close()
+
+
+@pytest.fixture
+def asked(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The domain questions a Throttle asks Redis (its admit script's calls), by a client
+    of the real Redis that counts them; a fresh namespace (``Throttle(namespace=…)``)."""
+    calls: list[str] = []
+    real = throttle.connect
+
+    def counting(url: str) -> redis.Redis:
+        client = real(url)
+        evalsha = client.evalsha
+
+        def counted(sha: str, *args: object) -> object:
+            calls.append(sha)
+            return evalsha(sha, *args)
+
+        client.evalsha = counted  # type: ignore[method-assign]
+        return client
+
+    monkeypatch.setattr(throttle, "connect", counting)
+    yield calls
+
+
+def test_a_redis_that_lost_its_scripts_is_given_them_again(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis restarted since (its scripts gone: SCRIPT FLUSH) is given the script again,
+    on either path (a plain question, or one that frees finished slots first): the slots
+    stay in Redis, nothing falls back to the per-process limits."""
+    namespace = f"distributor:test:{uuid.uuid4().hex}"
+    slots = f"{namespace}:domain:busy.example:slots"
+    client = redis.Redis.from_url(redis_url)
+    pacer = Throttle(Limits(domain_concurrency=2), lambda: redis_url, namespace=namespace)
+    with caplog.at_level(logging.INFO, logger="distributor.outbox.throttle"):
+        client.script_flush()
+        assert pacer.admit("a@busy.example") == 0.0
+        client.script_flush()
+        assert pacer.admit("b@busy.example") == 0.0
+        assert client.zcard(slots) == 2
+        assert pacer.admit("c@busy.example") == HOLD_SECONDS
+        client.script_flush()
+        pacer.done("a@busy.example")
+        assert pacer.admit("c@busy.example") == 0.0  # freed, then asked, after the reload
+        assert client.zcard(slots) == 2  # one freed, c's taken
+        pacer.close()
+        assert client.zcard(slots) == 0
+    assert caplog.records == []
+    client.close()
+
+
+def test_slots_freed_together_are_freed_before_the_next_question(redis_url: str) -> None:
+    namespace = f"distributor:test:{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(redis_url)
+    pacer = Throttle(Limits(domain_concurrency=2), lambda: redis_url, namespace=namespace)
+    assert pacer.admit("a@busy.example") == pacer.admit("b@busy.example") == 0.0
+    pacer.done("a@busy.example")
+    pacer.done("b@busy.example")
+    assert pacer.admit("c@busy.example") == 0.0  # one round trip: two frees, then c's answer
+    assert client.zcard(f"{namespace}:domain:busy.example:slots") == 1
+    pacer.close()
+    client.close()
+
+
+def test_a_domain_rate_in_redis_spaces_messages_and_a_held_domain_is_not_asked_again(
+    redis_url: str, asked: list[str]
+) -> None:
+    """At one message every 2 s to a domain, the second is held for about 2 s; until then
+    that domain is not asked again (the answer is known), while another domain is."""
+    namespace = f"distributor:test:{uuid.uuid4().hex}"
+    pacer = Throttle(Limits(domain_rate=0.5), lambda: redis_url, namespace=namespace)
+    assert pacer.admit("a@slow.example") == 0.0
+    held = pacer.admit("b@slow.example")
+    assert 1.5 < held <= 2.0  # the next token: 2 s after a's, less the time since
+    before = len(asked)
+    again = pacer.admit("c@slow.example")
+    assert 1.5 < again <= held and len(asked) == before  # known to be blocked: not asked
+    assert pacer.admit("d@other.example") == 0.0
+    assert len(asked) == before + 1
+    pacer.close()
