@@ -183,6 +183,75 @@ def test_entries_carry_ids_links_dates_full_content_and_categories(settings: Set
     assert doc["items"][1]["tags"] == ["Climate", "Space"]
 
 
+def test_images_and_documents_say_their_type_and_length_in_every_format(
+    settings: Settings,
+) -> None:
+    """The lead image's enclosure is its high-resolution file, linked from the picture in
+    the content; each document says its type (declared, else from its name, else JSON
+    Feed's "application/octet-stream") and its length (declared, else the site file's size,
+    else none: unknown, as RSS allows)."""
+    add_feed_topics(settings)
+    add_release(
+        settings,
+        1,
+        images=[
+            {"src": "/media/small.jpg", "href": "/media/hd.jpg", "credit": "© ESA"},
+            {"src": "//evil.example/x.jpg", "alt": "not a link: left out"},
+        ],
+        attachments=[
+            {"href": "/files/report.pdf", "title": "Report", "length": 0},  # measured
+            {"href": "/files/../../outside.bin", "title": "Out"},  # never measured
+            {"href": "/files/notes.zzz", "title": "Notes"},  # unknown kind, not on the site
+            {"href": "https://cdn.example.org/v.mp4", "title": "Video", "type": "video/mp4",
+             "length": 4567},  # declared
+        ],
+    )  # fmt: skip
+    settings.public_dir.mkdir(parents=True, exist_ok=True)
+    (settings.public_dir.parent / "outside.bin").write_bytes(b"secret" * 100)
+    for name, size in (("media/hd.jpg", 2345), ("media/small.jpg", 99), ("files/report.pdf", 678)):
+        (settings.public_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings.public_dir / name).write_bytes(b"x" * size)
+    regenerate(settings)
+    site = "https://news.example.org"
+
+    atom = feed_path(settings, "en", "atom").read_text()
+    assert (
+        f'<link href="{site}/media/hd.jpg" rel="enclosure" type="image/jpeg" length="2345"/>'
+        in atom
+    )
+    assert (
+        f'<link href="{site}/files/report.pdf" rel="related" title="Report" '
+        'type="application/pdf" length="678"/>'
+    ) in atom
+    assert f'<link href="{site}/files/notes.zzz" rel="related" title="Notes"/>' in atom
+    assert (
+        '<link href="https://cdn.example.org/v.mp4" rel="related" title="Video" '
+        'type="video/mp4" length="4567"/>'
+    ) in atom
+    rss = feed_path(settings, "en", "rss").read_text()
+    assert f'<enclosure url="{site}/media/hd.jpg" length="2345" type="image/jpeg"/>' in rss
+    item = read_json(settings, "en")["items"][0]
+    assert item["attachments"] == [
+        {"url": f"{site}/media/hd.jpg", "mime_type": "image/jpeg", "size_in_bytes": 2345},
+        {"url": f"{site}/files/report.pdf", "mime_type": "application/pdf", "title": "Report",
+         "size_in_bytes": 678},
+        {"url": f"{site}/files/../../outside.bin", "mime_type": "application/octet-stream",
+         "title": "Out"},  # a path out of the site: its file's size is nobody's business
+        {"url": f"{site}/files/notes.zzz", "mime_type": "application/octet-stream",
+         "title": "Notes"},
+        {"url": "https://cdn.example.org/v.mp4", "mime_type": "video/mp4", "title": "Video",
+         "size_in_bytes": 4567},
+    ]  # fmt: skip
+    figure = (
+        f'<figure><a href="{site}/media/hd.jpg" rel="noopener noreferrer">'
+        f'<img src="{site}/media/small.jpg" alt="">'
+        "</a><figcaption>© ESA</figcaption></figure>"
+    )
+    assert figure in item["content_html"]  # the picture leads to the high-resolution file
+    assert "evil.example" not in item["content_html"] and "<figure></figure>" not in item[
+        "content_html"]  # fmt: skip
+
+
 def test_ids_survive_an_edit_while_the_updated_date_moves(settings: Settings) -> None:
     add_feed_topics(settings)
     edited = add_release(settings, 1)

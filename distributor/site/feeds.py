@@ -394,7 +394,7 @@ def _item(release: Release, others: Sequence[Release], s: Settings, page: FeedPa
             url,
             plain_text(str(a.get("title") or "")),
             _text(str(a.get("type") or _guess_type(url))),
-            _length(a, s),
+            _length(a.get("length"), str(a.get("href") or ""), s),
         )
         for a in release.attachments or []
         if (url := _absolute(str(a.get("href") or ""), s))
@@ -419,28 +419,25 @@ def _item(release: Release, others: Sequence[Release], s: Settings, page: FeedPa
 def _enclosure(release: Release, s: Settings) -> Enclosure | None:
     """The lead (first) image: its high-resolution version when there is one."""
     for image in release.images or []:
-        url = _absolute(str(image.get("href") or ""), s) or _absolute(
-            str(image.get("src") or ""), s
-        )
-        if url:
-            kind = _text(str(image.get("type") or _guess_type(url) or "image/jpeg"))
-            return Enclosure(url, kind, _length(image, s))
+        for key in ("href", "src"):
+            path = str(image.get(key) or "")
+            if url := _absolute(path, s):
+                kind = _text(str(image.get("type") or _guess_type(url) or "image/jpeg"))
+                return Enclosure(url, kind, _length(image.get("length"), path, s))
     return None
 
 
-def _length(media: Mapping[str, Any], s: Settings) -> int:
-    """The declared length, else the size of a site file under public/, else 0 (unknown,
-    as RSS 2.0 allows)."""
-    declared = media.get("length")
+def _length(declared: object, path: str, s: Settings) -> int:
+    """The length of the file at ``path`` (a release's link as stored): ``declared`` when it
+    is a positive number, else the size of the site file under public/ it names, else 0
+    (unknown, as RSS 2.0 allows)."""
     if isinstance(declared, int) and declared > 0:
         return declared
-    for key in ("href", "src"):
-        path = str(media.get(key) or "")
-        if path.startswith("/") and urls.link_problem(path) is None and ".." not in path:
-            try:
-                return (s.public_dir / path.lstrip("/")).stat().st_size
-            except (OSError, ValueError):  # missing, or a name no file system takes
-                continue
+    if path.startswith("/") and urls.link_problem(path) is None and ".." not in path:
+        try:
+            return (s.public_dir / path.lstrip("/")).stat().st_size
+        except (OSError, ValueError):  # missing, or a name no file system takes
+            return 0
     return 0
 
 
