@@ -7,6 +7,7 @@ test green.)"""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +16,7 @@ import redis
 
 from distributor.outbox import throttle
 from distributor.outbox.throttle import HOLD_SECONDS, Limits, Throttle
+from tests.processes import NO_BROKER
 
 
 def test_domain_slots_are_held_in_redis_and_freed_there(
@@ -109,10 +111,69 @@ def test_a_domain_rate_in_redis_spaces_messages_and_a_held_domain_is_not_asked_a
     pacer = Throttle(Limits(domain_rate=0.5), lambda: redis_url, namespace=namespace)
     assert pacer.admit("a@slow.example") == 0.0
     held = pacer.admit("b@slow.example")
-    assert 1.5 < held <= 2.0  # the next token: 2 s after a's, less the time since
+    assert HOLD_SECONDS < held <= 2.0  # the next token: 2 s after a's, less the time since
     before = len(asked)
     again = pacer.admit("c@slow.example")
-    assert 1.5 < again <= held and len(asked) == before  # known to be blocked: not asked
+    assert HOLD_SECONDS <= again <= held and len(asked) == before  # known blocked: not asked
     assert pacer.admit("d@other.example") == 0.0
     assert len(asked) == before + 1
+    pacer.close()
+    # A wait shorter than the hold (2 a second: half a second) is not asked again either.
+    faster = Throttle(
+        Limits(domain_rate=2.0), lambda: redis_url, namespace=f"distributor:test:{uuid.uuid4().hex}"
+    )
+    assert faster.admit("a@quick.example") == 0.0
+    assert faster.admit("b@quick.example") == HOLD_SECONDS
+    before = len(asked)
+    assert faster.admit("c@quick.example") == HOLD_SECONDS and len(asked) == before
+    faster.close()
+
+
+def test_admit_keeps_the_global_rate_in_redis(redis_url: str) -> None:
+    """A sender that admits each message (the send loop's way, with a domain limit on)
+    spends one global token a message: at 500 a second (a burst of 50, reserved ahead in
+    several tokens at once), the k-th message goes no earlier than (k - burst + 1) / 500 s
+    after the first question."""
+    rate, namespace = 500.0, f"distributor:test:{uuid.uuid4().hex}"
+    pacer = Throttle(
+        Limits(rate=rate, domain_concurrency=100), lambda: redis_url, namespace=namespace
+    )
+    started = time.monotonic()
+    went = []
+    for k in range(150):
+        assert pacer.admit(f"p{k}@d{k}.example") == 0.0
+        went.append(time.monotonic() - started)
+        pacer.done(f"p{k}@d{k}.example")
+    early = throttle.burst_for(rate) - 1
+    assert all(at >= (k - early) / rate - 0.005 for k, at in enumerate(went)), went
+    pacer.close()
+
+
+def test_a_process_that_saw_many_held_domains_forgets_the_long_free_ones(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, asked: list[str]
+) -> None:
+    """Past MAX_REMEMBERED held domains, those free again are forgotten (the memory of one
+    process stays bounded) and the ones still held are still not asked."""
+    monkeypatch.setattr(throttle, "MAX_REMEMBERED", 2)
+    pacer = Throttle(
+        Limits(domain_rate=0.5), lambda: redis_url, namespace=f"distributor:test:{uuid.uuid4().hex}"
+    )
+    for n in range(4):  # each domain: one message goes, the next is held for ~2 s
+        assert pacer.admit(f"a@d{n}.example") == 0.0
+        assert pacer.admit(f"b@d{n}.example") >= HOLD_SECONDS
+    before = len(asked)
+    assert all(pacer.admit(f"c@d{n}.example") >= HOLD_SECONDS for n in range(4))
+    assert len(asked) == before  # every one still known to be held: none asked
+    pacer.close()
+
+
+def test_without_redis_a_finished_message_frees_one_slot_of_its_domain() -> None:
+    """Redis unreachable: this process keeps the domain's concurrency (3 here) itself, and
+    each finished message frees exactly one slot."""
+    pacer = Throttle(Limits(domain_concurrency=3), lambda: NO_BROKER, namespace="x")
+    assert [pacer.admit(f"{n}@busy.example") for n in "abc"] == [0.0, 0.0, 0.0]
+    assert pacer.admit("d@busy.example") == HOLD_SECONDS
+    pacer.done("a@busy.example")
+    assert pacer.admit("d@busy.example") == 0.0
+    assert pacer.admit("e@busy.example") == HOLD_SECONDS  # three in flight again
     pacer.close()
