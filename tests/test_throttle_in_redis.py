@@ -7,6 +7,7 @@ test green.)"""
 from __future__ import annotations
 
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -177,3 +178,23 @@ def test_without_redis_a_finished_message_frees_one_slot_of_its_domain() -> None
     assert pacer.admit("d@busy.example") == 0.0
     assert pacer.admit("e@busy.example") == HOLD_SECONDS  # three in flight again
     pacer.close()
+
+
+def test_a_redis_that_hangs_costs_a_send_half_a_second_then_the_limits_are_local(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis that takes the connection and never answers (a hung server, a dead host's
+    half-open socket) stalls a sender for REDIS_TIMEOUT at most: then this process keeps
+    the limits itself, and says so."""
+    with socket.socket() as hung:  # listens, never accepts nor answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        url = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
+        pacer = Throttle(Limits(domain_concurrency=2), lambda: url, namespace="x")
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="distributor.outbox.throttle"):
+            assert pacer.admit("a@busy.example") == 0.0
+        took = time.monotonic() - started
+        pacer.close()
+    assert took < 3 * throttle.REDIS_TIMEOUT, took  # not a socket's default: for ever
+    assert "Redis unreachable" in caplog.text
