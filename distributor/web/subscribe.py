@@ -11,6 +11,7 @@ field and a per-IP rate limit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -458,49 +459,17 @@ def preferences_page(request: Request, token: str, forms: Forms) -> HTMLResponse
         return forms.preferences_form(sub.language, sub, token, topics)
 
 
-@router.post("/preferences/{token}", response_class=HTMLResponse)
-def preferences_post(
+def preferences_change(
     request: Request,
     token: str,
-    forms: Forms,
-    language: Annotated[str, Form()] = "",
-    topics: Annotated[list[str] | None, Form()] = None,
-    csrf: Annotated[str, Form()] = "",
-) -> Response:
-    """Save the subscriber's language and topics (all checked before any is changed):
-    the form, saying so; the form with a 400 (or the error's status) saying what to fix."""
-    all_topics = forms.topics_list()  # before the transaction: one at a time on SQLite
-    with session_scope(forms.settings) as session:
-        sub = forms.preferences_target(session, token)
-        if sub is None:
-            return forms.invalid_link(forms.pages.language(request))
-        if not csrf_ok(forms.settings, request.cookies.get(CSRF_COOKIE), csrf):
-            return forms.preferences_form(
-                sub.language, sub, token, all_topics, status=400, error=EXPIRED_FORM
-            )
-        if not topics:
-            return forms.preferences_form(
-                sub.language, sub, token, all_topics, status=400, error=NO_TOPIC
-            )
-        before = (sub.language, {t.slug for t in sub.topics})
-        try:  # checks everything before changing anything
-            save_preferences(session, forms.settings, sub.id, language=language, topics=topics)
-        except InputError as exc:
-            return forms.preferences_form(
-                sub.language, sub, token, all_topics, status=status_of(exc), error=form_error(exc)
-            )
-        session.flush()
-        done = SAVED if (sub.language, {t.slug for t in sub.topics}) != before else UNCHANGED
-        return forms.preferences_form(sub.language, sub, token, all_topics, done=done)
-
-
-@router.post("/preferences/{token}/subscribe", response_class=HTMLResponse)
-def preferences_subscribe(
-    request: Request, token: str, forms: Forms, csrf: Annotated[str, Form()] = ""
+    forms: PublicForms,
+    csrf: str,
+    change: Callable[[Session, Subscriber], str],
 ) -> HTMLResponse:
-    """Subscribe the link's subscriber again, who left, with the language and topics the
-    form shows (:func:`resubscribe`: their own link is the proof a confirmation email would
-    give); the form, saying so, or saying why not; 400 for a link that is not valid."""
+    """A POST of the preferences page: ``change`` applied to the link's subscriber (it
+    answers SAVED, UNCHANGED or BACK, or raises InputError, changing nothing); the form
+    again, saying how it went or what to fix; 400 for a link that is not valid or a form
+    that has expired."""
     all_topics = forms.topics_list()  # before the transaction: one at a time on SQLite
     with session_scope(forms.settings) as session:
         sub = forms.preferences_target(session, token)
@@ -511,13 +480,50 @@ def preferences_subscribe(
                 sub.language, sub, token, all_topics, status=400, error=EXPIRED_FORM
             )
         try:
-            resubscribe(session, sub.id, consent_of(request, "preferences page"))
+            done = change(session, sub)
         except InputError as exc:
             return forms.preferences_form(
                 sub.language, sub, token, all_topics, status=status_of(exc), error=form_error(exc)
             )
         session.flush()
-        return forms.preferences_form(sub.language, sub, token, all_topics, done=BACK)
+        return forms.preferences_form(sub.language, sub, token, all_topics, done=done)
+
+
+@router.post("/preferences/{token}", response_class=HTMLResponse)
+def preferences_post(
+    request: Request,
+    token: str,
+    forms: Forms,
+    language: Annotated[str, Form()] = "",
+    topics: Annotated[list[str] | None, Form()] = None,
+    csrf: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    """Save the subscriber's language and topics (all checked before any is changed):
+    "saved", or "nothing changed" when they were already these."""
+
+    def save(session: Session, sub: Subscriber) -> str:
+        if not topics:
+            raise SubscriberInputError(NO_TOPIC)
+        before = (sub.language, {t.slug for t in sub.topics})
+        save_preferences(session, forms.settings, sub.id, language=language, topics=topics)
+        return SAVED if (sub.language, {t.slug for t in sub.topics}) != before else UNCHANGED
+
+    return preferences_change(request, token, forms, csrf, save)
+
+
+@router.post("/preferences/{token}/subscribe", response_class=HTMLResponse)
+def preferences_subscribe(
+    request: Request, token: str, forms: Forms, csrf: Annotated[str, Form()] = ""
+) -> HTMLResponse:
+    """Subscribe the link's subscriber again, who left, with the language and topics the
+    form shows (:func:`resubscribe`: their own link is the proof a confirmation email would
+    give)."""
+
+    def come_back(session: Session, sub: Subscriber) -> str:
+        resubscribe(session, sub.id, consent_of(request, "preferences page"))
+        return BACK
+
+    return preferences_change(request, token, forms, csrf, come_back)
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
