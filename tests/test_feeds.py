@@ -587,6 +587,31 @@ def test_translations_link_each_other_with_hreflang(settings: Settings) -> None:
                 if link.rel == "alternate" and link.get("hreflang") == other
             ]
             assert alternates == [(other, href)]
+    # As written (feedparser takes a link without rel or type for an alternate HTML page).
+    link = '<{tag} href="{href}" rel="alternate" type="text/html" hreflang="fr"/>'
+    french = "https://news.example.org/releases/fr-release-1"
+    assert link.format(tag="link", href=french) in feed_path(settings, "en", "atom").read_text()
+    rss = feed_path(settings, "en", "rss").read_text()
+    assert link.format(tag="atom:link", href=french) in rss
+
+
+def test_topics_language_author_and_summary_as_each_format_writes_them(
+    settings: Settings,
+) -> None:
+    """What feedparser forgives, written out: each topic's scheme (its newsroom page), the
+    item's language and author in JSON Feed, a plain-text summary."""
+    add_feed_topics(settings)
+    add_release(settings, 1, topics=("climate",))
+    regenerate(settings)
+    topic = "https://news.example.org/en/topics/climate/"
+    atom = feed_path(settings, "en", "atom").read_text()
+    assert f'<category term="climate" label="Climate" scheme="{topic}"/>' in atom
+    assert '<summary type="text">Lead of release 1.</summary>' in atom
+    rss = feed_path(settings, "en", "rss").read_text()
+    assert f'<category domain="{topic}">Climate</category>' in rss
+    assert "<dc:creator>Press Office</dc:creator>" in rss and "dc:creator" not in atom
+    item = read_json(settings, "en")["items"][0]
+    assert (item["language"], item["authors"]) == ("en", [{"name": "Press Office"}])
 
 
 def test_a_configured_hub_is_advertised_in_every_format(settings: Settings) -> None:
