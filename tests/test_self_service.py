@@ -221,9 +221,7 @@ def test_a_refusal_is_said_in_a_few_words_of_the_pages_language(
     )
     french = subscribe(client, email="not-an-email", language="fr")
     said = shown(french.text)
-    assert (
-        "Veuillez vérifier le formulaire\u00a0: Saisissez une adresse e-mail complète" in said
-    )
+    assert "Veuillez vérifier le formulaire\u00a0: Saisissez une adresse e-mail complète" in said
     assert "@-sign" not in said and "not-an-email'" not in said
     assert 'value="not-an-email"' in french.text  # what was typed is kept
 
