@@ -7,11 +7,13 @@ from __future__ import annotations
 import html
 import json
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import feedparser
+import pytest
 from sqlalchemy import select
 
 from distributor.core import urls
@@ -19,7 +21,7 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Release, Topic
 from distributor.site.builder import build_site
-from distributor.site.feeds import build_feed
+from distributor.site.feeds import FeedPage, build_feed, render_feed
 from tests.feed_samples import BASE, add_feed_topics, add_release
 from tests.fuzzing import assert_plain_text, assert_plain_xml, live_tags
 
@@ -612,6 +614,57 @@ def test_topics_language_author_and_summary_as_each_format_writes_them(
     assert "<dc:creator>Press Office</dc:creator>" in rss and "dc:creator" not in atom
     item = read_json(settings, "en")["items"][0]
     assert (item["language"], item["authors"]) == ("en", [{"name": "Press Office"}])
+
+
+def test_a_release_without_a_lead_is_summed_up_by_its_body_then_its_title(
+    settings: Settings,
+) -> None:
+    """No lead: the summary is the body's first 300 characters, cut at a word with "…"; no
+    text in the body either (a picture): the title (a feed reader shows something)."""
+    add_feed_topics(settings)
+    words = " ".join(f"word{n}" for n in range(100))  # 689 characters
+    add_release(settings, 1, lead="", body_text=words)
+    add_release(settings, 2, lead="", body_text="", body_html='<p><img src="/m.jpg" alt=""></p>')
+    regenerate(settings)
+    cut = words[:300].rsplit(" ", 1)[0] + "…"
+    for fmt in FORMATS:
+        second, first = parse(settings, "en", fmt).entries
+        assert (first.summary, second.summary) == (cut, "Release 2")
+    summaries = [item["summary"] for item in read_json(settings, "en")["items"]]
+    assert summaries == ["Release 2", cut]
+
+
+def test_a_json_feed_names_the_office_as_it_is_called_in_the_feeds_language(
+    settings: Settings,
+) -> None:
+    add_feed_topics(settings)
+    with session_scope(settings) as session:
+        releases = list(session.scalars(select(Release)))
+    page = FeedPage("fr", None, releases, organisation="Agence de l'espace")
+    doc = json.loads(render_feed(page, "json", settings))
+    assert doc["title"] == "Agence de l'espace"
+    assert doc["authors"] == [{"name": "Agence de l'espace"}]
+
+
+def test_ids_and_dates_do_not_depend_on_the_servers_time_zone(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server set to another zone than UTC writes the same ids and UTC dates: a release
+    created late in the evening UTC is already the next day in Tokyo, and an id that
+    changed with the zone would make every reader show it twice."""
+    add_feed_topics(settings)
+    late = datetime(2026, 11, 18, 20, 30, tzinfo=UTC)
+    release_id = add_release(settings, 1, created_at=late)
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        regenerate(settings)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    item = read_json(settings, "en")["items"][0]
+    assert item["id"] == f"tag:news.example.org,2026-11-18:release/{release_id}"
+    assert item["date_published"] == "2026-11-20T10:00:00Z"
 
 
 def test_a_configured_hub_is_advertised_in_every_format(settings: Settings) -> None:
