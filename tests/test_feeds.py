@@ -221,6 +221,8 @@ def test_images_and_documents_say_their_type_and_length_in_every_format(
         f'<link href="{site}/media/hd.jpg" rel="enclosure" type="image/jpeg" length="2345"/>'
         in atom
     )
+    page = f'<link href="{site}/releases/en-release-1" rel="alternate" type="text/html" '
+    assert atom.count(f'<link href="{site}/releases/en-release-1"') == 1 and page in atom  # once
     assert (
         f'<link href="{site}/files/report.pdf" rel="related" title="Report" '
         'type="application/pdf" length="678"/>'
