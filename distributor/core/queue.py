@@ -8,6 +8,7 @@ be sent is logged, not raised: the sweep finds the work within ``settings.sweep_
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from distributor.core.broker import broker_url, redis_client
@@ -48,13 +49,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+_FIRST_IMPORT = threading.Lock()
+
+
 class TaskQueue:
     """Sends named tasks to the workers; never raises when the broker is down."""
 
     def __init__(self, settings: Settings) -> None:
         # Imported here: Celery costs every command's start-up 0.1 s, most of which never
-        # wake a worker.
-        from celery import Celery
+        # wake a worker. Under a lock: celery's package swaps itself in sys.modules while it
+        # is first imported, and a second thread importing it then gets "cannot import name
+        # 'Celery'" (two threads making their first queue at once: serve's request threads,
+        # a worker's sweep thread beside its main one).
+        with _FIRST_IMPORT:
+            from celery import Celery
 
         self._app = Celery("distributor-client", set_as_current=False)
         self._app.conf.update(celery_config(settings))
