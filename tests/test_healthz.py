@@ -86,10 +86,7 @@ def test_a_service_that_hangs_is_reported_within_seconds(
     s = sqlite_settings.model_copy(update={"broker_url": broker, "database_url": database})
     status, text, took = healthz(s, silent)
     assert status == 503 and took < 5, (took, text)
-    assert "database: no answer" in text, text
-    # Redis's client has a timeout of its own, close to the check's: on a loaded machine it
-    # can fire first. Either way the answer names Redis as failing, within seconds.
-    assert "redis: no answer" in text or "redis: unavailable (TimeoutError)" in text, text
+    assert "database: no answer" in text and "redis: no answer" in text, text
     assert PASSWORD not in text
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import anyio
 import anyio.to_thread
 from fastapi.responses import PlainTextResponse
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from distributor.core.broker import ping
 from distributor.core.config import Settings
@@ -68,6 +69,9 @@ class _Check:
         except TimeoutError:
             log.warning("healthz: %s gave no answer within %g s", self.name, TIMEOUT)
             return f"no answer within {TIMEOUT:g} s"
+        except RedisTimeoutError:  # the client's own deadline, which can come first
+            log.warning("healthz: %s gave no answer before its client's timeout", self.name)
+            return "no answer (the client's timeout)"
         except Exception as exc:
             log.warning("healthz: %s is unavailable: %s", self.name, exc)
             return f"unavailable ({type(exc).__name__})"
