@@ -17,6 +17,7 @@ from sqlalchemy import select
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Subscriber, SubscriberStatus, SubscriptionRequest
+from distributor.core.tokens import Link, Purpose, read_link
 from distributor.core.urls import listing_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
 from tests.helpers import (
@@ -60,6 +61,14 @@ def on_site(settings: Settings, url: str) -> str:
     return url.removeprefix(settings.site_url)
 
 
+def preferences_of(settings: Settings, url: str) -> Link:
+    """Whose preferences page ``url`` opens. A link is compared by what it names, never by
+    its spelling: its token is stamped with the second it was made."""
+    prefix = f"{settings.site_url}/preferences/"
+    assert url.startswith(prefix), url
+    return read_link(settings, Purpose.PREFERENCES, url.removeprefix(prefix))
+
+
 def shown(page: str) -> str:
     """The page's main text, tags dropped and spaces collapsed (no-break ones kept)."""
     main = page.split('<main id="main">', 1)[1].split("</main>", 1)[0]
@@ -83,7 +92,7 @@ def test_an_unsubscribed_journalist_is_told_and_subscribes_again_in_one_post(
     assert ann(settings).status == SubscriberStatus.UNSUBSCRIBED
     # The page that says "unsubscribed" leads back: "Subscribe again", to the preferences.
     back = re.search(r'<a href="([^"]+)">Subscribe again</a>', left.text)
-    assert back and back.group(1) == preferences_url(settings, sub.id, sub.link_nonce)
+    assert back and preferences_of(settings, back.group(1)) == Link(sub.id, sub.link_nonce)
 
     page = client.get(on_site(settings, back.group(1)))
     said = shown(page.text)
@@ -177,20 +186,23 @@ def test_confirming_leads_on_and_a_link_used_again_says_already_confirmed(
     assert done.status_code == 200 and "Abonnement confirmé" in shown(done.text)
     with session_scope(settings) as session:
         bob = session.scalars(select(Subscriber).where(Subscriber.email == "bob@example.com")).one()
-        own = preferences_url(settings, bob.id, bob.link_nonce)
-    links = dict(
-        (html.unescape(text), href)
-        for href, text in re.findall(r'<li><a href="([^"]+)">([^<]+)</a></li>', done.text)
-    )
-    assert links == {
-        "Vos thèmes et votre langue": own,
-        "Lire nos communiqués de presse": listing_url(settings, "fr"),
-    }
+        bobs = Link(bob.id, bob.link_nonce)
+
+    def links_on(page: str) -> dict[str, str]:
+        found = re.findall(r'<li><a href="([^"]+)">([^<]+)</a></li>', page)
+        return {html.unescape(text): href for href, text in found}
+
+    links = links_on(done.text)
+    assert links.keys() == {"Vos thèmes et votre langue", "Lire nos communiqués de presse"}
+    assert links["Lire nos communiqués de presse"] == listing_url(settings, "fr")
+    own = links["Vos thèmes et votre langue"]
+    assert preferences_of(settings, own) == bobs
     assert "bob@example.com" in client.get(on_site(settings, own)).text  # the link opens
     reused = client.get(path)  # the email's link, clicked again days later
     assert reused.status_code == 200
     assert "Votre abonnement était déjà confirmé" in shown(reused.text)
-    assert own in reused.text and 'action="' not in reused.text.split("<main", 1)[1]
+    assert preferences_of(settings, links_on(reused.text)["Vos thèmes et votre langue"]) == bobs
+    assert 'action="' not in reused.text.split("<main", 1)[1]
 
 
 def test_a_topics_own_link_ticks_it_and_all_topics_means_every_one(
