@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -96,6 +97,13 @@ class SubscriberStatus(enum.StrEnum):
     BOUNCED = "bounced"
 
 
+class AccreditationStatus(enum.StrEnum):
+    REQUESTED = "requested"  # the journalist asked; the press office has not decided
+    GRANTED = "granted"  # receives embargoed advance copies (while a confirmed subscriber)
+    REFUSED = "refused"  # the request was refused; the journalist may ask again
+    REVOKED = "revoked"  # was granted, no longer; the journalist may ask again
+
+
 class ReleaseState(enum.StrEnum):
     DRAFT = "draft"
     SCHEDULED = "scheduled"
@@ -164,6 +172,30 @@ class Subscriber(Base):
     link_nonce: Mapped[str | None] = mapped_column(String(32), default=new_nonce)
 
     topics: Mapped[list[Topic]] = relationship(secondary=subscriptions, lazy="selectin")
+
+
+class Accreditation(Base):
+    """A subscriber's embargo access (audience/accreditation.py): asked for on their
+    preferences page with the outlet they write for and their role there, granted, refused
+    or revoked by the press office (each decision in the audit trail). One row per
+    subscriber, deleted with them (an erasure)."""
+
+    __tablename__ = "accreditations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), unique=True
+    )
+    outlet: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str] = mapped_column(String(200), default="")
+    # The press office's words on a refusal or revocation, shown to the journalist.
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    # The journalist's choice: a one-line "embargo lifted" email for each advance copy.
+    lift_notice: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class SubscriptionRequest(Base):
@@ -517,7 +549,7 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(200))
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int | None] = mapped_column(Integer)
-    response: Mapped[Any] = mapped_column(JSON)
+    response: Mapped[Any] = mapped_column(JSON, nullable=True)  # null while the request runs
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
