@@ -6,7 +6,7 @@ trail themselves (tests/test_audit_faces.py).
 
 - releases: create, update or delete a draft, send a test, publish or schedule, unschedule,
   correct, withdraw;
-- audience: import subscribers, erase a person;
+- audience: import subscribers, erase a person, decide a journalist's embargo access;
 - topics: add, rename, delete;
 - contacts: add, change or delete an entry of the address book of press contacts;
 - identity: change the office's identity (name, logo, colour, address, sender…);
@@ -38,7 +38,12 @@ if TYPE_CHECKING:
         set_user_role,
         start_totp,
     )
-    from distributor.actions.audience import erase, erase_subscriber, import_subscribers
+    from distributor.actions.audience import (
+        decide_accreditation,
+        erase,
+        erase_subscriber,
+        import_subscribers,
+    )
     from distributor.actions.contacts import add_contact, delete_contact, update_contact
     from distributor.actions.identity import update_identity
     from distributor.actions.media import upload_document, upload_file, upload_image
@@ -82,6 +87,7 @@ _HOME = {
     "log_in": "accounts",
     "set_user_password": "accounts",
     "set_user_role": "accounts",
+    "decide_accreditation": "audience",
     "erase": "audience",
     "erase_subscriber": "audience",
     "import_subscribers": "audience",
@@ -134,6 +140,7 @@ __all__ = [
     "create_release",
     "create_user",
     "create_user_once",
+    "decide_accreditation",
     "delete_contact",
     "delete_draft",
     "delete_topic",

@@ -1,7 +1,8 @@
 """What the press office does to its audience: import subscribers from CSV, erase a person
-(GDPR). Each action does its work and adds its audit record in one transaction (both
-commit, or neither); an erasure's record names the address's suppression hash, never the
-address: the trail must not keep what the erasure removed."""
+(GDPR), grant, refuse or revoke a journalist's embargo access. Each action does its work and
+adds its audit record in one transaction (both commit, or neither); an erasure's record
+names the address's suppression hash, never the address: the trail must not keep what the
+erasure removed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
+from distributor.audience.accreditation import AccreditationView, Decision, decide, view
 from distributor.audience.privacy import erase_person, export_person, suppression_hash
 from distributor.audience.subscribers import ImportReport, import_csv
 from distributor.core import audit
@@ -70,3 +72,30 @@ def erase_subscriber(settings: Settings, subscriber_id: int, by: str) -> None:
 def _erase(session: Session, settings: Settings, email: str, by: str) -> None:
     erase_person(session, settings, email)
     audit.record(session, by, "erase", suppression_hash(email))
+
+
+def decide_accreditation(
+    settings: Settings,
+    subscriber_id: int,
+    decision: Decision,
+    by: str,
+    *,
+    reason: str = "",
+    outlet: str = "",
+    role: str = "",
+) -> AccreditationView:
+    """Apply ``decision`` to subscriber ``subscriber_id``'s embargo access as
+    ``accreditation.decide`` does, recorded as ``accreditation-<decision>`` by ``by`` (with
+    the reason; the trail names the subscriber by id only, so an erasure leaves no address
+    in it) when it changed something; returns the accreditation as it is now. Raises as
+    ``decide`` does, changing nothing."""
+    with session_scope(settings) as session:
+        _, changed = decide(
+            session, subscriber_id, decision, by, reason=reason, outlet=outlet, role=role
+        )
+        if changed:
+            audit.record(
+                session, by, f"accreditation-{decision}", f"subscriber {subscriber_id}",
+                reason=reason,
+            )  # fmt: skip
+        return view(session, subscriber_id)

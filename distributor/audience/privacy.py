@@ -20,6 +20,7 @@ from distributor.audience.addresses import normalise_email
 from distributor.core.config import Settings
 from distributor.core.errors import NotFound
 from distributor.core.models import (
+    Accreditation,
     Delivery,
     Release,
     Subscriber,
@@ -86,7 +87,8 @@ def _not_found(session: Session, email: str) -> NotFound:
 
 def export_person(session: Session, email: str) -> dict[str, Any]:
     """Everything held on the person with address ``email``, as JSON-able data: the
-    subscriber's fields, the consent record, their topics and every delivery of every
+    subscriber's fields, the consent record, their topics, their embargo access (outlet,
+    role, status; ``accreditation``, null if they never asked), every delivery of every
     release to them, and the subscription requests made in that address's name
     (``subscription_requests``; with no subscriber, only ``email``, ``suppressed`` and those).
 
@@ -144,8 +146,24 @@ def export_person(session: Session, email: str) -> dict[str, Any]:
         "soft_bounces": sub.soft_bounces,
         "bounced_at": _iso(sub.bounced_at),
         "suppressed": is_suppressed(session, address),
+        "accreditation": _accreditation(session, sub.id),
         "deliveries": deliveries,
         "subscription_requests": requests,
+    }
+
+
+def _accreditation(session: Session, subscriber_id: int) -> dict[str, Any] | None:
+    row = session.scalar(select(Accreditation).where(Accreditation.subscriber_id == subscriber_id))
+    if row is None:
+        return None
+    return {
+        "outlet": row.outlet,
+        "role": row.role,
+        "status": row.status,
+        "requested_at": _iso(row.requested_at),
+        "decided_at": _iso(row.decided_at),
+        "reason": row.reason,
+        "lift_notice": row.lift_notice,
     }
 
 
@@ -201,6 +219,7 @@ def erase_person(session: Session, settings: Settings, email: str) -> None:
     # Core deletes, and the ORM object forgotten: deleting it through the session as well
     # would try to delete its subscription rows a second time.
     session.execute(delete(Delivery).where(Delivery.subscriber_id == sub_id))
+    session.execute(delete(Accreditation).where(Accreditation.subscriber_id == sub_id))
     session.execute(delete(subscriptions).where(subscriptions.c.subscriber_id == sub_id))
     session.execute(delete(Subscriber).where(Subscriber.id == sub_id))
     loaded = session.get(Subscriber, sub_id)

@@ -71,17 +71,25 @@ def check_name(name: str) -> str:
     """The display name, stripped; raises SubscriberInputError for control characters or
     encoded words (header injection), and for what no single-line field takes: bidi
     controls, invisible format characters, noncharacters (``sanitize.line_problem``)."""
-    if _BAD_NAME.search(name):
+    return check_line("name", name)
+
+
+def check_line(field: str, value: str, limit: int = 200) -> str:
+    """``value`` stripped, for a one-line field a subscriber gives (their name, their
+    outlet…) that may reach a mail header or a page: raises SubscriberInputError naming
+    ``field`` for line breaks, control characters, ``=?`` (encoded words), more than
+    ``limit`` characters, or what ``sanitize.line_problem`` refuses."""
+    if _BAD_NAME.search(value):
         raise SubscriberInputError(
-            "name: must not contain line breaks, control characters or '=?' (encoded words)",
-            field="name",
+            f"{field}: must not contain line breaks, control characters or '=?' (encoded words)",
+            field=field,
         )
-    if len(name) > 200:
-        raise SubscriberInputError("name: longer than 200 characters", field="name")
-    problem = line_problem(name)
+    if len(value) > limit:
+        raise SubscriberInputError(f"{field}: longer than {limit} characters", field=field)
+    problem = line_problem(value)
     if problem is not None:
-        raise SubscriberInputError(f"name: {problem}", field="name")
-    return name.strip()
+        raise SubscriberInputError(f"{field}: {problem}", field=field)
+    return value.strip()
 
 
 def check_language(settings: Settings, language: str) -> str:
@@ -262,6 +270,16 @@ def subscriber_for(session: Session, link: Link) -> Subscriber | None:
     the row is gone (erased) or its id now names another row (another nonce)."""
     sub = session.get(Subscriber, link.id)
     return sub if sub is not None and link.fits(sub.link_nonce) else None
+
+
+def subscriber_id_by_email(session: Session, email: str) -> int:
+    """The id of the subscriber with address ``email`` (normalised); SubscriberInputError
+    for an address that is not valid, NotFound when there is no such subscriber."""
+    address = normalise_email(email)
+    found = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
+    if found is None:
+        raise NotFound(f"no subscriber with address {address}")
+    return found
 
 
 def subscribers_by_email(session: Session, emails: list[str]) -> dict[str, Subscriber]:

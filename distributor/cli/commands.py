@@ -63,7 +63,7 @@ topics_app = typer.Typer(no_args_is_help=True, help="Topics subscribers follow."
 contacts_app = typer.Typer(
     no_args_is_help=True, help="The address book of press contacts releases print."
 )
-subs_app = typer.Typer(no_args_is_help=True, help="Subscribers: import, export, erase.")
+subs_app = typer.Typer(no_args_is_help=True, help="Subscribers: import, export, erase, accredit.")
 releases_app = typer.Typer(
     no_args_is_help=True, help="Releases: list, show, create, update, delete, publish, status."
 )
@@ -327,6 +327,71 @@ def subscribers_erase(
         f"subscription(s), {len(held['deliveries'])} delivery record(s); "
         "the address's hash is on the suppression list"
     )
+
+
+@subs_app.command("accredit")
+def subscribers_accredit(
+    email: Annotated[str, typer.Argument(help="The subscriber's address")],
+    refuse: Annotated[bool, typer.Option("--refuse", help="Refuse their request")] = False,
+    revoke: Annotated[bool, typer.Option("--revoke", help="Take their access away")] = False,
+    reason: Annotated[
+        str, typer.Option(help="Why (refused or revoked): shown to the journalist")
+    ] = "",
+    outlet: Annotated[str, typer.Option(help="The outlet they write for (replaces theirs)")] = "",
+    role: Annotated[str, typer.Option(help="Their role there (replaces theirs)")] = "",
+) -> None:
+    """Grant a subscriber embargo access (embargoed advance copies of releases on their
+    topics), with or without their request; --refuse a request, --revoke a grant. Each
+    decision is in the audit trail."""
+    from distributor.audience.accreditation import Decision
+    from distributor.audience.subscribers import subscriber_id_by_email
+
+    if refuse and revoke:
+        raise typer.BadParameter("--refuse or --revoke, not both")
+    decision = Decision.REFUSE if refuse else Decision.REVOKE if revoke else Decision.GRANT
+    s = settings()
+    with db.session_scope(s) as session:
+        subscriber_id = subscriber_id_by_email(session, email)
+    now = actions.decide_accreditation(
+        s, subscriber_id, decision, audit.cli_actor(), reason=reason, outlet=outlet, role=role
+    )
+    who = now.email + (f" ({now.role}, {now.outlet})" if now.role or now.outlet else "")
+    said = {
+        Decision.GRANT: " receives embargoed advance copies of releases on their topics",
+        Decision.REFUSE: ": request refused",
+        Decision.REVOKE: ": receives no more advance copies",
+    }[decision]
+    out.print(f"{now.status}: {who}{said}")
+
+
+@subs_app.command("accreditations")
+def subscribers_accreditations(
+    status: Annotated[
+        str, typer.Option(help="Only these: requested, granted, refused or revoked")
+    ] = "",
+) -> None:
+    """Journalists' embargo access, tab-separated: requests waiting first (oldest first),
+    then the decisions, latest first."""
+    from distributor.audience.accreditation import accreditations
+    from distributor.core.models import AccreditationStatus
+
+    try:
+        only = AccreditationStatus(status.strip().lower()) if status else None
+    except ValueError:
+        known = ", ".join(AccreditationStatus)
+        raise typer.BadParameter(
+            f"{status!r} is not one of {known}", param_hint="--status"
+        ) from None
+    s = settings()
+    with db.session_scope(s) as session:
+        found = accreditations(session, only)
+    typer.echo("email\tstatus\toutlet\trole\tasked\tdecided\tby\treason")
+    for a in found:
+        when = [a.requested_at, a.decided_at]
+        cells = [a.email, a.status, a.outlet or "-", a.role or "-"]
+        cells += [f"{w.astimezone(s.zone):%Y-%m-%d %H:%M %Z}" if w else "-" for w in when]
+        cells += [a.decided_by or "-", a.reason or "-"]
+        typer.echo("\t".join(cells))
 
 
 @bounces_app.command("ingest")

@@ -172,6 +172,8 @@ class Subscriber(Base):
     link_nonce: Mapped[str | None] = mapped_column(String(32), default=new_nonce)
 
     topics: Mapped[list[Topic]] = relationship(secondary=subscriptions, lazy="selectin")
+    # Read when asked for (the preferences page), never by the send path's bulk reads.
+    accreditation: Mapped[Accreditation | None] = relationship(lazy="select", viewonly=True)
 
 
 class Accreditation(Base):

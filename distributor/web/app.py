@@ -26,6 +26,7 @@ from distributor.reporting import metrics
 from distributor.site.builder import build_site
 from distributor.web import (
     accounts,
+    accreditations_api,
     admin,
     api,
     apibase,
@@ -178,6 +179,7 @@ def _routes() -> tuple[BaseRoute, ...]:
     table = APIRouter()
     for router in (
         api.router,
+        accreditations_api.router,
         releases_api.router,
         topics_api.router,
         contacts_api.router,

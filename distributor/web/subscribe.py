@@ -1,5 +1,5 @@
 """Journalists' self-service pages: subscribe, confirm (double opt-in), preferences,
-unsubscribe (in one click too, RFC 8058).
+unsubscribe (in one click too, RFC 8058), and a journalist's request for embargo access.
 
 Every state of an address gets the same answer to a subscription request, after the same
 work (the request is recorded and a worker decides on the email), so nobody can learn who
@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from distributor.audience import accreditation
 from distributor.audience.subscribers import subscriber_for, unsubscribe
 from distributor.audience.subscription import (
     CONFIRMATION_TASK,
@@ -35,7 +36,7 @@ from distributor.audience.subscription import (
 from distributor.audience.subscription import update_preferences as save_preferences
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.errors import InputError, NotFound, SubscriberInputError
+from distributor.core.errors import Conflict, InputError, NotFound, SubscriberInputError
 from distributor.core.models import Subscriber, SubscriberStatus, SubscriptionRequest, Topic
 from distributor.core.tokens import ExpiredToken, InvalidToken, Link, Purpose, read_link
 from distributor.core.urls import listing_url, preferences_url, unsubscribe_url
@@ -51,7 +52,7 @@ NO_TOPIC = "Choose at least one topic."
 # The subscribe form's box that stands for every topic there is when the form is sent.
 ALL_TOPICS = "*"
 # What the preferences form says after a POST, by outcome.
-SAVED, UNCHANGED, BACK = "saved", "unchanged", "back"
+SAVED, UNCHANGED, BACK, ASKED = "saved", "unchanged", "back", "asked"
 
 
 # Short, human words for a form field's refusal (the domain's messages name the field and
@@ -61,7 +62,12 @@ FIELD_ERRORS = {
     "name": "The name is too long (200 characters at most) or holds characters we cannot keep.",
     "language": "Choose one of the languages offered.",
     "topics": "Choose topics from the list.",
+    "outlet": "Name the outlet you write for, in one line (200 characters at most).",
+    "role": "Say what you do there, in one line (200 characters at most).",
 }
+# An accreditation asked for from a page that no longer fits the subscription (left since,
+# or granted meanwhile): the page shown again says where things stand.
+NOT_ACCREDITABLE = "Advance copies are for confirmed subscribers who are not accredited yet."
 
 
 def form_error(exc: InputError) -> str:
@@ -481,9 +487,10 @@ def preferences_change(
             )
         try:
             done = change(session, sub)
-        except InputError as exc:
+        except (InputError, Conflict) as exc:
+            said = form_error(exc) if isinstance(exc, InputError) else str(exc)
             return forms.preferences_form(
-                sub.language, sub, token, all_topics, status=status_of(exc), error=form_error(exc)
+                sub.language, sub, token, all_topics, status=status_of(exc), error=said
             )
         session.flush()
         return forms.preferences_form(sub.language, sub, token, all_topics, done=done)
@@ -524,6 +531,49 @@ def preferences_subscribe(
         return BACK
 
     return preferences_change(request, token, forms, csrf, come_back)
+
+
+@router.post("/preferences/{token}/accreditation", response_class=HTMLResponse)
+def preferences_accreditation(
+    request: Request,
+    token: str,
+    forms: Forms,
+    outlet: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    """Ask for embargo access (or correct a request still waiting) as ``role`` at
+    ``outlet``; the press office decides (:func:`accreditation.ask`)."""
+
+    def ask_for_it(session: Session, sub: Subscriber) -> str:
+        try:
+            accreditation.ask(session, sub.id, outlet, role)
+        except Conflict as exc:
+            raise Conflict(NOT_ACCREDITABLE) from exc
+        return ASKED
+
+    return preferences_change(request, token, forms, csrf, ask_for_it)
+
+
+@router.post("/preferences/{token}/lift-notice", response_class=HTMLResponse)
+def preferences_lift_notice(
+    request: Request,
+    token: str,
+    forms: Forms,
+    lift_notice: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    """An accredited subscriber's choice of a one-line "embargo lifted" email after each
+    advance copy (the box ticked or not)."""
+
+    def choose(session: Session, sub: Subscriber) -> str:
+        try:
+            changed = accreditation.set_lift_notice(session, sub.id, bool(lift_notice))
+        except Conflict as exc:
+            raise Conflict(NOT_ACCREDITABLE) from exc
+        return SAVED if changed else UNCHANGED
+
+    return preferences_change(request, token, forms, csrf, choose)
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
