@@ -28,6 +28,7 @@ from distributor.core.models import (
 )
 from distributor.core.urls import preferences_url
 from distributor.web import create_app
+from tests.clients import logged_in_as
 from tests.helpers import add_subscribers, add_topics, csrf_of, empty_queue_and_limits, new_token
 from tests.processes import invoke_cli
 
@@ -342,4 +343,55 @@ def test_the_api_lists_requests_and_decides_with_the_tokens_name_in_the_trail(
     assert [tuple(t) for t in trail] == [
         ("token:crm", "accreditation-grant", {"reason": ""}),
         ("token:crm", "accreditation-revoke", {"reason": "Left the paper"}),
+    ]
+
+
+def test_the_workspace_lists_requests_and_decides_them_in_the_trail_by_name(
+    sqlite_settings: Settings,
+) -> None:
+    settings = sqlite_settings
+    add_topics(settings, "climate")
+    add_subscribers(settings, [(ANN, "Ann", "en", "climate"), (BOB, "Bob", "en", "climate")])
+    ann, bob = subscriber_id(settings, ANN), subscriber_id(settings, BOB)
+    with session_scope(settings) as session:
+        ask(session, ann, "Nature", "Reporter")
+        ask(session, bob, "Science", "Editor")
+    with logged_in_as(settings, "pub@example.org", "publisher") as publisher:
+        # A publisher does not manage the audience: no link, no page.
+        assert "/admin/accreditations" not in publisher.get("/admin").text
+        assert publisher.get("/admin/accreditations").status_code == 403
+    with logged_in_as(settings, "ines@example.org", "admin") as client:
+        assert "/admin/accreditations" in client.get("/admin").text
+        page = client.get("/admin/accreditations")
+        said = shown(page.text)
+        assert "Requests waiting" in said and "Nobody is accredited yet." in said
+        assert said.index(ANN) < said.index(BOB)  # the oldest request first
+        granted = client.post(
+            f"/admin/accreditations/{ann}",
+            data={"decision": "grant", "csrf": csrf_of(page.text)},
+            follow_redirects=False,
+        )
+        assert granted.status_code == 303
+        page = client.get(granted.headers["location"])
+        assert "Accredited: embargoed advance copies" in shown(page.text)
+        refused = client.post(
+            f"/admin/accreditations/{bob}",
+            data={"decision": "refuse", "reason": "No press card", "csrf": csrf_of(page.text)},
+        )
+        said = shown(refused.text)
+        assert "Request refused." in said and "No request is waiting." in said
+        assert "No press card" in said
+        again = client.post(
+            f"/admin/accreditations/{bob}",
+            data={"decision": "refuse", "csrf": csrf_of(refused.text)},
+        )
+        assert again.status_code == 409
+        assert "bob@example.com has no request waiting (refused)" in shown(again.text)
+    with session_scope(settings) as session:
+        trail = session.execute(
+            select(AuditEvent.actor, AuditEvent.action).order_by(AuditEvent.id)
+        ).all()
+    assert [tuple(t) for t in trail if t[1].startswith("accreditation")] == [
+        ("user:ines@example.org", "accreditation-grant"),
+        ("user:ines@example.org", "accreditation-refuse"),
     ]

@@ -12,7 +12,7 @@ def test_migrations_create_every_table(settings: Settings) -> None:
 
 # SQLite's reflection skips an index on an expression (lower(email)); PostgreSQL's checks it.
 @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
-@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based index")
+@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
 def test_the_migrations_build_exactly_the_tables_the_models_describe(settings: Settings) -> None:
     """A column, index or constraint declared in ``core/models.py`` and missing from the
     migrations (or the reverse) is a database that differs between a fresh test run and an

@@ -113,6 +113,8 @@ NEEDS: dict[str, Can] = {
     "POST /admin/contacts/{contact_id}": Can.DRAFT,
     "POST /admin/contacts/{contact_id}/delete": Can.DRAFT,
     "GET /admin/accounts": Can.ACCOUNTS,
+    "GET /admin/accreditations": Can.AUDIENCE,
+    "POST /admin/accreditations/{subscriber_id}": Can.AUDIENCE,
     "POST /admin/accounts/invite": Can.ACCOUNTS,
     "POST /admin/accounts/role": Can.ACCOUNTS,
     "POST /admin/accounts/disable": Can.ACCOUNTS,

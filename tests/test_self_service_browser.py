@@ -13,11 +13,12 @@ import pytest
 from playwright.sync_api import Page
 from sqlalchemy import select
 
+from distributor.audience.accreditation import Decision, decide
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.i18n import gettext_for
 from distributor.core.models import Subscriber, SubscriberStatus
-from distributor.core.urls import unsubscribe_url
+from distributor.core.urls import preferences_url, unsubscribe_url
 from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, running_server, visit
 from tests.corrections import html_part
 from tests.helpers import add_subscribers, add_topics, free_port, outbox
@@ -147,3 +148,42 @@ def test_the_confirmation_email_fits_a_phone_with_a_title_and_a_button(
         box = button.bounding_box()
         assert box is not None and box["height"] >= 40  # a button to tap, not a line of text
         assert accessibility_problems(page) == []
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_ask_for_advance_copies_and_choose_the_lift_line_in_a_real_browser(
+    served: tuple[Settings, str], lang: str
+) -> None:
+    settings, _base = served
+    _ = gettext_for(lang)
+    sub = subscriber_row(settings, PEOPLE[lang])
+    with chromium(locale="fr-FR" if lang == "fr" else "en-GB") as browser:
+        page = browser.new_page()
+        visit(page, preferences_url(settings, sub.id, sub.link_nonce))
+        section = page.locator("#advance-copies")
+        assert section.get_by_role("heading", level=2).inner_text() == _("Embargoed advance copies")
+        section.get_by_label(_("The outlet you write for")).fill("Le Monde diplomatique")
+        section.get_by_label(_("Your role there")).fill("Rédactrice en chef adjointe")
+        section.get_by_role("button", name=_("Ask for advance copies")).click()
+        page.get_by_role("status").wait_for()
+        assert page.get_by_role("status").inner_text() == _(
+            "Your request for advance copies is sent: the press office will decide."
+        )
+        assert _("Your request is waiting for the press office's decision.") in section.inner_text()
+        checked_at_both_widths(page, "preferences, advance copies asked for")
+
+        with session_scope(settings) as session:
+            decide(session, sub.id, Decision.GRANT, "cli:test")
+        visit(page, preferences_url(settings, sub.id, sub.link_nonce))  # a GET, not the POST again
+        accredited = _(
+            "You are accredited: you receive our releases on your topics before their embargo "
+            "lifts, clearly marked with it, so you can prepare your story. Please respect the "
+            "embargo."
+        )
+        assert accredited in section.inner_text()
+        section.get_by_label(_("Also send me one line when an embargo lifts")).check()
+        section.get_by_role("button", name=_("Save")).click()
+        page.get_by_role("status").wait_for()
+        assert page.get_by_role("status").inner_text() == _("Your preferences are saved.")
+        assert section.get_by_label(_("Also send me one line when an embargo lifts")).is_checked()
+        checked_at_both_widths(page, "preferences, accredited")

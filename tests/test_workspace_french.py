@@ -22,7 +22,7 @@ from distributor.core.config import Settings
 from distributor.core.i18n import LOCALE_DIR
 from distributor.core.models import ReleaseState
 from distributor.core.roles import WHAT_IT_DOES, Role
-from distributor.web import accounts, admin, contacts_page, create_app
+from distributor.web import accounts, accreditations_page, admin, contacts_page, create_app
 from distributor.web.workspace_i18n import SCRIPT_MESSAGES, SHAPES, translator
 from tests.clients import logged_in_as
 from tests.corrections import send_release
@@ -250,6 +250,7 @@ def workspace_msgids() -> set[str]:
             ids |= {singular, plural}
     ids |= set(SCRIPT_MESSAGES) | set(SHAPES)
     ids |= set(admin.DONE.values()) | set(accounts.DONE.values()) | set(contacts_page.DONE.values())
+    ids |= set(accreditations_page.DONE.values())
     ids |= {admin.EXPIRED_FORM, "Wrong email address or password.", "Not allowed"}
     ids |= {state.value for state in ReleaseState} | {role.value for role in Role}
     ids |= set(WHAT_IT_DOES.values())

@@ -21,10 +21,13 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page
+from sqlalchemy import select
 
+from distributor.audience.accreditation import Decision, ask, decide
 from distributor.core import heartbeat
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
+from distributor.core.models import Subscriber
 from distributor.core.urls import invitation_url
 from distributor.office.accounts import create_user
 from distributor.office.contacts import add_contact
@@ -95,6 +98,11 @@ def workspace(
         address = "12 rue de l'Observatoire\n75014 Paris"
         changes = {"postal_address": address, "press_contacts": [press.id]}
         update_identity(session, settings, changes, ("logo.svg", LOGO))
+        # Two journalists asked for embargo access; the office granted one.
+        readers = session.scalars(select(Subscriber).order_by(Subscriber.id).limit(2)).all()
+        ask(session, readers[0].id, "Le Monde diplomatique", "Rédactrice en chef adjointe")
+        ask(session, readers[1].id, "Nature", "Senior science correspondent")
+        decide(session, readers[1].id, Decision.GRANT, ADMIN)
     paths = {
         "login": "/admin/login",
         "dashboard": "/admin",
@@ -112,6 +120,7 @@ def workspace(
         "contact": f"/admin/contacts/{press.id}",
         "invitation": link.removeprefix(settings.site_url),
         "settings": "/admin/settings",
+        "accreditations": "/admin/accreditations",
     }
     heartbeat.record(settings, redis_url)  # as a running `distributor beat` keeps it
     with running_server(settings, port, tmp_path / "logs") as base:
@@ -175,6 +184,11 @@ def test_every_workspace_page_passes_axe_at_phone_and_desktop_width(
         for name in ("release", "withdraw", "accounts"):
             visit(name)
         assert page.get_by_text("new.colleague@example.org", exact=True).is_visible()  # pending
+        visit("accreditations")  # a request to decide, a grant to revoke
+        asked = "Accredit reader00@example.com"
+        assert page.get_by_role("button", name=asked).is_visible()
+        revoke = "Revoke the accreditation of reader01@example.com"
+        assert page.get_by_role("button", name=revoke).is_visible()
         visit("releases")  # a card a release on a phone, a table row on a desktop
         row = page.locator("tr[data-id]").first
         shown_as = row.evaluate("row => getComputedStyle(row).display")
@@ -227,7 +241,8 @@ def test_the_workspace_in_french_passes_axe_without_sideways_scroll(
         assert row.get_by_role("button", name="Dupliquer").is_visible()
         visit("editor")
         assert page.get_by_role("button", name="Créer le brouillon").is_visible()
-        for name in ("release", "publish", "withdraw", "edit", "accounts", "contacts", "settings"):
+        for name in ("release", "publish", "withdraw", "edit", "accounts", "contacts",
+                     "accreditations", "settings"):  # fmt: skip
             visit(name)
         # The switch: back to English, on the same page.
         page.get_by_role("link", name="English").click()

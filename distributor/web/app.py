@@ -27,6 +27,7 @@ from distributor.site.builder import build_site
 from distributor.web import (
     accounts,
     accreditations_api,
+    accreditations_page,
     admin,
     api,
     apibase,
@@ -197,6 +198,7 @@ def _routes() -> tuple[BaseRoute, ...]:
         corrections.router,
         release_list.router,
         contacts_page.router,
+        accreditations_page.router,
         settings_page.router,
         admin.router,
         accounts.router,
