@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distributor.outbox import sending
+from distributor.outbox import advance, sending
 from distributor.outbox import sweep as outbox_sweep
 from distributor.site import builder
 from distributor.site.websub import HubUnavailable, ping_hub
@@ -13,6 +13,11 @@ from .app import app, queue, settings
 @app.task(name="distributor.distribute_release")
 def distribute_release(release_id: int) -> int:
     return sending.distribute_release(settings, queue, release_id)
+
+
+@app.task(name="distributor.distribute_advance")
+def distribute_advance(release_id: int) -> int:
+    return advance.distribute_advance(settings, queue, release_id)
 
 
 @app.task(name="distributor.send_batch")

@@ -135,9 +135,14 @@ def publish(
     at: datetime | None = None,
     by: str = "system",
     with_versions: bool | Collection[int] = False,
+    advance: datetime | None = None,
 ) -> Release:
     """Publish (or schedule) a release, commit, and only then wake the workers. ``by`` is
     recorded in the audit trail when the state changes. Returns the release.
+
+    ``advance`` (a scheduled release only; its versions too) is when accredited journalists
+    get it before it is public (``lifecycle.set_advance``): at once when it is now, else
+    by the sweep at that time.
 
     ``with_versions`` (True for all, or the ids of some) publishes or schedules its unsent
     language versions (``lifecycle.unsent_versions``) with it, in the same transaction and
@@ -148,14 +153,15 @@ def publish(
     change is audited by ``by`` as its own "publish" or "schedule"."""
     now = utcnow()
     with session_scope(settings) as session:
-        release = _publish_one(session, settings, release_id, at, by, now)
+        release = _publish_one(session, settings, release_id, at, by, now, advance)
         changed = [release]
         if with_versions is not False:
             together = release.scheduled_at if release.state == ReleaseState.SCHEDULED else None
             for version in _chosen(session, release, with_versions):
                 try:
                     _check_embargo(version, together or now)
-                    changed.append(_publish_one(session, settings, version.id, together, by, now))
+                    one = _publish_one(session, settings, version.id, together, by, now, advance)
+                    changed.append(one)
                 except DistributorError as exc:
                     # Same error, same field, the version named: "release 7 (fr): …"
                     exc.args = (f"release {version.id} ({version.language}): {exc}",)
@@ -163,6 +169,9 @@ def publish(
     published = [r.id for r in changed if r.state == ReleaseState.PUBLISHED]
     for published_id in published:
         queue.send("distribute_release", published_id)
+    for early in changed:
+        if early.advance_at is not None and early.advance_at <= utcnow():
+            queue.send("distribute_advance", early.id)  # planned once, however often woken
     if published:
         queue.send("regenerate_site")
     return release
@@ -175,6 +184,7 @@ def _publish_one(
     at: datetime | None,
     by: str,
     now: datetime,
+    advance: datetime | None = None,
 ) -> Release:
     """Publish or schedule one release in ``session`` (``lifecycle.mark_published``) after
     the two-person rule's check, audited when it changes; returns it."""
@@ -182,12 +192,15 @@ def _publish_one(
     before = current.state
     if before in (ReleaseState.DRAFT, ReleaseState.SCHEDULED):
         approval.check_publishable(settings, current)
-    release = lifecycle.mark_published(session, release_id, at, now)
-    if release.state != before or at is not None:
+    release = lifecycle.mark_published(session, release_id, at, now, advance)
+    if release.state != before or at is not None or advance is not None:
         published = release.state == ReleaseState.PUBLISHED
         when = release.scheduled_at.isoformat() if release.scheduled_at else None
         action = "publish" if published else "schedule"
-        audit.record(session, by, action, f"release {release_id}", at=when)
+        early = (
+            {"advance": release.advance_at.isoformat()} if advance and release.advance_at else {}
+        )
+        audit.record(session, by, action, f"release {release_id}", at=when, **early)
     return release
 
 
@@ -241,10 +254,12 @@ def approve(settings: Settings, release_id: int, by: str) -> Release:
 
 def unschedule(settings: Settings, release_id: int, by: str) -> Release:
     """Cancel a scheduled publication, recorded as done by ``by``: the release is a draft
-    again, nothing was or will be sent. Returns it; raises Conflict unless it was
-    scheduled (``lifecycle.unschedule``)."""
+    again, and its advance copies not sent yet are cancelled (those sent stay the
+    recipients' one copy). Returns it; raises Conflict unless it was scheduled
+    (``lifecycle.unschedule``)."""
     with session_scope(settings) as session:
         release = lifecycle.unschedule(session, release_id)
+        cancel_release(session, release_id, "not sent: the release was unscheduled")
         audit.record(session, by, "unschedule", f"release {release_id}")
     return release
 

@@ -662,16 +662,17 @@ def _warn_if_cut(draft: ReleaseDraft, slug: str) -> None:
         )
 
 
-def _parse_at(s: Settings, at: str | None) -> datetime | None:
-    """The time of ``--at``: None for none or ``now`` (publish at once). A time without an
-    offset is read in DISTRIBUTOR_TIMEZONE; one that does not exist there (the hour the
-    clocks skip) or happens twice (the hour they repeat) is refused: say the offset."""
+def _parse_at(s: Settings, at: str | None, option: str = "--at") -> datetime | None:
+    """The time of ``--at`` (or ``option``): None for none or ``now`` (at once). A time
+    without an offset is read in DISTRIBUTOR_TIMEZONE; one that does not exist there (the
+    hour the clocks skip) or happens twice (the hour they repeat) is refused: say the
+    offset."""
     if at is None or at.strip().lower() == "now":
         return None
     try:
         when = datetime.fromisoformat(at)
     except ValueError as exc:
-        raise ReleaseInputError(f"--at {at!r}: not an ISO 8601 date-time") from exc
+        raise ReleaseInputError(f"{option} {at!r}: not an ISO 8601 date-time") from exc
     if when.tzinfo is not None:
         return when
     first, second = when.replace(tzinfo=s.zone, fold=0), when.replace(tzinfo=s.zone, fold=1)
@@ -679,7 +680,7 @@ def _parse_at(s: Settings, at: str | None) -> datetime | None:
         back = first.astimezone(UTC).astimezone(s.zone).replace(tzinfo=None)
         how = "does not exist" if back != when else "happens twice"
         raise ReleaseInputError(
-            f"--at {at!r}: {how} in {s.timezone} (a clock change); give the offset, "
+            f"{option} {at!r}: {how} in {s.timezone} (a clock change); give the offset, "
             f"e.g. {first.isoformat(timespec='minutes')}"
         )
     return first
@@ -888,12 +889,21 @@ def releases_test(
         raise typer.Exit(1)
 
 
-def _publish(s: Settings, release_id: int, at: str | None, with_versions: bool = False) -> None:
+def _publish(
+    s: Settings,
+    release_id: int,
+    at: str | None,
+    with_versions: bool = False,
+    advance: str | None = None,
+) -> None:
+    early = None
+    if advance is not None:
+        early = _parse_at(s, advance, "--advance") or datetime.now(UTC)
     queue = TaskQueue(s)
     try:
         release = actions.publish(
             s, queue, release_id, _parse_at(s, at), by=audit.cli_actor(),
-            with_versions=with_versions,
+            with_versions=with_versions, advance=early,
         )  # fmt: skip
     finally:
         queue.close()
@@ -902,6 +912,10 @@ def _publish(s: Settings, release_id: int, at: str | None, with_versions: bool =
             f"release {release.id} scheduled for {local_time(s, release.scheduled_at)}; "
             f"`distributor releases unschedule {release.id}` cancels"
         )
+        if early is not None and release.advance_at is not None:
+            out.print(
+                f"advance copies to accredited journalists: {local_time(s, release.advance_at)}"
+            )
     else:
         out.print(f"release {release.id} published{_sending(s)}")
 
@@ -943,13 +957,22 @@ def releases_publish(
             "same time, in one go: all or none",
         ),
     ] = False,
+    advance: Annotated[
+        str | None,
+        typer.Option(
+            help="Send accredited journalists an embargoed advance copy at this time (ISO "
+            "8601, as --at), or now; the release must go public later"
+        ),
+    ] = None,
 ) -> None:
     """Publish a release now (or at --at): emails go out and the feeds are regenerated.
 
     Never before the release's embargo; a time in the past is refused (--at now publishes
     at once). Publishing a scheduled release again with another --at reschedules it.
-    --with-versions publishes or schedules its unsent translations (or original) with it."""
-    _publish(settings(), release_id, at, with_versions)
+    --with-versions publishes or schedules its unsent translations (or original) with it.
+    --advance sends its accredited subscribers an advance copy, marked with the embargo,
+    before it is public; they get no second copy when it is."""
+    _publish(settings(), release_id, at, with_versions, advance)
 
 
 @releases_app.command("correct")
@@ -1241,9 +1264,11 @@ def server_settings() -> Settings:
 
 
 def _celery(args: list[str]) -> None:
-    from distributor.core import broker
+    from distributor.core import broker, filemodes
 
     s = server_settings()  # checked here, before Celery replaces this process
+    # Beat keeps its schedule file there: with PostgreSQL nothing else may have made it yet.
+    filemodes.data_dir(s.data_dir)
     env = inherited_environment(
         DISTRIBUTOR_BROKER_URL=broker.broker_url(s), DISTRIBUTOR_DATA_DIR=str(s.data_dir.resolve())
     )

@@ -32,6 +32,13 @@ def print_status(st: ReleaseStatus) -> None:
     """Print a release's status as `releases status` shows it."""
     out.print(f"[bold]{escape(st.title)}[/bold] (id {st.release_id}, {st.language}, {st.state})")
     out.print(_status_line(st))
+    if st.advance_at is not None and st.advance_counts is not None:
+        early = st.advance_counts
+        out.print(
+            f"advance copies ({st.advance_at:%Y-%m-%d %H:%M:%S}Z, before the embargo): "
+            f"{early['sent']} sent, {early['pending'] + early['deferred']} to send, "
+            f"{early['failed']} failed, {early['cancelled']} cancelled"
+        )
     if st.first_sent_at and st.last_sent_at:
         seconds = (st.last_sent_at - st.first_sent_at).total_seconds()
         out.print(f"first sent {st.first_sent_at:%Y-%m-%d %H:%M:%S}Z, last {seconds:.1f} s later")

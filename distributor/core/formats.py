@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date
+from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 
 from distributor.core.i18n import gettext_for, primary
@@ -60,6 +60,23 @@ def long_date(moment: datetime, lang: str, zone: tzinfo = UTC) -> str:
     2026", "20 novembre 2026"; an unknown language gets English."""
     # Cached: a listing prints fifty dates, most of them on a handful of days.
     return _long_date(moment.astimezone(zone).date(), lang)
+
+
+def embargo_time(moment: datetime, lang: str, zone: tzinfo = UTC) -> str:
+    """``moment`` as an embargo is announced, in ``zone`` with its UTC offset, so that a
+    reader anywhere knows the instant: "Friday 6 February 2026, 10:00 CET (UTC+01:00)",
+    "vendredi 6 février 2026, 10:00 CET (UTC+01:00)"; a zone with no abbreviation shows
+    the offset only ("…, 10:00 UTC+04:00"), UTC itself as "10:00 UTC"."""
+    local = moment.astimezone(zone)
+    day = format_datetime(local, "EEEE d MMMM y", locale=_locale(lang))
+    offset = local.strftime("%z")
+    utc = f"UTC{offset[:3]}:{offset[3:]}"
+    name = local.tzname() or ""
+    if offset == "+0000" and name in ("UTC", ""):
+        return f"{day}, {local:%H:%M} UTC"
+    if not name or name[0] in "+-":
+        return f"{day}, {local:%H:%M} {utc}"
+    return f"{day}, {local:%H:%M} {name} ({utc})"
 
 
 def human_size(length: int, lang: str) -> str:

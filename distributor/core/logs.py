@@ -19,7 +19,7 @@ _URL_LIST = re.compile(r"\s*,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 _API_TOKEN = re.compile(r"dst_[A-Za-z0-9_-]{16,}")
 # The paths of a subscriber's personal links (urls.py): whoever has one acts for the
 # subscriber, so their tokens are masked in logs, and their pages are never cached.
-PERSONAL_LINK_PATHS: Final = ("unsubscribe", "preferences", "confirm", "preview")
+PERSONAL_LINK_PATHS: Final = ("unsubscribe", "preferences", "confirm", "preview", "advance")
 # The token after such a path in any case, after any run of slashes, backslashes and dot
 # segments (spellings that still reach the page, or that a reader could retype into one).
 _PERSONAL_LINK = re.compile(

@@ -26,6 +26,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -280,6 +281,10 @@ class Release(Base):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set once the delivery ledger has been planned; the sweep plans releases missing it.
     planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Embargoed advance copies (outbox/advance.py): when accredited journalists get the
+    # release before it is public (None: none are sent), and when their rows were planned.
+    advance_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    advance_planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The two-person rule (releases/approval.py): who last changed its text, and who
     # approved it since (empty: not approved); asked for by ``approval_requested_by``.
     last_edited_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
@@ -352,6 +357,9 @@ class Delivery(OutboxRow, Base):
     # A delivery status notification came back for this message: "hard" or "soft".
     bounce: Mapped[str | None] = mapped_column(String(8))
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An embargoed advance copy (sent before the release was public): this subscriber's one
+    # copy of it, so the public send at the lift never sends them another.
+    advance: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class NoticeKind(enum.StrEnum):

@@ -33,6 +33,7 @@ class Purpose(StrEnum):
     LOGIN_CODE = "login-code"  # a password checked, the one-time code still to come (totp.py)
     CSRF = "csrf"  # signs a random value, not a subscriber id (web/guards.py)
     PREVIEW = "preview"  # a release not public yet, for those sent its link (web/preview_page.py)
+    ADVANCE = "advance"  # an accredited subscriber's embargoed advance copies (web/advance_page.py)
 
 
 class InvalidToken(InputError):

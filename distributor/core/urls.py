@@ -128,6 +128,15 @@ def preview_url(settings: Settings, release_id: int) -> str:
     return f"{settings.site_url}/preview/{token}"
 
 
+def advance_url(settings: Settings, release_id: int, subscriber_id: int, nonce: str | None) -> str:
+    """The personal link to release ``release_id``'s page in an embargoed advance copy sent
+    to subscriber ``subscriber_id`` (with their link nonce): it opens only for them while
+    they are accredited, and leads to the public page once the embargo lifts. The token
+    comes first, so logs mask it as every personal link's (``logs.PERSONAL_LINK_PATHS``)."""
+    token = make_token(settings, Purpose.ADVANCE, subscriber_id, nonce=nonce)
+    return f"{settings.site_url}/advance/{token}/{release_id}"
+
+
 def confirm_url(settings: Settings, request_id: int, nonce: str) -> str:
     """The double opt-in link of a subscription request (its id and nonce): a page that
     shows what will be applied, with a button (a GET confirms nothing)."""

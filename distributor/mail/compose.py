@@ -26,6 +26,7 @@ from typing import Any, Self
 
 from distributor.core.config import Settings, a_label_address
 from distributor.core.errors import ConfigError, ReleaseInputError, SubscriberInputError
+from distributor.core.formats import embargo_time
 from distributor.core.identity import Identity
 from distributor.core.models import Release
 from distributor.mail import headers
@@ -63,6 +64,9 @@ class Recipient:
     unsubscribe_url: str
     preferences_url: str
     delivery_id: int | None = None  # the ledger row: names the VERP envelope sender
+    # Where this recipient reads the release online when that is personal (an embargoed
+    # advance copy's page: urls.advance_url); None: the release's own page, as rendered.
+    page_url: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.name) > MAX_NAME:
@@ -80,8 +84,10 @@ class Recipient:
                 f"that can be sent to (a dot-atom local part, an ASCII or A-label domain, at "
                 f"most {MAX_ADDRESS} octets)"
             )
-        for field in ("unsubscribe_url", "preferences_url"):
+        for field in ("unsubscribe_url", "preferences_url", "page_url"):
             url = getattr(self, field)
+            if url is None:
+                continue
             if len(url) > MAX_URL or not _URL.fullmatch(url):
                 raise SubscriberInputError(
                     f"subscriber {self.subscriber_id}: {field} is not an http(s) URL of "
@@ -148,12 +154,15 @@ class _Placeholders:
 
     unsubscribe: str
     preferences: str
+    page: str  # used only by an email whose "read online" page is personal
 
     @classmethod
     def new(cls) -> _Placeholders:
         nonce = secrets.token_hex(8)
         return cls(
-            f"https://x-unsubscribe-{nonce}.invalid/", f"https://x-preferences-{nonce}.invalid/"
+            f"https://x-unsubscribe-{nonce}.invalid/",
+            f"https://x-preferences-{nonce}.invalid/",
+            f"https://x-page-{nonce}.invalid/",
         )
 
 
@@ -233,8 +242,11 @@ class RenderedRelease:
         html_body: _Body,
         *,
         subject: str | None = None,
+        personal_page: bool = False,
     ) -> None:
         self.release_id = release.id
+        # Every recipient's "read online" is their own link (Recipient.page_url).
+        self.personal_page = personal_page
         self.language = release.language
         self.subject = " ".join((subject or release.title).split())
         self.envelope_from = settings.sender_address
@@ -279,29 +291,35 @@ class RenderedRelease:
         settings: Settings,
         identity: Identity,
         names: tuple[str, str],
-        render: Callable[[str, str], tuple[str, str]],
+        render: Callable[..., tuple[str, str]],
+        *,
+        personal_page: bool = False,
         **options: Any,
     ) -> Self:
         """The email whose text and HTML parts ``render(unsubscribe_url, preferences_url)``
+        (and ``page_url``, the recipient's own "read online" link, when ``personal_page``)
         makes from the templates ``names`` (text, HTML), with placeholders for the links,
         personalised later per recipient. ``options`` go to the constructor. Raises
-        :class:`ConfigError` when a part never uses one of the two links (every email must
-        carry both)."""
+        :class:`ConfigError` when a part never uses one of the links (every email must
+        carry the unsubscribe and preferences links, a personal page its own)."""
         marks = _Placeholders.new()
-        parts = render(marks.unsubscribe, marks.preferences)
+        needed = [("unsubscribe", marks.unsubscribe), ("preferences", marks.preferences)]
+        if personal_page:
+            needed.append(("page", marks.page))
+        parts = render(*(mark for _, mark in needed))
         for name, body in zip(names, parts, strict=True):
-            for what, mark in (
-                ("unsubscribe", marks.unsubscribe),
-                ("preferences", marks.preferences),
-            ):
+            for what, mark in needed:
                 if mark not in body:
                     raise ConfigError(
                         f"{settings.templates_dir}/email/{name} has no {what} link "
                         f"(it never uses {what}_url)"
                     )
-        both = (marks.unsubscribe, marks.preferences)
-        text, html_body = (_Body.build(body, both) for body in parts)
-        return cls(release, settings, identity, marks, text, html_body, **options)
+        used = [mark for _, mark in needed]
+        text, html_body = (_Body.build(body, used) for body in parts)
+        return cls(
+            release, settings, identity, marks, text, html_body,
+            personal_page=personal_page, **options,
+        )  # fmt: skip
 
     def thread_headers(self, rcpt: Recipient) -> bytes:
         """Header fields placing ``rcpt``'s message in a conversation (In-Reply-To,
@@ -337,13 +355,22 @@ class RenderedRelease:
         return self._html.decoded(self._replacements(rcpt, escape=True))
 
     def _replacements(self, rcpt: Recipient, *, escape: bool) -> tuple[tuple[str, str], ...]:
-        unsubscribe, preferences = rcpt.unsubscribe_url, rcpt.preferences_url
-        if escape:
-            unsubscribe, preferences = html.escape(unsubscribe), html.escape(preferences)
-        return (
-            (self._placeholders.unsubscribe, unsubscribe),
-            (self._placeholders.preferences, preferences),
-        )
+        links = [
+            (self._placeholders.unsubscribe, rcpt.unsubscribe_url),
+            (self._placeholders.preferences, rcpt.preferences_url),
+        ]
+        if self.personal_page:
+            if rcpt.page_url is None:
+                raise ValueError(f"subscriber {rcpt.subscriber_id}: this email needs a page_url")
+            links.append((self._placeholders.page, rcpt.page_url))
+        return tuple((mark, html.escape(url) if escape else url) for mark, url in links)
+
+
+def _check_renderable(release: Release) -> None:
+    if release.id is None:
+        raise ReleaseInputError(f"release {release.slug!r} has no id yet: store it first")
+    if not _LANGUAGE.fullmatch(release.language or ""):
+        raise ReleaseInputError(f"release {release.slug!r}: bad language {release.language!r}")
 
 
 def render_release(
@@ -354,10 +381,7 @@ def render_release(
     and pre-build its MIME message. Raises :class:`ReleaseInputError`
     for a release without id or with a malformed language tag, and :class:`ConfigError` when a
     template lacks the unsubscribe or preferences link (every email must carry both)."""
-    if release.id is None:
-        raise ReleaseInputError(f"release {release.slug!r} has no id yet: store it first")
-    if not _LANGUAGE.fullmatch(release.language or ""):
-        raise ReleaseInputError(f"release {release.slug!r}: bad language {release.language!r}")
+    _check_renderable(release)
     return RenderedRelease.from_templates(
         release,
         settings,
@@ -366,4 +390,32 @@ def render_release(
         lambda unsubscribe, preferences: render_bodies(
             release, settings, identity, unsubscribe, preferences, page_url
         ),
+    )
+
+
+def render_advance_copy(
+    release: Release, settings: Settings, identity: Identity
+) -> RenderedRelease:
+    """Render scheduled ``release``'s embargoed advance copy as :func:`render_release` does,
+    once: the subject and a banner on top say when the embargo lifts (its publication time,
+    in the press office's time zone with the UTC offset, in the release's language), and
+    "read online" is each recipient's own link (``Recipient.page_url``: urls.advance_url).
+    Raises as :func:`render_release` does, and ReleaseInputError for a release that is not
+    scheduled (no lift to announce)."""
+    _check_renderable(release)
+    if release.scheduled_at is None:
+        raise ReleaseInputError(f"release {release.slug!r} is not scheduled: no embargo to state")
+    when = embargo_time(release.scheduled_at, release.language, settings.zone)
+    labels = labels_for(release.language)
+    title = " ".join(release.title.split())
+    return RenderedRelease.from_templates(
+        release,
+        settings,
+        identity,
+        ("release.txt", "release.html"),
+        lambda unsubscribe, preferences, page: render_bodies(
+            release, settings, identity, unsubscribe, preferences, page, when
+        ),
+        personal_page=True,
+        subject=labels["embargoed_subject"].format(when=when, title=title),
     )

@@ -30,6 +30,11 @@ LABELS: dict[str, str] = {
     "read_online": "Read online",
     "privacy": "Privacy policy",
     "list_name": "{organisation} press releases",
+    # An embargoed advance copy (outbox/advance.py): its subject, and the banner on top.
+    "embargoed_until": "EMBARGOED until {when}",
+    "embargoed_subject": "EMBARGOED until {when}: {title}",
+    "embargo_note": "An advance copy for accredited journalists: not to be published, "
+    "broadcast or posted before then, in any form. The link below is yours alone.",
 }
 
 MONTHS: dict[str, tuple[str, ...]] = {

@@ -233,10 +233,12 @@ def context(
     unsubscribe_url: str,
     preferences_url: str,
     page_url: str | None = None,
+    embargo: str = "",
 ) -> dict[str, Any]:
     """The variables both templates see (documented at the top of each template), the
     identity's (``Identity.brand``) in the release's language among them; ``page_url`` is
-    where the email says the release can be read (default: its public page)."""
+    where the email says the release can be read (default: its public page); ``embargo``,
+    when the embargo of an advance copy lifts, written out (empty: not one)."""
     labels = labels_for(release.language)
     topics = [topic.name(release.language) for topic in release.topics]
     brand = identity.brand(release.language)
@@ -264,6 +266,7 @@ def context(
         "release_url": page_url or release_url(settings, release.slug),
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,
+        "embargo": embargo,
     }
 
 
@@ -284,8 +287,11 @@ def render_bodies(
     unsubscribe_url: str,
     preferences_url: str,
     page_url: str | None = None,
+    embargo: str = "",
 ) -> tuple[str, str]:
     """The text and HTML bodies of ``release`` (CSS inlined) as from ``identity``, with the
-    given URLs as links (``page_url``: see :func:`context`)."""
-    values = context(release, settings, identity, unsubscribe_url, preferences_url, page_url)
+    given URLs as links (``page_url``, ``embargo``: see :func:`context`)."""
+    values = context(
+        release, settings, identity, unsubscribe_url, preferences_url, page_url, embargo
+    )
     return render_pair(settings, "release", values)

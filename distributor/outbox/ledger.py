@@ -15,11 +15,11 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager as ContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from sqlalchemy import Engine, Integer, bindparam, func, select, text, update
+from sqlalchemy import Boolean, Engine, Integer, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -40,8 +40,13 @@ from distributor.core.models import (
     UTCDateTime,
     utcnow,
 )
-from distributor.core.urls import preferences_url, unsubscribe_url
-from distributor.mail.compose import Recipient, RenderedRelease, render_release
+from distributor.core.urls import advance_url, preferences_url, unsubscribe_url
+from distributor.mail.compose import (
+    Recipient,
+    RenderedRelease,
+    render_advance_copy,
+    render_release,
+)
 from distributor.office.identity import identity
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,7 @@ class Claimed:
     attempts: int
     created_at: datetime
     in_doubt: bool = False  # an earlier lease ran out with no outcome: maybe already sent
+    advance: bool = False  # an embargoed advance copy's row (outbox/advance.py)
 
     @property
     def row_id(self) -> int:
@@ -85,7 +91,10 @@ PLAN_CHUNK = 20_000  # subscriber ids per planning statement
 def plan(session: Session, release: Release, ids: tuple[int, int] | None = None) -> int:
     """Add a pending row for every confirmed subscriber of the release's language who follows
     one of its topics (only those with ``ids[0] <= id < ids[1]`` when given). Idempotent:
-    existing rows are kept; returns the number of new rows. The caller marks the release
+    existing rows are kept — an advance copy's row is its recipient's one copy — except an
+    advance copy cancelled before it surely went (never tried, or refused with a code: its
+    recipient left or lost their accreditation, the release was unscheduled), which becomes
+    their public row. Returns the number of rows to send. The caller marks the release
     planned (``planned_at``) once every range is done."""
     now = utcnow()
     low, high = ids if ids is not None else (0, 2**62)
@@ -97,7 +106,11 @@ def plan(session: Session, release: Release, ids: tuple[int, int] | None = None)
         FROM subscribers s JOIN subscriptions su ON su.subscriber_id = s.id
         WHERE s.status = 'confirmed' AND s.language = :lang AND s.id >= :low AND s.id < :high
           AND su.topic_id IN (SELECT topic_id FROM release_topics WHERE release_id = :release_id)
-        ON CONFLICT (release_id, subscriber_id) DO NOTHING
+        ON CONFLICT (release_id, subscriber_id) DO UPDATE
+            SET status = 'pending', advance = false, attempts = 0, next_attempt_at = :now,
+                last_error = '', smtp_code = NULL, lease_until = NULL, lease_token = NULL
+            WHERE deliveries.advance AND deliveries.status = 'cancelled'
+              AND (deliveries.attempts = 0 OR deliveries.smtp_code IS NOT NULL)
         """
     ).bindparams(bindparam("now", type_=UTCDateTime))
     params = {"release_id": release.id, "now": now, "lang": release.language}
@@ -129,7 +142,7 @@ LIMIT :limit {lock}
 _LEASE = """
 UPDATE deliveries SET lease_until = :lease_until, lease_token = :token, attempts = attempts + 1
 WHERE id IN :ids
-RETURNING id, subscriber_id, attempts, created_at
+RETURNING id, subscriber_id, attempts, created_at, advance
 """
 
 
@@ -150,7 +163,13 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Cl
     lease = (
         text(_LEASE)
         .bindparams(bindparam("lease_until", type_=UTCDateTime), bindparam("ids", expanding=True))
-        .columns(id=Integer, subscriber_id=Integer, attempts=Integer, created_at=UTCDateTime)
+        .columns(
+            id=Integer,
+            subscriber_id=Integer,
+            attempts=Integer,
+            created_at=UTCDateTime,
+            advance=Boolean,
+        )
     )
     with engine.connect() as conn:
         with conn.begin():  # BEGIN IMMEDIATE on SQLite (db.py)
@@ -176,7 +195,7 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Cl
     for r in sorted(leased, key=lambda r: r.id):
         email, name, nonce = people[r.subscriber_id]
         row = (r.id, r.subscriber_id, email, name, nonce, r.attempts, r.created_at)
-        rows.append(Claimed(*row, in_doubt=picked[r.id]))
+        rows.append(Claimed(*row, in_doubt=picked[r.id], advance=bool(r.advance)))
     return Claim(release_id, token, lease_until, rows)
 
 
@@ -471,13 +490,16 @@ def postpone(
         conn.execute(stmt, [{"row_id": k, "row_at": at} for k, at in until.items()])
 
 
-def counts(session: Session, release_id: int) -> dict[str, int]:
-    """The number of ledger rows of the release in each status (every status present)."""
+def counts(session: Session, release_id: int, advance: bool | None = None) -> dict[str, int]:
+    """The number of ledger rows of the release in each status (every status present): all
+    of them, or only its embargoed advance copies (``advance`` True) or the others."""
     query = (
         select(Delivery.status, func.count())
         .where(Delivery.release_id == release_id)
         .group_by(Delivery.status)
     )
+    if advance is not None:
+        query = query.where(Delivery.advance.is_(advance))
     found = {str(status): int(n) for status, n in session.execute(query)}
     return {status.value: found.get(status.value, 0) for status in DeliveryStatus}
 
@@ -675,14 +697,22 @@ class ToSubscribers(Generic[SR_contra]):
     """:class:`Messages` of emails about a release, rendered once (``pick`` says which
     rendering a row gets) and personalised per subscriber."""
 
-    def __init__(self, settings: Settings, pick: Callable[[SR_contra], RenderedRelease]) -> None:
-        self._settings, self._pick = settings, pick
+    def __init__(
+        self,
+        settings: Settings,
+        pick: Callable[[SR_contra], RenderedRelease],
+        page: Callable[[SR_contra], str] | None = None,
+    ) -> None:
+        # ``page``: each row's own "read online" link, for a rendering whose page is personal.
+        self._settings, self._pick, self._page = settings, pick, page
 
     def message_id(self, row: SR_contra) -> str:
         return self._pick(row).message_id(row.subscriber_id)
 
     def message(self, row: SR_contra) -> tuple[str, bytes]:
         rcpt = recipient(self._settings, row)
+        if self._page is not None:
+            rcpt = replace(rcpt, page_url=self._page(row))
         email = self._pick(row)
         return email.envelope_for(rcpt), email.message_for(rcpt)
 
@@ -789,7 +819,7 @@ def bounce_on_refusal(conn: Connection, row: Any, status: str, code: int, now: d
         )
 
 
-_rendered: dict[tuple[int, datetime, Identity], RenderedRelease] = {}
+_rendered: dict[tuple[int, datetime, Identity, bool], RenderedRelease] = {}
 
 
 class ReleaseEmails:
@@ -800,10 +830,14 @@ class ReleaseEmails:
     what, one, about = "deliveries", "delivery", "release"
 
     def subject(self, settings: Settings, subject_id: int) -> Release | None:
-        """The release while it is published."""
+        """The release while it is published, or scheduled with its advance copies planned
+        (then its only rows are those)."""
         with session_scope(settings) as session:
             release = session.get(Release, subject_id)
-            if release is None or release.state != ReleaseState.PUBLISHED:
+            if release is None:
+                return None
+            early = release.state == ReleaseState.SCHEDULED and release.advance_planned_at
+            if release.state != ReleaseState.PUBLISHED and not early:
                 return None
             return release
 
@@ -826,13 +860,24 @@ class ReleaseEmails:
         # rendered once. The identity is read once a batch, never per recipient.
         with read_scope(settings) as session:
             sender = identity(session, settings)
-        key = (subject.id, subject.updated_at, sender)
+        # Before the lift an advance copy's row gets the embargoed rendering; one still
+        # waiting when the embargo lifts goes out as the public email.
+        early = subject.state == ReleaseState.SCHEDULED
+        key = (subject.id, subject.updated_at, sender, early)
         if key not in _rendered:
             if len(_rendered) > 16:
                 _rendered.clear()
-            _rendered[key] = render_release(subject, settings, sender)
+            render = render_advance_copy if early else render_release
+            _rendered[key] = render(subject, settings, sender)
         rendered = _rendered[key]
-        return ToSubscribers(settings, lambda row: rendered)
+        if not early:
+            return ToSubscribers(settings, lambda row: rendered)
+        release_id = subject.id
+        return ToSubscribers(
+            settings,
+            lambda row: rendered,
+            lambda row: advance_url(settings, release_id, row.subscriber_id, row.link_nonce),
+        )
 
 
 RELEASE_EMAILS = ReleaseEmails()

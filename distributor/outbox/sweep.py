@@ -23,12 +23,13 @@ from distributor.core.db import session_scope
 from distributor.core.models import Release, ReleaseState
 from distributor.core.queue import TaskQueue
 from distributor.outbox import confirmations, invitations, notices
+from distributor.outbox.advance import distribute_advance
 from distributor.outbox.ledger import (
     cancel_unconfirmed,
     due,
 )
 from distributor.outbox.sending import distribute_release
-from distributor.releases.lifecycle import publish_due
+from distributor.releases.lifecycle import advance_due, publish_due
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class SweepReport:
     """What one sweep did."""
 
     published: list[int] = field(default_factory=list)
+    advance: list[int] = field(default_factory=list)  # releases whose advance copies began
     planned: list[int] = field(default_factory=list)
     batches: int = 0
     cancelled: int = 0
@@ -51,7 +53,8 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
     """Repair what lost wake-ups and dead workers left behind; run by beat every
     ``settings.sweep_seconds``, and says so (``heartbeat.record``).
 
-    Publishes scheduled releases that are due, plans published releases never planned,
+    Publishes scheduled releases that are due, plans the advance copies that are due,
+    plans published releases never planned,
     cancels rows of subscribers who left, forgets expired idempotency keys and subscription
     requests, wakes a worker for each request whose wake-up was lost, and — when no
     task waits in the queue — enqueues batches for every release with rows or notices due,
@@ -62,6 +65,9 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
     heartbeat.record(settings)  # a sweep runs: the workers, the status and publish see it
     report = SweepReport()
     with session_scope(settings) as session:
+        # Before publishing: a release whose advance time and lift both passed while beat
+        # was down is published at once, and its accredited readers get the public email.
+        early = advance_due(session, now)
         report.published = publish_due(session, now)
         for release_id in report.published:
             audit.record(session, audit.SCHEDULER, "publish", f"release {release_id}")
@@ -78,6 +84,9 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
     for request_id in lost:
         queue.send(CONFIRMATION_TASK, request_id)
     report.confirmations = len(lost)
+    report.advance = [rid for rid in early if rid not in report.published]
+    for release_id in report.advance:
+        distribute_advance(settings, queue, release_id, now)
     for release_id in report.planned:
         distribute_release(settings, queue, release_id)
     if report.published:

@@ -309,7 +309,11 @@ def check_publish_time(source: str, at: datetime | None, now: datetime | None = 
 
 
 def mark_published(
-    session: Session, release_id: int, at: datetime | None = None, now: datetime | None = None
+    session: Session,
+    release_id: int,
+    at: datetime | None = None,
+    now: datetime | None = None,
+    advance: datetime | None = None,
 ) -> Release:
     """Publish the release now, or schedule it for ``at`` (or its embargo) if that is later.
 
@@ -319,7 +323,9 @@ def mark_published(
     allows. The caller commits, then wakes the workers (see ``actions.publish``).
     Publishing an already published release changes nothing; a withdrawn one raises
     Conflict. ``at`` in the past is refused (``check_publish_time``): publishing at once is
-    asked for with ``at=None``. ``now`` is an injectable clock (UTC, aware).
+    asked for with ``at=None``. ``now`` is an injectable clock (UTC, aware). ``advance``
+    (``now`` for at once) is when accredited journalists get it before it is public
+    (:func:`set_advance`).
     """
     release = get_release(session, release_id)
     if release.state == ReleaseState.WITHDRAWN:
@@ -343,8 +349,73 @@ def mark_published(
         release.state = ReleaseState.PUBLISHED
         release.published_at = now
         release.scheduled_at = None
+    set_advance(release, advance, now)
     release.updated_at = now
     return release
+
+
+def set_advance(release: Release, advance: datetime | None, now: datetime) -> None:
+    """Give scheduled ``release`` its advance copies' time (``now`` or later, before it goes
+    public), or check the one it has against a new publication time (``advance`` None).
+
+    Raises ReleaseInputError (field ``advance``) for advance copies of a release going out
+    at once (there is no "before"), a time in the past or not before the publication, and a
+    publication moved to before advance copies not sent yet; Conflict for a new advance
+    time once advance copies have gone out."""
+    source = f"release {release.id}"
+    if advance is None:
+        pending = release.advance_at is not None and release.advance_planned_at is None
+        if pending and release.state == ReleaseState.SCHEDULED:
+            assert release.advance_at is not None and release.scheduled_at is not None
+            if release.advance_at >= release.scheduled_at:
+                raise ReleaseInputError(
+                    f"{source}: its advance copies ({release.advance_at.isoformat()}) would no "
+                    f"longer go before it is public ({release.scheduled_at.isoformat()}); "
+                    "give an earlier advance time with the new one, or now",
+                    field="advance",
+                )
+        return
+    if release.state != ReleaseState.SCHEDULED:
+        raise ReleaseInputError(
+            f"{source}: field 'advance': advance copies go to accredited journalists before "
+            "a release is public, and this one goes out now; schedule it (or give it an "
+            "embargo) to send them",
+            field="advance",
+        )
+    if release.advance_planned_at is not None:
+        raise Conflict(f"{source}: its advance copies went out already")
+    if advance.tzinfo is None or advance < now - PAST_TOLERANCE:
+        raise ReleaseInputError(
+            f"{source}: field 'advance': {advance.isoformat()} is in the past or has no time "
+            "zone; give a later time with its zone, or now",
+            field="advance",
+        )
+    assert release.scheduled_at is not None
+    when = max(advance, now)
+    if when >= release.scheduled_at:
+        raise ReleaseInputError(
+            f"{source}: field 'advance': {when.isoformat()} is not before it goes public "
+            f"({release.scheduled_at.isoformat()}): advance copies go before",
+            field="advance",
+        )
+    release.advance_at = when
+
+
+def advance_due(session: Session, now: datetime | None = None) -> list[int]:
+    """The scheduled releases whose advance copies are due (by ``now``, an injectable
+    clock) and not planned yet, by id."""
+    now = now or utcnow()
+    return list(
+        session.scalars(
+            select(Release.id)
+            .where(
+                Release.state == ReleaseState.SCHEDULED,
+                Release.advance_at <= now,
+                Release.advance_planned_at.is_(None),
+            )
+            .order_by(Release.id)
+        )
+    )
 
 
 def unsent_versions(session: Session, release: Release) -> list[Release]:
@@ -374,6 +445,8 @@ def unschedule(session: Session, release_id: int, now: datetime | None = None) -
         raise Conflict(f"release {release_id} is {release.state}, not scheduled")
     release.state = ReleaseState.DRAFT
     release.scheduled_at = None
+    if release.advance_planned_at is None:
+        release.advance_at = None  # a time for a schedule that no longer exists
     release.updated_at = now or utcnow()
     return release
 

@@ -42,6 +42,11 @@ class Counts(BaseModel):
         description="Per language: confirmed followers of its topics who read a language it "
         "has no version in (they get nothing)"
     )
+    advance: dict[str, int] | None = Field(
+        default=None,
+        description="Its embargoed advance copies by status (counted in the totals too: each "
+        "is its recipient's one copy); null when it has none",
+    )
 
 
 class CorrectionOut(BaseModel):
@@ -74,6 +79,9 @@ class ReleaseOut(BaseModel):
     attachments: list[dict[str, Any]]
     embargo_at: datetime | None
     scheduled_at: datetime | None
+    advance_at: datetime | None = Field(
+        description="When accredited journalists get it before it is public (null: never)"
+    )
     published_at: datetime | None
     corrected_at: datetime | None
     corrections: list[CorrectionOut] = Field(
@@ -130,6 +138,7 @@ def _counts(st: ReleaseStatus) -> Counts:
         last_sent_at=st.last_sent_at,
         time_to_send=st.time_to_send,
         without_version=st.without_version,
+        advance=st.advance_counts,
     )
 
 
@@ -160,6 +169,7 @@ def release_out(session: Session, settings: Settings, release: Release) -> Relea
         attachments=list(release.attachments),
         embargo_at=release.embargo_at,
         scheduled_at=release.scheduled_at,
+        advance_at=release.advance_at,
         published_at=release.published_at,
         corrected_at=release.corrected_at,
         corrections=[

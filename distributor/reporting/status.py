@@ -29,7 +29,7 @@ class ReleaseStatus:
     language: str
     state: str
     counts: dict[str, int]
-    first_sent_at: datetime | None
+    first_sent_at: datetime | None  # the public send's (advance copies go before)
     last_sent_at: datetime | None
     without_version: dict[str, int]  # language → confirmed followers with no version in it
     hard_bounces: int = 0  # deliveries a server reported as failed for good (5.x.x)
@@ -37,6 +37,10 @@ class ReleaseStatus:
     # Recipients of this release who unsubscribed after it was sent to them.
     unsubscribed_since: int = 0
     published_at: datetime | None = None
+    # Embargoed advance copies (outbox/advance.py): when they went (or go), and their rows
+    # by status; ``counts`` holds them too (each is its recipient's one copy).
+    advance_at: datetime | None = None
+    advance_counts: dict[str, int] | None = None
 
     @property
     def planned(self) -> int:
@@ -81,7 +85,7 @@ def release_status(session: Session, release_id: int) -> ReleaseStatus:
     release = get_release(session, release_id)
     first, last = session.execute(
         select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
-            Delivery.release_id == release_id
+            Delivery.release_id == release_id, Delivery.advance.is_(False)
         )
     ).one()
     missing = without_version(session, release, translation_languages(session, release))
@@ -118,4 +122,6 @@ def release_status(session: Session, release_id: int) -> ReleaseStatus:
         soft_bounces=bounces.get("soft", 0),
         unsubscribed_since=int(left or 0),
         published_at=release.published_at,
+        advance_at=release.advance_at,
+        advance_counts=counts(session, release_id, advance=True) if release.advance_at else None,
     )

@@ -186,12 +186,14 @@ class Newsroom:
         identity: Identity | None = None,
         *,
         preview: bool = False,
+        embargo: str = "",
     ) -> str:
         """The HTML of a release's permanent page; ``translations`` are its other published
         language versions (linked visibly, and as hreflang alternates both ways); from
         ``identity`` (default: the newsroom's). A ``preview`` (the page of a release not
         public yet) says so at the top and names no canonical address, alternate or feed:
-        nothing in it leads a crawler or a feed reader anywhere."""
+        nothing in it leads a crawler or a feed reader anywhere. An ``embargo`` (when it
+        lifts, written out) makes the preview an accredited journalist's advance copy."""
         s, lang = self.settings, release.language
         order = {code: index for index, code in enumerate(s.languages)}
         versions = sorted(
@@ -225,6 +227,7 @@ class Newsroom:
             alternates=[] if preview else alternates,
             language_links=[] if preview else switch,
             preview=preview,
+            embargo=embargo,
             noindex=preview,
         )
 

@@ -29,6 +29,7 @@ from distributor.web import (
     accreditations_api,
     accreditations_page,
     admin,
+    advance_page,
     api,
     apibase,
     apidocs,
@@ -206,6 +207,7 @@ def _routes() -> tuple[BaseRoute, ...]:
         language_switch.router,
         subscribe.router,
         preview_page.router,
+        advance_page.router,
         machine,
     ):
         table.include_router(router)

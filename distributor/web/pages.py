@@ -78,8 +78,10 @@ class Pages:
         html = self.newsroom.render(name, lang, self._identity(), **context)
         return HTMLResponse(html, status_code=status, headers=headers)
 
-    def release_preview(self, release: Release) -> HTMLResponse:
+    def release_preview(self, release: Release, embargo: str = "") -> HTMLResponse:
         """The page of ``release``, not public yet, as it will read once published, marked
-        as a preview (``Newsroom.release_page``)."""
-        html = self.newsroom.release_page(release, [], self._identity(), preview=True)
+        as a preview, or as an advance copy under ``embargo`` (``Newsroom.release_page``)."""
+        html = self.newsroom.release_page(
+            release, [], self._identity(), preview=True, embargo=embargo
+        )
         return HTMLResponse(html)

@@ -15,7 +15,8 @@ one distribution, and answers the same.
 
 import io
 from collections.abc import Callable
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -140,10 +141,22 @@ class PublishIn(BaseModel):
         "the whole, naming it",
     )
 
+    advance: AwareDatetime | Literal["now"] | None = Field(
+        default=None,
+        description="When accredited journalists get an embargoed advance copy (a time with "
+        'its zone, or "now"): the release must go public later (`at` or its embargo). They '
+        "get no second copy when it does",
+    )
+
     @field_validator("at", mode="before")
     @classmethod
     def _now(cls, value: object) -> object:
         return None if isinstance(value, str) and value.strip().lower() == "now" else value
+
+    @field_validator("advance", mode="before")
+    @classmethod
+    def _advance_now(cls, value: object) -> object:
+        return "now" if isinstance(value, str) and value.strip().lower() == "now" else value
 
 
 class WithdrawIn(BaseModel):
@@ -493,15 +506,23 @@ def publish(
     scheduled release again reschedules it. Publishing twice sends once; with an
     ``Idempotency-Key`` a repeat also answers as the first did."""
     at = body.at if body is not None else None
+    asked = body.advance if body is not None else None
 
     def act() -> tuple[int, dict[str, Any]]:
-        actions.publish(settings, queue.get(), release_id, at, by=who.actor, with_versions=along)
+        early = datetime.now(UTC) if asked == "now" else asked
+        actions.publish(
+            settings, queue.get(), release_id, at, by=who.actor, with_versions=along,
+            advance=early,
+        )  # fmt: skip
         return 200, out(settings, release_id)
 
     along = body.with_versions if body is not None else False
-    # Without with_versions, the same bytes as before it existed: keys recorded then still match.
-    left_out = None if along else {"with_versions"}
-    canonical = (body or PublishIn()).model_dump_json(exclude=left_out).encode()
+    # Without the fields added since, the same bytes as before they existed: keys recorded
+    # then still match.
+    left_out = {"with_versions"} if not along else set()
+    if asked is None:
+        left_out.add("advance")
+    canonical = (body or PublishIn()).model_dump_json(exclude=left_out or None).encode()
     return once(settings, token_of(who), key, request, canonical, act)
 
 
