@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from distributor import actions
-from distributor.audience.accreditation import Decision, ask, decide
+from distributor.audience.accreditation import Decision, ask, decide, set_lift_notice
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import ReleaseInputError
@@ -356,3 +356,91 @@ def test_the_api_schedules_advance_copies_and_reports_them(
         send_all(settings, release.id)
         seen = client.get(f"/api/releases/{release.id}", headers=auth).json()
     assert seen["counts"]["advance"]["sent"] == 1 and seen["counts"]["sent"] == 1
+
+
+class BusyQueue(CountingQueue):
+    """A broker with tasks waiting."""
+
+    def waiting(self) -> int:
+        return 1
+
+
+def send_notices(settings: Settings, release_id: int) -> None:
+    while sending.send_correction_notices(settings, release_id).claimed:
+        pass
+
+
+def subjects(settings: Settings, rcpt: str) -> list[str]:
+    return [" ".join(str(m["Subject"]).split()) for m in outbox(settings, rcpt)]
+
+
+def advance_sent(settings: Settings, lift: datetime) -> tuple[int, CountingQueue]:
+    """A release scheduled for ``lift`` whose advance copy reached Ann (and Fay, accredited,
+    English, climate, who did not ask for the lift line; Ann did)."""
+    add_subscribers(settings, [("fay@example.com", "Fay", "en", "climate")])
+    accredit(settings, "fay@example.com")
+    with session_scope(settings) as session:
+        set_lift_notice(session, ids(settings)[ANN], True)
+    release_id, queue = scheduled_with_advance(settings, lift)
+    distribute_advance(settings, queue, release_id)  # type: ignore[arg-type]
+    send_all(settings, release_id)
+    assert sorted(m["To"].addresses[0].addr_spec for m in outbox(settings)) == [
+        ANN,
+        "fay@example.com",
+    ]
+    return release_id, queue
+
+
+def test_a_moved_embargo_is_told_to_the_advance_recipients_only(newsroom: Settings) -> None:
+    settings = newsroom
+    lift = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    release_id, queue = advance_sent(settings, lift)
+    later = lift + timedelta(days=1)
+    actions.publish(settings, queue, release_id, later, by="cli:test")  # type: ignore[arg-type]
+    assert queue.tasks("send_correction_notices") == [(release_id,)]
+    send_notices(settings, release_id)
+    when = embargo_time(later, "en", settings.zone)
+    for rcpt in (ANN, "fay@example.com"):
+        assert subjects(settings, rcpt)[1] == "Embargo changed: Agency signs agreement"
+        [_, notice] = outbox(settings, rcpt)
+        said = " ".join(text_of(notice).split())
+        assert f"it now lifts on {when}." in said
+        assert notice["In-Reply-To"] == outbox(settings, rcpt)[0]["Message-ID"]
+    assert outbox(settings, BOB) == []  # he was sent nothing: nothing to tell him
+    # Postponed (a draft again): told too, once more.
+    actions.unschedule(settings, release_id, "cli:test", queue)  # type: ignore[arg-type]
+    send_notices(settings, release_id)
+    [_, _, postponed] = outbox(settings, ANN)
+    assert "The publication of this release is postponed." in " ".join(text_of(postponed).split())
+
+
+def test_withdrawn_before_the_lift_the_advance_recipients_are_told_without_asking(
+    newsroom: Settings,
+) -> None:
+    settings = newsroom
+    release_id, queue = advance_sent(settings, datetime.now(UTC) + timedelta(hours=2))
+    done = actions.withdraw(settings, queue, release_id, "cli:test", reason="Figures wrong")  # type: ignore[arg-type]
+    assert done.notices == 2  # no --notify: they hold a copy of something withdrawn
+    send_notices(settings, release_id)
+    assert subjects(settings, ANN)[1] == "Withdrawn: Agency signs agreement"
+    assert "Figures wrong" in text_of(outbox(settings, ANN)[1])
+
+
+def test_at_the_lift_those_who_asked_get_one_line_and_the_others_nothing_more(
+    newsroom: Settings,
+) -> None:
+    settings = newsroom
+    lift = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+    release_id, _ = advance_sent(settings, lift)
+    queue = BusyQueue()  # tasks wait in it: the sweep's repair of lost wake-ups stands by
+    report = sweep(settings, queue, lift)  # type: ignore[arg-type]
+    assert report.published == [release_id]
+    assert queue.tasks("send_correction_notices") == [(release_id,)]  # woken at once
+    send_notices(settings, release_id)
+    sending.distribute_release(settings, queue, release_id)  # type: ignore[arg-type]
+    send_all(settings, release_id)
+    assert subjects(settings, ANN)[1:] == ["Embargo lifted: Agency signs agreement"]
+    lifted = " ".join(text_of(outbox(settings, ANN)[1]).split())
+    assert f"lifted on {embargo_time(lift, 'en', settings.zone)}: it is public now." in lifted
+    assert len(outbox(settings, "fay@example.com")) == 1  # her copy, nothing more
+    assert subjects(settings, BOB) == ["Agency signs agreement"]

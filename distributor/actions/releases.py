@@ -155,6 +155,7 @@ def publish(
     with session_scope(settings) as session:
         release = _publish_one(session, settings, release_id, at, by, now, advance)
         changed = [release]
+        told: dict[int, int] = {}
         if with_versions is not False:
             together = release.scheduled_at if release.state == ReleaseState.SCHEDULED else None
             for version in _chosen(session, release, with_versions):
@@ -166,9 +167,14 @@ def publish(
                     # Same error, same field, the version named: "release 7 (fr): …"
                     exc.args = (f"release {version.id} ({version.language}): {exc}",)
                     raise
+        for one in changed:
+            if one.embargo_moved_at == now:  # moved: its advance copies' recipients are told
+                told[one.id] = notices.plan(session, one, kind=NoticeKind.EMBARGO_MOVED)
     published = [r.id for r in changed if r.state == ReleaseState.PUBLISHED]
     for published_id in published:
         queue.send("distribute_release", published_id)
+    for moved_id, planned in told.items():
+        _wake_notices(settings, queue, moved_id, planned)
     for early in changed:
         if early.advance_at is not None and early.advance_at <= utcnow():
             queue.send("distribute_advance", early.id)  # planned once, however often woken
@@ -252,15 +258,29 @@ def approve(settings: Settings, release_id: int, by: str) -> Release:
     return release
 
 
-def unschedule(settings: Settings, release_id: int, by: str) -> Release:
+def unschedule(
+    settings: Settings, release_id: int, by: str, queue: TaskQueue | None = None
+) -> Release:
     """Cancel a scheduled publication, recorded as done by ``by``: the release is a draft
     again, and its advance copies not sent yet are cancelled (those sent stay the
-    recipients' one copy). Returns it; raises Conflict unless it was scheduled
+    recipients' one copy; they are told it is postponed, woken through ``queue``, or a
+    queue of its own). Returns it; raises Conflict unless it was scheduled
     (``lifecycle.unschedule``)."""
+    now = utcnow()
     with session_scope(settings) as session:
-        release = lifecycle.unschedule(session, release_id)
+        release = lifecycle.unschedule(session, release_id, now)
         cancel_release(session, release_id, "not sent: the release was unscheduled")
+        told = 0
+        if release.embargo_moved_at == now:  # postponed: advance recipients are told
+            told = notices.plan(session, release, kind=NoticeKind.EMBARGO_MOVED)
         audit.record(session, by, "unschedule", f"release {release_id}")
+    if told:
+        own = queue or TaskQueue(settings)
+        try:
+            _wake_notices(settings, own, release_id, told)
+        finally:
+            if queue is None:
+                own.close()
     return release
 
 
@@ -324,12 +344,15 @@ def withdraw(
     enqueued to send them. Returns how many deliveries were cancelled and notices planned."""
     planned = 0
     with session_scope(settings) as session:
+        before = lifecycle.get_release(session, release_id)
+        # Withdrawn before it was public: those who got an advance copy are told at once.
+        early = before.state != ReleaseState.PUBLISHED and before.advance_planned_at is not None
         release = lifecycle.withdraw(session, release_id, by, reason=reason)
         cancelled = cancel_release(
             session, release_id, f"release withdrawn by {release.withdrawn_by}"
         )
         notices.cancel_unwanted(session, release_id)  # its correction notices too
-        if notify:
+        if notify or early:
             planned = notices.plan(session, release, kind=NoticeKind.WITHDRAWAL)
         details: dict[str, object] = {"cancelled": cancelled}
         if notify:  # as before the withdrawal notice when not asked for one

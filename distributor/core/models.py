@@ -285,6 +285,9 @@ class Release(Base):
     # release before it is public (None: none are sent), and when their rows were planned.
     advance_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     advance_planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When its time to go public last changed after advance copies went out (rescheduled,
+    # unscheduled, published early): their recipients are told (an "embargo-moved" notice).
+    embargo_moved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The two-person rule (releases/approval.py): who last changed its text, and who
     # approved it since (empty: not approved); asked for by ``approval_requested_by``.
     last_edited_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
@@ -365,6 +368,10 @@ class Delivery(OutboxRow, Base):
 class NoticeKind(enum.StrEnum):
     CORRECTION = "correction"  # the release was corrected (releases correct --notify)
     WITHDRAWAL = "withdrawal"  # the release was withdrawn (releases withdraw --notify)
+    # To the recipients of its embargoed advance copies (outbox/advance.py): its time to go
+    # public changed (later, earlier, postponed), or it went public (if they chose to know).
+    EMBARGO_MOVED = "embargo-moved"
+    EMBARGO_LIFTED = "embargo-lifted"
 
 
 class CorrectionNotice(OutboxRow, Base):

@@ -1,7 +1,8 @@
 """Notices about a release sent earlier: a short email telling those who received it that
 it was corrected (``releases correct --notify``) or withdrawn (``releases withdraw
---notify``), with a link to its page. Sent only when asked, and only to subscribers whose
-delivery of the release was sent and who are still confirmed.
+--notify``), with a link to its page; and telling those who received its embargoed advance
+copy that its embargo moved (always) or lifted (if they chose to know). Sent only to
+subscribers whose delivery of the release was sent and who are still confirmed.
 
 The ledger works as the delivery ledger does (:mod:`distributor.outbox.ledger`): one row per
 (release, subscriber, kind, change), unique, so planning twice plans nothing twice; workers
@@ -44,6 +45,7 @@ from distributor.core.models import (
 )
 from distributor.mail.compose import RenderedRelease
 from distributor.mail.correction import render_notice
+from distributor.mail.embargo import render_embargo_lifted, render_embargo_moved
 from distributor.mail.withdrawal import render_withdrawal
 from distributor.office.identity import identity
 from distributor.outbox.ledger import (
@@ -61,28 +63,48 @@ NOT_WANTED = "not sent: subscriber no longer confirmed, release changed state, o
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of notice: its notices go out while the release is in ``state``; ``change``
-    is the time of the change a notice is about (None: there was none); ``render`` its
-    email, for the change made at a time."""
+    """One kind of notice: its notices go out while the release is in one of ``states``;
+    ``change`` is the time of the change a notice is about (None: there was none);
+    ``render`` its email, for the change made at a time; ``recipients`` (SQL on the sent
+    delivery ``d``) which of those who received the release are told."""
 
-    state: ReleaseState
+    states: tuple[ReleaseState, ...]
     change: Callable[[Release], datetime | None]
     render: Callable[[Release, Settings, Identity, datetime], RenderedRelease]
+    recipients: str = "true"
 
+
+# Those who received an embargoed advance copy; and, of them, those who asked to be told
+# when an embargo lifts (their accreditation's choice, read when the notice is planned).
+ADVANCE_COPIES = "d.advance"
+LIFT_WANTED = (
+    "d.advance AND EXISTS (SELECT 1 FROM accreditations a "
+    "WHERE a.subscriber_id = d.subscriber_id AND a.lift_notice)"
+)
 
 KINDS: dict[str, Kind] = {
-    NoticeKind.CORRECTION: Kind(ReleaseState.PUBLISHED, lambda r: r.corrected_at, render_notice),
+    NoticeKind.CORRECTION: Kind((ReleaseState.PUBLISHED,), lambda r: r.corrected_at, render_notice),
     NoticeKind.WITHDRAWAL: Kind(
-        ReleaseState.WITHDRAWN, lambda r: r.withdrawn_at, render_withdrawal
+        (ReleaseState.WITHDRAWN,), lambda r: r.withdrawn_at, render_withdrawal
+    ),
+    # Moved later or earlier (scheduled), postponed (a draft again), or published early.
+    NoticeKind.EMBARGO_MOVED: Kind(
+        (ReleaseState.SCHEDULED, ReleaseState.DRAFT, ReleaseState.PUBLISHED),
+        lambda r: r.embargo_moved_at,
+        render_embargo_moved,
+        ADVANCE_COPIES,
+    ),
+    NoticeKind.EMBARGO_LIFTED: Kind(
+        (ReleaseState.PUBLISHED,), lambda r: r.published_at, render_embargo_lifted, LIFT_WANTED
     ),
 }
 
 
 def _release_as_kind_wants() -> ColumnElement[bool]:
-    # A notice may go out only while its release is in its kind's state.
+    # A notice may go out only while its release is in one of its kind's states.
     return or_(
         *(
-            and_(CorrectionNotice.kind == name, Release.state == kind.state)
+            and_(CorrectionNotice.kind == name, Release.state.in_(kind.states))
             for name, kind in KINDS.items()
         )
     )
@@ -117,7 +139,7 @@ def plan(session: Session, release: Release, kind: str = NoticeKind.CORRECTION) 
         )
     )
     stmt = text(
-        """
+        f"""
         INSERT INTO correction_notices
             (release_id, subscriber_id, delivery_id, kind, corrected_at, status, attempts,
              next_attempt_at, last_error, created_at)
@@ -125,6 +147,7 @@ def plan(session: Session, release: Release, kind: str = NoticeKind.CORRECTION) 
                '', :now
         FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
         WHERE d.release_id = :release_id AND d.status = 'sent' AND s.status = 'confirmed'
+          AND ({KINDS[kind].recipients})
         ON CONFLICT (release_id, subscriber_id, kind, corrected_at) DO NOTHING
         """
     ).bindparams(bindparam("now", type_=UTCDateTime), bindparam("corrected_at", type_=UTCDateTime))
@@ -199,7 +222,7 @@ def cancel_unwanted(session: Session, release_id: int) -> int:
             CorrectionNotice.status.in_(OPEN_STATUSES),
         )
         reason = f"release {release_state}"
-        if release_state == kind.state:
+        if release_state in kind.states:
             query = query.where(CorrectionNotice.subscriber_id.in_(gone))
             reason = "subscriber no longer confirmed"
         result = session.execute(

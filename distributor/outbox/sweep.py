@@ -20,7 +20,7 @@ from distributor.audience.subscription import (
 from distributor.core import audit, heartbeat, idempotency
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.models import Release, ReleaseState
+from distributor.core.models import NoticeKind, Release, ReleaseState
 from distributor.core.queue import TaskQueue
 from distributor.outbox import confirmations, invitations, notices
 from distributor.outbox.advance import distribute_advance
@@ -69,8 +69,12 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
         # was down is published at once, and its accredited readers get the public email.
         early = advance_due(session, now)
         report.published = publish_due(session, now)
+        lifted: dict[int, int] = {}
         for release_id in report.published:
             audit.record(session, audit.SCHEDULER, "publish", f"release {release_id}")
+            release = session.get_one(Release, release_id)
+            if release.advance_planned_at is not None:  # "embargo lifted", to those who chose it
+                lifted[release_id] = notices.plan(session, release, NoticeKind.EMBARGO_LIFTED)
         unplanned = session.scalars(
             select(Release.id).where(
                 Release.state == ReleaseState.PUBLISHED, Release.planned_at.is_(None)
@@ -89,6 +93,9 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
         distribute_advance(settings, queue, release_id, now)
     for release_id in report.planned:
         distribute_release(settings, queue, release_id)
+    for release_id, count in lifted.items():
+        for _ in range(math.ceil(count / settings.batch_size)):
+            queue.send("send_correction_notices", release_id)
     if report.published:
         queue.send("regenerate_site")
     try:

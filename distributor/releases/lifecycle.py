@@ -342,6 +342,9 @@ def mark_published(
             f"{release.embargo_at.isoformat()}; choose a later time or change the embargo"
         )
     when = max(d for d in (at, release.embargo_at, now) if d is not None)
+    told = release.state == ReleaseState.SCHEDULED and release.advance_planned_at is not None
+    if told and (when <= now or when != release.scheduled_at):
+        release.embargo_moved_at = now  # the advance copies' recipients are to be told
     if when > now:
         release.state = ReleaseState.SCHEDULED
         release.scheduled_at = when
@@ -437,9 +440,9 @@ def unsent_versions(session: Session, release: Release) -> list[Release]:
 
 
 def unschedule(session: Session, release_id: int, now: datetime | None = None) -> Release:
-    """Cancel a scheduled publication: the release goes back to draft, nothing was or will
-    be sent. Raises Conflict unless it is scheduled (a published release is withdrawn
-    instead)."""
+    """Cancel a scheduled publication: the release goes back to draft, nothing more will be
+    sent (advance copies sent stay sent: their recipients are to be told, ``embargo_moved_at``).
+    Raises Conflict unless it is scheduled (a published release is withdrawn instead)."""
     release = get_release(session, release_id)
     if release.state != ReleaseState.SCHEDULED:
         raise Conflict(f"release {release_id} is {release.state}, not scheduled")
@@ -447,6 +450,8 @@ def unschedule(session: Session, release_id: int, now: datetime | None = None) -
     release.scheduled_at = None
     if release.advance_planned_at is None:
         release.advance_at = None  # a time for a schedule that no longer exists
+    else:
+        release.embargo_moved_at = now or utcnow()  # postponed: their recipients are told
     release.updated_at = now or utcnow()
     return release
 

@@ -23,6 +23,7 @@ def upgrade() -> None:
     # Plain added columns with defaults: no table is rebuilt (deliveries can be large).
     op.add_column('releases', sa.Column('advance_at', sa.DateTime(), nullable=True))
     op.add_column('releases', sa.Column('advance_planned_at', sa.DateTime(), nullable=True))
+    op.add_column('releases', sa.Column('embargo_moved_at', sa.DateTime(), nullable=True))
     op.add_column('deliveries', sa.Column('advance', sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
@@ -30,5 +31,6 @@ def downgrade() -> None:
     with op.batch_alter_table('deliveries') as batch:
         batch.drop_column('advance')
     with op.batch_alter_table('releases') as batch:
+        batch.drop_column('embargo_moved_at')
         batch.drop_column('advance_planned_at')
         batch.drop_column('advance_at')
