@@ -43,10 +43,12 @@ from distributor.releases.lifecycle import publish_due
 from distributor.reporting.status import release_status
 from distributor.site import builder
 from distributor.web import create_app
+from tests.clients import logged_in_as
 from tests.helpers import (
     CountingQueue,
     add_subscribers,
     add_topics,
+    csrf_of,
     make_release,
     new_token,
     outbox,
@@ -444,3 +446,34 @@ def test_at_the_lift_those_who_asked_get_one_line_and_the_others_nothing_more(
     assert f"lifted on {embargo_time(lift, 'en', settings.zone)}: it is public now." in lifted
     assert len(outbox(settings, "fay@example.com")) == 1  # her copy, nothing more
     assert subjects(settings, BOB) == ["Agency signs agreement"]
+
+
+def test_the_workspace_schedules_advance_copies_and_says_when_they_go(
+    newsroom: Settings, redis_url: str
+) -> None:
+    settings = newsroom.model_copy(update={"broker_url": redis_url})
+    release = make_release(settings)
+    lift = (datetime.now(UTC) + timedelta(days=2)).astimezone(settings.zone)
+    early = lift - timedelta(days=1)
+    with logged_in_as(settings, "pub@example.org", "publisher") as client:
+        page = client.get(f"/admin/releases/{release.id}")
+        assert "Embargoed advance copies to accredited journalists" in page.text
+        form = {"at": f"{lift:%Y-%m-%dT%H:%M}", "csrf": csrf_of(page.text)}
+        missing = client.post(
+            f"/admin/releases/{release.id}/publish", data={**form, "advance": "at"}
+        )
+        assert missing.status_code == 422
+        assert "advance copies' time: '' is not a date and time" in html.unescape(missing.text)
+        done = client.post(
+            f"/admin/releases/{release.id}/publish",
+            data={**form, "advance": "at", "advance_at": f"{early:%Y-%m-%dT%H:%M}",
+                  "csrf": csrf_of(missing.text)},
+        )  # fmt: skip
+        assert done.status_code == 200, done.text
+        said = html.unescape(done.text)
+        assert "Embargoed advance copies to accredited journalists:" in said
+        assert 'id="advance-planned"' in done.text
+    with session_scope(settings) as session:
+        stored = session.get_one(Release, release.id)
+        assert stored.state == "scheduled"
+        assert stored.advance_at == early.replace(second=0, microsecond=0)

@@ -392,6 +392,10 @@ class Dashboard:
         self.env.filters["local"] = pass_context(
             lambda context, moment: local_time(moment, self.zone, context.get("lang", "en"))
         )
+        # A time as a datetime-local field holds it, in the press office's zone.
+        self.env.filters["local_input"] = lambda moment: (
+            f"{moment.astimezone(self.zone):%Y-%m-%dT%H:%M}"
+        )
         self.env.filters["person"] = person
         self.env.filters["fill"] = fill
         self.assets: dict[str, tuple[str, str]] = {}
@@ -925,16 +929,25 @@ def publish(
     queue: AppQueue,
     at: Annotated[str, Form()] = "",
     version: Annotated[list[int], Form()] = [],  # noqa: B006 (FastAPI copies a default)
+    advance: Annotated[str, Form(max_length=10)] = "",
+    advance_at: Annotated[str, Form(max_length=40)] = "",
     csrf: Csrf = "",
 ) -> Response:
     """Publish the release now, or schedule it at the form's local time, with the unsent
-    language versions ticked (``version``: their ids); back to its page."""
+    language versions ticked (``version``: their ids), and its embargoed advance copies
+    (``advance``: "" none, "now", or "at" ``advance_at``); back to its page."""
     dash.check_csrf(request, csrf)
     try:
         when = parse_local(at, dash.zone) if at.strip() else None
+        early = None
+        if advance == "now":
+            early = datetime.now(UTC)
+        elif advance == "at":
+            early = parse_local(advance_at, dash.zone, "advance copies' time")
         release = actions.publish(
-            dash.settings, queue.get(), release_id, when, by=admin.actor, with_versions=version
-        )
+            dash.settings, queue.get(), release_id, when, by=admin.actor, with_versions=version,
+            advance=early,
+        )  # fmt: skip
     except DistributorError as exc:
         return dash.failed(request, admin, release_id, exc)
     return after(release_id, "published" if release.state == "published" else "scheduled")
