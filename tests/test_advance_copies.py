@@ -9,7 +9,10 @@ recipients no second copy."""
 from __future__ import annotations
 
 import html
+import os
 import re
+import signal
+import time
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -477,3 +480,55 @@ def test_the_workspace_schedules_advance_copies_and_says_when_they_go(
         stored = session.get_one(Release, release.id)
         assert stored.state == "scheduled"
         assert stored.advance_at == early.replace(second=0, microsecond=0)
+
+
+def test_a_worker_killed_mid_advance_send_loses_none_and_the_lift_adds_none(
+    sqlite_settings: Settings, smtp_server: SMTPServer, redis_url: str, tmp_path: Path
+) -> None:
+    """Exactly once under a kill, as every send of the ledger: the worker is killed (SIGKILL,
+    parent and children) while the advance copies go out; another finishes them; at the lift
+    the public send adds nobody who had one."""
+    live = sqlite_settings.model_copy(
+        update={"broker_url": redis_url, "smtp_url": smtp_server.url,
+                "lease_seconds": 5, "batch_size": 50}
+    )  # fmt: skip
+    add_topics(live, "climate")
+    journalists = [f"j{i:03}@example.com" for i in range(300)]
+    readers = [f"r{i:03}@example.com" for i in range(100)]
+    add_subscribers(live, [(e, "", "en", "climate") for e in journalists + readers])
+    accredit(live, *journalists)
+    release = make_release(live)
+    lift = datetime.now(UTC) + timedelta(hours=1)
+
+    def slow(_address: str) -> None:
+        time.sleep(0.01)  # ~100 messages/s per connection: the kill lands mid-send
+        return None
+
+    smtp_server.handler.rcpt_reply = slow  # type: ignore[assignment]
+    queue = TaskQueue(live)
+    with running_worker(live, tmp_path / "first") as worker:
+        actions.publish(live, queue, release.id, lift, by="cli:test", advance=datetime.now(UTC))
+        wait_until(lambda: len(smtp_server.handler.messages) >= 40, 60, "sending to start")
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    assert len(smtp_server.handler.by_rcpt()) < len(journalists)
+    with running_worker(live, tmp_path / "second"):
+
+        def drained() -> bool:
+            queue.send("sweep")
+            with session_scope(live) as session:
+                return release_status(session, release.id).open == 0
+
+        wait_until(drained, 90, "the sweep to finish the advance copies after the kill")
+    queue.close()
+    early = smtp_server.handler.by_rcpt()
+    assert set(early) == set(journalists)  # lost: none; and nobody else before the lift
+    assert len([r for r, copies in early.items() if len(copies) > 1]) <= 2  # one per process
+    before = {r: len(copies) for r, copies in early.items()}
+    smtp_server.handler.rcpt_reply = lambda _address: None  # type: ignore[assignment]
+    sweep(live, CountingQueue(), lift)  # type: ignore[arg-type]
+    sending.distribute_release(live, CountingQueue(), release.id)  # type: ignore[arg-type]
+    send_all(live, release.id)
+    after = smtp_server.handler.by_rcpt()
+    assert {r: len(after[r]) for r in journalists} == before  # not one more at the lift
+    assert {r: len(after[r]) for r in readers} == dict.fromkeys(readers, 1)
