@@ -529,6 +529,9 @@ RUN: dict[str, Step] = {
     "distributor releases preview 2 --out preview": Step(preview_written),
     "distributor releases test 2 --to a@example.org,b@example.org": Step(sent_as_tests),
     f"distributor releases publish 2 --at {SCHEDULED}": Step(scheduled),
+    f"distributor releases publish 2 --at {SCHEDULED} --advance now": Step(
+        has(r"^release 2 scheduled for ", r"^advance copies to accredited journalists: ")
+    ),
     "distributor releases unschedule 2": Step(has(r"^release 2 is a draft again; nothing was")),
     "distributor releases publish 2 --at now": Step(sent_in_french),
     "distributor releases status 1 --watch": Step(
@@ -547,6 +550,13 @@ RUN: dict[str, Step] = {
     "distributor bounces ingest /var/mail/bounces": Step(bounce_recorded, before=bounce_waiting),
     "distributor subscribers export --email ann@example.com": Step(
         has(r'"email": "ann@example.com"', r'"topics": \[\s*"climate"')
+    ),
+    'distributor subscribers accredit ann@example.com --outlet "The Daily" --role '
+    '"Science editor"': Step(
+        has(r"^granted: ann@example.com \(Science editor, The Daily\) receives embargoed ")
+    ),
+    "distributor subscribers accreditations": Step(
+        has(r"^email\tstatus\toutlet\trole\t", r"^ann@example.com\tgranted\tThe Daily\tScience")
     ),
     "distributor subscribers erase --email ann@example.com": Step(
         has(r"^erased ann@example.com: subscriber 1, 1 topic subscription\(s\), 1 delivery")
