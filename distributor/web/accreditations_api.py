@@ -11,7 +11,7 @@ audience (``Can.AUDIENCE``); each decision is in the audit trail with the token'
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from distributor import actions
@@ -24,20 +24,17 @@ from distributor.audience.accreditation import (
 )
 from distributor.core.db import session_scope
 from distributor.core.models import AccreditationStatus, SubscriberStatus
-from distributor.core.roles import Caller, Can
+from distributor.web import api as subscribers_api
 from distributor.web.apibase import (
-    MAX_ID,
     PRINTABLE,
     conflict,
     error_responses,
     not_found,
-    token_dependency,
 )
 from distributor.web.deps import AppSettings
-from distributor.web.rights import requiring
 
-SCOPE = "subscribers"
-SubscriberId = Annotated[int, Path(ge=1, le=MAX_ID)]
+SCOPE = subscribers_api.SCOPE
+SubscriberId = subscribers_api.SubscriberId
 
 
 class AccreditationOut(BaseModel):
@@ -87,14 +84,13 @@ def _out(found: AccreditationView) -> AccreditationOut:
     )
 
 
-token_caller = token_dependency(SCOPE)
-manager = requiring(token_caller, Can.AUDIENCE)
-Manager = Annotated[Caller, Depends(manager)]
+# The subscribers' token and right, checked for the whole router as for theirs.
 router = APIRouter(
     tags=["subscribers"],
     responses=error_responses(SCOPE),
-    dependencies=[Depends(token_caller), Depends(manager)],
+    dependencies=[Depends(subscribers_api.token_caller), Depends(subscribers_api.manager)],
 )
+Manager = subscribers_api.Manager
 
 
 @router.get("/accreditations", summary="Journalists' embargo access")
