@@ -24,6 +24,12 @@ def corrected_text(**kwargs: str) -> str:
     return release_text(title=title, **kwargs).replace("A second paragraph", "A fixed paragraph")
 
 
+def send_all(settings: Settings, release_id: int) -> None:
+    """Send every due row of the release as workers do: ``send_batch`` until none is left."""
+    while sending.send_batch(settings, release_id).claimed:
+        pass
+
+
 def send_release(settings: Settings, release_id: int) -> None:
     """Publish the release and send all of it, in this process."""
     queue = CountingQueue()

@@ -4,6 +4,7 @@ port, a form's CSRF token, API tokens, the tasks waiting in the queue, leases ru
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import re
@@ -145,6 +146,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def shown(page: str) -> str:
+    """A page's main text as a reader sees it: tags dropped, entities decoded, runs of ASCII
+    white space made one space (a French no-break space is kept: it is part of the text)."""
+    main = page.split('<main id="main">', 1)[1].split("</main>", 1)[0]
+    return re.sub(r"[ \n\t\r]+", " ", html.unescape(re.sub(r"<[^>]+>", " ", main)))
 
 
 def csrf_of(html: str) -> str:

@@ -6,7 +6,6 @@ is refused in a few words and changes nothing; an erasure takes the accreditatio
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterator
 
@@ -29,7 +28,14 @@ from distributor.core.models import (
 from distributor.core.urls import preferences_url
 from distributor.web import create_app
 from tests.clients import logged_in_as
-from tests.helpers import add_subscribers, add_topics, csrf_of, empty_queue_and_limits, new_token
+from tests.helpers import (
+    add_subscribers,
+    add_topics,
+    csrf_of,
+    empty_queue_and_limits,
+    new_token,
+    shown,
+)
 from tests.processes import invoke_cli
 
 ANN, BOB = "ann@example.com", "bob@example.com"
@@ -40,13 +46,6 @@ def subscriber_id(settings: Settings, email: str) -> int:
         found = session.scalar(select(Subscriber.id).where(Subscriber.email == email))
     assert found is not None
     return found
-
-
-def shown(page: str) -> str:
-    """The text of the page's main part, tags and runs of spaces out."""
-    main = page.split("<main", 1)[1].split("</main>", 1)[0]
-    # Runs of ASCII white space only: a French no-break space is part of what is shown.
-    return re.sub(r"[ \t\r\n]+", " ", html.unescape(re.sub(r"<[^>]+>", " ", main)))
 
 
 @pytest.fixture

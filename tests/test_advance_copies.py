@@ -47,6 +47,7 @@ from distributor.reporting.status import release_status
 from distributor.site import builder
 from distributor.web import create_app
 from tests.clients import logged_in_as
+from tests.corrections import html_part, send_all, text_part
 from tests.helpers import (
     CountingQueue,
     add_subscribers,
@@ -100,21 +101,8 @@ def newsroom(settings: Settings) -> Settings:
     return settings
 
 
-def send_all(settings: Settings, release_id: int) -> None:
-    while sending.send_batch(settings, release_id).claimed:
-        pass
-
-
-def text_of(message: EmailMessage) -> str:
-    part = message.get_body(("plain",))
-    assert part is not None
-    return part.get_content().replace("\r\n", "\n")
-
-
-def html_of(message: EmailMessage) -> str:
-    part = message.get_body(("html",))
-    assert part is not None
-    return part.get_content()
+def text_lines(message: EmailMessage) -> str:
+    return text_part(message).replace("\r\n", "\n")
 
 
 def scheduled_with_advance(settings: Settings, lift: datetime) -> tuple[int, CountingQueue]:
@@ -141,11 +129,11 @@ def test_the_accredited_get_it_first_marked_and_everyone_else_at_the_lift_once(
     when = embargo_time(lift, "en", settings.zone)
     assert re.fullmatch(r"\w+day \d+ \w+ \d{4}, \d\d:\d\d CES?T \(UTC\+0[12]:00\)", when), when
     assert str(copy["Subject"]) == f"EMBARGOED until {when}: Agency signs agreement"
-    text = text_of(copy)
+    text = text_lines(copy)
     assert text.startswith(f"EMBARGOED until {when}\n")
     assert "not to be published, broadcast or posted before then" in " ".join(text.split())
     people = ids(settings)
-    links = set(re.findall(r'href="([^"]+)"', html_of(copy)))
+    links = set(re.findall(r'href="([^"]+)"', html_part(copy)))
     [own] = [link for link in links if "/advance/" in link]  # "read online": hers alone
     token, about = own.removeprefix(f"{settings.site_url}/advance/").split("/")
     assert read_link(settings, Purpose.ADVANCE, token).id == people[ANN]
@@ -166,7 +154,7 @@ def test_the_accredited_get_it_first_marked_and_everyone_else_at_the_lift_once(
     assert received == [ANN, BOB]  # Ann once, before; Bob once, now
     [public] = outbox(settings, BOB)
     assert str(public["Subject"]) == "Agency signs agreement"
-    assert "EMBARGOED" not in text_of(public)
+    assert "EMBARGOED" not in text_lines(public)
     with session_scope(settings) as session:
         rows = session.execute(select(Delivery.subscriber_id, Delivery.advance))
         assert sorted(rows) == sorted([(people[ANN], True), (people[BOB], False)])
@@ -408,7 +396,7 @@ def test_a_moved_embargo_is_told_to_the_advance_recipients_only(newsroom: Settin
     for rcpt in (ANN, "fay@example.com"):
         assert subjects(settings, rcpt)[1] == "Embargo changed: Agency signs agreement"
         [_, notice] = outbox(settings, rcpt)
-        said = " ".join(text_of(notice).split())
+        said = " ".join(text_lines(notice).split())
         assert f"it now lifts on {when}." in said
         assert notice["In-Reply-To"] == outbox(settings, rcpt)[0]["Message-ID"]
     assert outbox(settings, BOB) == []  # he was sent nothing: nothing to tell him
@@ -416,7 +404,9 @@ def test_a_moved_embargo_is_told_to_the_advance_recipients_only(newsroom: Settin
     actions.unschedule(settings, release_id, "cli:test", queue)  # type: ignore[arg-type]
     send_notices(settings, release_id)
     [_, _, postponed] = outbox(settings, ANN)
-    assert "The publication of this release is postponed." in " ".join(text_of(postponed).split())
+    assert "The publication of this release is postponed." in " ".join(
+        text_lines(postponed).split()
+    )
 
 
 def test_withdrawn_before_the_lift_the_advance_recipients_are_told_without_asking(
@@ -428,7 +418,7 @@ def test_withdrawn_before_the_lift_the_advance_recipients_are_told_without_askin
     assert done.notices == 2  # no --notify: they hold a copy of something withdrawn
     send_notices(settings, release_id)
     assert subjects(settings, ANN)[1] == "Withdrawn: Agency signs agreement"
-    assert "Figures wrong" in text_of(outbox(settings, ANN)[1])
+    assert "Figures wrong" in text_lines(outbox(settings, ANN)[1])
 
 
 def test_at_the_lift_those_who_asked_get_one_line_and_the_others_nothing_more(
@@ -445,7 +435,7 @@ def test_at_the_lift_those_who_asked_get_one_line_and_the_others_nothing_more(
     sending.distribute_release(settings, queue, release_id)  # type: ignore[arg-type]
     send_all(settings, release_id)
     assert subjects(settings, ANN)[1:] == ["Embargo lifted: Agency signs agreement"]
-    lifted = " ".join(text_of(outbox(settings, ANN)[1]).split())
+    lifted = " ".join(text_lines(outbox(settings, ANN)[1]).split())
     assert f"lifted on {embargo_time(lift, 'en', settings.zone)}: it is public now." in lifted
     assert len(outbox(settings, "fay@example.com")) == 1  # her copy, nothing more
     assert subjects(settings, BOB) == ["Agency signs agreement"]

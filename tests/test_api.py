@@ -347,6 +347,7 @@ def test_openapi_describes_the_api_only(api: Api) -> None:
         "/api/subscribers",
         "/api/subscribers.csv",
         "/api/subscribers/{subscriber_id}",
+        "/api/subscribers/{subscriber_id}/accreditation",
         "/api/subscribers/{subscriber_id}/unsubscribe",
     ]
     assert all(p.startswith("/api/") for p in schema["paths"])  # no public page, no /admin

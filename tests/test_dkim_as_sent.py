@@ -24,6 +24,7 @@ from distributor.core.queue import TaskQueue
 from distributor.mail.dkim import Signer, load_signer
 from distributor.outbox import sending
 from distributor.releases.source import parse_release
+from tests.corrections import send_all
 from tests.dkim_keys import dns_for, write_key
 from tests.helpers import CountingQueue, add_topics, make_release, published, release_text
 from tests.processes import run_cli, running_worker, wait_until
@@ -83,12 +84,6 @@ def assert_verifies(received: Received, signer: Signer) -> EmailMessage:
     forged = received.data.replace(subject, subject + b"Re: ", 1)
     assert not dkim.verify(forged, dnsfunc=dns_for(signer))
     return parsed
-
-
-def send_all(settings: Settings, release_id: int) -> None:
-    """Send every due row of the release as workers do: ``send_batch`` until none is left."""
-    while sending.send_batch(settings, release_id).claimed:
-        pass
 
 
 def test_release_emails_as_sent_verify(signing: Settings, smtp_server: SMTPServer) -> None:

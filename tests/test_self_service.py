@@ -27,6 +27,7 @@ from tests.helpers import (
     empty_queue_and_limits,
     outbox,
     queued_confirmations,
+    shown,
     subscribe,
 )
 from tests.subscription_requests import confirm_path, run_confirmations
@@ -67,12 +68,6 @@ def preferences_of(settings: Settings, url: str) -> Link:
     prefix = f"{settings.site_url}/preferences/"
     assert url.startswith(prefix), url
     return read_link(settings, Purpose.PREFERENCES, url.removeprefix(prefix))
-
-
-def shown(page: str) -> str:
-    """The page's main text, tags dropped and spaces collapsed (no-break ones kept)."""
-    main = page.split('<main id="main">', 1)[1].split("</main>", 1)[0]
-    return re.sub(r"[ \n\t]+", " ", html.unescape(re.sub(r"<[^>]+>", " ", main)))
 
 
 def title_of(page: str) -> str:

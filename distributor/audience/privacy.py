@@ -219,7 +219,7 @@ def erase_person(session: Session, settings: Settings, email: str) -> None:
     # Core deletes, and the ORM object forgotten: deleting it through the session as well
     # would try to delete its subscription rows a second time.
     session.execute(delete(Delivery).where(Delivery.subscriber_id == sub_id))
-    session.execute(delete(Accreditation).where(Accreditation.subscriber_id == sub_id))
+    # Their accreditation goes by its foreign key (ON DELETE CASCADE), with the subscriber.
     session.execute(delete(subscriptions).where(subscriptions.c.subscriber_id == sub_id))
     session.execute(delete(Subscriber).where(Subscriber.id == sub_id))
     loaded = session.get(Subscriber, sub_id)
