@@ -522,3 +522,70 @@ def test_a_worker_killed_mid_advance_send_loses_none_and_the_lift_adds_none(
     after = smtp_server.handler.by_rcpt()
     assert {r: len(after[r]) for r in journalists} == before  # not one more at the lift
     assert {r: len(after[r]) for r in readers} == dict.fromkeys(readers, 1)
+
+
+def test_embargo_end_to_end_over_smtp_with_every_public_url_fetched(
+    settings: Settings, smtp_server: SMTPServer
+) -> None:
+    """Two accredited and three ordinary subscribers, a real SMTP server, the real pages:
+    the advance copies go out two hours before the lift (T − 2 h), marked; every public URL
+    of the site, fetched a second before T, shows no trace of the release; at T the three
+    others get it and the two accredited nothing more. Then another release withdrawn before
+    its lift tells the two accredited only."""
+    live = settings.model_copy(update={"smtp_url": smtp_server.url})
+    add_topics(live, "climate")
+    accredited, ordinary = (
+        ["a1@example.com", "a2@example.com"],
+        [f"o{i}@example.com" for i in range(3)],
+    )
+    add_subscribers(live, [(e, "", "en", "climate") for e in accredited + ordinary])
+    accredit(live, *accredited)
+    now = datetime.now(UTC).replace(microsecond=0)
+    lift, early = now + timedelta(hours=3), now + timedelta(hours=1)
+    release = make_release(live)
+    queue = CountingQueue()
+    actions.publish(live, queue, release.id, lift, by="cli:test", advance=early)  # type: ignore[arg-type]
+    assert sweep(live, queue, early - timedelta(seconds=1)).advance == []  # type: ignore[arg-type]
+    assert sweep(live, queue, early).advance == [release.id]  # type: ignore[arg-type]
+    send_all(live, release.id)
+    received = smtp_server.handler.by_rcpt()
+    assert sorted(received) == accredited
+    for rcpt in accredited:
+        [copy] = received[rcpt]
+        assert copy.parsed()["Subject"].startswith("EMBARGOED until ")
+    # A second before the lift: every file of the public site, fetched, names it nowhere.
+    sweep(live, queue, lift - timedelta(seconds=1))  # type: ignore[arg-type]
+    builder.regenerate_site(live)
+    served = live.public_dir.rglob("*")  # the builder's own dotfiles are not served
+    files = [p for p in served if p.is_file() and not p.name.startswith(".")]
+    assert len(files) > 5
+    with TestClient(create_app(live)) as client:
+        for path in files:
+            url = "/" + path.relative_to(live.public_dir).as_posix().removesuffix("index.html")
+            answer = client.get(url)
+            assert answer.status_code == 200, url
+            assert "Agency signs agreement" not in answer.text, url
+            assert "agency-signs-agreement" not in answer.text, url
+    assert sorted(smtp_server.handler.by_rcpt()) == accredited
+    # At T: the others, once each; the accredited, nothing more.
+    sweep(live, queue, lift)  # type: ignore[arg-type]
+    sending.distribute_release(live, queue, release.id)  # type: ignore[arg-type]
+    send_all(live, release.id)
+    counts_now = {r: len(c) for r, c in smtp_server.handler.by_rcpt().items()}
+    assert counts_now == dict.fromkeys(accredited + ordinary, 1)
+
+    # Withdrawn before its lift: the accredited are told, nobody else.
+    other = make_release(live, slug="second", title="Second release")
+    actions.publish(  # type: ignore[arg-type]
+        live, queue, other.id, datetime.now(UTC) + timedelta(hours=3), by="cli:test",
+        advance=datetime.now(UTC),
+    )  # fmt: skip
+    distribute_advance(live, queue, other.id)  # type: ignore[arg-type]
+    send_all(live, other.id)
+    actions.withdraw(live, queue, other.id, "cli:test", reason="Not ready")  # type: ignore[arg-type]
+    send_notices(live, other.id)
+    withdrawn = {
+        m.rcpt for m in smtp_server.handler.messages
+        if m.parsed()["Subject"].startswith("Withdrawn: Second release")
+    }  # fmt: skip
+    assert withdrawn == set(accredited)
