@@ -17,9 +17,9 @@ from distributor.audience.subscribers import unsubscribe
 from distributor.core import audit
 from distributor.core.config import Settings
 from distributor.core.db import get_engine, session_scope
+from distributor.core.formats import written_date
 from distributor.core.models import CorrectionNotice, Delivery, Release, Subscriber, utcnow
 from distributor.core.tokens import Purpose, read_link
-from distributor.mail.labels import format_date
 from distributor.outbox import notices, sending
 from distributor.outbox import sweep as outbox_sweep
 from distributor.releases.lifecycle import create_release
@@ -103,12 +103,12 @@ def test_notify_tells_each_who_received_it_once_in_their_language(
         text = text_part(message)
         if message.rcpt == "fra@example.com":
             assert parsed["Subject"] == "Rectificatif : L'Agence signe un accord (corrigé)"
-            assert f"Ce communiqué a été corrigé le {format_date(day, 'fr')}." in text
+            assert f"Ce communiqué a été corrigé le {written_date(day, 'fr')}." in text
             assert "https://news.example.org/releases/accord-agence" in text
             assert parsed["Content-Language"] == "fr"
         else:
             assert parsed["Subject"] == "Correction: Agency signs agreement (corrected)"
-            assert f"This release was corrected on {format_date(day, 'en')}." in text
+            assert f"This release was corrected on {written_date(day, 'en')}." in text
             assert "https://news.example.org/releases/agency-signs-agreement" in text
             assert "Jane Doe" in text  # the press contacts
         html = parsed.get_body(preferencelist=("html",))

@@ -12,8 +12,8 @@ import pytest
 
 from distributor.core.config import Settings, load_settings
 from distributor.core.errors import ConfigError, ReleaseInputError, SubscriberInputError
+from distributor.core.formats import written_date
 from distributor.mail.compose import Recipient, RenderedRelease, render_release
-from distributor.mail.labels import format_date
 from distributor.mail.render import wrap_text
 from distributor.office.identity import environment_identity
 from tests.helpers import TEST_SECRET_KEY
@@ -317,10 +317,10 @@ def test_wrap_text_keeps_markdown_structure() -> None:
 
 def test_dates_per_language() -> None:
     day = datetime(2026, 11, 20).date()
-    assert format_date(day, "en") == "20 November 2026"
-    assert format_date(day, "fr") == "20 novembre 2026"
-    assert format_date(day.replace(day=1), "fr-CA") == "1er novembre 2026"
-    assert format_date(day, "de") == "20 November 2026"
+    assert written_date(day, "en") == "20 November 2026"
+    assert written_date(day, "fr") == "20 novembre 2026"
+    assert written_date(day.replace(day=1), "fr-CA") == "1er novembre 2026"
+    assert written_date(day, "de") == "20 November 2026"
 
 
 def test_a_template_without_unsubscribe_link_is_refused(
@@ -338,3 +338,17 @@ def test_a_template_without_unsubscribe_link_is_refused(
     settings = mail_settings.model_copy(update={"templates_dir": tmp_path / "templates"})
     with pytest.raises(ConfigError, match=r"release\.html has no unsubscribe link"):
         render_release(french_release(), settings, environment_identity(settings))
+
+
+def test_the_email_dates_a_release_on_the_offices_day_as_its_page_does(
+    mail_settings: Settings,
+) -> None:
+    """A release dated 00:30 in Paris is the 21st there and the 20th in UTC: the email says
+    the 21st, in the same words as the page ("21 November 2026", "21 novembre 2026")."""
+    paris = mail_settings.model_copy(update={"timezone": "Europe/Paris"})
+    for lang, day in (("en", "21 November 2026"), ("fr", "21 novembre 2026")):
+        release = french_release(language=lang)
+        release.date = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+        rendered = render_release(release, paris, environment_identity(paris))
+        text, html = parts(parse_email(rendered.message_for(recipient(paris, 1))))
+        assert day in text and day in html, lang

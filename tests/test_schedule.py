@@ -146,7 +146,7 @@ def test_page_dates_are_the_press_office_day(sqlite_settings: Settings) -> None:
         mark_published(session, release.id)
     build_site(sqlite_settings)
     page = (sqlite_settings.public_dir / "releases/agency-signs-agreement.html").read_text()
-    assert "November 20, 2026" in page  # in UTC it is still the 19th
+    assert "20 November 2026" in page  # in UTC it is still the 19th
     with pytest.raises(ValueError, match="DISTRIBUTOR_TIMEZONE"):
         load_settings(timezone="Mars/Olympus")
 

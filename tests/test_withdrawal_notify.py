@@ -20,9 +20,9 @@ from distributor.audience.subscribers import unsubscribe
 from distributor.core import audit
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
+from distributor.core.formats import written_date
 from distributor.core.models import CorrectionNotice, NoticeKind, Release, Subscriber
 from distributor.core.queue import QUEUE
-from distributor.mail.labels import format_date
 from distributor.outbox import notices, sending
 from distributor.outbox import sweep as outbox_sweep
 from distributor.releases.lifecycle import create_release
@@ -116,7 +116,7 @@ def test_notify_tells_each_who_received_it_once_in_their_language_with_the_reaso
             assert "https://news.example.org/releases/accord-agence" in text
         else:
             assert parsed["Subject"] == SUBJECT
-            assert f"This release was withdrawn on {format_date(day, 'en')}." in text
+            assert f"This release was withdrawn on {written_date(day, 'en')}." in text
             assert f"Reason: {REASON_EN}" in text
             assert REASON_EN in html and "Reason:" in html
             assert "https://news.example.org/releases/agency-signs-agreement" in text

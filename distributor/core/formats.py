@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_datetime
+from babel.dates import format_datetime
 from babel.numbers import format_decimal
 
 from distributor.core.i18n import gettext_for, primary
@@ -49,17 +49,34 @@ def _locale(lang: str) -> Locale:
         return Locale.parse("en")
 
 
-@lru_cache(maxsize=4096)
-def _long_date(day: date, lang: str) -> str:
-    return format_date(day, format="long", locale=_locale(lang))
+# The months as each language writes them in a date; a language not here is written in English.
+MONTHS: dict[str, tuple[str, ...]] = {
+    "en": tuple(
+        """January February March April May June July August September October November
+        December""".split()
+    ),
+    "fr": tuple(
+        """janvier février mars avril mai juin juillet août septembre octobre novembre
+        décembre""".split()
+    ),
+}
+
+
+def written_date(day: date, lang: str) -> str:
+    """``day`` written out in ``lang``, the one form of a date everywhere (pages, feeds'
+    pages, emails): "20 November 2026", "20 novembre 2026", "1er mai 2026" (French writes
+    the first of the month as an ordinal). Unknown languages get the English form."""
+    code = primary(lang)
+    month = MONTHS.get(code, MONTHS["en"])[day.month - 1]
+    number = "1er" if code == "fr" and day.day == 1 else str(day.day)
+    return f"{number} {month} {day.year}"
 
 
 def long_date(moment: datetime, lang: str, zone: tzinfo = UTC) -> str:
     """The day of ``moment`` in ``zone`` (the press office's: a release at 00:30 in Paris
-    is dated that day, not the day before in UTC) written out in ``lang``: "November 20,
-    2026", "20 novembre 2026"; an unknown language gets English."""
-    # Cached: a listing prints fifty dates, most of them on a handful of days.
-    return _long_date(moment.astimezone(zone).date(), lang)
+    is dated that day, not the day before in UTC) written out in ``lang``
+    (:func:`written_date`)."""
+    return written_date(moment.astimezone(zone).date(), lang)
 
 
 def embargo_time(moment: datetime, lang: str, zone: tzinfo = UTC) -> str:

@@ -1,6 +1,6 @@
 """Every word the release email prints by itself, named in one place (translated through
 the gettext catalogs); and dates written the way each language writes them
-("20 November 2026", "20 novembre 2026").
+("20 November 2026", "20 novembre 2026"), as the pages write them (``core.formats``).
 
 An unknown language falls back to English, label by label.
 """
@@ -8,9 +8,8 @@ An unknown language falls back to English, label by label.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
 
-from distributor.core.i18n import gettext_for, primary
+from distributor.core.i18n import gettext_for
 
 NBSP = "\u00a0"  # French puts a no-break space before ":" so it never starts a line
 
@@ -37,31 +36,9 @@ LABELS: dict[str, str] = {
     "broadcast or posted before then, in any form. The link below is yours alone.",
 }
 
-MONTHS: dict[str, tuple[str, ...]] = {
-    "en": tuple(
-        """January February March April May June July August September October November
-        December""".split()
-    ),
-    "fr": tuple(
-        """janvier février mars avril mai juin juillet août septembre octobre novembre
-        décembre""".split()
-    ),
-}
-
 
 def labels_for(lang: str) -> Mapping[str, str]:
     """The labels in ``lang`` (``fr``, ``fr-CA``, ``en``…), from its gettext catalog; a
     label the catalog lacks stays in English."""
     translate = gettext_for(lang)
     return {key: translate(text) for key, text in LABELS.items()}
-
-
-def format_date(day: date, lang: str) -> str:
-    """``day`` written out in ``lang``: "20 November 2026", "20 novembre 2026", "1er mai 2026".
-
-    Unknown languages get the English form.
-    """
-    code = primary(lang)
-    month = MONTHS.get(code, MONTHS["en"])[day.month - 1]
-    number = "1er" if code == "fr" and day.day == 1 else str(day.day)
-    return f"{number} {month} {day.year}"

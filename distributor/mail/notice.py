@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from distributor.core.config import Settings
+from distributor.core.formats import long_date
 from distributor.core.i18n import gettext_for
 from distributor.core.identity import Identity
 from distributor.core.models import Release
 from distributor.mail.compose import Recipient, RenderedRelease
-from distributor.mail.labels import format_date
 from distributor.mail.render import context, render_pair
 
 
@@ -55,7 +55,7 @@ def render_notice_email(
     values, ``_`` in the release's language, ``subject``, ``on`` (the day of the change in
     the press office's time zone, written out) and ``values``. Raises
     :class:`ConfigError` when a template lacks the unsubscribe or preferences link."""
-    day = format_date(at.astimezone(settings.zone).date(), release.language)
+    day = long_date(at, release.language, settings.zone)
 
     def render(unsubscribe: str, preferences: str) -> tuple[str, str]:
         every = context(release, settings, identity, unsubscribe, preferences)

@@ -19,12 +19,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from distributor.core.config import Settings
-from distributor.core.formats import file_details
+from distributor.core.formats import file_details, long_date
 from distributor.core.identity import Identity
 from distributor.core.models import Release
 from distributor.core.sanitize import absolute_urls, parse_markdown
 from distributor.core.urls import absolute_link, mailto_href, release_url, tel_href
-from distributor.mail.labels import format_date, labels_for
+from distributor.mail.labels import labels_for
 
 TEXT_WIDTH = 76
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
@@ -254,7 +254,8 @@ def context(
         "site_url": settings.site_url,
         "title": " ".join(release.title.split()),
         "dateline": release.dateline,
-        "date": format_date(release.date.date(), release.language),
+        # The day in the press office's zone, as the release's page dates it.
+        "date": long_date(release.date, release.language, settings.zone),
         "lead": release.lead,
         "body_html": Markup(absolute_urls(release.body_html, settings.site_url)),  # noqa: S704 - sanitised on the way in
         "body_text": _plain_markdown(release.body_text, settings.site_url),
