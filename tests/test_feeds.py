@@ -91,7 +91,7 @@ def test_every_feed_is_written_and_describes_itself(settings: Settings) -> None:
     for lang, topic, title in [
         ("en", None, "Press Office"),
         ("en", "climate", "Press Office — Climate"),
-        ("fr", "space", "Press Office — Espace"),
+        ("fr", "space", "Service de presse — Espace"),  # the default name, translated
     ]:
         for fmt in FORMATS:
             feed = parse(settings, lang, fmt, topic).feed
@@ -314,7 +314,7 @@ def test_only_published_releases_in_the_feeds_language(settings: Settings) -> No
         assert titles(parse(settings, "en", fmt, "climate")) == ["Release 1"]
         french = parse(settings, "fr", fmt, "climate")
         assert french.feed.language == "fr"
-        assert french.feed.title == "Press Office — Climat"
+        assert french.feed.title == "Service de presse — Climat"
         assert titles(french) == ["Communiqué 5"]
 
 

@@ -73,7 +73,7 @@ def test_leave_and_come_back_in_a_real_browser(served: tuple[Settings, str], lan
         visit(page, unsubscribe_url(settings, sub.id, sub.link_nonce))
         page.get_by_role("button", name=_("Unsubscribe")).click()
         page.get_by_role("heading", name=_("You are unsubscribed")).wait_for()
-        assert page.title() == f"{_('You are unsubscribed')} — Press Office"
+        assert page.title() == f"{_('You are unsubscribed')} — {_('Press Office')}"
         checked_at_both_widths(page, "unsubscribed")
         assert subscriber_row(settings, PEOPLE[lang]).status == SubscriberStatus.UNSUBSCRIBED
         page.get_by_role("link", name=_("Subscribe again")).click()
@@ -138,7 +138,7 @@ def test_the_confirmation_email_fits_a_phone_with_a_title_and_a_button(
         [email] = outbox(settings, address)
         link = settings.site_url + confirm_path(settings, email)
         page.set_content(html_part(email))
-        assert page.title() == f"{_('Confirm your subscription')} — Press Office"
+        assert page.title() == f"{_('Confirm your subscription')} — {_('Press Office')}"
         sideways = page.evaluate(
             "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # The office's identity (core/identity.py): a value set here wins over the settings
     # page's (office/identity.py), which shows it read-only. ORGANISATION is the name in the
     # default (first) language; ORGANISATION_NAMES a JSON object of the others' names.
-    organisation: str = "Press Office"
+    organisation: str = identity.DEFAULT_ORGANISATION
     organisation_names: dict[str, str] = Field(default_factory=dict)
     logo_file: Path | None = None
     accent_colour: str | None = None

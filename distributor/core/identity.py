@@ -17,8 +17,12 @@ from urllib.parse import urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from distributor.core.errors import InputError
+from distributor.core.i18n import gettext_for
 from distributor.core.sanitize import line_problem
 
+# The name an office that never gave its own goes by: translated in each language it is
+# shown in (Identity.name), as every other fixed label.
+DEFAULT_ORGANISATION: Final = "Press Office"
 DEFAULT_ACCENT: Final = "#1c3d6e"  # the masthead's navy before there was a settings page
 MAX_NAME: Final = 200
 MAX_POSTAL: Final = 400  # characters: an address of a few lines
@@ -64,8 +68,12 @@ class Identity:
 
     def name(self, lang: str) -> str:
         """The organisation's name in ``lang``, or in the default language when it has none
-        in ``lang``."""
-        return dict(self.names).get(lang) or self.organisation
+        in ``lang``; the default name, never set by the office, translated."""
+        if (own := dict(self.names).get(lang)) is not None and own:
+            return own
+        if self.organisation == DEFAULT_ORGANISATION:
+            return gettext_for(lang)(DEFAULT_ORGANISATION)
+        return self.organisation
 
     @property
     def postal_lines(self) -> list[str]:
