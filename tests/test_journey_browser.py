@@ -141,7 +141,7 @@ def test_subscribe_confirm_receive_and_leave_in_a_real_browser(
         visit(page, base + "/")
         assert page.locator("link[rel=alternate]").count() >= 2  # feed autodiscovery
         shoot(page, "01-index")
-        page.get_by_role("main").get_by_role("link", name="Subscribe").first.click()
+        page.get_by_role("banner").get_by_role("link", name="Subscribe by email").click()
         page.wait_for_url(base + "/subscribe*")
         assert page.locator("h1").inner_text() == "Subscribe to our press releases"
 
