@@ -9,7 +9,7 @@ absolute, from ``settings.site_url``; never from a request.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -153,12 +153,7 @@ class Newsroom:
         older = listing_url(s, lang, topic, listing.older) if listing.older is not None else None
         # Another language's archive numbers count other releases: switch to its live page.
         others = [code for code in s.languages if code != lang]
-        alternates: list[tuple[str, str]] = []
-        if live:
-            alternates = [(code, listing_url(s, code, topic)) for code in s.languages]
-            if topic is None:
-                # The canonical URL of "/", which serves this same page to everyone.
-                alternates.append(("x-default", listing_url(s, s.languages[0])))
+        alternates = listing_alternates(s, topic) if live else []
         return self.render(
             "listing.html",
             lang,
@@ -200,18 +195,12 @@ class Newsroom:
             (t for t in translations if t.slug != release.slug),
             key=lambda t: (order.get(t.language, len(order)), t.language, t.slug),
         )
-        # One version per language for the switch and the hreflang alternates (a language
-        # given twice would void them); the visible list shows every version.
-        by_lang: dict[str, Release] = {}
-        for version in versions:
-            if version.language != lang:
-                by_lang.setdefault(version.language, version)
-        alternates: list[tuple[str, str]] = []
-        if by_lang:
-            alternates = [(lang, release_url(s, release.slug))]
-            alternates += [(t.language, release_url(s, t.slug)) for t in by_lang.values()]
+        # One version per language for the switch and the hreflang alternates; the visible
+        # list shows every version.
+        by_lang = language_versions(s, lang, release.slug, [(t.language, t.slug) for t in versions])
+        alternates = release_alternates(s, lang, release.slug, by_lang)
         switch = [
-            (code, release_url(s, by_lang[code].slug) if code in by_lang else listing_url(s, code))
+            (code, release_url(s, by_lang[code]) if code in by_lang else listing_url(s, code))
             for code in s.languages
             if code != lang
         ]
@@ -264,6 +253,42 @@ class Newsroom:
 
     def _site_lang(self, lang: str) -> str:
         return lang if lang in self.settings.languages else self.settings.languages[0]
+
+
+def listing_alternates(settings: Settings, topic: str | None) -> list[tuple[str, str]]:
+    """The hreflang alternates of a live listing, as (hreflang, URL): the same listing (all
+    topics, or ``topic``) in every configured language; for all topics also ``x-default``,
+    the first language's (the canonical URL of "/", which serves that page to everyone)."""
+    alternates = [(code, listing_url(settings, code, topic)) for code in settings.languages]
+    if topic is None:
+        alternates.append(("x-default", listing_url(settings, settings.languages[0])))
+    return alternates
+
+
+def language_versions(
+    settings: Settings, lang: str, slug: str, versions: Iterable[tuple[str, str]]
+) -> dict[str, str]:
+    """Language → slug: for each language but ``lang``, the one version of the release
+    ``slug`` its page links to, among ``versions`` (language, slug), the first in the order
+    the page lists them (configured languages first, then by language and slug). One per
+    language: a language given twice would void the hreflang alternates."""
+    order = {code: index for index, code in enumerate(settings.languages)}
+    chosen: dict[str, str] = {}
+    for code, other in sorted(versions, key=lambda v: (order.get(v[0], len(order)), *v)):
+        if other != slug and code != lang:
+            chosen.setdefault(code, other)
+    return chosen
+
+
+def release_alternates(
+    settings: Settings, lang: str, slug: str, versions: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """The hreflang alternates of the release ``slug`` in ``lang``, as (hreflang, URL): itself
+    and its ``versions`` (``language_versions``); none when it has no other version."""
+    if not versions:
+        return []
+    alternates = [(lang, release_url(settings, slug))]
+    return alternates + [(code, release_url(settings, other)) for code, other in versions.items()]
 
 
 def _printable(value: Any) -> Any:
