@@ -9,11 +9,14 @@ absolute, from ``settings.site_url``; never from a request.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from babel import Locale
+from babel.core import get_global
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 
@@ -37,6 +40,9 @@ from distributor.core.urls import (
 
 # Each language named in itself, so a reader finds their own in the switch.
 LANGUAGE_NAMES: dict[str, str] = {"en": "English", "fr": "Français"}
+
+# Link previews (Open Graph, Twitter cards) show about this much of a description.
+SHARE_TEXT_LIMIT = 200
 
 FEED_LABELS: dict[FeedFormat, str] = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
 FEED_MEDIA_TYPES: dict[FeedFormat, str] = {
@@ -154,13 +160,15 @@ class Newsroom:
         # Another language's archive numbers count other releases: switch to its live page.
         others = [code for code in s.languages if code != lang]
         alternates = listing_alternates(s, topic) if live else []
+        canonical = listing_url(s, lang, topic, listing.archive)
         return self.render(
             "listing.html",
             lang,
             listing=listing,
             heading=" — ".join(parts),
-            canonical=listing_url(s, lang, topic, listing.archive),
+            canonical=canonical,
             alternates=alternates,
+            share=self._listing_share(lang, " — ".join(parts), canonical),
             language_links=[(code, listing_url(s, code, topic)) for code in others],
             feeds=self.feed_groups(lang, listing.topic),
             newer_url=newer,
@@ -215,10 +223,56 @@ class Newsroom:
             canonical="" if preview else release_url(s, release.slug),
             alternates=[] if preview else alternates,
             language_links=[] if preview else switch,
+            share=[] if preview else self._release_share(release, identity, list(by_lang)),
             preview=preview,
             embargo=embargo,
             noindex=preview,
         )
+
+    def _release_share(
+        self, release: Release, identity: Identity | None, other_languages: Sequence[str]
+    ) -> list[tuple[str, str]]:
+        """The Open Graph and Twitter card tags of a public release page, as (property,
+        content): its title, lead (plain text, trimmed), permanent URL, the office's name in
+        its language, its locale and its language versions' locales, and its lead image
+        (the first it shows) with its alt text; a large-image card when there is an image."""
+        lang = release.language
+        tags = [
+            ("og:type", "article"),
+            ("og:title", release.title),
+            ("og:url", release_url(self.settings, release.slug)),
+            ("og:site_name", (identity or self.identity).name(lang)),
+            ("og:locale", og_locale(lang)),
+        ]
+        tags += [("og:locale:alternate", og_locale(code)) for code in other_languages]
+        description = share_text(release.lead)
+        if description:
+            tags.append(("og:description", description))
+        image = next((i for i in release.images if self.absolute(i.get("src") or "")), None)
+        if image is None:
+            return [*tags, ("twitter:card", "summary")]
+        tags.append(("og:image", self.absolute(image["src"])))
+        width, height = image.get("width"), image.get("height")
+        if isinstance(width, int) and isinstance(height, int):
+            tags += [("og:image:width", str(width)), ("og:image:height", str(height))]
+        alt = share_text(image.get("alt") or "")
+        if alt:
+            tags.append(("og:image:alt", alt))
+        tags.append(("twitter:card", "summary_large_image"))
+        if alt:
+            tags.append(("twitter:image:alt", alt))
+        return tags
+
+    def _listing_share(self, lang: str, title: str, url: str) -> list[tuple[str, str]]:
+        """The Open Graph tags of a listing page, as (property, content): its heading, its
+        canonical URL, the office's name and the page's locale."""
+        return [
+            ("og:type", "website"),
+            ("og:title", title),
+            ("og:url", url),
+            ("og:site_name", self.identity.name(lang)),
+            ("og:locale", og_locale(lang)),
+        ]
 
     def feed_groups(self, lang: str, topic: Topic | None = None) -> tuple[FeedGroup, ...]:
         """The feeds a page in ``lang`` announces: the topic's first, then the language's."""
@@ -289,6 +343,29 @@ def release_alternates(
         return []
     alternates = [(lang, release_url(settings, slug))]
     return alternates + [(code, release_url(settings, other)) for code, other in versions.items()]
+
+
+@functools.cache
+def og_locale(lang: str) -> str:
+    """The Open Graph locale (``language_TERRITORY``) of a page in ``lang``: its most likely
+    territory by CLDR (``en`` → ``en_US``, ``fr`` → ``fr_FR``); the code itself when CLDR
+    knows none."""
+    likely = get_global("likely_subtags").get(lang)
+    if not likely:
+        return lang
+    locale = Locale.parse(likely)
+    return f"{locale.language}_{locale.territory}" if locale.territory else locale.language
+
+
+def share_text(text: str, limit: int = SHARE_TEXT_LIMIT) -> str:
+    """``text`` as a one-line description for a link preview: white space collapsed, cut
+    at the last word that fits in ``limit`` characters (with "…") when longer."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > 0 else cut).rstrip(" ,;:.") + "…"
 
 
 def _printable(value: Any) -> Any:
