@@ -16,7 +16,7 @@ from distributor.office.identity import environment_identity
 from distributor.site.newsroom import Newsroom, og_locale, share_text
 from distributor.web import create_app
 from tests.helpers import TEST_SECRET_KEY, make_release, published_site
-from tests.test_newsroom import CLIMATE, listing, release
+from tests.page_samples import CLIMATE, listing, release
 
 SITE = "https://news.example.org"
 
