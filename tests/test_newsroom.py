@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,14 @@ from distributor.core.config import Settings, load_settings
 from distributor.core.db import session_scope
 from distributor.core.formats import file_details
 from distributor.core.i18n import LOCALE_DIR, gettext_for
-from distributor.core.models import Release, Topic
+from distributor.core.models import Topic
 from distributor.core.sanitize import markdown_to_html
 from distributor.office.identity import environment_identity
 from distributor.site import newsroom as site_newsroom
 from distributor.site.newsroom import Listing, Newsroom
 from distributor.web.pages import Pages
 from tests.helpers import TEST_SECRET_KEY, add_topics, make_release
+from tests.page_samples import CLIMATE, SPACE, TOPICS, listing, release
 
 SITE = "https://news.example.org"
 NBSP = "\u00a0"
@@ -43,42 +43,6 @@ def bare_settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def newsroom(bare_settings: Settings) -> Newsroom:
     return Newsroom(bare_settings, environment_identity(bare_settings))
-
-
-CLIMATE = Topic(slug="climate", names={"en": "Climate", "fr": "Climat"})
-SPACE = Topic(slug="space", names={"en": "Space", "fr": "Espace"})
-TOPICS = [CLIMATE, SPACE]
-
-
-def release(slug: str = "agreement", lang: str = "en", **fields: Any) -> Release:
-    """A detached release, as the builder gets them from the database."""
-    values: dict[str, Any] = {
-        "slug": slug,
-        "title": "Agency signs agreement",
-        "language": lang,
-        "dateline": "PARIS",
-        "lead": "The Agency today signed an agreement.",
-        "body_html": markdown_to_html("A second paragraph with a [link](/releases/other)."),
-        "body_text": "",
-        "date": datetime(2026, 11, 20, 8, 0, tzinfo=UTC),
-        "contacts": [{"name": "Jane Doe", "role": "Press officer",
-                      "phone": "+33 1 00 00 00 00", "email": "press@example.org"}],
-        "images": [{"src": "/media/signing.jpg", "alt": "The signing ceremony",
-                    "credit": "Photo: A. Photographer", "href": "/media/signing-hires.jpg",
-                    "type": "image/jpeg", "length": 4_200_000}],
-        "attachments": [{"href": "/media/backgrounder.pdf", "title": "Backgrounder",
-                         "type": "application/pdf", "length": 1_234_567}],
-        "topics": [SPACE, CLIMATE],
-    }  # fmt: skip
-    values.update(fields)
-    return Release(**values)
-
-
-def listing(lang: str = "en", **fields: Any) -> Listing:
-    values: dict[str, Any] = {"topic": None, "topics": TOPICS, "releases": [release()],
-                              "archive": None, "older": None, "newer": None}  # fmt: skip
-    values.update(fields)
-    return Listing(lang=lang, **values)
 
 
 class _Balance(HTMLParser):

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from distributor.core.urls import MEDIA_TYPES
 from distributor.web.headers import static_page_headers
 from tests.nginx_conf import RunningNginx, running_nginx
 
@@ -46,6 +47,9 @@ FILES = {
     "feeds/en/releases.json": b'{"version": "https://jsonfeed.org/version/1.1", "items": []}',
     "feeds/en/topics/climate.atom": ATOM,
     "feeds/fr/releases.atom": ATOM,
+    "sitemap.xml": b'<?xml version="1.0"?><urlset/>\n',
+    "robots.txt": b"User-agent: *\nDisallow: /admin/\n",
+    "favicon.ico": b"\x00\x00\x01\x00 the bytes of an icon",
     ".manifest.json": b'{"feeds/en/releases.atom": "a fingerprint"}',  # the build's own
     "feeds/en/.releases.atom.4242.0f0f0f0f.tmp": b"half-written",
 }
@@ -231,6 +235,19 @@ def test_feeds_and_images_get_no_page_policy(client: httpx.Client) -> None:
         assert (
             "x-frame-options" not in r.headers and r.headers["x-content-type-options"] == "nosniff"
         )
+
+
+@pytest.mark.parametrize("path", ["/sitemap.xml", "/robots.txt", "/favicon.ico"])
+def test_the_sitemap_robots_and_icon_have_the_types_the_app_gives(
+    client: httpx.Client, path: str
+) -> None:
+    r = client.get(path)
+    assert r.status_code == 200 and r.content == FILES[path[1:]]
+    suffix = path[path.rindex(".") :]
+    assert r.headers["content-type"] == MEDIA_TYPES[suffix]
+    assert r.headers["cache-control"] == "public, max-age=300"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in r.headers
 
 
 def test_the_root_goes_to_the_app_with_the_browser_language(client: httpx.Client) -> None:

@@ -57,7 +57,7 @@ def test_a_publish_among_many_touches_only_its_pages_and_feeds(settings: Setting
 
     assert set(report.written) == {
         "releases/en-release-121.html", "index.html", "en/index.html",
-        "en/topics/climate/index.html",
+        "en/topics/climate/index.html", "sitemap.xml",
         *(urls.feed_relpath("en", fmt, topic) for fmt in urls.FEED_FORMATS
           for topic in (None, "climate")),
     }  # fmt: skip

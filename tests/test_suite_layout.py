@@ -27,7 +27,7 @@ UNRELATED_SAME_NAMES = {
     "mail_samples.parse_email)",
     "parsed": "test_newsroom: an HTML page, checked; test_smtputf8: a received message",
     "reader": "three different Recipients (deliverability, DKIM and media samples)",
-    "release": "test_fuzz_releases: release text; test_newsroom: a detached Release",
+    "release": "test_fuzz_releases: release text; page_samples: a detached Release",
     "Served": "test_request_bodies: a server's port and pid (its memory); "
     "test_oversized_bodies: its URL, a poster and counters",
     "run_confirmations": "test_api: through Api's queue; test_subscribe_web: concurrently",

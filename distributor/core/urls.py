@@ -18,6 +18,9 @@ MEDIA_TYPES: dict[str, str] = {
     ".rss": "application/rss+xml; charset=utf-8",
     ".atom": "application/atom+xml; charset=utf-8",
     ".json": "application/feed+json; charset=utf-8",
+    ".xml": "application/xml; charset=utf-8",  # sitemap.xml
+    ".txt": "text/plain; charset=utf-8",  # robots.txt
+    ".ico": "image/x-icon",  # favicon.ico, as nginx names it
 }
 
 # The static site, below ``public/`` and below the site root (the files are what nginx or a
@@ -30,6 +33,7 @@ MEDIA_TYPES: dict[str, str] = {
 #                                       (releases/SLUG.gone.html once withdrawn: 410 Gone)
 #   /feeds/en/releases.rss|atom|json    the live feeds (also feeds/en/topics/SLUG.*)
 #   /feeds/en/archive/3.atom            RFC 5005 archive pages (also per topic)
+#   /sitemap.xml, /robots.txt, /favicon.ico   for crawlers and browsers (site.discovery)
 # Archive pages are numbered from the oldest (1 holds the oldest ``feed_size`` releases),
 # so a page, once full, keeps its number and content when newer releases arrive.
 

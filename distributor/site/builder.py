@@ -48,6 +48,7 @@ from distributor.core.identity import Identity
 from distributor.core.models import Release, ReleaseState, Topic, release_topics
 from distributor.core.queue import TaskQueue
 from distributor.office.identity import identity
+from distributor.site import discovery
 from distributor.site.feeds import FeedPage, ItemCache, render_feed
 from distributor.site.newsroom import Listing, Newsroom
 
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the code that renders pages or feeds changes what it writes: every output's
 # fingerprint includes it (templates are fingerprinted by their content).
-RENDER_VERSION = "6"
+RENDER_VERSION = "7"
 MANIFEST = ".manifest.json"
 LOAD_CHUNK = 500
 
@@ -108,7 +109,7 @@ class BuildReport:
 class _Output:
     relpath: str
     fingerprint: str
-    kind: str  # "release", "gone", "listing", "root", "feed"
+    kind: str  # "release", "gone", "listing", "root", "feed", "sitemap", "robots", "favicon"
     args: Any
     release_ids: tuple[int, ...]
     feed_url: str | None = None  # set for live feeds
@@ -249,7 +250,23 @@ def _plan(
             outputs.extend(
                 _listing_outputs(build, settings, lang, topic, chosen, keys, size, empty_date)
             )
-    return outputs
+    return outputs + _discovery_outputs(build, rows, keys, usable)
+
+
+def _discovery_outputs(
+    build: str, rows: list[_Row], keys: dict[int, str], topics: list[Topic]
+) -> list[_Output]:
+    """The sitemap (of the releases that have a page, and the topics' listings), robots.txt
+    and the icon; see ``discovery``."""
+    listed = sorted((r for r in rows if _safe_segment(r.slug)), key=lambda r: r.id)
+    topic_slugs = tuple((t.id, t.slug) for t in topics)
+    sitemap_fp = _hash(build, "sitemap", str(topic_slugs), *(keys[r.id] for r in listed))
+    icon = hashlib.sha256(discovery.favicon()).hexdigest()
+    return [
+        _Output(discovery.SITEMAP_RELPATH, sitemap_fp, "sitemap", (listed, topic_slugs), ()),
+        _Output(discovery.ROBOTS_RELPATH, _hash(build, "robots"), "robots", None, ()),
+        _Output(discovery.FAVICON_RELPATH, _hash("favicon", icon), "favicon", None, ()),
+    ]
 
 
 def _empty_date(
@@ -386,6 +403,12 @@ def _render_all(
         elif output.kind == "release":
             release = releases[output.args]
             data = newsroom.release_page(release, translations[release.id]).encode()
+        elif output.kind == "sitemap":
+            data = _sitemap(settings, *output.args)
+        elif output.kind == "robots":
+            data = discovery.robots(settings)
+        elif output.kind == "favicon":
+            data = discovery.favicon()
         elif output.kind in ("listing", "root"):
             lang, topic, archive, older, newer = output.args
             listing = Listing(
@@ -414,6 +437,23 @@ def _render_all(
         recorded[output.relpath] = output.fingerprint
         if progress is not None:
             progress(done, len(todo))
+
+
+def _sitemap(settings: Settings, rows: list[_Row], topics: tuple[tuple[int, str], ...]) -> bytes:
+    """The sitemap of ``rows`` (the published releases that have a page) and ``topics``,
+    each release dated as its feed entries are: its last change, or its date if later."""
+    t = Release.__table__.c
+    with session_scope(settings) as session:
+        found = session.connection().execute(
+            select(t.id, t.updated_at, t.date).where(t.state == ReleaseState.PUBLISHED)
+        )
+        modified: dict[int, datetime] = {rid: max(updated, date) for rid, updated, date in found}
+    releases = [
+        discovery.Published(r.slug, r.lang, r.group, r.topics, modified[r.id])
+        for r in rows
+        if r.id in modified  # not withdrawn since the catalogue was read
+    ]
+    return discovery.sitemap(settings, releases, topics)
 
 
 def _load(settings: Settings, ids: Sequence[int]) -> dict[int, Release]:

@@ -9,11 +9,14 @@ absolute, from ``settings.site_url``; never from a request.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from babel import Locale
+from babel.core import get_global
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 
@@ -37,6 +40,9 @@ from distributor.core.urls import (
 
 # Each language named in itself, so a reader finds their own in the switch.
 LANGUAGE_NAMES: dict[str, str] = {"en": "English", "fr": "Français"}
+
+# Link previews (Open Graph, Twitter cards) show about this much of a description.
+SHARE_TEXT_LIMIT = 200
 
 FEED_LABELS: dict[FeedFormat, str] = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
 FEED_MEDIA_TYPES: dict[FeedFormat, str] = {
@@ -153,19 +159,16 @@ class Newsroom:
         older = listing_url(s, lang, topic, listing.older) if listing.older is not None else None
         # Another language's archive numbers count other releases: switch to its live page.
         others = [code for code in s.languages if code != lang]
-        alternates: list[tuple[str, str]] = []
-        if live:
-            alternates = [(code, listing_url(s, code, topic)) for code in s.languages]
-            if topic is None:
-                # The canonical URL of "/", which serves this same page to everyone.
-                alternates.append(("x-default", listing_url(s, s.languages[0])))
+        alternates = listing_alternates(s, topic) if live else []
+        canonical = listing_url(s, lang, topic, listing.archive)
         return self.render(
             "listing.html",
             lang,
             listing=listing,
             heading=" — ".join(parts),
-            canonical=listing_url(s, lang, topic, listing.archive),
+            canonical=canonical,
             alternates=alternates,
+            share=self._listing_share(lang, " — ".join(parts), canonical),
             language_links=[(code, listing_url(s, code, topic)) for code in others],
             feeds=self.feed_groups(lang, listing.topic),
             newer_url=newer,
@@ -200,18 +203,12 @@ class Newsroom:
             (t for t in translations if t.slug != release.slug),
             key=lambda t: (order.get(t.language, len(order)), t.language, t.slug),
         )
-        # One version per language for the switch and the hreflang alternates (a language
-        # given twice would void them); the visible list shows every version.
-        by_lang: dict[str, Release] = {}
-        for version in versions:
-            if version.language != lang:
-                by_lang.setdefault(version.language, version)
-        alternates: list[tuple[str, str]] = []
-        if by_lang:
-            alternates = [(lang, release_url(s, release.slug))]
-            alternates += [(t.language, release_url(s, t.slug)) for t in by_lang.values()]
+        # One version per language for the switch and the hreflang alternates; the visible
+        # list shows every version.
+        by_lang = language_versions(s, lang, release.slug, [(t.language, t.slug) for t in versions])
+        alternates = release_alternates(s, lang, release.slug, by_lang)
         switch = [
-            (code, release_url(s, by_lang[code].slug) if code in by_lang else listing_url(s, code))
+            (code, release_url(s, by_lang[code]) if code in by_lang else listing_url(s, code))
             for code in s.languages
             if code != lang
         ]
@@ -226,10 +223,56 @@ class Newsroom:
             canonical="" if preview else release_url(s, release.slug),
             alternates=[] if preview else alternates,
             language_links=[] if preview else switch,
+            share=[] if preview else self._release_share(release, identity, list(by_lang)),
             preview=preview,
             embargo=embargo,
             noindex=preview,
         )
+
+    def _release_share(
+        self, release: Release, identity: Identity | None, other_languages: Sequence[str]
+    ) -> list[tuple[str, str]]:
+        """The Open Graph and Twitter card tags of a public release page, as (property,
+        content): its title, lead (plain text, trimmed), permanent URL, the office's name in
+        its language, its locale and its language versions' locales, and its lead image
+        (the first it shows) with its alt text; a large-image card when there is an image."""
+        lang = release.language
+        tags = [
+            ("og:type", "article"),
+            ("og:title", release.title),
+            ("og:url", release_url(self.settings, release.slug)),
+            ("og:site_name", (identity or self.identity).name(lang)),
+            ("og:locale", og_locale(lang)),
+        ]
+        tags += [("og:locale:alternate", og_locale(code)) for code in other_languages]
+        description = share_text(release.lead)
+        if description:
+            tags.append(("og:description", description))
+        image = next((i for i in release.images if self.absolute(i.get("src") or "")), None)
+        if image is None:
+            return [*tags, ("twitter:card", "summary")]
+        tags.append(("og:image", self.absolute(image["src"])))
+        width, height = image.get("width"), image.get("height")
+        if isinstance(width, int) and isinstance(height, int):
+            tags += [("og:image:width", str(width)), ("og:image:height", str(height))]
+        alt = share_text(image.get("alt") or "")
+        if alt:
+            tags.append(("og:image:alt", alt))
+        tags.append(("twitter:card", "summary_large_image"))
+        if alt:
+            tags.append(("twitter:image:alt", alt))
+        return tags
+
+    def _listing_share(self, lang: str, title: str, url: str) -> list[tuple[str, str]]:
+        """The Open Graph tags of a listing page, as (property, content): its heading, its
+        canonical URL, the office's name and the page's locale."""
+        return [
+            ("og:type", "website"),
+            ("og:title", title),
+            ("og:url", url),
+            ("og:site_name", self.identity.name(lang)),
+            ("og:locale", og_locale(lang)),
+        ]
 
     def feed_groups(self, lang: str, topic: Topic | None = None) -> tuple[FeedGroup, ...]:
         """The feeds a page in ``lang`` announces: the topic's first, then the language's."""
@@ -264,6 +307,65 @@ class Newsroom:
 
     def _site_lang(self, lang: str) -> str:
         return lang if lang in self.settings.languages else self.settings.languages[0]
+
+
+def listing_alternates(settings: Settings, topic: str | None) -> list[tuple[str, str]]:
+    """The hreflang alternates of a live listing, as (hreflang, URL): the same listing (all
+    topics, or ``topic``) in every configured language; for all topics also ``x-default``,
+    the first language's (the canonical URL of "/", which serves that page to everyone)."""
+    alternates = [(code, listing_url(settings, code, topic)) for code in settings.languages]
+    if topic is None:
+        alternates.append(("x-default", listing_url(settings, settings.languages[0])))
+    return alternates
+
+
+def language_versions(
+    settings: Settings, lang: str, slug: str, versions: Iterable[tuple[str, str]]
+) -> dict[str, str]:
+    """Language → slug: for each language but ``lang``, the one version of the release
+    ``slug`` its page links to, among ``versions`` (language, slug), the first in the order
+    the page lists them (configured languages first, then by language and slug). One per
+    language: a language given twice would void the hreflang alternates."""
+    order = {code: index for index, code in enumerate(settings.languages)}
+    chosen: dict[str, str] = {}
+    for code, other in sorted(versions, key=lambda v: (order.get(v[0], len(order)), *v)):
+        if other != slug and code != lang:
+            chosen.setdefault(code, other)
+    return chosen
+
+
+def release_alternates(
+    settings: Settings, lang: str, slug: str, versions: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """The hreflang alternates of the release ``slug`` in ``lang``, as (hreflang, URL): itself
+    and its ``versions`` (``language_versions``); none when it has no other version."""
+    if not versions:
+        return []
+    alternates = [(lang, release_url(settings, slug))]
+    return alternates + [(code, release_url(settings, other)) for code, other in versions.items()]
+
+
+@functools.cache
+def og_locale(lang: str) -> str:
+    """The Open Graph locale (``language_TERRITORY``) of a page in ``lang``: its most likely
+    territory by CLDR (``en`` → ``en_US``, ``fr`` → ``fr_FR``); the code itself when CLDR
+    knows none."""
+    likely = get_global("likely_subtags").get(lang)
+    if not likely:
+        return lang
+    locale = Locale.parse(likely)
+    return f"{locale.language}_{locale.territory}" if locale.territory else locale.language
+
+
+def share_text(text: str, limit: int = SHARE_TEXT_LIMIT) -> str:
+    """``text`` as a one-line description for a link preview: white space collapsed, cut
+    at the last word that fits in ``limit`` characters (with "…") when longer."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > 0 else cut).rstrip(" ,;:.") + "…"
 
 
 def _printable(value: Any) -> Any:

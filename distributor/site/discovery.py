@@ -1,0 +1,150 @@
+"""What search engines and browsers ask a site for besides its pages: ``sitemap.xml``,
+``robots.txt`` and ``favicon.ico``, written below ``public/`` by the site builder.
+
+The sitemap (sitemaps.org 0.9, with Google's ``xhtml:link`` hreflang alternates) lists
+every public page a search engine should keep: each language's live newsroom listing, all
+topics and per topic, and every published release's permanent page. Archive pages are left
+out (each release they list is in it), as are ``/`` (its canonical URL is the first
+language's listing) and withdrawn, scheduled and draft releases (they have no page). The
+alternates are the ones the pages themselves carry (``newsroom.listing_alternates``,
+``newsroom.release_alternates``), so the two never disagree.
+
+Like the feeds, the sitemap is deterministic: the same releases give the same bytes (dates
+come from the database, never from the clock).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+from lxml import etree
+
+from distributor.core.config import Settings
+from distributor.core.logs import PERSONAL_LINK_PATHS
+from distributor.core.urls import listing_url, release_url
+from distributor.site.newsroom import language_versions, listing_alternates, release_alternates
+
+log = logging.getLogger(__name__)
+
+SITEMAP_RELPATH: Final = "sitemap.xml"
+ROBOTS_RELPATH: Final = "robots.txt"
+FAVICON_RELPATH: Final = "favicon.ico"
+# The icon the site ships: a neutral page on the default accent colour.
+FAVICON_FILE: Final = Path(__file__).with_name("favicon.ico")
+
+SITEMAP_NS: Final = "http://www.sitemaps.org/schemas/sitemap/0.9"
+XHTML_NS: Final = "http://www.w3.org/1999/xhtml"
+# sitemaps.org: one file holds at most 50,000 URLs (a site beyond that needs an index).
+MAX_URLS: Final = 50_000
+
+# The paths no crawler has any business in: the workspace (web/admin.PREFIX), the API
+# (web/apibase.PREFIX) and the personal links, whose URLs carry a token.
+PRIVATE_PATHS: Final = ("admin", "api", *PERSONAL_LINK_PATHS)
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published release as the sitemap lists it."""
+
+    slug: str
+    lang: str
+    group: int  # its translation group (the id of the release the others translate)
+    topics: tuple[int, ...]  # topic ids
+    modified: datetime  # when its page last changed (aware)
+
+
+@dataclass(frozen=True)
+class _Url:
+    loc: str
+    lastmod: datetime | None
+    alternates: Sequence[tuple[str, str]]
+
+
+def sitemap(
+    settings: Settings, releases: Sequence[Published], topics: Sequence[tuple[int, str]]
+) -> bytes:
+    """The sitemap of the site: every language's live listing (all topics, then each of
+    ``topics``, given as (id, slug)), then every release of ``releases`` by slug; each with
+    its absolute URL, its ``lastmod`` when it has one (a listing: its newest release's) and
+    its language versions as hreflang alternates. The same arguments give the same bytes."""
+    urls = [*_listings(settings, releases, topics), *_releases(settings, releases)]
+    if len(urls) > MAX_URLS:
+        log.warning("the sitemap lists %d URLs, more than search engines read", len(urls))
+    return _xml(urls)
+
+
+def _listings(
+    settings: Settings, releases: Sequence[Published], topics: Sequence[tuple[int, str]]
+) -> list[_Url]:
+    found: list[_Url] = []
+    for topic_id, slug in [(None, None), *topics]:
+        alternates = listing_alternates(settings, slug)
+        for lang in settings.languages:
+            dates = [
+                r.modified
+                for r in releases
+                if r.lang == lang and (topic_id is None or topic_id in r.topics)
+            ]
+            newest = max(dates, default=None)
+            found.append(_Url(listing_url(settings, lang, slug), newest, alternates))
+    return found
+
+
+def _releases(settings: Settings, releases: Sequence[Published]) -> list[_Url]:
+    groups: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for r in releases:
+        groups[r.group].append((r.lang, r.slug))
+    found = []
+    for r in sorted(releases, key=lambda r: r.slug):
+        versions = language_versions(settings, r.lang, r.slug, groups[r.group])
+        alternates = release_alternates(settings, r.lang, r.slug, versions)
+        found.append(_Url(release_url(settings, r.slug), r.modified, alternates))
+    return found
+
+
+def _xml(urls: Sequence[_Url]) -> bytes:
+    root = etree.Element(f"{{{SITEMAP_NS}}}urlset", nsmap={None: SITEMAP_NS, "xhtml": XHTML_NS})
+    for url in urls:
+        element = etree.SubElement(root, f"{{{SITEMAP_NS}}}url")
+        etree.SubElement(element, f"{{{SITEMAP_NS}}}loc").text = url.loc
+        if url.lastmod is not None:
+            etree.SubElement(element, f"{{{SITEMAP_NS}}}lastmod").text = w3c_datetime(url.lastmod)
+        for code, href in url.alternates:
+            attributes = {"rel": "alternate", "hreflang": code, "href": href}
+            etree.SubElement(element, f"{{{XHTML_NS}}}link", attributes)
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return data
+
+
+def w3c_datetime(when: datetime) -> str:
+    """``when`` in UTC, as the W3C datetime profile of ISO 8601 writes it to the second:
+    ``2026-11-20T08:00:00Z``."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def robots(settings: Settings) -> bytes:
+    """robots.txt: every crawler may read the newsroom, none the workspace, the API or a
+    personal link (:data:`PRIVATE_PATHS`, below the site URL's path); and where the
+    sitemap is, as an absolute URL."""
+    base = urlsplit(settings.site_url).path.rstrip("/")
+    lines = [
+        "# The newsroom is public; the workspace, the API and personal links are not.",
+        "User-agent: *",
+        *(f"Disallow: {base}/{path}/" for path in PRIVATE_PATHS),
+        f"Allow: {base}/",
+        "",
+        f"Sitemap: {settings.site_url}/{SITEMAP_RELPATH}",
+    ]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def favicon() -> bytes:
+    """The site's icon (``favicon.ico``: 16, 32 and 48 pixels)."""
+    return FAVICON_FILE.read_bytes()
