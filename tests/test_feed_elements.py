@@ -9,6 +9,7 @@ feed's language, and the fixed order of topics and language versions."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -19,8 +20,12 @@ from distributor.core import urls
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Correction, Release, Topic
+from distributor.mail.compose import render_release
+from distributor.office.identity import environment_identity
 from distributor.site.feeds import FeedPage, render_feed
+from distributor.site.newsroom import Newsroom
 from tests.feed_samples import BASE, add_feed_topics, add_release
+from tests.mail_samples import recipient
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 DC = "{http://purl.org/dc/elements/1.1/}"
@@ -343,12 +348,12 @@ def test_a_feeds_items_name_their_topics_in_the_feeds_language(
     assert render(settings, "json", lang="fr")["items"][0]["tags"] == ["Climat"]
 
 
-def test_a_documents_declared_type_wins_and_a_document_without_title_has_none(
+def test_a_documents_declared_type_wins_and_a_document_without_title_is_called_by_its_file(
     sqlite_settings: Settings,
 ) -> None:
     """A document's media type is the one declared, even when its name says another; a
-    document stored without a title gets none made up (Atom link ``title``, JSON Feed
-    ``title``)."""
+    document stored without a title is called by its file's name (Atom link ``title``, JSON
+    Feed ``title``), as its link on the page is."""
     settings = sqlite_settings
     add_feed_topics(settings)
     table = "https://news.example.org/files/table.txt"
@@ -359,6 +364,34 @@ def test_a_documents_declared_type_wins_and_a_document_without_title_has_none(
         if link.get("rel") == "related"
     ]
     assert (related.get("href"), related.get("type")) == (table, "text/csv")
-    assert related.get("title", "") == ""  # written empty today; never a made-up one
+    assert related.get("title") == "table.txt"
     attachments = render(settings, "json")["items"][0]["attachments"]
-    assert attachments == [{"url": table, "mime_type": "text/csv"}]
+    assert attachments == [{"url": table, "mime_type": "text/csv", "title": "table.txt"}]
+
+
+def test_a_document_without_a_title_is_named_by_its_file_on_the_page_in_the_email_and_feeds(
+    settings: Settings,
+) -> None:
+    """A document's link is never empty: with no title, or a title of markup only, it says
+    its file's name — in the feed's content, its JSON attachment, the page and the email."""
+    untitled = [
+        {"href": "/media/ab/annual%20report.pdf", "title": "<b></b>", "type": "application/pdf"},
+        {"href": "/media/cd/brief.pdf", "type": "application/pdf"},
+    ]
+    add_feed_topics(settings)
+    release_id = add_release(settings, 1, attachments=untitled)
+    entry = render(settings, "atom").find(f"{ATOM}entry")
+    content = entry.findtext(f"{ATOM}content")
+    assert ">annual report.pdf</a>" in content and ">brief.pdf</a>" in content
+    related = [a for a in entry.findall(f"{ATOM}link") if a.get("rel") == "related"]
+    titled = [a.get("title") for a in related]
+    assert titled == ["annual report.pdf", "brief.pdf"]
+    json_titles = [a.get("title") for a in render(settings, "json")["items"][0]["attachments"]]
+    assert json_titles == ["annual report.pdf", "brief.pdf"]
+    with session_scope(settings) as session:
+        release = session.get_one(Release, release_id)
+        page = Newsroom(settings, environment_identity(settings)).release_page(release, [])
+        rendered = render_release(release, settings, environment_identity(settings))
+    for said in (page, rendered.html_for(recipient(settings, 1))):
+        assert re.search(r">\s*annual report\.pdf\s*</a>", said), said
+        assert re.search(r">\s*brief\.pdf\s*</a>", said), said

@@ -172,6 +172,13 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"DISTRIBUTOR_SITE_URL must be an absolute http(s) URL, not {value!r}")
+        # Every link of every email and feed starts with it: one a reader cannot follow
+        # ("http://:8000", "http://@") or that a path appended to breaks ("…?a=b") is refused.
+        if not parts.hostname or "@" in parts.netloc or parts.query or parts.fragment:
+            raise ValueError(
+                "DISTRIBUTOR_SITE_URL must name a host, with no user, query or fragment "
+                f"(every link starts with it), not {value!r}"
+            )
         return value.rstrip("/")
 
     @field_validator("sender")

@@ -9,13 +9,14 @@ from datetime import UTC, date, datetime, tzinfo
 from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime
 from babel.numbers import format_decimal
 
 from distributor.core.i18n import gettext_for, primary
+from distributor.core.sanitize import plain_text
 
 # What a journalist calls a file, by media type; other types show their subtype.
 FILE_KINDS: dict[str, str] = {
@@ -116,6 +117,17 @@ def file_kind(media_type: str, href: str = "") -> str:
         return subtype.upper()
     extension = PurePosixPath(urlsplit(href).path).suffix.lstrip(".")
     return extension.upper() if _SHORT_NAME.match(extension) else ""
+
+
+def document_label(item: Mapping[str, Any]) -> str:
+    """What a link to a document says, on its page, in an email and in a feed: its title as
+    plain text, else (no title, or one of markup only) the name of its file, so that no link
+    is ever empty."""
+    title = plain_text(str(item.get("title") or ""))
+    if title:
+        return title
+    href = str(item.get("href") or "")
+    return plain_text(unquote(PurePosixPath(urlsplit(href).path).name)) or href
 
 
 def file_details(item: Mapping[str, Any], lang: str) -> str:

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from distributor.core.config import Settings
-from distributor.core.formats import file_details, long_date
+from distributor.core.formats import document_label, file_details, long_date
 from distributor.core.identity import Identity
 from distributor.core.models import Release
 from distributor.core.sanitize import absolute_urls, parse_markdown
@@ -202,7 +202,7 @@ def _attachments(release: Release, base: str) -> list[dict[str, str]]:
         href = _web_url(item["href"], base) if item.get("href") else None
         if href is not None:
             details = file_details(item, release.language)
-            documents.append({"href": href, "title": item.get("title") or href, "details": details})
+            documents.append({"href": href, "title": document_label(item), "details": details})
     return documents
 
 

@@ -44,6 +44,7 @@ from lxml import etree
 
 from distributor.core import urls
 from distributor.core.config import Settings
+from distributor.core.formats import document_label
 from distributor.core.i18n import gettext_for
 from distributor.core.models import Release, Topic
 from distributor.core.sanitize import absolute_urls, clean_html, plain_text, strip_xml_invalid
@@ -392,7 +393,7 @@ def _item(release: Release, others: Sequence[Release], s: Settings, page: FeedPa
     attachments = tuple(
         (
             url,
-            plain_text(str(a.get("title") or "")),
+            document_label(a),
             _text(str(a.get("type") or _guess_type(url))),
             _length(a.get("length"), str(a.get("href") or ""), s),
         )
@@ -494,7 +495,7 @@ def _content_html(release: Release, settings: Settings) -> str:
     parts.append(release.body_html or "")
     parts.extend(_figure(image, settings) for image in release.images or [])
     links = [
-        f'<li><a href="{escape(href)}">{escape(plain_text(str(a.get("title") or "")))}</a></li>'
+        f'<li><a href="{escape(href)}">{escape(document_label(a))}</a></li>'
         for a in release.attachments or []
         if (href := _absolute(str(a.get("href") or ""), settings))
     ]

@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 
 from distributor.core.config import Settings
-from distributor.core.formats import file_details, long_date
+from distributor.core.formats import document_label, file_details, long_date
 from distributor.core.i18n import gettext_for
 from distributor.core.identity import Identity
 from distributor.core.models import Release, Topic
@@ -122,6 +122,7 @@ class Newsroom:
             tel=tel_href,
             mailto=mailto_href,
             file_details=file_details,
+            document_label=document_label,
         )
 
     def render(self, name: str, lang: str, identity: Identity | None = None, **context: Any) -> str:
