@@ -301,7 +301,7 @@ def test_through_the_worker_and_beat_the_copy_goes_at_once_and_the_rest_at_the_l
         update={"broker_url": redis_url, "smtp_url": smtp_server.url, "sweep_seconds": 1.0}
     )
     release = make_release(live)
-    lift = datetime.now(UTC) + timedelta(seconds=8)
+    lift = datetime.now(UTC) + timedelta(seconds=12)  # room for a slow machine to start
     queue = TaskQueue(live)
     with running_worker(live, tmp_path / "logs", with_beat=True):
         actions.publish(live, queue, release.id, lift, by="cli:test", advance=datetime.now(UTC))
