@@ -355,15 +355,21 @@ class RenderedRelease:
         return self._html.decoded(self._replacements(rcpt, escape=True))
 
     def _replacements(self, rcpt: Recipient, *, escape: bool) -> tuple[tuple[str, str], ...]:
-        links = [
-            (self._placeholders.unsubscribe, rcpt.unsubscribe_url),
-            (self._placeholders.preferences, rcpt.preferences_url),
-        ]
-        if self.personal_page:
-            if rcpt.page_url is None:
-                raise ValueError(f"subscriber {rcpt.subscriber_id}: this email needs a page_url")
-            links.append((self._placeholders.page, rcpt.page_url))
-        return tuple((mark, html.escape(url) if escape else url) for mark, url in links)
+        # Runs twice per recipient (text, HTML): the public email's two links, as before the
+        # personal page existed; the page only for an email that has one.
+        unsubscribe, preferences = rcpt.unsubscribe_url, rcpt.preferences_url
+        if escape:
+            unsubscribe, preferences = html.escape(unsubscribe), html.escape(preferences)
+        links = (
+            (self._placeholders.unsubscribe, unsubscribe),
+            (self._placeholders.preferences, preferences),
+        )
+        if not self.personal_page:
+            return links
+        if rcpt.page_url is None:
+            raise ValueError(f"subscriber {rcpt.subscriber_id}: this email needs a page_url")
+        page = html.escape(rcpt.page_url) if escape else rcpt.page_url
+        return (*links, (self._placeholders.page, page))
 
 
 def _check_renderable(release: Release) -> None:

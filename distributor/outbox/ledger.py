@@ -15,11 +15,11 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager as ContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from sqlalchemy import Boolean, Engine, Integer, bindparam, func, select, text, update
+from sqlalchemy import Engine, Integer, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -67,7 +67,6 @@ class Claimed:
     attempts: int
     created_at: datetime
     in_doubt: bool = False  # an earlier lease ran out with no outcome: maybe already sent
-    advance: bool = False  # an embargoed advance copy's row (outbox/advance.py)
 
     @property
     def row_id(self) -> int:
@@ -142,7 +141,7 @@ LIMIT :limit {lock}
 _LEASE = """
 UPDATE deliveries SET lease_until = :lease_until, lease_token = :token, attempts = attempts + 1
 WHERE id IN :ids
-RETURNING id, subscriber_id, attempts, created_at, advance
+RETURNING id, subscriber_id, attempts, created_at
 """
 
 
@@ -163,13 +162,7 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Cl
     lease = (
         text(_LEASE)
         .bindparams(bindparam("lease_until", type_=UTCDateTime), bindparam("ids", expanding=True))
-        .columns(
-            id=Integer,
-            subscriber_id=Integer,
-            attempts=Integer,
-            created_at=UTCDateTime,
-            advance=Boolean,
-        )
+        .columns(id=Integer, subscriber_id=Integer, attempts=Integer, created_at=UTCDateTime)
     )
     with engine.connect() as conn:
         with conn.begin():  # BEGIN IMMEDIATE on SQLite (db.py)
@@ -195,7 +188,7 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Cl
     for r in sorted(leased, key=lambda r: r.id):
         email, name, nonce = people[r.subscriber_id]
         row = (r.id, r.subscriber_id, email, name, nonce, r.attempts, r.created_at)
-        rows.append(Claimed(*row, in_doubt=picked[r.id], advance=bool(r.advance)))
+        rows.append(Claimed(*row, in_doubt=picked[r.id]))
     return Claim(release_id, token, lease_until, rows)
 
 
@@ -679,10 +672,10 @@ class SubscriberRow(ClaimedRow, Protocol):
 SR_contra = TypeVar("SR_contra", bound=SubscriberRow, contravariant=True)
 
 
-def recipient(settings: Settings, row: SubscriberRow) -> Recipient:
+def recipient(settings: Settings, row: SubscriberRow, page_url: str | None = None) -> Recipient:
     """Who a claimed row's message goes to, with their signed links (naming the subscriber's
-    link nonce, fetched with the claim); InputError for a name or address stored before
-    today's checks."""
+    link nonce, fetched with the claim) and their own page, if the email has one;
+    InputError for a name or address stored before today's checks."""
     return Recipient(
         subscriber_id=row.subscriber_id,
         email=row.email,
@@ -690,6 +683,7 @@ def recipient(settings: Settings, row: SubscriberRow) -> Recipient:
         unsubscribe_url=unsubscribe_url(settings, row.subscriber_id, row.link_nonce),
         preferences_url=preferences_url(settings, row.subscriber_id, row.link_nonce),
         delivery_id=row.delivery_id,
+        page_url=page_url,
     )
 
 
@@ -710,9 +704,7 @@ class ToSubscribers(Generic[SR_contra]):
         return self._pick(row).message_id(row.subscriber_id)
 
     def message(self, row: SR_contra) -> tuple[str, bytes]:
-        rcpt = recipient(self._settings, row)
-        if self._page is not None:
-            rcpt = replace(rcpt, page_url=self._page(row))
+        rcpt = recipient(self._settings, row, self._page(row) if self._page else None)
         email = self._pick(row)
         return email.envelope_for(rcpt), email.message_for(rcpt)
 
