@@ -175,9 +175,9 @@ def publish(
         queue.send("distribute_release", published_id)
     for moved_id, planned in told.items():
         _wake_notices(settings, queue, moved_id, planned)
-    for early in changed:
-        if early.advance_at is not None and early.advance_at <= utcnow():
-            queue.send("distribute_advance", early.id)  # planned once, however often woken
+    for early in changed:  # advance copies due now (their time was now, or has passed)
+        if early.advance_at and early.advance_at <= now and not early.advance_planned_at:
+            queue.send("distribute_advance", early.id)
     if published:
         queue.send("regenerate_site")
     return release

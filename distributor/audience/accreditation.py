@@ -60,10 +60,16 @@ class AccreditationView:
     @property
     def receives_advance_copies(self) -> bool:
         """Granted, and a confirmed subscriber: advance copies reach them."""
-        return (
-            self.status == AccreditationStatus.GRANTED
-            and self.subscriber_status == SubscriberStatus.CONFIRMED
-        )
+        return receives_advance_copies(self.subscriber_status, self.status)
+
+
+def receives_advance_copies(subscriber_status: str, accreditation_status: str | None) -> bool:
+    """Whether advance copies reach a subscriber in ``subscriber_status`` whose accreditation
+    is in ``accreditation_status`` (None: never asked): granted, and confirmed."""
+    return (
+        accreditation_status == AccreditationStatus.GRANTED
+        and subscriber_status == SubscriberStatus.CONFIRMED
+    )
 
 
 def _subscriber(session: Session, subscriber_id: int) -> Subscriber:

@@ -8,25 +8,22 @@ public page; once the release is withdrawn, it says so."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
-from distributor.audience.accreditation import accreditation_of
+from distributor.audience.accreditation import accreditation_of, receives_advance_copies
 from distributor.audience.subscribers import subscriber_for
 from distributor.core.db import session_scope
 from distributor.core.formats import embargo_time
 from distributor.core.models import (
-    AccreditationStatus,
     Delivery,
     Release,
-    ReleaseState,
-    SubscriberStatus,
 )
 from distributor.core.tokens import InvalidToken, Purpose, read_link
-from distributor.core.urls import release_url
 from distributor.web.apibase import MAX_ID
 from distributor.web.deps import part, settings_of
 from distributor.web.pages import Pages
+from distributor.web.preview_page import link_not_valid, no_longer_a_preview
 
 router = APIRouter(include_in_schema=False)
 
@@ -39,39 +36,21 @@ def advance_copy(request: Request, token: str, release_id: str) -> Response:
     ours."""
     settings, pages = settings_of(request), part(request, Pages)
     lang = pages.language(request)
-    invalid = pages.render(
-        "message.html",
-        lang,
-        400,
-        title="This link is not valid",
-        text="The link may have been cut or altered. Please use the whole link from the email.",
-    )
     # A page, never a validation error in JSON, for a link cut or altered by hand.
     if not release_id.isdigit() or not 1 <= int(release_id) <= MAX_ID:
-        return invalid
+        return link_not_valid(pages, lang)
     try:
         link = read_link(settings, Purpose.ADVANCE, token)
     except InvalidToken:
-        return invalid
+        return link_not_valid(pages, lang)
     with session_scope(settings) as session:
         sub = subscriber_for(session, link)
-        release = session.get(Release, int(release_id))
         if sub is None:
-            return invalid
-        if release is None:
-            return pages.render(
-                "message.html", sub.language, 404,
-                title="This release no longer exists",
-                text="The press office deleted it before it was published.",
-            )  # fmt: skip
-        if release.state == ReleaseState.PUBLISHED:
-            return RedirectResponse(release_url(settings, release.slug), 303)
-        if release.state == ReleaseState.WITHDRAWN:
-            return pages.render(
-                "message.html", release.language, 410,
-                title="Release withdrawn",
-                text="The press office withdrew this release.",
-            )  # fmt: skip
+            return link_not_valid(pages, lang)
+        release = session.get(Release, int(release_id))
+        if (answer := no_longer_a_preview(pages, settings, release, sub.language)) is not None:
+            return answer
+        assert release is not None  # a deleted one was answered for
         sent = session.scalar(
             select(Delivery.id).where(
                 Delivery.release_id == release.id,
@@ -80,11 +59,7 @@ def advance_copy(request: Request, token: str, release_id: str) -> Response:
             )
         )
         accredited = accreditation_of(session, sub.id)
-        still = (
-            accredited is not None
-            and accredited.status == AccreditationStatus.GRANTED
-            and sub.status == SubscriberStatus.CONFIRMED
-        )
+        still = receives_advance_copies(sub.status, accredited.status if accredited else None)
         if sent is None or not still or release.scheduled_at is None:
             return pages.render(
                 "message.html", sub.language, 403,

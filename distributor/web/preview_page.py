@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Release, ReleaseState
 from distributor.core.tokens import ExpiredToken, InvalidToken, Purpose, read_token
@@ -17,6 +18,44 @@ from distributor.web.deps import part, settings_of
 from distributor.web.pages import Pages
 
 router = APIRouter(include_in_schema=False)
+
+
+def link_not_valid(pages: Pages, lang: str) -> HTMLResponse:
+    """The page of a personal link that is not ours (cut, altered, made for another row)."""
+    return pages.render(
+        "message.html",
+        lang,
+        400,
+        title="This link is not valid",
+        text="The link may have been cut or altered. Please use the whole link from the email.",
+    )
+
+
+def no_longer_a_preview(
+    pages: Pages, settings: Settings, release: Release | None, lang: str
+) -> Response | None:
+    """What a link to a release not public yet answers once it no longer is one: 404 for a
+    deleted release, 303 to the public page once published, 410 once withdrawn; None while
+    it is still to be published (the caller shows its preview)."""
+    if release is None:
+        return pages.render(
+            "message.html",
+            lang,
+            404,
+            title="This release no longer exists",
+            text="It was deleted before it was published.",
+        )
+    if release.state == ReleaseState.PUBLISHED:
+        return RedirectResponse(release_url(settings, release.slug), 303)
+    if release.state == ReleaseState.WITHDRAWN:
+        return pages.render(
+            "message.html",
+            release.language,
+            410,
+            title="Release withdrawn",
+            text="The press office withdrew this release.",
+        )
+    return None
 
 
 @router.get("/preview/{token}", response_class=HTMLResponse)
@@ -37,31 +76,10 @@ def release_preview(request: Request, token: str) -> Response:
             text="Preview links open for a limited time. Send yourself a new test email.",
         )
     except InvalidToken:
-        return pages.render(
-            "message.html",
-            lang,
-            400,
-            title="This link is not valid",
-            text="The link may have been cut or altered. Please use the whole link from the email.",
-        )
+        return link_not_valid(pages, lang)
     with session_scope(settings) as session:
         release = session.get(Release, release_id)
-        if release is None:
-            return pages.render(
-                "message.html",
-                lang,
-                404,
-                title="This release no longer exists",
-                text="It was deleted before it was published.",
-            )
-        if release.state == ReleaseState.PUBLISHED:
-            return RedirectResponse(release_url(settings, release.slug), 303)
-        if release.state == ReleaseState.WITHDRAWN:
-            return pages.render(
-                "message.html",
-                release.language,
-                410,
-                title="Release withdrawn",
-                text="The press office withdrew this release.",
-            )
+        if (answer := no_longer_a_preview(pages, settings, release, lang)) is not None:
+            return answer
+        assert release is not None  # a deleted one was answered for
         return pages.release_preview(release)
