@@ -34,6 +34,13 @@ def send_correction_notices(release_id: int) -> dict[str, int]:
     return report.summary()
 
 
+@app.task(name="distributor.send_digests")
+def send_digests(period_id: int) -> dict[str, int]:
+    report = sending.send_digests(settings, period_id)
+    sending.wake_for_held(queue, "send_digests", period_id, report)
+    return report.summary()
+
+
 @app.task(name="distributor.regenerate_site")
 def regenerate_site() -> int:
     return len(builder.regenerate_site(settings, queue).written)

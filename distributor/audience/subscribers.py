@@ -11,6 +11,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -31,6 +32,8 @@ from distributor.core.filemodes import open_private_text
 from distributor.core.models import (
     Delivery,
     DeliveryStatus,
+    Digest,
+    DigestMode,
     Subscriber,
     SubscriberStatus,
     Topic,
@@ -41,10 +44,15 @@ from distributor.core.spreadsheet import defuse, restore
 from distributor.core.tokens import Link
 
 CSV_COLUMNS = ("email", "name", "language", "topics")
+# An import may also say how each person receives releases (empty: as before; immediate
+# for someone new); the export says it last, so the columns before it stay where they were.
+DIGEST_COLUMN = "digest"
 EXPORT_COLUMNS = (
     *CSV_COLUMNS,
     *"status consent_source created_at confirmed_at unsubscribed_at".split(),
+    DIGEST_COLUMN,
 )
+DIGEST_MODES = tuple(mode.value for mode in DigestMode)
 # Control characters (C0 and C1), line separators and lone surrogates (no UTF-8 for them).
 _BAD_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]|=\\?")
 
@@ -92,6 +100,31 @@ def check_line(field: str, value: str, limit: int = 200) -> str:
     return value.strip()
 
 
+def check_digest(mode: str) -> str:
+    """The delivery mode ``mode`` names (immediate, daily, weekly; any case, spaces around);
+    raises SubscriberInputError naming the field otherwise."""
+    value = mode.strip().lower()
+    if value not in DIGEST_MODES:
+        raise SubscriberInputError(
+            f"digest: {mode!r} is not one of {', '.join(DIGEST_MODES)}", field="digest"
+        )
+    return value
+
+
+def change_digest(sub: Subscriber, mode: str, now: datetime | None = None) -> bool:
+    """Make ``sub`` receive releases by ``mode`` (:func:`check_digest`) from ``now``; False
+    when that was already their mode. Leaving a digest mode notes which and when, so its
+    next digest still gathers what it owed them (outbox/digests.py): nothing is lost, and
+    nothing comes twice (a release delivered at once, or in one digest, is in no other)."""
+    mode = check_digest(mode)
+    if sub.digest == mode:
+        return False
+    if sub.digest and sub.digest != DigestMode.IMMEDIATE:
+        sub.digest_left, sub.digest_left_at = sub.digest, now or utcnow()
+    sub.digest = mode
+    return True
+
+
 def check_language(settings: Settings, language: str) -> str:
     """The language code if it is one we publish in; raises SubscriberInputError."""
     lang = language.strip().lower()
@@ -134,6 +167,7 @@ class _Row:
     name: str
     language: str
     topics: list[Topic]
+    digest: str = ""  # empty: not said
 
 
 def _read_rows(
@@ -182,6 +216,7 @@ def _read_rows(
                 raise SubscriberInputError(
                     f"topics: unknown topic(s) {', '.join(unknown)}", field="topics"
                 )
+            digest = check_digest(row["digest"]) if row.get("digest", "").strip() else ""
             if email in seen:
                 raise SubscriberInputError(
                     f"email: {email} already on line {seen[email]}", field="email"
@@ -190,7 +225,8 @@ def _read_rows(
             bad.append(RowError(line, str(exc), row))
             continue
         seen[email] = line
-        good.append(_Row(line, email, name, language, [topics[s] for s in dict.fromkeys(slugs)]))
+        chosen = [topics[s] for s in dict.fromkeys(slugs)]
+        good.append(_Row(line, email, name, language, chosen, digest))
     return good, bad
 
 
@@ -249,6 +285,7 @@ def import_csv(
                 created_at=now,
                 confirmed_at=now if confirmed else None,
                 topics=row.topics,
+                digest=row.digest or DigestMode.IMMEDIATE,
             )
             session.add(sub)
             report.added += 1
@@ -257,6 +294,8 @@ def import_csv(
         else:
             sub.name, sub.language = row.name or sub.name, row.language
             sub.topics = list({t.id: t for t in [*sub.topics, *row.topics]}.values())
+            if row.digest:
+                change_digest(sub, row.digest, now)
             if confirmed and sub.status == SubscriberStatus.PENDING:
                 sub.status, sub.confirmed_at = SubscriberStatus.CONFIRMED, now
                 sub.consent_source = consent_source.strip()
@@ -318,6 +357,7 @@ def export_rows(session: Session) -> Iterator[dict[str, str]]:
             "created_at": sub.created_at.isoformat(),
             "confirmed_at": sub.confirmed_at.isoformat() if sub.confirmed_at else "",
             "unsubscribed_at": sub.unsubscribed_at.isoformat() if sub.unsubscribed_at else "",
+            DIGEST_COLUMN: sub.digest,
         }
 
 
@@ -344,13 +384,15 @@ def add_subscriber(
     topics: Iterable[str],
     confirmed: bool = False,
     consent_source: str = "",
+    digest: str = "",
 ) -> Subscriber:
-    """Add one subscriber (pending, or confirmed with a consent source); returns it.
-    Raises Conflict for an erased address (on the suppression list)."""
+    """Add one subscriber (pending, or confirmed with a consent source), receiving releases
+    by ``digest`` when given (:func:`change_digest`); returns it. Raises Conflict for an
+    erased address (on the suppression list)."""
     report = import_csv(
         session,
         settings,
-        io.StringIO(_one_row(email, name, language, topics)),
+        io.StringIO(_one_row(email, name, language, topics, digest)),
         "subscriber",
         confirmed=confirmed,
         consent_source=consent_source,
@@ -362,11 +404,11 @@ def add_subscriber(
     return sub
 
 
-def _one_row(email: str, name: str, language: str, topics: Iterable[str]) -> str:
+def _one_row(email: str, name: str, language: str, topics: Iterable[str], digest: str) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(CSV_COLUMNS)
-    writer.writerow([email, name, language, ";".join(topics)])
+    writer.writerow([*CSV_COLUMNS, DIGEST_COLUMN])
+    writer.writerow([email, name, language, ";".join(topics), digest])
     return buf.getvalue()
 
 
@@ -383,12 +425,14 @@ def unsubscribe(session: Session, subscriber_id: int) -> Subscriber:
 
 
 def cancel_pending(session: Session, subscriber_id: int, reason: str) -> None:
-    """Cancel the subscriber's deliveries that were planned or deferred but not sent."""
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.subscriber_id == subscriber_id,
-            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]),
+    """Cancel the subscriber's release emails and digests that were planned or deferred but
+    not sent (a batch holding one drops it before its message starts)."""
+    for table in (Delivery, Digest):
+        session.execute(
+            update(table)
+            .where(
+                table.subscriber_id == subscriber_id,
+                table.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]),
+            )
+            .values(status=DeliveryStatus.CANCELLED, last_error=reason, lease_token=None)
         )
-        .values(status=DeliveryStatus.CANCELLED, last_error=reason, lease_token=None)
-    )

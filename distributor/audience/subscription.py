@@ -24,7 +24,14 @@ from sqlalchemy.orm import Session
 
 from distributor.audience.addresses import normalise_email
 from distributor.audience.privacy import suppression_hash
-from distributor.audience.subscribers import check_language, check_name, mailbox_key, resolve_topics
+from distributor.audience.subscribers import (
+    change_digest,
+    check_digest,
+    check_language,
+    check_name,
+    mailbox_key,
+    resolve_topics,
+)
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import NotFound, SubscriberInputError
@@ -389,11 +396,17 @@ def update_preferences(
     *,
     language: str,
     topics: Iterable[str],
+    digest: str | None = None,
 ) -> Subscriber:
-    """Change a subscriber's language and topics (at least one topic)."""
+    """Change a subscriber's language and topics (at least one topic) and, when given, how
+    they receive releases (:func:`change_digest`); every value is checked before any is
+    changed."""
     sub = session.get(Subscriber, subscriber_id)
     if sub is None:
         raise NotFound("this subscription no longer exists")
     language, chosen = check_language(settings, language), resolve_topics(session, topics)
+    mode = check_digest(digest) if digest is not None else None
     sub.language, sub.topics = language, chosen
+    if mode is not None:
+        change_digest(sub, mode)
     return sub

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(default=3, ge=1)
     websub_hub: str | None = None
     timezone: str = "Europe/Paris"
+    # When digests go out (outbox/digests.py): daily at this hour, weekly on Monday at it,
+    # in the press office's zone (``timezone``).
+    digest_hour: int = Field(default=8, ge=0, le=23)
     # Unset: WARNING for the CLI's own commands, INFO for the processes that run (workers).
     log_level: str | None = None
 

@@ -105,6 +105,15 @@ class AccreditationStatus(enum.StrEnum):
     REVOKED = "revoked"  # was granted, no longer; the journalist may ask again
 
 
+class DigestMode(enum.StrEnum):
+    """How a subscriber receives releases: each at once, or gathered in one email a day or a
+    week (outbox/digests.py)."""
+
+    IMMEDIATE = "immediate"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
 class ReleaseState(enum.StrEnum):
     DRAFT = "draft"
     SCHEDULED = "scheduled"
@@ -171,6 +180,14 @@ class Subscriber(Base):
     # Carried in this subscriber's links (core/tokens.py) and checked on use. None for rows from
     # before links carried one ("legacy"): only their id-only links, sent before, are valid.
     link_nonce: Mapped[str | None] = mapped_column(String(32), default=new_nonce)
+    # Each release at once, or a daily or weekly digest (DigestMode). A subscriber who leaves
+    # a digest mode still gets that mode's last digest, of what it owed them: ``digest_left``
+    # names the mode, ``digest_left_at`` when (audience/subscribers.py: change_digest).
+    digest: Mapped[str] = mapped_column(
+        String(16), default=DigestMode.IMMEDIATE, server_default=DigestMode.IMMEDIATE.value
+    )
+    digest_left: Mapped[str | None] = mapped_column(String(16))
+    digest_left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     topics: Mapped[list[Topic]] = relationship(secondary=subscriptions, lazy="selectin")
     # Read when asked for (the preferences page), never by the send path's bulk reads.
@@ -417,6 +434,55 @@ class ConfirmationEmail(OutboxRow, Base):
     request_id: Mapped[int] = mapped_column(
         ForeignKey("subscription_requests.id", ondelete="CASCADE"), index=True
     )
+
+
+class DigestPeriod(Base):
+    """One period of a digest mode (daily, weekly), from ``starts_at`` to ``ends_at`` (its
+    hour, DISTRIBUTOR_DIGEST_HOUR in the press office's zone), planned once by the sweep: a
+    period a sweep missed is covered by the next, which starts where the last one ended."""
+
+    __tablename__ = "digest_periods"
+    __table_args__ = (UniqueConstraint("mode", "ends_at", name="uq_digest_periods_mode_end"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Digest(OutboxRow, Base):
+    """The ledger of digests: one row per (period, subscriber), holding the releases listed
+    in :class:`DigestItem`; statuses as for deliveries."""
+
+    __tablename__ = "digests"
+    __table_args__ = (
+        UniqueConstraint("period_id", "subscriber_id", name="uq_digests_period_subscriber"),
+        Index("ix_digests_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_id: Mapped[int] = mapped_column(ForeignKey("digest_periods.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+
+
+class DigestItem(Base):
+    """A release in a digest, as it stood (``revision_at``: its correction's time, else its
+    publication's). Unique per subscriber and revision: no release reaches anyone twice
+    through digests, whichever periods or modes they pass through."""
+
+    __tablename__ = "digest_items"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "release_id", "revision_at", name="uq_digest_items_once"),
+        Index("ix_digest_items_digest", "digest_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    revision_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    corrected: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Suppression(Base):

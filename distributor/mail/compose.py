@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parseaddr
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from distributor.core.config import Settings, a_label_address
 from distributor.core.errors import ConfigError, ReleaseInputError, SubscriberInputError
@@ -229,12 +229,27 @@ def one_message(
     return b"".join(out)
 
 
+class Emailed(Protocol):
+    """What an email rendered once is about, as its frame needs it: a release, or a digest's
+    period in one language (mail/digest.py)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+
+
 class RenderedRelease:
     """A release's email, rendered once; :meth:`message_for` personalises it per recipient."""
 
+    # What it is, in its MIME boundary and its Feedback-ID: "release", "digest".
+    kind = "release"
+
     def __init__(
         self,
-        release: Release,
+        release: Emailed,
         settings: Settings,
         identity: Identity,
         placeholders: _Placeholders,
@@ -254,7 +269,7 @@ class RenderedRelease:
         self._domain = settings.sender_domain
         # Gmail's feedback loop (CampaignId:CustomerId:MailTypeId:SenderId): complaints are
         # counted per release and language, for this sender. No field may hold a colon.
-        self.feedback_id = f"release-{release.id}:{release.language}:press:{self._domain}"
+        self.feedback_id = f"{self.kind}-{release.id}:{release.language}:press:{self._domain}"
         self._placeholders = placeholders
         self._text = text
         self._html = html_body
@@ -265,7 +280,7 @@ class RenderedRelease:
             identity,
             self.subject,
             release.language,
-            f"release-{release.id}",
+            f"{self.kind}-{release.id}",
             headers.address("List-Id", list_name, f"releases.{self._domain}")
             + "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             f"Feedback-ID: {self.feedback_id}\r\n",
@@ -287,7 +302,7 @@ class RenderedRelease:
     @classmethod
     def from_templates(
         cls,
-        release: Release,
+        release: Emailed,
         settings: Settings,
         identity: Identity,
         names: tuple[str, str],

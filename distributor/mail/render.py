@@ -206,7 +206,7 @@ def _attachments(release: Release, base: str) -> list[dict[str, str]]:
     return documents
 
 
-def _contacts(release: Release) -> list[dict[str, str]]:
+def contact_lines(release: Release) -> list[dict[str, str]]:
     """The press contacts, every field a string, with ``tel`` and ``mailto`` the links to
     the phone number and the address."""
     contacts = []
@@ -261,7 +261,7 @@ def context(
         "body_text": _plain_markdown(release.body_text, settings.site_url),
         "images": _images(release, settings.site_url),
         "attachments": _attachments(release, settings.site_url),
-        "contacts": _contacts(release),
+        "contacts": contact_lines(release),
         "topics": topics,
         "subscribed_to": subscribed,
         "release_url": page_url or release_url(settings, release.slug),

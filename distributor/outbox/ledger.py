@@ -32,6 +32,7 @@ from distributor.core.models import (
     CorrectionNotice,
     Delivery,
     DeliveryStatus,
+    Digest,
     InvitationEmail,
     Release,
     ReleaseState,
@@ -89,12 +90,13 @@ PLAN_CHUNK = 20_000  # subscriber ids per planning statement
 
 def plan(session: Session, release: Release, ids: tuple[int, int] | None = None) -> int:
     """Add a pending row for every confirmed subscriber of the release's language who follows
-    one of its topics (only those with ``ids[0] <= id < ids[1]`` when given). Idempotent:
-    existing rows are kept — an advance copy's row is its recipient's one copy — except an
-    advance copy cancelled before it surely went (never tried, or refused with a code: its
-    recipient left or lost their accreditation, the release was unscheduled), which becomes
-    their public row. Returns the number of rows to send. The caller marks the release
-    planned (``planned_at``) once every range is done."""
+    one of its topics and receives releases at once, not in a digest (only those with
+    ``ids[0] <= id < ids[1]`` when given). Idempotent: existing rows are kept — an advance
+    copy's row is its recipient's one copy — except an advance copy cancelled before it
+    surely went (never tried, or refused with a code: its recipient left or lost their
+    accreditation, the release was unscheduled), which becomes their public row. Returns the
+    number of rows to send. The caller marks the release planned (``planned_at``) once every
+    range is done."""
     now = utcnow()
     low, high = ids if ids is not None else (0, 2**62)
     stmt = text(
@@ -104,6 +106,7 @@ def plan(session: Session, release: Release, ids: tuple[int, int] | None = None)
         SELECT DISTINCT :release_id, s.id, 'pending', 0, :now, '', :now
         FROM subscribers s JOIN subscriptions su ON su.subscriber_id = s.id
         WHERE s.status = 'confirmed' AND s.language = :lang AND s.id >= :low AND s.id < :high
+          AND s.digest = 'immediate'
           AND su.topic_id IN (SELECT topic_id FROM release_topics WHERE release_id = :release_id)
         ON CONFLICT (release_id, subscriber_id) DO UPDATE
             SET status = 'pending', advance = false, attempts = 0, next_attempt_at = :now,
@@ -401,7 +404,13 @@ def _connection_errors(engine: Engine) -> tuple[type[BaseException], ...]:
 
 
 # The ledgers whose rows are leased the same way: release emails, notices, confirmations.
-Leased = type[Delivery] | type[CorrectionNotice] | type[ConfirmationEmail] | type[InvitationEmail]
+Leased = (
+    type[Delivery]
+    | type[CorrectionNotice]
+    | type[ConfirmationEmail]
+    | type[InvitationEmail]
+    | type[Digest]
+)
 
 
 def lease(
@@ -662,7 +671,7 @@ class SubscriberRow(ClaimedRow, Protocol):
     @property
     def subscriber_id(self) -> int: ...
     @property
-    def delivery_id(self) -> int: ...  # the release email's row: names the VERP sender
+    def delivery_id(self) -> int | None: ...  # a release email's row: names the VERP sender
     @property
     def name(self) -> str: ...
     @property

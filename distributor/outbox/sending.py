@@ -31,6 +31,7 @@ from distributor.mail.relays import open_transport
 from distributor.mail.transport import Outgoing, SendResult
 from distributor.outbox import throttle
 from distributor.outbox.confirmations import CONFIRMATIONS
+from distributor.outbox.digests import DIGESTS
 from distributor.outbox.invitations import INVITATIONS
 from distributor.outbox.ledger import (
     RECONCILED,
@@ -185,6 +186,13 @@ def send_correction_notices(settings: Settings, release_id: int) -> BatchReport:
     subscriber left or bounced, the release was withdrawn or corrected again — are
     cancelled, even mid-batch."""
     return send(settings, NOTICES, release_id)
+
+
+def send_digests(settings: Settings, period_id: int) -> BatchReport:
+    """Claim one batch of a digest period's due digests, send each, record each outcome: the
+    outbox's loop (:func:`send`) over the ledger of digests (see
+    :mod:`distributor.outbox.digests`)."""
+    return send(settings, DIGESTS, period_id)
 
 
 def send(settings: Settings, ledger: Ledger[R, S], subject_id: int) -> BatchReport:

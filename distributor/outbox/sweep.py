@@ -22,7 +22,7 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import NoticeKind, Release, ReleaseState
 from distributor.core.queue import TaskQueue
-from distributor.outbox import confirmations, invitations, notices
+from distributor.outbox import confirmations, digests, invitations, notices
 from distributor.outbox.advance import distribute_advance
 from distributor.outbox.ledger import (
     cancel_unconfirmed,
@@ -47,6 +47,8 @@ class SweepReport:
     confirmations: int = 0  # subscription requests whose lost wake-up was sent again
     confirmation_retries: int = 0  # requests with confirmation emails due again
     invitation_retries: int = 0  # invitations with their email due (again)
+    digests: dict[int, int] = field(default_factory=dict)  # period id → digests planned
+    digest_batches: int = 0  # batches of digests due again (retries, lost wake-ups)
 
 
 def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> SweepReport:
@@ -54,10 +56,11 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
     ``settings.sweep_seconds``, and says so (``heartbeat.record``).
 
     Publishes scheduled releases that are due, plans the advance copies that are due,
-    plans published releases never planned,
+    plans published releases never planned, plans the digests whose hour passed,
     cancels rows of subscribers who left, forgets expired idempotency keys and subscription
     requests, wakes a worker for each request whose wake-up was lost, and — when no
     task waits in the queue — enqueues batches for every release with rows or notices due,
+    for every digest period with digests due,
     and for every request with a confirmation email due (deferred retries, expired leases,
     lost tasks) and every invitation with its email due, and a site regeneration (which
     writes nothing if the site is current).
@@ -93,6 +96,8 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
         distribute_advance(settings, queue, release_id, now)
     for release_id in report.planned:
         distribute_release(settings, queue, release_id)
+    # A digest hour that passed (or passed while beat was down: caught up once).
+    report.digests = digests.plan_due(settings, queue, now)
     for release_id, count in lifted.items():
         for _ in range(math.ceil(count / settings.batch_size)):
             queue.send("send_correction_notices", release_id)
@@ -111,6 +116,7 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
             waiting_notices = notices.due(session)
             waiting_confirmations = confirmations.due(session)
             waiting_invitations = invitations.due(session)
+            waiting_digests = digests.due(session)
         for release_id, count in work.items():
             for _ in range(math.ceil(count / settings.batch_size)):
                 queue.send("send_batch", release_id)
@@ -119,6 +125,10 @@ def sweep(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> 
             for _ in range(math.ceil(count / settings.batch_size)):
                 queue.send("send_correction_notices", release_id)
                 report.notice_batches += 1
+        for period_id, count in waiting_digests.items():
+            for _ in range(math.ceil(count / settings.batch_size)):
+                queue.send(digests.TASK, period_id)
+                report.digest_batches += 1
         for request_id in waiting_confirmations:  # a retry due, a lease run out
             queue.send(CONFIRMATION_TASK, request_id)
             report.confirmation_retries += 1

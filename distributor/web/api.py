@@ -29,7 +29,7 @@ from distributor.audience.subscription import Consent, request_subscription
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import Conflict, NotFound, SubscriberInputError
-from distributor.core.models import Subscriber, SubscriberStatus, Topic
+from distributor.core.models import DigestMode, Subscriber, SubscriberStatus, Topic
 from distributor.core.roles import Caller, Can
 from distributor.web.apibase import (
     MAX_ID,
@@ -57,6 +57,9 @@ class SubscriberOut(BaseModel):
     language: str
     status: SubscriberStatus
     topics: list[str] = Field(description="Topic slugs, sorted")
+    digest: DigestMode = Field(
+        description="How they receive releases: each at once, or a daily or weekly digest"
+    )
     created_at: datetime
     confirmed_at: datetime | None
     unsubscribed_at: datetime | None
@@ -89,6 +92,12 @@ class SubscriberIn(BaseModel):
         Field(min_length=1, max_length=100),
     ]
     confirmed: bool = False
+    digest: DigestMode | None = Field(
+        default=None,
+        description="How they receive releases (a confirmed add only; a pending subscriber "
+        "chooses on their preferences page): immediate (the default for someone new), daily "
+        "or weekly",
+    )
     consent_source: Annotated[
         str | None,
         Field(
@@ -124,6 +133,7 @@ def _out(sub: Subscriber) -> SubscriberOut:
         language=sub.language,
         status=SubscriberStatus(sub.status),
         topics=sorted(t.slug for t in sub.topics),
+        digest=DigestMode(sub.digest),
         created_at=sub.created_at,
         confirmed_at=sub.confirmed_at,
         unsubscribed_at=sub.unsubscribed_at,
@@ -252,6 +262,12 @@ def add(
     exactly this request's choices apply (202, the request)."""
     if body.confirmed:
         return _add_confirmed(settings, body)
+    if body.digest is not None:
+        raise SubscriberInputError(
+            "digest: only for a confirmed add; a pending subscriber chooses on their "
+            "preferences page",
+            field="digest",
+        )
     consent = Consent(
         ip=request.client.host if request.client else "",
         user_agent=request.headers.get("user-agent", ""),
@@ -340,6 +356,7 @@ def _add_confirmed(settings: Settings, body: SubscriberIn) -> SubscriberOut:
                 topics=topics,
                 confirmed=True,
                 consent_source=source,
+                digest=body.digest.value if body.digest is not None else "",
             )
         except Conflict as exc:  # erased: on the suppression list
             raise Refused(status_of(exc), str(exc), "email") from exc

@@ -62,6 +62,7 @@ FIELD_ERRORS = {
     "name": "The name is too long (200 characters at most) or holds characters we cannot keep.",
     "language": "Choose one of the languages offered.",
     "topics": "Choose topics from the list.",
+    "digest": "Choose how you receive our releases: at once, daily or weekly.",
     "outlet": "Name the outlet you write for, in one line (200 characters at most).",
     "role": "Say what you do there, in one line (200 characters at most).",
 }
@@ -503,17 +504,25 @@ def preferences_post(
     forms: Forms,
     language: Annotated[str, Form()] = "",
     topics: Annotated[list[str] | None, Form()] = None,
+    digest: Annotated[str, Form()] = "",
     csrf: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
-    """Save the subscriber's language and topics (all checked before any is changed):
-    "saved", or "nothing changed" when they were already these."""
+    """Save the subscriber's language, topics and how they receive releases (at once, or a
+    daily or weekly digest; all checked before any is changed): "saved", or "nothing
+    changed" when they were already these."""
 
     def save(session: Session, sub: Subscriber) -> str:
         if not topics:
             raise SubscriberInputError(NO_TOPIC)
-        before = (sub.language, {t.slug for t in sub.topics})
-        save_preferences(session, forms.settings, sub.id, language=language, topics=topics)
-        return SAVED if (sub.language, {t.slug for t in sub.topics}) != before else UNCHANGED
+
+        def now() -> tuple[str, set[str], str]:
+            return sub.language, {t.slug for t in sub.topics}, sub.digest
+
+        before = now()
+        save_preferences(
+            session, forms.settings, sub.id, language=language, topics=topics, digest=digest or None
+        )
+        return SAVED if now() != before else UNCHANGED
 
     return preferences_change(request, token, forms, csrf, save)
 
