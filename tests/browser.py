@@ -177,6 +177,14 @@ def accessibility_problems(page: Page) -> list[str]:
     return problems + axe_problems(page)
 
 
+def checked_at_both_widths(page: Page, what: str) -> None:
+    """No accessibility problem (:func:`accessibility_problems`: no sideways scroll either)
+    on a desktop and then on a phone, where the page is left."""
+    for size in (DESKTOP, PHONE):
+        page.set_viewport_size(size)
+        assert accessibility_problems(page) == [], (what, size["width"])
+
+
 def focused(page: Page) -> dict[str, Any]:
     """The element that has the keyboard focus (``where``: its name, ``name=value`` for a
     radio button or checkbox) and whether its focus is visible (``outline``)."""

@@ -18,13 +18,13 @@ from typing import Any
 import httpx
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from distributor.audience.subscribers import import_csv
 from distributor.core.apitokens import create_token
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
-from distributor.core.models import CorrectionNotice, Delivery, Release, utcnow
+from distributor.core.models import CorrectionNotice, Delivery, Release, Subscriber, utcnow
 from distributor.core.queue import QUEUE
 from distributor.outbox import sending
 from distributor.releases.lifecycle import create_release, mark_published
@@ -84,6 +84,14 @@ def add_subscribers(
     with session_scope(settings) as session:
         import_csv(session, settings, buf, "test.csv", confirmed=confirmed,
                    consent_source="test" if confirmed else "")  # fmt: skip
+
+
+def subscriber_row(settings: Settings, email: str) -> Subscriber:
+    """The subscriber of ``email`` as stored now (detached; its topics not loaded)."""
+    with session_scope(settings) as session:
+        sub = session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
+        session.expunge(sub)
+        return sub
 
 
 def make_release(settings: Settings, **kwargs: str) -> Release:

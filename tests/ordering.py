@@ -25,6 +25,7 @@ LONGEST_FIRST = (
     "test_heartbeat.py",
     "test_cli.py",
     "test_confirmation_outbox.py",
+    "test_self_service_journey_browser.py",  # ~35 s alone (2026-12-07): before the 14 s below
     "test_journey_browser.py",
     "test_editor_media_browser.py",
     "test_fuzz_feeds.py",

@@ -200,6 +200,42 @@ def test_confirming_leads_on_and_a_link_used_again_says_already_confirmed(
     assert 'action="' not in reused.text.split("<main", 1)[1]
 
 
+def test_a_confirmation_link_used_again_after_leaving_never_says_confirmed(
+    pages: tuple[Settings, TestClient],
+) -> None:
+    """Left, then back the same day: the form sends no second confirmation that day and
+    says "use the link in that email"; that link must not say "already confirmed"."""
+    settings, client = pages
+    subscribe(client, email="eve@example.com", topics=["science"])
+    assert run_confirmations(settings) == ["sent"]
+    path = confirm_path(settings, outbox(settings, "eve@example.com")[0])
+    client.post(path, data={"csrf": csrf_of(client.get(path).text)})
+    with session_scope(settings) as session:
+        eve = session.scalars(select(Subscriber).where(Subscriber.email == "eve@example.com")).one()
+        eve.status = SubscriberStatus.UNSUBSCRIBED
+        eves = Link(eve.id, eve.link_nonce)
+    page = client.get(path)
+    said = shown(page.text)
+    assert title_of(page.text) == "You are unsubscribed — Press Office"
+    assert "You confirmed your subscription with this link, then left" in said
+    assert "already confirmed" not in said
+    back = re.search(r'action="([^"]+)/subscribe"', page.text)
+    assert back and preferences_of(settings, back.group(1)) == eves
+    again = client.post(
+        on_site(settings, back.group(1)) + "/subscribe", data={"csrf": csrf_of(page.text)}
+    )
+    assert "You are subscribed again" in shown(again.text)
+    with session_scope(settings) as session:
+        assert session.get_one(Subscriber, eves.id).status == SubscriberStatus.CONFIRMED
+        session.get_one(Subscriber, eves.id).status = SubscriberStatus.BOUNCED
+    bounced = client.get(path)  # no way back from here: the press office's mail bounced
+    assert "could not be delivered" in shown(bounced.text)
+    assert (
+        "already confirmed" not in shown(bounced.text)
+        and "/subscribe" not in bounced.text.split("<main", 1)[1]
+    )
+
+
 def test_a_topics_own_link_ticks_it_and_all_topics_means_every_one(
     pages: tuple[Settings, TestClient],
 ) -> None:

@@ -10,18 +10,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page
-from sqlalchemy import select
 
 from distributor.audience.accreditation import Decision, decide
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.i18n import gettext_for
-from distributor.core.models import Subscriber, SubscriberStatus
+from distributor.core.models import SubscriberStatus
 from distributor.core.urls import preferences_url, unsubscribe_url
-from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, running_server, visit
+from tests.browser import (
+    accessibility_problems,
+    checked_at_both_widths,
+    chromium,
+    running_server,
+    visit,
+)
 from tests.corrections import html_part
-from tests.helpers import add_subscribers, add_topics, free_port, outbox
+from tests.helpers import (
+    add_subscribers,
+    add_topics,
+    empty_queue_and_limits,
+    free_port,
+    outbox,
+    subscriber_row,
+)
 from tests.subscription_requests import confirm_path, run_confirmations
 
 pytestmark = pytest.mark.needs("chromium", "axe")
@@ -42,24 +53,11 @@ def served(
             "rate_limit_requests": 1000,  # other runs on this Redis share the IP 127.0.0.1
         }
     )
+    empty_queue_and_limits(redis_url)  # no wake-up left by another test's requests
     add_topics(settings, "climate", "science", "space")
     add_subscribers(settings, [(email, "", lang, "climate") for lang, email in PEOPLE.items()])
     with running_server(settings, port, tmp_path / "logs") as base:
         yield settings, base
-
-
-def subscriber_row(settings: Settings, email: str) -> Subscriber:
-    with session_scope(settings) as session:
-        sub = session.scalars(select(Subscriber).where(Subscriber.email == email)).one()
-        session.expunge(sub)
-        return sub
-
-
-def checked_at_both_widths(page: Page, what: str) -> None:
-    """No accessibility problem and no sideways scroll, on a phone and on a desktop."""
-    for size in (DESKTOP, PHONE):
-        page.set_viewport_size(size)
-        assert accessibility_problems(page) == [], (what, size["width"])
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])

@@ -271,8 +271,15 @@ class PublicForms:
 
     def confirmed_page(self, lang: str, sub: Subscriber | None, already: bool) -> HTMLResponse:
         """The page of a confirmed subscription (``already``: the link was used before),
-        linking to the subscriber's preferences and to the newsroom."""
-        return self.pages.render(
+        linking to the subscriber's preferences and to the newsroom. A link used before by
+        someone who has left since never says "confirmed": the page says nothing is sent
+        and offers "Subscribe again" (one POST, as on the preferences page: the link reached
+        their mailbox), or, for an address that bounced, why nothing can be sent."""
+        left = ""  # the status of someone who used the link and has left since
+        if already and sub is not None and sub.status != SubscriberStatus.CONFIRMED:
+            left = sub.status
+        render = self.with_csrf if left else self.pages.render  # a form: "Subscribe again"
+        return render(
             "confirm.html",
             lang,
             choices=None,
@@ -280,6 +287,7 @@ class PublicForms:
             can_resend=False,
             done=True,
             already=already,
+            left=left,
             preferences=preferences_url(self.settings, sub.id, sub.link_nonce) if sub else "",
             newsroom=listing_url(self.settings, lang),
         )
