@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, select, text
+from sqlalchemy import Engine, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
@@ -61,17 +61,16 @@ from distributor.outbox.ledger import (
     OPEN_STATUSES,
     Batch,
     Leased,
-    RowRecorder,
-    bounce_on_refusal,
+    OutcomeWriter,
     lease,
     recipient,
+    still_leased,
 )
 
 log = logging.getLogger(__name__)
 
 TASK = "send_digests"
 MODES = (DigestMode.DAILY, DigestMode.WEEKLY)
-NOT_WANTED = "not sent: subscriber no longer confirmed"
 NOTHING_LEFT = "not sent: every release it held was withdrawn since"
 
 
@@ -272,20 +271,10 @@ class DigestClaim:
     rows: list[ClaimedDigest]
 
 
-_CANCEL_EMPTY = """
-UPDATE digests SET status = 'cancelled', last_error = :reason, lease_until = NULL,
-    lease_token = NULL
-WHERE period_id = :period_id AND status IN ('pending', 'deferred')
-  AND NOT EXISTS (
-      SELECT 1 FROM digest_items i JOIN releases r ON r.id = i.release_id
-      WHERE i.digest_id = digests.id AND r.state = 'published')
-"""
-
-
 def claim(engine: Engine, settings: Settings, period_id: int, limit: int) -> DigestClaim:
-    """Cancel the period's digests with nothing left to send (every release in them
-    withdrawn), then lease up to ``limit`` due ones to a new token, in one committed
-    transaction (concurrent claimers skip each other's rows on PostgreSQL; SQLite's
+    """Lease up to ``limit`` due digests of the period to a new token (those of them with
+    nothing left to send, every release in them withdrawn, are cancelled instead), in one
+    committed transaction (concurrent claimers skip each other's rows on PostgreSQL; SQLite's
     immediate transaction serialises them)."""
     now = utcnow()
     token = uuid.uuid4().hex
@@ -296,9 +285,23 @@ def claim(engine: Engine, settings: Settings, period_id: int, limit: int) -> Dig
         .limit(limit)
         .with_for_update(of=Digest, skip_locked=True)  # nothing on SQLite
     )
+    live = (
+        select(DigestItem.id)
+        .join(Release, Release.id == DigestItem.release_id)
+        .where(DigestItem.digest_id == Digest.id, Release.state == ReleaseState.PUBLISHED)
+        .exists()
+    )
     with Session(engine) as session, session.begin():  # BEGIN IMMEDIATE on SQLite (db.py)
-        session.execute(text(_CANCEL_EMPTY), {"period_id": period_id, "reason": NOTHING_LEFT})
         picked = {int(i): bool(doubt) for i, doubt in session.execute(candidates)}
+        if picked:  # nothing left to send in some (every release in them withdrawn since)?
+            empty = set(session.scalars(select(Digest.id).where(Digest.id.in_(picked), ~live)))
+            if empty:
+                session.execute(
+                    update(Digest)
+                    .where(Digest.id.in_(empty))
+                    .values(status=DeliveryStatus.CANCELLED, last_error=NOTHING_LEFT)
+                )
+                picked = {i: doubt for i, doubt in picked.items() if i not in empty}
         leased: Sequence[Row[Any]] = ()
         people: dict[int, tuple[str, str, str | None, str]] = {}
         if picked:
@@ -321,25 +324,6 @@ def claim(engine: Engine, settings: Settings, period_id: int, limit: int) -> Dig
         for r in sorted(leased, key=lambda r: r.id)
     ]
     return DigestClaim(period_id, token, rows)
-
-
-def still_wanted(conn: Connection, batch: Batch[ClaimedDigest], row_ids: Sequence[int]) -> set[int]:
-    """Which of ``row_ids`` may still be sent: leased under the batch's token (not cancelled
-    since), to a subscriber still confirmed."""
-    if not row_ids:
-        return set()
-    query = (
-        select(Digest.id)
-        .join(Subscriber, Subscriber.id == Digest.subscriber_id)
-        .where(
-            Digest.id.in_(list(row_ids)),
-            Digest.lease_token == batch.token,
-            Subscriber.status == SubscriberStatus.CONFIRMED,
-        )
-    )
-    wanted = {int(r[0]) for r in conn.execute(query)}
-    conn.rollback()  # end the read transaction: the next check must see new commits
-    return wanted
 
 
 def entries(session: Session, digest_ids: Sequence[int]) -> dict[int, list[DigestEntry]]:
@@ -408,12 +392,13 @@ class Digests:
     def still_wanted(
         self, conn: Connection, batch: Batch[ClaimedDigest], row_ids: Sequence[int]
     ) -> set[int]:
-        return still_wanted(conn, batch, row_ids)
+        # As for release emails: a digest whose subscriber left was cancelled, and so lost
+        # its lease (audience.subscribers.cancel_pending; the sweep's cancel_unconfirmed).
+        return still_leased(conn, batch.token, row_ids, Digest)
 
-    def recorder(self, engine: Engine, settings: Settings) -> RowRecorder:
-        return RowRecorder(
-            engine, settings, Digest, bounce_on_refusal, NOT_WANTED, lambda row: "digest"
-        )
+    def recorder(self, engine: Engine, settings: Settings) -> OutcomeWriter:
+        # The release emails' own writer (one statement an outcome; a 5xx bounces).
+        return OutcomeWriter(engine, settings, "digests", "digest")
 
     def compose(
         self, settings: Settings, subject: DigestPeriod, rows: Sequence[ClaimedDigest]

@@ -216,15 +216,16 @@ _MINE_OR_CANCELLED_IN_FLIGHT = (
     "WHERE id = :id AND (lease_token = :token OR (status = 'cancelled' AND lease_token IS NULL"
     " AND sent_at IS NULL))"
 )
+# {table}: the ledger's table (deliveries, digests: OutcomeWriter).
 _RECORD_SQL = {
-    DeliveryStatus.SENT: "UPDATE deliveries SET status = 'sent', sent_at = :now, "
+    DeliveryStatus.SENT: "UPDATE {table} SET status = 'sent', sent_at = :now, "
     f"last_error = :error, {_DONE} {_MINE_OR_CANCELLED_IN_FLIGHT}",
     # A deferred row whose message may have reached the server (SendResult.uncertain) keeps
     # a lease that ends with its backoff, held by nobody: claimed again, it is in doubt.
-    DeliveryStatus.DEFERRED: "UPDATE deliveries SET status = 'deferred', "
+    DeliveryStatus.DEFERRED: "UPDATE {table} SET status = 'deferred', "
     "next_attempt_at = :retry_at, last_error = :error, smtp_code = :code, "
     f"lease_until = :doubt_until, lease_token = NULL {_MINE}",
-    DeliveryStatus.FAILED: "UPDATE deliveries SET status = 'failed', last_error = :error, "
+    DeliveryStatus.FAILED: "UPDATE {table} SET status = 'failed', last_error = :error, "
     f"{_DONE} {_MINE}",
 }
 _BOUNCE_SQL = (
@@ -275,15 +276,26 @@ class OutcomeWriter:
     sent message is one statement and one round trip (through a SQLAlchemy transaction it
     was BEGIN + UPDATE + COMMIT: 0.64 ms against 0.36 ms on PostgreSQL, bench/pipeline.py).
     Only a refusal that bounces the subscriber needs two statements, in one transaction.
+    ``table`` is the ledger's: ``deliveries``, or ``digests`` (rows sent to a subscriber,
+    with the same columns); ``one`` names one of its rows in the log.
     """
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        table: str = "deliveries",
+        one: str = "delivery",
+    ) -> None:
         self._settings = settings
         self._engine = engine
         self._sqlite = is_sqlite(engine)
         self._errors = _connection_errors(engine)
         self._connect()
-        self._sql = {status: self._dialect(sql) for status, sql in _RECORD_SQL.items()}
+        self._one = one
+        self._sql = {
+            status: self._dialect(sql.format(table=table)) for status, sql in _RECORD_SQL.items()
+        }
         self._bounce = self._dialect(_BOUNCE_SQL)
 
     def _connect(self) -> None:
@@ -304,7 +316,7 @@ class OutcomeWriter:
     def record(
         self,
         claim_token: str,
-        row: Claimed,
+        row: SubscriberRow,
         outcome: Outcome,
         code: int,
         message: str,
@@ -327,7 +339,7 @@ class OutcomeWriter:
             "now": self._time(now),
             "code": code,
             "error": message[:1000],
-            "id": row.delivery_id,
+            "id": row.row_id,
             "token": claim_token,
             "subscriber_id": row.subscriber_id,
         }
@@ -345,7 +357,7 @@ class OutcomeWriter:
         return patiently(
             lambda: self._write(status, params, bounce),
             self._settings,
-            f"delivery {row.delivery_id}",
+            f"{self._one} {row.row_id}",
             self._errors,
             self._reopen,
         )
@@ -377,9 +389,9 @@ class OutcomeWriter:
             raise
         return changed
 
-    def drop(self, claim_token: str, row: Claimed) -> None:
-        """Nothing to note: a delivery is made unwanted by cancelling its row (an
-        unsubscribe, a withdrawal), which is how the batch saw it."""
+    def drop(self, claim_token: str, row: SubscriberRow) -> None:
+        """Nothing to note: a row is made unwanted by cancelling it (an unsubscribe, a
+        withdrawal), which is how the batch saw it."""
 
     def close(self) -> None:
         """Give the connection back to the pool as it was lent."""
@@ -524,14 +536,18 @@ def due(session: Session) -> dict[int, int]:
 
 
 def cancel_unconfirmed(session: Session) -> int:
-    """Cancel open rows whose subscriber is no longer confirmed; returns how many."""
+    """Cancel open release emails and digests whose subscriber is no longer confirmed;
+    returns how many."""
     gone = select(Subscriber.id).where(Subscriber.status != SubscriberStatus.CONFIRMED)
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.status.in_(OPEN_STATUSES), Delivery.subscriber_id.in_(gone))
-        .values(status=DeliveryStatus.CANCELLED, last_error="subscriber no longer confirmed")
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    cancelled = 0
+    for table in (Delivery, Digest):
+        result = session.execute(
+            update(table)
+            .where(table.status.in_(OPEN_STATUSES), table.subscriber_id.in_(gone))
+            .values(status=DeliveryStatus.CANCELLED, last_error="subscriber no longer confirmed")
+        )
+        cancelled += int(getattr(result, "rowcount", 0) or 0)
+    return cancelled
 
 
 def cancel_release(session: Session, release_id: int, reason: str) -> int:
