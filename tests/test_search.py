@@ -119,6 +119,16 @@ def test_language_and_topic_filters(topics: Settings) -> None:
     assert found(s, "comet", topic="no-such-topic").total == 0
 
 
+def test_a_language_code_is_a_word_like_any_other(topics: Settings) -> None:
+    """ "en" is a French word: it finds the releases that say it, not every English one."""
+    release(topics, "fr-en", lang="fr", title="Rencontre", body="Une rencontre en Bretagne.")
+    release(topics, "en-plain", lang="en", title="Meeting", body="A meeting in Brittany.")
+    assert slugs(topics, "en") == ["fr-en"]
+    assert slugs(topics, "fr") == []
+    assert slugs(topics, "en rencontre", lang="fr") == ["fr-en"]
+    assert slugs(topics, "meeting", lang="fr") == []
+
+
 def test_results_come_a_page_at_a_time(topics: Settings) -> None:
     for number in range(7):
         release(topics, f"r{number}", title=f"Harbour report {number}")

@@ -32,18 +32,18 @@ branch_labels = None
 depends_on = None
 
 
+SQLITE_COLUMNS = "rowid, title, lead, body, language"
+SQLITE_VALUES = "{row}.id, {row}.title, {row}.lead, {row}.body_text, {row}.language"
 SQLITE_TRIGGERS = (
-    """CREATE TRIGGER release_search_insert AFTER INSERT ON releases
+    f"""CREATE TRIGGER release_search_insert AFTER INSERT ON releases
     WHEN new.state = 'published' BEGIN
-        INSERT INTO release_search (rowid, title, lead, body, language)
-        VALUES (new.id, new.title, new.lead, new.body_text, new.language);
+        INSERT INTO release_search ({SQLITE_COLUMNS}) VALUES ({SQLITE_VALUES.format(row='new')});
     END""",
-    """CREATE TRIGGER release_search_update
+    f"""CREATE TRIGGER release_search_update
     AFTER UPDATE OF title, lead, body_text, language, state ON releases BEGIN
         DELETE FROM release_search WHERE rowid = old.id;
-        INSERT INTO release_search (rowid, title, lead, body, language)
-        SELECT new.id, new.title, new.lead, new.body_text, new.language
-        WHERE new.state = 'published';
+        INSERT INTO release_search ({SQLITE_COLUMNS})
+        SELECT {SQLITE_VALUES.format(row='new')} WHERE new.state = 'published';
     END""",
     """CREATE TRIGGER release_search_delete AFTER DELETE ON releases BEGIN
         DELETE FROM release_search WHERE rowid = old.id;
@@ -53,17 +53,21 @@ SQLITE_TRIGGERS = (
 # "<", ">" and "&" made spaces first: PostgreSQL's parser takes "<b>bold</b>" (or
 # "a<b and c>d") for markup and drops the words inside it, which SQLite's index keeps.
 PG_FIELD = "to_tsvector('distributor_search', regexp_replace(coalesce({row}.{column}, ''), '[<>&]', ' ', 'g'))"
-PG_DOCUMENT = " || ".join(
+PG_HEAD = " || ".join(
     f"setweight({PG_FIELD.format(row='{row}', column=column)}, '{weight}')"
-    for column, weight in (('title', 'A'), ('lead', 'B'), ('body_text', 'C'))
+    for column, weight in (('title', 'A'), ('lead', 'B'))
+)
+PG_VALUES = (
+    "{row}.id, {row}.language, {row}.date, "
+    f"{PG_HEAD}, {PG_HEAD} || {PG_FIELD.format(row='{row}', column='body_text')}"
 )
 
 PG_FUNCTION = f"""CREATE FUNCTION release_search_sync() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM release_search WHERE release_id = OLD.id;
     IF NEW.state = 'published' THEN
-        INSERT INTO release_search (release_id, document)
-        VALUES (NEW.id, {PG_DOCUMENT.format(row='NEW')});
+        INSERT INTO release_search (release_id, language, date, head, document)
+        VALUES ({PG_VALUES.format(row='NEW')});
     END IF;
     RETURN NULL;
 END
@@ -81,13 +85,12 @@ def upgrade() -> None:
     if bind.dialect.name == 'sqlite':
         op.execute(
             "CREATE VIRTUAL TABLE release_search USING fts5("
-            "title, lead, body, language UNINDEXED,"
-            " tokenize = 'unicode61 remove_diacritics 2')"
+            "title, lead, body, language, tokenize = 'unicode61 remove_diacritics 2')"
         )
         sqlite_triggers()
         op.execute(
-            "INSERT INTO release_search (rowid, title, lead, body, language)"
-            " SELECT id, title, lead, body_text, language FROM releases"
+            f"INSERT INTO release_search ({SQLITE_COLUMNS})"
+            f" SELECT {SQLITE_VALUES.format(row='releases')} FROM releases"
             " WHERE state = 'published'"
         )
         return
@@ -105,18 +108,19 @@ def upgrade() -> None:
     op.execute(
         "CREATE TABLE release_search ("
         " release_id integer PRIMARY KEY REFERENCES releases (id) ON DELETE CASCADE,"
-        " document tsvector NOT NULL)"
+        " language varchar(8) NOT NULL, date timestamp NOT NULL,"
+        " head tsvector NOT NULL, document tsvector NOT NULL)"
     )
     op.execute("CREATE INDEX ix_release_search_document ON release_search USING gin (document)")
     op.execute(PG_FUNCTION)
     # Deleted releases leave by the foreign key's cascade.
     op.execute(
         "CREATE TRIGGER release_search_sync AFTER INSERT OR UPDATE OF title, lead, body_text,"
-        " state ON releases FOR EACH ROW EXECUTE FUNCTION release_search_sync()"
+        " language, date, state ON releases FOR EACH ROW EXECUTE FUNCTION release_search_sync()"
     )
     op.execute(
-        "INSERT INTO release_search (release_id, document)"
-        f" SELECT id, {PG_DOCUMENT.format(row='releases')} FROM releases"
+        "INSERT INTO release_search (release_id, language, date, head, document)"
+        f" SELECT {PG_VALUES.format(row='releases')} FROM releases"
         " WHERE state = 'published'"
     )
 
