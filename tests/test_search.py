@@ -96,6 +96,8 @@ def test_a_word_in_the_title_ranks_above_one_in_the_lead_above_one_in_the_body(
     assert results.total == 3 and results.pages == 1
     body_hit = results.hits[2]
     assert "<mark>glaciers</mark>" in body_hit.snippet
+    assert results.hits[1].snippet.startswith("<mark>Glaciers</mark> are retreating")
+    assert results.hits[0].snippet == ""  # a title hit: the page shows the lead
     assert body_hit.title == "Agency news" and body_hit.lead.startswith("The Agency")
 
 

@@ -56,8 +56,8 @@ class Hit:
     language: str
     date: datetime
     lead: str
-    # A short passage of the body around the first word found, the words marked with
-    # <mark> (escaped HTML); "" when the body has none of them (the lead then says enough).
+    # A short passage of the body around the first word found, else of the lead, the words
+    # marked with <mark> (escaped HTML); "" when neither has them (a title hit).
     snippet: Markup
 
 
@@ -204,7 +204,7 @@ def _hits(session: Session, ids: Sequence[int], words: Sequence[str]) -> tuple[H
             row.language,
             row.date,
             row.lead,
-            snippet(row.body_text, folded),
+            snippet(row.body_text, folded) or snippet(row.lead, folded),
         )
         for row in (by_id[i] for i in ids if i in by_id)
     )
