@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -315,3 +316,34 @@ def test_the_api_and_the_report_show_a_releases_statistics(counted: Site, redis_
     assert "statistics (counted per hour, no personal data):" in result.stdout
     assert "page views 2, image downloads 0, document downloads 1" in result.stdout
     assert ": 2 view(s), 1 download(s)" in result.stdout
+
+
+def test_the_workspace_shows_the_counts_per_day_in_a_chart_and_a_table(
+    counted: Site, redis_url: str
+) -> None:
+    from distributor.web import create_app
+    from tests.clients import logged_in_as
+
+    s = counted.settings
+    with TestClient(create_app(s)) as web:
+        for _ in range(3):
+            assert web.get(counted.page).status_code == 200
+        assert web.get(counted.image).status_code == 200
+    flush_statistics(s)
+    with logged_in_as(s, "jo@example.org", "writer") as jo:
+        page = jo.get(f"/admin/releases/{counted.release_id}")
+        assert page.status_code == 200
+        html = page.text
+        assert '<td data-stat="page_views">3</td>' in html
+        assert '<td data-stat="image_downloads">1</td>' in html
+        assert 'aria-labelledby="stats-daily-title stats-daily-desc"' in html
+        assert "3 page views and 1 downloads, per day" in html
+        assert re.search(r"<tr><th scope=\"row\">\d{4}-\d\d-\d\d</th><td>3</td><td>1</td>", html)
+        dashboard = jo.get("/admin")
+        assert "Newsroom page views and downloads, the last 14 days" in dashboard.text
+        assert re.search(r"<tr><th scope=\"row\">[-\d]+</th><td>3</td><td>1</td>", dashboard.text)
+        french = jo.get(
+            f"/admin/releases/{counted.release_id}", headers={"Accept-Language": "fr-FR,fr"}
+        )
+        assert "Statistiques" in french.text
+        assert "3 pages vues et 1 téléchargements, par jour\u00a0; le tableau" in french.text
