@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -347,3 +348,46 @@ def test_the_workspace_shows_the_counts_per_day_in_a_chart_and_a_table(
         )
         assert "Statistiques" in french.text
         assert "3 pages vues et 1 téléchargements, par jour\u00a0; le tableau" in french.text
+
+
+@pytest.mark.needs("chromium", "axe")
+def test_the_release_pages_chart_passes_axe_in_a_browser(
+    sqlite_settings: Settings, redis_url: str, tmp_path: Path
+) -> None:
+    from distributor.core.models import utcnow
+    from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, fill_login
+    from tests.browser import running_server as running_app
+
+    port = free_port()
+    s = sqlite_settings.model_copy(
+        update={"broker_url": redis_url, "site_url": f"http://127.0.0.1:{port}"}
+    )
+    site = published_with_files(s)
+    hour = utcnow().replace(minute=0, second=0, microsecond=0)
+    with session_scope(s) as session:
+        create_user(session, "jo@example.org", "writer", "a long enough password", name="Jo")
+        for days_ago, views in enumerate((12, 30, 7)):
+            session.add(
+                PublicStat(subject=site.page[1:] + ".html", kind=counting.PAGE,
+                           hour=hour - timedelta(days=days_ago), count=views)
+            )  # fmt: skip
+        session.add(
+            PublicStat(subject=site.document[1:], kind=counting.DOCUMENT, hour=hour, count=4)
+        )
+    with running_app(s, port, tmp_path) as base:
+        for viewport in (PHONE, DESKTOP):
+            with chromium(viewport=viewport) as browser:
+                page = browser.new_page()
+                page.goto(base + "/admin/login")
+                fill_login(page, "jo@example.org", "a long enough password")
+                page.get_by_role("button", name="Log in", exact=True).click()
+                page.wait_for_url(base + "/admin")
+                page.goto(base + f"/admin/releases/{site.release_id}")
+                chart = page.get_by_role("img", name="Page views and downloads per day")
+                assert chart.is_visible()
+                assert page.locator("#stats-daily-desc").text_content() == (
+                    "49 page views and 4 downloads, per day; the table below has the figures."
+                )
+                page.get_by_text("The figures per day").first.click()
+                assert page.locator("#stats-daily-days tbody tr").count() == 3
+                assert accessibility_problems(page) == [], viewport
