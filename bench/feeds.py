@@ -23,17 +23,26 @@ simultaneous) and without an access log. ``wrk -t2 -c32`` for plain GETs (200) a
 with the ETag (304), one server at a time, on this same machine (wrk competes with the server
 for the cores).
 
+(c) What counting fetches for the statistics costs (``reporting.counting``): the web app
+built twice on the same site, ``DISTRIBUTOR_STATISTICS`` on and off, answers conditional
+GETs of the live feed (304) in this process, called as an ASGI app (no network, no client:
+the server's own cost), in turn, ``--rounds`` times each (1 s a run); with counting on, its
+thread pushes to the run's Redis every second meanwhile. Always run (wrk or not); the
+figure to read is the median of the rounds' ratios (each pair measured under one load).
+
 Goals (design): the incremental regeneration under 1 s; the app answers at least 25% of
-nginx's rate for 200 and 15% for 304.
+nginx's rate for 200 and 15% for 304; with counting on, at least 90% of its 304 rate off.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,6 +82,7 @@ SAMPLE_FR = SAMPLE.with_name("climate-agreement.fr.md")  # translates SAMPLE
 FEED_SIZE_RANGE = (150 * 1024, 300 * 1024)
 GOAL_INCREMENTAL_S = 1.0
 GOAL_200, GOAL_304 = 0.25, 0.15
+GOAL_COUNTING = 0.90  # the 304 rate with counting on, as a share of the rate with it off
 
 
 # --- (a) regeneration ----------------------------------------------------------------------
@@ -359,6 +369,112 @@ def polls(settings: Settings, work: Path, duration: int, workers: int | None) ->
     return f"{polls_table(app, nginx, feed, size, what)}\n\n{note}"
 
 
+# --- (c) the cost of counting ------------------------------------------------------------
+
+
+async def _asgi_rate(app: Callable[..., object], path: str, etag: str, seconds: float) -> float:
+    """304s a second ``app`` answers for ``path`` with ``etag``, called for ``seconds``."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"news.example.org"), (b"if-none-match", etag.encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(int(str(message["status"])))
+
+    n, started = 0, time.perf_counter()
+    deadline = started + seconds
+    while True:
+        for _ in range(1000):
+            await app(dict(scope), receive, send)  # type: ignore[misc]
+        n += 1000
+        if time.perf_counter() >= deadline:
+            break
+    rate = n / (time.perf_counter() - started)
+    if set(statuses) != {304}:
+        raise SystemExit(f"counting cost: statuses {sorted(set(statuses))}, not only 304")
+    return rate
+
+
+def counting_cost(settings: Settings, rounds: int, seconds: float) -> str:
+    """Part (c): the 304 rate in this process with counting off and on, in turn."""
+    from distributor.core.broker import broker_url, redis_client
+    from distributor.reporting.counting import KEY_PREFIX
+    from distributor.web import create_app
+
+    feed, _size, _what = feed_to_poll(settings)
+    path = "/" + feed
+    apps = {
+        "off": create_app(settings.model_copy(update={"statistics": False, "feed_rate_limit": 0})),
+        "on": create_app(settings.model_copy(update={"statistics": True, "feed_rate_limit": 0})),
+    }
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    client = redis_client(broker_url(settings))
+    for key in client.scan_iter(match=KEY_PREFIX + "*"):  # an earlier run's
+        client.delete(key)
+
+    async def run() -> None:
+        probe = httpx.AsyncClient(transport=httpx.ASGITransport(app=apps["off"]))
+        async with probe:
+            got = await probe.get(f"http://news.example.org{path}")
+        etag = got.headers["etag"]
+        for name in ("off", "on"):  # warm: the file cached, the pushing thread started
+            await _asgi_rate(apps[name], path, etag, 0.5)
+        for i in range(rounds):
+            for name in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                rates[name].append(await _asgi_rate(apps[name], path, etag, seconds))
+                say(f"counting {name}: {rates[name][-1]:,.0f} 304/s")
+
+    asyncio.run(run())
+    counter = apps["on"].state.counter
+    counter.close()
+    pushed = 0
+    try:
+        for key in list(client.scan_iter(match=KEY_PREFIX + "*")):
+            pushed += sum(int(v) for v in client.hgetall(key).values())
+            client.delete(key)  # the claimed database is left as found
+    finally:
+        client.close()
+    # Each round's on ÷ off: the two measured a second apart, under the same load from
+    # the rest of the machine (which moves the rates themselves by 2x within a minute).
+    ratios = [on / off for on, off in zip(rates["on"], rates["off"], strict=True)]
+    share = statistics.median(ratios)
+    rows = [
+        [name, f"{statistics.median(r):,.0f}", f"{min(r):,.0f}", f"{max(r):,.0f}"]
+        for name, r in (("counting off", rates["off"]), ("counting on", rates["on"]))
+    ]
+    rows.append(
+        [
+            "on ÷ off, per round",
+            f"{share:.2f} {'✓' if share >= GOAL_COUNTING else '✗'}",
+            f"{min(ratios):.2f}",
+            f"{max(ratios):.2f}",
+        ]
+    )
+    rows.append(["goal", f"≥ {GOAL_COUNTING:.2f}", "", ""])
+    intro = (
+        f"{path}: 304s a second in this process (ASGI calls, no network), {rounds} rounds of "
+        f"{seconds:.1f} s each way, in turn; {pushed:,} fetches counted in Redis"
+    )
+    headers = ["", "median 304/s", "min", "max"]
+    return f"{intro}\n\n{table(headers, rows)}"
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -388,7 +504,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--releases", type=int, default=10_000, help="published releases")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--skip-wrk", action="store_true", help="only time the regeneration")
+    parser.add_argument("--skip-wrk", action="store_true", help="no wrk runs (b)")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of (c), on and off")
     parser.add_argument(
         "--app-workers",
         type=int,
@@ -420,6 +537,12 @@ def main() -> None:
                 ]
             finally:
                 shutil.rmtree(work, ignore_errors=True)
+        out += [
+            "",
+            "(c) the cost of counting fetches (statistics)",
+            "",
+            counting_cost(settings, args.rounds, 1.0),
+        ]
     print(
         f"distributor feeds benchmark — {os.cpu_count()} cores, "
         f"{time.perf_counter() - started:.0f} s in all, load average {load_before:.1f} at the "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from distributor.outbox import advance, sending
 from distributor.outbox import sweep as outbox_sweep
+from distributor.reporting.stats_flush import flush_statistics as flush_counts
 from distributor.site import builder
 from distributor.site.websub import HubUnavailable, ping_hub
 
@@ -65,6 +66,11 @@ def websub_publish(feed_urls: list[str]) -> bool:
 def sweep() -> dict[str, int]:
     report = outbox_sweep.sweep(settings, queue)
     return {"published": len(report.published), "batches": report.batches}
+
+
+@app.task(name="distributor.flush_statistics")
+def flush_statistics() -> int:
+    return flush_counts(settings)
 
 
 @app.task(name="distributor.send_confirmation")

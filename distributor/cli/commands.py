@@ -1168,6 +1168,7 @@ def releases_report(
         out.print(f"bounces: {st.hard_bounces} hard, {st.soft_bounces} soft")
         if st.unsubscribed_since:
             out.print(f"{st.unsubscribed_since} recipient(s) unsubscribed since they received it")
+        _print_statistics(s, release_id)
         return
     lines = delivery_lines(s, release_id)  # an unknown release fails here, before any file
     if out_file is None:
@@ -1180,6 +1181,31 @@ def releases_report(
     with stream:
         n = write_csv(lines, stream)
     err.print(f"{n} deliveries written to {out_file}", markup=False, highlight=False)
+
+
+def _print_statistics(s: Settings, release_id: int) -> None:
+    """The statistics section of ``releases report``: counts only (see
+    ``reporting.statistics``), the per-day lines last."""
+    from distributor.reporting.statistics import WINDOW_DAYS, release_statistics
+
+    with db.session_scope(s) as session:
+        st = release_statistics(session, release_id, s.timezone)
+    lines = [
+        "statistics (counted per hour, no personal data):",
+        f"  delivered {st.delivered}, deferred {st.deferred}, bounced {st.bounced}, "
+        f"unsubscribed within {WINDOW_DAYS} days {st.unsubscribed}",
+        f"  page views {st.page_views}, image downloads {st.image_downloads}, "
+        f"document downloads {st.document_downloads}",
+        f"  feed fetches in its first {WINDOW_DAYS} days: {st.feed_fetches} (200), "
+        f"{st.feed_not_modified} not modified (304)",
+    ]
+    for day in st.days:
+        lines.append(
+            f"  {day.day.isoformat()}: {day.page_views} view(s), "
+            f"{day.image_downloads + day.document_downloads} download(s)"
+        )
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
 
 
 @app.command("audit")

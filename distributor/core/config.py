@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     require_totp: bool = False
     # A release is published only once someone other than its last editor approved it.
     require_approval: bool = False
+    # Fetches of the public files counted per hour, no personal data (reporting/counting.py).
+    statistics: bool = True
     rate_limit_requests: int = Field(default=10, ge=1)
     rate_limit_window_seconds: int = Field(default=600, ge=1)
     soft_bounce_limit: int = Field(default=3, ge=1)

@@ -677,3 +677,36 @@ class IdentitySetting(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+MAX_SUBJECT = 300  # characters of a counted file's path below public/ (longer: not counted)
+
+
+class PublicStat(Base):
+    """How many times one public file was fetched in one hour (UTC), by kind of fetch
+    (reporting/counting.py): ``page`` (an HTML page, 200 or 304), ``feed200`` and
+    ``feed304`` (a feed sent whole, or "not modified"), ``image`` and ``document`` (a
+    stored file sent whole). ``subject`` is the file's path below ``public/``
+    (``releases/SLUG.html``, ``feeds/en/releases.atom``, ``media/<sha256>/NAME.pdf``):
+    a release's counts are those of its page and of its images' and documents' paths.
+    Aggregates only: no row says who fetched anything."""
+
+    __tablename__ = "release_stats"
+
+    # In this order: the key serves a release's reads (its files' paths), the index on
+    # the hour the dashboard's (every file, a range of days).
+    subject: Mapped[str] = mapped_column(String(MAX_SUBJECT), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, index=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StatBatch(Base):
+    """A batch of counts taken from Redis and added to ``release_stats`` (its token is
+    in the name of the Redis key it was renamed to): a batch found again after a crash
+    between the database's commit and the key's deletion is deleted, not added twice."""
+
+    __tablename__ = "release_stats_batches"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    flushed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

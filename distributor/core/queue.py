@@ -43,6 +43,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "beat_schedule": {
             "sweep": {"task": TASK_PREFIX + "sweep", "schedule": settings.sweep_seconds},
+            # reporting/stats_flush.py: the fetch counts, from Redis into the database.
+            "statistics": {"task": TASK_PREFIX + "flush_statistics", "schedule": 60.0},
         },
         "beat_schedule_filename": str((settings.data_dir / "celerybeat-schedule").resolve()),
         "timezone": "UTC",

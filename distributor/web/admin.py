@@ -92,8 +92,10 @@ from distributor.reporting.dashboard import (
     sends_over_time,
     subscribers_by_topic_language,
 )
+from distributor.reporting.statistics import release_statistics, site_statistics
 from distributor.reporting.status import release_status, translation_languages
 from distributor.web.bodies import check_first
+from distributor.web.charts import Bar, _ceiling, day_chart
 from distributor.web.deps import AppQueue, part
 from distributor.web.errors import status_of
 from distributor.web.guards import CSRF_MAX_AGE, csrf_ok, new_csrf_token
@@ -116,6 +118,7 @@ CSRF_REUSE_AGE = CSRF_MAX_AGE - 1800  # a form rendered now stays valid at least
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
 RELEASES_SHOWN = 50
 CHART_HOURS = 24
+STATS_DAYS = 14  # days of page views and downloads on the dashboard
 EXPIRED_FORM = "This form has expired. Reload the page and try again."
 # What a redirect after an action may announce (?done=…): fixed texts, never a parameter.
 DONE = {
@@ -261,17 +264,6 @@ def split_addresses(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Bar:
-    """One bar of the chart, in the SVG's user units."""
-
-    x: float
-    y: float
-    width: float
-    height: float
-    label: str
-
-
-@dataclass(frozen=True)
 class Chart:
     """Messages sent and failed per hour, laid out for an inline SVG."""
 
@@ -287,15 +279,6 @@ class Chart:
     rows: list[tuple[str, int, int]]  # hour label, sent, failed (the table version)
     total_sent: int
     total_failed: int
-
-
-def _ceiling(value: int) -> int:
-    """The smallest of 1, 2, 5 × 10ⁿ at least ``value`` (at least 1): the y axis's top."""
-    top = 1
-    while top < value:
-        magnitude = 10 ** (len(str(top)) - 1)
-        top = next(m * magnitude for m in (2, 5, 10) if m * magnitude > top)
-    return top
 
 
 def chart(hours: Sequence[HourCount], zone: tzinfo, say: Callable[[str], str] = str) -> Chart:
@@ -546,6 +529,7 @@ class Dashboard:
             with session_scope(self.settings) as session:
                 release = get_release(session, release_id)
                 st = release_status(session, release_id)
+                stats = release_statistics(session, release_id, self.settings.timezone)
                 languages = sorted(translation_languages(session, release))
                 history = release_history(session, release_id)
                 topics = [t.slug for t in release.topics]
@@ -587,6 +571,8 @@ class Dashboard:
             admin=admin,
             release=release,
             st=st,
+            stats=stats,
+            daily=day_chart(stats.days, words.gettext),
             progress=progress,
             sending=is_sending(release.state, release.planned_at, progress),
             languages=languages,
@@ -822,6 +808,7 @@ def dashboard(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
         releases = releases_overview(session, RELEASES_SHOWN)
         table = subscribers_by_topic_language(session, settings.languages, settings.languages[0])
         hours = sends_over_time(session, utcnow(), CHART_HOURS)
+        fetched = site_statistics(session, settings.timezone, STATS_DAYS)
     return dash.render(
         request,
         "dashboard.html",
@@ -829,6 +816,8 @@ def dashboard(request: Request, admin: Writer, dash: Dash) -> HTMLResponse:
         releases=releases,
         table=table,
         chart=chart(hours, dash.zone, dash.translator(request).gettext),
+        daily=day_chart(fetched.days, dash.translator(request).gettext),
+        stats_days=STATS_DAYS,
         sweep=heartbeat.health(settings),
         done=DONE.get(request.query_params.get("done", ""), ""),
     )

@@ -23,6 +23,7 @@ from distributor.core.config import Settings, configured_secrets, load_settings
 from distributor.core.errors import DistributorError
 from distributor.core.logs import redact_handlers
 from distributor.reporting import metrics
+from distributor.reporting.counting import Counter
 from distributor.site.builder import build_site
 from distributor.web import (
     accounts,
@@ -81,6 +82,7 @@ class _SiteApp(FastAPI):
         super().__init__(**kwargs)
         guard = BodyGuard(super().__call__, settings, lambda: self.router.routes)
         self._public_files = PublicFiles(SecurityHeaders(guard, settings.site_url), settings)
+        self.counter = self._public_files.counter  # pushed once more at shutdown (lifespan)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # As Starlette does once inside: the layers in front see the app too (the
@@ -127,6 +129,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         queue.close()
+        # The fetches counted since the last push (at most a second's) go to Redis.
+        counter: Counter | None = getattr(app.state, "counter", None)
+        if counter is not None:
+            await anyio.to_thread.run_sync(counter.close)
 
 
 async def not_found_page(request: Request, exc: StarletteHTTPException) -> Response:
@@ -234,6 +240,7 @@ def create_app(settings: Settings) -> FastAPI:
     forms = subscribe.PublicForms(settings, pages)
     parts = (admin.Dashboard(settings), pages, forms, Health(settings), metrics.registry(settings))
     deps.install(app.state, settings, LazyQueue(settings), *parts)
+    app.state.counter = app.counter
     # The same route objects in every app: FastAPI builds a route's state (its
     # dependencies, validators, response fields) on its first request and keeps it in
     # the object, 0.2-0.5 s for an app's 114 routes; a process that makes many apps (the

@@ -1,6 +1,6 @@
 """The admin API's releases (under ``/api``): the whole life of a release — create (JSON or
 Markdown), read, update or delete a draft, preview, test-send, publish (now or at a time),
-unschedule, correct, withdraw — and its delivery status and report.
+unschedule, correct, withdraw — and its delivery status, report and statistics.
 
 Every call needs a bearer token with the ``releases`` scope; a token made for a user can
 also do no more than the user's role: a writer's reads, writes, previews and tests drafts,
@@ -45,6 +45,7 @@ from distributor.reporting.releases import (
     release_out,
 )
 from distributor.reporting.report import delivery_lines, write_csv
+from distributor.reporting.statistics import ReleaseStatistics, release_statistics
 from distributor.web.apibase import (
     MAX_ID,
     PRINTABLE,
@@ -648,3 +649,18 @@ def report(release_id: ReleaseId, settings: AppSettings) -> Response:
             "Content-Disposition": f'attachment; filename="release-{release_id}-deliveries.csv"'
         },
     )
+
+
+@router.get(
+    "/releases/{release_id}/stats",
+    summary="Its statistics: deliveries, page views, feed fetches, downloads",
+    responses=FOUND,
+    dependencies=READS,
+)
+def stats(release_id: ReleaseId, settings: AppSettings) -> ReleaseStatistics:
+    """Counts only, none about a person: delivered / deferred / bounced from the ledger,
+    unsubscribed in the 7 days after publication, views of its page and downloads of its
+    full-size images and documents (counted per hour, moved to the database every minute),
+    fetches of the feeds in its language in those 7 days, and the same per day."""
+    with session_scope(settings) as session:
+        return release_statistics(session, release_id, settings.timezone)

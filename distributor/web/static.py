@@ -46,13 +46,16 @@ import anyio.to_thread
 import brotli
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from distributor.core.broker import running_broker_url
 from distributor.core.config import Settings
 from distributor.core.i18n import negotiate
+from distributor.core.models import MAX_SUBJECT
 from distributor.core.urls import MEDIA_TYPES
 from distributor.office.logo import LOGO_TYPES
 from distributor.releases.documents import DOCUMENT_TYPES, DOWNLOADS
-from distributor.releases.media import MEDIA_PATH
+from distributor.releases.media import FILE_STEMS, MEDIA_PATH
 from distributor.releases.media import MEDIA_TYPES as IMAGE_TYPES
+from distributor.reporting import counting
 from distributor.web.changes import Watcher
 from distributor.web.headers import static_page_headers
 
@@ -79,6 +82,11 @@ STORED_TYPES: Final = {
 # An SVG (the office's logo) opened on its own is a document: even though a stored one has
 # no script (office/logo.py refuses them), it may run nothing and load nothing.
 SVG_CSP: Final = b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+# The stored images whose fetch is a download counted in the statistics: the full size
+# (the "high-resolution image" link). Not the page version (its page view is counted)
+# nor the email's: a mail client fetches that when an email is opened, which would make
+# it a tracking pixel.
+COUNTED_IMAGES: Final = frozenset({FILE_STEMS["full"], "full"})
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,9 @@ class _Entry:
     counted: int = 0  # bytes of this entry in PublicFiles' memory budget
     watched: bool = False  # its directory is watched (changes.Watcher): trusted a while
     valid_until: float = 0.0  # monotonic time until which it is served without a stat
+    # The statistics' fields a GET answered 200 / 304 counts (counting.field), or None.
+    hit_200: str | None = None
+    hit_304: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -179,6 +190,12 @@ def _load(path: str, relpath: str, settings: Settings) -> _Entry | None:
         compressible=len(codings) > 1,
     )
     entry.variants[IDENTITY] = _variant(entry, IDENTITY, body)
+    if settings.statistics and len(relpath) <= MAX_SUBJECT:
+        if feed:
+            entry.hit_200 = counting.field(counting.FEED_200, relpath)
+            entry.hit_304 = counting.field(counting.FEED_304, relpath)
+        elif media_type.startswith(b"text/html") and not relpath.endswith(GONE_SUFFIX):
+            entry.hit_200 = entry.hit_304 = counting.field(counting.PAGE, relpath)
     return entry
 
 
@@ -328,6 +345,9 @@ class PublicFiles:
         self._watching = True  # until making one failed
         self._loop: asyncio.AbstractEventLoop | None = None  # the one reading the watcher
         self._root_languages: dict[bytes, str] = {}  # Accept-Language value → language
+        # Fetches counted for the statistics: a page, a feed, a download; nothing about who.
+        self.counter = counting.Counter(lambda: running_broker_url(settings))
+        self._hit = self.counter.hit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _METHODS:
@@ -374,6 +394,8 @@ class PublicFiles:
             headers = entry.not_modified[coding]
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
+            if entry.hit_304 is not None and scope["method"] == "GET":
+                self._hit(entry.hit_304)
             return
         found = entry.variants.get(coding)
         if found is not None:
@@ -387,6 +409,8 @@ class PublicFiles:
             await send({"type": "http.response.body", "body": b""})
         else:
             await send({"type": "http.response.body", "body": variant.body})
+            if entry.hit_200 is not None:
+                self._hit(entry.hit_200)
 
     async def _media(self, scope: Scope, send: Send, relpath: str, suffix: str) -> bool:
         """Answer with the stored image or document at ``relpath`` below ``public/`` (a
@@ -443,7 +467,24 @@ class PublicFiles:
                 while chunk := await anyio.to_thread.run_sync(fh.read, MEDIA_CHUNK):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
+            if (
+                scope["method"] == "GET"
+                and self.settings.statistics
+                and len(relpath) <= MAX_SUBJECT
+            ):
+                kind = self._download_kind(suffix, relpath)
+                if kind is not None:
+                    self._hit(counting.field(kind, relpath))
             return True
+
+    @staticmethod
+    def _download_kind(suffix: str, relpath: str) -> str | None:
+        """What a stored file's download counts as: a document, a full-size image, or
+        nothing (another image version, the office's logo)."""
+        if suffix in DOCUMENT_TYPES:
+            return counting.DOCUMENT
+        name = relpath.rsplit("/", 1)[1].removesuffix(suffix)
+        return counting.IMAGE if name in COUNTED_IMAGES else None
 
     async def _gone(self, scope: Scope, send: Send, entry: _Entry) -> None:
         # No validators: a 304 would not say "gone"; the notice is small.
