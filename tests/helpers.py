@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import redis
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import select, update
 
 from distributor.audience.subscribers import import_csv
@@ -26,6 +27,7 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import CorrectionNotice, Delivery, Release, Subscriber, utcnow
 from distributor.core.queue import QUEUE
+from distributor.office.accounts import create_user
 from distributor.outbox import sending
 from distributor.releases.lifecycle import create_release, mark_published
 from distributor.releases.source import parse_release
@@ -253,3 +255,20 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
+
+
+def png(width: int, height: int, mode: str = "RGB") -> bytes:
+    """A green PNG of ``width`` x ``height`` pixels (half transparent in RGBA)."""
+    out = io.BytesIO()
+    Image.new(mode, (width, height), (0, 128, 0, 128) if mode == "RGBA" else (0, 128, 0)).save(
+        out, "PNG"
+    )
+    return out.getvalue()
+
+
+def writer_token(settings: Settings, scopes: list[str]) -> str:
+    """A writer's account and a token of theirs with ``scopes``; its secret."""
+    with session_scope(settings) as session:
+        user = create_user(session, f"writer-{len(scopes)}@example.org", "writer",
+                           "a long enough password", name="Writer")  # fmt: skip
+        return create_token(session, f"writer-{'-'.join(scopes)}", scopes, user.id)

@@ -16,12 +16,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from distributor.core.apitokens import create_token
 from distributor.core.audit import recent
 from distributor.core.config import Settings, load_settings
 from distributor.core.db import session_scope
 from distributor.core.errors import InputError, ReleaseInputError
-from distributor.office.accounts import create_user
 from distributor.releases import documents
 from distributor.releases.documents import (
     DOCUMENT_TYPES,
@@ -31,7 +29,7 @@ from distributor.releases.documents import (
 )
 from distributor.releases.media import MEDIA_PATH, media_root
 from distributor.releases.source import parse_release
-from tests.helpers import TEST_SECRET_KEY, add_topics
+from tests.helpers import TEST_SECRET_KEY, add_topics, writer_token
 
 SITE = "https://news.example.org"
 REFUSED = "not a PDF, Word, Excel, PowerPoint or OpenDocument file (by its content)"
@@ -298,14 +296,6 @@ def test_documents_are_served_with_their_type_as_downloads_and_cached_for_good(
 
 
 # -- the API ---------------------------------------------------------------------------------
-
-
-def writer_token(settings: Settings, scopes: list[str]) -> str:
-    """A writer's account and a token of theirs with ``scopes``; its secret."""
-    with session_scope(settings) as session:
-        user = create_user(session, f"writer-{len(scopes)}@example.org", "writer",
-                           "a long enough password", name="Writer")  # fmt: skip
-        return create_token(session, f"writer-{'-'.join(scopes)}", scopes, user.id)
 
 
 def uploads(settings: Settings) -> list[tuple[str, str, dict[str, object]]]:

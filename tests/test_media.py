@@ -32,7 +32,7 @@ from distributor.releases.lifecycle import create_release, mark_published
 from distributor.releases.media import FILE_STEMS, MEDIA_PATH, StoredImage, store_image
 from distributor.releases.source import parse_release
 from distributor.site.builder import build_site
-from tests.helpers import TEST_SECRET_KEY, add_topics
+from tests.helpers import TEST_SECRET_KEY, add_topics, png
 from tests.processes import invoke_cli
 
 SITE = "https://news.example.org"
@@ -60,14 +60,6 @@ def photo(width: int, height: int, *, orientation: int = 1) -> bytes:
     data = out.getvalue()
     assert Image.open(io.BytesIO(data)).getexif().get_ifd(ExifTags.IFD.GPSInfo)  # it is there
     return data
-
-
-def png(width: int, height: int, mode: str = "RGB") -> bytes:
-    out = io.BytesIO()
-    Image.new(mode, (width, height), (0, 128, 0, 128) if mode == "RGBA" else (0, 128, 0)).save(
-        out, "PNG"
-    )
-    return out.getvalue()
 
 
 def forged_png(width: int, height: int) -> bytes:

@@ -41,6 +41,7 @@ NEEDS: dict[str, Can] = {
     "GET /api/releases": Can.DRAFT,
     "POST /api/releases": Can.DRAFT,
     "GET /api/releases/{release_id}": Can.DRAFT,
+    "GET /api/releases/{release_id}/stats": Can.DRAFT,
     "PUT /api/releases/{release_id}": Can.DRAFT,
     "DELETE /api/releases/{release_id}": Can.DRAFT,
     "POST /api/releases/{release_id}/duplicate": Can.DRAFT,

@@ -4,7 +4,6 @@ real `distributor serve`, moved into the database by the flush, read back per re
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import uuid
@@ -17,10 +16,8 @@ import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from PIL import Image
 from sqlalchemy import select, text
 
-from distributor.core.apitokens import create_token
 from distributor.core.config import Settings
 from distributor.core.db import get_engine, session_scope
 from distributor.core.models import Base, PublicStat, Release, StatBatch
@@ -32,7 +29,7 @@ from distributor.reporting import counting
 from distributor.reporting.statistics import release_statistics
 from distributor.reporting.stats_flush import FLUSHING_PREFIX, flush_statistics
 from distributor.site.builder import regenerate_site
-from tests.helpers import add_topics, free_port, make_release
+from tests.helpers import add_topics, free_port, make_release, png, writer_token
 from tests.processes import NO_BROKER, invoke_cli, running_serve, settings_env, wait_until
 
 # What the requests carry that must never be stored: an unusual loopback address, a user
@@ -52,12 +49,6 @@ PDF = (
 )
 
 
-def png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (40, 30), (0, 128, 0)).save(out, "PNG")
-    return out.getvalue()
-
-
 @dataclass
 class Site:
     settings: Settings
@@ -72,7 +63,7 @@ def published_with_files(settings: Settings) -> Site:
     """A release with an image and a document, published, the site built."""
     add_topics(settings, "climate")
     release = make_release(settings)
-    image = store_image(settings, png(), "photo.png")
+    image = store_image(settings, png(40, 30), "photo.png")
     document = store_document(settings, PDF, "Backgrounder.pdf")
     with session_scope(settings) as session:
         row = session.get_one(Release, release.id)
@@ -274,13 +265,6 @@ def test_nothing_is_counted_when_statistics_are_off(counted: Site, redis_url: st
     assert hour_counts(redis_url) == {}
 
 
-def writer_token(settings: Settings) -> str:
-    with session_scope(settings) as session:
-        user = create_user(session, "writer@example.org", "writer", "a long enough password",
-                           name="Writer")  # fmt: skip
-        return create_token(session, "stats-reader", ["releases"], user.id)
-
-
 def test_the_api_and_the_report_show_a_releases_statistics(counted: Site, redis_url: str) -> None:
     from distributor.web import create_app
 
@@ -290,7 +274,7 @@ def test_the_api_and_the_report_show_a_releases_statistics(counted: Site, redis_
             assert web.get(counted.page).status_code == 200
         assert web.get(counted.document).status_code == 200
     flush_statistics(s)  # the app's shutdown pushed its counts to Redis
-    token = writer_token(s)
+    token = writer_token(s, ["releases"])
     with TestClient(create_app(s)) as api:
         answer = api.get(
             f"/api/releases/{counted.release_id}/stats",

@@ -78,8 +78,8 @@ def render_digest(
     what = heading(period, language, settings)
     count = len(entries)
     subject = ngettext_for(language)(
-        "%(what)s: %(count)d press release", "%(what)s: %(count)d press releases", count
-    ) % {"what": what, "count": count}
+        "{what}: {count} press release", "{what}: {count} press releases", count
+    ).format(what=what, count=count)
     brand = identity.brand(language)
     items = [
         {

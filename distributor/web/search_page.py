@@ -76,8 +76,8 @@ def search_page(request: Request) -> HTMLResponse:
     else:
         heading = _("Search")
     count = ngettext_for(lang)(
-        "%(count)s release found", "%(count)s releases found", results.total
-    ) % {"count": format_decimal(results.total, locale=lang)}
+        "{count} release found", "{count} releases found", results.total
+    ).format(count=format_decimal(results.total, locale=lang))
     return pages.render(
         "search.html",
         lang,
