@@ -223,3 +223,37 @@ def running_serve(
 
         wait_until(up, 30, "distributor serve to answer")
         yield proc
+
+
+def killed_mid_send(
+    settings: Settings,
+    received: Callable[[], int],
+    slow_down: Callable[[], None],
+    log_dir: Path,
+    start: Callable[[], None],
+    finished: Callable[[], bool],
+    what: str,
+) -> None:
+    """The kill test every send of the outbox passes: with the SMTP server slowed down
+    (``slow_down``: the kill must land mid-send), a worker is started, ``start`` sets the send
+    going, and once 40 messages were ``received`` the worker is killed (SIGKILL, parent and
+    children); then a second worker, woken by the sweep, goes on until ``finished``."""
+    from distributor.core.queue import TaskQueue
+
+    slow_down()
+    queue = TaskQueue(settings)
+    try:
+        with running_worker(settings, log_dir / "first") as worker:
+            start()
+            wait_until(lambda: received() >= 40, 60, f"{what} to start")
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        with running_worker(settings, log_dir / "second"):
+
+            def done() -> bool:
+                queue.send("sweep")
+                return finished()
+
+            wait_until(done, 90, f"the sweep to finish {what} after the kill")
+    finally:
+        queue.close()

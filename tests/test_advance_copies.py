@@ -9,9 +9,7 @@ recipients no second copy."""
 from __future__ import annotations
 
 import html
-import os
 import re
-import signal
 import time
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -57,7 +55,7 @@ from tests.helpers import (
     new_token,
     outbox,
 )
-from tests.processes import invoke_cli, running_worker, wait_until
+from tests.processes import invoke_cli, killed_mid_send, running_worker, wait_until
 from tests.smtp_server import SMTPServer
 
 ANN, BOB, CAROLE, DORA, EVE = (
@@ -491,26 +489,23 @@ def test_a_worker_killed_mid_advance_send_loses_none_and_the_lift_adds_none(
     lift = datetime.now(UTC) + timedelta(hours=1)
 
     def slow(_address: str) -> None:
-        time.sleep(0.01)  # ~100 messages/s per connection: the kill lands mid-send
+        time.sleep(0.01)  # ~100 messages/s per connection
         return None
 
-    smtp_server.handler.rcpt_reply = slow  # type: ignore[assignment]
-    queue = TaskQueue(live)
-    with running_worker(live, tmp_path / "first") as worker:
+    def slow_down() -> None:
+        smtp_server.handler.rcpt_reply = slow  # type: ignore[assignment]
+
+    def start() -> None:
+        queue = TaskQueue(live)
         actions.publish(live, queue, release.id, lift, by="cli:test", advance=datetime.now(UTC))
-        wait_until(lambda: len(smtp_server.handler.messages) >= 40, 60, "sending to start")
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-    assert len(smtp_server.handler.by_rcpt()) < len(journalists)
-    with running_worker(live, tmp_path / "second"):
+        queue.close()
 
-        def drained() -> bool:
-            queue.send("sweep")
-            with session_scope(live) as session:
-                return release_status(session, release.id).open == 0
+    def finished() -> bool:
+        with session_scope(live) as session:
+            return release_status(session, release.id).open == 0
 
-        wait_until(drained, 90, "the sweep to finish the advance copies after the kill")
-    queue.close()
+    received = lambda: len(smtp_server.handler.messages)  # noqa: E731
+    killed_mid_send(live, received, slow_down, tmp_path, start, finished, "the advance copies")
     early = smtp_server.handler.by_rcpt()
     assert set(early) == set(journalists)  # lost: none; and nobody else before the lift
     assert len([r for r, copies in early.items() if len(copies) > 1]) <= 2  # one per process

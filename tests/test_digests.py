@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import signal
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -44,7 +42,7 @@ from tests.helpers import (
     outbox,
     shown,
 )
-from tests.processes import running_worker, wait_until
+from tests.processes import killed_mid_send
 from tests.smtp_server import SMTPServer
 
 ANN, BOB, ZOE, IVY = "ann@example.com", "bob@example.com", "zoe@example.com", "ivy@example.com"
@@ -316,29 +314,26 @@ def test_a_worker_killed_mid_digest_send_loses_none(
     publish_at(live, "r1-climate", digests.period_end(live, "daily", now) - timedelta(hours=1))
 
     def slow(_address: str) -> None:
-        time.sleep(0.01)  # ~100 messages/s per connection: the kill lands mid-send
+        time.sleep(0.01)  # ~100 messages/s per connection
         return None
 
-    smtp_server.handler.rcpt_reply = slow  # type: ignore[assignment]
-    queue = TaskQueue(live)
-    with running_worker(live, tmp_path / "first") as worker:
-        planned = digests.plan_due(live, queue, now)
-        [period_id] = [period for period, count in planned.items() if count]
-        assert planned[period_id] == len(people)
-        wait_until(lambda: len(smtp_server.handler.messages) >= 40, 60, "sending to start")
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-    assert len(smtp_server.handler.by_rcpt()) < len(people)
-    with running_worker(live, tmp_path / "second"):
+    def slow_down() -> None:
+        smtp_server.handler.rcpt_reply = slow  # type: ignore[assignment]
 
-        def drained() -> bool:
-            queue.send("sweep")
-            with session_scope(live) as session:
-                left = digests.counts(session, period_id)
-                return left["pending"] + left["deferred"] == 0
+    planned: dict[int, int] = {}
 
-        wait_until(drained, 90, "the sweep to finish the digests after the kill")
-    queue.close()
+    def start() -> None:
+        planned.update(digests.plan_due(live, TaskQueue(live), now))
+
+    def finished() -> bool:
+        with session_scope(live) as session:
+            left = [digests.counts(session, period) for period, count in planned.items()]
+        return all(n["pending"] + n["deferred"] == 0 for n in left)
+
+    received = lambda: len(smtp_server.handler.messages)  # noqa: E731
+    killed_mid_send(live, received, slow_down, tmp_path, start, finished, "the digests")
+    [period_id] = [period for period, count in planned.items() if count]
+    assert planned[period_id] == len(people)
     got = smtp_server.handler.by_rcpt()
     assert set(got) == set(people)  # lost: none
     assert len([r for r, copies in got.items() if len(copies) > 1]) <= 2  # one per process

@@ -62,6 +62,7 @@ from distributor.outbox.ledger import (
     Batch,
     Leased,
     OutcomeWriter,
+    addressees,
     lease,
     recipient,
     still_leased,
@@ -303,25 +304,24 @@ def claim(engine: Engine, settings: Settings, period_id: int, limit: int) -> Dig
                 )
                 picked = {i: doubt for i, doubt in picked.items() if i not in empty}
         leased: Sequence[Row[Any]] = ()
-        people: dict[int, tuple[str, str, str | None, str]] = {}
         if picked:
             columns = (Digest.id, Digest.subscriber_id, Digest.attempts, Digest.created_at)
             leased = lease(session, settings, Digest, list(picked), token, *columns)
-            who = select(
-                Subscriber.id,
-                Subscriber.email,
-                Subscriber.name,
-                Subscriber.link_nonce,
-                Subscriber.language,
-            ).where(Subscriber.id.in_([r.subscriber_id for r in leased]))
-            people = {
-                r.id: (r.email, r.name, r.link_nonce, r.language) for r in session.execute(who)
-            }
+        people = addressees(session, leased, Subscriber.language)
     rows = [
         ClaimedDigest(
-            r.id, r.subscriber_id, *people[r.subscriber_id], r.attempts, r.created_at, picked[r.id]
+            r.id,
+            r.subscriber_id,
+            who.email,
+            who.name,
+            who.link_nonce,
+            who.language,
+            r.attempts,
+            r.created_at,
+            picked[r.id],
         )
         for r in sorted(leased, key=lambda r: r.id)
+        for who in (people[r.subscriber_id],)
     ]
     return DigestClaim(period_id, token, rows)
 

@@ -174,25 +174,32 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Cl
                 for r in conn.execute(pick, {"now": now, "release_id": release_id, "limit": limit})
             }
             leased: Sequence[Row[Any]] = ()
-            people: dict[int, tuple[str, str, str | None]] = {}
             if picked:
                 leased = conn.execute(
                     lease, {"lease_until": lease_until, "token": token, "ids": list(picked)}
                 ).all()
-                ids = [r.subscriber_id for r in leased]
-                who = select(
-                    Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.link_nonce
-                )
-                people = {
-                    r.id: (r.email, r.name, r.link_nonce)
-                    for r in conn.execute(who.where(Subscriber.id.in_(ids)))
-                }
+            people = addressees(conn, leased)
     rows = []
     for r in sorted(leased, key=lambda r: r.id):
-        email, name, nonce = people[r.subscriber_id]
-        row = (r.id, r.subscriber_id, email, name, nonce, r.attempts, r.created_at)
+        who = people[r.subscriber_id]
+        row = (r.id, r.subscriber_id, who.email, who.name, who.link_nonce, r.attempts, r.created_at)
         rows.append(Claimed(*row, in_doubt=picked[r.id]))
     return Claim(release_id, token, lease_until, rows)
+
+
+def addressees(
+    conn: Connection | Session, leased: Sequence[Row[Any]], *more: Any
+) -> dict[int, Row[Any]]:
+    """What the messages of ``leased`` rows (each with a ``subscriber_id``) need of their
+    subscribers, read in the claim's transaction, by subscriber id: a row of ``email``,
+    ``name``, ``link_nonce`` and the ``more`` columns of ``subscribers``."""
+    ids = [r.subscriber_id for r in leased]
+    if not ids:
+        return {}
+    who = select(
+        Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.link_nonce, *more
+    ).where(Subscriber.id.in_(ids))
+    return {int(r.id): r for r in conn.execute(who)}
 
 
 def backoff(settings: Settings, attempts: int) -> timedelta:

@@ -54,6 +54,7 @@ from distributor.outbox.ledger import (
     Leased,
     RowRecorder,
     ToSubscribers,
+    addressees,
     bounce_on_refusal,
     lease,
 )
@@ -283,7 +284,6 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> No
         # worker died: "in doubt", see distributor/mail/reconcile.py); then the lease.
         picked = {int(i): bool(doubt) for i, doubt in session.execute(candidates)}
         leased: Sequence[Row[Any]] = ()
-        people: dict[int, tuple[str, str, str | None]] = {}
         if picked:
             leased = lease(
                 session,
@@ -299,18 +299,15 @@ def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> No
                 CorrectionNotice.created_at,
                 CorrectionNotice.kind,
             )
-            ids = [r.subscriber_id for r in leased]
-            who = select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.link_nonce)
-            people = {
-                r.id: (r.email, r.name, r.link_nonce)
-                for r in session.execute(who.where(Subscriber.id.in_(ids)))
-            }
+        people = addressees(session, leased)
     rows = [
         ClaimedNotice(
             r.id,
             r.subscriber_id,
             r.delivery_id,
-            *people[r.subscriber_id],
+            people[r.subscriber_id].email,
+            people[r.subscriber_id].name,
+            people[r.subscriber_id].link_nonce,
             r.corrected_at,
             r.attempts,
             r.created_at,
