@@ -41,6 +41,7 @@ MAX_RETRIES: Final = 5  # another flush committed between our WATCH and EXEC thi
 # nginx's log escaping: '"', '\\' and bytes outside 32-126 become \xHH.
 _ESCAPE: Final = re.compile(rb"\\x([0-9A-Fa-f]{2})")
 _METHOD: Final = re.compile(r"[A-Z]{1,20}")
+_SLASHES: Final = re.compile(r"//+")
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def parse_line(line: bytes) -> tuple[float, str, int, str] | None:
         return None
     if not _METHOD.fullmatch(method) or not 100 <= status <= 599 or not when > 0:
         return None
-    return when, method, status, path[1:]
+    # try_files makes /en/ answer "$uri/index.html": /en//index.html, the file en/index.html.
+    return when, method, status, _SLASHES.sub("/", path)[1:]
 
 
 def read_statistics_log(client: redis.Redis, path: Path) -> int:
