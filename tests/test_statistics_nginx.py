@@ -294,3 +294,36 @@ def test_counting_keys_are_not_taken_for_the_position() -> None:
     from distributor.reporting.stats_log import POSITION_PREFIX
 
     assert not POSITION_PREFIX.startswith(counting.KEY_PREFIX)
+
+
+def test_flushes_reading_the_log_at_once_count_each_line_once(
+    with_log: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from distributor.reporting import stats_log
+
+    log = with_log.statistics_log
+    assert log is not None
+    log.parent.mkdir()
+    line = b"1796000000.5 GET 200 /releases/climate.html\n"
+    log.write_bytes(line * 2000)
+    monkeypatch.setattr(stats_log, "BATCH_BYTES", 10 * len(line))  # many small commits
+    counted: list[int] = []
+
+    def flush() -> None:
+        client = redis.Redis.from_url(with_log.broker_url or "")
+        try:
+            counted.append(stats_log.read_statistics_log(client, log))
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=flush) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(counted) == 2000  # some read nothing: another committed first
+    assert flush_statistics(with_log) == 2000  # the hashes the readers filled
+    assert flush_statistics(with_log) == 0
+    assert stored_counts(with_log) == {"page:releases/climate.html": 2000}
