@@ -37,6 +37,7 @@ LISTEN = "listen 80;"
 ROOT_DIRECTIVE = "root /data/public;"
 UPSTREAM = "proxy_pass http://web:8000;"
 POLL_LIMIT = "limit_req zone=feed_polls burst=10 nodelay;"
+STATS_LOG = "/var/log/distributor-stats/access.log"  # on the volume the workers read
 _VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
 
@@ -103,11 +104,13 @@ def server_config(
     site_url: str,
     websub_hub: str = "",
     poll_limit: bool = True,
+    statistics_log: Path,
 ) -> str:
     """The compose nginx config as the container would run it with ``site_url`` and
     ``websub_hub`` in its environment, listening on 127.0.0.1:``port``, serving
-    ``public_dir`` and proxying to ``upstream`` (``host:port``); without the feed poll
-    limit if ``poll_limit`` is false (for benchmarks: one client polling as fast as it can)."""
+    ``public_dir``, proxying to ``upstream`` (``host:port``) and writing its statistics
+    log to ``statistics_log``; without the feed poll limit if ``poll_limit`` is false (for
+    benchmarks: one client polling as fast as it can)."""
     environment = {str(k): str(v) for k, v in nginx_service().get("environment", {}).items()}
     environment.update(DISTRIBUTOR_SITE_URL=site_url, DISTRIBUTOR_WEBSUB_HUB=websub_hub)
     text = envsubst(compose_interpolate(template_text()), environment)
@@ -116,6 +119,7 @@ def server_config(
     text = _replace_once(text, LISTEN, f"listen 127.0.0.1:{port};")
     text = _replace_once(text, ROOT_DIRECTIVE, f"root {public_dir};")
     text = _replace_once(text, UPSTREAM, f"proxy_pass http://{upstream};")
+    text = _replace_once(text, STATS_LOG, str(statistics_log))
     if not poll_limit:
         text = _replace_once(text, POLL_LIMIT, "# (poll limit off)")
     return text
@@ -127,11 +131,12 @@ def main_config(
     """A complete nginx.conf in the shape of the official image's (its ``http`` block
     includes the template's output), running in the foreground with every path that nginx
     writes below ``run_dir``; its workers run as ``user`` (needs root), by default as the
-    user running the tests."""
+    user running the tests. Without ``access_log``, no log besides the statistics' (the
+    server config's own, at this level: an ``access_log off`` here would cancel it)."""
     if user is None and os.geteuid() == 0:
         user = pwd.getpwuid(os.geteuid()).pw_name
     user = f"user {user};" if user else ""
-    log = f"access_log {run_dir}/access.log;" if access_log else "access_log off;"
+    log = f"access_log {run_dir}/access.log;" if access_log else ""
     temp = "\n".join(
         f"    {kind}_temp_path {run_dir}/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -158,10 +163,19 @@ http {{
 
 @dataclass(frozen=True)
 class RunningNginx:
-    """An nginx serving on ``base_url``; its error log is ``error_log``."""
+    """An nginx serving on ``base_url``; its error log is ``error_log``, its statistics
+    log ``statistics_log`` (written from the first answer from disk on)."""
 
     base_url: str
     error_log: Path
+    statistics_log: Path
+    run_dir: Path
+
+    def reopen_logs(self) -> None:
+        """``nginx -s reopen``, as after a log rotation: its logs are opened again by name."""
+        command = [str(NGINX), "-p", str(self.run_dir), "-c", str(self.run_dir / "nginx.conf")]
+        done = subprocess.run([*command, "-s", "reopen"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
 
 
 @contextmanager
@@ -187,6 +201,7 @@ def running_nginx(
         site_url=site_url,
         websub_hub=websub_hub,
         poll_limit=poll_limit,
+        statistics_log=run_dir / "statistics.log",
     )
     conf = run_dir / "nginx.conf"
     conf.write_text(main_config(server, run_dir, access_log=access_log, user=user))
@@ -211,7 +226,9 @@ def running_nginx(
                 if time.monotonic() > deadline:
                     raise AssertionError(f"nginx not listening:\n{_tail(error_log)}") from None
                 time.sleep(0.02)
-        yield RunningNginx(f"http://127.0.0.1:{port}", error_log)
+        yield RunningNginx(
+            f"http://127.0.0.1:{port}", error_log, run_dir / "statistics.log", run_dir
+        )
     finally:
         proc.terminate()  # SIGTERM: fast shutdown of the master and its workers
         try:

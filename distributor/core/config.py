@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     require_approval: bool = False
     # Fetches of the public files counted per hour, no personal data (reporting/counting.py).
     statistics: bool = True
+    # nginx's address-free access log of the public files it serves itself, read by the
+    # statistics' flush (reporting/stats_log.py); unset: only the app's answers count.
+    statistics_log: Path | None = None
     rate_limit_requests: int = Field(default=10, ge=1)
     rate_limit_window_seconds: int = Field(default=600, ge=1)
     soft_bounce_limit: int = Field(default=3, ge=1)
@@ -141,7 +144,7 @@ class Settings(BaseSettings):
 
     feed_rate_limit: int = Field(default=30, ge=0)
 
-    @field_validator("reconcile_log", mode="before")
+    @field_validator("reconcile_log", "statistics_log", mode="before")
     @classmethod
     def _empty_log_is_none(cls, value: object) -> object:
         # An empty variable (docker-compose passes `${DISTRIBUTOR_RECONCILE_LOG:-}`) means no

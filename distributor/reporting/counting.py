@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import collections
 import logging
+import mimetypes
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +28,11 @@ from typing import Final
 import redis
 
 from distributor.core.broker import redis_client
+from distributor.core.models import MAX_SUBJECT
+from distributor.core.urls import MEDIA_TYPES
+from distributor.releases.documents import DOCUMENT_TYPES
+from distributor.releases.media import FILE_STEMS, MEDIA_PATH
+from distributor.releases.media import MEDIA_TYPES as IMAGE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,13 @@ KEEP_SECONDS: Final = 8 * 86400
 # The kinds of fetch (PublicStat.kind).
 PAGE, FEED_200, FEED_304, IMAGE, DOCUMENT = "page", "feed200", "feed304", "image", "document"
 KINDS: Final = (PAGE, FEED_200, FEED_304, IMAGE, DOCUMENT)
+FEED_SUFFIXES: Final = frozenset({".rss", ".atom", ".json"})
+GONE_SUFFIX: Final = ".gone.html"  # urls.gone_relpath: the notice of a withdrawn release
+# The stored images whose fetch is a download counted in the statistics: the full size
+# (the "high-resolution image" link). Not the page version (its page view is counted)
+# nor the email's: a mail client fetches that when an email is opened, which would make
+# it a tracking pixel. Nor the office's logo (office/logo.py), whatever its suffix.
+COUNTED_IMAGES: Final = frozenset({FILE_STEMS["full"], "full"})
 
 
 def hour_key(when: float) -> str:
@@ -48,6 +62,39 @@ def hour_key(when: float) -> str:
 def field(kind: str, path: str) -> str:
     """The hash field counting fetches of ``kind`` of the file at ``path`` below public/."""
     return f"{kind}:{path}"
+
+
+def is_feed(relpath: str) -> bool:
+    """Whether the file at ``relpath`` below public/ is a feed (RSS, Atom or JSON Feed)."""
+    return relpath.startswith("feeds/") and os.path.splitext(relpath)[1] in FEED_SUFFIXES
+
+
+def fetch_kind(method: str, status: int, relpath: str) -> str | None:
+    """The kind (one of KINDS) a ``method`` request answered ``status`` with the file at
+    ``relpath`` below public/ counts as, or None when it counts as nothing.
+
+    The one rule, for the app's own answers (``web.static``) and nginx's
+    (``reporting.stats_log``): a page viewed (GET, 200 or 304; not a withdrawn release's
+    notice), a feed sent whole (200) or "not modified" (304), a full-size image or a
+    document downloaded (GET 200: a 304 means the reader has it already). Never a HEAD,
+    a refusal, an error, the office's logo, nor the image versions shown inside pages and
+    emails."""
+    if method != "GET" or status not in (200, 304) or not relpath or len(relpath) > MAX_SUBJECT:
+        return None
+    stored = MEDIA_PATH.match("/" + relpath)
+    if stored is not None and (stored.group(3) in DOCUMENT_TYPES or stored.group(3) in IMAGE_TYPES):
+        if status != 200:
+            return None
+        if stored.group(3) in DOCUMENT_TYPES:
+            return DOCUMENT
+        return IMAGE if stored.group(2) in COUNTED_IMAGES else None
+    if is_feed(relpath):
+        return FEED_200 if status == 200 else FEED_304
+    suffix = os.path.splitext(relpath)[1]
+    media_type = MEDIA_TYPES.get(suffix) or mimetypes.guess_type(relpath)[0] or ""
+    if media_type.startswith("text/html") and not relpath.endswith(GONE_SUFFIX):
+        return PAGE
+    return None
 
 
 class Counter:

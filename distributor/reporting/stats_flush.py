@@ -1,6 +1,8 @@
 """Moving the fetch counts from Redis (``reporting.counting``) into ``release_stats``.
 
-Run by beat every ``FLUSH_SECONDS`` (``distributor.flush_statistics``). Each hour's hash,
+Run every ``FLUSH_SECONDS`` (``distributor.flush_statistics``, which beat schedules and a
+worker runs). First, with ``DISTRIBUTOR_STATISTICS_LOG``, the new lines of nginx's log are
+counted into the hashes (``reporting.stats_log``). Then each hour's hash,
 the current one included, is renamed to ``distributor:stats-flushing:YYYYMMDDHH:TOKEN``
 (atomic: the web processes' next counts start a new hash, and of two flushes only one
 gets it), read, added to the table (``count = count + new``) in the same transaction that
@@ -29,6 +31,7 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import MAX_SUBJECT, PublicStat, StatBatch, utcnow
 from distributor.reporting.counting import KEEP_SECONDS, KEY_PREFIX, KINDS
+from distributor.reporting.stats_log import read_statistics_log
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,9 @@ def flush_statistics(settings: Settings) -> int:
     client = redis_client(broker_url(settings), timeout=REDIS_TIMEOUT)
     added = 0
     try:
+        if settings.statistics and settings.statistics_log is not None:
+            # nginx's answers first: they join this very flush.
+            read_statistics_log(client, settings.statistics_log)
         for key in list(client.scan_iter(match=FLUSHING_PREFIX + "*", count=1000)):
             added += _move(settings, client, key.decode())
         for key in list(client.scan_iter(match=KEY_PREFIX + "*", count=1000)):

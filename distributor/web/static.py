@@ -49,11 +49,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from distributor.core.broker import running_broker_url
 from distributor.core.config import Settings
 from distributor.core.i18n import negotiate
-from distributor.core.models import MAX_SUBJECT
 from distributor.core.urls import MEDIA_TYPES
 from distributor.office.logo import LOGO_TYPES
 from distributor.releases.documents import DOCUMENT_TYPES, DOWNLOADS
-from distributor.releases.media import FILE_STEMS, MEDIA_PATH
+from distributor.releases.media import MEDIA_PATH
 from distributor.releases.media import MEDIA_TYPES as IMAGE_TYPES
 from distributor.reporting import counting
 from distributor.web.changes import Watcher
@@ -69,8 +68,7 @@ MAX_CACHED_BYTES: Final = 256 * 1024 * 1024  # bodies and compressed variants he
 # How long a file the kernel watches for us is trusted without a stat: a network file
 # system written by another host tells nothing, so a change there shows within this.
 RECHECK_SECONDS: Final = 1.0
-FEED_SUFFIXES: Final = frozenset({".rss", ".atom", ".json"})
-GONE_SUFFIX: Final = ".gone.html"  # urls.gone_relpath: the notice of a withdrawn release
+GONE_SUFFIX: Final = counting.GONE_SUFFIX  # urls.gone_relpath: a withdrawn release's notice
 _METHODS: Final = frozenset({"GET", "HEAD"})
 MEDIA_CACHE_CONTROL: Final = b"public, max-age=31536000, immutable"
 MEDIA_CHUNK: Final = 256 * 1024  # bytes read from disk (in a worker thread) at a time
@@ -82,11 +80,6 @@ STORED_TYPES: Final = {
 # An SVG (the office's logo) opened on its own is a document: even though a stored one has
 # no script (office/logo.py refuses them), it may run nothing and load nothing.
 SVG_CSP: Final = b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
-# The stored images whose fetch is a download counted in the statistics: the full size
-# (the "high-resolution image" link). Not the page version (its page view is counted)
-# nor the email's: a mail client fetches that when an email is opened, which would make
-# it a tracking pixel.
-COUNTED_IMAGES: Final = frozenset({FILE_STEMS["full"], "full"})
 
 
 @dataclass(frozen=True)
@@ -152,7 +145,7 @@ def _load(path: str, relpath: str, settings: Settings) -> _Entry | None:
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     mtime = int(st.st_mtime)
     last_modified = formatdate(mtime, usegmt=True).encode("ascii")
-    feed = relpath.startswith("feeds/") and os.path.splitext(relpath)[1] in FEED_SUFFIXES
+    feed = counting.is_feed(relpath)
     # What ``/`` may answer with: chosen by Accept-Language, so caches must know.
     root = relpath == "index.html" or relpath in {f"{c}/index.html" for c in settings.languages}
     common: Headers = (
@@ -190,13 +183,14 @@ def _load(path: str, relpath: str, settings: Settings) -> _Entry | None:
         compressible=len(codings) > 1,
     )
     entry.variants[IDENTITY] = _variant(entry, IDENTITY, body)
-    if settings.statistics and len(relpath) <= MAX_SUBJECT:
-        if feed:
-            entry.hit_200 = counting.field(counting.FEED_200, relpath)
-            entry.hit_304 = counting.field(counting.FEED_304, relpath)
-        elif media_type.startswith(b"text/html") and not relpath.endswith(GONE_SUFFIX):
-            entry.hit_200 = entry.hit_304 = counting.field(counting.PAGE, relpath)
+    if settings.statistics:
+        entry.hit_200 = _hit_field(counting.fetch_kind("GET", 200, relpath), relpath)
+        entry.hit_304 = _hit_field(counting.fetch_kind("GET", 304, relpath), relpath)
     return entry
+
+
+def _hit_field(kind: str | None, relpath: str) -> str | None:
+    return None if kind is None else counting.field(kind, relpath)
 
 
 def _variant(entry: _Entry, coding: str, body: bytes) -> _Variant:
@@ -467,24 +461,11 @@ class PublicFiles:
                 while chunk := await anyio.to_thread.run_sync(fh.read, MEDIA_CHUNK):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
-            if (
-                scope["method"] == "GET"
-                and self.settings.statistics
-                and len(relpath) <= MAX_SUBJECT
-            ):
-                kind = self._download_kind(suffix, relpath)
+            if self.settings.statistics:
+                kind = counting.fetch_kind(scope["method"], 200, relpath)
                 if kind is not None:
                     self._hit(counting.field(kind, relpath))
             return True
-
-    @staticmethod
-    def _download_kind(suffix: str, relpath: str) -> str | None:
-        """What a stored file's download counts as: a document, a full-size image, or
-        nothing (another image version, the office's logo)."""
-        if suffix in DOCUMENT_TYPES:
-            return counting.DOCUMENT
-        name = relpath.rsplit("/", 1)[1].removesuffix(suffix)
-        return counting.IMAGE if name in COUNTED_IMAGES else None
 
     async def _gone(self, scope: Scope, send: Send, entry: _Entry) -> None:
         # No validators: a 304 would not say "gone"; the notice is small.
