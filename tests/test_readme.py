@@ -74,6 +74,9 @@ NOT_HERE: dict[str, str] = {
     "docker compose up -d": "needs a Docker daemon, which this machine has not; "
     "tests/test_deployment.py checks the compose file and every command it runs",
     "docker compose ps": "needs a Docker daemon (see docker compose up -d)",
+    "docker compose exec nginx sh -c 'cd /var/log/distributor-stats && mv access.log "
+    "access.log.1 && nginx -s reopen'": "needs a Docker daemon; tests/test_statistics_nginx.py "
+    "renames the log and reopens a real nginx the same way",
     "docker compose exec web distributor topics add climate --name Climate": "needs a Docker "
     "daemon; the same command runs below without Docker",
     'docker compose run --rm -v "$PWD/releases:/releases:ro" web distributor publish '
