@@ -24,9 +24,13 @@ LONGEST_FIRST = (
     "test_fuzz_releases.py",
     "test_heartbeat.py",
     "test_cli.py",
+    "test_advance_copies.py",  # ~50 s alone (2026-12-07)
     "test_confirmation_outbox.py",
     "test_self_service_journey_browser.py",  # ~35 s alone (2026-12-07): before the 14 s below
     "test_journey_browser.py",
+    "test_self_service_browser.py",  # ~31 s alone (2026-12-07)
+    "test_statistics.py",  # ~22 s
+    "test_digests.py",  # ~20 s
     "test_editor_media_browser.py",
     "test_fuzz_feeds.py",
     "test_worker_retries.py",

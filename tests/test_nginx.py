@@ -35,7 +35,7 @@ PHOTO = b"\xff\xd8\xff\xe0 the bytes of a JPEG"
 PDF = b"%PDF-1.4 the bytes of a PDF"  # a stored document (distributor.releases.documents)
 DOCX = b"PK\x03\x04 the bytes of a Word file"
 FILES = {
-    f"{MEDIA}/page.jpg": PHOTO,
+    f"{MEDIA}/for-pages.jpg": PHOTO,
     f"{MEDIA}/backgrounder.pdf": PDF,
     f"{MEDIA}/annual-report-2026.docx": DOCX,
     "index.html": b"<!doctype html><title>Newsroom</title>",
@@ -229,7 +229,7 @@ def test_the_pages_nginx_serves_have_the_security_headers_the_app_sends(
 
 
 def test_feeds_and_images_get_no_page_policy(client: httpx.Client) -> None:
-    for path in ("/feeds/en/releases.rss", f"/{MEDIA}/page.jpg"):
+    for path in ("/feeds/en/releases.rss", f"/{MEDIA}/for-pages.jpg"):
         r = client.get(path)
         assert r.status_code == 200 and "content-security-policy" not in r.headers, path
         assert (
@@ -343,7 +343,7 @@ def test_a_withdrawn_release_answers_410_with_its_notice(client: httpx.Client) -
 def test_a_stored_image_is_cached_for_a_year_with_the_etag_the_app_gives(
     client: httpx.Client,
 ) -> None:
-    r = client.get(f"/{MEDIA}/page.jpg")
+    r = client.get(f"/{MEDIA}/for-pages.jpg")
     assert r.status_code == 200
     assert r.content == PHOTO
     assert r.headers["content-type"] == "image/jpeg"
@@ -351,10 +351,10 @@ def test_a_stored_image_is_cached_for_a_year_with_the_etag_the_app_gives(
     assert r.headers["x-content-type-options"] == "nosniff"
     # The form distributor.web.static gives it too: either server's validator works.
     assert r.headers["etag"] == f'"{int(MODIFIED.timestamp()):x}-{len(PHOTO):x}"'
-    assert client.get(f"/{MEDIA}/page.jpg", headers={"If-None-Match": r.headers["etag"]}
+    assert client.get(f"/{MEDIA}/for-pages.jpg", headers={"If-None-Match": r.headers["etag"]}
                       ).status_code == 304  # fmt: skip
     # An image not stored (yet) is no business of the app's: the files are the same.
-    missing = client.get(f"/{MEDIA}/email.jpg")
+    missing = client.get(f"/{MEDIA}/for-email.jpg")
     assert missing.status_code == 404
     assert "path" not in missing.text
 
