@@ -459,6 +459,9 @@ class Digest(OutboxRow, Base):
     __table_args__ = (
         UniqueConstraint("period_id", "subscriber_id", name="uq_digests_period_subscriber"),
         Index("ix_digests_due", "status", "next_attempt_at"),
+        # A claim goes straight to the period's open rows, past the thousands already sent
+        # (as ix_deliveries_release_status does for a release's).
+        Index("ix_digests_period_status", "period_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

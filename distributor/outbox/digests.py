@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 TASK = "send_digests"
 MODES = (DigestMode.DAILY, DigestMode.WEEKLY)
 NOTHING_LEFT = "not sent: every release it held was withdrawn since"
+NOT_CONFIRMED = "not sent: subscriber no longer confirmed"
 
 
 # Periods ------------------------------------------------------------------------------------
@@ -152,11 +153,13 @@ INSERT INTO digests
 SELECT DISTINCT :period_id, o.sid, 'pending', 0, :now, '', :now FROM ({_OWED}) o WHERE true
 ON CONFLICT (period_id, subscriber_id) DO NOTHING
 """
+# Run once per period (plan_due plans a period not planned yet, in the transaction that
+# marks it planned), so every digest it joins is one just planned.
 _PLAN_ITEMS = f"""
 INSERT INTO digest_items (digest_id, subscriber_id, release_id, revision_at, corrected)
 SELECT g.id, o.sid, o.rid, o.revision, o.corrected = 1
 FROM ({_OWED}) o JOIN digests g ON g.subscriber_id = o.sid AND g.period_id = :period_id
-WHERE g.status = 'pending' AND g.attempts = 0
+WHERE true
 ON CONFLICT (subscriber_id, release_id, revision_at) DO NOTHING
 """
 # A digest whose releases another period took meanwhile (two modes planned at once).
@@ -215,16 +218,16 @@ def _due_filter(now: datetime) -> tuple[Any, ...]:
         Digest.status.in_(OPEN_STATUSES),
         Digest.next_attempt_at <= now,
         (Digest.lease_until.is_(None)) | (Digest.lease_until < now),
-        Subscriber.status == SubscriberStatus.CONFIRMED,
     )
 
 
 def due(session: Session) -> dict[int, int]:
-    """For each period with digests ready to be claimed now, how many."""
+    """For each period with digests ready to be claimed now (to subscribers still
+    confirmed), how many."""
     rows = session.execute(
         select(Digest.period_id, func.count())
         .join(Subscriber, Subscriber.id == Digest.subscriber_id)
-        .where(*_due_filter(utcnow()))
+        .where(*_due_filter(utcnow()), Subscriber.status == SubscriberStatus.CONFIRMED)
         .group_by(Digest.period_id)
     )
     return {int(pid): int(n) for pid, n in rows}
@@ -273,18 +276,21 @@ class DigestClaim:
 
 
 def claim(engine: Engine, settings: Settings, period_id: int, limit: int) -> DigestClaim:
-    """Lease up to ``limit`` due digests of the period to a new token (those of them with
-    nothing left to send, every release in them withdrawn, are cancelled instead), in one
-    committed transaction (concurrent claimers skip each other's rows on PostgreSQL; SQLite's
-    immediate transaction serialises them)."""
+    """Lease up to ``limit`` due digests of the period to a new token, in one committed
+    transaction (concurrent claimers skip each other's rows on PostgreSQL; SQLite's
+    immediate transaction serialises them). Those picked that are no longer to be sent are
+    cancelled instead: their subscriber left, or every release in them was withdrawn."""
     now = utcnow()
     token = uuid.uuid4().hex
+    # Read from digests alone, so the period's open rows are found by their index
+    # (ix_digests_period_status) however many were sent already: joined with subscribers,
+    # PostgreSQL walked the period in subscriber order past every sent row (173 ms a claim
+    # with 90,000 of 100,000 sent, against 5 ms at the start).
     candidates = (
         select(Digest.id, Digest.lease_until.is_not(None))
-        .join(Subscriber, Subscriber.id == Digest.subscriber_id)
         .where(Digest.period_id == period_id, *_due_filter(now))
         .limit(limit)
-        .with_for_update(of=Digest, skip_locked=True)  # nothing on SQLite
+        .with_for_update(skip_locked=True)  # nothing on SQLite
     )
     live = (
         select(DigestItem.id)
@@ -292,17 +298,23 @@ def claim(engine: Engine, settings: Settings, period_id: int, limit: int) -> Dig
         .where(DigestItem.digest_id == Digest.id, Release.state == ReleaseState.PUBLISHED)
         .exists()
     )
+    confirmed = select(Subscriber.id).where(Subscriber.status == SubscriberStatus.CONFIRMED)
     with Session(engine) as session, session.begin():  # BEGIN IMMEDIATE on SQLite (db.py)
         picked = {int(i): bool(doubt) for i, doubt in session.execute(candidates)}
-        if picked:  # nothing left to send in some (every release in them withdrawn since)?
-            empty = set(session.scalars(select(Digest.id).where(Digest.id.in_(picked), ~live)))
-            if empty:
+        for unwanted, reason in (
+            (~Digest.subscriber_id.in_(confirmed), NOT_CONFIRMED),
+            (~live, NOTHING_LEFT),
+        ):
+            if not picked:
+                break
+            found = set(session.scalars(select(Digest.id).where(Digest.id.in_(picked), unwanted)))
+            if found:
                 session.execute(
                     update(Digest)
-                    .where(Digest.id.in_(empty))
-                    .values(status=DeliveryStatus.CANCELLED, last_error=NOTHING_LEFT)
+                    .where(Digest.id.in_(found))
+                    .values(status=DeliveryStatus.CANCELLED, last_error=reason)
                 )
-                picked = {i: doubt for i, doubt in picked.items() if i not in empty}
+                picked = {i: doubt for i, doubt in picked.items() if i not in found}
         leased: Sequence[Row[Any]] = ()
         if picked:
             columns = (Digest.id, Digest.subscriber_id, Digest.attempts, Digest.created_at)

@@ -64,6 +64,8 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index('ix_digests_due', 'digests', ['status', 'next_attempt_at'])
+    # A claim goes straight to the period's open rows, past the thousands already sent.
+    op.create_index('ix_digests_period_status', 'digests', ['period_id', 'status'])
     op.create_table(
         'digest_items',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -85,6 +87,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index('ix_digest_items_digest', table_name='digest_items')
     op.drop_table('digest_items')
+    op.drop_index('ix_digests_period_status', table_name='digests')
     op.drop_index('ix_digests_due', table_name='digests')
     op.drop_table('digests')
     op.drop_table('digest_periods')
