@@ -8,7 +8,6 @@ import logging
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,61 +19,21 @@ from sqlalchemy import select, text
 
 from distributor.core.config import Settings
 from distributor.core.db import get_engine, session_scope
-from distributor.core.models import Base, PublicStat, Release, StatBatch
+from distributor.core.models import Base, PublicStat, StatBatch
 from distributor.office.accounts import create_user
-from distributor.releases.documents import store_document
-from distributor.releases.lifecycle import mark_published
-from distributor.releases.media import store_image
 from distributor.reporting import counting
 from distributor.reporting.statistics import release_statistics
 from distributor.reporting.stats_flush import FLUSHING_PREFIX, flush_statistics
-from distributor.site.builder import regenerate_site
-from tests.helpers import add_topics, free_port, make_release, png, writer_token
+from tests.helpers import free_port, writer_token
 from tests.processes import NO_BROKER, invoke_cli, running_serve, settings_env, wait_until
-
-# What the requests carry that must never be stored: an unusual loopback address, a user
-# agent, a cookie, a referrer and a query string, each with a marker no code writes.
-CLIENT_IP = "127.0.0.77"
-MARKERS = ("127.0.0.77", "ua-7f3a", "cookie-7f3a", "referrer-7f3a", "query-7f3a")
-HEADERS = {
-    "User-Agent": "StatsProbe/9.9 (ua-7f3a)",
-    "Cookie": "session=cookie-7f3a",
-    "Referer": "https://referrer-7f3a.example/",
-}
-PDF = (
-    b"%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n"
-    b"2 0 obj <</Type /Pages /Kids [3 0 R] /Count 1>> endobj\n"
-    b"3 0 obj <</Type /Page /Parent 2 0 R /MediaBox [0 0 595 842]>> endobj\n"
-    b"trailer <</Root 1 0 R>>\n%%EOF\n"
+from tests.statistics_samples import (
+    CLIENT_IP,
+    HEADERS,
+    MARKERS,
+    Site,
+    published_with_files,
+    stored_counts,
 )
-
-
-@dataclass
-class Site:
-    settings: Settings
-    release_id: int
-    page: str  # the release page's URL path
-    image: str  # the full-size image's
-    email_image: str  # the email's version (never counted)
-    document: str
-
-
-def published_with_files(settings: Settings) -> Site:
-    """A release with an image and a document, published, the site built."""
-    add_topics(settings, "climate")
-    release = make_release(settings)
-    image = store_image(settings, png(40, 30), "photo.png")
-    document = store_document(settings, PDF, "Backgrounder.pdf")
-    with session_scope(settings) as session:
-        row = session.get_one(Release, release.id)
-        row.images = [{**image.image_fields(), "alt": "A photo", "credit": "Agency"}]
-        row.attachments = [document.attachment_fields("Backgrounder")]
-        mark_published(session, release.id)
-    regenerate_site(settings)
-    return Site(
-        settings, release.id, f"/releases/{release.slug}", image.full.path, image.email.path,
-        document.path,
-    )  # fmt: skip
 
 
 @pytest.fixture
@@ -137,15 +96,6 @@ def hour_counts(url: str) -> dict[str, int]:
     finally:
         client.close()
     return totals
-
-
-def stored_counts(settings: Settings) -> dict[str, int]:
-    with session_scope(settings) as session:
-        rows = session.execute(select(PublicStat.kind, PublicStat.subject, PublicStat.count))
-        totals: dict[str, int] = {}
-        for kind, subject, n in rows:
-            totals[f"{kind}:{subject}"] = totals.get(f"{kind}:{subject}", 0) + n
-        return totals
 
 
 def test_fetches_are_counted_per_hour_flushed_once_and_nothing_personal_is_kept(

@@ -27,20 +27,18 @@ from tests import nginx_conf
 from tests.helpers import free_port
 from tests.nginx_conf import running_nginx
 from tests.processes import wait_until
-from tests.test_statistics import CLIENT_IP, HEADERS, MARKERS, Site, published_with_files
+from tests.statistics_samples import (
+    CLIENT_IP,
+    HEADERS,
+    MARKERS,
+    Site,
+    published_with_files,
+    stored_counts,
+)
 
 SHA = "ab" * 32
 FORBIDDEN = ("$remote_addr", "$binary_remote_addr", "$http_", "$args", "$arg_", "$query_string",
              "$request_uri", "$request ", "$cookie_", "$remote_user", "$realip")  # fmt: skip
-
-
-def stored_counts(settings: Settings) -> dict[str, int]:
-    with session_scope(settings) as session:
-        rows = session.execute(select(PublicStat.kind, PublicStat.subject, PublicStat.count))
-        totals: dict[str, int] = {}
-        for kind, subject, n in rows:
-            totals[f"{kind}:{subject}"] = totals.get(f"{kind}:{subject}", 0) + n
-        return totals
 
 
 def clean_redis(url: str) -> None:
@@ -50,7 +48,7 @@ def clean_redis(url: str) -> None:
     client.close()
 
 
-def lines(path: Path) -> int:
+def log_lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
@@ -253,7 +251,7 @@ def test_nginx_answers_are_counted_once_through_rotation_and_nothing_personal_is
             # Passed to the app (here: down): the app counts those itself, nginx logs none.
             assert web.get("/").status_code == 502
             assert web.get("/no-such-page").status_code == 502
-            wait_until(lambda: lines(nginx.statistics_log) == served + 1, 5, "nginx's log")
+            wait_until(lambda: log_lines(nginx.statistics_log) == served + 1, 5, "nginx's log")
             expected = {
                 f"page:{page_html}": 3,
                 "page:en/index.html": 1,
@@ -274,16 +272,16 @@ def test_nginx_answers_are_counted_once_through_rotation_and_nothing_personal_is
 
             # Rotation: renamed, nginx still writes the old file until it reopens.
             get(site.page, 200)
-            wait_until(lambda: lines(nginx.statistics_log) == served + 1, 5, "the line")
+            wait_until(lambda: log_lines(nginx.statistics_log) == served + 1, 5, "the line")
             rotated = nginx.statistics_log.with_name("statistics.log.1")
             nginx.statistics_log.rename(rotated)
             get(site.page, 200)  # into the renamed file
-            wait_until(lambda: lines(rotated) == served + 1, 5, "the line, after the rename")
+            wait_until(lambda: log_lines(rotated) == served + 1, 5, "the line, after the rename")
             assert flush_statistics(s) == 0  # no log by that name yet: nothing, no error
             nginx.reopen_logs()
             wait_until(nginx.statistics_log.exists, 5, "nginx to reopen its log")
             get(site.page, 200)
-            wait_until(lambda: lines(nginx.statistics_log) == 1, 5, "the new log's line")
+            wait_until(lambda: log_lines(nginx.statistics_log) == 1, 5, "the new log's line")
             assert flush_statistics(s) == 3  # the rest of the old file, then the new one
             assert stored_counts(s)[f"page:{page_html}"] == 6
             assert flush_statistics(s) == 0
