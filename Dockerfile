@@ -1,5 +1,5 @@
 # The image every service of docker-compose.yml runs: one `distributor` command each.
-FROM python:3.11-slim
+FROM python:3.12-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY distributor ./distributor

