@@ -115,6 +115,12 @@ class _Output:
     feed_url: str | None = None  # set for live feeds
 
 
+def built_before(settings: Settings) -> bool:
+    """True once a build has committed its manifest in ``public/``: there is a site to
+    serve while it is brought up to date."""
+    return (settings.public_dir / MANIFEST).is_file()
+
+
 def build_site(
     settings: Settings, *, force: bool = False, progress: Progress | None = None
 ) -> BuildReport:
