@@ -122,10 +122,10 @@ ONLY_SOME_COMMANDS_NEED = [
     *("yaml", "PIL", "babel", "dkim", "dns", "flufl.bounce", "feedgen", "nh3", "rich.progress"),
 ]
 # The only modules of the package itself that they load, besides the command's own (cli/):
-# none of them imports anything above.
-LIGHT = ["distributor", "distributor.core", "distributor.actions"]  # packages, loading nothing
-LIGHT += [f"distributor.core.{m}" for m in ("errors", "filemodes", "logs", "roles", "slugs")]
-LIGHT += ["distributor.core.states"]
+# the error tree, and what the options' help names (scopes, release states). The packages
+# load nothing (``actions`` imports an action where it is first used).
+LIGHT = ["distributor", "distributor.core", "distributor.actions"]
+LIGHT += ["distributor.core.errors", "distributor.core.roles", "distributor.core.states"]
 
 PROBE = """
 import sys

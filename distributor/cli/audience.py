@@ -14,7 +14,6 @@ from distributor import actions
 from distributor.cli.context import settings
 from distributor.cli.progress import err, out
 from distributor.core.errors import ConfigError, InputError
-from distributor.core.filemodes import open_private_text
 
 topics_app = typer.Typer(no_args_is_help=True, help="Topics subscribers follow.")
 subs_app = typer.Typer(no_args_is_help=True, help="Subscribers: import, export, erase, accredit.")
@@ -103,6 +102,7 @@ def subscribers_export(
     from distributor.audience.privacy import export_person
     from distributor.audience.subscribers import export_csv
     from distributor.core import db
+    from distributor.core.filemodes import open_private_text
 
     with db.session_scope(settings()) as session:
         if email is not None:

@@ -10,6 +10,8 @@ and the tests start hundreds of commands). tests/test_cli.py fails if one comes 
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 
 import typer
@@ -58,9 +60,23 @@ def _database_problem(exc: Exception) -> DistributorError | None:
     return db.explain(settings(), exc)
 
 
+def _leave() -> None:
+    """At exit: close the database's pooled connections (a server is told goodbye), then
+    spare the interpreter's shutdown its garbage collections over every object the imports
+    made (~0.25 s of a 1 s `releases status`, ~0.03 s of `--help`): what is still alive is
+    only freed by the exit. ``gc.freeze`` keeps reference counting, files and the other
+    exit handlers (coverage's) working as before."""
+    db = sys.modules.get("distributor.core.db")  # not loaded: no engine, none to load
+    if db is not None:
+        db.dispose_engines()
+    gc.freeze()
+
+
 def main() -> None:
     """Entry point: run the CLI and map domain errors to messages and exit codes."""
     log_on_demand()
+    atexit.unregister(_leave)  # once, however many times main() runs in one process
+    atexit.register(_leave)
     try:
         try:
             app()  # usage errors exit 2 from here; domain errors propagate to us

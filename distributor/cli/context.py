@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from distributor.core.errors import ConfigError
-from distributor.core.logs import setup_logging
 
 if TYPE_CHECKING:
     from distributor.core.config import Settings
@@ -73,6 +72,7 @@ def _set_up_logging(s: Settings | None) -> None:
     """``logs.setup_logging`` from ``s``: its level (WARNING by default) and its secrets to
     mask; None (Settings that cannot be loaded): WARNING, no configured secret."""
     from distributor.core.config import configured_secrets
+    from distributor.core.logs import setup_logging
 
     level = (s.log_level if s is not None else None) or "WARNING"
     setup_logging(level, configured_secrets(s) if s is not None else [])

@@ -16,7 +16,6 @@ from distributor.cli.context import local_time, settings
 from distributor.cli.progress import err, out, print_status, watch
 from distributor.cli.releases import create_from_file, read_release, releases_app
 from distributor.core.errors import ConfigError, ReleaseInputError
-from distributor.core.filemodes import open_private_text
 
 if TYPE_CHECKING:
     from distributor.core.config import Settings
@@ -309,6 +308,7 @@ def releases_report(
     from rich.text import Text
 
     from distributor.core import db
+    from distributor.core.filemodes import open_private_text
     from distributor.reporting.report import delivery_lines, iso_utc, write_csv
 
     s = settings()

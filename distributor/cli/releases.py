@@ -15,7 +15,6 @@ from distributor import actions
 from distributor.cli.context import local_time, settings
 from distributor.cli.progress import err, out
 from distributor.core.errors import ConfigError, ServiceError
-from distributor.core.slugs import SLUG_MAX
 from distributor.core.states import ReleaseState
 
 if TYPE_CHECKING:
@@ -57,6 +56,7 @@ def create_from_file(s: Settings, file: Path) -> tuple[int, str]:
 
 def warn_if_cut(draft: ReleaseDraft, slug: str) -> None:
     """Say on stderr when the slug made from the draft's title had to be cut."""
+    from distributor.core.slugs import SLUG_MAX
     from distributor.releases.source import slug_cut_from
 
     cut_from = slug_cut_from(draft)
