@@ -21,6 +21,16 @@ if TYPE_CHECKING:
     from distributor.core.config import Settings
 
 
+# --at of `releases publish` and of `publish FILE.md`.
+AtOption = Annotated[
+    str | None,
+    typer.Option(
+        help="ISO 8601 time to publish at (not in the past; without an offset, in "
+        "DISTRIBUTOR_TIMEZONE), or now"
+    ),
+]
+
+
 def _parse_at(s: Settings, at: str | None, option: str = "--at") -> datetime | None:
     """The time of ``--at`` (or ``option``): None for none or ``now`` (at once). A time
     without an offset is read in DISTRIBUTOR_TIMEZONE; one that does not exist there (the
@@ -95,13 +105,7 @@ def _sending(s: Settings) -> str:
 @releases_app.command("publish")
 def releases_publish(
     release_id: int,
-    at: Annotated[
-        str | None,
-        typer.Option(
-            help="ISO 8601 time to publish at (not in the past; without an offset, in "
-            "DISTRIBUTOR_TIMEZONE), or now"
-        ),
-    ] = None,
+    at: AtOption = None,
     with_versions: Annotated[
         bool,
         typer.Option(
@@ -253,13 +257,7 @@ def releases_unschedule(release_id: int) -> None:
 
 def publish_file(
     file: Path,
-    at: Annotated[
-        str | None,
-        typer.Option(
-            help="ISO 8601 time to publish at (not in the past; without an offset, in "
-            "DISTRIBUTOR_TIMEZONE), or now"
-        ),
-    ] = None,
+    at: AtOption = None,
 ) -> None:
     """Create a release from FILE.md and publish it."""
     s = settings()
