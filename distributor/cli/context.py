@@ -21,11 +21,13 @@ if TYPE_CHECKING:
 def settings() -> Settings:
     """The Settings for this invocation (from the environment); ConfigError (exit 78) when
     they cannot work. The first call also sets up logging from them."""
-    s = _load()
-    root = logging.getLogger()
-    waiting = [h for h in root.handlers if isinstance(h, _LogOnDemand)]
-    for handler in waiting:
-        root.removeHandler(handler)
+    waiting = _stop_waiting()
+    try:
+        s = _load()
+    except ConfigError:
+        if waiting:  # the command says what is wrong (exit 78); logging goes on without them
+            _set_up_logging(None)
+        raise
     if waiting:
         _set_up_logging(s)
     return s
@@ -55,17 +57,27 @@ class _LogOnDemand(logging.Handler):
     command loaded its Settings sets it up from them then, and goes out through it."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        root = logging.getLogger()
-        root.removeHandler(self)  # what loading the Settings might log must not come back
+        _stop_waiting()
         try:
             configured: Settings | None = _load()
         except ConfigError:  # the command itself says what is wrong (exit 78)
             configured = None
         _set_up_logging(configured)
         if logging.getLogger(record.name).isEnabledFor(record.levelno):
-            for handler in root.handlers:
+            for handler in logging.getLogger().handlers:
                 if record.levelno >= handler.level:
                     handler.handle(record)
+
+
+def _stop_waiting() -> bool:
+    """Take ``_LogOnDemand`` off the root logger; whether it was there (logging still to be
+    set up). What loading the Settings logs then goes where Python puts it, as it did when
+    the command loaded them before setting up logging."""
+    root = logging.getLogger()
+    waiting = [h for h in root.handlers if isinstance(h, _LogOnDemand)]
+    for handler in waiting:
+        root.removeHandler(handler)
+    return bool(waiting)
 
 
 def _set_up_logging(s: Settings | None) -> None:
