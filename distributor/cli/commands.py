@@ -27,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Publish press releases by email and feeds.",
 )
+# Help lists the commands, then the groups, each in the order given here.
 app.add_typer(services.db_app, name="db")
 app.add_typer(audience.topics_app, name="topics")
 app.add_typer(office.contacts_app, name="contacts")
