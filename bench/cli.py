@@ -1,0 +1,190 @@
+"""How long the ``distributor`` command takes, as a user sees it: whole processes of the
+venv's ``distributor`` entry point, from start to exit, for ``--help``, ``releases --help``,
+``topics list``, ``releases status ID`` and ``tokens list``.
+
+The commands that read the database run against a throwaway SQLite database made and
+migrated by this tree (two topics, 100 subscribers, the sample release, published), with
+this run's own Redis database as the broker. Each command runs once to warm up (Python
+writes its bytecode caches), then ``--runs`` times; figures are the median with min and max.
+The floors are timed the same way: the interpreter alone (``python -c pass``) and a bare
+Typer app with the same groups printing its help and a group's (Typer loads pydantic there).
+
+``--base REV`` also times REV's code, from a git worktree made in a temp dir (removed on the
+way out), alternately with this tree's (base, this; then this, base…) so both see the same
+machine, and prints this ÷ base. A REV whose schema differs from this tree's fails on the
+commands that read the database. Prints figures; asserts nothing. About a minute.
+
+    .venv/bin/python bench/cli.py                 # this tree, 5 runs each
+    .venv/bin/python bench/cli.py --base d84dcad  # against d84dcad (make bench-cli BASE=…)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+for _name in list(os.environ):  # the developer's own configuration must not leak in
+    if _name.startswith("DISTRIBUTOR_"):
+        del os.environ[_name]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _fixture import fresh_database, populate, settings_env  # noqa: E402
+from _report import code_state, say, table  # noqa: E402
+
+from distributor.core.db import session_scope  # noqa: E402
+from distributor.releases.lifecycle import mark_published  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DISTRIBUTOR = Path(sys.executable).parent / "distributor"  # the venv's entry point
+# The issue's goals (issue 16), whole process, median: the commands not named have none.
+GOALS = {"--help": 0.25, "releases status ID": 0.5}
+# The groups of the real command, each with one command, and nothing else: Typer's own floor.
+BARE_TYPER = """
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Publish press releases by email and feeds.")
+for name in ("db", "topics", "contacts", "subscribers", "releases", "feeds", "site", "tokens",
+             "bounces", "users", "settings", "publish", "audit", "worker", "beat", "serve",
+             "demo"):
+    group = typer.Typer(no_args_is_help=True, help=f"The {name} group.")
+    group.command("list")(lambda: None)
+    app.add_typer(group, name=name)
+app()
+"""
+
+
+@contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """A git worktree of ``rev`` in a temp dir, removed on the way out."""
+    path = Path(tempfile.mkdtemp(prefix="distributor-bench-cli-")) / "tree"
+    git = ["git", "-C", str(REPO)]
+    subprocess.run([*git, "worktree", "add", "--detach", str(path), rev], check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        yield path
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(path)], check=False)
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def run(argv: list[str], env: dict[str, str], tree: Path) -> float:
+    """Seconds from start to exit of ``argv`` run with ``tree``'s code; fails loudly on a
+    non-zero exit (a figure of a command that failed would mean nothing)."""
+    started = time.perf_counter()
+    done = subprocess.run(argv, env={**env, "PYTHONPATH": str(tree)}, cwd=tree,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} in {tree}: exit {done.returncode}\n{done.stderr}")
+    return seconds
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
+
+
+def check_code(tree: Path, env: dict[str, str]) -> None:
+    """Fail unless ``tree``'s own code is what runs with it on PYTHONPATH (the venv is an
+    editable install of some other tree)."""
+    probe = "import distributor.cli; print(distributor.cli.__file__)"
+    found = subprocess.run([sys.executable, "-c", probe], env={**env, "PYTHONPATH": str(tree)},
+                           cwd=tree, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    if not Path(found.strip()).resolve().is_relative_to(tree.resolve()):
+        raise RuntimeError(f"{tree}: its code does not win over the venv's ({found})")
+
+
+def describe_head() -> str:
+    """This tree's commit, and whether it has changes not committed."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    return head + (" with changes not committed" if dirty else "")
+
+
+@contextmanager
+def no_base() -> Iterator[None]:
+    yield None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="of each command (default 5)")
+    parser.add_argument("--base", metavar="REV", help="also time REV's code, alternately")
+    args = parser.parse_args()
+    say(f"code: {code_state()}")
+    with fresh_database("sqlite", "smtp://127.0.0.1:2525", "cli") as settings:
+        dataset = populate(settings, 100)
+        with session_scope(settings) as session:
+            mark_published(session, dataset.release_id)
+        env = settings_env(settings)
+        commands = {
+            "--help": ["--help"],
+            "releases --help": ["releases", "--help"],
+            "topics list": ["topics", "list"],
+            "releases status ID": ["releases", "status", str(dataset.release_id)],
+            "tokens list": ["tokens", "list"],
+        }
+        scratch = Path(tempfile.mkdtemp(prefix="distributor-bench-cli-"))
+        bare = scratch / "bare_typer.py"
+        bare.write_text(BARE_TYPER)
+        floors = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "bare Typer app --help": [sys.executable, str(bare), "--help"],
+            "bare Typer app releases --help": [sys.executable, str(bare), "releases", "--help"],
+        }
+        times: dict[tuple[str, str], list[float]] = {}
+        with worktree(args.base) if args.base else no_base() as base:
+            trees = {"base": base, "this": REPO} if base else {"this": REPO}
+            say("warming up (bytecode caches)")
+            for tree in trees.values():
+                check_code(tree, env)
+                for argv in commands.values():
+                    run([str(DISTRIBUTOR), *argv], env, tree)
+            for argv in floors.values():
+                run(argv, env, REPO)
+            for n in range(args.runs):
+                say(f"round {n + 1} of {args.runs}")
+                order = list(trees.items())[:: 1 if n % 2 == 0 else -1]  # base first, then this
+                for label, argv in commands.items():
+                    for name, tree in order:
+                        seconds = run([str(DISTRIBUTOR), *argv], env, tree)
+                        times.setdefault((label, name), []).append(seconds)
+                for label, argv in floors.items():
+                    times.setdefault((label, "floor"), []).append(run(argv, env, REPO))
+        shutil.rmtree(scratch, ignore_errors=True)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M')}, this tree: {describe_head()}; load average "
+          f"{load}; {args.runs} runs each; seconds, median (min–max), whole process")  # fmt: skip
+    names = ["base", "this"] if args.base else ["this"]
+    headers = ["command", *(f"base {args.base}" if n == "base" else "this tree" for n in names)]
+    headers += [*(["this ÷ base"] if args.base else []), "goal"]
+    rows = []
+    for label in commands:
+        cells = [spread(times[(label, n)]) for n in names]
+        median = statistics.median(times[(label, "this")])
+        if args.base:
+            cells.append(f"{median / statistics.median(times[(label, 'base')]):.2f}")
+        goal = GOALS.get(label)
+        cells.append("" if goal is None else f"< {goal} {'✓' if median < goal else '✗'}")
+        rows.append([label, *cells])
+    for label in floors:  # the same for both trees: in the last column of figures
+        figures = [""] * (len(names) - 1) + [spread(times[(label, "floor")])]
+        rows.append([f"{label} (floor)", *figures, *([""] if args.base else []), ""])
+    print(table(headers, rows))
+
+
+if __name__ == "__main__":
+    main()
