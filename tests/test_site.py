@@ -153,9 +153,14 @@ def test_the_app_answers_at_once_while_a_site_built_before_is_brought_up_to_date
     with (settings.public_dir / ".site.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # what another build in progress holds
         holding.set()
+
         # The old code built inside start-up and waited here for ever: let go after a while,
         # so that it fails on the assertions below instead of hanging the suite.
-        letting_go = threading.Timer(30, lambda: (holding.clear(), fcntl.flock(lock, fcntl.LOCK_UN)))
+        def let_go() -> None:
+            holding.clear()
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+        letting_go = threading.Timer(30, let_go)
         letting_go.start()
         try:
             with TestClient(create_app(settings)) as client:
