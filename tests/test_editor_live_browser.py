@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import APIResponse, BrowserContext, Page, Route, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
@@ -121,6 +123,42 @@ def test_the_preview_follows_the_typing_page_email_widths_and_reach(
         box = page.locator("#preview").bounding_box()
         assert box is not None and box["y"] > page.locator("#editor-form").bounding_box()["y"]  # type: ignore[index]
         assert accessibility_problems(page) == [], "at 390 px"
+
+
+def test_a_preview_asked_for_while_the_first_autosave_stores_the_draft_shows_the_draft(
+    served: str,
+) -> None:
+    """The first autosave creates the draft; a preview of the still "new" release that the
+    server answers after that met the draft's own slug, said "already exists" and kept
+    saying it until the next keystroke (seen under load). Here the autosave's answer is
+    held back after the server stored the draft, while the typing asks for a preview."""
+    held: list[tuple[Route, APIResponse]] = []
+    with chromium(viewport=DESKTOP) as browser:
+        page = logged_in_page(browser, served, "ann@example.org")
+        page.route(
+            "**/admin/releases/new/autosave.json",
+            lambda route: held.append((route, route.fetch())),  # stored, not yet answered
+        )
+        page.goto(served + "/admin/releases/new")
+        type_release(page, "Agency opens a climate data portal", "The portal opens today.")
+        deadline = time.monotonic() + 30
+        while not held:
+            assert time.monotonic() < deadline, "no autosave within 30 s"
+            page.wait_for_timeout(100)  # Playwright runs the route's handler meanwhile
+        try:  # a preview asked for now is answered before the draft's address is known...
+            with page.expect_response(re.compile(r"/releases/new/preview"), timeout=3_000):
+                page.get_by_label("Body").fill(
+                    "The portal opens today, with a map of every station."
+                )
+        except PlaywrightTimeoutError:
+            pass  # ...unless it waits for the autosave, as it should
+        route, stored = held[0]
+        route.fulfill(response=stored)
+        expect(page).to_have_url(re.compile(r"/admin/releases/\d+/edit$"))
+        frame = page.frame_locator("#preview-frame")
+        expect(frame.locator("body")).to_contain_text("a map of every station")
+        expect(page.locator("#reach-total")).to_contain_text("2 people would get an email")
+        expect(page.locator("#preview-problem")).to_have_count(0)
 
 
 def test_without_javascript_the_preview_button_shows_it_and_a_form_error(

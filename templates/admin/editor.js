@@ -165,6 +165,9 @@
     previewButton.setAttribute("formaction", base + "/preview");
     window.history.replaceState(null, "", answer.edit_url);
     forgetLocally(before);
+    // A preview of "a new release" the server answered after this draft was stored met the
+    // draft's own slug and said it was taken: preview again, as the draft it now is.
+    schedulePreview(0);
   }
 
   function showConflict(answer) {
@@ -310,6 +313,11 @@
   }
 
   function preview() {
+    if (inFlight && /\/new$/.test(base)) {
+      // The first autosave is storing the draft: a preview now would race it (above).
+      inFlight.then(function () { schedulePreview(0); });
+      return;
+    }
     Array.prototype.forEach.call(document.querySelectorAll("iframe.preview:not(#preview-frame)"),
       function (frame) { frame.remove(); });
     showFrame();
