@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from distributor import actions
+from distributor.audience.subscribers import unsubscribe
 from distributor.core.config import Settings
 from distributor.core.db import get_engine, session_scope
-from distributor.core.models import CorrectionNotice, Delivery, Subscriber
+from distributor.core.models import CorrectionNotice, Delivery, Subscriber, utcnow
 from distributor.outbox import notices
 from distributor.outbox.ledger import RECONCILED, OutcomeWriter, claim
-from tests.corrections import sent_then_corrected
-from tests.helpers import lease_runs_out, published
+from distributor.releases.source import parse_release
+from tests.corrections import corrected_text, send_all
+from tests.helpers import CountingQueue, lease_runs_out, published
 
 
 def _subscribers(settings: Settings) -> dict[str, str]:
@@ -106,45 +109,58 @@ def test_only_a_deferral_with_no_answer_to_the_data_comes_back_in_doubt(
 def test_a_notice_s_answer_leaves_what_a_release_email_s_leaves(settings: Settings) -> None:
     """A notice's row says what its relay answered, as a release email's does: a sent one
     no note (but the reconciler's), a refusal its reason and code, and a 5xx refusal (500
-    too) marks the subscriber bounced, never a deferral (the relay's own 530); a deferral
-    with no answer to the data comes back in doubt, a plain one does not; a notice no
-    longer wanted is cancelled with no attempt counted; a row whose lease was lost is left
-    as it is."""
+    too) marks the subscriber bounced at that moment, never a deferral (the relay's own
+    530) nor one who unsubscribed while it was on the wire; a deferral with no answer to
+    the data comes back in doubt, a plain one does not; a notice no longer wanted is
+    cancelled with no attempt counted; a row whose lease was lost is left as it is."""
     s = settings.model_copy(update={"retry_base_seconds": 0.0, "retry_max_seconds": 0.0})
-    release_id = sent_then_corrected(s).id
+    release_id = published(s, 7)
+    send_all(s, release_id)
+    fix = parse_release(corrected_text(), "fix.md", s)
+    actions.correct(s, CountingQueue(), release_id, fix, notify=True)  # type: ignore[arg-type]
     engine = get_engine(s)
-    batch = notices.claim(engine, s, release_id, 6)
+    batch = notices.claim(engine, s, release_id, 7)
     answers = [
         ("sent", 250, "2.0.0 Ok: queued as 4Xy", False),
         ("sent", 250, RECONCILED, False),
         ("failed", 500, "5.5.2 syntax error", False),
+        ("failed", 554, "5.7.1 rejected", False),  # unsubscribed meanwhile
         ("deferred", 530, "5.7.0 log in first", False),
         ("deferred", 0, "connection lost", True),
     ]
     *answered, unwanted = batch.rows
     assert len(answered) == len(answers)
-    who = {row.notice_id: row.email for row in batch.rows}
+    with session_scope(s) as session:
+        unsubscribe(session, answered[3].subscriber_id)
     assert not notices.record(engine, s, "another batch", answered[0], "sent", 250, "ok")
+    before = utcnow()
     for row, (outcome, code, message, uncertain) in zip(answered, answers, strict=True):
         assert notices.record(engine, s, batch.token, row, outcome, code, message, uncertain)
+    after = utcnow()
     notices.recorder(engine, s).drop(batch.token, unwanted)
+    who = {row.notice_id: row.email for row in batch.rows}
     with session_scope(s) as session:
         rows = session.scalars(select(CorrectionNotice)).all()
         left = {who[r.id]: (r.status, r.last_error, r.smtp_code, r.attempts) for r in rows}
-        refused = {e for e, status in session.execute(select(Subscriber.email, Subscriber.status))
-                   if status == "bounced"}  # fmt: skip
+        people = {p.email: p for p in session.scalars(select(Subscriber))}
     assert [left[row.email] for row in batch.rows] == [
         ("sent", "", 250, 1),
         ("sent", RECONCILED, 250, 1),
         ("failed", "5.5.2 syntax error", 500, 1),
+        ("failed", "5.7.1 rejected", 554, 1),
         ("deferred", "5.7.0 log in first", 530, 1),
         ("deferred", "connection lost", None, 1),
         ("cancelled", notices.NOT_WANTED, None, 0),
     ]
-    assert refused == {answered[2].email}
+    assert [people[row.email].status for row in batch.rows] == [
+        "confirmed", "confirmed", "bounced", "unsubscribed", "confirmed", "confirmed",
+        "confirmed",
+    ]  # fmt: skip
+    bounced_at = people[answered[2].email].bounced_at
+    assert bounced_at is not None and before <= bounced_at <= after
     lease_runs_out(s)
-    again = notices.claim(engine, s, release_id, 6)
+    again = notices.claim(engine, s, release_id, 7)
     assert {r.email: r.in_doubt for r in again.rows} == {
-        answered[3].email: False,
-        answered[4].email: True,
+        answered[4].email: False,
+        answered[5].email: True,
     }
