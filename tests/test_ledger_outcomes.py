@@ -112,7 +112,8 @@ def test_a_notice_s_answer_leaves_what_a_release_email_s_leaves(settings: Settin
     too) marks the subscriber bounced at that moment, never a deferral (the relay's own
     530) nor one who unsubscribed while it was on the wire; a deferral with no answer to
     the data comes back in doubt, a plain one does not; a notice no longer wanted is
-    cancelled with no attempt counted; a row whose lease was lost is left as it is."""
+    cancelled with no attempt counted; a row whose lease was lost is left as it is, its
+    subscriber too."""
     s = settings.model_copy(update={"retry_base_seconds": 0.0, "retry_max_seconds": 0.0})
     release_id = published(s, 7)
     send_all(s, release_id)
@@ -132,7 +133,7 @@ def test_a_notice_s_answer_leaves_what_a_release_email_s_leaves(settings: Settin
     assert len(answered) == len(answers)
     with session_scope(s) as session:
         unsubscribe(session, answered[3].subscriber_id)
-    assert not notices.record(engine, s, "another batch", answered[0], "sent", 250, "ok")
+    assert not notices.record(engine, s, "another batch", answered[0], "failed", 550, "late")
     before = utcnow()
     for row, (outcome, code, message, uncertain) in zip(answered, answers, strict=True):
         assert notices.record(engine, s, batch.token, row, outcome, code, message, uncertain)
@@ -142,6 +143,7 @@ def test_a_notice_s_answer_leaves_what_a_release_email_s_leaves(settings: Settin
     with session_scope(s) as session:
         rows = session.scalars(select(CorrectionNotice)).all()
         left = {who[r.id]: (r.status, r.last_error, r.smtp_code, r.attempts) for r in rows}
+        sent_at = [r.sent_at for r in rows if r.status == "sent"]
         people = {p.email: p for p in session.scalars(select(Subscriber))}
     assert [left[row.email] for row in batch.rows] == [
         ("sent", "", 250, 1),
@@ -156,6 +158,7 @@ def test_a_notice_s_answer_leaves_what_a_release_email_s_leaves(settings: Settin
         "confirmed", "confirmed", "bounced", "unsubscribed", "confirmed", "confirmed",
         "confirmed",
     ]  # fmt: skip
+    assert len(sent_at) == 2 and all(when and before <= when <= after for when in sent_at)
     bounced_at = people[answered[2].email].bounced_at
     assert bounced_at is not None and before <= bounced_at <= after
     lease_runs_out(s)
