@@ -390,7 +390,10 @@ def _render_all(
         groups[row.group].append(row.id)
     group_of = {row.id: row.group for row in rows}
     needed = sorted({i for o in todo for i in o.release_ids})
-    releases = _load(settings, needed)
+    # A feed item links to its translations (hreflang alternates): load them too, or a
+    # feed rewritten for a new release would lose an older release's alternates.
+    wanted = sorted({o for i in needed if i in group_of for o in groups[group_of[i]]})
+    releases = _load(settings, sorted(set(needed) | set(wanted)))
     translations = {
         rid: [releases[o] for o in groups[group_of[rid]] if o != rid and o in releases]
         for rid in needed
