@@ -20,6 +20,8 @@ import argparse
 import cProfile
 import io
 import pstats
+import re
+import resource
 import shutil
 import sys
 import time
@@ -54,8 +56,12 @@ def _run(call: Callable[[], BuildReport], profile: Path | None) -> tuple[float, 
     return seconds, report
 
 
-def _publish(settings: Settings, sample: Path) -> None:
-    draft = parse_release(sample.read_text(), str(sample), settings)
+def _publish(settings: Settings, sample: Path, n: int = 0) -> None:
+    """Publish ``sample`` (the ``n``-th time: its slug gets ``-n`` after the first)."""
+    text = sample.read_text()
+    if n:
+        text = re.sub(r"(?m)^slug: (.*)$", rf"slug: \1-{n}", text, count=1)
+    draft = parse_release(text, str(sample), settings)
     with session_scope(settings) as session:
         release_id = create_release(session, settings, draft).id
     with session_scope(settings) as session:
@@ -81,8 +87,8 @@ def main() -> None:
         if args.out:
             shutil.rmtree(args.out, ignore_errors=True)
             shutil.copytree(settings.public_dir, args.out)
-        for _ in range(args.rounds):
-            _publish(settings, SAMPLE)
+        for n in range(args.rounds):
+            _publish(settings, SAMPLE, n)
             seconds, report = _run(lambda: build_site(settings), publish)
             print(f"after a publish: {seconds:.3f} s, {len(report.written):,} written")
         again = build_site(settings, force=True)
@@ -90,6 +96,8 @@ def main() -> None:
             print(f"INCREMENTAL DIFFERS from a full build: {again.written[:10]}")
             sys.exit(1)
         print("incremental output = full build output")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak memory (max RSS): {peak:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ oldest-first order; the pages kept are those holding a release the live page doe
 from __future__ import annotations
 
 import fcntl
+import gc
 import hashlib
 import json
 import logging
@@ -126,7 +127,7 @@ def build_site(
     public = settings.public_dir
     filemodes.data_dir(settings.data_dir)  # 0711: the web server passes through to public/
     public.mkdir(exist_ok=True)
-    with _locked(public / ".site.lock"):
+    with _locked(public / ".site.lock"), _collector_paused():
         with session_scope(settings) as session:
             rows, topics, gone = _catalogue(session)
             sender = identity(session, settings)
@@ -472,6 +473,25 @@ def _load(settings: Settings, ids: Sequence[int]) -> dict[int, Release]:
 
 
 # -- files -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the block; reference counting still
+    frees what the block drops.
+
+    A build makes hundreds of thousands of objects that live until it ends (catalogue rows,
+    outputs, the loaded releases), and the collector scanned them again and again: a third
+    of a full build and half of a regeneration. What a build leaves in reference cycles is
+    small (its peak memory is the same) and is collected after it. Another thread's build
+    may end first and resume the collector early; that costs speed, never correctness."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 @contextmanager
