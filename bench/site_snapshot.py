@@ -91,13 +91,13 @@ def main() -> None:
             _publish(settings, SAMPLE, n)
             seconds, report = _run(lambda: build_site(settings), publish)
             print(f"after a publish: {seconds:.3f} s, {len(report.written):,} written")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak memory (max RSS): {peak:.0f} MB")
         again = build_site(settings, force=True)
         if again.written:
             print(f"INCREMENTAL DIFFERS from a full build: {again.written[:10]}")
             sys.exit(1)
         print("incremental output = full build output")
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak memory (max RSS): {peak:.0f} MB")
 
 
 if __name__ == "__main__":
