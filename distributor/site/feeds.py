@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import mimetypes
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -320,24 +320,36 @@ class _CachedEntry(FeedEntry):  # type: ignore[misc]
     """A feedgen entry that builds its XML element once and gives every feed a copy.
 
     The element depends on the entry alone (feedgen adds nothing of the feed to it), so the
-    copies serialise to the bytes a fresh entry would. One entry serves one format only:
+    copies serialise to the bytes a fresh entry would. The kept element goes without its
+    full content (``body``), which each copy gets back: a second copy of every release's
+    text would add about 40% to a full build's memory. One entry serves one format only:
     feedgen registers a feed's extensions on the entries it is given (once; later
     registrations of the same name are refused, and ignored by feedgen)."""
 
-    _atom_element: Any = None
-    _rss_element: Any = None
+    body: str = ""  # the full content (``_Item.content_html``), as given to ``content``
+    _element: Any = None
 
     def atom_entry(self, extensions: bool = True) -> Any:
         """A copy of the entry's Atom element (built on the first call)."""
-        if self._atom_element is None:
-            self._atom_element = super().atom_entry(extensions)
-        return copy.deepcopy(self._atom_element)
+        return self._copy("content", lambda: super(_CachedEntry, self).atom_entry(extensions))
 
     def rss_entry(self, extensions: bool = True) -> Any:
         """A copy of the entry's RSS item element (built on the first call)."""
-        if self._rss_element is None:
-            self._rss_element = super().rss_entry(extensions)
-        return copy.deepcopy(self._rss_element)
+        return self._copy(_RSS_CONTENT, lambda: super(_CachedEntry, self).rss_entry(extensions))
+
+    def _copy(self, content_tag: str, build: Callable[[], Any]) -> Any:
+        if self._element is None:
+            self._element = build()
+            holder = self._element.find(content_tag)
+            if holder is not None:
+                holder.text = None
+        element = copy.deepcopy(self._element)
+        if self.body:
+            element.find(content_tag).text = self.body
+        return element
+
+
+_RSS_CONTENT = "{http://purl.org/rss/1.0/modules/content/}encoded"
 
 
 def _feed_entry(item: _Item, fmt: urls.FeedFormat) -> _CachedEntry:
@@ -360,6 +372,7 @@ def _feed_entry(item: _Item, fmt: urls.FeedFormat) -> _CachedEntry:
     fe.author(name=item.author)
     fe.summary(item.summary, type="text")  # plain text: Atom summary, RSS description
     fe.content(item.content_html, type="html")  # RSS content:encoded
+    fe.body = item.content_html
     return fe
 
 
