@@ -220,7 +220,9 @@ def test_the_ledger_keeps_utc_on_a_database_server_set_to_local_time(
 ) -> None:
     """A PostgreSQL server set to local time (Debian's initdb takes the system's zone) does
     not shift the ledger's times: rows planned now read back as now, are due at once and are
-    claimed (a time bound as timestamptz would be stored as Tokyo's wall clock, 9 h ahead)."""
+    claimed, once, under a lease that ends ``lease_seconds`` from now (a time bound as
+    timestamptz would be stored as Tokyo's wall clock, 9 h ahead, and compared as if a
+    time stored were Tokyo's: every lease would look run out, every row claimed twice)."""
     s = load_settings(data_dir=tmp_path / "var", secret_key=TEST_SECRET_KEY, database_url=pg_url)
     truncate_pg(s)
     dispose_engines()
@@ -235,6 +237,11 @@ def test_the_ledger_keeps_utc_on_a_database_server_set_to_local_time(
         now = utcnow()
         assert all(before <= r.created_at <= r.next_attempt_at <= now for r in rows)
         assert len(claim(get_engine(s), s, release_id, 10).rows) == 3
+        assert claim(get_engine(s), s, release_id, 10).rows == []
+        with session_scope(s) as session:
+            leases = session.scalars(select(Delivery.lease_until)).all()
+        lease = timedelta(seconds=s.lease_seconds)
+        assert all(now + lease < until <= utcnow() + lease for until in leases)
     finally:
         dispose_engines()
 

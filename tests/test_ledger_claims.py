@@ -3,16 +3,19 @@ attempted are free again at once, rows held back by a send limit from their own 
 either case with no attempt counted (so neither backoff nor give-up moves) and only the
 batch's own rows: another batch's, or a row whose lease was lost, are left alone. A
 withdrawal cancels what is not sent yet, in flight too, and nothing of another release;
-the sweep cancels the open rows of a subscriber who is no longer confirmed."""
+the sweep cancels the open rows of a subscriber who is no longer confirmed. On PostgreSQL
+concurrent claims skip each other's rows rather than wait for them."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from distributor import actions
-from distributor.core.config import Settings
+from distributor.core.config import Settings, load_settings
 from distributor.core.db import get_engine, session_scope
 from distributor.core.models import Delivery, Release, utcnow
 from distributor.outbox import sweep
@@ -27,7 +30,8 @@ from distributor.outbox.ledger import (
     still_leased,
 )
 from distributor.releases.lifecycle import mark_published
-from tests.helpers import CountingQueue, lease_runs_out, make_release, published
+from tests.conftest import truncate_pg
+from tests.helpers import TEST_SECRET_KEY, CountingQueue, lease_runs_out, make_release, published
 
 
 def test_rows_given_back_unattempted_are_claimed_again_at_once_as_first_attempts(
@@ -161,3 +165,25 @@ def test_the_sweep_cancels_the_open_rows_of_a_subscriber_the_relay_refused(
     ]
     assert [r.status for r in rows if r.subscriber_id != refused] == ["pending", "pending"]
     assert sweep.sweep(settings, CountingQueue()).cancelled == 0  # type: ignore[arg-type]
+
+
+def test_a_claim_passes_over_the_rows_another_claim_holds(pg_url: str, tmp_path: Path) -> None:
+    """Two workers claiming at once on PostgreSQL neither wait for each other nor take the
+    same row: a claim passes over the row another claimer has picked and not yet leased
+    (it would otherwise wait for that claim to commit, then lease the row a second time)
+    and takes the others at once."""
+    s = load_settings(data_dir=tmp_path / "var", secret_key=TEST_SECRET_KEY, database_url=pg_url)
+    truncate_pg(s)
+    release_id = published(s, 3)
+    engine = get_engine(s)
+    pool = ThreadPoolExecutor(1)
+    try:
+        with engine.connect() as other, other.begin():  # another claim, mid-transaction
+            picked = text("SELECT id FROM deliveries ORDER BY id LIMIT 1 FOR UPDATE")
+            theirs = other.execute(picked).scalar_one()
+            ours = pool.submit(claim, engine, s, release_id, 10).result(timeout=10)
+    finally:
+        pool.shutdown()  # after the other claim ended: a claim waiting for it returns
+    with session_scope(s) as session:
+        every = set(session.scalars(select(Delivery.id)))
+    assert sorted(r.delivery_id for r in ours.rows) == sorted(every - {theirs})

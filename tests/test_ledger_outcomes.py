@@ -1,17 +1,23 @@
 """What each answer of the relay leaves in the ledger, as the press office reads it: who is
 marked bounced (a 5xx about the recipient, 500 included; never the relay's own refusal),
 the note a row keeps (the server's reason, none for a message sent, the reconciler's for
-one found accepted), and which deferred rows come back in doubt."""
+one found accepted), and which deferred rows come back in doubt. Notices keep their own ledger
+(``RowRecorder``): each answer leaves the same there."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
+from distributor import actions
+from distributor.audience.subscribers import unsubscribe
 from distributor.core.config import Settings
 from distributor.core.db import get_engine, session_scope
-from distributor.core.models import Delivery, Subscriber
+from distributor.core.models import CorrectionNotice, Delivery, Subscriber, utcnow
+from distributor.outbox import notices
 from distributor.outbox.ledger import RECONCILED, OutcomeWriter, claim
-from tests.helpers import lease_runs_out, published
+from distributor.releases.source import parse_release
+from tests.corrections import corrected_text, send_all
+from tests.helpers import CountingQueue, lease_runs_out, published
 
 
 def _subscribers(settings: Settings) -> dict[str, str]:
@@ -97,4 +103,67 @@ def test_only_a_deferral_with_no_answer_to_the_data_comes_back_in_doubt(
     assert {r.email: r.in_doubt for r in again.rows} == {
         "p00@example.com": False,
         "p01@example.com": True,
+    }
+
+
+def test_a_notice_s_answer_leaves_what_a_release_email_s_leaves(settings: Settings) -> None:
+    """A notice's row says what its relay answered, as a release email's does: a sent one
+    no note (but the reconciler's), a refusal its reason and code, and a 5xx refusal (500
+    too) marks the subscriber bounced at that moment, never a deferral (the relay's own
+    530) nor one who unsubscribed while it was on the wire; a deferral with no answer to
+    the data comes back in doubt, a plain one does not; a notice no longer wanted is
+    cancelled with no attempt counted; a row whose lease was lost is left as it is, its
+    subscriber too."""
+    s = settings.model_copy(update={"retry_base_seconds": 0.0, "retry_max_seconds": 0.0})
+    release_id = published(s, 7)
+    send_all(s, release_id)
+    fix = parse_release(corrected_text(), "fix.md", s)
+    actions.correct(s, CountingQueue(), release_id, fix, notify=True)  # type: ignore[arg-type]
+    engine = get_engine(s)
+    batch = notices.claim(engine, s, release_id, 7)
+    answers = [
+        ("sent", 250, "2.0.0 Ok: queued as 4Xy", False),
+        ("sent", 250, RECONCILED, False),
+        ("failed", 500, "5.5.2 syntax error", False),
+        ("failed", 554, "5.7.1 rejected", False),  # unsubscribed meanwhile
+        ("deferred", 530, "5.7.0 log in first", False),
+        ("deferred", 0, "connection lost", True),
+    ]
+    *answered, unwanted = batch.rows
+    assert len(answered) == len(answers)
+    with session_scope(s) as session:
+        unsubscribe(session, answered[3].subscriber_id)
+    assert not notices.record(engine, s, "another batch", answered[0], "failed", 550, "late")
+    before = utcnow()
+    for row, (outcome, code, message, uncertain) in zip(answered, answers, strict=True):
+        assert notices.record(engine, s, batch.token, row, outcome, code, message, uncertain)
+    after = utcnow()
+    notices.recorder(engine, s).drop(batch.token, unwanted)
+    who = {row.notice_id: row.email for row in batch.rows}
+    with session_scope(s) as session:
+        rows = session.scalars(select(CorrectionNotice)).all()
+        left = {who[r.id]: (r.status, r.last_error, r.smtp_code, r.attempts) for r in rows}
+        sent_at = [r.sent_at for r in rows if r.status == "sent"]
+        people = {p.email: p for p in session.scalars(select(Subscriber))}
+    assert [left[row.email] for row in batch.rows] == [
+        ("sent", "", 250, 1),
+        ("sent", RECONCILED, 250, 1),
+        ("failed", "5.5.2 syntax error", 500, 1),
+        ("failed", "5.7.1 rejected", 554, 1),
+        ("deferred", "5.7.0 log in first", 530, 1),
+        ("deferred", "connection lost", None, 1),
+        ("cancelled", notices.NOT_WANTED, None, 0),
+    ]
+    assert [people[row.email].status for row in batch.rows] == [
+        "confirmed", "confirmed", "bounced", "unsubscribed", "confirmed", "confirmed",
+        "confirmed",
+    ]  # fmt: skip
+    assert len(sent_at) == 2 and all(when and before <= when <= after for when in sent_at)
+    bounced_at = people[answered[2].email].bounced_at
+    assert bounced_at is not None and before <= bounced_at <= after
+    lease_runs_out(s)
+    again = notices.claim(engine, s, release_id, 7)
+    assert {r.email: r.in_doubt for r in again.rows} == {
+        answered[4].email: False,
+        answered[5].email: True,
     }

@@ -2,7 +2,7 @@
 (nobody takes it over and sends them twice), and the database dropping out mid-batch
 loses no outcome of a message the server accepted (it is written once the database is
 back, not sent again, with the time of the server's answer), for release emails and
-correction notices alike."""
+correction notices alike; how patiently it is written again, and when it is given up."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import functools
 import sys
 import threading
 import time
+from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -20,11 +23,12 @@ from sqlalchemy import select
 from distributor.core.config import Settings, load_settings
 from distributor.core.db import dispose_engines, get_engine, session_scope
 from distributor.core.models import CorrectionNotice, Delivery, Subscriber, utcnow
+from distributor.outbox import ledger as ledgers
 from distributor.outbox import notices, sending
-from distributor.outbox.ledger import OutcomeWriter, claim, counts
+from distributor.outbox.ledger import OUTCOME_PATIENCE, OutcomeWriter, claim, counts, patiently
 from tests.conftest import truncate_pg
 from tests.corrections import sent_then_corrected
-from tests.helpers import TEST_SECRET_KEY, published
+from tests.helpers import TEST_SECRET_KEY, FakeClock, published
 from tests.smtp_server import SMTPServer
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
@@ -202,3 +206,53 @@ def test_a_row_taken_over_while_on_the_wire_keeps_its_new_owner_and_is_counted(
     assert lost == [
         f"lease lost on delivery {delivery_of[a]} before its outcome was recorded" for a in taken
     ]
+
+
+def test_an_outcome_is_written_again_for_as_long_as_its_patience_then_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the database cannot be reached, an outcome the server gave is written again
+    after 0.2 s, then after each wait doubled up to 1 s, each time on a new connection and
+    saying so in the log (the first line of the error); for ``OUTCOME_PATIENCE``, or the
+    lease if longer, after which the error is raised. (The test's clock: no time passes.)"""
+    clock = FakeClock()
+    monkeypatch.setattr(ledgers, "time", SimpleNamespace(monotonic=clock.monotonic,
+                                                         sleep=clock.sleep))  # fmt: skip
+    settings = load_settings(data_dir=tmp_path / "var", secret_key=TEST_SECRET_KEY)
+    tries: list[float] = []
+    reconnects: list[float] = []
+
+    def down_for(failures: float, error: str) -> Callable[[], str]:
+        def write() -> str:
+            tries.append(clock.now)
+            if len(tries) <= failures:
+                raise ConnectionError(error)
+            return "written"
+
+        return write
+
+    def keep(write: Callable[[], str], lease: float) -> str:
+        tries.clear()
+        s = settings.model_copy(update={"lease_seconds": lease})
+        return patiently(write, s, "delivery 7", (ConnectionError,),
+                         lambda: reconnects.append(clock.now))  # fmt: skip
+
+    lost = "server closed the connection unexpectedly\n\tThis probably means the server died"
+    assert keep(down_for(6, lost), 30) == "written"
+    waits = [later - earlier for earlier, later in pairwise(tries)]
+    assert waits == pytest.approx([0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
+    assert reconnects == tries[1:]  # a new connection before each try again
+    keeping = "the database is unreachable; keeping the outcome of delivery 7 to write it again"
+    assert caplog.messages == [
+        f"{keeping} in {wait:.1f} s: server closed the connection unexpectedly"
+        for wait in (0.2, 0.4, 0.8, 1.0, 1.0, 1.0)
+    ]
+    caplog.clear()
+    assert keep(down_for(1, ""), 30) == "written"  # an error with no words: logged as is
+    assert caplog.messages == [f"{keeping} in 0.2 s: "]
+    for lease in (30, OUTCOME_PATIENCE + 300):
+        with pytest.raises(ConnectionError):
+            keep(down_for(float("inf"), lost), lease)
+        patience = max(lease, OUTCOME_PATIENCE)
+        # Given up when the next try would come after the patience: not before, not after.
+        assert patience - 1.0 < tries[-1] - tries[0] <= patience

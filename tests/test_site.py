@@ -71,6 +71,22 @@ def test_a_publish_among_many_touches_only_its_pages_and_feeds(settings: Setting
     }
 
 
+def test_a_regeneration_writes_the_same_bytes_as_a_full_build(settings: Settings) -> None:
+    # A publish rewrites feeds that carry older releases too: their items must keep the
+    # hreflang alternates of translations the regeneration did not otherwise need.
+    add_feed_topics(settings)
+    english = add_release(settings, 1)
+    add_release(settings, 2, lang="fr", translation_of_id=english)
+    add_release(settings, 3, topics=("space",))
+    build_site(settings)
+
+    add_release(settings, 4)
+    build_site(settings)
+    feed = settings.public_dir / "feeds/en/releases.atom"
+    assert 'hreflang="fr"' in feed.read_text()  # release 1's French version
+    assert build_site(settings, force=True).written == []
+
+
 def test_a_correction_rewrites_its_page_and_the_feeds_that_carry_it(settings: Settings) -> None:
     add_feed_topics(settings)
     edited = add_release(settings, 1)

@@ -150,6 +150,30 @@ def test_the_sitemap_escapes_what_xml_must() -> None:
     )
 
 
+@pytest.mark.parametrize("path", ["", "/press", "/a&b", '/a"b', "/a<b>", "/a'b", "/ünï"])
+def test_the_sitemap_is_lxml_s_document_byte_for_byte_whatever_the_url(path: str) -> None:
+    # The sitemap is written as text when nothing in it needs escaping, else by lxml; a
+    # site URL with a character XML escapes must take lxml's way, and either way the bytes
+    # are lxml's (the file, and its ETag, do not change with the writer).
+    settings = _settings_at(SITE + path)
+    when = datetime(2026, 11, 20, 8, tzinfo=UTC)
+    releases = [
+        discovery.Published("a-b", "en", 1, (1,), when),
+        discovery.Published("a-b-fr", "fr", 1, (1,), when + timedelta(hours=1)),
+        discovery.Published("c", "en", 3, (), when - timedelta(days=1)),
+    ]
+    topics = [(1, "climate"), (2, "space")]
+    data = discovery.sitemap(settings, releases, topics)
+    urls = [
+        *discovery._listings(settings, releases, topics),
+        *discovery._releases(settings, releases),
+    ]
+    assert data == discovery._lxml_xml(urls)
+    locs = lxml.etree.fromstring(data).findall("sm:url/sm:loc", namespaces=NS)
+    assert locs[0].text == f"{SITE}{path}/en/"
+    assert locs[-1].text == f"{SITE}{path}/releases/c"
+
+
 def test_robots_keeps_crawlers_out_of_personal_links_and_names_the_sitemap(
     sqlite_settings: Settings,
 ) -> None:

@@ -23,6 +23,7 @@ oldest-first order; the pages kept are those holding a release the live page doe
 from __future__ import annotations
 
 import fcntl
+import gc
 import hashlib
 import json
 import logging
@@ -132,7 +133,7 @@ def build_site(
     public = settings.public_dir
     filemodes.data_dir(settings.data_dir)  # 0711: the web server passes through to public/
     public.mkdir(exist_ok=True)
-    with _locked(public / ".site.lock"):
+    with _locked(public / ".site.lock"), _collector_paused():
         with session_scope(settings) as session:
             rows, topics, gone = _catalogue(session)
             sender = identity(session, settings)
@@ -396,7 +397,10 @@ def _render_all(
         groups[row.group].append(row.id)
     group_of = {row.id: row.group for row in rows}
     needed = sorted({i for o in todo for i in o.release_ids})
-    releases = _load(settings, needed)
+    # A feed item links to its translations (hreflang alternates): load them too, or a
+    # feed rewritten for a new release would lose an older release's alternates.
+    wanted = sorted({o for i in needed if i in group_of for o in groups[group_of[i]]})
+    releases = _load(settings, sorted(set(needed) | set(wanted)))
     translations = {
         rid: [releases[o] for o in groups[group_of[rid]] if o != rid and o in releases]
         for rid in needed
@@ -475,6 +479,25 @@ def _load(settings: Settings, ids: Sequence[int]) -> dict[int, Release]:
 
 
 # -- files -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the block; reference counting still
+    frees what the block drops.
+
+    A build makes hundreds of thousands of objects that live until it ends (catalogue rows,
+    outputs, the loaded releases), and the collector scanned them again and again: a third
+    of a full build and half of a regeneration. What a build leaves in reference cycles is
+    small (its peak memory is the same) and is collected after it. Another thread's build
+    may end first and resume the collector early; that costs speed, never correctness."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 @contextmanager

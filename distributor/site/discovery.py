@@ -16,8 +16,9 @@ come from the database, never from the clock).
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,6 +111,49 @@ def _releases(settings: Settings, releases: Sequence[Published]) -> list[_Url]:
 
 
 def _xml(urls: Sequence[_Url]) -> bytes:
+    """The sitemap document of ``urls``: written as text when no string in it needs
+    escaping (the common case: ASCII URLs, language codes, dates), else by lxml. Both give
+    the same bytes: lxml writes such a string as it is."""
+    if all(_PLAIN.match(text) for text in _strings(urls)):
+        return _plain_xml(urls)
+    return _lxml_xml(urls)
+
+
+# Printable ASCII but for the characters XML escapes (in text or an attribute value).
+_PLAIN = re.compile(r"[ !#-%\'-;=?-~]*\Z")
+
+
+def _strings(urls: Sequence[_Url]) -> Iterator[str]:
+    for url in urls:
+        yield url.loc
+        for code, href in url.alternates:
+            yield code
+            yield href
+
+
+def _plain_xml(urls: Sequence[_Url]) -> bytes:
+    """lxml's pretty-printed sitemap, written directly (10,000 releases: a few times faster
+    than building the tree); for strings that need no escaping only."""
+    if not urls:
+        return _lxml_xml(urls)
+    lines = [
+        "<?xml version='1.0' encoding='UTF-8'?>",
+        f'<urlset xmlns="{SITEMAP_NS}" xmlns:xhtml="{XHTML_NS}">',
+    ]
+    for url in urls:
+        lines += ["  <url>", f"    <loc>{url.loc}</loc>"]
+        if url.lastmod is not None:
+            lines.append(f"    <lastmod>{w3c_datetime(url.lastmod)}</lastmod>")
+        lines += [
+            f'    <xhtml:link rel="alternate" hreflang="{code}" href="{href}"/>'
+            for code, href in url.alternates
+        ]
+        lines.append("  </url>")
+    lines += ["</urlset>", ""]
+    return "\n".join(lines).encode("ascii")
+
+
+def _lxml_xml(urls: Sequence[_Url]) -> bytes:
     root = etree.Element(f"{{{SITEMAP_NS}}}urlset", nsmap={None: SITEMAP_NS, "xhtml": XHTML_NS})
     for url in urls:
         element = etree.SubElement(root, f"{{{SITEMAP_NS}}}url")

@@ -26,9 +26,10 @@ here by an entry extension (``_ItemExtension``) instead.
 
 from __future__ import annotations
 
+import copy
 import json
 import mimetypes
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -91,6 +92,10 @@ class ItemCache:
     the dear part). Valid for one state of the database only."""
 
     items: dict[tuple[int, str], _Item] = field(default_factory=dict)
+    # An item's feedgen entry per format: its XML element is built once and copied into
+    # every feed that carries it (a release is in its language's feed, its topics' feeds
+    # and their archive pages).
+    entries: dict[tuple[int, str, str], _CachedEntry] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,13 @@ def render_feed(
         items.append(cache.items[key])
     if fmt == "json":
         return _json_feed(page, items, settings)
-    return _xml_feed(page, fmt, items, settings)
+    entries = []
+    for item, release in zip(items, newest, strict=True):
+        entry_key = (release.id, page.lang, fmt)
+        if entry_key not in cache.entries:
+            cache.entries[entry_key] = _feed_entry(item, fmt)
+        entries.append(cache.entries[entry_key])
+    return _xml_feed(page, fmt, items, entries, settings)
 
 
 def build_feed(
@@ -170,7 +181,13 @@ def feed_title(settings: Settings, lang: str, topic: Topic | None, organisation:
 # -- XML (feedgen) ---------------------------------------------------------------------------
 
 
-def _xml_feed(page: FeedPage, fmt: urls.FeedFormat, items: Sequence[_Item], s: Settings) -> bytes:
+def _xml_feed(
+    page: FeedPage,
+    fmt: urls.FeedFormat,
+    items: Sequence[_Item],
+    entries: Sequence[_CachedEntry],
+    s: Settings,
+) -> bytes:
     slug = page.topic.slug if page.topic else None
     self_url = _text(urls.feed_url(s, page.lang, fmt, slug, page.archive))
     title = feed_title(s, page.lang, page.topic, page.organisation)
@@ -213,8 +230,8 @@ def _xml_feed(page: FeedPage, fmt: urls.FeedFormat, items: Sequence[_Item], s: S
     # Fixed generator and update time: feedgen would otherwise put its version and now() in.
     fg.generator("distributor")
     fg.updated(dated or NO_DATE)
-    for item in items:
-        fg.add_entry(_feed_entry(item, fmt), order="append")
+    for entry in entries:
+        fg.add_entry(entry, order="append")
     data = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
     assert isinstance(data, bytes)
     return data
@@ -299,10 +316,46 @@ def _sub(parent: Any, tag: str, **attrs: str) -> Any:
     return etree.SubElement(parent, tag, **attrs)
 
 
-def _feed_entry(item: _Item, fmt: urls.FeedFormat) -> FeedEntry:
-    # A fresh FeedEntry per document is cheap (the item's text is ready); sharing one across
-    # documents would share feedgen's extension registry between RSS and Atom feeds.
-    fe = FeedEntry()
+class _CachedEntry(FeedEntry):  # type: ignore[misc]
+    """A feedgen entry that builds its XML element once and gives every feed a copy.
+
+    The element depends on the entry alone (feedgen adds nothing of the feed to it), so the
+    copies serialise to the bytes a fresh entry would. The kept element goes without its
+    full content (``body``), which each copy gets back: a second copy of every release's
+    text would add about 40% to a full build's memory. One entry serves one format only:
+    feedgen registers a feed's extensions on the entries it is given (once; later
+    registrations of the same name are refused, and ignored by feedgen)."""
+
+    body: str = ""  # the full content (``_Item.content_html``), as given to ``content``
+    _element: Any = None
+
+    def atom_entry(self, extensions: bool = True) -> Any:
+        """A copy of the entry's Atom element (built on the first call)."""
+        return self._copy("content", lambda: super(_CachedEntry, self).atom_entry(extensions))
+
+    def rss_entry(self, extensions: bool = True) -> Any:
+        """A copy of the entry's RSS item element (built on the first call)."""
+        return self._copy(_RSS_CONTENT, lambda: super(_CachedEntry, self).rss_entry(extensions))
+
+    def _copy(self, content_tag: str, build: Callable[[], Any]) -> Any:
+        if self._element is None:
+            self._element = build()
+            holder = self._element.find(content_tag)
+            if holder is not None:
+                holder.text = None
+        element = copy.deepcopy(self._element)
+        if self.body:
+            element.find(content_tag).text = self.body
+        return element
+
+
+_RSS_CONTENT = "{http://purl.org/rss/1.0/modules/content/}encoded"
+
+
+def _feed_entry(item: _Item, fmt: urls.FeedFormat) -> _CachedEntry:
+    # One entry per format: sharing one between RSS and Atom feeds would share feedgen's
+    # extension registry between them (dc:creator is RSS only).
+    fe = _CachedEntry()
     fe.register_extension("distributor", _ItemExtension, atom=True, rss=True)
     fe.distributor.item = item
     if fmt == "rss":
@@ -319,6 +372,7 @@ def _feed_entry(item: _Item, fmt: urls.FeedFormat) -> FeedEntry:
     fe.author(name=item.author)
     fe.summary(item.summary, type="text")  # plain text: Atom summary, RSS description
     fe.content(item.content_html, type="html")  # RSS content:encoded
+    fe.body = item.content_html
     return fe
 
 
