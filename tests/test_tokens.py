@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from itsdangerous import TimestampSigner
 
 from distributor.core.config import load_settings
-from distributor.core.tokens import InvalidToken, Purpose, make_token, read_link, read_token
+from distributor.core.tokens import (
+    InvalidToken,
+    Link,
+    Purpose,
+    make_token,
+    read_link,
+    read_token,
+)
 
 SETTINGS = load_settings(secret_key="new-key old-key")
 
@@ -75,3 +83,25 @@ def test_the_nonce_is_signed_like_the_id() -> None:
         with pytest.raises(InvalidToken):
             read_link(SETTINGS, Purpose.UNSUBSCRIBE, f"{forged}.{rest}")
     assert value == "42-kF3dQ0vX7pYcZ2aB"
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+@pytest.mark.parametrize("nonce", [None, "kF3dQ0vX7pYcZ2aB"])
+def test_a_token_is_byte_for_byte_what_itsdangerous_signs_so_links_already_sent_keep_working(
+    purpose: Purpose, nonce: str | None
+) -> None:
+    # make_token derives the signing key once, not per token; the links must not change.
+    rotated = SETTINGS.model_copy(update={"secret_key": "newest-key-é " + "older-key"})
+    for settings in (SETTINGS, rotated):
+        for row_id, issued_at in [(1, 0), (42, 1_700_000_000), (10**17, 2_000_000_123)]:
+            value = f"{row_id}-{nonce}" if nonce else str(row_id)
+            itsdangerous = TimestampSigner(
+                settings.effective_secret_key.split()[0],
+                salt=f"distributor.{purpose}",
+                key_derivation="hmac",
+            )
+            itsdangerous.get_timestamp = lambda at=issued_at: at  # type: ignore[method-assign]
+            expected = itsdangerous.sign(value).decode("ascii")
+            made = make_token(settings, purpose, row_id, issued_at, nonce=nonce)
+            assert made == expected
+            assert read_link(settings, purpose, made) == Link(row_id, nonce)

@@ -12,8 +12,11 @@ nonces carry the id alone; they are still accepted, for rows without a nonce onl
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
+import time
+from base64 import urlsafe_b64encode
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -93,13 +96,49 @@ def make_token(
 ) -> str:
     """A URL-safe token naming ``row_id`` (and the row's ``nonce``, if it has one) for
     ``purpose``, signed with the newest key, stamped now (or at ``issued_at``, seconds since
-    the epoch: an injectable clock)."""
-    stamp = signer(settings, purpose)
+    the epoch: an injectable clock).
+
+    The token is exactly what itsdangerous's ``TimestampSigner`` (SHA-1, ``hmac`` key
+    derivation, the purpose's salt) makes, so :func:`read_link` and every link already sent
+    agree with it; but it costs one HMAC, not two: the signer derives its key again for every
+    token (HMAC(secret, salt)), which is the same for every token of a purpose and key, so it
+    is derived once here. Two links a message made that a tenth of a send's CPU."""
     value = f"{row_id}-{nonce}" if nonce else str(row_id)
-    if issued_at is None:
-        return stamp.sign(value).decode("ascii")
-    stamped = f"{value}.".encode() + base64_encode(int_to_bytes(issued_at))
-    return (stamped + b"." + stamp.get_signature(stamped)).decode("ascii")
+    stamp = int(time.time()) if issued_at is None else issued_at
+    stamped = f"{value}.".encode() + _timestamp(stamp)
+    signature = _mac(_keys(settings)[0], purpose).digest(stamped)
+    return (stamped + b"." + urlsafe_b64encode(signature).rstrip(b"=")).decode("ascii")
+
+
+class _Mac:
+    """HMAC-SHA-1 under one key, its padded key states hashed once (RFC 2104): a MAC then
+    costs two copies and two short updates (0.6 µs against 1.7 µs for ``hmac.new``)."""
+
+    def __init__(self, key: bytes) -> None:
+        padded = key.ljust(64, b"\0")  # a derived key: 20 bytes, within SHA-1's 64-byte block
+        # HMAC-SHA-1 is the links' format (itsdangerous), not a bare hash of a secret.
+        self._inner = hashlib.sha1(bytes(b ^ 0x36 for b in padded))  # noqa: S324
+        self._outer = hashlib.sha1(bytes(b ^ 0x5C for b in padded))  # noqa: S324
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+@lru_cache(maxsize=32)
+def _mac(secret_key: str, purpose: str) -> _Mac:
+    # itsdangerous's "hmac" key derivation with SHA-1: the key is HMAC(secret key, salt).
+    salt = f"distributor.{purpose}".encode()
+    return _Mac(hmac.digest(secret_key.encode("utf-8"), salt, "sha1"))
+
+
+@lru_cache(maxsize=4)
+def _timestamp(seconds: int) -> bytes:
+    # Every token stamped within the same second carries the same encoded timestamp.
+    return base64_encode(int_to_bytes(seconds))
 
 
 def read_link(settings: Settings, purpose: Purpose, token: str, max_age: int | None = None) -> Link:

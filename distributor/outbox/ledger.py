@@ -575,10 +575,17 @@ def still_leased(
     longer."""
     if not delivery_ids:
         return set()
-    query = select(ledger.id).where(
-        ledger.id.in_(list(delivery_ids)), ledger.lease_token == claim_token
-    )
-    leased = {int(r[0]) for r in conn.execute(query)}
+    # Asked every LEASE_CHECK_SECONDS by every batch: written for the driver, as SQLAlchemy
+    # compiled the list of up to a batch's ids anew each time (a third of a send's CPU).
+    table = ledger.__tablename__
+    if conn.dialect.name == "sqlite":
+        marks = ",".join("?" * len(delivery_ids))
+        sql = f"SELECT id FROM {table} WHERE lease_token = ? AND id IN ({marks})"
+        params: tuple[object, ...] = (claim_token, *delivery_ids)
+    else:
+        sql = f"SELECT id FROM {table} WHERE lease_token = %s AND id = ANY(%s)"
+        params = (claim_token, list(delivery_ids))
+    leased = {int(r[0]) for r in conn.exec_driver_sql(sql, params)}
     conn.rollback()  # end the read transaction at once: the next check must see new commits
     return leased
 
