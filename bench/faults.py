@@ -34,7 +34,8 @@ The sweep (beat's job, every 30 s in production) runs in the bench every few sec
 recovery is bounded by the lease. Prints figures; asserts nothing; exits 1 if a target was
 missed: lost 0, and duplicated 0 except the copies a kill explains — a worker killed between
 the server's acceptance and the ledger's commit (scenario 2's failpoint; in scenario 1, a
-random kill that lands there), at most one per kill, counted exactly: an extra copy is
+random kill that lands there), at most one group of outcomes (``DISTRIBUTOR_OUTCOME_GROUP``)
+per kill, counted exactly: an extra copy is
 explained only if its row was taken over from a dead worker and sent again unreconciled
 (the workers log those rows). With reconciliation (1r, 2r) no extra copy is allowed.
 """
@@ -85,6 +86,9 @@ from distributor.outbox import sweep  # noqa: E402
 from distributor.outbox.ledger import RECONCILED  # noqa: E402
 from tests.postfix import Postfix, running_postfix, unavailable  # noqa: E402
 
+# The outcomes a worker commits together (Settings.outcome_group, the default: the bench's
+# workers run with it): a kill leaves at most that many accepted and unrecorded.
+GROUP = Settings().outcome_group
 SCENARIOS = ["0", "1", "1r", "6", "7", "7s", "2", "2r", "3", "3r", "4", "4b", "5"]
 # Scenarios whose fault is not the relay's own answers (421, 451, 550, cuts, slowness): the
 # ones that run through a real Postfix, where the recording server's faults would only
@@ -613,9 +617,9 @@ def run_scenario(
         row.notes += live.notes
     if scenario in ("1", "1r"):
         row.kills = sum(live.kills.values())
-        # At most one per kill (a worker has one message at the server at a time), and
+        # At most one group of outcomes per kill (accepted, waiting for their commit), and
         # with reconciliation, none.
-        row.in_window = min(explained, row.kills) if scenario == "1" else 0
+        row.in_window = min(explained, row.kills * GROUP) if scenario == "1" else 0
         row.notes.insert(
             0,
             f"kills: {live.kills['pool process']} pool process, {live.kills['whole worker']} "
@@ -624,8 +628,8 @@ def run_scenario(
         )
     if scenario in ("2", "2r"):
         row.kills = pool_kills
-        # At most one per kill; with reconciliation, none.
-        row.in_window = min(explained, pool_kills) if scenario == "2" else 0
+        # At most one group per kill; with reconciliation, none.
+        row.in_window = min(explained, pool_kills * GROUP) if scenario == "2" else 0
         row.notes.insert(0, f"failpoint kills: {pool_kills}")
     if scenario in ("7", "7s"):
         total, distinct = sum(r[0] for r in received), sum(r[1] for r in received)

@@ -167,3 +167,31 @@ def test_a_notice_s_answer_leaves_what_a_release_email_s_leaves(settings: Settin
         answered[4].email: False,
         answered[5].email: True,
     }
+
+
+def test_outcomes_are_committed_by_the_group_and_none_is_left_behind(settings: Settings) -> None:
+    """Outcomes wait for their group (``DISTRIBUTOR_OUTCOME_GROUP``) and are committed
+    together when it fills; what waits is committed by ``flush`` and at the batch's end,
+    and a bounce is written at once. A press office reading the status sees a group late,
+    never an outcome lost."""
+    s = settings.model_copy(update={"outcome_group": 3})
+    release_id = published(s, 7)
+    engine = get_engine(s)
+    batch = claim(engine, s, release_id, 7)
+    rows = iter(batch.rows)
+
+    def sent() -> int:
+        return sum(status == "sent" for status, _, _ in _row_by_recipient(s).values())
+
+    with OutcomeWriter(engine, s) as ledger:
+        for expected in (0, 0, 3, 3):
+            assert ledger.record(batch.token, next(rows), "sent", 250, "ok")
+            assert sent() == expected
+        assert ledger.flush() == []  # no lease was lost
+        assert sent() == 4
+        ledger.record(batch.token, next(rows), "failed", 550, "5.1.1 no such user")
+        assert _subscribers(s)["p04@example.com"] == "bounced"  # at once, not with a group
+        ledger.record(batch.token, next(rows), "sent", 250, "ok")
+        assert sent() == 4
+    assert sent() == 5  # the batch's end committed the last
+    assert _row_by_recipient(s)["p04@example.com"] == ("failed", "5.1.1 no such user", 550)

@@ -45,6 +45,12 @@ CRASH = (
 )
 
 
+# One outcome a commit (DISTRIBUTOR_OUTCOME_GROUP=1): the crash leaves exactly the third
+# message accepted and not recorded, which these tests count precisely. With the default
+# group, the group's three are (test_maildir_a_message_stored_before_the_crash_…).
+ONE_BY_ONE = {"outcome_group": 1}
+
+
 def crash_after_third_accept(s: Settings, release_id: int, task: str = "send_batch") -> None:
     env = settings_env(s, DISTRIBUTOR_FAILPOINTS="after-accept@3")
     proc = subprocess.run(
@@ -75,18 +81,19 @@ def test_maildir_a_message_stored_before_the_crash_is_not_stored_again(
     s = sqlite_settings.model_copy(update={"lease_seconds": 5})
     release_id = published(s, 8)
     crash_after_third_accept(s, release_id)
-    assert sum(outbox_recipients(s).values()) == 3  # stored, but only two recorded
-    assert Counter(v[0] for v in ledger(s).values())["sent"] == 2
+    assert sum(outbox_recipients(s).values()) == 3  # stored...
+    # ...and none recorded: their outcomes waited for their group's commit (outcome_group).
+    assert Counter(v[0] for v in ledger(s).values())["sent"] == 0
 
     lease_runs_out(s)
     report = sending.send_batch(s, release_id)
 
     copies = outbox_recipients(s)
     assert len(copies) == 8 and set(copies.values()) == {1}, copies  # nobody got two
-    assert report.reconciled == 1 and report.outcomes["sent"] == 5
+    assert report.reconciled == 3 and report.outcomes["sent"] == 5
     states = ledger(s)
     assert all(status == DeliveryStatus.SENT for status, _ in states.values())
-    assert sum(error == RECONCILED for _, error in states.values()) == 1
+    assert sum(error == RECONCILED for _, error in states.values()) == 3
 
 
 def test_every_row_in_doubt_found_accepted_is_counted_once_and_recorded_as_ours(
@@ -95,7 +102,7 @@ def test_every_row_in_doubt_found_accepted_is_counted_once_and_recorded_as_ours(
     """Two workers killed on two batches leave two messages accepted and not recorded: the
     next batch records both as sent without sending them, counts two reconciled rows, and
     no lost lease (the rows were its own)."""
-    s = sqlite_settings.model_copy(update={"lease_seconds": 5, "batch_size": 4})
+    s = sqlite_settings.model_copy(update={"lease_seconds": 5, "batch_size": 4, **ONE_BY_ONE})
     release_id = published(s, 8)
     crash_after_third_accept(s, release_id)  # the first batch of 4
     crash_after_third_accept(s, release_id)  # the next 4 (the first are still leased)
@@ -115,7 +122,7 @@ def test_rows_in_doubt_taken_over_while_they_are_settled_keep_their_new_owner(
     """Rows in doubt that another worker takes over while this one asks the relay's record
     are the other's: "sent (reconciled)" is not written over their lease, and the report
     counts each as a lost lease."""
-    s = sqlite_settings.model_copy(update={"lease_seconds": 5, "batch_size": 4})
+    s = sqlite_settings.model_copy(update={"lease_seconds": 5, "batch_size": 4, **ONE_BY_ONE})
     release_id = published(s, 8)
     crash_after_third_accept(s, release_id)  # each leaves its third row accepted, its fourth not
     crash_after_third_accept(s, release_id)
@@ -280,7 +287,7 @@ def test_smtp_with_and_without_the_relay_log(
     log = tmp_path / "mail.log"
     s = sqlite_settings.model_copy(
         update={"smtp_url": smtp_server.url, "lease_seconds": 5,
-                "reconcile_log": log if with_log else None}
+                "reconcile_log": log if with_log else None, **ONE_BY_ONE}
     )  # fmt: skip
     release_id = published(s, 6)
     crash_after_third_accept(s, release_id)
@@ -338,8 +345,9 @@ def test_an_unreadable_record_sends_again_and_says_why(
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     s = sqlite_settings.model_copy(
-        update={"smtp_url": smtp_server.url, "reconcile_log": tmp_path / "missing.log"}
-    )
+        update={"smtp_url": smtp_server.url, "reconcile_log": tmp_path / "missing.log",
+                **ONE_BY_ONE}
+    )  # fmt: skip
     release_id = published(s, 4)
     crash_after_third_accept(s, release_id)
     lease_runs_out(s)

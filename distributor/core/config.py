@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     # batch every 20 s), between two messages: renewals are never further apart than that
     # plus one SMTP reply (DISTRIBUTOR_SMTP_TIMEOUT, 30 s), so keep it above 1.5 × that.
     lease_seconds: int = Field(default=60, ge=5)
+    # How many outcomes a worker commits together (at most OUTCOME_GROUP_SECONDS apart): a
+    # commit per message bounded PostgreSQL at one fsync a message. A worker killed between
+    # the relay's acceptance and the group's commit leaves up to this many rows in doubt
+    # (reconciled, or sent again: README, Guarantees); 1 commits each on its own.
+    outcome_group: int = Field(default=32, ge=1, le=1000)
     visibility_timeout: int = Field(default=3600, ge=60)
     retry_base_seconds: float = Field(default=60.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)

@@ -155,6 +155,13 @@ def read_scope(settings: Settings) -> Iterator[Session]:
             yield session  # closing it rolls back what it began
 
 
+def deferred(conn: Connection) -> Connection:
+    """``conn``, its transactions begun deferred on SQLite: they take the write lock at their
+    first write, not at their start. For reads, and for transactions whose first statement
+    writes (one that reads and then writes must take the lock first: ``_sqlite_begin``)."""
+    return conn.execution_options(**{_READ_ONLY: True})
+
+
 def alembic_config(settings: Settings) -> AlembicConfig:
     """An Alembic config pointing at our migrations and the configured database."""
     # Imported here: Alembic is 0.6 s of every process's start, and only migrations need it.

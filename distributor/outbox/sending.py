@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from distributor.audience.subscription import take_confirmation
 from distributor.core import failpoints
 from distributor.core.config import Settings
-from distributor.core.db import get_engine, session_scope
+from distributor.core.db import deferred, get_engine, session_scope
 from distributor.core.errors import InputError
 from distributor.core.models import Release, ReleaseState, utcnow
 from distributor.core.queue import TaskQueue
@@ -37,6 +37,7 @@ from distributor.outbox.ledger import (
     RECONCILED,
     RELEASE_EMAILS,
     Batch,
+    ClaimedRow,
     Leased,
     Ledger,
     Outcome,
@@ -249,7 +250,9 @@ class _Batch(Generic[R, S]):
             self.signer = load_signer(self.settings)
             with (
                 self.ledger.recorder(self.engine, self.settings) as self.recorder,
-                self.engine.connect() as conn,
+                # Lease checks read; renewals begin with their write: neither need queue
+                # for SQLite's write lock behind the other workers' outcomes.
+                deferred(self.engine.connect()) as conn,
                 open_transport(self.settings, relay_health(self.settings)) as transport,
             ):
                 self.settle_in_doubt()
@@ -259,6 +262,8 @@ class _Batch(Generic[R, S]):
                         failpoints.hit("after-accept")
                     self.record(row, result.outcome, result)
                     pacer.done(row.email)
+                for lost in self.recorder.flush():
+                    self.lost(lost)
         finally:
             pacer.close()
             remaining = [r.row_id for r in self.batch.rows if r.row_id not in self.finished]
@@ -271,10 +276,14 @@ class _Batch(Generic[R, S]):
         self.report.outcomes[outcome] += 1
         answer = (result.code, result.message, result.uncertain, result.at)
         if not self.recorder.record(self.batch.token, row, outcome, *answer):
-            self.report.lost_leases += 1
-            log.warning(
-                "lease lost on %s %s before its outcome was recorded", self.ledger.one, row.row_id
-            )
+            self.lost(row)
+
+    def lost(self, row: ClaimedRow) -> None:
+        """Count and log a row whose outcome changed nothing: its lease had been lost."""
+        self.report.lost_leases += 1
+        log.warning(
+            "lease lost on %s %s before its outcome was recorded", self.ledger.one, row.row_id
+        )
 
     def settle_in_doubt(self) -> None:
         """Record as sent, without sending, the rows in doubt the relay already accepted."""
@@ -286,7 +295,7 @@ class _Batch(Generic[R, S]):
             self.finished.add(row.row_id)
             self.report.reconciled += 1
             if not self.recorder.record(self.batch.token, row, "sent", 250, RECONCILED):
-                self.report.lost_leases += 1
+                self.lost(row)
 
     def outgoing(self, conn: Connection, pacer: throttle.Pacer) -> Iterator[Outgoing]:
         """The batch's messages, each built just in time (the transport pulls the next while
