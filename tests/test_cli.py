@@ -46,6 +46,8 @@ def test_a_release_from_file_to_published(run, tmp_path: Path) -> None:  # type:
     assert release_id.isdigit()
     published = run("releases", "publish", release_id)
     assert published.returncode == 0 and "published" in published.stdout
+    # How many it goes to; no earlier send to time it by.
+    assert "sending: 1 recipient; no earlier send of 1,000 or more" in published.stdout
     status = run("releases", "status", release_id)
     assert status.returncode == 0 and "Agency signs agreement" in status.stdout
     exported = run("subscribers", "export")

@@ -87,6 +87,17 @@ def _publish(
             )
     else:
         out.print(f"release {release.id} published{_sending(s)}")
+    out.print(_expected(s, release.id), markup=False, highlight=False)
+
+
+def _expected(s: Settings, release_id: int) -> str:
+    """How many it goes to and, timed by this installation's latest large send, how long
+    sending it takes (reporting/estimate.py)."""
+    from distributor.core import db
+    from distributor.reporting.estimate import estimate
+
+    with db.read_scope(s) as session:
+        return f"sending: {estimate(session, release_id).describe()}"
 
 
 def _sending(s: Settings) -> str:

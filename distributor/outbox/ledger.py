@@ -84,6 +84,23 @@ class Claim:
 
 
 PLAN_CHUNK = 20_000  # subscriber ids per planning statement
+# Who a release goes to (:func:`plan`, :func:`audience_count`): the confirmed subscribers of
+# its language, with ids in [:low, :high), who follow one of its topics and take releases at
+# once rather than in a digest.
+_AUDIENCE = """
+        FROM subscribers s JOIN subscriptions su ON su.subscriber_id = s.id
+        WHERE s.status = 'confirmed' AND s.language = :lang AND s.id >= :low AND s.id < :high
+          AND s.digest = 'immediate'
+          AND su.topic_id IN (SELECT topic_id FROM release_topics WHERE release_id = :release_id)
+"""
+
+
+def audience_count(session: Session, release: Release) -> int:
+    """How many subscribers :func:`plan` would give the release a row (advance copies
+    already planned included): what publishing it now would send."""
+    query = text("SELECT count(DISTINCT s.id) " + _AUDIENCE)
+    params = {"release_id": release.id, "lang": release.language, "low": 0, "high": 2**62}
+    return int(session.execute(query, params).scalar_one())
 
 
 def plan(session: Session, release: Release, ids: tuple[int, int] | None = None) -> int:
@@ -102,10 +119,9 @@ def plan(session: Session, release: Release, ids: tuple[int, int] | None = None)
         INSERT INTO deliveries
             (release_id, subscriber_id, status, attempts, next_attempt_at, last_error, created_at)
         SELECT DISTINCT :release_id, s.id, 'pending', 0, :now, '', :now
-        FROM subscribers s JOIN subscriptions su ON su.subscriber_id = s.id
-        WHERE s.status = 'confirmed' AND s.language = :lang AND s.id >= :low AND s.id < :high
-          AND s.digest = 'immediate'
-          AND su.topic_id IN (SELECT topic_id FROM release_topics WHERE release_id = :release_id)
+        """
+        + _AUDIENCE
+        + """
         ON CONFLICT (release_id, subscriber_id) DO UPDATE
             SET status = 'pending', advance = false, attempts = 0, next_attempt_at = :now,
                 last_error = '', smtp_code = NULL, lease_until = NULL, lease_token = NULL
