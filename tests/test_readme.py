@@ -355,6 +355,7 @@ def published_and_sent(scene: Scene, result: subprocess.CompletedProcess[str]) -
     assert result.stdout.splitlines() == [
         "release 1 created: /releases/climate-agreement",
         "release 1 published; the workers are sending it",
+        "sending: 2 recipients; no earlier send of 1,000 or more to time it by",
     ], result.stdout + result.stderr
     # Every English subscriber of the topic gets it, once, in the outbox.
     wait_until(lambda: {d.status for d in scene.deliveries(1)} == {"sent"}, 60, "release 1 sent")
@@ -386,7 +387,10 @@ def scheduled(scene: Scene, result: subprocess.CompletedProcess[str]) -> None:
 
 
 def sent_in_french(scene: Scene, result: subprocess.CompletedProcess[str]) -> None:
-    assert result.stdout.strip() == "release 2 published; the workers are sending it"
+    assert result.stdout.splitlines() == [
+        "release 2 published; the workers are sending it",
+        "sending: 1 recipient; no earlier send of 1,000 or more to time it by",
+    ]
     wait_until(lambda: [d.status for d in scene.deliveries(2)] == ["sent"], 60, "release 2 sent")
     assert any("josé@example.org".encode() in m and b"accord-climat" in m for m in scene.outbox())
 
