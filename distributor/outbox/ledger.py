@@ -42,6 +42,7 @@ from distributor.core.models import (
     utcnow,
 )
 from distributor.core.urls import advance_url, preferences_url, unsubscribe_url
+from distributor.outbox.retention import folded
 
 if TYPE_CHECKING:  # imported where a message is made: counting rows (`releases status`) skips
     # Jinja2 and the logo's imaging, ~0.2 s of a command's start
@@ -509,8 +510,9 @@ def postpone(
 
 
 def counts(session: Session, release_id: int, advance: bool | None = None) -> dict[str, int]:
-    """The number of ledger rows of the release in each status (every status present): all
-    of them, or only its embargoed advance copies (``advance`` True) or the others."""
+    """The number of ledger rows of the release in each status (every status present), the
+    rows folded after the retention period (outbox/retention.py) included: all of them, or
+    only its embargoed advance copies (``advance`` True) or the others."""
     query = (
         select(Delivery.status, func.count())
         .where(Delivery.release_id == release_id)
@@ -519,7 +521,14 @@ def counts(session: Session, release_id: int, advance: bool | None = None) -> di
     if advance is not None:
         query = query.where(Delivery.advance.is_(advance))
     found = {str(status): int(n) for status, n in session.execute(query)}
-    return {status.value: found.get(status.value, 0) for status in DeliveryStatus}
+    gone = folded(session, release_id)
+    if advance is None:
+        extra = gone.counts
+    elif advance:
+        extra = gone.advance_counts
+    else:
+        extra = {k: n - gone.advance_counts[k] for k, n in gone.counts.items()}
+    return {s.value: found.get(s.value, 0) + extra.get(s.value, 0) for s in DeliveryStatus}
 
 
 def due(session: Session) -> dict[int, int]:
