@@ -434,6 +434,9 @@ class CorrectionNotice(OutboxRow, Base):
             name="uq_correction_notices_once",
         ),
         Index("ix_correction_notices_due", "status", "next_attempt_at"),
+        # Deleting a delivery (a fold, an erasure) deletes its notices (ON DELETE CASCADE):
+        # without it, PostgreSQL scans the whole table once per delivery deleted.
+        Index("ix_correction_notices_delivery", "delivery_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

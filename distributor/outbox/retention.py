@@ -33,9 +33,22 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import ColumnElement, Row, case, delete, exists, func, or_, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    Row,
+    any_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -199,6 +212,14 @@ def _fold_release(
             on_chunk(release_id, deliveries + notices)
 
 
+def _among(conn: Connection, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """SQL: ``column`` is one of ``ids``. On PostgreSQL one array parameter (``= ANY``):
+    an IN of 5,000 parameters took a quarter of a second to plan, each statement."""
+    if is_sqlite(conn):
+        return cast(ColumnElement[bool], column.in_(ids))
+    return cast(ColumnElement[bool], column == any_(literal(list(ids), ARRAY(Integer))))
+
+
 def _fold_chunk(
     conn: Connection, release_id: int, published_at: datetime | None, chunk: int
 ) -> tuple[int, int] | None:
@@ -218,15 +239,18 @@ def _fold_chunk(
         return None
     waiting = conn.scalar(
         select(func.count()).where(
-            CorrectionNotice.delivery_id.in_(ids), CorrectionNotice.status.in_(OPEN_STATUSES)
+            _among(conn, CorrectionNotice.delivery_id, ids),
+            CorrectionNotice.status.in_(OPEN_STATUSES),
         )
     )
     if waiting:
         raise _NoticeOpen
     notices = _fold_rows(
-        conn, NOTICES, release_id, published_at, CorrectionNotice.delivery_id.in_(ids)
+        conn, NOTICES, release_id, published_at, _among(conn, CorrectionNotice.delivery_id, ids)
     )
-    deliveries = _fold_rows(conn, DELIVERIES, release_id, published_at, Delivery.id.in_(ids))
+    deliveries = _fold_rows(
+        conn, DELIVERIES, release_id, published_at, _among(conn, Delivery.id, ids)
+    )
     return deliveries, notices
 
 
@@ -308,13 +332,10 @@ class _Group:
 def _unsubscribed(conn: Connection, rows: Sequence[Row[Any]]) -> dict[int, datetime]:
     """When the subscribers of ``rows`` unsubscribed, for those who did, by id."""
     ids = sorted({int(r._mapping["subscriber_id"]) for r in rows})
-    found: dict[int, datetime] = {}
-    for start in range(0, len(ids), 10_000):
-        query = select(Subscriber.id, Subscriber.unsubscribed_at).where(
-            Subscriber.id.in_(ids[start : start + 10_000]), Subscriber.unsubscribed_at.is_not(None)
-        )
-        found.update({int(sid): at for sid, at in conn.execute(query) if at is not None})
-    return found
+    query = select(Subscriber.id, Subscriber.unsubscribed_at).where(
+        _among(conn, Subscriber.id, ids), Subscriber.unsubscribed_at.is_not(None)
+    )
+    return {int(sid): at for sid, at in conn.execute(query) if at is not None}
 
 
 def _earlier(old: Any, new: Any) -> Any:
