@@ -18,6 +18,8 @@ of the work is the server's, not counted there) are printed as median (min–max
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import shutil
 import sqlite3
 import statistics
@@ -28,14 +30,19 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text, update
-
+for _name in list(os.environ):  # the developer's own configuration must not leak in
+    if _name.startswith("DISTRIBUTOR_"):
+        del os.environ[_name]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._fixture import PG_SERVER, _pg_admin, populate
-from distributor.core.config import Settings, load_settings
-from distributor.core.db import dispose_engines, get_engine, session_scope, upgrade
-from distributor.core.models import Delivery, Release, utcnow
-from distributor.outbox import ledger, retention
+
+from _fixture import PG_SERVER, _pg_admin, populate  # noqa: E402
+from _report import code_state  # noqa: E402
+from sqlalchemy import create_engine, func, select, text, update  # noqa: E402
+
+from distributor.core.config import Settings, load_settings  # noqa: E402
+from distributor.core.db import dispose_engines, get_engine, session_scope, upgrade  # noqa: E402
+from distributor.core.models import Delivery, Release, utcnow  # noqa: E402
+from distributor.outbox import ledger, retention  # noqa: E402
 
 NO_BROKER = "redis://127.0.0.1:1/0"  # nothing here enqueues
 LEDGER_TABLES = ("deliveries", "correction_notices", "folded_counts")
@@ -117,7 +124,7 @@ def pg_size(url: str) -> tuple[int, int]:
 
 def run(backend: str, rows: int, runs: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="distributor-bench-retention-"))
-    template = f"distributor_bench_retention_{__import__('os').getpid()}"
+    template = f"distributor_bench_retention_{os.getpid()}"
     try:
         url = None
         if backend == "postgresql":
@@ -136,15 +143,15 @@ def run(backend: str, rows: int, runs: int) -> None:
                 copy = tmp / f"run{n}"
                 shutil.copytree(tmp / "template", copy)
                 s = _settings(copy, None)
-                measure: Callable[[], tuple[int, int]] = lambda p=copy: sqlite_size(  # noqa: E731
-                    p / "distributor.db"
+                measure: Callable[[], tuple[int, int]] = functools.partial(
+                    sqlite_size, copy / "distributor.db"
                 )
             else:
                 name = f"{template}_{n}"
                 _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
                 s = _settings(tmp / f"run{n}", f"{PG_SERVER}/{name}")
-                measure = lambda u=s.effective_database_url: pg_size(u)  # noqa: E731
+                measure = functools.partial(pg_size, s.effective_database_url)
             before, tables_before = measure()
             wall, cpu = time.perf_counter(), time.process_time()
             report = retention.fold(s)
@@ -191,6 +198,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--db", default="sqlite,postgresql")
     args = parser.parse_args()
+    print(f"code {code_state()}, {time.strftime('%Y-%m-%d %H:%M %Z')}")
     for backend in args.db.split(","):
         run(backend, args.rows, args.runs)
 
