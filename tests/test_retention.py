@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
 from distributor.actions.audience import erase
@@ -29,6 +30,8 @@ from distributor.reporting.dashboard import release_progress, releases_overview
 from distributor.reporting.report import delivery_lines
 from distributor.reporting.statistics import release_statistics
 from distributor.reporting.status import release_status
+from distributor.web import create_app
+from tests.helpers import new_token
 from tests.processes import invoke_cli, run_cli
 from tests.test_metrics import scrape
 
@@ -222,6 +225,16 @@ def test_the_report_says_the_rows_were_folded_and_keeps_the_totals(settings: Set
 
     status = invoke_cli(settings, "releases", "status", str(ledgers.old))
     assert f"8 of these rows were folded into counts on {today}" in status.stdout
+
+    token = new_token(settings, "press-office", ["releases"])
+    with TestClient(create_app(settings)) as client:
+        answer = client.get(
+            f"/api/releases/{ledgers.old}/deliveries.csv",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert answer.status_code == 200
+    assert answer.text.splitlines() == [csv.stdout.splitlines()[0]]
+    assert f"folded on {today}" in answer.headers["x-distributor-folded"]
 
 
 def test_a_crash_between_chunks_neither_loses_nor_double_counts(settings: Settings) -> None:
