@@ -23,16 +23,18 @@ from distributor.core.models import (
     FoldedCount,
     Release,
     Subscriber,
+    Topic,
     utcnow,
 )
-from distributor.outbox import notices, retention
+from distributor.core.queue import TaskQueue
+from distributor.outbox import notices, retention, sending
 from distributor.reporting.dashboard import release_progress, releases_overview
 from distributor.reporting.report import delivery_lines
 from distributor.reporting.statistics import release_statistics
 from distributor.reporting.status import release_status
 from distributor.web import create_app
 from tests.helpers import new_token
-from tests.processes import invoke_cli, run_cli
+from tests.processes import NO_BROKER, invoke_cli, run_cli
 from tests.test_metrics import scrape
 
 DAY = timedelta(days=1)
@@ -321,3 +323,28 @@ def test_erasure_still_works_once_rows_are_folded(settings: Settings) -> None:
     # The folded counts name nobody: they stay; the live rows of the recent release go.
     assert after[f"status {ledgers.old}"] == before[f"status {ledgers.old}"]
     assert after[f"status {ledgers.recent}"][0]["sent"] == 0
+
+
+def test_a_folded_release_is_never_planned_again(settings: Settings) -> None:
+    """Planning finds a release's recipients by their rows: once folded, a wake-up to plan
+    it again (a task delivered late, a republication) must not send it to them all again."""
+    ledgers = build(settings)
+    with session_scope(settings) as session:
+        release = session.get_one(Release, ledgers.old)
+        release.topics.append(Topic(slug="climate", names={"en": "Climate"}))
+        # Those who received it and are still confirmed: planning again finds nobody new.
+        received = select(Delivery.subscriber_id).where(Delivery.release_id == ledgers.old)
+        confirmed = Subscriber.status == "confirmed"
+        for who in session.scalars(
+            select(Subscriber).where(confirmed, Subscriber.id.in_(received))
+        ):
+            who.topics.append(release.topics[0])
+    queue = TaskQueue(settings.model_copy(update={"broker_url": NO_BROKER}))
+    try:
+        assert retention.fold(retaining(settings)).deliveries == {ledgers.old: 8}
+        before = everything(settings, [ledgers.old])
+        sending.distribute_release(settings, queue, ledgers.old)
+    finally:
+        queue.close()
+    assert live_rows(settings, ledgers.old) == 0
+    assert everything(settings, [ledgers.old]) == before

@@ -94,7 +94,9 @@ def plan(session: Session, release: Release, ids: tuple[int, int] | None = None)
     surely went (never tried, or refused with a code: its recipient left or lost their
     accreditation, the release was unscheduled), which becomes their public row. Returns the
     number of rows to send. The caller marks the release planned (``planned_at``) once every
-    range is done."""
+    range is done. A release whose rows were folded after the retention period
+    (outbox/retention.py) gets none: who received it is no longer known, and planning it
+    again would send it to them all a second time."""
     now = utcnow()
     low, high = ids if ids is not None else (0, 2**62)
     stmt = text(
@@ -106,6 +108,8 @@ def plan(session: Session, release: Release, ids: tuple[int, int] | None = None)
         WHERE s.status = 'confirmed' AND s.language = :lang AND s.id >= :low AND s.id < :high
           AND s.digest = 'immediate'
           AND su.topic_id IN (SELECT topic_id FROM release_topics WHERE release_id = :release_id)
+          AND NOT EXISTS (SELECT 1 FROM folded_counts f
+                          WHERE f.release_id = :release_id AND f.ledger = 'deliveries')
         ON CONFLICT (release_id, subscriber_id) DO UPDATE
             SET status = 'pending', advance = false, attempts = 0, next_attempt_at = :now,
                 last_error = '', smtp_code = NULL, lease_until = NULL, lease_token = NULL
