@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
@@ -142,12 +142,11 @@ def fold(
     now: datetime | None = None,
     dry_run: bool = False,
     chunk: int = FOLD_CHUNK,
-    on_chunk: Callable[[int, int], None] | None = None,
 ) -> FoldReport:
     """Fold the rows of every release whose sending ended more than
     ``settings.ledger_retention_days`` before ``now`` (nothing when that is 0), ``chunk``
-    rows a transaction; ``on_chunk(release_id, rows)`` is called after each commit. With
-    ``dry_run``, only count what would be folded. Returns what was (would be) folded."""
+    rows a transaction. With ``dry_run``, only count what would be folded. Returns what was
+    (would be) folded."""
     if settings.ledger_retention_days <= 0:
         return FoldReport(cutoff=None, dry_run=dry_run)
     cutoff = (now or utcnow()) - timedelta(days=settings.ledger_retention_days)
@@ -169,7 +168,7 @@ def fold(
         query = select(Release.id, Release.published_at).where(Release.id.in_(releases))
         published = {int(rid): at for rid, at in session.execute(query)}
     for release_id in releases:
-        _fold_release(settings, release_id, published.get(release_id), chunk, report, on_chunk)
+        _fold_release(settings, release_id, published.get(release_id), chunk, report)
     if report.rows:
         log.info(
             "folded %d delivery and %d notice row(s) of %d release(s) ended before %s",
@@ -191,8 +190,9 @@ def _fold_release(
     published_at: datetime | None,
     chunk: int,
     report: FoldReport,
-    on_chunk: Callable[[int, int], None] | None,
 ) -> None:
+    """Fold the release's rows a chunk at a time until none is left, adding to ``report``;
+    stop (the release in ``report.skipped``) if a notice about it is open."""
     engine = get_engine(settings)
     while True:
         try:
@@ -208,8 +208,6 @@ def _fold_release(
         report.deliveries[release_id] = report.deliveries.get(release_id, 0) + deliveries
         if notices:
             report.notices[release_id] = report.notices.get(release_id, 0) + notices
-        if on_chunk is not None:
-            on_chunk(release_id, deliveries + notices)
 
 
 def _among(conn: Connection, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
