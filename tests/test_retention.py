@@ -5,6 +5,8 @@ PostgreSQL, with real crashes (a failpoint's SIGKILL) and real concurrent folds.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
 from distributor.actions.audience import erase
-from distributor.core.config import Settings
+from distributor.core.config import FOLD_SECONDS, Settings
 from distributor.core.db import get_engine, session_scope
 from distributor.core.models import (
     CorrectionNotice,
@@ -26,7 +28,7 @@ from distributor.core.models import (
     Topic,
     utcnow,
 )
-from distributor.core.queue import TaskQueue
+from distributor.core.queue import TaskQueue, celery_config
 from distributor.outbox import notices, retention, sending
 from distributor.reporting.dashboard import release_progress, releases_overview
 from distributor.reporting.report import delivery_lines
@@ -34,7 +36,7 @@ from distributor.reporting.statistics import release_statistics
 from distributor.reporting.status import release_status
 from distributor.web import create_app
 from tests.helpers import new_token
-from tests.processes import NO_BROKER, invoke_cli, run_cli
+from tests.processes import NO_BROKER, invoke_cli, run_cli, settings_env
 from tests.test_metrics import scrape
 
 DAY = timedelta(days=1)
@@ -348,3 +350,20 @@ def test_a_folded_release_is_never_planned_again(settings: Settings) -> None:
         queue.close()
     assert live_rows(settings, ledgers.old) == 0
     assert everything(settings, [ledgers.old]) == before
+
+
+def test_beat_runs_the_workers_fold_every_hour(settings: Settings) -> None:
+    """Beat's entry names the worker's task, hourly; the task folds as the command does."""
+    quiet = settings.model_copy(update={"broker_url": NO_BROKER})  # no embedded Redis started
+    entry = celery_config(quiet)["beat_schedule"]["ledger_fold"]
+    assert entry == {"task": "distributor.ledger_fold", "schedule": FOLD_SECONDS}
+    assert FOLD_SECONDS == 3600
+    ledgers = build(settings)
+    env = settings_env(retaining(settings), DISTRIBUTOR_BROKER_URL=NO_BROKER)
+    task = "from worker.tasks import ledger_fold; print(ledger_fold())"
+    done = subprocess.run(
+        [sys.executable, "-c", task], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "10"  # 8 deliveries and their 2 notices
+    assert live_rows(settings, ledgers.old) == 0
