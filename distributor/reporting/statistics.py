@@ -1,12 +1,14 @@
 """A release's statistics, and the newsroom's: counts only, no one in them.
 
 Delivered, deferred and bounced are read from the delivery ledger, and unsubscribed from
-the subscribers' records, when asked (nothing is copied). Page views, feed fetches and
-downloads are the hourly counts of ``release_stats`` (``reporting.counting``): a release's
-are those of its page (``releases/SLUG.html``, 200 or 304) and of its full-size images
-and documents (``media/…``). A feed lists many releases, so its fetches are no release's
-own: a release is shown the fetches of the feeds in its language during the
-``WINDOW_DAYS`` after it was published, when readers picked it up.
+the subscribers' records, when asked (nothing is copied), plus, for rows folded after the
+retention period, the counts the fold kept of them (``outbox.retention``). Page views,
+feed fetches and downloads are the hourly counts of ``release_stats``
+(``reporting.counting``): a release's are those of its page (``releases/SLUG.html``, 200
+or 304) and of its full-size images and documents (``media/…``). A feed lists many
+releases, so its fetches are no release's own: a release is shown the fetches of the
+feeds in its language during the ``WINDOW_DAYS`` after it was published, when readers
+picked it up.
 
 ``GET /api/releases/ID/stats``, ``distributor releases report ID``, the dashboard and the
 workspace's release page show these.
