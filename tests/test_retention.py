@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, inspect, select
 
 from distributor.actions.audience import erase
 from distributor.core.config import FOLD_SECONDS, Settings
-from distributor.core.db import get_engine, session_scope
+from distributor.core.db import alembic_config, get_engine, session_scope, upgrade
 from distributor.core.models import (
     CorrectionNotice,
     Delivery,
@@ -367,3 +368,27 @@ def test_beat_runs_the_workers_fold_every_hour(settings: Settings) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "10"  # 8 deliveries and their 2 notices
     assert live_rows(settings, ledgers.old) == 0
+
+
+def test_the_migration_adds_and_removes_the_folded_counts(settings: Settings) -> None:
+    """0026 down and up again, on SQLite and PostgreSQL: the table and the index that
+    finds a delivery's notices go and come back."""
+    config = alembic_config(settings)
+
+    def present() -> tuple[bool, bool]:
+        found = inspect(get_engine(settings))
+        indexes = {i["name"] for i in found.get_indexes("correction_notices")}
+        return (
+            "folded_counts" in found.get_table_names(),
+            "ix_correction_notices_delivery" in indexes,
+        )
+
+    assert present() == (True, True)
+    try:
+        command.downgrade(config, "0025")
+        assert present() == (False, False)
+    finally:
+        upgrade(settings)
+    assert present() == (True, True)
+    ledgers = build(settings)
+    assert retention.fold(retaining(settings)).deliveries == {ledgers.old: 8}
