@@ -552,6 +552,9 @@ RUN: dict[str, Step] = {
     "distributor audit --action withdraw": Step(
         has(r"^\S+ \S+ \S+  Jane Doe  withdraw  release 1  cancelled=0 reason=Figures were wrong$")
     ),
+    "distributor ledger fold --dry-run": Step(
+        has(r"^DISTRIBUTOR_LEDGER_RETENTION_DAYS is unset or 0: every ledger row is kept$")
+    ),
     "distributor serve": Step(ready=newsroom_served),
     "distributor site build": Step(has(r"^\d+ files in \S+/var/public: \d+ written")),
     "distributor bounces ingest /var/mail/bounces": Step(bounce_recorded, before=bounce_waiting),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distributor.outbox import advance, sending
+from distributor.outbox import advance, retention, sending
 from distributor.outbox import sweep as outbox_sweep
 from distributor.reporting.stats_flush import flush_statistics as flush_counts
 from distributor.site import builder
@@ -66,6 +66,11 @@ def websub_publish(feed_urls: list[str]) -> bool:
 def sweep() -> dict[str, int]:
     report = outbox_sweep.sweep(settings, queue)
     return {"published": len(report.published), "batches": report.batches}
+
+
+@app.task(name="distributor.ledger_fold")
+def ledger_fold() -> int:
+    return retention.fold(settings).rows
 
 
 @app.task(name="distributor.flush_statistics")

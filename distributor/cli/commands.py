@@ -30,6 +30,7 @@ app = typer.Typer(
 )
 # Help lists the commands, then the groups, each in the order given here.
 app.add_typer(services.db_app, name="db")
+app.add_typer(services.ledger_app, name="ledger")
 app.add_typer(audience.topics_app, name="topics")
 app.add_typer(office.contacts_app, name="contacts")
 app.add_typer(audience.subs_app, name="subscribers")

@@ -45,6 +45,13 @@ def print_status(st: ReleaseStatus) -> None:
         out.print(f"{st.unsubscribed_since} recipient(s) unsubscribed since they received it")
     for lang, n in sorted(st.without_version.items()):
         out.print(f"{n} subscriber(s) of these topics read {lang}: no {lang} version, none sent")
+    if st.folded_rows and st.folded_at is not None:
+        out.print(
+            f"{st.folded_rows} of these rows were folded into counts on "
+            f"{st.folded_at:%Y-%m-%d} after the retention period",
+            markup=False,
+            highlight=False,
+        )
 
 
 def watch(s: Settings, release_ids: list[int], timeout: float = 3600) -> list[ReleaseStatus]:

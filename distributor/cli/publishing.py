@@ -318,7 +318,13 @@ def releases_report(
 
     from distributor.core import db
     from distributor.core.filemodes import open_private_text
-    from distributor.reporting.report import delivery_lines, iso_utc, write_csv
+    from distributor.reporting.report import (
+        delivery_lines,
+        describe_fold,
+        fold_note,
+        iso_utc,
+        write_csv,
+    )
 
     s = settings()
     if not csv_ and out_file is None:
@@ -343,9 +349,15 @@ def releases_report(
         out.print(f"bounces: {st.hard_bounces} hard, {st.soft_bounces} soft")
         if st.unsubscribed_since:
             out.print(f"{st.unsubscribed_since} recipient(s) unsubscribed since they received it")
+        note = describe_fold(st.folded_rows, st.folded_at)
+        if note:
+            out.print(note, markup=False, highlight=False)
         _print_statistics(s, release_id)
         return
     lines = delivery_lines(s, release_id)  # an unknown release fails here, before any file
+    note = fold_note(s, release_id)
+    if note:  # on standard error: the CSV stays one header and one row per delivery
+        err.print(f"note: {note}", markup=False, highlight=False)
     if out_file is None:
         write_csv(lines, sys.stdout)
         return

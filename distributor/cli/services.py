@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 db_app = typer.Typer(no_args_is_help=True, help="The database.")
 feeds_app = typer.Typer(no_args_is_help=True, help="Feeds (kept for scripts: see `site`).")
 site_app = typer.Typer(no_args_is_help=True, help="The static site: newsroom pages and feeds.")
+ledger_app = typer.Typer(no_args_is_help=True, help="The delivery ledger: retention.")
 
 
 @db_app.command("upgrade")
@@ -29,6 +30,46 @@ def db_upgrade() -> None:
     s = settings()
     db.upgrade(s)
     out.print(f"database is up to date ({s.effective_database_url.split('@')[-1]})")
+
+
+@ledger_app.command("fold")
+def ledger_fold(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be folded; change nothing")
+    ] = False,
+) -> None:
+    """Fold the ledger rows of releases whose sending ended more than
+    DISTRIBUTOR_LEDGER_RETENTION_DAYS ago into per-release counts (beat does it hourly).
+
+    Prints what was folded, release by release. With the variable unset or 0, folds nothing.
+    """
+    from distributor.outbox.retention import fold
+
+    s = settings()
+    report = fold(s, dry_run=dry_run)
+    if report.cutoff is None:
+        out.print(
+            "DISTRIBUTOR_LEDGER_RETENTION_DAYS is unset or 0: every ledger row is kept",
+            markup=False,
+            highlight=False,
+        )
+        return
+    verb = "would fold" if dry_run else "folded"
+    for release_id in sorted(set(report.deliveries) | set(report.notices)):
+        out.print(
+            f"release {release_id}: {verb} {report.deliveries.get(release_id, 0)} "
+            f"delivery row(s), {report.notices.get(release_id, 0)} notice row(s)",
+            markup=False,
+            highlight=False,
+        )
+    for release_id in report.skipped:
+        out.print(f"release {release_id}: a notice is still to be sent; folded later")
+    out.print(
+        f"{verb} {report.rows} row(s) of {len(set(report.deliveries) | set(report.notices))} "
+        f"release(s) whose sending ended before {report.cutoff:%Y-%m-%d %H:%M}Z",
+        markup=False,
+        highlight=False,
+    )
 
 
 @site_app.command("build")

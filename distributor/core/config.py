@@ -48,6 +48,9 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FAILPOINTS_ENV = "DISTRIBUTOR_FAILPOINTS"
 # The sweep (beat's job) repairs what lost wake-ups and dead workers leave: this often.
 SWEEP_SECONDS = 30.0
+# Beat folds the ledger's rows past DISTRIBUTOR_LEDGER_RETENTION_DAYS (outbox/retention.py)
+# this often: a fold finds nothing new most hours, and rows a day or more old can wait.
+FOLD_SECONDS = 3600.0
 
 
 class Settings(BaseSettings):
@@ -105,6 +108,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=2, ge=1)
     feed_size: int = Field(default=50, ge=1)
     confirm_max_age_days: int = Field(default=7, ge=1)
+    # Ledger rows (deliveries, notices) of a release whose sending ended this many days ago
+    # are folded into per-release counts (outbox/retention.py); 0: every row kept forever.
+    ledger_retention_days: int = 0
     # Publishers and admins must use a one-time code (TOTP) at login (office/totp.py).
     require_totp: bool = False
     # A release is published only once someone other than its last editor approved it.
@@ -155,6 +161,24 @@ class Settings(BaseSettings):
         # An empty variable (docker-compose passes `${DISTRIBUTOR_RECONCILE_LOG:-}`) means no
         # log, not the current directory, which is what Path("") would make of it.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ledger_retention_days", mode="before")
+    @classmethod
+    def _check_retention(cls, value: object) -> object:
+        # Said in the variable's own words: pydantic's "greater than or equal to 0" does not
+        # say what 0 means, and an empty variable (docker-compose's `${VAR:-}`) is unset.
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return 0
+        try:
+            days = int(str(value).strip())
+        except ValueError:
+            days = -1
+        if days < 0:
+            raise ValueError(
+                "DISTRIBUTOR_LEDGER_RETENTION_DAYS must be a whole number of days, 0 or more "
+                f"(0 or unset: keep every ledger row), not {value!r}"
+            )
+        return days
 
     @field_validator("log_level")
     @classmethod

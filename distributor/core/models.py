@@ -377,6 +377,38 @@ class Delivery(OutboxRow, Base):
     advance: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
+class FoldedCount(Base):
+    """Ledger rows folded away after the retention period (outbox/retention.py,
+    ``DISTRIBUTOR_LEDGER_RETENTION_DAYS``): how many rows of one release's ``ledger``
+    (``deliveries``, or ``correction_notices`` with their ``kind``) ended in ``status``,
+    with what the status, the report, the dashboard and the metrics read of them. Counts
+    only: no row says who. Every reader of counts adds these to the live rows'."""
+
+    __tablename__ = "folded_counts"
+    __table_args__ = (
+        UniqueConstraint(
+            "release_id", "ledger", "kind", "status", "advance", name="uq_folded_counts_group"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    ledger: Mapped[str] = mapped_column(String(32))  # the table the rows were in
+    kind: Mapped[str] = mapped_column(String(16), default="")  # a notice's kind; "" otherwise
+    status: Mapped[str] = mapped_column(String(16))
+    advance: Mapped[bool] = mapped_column(Boolean, default=False)  # embargoed advance copies
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    hard_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    # Sent rows whose recipient had unsubscribed after receiving it, when folded; and of
+    # those, within the statistics' window after publication (reporting/statistics.py).
+    unsubscribed: Mapped[int] = mapped_column(Integer, default=0)
+    unsubscribed_in_window: Mapped[int] = mapped_column(Integer, default=0)
+    first_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    folded_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the last fold that added rows
+
+
 class NoticeKind(enum.StrEnum):
     CORRECTION = "correction"  # the release was corrected (releases correct --notify)
     WITHDRAWAL = "withdrawal"  # the release was withdrawn (releases withdraw --notify)
@@ -402,6 +434,9 @@ class CorrectionNotice(OutboxRow, Base):
             name="uq_correction_notices_once",
         ),
         Index("ix_correction_notices_due", "status", "next_attempt_at"),
+        # Deleting a delivery (a fold, an erasure) deletes its notices (ON DELETE CASCADE):
+        # without it, PostgreSQL scans the whole table once per delivery deleted.
+        Index("ix_correction_notices_delivery", "delivery_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

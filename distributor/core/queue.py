@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from distributor.core.broker import broker_url, redis_client
-from distributor.core.config import Settings
+from distributor.core.config import FOLD_SECONDS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "sweep": {"task": TASK_PREFIX + "sweep", "schedule": settings.sweep_seconds},
             # reporting/stats_flush.py: the fetch counts, from Redis into the database.
             "statistics": {"task": TASK_PREFIX + "flush_statistics", "schedule": 60.0},
+            # outbox/retention.py: rows past DISTRIBUTOR_LEDGER_RETENTION_DAYS folded into
+            # counts (nothing when unset).
+            "ledger_fold": {"task": TASK_PREFIX + "ledger_fold", "schedule": FOLD_SECONDS},
         },
         "beat_schedule_filename": str((settings.data_dir / "celerybeat-schedule").resolve()),
         "timezone": "UTC",

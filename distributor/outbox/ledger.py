@@ -43,6 +43,7 @@ from distributor.core.models import (
     utcnow,
 )
 from distributor.core.urls import advance_url, preferences_url, unsubscribe_url
+from distributor.outbox.retention import folded
 
 if TYPE_CHECKING:  # imported where a message is made: counting rows (`releases status`) skips
     # Jinja2 and the logo's imaging, ~0.2 s of a command's start
@@ -111,7 +112,9 @@ def plan(session: Session, release: Release, ids: tuple[int, int] | None = None)
     surely went (never tried, or refused with a code: its recipient left or lost their
     accreditation, the release was unscheduled), which becomes their public row. Returns the
     number of rows to send. The caller marks the release planned (``planned_at``) once every
-    range is done."""
+    range is done. A release whose rows were folded after the retention period
+    (outbox/retention.py) gets none: who received it is no longer known, and planning it
+    again would send it to them all a second time."""
     now = utcnow()
     low, high = ids if ids is not None else (0, 2**62)
     stmt = text(
@@ -122,6 +125,8 @@ def plan(session: Session, release: Release, ids: tuple[int, int] | None = None)
         """
         + _AUDIENCE
         + """
+          AND NOT EXISTS (SELECT 1 FROM folded_counts f
+                          WHERE f.release_id = :release_id AND f.ledger = 'deliveries')
         ON CONFLICT (release_id, subscriber_id) DO UPDATE
             SET status = 'pending', advance = false, attempts = 0, next_attempt_at = :now,
                 last_error = '', smtp_code = NULL, lease_until = NULL, lease_token = NULL
@@ -611,8 +616,9 @@ def postpone(
 
 
 def counts(session: Session, release_id: int, advance: bool | None = None) -> dict[str, int]:
-    """The number of ledger rows of the release in each status (every status present): all
-    of them, or only its embargoed advance copies (``advance`` True) or the others."""
+    """The number of ledger rows of the release in each status (every status present), the
+    rows folded after the retention period (outbox/retention.py) included: all of them, or
+    only its embargoed advance copies (``advance`` True) or the others."""
     query = (
         select(Delivery.status, func.count())
         .where(Delivery.release_id == release_id)
@@ -621,7 +627,14 @@ def counts(session: Session, release_id: int, advance: bool | None = None) -> di
     if advance is not None:
         query = query.where(Delivery.advance.is_(advance))
     found = {str(status): int(n) for status, n in session.execute(query)}
-    return {status.value: found.get(status.value, 0) for status in DeliveryStatus}
+    gone = folded(session, release_id)
+    if advance is None:
+        extra = gone.counts
+    elif advance:
+        extra = gone.advance_counts
+    else:
+        extra = {k: n - gone.advance_counts[k] for k, n in gone.counts.items()}
+    return {s.value: found.get(s.value, 0) + extra.get(s.value, 0) for s in DeliveryStatus}
 
 
 def due(session: Session) -> dict[int, int]:

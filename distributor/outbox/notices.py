@@ -48,6 +48,7 @@ from distributor.mail.correction import render_notice
 from distributor.mail.embargo import render_embargo_lifted, render_embargo_moved
 from distributor.mail.withdrawal import render_withdrawal
 from distributor.office.identity import identity
+from distributor.outbox import retention
 from distributor.outbox.ledger import (
     OPEN_STATUSES,
     Batch,
@@ -175,14 +176,17 @@ def planned(
 
 
 def counts(session: Session, release_id: int) -> dict[str, int]:
-    """The number of the release's notices in each status (every status present)."""
+    """The number of the release's notices in each status (every status present), those
+    folded after the retention period (outbox/retention.py) included."""
     query = (
         select(CorrectionNotice.status, func.count())
         .where(CorrectionNotice.release_id == release_id)
         .group_by(CorrectionNotice.status)
     )
     found = {str(status): int(n) for status, n in session.execute(query)}
-    return {status.value: found.get(status.value, 0) for status in DeliveryStatus}
+    gone = retention.folded_by_status(session, [release_id], retention.NOTICES)
+    gone_here = gone.get(release_id, {})
+    return {s.value: found.get(s.value, 0) + gone_here.get(s.value, 0) for s in DeliveryStatus}
 
 
 def _due_filter(now: datetime) -> tuple[ColumnElement[bool], ...]:

@@ -28,6 +28,7 @@ from distributor.core.models import (
     Topic,
     subscriptions,
 )
+from distributor.outbox.retention import folded_by_status
 
 HOUR = timedelta(hours=1)
 
@@ -93,9 +94,9 @@ class ReleaseRow:
 
 
 def releases_overview(session: Session, limit: int = 50) -> list[ReleaseRow]:
-    """The ``limit`` newest releases (highest id first), each with its ledger counts: two
-    queries whatever the number of deliveries (the counts come from the (release, status)
-    index)."""
+    """The ``limit`` newest releases (highest id first), each with its ledger counts (rows
+    folded after the retention period included): three queries whatever the number of
+    deliveries (the counts come from the (release, status) index)."""
     releases = session.execute(
         select(
             Release.id,
@@ -119,6 +120,9 @@ def releases_overview(session: Session, limit: int = 50) -> list[ReleaseRow]:
         )
         for release_id, status, n in rows:
             counts[int(release_id)][str(status)] = int(n)
+        for release_id, gone in folded_by_status(session, list(counts)).items():
+            for status, n in gone.items():
+                counts[release_id][status] += n
     return [
         ReleaseRow(
             id=r.id,
@@ -153,8 +157,8 @@ class ReleaseProgress:
 
 def release_progress(session: Session, release_id: int) -> ReleaseProgress | None:
     """The sending progress of release ``release_id``, or None if there is no such
-    release. Two small queries (the counts from the (release, status) index): cheap enough
-    to poll every second."""
+    release. Three small queries (the counts from the (release, status) index, and the
+    rows folded after the retention period): cheap enough to poll every second."""
     found = session.execute(
         select(Release.state, Release.planned_at).where(Release.id == release_id)
     ).one_or_none()
@@ -168,6 +172,8 @@ def release_progress(session: Session, release_id: int) -> ReleaseProgress | Non
     )
     for status, n in rows:
         counts[str(status)] = int(n)
+    for status, n in folded_by_status(session, [release_id]).get(release_id, {}).items():
+        counts[status] += n
     return ReleaseProgress(release_id, str(found.state), found.planned_at, Progress(counts))
 
 

@@ -38,6 +38,7 @@ from distributor.core.models import (
     utcnow,
 )
 from distributor.core.queue import QUEUE
+from distributor.outbox.retention import folded_totals
 
 # The classic text format: every Prometheus reads it, and our names need nothing newer.
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -82,6 +83,8 @@ def messages(session: Session) -> GaugeMetricFamily:
     # see the whole ledger sent again. Use delta() or the value itself, not rate().
     query = select(Delivery.status, func.count()).group_by(Delivery.status)
     found = {str(status): int(n) for status, n in session.execute(query)}
+    for status, n in folded_totals(session)[0].items():  # rows folded after retention
+        found[status] = found.get(status, 0) + n
     family = GaugeMetricFamily(
         "distributor_messages_total",
         "Messages in the delivery ledger, by status (a gauge: rows change status).",
@@ -101,6 +104,8 @@ def bounces(session: Session) -> GaugeMetricFamily:
         .group_by(Delivery.bounce)
     )
     found = {str(kind): int(n) for kind, n in session.execute(query)}
+    for kind, n in folded_totals(session)[1].items():  # rows folded after retention
+        found[kind] = found.get(kind, 0) + n
     family = GaugeMetricFamily(
         "distributor_bounces_total",
         "Messages reported bounced, by kind (a gauge: erasure removes rows).",

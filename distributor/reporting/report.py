@@ -19,6 +19,7 @@ from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.models import Delivery, Subscriber
 from distributor.core.spreadsheet import defuse
+from distributor.outbox.retention import folded
 from distributor.releases.lifecycle import get_release
 
 # Ledger rows read per query and transaction. Each page sorts the release's rows anew:
@@ -84,8 +85,9 @@ _COLUMNS = (
 
 
 def delivery_lines(settings: Settings, release_id: int, page: int = PAGE) -> Iterator[DeliveryLine]:
-    """Every delivery of the release, ordered by the subscriber's email (the database's
-    collation), then any row whose subscriber is gone (by row id).
+    """Every delivery of the release still in the ledger, ordered by the subscriber's email
+    (the database's collation), then any row whose subscriber is gone (by row id). Rows
+    folded after the retention period are not (:func:`fold_note` says so).
 
     Raises NotFound at once — not on the first ``next()`` — when there is no such release.
     Rows are read ``page`` at a time, each page in a short transaction of its own: memory
@@ -98,6 +100,26 @@ def delivery_lines(settings: Settings, release_id: int, page: int = PAGE) -> Ite
     with session_scope(settings) as session:
         get_release(session, release_id)
     return _lines(settings, release_id, page)
+
+
+def describe_fold(rows: int, folded_at: datetime | None) -> str | None:
+    """The line saying that ``rows`` per-recipient rows of a release were folded into counts
+    (last on ``folded_at``) after the retention period; None when none were."""
+    if not rows or folded_at is None:
+        return None
+    return (
+        f"per-recipient rows of {rows} deliveries were folded on {folded_at:%Y-%m-%d} after "
+        "the retention period (DISTRIBUTOR_LEDGER_RETENTION_DAYS): the totals count them, "
+        "the rows listed are only those kept"
+    )
+
+
+def fold_note(settings: Settings, release_id: int) -> str | None:
+    """:func:`describe_fold` for release ``release_id``: what its per-recipient report
+    (``delivery_lines``) no longer lists."""
+    with session_scope(settings) as session:
+        gone = folded(session, release_id)
+    return describe_fold(gone.rows, gone.folded_at)
 
 
 def _lines(settings: Settings, release_id: int, page: int) -> Iterator[DeliveryLine]:

@@ -1,12 +1,14 @@
 """A release's statistics, and the newsroom's: counts only, no one in them.
 
 Delivered, deferred and bounced are read from the delivery ledger, and unsubscribed from
-the subscribers' records, when asked (nothing is copied). Page views, feed fetches and
-downloads are the hourly counts of ``release_stats`` (``reporting.counting``): a release's
-are those of its page (``releases/SLUG.html``, 200 or 304) and of its full-size images
-and documents (``media/…``). A feed lists many releases, so its fetches are no release's
-own: a release is shown the fetches of the feeds in its language during the
-``WINDOW_DAYS`` after it was published, when readers picked it up.
+the subscribers' records, when asked (nothing is copied), plus, for rows folded after the
+retention period, the counts the fold kept of them (``outbox.retention``). Page views,
+feed fetches and downloads are the hourly counts of ``release_stats``
+(``reporting.counting``): a release's are those of its page (``releases/SLUG.html``, 200
+or 304) and of its full-size images and documents (``media/…``). A feed lists many
+releases, so its fetches are no release's own: a release is shown the fetches of the
+feeds in its language during the ``WINDOW_DAYS`` after it was published, when readers
+picked it up.
 
 ``GET /api/releases/ID/stats``, ``distributor releases report ID``, the dashboard and the
 workspace's release page show these.
@@ -33,10 +35,13 @@ from distributor.core.models import (
     utcnow,
 )
 from distributor.core.urls import release_relpath
+from distributor.outbox import retention
 from distributor.releases.lifecycle import get_release
 from distributor.reporting.counting import DOCUMENT, FEED_200, FEED_304, IMAGE, PAGE
 
-WINDOW_DAYS: Final = 7  # unsubscriptions and feed fetches counted after publication
+# Unsubscriptions and feed fetches counted after publication; the ledger's fold counts a
+# folded row's unsubscription in this window once (outbox/retention.py).
+WINDOW_DAYS: Final = retention.WINDOW_DAYS
 DAYS_SHOWN: Final = 31  # the per-day series: at most the last this many days
 
 
@@ -107,6 +112,7 @@ def release_statistics(session: Session, release_id: int, timezone: str) -> Rele
             Delivery.release_id == release_id, Delivery.bounced_at.is_not(None)
         )
     )
+    gone = retention.folded(session, release_id)
     start = release.published_at
     unsubscribed = feeds = not_modified = 0
     if start is not None:
@@ -149,10 +155,10 @@ def release_statistics(session: Session, release_id: int, timezone: str) -> Rele
     return ReleaseStatistics(
         release_id=release.id,
         published_at=release.published_at,
-        delivered=int(statuses.get(DeliveryStatus.SENT, 0)),
-        deferred=int(statuses.get(DeliveryStatus.DEFERRED, 0)),
-        bounced=int(bounced or 0),
-        unsubscribed=int(unsubscribed),
+        delivered=int(statuses.get(DeliveryStatus.SENT, 0)) + gone.counts[DeliveryStatus.SENT],
+        deferred=int(statuses.get(DeliveryStatus.DEFERRED, 0)),  # never folded
+        bounced=int(bounced or 0) + gone.hard_bounces + gone.soft_bounces,
+        unsubscribed=int(unsubscribed) + gone.unsubscribed_in_window,
         page_views=totals[PAGE],
         image_downloads=totals[IMAGE],
         document_downloads=totals[DOCUMENT],

@@ -15,6 +15,7 @@ from distributor.core.models import (
     Subscriber,
 )
 from distributor.outbox.ledger import counts
+from distributor.outbox.retention import folded
 from distributor.releases.lifecycle import get_release
 from distributor.reporting.audience import without_version
 
@@ -41,6 +42,10 @@ class ReleaseStatus:
     # by status; ``counts`` holds them too (each is its recipient's one copy).
     advance_at: datetime | None = None
     advance_counts: dict[str, int] | None = None
+    # Rows folded into counts after the retention period (outbox/retention.py), counted in
+    # the figures above; when last (None: none were).
+    folded_rows: int = 0
+    folded_at: datetime | None = None
 
     @property
     def planned(self) -> int:
@@ -108,6 +113,9 @@ def release_status(session: Session, release_id: int) -> ReleaseStatus:
             Subscriber.unsubscribed_at >= Delivery.sent_at,
         )
     )
+    gone = folded(session, release_id)
+    firsts = [t for t in (first, gone.first_sent_at) if t is not None]
+    lasts = [t for t in (last, gone.last_sent_at) if t is not None]
     return ReleaseStatus(
         release_id=release.id,
         slug=release.slug,
@@ -115,13 +123,15 @@ def release_status(session: Session, release_id: int) -> ReleaseStatus:
         language=release.language,
         state=release.state,
         counts=counts(session, release_id),
-        first_sent_at=first,
-        last_sent_at=last,
+        first_sent_at=min(firsts, default=None),
+        last_sent_at=max(lasts, default=None),
         without_version=missing,
-        hard_bounces=bounces.get("hard", 0),
-        soft_bounces=bounces.get("soft", 0),
-        unsubscribed_since=int(left or 0),
+        hard_bounces=bounces.get("hard", 0) + gone.hard_bounces,
+        soft_bounces=bounces.get("soft", 0) + gone.soft_bounces,
+        unsubscribed_since=int(left or 0) + gone.unsubscribed,
         published_at=release.published_at,
         advance_at=release.advance_at,
         advance_counts=counts(session, release_id, advance=True) if release.advance_at else None,
+        folded_rows=gone.rows,
+        folded_at=gone.folded_at,
     )

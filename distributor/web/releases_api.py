@@ -44,7 +44,7 @@ from distributor.reporting.releases import (
     find_releases,
     release_out,
 )
-from distributor.reporting.report import delivery_lines, write_csv
+from distributor.reporting.report import delivery_lines, fold_note, write_csv
 from distributor.reporting.statistics import ReleaseStatistics, release_statistics
 from distributor.web.apibase import (
     MAX_ID,
@@ -642,13 +642,11 @@ def report(release_id: ReleaseId, settings: AppSettings) -> Response:
     """The columns of `distributor releases report ID --csv`."""
     buffer = io.StringIO()
     write_csv(delivery_lines(settings, release_id), buffer)
-    return Response(
-        buffer.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="release-{release_id}-deliveries.csv"'
-        },
-    )
+    headers = {"Content-Disposition": f'attachment; filename="release-{release_id}-deliveries.csv"'}
+    note = fold_note(settings, release_id)
+    if note:  # rows folded after the retention period: the CSV lists only those kept
+        headers["X-Distributor-Folded"] = note
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 @router.get(
