@@ -969,6 +969,7 @@ def bounce_on_refusal(conn: Connection, row: Any, status: str, code: int, now: d
 
 
 _rendered: dict[tuple[int, datetime, Identity, bool], RenderedRelease] = {}
+_subjects: dict[int, Release] = {}  # by id: each release as last read (ReleaseEmails.subject)
 
 
 class ReleaseEmails:
@@ -982,13 +983,24 @@ class ReleaseEmails:
         """The release while it is published, or scheduled with its advance copies planned
         (then its only rows are those)."""
         with session_scope(settings) as session:
-            release = session.get(Release, subject_id)
-            if release is None:
+            # Every batch asks: the release with its topics, versions and media is read
+            # again only when it changed (a fifteenth of a send's CPU, batch after batch).
+            now = session.execute(
+                select(Release.state, Release.updated_at, Release.advance_planned_at).where(
+                    Release.id == subject_id
+                )
+            ).one_or_none()
+            if now is None:
                 return None
-            early = release.state == ReleaseState.SCHEDULED and release.advance_planned_at
-            if release.state != ReleaseState.PUBLISHED and not early:
+            early = now.state == ReleaseState.SCHEDULED and now.advance_planned_at
+            if now.state != ReleaseState.PUBLISHED and not early:
                 return None
-            return release
+            kept = _subjects.get(subject_id)
+            if kept is None or (kept.state, kept.updated_at, kept.advance_planned_at) != tuple(now):
+                if len(_subjects) > 16:
+                    _subjects.clear()
+                kept = _subjects[subject_id] = session.get_one(Release, subject_id)
+            return kept
 
     def claim(self, engine: Engine, settings: Settings, subject_id: int, limit: int) -> Claim:
         return claim(engine, settings, subject_id, limit)
