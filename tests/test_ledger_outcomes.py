@@ -6,6 +6,7 @@ one found accepted), and which deferred rows come back in doubt. Notices keep th
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from distributor import actions
@@ -195,3 +196,30 @@ def test_outcomes_are_committed_by_the_group_and_none_is_left_behind(settings: S
         assert sent() == 4
     assert sent() == 5  # the batch's end committed the last
     assert _row_by_recipient(s)["p04@example.com"] == ("failed", "5.1.1 no such user", 550)
+
+
+def test_an_outcome_waits_for_its_group_no_longer_than_its_bound(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With answers coming slowly, a group is committed once its first outcome has waited
+    ``OUTCOME_GROUP_SECONDS``: the status a press office watches lags by that, not by a
+    whole group of a slow relay's answers."""
+    from distributor.outbox import ledger as ledger_module
+
+    release_id = published(settings, 3)
+    engine = get_engine(settings)
+    batch = claim(engine, settings, release_id, 3)
+    clock = [1000.0]
+    monkeypatch.setattr(ledger_module.time, "monotonic", lambda: clock[0])
+
+    def sent() -> int:
+        return sum(status == "sent" for status, _, _ in _row_by_recipient(settings).values())
+
+    with OutcomeWriter(engine, settings) as writer:
+        writer.record(batch.token, batch.rows[0], "sent", 250, "ok")
+        clock[0] += ledger_module.OUTCOME_GROUP_SECONDS / 2
+        writer.record(batch.token, batch.rows[1], "sent", 250, "ok")
+        assert sent() == 0  # a group of 32 waits
+        clock[0] += ledger_module.OUTCOME_GROUP_SECONDS
+        writer.record(batch.token, batch.rows[2], "sent", 250, "ok")
+        assert sent() == 3  # the first had waited past the bound: all three committed
