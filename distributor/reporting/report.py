@@ -16,7 +16,7 @@ from typing import Any, Final, TextIO
 from sqlalchemy import exists, select
 
 from distributor.core.config import Settings
-from distributor.core.db import session_scope
+from distributor.core.db import read_scope, session_scope
 from distributor.core.models import Delivery, Subscriber
 from distributor.core.spreadsheet import defuse
 from distributor.outbox.retention import folded
@@ -90,12 +90,12 @@ def delivery_lines(settings: Settings, release_id: int, page: int = PAGE) -> Ite
     folded after the retention period are not (:func:`fold_note` says so).
 
     Raises NotFound at once — not on the first ``next()`` — when there is no such release.
-    Rows are read ``page`` at a time, each page in a short transaction of its own: memory
-    stays bounded whatever the size of the ledger, and a slow reader (a pipe into a pager)
-    never holds the database, whose every transaction takes SQLite's write lock
-    (``db._sqlite_begin``), for longer than one page. Pages are keyed on the (unique)
-    email, so each row appears once even while the workers update the ledger; each line
-    shows its row as it was when its page was read.
+    The rows come from one read, streamed ``page`` at a time (a server-side cursor on
+    PostgreSQL): memory stays bounded whatever the size of the ledger, each row appears
+    once and as it was when the report began, while the workers go on writing. The read
+    takes no write lock (``db.read_scope``), so a slow reader (a pipe into a pager) holds
+    up no worker. It was a query per page, keyed on the email, each joining the release's
+    rows again: 106 s for 1,000,000 rows on PostgreSQL (bench/at_scale.py).
     """
     with session_scope(settings) as session:
         get_release(session, release_id)
@@ -128,22 +128,16 @@ def _lines(settings: Settings, release_id: int, page: int) -> Iterator[DeliveryL
 
 
 def _with_subscriber(settings: Settings, release_id: int, page: int) -> Iterator[DeliveryLine]:
-    after = ""  # every address sorts after the empty string
-    while True:
-        query = (
-            select(Subscriber.email, Subscriber.language, *_COLUMNS)
-            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.release_id == release_id, Subscriber.email > after)
-            .order_by(Subscriber.email)
-            .limit(page)
-        )
-        with session_scope(settings) as session:
-            rows = session.execute(query).all()
-        for row in rows:
+    query = (
+        select(Subscriber.email, Subscriber.language, *_COLUMNS)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.release_id == release_id)
+        .order_by(Subscriber.email)
+        .execution_options(yield_per=page)
+    )
+    with read_scope(settings) as session:
+        for row in session.execute(query):
             yield _line(row[0], row[1], row[2:])
-        if len(rows) < page:
-            return
-        after = rows[-1][0]
 
 
 def _without_subscriber(settings: Settings, release_id: int, page: int) -> Iterator[DeliveryLine]:
