@@ -14,6 +14,7 @@ compose relay's ``mydestination`` is empty already). Its queue is on whatever di
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import time
 from collections.abc import Mapping
@@ -42,11 +43,15 @@ ARRIVAL_STALL_S = 30.0  # nothing more reached the sink for this long: give up w
 class PostfixRelay(Sink):
     """A private Postfix in front of its own ``smtp-sink``: ``url`` is Postfix's smtpd;
     ``count()`` is what reached the smtp-sink behind it (so a run that waits for the count
-    waits for Postfix's queue to drain); its CPU is Postfix's daemons' plus the sink's."""
+    waits for Postfix's queue to drain); its CPU is Postfix's daemons' plus the sink's.
+    ``parent``: where its directory (configuration, queue, log) is made, e.g. a tmpfs to
+    see what the queue's disk costs."""
 
     name = "postfix"
 
-    def __init__(self, settings: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: Mapping[str, str] | None = None, parent: Path | None = None
+    ) -> None:
         reason = unavailable()
         if reason is not None:
             raise RuntimeError(f"the postfix sink kind needs a private Postfix: {reason}")
@@ -59,6 +64,7 @@ class PostfixRelay(Sink):
                     ("127.0.0.1", self.behind.port),
                     base=COMPOSE_MAIN_CF.read_text(),
                     settings={**BENCH_SETTINGS, **(settings or {})},
+                    parent=parent,
                 )
             )
         except BaseException:
@@ -115,6 +121,8 @@ class SourceRun:
     arrived: int
     accepted_s: float
     arrived_s: float
+    source_cpu_s: float  # smtp-source's own CPU time
+    relay_cpu_s: float  # Postfix's daemons' and the smtp-sink's behind it
 
     @property
     def rate(self) -> float:
@@ -132,6 +140,8 @@ def smtp_source(relay: PostfixRelay, sessions: int, count: int, size: int) -> So
     connection), each to a recipient of its own (``-N``), into the relay; timed until the
     last one reached the sink behind it (polled every 20 ms)."""
     before = relay.count()
+    relay_cpu0 = _cpu(relay.processes())
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     source = subprocess.Popen(
         [
@@ -173,4 +183,23 @@ def smtp_source(relay: PostfixRelay, sessions: int, count: int, size: int) -> So
     source.wait()
     if source.stderr:
         source.stderr.close()
-    return SourceRun(count, seen, accepted_s, arrived_at - t0)
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    source_cpu = (children1.ru_utime + children1.ru_stime) - (
+        children0.ru_utime + children0.ru_stime
+    )
+    relay_cpu1 = _cpu(relay.processes())
+    relay_cpu = sum(t - relay_cpu0.get(pid, 0.0) for pid, t in relay_cpu1.items())
+    return SourceRun(count, seen, accepted_s, arrived_at - t0, source_cpu, relay_cpu)
+
+
+def _cpu(processes: list[psutil.Process]) -> dict[int, float]:
+    """CPU seconds so far of each process still there (a daemon that exits in between takes
+    its time with it: Postfix keeps its smtpd and cleanup for ``max_idle``, 100 s)."""
+    out = {}
+    for p in processes:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        out[p.pid] = t.user + t.system
+    return out

@@ -109,6 +109,12 @@ def split_config(config: str) -> tuple[str, str, str, bool]:
     return backend, procs, sink_name, rest == ["dkim"]
 
 
+def schedule(configs: list[str], repeat: int) -> list[str]:
+    """The order of the runs: every configuration once, then again, ``repeat`` times (A B A B,
+    never A A B B), so that a slow spell of the shared machine falls on all of them."""
+    return [config for _ in range(repeat) for config in configs]
+
+
 def sink_key(config: str) -> str:
     """The entry of the sinks table a configuration sends to: the aiosmtpd sink that checks
     signatures for signed runs into aiosmtpd."""
@@ -214,9 +220,18 @@ def postfix_ceiling(
                 f"{sum(r.arrived for r in runs):,} of {count * trials:,}",
                 spread([r.accept_rate for r in runs]),
                 spread([r.rate for r in runs]),
+                spread([r.relay_cpu_s * 1000 / r.messages for r in runs], 3),
+                spread([r.source_cpu_s * 1000 / r.messages for r in runs], 3),
             ]
         )
-    headers = ["client", "arrived", "accepted by Postfix/s", "at smtp-sink/s"]
+    headers = [
+        "client",
+        "arrived",
+        "accepted by Postfix/s",
+        "at smtp-sink/s",
+        "Postfix + sink s/1k",
+        "smtp-source s/1k",
+    ]
     return table(headers, rows), top
 
 
@@ -598,6 +613,12 @@ def main() -> None:
         help="a main.cf parameter of the private Postfix (repeatable), e.g. in_flow_delay=0",
     )
     parser.add_argument(
+        "--postfix-dir",
+        type=Path,
+        metavar="DIR",
+        help="make the private Postfix's directory (and queue) in DIR, e.g. /dev/shm",
+    )
+    parser.add_argument(
         "--cprofile",
         type=int,
         default=0,
@@ -673,7 +694,7 @@ def main() -> None:
         relay: PostfixRelay | None = None
         if any(sink_key(c) == "postfix" for c in configs):
             say("starting a private Postfix on loopback")
-            relay = PostfixRelay(dict(args.postfix_setting))
+            relay = PostfixRelay(dict(args.postfix_setting), args.postfix_dir)
             stack.callback(relay.stop)
             sinks["postfix"] = relay
 
@@ -704,7 +725,8 @@ def main() -> None:
                 source_table,
                 "",
                 f"  ceiling used for the goal: {ceiling['postfix'].rate:,.0f}/s "
-                f"({ceiling['postfix'].how}); Postfix's settings: "
+                f"({ceiling['postfix'].how}); its queue in {relay.postfix.queue_dir}; "
+                "Postfix's settings: "
                 + ", ".join(f"{k} = {v}" for k, v in relay.settings().items()),
                 "",
             ]
@@ -716,17 +738,16 @@ def main() -> None:
         ]
 
         results: list[RunResult] = []
-        for repetition in range(repeat):  # A B A B …: the configurations alternate
-            for config in configs:
-                sink_name = split_config(config)[2]
-                n = {"aiosmtpd": aio_subscribers, "postfix": postfix_subscribers}.get(
-                    sink_name, subscribers
-                )
-                if sink_key(config) == "aiosmtpd/dkim":
-                    n = min(n, DKIM_CHECKED)
-                if repeat > 1:
-                    say(f"repetition {repetition + 1} of {repeat}")
-                results.append(real_run(config, n, sinks, log_dir, dkim_key=dkim_key))
+        for i, config in enumerate(schedule(configs, repeat)):
+            sink_name = split_config(config)[2]
+            n = {"aiosmtpd": aio_subscribers, "postfix": postfix_subscribers}.get(
+                sink_name, subscribers
+            )
+            if sink_key(config) == "aiosmtpd/dkim":
+                n = min(n, DKIM_CHECKED)
+            if repeat > 1:
+                say(f"repetition {i // len(configs) + 1} of {repeat}")
+            results.append(real_run(config, n, sinks, log_dir, dkim_key=dkim_key))
         out += [
             f"(c) Real path: distributor worker (prefork, its own Redis database), fresh "
             f"database each run, {subscribers:,} subscribers ({aio_subscribers:,} into "
