@@ -699,7 +699,7 @@ def main() -> None:
             sinks["postfix"] = relay
 
         ceiling_table, ceiling, best = ceilings(
-            sinks, ceiling_count, min(ceiling_count, 3_000), trials=3
+            sinks, ceiling_count, 1_000 if args.quick else 3_000, trials=3
         )
         out += [
             "(a) The sink's ceiling: pre-built messages made by the real composer (the sample "
