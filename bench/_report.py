@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,3 +46,19 @@ def code_state() -> str:
                 newest = max(newest, (path.stat().st_mtime, str(path.relative_to(root))))
     when = time.strftime("%H:%M:%S", time.localtime(newest[0]))
     return f"sha256 {digest.hexdigest()[:12]}, newest file {newest[1]} ({when})"
+
+
+def spread(values: list[float], digits: int = 0, percent: bool = False) -> str:
+    """Repeated runs' figures as ``median (min–max)``, or the one value when there is only
+    one (or all are equal); NaNs (a figure a run could not measure) left out, "–" if none."""
+    found = sorted(v for v in values if v == v)
+    if not found:
+        return "–"
+
+    def fmt(v: float) -> str:
+        return f"{v:.{digits}%}" if percent else f"{v:,.{digits}f}"
+
+    middle = fmt(statistics.median(found))
+    if fmt(found[0]) == fmt(found[-1]):
+        return middle
+    return f"{middle} ({fmt(found[0])}–{fmt(found[-1])})"

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from distributor import actions
 from distributor.core.db import session_scope
-from distributor.core.models import Delivery
+from distributor.core.models import Delivery, Release
 from distributor.core.queue import TaskQueue
 from distributor.outbox.ledger import counts
 from tests.redis_db import empty
@@ -49,6 +49,8 @@ class RunResult:
     first_s: float = float("nan")  # publish → first ledger row sent
     first_sink_s: float = float("nan")  # publish → first message seen at the sink (polled)
     last_s: float = float("nan")  # publish → last ledger row sent
+    last_sink_s: float = float("nan")  # publish → the last message seen at the sink (polled)
+    planned_s: float = float("nan")  # publish → the release's ledger planned (planned_at)
     rate: float = 0.0  # sent / last_s: end to end
     steady_rate: float = 0.0  # between the first and the last message
     worker_cpu_per_1k: float = 0.0
@@ -60,6 +62,7 @@ class RunResult:
     foreign: float = 0.0  # fraction of all cores busy with something else (other processes)
     peak_rss_mb: float = 0.0  # sum over the worker's processes
     peak_pss_mb: float = 0.0  # the same, shared pages divided among the sharers
+    peak_rss_proc_mb: float = 0.0  # the biggest single worker process (parent or child)
     distribute_s: float = float("nan")  # the distribute_release task, from the worker's log
     batch_mean_s: float = float("nan")
     batch_max_s: float = float("nan")
@@ -186,7 +189,7 @@ def measure(
             "worker": _cpu(worker.processes()),
             "db": _cpu(_postgres(database)) if database else {},
             "redis": _cpu(_named("redis-server")),
-            "sink": _cpu(_tree(sink.proc.pid)),
+            "sink": _cpu(sink.processes()),
             "bench": _cpu([psutil.Process()]),
         }
 
@@ -217,16 +220,18 @@ def measure(
             seen, last_change = at_sink, now
         if now >= next_memory:
             next_memory = now + 0.5
-            rss = pss = 0
+            rss = pss = biggest = 0
             for p in worker.processes():
                 try:
                     mem = p.memory_full_info()
                 except psutil.NoSuchProcess:
                     continue
-                rss, pss = rss + mem.rss, pss + mem.pss
+                rss, pss, biggest = rss + mem.rss, pss + mem.pss, max(biggest, mem.rss)
             result.peak_rss_mb = max(result.peak_rss_mb, rss / 2**20)
+            result.peak_rss_proc_mb = max(result.peak_rss_proc_mb, biggest / 2**20)
             result.peak_pss_mb = max(result.peak_pss_mb, pss / 2**20)
         if at_sink >= expected:
+            result.last_sink_s = now - t0
             break
         if now - last_change > STALL_SECONDS:
             result.notes.append(f"stalled: no message for {STALL_SECONDS:.0f} s")
@@ -251,8 +256,11 @@ def measure(
                 Delivery.release_id == dataset.release_id
             )
         ).one()
+        planned_at = session.get_one(Release, dataset.release_id).planned_at
     result.planned = sum(result.statuses.values())
     result.complete = result.sent == result.planned == expected == result.at_sink
+    if planned_at is not None:
+        result.planned_s = (planned_at - published_at).total_seconds()
     if first is not None and last is not None:
         result.first_s = (first - published_at).total_seconds()
         result.last_s = (last - published_at).total_seconds()

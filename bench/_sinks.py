@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Any
 
+import psutil
+
 SMTP_SINK = "/usr/sbin/smtp-sink"
 _MESG = re.compile(rb"mesg=(\d+)")
 
@@ -73,6 +75,14 @@ class Sink:
         """(verified, failed) DKIM signatures since :meth:`reset`; None if the sink does not
         check them."""
         return None
+
+    def processes(self) -> list[psutil.Process]:
+        """The processes whose CPU time is the sink's (the subprocess and its children)."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -189,18 +189,20 @@ def running_postfix(
     syslog: bool = False,
     settings: Mapping[str, str] | None = None,
     base: str | None = None,
+    parent: Path | None = None,
 ) -> Iterator[Postfix]:
     """A private Postfix relaying everything to ``relay`` (host, port) until the block ends,
     with ``enable_long_queue_ids`` if ``long_queue_ids``; its log in :attr:`Postfix.log`, or,
     if ``syslog``, sent by its smtpd, cleanup, qmgr and smtp to :attr:`Postfix.syslog_socket`
     (whoever wants it listens there before sending mail). ``base`` is the main.cf to start
-    from (by default, a relay's few settings), ``settings`` more main.cf parameters.
+    from (by default, a relay's few settings), ``settings`` more main.cf parameters;
+    ``parent`` the directory its own is made in (by default the system's temporary one).
     Raises AssertionError, with Postfix's own words, if it does not start."""
     reason = unavailable()
     assert reason is None, reason
     # Postfix's daemons run as `postfix`: every directory above theirs must be searchable,
     # which pytest's 0700 tmp_path is not; so a directory of our own in /tmp.
-    root = Path(tempfile.mkdtemp(prefix="distributor-postfix-"))
+    root = Path(tempfile.mkdtemp(prefix="distributor-postfix-", dir=parent))
     root.chmod(0o755)
     owner = pwd.getpwnam(MAIL_OWNER)
     for sub in ("etc", "spool", "data", "log"):
