@@ -86,8 +86,34 @@ class _Warm:
     where: tuple[str, str]
     catalogue: Catalogue
     plan: Plan
+    rendering: _Rendering
     recorded: dict[str, str]
     stamp: tuple[int, int, int] | None
+
+
+@dataclass
+class _Rendering:
+    """What rendering keeps for the next build, valid while the plan's build fingerprint
+    holds and for releases whose key has not changed since (``forget`` those): the compiled
+    templates, the feed items, the full releases of the live pages (what the next
+    regeneration renders again), the releases as the sitemap dates them and its entries."""
+
+    newsroom: Newsroom
+    items: ItemCache = field(default_factory=ItemCache)
+    releases: dict[int, Release] = field(default_factory=dict)
+    published: dict[int, tuple[Row, discovery.Published]] = field(default_factory=dict)
+    sitemap: discovery.SitemapCache = field(default_factory=discovery.SitemapCache)
+
+    def forget(self, release_ids: set[int]) -> None:
+        """Drop what is held of the releases ``release_ids`` (changed)."""
+        self.items.forget(release_ids)
+        for rid in release_ids:
+            self.releases.pop(rid, None)
+
+    def keep(self, live: set[int]) -> None:
+        """Keep the full releases and feed items of ``live`` releases only."""
+        self.items.keep(live.__contains__)
+        self.releases = {i: r for i, r in self.releases.items() if i in live}
 
 
 # The sites last built in this process (a worker or a web process builds one; more are
@@ -96,6 +122,13 @@ class _Warm:
 KEEP_SITES = 2
 _kept: dict[tuple[str, str], _Warm] = {}
 _kept_lock = threading.Lock()
+
+
+def forget_builds() -> None:
+    """Drop what the builds of this process kept: the next reads the catalogue whole and
+    plans every output, as a new process's first build does (benchmarks, tests)."""
+    with _kept_lock:
+        _kept.clear()
 
 
 def built_before(settings: Settings) -> bool:
@@ -136,8 +169,11 @@ def build_site(
         if warm is not None and incremental:
             plan = warm.plan
             planned, dropped = plan.update(changes) if changes is not None else ([], set())
+            rendering = warm.rendering
+            rendering.forget(plan.moved)
         else:
             plan = Plan(settings, build, topics, catalogue)
+            rendering = _Rendering(Newsroom(settings, sender))
         if warm is not None and warm.stamp is not None and warm.stamp == stamp:
             manifest = warm.recorded
         else:
@@ -158,7 +194,7 @@ def build_site(
         report = BuildReport(unchanged=len(plan.outputs) - len(todo))
         recorded = dict(manifest)
         try:
-            _render_all(settings, sender, todo, plan, report, recorded, progress)
+            _render_all(settings, sender, todo, plan, rendering, report, recorded, progress)
         finally:
             # What was written is recorded even if a later output failed.
             for relpath in sorted(dropped & recorded.keys()):
@@ -173,7 +209,8 @@ def build_site(
                 if report.written:
                     os.sync()
                 _write_if_changed(public / MANIFEST, _manifest_bytes(recorded), durable=True)
-        kept = _Warm(where, catalogue, plan, recorded, _stamp(public / MANIFEST))
+        rendering.keep(plan.live_ids())
+        kept = _Warm(where, catalogue, plan, rendering, recorded, _stamp(public / MANIFEST))
         with _kept_lock:
             _kept[where] = kept
             while len(_kept) > KEEP_SITES:
@@ -191,12 +228,19 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 def _lost(root: str, plan: Plan, checked: set[str]) -> list[Output]:
-    """The outputs besides ``checked`` whose file is missing (deleted by hand)."""
-    return [
-        o
-        for relpath, o in plan.outputs.items()
-        if relpath not in checked and not os.path.isfile(root + relpath)
-    ]
+    """The outputs besides ``checked`` whose file is missing (deleted by hand): a listing
+    of each directory, not a look at each file (10,000 files: 3 ms, not 80)."""
+    lost = []
+    for directory, names in plan.by_dir.items():
+        try:
+            present = set(os.listdir(root + directory if directory else root))
+        except FileNotFoundError:
+            present = set()
+        for name in names - present:
+            relpath = f"{directory}/{name}" if directory else name
+            if relpath not in checked:
+                lost.append(plan.outputs[relpath])
+    return lost
 
 
 # -- rendering -------------------------------------------------------------------------------
@@ -207,21 +251,21 @@ def _render_all(
     sender: Identity,
     todo: list[Output],
     plan: Plan,
+    rendering: _Rendering,
     report: BuildReport,
     recorded: dict[str, str],
     progress: Progress | None,
 ) -> None:
     if not todo:
         return
-    newsroom = Newsroom(settings, sender)
-    cache = ItemCache()
+    newsroom, cache, releases = rendering.newsroom, rendering.items, rendering.releases
     catalogue = plan.catalogue
     groups, rows = catalogue.groups, catalogue.rows
     needed = sorted({i for o in todo for i in o.release_ids})
     # A feed item links to its translations (hreflang alternates): load them too, or a
     # feed rewritten for a new release would lose an older release's alternates.
     wanted = {o for i in needed if i in rows for o in groups[rows[i].group]}
-    releases = _load(settings, sorted(set(needed) | wanted))
+    releases.update(_load(settings, sorted((set(needed) | wanted) - releases.keys())))
     translations = {
         rid: [releases[o] for o in groups[rows[rid].group] if o != rid and o in releases]
         for rid in needed
@@ -235,7 +279,7 @@ def _render_all(
             release = releases[output.args]
             data = newsroom.release_page(release, translations[release.id]).encode()
         elif output.kind == "sitemap":
-            data = _sitemap(settings, rows, output.args)
+            data = _sitemap(settings, rows, output.args, rendering)
         elif output.kind == "robots":
             data = discovery.robots(settings)
         elif output.kind == "favicon":
@@ -271,16 +315,27 @@ def _render_all(
 
 
 def _sitemap(
-    settings: Settings, rows: Mapping[int, Row], topics: tuple[tuple[int, str], ...]
+    settings: Settings,
+    rows: Mapping[int, Row],
+    topics: tuple[tuple[int, str], ...],
+    rendering: _Rendering,
 ) -> bytes:
     """The sitemap of the published releases that have a page (by id) and ``topics``, each
     release dated as its feed entries are: its last change, or its date if later."""
-    releases = [
-        discovery.Published(r.slug, r.lang, r.group, r.topics, r.modified())
-        for r in sorted(rows.values())
-        if safe_segment(r.slug)
-    ]
-    return discovery.sitemap(settings, releases, topics)
+    kept = rendering.published
+    releases = []
+    for rid in sorted(rows):
+        row = rows[rid]
+        if rid not in kept or kept[rid][0] != row:
+            published = discovery.Published(
+                row.slug, row.lang, row.group, row.topics, row.modified()
+            )
+            kept[rid] = (row, published)
+        if safe_segment(row.slug):
+            releases.append(kept[rid][1])
+    if len(kept) > len(rows) + 1000:
+        rendering.published = {rid: kept[rid] for rid in rows if rid in kept}
+    return discovery.sitemap(settings, releases, topics, rendering.sitemap)
 
 
 def _load(settings: Settings, ids: Sequence[int]) -> dict[int, Release]:
@@ -334,7 +389,8 @@ def _read_manifest(public: Path) -> dict[str, str]:
 
 
 def _manifest_bytes(files: dict[str, str]) -> bytes:
-    return json.dumps({"files": dict(sorted(files.items()))}, separators=(",", ":")).encode()
+    # sort_keys: the same bytes as the dict sorted first, in the C encoder (a third the time)
+    return json.dumps({"files": files}, separators=(",", ":"), sort_keys=True).encode()
 
 
 def _write_if_changed(path: Path, data: bytes, *, durable: bool = False) -> bool:

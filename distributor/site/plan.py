@@ -17,10 +17,12 @@ oldest-first order; the pages kept are those holding a release the live page doe
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import logging
 import re
-from collections.abc import Hashable, Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,6 +80,10 @@ class Plan:
         self.listings: dict[tuple[str, int], list[tuple[str, int]]] = {}
         self.pieces: dict[Hashable, list[Output]] = {}
         self.outputs: dict[str, Output] = {}
+        self.by_dir: dict[str, set[str]] = defaultdict(set)  # directory -> file names
+        self.moved: set[int] = set()  # by the last update: releases whose key changed
+        # By listing, the lowest index in it (oldest first) an update changed.
+        self._low: dict[tuple[str, int], int] = {}
         rows = catalogue.rows
         for members in catalogue.groups.values():
             found = [rows[i] for i in members]
@@ -133,22 +139,43 @@ class Plan:
                     dirty |= {("listing", *where) for where in self._listings_of(version)}
         if moved:
             dirty.add(_DISCOVERY)
-        return self._replan(dirty)
+        self.moved = moved
+        # Where each listing changed: the pages wholly below it are as they were.
+        for i in changes.ids | moved:
+            for version in (before.get(i), rows.get(i)):
+                if version is None:
+                    continue
+                for where in self._listings_of(version):
+                    at = bisect.bisect_left(self.listings[where], (version.date, version.id))
+                    self._low[where] = min(self._low.get(where, at), at)
+        try:
+            return self._replan(dirty)
+        finally:
+            self._low = {}
+
+    def live_ids(self) -> set[int]:
+        """The releases on the live page of a listing (the newest of each)."""
+        size = self.settings.feed_size
+        return {i for listing in self.listings.values() for _, i in listing[-size:]}
 
     def _replan(self, pieces: Sequence[Hashable] | set[Hashable]) -> tuple[list[Output], set[str]]:
         planned: list[Output] = []
         dropped: set[str] = set()
         for piece in pieces:
             old = self.pieces.pop(piece, [])
-            new = list(self._plan_piece(piece))
+            new = list(self._plan_piece(piece, old))
             if new:
                 self.pieces[piece] = new
             for output in old:
                 del self.outputs[output.relpath]
+                directory, _, name = output.relpath.rpartition("/")
+                self.by_dir[directory].discard(name)
             planned += new
             dropped.update(o.relpath for o in old)
         for output in planned:
             self.outputs[output.relpath] = output
+            directory, _, name = output.relpath.rpartition("/")
+            self.by_dir[directory].add(name)
         return planned, dropped - self.outputs.keys()
 
     def _listing_keys(self) -> Iterator[tuple[str, int]]:
@@ -163,7 +190,8 @@ class Plan:
             return []
         return [(row.lang, 0), *((row.lang, t) for t in row.topics if t in self._topic)]
 
-    def _plan_piece(self, piece: Hashable) -> Iterator[Output]:
+    def _plan_piece(self, piece: Hashable, old: list[Output]) -> Iterator[Output]:
+        """The outputs of ``piece``; ``old``, what it had before."""
         assert isinstance(piece, tuple)
         kind, *where = piece
         build, cat = self.build, self.catalogue
@@ -182,10 +210,17 @@ class Plan:
         elif kind == "listing":
             lang, tid = where
             topic = self._topic[tid] if tid else None
-            chosen = [cat.rows[i] for _, i in self.listings[lang, tid]]
+            listing = self.listings[lang, tid]
+            chosen = [cat.rows[i] for _, i in listing]
             empty_date = None if chosen else self._empty_date(lang, topic)
+            archives: dict[int, list[Output]] = defaultdict(list)
+            for output in old:
+                archive = output.args[0].archive if output.kind == "feed" else output.args[2]
+                if archive is not None:
+                    archives[archive].append(output)
+            low = self._low.get((lang, tid), len(listing))
             yield from _listing_outputs(
-                build, self.settings, lang, topic, chosen, self.keys, empty_date
+                build, self.settings, lang, topic, chosen, self.keys, empty_date, archives, low
             )
         else:
             yield from self._discovery_outputs()
@@ -193,8 +228,8 @@ class Plan:
     def _discovery_outputs(self) -> Iterator[Output]:
         """The sitemap (of the releases that have a page, and the topics' listings), robots.txt
         and the icon; see ``discovery``."""
-        build = self.build
-        listed = sorted(r.id for r in self.catalogue.rows.values() if safe_segment(r.slug))
+        build, rows = self.build, self.catalogue.rows
+        listed = [i for i in sorted(self.keys) if safe_segment(rows[i].slug)]
         topic_slugs = tuple((t.id, t.slug) for t in self.usable)
         sitemap_fp = _hash(build, "sitemap", str(topic_slugs), *(self.keys[i] for i in listed))
         icon = hashlib.sha256(discovery.favicon()).hexdigest()
@@ -233,20 +268,31 @@ def _listing_outputs(
     ascending: list[Row],
     keys: dict[int, str],
     empty_date: datetime | None = None,
+    before: Mapping[int, list[Output]] | None = None,
+    low: int = 0,
 ) -> Iterator[Output]:
     """The pages and feeds of one listing (a language, maybe a topic): live and archives.
-    ``empty_date`` dates the live feeds when there is no release (see ``_empty_date``)."""
+    ``empty_date`` dates the live feeds when there is no release (see ``_empty_date``).
+    ``before`` holds the outputs of each archive page as they were planned before, when
+    the listing has changed at index ``low`` and above only (oldest first): an archive page
+    wholly below it, with a newer page before and after, is the same (a full archive page
+    never changes when newer releases arrive)."""
     size = settings.feed_size
     slug = topic.slug if topic else None
     archives = (len(ascending) - 1) // size if ascending else 0
-    live = ascending[-size:][::-1]
+    kept = before or {}
+    was = max(kept, default=0)  # the archive pages there were
     pages: list[tuple[int | None, list[Row], int | None, int | None]] = [
-        (None, live, archives or None, None)
+        (None, ascending[-size:][::-1], archives or None, None)
     ]
     for k in range(1, archives + 1):
-        chunk = ascending[(k - 1) * size : k * size][::-1]
-        pages.append((k, chunk, k - 1 or None, k + 1 if k < archives else None))
+        pages.append((k, [], k - 1 or None, k + 1 if k < archives else None))
     for archive, chunk, older, newer in pages:
+        if archive is not None:
+            if archive < was and archive < archives and archive * size <= low and archive in kept:
+                yield from kept[archive]
+                continue
+            chunk = ascending[(archive - 1) * size : archive * size][::-1]
         ids = tuple(r.id for r in chunk)
         content = _hash(*(keys[i] for i in ids))
         shape = f"{lang}|{slug}|{archive}|{older}|{newer}"
@@ -301,6 +347,7 @@ def _hash(*parts: str) -> str:
 _SEGMENT = re.compile(r"[^./\\\x00][^/\\\x00]*\Z")  # one path segment, not hidden
 
 
+@functools.cache  # every slug, again at each regeneration: a dict look-up, not a match
 def safe_segment(slug: str) -> bool:
     """True if ``slug`` can name a file: one path segment, not hidden."""
     return _SEGMENT.match(slug) is not None
