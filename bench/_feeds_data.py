@@ -198,11 +198,14 @@ def populate_releases(settings: Settings, count: int, seed: int = 2026) -> Popul
     by_language = {"en": 0, "fr": 0}
     translations, body_bytes = 0, 0
     date = _FIRST_DATE
+    # Releases 1–6 hours apart (10,000 span four years); more, closer, so that the newest is
+    # still in the past and a release published now goes on top, as it does in an office.
+    spacing = min(1.0, 10_000 / max(count, 1))
     untranslated: list[tuple[int, list[int]]] = []  # English releases a French one may follow
     for start in range(1, count + 1, _CHUNK):
         rows, links = [], []
         for i in range(start, min(start + _CHUNK, count + 1)):
-            date += timedelta(minutes=rng.randint(60, 360))
+            date += timedelta(minutes=rng.randint(60, 360) * spacing)
             lang = "fr" if rng.random() < 0.33 else "en"
             row = _release_row(rng, i, lang, date, pools[lang])
             topics = rng.sample(sorted(topic_ids.values()), rng.randint(1, 3))
