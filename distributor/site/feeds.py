@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import mimetypes
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -88,14 +88,28 @@ class FeedPage:
 
 @dataclass
 class ItemCache:
-    """Per-item work shared by every feed rendered in one pass (sanitising the content is
-    the dear part). Valid for one state of the database only."""
+    """Per-item work shared by every feed rendered with it (sanitising the content is the
+    dear part). Valid while the releases it holds, their translations, the settings and the
+    identity stay as they were: ``forget`` the releases that changed (the site builder keeps
+    one between regenerations)."""
 
     items: dict[tuple[int, str], _Item] = field(default_factory=dict)
     # An item's feedgen entry per format: its XML element is built once and copied into
     # every feed that carries it (a release is in its language's feed, its topics' feeds
     # and their archive pages).
     entries: dict[tuple[int, str, str], _CachedEntry] = field(default_factory=dict)
+    # An item's JSON Feed text, as it is indented in the feed's "items".
+    json: dict[tuple[int, str], str] = field(default_factory=dict)
+
+    def forget(self, release_ids: Collection[int]) -> None:
+        """Drop what is held of the releases ``release_ids``."""
+        self.keep(lambda rid: rid not in release_ids)
+
+    def keep(self, wanted: Callable[[int], bool]) -> None:
+        """Keep only what is held of the releases whose id is ``wanted``."""
+        self.items = {k: v for k, v in self.items.items() if wanted(k[0])}
+        self.entries = {k: v for k, v in self.entries.items() if wanted(k[0])}
+        self.json = {k: v for k, v in self.json.items() if wanted(k[0])}
 
 
 @dataclass(frozen=True)
@@ -146,7 +160,13 @@ def render_feed(
             cache.items[key] = _item(release, others, settings, page)
         items.append(cache.items[key])
     if fmt == "json":
-        return _json_feed(page, items, settings)
+        texts = []
+        for item, release in zip(items, newest, strict=True):
+            key = (release.id, page.lang)
+            if key not in cache.json:
+                cache.json[key] = _json_item_text(item)
+            texts.append(cache.json[key])
+        return _json_feed(page, texts, settings)
     entries = []
     for item, release in zip(items, newest, strict=True):
         entry_key = (release.id, page.lang, fmt)
@@ -379,7 +399,11 @@ def _feed_entry(item: _Item, fmt: urls.FeedFormat) -> _CachedEntry:
 # -- JSON Feed -------------------------------------------------------------------------------
 
 
-def _json_feed(page: FeedPage, items: Sequence[_Item], s: Settings) -> bytes:
+def _json_feed(page: FeedPage, items: Sequence[str], s: Settings) -> bytes:
+    """The JSON Feed document of ``page`` whose items are ``items`` (``_json_item_text``):
+    what ``json.dumps(doc, ensure_ascii=False, indent=1)`` writes of the whole, each item
+    serialised once however many feeds carry it (the pure-Python encoder ``indent`` needs
+    took a third of a regeneration's feeds)."""
     slug = page.topic.slug if page.topic else None
     doc: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
@@ -391,9 +415,20 @@ def _json_feed(page: FeedPage, items: Sequence[_Item], s: Settings) -> bytes:
     }
     if s.websub_hub:
         doc["hubs"] = [{"type": "WebSub", "url": s.websub_hub}]
-    doc["items"] = [_json_item(item) for item in items]
+    doc["items"] = []
     text = json.dumps(doc, ensure_ascii=False, indent=1)
+    if items:
+        empty = '\n "items": []\n}'
+        assert text.endswith(empty)
+        text = text[: -len(empty)] + '\n "items": [\n' + ",\n".join(items) + "\n ]\n}"
     return (text + "\n").encode("utf-8")
+
+
+def _json_item_text(item: _Item) -> str:
+    """``item`` in JSON as ``json.dumps(…, indent=1)`` writes it in the feed's "items" (two
+    levels deep: JSON strings escape their line breaks, so every one is the layout's)."""
+    text = json.dumps(_json_item(item), ensure_ascii=False, indent=1)
+    return "  " + text.replace("\n", "\n  ")
 
 
 def _json_item(item: _Item) -> dict[str, Any]:

@@ -1,0 +1,153 @@
+"""A warm regeneration (the catalogue and plan kept in the process from the build before)
+writes what a full build from scratch writes, whatever changed in between and whoever
+changed it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from alembic import command
+from sqlalchemy import delete, inspect, select, update
+
+from distributor.core.config import Settings
+from distributor.core.db import alembic_config, get_engine, session_scope, upgrade
+from distributor.core.models import Correction, Release, Topic, release_topics
+from distributor.office.identity import update_identity
+from distributor.releases import lifecycle, topics
+from distributor.site.builder import build_site
+from tests.feed_samples import BASE, add_feed_topics, add_release
+
+
+def _tree(settings: Settings) -> dict[str, bytes]:
+    public = settings.public_dir
+    return {
+        str(p.relative_to(public)): p.read_bytes()
+        for p in public.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+
+
+def _release_id(settings: Settings, slug: str) -> int:
+    with session_scope(settings) as session:
+        return session.scalars(select(Release.id).where(Release.slug == slug)).one()
+
+
+def test_every_kind_of_change_reaches_the_next_warm_regeneration(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Two releases a page: a release published among older ones moves the archive pages.
+    site = settings.model_copy(update={"feed_size": 2})
+    # The same database, another public/: built from scratch each time, to compare with.
+    scratch = site.model_copy(
+        update={"data_dir": tmp_path / "scratch", "database_url": site.effective_database_url}
+    )
+    add_feed_topics(site)
+    first = add_release(site, 1, topics=("climate", "space"))
+    for n in range(2, 8):
+        add_release(site, n, lang="fr" if n % 3 == 0 else "en", topics=("space",))
+    build_site(site)
+
+    def check(change: Callable[[], object]) -> None:
+        before = _tree(site)
+        change()
+        warm = build_site(site)
+        shutil.rmtree(scratch.public_dir, ignore_errors=True)
+        build_site(scratch)
+        assert _tree(site) == _tree(scratch), change
+        assert warm.written or warm.removed, change  # each change shows
+        assert _tree(site) != before, change
+
+    def correct() -> None:
+        with session_scope(site) as session:
+            release = session.get_one(Release, first)
+            release.title = "Release 1, corrected"
+            release.corrected_at = release.updated_at = BASE + timedelta(days=3)
+            note = "The date of the launch."
+            session.add(Correction(release_id=first, corrected_at=release.corrected_at, note=note))
+
+    def retopic() -> None:
+        with session_scope(site) as session:
+            release = session.get_one(Release, _release_id(site, "en-release-2"))
+            release.topics = list(session.scalars(select(Topic).where(Topic.slug == "climate")))
+
+    def redate() -> None:
+        with session_scope(site) as session:
+            release = session.get_one(Release, _release_id(site, "en-release-4"))
+            release.date = release.updated_at = BASE - timedelta(days=1)
+
+    def withdraw() -> None:
+        with session_scope(site) as session:
+            lifecycle.withdraw(session, _release_id(site, "en-release-5"), "Jane", reason="Sorry")
+
+    def rename() -> None:
+        with session_scope(site) as session:
+            topics.rename_topic(session, "space", {"en": "Outer space", "fr": "Espace"})
+
+    def rebrand() -> None:
+        with session_scope(site) as session:
+            update_identity(session, site, {"organisation": "The New Agency"})
+
+    def by_hand() -> None:  # no code of ours: a statement of the database's own
+        t = Release.__table__.c
+        unlinked = _release_id(site, "fr-release-6")
+        with get_engine(site).begin() as conn:
+            conn.execute(
+                update(Release.__table__)
+                .where(t.slug == "en-release-7")
+                .values(title="Edited by hand", updated_at=BASE + timedelta(days=4))
+            )
+            conn.execute(delete(release_topics).where(release_topics.c.release_id == unlinked))
+
+    def erase() -> None:
+        with get_engine(site).begin() as conn:
+            conn.execute(
+                delete(Release.__table__).where(Release.__table__.c.slug == "en-release-8")
+            )
+
+    check(lambda: add_release(site, 8))  # a publish
+    check(lambda: add_release(site, 0, topics=("space",)))  # older than all: archives move
+    check(lambda: add_release(site, 9, lang="fr", translation_of_id=first))
+    check(correct)
+    check(retopic)
+    check(redate)
+    check(withdraw)
+    check(rename)
+    check(rebrand)
+    check(by_hand)
+    check(erase)
+    nothing = build_site(site)
+    assert nothing.written == [] and nothing.removed == []
+
+
+def test_a_draft_edited_is_no_change_of_the_site(sqlite_settings: Settings) -> None:
+    add_feed_topics(sqlite_settings)
+    add_release(sqlite_settings, 1)
+    draft = add_release(sqlite_settings, 2, state="draft")
+    build_site(sqlite_settings)
+    engine = get_engine(sqlite_settings)
+    with engine.connect() as conn:
+        logged = conn.exec_driver_sql("SELECT count(*) FROM site_changes").scalar()
+    with session_scope(sqlite_settings) as session:
+        session.get_one(Release, draft).title = "Draft, edited"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM site_changes").scalar() == logged
+    assert build_site(sqlite_settings).written == []
+
+
+def test_0027_down_and_up_again_and_the_kept_catalogue_is_read_again(settings: Settings) -> None:
+    """The change log goes with the migration and comes back empty, in a new epoch: a
+    builder that kept a catalogue from before reads it whole (a change made meanwhile was
+    logged nowhere)."""
+    add_feed_topics(settings)
+    add_release(settings, 1)
+    build_site(settings)
+    try:
+        command.downgrade(alembic_config(settings), "0026")
+        assert "site_changes" not in inspect(get_engine(settings)).get_table_names()
+        add_release(settings, 2)
+    finally:
+        upgrade(settings)
+    assert "releases/en-release-2.html" in build_site(settings).written
