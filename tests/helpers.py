@@ -19,6 +19,7 @@ import httpx
 import redis
 from fastapi.testclient import TestClient
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
 from distributor.audience.subscribers import import_csv
@@ -33,6 +34,7 @@ from distributor.releases.lifecycle import create_release, mark_published
 from distributor.releases.source import parse_release
 from distributor.releases.topics import add_topic
 from distributor.site import builder
+from distributor.web import create_app
 
 # The signing key of every test's Settings: strong, since `serve`, `worker` and `beat` refuse
 # a weak one, and drawn afresh for each run, so that no key written in this repository could
@@ -272,3 +274,18 @@ def writer_token(settings: Settings, scopes: list[str]) -> str:
         user = create_user(session, f"writer-{len(scopes)}@example.org", "writer",
                            "a long enough password", name="Writer")  # fmt: skip
         return create_token(session, f"writer-{'-'.join(scopes)}", scopes, user.id)
+
+
+# One sample of the /metrics text: (name, labels) -> value.
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(settings: Settings, client: tuple[str, int] = ("127.0.0.1", 40000)) -> Samples:
+    response = TestClient(create_app(settings), client=client).get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }

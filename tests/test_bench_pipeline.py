@@ -40,7 +40,7 @@ def test_repeated_figures_read_as_median_min_max() -> None:
     assert spread([float("nan")]) == "–"
 
 
-def _run(label: str, rate: float, cpu: float = 0.1) -> RunResult:
+def _result(label: str, rate: float, cpu: float = 0.1) -> RunResult:
     r = RunResult(label, 1000, planned=1000, statuses={"sent": 1000}, at_sink=1000)
     r.complete, r.rate, r.worker_cpu_per_1k, r.first_s = True, rate, cpu, 0.5
     r.signed = label.endswith("/dkim")
@@ -53,12 +53,12 @@ def _row(text: str, label: str) -> str:
 
 def test_goals_are_ratios_to_this_runs_ceilings_one_row_per_configuration() -> None:
     results = [
-        _run("sqlite/2/smtp-sink", 9_000),
-        _run("sqlite/2/postfix", 450),
-        _run("sqlite/2/smtp-sink", 8_000, cpu=0.3),
-        _run("sqlite/2/postfix", 400),
-        _run("sqlite/2/smtp-sink", 11_000),
-        _run("sqlite/2/postfix", 500),
+        _result("sqlite/2/smtp-sink", 9_000),
+        _result("sqlite/2/postfix", 450),
+        _result("sqlite/2/smtp-sink", 8_000, cpu=0.3),
+        _result("sqlite/2/postfix", 400),
+        _result("sqlite/2/smtp-sink", 11_000),
+        _result("sqlite/2/postfix", 500),
     ]
     ceiling = {
         "smtp-sink": pipeline.Ceiling(10_000, "pipelined, 2 connection(s)"),
@@ -78,10 +78,10 @@ def test_goals_are_ratios_to_this_runs_ceilings_one_row_per_configuration() -> N
 
 def test_signed_runs_are_compared_with_their_twin_of_the_same_repetition() -> None:
     results = [
-        _run("sqlite/2/smtp-sink", 2_000),
-        _run("sqlite/2/smtp-sink/dkim", 1_800),
-        _run("sqlite/2/smtp-sink", 1_000),  # a slow spell: both of this repetition slow
-        _run("sqlite/2/smtp-sink/dkim", 900),
+        _result("sqlite/2/smtp-sink", 2_000),
+        _result("sqlite/2/smtp-sink/dkim", 1_800),
+        _result("sqlite/2/smtp-sink", 1_000),  # a slow spell: both of this repetition slow
+        _result("sqlite/2/smtp-sink/dkim", 900),
     ]
     row = _row(pipeline.signing_table(results), "sqlite/2/smtp-sink")
     assert "0.90 ✓" in row  # 1,800 ÷ 2,000 and 900 ÷ 1,000, not 900 ÷ 2,000

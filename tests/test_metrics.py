@@ -8,27 +8,15 @@ from collections.abc import Iterator
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from distributor.core.config import Settings
 from distributor.core.queue import QUEUE, TaskQueue
 from distributor.reporting.metrics import LATENCY_BUCKETS, from_this_machine
 from distributor.web import create_app
+from tests.helpers import Samples, scrape
 from tests.ledger_samples import build_ledger
 
 UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(settings: Settings, client: tuple[str, int] = ("127.0.0.1", 40000)) -> Samples:
-    response = TestClient(create_app(settings), client=client).get("/metrics")
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:

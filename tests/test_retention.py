@@ -36,9 +36,8 @@ from distributor.reporting.report import delivery_lines
 from distributor.reporting.statistics import release_statistics
 from distributor.reporting.status import release_status
 from distributor.web import create_app
-from tests.helpers import new_token
+from tests.helpers import new_token, scrape
 from tests.processes import NO_BROKER, invoke_cli, run_cli, settings_env
-from tests.test_metrics import scrape
 
 DAY = timedelta(days=1)
 
@@ -51,7 +50,7 @@ class Ledgers:
     noticed: int  # published 40 days ago, a correction notice still pending: kept
 
 
-def _release(slug: str, published: datetime, **kw: Any) -> Release:
+def _published_release(slug: str, published: datetime, **kw: Any) -> Release:
     return Release(slug=slug, title=f"Release {slug}", language="en", body_html="<p>x</p>",
                    body_text="x", date=published, state="published", published_at=published,
                    planned_at=published, **kw)  # fmt: skip
@@ -69,9 +68,9 @@ def build(settings: Settings) -> Ledgers:
         ]
         people[7].status, people[7].unsubscribed_at = "unsubscribed", long_ago + 3 * DAY
         people[8].status, people[8].unsubscribed_at = "unsubscribed", long_ago + 20 * DAY
-        old = _release("old", long_ago, advance_at=long_ago - DAY)
-        recent, open_ = _release("recent", lately), _release("open", long_ago)
-        noticed = _release("noticed", long_ago, corrected_at=long_ago + DAY)
+        old = _published_release("old", long_ago, advance_at=long_ago - DAY)
+        recent, open_ = _published_release("recent", lately), _published_release("open", long_ago)
+        noticed = _published_release("noticed", long_ago, corrected_at=long_ago + DAY)
         session.add_all([*people, old, recent, open_, noticed])
         session.flush()
 
