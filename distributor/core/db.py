@@ -56,8 +56,8 @@ def _sqlite_begin(conn: Connection) -> None:
     # busy timeout does not cover) whenever a worker committed in between — seen when the
     # planning of a release ran alongside the workers sending it. Writers queue instead.
     # A read_scope reads only: deferred, it never waits for the lock (WAL: readers do not).
-    deferred = conn.get_execution_options().get(_READ_ONLY, False)
-    conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+    reading = conn.get_execution_options().get(_READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 _ENGINES: dict[str, Engine] = {}
@@ -149,8 +149,7 @@ def read_scope(settings: Settings) -> Iterator[Session]:
     """A session for reading only, rolled back at the end. On SQLite its transaction is
     deferred: it neither takes nor waits for the write lock, so it may be opened while this
     thread holds a session_scope (a page rendered inside a route's transaction)."""
-    with get_engine(settings).connect() as conn:
-        conn.execution_options(**{_READ_ONLY: True})
+    with deferred(get_engine(settings).connect()) as conn:
         with Session(bind=conn, expire_on_commit=False) as session:
             yield session  # closing it rolls back what it began
 
