@@ -60,29 +60,33 @@ def estimate(session: Session, release_id: int) -> SendEstimate:
     apart): their count over the time from their first message to their last."""
     release = get_release(session, release_id)
     recipients = audience_count(session, release)
-    latest = (
-        select(Release.id)
-        .where(Release.planned_at.is_not(None), Release.id != release_id)
-        .order_by(Release.planned_at.desc())
-        .limit(RECENT_RELEASES)
+    latest = list(
+        session.scalars(
+            select(Release.id)
+            .where(Release.planned_at.is_not(None), Release.id != release_id)
+            .order_by(Release.planned_at.desc())
+            .limit(RECENT_RELEASES)
+        )
     )
-    sends = session.execute(
-        select(
-            Delivery.release_id,
-            func.count(),
-            func.min(Delivery.sent_at),
-            func.max(Delivery.sent_at),
+    sends = {
+        rid: (sent, first, last)
+        for rid, sent, first, last in session.execute(
+            select(
+                Delivery.release_id,
+                func.count(),
+                func.min(Delivery.sent_at),
+                func.max(Delivery.sent_at),
+            )
+            .where(
+                Delivery.release_id.in_(latest),
+                Delivery.status == DeliveryStatus.SENT,
+                Delivery.advance.is_(False),
+            )
+            .group_by(Delivery.release_id)
         )
-        .where(
-            Delivery.release_id.in_(latest.scalar_subquery()),
-            Delivery.status == DeliveryStatus.SENT,
-            Delivery.advance.is_(False),
-        )
-        .group_by(Delivery.release_id)
-    ).all()
-    planned = {rid: n for n, rid in enumerate(session.scalars(latest))}  # 0: the latest
-    for rid, sent, first, last in sorted(sends, key=lambda s: planned.get(s[0], 99)):
+    }
+    for rid in latest:  # the latest first
+        sent, first, last = sends.get(rid, (0, None, None))
         if sent >= MEASURED_AT_LEAST and first is not None and last is not None and last > first:
-            rate = sent / (last - first).total_seconds()
-            return SendEstimate(recipients, rate, int(rid))
+            return SendEstimate(recipients, sent / (last - first).total_seconds(), rid)
     return SendEstimate(recipients)
