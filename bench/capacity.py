@@ -134,7 +134,7 @@ def main() -> None:
                 str(p),
                 cell(list(columns[0]), 0),
                 cell(list(columns[1]), 0),
-                cell([v for v in columns[2]], 3),
+                cell(list(columns[2]), 3),
                 cell(list(columns[3]), 3),
                 cell(list(columns[4]), 3),
             ]
