@@ -23,7 +23,7 @@ from distributor.core.config import Settings
 from distributor.core.models import Release, Topic
 from distributor.core.urls import preferences_url, unsubscribe_url
 from distributor.mail.compose import Recipient, render_release
-from distributor.mail.transport import dot_stuffed
+from distributor.mail.smtpdata import dot_stuffed
 from distributor.office.identity import environment_identity
 from distributor.releases.source import parse_release
 

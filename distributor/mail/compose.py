@@ -32,6 +32,7 @@ from distributor.core.models import Release
 from distributor.mail import headers
 from distributor.mail.labels import labels_for
 from distributor.mail.render import render_bodies
+from distributor.mail.smtpdata import DotFree, dot_free
 from distributor.mail.verp import BounceAddresses
 
 MAX_NAME = 200  # as stored; it also keeps every header line far below 998 octets
@@ -101,6 +102,9 @@ class _Body:
     hold a placeholder and are substituted and encoded per recipient."""
 
     chunks: tuple[bytes | str, ...]
+    # No line of the encoded chunks starts with "." (smtpdata.dot_free): then only the
+    # personalised lines are checked per recipient.
+    static_dot_free: bool = False
 
     @classmethod
     def build(cls, text: str, placeholders: Sequence[str]) -> _Body:
@@ -121,17 +125,23 @@ class _Body:
                 static.append(line)
         if static:
             chunks.append(_qp("\r\n".join(static) + "\r\n"))
-        return cls(tuple(chunks))
+        encoded = [chunk for chunk in chunks if isinstance(chunk, bytes)]
+        return cls(tuple(chunks), dot_free(encoded))
 
-    def encode_into(self, out: list[bytes], replacements: Sequence[tuple[str, str]]) -> None:
-        """Append the encoded body to ``out`` with each (placeholder, value) substituted."""
+    def encode_into(self, out: list[bytes], replacements: Sequence[tuple[str, str]]) -> bool:
+        """Append the encoded body to ``out`` with each (placeholder, value) substituted.
+        Returns True when no line of what it appended starts with "." (smtpdata.DotFree)."""
+        clean = self.static_dot_free
         for chunk in self.chunks:
             if isinstance(chunk, bytes):
                 out.append(chunk)
             else:
                 for placeholder, value in replacements:
                     chunk = chunk.replace(placeholder, value)
-                out.append(_qp(chunk))
+                encoded = _qp(chunk)
+                clean = clean and dot_free((encoded,))
+                out.append(encoded)
+        return clean
 
     def decoded(self, replacements: Sequence[tuple[str, str]]) -> str:
         """The body as text (CRLF line ends), personalised: for previews and tests."""
@@ -285,6 +295,7 @@ class RenderedRelease:
             + "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             f"Feedback-ID: {self.feedback_id}\r\n",
         )
+        self._frame_dot_free = dot_free((self._head, self._head_end, self._between, self._end))
 
     def message_id(self, subscriber_id: int) -> str:
         """The Message-ID of this release's email to ``subscriber_id``: the same every time, so
@@ -346,19 +357,20 @@ class RenderedRelease:
         with a non-ASCII local part, in UTF-8 per RFC 6532, to be sent with SMTPUTF8), CRLF
         line ends, header lines folded to 78 columns (longer only for a long link or
         address), body lines of at most 76."""
-        out = [
-            self._head,
+        personal = (
             # UTF-8 only for an internationalised address (RFC 6532); else plain ASCII.
             headers.address("To", rcpt.name, rcpt.email).encode(),
             self.thread_headers(rcpt),
             f"Message-ID: {self.message_id(rcpt.subscriber_id)}\r\n".encode("ascii"),
             f"List-Unsubscribe: <{rcpt.unsubscribe_url}>\r\n".encode("ascii"),
-            self._head_end,
-        ]
-        self._text.encode_into(out, self._replacements(rcpt, escape=False))
+        )
+        out = [self._head, *personal, self._head_end]
+        text_clean = self._text.encode_into(out, self._replacements(rcpt, escape=False))
         out.append(self._between)
-        self._html.encode_into(out, self._replacements(rcpt, escape=True))
+        html_clean = self._html.encode_into(out, self._replacements(rcpt, escape=True))
         out.append(self._end)
+        if self._frame_dot_free and text_clean and html_clean and dot_free(personal):
+            return DotFree(b"".join(out))  # the transport need not scan it (smtpdata)
         return b"".join(out)
 
     def text_for(self, rcpt: Recipient) -> str:

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from distributor.core.config import Settings
 from distributor.core.errors import ConfigError
+from distributor.mail.smtpdata import DotFree, dot_free
 
 if TYPE_CHECKING:
     from publicsuffixlist import PublicSuffixList
@@ -124,8 +125,10 @@ class Signer:
         signature = self.key.sign(digest.digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256()))
         _append(field, column, b"", base64.b64encode(signature))
         field.append(b"\r\n")
-        field.append(message)
-        return b"".join(field)
+        signature_field = b"".join(field)
+        if type(message) is DotFree and dot_free((signature_field,)):
+            return DotFree(signature_field + message)  # still no line starting with "."
+        return signature_field + message
 
 
 def _relaxed_field(name: bytes, value: bytes) -> bytes:

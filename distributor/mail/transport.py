@@ -26,6 +26,7 @@ from typing import Literal, Protocol, Self
 
 from distributor.core import filemodes
 from distributor.mail.reconcile import maildir_tag
+from distributor.mail.smtpdata import dot_stuffed
 
 Outcome = Literal["sent", "deferred", "failed"]
 # What an envelope address may hold: printable ASCII but space and angle brackets, and
@@ -548,18 +549,6 @@ def _tls_context() -> ssl.SSLContext:
     """The TLS context for smtps:// and STARTTLS, made once: loading the system's CA
     certificates costs ~19 ms, which per batch connection showed up in profiles."""
     return ssl.create_default_context()
-
-
-def dot_stuffed(message: bytes) -> bytes:
-    """``message`` as SMTP DATA: lines starting with "." doubled, CRLF at the end, then the
-    terminating ".". (``bytes.replace``: a third of the cost of smtplib's regex, ~30 µs
-    against ~85 µs for 20 KB; quoted-printable often starts a line with ".".)"""
-    if message.startswith(b"."):
-        message = b"." + message
-    message = message.replace(b"\r\n.", b"\r\n..")
-    if not message.endswith(b"\r\n"):
-        message += b"\r\n"
-    return message + b".\r\n"
 
 
 def _text(reply: bytes) -> str:
