@@ -1,6 +1,6 @@
-"""SMTP DATA without a scan (mail/smtpdata.py): a message the composer marks as having no
-line that starts with "." goes out exactly as a scanned one would, and a message that has
-one is never marked, so its dots are still doubled on the wire."""
+"""SMTP DATA without a scan (mail/smtpdata.py): the composer writes no line that starts
+with "." (quoted-printable "=2E" where a line would), marks its messages so, and they go out
+exactly as a scanned message would; what is not marked is scanned."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from distributor.core.config import Settings
-from distributor.mail.compose import render_release
+from distributor.mail.compose import one_message, render_release
 from distributor.mail.dkim import load_signer
 from distributor.mail.relays import open_transport
 from distributor.mail.smtpdata import DotFree, dot_free, dot_stuffed
 from distributor.mail.transport import Outgoing
 from distributor.office.identity import environment_identity
 from tests.dkim_keys import dkim_settings, dns_for, write_key
-from tests.mail_samples import BODY_MD, french_release, recipient
+from tests.mail_samples import BODY_MD, french_release, parse_email, parts, recipient
 from tests.smtp_server import SMTPServer
 
 DOT_LINE = ".Cette ligne commence par un point.\n\n"
@@ -58,6 +58,42 @@ def test_pieces_said_dot_free_join_into_a_message_without_a_dotted_line(
             assert dot_stuffed(DotFree(joined)) == scanned(joined)
 
 
+# Text whose quoted-printable form starts lines with "." (long lines soft-broken before a
+# dot, lines that start with one, "=" escapes near the cut), in any Unicode.
+_text = st.lists(
+    st.one_of(
+        st.sampled_from([".", "..", "=", ". ", "é", "a" * 70, "\n", "\n.", " ", "\t"]),
+        st.text(max_size=90),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@given(_text, _text)
+def test_quoted_printable_never_starts_a_line_with_a_dot_and_decodes_to_the_text(
+    text: str, html_body: str
+) -> None:
+    settings = dkim_settings(Path("/nonexistent"), None)
+    message = one_message(
+        environment_identity(settings),
+        to="reader@example.com",
+        subject="Dots",
+        language="en",
+        message_id="<m@example.org>",
+        text=text,
+        html_body=html_body,
+    )
+    assert lines_starting_with_a_dot(message) == []
+    head, _, body = message.partition(b"\r\n\r\n")
+    assert all(len(line) <= 76 for line in body.split(b"\r\n"))
+    want = [
+        "".join(f"{line}\n" for line in t.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+        for t in (text, html_body)
+    ]
+    got = parts(parse_email(message))
+    assert [g.rstrip("\n") for g in got] == [w.rstrip("\n") for w in want]
+
+
 def test_a_release_without_a_dotted_line_is_marked_and_goes_out_byte_for_byte(
     settings: Settings,
 ) -> None:
@@ -70,32 +106,16 @@ def test_a_release_without_a_dotted_line_is_marked_and_goes_out_byte_for_byte(
     assert dot_stuffed(message) == scanned(message)
 
 
-def test_a_release_with_a_dotted_line_is_not_marked_and_its_dot_is_doubled(
+def test_a_line_starting_with_a_dot_is_sent_encoded_and_read_as_written(
     settings: Settings,
 ) -> None:
     rendered = render_release(french_release(), settings, environment_identity(settings))
-    message = rendered.message_for(recipient(settings, 3))
-    assert type(message) is not DotFree
-    assert b"\r\n.Cette ligne" in message
-    assert b"\r\n..Cette ligne" in dot_stuffed(message)
-
-
-def test_a_dot_from_a_personal_line_unmarks_the_message(settings: Settings) -> None:
-    # The recipient's name is written in the To field, never at the start of a line; a
-    # personal body line is checked after its links are put in.
-    rendered = render_release(
-        french_release(body_text=BODY_MD.replace(DOT_LINE, "")),
-        settings,
-        environment_identity(settings),
-    )
-    assert type(rendered.message_for(recipient(settings, 3, name=".Jean"))) is DotFree
-    text = rendered._text  # the template's own lines: one of them made personal with a dot
-    personal = [c for c in text.chunks if isinstance(c, str)]
-    assert personal, "the text part has lines holding the recipient's links"
-    dotted = type(text)((*text.chunks, "." + personal[0]), text.static_dot_free)
-    out: list[bytes] = []
-    assert dotted.encode_into(out, ()) is False
-    assert text.encode_into([], ()) is True
+    message = rendered.message_for(recipient(settings, 3, name=".Jean"))
+    assert type(message) is DotFree
+    assert lines_starting_with_a_dot(message) == []
+    assert b"\r\n=2ECette ligne" in message
+    text, _ = parts(parse_email(message))
+    assert "\n.Cette ligne commence par un point." in text
 
 
 def test_a_signed_message_stays_marked_and_verifies(tmp_path: Path) -> None:
@@ -114,19 +134,18 @@ def test_a_signed_message_stays_marked_and_verifies(tmp_path: Path) -> None:
     assert dkim.verify(bytes(signed), dnsfunc=dns_for(signer))
 
 
-@pytest.mark.parametrize("dotted", [False, True])
-def test_both_kinds_arrive_intact_through_a_pipelining_server(tmp_path: Path, dotted: bool) -> None:
+@pytest.mark.parametrize("marked", [True, False])
+def test_marked_or_not_a_message_arrives_intact_through_a_pipelining_server(
+    tmp_path: Path, marked: bool
+) -> None:
     server = SMTPServer()
     server.handler.pipelining = True
     server.start()
     try:
         settings = dkim_settings(tmp_path, None, smtp_url=server.url, smtp_timeout=5)
-        body = BODY_MD if dotted else BODY_MD.replace(DOT_LINE, "")
-        rendered = render_release(
-            french_release(body_text=body), settings, environment_identity(settings)
-        )
-        messages = [rendered.message_for(recipient(settings, n)) for n in range(3)]
-        assert {type(m) is DotFree for m in messages} == {not dotted}
+        rendered = render_release(french_release(), settings, environment_identity(settings))
+        made = [rendered.message_for(recipient(settings, n)) for n in range(3)]
+        messages = made if marked else [bytes(m) for m in made]  # plain bytes are scanned
         with open_transport(settings) as transport:
             items = [
                 Outgoing(n, "press@example.org", f"reader{n}@example.com", m)

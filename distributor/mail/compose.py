@@ -131,17 +131,14 @@ class _Body:
     def encode_into(self, out: list[bytes], replacements: Sequence[tuple[str, str]]) -> bool:
         """Append the encoded body to ``out`` with each (placeholder, value) substituted.
         Returns True when no line of what it appended starts with "." (smtpdata.DotFree)."""
-        clean = self.static_dot_free
         for chunk in self.chunks:
             if isinstance(chunk, bytes):
                 out.append(chunk)
             else:
                 for placeholder, value in replacements:
                     chunk = chunk.replace(placeholder, value)
-                encoded = _qp(chunk)
-                clean = clean and dot_free((encoded,))
-                out.append(encoded)
-        return clean
+                out.append(_qp(chunk))  # never starts a line with "."
+        return self.static_dot_free
 
     def decoded(self, replacements: Sequence[tuple[str, str]]) -> str:
         """The body as text (CRLF line ends), personalised: for previews and tests."""
@@ -151,11 +148,40 @@ class _Body:
 
 
 def _qp(text: str) -> bytes:
-    """``text`` (CRLF lines, ending in CRLF) as quoted-printable UTF-8 with CRLF soft breaks.
+    """``text`` (CRLF lines, ending in CRLF) as quoted-printable UTF-8 with CRLF soft breaks,
+    lines of at most 76 octets, none starting with "." (:func:`_no_leading_dot`).
 
     ``b2a_qp`` uses CRLF for its soft breaks when the data's first line ends in CRLF, which
     every chunk here does."""
-    return binascii.b2a_qp(text.encode(), istext=True)
+    encoded = binascii.b2a_qp(text.encode(), istext=True)
+    if encoded.startswith(b".") or b"\n." in encoded:
+        return _no_leading_dot(encoded)
+    return encoded
+
+
+_QP_LINE = 76  # RFC 2045 §6.7 (5): encoded lines are at most 76 characters
+
+
+def _no_leading_dot(encoded: bytes) -> bytes:
+    """Quoted-printable ``encoded`` with a "." that starts a line written "=2E" (RFC 2045
+    lets any octet be encoded), soft-breaking a line that grows past 76 octets: the same
+    text once decoded. A soft break often lands before a dot in long HTML lines; without
+    one at a line's start the message needs no SMTP dot-stuffing (smtpdata.DotFree)."""
+    lines: list[bytes] = []
+    for line in encoded.split(b"\r\n"):
+        while line.startswith(b"."):
+            line = b"=2E" + line[1:]
+            if len(line) <= _QP_LINE:
+                break
+            # Cut where no "=XX" escape straddles the cut ("=" only ever starts an escape
+            # or is the final soft break), leaving room for the soft break's "=".
+            cut = _QP_LINE - 1
+            while b"=" in line[cut - 2 : cut]:
+                cut -= 1
+            lines.append(line[:cut] + b"=")
+            line = line[cut:]
+        lines.append(line)
+    return b"\r\n".join(lines)
 
 
 @dataclass(frozen=True)
