@@ -690,12 +690,17 @@ def still_leased(
     longer."""
     if not delivery_ids:
         return set()
-    # Asked every LEASE_CHECK_SECONDS by every batch: one parameter for the ids (among_ids).
+    # Asked every LEASE_CHECK_SECONDS by every batch: one parameter for the ids (among_ids),
+    # and a count first: nearly always every row is still leased, and one number is cheaper
+    # to fetch than a few hundred ids.
     sqlite = conn.dialect.name == "sqlite"
-    table = ledger.__tablename__
-    query = text(f"SELECT id FROM {table} WHERE lease_token = :token AND {among_ids(sqlite)}")
+    where = f"FROM {ledger.__tablename__} WHERE lease_token = :token AND {among_ids(sqlite)}"
     params = {"token": claim_token, "ids": ids_param(sqlite, delivery_ids)}
-    leased = {int(r[0]) for r in conn.execute(query, params)}
+    asked = set(delivery_ids)
+    if conn.execute(text("SELECT count(*) " + where), params).scalar_one() == len(asked):
+        leased = asked
+    else:
+        leased = {int(r[0]) for r in conn.execute(text("SELECT id " + where), params)}
     conn.rollback()  # end the read transaction at once: the next check must see new commits
     return leased
 
