@@ -84,7 +84,7 @@ def test_quoted_printable_never_starts_a_line_with_a_dot_and_decodes_to_the_text
         html_body=html_body,
     )
     assert lines_starting_with_a_dot(message) == []
-    head, _, body = message.partition(b"\r\n\r\n")
+    body = message.partition(b"\r\n\r\n")[2]
     assert all(len(line) <= 76 for line in body.split(b"\r\n"))
     want = [
         "".join(f"{line}\n" for line in t.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
