@@ -23,7 +23,7 @@ from distributor.audience.subscribers import change_digest, export_csv, import_c
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.core.errors import ImportRejected
-from distributor.core.models import DigestPeriod, Release, ReleaseState, Subscriber
+from distributor.core.models import Digest, DigestPeriod, Release, ReleaseState, Subscriber
 from distributor.core.queue import TaskQueue
 from distributor.core.urls import preferences_url
 from distributor.outbox import digests, sending
@@ -340,3 +340,31 @@ def test_a_worker_killed_mid_digest_send_loses_none(
     assert len([r for r, copies in got.items() if len(copies) > 1]) <= 2 * live.outcome_group
     with session_scope(live) as session:
         assert digests.counts(session, period_id)["sent"] == len(people)
+
+
+def test_a_digest_whose_subscriber_left_before_the_claim_is_cancelled_not_sent(
+    office: Settings,
+) -> None:
+    """The claim's own check (outbox/digests.claim), for a departure its cancellation
+    missed: a subscriber whose status changed under the planned row."""
+    s = office
+    set_modes(s, {IVY: "daily"})
+    publish_at(s, "r1-climate", paris(0, 10))
+    queue = CountingQueue()
+    digests.plan_due(s, queue, paris(1, 8))  # type: ignore[arg-type]
+    with session_scope(s) as session:
+        ann = session.scalars(select(Subscriber).where(Subscriber.email == ANN)).one()
+        ann.status = "unsubscribed"  # as a write racing the claim would leave it
+    for (period_id,) in queue.tasks(digests.TASK):
+        sending.send_digests(s, int(period_id))  # type: ignore[call-overload]
+    assert [m for m in outbox(s, ANN) if "digest" in str(m["Message-ID"])] == []
+    assert len([m for m in outbox(s, IVY) if "digest" in str(m["Message-ID"])]) == 1
+    with session_scope(s) as session:
+        rows = session.execute(
+            select(Digest.status, Digest.last_error)
+            .join(Subscriber, Subscriber.id == Digest.subscriber_id)
+            .where(Subscriber.email == ANN)
+        ).all()
+    assert [(str(status), error) for status, error in rows] == [
+        ("cancelled", digests.NOT_CONFIRMED)
+    ]
