@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from compose import naive as naive_message  # bench/compose.py: the naive path, timed there too
 
@@ -146,20 +147,30 @@ def _child(
     results: object,
 ) -> None:
     gate.wait()  # type: ignore[attr-defined]
-    start = time.time()
+    start, cpu = time.time(), time.process_time()
     sender(port, messages, count)
-    results.put((start, time.time()))  # type: ignore[attr-defined]
+    results.put((start, time.time(), time.process_time() - cpu))  # type: ignore[attr-defined]
+
+
+class Trial(NamedTuple):
+    """One trial: messages per second, and the client's CPU seconds per message (its
+    processes' user + system time: what the pipelined ceiling costs the sending side)."""
+
+    rate: float
+    client_cpu: float
 
 
 def rate(
     sender: Sender, port: int, messages: list[tuple[str, bytes]], total: int, procs: int
-) -> float:
+) -> Trial:
     """Messages per second for ``total`` messages split over ``procs`` processes (each with
-    its own connection), wall time from the first start to the last finish."""
+    its own connection), wall time from the first start to the last finish, and the
+    client's CPU per message."""
     if procs == 1:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         sender(port, messages, total)
-        return total / (time.perf_counter() - start)
+        elapsed, used = time.perf_counter() - start, time.process_time() - cpu
+        return Trial(total / elapsed, used / total)
     ctx = multiprocessing.get_context("fork")
     gate, results = ctx.Event(), ctx.Queue()
     children = [
@@ -175,8 +186,9 @@ def rate(
         child.join()
         if child.exitcode:
             raise RuntimeError(f"a sending process failed (exit {child.exitcode})")
-    elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
-    return float((total // procs) * procs / elapsed)
+    elapsed = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
+    sent = (total // procs) * procs
+    return Trial(sent / elapsed, sum(cpu for _, _, cpu in spans) / sent)
 
 
 @dataclass

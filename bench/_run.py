@@ -87,6 +87,11 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+def cpu_seconds(procs: Iterable[psutil.Process]) -> float:
+    """User + system CPU seconds of ``procs`` so far (one gone counts nothing)."""
+    return sum(_cpu(procs).values())
+
+
 def _cpu(procs: Iterable[psutil.Process]) -> dict[int, float]:
     out = {}
     for p in procs:

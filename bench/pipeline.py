@@ -64,7 +64,7 @@ from _fixture import broker_url, fresh_database, populate, settings_for  # noqa:
 from _profile import breakdown, cprofile_send_batch, read_pyspy_raw  # noqa: E402
 from _relay import PostfixRelay, smtp_source  # noqa: E402
 from _report import code_state, say, spread, table  # noqa: E402
-from _run import RunResult, Worker, measure  # noqa: E402
+from _run import RunResult, Worker, cpu_seconds, measure  # noqa: E402
 from _sinks import AioSink, Sink, SmtpSink  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
@@ -171,9 +171,11 @@ def ceilings(
         sink = sinks[sink_name]
         n = aio_count if sink_name == "aiosmtpd" else count
         say(f"ceiling: {sink_name}, {how[sender]}, {procs} process(es), {trials} × {n:,}")
-        before = sink.count()
-        rates = [_baselines.rate(sender, sink.port, messages, n, procs) for _ in range(trials)]
+        before, sink_cpu = sink.count(), cpu_seconds(sink.processes())
+        trials_run = [_baselines.rate(sender, sink.port, messages, n, procs) for _ in range(trials)]
         arrived = sink.count() - before
+        sink_per_msg = (cpu_seconds(sink.processes()) - sink_cpu) / max(arrived, 1)
+        rates = [t.rate for t in trials_run]
         median = statistics.median(rates)
         if sender is lean:
             best[sink_name] = max(best.get(sink_name, 0.0), median)
@@ -188,9 +190,21 @@ def ceilings(
                 f"{arrived:,}",
                 spread(rates),
                 f"{1000 / median:.3f}",
+                f"{statistics.median(t.client_cpu for t in trials_run) * 1000:.3f}",
+                f"{sink_per_msg * 1000:.3f}",
             ]
         )
-    headers = ["sink", "message", "client", "procs", "arrived", "msgs/s", "ms/msg (median)"]
+    headers = [
+        "sink",
+        "message",
+        "client",
+        "procs",
+        "arrived",
+        "msgs/s",
+        "ms/msg (median)",
+        "client CPU s/1k",
+        "sink CPU s/1k",
+    ]
     return table(headers, rows), ceiling, best
 
 
