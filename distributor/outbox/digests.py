@@ -64,6 +64,7 @@ from distributor.outbox.ledger import (
     OutcomeWriter,
     addressees,
     lease,
+    one_of,
     recipient,
     still_leased,
 )
@@ -311,20 +312,27 @@ def claim(engine: Engine, settings: Settings, period_id: int, limit: int) -> Dig
     )
     with Session(engine) as session, session.begin():  # BEGIN IMMEDIATE on SQLite (db.py)
         picked = {int(i): bool(doubt) for i, doubt in session.execute(candidates)}
-        for unwanted, reason in (
-            (~confirmed, NOT_CONFIRMED),
-            (~live, NOTHING_LEFT),
-        ):
-            if not picked:
-                break
-            found = set(session.scalars(select(Digest.id).where(Digest.id.in_(picked), unwanted)))
+        # Why a picked row would not be sent now, read for all of them at once: its
+        # subscriber left (first: their reason wins), or nothing in it is published still.
+        unwanted: dict[str, list[int]] = {NOT_CONFIRMED: [], NOTHING_LEFT: []}
+        if picked:
+            checks = select(Digest.id, confirmed, live).where(
+                one_of(session, "digests.id", list(picked))
+            )
+            for digest_id, is_confirmed, is_live in session.execute(checks):
+                if not is_confirmed:
+                    unwanted[NOT_CONFIRMED].append(int(digest_id))
+                elif not is_live:
+                    unwanted[NOTHING_LEFT].append(int(digest_id))
+        for reason, found in unwanted.items():
             if found:
                 session.execute(
                     update(Digest)
-                    .where(Digest.id.in_(found))
+                    .where(one_of(session, "digests.id", found))
                     .values(status=DeliveryStatus.CANCELLED, last_error=reason)
                 )
-                picked = {i: doubt for i, doubt in picked.items() if i not in found}
+                dropped = set(found)
+                picked = {i: doubt for i, doubt in picked.items() if i not in dropped}
         leased: Sequence[Row[Any]] = ()
         if picked:
             columns = (Digest.id, Digest.subscriber_id, Digest.attempts, Digest.created_at)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
-from sqlalchemy import Engine, bindparam, func, select, text, update
+from sqlalchemy import Engine, TextClause, bindparam, func, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -180,6 +180,15 @@ def ids_param(sqlite: bool, ids: Sequence[int]) -> object:
     return json.dumps(list(ids)) if sqlite else list(ids)
 
 
+def one_of(session: Session | Connection, column: str, ids: Sequence[int]) -> TextClause:
+    """A WHERE clause for ORM statements: ``column`` (SQL, e.g. ``"digests.id"``) is one of
+    ``ids``, bound as one parameter (:func:`among_ids`), not an ``IN`` list rendered anew
+    for each list."""
+    bind = session if isinstance(session, Connection) else session.get_bind()
+    sqlite = bind.dialect.name == "sqlite"
+    return text(among_ids(sqlite, column)).bindparams(ids=ids_param(sqlite, ids))
+
+
 def claim(engine: Engine, settings: Settings, release_id: int, limit: int) -> Claim:
     """Lease up to ``limit`` due rows of the release to a new token, committed at once.
 
@@ -231,7 +240,7 @@ def addressees(
         return {}
     who = select(
         Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.link_nonce, *more
-    ).where(Subscriber.id.in_(ids))
+    ).where(one_of(conn, "subscribers.id", ids))
     return {int(r.id): r for r in conn.execute(who)}
 
 
@@ -550,7 +559,7 @@ def lease(
     until = utcnow() + timedelta(seconds=settings.lease_seconds)
     return session.execute(
         update(table)
-        .where(table.id.in_(list(row_ids)))
+        .where(one_of(session, f"{table.__tablename__}.id", row_ids))
         .values(lease_until=until, lease_token=token, attempts=table.attempts + 1)
         .returning(*returning)
     ).all()
