@@ -30,18 +30,22 @@ WHITESPACE: Final = (
 )
 FETCH: Final = 5000  # lines read per round trip (a server-side cursor)
 
-# A text cell in one evaluation of ``expr`` (an expression used twice would be computed
-# twice): defused, its quotes doubled, quoted when it holds a quote, a comma or a line
-# break (the csv module's QUOTE_MINIMAL); NULL is an empty cell.
+# A text cell: defused, its quotes doubled, quoted when it holds a quote, a comma or a line
+# break (the csv module's QUOTE_MINIMAL); NULL is an empty cell. One test first: most
+# cells need none of it (one regular expression a cell, not three).
 _TEXT = (
-    "coalesce(regexp_replace(replace(regexp_replace({expr}, %(formula)s, '''\\1'), "
-    "'\"', '\"\"'), %(quoted)s, '\"\\1\"'), '')"
+    "coalesce(CASE WHEN {expr} ~ %(awkward)s THEN regexp_replace(replace(regexp_replace("
+    "{expr}, %(formula)s, '''\\1'), '\"', '\"\"'), %(quoted)s, '\"\\1\"') ELSE {expr} END, '')"
 )
 # A number: only a negative one starts like a formula; none needs quotes.
 _NUMBER = "coalesce(CASE WHEN {expr} < 0 THEN '''' ELSE '' END || {expr}::text, '')"
 # A time as report.iso_utc writes it: UTC (stored naive UTC), milliseconds, a "Z".
 _TIME = "coalesce(to_char({expr}, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), '')"
-_ONE_LINE = "btrim(regexp_replace({expr}, %(spaces)s, ' ', 'g'), ' ')"
+# The error reply on one line (report.py: " ".join(text.split())); none, for most rows.
+_ONE_LINE = (
+    "(CASE WHEN d.last_error = '' THEN '' "
+    "ELSE btrim(regexp_replace(d.last_error, %(spaces)s, ' ', 'g'), ' ') END)"
+)
 
 _CELLS = (  # in the order of report.CSV_COLUMNS
     _TEXT.format(expr="s.email"),
@@ -49,7 +53,7 @@ _CELLS = (  # in the order of report.CSV_COLUMNS
     _TEXT.format(expr="d.status"),
     _NUMBER.format(expr="d.attempts"),
     _NUMBER.format(expr="d.smtp_code"),
-    _TEXT.format(expr=_ONE_LINE.format(expr="coalesce(d.last_error, '')")),
+    _TEXT.format(expr=_ONE_LINE),
     _TIME.format(expr="d.created_at"),
     _TIME.format(expr="d.sent_at"),
     _TEXT.format(expr="d.bounce"),
@@ -69,6 +73,7 @@ ORDER BY s.email
 _PARAMS: Final = {
     "formula": formula_start_regex(),
     "quoted": '^(.*[",\r\n].*)$',  # "." takes line breaks too: PostgreSQL's default
+    "awkward": formula_start_regex() + '|[",\r\n]',  # a cell either of them changes
     "spaces": f"[{WHITESPACE}]+",
 }
 
@@ -100,6 +105,9 @@ def _copy_lines(session: Session, release_id: int, stream: TextIO) -> int:
     bounded whatever the size of the release)."""
     raw: Any = session.connection().connection.driver_connection
     n = 0
+    # Every line is read: the plan for the whole result, not for its first rows (a cursor's
+    # default: an index walk in email order, a lookup per row).
+    raw.execute("SET LOCAL cursor_tuple_fraction = 1")
     with raw.cursor(name="distributor_report_csv") as cursor:
         cursor.itersize = FETCH
         cursor.execute(_LINES, {**_PARAMS, "release_id": release_id})
