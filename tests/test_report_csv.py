@@ -49,7 +49,7 @@ AWKWARD: list[tuple[object, ...]] = [
 ]
 
 
-def _ledger(settings: Settings) -> int:
+def _awkward_ledger(settings: Settings) -> int:
     """A published release with one delivery per AWKWARD row, another release's row, and a
     group of its rows folded after the retention period."""
     created = WHEN - timedelta(hours=1, microseconds=1)
@@ -83,7 +83,7 @@ def _ledger(settings: Settings) -> int:
 
 
 def test_the_csv_is_the_csv_modules_byte_for_byte(settings: Settings) -> None:
-    release_id = _ledger(settings)
+    release_id = _awkward_ledger(settings)
     python = io.StringIO(newline="")
     assert write_csv(delivery_lines(settings, release_id), python) == len(AWKWARD)
     written = io.StringIO(newline="")
