@@ -211,7 +211,8 @@ def main() -> None:
         started = time.perf_counter()
         lines = run(backend, args.subscribers, args.runs)
         print("\n".join(lines))
-        print(f"  ({time.perf_counter() - started:.0f} s with the set-up)", flush=True)
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"  ({time.perf_counter() - started:.0f} s with the set-up; load average {load})")
 
 
 if __name__ == "__main__":

@@ -72,11 +72,36 @@ def test_planning_wakes_each_batch_as_soon_as_its_rows_are_planned(
 
     monkeypatch.setattr(sending, "plan", plan_one_range)
     monkeypatch.setattr(ledger, "PLAN_CHUNK", 9)  # 70 ids: eight ranges, the 7th leaves 7
+    monkeypatch.setattr(sending, "PLAN_CONNECTIONS", 1)  # one range at a time, in order
     assert sending.distribute_release(s, queue, release_id) == 10  # type: ignore[arg-type]
     assert planned == [9, 9, 9, 9, 9, 9, 9, 7]
     assert queue.sent == [("send_batch", (release_id,))] * 10
     unwoken = [rows - woken * 7 for rows, woken in before]  # rows planned without a batch
     assert all(0 <= n < 7 for n in unwoken), f"rows waiting for a batch, by range: {unwoken}"
+
+
+def test_ranges_planned_at_once_plan_everyone_once_and_wake_every_batch(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL several ranges are planned at once, each by its own connection: the
+    ledger and the wake-ups are those of one range at a time (every subscriber's row once,
+    a batch per 7 rows and one for the last few), and running it again plans no row twice."""
+    s = settings.model_copy(update={"batch_size": 7})
+    release_id = published_unplanned(s, 75)
+    monkeypatch.setattr(ledger, "PLAN_CHUNK", 4)  # 19 ranges, planned 3 at a time
+    monkeypatch.setattr(sending, "PLAN_CONNECTIONS", 3)
+    queue = CountingQueue()
+    assert sending.distribute_release(s, queue, release_id) == 11  # type: ignore[arg-type]
+    assert queue.sent == [("send_batch", (release_id,))] * 11
+    with session_scope(s) as session:
+        assert counts(session, release_id)["pending"] == 75
+        subscribers = session.scalars(
+            select(Delivery.subscriber_id).where(Delivery.release_id == release_id)
+        ).all()
+    assert len(set(subscribers)) == 75
+    sending.distribute_release(s, CountingQueue(), release_id)  # type: ignore[arg-type]
+    with session_scope(s) as session:
+        assert counts(session, release_id)["pending"] == 75
 
 
 def test_a_release_nobody_follows_is_planned_once_with_no_wake_up(settings: Settings) -> None:

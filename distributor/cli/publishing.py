@@ -318,13 +318,8 @@ def releases_report(
 
     from distributor.core import db
     from distributor.core.filemodes import open_private_text
-    from distributor.reporting.report import (
-        delivery_lines,
-        describe_fold,
-        fold_note,
-        iso_utc,
-        write_csv,
-    )
+    from distributor.reporting.report import describe_fold, fold_note, iso_utc
+    from distributor.reporting.report_csv import report_csv
 
     s = settings()
     if not csv_ and out_file is None:
@@ -354,19 +349,19 @@ def releases_report(
             out.print(note, markup=False, highlight=False)
         _print_statistics(s, release_id)
         return
-    lines = delivery_lines(s, release_id)  # an unknown release fails here, before any file
+    write_csv = report_csv(s, release_id)  # an unknown release fails here, before any file
     note = fold_note(s, release_id)
     if note:  # on standard error: the CSV stays one header and one row per delivery
         err.print(f"note: {note}", markup=False, highlight=False)
     if out_file is None:
-        write_csv(lines, sys.stdout)
+        write_csv(sys.stdout)
         return
     try:
         stream = open_private_text(out_file, newline="")  # addresses and outcomes
     except OSError as exc:
         raise ConfigError(f"{out_file}: {exc.strerror}") from exc
     with stream:
-        n = write_csv(lines, stream)
+        n = write_csv(stream)
     err.print(f"{n} deliveries written to {out_file}", markup=False, highlight=False)
 
 

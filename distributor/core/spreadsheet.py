@@ -25,3 +25,12 @@ def restore(text: str) -> str:
     """The text :func:`defuse` was given: one leading ``'`` before a formula start is
     taken off (any other text is returned as it is)."""
     return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
+
+
+def formula_start_regex() -> str:
+    """A regular expression (POSIX, as PostgreSQL's ``regexp_replace`` reads it) whose one
+    group is the first character of a text :func:`defuse` marks: the same rule, where the
+    database writes a CSV itself (reporting/report_csv.py)."""
+    # "-" last in the bracket: anywhere else it would make a range.
+    starts = "".join(sorted(FORMULA_STARTS, key=lambda c: c == "-"))
+    return f"^([{starts}])"

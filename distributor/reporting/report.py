@@ -124,7 +124,7 @@ def fold_note(settings: Settings, release_id: int) -> str | None:
 
 def _lines(settings: Settings, release_id: int, page: int) -> Iterator[DeliveryLine]:
     yield from _with_subscriber(settings, release_id, page)
-    yield from _without_subscriber(settings, release_id, page)
+    yield from rows_without_subscriber(settings, release_id, page)
 
 
 def _with_subscriber(settings: Settings, release_id: int, page: int) -> Iterator[DeliveryLine]:
@@ -140,7 +140,11 @@ def _with_subscriber(settings: Settings, release_id: int, page: int) -> Iterator
             yield _line(row[0], row[1], row[2:])
 
 
-def _without_subscriber(settings: Settings, release_id: int, page: int) -> Iterator[DeliveryLine]:
+def rows_without_subscriber(
+    settings: Settings, release_id: int, page: int = PAGE
+) -> Iterator[DeliveryLine]:
+    """The lines of :func:`delivery_lines` whose subscriber is gone, last in the report (by
+    row id)."""
     # Erasure deletes a person's ledger rows today, so no row outlives its subscriber;
     # should that change (rows kept, anonymised), they are still reported, without email.
     gone = ~exists().where(Subscriber.id == Delivery.subscriber_id)
@@ -196,11 +200,13 @@ def csv_cell(value: object) -> str:
     return defuse(text)
 
 
-def write_csv(lines: Iterable[DeliveryLine], stream: TextIO) -> int:
-    """Write a header row (``CSV_COLUMNS``) and one row per line to ``stream`` (opened with
-    ``newline=""``); returns the number of rows, header not counted."""
+def write_csv(lines: Iterable[DeliveryLine], stream: TextIO, header: bool = True) -> int:
+    """Write a header row (``CSV_COLUMNS``; not with ``header`` False) and one row per line
+    to ``stream`` (opened with ``newline=""``); returns the number of rows, header not
+    counted."""
     writer = csv.writer(stream)
-    writer.writerow(CSV_COLUMNS)
+    if header:
+        writer.writerow(CSV_COLUMNS)
     n = 0
     for line in lines:
         writer.writerow([csv_cell(value) for value in line.cells()])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -14,7 +15,6 @@ from distributor.core.models import (
     Release,
     Subscriber,
 )
-from distributor.outbox.ledger import counts
 from distributor.outbox.retention import folded
 from distributor.releases.lifecycle import get_release
 from distributor.reporting.audience import without_version
@@ -85,53 +85,94 @@ def translation_languages(session: Session, release: Release) -> set[str]:
     return set(langs) | {release.language}
 
 
+@dataclass(frozen=True)
+class LedgerSummary:
+    """What one pass over a release's live ledger rows finds (folded rows not included)."""
+
+    counts: dict[str, int]  # rows by status, every status present
+    advance_counts: dict[str, int]  # of those, its embargoed advance copies
+    first_sent_at: datetime | None  # of the public send (advance copies go before)
+    last_sent_at: datetime | None
+    hard_bounces: int
+    soft_bounces: int
+
+
+def ledger_summary(session: Session, release_id: int) -> LedgerSummary:
+    """The release's ledger rows by status (all, and its advance copies), the times of its
+    first and last public message sent, and its bounces by kind, in one read of its rows.
+
+    One aggregate with FILTER clauses rather than a query per figure: on PostgreSQL each
+    figure was a scan of every row of the release (four of a million rows: 1.6 s of the
+    ``releases status`` process, bench/at_scale.py)."""
+    public = Delivery.advance.is_(False)
+    statuses = [s.value for s in DeliveryStatus]
+    row: tuple[Any, ...] = session.execute(
+        select(
+            *[func.count().filter(Delivery.status == s) for s in statuses],
+            *[func.count().filter(Delivery.status == s, Delivery.advance) for s in statuses],
+            func.min(Delivery.sent_at).filter(public),
+            func.max(Delivery.sent_at).filter(public),
+            func.count().filter(Delivery.bounce == "hard"),
+            func.count().filter(Delivery.bounce == "soft"),
+        ).where(Delivery.release_id == release_id)
+    ).one()
+    n = len(statuses)
+    return LedgerSummary(
+        counts=dict(zip(statuses, map(int, row[:n]), strict=True)),
+        advance_counts=dict(zip(statuses, map(int, row[n : 2 * n]), strict=True)),
+        first_sent_at=row[2 * n],
+        last_sent_at=row[2 * n + 1],
+        hard_bounces=int(row[2 * n + 2]),
+        soft_bounces=int(row[2 * n + 3]),
+    )
+
+
 def release_status(session: Session, release_id: int) -> ReleaseStatus:
     """The delivery status of one release; raises NotFound."""
     release = get_release(session, release_id)
-    first, last = session.execute(
-        select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
-            Delivery.release_id == release_id, Delivery.advance.is_(False)
-        )
-    ).one()
+    live = ledger_summary(session, release_id)
     missing = without_version(session, release, translation_languages(session, release))
-    bounces = {
-        str(kind): int(n)
-        for kind, n in session.execute(
-            select(Delivery.bounce, func.count())
-            .where(Delivery.release_id == release_id, Delivery.bounce.is_not(None))
-            .group_by(Delivery.bounce)
-        )
-    }
+    # Driven by the few subscribers who left (a partial index, migration 0028), each looked
+    # up in the release's rows: not a join of every row of a large release.
     left = session.scalar(
         select(func.count())
-        .select_from(Delivery)
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .select_from(Subscriber)
+        .join(
+            Delivery,
+            (Delivery.subscriber_id == Subscriber.id) & (Delivery.release_id == release_id),
+        )
         .where(
-            Delivery.release_id == release_id,
-            Delivery.status == DeliveryStatus.SENT,
             Subscriber.unsubscribed_at.is_not(None),
+            Delivery.status == DeliveryStatus.SENT,
             Subscriber.unsubscribed_at >= Delivery.sent_at,
         )
     )
     gone = folded(session, release_id)
-    firsts = [t for t in (first, gone.first_sent_at) if t is not None]
-    lasts = [t for t in (last, gone.last_sent_at) if t is not None]
+    firsts = [t for t in (live.first_sent_at, gone.first_sent_at) if t is not None]
+    lasts = [t for t in (live.last_sent_at, gone.last_sent_at) if t is not None]
     return ReleaseStatus(
         release_id=release.id,
         slug=release.slug,
         title=release.title,
         language=release.language,
         state=release.state,
-        counts=counts(session, release_id),
+        counts=_plus(live.counts, gone.counts),
         first_sent_at=min(firsts, default=None),
         last_sent_at=max(lasts, default=None),
         without_version=missing,
-        hard_bounces=bounces.get("hard", 0) + gone.hard_bounces,
-        soft_bounces=bounces.get("soft", 0) + gone.soft_bounces,
+        hard_bounces=live.hard_bounces + gone.hard_bounces,
+        soft_bounces=live.soft_bounces + gone.soft_bounces,
         unsubscribed_since=int(left or 0) + gone.unsubscribed,
         published_at=release.published_at,
         advance_at=release.advance_at,
-        advance_counts=counts(session, release_id, advance=True) if release.advance_at else None,
+        advance_counts=(
+            _plus(live.advance_counts, gone.advance_counts) if release.advance_at else None
+        ),
         folded_rows=gone.rows,
         folded_at=gone.folded_at,
     )
+
+
+def _plus(live: dict[str, int], gone: dict[str, int]) -> dict[str, int]:
+    """Rows by status: the live ledger's and the folded ones (every status present)."""
+    return {s.value: live.get(s.value, 0) + gone.get(s.value, 0) for s in DeliveryStatus}

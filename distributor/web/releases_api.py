@@ -44,7 +44,8 @@ from distributor.reporting.releases import (
     find_releases,
     release_out,
 )
-from distributor.reporting.report import delivery_lines, fold_note, write_csv
+from distributor.reporting.report import fold_note
+from distributor.reporting.report_csv import report_csv
 from distributor.reporting.statistics import ReleaseStatistics, release_statistics
 from distributor.web.apibase import (
     MAX_ID,
@@ -641,7 +642,7 @@ def withdraw(
 def report(release_id: ReleaseId, settings: AppSettings) -> Response:
     """The columns of `distributor releases report ID --csv`."""
     buffer = io.StringIO()
-    write_csv(delivery_lines(settings, release_id), buffer)
+    report_csv(settings, release_id)(buffer)
     headers = {"Content-Disposition": f'attachment; filename="release-{release_id}-deliveries.csv"'}
     note = fold_note(settings, release_id)
     if note:  # rows folded after the retention period: the CSV lists only those kept
