@@ -49,6 +49,10 @@ CRASH = (
 # message accepted and not recorded, which these tests count precisely. With the default
 # group, the group's three are (test_maildir_a_message_stored_before_the_crash_…).
 ONE_BY_ONE = {"outcome_group": 1}
+# A crashed batch's lease must not run out by itself before the test says so
+# (lease_runs_out): at 5 s, a second crashing worker started late on a loaded machine took
+# over the first one's rows and the counts differed.
+LONG_LEASE = 300
 
 
 def crash_after_third_accept(s: Settings, release_id: int, task: str = "send_batch") -> None:
@@ -78,7 +82,7 @@ def outbox_recipients(s: Settings) -> Counter[str]:
 def test_maildir_a_message_stored_before_the_crash_is_not_stored_again(
     sqlite_settings: Settings,
 ) -> None:
-    s = sqlite_settings.model_copy(update={"lease_seconds": 5})
+    s = sqlite_settings.model_copy(update={"lease_seconds": LONG_LEASE})
     release_id = published(s, 8)
     crash_after_third_accept(s, release_id)
     assert sum(outbox_recipients(s).values()) == 3  # stored...
@@ -102,7 +106,9 @@ def test_every_row_in_doubt_found_accepted_is_counted_once_and_recorded_as_ours(
     """Two workers killed on two batches leave two messages accepted and not recorded: the
     next batch records both as sent without sending them, counts two reconciled rows, and
     no lost lease (the rows were its own)."""
-    s = sqlite_settings.model_copy(update={"lease_seconds": 5, "batch_size": 4, **ONE_BY_ONE})
+    s = sqlite_settings.model_copy(
+        update={"lease_seconds": LONG_LEASE, "batch_size": 4, **ONE_BY_ONE}
+    )
     release_id = published(s, 8)
     crash_after_third_accept(s, release_id)  # the first batch of 4
     crash_after_third_accept(s, release_id)  # the next 4 (the first are still leased)
@@ -122,7 +128,9 @@ def test_rows_in_doubt_taken_over_while_they_are_settled_keep_their_new_owner(
     """Rows in doubt that another worker takes over while this one asks the relay's record
     are the other's: "sent (reconciled)" is not written over their lease, and the report
     counts each as a lost lease."""
-    s = sqlite_settings.model_copy(update={"lease_seconds": 5, "batch_size": 4, **ONE_BY_ONE})
+    s = sqlite_settings.model_copy(
+        update={"lease_seconds": LONG_LEASE, "batch_size": 4, **ONE_BY_ONE}
+    )
     release_id = published(s, 8)
     crash_after_third_accept(s, release_id)  # each leaves its third row accepted, its fourth not
     crash_after_third_accept(s, release_id)
@@ -286,7 +294,7 @@ def test_smtp_with_and_without_the_relay_log(
     caplog.set_level(logging.INFO, logger="distributor.outbox.sending")
     log = tmp_path / "mail.log"
     s = sqlite_settings.model_copy(
-        update={"smtp_url": smtp_server.url, "lease_seconds": 5,
+        update={"smtp_url": smtp_server.url, "lease_seconds": LONG_LEASE,
                 "reconcile_log": log if with_log else None, **ONE_BY_ONE}
     )  # fmt: skip
     release_id = published(s, 6)
@@ -360,7 +368,7 @@ def test_an_unreadable_record_sends_again_and_says_why(
 def test_maildir_a_correction_notice_stored_before_the_crash_is_not_stored_again(
     sqlite_settings: Settings,
 ) -> None:
-    s = sqlite_settings.model_copy(update={"lease_seconds": 5})
+    s = sqlite_settings.model_copy(update={"lease_seconds": LONG_LEASE})
     release = sent_then_corrected(s)
     crash_after_third_accept(s, release.id, "send_correction_notices")
     lease_runs_out(s)
