@@ -36,18 +36,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
 from distributor.core import filemodes
 from distributor.core.config import Settings
-from distributor.core.db import session_scope
+from distributor.core.db import read_scope, session_scope
 from distributor.core.durable import fsync_dir
 from distributor.core.identity import Identity
 from distributor.core.models import Release, Topic
 from distributor.core.queue import TaskQueue
 from distributor.office.identity import identity
-from distributor.site import discovery
+from distributor.site import discovery, forked
 from distributor.site.catalogue import Catalogue, Row
 from distributor.site.feeds import FeedPage, ItemCache, render_feed
 from distributor.site.newsroom import Listing, Newsroom
@@ -256,6 +257,111 @@ def _render_all(
     recorded: dict[str, str],
     progress: Progress | None,
 ) -> None:
+    """Render and write ``todo``, recording each output written or found the same: here,
+    or, for a large build (a full one), on every core (see ``_render_forked``)."""
+    workers = forked.usable_workers() if len(todo) >= PARALLEL_MIN else 1
+    if workers > 1:
+        _render_forked(settings, sender, todo, plan, rendering, report, recorded, progress, workers)
+    else:
+        _render(settings, sender, todo, plan, rendering, report, recorded, progress)
+
+
+@dataclass
+class _Done:
+    """What rendering a share of the outputs did (sent back from a forked child): the
+    report's part, the outputs recorded, and the feed items of the live releases it made
+    (the next regeneration renders the live feeds again)."""
+
+    report: BuildReport
+    recorded: dict[str, str]
+    items: dict[tuple[int, str], Any]
+    json: dict[tuple[int, str], str]
+
+
+def _render_forked(
+    settings: Settings,
+    sender: Identity,
+    todo: list[Output],
+    plan: Plan,
+    rendering: _Rendering,
+    report: BuildReport,
+    recorded: dict[str, str],
+    progress: Progress | None,
+    workers: int,
+) -> None:
+    """``_render`` of ``todo`` split into shares rendered by ``workers`` forked children.
+
+    The shares are independent: each language's listings and feeds together (a release's
+    feed item, the dear part of a feed, is made once for its language's feed and its
+    topics'), and the release pages in small runs that even out the children's loads. This
+    process meanwhile renders the sitemap (its caches stay here, for the next regeneration)
+    and loads the live pages' releases, which a regeneration renders again."""
+    mine = [o for o in todo if o.kind in _HERE]
+    shares = _shares([o for o in todo if o.kind not in _HERE], workers)
+    live = plan.live_ids()
+
+    def work(index: int) -> _Done:
+        done = _Done(BuildReport(), {}, {}, {})
+        share = shares[index]
+        _render(settings, sender, share, plan, rendering, done.report, done.recorded, None)
+        items = rendering.items
+        done.items = {k: v for k, v in items.items.items() if k[0] in live}
+        done.json = {k: v for k, v in items.json.items() if k[0] in live}
+        return done
+
+    count = len(mine)
+    with forked.forked_results(work, len(shares), workers) as results:
+        _render(settings, sender, mine, plan, rendering, report, recorded, None)
+        wanted = sorted(live - rendering.releases.keys())
+        rendering.releases.update(_load(settings, wanted))
+        if progress is not None:
+            progress(count, len(todo))
+        for done in results:
+            report.written += done.report.written
+            report.unchanged += done.report.unchanged
+            report.changed_feeds += done.report.changed_feeds
+            recorded.update(done.recorded)
+            rendering.items.items.update(done.items)
+            rendering.items.json.update(done.json)
+            count += len(done.recorded)
+            if progress is not None:
+                progress(count, len(todo))
+
+
+# Rendered by the building process itself, not a forked child: what keeps caches there.
+_HERE = frozenset({"sitemap", "robots", "favicon"})
+# Fewer outputs than this render in this process: forking costs more than it saves.
+PARALLEL_MIN = 500
+PAGE_RUN = 250  # release pages a share holds (small: the children's loads even out)
+
+
+def _shares(todo: list[Output], workers: int) -> list[list[Output]]:
+    """``todo`` in independent shares, the largest first (see ``_render_forked``)."""
+    by_lang: dict[str, list[Output]] = {}
+    pages: list[Output] = []
+    for output in todo:
+        if output.kind in ("listing", "root"):
+            by_lang.setdefault(output.args[0], []).append(output)
+        elif output.kind == "feed":
+            by_lang.setdefault(output.args[0].lang, []).append(output)
+        else:
+            pages.append(output)
+    shares = sorted(by_lang.values(), key=lambda s: -sum(len(o.release_ids) for o in s))
+    run = max(1, min(PAGE_RUN, len(pages) // (4 * workers) or 1))
+    shares += [pages[i : i + run] for i in range(0, len(pages), run)]
+    return shares
+
+
+def _render(
+    settings: Settings,
+    sender: Identity,
+    todo: list[Output],
+    plan: Plan,
+    rendering: _Rendering,
+    report: BuildReport,
+    recorded: dict[str, str],
+    progress: Progress | None,
+) -> None:
     if not todo:
         return
     newsroom, cache, releases = rendering.newsroom, rendering.items, rendering.releases
@@ -339,11 +445,12 @@ def _sitemap(
 
 
 def _load(settings: Settings, ids: Sequence[int]) -> dict[int, Release]:
-    """The full releases, in short transactions (SQLite holds a write lock for each)."""
+    """The full releases, in short read transactions (forked children load at once: they
+    must not queue for SQLite's write lock)."""
     found: dict[int, Release] = {}
     for start in range(0, len(ids), LOAD_CHUNK):
         chunk = ids[start : start + LOAD_CHUNK]
-        with session_scope(settings) as session:
+        with read_scope(settings) as session:
             for release in session.scalars(select(Release).where(Release.id.in_(chunk))):
                 found[release.id] = release
             session.expunge_all()
