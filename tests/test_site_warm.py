@@ -18,7 +18,7 @@ from distributor.core.db import alembic_config, get_engine, session_scope, upgra
 from distributor.core.models import Correction, Release, Topic, release_topics
 from distributor.office.identity import update_identity
 from distributor.releases import lifecycle, topics
-from distributor.site import builder, forked
+from distributor.site import builder, discovery, forked
 from distributor.site.builder import build_site
 from tests.feed_samples import BASE, add_feed_topics, add_release
 
@@ -37,9 +37,12 @@ def _release_id(settings: Settings, slug: str) -> int:
         return session.scalars(select(Release.id).where(Release.slug == slug)).one()
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one-sitemap", "split-sitemap"])
 def test_every_kind_of_change_reaches_the_next_warm_regeneration(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: bool
 ) -> None:
+    if split:  # a sitemap index, and parts of 4 ids: most changes touch one or two
+        monkeypatch.setattr(discovery, "SPLIT_URLS", 4)
     # Two releases a page: a release published among older ones moves the archive pages.
     site = settings.model_copy(update={"feed_size": 2})
     # The same database, another public/: built from scratch each time, to compare with.

@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,12 @@ class _Rendering:
     releases: dict[int, Release] = field(default_factory=dict)
     published: dict[int, tuple[Row, discovery.Published]] = field(default_factory=dict)
     sitemap: discovery.SitemapCache = field(default_factory=discovery.SitemapCache)
+    parts: dict[str, discovery.SitemapCache] = field(default_factory=dict)  # split, by path
+    # A split sitemap's part (path) -> its fingerprint and its releases' newest change by
+    # listing (what the listings' part and the index are dated by).
+    newest: dict[str, tuple[str, dict[tuple[str, int | None], datetime]]] = field(
+        default_factory=dict
+    )
 
     def forget(self, release_ids: set[int]) -> None:
         """Drop what is held of the releases ``release_ids`` (changed)."""
@@ -329,7 +336,9 @@ def _render_forked(
 
 
 # Rendered by the building process itself, not a forked child: what keeps caches there.
-_HERE = frozenset({"sitemap", "robots", "favicon"})
+_HERE = frozenset(
+    {"sitemap", "sitemap-index", "sitemap-listings", "sitemap-part", "robots", "favicon"}
+)
 # Fewer outputs than this render in this process: forking costs more than it saves.
 PARALLEL_MIN = 500
 PAGE_RUN = 250  # release pages a share holds (small: the children's loads even out)
@@ -386,6 +395,27 @@ def _render(
             data = newsroom.release_page(release, translations[release.id]).encode()
         elif output.kind == "sitemap":
             data = _sitemap(settings, rows, output.args, rendering)
+        elif output.kind == "sitemap-part":
+            published = _published(rows, output.args, rendering)
+            versions = _versions(catalogue, {p.group for p in published})
+            kept = rendering.parts.setdefault(output.relpath, discovery.SitemapCache())
+            data = discovery.releases_sitemap(settings, published, versions, kept)
+        elif output.kind == "sitemap-listings":
+            topic_slugs, parts = output.args
+            newest: dict[tuple[str, int | None], datetime] = {}
+            for part in parts:
+                for where, when in _newest(rows, part, rendering).items():
+                    if newest.get(where, when) <= when:
+                        newest[where] = when
+            data = discovery.listings_sitemap(settings, newest, topic_slugs)
+        elif output.kind == "sitemap-index":
+            dated = [
+                (p.relpath, max(_newest(rows, p, rendering).values(), default=None))
+                for p in output.args
+            ]
+            latest = max((d for _, d in dated if d is not None), default=None)
+            listings_part = (discovery.LISTINGS_SITEMAP_RELPATH, latest)
+            data = discovery.sitemap_index(settings, [listings_part, *dated])
         elif output.kind == "robots":
             data = discovery.robots(settings)
         elif output.kind == "favicon":
@@ -428,20 +458,55 @@ def _sitemap(
 ) -> bytes:
     """The sitemap of the published releases that have a page (by id) and ``topics``, each
     release dated as its feed entries are: its last change, or its date if later."""
+    releases = _published(
+        rows, [rid for rid in sorted(rows) if safe_segment(rows[rid].slug)], rendering
+    )
+    return discovery.sitemap(settings, releases, topics, rendering.sitemap)
+
+
+def _published(
+    rows: Mapping[int, Row], ids: Sequence[int], rendering: _Rendering
+) -> list[discovery.Published]:
+    """The releases ``ids`` as the sitemap lists them (kept from one build to the next)."""
     kept = rendering.published
     releases = []
-    for rid in sorted(rows):
+    for rid in ids:
         row = rows[rid]
         if rid not in kept or kept[rid][0] != row:
             published = discovery.Published(
                 row.slug, row.lang, row.group, row.topics, row.modified()
             )
             kept[rid] = (row, published)
-        if safe_segment(row.slug):
-            releases.append(kept[rid][1])
+        releases.append(kept[rid][1])
     if len(kept) > len(rows) + 1000:
         rendering.published = {rid: kept[rid] for rid in rows if rid in kept}
-    return discovery.sitemap(settings, releases, topics, rendering.sitemap)
+    return releases
+
+
+def _versions(catalogue: Catalogue, groups: set[int]) -> dict[int, list[tuple[str, str]]]:
+    """The published versions of each translation group of ``groups`` that have a page, as
+    (language, slug), oldest first: as ``discovery.sitemap`` finds them among all."""
+    rows = catalogue.rows
+    return {
+        g: [
+            (rows[i].lang, rows[i].slug)
+            for i in sorted(catalogue.groups.get(g, ()))
+            if safe_segment(rows[i].slug)
+        ]
+        for g in groups
+    }
+
+
+def _newest(
+    rows: Mapping[int, Row], part: Output, rendering: _Rendering
+) -> dict[tuple[str, int | None], datetime]:
+    """The newest change by listing among the releases of a split sitemap's ``part``
+    (kept while its fingerprint holds)."""
+    kept = rendering.newest.get(part.relpath)
+    if kept is None or kept[0] != part.fingerprint:
+        newest = discovery.newest_by_listing(_published(rows, part.args, rendering))
+        kept = rendering.newest[part.relpath] = (part.fingerprint, newest)
+    return kept[1]
 
 
 def _load(settings: Settings, ids: Sequence[int]) -> dict[int, Release]:
