@@ -37,7 +37,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 
@@ -51,7 +50,7 @@ from distributor.core.queue import TaskQueue
 from distributor.office.identity import identity
 from distributor.site import discovery, forked
 from distributor.site.catalogue import Catalogue, Row
-from distributor.site.feeds import FeedPage, ItemCache, render_feed
+from distributor.site.feeds import FeedPage, ItemCache, ItemsHeld, render_feed
 from distributor.site.newsroom import Listing, Newsroom
 from distributor.site.plan import Output, Plan, build_fingerprint, safe_segment
 
@@ -281,8 +280,7 @@ class _Done:
 
     report: BuildReport
     recorded: dict[str, str]
-    items: dict[tuple[int, str], Any]
-    json: dict[tuple[int, str], str]
+    items: ItemsHeld | None = None
 
 
 def _render_forked(
@@ -308,15 +306,15 @@ def _render_forked(
     live = plan.live_ids()
 
     def work(index: int) -> _Done:
-        done = _Done(BuildReport(), {}, {}, {})
+        done = _Done(BuildReport(), {})
         share = shares[index]
         _render(settings, sender, share, plan, rendering, done.report, done.recorded, None)
-        items = rendering.items
-        done.items = {k: v for k, v in items.items.items() if k[0] in live}
-        done.json = {k: v for k, v in items.json.items() if k[0] in live}
+        done.items = rendering.items.export(live.__contains__)
+        rendering.items = ItemCache()  # sent once: the next share of this child sends its own
         return done
 
     count = len(mine)
+    rendering.newsroom.compile()  # once, here: the children inherit it, and so does the next
     with forked.forked_results(work, len(shares), workers) as results:
         _render(settings, sender, mine, plan, rendering, report, recorded, None)
         wanted = sorted(live - rendering.releases.keys())
@@ -328,8 +326,8 @@ def _render_forked(
             report.unchanged += done.report.unchanged
             report.changed_feeds += done.report.changed_feeds
             recorded.update(done.recorded)
-            rendering.items.items.update(done.items)
-            rendering.items.json.update(done.json)
+            if done.items is not None:
+                rendering.items.adopt(done.items)
             count += len(done.recorded)
             if progress is not None:
                 progress(count, len(todo))
