@@ -62,6 +62,10 @@ def test_every_kind_of_change_reaches_the_next_warm_regeneration(
         shutil.rmtree(scratch.public_dir, ignore_errors=True)
         build_site(scratch)
         assert _tree(site) == _tree(scratch), change
+        manifest = builder.MANIFEST  # kept in the process entry by entry: the same bytes
+        assert (site.public_dir / manifest).read_bytes() == (
+            scratch.public_dir / manifest
+        ).read_bytes(), change
         assert warm.written or warm.removed, change  # each change shows
         assert _tree(site) != before, change
 

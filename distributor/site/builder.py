@@ -15,6 +15,11 @@ looks at nothing else, unless another process wrote ``public/`` in between (its 
 not the one this process wrote), the topics, the office's identity, the templates or the
 settings changed (read again every time: a few rows and files), or ``force`` is given.
 
+A build with many outputs to render (``PARALLEL_MIN``: a full one, after a template change)
+renders them on every core: forked children (``forked.py``) each render independent shares
+(a language's listings and feeds; runs of release pages) and write their files; this process
+renders the sitemap, and records what they did in the manifest, as for its own.
+
 Files are replaced atomically (temporary file in the same directory, then rename): a
 reader, nginx or the web app never sees a half-written file. Files the site no longer has
 (a withdrawn release's page, a deleted topic's feeds) are removed; a release withdrawn after
@@ -25,6 +30,7 @@ cannot finish last and leave stale files behind.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import gc
 import json
@@ -89,6 +95,7 @@ class _Warm:
     plan: Plan
     rendering: _Rendering
     recorded: dict[str, str]
+    text: _ManifestText
     stamp: tuple[int, int, int] | None
 
 
@@ -181,8 +188,9 @@ def build_site(
         else:
             plan = Plan(settings, build, topics, catalogue)
             rendering = _Rendering(Newsroom(settings, sender))
+        text = None
         if warm is not None and warm.stamp is not None and warm.stamp == stamp:
-            manifest = warm.recorded
+            manifest, text = warm.recorded, warm.text
         else:
             manifest = _read_manifest(public)  # with force too: what it lists and the site
             incremental = False  # no longer has is removed
@@ -215,9 +223,16 @@ def build_site(
                 # render again whatever this one had not committed.
                 if report.written:
                     os.sync()
-                _write_if_changed(public / MANIFEST, _manifest_bytes(recorded), durable=True)
+                if text is None:
+                    text = _ManifestText(recorded)
+                else:
+                    text.update(recorded, {o.relpath for o in todo} | set(report.removed))
+                _write_if_changed(public / MANIFEST, text.data(), durable=True)
         rendering.keep(plan.live_ids())
-        kept = _Warm(where, catalogue, plan, rendering, recorded, _stamp(public / MANIFEST))
+        if text is None:
+            text = _ManifestText(recorded)
+        stamp = _stamp(public / MANIFEST)
+        kept = _Warm(where, catalogue, plan, rendering, recorded, text, stamp)
         with _kept_lock:
             _kept[where] = kept
             while len(_kept) > KEEP_SITES:
@@ -558,9 +573,35 @@ def _read_manifest(public: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
 
 
-def _manifest_bytes(files: dict[str, str]) -> bytes:
-    # sort_keys: the same bytes as the dict sorted first, in the C encoder (a third the time)
-    return json.dumps({"files": files}, separators=(",", ":"), sort_keys=True).encode()
+class _ManifestText:
+    """The manifest's JSON text kept entry by entry, in order, for the next build: it
+    rewrites the entries a build touched, not every one (``json.dumps`` of 112,000 entries
+    took 0.13 s of each regeneration at 100,000 releases). The same bytes as
+    ``json.dumps({"files": files}, separators=(",", ":"), sort_keys=True)``."""
+
+    def __init__(self, files: Mapping[str, str]) -> None:
+        self.keys = sorted(files)
+        self.pairs = {k: _pair(k, v) for k, v in files.items()}
+
+    def update(self, files: Mapping[str, str], touched: set[str]) -> None:
+        """Bring the text up to date with ``files``, which differ from what it holds in the
+        entries ``touched`` (set, changed or removed) at most."""
+        for key in touched:
+            if key in files:
+                if key not in self.pairs:
+                    bisect.insort(self.keys, key)
+                self.pairs[key] = _pair(key, files[key])
+            elif self.pairs.pop(key, None) is not None:
+                del self.keys[bisect.bisect_left(self.keys, key)]
+
+    def data(self) -> bytes:
+        """The manifest's bytes."""
+        pairs = self.pairs
+        return ('{"files":{' + ",".join([pairs[k] for k in self.keys]) + "}}").encode()
+
+
+def _pair(key: str, value: str) -> str:
+    return f"{json.dumps(key)}:{json.dumps(value)}"
 
 
 def _write_if_changed(path: Path, data: bytes, *, durable: bool = False) -> bool:
