@@ -4,7 +4,9 @@ changed it."""
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
+import warnings
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -204,3 +206,16 @@ def test_a_build_on_every_core_writes_what_one_process_writes(
     assert "releases/en-release-13.html" in warm.written
     build_site(alone)
     assert _tree(site) == _tree(alone)
+
+
+def test_a_daemonic_pool_worker_builds_in_its_own_process() -> None:
+    """A worker of a process pool (Celery's, say) may not have children: its builds render
+    in it, where the building process of a command forks renderers."""
+    with warnings.catch_warnings():  # forking the test process (threads: execnet's)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pool = multiprocessing.get_context("fork").Pool(1)
+    try:
+        assert pool.apply(forked.usable_workers) == 1
+    finally:
+        pool.terminate()
+        pool.join()

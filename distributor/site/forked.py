@@ -34,8 +34,11 @@ _work: Callable[[int], Any] | None = None
 
 def usable_workers() -> int:
     """How many processes can work at once here: the cores this process may run on (1
-    where processes cannot be forked)."""
+    where processes cannot be forked, or where this one is a daemonic pool worker, which
+    multiprocessing forbids to have children)."""
     if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    if multiprocessing.current_process().daemon:
         return 1
     return len(os.sched_getaffinity(0))
 
