@@ -48,6 +48,7 @@ FILES = {
     "feeds/en/topics/climate.atom": ATOM,
     "feeds/fr/releases.atom": ATOM,
     "sitemap.xml": b'<?xml version="1.0"?><urlset/>\n',
+    "sitemaps/releases-3.xml": b'<?xml version="1.0"?><urlset/>\n',  # a split sitemap's part
     "robots.txt": b"User-agent: *\nDisallow: /admin/\n",
     "favicon.ico": b"\x00\x00\x01\x00 the bytes of an icon",
     ".manifest.json": b'{"feeds/en/releases.atom": "a fingerprint"}',  # the build's own
@@ -237,7 +238,9 @@ def test_feeds_and_images_get_no_page_policy(client: httpx.Client) -> None:
         )
 
 
-@pytest.mark.parametrize("path", ["/sitemap.xml", "/robots.txt", "/favicon.ico"])
+@pytest.mark.parametrize(
+    "path", ["/sitemap.xml", "/sitemaps/releases-3.xml", "/robots.txt", "/favicon.ico"]
+)
 def test_the_sitemap_robots_and_icon_have_the_types_the_app_gives(
     client: httpx.Client, path: str
 ) -> None:

@@ -4,11 +4,14 @@ changed it."""
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
+import warnings
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from alembic import command
 from sqlalchemy import delete, inspect, select, update
 
@@ -17,6 +20,7 @@ from distributor.core.db import alembic_config, get_engine, session_scope, upgra
 from distributor.core.models import Correction, Release, Topic, release_topics
 from distributor.office.identity import update_identity
 from distributor.releases import lifecycle, topics
+from distributor.site import builder, discovery, forked
 from distributor.site.builder import build_site
 from tests.feed_samples import BASE, add_feed_topics, add_release
 
@@ -35,9 +39,12 @@ def _release_id(settings: Settings, slug: str) -> int:
         return session.scalars(select(Release.id).where(Release.slug == slug)).one()
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one-sitemap", "split-sitemap"])
 def test_every_kind_of_change_reaches_the_next_warm_regeneration(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: bool
 ) -> None:
+    if split:  # a sitemap index, and parts of 4 ids: most changes touch one or two
+        monkeypatch.setattr(discovery, "SPLIT_URLS", 4)
     # Two releases a page: a release published among older ones moves the archive pages.
     site = settings.model_copy(update={"feed_size": 2})
     # The same database, another public/: built from scratch each time, to compare with.
@@ -57,6 +64,10 @@ def test_every_kind_of_change_reaches_the_next_warm_regeneration(
         shutil.rmtree(scratch.public_dir, ignore_errors=True)
         build_site(scratch)
         assert _tree(site) == _tree(scratch), change
+        manifest = builder.MANIFEST  # kept in the process entry by entry: the same bytes
+        assert (site.public_dir / manifest).read_bytes() == (
+            scratch.public_dir / manifest
+        ).read_bytes(), change
         assert warm.written or warm.removed, change  # each change shows
         assert _tree(site) != before, change
 
@@ -151,3 +162,60 @@ def test_0027_down_and_up_again_and_the_kept_catalogue_is_read_again(settings: S
     finally:
         upgrade(settings)
     assert "releases/en-release-2.html" in build_site(settings).written
+
+
+def test_a_build_on_every_core_writes_what_one_process_writes(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full build split over forked processes: the same files and the same manifest as
+    one process builds, and the warm regeneration after it (fed by what the children made)
+    the same as a fresh build's."""
+    site = settings.model_copy(update={"feed_size": 2})
+    alone = site.model_copy(
+        update={"data_dir": tmp_path / "alone", "database_url": site.effective_database_url}
+    )
+    add_feed_topics(site)
+    first = add_release(site, 1, topics=("climate", "space"))
+    for n in range(2, 12):
+        add_release(site, n, lang="fr" if n % 3 == 0 else "en", topics=("space",))
+    add_release(site, 12, lang="fr", translation_of_id=first)
+    forks: list[int] = []
+    real = forked.forked_results
+
+    def counted(work: Callable[[int], object], count: int, workers: int) -> object:
+        forks.append(count)
+        return real(work, count, workers)
+
+    monkeypatch.setattr(forked, "forked_results", counted)
+    monkeypatch.setattr(forked, "usable_workers", lambda: 2)
+    monkeypatch.setattr(builder, "PARALLEL_MIN", 1_000_000)
+    build_site(alone)
+    assert forks == []
+    monkeypatch.setattr(builder, "PARALLEL_MIN", 1)
+    report = build_site(site)
+    assert forks and forks[0] > 2  # both languages' feeds, and runs of release pages
+    assert _tree(site) == _tree(alone)
+    manifest = builder.MANIFEST
+    assert (site.public_dir / manifest).read_bytes() == (alone.public_dir / manifest).read_bytes()
+    assert sorted(report.written) == sorted(_tree(site))
+
+    monkeypatch.setattr(builder, "PARALLEL_MIN", 1_000_000)  # a publish: rendered here
+    add_release(site, 13, topics=("climate",))
+    warm = build_site(site)
+    assert len(forks) == 1
+    assert "releases/en-release-13.html" in warm.written
+    build_site(alone)
+    assert _tree(site) == _tree(alone)
+
+
+def test_a_daemonic_pool_worker_builds_in_its_own_process() -> None:
+    """A worker of a process pool (Celery's, say) may not have children: its builds render
+    in it, where the building process of a command forks renderers."""
+    with warnings.catch_warnings():  # forking the test process (threads: execnet's)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pool = multiprocessing.get_context("fork").Pool(1)
+    try:
+        assert pool.apply(forked.usable_workers) == 1
+    finally:
+        pool.terminate()
+        pool.join()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import lxml.etree
 import pytest
@@ -165,13 +166,76 @@ def test_the_sitemap_is_lxml_s_document_byte_for_byte_whatever_the_url(path: str
     topics = [(1, "climate"), (2, "space")]
     data = discovery.sitemap(settings, releases, topics)
     urls = [
-        *discovery._listings(settings, releases, topics),
+        *discovery._listings(settings, discovery.newest_by_listing(releases), topics),
         *discovery._releases(settings, releases),
     ]
     assert data == discovery._lxml_xml(urls)
     locs = lxml.etree.fromstring(data).findall("sm:url/sm:loc", namespaces=NS)
     assert locs[0].text == f"{SITE}{path}/en/"
     assert locs[-1].text == f"{SITE}{path}/releases/c"
+
+
+def test_a_site_past_the_split_limit_has_a_sitemap_index_and_a_publish_rewrites_one_part(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``discovery.SPLIT_URLS`` URLs (50,000 is the protocol's most in one file),
+    /sitemap.xml becomes an index of parts that together list what the one sitemap lists,
+    byte for byte the same entries; a publish rewrites the part of the newest ids, the
+    listings' part and the index, not the others; and a warm regeneration writes what a
+    build from scratch does."""
+    monkeypatch.setattr(discovery, "SPLIT_URLS", 8)  # 6 listings + 10 releases: split
+    whole = settings.model_copy(
+        update={"data_dir": tmp_path / "whole", "database_url": settings.effective_database_url}
+    )
+    scratch = settings.model_copy(
+        update={"data_dir": tmp_path / "scratch", "database_url": settings.effective_database_url}
+    )
+    add_feed_topics(settings)
+    original = add_release(settings, 1, topics=("climate", "space"))
+    for n in range(2, 10):
+        add_release(settings, n, topics=("space",))
+    add_release(settings, 10, lang="fr", translation_of_id=original)  # ids 1-7, then 8-10
+    build_site(settings)
+    public = settings.public_dir
+
+    index = lxml.etree.fromstring((public / "sitemap.xml").read_bytes())
+    assert index.tag == f"{{{NS['sm']}}}sitemapindex"
+    parts = [
+        loc.removeprefix(SITE + "/")
+        for loc in index.xpath("sm:sitemap/sm:loc/text()", namespaces=NS)
+    ]
+    assert parts[0] == "sitemaps/listings.xml" and len(parts) >= 2
+    assert all(W3C_UTC.match(d) for d in index.xpath("sm:sitemap/sm:lastmod/text()", namespaces=NS))
+    found: dict[str, tuple[str | None, dict[str, str]]] = {}
+    for part in parts:
+        data = (public / part).read_bytes()
+        assert data.startswith(b"<?xml version='1.0' encoding='UTF-8'?>")
+        listed = entries(lxml.etree.fromstring(data))
+        assert not listed.keys() & found.keys()
+        found |= listed
+    monkeypatch.setattr(discovery, "SPLIT_URLS", 1000)  # one file, as before
+    build_site(whole)
+    assert found == entries(sitemap_of(whole))
+    assert len(found) == 16
+
+    monkeypatch.setattr(discovery, "SPLIT_URLS", 8)
+    stamps = {p: (public / p).stat().st_mtime_ns for p in parts}
+    add_release(settings, 11)
+    written = set(build_site(settings).written)
+    newest_part = discovery.releases_sitemap_relpath(
+        max(int(p.rsplit("-", 1)[1].removesuffix(".xml")) for p in parts[1:])
+    )
+    assert {"sitemap.xml", "sitemaps/listings.xml", newest_part} <= written
+    oldest_part = discovery.releases_sitemap_relpath(0)
+    assert oldest_part in parts and oldest_part != newest_part
+    assert oldest_part not in written
+    assert (public / oldest_part).stat().st_mtime_ns == stamps[oldest_part]
+    build_site(scratch)
+    assert {p: (public / p).read_bytes() for p in ["sitemap.xml", *parts]} == {
+        p: (scratch.public_dir / p).read_bytes() for p in ["sitemap.xml", *parts]
+    }
+    robots = (public / "robots.txt").read_text()
+    assert robots.endswith(f"Sitemap: {SITE}/sitemap.xml\n")  # the index, where it always was
 
 
 def test_robots_keeps_crawlers_out_of_personal_links_and_names_the_sitemap(

@@ -132,6 +132,15 @@ def dispose_engines() -> None:
     _ENGINES.clear()
 
 
+def forget_engines_after_fork() -> None:
+    """In a forked child: forget the parent's engines without closing their connections
+    (they are the parent's, still in use there; closing one would end its session on the
+    server). The child connects afresh."""
+    for engine in _ENGINES.values():
+        engine.dispose(close=False)
+    _ENGINES.clear()
+
+
 def sessions(settings: Settings) -> sessionmaker[Session]:
     """A session factory bound to the configured database (objects survive commit)."""
     return sessionmaker(get_engine(settings), expire_on_commit=False)

@@ -105,11 +105,40 @@ class ItemCache:
         """Drop what is held of the releases ``release_ids``."""
         self.keep(lambda rid: rid not in release_ids)
 
+    def export(self, wanted: Callable[[int], bool]) -> ItemsHeld:
+        """What is held of the releases whose id is ``wanted``, in a form another process
+        can be sent (pickled) and ``adopt``: the entries' XML elements as their text."""
+        entries = {
+            k: (etree.tostring(e._element), e.body)
+            for k, e in self.entries.items()
+            if wanted(k[0]) and e._element is not None
+        }
+        items = {k: v for k, v in self.items.items() if wanted(k[0])}
+        return ItemsHeld(items, entries, {k: v for k, v in self.json.items() if wanted(k[0])})
+
+    def adopt(self, held: ItemsHeld) -> None:
+        """Hold what another process's cache ``export``-ed (made with the same settings)."""
+        self.items.update(held.items)
+        self.json.update(held.json)
+        for key, (xml, body) in held.entries.items():
+            entry = _CachedEntry()
+            entry._element, entry.body = etree.fromstring(xml), body
+            self.entries[key] = entry
+
     def keep(self, wanted: Callable[[int], bool]) -> None:
         """Keep only what is held of the releases whose id is ``wanted``."""
         self.items = {k: v for k, v in self.items.items() if wanted(k[0])}
         self.entries = {k: v for k, v in self.entries.items() if wanted(k[0])}
         self.json = {k: v for k, v in self.json.items() if wanted(k[0])}
+
+
+@dataclass
+class ItemsHeld:
+    """What an ``ItemCache`` held, exported (``ItemCache.export``)."""
+
+    items: dict[tuple[int, str], _Item]
+    entries: dict[tuple[int, str, str], tuple[bytes, str]]
+    json: dict[tuple[int, str], str]
 
 
 @dataclass(frozen=True)

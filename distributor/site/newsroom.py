@@ -41,6 +41,10 @@ from distributor.core.urls import (
 # Each language named in itself, so a reader finds their own in the switch.
 LANGUAGE_NAMES: dict[str, str] = {"en": "English", "fr": "Français"}
 
+# The templates of the static site's pages (``listing_page``, ``gone_page``, ``release_page``
+# and what they extend).
+SITE_TEMPLATES = ("base.html", "listing.html", "gone.html", "release.html")
+
 # Link previews (Open Graph, Twitter cards) show about this much of a description.
 SHARE_TEXT_LIMIT = 200
 
@@ -124,6 +128,12 @@ class Newsroom:
             file_details=file_details,
             document_label=document_label,
         )
+
+    def compile(self) -> None:
+        """Compile the site's page templates now (the first render of each otherwise does):
+        before forking renderers, which then share them instead of compiling each its own."""
+        for name in SITE_TEMPLATES:
+            self.env.get_template(name)
 
     def render(self, name: str, lang: str, identity: Identity | None = None, **context: Any) -> str:
         """The page template ``name`` rendered in ``lang`` (its labels through gettext), as

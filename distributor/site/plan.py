@@ -49,7 +49,9 @@ class Output:
 
     relpath: str
     fingerprint: str
-    kind: str  # "release", "gone", "listing", "root", "feed", "sitemap", "robots", "favicon"
+    # "release", "gone", "listing", "root", "feed", "sitemap" (whole, or split:
+    # "sitemap-index", "sitemap-listings", "sitemap-part"), "robots", "favicon"
+    kind: str
     args: Any
     release_ids: tuple[int, ...]
     feed_url: str | None = None  # set for live feeds
@@ -82,6 +84,10 @@ class Plan:
         self.outputs: dict[str, Output] = {}
         self.by_dir: dict[str, set[str]] = defaultdict(set)  # directory -> file names
         self.moved: set[int] = set()  # by the last update: releases whose key changed
+        # A split sitemap's parts of releases (``discovery.SPLIT_URLS``), and those a change
+        # touched since they were planned.
+        self._parts: dict[int, Output] = {}
+        self._dirty_parts: set[int] = set()
         # By listing, the lowest index in it (oldest first) an update changed.
         self._low: dict[tuple[str, int], int] = {}
         rows = catalogue.rows
@@ -139,6 +145,7 @@ class Plan:
                     dirty |= {("listing", *where) for where in self._listings_of(version)}
         if moved:
             dirty.add(_DISCOVERY)
+            self._dirty_parts |= {i // discovery.SPLIT_URLS for i in moved}
         self.moved = moved
         # Where each listing changed: the pages wholly below it are as they were.
         for i in changes.ids | moved:
@@ -227,15 +234,50 @@ class Plan:
 
     def _discovery_outputs(self) -> Iterator[Output]:
         """The sitemap (of the releases that have a page, and the topics' listings), robots.txt
-        and the icon; see ``discovery``."""
+        and the icon; see ``discovery``. Past ``discovery.SPLIT_URLS`` URLs the sitemap is an
+        index of parts, each planned again only when a release of its ids changed."""
         build, rows = self.build, self.catalogue.rows
-        listed = [i for i in sorted(self.keys) if safe_segment(rows[i].slug)]
         topic_slugs = tuple((t.id, t.slug) for t in self.usable)
-        sitemap_fp = _hash(build, "sitemap", str(topic_slugs), *(self.keys[i] for i in listed))
+        per = discovery.SPLIT_URLS
+        listing_urls = len(self.settings.languages) * (1 + len(self.usable))
+        if listing_urls + len(self.keys) <= per:
+            self._parts = {}
+            listed = [i for i in sorted(self.keys) if safe_segment(rows[i].slug)]
+            sitemap_fp = _hash(build, "sitemap", str(topic_slugs), *(self.keys[i] for i in listed))
+            yield Output(discovery.SITEMAP_RELPATH, sitemap_fp, "sitemap", topic_slugs, ())
+        else:
+            yield from self._split_sitemap(topic_slugs)
         icon = hashlib.sha256(discovery.favicon()).hexdigest()
-        yield Output(discovery.SITEMAP_RELPATH, sitemap_fp, "sitemap", topic_slugs, ())
         yield Output(discovery.ROBOTS_RELPATH, _hash(build, "robots"), "robots", None, ())
         yield Output(discovery.FAVICON_RELPATH, _hash("favicon", icon), "favicon", None, ())
+
+    def _split_sitemap(self, topic_slugs: tuple[tuple[int, str], ...]) -> Iterator[Output]:
+        """The index, the listings' part and the releases' parts of a split sitemap."""
+        build, rows, keys = self.build, self.catalogue.rows, self.keys
+        per = discovery.SPLIT_URLS
+        dirty = self._dirty_parts if self._parts else {i // per for i in keys}
+        for part in dirty:
+            ids = tuple(
+                i
+                for i in range(part * per, (part + 1) * per)
+                if i in keys and safe_segment(rows[i].slug)
+            )
+            if ids:
+                fp = _hash(build, "sitemap-part", str(part), *(keys[i] for i in ids))
+                relpath = discovery.releases_sitemap_relpath(part)
+                self._parts[part] = Output(relpath, fp, "sitemap-part", ids, ())
+            else:
+                self._parts.pop(part, None)
+        self._dirty_parts = set()
+        parts = tuple(self._parts[k] for k in sorted(self._parts))
+        fps = [o.fingerprint for o in parts]
+        index_fp = _hash(build, "sitemap-index", *(o.relpath for o in parts), *fps)
+        listings_fp = _hash(build, "sitemap-listings", str(topic_slugs), *fps)
+        yield Output(discovery.SITEMAP_RELPATH, index_fp, "sitemap-index", parts, ())
+        listings = (topic_slugs, parts)
+        relpath = discovery.LISTINGS_SITEMAP_RELPATH
+        yield Output(relpath, listings_fp, "sitemap-listings", listings, ())
+        yield from parts
 
     def _empty_date(self, lang: str, topic: Topic | None) -> datetime | None:
         """The date of a feed that has no release: when it last changed. That is the newest

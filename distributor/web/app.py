@@ -25,7 +25,7 @@ from distributor.core.errors import DistributorError
 from distributor.core.logs import redact_handlers
 from distributor.reporting import metrics
 from distributor.reporting.counting import Counter
-from distributor.site.builder import build_site, built_before
+from distributor.site.builder import build_site, built_before, forget_builds
 from distributor.web import (
     accounts,
     accreditations_api,
@@ -119,6 +119,11 @@ def _build_at_start(settings: Settings) -> None:
         build_site(settings)
     except Exception:
         log.exception("the site could not be built at start; serving what is there")
+    finally:
+        # The web process builds once: what the build kept for the next (the catalogue,
+        # the plan, the live releases: hundreds of MB at 100,000 releases) would be held
+        # for the process's life for nothing. The workers regenerate.
+        forget_builds()
 
 
 @asynccontextmanager
