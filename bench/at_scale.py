@@ -24,6 +24,9 @@ set up.
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
 import os
 import resource
@@ -37,29 +40,26 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _fixture import broker_url, fresh_database, populate  # noqa: E402
-from _report import code_state  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from _fixture import broker_url, fresh_database, populate
+from _report import code_state
+from sqlalchemy import text
 
-from distributor.core.config import Settings  # noqa: E402
-from distributor.core.db import session_scope  # noqa: E402
-from distributor.core.models import utcnow  # noqa: E402
-from distributor.outbox import sending  # noqa: E402
-from distributor.releases.lifecycle import mark_published  # noqa: E402
-from distributor.reporting import metrics  # noqa: E402
-from distributor.reporting.dashboard import (  # noqa: E402
+from distributor.core.config import Settings
+from distributor.core.db import session_scope
+from distributor.core.models import utcnow
+from distributor.outbox import sending
+from distributor.releases.lifecycle import mark_published
+from distributor.reporting import metrics
+from distributor.reporting.dashboard import (
     release_progress,
     releases_overview,
     sends_over_time,
     subscribers_by_topic_language,
 )
-from distributor.reporting.statistics import site_statistics  # noqa: E402
-from tests.processes import settings_env  # noqa: E402
+from distributor.reporting.statistics import site_statistics
+from tests.processes import settings_env
 
 GOAL_READ_S = 1.0
 GOAL_PLAN_S = 15.0

@@ -14,26 +14,24 @@ envelope). The README's capacity table and its predictions come from these.
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
+import _baselines
+import redis
+from _fixture import _pg_admin, broker_url, fresh_database, populate, settings_for
+from _report import code_state, say, table
+from _run import Worker, measure
+from _sinks import SmtpSink
+from sqlalchemy import create_engine, text
 
-import _baselines  # noqa: E402
-import redis  # noqa: E402
-from _fixture import _pg_admin, broker_url, fresh_database, populate, settings_for  # noqa: E402
-from _report import code_state, say, table  # noqa: E402
-from _run import Worker, measure  # noqa: E402
-from _sinks import SmtpSink  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-
-from distributor.core.config import Settings  # noqa: E402
+from distributor.core.config import Settings
 
 ENVELOPE = b"MAIL FROM:<bounces+d123456-0123456789abcdef@example.org>\r\nRCPT TO:<%s>\r\nDATA\r\n"
 REPLIES = 4 * len(b"250 2.0.0 Ok\r\n")  # MAIL, RCPT, DATA (354), the final 250

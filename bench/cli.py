@@ -20,6 +20,9 @@ commands that read the database. Prints figures; asserts nothing. About a minute
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
 import os
 import shutil
@@ -32,17 +35,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _fixture import fresh_database, populate, settings_env  # noqa: E402
-from _report import code_state, say, table  # noqa: E402
+from _fixture import fresh_database, populate, settings_env
+from _report import code_state, say, table
 
-from distributor.core.db import session_scope  # noqa: E402
-from distributor.releases.lifecycle import mark_published  # noqa: E402
+from distributor.core.db import session_scope
+from distributor.releases.lifecycle import mark_published
 
 REPO = Path(__file__).resolve().parent.parent
 DISTRIBUTOR = Path(sys.executable).parent / "distributor"  # the venv's entry point

@@ -15,32 +15,31 @@ runs with min and max.
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
-import os
 import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _fixture import Dataset, fresh_database, populate  # noqa: E402
-from _report import code_state, say, table  # noqa: E402
-from _run import Worker  # noqa: E402
-from _sinks import SmtpSink  # noqa: E402
-from sqlalchemy import func, select, text  # noqa: E402
+from _fixture import Dataset, fresh_database, populate
+from _report import code_state, say, table
+from _run import Worker
+from _sinks import SmtpSink
+from sqlalchemy import func, select, text
 
-from distributor import actions  # noqa: E402
-from distributor.core.db import get_engine, session_scope  # noqa: E402
-from distributor.core.models import Delivery, Digest, Release  # noqa: E402
-from distributor.core.queue import TaskQueue  # noqa: E402
-from distributor.outbox import digests  # noqa: E402
-from distributor.releases.lifecycle import create_release, mark_published  # noqa: E402
-from distributor.releases.source import parse_release  # noqa: E402
+from distributor import actions
+from distributor.core.db import get_engine, session_scope
+from distributor.core.models import Delivery, Digest, Release
+from distributor.core.queue import TaskQueue
+from distributor.outbox import digests
+from distributor.releases.lifecycle import create_release, mark_published
+from distributor.releases.source import parse_release
 
 STALL_SECONDS = 60.0
 MORE = """---

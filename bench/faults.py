@@ -42,9 +42,11 @@ explained only if its row was taken over from a dead worker and sent again unrec
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
 import itertools
-import os
 import random
 import re
 import shutil
@@ -61,17 +63,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
-
-from _fault_workers import WorkerGroup  # noqa: E402
-from _faulty_smtp import DROPPED, Copy, FaultySMTP  # noqa: E402
-from _fixture import Dataset, fresh_database, populate, settings_env  # noqa: E402
-from _proxy import TcpProxy  # noqa: E402
-from _redis import RedisServer  # noqa: E402
-from _report import code_state, say, table  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+from _fault_workers import WorkerGroup
+from _faulty_smtp import DROPPED, Copy, FaultySMTP
+from _fixture import Dataset, fresh_database, populate, settings_env
+from _proxy import TcpProxy
+from _redis import RedisServer
+from _report import code_state, say, table
+from sqlalchemy import func, select
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.postfix: the tests' private Postfix, for --relay postfix

@@ -10,25 +10,23 @@ Prints the median of 5 rounds with min and max; asserts nothing. ~30 s on SQLite
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
-import os
 import statistics
 import time
 from collections.abc import Callable
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
+from _fixture import fresh_database, populate
+from _report import code_state, say, table
+from sqlalchemy import text
 
-from _fixture import fresh_database, populate  # noqa: E402
-from _report import code_state, say, table  # noqa: E402
-from sqlalchemy import text  # noqa: E402
-
-from distributor.core.db import get_engine, session_scope  # noqa: E402
-from distributor.core.models import Release  # noqa: E402
-from distributor.core.tokens import Purpose, make_token  # noqa: E402
-from distributor.outbox.ledger import Claimed, claim, plan, recipient  # noqa: E402
-from distributor.releases.lifecycle import mark_published  # noqa: E402
+from distributor.core.db import get_engine, session_scope
+from distributor.core.models import Release
+from distributor.core.tokens import Purpose, make_token
+from distributor.outbox.ledger import Claimed, claim, plan, recipient
+from distributor.releases.lifecycle import mark_published
 
 ROUNDS = 5
 BATCH = 500

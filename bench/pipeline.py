@@ -42,8 +42,10 @@ Goals checked (design, issue 16), as ratios measured in the same run:
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
-import os
 import shutil
 import signal
 import statistics
@@ -54,25 +56,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
+import _baselines
+import psutil
+from _fixture import broker_url, fresh_database, populate, settings_for
+from _profile import breakdown, cprofile_send_batch, read_pyspy_raw
+from _relay import PostfixRelay, smtp_source
+from _report import code_state, say, spread, table
+from _run import RunResult, Worker, cpu_seconds, measure
+from _sinks import AioSink, Sink, SmtpSink
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-import _baselines  # noqa: E402
-import psutil  # noqa: E402
-from _fixture import broker_url, fresh_database, populate, settings_for  # noqa: E402
-from _profile import breakdown, cprofile_send_batch, read_pyspy_raw  # noqa: E402
-from _relay import PostfixRelay, smtp_source  # noqa: E402
-from _report import code_state, say, spread, table  # noqa: E402
-from _run import RunResult, Worker, cpu_seconds, measure  # noqa: E402
-from _sinks import AioSink, Sink, SmtpSink  # noqa: E402
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
-
-from distributor.core.config import Settings  # noqa: E402
-from distributor.mail.dkim import Signer  # noqa: E402
-from tests.postfix import unavailable  # noqa: E402
-from tests.redis_db import empty  # noqa: E402
+from distributor.core.config import Settings
+from distributor.mail.dkim import Signer
+from tests.postfix import unavailable
+from tests.redis_db import empty
 
 GOAL_PIPELINED_SHARE = 0.8  # of smtp-sink's pipelined ceiling
 GOAL_POSTFIX_SHARE = 0.9  # of Postfix's own ceiling (smtp-source)

@@ -14,8 +14,10 @@ and the median with min and max.
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -26,22 +28,18 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
+from _fault_workers import DISTRIBUTOR, REPO, WorkerGroup
+from _fixture import populate, settings_env
+from _redis import RedisServer
+from _report import code_state, say, table
+from _sinks import AioSink
+from sqlalchemy import func, select
 
-from _fault_workers import DISTRIBUTOR, REPO, WorkerGroup  # noqa: E402
-from _fixture import populate, settings_env  # noqa: E402
-from _redis import RedisServer  # noqa: E402
-from _report import code_state, say, table  # noqa: E402
-from _sinks import AioSink  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-
-from distributor import actions  # noqa: E402
-from distributor.core.config import Settings, load_settings  # noqa: E402
-from distributor.core.db import dispose_engines, session_scope, upgrade  # noqa: E402
-from distributor.core.models import Delivery, DeliveryStatus  # noqa: E402
-from distributor.core.queue import TaskQueue  # noqa: E402
+from distributor import actions
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import dispose_engines, session_scope, upgrade
+from distributor.core.models import Delivery, DeliveryStatus
+from distributor.core.queue import TaskQueue
 
 KILL_AFTER = 300  # messages sent before the kill: both workers are then mid-batch
 

@@ -17,6 +17,9 @@ of the work is the server's, not counted there) are printed as median (min–max
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
 import functools
 import os
@@ -30,19 +33,16 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _fixture import PG_SERVER, _pg_admin, populate  # noqa: E402
-from _report import code_state  # noqa: E402
-from sqlalchemy import create_engine, func, select, text, update  # noqa: E402
+from _fixture import PG_SERVER, _pg_admin, populate
+from _report import code_state
+from sqlalchemy import create_engine, func, select, text, update
 
-from distributor.core.config import Settings, load_settings  # noqa: E402
-from distributor.core.db import dispose_engines, get_engine, session_scope, upgrade  # noqa: E402
-from distributor.core.models import Delivery, Release, utcnow  # noqa: E402
-from distributor.outbox import ledger, retention  # noqa: E402
+from distributor.core.config import Settings, load_settings
+from distributor.core.db import dispose_engines, get_engine, session_scope, upgrade
+from distributor.core.models import Delivery, Release, utcnow
+from distributor.outbox import ledger, retention
 
 NO_BROKER = "redis://127.0.0.1:1/0"  # nothing here enqueues
 LEDGER_TABLES = ("deliveries", "correction_notices", "folded_counts")

@@ -17,31 +17,29 @@ their min and max. Goal: under 50 ms a search.
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
-import os
 import statistics
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _feeds_data import populate_releases  # noqa: E402
-from _fixture import fresh_database  # noqa: E402
-from _report import code_state, say, table  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import update  # noqa: E402
+from _feeds_data import populate_releases
+from _fixture import fresh_database
+from _report import code_state, say, table
+from fastapi.testclient import TestClient
+from sqlalchemy import update
 
-from distributor.core.config import Settings  # noqa: E402
-from distributor.core.db import get_engine, read_scope  # noqa: E402
-from distributor.core.models import Release  # noqa: E402
-from distributor.releases.search import search  # noqa: E402
-from distributor.web.app import create_app  # noqa: E402
+from distributor.core.config import Settings
+from distributor.core.db import get_engine, read_scope
+from distributor.core.models import Release
+from distributor.releases.search import search
+from distributor.web.app import create_app
 
 GOAL_MS = 50.0
 RARE = "zeppelin"

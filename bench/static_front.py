@@ -12,6 +12,9 @@ Asserts nothing.
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
 import asyncio
 import os
@@ -23,14 +26,10 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
+from _report import code_state
 
-from _report import code_state  # noqa: E402
-
-from distributor.core.config import load_settings  # noqa: E402
-from distributor.web import create_app  # noqa: E402
+from distributor.core.config import load_settings
+from distributor.web import create_app
 
 FEED = "feeds/en/releases.atom"
 

@@ -25,6 +25,9 @@ for ``--db postgresql``, PostgreSQL at 127.0.0.1:5432 with trust auth for ``post
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
 import os
 import random
@@ -36,24 +39,20 @@ import threading
 import time
 from pathlib import Path
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
+import httpx
+import uvicorn
+from _fixture import broker_url
+from _report import code_state, say, table
+from _sinks import free_port
+from sqlalchemy import create_engine, text
 
-import httpx  # noqa: E402
-import uvicorn  # noqa: E402
-from _fixture import broker_url  # noqa: E402
-from _report import code_state, say, table  # noqa: E402
-from _sinks import free_port  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-
-from distributor.audience.subscribers import import_csv  # noqa: E402
-from distributor.core.config import load_settings  # noqa: E402
-from distributor.core.db import dispose_engines, session_scope, upgrade  # noqa: E402
-from distributor.core.models import Subscriber, SubscriberStatus  # noqa: E402
-from distributor.releases.topics import add_topic  # noqa: E402
-from distributor.web import create_app  # noqa: E402
-from tests.redis_db import empty  # noqa: E402
+from distributor.audience.subscribers import import_csv
+from distributor.core.config import load_settings
+from distributor.core.db import dispose_engines, session_scope, upgrade
+from distributor.core.models import Subscriber, SubscriberStatus
+from distributor.releases.topics import add_topic
+from distributor.web import create_app
+from tests.redis_db import empty
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 STATES = ("confirmed", "pending", "unknown", "unsubscribed", "bounced")

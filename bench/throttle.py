@@ -21,8 +21,10 @@ tenth of a second's worth keeps under 1.1 × the rate. Prints figures; asserts n
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
-import os
 import shutil
 import tempfile
 import time
@@ -30,21 +32,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
+from _fixture import Dataset, fresh_database, populate
+from _report import code_state, say, table
+from _run import Worker
+from _sinks import SmtpSink
+from sqlalchemy import func, select, text
 
-from _fixture import Dataset, fresh_database, populate  # noqa: E402
-from _report import code_state, say, table  # noqa: E402
-from _run import Worker  # noqa: E402
-from _sinks import SmtpSink  # noqa: E402
-from sqlalchemy import func, select, text  # noqa: E402
-
-from distributor import actions  # noqa: E402
-from distributor.core.db import get_engine, session_scope  # noqa: E402
-from distributor.core.models import Delivery, Subscriber, utcnow  # noqa: E402
-from distributor.core.queue import TaskQueue  # noqa: E402
-from distributor.outbox.ledger import counts  # noqa: E402
+from distributor import actions
+from distributor.core.db import get_engine, session_scope
+from distributor.core.models import Delivery, Subscriber, utcnow
+from distributor.core.queue import TaskQueue
+from distributor.outbox.ledger import counts
 
 BIG = "bigmail.example"
 STALL_SECONDS = 3.0  # the sink got nothing new for this long: the rest waits for the sweep

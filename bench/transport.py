@@ -12,8 +12,10 @@ blurs least); asserts nothing. Only needs ``/usr/sbin/smtp-sink`` (no Redis, no 
 
 from __future__ import annotations
 
+import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settings stay out
+
+# isort: split
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -21,19 +23,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-for _name in list(os.environ):  # the developer's own configuration must not leak in
-    if _name.startswith("DISTRIBUTOR_"):
-        del os.environ[_name]
+from _baselines import sample_release
+from _sinks import SmtpSink, free_port
 
-from _baselines import sample_release  # noqa: E402
-from _sinks import SmtpSink, free_port  # noqa: E402
-
-from distributor.core.config import load_settings  # noqa: E402
-from distributor.core.urls import preferences_url, unsubscribe_url  # noqa: E402
-from distributor.mail.compose import Recipient, render_release  # noqa: E402
-from distributor.mail.relays import open_transport  # noqa: E402
-from distributor.mail.transport import Outgoing  # noqa: E402
-from distributor.office.identity import environment_identity  # noqa: E402
+from distributor.core.config import load_settings
+from distributor.core.urls import preferences_url, unsubscribe_url
+from distributor.mail.compose import Recipient, render_release
+from distributor.mail.relays import open_transport
+from distributor.mail.transport import Outgoing
+from distributor.office.identity import environment_identity
 
 
 def run(sink_port: int, count: int, relays: int) -> tuple[float, float]:
