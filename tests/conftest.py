@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from distributor.core.config import Settings, load_settings
 from distributor.core.db import dispose_engines, get_engine, upgrade
 from distributor.core.models import Base
 from tests.helpers import TEST_SECRET_KEY
-from tests.redis_db import claim_database, empty
+from tests.redis_db import WAIT_SECONDS, claim_database, empty
 from tests.smtp_server import SMTPServer
 
 PG_ADMIN_URL = os.environ.get(
@@ -57,17 +58,28 @@ def no_embedded_redis_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     assert not left, f"{len(left)} embedded Redis server(s) left running below {root}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def browser_closed_at_the_end() -> Iterator[None]:
+    """Stop the Chromium that the browser tests of this process shared (tests/browser.py),
+    if any ran: looked up, not imported, so a run without them never loads Playwright."""
+    yield
+    browser = sys.modules.get("tests.browser")
+    if browser is not None:
+        browser.close_browser()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A Redis database number of this run's own, emptied before and after the run: the one
     ``DISTRIBUTOR_TEST_REDIS_URL`` names, else one claimed for the run (tests/redis_db.py),
-    so that two runs on one host never empty each other's queues."""
+    so that two runs on one host never empty each other's queues. Every process of a run
+    claims one: with all held by other runs, it waits for one to come free."""
     if REDIS_TEST_URL:
         empty(REDIS_TEST_URL)
         yield REDIS_TEST_URL
         empty(REDIS_TEST_URL)
         return
-    claim = claim_database()
+    claim = claim_database(wait=WAIT_SECONDS)
     empty(claim.url)
     try:
         yield claim.url
