@@ -19,7 +19,7 @@ from distributor.core.config import Settings, load_settings
 from distributor.core.db import dispose_engines, get_engine, upgrade
 from distributor.core.models import Base
 from tests.helpers import TEST_SECRET_KEY
-from tests.redis_db import WAIT_SECONDS, claim_database, empty
+from tests.redis_db import claim_database, empty
 from tests.smtp_server import SMTPServer
 
 PG_ADMIN_URL = os.environ.get(
@@ -72,14 +72,13 @@ def browser_closed_at_the_end() -> Iterator[None]:
 def redis_url() -> Iterator[str]:
     """A Redis database number of this run's own, emptied before and after the run: the one
     ``DISTRIBUTOR_TEST_REDIS_URL`` names, else one claimed for the run (tests/redis_db.py),
-    so that two runs on one host never empty each other's queues. Every process of a run
-    claims one: with all held by other runs, it waits for one to come free."""
+    so that two runs on one host never empty each other's queues."""
     if REDIS_TEST_URL:
         empty(REDIS_TEST_URL)
         yield REDIS_TEST_URL
         empty(REDIS_TEST_URL)
         return
-    claim = claim_database(wait=WAIT_SECONDS)
+    claim = claim_database()
     empty(claim.url)
     try:
         yield claim.url

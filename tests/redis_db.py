@@ -25,7 +25,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -38,11 +37,6 @@ DEFAULT_DATABASES = range(9, 16)
 CLAIM_KEY = "distributor-test:claimed-by"
 CLAIM_SECONDS = 300
 RENEW_SECONDS = 60.0
-# How long a test run waits for a database to come free when every one is held: runs of
-# several processes each (make test: one claim a process) and benchmarks on one shared host
-# can hold all seven for a while; a run that waits starts late, one that fails loses its tests.
-WAIT_SECONDS = 900.0
-POLL_SECONDS = 1.0
 
 # ARGV[1]: our owner id, ARGV[2]: the claim's lifetime in ms. Sets the claim if it is free
 # (or already ours: a renewal), else returns the owner that holds it.
@@ -142,28 +136,11 @@ class Claim:
             client.eval(_RELEASE, 1, CLAIM_KEY, self.owner)
 
 
-def claim_database(
-    server_url: str = SERVER_URL, databases: list[int] | None = None, wait: float = 0.0
-) -> Claim:
+def claim_database(server_url: str = SERVER_URL, databases: list[int] | None = None) -> Claim:
     """Claim the first free database of ``databases`` (by default those of
     ``DISTRIBUTOR_TEST_REDIS_DBS``, else 9–15) on the Redis at ``server_url``, taking over a
-    claim whose owner died on this host; while every one is held by a live run, try again
-    every :data:`POLL_SECONDS` for up to ``wait`` seconds. The claim is renewed in the
-    background until :meth:`Claim.release`. Raises RuntimeError, naming the holders, when
-    every database is still held after ``wait``."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return _claim_once(server_url, databases)
-        except RuntimeError as exc:
-            if time.monotonic() + POLL_SECONDS > deadline:
-                raise
-            log.warning("%s; trying again for up to %.0f s", exc, deadline - time.monotonic())
-            time.sleep(POLL_SECONDS)
-
-
-def _claim_once(server_url: str, databases: list[int] | None) -> Claim:
-    """One pass of :func:`claim_database` over the databases, without waiting."""
+    claim whose owner died on this host. The claim is renewed in the background until
+    :meth:`Claim.release`. Raises RuntimeError when every database is held by a live run."""
     if databases is None:
         databases = databases_from(os.environ.get("DISTRIBUTOR_TEST_REDIS_DBS"))
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"

@@ -7,26 +7,24 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from tests.redis_db import CLAIM_KEY, WAIT_SECONDS, Claim, claim_database, empty
+from tests.redis_db import CLAIM_KEY, Claim, claim_database, empty
 
 
 @pytest.fixture
 def claim() -> Iterator[Claim]:
     """A database claimed for one test (besides the run's own), given back after it."""
-    held = claim_database(wait=WAIT_SECONDS)
+    held = claim_database()
     yield held
     held.release()
 
 
 def test_two_claims_never_share_a_database(claim: Claim) -> None:
-    second = claim_database(wait=WAIT_SECONDS)
+    second = claim_database()
     try:
         assert second.db != claim.db
         assert 0 not in (claim.db, second.db)  # nobody's default database
@@ -62,15 +60,3 @@ def test_a_dead_runs_claim_is_taken_over_and_a_live_ones_is_not(claim: Claim) ->
     finally:
         taken.release()
     client.close()
-
-
-def test_a_claim_waits_for_a_database_to_come_free(claim: Claim) -> None:
-    """With every database held, a run waits for one given back instead of failing."""
-    threading.Timer(1.5, claim.release).start()
-    started = time.monotonic()
-    taken = claim_database(databases=[claim.db], wait=30)
-    try:
-        assert taken.db == claim.db and taken.owner != claim.owner
-        assert time.monotonic() - started >= 1.0  # it was held until released
-    finally:
-        taken.release()
