@@ -3,6 +3,7 @@ by Playwright, and `distributor serve` as a subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,8 +40,8 @@ DESKTOP = {"width": 1280, "height": 900}
 
 # One Chromium per test process, started by the first test that asks for it and stopped
 # when the run ends (close_browser, from tests/conftest.py): launching one costs ~2 s (1 s
-# of CPU) and the suite's browser tests asked for 35. Each test still gets contexts of its
-# own (cookies, storage, cache: nothing shared with another test's), closed after it.
+# of CPU) and the suite's browser tests asked for about 30. Each test still gets contexts
+# of its own (cookies, storage, cache: nothing shared with another test's), closed after it.
 _browser: list[tuple[Playwright, Browser]] = []
 
 
@@ -94,9 +95,16 @@ def chromium_people(count: int, **context_options: Any) -> Iterator[list[Browser
             contexts.append(browser.new_context(**options))
             contexts[-1].set_default_timeout(15_000)
         yield contexts
+    except BaseException:
+        # A test that failed (or timed out) mid-call may leave the driver in any state: the
+        # next test gets a Chromium of its own, as each did before they shared one.
+        with contextlib.suppress(Exception):  # the test's own error is the one to show
+            close_browser()
+        raise
     finally:
         for context in contexts:
-            context.close()
+            if browser.is_connected():
+                context.close()
 
 
 @contextmanager
