@@ -3,15 +3,22 @@ by Playwright, and `distributor serve` as a subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Locator, Page, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    Playwright,
+    sync_playwright,
+)
 
 from distributor.core.config import Settings
 from tests.processes import running_serve, settings_env
@@ -31,48 +38,73 @@ PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1280, "height": 900}
 
 
+# One Chromium per test process, started by the first test that asks for it and stopped
+# when the run ends (close_browser, from tests/conftest.py): launching one costs ~2 s (1 s
+# of CPU) and the suite's browser tests asked for about 30. Each test still gets contexts
+# of its own (cookies, storage, cache: nothing shared with another test's), closed after it.
+_browser: list[tuple[Playwright, Browser]] = []
+
+
+def shared_browser() -> Browser:
+    """This process's headless Chromium, launched on first use (and again if it died)."""
+    if _browser and _browser[0][1].is_connected():
+        return _browser[0][1]
+    close_browser()
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM.path), headless=True, args=CHROMIUM_ARGS
+        )
+    except BaseException:
+        playwright.stop()
+        raise
+    _browser.append((playwright, browser))
+    return browser
+
+
+def close_browser() -> None:
+    """Stop this process's Chromium and its Playwright driver, if one was started."""
+    while _browser:
+        playwright, browser = _browser.pop()
+        try:
+            browser.close()
+        finally:
+            playwright.stop()
+
+
 @contextmanager
 def chromium(**context_options: Any) -> Iterator[BrowserContext]:
-    """A headless Chromium with a fresh profile, sized like a phone unless told otherwise.
-    A test that uses it is marked ``@pytest.mark.needs("chromium")``."""
-    options: dict[str, Any] = {"viewport": PHONE, "locale": "en-GB"}
-    options.update(context_options)
-    with (
-        tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile,
-        sync_playwright() as playwright,
-    ):
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(CHROMIUM.path),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            **options,
-        )
-        try:
-            context.set_default_timeout(15_000)
-            yield context
-        finally:
-            context.close()
+    """A fresh browser context of a headless Chromium (no cookie, storage or cache from
+    another test), sized like a phone unless told otherwise. A test that uses it is marked
+    ``@pytest.mark.needs("chromium")``."""
+    with chromium_people(1, **context_options) as (context,):
+        yield context
 
 
 @contextmanager
 def chromium_people(count: int, **context_options: Any) -> Iterator[list[BrowserContext]]:
-    """One headless Chromium with ``count`` contexts, each with cookies and storage of its
+    """``count`` contexts of one headless Chromium, each with cookies and storage of its
     own: ``count`` people at their own computers (sized like a phone unless told
     otherwise). A test that uses it is marked ``@pytest.mark.needs("chromium")``."""
     options: dict[str, Any] = {"viewport": PHONE, "locale": "en-GB"}
     options.update(context_options)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM.path), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            contexts = [browser.new_context(**options) for _ in range(count)]
-            for context in contexts:
-                context.set_default_timeout(15_000)
-            yield contexts
-        finally:
-            browser.close()
+    browser = shared_browser()
+    contexts: list[BrowserContext] = []
+    try:
+        for _ in range(count):
+            contexts.append(browser.new_context(**options))
+            contexts[-1].set_default_timeout(15_000)
+        yield contexts
+    except BaseException:
+        # A test that failed (or timed out) mid-call may leave the driver in any state: the
+        # next test gets a Chromium of its own, as each did before they shared one.
+        with contextlib.suppress(Exception):  # the test's own error is the one to show
+            close_browser()
+        raise
+    finally:
+        for context in contexts:
+            if browser.is_connected():
+                context.close()
 
 
 @contextmanager

@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +56,16 @@ def no_embedded_redis_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"{len(left)} embedded Redis server(s) left running below {root}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def browser_closed_at_the_end() -> Iterator[None]:
+    """Stop the Chromium that the browser tests of this process shared (tests/browser.py),
+    if any ran: looked up, not imported, so a run without them never loads Playwright."""
+    yield
+    browser = sys.modules.get("tests.browser")
+    if browser is not None:
+        browser.close_browser()
 
 
 @pytest.fixture(scope="session")
