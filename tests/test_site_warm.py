@@ -179,6 +179,32 @@ def test_a_build_on_every_core_writes_what_one_process_writes(
     for n in range(2, 12):
         add_release(site, n, lang="fr" if n % 3 == 0 else "en", topics=("space",))
     add_release(site, 12, lang="fr", translation_of_id=first)
+    monkeypatch.setattr(builder, "PARALLEL_MIN", 1_000_000)
+    build_site(alone)
+    # The forked build runs in a process of its own, started afresh (spawn): this test
+    # process runs other threads (execnet's, a shared browser's), and a process with other
+    # threads never forks renderers (forked.usable_workers), as the web process does not.
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_forked_then_warm, args=(site, results))
+    child.start()
+    forks, tree, manifest_bytes, written, warm_written = results.get(timeout=240)
+    child.join(60)
+    assert child.exitcode == 0
+    assert forks and forks[0] > 2  # both languages' feeds, and runs of release pages
+    assert len(forks) == 1  # the publish after it rendered in the building process
+    assert tree == _tree(alone)
+    assert manifest_bytes == (alone.public_dir / builder.MANIFEST).read_bytes()
+    assert written == sorted(tree)
+    assert "releases/en-release-13.html" in warm_written
+    build_site(alone)
+    assert _tree(site) == _tree(alone)
+
+
+def _forked_then_warm(site: Settings, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """In a fresh process: a full build forced onto 2 forked renderers, then a publish
+    (release 13) regenerated warm; puts back the forks made, the tree and manifest after the
+    full build, and what each build wrote."""
     forks: list[int] = []
     real = forked.forked_results
 
@@ -186,26 +212,16 @@ def test_a_build_on_every_core_writes_what_one_process_writes(
         forks.append(count)
         return real(work, count, workers)
 
-    monkeypatch.setattr(forked, "forked_results", counted)
-    monkeypatch.setattr(forked, "usable_workers", lambda: 2)
-    monkeypatch.setattr(builder, "PARALLEL_MIN", 1_000_000)
-    build_site(alone)
-    assert forks == []
-    monkeypatch.setattr(builder, "PARALLEL_MIN", 1)
+    forked.forked_results = counted  # type: ignore[assignment]
+    forked.usable_workers = lambda: 2
+    builder.PARALLEL_MIN = 1
     report = build_site(site)
-    assert forks and forks[0] > 2  # both languages' feeds, and runs of release pages
-    assert _tree(site) == _tree(alone)
-    manifest = builder.MANIFEST
-    assert (site.public_dir / manifest).read_bytes() == (alone.public_dir / manifest).read_bytes()
-    assert sorted(report.written) == sorted(_tree(site))
-
-    monkeypatch.setattr(builder, "PARALLEL_MIN", 1_000_000)  # a publish: rendered here
+    tree = _tree(site)
+    manifest_bytes = (site.public_dir / builder.MANIFEST).read_bytes()
+    builder.PARALLEL_MIN = 1_000_000  # a publish: rendered here
     add_release(site, 13, topics=("climate",))
     warm = build_site(site)
-    assert len(forks) == 1
-    assert "releases/en-release-13.html" in warm.written
-    build_site(alone)
-    assert _tree(site) == _tree(alone)
+    results.put((forks, tree, manifest_bytes, sorted(report.written), sorted(warm.written)))
 
 
 def test_a_daemonic_pool_worker_builds_in_its_own_process() -> None:

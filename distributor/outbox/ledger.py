@@ -127,6 +127,7 @@ def plan(session: Session, release: Release, ids: tuple[int, int] | None = None)
         + """
           AND NOT EXISTS (SELECT 1 FROM folded_counts f
                           WHERE f.release_id = :release_id AND f.ledger = 'deliveries')
+        ORDER BY s.id
         ON CONFLICT (release_id, subscriber_id) DO UPDATE
             SET status = 'pending', advance = false, attempts = 0, next_attempt_at = :now,
                 last_error = '', smtp_code = NULL, lease_until = NULL, lease_token = NULL

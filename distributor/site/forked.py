@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,11 @@ def usable_workers() -> int:
         return 1
     if multiprocessing.current_process().daemon:
         return 1
+    if threading.active_count() > 1:
+        # A fork copies only the calling thread: a lock another thread holds at that moment
+        # (a connection pool's, a client's) stays held in the child for ever. The web
+        # process and a Celery worker run other threads; `distributor site build` does not.
+        return 1
     return len(os.sched_getaffinity(0))
 
 
@@ -55,8 +61,18 @@ def forked_results(work: Callable[[int], R], count: int, workers: int) -> Iterat
         with warnings.catch_warnings():  # see the module docstring
             warnings.filterwarnings("ignore", ".*use of fork", DeprecationWarning)
             pool = multiprocessing.get_context("fork").Pool(workers, _child_started)
-        with pool:
+        try:
             yield pool.imap_unordered(_run, range(count))
+        except BaseException:
+            pool.terminate()
+            raise
+        else:
+            # Let the children finish and exit on their own: a SIGTERM (Pool.__exit__'s
+            # terminate) lands wherever a child is, and its handlers (a coverage run's saving
+            # its data, under the tests) then ran at any point; a CI run hung in one.
+            pool.close()
+        finally:
+            pool.join()
     finally:
         _work = None
 
