@@ -102,9 +102,6 @@ class _Body:
     hold a placeholder and are substituted and encoded per recipient."""
 
     chunks: tuple[bytes | str, ...]
-    # No line of the encoded chunks starts with "." (smtpdata.dot_free): then only the
-    # personalised lines are checked per recipient.
-    static_dot_free: bool = False
 
     @classmethod
     def build(cls, text: str, placeholders: Sequence[str]) -> _Body:
@@ -125,20 +122,18 @@ class _Body:
                 static.append(line)
         if static:
             chunks.append(_qp("\r\n".join(static) + "\r\n"))
-        encoded = [chunk for chunk in chunks if isinstance(chunk, bytes)]
-        return cls(tuple(chunks), dot_free(encoded))
+        return cls(tuple(chunks))
 
-    def encode_into(self, out: list[bytes], replacements: Sequence[tuple[str, str]]) -> bool:
-        """Append the encoded body to ``out`` with each (placeholder, value) substituted.
-        Returns True when no line of what it appended starts with "." (smtpdata.DotFree)."""
+    def encode_into(self, out: list[bytes], replacements: Sequence[tuple[str, str]]) -> None:
+        """Append the encoded body to ``out`` with each (placeholder, value) substituted:
+        every chunk is :func:`_qp`'s, so no line of it starts with "." (smtpdata.DotFree)."""
         for chunk in self.chunks:
             if isinstance(chunk, bytes):
                 out.append(chunk)
             else:
                 for placeholder, value in replacements:
                     chunk = chunk.replace(placeholder, value)
-                out.append(_qp(chunk))  # never starts a line with "."
-        return self.static_dot_free
+                out.append(_qp(chunk))
 
     def decoded(self, replacements: Sequence[tuple[str, str]]) -> str:
         """The body as text (CRLF line ends), personalised: for previews and tests."""
@@ -391,11 +386,12 @@ class RenderedRelease:
             f"List-Unsubscribe: <{rcpt.unsubscribe_url}>\r\n".encode("ascii"),
         )
         out = [self._head, *personal, self._head_end]
-        text_clean = self._text.encode_into(out, self._replacements(rcpt, escape=False))
+        self._text.encode_into(out, self._replacements(rcpt, escape=False))
         out.append(self._between)
-        html_clean = self._html.encode_into(out, self._replacements(rcpt, escape=True))
+        self._html.encode_into(out, self._replacements(rcpt, escape=True))
         out.append(self._end)
-        if self._frame_dot_free and text_clean and html_clean and dot_free(personal):
+        # The bodies never start a line with "." (_qp); the header fields are checked.
+        if self._frame_dot_free and dot_free(personal):
             return DotFree(b"".join(out))  # the transport need not scan it (smtpdata)
         return b"".join(out)
 
