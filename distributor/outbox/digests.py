@@ -363,7 +363,7 @@ def entries(session: Session, digest_ids: Sequence[int]) -> dict[int, list[Diges
     # decoded for 3 releases; on PostgreSQL, over the wire).
     listed = session.execute(
         select(DigestItem.digest_id, DigestItem.corrected, DigestItem.release_id).where(
-            DigestItem.digest_id.in_(list(digest_ids))
+            one_of(session, "digest_items.digest_id", digest_ids)
         )
     ).all()
     named = {int(release_id) for _, _, release_id in listed}
