@@ -5,7 +5,10 @@ changed it."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from datetime import timedelta
@@ -23,6 +26,7 @@ from distributor.releases import lifecycle, topics
 from distributor.site import builder, discovery, forked
 from distributor.site.builder import build_site
 from tests.feed_samples import BASE, add_feed_topics, add_release
+from tests.processes import NO_BROKER, settings_env
 
 
 def _tree(settings: Settings) -> dict[str, bytes]:
@@ -235,3 +239,29 @@ def test_a_daemonic_pool_worker_builds_in_its_own_process() -> None:
     finally:
         pool.terminate()
         pool.join()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: nothing to fork onto")
+def test_the_site_build_command_renders_on_every_core(settings: Settings) -> None:
+    """`distributor site build` is the process that forks renderers: nothing in it may run
+    another thread first (its progress bar redraws from the build's own calls), or the
+    build renders in one process. Here every build counts as large (PARALLEL_MIN 1)."""
+    add_feed_topics(settings)
+    for n in range(1, 4):
+        add_release(settings, n)
+    script = (
+        "import sys\n"
+        "from distributor.site import builder\n"
+        "builder.PARALLEL_MIN = 1\n"
+        "from distributor.cli.commands import main\n"
+        "sys.argv = ['distributor', 'site', 'build', '--force']\n"
+        "main()\n"
+    )
+    env = settings_env(settings)
+    env.setdefault("DISTRIBUTOR_BROKER_URL", NO_BROKER)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    cores = len(os.sched_getaffinity(0))
+    assert f"{cores} processes rendering)" in done.stdout
+    assert (settings.public_dir / "releases" / "en-release-3.html").is_file()

@@ -97,11 +97,18 @@ def site_build(
     started = time.monotonic()
     queue = TaskQueue(s) if s.websub_hub else None
     try:
-        with Progress(*columns, console=out, transient=True) as progress:
+        # Redrawn by the build's own calls, at most 10 times a second: Rich's refresh thread
+        # would stop the build forking its renderers (forked.usable_workers).
+        with Progress(*columns, console=out, transient=True, auto_refresh=False) as progress:
             bar = progress.add_task("rendering", total=None)
+            drawn = [0.0]
 
             def advance(done: int, total: int) -> None:
-                progress.update(bar, completed=done, total=total)
+                now = time.monotonic()
+                redraw = now - drawn[0] >= 0.1 or done == total
+                if redraw:
+                    drawn[0] = now
+                progress.update(bar, completed=done, total=total, refresh=redraw)
 
             report = builder.regenerate_site(s, queue, force=force, progress=advance)
     finally:
@@ -110,7 +117,8 @@ def site_build(
     seconds = time.monotonic() - started
     out.print(
         f"{report.total} files in {s.public_dir}: {len(report.written)} written, "
-        f"{report.unchanged} unchanged, {len(report.removed)} removed ({seconds:.2f} s)"
+        f"{report.unchanged} unchanged, {len(report.removed)} removed ({seconds:.2f} s"
+        + (f", {report.processes} processes rendering)" if report.processes > 1 else ")")
     )
 
 

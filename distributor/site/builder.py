@@ -77,6 +77,7 @@ class BuildReport:
     unchanged: int = 0
     removed: list[str] = field(default_factory=list)
     changed_feeds: list[str] = field(default_factory=list)
+    processes: int = 1  # how many rendered: more than one when forked children did
 
     @property
     def total(self) -> int:
@@ -281,6 +282,7 @@ def _render_all(
     """Render and write ``todo``, recording each output written or found the same: here,
     or, for a large build (a full one), on every core (see ``_render_forked``)."""
     workers = forked.usable_workers() if len(todo) >= PARALLEL_MIN else 1
+    report.processes = workers
     if workers > 1:
         _render_forked(settings, sender, todo, plan, rendering, report, recorded, progress, workers)
     else:
