@@ -26,9 +26,9 @@ here by an entry extension (``_ItemExtension``) instead.
 
 from __future__ import annotations
 
-import copy
 import json
 import mimetypes
+import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,10 +94,10 @@ class ItemCache:
     one between regenerations)."""
 
     items: dict[tuple[int, str], _Item] = field(default_factory=dict)
-    # An item's feedgen entry per format: its XML element is built once and copied into
-    # every feed that carries it (a release is in its language's feed, its topics' feeds
-    # and their archive pages).
-    entries: dict[tuple[int, str, str], _CachedEntry] = field(default_factory=dict)
+    # An item's entry per format, as the XML text feedgen writes of it in a feed, made once
+    # and put into every feed that carries it (a release is in its language's feed, its
+    # topics' feeds and their archive pages).
+    entries: dict[tuple[int, str, str], EntryText] = field(default_factory=dict)
     # An item's JSON Feed text, as it is indented in the feed's "items".
     json: dict[tuple[int, str], str] = field(default_factory=dict)
 
@@ -107,12 +107,8 @@ class ItemCache:
 
     def export(self, wanted: Callable[[int], bool]) -> ItemsHeld:
         """What is held of the releases whose id is ``wanted``, in a form another process
-        can be sent (pickled) and ``adopt``: the entries' XML elements as their text."""
-        entries = {
-            k: (etree.tostring(e._element), e.body)
-            for k, e in self.entries.items()
-            if wanted(k[0]) and e._element is not None
-        }
+        can be sent (pickled) and ``adopt``."""
+        entries = {k: v for k, v in self.entries.items() if wanted(k[0])}
         items = {k: v for k, v in self.items.items() if wanted(k[0])}
         return ItemsHeld(items, entries, {k: v for k, v in self.json.items() if wanted(k[0])})
 
@@ -120,10 +116,7 @@ class ItemCache:
         """Hold what another process's cache ``export``-ed (made with the same settings)."""
         self.items.update(held.items)
         self.json.update(held.json)
-        for key, (xml, body) in held.entries.items():
-            entry = _CachedEntry()
-            entry._element, entry.body = etree.fromstring(xml), body
-            self.entries[key] = entry
+        self.entries.update(held.entries)
 
     def keep(self, wanted: Callable[[int], bool]) -> None:
         """Keep only what is held of the releases whose id is ``wanted``."""
@@ -137,8 +130,27 @@ class ItemsHeld:
     """What an ``ItemCache`` held, exported (``ItemCache.export``)."""
 
     items: dict[tuple[int, str], _Item]
-    entries: dict[tuple[int, str, str], tuple[bytes, str]]
+    entries: dict[tuple[int, str, str], EntryText]
     json: dict[tuple[int, str], str]
+
+
+@dataclass(frozen=True)
+class EntryText:
+    """An entry (Atom) or item (RSS) as it is written in a feed, indented, line breaks
+    included: ``head``, then its full content escaped as XML text, then ``tail``. The
+    content is left out of what is kept (a second copy of every release's text would add
+    about 40% to a full build's memory): ``body`` is None when the entry has none, ``tail``
+    then empty."""
+
+    head: bytes
+    tail: bytes = b""
+    body: str | None = None
+
+    def parts(self) -> tuple[bytes, ...]:
+        """The entry's bytes, in pieces to join."""
+        if self.body is None:
+            return (self.head,)
+        return (self.head, xml_text(self.body).encode("utf-8"), self.tail)
 
 
 @dataclass(frozen=True)
@@ -200,9 +212,9 @@ def render_feed(
     for item, release in zip(items, newest, strict=True):
         entry_key = (release.id, page.lang, fmt)
         if entry_key not in cache.entries:
-            cache.entries[entry_key] = _feed_entry(item, fmt)
+            cache.entries[entry_key] = _entry_text(item, fmt)
         entries.append(cache.entries[entry_key])
-    return _xml_feed(page, fmt, items, entries, settings)
+    return _spliced(_xml_feed(page, fmt, items, [_Slot()], settings), entries)
 
 
 def build_feed(
@@ -234,9 +246,13 @@ def _xml_feed(
     page: FeedPage,
     fmt: urls.FeedFormat,
     items: Sequence[_Item],
-    entries: Sequence[_CachedEntry],
+    entries: Sequence[FeedEntry],
     s: Settings,
 ) -> bytes:
+    """The document feedgen writes of ``page`` with ``entries`` (``items``: their data,
+    which dates the feed). ``render_feed`` gives it one ``_Slot`` and splices the entries'
+    text in its place (``_spliced``); given the entries themselves, it is what that splicing
+    must equal (the tests compare them)."""
     slug = page.topic.slug if page.topic else None
     self_url = _text(urls.feed_url(s, page.lang, fmt, slug, page.archive))
     title = feed_title(s, page.lang, page.topic, page.organisation)
@@ -365,46 +381,90 @@ def _sub(parent: Any, tag: str, **attrs: str) -> Any:
     return etree.SubElement(parent, tag, **attrs)
 
 
-class _CachedEntry(FeedEntry):  # type: ignore[misc]
-    """A feedgen entry that builds its XML element once and gives every feed a copy.
-
-    The element depends on the entry alone (feedgen adds nothing of the feed to it), so the
-    copies serialise to the bytes a fresh entry would. The kept element goes without its
-    full content (``body``), which each copy gets back: a second copy of every release's
-    text would add about 40% to a full build's memory. One entry serves one format only:
-    feedgen registers a feed's extensions on the entries it is given (once; later
-    registrations of the same name are refused, and ignored by feedgen)."""
-
-    body: str = ""  # the full content (``_Item.content_html``), as given to ``content``
-    _element: Any = None
+class _Slot(FeedEntry):  # type: ignore[misc]
+    """Where a feed's entries go: feedgen writes it as one comment line (``_SLOT``)."""
 
     def atom_entry(self, extensions: bool = True) -> Any:
-        """A copy of the entry's Atom element (built on the first call)."""
-        return self._copy("content", lambda: super(_CachedEntry, self).atom_entry(extensions))
+        return etree.Comment(_SLOT)
 
     def rss_entry(self, extensions: bool = True) -> Any:
-        """A copy of the entry's RSS item element (built on the first call)."""
-        return self._copy(_RSS_CONTENT, lambda: super(_CachedEntry, self).rss_entry(extensions))
-
-    def _copy(self, content_tag: str, build: Callable[[], Any]) -> Any:
-        if self._element is None:
-            self._element = build()
-            holder = self._element.find(content_tag)
-            if holder is not None:
-                holder.text = None
-        element = copy.deepcopy(self._element)
-        if self.body:
-            element.find(content_tag).text = self.body
-        return element
+        return etree.Comment(_SLOT)
 
 
-_RSS_CONTENT = "{http://purl.org/rss/1.0/modules/content/}encoded"
+# Never in a feed's own text: a comment only ``_Slot`` writes; and the stand-in for a
+# content while an entry's text is made (random: no title or link can hold it by chance).
+_SLOT = "distributor entries"
+_BODY = f"distributor-body-{secrets.token_hex(16)}"
 
 
-def _feed_entry(item: _Item, fmt: urls.FeedFormat) -> _CachedEntry:
+def _spliced(document: bytes, entries: Sequence[EntryText]) -> bytes:
+    """``document`` (``_xml_feed`` given one ``_Slot``) with the slot's line replaced by
+    ``entries``: the bytes feedgen writes of the feed with those entries, without building
+    and serialising each entry's elements again for every feed that carries it (that took
+    half of a full site build's feeds)."""
+    mark = document.index(f"<!--{_SLOT}-->".encode())
+    start = document.rindex(b"\n", 0, mark) + 1
+    end = document.index(b"\n", mark) + 1
+    pieces = [document[:start]]
+    for entry in entries:
+        pieces.extend(entry.parts())
+    pieces.append(document[end:])
+    return b"".join(pieces)
+
+
+def _entry_text(item: _Item, fmt: urls.FeedFormat) -> EntryText:
+    """``item``'s entry as feedgen writes it in a ``fmt`` feed (pretty-printed at its depth
+    there: under the root in Atom, under the channel in RSS), its content left out."""
+    entry = _feed_entry(item, fmt)
+    if fmt == "rss":
+        element = entry.rss_entry()
+        holder = element.find(_RSS_CONTENT)
+        # The namespaces the channel's root declares (feedgen's, with its dc extension):
+        # the item's prefixed elements are then written as in the feed.
+        root = etree.Element("rss", nsmap={"dc": _DC, "atom": _ATOM, "content": _CONTENT})
+        parent = etree.SubElement(root, "channel")
+    else:
+        element = entry.atom_entry()
+        holder = element.find("content")
+        root = parent = etree.Element("feed", xmlns=_ATOM)
+    body = holder.text if holder is not None else None
+    if body:
+        holder.text = _BODY
+    parent.append(element)
+    text = etree.tostring(root, pretty_print=True, encoding="UTF-8")
+    tag = b"<" + element.tag.encode()
+    start = text.rindex(b"\n", 0, text.index(tag + b">")) + 1
+    end = text.index(b"\n", text.rindex(b"</" + element.tag.encode() + b">")) + 1
+    text = text[start:end]
+    if not body:
+        return EntryText(text)
+    head, tail = text.split(_BODY.encode())
+    return EntryText(head, tail, body)
+
+
+def xml_text(text: str) -> str:
+    """``text`` escaped as libxml2 writes an element's text: ``&``, ``<`` and ``>`` as
+    entities, a carriage return as ``&#13;`` (so a parser does not make it a line feed)."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    return text
+
+
+_CONTENT = "http://purl.org/rss/1.0/modules/content/"
+_DC = "http://purl.org/dc/elements/1.1/"
+_RSS_CONTENT = f"{{{_CONTENT}}}encoded"
+
+
+def _feed_entry(item: _Item, fmt: urls.FeedFormat) -> FeedEntry:
     # One entry per format: sharing one between RSS and Atom feeds would share feedgen's
     # extension registry between them (dc:creator is RSS only).
-    fe = _CachedEntry()
+    fe = FeedEntry()
     fe.register_extension("distributor", _ItemExtension, atom=True, rss=True)
     fe.distributor.item = item
     if fmt == "rss":
@@ -421,7 +481,6 @@ def _feed_entry(item: _Item, fmt: urls.FeedFormat) -> _CachedEntry:
     fe.author(name=item.author)
     fe.summary(item.summary, type="text")  # plain text: Atom summary, RSS description
     fe.content(item.content_html, type="html")  # RSS content:encoded
-    fe.body = item.content_html
     return fe
 
 
