@@ -97,6 +97,7 @@ def embargo_time(moment: datetime, lang: str, zone: tzinfo = UTC) -> str:
     return f"{day}, {local:%H:%M} {name} ({utc})"
 
 
+@lru_cache(maxsize=4096)  # a page and its feeds give the same files' sizes again and again
 def human_size(length: int, lang: str) -> str:
     """``length`` bytes as people read it, in ``lang``: "1.2 MB", "1,2 Mo", "850 B"."""
     _ = gettext_for(lang)

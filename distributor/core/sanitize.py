@@ -62,7 +62,13 @@ _SIBLINGS = {
 
 _URL_NOISE = re.compile(r"[\x00-\x20\x7f]")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
-_URL_ATTR = re.compile(r'(\s(?:href|src|cite)=")([^"]*)(")')
+# The value of a link attribute (href, src, cite) whose URL is relative: none with a scheme,
+# a fragment or empty (kept as they are). It starts with the literal '="', which the regex
+# engine finds by a fast scan (8 times faster over a release's body than a pattern starting
+# with the white space before the name, tried at every space).
+_URL_ATTR = re.compile(
+    r'="(?:(?<=\shref=")|(?<=\ssrc=")|(?<=\scite="))(?![a-zA-Z][a-zA-Z0-9+.-]*:|#|")([^"]*)"'
+)
 
 
 # -- single-line text fields -----------------------------------------------------------------
@@ -202,6 +208,11 @@ def plain_text(value: str) -> str:
     one more decoding would bring back to life; a ``<`` that could still open a tag (an
     unclosed ``<img src=x onerror=…`` at the end) is dropped. Ordinary text survives:
     ``a < b``, ``AT&T``, quotes."""
+    if "<" not in value and "&" not in value:
+        # No tag and no reference to decode (most titles and names): the parser would hand
+        # the text back whole, so the passes come to this one. A site build asks ~10 times
+        # per release (titles, summaries, topic names in every feed).
+        return _WHITE.sub(" ", strip_invisible(strip_xml_invalid(value))).strip()
     text = value
     for _ in range(_PLAIN_PASSES):
         cleaner = _plain_pass(text)
@@ -299,13 +310,11 @@ def absolute_urls(html: str, base: str) -> str:
     base = base.rstrip("/") + "/"
 
     def fix(match: re.Match[str]) -> str:
-        url = str(match.group(2))
-        if not url or _SCHEME.match(url) or url.startswith("#"):
-            return str(match.group(0))
+        url = str(match.group(1))  # relative: the pattern leaves the others alone
         if url.startswith("/") and not url.startswith("//"):
             absolute = base + url[1:]
         else:
             absolute = urljoin(base, url)
-        return f"{match.group(1)}{absolute}{match.group(3)}"
+        return f'="{absolute}"'
 
     return _URL_ATTR.sub(fix, html)
