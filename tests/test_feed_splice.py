@@ -5,7 +5,6 @@ content, awkward characters)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import pytest
@@ -18,22 +17,10 @@ from distributor.core.config import Settings
 from distributor.core.models import Correction, Release, Topic
 from distributor.site import feeds
 from distributor.site.feeds import FeedPage, ItemCache, render_feed
+from tests.feed_reference import by_feedgen, items_by_feedgen
 from tests.feed_samples import BASE
 
 FORMATS: tuple[urls.FeedFormat, ...] = ("rss", "atom")
-
-
-def _by_feedgen(
-    page: FeedPage,
-    fmt: urls.FeedFormat,
-    s: Settings,
-    translations: Mapping[int, Sequence[Release]] | None = None,
-) -> bytes:
-    """The whole document as feedgen writes it with every entry built for it."""
-    newest = sorted(page.releases, key=lambda r: (r.date, r.id), reverse=True)[: s.feed_size]
-    items = [feeds._item(r, (translations or {}).get(r.id, ()), s, page) for r in newest]
-    entries = [feeds._feed_entry(i, fmt) for i in items]
-    return feeds._xml_feed(page, fmt, items, entries, s)
 
 
 def _releases() -> list[Release]:
@@ -97,7 +84,7 @@ def test_spliced_feeds_are_the_bytes_feedgen_writes(fmt: urls.FeedFormat, hub: s
     ]
     for page in pages:
         spliced = render_feed(page, fmt, s, translations, cache)
-        assert spliced == _by_feedgen(page, fmt, s, translations)
+        assert spliced == by_feedgen(page, fmt, s, translations)
         etree.fromstring(spliced)  # and it parses
     assert cache.entries  # the entries were made once and kept
 
@@ -123,3 +110,41 @@ def test_text_is_escaped_as_libxml2_escapes_it(text: str) -> None:
     written = etree.tostring(element, encoding="UTF-8").decode("utf-8")
     expected = written.removeprefix("<c>").removesuffix("</c>") if text else ""
     assert feeds.xml_text(text) == expected
+
+
+# Text XML allows, with what its writers escape (in text and in attributes) well represented.
+_VALID = st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]) | st.sampled_from(
+    list("&<>\"'\n\r\t ]")
+)
+_TEXT = st.text(_VALID, min_size=1, max_size=20)
+
+
+@st.composite
+def _items(draw: st.DrawFn) -> feeds._Item:
+    when = BASE + timedelta(seconds=draw(st.integers(0, 10**8)), microseconds=draw(
+        st.sampled_from([0, 1, 999999])))  # fmt: skip
+    enclosure = draw(st.none() | st.builds(feeds.Enclosure, _TEXT, _TEXT, st.integers(0, 10**9)))
+    return feeds._Item(
+        id=draw(_TEXT), title=draw(_TEXT), url=draw(_TEXT), lang=draw(_TEXT),
+        published=when, updated=when + timedelta(hours=draw(st.integers(0, 50))),
+        summary=draw(_TEXT), content_html=draw(st.text(_VALID, max_size=30)),
+        categories=tuple(draw(st.lists(st.tuples(_TEXT, _TEXT, _TEXT), max_size=2))),
+        enclosure=enclosure,
+        alternates=tuple(draw(st.lists(st.tuples(_TEXT, _TEXT), max_size=2))),
+        attachments=tuple(draw(st.lists(st.tuples(
+            _TEXT, _TEXT, st.sampled_from(["", "application/pdf"]), st.sampled_from([0, 7])),
+            max_size=2))),
+        author=draw(_TEXT),
+    )  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(_items(), st.sampled_from(FORMATS))
+def test_any_entry_is_written_as_feedgen_writes_it(item: feeds._Item, fmt: urls.FeedFormat) -> None:
+    """Every field of an entry, whatever characters it holds (escaped in text, escaped
+    differently in attributes), comes out as feedgen writes it."""
+    s = Settings(site_url="https://news.example.org")
+    page = FeedPage("en", None, [])
+    skeleton = feeds._xml_feed(page, fmt, [item], [feeds._Slot()], s)
+    written = feeds._spliced(skeleton, [feeds._entry_text(item, fmt)])
+    assert written == items_by_feedgen(page, fmt, [item], s)

@@ -62,3 +62,25 @@ def test_relative_links_are_made_absolute_and_nothing_else() -> None:
         '<a\nhref="https://news.example.org/line">line</a> alt="/text" '
         'href="https://news.example.org/text-too"</p>'
     )
+
+
+# Long texts (past sanitize._LONG) of ordinary letters with, now and then, a character XML
+# forbids: the quick check must find every one the pattern finds.
+_XML_CHARS = st.characters(codec="utf-8") | st.sampled_from(
+    list("\x00\x01\x08\x0b\x0c\x0e\x1f\t\n\r\ud800\udfff\ufffe\uffff\ufffd\U0001f600é")
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(_XML_CHARS, max_size=40), st.integers(0, 400))
+def test_stripping_what_xml_forbids_is_the_same_for_long_texts(rare: str, padding: int) -> None:
+    text = "a" * padding + rare + "é" * (padding // 2)
+    assert sanitize.strip_xml_invalid(text) == sanitize._XML_INVALID.sub("", text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(codec="utf-8") | st.sampled_from(
+    list("\u202a\u202e\u2061\u2066\u206f\ufeff\ufff9\ufdd0\U000e0001\U0001fffe\u2029é日")),
+    max_size=40))  # fmt: skip
+def test_invisible_characters_go_whatever_else_the_text_holds(text: str) -> None:
+    assert sanitize.strip_invisible(text) == sanitize._INVISIBLE.sub("", text)
