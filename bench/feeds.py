@@ -13,8 +13,11 @@ Then: a full build (``site.builder.build_site(force=True)``); the English sample
 (``site.builder.regenerate_site``, incremental, in this process that has built before: it
 kept the catalogue and the plan); the same for its French translation; one more regeneration
 with nothing new (the fixed cost of finding out there is nothing to do); then the same two
-as the first regeneration of a process (``forget_builds``: the catalogue read whole). Peak
-memory (max RSS) of the process after them. ``--releases 100000`` inserts in about a minute.
+as the first regeneration of a process (``forget_builds``: the catalogue read whole). Then
+``distributor site build --force`` as its own process, ``--builds`` times (3): the full
+build as a user runs it, rendered on every core (this process's own full build renders in it
+alone: it runs a thread), every file written. Peak memory (max RSS) of the processes after
+them. ``--releases 100000`` inserts in about a minute.
 
 (b) Polls a second: the live ``feeds/en/releases.atom`` of that site when it weighs
 150–300 KB (else a synthetic 200 KB Atom file), served by ``distributor serve`` (its feed poll
@@ -60,6 +63,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.nginx_conf: the compose nginx config, run locally
@@ -91,6 +95,7 @@ SAMPLE_FR = SAMPLE.with_name("climate-agreement.fr.md")  # translates SAMPLE
 FEED_SIZE_RANGE = (150 * 1024, 300 * 1024)
 # Issue 16: a regeneration after a publish, in a worker that has built before.
 GOAL_INCREMENTAL_S = {10_000: 0.150, 100_000: 0.300}
+GOAL_FULL_S = 5.0  # a full build of 10,000 releases (issue 16), the command's own time
 GOAL_200, GOAL_304 = 0.25, 0.15
 GOAL_COUNTING = 0.90  # the 304 rate with counting on, as a share of the rate with it off
 
@@ -149,7 +154,51 @@ def _publish(settings: Settings, sample: Path, n: int = 0) -> None:
         mark_published(session, release_id)
 
 
-def regeneration(settings: Settings, releases: int) -> tuple[Populated, float, list[Step]]:
+def _command_builds(settings: Settings, runs: int) -> Step:
+    """``distributor site build --force`` run ``runs`` times as its own process, as a user
+    runs it (the build this process runs renders in it alone: its Redis claim is a thread,
+    and a process running other threads never forks renderers). Every run writes every file:
+    the runs alternate between the site URL and the same with the next port, so every page
+    and feed changes (as after a template change), and the site is left as it was. Seconds
+    and CPU are the medians of the whole processes (start-up included); the build's own
+    time, printed by the command, is in the files column with how many processes rendered."""
+    parts = urlsplit(settings.site_url)
+    port = (parts.port or (443 if parts.scheme == "https" else 80)) + 1
+    moved = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
+    env = {**environment_for(settings, os.environ), "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "distributor.cli", "site", "build", "--force"]
+    walls, cpus, builds, said = [], [], [], ""
+    for n in range(runs + runs % 2):  # an even number: the last puts the site URL back
+        site_url = moved if n % 2 == 0 else settings.site_url
+        cpu_started, started = _children_cpu(), time.perf_counter()
+        done = subprocess.run(argv, env={**env, "DISTRIBUTOR_SITE_URL": site_url},
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        wall, cpu = time.perf_counter() - started, _children_cpu() - cpu_started
+        found = re.search(r"(\d[\d,]*) written.*\(([\d.]+) s(?:, (\d+) processes)?", done.stdout)
+        if found is None:
+            raise RuntimeError(f"unexpected output of {' '.join(argv)}: {done.stdout!r}")
+        if n == runs:
+            break  # the site URL put back: not timed
+        walls.append(wall)
+        cpus.append(cpu)
+        builds.append(float(found.group(2)))
+        said = f"{found.group(1)} written by {found.group(3) or 1} process(es)"
+        say(f"site build --force, run {n + 1} of {runs}: {wall:.2f} s, build {builds[-1]:.2f} s")
+    build = f"{statistics.median(builds):.2f} s ({min(builds):.2f}–{max(builds):.2f})"
+    mark = f"< {GOAL_FULL_S:g} s {'✓' if statistics.median(builds) < GOAL_FULL_S else '✗'}"
+    return Step(
+        f"full build, the command (median of {runs})",
+        "distributor site build --force",
+        statistics.median(walls),
+        statistics.median(cpus),
+        f"build {build}, {said}",
+        f"build {mark}",
+    )
+
+
+def regeneration(
+    settings: Settings, releases: int, command_runs: int = 3
+) -> tuple[Populated, float, list[Step]]:
     """Fill the database with ``releases`` published releases, then time a full build, the
     regeneration a worker runs after each of two publishes (the English sample, then its
     French translation), and one with nothing new. Returns what was inserted, the seconds
@@ -190,6 +239,8 @@ def regeneration(settings: Settings, releases: int) -> tuple[Populated, float, l
     steps.append(
         _timed("after publishing, first in its process", worker, lambda: regenerate_site(settings))
     )
+    if command_runs:  # last: another process's build would make this one's state stale
+        steps.append(_command_builds(settings, command_runs))
     return populated, insert_s, steps
 
 
@@ -543,6 +594,9 @@ def main() -> None:
     parser.add_argument("--skip-wrk", action="store_true", help="no wrk runs (b)")
     parser.add_argument("--rounds", type=int, default=15, help="rounds of (c), on and off")
     parser.add_argument(
+        "--builds", type=int, default=3, help="runs of `distributor site build --force` (a)"
+    )
+    parser.add_argument(
         "--app-workers",
         type=int,
         default=os.cpu_count() or 1,
@@ -560,14 +614,14 @@ def main() -> None:
     code_before = code_state()
     out = []
     with database(args) as (settings, backend):
-        populated, insert_s, steps = regeneration(settings, args.releases)
+        populated, insert_s, steps = regeneration(settings, args.releases, args.builds)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        # The full build renders in forked children: the largest of them, separately.
+        # The commands' full builds (their processes, and the renderers they fork).
         forked_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         out += ["(a) regeneration", "", regeneration_table(populated, insert_s, steps, backend)]
         out += [
             f"  peak memory (max RSS) after the regenerations: {peak:,.0f} MB in this process, "
-            f"{forked_peak:,.0f} MB in the largest child process (the full build's renderers)"
+            f"{forked_peak:,.0f} MB in the largest child process (`site build`'s and its renderers)"
         ]
         if not args.skip_wrk:
             work = Path(tempfile.mkdtemp(prefix="distributor-bench-feeds-run-"))
