@@ -11,7 +11,7 @@ import pytest
 
 from distributor.core.config import Settings
 from tests.helpers import release_text
-from tests.processes import invoke_cli, run_cli
+from tests.processes import NO_BROKER, invoke_cli, run_cli, settings_env
 
 
 @pytest.fixture
@@ -165,3 +165,32 @@ def test_the_command_and_its_help_load_nothing_only_some_commands_need() -> None
         loaded.stderr
     )
     assert "Delivery counts of a release" in loaded.stdout  # the help was printed
+
+
+STATUS_PROBE = """
+import sys
+import distributor.cli
+sys.argv = ["distributor", "releases", "status", "1"]
+try:
+    distributor.cli.main()
+except SystemExit:
+    pass
+print("loaded:", *sorted(m for m in sys.modules if m.split(".")[0] in {names!r}),
+      file=sys.stderr)
+"""
+
+
+def test_a_release_status_on_sqlite_loads_no_unused_heavy_module(sqlite_settings: Settings) -> None:
+    """`releases status` (goal: 0.5 s, whole process) loads what reading a release's counts
+    needs: not email-validator (only settings with a non-ASCII sender domain use it, a
+    twentieth of the command's time), nor the workers' or the web's stack."""
+    from tests.feed_samples import add_feed_topics, add_release
+
+    add_feed_topics(sqlite_settings)
+    add_release(sqlite_settings, 1)
+    env = settings_env(sqlite_settings, DISTRIBUTOR_BROKER_URL=NO_BROKER)
+    probe = STATUS_PROBE.format(names=["email_validator", "celery", "fastapi", "jinja2"])
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert "planned 0" in done.stdout, done.stderr
+    assert done.stderr.splitlines()[-1] == "loaded:", done.stderr

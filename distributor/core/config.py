@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -435,6 +434,10 @@ def _a_label_address(address: str) -> str:
     local, _, domain = address.rpartition("@")
     if domain.isascii():
         return address
+    # Imported here: only a sender with a non-ASCII domain needs it, and every command
+    # reads the settings (email-validator's import is a twentieth of `releases status`).
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         checked = validate_email(
             address, check_deliverability=False, allow_smtputf8=True, globally_deliverable=False

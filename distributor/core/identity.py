@@ -14,8 +14,6 @@ from email.utils import parseaddr
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from email_validator import EmailNotValidError, validate_email
-
 from distributor.core.errors import InputError
 from distributor.core.i18n import gettext_for
 from distributor.core.sanitize import line_problem
@@ -203,6 +201,8 @@ def check_mailbox(value: str, field: str, *, required: bool) -> str:
             f"{field}: {value[:80]!r} is not an address ('Name <press@example.org>')",
             field=field,
         )
+    from email_validator import EmailNotValidError, validate_email  # see config.py
+
     try:
         checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
