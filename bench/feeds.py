@@ -95,7 +95,7 @@ SAMPLE_FR = SAMPLE.with_name("climate-agreement.fr.md")  # translates SAMPLE
 FEED_SIZE_RANGE = (150 * 1024, 300 * 1024)
 # Issue 16: a regeneration after a publish, in a worker that has built before.
 GOAL_INCREMENTAL_S = {10_000: 0.150, 100_000: 0.300}
-GOAL_FULL_S = 5.0  # a full build of 10,000 releases (issue 16), the command's own time
+GOAL_FULL_S, GOAL_FULL_RELEASES = 5.0, 10_000  # a full build (issue 16): the command's time
 GOAL_200, GOAL_304 = 0.25, 0.15
 GOAL_COUNTING = 0.90  # the 304 rate with counting on, as a share of the rate with it off
 
@@ -154,7 +154,7 @@ def _publish(settings: Settings, sample: Path, n: int = 0) -> None:
         mark_published(session, release_id)
 
 
-def _command_builds(settings: Settings, runs: int) -> Step:
+def _command_builds(settings: Settings, runs: int, releases: int) -> Step:
     """``distributor site build --force`` run ``runs`` times as its own process, as a user
     runs it (the build this process runs renders in it alone: its Redis claim is a thread,
     and a process running other threads never forks renderers). Every run writes every file:
@@ -185,14 +185,16 @@ def _command_builds(settings: Settings, runs: int) -> Step:
         said = f"{found.group(1)} written by {found.group(3) or 1} process(es)"
         say(f"site build --force, run {n + 1} of {runs}: {wall:.2f} s, build {builds[-1]:.2f} s")
     build = f"{statistics.median(builds):.2f} s ({min(builds):.2f}–{max(builds):.2f})"
-    mark = f"< {GOAL_FULL_S:g} s {'✓' if statistics.median(builds) < GOAL_FULL_S else '✗'}"
+    mark = "—"
+    if releases <= GOAL_FULL_RELEASES:
+        mark = f"< {GOAL_FULL_S:g} s {'✓' if statistics.median(builds) < GOAL_FULL_S else '✗'}"
     return Step(
         f"full build, the command (median of {runs})",
         "distributor site build --force",
         statistics.median(walls),
         statistics.median(cpus),
         f"build {build}, {said}",
-        f"build {mark}",
+        mark if mark == "—" else f"build {mark}",
     )
 
 
@@ -240,7 +242,7 @@ def regeneration(
         _timed("after publishing, first in its process", worker, lambda: regenerate_site(settings))
     )
     if command_runs:  # last: another process's build would make this one's state stale
-        steps.append(_command_builds(settings, command_runs))
+        steps.append(_command_builds(settings, command_runs, releases))
     return populated, insert_s, steps
 
 

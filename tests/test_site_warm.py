@@ -265,3 +265,22 @@ def test_the_site_build_command_renders_on_every_core(settings: Settings) -> Non
     cores = len(os.sched_getaffinity(0))
     assert f"{cores} processes rendering)" in done.stdout
     assert (settings.public_dir / "releases" / "en-release-3.html").is_file()
+
+
+def test_a_file_is_written_past_temporary_files_a_dead_process_left(tmp_path: Path) -> None:
+    """A write goes through a temporary file named by this process's pid and a number: one
+    left there by a process that died with the same pid (pids are reused) is stepped over,
+    neither written through nor a failure; a missing folder is made."""
+    target = tmp_path / "releases" / "page.html"
+    upcoming = next(builder._TMP_NUMBERS) + 1
+    target.parent.mkdir()
+    stale = [target.with_name(f".page.html.{os.getpid()}.{upcoming + n}.tmp") for n in range(3)]
+    for path in stale:
+        path.write_bytes(b"left by a process that died")
+    assert builder._write_if_changed(target, b"<p>new</p>")
+    assert target.read_bytes() == b"<p>new</p>"
+    assert all(p.read_bytes() == b"left by a process that died" for p in stale)
+    assert not builder._write_if_changed(target, b"<p>new</p>")  # the same: not written
+    deeper = tmp_path / "feeds" / "en" / "topics" / "releases.atom"
+    assert builder._write_if_changed(deeper, b"<feed/>") and deeper.read_bytes() == b"<feed/>"
+    assert sorted(p.name for p in tmp_path.rglob(".*.tmp")) == sorted(p.name for p in stale)

@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import bisect
 import fcntl
+import contextlib
 import gc
+import itertools
 import json
 import logging
 import os
-import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -616,23 +617,43 @@ def _write_if_changed(path: Path, data: bytes, *, durable: bool = False) -> bool
             return False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # 0o644 (less the umask), not mkstemp's 0o600: the web server must be able to read it.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    # A full build writes every file: syscalls only where needed (the folder is made when
+    # the first write into it finds none; a name of this process's own, no random bytes).
+    tmp, fd = _new_file(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if durable:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     if durable:
         fsync_dir(path.parent)
     return True
+
+
+def _new_file(path: Path) -> tuple[str, int]:
+    """A new temporary file beside ``path`` (its folder made if missing), open to write."""
+    while True:
+        tmp = f"{path.parent}{os.sep}.{path.name}.{os.getpid()}.{next(_TMP_NUMBERS)}.tmp"
+        try:
+            return tmp, os.open(tmp, _NEW_FILE, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # left by a process that died, whose pid this one has now
+            pass
+
+
+# 0o644 (less the umask), not mkstemp's 0o600: the web server must be able to read it.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+_TMP_NUMBERS = itertools.count()
 
 
 def regenerate_site(
