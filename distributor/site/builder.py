@@ -31,8 +31,8 @@ cannot finish last and leave stale files behind.
 from __future__ import annotations
 
 import bisect
-import fcntl
 import contextlib
+import fcntl
 import gc
 import itertools
 import json
