@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import re
+import shutil
 import threading
 from datetime import timedelta
 
@@ -128,6 +129,14 @@ def test_a_file_lost_from_public_is_written_again(sqlite_settings: Settings) -> 
     lost.unlink()
     assert build_site(sqlite_settings).written == ["feeds/en/releases.atom"]
     assert lost.read_bytes() == kept
+    # A folder of one file (a listing's), its file or the folder itself gone.
+    page = sqlite_settings.public_dir / "en/topics/climate/index.html"
+    listing = page.read_bytes()
+    page.unlink()
+    assert build_site(sqlite_settings).written == ["en/topics/climate/index.html"]
+    shutil.rmtree(page.parent)
+    assert build_site(sqlite_settings).written == ["en/topics/climate/index.html"]
+    assert page.read_bytes() == listing
 
 
 def test_the_cli_builds_the_site_and_the_old_command_still_works(

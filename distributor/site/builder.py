@@ -253,18 +253,27 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 def _lost(root: str, plan: Plan, checked: set[str]) -> list[Output]:
     """The outputs besides ``checked`` whose file is missing (deleted by hand): a listing
-    of each directory, not a look at each file (10,000 files: 3 ms, not 80)."""
+    of each directory of many files, not a look at each (10,000 files: 3 ms, not 80), and a
+    look at the file of each directory of a few (a listing page's folder holds its
+    ``index.html`` alone: at 100,000 releases, 6,000 listings took 0.1 s, looks 0.02 s)."""
     lost = []
     for directory, names in plan.by_dir.items():
-        try:
-            present = set(os.listdir(root + directory if directory else root))
-        except FileNotFoundError:
-            present = set()
-        for name in names - present:
+        where = root + directory + os.sep if directory else root
+        if len(names) <= _FEW_FILES:
+            missing = {name for name in names if not os.path.exists(where + name)}
+        else:
+            try:
+                missing = names - set(os.listdir(where))
+            except FileNotFoundError:
+                missing = set(names)
+        for name in missing:
             relpath = f"{directory}/{name}" if directory else name
             if relpath not in checked:
                 lost.append(plan.outputs[relpath])
     return lost
+
+
+_FEW_FILES = 4  # up to this many outputs in a folder, each is looked at, not the folder listed
 
 
 # -- rendering -------------------------------------------------------------------------------
