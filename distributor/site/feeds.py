@@ -439,28 +439,24 @@ def _empty(tag: str, indent: int = 4, **attributes: str | None) -> str:
 def _xml_attribute(value: str) -> str:
     """``value`` escaped as libxml2 writes an attribute's: as text (``xml_text``), and the
     quote, tab and line feed as references."""
-    value = xml_text(value)
-    if '"' in value:
-        value = value.replace('"', "&quot;")
-    if "\n" in value:
-        value = value.replace("\n", "&#10;")
-    if "\t" in value:
-        value = value.replace("\t", "&#9;")
-    return value
+    return _referenced(value, _ATTRIBUTE_REFERENCES)
 
 
 def xml_text(text: str) -> str:
     """``text`` escaped as libxml2 writes an element's text: ``&``, ``<`` and ``>`` as
     entities, a carriage return as ``&#13;`` (so a parser does not make it a line feed)."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    if "\r" in text:
-        text = text.replace("\r", "&#13;")
+    return _referenced(text, _TEXT_REFERENCES)
+
+
+def _referenced(text: str, references: tuple[tuple[str, str], ...]) -> str:
+    for char, reference in references:  # "&" first: the references hold one
+        if char in text:
+            text = text.replace(char, reference)
     return text
+
+
+_TEXT_REFERENCES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;"))
+_ATTRIBUTE_REFERENCES = (*_TEXT_REFERENCES, ('"', "&quot;"), ("\n", "&#10;"), ("\t", "&#9;"))
 
 
 # -- JSON Feed -------------------------------------------------------------------------------
