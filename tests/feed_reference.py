@@ -39,7 +39,7 @@ def items_by_feedgen(
     page: FeedPage, fmt: urls.FeedFormat, items: Sequence[Any], s: Settings
 ) -> bytes:
     """The document of ``page`` holding ``items`` (``feeds._Item``), all written by feedgen."""
-    return feeds._xml_feed(page, fmt, items, [feed_entry(i, fmt) for i in items], s)
+    return feeds._xml_feed(page, fmt, items, [feedgen_entry(i, fmt) for i in items], s)
 
 
 class _ItemExtension(BaseEntryExtension):  # type: ignore[misc]
@@ -82,7 +82,7 @@ class _ItemExtension(BaseEntryExtension):  # type: ignore[misc]
         return entry
 
 
-def feed_entry(item: Any, fmt: urls.FeedFormat) -> FeedEntry:
+def feedgen_entry(item: Any, fmt: urls.FeedFormat) -> FeedEntry:
     """``item`` as a feedgen entry for a ``fmt`` feed."""
     fe = FeedEntry()
     fe.register_extension("distributor", _ItemExtension, atom=True, rss=True)
