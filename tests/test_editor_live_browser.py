@@ -113,7 +113,9 @@ def test_the_preview_follows_the_typing_page_email_widths_and_reach(
         expect(page.locator("#preview-frame")).to_have_js_property("offsetWidth", 390)
         assert accessibility_problems(page) == [], "at 1280 px"
         page.get_by_label("Desktop").check()
-        assert page.locator("#preview-frame").evaluate("f => f.offsetWidth") > 390
+        # Waited for, as every other expectation here: a preview or the autosave may be
+        # swapping the frame at that instant (a CI run read 0 once, under load).
+        page.wait_for_function("document.getElementById('preview-frame').offsetWidth > 390")
         # Autosaved meanwhile: a draft, and this page now edits it.
         expect(page.locator("#autosave-status")).to_have_text(SAVED, timeout=15_000)
         with session_scope(office) as session:
