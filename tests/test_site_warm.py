@@ -243,13 +243,13 @@ def test_a_daemonic_pool_worker_builds_in_its_own_process() -> None:
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: nothing to fork onto")
-def test_the_site_build_command_renders_on_every_core(settings: Settings) -> None:
+def test_the_site_build_command_renders_on_every_core(sqlite_settings: Settings) -> None:
     """`distributor site build` is the process that forks renderers: nothing in it may run
     another thread first (its progress bar redraws from the build's own calls), or the
     build renders in one process. Here every build counts as large (PARALLEL_MIN 1)."""
-    add_feed_topics(settings)
+    add_feed_topics(sqlite_settings)
     for n in range(1, 4):
-        add_release(settings, n)
+        add_release(sqlite_settings, n)
     script = (
         "import sys\n"
         "from distributor.site import builder\n"
@@ -258,14 +258,14 @@ def test_the_site_build_command_renders_on_every_core(settings: Settings) -> Non
         "sys.argv = ['distributor', 'site', 'build', '--force']\n"
         "main()\n"
     )
-    env = settings_env(settings)
+    env = settings_env(sqlite_settings)
     env.setdefault("DISTRIBUTOR_BROKER_URL", NO_BROKER)
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     cores = len(os.sched_getaffinity(0))
     assert f"{cores} processes rendering)" in done.stdout
-    assert (settings.public_dir / "releases" / "en-release-3.html").is_file()
+    assert (sqlite_settings.public_dir / "releases" / "en-release-3.html").is_file()
 
 
 def test_a_file_is_written_past_temporary_files_a_dead_process_left(tmp_path: Path) -> None:
