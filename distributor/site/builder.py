@@ -211,7 +211,7 @@ def build_site(
         report = BuildReport(unchanged=len(plan.outputs) - len(todo))
         recorded = dict(manifest)
         try:
-            _render_all(settings, sender, todo, plan, rendering, report, recorded, progress)
+            _render_all(_Pass(settings, sender, plan, rendering), todo, report, recorded, progress)
         finally:
             # What was written is recorded even if a later output failed.
             for relpath in sorted(dropped & recorded.keys()):
@@ -279,12 +279,20 @@ _FEW_FILES = 4  # up to this many outputs in a folder, each is looked at, not th
 # -- rendering -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """What every share of one build renders with: the settings, the sender's identity,
+    the plan and what rendering keeps between builds."""
+
+    settings: Settings
+    sender: Identity
+    plan: Plan
+    rendering: _Rendering
+
+
 def _render_all(
-    settings: Settings,
-    sender: Identity,
+    build: _Pass,
     todo: list[Output],
-    plan: Plan,
-    rendering: _Rendering,
     report: BuildReport,
     recorded: dict[str, str],
     progress: Progress | None,
@@ -294,9 +302,9 @@ def _render_all(
     workers = forked.usable_workers() if len(todo) >= PARALLEL_MIN else 1
     report.processes = workers
     if workers > 1:
-        _render_forked(settings, sender, todo, plan, rendering, report, recorded, progress, workers)
+        _render_forked(build, todo, report, recorded, progress, workers)
     else:
-        _render(settings, sender, todo, plan, rendering, report, recorded, progress)
+        _render(build, todo, report, recorded, progress)
 
 
 @dataclass
@@ -311,11 +319,8 @@ class _Done:
 
 
 def _render_forked(
-    settings: Settings,
-    sender: Identity,
+    build: _Pass,
     todo: list[Output],
-    plan: Plan,
-    rendering: _Rendering,
     report: BuildReport,
     recorded: dict[str, str],
     progress: Progress | None,
@@ -328,14 +333,15 @@ def _render_forked(
     topics'), and the release pages in small runs that even out the children's loads. This
     process meanwhile renders the sitemap (its caches stay here, for the next regeneration)
     and loads the live pages' releases, which a regeneration renders again."""
+    rendering = build.rendering
     mine = [o for o in todo if o.kind in _HERE]
     shares = _shares([o for o in todo if o.kind not in _HERE], workers)
-    live = plan.live_ids()
+    live = build.plan.live_ids()
 
     def work(index: int) -> _Done:
         done = _Done(BuildReport(), {})
         share = shares[index]
-        _render(settings, sender, share, plan, rendering, done.report, done.recorded, None)
+        _render(build, share, done.report, done.recorded, None)
         done.items = rendering.items.export(live.__contains__)
         rendering.items = ItemCache()  # sent once: the next share of this child sends its own
         return done
@@ -343,9 +349,9 @@ def _render_forked(
     count = len(mine)
     rendering.newsroom.compile()  # once, here: the children inherit it, and so does the next
     with forked.forked_results(work, len(shares), workers) as results:
-        _render(settings, sender, mine, plan, rendering, report, recorded, None)
+        _render(build, mine, report, recorded, None)
         wanted = sorted(live - rendering.releases.keys())
-        rendering.releases.update(_load(settings, wanted))
+        rendering.releases.update(_load(build.settings, wanted))
         if progress is not None:
             progress(count, len(todo))
         for done in results:
@@ -387,17 +393,15 @@ def _shares(todo: list[Output], workers: int) -> list[list[Output]]:
 
 
 def _render(
-    settings: Settings,
-    sender: Identity,
+    build: _Pass,
     todo: list[Output],
-    plan: Plan,
-    rendering: _Rendering,
     report: BuildReport,
     recorded: dict[str, str],
     progress: Progress | None,
 ) -> None:
     if not todo:
         return
+    settings, sender, plan, rendering = build.settings, build.sender, build.plan, build.rendering
     newsroom, cache, releases = rendering.newsroom, rendering.items, rendering.releases
     catalogue = plan.catalogue
     groups, rows = catalogue.groups, catalogue.rows
