@@ -42,22 +42,35 @@ def _release_id(settings: Settings, slug: str) -> int:
         return session.scalars(select(Release.id).where(Release.slug == slug)).one()
 
 
+def _site_and_twin(settings: Settings, data_dir: Path) -> tuple[Settings, Settings]:
+    """The site with two releases a feed page (a release published among older ones moves
+    the archive pages), its topics made; and the same database with its public/ in
+    ``data_dir``."""
+    site = settings.model_copy(update={"feed_size": 2})
+    twin = site.model_copy(
+        update={"data_dir": data_dir, "database_url": site.effective_database_url}
+    )
+    add_feed_topics(site)
+    return site, twin
+
+
+def _add_releases(site: Settings, last: int) -> int:
+    """Releases 1 to ``last``: the first on two topics, every third French; the first's id."""
+    first = add_release(site, 1, topics=("climate", "space"))
+    for n in range(2, last + 1):
+        add_release(site, n, lang="fr" if n % 3 == 0 else "en", topics=("space",))
+    return first
+
+
 @pytest.mark.parametrize("split", [False, True], ids=["one-sitemap", "split-sitemap"])
 def test_every_kind_of_change_reaches_the_next_warm_regeneration(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: bool
 ) -> None:
     if split:  # a sitemap index, and parts of 4 ids: most changes touch one or two
         monkeypatch.setattr(discovery, "SPLIT_URLS", 4)
-    # Two releases a page: a release published among older ones moves the archive pages.
-    site = settings.model_copy(update={"feed_size": 2})
     # The same database, another public/: built from scratch each time, to compare with.
-    scratch = site.model_copy(
-        update={"data_dir": tmp_path / "scratch", "database_url": site.effective_database_url}
-    )
-    add_feed_topics(site)
-    first = add_release(site, 1, topics=("climate", "space"))
-    for n in range(2, 8):
-        add_release(site, n, lang="fr" if n % 3 == 0 else "en", topics=("space",))
+    site, scratch = _site_and_twin(settings, tmp_path / "scratch")
+    first = _add_releases(site, 7)
     build_site(site)
 
     def check(change: Callable[[], object]) -> None:
@@ -173,14 +186,8 @@ def test_a_build_on_every_core_writes_what_one_process_writes(
     """A full build split over forked processes: the same files and the same manifest as
     one process builds, and the warm regeneration after it (fed by what the children made)
     the same as a fresh build's."""
-    site = settings.model_copy(update={"feed_size": 2})
-    alone = site.model_copy(
-        update={"data_dir": tmp_path / "alone", "database_url": site.effective_database_url}
-    )
-    add_feed_topics(site)
-    first = add_release(site, 1, topics=("climate", "space"))
-    for n in range(2, 12):
-        add_release(site, n, lang="fr" if n % 3 == 0 else "en", topics=("space",))
+    site, alone = _site_and_twin(settings, tmp_path / "alone")
+    first = _add_releases(site, 11)
     add_release(site, 12, lang="fr", translation_of_id=first)
     monkeypatch.setattr(builder, "PARALLEL_MIN", 1_000_000)
     build_site(alone)
