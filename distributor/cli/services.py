@@ -101,13 +101,13 @@ def site_build(
         # would stop the build forking its renderers (forked.usable_workers).
         with Progress(*columns, console=out, transient=True, auto_refresh=False) as progress:
             bar = progress.add_task("rendering", total=None)
-            drawn = [0.0]
+            drawn = 0.0
 
             def advance(done: int, total: int) -> None:
-                now = time.monotonic()
-                redraw = now - drawn[0] >= 0.1 or done == total
+                nonlocal drawn
+                redraw = time.monotonic() - drawn >= 0.1 or done == total
                 if redraw:
-                    drawn[0] = now
+                    drawn = time.monotonic()
                 progress.update(bar, completed=done, total=total, refresh=redraw)
 
             report = builder.regenerate_site(s, queue, force=force, progress=advance)
