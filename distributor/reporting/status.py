@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -101,29 +100,45 @@ def ledger_summary(session: Session, release_id: int) -> LedgerSummary:
     """The release's ledger rows by status (all, and its advance copies), the times of its
     first and last public message sent, and its bounces by kind, in one read of its rows.
 
-    One aggregate with FILTER clauses rather than a query per figure: on PostgreSQL each
-    figure was a scan of every row of the release (four of a million rows: 1.6 s of the
-    ``releases status`` process, bench/at_scale.py)."""
-    public = Delivery.advance.is_(False)
+    One grouped aggregate (by status, advance copy or not, and bounce: a few groups) rather
+    than a query per figure: on PostgreSQL each figure was a scan of every row of the release
+    (four of a million rows: 1.6 s of the ``releases status`` process, bench/at_scale.py);
+    and grouped rather than one FILTER per figure (16 tests a row: 0.25–0.32 s for a million
+    rows, grouped 0.16 s)."""
     statuses = [s.value for s in DeliveryStatus]
-    row: tuple[Any, ...] = session.execute(
+    counts, advance_counts = dict.fromkeys(statuses, 0), dict.fromkeys(statuses, 0)
+    bounces = {"hard": 0, "soft": 0}
+    firsts: list[datetime] = []
+    lasts: list[datetime] = []
+    groups = session.execute(
         select(
-            *[func.count().filter(Delivery.status == s) for s in statuses],
-            *[func.count().filter(Delivery.status == s, Delivery.advance) for s in statuses],
-            func.min(Delivery.sent_at).filter(public),
-            func.max(Delivery.sent_at).filter(public),
-            func.count().filter(Delivery.bounce == "hard"),
-            func.count().filter(Delivery.bounce == "soft"),
-        ).where(Delivery.release_id == release_id)
-    ).one()
-    n = len(statuses)
+            Delivery.status,
+            Delivery.advance,
+            Delivery.bounce,
+            func.count(),
+            func.min(Delivery.sent_at),
+            func.max(Delivery.sent_at),
+        )
+        .where(Delivery.release_id == release_id)
+        .group_by(Delivery.status, Delivery.advance, Delivery.bounce)
+    )
+    for status, advance, bounce, n, first, last in groups:
+        if status in counts:
+            counts[status] += n
+            if advance:
+                advance_counts[status] += n
+        if bounce in bounces:
+            bounces[bounce] += n
+        if not advance and first is not None and last is not None:  # the public send
+            firsts.append(first)
+            lasts.append(last)
     return LedgerSummary(
-        counts=dict(zip(statuses, map(int, row[:n]), strict=True)),
-        advance_counts=dict(zip(statuses, map(int, row[n : 2 * n]), strict=True)),
-        first_sent_at=row[2 * n],
-        last_sent_at=row[2 * n + 1],
-        hard_bounces=int(row[2 * n + 2]),
-        soft_bounces=int(row[2 * n + 3]),
+        counts=counts,
+        advance_counts=advance_counts,
+        first_sent_at=min(firsts, default=None),
+        last_sent_at=max(lasts, default=None),
+        hard_bounces=bounces["hard"],
+        soft_bounces=bounces["soft"],
     )
 
 
