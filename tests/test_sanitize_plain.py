@@ -1,7 +1,11 @@
-"""``plain_text``'s shortcut for text without markup gives what the full passes give."""
+"""The fast paths of core/sanitize.py give what the slow ones give: ``plain_text``'s shortcut for
+text without markup, the XML check of long texts, and ``absolute_urls`` changes only links."""
 
 from __future__ import annotations
 
+from urllib.parse import urljoin
+
+import lxml.html
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,6 +55,7 @@ def test_relative_links_are_made_absolute_and_nothing_else() -> None:
         '<a href="#top">top</a> <a href="">empty</a> <a href="mailto:a@b.example">m</a> '
         '<a data-href="/no">no</a> <a title="/no" href="//cdn.example/x">cdn</a>\n'
         '<a\nhref="/line">line</a> alt="/text" href="/text-too"</p>'
+        '<p><a title="a > b" href="/after-a-gt">gt</a> <img alt="x<y" src="/after-a-lt"></p>'
     )
     assert sanitize.absolute_urls(html, "https://news.example.org/") == (
         '<p><a href="https://news.example.org/releases/a.html">a</a> '
@@ -59,8 +64,9 @@ def test_relative_links_are_made_absolute_and_nothing_else() -> None:
         '<a href="https://x.example/">x</a> '
         '<a href="#top">top</a> <a href="">empty</a> <a href="mailto:a@b.example">m</a> '
         '<a data-href="/no">no</a> <a title="/no" href="https://cdn.example/x">cdn</a>\n'
-        '<a\nhref="https://news.example.org/line">line</a> alt="/text" '
-        'href="https://news.example.org/text-too"</p>'
+        '<a\nhref="https://news.example.org/line">line</a> alt="/text" href="/text-too"</p>'
+        '<p><a title="a > b" href="https://news.example.org/after-a-gt">gt</a> '
+        '<img alt="x<y" src="https://news.example.org/after-a-lt"></p>'
     )
 
 
@@ -84,3 +90,37 @@ def test_stripping_what_xml_forbids_is_the_same_for_long_texts(rare: str, paddin
     max_size=40))  # fmt: skip
 def test_invisible_characters_go_whatever_else_the_text_holds(text: str) -> None:
     assert sanitize.strip_invisible(text) == sanitize._INVISIBLE.sub("", text)
+
+
+# Bodies a press office might write: links and images with relative and absolute URLs,
+# attribute values holding "<", ">" and quotes, and prose that spells out attributes.
+_PIECES = st.sampled_from([
+    '<a href="/r/a.html">a</a>', '<img src="media/p.png" alt="a > b">', "<p>", "</p>",
+    '<blockquote cite="/q">q</blockquote>', '<a href="https://x.example/">x</a>',
+    '<a title="x<y" href="../up">up</a>', ' href="/prose"', ' src="/prose" ', "&lt;b&gt;",
+    '"', "'", " ", "text", "<", ">", "=", '="/x"', "&", "<b>bold</b>", "\n",
+])  # fmt: skip
+
+
+def _links_and_text(html: str) -> tuple[list[tuple[str, str]], str]:
+    """The href/src/cite values of ``html`` (in document order) and its text, as a parser
+    reads them."""
+    root = lxml.html.fragment_fromstring(html, create_parent="div")
+    links = [(name, el.get(name)) for el in root.iter() for name in ("href", "src", "cite")
+             if el.get(name) is not None]  # fmt: skip
+    return links, root.text_content()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=30).map("".join))
+def test_absolute_urls_changes_links_and_never_the_text(written: str) -> None:
+    html = sanitize.clean_html(written)
+    base = "https://news.example.org/"
+    out = sanitize.absolute_urls(html, base)
+    links, text = _links_and_text(html) if html.strip() else ([], "")
+    new_links, new_text = _links_and_text(out) if out.strip() else ([], "")
+    assert new_text == text
+    assert [name for name, _ in new_links] == [name for name, _ in links]
+    for (_, old), (_, new) in zip(links, new_links, strict=True):
+        relative = old and not old.startswith("#") and not sanitize._SCHEME.match(old)
+        assert new == (urljoin(base, old) if relative else old)

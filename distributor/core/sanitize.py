@@ -4,6 +4,7 @@ field (a title, a name), and the plain text of a field that readers may take for
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import unicodedata
@@ -69,6 +70,11 @@ _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _URL_ATTR = re.compile(
     r'="(?:(?<=\shref=")|(?<=\ssrc=")|(?<=\scite="))(?![a-zA-Z][a-zA-Z0-9+.-]*:|#|")([^"]*)"'
 )
+# A whole tag of clean_html's output, to tell an attribute from prose that reads like one
+# (` href="/x"` written in a paragraph): the serializer writes every attribute value in
+# double quotes, a '"' in it escaped, and may leave '<' or '>' raw in a value; in text it
+# escapes '<' and '>' but leaves '"' as it is.
+_WHOLE_TAG = re.compile(r'<[^"<>]*(?:"[^"]*"[^"<>]*)*>')
 
 
 # -- single-line text fields -----------------------------------------------------------------
@@ -331,10 +337,31 @@ def markdown_to_html(source: str) -> str:
 
 def absolute_urls(html: str, base: str) -> str:
     """``html`` (as produced by :func:`clean_html`) with relative href/src/cite made absolute
-    against ``base`` (the site URL); absolute and ``mailto:``/``tel:`` URLs are unchanged."""
+    against ``base`` (the site URL); absolute and ``mailto:``/``tel:`` URLs are unchanged,
+    and so is the text between the tags, whatever it spells out."""
     base = base.rstrip("/") + "/"
+    starts: list[int] = []
+    ends: list[int] = []
+    scanned = False
+
+    def in_a_tag(at: int) -> bool:
+        # A "<" nearer than any ">": in a tag (text holds neither raw). Otherwise text, or a
+        # value holding ">" earlier in this tag (title="a > b" href=…): the tags are found,
+        # once.
+        if html.rfind("<", 0, at) > html.rfind(">", 0, at):
+            return True
+        nonlocal scanned
+        if not scanned:
+            for tag in _WHOLE_TAG.finditer(html):
+                starts.append(tag.start())
+                ends.append(tag.end())
+            scanned = True
+        i = bisect.bisect_right(starts, at) - 1
+        return i >= 0 and at < ends[i]
 
     def fix(match: re.Match[str]) -> str:
+        if not in_a_tag(match.start()):
+            return match[0]  # prose
         url = str(match.group(1))  # relative: the pattern leaves the others alone
         if url.startswith("/") and not url.startswith("//"):
             absolute = base + url[1:]
