@@ -72,8 +72,9 @@ _URL_ATTR = re.compile(
 )
 # A whole tag of clean_html's output, to tell an attribute from prose that reads like one
 # (` href="/x"` written in a paragraph): the serializer writes every attribute value in
-# double quotes, a '"' in it escaped, and may leave '<' or '>' raw in a value; in text it
-# escapes '<' and '>' but leaves '"' as it is.
+# double quotes, a '"' in it escaped; in text it escapes '<' and '>' but leaves '"' as it
+# is. nh3 escapes '<' and '>' in values too today; HTML's serializing rules long did not,
+# so a raw one in a value is allowed for.
 _WHOLE_TAG = re.compile(r'<[^"<>]*(?:"[^"]*"[^"<>]*)*>')
 
 
@@ -346,8 +347,8 @@ def absolute_urls(html: str, base: str) -> str:
 
     def in_a_tag(at: int) -> bool:
         # A "<" nearer than any ">": in a tag (text holds neither raw). Otherwise text, or a
-        # value holding ">" earlier in this tag (title="a > b" href=…): the tags are found,
-        # once.
+        # value holding a raw ">" earlier in this tag (title="a > b" href=…, see _WHOLE_TAG):
+        # the tags are found, once.
         if html.rfind("<", 0, at) > html.rfind(">", 0, at):
             return True
         nonlocal scanned
