@@ -4,6 +4,7 @@ dashboard say so; `distributor worker --with-beat` runs both on one host."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -112,6 +113,9 @@ def test_worker_with_beat_runs_the_sweep_on_the_embedded_redis() -> None:
             # Read while it runs: stopping it may log the pool's own complaints.
             text = log.read_text()
         assert MISSING not in text and "Traceback" not in text, text
+        # Started with the cyclic collector off, and on again before the pool forked
+        # (worker/app.py, distributor.core.collector): without it, the line is not there.
+        assert re.search(r"start-up: [\d,]{6,} objects kept out of garbage collection", text), text
     finally:
         broker.stop_embedded(s)
         dispose_engines()

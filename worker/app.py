@@ -1,10 +1,13 @@
 """The Celery app, configured from the same Settings as everything else.
 
-Start it with ``distributor worker`` (or ``celery -A worker.app worker``).
+Start it with ``distributor worker``, which runs ``python -m worker -A worker.app worker …``:
+Celery's own command in a process that starts with the cyclic collector off (see
+``worker/__main__.py``); ``celery -A worker.app worker`` works too, without that.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from celery import Celery, bootsteps
@@ -12,21 +15,52 @@ from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
     after_task_publish,
+    beat_init,
+    worker_init,
     worker_process_init,
+    worker_ready,
 )
 
-from distributor.core import heartbeat
+from distributor.core import collector, heartbeat
 from distributor.core.config import configured_secrets, load_settings
 from distributor.core.db import dispose_engines
 from distributor.core.logs import redact_handlers, setup_logging
 from distributor.core.queue import TASK_PREFIX, TaskQueue, celery_config
 
+log = logging.getLogger(__name__)
 settings = load_settings()
 app = Celery("distributor")
 app.conf.update(celery_config(settings))
 app.conf.include = ["worker.tasks"]
 queue = TaskQueue(settings)
 secrets = configured_secrets(settings)  # what every log line of the worker masks
+
+
+# A start under `python -m worker` (`distributor worker`, `distributor beat`) runs with the
+# cyclic collector off (distributor.core.collector) until the process's imports are done, the
+# tasks' modules too, and before the pool forks: what they made is then kept out of every
+# later collection, in this process and in the pool's children, which share those pages.
+@worker_init.connect
+def _worker_started(**_kwargs: Any) -> None:
+    _frozen.append(collector.started())
+
+
+@worker_ready.connect
+def _worker_ready(**_kwargs: Any) -> None:
+    _say_frozen(_frozen[-1] if _frozen else 0)  # the worker's logging is not set up at init
+
+
+@beat_init.connect
+def _beat_started(**_kwargs: Any) -> None:
+    _say_frozen(collector.started())
+
+
+def _say_frozen(count: int) -> None:
+    if count:
+        log.info("start-up: %s objects kept out of garbage collection", f"{count:,}")
+
+
+_frozen: list[int] = []
 
 
 @worker_process_init.connect

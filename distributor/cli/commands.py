@@ -20,6 +20,7 @@ import typer
 from distributor.cli import accounts, audience, office, publishing, releases, services
 from distributor.cli.context import log_on_demand, settings
 from distributor.cli.progress import err
+from distributor.core import collector
 from distributor.core.errors import ConfigError, DistributorError, ImportRejected, ServiceError
 
 app = typer.Typer(
@@ -77,6 +78,17 @@ def _leave() -> None:
 
 def main() -> None:
     """Entry point: run the CLI and map domain errors to messages and exit codes."""
+    # No cyclic collection while the command imports what it needs: they would scan the
+    # hundreds of thousands of objects its imports make, all of which live until the exit
+    # (core/collector.py). The command's first call for its Settings ends the start.
+    collector.starting()
+    try:
+        _run()
+    finally:
+        collector.finish_start()
+
+
+def _run() -> None:
     log_on_demand()
     atexit.unregister(_leave)  # once, however many times main() runs in one process
     atexit.register(_leave)

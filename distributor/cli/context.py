@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from distributor.core import collector
 from distributor.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ def settings() -> Settings:
         raise
     if waiting:
         _set_up_logging(s)
+    # A command imports what it runs with before it asks for its Settings: its start is
+    # over (main() began it with the cyclic collector off; see core/collector.py).
+    collector.started()
     return s
 
 

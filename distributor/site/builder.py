@@ -33,7 +33,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import fcntl
-import gc
 import itertools
 import json
 import logging
@@ -47,7 +46,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from distributor.core import filemodes
+from distributor.core import collector, filemodes
 from distributor.core.config import Settings
 from distributor.core.db import read_scope, session_scope
 from distributor.core.durable import fsync_dir
@@ -165,7 +164,7 @@ def build_site(
     filemodes.data_dir(settings.data_dir)  # 0711: the web server passes through to public/
     public.mkdir(exist_ok=True)
     where = (str(public.resolve()), settings.effective_database_url)
-    with _locked(public / ".site.lock"), _collector_paused():
+    with _locked(public / ".site.lock"), collector.paused():
         with _kept_lock:
             warm = _kept.pop(where, None)
         if force:
@@ -552,25 +551,6 @@ def _load(settings: Settings, ids: Sequence[int]) -> dict[int, Release]:
 
 
 # -- files -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for the block; reference counting still
-    frees what the block drops.
-
-    A build makes hundreds of thousands of objects that live until it ends (catalogue rows,
-    outputs, the loaded releases), and the collector scanned them again and again: a third
-    of a full build and half of a regeneration. What a build leaves in reference cycles is
-    small (its peak memory is the same) and is collected after it. Another thread's build
-    may end first and resume the collector early; that costs speed, never correctness."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
 
 
 @contextmanager
