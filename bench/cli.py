@@ -1,6 +1,10 @@
 """How long the ``distributor`` command takes, as a user sees it: whole processes of the
 venv's ``distributor`` entry point, from start to exit, for ``--help``, ``releases --help``,
-``topics list``, ``releases status ID`` and ``tokens list``.
+``topics list``, ``releases status ID`` and ``tokens list``; and for the long-running ones,
+from start until they serve: ``serve`` until ``GET /healthz`` answers 200, ``worker -c 2``
+until it logs that it is ready, and their memory a second later (PSS, the pool's children
+included); each then stopped, not timed. The CPU of every run (user + system, children
+included) is printed too: on a shared machine it blurs less than wall time.
 
 The commands that read the database run against a throwaway SQLite database made and
 migrated by this tree (two topics, 100 subscribers, the sample release, published), with
@@ -13,7 +17,7 @@ Typer app with the same groups printing its help and a group's (Typer loads pyda
 ``--base REV`` also times REV's code, from a git worktree made in a temp dir (removed on the
 way out), alternately with this tree's (base, this; then this, base…) so both see the same
 machine, and prints this ÷ base. A REV whose schema differs from this tree's fails on the
-commands that read the database. Prints figures; asserts nothing. About a minute.
+commands that read the database. Prints figures; asserts nothing. About two minutes.
 
     .venv/bin/python bench/cli.py                 # this tree, 5 runs each
     .venv/bin/python bench/cli.py --base d84dcad  # against d84dcad (make bench-cli BASE=…)
@@ -26,18 +30,22 @@ import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settin
 # isort: split
 import argparse
 import os
+import resource
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
 from _fixture import fresh_database, populate, settings_env
 from _report import code_state, say, table
 
@@ -90,6 +98,74 @@ def run(argv: list[str], env: dict[str, str], tree: Path) -> float:
     return seconds
 
 
+def run_until_ready(
+    argv: list[str], env: dict[str, str], tree: Path, ready: Callable[[Path], bool]
+) -> tuple[float, float]:
+    """Seconds from the start of ``argv`` (a long-running command, run with ``tree``'s code)
+    until ``ready(its log)``, and its memory a second later (``pss_mb``); then it is stopped
+    (SIGTERM to its process group) and waited for, not timed. Fails loudly if it exits
+    first or is not ready within a minute."""
+    log = Path(tempfile.mkdtemp(prefix="distributor-bench-cli-")) / "process.log"
+    try:
+        with log.open("wb") as out:
+            started = time.perf_counter()
+            proc = subprocess.Popen(argv, env={**env, "PYTHONPATH": str(tree)}, cwd=tree,
+                                    stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+            try:
+                while not ready(log):
+                    if proc.poll() is not None or time.perf_counter() - started > 60:
+                        said = log.read_text()
+                        raise RuntimeError(f"{' '.join(argv)} in {tree}: not ready\n{said}")
+                    time.sleep(0.02)
+                seconds = time.perf_counter() - started
+                time.sleep(1)  # a worker's pool children are still starting when it is ready
+                return seconds, pss_mb(proc.pid)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
+    finally:
+        shutil.rmtree(log.parent, ignore_errors=True)
+
+
+def pss_mb(pid: int) -> float:
+    """The proportional set size of process ``pid`` and its descendants, MiB: each page
+    counted once, shared pages split between the processes that share them (Linux)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        pid = todo.pop()
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1]) / 1024
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            todo += [int(child) for child in (task / "children").read_text().split()]
+    return total
+
+
+def answers(port: int) -> Callable[[Path], bool]:
+    """Whether ``distributor serve`` on ``port`` answers ``GET /healthz`` with 200."""
+
+    def ready(_log: Path) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    return ready
+
+
+def logged_ready(log: Path) -> bool:
+    """Whether a Celery worker's log says it is ready (``celery@HOST ready.``)."""
+    return b" ready." in log.read_bytes()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
 
@@ -137,6 +213,11 @@ def main() -> None:
             "releases status ID": ["releases", "status", str(dataset.release_id)],
             "tokens list": ["tokens", "list"],
         }
+        port = free_port()
+        serving = {
+            "serve: until /healthz answers": (["serve", "--port", str(port)], answers(port)),
+            "worker -c 2: until ready": (["worker", "-c", "2"], logged_ready),
+        }
         scratch = Path(tempfile.mkdtemp(prefix="distributor-bench-cli-"))
         bare = scratch / "bare_typer.py"
         bare.write_text(BARE_TYPER)
@@ -146,6 +227,8 @@ def main() -> None:
             "bare Typer app releases --help": [sys.executable, str(bare), "releases", "--help"],
         }
         times: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}  # the processes' own, children included
+        memory: dict[tuple[str, str], list[float]] = {}  # the long-running ones' PSS, MiB
         with worktree(args.base) if args.base else no_base() as base:
             trees = {"base": base, "this": REPO} if base else {"this": REPO}
             say("warming up (bytecode caches)")
@@ -157,6 +240,8 @@ def main() -> None:
                 check_code(tree, env)
                 for argv in commands.values():
                     run([str(DISTRIBUTOR), *argv], env, tree)
+                for argv, ready in serving.values():
+                    run_until_ready([str(DISTRIBUTOR), *argv], env, tree, ready)
             for argv in floors.values():
                 run(argv, env, REPO)
             for n in range(args.runs):
@@ -164,8 +249,17 @@ def main() -> None:
                 order = list(trees.items())[:: 1 if n % 2 == 0 else -1]  # base first, then this
                 for label, argv in commands.items():
                     for name, tree in order:
+                        was = children_cpu()
                         seconds = run([str(DISTRIBUTOR), *argv], env, tree)
                         times.setdefault((label, name), []).append(seconds)
+                        cpu.setdefault((label, name), []).append(children_cpu() - was)
+                for label, (argv, ready) in serving.items():
+                    for name, tree in order:
+                        was = children_cpu()
+                        seconds, pss = run_until_ready([str(DISTRIBUTOR), *argv], env, tree, ready)
+                        times.setdefault((label, name), []).append(seconds)
+                        cpu.setdefault((label, name), []).append(children_cpu() - was)
+                        memory.setdefault((label, name), []).append(pss)
                 for label, argv in floors.items():
                     times.setdefault((label, "floor"), []).append(run(argv, env, REPO))
         shutil.rmtree(scratch, ignore_errors=True)
@@ -176,7 +270,7 @@ def main() -> None:
     headers = ["command", *(f"base {args.base}" if n == "base" else "this tree" for n in names)]
     headers += [*(["this ÷ base"] if args.base else []), "goal"]
     rows = []
-    for label in commands:
+    for label in [*commands, *serving]:
         cells = [spread(times[(label, n)]) for n in names]
         median = statistics.median(times[(label, "this")])
         if args.base:
@@ -188,6 +282,32 @@ def main() -> None:
         figures = [""] * (len(names) - 1) + [spread(times[(label, "floor")])]
         rows.append([f"{label} (floor)", *figures, *([""] if args.base else []), ""])
     print(table(headers, rows))
+    # CPU blurs less than wall time on a shared machine. A long-running command's counts
+    # until it exits: its start, the few requests or polls before it is stopped, its stop.
+    print("\nCPU seconds (user + system) of the same runs, the process and its children:")
+    rows = []
+    for label in [*commands, *serving]:
+        cells = [spread(cpu[(label, n)]) for n in names]
+        if args.base:
+            this, base_cpu = cpu[(label, "this")], cpu[(label, "base")]
+            cells.append(f"{statistics.median(this) / statistics.median(base_cpu):.2f}")
+        rows.append([label.split(":")[0], *cells])
+    print(table(headers[:-1], rows))
+    print("\nMemory a second after it is ready: PSS of the process and its children, MiB:")
+    rows = []
+    for label in serving:
+        cells = [spread(memory[(label, n)]) for n in names]
+        if args.base:
+            this, base_pss = memory[(label, "this")], memory[(label, "base")]
+            cells.append(f"{statistics.median(this) / statistics.median(base_pss):.2f}")
+        rows.append([label.split(":")[0], *cells])
+    print(table(headers[:-1], rows))
+
+
+def children_cpu() -> float:
+    """The CPU seconds of this process's children waited for so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 if __name__ == "__main__":
