@@ -285,23 +285,24 @@ def main() -> None:
     # CPU blurs less than wall time on a shared machine. A long-running command's counts
     # until it exits: its start, the few requests or polls before it is stopped, its stop.
     print("\nCPU seconds (user + system) of the same runs, the process and its children:")
-    rows = []
-    for label in [*commands, *serving]:
-        cells = [spread(cpu[(label, n)]) for n in names]
-        if args.base:
-            this, base_cpu = cpu[(label, "this")], cpu[(label, "base")]
-            cells.append(f"{statistics.median(this) / statistics.median(base_cpu):.2f}")
-        rows.append([label.split(":")[0], *cells])
-    print(table(headers[:-1], rows))
+    print(table(headers[:-1], compared(cpu, [*commands, *serving], names)))
     print("\nMemory a second after it is ready: PSS of the process and its children, MiB:")
+    print(table(headers[:-1], compared(memory, list(serving), names)))
+
+
+def compared(
+    values: dict[tuple[str, str], list[float]], labels: list[str], names: list[str]
+) -> list[list[str]]:
+    """A table's rows: each label's figures per tree (``names``), with this ÷ base when
+    there is a base."""
     rows = []
-    for label in serving:
-        cells = [spread(memory[(label, n)]) for n in names]
-        if args.base:
-            this, base_pss = memory[(label, "this")], memory[(label, "base")]
-            cells.append(f"{statistics.median(this) / statistics.median(base_pss):.2f}")
+    for label in labels:
+        cells = [spread(values[(label, n)]) for n in names]
+        if "base" in names:
+            this, base = values[(label, "this")], values[(label, "base")]
+            cells.append(f"{statistics.median(this) / statistics.median(base):.2f}")
         rows.append([label.split(":")[0], *cells])
-    print(table(headers[:-1], rows))
+    return rows
 
 
 def children_cpu() -> float:
