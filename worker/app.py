@@ -40,6 +40,9 @@ secrets = configured_secrets(settings)  # what every log line of the worker mask
 # cyclic collector off (distributor.core.collector) until the process's imports are done, the
 # tasks' modules too, and before the pool forks: what they made is then kept out of every
 # later collection, in this process and in the pool's children, which share those pages.
+_frozen: list[int] = []  # how many objects, frozen at worker_init, said once it is ready
+
+
 @worker_init.connect
 def _worker_started(**_kwargs: Any) -> None:
     _frozen.append(collector.started())
@@ -58,9 +61,6 @@ def _beat_started(**_kwargs: Any) -> None:
 def _say_frozen(count: int) -> None:
     if count:
         log.info("start-up: %s objects kept out of garbage collection", f"{count:,}")
-
-
-_frozen: list[int] = []
 
 
 @worker_process_init.connect

@@ -57,6 +57,9 @@ def finish_start() -> None:
     3.12 freezes of its own start, which live as long as the process either way), and that
     program's collector on as before; a process about to exit freezes what is left anyway
     (``cli.commands._leave``)."""
+    # Through ``started`` even for a command that never reached it: freezing then
+    # unfreezing leaves what the command made in the oldest generation, where the next
+    # young collection (soon: the count of new objects grew all along) does not scan it.
     started()
     if _froze:
         _froze.clear()
