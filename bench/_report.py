@@ -1,12 +1,20 @@
-"""What the benchmarks print: progress lines, aligned tables, and which code was measured."""
+"""What the benchmarks print: progress lines, aligned tables, which code was measured, and
+the CPU of the processes they waited for."""
 
 from __future__ import annotations
 
 import hashlib
+import resource
 import statistics
 import sys
 import time
 from pathlib import Path
+
+
+def children_cpu() -> float:
+    """The CPU seconds (user + system) of this process's children waited for so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def say(text: str) -> None:

@@ -30,10 +30,8 @@ import _clean_env  # noqa: F401 - first: the developer's own DISTRIBUTOR_ settin
 # isort: split
 import argparse
 import os
-import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,8 +44,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+import psutil
 from _fixture import fresh_database, populate, settings_env
-from _report import code_state, say, table
+from _report import children_cpu, code_state, say, table
+from _sinks import free_port
 
 from distributor.core.db import session_scope
 from distributor.releases.lifecycle import mark_published
@@ -132,15 +132,9 @@ def run_until_ready(
 def pss_mb(pid: int) -> float:
     """The proportional set size of process ``pid`` and its descendants, MiB: each page
     counted once, shared pages split between the processes that share them (Linux)."""
-    total, todo = 0.0, [pid]
-    while todo:
-        pid = todo.pop()
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                total += int(line.split()[1]) / 1024
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            todo += [int(child) for child in (task / "children").read_text().split()]
-    return total
+    top = psutil.Process(pid)
+    processes = [top, *top.children(recursive=True)]
+    return float(sum(p.memory_full_info().pss for p in processes)) / 2**20
 
 
 def answers(port: int) -> Callable[[Path], bool]:
@@ -158,12 +152,6 @@ def answers(port: int) -> Callable[[Path], bool]:
 def logged_ready(log: Path) -> bool:
     """Whether a Celery worker's log says it is ready (``celery@HOST ready.``)."""
     return b" ready." in log.read_bytes()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def spread(values: list[float]) -> str:
@@ -303,12 +291,6 @@ def compared(
             cells.append(f"{statistics.median(this) / statistics.median(base):.2f}")
         rows.append([label.split(":")[0], *cells])
     return rows
-
-
-def children_cpu() -> float:
-    """The CPU seconds of this process's children waited for so far."""
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return used.ru_utime + used.ru_stime
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ sys.path.insert(0, str(REPO))  # tests.nginx_conf: the compose nginx config, run
 import httpx  # noqa: E402
 from _feeds_data import Populated, populate_releases  # noqa: E402
 from _fixture import SAMPLE, fresh_database, settings_for  # noqa: E402
-from _report import code_state, say, table  # noqa: E402
+from _report import children_cpu, code_state, say, table  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from distributor.core.config import Settings, environment_for  # noqa: E402
@@ -124,17 +124,12 @@ def _describe(report: BuildReport) -> str:
     )
 
 
-def _children_cpu() -> float:
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return used.ru_utime + used.ru_stime
-
-
 def _timed(name: str, call: str, build: Callable[[], BuildReport], goal: float = 0) -> Step:
     # CPU: this process's and its children's (a full build renders in forked children).
-    started, cpu_started = time.perf_counter(), time.process_time() + _children_cpu()
+    started, cpu_started = time.perf_counter(), time.process_time() + children_cpu()
     report = build()
     seconds = time.perf_counter() - started
-    cpu = time.process_time() + _children_cpu() - cpu_started
+    cpu = time.process_time() + children_cpu() - cpu_started
     mark = f"< {goal:g} s {'✓' if seconds < goal else '✗'}" if goal else "—"
     say(f"{name}: {seconds:.2f} s, {cpu:.2f} s CPU ({_describe(report)})")
     return Step(name, call, seconds, cpu, _describe(report), mark)
@@ -170,10 +165,10 @@ def _command_builds(settings: Settings, runs: int, releases: int) -> Step:
     walls, cpus, builds, said = [], [], [], ""
     for n in range(runs + runs % 2):  # an even number: the last puts the site URL back
         site_url = moved if n % 2 == 0 else settings.site_url
-        cpu_started, started = _children_cpu(), time.perf_counter()
+        cpu_started, started = children_cpu(), time.perf_counter()
         done = subprocess.run(argv, env={**env, "DISTRIBUTOR_SITE_URL": site_url},
                               capture_output=True, text=True, check=True)  # fmt: skip
-        wall, cpu = time.perf_counter() - started, _children_cpu() - cpu_started
+        wall, cpu = time.perf_counter() - started, children_cpu() - cpu_started
         found = re.search(r"(\d[\d,]*) written.*\(([\d.]+) s(?:, (\d+) processes)?", done.stdout)
         if found is None:
             raise RuntimeError(f"unexpected output of {' '.join(argv)}: {done.stdout!r}")
