@@ -1,5 +1,5 @@
-"""A real browser and a real web server for journey tests: Debian's headless Chromium driven
-by Playwright, and `distributor serve` as a subprocess."""
+"""A real browser for journey tests: Debian's headless Chromium driven by Playwright (the web
+app they visit: tests/web_server.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import contextlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +19,6 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from distributor.core.config import Settings
-from tests.processes import running_serve, settings_env
 from tests.tools import AXE, CHROMIUM
 
 CHROMIUM_ARGS = [
@@ -105,15 +102,6 @@ def chromium_people(count: int, **context_options: Any) -> Iterator[list[Browser
         for context in contexts:
             if browser.is_connected():
                 context.close()
-
-
-@contextmanager
-def running_server(settings: Settings, port: int, log_dir: Path) -> Iterator[str]:
-    """`distributor serve --port PORT` for ``settings``; yields its base URL once it answers."""
-    base = f"http://127.0.0.1:{port}"
-    env = settings_env(settings, DISTRIBUTOR_LOG_LEVEL="INFO")
-    with running_serve(env, log_dir / "serve.log", port, stop_timeout=10):
-        yield base
 
 
 def link_in(text: str, base: str, path: str) -> str:

@@ -1,8 +1,8 @@
 """The press office's dashboard in a real browser (Debian's headless Chromium, Playwright)
-against the real app (`distributor serve`), a real worker on the test Redis and a real SMTP
-server: log in as a named publisher through the form, open a draft release, publish it, and
-watch its progress bar reach 100% without reloading the page (the dashboard's script polls
-progress.json); every subscriber gets exactly one message.
+against the real app over HTTP (served as `distributor serve` serves it), a real worker on the
+test Redis and a real SMTP server: log in as a named publisher through the form, open a draft
+release, publish it, and watch its progress bar reach 100% without reloading the page (the
+dashboard's script polls progress.json); every subscriber gets exactly one message.
 
 Full-page screenshots are kept in tests/artifacts/admin/."""
 
@@ -27,13 +27,13 @@ from tests.browser import (
     accessibility_problems,
     chromium,
     fill_login,
-    running_server,
 )
 from tests.corrections import send_release
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import running_worker, wait_until
 from tests.redis_db import empty
 from tests.smtp_server import SMTPServer
+from tests.web_server import running_server
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "admin"
 pytestmark = pytest.mark.needs("chromium", "axe")
@@ -62,7 +62,7 @@ def artifacts() -> Path:
 def live(
     sqlite_settings: Settings, redis_url: str, smtp_server: SMTPServer, tmp_path: Path
 ) -> Iterator[tuple[Settings, str, str]]:
-    """`distributor serve` (no worker yet: the test starts it), 200 confirmed subscribers,
+    """The web app (no worker yet: the test starts it), 200 confirmed subscribers,
     a publisher's account, the run's Redis database emptied; yields (settings, base URL,
     the account's address)."""
     port = free_port()
@@ -86,7 +86,7 @@ def live(
     with session_scope(settings) as session:
         create_user(session, PUBLISHER, "publisher", PASSWORD, name="Camille Martin")
     empty(redis_url)  # no task of an earlier test
-    with running_server(settings, port, tmp_path / "logs") as base:
+    with running_server(settings, port) as base:
         yield settings, base, PUBLISHER
 
 

@@ -22,9 +22,10 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from distributor.core.config import Settings
 from distributor.web import create_app
 from distributor.web.swagger import ASSET_DIR
-from tests.browser import DESKTOP, chromium, running_server
+from tests.browser import DESKTOP, chromium
 from tests.helpers import free_port
 from tests.processes import NO_BROKER
+from tests.web_server import running_server
 
 YEAR = "public, max-age=31536000, immutable"
 
@@ -107,7 +108,7 @@ def test_the_docs_work_in_a_browser_with_no_other_host_reachable(
         update={"site_url": f"http://127.0.0.1:{port}", "broker_url": redis_url}
     )
     with (
-        running_server(s, port, s.data_dir / "logs") as base,
+        running_server(s, port) as base,
         chromium(viewport=DESKTOP) as browser,
     ):
         elsewhere: list[str] = []

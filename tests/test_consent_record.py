@@ -1,10 +1,10 @@
-"""The GDPR consent record of a web-form subscription, end to end: a real `distributor serve`
-and `distributor worker`, the form fetched and sent over TCP by an HTTP client with its own
-User-Agent, the confirmation email received by a real SMTP server and its link followed.
-The record is read back through the product's own access export (`subscribers export
---email`): the peer's address as the server saw it (not a header the client wrote), the
-User-Agent of the browser that sent the form, the form's version and the time of the
-request — kept on the request while it waits, and on the subscriber once confirmed."""
+"""The GDPR consent record of a web-form subscription, end to end: the web app served over HTTP
+as `distributor serve` serves it, a real `distributor worker`, the form fetched and sent over
+TCP by an HTTP client with its own User-Agent, the confirmation email received by a real SMTP
+server and its link followed. The record is read back through the product's own access export
+(`subscribers export --email`): the peer's address as the server saw it (not a header the
+client wrote), the User-Agent of the browser that sent the form, the form's version and the
+time of the request — kept on the request while it waits, and on the subscriber once confirmed."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ import pytest
 
 from distributor.audience.subscription import FORM_VERSION
 from distributor.core.config import Settings
-from tests.browser import link_in, running_server
+from tests.browser import link_in
 from tests.helpers import add_topics, csrf_of, free_port
 from tests.processes import invoke_cli, running_worker, wait_until
 from tests.smtp_server import SMTPServer
+from tests.web_server import running_server
 
 # What the journalist's browser says it is; the confirmation is clicked from another device.
 FORM_AGENT = "Mozilla/5.0 (X11; Linux x86_64) ConsentProbe/3.1 form-7f3a"
@@ -42,7 +43,7 @@ class Live:
 def live(
     sqlite_settings: Settings, redis_url: str, smtp_server: SMTPServer, tmp_path: Path
 ) -> Iterator[Live]:
-    """`distributor serve` on a free port (its own address as the site URL, so the email's
+    """The web app served on a free port (its own address as the site URL, so the email's
     links lead back to it) and one worker, on this run's Redis, sending to ``smtp_server``."""
     port = free_port()
     s = sqlite_settings.model_copy(
@@ -52,7 +53,7 @@ def live(
     add_topics(s, "climate", "science")
     with (
         running_worker(s, tmp_path / "logs", concurrency=1),
-        running_server(s, port, tmp_path / "logs") as base,
+        running_server(s, port) as base,
     ):
         yield Live(s, base, smtp_server)
 

@@ -26,6 +26,7 @@ from distributor.office.accounts import create_user
 from tests.browser import accessibility_problems, chromium, chromium_people, fill_login
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import running_serve, settings_env
+from tests.web_server import running_server
 
 pytestmark = pytest.mark.needs("chromium", "axe")
 PASSWORD = "correct horse battery staple"
@@ -62,9 +63,8 @@ def port_of(settings: Settings) -> int:
 
 
 @pytest.fixture
-def served(office: Settings, tmp_path: Path) -> Iterator[str]:
-    env = settings_env(office, DISTRIBUTOR_LOG_LEVEL="INFO")
-    with running_serve(env, tmp_path / "serve.log", port_of(office), stop_timeout=10):
+def served(office: Settings) -> Iterator[str]:
+    with running_server(office, port_of(office)):
         yield office.site_url
 
 

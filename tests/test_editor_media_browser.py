@@ -1,9 +1,9 @@
 """Dropping files on the release form in a real browser (Debian's headless Chromium,
-Playwright) against the real app (`distributor serve`): each file is uploaded at once, its
-row appears in the form with its thumbnail, a refused one says why, and the form saves the
-image with its alt text and credit. axe-core finds no serious or critical violation on the
-form with an image, at a phone's width and a desktop's, and nothing is wider than the
-screen."""
+Playwright) against the real app over HTTP (served as `distributor serve` serves it): each file
+is uploaded at once, its row appears in the form with its thumbnail, a refused one says why,
+and the form saves the image with its alt text and credit. axe-core finds no serious or
+critical violation on the form with an image, at a phone's width and a desktop's, and nothing
+is wider than the screen."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from tests.browser import (
     chromium,
     fill_login,
     loaded_width,
-    running_server,
 )
 from tests.helpers import add_topics, free_port
+from tests.web_server import running_server
 
 pytestmark = pytest.mark.needs("chromium", "axe")
 WRITER, PASSWORD = "tom.writer@example.org", "correct horse battery staple"
@@ -54,7 +54,7 @@ def served(
     add_topics(settings, "climate")
     with session_scope(settings) as session:
         create_user(session, WRITER, "writer", PASSWORD, name="Tom Writer")
-    with running_server(settings, port, tmp_path / "logs") as base:
+    with running_server(settings, port) as base:
         yield base, settings
 
 

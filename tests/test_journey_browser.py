@@ -1,7 +1,7 @@
 """A journalist's whole journey in a real browser (Debian's headless Chromium, Playwright)
-against the real app (`distributor serve`), a real worker on the test Redis and a real SMTP
-server: find the form on the newsroom, subscribe by keyboard alone, confirm from the email,
-receive a release, leave in one click (RFC 8058), receive nothing more.
+against the real app over HTTP (served as `distributor serve` serves it), a real worker on the
+test Redis and a real SMTP server: find the form on the newsroom, subscribe by keyboard alone,
+confirm from the email, receive a release, leave in one click (RFC 8058), receive nothing more.
 
 Screenshots of every page are kept in tests/artifacts/journey/ (phone width; the form also
 at a desktop width)."""
@@ -31,12 +31,12 @@ from tests.browser import (
     chromium,
     focused,
     link_in,
-    running_server,
     visit,
 )
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.processes import running_worker, wait_until
 from tests.smtp_server import SMTPServer
+from tests.web_server import running_server
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "journey"
 pytestmark = pytest.mark.needs("chromium", "axe")
@@ -57,7 +57,7 @@ def artifacts() -> Path:
 def live(
     sqlite_settings: Settings, redis_url: str, smtp_server: SMTPServer, tmp_path: Path
 ) -> Iterator[tuple[Settings, str]]:
-    """A worker and `distributor serve` on one settings, every email link pointing at the
+    """A worker and the web app on one settings, every email link pointing at the
     server; yields (settings, base URL)."""
     port = free_port()
     settings = sqlite_settings.model_copy(
@@ -72,7 +72,7 @@ def live(
     add_subscribers(settings, [(CONTROL, "Control", "fr", "climate")])
     with (
         running_worker(settings, tmp_path / "logs"),
-        running_server(settings, port, tmp_path / "logs") as base,
+        running_server(settings, port) as base,
     ):
         yield settings, base
 

@@ -1,4 +1,5 @@
-"""The API's body limits, at the byte, against a real `distributor serve`: a subscriber (any
+"""The API's body limits, at the byte, against the app served over HTTP as `distributor serve`
+serves it (tests/browser.py: running_server): a subscriber (any
 JSON route) is read up to 64 KiB, a release up to 4 MiB, an image up to 20 MiB (its
 multipart framing up to 64 KiB more). One byte more is 413 with the API's error shape,
 whether the length is declared or the body comes in chunks, and nothing is stored — though
@@ -25,8 +26,8 @@ from distributor.core.config import Settings, load_settings
 from distributor.core.db import dispose_engines, session_scope, upgrade
 from distributor.core.models import Release, Subscriber
 from distributor.releases.media import media_root
-from tests.browser import running_server
 from tests.helpers import TEST_SECRET_KEY, add_topics, free_port
+from tests.web_server import running_server
 
 KIB, MIB = 1024, 1024 * 1024
 
@@ -66,7 +67,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
     add_topics(s, "climate")
     with session_scope(s) as session:
         token = create_token(session, "desk", ["subscribers", "releases"])
-    with running_server(s, port, base / "logs") as url:
+    with running_server(s, port) as url:
         yield Served(s, url, token)
     dispose_engines()
 

@@ -12,8 +12,9 @@ import pytest
 from distributor.core.config import Settings
 from distributor.core.db import session_scope
 from distributor.releases.lifecycle import mark_published
-from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, running_server, visit
+from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, visit
 from tests.helpers import add_topics, free_port, make_release
+from tests.web_server import running_server
 
 pytestmark = pytest.mark.needs("chromium", "axe")
 
@@ -24,7 +25,7 @@ TITLES = {"en": "Agency signs agreement", "fr": "L'Agence signe un accord"}
 def served(
     sqlite_settings: Settings, redis_url: str, tmp_path: Path
 ) -> Iterator[tuple[Settings, str]]:
-    """`distributor serve` over SQLite with one published release in each language."""
+    """The web app over SQLite with one published release in each language."""
     port = free_port()
     settings = sqlite_settings.model_copy(
         update={
@@ -38,7 +39,7 @@ def served(
         made = make_release(settings, title=title, lang=lang, slug=f"agreement-{lang}")
         with session_scope(settings) as session:
             mark_published(session, made.id)
-    with running_server(settings, port, tmp_path / "logs") as base:
+    with running_server(settings, port) as base:
         yield settings, base
 
 

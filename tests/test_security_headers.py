@@ -23,9 +23,10 @@ from distributor.core.models import Subscriber
 from distributor.core.urls import confirm_url, preferences_url, unsubscribe_url
 from distributor.web import create_app
 from distributor.web.headers import DOCS_CSP, page_csp
-from tests.browser import chromium, running_server
+from tests.browser import chromium
 from tests.helpers import free_port, published_site
 from tests.processes import NO_BROKER
+from tests.web_server import running_server
 
 
 @pytest.fixture
@@ -129,7 +130,7 @@ def test_the_pages_still_look_and_work_the_same_under_their_csp(
     )
     published_site(s)
     links = personal_links(s)
-    with running_server(s, port, s.data_dir / "logs") as base, chromium() as browser:
+    with running_server(s, port) as base, chromium() as browser:
         page = browser.new_page()
         violations: list[str] = []
         page.on("console", lambda m: violations.append(m.text) if "Content Security" in m.text

@@ -21,7 +21,6 @@ from tests.browser import (
     accessibility_problems,
     checked_at_both_widths,
     chromium,
-    running_server,
     visit,
 )
 from tests.corrections import html_part
@@ -34,6 +33,7 @@ from tests.helpers import (
     subscriber_row,
 )
 from tests.subscription_requests import confirm_path, run_confirmations
+from tests.web_server import running_server
 
 pytestmark = pytest.mark.needs("chromium", "axe")
 PEOPLE = {"en": "ann@example.com", "fr": "zoe@example.com"}
@@ -43,7 +43,7 @@ PEOPLE = {"en": "ann@example.com", "fr": "zoe@example.com"}
 def served(
     sqlite_settings: Settings, redis_url: str, tmp_path: Path
 ) -> Iterator[tuple[Settings, str]]:
-    """`distributor serve` over SQLite, three topics, Ann (English) and Zoé (French)
+    """The web app over SQLite, three topics, Ann (English) and Zoé (French)
     subscribed to climate."""
     port = free_port()
     settings = sqlite_settings.model_copy(
@@ -56,7 +56,7 @@ def served(
     empty_queue_and_limits(redis_url)  # no wake-up left by another test's requests
     add_topics(settings, "climate", "science", "space")
     add_subscribers(settings, [(email, "", lang, "climate") for lang, email in PEOPLE.items()])
-    with running_server(settings, port, tmp_path / "logs") as base:
+    with running_server(settings, port) as base:
         yield settings, base
 
 

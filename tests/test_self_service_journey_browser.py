@@ -1,7 +1,7 @@
-"""A new journalist's whole self-service journey, once in English and once in French, in a
-real browser (Debian's Chromium, its locale en-GB or fr-FR) against `distributor serve`,
-with the real confirmation emails from the Maildir outbox (issue 15, "Self-service that
-never strands anyone").
+"""A new journalist's whole self-service journey, once in English and once in French, in a real
+browser (Debian's Chromium, its locale en-GB or fr-FR) against the web app as `distributor
+serve` serves it, with the real confirmation emails from the Maildir outbox (issue 15,
+"Self-service that never strands anyone").
 
 The newsroom at ``/`` speaks the browser's language and leads to the form; the form says
 what the address is for, links to the privacy policy and offers "all topics"; "check your
@@ -41,7 +41,6 @@ from tests.browser import (
     checked_at_both_widths,
     chromium,
     link_in,
-    running_server,
     visit,
 )
 from tests.corrections import html_part, text_part
@@ -54,6 +53,7 @@ from tests.helpers import (
     subscriber_row,
 )
 from tests.subscription_requests import confirm_path, run_confirmations
+from tests.web_server import running_server
 
 pytestmark = pytest.mark.needs("chromium", "axe")
 LOCALES = {"en": "en-GB", "fr": "fr-FR"}
@@ -68,7 +68,7 @@ PUBLISHED = {"en": "Agency maps the bay", "fr": "L'Agence cartographie la baie"}
 def newsroom(
     sqlite_settings: Settings, redis_url: str, tmp_path: Path
 ) -> Iterator[tuple[Settings, str]]:
-    """`distributor serve` over SQLite with a privacy policy, three topics, one release
+    """The web app over SQLite with a privacy policy, three topics, one release
     published in each language and the newsroom built; yields (settings, base URL)."""
     port = free_port()
     settings = sqlite_settings.model_copy(
@@ -88,7 +88,7 @@ def newsroom(
         with session_scope(settings) as session:
             mark_published(session, release.id)
     builder.regenerate_site(settings)
-    with running_server(settings, port, tmp_path / "logs") as base:
+    with running_server(settings, port) as base:
         yield settings, base
 
 

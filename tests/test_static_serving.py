@@ -64,7 +64,10 @@ class Server:
 
 @contextmanager
 def serving(factory: pytest.TempPathFactory, name: str, **overrides: object) -> Iterator[Server]:
-    """A migrated SQLite database, an empty site, and `distributor serve` on a free port."""
+    """A migrated SQLite database, an empty site, and `distributor serve` on a free port: the
+    command's own process, where the browser tests serve the app from theirs
+    (tests/web_server.py), so that its options (no proxy headers, no server header) are
+    checked as the command sets them."""
     base = factory.mktemp(name)
     settings = load_settings(
         data_dir=base / "var",
@@ -316,7 +319,9 @@ def test_a_client_polling_a_feed_too_often_gets_429_with_retry_after(
 
 
 def test_dynamic_routes_still_answer_behind_the_files(server: Server) -> None:
-    assert server.client.get("/healthz").text == "ok\n"
+    health = server.client.get("/healthz")
+    assert health.text == "ok\n"
+    assert "server" not in health.headers  # `serve` tells no one it runs uvicorn
     add_topics(server.settings, "dynamic-routes")  # with no topic, a notice stands instead
     form = server.client.get("/subscribe")
     assert form.status_code == 200 and "<form" in form.text

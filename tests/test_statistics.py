@@ -25,7 +25,7 @@ from distributor.reporting import counting
 from distributor.reporting.statistics import release_statistics
 from distributor.reporting.stats_flush import FLUSHING_PREFIX, flush_statistics
 from tests.helpers import free_port, writer_token
-from tests.processes import NO_BROKER, invoke_cli, running_serve, settings_env, wait_until
+from tests.processes import NO_BROKER, invoke_cli, wait_until
 from tests.statistics_samples import (
     CLIENT_IP,
     HEADERS,
@@ -34,6 +34,7 @@ from tests.statistics_samples import (
     published_with_files,
     stored_counts,
 )
+from tests.web_server import running_server
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def test_fetches_are_counted_per_hour_flushed_once_and_nothing_personal_is_kept(
     feed = "/feeds/en/releases.atom"
     slug_html = counted.page.removeprefix("/") + ".html"
     with (
-        running_serve(settings_env(s), tmp_path / "serve.log", port),
+        running_server(s, port),
         httpx.Client(
             base_url=f"http://127.0.0.1:{port}", transport=transport, headers=HEADERS
         ) as web,
@@ -290,7 +291,6 @@ def test_the_release_pages_chart_passes_axe_in_a_browser(
 ) -> None:
     from distributor.core.models import utcnow
     from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, fill_login
-    from tests.browser import running_server as running_app
 
     port = free_port()
     s = sqlite_settings.model_copy(
@@ -308,7 +308,7 @@ def test_the_release_pages_chart_passes_axe_in_a_browser(
         session.add(
             PublicStat(subject=site.document[1:], kind=counting.DOCUMENT, hour=hour, count=4)
         )
-    with running_app(s, port, tmp_path) as base:
+    with running_server(s, port) as base:
         for viewport in (PHONE, DESKTOP):
             with chromium(viewport=viewport) as browser:
                 page = browser.new_page()

@@ -64,8 +64,9 @@ from tests.browser import (
 )
 from tests.corrections import html_part, text_part
 from tests.helpers import add_subscribers, add_topics, free_port
-from tests.processes import running_serve, running_worker, settings_env, wait_until
+from tests.processes import running_worker, wait_until
 from tests.smtp_server import Received, SMTPServer
+from tests.web_server import running_server
 
 pytestmark = pytest.mark.needs("chromium", "axe")
 PASSWORD = "correct horse battery staple"
@@ -166,11 +167,7 @@ def office(
     )
     with session_scope(settings) as session:
         create_user(session, ADMIN, "admin", PASSWORD, name="Inès García")
-    env = settings_env(settings, DISTRIBUTOR_LOG_LEVEL="INFO")
-    with (
-        running_worker(settings, tmp_path / "logs"),
-        running_serve(env, tmp_path / "logs" / "serve.log", port, stop_timeout=10),
-    ):
+    with running_worker(settings, tmp_path / "logs"), running_server(settings, port):
         yield Office(settings, settings.site_url, [])
 
 

@@ -1,11 +1,10 @@
-"""Every page of the press workspace in a real browser (Debian's headless Chromium,
-Playwright) against the real app (`distributor serve`), at a phone's width (390 px) and a
-desktop's (1280 px): the login form, the dashboard, the list of releases, a release, its
-withdraw form and correction form, the editor, the publish step, the accounts page, the
-address book of press contacts (and one entry's form), the office's settings and an
-invitation's page. On
-each, axe-core finds no serious or critical violation, every control is labelled, and
-nothing is wider than the screen (issue 14).
+"""Every page of the press workspace in a real browser (Debian's headless Chromium, Playwright)
+against the real app over HTTP (served as `distributor serve` serves it), at a phone's width
+(390 px) and a desktop's (1280 px): the login form, the dashboard, the list of releases, a
+release, its withdraw form and correction form, the editor, the publish step, the accounts
+page, the address book of press contacts (and one entry's form), the office's settings and an
+invitation's page. On each, axe-core finds no serious or critical violation, every control is
+labelled, and nothing is wider than the screen (issue 14).
 
 The login, dashboard, releases, release, editor and accounts pages are saved, full page, as
 PAGE-WIDTH.png in tests/artifacts/workspace/, or in the folder DISTRIBUTOR_TEST_SCREENSHOTS
@@ -34,10 +33,11 @@ from distributor.office.contacts import add_contact
 from distributor.office.identity import update_identity
 from distributor.office.invitations import invite
 from distributor.releases.lifecycle import duplicate
-from tests.browser import accessibility_problems, chromium, fill_login, running_server
+from tests.browser import accessibility_problems, chromium, fill_login
 from tests.corrections import send_release
 from tests.helpers import add_subscribers, add_topics, free_port, make_release
 from tests.smtp_server import SMTPServer
+from tests.web_server import running_server
 
 pytestmark = pytest.mark.needs("chromium", "axe")
 SCREENSHOTS = Path(
@@ -61,7 +61,7 @@ OPEN_DETAILS = """() => {
 def workspace(
     sqlite_settings: Settings, redis_url: str, smtp_server: SMTPServer, tmp_path: Path
 ) -> Iterator[tuple[str, dict[str, str]]]:
-    """`distributor serve` with what a press office has after a few weeks: topics in two
+    """The web app with what a press office has after a few weeks: topics in two
     languages, subscribers, a release sent to them, a draft, a colleague, an invitation
     pending, its sweep running. Yields (base URL, {page name: its path})."""
     port = free_port()
@@ -123,7 +123,7 @@ def workspace(
         "accreditations": "/admin/accreditations",
     }
     heartbeat.record(settings, redis_url)  # as a running `distributor beat` keeps it
-    with running_server(settings, port, tmp_path / "logs") as base:
+    with running_server(settings, port) as base:
         yield base, paths
 
 

@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -245,11 +245,21 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        access_log=access_log,
-        proxy_headers=proxy_headers,
-        forwarded_allow_ips=forwarded_allow_ips if proxy_headers else None,
-        server_header=False,  # no "server: uvicorn": nothing to learn, one header less
+        **server_options(access_log, proxy_headers, forwarded_allow_ips),
     )
+
+
+def server_options(
+    access_log: bool = False, proxy_headers: bool = False, forwarded_allow_ips: str = "127.0.0.1"
+) -> dict[str, Any]:
+    """uvicorn's options as `serve` gives them for its flags (the defaults: serve's own);
+    tests/browser.py serves the app in a test's process with them."""
+    return {
+        "access_log": access_log,
+        "proxy_headers": proxy_headers,
+        "forwarded_allow_ips": forwarded_allow_ips if proxy_headers else None,
+        "server_header": False,  # no "server: uvicorn": nothing to learn, one header less
+    }
 
 
 def demo(
