@@ -112,13 +112,14 @@ def invoke_main(
     return subprocess.CompletedProcess(["distributor", *args], status, out, err)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``check`` until it is true; fail the test after ``timeout`` seconds."""
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll ``check`` every ``interval`` seconds until it is true; fail the test after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 @contextmanager

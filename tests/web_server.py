@@ -34,7 +34,9 @@ def running_server(settings: Settings, port: int) -> Iterator[str]:
     thread = threading.Thread(target=server.run, name=f"serve-{port}", daemon=True)
     thread.start()
     try:
-        wait_until(lambda: server.started or not thread.is_alive(), 60, "the web app to listen")
+        # A flag read, not a request: asked often, it costs nothing and loses no time.
+        wait_until(lambda: server.started or not thread.is_alive(), 60, "the web app to listen",
+                   interval=0.01)  # fmt: skip
         assert server.started, f"the web app did not start on port {port}"
         yield f"http://127.0.0.1:{port}"
     finally:
