@@ -1,10 +1,10 @@
 """The API's body limits, at the byte, against the app served over HTTP as `distributor serve`
-serves it (tests/browser.py: running_server): a subscriber (any
-JSON route) is read up to 64 KiB, a release up to 4 MiB, an image up to 20 MiB (its
-multipart framing up to 64 KiB more). One byte more is 413 with the API's error shape,
-whether the length is declared or the body comes in chunks, and nothing is stored — though
-each refused body is a valid request that would have been (whitespace pads the JSON; an
-image may carry bytes after its end), as the same body at the limit shows."""
+serves it (tests/web_server.py): a subscriber (any JSON route) is read up to 64 KiB, a release
+up to 4 MiB, an image up to 20 MiB (its multipart framing up to 64 KiB more). One byte more is
+413 with the API's error shape, whether the length is declared or the body comes in chunks, and
+nothing is stored — though each refused body is a valid request that would have been
+(whitespace pads the JSON; an image may carry bytes after its end), as the same body at the
+limit shows."""
 
 from __future__ import annotations
 

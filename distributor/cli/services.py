@@ -253,7 +253,7 @@ def server_options(
     access_log: bool = False, proxy_headers: bool = False, forwarded_allow_ips: str = "127.0.0.1"
 ) -> dict[str, Any]:
     """uvicorn's options as `serve` gives them for its flags (the defaults: serve's own);
-    tests/browser.py serves the app in a test's process with them."""
+    tests/web_server.py serves the app in a test's process with them."""
     return {
         "access_log": access_log,
         "proxy_headers": proxy_headers,
