@@ -60,7 +60,7 @@ def artifacts() -> Path:
 
 @pytest.fixture
 def live(
-    sqlite_settings: Settings, redis_url: str, smtp_server: SMTPServer, tmp_path: Path
+    sqlite_settings: Settings, redis_url: str, smtp_server: SMTPServer
 ) -> Iterator[tuple[Settings, str, str]]:
     """The web app (no worker yet: the test starts it), 200 confirmed subscribers,
     a publisher's account, the run's Redis database emptied; yields (settings, base URL,

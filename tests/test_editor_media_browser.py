@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -44,9 +43,7 @@ DROP = """([bytes, name, type]) => {
 
 
 @pytest.fixture
-def served(
-    sqlite_settings: Settings, redis_url: str, tmp_path: Path
-) -> Iterator[tuple[str, Settings]]:
+def served(sqlite_settings: Settings, redis_url: str) -> Iterator[tuple[str, Settings]]:
     port = free_port()
     settings = sqlite_settings.model_copy(
         update={"broker_url": redis_url, "site_url": f"http://127.0.0.1:{port}"}

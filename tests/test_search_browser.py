@@ -5,7 +5,6 @@ release itself."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,9 +21,7 @@ TITLES = {"en": "Agency signs agreement", "fr": "L'Agence signe un accord"}
 
 
 @pytest.fixture
-def served(
-    sqlite_settings: Settings, redis_url: str, tmp_path: Path
-) -> Iterator[tuple[Settings, str]]:
+def served(sqlite_settings: Settings, redis_url: str) -> Iterator[tuple[Settings, str]]:
     """The web app over SQLite with one published release in each language."""
     port = free_port()
     settings = sqlite_settings.model_copy(

@@ -7,7 +7,6 @@ ticks that topic, and a refused address is said in the page's language."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -40,9 +39,7 @@ PEOPLE = {"en": "ann@example.com", "fr": "zoe@example.com"}
 
 
 @pytest.fixture
-def served(
-    sqlite_settings: Settings, redis_url: str, tmp_path: Path
-) -> Iterator[tuple[Settings, str]]:
+def served(sqlite_settings: Settings, redis_url: str) -> Iterator[tuple[Settings, str]]:
     """The web app over SQLite, three topics, Ann (English) and Zoé (French)
     subscribed to climate."""
     port = free_port()

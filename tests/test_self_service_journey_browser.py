@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, Response
@@ -65,9 +64,7 @@ PUBLISHED = {"en": "Agency maps the bay", "fr": "L'Agence cartographie la baie"}
 
 
 @pytest.fixture
-def newsroom(
-    sqlite_settings: Settings, redis_url: str, tmp_path: Path
-) -> Iterator[tuple[Settings, str]]:
+def newsroom(sqlite_settings: Settings, redis_url: str) -> Iterator[tuple[Settings, str]]:
     """The web app over SQLite with a privacy policy, three topics, one release
     published in each language and the newsroom built; yields (settings, base URL)."""
     port = free_port()

@@ -9,7 +9,6 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -100,7 +99,7 @@ def hour_counts(url: str) -> dict[str, int]:
 
 
 def test_fetches_are_counted_per_hour_flushed_once_and_nothing_personal_is_kept(
-    counted: Site, redis_url: str, tmp_path: Path
+    counted: Site, redis_url: str
 ) -> None:
     s = counted.settings
     port = free_port()
@@ -287,7 +286,7 @@ def test_the_workspace_shows_the_counts_per_day_in_a_chart_and_a_table(
 
 @pytest.mark.needs("chromium", "axe")
 def test_the_release_pages_chart_passes_axe_in_a_browser(
-    sqlite_settings: Settings, redis_url: str, tmp_path: Path
+    sqlite_settings: Settings, redis_url: str
 ) -> None:
     from distributor.core.models import utcnow
     from tests.browser import DESKTOP, PHONE, accessibility_problems, chromium, fill_login

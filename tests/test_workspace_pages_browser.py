@@ -59,7 +59,7 @@ OPEN_DETAILS = """() => {
 
 @pytest.fixture
 def workspace(
-    sqlite_settings: Settings, redis_url: str, smtp_server: SMTPServer, tmp_path: Path
+    sqlite_settings: Settings, redis_url: str, smtp_server: SMTPServer
 ) -> Iterator[tuple[str, dict[str, str]]]:
     """The web app with what a press office has after a few weeks: topics in two
     languages, subscribers, a release sent to them, a draft, a colleague, an invitation
